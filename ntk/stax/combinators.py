@@ -1,0 +1,276 @@
+"""Combinators: compose layers into networks (neural-tangents' names).
+
+``serial`` chains layers; ``FanOut(n)`` copies its input into ``n`` branches,
+``parallel`` applies one layer per branch, and ``FanInSum``, ``FanInProd`` and
+``FanInConcat`` merge branches. Branches have independent weights, so their
+outputs are independent Gaussian processes in the infinite-width limit and the
+kernels of a merge follow from the branch kernels alone:
+
+* sum:     K = Σ_b K_b,                         Θ = Σ_b Θ_b
+* product: K = Π_b K_b,                         Θ = Σ_b Θ_b Π_{c≠b} K_c
+* concat (channels C_b): K = Σ_b C_b K_b / Σ_b C_b  (same for Θ).
+
+A residual block is ``serial(FanOut(2), parallel(block, Identity()), FanInSum())``.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+
+import jax
+import jax.numpy as jnp
+
+from ntk.kernel import Kernel
+from ntk.stax.layer import Layer, as_layer, make_layer, split_rng
+
+
+def serial(*layers) -> Layer:
+    """Compose layers in sequence: ``serial(f, g)(x) = g(f(x))``.
+
+    Example:
+      >>> init_fn, apply_fn, kernel_fn = serial(Dense(512), Relu(), Dense(1))
+    """
+    layers = tuple(as_layer(l) for l in layers)
+    n = len(layers)
+
+    def init_fn(key, input_shape):
+        params = []
+        for layer, k in zip(layers, jax.random.split(key, max(n, 1))):
+            input_shape, p = layer.init_fn(k, input_shape)
+            params.append(p)
+        return input_shape, tuple(params)
+
+    def apply_fn(params, x, **kwargs):
+        for layer, p, kw in zip(layers, params, split_rng(kwargs, n)):
+            x = layer.apply_fn(p, x, **kw)
+        return x
+
+    def transform(k, **kwargs):
+        for layer, kw in zip(layers, split_rng(kwargs, n)):
+            k = layer.kernel_fn(k, **kw)
+        return k
+
+    return make_layer("serial(" + ", ".join(l.name for l in layers) + ")",
+                      init_fn, apply_fn, transform,
+                      needs_full_spatial=any(l.kernel_fn.needs_full_spatial
+                                             for l in layers),
+                      children=layers)
+
+
+def parallel(*layers) -> Layer:
+    """Apply ``layers[b]`` to branch ``b`` of a list input (after ``FanOut``)."""
+    layers = tuple(as_layer(l) for l in layers)
+    n = len(layers)
+    name = "parallel(" + ", ".join(l.name for l in layers) + ")"
+
+    def _check(xs, what):
+        if not isinstance(xs, (list, tuple)) or len(xs) != n:
+            got = len(xs) if isinstance(xs, (list, tuple)) else type(xs).__name__
+            raise ValueError(f"{name}: expected a list of {n} {what} (one per "
+                             f"branch, e.g. from FanOut({n})); got {got}.")
+
+    def init_fn(key, input_shapes):
+        _check(input_shapes, "input shapes")
+        outs = [l.init_fn(k, s) for l, k, s in
+                zip(layers, jax.random.split(key, n), input_shapes)]
+        return [o[0] for o in outs], tuple(o[1] for o in outs)
+
+    def apply_fn(params, xs, **kwargs):
+        _check(xs, "inputs")
+        return [l.apply_fn(p, x, **kw) for l, p, x, kw in
+                zip(layers, params, xs, split_rng(kwargs, n))]
+
+    def transform(ks, **kwargs):
+        _check(ks, "kernels")
+        return [l.kernel_fn(k, **kw) for l, k, kw in
+                zip(layers, ks, split_rng(kwargs, n))]
+
+    return make_layer(name, init_fn, apply_fn, transform,
+                      needs_full_spatial=any(l.kernel_fn.needs_full_spatial
+                                             for l in layers),
+                      children=layers)
+
+
+def FanOut(num: int) -> Layer:
+    """Copy the input into ``num`` branches."""
+    if not (isinstance(num, int) and num >= 1):
+        raise ValueError(f"FanOut: `num` must be a positive int; got {num!r}.")
+    return make_layer(f"FanOut({num})",
+                      lambda key, shape: ([shape] * num, ()),
+                      lambda params, x, **kw: [x] * num,
+                      lambda k, **kw: [k] * num)
+
+
+def _check_branches(ks, name: str):
+    if not isinstance(ks, (list, tuple)) or not ks:
+        raise ValueError(f"{name}: expected a non-empty list of branches (e.g. "
+                         f"from FanOut); got {type(ks).__name__}.")
+    return list(ks)
+
+
+def _same_shapes(shapes, name):
+    if any(tuple(s) != tuple(shapes[0]) for s in shapes):
+        raise ValueError(f"{name}: all branches must have the same shape; got "
+                         f"{[tuple(s) for s in shapes]}.")
+
+
+def _merged(ks: list[Kernel], name: str) -> Kernel:
+    _same_shapes([k.shape1 for k in ks], name)
+    _same_shapes([k.shape2 for k in ks], name)
+    if len({k.diagonal_spatial for k in ks}) != 1:
+        raise ValueError(f"{name}: branches disagree on spatial layout.")
+    return ks[0]
+
+
+def _sum(arrays):
+    if any(a is None for a in arrays):
+        return None
+    return functools.reduce(operator.add, arrays)
+
+
+def FanInSum() -> Layer:
+    """Sum the branches: K = Σ_b K_b and Θ = Σ_b Θ_b (independent branches)."""
+    name = "FanInSum"
+
+    def init_fn(key, shapes):
+        shapes = _check_branches(shapes, name)
+        _same_shapes(shapes, name)
+        return shapes[0], ()
+
+    def apply_fn(params, xs, **kw):
+        return _sum(_check_branches(xs, name))
+
+    def transform(ks, **kw):
+        ks = _check_branches(ks, name)
+        k0 = _merged(ks, name)
+        return k0.replace(nngp=_sum([k.nngp for k in ks]),
+                          ntk=_sum([k.ntk for k in ks]),
+                          cov1=_sum([k.cov1 for k in ks]),
+                          cov2=_sum([k.cov2 for k in ks]),
+                          is_gaussian=all(k.is_gaussian for k in ks))
+
+    return make_layer(name, init_fn, apply_fn, transform)
+
+
+def FanInProd() -> Layer:
+    """Multiply the branches elementwise.
+
+    For independent centred branches E[Π_b u_b Π_b v_b] = Π_b K_b, and by the
+    product rule Θ = Σ_b Θ_b Π_{c≠b} K_c. The output is not Gaussian.
+    """
+    name = "FanInProd"
+
+    def init_fn(key, shapes):
+        shapes = _check_branches(shapes, name)
+        _same_shapes(shapes, name)
+        return shapes[0], ()
+
+    def apply_fn(params, xs, **kw):
+        return functools.reduce(operator.mul, _check_branches(xs, name))
+
+    def prod(arrays):
+        if any(a is None for a in arrays):
+            return None
+        return functools.reduce(operator.mul, arrays)
+
+    def transform(ks, **kw):
+        ks = _check_branches(ks, name)
+        k0 = _merged(ks, name)
+        ntk = None
+        if all(k.ntk is not None for k in ks):
+            ntk = _sum([ks[b].ntk * prod([k.nngp for c, k in enumerate(ks) if c != b]
+                                         or [1.0]) for b in range(len(ks))])
+        return k0.replace(nngp=prod([k.nngp for k in ks]), ntk=ntk,
+                          cov1=prod([k.cov1 for k in ks]),
+                          cov2=prod([k.cov2 for k in ks]), is_gaussian=False)
+
+    return make_layer(name, init_fn, apply_fn, transform)
+
+
+def FanInConcat(axis: int = -1) -> Layer:
+    """Concatenate the branches along the channel axis (the only axis supported).
+
+    A following Dense sees Σ_b C_b channels, so the kernel is the channel-weighted
+    mean K = Σ_b C_b K_b / Σ_b C_b, and the same for Θ.
+    """
+    name = f"FanInConcat(axis={axis})"
+
+    def _check_axis(ndim):
+        if axis not in (-1, ndim - 1):
+            raise ValueError(f"{name}: only the channel axis (-1) is supported; "
+                             f"got axis={axis} for rank-{ndim} inputs.")
+
+    def init_fn(key, shapes):
+        shapes = _check_branches(shapes, name)
+        _check_axis(len(shapes[0]))
+        _same_shapes([s[:-1] for s in shapes], name)
+        return tuple(shapes[0][:-1]) + (sum(s[-1] for s in shapes),), ()
+
+    def apply_fn(params, xs, **kw):
+        xs = _check_branches(xs, name)
+        _check_axis(xs[0].ndim)
+        return jnp.concatenate(xs, axis=-1)
+
+    def transform(ks, **kw):
+        ks = _check_branches(ks, name)
+        _check_axis(len(ks[0].shape1))
+        _same_shapes([k.shape1[:-1] for k in ks], name)
+        channels = [k.shape1[-1] for k in ks]
+        total = sum(channels)
+
+        def mean(arrays):
+            if any(a is None for a in arrays):
+                return None
+            return _sum([c / total * a for c, a in zip(channels, arrays)])
+
+        k0 = ks[0]
+        return k0.replace(nngp=mean([k.nngp for k in ks]),
+                          ntk=mean([k.ntk for k in ks]),
+                          cov1=mean([k.cov1 for k in ks]),
+                          cov2=mean([k.cov2 for k in ks]),
+                          shape1=tuple(k0.shape1[:-1]) + (total,),
+                          shape2=tuple(k0.shape2[:-1]) + (total,),
+                          is_gaussian=all(k.is_gaussian for k in ks))
+
+    return make_layer(name, init_fn, apply_fn, transform)
+
+
+def repeat(layer, n: int) -> Layer:
+    """``serial(*[layer] * n)`` with independent weights, compiled as a loop.
+
+    The layer must keep its input shape (e.g. ``serial(Dense(512), Relu())``
+    after a first ``Dense(512)``); compile time stays flat in ``n``.
+    """
+    layer = as_layer(layer)
+    if not (isinstance(n, int) and n >= 1):
+        raise ValueError(f"repeat: `n` must be a positive int; got {n!r}.")
+    name = f"repeat({layer.name}, {n})"
+
+    def init_fn(key, input_shape):
+        out_shape, _ = layer.init_fn(key, input_shape)
+        if tuple(out_shape) != tuple(input_shape):
+            raise ValueError(f"{name}: the layer must keep its input shape; "
+                             f"{tuple(input_shape)} -> {tuple(out_shape)}. Use "
+                             f"serial(*[layer] * n) instead.")
+        params = jax.vmap(lambda k: layer.init_fn(k, input_shape)[1])(
+            jax.random.split(key, n))
+        return out_shape, params
+
+    def apply_fn(params, x, **kwargs):
+        def body(x, p):
+            return layer.apply_fn(p, x, **kwargs), None
+        return jax.lax.scan(body, x, params)[0]
+
+    def transform(k, **kwargs):
+        # The first application may change metadata (e.g. is_gaussian); the
+        # rest must not, so only n - 1 steps go through the loop.
+        k = layer.kernel_fn(k, **kwargs)
+        if n == 1:
+            return k
+        return jax.lax.scan(lambda k, _: (layer.kernel_fn(k, **kwargs), None),
+                            k, None, length=n - 1)[0]
+
+    return make_layer(name, init_fn, apply_fn, transform,
+                      needs_full_spatial=layer.kernel_fn.needs_full_spatial,
+                      children=(layer,))
