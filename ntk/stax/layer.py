@@ -41,12 +41,17 @@ class KernelFn:
         between different spatial positions; otherwise only same-position
         covariances are computed, which is much cheaper for images.
       children: the sub-layers of a combinator, for tools that walk networks.
+      spec: what a tool needs to know of a leaf layer's math beyond its
+        functions, e.g. ``{"kind": "Dense", "W_std": 1.0, "b_std": None,
+        "parameterization": "ntk", "s": (1, 1)}`` (used by structured
+        empirical-NTK evaluation); None for layers without parameters.
     """
 
     def __init__(self, transform: Callable, name: str, *,
                  needs_full_spatial: bool = False,
-                 children: Sequence["Layer"] = ()):
+                 children: Sequence["Layer"] = (), spec: Optional[dict] = None):
         self.transform = transform
+        self.spec = spec
         self.name = name
         self.needs_full_spatial = needs_full_spatial
         self.children = tuple(children)
@@ -94,10 +99,10 @@ class Layer(NamedTuple):
 
 def make_layer(name: str, init_fn: Callable, apply_fn: Callable,
                transform: Callable, *, needs_full_spatial: bool = False,
-               children: Sequence[Layer] = ()) -> Layer:
+               children: Sequence[Layer] = (), spec: Optional[dict] = None) -> Layer:
     """Build a `Layer` from its finite-width functions and kernel transform."""
     kernel_fn = KernelFn(transform, name, needs_full_spatial=needs_full_spatial,
-                         children=children)
+                         children=children, spec=spec)
     return Layer(init_fn, apply_fn, kernel_fn)
 
 
