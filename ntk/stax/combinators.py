@@ -192,7 +192,8 @@ def FanInConcat(axis: int = -1) -> Layer:
     """Concatenate the branches along the channel axis (the only axis supported).
 
     A following Dense sees Σ_b C_b channels, so the kernel is the channel-weighted
-    mean K = Σ_b C_b K_b / Σ_b C_b, and the same for Θ.
+    mean K = Σ_b C_b K_b / Σ_b C_b, and the same for Θ. The result must go
+    through an affine layer (Dense, Conv) before an activation, as in NT.
     """
     name = f"FanInConcat(axis={axis})"
 
@@ -231,7 +232,10 @@ def FanInConcat(axis: int = -1) -> Layer:
                           cov2=mean([k.cov2 for k in ks]),
                           shape1=tuple(k0.shape1[:-1]) + (total,),
                           shape2=tuple(k0.shape2[:-1]) + (total,),
-                          is_gaussian=all(k.is_gaussian for k in ks))
+                          # Channels of different branches have different
+                          # covariances: an activation of the concatenation is
+                          # not a function of the averaged kernel.
+                          is_gaussian=False)
 
     return make_layer(name, init_fn, apply_fn, transform)
 
