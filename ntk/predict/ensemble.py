@@ -1,0 +1,232 @@
+"""`gradient_descent_mse_ensemble`: outputs of infinitely many MSE-trained networks.
+
+Mean and covariance over random initialisations, at any time, computed from a
+``kernel_fn``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from ntk.predict._checks import (_as_float_array, _canonical_get,
+                                 _check_nonnegative, _check_positive,
+                                 _check_times, _concrete, _kernel_attr)
+from ntk.predict._layout import _Layout
+from ntk.predict._linalg import _HP, _Regularised, _dot, _expm1, _expm1_over
+from ntk.predict.results import Gaussian, _named
+
+
+def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
+                                  learning_rate: float = 1., diag_reg: float = 0.,
+                                  diag_reg_absolute_scale: bool = False,
+                                  trace_axes: Sequence[int] = (-1,),
+                                  **kernel_fn_train_train_kwargs):
+    r"""Mean and covariance over random initialisations of MSE-trained networks.
+
+    The outputs of an infinitely wide network at initialisation are a centred
+    GP with the NNGP ``K``; trained by gradient flow on
+    ``||f(X) - Y||²/(2n)`` (``n = y_train.size``, ``τ = η t / n``) they stay
+    Gaussian. With ``A_t = Θ_dd^{-1}(I - e^{-Θ_dd τ})`` (Lee et al. 2019,
+    eqs. 14-16, any ``t``; ``t = ∞`` gives `gp_inference`):
+
+    * ``get="ntk"`` — all layers trained (the NTK regime):
+      ``μ_t(x) = Θ_xd A_t Y``, and
+      ``Σ_t(x, x') = K_xx' + Θ_xd A_t K_dd A_tᵀ Θ_dx' - (Θ_xd A_t K_dx' + h.c.)``;
+      on the training set ``μ_t = (I - e^{-Θτ}) Y``, ``Σ_t = e^{-Θτ} K e^{-Θτ}``.
+    * ``get="nngp"`` — only the readout trained, so the kernel is ``K``
+      (Bayesian-style: the ``t = ∞`` limit is the NNGP posterior):
+      ``μ_t(x) = K_xd K_dd^{-1}(I - e^{-Kτ}) Y``,
+      ``Σ_t(x, x') = K_xx' - K_xd K_dd^{-1}(I - e^{-2Kτ}) K_dx'``;
+      on the training set ``Σ_t = K e^{-2Kτ}``.
+
+    ``diag_reg`` regularises the kernel that drives the dynamics (``Θ_dd``,
+    resp. ``K_dd``), not the prior covariance ``K_dd`` in the NTK formula.
+
+    Args:
+      kernel_fn: ``kernel_fn(x1, x2, get, **kwargs)`` returning arrays for one
+        name and an object with ``.nngp``/``.ntk`` for a tuple, e.g. the
+        ``kernel_fn`` of ``ntk.stax``.
+      x_train: training inputs ``(N, ...)``.
+      y_train: ``(N, K)`` targets.
+      learning_rate, diag_reg, diag_reg_absolute_scale, trace_axes: as in
+        `gradient_descent_mse`.
+      **kernel_fn_train_train_kwargs: passed to ``kernel_fn`` on the training
+        inputs (and, unless overridden, on the test inputs).
+
+    Returns:
+      ``predict_fn(t=None, x_test=None, get=None, compute_cov=False,
+      **kernel_fn_test_test_kwargs)``: ``t`` non-negative time(s) (leading axes
+      of the outputs) or None for ``∞``; ``x_test`` test inputs, None for the
+      training set; ``get`` ``"nngp"``, ``"ntk"`` or a tuple (None = both);
+      returns means ``(*t.shape, M, K)``, or `Gaussian` ``(mean, covariance)``
+      with covariance ``(*t.shape, M, M)`` when ``compute_cov``; a namedtuple
+      ``Gaussians`` over the names when ``get`` is a tuple.
+
+    Example:
+      >>> _, _, kernel_fn = stax.serial(stax.Dense(512, W_std=1.5, b_std=0.1),
+      ...                               stax.Erf(), stax.Dense(1, W_std=1.5))
+      >>> predict_fn = predict.gradient_descent_mse_ensemble(
+      ...     kernel_fn, x_train, y_train, learning_rate=0.5, diag_reg=1e-6)
+      >>> out = predict_fn(t=jnp.array([10., 100.]), x_test=x_test,
+      ...                  get="ntk", compute_cov=True)
+      >>> out.mean.shape, out.covariance.shape
+      ((2, 4, 1), (2, 4, 4))
+    """
+    name = "gradient_descent_mse_ensemble"
+    if not callable(kernel_fn):
+        raise ValueError(f"{name}: `kernel_fn` must be callable; got "
+                         f"{type(kernel_fn).__name__}.")
+    y_train = _as_float_array(y_train, "y_train", name)
+    lay = _Layout(y_train.shape, trace_axes, name)
+    _check_positive(learning_rate, "learning_rate", name)
+    _check_nonnegative(diag_reg, "diag_reg", name)
+    n = y_train.size
+    train_kwargs = dict(kernel_fn_train_train_kwargs)
+    k_dd_cache: dict = {}
+    regs: dict = {}
+
+    def k_dd(g):
+        if g not in k_dd_cache:
+            with jax.ensure_compile_time_eval():
+                k = _kernel_attr(kernel_fn(x_train, None, g, **train_kwargs), g,
+                                 "kernel_fn(x_train, None)", name)
+            k = lay.train_kernel_2d(k, f"kernel_fn(x_train, None, {g!r})")
+            if _concrete(k):
+                k_dd_cache[g] = k
+            return k
+        return k_dd_cache[g]
+
+    def reg_of(g):
+        if g in regs:
+            return regs[g]
+        r = _Regularised(k_dd(g), diag_reg, diag_reg_absolute_scale, name,
+                         f"kernel_fn(x_train, None, {g!r})")
+        if g in k_dd_cache:
+            regs[g] = r
+        return r
+
+    def predict_fn(t=None, x_test=None, get=None, compute_cov=False,
+                   **kernel_fn_test_test_kwargs):
+        names, single = _canonical_get(get, ("nngp", "ntk"), name,
+                                       default=("nngp", "ntk"))
+        if t is not None:
+            t = _check_times(t, name)
+        need = tuple(g for g in ("nngp", "ntk")
+                     if g in names or (g == "nngp" and compute_cov))
+        dtype = jnp.result_type(*(k_dd(g).dtype for g in need), y_train.dtype)
+        y_flat = lay.flatten(y_train).astype(dtype)
+        k_td = k_tt = None
+        if x_test is not None:
+            kw_td, kw_tt = _merge_kwargs(train_kwargs, kernel_fn_test_test_kwargs,
+                                         name)
+            got = kernel_fn(x_test, x_train, need, **kw_td)
+            k_td, test_nt = {}, None
+            for g in need:
+                k_td[g], test_shape = lay.test_kernel_2d(
+                    _kernel_attr(got, g, "kernel_fn(x_test, x_train)", name),
+                    f"kernel_fn(x_test, x_train, {g!r})")
+                test_nt = lay.test_nt(test_shape)
+            if compute_cov:
+                k_tt = lay.kernel_2d(
+                    _kernel_attr(kernel_fn(x_test, None, "nngp", **kw_tt), "nngp",
+                                 "kernel_fn(x_test, None)", name),
+                    "kernel_fn(x_test, None, 'nngp')", test_nt, test_nt)
+        else:
+            test_nt = lay.nt_shape
+
+        out = {}
+        for g in names:
+            reg = reg_of(g)
+            if t is None:
+                mean, cov = _ensemble_inf(g, reg, y_flat, k_dd, k_td, k_tt,
+                                          compute_cov)
+                lead = ()
+            else:
+                lead = t.shape
+                tau = (learning_rate * t.reshape(-1) / n).astype(dtype)
+                mean, cov = _ensemble_t(g, reg, tau, y_flat, k_dd, k_td, k_tt,
+                                        compute_cov)
+            mean = lay.unflatten(mean, test_nt, lead)
+            out[g] = (Gaussian(mean, lay.unflatten_cov(cov, test_nt, lead))
+                      if compute_cov else mean)
+        return _named(out, names, single)
+
+    return predict_fn
+
+
+def _ensemble_inf(g, reg, y_flat, k_dd, k_td, k_tt, compute_cov):
+    """``t = ∞``: train set ``N(Y, 0)``; test set the `gp_inference` posterior."""
+    if k_td is None:
+        return y_flat, (jnp.zeros_like(reg.k) if compute_cov else None)
+    mean = _dot(k_td[g], reg.cho_solve(y_flat))
+    if not compute_cov:
+        return mean, None
+    a = reg.cho_solve(k_td[g].T)
+    if g == "nngp":
+        return mean, k_tt - _dot(k_td["nngp"], a)
+    cross = _dot(k_td["nngp"], a)
+    return mean, k_tt + _dot(a.T, _dot(k_dd("nngp"), a)) - cross - cross.T
+
+
+def _ensemble_t(g, reg, tau, y_flat, k_dd, k_td, k_tt, compute_cov):
+    """Finite times ``tau = η t / n`` (flat ``(T,)``) in the eigenbasis."""
+    evals, evecs = reg.eigh()
+    vy = _dot(evecs.T, y_flat)
+    if k_td is None:
+        mean = -jnp.einsum("pi,ti,ic->tpc", evecs, _expm1(evals, tau), vy,
+                           precision=_HP)
+        if not compute_cov:
+            return mean, None
+        if g == "nngp":
+            d = evals * (1. + _expm1(evals, 2 * tau))  # λ e^{-2λτ}, 0 if λ <= 0
+            d = jnp.where(evals > 0, d, 0.)
+            return mean, jnp.einsum("pi,ti,qi->tpq", evecs, d, evecs, precision=_HP)
+        e = jnp.einsum("pi,ti,qi->tpq", evecs, 1. + _expm1(evals, tau), evecs,
+                       precision=_HP)
+        return mean, jnp.einsum("tpr,rs,tqs->tpq", e, k_dd("nngp"), e, precision=_HP)
+
+    kv = _dot(k_td[g], evecs)
+    neg = -_expm1_over(evals, tau)  # diag of Θ^{-1}(I - e^{-Θτ}) in the eigenbasis
+    mean = jnp.einsum("qi,ti,ic->tqc", kv, neg, vy, precision=_HP)
+    if not compute_cov:
+        return mean, None
+    if g == "nngp":
+        d = -_expm1_over(evals, 2 * tau)
+        return mean, k_tt - jnp.einsum("pi,ti,qi->tpq", kv, d, kv, precision=_HP)
+    # M_t = A_t Θ_dt, in the eigenbasis: V diag(neg) (Θ_td V)ᵀ.
+    m = jnp.einsum("pi,ti,qi->tpq", evecs, neg, kv, precision=_HP)
+    cross = jnp.einsum("qp,tpr->tqr", k_td["nngp"], m, precision=_HP)
+    quad = jnp.einsum("tpq,pr,trs->tqs", m, k_dd("nngp"), m, precision=_HP)
+    return mean, k_tt + quad - cross - jnp.swapaxes(cross, 1, 2)
+
+
+def _merge_kwargs(train_kwargs, test_kwargs, name):
+    """kwargs of ``kernel_fn`` for (test, train) and (test, test), as NT.
+
+    Test kwargs override train ones for the test-test kernel; for test-train,
+    a pair ``(a, b)`` of arrays given for both becomes ``(test[0], train[0])``
+    (per-input arrays such as masks); other values must agree.
+    """
+    kw_td, kw_tt = dict(train_kwargs), dict(train_kwargs)
+    for key, v_tt in test_kwargs.items():
+        if key in train_kwargs:
+            v_dd = train_kwargs[key]
+            pair = lambda v: isinstance(v, tuple) and len(v) == 2 and all(
+                hasattr(x, "shape") for x in v)
+            if pair(v_dd) and pair(v_tt):
+                v_td = (v_tt[0], v_dd[0])
+            elif hasattr(v_dd, "shape") and hasattr(v_tt, "shape"):
+                v_td = v_tt
+            elif v_dd is not v_tt and v_dd != v_tt:
+                raise ValueError(f"{name}: keyword argument `{key}` of "
+                                 f"`kernel_fn` is {v_dd!r} for the training "
+                                 f"kernel but {v_tt!r} for the test kernel.")
+            else:
+                v_td = v_tt
+        else:
+            v_td = v_tt
+        kw_td[key], kw_tt[key] = v_td, v_tt
+    return kw_td, kw_tt

@@ -1,0 +1,62 @@
+"""`max_learning_rate`: the stability bound of (momentum) GD on the MSE loss."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax.numpy as jnp
+import numpy as np
+
+from ntk.predict._checks import _check_nonnegative, _concrete, _plain_kernel
+from ntk.predict._layout import _make_2d
+
+
+def max_learning_rate(ntk_train_train, y_train_size: Optional[int] = None,
+                      momentum: float = 0., eps: float = 1e-12):
+    r"""The largest stable learning rate of (momentum) GD on the MSE loss.
+
+    Full-batch gradient descent on ``||f(X) - Y||²/(2n)`` of a linearised
+    network iterates ``r ← (I - η Θ / n) r`` on the residual; it converges iff
+    ``η λ_max(Θ) / n < 2``. Heavy-ball momentum β (``v ← β v - η g``)
+    converges iff ``η λ_max / n < 2 (1 + β)`` (Goh 2017, "Why momentum really
+    works"). Hence
+
+        η_max = 2 (1 + β) n / (λ_max(Θ) + eps).
+
+    Args:
+      ntk_train_train: ``(N, N)`` NTK on the training inputs (or an
+        interleaved ``(N, N, K, K, ...)`` kernel).
+      y_train_size: ``n = y_train.size``, the loss normalisation; default the
+        side of the (flattened) kernel, right for ``trace_axes=()``. With the
+        default ``trace_axes=(-1,)`` and ``K`` outputs pass ``N · K``.
+      momentum: β ≥ 0.
+      eps: guards against a zero kernel.
+
+    Returns:
+      ``η_max`` (a Python float for concrete input, else a scalar array).
+
+    Example:
+      >>> lr = predict.max_learning_rate(kernel_fn(x_train, None, "ntk"),
+      ...                                y_train_size=y_train.size)
+    """
+    name = "max_learning_rate"
+    k = _plain_kernel(ntk_train_train, "ntk_train_train", name)
+    if k.ndim == 0 or k.ndim % 2:
+        raise ValueError(f"{name}: `ntk_train_train` must be a square (N, N) "
+                         f"kernel (or interleaved (N, N, K, K, ...)); got shape "
+                         f"{tuple(k.shape)}.")
+    k2 = _make_2d(k)
+    if k2.shape[0] != k2.shape[1]:
+        raise ValueError(f"{name}: `ntk_train_train` must be square; got shape "
+                         f"{tuple(k.shape)}.")
+    if y_train_size is None:
+        factor = k2.shape[0]
+    else:
+        if not (isinstance(y_train_size, (int, np.integer)) and y_train_size > 0):
+            raise ValueError(f"{name}: `y_train_size` must be a positive int; "
+                             f"got {y_train_size!r}.")
+        factor = int(y_train_size)
+    _check_nonnegative(momentum, "momentum", name)
+    lam_max = jnp.linalg.eigvalsh(k2)[-1]
+    lr = 2 * (1 + momentum) * factor / (lam_max + eps)
+    return float(lr) if _concrete(lr) else lr

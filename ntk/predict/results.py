@@ -1,0 +1,68 @@
+"""What the predict functions return.
+
+`Gaussian` ``(mean, covariance)``; the ``Gaussians`` namedtuples over several
+``get`` names; `ODEState`, the state of the ODE of `gradient_descent`; and the
+``fx_train`` / ``fx_test`` / ``(fx_train, fx_test)`` convention of the
+``predict_fn`` of `gradient_descent_mse` and `gradient_descent`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import NamedTuple, Optional
+
+import jax
+
+
+class Gaussian(NamedTuple):
+    """A Gaussian ``(mean, covariance)``.
+
+    Attributes:
+      mean: shape of the outputs, e.g. ``(N_test, K)`` (with leading time axes
+        when times were requested).
+      covariance: shape of the kernel on the test points, e.g.
+        ``(N_test, N_test)``: the covariance of every output channel.
+    """
+
+    mean: jax.Array
+    covariance: jax.Array
+
+
+@dataclasses.dataclass
+class ODEState:
+    """State of the function-space ODE of `gradient_descent`.
+
+    Attributes:
+      fx_train: outputs on the training set.
+      fx_test: outputs on the test set (or None).
+      qx_train: velocity ``df/dt`` on the training set (momentum only).
+      qx_test: velocity on the test set (momentum only).
+    """
+
+    fx_train: Optional[jax.Array] = None
+    fx_test: Optional[jax.Array] = None
+    qx_train: Optional[jax.Array] = None
+    qx_test: Optional[jax.Array] = None
+
+
+jax.tree_util.register_dataclass(
+    ODEState, data_fields=["fx_train", "fx_test", "qx_train", "qx_test"],
+    meta_fields=[])
+
+
+def _pack(train, test):
+    if train is not None and test is not None:
+        return train, test
+    return train if test is None else test
+
+
+_GAUSSIANS: dict = {}
+
+
+def _named(out: dict, names: tuple, single: bool):
+    if single:
+        return out[names[0]]
+    if names not in _GAUSSIANS:
+        _GAUSSIANS[names] = collections.namedtuple("Gaussians", names)
+    return _GAUSSIANS[names](*(out[g] for g in names))
