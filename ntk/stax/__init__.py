@@ -16,5 +16,7 @@ from ntk.stax.elementwise import (ACTIVATIONS, ABRelu, Abs, Activation, Cos,
                                   Gaussian, Gelu, Hermite, LeakyRelu, Monomial,
                                   Polynomial, Rbf, Relu, Sigmoid_like, Sign, Sin)
 from ntk.stax.layer import KernelFn, Layer, make_layer
-from ntk.stax.linear import Dense, Flatten, Identity
+from ntk.stax.linear import (AvgPool, Conv, Dense, Dropout, Flatten,
+                              GlobalAvgPool, GlobalSumPool, Identity,
+                              LayerNorm, SumPool)
 

@@ -47,8 +47,12 @@ def serial(*layers) -> Layer:
         return x
 
     def transform(k, **kwargs):
-        for layer, kw in zip(layers, split_rng(kwargs, n)):
-            k = layer.kernel_fn(k, **kw)
+        if "rng" in kwargs:
+            for layer, kw in zip(layers, split_rng(kwargs, n)):
+                k = layer.kernel_fn(k, **kw)
+            return k
+        for block, reps in _periodic_runs(layers):
+            k = _apply_repeated(block, reps, k, kwargs)
         return k
 
     return make_layer("serial(" + ", ".join(l.name for l in layers) + ")",
@@ -56,6 +60,54 @@ def serial(*layers) -> Layer:
                       needs_full_spatial=any(l.kernel_fn.needs_full_spatial
                                              for l in layers),
                       children=layers)
+
+
+def _periodic_runs(layers, max_period: int = 8):
+    """Split ``layers`` into ``(block, reps)``: maximal runs of one block of
+    layer objects repeated back to back, as ``serial(*[block] * depth)`` makes."""
+    runs, i, n = [], 0, len(layers)
+    while i < n:
+        best = (1, 1)
+        for p in range(1, min(max_period, (n - i) // 2) + 1):
+            r = 1
+            while i + (r + 1) * p <= n and all(layers[i + r * p + j] is layers[i + j]
+                                               for j in range(p)):
+                r += 1
+            if r >= 2 and r * p > best[0] * best[1]:
+                best = (p, r)
+        p, r = best
+        runs.append((layers[i:i + p], r))
+        i += p * r
+    return runs
+
+
+def _apply_repeated(block, reps: int, k, kwargs):
+    """Apply ``block`` ``reps`` times; the repeats go through `jax.lax.scan`.
+
+    XLA fuses a long chain of elementwise kernel updates into one fusion whose
+    compile time grows quadratically with depth; a loop keeps the program (and
+    compile time) the size of one block. The first application is unrolled
+    because it may change the kernel's metadata (e.g. is_gaussian).
+    """
+    def once(k):
+        for layer in block:
+            k = layer.kernel_fn(k, **kwargs)
+        return k
+
+    k = once(k)
+    if reps == 1:
+        return k
+    if reps < 3:
+        return once(k)
+    after = jax.eval_shape(once, k)
+    same = (jax.tree_util.tree_structure(after) == jax.tree_util.tree_structure(k)
+            and all(a.shape == b.shape and a.dtype == b.dtype for a, b in
+                    zip(jax.tree_util.tree_leaves(after), jax.tree_util.tree_leaves(k))))
+    if not same:
+        for _ in range(reps - 1):
+            k = once(k)
+        return k
+    return jax.lax.scan(lambda k, _: (once(k), None), k, None, length=reps - 1)[0]
 
 
 def parallel(*layers) -> Layer:
@@ -129,6 +181,18 @@ def _sum(arrays):
     return functools.reduce(operator.add, arrays)
 
 
+def _check_independent(ks, name):
+    """Σ_b K_b drops the cross-covariances of branches, which vanish only when
+    a branch ends in an affine layer with fresh zero-mean weights. Branches
+    ending in activations share their input and are correlated."""
+    if sum(not k.is_gaussian for k in ks) >= 2:
+        raise ValueError(f"{name}: at most one branch may end without an affine "
+                         f"layer (Dense/Conv); got {sum(not k.is_gaussian for k in ks)} "
+                         f"branches ending in a nonlinearity, whose outputs are "
+                         f"correlated, so their kernels do not add. Put a Dense/Conv "
+                         f"at the end of all but one branch.")
+
+
 def FanInSum() -> Layer:
     """Sum the branches: K = Σ_b K_b and Θ = Σ_b Θ_b (independent branches)."""
     name = "FanInSum"
@@ -144,6 +208,7 @@ def FanInSum() -> Layer:
     def transform(ks, **kw):
         ks = _check_branches(ks, name)
         k0 = _merged(ks, name)
+        _check_independent(ks, name)
         return k0.replace(nngp=_sum([k.nngp for k in ks]),
                           ntk=_sum([k.ntk for k in ks]),
                           cov1=_sum([k.cov1 for k in ks]),

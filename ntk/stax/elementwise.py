@@ -185,11 +185,15 @@ def sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
     K_φ = a²/2·[e^{-b²(s/2 - c12)} - e^{-b²(s/2 + c12)} cos 2c],
     K_φ' = a²b²/2·[e^{-b²(s/2 - c12)} + e^{-b²(s/2 + c12)} cos 2c].
     """
+    # Written as cos²c·sinh x + sin²c·cosh x (and the same with sinh ↔ cosh),
+    # x = b² c12: no difference of near-equal exponentials at small covariances.
+    cos2, sin2 = math.cos(c) ** 2, math.sin(c) ** 2
+
     def dual(c12, c11, c22):
-        half = (c11 + c22) / 2
-        s1 = jnp.exp(b ** 2 * (c12 - half))
-        s2 = jnp.exp(-b ** 2 * (c12 + half)) * math.cos(2 * c)
-        return a ** 2 / 2 * (s1 - s2), a ** 2 * b ** 2 / 2 * (s1 + s2)
+        x = b ** 2 * c12
+        scale = a ** 2 * jnp.exp(-b ** 2 * (c11 + c22) / 2)
+        sh, ch = jnp.sinh(x), jnp.cosh(x)
+        return scale * (cos2 * sh + sin2 * ch), b ** 2 * scale * (cos2 * ch + sin2 * sh)
 
     return Activation(lambda x: a * jnp.sin(b * x + c), dual)
 

@@ -126,6 +126,9 @@ def check_inputs(x1, x2, name: str):
     if x1.ndim < 2:
         raise ValueError(f"{name}: `x1` must have shape (batch, ..., features) "
                          f"with rank >= 2; got shape {tuple(x1.shape)}.")
+    if x1.shape[-1] == 0:
+        raise ValueError(f"{name}: `x1` must have at least one feature (last "
+                         f"axis); got shape {tuple(x1.shape)}.")
     if x2 is not None:
         x2 = _as_array(x2, "x2", name)
         if x2.shape[1:] != x1.shape[1:]:
@@ -157,18 +160,20 @@ def _as_array(x, arg: str, name: str):
 
 
 def check_std(value, arg: str, name: str, allow_none: bool = False):
-    """Reject negative standard deviations (when they are concrete numbers)."""
+    """A standard deviation must be a non-negative scalar (checked when concrete)."""
     if value is None:
         if allow_none:
             return
         raise ValueError(f"{name}: `{arg}` must be a non-negative number; got None.")
     try:
-        v = float(value)
-    except (TypeError, jax.errors.ConcretizationTypeError,
-            jax.errors.TracerArrayConversionError):
-        return  # traced hyperparameter (kernel learning): nothing to check
-    if not v >= 0:
-        raise ValueError(f"{name}: `{arg}` must be >= 0; got {v}.")
+        v = np.asarray(value)
+    except jax.errors.TracerArrayConversionError:
+        return  # traced hyperparameter (kernel learning): checked by the caller's math
+    if v.ndim != 0 or not np.issubdtype(v.dtype, np.number):
+        raise ValueError(f"{name}: `{arg}` must be a scalar number; got "
+                         f"{type(value).__name__} of shape {v.shape}, dtype {v.dtype}.")
+    if not float(v) >= 0:
+        raise ValueError(f"{name}: `{arg}` must be >= 0; got {float(v)}.")
 
 
 def split_rng(kwargs: dict, n: int) -> list[dict]:

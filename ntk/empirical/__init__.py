@@ -1,0 +1,35 @@
+"""Finite-width kernels of any network; Monte Carlo kernels; Taylor expansions.
+
+The empirical NNGP ``f(x1) ⊗ f(x2)`` and NTK ``J(x1) J(x2)ᵀ`` of a function
+``f(params, x)`` at given parameters, in neural-tangents' API and output-shape
+conventions (``trace_axes``, ``diagonal_axes``, ``vmap_axes``):
+
+    >>> from ntk import stax
+    >>> from ntk.empirical import empirical_ntk_fn, monte_carlo_kernel_fn
+    >>> net = stax.serial(stax.Dense(512), stax.Relu(), stax.Dense(10))
+    >>> _, params = net.init_fn(key, x1.shape)
+    >>> empirical_ntk_fn(net, trace_axes=())(x1, x2, params)   # (N1, N2, 10, 10)
+
+Pass the stax network itself (the `Layer`) to get the structured method;
+any other ``f(params, x)`` — including a stax ``apply_fn`` on its own, Flax
+linen (``lambda p, x: model.apply(p, x)`` or `from_linen`) and nnx modules
+(`from_nnx`) — uses Jacobian contraction or NTK-vector products. The returned
+kernel functions are jitted (array keyword arguments traced, others static).
+
+Modules: `kernels` (the kernel functions and the three NTK implementations),
+`structured` (layer-wise NTK of `ntk.stax` networks), `cost` (the rule behind
+``implementation=AUTO``), `axes` (output-shape conventions), `monte_carlo`,
+`taylor` (`linearize`, `taylor_expand`), `adapters` (Flax linen and nnx).
+"""
+
+from ntk.empirical.adapters import from_linen, from_nnx
+from ntk.empirical.kernels import (DEFAULT_NTK_IMPLEMENTATION, NtkImplementation,
+                                   auto_implementation, empirical_kernel_fn,
+                                   empirical_nngp_fn, empirical_ntk_fn)
+from ntk.empirical.monte_carlo import monte_carlo_kernel_fn
+from ntk.empirical.taylor import linearize, taylor_expand
+
+__all__ = ["NtkImplementation", "DEFAULT_NTK_IMPLEMENTATION", "auto_implementation",
+           "empirical_ntk_fn", "empirical_nngp_fn", "empirical_kernel_fn",
+           "monte_carlo_kernel_fn", "linearize", "taylor_expand", "from_nnx",
+           "from_linen"]

@@ -1,0 +1,54 @@
+"""Adapters from Flax models to the ``f(params, x)`` form empirical kernels take.
+
+Linen modules already have it: ``f = lambda p, x: model.apply(p, x)`` with
+``p = model.init(key, x)``. `from_linen` only separates the trainable
+``"params"`` collection from other state (batch statistics), so kernels
+differentiate the parameters alone. nnx modules hold their parameters;
+`from_nnx` splits them out with ``nnx.split`` and rebuilds the module in ``f``
+with ``nnx.merge`` (pure: the module passed in is not modified).
+
+Example:
+  >>> f, params = from_nnx(nnx.Linear(3, 4, rngs=nnx.Rngs(0)))
+  >>> empirical_ntk_fn(f)(x1, x2, params)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+
+def from_nnx(module, *, method: str = "__call__") -> tuple[Callable, Any]:
+    """``(f, params)`` with ``f(params, x, **kw) = module.<method>(x, **kw)``.
+
+    ``params`` is the ``nnx.State`` of the module's ``nnx.Param`` variables;
+    other variables (batch statistics, RNG state) are held fixed.
+    """
+    from flax import nnx
+
+    if not isinstance(module, nnx.Module):
+        raise TypeError(f"from_nnx: expected a flax.nnx.Module; got "
+                        f"{type(module).__name__}.")
+    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+
+    def f(p, x, **kwargs):
+        return getattr(nnx.merge(graphdef, p, rest), method)(x, **kwargs)
+
+    return f, params
+
+
+def from_linen(module, variables, *, method=None) -> tuple[Callable, Any]:
+    """``(f, params)`` for a linen module and its ``variables = module.init(...)``.
+
+    ``f(params, x, **kw) = module.apply({"params": params, **other}, x, **kw)``
+    where ``other`` are the non-trainable collections of ``variables``.
+    """
+    if "params" not in variables:
+        raise ValueError(f"from_linen: `variables` must contain a 'params' "
+                         f"collection; got collections {sorted(variables)}.")
+    other = {k: v for k, v in variables.items() if k != "params"}
+
+    def f(p, x, **kwargs):
+        kw = {} if method is None else {"method": method}
+        return module.apply({"params": p, **other}, x, **kw, **kwargs)
+
+    return f, variables["params"]

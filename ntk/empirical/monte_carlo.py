@@ -1,0 +1,285 @@
+"""Monte Carlo NNGP and NTK: empirical kernels averaged over random initialisations.
+
+``monte_carlo_kernel_fn(init_fn, apply_fn, key, n)`` returns
+``kernel_fn(x1, x2, get)`` whose value is ``(1/n) Σ_{i≤n} K_{θ_i}(x1, x2)`` with
+``θ_i`` drawn by ``init_fn``: an unbiased estimate of the finite-width mean
+kernel, which converges to the analytic ``kernel_fn`` of `ntk.stax` as the
+width grows (Neal 1996; Lee et al. 2018; Jacot et al. 2018).
+
+Draws follow neural-tangents: the key is split once per sample, each sample key
+into ``(init_key, rng)``; ``rng`` is passed to ``apply_fn`` (for dropout) when
+it accepts an ``rng`` keyword. The kernel is computed in tiles of at most
+``batch_size`` rows of ``x1`` and ``x2`` (any sizes — no divisibility needed),
+spread over ``device_count`` devices, and kept on the device or moved to host
+memory (``store_on_device=False``). Tiles assume the network treats examples
+independently (true of `ntk.stax`; with dropout each tile draws its own
+masks). Long runs show a progress bar.
+
+Example:
+  >>> init_fn, apply_fn, kernel_fn = stax.serial(stax.Dense(1024), stax.Relu(),
+  ...                                            stax.Dense(1))
+  >>> mc = monte_carlo_kernel_fn(init_fn, apply_fn, key, 200)
+  >>> mc(x1, x2, "nngp")             # ≈ kernel_fn(x1, x2, "nngp")
+  >>> for k in monte_carlo_kernel_fn(init_fn, apply_fn, key, [10, 100])(x1, x2, "ntk"):
+  ...     ...                         # estimates from 10, then 100 samples
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import math
+import sys
+from typing import Iterable, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntk.empirical.axes import canonicalize, check_axes_arg
+from ntk.empirical.batching import split_kwargs
+from ntk.empirical.kernels import (DEFAULT_NTK_IMPLEMENTATION, NtkImplementation,
+                                   canonicalize_get, check_implementation,
+                                   empirical_kernel_fn)
+from ntk.empirical.structured import as_stax_layer
+
+PROGRESS_MIN_SAMPLES = 20
+"""Runs of at least this many samples show a progress bar (when on a terminal)."""
+
+
+def monte_carlo_kernel_fn(init_fn, apply_fn, key, n_samples: Union[int, Iterable[int]],
+                          batch_size: int = 0, device_count: int = -1,
+                          store_on_device: bool = True, trace_axes=(-1,),
+                          diagonal_axes=(), vmap_axes=None,
+                          implementation: Union[NtkImplementation, int] = DEFAULT_NTK_IMPLEMENTATION,
+                          progress: Union[bool, None] = None):
+    """Monte Carlo estimator of the NNGP / NTK of ``apply_fn`` (module docstring).
+
+    Args:
+      init_fn: ``init_fn(key, input_shape) -> (output_shape, params)``.
+      apply_fn: ``apply_fn(params, x, **kw)``, or the stax `Layer` itself (then
+        the structured NTK is used).
+      key: PRNG key for the draws.
+      n_samples: an int, or an iterable of ints — then ``kernel_fn`` returns a
+        generator yielding the estimate after each of those sample counts.
+      batch_size: tile size along the batch axes (0: the whole kernel at once).
+      device_count: devices to spread tiles over (-1: all; 0 or 1: one).
+      store_on_device: keep the kernel on the device (True) or in host memory.
+      trace_axes, diagonal_axes, vmap_axes, implementation: as in
+        `empirical_kernel_fn`.
+      progress: show a progress bar (None: when sampling ≥ 20 draws on a TTY).
+
+    Returns:
+      ``kernel_fn(x1, x2=None, get=None, **apply_fn_kwargs)``; ``get`` as in
+      `empirical_kernel_fn` (a namedtuple ``MonteCarloKernel`` for tuples).
+    """
+    counts, as_generator = _canonicalize_n_samples(n_samples)
+    if not (isinstance(batch_size, int) and batch_size >= 0):
+        raise ValueError(f"monte_carlo_kernel_fn: `batch_size` must be an int >= 0; "
+                         f"got {batch_size!r}.")
+    if not (isinstance(device_count, int) and device_count >= -1):
+        raise ValueError(f"monte_carlo_kernel_fn: `device_count` must be an int >= "
+                         f"-1; got {device_count!r}.")
+    trace_axes = check_axes_arg(trace_axes, "trace_axes")
+    diagonal_axes = check_axes_arg(diagonal_axes, "diagonal_axes")
+    check_implementation(implementation)
+    if not callable(init_fn):
+        raise TypeError(f"monte_carlo_kernel_fn: `init_fn` must be callable; got "
+                        f"{type(init_fn).__name__}.")
+    layer = as_stax_layer(apply_fn)
+    f = layer if layer is not None else apply_fn
+    takes_rng = _accepts_rng(layer.apply_fn if layer is not None else apply_fn)
+    empirical = empirical_kernel_fn(f, trace_axes, diagonal_axes, vmap_axes,
+                                    implementation)
+    devices = jax.devices()
+    if device_count > 0:
+        devices = devices[:device_count]
+    elif device_count == 0:
+        devices = devices[:1]
+
+    init_params = _jitted_init(init_fn)
+
+    def one_tile(x1, x2, key, get, kwargs):
+        init_key, rng = jax.random.split(key)
+        params = init_params(init_key, jax.tree_util.tree_map(jnp.shape, x1))
+        if takes_rng:
+            kwargs = {"rng": rng, **kwargs}
+        # `empirical` jits its NNGP/NTK functions (static non-array kwargs).
+        out = empirical(x1, x2, get, params, **kwargs)
+        return tuple(out) if isinstance(out, tuple) else (out,)
+
+    def sample(x1, x2, key, names, kwargs):
+        tiles = _tiles(x1, x2, batch_size, len(devices), trace_axes, diagonal_axes,
+                       apply_fn_out_ndim(x1, kwargs))
+        results = {}
+        for t, (i, j, diag_pair) in enumerate(tiles.pairs):
+            dev = devices[t % len(devices)]
+            a = jax.device_put(_rows(x1, tiles.rows1[i]), dev)
+            b = None if (x2 is None and diag_pair) else jax.device_put(
+                _rows(x1 if x2 is None else x2, tiles.rows2[j]), dev)
+            kw = jax.tree_util.tree_map(
+                lambda v: jax.device_put(v, dev) if isinstance(v, jax.Array) else v, kwargs)
+            results[(i, j)] = one_tile(a, b, jax.device_put(key, dev), names, kw)
+        blocks = [_assemble(results, tiles, g, store_on_device) for g in range(len(names))]
+        return blocks
+
+    out_ndim_cache = {}
+
+    def apply_fn_out_ndim(x1, kwargs):
+        k = jax.tree_util.tree_map(jnp.shape, x1)
+        k = str(k)
+        if k not in out_ndim_cache:
+            fn = layer.apply_fn if layer is not None else apply_fn
+            init_shapes = jax.tree_util.tree_map(jnp.shape, x1)
+            params = jax.eval_shape(lambda kk: init_fn(kk, init_shapes)[1],
+                                    jax.random.PRNGKey(0))
+            extra = {"rng": jax.random.PRNGKey(0)} if takes_rng else {}
+            kw1, _ = split_kwargs(kwargs, x1, None)
+            outs = jax.eval_shape(lambda p, x: fn(p, x, **extra, **kw1), params, x1)
+            out_ndim_cache[k] = [len(o.shape) for o in jax.tree_util.tree_leaves(outs)]
+        return out_ndim_cache[k]
+
+    def draws(x1, x2, get, kwargs):
+        names, single = canonicalize_get(get, "monte_carlo kernel_fn")
+        if not jax.tree_util.tree_leaves(x1):
+            raise ValueError("monte_carlo kernel_fn: `x1` must be an array (or a pytree "
+                             f"of arrays with a leading batch axis); got {x1!r}.")
+        total = max(counts)
+        bar = _progress(total, progress)
+        acc = None
+        k = key
+        for n in range(1, total + 1):
+            k, sub = jax.random.split(k)
+            s = sample(x1, x2, sub, names, kwargs)
+            acc = s if acc is None else jax.tree_util.tree_map(lambda a, b: a + b, acc, s)
+            bar.update(1)
+            if n in counts:
+                mean = jax.tree_util.tree_map(lambda a: a / n, acc)
+                yield mean[0] if single else collections.namedtuple(
+                    "MonteCarloKernel", names)(*mean)
+        bar.close()
+
+    if as_generator:
+        def kernel_fn(x1, x2=None, get=None, **apply_fn_kwargs):
+            return draws(x1, x2, get, apply_fn_kwargs)
+    else:
+        def kernel_fn(x1, x2=None, get=None, **apply_fn_kwargs):
+            out = None
+            for out in draws(x1, x2, get, apply_fn_kwargs):
+                pass
+            return out
+    return kernel_fn
+
+
+def _jitted_init(init_fn):
+    """``(key, input_shape) -> params``, compiled once per (hashable) input shape."""
+    compiled = jax.jit(lambda key, shape: init_fn(key, shape)[1], static_argnums=1)
+
+    def init(key, shape):
+        try:
+            hash(shape)
+        except TypeError:  # e.g. a list of shapes: run eagerly
+            return init_fn(key, shape)[1]
+        return compiled(key, shape)
+
+    return init
+
+
+def _canonicalize_n_samples(n_samples):
+    if isinstance(n_samples, (int, np.integer)) and not isinstance(n_samples, bool):
+        counts, gen = {int(n_samples)}, False
+    elif isinstance(n_samples, Iterable) and not isinstance(n_samples, (str, bytes)):
+        counts, gen = set(n_samples), True
+    else:
+        raise ValueError(f"monte_carlo_kernel_fn: `n_samples` must be a positive int "
+                         f"or an iterable of them; got {n_samples!r}.")
+    if not counts or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool)
+                             and n > 0 for n in counts):
+        raise ValueError(f"monte_carlo_kernel_fn: `n_samples` must contain positive "
+                         f"ints only; got {n_samples!r}.")
+    return {int(n) for n in counts}, gen
+
+
+def _accepts_rng(fn) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == "rng" or p.kind == p.VAR_KEYWORD for p in params)
+
+
+class _Tiles(collections.namedtuple("_Tiles", "rows1 rows2 pairs layout")):
+    """Row ranges of x1 / x2 and the (i, j, same_rows) tile pairs to compute.
+
+    ``layout`` is "pair" (kernel axes 0, 1 are the batches of x1, x2),
+    "diagonal" (axis 0 is the shared batch) or "none" (batch traced: one tile).
+    """
+
+
+def _tiles(x1, x2, batch_size, n_devices, trace_axes, diagonal_axes, out_ndims):
+    n1 = jax.tree_util.tree_leaves(x1)[0].shape[0]
+    n2 = n1 if x2 is None else jax.tree_util.tree_leaves(x2)[0].shape[0]
+    layouts = set()
+    for nd in out_ndims:
+        tr = canonicalize(trace_axes, nd, "trace_axes")
+        dg = canonicalize(diagonal_axes, nd, "diagonal_axes")
+        layouts.add("none" if 0 in tr else "diagonal" if 0 in dg else "pair")
+    if len(layouts) != 1:
+        raise ValueError("monte_carlo_kernel_fn: outputs disagree on how the batch "
+                         "axis appears in the kernel; use batch_size=0, device_count=0.")
+    layout = layouts.pop()
+    if layout == "none":
+        if batch_size:
+            raise ValueError("monte_carlo_kernel_fn: `batch_size` needs the batch axis "
+                             "(0) in the kernel, but it is in `trace_axes`.")
+        return _Tiles([(0, n1)], [(0, n2)], [(0, 0, x2 is None)], layout)
+    size = batch_size or max(1, math.ceil(n1 / n_devices))
+    rows1 = [(s, min(s + size, n1)) for s in range(0, n1, size)]
+    if layout == "diagonal":
+        return _Tiles(rows1, rows1, [(i, i, True) for i in range(len(rows1))], layout)
+    size2 = batch_size or n2
+    rows2 = rows1 if (x2 is None and size2 == size) else [
+        (s, min(s + size2, n2)) for s in range(0, n2, size2)]
+    pairs = [(i, j, x2 is None and rows1[i] == rows2[j])
+             for i in range(len(rows1)) for j in range(len(rows2))]
+    return _Tiles(rows1, rows2, pairs, layout)
+
+
+def _rows(x, rows):
+    return jax.tree_util.tree_map(lambda a: a[rows[0]:rows[1]], x)
+
+
+def _assemble(results, tiles: _Tiles, g: int, store_on_device: bool):
+    """Concatenate the tiles of kernel ``g`` (each a pytree of arrays)."""
+    home = jax.devices()[0]
+    move = (lambda a: jax.device_put(a, home)) if store_on_device else np.asarray
+    lib = jnp if store_on_device else np
+    part = lambda i, j: jax.tree_util.tree_map(move, results[(i, j)][g])
+    cat = lambda axis: (lambda *parts: lib.concatenate(parts, axis=axis))
+    if tiles.layout == "none":
+        return part(0, 0)
+    if tiles.layout == "diagonal":
+        return jax.tree_util.tree_map(cat(0), *[part(i, i) for i in range(len(tiles.rows1))])
+    rows = [jax.tree_util.tree_map(cat(1), *[part(i, j) for j in range(len(tiles.rows2))])
+            for i in range(len(tiles.rows1))]
+    return jax.tree_util.tree_map(cat(0), *rows)
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, progress):
+    show = progress if progress is not None else (
+        total >= PROGRESS_MIN_SAMPLES and sys.stderr.isatty())
+    if not show:
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm ships with the dev env
+        return _NoBar()
+    return tqdm(total=total, desc="monte carlo kernel", unit="sample")

@@ -1,0 +1,89 @@
+"""Taylor expansions of a function in its parameters (neural-tangents' API).
+
+``taylor_expand(f, θ0, k)`` is the degree-``k`` polynomial in ``Δ = θ - θ0``
+
+    f_k(θ, x) = Σ_{j=0}^{k} (1/j!) D^j f(θ0, x)[Δ, …, Δ],
+
+built from nested forward-mode derivatives along ``Δ`` (never a Hessian).
+``linearize`` is degree 1, ``f(θ0, x) + J(x) Δ``: the model whose gradient-
+descent dynamics the NTK describes exactly (Lee et al. 2019, eq. 6).
+
+Example:
+  >>> f_lin = linearize(apply_fn, params)
+  >>> f_lin(new_params, x)      # f(params, x) + J(x)(new_params - params)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+
+tree_map = jax.tree_util.tree_map
+
+
+def _check_f(f, name):
+    if not callable(f):
+        raise TypeError(f"{name}: `f` must be callable as f(params, *args, "
+                        f"**kwargs); got {type(f).__name__}.")
+
+
+def _delta(name, new, old):
+    s_new, s_old = jax.tree_util.tree_structure(new), jax.tree_util.tree_structure(old)
+    if s_new != s_old:
+        raise ValueError(f"{name}: the new parameters must have the structure of "
+                         f"the expansion point; got {s_new} and {s_old}.")
+    return tree_map(lambda a, b: a - b, new, old)
+
+
+def linearize(f: Callable, params) -> Callable:
+    """``f_lin(p, *args, **kw) = f(params, ...) + ∂f/∂θ(params, ...)·(p - params)``.
+
+    Args:
+      f: ``f(params, *args, **kwargs)`` returning a pytree.
+      params: the expansion point θ0 (any pytree).
+
+    Returns:
+      ``f_lin`` with the signature of ``f``; exact at ``p = params``, linear in p.
+    """
+    _check_f(f, "linearize")
+
+    def f_lin(p, *args, **kwargs):
+        delta = _delta("linearize", p, params)
+        y, dy = jax.jvp(lambda q: f(q, *args, **kwargs), (params,), (delta,))
+        return tree_map(lambda a, b: a + b, y, dy)
+
+    return f_lin
+
+
+def taylor_expand(f: Callable, params, degree: int) -> Callable:
+    """Degree-``degree`` Taylor polynomial of ``f`` in its parameters around ``params``.
+
+    ``f_tayl(p, *args, **kw) = Σ_{j≤degree} D^j f(params)[p - params]^{⊗j} / j!``.
+    Degree 0 is the constant ``f(params, ...)``; degree 1 equals `linearize`.
+    Exact for functions that are polynomials of at most that degree in θ.
+    """
+    _check_f(f, "taylor_expand")
+    if not (isinstance(degree, int) and not isinstance(degree, bool) and degree >= 0):
+        raise ValueError(f"taylor_expand: `degree` must be a non-negative int; got "
+                         f"{degree!r}.")
+
+    def f_tayl(p, *args, **kwargs):
+        delta = _delta("taylor_expand", p, params)
+        g = lambda q: f(q, *args, **kwargs)
+
+        # Horner form: f + D(f + D(f + …)/3)/2 …, where D is the directional
+        # derivative along delta; each level adds one nested jvp.
+        def expand(fn, j):
+            if j == degree:
+                return fn(params)
+
+            def along(q):
+                return jax.jvp(fn, (q,), (delta,))[1]
+
+            inner = expand(along, j + 1)
+            return tree_map(lambda a, b: a + b / (j + 1), fn(params), inner)
+
+        return expand(g, 0)
+
+    return f_tayl

@@ -1,0 +1,555 @@
+"""Empirical kernels against brute force; Monte Carlo against the analytic kernel.
+
+The reference NTK is built independently of `ntk.empirical`: ``jax.jacrev`` of
+each batch, a ``tensordot`` over every parameter, and the trace/diagonal
+layout by explicit loops over output indices (`reference_layout`).
+"""
+
+import functools
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mc import assert_within_mc
+from ntk import stax
+from ntk.empirical import (NtkImplementation, auto_implementation,
+                           empirical_kernel_fn, empirical_nngp_fn,
+                           empirical_ntk_fn, from_linen, from_nnx, linearize,
+                           monte_carlo_kernel_fn, taylor_expand)
+from ntk.empirical import cost
+from ntk.stax.layer import make_layer
+
+IMPLS = [NtkImplementation.JACOBIAN_CONTRACTION, NtkImplementation.NTK_VECTOR_PRODUCTS,
+         NtkImplementation.STRUCTURED_DERIVATIVES]
+RTOL = 1e-10
+
+
+# ------------------------------------------------------------ references
+
+
+def reference_layout(full, shape1, shape2, trace_axes, diagonal_axes):
+    """NT's kernel layout of a full kernel ``(*shape1, *shape2)``, by loops."""
+    d = len(shape1)
+    trace = sorted({a % d for a in trace_axes})
+    diag = sorted({a % d for a in diagonal_axes})
+    out_shape = []
+    for i in range(d):
+        if i not in trace:
+            out_shape += [shape1[i]] if i in diag else [shape1[i], shape2[i]]
+    out = np.zeros(out_shape)
+    for o in np.ndindex(*out_shape):
+        it, a, b = iter(o), [0] * d, [0] * d
+        for i in range(d):
+            if i in trace:
+                continue
+            if i in diag:
+                a[i] = b[i] = next(it)
+            else:
+                a[i], b[i] = next(it), next(it)
+        total = 0.0
+        for t in itertools.product(*[range(shape1[i]) for i in trace]):
+            for i, v in zip(trace, t):
+                a[i] = b[i] = v
+            total += full[tuple(a) + tuple(b)]
+        out[o] = total / math.prod(shape1[i] for i in trace)
+    return out
+
+
+def brute_force_ntk(f, params, x1, x2, kw1=None, kw2=None):
+    """Full NTK ``(*f(x1).shape, *f(x2).shape)`` from explicit Jacobians."""
+    kw1 = kw1 or {}
+    kw2 = kw1 if kw2 is None else kw2
+    x2 = x1 if x2 is None else x2
+    jac = jax.jit(jax.jacrev(lambda p, x, kw: f(p, x, **kw)))
+    j1, j2 = jac(params, x1, kw1), jac(params, x2, kw2)
+    nd = np.ndim(f(params, x1, **kw1))
+    return sum(np.tensordot(np.asarray(a), np.asarray(b),
+                            axes=(list(range(nd, a.ndim)),) * 2)
+               for a, b in zip(jax.tree_util.tree_leaves(j1),
+                               jax.tree_util.tree_leaves(j2)))
+
+
+def assert_close(got, want, what=""):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    err = np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-300)
+    assert err <= RTOL, f"{what}: relative error {err:.2e} > {RTOL}"
+
+
+# ------------------------------------------------------------ networks
+
+
+def Custom(out):
+    """A parameterised leaf without a ``spec``: y = tanh(x A / √n) ⊙ c."""
+    def init_fn(key, shape):
+        return tuple(shape[:-1]) + (out,), (jax.random.normal(key, (shape[-1], out)),
+                                             jnp.linspace(0.5, 1.5, out))
+
+    def apply_fn(p, x, **kw):
+        A, c = p
+        return jnp.tanh(x @ A / np.sqrt(x.shape[-1])) * c
+    return make_layer("Custom", init_fn, apply_fn, lambda k, **kw: k)
+
+
+NETWORKS = {
+    "mlp": (lambda: stax.serial(
+        stax.Dense(6, W_std=1.3, b_std=0.2), stax.Relu(),
+        stax.Dense(5, parameterization="standard", b_std=0.1), stax.Erf(),
+        stax.Dense(3, b_std=0.3)), (4, 5), (2, 5)),
+    "cnn": (lambda: stax.serial(
+        stax.Conv(3, (3, 3), padding="SAME", b_std=0.1), stax.Relu(),
+        stax.Conv(2, (2, 2), strides=(2, 1), W_std=1.2, parameterization="standard",
+                  b_std=0.2), stax.Relu(),
+        stax.Flatten(), stax.Dense(3, b_std=0.2)), (3, 5, 4, 2), (2, 5, 4, 2)),
+}
+
+STRUCTURED_NETWORKS = {
+    "resnet": (lambda: stax.serial(
+        stax.Dense(5), stax.FanOut(2),
+        stax.parallel(stax.serial(stax.Relu(), stax.Dense(5, b_std=0.3)), stax.Identity()),
+        stax.FanInSum(), stax.Dense(2)), (3, 4), (2, 4)),
+    "repeat": (lambda: stax.serial(
+        stax.Dense(5), stax.repeat(stax.serial(stax.Relu(), stax.Dense(5, b_std=0.1)), 3),
+        stax.Dense(2)), (3, 4), (2, 4)),
+    "custom_leaf": (lambda: stax.serial(stax.Dense(5), Custom(4), stax.Dense(2, b_std=0.1)),
+                    (3, 4), (2, 4)),
+    "dense_on_images": (lambda: stax.serial(
+        stax.Dense(4, b_std=0.1), stax.Relu(), stax.Dense(3), stax.Flatten(),
+        stax.Dense(2)), (3, 3, 2, 2), (2, 3, 2, 2)),
+    "circular_cnn_gap": (lambda: stax.serial(
+        stax.Conv(4, (3, 2), padding="CIRCULAR", parameterization="standard", b_std=0.1),
+        stax.Erf(), stax.Conv(2, (1, 1)), stax.GlobalAvgPool(), stax.Dense(2)),
+        (3, 4, 3, 2), (2, 4, 3, 2)),
+    "cnn_avgpool": (lambda: stax.serial(
+        stax.Conv(3, (2, 2), padding="SAME"), stax.Relu(), stax.AvgPool((2, 2)),
+        stax.Flatten(), stax.Dense(2)), (2, 4, 4, 2), (2, 4, 4, 2)),
+    "list_output": (lambda: stax.serial(
+        stax.Dense(4), stax.FanOut(2),
+        stax.parallel(stax.Dense(2, b_std=0.1), stax.serial(stax.Relu(), stax.Dense(3)))),
+        (3, 4), (2, 4)),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def network(name):
+    make, shape1, shape2 = {**NETWORKS, **STRUCTURED_NETWORKS}[name]
+    net = make()
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(sum(map(ord, name))), 3)
+    x1 = jax.random.normal(k1, shape1)
+    x2 = jax.random.normal(k2, shape2)
+    _, params = net.init_fn(k3, shape1)
+    return net, params, x1, x2
+
+
+@functools.lru_cache(maxsize=None)
+def full_ntk(name, same):
+    net, params, x1, x2 = network(name)
+    return brute_force_ntk(net.apply_fn, params, x1, None if same else x2)
+
+
+# (trace_axes, diagonal_axes, vmap_axes, x2 is None)
+AXES = {
+    "trace_logits": ((-1,), (), None, False),
+    "full": ((), (), 0, False),
+    "diag_batch": ((), (0,), 0, True),
+    "diag_logits": ((), (-1,), None, True),
+    "variances": ((-1,), (0,), None, True),
+    "trace_batch": ((0,), (), 0, True),
+}
+
+
+# ------------------------------------------------------------ NTK vs brute force
+
+
+@pytest.mark.parametrize("axes", list(AXES))
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
+@pytest.mark.parametrize("arch", list(NETWORKS))
+def test_ntk_matches_brute_force(arch, impl, axes):
+    net, params, x1, x2 = network(arch)
+    trace, diag, vm, same = AXES[axes]
+    fx = net.apply_fn(params, x1)
+    fx2 = fx if same else net.apply_fn(params, x2)
+    want = reference_layout(full_ntk(arch, same), fx.shape, fx2.shape, trace, diag)
+    got = empirical_ntk_fn(net, trace, diag, vm, impl)(x1, None if same else x2, params)
+    assert_close(got, want, f"{arch} {impl.name} {axes}")
+
+
+@pytest.mark.parametrize("arch", list(STRUCTURED_NETWORKS))
+def test_structured_ntk_matches_brute_force_on_composite_networks(arch):
+    net, params, x1, x2 = network(arch)
+    fx1, fx2 = net.apply_fn(params, x1), net.apply_fn(params, x2)
+    got = empirical_ntk_fn(net, trace_axes=(), implementation="STRUCTURED_DERIVATIVES")(
+        x1, x2, params)
+    if isinstance(fx1, list):  # one kernel per output, no cross terms
+        for k, (a, b) in enumerate(zip(fx1, fx2)):
+            leaf = lambda p, x, k=k: net.apply_fn(p, x)[k]
+            want = reference_layout(brute_force_ntk(leaf, params, x1, x2), a.shape,
+                                    b.shape, (), ())
+            assert_close(got[k], want, f"{arch} output {k}")
+        return
+    want = reference_layout(brute_force_ntk(net.apply_fn, params, x1, x2),
+                            fx1.shape, fx2.shape, (), ())
+    assert_close(got, want, arch)
+
+
+def test_structured_ntk_splits_dropout_keys_like_nt():
+    net = stax.serial(stax.Dense(6), stax.Relu(), stax.Dropout(0.7), stax.Dense(2))
+    x1 = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
+    x2 = jax.random.normal(jax.random.PRNGKey(2), (2, 4))
+    _, params = net.init_fn(jax.random.PRNGKey(3), x1.shape)
+    rng = jax.random.PRNGKey(4)
+    # NT's rule: x1 gets `rng`, a different x2 gets fold_in(rng, 1).
+    full = brute_force_ntk(net.apply_fn, params, x1, x2, {"rng": rng},
+                           {"rng": jax.random.fold_in(rng, 1)})
+    want = reference_layout(full, (3, 2), (2, 2), (), ())
+    got = empirical_ntk_fn(net, trace_axes=(), implementation="STRUCTURED_DERIVATIVES")(
+        x1, x2, params, rng=rng)
+    assert_close(got, want)
+
+
+def test_generic_function_with_vmap_kwargs_matches_brute_force():
+    """Plain f with a per-example keyword (vmap_axes triple) and a paired one."""
+    def f(p, x, mask, scale):
+        h = jnp.tanh(x @ p["W"]) * mask
+        return (h @ p["V"]) * scale
+
+    kp = jax.random.split(jax.random.PRNGKey(5), 4)
+    params = {"W": jax.random.normal(kp[0], (3, 5)), "V": jax.random.normal(kp[1], (5, 2))}
+    x1, x2 = jax.random.normal(kp[2], (4, 3)), jax.random.normal(kp[3], (3, 3))
+    m1, m2 = jnp.arange(20.).reshape(4, 5) % 3, jnp.arange(15.).reshape(3, 5) % 2
+    full = brute_force_ntk(f, params, x1, x2, {"mask": m1, "scale": 2.0},
+                           {"mask": m2, "scale": 0.5})
+    want = reference_layout(full, (4, 2), (3, 2), (), ())
+    for impl in (1, 2, 3, 0):
+        got = empirical_ntk_fn(f, trace_axes=(), vmap_axes=(0, 0, {"mask": 0}),
+                               implementation=impl)(
+            x1, x2, params, mask=(m1, m2), scale=(2.0, 0.5))
+        assert_close(got, want, f"implementation {impl}")
+
+
+def _largest_intermediate(fn, *args):
+    """Largest array size in the (nested) jaxpr of ``fn(*args)``."""
+    def walk(jaxpr):
+        best = 0
+        for eqn in jaxpr.eqns:
+            for v in eqn.outvars:
+                best = max(best, int(np.prod(getattr(v.aval, "shape", ()))))
+            for p in eqn.params.values():
+                for sub in (p if isinstance(p, (tuple, list)) else (p,)):
+                    inner = getattr(sub, "jaxpr", sub)
+                    if hasattr(inner, "eqns"):
+                        best = max(best, walk(inner))
+        return best
+    return walk(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+@pytest.mark.parametrize("impl", ["STRUCTURED_DERIVATIVES", "NTK_VECTOR_PRODUCTS"])
+def test_structured_and_vector_products_store_no_jacobian(impl, monkeypatch):
+    """No intermediate as large as one layer's Jacobian N·O·|W| (= 8·4·64·64)."""
+    from ntk.empirical import kernels
+    monkeypatch.setattr(kernels, "VECTOR_PRODUCTS_MEMORY", 4 * 64 * 64 * 8)  # ~4 columns
+    net = stax.serial(stax.Dense(64), stax.Relu(), stax.Dense(64), stax.Relu(), stax.Dense(4))
+    x = jax.random.normal(jax.random.PRNGKey(0), (8, 64))
+    _, params = net.init_fn(jax.random.PRNGKey(1), x.shape)
+    fn = empirical_ntk_fn(net, trace_axes=(), vmap_axes=0, implementation=impl)
+    jacobian_size = 8 * 4 * 64 * 64
+    assert _largest_intermediate(lambda p: fn(x, None, p), params) < jacobian_size / 4
+    jc = empirical_ntk_fn(net, trace_axes=(), implementation="JACOBIAN_CONTRACTION")
+    assert _largest_intermediate(lambda p: jc(x, None, p), params) >= jacobian_size
+
+
+@pytest.mark.parametrize("impl", [1, 2])
+def test_pytree_outputs_get_one_kernel_each(impl):
+    def f(p, x):
+        h = jnp.tanh(x @ p["W"])
+        return {"a": h @ p["A"], "b": jnp.sin(h @ p["B"])}
+
+    k = jax.random.split(jax.random.PRNGKey(0), 5)
+    params = {"W": jax.random.normal(k[0], (3, 4)), "A": jax.random.normal(k[1], (4, 2)),
+              "B": jax.random.normal(k[2], (4, 3))}
+    x1, x2 = jax.random.normal(k[3], (3, 3)), jax.random.normal(k[4], (2, 3))
+    got = empirical_ntk_fn(f, trace_axes=(), implementation=impl)(x1, x2, params)
+    for name, o in (("a", 2), ("b", 3)):
+        full = brute_force_ntk(lambda p, x: f(p, x)[name], params, x1, x2)
+        assert_close(got[name], reference_layout(full, (3, o), (2, o), (), ()), name)
+
+
+# ------------------------------------------------------------ Flax
+
+
+def _linen_models():
+    import flax.linen as nn
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.gelu(nn.Dense(7, param_dtype=jnp.float64)(x))
+            return nn.Dense(3, param_dtype=jnp.float64)(x)
+
+    class CNN(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.relu(nn.Conv(3, (3, 3), padding="SAME", param_dtype=jnp.float64)(x))
+            x = nn.Conv(2, (2, 2), strides=(2, 2), param_dtype=jnp.float64)(x)
+            return nn.Dense(2, param_dtype=jnp.float64)(x.reshape(x.shape[0], -1))
+
+    return {"mlp": (MLP(), (4, 5), (3, 5)), "cnn": (CNN(), (3, 4, 4, 2), (2, 4, 4, 2))}
+
+
+@pytest.mark.parametrize("impl", [1, 2, 0], ids=["JC", "VP", "AUTO"])
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_flax_linen_ntk_matches_brute_force(model, impl):
+    module, s1, s2 = _linen_models()[model]
+    x1 = jax.random.normal(jax.random.PRNGKey(0), s1)
+    x2 = jax.random.normal(jax.random.PRNGKey(1), s2)
+    f, params = from_linen(module, module.init(jax.random.PRNGKey(2), x1))
+    want = reference_layout(brute_force_ntk(f, params, x1, x2), (s1[0], f(params, x1).shape[1]),
+                            (s2[0], f(params, x2).shape[1]), (), ())
+    got = empirical_ntk_fn(f, trace_axes=(), vmap_axes=0, implementation=impl)(x1, x2, params)
+    assert_close(got, want, model)
+
+
+@pytest.mark.parametrize("impl", [1, 2, 3], ids=["JC", "VP", "SD"])
+def test_flax_nnx_ntk_matches_brute_force(impl):
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.a = nnx.Linear(4, 6, param_dtype=jnp.float64, rngs=rngs)
+            self.b = nnx.Linear(6, 2, param_dtype=jnp.float64, rngs=rngs)
+
+        def __call__(self, x):
+            return self.b(jnp.tanh(self.a(x)))
+
+    f, params = from_nnx(Net(nnx.Rngs(0)))
+    x1 = jax.random.normal(jax.random.PRNGKey(0), (3, 4))
+    x2 = jax.random.normal(jax.random.PRNGKey(1), (2, 4))
+    want = reference_layout(brute_force_ntk(f, params, x1, x2), (3, 2), (2, 2), (-1,), ())
+    got = empirical_ntk_fn(f, implementation=impl)(x1, x2, params)
+    assert_close(got, want)
+
+
+# ------------------------------------------------------------ NNGP, kernel_fn
+
+
+@pytest.mark.parametrize("axes", list(AXES))
+def test_nngp_is_output_outer_product(axes):
+    net, params, x1, x2 = network("cnn")
+    trace, diag, _, same = AXES[axes]
+    f1 = np.asarray(net.apply_fn(params, x1))
+    f2 = f1 if same else np.asarray(net.apply_fn(params, x2))
+    want = reference_layout(np.multiply.outer(f1, f2), f1.shape, f2.shape, trace, diag)
+    got = empirical_nngp_fn(net, trace, diag)(x1, None if same else x2, params)
+    assert_close(got, want, axes)
+
+
+def test_kernel_fn_get_returns_what_is_asked():
+    net, params, x1, x2 = network("mlp")
+    kernel_fn = empirical_kernel_fn(net, trace_axes=())
+    both = kernel_fn(x1, x2, None, params)
+    assert both._fields == ("nngp", "ntk")
+    assert_close(kernel_fn(x1, x2, "ntk", params),
+                 reference_layout(full_ntk("mlp", False), (4, 3), (2, 3), (), ()))
+    assert_close(both.nngp, empirical_nngp_fn(net, ())(x1, x2, params))
+    only = kernel_fn(x1, x2, ("ntk",), params)
+    assert only._fields == ("ntk",)
+    assert_close(only.ntk, both.ntk)
+
+
+# ------------------------------------------------------------ AUTO cost rule
+
+
+def test_auto_picks_structured_for_stax_networks():
+    net, params, x1, x2 = network("cnn")
+    assert auto_implementation(net, x1, x2, params) == NtkImplementation.STRUCTURED_DERIVATIVES
+
+
+def test_auto_picks_vector_products_for_wide_mlp_with_many_outputs():
+    net = stax.serial(stax.Dense(256), stax.Relu(), stax.Dense(256), stax.Relu(), stax.Dense(32))
+    x = jnp.ones((8, 64))
+    _, params = net.init_fn(jax.random.PRNGKey(0), x.shape)
+    got = auto_implementation(net.apply_fn, x, None, params, trace_axes=(), vmap_axes=0)
+    assert got == NtkImplementation.NTK_VECTOR_PRODUCTS
+
+
+def test_auto_picks_jacobian_contraction_for_weight_sharing_cnn():
+    net = stax.serial(stax.Conv(8, (3, 3), padding="SAME"), stax.Relu(),
+                      stax.Conv(8, (3, 3), padding="SAME"), stax.GlobalAvgPool(), stax.Dense(1))
+    x = jnp.ones((4, 16, 16, 3))
+    _, params = net.init_fn(jax.random.PRNGKey(0), x.shape)
+    got = auto_implementation(net.apply_fn, x, None, params, vmap_axes=0)
+    assert got == NtkImplementation.JACOBIAN_CONTRACTION
+
+
+def test_auto_avoids_jacobians_over_the_memory_budget(monkeypatch):
+    net = stax.serial(stax.Conv(8, (3, 3), padding="SAME"), stax.GlobalAvgPool(), stax.Dense(1))
+    x = jnp.ones((4, 16, 16, 3))
+    _, params = net.init_fn(jax.random.PRNGKey(0), x.shape)
+    monkeypatch.setattr(cost, "JACOBIAN_MEMORY_BUDGET", 1000)
+    got = auto_implementation(net.apply_fn, x, None, params, vmap_axes=0)
+    assert got == NtkImplementation.NTK_VECTOR_PRODUCTS
+
+
+def test_cost_rule_counts_flops_as_documented():
+    c = cost.ntk_costs(n_params=100, flops1=2000.0, flops2=1000.0, size1=20, size2=10,
+                       batch1=10, batch2=5, kernel_entries=400, separable=True,
+                       same_inputs=False, itemsize=8)
+    assert c.jacobian_flops == 3 * 2 * 2000 + 3 * 2 * 1000 + 2 * 100 * 400
+    assert c.jacobian_bytes == (20 + 10) * 100 * 8
+    assert c.vector_products_flops == 3 * 10 * (1000 / 5 + 2000)
+
+
+# ------------------------------------------------------------ Monte Carlo
+
+
+def test_monte_carlo_converges_to_analytic_kernels():
+    """Width 512, 40 draws: the mean agrees with kernel_fn within 5 standard
+    errors plus a finite-width bias of 2% (O(depth/width) = O(2/512))."""
+    init_fn, apply_fn, kernel_fn = stax.serial(
+        stax.Dense(512, W_std=1.5, b_std=0.1), stax.Relu(),
+        stax.Dense(512, W_std=1.5, b_std=0.1), stax.Relu(), stax.Dense(4))
+    x1 = jax.random.normal(jax.random.PRNGKey(0), (3, 6))
+    x2 = jax.random.normal(jax.random.PRNGKey(1), (2, 6))
+    n = 40
+    mc = monte_carlo_kernel_fn(init_fn, apply_fn, jax.random.PRNGKey(2), range(1, n + 1),
+                               device_count=0)
+    means = [np.stack(k) for k in mc(x1, x2, ("nngp", "ntk"))]
+    means = np.stack(means)                          # (n, 2, N1, N2) running means
+    counts = np.arange(1, n + 1)[:, None, None, None]
+    draws = counts * means - np.concatenate([np.zeros_like(means[:1]), (counts * means)[:-1]])
+    sem = draws.std(0, ddof=1) / np.sqrt(n)
+    analytic = kernel_fn(x1, x2, ("nngp", "ntk"))
+    assert_within_mc(analytic.nngp, means[-1, 0], sem[0], bias=0.02, what="nngp")
+    assert_within_mc(analytic.ntk, means[-1, 1], sem[1], bias=0.02, what="ntk")
+
+
+def test_monte_carlo_tiles_and_devices_do_not_change_the_estimate():
+    """5 rows in tiles of 3 (not a divisor) over 2 devices, kernel kept on host."""
+    net = stax.serial(stax.Dense(16), stax.Relu(), stax.Dense(3))
+    x1 = jax.random.normal(jax.random.PRNGKey(0), (5, 4))
+    key = jax.random.PRNGKey(3)
+    for axes, devices in (({}, 2), ({"trace_axes": (), "diagonal_axes": (0,)}, 1)):
+        whole = monte_carlo_kernel_fn(net.init_fn, net, key, 1, device_count=0, **axes)
+        tiled = monte_carlo_kernel_fn(net.init_fn, net, key, 1, batch_size=3,
+                                      device_count=devices, store_on_device=False, **axes)
+        a, b = whole(x1, None, ("nngp", "ntk")), tiled(x1, None, ("nngp", "ntk"))
+        assert isinstance(b.ntk, np.ndarray)
+        assert_close(b.nngp, a.nngp, f"nngp {axes}")
+        assert_close(b.ntk, a.ntk, f"ntk {axes}")
+
+
+def test_monte_carlo_mean_is_the_average_of_single_draws():
+    net = stax.serial(stax.Dense(8), stax.Erf(), stax.Dense(2))
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 4))
+    key = jax.random.PRNGKey(1)
+    ntk_fn = empirical_ntk_fn(net.apply_fn)
+    draws, k = [], key
+    for _ in range(3):  # NT's sampling scheme, replayed by hand
+        k, sub = jax.random.split(k)
+        init_key, _ = jax.random.split(sub)
+        draws.append(ntk_fn(x, None, net.init_fn(init_key, x.shape)[1]))
+    gen = monte_carlo_kernel_fn(net.init_fn, net, key, [1, 3], device_count=0,
+                                progress=True)(x, None, "ntk")
+    got = list(gen)
+    assert len(got) == 2
+    assert_close(got[0], draws[0], "1 sample")
+    assert_close(got[1], np.mean(draws, 0), "3 samples")
+
+
+# ------------------------------------------------------------ Taylor
+
+
+def _quadratic():
+    A = jax.random.normal(jax.random.PRNGKey(0), (3, 4))
+    B = jax.random.normal(jax.random.PRNGKey(1), (4, 4))
+
+    def f(p, x):  # degree 2 in p = {"u": (4,), "v": ()}
+        return x @ A @ p["u"] + p["u"] @ B @ p["u"] * x[:, 0] + p["v"] * x.sum(1)
+
+    p0 = {"u": jnp.array([0.3, -1.0, 0.5, 2.0]), "v": jnp.array(0.7)}
+    p1 = {"u": jnp.array([1.1, 0.4, -0.8, 0.1]), "v": jnp.array(-1.3)}
+    x = jax.random.normal(jax.random.PRNGKey(2), (5, 3))
+    return f, p0, p1, x
+
+
+def test_linearize_is_exact_at_the_expansion_point():
+    net, params, x1, _ = network("mlp")
+    assert_close(linearize(net.apply_fn, params)(params, x1), net.apply_fn(params, x1))
+
+
+def test_linearize_is_the_first_order_taylor_expansion():
+    net, params, x1, _ = network("mlp")
+    d = jax.tree_util.tree_map(lambda a: jnp.cos(jnp.arange(a.size).reshape(a.shape)), params)
+    f_lin = linearize(net.apply_fn, params)
+    at = lambda t: jax.tree_util.tree_map(lambda a, b: a + t * b, params, d)
+    _, jd = jax.jvp(lambda p: net.apply_fn(p, x1), (params,), (d,))
+    for t in (0.5, -2.0):
+        assert_close(f_lin(at(t), x1), net.apply_fn(params, x1) + t * jd, f"t={t}")
+    assert_close(taylor_expand(net.apply_fn, params, 1)(at(0.5), x1), f_lin(at(0.5), x1))
+    # The remainder of a smooth function is second order: halving t quarters it.
+    r = [np.abs(net.apply_fn(at(t), x1) - f_lin(at(t), x1)).max() for t in (1e-2, 5e-3)]
+    assert 3.5 < r[0] / r[1] < 4.5
+
+
+def test_taylor_expand_degree_two_is_exact_on_a_quadratic():
+    f, p0, p1, x = _quadratic()
+    assert_close(taylor_expand(f, p0, 2)(p1, x), f(p1, x))
+    first = np.asarray(taylor_expand(f, p0, 1)(p1, x))
+    assert np.abs(first - np.asarray(f(p1, x))).max() > 1e-3  # degree 1 is not
+
+
+# ------------------------------------------------------------ errors
+
+
+def test_bad_axes_are_value_errors():
+    net, params, x1, x2 = network("mlp")
+    with pytest.raises(ValueError, match="trace_axes"):
+        empirical_ntk_fn(net, trace_axes=(5,))(x1, x2, params)
+    with pytest.raises(ValueError, match="both"):
+        empirical_ntk_fn(net, trace_axes=(-1,), diagonal_axes=(1,))(x1, x2, params)
+    with pytest.raises(ValueError, match="diagonal_axes"):
+        empirical_nngp_fn(net, diagonal_axes="0")
+    with pytest.raises(ValueError, match="diagonal axis 0"):
+        empirical_ntk_fn(net, diagonal_axes=(0,))(x1, x2, params)
+
+
+def test_mismatched_inputs_are_value_errors():
+    net, params, x1, x2 = network("mlp")
+    with pytest.raises(ValueError, match="features"):
+        empirical_ntk_fn(net)(x1, x2[:, :3], params)
+    with pytest.raises(ValueError, match="same structure"):
+        empirical_ntk_fn(net)(x1, [x2], params)
+    with pytest.raises(ValueError, match="vmap_axes"):
+        empirical_ntk_fn(net.apply_fn, vmap_axes=(0, 0, {"mask": 0}))(x1, x2, params)
+
+
+def test_unknown_implementation_and_get_are_value_errors():
+    with pytest.raises(ValueError, match="implementation"):
+        empirical_ntk_fn(lambda p, x: x, implementation=7)
+    with pytest.raises(ValueError, match="implementation"):
+        empirical_kernel_fn(lambda p, x: x, implementation="fastest")
+    net, params, x1, x2 = network("mlp")
+    with pytest.raises(ValueError, match="get"):
+        empirical_kernel_fn(net)(x1, x2, "cov1", params)
+    with pytest.raises(ValueError, match="n_samples"):
+        monte_carlo_kernel_fn(net.init_fn, net.apply_fn, jax.random.PRNGKey(0), 0)
+
+
+@pytest.mark.parametrize("padding,strides,param", [("SAME", (1, 1), "ntk"),
+                                                   ("VALID", (2, 1), "standard"),
+                                                   ("CIRCULAR", (1, 2), "ntk")])
+def test_conv_patches_from_spec_equal_the_layers_own(padding, strides, param):
+    from ntk.empirical.structured import _patches, _patches_by_layer, _Site
+    conv = stax.Conv(3, (3, 2), strides=strides, padding=padding, W_std=1.7,
+                     parameterization=param)
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 6, 4))
+    _, params = conv.init_fn(jax.random.PRNGKey(1), x.shape)
+    site = _Site(conv, params, x, {})
+    gram = lambda p: np.einsum("nhwc,mxyc->nhwmxy", p, p)  # entry order is free
+    a, b = _patches(site, x), _patches_by_layer(site, x)
+    assert a.shape == b.shape
+    assert_close(gram(a), gram(b))

@@ -1,0 +1,229 @@
+"""The `Kernel` record: ``get`` semantics, pytree behaviour, the input kernel.
+
+The input kernel is checked against brute-force loops (not einsum) in both
+spatial layouts: full ``(N1, N2, H, H, W, W)`` (pairs of positions) and
+diagonal ``(N1, N2, H, W)`` (same position only).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ntk import Kernel, stax
+from ntk.kernel import inputs_to_kernel
+
+RNG = np.random.default_rng(5)
+X1 = jnp.asarray(RNG.normal(size=(3, 4)))
+X2 = jnp.asarray(RNG.normal(size=(2, 4)))
+NET = stax.serial(stax.Dense(8, W_std=1.3, b_std=0.2), stax.Erf(), stax.Dense(1))
+
+
+# ------------------------------------------------------------------ get
+
+
+@pytest.mark.parametrize("x2", [None, X2], ids=["x2=None", "x2"])
+def test_get_none_returns_kernel_with_all_fields(x2):
+    k = NET.kernel_fn(X1, x2)
+    n2 = 3 if x2 is None else 2
+    assert isinstance(k, Kernel)
+    assert k.nngp.shape == (3, n2) and k.ntk.shape == (3, n2) and k.cov1.shape == (3,)
+    assert (k.cov2 is None) == (x2 is None) and k.x1_is_x2 == (x2 is None)
+    if x2 is not None:
+        assert k.cov2.shape == (2,)
+    assert k.shape1 == (3, 1) and k.shape2 == (n2, 1)
+
+
+@pytest.mark.parametrize("name", ["nngp", "ntk", "cov1", "cov2"])
+def test_get_string_returns_that_array(name):
+    k = NET.kernel_fn(X1, X2)
+    out = NET.kernel_fn(X1, X2, get=name)
+    assert isinstance(out, jax.Array)
+    np.testing.assert_array_equal(out, getattr(k, name))
+
+
+@pytest.mark.parametrize("get", [("ntk", "nngp"), ("cov1",), ("nngp", "cov2", "ntk")])
+def test_get_tuple_returns_namedtuple_with_those_fields_in_order(get):
+    k = NET.kernel_fn(X1, X2)
+    out = NET.kernel_fn(X1, X2, get=get)
+    assert isinstance(out, tuple) and out._fields == get
+    for name, value in zip(get, out):
+        np.testing.assert_array_equal(value, getattr(k, name))
+        np.testing.assert_array_equal(getattr(out, name), getattr(k, name))
+
+
+def test_get_nngp_alone_matches_full_computation():
+    """Skipping the NTK (get='nngp') must not change the NNGP."""
+    np.testing.assert_array_equal(NET.kernel_fn(X1, X2, get="nngp"),
+                                  NET.kernel_fn(X1, X2, get=("nngp", "ntk")).nngp)
+
+
+def test_get_cov2_is_none_when_x2_is_none():
+    assert NET.kernel_fn(X1, get="cov2") is None
+
+
+def test_get_applies_to_kernel_inputs_and_branch_lists():
+    k = stax.Dense(5, W_std=1.1).kernel_fn(X1)
+    assert isinstance(stax.Relu().kernel_fn(k, get="nngp"), jax.Array)
+    outs = stax.FanOut(2).kernel_fn(k, get=("nngp",))
+    assert isinstance(outs, list) and len(outs) == 2 and outs[0]._fields == ("nngp",)
+
+
+# --------------------------------------------------------------- pytree
+
+
+def _meta(k):
+    return (k.shape1, k.shape2, k.diagonal_spatial, k.is_gaussian)
+
+
+def test_kernel_is_a_pytree_of_its_arrays():
+    k = stax.Dense(5).kernel_fn(X1, X2)
+    leaves, treedef = jax.tree_util.tree_flatten(k)
+    assert len(leaves) == 4
+    back = jax.tree_util.tree_unflatten(treedef, leaves)
+    assert isinstance(back, Kernel) and _meta(back) == _meta(k)
+    # cov2 None is an empty subtree, not a leaf
+    assert len(jax.tree_util.tree_leaves(stax.Dense(5).kernel_fn(X1))) == 3
+
+
+def test_tree_map_keeps_metadata():
+    k = stax.Dense(5, W_std=1.2).kernel_fn(X1, X2)
+    doubled = jax.tree_util.tree_map(lambda a: 2 * a, k)
+    assert isinstance(doubled, Kernel) and _meta(doubled) == _meta(k)
+    np.testing.assert_allclose(doubled.nngp, 2 * k.nngp)
+    np.testing.assert_allclose(doubled.cov2, 2 * k.cov2)
+
+
+@pytest.mark.parametrize("x2", [None, X2], ids=["x2=None", "x2"])
+def test_jit_round_trip_keeps_values_and_metadata(x2):
+    k = stax.Dense(5, W_std=1.2, b_std=0.1).kernel_fn(X1, x2)
+    out = jax.jit(lambda k: k)(k)
+    assert isinstance(out, Kernel) and _meta(out) == _meta(k)
+    for name in ("nngp", "ntk", "cov1", "cov2"):
+        a, b = getattr(out, name), getattr(k, name)
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+
+
+def test_kernel_passes_through_jitted_layer_transform():
+    """A Kernel can be the argument of a jitted kernel_fn (what combinators and
+    user code do) and the metadata decides the static behaviour."""
+    k = stax.Dense(5, W_std=1.2, b_std=0.1).kernel_fn(X1, X2)
+    assert k.is_gaussian
+    out = jax.jit(stax.Relu().kernel_fn)(k)
+    assert isinstance(out, Kernel) and not out.is_gaussian
+    np.testing.assert_allclose(out.nngp, stax.Relu().kernel_fn(k).nngp, rtol=1e-14)
+
+
+# --------------------------------------------------------- input kernel
+
+
+@pytest.mark.parametrize("x2", [None, X2], ids=["x2=None", "x2"])
+def test_input_kernel_of_vectors_is_gram_over_features(x2):
+    """Identity passes the input kernel through: ``x1 x2ᵀ / C``, NTK 0."""
+    k = stax.Identity().kernel_fn(X1, x2)
+    a, b = np.asarray(X1), np.asarray(X1 if x2 is None else x2)
+    np.testing.assert_allclose(k.nngp, a @ b.T / 4, rtol=1e-14)
+    np.testing.assert_allclose(k.cov1, np.sum(a * a, 1) / 4, rtol=1e-14)
+    if x2 is not None:
+        np.testing.assert_allclose(k.cov2, np.sum(b * b, 1) / 4, rtol=1e-14)
+    np.testing.assert_array_equal(k.ntk, np.zeros_like(k.nngp))
+    assert not k.is_gaussian
+
+
+def _brute_full(a, b):
+    """``K[i, j, h, h', w, w'] = Σ_c a[i, h, w, c] b[j, h', w', c] / C``."""
+    n1, H, W, C = a.shape
+    n2 = b.shape[0]
+    out = np.zeros((n1, n2, H, H, W, W))
+    for i, j, h, hh, w, ww in itertools.product(range(n1), range(n2), range(H),
+                                                range(H), range(W), range(W)):
+        out[i, j, h, hh, w, ww] = a[i, h, w] @ b[j, hh, ww] / C
+    return out
+
+
+def _brute_diag(a, b):
+    """``K[i, j, h, w] = Σ_c a[i, h, w, c] b[j, h, w, c] / C``."""
+    n1, H, W, C = a.shape
+    out = np.zeros((n1, b.shape[0], H, W))
+    for i, j, h, w in itertools.product(range(n1), range(b.shape[0]), range(H), range(W)):
+        out[i, j, h, w] = a[i, h, w] @ b[j, h, w] / C
+    return out
+
+
+IMG1 = RNG.normal(size=(2, 3, 2, 5))
+IMG2 = RNG.normal(size=(3, 3, 2, 5))
+
+
+@pytest.mark.parametrize("diagonal_spatial", [False, True])
+@pytest.mark.parametrize("with_x2", [False, True])
+def test_input_kernel_of_images_in_both_layouts(diagonal_spatial, with_x2):
+    x2 = IMG2 if with_x2 else None
+    k = inputs_to_kernel(jnp.asarray(IMG1), None if x2 is None else jnp.asarray(x2),
+                         diagonal_spatial=diagonal_spatial, compute_ntk=True)
+    brute = _brute_diag if diagonal_spatial else _brute_full
+    other = IMG1 if x2 is None else x2
+    np.testing.assert_allclose(k.nngp, brute(IMG1, other), rtol=1e-13)
+    # cov1[i] is the (i, i) block of the kernel of x1 with itself
+    self1 = brute(IMG1, IMG1)
+    np.testing.assert_allclose(k.cov1, np.stack([self1[i, i] for i in range(2)]), rtol=1e-13)
+    if with_x2:
+        self2 = brute(IMG2, IMG2)
+        np.testing.assert_allclose(k.cov2, np.stack([self2[i, i] for i in range(3)]),
+                                   rtol=1e-13)
+    else:
+        assert k.cov2 is None
+    assert k.ntk.shape == k.nngp.shape and not np.any(k.ntk)
+    assert k.diagonal_spatial == diagonal_spatial
+    assert k.shape1 == IMG1.shape and k.shape2 == (IMG1 if x2 is None else x2).shape
+
+
+@pytest.mark.parametrize("diagonal_spatial", [False, True])
+def test_input_kernel_of_1d_signals(diagonal_spatial):
+    a, b = RNG.normal(size=(2, 4, 3)), RNG.normal(size=(3, 4, 3))
+    k = inputs_to_kernel(jnp.asarray(a), jnp.asarray(b), diagonal_spatial=diagonal_spatial,
+                         compute_ntk=False)
+    if diagonal_spatial:
+        expected = np.einsum("ilc,jlc->ijl", a, b) / 3
+    else:
+        expected = np.stack([[a[i] @ b[j].T / 3 for j in range(3)] for i in range(2)])
+    np.testing.assert_allclose(k.nngp, expected, rtol=1e-13)
+    assert k.ntk is None
+
+
+def test_public_kernel_fn_of_images_uses_the_diagonal_layout():
+    """Without pooling only same-position covariances are needed."""
+    k = stax.Identity().kernel_fn(jnp.asarray(IMG1), jnp.asarray(IMG2))
+    assert k.diagonal_spatial
+    np.testing.assert_allclose(k.nngp, _brute_diag(IMG1, IMG2), rtol=1e-13)
+
+
+def test_flattened_image_kernel_is_gram_of_flattened_vectors():
+    """Flatten averages same-position covariances: ``vec(x) vec(x')ᵀ / (HWC)``."""
+    k = stax.Flatten().kernel_fn(jnp.asarray(IMG1), jnp.asarray(IMG2))
+    a, b = IMG1.reshape(2, -1), IMG2.reshape(3, -1)
+    np.testing.assert_allclose(k.nngp, a @ b.T / a.shape[1], rtol=1e-13)
+    np.testing.assert_allclose(k.cov1, np.sum(a * a, 1) / a.shape[1], rtol=1e-13)
+
+
+def test_variances_and_outer_vars_broadcast_against_nngp():
+    k = inputs_to_kernel(jnp.asarray(IMG1), jnp.asarray(IMG2), diagonal_spatial=False,
+                         compute_ntk=False)
+    var1 = np.sum(IMG1 ** 2, -1) / 5
+    var2 = np.sum(IMG2 ** 2, -1) / 5
+    np.testing.assert_allclose(k.var1(), var1, rtol=1e-13)
+    np.testing.assert_allclose(k.var2(), var2, rtol=1e-13)
+    (a12, b12), (a11, b11), (a22, b22) = k.outer_vars()
+    assert np.broadcast_shapes(a12.shape, b12.shape) == k.nngp.shape
+    # a12[i, ., h, ., w, .] = var1[i, h, w]; b12[., j, ., h', ., w'] = var2[j, h', w']
+    np.testing.assert_allclose(np.broadcast_to(a12, k.nngp.shape)[1, 2, 0, 1, 1, 0],
+                               var1[1, 0, 1], rtol=1e-13)
+    np.testing.assert_allclose(np.broadcast_to(b12, k.nngp.shape)[1, 2, 0, 1, 1, 0],
+                               var2[2, 1, 0], rtol=1e-13)
+    assert np.broadcast_shapes(a11.shape, b11.shape) == k.cov1.shape
+    assert np.broadcast_shapes(a22.shape, b22.shape) == k.cov2.shape

@@ -1,0 +1,27 @@
+"""Every notebook runs top to bottom (at quick size) and shows its figures."""
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def test_there_is_a_notebook_per_paper_so_far():
+    assert {p.stem for p in NOTEBOOKS} >= {"jacot18_ntk"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_executes_and_displays_figures(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("NTK_NOTEBOOK_OUT", str(tmp_path))
+    monkeypatch.setenv("NTK_NOTEBOOK_SIZE", os.environ.get("NTK_NOTEBOOK_SIZE", "quick"))
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=1200, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert images, f"{path.name} displayed no figure"
+    assert list(tmp_path.glob("*/metrics.json")), f"{path.name} wrote no metrics.json"

@@ -1,0 +1,273 @@
+"""Combinators (serial, parallel, FanOut, FanIn*, repeat, residual blocks).
+
+Kernels are checked against Monte Carlo estimates from wide finite networks
+built by the same layers' ``apply_fn`` (`tests/mc.py`), ``repeat`` against the
+``serial`` it abbreviates, and the branch bookkeeping against its errors.
+
+Tolerances. The Monte Carlo mean has a CLT error (5 standard errors of the
+mean over the draws) and, for networks with more than one hidden layer, a
+finite-width bias: the hidden pre-activations of layer ℓ ≥ 2 are only
+asymptotically Gaussian, and the expected empirical NNGP and NTK differ from
+their limits by O(ℓ/n) relative terms (Yaida 2020, "Non-Gaussian processes and
+neural networks at finite widths"; Roberts, Yaida & Hanin 2022, ch. 4–5, where
+the 1/n correction to the kernel grows linearly in depth with an O(1)
+activation-dependent constant; Hanin & Nica 2019 for the NTK). We allow
+``BIAS_PER_LAYER / width`` per hidden layer after the first, relative to the
+largest kernel entry, with ``BIAS_PER_LAYER = 2``. Networks whose branches
+have a single hidden layer are exactly unbiased at any width (their hidden
+pre-activations are exactly Gaussian and the readout weights independent of
+them), and get no bias allowance.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ntk import stax
+from mc import assert_within_mc, mc_kernels
+
+W, OUT, SAMPLES = 512, 256, 64
+BIAS_PER_LAYER = 2.0
+
+
+def _inputs():
+    rng = np.random.default_rng(3)
+    x1 = rng.normal(size=(3, 4))
+    x1[2] *= 0.4
+    x2 = rng.normal(size=(2, 4))
+    x2[0] = x1[0]
+    return jnp.asarray(x1), jnp.asarray(x2)
+
+
+def _residual(block):
+    return stax.serial(stax.FanOut(2), stax.parallel(block, stax.Identity()),
+                       stax.FanInSum())
+
+
+# name -> (network, number of hidden layers after the first on the longest path)
+ARCHS = {
+    "serial_relu_erf": (stax.serial(
+        stax.Dense(W, W_std=1.5, b_std=0.1), stax.Relu(),
+        stax.Dense(W, W_std=1.2, b_std=0.2), stax.Erf(),
+        stax.Dense(OUT, W_std=0.8, b_std=0.3)), 1),
+    "fanout_parallel_fanin_sum": (stax.serial(
+        stax.Dense(W, W_std=1.3, b_std=0.2), stax.FanOut(2),
+        stax.parallel(stax.serial(stax.Relu(), stax.Dense(W, W_std=1.1)),
+                      stax.serial(stax.Erf(), stax.Dense(W, W_std=0.7, b_std=0.4))),
+        stax.FanInSum(), stax.Gelu(), stax.Dense(OUT)), 1),
+    "fanin_prod_of_activations": (stax.serial(
+        stax.FanOut(3),
+        stax.parallel(stax.serial(stax.Dense(W, W_std=1.2, b_std=0.3), stax.Relu()),
+                      stax.serial(stax.Dense(W, W_std=0.9, b_std=0.5), stax.Erf()),
+                      stax.Dense(W, W_std=1.4)),
+        stax.FanInProd(), stax.Dense(OUT, W_std=1.1, b_std=0.1)), 0),
+    "fanin_concat_unequal_widths": (stax.serial(
+        stax.FanOut(2),
+        stax.parallel(stax.serial(stax.Dense(W, W_std=1.2, b_std=0.3), stax.Relu()),
+                      stax.serial(stax.Dense(W // 4, W_std=2.0), stax.Sin())),
+        stax.FanInConcat(), stax.Dense(OUT, W_std=1.3, b_std=0.2)), 0),
+    "repeat_relu_dense": (stax.serial(
+        stax.Dense(W, W_std=1.4, b_std=0.1),
+        stax.repeat(stax.serial(stax.Relu(), stax.Dense(W, W_std=1.4, b_std=0.1)), 2),
+        stax.Relu(), stax.Dense(OUT)), 2),
+    "residual_block": (stax.serial(
+        stax.Dense(W, W_std=1.0, b_std=0.1),
+        _residual(stax.serial(stax.Relu(), stax.Dense(W, W_std=1.3, b_std=0.1))),
+        stax.Relu(), stax.Dense(OUT, W_std=1.2)), 1),
+}
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_kernels_match_monte_carlo_of_wide_network(name):
+    net, extra_layers = ARCHS[name]
+    x1, x2 = _inputs()
+    k = net.kernel_fn(x1, x2)
+    nngp, nngp_sem, ntk, ntk_sem = mc_kernels(net.init_fn, net.apply_fn, x1, x2,
+                                              jax.random.PRNGKey(7), SAMPLES)
+    bias = BIAS_PER_LAYER * extra_layers / W
+    assert_within_mc(k.nngp, nngp, nngp_sem, bias=bias, what=f"{name} nngp")
+    assert_within_mc(k.ntk, ntk, ntk_sem, bias=bias, what=f"{name} ntk")
+
+
+# --------------------------------------------- kernels no network can have
+
+def _kernel_or_refusal(net, x1, x2):
+    """The kernel, or None when the library refuses the architecture."""
+    try:
+        return net.kernel_fn(x1, x2)
+    except (ValueError, NotImplementedError):
+        return None
+
+
+def test_fanin_sum_of_two_activation_branches_is_right_or_refused():
+    """Activation outputs have non-zero means: for independent branches
+    ``E[(a1+a2)(b1+b2)] = K1 + K2 + E[a1]E[b2] + E[a2]E[b1]``, so the kernel
+    of the sum is not ``K1 + K2``. The library must get it right (MC) or
+    refuse it, as neural-tangents does (NotImplementedError)."""
+    net = stax.serial(
+        stax.FanOut(2),
+        stax.parallel(stax.serial(stax.Dense(W, b_std=0.2), stax.Relu()),
+                      stax.serial(stax.Dense(W, W_std=1.5), stax.Relu())),
+        stax.FanInSum(), stax.Dense(OUT))
+    x1, x2 = _inputs()
+    k = _kernel_or_refusal(net, x1, x2)
+    if k is None:
+        return
+    nngp, nngp_sem, _, _ = mc_kernels(net.init_fn, net.apply_fn, x1, x2,
+                                      jax.random.PRNGKey(8), SAMPLES,
+                                      compute_ntk=False)
+    assert_within_mc(k.nngp, nngp, nngp_sem, what="FanInSum(Relu, Relu) nngp")
+
+
+def test_activation_after_fanin_concat_is_right_or_refused():
+    """Concatenated channels with different variances are not identically
+    distributed, so an activation after ``FanInConcat`` does not see one
+    Gaussian with the channel-averaged kernel (NT marks the output as not
+    Gaussian and refuses a following activation). Erf is not homogeneous, so
+    the error shows (for ReLU it would cancel)."""
+    net = stax.serial(
+        stax.FanOut(2),
+        stax.parallel(stax.Dense(W, W_std=0.3), stax.Dense(W, W_std=3.0)),
+        stax.FanInConcat(), stax.Erf(), stax.Dense(OUT))
+    x1, x2 = _inputs()
+    k = _kernel_or_refusal(net, x1, x2)
+    if k is None:
+        return
+    nngp, nngp_sem, _, _ = mc_kernels(net.init_fn, net.apply_fn, x1, x2,
+                                      jax.random.PRNGKey(9), SAMPLES,
+                                      compute_ntk=False)
+    assert_within_mc(k.nngp, nngp, nngp_sem, what="FanInConcat -> Erf nngp")
+
+
+# ------------------------------------------------- repeat == serial(*[l]*n)
+
+REPEAT_BLOCKS = {
+    "relu_dense": lambda: stax.serial(stax.Relu(), stax.Dense(16, W_std=1.3, b_std=0.2)),
+    "dense_erf": lambda: stax.serial(stax.Dense(16, W_std=0.9, b_std=0.5), stax.Erf()),
+    "residual": lambda: _residual(stax.serial(stax.Relu(), stax.Dense(16, W_std=0.7))),
+    "dense_std_param": lambda: stax.Dense(16, W_std=1.1, b_std=0.3,
+                                          parameterization="standard"),
+}
+
+
+@pytest.mark.parametrize("block", list(REPEAT_BLOCKS))
+@pytest.mark.parametrize("n", [1, 4])
+@pytest.mark.parametrize("with_x2", [False, True])
+def test_repeat_kernel_equals_serial_of_copies(block, n, with_x2):
+    head = stax.Dense(16, W_std=1.2, b_std=0.1)
+    layer = REPEAT_BLOCKS[block]()
+    rep = stax.serial(head, stax.repeat(layer, n))
+    ser = stax.serial(head, *[layer] * n)
+    x1, x2 = _inputs()
+    x2 = x2 if with_x2 else None
+    a, b = rep.kernel_fn(x1, x2), ser.kernel_fn(x1, x2)
+    for f in ("nngp", "ntk", "cov1", "cov2"):
+        va, vb = getattr(a, f), getattr(b, f)
+        assert (va is None) == (vb is None), f
+        if va is not None:
+            np.testing.assert_allclose(va, vb, rtol=1e-12, atol=1e-14, err_msg=f)
+    assert a.shape1 == b.shape1 and a.shape2 == b.shape2
+    assert a.is_gaussian == b.is_gaussian
+
+
+@pytest.mark.parametrize("block", list(REPEAT_BLOCKS))
+def test_repeat_apply_equals_serial_apply_with_same_params(block):
+    """repeat stacks the n copies' parameters on a leading axis; unstacked
+    into a tuple they drive ``serial(*[layer]*n)`` to the same outputs."""
+    n = 3
+    layer = REPEAT_BLOCKS[block]()
+    x = jax.random.normal(jax.random.PRNGKey(0), (5, 16))
+    shape, params = stax.repeat(layer, n).init_fn(jax.random.PRNGKey(1), x.shape)
+    assert tuple(shape) == x.shape
+    leaves = jax.tree_util.tree_leaves(params)
+    assert leaves and all(leaf.shape[0] == n for leaf in leaves)
+    per_copy = tuple(jax.tree_util.tree_map(lambda p: p[i], params) for i in range(n))
+    y_rep = stax.repeat(layer, n).apply_fn(params, x)
+    y_ser = stax.serial(*[layer] * n).apply_fn(per_copy, x)
+    np.testing.assert_allclose(y_rep, y_ser, rtol=1e-12, atol=1e-13)
+
+
+def test_repeat_rejects_shape_changing_layer_at_init():
+    with pytest.raises(ValueError, match=r"repeat.*keep its input shape.*\(5, 3\).*\(5, 8\)"):
+        stax.repeat(stax.Dense(8), 2).init_fn(jax.random.PRNGKey(0), (5, 3))
+
+
+# ------------------------------------------------------- branch bookkeeping
+
+def test_fanout_copies_input_and_kernel():
+    x1, _ = _inputs()
+    _, apply_fn, kernel_fn = stax.FanOut(3)
+    ys = apply_fn((), x1)
+    assert isinstance(ys, list) and len(ys) == 3 and all(y is x1 for y in ys)
+    dense = stax.Dense(4, W_std=1.3)
+    k = dense.kernel_fn(x1)
+    ks = kernel_fn(k)
+    assert len(ks) == 3 and all(kk is k for kk in ks)
+
+
+def test_parallel_applies_one_layer_per_branch():
+    x1, _ = _inputs()
+    a, b = stax.Dense(7, W_std=1.3, b_std=0.2), stax.serial(stax.Dense(7), stax.Relu())
+    net = stax.serial(stax.FanOut(2), stax.parallel(a, b))
+    ka, kb = net.kernel_fn(x1)
+    np.testing.assert_allclose(ka.nngp, a.kernel_fn(x1, get="nngp"), rtol=1e-14)
+    np.testing.assert_allclose(kb.nngp, b.kernel_fn(x1, get="nngp"), rtol=1e-14)
+
+
+def test_fanin_concat_is_channel_weighted_mean_of_branch_kernels():
+    """Concatenating C_a and C_b channels, a following Dense averages over all
+    C_a + C_b of them: ``K = (C_a K_a + C_b K_b) / (C_a + C_b)``, here with
+    ``K_a = x x'ᵀ / 4`` (Identity, 4 channels) and
+    ``K_b = 2² x x'ᵀ / 4 + 0.5²`` (Dense(12, 2, 0.5))."""
+    x1, x2 = _inputs()
+    net = stax.serial(stax.FanOut(2),
+                      stax.parallel(stax.Identity(), stax.Dense(12, W_std=2.0, b_std=0.5)),
+                      stax.FanInConcat())
+    gram = np.asarray(x1) @ np.asarray(x2).T / 4
+    expected = (4 * gram + 12 * (4 * gram + 0.25)) / 16
+    k = net.kernel_fn(x1, x2)
+    np.testing.assert_allclose(k.nngp, expected, rtol=1e-13)
+    assert k.shape1 == (3, 16) and k.shape2 == (2, 16)
+
+
+PARALLEL_ERRORS = [
+    ("too_few_branches", lambda: stax.serial(stax.FanOut(2),
+                                             stax.parallel(stax.Dense(3), stax.Dense(3),
+                                                           stax.Dense(3))),
+     r"parallel.*expected a list of 3 kernels.*got 2"),
+    ("not_a_list", lambda: stax.serial(stax.Dense(3), stax.parallel(stax.Dense(3),
+                                                                     stax.Dense(3))),
+     r"parallel.*expected a list of 2 kernels.*got Kernel"),
+    ("fanin_sum_without_branches", lambda: stax.serial(stax.Dense(3), stax.FanInSum()),
+     r"FanInSum.*list of branches.*got Kernel"),
+    ("fanin_prod_without_branches", lambda: stax.serial(stax.Dense(3), stax.FanInProd()),
+     r"FanInProd.*list of branches.*got Kernel"),
+    ("fanin_sum_shape_mismatch", lambda: stax.serial(
+        stax.FanOut(2), stax.parallel(stax.Dense(3), stax.Dense(5)), stax.FanInSum()),
+     r"FanInSum.*same shape.*\(3, 3\).*\(3, 5\)"),
+    ("fanin_prod_shape_mismatch", lambda: stax.serial(
+        stax.FanOut(2), stax.parallel(stax.Dense(3), stax.Dense(5)), stax.FanInProd()),
+     r"FanInProd.*same shape.*\(3, 3\).*\(3, 5\)"),
+    ("fanin_concat_non_channel_axis", lambda: stax.serial(
+        stax.FanOut(2), stax.parallel(stax.Dense(3), stax.Dense(3)), stax.FanInConcat(axis=0)),
+     r"FanInConcat.*channel axis.*axis=0"),
+]
+
+
+@pytest.mark.parametrize("case", PARALLEL_ERRORS, ids=lambda c: c[0])
+def test_branch_argument_errors_name_layer_expectation_and_input(case):
+    _, build, pattern = case
+    x1, _ = _inputs()
+    with pytest.raises(ValueError, match=pattern):
+        build().kernel_fn(x1)
+
+
+def test_parallel_apply_fn_rejects_wrong_branch_count():
+    net = stax.parallel(stax.Dense(3), stax.Dense(3))
+    _, params = net.init_fn(jax.random.PRNGKey(0), [(2, 4), (2, 4)])
+    x1, _ = _inputs()
+    with pytest.raises(ValueError, match=r"parallel.*expected a list of 2 inputs.*got 3"):
+        net.apply_fn(params, [x1, x1, x1])

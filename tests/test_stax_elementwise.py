@@ -1,0 +1,386 @@
+"""Activations: each dual kernel against oracles that can disagree with it.
+
+Three oracles, from strongest to broadest:
+
+* **Numerical integration** of ``E[φ(u)φ(v)]`` and ``E[φ'(u)φ'(v)]`` for
+  ``(u, v) ~ N(0, [[c11, c12], [c12, c22]])`` over a grid of covariances that
+  includes correlation exactly ±1 and tiny variances. φ and φ' are written
+  here independently (numpy/scipy), not taken from `ntk`. The integral is a
+  tensor Gauss–Legendre rule in whitened coordinates ``u = √c11 z1``,
+  ``v = √c22 (ρ z1 + r z2)`` on ``[-12, 12]²`` (the Gaussian mass outside is
+  < 1e-32), split at every kink of φ so each piece is analytic and the rule
+  converges exponentially; next to a kink the outer axis is split geometrically
+  so the boundary layer of width ``r`` near correlation ±1 is resolved too.
+  Accuracy ~1e-14 (checked against the closed-form arc-cosine kernel in
+  ``test_oracle_reproduces_arccos_kernel``).
+* **Monte Carlo** from wide finite networks ``Dense -> φ -> Dense`` built by
+  the layers' own ``apply_fn`` (checks that ``fn`` and the dual describe the
+  same network, and the NTK bookkeeping).
+* **Gauss–Hermite quadrature** (``ElementwiseNumerical``) converging to the
+  closed forms, and autodiff of a user dual (``Elementwise``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import special
+
+from ntk import Kernel, stax
+from mc import assert_within_mc, mc_kernels
+
+# ------------------------------------------------------------- the oracle
+
+_L = 12.0
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(128)
+_GRADE = _L * 2.0 ** -np.arange(1, 50)
+
+
+def _gl_nodes(edges):
+    """Gauss–Legendre nodes/weights on consecutive intervals ``edges[..., :]``."""
+    a, b = edges[..., :-1, None], edges[..., 1:, None]
+    x = 0.5 * (b - a) * _GL_X + 0.5 * (a + b)
+    w = 0.5 * (b - a) * _GL_W
+    return x.reshape(x.shape[:-2] + (-1,)), w.reshape(w.shape[:-2] + (-1,))
+
+
+def _normal_pdf(z):
+    return np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+
+
+def gauss_expect(g, c12, c11, c22, kinks=()):
+    """``E[g(u) g(v)]`` for centred Gaussian (u, v) with the given covariance.
+
+    ``kinks``: points where ``g`` is not analytic (0 for ReLU-like functions).
+    """
+    s1, s2 = math.sqrt(c11), math.sqrt(c22)
+    prod = c11 * c22
+    # r from the determinant, not from 1 - ρ², so an exactly singular
+    # covariance (correlation ±1) is integrated as a 1-D integral.
+    # A zero variance makes its argument the constant 0, independent of the other.
+    rho = 0.0 if prod == 0 else float(np.clip(c12 / math.sqrt(prod), -1, 1))
+    r = 1.0 if prod == 0 else math.sqrt(max(prod - c12 ** 2, 0.0) / prod)
+    outer_breaks = [0.0] + [k / s1 for k in kinks if s1 > 0]
+    if s2 > 0 and rho != 0:
+        outer_breaks += [k / (s2 * rho) for k in kinks]
+    if kinks:
+        outer_breaks = [p + d for p in outer_breaks
+                        for d in np.concatenate([[0.0], _GRADE, -_GRADE])]
+    z1, w1 = _gl_nodes(np.unique(np.clip([-_L, _L] + outer_breaks, -_L, _L)))
+    if r == 0:
+        inner = g(s2 * rho * z1)
+    else:
+        cols = [np.full_like(z1, -_L), np.full_like(z1, 0.0), np.full_like(z1, _L)]
+        cols += [(k / s2 - rho * z1) / r for k in kinks if s2 > 0]
+        z2, w2 = _gl_nodes(np.sort(np.clip(np.stack(cols, -1), -_L, _L), axis=-1))
+        inner = np.sum(w2 * _normal_pdf(z2) * g(s2 * (rho * z1[:, None] + r * z2)), -1)
+    return float(np.sum(w1 * _normal_pdf(z1) * g(s1 * z1) * inner))
+
+
+# ------------------------------------------- activations written independently
+
+
+class Case:
+    """A layer of `ntk.stax` and the same activation φ, φ' in numpy."""
+
+    def __init__(self, name, layer, phi, dphi, kinks=(), smooth=True):
+        self.name, self.layer, self.phi, self.dphi = name, layer, phi, dphi
+        self.kinks, self.smooth = tuple(kinks), smooth
+
+    def __repr__(self):
+        return self.name
+
+
+def _abrelu(name, layer, a, b):
+    return Case(name, layer, lambda x: a * np.minimum(x, 0) + b * np.maximum(x, 0),
+                lambda x: np.where(x > 0, b, a), kinks=(0.0,), smooth=False)
+
+
+def _erf(name, layer, a=1.0, b=1.0, c=0.0):
+    return Case(name, layer, lambda x: a * special.erf(b * x) + c,
+                lambda x: a * b * 2 / math.sqrt(math.pi) * np.exp(-(b * x) ** 2))
+
+
+def _sin(name, layer, a=1.0, b=1.0, c=0.0):
+    return Case(name, layer, lambda x: a * np.sin(b * x + c),
+                lambda x: a * b * np.cos(b * x + c))
+
+
+def _poly(name, layer, coef):
+    p = np.polynomial.Polynomial(coef)
+    return Case(name, layer, p, p.deriv())
+
+
+def _ndtr(x):
+    return 0.5 * (1 + special.erf(x / math.sqrt(2)))
+
+
+def _erf_nngp(c12, c11, c22):
+    """Williams (1997) arcsine kernel of erf, written out for the user API."""
+    return 2 / jnp.pi * jnp.arcsin(2 * c12 / jnp.sqrt((1 + 2 * c11) * (1 + 2 * c22)))
+
+
+def _erf_d_nngp(c12, c11, c22):
+    return 4 / jnp.pi / jnp.sqrt((1 + 2 * c11) * (1 + 2 * c22) - 4 * c12 ** 2)
+
+
+def _hermite_coef(n):
+    return (np.polynomial.hermite_e.herme2poly([0] * n + [1])
+            / math.sqrt(math.factorial(n)))
+
+
+SIGMOID_SCALE = 2.4020563531719796
+
+CASES = [
+    _abrelu("Relu", stax.Relu(), 0.0, 1.0),
+    _abrelu("LeakyRelu(0.1)", stax.LeakyRelu(0.1), 0.1, 1.0),
+    _abrelu("LeakyRelu(-0.3)", stax.LeakyRelu(-0.3), -0.3, 1.0),
+    _abrelu("ABRelu(-0.4,1.3)", stax.ABRelu(-0.4, 1.3), -0.4, 1.3),
+    _abrelu("ABRelu(0.5,-2)", stax.ABRelu(0.5, -2.0), 0.5, -2.0),
+    _abrelu("Abs", stax.Abs(), -1.0, 1.0),
+    _erf("Erf", stax.Erf()),
+    _erf("Erf(1.7,0.6,-0.3)", stax.Erf(a=1.7, b=0.6, c=-0.3), 1.7, 0.6, -0.3),
+    _erf("Sigmoid_like", stax.Sigmoid_like(), 0.5, 1 / SIGMOID_SCALE, 0.5),
+    Case("Gelu", stax.Gelu(), lambda x: x * _ndtr(x),
+         lambda x: _ndtr(x) + x * _normal_pdf(x)),
+    _sin("Sin", stax.Sin()),
+    _sin("Sin(1.3,0.7,0.4)", stax.Sin(a=1.3, b=0.7, c=0.4), 1.3, 0.7, 0.4),
+    _sin("Cos", stax.Cos(), 1.0, 1.0, math.pi / 2),
+    _sin("Cos(0.8,1.5,-0.2)", stax.Cos(a=0.8, b=1.5, c=-0.2), 0.8, 1.5, -0.2 + math.pi / 2),
+    _sin("Rbf", stax.Rbf(), math.sqrt(2), math.sqrt(2), math.pi / 4),
+    _sin("Rbf(0.3)", stax.Rbf(gamma=0.3), math.sqrt(2), math.sqrt(0.6), math.pi / 4),
+    Case("Exp", stax.Exp(), np.exp, np.exp),
+    Case("Exp(0.7,-0.5)", stax.Exp(a=0.7, b=-0.5), lambda x: 0.7 * np.exp(-0.5 * x),
+         lambda x: -0.35 * np.exp(-0.5 * x)),
+    Case("Gaussian", stax.Gaussian(), lambda x: np.exp(-x * x),
+         lambda x: -2 * x * np.exp(-x * x)),
+    Case("Gaussian(1.2,-0.35)", stax.Gaussian(a=1.2, b=-0.35),
+         lambda x: 1.2 * np.exp(-0.35 * x * x), lambda x: -0.84 * x * np.exp(-0.35 * x * x)),
+    *[_poly(f"Monomial({n})", stax.Monomial(n), [0.0] * n + [1.0]) for n in range(5)],
+    _poly("Polynomial", stax.Polynomial([0.3, -1.0, 0.5, 0.2]), [0.3, -1.0, 0.5, 0.2]),
+    *[_poly(f"Hermite({n})", stax.Hermite(n), _hermite_coef(n)) for n in range(1, 5)],
+    _erf("Elementwise(erf, nngp_fn)",
+         stax.Elementwise(jax.scipy.special.erf, _erf_nngp)),
+    _erf("Elementwise(erf, nngp_fn, d_nngp_fn)",
+         stax.Elementwise(jax.scipy.special.erf, _erf_nngp, _erf_d_nngp)),
+]
+SIGN = Case("Sign", stax.Sign(), np.sign, None, kinks=(0.0,), smooth=False)
+BY_NAME = {c.name: c for c in CASES}
+
+# (c12, c11, c22): generic, correlation exactly +1 and -1 (also one whose
+# c12² rounds to either side of c11·c22), tiny variances, one zero variance.
+R21 = math.sqrt(0.21)
+GRID = [
+    (0.3, 1.0, 1.0), (-0.5, 1.0, 2.0), (0.0, 0.7, 1.3), (2.0, 3.0, 4.0),
+    (1.0, 0.25, 4.0), (0.5, 0.5, 0.5), (R21, 0.3, 0.7),
+    (-1.0, 0.25, 4.0), (-0.5, 0.5, 0.5), (-R21, 0.3, 0.7),
+    (3e-7, 1e-6, 1e-6), (1e-5, 1e-8, 2.0), (1e-8, 1e-8, 1e-8), (-1e-8, 1e-8, 1e-8),
+]
+# A zero-variance argument: φ'(0) is a convention for kinked φ, so only smooth.
+GRID_SMOOTH_ONLY = [(0.0, 0.0, 1.0), (0.0, 0.0, 0.0)]
+
+
+def _layer_duals(layer, grid):
+    """Push a batch of Gaussian (c12, c11, c22) through ``layer.kernel_fn``.
+
+    The i-th triple sits at ``nngp[i, i]`` with ``cov1[i] = c11``, ``cov2[i] =
+    c22``; off-diagonal entries are 0 (always a valid covariance). The input
+    NTK is 1, so the output NTK is the derivative kernel K_φ'.
+    """
+    c12, c11, c22 = (np.array(t, dtype=np.float64) for t in zip(*grid))
+    n = len(grid)
+
+    @jax.jit  # one compilation instead of hundreds of eager dispatches
+    def duals(c12, c11, c22):
+        k = Kernel(nngp=jnp.diag(c12), ntk=jnp.ones((n, n), c12.dtype),
+                   cov1=c11, cov2=c22, shape1=(n, 7), shape2=(n, 7),
+                   diagonal_spatial=True, is_gaussian=True)
+        out = layer.kernel_fn(k)
+        return jnp.diag(out.nngp), jnp.diag(out.ntk), out.cov1, out.cov2
+
+    return tuple(np.asarray(a) for a in duals(c12, c11, c22))
+
+
+def _assert_close_cs(value, oracle, scale, rtol, what):
+    """``|value - oracle| <= rtol · scale`` with ``scale`` a Cauchy–Schwarz bound.
+
+    ``|E[φ(u)φ(v)]| <= sqrt(E[φ(u)²] E[φ(v)²])``, so the error is measured
+    relative to the size the kernel can have at these variances — meaningful
+    also where the kernel itself is 0 (odd φ, c12 = 0).
+    """
+    value, oracle, scale = map(np.asarray, (value, oracle, scale))
+    # The floor keeps ~1e-33 quadrature noise at a zero-size kernel from
+    # counting as a relative error of 1.
+    err = np.abs(value - oracle) / np.maximum(scale, 1e-20)
+    i = int(np.argmax(err))
+    assert np.all(err <= rtol), (f"{what}: at grid point {i} ({(GRID + GRID_SMOOTH_ONLY)[i]}) "
+                                 f"got {value[i]!r}, oracle {oracle[i]!r} "
+                                 f"(relative error {err[i]:.3g} > {rtol:g})")
+
+
+def _grid_for(case):
+    return GRID + (GRID_SMOOTH_ONLY if case.smooth else [])
+
+
+def _oracle(g, grid, kinks):
+    pair = np.array([gauss_expect(g, *t, kinks=kinks) for t in grid])
+    v1 = np.array([gauss_expect(g, t[1], t[1], t[1], kinks=kinks) for t in grid])
+    v2 = np.array([gauss_expect(g, t[2], t[2], t[2], kinks=kinks) for t in grid])
+    return pair, v1, v2
+
+
+RTOL = 1e-11
+
+
+def test_oracle_reproduces_arccos_kernel():
+    """The integrator against Cho & Saul's closed forms (ReLU and step)."""
+    for c12, c11, c22 in GRID:
+        theta = math.acos(float(np.clip(c12 / math.sqrt(c11 * c22), -1, 1)))
+        relu = math.sqrt(c11 * c22) / (2 * math.pi) * (
+            math.sin(theta) + (math.pi - theta) * math.cos(theta))
+        step = (math.pi - theta) / (2 * math.pi)
+        got_relu = gauss_expect(lambda x: np.maximum(x, 0), c12, c11, c22, (0.0,))
+        got_step = gauss_expect(lambda x: (x > 0) * 1.0, c12, c11, c22, (0.0,))
+        assert abs(got_relu - relu) <= 1e-13 * math.sqrt(c11 * c22)
+        assert abs(got_step - step) <= 1e-13
+
+
+@pytest.mark.parametrize("case", CASES, ids=repr)
+def test_nngp_dual_matches_numerical_integration(case):
+    grid = _grid_for(case)
+    nngp, _, cov1, cov2 = _layer_duals(case.layer, grid)
+    pair, v1, v2 = _oracle(case.phi, grid, case.kinks)
+    scale = np.sqrt(v1 * v2)
+    _assert_close_cs(nngp, pair, scale, RTOL, f"{case.name} nngp")
+    _assert_close_cs(cov1, v1, v1, RTOL, f"{case.name} cov1")
+    _assert_close_cs(cov2, v2, v2, RTOL, f"{case.name} cov2")
+
+
+@pytest.mark.parametrize("case", CASES, ids=repr)
+def test_ntk_dual_matches_numerical_integration(case):
+    grid = _grid_for(case)
+    _, dot, _, _ = _layer_duals(case.layer, grid)
+    pair, v1, v2 = _oracle(case.dphi, grid, case.kinks)
+    # Monomial(0): φ' = 0, scale 0 -> compare absolutely.
+    scale = np.where(np.sqrt(v1 * v2) > 0, np.sqrt(v1 * v2), 1.0)
+    _assert_close_cs(dot, pair, scale, RTOL, f"{case.name} ntk (E[φ'φ'])")
+
+
+def test_sign_nngp_matches_integration_and_ntk_is_zero():
+    """Sign: K = E[sign u sign v] = 1 - 2θ/π; φ' = 0 a.e., so its NTK term is 0."""
+    nngp, dot, cov1, _ = _layer_duals(SIGN.layer, GRID)
+    pair, v1, v2 = _oracle(SIGN.phi, GRID, SIGN.kinks)
+    _assert_close_cs(nngp, pair, np.ones_like(pair), RTOL, "Sign nngp")
+    _assert_close_cs(cov1, v1, np.ones_like(v1), RTOL, "Sign cov1")
+    assert np.all(dot == 0.0)
+
+
+# ------------------------------------------------------------ Monte Carlo
+
+# One case per activation (non-default parameters where there are any); the
+# other parameter values are covered by the integration tests above.
+MC_CASES = [BY_NAME[n] for n in (
+    "Relu", "LeakyRelu(-0.3)", "ABRelu(0.5,-2)", "Abs", "Erf(1.7,0.6,-0.3)",
+    "Sigmoid_like", "Gelu", "Sin(1.3,0.7,0.4)", "Cos(0.8,1.5,-0.2)", "Rbf(0.3)",
+    "Exp(0.7,-0.5)", "Gaussian(1.2,-0.35)", "Monomial(0)", "Monomial(1)",
+    "Monomial(2)", "Monomial(3)", "Monomial(4)", "Polynomial", "Hermite(3)",
+    "Elementwise(erf, nngp_fn)", "Elementwise(erf, nngp_fn, d_nngp_fn)")] + [
+    SIGN, Case("ElementwiseNumerical(tanh, 64)",
+               stax.ElementwiseNumerical(jnp.tanh, 64), np.tanh, None)]
+MC_WIDTH, MC_OUT, MC_SAMPLES = 512, 256, 64
+
+
+def _mc_inputs():
+    rng = np.random.default_rng(0)
+    x1 = rng.normal(size=(4, 3))
+    x1[1] *= 0.3            # different norms
+    x1[3] = -x1[0]          # correlation -1 with row 0
+    x2 = rng.normal(size=(3, 3))
+    x2[0] = x1[0]           # correlation +1 across x1 and x2
+    return jnp.asarray(x1), jnp.asarray(x2)
+
+
+@pytest.mark.parametrize("case", MC_CASES, ids=repr)
+def test_kernels_match_monte_carlo_of_wide_network(case):
+    """NNGP and NTK of ``Dense(w, 1.2, 0.3) -> φ -> Dense(w', 0.9, 0.2)``.
+
+    Bias: with one hidden layer the hidden pre-activations are exactly Gaussian
+    at any width (the inputs are fixed), so ``E[f f'ᵀ / O]`` equals the NNGP
+    exactly; the NTK estimate splits into the readout term (the same empirical
+    post-activation kernel, unbiased) and the first-layer term
+    ``W_std² (1/w) Σ_i φ'(h_i) φ'(h'_i) (v·W2_i)² Θ_in``, whose expectation is
+    exact too because ``W2`` is independent of ``h`` and ``E(v·W2_i)² = 1``.
+    The O(1/width) bias of deeper nets is therefore 0 here, and only the CLT
+    term (5 standard errors of 64 draws) is allowed.
+    """
+    net = stax.serial(stax.Dense(MC_WIDTH, W_std=1.2, b_std=0.3), case.layer,
+                      stax.Dense(MC_OUT, W_std=0.9, b_std=0.2))
+    x1, x2 = _mc_inputs()
+    k = net.kernel_fn(x1, x2)
+    nngp, nngp_sem, ntk, ntk_sem = mc_kernels(net.init_fn, net.apply_fn, x1, x2,
+                                              jax.random.PRNGKey(1), MC_SAMPLES)
+    assert_within_mc(k.nngp, nngp, nngp_sem, what=f"{case.name} nngp")
+    assert_within_mc(k.ntk, ntk, ntk_sem, what=f"{case.name} ntk")
+
+
+# ------------------------------------------- numerical duals and user duals
+
+SMOOTH_CLOSED = ["Erf", "Erf(1.7,0.6,-0.3)", "Gelu", "Sin", "Sin(1.3,0.7,0.4)"]
+
+
+def _numerical_layer(case, deg):
+    fn = {"Erf": lambda x: jax.scipy.special.erf(x),
+          "Erf(1.7,0.6,-0.3)": lambda x: 1.7 * jax.scipy.special.erf(0.6 * x) - 0.3,
+          "Gelu": lambda x: jax.nn.gelu(x, approximate=False),
+          "Sin": jnp.sin,
+          "Sin(1.3,0.7,0.4)": lambda x: 1.3 * jnp.sin(0.7 * x + 0.4)}[case.name]
+    return stax.ElementwiseNumerical(fn, deg)
+
+
+# Unit-scale variances: Gauss–Hermite needs more nodes as the variance grows
+# (at c = 4, erf(x) is nearly a step on the quadrature's scale).
+UNIT_GRID = [t for t in GRID if 0.25 <= min(t[1:]) and max(t[1:]) <= 2.0]
+
+
+@pytest.mark.parametrize("name", SMOOTH_CLOSED)
+def test_elementwise_numerical_converges_to_closed_form(name):
+    """Gauss–Hermite with ``deg`` nodes is exact for polynomials of degree
+    < 2·deg; for entire φ the error decays super-geometrically, so it must
+    shrink monotonically from deg 8 to 64 and end near rounding."""
+    case = BY_NAME[name]
+    closed = _layer_duals(case.layer, UNIT_GRID)
+    scale_n = np.sqrt(closed[2] * closed[3])
+    scale_t = np.abs(closed[1])
+    errors = []
+    for deg in (8, 16, 64):
+        num = _layer_duals(_numerical_layer(case, deg), UNIT_GRID)
+        errors.append(max(np.max(np.abs(num[0] - closed[0]) / scale_n),
+                          np.max(np.abs(num[1] - closed[1]) / scale_t)))
+    assert errors[-1] < 1e-12, errors
+    assert all(b < a or b < 1e-14 for a, b in zip(errors, errors[1:])), errors
+
+
+def test_elementwise_numerical_tanh_matches_integration():
+    """Tanh (no closed form): Gauss–Hermite (deg 100) vs the integrator, at
+    unit-scale variances where its poles at ±iπ/2 still allow ~1e-6."""
+    grid = [(0.3, 1.0, 1.0), (-0.5, 1.0, 2.0), (0.5, 0.5, 0.5), (-0.5, 0.5, 0.5),
+            (3e-7, 1e-6, 1e-6)]
+    nngp, dot, _, _ = _layer_duals(stax.ElementwiseNumerical(jnp.tanh, 100), grid)
+    pair = np.array([gauss_expect(np.tanh, *t) for t in grid])
+    dpair = np.array([gauss_expect(lambda x: 1 / np.cosh(x) ** 2, *t) for t in grid])
+    np.testing.assert_allclose(nngp, pair, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(dot, dpair, rtol=1e-6, atol=1e-12)
+
+
+def test_elementwise_autodiff_ntk_equals_erf_closed_form():
+    """``Elementwise(erf, nngp_fn)`` derives K' = ∂K/∂c12 by autodiff; it must
+    equal Erf's closed-form ``4/π / sqrt((1+2c11)(1+2c22) - 4c12²)``."""
+    grid = GRID + GRID_SMOOTH_ONLY
+    auto = _layer_duals(BY_NAME["Elementwise(erf, nngp_fn)"].layer, grid)
+    closed = _layer_duals(stax.Erf(), grid)
+    np.testing.assert_allclose(auto[1], closed[1], rtol=1e-13)
+    np.testing.assert_allclose(auto[0], closed[0], rtol=1e-13, atol=1e-300)
