@@ -12,30 +12,16 @@ writes ``results/benchmarks/parallel.json`` atomically.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import resource
-import tempfile
 import time
 
 import jax
 import numpy as np
 
+from experiments.results import atomic_write_json
 from ntk import parallel, stax
 
 GIB = 2 ** 30
-
-
-def _write_json_atomic(path: str, payload: dict):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def main(argv=None):
@@ -71,7 +57,7 @@ def main(argv=None):
           f"{seconds:.1f} s; peak RSS {peak / GIB:.2f} GiB; output "
           f"{out_bytes / GIB:.2f} GiB; bound 2*output+1GiB = {bound / GIB:.2f} GiB "
           f"-> {'met' if row['within_bound'] else 'MISSED'}; finite: {finite}")
-    _write_json_atomic(args.out, row)
+    atomic_write_json(args.out, row)
     return row
 
 
