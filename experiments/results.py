@@ -190,3 +190,13 @@ def format_table(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
 def format_comparison(rows: Sequence[Mapping]) -> str:
     """The paper-vs-ours table printed after each experiment."""
     return format_table(rows, ("quantity", "paper", "ours", "note"))
+
+
+def write_benchmark(name: str, out_root: os.PathLike | str, payload: Mapping) -> Path:
+    """Write ``OUT/benchmarks/NAME.json`` atomically, with the provenance and
+    the load average at the start (timings are only comparable on a quiet
+    machine)."""
+    load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return atomic_write_json(Path(out_root) / "benchmarks" / f"{name}.json",
+                             {"benchmark": name, **payload,
+                              "load_average_at_start": load, **provenance()})

@@ -302,12 +302,10 @@ def main(argv=None) -> int:
         for k, v in r["nt"].items():
             if "error" in v:
                 print(f"  NT {k}: {v['error'][:200]}")
-    payload = {"benchmark": "empirical", "repeats": args.repeats, "rounds": args.rounds,
+    payload = {"repeats": args.repeats, "rounds": args.rounds,
                "seed": args.seed, "rows": rows, "nt_versions": nt_versions,
-               "nt_python": nt_python, "nt_note": nt_note,
-               "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-               **results.provenance()}
-    path = results.atomic_write_json(Path(args.out) / "benchmarks" / "empirical.json", payload)
+               "nt_python": nt_python, "nt_note": nt_note}
+    path = results.write_benchmark("empirical", args.out, payload)
     print(f"wrote {path}")
     return 0
 

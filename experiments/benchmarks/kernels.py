@@ -183,12 +183,10 @@ def main(argv=None) -> int:
             if r[side] and "error" in r[side]:
                 print(f"  {name} [{side}]: {r[side]['error']}")
 
-    payload = {"benchmark": "kernels", "repeats": args.repeats, "seed": args.seed,
+    payload = {"repeats": args.repeats, "seed": args.seed,
                "rows": rows, "nt_versions": nt["versions"] if nt else None,
-               "nt_python": nt_python, "nt_note": nt_note,
-               "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-               **results.provenance()}
-    path = results.atomic_write_json(Path(args.out) / "benchmarks" / "kernels.json", payload)
+               "nt_python": nt_python, "nt_note": nt_note}
+    path = results.write_benchmark("kernels", args.out, payload)
     print(f"wrote {path}")
     return 0
 
