@@ -48,6 +48,7 @@ def _data(shape1, shape2, seed=0):
 IMG = _data((3, 4, 5, 2), (2, 4, 5, 2))
 SEQ = _data((3, 7, 2), (2, 7, 2), seed=1)
 VEC = _data((3, 5), (2, 5), seed=2)
+VOL = _data((2, 3, 3, 2, 2), (1, 3, 3, 2, 2), seed=3)
 
 
 def as_matrix(m):
@@ -164,7 +165,8 @@ def _brute_conv_nngp(x1, x2, filt, strides, padding, W_std, b_std):
 
 @pytest.mark.parametrize("padding", ["VALID", "SAME", "CIRCULAR"])
 @pytest.mark.parametrize("filt,strides,data", [
-    ((3, 2), (1, 1), IMG), ((2, 3), (2, 2), IMG), ((4,), (2,), SEQ)])
+    ((3, 2), (1, 1), IMG), ((2, 3), (2, 2), IMG), ((4,), (2,), SEQ),
+    ((2, 2, 1), (1, 2, 1), VOL)])
 def test_conv_nngp_equals_brute_force_window_sum_in_both_layouts(padding, filt, strides, data):
     layer = stax.Conv(4, filt, strides=strides, padding=padding, W_std=1.3, b_std=0.4)
     x1, x2 = data

@@ -422,7 +422,9 @@ def Conv(out_chan: int, filter_shape: Sequence[int],
     out = out_chan * s[1] if parameterization == "standard" else out_chan
     circular = padding == "CIRCULAR"
     filter_size = math.prod(filter_shape)
-    spec = "N" + "".join(chr(ord("A") + i) for i in range(n)) + "C"
+    # Spatial axis letters must avoid N, C, I and O, which name the batch,
+    # channel and filter in/out axes.
+    spec = "N" + _SPATIAL_LETTERS[:n] + "C"
     dn = (spec, spec[1:-1] + "IO", spec)
 
     def plan_for(shape):
@@ -474,6 +476,9 @@ def Conv(out_chan: int, filter_shape: Sequence[int],
                             "parameterization": parameterization, "s": tuple(s),
                             "filter_shape": filter_shape, "strides": strides,
                             "padding": padding})
+
+
+_SPATIAL_LETTERS = "HWDABEFGJKLMPQRSTUVXYZ"
 
 
 def _check_conv_dimension_numbers(dimension_numbers, n: int, name: str):
