@@ -25,7 +25,7 @@ from experiments import registry, results
 from experiments.__main__ import main
 from experiments.benchmarks import _harness
 from experiments.benchmarks import kernels as bench
-from experiments import kernels_mc
+from experiments import jacot18
 from ntk import stax
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,49 +41,54 @@ def _cli(*args, timeout=120):
 # ------------------------------------------------------------------ CLI
 
 
-def test_list_shows_kernels_mc():
+def test_list_shows_jacot18():
     proc = _cli("list")
     assert proc.returncode == 0, proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
-    assert "kernels_mc" in names
+    assert "jacot18" in names
 
 
 def test_unknown_experiment_name_exits_2_and_lists_the_known_ones():
     proc = _cli("run", "no_such_experiment")
     assert proc.returncode == 2
     assert "unknown experiment 'no_such_experiment'" in proc.stderr
-    assert "kernels_mc" in proc.stderr
+    assert "jacot18" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_registry_get_unknown_name_raises_value_error():
-    with pytest.raises(ValueError, match="unknown experiment 'nope'.*kernels_mc"):
+    with pytest.raises(ValueError, match="unknown experiment 'nope'.*jacot18"):
         registry.get("nope")
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """``run kernels_mc --tiny --seed 7`` into a fresh results directory."""
+    """``run jacot18 --tiny --seed 7`` into a fresh results directory."""
     out = tmp_path_factory.mktemp("results")
-    code = main(["run", "kernels_mc", "--tiny", "--seed", "7", "--out", str(out)])
-    return code, out / "kernels_mc"
+    code = main(["run", "jacot18", "--tiny", "--seed", "7", "--out", str(out)])
+    return code, out / "jacot18"
 
 
-def test_tiny_run_exits_0_and_writes_a_png(tiny_run):
+FIGURES = ["fig1_ntk_convergence.png", "fig2_function_dynamics.png",
+           "fig3_principal_components.png", "fig4_rates.png"]
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_tiny_run_exits_0_and_writes_each_png(tiny_run, name):
     code, out_dir = tiny_run
     assert code == 0
-    png = out_dir / "kernels_mc.png"
+    png = out_dir / name
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert png.stat().st_size > 10_000  # a real three-panel figure, not an empty canvas
+    assert png.stat().st_size > 10_000  # a drawn figure, not an empty canvas
 
 
 def test_tiny_run_metrics_json_has_provenance_and_table(tiny_run):
     _, out_dir = tiny_run
     payload = json.loads((out_dir / "metrics.json").read_text())
-    assert payload["experiment"] == "kernels_mc"
+    assert payload["experiment"] == "jacot18"
     assert payload["size"] == "tiny"
     assert payload["seed"] == 7 and payload["config"]["seed"] == 7
-    assert payload["config"]["widths"] == list(kernels_mc.Config.tiny().widths)
+    assert payload["config"]["slope_widths"] == list(jacot18.Config.tiny().slope_widths)
     for pkg in ("jax", "jaxlib", "flax", "optax", "numpy", "ntk"):
         assert payload["versions"][pkg], f"version of {pkg} missing"
     assert payload["versions"]["jax"] == jax.__version__
@@ -91,18 +96,18 @@ def test_tiny_run_metrics_json_has_provenance_and_table(tiny_run):
     assert payload["device"]["device_count"] == jax.device_count()
     assert payload["device"]["device_kind"]
     assert payload["wall_time_s"] > 0
-    assert payload["figures"] == ["kernels_mc.png"]
+    assert payload["figures"] == FIGURES
     rows = payload["paper_vs_ours"]
     assert rows and all({"quantity", "paper", "ours"} <= set(r) for r in rows)
-    slope_row = next(r for r in rows if "slope" in r["quantity"])
-    assert slope_row["paper"] == "theory -0.5"
-    assert math.isclose(slope_row["ours"], payload["metrics"]["ntk_error_loglog_slope"],
+    slope_row = next(r for r in rows if r["quantity"].startswith("slope of ‖Θ̂₀"))
+    assert slope_row["paper"] == -0.5
+    assert math.isclose(slope_row["ours"], payload["metrics"]["ntk_init_error_slope"],
                         abs_tol=1e-3)
 
 
 def test_tiny_run_leaves_no_temporary_files(tiny_run):
     _, out_dir = tiny_run
-    assert sorted(p.name for p in out_dir.iterdir()) == ["kernels_mc.png", "metrics.json"]
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(FIGURES + ["metrics.json"])
 
 
 # ------------------------------------------------------------------ atomic writes
@@ -158,61 +163,53 @@ def test_json_writer_converts_numpy_values(tmp_path):
 
 
 def test_set_overrides_parse_by_field_type():
-    config = registry.get("kernels_mc").config(
-        "quick", seed=3, overrides={"widths": "8,16", "n_draws": "4", "b_std": "0.5"})
-    assert config.widths == (8, 16) and config.n_draws == 4
+    config = registry.get("jacot18").config(
+        "quick", seed=3, overrides={"slope_widths": "8,16", "fig1_inits": "4", "b_std": "0.5"})
+    assert config.slope_widths == (8, 16) and config.fig1_inits == 4
     assert config.b_std == 0.5 and config.seed == 3
 
 
 def test_set_override_of_unknown_field_names_the_fields():
-    with pytest.raises(ValueError, match="unknown config field 'widht'.*widths"):
-        registry.get("kernels_mc").config("quick", overrides={"widht": "8"})
+    with pytest.raises(ValueError, match="unknown config field 'slope_widht'.*slope_widths"):
+        registry.get("jacot18").config("quick", overrides={"slope_widht": "8"})
 
 
 def test_set_override_with_bad_value_says_what_was_expected():
-    with pytest.raises(ValueError, match="n_draws: cannot parse 'many' as int"):
-        registry.get("kernels_mc").config("quick", overrides={"n_draws": "many"})
+    with pytest.raises(ValueError, match="fig1_inits: cannot parse 'many' as int"):
+        registry.get("jacot18").config("quick", overrides={"fig1_inits": "many"})
 
 
-# ------------------------------------------------------------------ kernels_mc pieces
+# ------------------------------------------------------------------ jacot18 pieces
 
 
 @pytest.mark.parametrize("W_std,b_std", [(1.0, None), (1.7, 0.3)])
-def test_empirical_ntk_of_a_linear_model_is_its_closed_form(W_std, b_std):
-    # f(x) = W_std <w, x> / sqrt(d) + b_std b  =>  Θ(x, x') = W_std² <x, x'>/d + b_std²
+def test_ntk_row_of_a_linear_model_is_its_closed_form(W_std, b_std):
+    # f(x) = W_std <w, x> / sqrt(d) + b_std b  =>  Θ(x0, x) = W_std² <x0, x>/d + b_std²
     init_fn, apply_fn, _ = stax.Dense(1, W_std=W_std, b_std=b_std)
     x = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
     _, params = init_fn(jax.random.PRNGKey(1), x.shape)
-    expected = W_std ** 2 * x @ x.T / 3 + (b_std or 0.0) ** 2
-    np.testing.assert_allclose(kernels_mc.empirical_ntk(apply_fn, params, x), expected,
+    expected = W_std ** 2 * x @ x[0] / 3 + (b_std or 0.0) ** 2
+    np.testing.assert_allclose(jacot18.ntk_row(apply_fn, params, x[0], x), expected,
                                rtol=1e-10)
 
 
-def test_empirical_ntk_matches_a_brute_force_jacobian():
-    # two outputs: the function must take output 0's gradients only
+def test_ntk_row_matches_a_brute_force_jacobian():
+    # two outputs: the row must use output 0's gradients only
     init_fn, apply_fn, _ = stax.serial(stax.Dense(6, b_std=0.1), stax.Relu(),
                                        stax.Dense(2, b_std=0.1))
-    _, x = kernels_mc.circle(5)
+    x = jacot18.circle(jnp.linspace(0.0, 3.0, 5))
     params = jax.jit(lambda k: init_fn(k, x.shape)[1])(jax.random.PRNGKey(2))
     jac = jax.jacrev(lambda p: apply_fn(p, x)[:, 0])(params)
     flat = jnp.concatenate([j.reshape(x.shape[0], -1) for j in jax.tree_util.tree_leaves(jac)],
                            axis=1)
-    np.testing.assert_allclose(kernels_mc.empirical_ntk(apply_fn, params, x),
-                               flat @ flat.T, rtol=1e-10)
-
-
-def test_bootstrap_slope_se_is_zero_without_scatter_and_grows_with_it():
-    widths = [16, 64, 256]
-    exact = [[w ** -0.5] * 4 for w in widths]
-    assert kernels_mc.bootstrap_slope_se(widths, exact, n_boot=50) == pytest.approx(0.0, abs=1e-12)
-    rng = np.random.default_rng(0)
-    noisy = [w ** -0.5 * np.exp(0.3 * rng.standard_normal(8)) for w in widths]
-    assert kernels_mc.bootstrap_slope_se(widths, noisy, n_boot=200) > 0.02
+    np.testing.assert_allclose(jacot18.ntk_row(apply_fn, params, x[2], x),
+                               flat @ flat[2], rtol=1e-5)
 
 
 def test_loglog_slope_recovers_an_exact_power_law():
     widths = np.array([16, 64, 256, 1024])
-    assert kernels_mc.fit_loglog_slope(widths, 3.0 * widths ** -0.5) == pytest.approx(-0.5)
+    assert jacot18.fit_slope(widths, 3.0 * widths ** -0.5) == pytest.approx(-0.5)
+
 
 
 # ------------------------------------------------------------------ benchmark plumbing
