@@ -6,6 +6,8 @@ time and a paper-vs-ours table, which is also printed. Sizes: ``quick``
 (default; about a minute per experiment on 2 CPU cores), ``--full`` (the
 papers' settings, meant for a GPU/TPU) and ``--tiny`` (seconds; for tests).
 ``--set KEY=VALUE`` overrides a config field (tuples comma-separated).
+``--data-dir DIR`` points the experiments that can use real datasets (text8,
+Omniglot, CIFAR-10, UCI) at them; without it they use offline stand-ins.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="results root; each experiment writes OUT/NAME/ (default: results)")
     run.add_argument("--seed", type=int, default=None,
                      help="PRNG seed (default: the config's own)")
+    run.add_argument("--data-dir", default=None, metavar="DIR",
+                     help="directory with real datasets (text8, Omniglot, CIFAR-10, UCI); "
+                          "default: offline stand-ins")
     run.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                      help="override a config field, e.g. --set widths=64,256")
     return parser
@@ -60,9 +65,13 @@ def main(argv=None) -> int:
             return 0
         names = registry.names() if args.name == "all" else [args.name]
         if args.name != "all":
-            registry.get(args.name)  # fail fast, before any work, on a typo
+            exp = registry.get(args.name)  # fail fast, before any work, on a typo
+            if args.data_dir is not None and not exp.uses_data_dir:
+                raise ValueError(f"--data-dir: {args.name} uses only offline data "
+                                 f"and has no data_dir option; got {args.data_dir!r}.")
         outcome = registry.run_many(names, size=args.size, out_root=args.out,
-                                    seed=args.seed, overrides=_parse_set(args.overrides))
+                                    seed=args.seed, overrides=_parse_set(args.overrides),
+                                    data_dir=args.data_dir)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -60,8 +60,14 @@ class Experiment:
     paper: str = ""
 
     def config(self, size: str = "quick", seed: Optional[int] = None,
-               overrides: Optional[Mapping[str, str]] = None):
-        """Build the config of a size, then apply ``seed`` and overrides."""
+               overrides: Optional[Mapping[str, str]] = None,
+               data_dir: Optional[str] = None):
+        """Build the config of a size, then apply ``seed``, ``data_dir`` and overrides.
+
+        ``data_dir`` (the directory holding real datasets: text8, Omniglot,
+        CIFAR-10, UCI) goes to the config's ``data_dir`` field; an experiment
+        without one uses only offline data and ignores it.
+        """
         if size not in SIZES:
             raise ValueError(f"{self.name}: size must be one of {SIZES}; got {size!r}.")
         make = getattr(self.config_cls, size, None)
@@ -72,7 +78,15 @@ class Experiment:
         changes = {k: parse_field(config, k, v) for k, v in (overrides or {}).items()}
         if seed is not None:
             changes["seed"] = int(seed)
+        if data_dir is not None and self.uses_data_dir:
+            changes["data_dir"] = str(data_dir)
         return dataclasses.replace(config, **changes) if changes else config
+
+
+    @property
+    def uses_data_dir(self) -> bool:
+        """Whether the config has a ``data_dir`` field for real datasets."""
+        return "data_dir" in {f.name for f in dataclasses.fields(self.config_cls)}
 
 
 _REGISTRY: dict[str, Experiment] = {}
@@ -206,14 +220,15 @@ def run_experiment(experiment: Experiment, config, out_root: Path | str = "resul
 
 
 def run_many(names_: Sequence[str], *, size: str = "quick", out_root="results",
-             seed: Optional[int] = None, overrides=None,
+             seed: Optional[int] = None, overrides=None, data_dir: Optional[str] = None,
              echo: Callable[[str], None] = print) -> dict[str, Optional[BaseException]]:
     """Run several experiments; a failure is reported and the rest still run."""
     outcome: dict[str, Optional[BaseException]] = {}
     for name in names_:
         try:
             experiment = get(name)
-            config = experiment.config(size, seed=seed, overrides=overrides)
+            config = experiment.config(size, seed=seed, overrides=overrides,
+                                       data_dir=data_dir)
             run_experiment(experiment, config, out_root, size=size, echo=echo)
             outcome[name] = None
         except Exception as e:  # noqa: BLE001 - reported, the others still run

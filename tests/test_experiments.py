@@ -275,3 +275,34 @@ def test_ci_script_is_strict_executable_bash_that_fails_on_no_tests():
     assert os.access(path, os.X_OK)
     assert re.search(r"status -eq 5 \]\]; then(.|\n)*?exit 1", text)
     assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+
+
+# ------------------------------------------------------------------ --data-dir
+
+
+def test_data_dir_flag_is_refused_by_an_offline_only_experiment():
+    proc = _cli("run", "jacot18", "--tiny", "--data-dir", "/nowhere")
+    assert proc.returncode == 2
+    assert "--data-dir: jacot18 uses only offline data" in proc.stderr
+
+
+def test_data_dir_reaches_the_config_field_of_experiments_that_have_one():
+    import dataclasses as dc
+
+    @dc.dataclass(frozen=True)
+    class Cfg:
+        data_dir: str = ""
+        seed: int = 0
+
+        @classmethod
+        def quick(cls):
+            return cls()
+
+        @classmethod
+        def full(cls):
+            return cls()
+
+    exp = registry.Experiment("demo", Cfg, lambda c, o: {})
+    assert exp.uses_data_dir
+    assert exp.config("quick", data_dir="/data").data_dir == "/data"
+    assert registry.get("jacot18").config("tiny", data_dir="/data") == jacot18.Config.tiny()
