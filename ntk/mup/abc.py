@@ -1,0 +1,331 @@
+r"""abc-parametrizations and their infinite-width theory (Yang & Hu 2021, TP4 §3).
+
+**Definition (TP4 Def. 3.1).** An ``L``-hidden-layer MLP of width ``n`` with
+input ``ξ ∈ R^d`` and output ``f ∈ R``,
+
+    h¹ = W¹ ξ,   x^l = φ(h^l),   h^{l+1} = W^{l+1} x^l,   f = W^{L+1} x^L,
+
+is in the abc-parametrization ``{a_l, b_l}_{l ≤ L+1} ∪ {c}`` when each weight
+is a width-scaled multiple of a trainable parameter ``w^l``,
+
+    W^l = n^{-a_l} w^l,     w^l_{αβ} ~ N(0, n^{-2 b_l}),
+
+and SGD trains ``w`` with learning rate ``η n^{-c}``. Biases are treated as
+input weights (they map the constant 1 to ``n`` coordinates) and take the
+exponents of layer 1. The symmetry ``(a_l, b_l, c) → (a_l + θ, b_l − θ,
+c − 2θ)`` (TP4 Eq. 5) leaves ``W^l`` and its SGD updates unchanged, so
+per-layer learning rates ``c_l`` are allowed here: they are abc-
+parametrizations written in another gauge.
+
+**The exponent r (TP4 Def. 3.2).**
+
+    r = min(a_{L+1} + b_{L+1}, 2a_{L+1} + c) + c − 1 + min_{l=1..L} [2a_l + 𝟙(l = 1)].
+
+Why: the readout's coordinates have size ``n^{-ω}``, ``ω = min(a_{L+1} +
+b_{L+1}, 2a_{L+1} + c)`` (initial value vs accumulated update), so every
+backpropagated gradient ``dh^l`` has coordinates ``n^{-ω}``. One SGD step
+changes ``W^l`` by ``η n^{-c-2a_l} dh^l x^{l-1 ⊤}``; applied to the
+correlated ``x^{l-1}`` (``n`` coordinates for a hidden layer, ``d = O(1)``
+for the input layer) it moves ``h^l`` by ``Θ(n^{-r_l})`` with
+
+    r_l = ω + c_l − 1 + 2a_l + 𝟙(l = 1),        r = min_l r_l.
+
+Features move by ``Δx^L = Θ(n^{-r})`` (TP4 §3, "r ... is the exponent such that
+Δx_t^L = Θ(n^{-r})").
+
+**Stability (TP4 Thm. 3.3).** Stable iff (1) at init ``a_1 + b_1 = 0``,
+``a_l + b_l = 1/2`` for ``2 ≤ l ≤ L``, ``a_{L+1} + b_{L+1} ≥ 1/2``; (2) no
+feature blows up: ``r ≥ 0``; (3) the output does not blow up:
+``2a_{L+1} + c ≥ 1`` and ``a_{L+1} + b_{L+1} + r ≥ 1``.
+**Nontrivial (TP4 Thm. 3.4):** ``a_{L+1} + b_{L+1} + r = 1`` or
+``2a_{L+1} + c = 1``. **Dynamical dichotomy (TP4 Thm. 3.6 / Cor. 3.9):** a
+stable nontrivial parametrization learns features iff ``r = 0`` and is in the
+kernel regime iff ``r > 0`` — never both.
+
+The paper's table (TP4 Table 1):
+
+=====  ==============================  =====================  =====  =====
+name   a_l (l=1, 2..L, L+1)            b_l                    c      r
+=====  ==============================  =====================  =====  =====
+SP     0, 0, 0                         0, 1/2, 1/2            1*     1/2
+NTK    0, 1/2, 1/2                     0, 0, 0                0      1/2
+MF     0, –, 1   (L = 1)               0, –, 0                −1     0
+μP     −1/2, 0, 1/2                    1/2, 1/2, 1/2          0      0
+=====  ==============================  =====================  =====  =====
+
+(*) SP is stable only with ``c ≥ 1`` (TP4 Thm. 4.1); ``abc("sp")`` uses the
+fixed learning rate ``c = 0`` practitioners use, which is unstable.
+
+Example:
+    >>> from ntk import mup
+    >>> p = mup.abc("mup", depth=2)
+    >>> p.r, p.regime
+    (0.0, 'feature learning')
+    >>> mup.abc("ntk", depth=2).regime
+    'kernel'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional, Sequence, Union
+
+_TOL = 1e-9
+PRESETS = ("sp", "ntk", "mf", "mup")
+FORMS = ("tp4", "table3", "table8")
+
+
+def _tuple(values, name: str, arg: str) -> tuple:
+    try:
+        t = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: `{arg}` must be a sequence of numbers; got "
+                        f"{values!r}.") from None
+    if any(math.isnan(v) for v in t):
+        raise ValueError(f"{name}: `{arg}` must not contain NaN; got {values!r}.")
+    return t
+
+
+@dataclasses.dataclass(frozen=True)
+class ABC:
+    """An abc-parametrization of an ``L``-hidden-layer MLP (TP4 Def. 3.1).
+
+    Attributes:
+      a: ``(a_1, ..., a_{L+1})``, multiplier exponents ``W^l = n^{-a_l} w^l``.
+      b: ``(b_1, ..., b_{L+1})``, init exponents ``w^l ~ N(0, n^{-2 b_l})``;
+        ``b_{L+1} = inf`` means a zero-initialised readout.
+      c: learning-rate exponent ``η n^{-c}``; a number, or one per layer
+        (``(c_1, ..., c_{L+1})``, the per-layer gauge of TP5's tables).
+      name: a label.
+    """
+
+    a: tuple
+    b: tuple
+    c: Union[float, tuple] = 0.0
+    name: str = "custom"
+
+    def __post_init__(self):
+        a = _tuple(self.a, "ABC", "a")
+        b = _tuple(self.b, "ABC", "b")
+        if len(a) < 2 or len(a) != len(b):
+            raise ValueError(f"ABC: `a` and `b` need one entry per layer "
+                             f"(L + 1 >= 2 entries, equal lengths); got len(a)="
+                             f"{len(a)}, len(b)={len(b)}.")
+        if any(math.isinf(v) for v in a) or any(math.isinf(v) for v in b[:-1]):
+            raise ValueError("ABC: only the readout's b_{L+1} may be inf (zero "
+                             f"init); got a={a}, b={b}.")
+        if isinstance(self.c, (int, float)):
+            c = float(self.c)
+        else:
+            c = _tuple(self.c, "ABC", "c")
+            if len(c) != len(a):
+                raise ValueError(f"ABC: per-layer `c` needs {len(a)} entries (one "
+                                 f"per layer); got {len(c)}.")
+        object.__setattr__(self, "a", a)
+        object.__setattr__(self, "b", b)
+        object.__setattr__(self, "c", c)
+
+    # ----------------------------------------------------------- structure
+    @property
+    def depth(self) -> int:
+        """``L``, the number of hidden layers."""
+        return len(self.a) - 1
+
+    @property
+    def c_l(self) -> tuple:
+        """Per-layer learning-rate exponents ``(c_1, ..., c_{L+1})``."""
+        return self.c if isinstance(self.c, tuple) else (self.c,) * len(self.a)
+
+    def layer(self, l: int) -> tuple:
+        """``(a_l, b_l, c_l)`` of layer ``l`` (1-based, ``1 ≤ l ≤ L+1``)."""
+        if not 1 <= l <= len(self.a):
+            raise ValueError(f"ABC.layer: `l` must be in 1..{len(self.a)}; got {l}.")
+        return self.a[l - 1], self.b[l - 1], self.c_l[l - 1]
+
+    def shift(self, theta) -> "ABC":
+        """The symmetry ``(a_l, b_l, c_l) → (a_l + θ_l, b_l − θ_l, c_l − 2θ_l)``.
+
+        TP4 Eq. (5): the weights ``W^l`` and their SGD updates are unchanged,
+        exactly at every width. ``theta`` is a number or one per layer.
+        """
+        th = ((float(theta),) * len(self.a) if isinstance(theta, (int, float))
+              else _tuple(theta, "ABC.shift", "theta"))
+        if len(th) != len(self.a):
+            raise ValueError(f"ABC.shift: `theta` needs {len(self.a)} entries; "
+                             f"got {len(th)}.")
+        c = tuple(cl - 2 * t for cl, t in zip(self.c_l, th))
+        if len(set(c)) == 1:
+            c = c[0]
+        return ABC(tuple(x + t for x, t in zip(self.a, th)),
+                   tuple(x - t for x, t in zip(self.b, th)), c, self.name)
+
+    # -------------------------------------------------------------- theory
+    @property
+    def omega(self) -> float:
+        """Readout coordinate exponent ``ω = min(a_{L+1}+b_{L+1}, 2a_{L+1}+c_{L+1})``."""
+        return min(self.a[-1] + self.b[-1], 2 * self.a[-1] + self.c_l[-1])
+
+    @property
+    def r_l(self) -> tuple:
+        """``(r_1, ..., r_L)``: layer l's own update moves ``h^l`` by ``Θ(n^{-r_l})``."""
+        return tuple(self.omega + self.c_l[i] - 1 + 2 * self.a[i] + (i == 0)
+                     for i in range(self.depth))
+
+    @property
+    def r(self) -> float:
+        """TP4 Def. 3.2: ``Δx^L = Θ(n^{-r})``."""
+        return min(self.r_l)
+
+    def conditions(self) -> dict:
+        """The inequalities of TP4 Thm. 3.3 and Thm. 3.4, each True/False."""
+        a, b, L = self.a, self.b, self.depth
+        ab = [x + y for x, y in zip(a, b)]
+        out_c = 2 * a[-1] + self.c_l[-1]
+        return {
+            "a_1 + b_1 = 0": abs(ab[0]) < _TOL,
+            "a_l + b_l = 1/2 (2 <= l <= L)": all(abs(ab[i] - 0.5) < _TOL
+                                                for i in range(1, L)),
+            "a_{L+1} + b_{L+1} >= 1/2": ab[-1] >= 0.5 - _TOL,
+            "r >= 0": self.r >= -_TOL,
+            "2a_{L+1} + c >= 1": out_c >= 1 - _TOL,
+            "a_{L+1} + b_{L+1} + r >= 1": ab[-1] + self.r >= 1 - _TOL,
+        }
+
+    @property
+    def stable(self) -> bool:
+        """TP4 Thm. 3.3: all of `conditions` hold."""
+        return all(self.conditions().values())
+
+    @property
+    def nontrivial(self) -> bool:
+        """TP4 Thm. 3.4: ``a_{L+1}+b_{L+1}+r = 1`` or ``2a_{L+1}+c = 1``."""
+        return (abs(self.a[-1] + self.b[-1] + self.r - 1) < _TOL
+                or abs(2 * self.a[-1] + self.c_l[-1] - 1) < _TOL)
+
+    @property
+    def feature_learning(self) -> bool:
+        """Stable, nontrivial and ``r = 0`` (TP4 Thm. 3.6)."""
+        return self.stable and self.nontrivial and abs(self.r) < _TOL
+
+    @property
+    def kernel_regime(self) -> bool:
+        """Stable, nontrivial and ``r > 0`` (TP4 Thm. 3.8)."""
+        return self.stable and self.nontrivial and self.r > _TOL
+
+    @property
+    def regime(self) -> str:
+        """``"unstable"``, ``"trivial"``, ``"feature learning"`` or ``"kernel"``."""
+        if not self.stable:
+            return "unstable"
+        if not self.nontrivial:
+            return "trivial"
+        return "feature learning" if abs(self.r) < _TOL else "kernel"
+
+    def predicted_slopes(self) -> dict:
+        """Width exponents (log-log slopes vs n) of coordinate sizes after a few steps.
+
+        ``"h^l"``: preactivations at init (0 in a stable parametrization;
+        computed for a linear chain);
+        ``"dh^l"``: their change, ``−min_{m ≤ l} r_m`` (TP4 §3, the change of
+        layer ``l`` is the sum of its own update and its input's change);
+        ``"f"``: the output at init (``1/2 − (a_{L+1} + b_{L+1})`` when stable);
+        ``"df"``: the output's change, ``max(1 − 2a_{L+1} − c, 1 − a_{L+1} −
+        b_{L+1} − r)`` (the readout's update vs the features' change seen
+        through the initial readout). Exponents of an unstable
+        parametrization describe the first step only.
+        """
+        out = {}
+        run = math.inf
+        ab = [x + y for x, y in zip(self.a, self.b)]
+        size = -ab[0]   # h¹ = W¹ξ sums d = O(1) terms of size n^{-(a_1+b_1)}
+        for l in range(1, self.depth + 1):
+            if l > 1:   # n independent terms: a factor n^{1/2}
+                size = size + 0.5 - ab[l - 1]
+            run = min(run, self.r_l[l - 1])
+            out[f"h^{l}"] = size
+            out[f"dh^{l}"] = -run
+        out["f"] = size + 0.5 - ab[-1]
+        out["df"] = max(1 - 2 * self.a[-1] - self.c_l[-1], 1 - ab[-1] - self.r)
+        return out
+
+    def summary(self) -> str:
+        """One line: name, exponents, r and regime."""
+        return (f"{self.name}: a={self.a} b={self.b} c={self.c} r={self.r:g} "
+                f"-> {self.regime}")
+
+
+def abc(name: Union[str, ABC], depth: int = 1, *, c: Optional[float] = None,
+        form: str = "tp4", zero_readout: bool = False) -> ABC:
+    """A named abc-parametrization of an ``depth``-hidden-layer MLP (TP4 Table 1).
+
+    Args:
+      name: ``"sp"``, ``"ntk"``, ``"mf"`` (depth 1 only, as in the paper) or
+        ``"mup"``; an `ABC` is returned as is (after the zero-readout option).
+      depth: ``L``, the number of hidden layers.
+      c: learning-rate exponent; defaults: SP 0 (fixed LR; the paper's stable
+        SP uses ``c = 1``), NTK 0, MF −1, μP 0.
+      form: the gauge of μP (all three are the same parametrization under the
+        symmetry of TP4 Eq. 5, exactly equal SGD trajectories):
+        ``"tp4"`` — TP4 Def. 5.1: ``a = (−1/2, 0…, 1/2)``, ``b = 1/2``, ``c = 0``;
+        ``"table3"`` — TP5 Table 3: no multipliers, readout init variance
+        ``∝ 1/fan_in²``, per-layer learning rates ``fan_out`` (input, biases),
+        ``1`` (hidden), ``1/fan_in`` (readout);
+        ``"table8"`` — TP5 Table 8 / the `mup` package: readout multiplier
+        ``1/fan_in``, learning rates ``fan_out``, ``1``, ``fan_in``.
+      zero_readout: initialise the readout at zero (``b_{L+1} = inf``; TP5 §4
+        recommends it for μP; stability and ``r`` are unchanged for μP).
+
+    Example:
+      >>> abc("sp", depth=2, c=1).regime
+      'kernel'
+    """
+    if isinstance(name, ABC):
+        p = name
+    else:
+        if not isinstance(name, str) or name.lower() not in PRESETS:
+            raise ValueError(f"abc: `name` must be one of {PRESETS} or an ABC; "
+                             f"got {name!r}.")
+        if not (isinstance(depth, int) and depth >= 1):
+            raise ValueError(f"abc: `depth` must be a positive int; got {depth!r}.")
+        if form not in FORMS:
+            raise ValueError(f"abc: `form` must be one of {FORMS}; got {form!r}.")
+        key, L = name.lower(), depth
+        if key == "sp":
+            p = ABC((0.0,) * (L + 1), (0.0,) + (0.5,) * L,
+                    0.0 if c is None else c, "SP")
+        elif key == "ntk":
+            p = ABC((0.0,) + (0.5,) * L, (0.0,) * (L + 1),
+                    0.0 if c is None else c, "NTK")
+        elif key == "mf":
+            if L != 1:
+                raise ValueError("abc: the mean-field parametrization is defined "
+                                 "for one hidden layer (TP4 Table 1, depth=1); got "
+                                 f"depth={L}. Deeper MLPs: use 'mup', which equals "
+                                 "MF at depth 1 up to the symmetry of TP4 Eq. 5.")
+            p = ABC((0.0, 1.0), (0.0, 0.0), -1.0 if c is None else c, "MF")
+        else:
+            p = ABC((-0.5,) + (0.0,) * (L - 1) + (0.5,), (0.5,) * (L + 1),
+                    0.0 if c is None else c, "muP")
+            if form == "table3":
+                p = p.shift((0.5,) + (0.0,) * (L - 1) + (-0.5,))
+            elif form == "table8":
+                p = p.shift((0.5,) + (0.0,) * (L - 1) + (0.5,))
+            p = dataclasses.replace(p, name="muP" if form == "tp4" else f"muP[{form}]")
+    if zero_readout:
+        p = dataclasses.replace(p, b=p.b[:-1] + (math.inf,))
+    return p
+
+
+def as_abc(parametrization, depth: int) -> ABC:
+    """An `ABC` from a preset name or an `ABC` (whose depth must be ``depth``)."""
+    if isinstance(parametrization, ABC):
+        if parametrization.depth != depth:
+            raise ValueError(f"the network has {depth} hidden layers but the "
+                             f"ABC has depth {parametrization.depth} "
+                             f"({len(parametrization.a)} entries in `a`).")
+        return parametrization
+    if isinstance(parametrization, str):
+        return abc(parametrization, depth)
+    raise TypeError(f"`parametrization` must be a preset name {PRESETS} or an "
+                    f"ABC; got {type(parametrization).__name__}.")

@@ -1,0 +1,199 @@
+r"""Coordinate checks (TP5 §D.1, "coord check"; TP4 §3's Δx = Θ(n^{-r})).
+
+Train the same architecture at several widths for a few steps and record, per
+layer and step ``t``, the typical coordinate size of its preactivations
+``h_t`` and of their change ``h_t − h_0``:
+
+    RMS(v) = ( (1/N·n) Σ_{i,α} v_{iα}² )^{1/2}     over the batch and the width.
+
+In a stable parametrization ``RMS(h_t)`` is ``Θ(1)`` in width; the change is
+``Θ(n^{-r})`` for the features (``r = 0``: feature learning, μP; ``r = 1/2``:
+NTK) and the output's change blows up with width under SP at a fixed learning
+rate (TP4 Thm. 3.3 / 4.1). The log-log slope of a curve against width is its
+width exponent; `ABC.predicted_slopes` gives the theory's.
+
+Example:
+    >>> def make(n):
+    ...     return mup.parametrize(stax.serial(stax.Dense(n), stax.Relu(),
+    ...                                        stax.Dense(n), stax.Relu(),
+    ...                                        stax.Dense(1)), "mup", base_width=64)
+    >>> cc = mup.coord_check(make, (64, 256, 1024), x, y,
+    ...                      optimizer=lambda info: mup.sgd(0.5, info), steps=3)
+    >>> cc.slopes(step=3, what="delta")          # {'h^1': ~0, 'h^2': ~0, 'f': ~0}
+    >>> fig = cc.plot()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+
+def rms(v) -> jnp.ndarray:
+    """Root-mean-square coordinate size ``sqrt(mean(v²))``."""
+    v = jnp.asarray(v)
+    return jnp.sqrt(jnp.mean(jnp.square(v)))
+
+
+def _loss_fn(loss):
+    if callable(loss):
+        return loss
+    if loss == "mse":
+        return lambda f, y: 0.5 * jnp.mean(jnp.sum((f - y) ** 2, axis=-1))
+    if loss == "xent":
+        return lambda f, y: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(f, y))
+    raise ValueError(f"coord_check: `loss` must be 'mse', 'xent' or a callable "
+                     f"(f, y) -> scalar; got {loss!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class CoordCheck:
+    """Result of `coord_check`.
+
+    Attributes:
+      widths: the widths, ascending.
+      steps: number of optimizer steps (records at t = 0..steps).
+      layers: the recorded layer names (``h^1``…, ``f``).
+      size: ``{layer: (len(widths), steps + 1)}`` RMS of ``h_t`` (seed mean).
+      delta: the same for ``h_t − h_0``.
+      label: a title for plots.
+    """
+
+    widths: tuple
+    steps: int
+    layers: tuple
+    size: dict
+    delta: dict
+    label: str = ""
+
+    def slope(self, layer: str, step: int = -1, what: str = "delta") -> float:
+        """Least-squares slope of log RMS against log width at ``step``."""
+        if what not in ("size", "delta"):
+            raise ValueError(f"CoordCheck.slope: `what` must be 'size' or 'delta'; "
+                             f"got {what!r}.")
+        if layer not in self.layers:
+            raise ValueError(f"CoordCheck.slope: unknown layer {layer!r}; layers "
+                             f"are {self.layers}.")
+        v = getattr(self, what)[layer][:, step]
+        if not np.all(np.isfinite(v)) or np.any(v <= 0):
+            return float("nan")
+        return float(np.polyfit(np.log(self.widths), np.log(v), 1)[0])
+
+    def slopes(self, step: int = -1, what: str = "delta") -> dict:
+        """`slope` of every layer."""
+        return {l: self.slope(l, step, what) for l in self.layers}
+
+    def plot(self, steps: Optional[Sequence[int]] = None, axes=None):
+        """RMS vs width (log-log), one panel per step; rows ``h_t`` and ``h_t − h_0``.
+
+        Returns the matplotlib figure.
+        """
+        import matplotlib.pyplot as plt
+        steps = list(range(1, self.steps + 1)) if steps is None else list(steps)
+        if axes is None:
+            fig, axes = plt.subplots(2, len(steps), figsize=(3.2 * len(steps), 5.4),
+                                     squeeze=False, sharex=True)
+        else:
+            axes = np.asarray(axes).reshape(2, -1)
+            fig = axes[0, 0].figure
+        for j, t in enumerate(steps):
+            for i, what in enumerate(("size", "delta")):
+                ax = axes[i, j]
+                for layer in self.layers:
+                    ax.loglog(self.widths, getattr(self, what)[layer][:, t], "o-",
+                              ms=3, label=layer)
+                ax.set_title(f"{'RMS h_t' if what == 'size' else 'RMS (h_t - h_0)'},"
+                             f" t={t}", fontsize=9)
+                if i == 1:
+                    ax.set_xlabel("width")
+        axes[0, 0].legend(fontsize=7)
+        if self.label:
+            fig.suptitle(self.label)
+        fig.tight_layout()
+        return fig
+
+
+def coord_check(make: Callable, widths: Sequence[int], x, y, *,
+                optimizer: Callable, steps: int = 3,
+                loss: Union[str, Callable] = "mse", seeds: int = 1,
+                key=None, label: str = "", dtype=None) -> CoordCheck:
+    """Train at each width for ``steps`` full-batch steps and record coordinate sizes.
+
+    Args:
+      make: ``width -> Parametrized`` (from `mup.parametrize`; its
+        ``features_fn`` names the layers).
+      widths: widths to compare.
+      x, y: a small training batch (``y``: targets for "mse", integer labels for
+        "xent").
+      optimizer: ``info -> optax.GradientTransformation``, e.g.
+        ``lambda info: mup.sgd(0.1, info)`` or ``lambda info: optax.sgd(0.1)``.
+      steps: optimizer steps (coordinate sizes recorded at t = 0..steps).
+      loss: "mse", "xent" or ``(f, y) -> scalar``.
+      seeds: independent initialisations averaged (of RMS²; a stax/linen model
+        is re-initialised, an nnx model uses its own draw every time).
+      key: PRNG key (default ``PRNGKey(0)``).
+      dtype: optionally cast inputs and parameters (e.g. ``jnp.float32``).
+
+    Returns:
+      `CoordCheck`.
+    """
+    widths = tuple(sorted(int(w) for w in widths))
+    if len(widths) < 2:
+        raise ValueError(f"coord_check: need at least 2 widths; got {widths}.")
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"coord_check: `steps` must be a positive int; got {steps!r}.")
+    if not (isinstance(seeds, int) and seeds >= 1):
+        raise ValueError(f"coord_check: `seeds` must be a positive int; got {seeds!r}.")
+    lf = _loss_fn(loss)
+    key = jax.random.PRNGKey(0) if key is None else key
+    x = jnp.asarray(x, dtype)
+    cast = ((lambda t: t) if dtype is None else
+            (lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), t)))
+    size, delta, layers = {}, {}, None
+    for wi, width in enumerate(widths):
+        net = make(width)
+        if net.features_fn is None:
+            raise ValueError("coord_check: the parametrized model has no features_fn.")
+        opt = optimizer(net.info)
+
+        @jax.jit
+        def run(w0):
+            feats0 = net.features_fn(w0, x)
+
+            def record(w):
+                feats = net.features_fn(w, x)
+                return ({k: rms(v) ** 2 for k, v in feats.items()},
+                        {k: rms(v - feats0[k]) ** 2 for k, v in feats.items()})
+
+            def step(carry, _):
+                w, s = carry
+                g = jax.grad(lambda w: lf(net.apply_fn(w, x), y))(w)
+                u, s = opt.update(g, s, w)
+                w = optax.apply_updates(w, u)
+                return (w, s), record(w)
+
+            (_, _), hist = jax.lax.scan(step, (w0, opt.init(w0)), None, length=steps)
+            first = record(w0)
+            return jax.tree_util.tree_map(
+                lambda a, b: jnp.concatenate([a[None], b]), first, hist)
+
+        init = (jax.jit(lambda k: cast(net.init(k, x))) if net.kind != "nnx"
+                else (lambda k: cast(net.init(k, x))))
+        acc = None
+        for s_key in jax.random.split(jax.random.fold_in(key, width), seeds):
+            out = jax.device_get(run(init(s_key)))
+            acc = out if acc is None else jax.tree_util.tree_map(np.add, acc, out)
+        sq_size, sq_delta = jax.tree_util.tree_map(lambda a: a / seeds, acc)
+        if layers is None:
+            layers = tuple(sorted(k for k in sq_size if k != "f")) + (("f",) if "f" in sq_size else ())
+            size = {l: np.zeros((len(widths), steps + 1)) for l in layers}
+            delta = {l: np.zeros((len(widths), steps + 1)) for l in layers}
+        for l in layers:
+            size[l][wi] = np.sqrt(sq_size[l])
+            delta[l][wi] = np.sqrt(sq_delta[l])
+    return CoordCheck(widths, steps, layers, size, delta, label)

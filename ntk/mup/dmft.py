@@ -1,0 +1,651 @@
+r"""The μP (feature-learning) infinite-width limit of a deep MLP by DMFT.
+
+Bordelon & Pehlevan 2022, "Self-Consistent Dynamical Field Theory of Kernel
+Evolution in Wide Neural Networks" (NeurIPS 2022), write the infinite-width
+limit of a deep network trained in the mean-field/μP parametrization as a
+*single-site* stochastic process whose statistics are fixed by a few
+deterministic order parameters — the feature kernels ``Φ^ℓ(t, s)``, the
+gradient kernels ``G^ℓ(t, s)`` and the response functions ``A^ℓ, B^ℓ`` — and
+solve the self-consistency by Monte Carlo over that process and a fixed-point
+iteration (their §4 and App. "Numerical solution"). This module is that
+solver for **full-batch gradient descent in discrete time**; the equations
+below were derived for discrete steps with the Tensor-Programs ZDot rule
+(Yang & Hu 2021, TP4), which is the same limit as B&P's path integral.
+
+**The network** (width ``N``, depth ``L`` hidden layers, inputs ``x ∈ R^D``,
+all weights ``N(0, 1)``; B&P eq. 1 with ``γ = γ₀ √N``)::
+
+    h¹ = W⁰ x / √D,   h^{ℓ+1} = W^ℓ φ(h^ℓ) / √N,   f = w · φ(h^L) / (γ₀ N),
+
+trained on ``L(f) = Σ_μ (f_μ − y_μ)² / (2P)`` by gradient descent with
+learning rate ``η γ₀² N`` on every weight (`finite_mlp_train`). This is μP:
+the features move by Θ(γ₀) per step at every width; ``γ₀ → 0`` is the lazy
+(NTK) regime, whose kernel is exactly ``ntk.stax``'s NTK of the network
+``[Dense(W_std=1), φ] × L + Dense(W_std=1)`` (no biases).
+
+**The limit** (``Δ_ν(s) = (y_ν − f_ν(s))/P`` on training points, 0 on test
+points; sums over ``ν`` run over all points, ``g = φ'(h) z``)::
+
+    h^ℓ_μ(t) = u^ℓ_μ(t) + Σ_{s<t} Σ_ν [A^{ℓ−1}_{μν}(t,s) + ηγ₀ Φ^{ℓ−1}_{μν}(t,s) Δ_ν(s)] g^ℓ_ν(s)
+    z^ℓ_μ(t) = r^ℓ_μ(t) + Σ_{s≤t} Σ_ν B^ℓ_{μν}(t,s) φ(h^ℓ_ν(s))
+                        + Σ_{s<t} Σ_ν ηγ₀ G^{ℓ+1}_{μν}(t,s) Δ_ν(s) φ(h^ℓ_ν(s))
+    z^L(t)   = r^L + ηγ₀ Σ_{s<t} Σ_ν Δ_ν(s) φ(h^L_ν(s))          (the readout w(t))
+    u^ℓ ~ GP(0, Φ^{ℓ−1}),  r^ℓ ~ GP(0, G^{ℓ+1}),  u¹ ~ N(0, Φ⁰ = xxᵀ/D),  r^L ~ N(0, 1),
+    Φ^ℓ = ⟨φ(h^ℓ) φ(h^ℓ)⟩,  G^ℓ = ⟨g^ℓ g^ℓ⟩,
+    A^ℓ = ⟨∂φ(h^ℓ) / ∂r^ℓ⟩,  B^ℓ = ⟨∂g^{ℓ+1} / ∂u^{ℓ+1}⟩,   (A⁰ = 0)
+    f_μ(t) = γ₀⁻¹ ⟨∂φ(h^L_μ(t)) / ∂r^L⟩ + η Σ_{s<t} Σ_ν Φ^L_{μν}(t,s) Δ_ν(s).
+
+B&P's continuous-time equations (their eqs. 9–11, with ``γ₀ ∫ds`` for
+``ηγ₀ Σ_s``) are the ``η → 0`` limit; in discrete time the response ``B``
+keeps its equal-time term ``s = t`` (the ZDot rule's ``W⁰ᵀ φ'(W⁰φ)``
+correlation), and ``f`` is written exactly instead of through ``df = K Δ dt``.
+The responses are B&P's ``γ₀⁻¹``-scaled ones times ``γ₀``. They are computed
+here by forward-mode autodiff of the sampled process (exact per sample,
+causal by construction) rather than by Stein's lemma with an inverse
+covariance, which amplifies Monte Carlo noise when the fields barely move.
+
+**Monte Carlo and the fixed point.** The Gaussian sources are drawn once
+(``n_samples``; whitened and antithetic in ``r`` so that second moments are
+exact and odd-in-``r`` averages vanish), coloured each iteration by a causal
+(time-ordered) Cholesky factor of the current kernels, pushed through the
+process, and the new order parameters are mixed in with ``damping``. Because
+every quantity at time ``t`` depends only on quantities at times ``≤ t``, the
+iteration with ``damping=1`` converges in at most ``(T+1)(2L+1)`` sweeps to
+the exact fixed point of the sampled problem. The Monte Carlo error of the
+limit itself is ``O(n_samples^{-1/2})`` — like a finite network of width
+``≈ n_samples`` — and zero for ``activation="linear"`` (the process is
+linear in the sources and the whitening makes second moments exact).
+
+    >>> out = dmft_solve(x, y, depth=2, activation="tanh", gamma0=1.0,
+    ...                  learning_rate=1.0, steps=10, n_samples=2048,
+    ...                  key=jax.random.PRNGKey(0))
+    >>> out.f.shape, out.phi.shape     # (T+1, P), (L, T+1, P, T+1, P)
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["ACTIVATIONS", "DMFTResult", "dmft_solve", "FiniteResult",
+           "finite_mlp_train", "ntk_limit_network", "ntk_limit_trajectory",
+           "ntk_of_kernels"]
+
+#: Activations by name. ``linear`` is the check case (the limit is then free
+#: of Monte Carlo error); ``erf`` has a closed-form dual in ``ntk.stax``.
+ACTIVATIONS: dict[str, Callable] = {
+    "linear": lambda h: h,
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "erf": jax.scipy.special.erf,
+}
+
+
+def _activation(name, fn):
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        raise ValueError(f"{fn}: `activation` must be one of {sorted(ACTIVATIONS)}; "
+                         f"got {name!r}.")
+    act = ACTIVATIONS[name]
+
+    def dact(h):
+        # elementwise φ'(h), itself differentiable (φ'' enters the responses)
+        return jax.jvp(act, (h,), (jnp.ones_like(h),))[1]
+    return act, dact
+
+
+def _check_data(x_train, y_train, x_test, fn):
+    x_train = jnp.asarray(x_train)
+    y_train = jnp.asarray(y_train)
+    if x_train.ndim != 2:
+        raise ValueError(f"{fn}: `x_train` must have shape (P, D); got {x_train.shape}.")
+    if y_train.ndim == 2 and y_train.shape[1] == 1:
+        y_train = y_train[:, 0]
+    if y_train.shape != (x_train.shape[0],):
+        raise ValueError(f"{fn}: `y_train` must have shape (P,) or (P, 1) with "
+                         f"P = {x_train.shape[0]}; got {y_train.shape}.")
+    if x_test is not None:
+        x_test = jnp.asarray(x_test)
+        if x_test.ndim != 2 or x_test.shape[1] != x_train.shape[1]:
+            raise ValueError(f"{fn}: `x_test` must have shape (Q, {x_train.shape[1]}); "
+                             f"got {x_test.shape}.")
+    return x_train, y_train, x_test
+
+
+def _check_common(depth, gamma0, learning_rate, steps, fn):
+    if not (isinstance(depth, (int, np.integer)) and depth >= 1):
+        raise ValueError(f"{fn}: `depth` (hidden layers L) must be an int ≥ 1; got {depth!r}.")
+    if not (np.isfinite(gamma0) and gamma0 > 0):
+        raise ValueError(f"{fn}: `gamma0` must be a finite float > 0; got {gamma0!r}.")
+    if not (np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"{fn}: `learning_rate` must be > 0; got {learning_rate!r}.")
+    if not (isinstance(steps, (int, np.integer)) and steps >= 1):
+        raise ValueError(f"{fn}: `steps` must be an int ≥ 1; got {steps!r}.")
+
+
+# ----------------------------------------------------------------- the limit
+
+
+class DMFTResult(NamedTuple):
+    """The DMFT limit of a trained μP MLP.
+
+    f: ``(T+1, P)`` training predictions ``f_t`` (``f_0 = 0``).
+    f_test: ``(T+1, Q)`` test predictions, or None.
+    phi: ``(L, T+1, M, T+1, M)`` feature kernels ``Φ^ℓ(t,μ; s,ν)`` over the
+      ``M = P + Q`` points (train first).
+    g: ``(L, T+1, M, T+1, M)`` gradient kernels ``G^ℓ``.
+    a, b: ``(L−1, T+1, M, T+1, M)`` response functions ``A^ℓ, B^ℓ``.
+    ntk: ``(T+1, M, M)`` the limit's tangent kernel along training,
+      ``K_t = Σ_{ℓ=0}^{L} G^{ℓ+1}(t,t) ⊙ Φ^ℓ(t,t)`` (`ntk_of_kernels`).
+    loss: ``(T+1,)`` training loss ``Σ(f−y)²/(2P)``.
+    residuals: ``(iterations,)`` max relative change of the order parameters
+      per fixed-point sweep (the convergence diagnostic).
+    converged: whether the last residual is below ``tol``.
+    """
+
+    f: jnp.ndarray
+    f_test: Optional[jnp.ndarray]
+    phi: jnp.ndarray
+    g: jnp.ndarray
+    a: jnp.ndarray
+    b: jnp.ndarray
+    ntk: jnp.ndarray
+    loss: jnp.ndarray
+    residuals: np.ndarray
+    converged: bool
+
+
+def ntk_of_kernels(phi_tt, g_tt, kx):
+    r"""Tangent kernel ``K = Σ_{ℓ=0}^{L} G^{ℓ+1} ⊙ Φ^ℓ`` with ``Φ⁰ = xxᵀ/D``, ``G^{L+1} = 1``.
+
+    B&P eq. 3 (the NTK of the mean-field network with learning rate γ²).
+    ``phi_tt, g_tt``: ``(L, ..., M, M)`` equal-time kernels; ``kx``: ``(M, M)``.
+    """
+    out = g_tt[0] * kx
+    for l in range(phi_tt.shape[0]):
+        out = out + (g_tt[l + 1] if l + 1 < phi_tt.shape[0] else 1.0) * phi_tt[l]
+    return out
+
+
+def _causal_factor(cov, jitter):
+    """Lower Cholesky factor of a (t, μ)-flattened covariance, time-major.
+
+    Row ``(t, μ)`` depends only on entries at times ``≤ t``, which is what
+    makes the fixed-point iteration converge sweep by sweep in time. Should
+    the (jittered) factorisation still fail in low precision, the symmetric
+    square root with clipped eigenvalues is used instead (not causal, but a
+    valid factor: the sweeps then converge by contraction only).
+    """
+    n = cov.shape[0]
+    cov = 0.5 * (cov + cov.T)
+    scale = jnp.maximum(jnp.mean(jnp.diag(cov)), 1e-30)
+    chol = jnp.linalg.cholesky(cov + jitter * scale * jnp.eye(n, dtype=cov.dtype))
+    evals, evecs = jnp.linalg.eigh(cov)
+    sqrt = (evecs * jnp.sqrt(jnp.clip(evals, 0.0))) @ evecs.T
+    return jnp.where(jnp.all(jnp.isfinite(chol)), chol, sqrt)
+
+
+def _whiten(eps):
+    """Rows' second moment made exactly the identity: ``epsᵀeps / S = I``."""
+    s = eps.shape[0]
+    c = eps.T @ eps / s
+    evals, evecs = jnp.linalg.eigh(c)
+    return eps @ (evecs / jnp.sqrt(evals)) @ evecs.T
+
+
+def _make_process(depth, n_t, m, act, dact):
+    """The single-site process, batched over samples (leading axis ``S``).
+
+    Sources ``(u¹ (S, M), u (S, L−1, T+1, M), r (S, L−1, T+1, M), r^L (S,))``;
+    history coefficients from `_coefficients`. Returns ``φ, g``: ``(L, S, (T+1)M)``
+    with the time-major flattening ``(t, μ)``.
+    """
+    L, nf = depth, n_t * m
+
+    def process(src, coef):
+        u1, u, r, rL = src
+        cf, cb, cl = coef          # (L, n_t, m, nf), (L−1, n_t, m, nf), (n_t, nf)
+        s = u1.shape[0]
+        dtype = u1.dtype
+        h = jnp.zeros((L, s, nf), dtype)
+        phi = jnp.zeros((L, s, nf), dtype)
+        g = jnp.zeros((L, s, nf), dtype)
+
+        def put(arr, l, t, val):
+            return jax.lax.dynamic_update_slice(arr, val[None], (l, 0, t * m))
+
+        def step(t, carry):
+            h, phi, g = carry
+            # forward: g at times ≥ t is still zero, so the full-history
+            # product only sees the causal past
+            for l in range(L):
+                base = u1 if l == 0 else jax.lax.dynamic_index_in_dim(u[:, l - 1], t, 1, False)
+                h_t = base + g[l] @ jax.lax.dynamic_index_in_dim(cf[l], t, 0, False).T
+                h = put(h, l, t, h_t)
+                phi = put(phi, l, t, act(h_t))
+            # backward: readout first, then down the layers (B has s = t)
+            z_t = rL + phi[L - 1] @ jax.lax.dynamic_index_in_dim(cl, t, 0, False)
+            h_last = jax.lax.dynamic_slice_in_dim(h[L - 1], t * m, m, 1)
+            g = put(g, L - 1, t, dact(h_last) * z_t[:, None])
+            for l in range(L - 2, -1, -1):
+                z_t = (jax.lax.dynamic_index_in_dim(r[:, l], t, 1, False)
+                       + phi[l] @ jax.lax.dynamic_index_in_dim(cb[l], t, 0, False).T)
+                h_l = jax.lax.dynamic_slice_in_dim(h[l], t * m, m, 1)
+                g = put(g, l, t, dact(h_l) * z_t)
+            return h, phi, g
+
+        h, phi, g = jax.lax.fori_loop(0, n_t, step, (h, phi, g))
+        return phi, g
+
+    return process
+
+
+def _coefficients(state, delta, kx, eta_gamma, masks):
+    """Per-layer kernels of the forward/backward history sums (see module doc)."""
+    phi, g, a, b = state["phi"], state["g"], state["a"], state["b"]
+    lt, le = masks
+    L = phi.shape[0]
+    d = delta[None, None, :, :]                          # Δ_ν(s) on (t, μ, s, ν)
+    lt4 = lt[:, None, :, None]
+    cf = [eta_gamma * kx[None, :, None, :] * d * lt4]
+    for l in range(1, L):
+        cf.append((a[l - 1] + eta_gamma * phi[l - 1] * d) * lt4)
+    cf = jnp.stack(cf)
+    le4 = le[:, None, :, None]
+    cb = jnp.stack([b[l] * le4 + eta_gamma * g[l + 1] * d * lt4 for l in range(L - 1)]) \
+        if L > 1 else jnp.zeros((0,) + phi.shape[1:], phi.dtype)
+    cl = eta_gamma * delta[None, :, :] * lt[:, :, None]   # (t, s, ν)
+    n_t, m = delta.shape
+    return (cf.reshape(L, n_t, m, n_t * m), cb.reshape(L - 1, n_t, m, n_t * m),
+            cl.reshape(n_t, n_t * m))
+
+
+def dmft_solve(x_train, y_train, *, depth: int, activation: str, gamma0: float,
+               learning_rate: float, steps: int, n_samples: int = 4096, key=None,
+               x_test=None, n_jac_samples: Optional[int] = None, damping: float = 1.0,
+               max_iter: int = 100, tol: float = 1e-6, jitter: Optional[float] = None,
+               jac_batch: int = 32, verbose: bool = False) -> DMFTResult:
+    r"""Solve the discrete-time DMFT of a deep μP MLP trained by full-batch GD.
+
+    Bordelon & Pehlevan 2022 (§3–4, App. on the numerical solution), in
+    discrete time; the equations are in the module docstring. The network and
+    its training are exactly those of `finite_mlp_train`, whose outputs and
+    kernels converge to these as the width ``N → ∞`` (error ``O(N^{-1/2})``
+    per network).
+
+    Args:
+      x_train: ``(P, D)`` training inputs; ``y_train``: ``(P,)`` or ``(P, 1)``.
+      depth: number of hidden layers ``L ≥ 1``.
+      activation: ``"linear"``, ``"relu"``, ``"tanh"`` or ``"erf"``.
+      gamma0: feature-learning strength ``γ₀ > 0`` (``→ 0``: the NTK limit).
+      learning_rate: ``η`` (the network's weights use ``η γ₀² N``).
+      steps: number ``T`` of gradient-descent steps.
+      n_samples: Monte Carlo samples ``S`` of the single-site process (even).
+      key: PRNG key of the samples.
+      x_test: optional ``(Q, D)`` test inputs.
+      n_jac_samples: samples used for the response functions (default all).
+      damping: mixing weight of the new order parameters per sweep.
+      max_iter, tol: fixed-point sweeps and stopping tolerance (max relative
+        change of ``Φ, G, f``).
+      jitter: relative diagonal jitter of the Cholesky factors (default 1e-10
+        in float64, 1e-5 in float32).
+      jac_batch: tangent directions per batch in the response Jacobians.
+
+    Cost per sweep: ``O(n_samples · L · ((T+1)M)² M)`` for the kernels and
+    ``O(n_jac_samples · L² · ((T+1)M)³ M)`` for the responses (one tangent per
+    source coordinate), ``M = P + Q``; ``L = 1`` needs no responses (only
+    ``⟨∂φ/∂r^L⟩``). Memory ``O(n_samples · L · (T+1)M)``.
+
+    Returns:
+      `DMFTResult`.
+
+    Example:
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (6, 3))
+      >>> out = dmft_solve(x, jnp.sin(x[:, 0]), depth=2, activation="tanh",
+      ...                  gamma0=1.0, learning_rate=1.0, steps=6, n_samples=2048)
+      >>> out.f.shape, out.phi.shape, out.residuals[-1] < 1e-4
+      ((7, 6), (2, 7, 6, 7, 6), True)
+    """
+    fn = "dmft_solve"
+    x_train, y_train, x_test = _check_data(x_train, y_train, x_test, fn)
+    _check_common(depth, gamma0, learning_rate, steps, fn)
+    _activation(activation, fn)
+    if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 4 and n_samples % 2 == 0):
+        raise ValueError(f"{fn}: `n_samples` must be an even int ≥ 4; got {n_samples!r}.")
+    if not 0 < damping <= 1:
+        raise ValueError(f"{fn}: `damping` must be in (0, 1]; got {damping!r}.")
+    n_jac = n_samples if n_jac_samples is None else int(n_jac_samples)
+    if not (2 <= n_jac <= n_samples and n_jac % 2 == 0):
+        raise ValueError(f"{fn}: `n_jac_samples` must be even and in [2, n_samples]; "
+                         f"got {n_jac_samples!r}.")
+    if not (isinstance(max_iter, (int, np.integer)) and 1 <= max_iter <= _MAX_SWEEPS):
+        raise ValueError(f"{fn}: `max_iter` must be an int in [1, {_MAX_SWEEPS}]; "
+                         f"got {max_iter!r}.")
+    if key is None:
+        key = jax.random.PRNGKey(0)
+    P = x_train.shape[0]
+    x_all = x_train if x_test is None else jnp.concatenate([x_train, x_test])
+    dtype = jnp.result_type(x_all.dtype, jnp.float32)
+    if jitter is None:
+        jitter = 1e-10 if dtype == jnp.float64 else 1e-5
+    solve = _solver(int(depth), int(steps) + 1, x_all.shape[0], P, activation, int(n_samples),
+                    n_jac, int(jac_batch), float(damping), float(jitter),
+                    jnp.dtype(dtype).name)
+    out = solve(key, x_all.astype(dtype), y_train.astype(dtype),
+                jnp.asarray(gamma0, dtype), jnp.asarray(learning_rate, dtype),
+                jnp.asarray(tol, dtype), jnp.asarray(max_iter))
+    state, residuals, ntk_t, loss = out
+    residuals = np.asarray(residuals)
+    residuals = residuals[np.isfinite(residuals)]
+    if verbose:
+        print(f"dmft_solve: {len(residuals)} sweeps, last residual {residuals[-1]:.3e}")
+    f_all = state["f"]
+    return DMFTResult(f=f_all[:, :P], f_test=None if x_test is None else f_all[:, P:],
+                      phi=state["phi"], g=state["g"], a=state["a"], b=state["b"], ntk=ntk_t,
+                      loss=loss, residuals=residuals, converged=bool(residuals[-1] < tol))
+
+
+#: Length of the residual history buffer (the cap on ``max_iter``).
+_MAX_SWEEPS = 256
+
+
+@functools.lru_cache(maxsize=32)
+def _solver(L, n_t, m, P, activation, n_samples, n_jac, jac_batch, damping, jitter,
+            dtype_name):
+    """One jitted solver per static configuration (compiled once, reused)."""
+    act, dact = _activation(activation, "dmft_solve")
+    dtype = jnp.dtype(dtype_name)
+    nf = n_t * m
+    tt = jnp.arange(n_t)
+    masks = ((tt[None, :] < tt[:, None]).astype(dtype),
+             (tt[None, :] <= tt[:, None]).astype(dtype))
+    train_mask = jnp.arange(m) < P
+    half = n_samples // 2
+    d_u = m + (L - 1) * nf
+    d_r = (L - 1) * nf + 1
+    # antithetic pairs stay together in the Jacobian subset
+    jac_idx = jnp.concatenate([jnp.arange(n_jac // 2), half + jnp.arange(n_jac // 2)])
+    process = _make_process(L, n_t, m, act, dact)
+    n_dir = 2 * (L - 1) * nf + 1
+    jac_batch = max(1, min(jac_batch, n_dir))
+    n_batch = -(-n_dir // jac_batch)
+    # the basis padded to whole batches: one compiled loop body, no remainder
+    basis = jnp.eye(n_batch * jac_batch, n_dir, dtype=dtype).reshape(n_batch, jac_batch, n_dir)
+    zero = (jnp.zeros((L - 1, n_t, m), dtype), jnp.zeros((L - 1, n_t, m), dtype),
+            jnp.zeros((), dtype))
+
+    def unflat(v):
+        return (v[:(L - 1) * nf].reshape(L - 1, n_t, m),
+                v[(L - 1) * nf:2 * (L - 1) * nf].reshape(L - 1, n_t, m), v[-1])
+
+    def sources(state, kx, eu, er):
+        s = eu.shape[0]
+        u1 = eu[:, :m] @ _causal_factor(kx, jitter).T
+        if L == 1:
+            empty = jnp.zeros((s, 0, n_t, m), dtype)
+            return u1, empty, empty, er[:, -1]
+        u = jnp.stack([eu[:, m + l * nf: m + (l + 1) * nf] @ _causal_factor(
+            state["phi"][l].reshape(nf, nf), jitter).T for l in range(L - 1)])
+        r = jnp.stack([er[:, l * nf:(l + 1) * nf] @ _causal_factor(
+            state["g"][l + 1].reshape(nf, nf), jitter).T for l in range(L - 1)])
+        return (u1, u.reshape(L - 1, s, n_t, m).swapaxes(0, 1),
+                r.reshape(L - 1, s, n_t, m).swapaxes(0, 1), er[:, -1])
+
+    def sweep(state, data):
+        kx, y, eps_u, eps_r, gamma0, eta = data
+        delta = jnp.where(train_mask[None, :],
+                          jnp.pad(y, (0, m - P))[None, :] - state["f"], 0.0) / P
+        coef = _coefficients(state, delta, kx, eta * gamma0, masks)
+        src = sources(state, kx, eps_u, eps_r)
+        phi_s, g_s = process(src, coef)                                 # (L, S, nf)
+        new_phi = jnp.einsum("lsi,lsj->lij", phi_s, phi_s) / n_samples
+        new_g = jnp.einsum("lsi,lsj->lij", g_s, g_s) / n_samples
+
+        # responses: d/dδ of the sample mean under a shift δ shared by all
+        # samples = the sample mean of the per-sample Jacobians
+        src_j = jax.tree.map(lambda v: v[jac_idx], src)
+
+        def mean_out(shift):
+            du, dr, drl = shift
+            u1, u, r, rl = src_j
+            p, gg = process((u1, u + du, r + dr, rl + drl), coef)
+            return (jnp.mean(p, 1).reshape(L, n_t, m), jnp.mean(gg, 1).reshape(L, n_t, m))
+
+        def directions(vs):
+            return jax.vmap(lambda v: jax.jvp(mean_out, (zero,), (unflat(v),))[1])(vs)
+        dphi, dg = jax.lax.map(directions, basis)
+        dphi = dphi.reshape(-1, L, n_t, m)[:n_dir]                      # (n_dir, L, n_t, m)
+        dg = dg.reshape(-1, L, n_t, m)[:n_dir]
+        k = (L - 1) * nf
+        # A^ℓ[(t,μ),(s,ν)] = ⟨∂φ^ℓ(t,μ)/∂r^ℓ(s,ν)⟩ ; B^ℓ = ⟨∂g^{ℓ+1}/∂u^{ℓ+1}⟩
+        new_a = jnp.stack([dphi[k + l * nf:k + (l + 1) * nf, l].reshape(nf, nf).T
+                           for l in range(L - 1)]) if L > 1 else state["a"]
+        new_b = jnp.stack([dg[l * nf:(l + 1) * nf, l + 1].reshape(nf, nf).T
+                           for l in range(L - 1)]) if L > 1 else state["b"]
+        f_r = dphi[-1, L - 1]                                           # ⟨∂φ^L/∂r^L⟩
+        phi_L = new_phi[L - 1].reshape(n_t, m, n_t, m) * masks[0][:, None, :, None]
+        new_f = f_r / gamma0 + eta * jnp.einsum("tksn,sn->tk", phi_L, delta)
+        shape5 = (-1, n_t, m, n_t, m)
+        new = dict(phi=new_phi.reshape(shape5), g=new_g.reshape(shape5),
+                   a=new_a.reshape(shape5), b=new_b.reshape(shape5), f=new_f)
+
+        def rel(x_new, x_old):
+            return jnp.max(jnp.abs(x_new - x_old)) / (jnp.max(jnp.abs(x_new)) + 1e-30)
+        res = jnp.max(jnp.stack([rel(new["phi"], state["phi"]), rel(new["g"], state["g"]),
+                                 jnp.max(jnp.abs(new["f"] - state["f"]))
+                                 / (jnp.max(jnp.abs(y)) + 1e-30)]))
+        mixed = jax.tree.map(lambda n_, o: damping * n_ + (1 - damping) * o, new, state)
+        return mixed, res
+
+    @jax.jit
+    def solve(key, x_all, y, gamma0, eta, tol, max_iter):
+        kx = x_all @ x_all.T / x_all.shape[1]
+        # the fixed Gaussian draws: whitened, antithetic in r
+        ku, kr = jax.random.split(key)
+        eps_u = jax.random.normal(ku, (half, d_u), dtype)
+        eps_r = jax.random.normal(kr, (half, d_r), dtype)
+        if half > d_u:
+            eps_u = _whiten(eps_u)
+        if half > d_r:
+            eps_r = _whiten(eps_r)
+        data = (kx, y, jnp.concatenate([eps_u, eps_u]), jnp.concatenate([eps_r, -eps_r]),
+                gamma0, eta)
+        # initial guess: static kernels of x (the sweeps carry them up the layers)
+        state = dict(phi=jnp.broadcast_to(kx[None, None, :, None, :], (L, n_t, m, n_t, m)),
+                     g=jnp.ones((L, n_t, m, n_t, m), dtype),
+                     a=jnp.zeros((L - 1, n_t, m, n_t, m), dtype),
+                     b=jnp.zeros((L - 1, n_t, m, n_t, m), dtype),
+                     f=jnp.zeros((n_t, m), dtype))
+        res0 = jnp.full((_MAX_SWEEPS,), jnp.nan, dtype)
+
+        def cond(c):
+            i, _, res = c
+            return (i < max_iter) & ((i == 0) | (res[jnp.maximum(i - 1, 0)] >= tol))
+
+        def body(c):
+            i, st, res = c
+            st, r = sweep(st, data)
+            return i + 1, st, res.at[i].set(r)
+
+        _, state, res = jax.lax.while_loop(cond, body, (0, state, res0))
+        idx = jnp.arange(n_t)
+        diag_phi = state["phi"][:, idx, :, idx, :].swapaxes(0, 1)        # (L, n_t, m, m)
+        diag_g = state["g"][:, idx, :, idx, :].swapaxes(0, 1)
+        ntk_t = ntk_of_kernels(diag_phi, diag_g, kx)
+        loss = jnp.sum((state["f"][:, :P] - y[None]) ** 2, 1) / (2 * P)
+        return state, res, ntk_t, loss
+
+    return solve
+
+
+# ------------------------------------------------------- finite-width network
+
+
+class FiniteResult(NamedTuple):
+    """GD training of finite μP MLPs (leading axis: seeds).
+
+    f: ``(seeds, T+1, P)``; f_test: ``(seeds, T+1, Q)`` or None;
+    phi0, phiT, g0, gT: ``(seeds, L, M, M)`` kernels ``Φ^ℓ = φ·φ/N`` and
+    ``G^ℓ = g·g/N`` at the first and last step over train+test points;
+    loss: ``(seeds, T+1)``.
+    """
+
+    f: jnp.ndarray
+    f_test: Optional[jnp.ndarray]
+    phi0: jnp.ndarray
+    phiT: jnp.ndarray
+    g0: jnp.ndarray
+    gT: jnp.ndarray
+    loss: jnp.ndarray
+
+
+def mup_mlp_init(key, d_in: int, width: int, depth: int, dtype=jnp.float32):
+    """``[W⁰ (N, D), W¹ … W^{L−1} (N, N), w (N,)]``, all entries ``N(0, 1)``."""
+    keys = jax.random.split(key, depth + 1)
+    ws = [jax.random.normal(keys[0], (width, d_in), dtype)]
+    ws += [jax.random.normal(keys[l], (width, width), dtype) for l in range(1, depth)]
+    return ws + [jax.random.normal(keys[depth], (width,), dtype)]
+
+
+def _forward(params, x, act, gamma0, n):
+    """Pre-activations of every layer and the output (module doc's network)."""
+    hs = [x @ params[0].T / jnp.sqrt(x.shape[1])]
+    for w in params[1:-1]:
+        hs.append(act(hs[-1]) @ w.T / jnp.sqrt(n))
+    f = act(hs[-1]) @ params[-1] / (gamma0 * n)
+    return hs, f
+
+
+def _kernels(params, x, act, dact, gamma0, n):
+    """``Φ^ℓ = φ(h^ℓ)·φ(h^ℓ)/N`` and ``G^ℓ = g^ℓ·g^ℓ/N``, ``g = φ'(h) z``."""
+    hs, _ = _forward(params, x, act, gamma0, n)
+    phis = [act(h) for h in hs]
+    z = jnp.broadcast_to(params[-1], hs[-1].shape)
+    gs = [dact(hs[-1]) * z]
+    for l in range(len(hs) - 2, -1, -1):
+        z = gs[0] @ params[l + 1] / jnp.sqrt(n)
+        gs.insert(0, dact(hs[l]) * z)
+    return (jnp.stack([p @ p.T / n for p in phis]), jnp.stack([g @ g.T / n for g in gs]))
+
+
+def finite_mlp_train(x_train, y_train, *, width: int, depth: int, activation: str,
+                     gamma0: float, learning_rate: float, steps: int, key, n_seeds: int = 1,
+                     x_test=None, pad_to: Optional[int] = None) -> FiniteResult:
+    r"""Train width-``N`` μP MLPs by full-batch GD, the finite twin of `dmft_solve`.
+
+    ``f(x) = w·φ(h^L)/(γ₀N)`` with ``h¹ = W⁰x/√D``, ``h^{ℓ+1} = W^ℓφ(h^ℓ)/√N``,
+    all weights ``N(0,1)``; loss ``Σ_μ(f_μ − y_μ)²/(2P)``; every weight takes
+    the step ``−η γ₀² N ∇`` (B&P eq. 1–2, ``γ = γ₀√N``). ``n_seeds``
+    independent initialisations are trained in parallel (vmap).
+
+    ``pad_to`` (≥ ``width``) computes with ``pad_to`` units of which all but
+    ``width`` have zero weights in and out: since ``φ(0) = 0`` for every
+    activation here, their gradients vanish and they stay exactly inert, so
+    the result is a width-``width`` network (the ``1/N`` factors use
+    ``width``) — and several widths share one compilation.
+
+    Returns:
+      `FiniteResult`.
+    """
+    fn = "finite_mlp_train"
+    x_train, y_train, x_test = _check_data(x_train, y_train, x_test, fn)
+    _check_common(depth, gamma0, learning_rate, steps, fn)
+    act, dact = _activation(activation, fn)
+    if not (isinstance(width, (int, np.integer)) and width >= 1):
+        raise ValueError(f"{fn}: `width` must be a positive int; got {width!r}.")
+    if not (isinstance(n_seeds, (int, np.integer)) and n_seeds >= 1):
+        raise ValueError(f"{fn}: `n_seeds` must be a positive int; got {n_seeds!r}.")
+    P = x_train.shape[0]
+    dtype = jnp.result_type(x_train.dtype, jnp.float32)
+    x_all = (x_train if x_test is None else jnp.concatenate([x_train, x_test])).astype(dtype)
+    n_pad = int(width) if pad_to is None else int(pad_to)
+    if n_pad < width:
+        raise ValueError(f"{fn}: `pad_to` must be ≥ width = {width}; got {pad_to!r}.")
+    train = _finite_trainer(n_pad, int(depth), activation, int(steps), int(n_seeds), P,
+                            x_all.shape[0], x_all.shape[1], jnp.dtype(dtype).name)
+    fs, phi0, g0, phiT, gT = train(key, x_all, y_train.astype(dtype),
+                                   jnp.asarray(gamma0, dtype), jnp.asarray(learning_rate, dtype),
+                                   jnp.asarray(width, dtype))
+    loss = jnp.sum((fs[:, :, :P] - y_train.astype(dtype)) ** 2, -1) / (2 * P)
+    return FiniteResult(f=fs[:, :, :P], f_test=None if x_test is None else fs[:, :, P:],
+                        phi0=phi0, phiT=phiT, g0=g0, gT=gT, loss=loss)
+
+
+@functools.lru_cache(maxsize=64)
+def _finite_trainer(n_pad, depth, activation, steps, n_seeds, P, m, d, dtype_name):
+    """One jitted trainer per static configuration (compiled once, reused)."""
+    act, dact = _activation(activation, "finite_mlp_train")
+    dtype = jnp.dtype(dtype_name)
+
+    @jax.jit
+    def train(key, x_all, y, gamma0, learning_rate, width):
+        lr = learning_rate * gamma0 ** 2 * width
+        live = (jnp.arange(n_pad) < width).astype(dtype)
+
+        def loss_fn(params):
+            _, f = _forward(params, x_all[:P], act, gamma0, width)
+            return jnp.sum((f - y) ** 2) / (2 * P)
+
+        def one(k):
+            params = mup_mlp_init(k, d, n_pad, depth, dtype)
+            params = ([params[0] * live[:, None]] + [w * live[:, None] * live for w in params[1:-1]]
+                      + [params[-1] * live])
+
+            def step(p, _):
+                _, f = _forward(p, x_all, act, gamma0, width)
+                grads = jax.grad(loss_fn)(p)
+                return jax.tree.map(lambda w, gw: w - lr * gw, p, grads), f
+
+            p_T, fs = jax.lax.scan(step, params, None, length=steps)
+            _, f_T = _forward(p_T, x_all, act, gamma0, width)
+            k0 = _kernels(params, x_all, act, dact, gamma0, width)
+            kT = _kernels(p_T, x_all, act, dact, gamma0, width)
+            return jnp.concatenate([fs, f_T[None]]), k0[0], k0[1], kT[0], kT[1]
+
+        return jax.vmap(one)(jax.random.split(key, n_seeds))
+
+    return train
+
+
+# ---------------------------------------------------------- the NTK baseline
+
+
+def ntk_limit_network(depth: int, activation: str):
+    """``ntk.stax`` triple of the same MLP: ``[Dense(W_std=1), φ] × L + Dense(1)``.
+
+    Its ``kernel_fn(x, x, ("nngp", "ntk"))`` is the ``γ₀ → 0`` limit: NNGP =
+    ``Φ^L`` at initialisation (the readout's input kernel times 1), NTK =
+    ``Σ_ℓ G^{ℓ+1} ⊙ Φ^ℓ``. ``tanh`` uses 64-point Gauss–Hermite quadrature.
+    """
+    from ntk import stax
+    _activation(activation, "ntk_limit_network")
+    layer = {"linear": stax.Identity, "relu": stax.Relu,
+             "erf": stax.Erf,
+             "tanh": lambda: stax.ElementwiseNumerical(jnp.tanh, deg=64)}[activation]
+    layers = []
+    for _ in range(depth):
+        layers += [stax.Dense(512, W_std=1.0), layer()]
+    return stax.serial(*layers, stax.Dense(1, W_std=1.0))
+
+
+def ntk_limit_trajectory(ntk_train, y_train, learning_rate: float, steps: int,
+                         ntk_test_train=None):
+    r"""Discrete-time GD in the NTK limit: ``f_{t+1} = f_t + (η/P) Θ (y − f_t)``, ``f_0 = 0``.
+
+    Closed form ``f_t = (I − (I − ηΘ/P)^t) y`` on train and
+    ``f_t(x) = Θ_{xd} Θ^{-1} (I − (I − ηΘ/P)^t) y`` on test (Lee et al. 2019
+    §2.2, discrete version). Returns ``(T+1, P)`` and ``(T+1, Q)`` or None.
+    """
+    y = jnp.asarray(y_train).reshape(-1)
+    P = y.shape[0]
+    evals, evecs = jnp.linalg.eigh(ntk_train)
+    decay = (1 - learning_rate * evals / P)[None, :] ** jnp.arange(steps + 1)[:, None]
+    coef = (1 - decay) * (evecs.T @ y)[None, :]                    # (T+1, P) in eigenbasis
+    f = coef @ evecs.T
+    f_test = None
+    if ntk_test_train is not None:
+        f_test = (coef / evals[None, :]) @ (ntk_test_train @ evecs).T
+    return f, f_test

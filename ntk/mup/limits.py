@@ -1,0 +1,330 @@
+r"""The exact μP limit of a one-hidden-layer linear network (TP4 §7–8, App. H).
+
+Yang & Hu 2021, "Feature Learning in Infinite-Width Neural Networks" (TP4),
+compute the infinite-width μP limit of Word2Vec and of first-order MAML
+exactly, because for a *linear* one-hidden-layer network the limit never leaves
+a finite-dimensional space. This module is that construction.
+
+**The finite μP network.** Width ``n``, input ``x ∈ R^d`` (``d = d_in``),
+output ``f(x) ∈ R^K`` (``K = d_out``), per-neuron weights ``u_α ∈ R^d`` and
+``v_α ∈ R^K`` stacked as ``u: (n, d)``, ``v: (n, K)``:
+
+    f(x) = (α / n) · vᵀ u x,      u_αi ~ N(0, σ_u²),  v_αk ~ N(0, σ_v²),
+
+trained by SGD with learning rate ``η n`` on both ``u`` and ``v``. This is μP
+for one hidden layer (TP4 Def. 5.1 up to the symmetry (a, b, c) → (a + θ,
+b − θ, c − 2θ) of abc-parametrizations): every coordinate of ``u``, ``v``
+and of the hidden features ``h = u x`` moves by Θ(1) per step, and ``f``
+moves by Θ(1).
+
+**Why the limit is finite-dimensional.** Write ``Z₀ = [u₀ v₀] ∈ R^{n×(d+K)}``.
+A gradient step changes ``u ← u − η v χ xᵀ`` and ``v ← v − η u x χᵀ``
+(``χ = ∂L/∂f``), i.e. it multiplies ``[u v]`` on the *right* by a
+``(d+K)×(d+K)`` matrix. So at every step
+
+    u_t = Z₀ W_t,    v_t = Z₀ C_t,   W_t: (d+K, d),  C_t: (d+K, K),
+
+    f_t(x) = α · C_tᵀ (Z₀ᵀZ₀ / n) W_t x  →  α · C_tᵀ Σ₀ W_t x,
+
+with ``Σ₀ = E[Z₀ᵀZ₀]/n = I`` once the σ's are folded into the initial basis
+coefficients ``W₀ = [σ_u I_d; 0]`` ("identity-like input weights") and
+``C₀ = [0; σ_v I_K]`` (zero readout when σ_v = 0). The pair ``(W, C)`` is the
+limit's state (`LimitState`, basis size ``h = d + K``), and since the Gram
+matrix is replaced by its expectation the limit's update rule is plain SGD
+with learning rate ``η`` on the width-``h`` linear network
+``f(x) = α xᵀ Wᵀ C`` (TP4 App. H; `edwardjhu/TP4`'s ``MetaInfLin1LP``).
+Finite networks differ from the limit only through ``Z₀ᵀZ₀/n − I = O(n^{-1/2})``,
+so their outputs converge at rate ``n^{-1/2}``. With zero readout and no
+training, ``f ≡ 0`` in the limit, which is also the GP (initial) function of
+μP: ``f₀(x) = α vᵀu x / n = O(n^{-1/2})``.
+
+**Sampling.** `sample(state, width, key)` draws ``ω ~ N(0, 1)^{n×h}`` and
+returns the finite μP network ``u = ω W``, ``v = ω C``; at initialisation this
+has exactly the law of `finite_network`, and its outputs converge to the
+limit's. Any first-order algorithm (SGD, first-order MAML) keeps a finite
+network of this form, so it is the *same* algorithm on both sides:
+`limit_sgd_step` / `finite_sgd_step`, `limit_maml_step` / `finite_maml_step`
+(first-order MAML, Finn et al. 2017 with the first-order approximation).
+
+Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from ntk.mup import limits
+    >>> lim = limits.init_limit(3, 2, sigma_u=1.0, sigma_v=1.0)
+    >>> x = jnp.ones((4, 3)); y = jnp.ones((4, 2))
+    >>> lim = limits.limit_sgd_step(lim, x, y, lr=0.1)
+    >>> net = limits.sample(lim, 4096, jax.random.PRNGKey(0))
+    >>> bool(jnp.abs(limits.finite_apply(net, x) - limits.limit_apply(lim, x)).max() < 0.2)
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["LimitState", "FiniteParams", "init_limit", "limit_apply",
+           "limit_feature_kernel", "sample", "finite_network", "finite_apply",
+           "finite_feature_kernel", "mse_loss", "softmax_cross_entropy",
+           "limit_sgd_step", "finite_sgd_step", "limit_maml_step",
+           "finite_maml_step", "limit_maml_adapt", "finite_maml_adapt",
+           "basis_size"]
+
+Array = jax.Array
+Loss = Callable[[Array, Array], Array]
+
+
+class LimitState(NamedTuple):
+    """The μP limit's state: coefficients in the basis ``Z₀ = [u₀ v₀]``.
+
+    W: ``(h, d_in)`` — hidden weights ``u = Z₀ W``; column ``i`` is the
+      limiting "embedding" of input coordinate ``i``.
+    C: ``(h, d_out)`` — readout ``v = Z₀ C``.
+    ``h = d_in + d_out`` (or ``d_in`` for the compact zero-readout basis).
+    """
+
+    W: Array
+    C: Array
+
+
+class FiniteParams(NamedTuple):
+    """A finite μP network of width n: ``u: (n, d_in)``, ``v: (n, d_out)``."""
+
+    u: Array
+    v: Array
+
+
+def _check_pos_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+
+
+def _check_x(x, d_in, who):
+    if x.ndim != 2 or x.shape[1] != d_in:
+        raise ValueError(f"{who}: x must have shape (batch, {d_in}), got "
+                         f"{tuple(x.shape)}.")
+
+
+def basis_size(state: LimitState) -> int:
+    """The dimension ``h`` of the finite basis the limit lives in."""
+    return int(state.W.shape[0])
+
+
+def init_limit(d_in: int, d_out: int, sigma_u: float = 1.0,
+               sigma_v: float = 0.0, *, compact: bool = False,
+               dtype=jnp.float32) -> LimitState:
+    """The limit at initialisation: ``W₀ = [σ_u I; 0]``, ``C₀ = [0; σ_v I]``.
+
+    Args:
+      d_in, d_out: input and output dimensions.
+      sigma_u, sigma_v: init standard deviations of ``u`` and ``v``
+        (σ_v = 0 is TP4's zero readout).
+      compact: with σ_v = 0 the last ``d_out`` basis directions are never used
+        (``v₀ = 0`` contributes nothing); ``compact=True`` drops them (h = d_in),
+        which Word2Vec with a large vocabulary needs.
+
+    Returns:
+      `LimitState` with ``W: (h, d_in)``, ``C: (h, d_out)``.
+    """
+    _check_pos_int("d_in", d_in)
+    _check_pos_int("d_out", d_out)
+    if sigma_u < 0 or sigma_v < 0:
+        raise ValueError(f"sigma_u, sigma_v must be >= 0, got {sigma_u}, {sigma_v}.")
+    if compact and sigma_v != 0:
+        raise ValueError(f"compact=True needs zero readout (sigma_v=0), got "
+                         f"sigma_v={sigma_v}.")
+    h = d_in if compact else d_in + d_out
+    W = jnp.zeros((h, d_in), dtype).at[:d_in].set(sigma_u * jnp.eye(d_in, dtype=dtype))
+    C = jnp.zeros((h, d_out), dtype)
+    if not compact:
+        C = C.at[d_in:].set(sigma_v * jnp.eye(d_out, dtype=dtype))
+    return LimitState(W, C)
+
+
+def limit_apply(state: LimitState, x: Array, alpha: float = 1.0) -> Array:
+    """Limit outputs ``f(x) = α xᵀ Wᵀ C``: ``x (B, d_in) → (B, d_out)``."""
+    _check_x(x, state.W.shape[1], "limit_apply")
+    return alpha * (x @ state.W.T) @ state.C
+
+
+def limit_feature_kernel(state: LimitState) -> Array:
+    """``lim (1/n) u_iᵀ u_j = (Wᵀ W)_ij``: the limit's Gram of input embeddings.
+
+    For one-hot inputs (Word2Vec) this is the Gram matrix of word vectors, the
+    quantity analogies are computed from. Shape ``(d_in, d_in)``.
+    """
+    return state.W.T @ state.W
+
+
+def finite_network(key: Array, d_in: int, d_out: int, width: int,
+                   sigma_u: float = 1.0, sigma_v: float = 0.0,
+                   dtype=jnp.float32) -> FiniteParams:
+    """A fresh finite μP network: ``u ~ N(0, σ_u²)^{n×d_in}``, ``v ~ N(0, σ_v²)^{n×d_out}``."""
+    _check_pos_int("width", width)
+    _check_pos_int("d_in", d_in)
+    _check_pos_int("d_out", d_out)
+    ku, kv = jax.random.split(key)
+    return FiniteParams(sigma_u * jax.random.normal(ku, (width, d_in), dtype),
+                        sigma_v * jax.random.normal(kv, (width, d_out), dtype))
+
+
+def finite_apply(params: FiniteParams, x: Array, alpha: float = 1.0) -> Array:
+    """Finite μP outputs ``f(x) = (α/n) vᵀ u x``: ``(B, d_in) → (B, d_out)``."""
+    _check_x(x, params.u.shape[1], "finite_apply")
+    n = params.u.shape[0]
+    return (alpha / n) * (x @ params.u.T) @ params.v
+
+
+def finite_feature_kernel(params: FiniteParams) -> Array:
+    """``(1/n) uᵀ u``: the finite network's Gram of input embeddings."""
+    return params.u.T @ params.u / params.u.shape[0]
+
+
+def sample(state: LimitState, width: int, key: Array) -> FiniteParams:
+    """Map the limit to a finite μP network of width n: ``u = ωW``, ``v = ωC``.
+
+    ``ω ~ N(0, 1)^{n×h}``. Then ``finite_apply(sample(s, n, k), x)`` equals
+    ``α Cᵀ(ωᵀω/n)W x`` and converges to ``limit_apply(s, x)`` at rate n^{-1/2};
+    at initialisation ``sample(init_limit(...), n, key)`` has the law of
+    `finite_network`.
+    """
+    _check_pos_int("width", width)
+    omega = jax.random.normal(key, (width, state.W.shape[0]), state.W.dtype)
+    return FiniteParams(omega @ state.W, omega @ state.C)
+
+
+# ------------------------------------------------------------------ losses
+
+
+def mse_loss(f: Array, y: Array) -> Array:
+    """``L = Σ_k (f_k − y_k)² / (2B)``: mean over the batch of half squared error."""
+    return 0.5 * jnp.sum((f - y) ** 2) / f.shape[0]
+
+
+def softmax_cross_entropy(f: Array, y: Array) -> Array:
+    """Mean cross-entropy of logits ``f (B, K)`` against integer labels ``y (B,)``."""
+    logp = jax.nn.log_softmax(f, axis=-1)
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None].astype(jnp.int32), axis=-1))
+
+
+# ------------------------------------------------------------------ SGD
+
+
+def _sgd(apply_fn, params, x, y, lr, loss):
+    grads = jax.grad(lambda p: loss(apply_fn(p, x), y))(params)
+    return jax.tree.map(lambda p, g: p - lr * g, params, grads)
+
+
+def limit_sgd_step(state: LimitState, x: Array, y: Array, lr: float,
+                   loss: Loss = mse_loss, alpha: float = 1.0) -> LimitState:
+    """One step of the limit's update rule: SGD with lr η on ``(W, C)``.
+
+    ``W ← W − η C χᵀ x``, ``C ← C − η W xᵀ χ`` with ``χ = ∂L/∂f`` (batch
+    summed), i.e. the finite-width μP step with ``Z₀ᵀZ₀/n`` replaced by ``I``.
+    """
+    return _sgd(lambda p, x: limit_apply(p, x, alpha), state, x, y, lr, loss)
+
+
+def finite_sgd_step(params: FiniteParams, x: Array, y: Array, lr: float,
+                    loss: Loss = mse_loss, alpha: float = 1.0) -> FiniteParams:
+    """One μP SGD step of a width-n network: learning rate ``η n`` on u and v."""
+    n = params.u.shape[0]
+    return _sgd(lambda p, x: finite_apply(p, x, alpha), params, x, y, lr * n, loss)
+
+
+# ------------------------------------------------------------------ first-order MAML
+
+
+def _adapt(apply_fn, params, xs, ys, inner_lr, inner_steps, loss):
+    for _ in range(inner_steps):
+        params = _sgd(apply_fn, params, xs, ys, inner_lr, loss)
+    return params
+
+
+def _maml_step(apply_fn, params, tasks, inner_lr, outer_lr, inner_steps, loss,
+               clip=None, width=1):
+    xs, ys, xq, yq = tasks
+
+    def task_grad(xs, ys, xq, yq):
+        adapted = _adapt(apply_fn, params, xs, ys, inner_lr, inner_steps, loss)
+        # First order: the query gradient at the adapted parameters stands in
+        # for the gradient through the inner loop (Finn et al. 2017, §5.2).
+        return jax.grad(lambda p: loss(apply_fn(p, xq), yq))(adapted)
+
+    # A scan that accumulates per-task gradients, not a vmap: vmapped
+    # per-task copies of (n, d) weights are slow and memory-hungry at large n.
+    def body(acc, task):
+        return jax.tree.map(jnp.add, acc, task_grad(*task)), None
+
+    zero = jax.tree.map(jnp.zeros_like, params)
+    total, _ = jax.lax.scan(body, zero, (xs, ys, xq, yq))
+    n_tasks = xs.shape[0]
+    grads = jax.tree.map(lambda g: g / n_tasks, total)
+    if clip is not None:
+        # Clip the meta-gradient by its norm *as a limit quantity*: the μP
+        # update of a width-n network is g·n (lr η·n), and ‖ω G‖_F² / n → ‖G‖_F²,
+        # so ‖n·g‖_F / √n converges to the limit's basis norm (TP4 clips at 0.5).
+        norm = jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree.leaves(grads))
+                        * width)
+        grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, clip / (norm + 1e-12)), grads)
+    return jax.tree.map(lambda p, g: p - outer_lr * g, params, grads)
+
+
+def _check_tasks(tasks):
+    if len(tasks) != 4:
+        raise ValueError(f"tasks must be (x_support, y_support, x_query, y_query), "
+                         f"got {len(tasks)} arrays.")
+    if tasks[0].ndim != 3 or tasks[2].ndim != 3:
+        raise ValueError(f"task inputs must be (tasks, shots, d_in), got "
+                         f"{tuple(tasks[0].shape)} and {tuple(tasks[2].shape)}.")
+
+
+def limit_maml_step(state: LimitState, tasks, inner_lr: float, outer_lr: float,
+                    inner_steps: int = 1, loss: Loss = softmax_cross_entropy,
+                    alpha: float = 1.0, clip: float | None = None) -> LimitState:
+    r"""First-order MAML meta-step of the μP limit (TP4 §8, App. H.2).
+
+    For each task ``(x_s, y_s, x_q, y_q)`` (arrays with a leading task axis):
+    ``θ'  = θ − ε ∇L_s(θ)`` (``inner_steps`` times, ε = ``inner_lr``), then
+    ``θ ← θ − η · mean_tasks ∇L_q(θ')`` — on ``θ = (W, C)`` of the limit.
+    ``clip``: rescale the meta-gradient to Frobenius norm ≤ clip (in the
+    basis; `finite_maml_step` uses the matching width-normalised norm).
+    """
+    _check_tasks(tasks)
+    fn = lambda p, x: limit_apply(p, x, alpha)
+    return _maml_step(fn, state, tasks, inner_lr, outer_lr, inner_steps, loss, clip)
+
+
+def finite_maml_step(params: FiniteParams, tasks, inner_lr: float, outer_lr: float,
+                     inner_steps: int = 1, loss: Loss = softmax_cross_entropy,
+                     alpha: float = 1.0, clip: float | None = None) -> FiniteParams:
+    """First-order MAML meta-step of a width-n μP network (both lrs times n)."""
+    _check_tasks(tasks)
+    n = params.u.shape[0]
+    fn = lambda p, x: finite_apply(p, x, alpha)
+    if clip is None:
+        return _maml_step(fn, params, tasks, inner_lr * n, outer_lr * n, inner_steps, loss)
+    # Clipping acts on the limit-normalised gradient n·g (norm ‖n·g‖/√n).
+    scaled = _maml_step(fn, params, tasks, inner_lr * n, 1.0, inner_steps, loss,
+                        clip, n)
+    return jax.tree.map(lambda p, s: p + (s - p) * outer_lr * n, params, scaled)
+
+
+def limit_maml_adapt(state: LimitState, x_support: Array, y_support: Array,
+                     x_query: Array, inner_lr: float, inner_steps: int = 1,
+                     loss: Loss = softmax_cross_entropy, alpha: float = 1.0) -> Array:
+    """Query outputs of the limit after ``inner_steps`` SGD steps on one support set."""
+    fn = lambda p, x: limit_apply(p, x, alpha)
+    adapted = _adapt(fn, state, x_support, y_support, inner_lr, inner_steps, loss)
+    return fn(adapted, x_query)
+
+
+def finite_maml_adapt(params: FiniteParams, x_support: Array, y_support: Array,
+                      x_query: Array, inner_lr: float, inner_steps: int = 1,
+                      loss: Loss = softmax_cross_entropy, alpha: float = 1.0) -> Array:
+    """Query outputs of a finite μP network after inner-loop adaptation."""
+    n = params.u.shape[0]
+    fn = lambda p, x: finite_apply(p, x, alpha)
+    adapted = _adapt(fn, params, x_support, y_support, inner_lr * n, inner_steps, loss)
+    return fn(adapted, x_query)

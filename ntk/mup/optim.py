@@ -1,0 +1,117 @@
+r"""μP optimizers as optax transformations (Yang et al. 2022, TP5 §4, Table 3).
+
+The width dependence of μP's learning rates is a per-tensor multiplier, so it
+is one optax transformation, `scale_by_width`, that can sit anywhere after the
+gradient statistics of an optax chain. `sgd` and `adam` are the usual chains
+with it inserted. The multipliers come from the `LeafScale` tree of a
+parametrized network (`mup.parametrize(...).info`), relative to its base width
+``n₀`` (``n̄ = n / n₀``):
+
+====================  ========================  ==============  ==============
+tensor                TP5 Table 3 SGD LR        Adam LR         readout mult.
+====================  ========================  ==============  ==============
+input weights, biases ``η · fan_out``           ``η``           –
+hidden weights        ``η``                     ``η / fan_in``  –
+output weights        ``η / fan_in``            ``η / fan_in``  1 (Table 3) or
+                                                                ``1/fan_in``
+====================  ========================  ==============  ==============
+
+(with the readout multiplier ``1/fan_in`` of Table 8 / the `mup` package, the
+readout's learning rates become ``η · fan_in`` (SGD) and ``η`` (Adam)). Which
+row a tensor is in, and its exponents, are in its `LeafScale`; these functions
+only multiply.
+
+Example:
+    >>> net = mup.parametrize(model, "mup", base_width=64)
+    >>> opt = mup.adam(1e-3, net.info)          # or any chain:
+    >>> opt = optax.chain(optax.clip_by_global_norm(1.0), optax.scale_by_adam(),
+    ...                   mup.scale_by_width(net.info, "adam"),
+    ...                   optax.scale_by_learning_rate(1e-3))
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ntk.mup.parametrize import LeafScale, is_leaf_scale
+
+_RULES = {"sgd": "lr_mult", "adam": "adam_lr_mult"}
+
+
+def multipliers(info, rule: str = "sgd"):
+    """The learning-rate multiplier of every tensor: ``n̄^{-c}`` (SGD) or ``n̄^{-c_adam}``."""
+    if rule not in _RULES:
+        raise ValueError(f"mup: `rule` must be one of {tuple(_RULES)}; got {rule!r}.")
+    leaves = jax.tree_util.tree_leaves(info, is_leaf=is_leaf_scale)
+    if not leaves or not all(isinstance(s, LeafScale) for s in leaves):
+        raise TypeError("mup: `info` must be the LeafScale tree of a parametrized "
+                        "network (mup.parametrize(...).info); got "
+                        f"{type(info).__name__}.")
+    return jax.tree_util.tree_map(lambda s: getattr(s, _RULES[rule]), info,
+                                  is_leaf=is_leaf_scale)
+
+
+def scale_by_width(info, rule: str = "sgd") -> optax.GradientTransformation:
+    """Multiply each tensor's update by its μP learning-rate multiplier.
+
+    Args:
+      info: `LeafScale` tree (structure of the parameters).
+      rule: ``"sgd"`` (``n̄^{-c_l}``) or ``"adam"`` (``n̄^{-c_adam}``; use after a
+        scale-invariant statistic such as ``optax.scale_by_adam``).
+
+    Stateless; ``update(updates, state, params=None)`` returns
+    ``m ⊙ updates`` with ``m`` from `multipliers`.
+    """
+    mults = multipliers(info, rule)
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None):
+        del params
+        try:
+            out = jax.tree_util.tree_map(
+                lambda m, u: u if m == 1.0 else u * jnp.asarray(m, u.dtype),
+                mults, updates)
+        except ValueError as e:
+            raise ValueError("mup.scale_by_width: the updates' structure does not "
+                             "match `info`'s (was `info` made for these "
+                             f"parameters?): {e}") from None
+        return out, state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def sgd(learning_rate, info, momentum: Optional[float] = None,
+        nesterov: bool = False) -> optax.GradientTransformation:
+    """SGD with μP per-tensor learning rates ``η n̄^{-c_l}`` (TP4 Def. 3.1, TP5 Table 3).
+
+    ``learning_rate`` may be a number or an optax schedule. With momentum the
+    multiplier is applied to the (linear) momentum update, which is the same.
+
+    Example:
+      >>> opt = mup.sgd(0.1, net.info); state = opt.init(w)
+      >>> updates, state = opt.update(grads, state); w = optax.apply_updates(w, updates)
+    """
+    return optax.chain(optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov),
+                       scale_by_width(info, "sgd"))
+
+
+def adam(learning_rate, info, b1: float = 0.9, b2: float = 0.999,
+         eps: float = 1e-8, weight_decay: float = 0.0) -> optax.GradientTransformation:
+    """Adam with μP per-tensor learning rates ``η n̄^{-c_adam}`` (TP5 Table 3, Adam row).
+
+    ``weight_decay`` is decoupled (AdamW) and *not* width-scaled: the decay per
+    step is ``η · weight_decay · w`` for every tensor, as the `mup` package
+    does with ``decoupled_wd=True``.
+    """
+    parts = [optax.scale_by_adam(b1=b1, b2=b2, eps=eps), scale_by_width(info, "adam")]
+    if weight_decay:
+        parts.append(optax.add_decayed_weights(weight_decay))
+    parts.append(optax.scale_by_learning_rate(learning_rate))
+    return optax.chain(*parts)

@@ -1,0 +1,316 @@
+r"""Apply an abc-parametrization to a finite network: per-parameter scales.
+
+Every trainable tensor (a "leaf") gets a role from which of its dimensions grow
+with width ``n`` (TP5 §4 / Table 3; the `mup` package's "infshape"):
+
+=========  =========================  ==========================================
+role       width-like dims            examples
+=========  =========================  ==========================================
+input      fan-out only               first Dense kernel, embedding tables
+hidden     fan-in and fan-out         Dense(n) → Dense(n) kernels, conv I→O
+output     fan-in only                readout kernel
+bias       a width-sized vector       biases and norm scales of hidden layers
+fixed      none                       readout bias, scalars
+=========  =========================  ==========================================
+
+**The rule.** Write ``n̄ = n / n₀`` for the leaf's width multiplier relative to
+a base width ``n₀`` (``base_width=1`` is TP4's literal ``n``; a larger base only
+changes width-independent constants, so ``r``, stability and the regime are
+the same, and at ``n = n₀`` every parametrization coincides with the
+network's native one — the property μTransfer tunes at). A leaf of role
+``input``/``bias`` takes the exponents ``(a_1, b_1, c_1)`` of layer 1 (TP4:
+biases are input weights), ``hidden`` those of its layer, ``output``
+``(a_{L+1}, b_{L+1}, c_{L+1})``, ``fixed`` none. With the network's own
+(native) exponents ``(a°, b°)`` — SP for Flax modules, ``(k_in/2, 0)`` for a
+``stax.Dense(parameterization="ntk")`` — the trainable parameter ``w`` enters
+the native code as
+
+    native = n̄^{a° − a} · w,        w₀ = n̄^{b° − b} · native₀,
+
+so ``W = n̄^{-a} w`` and ``w ~ N(0, n̄^{-2b})`` up to the native constants
+(``σ_w² / fan_in(n₀)``), exactly TP4 Def. 3.1 in units of ``n̄``. SGD then uses
+the learning rate ``η n̄^{-c_l}`` (`LeafScale.lr_mult`) and Adam ``η
+n̄^{-c_adam}`` with ``c_adam = c_l + a_l + g_l``, ``g_l = ω`` for ``l ≤ L`` and
+0 for the readout: Adam's step has ``Θ(1)`` entries whatever the gradient's
+size, so this is the exponent that gives ``ΔW`` the per-entry size SGD gives it
+(for μP it reproduces TP5 Table 3's Adam column: ``1``, ``1/fan_in``,
+``1/fan_in``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntk.mup.abc import ABC, as_abc
+
+ROLES = ("input", "hidden", "output", "bias", "fixed")
+
+
+@dataclasses.dataclass(frozen=True)
+class LeafScale:
+    """How one parameter tensor scales with width.
+
+    Attributes:
+      role: one of ``ROLES``.
+      layer: the abc layer index ``l`` whose exponents it uses (None: fixed).
+      width_mult: ``n̄ = n / n₀`` of its width-like dimension (1 if none).
+      a, b, c: its abc exponents (``b = inf``: zero init).
+      c_adam: learning-rate exponent for Adam (module docstring).
+      a_native, b_native: the exponents the network's own code implements.
+    """
+
+    role: str
+    layer: Optional[int]
+    width_mult: float
+    a: float = 0.0
+    b: float = 0.0
+    c: float = 0.0
+    c_adam: float = 0.0
+    a_native: float = 0.0
+    b_native: float = 0.0
+
+    @property
+    def fwd_mult(self) -> float:
+        """``n̄^{a° − a}``: native parameter = fwd_mult · w."""
+        return self.width_mult ** (self.a_native - self.a)
+
+    @property
+    def init_mult(self) -> float:
+        """``n̄^{b° − b}``: w₀ = init_mult · native₀ (0 for a zero-init readout)."""
+        return 0.0 if math.isinf(self.b) else self.width_mult ** (self.b_native - self.b)
+
+    @property
+    def lr_mult(self) -> float:
+        """SGD learning-rate multiplier ``n̄^{-c}``."""
+        return self.width_mult ** (-self.c)
+
+    @property
+    def adam_lr_mult(self) -> float:
+        """Adam learning-rate multiplier ``n̄^{-c_adam}``."""
+        return self.width_mult ** (-self.c_adam)
+
+
+class Parametrized(NamedTuple):
+    """A network in an abc-parametrization.
+
+    Attributes:
+      init_fn: draws the trainable parameters ``w`` (same signature as the
+        wrapped network's init: stax ``(key, input_shape) -> (shape, w)``,
+        linen ``(key, *args) -> variables``, nnx ``() -> state``).
+      apply_fn: ``(w, x, **kwargs) -> outputs``.
+      info: pytree of `LeafScale`, the structure of ``w``; what `mup.sgd` and
+        `mup.adam` read.
+      abc: the `ABC`.
+      features_fn: ``(w, x) -> {name: array}`` of preactivations ``h^l`` and the
+        output ``f`` (used by `coord_check`), or None.
+      kind: ``"stax"``, ``"linen"`` or ``"nnx"`` (how `init` calls ``init_fn``).
+    """
+
+    init_fn: Callable
+    apply_fn: Callable
+    info: Any
+    abc: ABC
+    features_fn: Optional[Callable] = None
+    kind: str = "stax"
+
+    def init(self, key, x):
+        """Trainable parameters for inputs like ``x``, whatever the framework."""
+        if self.kind == "stax":
+            return self.init_fn(key, tuple(x.shape))[1]
+        if self.kind == "linen":
+            return self.init_fn(key, x)
+        return self.init_fn()
+
+
+def is_leaf_scale(x) -> bool:
+    return isinstance(x, LeafScale)
+
+
+def scale_tree(info, params, attr: str):
+    """Multiply each leaf of ``params`` by ``getattr(info_leaf, attr)``."""
+    def f(s, p):
+        m = getattr(s, attr)
+        return p if m == 1.0 else p * jnp.asarray(m, p.dtype)
+    return jax.tree_util.tree_map(f, info, params, is_leaf=is_leaf_scale)
+
+
+def leaf_scale(role: str, layer_index: Optional[int], width_mult: float, p: ABC,
+               a_native: float = 0.0, b_native: float = 0.0) -> LeafScale:
+    """The `LeafScale` of a tensor of ``role`` in parametrization ``p``."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}; got {role!r}.")
+    if role == "fixed":
+        return LeafScale("fixed", None, 1.0, a_native=a_native, b_native=b_native,
+                         a=a_native, b=b_native)
+    l = {"input": 1, "bias": 1, "output": p.depth + 1}.get(role, layer_index)
+    if l is None or not 1 <= l <= p.depth + 1:
+        raise ValueError(f"a {role} tensor needs a layer index in 1..{p.depth + 1}; "
+                         f"got {layer_index!r}.")
+    a, b, c = p.layer(l)
+    if role == "bias" and math.isinf(b):
+        b = 0.0
+    g = 0.0 if l == p.depth + 1 else p.omega
+    return LeafScale(role, l, float(width_mult), a, b, c, c + a + g, a_native, b_native)
+
+
+# ------------------------------------------------------------------- stax
+
+
+def _affine_layers(layer, path=(), stacked=False, out=None) -> list:
+    """``[(path, spec, stacked)]`` of Dense/Conv layers in traversal order."""
+    out = [] if out is None else out
+    kf = layer.kernel_fn
+    spec = getattr(kf, "spec", None)
+    if spec and spec.get("kind") in ("Dense", "Conv"):
+        out.append((path, spec, stacked))
+        return out
+    children = getattr(kf, "children", ())
+    if kf.name.startswith("repeat("):
+        return _affine_layers(children[0], path, True, out)
+    for i, child in enumerate(children):
+        _affine_layers(child, path + (i,), stacked, out)
+    return out
+
+
+def _get(tree, path):
+    for i in path:
+        tree = tree[i]
+    return tree
+
+
+def _set(tree, path, value):
+    if not path:
+        return value
+    items = list(tree)
+    items[path[0]] = _set(items[path[0]], path[1:], value)
+    return tuple(items) if isinstance(tree, tuple) else items
+
+
+def parametrize_stax(model, parametrization="mup", *, base_width: float = 1.0,
+                     input_shape: Optional[Sequence[int]] = None) -> Parametrized:
+    """An ``ntk.stax`` network in an abc-parametrization (roles by position).
+
+    The first Dense/Conv layer is the input layer, the last the readout, the
+    others hidden (``repeat`` blocks included); layers are found through the
+    ``kernel_fn``'s ``children`` and ``spec`` records.
+
+    Args:
+      model: ``(init_fn, apply_fn, kernel_fn)`` from ``stax.serial(...)``.
+      parametrization: a preset name (see `abc`) or an `ABC` whose depth is
+        the number of affine layers minus one.
+      base_width: ``n₀``; width multipliers are ``dim / n₀``.
+      input_shape: an input shape for a dry run of ``init_fn`` (default
+        ``(1, 1)``; needed for convolutional networks).
+
+    Example:
+      >>> net = parametrize_stax(stax.serial(stax.Dense(256), stax.Relu(),
+      ...                                    stax.Dense(1)), "mup", base_width=64)
+      >>> _, w = net.init_fn(key, (8, 3)); y = net.apply_fn(w, x)
+    """
+    from ntk.stax.layer import KernelFn, Layer, as_layer
+    if not (isinstance(model, tuple) and len(model) >= 3
+            and isinstance(model[2], KernelFn)):
+        raise TypeError("parametrize: a stax model must be the (init_fn, apply_fn, "
+                        "kernel_fn) triple of ntk.stax (its kernel_fn records the "
+                        f"layers); got {type(model).__name__}.")
+    if not (isinstance(base_width, (int, float)) and base_width > 0):
+        raise ValueError(f"parametrize: `base_width` must be a positive number; "
+                         f"got {base_width!r}.")
+    model = as_layer(model)
+    affine = _affine_layers(model)
+    if len(affine) < 2:
+        raise ValueError(f"parametrize: the network needs at least 2 Dense/Conv "
+                         f"layers (input and readout); found {len(affine)} in "
+                         f"{model.name}.")
+    for i in (0, len(affine) - 1):
+        if affine[i][2]:
+            raise ValueError("parametrize: the input and readout layers must not be "
+                             "inside stax.repeat (their roles differ from hidden).")
+    for _, spec, _ in affine:
+        if tuple(spec.get("s", (1, 1))) != (1, 1):
+            raise ValueError(f"parametrize: NT width multipliers s={spec['s']} are "
+                             "not supported; use s=(1, 1).")
+    p = as_abc(parametrization, len(affine) - 1)
+    n_layers = len(affine)
+
+    def build_info(params):
+        info = jax.tree_util.tree_map(
+            lambda x: LeafScale("fixed", None, 1.0), params)
+        covered = 0
+        for idx, (path, spec, _) in enumerate(affine):
+            W, bias = _get(params, path)
+            k_in, k_out = int(idx > 0), int(idx < n_layers - 1)
+            role = ("input", "hidden", "output")[(idx > 0) + (idx == n_layers - 1)]
+            mult = (W.shape[-2] if k_in else W.shape[-1]) / base_width
+            a_nat, b_nat = ((k_in / 2, 0.0) if spec["parameterization"] == "ntk"
+                            else (0.0, k_in / 2))
+            w_scale = leaf_scale(role, idx + 1, mult, p, a_nat, b_nat)
+            b_scale = None
+            if bias is not None:
+                b_scale = (leaf_scale("bias", None, bias.shape[-1] / base_width, p)
+                           if k_out else LeafScale("fixed", None, 1.0))
+            info = _set(info, path, (w_scale, b_scale))
+            covered += 1 + (bias is not None)
+        n_leaves = len(jax.tree_util.tree_leaves(params))
+        if n_leaves != covered:
+            raise ValueError(f"parametrize: {n_leaves - covered} parameter tensors "
+                             "belong to layers other than Dense/Conv, whose width "
+                             "scaling is unknown; only Dense/Conv may carry "
+                             "parameters.")
+        return info
+
+    cache = {}
+
+    def info_for(params):
+        key = tuple((tuple(x.shape)) for x in jax.tree_util.tree_leaves(params))
+        if key not in cache:
+            cache[key] = build_info(params)
+        return cache[key]
+
+    def init_fn(key, in_shape):
+        out_shape, native = model.init_fn(key, in_shape)
+        return out_shape, scale_tree(info_for(native), native, "init_mult")
+
+    def apply_fn(w, x, **kwargs):
+        return model.apply_fn(scale_tree(info_for(w), w, "fwd_mult"), x, **kwargs)
+
+    def features_fn(w, x, **kwargs):
+        return _stax_features(model, scale_tree(info_for(w), w, "fwd_mult"), x,
+                              affine, **kwargs)
+
+    # `info` does not depend on the input dimension (the input layer's
+    # multiplier uses its fan-out), so a dummy vector input fixes it.
+    shape = tuple(input_shape) if input_shape is not None else (1, 1)
+    try:
+        _, native = jax.eval_shape(lambda k: model.init_fn(k, shape),
+                                   jax.random.PRNGKey(0))
+    except Exception as e:  # noqa: BLE001 - re-raised with the fix
+        raise ValueError(f"parametrize: could not initialise {model.name} on inputs "
+                         f"of shape {shape}; pass `input_shape` (e.g. (1, H, W, C) "
+                         f"for images). ({type(e).__name__}: {e})") from None
+    return Parametrized(init_fn, apply_fn, info_for(native), p, features_fn)
+
+
+def _stax_features(model, native, x, affine, **kwargs) -> dict:
+    """Outputs of the top-level serial's affine layers (``h^l``) and ``f``."""
+    from ntk.stax.layer import split_rng
+    kf = model.kernel_fn
+    out = {}
+    if not kf.name.startswith("serial(") or any(len(p) != 1 for p, _, _ in affine):
+        out["f"] = model.apply_fn(native, x, **kwargs)
+        return out
+    positions = {p[0]: i for i, (p, _, _) in enumerate(affine)}
+    children = kf.children
+    for i, (child, prm, kw) in enumerate(zip(children, native,
+                                             split_rng(kwargs, len(children)))):
+        x = child.apply_fn(prm, x, **kw)
+        if i in positions and positions[i] < len(affine) - 1:
+            out[f"h^{positions[i] + 1}"] = x
+    out["f"] = x
+    return out

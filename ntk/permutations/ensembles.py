@@ -1,0 +1,201 @@
+r"""Ensembles of trained networks: average, round, check, and ensemble complexity.
+
+An ensemble of ``M`` independently trained infinite-width networks averages
+``M`` i.i.d. draws of the t = ∞ GP, so for every fixed ``M``
+
+    f̄_M(x) = μ(x) + z(x)/√M   in distribution,   z ~ GP(0, Σ ⊗ I_k).
+
+Rounding (``ŷ_c = 1[f̄_c > τ]``) is correct at ``(x, c)`` iff ``z_c(x)`` does
+not push ``μ_c(x)`` across ``τ``: with the margin ``m_c(x) = |μ_c(x) − τ|``
+and ``r_c(x) = z_c(x)/m_c(x)`` signed towards the threshold, the ensemble is
+exact at ``(x, c)`` iff ``M > max(r_c(x), 0)²``. One draw of ``z`` therefore
+yields the smallest ensemble size ``M_min = ⌊max r²⌋ + 1`` that recovers an
+input (max over ``c``) or all inputs (max over ``x, c``); its CDF over draws
+is the probability of exact recovery as a function of ``M`` (exactly, for each
+``M``), and its ``1 − δ`` quantile the empirical ensemble complexity.
+
+Per input the coordinates are independent with the same variance ``σ²(s)``,
+so the success probability is exact in closed form,
+
+    P_s(M) = Φ(√M (α−τ)/σ)^s · Φ(√M (τ−β)/σ)^{k−s},
+
+and the union bound ``Σ_s C(k,s)(1 − P_s(M)) ≤ δ`` bounds the all-input
+complexity. As ``(τ−β(2))²/σ²(2) ∝ 1/k`` (no biases), these give the
+paper's scalings: ``M ∝ k log(k/δ)`` per input and ``M ∝ k·log(2^k k/δ) ∝ k²``
+for all inputs at once.
+
+Example:
+    >>> m = per_input_complexity(16, delta=0.1)     # worst case over s
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.special import log_ndtr
+
+from ntk.permutations.gp import closed_form_mean, margins
+from ntk.permutations.sampling import gp_sampler
+from ntk.permutations.setting import (TIE, _check_k, apply_permutation,
+                                      binary_inputs, check_perm, round_outputs)
+
+
+def _check_delta(delta, name):
+    if not 0. < float(delta) < 1.:
+        raise ValueError(f"{name}: `delta` must be in (0, 1); got {delta!r}.")
+    return float(delta)
+
+
+def draw_members(key, perm, n_members: int, sampler=None, W_std: float = 1.0,
+                 b_std=None):
+    """``M`` members of the t = ∞ ensemble on all nonzero inputs: ``(M, 2^k−1, k)``.
+
+    Each member is ``μ + z`` with ``k`` independent joint GP draws (one per output
+    coordinate) from ``sampler`` (default `gp_sampler`).
+    """
+    perm = check_perm(perm, "draw_members")
+    k = perm.size
+    sampler = sampler or gp_sampler(k, W_std, b_std)
+    x = binary_inputs(k, jnp.result_type(float))
+    z = sampler(key, n_members * k).reshape(n_members, k, -1).transpose(0, 2, 1)
+    return closed_form_mean(perm, x, W_std, b_std)[None] + z
+
+
+def draw_ensemble_average(key, perm, n_members: int, sampler=None, W_std: float = 1.0,
+                          b_std=None):
+    """The average of ``M`` members on all nonzero inputs, ``(2^k−1, k)``, drawn
+    directly as ``μ + z/√M`` (equal in distribution to averaging `draw_members`,
+    at the cost of one member)."""
+    perm = check_perm(perm, "draw_ensemble_average")
+    k = perm.size
+    sampler = sampler or gp_sampler(k, W_std, b_std)
+    x = binary_inputs(k, jnp.result_type(float))
+    z = sampler(key, k).T
+    return closed_form_mean(perm, x, W_std, b_std) + z / math.sqrt(n_members)
+
+
+def recovered(f_bar, perm, x, threshold: float = TIE):
+    """Per input: does rounding ``f̄`` (``(..., N, k)``) give exactly ``P_π x``?"""
+    return jnp.all(round_outputs(f_bar, threshold) == apply_permutation(perm, x), -1)
+
+
+def min_ensemble_sizes(z, mean, target, threshold: float = TIE):
+    """Smallest ``M`` with ``μ + z/√M`` rounding to ``target`` (per leading index).
+
+    ``z, mean, target`` broadcast to ``(..., k)``; returns ``(...)`` floats
+    ``⌊max_c r_c²⌋ + 1`` (module docstring).
+    """
+    margin = jnp.where(target > 0.5, mean - threshold, threshold - mean)
+    toward = jnp.where(target > 0.5, -z, z)
+    r = jnp.where(toward > 0, toward / margin, 0.)
+    return jnp.floor(jnp.max(r * r, axis=-1)) + 1.
+
+
+def all_input_min_sizes(key, perm, n_trials: int, sampler=None, batch: int = 8,
+                        W_std: float = 1.0, b_std=None, threshold: float = TIE):
+    """Per trial: ``M_min`` for every nonzero input ``(T, 2^k−1)``, one joint draw
+    of all ``k`` coordinate processes per trial (``k <= 20``)."""
+    perm = check_perm(perm, "all_input_min_sizes")
+    k = perm.size
+    sampler = sampler or gp_sampler(k, W_std, b_std)
+    x = binary_inputs(k, jnp.result_type(float))
+    mean = closed_form_mean(perm, x, W_std, b_std)
+    target = apply_permutation(perm, x)
+    f = jax.jit(lambda z: min_ensemble_sizes(z, mean, target, threshold))
+    out = []
+    for i, kk in enumerate(jax.random.split(key, -(-n_trials // batch))):
+        nb = min(batch, n_trials - i * batch)
+        z = sampler(kk, nb * k).reshape(nb, k, -1).transpose(0, 2, 1)
+        out.append(np.asarray(f(z)))
+    return np.concatenate(out)
+
+
+def sampled_input_min_sizes(key, perm, x, n_trials: int, W_std: float = 1.0,
+                            b_std=None, threshold: float = TIE):
+    """``M_min`` per trial for given inputs ``x`` ``(N, k)``, any ``k``: draws the
+    ``k`` coordinates of each input independently, ``N(0, σ²(|x|))`` (the per
+    input law; inputs are not joint). Returns ``(T, N)``."""
+    perm = check_perm(perm, "sampled_input_min_sizes")
+    x = jnp.asarray(x)
+    mean = closed_form_mean(perm, x, W_std, b_std)
+    _, _, sd = margins(perm.size, np.asarray(x.sum(-1)), W_std, b_std, threshold)
+    z = jax.random.normal(key, (n_trials,) + x.shape, mean.dtype) * jnp.asarray(
+        sd, mean.dtype)[:, None]
+    return np.asarray(min_ensemble_sizes(z, mean, apply_permutation(perm, x),
+                                         threshold))
+
+
+def success_probability(k: int, s, n_members, W_std: float = 1.0, b_std=None,
+                        threshold: float = TIE):
+    """Exact ``P_s(M)``: an ``M``-member ensemble recovers an input with ``s`` ones."""
+    return np.exp(log_success_probability(k, s, n_members, W_std, b_std, threshold))
+
+
+def log_success_probability(k, s, n_members, W_std=1.0, b_std=None, threshold=TIE):
+    k = _check_k(k, "success_probability")
+    s = np.asarray(s, np.float64)
+    m1, m0, sd = margins(k, s, W_std, b_std, threshold)
+    root = np.sqrt(np.asarray(n_members, np.float64))
+    safe = np.where(sd > 0, sd, 1.)
+    on = np.where(sd > 0, log_ndtr(root * m1 / safe), 0.)
+    off = np.where(sd > 0, log_ndtr(root * m0 / safe), 0.)
+    return s * on + (k - s) * off
+
+
+def _smallest_m(ok, start: int = 1):
+    """Smallest integer ``M >= start`` with ``ok(M)`` (``ok`` monotone)."""
+    hi = start
+    while not ok(hi):
+        hi *= 2
+    lo = max(start, hi // 2)
+    if ok(lo):
+        return lo
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
+
+
+def per_input_complexity(k: int, delta: float = 0.1, s=None, W_std: float = 1.0,
+                         b_std=None, threshold: float = TIE):
+    """Smallest ``M`` with ``P_s(M) >= 1 − δ`` — exact. ``s`` None: the worst case
+    over ``s = 1..k`` (an int); otherwise one value per ``s``."""
+    delta = _check_delta(delta, "per_input_complexity")
+    ss = np.arange(1, k + 1) if s is None else np.atleast_1d(s)
+    ms = np.array([_smallest_m(lambda m, si=si: log_success_probability(
+        k, si, m, W_std, b_std, threshold) >= math.log1p(-delta)) for si in ss])
+    return int(ms.max()) if s is None else ms
+
+
+def union_bound_complexity(k: int, delta: float = 0.1, W_std: float = 1.0, b_std=None,
+                           threshold: float = TIE):
+    """Smallest ``M`` with ``Σ_s C(k,s)(1 − P_s(M)) <= δ``: an upper bound on the
+    ensemble size that recovers all ``2^k − 1`` inputs with probability ``1 − δ``."""
+    delta = _check_delta(delta, "union_bound_complexity")
+    ss = np.arange(1, k + 1)
+    log_binom = np.array([math.lgamma(k + 1) - math.lgamma(s + 1) - math.lgamma(k - s + 1)
+                          for s in ss])
+
+    def ok(m):
+        lp = log_success_probability(k, ss, m, W_std, b_std, threshold)
+        fail = -np.expm1(lp)
+        return float(np.sum(np.exp(log_binom) * fail)) <= delta
+    return _smallest_m(ok)
+
+
+def empirical_complexity(min_sizes, delta: float = 0.1):
+    """``1 − δ`` quantile of ``M_min`` over trials (axis 0): the smallest ``M``
+    whose empirical recovery probability is ``>= 1 − δ``."""
+    delta = _check_delta(delta, "empirical_complexity")
+    m = np.sort(np.asarray(min_sizes), axis=0)
+    idx = int(math.ceil((1 - delta) * m.shape[0])) - 1
+    return m[max(idx, 0)]
+
+
+def recovery_curve(min_sizes, ensemble_sizes):
+    """Empirical probability of exact recovery ``P(M_min <= M)`` for each ``M``."""
+    m = np.asarray(min_sizes)
+    return np.array([(m <= e).mean(0) for e in np.asarray(ensemble_sizes)])

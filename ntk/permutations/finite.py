@@ -1,0 +1,68 @@
+r"""Finite-width validation: train ``M`` networks by gradient descent and ensemble them.
+
+Each member is `network` at width ``n`` (NTK parameterisation, i.i.d.
+``N(0, 1)`` parameters), trained by full-batch gradient descent on
+``½‖f(X) − Y‖²`` with the paper's training set. In function space the step
+is ``f ← f − η Θ̂ (f − Y)``; ``η = 1/λ_max(Θ_dd)`` (the infinite-width NTK)
+is stable and the residual decays like ``(1 − η λ_min)^t``, so
+``steps = ⌈log(1/tol) λ_max/λ_min⌉`` reaches ``tol``. As ``n → ∞`` the
+members' outputs are draws of the t = ∞ GP of `ntk.permutations.gp`
+(Jacot et al. 2018; Lee et al. 2019). Members are trained in parallel with
+``jax.vmap`` inside one ``jax.jit``-compiled ``lax.scan``.
+
+Example:
+    >>> out = train_finite_ensemble(jax.random.PRNGKey(0), perm, x, 32, width=1024)
+    >>> out.shape            # (members, N, k)
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntk.permutations.setting import check_perm, network, training_set
+
+
+def train_finite_ensemble(key, perm, x_test, n_members: int, width: int = 1024,
+                          W_std: float = 1.0, b_std=None, steps=None,
+                          learning_rate=None, tol: float = 1e-6):
+    """Outputs ``(M, N, k)`` on ``x_test`` of ``M`` finite networks trained by GD.
+
+    Args:
+      key: PRNG key (member ``m`` uses ``split(key, M)[m]``).
+      perm: permutation vector ``(k,)``; x_test: ``(N, k)``.
+      n_members, width: ``M`` and the hidden width ``n``.
+      steps, learning_rate: default from the infinite-width NTK (module doc).
+      tol: residual the default number of steps aims for.
+    """
+    perm = check_perm(perm, "train_finite_ensemble")
+    k = perm.size
+    if not (isinstance(n_members, int) and n_members >= 1):
+        raise ValueError(f"train_finite_ensemble: `n_members` must be a positive "
+                         f"int; got {n_members!r}.")
+    init_fn, apply_fn, kernel_fn = network(k, width, W_std, b_std)
+    dtype = jnp.result_type(float)
+    x_train, y_train = training_set(perm, dtype)
+    x_test = jnp.asarray(x_test, dtype)
+    evals = np.linalg.eigvalsh(np.asarray(kernel_fn(x_train, None, "ntk"), np.float64))
+    lr = 1. / evals[-1] if learning_rate is None else float(learning_rate)
+    if steps is None:
+        steps = int(math.ceil(math.log(1. / tol) / -math.log1p(-lr * evals[0])))
+
+    def loss(params):
+        return 0.5 * jnp.sum((apply_fn(params, x_train) - y_train) ** 2)
+
+    def train_one(member_key):
+        _, params = init_fn(member_key, x_train.shape)
+
+        def step(p, _):
+            g = jax.grad(loss)(p)
+            return jax.tree_util.tree_map(lambda a, b: a - lr * b, p, g), None
+
+        params, _ = jax.lax.scan(step, params, None, length=steps)
+        return apply_fn(params, x_test)
+
+    return jax.jit(jax.vmap(train_one))(jax.random.split(key, n_members))

@@ -1,0 +1,208 @@
+r"""The infinite-width trained ensemble: a GP at t = ∞, numerically and in closed form.
+
+Numerics (the reference). `trained_gp` gives the mean and covariance of the
+output of infinitely wide networks trained to convergence on ``(I_k, Y)``
+(Lee et al. 2019, eqs. 15-16 at t = ∞, via `ntk.predict`):
+
+    μ(x) = Θ_xd Θ_dd^{-1} Y,
+    Σ(x, x') = K_xx' + Θ_xd Θ_dd^{-1} K_dd Θ_dd^{-1} Θ_dx' − (Θ_xd Θ_dd^{-1} K_dx' + h.c.),
+
+the covariance being ``Σ ⊗ I_k`` (output coordinates are independent, with
+the same ``Σ``, which does not depend on ``π``).
+
+Closed form (derived here). For binary ``x, x'`` every kernel of the
+two-layer ReLU network depends only on ``(|x|, |x'|, x·x')``: with
+``q = σ_w² x·x'/k + σ_b²`` and the arc-cosine expectations
+
+    K = σ_w² √(q₁₁q₂₂)/(2π) (sin θ + (π − θ) cos θ) + σ_b²,   cos θ = q₁₂/√(q₁₁q₂₂),
+    Θ = K + σ_w² q₁₂ (π − θ)/(2π).
+
+On the training set ``Θ_dd = (a − b) I + b 11ᵀ`` with ``a = Θ(e_i, e_i)``,
+``b = Θ(e_i, e_j)``; for a test input with ``s`` ones ``Θ(x, e_i) = c₁(s)`` if
+``x_i = 1`` and ``c₀(s)`` otherwise. Sherman–Morrison gives
+``u(x) = Θ_dd^{-1} Θ_dx`` with ``u_i = α(s)`` on the ones of ``x`` and
+``β(s)`` on its zeros, where, with ``S = s c₁ + (k − s) c₀``,
+
+    α(s) = (c₁ − b S/(a + (k−1) b)) / (a − b),
+    β(s) = (c₀ − b S/(a + (k−1) b)) / (a − b).
+
+Since ``Y`` routes row ``i`` to column ``π(i)``,
+
+    μ(x) = α(s) P_π x + β(s) (1 − P_π x):
+
+one value on the coordinates of ``P_π x``, another off them. ``α(1) = 1``,
+``β(1) = 0`` (interpolation); for the default network ``α(s) > 0 > β(s)``
+for ``s >= 2`` (the sign structure the rounding uses). With ``A = K(e_i,e_i)``,
+``B = K(e_i,e_j)``, ``κ₁(s), κ₀(s)`` the NNGP analogues of ``c₁, c₀``, and ``t
+= x·x'``, the covariance is
+
+    Σ(x, x') = K(x, x') + (A − B) u·u' + B (Σu)(Σu') − K_xd u' − K_x'd u,
+    u·u' = t αα' + (s−t) αβ' + (s'−t) βα' + (k−s−s'+t) ββ',
+    K_xd u' = κ₁(s)(t α' + (s−t) β') + κ₀(s)((s'−t) α' + (k−s−s'+t) β').
+
+Example:
+    >>> alpha, beta = mean_structure(8, jnp.arange(1, 9))
+    >>> round(float(alpha[0]), 6), round(float(beta[0]), 6)   # interpolation at s = 1
+    (1.0, 0.0)
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntk import predict
+from ntk.permutations.setting import (_check_k, apply_permutation, check_perm,
+                                      network, training_set)
+
+
+def trained_gp(perm, x_test, W_std: float = 1.0, b_std=None,
+               compute_cov: bool = True, kernel_fn=None):
+    """t = ∞ GP of the trained infinite-width network on ``x_test`` (via ntk.predict).
+
+    Args:
+      perm: permutation vector ``(k,)``.
+      x_test: ``(N, k)`` inputs (any, typically binary).
+      W_std, b_std: σ_w, σ_b of `network` (ignored if ``kernel_fn`` is given).
+      compute_cov: also return the ``(N, N)`` covariance of one output coordinate.
+      kernel_fn: optional kernel function of another architecture.
+
+    Returns:
+      mean ``(N, k)``, or ``ntk.predict.Gaussian(mean, cov)``.
+    """
+    perm = check_perm(perm, "trained_gp")
+    k = perm.size
+    x_test = jnp.asarray(x_test)
+    if x_test.ndim != 2 or x_test.shape[1] != k:
+        raise ValueError(f"trained_gp: `x_test` must have shape (N, {k}); got "
+                         f"{x_test.shape}.")
+    if kernel_fn is None:
+        kernel_fn = network(k, W_std=W_std, b_std=b_std)[2]
+    x_train, y_train = training_set(perm, x_test.dtype)
+    predict_fn = predict.gradient_descent_mse_ensemble(kernel_fn, x_train, y_train)
+    return predict_fn(None, x_test, "ntk", compute_cov=compute_cov)
+
+
+def _relu_kernels(xp, k, n1, n2, n12, W_std, b_std):
+    """``(K, Θ)`` in the array module ``xp`` (numpy: float64 whatever JAX's mode)."""
+    w2, b2 = W_std ** 2, (0. if b_std is None else b_std ** 2)
+    q11, q22, q12 = w2 * n1 / k + b2, w2 * n2 / k + b2, w2 * n12 / k + b2
+    norm = xp.sqrt(q11 * q22)
+    c = xp.clip(q12 / xp.where(norm > 0, norm, 1.), -1., 1.)
+    theta = xp.arccos(c)
+    nngp = w2 * norm / (2 * math.pi) * (xp.sqrt(1 - c ** 2) + (math.pi - theta) * c) + b2
+    ntk = nngp + w2 * q12 * (math.pi - theta) / (2 * math.pi)
+    return nngp, ntk
+
+
+def _scalars_xp(xp, k, s, W_std, b_std):
+    _, a = _relu_kernels(xp, k, 1., 1., 1., W_std, b_std)
+    _, b = _relu_kernels(xp, k, 1., 1., 0., W_std, b_std)
+    _, c1 = _relu_kernels(xp, k, s, 1., 1., W_std, b_std)
+    _, c0 = _relu_kernels(xp, k, s, 1., 0., W_std, b_std)
+    big_s = s * c1 + (k - s) * c0
+    shift = b * big_s / (a + (k - 1) * b)
+    return (c1 - shift) / (a - b), (c0 - shift) / (a - b)
+
+
+def _covariance_xp(xp, k, s1, s2, t, W_std, b_std):
+    a1, b1 = _scalars_xp(xp, k, s1, W_std, b_std)
+    a2, b2 = _scalars_xp(xp, k, s2, W_std, b_std)
+    big_a, _ = _relu_kernels(xp, k, 1., 1., 1., W_std, b_std)
+    big_b, _ = _relu_kernels(xp, k, 1., 1., 0., W_std, b_std)
+    kap1_1, _ = _relu_kernels(xp, k, s1, 1., 1., W_std, b_std)
+    kap0_1, _ = _relu_kernels(xp, k, s1, 1., 0., W_std, b_std)
+    kap1_2, _ = _relu_kernels(xp, k, s2, 1., 1., W_std, b_std)
+    kap0_2, _ = _relu_kernels(xp, k, s2, 1., 0., W_std, b_std)
+    kxx, _ = _relu_kernels(xp, k, s1, s2, t, W_std, b_std)
+    rest = k - s1 - s2 + t
+    uu = t * a1 * a2 + (s1 - t) * a1 * b2 + (s2 - t) * b1 * a2 + rest * b1 * b2
+    sum1, sum2 = s1 * a1 + (k - s1) * b1, s2 * a2 + (k - s2) * b2
+    kx_u2 = kap1_1 * (t * a2 + (s1 - t) * b2) + kap0_1 * ((s2 - t) * a2 + rest * b2)
+    kx2_u1 = kap1_2 * (t * a1 + (s2 - t) * b1) + kap0_2 * ((s1 - t) * a1 + rest * b1)
+    return kxx + (big_a - big_b) * uu + big_b * sum1 * sum2 - kx_u2 - kx2_u1
+
+
+def _f(*vs):
+    return tuple(jnp.asarray(v, jnp.result_type(float)) for v in vs)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "W_std", "b_std"))
+def relu_kernels(k: int, n1, n2, n12, W_std: float = 1.0, b_std=None):
+    """Closed-form ``(K, Θ)`` of `network` for binary inputs with ``|x|=n1``,
+    ``|x'|=n2``, ``x·x'=n12`` (arrays broadcast). See the module docstring."""
+    return _relu_kernels(jnp, k, *_f(n1, n2, n12), W_std, b_std)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2, 3))
+def _scalars(k, s, W_std, b_std):
+    return _scalars_xp(jnp, k, *_f(s), W_std, b_std)
+
+
+def mean_structure(k: int, s, W_std: float = 1.0, b_std=None):
+    """``(α(s), β(s))``: the t = ∞ mean on / off the coordinates of ``P_π x``."""
+    k = _check_k(k, "mean_structure")
+    return _scalars(k, s, W_std, b_std)
+
+
+def closed_form_mean(perm, x, W_std: float = 1.0, b_std=None):
+    """``μ(x) = α(s) P_π x + β(s)(1 − P_π x)`` for binary ``x`` ``(N, k)``."""
+    perm = check_perm(perm, "closed_form_mean")
+    x = jnp.asarray(x)
+    px = apply_permutation(perm, x)
+    alpha, beta = _scalars(perm.size, x.sum(-1), W_std, b_std)
+    return alpha[:, None] * px + beta[:, None] * (1 - px)
+
+
+def covariance_fn(k: int, s1, s2, t, W_std: float = 1.0, b_std=None):
+    """Closed-form ``Σ(x, x')`` for ``|x| = s1``, ``|x'| = s2``, ``x·x' = t``."""
+    k = _check_k(k, "covariance_fn")
+    return _covariance(k, s1, s2, t, W_std, b_std)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _covariance(k, s1, s2, t, W_std, b_std):
+    return _covariance_xp(jnp, k, *_f(s1, s2, t), W_std, b_std)
+
+
+def covariance_fn_f64(k: int, s1, s2, t, W_std: float = 1.0, b_std=None):
+    """`covariance_fn` in NumPy float64 (for factorisations in float32 mode)."""
+    k = _check_k(k, "covariance_fn_f64")
+    return _covariance_xp(np, k, *(np.asarray(v, np.float64) for v in (s1, s2, t)),
+                          W_std, b_std)
+
+
+def mean_structure_f64(k: int, s, W_std: float = 1.0, b_std=None):
+    """`mean_structure` in NumPy float64."""
+    k = _check_k(k, "mean_structure_f64")
+    return _scalars_xp(np, k, np.asarray(s, np.float64), W_std, b_std)
+
+
+def closed_form_variance(k: int, s, W_std: float = 1.0, b_std=None):
+    """``σ²(s) = Σ(x, x)`` for an input with ``s`` ones (any output coordinate)."""
+    return covariance_fn(k, s, s, s, W_std, b_std)
+
+
+def closed_form_covariance(x1, x2=None, W_std: float = 1.0, b_std=None):
+    """Dense ``Σ(x1, x2)`` ``(N1, N2)`` of one output coordinate, binary inputs."""
+    x1 = jnp.asarray(x1)
+    x2 = x1 if x2 is None else jnp.asarray(x2)
+    k = x1.shape[-1]
+    s1, s2 = x1.sum(-1), x2.sum(-1)
+    return covariance_fn(k, s1[:, None], s2[None, :], x1 @ x2.T, W_std, b_std)
+
+
+def margins(k: int, s, W_std: float = 1.0, b_std=None, threshold=None):
+    """``(α − τ, τ − β, σ)`` per number of ones ``s``: the distances of the mean
+    to the rounding threshold on / off ``P_π x`` and the member std (NumPy
+    float64)."""
+    from ntk.permutations.setting import TIE
+    tau = TIE if threshold is None else threshold
+    s = np.asarray(s, np.float64)
+    alpha, beta = mean_structure_f64(k, s, W_std, b_std)
+    var = covariance_fn_f64(k, s, s, s, W_std, b_std)
+    return alpha - tau, tau - beta, np.sqrt(np.maximum(var, 0.))

@@ -1,0 +1,136 @@
+"""The task and the network of Giapitzakis, Back de Luca & Fountoulakis (2025).
+
+Task. A fixed permutation ``π`` of ``{0, …, k-1}`` acts on binary vectors by
+its permutation matrix ``P_π``, ``P_π e_i = e_{π(i)}``, i.e.
+``(P_π x)_{π(i)} = x_i``. The network is trained only on the ``k`` standard
+basis vectors, ``X = I_k`` with targets ``Y_i = (P_π e_i)ᵀ = e_{π(i)}ᵀ``, and
+tested on all ``2^k − 1`` nonzero binary inputs.
+
+Network (the paper's two-layer fully connected network; the choices the text
+we could consult leaves open are fixed here and stated): NTK parameterisation,
+ReLU, biases in both layers, ``k`` outputs,
+
+    f(x) = (σ_w/√n) W₂ᵀ relu((σ_w/√k) W₁ᵀ x + σ_b b₁) + σ_b b₂,
+
+all parameters i.i.d. ``N(0, 1)``, default ``σ_w = σ_b = 1``; trained by full
+batch gradient descent on ``½‖f(X) − Y‖²``. Its infinite-width limit is
+``stax.serial(Dense(n, σ_w, σ_b), Relu(), Dense(k, σ_w, σ_b))``.
+
+Rounding. The ensemble average ``f̄(x)`` is rounded coordinatewise by its
+sign, ``ŷ_j = 1[f̄_j(x) > τ]`` with ``τ = TIE = 1e-6``: the t = ∞ GP mean is
+positive exactly on the coordinates of ``P_π x`` and ≤ 0 off them (the
+paper's "sign-based features", derived in `ntk.permutations.gp`); on the
+training inputs the off-coordinates are exactly 0 with zero variance, and the
+tiny positive ``τ`` keeps floating-point zeros from being read as ones.
+
+Example:
+    >>> perm = random_permutation(jax.random.PRNGKey(0), 5)
+    >>> x_train, y_train = training_set(perm)          # (5, 5), (5, 5)
+    >>> x = binary_inputs(5)                            # (31, 5)
+    >>> bool(jnp.all(round_outputs(apply_permutation(perm, x)) == apply_permutation(perm, x)))
+    True
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntk import stax
+
+TIE = 1e-6
+MAX_ENUM_K = 20
+
+
+def _check_k(k, name, max_k=None):
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"{name}: `k` must be a positive int; got {k!r}.")
+    if max_k is not None and k > max_k:
+        raise ValueError(f"{name}: `k` must be <= {max_k} to enumerate all "
+                         f"2^k - 1 inputs; got k={k}. Use sample_binary_inputs.")
+    return int(k)
+
+
+def check_perm(perm, name="permutation"):
+    """Validate a permutation vector ``perm`` (``π(i) = perm[i]``); return it."""
+    p = np.asarray(perm)
+    if p.ndim != 1 or p.size == 0 or not np.issubdtype(p.dtype, np.integer):
+        raise ValueError(f"{name}: `perm` must be a 1-D integer array; got "
+                         f"dtype {p.dtype} and shape {p.shape}.")
+    if not np.array_equal(np.sort(p), np.arange(p.size)):
+        raise ValueError(f"{name}: `perm` must be a permutation of 0..{p.size - 1}; "
+                         f"got {p.tolist()}.")
+    return jnp.asarray(p, jnp.int32)
+
+
+def random_permutation(key, k: int):
+    """Uniformly random permutation vector of length ``k`` (``π(i) = perm[i]``)."""
+    k = _check_k(k, "random_permutation")
+    return jax.random.permutation(key, k).astype(jnp.int32)
+
+
+def permutation_matrix(perm, dtype=jnp.float32):
+    """``P_π`` with ``P_π e_i = e_{π(i)}``: ``P[π(i), i] = 1``. Shape ``(k, k)``."""
+    perm = check_perm(perm, "permutation_matrix")
+    return jax.nn.one_hot(perm, perm.size, dtype=dtype).T
+
+
+def apply_permutation(perm, x):
+    """``P_π x`` row-wise for ``x`` of shape ``(N, k)``: ``(P_π x)_{π(i)} = x_i``."""
+    perm = check_perm(perm, "apply_permutation")
+    x = jnp.asarray(x)
+    if x.ndim != 2 or x.shape[-1] != perm.size:
+        raise ValueError(f"apply_permutation: `x` must have shape (N, {perm.size}); "
+                         f"got {x.shape}.")
+    return jnp.zeros_like(x).at[:, perm].set(x)
+
+
+def training_set(perm, dtype=jnp.float32):
+    """The paper's training set: ``X = I_k`` and ``Y_i = e_{π(i)}``, both ``(k, k)``."""
+    perm = check_perm(perm, "training_set")
+    x = jnp.eye(perm.size, dtype=dtype)
+    return x, apply_permutation(perm, x)
+
+
+def binary_inputs(k: int, dtype=jnp.float32):
+    """All ``2^k − 1`` nonzero binary vectors, row ``n − 1`` the bits of ``n``.
+
+    Bit ``i`` of the integer ``n`` is coordinate ``i``. Shape ``(2^k − 1, k)``;
+    ``k <= 20``.
+    """
+    k = _check_k(k, "binary_inputs", MAX_ENUM_K)
+    n = np.arange(1, 2 ** k, dtype=np.int64)
+    bits = (n[:, None] >> np.arange(k)[None, :]) & 1
+    return jnp.asarray(bits, dtype)
+
+
+def sample_binary_inputs(key, k: int, n: int, dtype=jnp.float32):
+    """``n`` i.i.d. uniform nonzero binary vectors of length ``k`` (any ``k``).
+
+    Uniform bits, and an all-zero row (probability ``2^-k``) is replaced by a
+    uniformly random basis vector — exact uniformity over nonzero inputs up to
+    that ``2^-k`` event. Shape ``(n, k)``.
+    """
+    k = _check_k(k, "sample_binary_inputs")
+    kb, ke = jax.random.split(key)
+    x = jax.random.bernoulli(kb, 0.5, (n, k)).astype(dtype)
+    e = jax.nn.one_hot(jax.random.randint(ke, (n,), 0, k), k, dtype=dtype)
+    return jnp.where(jnp.any(x > 0, axis=1, keepdims=True), x, e)
+
+
+def round_outputs(f, threshold: float = TIE):
+    """The rounding step ``ŷ = 1[f > threshold]`` (elementwise, float 0/1)."""
+    f = jnp.asarray(f)
+    return (f > threshold).astype(f.dtype)
+
+
+def network(k: int, width: int = 1024, W_std: float = 1.0, b_std=None):
+    """``(init_fn, apply_fn, kernel_fn)`` of the paper's two-layer ReLU network.
+
+    ``Dense(width, σ_w, σ_b) → Relu → Dense(k, σ_w, σ_b)``, NTK
+    parameterisation; ``kernel_fn`` is its infinite-width NNGP/NTK.
+    """
+    k = _check_k(k, "network")
+    return stax.serial(stax.Dense(width, W_std=W_std, b_std=b_std), stax.Relu(),
+                       stax.Dense(k, W_std=W_std, b_std=b_std))

@@ -1,0 +1,366 @@
+"""ntk.mup: abc theory (TP4 §3), parametrized networks, μP optax transforms, Flax.
+
+Theory values are the paper's (TP4 Table 1, Thm. 3.3, Thm. 4.1); optimizer
+updates are compared with hand-written per-layer updates from TP5 Table 3;
+weight scales with Monte Carlo variances; the symmetry of TP4 Eq. 5 with
+explicit SGD trajectories.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import linen as nn
+from flax import nnx
+
+from ntk import mup, stax
+from ntk.mup.flax import infer_roles
+
+KEY = jax.random.PRNGKey(0)
+
+
+# ------------------------------------------------------------------ theory
+
+
+def paper_r(a, b, c):
+    """TP4 Def. 3.2 written out: min(a_{L+1}+b_{L+1}, 2a_{L+1}+c) + c - 1 + min_l[2a_l + 1(l=1)]."""
+    L = len(a) - 1
+    return (min(a[L] + b[L], 2 * a[L] + c) + c - 1
+            + min(2 * a[l] + (l == 0) for l in range(L)))
+
+
+@pytest.mark.parametrize("name, c, depth, r", [
+    # SP's 1/2 in Table 1 needs a hidden layer (2a_l = 0 enters the min);
+    # with L = 1 only the input layer's 2a_1 + 1 = 1 does: r = 1/2 + 1.
+    ("sp", 1.0, 1, 1.5), ("sp", 1.0, 2, 0.5), ("sp", 1.0, 3, 0.5), ("ntk", None, 1, 0.5),
+    ("ntk", None, 3, 0.5), ("mf", None, 1, 0.0), ("mup", None, 1, 0.0),
+    ("mup", None, 3, 0.0)])
+def test_r_matches_the_papers_table(name, c, depth, r):
+    assert mup.abc(name, depth, c=c).r == pytest.approx(r)
+
+
+@pytest.mark.parametrize("name, c, regime", [
+    ("sp", 1.0, "kernel"), ("sp", 0.0, "unstable"), ("sp", 0.5, "unstable"),
+    ("ntk", None, "kernel"), ("mf", None, "feature learning"),
+    ("mup", None, "feature learning")])
+def test_regime_classification_matches_the_paper(name, c, regime):
+    depth = 1 if name == "mf" else 2
+    p = mup.abc(name, depth, c=c)
+    assert p.regime == regime
+    assert p.feature_learning == (regime == "feature learning")
+    assert p.kernel_regime == (regime == "kernel")
+
+
+def test_sp_at_fixed_lr_violates_only_training_conditions():
+    """TP4 Thm. 4.1: SP is stable at init; c = 0 makes the output blow up."""
+    cond = mup.abc("sp", 2, c=0.0).conditions()
+    assert cond["a_1 + b_1 = 0"] and cond["a_l + b_l = 1/2 (2 <= l <= L)"]
+    assert not cond["2a_{L+1} + c >= 1"]
+
+
+def test_sp_with_too_small_lr_is_stable_but_trivial():
+    p = mup.abc("sp", 2, c=1.5)
+    assert p.stable and not p.nontrivial and p.regime == "trivial"
+
+
+@pytest.mark.parametrize("form", mup.FORMS)
+@pytest.mark.parametrize("zero_readout", [False, True])
+def test_all_mup_gauges_are_feature_learning(form, zero_readout):
+    p = mup.abc("mup", 3, form=form, zero_readout=zero_readout)
+    assert p.r == pytest.approx(0.0) and p.feature_learning
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_r_agrees_with_definition_3_2_on_random_parametrizations(seed):
+    rng = np.random.default_rng(seed)
+    L = int(rng.integers(1, 4))
+    a = tuple(rng.choice([-1, -0.5, 0, 0.5, 1], L + 1))
+    b = tuple(rng.choice([0, 0.5, 1], L + 1))
+    c = float(rng.choice([-1, 0, 0.5, 1]))
+    assert mup.ABC(a, b, c).r == pytest.approx(paper_r(a, b, c))
+
+
+@pytest.mark.parametrize("theta", [0.3, -0.5, (0.5, -0.25, 0.1)])
+@pytest.mark.parametrize("name", ["sp", "ntk", "mup"])
+def test_symmetry_shift_keeps_r_and_regime(name, theta):
+    p = mup.abc(name, 2, c=1.0 if name == "sp" else None)
+    q = p.shift(theta)
+    assert q.r == pytest.approx(p.r) and q.regime == p.regime
+
+
+def test_predicted_feature_slopes_are_minus_r():
+    assert mup.abc("ntk", 2).predicted_slopes()["dh^2"] == pytest.approx(-0.5)
+    assert mup.abc("mup", 2).predicted_slopes()["dh^2"] == pytest.approx(0.0)
+    assert mup.abc("sp", 2, c=0.0).predicted_slopes()["df"] >= 1.0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(a=(0, 0), b=(0,)), "one entry per layer"),
+    (dict(a=(0, 0), b=(0, 0), c=(0, 0, 0)), "per-layer `c`"),
+    (dict(a=(0, float("inf")), b=(0, 0)), "only the readout"),
+])
+def test_abc_rejects_bad_exponents(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        mup.ABC(**kwargs)
+
+
+def test_mean_field_needs_one_hidden_layer():
+    with pytest.raises(ValueError, match="depth=1"):
+        mup.abc("mf", 2)
+
+
+def test_unknown_preset_is_named_in_the_error():
+    with pytest.raises(ValueError, match="'foo'"):
+        mup.abc("foo")
+
+
+# ------------------------------------------------------------------ stax
+
+
+def mlp(n, depth=2, b_std=0.5, parameterization="ntk"):
+    layers = []
+    for _ in range(depth):
+        layers += [stax.Dense(n, b_std=b_std, parameterization=parameterization),
+                   stax.Relu()]
+    return stax.serial(*layers, stax.Dense(1, b_std=b_std,
+                                           parameterization=parameterization))
+
+
+X = jax.random.normal(jax.random.PRNGKey(1), (6, 3))
+Y = jnp.cos(X[:, :1])
+
+
+@pytest.mark.parametrize("name", ["sp", "ntk", "mup"])
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_at_the_base_width_every_parametrization_is_the_native_network(name, parameterization):
+    model = mlp(32, parameterization=parameterization)
+    net = mup.parametrize(model, name, base_width=32)
+    w = net.init(KEY, X)
+    _, native = model.init_fn(KEY, X.shape)
+    np.testing.assert_allclose(net.apply_fn(w, X), model.apply_fn(native, X), rtol=1e-6)
+
+
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_mup_effective_weight_variances_follow_def_5_1(parameterization):
+    """Var W¹ = 1/d, Var W² = 1/n, Var W³ = n₀/n² (σ_w = 1, base n₀)."""
+    n, n0, d = 512, 16, 3
+    model = mlp(n, b_std=None, parameterization=parameterization)
+    net = mup.parametrize(model, "mup", base_width=n0)
+    w = net.init(KEY, X)
+    native = jax.tree_util.tree_map(lambda s, p: p * s.fwd_mult, net.info, w,
+                                    is_leaf=lambda s: isinstance(s, mup.LeafScale))
+    Ws = [native[0][0], native[2][0], native[4][0]]
+    if parameterization == "ntk":   # stax multiplies by 1/sqrt(fan_in) in apply
+        Ws = [W / math.sqrt(W.shape[0]) for W in Ws]
+    expected = [1 / d, 1 / n, n0 / n ** 2]
+    for W, v in zip(Ws, expected):
+        # sample variance of m Gaussians: relative sd sqrt(2/m); 5 sd
+        tol = 5 * math.sqrt(2 / W.size)
+        assert float(jnp.var(W)) == pytest.approx(v, rel=tol)
+
+
+def test_zero_readout_gives_zero_initial_output():
+    net = mup.parametrize(mlp(64, b_std=None), mup.abc("mup", 2, zero_readout=True),
+                          base_width=16)
+    assert float(jnp.max(jnp.abs(net.apply_fn(net.init(KEY, X), X)))) == 0.0
+
+
+def sgd_trajectory(net, lr, steps=3):
+    w = net.init(KEY, X)
+    opt = mup.sgd(lr, net.info)
+
+    @jax.jit
+    def run(w):
+        def step(carry, _):
+            w, state = carry
+            g = jax.grad(lambda w: 0.5 * jnp.mean((net.apply_fn(w, X) - Y) ** 2))(w)
+            u, state = opt.update(g, state, w)
+            return (optax.apply_updates(w, u), state), None
+        w = jax.lax.scan(step, (w, opt.init(w)), None, length=steps)[0][0]
+        return net.apply_fn(w, X)
+    return run(w)
+
+
+def test_the_three_mup_gauges_train_identically_under_sgd():
+    """TP4 Eq. 5: (a+θ, b−θ, c−2θ) leaves every SGD step unchanged."""
+    model = mlp(128)
+    outs = [sgd_trajectory(mup.parametrize(model, mup.abc("mup", 2, form=f),
+                                           base_width=32), 0.3)
+            for f in mup.FORMS]
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(outs[2], outs[0], rtol=1e-8, atol=1e-10)
+
+
+def grads_of(net, w):
+    return jax.jit(jax.grad(lambda w: 0.5 * jnp.mean((net.apply_fn(w, X) - Y) ** 2)))(w)
+
+
+def test_mup_sgd_is_tp5_table3_per_layer_update():
+    """Input & hidden biases: η·fan_out/n₀; hidden: η; readout: η·n₀/fan_in; readout bias: η."""
+    n, n0, lr = 256, 32, 0.1
+    net = mup.parametrize(mlp(n), mup.abc("mup", 2, form="table3"), base_width=n0)
+    w = net.init(KEY, X)
+    g = grads_of(net, w)
+    u, _ = mup.sgd(lr, net.info).update(g, mup.sgd(lr, net.info).init(w), w)
+    m = n / n0
+    expected = {(0, 0): m, (0, 1): m, (2, 0): 1.0, (2, 1): m, (4, 0): 1 / m, (4, 1): 1.0}
+    for (i, j), mult in expected.items():
+        np.testing.assert_allclose(u[i][j], -lr * mult * g[i][j], rtol=1e-12)
+
+
+def test_mup_adam_is_tp5_table3_per_layer_update():
+    """First Adam step is η·mult·g/(|g|+ε); mult 1 (input, biases), n₀/n (hidden, readout)."""
+    n, n0, lr, eps = 256, 32, 1e-2, 1e-8
+    net = mup.parametrize(mlp(n), mup.abc("mup", 2, form="table3"), base_width=n0)
+    w = net.init(KEY, X)
+    g = grads_of(net, w)
+    opt = mup.adam(lr, net.info, eps=eps)
+    u, _ = opt.update(g, opt.init(w), w)
+    m = n / n0
+    expected = {(0, 0): 1.0, (0, 1): 1.0, (2, 0): 1 / m, (2, 1): 1.0,
+                (4, 0): 1 / m, (4, 1): 1.0}
+    for (i, j), mult in expected.items():
+        want = -lr * mult * g[i][j] / (jnp.abs(g[i][j]) + eps)
+        np.testing.assert_allclose(u[i][j], want, rtol=1e-6, atol=1e-12)
+
+
+def test_table8_gauge_has_readout_multiplier_and_mup_package_lrs():
+    """TP5 Table 8: readout multiplier 1/fan_in, SGD LR η·fan_in, Adam LR η."""
+    n, n0 = 256, 32
+    net = mup.parametrize(mlp(n), mup.abc("mup", 2, form="table8"), base_width=n0)
+    readout = net.info[4][0]
+    m = n / n0
+    # stax's "ntk" Dense already divides by sqrt(fan_in): the extra factor is m^{-1/2}
+    assert readout.fwd_mult == pytest.approx(m ** -0.5)
+    assert readout.lr_mult == pytest.approx(m)
+    assert readout.adam_lr_mult == pytest.approx(1.0)
+    assert net.info[2][0].adam_lr_mult == pytest.approx(1 / m)
+
+
+def test_scale_by_width_composes_inside_an_optax_chain():
+    net = mup.parametrize(mlp(64), "mup", base_width=16)
+    w = net.init(KEY, X)
+    g = grads_of(net, w)
+    chain = optax.chain(optax.scale_by_adam(), mup.scale_by_width(net.info, "adam"),
+                        optax.scale_by_learning_rate(1e-3))
+    u1, _ = chain.update(g, chain.init(w), w)
+    ref = mup.adam(1e-3, net.info)
+    u2, _ = ref.update(g, ref.init(w), w)
+    for a, b in zip(jax.tree_util.tree_leaves(u1), jax.tree_util.tree_leaves(u2)):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_parametrize_rejects_a_network_without_a_readout():
+    with pytest.raises(ValueError, match="at least 2 Dense"):
+        mup.parametrize(stax.serial(stax.Dense(8), stax.Relu()), "mup")
+
+
+def test_parametrize_rejects_an_abc_of_the_wrong_depth():
+    with pytest.raises(ValueError, match="2 hidden layers"):
+        mup.parametrize(mlp(8), mup.abc("mup", 3))
+
+
+def test_parametrize_rejects_unknown_models():
+    with pytest.raises(TypeError, match="must be an ntk.stax"):
+        mup.parametrize(object(), "mup")
+
+
+def test_scale_by_width_rejects_non_info_trees():
+    with pytest.raises(TypeError, match="LeafScale"):
+        mup.sgd(0.1, {"w": 1.0})
+
+
+# ------------------------------------------------------------------ Flax
+
+
+class LinenMLP(nn.Module):
+    width: int
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.relu(nn.Dense(self.width)(x))
+        x = nn.relu(nn.Dense(self.width)(x))
+        return nn.Dense(1)(x)
+
+
+class NnxMLP(nnx.Module):
+    def __init__(self, width, rngs, d=3):
+        self.inp = nnx.Linear(d, width, rngs=rngs)
+        self.mid = nnx.Linear(width, width, rngs=rngs)
+        self.out = nnx.Linear(width, 1, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(jax.nn.relu(self.mid(jax.nn.relu(self.inp(x)))))
+
+
+EXPECTED_ROLES = {"0/kernel": ("input", 4.0), "0/bias": ("bias", 4.0),
+                  "1/kernel": ("hidden", 4.0), "1/bias": ("bias", 4.0),
+                  "2/kernel": ("output", 4.0), "2/bias": ("fixed", 1.0)}
+
+
+def test_width_inference_on_a_linen_mlp():
+    net = mup.parametrize(LinenMLP(128), "mup", base=LinenMLP(32), x=X)
+    got = {}
+    for path, s in jax.tree_util.tree_flatten_with_path(
+            net.info, is_leaf=lambda s: isinstance(s, mup.LeafScale))[0]:
+        layer, kind = path[0].key.split("_")[1], path[1].key
+        got[f"{layer}/{kind}"] = (s.role, s.width_mult)
+    assert got == EXPECTED_ROLES
+
+
+def test_width_inference_on_an_nnx_mlp():
+    net = mup.parametrize(NnxMLP(128, nnx.Rngs(0)), "mup", base=NnxMLP(32, nnx.Rngs(1)))
+    names = {"inp": "0", "mid": "1", "out": "2"}
+    got = {}
+    for path, s in jax.tree_util.tree_flatten_with_path(
+            net.info, is_leaf=lambda s: isinstance(s, mup.LeafScale))[0]:
+        got[f"{names[path[0].key]}/{path[1].key}"] = (s.role, s.width_mult)
+    assert got == EXPECTED_ROLES
+
+
+def test_delta_model_finds_widths_when_target_equals_base():
+    p = lambda m: jax.eval_shape(m.init, KEY, X)["params"]
+    roles = infer_roles(p(LinenMLP(32)), p(LinenMLP(32)), delta=p(LinenMLP(64)))
+    assert roles["Dense_1/kernel"] == ("hidden", None, 1.0)
+    assert roles["Dense_2/kernel"][0] == "output"
+
+
+def test_annotations_override_inferred_roles():
+    p = lambda m: jax.eval_shape(m.init, KEY, X)["params"]
+    roles = infer_roles(p(LinenMLP(64)), p(LinenMLP(32)),
+                        annotations={"Dense_2/bias": "bias"})
+    assert roles["Dense_2/bias"][0] == "bias"
+
+
+def test_width_inference_rejects_models_with_different_parameters():
+    class Other(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(1)(x)
+    with pytest.raises(ValueError, match="same parameters"):
+        mup.parametrize(LinenMLP(64), "mup", base=Other(), x=X)
+
+
+def test_linen_mup_readout_variance_is_one_over_fan_in_squared():
+    n, n0 = 1024, 32
+    net = mup.parametrize(LinenMLP(n), "mup", base=LinenMLP(n0), x=X)
+    w = net.init(KEY, X)
+    s = net.info["Dense_2"]["kernel"]
+    W = w["Dense_2"]["kernel"] * s.fwd_mult
+    # Flax's lecun_normal is a truncated normal with variance 1/fan_in
+    tol = 5 * math.sqrt(2 / W.size)
+    assert float(jnp.var(W)) == pytest.approx(n0 / n ** 2, rel=tol)
+
+
+def test_nnx_training_step_with_mup_adam_changes_every_parameter():
+    net = mup.parametrize(NnxMLP(64, nnx.Rngs(0)), "mup", base=NnxMLP(16, nnx.Rngs(1)))
+    w = net.init_fn()
+    opt = mup.adam(1e-2, net.info)
+    g = jax.jit(jax.grad(lambda w: jnp.mean((net.apply_fn(w, X) - Y) ** 2)))(w)
+    u, _ = jax.jit(opt.update)(g, opt.init(w), w)
+    assert all(float(jnp.max(jnp.abs(x))) > 0 for x in jax.tree_util.tree_leaves(u))
