@@ -173,7 +173,9 @@ def inputs_to_kernel(x1: Array, x2: Optional[Array], *, diagonal_spatial: bool,
     nngp = gram(x1, x1 if x2 is None else x2)
     cov1 = cov(x1)
     cov2 = None if x2 is None else cov(x2)
-    ntk = jnp.zeros_like(nngp) if compute_ntk else None
+    # The barrier keeps XLA from constant-folding the first layers over a known
+    # zero NTK: for a Conv stack on (N, N, H, W) that folding took minutes.
+    ntk = jax.lax.optimization_barrier(jnp.zeros_like(nngp)) if compute_ntk else None
     return Kernel(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2,
                   shape1=tuple(x1.shape),
                   shape2=tuple((x1 if x2 is None else x2).shape),
