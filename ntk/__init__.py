@@ -1,7 +1,13 @@
 """ntk: infinite-width neural network theory in JAX.
 
 `ntk.stax` builds networks with analytic NNGP/NTK kernels (neural-tangents'
-API); `ntk.Kernel` is the record those kernels travel in.
+API); `ntk.Kernel` is the record those kernels travel in. `ntk.empirical`
+(finite-width kernels), `ntk.predict` (function-space training dynamics) and
+`ntk.parallel` (tiled, sharded kernel evaluation) build on it; `ntk.mup`
+(μP and feature-learning limits), `ntk.dkm` (deep kernel machines),
+`ntk.random_features` (random-feature regression and its eigenframework) and
+`ntk.permutations` (NTK permutation ensembles) implement the papers;
+`ntk.data` holds the offline datasets.
 """
 
 from ntk import stax
@@ -9,5 +15,7 @@ from ntk.kernel import Kernel
 
 # Submodules importable as attributes (`ntk.predict`), as in neural-tangents.
 from ntk import empirical, parallel, predict  # noqa: E402
+# The papers' modules, built on the three above.
+from ntk import data, dkm, mup, permutations, random_features  # noqa: E402
 
 __version__ = "0.1.0"

@@ -1,0 +1,380 @@
+r"""Full deep kernel machines: learn every training Gram matrix ``G_1 … G_L``.
+
+Yang et al. 2023 ("A theory of representation learning gives a deep
+generalisation of kernel methods", ICML, §4): a DKM is fitted by maximising
+the DKM objective (`ntk.dkm.objective`)
+
+    L(G_1, …, G_L) = log P(Y | G_L) − Σ_l ν_l KL(N(0, G_l) ‖ N(0, K̃(G_{l−1}))).
+
+Parametrisation ("whitened Cholesky"): ``G_l = L_l A_l A_lᵀ L_lᵀ`` with
+``L_l = chol K̃(G_{l−1})`` and ``A_l`` lower triangular with an exp-
+parametrised diagonal, so every ``G_l`` is positive definite; ``A_l = I`` is
+the NNGP (the initialisation). Cost per objective evaluation: ``L + 1``
+Cholesky factorisations and ``2L`` matrix products of size ``P``.
+
+Likelihoods: ``"gaussian"`` (exact: ``Σ_c log N(y_c; 0, K̃(G_L) + σ² I)``)
+and ``"categorical"`` (labels; a variational output layer
+``q(F_{L+1}) = N(L m, L B Bᵀ Lᵀ)`` per class and the ELBO
+``E_q log softmax − KL(q ‖ N(0, K̃(G_L)))``, Monte Carlo with a key).
+
+Prediction (Yang et al. 2023, §5): test features are Gaussian given the
+training features, so each layer's test blocks follow from the training Gram,
+``G_ti = K_ti K̃_ii⁻¹ G_ii`` and ``g_t = k_t − K_ti K̃_ii⁻¹ K_it +
+K_ti K̃_ii⁻¹ G_ii K̃_ii⁻¹ K_it`` (diagonal only), and the output is the GP
+posterior with kernel ``K̃(G_L)``.
+
+Example:
+  >>> model = FullDKM(dkm.relu(), num_layers=2, nu=1.0, noise_var=0.1)
+  >>> params = model.init(X)                       # the NNGP
+  >>> params, info = model.fit(params, X, Y)       # L-BFGS to rel. change < 1e-6
+  >>> pred = model.predict(params, X, Y, X_test)   # .mean (T, C), .variance (T,)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import NamedTuple, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+import optax
+
+from ntk.dkm import objective as obj
+from ntk.dkm.kernels import GramKernel
+
+Array = jax.Array
+
+
+class Prediction(NamedTuple):
+    """Predictive marginals of the latent output ``f*`` at test points.
+
+    ``mean (T, C)``; ``variance (T,)`` (shared by the channels; add
+    ``noise_var`` for ``y*``); ``probs (T, C)`` for categorical models, else
+    None.
+    """
+
+    mean: Array
+    variance: Array
+    probs: Optional[Array] = None
+
+
+class FitInfo(NamedTuple):
+    """``objective``: values along the run (index 0 = start); ``iterations``;
+    ``converged`` (relative change < tol); ``grad_norm`` at the end;
+    ``seconds`` of wall time (compilation included)."""
+
+    objective: np.ndarray
+    iterations: int
+    converged: bool
+    grad_norm: float
+    seconds: float
+
+
+def _init_factors(P, dtype, key, scale):
+    if key is None or scale == 0:
+        return {"raw": jnp.zeros((P, P), dtype), "log_diag": jnp.zeros((P,), dtype)}
+    k1, k2 = jax.random.split(key)
+    return {"raw": scale * jax.random.normal(k1, (P, P), dtype),
+            "log_diag": scale * jax.random.normal(k2, (P,), dtype)}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FullDKM:
+    """A full DKM (all ``P`` training points carry learned Grams).
+
+    Attributes:
+      kernel: a `GramKernel` (`ntk.dkm.kernels`), shared by the layers.
+      num_layers: ``L`` ≥ 1 learned Gram matrices.
+      nu: ν, a positive number or one per layer (larger = closer to NNGP).
+      noise_var: σ² of the Gaussian likelihood.
+      likelihood: ``"gaussian"`` or ``"categorical"`` (then ``Y`` are integer
+        labels ``(P,)`` and ``num_classes`` is required).
+      jitter: relative jitter of every kernel matrix (`objective` module doc).
+      num_classes, num_samples: categorical only (MC samples of the ELBO).
+    """
+
+    kernel: GramKernel
+    num_layers: int = 2
+    nu: Union[float, Sequence[float]] = 1.0
+    noise_var: float = 0.1
+    likelihood: str = "gaussian"
+    jitter: float = 1e-6
+    num_classes: Optional[int] = None
+    num_samples: int = 64
+
+    def __post_init__(self):
+        name = "FullDKM"
+        if not isinstance(self.kernel, GramKernel):
+            raise TypeError(f"{name}: `kernel` must be an ntk.dkm GramKernel (e.g. "
+                            f"dkm.relu()); got {type(self.kernel).__name__}.")
+        if not (isinstance(self.num_layers, int) and self.num_layers >= 1):
+            raise ValueError(f"{name}: `num_layers` must be an int >= 1; got "
+                             f"{self.num_layers!r}.")
+        object.__setattr__(self, "nu", obj.check_nu(self.nu, self.num_layers, name))
+        if self.likelihood not in ("gaussian", "categorical"):
+            raise ValueError(f"{name}: `likelihood` must be 'gaussian' or "
+                             f"'categorical'; got {self.likelihood!r}.")
+        if self.likelihood == "gaussian" and not float(self.noise_var) > 0:
+            raise ValueError(f"{name}: `noise_var` must be > 0; got {self.noise_var}.")
+        if self.likelihood == "categorical" and not (
+                isinstance(self.num_classes, int) and self.num_classes >= 2):
+            raise ValueError(f"{name}: a categorical likelihood needs `num_classes` "
+                             f">= 2; got {self.num_classes!r}.")
+        if not float(self.jitter) >= 0:
+            raise ValueError(f"{name}: `jitter` must be >= 0; got {self.jitter}.")
+
+    # ------------------------------------------------------------ params
+
+    def init(self, X: Array, key=None, scale: float = 0.0) -> dict:
+        """Parameters at the NNGP (``A_l = I``), or perturbed by
+        ``scale · N(0, 1)`` entries when a ``key`` is given (for checking that
+        different initialisations reach the same optimum)."""
+        X, _ = obj.check_xy(X, None, "FullDKM.init", need_y=False)
+        P = X.shape[0]
+        dtype = jnp.result_type(X.dtype, float)
+        keys = [None] * (self.num_layers + 1) if key is None else list(
+            jax.random.split(key, self.num_layers + 1))
+        params = {"layers": [_init_factors(P, dtype, keys[l], scale)
+                             for l in range(self.num_layers)]}
+        if self.likelihood == "categorical":
+            out = _init_factors(P, dtype, keys[-1], scale)
+            out["mean"] = jnp.zeros((P, self.num_classes), dtype)
+            params["output"] = out
+        return params
+
+    # ------------------------------------------------------------ forward
+
+    def _forward(self, params, X):
+        G = obj.input_gram(X)
+        Gs, kls = [], []
+        for layer in params["layers"]:
+            G, _, _, kl = obj.condition_layer(self.kernel, G, layer["raw"],
+                                              layer["log_diag"], self.jitter)
+            Gs.append(G)
+            kls.append(kl)
+        return Gs, kls
+
+    def grams(self, params, X) -> list:
+        """The ``L`` training Gram matrices ``(P, P)`` of ``params``."""
+        X, _ = obj.check_xy(X, None, "FullDKM.grams", need_y=False)
+        return obj.check_finite(_grams_jit(self, params, X), "FullDKM.grams")
+
+    def objective(self, params, X, Y, key=None, return_terms: bool = False):
+        """The DKM objective ``L`` (to be maximised); for a categorical model
+        the ELBO with ``num_samples`` MC draws from ``key``.
+        ``return_terms`` adds ``(log_likelihood, [KL_l])``."""
+        X, Y = self._xy(X, Y, "FullDKM.objective")
+        if self.likelihood == "categorical" and key is None:
+            raise ValueError("FullDKM.objective: a categorical likelihood needs a "
+                             "PRNG `key` for its Monte Carlo ELBO.")
+        out = _objective_jit(self, params, X, Y, key, jnp.asarray(self.nu, X.dtype),
+                             bool(return_terms))
+        return obj.check_finite(out, "FullDKM.objective")
+
+    def _objective(self, params, X, Y, key, nu, return_terms=False):
+        # ν is an argument (possibly traced) so that one compiled fit serves
+        # every ν (see `_runner`).
+        Gs, kls = self._forward(params, X)
+        K, L, _, _ = obj.output_blocks(self.kernel, Gs[-1], self.jitter)
+        if self.likelihood == "gaussian":
+            ll = obj.gaussian_log_marginal(Y, K, self.noise_var)
+        else:
+            if key is None:
+                raise ValueError("FullDKM.objective: a categorical likelihood needs "
+                                 "a PRNG `key` for its Monte Carlo ELBO.")
+            out = params["output"]
+            mean, var = obj.output_moments(L, K, jnp.diagonal(K), out["mean"],
+                                           out["raw"], out["log_diag"])
+            ll = obj.categorical_expected_loglik(Y, mean, var, key, self.num_samples)
+            ll = ll - obj.output_kl(out["mean"], out["raw"], out["log_diag"])
+        value = ll - sum(nu[l] * kl for l, kl in enumerate(kls))
+        return (value, (ll, kls)) if return_terms else value
+
+    def _xy(self, X, Y, name):
+        if self.likelihood == "categorical":
+            X, _ = obj.check_xy(X, None, name, need_y=False)
+            Y = jnp.asarray(Y)
+            if Y.shape != (X.shape[0],) or not jnp.issubdtype(Y.dtype, jnp.integer):
+                raise ValueError(f"{name}: categorical `Y` must be integer labels of "
+                                 f"shape ({X.shape[0]},); got {Y.dtype} {Y.shape}.")
+            return X, Y
+        X, Y = obj.check_xy(X, Y, name)
+        return X, Y.astype(jnp.result_type(X.dtype, float))
+
+    # ------------------------------------------------------------ fitting
+
+    def fit(self, params, X, Y, method: str = "lbfgs", max_iter: int = 500,
+            tol: float = 1e-6, learning_rate: float = 1e-2, key=None,
+            memory_size: int = 20):
+        r"""Maximise the objective from ``params``.
+
+        ``method="lbfgs"`` (`optax.lbfgs` with a zoom line search; the
+        objective rises at every step) or ``"adam"`` (`optax.adam` with
+        ``learning_rate``). Stops when the relative change of the objective
+        over one iteration, ``|ΔL| / |L|``, is below ``tol``, or after
+        ``max_iter`` iterations. The whole loop is one jitted
+        ``lax.while_loop``. A categorical model uses the fixed ``key`` for its
+        MC samples (common random numbers, a deterministic objective).
+
+        Returns ``(params, FitInfo)``.
+        """
+        X, Y = self._xy(X, Y, "FullDKM.fit")
+        if method not in ("lbfgs", "adam"):
+            raise ValueError(f"FullDKM.fit: `method` must be 'lbfgs' or 'adam'; got "
+                             f"{method!r}.")
+        if self.likelihood == "categorical" and key is None:
+            raise ValueError("FullDKM.fit: a categorical likelihood needs a `key`.")
+        scale = float(X.shape[0] * (Y.shape[1] if Y.ndim == 2 else 1))
+
+        run = _runner(self._static_key(), self, method, int(max_iter), float(tol),
+                      float(learning_rate), int(memory_size))
+        t0 = time.perf_counter()
+        # The data are arguments, not closure constants: XLA would otherwise
+        # constant-fold P x P products at compile time (seconds per product).
+        data = (X, Y, key, jnp.asarray(scale, X.dtype), jnp.asarray(self.nu, X.dtype))
+        params, hist, it, gnorm = run(params, data)
+        hist = -np.asarray(hist)[: int(it) + 1] * scale
+        seconds = time.perf_counter() - t0
+        converged = bool(len(hist) > 1 and _rel(hist[-2], hist[-1]) < tol)
+        return params, FitInfo(hist, int(it), converged, float(gnorm), seconds)
+
+    def _static_key(self):
+        """What compiled code depends on besides the data shapes — not ν,
+        which is passed as data."""
+        return (self.kernel, self.num_layers, float(self.noise_var), self.likelihood,
+                float(self.jitter), self.num_classes, self.num_samples)
+
+    # Equality and hash by structure (without ν): jitted functions take the
+    # model as a static argument, so models that differ only in ν share them.
+    def __hash__(self):
+        return hash(self._static_key())
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other._static_key() == self._static_key()
+
+    # ------------------------------------------------------------ prediction
+
+    def predict(self, params, X, Y, X_test, key=None) -> Prediction:
+        """Predictive mean ``(T, C)`` and variance ``(T,)`` of ``f*`` at
+        ``X_test (T, N_0)`` (module doc); categorical models also return class
+        probabilities (MC with ``key``, default ``PRNGKey(0)``)."""
+        X, Y = self._xy(X, Y, "FullDKM.predict")
+        X_test = jnp.asarray(X_test)
+        if X_test.ndim != 2 or X_test.shape[1] != X.shape[1]:
+            raise ValueError(f"FullDKM.predict: `X_test` must have shape (T, "
+                             f"{X.shape[1]}); got {X_test.shape}.")
+        key = jax.random.PRNGKey(0) if key is None else key
+        return obj.check_finite(_predict_jit(self, params, X, Y, X_test, key),
+                                "FullDKM.predict")
+
+    def _predict(self, params, X, Y, X_test, key):
+        G = obj.input_gram(X)
+        G_ti = obj.dot(X_test, X.T) / X.shape[1]
+        g_t = jnp.sum(X_test ** 2, axis=1) / X.shape[1]
+        for layer in params["layers"]:
+            G, G_ti, g_t, _ = obj.condition_layer(self.kernel, G, layer["raw"],
+                                                  layer["log_diag"], self.jitter,
+                                                  G_ti, g_t)
+        K, L, K_ti, k_t = obj.output_blocks(self.kernel, G, self.jitter, G_ti, g_t)
+        if self.likelihood == "gaussian":
+            P = K.shape[0]
+            Ln = obj.cholesky(K + self.noise_var * jnp.eye(P, dtype=K.dtype),
+                              "K + noise_var·I", "FullDKM.predict")
+            V = jsl.solve_triangular(Ln, K_ti.T, lower=True)       # (P, T)
+            a = jsl.solve_triangular(Ln, Y, lower=True)
+            mean = obj.dot(V.T, a)
+            var = jnp.maximum(k_t - jnp.sum(V ** 2, axis=0), 0.0)
+            return Prediction(mean, var)
+        out = params["output"]
+        mean, var = obj.output_moments(L, K_ti, k_t, out["mean"], out["raw"],
+                                       out["log_diag"])
+        probs = obj.categorical_predictive(mean, var, key, max(self.num_samples, 256))
+        return Prediction(mean, var, probs)
+
+
+# One compilation per model and shapes: op-by-op dispatch is ~100x slower.
+_objective_jit = jax.jit(lambda m, p, x, y, k, nu, terms: m._objective(p, x, y, k, nu, terms),
+                         static_argnums=(0, 6))
+_grams_jit = jax.jit(lambda m, p, x: m._forward(p, x)[0], static_argnums=0)
+_predict_jit = jax.jit(lambda m, p, x, y, xt, k: m._predict(p, x, y, xt, k),
+                       static_argnums=0)
+
+_RUNNERS: dict = {}
+
+
+def _runner(static_key, model, method, max_iter, tol, learning_rate, memory_size):
+    """One compiled optimisation loop per model structure and setting; models
+    that differ only in ν share it (ν is data), so repeated fits compile once.
+    ``model`` is only used through what ``static_key`` fixes."""
+    key = (static_key, method, max_iter, tol, learning_rate, memory_size)
+    if key not in _RUNNERS:
+        if len(_RUNNERS) > 32:
+            _RUNNERS.clear()
+        _RUNNERS[key] = _make_runner(model, method, max_iter, tol, learning_rate,
+                                     memory_size)
+    return _RUNNERS[key]
+
+
+def _make_runner(model, method, max_iter, tol, learning_rate, memory_size):
+
+    def loss(p, data):  # minimised; O(1) per datum for the optimiser
+        x, y, k, scale, nu = data
+        return -model._objective(p, x, y, k, nu) / scale
+
+    if method == "lbfgs":
+        opt = optax.lbfgs(memory_size=memory_size)
+    else:
+        opt = optax.adam(learning_rate)
+    return _minimiser(loss, opt, max_iter, tol, method == "lbfgs")
+
+
+def _rel(prev, cur):
+    return abs(prev - cur) / max(abs(cur), np.finfo(np.float64).tiny)
+
+
+def _minimiser(loss, opt, max_iter, tol, linesearch):
+    """A jitted ``run(params, data)`` that runs ``opt`` on ``loss(params,
+    data)`` in one while_loop and returns ``(params, history of loss values,
+    iterations, grad norm)``."""
+
+    @jax.jit
+    def run(params, data):
+        fun = lambda p: loss(p, data)  # noqa: E731
+        value_and_grad = (optax.value_and_grad_from_state(fun) if linesearch
+                          else jax.value_and_grad(fun))
+        state = opt.init(params)
+        v0 = fun(params)
+        hist = jnp.full((max_iter + 1,), jnp.nan, v0.dtype).at[0].set(v0)
+
+        def cond(c):
+            _, _, it, prev, cur, _, _ = c
+            tiny = jnp.finfo(cur.dtype).tiny
+            rel = jnp.abs(prev - cur) / jnp.maximum(jnp.abs(cur), tiny)
+            # NaN also stops (and is visible in the history).
+            return (it < max_iter) & ~(rel < tol) & jnp.isfinite(cur)
+
+        def body(c):
+            params, state, it, _, cur, hist, _ = c
+            if linesearch:
+                value, grad = value_and_grad(params, state=state)
+                updates, state = opt.update(grad, state, params, value=value,
+                                            grad=grad, value_fn=fun)
+                params = optax.apply_updates(params, updates)
+                new = optax.tree_utils.tree_get(state, "value")
+            else:
+                value, grad = value_and_grad(params)
+                updates, state = opt.update(grad, state, params)
+                params = optax.apply_updates(params, updates)
+                new = fun(params)
+            gnorm = optax.tree_utils.tree_norm(grad)
+            return params, state, it + 1, cur, new, hist.at[it + 1].set(new), gnorm
+
+        init = (params, state, jnp.asarray(0), jnp.asarray(jnp.inf, v0.dtype), v0,
+                hist, jnp.asarray(jnp.inf, v0.dtype))
+        params, _, it, _, _, hist, gnorm = jax.lax.while_loop(cond, body, init)
+        return params, hist, it, gnorm
+
+    return run

@@ -1,0 +1,330 @@
+r"""The deep kernel machine objective and the linear algebra it needs.
+
+Yang et al. 2023 ("A theory of representation learning gives a deep
+generalisation of kernel methods", ICML), eq. 14 / §4: in the Bayesian
+representation-learning limit the posterior Gram matrices of a deep Gaussian
+process maximise
+
+    L(G_1, …, G_L) = log P(Y | G_L) − Σ_l ν_l · KL( N(0, G_l) ‖ N(0, K(G_{l−1})) ),
+    G_0 = X Xᵀ / N_0,
+
+with, for a Gaussian likelihood, ``log P(Y | G_L) = Σ_c log N(y_c; 0,
+K(G_L) + σ² I)`` over the output channels ``c`` (columns of ``Y``) and, for
+``P × P`` matrices,
+
+    KL(N(0, G) ‖ N(0, K)) = ½ [ tr(K⁻¹ G) − P + log|K| − log|G| ].
+
+``ν_l = N_l / N`` is the width of layer ``l`` relative to the output; ν → ∞
+pins ``G_l = K(G_{l−1})`` (the NNGP), ν → 0 leaves only the likelihood.
+
+Jitter. Every kernel matrix is used as ``K̃ = K + j I`` with the explicit,
+relative jitter ``j = jitter · mean(diag K)`` (`jittered`); the same ``j``
+is added to the diagonal of test points. The objective is that of ``K̃``.
+
+Parametrisation used by `ntk.dkm.full` and `ntk.dkm.sparse` ("whitened"):
+``G_l = L_l A_l A_lᵀ L_lᵀ`` with ``L_l = chol(K̃(G_{l−1}))`` and ``A_l`` lower
+triangular with a positive (exp-parametrised) diagonal. Then ``G_l`` is
+positive definite for every parameter value, ``A_l = I`` is the NNGP, and the
+KL term needs no solve: ``KL = ½ [‖A_l‖_F² − P − 2 Σ log diag A_l]``
+(`whitened_kl`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+
+from ntk.dkm.kernels import GramKernel
+
+Array = jax.Array
+_HP = jax.lax.Precision.HIGHEST
+LOG_2PI = math.log(2 * math.pi)
+
+
+def dot(a, b):
+    return jnp.matmul(a, b, precision=_HP)
+
+
+def input_gram(X: Array) -> Array:
+    """``G_0 = X Xᵀ / N_0`` for inputs ``X (P, N_0)``."""
+    return dot(X, X.T) / X.shape[1]
+
+
+def jitter_of(K: Array, jitter: float) -> Array:
+    """The absolute jitter ``j = jitter · mean(diag K)`` (a scalar)."""
+    return jitter * jnp.mean(jnp.diagonal(K))
+
+
+def jittered(K: Array, jitter: float):
+    """``(K + j I, j)`` with ``j = jitter_of(K, jitter)``."""
+    j = jitter_of(K, jitter)
+    return K + j * jnp.eye(K.shape[0], dtype=K.dtype), j
+
+
+@jax.custom_vjp
+def _chol(A):
+    return jnp.linalg.cholesky(A)
+
+
+def _chol_fwd(A):
+    L = jnp.linalg.cholesky(A)
+    return L, L
+
+
+def _chol_bwd(L, L_bar):
+    # Murray 2016 ("Differentiation of the Cholesky decomposition", eq. 10):
+    # Ā = sym(L⁻ᵀ Φ(Lᵀ L̄) L⁻¹), Φ = lower triangle with the diagonal halved.
+    # Two triangular solves and one product: ~2x cheaper than differentiating
+    # through JAX's Cholesky JVP, which dominates the cost of a DKM gradient.
+    P = dot(L.T, L_bar)
+    P = jnp.tril(P) - 0.5 * jnp.diag(jnp.diagonal(P))
+    X = jsl.solve_triangular(L, P, lower=True, trans=1)
+    S = jsl.solve_triangular(L, X.T, lower=True, trans=1).T
+    return (0.5 * (S + S.T),)
+
+
+_chol.defvjp(_chol_fwd, _chol_bwd)
+
+
+def cholesky(A: Array, arg: str = "K", name: str = "dkm") -> Array:
+    """Lower Cholesky factor (symmetric input; reverse-mode derivative by
+    Murray 2016); a clear error if ``A`` is concrete and not PD."""
+    L = _chol(A)
+    try:
+        c = np.asarray(L)
+    except jax.errors.TracerArrayConversionError:
+        return L  # under a trace: NaNs propagate to the objective instead
+    if not np.all(np.isfinite(c)):
+        a = np.asarray(A, dtype=np.float64)
+        ev = np.linalg.eigvalsh((a + a.T) / 2) if np.all(np.isfinite(a)) else [np.nan]
+        raise ValueError(
+            f"{name}: `{arg}` is not positive definite (smallest eigenvalue "
+            f"{ev[0]:.3g}, largest {ev[-1]:.3g}); increase `jitter` (relative to "
+            f"the mean diagonal), use float64, or remove duplicate inputs.")
+    return L
+
+
+def check_finite(out, name: str):
+    """Raise a clear error when a concrete result is not finite (a kernel
+    matrix lost positive definiteness inside a compiled computation)."""
+    for leaf in jax.tree_util.tree_leaves(out):
+        try:
+            c = np.asarray(leaf)
+        except jax.errors.TracerArrayConversionError:
+            return out
+        if np.issubdtype(c.dtype, np.floating) and not np.all(np.isfinite(c)):
+            raise ValueError(
+                f"{name}: the result is not finite — a kernel matrix K(G) (plus "
+                f"jitter) is numerically not positive definite. Increase `jitter` "
+                f"(relative to the mean diagonal; e.g. 1e-4 in float32), use "
+                f"float64, or remove duplicate inputs.")
+    return out
+
+
+def lower_factor(raw: Array, log_diag: Array) -> Array:
+    """``A = tril(raw, −1) + diag(exp(log_diag))``: lower triangular with a
+    positive diagonal, so ``A Aᵀ`` is PD for every parameter value."""
+    return jnp.tril(raw, -1) + jnp.diag(jnp.exp(log_diag))
+
+
+def whitened_kl(raw: Array, log_diag: Array) -> Array:
+    """``KL(N(0, L A Aᵀ Lᵀ) ‖ N(0, L Lᵀ)) = ½ [‖A‖_F² − P − 2 Σ log diag A]``
+    for ``A = lower_factor(raw, log_diag)``."""
+    off = jnp.tril(raw, -1)
+    fro = jnp.sum(off ** 2) + jnp.sum(jnp.exp(2 * log_diag))
+    return 0.5 * (fro - log_diag.shape[0] - 2 * jnp.sum(log_diag))
+
+
+def gaussian_kl(G: Array, K: Array) -> Array:
+    r"""``KL(N(0, G) ‖ N(0, K)) = ½ [tr(K⁻¹G) − P + log|K| − log|G|]`` for
+    ``(P, P)`` PD matrices, via Cholesky factors (stable logdets)."""
+    Lk = cholesky(K, "K", "gaussian_kl")
+    Lg = cholesky(G, "G", "gaussian_kl")
+    M = jsl.solve_triangular(Lk, Lg, lower=True)      # tr(K⁻¹G) = ‖Lk⁻¹ Lg‖²
+    logdet_k = 2 * jnp.sum(jnp.log(jnp.diagonal(Lk)))
+    logdet_g = 2 * jnp.sum(jnp.log(jnp.diagonal(Lg)))
+    return 0.5 * (jnp.sum(M ** 2) - G.shape[0] + logdet_k - logdet_g)
+
+
+def gaussian_log_marginal(Y: Array, K: Array, noise_var) -> Array:
+    r"""``Σ_c log N(y_c; 0, K + σ² I)`` for ``Y (P, C)``, ``K (P, P)``."""
+    P, C = Y.shape
+    L = cholesky(K + noise_var * jnp.eye(P, dtype=K.dtype), "K + noise_var·I",
+                 "gaussian_log_marginal")
+    a = jsl.solve_triangular(L, Y, lower=True)
+    logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(L)))
+    return -0.5 * (jnp.sum(a ** 2) + C * logdet + P * C * LOG_2PI)
+
+
+def check_nu(nu, num_layers: int, name: str = "dkm") -> tuple:
+    """``nu`` as a tuple of ``num_layers`` positive floats."""
+    if np.ndim(nu) == 0:
+        nu = (float(nu),) * num_layers
+    nu = tuple(float(v) for v in nu)
+    if len(nu) != num_layers or not all(v > 0 and np.isfinite(v) for v in nu):
+        raise ValueError(f"{name}: `nu` must be a positive number or a sequence of "
+                         f"{num_layers} positive numbers (one per layer); got {nu}.")
+    return nu
+
+
+def check_xy(X, Y, name: str, need_y: bool = True):
+    """Inputs ``X (P, N_0)`` and targets ``Y (P, C)`` (1-D Y becomes (P, 1))."""
+    X = jnp.asarray(X)
+    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
+        raise ValueError(f"{name}: `X` must have shape (P, N_0); got {X.shape}.")
+    if not need_y and Y is None:
+        return X, None
+    Y = jnp.asarray(Y)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if Y.ndim != 2 or Y.shape[0] != X.shape[0]:
+        raise ValueError(f"{name}: `Y` must have shape (P, C) with P = "
+                         f"{X.shape[0]} rows like X; got {Y.shape}.")
+    return X, Y
+
+
+def nngp_grams(X: Array, kernel: GramKernel, num_layers: int,
+               jitter: float = 0.0) -> list:
+    """NNGP Grams ``G_l = K̃(G_{l−1})``, ``l = 1..L`` — the ν → ∞ optimum."""
+    G = input_gram(jnp.asarray(X))
+    out = []
+    for _ in range(num_layers):
+        G = jittered(kernel(G), jitter)[0]
+        out.append(G)
+    return out
+
+
+def dkm_objective(Gs: Sequence[Array], X: Array, Y: Array, kernel: GramKernel,
+                  nu: Union[float, Sequence[float]], noise_var: float,
+                  jitter: float = 0.0, return_terms: bool = False):
+    r"""The DKM objective (Gaussian likelihood) at explicit Grams ``Gs``.
+
+    ``L = Σ_c log N(y_c; 0, K̃(G_L) + σ² I) − Σ_l ν_l KL(N(0, G_l) ‖
+    N(0, K̃(G_{l−1})))`` with ``G_0 = X Xᵀ / N_0`` (Yang et al. 2023, eq. 14).
+
+    Args:
+      Gs: ``L`` PD Gram matrices ``(P, P)``.
+      X: ``(P, N_0)`` inputs; Y: ``(P, C)`` targets.
+      kernel: a `GramKernel`; nu: ν (scalar or one per layer);
+      noise_var: σ²; jitter: relative jitter of every ``K`` (module doc).
+      return_terms: also return ``(log_likelihood, [KL_l])``.
+
+    Example:
+      >>> Gs = nngp_grams(X, relu(), 2)
+      >>> dkm_objective(Gs, X, Y, relu(), nu=1.0, noise_var=0.1)
+    """
+    X, Y = check_xy(X, Y, "dkm_objective")
+    nu = check_nu(nu, len(Gs), "dkm_objective")
+    G_prev = input_gram(X)
+    kls = []
+    for G in Gs:
+        K = jittered(kernel(G_prev), jitter)[0]
+        kls.append(gaussian_kl(G, K))
+        G_prev = G
+    K = jittered(kernel(G_prev), jitter)[0]
+    ll = gaussian_log_marginal(Y, K, noise_var)
+    value = ll - sum(n * kl for n, kl in zip(nu, kls))
+    return (value, (ll, kls)) if return_terms else value
+
+
+# ------------------------------------------------------ conditional Gram blocks
+
+
+def condition_layer(kernel: GramKernel, G_ii: Array, raw: Array, log_diag: Array,
+                    jitter: float, G_ti=None, g_t=None):
+    r"""One whitened layer: the next Gram on points ``i`` and its extension to ``t``.
+
+    With ``K̃ = K̃(G_ii)``, ``L = chol(K̃)``, ``A = lower_factor(raw, log_diag)``:
+
+        G'_ii = L A Aᵀ Lᵀ,
+        G'_ti = K_ti K̃⁻¹ G'_ii                         = W A Aᵀ Lᵀ,
+        g'_t  = k_t − diag(K_ti K̃⁻¹ K_it) + diag(K_ti K̃⁻¹ G'_ii K̃⁻¹ K_it)
+              = k_t − ‖W_t‖² + ‖(W A)_t‖²,    W = K_ti L⁻ᵀ,
+
+    the conditional Gaussian of the features at ``t`` given those at ``i``
+    (Yang et al. 2023, §5 "sparse DKM"; the inducing points are ``i``).
+    ``(G_ti, g_t)`` are the previous layer's blocks (optional); the cost is
+    ``O(P³ + T P²)`` — linear in the number ``T`` of points ``t``.
+
+    Returns ``(G'_ii, G'_ti, g'_t, KL)`` (``None`` for the t-blocks when not
+    given), ``KL = KL(N(0, G'_ii) ‖ N(0, K̃))``.
+    """
+    K, j = jittered(kernel(G_ii), jitter)
+    L = cholesky(K, "K(G)", "dkm layer")
+    A = lower_factor(raw, log_diag)
+    LA = dot(L, A)
+    G_new = dot(LA, LA.T)
+    kl = whitened_kl(raw, log_diag)
+    if G_ti is None:
+        return G_new, None, None, kl
+    K_ti, k_t, _ = kernel.cross(G_ti, g_t, jnp.diagonal(G_ii))
+    W = jsl.solve_triangular(L, K_ti.T, lower=True).T
+    WA = dot(W, A)
+    G_ti_new = dot(WA, LA.T)
+    g_t_new = k_t + j - jnp.sum(W ** 2, axis=1) + jnp.sum(WA ** 2, axis=1)
+    # Exact value is >= j > 0; rounding can only bring it near zero, not below.
+    return G_new, G_ti_new, jnp.maximum(g_t_new, 0.0), kl
+
+
+def output_blocks(kernel: GramKernel, G_ii: Array, jitter: float, G_ti=None,
+                  g_t=None):
+    """Top-layer kernel blocks: ``(K̃_ii, L = chol K̃_ii, K_ti, k_t + j)``."""
+    K, j = jittered(kernel(G_ii), jitter)
+    L = cholesky(K, "K(G_L)", "dkm output")
+    if G_ti is None:
+        return K, L, None, None
+    K_ti, k_t, _ = kernel.cross(G_ti, g_t, jnp.diagonal(G_ii))
+    return K, L, K_ti, k_t + j
+
+
+# ------------------------------------------------------ variational output layer
+
+
+def output_moments(L: Array, K_ti: Array, k_t: Array, mean: Array, raw: Array,
+                   log_diag: Array):
+    r"""Marginals of ``f_t`` under the whitened variational output layer.
+
+    ``q(f_i,c) = N(L m_c, L B Bᵀ Lᵀ)`` per output channel ``c`` (``B`` shared
+    by the channels, as in Milsom et al. 2023's output layer). Then, with
+    ``W = K_ti L⁻ᵀ``: ``E f_t = W m``, ``Var f_t = k_t − ‖W_t‖² + ‖(W B)_t‖²``.
+    Returns ``(mean (T, C), variance (T,))``.
+    """
+    W = jsl.solve_triangular(L, K_ti.T, lower=True).T
+    WB = dot(W, lower_factor(raw, log_diag))
+    var = k_t - jnp.sum(W ** 2, axis=1) + jnp.sum(WB ** 2, axis=1)
+    return dot(W, mean), jnp.maximum(var, 0.0)
+
+
+def output_kl(mean: Array, raw: Array, log_diag: Array) -> Array:
+    """``Σ_c KL(N(m_c, B Bᵀ) ‖ N(0, I))`` (whitened, so it equals the KL of
+    ``q(f_i)`` from the prior ``N(0, K̃_ii)``)."""
+    C = mean.shape[1]
+    return C * whitened_kl(raw, log_diag) + 0.5 * jnp.sum(mean ** 2)
+
+
+def gaussian_expected_loglik(Y: Array, mean: Array, var: Array, noise_var) -> Array:
+    r"""``Σ_{t,c} E_{f ~ N(mean, var)} log N(y_tc; f, σ²)`` (closed form)."""
+    resid = jnp.sum((Y - mean) ** 2) + Y.shape[1] * jnp.sum(var)
+    return -0.5 * (Y.size * (LOG_2PI + jnp.log(noise_var)) + resid / noise_var)
+
+
+def categorical_expected_loglik(labels: Array, mean: Array, var: Array, key,
+                                num_samples: int) -> Array:
+    r"""``Σ_t E_{f ~ N(mean_t, var_t I)} log softmax(f)_{y_t}`` by Monte Carlo
+    (``num_samples`` reparametrised draws from ``key``)."""
+    eps = jax.random.normal(key, (num_samples,) + mean.shape, mean.dtype)
+    f = mean + jnp.sqrt(var)[:, None] * eps
+    logp = jax.nn.log_softmax(f, axis=-1)
+    picked = jnp.take_along_axis(logp, labels[None, :, None], axis=-1)
+    return jnp.sum(jnp.mean(picked, axis=0))
+
+
+def categorical_predictive(mean: Array, var: Array, key, num_samples: int) -> Array:
+    """Class probabilities ``E softmax(f)`` by Monte Carlo, ``(T, C)``."""
+    eps = jax.random.normal(key, (num_samples,) + mean.shape, mean.dtype)
+    return jnp.mean(jax.nn.softmax(mean + jnp.sqrt(var)[:, None] * eps, axis=-1), 0)

@@ -1,0 +1,337 @@
+r"""Sparse (inducing-point) deep kernel machines: cost linear in the data size.
+
+Yang et al. 2023 (ICML, §5 and App. "sparse DKM"); Milsom et al. 2023
+("Convolutional deep kernel machines") for the variational output layer.
+``M`` inducing inputs ``Z`` carry the learned Grams ``G_ii^l`` (``M × M``);
+the ``N`` data points ``t`` only ever appear through the blocks
+
+    G_ti^l = K_ti K̃_ii⁻¹ G_ii^l,
+    g_t^l  = k_t − diag(K_ti K̃_ii⁻¹ K_it) + diag(K_ti K̃_ii⁻¹ G_ii^l K̃_ii⁻¹ K_it),
+
+with ``K = K(G^{l−1})`` computed blockwise from the layer below
+(`ntk.dkm.objective.condition_layer`), so a pass costs ``O(M³ + N M²)``.
+The KL terms act on the inducing block only. The output is a variational
+GP layer ``q(f_i,c) = N(L m_c, L B Bᵀ Lᵀ)`` (``L = chol K̃_ii(G_L)``) and the
+objective is the ELBO
+
+    L = (N / |batch|) Σ_{t ∈ batch} E_q log p(y_t | f_t) − KL(q(f_i) ‖ N(0, K̃_ii))
+        − Σ_l ν_l KL(N(0, G_ii^l) ‖ N(0, K̃(G_ii^{l−1}))),
+
+an unbiased minibatch estimate of the full-batch ELBO. With the inducing
+points equal to the training inputs and the optimal ``q``
+(`SparseDKM.optimal_output`, Gaussian likelihood) it equals the full DKM
+objective (Titsias 2009's bound is tight there).
+
+Example:
+  >>> model = SparseDKM(dkm.relu(), num_layers=2, num_inducing=100, nu=1.0)
+  >>> params = model.init(X, Y, jax.random.PRNGKey(0))
+  >>> params, info = model.fit(params, X, Y, key, batch_size=256, steps=2000)
+  >>> pred = model.predict(params, X_test)          # .mean (T, C), .variance (T,)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+import optax
+
+from ntk.dkm import objective as obj
+from ntk.dkm.full import FitInfo, Prediction, _init_factors
+from ntk.dkm.kernels import GramKernel
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseDKM:
+    """A sparse DKM with ``num_inducing`` inducing points.
+
+    Attributes:
+      kernel, num_layers, nu, noise_var, likelihood, jitter, num_classes,
+        num_samples: as in `ntk.dkm.FullDKM`.
+      num_inducing: ``M``, the number of inducing points.
+      learn_inducing: whether the inducing inputs ``Z`` are trained.
+      learn_noise: whether ``noise_var`` is trained (Gaussian likelihood;
+        it is then ``exp(params["log_noise_var"])``).
+    """
+
+    kernel: GramKernel
+    num_layers: int = 2
+    num_inducing: int = 100
+    nu: Union[float, Sequence[float]] = 1.0
+    noise_var: float = 0.1
+    likelihood: str = "gaussian"
+    jitter: float = 1e-6
+    num_classes: Optional[int] = None
+    num_samples: int = 16
+    learn_inducing: bool = True
+    learn_noise: bool = False
+
+    def __post_init__(self):
+        name = "SparseDKM"
+        if not isinstance(self.kernel, GramKernel):
+            raise TypeError(f"{name}: `kernel` must be an ntk.dkm GramKernel (e.g. "
+                            f"dkm.relu()); got {type(self.kernel).__name__}.")
+        if not (isinstance(self.num_layers, int) and self.num_layers >= 1):
+            raise ValueError(f"{name}: `num_layers` must be an int >= 1; got "
+                             f"{self.num_layers!r}.")
+        if not (isinstance(self.num_inducing, int) and self.num_inducing >= 1):
+            raise ValueError(f"{name}: `num_inducing` must be an int >= 1; got "
+                             f"{self.num_inducing!r}.")
+        object.__setattr__(self, "nu", obj.check_nu(self.nu, self.num_layers, name))
+        if self.likelihood not in ("gaussian", "categorical"):
+            raise ValueError(f"{name}: `likelihood` must be 'gaussian' or "
+                             f"'categorical'; got {self.likelihood!r}.")
+        if self.likelihood == "gaussian" and not float(self.noise_var) > 0:
+            raise ValueError(f"{name}: `noise_var` must be > 0; got {self.noise_var}.")
+        if self.likelihood == "categorical" and not (
+                isinstance(self.num_classes, int) and self.num_classes >= 2):
+            raise ValueError(f"{name}: a categorical likelihood needs `num_classes` "
+                             f">= 2; got {self.num_classes!r}.")
+
+    # ------------------------------------------------------------ params
+
+    def init(self, X, Y, key, Z=None, scale: float = 0.0) -> dict:
+        """Parameters at the NNGP (``A_l = I``), the prior output layer
+        (``m = 0``, ``B = I``) and inducing inputs ``Z`` = a random subset of
+        ``X`` (or the given ``Z (M, N_0)``). Call `optimal_output` next for a
+        Gaussian likelihood."""
+        X, Y = self._xy(X, Y, "SparseDKM.init")
+        M = self.num_inducing
+        dtype = jnp.result_type(X.dtype, float)
+        kz, kp = jax.random.split(key)
+        if Z is None:
+            if M > X.shape[0]:
+                raise ValueError(f"SparseDKM.init: num_inducing={M} exceeds the "
+                                 f"{X.shape[0]} points of X; pass `Z` or use fewer.")
+            Z = X[jax.random.choice(kz, X.shape[0], (M,), replace=False)]
+        Z = jnp.asarray(Z, dtype)
+        if Z.shape != (M, X.shape[1]):
+            raise ValueError(f"SparseDKM.init: `Z` must have shape ({M}, "
+                             f"{X.shape[1]}); got {Z.shape}.")
+        keys = [None] * self.num_layers if scale == 0 else list(
+            jax.random.split(kp, self.num_layers))
+        C = self.num_classes if self.likelihood == "categorical" else Y.shape[1]
+        out = _init_factors(M, dtype, None, 0.0)
+        out["mean"] = jnp.zeros((M, C), dtype)
+        params = {"inducing": Z,
+                  "layers": [_init_factors(M, dtype, keys[l], scale)
+                             for l in range(self.num_layers)],
+                  "output": out}
+        if self.learn_noise:
+            params["log_noise_var"] = jnp.log(jnp.asarray(self.noise_var, dtype))
+        return params
+
+    def _noise(self, params):
+        if self.learn_noise:
+            return jnp.exp(params["log_noise_var"])
+        return self.noise_var
+
+    def _xy(self, X, Y, name):
+        if self.likelihood == "categorical":
+            X, _ = obj.check_xy(X, None, name, need_y=False)
+            Y = jnp.asarray(Y)
+            if Y.shape != (X.shape[0],) or not jnp.issubdtype(Y.dtype, jnp.integer):
+                raise ValueError(f"{name}: categorical `Y` must be integer labels of "
+                                 f"shape ({X.shape[0]},); got {Y.dtype} {Y.shape}.")
+            return X, Y
+        X, Y = obj.check_xy(X, Y, name)
+        return X, Y.astype(jnp.result_type(X.dtype, float))
+
+    # ------------------------------------------------------------ forward
+
+    def _blocks(self, params, X):
+        """Top-layer blocks and the layer KLs for data ``X (B, N_0)``."""
+        Z = params["inducing"]
+        if not self.learn_inducing:
+            Z = jax.lax.stop_gradient(Z)
+        n0 = Z.shape[1]
+        G = obj.dot(Z, Z.T) / n0
+        G_ti = obj.dot(X, Z.T) / n0
+        g_t = jnp.sum(X ** 2, axis=1) / n0
+        kls = []
+        for layer in params["layers"]:
+            G, G_ti, g_t, kl = obj.condition_layer(self.kernel, G, layer["raw"],
+                                                   layer["log_diag"], self.jitter,
+                                                   G_ti, g_t)
+            kls.append(kl)
+        _, L, K_ti, k_t = obj.output_blocks(self.kernel, G, self.jitter, G_ti, g_t)
+        return L, K_ti, k_t, kls, G
+
+    def inducing_grams(self, params) -> list:
+        """The ``L`` learned inducing Grams ``G_ii^l (M, M)``."""
+        return obj.check_finite(_jit(self, "_inducing_grams", params),
+                                "SparseDKM.inducing_grams")
+
+    def _inducing_grams(self, params):
+        Z = params["inducing"]
+        G = obj.dot(Z, Z.T) / Z.shape[1]
+        out = []
+        for layer in params["layers"]:
+            G = obj.condition_layer(self.kernel, G, layer["raw"], layer["log_diag"],
+                                    self.jitter)[0]
+            out.append(G)
+        return out
+
+    def objective(self, params, X, Y, num_data: Optional[int] = None, key=None,
+                  return_terms: bool = False):
+        """The ELBO (module doc) on the batch ``(X, Y)`` standing for
+        ``num_data`` points (default: the batch is all the data). ``key``
+        drives the categorical Monte Carlo. ``return_terms`` adds
+        ``(expected_loglik, output_kl, [KL_l])``."""
+        X, Y = self._xy(X, Y, "SparseDKM.objective")
+        n = X.shape[0] if num_data is None else int(num_data)
+        if self.likelihood == "categorical" and key is None:
+            raise ValueError("SparseDKM.objective: a categorical likelihood needs a "
+                             "PRNG `key`.")
+        return obj.check_finite(
+            _jit(self, "_objective", params, X, Y, n, key, bool(return_terms)),
+            "SparseDKM.objective")
+
+    def _objective(self, params, X, Y, n, key, return_terms=False):
+        L, K_ti, k_t, kls, _ = self._blocks(params, X)
+        out = params["output"]
+        mean, var = obj.output_moments(L, K_ti, k_t, out["mean"], out["raw"],
+                                       out["log_diag"])
+        if self.likelihood == "gaussian":
+            ell = obj.gaussian_expected_loglik(Y, mean, var, self._noise(params))
+        else:
+            ell = obj.categorical_expected_loglik(Y, mean, var, key, self.num_samples)
+        ell = ell * (n / X.shape[0])
+        okl = obj.output_kl(out["mean"], out["raw"], out["log_diag"])
+        value = ell - okl - sum(v * kl for v, kl in zip(self.nu, kls))
+        return (value, (ell, okl, kls)) if return_terms else value
+
+    def optimal_output(self, params, X, Y) -> dict:
+        r"""Set the output layer to its optimum for a Gaussian likelihood.
+
+        In whitened coordinates ``f_i = L u``, ``q(u_c) = N(m_c, S)``; with
+        ``W = K_ti L⁻ᵀ`` over all ``N`` points the ELBO is maximised by
+        ``S = (I + WᵀW/σ²)⁻¹`` and ``m = S Wᵀ Y / σ²`` (Titsias 2009).
+        Cost ``O(N M²)``.
+        """
+        if self.likelihood != "gaussian":
+            raise ValueError("SparseDKM.optimal_output: only for a Gaussian "
+                             "likelihood.")
+        X, Y = self._xy(X, Y, "SparseDKM.optimal_output")
+        return obj.check_finite(_jit(self, "_optimal_output", params, X, Y),
+                                "SparseDKM.optimal_output")
+
+    def _optimal_output(self, params, X, Y):
+        L, K_ti, _, _, _ = self._blocks(params, X)
+        W = jsl.solve_triangular(L, K_ti.T, lower=True).T          # (N, M)
+        s2 = self._noise(params)
+        M = L.shape[0]
+        prec = jnp.eye(M, dtype=W.dtype) + obj.dot(W.T, W) / s2
+        Lp = obj.cholesky(prec, "I + WᵀW/σ²", "SparseDKM.optimal_output")
+        S = jsl.cho_solve((Lp, True), jnp.eye(M, dtype=W.dtype))
+        B = obj.cholesky(0.5 * (S + S.T), "S", "SparseDKM.optimal_output")
+        mean = jsl.cho_solve((Lp, True), obj.dot(W.T, Y)) / s2
+        out = {"raw": jnp.tril(B, -1), "log_diag": jnp.log(jnp.diagonal(B)),
+               "mean": mean}
+        return {**params, "output": out}
+
+    # ------------------------------------------------------------ fitting
+
+    def fit(self, params, X, Y, key, batch_size: Optional[int] = None,
+            steps: int = 1000, learning_rate: float = 1e-2, optimizer=None):
+        """Minibatch stochastic maximisation of the ELBO with optax.
+
+        Each step draws ``batch_size`` points without replacement (all points
+        when None) and takes one step of ``optimizer`` (default
+        ``optax.adam(learning_rate)``). All steps run in one jitted
+        ``lax.scan``; cost per step ``O(M³ + batch_size · M²)``.
+
+        Returns ``(params, FitInfo)`` with the per-step ELBO estimates.
+        """
+        X, Y = self._xy(X, Y, "SparseDKM.fit")
+        N = X.shape[0]
+        B = N if batch_size is None else int(batch_size)
+        if not 1 <= B <= N:
+            raise ValueError(f"SparseDKM.fit: `batch_size` must be in [1, {N}]; got "
+                             f"{batch_size}.")
+        spec = ("adam", float(learning_rate)) if optimizer is None else optimizer
+        scale = float(N * (Y.shape[1] if Y.ndim == 2 else 1))
+        run = self._runner(spec, N, B, int(steps))
+        t0 = time.perf_counter()
+        params, hist = run(params, key, X, Y, jnp.asarray(scale, X.dtype))
+        hist = -np.asarray(hist) * scale
+        seconds = time.perf_counter() - t0
+        return params, FitInfo(hist, int(steps), False, float("nan"), seconds)
+
+    @functools.lru_cache(maxsize=16)
+    def _runner(self, spec, N, B, steps):
+        """The compiled training loop (cached per model and setting)."""
+        opt = (optax.adam(spec[1]) if isinstance(spec, tuple) and len(spec) == 2
+               and spec[0] == "adam" else spec)
+
+        def loss(p, xb, yb, k, scale):
+            return -self._objective(p, xb, yb, N, k) / scale
+
+        @jax.jit
+        def run(params, key, X, Y, scale):  # data as arguments: no constant folding
+            state = opt.init(params)
+
+            def step(carry, k):
+                params, state = carry
+                kb, kmc = jax.random.split(k)
+                if B == N:
+                    xb, yb = X, Y
+                else:
+                    idx = jax.random.choice(kb, N, (B,), replace=False)
+                    xb, yb = X[idx], Y[idx]
+                value, grad = jax.value_and_grad(loss)(params, xb, yb, kmc, scale)
+                updates, state = opt.update(grad, state, params)
+                return (optax.apply_updates(params, updates), state), value
+
+            (params, _), hist = jax.lax.scan(step, (params, state),
+                                             jax.random.split(key, steps))
+            return params, hist
+
+        return run
+
+    # ------------------------------------------------------------ prediction
+
+    def predict(self, params, X_test, key=None) -> Prediction:
+        """Predictive mean ``(T, C)`` and variance ``(T,)`` of ``f*`` at
+        ``X_test (T, N_0)``; cost ``O(M³ + T M²)``. Categorical models also
+        return MC class probabilities (``key`` default ``PRNGKey(0)``)."""
+        X_test = jnp.asarray(X_test)
+        n0 = params["inducing"].shape[1]
+        if X_test.ndim != 2 or X_test.shape[1] != n0:
+            raise ValueError(f"SparseDKM.predict: `X_test` must have shape (T, "
+                             f"{n0}); got {X_test.shape}.")
+        key = jax.random.PRNGKey(0) if key is None else key
+        return obj.check_finite(_jit(self, "_predict", params, X_test, key),
+                                "SparseDKM.predict")
+
+    def _predict(self, params, X_test, key):
+        L, K_ti, k_t, _, _ = self._blocks(params, X_test)
+        out = params["output"]
+        mean, var = obj.output_moments(L, K_ti, k_t, out["mean"], out["raw"],
+                                       out["log_diag"])
+        if self.likelihood == "gaussian":
+            return Prediction(mean, var)
+        probs = obj.categorical_predictive(mean, var, key, max(self.num_samples, 256))
+        return Prediction(mean, var, probs)
+
+
+_JITTED: dict = {}
+
+
+def _jit(model, method, *args):
+    """``getattr(model, method)(*args)`` compiled once per model and method
+    (op-by-op dispatch is ~100x slower); ints and bools are static."""
+    static = tuple(i for i, a in enumerate(args) if isinstance(a, (bool, int)))
+    key = (method, static)
+    if key not in _JITTED:
+        _JITTED[key] = jax.jit(lambda m, *a: getattr(m, method)(*a),
+                               static_argnums=(0,) + tuple(i + 1 for i in static))
+    return _JITTED[key](model, *args)

@@ -1,0 +1,28 @@
+"""Random-feature regression and the eigenframework (Simon et al. 2024).
+
+- `features`: random features of any `ntk.stax` network (last hidden layer, NTK
+  gradients) and classic families (ReLU arc-cosine, random Fourier, Gaussian).
+- `ridge`: RF ridge regression, exact primal/dual solves for many ridges at once.
+- `eigen`: kernel eigenvalues λ_i, target coefficients v_i, exponents (α, β).
+- `theory`: the eigenframework — κ, γ, E_0 and test/train MSE of KRR and RF.
+
+    >>> from ntk import random_features as rf
+    >>> lam = jnp.arange(1, 2001.) ** -1.5
+    >>> rf.rf_risk(lam, lam ** 0.5, n=256, k=256, ridge=1e-2, noise_var=0.5).test_mse
+"""
+
+from ntk.random_features.eigen import (eigendecompose, exponents_from_sizes, fit_alpha,
+                                       fit_beta, inverse_trace_kappa, power_law_fit,
+                                       ridgeless_krr_mse)
+from ntk.random_features.features import (fourier_features, gaussian_features,
+                                          network_features, ntk_features, relu_features)
+from ntk.random_features.ridge import mse, optimal_ridge, rf_ridge_mse, rf_ridge_weights
+from ntk.random_features.theory import (KRRTheory, RFTheory, krr_kappa, krr_risk,
+                                        learnabilities, rf_kappa_gamma, rf_risk)
+
+__all__ = ["eigendecompose", "exponents_from_sizes", "fit_alpha", "fit_beta",
+           "inverse_trace_kappa", "power_law_fit", "ridgeless_krr_mse",
+           "fourier_features", "gaussian_features", "network_features", "ntk_features",
+           "relu_features", "mse", "optimal_ridge", "rf_ridge_mse", "rf_ridge_weights",
+           "KRRTheory", "RFTheory", "krr_kappa", "krr_risk", "learnabilities",
+           "rf_kappa_gamma", "rf_risk"]

@@ -1,0 +1,153 @@
+"""Random features: finite-network features of any `ntk.stax` net and classic families.
+
+Every function returns *normalised* features ``Φ`` of shape (n, k) whose Gram
+``ΦΦᵀ`` is a Monte Carlo estimate of a kernel (Simon et al. 2024, Sec. 4: the
+RF kernel ``K̂ = (1/k) Σ_j g_j g_jᵀ`` with i.i.d. features ``g_j``,
+``E[K̂] = K``):
+
+- `network_features`: the output of a randomly initialised finite `ntk.stax`
+  network (its last hidden layer), divided by √(its size per example), so
+  ``E[ΦΦᵀ] = kernel_fn(x, x, "nngp")`` of the same network (a Monte Carlo NNGP).
+- `ntk_features`: parameter gradients ``∂f(x)/∂θ`` of a scalar-output network,
+  so ``ΦΦᵀ`` is the empirical NTK (`ntk.empirical.empirical_ntk_fn`).
+- `relu_features`: ``relu(σ_w x·ω/√d + σ_b b)/√k`` — the arc-cosine kernel of
+  degree 1 (the NNGP of ``stax.serial(Dense(k, σ_w, σ_b), Relu())``).
+- `fourier_features`: ``√(2/k) cos(x·ω/ℓ + b)``, ω ~ N(0, I), b ~ U[0, 2π):
+  the RBF kernel ``exp(−|x − x'|²/(2ℓ²))`` (Rahimi & Recht 2007).
+
+    >>> phi = relu_features(key, x, k=512)        # (n, 512); phi @ phi.T ≈ NNGP
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+__all__ = ["network_features", "ntk_features", "relu_features", "fourier_features",
+           "gaussian_features"]
+
+
+def _matrix(x, name):
+    x = jnp.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"{name}: x must have shape (n, d) (flatten images first, e.g. "
+                         f"ntk.data.flatten); got shape {x.shape}.")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    return x
+
+
+def _count(k, name):
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"{name}: k must be a positive int; got {k!r}.")
+    return k
+
+
+def relu_features(key, x, k: int, W_std: float = 1.0, b_std: float | None = None):
+    """ReLU random features, shape (n, k): ``relu(W_std·xωᵀ/√d + b_std·b)/√k``.
+
+    ω ~ N(0, I_d), b ~ N(0, 1) (k rows). ``E[ΦΦᵀ]`` is the NNGP of
+    ``stax.serial(stax.Dense(k, W_std, b_std), stax.Relu())``:
+    ``(σ²/2π) ‖x‖‖x'‖ (sin θ + (π − θ) cos θ)`` with the pre-activation
+    covariance σ² (Cho & Saul 2009).
+    """
+    x = _matrix(x, "relu_features")
+    k = _count(k, "relu_features")
+    kw, kb = jax.random.split(key)
+    d = x.shape[1]
+    pre = (W_std / math.sqrt(d)) * (x @ jax.random.normal(kw, (d, k), x.dtype))
+    if b_std is not None:
+        pre = pre + b_std * jax.random.normal(kb, (k,), x.dtype)
+    return jax.nn.relu(pre) / math.sqrt(k)
+
+
+def fourier_features(key, x, k: int, lengthscale: float = 1.0):
+    """Random Fourier features (n, k) of the RBF kernel ``exp(−|x−x'|²/2ℓ²)``."""
+    x = _matrix(x, "fourier_features")
+    k = _count(k, "fourier_features")
+    if not lengthscale > 0:
+        raise ValueError(f"fourier_features: lengthscale must be > 0; got {lengthscale!r}.")
+    kw, kb = jax.random.split(key)
+    omega = jax.random.normal(kw, (x.shape[1], k), x.dtype) / lengthscale
+    b = jax.random.uniform(kb, (k,), x.dtype, 0.0, 2 * math.pi)
+    return math.sqrt(2.0 / k) * jnp.cos(x @ omega + b)
+
+
+def gaussian_features(key, x, eigvals, k: int):
+    """Gaussian features of a diagonal linear kernel: ``x Λ^{1/2} Wᵀ/√k``, (n, k).
+
+    For inputs x ~ N(0, I_M) (the eigenfunctions φ_i(x) = x_i), ``E[ΦΦᵀ] =
+    x Λ xᵀ``: the synthetic RF model of Simon et al. 2024 (Sec. 4) with
+    the prescribed spectrum ``λ_i``. Returns ``(Φ, F)`` with the projection
+    ``F = W Λ^{1/2}/√k`` (k, M), so a readout w predicts ``f̂(x) = x·(Fᵀw)``.
+    """
+    x = _matrix(x, "gaussian_features")
+    k = _count(k, "gaussian_features")
+    lam = jnp.asarray(eigvals, x.dtype)
+    if lam.shape != (x.shape[1],):
+        raise ValueError(f"gaussian_features: eigvals must have shape ({x.shape[1]},) "
+                         f"(one per input coordinate); got {lam.shape}.")
+    w = jax.random.normal(key, (k, lam.shape[0]), x.dtype)
+    f = w * jnp.sqrt(lam) / math.sqrt(k)
+    return x @ f.T, f
+
+
+def _fns(network, name):
+    try:
+        init_fn, apply_fn = network[0], network[1]
+    except (TypeError, IndexError, KeyError):
+        raise TypeError(f"{name}: network must be an ntk.stax Layer or an "
+                        f"(init_fn, apply_fn[, kernel_fn]) tuple; got "
+                        f"{type(network).__name__}.") from None
+    if not (callable(init_fn) and callable(apply_fn)):
+        raise TypeError(f"{name}: network must hold callables init_fn, apply_fn.")
+    return init_fn, apply_fn
+
+
+def network_features(network, key, x, params=None):
+    """Features of a randomly initialised finite stax network, shape (n, size).
+
+    ``network``: an `ntk.stax` Layer (or ``(init_fn, apply_fn)``) ending at the
+    hidden layer whose activations are the features, e.g.
+    ``stax.serial(stax.Dense(1024), stax.Relu())`` or a Conv stack. The output
+    ``h(x)`` (n, *S, C) is flattened and divided by √(|S|·C), so ``ΦΦᵀ`` is the
+    Monte Carlo estimate of the network's ``kernel_fn(x, x, "nngp")`` (mean over
+    channels and same-position pairs, the stax Flatten convention). Pass
+    ``params`` to reuse a draw; otherwise they come from ``init_fn(key, x.shape)``.
+    """
+    init_fn, apply_fn = _fns(network, "network_features")
+    x = jnp.asarray(x)
+    if x.ndim < 2:
+        raise ValueError(f"network_features: x must have shape (n, ...); got {x.shape}.")
+    if params is None:
+        _, params = init_fn(key, x.shape)
+    h = apply_fn(params, x)
+    h = h.reshape(h.shape[0], -1)
+    return h / math.sqrt(h.shape[1])
+
+
+def ntk_features(apply_fn, params, x):
+    """NTK gradient features ``φ(x) = ∂f(params, x)/∂θ`` (flattened), shape (n, P).
+
+    ``f`` must have one output per example ((n,) or (n, 1)); then ``ΦΦᵀ`` equals
+    the empirical NTK ``ntk.empirical.empirical_ntk_fn(apply_fn)(x, x, params)``,
+    and RF regression on Φ is the linearised network trained to convergence
+    with ridge (the NTK random-feature model).
+    """
+    if not callable(apply_fn):
+        raise TypeError(f"ntk_features: apply_fn must be callable; got "
+                        f"{type(apply_fn).__name__}.")
+    x = jnp.asarray(x)
+    out = jax.eval_shape(lambda p, xx: apply_fn(p, xx), params, x[:1])
+    if math.prod(out.shape) != 1:
+        raise ValueError(f"ntk_features: the network must have one output per example; "
+                         f"its output for one example has shape {out.shape}.")
+    flat, unravel = ravel_pytree(params)
+
+    def one(xi):
+        return jax.grad(lambda p: apply_fn(unravel(p), xi[None]).reshape(()))(flat)
+
+    return jax.vmap(one)(x)

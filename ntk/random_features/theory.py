@@ -1,0 +1,276 @@
+"""The eigenframework: closed-form test and train risk of KRR and RF regression.
+
+Source: Simon, Karkada, Ghosh & Belkin, "More is Better in Modern Machine
+Learning" (ICLR 2024), Sec. 3 (KRR, the "omniscient risk estimate" of
+Simon et al. 2021 / Bordelon et al. 2020) and Sec. 4 (random features).
+
+A task is described by the kernel's eigenvalues ``λ_i`` (w.r.t. the data
+measure, ``K(x, x') = Σ λ_i φ_i(x) φ_i(x')``) and the target's coefficients
+``v_i`` in that eigenbasis (``f*(x) = Σ v_i φ_i(x)``) plus label noise of
+variance ``σ²``. Training uses ``n`` samples and ridge ``δ`` on the kernel
+matrix (``f̂ = K(x, X)(K(X, X) + δ I)⁻¹ y``).
+
+KRR (paper Sec. 3)::
+
+    Σ_i λ_i/(λ_i + κ) + δ/κ = n,       L_i = λ_i/(λ_i + κ),
+    E_0 = n/(n − Σ L_i²),
+    E_te = E_0 (Σ_i (1 − L_i)² v_i² + σ²),  E_tr = (δ/(nκ))² E_te.
+
+RF regression with ``k`` features, i.e. KRR with the rank-k Monte Carlo kernel
+``K̂ = (1/k) Σ_j g_j g_jᵀ`` (paper Sec. 4)::
+
+    n = Σ_i L_i + δ/κ,     k = Σ_i L_i + k κ/γ,     L_i = λ_i/(λ_i + γ),
+    z = Σ L_i,  q = Σ L_i²,  x = [q(k − 2z) + z²] / [n(k − q)],  E_0 = 1/(1 − x),
+    E_te = E_0 (Σ_i [(1 − L_i) − (k/(k − q)) κ L_i/(λ_i + γ)] v_i² + σ²),
+    E_tr = (δ/(nκ))² E_te.
+
+As ``k → ∞``, ``kκ/γ → k − z`` forces ``γ → κ`` and every RF quantity tends to
+its KRR counterpart; ``k = jnp.inf`` is accepted and gives KRR exactly.
+
+Solving. Eliminating ``κ = γ(1 − z(γ)/k)`` leaves one equation in γ,
+
+    F(γ) = z(γ) + δ k / (γ (k − z(γ))) − n = 0,
+
+whose left side decreases monotonically on ``{γ: z(γ) < k}`` (and is +∞ at its
+lower end). We bracket ``log γ`` between ``log(δ/2n)`` (or far below the
+smallest eigenvalue when ``δ = 0``) and ``log(max(2Σλ/min(n,k), 4δ/n))`` and
+bisect on the sign of F — robust for eigenvalues spanning any number of
+decades. Ridgeless cases whose root sits at the boundary (δ = 0 with n ≥ k, or
+n ≥ the number of nonzero eigenvalues) converge to the correct limit. The
+bisection output is then passed through one "zero Newton step"
+``u − (F(u; θ) − sg F(u; θ))/sg ∂_u F`` whose value is ``u`` and whose
+derivative is the implicit-function-theorem derivative ``−∂_θF/∂_uF``, so
+everything is differentiable in λ, v, n, k, δ and σ², and jit/vmap-able.
+
+    >>> lam = jnp.arange(1, 1001.) ** -1.5
+    >>> rf_risk(lam, jnp.sqrt(lam), n=256, k=128, ridge=1e-3, noise_var=0.5).test_mse
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["KRRTheory", "RFTheory", "krr_kappa", "krr_risk", "rf_kappa_gamma",
+           "rf_risk", "learnabilities"]
+
+_BISECTION_STEPS = 96
+
+
+class KRRTheory(NamedTuple):
+    """Eigenframework predictions for KRR (paper Sec. 3).
+
+    kappa: effective regularisation κ; e0: overfitting coefficient E_0;
+    test_mse / train_mse: predicted E_te / E_tr (noisy labels, summed over
+    outputs); learnability: Σ_i L_i v_i² / Σ_i v_i² (the fraction of the
+    target's power learned).
+    """
+
+    kappa: jnp.ndarray
+    e0: jnp.ndarray
+    test_mse: jnp.ndarray
+    train_mse: jnp.ndarray
+    learnability: jnp.ndarray
+
+
+class RFTheory(NamedTuple):
+    """Eigenframework predictions for RF regression (paper Sec. 4).
+
+    kappa, gamma: the two effective regularisations (γ ≥ κ, equal as k → ∞);
+    e0: E_0 = 1/(1 − x); test_mse / train_mse: E_te / E_tr; z = Σ L_i and
+    q = Σ L_i² with L_i = λ_i/(λ_i + γ).
+    """
+
+    kappa: jnp.ndarray
+    gamma: jnp.ndarray
+    e0: jnp.ndarray
+    test_mse: jnp.ndarray
+    train_mse: jnp.ndarray
+    z: jnp.ndarray
+    q: jnp.ndarray
+
+
+def _check_spectrum(eigvals, name):
+    if not hasattr(eigvals, "shape") and not isinstance(eigvals, (list, tuple)):
+        raise TypeError(f"{name}: eigvals must be an array of shape (M,); got "
+                        f"{type(eigvals).__name__}.")
+    lam = jnp.asarray(eigvals)
+    if lam.ndim != 1 or lam.shape[0] == 0:
+        raise ValueError(f"{name}: eigvals must have shape (M,) with M ≥ 1; got "
+                         f"shape {lam.shape}.")
+    if not jnp.issubdtype(lam.dtype, jnp.floating):
+        lam = lam.astype(jnp.result_type(float))
+    return lam
+
+
+def _target_power(coeffs, m, name):
+    """``Σ_t v_{i,t}²`` of shape (M,) from v of shape (M,) or (M, T)."""
+    v = jnp.asarray(coeffs)
+    if v.ndim not in (1, 2) or v.shape[0] != m:
+        raise ValueError(f"{name}: target_coeffs must have shape (M,) or (M, T) with "
+                         f"M = {m} (the number of eigenvalues); got shape {v.shape}.")
+    v2 = v ** 2
+    return v2 if v2.ndim == 1 else v2.sum(axis=1)
+
+
+def learnabilities(eigvals, gamma):
+    """``L_i = λ_i/(λ_i + γ)`` (0 for λ_i = 0), shape (M,)."""
+    lam = jnp.asarray(eigvals)
+    return lam / (lam + gamma)
+
+
+def _f(u, lam, n, inv_k, ridge):
+    """F(e^u) = z + δ/(e^u (1 − z/k)) − n; +inf where z ≥ k (outside the domain)."""
+    gamma = jnp.exp(u)
+    z = jnp.sum(lam / (lam + gamma))
+    slack = 1.0 - z * inv_k                      # κ/γ
+    val = z + ridge / (gamma * jnp.where(slack > 0, slack, 1.0)) - n
+    return jnp.where(slack > 0, val, jnp.inf)
+
+
+def _solve_log_gamma(lam, n, inv_k, ridge):
+    """Bisection in u = log γ on the sign of F, then the IFT 'zero Newton step'."""
+    dtype = lam.dtype
+    tiny = jnp.finfo(dtype).tiny
+    lam_s, n_s, ik_s, r_s = (jax.lax.stop_gradient(a) for a in (lam, n, inv_k, ridge))
+    total = jnp.sum(lam_s)
+    pos_min = jnp.min(jnp.where(lam_s > 0, lam_s, jnp.inf))
+    pos_min = jnp.where(jnp.isfinite(pos_min), pos_min, 1.0)
+    m_eff = jnp.minimum(n_s, jnp.where(ik_s > 0, 1.0 / jnp.where(ik_s > 0, ik_s, 1.0), n_s))
+    hi = jnp.log(jnp.maximum(jnp.maximum(2 * total / m_eff, 4 * r_s / n_s), tiny)) + 1.0
+    # Far below the smallest eigenvalue every L_i rounds to 1: the ridgeless limit.
+    lo_lam = jnp.log(pos_min) - 40.0
+    lo_ridge = jnp.log(jnp.maximum(r_s / (2 * n_s), tiny))
+    lo = jnp.where(r_s > 0, jnp.minimum(lo_ridge, lo_lam), lo_lam)
+    lo = jnp.minimum(lo, hi - 1.0)
+
+    def step(_, bracket):
+        a, b = bracket
+        mid = 0.5 * (a + b)
+        positive = _f(mid, lam_s, n_s, ik_s, r_s) > 0
+        return jnp.where(positive, mid, a), jnp.where(positive, b, mid)
+
+    a, b = jax.lax.fori_loop(0, _BISECTION_STEPS, step, (lo, hi))
+    u0 = 0.5 * (a + b)
+    # Value stays u0; the derivative is −∂_θF/∂_uF (implicit differentiation).
+    f_theta = _f(u0, lam, n, inv_k, ridge)
+    dfdu = jax.grad(_f)(u0, lam_s, n_s, ik_s, r_s)
+    ok = jnp.isfinite(f_theta) & jnp.isfinite(dfdu) & (dfdu < 0)
+    correction = jnp.where(ok, (f_theta - jax.lax.stop_gradient(f_theta))
+                           / jnp.where(ok, dfdu, -1.0), 0.0)
+    return u0 - correction
+
+
+def _scalar(x, name, arg):
+    x = jnp.asarray(x)
+    if x.ndim != 0:
+        raise ValueError(f"{name}: {arg} must be a scalar (vmap for grids); got shape "
+                         f"{x.shape}.")
+    return x
+
+
+def _prep(eigvals, n, k, ridge, name):
+    lam = _check_spectrum(eigvals, name)
+    n = _scalar(n, name, "n").astype(lam.dtype)
+    ridge = _scalar(ridge, name, "ridge").astype(lam.dtype)
+    inv_k = None
+    if k is not None:
+        k = _scalar(k, name, "k").astype(lam.dtype)
+        inv_k = 1.0 / k                          # k = inf → 0 (the KRR limit)
+    return lam, n, inv_k, ridge
+
+
+def rf_kappa_gamma(eigvals, n, k, ridge):
+    """Solve the RF eigenframework's two equations for (κ, γ) (paper Sec. 4).
+
+    ``n = Σ L_i + δ/κ`` and ``k = Σ L_i + kκ/γ`` with ``L_i = λ_i/(λ_i + γ)``.
+    Args: eigvals (M,); scalars n, k (``jnp.inf`` allowed), ridge δ ≥ 0.
+    Returns ``(kappa, gamma)`` scalars.
+    """
+    lam, n, inv_k, ridge = _prep(eigvals, n, k, ridge, "rf_kappa_gamma")
+    th = _rf_core(lam, jnp.zeros_like(lam), n, inv_k, ridge, jnp.zeros((), lam.dtype))
+    return th.kappa, th.gamma
+
+
+def krr_kappa(eigvals, n, ridge):
+    """κ solving ``Σ_i λ_i/(λ_i + κ) + δ/κ = n`` (paper Sec. 3); scalar."""
+    lam, n, _, ridge = _prep(eigvals, n, None, ridge, "krr_kappa")
+    return _krr_core(lam, jnp.zeros_like(lam), n, ridge, jnp.zeros((), lam.dtype)).kappa
+
+
+def rf_risk(eigvals, target_coeffs, n, k, ridge, noise_var=0.0) -> RFTheory:
+    """Predicted test and train MSE of RF ridge regression (paper Sec. 4).
+
+    Args:
+      eigvals: (M,) kernel eigenvalues λ_i ≥ 0 (any order).
+      target_coeffs: (M,) or (M, T) eigencoefficients v_i of the target.
+      n: number of training samples; k: number of random features
+        (``jnp.inf`` gives KRR); ridge: δ ≥ 0; noise_var: σ² of the labels.
+    All scalars may be traced (vmap over grids, grad in any of them).
+
+    Returns: `RFTheory`. MSEs are on noisy labels and summed over outputs.
+
+        >>> lam = jnp.arange(1, 2001.) ** -1.5
+        >>> rf_risk(lam, lam ** 0.5, 256, 256, 1e-2, 0.5).test_mse
+    """
+    lam, n, inv_k, ridge = _prep(eigvals, n, k, ridge, "rf_risk")
+    v2 = _target_power(target_coeffs, lam.shape[0], "rf_risk")
+    noise_var = _scalar(noise_var, "rf_risk", "noise_var").astype(lam.dtype)
+    return _rf_core(lam, v2, n, inv_k, ridge, noise_var)
+
+
+def _kappa_from(gamma, z, n, inv_k, ridge):
+    """κ from whichever equation is well conditioned at the solution.
+
+    κ = δ/(n − z) (from the n-equation) or κ = γ(1 − z/k) (from the
+    k-equation); near the ridgeless limit one of n − z, k − z is a small
+    difference, so take the other.
+    """
+    slack_n = (n - z) / n
+    slack_k = 1.0 - z * inv_k
+    use_n = (ridge > 0) & (slack_n > slack_k)
+    return jnp.where(use_n, ridge / jnp.where(use_n, n - z, 1.0), gamma * slack_k)
+
+
+@jax.jit
+def _rf_core(lam, v2, n, inv_k, ridge, noise_var):
+    gamma = jnp.exp(_solve_log_gamma(lam, n, inv_k, ridge))
+    L = lam / (lam + gamma)
+    z, q = jnp.sum(L), jnp.sum(L ** 2)
+    kappa = _kappa_from(gamma, z, n, inv_k, ridge)
+    # x = [q(k − 2z) + z²]/[n(k − q)], written with 1/k so that k = ∞ is exact.
+    x = (q * (1.0 - 2.0 * z * inv_k) + z ** 2 * inv_k) / (n * (1.0 - q * inv_k))
+    e0 = 1.0 / (1.0 - x)
+    bias = (1.0 - L) - kappa * L / (lam + gamma) / (1.0 - q * inv_k)
+    test = e0 * (jnp.sum(bias * v2) + noise_var)
+    # δ/κ = n − z at the solution; this form stays finite as δ, κ → 0 together.
+    train = ((n - z) / n) ** 2 * test
+    return RFTheory(kappa, gamma, e0, test, train, z, q)
+
+
+def krr_risk(eigvals, target_coeffs, n, ridge, noise_var=0.0) -> KRRTheory:
+    """Predicted test and train MSE of kernel ridge regression (paper Sec. 3).
+
+    Args as `rf_risk` without k. Returns `KRRTheory`.
+
+        >>> lam = jnp.arange(1, 2001.) ** -1.5
+        >>> krr_risk(lam, lam ** 0.5, n=256, ridge=0.0, noise_var=0.5).test_mse
+    """
+    lam, n, _, ridge = _prep(eigvals, n, None, ridge, "krr_risk")
+    v2 = _target_power(target_coeffs, lam.shape[0], "krr_risk")
+    noise_var = _scalar(noise_var, "krr_risk", "noise_var").astype(lam.dtype)
+    return _krr_core(lam, v2, n, ridge, noise_var)
+
+
+@jax.jit
+def _krr_core(lam, v2, n, ridge, noise_var):
+    kappa = jnp.exp(_solve_log_gamma(lam, n, jnp.zeros((), lam.dtype), ridge))
+    L = lam / (lam + kappa)
+    z, q = jnp.sum(L), jnp.sum(L ** 2)
+    e0 = n / (n - q)
+    test = e0 * (jnp.sum((1.0 - L) ** 2 * v2) + noise_var)
+    train = ((n - z) / n) ** 2 * test
+    learn = jnp.sum(L * v2) / jnp.maximum(jnp.sum(v2), jnp.finfo(lam.dtype).tiny)
+    return KRRTheory(kappa, e0, test, train, learn)

@@ -1,0 +1,178 @@
+"""ntk.random_features: features (Monte Carlo kernels), ridge solves, eigenstructure."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ntk import stax
+from ntk.empirical import empirical_ntk_fn
+from ntk.random_features import (eigendecompose, fit_alpha, fit_beta, fourier_features,
+                                 inverse_trace_kappa, krr_kappa, network_features,
+                                 ntk_features, optimal_ridge, relu_features, rf_ridge_mse,
+                                 rf_ridge_weights)
+
+
+def _data(n=24, d=6, seed=0):
+    return jax.random.normal(jax.random.PRNGKey(seed), (n, d))
+
+
+def _rel(a, b):
+    return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+
+
+# ----------------------------------------------------------------- features
+
+def test_relu_features_gram_is_monte_carlo_nngp_of_dense_relu():
+    x = _data()
+    k = 8192
+    phi = relu_features(jax.random.PRNGKey(1), x, k, W_std=1.3, b_std=0.2)
+    want = stax.serial(stax.Dense(1, W_std=1.3, b_std=0.2), stax.Relu())[2](x, x, "nngp")
+    # Monte Carlo error of a mean of k i.i.d. terms: O(1/√k) ≈ 0.007 relative.
+    assert _rel(phi @ phi.T, want) < 6 / math.sqrt(k)
+
+
+def test_fourier_features_gram_is_monte_carlo_rbf():
+    x = _data()
+    k, ell = 8192, 2.0
+    phi = fourier_features(jax.random.PRNGKey(2), x, k, lengthscale=ell)
+    d2 = jnp.sum((x[:, None] - x[None]) ** 2, -1)
+    assert _rel(phi @ phi.T, jnp.exp(-d2 / (2 * ell ** 2))) < 6 / math.sqrt(k)
+
+
+@pytest.mark.parametrize("arch", ["dense", "conv"])
+def test_network_features_gram_is_monte_carlo_nngp_of_the_network(arch):
+    if arch == "dense":
+        x = _data()
+        net = stax.serial(stax.Dense(8192, W_std=1.2, b_std=0.1), stax.Erf())
+    else:
+        x = jax.random.normal(jax.random.PRNGKey(3), (6, 5, 5, 2))
+        net = stax.serial(stax.Conv(512, (3, 3), padding="SAME"), stax.Relu())
+    phi = network_features(net, jax.random.PRNGKey(4), x)
+    # Flattening averages the per-position covariances (the stax Flatten kernel).
+    want = stax.serial(net, stax.Flatten())[2](x, x, "nngp")
+    assert _rel(phi @ phi.T, want) < 0.05
+
+
+def test_ntk_features_gram_equals_empirical_ntk():
+    x = _data(10, 4)
+    init_fn, apply_fn, _ = stax.serial(stax.Dense(32), stax.Relu(), stax.Dense(1))
+    _, params = init_fn(jax.random.PRNGKey(5), x.shape)
+    phi = ntk_features(apply_fn, params, x)
+    want = empirical_ntk_fn(apply_fn)(x, None, params)
+    np.testing.assert_allclose(phi @ phi.T, want, rtol=1e-10, atol=1e-12)
+
+
+def test_ntk_features_reject_vector_outputs():
+    x = _data(4, 3)
+    init_fn, apply_fn, _ = stax.Dense(3)
+    _, params = init_fn(jax.random.PRNGKey(0), x.shape)
+    with pytest.raises(ValueError, match="one output per example"):
+        ntk_features(apply_fn, params, x)
+
+
+@pytest.mark.parametrize("fn", [relu_features, fourier_features])
+def test_features_reject_non_matrix_inputs_and_bad_k(fn):
+    with pytest.raises(ValueError, match="x must have shape"):
+        fn(jax.random.PRNGKey(0), jnp.ones((3, 2, 2)), 4)
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        fn(jax.random.PRNGKey(0), jnp.ones((3, 2)), 0)
+
+
+# -------------------------------------------------------------------- ridge
+
+def _problem(n, k, t=2, seed=0):
+    kp, ky, kt = jax.random.split(jax.random.PRNGKey(seed), 3)
+    phi = jax.random.normal(kp, (n + 7, k)) / math.sqrt(k)
+    y = jax.random.normal(ky, (n + 7, t))
+    return phi[:n], y[:n], phi[n:], y[n:]
+
+
+@pytest.mark.parametrize("n,k", [(30, 12), (12, 30), (20, 20)])
+def test_primal_and_dual_solves_agree_and_equal_the_direct_formula(n, k):
+    phi, y, _, _ = _problem(n, k)
+    ridges = jnp.array([1e-4, 0.1, 3.0])
+    wp = rf_ridge_weights(phi, y, ridges, method="primal")
+    wd = rf_ridge_weights(phi, y, ridges, method="dual")
+    direct = jnp.stack([phi.T @ jnp.linalg.solve(phi @ phi.T + r * jnp.eye(n), y)
+                        for r in ridges])
+    np.testing.assert_allclose(wp, wd, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(wp, direct, rtol=1e-8, atol=1e-10)
+
+
+def test_ridgeless_primal_is_least_squares_when_k_below_n():
+    phi, y, _, _ = _problem(40, 10)
+    w = rf_ridge_weights(phi, y, jnp.array([0.0]))[0]
+    np.testing.assert_allclose(w, jnp.linalg.lstsq(phi, y)[0], rtol=1e-8, atol=1e-10)
+
+
+def test_ridgeless_dual_is_the_min_norm_interpolant_when_k_above_n():
+    phi, y, _, _ = _problem(10, 40)
+    w = rf_ridge_weights(phi, y, jnp.array([0.0]))[0]
+    np.testing.assert_allclose(phi @ w, y, atol=1e-9)
+    np.testing.assert_allclose(w, jnp.linalg.pinv(phi) @ y, rtol=1e-8, atol=1e-10)
+
+
+def test_ridge_mse_vmaps_over_trials_and_matches_a_loop():
+    probs = [_problem(15, 25, seed=s) for s in range(3)]
+    stacked = [jnp.stack(p) for p in zip(*probs)]
+    ridges = jnp.array([0.0, 0.01, 1.0])
+    tr, te = jax.vmap(lambda a, b, c, d: rf_ridge_mse(a, b, c, d, ridges))(*stacked)
+    for i, p in enumerate(probs):
+        w = rf_ridge_weights(p[0], p[1], ridges)
+        want = jnp.mean(jnp.sum((jnp.einsum("ak,rkt->rat", p[2], w) - p[3]) ** 2, -1), -1)
+        np.testing.assert_allclose(te[i], want, rtol=1e-9)
+    assert tr.shape == (3, 3) and float(tr[:, 0].max()) < 1e-12   # interpolation
+
+
+def test_optimal_ridge_picks_the_minimum_and_skips_nan():
+    ridges = jnp.array([0.0, 0.1, 1.0, 10.0])
+    mse = jnp.array([[jnp.nan, 0.3, 0.2, 0.5], [0.1, 0.3, 0.2, 0.5]])
+    best, val = optimal_ridge(ridges, mse)
+    np.testing.assert_allclose(best, [1.0, 0.0])
+    np.testing.assert_allclose(val, [0.2, 0.1])
+
+
+def test_ridge_rejects_bad_shapes_and_methods():
+    phi, y, _, _ = _problem(8, 4)
+    with pytest.raises(ValueError, match="y must have shape"):
+        rf_ridge_weights(phi, y[:5], jnp.array([0.1]))
+    with pytest.raises(ValueError, match="method"):
+        rf_ridge_weights(phi, y, jnp.array([0.1]), method="qr")
+
+
+# -------------------------------------------------------------- eigen
+
+def test_eigendecompose_reconstructs_kernel_and_target_power():
+    x = _data(40, 5)
+    kern = stax.serial(stax.Dense(1), stax.Relu())[2](x, x, "nngp")
+    y = jnp.sin(x[:, 0])
+    lam, v = eigendecompose(kern, y)
+    n = x.shape[0]
+    assert bool(jnp.all(jnp.diff(lam) <= 0))
+    np.testing.assert_allclose(jnp.sum(lam), jnp.trace(kern) / n, rtol=1e-10)
+    np.testing.assert_allclose(jnp.sum(v ** 2), jnp.mean(y ** 2), rtol=1e-10)
+
+
+@pytest.mark.parametrize("alpha,beta", [(1.2, 1.4), (1.5, 1.5), (2.0, 1.2)])
+def test_power_law_fits_recover_exponents(alpha, beta):
+    i = np.arange(1, 5001.0)
+    assert abs(fit_alpha(i ** -alpha, 10, 1000) - alpha) < 1e-8
+    assert abs(fit_beta(np.sqrt(i ** -beta), 10, 1000) - beta) < 0.01
+
+
+def test_beta_fit_averages_out_random_signs_and_scatter():
+    i = np.arange(1, 5001.0)
+    noise = np.random.default_rng(0).standard_normal(i.shape)   # v_i = √(i^-β)·ξ_i
+    assert abs(fit_beta(np.sqrt(i ** -1.4) * noise, 10, 3000) - 1.4) < 0.1
+
+
+def test_inverse_trace_proxy_estimates_ridgeless_kappa():
+    # Simon et al. 2021: κ ≈ (Tr K_n⁻¹)⁻¹ for a Gram of n samples.
+    m, n = 3000, 200
+    lam = jnp.arange(1, m + 1.0) ** -1.5
+    x = jax.random.normal(jax.random.PRNGKey(8), (n, m))
+    kern = (x * lam) @ x.T
+    np.testing.assert_allclose(inverse_trace_kappa(kern), krr_kappa(lam, n, 0.0), rtol=0.1)
