@@ -8,7 +8,7 @@ Random-feature (RF) ridge regression against the paper's eigenframework
   with x ~ N(0, I_M), and the test MSE computed exactly (the predictor is linear
   in x);
 * image: ReLU random features relu(ω·x) (the arc-cosine NNGP, `stax.Dense + Relu`)
-  on a pool of images (CIFAR-10 with ``--set data_dir=DIR`` as in the paper,
+  on a pool of images (CIFAR-10 with ``--data-dir DIR`` as in the paper,
   MNIST-5k offline otherwise), binary target (classes {0,1,7,8,9} vs the rest,
   the paper's binarisation); the theory uses the eigenstructure of the NNGP on
   the pool, the experiment samples training sets from the pool and measures
@@ -31,7 +31,6 @@ Measured (the paper's figures):
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from pathlib import Path
 
@@ -62,7 +61,8 @@ class Config:
     envelope_ridges: size of the log grid (1e−4…1e2, plus 0) for the optimum.
     trials: feature/data draws per sweep point (the (k, n) grid uses grid_trials).
     grid: k and n values of the heatmaps / theory–experiment validation grid.
-    dataset: "mnist" (offline, MNIST-5k) or "cifar10" (needs data_dir).
+    dataset: "auto" (CIFAR-10 when data_dir is given, else MNIST-5k), "mnist"
+      (offline, MNIST-5k) or "cifar10" (needs data_dir).
     pool: images whose NNGP eigenstructure defines the image task.
     cntk_points / cntk_side / cntk_channels: the convolutional-NTK eigenanalysis
       (images downsampled to side×side; a cheap stand-in for the paper's Myrtle).
@@ -80,7 +80,7 @@ class Config:
     trials: int = 4
     grid: tuple[int, ...] = (32, 64, 128, 256)
     grid_trials: int = 20
-    dataset: str = "mnist"
+    dataset: str = "auto"
     data_dir: str = ""
     pool: int = 1200
     cntk_points: int = 800
@@ -119,15 +119,15 @@ def synthetic_task(config):
 
 def load_images(config):
     """(x (N, H, W, C) in [0, 1], labels, name) — CIFAR-10 if available, else MNIST-5k."""
-    if config.dataset == "cifar10":
+    if config.dataset not in ("auto", "mnist", "cifar10"):
+        raise ValueError(f"simon24_rf: dataset must be 'auto', 'mnist' or 'cifar10'; "
+                         f"got {config.dataset!r}.")
+    if config.dataset == "cifar10" or (config.dataset == "auto" and config.data_dir):
         if not config.data_dir:
             raise ValueError("simon24_rf: dataset='cifar10' needs data_dir "
-                             "(--set data_dir=DIR with the CIFAR-10 python batches).")
+                             "(--data-dir DIR with the CIFAR-10 python batches).")
         x, y = data.cifar10(config.data_dir)
         return x, y, "CIFAR-10"
-    if config.dataset != "mnist":
-        raise ValueError(f"simon24_rf: dataset must be 'mnist' or 'cifar10'; got "
-                         f"{config.dataset!r}.")
     x, y = data.mnist_5k()
     return x, y, "MNIST-5k (offline fallback for CIFAR-10)"
 
@@ -577,7 +577,7 @@ def run(config: Config, out_dir: Path) -> dict:
     x_raw, labels, _ = load_images(config)
     eig = conv_ntk_exponents(config, x_raw, labels, keys[3])
     stages.update()
-    ds = "cifar10" if config.dataset == "cifar10" else "mnist"
+    ds = "cifar10" if img_name == "CIFAR-10" else "mnist"
     paper_ab = PAPER_EXPONENTS[ds]
     _plot_eigen(eig, img_name, paper_ab, out_dir / "conv_ntk_eigenstructure.png")
     ratio_ours = optimal_fitting_ratio(eig["alpha"], eig["beta"], config.overfit_n, 0.0)
