@@ -172,6 +172,33 @@ def check_nu(nu, num_layers: int, name: str = "dkm") -> tuple:
     return nu
 
 
+def check_model(model, name: str) -> tuple:
+    """Validate the settings a full and a sparse DKM share; returns ``nu`` as a tuple.
+
+    ``model`` has ``kernel``, ``num_layers``, ``nu``, ``likelihood``,
+    ``noise_var``, ``num_classes`` and ``jitter`` attributes.
+    """
+    if not isinstance(model.kernel, GramKernel):
+        raise TypeError(f"{name}: `kernel` must be an ntk.dkm GramKernel (e.g. "
+                        f"dkm.relu()); got {type(model.kernel).__name__}.")
+    if not (isinstance(model.num_layers, int) and model.num_layers >= 1):
+        raise ValueError(f"{name}: `num_layers` must be an int >= 1; got "
+                         f"{model.num_layers!r}.")
+    nu = check_nu(model.nu, model.num_layers, name)
+    if model.likelihood not in ("gaussian", "categorical"):
+        raise ValueError(f"{name}: `likelihood` must be 'gaussian' or "
+                         f"'categorical'; got {model.likelihood!r}.")
+    if model.likelihood == "gaussian" and not float(model.noise_var) > 0:
+        raise ValueError(f"{name}: `noise_var` must be > 0; got {model.noise_var}.")
+    if model.likelihood == "categorical" and not (
+            isinstance(model.num_classes, int) and model.num_classes >= 2):
+        raise ValueError(f"{name}: a categorical likelihood needs `num_classes` "
+                         f">= 2; got {model.num_classes!r}.")
+    if not float(model.jitter) >= 0:
+        raise ValueError(f"{name}: `jitter` must be >= 0; got {model.jitter}.")
+    return nu
+
+
 def check_xy(X, Y, name: str, need_y: bool = True):
     """Inputs ``X (P, N_0)`` and targets ``Y (P, C)`` (1-D Y becomes (P, 1))."""
     X = jnp.asarray(X)

@@ -76,25 +76,10 @@ class SparseDKM:
 
     def __post_init__(self):
         name = "SparseDKM"
-        if not isinstance(self.kernel, GramKernel):
-            raise TypeError(f"{name}: `kernel` must be an ntk.dkm GramKernel (e.g. "
-                            f"dkm.relu()); got {type(self.kernel).__name__}.")
-        if not (isinstance(self.num_layers, int) and self.num_layers >= 1):
-            raise ValueError(f"{name}: `num_layers` must be an int >= 1; got "
-                             f"{self.num_layers!r}.")
         if not (isinstance(self.num_inducing, int) and self.num_inducing >= 1):
             raise ValueError(f"{name}: `num_inducing` must be an int >= 1; got "
                              f"{self.num_inducing!r}.")
-        object.__setattr__(self, "nu", obj.check_nu(self.nu, self.num_layers, name))
-        if self.likelihood not in ("gaussian", "categorical"):
-            raise ValueError(f"{name}: `likelihood` must be 'gaussian' or "
-                             f"'categorical'; got {self.likelihood!r}.")
-        if self.likelihood == "gaussian" and not float(self.noise_var) > 0:
-            raise ValueError(f"{name}: `noise_var` must be > 0; got {self.noise_var}.")
-        if self.likelihood == "categorical" and not (
-                isinstance(self.num_classes, int) and self.num_classes >= 2):
-            raise ValueError(f"{name}: a categorical likelihood needs `num_classes` "
-                             f">= 2; got {self.num_classes!r}.")
+        object.__setattr__(self, "nu", obj.check_model(self, name))
 
     # ------------------------------------------------------------ params
 
