@@ -85,10 +85,6 @@ def _data(config):
     return x[:n], y[:n], x[n:]
 
 
-def _slope(widths, errs):
-    return float(np.polyfit(np.log(widths), np.log(errs), 1)[0])
-
-
 def run_part(config, out_dir: Path, key) -> dict:
     """Run the DMFT limit, finite widths, NTK/NNGP limits; save the figure."""
     c = config
@@ -135,7 +131,7 @@ def run_part(config, out_dir: Path, key) -> dict:
         err_mean.append(float(np.sqrt(np.mean((f_fin.mean(0) - f_lim) ** 2))))
         err_phi.append(float(np.sqrt(np.mean((np.asarray(fr.phiT[:, -1]) - phiT_lim[None]) ** 2,
                                              axis=(1, 2))).mean()))
-    slope_net, slope_mean, slope_phi = (_slope(widths, e) for e in (err_net, err_mean, err_phi))
+    slope_net, slope_mean, slope_phi = (results.loglog_slope(widths, e) for e in (err_net, err_mean, err_phi))
 
     # γ₀ → 0 against the NTK limit; kernel movement at γ₀
     P = x.shape[0]

@@ -180,7 +180,7 @@ def run_word2vec(config, key) -> dict:
     ws = [int(n) for n in out["ntk_finite"]]
     if len(ws) > 1:
         mv = [out["ntk_finite"][str(n)]["embedding_movement"] for n in ws]
-        out["ntk_movement_slope"] = float(np.polyfit(np.log(ws), np.log(mv), 1)[0])
+        out["ntk_movement_slope"] = results.loglog_slope(ws, mv)
     # The limit itself: Gram frozen at σ_u² I; analogies scored on it.
     frozen = np.eye(V)
     out["ntk_gp"] = {"accuracy": 100 * text.analogy_accuracy(frozen, corpus.questions),

@@ -125,12 +125,6 @@ def ntk_row(apply_fn, params, x0, x):
     return jax.jvp(lambda p: apply_fn(p, x)[:, 0], (params,), (g0,))[1]
 
 
-def fit_slope(widths, values) -> float:
-    """Least-squares slope of log(value) against log(width)."""
-    return float(np.polyfit(np.log(np.asarray(widths, float)),
-                            np.log(np.asarray(values, float)), 1)[0])
-
-
 def _fig1(config, key, gammas, grid, x_train, y_train):
     """Θ̂(x0, ·) at init and after training, per width, vs the limit."""
     x0 = jnp.array([1.0, 0.0])
@@ -265,8 +259,8 @@ def run(config: Config, out_dir: Path) -> dict:
     # standard deviation of Θ̂, which the RMS estimates without the bias of
     # averaging a norm over few draws
     rms_init, rms_move = np.sqrt((err0 ** 2).mean(1)), np.sqrt((move ** 2).mean(1))
-    slope_init = fit_slope(widths, rms_init)
-    slope_move = fit_slope(widths, rms_move)
+    slope_init = results.loglog_slope(widths, rms_init)
+    slope_move = results.loglog_slope(widths, rms_move)
     # Fig. 2: standardised deviation of the finite networks from the limit's
     # Gaussian process, where it has spread (the training points pin it to 0)
     spread = gp_std > 0.05 * gp_std.max()

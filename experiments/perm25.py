@@ -94,11 +94,6 @@ class Config:
                    finite_width=64, finite_members=4, curve_sizes=(1, 16, 256, 4096))
 
 
-def fit_power(ks, ms):
-    """Least-squares slope of ``log M`` against ``log k``."""
-    return float(np.polyfit(np.log(ks), np.log(ms), 1)[0])
-
-
 def fit_constant(ks, ms, shape):
     """``c`` of ``M ≈ c · shape(k)`` (least squares in log space) and the max
     relative deviation of the fit."""
@@ -351,8 +346,8 @@ def run(config: Config, out_dir: Path) -> dict:
     big = [i for i, k in enumerate(ks) if k >= 8] or list(range(len(ks)))
     kb = [ks[i] for i in big]
     fits = {
-        "per_input_slope": fit_power(kb, [theory["per_input"][i] for i in big]),
-        "union_slope": fit_power(kb, [theory["union"][i] for i in big]),
+        "per_input_slope": results.loglog_slope(kb, [theory["per_input"][i] for i in big]),
+        "union_slope": results.loglog_slope(kb, [theory["union"][i] for i in big]),
         "per_input_klogk": fit_constant(kb, [theory["per_input"][i] for i in big],
                                         k_log_k_over(config.delta)),
         "union_klogk": fit_constant(kb, [theory["union"][i] for i in big],
@@ -362,7 +357,7 @@ def run(config: Config, out_dir: Path) -> dict:
     }
     ke = list(config.ks_enum)
     if len(ke) >= 2:
-        fits["all_emp_slope"] = fit_power(ke, [enum[k]["all_emp"] for k in ke])
+        fits["all_emp_slope"] = results.loglog_slope(ke, [enum[k]["all_emp"] for k in ke])
     figures = _figures(config, out_dir, rows, curves, theory, enum, sampled, fin, fits)
 
     k_lo, k_hi = kb[0], kb[-1]

@@ -161,6 +161,14 @@ def provenance() -> dict:
 # ------------------------------------------------------------------ tables
 
 
+def loglog_slope(x, values) -> float:
+    """Least-squares slope of ``log(values)`` against ``log(x)``: the exponent
+    p of a power law ``values ∝ x^p`` (e.g. an error against width, theory −½)."""
+    import numpy as np
+    return float(np.polyfit(np.log(np.asarray(x, float)),
+                            np.log(np.asarray(values, float)), 1)[0])
+
+
 def comparison(quantity: str, paper: Any, ours: Any, note: str = "") -> dict:
     """One row of a paper-vs-ours table (numbers or short strings)."""
     return {"quantity": quantity, "paper": paper, "ours": ours, "note": note}

@@ -122,7 +122,7 @@ def fit_slope(widths, values) -> float:
     v = np.asarray(values, float)
     if np.any(~np.isfinite(v)) or np.any(v <= 0):
         return float("nan")
-    return float(np.polyfit(np.log(widths), np.log(v), 1)[0])
+    return results.loglog_slope(widths, v)
 
 
 # ------------------------------------------------------------ (a) dichotomy

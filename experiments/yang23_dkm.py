@@ -215,12 +215,6 @@ def _limit(config: Config, key, X, Y, kernel, target):
     return out
 
 
-def fit_slope(widths, values) -> float:
-    """Least-squares slope of log(value) against log(width)."""
-    return float(np.polyfit(np.log(np.asarray(widths, float)),
-                            np.log(np.asarray(values, float)), 1)[0])
-
-
 # ---------------------------------------------------------------- part 3: UCI
 
 
@@ -389,7 +383,7 @@ def run(config: Config, out_dir: Path) -> dict:
     seconds["uci"] = time.perf_counter() - t0
 
     widths = list(config.limit_widths)
-    slopes = [fit_slope(widths, limit["sample"][:, l]) for l in range(L)]
+    slopes = [results.loglog_slope(widths, limit["sample"][:, l]) for l in range(L)]
     data_caption = (f"data: {config.limit_points} random points of UCI Boston (offline, "
                     f"mlxtend), standardised; {L} layers, squared-exponential K, "
                     f"σ² = {config.noise_var}")

@@ -148,7 +148,7 @@ class FullDKM:
         """The DKM objective ``L`` (to be maximised); for a categorical model
         the ELBO with ``num_samples`` MC draws from ``key``.
         ``return_terms`` adds ``(log_likelihood, [KL_l])``."""
-        X, Y = self._xy(X, Y, "FullDKM.objective")
+        X, Y = obj.check_data(X, Y, self.likelihood, "FullDKM.objective")
         if self.likelihood == "categorical" and key is None:
             raise ValueError("FullDKM.objective: a categorical likelihood needs a "
                              "PRNG `key` for its Monte Carlo ELBO.")
@@ -175,17 +175,6 @@ class FullDKM:
         value = ll - sum(nu[l] * kl for l, kl in enumerate(kls))
         return (value, (ll, kls)) if return_terms else value
 
-    def _xy(self, X, Y, name):
-        if self.likelihood == "categorical":
-            X, _ = obj.check_xy(X, None, name, need_y=False)
-            Y = jnp.asarray(Y)
-            if Y.shape != (X.shape[0],) or not jnp.issubdtype(Y.dtype, jnp.integer):
-                raise ValueError(f"{name}: categorical `Y` must be integer labels of "
-                                 f"shape ({X.shape[0]},); got {Y.dtype} {Y.shape}.")
-            return X, Y
-        X, Y = obj.check_xy(X, Y, name)
-        return X, Y.astype(jnp.result_type(X.dtype, float))
-
     # ------------------------------------------------------------ fitting
 
     def fit(self, params, X, Y, method: str = "lbfgs", max_iter: int = 500,
@@ -203,7 +192,7 @@ class FullDKM:
 
         Returns ``(params, FitInfo)``.
         """
-        X, Y = self._xy(X, Y, "FullDKM.fit")
+        X, Y = obj.check_data(X, Y, self.likelihood, "FullDKM.fit")
         if method not in ("lbfgs", "adam"):
             raise ValueError(f"FullDKM.fit: `method` must be 'lbfgs' or 'adam'; got "
                              f"{method!r}.")
@@ -243,7 +232,7 @@ class FullDKM:
         """Predictive mean ``(T, C)`` and variance ``(T,)`` of ``f*`` at
         ``X_test (T, N_0)`` (module doc); categorical models also return class
         probabilities (MC with ``key``, default ``PRNGKey(0)``)."""
-        X, Y = self._xy(X, Y, "FullDKM.predict")
+        X, Y = obj.check_data(X, Y, self.likelihood, "FullDKM.predict")
         X_test = jnp.asarray(X_test)
         if X_test.ndim != 2 or X_test.shape[1] != X.shape[1]:
             raise ValueError(f"FullDKM.predict: `X_test` must have shape (T, "

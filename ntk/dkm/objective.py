@@ -199,6 +199,20 @@ def check_model(model, name: str) -> tuple:
     return nu
 
 
+def check_data(X, Y, likelihood: str, name: str):
+    """Inputs ``X (P, N_0)`` and targets for a likelihood: ``Y (P, C)`` floats
+    (Gaussian) or integer labels ``(P,)`` (categorical)."""
+    if likelihood == "categorical":
+        X, _ = check_xy(X, None, name, need_y=False)
+        Y = jnp.asarray(Y)
+        if Y.shape != (X.shape[0],) or not jnp.issubdtype(Y.dtype, jnp.integer):
+            raise ValueError(f"{name}: categorical `Y` must be integer labels of "
+                             f"shape ({X.shape[0]},); got {Y.dtype} {Y.shape}.")
+        return X, Y
+    X, Y = check_xy(X, Y, name)
+    return X, Y.astype(jnp.result_type(X.dtype, float))
+
+
 def check_xy(X, Y, name: str, need_y: bool = True):
     """Inputs ``X (P, N_0)`` and targets ``Y (P, C)`` (1-D Y becomes (P, 1))."""
     X = jnp.asarray(X)

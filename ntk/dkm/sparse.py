@@ -88,7 +88,7 @@ class SparseDKM:
         (``m = 0``, ``B = I``) and inducing inputs ``Z`` = a random subset of
         ``X`` (or the given ``Z (M, N_0)``). Call `optimal_output` next for a
         Gaussian likelihood."""
-        X, Y = self._xy(X, Y, "SparseDKM.init")
+        X, Y = obj.check_data(X, Y, self.likelihood, "SparseDKM.init")
         M = self.num_inducing
         dtype = jnp.result_type(X.dtype, float)
         kz, kp = jax.random.split(key)
@@ -118,17 +118,6 @@ class SparseDKM:
         if self.learn_noise:
             return jnp.exp(params["log_noise_var"])
         return self.noise_var
-
-    def _xy(self, X, Y, name):
-        if self.likelihood == "categorical":
-            X, _ = obj.check_xy(X, None, name, need_y=False)
-            Y = jnp.asarray(Y)
-            if Y.shape != (X.shape[0],) or not jnp.issubdtype(Y.dtype, jnp.integer):
-                raise ValueError(f"{name}: categorical `Y` must be integer labels of "
-                                 f"shape ({X.shape[0]},); got {Y.dtype} {Y.shape}.")
-            return X, Y
-        X, Y = obj.check_xy(X, Y, name)
-        return X, Y.astype(jnp.result_type(X.dtype, float))
 
     # ------------------------------------------------------------ forward
 
@@ -171,7 +160,7 @@ class SparseDKM:
         ``num_data`` points (default: the batch is all the data). ``key``
         drives the categorical Monte Carlo. ``return_terms`` adds
         ``(expected_loglik, output_kl, [KL_l])``."""
-        X, Y = self._xy(X, Y, "SparseDKM.objective")
+        X, Y = obj.check_data(X, Y, self.likelihood, "SparseDKM.objective")
         n = X.shape[0] if num_data is None else int(num_data)
         if self.likelihood == "categorical" and key is None:
             raise ValueError("SparseDKM.objective: a categorical likelihood needs a "
@@ -205,7 +194,7 @@ class SparseDKM:
         if self.likelihood != "gaussian":
             raise ValueError("SparseDKM.optimal_output: only for a Gaussian "
                              "likelihood.")
-        X, Y = self._xy(X, Y, "SparseDKM.optimal_output")
+        X, Y = obj.check_data(X, Y, self.likelihood, "SparseDKM.optimal_output")
         return obj.check_finite(_jit(self, "_optimal_output", params, X, Y),
                                 "SparseDKM.optimal_output")
 
@@ -236,7 +225,7 @@ class SparseDKM:
 
         Returns ``(params, FitInfo)`` with the per-step ELBO estimates.
         """
-        X, Y = self._xy(X, Y, "SparseDKM.fit")
+        X, Y = obj.check_data(X, Y, self.likelihood, "SparseDKM.fit")
         N = X.shape[0]
         B = N if batch_size is None else int(batch_size)
         if not 1 <= B <= N:
