@@ -18,6 +18,7 @@ import pytest
 from flax import linen as nn
 from flax import nnx
 
+from flax_models import LinenMLP, NnxMLP
 from ntk import mup, stax
 from ntk.mup.flax import infer_roles
 
@@ -276,26 +277,6 @@ def test_scale_by_width_rejects_non_info_trees():
 
 
 # ------------------------------------------------------------------ Flax
-
-
-class LinenMLP(nn.Module):
-    width: int
-
-    @nn.compact
-    def __call__(self, x):
-        x = nn.relu(nn.Dense(self.width)(x))
-        x = nn.relu(nn.Dense(self.width)(x))
-        return nn.Dense(1)(x)
-
-
-class NnxMLP(nnx.Module):
-    def __init__(self, width, rngs, d=3):
-        self.inp = nnx.Linear(d, width, rngs=rngs)
-        self.mid = nnx.Linear(width, width, rngs=rngs)
-        self.out = nnx.Linear(width, 1, rngs=rngs)
-
-    def __call__(self, x):
-        return self.out(jax.nn.relu(self.mid(jax.nn.relu(self.inp(x)))))
 
 
 EXPECTED_ROLES = {"0/kernel": ("input", 4.0), "0/bias": ("bias", 4.0),

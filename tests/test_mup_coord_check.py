@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 import pytest
-from flax import linen as nn
 
+from flax_models import LinenMLP
 from ntk import mup, stax
 
 WIDTHS = (64, 256, 1024, 4096)
@@ -73,16 +73,6 @@ def test_coord_check_plot_has_a_panel_per_step_and_quantity(mup_check):
     assert len(fig.axes) == 2 * 3
     import matplotlib.pyplot as plt
     plt.close(fig)
-
-
-class LinenMLP(nn.Module):
-    width: int
-
-    @nn.compact
-    def __call__(self, x):
-        x = nn.relu(nn.Dense(self.width)(x))
-        x = nn.relu(nn.Dense(self.width)(x))
-        return nn.Dense(1)(x)
 
 
 # Width 64 next to base 32 is noisy with few seeds; the rate shows from 128.
