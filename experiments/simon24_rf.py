@@ -281,6 +281,19 @@ def _sweeps(config, key, task, simulate):
     return out
 
 
+def _at_curves(grid, curve_idx, *keys):
+    """``(n, k, *arrays)``: the grid's n (N, 1, 1) and k (1, K, 1) and the named
+    arrays at the curve ridges, (N, K, 5)."""
+    n = np.asarray(grid["n"])[:, None, None]
+    k = np.asarray(grid["k"])[None, :, None]
+    return (n, k) + tuple(grid[key][..., curve_idx] for key in keys)
+
+
+def _worst(values, mask) -> float:
+    """Largest of ``values`` where ``mask`` holds (NaN if it never does)."""
+    return float(np.nanmax(np.where(mask, values, np.nan))) if mask.any() else float("nan")
+
+
 def _deviation(grid, curve_idx, ridges, big=64):
     """|sim/theory − 1| over the grid and the five ridges.
 
@@ -289,9 +302,7 @@ def _deviation(grid, curve_idx, ridges, big=64):
     heavy-tailed MSE is not a stable estimate; max over n or k < big; the
     (N, K, 5) table).
     """
-    sim, th = grid["sim_test"][..., curve_idx], grid["th_test"][..., curve_idx]
-    n = np.asarray(grid["n"])[:, None, None]
-    k = np.asarray(grid["k"])[None, :, None]
+    n, k, sim, th = _at_curves(grid, curve_idx, "sim_test", "th_test")
     small_ridge = (np.asarray(ridges)[curve_idx] <= 1e-2 * np.asarray(ridges)[curve_idx][-1]
                    / 10.0)[None, None, :]
     ok = np.isfinite(th) & (th > 0)
@@ -299,11 +310,7 @@ def _deviation(grid, curve_idx, ridges, big=64):
     large = ok & (n >= big) & (k >= big)
     off_peak = large & ~((n == k) & small_ridge)
     small = ok & ~((n >= big) & (k >= big))
-
-    def worst(mask):
-        return float(np.nanmax(np.where(mask, rel, np.nan))) if mask.any() else float("nan")
-
-    return worst(large), worst(off_peak), worst(small), rel
+    return _worst(rel, large), _worst(rel, off_peak), _worst(rel, small), rel
 
 
 def _mc_error(grid, curve_idx, big=64):
@@ -314,19 +321,12 @@ def _mc_error(grid, curve_idx, big=64):
     SE/theory table). z ≲ 3 everywhere means the deviations are consistent with
     trial noise; a relative deviation below SE/theory cannot be resolved.
     """
-    sim, th = grid["sim_test"][..., curve_idx], grid["th_test"][..., curve_idx]
-    se = grid["sim_test_se"][..., curve_idx]
-    n = np.asarray(grid["n"])[:, None, None]
-    k = np.asarray(grid["k"])[None, :, None]
+    n, k, sim, th, se = _at_curves(grid, curve_idx, "sim_test", "th_test", "sim_test_se")
     ok = np.isfinite(th) & (th > 0) & (se > 0)
     rel_se = np.where(ok, se / np.where(ok, th, 1.0), np.nan)
     z = np.where(ok, np.abs(sim - th) / np.where(ok, se, 1.0), np.nan)
     large = ok & (n >= big) & (k >= big)
-
-    def worst(a):
-        return float(np.nanmax(np.where(large, a, np.nan))) if large.any() else float("nan")
-
-    return worst(z), worst(rel_se), rel_se
+    return _worst(z, large), _worst(rel_se, large), rel_se
 
 
 def _envelope(sweep_out):
