@@ -44,7 +44,8 @@ import optax
 FIXABLE = ("z", "kernel", "noise")
 
 
-def _sqexp(a, b, log_amp, log_ls):
+def sqexp_ard(a, b, log_amp, log_ls):
+    """SE-ARD kernel matrix ``s² exp(−½ Σ_d (a_d − b_d)² / λ_d²)``, (len(a), len(b))."""
     ls = jnp.exp(log_ls)
     d2 = jnp.sum(((a[:, None, :] - b[None, :, :]) / ls) ** 2, -1)
     return jnp.exp(log_amp) * jnp.exp(-0.5 * d2)
@@ -59,9 +60,9 @@ def _chol_factor(raw):
 def _layer(layer, x, jitter):
     """Marginal mean and variance (N, D_out) of one layer at inputs x (N, D_in)."""
     z = layer["z"]
-    kzz = _sqexp(z, z, layer["log_amp"], layer["log_ls"])
+    kzz = sqexp_ard(z, z, layer["log_amp"], layer["log_ls"])
     lz = jnp.linalg.cholesky(kzz + jitter * jnp.eye(len(z), dtype=z.dtype))
-    a = jax.scipy.linalg.solve_triangular(lz, _sqexp(z, x, layer["log_amp"], layer["log_ls"]),
+    a = jax.scipy.linalg.solve_triangular(lz, sqexp_ard(z, x, layer["log_amp"], layer["log_ls"]),
                                           lower=True)                       # (M, N)
     r = _chol_factor(layer["q_sqrt"])                                       # (D, M, M)
     mean = a.T @ layer["q_mu"] + x @ jax.lax.stop_gradient(layer["w"])

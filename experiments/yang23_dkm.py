@@ -272,9 +272,7 @@ def _ard_gp_regression(xtr, ytr, xte):
     d = xtr.shape[1]
 
     def parts(theta, a, b):
-        ls, amp = jnp.exp(theta[:d]), jnp.exp(theta[d])
-        diff = (a[:, None, :] - b[None, :, :]) / ls
-        return amp * jnp.exp(-0.5 * jnp.sum(diff ** 2, -1))
+        return deep_gp.sqexp_ard(a, b, theta[d], theta[:d])
 
     def nlml(theta, x, y):
         k = parts(theta, x, x) + (jnp.exp(theta[d + 1]) + 1e-6) * jnp.eye(len(x))
