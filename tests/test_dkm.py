@@ -15,6 +15,7 @@ import pytest
 import scipy.stats
 
 from ntk import dkm, predict, stax
+from ntk.dkm import full
 
 RELU = dkm.relu(weight_var=2.0, bias_var=0.1)
 
@@ -161,22 +162,66 @@ def test_whitened_parametrisation_objective_equals_explicit_gram_objective():
     np.testing.assert_allclose(ours, ref, rtol=1e-9)
 
 
+def _assert_gradient_matches_finite_differences(f, params, seed=0, h=1e-5, rtol=1e-6,
+                                                symmetric=()):
+    """Directional derivatives of ``f`` along random directions: autodiff vs
+    central differences (leaves at the ``symmetric`` indices get symmetric
+    directions: they are used as symmetric matrices)."""
+    grad = jax.grad(f)(params)
+    rng = np.random.default_rng(seed)
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    for _ in range(3):
+        d = [rng.normal(size=a.shape) for a in leaves]
+        d = [(v + v.T) / 2 if i in symmetric else v for i, v in enumerate(d)]
+        at = lambda t: jax.tree_util.tree_unflatten(  # noqa: E731
+            tree, [a + t * jnp.asarray(v) for a, v in zip(leaves, d)])
+        fd = (f(at(h)) - f(at(-h))) / (2 * h)
+        an = sum(jnp.vdot(g, v) for g, v in zip(jax.tree_util.tree_leaves(grad), d))
+        np.testing.assert_allclose(an, fd, rtol=rtol)
+
+
 def test_objective_gradient_matches_finite_differences():
     X, Y, _ = _data(P=6)
     model = dkm.FullDKM(RELU, num_layers=2, nu=0.8, noise_var=0.2)
     params = model.init(X, key=jax.random.PRNGKey(1), scale=0.3)
-    f = lambda p: model.objective(p, X, Y)  # noqa: E731
-    grad = jax.grad(f)(params)
-    rng = np.random.default_rng(0)
-    for _ in range(3):
-        d = jax.tree_util.tree_map(lambda a: jnp.asarray(rng.normal(size=a.shape)), params)
-        h = 1e-5
-        plus = jax.tree_util.tree_map(lambda a, b: a + h * b, params, d)
-        minus = jax.tree_util.tree_map(lambda a, b: a - h * b, params, d)
-        fd = (f(plus) - f(minus)) / (2 * h)
-        an = sum(jnp.vdot(g, v) for g, v in zip(jax.tree_util.tree_leaves(grad),
-                                                jax.tree_util.tree_leaves(d)))
-        np.testing.assert_allclose(an, fd, rtol=1e-6)
+    _assert_gradient_matches_finite_differences(lambda p: model.objective(p, X, Y), params)
+
+
+def _random_pd(P, seed):
+    A = np.random.default_rng(seed).normal(size=(P, P + 2))
+    return jnp.asarray(A @ A.T / (P + 2) + 0.1 * np.eye(P))
+
+
+def test_cholesky_kl_value_and_gradient_match_the_explicit_gram_kl():
+    K = _random_pd(6, 0)
+    rng = np.random.default_rng(1)
+    raw, log_diag = jnp.asarray(rng.normal(size=(6, 6))), jnp.asarray(0.3 * rng.normal(size=6))
+    C = np.tril(np.asarray(raw), -1) + np.diag(np.exp(np.asarray(log_diag)))
+    np.testing.assert_allclose(dkm.objective.cholesky_kl(K, raw, log_diag),
+                               _np_kl(C @ C.T, np.asarray(K)), rtol=1e-10)
+    _assert_gradient_matches_finite_differences(
+        lambda p: dkm.objective.cholesky_kl(*p), (K, raw, log_diag), symmetric=(0,))
+
+
+def test_gaussian_log_marginal_gradient_matches_finite_differences():
+    K, Y = _random_pd(6, 2), jnp.asarray(np.random.default_rng(3).normal(size=(6, 2)))
+    _assert_gradient_matches_finite_differences(
+        lambda p: dkm.gaussian_log_marginal(p[1], p[0], 0.3), (K, Y), symmetric=(0,))
+
+
+def test_cholesky_coordinates_give_the_same_objective_and_invert():
+    X, Y, _ = _data(P=7)
+    model = dkm.FullDKM(RELU, num_layers=3, nu=(0.5, 1.0, 2.0), noise_var=0.2)
+    params = model.init(X, key=jax.random.PRNGKey(0), scale=0.3)
+    factors = full._to_cholesky_jit(model, params, X)
+    nu = jnp.asarray(model.nu)
+    np.testing.assert_allclose(model._cholesky_objective(factors, X, Y, nu),
+                               model.objective(params, X, Y), rtol=1e-10)
+    back = full._to_whitened_jit(model, factors, X)
+    for a, b in zip(jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_allclose(a, np.tril(b, -1) if b.ndim == 2 else b, atol=1e-9)
+    _assert_gradient_matches_finite_differences(
+        lambda f: model._cholesky_objective(f, X, Y, nu), factors)
 
 
 # ---------------------------------------------------------------- full DKM

@@ -12,6 +12,12 @@ parametrised diagonal, so every ``G_l`` is positive definite; ``A_l = I`` is
 the NNGP (the initialisation). Cost per objective evaluation: ``L + 1``
 Cholesky factorisations and ``2L`` matrix products of size ``P``.
 
+Fitting a Gaussian-likelihood model works in Cholesky coordinates instead,
+``G_l = C_l C_lᵀ`` with ``C_l = L_l A_l`` (converted on entry and exit, so
+parameters stay whitened): there the layers decouple and L-BFGS with the
+Kronecker metric of `ntk.dkm.optim` needs 4–7x fewer iterations than plain
+L-BFGS on ``A``.
+
 Likelihoods: ``"gaussian"`` (exact: ``Σ_c log N(y_c; 0, K̃(G_L) + σ² I)``)
 and ``"categorical"`` (labels; a variational output layer
 ``q(F_{L+1}) = N(L m, L B Bᵀ Lᵀ)`` per class and the ELBO
@@ -176,18 +182,84 @@ class FullDKM:
         value = ll - sum(nu[l] * kl for l, kl in enumerate(kls))
         return (value, (ll, kls)) if return_terms else value
 
+    # ------------------------------------------- Cholesky coordinates (fit)
+
+    def _to_cholesky(self, params, X):
+        """Whitened ``A_l`` -> Cholesky factors ``C_l = L_l A_l`` of ``G_l``
+        (a product of lower-triangular matrices is lower triangular, and
+        ``log diag C = log diag L + log diag A``)."""
+        G = obj.input_gram(X)
+        out = []
+        for layer in params["layers"]:
+            K, _ = obj.jittered(self.kernel(G), self.jitter)
+            L = obj.cholesky(K, "K(G)", "FullDKM.fit")
+            C = obj.dot(L, obj.lower_factor(layer["raw"], layer["log_diag"]))
+            out.append({"raw": jnp.tril(C, -1),
+                        "log_diag": layer["log_diag"] + jnp.log(jnp.diagonal(L))})
+            G = obj.gram(C)
+        return out
+
+    def _to_whitened(self, factors, X):
+        """The inverse of `_to_cholesky`: ``A_l = L_l⁻¹ C_l``."""
+        G = obj.input_gram(X)
+        layers = []
+        for f in factors:
+            K, _ = obj.jittered(self.kernel(G), self.jitter)
+            L = obj.cholesky(K, "K(G)", "FullDKM.fit")
+            C = obj.lower_factor(f["raw"], f["log_diag"])
+            A = jsl.solve_triangular(L, C, lower=True)
+            layers.append({"raw": jnp.tril(A, -1),
+                           "log_diag": f["log_diag"] - jnp.log(jnp.diagonal(L))})
+            G = obj.gram(C)
+        return {"layers": layers}
+
+    def _cholesky_objective(self, factors, X, Y, nu):
+        """The Gaussian-likelihood objective with ``G_l = C_l C_lᵀ``
+        (`obj.cholesky_kl`): the same function as `_objective` with ``A_l =
+        L_l⁻¹ C_l``, but ``G_l`` no longer depends on ``G_{l−1}``, so the
+        layers decouple in the metric and no product with ``L_l`` is needed."""
+        G = obj.input_gram(X)
+        value = 0.0
+        for l, f in enumerate(factors):
+            K, _ = obj.jittered(self.kernel(G), self.jitter)
+            value = value - nu[l] * obj.cholesky_kl(K, f["raw"], f["log_diag"])
+            G = obj.gram(obj.lower_factor(f["raw"], f["log_diag"]))
+        K, _ = obj.jittered(self.kernel(G), self.jitter)
+        return value + obj.gaussian_log_marginal(Y, K, self.noise_var)
+
+    def _kronecker_factors(self, factors, nu, num_outputs, scale):
+        """Per layer ``(C_l, A_l)`` of the Kronecker metric (`ntk.dkm.optim`)
+        of ``−L / scale``: the layer's own KL weighs ``ν_l``; the term above
+        it is the next layer's KL, a Gaussian with covariance ``K̃(G_l)`` and
+        weight ``ν_{l+1}``, or the likelihood, ``C`` Gaussians with covariance
+        ``K̃(G_L) + σ² I``."""
+        out = []
+        for l, f in enumerate(factors):
+            C = obj.lower_factor(f["raw"], f["log_diag"])
+            Q, _ = obj.jittered(self.kernel(obj.gram(C)), self.jitter)
+            if l == len(factors) - 1:
+                Q = Q + self.noise_var * jnp.eye(Q.shape[0], dtype=Q.dtype)
+                weight = num_outputs
+            else:
+                weight = nu[l + 1]
+            out.append((C, optim.kronecker_factor(C, Q, nu[l] / scale, weight / scale)))
+        return out
+
     # ------------------------------------------------------------ fitting
 
     def fit(self, params, X, Y, method: str = "lbfgs", max_iter: int = 500,
             tol: float = 1e-6, learning_rate: float = 1e-2, key=None,
-            memory_size: int = 20):
+            memory_size: int = 10):
         r"""Maximise the objective from ``params``.
 
-        ``method="lbfgs"`` (default): L-BFGS preconditioned by the Fisher
-        metric of the KL terms (`ntk.dkm.optim`), with a zoom line search,
-        so the objective rises at every step; ``"optax-lbfgs"``: plain
-        `optax.lbfgs` (about twice the iterations once the Grams have moved
-        far from the NNGP); ``"adam"``: `optax.adam` with ``learning_rate``.
+        ``method="lbfgs"`` (default): L-BFGS with a zoom line search, so the
+        objective rises at every step, preconditioned (`ntk.dkm.optim`) by
+        the Kronecker metric in Cholesky coordinates (Gaussian likelihood;
+        module doc) or by the Fisher metric of the KL terms (categorical);
+        ``"optax-lbfgs"``: plain `optax.lbfgs` on the whitened parameters
+        (2–4x the iterations once the Grams have moved far from the NNGP);
+        ``"adam"``: `optax.adam` with ``learning_rate``. ``memory_size``:
+        the L-BFGS history.
         Stops when the relative change of the objective over one iteration,
         ``|ΔL| / |L|``, is below ``tol``, or after ``max_iter`` iterations.
         The whole loop is one jitted ``lax.while_loop``. A categorical model
@@ -210,7 +282,11 @@ class FullDKM:
         # The data are arguments, not closure constants: XLA would otherwise
         # constant-fold P x P products at compile time (seconds per product).
         data = (X, Y, key, jnp.asarray(scale, X.dtype), jnp.asarray(self.nu, X.dtype))
-        params, hist, it, gnorm = run(params, data)
+        if self.likelihood == "gaussian" and method == "lbfgs":
+            factors, hist, it, gnorm = run(_to_cholesky_jit(self, params, X), data)
+            params = _to_whitened_jit(self, factors, X)
+        else:
+            params, hist, it, gnorm = run(params, data)
         hist = -np.asarray(hist)[: int(it) + 1] * scale
         seconds = time.perf_counter() - t0
         converged = bool(len(hist) > 1 and _rel(hist[-2], hist[-1]) < tol)
@@ -276,6 +352,12 @@ _objective_jit = jax.jit(lambda m, p, x, y, k, nu, terms: m._objective(p, x, y, 
 _grams_jit = jax.jit(lambda m, p, x: m._forward(p, x)[0], static_argnums=0)
 _predict_jit = jax.jit(lambda m, p, x, y, xt, k: m._predict(p, x, y, xt, k),
                        static_argnums=0)
+_to_cholesky_jit = jax.jit(lambda m, p, x: m._to_cholesky(p, x), static_argnums=0)
+_to_whitened_jit = jax.jit(lambda m, f, x: m._to_whitened(f, x), static_argnums=0)
+
+# Steps between refreshes of the Kronecker metric (an eigh per layer): on the
+# benchmark's workload 5 costs no iterations over 1 and saves ~0.3 s a step.
+_REFRESH_EVERY = 5
 
 _RUNNERS: dict = {}
 
@@ -299,6 +381,17 @@ def _make_runner(model, method, max_iter, tol, learning_rate, memory_size):
         x, y, k, scale, nu = data
         return -model._objective(p, x, y, k, nu) / scale
 
+    if method == "lbfgs" and model.likelihood == "gaussian":
+        def cholesky_loss(factors, data):
+            x, y, _, scale, nu = data
+            return -model._cholesky_objective(factors, x, y, nu) / scale
+
+        def opt(data):  # ν, C and the scale are data, traced
+            _, y, _, scale, nu = data
+            return optim.kronecker_lbfgs(
+                lambda f: model._kronecker_factors(f, nu, y.shape[1], scale),
+                memory_size=memory_size, refresh_every=_REFRESH_EVERY)
+        return _minimiser(cholesky_loss, opt, max_iter, tol, True)
     if method == "lbfgs":
         # ν is data (traced): the Fisher preconditioner is built inside the trace.
         opt = lambda data: optim.lbfgs(data[4], memory_size=memory_size)  # noqa: E731

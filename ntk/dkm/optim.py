@@ -1,44 +1,68 @@
-r"""L-BFGS for DKMs, preconditioned by the Fisher metric of their KL terms.
+r"""L-BFGS for DKMs, preconditioned by a metric on the Gram matrices.
 
-Why. `FullDKM` keeps each Gram as ``G_l = L_l A_l A_lᵀ L_lᵀ`` with ``A_l``
-lower triangular (`objective` module doc). At the NNGP (``A_l = I``) these
-coordinates are well scaled, but at the optimum ``B_l = A_l A_lᵀ`` spreads
-over two or more decades (on 400 digits: eigenvalues 0.012 … 2.3 in the
-first layer), and in ``A``-coordinates the curvature then spreads over the
-same range. Plain L-BFGS needs ~75 iterations per decade of objective gap
-there. Measuring distances with the Fisher metric of the KL instead makes
-the coordinates adapt to ``B_l`` as it moves.
+Why. At the NNGP the Grams' natural coordinates are well scaled, but at the
+optimum they spread over two or more decades (on 400 digits the first
+layer's ``K̃⁻¹G`` has eigenvalues 0.012 … 2.3), and the curvature of the
+objective spreads over the same range. Plain L-BFGS needs ~75 iterations per
+decade of objective gap there. Measuring steps with a metric that follows
+the Grams as they move removes most of that.
 
-Metric. The term ``ν KL(N(0, L A Aᵀ Lᵀ) ‖ N(0, L Lᵀ))`` has the Fisher
-information (Amari 1998; ``½ tr((Σ⁻¹ δΣ)²)`` for a Gaussian covariance)
+Kronecker metric (`kronecker_lbfgs`, what `FullDKM.fit` uses for a Gaussian
+likelihood). Parametrise ``G_l = C_l C_lᵀ`` (``C_l`` lower triangular). The
+two terms of the objective that depend on ``G_l`` most directly are its own
+KL, ``−ν_l/2 log|G_l|`` + …, and the Gaussian above it — the next layer's
+KL, a Gaussian with covariance ``K̃(G_l)``, weight ``w_l = ν_{l+1}``, or the
+likelihood, ``C`` Gaussians with covariance ``Q_L = K̃(G_L) + σ² I``. Their
+Fisher informations (``½ tr((Σ⁻¹ δΣ)²)`` for a Gaussian covariance, Amari
+1998), with the kernel's Jacobian taken as the identity, give
 
-    F(δA, δA) = ν/2 · tr((B⁻¹ δB)²),   δB = δA Aᵀ + A δAᵀ,
+    M_l(δG) = ν_l/2 tr((G⁻¹ δG)²) + w_l/2 tr((Q_l⁻¹ δG)²),
 
-which in ``X = A⁻¹ δA`` (lower triangular) is ``ν (‖X_strict‖² +
-2 ‖diag X‖²)``. So for a gradient ``g`` with respect to ``A`` the natural
-direction is
+a sum of two Kronecker products. In ``D = C⁻¹ δG C⁻ᵀ`` and the eigenbasis
+``S = Cᵀ Q⁻¹ C = U Λ Uᵀ`` it is ``½ Σ_ij (ν + w λ_i λ_j) D̂_ij²``. We use the
+separable upper bound ``ν + w λ_i λ_j ≤ √((ν + w λ_i²)(ν + w λ_j²))``
+(equality on the diagonal ``i = j``), whose inverse costs two products
+instead of four rotations:
 
-    δA = A Φ(tril(Aᵀ g)),   Φ: strict lower part / ν, diagonal / (2ν),
+    D = A H A,   A = (ν I + w S²)^{−1/2},   H = Cᵀ ∂G C (the gradient in D),
 
-two triangular-by-full products per layer. For the diagonal, which the
-models store as ``log_diag`` (``A_ii = exp(d_i)``), gradients and
-directions are converted by the chain rule. A variational output layer
-(categorical `FullDKM`) has KL weight ``C`` for its factor and weight 1 (an
-identity metric) for its whitened mean.
+and ``δC = C Φ(D)`` (``Φ``: lower triangle, diagonal halved; ``δG = δC Cᵀ +
+C δCᵀ`` maps lower-triangular ``C⁻¹δC`` one-to-one onto symmetric ``D``).
+``A`` needs an ``eigh`` per layer and is refreshed every few steps. The
+layers decouple only in Cholesky coordinates: with whitened ones (``G_l =
+L_l A_l A_lᵀ L_lᵀ``, ``L_l = chol K̃(G_{l−1})``) moving a lower layer moves
+every Gram above it.
+
+Fisher metric of the KL alone (`lbfgs`, used for the whitened parameters of
+a categorical `FullDKM`). For ``ν KL(N(0, L A Aᵀ Lᵀ) ‖ N(0, L Lᵀ))`` the
+Fisher information is ``F(δA, δA) = ν/2 tr((B⁻¹ δB)²)``, ``B = A Aᵀ``; in
+``X = A⁻¹ δA`` it is ``ν (‖X_strict‖² + 2 ‖diag X‖²)``, so the natural
+direction is ``δA = A Φ_ν(tril(Aᵀ g))`` (strict lower part / ν, diagonal /
+2ν). A variational output layer has KL weight ``C`` for its factor and an
+identity metric for its whitened mean.
+
+For both, diagonals stored as ``log_diag`` (``A_ii = exp(d_i)``) are handled
+by the chain rule, which keeps the map an exact inverse metric in the stored
+coordinates.
 
 Optimiser. L-BFGS (Nocedal & Wright 2006, Algorithm 7.4) whose initial
-inverse Hessian is ``γ_k F_k⁻¹`` at the current point instead of ``γ_k I``,
-``γ_k = sᵀy / yᵀF_k⁻¹y`` from the newest pair; pairs with ``sᵀy ≤ 0`` are
-skipped so that every direction is a descent direction. Chained with optax's
-zoom line search (strong Wolfe), as `optax.lbfgs` is.
+inverse Hessian is ``γ_k M_k⁻¹`` instead of ``γ_k I``: ``γ_k = 1`` for the
+Kronecker metric (already in the loss's units), ``γ_k = sᵀy / yᵀM_k⁻¹y``
+from the newest pair for the KL Fisher; pairs with ``sᵀy ≤ 0`` are skipped so
+that every direction is a descent direction. Chained with optax's zoom line
+search (strong Wolfe), as `optax.lbfgs` is.
 
-Measured (`experiments.benchmarks.dkm` workload, digits, L = 3, ν = 1):
-iterations to a relative objective change below 1e-6 fall from 165 to 99 at
-P = 400 (to an objective gap below 1e-6: from ~290 to 137).
+Measured (`experiments.benchmarks.dkm` workload: digits, L = 3, ν = 1, C =
+10), iterations to a relative objective change below 1e-6 / final objective:
+P = 400, float64: plain `optax.lbfgs` on the whitened parameters 165,
+KL Fisher (whitened) 99 / 419.992, Kronecker 42 / 420.0024 (a fit to 1e-10
+ends at 420.0029; the objective has several local optima, and the KL Fisher
+run stops near a lower one); P = 1000, float32: KL Fisher 280 / 1479.13,
+Kronecker 51–59 / 1479.28–1479.29.
 
 Example:
   >>> opt = dkm.optim.lbfgs(nu=(1.0, 1.0, 1.0))   # an optax transformation
-  >>> # used by FullDKM.fit(method="lbfgs") with the model's ν
+  >>> # FullDKM.fit(method="lbfgs") builds kronecker_lbfgs from the model
 """
 
 from __future__ import annotations
@@ -47,9 +71,12 @@ from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg as jsl
 import optax
 
 from ntk.dkm.objective import dot, lower_factor
+
+Array = jax.Array
 
 
 def _natural_factor(raw, log_diag, g_raw, g_log_diag, weight):
@@ -87,6 +114,41 @@ def fisher_inverse(params: dict, grads: dict, nu: Sequence[float]) -> dict:
     return out
 
 
+def kronecker_factor(C: Array, Q: Array, nu, weight) -> Array:
+    r"""``A = (ν I + w S²)^{−1/2}`` with ``S = Cᵀ Q⁻¹ C``: the factor of the
+    Kronecker metric of a Cholesky-parametrised Gram ``G = C Cᵀ`` (module doc,
+    "Kronecker metric"). ``C (P, P)`` lower triangular, ``Q (P, P)`` PD (the
+    covariance the next layer or the likelihood puts on ``G``), ``nu`` the
+    layer's KL weight, ``weight`` that of the next term. One Cholesky, one
+    triangular solve, two products and one ``eigh``."""
+    R = jsl.solve_triangular(jnp.linalg.cholesky(Q), C, lower=True)   # RᵀR = CᵀQ⁻¹C
+    lam, U = jnp.linalg.eigh(dot(R.T, R))
+    return dot(U * (1.0 / jnp.sqrt(nu + weight * lam ** 2)), U.T)
+
+
+def _halve_diagonal(M):
+    return jnp.tril(M) - 0.5 * jnp.diag(jnp.diagonal(M))
+
+
+def kronecker_inverse(factors: Sequence, grads: Sequence) -> list:
+    r"""The Kronecker-metric direction of ``grads`` (module doc).
+
+    ``factors``: per layer ``(C, A)`` (the Cholesky factor at the last
+    refresh and its `kronecker_factor`); ``grads``: per layer ``{"raw",
+    "log_diag"}`` gradients with respect to ``C = lower_factor(raw,
+    log_diag)``. Per layer ``H = Φ_s(Cᵀ g_C)``, ``D = A H A``, ``δC = C Φ(D)``
+    — four ``(P, P)`` products; symmetric positive definite in ``g``."""
+    out = []
+    for (C, A), g in zip(factors, grads):
+        e = jnp.diagonal(C)
+        g_C = jnp.tril(g["raw"], -1) + jnp.diag(g["log_diag"] / e)
+        T = _halve_diagonal(dot(C.T, g_C))
+        D = dot(A, dot(0.5 * (T + T.T), A))
+        d_C = dot(C, _halve_diagonal(D))
+        out.append({**g, "raw": jnp.tril(d_C, -1), "log_diag": jnp.diagonal(d_C) / e})
+    return out
+
+
 class PreconditionedLBFGSState(NamedTuple):
     count: Any
     params: Any
@@ -94,6 +156,7 @@ class PreconditionedLBFGSState(NamedTuple):
     s: Any          # parameter differences, stacked (memory, ...)
     y: Any          # gradient differences, stacked
     rho: Any        # 1 / sᵀy, 0 for an empty or skipped slot
+    aux: Any        # prepare(params) at the last refresh
 
 
 def _vdot(a, b):
@@ -104,37 +167,60 @@ def _axpy(a, x, y):
     return jax.tree.map(lambda u, v: a * u + v, x, y)
 
 
-def scale_by_preconditioned_lbfgs(precondition, memory_size: int = 20
+def scale_by_preconditioned_lbfgs(precondition, memory_size: int = 20, prepare=None,
+                                  refresh_every: int = 1, initial_scale: str = "pair"
                                   ) -> optax.GradientTransformation:
-    """The L-BFGS direction ``H_k g`` with initial matrix ``γ_k M_k``, where
-    ``M_k = precondition(params, ·)`` is a symmetric positive definite map
-    that may change from step to step (module doc). Returns the direction
-    (not yet negated), like `optax.scale_by_lbfgs`."""
+    """The L-BFGS direction ``H_k g`` with initial matrix ``γ_k M_k`` (module
+    doc). Returns the direction (not yet negated), like
+    `optax.scale_by_lbfgs`.
+
+    ``M_k g = precondition(aux, g)`` must be symmetric positive definite in
+    ``g``; ``aux = prepare(params)`` (default: the parameters themselves) is
+    recomputed every ``refresh_every`` steps, so an expensive factorisation
+    can be lagged. ``initial_scale="pair"``: ``γ_k = sᵀy / yᵀM_k y`` from the
+    newest pair (one more application of ``M_k`` per step); ``"none"``:
+    ``γ_k = 1``, for an ``M_k`` that already approximates the inverse
+    Hessian in scale.
+    """
     if memory_size < 1:
         raise ValueError(f"scale_by_preconditioned_lbfgs: `memory_size` must be >= 1; "
                          f"got {memory_size}.")
+    if refresh_every < 1:
+        raise ValueError(f"scale_by_preconditioned_lbfgs: `refresh_every` must be >= 1; "
+                         f"got {refresh_every}.")
+    if initial_scale not in ("pair", "none"):
+        raise ValueError(f"scale_by_preconditioned_lbfgs: `initial_scale` must be 'pair' "
+                         f"or 'none'; got {initial_scale!r}.")
+    prepare = (lambda p: p) if prepare is None else prepare  # noqa: E731
 
     def init(params):
         zeros = jax.tree.map(jnp.zeros_like, params)
         stack = jax.tree.map(lambda x: jnp.zeros((memory_size,) + x.shape, x.dtype), params)
+        dtype = jax.tree.leaves(params)[0].dtype
         return PreconditionedLBFGSState(jnp.asarray(0, jnp.int32), zeros, zeros, stack,
-                                        stack, jnp.zeros(memory_size,
-                                                         jax.tree.leaves(params)[0].dtype))
+                                        stack, jnp.zeros(memory_size, dtype), prepare(params))
 
     def update(grads, state, params):
         k = state.count
+        if refresh_every == 1:
+            aux = prepare(params)
+        else:
+            aux = jax.lax.cond(k % refresh_every == 0, lambda: prepare(params),
+                               lambda: state.aux)
         s_new = _axpy(-1.0, state.params, params)
         y_new = _axpy(-1.0, state.grads, grads)
         sy = _vdot(s_new, y_new)
-        # A pair with sᵀy <= 0 would make H_k indefinite: leave its slot empty.
+        # A pair with sᵀy <= 0 would make H_k indefinite: leave its slot empty
+        # (rho = 0 makes a zero slot inert). At k = 0 the slot written is the
+        # last one, still empty. Writing in place, without a select over the
+        # whole (memory, ...) stack, keeps the step free of large copies.
         keep = (k > 0) & (sy > 0)
         slot = (k - 1) % memory_size
-        put = lambda stack, v: jnp.where(k > 0, stack.at[slot].set(  # noqa: E731
-            jnp.where(keep, v, jnp.zeros_like(v))), stack)
+        put = lambda stack, v: stack.at[slot].set(  # noqa: E731
+            jnp.where(keep, v, jnp.zeros_like(v)))
         s = jax.tree.map(put, state.s, s_new)
         y = jax.tree.map(put, state.y, y_new)
-        rho = jnp.where(k > 0, state.rho.at[slot].set(
-            jnp.where(keep, 1.0 / jnp.where(keep, sy, 1.0), 0.0)), state.rho)
+        rho = state.rho.at[slot].set(jnp.where(keep, 1.0 / jnp.where(keep, sy, 1.0), 0.0))
         newest_first = (slot - jnp.arange(memory_size)) % memory_size
         pick = lambda stack, i: jax.tree.map(lambda a: a[i], stack)  # noqa: E731
 
@@ -143,13 +229,14 @@ def scale_by_preconditioned_lbfgs(precondition, memory_size: int = 20
             return _axpy(-alpha, pick(y, i), q), alpha
 
         q, alphas = jax.lax.scan(first_loop, grads, newest_first)
-        My = precondition(params, y_new)
-        yMy = _vdot(y_new, My)
-        gamma = jnp.where(keep & (yMy > 0), sy / jnp.where(yMy > 0, yMy, 1.0), 1.0)
-        r = precondition(params, q)
-        # First step (no pair yet): at most unit length, as in optax.lbfgs.
-        gamma = jnp.where(k > 0, gamma, jnp.minimum(1.0, 1.0 / jnp.sqrt(_vdot(r, r))))
-        r = jax.tree.map(lambda a: gamma * a, r)
+        r = precondition(aux, q)
+        if initial_scale == "pair":
+            My = precondition(aux, y_new)
+            yMy = _vdot(y_new, My)
+            gamma = jnp.where(keep & (yMy > 0), sy / jnp.where(yMy > 0, yMy, 1.0), 1.0)
+            # First step (no pair yet): at most unit length, as in optax.lbfgs.
+            gamma = jnp.where(k > 0, gamma, jnp.minimum(1.0, 1.0 / jnp.sqrt(_vdot(r, r))))
+            r = jax.tree.map(lambda a: gamma * a, r)
 
         def second_loop(r, i_alpha):
             i, alpha = i_alpha
@@ -157,21 +244,39 @@ def scale_by_preconditioned_lbfgs(precondition, memory_size: int = 20
             return _axpy(alpha - beta, pick(s, i), r), None
 
         r, _ = jax.lax.scan(second_loop, r, (newest_first[::-1], alphas[::-1]))
-        return r, PreconditionedLBFGSState(k + 1, params, grads, s, y, rho)
+        return r, PreconditionedLBFGSState(k + 1, params, grads, s, y, rho, aux)
 
     return optax.GradientTransformation(init, update)
 
 
+def _with_linesearch(direction, max_linesearch_steps):
+    return optax.chain(
+        direction, optax.scale(-1.0),
+        optax.scale_by_zoom_linesearch(max_linesearch_steps=max_linesearch_steps,
+                                       initial_guess_strategy="one"))
+
+
 def lbfgs(nu, memory_size: int = 20,
           max_linesearch_steps: int = 20) -> optax.GradientTransformationExtraArgs:
-    """Fisher-preconditioned L-BFGS for DKM parameter trees (module doc), with
-    optax's zoom line search: use like `optax.lbfgs` (``update`` needs
-    ``value``, ``grad`` and ``value_fn``). ``nu``: the layers' KL weights, a
-    sequence or an array (it may be traced, so one compiled fit serves every
-    ν)."""
-    return optax.chain(
+    """Fisher-preconditioned L-BFGS for whitened DKM parameter trees (module
+    doc), with optax's zoom line search: use like `optax.lbfgs` (``update``
+    needs ``value``, ``grad`` and ``value_fn``). ``nu``: the layers' KL
+    weights, a sequence or an array (it may be traced, so one compiled fit
+    serves every ν)."""
+    return _with_linesearch(
         scale_by_preconditioned_lbfgs(lambda p, g: fisher_inverse(p, g, nu), memory_size),
-        optax.scale(-1.0),
-        optax.scale_by_zoom_linesearch(max_linesearch_steps=max_linesearch_steps,
-                                       initial_guess_strategy="one"),
-    )
+        max_linesearch_steps)
+
+
+def kronecker_lbfgs(factors_fn, memory_size: int = 20, refresh_every: int = 5,
+                    max_linesearch_steps: int = 20
+                    ) -> optax.GradientTransformationExtraArgs:
+    """L-BFGS in Cholesky coordinates preconditioned by the Kronecker metric
+    (module doc), with optax's zoom line search. ``factors_fn(params)``
+    returns the per-layer ``(C, A)`` of `kronecker_inverse` (built with
+    `kronecker_factor`), recomputed every ``refresh_every`` steps; the metric
+    is in the loss's units, so ``γ_k = 1``."""
+    return _with_linesearch(
+        scale_by_preconditioned_lbfgs(kronecker_inverse, memory_size, prepare=factors_fn,
+                                      refresh_every=refresh_every, initial_scale="none"),
+        max_linesearch_steps)
