@@ -61,7 +61,7 @@ def _reference(model, params, x, Y, max_iter=1000):
     p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
     x64, Y64 = np.asarray(x, np.float64), np.asarray(Y, np.float64)
     ref, info = model.fit(p64, x64, Y64, max_iter=max_iter, tol=1e-11)
-    start = float(model.objective(p64, x64, Y64))
+    start = float(info.objective[0])
     gram_change = max(float(np.linalg.norm(a - b) / np.linalg.norm(b)) for a, b in
                       zip(model.grams(p64, x64), model.grams(ref, x64)))
     return {"objective_at_end_in_float64": start,

@@ -184,6 +184,10 @@ class FullDKM:
 
     # ------------------------------------------- Cholesky coordinates (fit)
 
+    def _prior(self, G):
+        """``K̃(G)``: the prior covariance of the layer above ``G``."""
+        return obj.jittered(self.kernel(G), self.jitter)[0]
+
     def _to_cholesky(self, params, X):
         """Whitened ``A_l`` -> Cholesky factors ``C_l = L_l A_l`` of ``G_l``
         (a product of lower-triangular matrices is lower triangular, and
@@ -191,8 +195,7 @@ class FullDKM:
         G = obj.input_gram(X)
         out = []
         for layer in params["layers"]:
-            K, _ = obj.jittered(self.kernel(G), self.jitter)
-            L = obj.cholesky(K, "K(G)", "FullDKM.fit")
+            L = obj.cholesky(self._prior(G), "K(G)", "FullDKM.fit")
             C = obj.dot(L, obj.lower_factor(layer["raw"], layer["log_diag"]))
             out.append({"raw": jnp.tril(C, -1),
                         "log_diag": layer["log_diag"] + jnp.log(jnp.diagonal(L))})
@@ -204,8 +207,7 @@ class FullDKM:
         G = obj.input_gram(X)
         layers = []
         for f in factors:
-            K, _ = obj.jittered(self.kernel(G), self.jitter)
-            L = obj.cholesky(K, "K(G)", "FullDKM.fit")
+            L = obj.cholesky(self._prior(G), "K(G)", "FullDKM.fit")
             C = obj.lower_factor(f["raw"], f["log_diag"])
             A = jsl.solve_triangular(L, C, lower=True)
             layers.append({"raw": jnp.tril(A, -1),
@@ -221,11 +223,9 @@ class FullDKM:
         G = obj.input_gram(X)
         value = 0.0
         for l, f in enumerate(factors):
-            K, _ = obj.jittered(self.kernel(G), self.jitter)
-            value = value - nu[l] * obj.cholesky_kl(K, f["raw"], f["log_diag"])
+            value = value - nu[l] * obj.cholesky_kl(self._prior(G), f["raw"], f["log_diag"])
             G = obj.gram(obj.lower_factor(f["raw"], f["log_diag"]))
-        K, _ = obj.jittered(self.kernel(G), self.jitter)
-        return value + obj.gaussian_log_marginal(Y, K, self.noise_var)
+        return value + obj.gaussian_log_marginal(Y, self._prior(G), self.noise_var)
 
     def _kronecker_factors(self, factors, nu, num_outputs, scale):
         """Per layer ``(C_l, A_l)`` of the Kronecker metric (`ntk.dkm.optim`)
@@ -236,7 +236,7 @@ class FullDKM:
         out = []
         for l, f in enumerate(factors):
             C = obj.lower_factor(f["raw"], f["log_diag"])
-            Q, _ = obj.jittered(self.kernel(obj.gram(C)), self.jitter)
+            Q = self._prior(obj.gram(C))
             if l == len(factors) - 1:
                 Q = Q + self.noise_var * jnp.eye(Q.shape[0], dtype=Q.dtype)
                 weight = num_outputs

@@ -67,6 +67,13 @@ def jittered(K: Array, jitter: float):
     return K + j * jnp.eye(K.shape[0], dtype=K.dtype), j
 
 
+def phi(M: Array) -> Array:
+    """``Φ(M)``: the lower triangle of ``M`` with its diagonal halved (Murray
+    2016), the map between a lower-triangular factor's change and the
+    symmetric change of its Gram."""
+    return jnp.tril(M) - 0.5 * jnp.diag(jnp.diagonal(M))
+
+
 @jax.custom_vjp
 def _chol(A):
     return jnp.linalg.cholesky(A)
@@ -82,8 +89,7 @@ def _chol_bwd(L, L_bar):
     # Ā = sym(L⁻ᵀ Φ(Lᵀ L̄) L⁻¹), Φ = lower triangle with the diagonal halved.
     # Two triangular solves and one product: ~2x cheaper than differentiating
     # through JAX's Cholesky JVP, which dominates the cost of a DKM gradient.
-    P = dot(L.T, L_bar)
-    P = jnp.tril(P) - 0.5 * jnp.diag(jnp.diagonal(P))
+    P = phi(dot(L.T, L_bar))
     X = jsl.solve_triangular(L, P, lower=True, trans=1)
     S = jsl.solve_triangular(L, X.T, lower=True, trans=1).T
     return (0.5 * (S + S.T),)

@@ -74,20 +74,28 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import optax
 
-from ntk.dkm.objective import dot, lower_factor
+from ntk.dkm.objective import dot, lower_factor, phi
 
 Array = jax.Array
+
+
+def _factor_gradient(g_raw, g_log_diag, e):
+    """The gradient with respect to a factor ``lower_factor(raw, log_diag)``
+    from those with respect to ``raw`` and ``log_diag`` (``e`` = its diagonal)."""
+    return jnp.tril(g_raw, -1) + jnp.diag(g_log_diag / e)
+
+
+def _factor_step(d, e):
+    """A factor's change ``d`` as changes of ``(raw, log_diag)`` (chain rule)."""
+    return jnp.tril(d, -1), jnp.diagonal(d) / e
 
 
 def _natural_factor(raw, log_diag, g_raw, g_log_diag, weight):
     """``F⁻¹ g`` for one whitened factor (``weight`` = its KL weight)."""
     e = jnp.exp(log_diag)
     A = lower_factor(raw, log_diag)
-    g_A = jnp.tril(g_raw, -1) + jnp.diag(g_log_diag / e)
-    g_X = jnp.tril(dot(A.T, g_A))
-    X = jnp.tril(g_X, -1) / weight + jnp.diag(jnp.diagonal(g_X) / (2 * weight))
-    d_A = dot(A, X)
-    return jnp.tril(d_A, -1), jnp.diagonal(d_A) / e
+    X = phi(dot(A.T, _factor_gradient(g_raw, g_log_diag, e))) / weight
+    return _factor_step(dot(A, X), e)
 
 
 def fisher_inverse(params: dict, grads: dict, nu: Sequence[float]) -> dict:
@@ -126,10 +134,6 @@ def kronecker_factor(C: Array, Q: Array, nu, weight) -> Array:
     return dot(U * (1.0 / jnp.sqrt(nu + weight * lam ** 2)), U.T)
 
 
-def _halve_diagonal(M):
-    return jnp.tril(M) - 0.5 * jnp.diag(jnp.diagonal(M))
-
-
 def kronecker_inverse(factors: Sequence, grads: Sequence) -> list:
     r"""The Kronecker-metric direction of ``grads`` (module doc).
 
@@ -141,11 +145,10 @@ def kronecker_inverse(factors: Sequence, grads: Sequence) -> list:
     out = []
     for (C, A), g in zip(factors, grads):
         e = jnp.diagonal(C)
-        g_C = jnp.tril(g["raw"], -1) + jnp.diag(g["log_diag"] / e)
-        T = _halve_diagonal(dot(C.T, g_C))
+        T = phi(dot(C.T, _factor_gradient(g["raw"], g["log_diag"], e)))
         D = dot(A, dot(0.5 * (T + T.T), A))
-        d_C = dot(C, _halve_diagonal(D))
-        out.append({**g, "raw": jnp.tril(d_C, -1), "log_diag": jnp.diagonal(d_C) / e})
+        raw, log_diag = _factor_step(dot(C, phi(D)), e)
+        out.append({**g, "raw": raw, "log_diag": log_diag})
     return out
 
 
@@ -170,17 +173,17 @@ def _axpy(a, x, y):
 def scale_by_preconditioned_lbfgs(precondition, memory_size: int = 20, prepare=None,
                                   refresh_every: int = 1, initial_scale: str = "pair"
                                   ) -> optax.GradientTransformation:
-    """The L-BFGS direction ``H_k g`` with initial matrix ``γ_k M_k`` (module
-    doc). Returns the direction (not yet negated), like
-    `optax.scale_by_lbfgs`.
+    """The L-BFGS direction ``H_k g`` with initial matrix ``γ_k P_k`` (module
+    doc: ``P_k = M_k⁻¹``, the inverse metric). Returns the direction (not yet
+    negated), like `optax.scale_by_lbfgs`.
 
-    ``M_k g = precondition(aux, g)`` must be symmetric positive definite in
+    ``P_k g = precondition(aux, g)`` must be symmetric positive definite in
     ``g``; ``aux = prepare(params)`` (default: the parameters themselves) is
-    recomputed every ``refresh_every`` steps, so an expensive factorisation
-    can be lagged. ``initial_scale="pair"``: ``γ_k = sᵀy / yᵀM_k y`` from the
-    newest pair (one more application of ``M_k`` per step); ``"none"``:
-    ``γ_k = 1``, for an ``M_k`` that already approximates the inverse
-    Hessian in scale.
+    computed by ``init`` and recomputed every ``refresh_every`` steps, so an
+    expensive factorisation can be lagged. ``initial_scale="pair"``: ``γ_k =
+    sᵀy / yᵀP_k y`` from the newest pair (one more application of ``P_k``
+    per step); ``"none"``: ``γ_k = 1``, for a ``P_k`` that already
+    approximates the inverse Hessian in scale.
     """
     if memory_size < 1:
         raise ValueError(f"scale_by_preconditioned_lbfgs: `memory_size` must be >= 1; "
@@ -202,11 +205,9 @@ def scale_by_preconditioned_lbfgs(precondition, memory_size: int = 20, prepare=N
 
     def update(grads, state, params):
         k = state.count
-        if refresh_every == 1:
-            aux = prepare(params)
-        else:
-            aux = jax.lax.cond(k % refresh_every == 0, lambda: prepare(params),
-                               lambda: state.aux)
+        # Step 0 sees the parameters `init` prepared for: no second refresh.
+        aux = jax.lax.cond((k > 0) & (k % refresh_every == 0), lambda: prepare(params),
+                           lambda: state.aux)
         s_new = _axpy(-1.0, state.params, params)
         y_new = _axpy(-1.0, state.grads, grads)
         sy = _vdot(s_new, y_new)
