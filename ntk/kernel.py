@@ -16,6 +16,13 @@ spatial axis appears twice, interleaved as in neural-tangents:
 ``nngp.shape == (N1, N2, H, H, W, W)`` and ``cov1.shape == (N1, H, H, W, W)``.
 With ``diagonal_spatial=True`` only the same-position covariances are kept:
 ``nngp.shape == (N1, N2, H, W)``, ``cov1.shape == (N1, H, W)``.
+
+Masks (variable-length sequences, padded graphs; see `ntk.stax.masking`).
+``mask1`` (``mask2``) is None or a boolean array of the rank of ``shape1``
+(``shape2``) and broadcastable to it, True where an entry of the layer's
+output is masked (padding), as in neural-tangents. Masked entries count as
+zeros: `Kernel.mask` zeroes every covariance that involves one. ``mask2`` is
+None when ``x2`` is ``x1`` (then ``mask1`` serves both arguments).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -47,6 +55,9 @@ class Kernel:
       diagonal_spatial: whether spatial axes are stored once (see module doc).
       is_gaussian: whether the outputs are Gaussian (after an affine layer);
         nonlinearities require it, as in neural-tangents.
+      mask1, mask2: None (nothing masked) or boolean arrays broadcastable to
+        ``shape1`` / ``shape2``, True at masked (padding) entries; see the
+        module docstring.
     """
 
     nngp: Array
@@ -57,6 +68,8 @@ class Kernel:
     shape2: tuple
     diagonal_spatial: bool = False
     is_gaussian: bool = False
+    mask1: Optional[Array] = None
+    mask2: Optional[Array] = None
 
     def replace(self, **changes) -> "Kernel":
         return dataclasses.replace(self, **changes)
@@ -102,10 +115,71 @@ class Kernel:
         return self.replace(nngp=fn(self.nngp), cov1=fn(self.cov1),
                             cov2=None if self.cov2 is None else fn(self.cov2))
 
+    @property
+    def is_masked(self) -> bool:
+        return self.mask1 is not None or self.mask2 is not None
+
+    def position_masks(self):
+        """``(m1, m2)``: masks of shape ``(N1, *S)`` and ``(N2, *S)``, True at
+        masked positions, or ``(None, None)`` when nothing is masked.
+
+        A position counts as masked when all its channels are (a channel-wise
+        mask has no meaning for covariances, which average over channels).
+        ``m2`` is ``m1`` when ``x2`` is ``x1``.
+        """
+        if not self.is_masked:
+            return None, None
+
+        def spatial(mask, shape):
+            if mask is None:
+                return jnp.zeros(shape[:-1], bool)
+            mask = jnp.all(mask, axis=-1)
+            return jnp.broadcast_to(mask, shape[:-1])
+
+        m1 = spatial(self.mask1, self.shape1)
+        m2 = m1 if self.cov2 is None else spatial(self.mask2, self.shape2)
+        return m1, m2
+
+    def mask_products(self):
+        """``(m12, m11, m22)``: True where a covariance in ``nngp``/``ntk``,
+        ``cov1`` and ``cov2`` involves a masked position (either argument);
+        each broadcastable to its array. ``(None, None, None)`` if unmasked."""
+        m1, m2 = self.position_masks()
+        if m1 is None:
+            return None, None, None
+        d, diag = self.spatial_ndim, self.diagonal_spatial
+        m12 = (_expand(m1, d, diag, first=True, batch_pair=True)
+               | _expand(m2, d, diag, first=False, batch_pair=True))
+        m11 = (_expand(m1, d, diag, first=True, batch_pair=False)
+               | _expand(m1, d, diag, first=False, batch_pair=False))
+        m22 = None
+        if self.cov2 is not None:
+            m22 = (_expand(m2, d, diag, first=True, batch_pair=False)
+                   | _expand(m2, d, diag, first=False, batch_pair=False))
+        return m12, m11, m22
+
+    def mask(self, mask1: Optional[Array], mask2: Optional[Array]) -> "Kernel":
+        """Set the masks and zero every covariance involving a masked position.
+
+        ``nngp[i, j, s, t]`` (and ``ntk``) becomes 0 where position ``s`` of
+        ``x1_i`` or ``t`` of ``x2_j`` is masked, ``cov1[i, s, t]`` where ``s`` or
+        ``t`` of ``x1_i`` is (neural-tangents' ``Kernel.mask``).
+        """
+        k = self.replace(mask1=mask1, mask2=mask2)
+        m12, m11, m22 = k.mask_products()
+        if m12 is None:
+            return k
+
+        def zero(a, m):
+            return None if a is None else jnp.where(m, jnp.zeros((), a.dtype), a)
+
+        return k.replace(nngp=zero(k.nngp, m12), ntk=zero(k.ntk, m12),
+                         cov1=zero(k.cov1, m11), cov2=zero(k.cov2, m22))
+
 
 jax.tree_util.register_dataclass(
     Kernel,
-    data_fields=["nngp", "ntk", "cov1", "cov2"],
+    data_fields=["nngp", "ntk", "cov1", "cov2", "mask1", "mask2"],
     meta_fields=["shape1", "shape2", "diagonal_spatial", "is_gaussian"],
 )
 
@@ -140,12 +214,32 @@ def _expand(v: Array, d: int, diag: bool, first: bool, batch_pair: bool) -> Arra
 
 
 def inputs_to_kernel(x1: Array, x2: Optional[Array], *, diagonal_spatial: bool,
-                     compute_ntk: bool) -> Kernel:
+                     compute_ntk: bool, mask_constant=None,
+                     mask1: Optional[Array] = None,
+                     mask2: Optional[Array] = None) -> Kernel:
     """The kernel of the inputs themselves: ``<x1_i(s), x2_j(s')> / C``.
 
     Dividing by the channel count ``C`` makes a following ``Dense(W_std)`` in
     NTK parameterization give ``W_std^2 <x, x'> / C + b_std^2``.
+
+    Masks: entries equal to ``mask_constant`` (NaN matches NaN), or True in the
+    given boolean ``mask1``/``mask2`` (broadcastable to ``x1``/``x2``), are
+    masked: they are replaced by zeros before the Gram matrices are taken and
+    the Kernel carries the (elementwise) masks. With no mask at all the Kernel
+    is exactly the unmasked one (``mask1 = mask2 = None``).
     """
+    if mask_constant is not None or mask1 is not None or mask2 is not None:
+        x1, mask1 = _masked_input(x1, mask1, mask_constant)
+        if x2 is not None:
+            x2, mask2 = _masked_input(x2, mask2, mask_constant)
+            # One argument masked and the other not: give the other an
+            # all-False mask, so both are None or both arrays.
+            if mask1 is None:
+                mask1 = jnp.zeros(x1.shape, bool)
+            if mask2 is None:
+                mask2 = jnp.zeros(x2.shape, bool)
+        else:
+            mask2 = None
     d = x1.ndim - 2
     letters = string.ascii_letters
     sp1 = letters[:d]
@@ -179,7 +273,29 @@ def inputs_to_kernel(x1: Array, x2: Optional[Array], *, diagonal_spatial: bool,
     return Kernel(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2,
                   shape1=tuple(x1.shape),
                   shape2=tuple((x1 if x2 is None else x2).shape),
-                  diagonal_spatial=diagonal_spatial, is_gaussian=False)
+                  diagonal_spatial=diagonal_spatial, is_gaussian=False,
+                  mask1=mask1, mask2=mask2)
+
+
+def constant_mask(x: Array, mask_constant) -> Array:
+    """``x == mask_constant`` elementwise, with NaN matching NaN."""
+    if isinstance(mask_constant, (int, float, np.integer, np.floating)):
+        if np.isnan(mask_constant):
+            return jnp.isnan(x)
+        return x == mask_constant
+    c = jnp.asarray(mask_constant)
+    return jnp.where(jnp.isnan(c), jnp.isnan(x), x == c)
+
+
+def _masked_input(x: Array, mask: Optional[Array], mask_constant):
+    """``(x with masked entries zeroed, boolean mask or None)``."""
+    if mask_constant is not None:
+        by_value = constant_mask(x, mask_constant)
+        mask = by_value if mask is None else (jnp.asarray(mask, bool) | by_value)
+    if mask is None:
+        return x, None
+    mask = jnp.broadcast_to(jnp.asarray(mask, bool), x.shape)
+    return jnp.where(mask, jnp.zeros((), x.dtype), x), mask
 
 
 def select(k: Kernel, get):

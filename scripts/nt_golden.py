@@ -23,9 +23,17 @@ Regenerate (from the repository root):
     /work/envs/ntref/bin/python scripts/nt_golden.py  # ~1-2 min, writes the .npz
     /work/envs/dev/bin/python -m pytest -q tests/test_stax_golden.py
 
-Options: ``--out PATH`` (default ``tests/golden/nt_golden.npz``),
-``--only NAME [NAME ...]`` to print the kernels of some architectures without
-writing anything (for investigating a mismatch).
+Families. Layers are grouped into families so that each can be regenerated
+on its own: ``--family NAME`` reads ``tests/golden/architectures_NAME.py`` and
+writes ``tests/golden/nt_golden_NAME.npz`` (no ``--family``: the core
+``architectures.py`` and ``nt_golden.npz``). A family module has the core
+module's interface (``architectures(stax)``, ``draw_inputs``, ``X2_NONE``) and
+may add ``kernel_kwargs(name, x1, x2) -> dict`` of NumPy arrays (or scalars)
+that both libraries' ``kernel_fn`` receive as keyword arguments (e.g. a graph
+``pattern`` or ``mask_constant``); they are stored as ``NAME/kw/KEY``.
+
+Options: ``--out PATH``, ``--only NAME [NAME ...]`` to print the kernels of
+some architectures without writing anything (for investigating a mismatch).
 """
 
 from __future__ import annotations
@@ -50,23 +58,28 @@ import neural_tangents as nt  # noqa: E402
 from neural_tangents import stax as nt_stax  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHITECTURES = ROOT / "tests" / "golden" / "architectures.py"
-DEFAULT_OUT = ROOT / "tests" / "golden" / "nt_golden.npz"
+GOLDEN = ROOT / "tests" / "golden"
 NT_VERSION = "0.6.5"
 
 
-def load_architectures():
-    """Import tests/golden/architectures.py by path (tests/ is no package)."""
-    spec = importlib.util.spec_from_file_location("golden_architectures",
-                                                  ARCHITECTURES)
+def family_paths(family):
+    """``(architectures module, fixture)`` of a family (None: the core one)."""
+    suffix = "" if family is None else f"_{family}"
+    return GOLDEN / f"architectures{suffix}.py", GOLDEN / f"nt_golden{suffix}.npz"
+
+
+def load_architectures(family=None):
+    """Import a family's architectures module by path (tests/ is no package)."""
+    path, _ = family_paths(family)
+    spec = importlib.util.spec_from_file_location(f"golden_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def nt_kernels(kernel_fn, x1, x2):
+def nt_kernels(kernel_fn, x1, x2, kwargs):
     """NT's ``(nngp, ntk)`` as float64 numpy arrays."""
-    out = kernel_fn(x1, x2, get=("nngp", "ntk"))
+    out = kernel_fn(x1, x2, get=("nngp", "ntk"), **kwargs)
     nngp, ntk = (np.asarray(a, dtype=np.float64) for a in out)
     if not (np.all(np.isfinite(nngp)) and np.all(np.isfinite(ntk))):
         raise RuntimeError("NT returned non-finite kernels")
@@ -81,12 +94,18 @@ def golden_arrays(arch_module, names=None) -> dict:
             continue
         kernel_fn = layer[2]
         x1, x2 = arch_module.draw_inputs(name, input_shape)
+        make_kwargs = getattr(arch_module, "kernel_kwargs", None)
+        kwargs = make_kwargs(name, x1, x2) if make_kwargs else {}
         try:
-            nngp, ntk = nt_kernels(kernel_fn, x1, x2)
+            nngp, ntk = nt_kernels(kernel_fn, x1, x2, kwargs)
             arrays.update({f"{name}/x1": x1, f"{name}/x2": x2,
                            f"{name}/nngp": nngp, f"{name}/ntk": ntk})
+            arrays.update({f"{name}/kw/{k}": np.asarray(v) for k, v in kwargs.items()})
             if name in arch_module.X2_NONE:
-                self_nngp, self_ntk = nt_kernels(kernel_fn, x1, None)
+                self_kwargs = make_kwargs(name, x1, None) if make_kwargs else {}
+                self_nngp, self_ntk = nt_kernels(kernel_fn, x1, None, self_kwargs)
+                arrays.update({f"{name}/self_kw/{k}": np.asarray(v)
+                               for k, v in self_kwargs.items()})
                 arrays.update({f"{name}/self_nngp": self_nngp,
                                f"{name}/self_ntk": self_ntk})
         except Exception as e:
@@ -124,7 +143,11 @@ def write_atomically(path: Path, arrays: dict):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--family", default=None,
+                        help="layer family: tests/golden/architectures_FAMILY.py "
+                             "(default: the core architectures.py)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="fixture path (default: the family's nt_golden*.npz)")
     parser.add_argument("--only", nargs="+", metavar="NAME")
     args = parser.parse_args(argv)
 
@@ -134,7 +157,8 @@ def main(argv=None):
     # NT warns on every Hermite / Elementwise / ElementwiseNumerical layer.
     warnings.filterwarnings("ignore", module="neural_tangents")
 
-    arch_module = load_architectures()
+    arch_module = load_architectures(args.family)
+    out = args.out or family_paths(args.family)[1]
     if args.only:
         np.set_printoptions(precision=6, linewidth=120)
         for key, value in golden_arrays(arch_module, set(args.only)).items():
@@ -145,9 +169,9 @@ def main(argv=None):
     arrays["meta/names"] = np.array(names)
     arrays["meta/x2_none"] = np.array(sorted(arch_module.X2_NONE))
     arrays.update(versions())
-    write_atomically(args.out, arrays)
-    print(f"wrote {args.out} ({len(names)} architectures, "
-          f"{args.out.stat().st_size / 1024:.0f} KiB)")
+    write_atomically(out, arrays)
+    print(f"wrote {out} ({len(names)} architectures, "
+          f"{out.stat().st_size / 1024:.0f} KiB)")
 
 
 if __name__ == "__main__":

@@ -341,27 +341,67 @@ def _numerical_layer(case, deg):
     return stax.ElementwiseNumerical(fn, deg)
 
 
-# Unit-scale variances: Gauss–Hermite needs more nodes as the variance grows
-# (at c = 4, erf(x) is nearly a step on the quadrature's scale).
 UNIT_GRID = [t for t in GRID if 0.25 <= min(t[1:]) and max(t[1:]) <= 2.0]
 
 
 @pytest.mark.parametrize("name", SMOOTH_CLOSED)
 def test_elementwise_numerical_converges_to_closed_form(name):
-    """Gauss–Hermite with ``deg`` nodes is exact for polynomials of degree
-    < 2·deg; for entire φ the error decays super-geometrically, so it must
-    shrink monotonically from deg 8 to 64 and end near rounding."""
+    """The graded rule of ``ElementwiseNumerical`` (the trapezoid rule in a
+    log-graded variable) converges exponentially in ``deg`` for analytic φ:
+    the error must shrink monotonically from deg 16 to 64 and reach the
+    documented 1e-6 at the default."""
     case = BY_NAME[name]
     closed = _layer_duals(case.layer, UNIT_GRID)
     scale_n = np.sqrt(closed[2] * closed[3])
     scale_t = np.abs(closed[1])
     errors = []
-    for deg in (8, 16, 64):
+    for deg in (16, 32, 64):
         num = _layer_duals(_numerical_layer(case, deg), UNIT_GRID)
         errors.append(max(np.max(np.abs(num[0] - closed[0]) / scale_n),
                           np.max(np.abs(num[1] - closed[1]) / scale_t)))
-    assert errors[-1] < 1e-12, errors
-    assert all(b < a or b < 1e-14 for a, b in zip(errors, errors[1:])), errors
+    assert errors[-1] < 1e-6, errors
+    assert all(b < a / 10 for a, b in zip(errors, errors[1:])), errors
+
+
+# Variances from 1e-8 to 1e12 (input scales up to ~1e6), correlations from
+# -1 to 1: at large variance erf is a step on the scale of the standard
+# deviation, which a quadrature must resolve. Both sides are independent
+# computations of the same kernel.
+WIDE_GRID = [(r * math.sqrt(c * c * k), c, c * k) for c in (1e-8, 1e-2, 30.0, 1e6, 1e12)
+             for k in (1.0, 3.0) for r in (-1.0, -0.999, -0.3, 0.0, 0.7, 0.999, 1.0)]
+
+
+@pytest.mark.parametrize("name, rtol", [("Erf", 1e-5), ("Gelu", 1e-5)])
+def test_elementwise_numerical_matches_closed_form_at_extreme_variances(name, rtol):
+    """Default ``ElementwiseNumerical`` against the closed forms; tolerance:
+    the documented accuracy for φ with Gaussian factors (`numerical`)."""
+    closed = _layer_duals(BY_NAME[name].layer, WIDE_GRID)
+    fn = {"Erf": jax.scipy.special.erf,
+          "Gelu": lambda x: jax.nn.gelu(x, approximate=False)}[name]
+    num = _layer_duals(stax.ElementwiseNumerical(fn), WIDE_GRID)
+    for i, what in ((0, "nngp"), (1, "ntk (E[φ'φ'])")):
+        scale = np.sqrt(closed[2] * closed[3]) if i == 0 else np.sqrt(
+            _layer_duals(BY_NAME[name].layer, [(t[1], t[1], t[1]) for t in WIDE_GRID])[1]
+            * _layer_duals(BY_NAME[name].layer, [(t[2], t[2], t[2]) for t in WIDE_GRID])[1])
+        err = np.abs(num[i] - closed[i]) / scale
+        j = int(np.argmax(err))
+        assert err[j] <= rtol, f"{name} {what} at {WIDE_GRID[j]}: relative error {err[j]:.3g}"
+
+
+def test_elementwise_numerical_is_exactly_symmetric():
+    """On a symmetric input covariance the kernel must be symmetric to the
+    last bit: the rule integrates over the input of larger variance outside,
+    whichever of the two comes first."""
+    x = np.random.default_rng(3).normal(size=(7, 4)) * np.array(
+        [[0.1], [1], [3], [10], [1], [0.5], [30]])
+    g = x @ x.T / 4
+    g = (g + g.T) / 2           # the input Gram itself, exactly symmetric
+    k = Kernel(nngp=jnp.asarray(g), ntk=jnp.ones_like(g), cov1=jnp.asarray(np.diag(g)),
+               cov2=None, shape1=(7, 4), shape2=(7, 4), diagonal_spatial=True,
+               is_gaussian=True)
+    out = stax.ElementwiseNumerical(jnp.tanh).kernel_fn(k)
+    for m in (np.asarray(out.nngp), np.asarray(out.ntk)):
+        np.testing.assert_array_equal(m, m.T)
 
 
 def test_elementwise_numerical_tanh_matches_integration():

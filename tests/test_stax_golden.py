@@ -1,9 +1,12 @@
 """`ntk.stax` kernels agree with neural-tangents 0.6.5 on the golden architectures.
 
-The fixture ``tests/golden/nt_golden.npz`` holds NT's NNGP and NTK for every
-architecture of ``tests/golden/architectures.py`` (built there from NT's stax by
+Each family of layers has a fixture: ``tests/golden/nt_golden.npz`` for the
+core ``architectures.py`` and ``nt_golden_FAMILY.npz`` for
+``architectures_FAMILY.py``. A fixture holds NT's NNGP and NTK for every
+architecture of its module (built there from NT's stax by
 ``scripts/nt_golden.py`` in the pinned NT environment), on stored float64
-inputs, with ``x2`` given and, for a subset, with ``x2=None``. Here the same
+inputs (and keyword arguments such as graph patterns or mask constants), with
+``x2`` given and, for a subset, with ``x2=None``. Here the same
 architecture is built from ``ntk.stax`` and evaluated on the same inputs.
 Agreement is measured relative to the largest entry of the golden array,
 
@@ -27,26 +30,34 @@ import pytest
 from ntk import stax
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
-FIXTURE = GOLDEN_DIR / "nt_golden.npz"
 RTOL = 1e-6
 
 
-def _load_architectures():
-    # tests/ is not a package, so the shared definition is imported by path.
-    spec = importlib.util.spec_from_file_location(
-        "golden_architectures", GOLDEN_DIR / "architectures.py")
+def _family(path: Path) -> str:
+    """``architectures.py`` -> "core", ``architectures_graph.py`` -> "graph"."""
+    return path.stem.partition("_")[2] or "core"
+
+
+def _load(path: Path):
+    # tests/ is not a package, so the shared definitions are imported by path.
+    spec = importlib.util.spec_from_file_location(f"golden_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-ARCH = _load_architectures()
-GOLDEN = dict(np.load(FIXTURE))
-FIXTURE_NAMES = [str(n) for n in GOLDEN["meta/names"]]
-FIXTURE_X2_NONE = [str(n) for n in GOLDEN["meta/x2_none"]]
+FAMILIES = {}  # family -> (architectures module, fixture arrays)
+for _path in sorted(GOLDEN_DIR.glob("architectures*.py")):
+    _suffix = "" if _family(_path) == "core" else f"_{_family(_path)}"
+    _fixture = GOLDEN_DIR / f"nt_golden{_suffix}.npz"
+    FAMILIES[_family(_path)] = (_load(_path),
+                                dict(np.load(_fixture)) if _fixture.exists() else None)
+
 PREFIX = {"x2": "", "x2_none": "self_"}  # mode -> prefix of the golden keys
-CASES = ([(name, "x2") for name in FIXTURE_NAMES]
-         + [(name, "x2_none") for name in FIXTURE_X2_NONE])
+CASES = [(family, str(name), mode)
+         for family, (_, golden) in FAMILIES.items() if golden is not None
+         for mode, key in (("x2", "meta/names"), ("x2_none", "meta/x2_none"))
+         for name in golden[key]]
 
 
 def relative_error(ours, golden) -> float:
@@ -56,37 +67,49 @@ def relative_error(ours, golden) -> float:
     return float(np.max(np.abs(ours - golden)) / np.max(np.abs(golden)))
 
 
-@pytest.mark.parametrize("name, mode", CASES)
-def test_kernels_match_neural_tangents(name, mode):
-    layer, _ = ARCH.build(stax, name)
-    x1 = GOLDEN[f"{name}/x1"]
-    x2 = GOLDEN[f"{name}/x2"] if mode == "x2" else None
-    nngp, ntk = layer.kernel_fn(x1, x2, get=("nngp", "ntk"))
+def _kwargs(golden, name, prefix):
+    """The stored keyword arguments of ``kernel_fn`` (``NAME/kw/KEY``)."""
+    head = f"{name}/{prefix}kw/"
+    return {k[len(head):]: v for k, v in golden.items() if k.startswith(head)}
+
+
+@pytest.mark.parametrize("family, name, mode", CASES)
+def test_kernels_match_neural_tangents(family, name, mode):
+    arch, golden = FAMILIES[family]
+    layer, _ = arch.build(stax, name)
+    x1 = golden[f"{name}/x1"]
+    x2 = golden[f"{name}/x2"] if mode == "x2" else None
     prefix = PREFIX[mode]
-    errors = {g: relative_error(ours, GOLDEN[f"{name}/{prefix}{g}"])
+    nngp, ntk = layer.kernel_fn(x1, x2, get=("nngp", "ntk"),
+                                **_kwargs(golden, name, prefix))
+    errors = {g: relative_error(ours, golden[f"{name}/{prefix}{g}"])
               for g, ours in (("nngp", nngp), ("ntk", ntk))}
     assert max(errors.values()) <= RTOL, (
         f"{name} ({mode}): relative errors {errors} exceed {RTOL}")
 
 
-def test_fixture_covers_every_architecture():
-    assert sorted(FIXTURE_NAMES) == sorted(ARCH.names()), (
-        "tests/golden/nt_golden.npz is out of date with architectures.py; "
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_fixture_covers_every_architecture(family):
+    arch, golden = FAMILIES[family]
+    assert golden is not None, f"no fixture for the {family} family"
+    assert sorted(str(n) for n in golden["meta/names"]) == sorted(arch.names()), (
+        f"the {family} fixture is out of date with its architectures module; "
         "regenerate it with scripts/nt_golden.py (see its header).")
+    assert sorted(str(n) for n in golden["meta/x2_none"]) == sorted(arch.X2_NONE), (
+        f"regenerate the {family} fixture with scripts/nt_golden.py.")
 
 
-def test_fixture_has_the_x2_none_cases_of_architectures():
-    assert sorted(FIXTURE_X2_NONE) == sorted(ARCH.X2_NONE), (
-        "regenerate tests/golden/nt_golden.npz with scripts/nt_golden.py.")
-
-
-def test_fixture_inputs_are_the_seeded_draws():
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_fixture_inputs_are_the_seeded_draws(family):
     # Guards against editing an input shape or seed without regenerating.
-    for name in FIXTURE_NAMES:
-        x1, x2 = ARCH.draw_inputs(name, ARCH.input_shape(name))
-        np.testing.assert_array_equal(GOLDEN[f"{name}/x1"], x1, err_msg=name)
-        np.testing.assert_array_equal(GOLDEN[f"{name}/x2"], x2, err_msg=name)
+    arch, golden = FAMILIES[family]
+    for name in golden["meta/names"]:
+        name = str(name)
+        x1, x2 = arch.draw_inputs(name, arch.input_shape(name))
+        np.testing.assert_array_equal(golden[f"{name}/x1"], x1, err_msg=name)
+        np.testing.assert_array_equal(golden[f"{name}/x2"], x2, err_msg=name)
 
 
-def test_fixture_comes_from_neural_tangents_0_6_5():
-    assert str(GOLDEN["meta/neural_tangents"]) == "0.6.5"
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_fixture_comes_from_neural_tangents_0_6_5(family):
+    assert str(FAMILIES[family][1]["meta/neural_tangents"]) == "0.6.5"

@@ -22,7 +22,10 @@ import jax
 import jax.numpy as jnp
 
 from ntk.kernel import Kernel
-from ntk.stax.layer import Layer, as_layer, make_layer, split_rng
+from ntk.stax import spec as specs
+from ntk.stax._internal import split_rng
+from ntk.stax.layer import Layer, as_layer, make_layer
+from ntk.stax.masking import and_masks, concat_masks, has_masked
 
 
 def serial(*layers) -> Layer:
@@ -59,7 +62,7 @@ def serial(*layers) -> Layer:
                       init_fn, apply_fn, transform,
                       needs_full_spatial=any(l.kernel_fn.needs_full_spatial
                                              for l in layers),
-                      children=layers)
+                      spec=specs.Serial(layers), handles_masks=True)
 
 
 def _periodic_runs(layers, max_period: int = 8):
@@ -141,7 +144,7 @@ def parallel(*layers) -> Layer:
     return make_layer(name, init_fn, apply_fn, transform,
                       needs_full_spatial=any(l.kernel_fn.needs_full_spatial
                                              for l in layers),
-                      children=layers)
+                      spec=specs.Parallel(layers), handles_masks=True)
 
 
 def FanOut(num: int) -> Layer:
@@ -151,7 +154,8 @@ def FanOut(num: int) -> Layer:
     return make_layer(f"FanOut({num})",
                       lambda key, shape: ([shape] * num, ()),
                       lambda params, x, **kw: [x] * num,
-                      lambda k, **kw: [k] * num)
+                      lambda k, **kw: [k] * num, spec=specs.Parameterless(),
+                      mask_fn=lambda mask, shape: [mask] * num)
 
 
 def _check_branches(ks, name: str):
@@ -215,7 +219,13 @@ def FanInSum() -> Layer:
                           cov2=_sum([k.cov2 for k in ks]),
                           is_gaussian=all(k.is_gaussian for k in ks))
 
-    return make_layer(name, init_fn, apply_fn, transform)
+    return make_layer(name, init_fn, apply_fn, transform,
+                      spec=specs.Parameterless(), mask_fn=_fan_in_mask)
+
+
+def _fan_in_mask(masks, shapes):
+    """A sum or product of branches is padding where every branch is."""
+    return and_masks(_check_branches(masks, "FanIn"))
 
 
 def FanInProd() -> Layer:
@@ -250,7 +260,8 @@ def FanInProd() -> Layer:
                           cov1=prod([k.cov1 for k in ks]),
                           cov2=prod([k.cov2 for k in ks]), is_gaussian=False)
 
-    return make_layer(name, init_fn, apply_fn, transform)
+    return make_layer(name, init_fn, apply_fn, transform,
+                      spec=specs.Parameterless(), mask_fn=_fan_in_mask)
 
 
 def FanInConcat(axis: int = -1) -> Layer:
@@ -302,7 +313,11 @@ def FanInConcat(axis: int = -1) -> Layer:
                           # not a function of the averaged kernel.
                           is_gaussian=False)
 
-    return make_layer(name, init_fn, apply_fn, transform)
+    def mask_fn(masks, shapes):
+        return concat_masks(_check_branches(masks, name), shapes)
+
+    return make_layer(name, init_fn, apply_fn, transform,
+                      spec=specs.Parameterless(), mask_fn=mask_fn)
 
 
 def repeat(layer, n: int) -> Layer:
@@ -329,6 +344,14 @@ def repeat(layer, n: int) -> Layer:
     def apply_fn(params, x, **kwargs):
         def body(x, p):
             return layer.apply_fn(p, x, **kwargs), None
+        if kwargs.get("mask_constant") is not None or has_masked(x):
+            # The first step turns an array into a MaskedArray and may change
+            # the mask's shape (Dense collapses channels): unroll it, so the
+            # loop's carry keeps one structure.
+            first = jax.tree_util.tree_map(lambda a: a[0], params)
+            rest = jax.tree_util.tree_map(lambda a: a[1:], params)
+            x = layer.apply_fn(first, x, **kwargs)
+            return jax.lax.scan(body, x, rest)[0] if n > 1 else x
         return jax.lax.scan(body, x, params)[0]
 
     def transform(k, **kwargs):
@@ -342,4 +365,4 @@ def repeat(layer, n: int) -> Layer:
 
     return make_layer(name, init_fn, apply_fn, transform,
                       needs_full_spatial=layer.kernel_fn.needs_full_spatial,
-                      children=(layer,))
+                      spec=specs.Repeat(layer, n), handles_masks=True)

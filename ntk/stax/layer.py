@@ -15,12 +15,17 @@ transformed `Kernel`, which is how combinators compose layers.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from ntk.kernel import Kernel, inputs_to_kernel, select, validate_get
+from ntk.kernel import (Kernel, constant_mask, inputs_to_kernel, select,
+                        validate_get)
+from ntk.stax.masking import (MaskedArray, check_mask_shape, masked_apply,
+                              masked_transform)
+from ntk.stax.spec import Opaque, Spec
 
 
 class KernelFn:
@@ -28,11 +33,17 @@ class KernelFn:
 
     Args (of a call):
       x1: ``(N1, *S, C)`` inputs — vectors ``(N1, C)`` or images NHWC — or a
-        `Kernel` / list of Kernels to transform.
+        `Kernel` / list of Kernels to transform; a `MaskedArray` is masked
+        by its mask (`ntk.stax.masking`).
       x2: ``(N2, *S, C)`` inputs or None (then ``x2 = x1``).
       get: None (return the `Kernel`), one of ``"nngp"``, ``"ntk"``,
         ``"cov1"``, ``"cov2"`` (return that array), or a tuple of them (return
         a namedtuple).
+      mask_constant: input entries equal to it (NaN matches NaN) are masked
+        (padding, `ntk.stax.masking`); None: nothing is masked.
+      **kwargs: passed to every layer's transform, e.g. ``pattern=(A1, A2)``
+        of `Aggregate`; array values are traced (one compilation per shape),
+        the others are compile-time constants.
 
     Attributes:
       transform: ``Kernel -> Kernel`` (or lists of them for branching layers).
@@ -40,36 +51,52 @@ class KernelFn:
       needs_full_spatial: whether some layer in it (pooling) needs covariances
         between different spatial positions; otherwise only same-position
         covariances are computed, which is much cheaper for images.
-      children: the sub-layers of a combinator, for tools that walk networks.
-      spec: what a tool needs to know of a leaf layer's math beyond its
-        functions, e.g. ``{"kind": "Dense", "W_std": 1.0, "b_std": None,
-        "parameterization": "ntk", "s": (1, 1)}`` (used by structured
-        empirical-NTK evaluation); None for layers without parameters.
+      spec: the typed record of what the layer is (`ntk.stax.spec`): a
+        combinator with its sub-layers, an affine layer with its
+        hyperparameters, a parameterless layer, or `Opaque` (unknown). Tools
+        that walk networks (structured empirical NTK, μP) read only this.
+      children: the sub-layers of a combinator (``spec.children``).
     """
 
     def __init__(self, transform: Callable, name: str, *,
-                 needs_full_spatial: bool = False,
-                 children: Sequence["Layer"] = (), spec: Optional[dict] = None):
+                 needs_full_spatial: bool = False, spec: Optional[Spec] = None):
+        if spec is not None and not isinstance(spec, Spec):
+            raise TypeError(f"{name}: `spec` must be an ntk.stax.spec.Spec record; "
+                            f"got {type(spec).__name__}.")
         self.transform = transform
-        self.spec = spec
+        self.spec = Opaque() if spec is None else spec
         self.name = name
         self.needs_full_spatial = needs_full_spatial
-        self.children = tuple(children)
         self._jitted = jax.jit(self._from_arrays,
                                static_argnames=("get", "compute_ntk"))
+        # With keyword arguments (graph patterns, mask constants, PRNG keys):
+        # arrays are traced, other values are compile-time constants.
+        self._jitted_kw = jax.jit(self._from_arrays_kw,
+                                  static_argnames=("get", "compute_ntk", "static"))
 
     def __repr__(self):
         return f"KernelFn({self.name})"
 
-    def _from_arrays(self, x1, x2, get, compute_ntk, **kwargs):
+    @property
+    def children(self) -> tuple:
+        return self.spec.children
+
+    def _from_arrays(self, x1, x2, get, compute_ntk, mask_constant=None,
+                     masks=(None, None), **kwargs):
         k = inputs_to_kernel(x1, x2, diagonal_spatial=not self.needs_full_spatial,
-                             compute_ntk=compute_ntk)
+                             compute_ntk=compute_ntk, mask_constant=mask_constant,
+                             mask1=masks[0], mask2=masks[1])
         return select(self.transform(k, **kwargs), get)
 
+    def _from_arrays_kw(self, x1, x2, traced, get, compute_ntk, static):
+        return self._from_arrays(x1, x2, get, compute_ntk, **traced, **dict(static))
+
     def __call__(self, x1, x2=None, get=None, **kwargs):
+        """Kernel of ``x1`` and ``x2`` (see the class docstring)."""
         if isinstance(x1, Kernel) or (isinstance(x1, (list, tuple)) and x1
                                       and isinstance(x1[0], Kernel)):
             validate_get(get)
+            kwargs.pop("mask_constant", None)  # only meaningful on arrays
             out = self.transform(x1, **kwargs)
             if get is None:
                 return out
@@ -78,11 +105,27 @@ class KernelFn:
             return select(out, get)
         names = validate_get(get)
         get = names[0] if isinstance(get, str) else names
-        x1, x2 = check_inputs(x1, x2, self.name)
+        (x1, m1), (x2, m2) = _unpack_masked(x1, "x1", self.name), \
+            _unpack_masked(x2, "x2", self.name)
+        mask_constant = kwargs.pop("mask_constant", None)
+        x1, x2 = check_inputs(x1, x2, self.name, mask_constant=mask_constant,
+                              masks=(m1, m2))
         compute_ntk = names is None or "ntk" in names
-        if kwargs:
-            return self._from_arrays(x1, x2, get, compute_ntk, **kwargs)
-        return self._jitted(x1, x2, get=get, compute_ntk=compute_ntk)
+        if m1 is not None or m2 is not None:
+            kwargs["masks"] = (m1, m2)
+        if mask_constant is not None:
+            kwargs["mask_constant"] = mask_constant
+        if not kwargs:
+            out = self._jitted(x1, x2, get=get, compute_ntk=compute_ntk)
+        else:
+            traced, static = _split_kwargs(kwargs)
+            if static is None:  # unhashable options: run op by op
+                out = self._from_arrays(x1, x2, get, compute_ntk, **kwargs)
+            else:
+                out = self._jitted_kw(x1, x2, traced, get=get,
+                                      compute_ntk=compute_ntk, static=static)
+        check_finite_output(out, self.name, get)
+        return out
 
 
 class Layer(NamedTuple):
@@ -99,10 +142,39 @@ class Layer(NamedTuple):
 
 def make_layer(name: str, init_fn: Callable, apply_fn: Callable,
                transform: Callable, *, needs_full_spatial: bool = False,
-               children: Sequence[Layer] = (), spec: Optional[dict] = None) -> Layer:
-    """Build a `Layer` from its finite-width functions and kernel transform."""
+               spec: Optional[Spec] = None, mask_fn: Optional[Callable] = None,
+               remask: bool = False, handles_masks: bool = False) -> Layer:
+    """Build a `Layer` from its finite-width functions and kernel transform.
+
+    ``spec`` is the layer's typed record (`ntk.stax.spec`); leave it None
+    (`Opaque`) for a layer whose parameters tools cannot interpret, or pass
+    `Parameterless()` for one without parameters.
+
+    Masking (`ntk.stax.masking`): ``apply_fn`` then also accepts
+    ``mask_constant=`` and `MaskedArray` inputs; it is called with masked
+    entries zeroed and ``mask=`` the input mask (only when something is
+    masked), and returns a `MaskedArray`. ``mask_fn(mask, input_shape)`` maps
+    the input mask (a list of them for a list input) to the output mask; None
+    keeps the mask. ``remask=True`` zeroes, after ``transform``, every
+    covariance involving a masked output position — needed when the layer
+    maps zero inputs to non-zero outputs (biases, constants of activations)
+    or mixes positions. ``handles_masks=True`` is for combinators, whose
+    sub-layers do all of this themselves. Without masks none of it runs.
+
+    Example (a parameter-free layer that scales its input by 2):
+      >>> double = make_layer("Double", lambda key, shape: (shape, ()),
+      ...                     lambda params, x, **kw: 2 * x,
+      ...                     lambda k, **kw: k.replace(nngp=4 * k.nngp, ...),
+      ...                     spec=Parameterless())
+    """
+    if mask_fn is not None and not callable(mask_fn):
+        raise TypeError(f"{name}: `mask_fn` must be a function (mask, input_shape) "
+                        f"-> mask, or None; got {type(mask_fn).__name__}.")
+    if not handles_masks:
+        apply_fn = masked_apply(apply_fn, mask_fn, bool(remask))
+        transform = masked_transform(transform, mask_fn, bool(remask))
     kernel_fn = KernelFn(transform, name, needs_full_spatial=needs_full_spatial,
-                         children=children, spec=spec)
+                         spec=spec)
     return Layer(init_fn, apply_fn, kernel_fn)
 
 
@@ -120,9 +192,78 @@ def as_layer(layer: Any) -> Layer:
     return make_layer(name, init_fn, apply_fn, kernel_fn)
 
 
-def check_inputs(x1, x2, name: str):
-    """Boundary checks for array inputs; clear errors instead of XLA's."""
-    x1 = _as_array(x1, "x1", name)
+def check_finite_output(out, name: str, get=None):
+    """Raise instead of returning a kernel with inf/NaN entries.
+
+    The dual kernels are finite for finite inputs, so a non-finite entry means
+    the true kernel left the dtype's range (``Exp`` or ``Monomial`` layers
+    grow like an exponential or a power of the input scale at every layer):
+    returned, it would be a silent wrong answer. Only concrete results are
+    checked; inside a caller's ``jit`` or ``grad`` the values are unknown.
+    """
+    if isinstance(out, list):  # branches, e.g. a network ending in FanOut
+        for o in out:
+            check_finite_output(o, name, get)
+        return
+    if isinstance(out, Kernel):
+        named = {f: getattr(out, f) for f in ("nngp", "ntk", "cov1", "cov2")}
+    elif hasattr(out, "_fields"):
+        named = dict(zip(out._fields, out))
+    else:
+        named = {get if isinstance(get, str) else "kernel": out}
+    for field, value in named.items():
+        if value is None:
+            continue
+        try:
+            finite = bool(jnp.all(jnp.isfinite(value)))
+        except jax.errors.ConcretizationTypeError:
+            return  # traced
+        if not finite:
+            bad = int(jnp.size(value) - jnp.sum(jnp.isfinite(value)))
+            dtype = jnp.result_type(value)
+            wider = "" if dtype == jnp.float64 else ", or compute in float64"
+            raise FloatingPointError(
+                f"{name}: `{field}` has {bad} inf/NaN entries of "
+                f"{jnp.size(value)}: the infinite-width kernel overflows {dtype} "
+                f"for these inputs. Rescale the inputs, lower W_std or the "
+                f"depth{wider}.")
+
+
+def _unpack_masked(x, arg: str, name: str):
+    """``(values, mask or None)`` of a kernel_fn input (array or MaskedArray)."""
+    if not isinstance(x, MaskedArray):
+        return x, None
+    if x.mask is not None:
+        check_mask_shape(x.mask, x.masked_value, f"{name}: `{arg}`")
+    return x.masked_value, x.mask
+
+
+def _is_traced_kwarg(v) -> bool:
+    leaves = jax.tree_util.tree_leaves(v)
+    return bool(leaves) and all(isinstance(a, (jax.Array, np.ndarray, np.generic))
+                                for a in leaves)
+
+
+def _split_kwargs(kwargs: dict):
+    """``(traced, static)``: array-valued keyword arguments (traced under jit)
+    and the others as a sorted tuple of pairs, or ``static=None`` if one of
+    those is unhashable (then the kernel is evaluated without jit)."""
+    traced = {k: v for k, v in kwargs.items() if _is_traced_kwarg(v)}
+    static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
+    try:
+        hash(static)
+    except TypeError:
+        return traced, None
+    return traced, static
+
+
+def check_inputs(x1, x2, name: str, mask_constant=None, masks=(None, None)):
+    """Boundary checks for array inputs; clear errors instead of XLA's.
+
+    Masked entries (equal to ``mask_constant``, or True in ``masks``) may be
+    non-finite: NaN and inf are valid mask constants, as in neural-tangents.
+    """
+    x1 = _as_array(x1, "x1", name, mask_constant, masks[0])
     if x1.ndim < 2:
         raise ValueError(f"{name}: `x1` must have shape (batch, ..., features) "
                          f"with rank >= 2; got shape {tuple(x1.shape)}.")
@@ -130,7 +271,7 @@ def check_inputs(x1, x2, name: str):
         raise ValueError(f"{name}: `x1` must have at least one feature (last "
                          f"axis); got shape {tuple(x1.shape)}.")
     if x2 is not None:
-        x2 = _as_array(x2, "x2", name)
+        x2 = _as_array(x2, "x2", name, mask_constant, masks[1])
         if x2.shape[1:] != x1.shape[1:]:
             raise ValueError(f"{name}: `x1` and `x2` must agree in all but the "
                              f"batch axis; got x1 {tuple(x1.shape)} and x2 "
@@ -138,7 +279,7 @@ def check_inputs(x1, x2, name: str):
     return x1, x2
 
 
-def _as_array(x, arg: str, name: str):
+def _as_array(x, arg: str, name: str, mask_constant=None, mask=None):
     if not hasattr(x, "shape"):
         try:
             x = np.asarray(x)
@@ -148,12 +289,20 @@ def _as_array(x, arg: str, name: str):
     if not np.issubdtype(np.dtype(x.dtype), np.number):
         raise TypeError(f"{name}: `{arg}` must be a numeric array; got dtype "
                         f"{x.dtype}.")
+    if np.issubdtype(np.dtype(x.dtype), np.complexfloating):
+        raise TypeError(f"{name}: `{arg}` must be real (the kernels are second "
+                        f"moments of real networks); got dtype {x.dtype}.")
     try:
         concrete = np.asarray(x)
+        finite = np.isfinite(concrete)
+        if mask_constant is not None:
+            finite = finite | np.asarray(constant_mask(concrete, mask_constant))
+        if mask is not None:
+            finite = finite | np.asarray(mask, bool)
     except jax.errors.TracerArrayConversionError:
         return x  # traced: finiteness cannot be checked outside the trace
-    if not np.all(np.isfinite(concrete)):
-        bad = int(np.size(concrete) - np.isfinite(concrete).sum())
+    if not np.all(finite):
+        bad = int(np.size(finite) - finite.sum())
         raise ValueError(f"{name}: `{arg}` must be finite; got {bad} NaN/inf "
                          f"entries of {np.size(concrete)}.")
     return x
@@ -174,12 +323,3 @@ def check_std(value, arg: str, name: str, allow_none: bool = False):
                          f"{type(value).__name__} of shape {v.shape}, dtype {v.dtype}.")
     if not float(v) >= 0:
         raise ValueError(f"{name}: `{arg}` must be >= 0; got {float(v)}.")
-
-
-def split_rng(kwargs: dict, n: int) -> list[dict]:
-    """Per-sub-layer kwargs: an ``rng`` is split so dropout masks differ."""
-    rng: Optional[jax.Array] = kwargs.get("rng")
-    if rng is None:
-        return [kwargs] * n
-    keys = jax.random.split(rng, n)
-    return [{**kwargs, "rng": keys[i]} for i in range(n)]

@@ -1,0 +1,83 @@
+r"""Power-law fits in log–log coordinates: the one fit that every module uses.
+
+A power law ``v ≈ c · x^p`` is a straight line in log–log coordinates,
+``log v = p log x + log c``; `loglog_fit` returns the least-squares line
+(``numpy.polyfit`` of degree 1 on ``(log x, log v)``, in float64), i.e. the
+exponent ``p`` (the log–log slope) and the prefactor ``c``. Convergence
+rates in width (``p = −1/2`` for Monte Carlo fluctuations), spectral decay
+exponents (``λ_i ~ i^{−α}``: ``p = −α``) and coordinate-size exponents are
+all such fits.
+
+Points with ``x ≤ 0``, ``v ≤ 0`` or a non-finite value have no logarithm.
+``invalid`` says what to do with them: ``"raise"`` (a ValueError naming
+them; the default), ``"drop"`` (leave them out; at least two points must
+remain) or ``"nan"`` (return NaN for ``p`` and ``c``: no rate can be read
+off, e.g. an error that reached exactly zero).
+
+    >>> x = np.array([64, 128, 256, 512])
+    >>> loglog_fit(x, 3 * x ** -0.5)
+    PowerLaw(exponent=-0.5, prefactor=3.0)      # up to round-off
+    >>> loglog_slope(x, 3 * x ** -0.5)
+    -0.5
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ntk import _checks
+
+__all__ = ["PowerLaw", "loglog_fit", "loglog_slope"]
+
+_INVALID = ("raise", "drop", "nan")
+
+
+class PowerLaw(NamedTuple):
+    """``values ≈ prefactor · x ** exponent``; ``exponent`` is the log–log slope."""
+
+    exponent: float
+    prefactor: float
+
+
+def loglog_fit(x, values, invalid: str = "raise") -> PowerLaw:
+    """Least-squares power law ``values ≈ c · x^p`` in log–log coordinates.
+
+    Args:
+      x: ``(m,)`` positive abscissae (widths, sizes, mode indices).
+      values: ``(m,)`` positive values.
+      invalid: ``"raise"``, ``"drop"`` or ``"nan"`` for points without a
+        logarithm (module doc).
+
+    Returns:
+      `PowerLaw` ``(exponent p, prefactor c)``, floats.
+    """
+    name = "loglog_fit"
+    _checks.require_one_of(invalid, _INVALID, "invalid", name)
+    x = _checks.as_numpy(x, "x", name, ndim=1, what="(m,)", dtype=np.float64, finite=False)
+    values = _checks.as_numpy(values, "values", name, ndim=1, what="(m,)",
+                              dtype=np.float64, finite=False)
+    if x.shape != values.shape:
+        raise ValueError(f"{name}: `x` and `values` must have the same shape; got "
+                         f"{x.shape} and {values.shape}.")
+    ok = (x > 0) & np.isfinite(x) & (values > 0) & np.isfinite(values)
+    if not ok.all():
+        if invalid == "nan":
+            return PowerLaw(float("nan"), float("nan"))
+        if invalid == "raise":
+            bad = np.nonzero(~ok)[0]
+            raise ValueError(f"{name}: `x` and `values` must be positive and finite "
+                             f"(a power law has a logarithm); got x={x[bad][:5].tolist()}, "
+                             f"values={values[bad][:5].tolist()} at indices "
+                             f"{bad[:5].tolist()}; pass invalid='drop' to leave them out.")
+        x, values = x[ok], values[ok]
+    if x.size < 2:
+        raise ValueError(f"{name}: need ≥ 2 positive finite points; got {x.size}.")
+    slope, intercept = np.polyfit(np.log(x), np.log(values), 1)
+    return PowerLaw(float(slope), float(np.exp(intercept)))
+
+
+def loglog_slope(x, values, invalid: str = "raise") -> float:
+    """The exponent ``p`` of `loglog_fit` (the log–log slope), a float."""
+    return loglog_fit(x, values, invalid).exponent

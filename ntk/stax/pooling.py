@@ -1,0 +1,191 @@
+"""Pooling layers: window and global sums and averages (channels last).
+
+Pooling sums each argument's window independently, so its kernel is a
+separable window sum of the full spatial covariance (geometry in
+`ntk.stax.spatial`); it needs covariances between different positions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntk.kernel import Kernel
+from ntk.stax import spec as specs
+from ntk.stax.layer import Layer, make_layer
+from ntk.stax.masking import masked_mean, position_mask, zero_masked
+from ntk.stax.linear import check_channel_axis
+from ntk.stax.spatial import (check_padding, check_spatial_rank, edge_counts,
+                              pair_axes, positive_ints, require_full,
+                              shapes_with, spatial_plan, window_mask_fn,
+                              window_sum)
+
+def _Pool(kind: str, window_shape, strides, padding, normalize_edges: bool,
+          batch_axis: int, channel_axis: int) -> Layer:
+    name = (f"{kind}Pool({tuple(window_shape) if np.iterable(window_shape) else window_shape})")
+    window = positive_ints(window_shape, "window_shape", name)
+    n = len(window)
+    strides = (1,) * n if strides is None else positive_ints(strides, "strides", name, n)
+    padding = check_padding(padding, name)
+    check_channel_axis(channel_axis, batch_axis, name)
+    circular = padding == "CIRCULAR"
+    by_counts = kind == "Avg" and normalize_edges and padding == "SAME"
+
+    def plan_for(shape):
+        check_spatial_rank(shape, n, name, "window")
+        return spatial_plan(tuple(shape[1:-1]), window, strides, padding, name,
+                             "window")
+
+    def counts(shape, plan):
+        return [edge_counts(size, w, st, pads, o) for size, w, st, (o, pads)
+                in zip(shape[1:-1], window, strides, plan)]
+
+    def init_fn(key, input_shape):
+        plan = plan_for(tuple(input_shape))
+        return ((input_shape[0],) + tuple(o for o, _ in plan) + (input_shape[-1],), ())
+
+    def apply_fn(params, x, **kwargs):
+        plan = plan_for(tuple(x.shape))
+        pads = [(0, 0)] + [p for _, p in plan] + [(0, 0)]
+        if circular:
+            x, pads = jnp.pad(x, pads, mode="wrap"), "VALID"
+        y = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add,
+                                  (1,) + window + (1,), (1,) + strides + (1,), pads)
+        if kind == "Sum":
+            return y
+        if by_counts:
+            for i, c in enumerate(counts(x.shape, plan)):
+                y = y / jnp.asarray(c, y.dtype).reshape((-1,) + (1,) * (n - i))
+            return y
+        return y / math.prod(window)
+
+    def transform(k: Kernel, **kwargs) -> Kernel:
+        plan = plan_for(k.shape1)
+        require_full(k, name)
+        cnt = counts(k.shape1, plan)
+
+        def pool(m, nb):
+            if m is None:
+                return None
+            for i, ((out, pads), w, st) in enumerate(zip(plan, window, strides)):
+                for a in pair_axes(nb, i, False):
+                    m = window_sum(m, (a,), w, st, pads, out, circular)
+            if kind == "Sum":
+                return m
+            if not by_counts:
+                return m * (1.0 / math.prod(window) ** 2)
+            for i, c in enumerate(cnt):
+                c = jnp.asarray(c, m.dtype)
+                shape = [1] * m.ndim
+                shape[nb + 2 * i] = shape[nb + 2 * i + 1] = c.shape[0]
+                m = m / (c[:, None] * c[None, :]).reshape(shape)
+            return m
+
+        k = k.replace(nngp=pool(k.nngp, 2), ntk=pool(k.ntk, 2),
+                      cov1=pool(k.cov1, 1), cov2=pool(k.cov2, 1))
+        return k.replace(**shapes_with(k, [o for o, _ in plan], k.shape1[-1]))
+
+    return make_layer(name, init_fn, apply_fn, transform, needs_full_spatial=True,
+                      spec=specs.Parameterless(), remask=True,
+                      mask_fn=window_mask_fn(window, strides, padding, name))
+
+
+def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
+            padding: str = "VALID", normalize_edges: bool = False,
+            batch_axis: int = 0, channel_axis: int = -1) -> Layer:
+    """Average pooling over spatial windows (channels last).
+
+    ``y(o) = (1/|w|) Σ_{d∈w} x(o·s + d)``; with ``normalize_edges`` and SAME
+    padding the divisor is the number of in-image positions of the window
+    (``jax.example_libraries.stax.AvgPool``), otherwise ``|w|`` (padded
+    positions count as zeros). CIRCULAR pads periodically.
+
+    Kernel (separable: each argument has its own window):
+    ``K'(o, o') = Σ_{d, d'∈w} K(o·s + d, o'·s + d') / (|w_o| |w_o'|)``, and
+    the same for Θ. Needs the full spatial layout (``needs_full_spatial``).
+
+    Example:
+      >>> serial(Conv(64, (3, 3)), Relu(), AvgPool((2, 2), (2, 2)), Flatten(), Dense(1))
+    """
+    return _Pool("Avg", window_shape, strides, padding, normalize_edges,
+                 batch_axis, channel_axis)
+
+
+def SumPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
+            padding: str = "VALID", batch_axis: int = 0,
+            channel_axis: int = -1) -> Layer:
+    """Sum pooling: ``y(o) = Σ_{d∈w} x(o·s + d)``; kernel
+    ``K'(o, o') = Σ_{d, d'∈w} K(o·s + d, o'·s + d')`` (full spatial layout).
+    """
+    return _Pool("Sum", window_shape, strides, padding, False, batch_axis,
+                 channel_axis)
+
+
+def _GlobalPool(kind: str, batch_axis: int, channel_axis: int) -> Layer:
+    name = f"Global{kind}Pool"
+    check_channel_axis(channel_axis, batch_axis, name)
+    reduce = jnp.mean if kind == "Avg" else jnp.sum
+
+    def init_fn(key, input_shape):
+        return (input_shape[0], input_shape[-1]), ()
+
+    def apply_fn(params, x, mask=None, **kwargs):
+        axes = tuple(range(1, x.ndim - 1))
+        if mask is not None and kind == "Avg":
+            return masked_mean(x, axes, position_mask(mask))
+        return reduce(x, axis=axes)
+
+    def transform(k: Kernel, **kwargs) -> Kernel:
+        if k.spatial_ndim == 0:
+            return k
+        require_full(k, name)
+        m12, m11, m22 = k.mask_products()
+
+        def pool(m, nb, mask):
+            if m is None:
+                return None
+            axes = tuple(range(nb, m.ndim))
+            if mask is None:
+                return reduce(m, axis=axes)
+            if kind == "Avg":
+                # The mean over unmasked position pairs: Σ K / (n1 n2).
+                return masked_mean(m, axes, mask)
+            return jnp.sum(zero_masked(m, mask), axis=axes)
+
+        return k.replace(nngp=pool(k.nngp, 2, m12), ntk=pool(k.ntk, 2, m12),
+                         cov1=pool(k.cov1, 1, m11), cov2=pool(k.cov2, 1, m22),
+                         shape1=(k.shape1[0], k.shape1[-1]),
+                         shape2=(k.shape2[0], k.shape2[-1]),
+                         diagonal_spatial=False)
+
+    def mask_fn(mask, input_shape):
+        # Pooled over every position: padding only if all positions are.
+        spatial = tuple(range(1, len(input_shape) - 1))
+        return jnp.all(position_mask(mask), axis=spatial)
+
+    return make_layer(name, init_fn, apply_fn, transform, needs_full_spatial=True,
+                      spec=specs.Parameterless(), mask_fn=mask_fn)
+
+
+def GlobalAvgPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:
+    """Mean over all spatial positions: ``(N, *S, C) -> (N, C)``.
+
+    Kernel: ``K'(x, x') = (1/|S|²) Σ_{s, s'} K(x_s, x'_{s'})`` (and Θ alike),
+    the mean of the full spatial covariance (needs the full layout).
+
+    Masked inputs (`ntk.stax.masking`): the mean is over the unmasked
+    positions only, ``y = Σ_{s unmasked} x_s / n`` and
+    ``K'(x, x') = Σ_{s, s' unmasked} K(x_s, x'_{s'}) / (n n')`` (0 if all are
+    masked), as in neural-tangents; the output is masked only where every
+    position is.
+    """
+    return _GlobalPool("Avg", batch_axis, channel_axis)
+
+
+def GlobalSumPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:
+    """Sum over all spatial positions: ``K'(x, x') = Σ_{s, s'} K(x_s, x'_{s'})``."""
+    return _GlobalPool("Sum", batch_axis, channel_axis)
