@@ -7,14 +7,15 @@ API); `ntk.Kernel` is the record those kernels travel in. `ntk.empirical`
 (μP and feature-learning limits), `ntk.dkm` (deep kernel machines),
 `ntk.random_features` (random-feature regression and its eigenframework) and
 `ntk.permutations` (NTK permutation ensembles) implement the papers;
-`ntk.data` holds the offline datasets.
+`ntk.data` holds the offline datasets and `ntk.power_law` the log-log fits
+every paper uses to measure exponents.
 """
 
 from ntk import stax
 from ntk.kernel import Kernel
 
 # Submodules importable as attributes (`ntk.predict`), as in neural-tangents.
-from ntk import empirical, parallel, predict  # noqa: E402
+from ntk import empirical, parallel, power_law, predict  # noqa: E402
 # The papers' modules, built on the three above.
 from ntk import data, dkm, mup, permutations, random_features  # noqa: E402
 

@@ -47,6 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from ntk import _checks
+
 __all__ = ["odeint"]
 
 # Dormand–Prince 5(4) tableau: nodes C, stage matrix A (row i builds stage i+1),
@@ -88,25 +90,32 @@ def odeint(func: Callable, y0, ts, *args, rtol: float = 1.4e-8,
 
     Raises:
       ValueError: if ``ts`` is not 1-D, or (when concrete) not finite and
-        non-decreasing.
+        non-decreasing; if ``y0`` (when concrete) is not finite; if
+        ``rtol``/``atol`` are not positive or ``max_steps`` is below 1.
+      TypeError: if ``func`` is not callable, ``y0`` is not floating point or
+        ``ts`` not numeric.
     """
-    ts = jnp.asarray(ts)
-    if ts.ndim != 1 or ts.shape[0] < 1:
-        raise ValueError(f"odeint: `ts` must be a non-empty 1-D array of times; "
+    name = "odeint"
+    _checks.require_callable(func, "func", name, "a function func(y, t, *args)")
+    _checks.require_positive(rtol, "rtol", name)
+    _checks.require_positive(atol, "atol", name)
+    max_steps = _checks.require_int(max_steps, "max_steps", name)
+    ts = _checks.as_array(ts, "ts", name, ndim=1, finite=False,
+                          what="(T,), a non-empty 1-D array of times")
+    if ts.shape[0] < 1:
+        raise ValueError(f"{name}: `ts` must be a non-empty 1-D array of times; "
                          f"got shape {tuple(ts.shape)}.")
-    try:
-        ts_np = np.asarray(ts)
-    except jax.errors.TracerArrayConversionError:
-        ts_np = None  # traced times: the caller is responsible for their order
+    ts_np = _checks.concrete(ts)  # traced times: the caller answers for their order
     if ts_np is not None:
         if not np.all(np.isfinite(ts_np)):
-            raise ValueError(f"odeint: `ts` must be finite; got {ts_np}.")
+            raise ValueError(f"{name}: `ts` must be finite; got {ts_np}.")
         if np.any(np.diff(ts_np) < 0):
-            raise ValueError(f"odeint: `ts` must be non-decreasing; got {ts_np}.")
+            raise ValueError(f"{name}: `ts` must be non-decreasing; got {ts_np}.")
     y0_flat, unravel = ravel_pytree(y0)
     if not jnp.issubdtype(y0_flat.dtype, jnp.floating):
-        raise ValueError(f"odeint: `y0` must hold floating-point arrays; got "
-                         f"dtype {y0_flat.dtype}.")
+        raise TypeError(f"{name}: `y0` must hold floating-point arrays; got "
+                        f"dtype {y0_flat.dtype}.")
+    _checks.require_finite(y0_flat, "y0", name)
     ts = ts.astype(y0_flat.dtype)
     spec = (jax.tree_util.tree_structure(y0),
             tuple((jnp.shape(x), jnp.result_type(x))

@@ -10,9 +10,17 @@ Work is split as follows. Rows of the output are taken in blocks of
 ``tile · D`` inputs, ``D`` the number of devices; within a block each device
 computes its ``tile`` rows against one column tile at a time via
 `jax.shard_map` over a 1-D `jax.sharding.Mesh`. Finished tiles are copied into
-one preallocated host array, so peak memory is the output plus a few tiles —
-the budget ``memory_bytes`` sets the tile size. For ``x2 = None`` only tiles on
-or above the diagonal are computed and the rest mirrored (K is symmetric).
+one host array allocated once, at its final size, so peak memory is the
+output plus a few tiles — the budget ``memory_bytes`` sets the tile size. For
+``x2 = None`` only tiles on or above the diagonal are computed and the rest
+mirrored (K is symmetric), one tile at a time.
+
+With ``store_on_device=True`` (the default) that host array is handed to JAX
+with `jax.device_put`. The CPU backend adopts a 64-byte aligned host buffer
+without copying it (measured with jax 0.10: the `jax.Array` then points at
+the NumPy buffer), so on CPU the output exists once; on GPU/TPU it is copied
+to the device once and the host array is freed on return. Inputs are never
+padded or copied as a whole: only the ragged last block is padded.
 
 Several hosts: start every process with ``jax.distributed.initialize(...)``
 (coordinator address, process count and id), then call the batched function
@@ -20,19 +28,40 @@ with the same inputs on every process. The mesh spans all devices of all
 hosts (`jax.devices()`), each device computes its rows, and every process
 receives the whole output. See README, "Several hosts".
 
+Long runs (``checkpoint_dir=``). Every finished tile is written to
+``checkpoint_dir/tile_I_J.npz`` atomically (a temporary file in the same
+directory, flushed, then renamed over the name), with a SHA-256 checksum of
+its arrays; ``manifest.json`` records the job: the inputs' shapes, dtype and
+SHA-256, ``get``, the tile geometry and the kernel's name. A call with the
+same job and directory loads the finished tiles instead of computing them,
+so an interrupted run (killed, out of time) resumes where it stopped. A tile
+file that cannot be read, has the wrong shape or dtype, or fails its
+checksum is computed again; a directory whose manifest describes another job
+is refused (ValueError). The first tile is always computed again and
+compared with its stored copy, which catches a changed kernel behind an
+unchanged name (other hyperparameters, say). Only process 0 writes.
+
 Example:
   >>> _, _, kernel_fn = stax.serial(stax.Dense(512), stax.Relu(), stax.Dense(1))
   >>> kfn = parallel.batch(kernel_fn, memory_bytes=2**30)
   >>> k = kfn(x, None, get="ntk")       # (N, N) for any N
+  >>> kfn = parallel.batch(kernel_fn, 64, progress=True, checkpoint_dir="tiles")
+  >>> k = kfn(x, None, get="ntk")       # rerun after an interruption: resumes
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import numbers
+import os
+import tempfile
+from collections import namedtuple
+from pathlib import Path
 from typing import Callable, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -42,14 +71,53 @@ _DEFAULT_BUDGET = 2 ** 30
 # Working memory of a kernel evaluation relative to its output: the dual of an
 # activation keeps a handful of arrays of the output's size alive at once.
 _WORKSPACE_FACTOR = 16
+# PJRT's CPU client adopts host buffers aligned to 64 bytes instead of copying
+# them (measured: 8-, 16- and 32-byte aligned buffers are copied).
+_ALIGNMENT = 64
 
 
-def _pad_rows(x: np.ndarray | jax.Array, n: int):
-    """Pad axis 0 to ``n`` rows with copies of the last row."""
-    extra = n - x.shape[0]
+def _check_memory_bytes(memory_bytes, where: str) -> int:
+    if isinstance(memory_bytes, bool) or not isinstance(memory_bytes, numbers.Real):
+        raise TypeError(f"{where}: `memory_bytes` must be a number of bytes > 0 "
+                        f"(e.g. 2**30); got {type(memory_bytes).__name__} "
+                        f"{memory_bytes!r}.")
+    if not (math.isfinite(memory_bytes) and memory_bytes >= 1):
+        raise ValueError(f"{where}: `memory_bytes` must be a finite number of bytes "
+                         f">= 1 (e.g. 2**30 for 1 GiB); got {memory_bytes!r}.")
+    return int(memory_bytes)
+
+
+def _aligned_empty(shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data start is 64-byte aligned.
+
+    NumPy aligns large arrays to 16 bytes only, and JAX's CPU backend copies
+    such a buffer in `jax.device_put`; an aligned one it uses in place.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    raw = np.empty(nbytes + _ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % _ALIGNMENT
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def _host_input(x, name: str) -> np.ndarray:
+    """``x`` as a host array of JAX's canonical dtype (float32 unless x64)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        raise ValueError(f"parallel.batch: `{name}` must be addressable by this "
+                         f"process (pass the same host array on every process); got "
+                         f"a jax.Array sharded as {x.sharding}.")
+    x = np.asarray(x)
+    dtype = jax.dtypes.canonicalize_dtype(x.dtype)
+    return x if x.dtype == dtype else x.astype(dtype)
+
+
+def _take_rows(x: np.ndarray, start: int, size: int) -> np.ndarray:
+    """Rows ``start:start+size``, padded with copies of the last real row."""
+    block = x[start:start + size]
+    extra = size - block.shape[0]
     if extra <= 0:
-        return x
-    return jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)], axis=0)
+        return block
+    return np.concatenate([block, np.repeat(block[-1:], extra, axis=0)], axis=0)
 
 
 def _normalise_get(get):
@@ -84,8 +152,10 @@ def choose_tile(kernel_fn: Callable, x1, x2, get: tuple, n_devices: int,
     The output of one input pair is measured with `jax.eval_shape` (it
     includes any spatial axes), and working memory is taken as
     ``_WORKSPACE_FACTOR`` times the output; half the budget is left for the
-    tiles in flight. At least 1, at most the larger input size.
+    tiles in flight: ``t = ⌊√(memory_bytes / (2 · D · 16 · bytes per pair))⌋``.
+    At least 1, at most the larger input size.
     """
+    memory_bytes = _check_memory_bytes(memory_bytes, "parallel.choose_tile")
     kwargs = kwargs or {}
     out = jax.eval_shape(lambda a, b: kernel_fn(a, b, get, *args, **kwargs),
                          jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype),
@@ -99,8 +169,13 @@ def choose_tile(kernel_fn: Callable, x1, x2, get: tuple, n_devices: int,
 
 def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
           store_on_device: bool = True, *, memory_bytes: Optional[int] = None,
-          progress: bool = False) -> Callable:
+          progress: bool = False, checkpoint_dir=None) -> Callable:
     """Tile ``kernel_fn`` over its two batch axes and shard it over devices.
+
+    ``batched(x1, x2)[a, b] = kernel_fn(x1[a:a+1], x2[b:b+1])[0, 0]`` for every
+    pair, computed in tiles of at most ``batch_size · D`` rows × ``batch_size``
+    columns. Peak memory is the output (once) plus the working memory of one
+    step, which ``memory_bytes`` bounds.
 
     Args:
       kernel_fn: ``kernel_fn(x1, x2, get, *args, **kwargs)`` returning arrays
@@ -112,20 +187,38 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
       device_count: devices to use; -1 all, 0 the first only.
       store_on_device: return `jax.Array`s (True) or NumPy arrays (False; the
         output then never has to fit in device memory).
-      memory_bytes: budget for one step on all devices (default 1 GiB).
-      progress: show a progress bar over tiles.
+      memory_bytes: budget in bytes for one step on all devices (default 1
+        GiB); a number ≥ 1.
+      progress: show a progress bar of pairs ``(a, b)`` done (with
+        ``x2=None`` the pairs ``a ≤ b``), their rate and the time left;
+        pairs of tiles loaded from ``checkpoint_dir`` count as done at the
+        start and not in the rate.
+      checkpoint_dir: None, or a directory (created if missing) where
+        finished tiles are kept so that a rerun of the same job resumes
+        after an interruption (module docstring, "Long runs").
 
     Returns:
       ``batched(x1, x2=None, get=None, *args, **kwargs)``; ``get=None`` returns
-      a namedtuple with ``nngp`` and ``ntk``.
+      a namedtuple with ``nngp`` and ``ntk``. An empty ``x1`` or ``x2`` (zero
+      rows) gives an empty ``(N1, N2, ...)`` kernel, as ``kernel_fn`` itself
+      does (neural-tangents' ``nt.batch`` raises instead).
+
+    Raises:
+      ValueError / TypeError: ``batch_size`` not an int ≥ 0, ``memory_bytes``
+        not a number ≥ 1, ``get`` not 'nngp'/'ntk', inputs of mismatched shapes,
+        a ``checkpoint_dir`` holding another job's tiles.
     """
-    if not (isinstance(batch_size, int) and batch_size >= 0):
+    if isinstance(batch_size, bool) or not (isinstance(batch_size, int) and batch_size >= 0):
         raise ValueError(f"parallel.batch: `batch_size` must be an int >= 0; got "
                          f"{batch_size!r}.")
     devices = _devices(device_count)
     mesh = Mesh(np.asarray(devices), ("d",))
     n_dev = len(devices)
-    budget = _DEFAULT_BUDGET if memory_bytes is None else int(memory_bytes)
+    budget = (_DEFAULT_BUDGET if memory_bytes is None
+              else _check_memory_bytes(memory_bytes, "parallel.batch"))
+    if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
+        raise TypeError(f"parallel.batch: `checkpoint_dir` must be None or a path; "
+                        f"got {type(checkpoint_dir).__name__}.")
 
     compiled: dict = {}
 
@@ -150,29 +243,39 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
                 step, out_shardings=replicated if jax.process_count() > 1 else None)
         return compiled[key]
 
+    def finish(outs, names, as_tuple):
+        if store_on_device:
+            # On CPU this adopts the aligned host buffer instead of copying it.
+            outs = [jax.device_put(o) for o in outs]
+        if not as_tuple:
+            return outs[0]
+        return namedtuple("Kernel", names)(*outs)
+
     def batched(x1, x2=None, get=None, *args, **kwargs):
         names, as_tuple = _normalise_get(get)
-        x1 = jnp.asarray(x1)
+        x1 = _host_input(x1, "x1")
         symmetric = x2 is None
-        x2 = x1 if symmetric else jnp.asarray(x2)
+        x2 = x1 if symmetric else _host_input(x2, "x2")
         if x1.ndim < 2 or x2.shape[1:] != x1.shape[1:]:
             raise ValueError(f"parallel.batch: `x1` and `x2` must have shape "
                              f"(batch, ...) and agree beyond the batch axis; got "
                              f"{tuple(x1.shape)} and {tuple(x2.shape)}.")
         n1, n2 = x1.shape[0], x2.shape[0]
-        # Mirroring is only safe for scalar per-pair outputs: spatial layouts
-        # cannot be told apart from their shapes alone.
         pair = jax.eval_shape(lambda a, b: kernel_fn(a, b, names, *args, **kwargs),
                               jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype),
                               jax.ShapeDtypeStruct((1,) + x2.shape[1:], x2.dtype))
+        pair = tuple(pair)
+        outs = [_aligned_empty((n1, n2) + o.shape[2:], o.dtype) for o in pair]
+        if n1 == 0 or n2 == 0:
+            return finish(outs, names, as_tuple)
+        # Mirroring is only safe for scalar per-pair outputs: spatial layouts
+        # cannot be told apart from their shapes alone.
         symmetric = symmetric and all(len(o.shape) == 2 for o in pair)
         tile = batch_size or choose_tile(kernel_fn, x1, x2, names, n_dev, budget,
                                          args, kwargs)
         rows = tile * n_dev                      # inputs per row block
         cols = tile
         n_blocks, n_cols = -(-n1 // rows), -(-n2 // cols)
-        x1p = np.asarray(_pad_rows(x1, n_blocks * rows))
-        x2p = np.asarray(_pad_rows(x2, n_cols * cols))
         kw_keys = tuple(sorted(kwargs))
         step = _step_fn(names, len(args), kw_keys)
         extra = tuple(args) + tuple(kwargs[k] for k in kw_keys)
@@ -180,41 +283,59 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
             extra = jax.tree_util.tree_map(np.asarray, extra)
         row_sharding = NamedSharding(mesh, PartitionSpec("d"))
 
-        outs = None
         todo = [(i, j) for i in range(n_blocks) for j in range(n_cols)
                 if not symmetric or (j + 1) * cols > i * rows]
+
+        def bounds(i, j):
+            return (i * rows, min((i + 1) * rows, n1), j * cols, min((j + 1) * cols, n2))
+
+        store = None
+        if checkpoint_dir is not None:
+            store = _TileStore(checkpoint_dir, _manifest(
+                kernel_fn, x1, None if x2 is x1 else x2, names, rows, cols,
+                symmetric, args, kwargs))
+        loaded = set()
+        if store is not None:
+            for t in todo[1:]:
+                r0, r1, c0, c1 = bounds(*t)
+                tile = store.load(t, [(r1 - r0, c1 - c0) + o.shape[2:] for o in outs],
+                                  [o.dtype for o in outs], names)
+                if tile is not None:
+                    for o, v in zip(outs, tile):
+                        o[r0:r1, c0:c1] = v
+                    loaded.add(t)
         bar = None
         if progress:
             from tqdm.auto import tqdm
-            bar = tqdm(total=len(todo), desc="kernel tiles")
+            count = lambda t: _pairs_in(*bounds(*t), symmetric)
+            bar = tqdm(total=sum(count(t) for t in todo), unit="pair",
+                       initial=sum(count(t) for t in loaded), desc="kernel pairs",
+                       smoothing=0.05)
         block_i, a = -1, None
         for i, j in todo:
+            if (i, j) in loaded:
+                continue
             if i != block_i:
-                block = x1p[i * rows:(i + 1) * rows]
+                block = _take_rows(x1, i * rows, rows)
                 a = jax.make_array_from_callback(block.shape, row_sharding,
                                                  lambda idx, block=block: block[idx])
                 block_i = i
-            b = x2p[j * cols:(j + 1) * cols]
-            res = step(a, b, *extra)
-            if outs is None:
-                outs = [np.empty((n1, n2) + r.shape[2:], r.dtype) for r in res]
-            r0, r1 = i * rows, min((i + 1) * rows, n1)
-            c0, c1 = j * cols, min((j + 1) * cols, n2)
-            for o, r in zip(outs, res):
-                o[r0:r1, c0:c1] = np.asarray(r)[: r1 - r0, : c1 - c0]
+            res = step(a, _take_rows(x2, j * cols, cols), *extra)
+            r0, r1, c0, c1 = bounds(i, j)
+            tile = [np.asarray(r)[: r1 - r0, : c1 - c0] for r in res]
+            del res
+            if store is not None:
+                store.save((i, j), tile, names, first=(i, j) == todo[0])
+            for o, v in zip(outs, tile):
+                o[r0:r1, c0:c1] = v
             if bar is not None:
-                bar.update(1)
+                bar.update(_pairs_in(r0, r1, c0, c1, symmetric))
         if bar is not None:
             bar.close()
         if symmetric:
             for o in outs:
                 _mirror_lower(o, rows, cols)
-        if store_on_device:
-            outs = [jnp.asarray(o) for o in outs]
-        if not as_tuple:
-            return outs[0]
-        from collections import namedtuple
-        return namedtuple("Kernel", names)(*outs)
+        return finish(outs, names, as_tuple)
 
     return batched
 
@@ -223,12 +344,125 @@ def _mirror_lower(o: np.ndarray, rows: int, cols: int):
     """Fill entries below the computed band from their transposes.
 
     Tile (i, j) was computed iff its columns reach the block's first row, so
-    entry (r, c) is missing exactly when c < start-of-block(r).
+    entry (r, c) is missing exactly when c < start-of-block(r). The copy goes
+    one ``rows × cols`` tile at a time: source and destination lie in the same
+    array, so NumPy buffers the source, and a whole strip would cost a
+    temporary of ``rows × N`` entries.
     """
     n = o.shape[0]
     for r0 in range(0, n, rows):
         r1 = min(r0 + rows, n)
         c_end = (r0 // cols) * cols            # first computed column tile
-        if c_end == 0:
-            continue
-        o[r0:r1, :c_end] = o[:c_end, r0:r1].T
+        for c0 in range(0, c_end, cols):
+            c1 = min(c0 + cols, c_end)
+            o[r0:r1, c0:c1] = o[c0:c1, r0:r1].T
+
+
+def _pairs_in(r0: int, r1: int, c0: int, c1: int, symmetric: bool) -> int:
+    """Pairs ``(a, b)`` of a tile that the output needs (``a ≤ b`` if symmetric)."""
+    if not symmetric:
+        return (r1 - r0) * (c1 - c0)
+    rows = np.arange(r0, r1)
+    return int(np.sum(np.clip(c1 - np.maximum(rows, c0), 0, None)))
+
+
+def _digest(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.shape, a.dtype.str)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _manifest(kernel_fn, x1, x2, names, rows, cols, symmetric, args, kwargs) -> dict:
+    """What identifies a tiled job; tiles are reused only under an equal one."""
+    extra = [np.asarray(v) for v in jax.tree_util.tree_leaves((args, kwargs))]
+    return {"kernel": str(getattr(kernel_fn, "name", getattr(kernel_fn, "__name__",
+                                                                 type(kernel_fn).__name__))),
+            "x1": [list(x1.shape), x1.dtype.str, _digest(x1)],
+            "x2": None if x2 is None else [list(x2.shape), x2.dtype.str, _digest(x2)],
+            "extra_args": _digest(*extra) if extra else None,
+            "get": list(names), "rows": rows, "cols": cols, "symmetric": symmetric}
+
+
+class _TileStore:
+    """Finished tiles of one job in a directory (see the module docstring)."""
+
+    def __init__(self, directory, manifest: dict):
+        self.dir = Path(directory)
+        self.writer = jax.process_index() == 0
+        # Tiles are trusted only under a readable manifest equal to this one.
+        self.trusted = True
+        path = self.dir / "manifest.json"
+        if path.exists():
+            try:
+                stored = json.loads(path.read_text())
+            except (OSError, ValueError):
+                stored, self.trusted = None, False
+            if stored is not None and stored != manifest:
+                differ = sorted(k for k in manifest if stored.get(k) != manifest[k])
+                raise ValueError(
+                    f"parallel.batch: `checkpoint_dir` {str(self.dir)!r} holds tiles "
+                    f"of another job (its manifest differs in {differ}); use a new "
+                    f"directory, or the same inputs, get, batch_size, device_count "
+                    f"and kernel as the run that wrote it.")
+        if self.writer:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, json.dumps(manifest, indent=1).encode())
+
+    def path(self, tile) -> Path:
+        return self.dir / f"tile_{tile[0]:05d}_{tile[1]:05d}.npz"
+
+    def load(self, tile, shapes, dtypes, names):
+        """The tile's arrays, or None if absent or not trustworthy."""
+        if not self.trusted:
+            return None
+        try:
+            with np.load(self.path(tile), allow_pickle=False) as f:
+                arrays = [f[name] for name in names]
+                checksum = str(f["checksum"])
+        except Exception:  # noqa: BLE001 - absent, truncated or foreign: recompute
+            return None
+        if any(a.shape != tuple(s) or a.dtype != d
+               for a, s, d in zip(arrays, shapes, dtypes)):
+            return None
+        return arrays if _digest(*arrays) == checksum else None
+
+    def save(self, tile, arrays, names, first: bool = False):
+        """Write a finished tile; the first tile of a run is checked against
+        its stored copy (same job, same kernel) before it is overwritten."""
+        if first:
+            stored = self.load(tile, [a.shape for a in arrays], [a.dtype for a in arrays],
+                               names)
+            if stored is not None and not all(
+                    np.allclose(s, a, rtol=1e-5, atol=0, equal_nan=True)
+                    for s, a in zip(stored, arrays)):
+                raise ValueError(
+                    f"parallel.batch: the first tile differs from its copy in "
+                    f"`checkpoint_dir` {str(self.dir)!r}: the kernel changed since "
+                    f"those tiles were written (same name, other hyperparameters?). "
+                    f"Use a new directory.")
+        if not self.writer:
+            return
+        payload = {name: a for name, a in zip(names, arrays)}
+        payload["checksum"] = np.asarray(_digest(*arrays))
+        import io
+        buffer = io.BytesIO()
+        np.savez(buffer, **payload)
+        _atomic_write(self.path(tile), buffer.getvalue())
+
+
+def _atomic_write(path: Path, data: bytes):
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk and
+    rename it over ``path``: a reader sees the old file or the whole new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

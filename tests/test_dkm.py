@@ -394,3 +394,106 @@ def test_categorical_dkm_fits_and_returns_probabilities():
     pred = model.predict(params, X, labels, Xt)
     np.testing.assert_allclose(pred.probs.sum(-1), 1.0, rtol=1e-10)
     assert pred.mean.shape == (5, 3) and pred.variance.shape == (5,)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def test_float32_step_without_progress_is_a_stall_not_convergence():
+    # tol = 1e-30 can only be met by a step that changes nothing: in float32
+    # a relative change is either 0 or >= ~6e-8. Adam on this tiny problem
+    # reaches such a step after ~120 iterations.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 2)).astype(np.float32)
+    Y = np.sin(X[:, :1])
+    model = dkm.FullDKM(dkm.linear(), num_layers=1, nu=1.0, noise_var=0.1, jitter=1e-4)
+    _, info = model.fit(model.init(X), X, Y, method="adam", learning_rate=1e-2,
+                        max_iter=3000, tol=1e-30)
+    assert info.iterations < 3000  # stopped early, i.e. on a zero change
+    assert info.objective.dtype == np.float32
+    assert info.objective[-1] == info.objective[-2]
+    assert info.stalled and not info.converged
+
+
+def _small(P=5):
+    X, Y, Xt = _data(P=P)
+    return X, Y, Xt
+
+
+_X, _Y, _XT = _small()
+_MODEL = dkm.FullDKM(RELU, num_layers=1)
+_NAN_X = _X.copy()
+_NAN_X[1, 1] = np.nan
+
+
+@pytest.mark.parametrize("call, exc, message", [
+    (lambda: dkm.FullDKM(RELU, nu="a"), TypeError, "`nu` must be a positive number"),
+    (lambda: dkm.FullDKM(RELU, nu=float("nan")), ValueError, "`nu`"),
+    (lambda: dkm.FullDKM(RELU, num_layers=0), ValueError, "`num_layers` must be an int >= 1"),
+    (lambda: dkm.FullDKM(RELU, num_layers=1.5), TypeError, "`num_layers` must be an int"),
+    (lambda: dkm.FullDKM(RELU, noise_var=0.0), ValueError, "`noise_var` must be a number > 0"),
+    (lambda: dkm.FullDKM(RELU, noise_var="big"), TypeError, "`noise_var`"),
+    (lambda: dkm.FullDKM(RELU, likelihood="poisson"), ValueError,
+     "`likelihood` must be one of 'gaussian', 'categorical'; got 'poisson'"),
+    (lambda: dkm.FullDKM(RELU, jitter=-1e-6), ValueError, "`jitter` must be a number >= 0"),
+    (lambda: dkm.FullDKM(RELU, num_samples=0), ValueError, "`num_samples`"),
+    (lambda: dkm.FullDKM(RELU, likelihood="categorical", num_classes=1), ValueError,
+     "`num_classes` must be an int >= 2"),
+    (lambda: _MODEL.fit(_MODEL.init(_X), _NAN_X, _Y), ValueError,
+     "FullDKM.fit: `X` must be finite; got 1 NaN/inf"),
+    (lambda: _MODEL.fit(_MODEL.init(_X), _X, _Y * np.inf), ValueError, "`Y` must be finite"),
+    (lambda: _MODEL.fit(_MODEL.init(_X), _X, _Y, method="sgd"), ValueError,
+     "`method` must be one of 'lbfgs', 'optax-lbfgs', 'adam'"),
+    (lambda: _MODEL.fit(_MODEL.init(_X), _X, _Y, max_iter=0), ValueError, "`max_iter`"),
+    (lambda: _MODEL.fit(_MODEL.init(_X), _X, _Y, tol=-1.0), ValueError, "`tol`"),
+    (lambda: _MODEL.fit(_MODEL.init(_X[:4]), _X, _Y), ValueError,
+     r"`params\['layers'\]\[0\]\['raw'\]` must have shape \(5, 5\).*got \(4, 4\)"),
+    (lambda: _MODEL.fit({"layers": []}, _X, _Y), ValueError,
+     r"`params\['layers'\]` must hold 1 layers"),
+    (lambda: _MODEL.predict(_MODEL.init(_X), _X, _Y, _XT * np.nan), ValueError,
+     "`X_test` must be finite"),
+    (lambda: _MODEL.init(_X, scale=-1.0), ValueError, "`scale` must be a number >= 0"),
+    (lambda: dkm.FullDKM(RELU, likelihood="categorical", num_classes=2).objective(
+        dkm.FullDKM(RELU, likelihood="categorical", num_classes=2).init(_X), _X,
+        np.array([0, 1, 2, 0, 1]), key=jax.random.PRNGKey(0)), ValueError,
+     r"labels in \[0, 2\).*\[2\]"),
+    (lambda: dkm.dkm_objective([np.triu(np.ones((5, 5))) + 5 * np.eye(5)], _X, _Y, RELU,
+                               1.0, 0.1), ValueError, r"`Gs\[0\]` must be symmetric"),
+    (lambda: dkm.dkm_objective([np.eye(4)], _X, _Y, RELU, 1.0, 0.1), ValueError,
+     r"`Gs\[0\]` must be a square matrix \(5, 5\)"),
+    (lambda: dkm.gaussian_kl(np.eye(3), np.eye(4)), ValueError, "`K` must be a square"),
+    (lambda: dkm.gaussian_log_marginal(_Y, np.eye(5), -0.1), ValueError, "`noise_var`"),
+    (lambda: dkm.nngp_grams(_X, RELU, 0), ValueError, "`num_layers` must be an int >= 1"),
+    (lambda: dkm.nngp_grams(_X, lambda G: G, 1), TypeError, "`kernel` must be an ntk.dkm"),
+    (lambda: dkm.input_gram(np.ones(3)), ValueError, r"`X` must have shape \(P, N_0\)"),
+    (lambda: RELU(np.triu(np.ones((3, 3)))), ValueError, "`G` must be symmetric"),
+    (lambda: RELU.diag(np.array([1.0, np.nan])), ValueError, "`g` must be finite"),
+    (lambda: dkm.relu(weight_var=-1.0), ValueError, "`weight_var` must be a number >= 0"),
+    (lambda: dkm.sqexp(lengthscale=float("nan")), ValueError, "`lengthscale`"),
+    (lambda: dkm.elementwise_kernel(3, "k"), TypeError, "`fn` must be a function"),
+    (lambda: dkm.SparseDKM(RELU, num_inducing=0), ValueError, "`num_inducing`"),
+    (lambda: dkm.SparseDKM(RELU, learn_noise="yes"), TypeError, "`learn_noise` must be a bool"),
+    (lambda: dkm.SparseDKM(RELU, num_inducing=3).init(_X, _Y, None), TypeError,
+     "`key` must be a PRNG key"),
+    (lambda: dkm.SparseDKM(RELU, num_inducing=3).predict({"inducing": np.ones((2, 3))},
+                                                         _XT), ValueError,
+     r"`params\['inducing'\]` must have shape \(3, ·\)"),
+])
+def test_bad_arguments_are_rejected_by_name(call, exc, message):
+    with pytest.raises(exc, match=message):
+        call()
+
+
+def test_sparse_fit_settings_are_checked_before_training():
+    model = dkm.SparseDKM(RELU, num_layers=1, num_inducing=3)
+    params = model.init(_X, _Y, jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(1)
+    for kwargs, exc, message in [
+            (dict(batch_size=0), ValueError, r"`batch_size` must be an int in \[1, 5\]"),
+            (dict(steps=0), ValueError, "`steps` must be an int >= 1"),
+            (dict(learning_rate=-1.0), ValueError, "`learning_rate` must be a number > 0"),
+            (dict(optimizer="adam"), TypeError, "`optimizer` must be an optax")]:
+        with pytest.raises(exc, match=message):
+            model.fit(params, _X, _Y, key, **kwargs)
+    with pytest.raises(ValueError, match="`num_data` must be an int >= 5"):
+        model.objective(params, _X, _Y, num_data=2)

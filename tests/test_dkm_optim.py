@@ -169,3 +169,19 @@ def test_preconditioned_lbfgs_reaches_the_optax_optimum_in_fewer_iterations():
 def test_bad_settings_are_rejected_by_name(kwargs, arg):
     with pytest.raises(ValueError, match=arg):
         optim.scale_by_preconditioned_lbfgs(lambda p, g: g, **kwargs)
+
+
+@pytest.mark.parametrize("call, exc, message", [
+    (lambda: optim.scale_by_preconditioned_lbfgs(None), TypeError,
+     "`precondition` must be a function"),
+    (lambda: optim.scale_by_preconditioned_lbfgs(lambda p, g: g, memory_size=2.5),
+     TypeError, "`memory_size` must be an int"),
+    (lambda: optim.lbfgs((1.0, -1.0)), ValueError, "`nu` must be positive KL weights"),
+    (lambda: optim.lbfgs(1.0), ValueError, "`nu` must be positive KL weights"),
+    (lambda: optim.lbfgs((1.0,), max_linesearch_steps=0), ValueError,
+     "`max_linesearch_steps` must be an int >= 1"),
+    (lambda: optim.kronecker_lbfgs(3), TypeError, "`factors_fn` must be a function"),
+])
+def test_bad_optimizer_arguments_are_rejected_by_name(call, exc, message):
+    with pytest.raises(exc, match=message):
+        call()

@@ -553,3 +553,75 @@ def test_conv_patches_from_spec_equal_the_layers_own(padding, strides, param):
     a, b = _patches(site, x), _patches_by_layer(site, x)
     assert a.shape == b.shape
     assert_close(gram(a), gram(b))
+
+
+KEY_MC = jax.random.PRNGKey(0)
+
+
+def _mlp():
+    """A small stax MLP with NumPy parameters: the checks run before any
+    compilation, so the test needs no initialisation."""
+    net = stax.serial(stax.Dense(3), stax.Relu(), stax.Dense(2))
+    rng = np.random.default_rng(0)
+    params = ((rng.normal(size=(4, 3)), rng.normal(size=3)), (),
+              (rng.normal(size=(3, 2)), rng.normal(size=2)))
+    x1, x2 = jnp.asarray(rng.normal(size=(2, 4))), jnp.asarray(rng.normal(size=(3, 4)))
+    return net, params, x1, x2
+
+
+@pytest.mark.parametrize("call, exc, message", [
+    (lambda n, p, x1, x2: empirical_ntk_fn(n)(x1.at[0, 0].set(jnp.nan), x2, p), ValueError,
+     "ntk_fn: `x1` must be finite; got 1 NaN/inf"),
+    (lambda n, p, x1, x2: empirical_nngp_fn(n)(x1, x2.at[0, 0].set(jnp.inf), p), ValueError,
+     "nngp_fn: `x2` must be finite"),
+    (lambda n, p, x1, x2: empirical_ntk_fn(n.apply_fn)(
+        x1, x2, jax.tree_util.tree_map(lambda a: a * jnp.nan, p)), ValueError,
+     "ntk_fn: `params` must be finite"),
+    (lambda n, p, x1, x2: empirical_ntk_fn(n)(np.array([["a"]]), None, p), TypeError,
+     "`x1` must hold numeric arrays"),
+    (lambda n, p, x1, x2: auto_implementation(n, x1 * jnp.nan, None, p), ValueError,
+     "auto_implementation: `x1` must be finite"),
+    (lambda n, p, x1, x2: empirical_kernel_fn(n, implementation="fast"), ValueError,
+     "unknown `implementation`"),
+    (lambda n, p, x1, x2: monte_carlo_kernel_fn(n.init_fn, n.apply_fn, KEY_MC, 2,
+                                                batch_size=-1), ValueError,
+     "`batch_size` must be an int >= 0"),
+    (lambda n, p, x1, x2: monte_carlo_kernel_fn(n.init_fn, n.apply_fn, KEY_MC, 2,
+                                                device_count=-2), ValueError,
+     "`device_count` must be an int >= -1"),
+    (lambda n, p, x1, x2: monte_carlo_kernel_fn(n.init_fn, n.apply_fn, None, 2), TypeError,
+     "`key` must be a PRNG key"),
+    (lambda n, p, x1, x2: monte_carlo_kernel_fn(n.init_fn, n.apply_fn, KEY_MC, 2,
+                                                progress="yes"), TypeError, "`progress`"),
+    (lambda n, p, x1, x2: monte_carlo_kernel_fn(n.init_fn, 3, KEY_MC, 2), TypeError,
+     "`apply_fn` must be a function"),
+    (lambda n, p, x1, x2: from_linen(None, [("params", p)]), TypeError,
+     "`variables` must be the dict"),
+])
+def test_bad_inputs_are_rejected_by_name(call, exc, message):
+    net, params, x1, x2 = _mlp()
+    with pytest.raises(exc, match=message):
+        call(net, params, x1, x2)
+
+
+def test_from_nnx_rejects_a_missing_method():
+    from flax import nnx
+    with pytest.raises(ValueError, match="`method` must name a method"):
+        from_nnx(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), method="forward")
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
+def test_masked_stax_network_kernel_is_that_of_its_zeroed_outputs(impl):
+    # With mask_constant the network returns a MaskedArray; its empirical NTK
+    # is the NTK of the outputs with masked entries zeroed (stax.unmask_fn),
+    # checked against a brute-force Jacobian of that function.
+    net = stax.serial(stax.Dense(4, b_std=0.2), stax.Relu(), stax.Dense(3),
+                      stax.Flatten(), stax.Dense(2))
+    x = jax.random.normal(jax.random.PRNGKey(7), (3, 5, 2)).at[0, 3:].set(7.0)
+    _, params = net.init_fn(jax.random.PRNGKey(8), x.shape)
+    plain = stax.unmask_fn(lambda p, x: net.apply_fn(p, x, mask_constant=7.0))
+    out = plain(params, x)
+    want = reference_layout(brute_force_ntk(plain, params, x, None), out.shape,
+                            out.shape, (-1,), ())
+    got = empirical_ntk_fn(net, implementation=impl)(x, None, params, mask_constant=7.0)
+    assert_close(got, want, f"masked {impl.name}")

@@ -345,3 +345,61 @@ def test_nnx_training_step_with_mup_adam_changes_every_parameter():
     g = jax.jit(jax.grad(lambda w: jnp.mean((net.apply_fn(w, X) - Y) ** 2)))(w)
     u, _ = jax.jit(opt.update)(g, opt.init(w), w)
     assert all(float(jnp.max(jnp.abs(x))) > 0 for x in jax.tree_util.tree_leaves(u))
+
+
+# ------------------------------------------------------------------ validation
+
+_NET = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
+
+
+@pytest.mark.parametrize("call, exc, message", [
+    (lambda: mup.ABC(a="00", b=(0, 0)), TypeError, "`a` must be a sequence of numbers"),
+    (lambda: mup.ABC(a=(0, 0), b=(0, 0), c=float("nan")), ValueError, "`c`"),
+    (lambda: mup.ABC(a=(0, 0), b=(0, 0), name=3), TypeError, "`name` must be a str"),
+    (lambda: mup.abc("mup", 1).layer(0), ValueError, r"`l` must be an int in \[1, 2\]"),
+    (lambda: mup.abc("mup", 1).shift(float("inf")), ValueError, "`theta`"),
+    (lambda: mup.abc("mup", depth=0), ValueError, "`depth` must be an int >= 1"),
+    (lambda: mup.abc("mup", depth=1.0), TypeError, "`depth` must be an int"),
+    (lambda: mup.abc("mup", form="table9"), ValueError,
+     "`form` must be one of 'tp4', 'table3', 'table8'; got 'table9'"),
+    (lambda: mup.abc("sp", c=float("inf")), ValueError, "`c`"),
+    (lambda: mup.parametrize(_NET, "mup", base_width=float("inf")), ValueError,
+     "`base_width` must be a number > 0"),
+    (lambda: mup.parametrize(_NET, "mup", base_width=True), TypeError, "`base_width`"),
+    (lambda: mup.parametrize(_NET, "mup", input_shape=(1, 0)), ValueError, "`input_shape`"),
+    (lambda: mup.sgd(-0.1, mup.parametrize(_NET, "mup").info), ValueError,
+     "mup.sgd: `learning_rate` must be a number > 0"),
+    (lambda: mup.sgd(0.1, mup.parametrize(_NET, "mup").info, momentum=2.0), ValueError,
+     r"`momentum` must be a number in \[0, 1\]"),
+    (lambda: mup.adam(1e-3, mup.parametrize(_NET, "mup").info, b2=1.0), ValueError,
+     r"`b2` must be a number in \[0, 1\)"),
+    (lambda: mup.adam(1e-3, mup.parametrize(_NET, "mup").info, eps=-1.0), ValueError, "`eps`"),
+    (lambda: mup.multipliers(mup.parametrize(_NET, "mup").info, "lion"), ValueError,
+     "`rule` must be one of 'sgd', 'adam'; got 'lion'"),
+])
+def test_bad_arguments_are_rejected_by_name(call, exc, message):
+    with pytest.raises(exc, match=message):
+        call()
+
+
+def test_schedules_are_accepted_as_learning_rates():
+    # A callable learning rate is not range-checked; a constant schedule must
+    # give the same update as the number (whose values TP5 Table 3 tests fix).
+    net = mup.parametrize(_NET, "mup", base_width=4)
+    _, w = net.init_fn(KEY, (2, 3))
+    g = jax.tree_util.tree_map(jnp.ones_like, w)
+    updates = []
+    for lr in (optax.constant_schedule(0.1), 0.1):
+        opt = mup.sgd(lr, net.info)
+        updates.append(opt.update(g, opt.init(w), w)[0])
+    for u, v in zip(*(jax.tree_util.tree_leaves(u) for u in updates)):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_infer_roles_rejects_unknown_annotation_roles():
+    p = {"Dense_0": {"kernel": jnp.ones((3, 8))}}
+    base = {"Dense_0": {"kernel": jnp.ones((3, 4))}}
+    with pytest.raises(ValueError, match=r"`annotations\['Dense_0/kernel'\]` must be a role"):
+        infer_roles(p, base, annotations={"Dense_0/kernel": "embedding"})
+    with pytest.raises(TypeError, match="`annotations` must be a dict"):
+        infer_roles(p, base, annotations=[("Dense_0/kernel", "input")])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
@@ -102,3 +103,35 @@ def test_flax_sp_with_plain_optax_sgd_has_growing_output_update():
 def test_coord_check_rejects_a_single_width():
     with pytest.raises(ValueError, match="at least 2 widths"):
         mup.coord_check(lambda n: None, (64,), X, Y, optimizer=optax.sgd)
+
+
+def _tiny_check():
+    layers = ("h^1", "f")
+    size = {l: np.ones((2, 3)) for l in layers}
+    return mup.CoordCheck((64, 256), 2, layers, size, size)
+
+
+def _make(n):
+    return mup.parametrize(stax.serial(stax.Dense(n), stax.Relu(), stax.Dense(1)), "mup",
+                           base_width=64)
+
+
+@pytest.mark.parametrize("call, exc, message", [
+    (lambda: mup.coord_check(_make, (64, 64), X, Y, optimizer=lambda i: mup.sgd(0.1, i)),
+     ValueError, "`widths` must be distinct"),
+    (lambda: mup.coord_check(_make, (64, 128.5), X, Y, optimizer=lambda i: mup.sgd(0.1, i)),
+     TypeError, "`widths` must be an int"),
+    (lambda: mup.coord_check(_make, (64, 128), X, Y, optimizer=lambda i: mup.sgd(0.1, i),
+                             steps=0), ValueError, "`steps` must be an int >= 1"),
+    (lambda: mup.coord_check(64, (64, 128), X, Y, optimizer=lambda i: mup.sgd(0.1, i)),
+     TypeError, "`make` must be a function"),
+    (lambda: mup.coord_check(_make, (64, 128), X * jnp.nan, Y,
+                             optimizer=lambda i: mup.sgd(0.1, i)),
+     ValueError, "`x` must be finite"),
+    (lambda: _tiny_check().slope("f", step=3), ValueError, r"`step` must be an int in \[-3, 2\]"),
+    (lambda: _tiny_check().slope("f", what="mean"), ValueError, "`what` must be one of"),
+    (lambda: mup.rms(jnp.ones(0)), ValueError, "`v` must not be empty"),
+])
+def test_bad_arguments_are_rejected_by_name(call, exc, message):
+    with pytest.raises(exc, match=message):
+        call()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ntk import predict
-from ntk.mup import dmft
+from ntk.mup import dmft, finite, ntk_limit
 
 P, D, T = 4, 3, 5
 #: learning rates with η λ_max(Θ)/P < 1 (monotone GD in the NTK limit)
@@ -43,7 +43,7 @@ def ntk_predict_discrete(data, activation):
     ``Θ̃ = −(P/η) log(I − ηΘ/P)`` at integer ``t`` — exactly, on the train set.
     """
     x, y = data
-    _, _, kernel_fn = dmft.ntk_limit_network(2, activation)
+    _, _, kernel_fn = ntk_limit.ntk_limit_network(2, activation)
     k = kernel_fn(x, x, ("nngp", "ntk"))
     evals, evecs = jnp.linalg.eigh(k.ntk)
     lr = LR[activation]
@@ -129,9 +129,9 @@ def test_finite_linear_nets_converge_to_limit_at_rate_n_minus_half(data):
     widths = (64, 256, 1024)
     err_f, err_phi = [], []
     for n in widths:
-        fin = dmft.finite_mlp_train(x, y, width=n, depth=2, activation="linear", gamma0=1.0,
-                                    learning_rate=LR["linear"], steps=T, key=jax.random.PRNGKey(n),
-                                    n_seeds=8, pad_to=widths[-1])
+        fin = finite.finite_mlp_train(x, y, width=n, depth=2, activation="linear", gamma0=1.0,
+                                      learning_rate=LR["linear"], steps=T,
+                                      key=jax.random.PRNGKey(n), n_seeds=8, pad_to=widths[-1])
         err_f.append(_per_net_error(fin, lim))
         err_phi.append(float(np.abs(fin.phiT - lim.phi[None, :, T, :, T, :]).max(-1).max(-1)
                              .mean()))
@@ -150,9 +150,9 @@ def test_finite_tanh_nets_approach_the_limit(data, tanh_rich):
     x, y = data
     errs = []
     for n in (64, 1024):
-        fin = dmft.finite_mlp_train(x, y, width=n, depth=2, activation="tanh", gamma0=1.0,
-                                    learning_rate=LR["tanh"], steps=T, key=jax.random.PRNGKey(n),
-                                    n_seeds=8, pad_to=1024)
+        fin = finite.finite_mlp_train(x, y, width=n, depth=2, activation="tanh", gamma0=1.0,
+                                      learning_rate=LR["tanh"], steps=T, key=jax.random.PRNGKey(n),
+                                      n_seeds=8, pad_to=1024)
         errs.append(_per_net_error(fin, tanh_rich))
     print("tanh: errors", errs)
     assert errs[1] < errs[0] / 2, errs
@@ -161,24 +161,72 @@ def test_finite_tanh_nets_approach_the_limit(data, tanh_rich):
 # ------------------------------------------------------------------ inputs
 
 
-@pytest.mark.parametrize("kwargs, arg", [
-    (dict(activation="gelu"), "activation"),
-    (dict(gamma0=0.0), "gamma0"),
-    (dict(depth=0), "depth"),
-    (dict(n_samples=7), "n_samples"),
-    (dict(steps=0), "steps"),
+def test_finite_train_rejects_mismatched_targets(data):
+    x, _ = data
+    with pytest.raises(ValueError, match="y_train"):
+        finite.finite_mlp_train(x, jnp.zeros(P + 1), width=8, depth=1, activation="relu",
+                                gamma0=1.0, learning_rate=0.1, steps=2,
+                                key=jax.random.PRNGKey(0))
+
+
+@pytest.mark.parametrize("kwargs, exc, arg", [
+    (dict(activation="gelu"), ValueError, "activation"),
+    (dict(gamma0=0.0), ValueError, "gamma0"),
+    (dict(depth=0), ValueError, "depth"),
+    (dict(n_samples=7), ValueError, "n_samples"),
+    (dict(steps=0), ValueError, "steps"),
+    (dict(gamma0="big"), TypeError, "`gamma0`"),
+    (dict(learning_rate=float("inf")), ValueError, "`learning_rate`"),
+    (dict(tol=-1.0), ValueError, "`tol` must be a number >= 0"),
+    (dict(jitter=-1e-9), ValueError, "`jitter` must be a number >= 0"),
+    (dict(jac_batch=0), ValueError, "`jac_batch` must be an int >= 1"),
+    (dict(damping=0.0), ValueError, r"`damping` must be a number in \(0, 1\]"),
+    (dict(n_jac_samples=3), ValueError, "`n_jac_samples` must be even"),
+    (dict(max_iter=1000), ValueError, r"`max_iter` must be an int in \[1, 256\]"),
 ])
-def test_bad_arguments_raise_value_error_naming_them(data, kwargs, arg):
+def test_bad_solver_arguments_are_rejected_by_name(data, kwargs, exc, arg):
     x, y = data
     base = dict(depth=2, activation="tanh", gamma0=1.0, learning_rate=1.0, steps=3,
                 n_samples=64)
     base.update(kwargs)
-    with pytest.raises(ValueError, match=arg):
+    with pytest.raises(exc, match=arg):
         dmft.dmft_solve(x, y, **base)
 
 
-def test_finite_train_rejects_mismatched_targets(data):
-    x, _ = data
-    with pytest.raises(ValueError, match="y_train"):
-        dmft.finite_mlp_train(x, jnp.zeros(P + 1), width=8, depth=1, activation="relu",
-                              gamma0=1.0, learning_rate=0.1, steps=2, key=jax.random.PRNGKey(0))
+def test_bad_data_and_trainer_arguments_are_rejected_by_name(data):
+    x, y = data
+    kw = dict(depth=1, activation="relu", gamma0=1.0, learning_rate=0.1, steps=2)
+    with pytest.raises(ValueError, match="`x_train` must be finite"):
+        dmft.dmft_solve(x.at[0, 0].set(jnp.nan), y, n_samples=64, **kw)
+    with pytest.raises(TypeError, match="`key` must be a PRNG key"):
+        finite.finite_mlp_train(x, y, width=8, key=None, **kw)
+    with pytest.raises(ValueError, match="`pad_to` must be an int >= 8"):
+        finite.finite_mlp_train(x, y, width=8, key=jax.random.PRNGKey(0), pad_to=4, **kw)
+    k = np.eye(P) + np.triu(np.ones((P, P)), 1)
+    with pytest.raises(ValueError, match="`ntk_train` must be symmetric"):
+        ntk_limit.ntk_limit_trajectory(k, y, 0.1, 3)
+    with pytest.raises(ValueError, match="`steps` must be an int >= 0"):
+        ntk_limit.ntk_limit_trajectory(np.eye(P), y, 0.1, -1)
+    with pytest.raises(ValueError, match=r"`ntk_test_train` must have shape \(Q, 4\)"):
+        ntk_limit.ntk_limit_trajectory(np.eye(P), y, 0.1, 3, np.ones((2, 3)))
+    with pytest.raises(ValueError, match="`phi_tt` and `g_tt` must have one shape"):
+        dmft.ntk_of_kernels(np.ones((1, 3, 3)), np.ones((1, 2, 2)), np.ones((3, 3)))
+
+
+def test_ntk_limit_trajectory_is_gradient_descent_stepped_by_hand():
+    # f_{t+1} = f_t + (η/P) Θ (y − f_t), f_0 = 0, on train; the test outputs move by
+    # (η/P) Θ_td (y − f_t): an explicit loop, independent of the eigenbasis form
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(P, P))
+    k, k_td = a @ a.T / P + np.eye(P), rng.normal(size=(2, P))
+    y, lr = rng.normal(size=P), 0.7
+    f, g, want_f, want_g = np.zeros(P), np.zeros(2), [], []
+    for _ in range(T + 1):
+        want_f.append(f.copy())
+        want_g.append(g.copy())
+        f, g = f + lr / P * k @ (y - f), g + lr / P * k_td @ (y - f)
+    got_f, got_g = ntk_limit.ntk_limit_trajectory(k, y, lr, T, k_td)
+    # float64 and T = 5 steps of a well-conditioned kernel: round-off only
+    np.testing.assert_allclose(got_f, np.stack(want_f), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got_g, np.stack(want_g), rtol=1e-10, atol=1e-12)
+    assert ntk_limit.ntk_limit_trajectory(k, y, lr, T)[1] is None

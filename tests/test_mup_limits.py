@@ -6,9 +6,6 @@ outputs must approach the limit's with error ∝ n^{-1/2} (CLT of the Gram
 matrix Z₀ᵀZ₀/n). Slopes are fitted on seed-averaged RMS errors.
 """
 
-import dataclasses
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -226,7 +223,7 @@ def test_bad_arguments_raise_value_error():
         limits.sample(limits.init_limit(2, 2), 0, jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="compact"):
         limits.init_limit(2, 2, 1.0, 1.0, compact=True)
-    with pytest.raises(ValueError, match="x must have shape"):
+    with pytest.raises(ValueError, match="`x` must have shape"):
         limits.limit_apply(limits.init_limit(2, 2), jnp.ones((3, 5)))
 
 
@@ -258,28 +255,6 @@ def test_fewshot_tasks_use_disjoint_classes_and_permuted_labels():
     assert not (np.abs(xs[0][:, None] - xq[0][None]).sum(-1) < 1e-9).any()
 
 
-# ------------------------------------------------------------------ experiment part
-
-
-def test_run_part_tiny_writes_figures_and_limit_beats_ntk_on_planted_corpus(tmp_path):
-    from experiments import _yang21_limits as part
-
-    @dataclasses.dataclass(frozen=True)
-    class Cfg(part.LimitsFields):
-        seed: int = 0
-
-    cfg = dataclasses.replace(Cfg(), **Cfg.TINY)
-    out = part.run_part(cfg, tmp_path, jax.random.PRNGKey(0))
-    for name in out["figures"]:
-        assert (tmp_path / name).stat().st_size > 1000
-    json.dumps(out["metrics"], default=float)
-    w2v = out["metrics"]["word2vec"]
-    assert w2v["ntk_gp"]["accuracy"] == 0.0
-    assert w2v["limit"]["accuracy"] > w2v["ntk_gp"]["accuracy"]
-    assert {r["quantity"] for r in out["paper_vs_ours"]} >= {
-        "word2vec analogy acc, muP limit (%)", "MAML 5w1s acc, muP limit (%)"}
-
-
 def test_text8_reader_keeps_top_vocab_and_in_vocab_questions(tmp_path):
     (tmp_path / "text8").write_text(" the king queen man woman the a the king man zebra")
     (tmp_path / "questions-words.txt").write_text(
@@ -291,3 +266,41 @@ def test_text8_reader_keeps_top_vocab_and_in_vocab_questions(tmp_path):
         corpus.questions, [[corpus.vocab.index(w) for w in ("king", "queen", "man", "woman")]])
     with pytest.raises(ValueError, match="text8"):
         text.text8(tmp_path / "missing")
+
+
+_LIM = limits.init_limit(2, 2)
+_NET = limits.finite_network(jax.random.PRNGKey(0), 2, 2, 8)
+_XB, _YB = jnp.ones((3, 2)), jnp.zeros((3, 2))
+_TASKS = (jnp.ones((2, 3, 2)), jnp.zeros((2, 3), jnp.int32), jnp.ones((2, 4, 2)),
+          jnp.zeros((2, 4), jnp.int32))
+
+
+@pytest.mark.parametrize("call, exc, message", [
+    (lambda: limits.init_limit(0, 2), ValueError, "init_limit: `d_in` must be an int >= 1"),
+    (lambda: limits.init_limit(2, 2, sigma_u=float("nan")), ValueError, "`sigma_u`"),
+    (lambda: limits.finite_network(jax.random.PRNGKey(0), 2, 2, 8, sigma_v=-1.0), ValueError,
+     "`sigma_v` must be a number >= 0"),
+    (lambda: limits.limit_apply(_NET, _XB), TypeError, "`state` must be a LimitState"),
+    (lambda: limits.finite_apply(_NET, _XB * jnp.nan), ValueError, "`x` must be finite"),
+    (lambda: limits.mse_loss(jnp.ones((3, 1)), jnp.ones(3)), ValueError,
+     "`f` and `y` must have the same shape"),
+    (lambda: limits.softmax_cross_entropy(jnp.ones((2, 3)), jnp.array([0, 3])), ValueError,
+     r"`y` must be integer labels in \[0, 3\)"),
+    (lambda: limits.limit_sgd_step(_LIM, _XB, _YB, 0.1, loss="mse"), TypeError,
+     "`loss` must be a function"),
+    (lambda: limits.finite_sgd_step(_NET, jnp.ones((3, 5)), _YB, 0.1), ValueError,
+     r"`x` must have shape \(batch, 2\)"),
+    (lambda: limits.limit_maml_step(_LIM, _TASKS[:3], 0.1, 0.1), ValueError,
+     "`tasks` must be"),
+    (lambda: limits.limit_maml_step(_LIM, (jnp.ones((2, 3, 5)),) + _TASKS[1:], 0.1, 0.1),
+     ValueError, r"`x_support` must have shape \(tasks, shots, 2\)"),
+    (lambda: limits.finite_maml_step(_NET, _TASKS, 0.1, 0.1, inner_steps=-1), ValueError,
+     "`inner_steps` must be an int >= 0"),
+    (lambda: limits.finite_maml_step(_NET, _TASKS, 0.1, 0.1, clip=0.0), ValueError,
+     "`clip` must be a number > 0"),
+    (lambda: limits.limit_maml_adapt(_LIM, _TASKS[0][0], _TASKS[1][0], jnp.ones((4, 3)), 0.1),
+     ValueError, r"`x_query` must have shape \(batch, 2\)"),
+])
+def test_limit_arguments_are_rejected_by_name(call, exc, message):
+    with pytest.raises(exc, match=message):
+        call()

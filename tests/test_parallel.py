@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -137,3 +138,186 @@ def test_two_processes_on_localhost_each_get_the_whole_kernel():
         res = json.loads(out.strip().splitlines()[-1])
         assert res == {"processes": 2, "devices": 4, "err": res["err"]}
         assert res["err"] <= 1e-12
+
+
+@pytest.mark.parametrize("memory_bytes", [-1, 0, 0.5, float("nan"), float("inf")])
+def test_memory_budget_below_one_byte_or_not_finite_is_rejected(memory_bytes):
+    with pytest.raises(ValueError, match=r"`memory_bytes` must be a finite number of "
+                                         r"bytes >= 1.*got " + re.escape(repr(memory_bytes))):
+        parallel.batch(KERNEL_FN, memory_bytes=memory_bytes)
+    x1, x2 = _inputs()
+    with pytest.raises(ValueError, match="`memory_bytes` must be"):
+        parallel.choose_tile(KERNEL_FN, x1, x2, ("ntk",), 1, memory_bytes)
+
+
+@pytest.mark.parametrize("memory_bytes", ["1GB", [2 ** 30], True])
+def test_memory_budget_that_is_not_a_number_is_a_type_error(memory_bytes):
+    with pytest.raises(TypeError, match="`memory_bytes` must be a number of bytes"):
+        parallel.batch(KERNEL_FN, memory_bytes=memory_bytes)
+
+
+@pytest.mark.parametrize("get", ["ntk", ("nngp", "ntk")])
+@pytest.mark.parametrize("n1,n2", [(0, 17), (23, 0), (0, 0)])
+def test_empty_batch_gives_the_empty_kernel_the_unbatched_call_gives(n1, n2, get):
+    x1, x2 = _inputs()
+    x1, x2 = x1[:n1], x2[:n2]
+    ref = KERNEL_FN(x1, x2, get)
+    out = parallel.batch(KERNEL_FN, 4)(x1, x2, get)
+    for o, r in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(ref)):
+        assert o.shape == r.shape == (n1, n2) and o.dtype == r.dtype
+
+
+def test_empty_symmetric_batch_gives_an_empty_square_kernel():
+    out = parallel.batch(KERNEL_FN, 4, store_on_device=False)(np.zeros((0, 5)), None, "ntk")
+    assert isinstance(out, np.ndarray) and out.shape == (0, 0)
+
+
+def test_stored_output_equals_the_host_output_bit_for_bit():
+    # The device result adopts the host buffer on CPU: it must still be the
+    # finished kernel, mirrored, and unaffected by later calls.
+    x1, _ = _inputs()
+    b_dev = parallel.batch(KERNEL_FN, 3)
+    on_device = b_dev(x1, None, "ntk")
+    on_host = parallel.batch(KERNEL_FN, 3, store_on_device=False)(x1, None, "ntk")
+    b_dev(x1[::-1], None, "ntk")
+    assert isinstance(on_device, jax.Array)
+    np.testing.assert_array_equal(np.asarray(on_device), on_host)
+    np.testing.assert_array_equal(on_host, on_host.T)
+
+
+_MEMORY_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+    from ntk import parallel, stax
+    n, tile = 4000, 128
+    _, _, kfn = stax.serial(stax.Dense(64), stax.Relu(), stax.Dense(1))
+    x = np.random.RandomState(0).randn(n, 784)
+    batched = parallel.batch(kfn, tile)          # default: store_on_device=True
+    batched(x[:tile * jax.device_count() + 1], None, "ntk")   # compiles the step
+    def status(field):
+        with open("/proc/self/status") as f:
+            line = next(l for l in f if l.startswith(field + ":"))
+        return int(line.split()[1]) * 1024
+    # Reset the high-water mark, so compilation and imports before this point
+    # (whose peak depends on the machine's load) cannot count as growth.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status("VmRSS")
+    k = batched(x, None, "ntk")
+    peak = status("VmHWM")
+    print(json.dumps({"growth": peak - before, "output": k.nbytes,
+                      "ok": bool(np.allclose(np.asarray(k)[:3, :3], kfn(x[:3], None, "ntk")))}))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_peak_memory_is_the_output_plus_a_few_tiles():
+    # Growth of peak RSS over the resident size before the call (compilation
+    # done beforehand), for a 4000 x 4000 float64 kernel (122 MiB) in tiles of
+    # 512 rows (4 devices x 128) x 128 columns. In flight besides the output:
+    # a row block of inputs (512 x 784 x 8 B = 3 MiB, and again on the
+    # devices), a column tile (0.8 MiB), a step's result and its host copy
+    # (2 x 0.5 MiB), a mirrored tile (0.5 MiB) and the step's working memory
+    # (16 x its result = 8 MiB, the model behind `choose_tile`): about 16 MiB.
+    # The bound allows 24 MiB. Measured: 3-9 MiB over the output; the previous
+    # version (padded copies of the inputs, a whole row strip buffered by the
+    # mirror, jnp.asarray of the result): 70-85 MiB; a jnp.asarray copy of
+    # the result alone: 122 MiB.
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    proc = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["ok"]
+    assert res["growth"] <= res["output"] + 24 * 2 ** 20, (
+        f"peak grew by {res['growth'] / 2**20:.1f} MiB for a "
+        f"{res['output'] / 2**20:.1f} MiB output")
+
+
+# ------------------------------------------------------------ checkpoints
+
+
+def _counting_kernel(calls, fail_after=None):
+    """KERNEL_FN that records each executed step on the host (a callback runs
+    once per execution, unlike Python code, which runs once per trace) and,
+    with ``fail_after``, raises in the step after that many: an interruption."""
+    def record(_):
+        calls.append(1)
+        if fail_after is not None and len(calls) > fail_after:
+            raise RuntimeError("interrupted")
+
+    def kfn(x1, x2, get):
+        jax.debug.callback(record, x1[0, 0])
+        return KERNEL_FN(x1, x2, get)
+    kfn.name = KERNEL_FN.name      # the same kernel, for the checkpoint manifest
+    return kfn
+
+
+def test_resumed_run_equals_an_uninterrupted_run_and_skips_finished_tiles(tmp_path):
+    x1, _ = _inputs()
+    full = parallel.batch(KERNEL_FN, 4, 1)(x1, None, ("nngp", "ntk"))   # no checkpoints
+    calls = []
+    with pytest.raises(Exception, match="interrupted"):
+        parallel.batch(_counting_kernel(calls, fail_after=5), 4, 1,
+                       checkpoint_dir=tmp_path)(x1, None, ("nngp", "ntk"))
+    assert len(list(tmp_path.glob("tile_*.npz"))) == 5
+    calls = []
+    out = parallel.batch(_counting_kernel(calls), 4, 1,
+                         checkpoint_dir=tmp_path)(x1, None, ("nngp", "ntk"))
+    # 23 inputs in tiles of 4: 6 x 6 tiles, 21 on or above the diagonal; the
+    # 5 finished ones are loaded, except the first, recomputed as a check.
+    assert len(calls) == 21 - 5 + 1
+    np.testing.assert_array_equal(out.nngp, full.nngp)
+    np.testing.assert_array_equal(out.ntk, full.ntk)
+    calls = []
+    again = parallel.batch(_counting_kernel(calls), 4, 1,
+                           checkpoint_dir=tmp_path)(x1, None, ("nngp", "ntk"))
+    assert len(calls) == 1
+    np.testing.assert_array_equal(again.ntk, full.ntk)
+
+
+def test_corrupted_or_partial_tiles_are_computed_again(tmp_path):
+    x1, x2 = _inputs()
+    ref = parallel.batch(KERNEL_FN, 5, 1, checkpoint_dir=tmp_path)(x1, x2, "ntk")
+    tiles = sorted(tmp_path.glob("tile_*.npz"))
+    assert len(tiles) == 5 * 4
+    data = tiles[3].read_bytes()
+    tiles[3].write_bytes(data[: len(data) // 2])           # cut short
+    corrupt = bytearray(tiles[7].read_bytes())
+    with np.load(tiles[7]) as stored:
+        at = corrupt.find(stored["ntk"].tobytes()[:8])
+    assert at > 0
+    corrupt[at] ^= 0x40                                      # one flipped bit
+    tiles[7].write_bytes(bytes(corrupt))
+    tiles[9].unlink()                                        # never finished
+    calls = []
+    out = parallel.batch(_counting_kernel(calls), 5, 1, checkpoint_dir=tmp_path)(
+        x1, x2, "ntk")
+    assert len(calls) == 3 + 1
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_checkpoint_dir_of_another_job_or_kernel_is_refused(tmp_path):
+    x1, x2 = _inputs()
+    parallel.batch(KERNEL_FN, 5, 1, checkpoint_dir=tmp_path)(x1, x2, "ntk")
+    with pytest.raises(ValueError, match=r"another job.*\['x1'\]"):
+        parallel.batch(KERNEL_FN, 5, 1, checkpoint_dir=tmp_path)(x1 + 1, x2, "ntk")
+    with pytest.raises(ValueError, match=r"another job.*'rows'"):
+        parallel.batch(KERNEL_FN, 4, 1, checkpoint_dir=tmp_path)(x1, x2, "ntk")
+    # Same name, other hyperparameters: caught by the recomputed first tile.
+    _, _, other = stax.serial(stax.Dense(64, 1.5, 0.1), stax.Relu(),
+                              stax.Dense(64, 1.2, 0.05), stax.Erf(), stax.Dense(1))
+    assert other.name == KERNEL_FN.name
+    with pytest.raises(ValueError, match="kernel changed"):
+        parallel.batch(other, 5, 1, checkpoint_dir=tmp_path)(x1, x2, "ntk")
+    with pytest.raises(TypeError, match="checkpoint_dir"):
+        parallel.batch(KERNEL_FN, checkpoint_dir=3)
+
+
+def test_progress_bar_counts_pairs_on_or_above_the_diagonal(tmp_path, capsys):
+    x1, _ = _inputs()
+    parallel.batch(KERNEL_FN, 4, 1, progress=True)(x1, None, "ntk")
+    err = capsys.readouterr().err
+    assert "276/276" in err and "pair/s" in err        # 23·24/2 pairs a ≤ b

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ntk import permutations as P
-from ntk.permutations import sampling
+from ntk.permutations import gp, sampling
 
 
 def _perm(k, seed=0):
@@ -77,7 +77,7 @@ def test_dense_sampler_covariance_within_monte_carlo_error():
 def test_block_eigenvalues_sum_to_the_trace():
     # tr Σ|_{L_s} = Σ_j dim S^{(k−j,j)} λ_j(s, s), dim = C(k,j) − C(k,j−1).
     k, s = 9, 4
-    sigma = sampling._sigma_grid(k, 1.0, None)
+    sigma = gp.covariance_grid(k, 1.0, None)
     total = 0.
     for j in range(min(s, k - s) + 1):
         ss, b = sampling.block_eigenvalues(k, j, sigma=sigma)
@@ -183,3 +183,83 @@ def test_enumeration_beyond_limit_is_rejected_by_name():
         P.binary_inputs(21)
     with pytest.raises(ValueError, match="delta"):
         P.per_input_complexity(8, delta=1.5)
+
+
+def test_network_has_no_biases_by_default_as_documented():
+    # setting.py and docs/permutations.md: no biases unless b_std is given,
+    # then one per layer. Oracle: the parameter shapes of the stax network.
+    def shapes(**kw):
+        init_fn = P.network(3, 4, **kw)[0]
+        params = jax.eval_shape(lambda key: init_fn(key, (1, 3))[1], jax.random.PRNGKey(0))
+        return [(w.shape, None if b is None else b.shape) for w, b in (params[0], params[2])]
+
+    assert shapes() == [((3, 4), None), ((4, 3), None)]
+    assert shapes(b_std=0.5) == [((3, 4), (4,)), ((4, 3), (3,))]
+
+
+_PERM = np.array([2, 0, 1])
+_X3 = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+@pytest.mark.parametrize("call, exc, message", [
+    (lambda: P.random_permutation(jax.random.PRNGKey(0), 0), ValueError,
+     "`k` must be an int >= 1; got 0"),
+    (lambda: P.random_permutation(jax.random.PRNGKey(0), 2.0), TypeError, "`k` must be an int"),
+    (lambda: P.sample_binary_inputs(jax.random.PRNGKey(0), 3, 0), ValueError, "`n` must be"),
+    (lambda: P.round_outputs(np.ones(3), float("nan")), ValueError, "`threshold`"),
+    (lambda: P.network(3, width=0), ValueError, "`width` must be an int >= 1"),
+    (lambda: P.network(3, W_std=0.0), ValueError, "`W_std` must be a number > 0"),
+    (lambda: P.network(3, b_std=-1.0), ValueError, "`b_std` must be a number >= 0"),
+    (lambda: P.apply_permutation(_PERM, np.ones((2, 3)) * np.nan), ValueError,
+     "`x` must be finite"),
+    (lambda: P.closed_form_mean(_PERM, _X3 * 0.5), ValueError,
+     r"`x` must be binary \(entries 0 or 1\); got \[0.5"),
+    (lambda: P.closed_form_covariance(_X3, _X3 + 1), ValueError, "`x2` must be binary"),
+    (lambda: P.covariance_fn(3, 1, 2, 2), ValueError,
+     r"no binary vectors of length 3 have s1=1 and s2=2 ones with overlap t=2"),
+    (lambda: P.covariance_fn(3, 2, 2, 0), ValueError, r"s1 \+ s2 - t <= k"),
+    (lambda: P.mean_structure(3, 4), ValueError, r"`s` must be numbers of ones in \[0, 3\]"),
+    (lambda: P.relu_kernels(3, 1, 1, -1), ValueError, "`n12`"),
+    (lambda: P.closed_form_variance(3, np.array([1, 5])), ValueError, "`s`"),
+    (lambda: P.min_ensemble_sizes(np.zeros(3), np.array([0.5, -0.2, -0.2]),
+                                  np.array([0.0, 0.0, 1.0])), ValueError,
+     "`mean` must be > threshold.*2 entries are on the wrong side"),
+    (lambda: P.min_ensemble_sizes(np.zeros(3), np.ones(3), np.array([1.0, 2.0, 1.0])),
+     ValueError, "`target` must be binary"),
+    (lambda: P.recovered(np.ones((3, 3)), _PERM, _X3), ValueError,
+     r"`f_bar` must have shape \(\.\.\., 2, 3\)"),
+    (lambda: P.draw_members(jax.random.PRNGKey(0), _PERM, 0), ValueError, "`n_members`"),
+    (lambda: P.draw_ensemble_average(jax.random.PRNGKey(0), _PERM, 4, sampler=3), TypeError,
+     "`sampler` must be a function"),
+    (lambda: P.success_probability(3, 2, 0), ValueError,
+     "`n_members` must be ensemble sizes >= 1"),
+    (lambda: P.per_input_complexity(8, delta=1.0), ValueError,
+     r"`delta` must be a number in \(0, 1\); got 1.0"),
+    (lambda: P.per_input_complexity(8, s=9), ValueError, "`s`"),
+    (lambda: P.union_bound_complexity(0), ValueError, "`k`"),
+    (lambda: P.empirical_complexity(np.array([])), ValueError, "`min_sizes` must not be empty"),
+    (lambda: P.empirical_complexity(np.array([0.0, 3.0])), ValueError,
+     "`min_sizes` must be ensemble sizes >= 1"),
+    (lambda: P.recovery_curve(np.ones(4), np.ones((2, 2))), ValueError,
+     r"`ensemble_sizes` must have shape \(E,\)"),
+    (lambda: P.gp_sampler(3, method="fast"), ValueError,
+     "`method` must be one of 'auto', 'dense', 'structured'"),
+    (lambda: P.dense_sampler(3)(jax.random.PRNGKey(0), 0), ValueError, "`n`"),
+    (lambda: sampling.block_eigenvalues(4, 3), ValueError, r"`j` must be an int in \[0, 2\]"),
+    (lambda: sampling.block_eigenvalues(4, 1, sigma=np.ones((4, 4, 4))), ValueError,
+     r"`sigma` must have shape \(5, 5, 5\)"),
+    (lambda: P.train_finite_ensemble(jax.random.PRNGKey(0), _PERM, _X3, 2, width=0),
+     ValueError, "`width`"),
+    (lambda: P.train_finite_ensemble(jax.random.PRNGKey(0), _PERM, _X3, 2, tol=2.0),
+     ValueError, r"`tol` must be a number in \(0, 1\)"),
+    (lambda: P.train_finite_ensemble(jax.random.PRNGKey(0), _PERM, np.ones((2, 4)), 2),
+     ValueError, r"`x_test` must have shape \(N, 3\)"),
+    (lambda: P.train_finite_ensemble(jax.random.PRNGKey(0), _PERM, _X3, 2,
+                                     learning_rate=100.0), ValueError,
+     "with steps=None, `learning_rate` must be below 1/λ_min"),
+    (lambda: P.trained_gp(_PERM, _X3, kernel_fn="ntk"), TypeError,
+     "`kernel_fn` must be a kernel_fn"),
+])
+def test_bad_arguments_are_rejected_by_name(call, exc, message):
+    with pytest.raises(exc, match=message):
+        call()

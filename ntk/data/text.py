@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import collections
 import os
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from ntk import _checks
+from ntk.data.images import check_data_dir
 
 __all__ = ["Corpus", "planted_analogy_corpus", "text8", "read_analogy_questions",
            "analogy_accuracy", "cbow_batches", "unigram_table"]
@@ -66,16 +68,15 @@ def planted_analogy_corpus(n_topics: int = 10, n_modifiers: int = 4,
 
     Returns a `Corpus` with ``name="planted-analogy (offline)"``.
     """
-    for name, v in (("n_topics", n_topics), ("n_modifiers", n_modifiers),
-                    ("words_per_attribute", words_per_attribute),
-                    ("n_tokens", n_tokens), ("event_context", event_context)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}.")
-    if not 0 <= filler_prob < 1:
-        raise ValueError(f"filler_prob must be in [0, 1), got {filler_prob!r}.")
-    if n_topics < 2 or n_modifiers < 2:
-        raise ValueError(f"need n_topics >= 2 and n_modifiers >= 2 for analogies, "
-                         f"got {n_topics}, {n_modifiers}.")
+    where = "planted_analogy_corpus"
+    for arg, v, low in (("n_topics", n_topics, 2), ("n_modifiers", n_modifiers, 2),
+                        ("words_per_attribute", words_per_attribute, 1),
+                        ("n_filler", n_filler, 0), ("n_tokens", n_tokens, 1),
+                        ("event_context", event_context, 1), ("seed", seed, 0)):
+        _checks.require_int(v, arg, where, minimum=low)
+    _checks.require_real(filler_prob, "filler_prob", where, low=0, high=1,
+                         high_open=True)
+    _checks.require_nonnegative(zipf, "zipf", where)
     rng = np.random.default_rng(seed)
     vocab = [f"w{a}_{b}" for a in range(n_topics) for b in range(n_modifiers)]
     w_id = lambda a, b: a * n_modifiers + b
@@ -115,6 +116,9 @@ def planted_analogy_corpus(n_topics: int = 10, n_modifiers: int = 4,
 def read_analogy_questions(path: os.PathLike | str, word_to_id: dict) -> np.ndarray:
     """Parse Mikolov's ``questions-words.txt``; keep questions whose 4 words
     are all in ``word_to_id`` (lower-cased). Returns ``(Q, 4)`` int32."""
+    if not isinstance(word_to_id, dict):
+        raise TypeError(f"read_analogy_questions: `word_to_id` must be a dict "
+                        f"{{word: id}}; got {type(word_to_id).__name__}.")
     rows = []
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -135,7 +139,10 @@ def text8(data_dir: os.PathLike | str, max_vocab: int = 10_000,
     ``max_tokens`` tokens. TP4 used the whole vocabulary (min count 5); the
     limit's state is ``V × V``, hence the cap.
     """
-    data_dir = Path(data_dir)
+    data_dir = check_data_dir(data_dir, "text8")
+    max_vocab = _checks.require_int(max_vocab, "max_vocab", "text8")
+    if max_tokens is not None:
+        max_tokens = _checks.require_int(max_tokens, "max_tokens", "text8")
     path, qpath = data_dir / "text8", data_dir / "questions-words.txt"
     for p in (path, qpath):
         if not p.exists():
@@ -164,14 +171,23 @@ def analogy_accuracy(gram: np.ndarray, questions: np.ndarray) -> float:
     candidate scores exactly 0 and nothing is answered. Zero vectors count as
     orthogonal to everything.
     """
-    gram = np.asarray(gram, np.float64)
-    questions = np.asarray(questions)
-    if gram.ndim != 2 or gram.shape[0] != gram.shape[1]:
-        raise ValueError(f"gram must be square (V, V), got {gram.shape}.")
-    if questions.ndim != 2 or questions.shape[1] != 4:
-        raise ValueError(f"questions must be (Q, 4), got {questions.shape}.")
+    name = "analogy_accuracy"
+    gram = _checks.as_numpy(gram, "gram", name, ndim=2, what="(V, V)",
+                            dtype=np.float64)
+    if gram.shape[0] != gram.shape[1]:
+        raise ValueError(f"{name}: `gram` must be square (V, V); got {gram.shape}.")
+    _checks.require_symmetric(gram, "gram", name)
+    questions = _checks.as_numpy(questions, "questions", name, ndim=2, what="(Q, 4)")
+    if questions.shape[1] != 4:
+        raise ValueError(f"{name}: `questions` must have shape (Q, 4); got "
+                         f"{questions.shape}.")
     if len(questions) == 0:
         return float("nan")
+    # Negative ids would silently wrap around to other words.
+    _checks.require_indices(questions.ravel(), gram.shape[0], "questions", name)
+    if questions.min() < 0:
+        raise ValueError(f"{name}: `questions` must hold word ids in "
+                         f"[0, {gram.shape[0]}); got {questions.min()}.")
     norms = np.sqrt(np.clip(np.diag(gram), 0, None))
     inv = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0)
     cos = gram * inv[:, None] * inv[None, :]
@@ -190,7 +206,14 @@ def analogy_accuracy(gram: np.ndarray, questions: np.ndarray) -> float:
 
 def unigram_table(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
     """Negative-sampling distribution ``p_w ∝ count_w^{3/4}`` (word2vec)."""
-    p = np.asarray(counts, np.float64) ** power
+    name = "unigram_table"
+    counts = _checks.as_numpy(counts, "counts", name, ndim=1, what="(V,)",
+                              dtype=np.float64, nonempty=True)
+    if np.any(counts < 0) or not np.any(counts > 0):
+        raise ValueError(f"{name}: `counts` must be >= 0 with at least one positive "
+                         f"entry; got min {counts.min():g}, max {counts.max():g}.")
+    _checks.require_nonnegative(power, "power", name)
+    p = counts ** power
     return p / p.sum()
 
 
@@ -201,6 +224,33 @@ def cbow_batches(tokens: np.ndarray, window: int, batch_size: int, negatives: in
 
     Context = the ``window`` tokens on each side (masked at the corpus edges).
     """
+    name = "cbow_batches"
+    tokens = _checks.as_numpy(tokens, "tokens", name, ndim=1, what="(T,)")
+    if not np.issubdtype(tokens.dtype, np.integer):
+        raise TypeError(f"{name}: `tokens` must be integer word ids; got dtype "
+                        f"{tokens.dtype}.")
+    window = _checks.require_int(window, "window", name)
+    batch_size = _checks.require_int(batch_size, "batch_size", name,
+                                     maximum=len(tokens))
+    negatives = _checks.require_int(negatives, "negatives", name, minimum=0)
+    epochs = _checks.require_int(epochs, "epochs", name, minimum=0)
+    noise = _checks.as_numpy(noise, "noise", name, ndim=1, what="(V,)",
+                             dtype=np.float64, nonempty=True)
+    if np.any(noise < 0) or abs(noise.sum() - 1) > 1e-6:
+        raise ValueError(f"{name}: `noise` must be a probability vector (>= 0, "
+                         f"summing to 1, e.g. unigram_table(counts)); got sum "
+                         f"{noise.sum():g}, min {noise.min():g}.")
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= len(noise)):
+        raise ValueError(f"{name}: `tokens` must be word ids in [0, {len(noise)}) "
+                         f"(the size of `noise`); got range [{tokens.min()}, "
+                         f"{tokens.max()}].")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{name}: `rng` must be a numpy.random.Generator; got "
+                        f"{type(rng).__name__}.")
+    return _cbow_batches(tokens, window, batch_size, negatives, noise, rng, epochs)
+
+
+def _cbow_batches(tokens, window, batch_size, negatives, noise, rng, epochs):
     T = len(tokens)
     offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])
     for _ in range(epochs):

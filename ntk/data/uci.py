@@ -9,11 +9,11 @@ features and targets with the training statistics.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
-from ntk.data.images import _require
+from ntk import _checks
+from ntk.data.images import check_data_dir
 
 #: UCI regression sets of the deep-GP/DKM benchmarks and the file each is
 #: read from in ``data_dir`` (whitespace- or comma-separated, target last).
@@ -32,14 +32,14 @@ UCI_FILES = {
 
 def boston() -> tuple[np.ndarray, np.ndarray]:
     """UCI Boston housing as bundled with mlxtend: x (506, 13), y (506,) (MEDV)."""
-    data = _require("mlxtend.data")
+    data = _checks.optional_import("mlxtend.data")
     x, y = data.boston_housing_data()
     return np.asarray(x, np.float64), np.asarray(y, np.float64)
 
 
 def diabetes() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's diabetes regression set: x (442, 10), y (442,)."""
-    datasets = _require("sklearn.datasets")
+    datasets = _checks.optional_import("sklearn.datasets")
     bunch = datasets.load_diabetes()
     return np.asarray(bunch.data, np.float64), np.asarray(bunch.target, np.float64)
 
@@ -51,19 +51,23 @@ def uci(name: str, data_dir: os.PathLike | str | None = None
     Boston comes offline from mlxtend when ``data_dir`` is None; the others
     need ``data_dir/<file>`` as listed in `UCI_FILES` (target in the last column).
     """
-    if name not in UCI_FILES:
-        raise ValueError(f"name: expected one of {sorted(UCI_FILES)}, got {name!r}")
+    _checks.require_one_of(name, sorted(UCI_FILES), "name", "uci")
     if data_dir is None:
         if name == "boston":
             return boston()
         raise FileNotFoundError(
             f"data_dir: UCI {name!r} is not shipped; pass data_dir containing "
             f"{UCI_FILES[name]} (nothing is downloaded at run time)")
-    path = Path(data_dir) / UCI_FILES[name]
+    path = check_data_dir(data_dir, "uci") / UCI_FILES[name]
     if not path.is_file():
         raise FileNotFoundError(f"data_dir: expected {path} for UCI {name!r}; it is missing")
     text = path.read_text().replace(",", " ")
-    table = np.loadtxt(text.splitlines(), dtype=np.float64)
+    table = np.loadtxt(text.splitlines(), dtype=np.float64, ndmin=2)
+    if table.shape[1] < 2 or not np.all(np.isfinite(table)):
+        raise ValueError(f"uci: {path} must hold a finite numeric table with at "
+                         f"least one feature column and the target last; got shape "
+                         f"{table.shape} with {int(np.sum(~np.isfinite(table)))} "
+                         f"non-finite entries.")
     return table[:, :-1], table[:, -1]
 
 
@@ -71,18 +75,28 @@ def split(x: np.ndarray, y: np.ndarray, *, test_fraction: float = 0.1, seed: int
     """Random train/test split, standardised with the training statistics.
 
     Returns ``(x_train, y_train, x_test, y_test, y_scale)``; ``y_scale`` is the
-    training target's standard deviation, to report RMSE in original units.
+    training target's standard deviation, to report RMSE in original units
+    (1 when the training targets are constant; constant features and targets
+    are only centred). At least one row is kept for training.
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction: expected a number in (0, 1), got {test_fraction}")
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    name = "split"
+    _checks.require_real(test_fraction, "test_fraction", name, low=0, high=1,
+                         low_open=True, high_open=True)
+    seed = _checks.require_int(seed, "seed", name, minimum=0)
+    x = _checks.as_numpy(x, "x", name, ndim=2, what="(n, d)", dtype=np.float64)
+    y = _checks.as_numpy(y, "y", name, ndim=1, what="(n,)", dtype=np.float64)
     if len(x) != len(y):
-        raise ValueError(f"x, y: expected the same number of rows, got {len(x)} and {len(y)}")
+        raise ValueError(f"{name}: `x` and `y` must have the same number of rows; got "
+                         f"{len(x)} and {len(y)}.")
+    if len(x) < 2:
+        raise ValueError(f"{name}: `x` must have at least 2 rows (one to train on, "
+                         f"one to test); got {len(x)}.")
     order = np.random.default_rng(seed).permutation(len(x))
-    n_test = max(1, int(round(test_fraction * len(x))))
+    n_test = min(max(1, int(round(test_fraction * len(x)))), len(x) - 1)
     test, train = order[:n_test], order[n_test:]
     mx, sx = x[train].mean(0), x[train].std(0)
     sx = np.where(sx > 0, sx, 1.0)
     my, sy = y[train].mean(), y[train].std()
+    sy = sy if sy > 0 else 1.0  # constant training targets: centred only
     return ((x[train] - mx) / sx, (y[train] - my) / sy,
             (x[test] - mx) / sx, (y[test] - my) / sy, float(sy))

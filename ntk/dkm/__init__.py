@@ -6,8 +6,13 @@ A DKM learns one Gram matrix per layer by maximising
 
 the infinite-width (Bayesian representation-learning) limit of a deep GP's
 posterior. `kernels` holds the maps ``G -> K(G)``, `objective` the objective
-and its linear algebra, `full` the full DKM (cubic in the number of points)
-and `sparse` the inducing-point DKM (linear in it, minibatch training).
+and its linear algebra, `full` the full DKM (cubic in the number of points),
+`sparse` the inducing-point DKM (linear in it, minibatch training), `optim`
+their preconditioned L-BFGS, `sweep` full-DKM optima along a ν sweep and
+`alignment` the centred kernel alignment. Beside the limit, the finite
+objects it is the limit of and is compared with: `sampling` samples the
+posterior of wide, finite deep GPs (MALA), and `deep_gp` is the doubly
+stochastic variational deep GP of Salimbeni & Deisenroth 2017.
 
     >>> from ntk import dkm
     >>> model = dkm.FullDKM(dkm.relu(), num_layers=2, nu=1.0, noise_var=0.1)
@@ -21,10 +26,17 @@ from ntk.dkm.objective import (dkm_objective, gaussian_kl,
                                gaussian_log_marginal, input_gram, nngp_grams)
 from ntk.dkm.full import FitInfo, FullDKM, Prediction
 from ntk.dkm.sparse import SparseDKM
+from ntk.dkm.sweep import NuFit, make_nu_fitter
+from ntk.dkm.alignment import centred_alignment
+from ntk.dkm.sampling import (SamplerOutput, dgp_log_posterior, grams_from_whitened,
+                              make_dgp_sampler)
+from ntk.dkm import deep_gp
 
 __all__ = [
     "GramKernel", "elementwise_kernel", "from_stax", "linear",
     "normalised_gaussian", "relu", "sqexp", "dkm_objective", "gaussian_kl",
     "gaussian_log_marginal", "input_gram", "nngp_grams", "FitInfo", "FullDKM",
-    "Prediction", "SparseDKM",
+    "Prediction", "SparseDKM", "NuFit", "make_nu_fitter", "centred_alignment",
+    "SamplerOutput", "dgp_log_posterior", "grams_from_whitened", "make_dgp_sampler",
+    "deep_gp",
 ]

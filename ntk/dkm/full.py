@@ -48,6 +48,8 @@ import jax.scipy.linalg as jsl
 import numpy as np
 import optax
 
+from ntk import _checks
+from ntk._linalg import add_jitter
 from ntk.dkm import objective as obj
 from ntk.dkm import optim
 from ntk.dkm.kernels import GramKernel
@@ -70,17 +72,24 @@ class Prediction(NamedTuple):
 
 class FitInfo(NamedTuple):
     """``objective``: values along the run (index 0 = start); ``iterations``;
-    ``converged`` (relative change < tol); ``grad_norm`` at the end;
-    ``seconds`` of wall time (compilation included)."""
+    ``converged``: the last step changed the objective by a relative amount
+    ``0 < |ΔL|/|L| < tol``; ``grad_norm`` at the end; ``seconds`` of wall
+    time (compilation included); ``stalled``: the last step left the
+    objective exactly unchanged (the line search found no progress, typically
+    round-off in float32) — the run stopped without demonstrating
+    convergence: look at ``grad_norm``, use float64 or a larger ``jitter``."""
 
     objective: np.ndarray
     iterations: int
     converged: bool
     grad_norm: float
     seconds: float
+    stalled: bool = False
 
 
-def _init_factors(P, dtype, key, scale):
+def init_factors(P, dtype, key, scale):
+    """Whitened factors ``{"raw" (P, P), "log_diag" (P,)}`` of one layer: zero
+    (``A = I``, the NNGP) or ``scale · N(0, 1)`` entries drawn with ``key``."""
     if key is None or scale == 0:
         return {"raw": jnp.zeros((P, P), dtype), "log_diag": jnp.zeros((P,), dtype)}
     k1, k2 = jax.random.split(key)
@@ -122,17 +131,25 @@ class FullDKM:
         ``scale · N(0, 1)`` entries when a ``key`` is given (for checking that
         different initialisations reach the same optimum)."""
         X, _ = obj.check_xy(X, None, "FullDKM.init", need_y=False)
+        _checks.require_nonnegative(scale, "scale", "FullDKM.init")
         P = X.shape[0]
         dtype = jnp.result_type(X.dtype, float)
         keys = [None] * (self.num_layers + 1) if key is None else list(
             jax.random.split(key, self.num_layers + 1))
-        params = {"layers": [_init_factors(P, dtype, keys[l], scale)
+        params = {"layers": [init_factors(P, dtype, keys[l], scale)
                              for l in range(self.num_layers)]}
         if self.likelihood == "categorical":
-            out = _init_factors(P, dtype, keys[-1], scale)
+            out = init_factors(P, dtype, keys[-1], scale)
             out["mean"] = jnp.zeros((P, self.num_classes), dtype)
             params["output"] = out
         return params
+
+    def _check_params(self, params, P, name):
+        """``params`` must have the structure and shapes `init` gives for
+        ``P`` training points, with finite entries (when concrete)."""
+        categorical = self.likelihood == "categorical"
+        return check_params(params, P, self.num_layers, name, output=categorical,
+                            num_outputs=self.num_classes if categorical else None)
 
     # ------------------------------------------------------------ forward
 
@@ -149,13 +166,16 @@ class FullDKM:
     def grams(self, params, X) -> list:
         """The ``L`` training Gram matrices ``(P, P)`` of ``params``."""
         X, _ = obj.check_xy(X, None, "FullDKM.grams", need_y=False)
+        params = self._check_params(params, X.shape[0], "FullDKM.grams")
         return obj.check_finite(_grams_jit(self, params, X), "FullDKM.grams")
 
     def objective(self, params, X, Y, key=None, return_terms: bool = False):
         """The DKM objective ``L`` (to be maximised); for a categorical model
         the ELBO with ``num_samples`` MC draws from ``key``.
         ``return_terms`` adds ``(log_likelihood, [KL_l])``."""
-        X, Y = obj.check_data(X, Y, self.likelihood, "FullDKM.objective")
+        X, Y = obj.check_data(X, Y, self.likelihood, "FullDKM.objective",
+                              self.num_classes)
+        params = self._check_params(params, X.shape[0], "FullDKM.objective")
         if self.likelihood == "categorical" and key is None:
             raise ValueError("FullDKM.objective: a categorical likelihood needs a "
                              "PRNG `key` for its Monte Carlo ELBO.")
@@ -186,7 +206,7 @@ class FullDKM:
 
     def _prior(self, G):
         """``K̃(G)``: the prior covariance of the layer above ``G``."""
-        return obj.jittered(self.kernel(G), self.jitter)[0]
+        return add_jitter(self.kernel(G), self.jitter)[0]
 
     def _to_cholesky(self, params, X):
         """Whitened ``A_l`` -> Cholesky factors ``C_l = L_l A_l`` of ``G_l``
@@ -261,17 +281,23 @@ class FullDKM:
         ``"adam"``: `optax.adam` with ``learning_rate``. ``memory_size``:
         the L-BFGS history.
         Stops when the relative change of the objective over one iteration,
-        ``|ΔL| / |L|``, is below ``tol``, or after ``max_iter`` iterations.
+        ``|ΔL| / |L|``, is below ``tol``, or after ``max_iter`` iterations;
+        a step that changes nothing (``ΔL = 0``) is reported as
+        ``FitInfo.stalled``, not as convergence.
         The whole loop is one jitted ``lax.while_loop``. A categorical model
         uses the fixed ``key`` for its MC samples (common random numbers, a
         deterministic objective).
 
         Returns ``(params, FitInfo)``.
         """
-        X, Y = obj.check_data(X, Y, self.likelihood, "FullDKM.fit")
-        if method not in ("lbfgs", "optax-lbfgs", "adam"):
-            raise ValueError(f"FullDKM.fit: `method` must be 'lbfgs', 'optax-lbfgs' or "
-                             f"'adam'; got {method!r}.")
+        name = "FullDKM.fit"
+        X, Y = obj.check_data(X, Y, self.likelihood, name, self.num_classes)
+        params = self._check_params(params, X.shape[0], name)
+        _checks.require_one_of(method, ("lbfgs", "optax-lbfgs", "adam"), "method", name)
+        max_iter = _checks.require_int(max_iter, "max_iter", name)
+        _checks.require_nonnegative(tol, "tol", name)
+        _checks.require_positive(learning_rate, "learning_rate", name)
+        memory_size = _checks.require_int(memory_size, "memory_size", name)
         if self.likelihood == "categorical" and key is None:
             raise ValueError("FullDKM.fit: a categorical likelihood needs a `key`.")
         scale = float(X.shape[0] * (Y.shape[1] if Y.ndim == 2 else 1))
@@ -289,8 +315,12 @@ class FullDKM:
             params, hist, it, gnorm = run(params, data)
         hist = -np.asarray(hist)[: int(it) + 1] * scale
         seconds = time.perf_counter() - t0
-        converged = bool(len(hist) > 1 and _rel(hist[-2], hist[-1]) < tol)
-        return params, FitInfo(hist, int(it), converged, float(gnorm), seconds)
+        last = _rel(hist[-2], hist[-1]) if len(hist) > 1 else np.inf
+        # No change at all is a failed step, not convergence: it would pass any
+        # tolerance while saying nothing about the distance to the optimum.
+        stalled = bool(last == 0)
+        converged = bool(0 < last < tol)
+        return params, FitInfo(hist, int(it), converged, float(gnorm), seconds, stalled)
 
     def _static_key(self):
         """What compiled code depends on besides the data shapes — not ν,
@@ -312,8 +342,10 @@ class FullDKM:
         """Predictive mean ``(T, C)`` and variance ``(T,)`` of ``f*`` at
         ``X_test (T, N_0)`` (module doc); categorical models also return class
         probabilities (MC with ``key``, default ``PRNGKey(0)``)."""
-        X, Y = obj.check_data(X, Y, self.likelihood, "FullDKM.predict")
-        X_test = jnp.asarray(X_test)
+        name = "FullDKM.predict"
+        X, Y = obj.check_data(X, Y, self.likelihood, name, self.num_classes)
+        params = self._check_params(params, X.shape[0], name)
+        X_test = _checks.as_array(X_test, "X_test", name)
         if X_test.ndim != 2 or X_test.shape[1] != X.shape[1]:
             raise ValueError(f"FullDKM.predict: `X_test` must have shape (T, "
                              f"{X.shape[1]}); got {X_test.shape}.")
@@ -344,6 +376,43 @@ class FullDKM:
                                        out["log_diag"])
         probs = obj.categorical_predictive(mean, var, key, max(self.num_samples, 256))
         return Prediction(mean, var, probs)
+
+
+def check_params(params, P, num_layers, name, output=False, num_outputs=None):
+    """Whitened parameters as `FullDKM.init` (or `SparseDKM.init`, with ``P =
+    M`` inducing points) makes them: ``{"layers": [{"raw" (P, P), "log_diag"
+    (P,)}] * num_layers}``, plus with ``output`` an ``"output"`` factor with a
+    ``"mean" (P, C)`` (``C = num_outputs`` when given); finite entries (when
+    concrete). Returns ``params``."""
+    if not isinstance(params, dict) or "layers" not in params:
+        keys = f" with keys {sorted(params)}" if isinstance(params, dict) else ""
+        raise TypeError(f"{name}: `params` must be the dict made by model.init; got "
+                        f"{type(params).__name__}{keys}.")
+    layers = params["layers"]
+    if not isinstance(layers, (list, tuple)) or len(layers) != num_layers:
+        got = (f"{len(layers)} layers" if isinstance(layers, (list, tuple))
+               else type(layers).__name__)
+        raise ValueError(f"{name}: `params['layers']` must hold {num_layers} layers "
+                         f"(num_layers); got {got}.")
+    factors = [(f"params['layers'][{l}]", f) for l, f in enumerate(layers)]
+    if output:
+        if "output" not in params:
+            raise ValueError(f"{name}: `params` need an 'output' entry (from "
+                             f"model.init); got keys {sorted(params)}.")
+        factors.append(("params['output']", params["output"]))
+    for label, f in factors:
+        if not isinstance(f, dict) or "raw" not in f or "log_diag" not in f:
+            raise TypeError(f"{name}: `{label}` must be a dict with 'raw' and "
+                            f"'log_diag'; got {type(f).__name__}.")
+        what = f"{P} points"
+        _checks.require_shape(f["raw"], (P, P), f"{label}['raw']", name, what)
+        _checks.require_shape(f["log_diag"], (P,), f"{label}['log_diag']", name, what)
+    if output:
+        _checks.require_shape(params["output"].get("mean"), (P, num_outputs),
+                              "params['output']['mean']", name,
+                              f"{P} points by {num_outputs or 'C'} outputs")
+    _checks.require_finite(params, "params", name)
+    return params
 
 
 # One compilation per model and shapes: op-by-op dispatch is ~100x slower.

@@ -31,8 +31,7 @@ from typing import Callable, Union
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-
+from ntk import _checks
 from ntk.kernel import Kernel
 from ntk.stax.elementwise import (ACTIVATIONS, Activation, angle,
                                   sin_angle_term)
@@ -56,6 +55,13 @@ class GramKernel:
     block_fn: Callable
     name: str
 
+    def __post_init__(self):
+        _checks.require_callable(self.block_fn, "block_fn", "GramKernel",
+                                 "a function block_fn(G12, g1, g2)")
+        if not isinstance(self.name, str):
+            raise TypeError(f"GramKernel: `name` must be a str; got "
+                            f"{type(self.name).__name__}.")
+
     def __repr__(self):
         return f"GramKernel({self.name})"
 
@@ -74,8 +80,10 @@ class GramKernel:
     def cross(self, G12: Array, g1: Array, g2: Array):
         """``(K12, k1, k2)`` for a block ``G12 (n1, n2)`` with diagonals
         ``g1 (n1,)`` (of the ``x1`` side) and ``g2 (n2,)``."""
-        G12 = jnp.asarray(G12)
-        g1, g2 = jnp.asarray(g1), jnp.asarray(g2)
+        where = f"{self.name}.cross"
+        G12 = _checks.as_array(G12, "G12", where)
+        g1 = _checks.as_array(g1, "g1", where)
+        g2 = _checks.as_array(g2, "g2", where)
         if G12.ndim != 2 or g1.shape != G12.shape[:1] or g2.shape != G12.shape[1:]:
             raise ValueError(
                 f"{self.name}.cross: expected G12 (n1, n2), g1 (n1,), g2 (n2,); "
@@ -84,7 +92,7 @@ class GramKernel:
 
     def diag(self, g: Array) -> Array:
         """``diag K(G)`` from ``diag G`` alone, ``(n,) -> (n,)``."""
-        g = jnp.asarray(g)
+        g = _checks.as_array(g, "g", f"{self.name}.diag")
         if g.ndim != 1:
             raise ValueError(f"{self.name}.diag: `g` must be a vector (n,); got "
                              f"shape {g.shape}.")
@@ -103,28 +111,25 @@ _diag_jit = jax.jit(lambda k, g: k._diag(g), static_argnums=0)
 
 
 def _check_square(G, arg, name):
-    G = jnp.asarray(G)
+    G = _checks.as_array(G, arg, name)
     if G.ndim != 2 or G.shape[0] != G.shape[1]:
         raise ValueError(f"{name}: `{arg}` must be a square Gram matrix (P, P); "
                          f"got shape {G.shape}.")
-    return G
+    # K(G) reads G_ii, G_jj and G_ij only: an asymmetric G would go unnoticed.
+    return _checks.require_symmetric(G, arg, name)
 
 
 def _check_positive(value, arg, name, allow_zero=False):
-    try:
-        v = float(value)
-    except (TypeError, jax.errors.ConcretizationTypeError):
-        return value  # traced hyperparameter
-    ok = v >= 0 if allow_zero else v > 0
-    if not (ok and np.isfinite(v)):
-        raise ValueError(f"{name}: `{arg}` must be "
-                         f"{'>= 0' if allow_zero else '> 0'} and finite; got {v}.")
-    return value
+    if allow_zero:
+        return _checks.require_nonnegative(value, arg, name)
+    return _checks.require_positive(value, arg, name)
 
 
 def elementwise_kernel(fn: Callable, name: str) -> GramKernel:
     """A `GramKernel` from an elementwise ``fn(G_ij, G_ii, G_jj) -> K_ij``
     (broadcasting)."""
+    _checks.require_callable(fn, "fn", "elementwise_kernel",
+                             "a function fn(G_ij, G_ii, G_jj)")
 
     def block_fn(G12, g1, g2):
         k1 = fn(g1, g1, g1)

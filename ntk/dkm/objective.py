@@ -18,8 +18,10 @@ K(G_L) + σ² I)`` over the output channels ``c`` (columns of ``Y``) and, for
 pins ``G_l = K(G_{l−1})`` (the NNGP), ν → 0 leaves only the likelihood.
 
 Jitter. Every kernel matrix is used as ``K̃ = K + j I`` with the explicit,
-relative jitter ``j = jitter · mean(diag K)`` (`jittered`); the same ``j``
-is added to the diagonal of test points. The objective is that of ``K̃``.
+relative jitter ``j = jitter · mean(diag K)`` (`ntk._linalg.add_jitter`: the
+library's one regularisation, which `ntk.predict` calls ``diag_reg`` with
+``diag_reg_absolute_scale=False``); the same ``j`` is added to the diagonal
+of test points. The objective is that of ``K̃``.
 
 Parametrisation used by `ntk.dkm.full` and `ntk.dkm.sparse` ("whitened"):
 ``G_l = L_l A_l A_lᵀ L_lᵀ`` with ``L_l = chol(K̃(G_{l−1}))`` and ``A_l`` lower
@@ -40,62 +42,21 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
+from ntk import _checks
+from ntk._linalg import add_jitter, check_factor, cholesky_fast_vjp, dot
 from ntk.dkm.kernels import GramKernel
 
 Array = jax.Array
-_HP = jax.lax.Precision.HIGHEST
 LOG_2PI = math.log(2 * math.pi)
-
-
-def dot(a, b):
-    return jnp.matmul(a, b, precision=_HP)
 
 
 def input_gram(X: Array) -> Array:
     """``G_0 = X Xᵀ / N_0`` for inputs ``X (P, N_0)``."""
+    X = _checks.as_array(X, "X", "input_gram", ndim=2, what="(P, N_0)")
+    if X.shape[1] == 0:
+        raise ValueError(f"input_gram: `X` must have at least one feature "
+                         f"(N_0 >= 1); got shape {tuple(X.shape)}.")
     return dot(X, X.T) / X.shape[1]
-
-
-def jitter_of(K: Array, jitter: float) -> Array:
-    """The absolute jitter ``j = jitter · mean(diag K)`` (a scalar)."""
-    return jitter * jnp.mean(jnp.diagonal(K))
-
-
-def jittered(K: Array, jitter: float):
-    """``(K + j I, j)`` with ``j = jitter_of(K, jitter)``."""
-    j = jitter_of(K, jitter)
-    return K + j * jnp.eye(K.shape[0], dtype=K.dtype), j
-
-
-def phi(M: Array) -> Array:
-    """``Φ(M)``: the lower triangle of ``M`` with its diagonal halved (Murray
-    2016), the map between a lower-triangular factor's change and the
-    symmetric change of its Gram."""
-    return jnp.tril(M) - 0.5 * jnp.diag(jnp.diagonal(M))
-
-
-@jax.custom_vjp
-def _chol(A):
-    return jnp.linalg.cholesky(A)
-
-
-def _chol_fwd(A):
-    L = jnp.linalg.cholesky(A)
-    return L, L
-
-
-def _chol_bwd(L, L_bar):
-    # Murray 2016 ("Differentiation of the Cholesky decomposition", eq. 10):
-    # Ā = sym(L⁻ᵀ Φ(Lᵀ L̄) L⁻¹), Φ = lower triangle with the diagonal halved.
-    # Two triangular solves and one product: ~2x cheaper than differentiating
-    # through JAX's Cholesky JVP, which dominates the cost of a DKM gradient.
-    P = phi(dot(L.T, L_bar))
-    X = jsl.solve_triangular(L, P, lower=True, trans=1)
-    S = jsl.solve_triangular(L, X.T, lower=True, trans=1).T
-    return (0.5 * (S + S.T),)
-
-
-_chol.defvjp(_chol_fwd, _chol_bwd)
 
 
 @jax.custom_vjp
@@ -117,30 +78,18 @@ gram.defvjp(_gram_fwd, _gram_bwd)
 
 
 def cholesky(A: Array, arg: str = "K", name: str = "dkm") -> Array:
-    """Lower Cholesky factor (symmetric input; reverse-mode derivative by
-    Murray 2016); a clear error if ``A`` is concrete and not PD."""
-    L = _chol(A)
-    try:
-        c = np.asarray(L)
-    except jax.errors.TracerArrayConversionError:
-        return L  # under a trace: NaNs propagate to the objective instead
-    if not np.all(np.isfinite(c)):
-        a = np.asarray(A, dtype=np.float64)
-        ev = np.linalg.eigvalsh((a + a.T) / 2) if np.all(np.isfinite(a)) else [np.nan]
-        raise ValueError(
-            f"{name}: `{arg}` is not positive definite (smallest eigenvalue "
-            f"{ev[0]:.3g}, largest {ev[-1]:.3g}); increase `jitter` (relative to "
-            f"the mean diagonal), use float64, or remove duplicate inputs.")
-    return L
+    """Lower Cholesky factor of a symmetric (already jittered) ``A``, with
+    Murray's reverse-mode derivative (`ntk._linalg.cholesky_fast_vjp`, the
+    bulk of a DKM gradient); a clear error if ``A`` is concrete and not PD."""
+    return check_factor(cholesky_fast_vjp(A), A, where=name, arg=arg, param="jitter")
 
 
 def check_finite(out, name: str):
     """Raise a clear error when a concrete result is not finite (a kernel
     matrix lost positive definiteness inside a compiled computation)."""
     for leaf in jax.tree_util.tree_leaves(out):
-        try:
-            c = np.asarray(leaf)
-        except jax.errors.TracerArrayConversionError:
+        c = _checks.concrete(leaf)
+        if c is None:
             return out
         if np.issubdtype(c.dtype, np.floating) and not np.all(np.isfinite(c)):
             raise ValueError(
@@ -168,6 +117,8 @@ def whitened_kl(raw: Array, log_diag: Array) -> Array:
 def gaussian_kl(G: Array, K: Array) -> Array:
     r"""``KL(N(0, G) ‖ N(0, K)) = ½ [tr(K⁻¹G) − P + log|K| − log|G|]`` for
     ``(P, P)`` PD matrices, via Cholesky factors (stable logdets)."""
+    G = _check_gram(G, "G", "gaussian_kl")
+    K = _check_gram(K, "K", "gaussian_kl", G.shape[0])
     Lk = cholesky(K, "K", "gaussian_kl")
     Lg = cholesky(G, "G", "gaussian_kl")
     M = jsl.solve_triangular(Lk, Lg, lower=True)      # tr(K⁻¹G) = ‖Lk⁻¹ Lg‖²
@@ -235,11 +186,8 @@ _quad_logdet.defvjp(_quad_logdet_fwd, _quad_logdet_bwd)
 def _checked(value, A, arg, name):
     """``value``; if it is concrete and not finite, the error of `cholesky`
     for ``A``."""
-    try:
-        c = np.asarray(value)
-    except jax.errors.TracerArrayConversionError:
-        return value
-    if not np.all(np.isfinite(c)):
+    c = _checks.concrete(value)
+    if c is not None and not np.all(np.isfinite(c)):
         cholesky(A, arg, name)
     return value
 
@@ -255,87 +203,120 @@ def cholesky_kl(K: Array, raw: Array, log_diag: Array) -> Array:
 
 def gaussian_log_marginal(Y: Array, K: Array, noise_var) -> Array:
     r"""``Σ_c log N(y_c; 0, K + σ² I)`` for ``Y (P, C)``, ``K (P, P)``."""
+    name = "gaussian_log_marginal"
+    Y = _checks.as_array(Y, "Y", name, ndim=2, floating=True, what="(P, C)")
+    K = _check_gram(K, "K", name, Y.shape[0])
+    _checks.require_nonnegative(noise_var, "noise_var", name)
     P, C = Y.shape
     S = K + noise_var * jnp.eye(P, dtype=K.dtype)
     value = -_quad_logdet(S, Y) - 0.5 * P * C * LOG_2PI
     return _checked(value, S, "K + noise_var·I", "gaussian_log_marginal")
 
 
+def _check_gram(G, arg, name, size=None):
+    """A square, finite, symmetric ``(P, P)`` matrix (``P = size`` if given)."""
+    G = _checks.as_array(G, arg, name, ndim=2, floating=True, what="(P, P)")
+    if G.shape[0] != G.shape[1] or (size is not None and G.shape[0] != size):
+        want = "(P, P)" if size is None else f"({size}, {size})"
+        raise ValueError(f"{name}: `{arg}` must be a square matrix {want}; got "
+                         f"shape {tuple(G.shape)}.")
+    return _checks.require_symmetric(G, arg, name)
+
+
 def check_nu(nu, num_layers: int, name: str = "dkm") -> tuple:
     """``nu`` as a tuple of ``num_layers`` positive floats."""
-    if np.ndim(nu) == 0:
-        nu = (float(nu),) * num_layers
-    nu = tuple(float(v) for v in nu)
-    if len(nu) != num_layers or not all(v > 0 and np.isfinite(v) for v in nu):
-        raise ValueError(f"{name}: `nu` must be a positive number or a sequence of "
-                         f"{num_layers} positive numbers (one per layer); got {nu}.")
-    return nu
+    want = (f"a positive number or a sequence of {num_layers} positive numbers "
+            f"(one per layer)")
+    if isinstance(nu, (str, bytes)) or nu is None:
+        raise TypeError(f"{name}: `nu` must be {want}; got {nu!r}.")
+    try:
+        values = np.asarray(nu, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: `nu` must be {want}; got {nu!r}.") from None
+    if values.ndim == 0:
+        values = np.full(num_layers, float(values))
+    if values.ndim != 1 or len(values) != num_layers or not np.all(
+            np.isfinite(values) & (values > 0)):
+        raise ValueError(f"{name}: `nu` must be {want}; got {nu!r}.")
+    return tuple(float(v) for v in values)
 
 
 def check_model(model, name: str) -> tuple:
     """Validate the settings a full and a sparse DKM share; returns ``nu`` as a tuple.
 
     ``model`` has ``kernel``, ``num_layers``, ``nu``, ``likelihood``,
-    ``noise_var``, ``num_classes`` and ``jitter`` attributes.
+    ``noise_var``, ``num_classes``, ``num_samples`` and ``jitter`` attributes.
     """
     if not isinstance(model.kernel, GramKernel):
         raise TypeError(f"{name}: `kernel` must be an ntk.dkm GramKernel (e.g. "
                         f"dkm.relu()); got {type(model.kernel).__name__}.")
-    if not (isinstance(model.num_layers, int) and model.num_layers >= 1):
-        raise ValueError(f"{name}: `num_layers` must be an int >= 1; got "
-                         f"{model.num_layers!r}.")
+    _checks.require_int(model.num_layers, "num_layers", name)
     nu = check_nu(model.nu, model.num_layers, name)
-    if model.likelihood not in ("gaussian", "categorical"):
-        raise ValueError(f"{name}: `likelihood` must be 'gaussian' or "
-                         f"'categorical'; got {model.likelihood!r}.")
-    if model.likelihood == "gaussian" and not float(model.noise_var) > 0:
-        raise ValueError(f"{name}: `noise_var` must be > 0; got {model.noise_var}.")
-    if model.likelihood == "categorical" and not (
-            isinstance(model.num_classes, int) and model.num_classes >= 2):
-        raise ValueError(f"{name}: a categorical likelihood needs `num_classes` "
-                         f">= 2; got {model.num_classes!r}.")
-    if not float(model.jitter) >= 0:
-        raise ValueError(f"{name}: `jitter` must be >= 0; got {model.jitter}.")
+    _checks.require_one_of(model.likelihood, ("gaussian", "categorical"),
+                           "likelihood", name)
+    if model.likelihood == "gaussian":
+        _checks.require_positive(model.noise_var, "noise_var", name)
+    else:
+        if model.num_classes is None:
+            raise ValueError(f"{name}: a categorical likelihood needs `num_classes` "
+                             f">= 2; got None.")
+        _checks.require_int(model.num_classes, "num_classes", name, minimum=2)
+    _checks.require_int(model.num_samples, "num_samples", name)
+    _checks.require_nonnegative(model.jitter, "jitter", name)
     return nu
 
 
-def check_data(X, Y, likelihood: str, name: str):
+def check_data(X, Y, likelihood: str, name: str, num_classes=None):
     """Inputs ``X (P, N_0)`` and targets for a likelihood: ``Y (P, C)`` floats
-    (Gaussian) or integer labels ``(P,)`` (categorical)."""
+    (Gaussian) or integer labels ``(P,)`` in ``[0, num_classes)`` (categorical)."""
     if likelihood == "categorical":
         X, _ = check_xy(X, None, name, need_y=False)
-        Y = jnp.asarray(Y)
+        Y = _checks.as_array(Y, "Y", name)
         if Y.shape != (X.shape[0],) or not jnp.issubdtype(Y.dtype, jnp.integer):
             raise ValueError(f"{name}: categorical `Y` must be integer labels of "
                              f"shape ({X.shape[0]},); got {Y.dtype} {Y.shape}.")
+        c = _checks.concrete(Y)
+        if c is not None and num_classes is not None and c.size and (
+                c.min() < 0 or c.max() >= num_classes):
+            bad = c[(c < 0) | (c >= num_classes)]
+            raise ValueError(f"{name}: categorical `Y` must be labels in "
+                             f"[0, {num_classes}) (num_classes={num_classes}); got "
+                             f"{bad[:5].tolist()}.")
         return X, Y
     X, Y = check_xy(X, Y, name)
     return X, Y.astype(jnp.result_type(X.dtype, float))
 
 
 def check_xy(X, Y, name: str, need_y: bool = True):
-    """Inputs ``X (P, N_0)`` and targets ``Y (P, C)`` (1-D Y becomes (P, 1))."""
-    X = jnp.asarray(X)
-    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
-        raise ValueError(f"{name}: `X` must have shape (P, N_0); got {X.shape}.")
+    """Inputs ``X (P, N_0)`` and targets ``Y (P, C)`` (1-D Y becomes (P, 1)),
+    both finite (when concrete)."""
+    X = _checks.as_array(X, "X", name, ndim=2, what="(P, N_0)")
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise ValueError(f"{name}: `X` must have shape (P, N_0) with P, N_0 >= 1; "
+                         f"got {X.shape}.")
     if not need_y and Y is None:
         return X, None
-    Y = jnp.asarray(Y)
+    Y = _checks.as_array(Y, "Y", name, ndim=(1, 2), what="(P, C)")
     if Y.ndim == 1:
         Y = Y[:, None]
-    if Y.ndim != 2 or Y.shape[0] != X.shape[0]:
+    if Y.shape[0] != X.shape[0] or Y.shape[1] < 1:
         raise ValueError(f"{name}: `Y` must have shape (P, C) with P = "
-                         f"{X.shape[0]} rows like X; got {Y.shape}.")
+                         f"{X.shape[0]} rows like X and C >= 1; got {Y.shape}.")
     return X, Y
 
 
 def nngp_grams(X: Array, kernel: GramKernel, num_layers: int,
                jitter: float = 0.0) -> list:
     """NNGP Grams ``G_l = K̃(G_{l−1})``, ``l = 1..L`` — the ν → ∞ optimum."""
-    G = input_gram(jnp.asarray(X))
+    name = "nngp_grams"
+    X, _ = check_xy(X, None, name, need_y=False)
+    _check_kernel(kernel, name)
+    _checks.require_int(num_layers, "num_layers", name)
+    _checks.require_nonnegative(jitter, "jitter", name)
+    G = input_gram(X)
     out = []
     for _ in range(num_layers):
-        G = jittered(kernel(G), jitter)[0]
+        G = add_jitter(kernel(G), jitter)[0]
         out.append(G)
     return out
 
@@ -359,18 +340,32 @@ def dkm_objective(Gs: Sequence[Array], X: Array, Y: Array, kernel: GramKernel,
       >>> Gs = nngp_grams(X, relu(), 2)
       >>> dkm_objective(Gs, X, Y, relu(), nu=1.0, noise_var=0.1)
     """
-    X, Y = check_xy(X, Y, "dkm_objective")
-    nu = check_nu(nu, len(Gs), "dkm_objective")
+    name = "dkm_objective"
+    X, Y = check_xy(X, Y, name)
+    _check_kernel(kernel, name)
+    if isinstance(Gs, (str, bytes)) or not hasattr(Gs, "__len__"):
+        raise TypeError(f"{name}: `Gs` must be a sequence of (P, P) Gram matrices "
+                        f"(one per layer); got {type(Gs).__name__}.")
+    Gs = [_check_gram(G, f"Gs[{l}]", name, X.shape[0]) for l, G in enumerate(Gs)]
+    nu = check_nu(nu, len(Gs), name)
+    _checks.require_positive(noise_var, "noise_var", name)
+    _checks.require_nonnegative(jitter, "jitter", name)
     G_prev = input_gram(X)
     kls = []
     for G in Gs:
-        K = jittered(kernel(G_prev), jitter)[0]
+        K = add_jitter(kernel(G_prev), jitter)[0]
         kls.append(gaussian_kl(G, K))
         G_prev = G
-    K = jittered(kernel(G_prev), jitter)[0]
+    K = add_jitter(kernel(G_prev), jitter)[0]
     ll = gaussian_log_marginal(Y, K, noise_var)
     value = ll - sum(n * kl for n, kl in zip(nu, kls))
     return (value, (ll, kls)) if return_terms else value
+
+
+def _check_kernel(kernel, name):
+    if not isinstance(kernel, GramKernel):
+        raise TypeError(f"{name}: `kernel` must be an ntk.dkm GramKernel (e.g. "
+                        f"dkm.relu()); got {type(kernel).__name__}.")
 
 
 # ------------------------------------------------------ conditional Gram blocks
@@ -395,7 +390,7 @@ def condition_layer(kernel: GramKernel, G_ii: Array, raw: Array, log_diag: Array
     Returns ``(G'_ii, G'_ti, g'_t, KL)`` (``None`` for the t-blocks when not
     given), ``KL = KL(N(0, G'_ii) ‖ N(0, K̃))``.
     """
-    K, j = jittered(kernel(G_ii), jitter)
+    K, j = add_jitter(kernel(G_ii), jitter)
     L = cholesky(K, "K(G)", "dkm layer")
     A = lower_factor(raw, log_diag)
     LA = dot(L, A)
@@ -415,7 +410,7 @@ def condition_layer(kernel: GramKernel, G_ii: Array, raw: Array, log_diag: Array
 def output_blocks(kernel: GramKernel, G_ii: Array, jitter: float, G_ti=None,
                   g_t=None):
     """Top-layer kernel blocks: ``(K̃_ii, L = chol K̃_ii, K_ti, k_t + j)``."""
-    K, j = jittered(kernel(G_ii), jitter)
+    K, j = add_jitter(kernel(G_ii), jitter)
     L = cholesky(K, "K(G_L)", "dkm output")
     if G_ti is None:
         return K, L, None, None

@@ -72,9 +72,12 @@ from typing import Any, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
+import numpy as np
 import optax
 
-from ntk.dkm.objective import dot, lower_factor, phi
+from ntk import _checks
+from ntk._linalg import dot, phi
+from ntk.dkm.objective import lower_factor
 
 Array = jax.Array
 
@@ -185,15 +188,15 @@ def scale_by_preconditioned_lbfgs(precondition, memory_size: int = 20, prepare=N
     per step); ``"none"``: ``γ_k = 1``, for a ``P_k`` that already
     approximates the inverse Hessian in scale.
     """
-    if memory_size < 1:
-        raise ValueError(f"scale_by_preconditioned_lbfgs: `memory_size` must be >= 1; "
-                         f"got {memory_size}.")
-    if refresh_every < 1:
-        raise ValueError(f"scale_by_preconditioned_lbfgs: `refresh_every` must be >= 1; "
-                         f"got {refresh_every}.")
-    if initial_scale not in ("pair", "none"):
-        raise ValueError(f"scale_by_preconditioned_lbfgs: `initial_scale` must be 'pair' "
-                         f"or 'none'; got {initial_scale!r}.")
+    name = "scale_by_preconditioned_lbfgs"
+    _checks.require_callable(precondition, "precondition", name,
+                             "a function precondition(aux, grads)")
+    if prepare is not None:
+        _checks.require_callable(prepare, "prepare", name,
+                                 "a function prepare(params) or None")
+    memory_size = _checks.require_int(memory_size, "memory_size", name)
+    refresh_every = _checks.require_int(refresh_every, "refresh_every", name)
+    _checks.require_one_of(initial_scale, ("pair", "none"), "initial_scale", name)
     prepare = (lambda p: p) if prepare is None else prepare  # noqa: E731
 
     def init(params):
@@ -264,6 +267,12 @@ def lbfgs(nu, memory_size: int = 20,
     needs ``value``, ``grad`` and ``value_fn``). ``nu``: the layers' KL
     weights, a sequence or an array (it may be traced, so one compiled fit
     serves every ν)."""
+    _checks.require_int(max_linesearch_steps, "max_linesearch_steps", "lbfgs")
+    c = _checks.concrete(nu) if not isinstance(nu, (str, bytes)) else np.asarray(nu)
+    if c is not None and (c.dtype.kind not in "iuf" or c.ndim != 1
+                          or not np.all(np.isfinite(c) & (c > 0))):
+        raise ValueError(f"lbfgs: `nu` must be positive KL weights, one per layer; "
+                         f"got {nu!r}.")
     return _with_linesearch(
         scale_by_preconditioned_lbfgs(lambda p, g: fisher_inverse(p, g, nu), memory_size),
         max_linesearch_steps)
@@ -277,6 +286,9 @@ def kronecker_lbfgs(factors_fn, memory_size: int = 20, refresh_every: int = 5,
     returns the per-layer ``(C, A)`` of `kronecker_inverse` (built with
     `kronecker_factor`), recomputed every ``refresh_every`` steps; the metric
     is in the loss's units, so ``γ_k = 1``."""
+    _checks.require_callable(factors_fn, "factors_fn", "kronecker_lbfgs",
+                             "a function factors_fn(params) -> [(C, A)]")
+    _checks.require_int(max_linesearch_steps, "max_linesearch_steps", "kronecker_lbfgs")
     return _with_linesearch(
         scale_by_preconditioned_lbfgs(kronecker_inverse, memory_size, prepare=factors_fn,
                                       refresh_every=refresh_every, initial_scale="none"),

@@ -42,8 +42,9 @@ import jax.scipy.linalg as jsl
 import numpy as np
 import optax
 
+from ntk import _checks
 from ntk.dkm import objective as obj
-from ntk.dkm.full import FitInfo, Prediction, _init_factors
+from ntk.dkm.full import FitInfo, Prediction, check_params, init_factors
 from ntk.dkm.kernels import GramKernel
 
 Array = jax.Array
@@ -76,10 +77,37 @@ class SparseDKM:
 
     def __post_init__(self):
         name = "SparseDKM"
-        if not (isinstance(self.num_inducing, int) and self.num_inducing >= 1):
-            raise ValueError(f"{name}: `num_inducing` must be an int >= 1; got "
-                             f"{self.num_inducing!r}.")
+        _checks.require_int(self.num_inducing, "num_inducing", name)
+        for arg in ("learn_inducing", "learn_noise"):
+            if not isinstance(getattr(self, arg), (bool, np.bool_)):
+                raise TypeError(f"{name}: `{arg}` must be a bool; got "
+                                f"{getattr(self, arg)!r}.")
         object.__setattr__(self, "nu", obj.check_model(self, name))
+
+    def _num_outputs(self, Y):
+        return self.num_classes if self.likelihood == "categorical" else Y.shape[1]
+
+    def _check_params(self, params, name, num_outputs=None, X=None):
+        """``params`` as `init` makes them (and ``X``'s width, if given)."""
+        if not isinstance(params, dict) or "inducing" not in params:
+            raise TypeError(f"{name}: `params` must be the dict made by "
+                            f"SparseDKM.init (with 'inducing'); got "
+                            f"{type(params).__name__}.")
+        Z = _checks.as_array(params["inducing"], "params['inducing']", name, ndim=2,
+                             what="(M, N_0)")
+        _checks.require_shape(Z, (self.num_inducing, None), "params['inducing']",
+                              name, f"num_inducing = {self.num_inducing}")
+        if X is not None and X.shape[1] != Z.shape[1]:
+            raise ValueError(f"{name}: `X` must have {Z.shape[1]} columns like the "
+                             f"inducing inputs; got shape {tuple(X.shape)}.")
+        if self.learn_noise:
+            if "log_noise_var" not in params:
+                raise ValueError(f"{name}: with learn_noise=True `params` need "
+                                 f"'log_noise_var' (from SparseDKM.init).")
+            _checks.require_shape(params["log_noise_var"], (), "params['log_noise_var']",
+                                  name)
+        return check_params(params, self.num_inducing, self.num_layers, name,
+                            output=True, num_outputs=num_outputs)
 
     # ------------------------------------------------------------ params
 
@@ -88,7 +116,12 @@ class SparseDKM:
         (``m = 0``, ``B = I``) and inducing inputs ``Z`` = a random subset of
         ``X`` (or the given ``Z (M, N_0)``). Call `optimal_output` next for a
         Gaussian likelihood."""
-        X, Y = obj.check_data(X, Y, self.likelihood, "SparseDKM.init")
+        name = "SparseDKM.init"
+        X, Y = obj.check_data(X, Y, self.likelihood, name, self.num_classes)
+        if key is None:
+            raise TypeError(f"{name}: `key` must be a PRNG key (it draws the "
+                            f"inducing points); got None.")
+        _checks.require_nonnegative(scale, "scale", name)
         M = self.num_inducing
         dtype = jnp.result_type(X.dtype, float)
         kz, kp = jax.random.split(key)
@@ -97,17 +130,17 @@ class SparseDKM:
                 raise ValueError(f"SparseDKM.init: num_inducing={M} exceeds the "
                                  f"{X.shape[0]} points of X; pass `Z` or use fewer.")
             Z = X[jax.random.choice(kz, X.shape[0], (M,), replace=False)]
-        Z = jnp.asarray(Z, dtype)
+        Z = _checks.as_array(Z, "Z", name).astype(dtype)
         if Z.shape != (M, X.shape[1]):
             raise ValueError(f"SparseDKM.init: `Z` must have shape ({M}, "
                              f"{X.shape[1]}); got {Z.shape}.")
         keys = [None] * self.num_layers if scale == 0 else list(
             jax.random.split(kp, self.num_layers))
         C = self.num_classes if self.likelihood == "categorical" else Y.shape[1]
-        out = _init_factors(M, dtype, None, 0.0)
+        out = init_factors(M, dtype, None, 0.0)
         out["mean"] = jnp.zeros((M, C), dtype)
         params = {"inducing": Z,
-                  "layers": [_init_factors(M, dtype, keys[l], scale)
+                  "layers": [init_factors(M, dtype, keys[l], scale)
                              for l in range(self.num_layers)],
                   "output": out}
         if self.learn_noise:
@@ -141,6 +174,7 @@ class SparseDKM:
 
     def inducing_grams(self, params) -> list:
         """The ``L`` learned inducing Grams ``G_ii^l (M, M)``."""
+        params = self._check_params(params, "SparseDKM.inducing_grams")
         return obj.check_finite(_jit(self, "_inducing_grams", params),
                                 "SparseDKM.inducing_grams")
 
@@ -160,8 +194,11 @@ class SparseDKM:
         ``num_data`` points (default: the batch is all the data). ``key``
         drives the categorical Monte Carlo. ``return_terms`` adds
         ``(expected_loglik, output_kl, [KL_l])``."""
-        X, Y = obj.check_data(X, Y, self.likelihood, "SparseDKM.objective")
-        n = X.shape[0] if num_data is None else int(num_data)
+        name = "SparseDKM.objective"
+        X, Y = obj.check_data(X, Y, self.likelihood, name, self.num_classes)
+        params = self._check_params(params, name, self._num_outputs(Y), X)
+        n = X.shape[0] if num_data is None else _checks.require_int(
+            num_data, "num_data", name, minimum=X.shape[0])
         if self.likelihood == "categorical" and key is None:
             raise ValueError("SparseDKM.objective: a categorical likelihood needs a "
                              "PRNG `key`.")
@@ -194,7 +231,9 @@ class SparseDKM:
         if self.likelihood != "gaussian":
             raise ValueError("SparseDKM.optimal_output: only for a Gaussian "
                              "likelihood.")
-        X, Y = obj.check_data(X, Y, self.likelihood, "SparseDKM.optimal_output")
+        name = "SparseDKM.optimal_output"
+        X, Y = obj.check_data(X, Y, self.likelihood, name)
+        params = self._check_params(params, name, Y.shape[1], X)
         return obj.check_finite(_jit(self, "_optimal_output", params, X, Y),
                                 "SparseDKM.optimal_output")
 
@@ -225,12 +264,22 @@ class SparseDKM:
 
         Returns ``(params, FitInfo)`` with the per-step ELBO estimates.
         """
-        X, Y = obj.check_data(X, Y, self.likelihood, "SparseDKM.fit")
+        name = "SparseDKM.fit"
+        X, Y = obj.check_data(X, Y, self.likelihood, name, self.num_classes)
+        params = self._check_params(params, name, self._num_outputs(Y), X)
+        if key is None:
+            raise TypeError(f"{name}: `key` must be a PRNG key (minibatches and Monte "
+                            f"Carlo draws); got None.")
         N = X.shape[0]
-        B = N if batch_size is None else int(batch_size)
-        if not 1 <= B <= N:
-            raise ValueError(f"SparseDKM.fit: `batch_size` must be in [1, {N}]; got "
-                             f"{batch_size}.")
+        B = N if batch_size is None else _checks.require_int(
+            batch_size, "batch_size", name, minimum=1, maximum=N)
+        steps = _checks.require_int(steps, "steps", name)
+        _checks.require_positive(learning_rate, "learning_rate", name)
+        if optimizer is not None and not (hasattr(optimizer, "init")
+                                          and hasattr(optimizer, "update")):
+            raise TypeError(f"{name}: `optimizer` must be an optax "
+                            f"GradientTransformation or None; got "
+                            f"{type(optimizer).__name__}.")
         spec = ("adam", float(learning_rate)) if optimizer is None else optimizer
         scale = float(N * (Y.shape[1] if Y.ndim == 2 else 1))
         run = self._runner(spec, N, B, int(steps))
@@ -277,7 +326,9 @@ class SparseDKM:
         """Predictive mean ``(T, C)`` and variance ``(T,)`` of ``f*`` at
         ``X_test (T, N_0)``; cost ``O(M³ + T M²)``. Categorical models also
         return MC class probabilities (``key`` default ``PRNGKey(0)``)."""
-        X_test = jnp.asarray(X_test)
+        name = "SparseDKM.predict"
+        params = self._check_params(params, name)
+        X_test = _checks.as_array(X_test, "X_test", name)
         n0 = params["inducing"].shape[1]
         if X_test.ndim != 2 or X_test.shape[1] != n0:
             raise ValueError(f"SparseDKM.predict: `X_test` must have shape (T, "

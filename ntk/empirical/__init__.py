@@ -19,7 +19,8 @@ kernel functions are jitted (array keyword arguments traced, others static).
 Modules: `kernels` (the kernel functions and the three NTK implementations),
 `structured` (layer-wise NTK of `ntk.stax` networks), `cost` (the rule behind
 ``implementation=AUTO``), `axes` (output-shape conventions), `monte_carlo`,
-`taylor` (`linearize`, `taylor_expand`), `adapters` (Flax linen and nnx).
+`taylor` (`linearize`, `taylor_expand`), `row` (`empirical_ntk_row`: one row
+Θ̂(x₀, X) by a gradient and a JVP), `adapters` (Flax linen and nnx).
 """
 
 from ntk.empirical.adapters import from_linen, from_nnx
@@ -27,9 +28,10 @@ from ntk.empirical.kernels import (DEFAULT_NTK_IMPLEMENTATION, NtkImplementation
                                    auto_implementation, empirical_kernel_fn,
                                    empirical_nngp_fn, empirical_ntk_fn)
 from ntk.empirical.monte_carlo import monte_carlo_kernel_fn
+from ntk.empirical.row import empirical_ntk_row
 from ntk.empirical.taylor import linearize, taylor_expand
 
 __all__ = ["NtkImplementation", "DEFAULT_NTK_IMPLEMENTATION", "auto_implementation",
            "empirical_ntk_fn", "empirical_nngp_fn", "empirical_kernel_fn",
-           "monte_carlo_kernel_fn", "linearize", "taylor_expand", "from_nnx",
+           "monte_carlo_kernel_fn", "empirical_ntk_row", "linearize", "taylor_expand", "from_nnx",
            "from_linen"]

@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 
 def from_nnx(module, *, method: str = "__call__") -> tuple[Callable, Any]:
@@ -28,6 +28,9 @@ def from_nnx(module, *, method: str = "__call__") -> tuple[Callable, Any]:
     if not isinstance(module, nnx.Module):
         raise TypeError(f"from_nnx: expected a flax.nnx.Module; got "
                         f"{type(module).__name__}.")
+    if not isinstance(method, str) or not callable(getattr(module, method, None)):
+        raise ValueError(f"from_nnx: `method` must name a method of the module; got "
+                         f"{method!r} for {type(module).__name__}.")
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
 
     def f(p, x, **kwargs):
@@ -42,6 +45,9 @@ def from_linen(module, variables, *, method=None) -> tuple[Callable, Any]:
     ``f(params, x, **kw) = module.apply({"params": params, **other}, x, **kw)``
     where ``other`` are the non-trainable collections of ``variables``.
     """
+    if not isinstance(variables, Mapping):
+        raise TypeError(f"from_linen: `variables` must be the dict of module.init(...); "
+                        f"got {type(variables).__name__}.")
     if "params" not in variables:
         raise ValueError(f"from_linen: `variables` must contain a 'params' "
                          f"collection; got collections {sorted(variables)}.")

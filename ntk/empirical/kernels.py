@@ -23,7 +23,9 @@ Implementations of the NTK (`NtkImplementation`, same values as NT):
   Gram matrices of activations and cotangents (`ntk.empirical.structured`).
   Pass the network's `Layer` (``stax.serial(...)`` itself) as ``f``. For any
   other function the whole function is one opaque layer and this is Jacobian
-  contraction;
+  contraction; so it is for a stax network with a layer that mixes examples
+  (e.g. ``Index`` on the batch axis; `ntk.stax.spec.per_example`), since the
+  layer-by-layer rule needs output example ``n`` to depend on input ``n`` only;
 * ``AUTO`` (the default here; NT defaults to Jacobian contraction and its AUTO
   measured compiled FLOPs): structured for stax networks, otherwise the cheaper
   of the two generic methods by the cost rule of `ntk.empirical.cost`. All
@@ -52,10 +54,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk import _checks
 from ntk.empirical import batching, cost
 from ntk.empirical.axes import (check_axes_arg, einsum, kernel_indices,
                                 kernel_shape, outer)
 from ntk.empirical.structured import as_stax_layer, structured_ntk
+from ntk.stax.masking import MaskedArray, unmask_fn
+from ntk.stax.spec import per_example
 
 tree_map = jax.tree_util.tree_map
 tree_leaves = jax.tree_util.tree_leaves
@@ -110,7 +115,9 @@ def _resolve_f(f, name: str):
     return layer, fn
 
 
-def _check_inputs(x1, x2, name: str):
+def _check_inputs(x1, x2, name: str, params=None):
+    """``x1`` given, ``x2`` None or of ``x1``'s structure; inputs and
+    parameters finite (when concrete)."""
     if x1 is None:
         raise ValueError(f"{name}: `x1` must be given (x2=None means x2 = x1).")
     if x2 is not None:
@@ -118,6 +125,31 @@ def _check_inputs(x1, x2, name: str):
         if t1 != t2:
             raise ValueError(f"{name}: `x1` and `x2` must have the same structure; "
                              f"got {t1} and {t2}.")
+    for arg, tree in (("x1", x1), ("x2", x2), ("params", params)):
+        for leaf in jax.tree_util.tree_leaves(tree):
+            if not hasattr(leaf, "dtype"):
+                leaf = np.asarray(leaf)
+            if leaf.dtype == object or not (np.issubdtype(leaf.dtype, np.number)
+                                            or np.issubdtype(leaf.dtype, np.bool_)):
+                raise TypeError(f"{name}: `{arg}` must hold numeric arrays; got "
+                                f"dtype {leaf.dtype}.")
+        _checks.require_finite(tree, arg, name)
+
+
+def _without_masks(layer, fn, params, x, kw):
+    """``(layer, fn)``, or ``(None, unmask_fn(fn))`` if ``fn`` returns masked
+    outputs (`ntk.stax.MaskedArray`, from ``mask_constant=`` or masked inputs).
+
+    The kernel is then that of the outputs with masked entries zeroed, as
+    neural-tangents asks users to arrange with ``unmask_fn``; it is computed
+    from the whole function (the structured method needs plain arrays at
+    every layer, so it becomes Jacobian contraction).
+    """
+    out = jax.eval_shape(lambda p, x: fn(p, x, **kw), params, x)
+    masked = isinstance(out, MaskedArray) or any(
+        isinstance(o, MaskedArray) for o in jax.tree_util.tree_leaves(
+            out, is_leaf=lambda o: isinstance(o, MaskedArray)))
+    return (None, unmask_fn(fn)) if masked else (layer, fn)
 
 
 def _outputs(fn, params, x1, x2, kw1, kw2):
@@ -145,18 +177,19 @@ def empirical_nngp_fn(f, trace_axes=(-1,), diagonal_axes=()) -> Callable:
     _, fn = _resolve_f(f, "empirical_nngp_fn")
 
     def nngp_fn(x1, x2, params, **apply_fn_kwargs):
-        _check_inputs(x1, x2, "nngp_fn")
+        _check_inputs(x1, x2, "nngp_fn", params)
         kw1, kw2 = batching.split_kwargs(apply_fn_kwargs, x1, x2)
-        _, _, s1, s2, treedef = _outputs(fn, params, x1, x2, kw1, kw2)
+        _, fn_ = _without_masks(None, fn, params, x1, kw1)
+        _, _, s1, s2, treedef = _outputs(fn_, params, x1, x2, kw1, kw2)
         for a, b in zip(s1, s2):  # shape checks before any computation
             kernel_indices(a.shape, b.shape, trace_axes, diagonal_axes)
-        out1 = fn(params, x1, **kw1)
-        out2 = out1 if x2 is None else fn(params, x2, **kw2)
+        out1 = fn_(params, x1, **kw1)
+        out2 = out1 if x2 is None else fn_(params, x2, **kw2)
         kernels = [outer(a, b, kernel_indices(a.shape, b.shape, trace_axes, diagonal_axes))
                    for a, b in zip(tree_leaves(out1), treedef.flatten_up_to(out2))]
         return treedef.unflatten(kernels)
 
-    return jit_kernel(nngp_fn)
+    return jit_kernel(nngp_fn, "nngp_fn")
 
 
 # ----------------------------------------------------------------------- NTK
@@ -193,9 +226,10 @@ def empirical_ntk_fn(f, trace_axes=(-1,), diagonal_axes=(), vmap_axes=None,
     decisions = {}
 
     def ntk_fn(x1, x2, params, **apply_fn_kwargs):
-        _check_inputs(x1, x2, "ntk_fn")
+        _check_inputs(x1, x2, "ntk_fn", params)
         kw1, kw2 = batching.split_kwargs(apply_fn_kwargs, x1, x2)
-        fx1, fx2, s1, s2, treedef = _outputs(fn, params, x1, x2, kw1, kw2)
+        layer_, fn_ = _without_masks(layer, fn, params, x1, kw1)
+        fx1, fx2, s1, s2, treedef = _outputs(fn_, params, x1, x2, kw1, kw2)
         for a, b in zip(s1, s2):
             kernel_indices(a.shape, b.shape, trace_axes, diagonal_axes)
         b = batching.canonicalize_vmap_axes(vmap_axes, x1, fx1, kw1)
@@ -203,29 +237,33 @@ def empirical_ntk_fn(f, trace_axes=(-1,), diagonal_axes=(), vmap_axes=None,
         if impl == NtkImplementation.AUTO:
             key = _shape_key(x1, x2, params, apply_fn_kwargs)
             if key not in decisions:
-                decisions[key] = _auto(layer, fn, params, x1, x2, kw1, kw2, b,
+                decisions[key] = _auto(layer_, fn_, params, x1, x2, kw1, kw2, b,
                                        s1, s2, trace_axes, diagonal_axes)
             impl = decisions[key]
-        if impl == NtkImplementation.STRUCTURED_DERIVATIVES and layer is not None:
-            return structured_ntk(layer, params, x1, x2, kw1, kw2, trace_axes,
+        if (impl == NtkImplementation.STRUCTURED_DERIVATIVES and layer_ is not None
+                and per_example(layer_)):
+            return structured_ntk(layer_, params, x1, x2, kw1, kw2, trace_axes,
                                   diagonal_axes)
         if impl == NtkImplementation.NTK_VECTOR_PRODUCTS:
-            kernels = _vector_products(fn, params, x1, x2, kw1, kw2, b, s1, s2,
+            kernels = _vector_products(fn_, params, x1, x2, kw1, kw2, b, s1, s2,
                                        treedef, trace_axes, diagonal_axes)
         else:
-            kernels = _jacobian_contraction(fn, params, x1, x2, kw1, kw2, b, s1, s2,
+            kernels = _jacobian_contraction(fn_, params, x1, x2, kw1, kw2, b, s1, s2,
                                             treedef, trace_axes, diagonal_axes)
         return treedef.unflatten(kernels)
 
-    return jit_kernel(ntk_fn)
+    return jit_kernel(ntk_fn, "ntk_fn")
 
 
-def jit_kernel(fn: Callable) -> Callable:
+def jit_kernel(fn: Callable, name: str = "kernel_fn") -> Callable:
     """``jax.jit`` of ``fn(x1, x2, params, **kw)``; array keyword arguments are
-    traced, the others (flags such as ``train=False``) are static."""
+    traced, the others (flags such as ``train=False``) are static. Inputs are
+    checked (structure, finiteness) before compilation, where they are
+    concrete."""
     compiled = {}
 
     def wrapper(x1, x2, params, **kwargs):
+        _check_inputs(x1, x2, name, params)
         arrays = {k: v for k, v in kwargs.items() if _is_array_tree(v)}
         static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
         try:
@@ -251,7 +289,8 @@ def auto_implementation(f, x1, x2, params, trace_axes=(-1,), diagonal_axes=(),
                         vmap_axes=None, **apply_fn_kwargs) -> NtkImplementation:
     """The method ``implementation=AUTO`` uses for these arguments.
 
-    STRUCTURED_DERIVATIVES for `ntk.stax` networks; otherwise NTK_VECTOR_PRODUCTS
+    STRUCTURED_DERIVATIVES for `ntk.stax` networks whose layers keep examples
+    apart (`ntk.stax.spec.per_example`); otherwise NTK_VECTOR_PRODUCTS
     when it needs fewer FLOPs than JACOBIAN_CONTRACTION or the Jacobians would
     exceed `ntk.empirical.cost.JACOBIAN_MEMORY_BUDGET` bytes, else
     JACOBIAN_CONTRACTION (rule and estimates in `ntk.empirical.cost`).
@@ -259,8 +298,9 @@ def auto_implementation(f, x1, x2, params, trace_axes=(-1,), diagonal_axes=(),
     trace_axes = check_axes_arg(trace_axes, "trace_axes")
     diagonal_axes = check_axes_arg(diagonal_axes, "diagonal_axes")
     layer, fn = _resolve_f(f, "auto_implementation")
-    _check_inputs(x1, x2, "auto_implementation")
+    _check_inputs(x1, x2, "auto_implementation", params)
     kw1, kw2 = batching.split_kwargs(apply_fn_kwargs, x1, x2)
+    layer, fn = _without_masks(layer, fn, params, x1, kw1)
     fx1, _, s1, s2, _ = _outputs(fn, params, x1, x2, kw1, kw2)
     b = batching.canonicalize_vmap_axes(vmap_axes, x1, fx1, kw1)
     return _auto(layer, fn, params, x1, x2, kw1, kw2, b, s1, s2, trace_axes,
@@ -279,7 +319,7 @@ def _n_params(params) -> int:
 
 def _auto(layer, fn, params, x1, x2, kw1, kw2, b, s1, s2, trace_axes,
           diagonal_axes) -> NtkImplementation:
-    if layer is not None:
+    if layer is not None and per_example(layer):
         return NtkImplementation.STRUCTURED_DERIVATIVES
     n_params = _n_params(params)
     first = lambda x: tree_leaves(x)[0].shape[0] if tree_leaves(x) else 1
@@ -440,6 +480,7 @@ def empirical_kernel_fn(f, trace_axes=(-1,), diagonal_axes=(), vmap_axes=None,
     `empirical_nngp_fn` and `empirical_ntk_fn`; ``vmap_axes`` and
     ``implementation`` only affect the NTK.
     """
+    implementation = check_implementation(implementation)
     fns = {"nngp": empirical_nngp_fn(f, trace_axes, diagonal_axes),
            "ntk": empirical_ntk_fn(f, trace_axes, diagonal_axes, vmap_axes,
                                    implementation)}

@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk import _checks
 from ntk.empirical.axes import canonicalize, check_axes_arg
 from ntk.empirical.batching import split_kwargs
 from ntk.empirical.kernels import (DEFAULT_NTK_IMPLEMENTATION, NtkImplementation,
@@ -73,19 +74,24 @@ def monte_carlo_kernel_fn(init_fn, apply_fn, key, n_samples: Union[int, Iterable
       ``kernel_fn(x1, x2=None, get=None, **apply_fn_kwargs)``; ``get`` as in
       `empirical_kernel_fn` (a namedtuple ``MonteCarloKernel`` for tuples).
     """
+    name = "monte_carlo_kernel_fn"
     counts, as_generator = _canonicalize_n_samples(n_samples)
-    if not (isinstance(batch_size, int) and batch_size >= 0):
-        raise ValueError(f"monte_carlo_kernel_fn: `batch_size` must be an int >= 0; "
-                         f"got {batch_size!r}.")
-    if not (isinstance(device_count, int) and device_count >= -1):
-        raise ValueError(f"monte_carlo_kernel_fn: `device_count` must be an int >= "
-                         f"-1; got {device_count!r}.")
+    batch_size = _checks.require_int(batch_size, "batch_size", name, minimum=0)
+    device_count = _checks.require_int(device_count, "device_count", name, minimum=-1)
+    if key is None:
+        raise TypeError(f"{name}: `key` must be a PRNG key (it draws the "
+                        f"parameters); got None.")
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"{name}: `progress` must be True, False or None; got "
+                        f"{progress!r}.")
     trace_axes = check_axes_arg(trace_axes, "trace_axes")
     diagonal_axes = check_axes_arg(diagonal_axes, "diagonal_axes")
     check_implementation(implementation)
-    if not callable(init_fn):
-        raise TypeError(f"monte_carlo_kernel_fn: `init_fn` must be callable; got "
-                        f"{type(init_fn).__name__}.")
+    _checks.require_callable(init_fn, "init_fn", name,
+                             "a function init_fn(key, input_shape)")
+    _checks.require_callable(apply_fn if as_stax_layer(apply_fn) is None else
+                             as_stax_layer(apply_fn).apply_fn, "apply_fn", name,
+                             "a function apply_fn(params, x) or an ntk.stax Layer")
     layer = as_stax_layer(apply_fn)
     f = layer if layer is not None else apply_fn
     takes_rng = _accepts_rng(layer.apply_fn if layer is not None else apply_fn)

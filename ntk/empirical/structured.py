@@ -1,7 +1,8 @@
 """Structured empirical NTK of `ntk.stax` networks: layer by layer, no Jacobians.
 
-Walk the network's layer tree (``kernel_fn.children`` of ``serial``,
-``parallel`` and ``repeat``); every leaf layer with parameters is a *site*.
+Walk the network's layer tree, as its typed records say (``kernel_fn.spec``:
+`ntk.stax.spec.Serial`, ``Parallel``, ``Repeat``); every leaf layer with
+parameters is a *site*.
 One reverse pass per output entry of a slice gives, at every site, the
 cotangent ``g = ∂f_r(x_n)/∂y`` of each output entry ``r`` of example ``n``
 with respect to the site's output ``y`` (stax layers act on each example
@@ -17,12 +18,13 @@ from ``g`` and the site's input ``x``:
   ``Θ_b = β² ⟨Σ_s g1_s, Σ_s' g2_s'⟩``; ``σ = W_std/√fan_in, β = b_std`` in the
   NTK parameterization and ``σ = 1/√s[0], β = 1`` in the standard one;
 * ``Conv``: the same with ``x_s`` replaced by the patch of inputs that position
-  ``s`` sees (``σ = W_std/√(C|F|)``), extracted with the spec's filter shape,
+  ``s`` sees (``σ = W_std/√(C|F|)``), extracted with the record's filter shape,
   strides and padding (or, failing that, by the layer's own ``apply_fn`` with an
   identity filter bank);
-* any other layer with parameters: per-example Jacobians of its parameters,
-  contracted over the parameters (Jacobian contraction restricted to the
-  layer, through the cotangents ``g``).
+* any other layer with parameters (records other than `ntk.stax.spec.Dense`
+  and ``Conv``, including `Opaque` user layers): per-example Jacobians of its
+  parameters, contracted over the parameters (Jacobian contraction restricted
+  to the layer, through the cotangents ``g``) — exact, only slower.
 
 Each term is a single ``einsum`` whose contraction order is chosen by FLOP
 count, so for images it computes either the position-pair Grams or the
@@ -43,32 +45,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk.empirical.axes import einsum, kernel_indices, kernel_shape
-from ntk.stax.layer import KernelFn, Layer, split_rng
+from ntk.stax import spec as specs
+from ntk.stax._internal import split_rng
+from ntk.stax.layer import KernelFn, Layer
 
 tree_map = jax.tree_util.tree_map
 tree_leaves = jax.tree_util.tree_leaves
 
 
 def as_stax_layer(f) -> Optional[Layer]:
-    """The `Layer` behind ``f``: a `Layer`, a stax triple, or an ``apply_fn``
-    carrying a ``__stax_layer__`` attribute; None for any other function."""
+    """The `Layer` behind ``f`` (a `Layer` or stax triple); None for a plain
+    function."""
     if isinstance(f, tuple) and len(f) == 3 and isinstance(f[2], KernelFn):
         return Layer(*f)
-    layer = getattr(f, "__stax_layer__", None)
-    return layer if isinstance(layer, tuple) and len(layer) == 3 and isinstance(
-        layer[2], KernelFn) else None
-
-
-def _kind(layer: Layer) -> str:
-    kfn = layer.kernel_fn
-    kind = (kfn.spec or {}).get("kind")
-    if kind in ("serial", "parallel", "repeat"):
-        return kind
-    if kfn.children:
-        for k in ("serial", "parallel", "repeat"):
-            if kfn.name.startswith(k + "("):
-                return k
-    return "leaf"
+    return None
 
 
 class _Site(NamedTuple):
@@ -97,16 +87,16 @@ class _Recorder:
 
 def _run(layer: Layer, p, x, kw: dict, rec: _Recorder):
     """``layer.apply_fn(p, x, **kw)``, evaluated layer by layer."""
-    kind = _kind(layer)
-    children = layer.kernel_fn.children
-    if kind == "serial":
+    spec = layer.kernel_fn.spec
+    children = spec.children
+    if isinstance(spec, specs.Serial):
         for child, pc, kc in zip(children, p, split_rng(kw, len(children))):
             x = _run(child, pc, x, kc, rec)
         return x
-    if kind == "parallel":
+    if isinstance(spec, specs.Parallel):
         return [_run(c, pc, xc, kc, rec) for c, pc, xc, kc in
                 zip(children, p, x, split_rng(kw, len(children)))]
-    if kind == "repeat" and tree_leaves(p):
+    if isinstance(spec, specs.Repeat) and tree_leaves(p):
         # repeat stacks the parameters of its n copies on a leading axis.
         for i in range(tree_leaves(p)[0].shape[0]):
             x = _run(children[0], tree_map(lambda a: a[i], p), x, kw, rec)
@@ -184,23 +174,22 @@ def _by_output(g, out_shape):
 
 
 def _site_term(site1: _Site, site2: _Site, g1, g2, shape1, shape2, idx):
-    kind = (site1.layer.kernel_fn.spec or {}).get("kind")
-    if kind in ("Dense", "Conv") and isinstance(site1.params, (tuple, list)) \
-            and len(site1.params) == 2:
-        return _affine_term(kind, site1, site2, _by_output(g1, shape1),
+    spec = site1.layer.kernel_fn.spec
+    if isinstance(spec, (specs.Dense, specs.Conv)) and isinstance(
+            site1.params, (tuple, list)) and len(site1.params) == 2:
+        return _affine_term(spec, site1, site2, _by_output(g1, shape1),
                             _by_output(g2, shape2), idx)
     return _generic_term(site1, site2, g1, g2, shape1, shape2, idx)
 
 
-def _affine_term(kind, site1, site2, g1, g2, idx):
+def _affine_term(spec, site1, site2, g1, g2, idx):
     """Dense/Conv: Σ_{s,s'} ⟨X1_s, X2_s'⟩⟨g1_s, g2_s'⟩ + β²⟨Σ g1, Σ g2⟩."""
-    spec = site1.layer.kernel_fn.spec
-    standard = spec.get("parameterization", "ntk") == "standard"
+    standard = spec.parameterization == "standard"
     W, b = site1.params
     x1, x2 = site1.x, site2.x
-    if kind == "Dense":
-        scale = (1 / spec.get("s", (1, 1))[0] ** 0.5 if standard
-                 else spec["W_std"] / x1.shape[-1] ** 0.5)
+    if isinstance(spec, specs.Dense):
+        scale = (1 / spec.s[0] ** 0.5 if standard
+                 else spec.W_std / x1.shape[-1] ** 0.5)
         w_scale2 = scale ** 2
     else:
         x1, x2 = _patches(site1, x1), _patches(site2, x2)
@@ -215,7 +204,7 @@ def _affine_term(kind, site1, site2, g1, g2, idx):
     term = w_scale2 * einsum(x1, (idx.lhs[0],) + sp1 + (c,), g1, lab_g1,
                              x2, (idx.rhs[0],) + sp2 + (c,), g2, lab_g2, out=idx.out)
     if b is not None:
-        beta = 1.0 if standard else spec["b_std"]
+        beta = 1.0 if standard else spec.b_std
         axes = tuple(range(n_rest + 1, n_rest + 1 + n_sp))
         term = term + beta ** 2 * einsum(g1.sum(axes), idx.lhs + (k,),
                                          g2.sum(axes), idx.rhs + (k,), out=idx.out)
@@ -225,24 +214,24 @@ def _affine_term(kind, site1, site2, g1, g2, idx):
 def _patches(site: _Site, x):
     """``σ``-scaled input patches of a Conv, ``(N, *S_out, C·|F|)``.
 
-    From the spec (``filter_shape``, ``strides``, ``padding`` with `jax.lax`'s
-    SAME rule, zeros for SAME and periodic copies for CIRCULAR): one strided
-    slice of the padded input per filter offset. Without those spec entries, or
-    if the patch grid disagrees with the layer's output, the layer itself
-    computes them (slower).
+    From the `ntk.stax.spec.Conv` record (``filter_shape``, ``strides``,
+    ``padding`` with `jax.lax`'s SAME rule, zeros for SAME and periodic copies
+    for CIRCULAR): one strided slice of the padded input per filter offset. If
+    the record disagrees with the weights, or the patch grid with the layer's
+    output, the layer itself computes them (slower).
     """
     spec = site.layer.kernel_fn.spec
     W, _ = site.params
     filt, cin = tuple(W.shape[:-2]), W.shape[-2]
-    if tuple(spec.get("filter_shape", ())) == filt and spec.get("padding") in (
+    if tuple(spec.filter_shape) == filt and spec.padding in (
             "VALID", "SAME", "CIRCULAR"):
         n = len(filt)
-        strides = tuple(spec.get("strides") or (1,) * n)
+        strides = tuple(spec.strides or (1,) * n)
         pads = [(0, 0)] * n
-        if spec["padding"] != "VALID":
+        if spec.padding != "VALID":
             pads = list(jax.lax.padtype_to_pads(x.shape[1:-1], filt, strides, "SAME"))
         xp = jnp.pad(x, [(0, 0)] + pads + [(0, 0)],
-                     mode="wrap" if spec["padding"] == "CIRCULAR" else "constant")
+                     mode="wrap" if spec.padding == "CIRCULAR" else "constant")
         out = [(size - w) // st + 1 for size, w, st in zip(xp.shape[1:-1], filt, strides)]
         # One strided slice per filter offset: memory traffic only, no FLOPs.
         shifted = [xp[(slice(None),) + tuple(slice(o, o + st * (m - 1) + 1, st) for o, st, m
@@ -255,9 +244,9 @@ def _patches(site: _Site, x):
         out_spatial = jax.eval_shape(lambda: site.layer.apply_fn(site.params, site.x,
                                                                  **site.kwargs)).shape[1:-1]
         if p.shape[1:-1] == tuple(out_spatial):
-            if spec.get("parameterization", "ntk") == "standard":
-                return p / math.sqrt(spec.get("s", (1, 1))[0])
-            return p * (spec["W_std"] / math.sqrt(cin * math.prod(filt)))
+            if spec.parameterization == "standard":
+                return p / math.sqrt(spec.s[0])
+            return p * (spec.W_std / math.sqrt(cin * math.prod(filt)))
     return _patches_by_layer(site, x)
 
 
@@ -275,7 +264,7 @@ def _patches_by_layer(site: _Site, x):
     eye = jnp.eye(size, dtype=W.dtype).reshape(filt + (1, size))
     one = lambda xc: site.layer.apply_fn((eye, None), xc[..., None], **site.kwargs)
     p = jax.vmap(one, in_axes=-1, out_axes=-2)(x)          # (N, *S_out, C, |F|)
-    if site.layer.kernel_fn.spec.get("parameterization", "ntk") != "standard":
+    if site.layer.kernel_fn.spec.parameterization != "standard":
         p = p / math.sqrt(cin)
     return p.reshape(p.shape[:-2] + (cin * size,))
 

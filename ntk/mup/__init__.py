@@ -19,7 +19,9 @@ model, as the `mup` package does); `coord_check` measures coordinate sizes
 across widths. The infinite-width μP limits live in the submodules
 `ntk.mup.limits` (exact limit of the one-hidden-layer linear network, TP4
 §7–8) and `ntk.mup.dmft` (deep nonlinear MLP by dynamical mean-field theory,
-Bordelon & Pehlevan 2022).
+Bordelon & Pehlevan 2022), beside the same MLP at finite width
+(`ntk.mup.finite`) and in its lazy limit (`ntk.mup.ntk_limit`); `ntk.mup.word2vec`
+trains TP4's Word2Vec (CBOW) in any parametrization.
 """
 
 from ntk.mup.abc import ABC, FORMS, PRESETS, abc
@@ -27,8 +29,9 @@ from ntk.mup.parametrize import LeafScale, Parametrized, ROLES
 from ntk.mup.optim import adam, multipliers, scale_by_width, sgd
 from ntk.mup.api import parametrize
 from ntk.mup.coord_check import CoordCheck, coord_check, rms
-from ntk.mup import dmft, limits
+from ntk.mup import dmft, finite, limits, ntk_limit, word2vec
 
 __all__ = ["ABC", "FORMS", "PRESETS", "abc", "LeafScale", "Parametrized", "ROLES",
            "adam", "multipliers", "scale_by_width", "sgd", "parametrize",
-           "CoordCheck", "coord_check", "rms", "dmft", "limits"]
+           "CoordCheck", "coord_check", "rms", "dmft", "finite", "limits", "ntk_limit",
+           "word2vec"]

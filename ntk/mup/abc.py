@@ -69,7 +69,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
+
+from ntk import _checks
 
 _TOL = 1e-9
 PRESETS = ("sp", "ntk", "mf", "mup")
@@ -77,6 +79,9 @@ FORMS = ("tp4", "table3", "table8")
 
 
 def _tuple(values, name: str, arg: str) -> tuple:
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{name}: `{arg}` must be a sequence of numbers; got "
+                        f"{values!r}.")
     try:
         t = tuple(float(v) for v in values)
     except (TypeError, ValueError):
@@ -115,8 +120,10 @@ class ABC:
         if any(math.isinf(v) for v in a) or any(math.isinf(v) for v in b[:-1]):
             raise ValueError("ABC: only the readout's b_{L+1} may be inf (zero "
                              f"init); got a={a}, b={b}.")
-        if isinstance(self.c, (int, float)):
-            c = float(self.c)
+        if not isinstance(self.name, str):
+            raise TypeError(f"ABC: `name` must be a str; got {type(self.name).__name__}.")
+        if isinstance(self.c, (int, float)) and not isinstance(self.c, bool):
+            c = float(_checks.require_real(self.c, "c", "ABC"))
         else:
             c = _tuple(self.c, "ABC", "c")
             if len(c) != len(a):
@@ -139,8 +146,7 @@ class ABC:
 
     def layer(self, l: int) -> tuple:
         """``(a_l, b_l, c_l)`` of layer ``l`` (1-based, ``1 ≤ l ≤ L+1``)."""
-        if not 1 <= l <= len(self.a):
-            raise ValueError(f"ABC.layer: `l` must be in 1..{len(self.a)}; got {l}.")
+        l = _checks.require_int(l, "l", "ABC.layer", minimum=1, maximum=len(self.a))
         return self.a[l - 1], self.b[l - 1], self.c_l[l - 1]
 
     def shift(self, theta) -> "ABC":
@@ -149,8 +155,8 @@ class ABC:
         TP4 Eq. (5): the weights ``W^l`` and their SGD updates are unchanged,
         exactly at every width. ``theta`` is a number or one per layer.
         """
-        th = ((float(theta),) * len(self.a) if isinstance(theta, (int, float))
-              else _tuple(theta, "ABC.shift", "theta"))
+        th = ((float(_checks.require_real(theta, "theta", "ABC.shift")),) * len(self.a)
+              if isinstance(theta, (int, float)) else _tuple(theta, "ABC.shift", "theta"))
         if len(th) != len(self.a):
             raise ValueError(f"ABC.shift: `theta` needs {len(self.a)} entries; "
                              f"got {len(th)}.")
@@ -286,10 +292,10 @@ def abc(name: Union[str, ABC], depth: int = 1, *, c: Optional[float] = None,
         if not isinstance(name, str) or name.lower() not in PRESETS:
             raise ValueError(f"abc: `name` must be one of {PRESETS} or an ABC; "
                              f"got {name!r}.")
-        if not (isinstance(depth, int) and depth >= 1):
-            raise ValueError(f"abc: `depth` must be a positive int; got {depth!r}.")
-        if form not in FORMS:
-            raise ValueError(f"abc: `form` must be one of {FORMS}; got {form!r}.")
+        _checks.require_int(depth, "depth", "abc")
+        _checks.require_one_of(form, FORMS, "form", "abc")
+        if c is not None:
+            c = float(_checks.require_real(c, "c", "abc"))
         key, L = name.lower(), depth
         if key == "sp":
             p = ABC((0.0,) * (L + 1), (0.0,) + (0.5,) * L,
@@ -321,11 +327,11 @@ def as_abc(parametrization, depth: int) -> ABC:
     """An `ABC` from a preset name or an `ABC` (whose depth must be ``depth``)."""
     if isinstance(parametrization, ABC):
         if parametrization.depth != depth:
-            raise ValueError(f"the network has {depth} hidden layers but the "
+            raise ValueError(f"parametrize: the network has {depth} hidden layers but the "
                              f"ABC has depth {parametrization.depth} "
                              f"({len(parametrization.a)} entries in `a`).")
         return parametrization
     if isinstance(parametrization, str):
         return abc(parametrization, depth)
-    raise TypeError(f"`parametrization` must be a preset name {PRESETS} or an "
-                    f"ABC; got {type(parametrization).__name__}.")
+    raise TypeError(f"parametrize: `parametrization` must be a preset name {PRESETS} "
+                    f"or an ABC; got {type(parametrization).__name__}.")

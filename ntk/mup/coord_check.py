@@ -33,10 +33,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ntk import _checks
+from ntk.power_law import loglog_slope
+
 
 def rms(v) -> jnp.ndarray:
-    """Root-mean-square coordinate size ``sqrt(mean(v²))``."""
-    v = jnp.asarray(v)
+    """Root-mean-square coordinate size ``sqrt(mean(v²))`` (``v`` non-empty)."""
+    v = _checks.as_array(v, "v", "rms", finite=False, nonempty=True)
     return jnp.sqrt(jnp.mean(jnp.square(v)))
 
 
@@ -49,6 +52,10 @@ def _loss_fn(loss):
         return lambda f, y: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(f, y))
     raise ValueError(f"coord_check: `loss` must be 'mse', 'xent' or a callable "
                      f"(f, y) -> scalar; got {loss!r}.")
+
+
+def _check_step(step, steps, name):
+    return _checks.require_int(step, "step", name, minimum=-(steps + 1), maximum=steps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,16 +80,14 @@ class CoordCheck:
 
     def slope(self, layer: str, step: int = -1, what: str = "delta") -> float:
         """Least-squares slope of log RMS against log width at ``step``."""
-        if what not in ("size", "delta"):
-            raise ValueError(f"CoordCheck.slope: `what` must be 'size' or 'delta'; "
-                             f"got {what!r}.")
+        _checks.require_one_of(what, ("size", "delta"), "what", "CoordCheck.slope")
+        step = _check_step(step, self.steps, "CoordCheck.slope")
         if layer not in self.layers:
             raise ValueError(f"CoordCheck.slope: unknown layer {layer!r}; layers "
                              f"are {self.layers}.")
         v = getattr(self, what)[layer][:, step]
-        if not np.all(np.isfinite(v)) or np.any(v <= 0):
-            return float("nan")
-        return float(np.polyfit(np.log(self.widths), np.log(v), 1)[0])
+        # NaN when a size is zero or not finite: no rate can be read off
+        return loglog_slope(self.widths, v, invalid="nan")
 
     def slopes(self, step: int = -1, what: str = "delta") -> dict:
         """`slope` of every layer."""
@@ -94,7 +99,10 @@ class CoordCheck:
         Returns the matplotlib figure.
         """
         import matplotlib.pyplot as plt
-        steps = list(range(1, self.steps + 1)) if steps is None else list(steps)
+        steps = (list(range(1, self.steps + 1)) if steps is None else
+                 [_check_step(t, self.steps, "CoordCheck.plot") for t in steps])
+        if not steps:
+            raise ValueError("CoordCheck.plot: `steps` must name at least one step.")
         if axes is None:
             fig, axes = plt.subplots(2, len(steps), figsize=(3.2 * len(steps), 5.4),
                                      squeeze=False, sharex=True)
@@ -142,13 +150,18 @@ def coord_check(make: Callable, widths: Sequence[int], x, y, *,
     Returns:
       `CoordCheck`.
     """
-    widths = tuple(sorted(int(w) for w in widths))
+    name = "coord_check"
+    _checks.require_callable(make, "make", name, "a function width -> Parametrized")
+    _checks.require_callable(optimizer, "optimizer", name,
+                             "a function info -> optax.GradientTransformation")
+    widths = tuple(sorted(_checks.require_int(w, "widths", name) for w in widths))
     if len(widths) < 2:
         raise ValueError(f"coord_check: need at least 2 widths; got {widths}.")
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"coord_check: `steps` must be a positive int; got {steps!r}.")
-    if not (isinstance(seeds, int) and seeds >= 1):
-        raise ValueError(f"coord_check: `seeds` must be a positive int; got {seeds!r}.")
+    if len(set(widths)) != len(widths):
+        raise ValueError(f"coord_check: `widths` must be distinct; got {widths}.")
+    steps = _checks.require_int(steps, "steps", name)
+    seeds = _checks.require_int(seeds, "seeds", name)
+    _checks.as_array(x, "x", name, nonempty=True)
     lf = _loss_fn(loss)
     key = jax.random.PRNGKey(0) if key is None else key
     x = jnp.asarray(x, dtype)

@@ -18,7 +18,7 @@ all weights ``N(0, 1)``; B&P eq. 1 with ``γ = γ₀ √N``)::
     h¹ = W⁰ x / √D,   h^{ℓ+1} = W^ℓ φ(h^ℓ) / √N,   f = w · φ(h^L) / (γ₀ N),
 
 trained on ``L(f) = Σ_μ (f_μ − y_μ)² / (2P)`` by gradient descent with
-learning rate ``η γ₀² N`` on every weight (`finite_mlp_train`). This is μP:
+learning rate ``η γ₀² N`` on every weight (`ntk.mup.finite`). This is μP:
 the features move by Θ(γ₀) per step at every width; ``γ₀ → 0`` is the lazy
 (NTK) regime, whose kernel is exactly ``ntk.stax``'s NTK of the network
 ``[Dense(W_std=1), φ] × L + Dense(W_std=1)`` (no biases).
@@ -65,65 +65,18 @@ linear in the sources and the whitening makes second moments exact).
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["ACTIVATIONS", "DMFTResult", "dmft_solve", "FiniteResult",
-           "finite_mlp_train", "ntk_limit_network", "ntk_limit_trajectory",
-           "ntk_of_kernels"]
+from ntk import _checks
+from ntk._linalg import add_jitter
+from ntk.mup import _mlp
+from ntk.mup._mlp import ACTIVATIONS
 
-#: Activations by name. ``linear`` is the check case (the limit is then free
-#: of Monte Carlo error); ``erf`` has a closed-form dual in ``ntk.stax``.
-ACTIVATIONS: dict[str, Callable] = {
-    "linear": lambda h: h,
-    "relu": jax.nn.relu,
-    "tanh": jnp.tanh,
-    "erf": jax.scipy.special.erf,
-}
-
-
-def _activation(name, fn):
-    if not isinstance(name, str) or name not in ACTIVATIONS:
-        raise ValueError(f"{fn}: `activation` must be one of {sorted(ACTIVATIONS)}; "
-                         f"got {name!r}.")
-    act = ACTIVATIONS[name]
-
-    def dact(h):
-        # elementwise φ'(h), itself differentiable (φ'' enters the responses)
-        return jax.jvp(act, (h,), (jnp.ones_like(h),))[1]
-    return act, dact
-
-
-def _check_data(x_train, y_train, x_test, fn):
-    x_train = jnp.asarray(x_train)
-    y_train = jnp.asarray(y_train)
-    if x_train.ndim != 2:
-        raise ValueError(f"{fn}: `x_train` must have shape (P, D); got {x_train.shape}.")
-    if y_train.ndim == 2 and y_train.shape[1] == 1:
-        y_train = y_train[:, 0]
-    if y_train.shape != (x_train.shape[0],):
-        raise ValueError(f"{fn}: `y_train` must have shape (P,) or (P, 1) with "
-                         f"P = {x_train.shape[0]}; got {y_train.shape}.")
-    if x_test is not None:
-        x_test = jnp.asarray(x_test)
-        if x_test.ndim != 2 or x_test.shape[1] != x_train.shape[1]:
-            raise ValueError(f"{fn}: `x_test` must have shape (Q, {x_train.shape[1]}); "
-                             f"got {x_test.shape}.")
-    return x_train, y_train, x_test
-
-
-def _check_common(depth, gamma0, learning_rate, steps, fn):
-    if not (isinstance(depth, (int, np.integer)) and depth >= 1):
-        raise ValueError(f"{fn}: `depth` (hidden layers L) must be an int ≥ 1; got {depth!r}.")
-    if not (np.isfinite(gamma0) and gamma0 > 0):
-        raise ValueError(f"{fn}: `gamma0` must be a finite float > 0; got {gamma0!r}.")
-    if not (np.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError(f"{fn}: `learning_rate` must be > 0; got {learning_rate!r}.")
-    if not (isinstance(steps, (int, np.integer)) and steps >= 1):
-        raise ValueError(f"{fn}: `steps` must be an int ≥ 1; got {steps!r}.")
+__all__ = ["ACTIVATIONS", "DMFTResult", "dmft_solve", "ntk_of_kernels"]
 
 
 # ----------------------------------------------------------------- the limit
@@ -164,6 +117,12 @@ def ntk_of_kernels(phi_tt, g_tt, kx):
     B&P eq. 3 (the NTK of the mean-field network with learning rate γ²).
     ``phi_tt, g_tt``: ``(L, ..., M, M)`` equal-time kernels; ``kx``: ``(M, M)``.
     """
+    shapes = (jnp.shape(phi_tt), jnp.shape(g_tt), jnp.shape(kx))
+    if (shapes[0] != shapes[1] or len(shapes[0]) < 3 or len(shapes[2]) != 2
+            or shapes[0][-2:] != shapes[2]):
+        raise ValueError(f"ntk_of_kernels: `phi_tt` and `g_tt` must have one shape "
+                         f"(L, ..., M, M) and `kx` (M, M); got {shapes[0]}, "
+                         f"{shapes[1]} and {shapes[2]}.")
     out = g_tt[0] * kx
     for l in range(phi_tt.shape[0]):
         out = out + (g_tt[l + 1] if l + 1 < phi_tt.shape[0] else 1.0) * phi_tt[l]
@@ -179,10 +138,11 @@ def _causal_factor(cov, jitter):
     square root with clipped eigenvalues is used instead (not causal, but a
     valid factor: the sweeps then converge by contraction only).
     """
-    n = cov.shape[0]
     cov = 0.5 * (cov + cov.T)
+    # ``jitter`` relative to the mean diagonal (`ntk._linalg`), floored so that
+    # an all-zero covariance still gets a (tiny) positive jitter
     scale = jnp.maximum(jnp.mean(jnp.diag(cov)), 1e-30)
-    chol = jnp.linalg.cholesky(cov + jitter * scale * jnp.eye(n, dtype=cov.dtype))
+    chol = jnp.linalg.cholesky(add_jitter(cov, jitter * scale, relative=False)[0])
     evals, evecs = jnp.linalg.eigh(cov)
     sqrt = (evecs * jnp.sqrt(jnp.clip(evals, 0.0))) @ evecs.T
     return jnp.where(jnp.all(jnp.isfinite(chol)), chol, sqrt)
@@ -272,7 +232,7 @@ def dmft_solve(x_train, y_train, *, depth: int, activation: str, gamma0: float,
 
     Bordelon & Pehlevan 2022 (§3–4, App. on the numerical solution), in
     discrete time; the equations are in the module docstring. The network and
-    its training are exactly those of `finite_mlp_train`, whose outputs and
+    its training are exactly those of `ntk.mup.finite.finite_mlp_train`, whose outputs and
     kernels converge to these as the width ``N → ∞`` (error ``O(N^{-1/2})``
     per network).
 
@@ -310,20 +270,24 @@ def dmft_solve(x_train, y_train, *, depth: int, activation: str, gamma0: float,
       ((7, 6), (2, 7, 6, 7, 6), True)
     """
     fn = "dmft_solve"
-    x_train, y_train, x_test = _check_data(x_train, y_train, x_test, fn)
-    _check_common(depth, gamma0, learning_rate, steps, fn)
-    _activation(activation, fn)
-    if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 4 and n_samples % 2 == 0):
-        raise ValueError(f"{fn}: `n_samples` must be an even int ≥ 4; got {n_samples!r}.")
-    if not 0 < damping <= 1:
-        raise ValueError(f"{fn}: `damping` must be in (0, 1]; got {damping!r}.")
-    n_jac = n_samples if n_jac_samples is None else int(n_jac_samples)
-    if not (2 <= n_jac <= n_samples and n_jac % 2 == 0):
+    x_train, y_train, x_test = _mlp.check_data(x_train, y_train, x_test, fn)
+    _mlp.check_common(depth, gamma0, learning_rate, steps, fn)
+    _mlp.activation(activation, fn)
+    n_samples = _checks.require_int(n_samples, "n_samples", fn, minimum=4)
+    if n_samples % 2:
+        raise ValueError(f"{fn}: `n_samples` must be an even int ≥ 4 (antithetic "
+                         f"pairs); got {n_samples!r}.")
+    _checks.require_real(damping, "damping", fn, low=0, high=1, low_open=True)
+    n_jac = n_samples if n_jac_samples is None else _checks.require_int(
+        n_jac_samples, "n_jac_samples", fn, minimum=2, maximum=n_samples)
+    if n_jac % 2:
         raise ValueError(f"{fn}: `n_jac_samples` must be even and in [2, n_samples]; "
                          f"got {n_jac_samples!r}.")
-    if not (isinstance(max_iter, (int, np.integer)) and 1 <= max_iter <= _MAX_SWEEPS):
-        raise ValueError(f"{fn}: `max_iter` must be an int in [1, {_MAX_SWEEPS}]; "
-                         f"got {max_iter!r}.")
+    _checks.require_int(max_iter, "max_iter", fn, maximum=_MAX_SWEEPS)
+    _checks.require_nonnegative(tol, "tol", fn)
+    if jitter is not None:
+        _checks.require_nonnegative(jitter, "jitter", fn)
+    jac_batch = _checks.require_int(jac_batch, "jac_batch", fn)
     if key is None:
         key = jax.random.PRNGKey(0)
     P = x_train.shape[0]
@@ -356,7 +320,7 @@ _MAX_SWEEPS = 256
 def _solver(L, n_t, m, P, activation, n_samples, n_jac, jac_batch, damping, jitter,
             dtype_name):
     """One jitted solver per static configuration (compiled once, reused)."""
-    act, dact = _activation(activation, "dmft_solve")
+    act, dact = _mlp.activation(activation, "dmft_solve")
     dtype = jnp.dtype(dtype_name)
     nf = n_t * m
     tt = jnp.arange(n_t)
@@ -480,172 +444,3 @@ def _solver(L, n_t, m, P, activation, n_samples, n_jac, jac_batch, damping, jitt
 
     return solve
 
-
-# ------------------------------------------------------- finite-width network
-
-
-class FiniteResult(NamedTuple):
-    """GD training of finite μP MLPs (leading axis: seeds).
-
-    f: ``(seeds, T+1, P)``; f_test: ``(seeds, T+1, Q)`` or None;
-    phi0, phiT, g0, gT: ``(seeds, L, M, M)`` kernels ``Φ^ℓ = φ·φ/N`` and
-    ``G^ℓ = g·g/N`` at the first and last step over train+test points;
-    loss: ``(seeds, T+1)``.
-    """
-
-    f: jnp.ndarray
-    f_test: Optional[jnp.ndarray]
-    phi0: jnp.ndarray
-    phiT: jnp.ndarray
-    g0: jnp.ndarray
-    gT: jnp.ndarray
-    loss: jnp.ndarray
-
-
-def mup_mlp_init(key, d_in: int, width: int, depth: int, dtype=jnp.float32):
-    """``[W⁰ (N, D), W¹ … W^{L−1} (N, N), w (N,)]``, all entries ``N(0, 1)``."""
-    keys = jax.random.split(key, depth + 1)
-    ws = [jax.random.normal(keys[0], (width, d_in), dtype)]
-    ws += [jax.random.normal(keys[l], (width, width), dtype) for l in range(1, depth)]
-    return ws + [jax.random.normal(keys[depth], (width,), dtype)]
-
-
-def _forward(params, x, act, gamma0, n):
-    """Pre-activations of every layer and the output (module doc's network)."""
-    hs = [x @ params[0].T / jnp.sqrt(x.shape[1])]
-    for w in params[1:-1]:
-        hs.append(act(hs[-1]) @ w.T / jnp.sqrt(n))
-    f = act(hs[-1]) @ params[-1] / (gamma0 * n)
-    return hs, f
-
-
-def _kernels(params, x, act, dact, gamma0, n):
-    """``Φ^ℓ = φ(h^ℓ)·φ(h^ℓ)/N`` and ``G^ℓ = g^ℓ·g^ℓ/N``, ``g = φ'(h) z``."""
-    hs, _ = _forward(params, x, act, gamma0, n)
-    phis = [act(h) for h in hs]
-    z = jnp.broadcast_to(params[-1], hs[-1].shape)
-    gs = [dact(hs[-1]) * z]
-    for l in range(len(hs) - 2, -1, -1):
-        z = gs[0] @ params[l + 1] / jnp.sqrt(n)
-        gs.insert(0, dact(hs[l]) * z)
-    return (jnp.stack([p @ p.T / n for p in phis]), jnp.stack([g @ g.T / n for g in gs]))
-
-
-def finite_mlp_train(x_train, y_train, *, width: int, depth: int, activation: str,
-                     gamma0: float, learning_rate: float, steps: int, key, n_seeds: int = 1,
-                     x_test=None, pad_to: Optional[int] = None) -> FiniteResult:
-    r"""Train width-``N`` μP MLPs by full-batch GD, the finite twin of `dmft_solve`.
-
-    ``f(x) = w·φ(h^L)/(γ₀N)`` with ``h¹ = W⁰x/√D``, ``h^{ℓ+1} = W^ℓφ(h^ℓ)/√N``,
-    all weights ``N(0,1)``; loss ``Σ_μ(f_μ − y_μ)²/(2P)``; every weight takes
-    the step ``−η γ₀² N ∇`` (B&P eq. 1–2, ``γ = γ₀√N``). ``n_seeds``
-    independent initialisations are trained in parallel (vmap).
-
-    ``pad_to`` (≥ ``width``) computes with ``pad_to`` units of which all but
-    ``width`` have zero weights in and out: since ``φ(0) = 0`` for every
-    activation here, their gradients vanish and they stay exactly inert, so
-    the result is a width-``width`` network (the ``1/N`` factors use
-    ``width``) — and several widths share one compilation.
-
-    Returns:
-      `FiniteResult`.
-    """
-    fn = "finite_mlp_train"
-    x_train, y_train, x_test = _check_data(x_train, y_train, x_test, fn)
-    _check_common(depth, gamma0, learning_rate, steps, fn)
-    act, dact = _activation(activation, fn)
-    if not (isinstance(width, (int, np.integer)) and width >= 1):
-        raise ValueError(f"{fn}: `width` must be a positive int; got {width!r}.")
-    if not (isinstance(n_seeds, (int, np.integer)) and n_seeds >= 1):
-        raise ValueError(f"{fn}: `n_seeds` must be a positive int; got {n_seeds!r}.")
-    P = x_train.shape[0]
-    dtype = jnp.result_type(x_train.dtype, jnp.float32)
-    x_all = (x_train if x_test is None else jnp.concatenate([x_train, x_test])).astype(dtype)
-    n_pad = int(width) if pad_to is None else int(pad_to)
-    if n_pad < width:
-        raise ValueError(f"{fn}: `pad_to` must be ≥ width = {width}; got {pad_to!r}.")
-    train = _finite_trainer(n_pad, int(depth), activation, int(steps), int(n_seeds), P,
-                            x_all.shape[0], x_all.shape[1], jnp.dtype(dtype).name)
-    fs, phi0, g0, phiT, gT = train(key, x_all, y_train.astype(dtype),
-                                   jnp.asarray(gamma0, dtype), jnp.asarray(learning_rate, dtype),
-                                   jnp.asarray(width, dtype))
-    loss = jnp.sum((fs[:, :, :P] - y_train.astype(dtype)) ** 2, -1) / (2 * P)
-    return FiniteResult(f=fs[:, :, :P], f_test=None if x_test is None else fs[:, :, P:],
-                        phi0=phi0, phiT=phiT, g0=g0, gT=gT, loss=loss)
-
-
-@functools.lru_cache(maxsize=64)
-def _finite_trainer(n_pad, depth, activation, steps, n_seeds, P, m, d, dtype_name):
-    """One jitted trainer per static configuration (compiled once, reused)."""
-    act, dact = _activation(activation, "finite_mlp_train")
-    dtype = jnp.dtype(dtype_name)
-
-    @jax.jit
-    def train(key, x_all, y, gamma0, learning_rate, width):
-        lr = learning_rate * gamma0 ** 2 * width
-        live = (jnp.arange(n_pad) < width).astype(dtype)
-
-        def loss_fn(params):
-            _, f = _forward(params, x_all[:P], act, gamma0, width)
-            return jnp.sum((f - y) ** 2) / (2 * P)
-
-        def one(k):
-            params = mup_mlp_init(k, d, n_pad, depth, dtype)
-            params = ([params[0] * live[:, None]] + [w * live[:, None] * live for w in params[1:-1]]
-                      + [params[-1] * live])
-
-            def step(p, _):
-                _, f = _forward(p, x_all, act, gamma0, width)
-                grads = jax.grad(loss_fn)(p)
-                return jax.tree.map(lambda w, gw: w - lr * gw, p, grads), f
-
-            p_T, fs = jax.lax.scan(step, params, None, length=steps)
-            _, f_T = _forward(p_T, x_all, act, gamma0, width)
-            k0 = _kernels(params, x_all, act, dact, gamma0, width)
-            kT = _kernels(p_T, x_all, act, dact, gamma0, width)
-            return jnp.concatenate([fs, f_T[None]]), k0[0], k0[1], kT[0], kT[1]
-
-        return jax.vmap(one)(jax.random.split(key, n_seeds))
-
-    return train
-
-
-# ---------------------------------------------------------- the NTK baseline
-
-
-def ntk_limit_network(depth: int, activation: str):
-    """``ntk.stax`` triple of the same MLP: ``[Dense(W_std=1), φ] × L + Dense(1)``.
-
-    Its ``kernel_fn(x, x, ("nngp", "ntk"))`` is the ``γ₀ → 0`` limit: NNGP =
-    ``Φ^L`` at initialisation (the readout's input kernel times 1), NTK =
-    ``Σ_ℓ G^{ℓ+1} ⊙ Φ^ℓ``. ``tanh`` uses 64-point Gauss–Hermite quadrature.
-    """
-    from ntk import stax
-    _activation(activation, "ntk_limit_network")
-    layer = {"linear": stax.Identity, "relu": stax.Relu,
-             "erf": stax.Erf,
-             "tanh": lambda: stax.ElementwiseNumerical(jnp.tanh, deg=64)}[activation]
-    layers = []
-    for _ in range(depth):
-        layers += [stax.Dense(512, W_std=1.0), layer()]
-    return stax.serial(*layers, stax.Dense(1, W_std=1.0))
-
-
-def ntk_limit_trajectory(ntk_train, y_train, learning_rate: float, steps: int,
-                         ntk_test_train=None):
-    r"""Discrete-time GD in the NTK limit: ``f_{t+1} = f_t + (η/P) Θ (y − f_t)``, ``f_0 = 0``.
-
-    Closed form ``f_t = (I − (I − ηΘ/P)^t) y`` on train and
-    ``f_t(x) = Θ_{xd} Θ^{-1} (I − (I − ηΘ/P)^t) y`` on test (Lee et al. 2019
-    §2.2, discrete version). Returns ``(T+1, P)`` and ``(T+1, Q)`` or None.
-    """
-    y = jnp.asarray(y_train).reshape(-1)
-    P = y.shape[0]
-    evals, evecs = jnp.linalg.eigh(ntk_train)
-    decay = (1 - learning_rate * evals / P)[None, :] ** jnp.arange(steps + 1)[:, None]
-    coef = (1 - decay) * (evecs.T @ y)[None, :]                    # (T+1, P) in eigenbasis
-    f = coef @ evecs.T
-    f_test = None
-    if ntk_test_train is not None:
-        f_test = (coef / evals[None, :]) @ (ntk_test_train @ evecs).T
-    return f, f_test

@@ -30,13 +30,15 @@ base=MLP(64, rngs=nnx.Rngs(0)))``; ``params = net.init_fn()``;
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 import jax
 import numpy as np
 
-from ntk.mup.abc import ABC, as_abc
-from ntk.mup.parametrize import LeafScale, Parametrized, leaf_scale, scale_tree
+from ntk import _checks
+from ntk.mup.abc import as_abc
+from ntk.mup.parametrize import (ROLES, LeafScale, Parametrized, leaf_scale,
+                                 scale_tree)
 
 
 def path_str(path) -> str:
@@ -82,7 +84,19 @@ def infer_roles(params, base, delta=None, annotations: Optional[Mapping] = None
         raise ValueError(f"infer_roles: the models at the target, base (and delta) "
                          f"widths must have the same parameters; these differ: "
                          f"{missing}.")
+    if annotations is not None and not isinstance(annotations, Mapping):
+        raise TypeError(f"infer_roles: `annotations` must be a dict {{path: role or "
+                        f"(role, layer)}}; got {type(annotations).__name__}.")
     annotations = dict(annotations or {})
+    for path, ann in annotations.items():
+        role, layer = (ann, None) if isinstance(ann, str) else (
+            tuple(ann) if isinstance(ann, (tuple, list)) and len(ann) == 2
+            else (None, None))
+        if role not in ROLES:
+            raise ValueError(f"infer_roles: `annotations[{path!r}]` must be a role "
+                             f"in {ROLES} or (role, layer index); got {ann!r}.")
+        if layer is not None:
+            _checks.require_int(layer, f"annotations[{path!r}] layer", "infer_roles")
     unknown = sorted(set(annotations) - set(target))
     if unknown:
         raise ValueError(f"infer_roles: annotated paths {unknown} are not parameters; "

@@ -63,6 +63,9 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from ntk import _checks
 
 __all__ = ["LimitState", "FiniteParams", "init_limit", "limit_apply",
            "limit_feature_kernel", "sample", "finite_network", "finite_apply",
@@ -95,19 +98,37 @@ class FiniteParams(NamedTuple):
     v: Array
 
 
-def _check_pos_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-
-
-def _check_x(x, d_in, who):
+def _check_x(x, d_in, who, arg="x"):
+    x = _checks.as_array(x, arg, who)
     if x.ndim != 2 or x.shape[1] != d_in:
-        raise ValueError(f"{who}: x must have shape (batch, {d_in}), got "
+        raise ValueError(f"{who}: `{arg}` must have shape (batch, {d_in}); got "
                          f"{tuple(x.shape)}.")
+    return x
+
+
+def _check_state(state, cls, who):
+    arg = "state" if cls is LimitState else "params"
+    if not isinstance(state, cls):
+        raise TypeError(f"{who}: `{arg}` must be a {cls.__name__}; got "
+                        f"{type(state).__name__}.")
+    first, second = state
+    if first.ndim != 2 or second.ndim != 2 or first.shape[0] != second.shape[0]:
+        rows = "h" if cls is LimitState else "n"
+        raise ValueError(f"{who}: `{arg}` must hold two matrices with equal rows "
+                         f"(({rows}, d_in), ({rows}, d_out)); got {tuple(first.shape)} "
+                         f"and {tuple(second.shape)}.")
+    return state
+
+
+def _check_step(lr, loss, alpha, who, lr_arg="lr"):
+    _checks.require_real(lr, lr_arg, who)
+    _checks.require_callable(loss, "loss", who, "a function loss(f, y)")
+    _checks.require_real(alpha, "alpha", who)
 
 
 def basis_size(state: LimitState) -> int:
     """The dimension ``h`` of the finite basis the limit lives in."""
+    _check_state(state, LimitState, "basis_size")
     return int(state.W.shape[0])
 
 
@@ -127,12 +148,13 @@ def init_limit(d_in: int, d_out: int, sigma_u: float = 1.0,
     Returns:
       `LimitState` with ``W: (h, d_in)``, ``C: (h, d_out)``.
     """
-    _check_pos_int("d_in", d_in)
-    _check_pos_int("d_out", d_out)
-    if sigma_u < 0 or sigma_v < 0:
-        raise ValueError(f"sigma_u, sigma_v must be >= 0, got {sigma_u}, {sigma_v}.")
+    name = "init_limit"
+    _checks.require_int(d_in, "d_in", name)
+    _checks.require_int(d_out, "d_out", name)
+    _checks.require_nonnegative(sigma_u, "sigma_u", name)
+    _checks.require_nonnegative(sigma_v, "sigma_v", name)
     if compact and sigma_v != 0:
-        raise ValueError(f"compact=True needs zero readout (sigma_v=0), got "
+        raise ValueError(f"{name}: compact=True needs zero readout (sigma_v=0); got "
                          f"sigma_v={sigma_v}.")
     h = d_in if compact else d_in + d_out
     W = jnp.zeros((h, d_in), dtype).at[:d_in].set(sigma_u * jnp.eye(d_in, dtype=dtype))
@@ -144,7 +166,8 @@ def init_limit(d_in: int, d_out: int, sigma_u: float = 1.0,
 
 def limit_apply(state: LimitState, x: Array, alpha: float = 1.0) -> Array:
     """Limit outputs ``f(x) = α xᵀ Wᵀ C``: ``x (B, d_in) → (B, d_out)``."""
-    _check_x(x, state.W.shape[1], "limit_apply")
+    _check_state(state, LimitState, "limit_apply")
+    x = _check_x(x, state.W.shape[1], "limit_apply")
     return alpha * (x @ state.W.T) @ state.C
 
 
@@ -154,6 +177,7 @@ def limit_feature_kernel(state: LimitState) -> Array:
     For one-hot inputs (Word2Vec) this is the Gram matrix of word vectors, the
     quantity analogies are computed from. Shape ``(d_in, d_in)``.
     """
+    _check_state(state, LimitState, "limit_feature_kernel")
     return state.W.T @ state.W
 
 
@@ -161,9 +185,12 @@ def finite_network(key: Array, d_in: int, d_out: int, width: int,
                    sigma_u: float = 1.0, sigma_v: float = 0.0,
                    dtype=jnp.float32) -> FiniteParams:
     """A fresh finite μP network: ``u ~ N(0, σ_u²)^{n×d_in}``, ``v ~ N(0, σ_v²)^{n×d_out}``."""
-    _check_pos_int("width", width)
-    _check_pos_int("d_in", d_in)
-    _check_pos_int("d_out", d_out)
+    name = "finite_network"
+    _checks.require_int(width, "width", name)
+    _checks.require_int(d_in, "d_in", name)
+    _checks.require_int(d_out, "d_out", name)
+    _checks.require_nonnegative(sigma_u, "sigma_u", name)
+    _checks.require_nonnegative(sigma_v, "sigma_v", name)
     ku, kv = jax.random.split(key)
     return FiniteParams(sigma_u * jax.random.normal(ku, (width, d_in), dtype),
                         sigma_v * jax.random.normal(kv, (width, d_out), dtype))
@@ -171,13 +198,15 @@ def finite_network(key: Array, d_in: int, d_out: int, width: int,
 
 def finite_apply(params: FiniteParams, x: Array, alpha: float = 1.0) -> Array:
     """Finite μP outputs ``f(x) = (α/n) vᵀ u x``: ``(B, d_in) → (B, d_out)``."""
-    _check_x(x, params.u.shape[1], "finite_apply")
+    _check_state(params, FiniteParams, "finite_apply")
+    x = _check_x(x, params.u.shape[1], "finite_apply")
     n = params.u.shape[0]
     return (alpha / n) * (x @ params.u.T) @ params.v
 
 
 def finite_feature_kernel(params: FiniteParams) -> Array:
     """``(1/n) uᵀ u``: the finite network's Gram of input embeddings."""
+    _check_state(params, FiniteParams, "finite_feature_kernel")
     return params.u.T @ params.u / params.u.shape[0]
 
 
@@ -189,7 +218,8 @@ def sample(state: LimitState, width: int, key: Array) -> FiniteParams:
     at initialisation ``sample(init_limit(...), n, key)`` has the law of
     `finite_network`.
     """
-    _check_pos_int("width", width)
+    _check_state(state, LimitState, "sample")
+    _checks.require_int(width, "width", "sample")
     omega = jax.random.normal(key, (width, state.W.shape[0]), state.W.dtype)
     return FiniteParams(omega @ state.W, omega @ state.C)
 
@@ -199,11 +229,24 @@ def sample(state: LimitState, width: int, key: Array) -> FiniteParams:
 
 def mse_loss(f: Array, y: Array) -> Array:
     """``L = Σ_k (f_k − y_k)² / (2B)``: mean over the batch of half squared error."""
+    if jnp.shape(f) != jnp.shape(y):
+        raise ValueError(f"mse_loss: `f` and `y` must have the same shape; got "
+                         f"{jnp.shape(f)} and {jnp.shape(y)}.")
     return 0.5 * jnp.sum((f - y) ** 2) / f.shape[0]
 
 
 def softmax_cross_entropy(f: Array, y: Array) -> Array:
-    """Mean cross-entropy of logits ``f (B, K)`` against integer labels ``y (B,)``."""
+    """Mean cross-entropy of logits ``f (B, K)`` against integer labels ``y (B,)``
+    in ``[0, K)`` (checked when concrete)."""
+    name = "softmax_cross_entropy"
+    if jnp.ndim(f) != 2 or jnp.shape(y) != jnp.shape(f)[:1]:
+        raise ValueError(f"{name}: `f` must be logits (B, K) and `y` labels (B,); got "
+                         f"{jnp.shape(f)} and {jnp.shape(y)}.")
+    c = _checks.concrete(y)
+    if c is not None and c.size and (c.min() < 0 or c.max() >= f.shape[1]
+                                     or not np.all(c == np.round(c))):
+        raise ValueError(f"{name}: `y` must be integer labels in [0, {f.shape[1]}); "
+                         f"got values in [{c.min()}, {c.max()}].")
     logp = jax.nn.log_softmax(f, axis=-1)
     return -jnp.mean(jnp.take_along_axis(logp, y[:, None].astype(jnp.int32), axis=-1))
 
@@ -223,12 +266,18 @@ def limit_sgd_step(state: LimitState, x: Array, y: Array, lr: float,
     ``W ← W − η C χᵀ x``, ``C ← C − η W xᵀ χ`` with ``χ = ∂L/∂f`` (batch
     summed), i.e. the finite-width μP step with ``Z₀ᵀZ₀/n`` replaced by ``I``.
     """
+    _check_state(state, LimitState, "limit_sgd_step")
+    _check_step(lr, loss, alpha, "limit_sgd_step")
+    x = _check_x(x, state.W.shape[1], "limit_sgd_step")
     return _sgd(lambda p, x: limit_apply(p, x, alpha), state, x, y, lr, loss)
 
 
 def finite_sgd_step(params: FiniteParams, x: Array, y: Array, lr: float,
                     loss: Loss = mse_loss, alpha: float = 1.0) -> FiniteParams:
     """One μP SGD step of a width-n network: learning rate ``η n`` on u and v."""
+    _check_state(params, FiniteParams, "finite_sgd_step")
+    _check_step(lr, loss, alpha, "finite_sgd_step")
+    x = _check_x(x, params.u.shape[1], "finite_sgd_step")
     n = params.u.shape[0]
     return _sgd(lambda p, x: finite_apply(p, x, alpha), params, x, y, lr * n, loss)
 
@@ -271,13 +320,32 @@ def _maml_step(apply_fn, params, tasks, inner_lr, outer_lr, inner_steps, loss,
     return jax.tree.map(lambda p, g: p - outer_lr * g, params, grads)
 
 
-def _check_tasks(tasks):
-    if len(tasks) != 4:
-        raise ValueError(f"tasks must be (x_support, y_support, x_query, y_query), "
-                         f"got {len(tasks)} arrays.")
-    if tasks[0].ndim != 3 or tasks[2].ndim != 3:
-        raise ValueError(f"task inputs must be (tasks, shots, d_in), got "
-                         f"{tuple(tasks[0].shape)} and {tuple(tasks[2].shape)}.")
+def _check_tasks(tasks, d_in, who):
+    if not isinstance(tasks, (tuple, list)) or len(tasks) != 4:
+        got = f"{len(tasks)} items" if isinstance(tasks, (tuple, list)) else \
+            type(tasks).__name__
+        raise ValueError(f"{who}: `tasks` must be (x_support, y_support, x_query, "
+                         f"y_query); got {got}.")
+    xs, ys, xq, yq = (_checks.as_array(t, a, who) for t, a in zip(
+        tasks, ("x_support", "y_support", "x_query", "y_query")))
+    for arg, x in (("x_support", xs), ("x_query", xq)):
+        if x.ndim != 3 or x.shape[2] != d_in:
+            raise ValueError(f"{who}: task inputs `{arg}` must have shape (tasks, "
+                             f"shots, {d_in}); got {tuple(x.shape)}.")
+    if ys.shape[:2] != xs.shape[:2] or yq.shape[:2] != xq.shape[:2] or \
+            xs.shape[0] != xq.shape[0]:
+        raise ValueError(f"{who}: `tasks` must agree on (tasks, shots): got "
+                         f"x_support {tuple(xs.shape)}, y_support {tuple(ys.shape)}, "
+                         f"x_query {tuple(xq.shape)}, y_query {tuple(yq.shape)}.")
+    return xs, ys, xq, yq
+
+
+def _check_maml(inner_lr, outer_lr, inner_steps, loss, alpha, clip, who):
+    _check_step(inner_lr, loss, alpha, who, "inner_lr")
+    _checks.require_real(outer_lr, "outer_lr", who)
+    _checks.require_int(inner_steps, "inner_steps", who, minimum=0)
+    if clip is not None:
+        _checks.require_positive(clip, "clip", who)
 
 
 def limit_maml_step(state: LimitState, tasks, inner_lr: float, outer_lr: float,
@@ -291,7 +359,10 @@ def limit_maml_step(state: LimitState, tasks, inner_lr: float, outer_lr: float,
     ``clip``: rescale the meta-gradient to Frobenius norm ≤ clip (in the
     basis; `finite_maml_step` uses the matching width-normalised norm).
     """
-    _check_tasks(tasks)
+    who = "limit_maml_step"
+    _check_state(state, LimitState, who)
+    tasks = _check_tasks(tasks, state.W.shape[1], who)
+    _check_maml(inner_lr, outer_lr, inner_steps, loss, alpha, clip, who)
     fn = lambda p, x: limit_apply(p, x, alpha)
     return _maml_step(fn, state, tasks, inner_lr, outer_lr, inner_steps, loss, clip)
 
@@ -300,7 +371,10 @@ def finite_maml_step(params: FiniteParams, tasks, inner_lr: float, outer_lr: flo
                      inner_steps: int = 1, loss: Loss = softmax_cross_entropy,
                      alpha: float = 1.0, clip: float | None = None) -> FiniteParams:
     """First-order MAML meta-step of a width-n μP network (both lrs times n)."""
-    _check_tasks(tasks)
+    who = "finite_maml_step"
+    _check_state(params, FiniteParams, who)
+    tasks = _check_tasks(tasks, params.u.shape[1], who)
+    _check_maml(inner_lr, outer_lr, inner_steps, loss, alpha, clip, who)
     n = params.u.shape[0]
     fn = lambda p, x: finite_apply(p, x, alpha)
     if clip is None:
@@ -315,6 +389,11 @@ def limit_maml_adapt(state: LimitState, x_support: Array, y_support: Array,
                      x_query: Array, inner_lr: float, inner_steps: int = 1,
                      loss: Loss = softmax_cross_entropy, alpha: float = 1.0) -> Array:
     """Query outputs of the limit after ``inner_steps`` SGD steps on one support set."""
+    who = "limit_maml_adapt"
+    _check_state(state, LimitState, who)
+    x_support = _check_x(x_support, state.W.shape[1], who, "x_support")
+    x_query = _check_x(x_query, state.W.shape[1], who, "x_query")
+    _check_maml(inner_lr, 0.0, inner_steps, loss, alpha, None, who)
     fn = lambda p, x: limit_apply(p, x, alpha)
     adapted = _adapt(fn, state, x_support, y_support, inner_lr, inner_steps, loss)
     return fn(adapted, x_query)
@@ -324,6 +403,11 @@ def finite_maml_adapt(params: FiniteParams, x_support: Array, y_support: Array,
                       x_query: Array, inner_lr: float, inner_steps: int = 1,
                       loss: Loss = softmax_cross_entropy, alpha: float = 1.0) -> Array:
     """Query outputs of a finite μP network after inner-loop adaptation."""
+    who = "finite_maml_adapt"
+    _check_state(params, FiniteParams, who)
+    x_support = _check_x(x_support, params.u.shape[1], who, "x_support")
+    x_query = _check_x(x_query, params.u.shape[1], who, "x_query")
+    _check_maml(inner_lr, 0.0, inner_steps, loss, alpha, None, who)
     n = params.u.shape[0]
     fn = lambda p, x: finite_apply(p, x, alpha)
     adapted = _adapt(fn, params, x_support, y_support, inner_lr * n, inner_steps, loss)

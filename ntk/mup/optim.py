@@ -31,12 +31,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from ntk import _checks
 from ntk.mup.parametrize import LeafScale, is_leaf_scale
 
 _RULES = {"sgd": "lr_mult", "adam": "adam_lr_mult"}
@@ -44,8 +45,7 @@ _RULES = {"sgd": "lr_mult", "adam": "adam_lr_mult"}
 
 def multipliers(info, rule: str = "sgd"):
     """The learning-rate multiplier of every tensor: ``n̄^{-c}`` (SGD) or ``n̄^{-c_adam}``."""
-    if rule not in _RULES:
-        raise ValueError(f"mup: `rule` must be one of {tuple(_RULES)}; got {rule!r}.")
+    _checks.require_one_of(rule, tuple(_RULES), "rule", "mup.multipliers")
     leaves = jax.tree_util.tree_leaves(info, is_leaf=is_leaf_scale)
     if not leaves or not all(isinstance(s, LeafScale) for s in leaves):
         raise TypeError("mup: `info` must be the LeafScale tree of a parametrized "
@@ -87,6 +87,12 @@ def scale_by_width(info, rule: str = "sgd") -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def _check_lr(learning_rate, name):
+    """A learning rate: a number > 0 or an optax schedule (a callable)."""
+    if not callable(learning_rate):
+        _checks.require_positive(learning_rate, "learning_rate", name)
+
+
 def sgd(learning_rate, info, momentum: Optional[float] = None,
         nesterov: bool = False) -> optax.GradientTransformation:
     """SGD with μP per-tensor learning rates ``η n̄^{-c_l}`` (TP4 Def. 3.1, TP5 Table 3).
@@ -98,6 +104,9 @@ def sgd(learning_rate, info, momentum: Optional[float] = None,
       >>> opt = mup.sgd(0.1, net.info); state = opt.init(w)
       >>> updates, state = opt.update(grads, state); w = optax.apply_updates(w, updates)
     """
+    _check_lr(learning_rate, "mup.sgd")
+    if momentum is not None:
+        _checks.require_real(momentum, "momentum", "mup.sgd", low=0, high=1)
     return optax.chain(optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov),
                        scale_by_width(info, "sgd"))
 
@@ -110,6 +119,12 @@ def adam(learning_rate, info, b1: float = 0.9, b2: float = 0.999,
     step is ``η · weight_decay · w`` for every tensor, as the `mup` package
     does with ``decoupled_wd=True``.
     """
+    name = "mup.adam"
+    _check_lr(learning_rate, name)
+    for arg, v in (("b1", b1), ("b2", b2)):
+        _checks.require_real(v, arg, name, low=0, high=1, high_open=True)
+    _checks.require_nonnegative(eps, "eps", name)
+    _checks.require_nonnegative(weight_decay, "weight_decay", name)
     parts = [optax.scale_by_adam(b1=b1, b2=b2, eps=eps), scale_by_width(info, "adam")]
     if weight_decay:
         parts.append(optax.add_decayed_weights(weight_decay))

@@ -45,8 +45,8 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from ntk import _checks
 from ntk.mup.abc import ABC, as_abc
 
 ROLES = ("input", "hidden", "output", "bias", "fixed")
@@ -143,15 +143,17 @@ def scale_tree(info, params, attr: str):
 def leaf_scale(role: str, layer_index: Optional[int], width_mult: float, p: ABC,
                a_native: float = 0.0, b_native: float = 0.0) -> LeafScale:
     """The `LeafScale` of a tensor of ``role`` in parametrization ``p``."""
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}; got {role!r}.")
+    _checks.require_one_of(role, ROLES, "role", "leaf_scale")
+    if not isinstance(p, ABC):
+        raise TypeError(f"leaf_scale: `p` must be an ABC; got {type(p).__name__}.")
+    _checks.require_positive(width_mult, "width_mult", "leaf_scale")
     if role == "fixed":
         return LeafScale("fixed", None, 1.0, a_native=a_native, b_native=b_native,
                          a=a_native, b=b_native)
     l = {"input": 1, "bias": 1, "output": p.depth + 1}.get(role, layer_index)
     if l is None or not 1 <= l <= p.depth + 1:
-        raise ValueError(f"a {role} tensor needs a layer index in 1..{p.depth + 1}; "
-                         f"got {layer_index!r}.")
+        raise ValueError(f"leaf_scale: a {role} tensor needs `layer_index` in "
+                         f"1..{p.depth + 1}; got {layer_index!r}.")
     a, b, c = p.layer(l)
     if role == "bias" and math.isinf(b):
         b = 0.0
@@ -162,20 +164,25 @@ def leaf_scale(role: str, layer_index: Optional[int], width_mult: float, p: ABC,
 # ------------------------------------------------------------------- stax
 
 
-def _affine_layers(layer, path=(), stacked=False, out=None) -> list:
-    """``[(path, spec, stacked)]`` of Dense/Conv layers in traversal order."""
+def _affine_layers(layer, path=(), stacked=False, out=None, unknown=None):
+    """``[(path, spec, stacked)]`` of affine layers (`ntk.stax.spec.Affine`:
+    Dense, Conv, …) in traversal order, and ``[(path, name)]`` of the leaves
+    whose parameters' width scaling is unknown (neither affine nor
+    parameterless)."""
+    from ntk.stax import spec as specs
     out = [] if out is None else out
-    kf = layer.kernel_fn
-    spec = getattr(kf, "spec", None)
-    if spec and spec.get("kind") in ("Dense", "Conv"):
+    unknown = [] if unknown is None else unknown
+    spec = layer.kernel_fn.spec
+    if isinstance(spec, specs.Affine):
         out.append((path, spec, stacked))
-        return out
-    children = getattr(kf, "children", ())
-    if kf.name.startswith("repeat("):
-        return _affine_layers(children[0], path, True, out)
-    for i, child in enumerate(children):
-        _affine_layers(child, path + (i,), stacked, out)
-    return out
+    elif isinstance(spec, specs.Repeat):
+        _affine_layers(spec.layer, path, True, out, unknown)
+    elif isinstance(spec, (specs.Serial, specs.Parallel)):
+        for i, child in enumerate(spec.layers):
+            _affine_layers(child, path + (i,), stacked, out, unknown)
+    elif not isinstance(spec, specs.Parameterless):
+        unknown.append((path, layer.name))
+    return out, unknown
 
 
 def _get(tree, path):
@@ -198,7 +205,9 @@ def parametrize_stax(model, parametrization="mup", *, base_width: float = 1.0,
 
     The first Dense/Conv layer is the input layer, the last the readout, the
     others hidden (``repeat`` blocks included); layers are found through the
-    ``kernel_fn``'s ``children`` and ``spec`` records.
+    typed records in ``kernel_fn.spec`` (`ntk.stax.spec`); a layer with
+    parameters that is not affine (`ntk.stax.spec.Affine`) is refused, since
+    how its parameters should scale with width is unknown.
 
     Args:
       model: ``(init_fn, apply_fn, kernel_fn)`` from ``stax.serial(...)``.
@@ -213,17 +222,26 @@ def parametrize_stax(model, parametrization="mup", *, base_width: float = 1.0,
       ...                                    stax.Dense(1)), "mup", base_width=64)
       >>> _, w = net.init_fn(key, (8, 3)); y = net.apply_fn(w, x)
     """
-    from ntk.stax.layer import KernelFn, Layer, as_layer
+    from ntk.stax.layer import KernelFn, as_layer
     if not (isinstance(model, tuple) and len(model) >= 3
             and isinstance(model[2], KernelFn)):
         raise TypeError("parametrize: a stax model must be the (init_fn, apply_fn, "
                         "kernel_fn) triple of ntk.stax (its kernel_fn records the "
                         f"layers); got {type(model).__name__}.")
-    if not (isinstance(base_width, (int, float)) and base_width > 0):
-        raise ValueError(f"parametrize: `base_width` must be a positive number; "
-                         f"got {base_width!r}.")
+    if isinstance(base_width, bool):
+        raise TypeError(f"parametrize: `base_width` must be a positive number; got "
+                        f"{base_width!r}.")
+    _checks.require_positive(base_width, "base_width", "parametrize")
+    base_width = float(base_width)
+    if input_shape is not None:
+        try:
+            input_shape = tuple(_checks.require_int(d, "input_shape", "parametrize")
+                                for d in input_shape)
+        except TypeError:
+            raise TypeError(f"parametrize: `input_shape` must be a tuple of positive "
+                            f"ints, e.g. (1, H, W, C); got {input_shape!r}.") from None
     model = as_layer(model)
-    affine = _affine_layers(model)
+    affine, unknown = _affine_layers(model)
     if len(affine) < 2:
         raise ValueError(f"parametrize: the network needs at least 2 Dense/Conv "
                          f"layers (input and readout); found {len(affine)} in "
@@ -233,8 +251,8 @@ def parametrize_stax(model, parametrization="mup", *, base_width: float = 1.0,
             raise ValueError("parametrize: the input and readout layers must not be "
                              "inside stax.repeat (their roles differ from hidden).")
     for _, spec, _ in affine:
-        if tuple(spec.get("s", (1, 1))) != (1, 1):
-            raise ValueError(f"parametrize: NT width multipliers s={spec['s']} are "
+        if tuple(spec.s) != (1, 1):
+            raise ValueError(f"parametrize: NT width multipliers s={spec.s} are "
                              "not supported; use s=(1, 1).")
     p = as_abc(parametrization, len(affine) - 1)
     n_layers = len(affine)
@@ -247,8 +265,8 @@ def parametrize_stax(model, parametrization="mup", *, base_width: float = 1.0,
             W, bias = _get(params, path)
             k_in, k_out = int(idx > 0), int(idx < n_layers - 1)
             role = ("input", "hidden", "output")[(idx > 0) + (idx == n_layers - 1)]
-            mult = (W.shape[-2] if k_in else W.shape[-1]) / base_width
-            a_nat, b_nat = ((k_in / 2, 0.0) if spec["parameterization"] == "ntk"
+            mult = (spec.in_channels(W) if k_in else W.shape[-1]) / base_width
+            a_nat, b_nat = ((k_in / 2, 0.0) if spec.parameterization == "ntk"
                             else (0.0, k_in / 2))
             w_scale = leaf_scale(role, idx + 1, mult, p, a_nat, b_nat)
             b_scale = None
@@ -257,6 +275,12 @@ def parametrize_stax(model, parametrization="mup", *, base_width: float = 1.0,
                            if k_out else LeafScale("fixed", None, 1.0))
             info = _set(info, path, (w_scale, b_scale))
             covered += 1 + (bias is not None)
+        for path, name in unknown:
+            if jax.tree_util.tree_leaves(_get(params, path)):
+                raise ValueError(f"parametrize: layer {name} has parameters but is "
+                                 "not affine (Dense, Conv, …), so how they scale "
+                                 "with width is unknown; only affine layers may "
+                                 "carry parameters.")
         n_leaves = len(jax.tree_util.tree_leaves(params))
         if n_leaves != covered:
             raise ValueError(f"parametrize: {n_leaves - covered} parameter tensors "
@@ -299,14 +323,16 @@ def parametrize_stax(model, parametrization="mup", *, base_width: float = 1.0,
 
 def _stax_features(model, native, x, affine, **kwargs) -> dict:
     """Outputs of the top-level serial's affine layers (``h^l``) and ``f``."""
-    from ntk.stax.layer import split_rng
-    kf = model.kernel_fn
+    from ntk.stax import spec as specs
+    from ntk.stax._internal import split_rng
+    spec = model.kernel_fn.spec
     out = {}
-    if not kf.name.startswith("serial(") or any(len(p) != 1 for p, _, _ in affine):
+    if (not isinstance(spec, specs.Serial)
+            or any(len(p) != 1 for p, _, _ in affine)):
         out["f"] = model.apply_fn(native, x, **kwargs)
         return out
     positions = {p[0]: i for i, (p, _, _) in enumerate(affine)}
-    children = kf.children
+    children = spec.layers
     for i, (child, prm, kw) in enumerate(zip(children, native,
                                              split_rng(kwargs, len(children)))):
         x = child.apply_fn(prm, x, **kw)

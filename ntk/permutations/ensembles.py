@@ -37,16 +37,36 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import log_ndtr
 
+from ntk import _checks
 from ntk.permutations.gp import closed_form_mean, margins
 from ntk.permutations.sampling import gp_sampler
-from ntk.permutations.setting import (TIE, _check_k, apply_permutation,
-                                      binary_inputs, check_perm, round_outputs)
+from ntk.permutations.setting import (TIE, apply_permutation, binary_inputs,
+                                      check_binary, check_counts, check_k, check_perm,
+                                      check_stds, check_threshold, round_outputs)
 
 
 def _check_delta(delta, name):
-    if not 0. < float(delta) < 1.:
-        raise ValueError(f"{name}: `delta` must be in (0, 1); got {delta!r}.")
-    return float(delta)
+    return float(_checks.require_real(delta, "delta", name, low=0, high=1,
+                                      low_open=True, high_open=True))
+
+
+def _sampler(sampler, k, W_std, b_std, name):
+    """``sampler`` (a function ``(key, n) -> (n, 2^k − 1)``) or `gp_sampler`."""
+    if sampler is None:
+        return gp_sampler(k, W_std, b_std)
+    return _checks.require_callable(sampler, "sampler", name,
+                                    "a function sample(key, n) or None")
+
+
+def _check_sizes(min_sizes, name):
+    m = _checks.as_numpy(min_sizes, "min_sizes", name, nonempty=True)
+    if m.ndim == 0:
+        raise ValueError(f"{name}: `min_sizes` must have a leading axis of trials; "
+                         f"got a scalar.")
+    if np.any(m < 1):
+        raise ValueError(f"{name}: `min_sizes` must be ensemble sizes >= 1; got "
+                         f"{m[m < 1][:5].tolist()}.")
+    return m
 
 
 def draw_members(key, perm, n_members: int, sampler=None, W_std: float = 1.0,
@@ -56,9 +76,12 @@ def draw_members(key, perm, n_members: int, sampler=None, W_std: float = 1.0,
     Each member is ``μ + z`` with ``k`` independent joint GP draws (one per output
     coordinate) from ``sampler`` (default `gp_sampler`).
     """
-    perm = check_perm(perm, "draw_members")
+    name = "draw_members"
+    perm = check_perm(perm, name)
     k = perm.size
-    sampler = sampler or gp_sampler(k, W_std, b_std)
+    n_members = _checks.require_int(n_members, "n_members", name)
+    W_std, b_std = check_stds(W_std, b_std, name)
+    sampler = _sampler(sampler, k, W_std, b_std, name)
     x = binary_inputs(k, jnp.result_type(float))
     z = sampler(key, n_members * k).reshape(n_members, k, -1).transpose(0, 2, 1)
     return closed_form_mean(perm, x, W_std, b_std)[None] + z
@@ -69,9 +92,12 @@ def draw_ensemble_average(key, perm, n_members: int, sampler=None, W_std: float 
     """The average of ``M`` members on all nonzero inputs, ``(2^k−1, k)``, drawn
     directly as ``μ + z/√M`` (equal in distribution to averaging `draw_members`,
     at the cost of one member)."""
-    perm = check_perm(perm, "draw_ensemble_average")
+    name = "draw_ensemble_average"
+    perm = check_perm(perm, name)
     k = perm.size
-    sampler = sampler or gp_sampler(k, W_std, b_std)
+    n_members = _checks.require_int(n_members, "n_members", name)
+    W_std, b_std = check_stds(W_std, b_std, name)
+    sampler = _sampler(sampler, k, W_std, b_std, name)
     x = binary_inputs(k, jnp.result_type(float))
     z = sampler(key, k).T
     return closed_form_mean(perm, x, W_std, b_std) + z / math.sqrt(n_members)
@@ -79,6 +105,14 @@ def draw_ensemble_average(key, perm, n_members: int, sampler=None, W_std: float 
 
 def recovered(f_bar, perm, x, threshold: float = TIE):
     """Per input: does rounding ``f̄`` (``(..., N, k)``) give exactly ``P_π x``?"""
+    name = "recovered"
+    perm = check_perm(perm, name)
+    x = check_binary(x, perm.size, "x", name)
+    f_bar = _checks.as_array(f_bar, "f_bar", name)
+    if f_bar.ndim < 2 or tuple(f_bar.shape[-2:]) != tuple(x.shape):
+        raise ValueError(f"{name}: `f_bar` must have shape (..., {x.shape[0]}, "
+                         f"{x.shape[1]}) (outputs on the inputs x); got "
+                         f"{tuple(f_bar.shape)}.")
     return jnp.all(round_outputs(f_bar, threshold) == apply_permutation(perm, x), -1)
 
 
@@ -86,8 +120,32 @@ def min_ensemble_sizes(z, mean, target, threshold: float = TIE):
     """Smallest ``M`` with ``μ + z/√M`` rounding to ``target`` (per leading index).
 
     ``z, mean, target`` broadcast to ``(..., k)``; returns ``(...)`` floats
-    ``⌊max_c r_c²⌋ + 1`` (module docstring).
+    ``⌊max_c r_c²⌋ + 1`` (module docstring). ``mean`` must lie strictly on
+    the side of ``threshold`` that ``target`` asks for (checked when
+    concrete): otherwise no ensemble size recovers the target.
     """
+    name = "min_ensemble_sizes"
+    threshold = check_threshold(threshold, name)
+    z = _checks.as_array(z, "z", name, floating=True)
+    mean = _checks.as_array(mean, "mean", name, floating=True)
+    target = _checks.as_array(target, "target", name)
+    try:
+        np.broadcast_shapes(z.shape, mean.shape, target.shape)
+    except ValueError:
+        raise ValueError(f"{name}: `z`, `mean` and `target` must broadcast to "
+                         f"(..., k); got {tuple(z.shape)}, {tuple(mean.shape)} and "
+                         f"{tuple(target.shape)}.") from None
+    c_t, c_m = _checks.concrete(target), _checks.concrete(mean)
+    if c_t is not None and not np.all((c_t == 0) | (c_t == 1)):
+        raise ValueError(f"{name}: `target` must be binary (entries 0 or 1); got "
+                         f"{c_t[(c_t != 0) & (c_t != 1)][:5].tolist()}.")
+    if c_t is not None and c_m is not None:
+        wrong = np.where(c_t > 0.5, c_m <= threshold, c_m > threshold)
+        if np.any(wrong):
+            raise ValueError(f"{name}: `mean` must be > threshold={threshold:g} where "
+                             f"`target` is 1 and <= it where `target` is 0; "
+                             f"{int(np.sum(wrong))} entries are on the wrong side, so "
+                             f"no ensemble size recovers the target.")
     margin = jnp.where(target > 0.5, mean - threshold, threshold - mean)
     toward = jnp.where(target > 0.5, -z, z)
     r = jnp.where(toward > 0, toward / margin, 0.)
@@ -98,9 +156,14 @@ def all_input_min_sizes(key, perm, n_trials: int, sampler=None, batch: int = 8,
                         W_std: float = 1.0, b_std=None, threshold: float = TIE):
     """Per trial: ``M_min`` for every nonzero input ``(T, 2^k−1)``, one joint draw
     of all ``k`` coordinate processes per trial (``k <= 20``)."""
-    perm = check_perm(perm, "all_input_min_sizes")
+    name = "all_input_min_sizes"
+    perm = check_perm(perm, name)
     k = perm.size
-    sampler = sampler or gp_sampler(k, W_std, b_std)
+    n_trials = _checks.require_int(n_trials, "n_trials", name)
+    batch = _checks.require_int(batch, "batch", name)
+    W_std, b_std = check_stds(W_std, b_std, name)
+    threshold = check_threshold(threshold, name)
+    sampler = _sampler(sampler, k, W_std, b_std, name)
     x = binary_inputs(k, jnp.result_type(float))
     mean = closed_form_mean(perm, x, W_std, b_std)
     target = apply_permutation(perm, x)
@@ -118,8 +181,12 @@ def sampled_input_min_sizes(key, perm, x, n_trials: int, W_std: float = 1.0,
     """``M_min`` per trial for given inputs ``x`` ``(N, k)``, any ``k``: draws the
     ``k`` coordinates of each input independently, ``N(0, σ²(|x|))`` (the per
     input law; inputs are not joint). Returns ``(T, N)``."""
-    perm = check_perm(perm, "sampled_input_min_sizes")
-    x = jnp.asarray(x)
+    name = "sampled_input_min_sizes"
+    perm = check_perm(perm, name)
+    x = check_binary(x, perm.size, "x", name)
+    n_trials = _checks.require_int(n_trials, "n_trials", name)
+    W_std, b_std = check_stds(W_std, b_std, name)
+    threshold = check_threshold(threshold, name)
     mean = closed_form_mean(perm, x, W_std, b_std)
     _, _, sd = margins(perm.size, np.asarray(x.sum(-1)), W_std, b_std, threshold)
     z = jax.random.normal(key, (n_trials,) + x.shape, mean.dtype) * jnp.asarray(
@@ -135,7 +202,18 @@ def success_probability(k: int, s, n_members, W_std: float = 1.0, b_std=None,
 
 
 def log_success_probability(k, s, n_members, W_std=1.0, b_std=None, threshold=TIE):
-    k = _check_k(k, "success_probability")
+    """``log P_s(M)`` (module docstring), stable far into the tails."""
+    name = "success_probability"
+    k = check_k(k, name)
+    check_counts(name, k, s=s)
+    W_std, b_std = check_stds(W_std, b_std, name)
+    m = _checks.concrete(n_members)
+    if m is None or m.dtype == object or not np.issubdtype(m.dtype, np.number):
+        raise TypeError(f"{name}: `n_members` must be ensemble sizes (numbers >= 1); "
+                        f"got {n_members!r}.")
+    if not np.all(np.isfinite(m) & (m >= 1)):
+        raise ValueError(f"{name}: `n_members` must be ensemble sizes >= 1; got "
+                         f"{np.asarray(m)[~(np.isfinite(m) & (m >= 1))].ravel()[:5].tolist()}.")
     s = np.asarray(s, np.float64)
     m1, m0, sd = margins(k, s, W_std, b_std, threshold)
     root = np.sqrt(np.asarray(n_members, np.float64))
@@ -163,7 +241,11 @@ def per_input_complexity(k: int, delta: float = 0.1, s=None, W_std: float = 1.0,
                          b_std=None, threshold: float = TIE):
     """Smallest ``M`` with ``P_s(M) >= 1 − δ`` — exact. ``s`` None: the worst case
     over ``s = 1..k`` (an int); otherwise one value per ``s``."""
-    delta = _check_delta(delta, "per_input_complexity")
+    name = "per_input_complexity"
+    delta = _check_delta(delta, name)
+    k = check_k(k, name)
+    check_counts(name, k, s=s if s is not None else 1)
+    W_std, b_std = check_stds(W_std, b_std, name)
     ss = np.arange(1, k + 1) if s is None else np.atleast_1d(s)
     ms = np.array([_smallest_m(lambda m, si=si: log_success_probability(
         k, si, m, W_std, b_std, threshold) >= math.log1p(-delta)) for si in ss])
@@ -174,7 +256,10 @@ def union_bound_complexity(k: int, delta: float = 0.1, W_std: float = 1.0, b_std
                            threshold: float = TIE):
     """Smallest ``M`` with ``Σ_s C(k,s)(1 − P_s(M)) <= δ``: an upper bound on the
     ensemble size that recovers all ``2^k − 1`` inputs with probability ``1 − δ``."""
-    delta = _check_delta(delta, "union_bound_complexity")
+    name = "union_bound_complexity"
+    delta = _check_delta(delta, name)
+    k = check_k(k, name)
+    W_std, b_std = check_stds(W_std, b_std, name)
     ss = np.arange(1, k + 1)
     log_binom = np.array([math.lgamma(k + 1) - math.lgamma(s + 1) - math.lgamma(k - s + 1)
                           for s in ss])
@@ -190,12 +275,14 @@ def empirical_complexity(min_sizes, delta: float = 0.1):
     """``1 − δ`` quantile of ``M_min`` over trials (axis 0): the smallest ``M``
     whose empirical recovery probability is ``>= 1 − δ``."""
     delta = _check_delta(delta, "empirical_complexity")
-    m = np.sort(np.asarray(min_sizes), axis=0)
+    m = np.sort(_check_sizes(min_sizes, "empirical_complexity"), axis=0)
     idx = int(math.ceil((1 - delta) * m.shape[0])) - 1
     return m[max(idx, 0)]
 
 
 def recovery_curve(min_sizes, ensemble_sizes):
     """Empirical probability of exact recovery ``P(M_min <= M)`` for each ``M``."""
-    m = np.asarray(min_sizes)
-    return np.array([(m <= e).mean(0) for e in np.asarray(ensemble_sizes)])
+    m = _check_sizes(min_sizes, "recovery_curve")
+    sizes = _checks.as_numpy(ensemble_sizes, "ensemble_sizes", "recovery_curve",
+                             ndim=1, what="(E,)")
+    return np.array([(m <= e).mean(0) for e in sizes])

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk.permutations.setting import check_perm, network, training_set
+from ntk import _checks
+from ntk.permutations.setting import check_perm, check_stds, network, training_set
 
 
 def train_finite_ensemble(key, perm, x_test, n_members: int, width: int = 1024,
@@ -38,11 +39,21 @@ def train_finite_ensemble(key, perm, x_test, n_members: int, width: int = 1024,
       steps, learning_rate: default from the infinite-width NTK (module doc).
       tol: residual the default number of steps aims for.
     """
-    perm = check_perm(perm, "train_finite_ensemble")
+    name = "train_finite_ensemble"
+    perm = check_perm(perm, name)
     k = perm.size
-    if not (isinstance(n_members, int) and n_members >= 1):
-        raise ValueError(f"train_finite_ensemble: `n_members` must be a positive "
-                         f"int; got {n_members!r}.")
+    n_members = _checks.require_int(n_members, "n_members", name)
+    width = _checks.require_int(width, "width", name)
+    W_std, b_std = check_stds(W_std, b_std, name)
+    _checks.require_real(tol, "tol", name, low=0, high=1, low_open=True, high_open=True)
+    x_test = _checks.as_array(x_test, "x_test", name)
+    if x_test.ndim != 2 or x_test.shape[1] != k:
+        raise ValueError(f"{name}: `x_test` must have shape (N, {k}); got "
+                         f"{tuple(x_test.shape)}.")
+    if steps is not None:
+        steps = _checks.require_int(steps, "steps", name)
+    if learning_rate is not None:
+        _checks.require_positive(learning_rate, "learning_rate", name)
     init_fn, apply_fn, kernel_fn = network(k, width, W_std, b_std)
     dtype = jnp.result_type(float)
     x_train, y_train = training_set(perm, dtype)
@@ -50,6 +61,11 @@ def train_finite_ensemble(key, perm, x_test, n_members: int, width: int = 1024,
     evals = np.linalg.eigvalsh(np.asarray(kernel_fn(x_train, None, "ntk"), np.float64))
     lr = 1. / evals[-1] if learning_rate is None else float(learning_rate)
     if steps is None:
+        if not 0 < lr * evals[0] < 1:
+            raise ValueError(f"{name}: with steps=None, `learning_rate` must be below "
+                             f"1/λ_min = {1 / evals[0]:.3g} of the NTK (the default "
+                             f"number of steps assumes a residual decaying like "
+                             f"(1 − η λ_min)^t); got {lr:g}. Pass `steps`.")
         steps = int(math.ceil(math.log(1. / tol) / -math.log1p(-lr * evals[0])))
 
     def loss(params):

@@ -55,9 +55,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk import predict
-from ntk.permutations.setting import (_check_k, apply_permutation, check_perm,
-                                      network, training_set)
+from ntk import _checks, predict
+from ntk.permutations.setting import (TIE, apply_permutation, check_binary,
+                                      check_counts, check_k, check_perm, check_stds,
+                                      check_threshold, network, training_set)
 
 
 def trained_gp(perm, x_test, W_std: float = 1.0, b_std=None,
@@ -74,14 +75,19 @@ def trained_gp(perm, x_test, W_std: float = 1.0, b_std=None,
     Returns:
       mean ``(N, k)``, or ``ntk.predict.Gaussian(mean, cov)``.
     """
-    perm = check_perm(perm, "trained_gp")
+    name = "trained_gp"
+    perm = check_perm(perm, name)
     k = perm.size
-    x_test = jnp.asarray(x_test)
+    x_test = _checks.as_array(x_test, "x_test", name, floating=True)
     if x_test.ndim != 2 or x_test.shape[1] != k:
-        raise ValueError(f"trained_gp: `x_test` must have shape (N, {k}); got "
+        raise ValueError(f"{name}: `x_test` must have shape (N, {k}); got "
                          f"{x_test.shape}.")
     if kernel_fn is None:
+        W_std, b_std = check_stds(W_std, b_std, name)
         kernel_fn = network(k, W_std=W_std, b_std=b_std)[2]
+    else:
+        _checks.require_callable(kernel_fn, "kernel_fn", name,
+                                 "a kernel_fn(x1, x2, get) or None")
     x_train, y_train = training_set(perm, x_test.dtype)
     predict_fn = predict.gradient_descent_mse_ensemble(kernel_fn, x_train, y_train)
     return predict_fn(None, x_test, "ntk", compute_cov=compute_cov)
@@ -131,11 +137,37 @@ def _f(*vs):
     return tuple(jnp.asarray(v, jnp.result_type(float)) for v in vs)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "W_std", "b_std"))
 def relu_kernels(k: int, n1, n2, n12, W_std: float = 1.0, b_std=None):
     """Closed-form ``(K, Θ)`` of `network` for binary inputs with ``|x|=n1``,
     ``|x'|=n2``, ``x·x'=n12`` (arrays broadcast). See the module docstring."""
+    name = "relu_kernels"
+    k = check_k(k, name)
+    W_std, b_std = check_stds(W_std, b_std, name)
+    _check_overlap(name, k, "n1", "n2", "n12", n1, n2, n12)
+    return _relu_kernels_jit(k, n1, n2, n12, W_std, b_std)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "W_std", "b_std"))
+def _relu_kernels_jit(k, n1, n2, n12, W_std, b_std):
     return _relu_kernels(jnp, k, *_f(n1, n2, n12), W_std, b_std)
+
+
+def _check_overlap(name, k, a1, a2, a12, s1, s2, t):
+    """Concrete ``s1, s2`` ones and an overlap ``t`` that binary vectors of
+    length ``k`` can have: ``0 <= t <= min(s1, s2)``, ``s1 + s2 − t <= k``."""
+    check_counts(name, k, **{a1: s1, a2: s2, a12: t})
+    c = [_checks.concrete(v) for v in (s1, s2, t)]
+    if any(v is None for v in c):
+        return
+    c1, c2, ct = np.broadcast_arrays(*c)
+    bad = (ct > np.minimum(c1, c2)) | (c1 + c2 - ct > k)
+    if np.any(bad):
+        i = np.argwhere(bad)[0]
+        i = tuple(i) if bad.ndim else ()
+        raise ValueError(f"{name}: no binary vectors of length {k} have "
+                         f"{a1}={c1[i]:g} and {a2}={c2[i]:g} ones with overlap "
+                         f"{a12}={ct[i]:g}; need {a12} <= min({a1}, {a2}) and "
+                         f"{a1} + {a2} - {a12} <= k.")
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2, 3))
@@ -145,14 +177,17 @@ def _scalars(k, s, W_std, b_std):
 
 def mean_structure(k: int, s, W_std: float = 1.0, b_std=None):
     """``(α(s), β(s))``: the t = ∞ mean on / off the coordinates of ``P_π x``."""
-    k = _check_k(k, "mean_structure")
+    k = check_k(k, "mean_structure")
+    W_std, b_std = check_stds(W_std, b_std, "mean_structure")
+    check_counts("mean_structure", k, s=s)
     return _scalars(k, s, W_std, b_std)
 
 
 def closed_form_mean(perm, x, W_std: float = 1.0, b_std=None):
     """``μ(x) = α(s) P_π x + β(s)(1 − P_π x)`` for binary ``x`` ``(N, k)``."""
     perm = check_perm(perm, "closed_form_mean")
-    x = jnp.asarray(x)
+    W_std, b_std = check_stds(W_std, b_std, "closed_form_mean")
+    x = check_binary(x, perm.size, "x", "closed_form_mean")
     px = apply_permutation(perm, x)
     alpha, beta = _scalars(perm.size, x.sum(-1), W_std, b_std)
     return alpha[:, None] * px + beta[:, None] * (1 - px)
@@ -160,7 +195,9 @@ def closed_form_mean(perm, x, W_std: float = 1.0, b_std=None):
 
 def covariance_fn(k: int, s1, s2, t, W_std: float = 1.0, b_std=None):
     """Closed-form ``Σ(x, x')`` for ``|x| = s1``, ``|x'| = s2``, ``x·x' = t``."""
-    k = _check_k(k, "covariance_fn")
+    k = check_k(k, "covariance_fn")
+    W_std, b_std = check_stds(W_std, b_std, "covariance_fn")
+    _check_overlap("covariance_fn", k, "s1", "s2", "t", s1, s2, t)
     return _covariance(k, s1, s2, t, W_std, b_std)
 
 
@@ -171,27 +208,48 @@ def _covariance(k, s1, s2, t, W_std, b_std):
 
 def covariance_fn_f64(k: int, s1, s2, t, W_std: float = 1.0, b_std=None):
     """`covariance_fn` in NumPy float64 (for factorisations in float32 mode)."""
-    k = _check_k(k, "covariance_fn_f64")
+    k = check_k(k, "covariance_fn_f64")
+    W_std, b_std = check_stds(W_std, b_std, "covariance_fn_f64")
+    _check_overlap("covariance_fn_f64", k, "s1", "s2", "t", s1, s2, t)
     return _covariance_xp(np, k, *(np.asarray(v, np.float64) for v in (s1, s2, t)),
+                          W_std, b_std)
+
+
+def covariance_grid(k: int, W_std: float = 1.0, b_std=None):
+    """``Σ(s, s', t)`` in NumPy float64 on the whole grid ``s, s', t ∈ 0..k``
+    (``t`` clipped to ``min(s, s')``), ``(k+1, k+1, k+1)``: one vectorised
+    closed-form call. Entries with ``s + s' − t > k`` belong to no pair of
+    inputs; they are the formula's values, used only as padding."""
+    k = check_k(k, "covariance_grid")
+    W_std, b_std = check_stds(W_std, b_std, "covariance_grid")
+    s1, s2, t = np.meshgrid(np.arange(k + 1), np.arange(k + 1), np.arange(k + 1),
+                            indexing="ij")
+    t = np.minimum(t, np.minimum(s1, s2))
+    return _covariance_xp(np, k, *(v.astype(np.float64) for v in (s1, s2, t)),
                           W_std, b_std)
 
 
 def mean_structure_f64(k: int, s, W_std: float = 1.0, b_std=None):
     """`mean_structure` in NumPy float64."""
-    k = _check_k(k, "mean_structure_f64")
+    k = check_k(k, "mean_structure_f64")
+    W_std, b_std = check_stds(W_std, b_std, "mean_structure_f64")
+    check_counts("mean_structure_f64", k, s=s)
     return _scalars_xp(np, k, np.asarray(s, np.float64), W_std, b_std)
 
 
 def closed_form_variance(k: int, s, W_std: float = 1.0, b_std=None):
     """``σ²(s) = Σ(x, x)`` for an input with ``s`` ones (any output coordinate)."""
+    check_counts("closed_form_variance", check_k(k, "closed_form_variance"), s=s)
     return covariance_fn(k, s, s, s, W_std, b_std)
 
 
 def closed_form_covariance(x1, x2=None, W_std: float = 1.0, b_std=None):
     """Dense ``Σ(x1, x2)`` ``(N1, N2)`` of one output coordinate, binary inputs."""
-    x1 = jnp.asarray(x1)
-    x2 = x1 if x2 is None else jnp.asarray(x2)
-    k = x1.shape[-1]
+    name = "closed_form_covariance"
+    x1 = _checks.as_array(x1, "x1", name, ndim=2, what="(N1, k)")
+    k = check_k(x1.shape[1], name)
+    x1 = check_binary(x1, k, "x1", name)
+    x2 = x1 if x2 is None else check_binary(x2, k, "x2", name)
     s1, s2 = x1.sum(-1), x2.sum(-1)
     return covariance_fn(k, s1[:, None], s2[None, :], x1 @ x2.T, W_std, b_std)
 
@@ -200,8 +258,7 @@ def margins(k: int, s, W_std: float = 1.0, b_std=None, threshold=None):
     """``(α − τ, τ − β, σ)`` per number of ones ``s``: the distances of the mean
     to the rounding threshold on / off ``P_π x`` and the member std (NumPy
     float64)."""
-    from ntk.permutations.setting import TIE
-    tau = TIE if threshold is None else threshold
+    tau = TIE if threshold is None else check_threshold(threshold, "margins")
     s = np.asarray(s, np.float64)
     alpha, beta = mean_structure_f64(k, s, W_std, b_std)
     var = covariance_fn_f64(k, s, s, s, W_std, b_std)

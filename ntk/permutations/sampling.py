@@ -50,15 +50,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk.permutations.gp import covariance_fn_f64
-from ntk.permutations.setting import MAX_ENUM_K, _check_k
+from ntk import _checks
+from ntk.permutations.gp import covariance_fn_f64, covariance_grid
+from ntk.permutations.setting import MAX_ENUM_K, check_k, check_stds
 
 MAX_DENSE_K = 12
 
 
 def dense_sampler(k: int, W_std: float = 1.0, b_std=None):
     """Exact joint draws from a dense factor of ``Σ`` (``k <= 12``)."""
-    k = _check_k(k, "dense_sampler", MAX_DENSE_K)
+    k = check_k(k, "dense_sampler", MAX_DENSE_K)
+    W_std, b_std = check_stds(W_std, b_std, "dense_sampler")
     n = np.arange(1, 2 ** k, dtype=np.int64)
     x = ((n[:, None] >> np.arange(k)[None, :]) & 1).astype(np.float64)
     s = x.sum(1)
@@ -74,6 +76,7 @@ def dense_sampler(k: int, W_std: float = 1.0, b_std=None):
         return normals @ factor.T
 
     def sample(key, n: int):
+        n = _checks.require_int(n, "n", "dense_sampler sample")
         return _draw(jax.random.normal(key, (n, factor.shape[1]), factor.dtype))
 
     return sample
@@ -107,20 +110,21 @@ def _down_table(layers, pos, k, r):
     return pos[x[:, None] | (1 << zeros)]
 
 
-def _sigma_grid(k, W_std, b_std):
-    """``Σ(s, s', t)`` on the grid ``0..k`` (one vectorised closed-form call)."""
-    s1, s2, t = np.meshgrid(np.arange(k + 1), np.arange(k + 1), np.arange(k + 1),
-                            indexing="ij")
-    t = np.minimum(t, np.minimum(s1, s2))
-    return covariance_fn_f64(k, s1, s2, t, W_std, b_std)
-
-
 def block_eigenvalues(k: int, j: int, W_std: float = 1.0, b_std=None, sigma=None):
     """``B_j``: ``λ_j(s, s')`` over the layers ``s, s' ∈ [max(j,1), k−j]``.
 
-    ``sigma``: optional precomputed `_sigma_grid`.
+    ``sigma``: optional precomputed `covariance_grid` (shape ``(k+1,)*3``).
     """
-    sig = _sigma_grid(k, W_std, b_std) if sigma is None else sigma
+    name = "block_eigenvalues"
+    k = check_k(k, name)
+    j = _checks.require_int(j, "j", name, minimum=0, maximum=k // 2)
+    if sigma is None:
+        W_std, b_std = check_stds(W_std, b_std, name)
+        sig = covariance_grid(k, W_std, b_std)
+    else:
+        # NumPy float64 whatever JAX's mode: the blocks are factorised in float64.
+        sig = _checks.require_shape(np.asarray(sigma, np.float64), (k + 1,) * 3,
+                                    "sigma", name, "Σ(s, s', t) on the grid 0..k")
     big_r = k - 2 * j
     ss = list(range(max(j, 1), k - j + 1))
     out = np.zeros((len(ss), len(ss)))
@@ -141,13 +145,14 @@ def block_eigenvalues(k: int, j: int, W_std: float = 1.0, b_std=None, sigma=None
 
 def structured_sampler(k: int, W_std: float = 1.0, b_std=None):
     """Exact joint draws via the ``S_k`` (Johnson-scheme) block structure of ``Σ``."""
-    k = _check_k(k, "structured_sampler", MAX_ENUM_K)
+    k = check_k(k, "structured_sampler", MAX_ENUM_K)
+    W_std, b_std = check_stds(W_std, b_std, "structured_sampler")
     layers, pos = _layers(k)
     up = [jnp.asarray(_up_table(layers, pos, k, r)) for r in range(k)]
     down = [jnp.asarray(_down_table(layers, pos, k, r)) for r in range(k)]
     dtype = jnp.result_type(float)
     blocks = []
-    sigma = _sigma_grid(k, W_std, b_std)
+    sigma = covariance_grid(k, W_std, b_std)
     for j in range(k // 2 + 1):
         ss, b = block_eigenvalues(k, j, sigma=sigma)
         w, v = np.linalg.eigh(b)
@@ -218,6 +223,7 @@ def structured_sampler(k: int, W_std: float = 1.0, b_std=None):
         return jitted(list(normals), up, down, factors, inverse)
 
     def sample(key, n: int):
+        n = _checks.require_int(n, "n", "structured_sampler sample")
         keys = jax.random.split(key, len(shapes))
         return linear([jax.random.normal(kk, sh + (n,), dtype)
                        for kk, sh in zip(keys, shapes)])
@@ -233,9 +239,9 @@ def gp_sampler(k: int, W_std: float = 1.0, b_std=None, method: str = "auto"):
     ``method``: ``"dense"`` (k <= 12), ``"structured"`` (k <= 20) or ``"auto"``
     (dense for k <= 10, structured above).
     """
-    if method not in ("auto", "dense", "structured"):
-        raise ValueError(f"gp_sampler: `method` must be 'auto', 'dense' or "
-                         f"'structured'; got {method!r}.")
+    _checks.require_one_of(method, ("auto", "dense", "structured"), "method",
+                           "gp_sampler")
+    k = check_k(k, "gp_sampler")
     if method == "dense" or (method == "auto" and k <= 10):
         return dense_sampler(k, W_std, b_std)
     return structured_sampler(k, W_std, b_std)

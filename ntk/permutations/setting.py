@@ -8,13 +8,15 @@ tested on all ``2^k − 1`` nonzero binary inputs.
 
 Network (the paper's two-layer fully connected network; the choices the text
 we could consult leaves open are fixed here and stated): NTK parameterisation,
-ReLU, biases in both layers, ``k`` outputs,
+ReLU, ``k`` outputs and, by default (``b_std=None``), no biases,
 
-    f(x) = (σ_w/√n) W₂ᵀ relu((σ_w/√k) W₁ᵀ x + σ_b b₁) + σ_b b₂,
+    f(x) = (σ_w/√n) W₂ᵀ relu((σ_w/√k) W₁ᵀ x),
 
-all parameters i.i.d. ``N(0, 1)``, default ``σ_w = σ_b = 1``; trained by full
-batch gradient descent on ``½‖f(X) − Y‖²``. Its infinite-width limit is
-``stax.serial(Dense(n, σ_w, σ_b), Relu(), Dense(k, σ_w, σ_b))``.
+all parameters i.i.d. ``N(0, 1)``, default ``σ_w = 1``; trained by full batch
+gradient descent on ``½‖f(X) − Y‖²``. Passing ``b_std = σ_b`` adds a bias to
+both layers, ``f(x) = (σ_w/√n) W₂ᵀ relu((σ_w/√k) W₁ᵀ x + σ_b b₁) + σ_b b₂``.
+The infinite-width limit is ``stax.serial(Dense(n, σ_w, b_std), Relu(),
+Dense(k, σ_w, b_std))``.
 
 Rounding. The ensemble average ``f̄(x)`` is rounded coordinatewise by its
 sign, ``ŷ_j = 1[f̄_j(x) > τ]`` with ``τ = TIE = 1e-6``: the t = ∞ GP mean is
@@ -37,24 +39,71 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk import stax
+from ntk import _checks, stax
 
 TIE = 1e-6
 MAX_ENUM_K = 20
 
 
-def _check_k(k, name, max_k=None):
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"{name}: `k` must be a positive int; got {k!r}.")
+def check_k(k, name, max_k=None) -> int:
+    """The input dimension ``k``: an int ``>= 1`` (``<= max_k`` when all
+    ``2^k − 1`` inputs are enumerated); returns it as an int."""
+    k = _checks.require_int(k, "k", name)
     if max_k is not None and k > max_k:
         raise ValueError(f"{name}: `k` must be <= {max_k} to enumerate all "
                          f"2^k - 1 inputs; got k={k}. Use sample_binary_inputs.")
-    return int(k)
+    return k
+
+
+def check_stds(W_std, b_std, name):
+    """``σ_w > 0`` and ``σ_b`` None (no biases) or ``>= 0``, as Python floats
+    (they are static arguments of compiled functions)."""
+    W_std = float(_checks.require_positive(W_std, "W_std", name))
+    if b_std is not None:
+        b_std = float(_checks.require_nonnegative(b_std, "b_std", name))
+    return W_std, b_std
+
+
+def check_threshold(threshold, name):
+    """The rounding threshold ``τ``: a finite real number."""
+    return float(_checks.require_real(threshold, "threshold", name))
+
+
+def check_binary(x, k, arg, name):
+    """Binary inputs ``x (N, k)`` (entries 0 or 1, checked when concrete)."""
+    x = _checks.as_array(x, arg, name, ndim=2, what=f"(N, {k})")
+    if x.shape[1] != k:
+        raise ValueError(f"{name}: `{arg}` must have shape (N, {k}); got "
+                         f"{tuple(x.shape)}.")
+    c = _checks.concrete(x)
+    if c is not None and not np.all((c == 0) | (c == 1)):
+        bad = c[(c != 0) & (c != 1)]
+        raise ValueError(f"{name}: `{arg}` must be binary (entries 0 or 1); got "
+                         f"{bad[:5].tolist()}.")
+    return x
+
+
+def check_counts(name, k, **counts):
+    """Concrete counts of ones (``s``, ``n1``…) must lie in ``[0, k]``."""
+    for arg, v in counts.items():
+        c = _checks.concrete(v)
+        if c is None:
+            continue
+        if c.dtype == object or not np.issubdtype(c.dtype, np.number):
+            raise TypeError(f"{name}: `{arg}` must be a number of ones (0..{k}); "
+                            f"got {v!r}.")
+        if not np.all(np.isfinite(c) & (c >= 0) & (c <= k)):
+            bad = np.asarray(c)[~(np.isfinite(c) & (c >= 0) & (c <= k))]
+            raise ValueError(f"{name}: `{arg}` must be numbers of ones in [0, {k}] "
+                             f"(k = {k}); got {bad.ravel()[:5].tolist()}.")
 
 
 def check_perm(perm, name="permutation"):
     """Validate a permutation vector ``perm`` (``π(i) = perm[i]``); return it."""
-    p = np.asarray(perm)
+    p = _checks.concrete(perm)
+    if p is None:
+        raise TypeError(f"{name}: `perm` must be a concrete integer array (it fixes "
+                        f"shapes); got a traced value.")
     if p.ndim != 1 or p.size == 0 or not np.issubdtype(p.dtype, np.integer):
         raise ValueError(f"{name}: `perm` must be a 1-D integer array; got "
                          f"dtype {p.dtype} and shape {p.shape}.")
@@ -66,7 +115,7 @@ def check_perm(perm, name="permutation"):
 
 def random_permutation(key, k: int):
     """Uniformly random permutation vector of length ``k`` (``π(i) = perm[i]``)."""
-    k = _check_k(k, "random_permutation")
+    k = check_k(k, "random_permutation")
     return jax.random.permutation(key, k).astype(jnp.int32)
 
 
@@ -79,7 +128,7 @@ def permutation_matrix(perm, dtype=jnp.float32):
 def apply_permutation(perm, x):
     """``P_π x`` row-wise for ``x`` of shape ``(N, k)``: ``(P_π x)_{π(i)} = x_i``."""
     perm = check_perm(perm, "apply_permutation")
-    x = jnp.asarray(x)
+    x = _checks.as_array(x, "x", "apply_permutation")
     if x.ndim != 2 or x.shape[-1] != perm.size:
         raise ValueError(f"apply_permutation: `x` must have shape (N, {perm.size}); "
                          f"got {x.shape}.")
@@ -99,7 +148,7 @@ def binary_inputs(k: int, dtype=jnp.float32):
     Bit ``i`` of the integer ``n`` is coordinate ``i``. Shape ``(2^k − 1, k)``;
     ``k <= 20``.
     """
-    k = _check_k(k, "binary_inputs", MAX_ENUM_K)
+    k = check_k(k, "binary_inputs", MAX_ENUM_K)
     n = np.arange(1, 2 ** k, dtype=np.int64)
     bits = (n[:, None] >> np.arange(k)[None, :]) & 1
     return jnp.asarray(bits, dtype)
@@ -112,7 +161,8 @@ def sample_binary_inputs(key, k: int, n: int, dtype=jnp.float32):
     uniformly random basis vector — exact uniformity over nonzero inputs up to
     that ``2^-k`` event. Shape ``(n, k)``.
     """
-    k = _check_k(k, "sample_binary_inputs")
+    k = check_k(k, "sample_binary_inputs")
+    n = _checks.require_int(n, "n", "sample_binary_inputs")
     kb, ke = jax.random.split(key)
     x = jax.random.bernoulli(kb, 0.5, (n, k)).astype(dtype)
     e = jax.nn.one_hot(jax.random.randint(ke, (n,), 0, k), k, dtype=dtype)
@@ -121,7 +171,8 @@ def sample_binary_inputs(key, k: int, n: int, dtype=jnp.float32):
 
 def round_outputs(f, threshold: float = TIE):
     """The rounding step ``ŷ = 1[f > threshold]`` (elementwise, float 0/1)."""
-    f = jnp.asarray(f)
+    threshold = check_threshold(threshold, "round_outputs")
+    f = _checks.as_array(f, "f", "round_outputs", floating=True)
     return (f > threshold).astype(f.dtype)
 
 
@@ -131,6 +182,8 @@ def network(k: int, width: int = 1024, W_std: float = 1.0, b_std=None):
     ``Dense(width, σ_w, σ_b) → Relu → Dense(k, σ_w, σ_b)``, NTK
     parameterisation; ``kernel_fn`` is its infinite-width NNGP/NTK.
     """
-    k = _check_k(k, "network")
+    k = check_k(k, "network")
+    width = _checks.require_int(width, "width", "network")
+    W_std, b_std = check_stds(W_std, b_std, "network")
     return stax.serial(stax.Dense(width, W_std=W_std, b_std=b_std), stax.Relu(),
                        stax.Dense(k, W_std=W_std, b_std=b_std))

@@ -53,15 +53,17 @@ Example:
 """
 
 # Layout: one concept per module.
-#   mse.py            gradient_descent_mse: closed-form MSE gradient flow of one network
+#   mse.py            gradient_descent_mse: closed-form MSE gradient flow (or, with
+#                     discrete_time=True, gradient-descent steps) of one network
 #   ensemble.py       gradient_descent_mse_ensemble: mean/covariance over initialisations
 #   gp.py             gp_inference: NNGP / NTK / NTK-GP posteriors (t = ∞)
 #   general_loss.py   gradient_descent: any loss (+ momentum), solved by ntk.ode.odeint
 #   learning_rate.py  max_learning_rate: stability bound of (momentum) GD on the MSE
 #   results.py        Gaussian, ODEState and the shapes of returned values
 #   _layout.py        trace_axes: outputs and interleaved kernels <-> 2-D matrices
-#   _checks.py        argument validation (ValueErrors naming function and argument)
-#   _linalg.py        regularised Cholesky/eigh with clear failures, spectral filters
+#   _checks.py        predict-specific argument validation (generic checks: ntk._checks)
+#   _linalg.py        regularised Cholesky/eigh (the regularisation of ntk._linalg),
+#                     spectral filters
 
 from ntk.predict.ensemble import gradient_descent_mse_ensemble
 from ntk.predict.general_loss import gradient_descent

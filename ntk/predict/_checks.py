@@ -1,18 +1,20 @@
-"""Argument validation for the predict functions.
+"""Argument validation specific to the predict functions.
 
-Every failure is a ValueError naming the public function and the argument,
-what was expected and what arrived. Checks on values run only on concrete
-arrays (not under a trace).
+Every failure is a ValueError or TypeError naming the public function and the
+argument, what was expected and what arrived. Generic checks (arrays,
+numbers, finiteness, symmetry, concreteness) come from `ntk._checks`; checks
+on values run only on concrete arrays (not under a trace).
 """
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from ntk import _checks
 
-def _canonical_get(get, allowed, name, default):
+
+def canonical_get(get, allowed, name, default):
     if get is None:
         return tuple(default), False
     single = isinstance(get, str)
@@ -30,63 +32,52 @@ def _canonical_get(get, allowed, name, default):
     return names, single
 
 
-def _as_float_array(x, arg, name):
-    if not hasattr(x, "shape"):
-        try:
-            x = np.asarray(x)
-        except Exception as e:  # noqa: BLE001 - re-raised with context
-            raise ValueError(f"{name}: `{arg}` must be an array; got "
-                             f"{type(x).__name__}.") from e
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.number):
-        raise ValueError(f"{name}: `{arg}` must be numeric; got dtype {x.dtype}.")
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        x = x.astype(jnp.result_type(float))
-    return x
+def as_float_array(x, arg, name, finite=True):
+    return _checks.as_array(x, arg, name, floating=True, finite=finite)
 
 
-def _plain_kernel(k, arg, name):
+def plain_kernel(k, arg, name):
     if k is None:
         raise ValueError(f"{name}: `{arg}` is required; got None.")
     if not hasattr(k, "shape") and (hasattr(k, "ntk") or hasattr(k, "nngp")):
         raise ValueError(f"{name}: `{arg}` must be a kernel array; got a "
                          f"{type(k).__name__} record — pass its `.ntk` (network "
                          f"trained end to end) or `.nngp` (readout only).")
-    return _as_float_array(k, arg, name)
+    return as_float_array(k, arg, name)
 
 
-def _has_kernel(k, g):
+def has_kernel(k, g):
     return not hasattr(k, "shape") and getattr(k, g, None) is not None
 
 
-def _kernel_attr(k, g, arg, name):
+def kernel_attr(k, g, arg, name):
     """``k`` itself for arrays, else ``k.<g>`` (Kernel records, namedtuples)."""
     if k is None:
         raise ValueError(f"{name}: `{arg}` is required; got None.")
     if hasattr(k, "shape"):
-        return _as_float_array(k, arg, name)
+        return as_float_array(k, arg, name)
     v = getattr(k, g, None)
     if v is None:
         raise ValueError(f"{name}: `{arg}` has no `{g}` kernel (got "
                          f"{type(k).__name__} with {g}=None or missing); compute "
                          f"it with get including {g!r}.")
-    return _as_float_array(v, f"{arg}.{g}", name)
+    return as_float_array(v, f"{arg}.{g}", name)
 
 
-def _broadcast(x, shape, arg, name, what=None):
-    x = _as_float_array(x, arg, name)
+def broadcast(x, shape, arg, name, what=None):
+    x = as_float_array(x, arg, name)
     try:
-        ok = jnp.broadcast_shapes(x.shape, shape) == tuple(shape)
+        ok = np.broadcast_shapes(x.shape, shape) == tuple(shape)
     except ValueError:
         ok = False
     if not ok:
         raise ValueError(f"{name}: `{arg}` must have shape {tuple(shape)} "
                          f"({what or 'the shape of y_train'}) or broadcast to "
                          f"it; got {tuple(x.shape)}.")
-    return jnp.broadcast_to(x, shape)
+    return jax.numpy.broadcast_to(x, shape)
 
 
-def _check_requests(fx_train_0, fx_test_0, k_test_train, name):
+def check_requests(fx_train_0, fx_test_0, k_test_train, name):
     if fx_train_0 is None and fx_test_0 is None:
         raise ValueError(f"{name}: both `fx_train_0` and `fx_test_0` are None; "
                          f"nothing to predict.")
@@ -95,48 +86,25 @@ def _check_requests(fx_train_0, fx_test_0, k_test_train, name):
                          f"`k_test_train`, the (N_test, N_train) kernel; got None.")
 
 
-def _concrete_value(x):
-    try:
-        return np.asarray(x)
-    except (jax.errors.TracerArrayConversionError,
-            jax.errors.ConcretizationTypeError):
-        return None
+def check_times(t, name, finite=False):
+    """Times ``t >= 0`` (no NaN; no inf when ``finite``); returns ``(t, has_inf)``
+    with ``has_inf`` False for traced times."""
+    t = as_float_array(t, "t", name, finite=False)
+    c = _checks.concrete(t)
+    if c is None:
+        return t, False
+    if np.any(np.isnan(c)) or np.any(c < 0):
+        bad = c[np.isnan(c) | (c < 0)].ravel()
+        raise ValueError(f"{name}: `t` must be >= 0 (training time); got "
+                         f"{bad[:5].tolist()}{' ...' if bad.size > 5 else ''}.")
+    has_inf = bool(np.any(np.isinf(c)))
+    if finite and has_inf:
+        raise ValueError(f"{name}: `t` must be finite; got {c.ravel()[:5]}.")
+    return t, has_inf
 
 
-def _concrete(x) -> bool:
-    """Whether every leaf holds values (is not a tracer); reads one entry."""
-    return all(_concrete_value(leaf if leaf.size == 0 else
-                               leaf[(0,) * leaf.ndim]) is not None
-               for leaf in jax.tree_util.tree_leaves(x))
-
-
-def _check_positive(v, arg, name):
-    c = _concrete_value(v)
-    if c is not None and not (c.size == 1 and float(c) > 0):
-        raise ValueError(f"{name}: `{arg}` must be a positive number; got {v!r}.")
-
-
-def _check_nonnegative(v, arg, name):
-    c = _concrete_value(v)
-    if c is not None and not (c.size == 1 and float(c) >= 0):
-        raise ValueError(f"{name}: `{arg}` must be a number >= 0; got {v!r}.")
-
-
-def _check_times(t, name, finite=False):
-    t = _as_float_array(t, "t", name)
-    c = _concrete_value(t)
-    if c is not None:
-        if np.any(np.isnan(c)) or np.any(c < 0):
-            bad = c[np.isnan(c) | (c < 0)].ravel()
-            raise ValueError(f"{name}: `t` must be >= 0 (training time); got "
-                             f"{bad[:5].tolist()}{' ...' if bad.size > 5 else ''}.")
-        if finite and not np.all(np.isfinite(c)):
-            raise ValueError(f"{name}: `t` must be finite; got {c.ravel()[:5]}.")
-    return t
-
-
-def _check_solved(states, name, max_steps):
-    leaves = [_concrete_value(x) for x in jax.tree_util.tree_leaves(states)]
+def check_solved(states, name, max_steps):
+    leaves = [_checks.concrete(x) for x in jax.tree_util.tree_leaves(states)]
     if all(v is not None for v in leaves) and not all(
             np.all(np.isfinite(v)) for v in leaves):
         raise ValueError(f"{name}: the ODE solver did not reach the requested "

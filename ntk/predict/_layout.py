@@ -5,8 +5,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from ntk import _checks
 
-class _Layout:
+
+class Layout:
     """Maps outputs and kernels with ``trace_axes`` to 2-D matrices.
 
     Outputs ``y`` (any rank) become ``(P, C)``: ``P`` the product of the
@@ -30,10 +32,16 @@ class _Layout:
         if bad or len(axes) != len(tuple(trace_axes)):
             raise ValueError(f"{name}: `trace_axes` must be distinct axes of "
                              f"`y_train` (ndim {d}); got {tuple(trace_axes)}.")
+        if d == 1 and axes == (0,):
+            raise ValueError(f"{name}: `y_train` must have shape (N, K) (one "
+                             f"column per output; y_train[:, None] for a single "
+                             f"output) with trace_axes={tuple(trace_axes)}; got "
+                             f"shape {y_shape}.")
         if 0 in axes:
             raise ValueError(f"{name}: `trace_axes` cannot contain the batch axis "
                              f"0 of `y_train`; got {tuple(trace_axes)}.")
         self.name, self.ndim, self.trace = name, d, axes
+        self.y_shape = y_shape
         self.non_trace = tuple(a for a in range(d) if a not in axes)
         self.nt_shape = tuple(y_shape[a] for a in self.non_trace)
         self.tr_shape = tuple(y_shape[a] for a in axes)
@@ -73,10 +81,25 @@ class _Layout:
                 f"{self.name}: `{arg}` must have shape {want} (the kernel over "
                 f"the non-trace output axes, interleaved, trace_axes="
                 f"{self.trace}); got {tuple(k.shape)}.")
-        return _make_2d(k)
+        return make_2d(k)
 
     def train_kernel_2d(self, k, arg):
-        return self.kernel_2d(k, arg, self.nt_shape, self.nt_shape)
+        """Check a train-train kernel against ``y_train``; return it 2-D.
+
+        A kernel that fits ``y_train`` in everything but the number of
+        training points blames ``y_train`` (the kernel says how many points
+        there are); a 2-D result must be symmetric.
+        """
+        k = jnp.asarray(k)
+        want = tuple(x for s in self.nt_shape for x in (s, s))
+        if (tuple(k.shape) != want and k.ndim == len(want)
+                and k.shape[0] == k.shape[1] and tuple(k.shape[2:]) == want[2:]):
+            raise ValueError(
+                f"{self.name}: `y_train` must have {k.shape[0]} rows, one per "
+                f"training point of `{arg}` (shape {tuple(k.shape)}); got "
+                f"shape {self.y_shape}.")
+        return _checks.require_symmetric(
+            self.kernel_2d(k, arg, self.nt_shape, self.nt_shape), arg, self.name)
 
     def test_kernel_2d(self, k, arg):
         """Check a test-train kernel; return it 2-D and the test-output shape."""
@@ -96,10 +119,10 @@ class _Layout:
             shape[a] = s
         for a, s in zip(self.trace, self.tr_shape):
             shape[a] = s
-        return _make_2d(k), tuple(shape)
+        return make_2d(k), tuple(shape)
 
 
-def _make_2d(k):
+def make_2d(k):
     """Interleaved ``(A0, B0, A1, B1, ...)`` -> ``(A0·A1·…, B0·B1·…)``."""
     n = k.ndim // 2
     perm = tuple(range(0, 2 * n, 2)) + tuple(range(1, 2 * n, 2))

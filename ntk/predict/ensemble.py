@@ -11,12 +11,12 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from ntk.predict._checks import (_as_float_array, _canonical_get,
-                                 _check_nonnegative, _check_positive,
-                                 _check_times, _concrete, _kernel_attr)
-from ntk.predict._layout import _Layout
-from ntk.predict._linalg import _HP, _Regularised, _dot, _expm1, _expm1_over
-from ntk.predict.results import Gaussian, _named
+from ntk import _checks
+from ntk.predict._checks import (as_float_array, canonical_get, check_times,
+                                 kernel_attr)
+from ntk.predict._layout import Layout
+from ntk.predict._linalg import HP, Regularised, dot, expm1_filter, expm1_over_filter
+from ntk.predict.results import Gaussian, named
 
 
 def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
@@ -76,13 +76,14 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
       ((2, 4, 1), (2, 4, 4))
     """
     name = "gradient_descent_mse_ensemble"
-    if not callable(kernel_fn):
-        raise ValueError(f"{name}: `kernel_fn` must be callable; got "
-                         f"{type(kernel_fn).__name__}.")
-    y_train = _as_float_array(y_train, "y_train", name)
-    lay = _Layout(y_train.shape, trace_axes, name)
-    _check_positive(learning_rate, "learning_rate", name)
-    _check_nonnegative(diag_reg, "diag_reg", name)
+    _checks.require_callable(kernel_fn, "kernel_fn", name,
+                             "a function kernel_fn(x1, x2, get, **kwargs)")
+    if x_train is None:
+        raise ValueError(f"{name}: `x_train` is required; got None.")
+    y_train = as_float_array(y_train, "y_train", name)
+    lay = Layout(y_train.shape, trace_axes, name)
+    _checks.require_positive(learning_rate, "learning_rate", name)
+    _checks.require_nonnegative(diag_reg, "diag_reg", name)
     n = y_train.size
     train_kwargs = dict(kernel_fn_train_train_kwargs)
     k_dd_cache: dict = {}
@@ -91,10 +92,10 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
     def k_dd(g):
         if g not in k_dd_cache:
             with jax.ensure_compile_time_eval():
-                k = _kernel_attr(kernel_fn(x_train, None, g, **train_kwargs), g,
+                k = kernel_attr(kernel_fn(x_train, None, g, **train_kwargs), g,
                                  "kernel_fn(x_train, None)", name)
             k = lay.train_kernel_2d(k, f"kernel_fn(x_train, None, {g!r})")
-            if _concrete(k):
+            if _checks.is_concrete(k):
                 k_dd_cache[g] = k
             return k
         return k_dd_cache[g]
@@ -102,7 +103,7 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
     def reg_of(g):
         if g in regs:
             return regs[g]
-        r = _Regularised(k_dd(g), diag_reg, diag_reg_absolute_scale, name,
+        r = Regularised(k_dd(g), diag_reg, diag_reg_absolute_scale, name,
                          f"kernel_fn(x_train, None, {g!r})")
         if g in k_dd_cache:
             regs[g] = r
@@ -110,10 +111,11 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
 
     def predict_fn(t=None, x_test=None, get=None, compute_cov=False,
                    **kernel_fn_test_test_kwargs):
-        names, single = _canonical_get(get, ("nngp", "ntk"), name,
+        names, single = canonical_get(get, ("nngp", "ntk"), name,
                                        default=("nngp", "ntk"))
+        has_inf = False
         if t is not None:
-            t = _check_times(t, name)
+            t, has_inf = check_times(t, name)
         need = tuple(g for g in ("nngp", "ntk")
                      if g in names or (g == "nngp" and compute_cov))
         dtype = jnp.result_type(*(k_dd(g).dtype for g in need), y_train.dtype)
@@ -126,20 +128,23 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
             k_td, test_nt = {}, None
             for g in need:
                 k_td[g], test_shape = lay.test_kernel_2d(
-                    _kernel_attr(got, g, "kernel_fn(x_test, x_train)", name),
+                    kernel_attr(got, g, "kernel_fn(x_test, x_train)", name),
                     f"kernel_fn(x_test, x_train, {g!r})")
                 test_nt = lay.test_nt(test_shape)
             if compute_cov:
-                k_tt = lay.kernel_2d(
-                    _kernel_attr(kernel_fn(x_test, None, "nngp", **kw_tt), "nngp",
+                k_tt = _checks.require_symmetric(lay.kernel_2d(
+                    kernel_attr(kernel_fn(x_test, None, "nngp", **kw_tt), "nngp",
                                  "kernel_fn(x_test, None)", name),
-                    "kernel_fn(x_test, None, 'nngp')", test_nt, test_nt)
+                    "kernel_fn(x_test, None, 'nngp')", test_nt, test_nt),
+                    "kernel_fn(x_test, None, 'nngp')", name)
         else:
             test_nt = lay.nt_shape
 
         out = {}
         for g in names:
             reg = reg_of(g)
+            if has_inf:
+                reg.check_definite()
             if t is None:
                 mean, cov = _ensemble_inf(g, reg, y_flat, k_dd, k_td, k_tt,
                                           compute_cov)
@@ -152,7 +157,7 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
             mean = lay.unflatten(mean, test_nt, lead)
             out[g] = (Gaussian(mean, lay.unflatten_cov(cov, test_nt, lead))
                       if compute_cov else mean)
-        return _named(out, names, single)
+        return named(out, names, single)
 
     return predict_fn
 
@@ -161,45 +166,45 @@ def _ensemble_inf(g, reg, y_flat, k_dd, k_td, k_tt, compute_cov):
     """``t = ∞``: train set ``N(Y, 0)``; test set the `gp_inference` posterior."""
     if k_td is None:
         return y_flat, (jnp.zeros_like(reg.k) if compute_cov else None)
-    mean = _dot(k_td[g], reg.cho_solve(y_flat))
+    mean = dot(k_td[g], reg.cho_solve(y_flat))
     if not compute_cov:
         return mean, None
     a = reg.cho_solve(k_td[g].T)
     if g == "nngp":
-        return mean, k_tt - _dot(k_td["nngp"], a)
-    cross = _dot(k_td["nngp"], a)
-    return mean, k_tt + _dot(a.T, _dot(k_dd("nngp"), a)) - cross - cross.T
+        return mean, k_tt - dot(k_td["nngp"], a)
+    cross = dot(k_td["nngp"], a)
+    return mean, k_tt + dot(a.T, dot(k_dd("nngp"), a)) - cross - cross.T
 
 
 def _ensemble_t(g, reg, tau, y_flat, k_dd, k_td, k_tt, compute_cov):
     """Finite times ``tau = η t / n`` (flat ``(T,)``) in the eigenbasis."""
     evals, evecs = reg.eigh()
-    vy = _dot(evecs.T, y_flat)
+    vy = dot(evecs.T, y_flat)
     if k_td is None:
-        mean = -jnp.einsum("pi,ti,ic->tpc", evecs, _expm1(evals, tau), vy,
-                           precision=_HP)
+        mean = -jnp.einsum("pi,ti,ic->tpc", evecs, expm1_filter(evals, tau), vy,
+                           precision=HP)
         if not compute_cov:
             return mean, None
         if g == "nngp":
-            d = evals * (1. + _expm1(evals, 2 * tau))  # λ e^{-2λτ}, 0 if λ <= 0
+            d = evals * (1. + expm1_filter(evals, 2 * tau))  # λ e^{-2λτ}, 0 if λ <= 0
             d = jnp.where(evals > 0, d, 0.)
-            return mean, jnp.einsum("pi,ti,qi->tpq", evecs, d, evecs, precision=_HP)
-        e = jnp.einsum("pi,ti,qi->tpq", evecs, 1. + _expm1(evals, tau), evecs,
-                       precision=_HP)
-        return mean, jnp.einsum("tpr,rs,tqs->tpq", e, k_dd("nngp"), e, precision=_HP)
+            return mean, jnp.einsum("pi,ti,qi->tpq", evecs, d, evecs, precision=HP)
+        e = jnp.einsum("pi,ti,qi->tpq", evecs, 1. + expm1_filter(evals, tau), evecs,
+                       precision=HP)
+        return mean, jnp.einsum("tpr,rs,tqs->tpq", e, k_dd("nngp"), e, precision=HP)
 
-    kv = _dot(k_td[g], evecs)
-    neg = -_expm1_over(evals, tau)  # diag of Θ^{-1}(I - e^{-Θτ}) in the eigenbasis
-    mean = jnp.einsum("qi,ti,ic->tqc", kv, neg, vy, precision=_HP)
+    kv = dot(k_td[g], evecs)
+    neg = -expm1_over_filter(evals, tau)  # diag of Θ^{-1}(I - e^{-Θτ}) in the eigenbasis
+    mean = jnp.einsum("qi,ti,ic->tqc", kv, neg, vy, precision=HP)
     if not compute_cov:
         return mean, None
     if g == "nngp":
-        d = -_expm1_over(evals, 2 * tau)
-        return mean, k_tt - jnp.einsum("pi,ti,qi->tpq", kv, d, kv, precision=_HP)
+        d = -expm1_over_filter(evals, 2 * tau)
+        return mean, k_tt - jnp.einsum("pi,ti,qi->tpq", kv, d, kv, precision=HP)
     # M_t = A_t Θ_dt, in the eigenbasis: V diag(neg) (Θ_td V)ᵀ.
-    m = jnp.einsum("pi,ti,qi->tpq", evecs, neg, kv, precision=_HP)
-    cross = jnp.einsum("qp,tpr->tqr", k_td["nngp"], m, precision=_HP)
-    quad = jnp.einsum("tpq,pr,trs->tqs", m, k_dd("nngp"), m, precision=_HP)
+    m = jnp.einsum("pi,ti,qi->tpq", evecs, neg, kv, precision=HP)
+    cross = jnp.einsum("qp,tpr->tqr", k_td["nngp"], m, precision=HP)
+    quad = jnp.einsum("tpq,pr,trs->tqs", m, k_dd("nngp"), m, precision=HP)
     return mean, k_tt + quad - cross - jnp.swapaxes(cross, 1, 2)
 
 

@@ -11,12 +11,12 @@ import jax
 import jax.numpy as jnp
 
 from ntk.ode import odeint
-from ntk.predict._checks import (_as_float_array, _broadcast, _check_nonnegative,
-                                 _check_positive, _check_requests, _check_solved,
-                                 _check_times, _plain_kernel)
-from ntk.predict._layout import _Layout
-from ntk.predict._linalg import _dot
-from ntk.predict.results import ODEState, _pack
+from ntk import _checks
+from ntk.predict._checks import (as_float_array, broadcast, check_requests,
+                                 check_solved, check_times, plain_kernel)
+from ntk.predict._layout import Layout
+from ntk.predict._linalg import dot
+from ntk.predict.results import ODEState, pack
 
 
 def gradient_descent(loss: Callable, k_train_train, y_train,
@@ -66,18 +66,19 @@ def gradient_descent(loss: Callable, k_train_train, y_train,
       >>> fx_train_t = predict_fn(jnp.array([1., 10.]), fx_train_0)
     """
     name = "gradient_descent"
-    if not callable(loss):
-        raise ValueError(f"{name}: `loss` must be a function loss(fx, y); got "
-                         f"{type(loss).__name__}.")
-    y_train = _as_float_array(y_train, "y_train", name)
-    k_train_train = _plain_kernel(k_train_train, "k_train_train", name)
-    lay = _Layout(y_train.shape, trace_axes, name)
+    _checks.require_callable(loss, "loss", name, "a function loss(fx, y)")
+    y_train = as_float_array(y_train, "y_train", name)
+    k_train_train = plain_kernel(k_train_train, "k_train_train", name)
+    lay = Layout(y_train.shape, trace_axes, name)
     k_dd = lay.train_kernel_2d(k_train_train, "k_train_train")
-    _check_positive(learning_rate, "learning_rate", name)
+    _checks.require_positive(learning_rate, "learning_rate", name)
+    _checks.require_positive(rtol, "rtol", name)
+    _checks.require_positive(atol, "atol", name)
+    max_steps = _checks.require_int(max_steps, "max_steps", name)
     dtype = jnp.result_type(k_dd.dtype, y_train.dtype)
     time_scale, m = learning_rate, None
     if momentum is not None:
-        _check_nonnegative(momentum, "momentum", name)
+        _checks.require_real(momentum, "momentum", name, low=0, high=1)
         time_scale = learning_rate ** 0.5
         m = (momentum - 1.0) / time_scale
     dstate_dt = _gd_dynamics(loss, y_train.shape, lay.trace, m is not None)
@@ -95,23 +96,23 @@ def gradient_descent(loss: Callable, k_train_train, y_train,
             q_train_0, q_test_0 = s0.qx_train, s0.qx_test
         else:
             fx_train_0, q_train_0, q_test_0 = fx_train_or_state_0, None, None
-        _check_requests(fx_train_0, fx_test_0, k_test_train, name)
+        check_requests(fx_train_0, fx_test_0, k_test_train, name)
         if t is None:
             raise ValueError(f"{name}: `t` must be a finite time or array of "
                              f"times; got None (t = ∞). A general loss may have "
                              f"no finite minimiser; for the MSE loss use "
                              f"`gradient_descent_mse`, which solves t = ∞ "
                              f"exactly.")
-        t = _check_times(t, name, finite=True)
+        t, _ = check_times(t, name, finite=True)
         k_td, test_shape = None, None
         if k_test_train is not None:
-            k_test_train = _plain_kernel(k_test_train, "k_test_train", name)
+            k_test_train = plain_kernel(k_test_train, "k_test_train", name)
             k_td, test_shape = lay.test_kernel_2d(k_test_train, "k_test_train")
         f0 = (jnp.zeros(y_train.shape, dtype) if fx_train_0 is None else
-              _broadcast(fx_train_0, y_train.shape, "fx_train_0", name).astype(dtype))
+              broadcast(fx_train_0, y_train.shape, "fx_train_0", name).astype(dtype))
         g0 = None
         if fx_test_0 is not None:
-            g0 = _broadcast(fx_test_0, test_shape, "fx_test_0", name,
+            g0 = broadcast(fx_test_0, test_shape, "fx_test_0", name,
                             "the test outputs implied by `k_test_train`").astype(dtype)
         if m is None:
             if q_train_0 is not None or q_test_0 is not None:
@@ -120,11 +121,11 @@ def gradient_descent(loss: Callable, k_train_train, y_train,
             state0 = ODEState(f0, g0)
         else:
             qd = (jnp.zeros_like(f0) if q_train_0 is None else
-                  _broadcast(q_train_0, y_train.shape, "qx_train", name).astype(dtype))
+                  broadcast(q_train_0, y_train.shape, "qx_train", name).astype(dtype))
             qt = None
             if g0 is not None:
                 qt = (jnp.zeros_like(g0) if q_test_0 is None else
-                      _broadcast(q_test_0, test_shape, "qx_test", name).astype(dtype))
+                      broadcast(q_test_0, test_shape, "qx_test", name).astype(dtype))
             state0 = ODEState(f0, g0, qd, qt)
 
         flat_t = (t.reshape(-1) * time_scale).astype(dtype)
@@ -137,10 +138,10 @@ def gradient_descent(loss: Callable, k_train_train, y_train,
         inverse = jnp.argsort(order)
         states = jax.tree_util.tree_map(
             lambda x: x[1:][inverse].reshape(t.shape + x.shape[1:]), states)
-        _check_solved(states, name, max_steps)
+        check_solved(states, name, max_steps)
         if as_state:
             return states
-        return _pack(None if fx_train_0 is None else states.fx_train,
+        return pack(None if fx_train_0 is None else states.fx_train,
                      None if fx_test_0 is None else states.fx_test)
 
     return predict_fn
@@ -169,15 +170,15 @@ _GD_DYNAMICS: dict = {}
 
 
 def _make_gd_dynamics(loss, y_shape, trace, momentum):
-    lay = _Layout(y_shape, trace, "gradient_descent")
+    lay = Layout(y_shape, trace, "gradient_descent")
     grad_loss = jax.grad(loss)
 
     def dstate_dt(state: ODEState, _, k_dd, k_td, y_train, m):
         g = lay.flatten(grad_loss(state.fx_train, y_train))
-        df_train = lay.unflatten(-_dot(k_dd, g), lay.nt_shape)
+        df_train = lay.unflatten(-dot(k_dd, g), lay.nt_shape)
         df_test = None
         if state.fx_test is not None:
-            df_test = lay.unflatten(-_dot(k_td, g), lay.test_nt(state.fx_test.shape))
+            df_test = lay.unflatten(-dot(k_td, g), lay.test_nt(state.fx_test.shape))
         if not momentum:
             return ODEState(df_train, df_test)
         dq_train = df_train + m * state.qx_train

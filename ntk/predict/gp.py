@@ -6,11 +6,12 @@ from typing import Sequence
 
 import jax.numpy as jnp
 
-from ntk.predict._checks import (_as_float_array, _canonical_get,
-                                 _check_nonnegative, _has_kernel, _kernel_attr)
-from ntk.predict._layout import _Layout
-from ntk.predict._linalg import _Regularised, _dot
-from ntk.predict.results import Gaussian, _named
+from ntk import _checks
+from ntk.predict._checks import (as_float_array, canonical_get, has_kernel,
+                                 kernel_attr)
+from ntk.predict._layout import Layout
+from ntk.predict._linalg import Regularised, dot
+from ntk.predict.results import Gaussian, named
 
 
 def gp_inference(k_train_train, y_train, diag_reg: float = 0.,
@@ -59,22 +60,24 @@ def gp_inference(k_train_train, y_train, diag_reg: float = 0.,
       >>> nngp = predict_fn("nngp", k_td, k_tt)       # Gaussian(mean, covariance)
     """
     name = "gp_inference"
-    y_train = _as_float_array(y_train, "y_train", name)
-    lay = _Layout(y_train.shape, trace_axes, name)
-    _check_nonnegative(diag_reg, "diag_reg", name)
+    y_train = as_float_array(y_train, "y_train", name)
+    lay = Layout(y_train.shape, trace_axes, name)
+    _checks.require_nonnegative(diag_reg, "diag_reg", name)
+    if k_train_train is None:
+        raise ValueError(f"{name}: `k_train_train` is required; got None.")
     regs = {}
 
     def reg_of(g):  # g in {"nngp", "ntk"}
         if g not in regs:
             arg = ("k_train_train" if hasattr(k_train_train, "shape")
                    else f"k_train_train.{g}")
-            k = _kernel_attr(k_train_train, g, "k_train_train", name)
-            regs[g] = _Regularised(lay.train_kernel_2d(k, arg), diag_reg,
+            k = kernel_attr(k_train_train, g, "k_train_train", name)
+            regs[g] = Regularised(lay.train_kernel_2d(k, arg), diag_reg,
                                    diag_reg_absolute_scale, name, arg)
         return regs[g]
 
     def predict_fn(get=None, k_test_train=None, k_test_test=None):
-        names, single = _canonical_get(get, ("nngp", "ntk", "ntkgp"), name,
+        names, single = canonical_get(get, ("nngp", "ntk", "ntkgp"), name,
                                        default=("nngp", "ntk"))
         out = {}
         for g in names:
@@ -88,22 +91,22 @@ def gp_inference(k_train_train, y_train, diag_reg: float = 0.,
                     mean, lay.unflatten_cov(jnp.zeros_like(reg.k), lay.nt_shape, ()))
                 continue
             k_td, test_shape = lay.test_kernel_2d(
-                _kernel_attr(k_test_train, kind, "k_test_train", name),
+                kernel_attr(k_test_train, kind, "k_test_train", name),
                 "k_test_train")
             test_nt = lay.test_nt(test_shape)
-            mean = lay.unflatten(_dot(k_td, reg.cho_solve(y_flat)), test_nt)
+            mean = lay.unflatten(dot(k_td, reg.cho_solve(y_flat)), test_nt)
             if k_test_test is None:
                 out[g] = mean
                 continue
             prior = "ntk" if g == "ntkgp" else "nngp"
-            k_tt = lay.kernel_2d(_kernel_attr(k_test_test, prior, "k_test_test",
-                                              name), "k_test_test",
-                                 test_nt, test_nt)
+            k_tt = _checks.require_symmetric(
+                lay.kernel_2d(kernel_attr(k_test_test, prior, "k_test_test", name),
+                              "k_test_test", test_nt, test_nt), "k_test_test", name)
             if g in ("nngp", "ntkgp"):
-                cov = k_tt - _dot(k_td, reg.cho_solve(k_td.T))
+                cov = k_tt - dot(k_td, reg.cho_solve(k_td.T))
             else:
-                if not (_has_kernel(k_train_train, "nngp")
-                        and _has_kernel(k_test_train, "nngp")):
+                if not (has_kernel(k_train_train, "nngp")
+                        and has_kernel(k_test_train, "nngp")):
                     raise ValueError(
                         f"{name}: the NTK posterior covariance needs both the "
                         f"NNGP and the NTK of `k_train_train` and "
@@ -114,9 +117,9 @@ def gp_inference(k_train_train, y_train, diag_reg: float = 0.,
                 nngp_dd = lay.train_kernel_2d(k_train_train.nngp, "k_train_train.nngp")
                 nngp_td, _ = lay.test_kernel_2d(k_test_train.nngp, "k_test_train.nngp")
                 a = reg.cho_solve(k_td.T)  # Θ_dd^{-1} Θ_dt
-                cross = _dot(nngp_td, a)   # K_td Θ_dd^{-1} Θ_dt
-                cov = k_tt + _dot(a.T, _dot(nngp_dd, a)) - cross - cross.T
+                cross = dot(nngp_td, a)   # K_td Θ_dd^{-1} Θ_dt
+                cov = k_tt + dot(a.T, dot(nngp_dd, a)) - cross - cross.T
             out[g] = Gaussian(mean, lay.unflatten_cov(cov, test_nt, ()))
-        return _named(out, names, single)
+        return named(out, names, single)
 
     return predict_fn

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Optional
 
 import jax.numpy as jnp
-import numpy as np
 
-from ntk.predict._checks import _check_nonnegative, _concrete, _plain_kernel
-from ntk.predict._layout import _make_2d
+from ntk import _checks
+from ntk.predict._checks import plain_kernel
+from ntk.predict._layout import make_2d
 
 
 def max_learning_rate(ntk_train_train, y_train_size: Optional[int] = None,
@@ -29,8 +29,8 @@ def max_learning_rate(ntk_train_train, y_train_size: Optional[int] = None,
       y_train_size: ``n = y_train.size``, the loss normalisation; default the
         side of the (flattened) kernel, right for ``trace_axes=()``. With the
         default ``trace_axes=(-1,)`` and ``K`` outputs pass ``N · K``.
-      momentum: β ≥ 0.
-      eps: guards against a zero kernel.
+      momentum: β in [0, 1].
+      eps: ``>= 0``, guards against a zero kernel.
 
     Returns:
       ``η_max`` (a Python float for concrete input, else a scalar array).
@@ -40,23 +40,22 @@ def max_learning_rate(ntk_train_train, y_train_size: Optional[int] = None,
       ...                                y_train_size=y_train.size)
     """
     name = "max_learning_rate"
-    k = _plain_kernel(ntk_train_train, "ntk_train_train", name)
+    k = plain_kernel(ntk_train_train, "ntk_train_train", name)
     if k.ndim == 0 or k.ndim % 2:
         raise ValueError(f"{name}: `ntk_train_train` must be a square (N, N) "
                          f"kernel (or interleaved (N, N, K, K, ...)); got shape "
                          f"{tuple(k.shape)}.")
-    k2 = _make_2d(k)
+    k2 = make_2d(k)
     if k2.shape[0] != k2.shape[1]:
         raise ValueError(f"{name}: `ntk_train_train` must be square; got shape "
                          f"{tuple(k.shape)}.")
+    _checks.require_symmetric(k2, "ntk_train_train", name)
     if y_train_size is None:
         factor = k2.shape[0]
     else:
-        if not (isinstance(y_train_size, (int, np.integer)) and y_train_size > 0):
-            raise ValueError(f"{name}: `y_train_size` must be a positive int; "
-                             f"got {y_train_size!r}.")
-        factor = int(y_train_size)
-    _check_nonnegative(momentum, "momentum", name)
+        factor = _checks.require_int(y_train_size, "y_train_size", name)
+    _checks.require_real(momentum, "momentum", name, low=0, high=1)
+    _checks.require_nonnegative(eps, "eps", name)
     lam_max = jnp.linalg.eigvalsh(k2)[-1]
     lr = 2 * (1 + momentum) * factor / (lam_max + eps)
-    return float(lr) if _concrete(lr) else lr
+    return float(lr) if _checks.is_concrete(lr) else lr

@@ -1,22 +1,24 @@
-"""`gradient_descent_mse`: closed-form MSE gradient flow of one network."""
+"""`gradient_descent_mse`: closed-form MSE gradient flow (or descent) of one network."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import jax.numpy as jnp
+import numpy as np
 
-from ntk.predict._checks import (_as_float_array, _broadcast, _check_nonnegative,
-                                 _check_positive, _check_requests, _check_times,
-                                 _plain_kernel)
-from ntk.predict._layout import _Layout
-from ntk.predict._linalg import _HP, _Regularised, _dot, _expm1, _expm1_over
-from ntk.predict.results import _pack
+from ntk import _checks
+from ntk.predict._checks import (as_float_array, broadcast, check_requests,
+                                 check_times, plain_kernel)
+from ntk.predict._layout import Layout
+from ntk.predict._linalg import HP, Regularised, dot, expm1_filter, steps_filter
+from ntk.predict.results import pack
 
 
 def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1.,
                          diag_reg: float = 0., diag_reg_absolute_scale: bool = False,
-                         trace_axes: Sequence[int] = (-1,)):
+                         trace_axes: Sequence[int] = (-1,), *,
+                         discrete_time: bool = False):
     r"""Closed-form outputs of gradient flow on the MSE loss, at any time.
 
     For ``L(f) = ||f(X) - Y||² / (2 n)``, ``n = y_train.size``, learning rate
@@ -29,7 +31,21 @@ def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1.,
     Finite ``t`` uses ``Θ = V diag(λ) Vᵀ`` (``eigh``), ``e^{-Θτ} = V e^{-λτ}
     Vᵀ`` and ``Θ^{-1}(e^{-Θτ} - I) = V diag(expm1(-λτ)/λ) Vᵀ``; eigenvalues
     ``≤ 0`` (round-off) are treated as untrained directions (a pseudo-inverse).
-    ``t = None`` (``∞``) solves ``Θ α = Y - f_0(X)`` by Cholesky.
+    ``t = None`` (``∞``) solves ``Θ α = Y - f_0(X)`` by Cholesky; an array
+    ``t`` with ``inf`` entries raises the same error as ``t = None`` when
+    ``Θ`` has no Cholesky factor (checked when ``t`` is concrete).
+
+    Discrete time (``discrete_time=True``, an extension of neural-tangents'
+    API): ``t`` counts steps of full-batch gradient descent
+    ``f_{s+1}(X) = f_s(X) - (η/n) Θ (f_s(X) - Y)``, whose closed form replaces
+    ``e^{-Θτ}`` by ``(I - ηΘ/n)^t`` (Lee et al. 2019 §2.2, discrete version):
+
+        f_t(X) = Y + (I - ηΘ/n)^t (f_0(X) - Y),
+        f_t(x) = f_0(x) + Θ(x, X) Θ^{-1} ((I - ηΘ/n)^t - I) (f_0(X) - Y).
+
+    Here ``η`` matters by itself (the steps diverge unless ``η λ_max < 2n``),
+    ``t`` must be whole numbers and ``t = None`` is the fixed point, kernel
+    regression, which convergent steps approach.
 
     Args:
       k_train_train: ``(N, N)`` kernel on the training inputs (NTK for a
@@ -41,6 +57,8 @@ def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1.,
       diag_reg_absolute_scale: if False (default) ``diag_reg`` is relative to
         the mean diagonal entry of ``k_train_train``.
       trace_axes: output axes along which the kernel is ``⊗ I``.
+      discrete_time: ``t`` counts gradient-descent steps (above) instead of
+        continuous time.
 
     Returns:
       ``predict_fn(t=None, fx_train_0=0., fx_test_0=None, k_test_train=None)``:
@@ -53,8 +71,11 @@ def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1.,
       ``fx_train_t``, ``fx_test_t`` or ``(fx_train_t, fx_test_t)``.
 
     Raises:
-      ValueError: for shape mismatches, a negative ``t`` and a kernel that is
-        not positive definite (the message suggests a ``diag_reg``).
+      ValueError: for shape mismatches (a ``y_train`` whose length differs
+        from the kernel's is named), NaN/inf entries, an asymmetric
+        ``k_train_train``, a negative or NaN ``t`` and a kernel that is not
+        positive definite (the message suggests a ``diag_reg``).
+      TypeError: for non-numeric arrays.
 
     Example:
       >>> _, _, kernel_fn = stax.serial(stax.Dense(512), stax.Erf(), stax.Dense(1))
@@ -66,29 +87,32 @@ def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1.,
       (2, 4, 1)
     """
     name = "gradient_descent_mse"
-    y_train = _as_float_array(y_train, "y_train", name)
-    k_train_train = _plain_kernel(k_train_train, "k_train_train", name)
-    lay = _Layout(y_train.shape, trace_axes, name)
+    y_train = as_float_array(y_train, "y_train", name)
+    k_train_train = plain_kernel(k_train_train, "k_train_train", name)
+    lay = Layout(y_train.shape, trace_axes, name)
     k_dd = lay.train_kernel_2d(k_train_train, "k_train_train")
-    _check_positive(learning_rate, "learning_rate", name)
-    _check_nonnegative(diag_reg, "diag_reg", name)
+    _checks.require_positive(learning_rate, "learning_rate", name)
+    _checks.require_nonnegative(diag_reg, "diag_reg", name)
+    if not isinstance(discrete_time, (bool, np.bool_)):
+        raise TypeError(f"{name}: `discrete_time` must be a bool; got "
+                        f"{discrete_time!r}.")
     dtype = jnp.result_type(k_dd.dtype, y_train.dtype)
     n = y_train.size
     y_flat = lay.flatten(y_train).astype(dtype)
-    reg = _Regularised(k_dd, diag_reg, diag_reg_absolute_scale, name,
+    reg = Regularised(k_dd, diag_reg, diag_reg_absolute_scale, name,
                        "k_train_train")
 
     def predict_fn(t=None, fx_train_0=0., fx_test_0=None, k_test_train=None):
-        _check_requests(fx_train_0, fx_test_0, k_test_train, name)
+        check_requests(fx_train_0, fx_test_0, k_test_train, name)
         k_td, test_shape = None, None
         if k_test_train is not None:
-            k_test_train = _plain_kernel(k_test_train, "k_test_train", name)
+            k_test_train = plain_kernel(k_test_train, "k_test_train", name)
             k_td, test_shape = lay.test_kernel_2d(k_test_train, "k_test_train")
         f0 = (jnp.zeros_like(y_flat) if fx_train_0 is None else lay.flatten(
-            _broadcast(fx_train_0, y_train.shape, "fx_train_0", name)).astype(dtype))
+            broadcast(fx_train_0, y_train.shape, "fx_train_0", name)).astype(dtype))
         g0 = None
         if fx_test_0 is not None:
-            g0 = lay.flatten(_broadcast(fx_test_0, test_shape, "fx_test_0", name,
+            g0 = lay.flatten(broadcast(fx_test_0, test_shape, "fx_test_0", name,
                                         "the test outputs implied by "
                                         "`k_test_train`")).astype(dtype)
 
@@ -96,27 +120,42 @@ def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1.,
             fx_train = y_flat if fx_train_0 is not None else None
             fx_test = None
             if g0 is not None:
-                fx_test = g0 + _dot(k_td, reg.cho_solve(y_flat - f0))
+                fx_test = g0 + dot(k_td, reg.cho_solve(y_flat - f0))
             lead = ()
         else:
-            t = _check_times(t, name)
+            t, has_inf = check_times(t, name, finite=discrete_time)
+            if has_inf:
+                reg.check_definite()
             lead = t.shape
-            tau = (learning_rate * t.reshape(-1) / n).astype(dtype)
             evals, evecs = reg.eigh()
-            proj = _dot(evecs.T, f0 - y_flat)
+            if discrete_time:
+                filt = steps_filter(evals, learning_rate, n, _whole_steps(t, name))
+            else:
+                filt = expm1_filter(evals, (learning_rate * t.reshape(-1) / n).astype(dtype))
+            proj = dot(evecs.T, f0 - y_flat)
+            coef = filt[:, :, None] * proj[None]              # (T, P, C) in the eigenbasis
             fx_train = fx_test = None
             if fx_train_0 is not None:
-                fx_train = f0 + jnp.einsum("pi,ti,ic->tpc", evecs,
-                                           _expm1(evals, tau), proj, precision=_HP)
+                fx_train = f0 + jnp.einsum("tic,pi->tpc", coef, evecs, precision=HP)
             if g0 is not None:
-                kv = _dot(k_td, evecs)
-                fx_test = g0 + jnp.einsum("qi,ti,ic->tqc", kv,
-                                          _expm1_over(evals, tau), proj,
-                                          precision=_HP)
+                pos = (evals > 0)[None, :, None]
+                coef = jnp.where(pos, coef / jnp.where(pos, evals[None, :, None], 1.), 0.)
+                fx_test = g0 + jnp.einsum("tic,qi->tqc", coef, dot(k_td, evecs),
+                                          precision=HP)
         out_train = (None if fx_train is None else
                      lay.unflatten(fx_train, lay.nt_shape, lead))
         out_test = (None if fx_test is None else
                     lay.unflatten(fx_test, lay.test_nt(test_shape), lead))
-        return _pack(out_train, out_test)
+        return pack(out_train, out_test)
 
     return predict_fn
+
+
+def _whole_steps(t, name):
+    """Step counts ``t`` (flattened) as integers; whole numbers when concrete."""
+    c = _checks.concrete(t)
+    if c is not None and np.any(c != np.round(c)):
+        bad = c[c != np.round(c)].ravel()
+        raise ValueError(f"{name}: with discrete_time=True `t` must be whole numbers "
+                         f"of steps; got {bad[:5].tolist()}.")
+    return t.reshape(-1).astype(jnp.int32)

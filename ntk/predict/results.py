@@ -51,7 +51,7 @@ jax.tree_util.register_dataclass(
     meta_fields=[])
 
 
-def _pack(train, test):
+def pack(train, test):
     if train is not None and test is not None:
         return train, test
     return train if test is None else test
@@ -60,7 +60,7 @@ def _pack(train, test):
 _GAUSSIANS: dict = {}
 
 
-def _named(out: dict, names: tuple, single: bool):
+def named(out: dict, names: tuple, single: bool):
     if single:
         return out[names[0]]
     if names not in _GAUSSIANS:

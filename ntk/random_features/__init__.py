@@ -4,7 +4,9 @@
   gradients) and classic families (ReLU arc-cosine, random Fourier, Gaussian).
 - `ridge`: RF ridge regression, exact primal/dual solves for many ridges at once.
 - `eigen`: kernel eigenvalues λ_i, target coefficients v_i, exponents (α, β).
-- `theory`: the eigenframework — κ, γ, E_0 and test/train MSE of KRR and RF.
+- `theory`: the eigenframework — κ, γ, E_0 and test/train MSE of KRR and RF, and
+  the optimal fitting ratio of power-law tasks.
+- `krr`: exact KRR simulations (Gaussian model, pool kernels) beside its theory.
 
     >>> from ntk import random_features as rf
     >>> lam = jnp.arange(1, 2001.) ** -1.5
@@ -18,11 +20,14 @@ from ntk.random_features.features import (fourier_features, gaussian_features,
                                           network_features, ntk_features, relu_features)
 from ntk.random_features.ridge import mse, optimal_ridge, rf_ridge_mse, rf_ridge_weights
 from ntk.random_features.theory import (KRRTheory, RFTheory, krr_kappa, krr_risk,
-                                        learnabilities, rf_kappa_gamma, rf_risk)
+                                        learnabilities, optimal_fitting_ratio,
+                                        rf_kappa_gamma, rf_risk)
+from ntk.random_features.krr import gaussian_krr_mse, krr_pool_mse
 
 __all__ = ["eigendecompose", "exponents_from_sizes", "fit_alpha", "fit_beta",
            "inverse_trace_kappa", "power_law_fit", "ridgeless_krr_mse",
            "fourier_features", "gaussian_features", "network_features", "ntk_features",
            "relu_features", "mse", "optimal_ridge", "rf_ridge_mse", "rf_ridge_weights",
            "KRRTheory", "RFTheory", "krr_kappa", "krr_risk", "learnabilities",
-           "rf_kappa_gamma", "rf_risk"]
+           "rf_kappa_gamma", "rf_risk", "optimal_fitting_ratio", "gaussian_krr_mse",
+           "krr_pool_mse"]

@@ -26,6 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk import _checks
+from ntk.power_law import loglog_fit
+
 __all__ = ["eigendecompose", "power_law_fit", "fit_alpha", "fit_beta",
            "inverse_trace_kappa", "exponents_from_sizes", "ridgeless_krr_mse"]
 
@@ -36,13 +39,8 @@ def eigendecompose(kernel, y):
     ``kernel`` (N, N) is a PSD kernel matrix on a pool of N points, ``y`` (N,)
     or (N, T) the targets on it; λ = eig(K)/N (clipped at 0), v = Uᵀ y/√N.
     """
-    k = jnp.asarray(kernel)
-    if k.ndim != 2 or k.shape[0] != k.shape[1]:
-        raise ValueError(f"eigendecompose: kernel must be square (N, N); got {k.shape}.")
-    y = jnp.asarray(y, k.dtype)
-    if y.ndim not in (1, 2) or y.shape[0] != k.shape[0]:
-        raise ValueError(f"eigendecompose: y must have shape (N,) or (N, T) with "
-                         f"N = {k.shape[0]}; got {y.shape}.")
+    k = _square(kernel, "kernel", "eigendecompose")
+    y = _targets(y, k, "eigendecompose")
     n = k.shape[0]
     evals, u = jnp.linalg.eigh(0.5 * (k + k.T))
     evals, u = evals[::-1], u[:, ::-1]
@@ -51,28 +49,47 @@ def eigendecompose(kernel, y):
     return lam, v
 
 
+def _square(kernel, arg, name):
+    """A finite, symmetric, non-empty ``(N, N)`` kernel matrix (floating)."""
+    k = _checks.as_array(kernel, arg, name, ndim=2, floating=True, what="(N, N)",
+                         nonempty=True)
+    if k.shape[0] != k.shape[1]:
+        raise ValueError(f"{name}: `{arg}` must be square (N, N); got {k.shape}.")
+    return _checks.require_symmetric(k, arg, name)
+
+
+def _targets(y, k, name):
+    y = _checks.as_array(y, "y", name).astype(k.dtype)
+    if y.ndim not in (1, 2) or y.shape[0] != k.shape[0]:
+        raise ValueError(f"{name}: `y` must have shape (N,) or (N, T) with "
+                         f"N = {k.shape[0]} (the kernel's size); got {y.shape}.")
+    return y
+
+
 def power_law_fit(x, values):
-    """Least-squares fit of ``values ≈ c · x^(−p)`` in log–log: returns (p, c)."""
-    x = np.asarray(x, float)
-    values = np.asarray(values, float)
-    ok = (x > 0) & (values > 0) & np.isfinite(values)
-    if ok.sum() < 2:
-        raise ValueError(f"power_law_fit: need ≥ 2 positive finite points; got {ok.sum()}.")
-    slope, icpt = np.polyfit(np.log(x[ok]), np.log(values[ok]), 1)
-    return float(-slope), float(np.exp(icpt))
+    """Least-squares fit of ``values ≈ c · x^(−p)`` in log–log: returns (p, c).
+
+    ``x`` and ``values`` are 1-D of equal length; points with ``x <= 0``,
+    ``values <= 0`` or non-finite values are left out of the fit. The decay
+    exponent ``p`` is minus the slope of `ntk.power_law.loglog_fit`."""
+    slope, prefactor = loglog_fit(x, values, invalid="drop")
+    return -slope, prefactor
 
 
 def _index_range(m, i_min, i_max, name):
-    i_max = m if i_max is None else min(int(i_max), m)
-    if not 1 <= i_min < i_max:
-        raise ValueError(f"{name}: need 1 ≤ i_min < i_max ≤ {m}; got i_min={i_min}, "
-                         f"i_max={i_max}.")
+    i_min = _checks.require_int(i_min, "i_min", name)
+    i_max = m if i_max is None else _checks.require_int(i_max, "i_max", name)
+    if not 1 <= i_min < i_max <= m:
+        raise ValueError(f"{name}: need 1 ≤ i_min < i_max ≤ {m} (the number of "
+                         f"modes); got i_min={i_min}, i_max={i_max}.")
     return np.arange(i_min, i_max + 1)
 
 
 def fit_alpha(eigvals, i_min: int = 1, i_max: int | None = None) -> float:
     """α from ``λ_i ~ i^(−α)`` over modes i_min…i_max (1-based, λ descending)."""
-    lam = np.sort(np.asarray(eigvals, float))[::-1]
+    lam = _checks.as_numpy(eigvals, "eigvals", "fit_alpha", ndim=1, what="(M,)",
+                           dtype=np.float64)
+    lam = np.sort(lam)[::-1]
     idx = _index_range(lam.shape[0], i_min, i_max, "fit_alpha")
     return power_law_fit(idx, lam[idx - 1])[0]
 
@@ -88,7 +105,9 @@ def fit_beta(target_coeffs, i_min: int = 1, i_max: int | None = None,
     exact power law every bin's mean is the same multiple of its centre's value,
     so the slope is unbiased. Summed over outputs for (M, T) coefficients.
     """
-    v = np.asarray(target_coeffs, float)
+    v = _checks.as_numpy(target_coeffs, "target_coeffs", "fit_beta", ndim=(1, 2),
+                         what="(M,) or (M, T)", dtype=np.float64)
+    _checks.require_positive(bins_per_decade, "bins_per_decade", "fit_beta")
     v2 = v ** 2 if v.ndim == 1 else (v ** 2).sum(1)
     idx = _index_range(v2.shape[0], i_min, i_max, "fit_beta")
     bins = max(3, int(round(bins_per_decade * np.log10((idx[-1] + 1) / idx[0]))))
@@ -102,16 +121,23 @@ def fit_beta(target_coeffs, i_min: int = 1, i_max: int | None = None,
 
 def inverse_trace_kappa(kernel_n, ridge=0.0):
     """``(Tr (K_n + δ I)⁻¹)⁻¹``, the data-only estimate of κ at n = len(K_n)."""
-    k = jnp.asarray(kernel_n)
+    k = _square(kernel_n, "kernel_n", "inverse_trace_kappa")
+    _checks.require_nonnegative(ridge, "ridge", "inverse_trace_kappa")
     evals = jnp.linalg.eigvalsh(0.5 * (k + k.T)) + ridge
     evals = jnp.maximum(evals, jnp.finfo(k.dtype).eps * jnp.max(evals))
     return 1.0 / jnp.sum(1.0 / evals)
 
 
 def ridgeless_krr_mse(kernel, y, train_idx, test_idx):
-    """Test MSE of ridgeless KRR trained on ``train_idx`` of a pool kernel."""
-    k = jnp.asarray(kernel)
-    y = jnp.asarray(y, k.dtype)
+    """Test MSE of ridgeless KRR trained on ``train_idx`` of a pool kernel.
+
+    ``kernel (N, N)`` on the pool, ``y (N,)`` or ``(N, T)``; ``train_idx`` and
+    ``test_idx`` 1-D integer indices into the pool (``-N <= i < N``)."""
+    name = "ridgeless_krr_mse"
+    k = _square(kernel, "kernel", name)
+    y = _targets(y, k, name)
+    train_idx = _checks.require_indices(train_idx, k.shape[0], "train_idx", name)
+    test_idx = _checks.require_indices(test_idx, k.shape[0], "test_idx", name)
     ktt = k[train_idx][:, train_idx]
     sol = jnp.linalg.lstsq(ktt, y[train_idx])[0]
     pred = k[test_idx][:, train_idx] @ sol
@@ -127,10 +153,21 @@ def exponents_from_sizes(kernel, y, sizes, key, trials: int = 3, n_test: int | N
     points. Fits κ̂ ~ n^(−α) and MSE ~ n^(1−β). Returns α, β and a dict of the
     per-size means.
     """
-    k = jnp.asarray(kernel)
+    name = "exponents_from_sizes"
+    k = _square(kernel, "kernel", name)
+    y = _targets(y, k, name)
     pool = k.shape[0]
-    sizes = [int(s) for s in sizes]
-    n_test = n_test or max(pool - max(sizes), 1)
+    sizes = [_checks.require_int(s, "sizes", name)
+             for s in np.atleast_1d(np.asarray(sizes))]
+    if len(sizes) < 2:
+        raise ValueError(f"{name}: `sizes` must hold at least 2 subset sizes (a "
+                         f"power-law fit needs 2 points); got {len(sizes)}.")
+    trials = _checks.require_int(trials, "trials", name)
+    n_test = (max(pool - max(sizes), 1) if n_test is None
+              else _checks.require_int(n_test, "n_test", name))
+    if key is None:
+        raise TypeError(f"{name}: `key` must be a PRNG key (it draws the subsets); "
+                        f"got None.")
     if max(sizes) + n_test > pool:
         raise ValueError(f"exponents_from_sizes: max(sizes) + n_test = "
                          f"{max(sizes) + n_test} exceeds the pool of {pool} points.")

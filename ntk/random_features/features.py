@@ -24,26 +24,26 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
+
+from ntk import _checks
 
 __all__ = ["network_features", "ntk_features", "relu_features", "fourier_features",
            "gaussian_features"]
 
 
 def _matrix(x, name):
-    x = jnp.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"{name}: x must have shape (n, d) (flatten images first, e.g. "
-                         f"ntk.data.flatten); got shape {x.shape}.")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
+    x = _checks.as_array(x, "x", name, ndim=2, floating=True,
+                         what="(n, d) (flatten images first, e.g. ntk.data.flatten)")
+    if x.shape[1] == 0:
+        raise ValueError(f"{name}: `x` must have at least one feature (d >= 1); got "
+                         f"shape {tuple(x.shape)}.")
     return x
 
 
 def _count(k, name):
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"{name}: k must be a positive int; got {k!r}.")
-    return k
+    return _checks.require_int(k, "k", name)
 
 
 def relu_features(key, x, k: int, W_std: float = 1.0, b_std: float | None = None):
@@ -56,6 +56,9 @@ def relu_features(key, x, k: int, W_std: float = 1.0, b_std: float | None = None
     """
     x = _matrix(x, "relu_features")
     k = _count(k, "relu_features")
+    _checks.require_nonnegative(W_std, "W_std", "relu_features")
+    if b_std is not None:
+        _checks.require_nonnegative(b_std, "b_std", "relu_features")
     kw, kb = jax.random.split(key)
     d = x.shape[1]
     pre = (W_std / math.sqrt(d)) * (x @ jax.random.normal(kw, (d, k), x.dtype))
@@ -68,8 +71,7 @@ def fourier_features(key, x, k: int, lengthscale: float = 1.0):
     """Random Fourier features (n, k) of the RBF kernel ``exp(−|x−x'|²/2ℓ²)``."""
     x = _matrix(x, "fourier_features")
     k = _count(k, "fourier_features")
-    if not lengthscale > 0:
-        raise ValueError(f"fourier_features: lengthscale must be > 0; got {lengthscale!r}.")
+    _checks.require_positive(lengthscale, "lengthscale", "fourier_features")
     kw, kb = jax.random.split(key)
     omega = jax.random.normal(kw, (x.shape[1], k), x.dtype) / lengthscale
     b = jax.random.uniform(kb, (k,), x.dtype, 0.0, 2 * math.pi)
@@ -86,10 +88,14 @@ def gaussian_features(key, x, eigvals, k: int):
     """
     x = _matrix(x, "gaussian_features")
     k = _count(k, "gaussian_features")
-    lam = jnp.asarray(eigvals, x.dtype)
+    lam = _checks.as_array(eigvals, "eigvals", "gaussian_features").astype(x.dtype)
     if lam.shape != (x.shape[1],):
-        raise ValueError(f"gaussian_features: eigvals must have shape ({x.shape[1]},) "
+        raise ValueError(f"gaussian_features: `eigvals` must have shape ({x.shape[1]},) "
                          f"(one per input coordinate); got {lam.shape}.")
+    c = _checks.concrete(lam)
+    if c is not None and np.any(c < 0):
+        raise ValueError(f"gaussian_features: `eigvals` must be >= 0 (a kernel "
+                         f"spectrum); got {c[c < 0][:5].tolist()}.")
     w = jax.random.normal(key, (k, lam.shape[0]), x.dtype)
     f = w * jnp.sqrt(lam) / math.sqrt(k)
     return x @ f.T, f
@@ -119,9 +125,13 @@ def network_features(network, key, x, params=None):
     ``params`` to reuse a draw; otherwise they come from ``init_fn(key, x.shape)``.
     """
     init_fn, apply_fn = _fns(network, "network_features")
-    x = jnp.asarray(x)
-    if x.ndim < 2:
-        raise ValueError(f"network_features: x must have shape (n, ...); got {x.shape}.")
+    x = _checks.as_array(x, "x", "network_features")
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(f"network_features: `x` must have shape (n, ...) with n >= 1 "
+                         f"and a feature axis; got {x.shape}.")
+    if params is None and key is None:
+        raise TypeError("network_features: `key` must be a PRNG key when `params` "
+                        "is None (it draws the parameters); got None.")
     if params is None:
         _, params = init_fn(key, x.shape)
     h = apply_fn(params, x)
@@ -137,10 +147,13 @@ def ntk_features(apply_fn, params, x):
     and RF regression on Φ is the linearised network trained to convergence
     with ridge (the NTK random-feature model).
     """
-    if not callable(apply_fn):
-        raise TypeError(f"ntk_features: apply_fn must be callable; got "
-                        f"{type(apply_fn).__name__}.")
-    x = jnp.asarray(x)
+    _checks.require_callable(apply_fn, "apply_fn", "ntk_features",
+                             "a function apply_fn(params, x)")
+    x = _checks.as_array(x, "x", "ntk_features")
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise ValueError(f"ntk_features: `x` must have shape (n, ...) with n >= 1; got "
+                         f"shape {tuple(x.shape)}.")
+    _checks.require_finite(params, "params", "ntk_features")
     out = jax.eval_shape(lambda p, xx: apply_fn(p, xx), params, x[:1])
     if math.prod(out.shape) != 1:
         raise ValueError(f"ntk_features: the network must have one output per example; "

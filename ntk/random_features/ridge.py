@@ -24,6 +24,9 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from ntk import _checks
 
 __all__ = ["rf_ridge_weights", "rf_ridge_mse", "optimal_ridge", "mse"]
 
@@ -31,19 +34,22 @@ _HP = jax.lax.Precision.HIGHEST
 _METHODS = ("auto", "primal", "dual")
 
 
-def _check(phi, y, ridges, method, name):
-    phi = jnp.asarray(phi)
-    y = jnp.asarray(y)
-    if phi.ndim != 2:
-        raise ValueError(f"{name}: phi must have shape (n, k); got shape {phi.shape}.")
+def _check(phi, y, ridges, method, name, arg="phi", y_arg="y"):
+    phi = _checks.as_array(phi, arg, name, ndim=2, floating=True, what="(n, k)")
+    if phi.shape[0] == 0 or phi.shape[1] == 0:
+        raise ValueError(f"{name}: `{arg}` must have n >= 1 rows and k >= 1 "
+                         f"features; got shape {tuple(phi.shape)}.")
+    y = _checks.as_array(y, y_arg, name, floating=True)
     if y.ndim not in (1, 2) or y.shape[0] != phi.shape[0]:
-        raise ValueError(f"{name}: y must have shape (n,) or (n, T) with n = "
-                         f"{phi.shape[0]} (rows of phi); got shape {y.shape}.")
-    ridges = jnp.asarray(ridges, phi.dtype)
-    if ridges.ndim != 1:
-        raise ValueError(f"{name}: ridges must have shape (R,); got shape {ridges.shape}.")
-    if method not in _METHODS:
-        raise ValueError(f"{name}: method must be one of {_METHODS}; got {method!r}.")
+        raise ValueError(f"{name}: `{y_arg}` must have shape (n,) or (n, T) with n = "
+                         f"{phi.shape[0]} (rows of {arg}); got shape {y.shape}.")
+    ridges = _checks.as_array(ridges, "ridges", name, ndim=1, what="(R,)",
+                              nonempty=True).astype(phi.dtype)
+    c = _checks.concrete(ridges)
+    if c is not None and np.any(c < 0):
+        raise ValueError(f"{name}: `ridges` must be >= 0; got "
+                         f"{c[c < 0][:5].tolist()}.")
+    _checks.require_one_of(method, _METHODS, "method", name)
     return phi, y, ridges
 
 
@@ -80,6 +86,8 @@ def rf_ridge_weights(phi, y, ridges, method: str = "auto", rcond=None):
         method = "primal" if k <= n else "dual"
     if rcond is None:
         rcond = max(n, k) * float(jnp.finfo(phi.dtype).eps)
+    else:
+        _checks.require_nonnegative(rcond, "rcond", "rf_ridge_weights")
     w = _weights(phi, y[:, None] if y.ndim == 1 else y, ridges, method, float(rcond))
     return w[..., 0] if y.ndim == 1 else w
 
@@ -101,7 +109,14 @@ def _weights(phi, y2, ridges, method, rcond):
 
 
 def mse(pred, y):
-    """Mean over samples of the squared error summed over outputs."""
+    """Mean over samples of the squared error summed over outputs.
+
+    ``pred`` and ``y`` have the same shape, ``(n,)`` or ``(n, T)``."""
+    pred = _checks.as_array(pred, "pred", "mse", ndim=(1, 2), what="(n,) or (n, T)")
+    y = _checks.as_array(y, "y", "mse")
+    if pred.shape != y.shape:
+        raise ValueError(f"mse: `pred` and `y` must have the same shape; got "
+                         f"{tuple(pred.shape)} and {tuple(y.shape)}.")
     err = (pred - y) ** 2
     return err.mean() if err.ndim == 1 else err.sum(-1).mean()
 
@@ -111,16 +126,23 @@ def rf_ridge_mse(phi_train, y_train, phi_test, y_test, ridges, method: str = "au
 
     MSE = mean over samples of the squared error summed over outputs.
     """
-    phi_train, y_train, ridges = _check(phi_train, y_train, ridges, method, "rf_ridge_mse")
-    phi_test = jnp.asarray(phi_test)
+    name = "rf_ridge_mse"
+    phi_train, y_train, ridges = _check(phi_train, y_train, ridges, method, name,
+                                        "phi_train", "y_train")
+    phi_test = _checks.as_array(phi_test, "phi_test", name, floating=True)
     if phi_test.ndim != 2 or phi_test.shape[1] != phi_train.shape[1]:
-        raise ValueError(f"rf_ridge_mse: phi_test must have shape (m, {phi_train.shape[1]}); "
+        raise ValueError(f"{name}: `phi_test` must have shape (m, {phi_train.shape[1]}); "
                          f"got shape {phi_test.shape}.")
+    y_test = _checks.as_array(y_test, "y_test", name, floating=True)
+    want = (phi_test.shape[0],) + tuple(y_train.shape[1:])
+    if tuple(y_test.shape) != want:
+        raise ValueError(f"{name}: `y_test` must have shape {want} (rows of phi_test, "
+                         f"outputs of y_train); got shape {tuple(y_test.shape)}.")
     w = rf_ridge_weights(phi_train, y_train, ridges, method)
     pred_tr = jnp.einsum("ak,rk...->ra...", phi_train, w, precision=_HP)
     pred_te = jnp.einsum("ak,rk...->ra...", phi_test, w, precision=_HP)
     train = jax.vmap(mse, (0, None))(pred_tr, y_train)
-    test = jax.vmap(mse, (0, None))(pred_te, jnp.asarray(y_test))
+    test = jax.vmap(mse, (0, None))(pred_te, y_test)
     return train, test
 
 
@@ -130,10 +152,17 @@ def optimal_ridge(ridges, test_mse, axis: int = -1):
     ``test_mse[..., r]`` must belong to ``ridges[r]``; works on theory curves and
     on trial means alike (select on the mean, not per trial, to avoid bias).
     """
-    ridges = jnp.asarray(ridges)
-    test_mse = jnp.asarray(test_mse)
+    name = "optimal_ridge"
+    ridges = _checks.as_array(ridges, "ridges", name, ndim=1, what="(R,)", nonempty=True)
+    # NaN/inf test MSEs are allowed: they are skipped (e.g. diverged trials).
+    test_mse = _checks.as_array(test_mse, "test_mse", name, finite=False)
+    if test_mse.ndim == 0:
+        raise ValueError(f"{name}: `test_mse` must have an axis of {ridges.shape[0]} "
+                         f"ridges; got a scalar.")
+    axis = _checks.require_int(axis, "axis", name, minimum=-test_mse.ndim,
+                               maximum=test_mse.ndim - 1)
     if test_mse.shape[axis] != ridges.shape[0]:
-        raise ValueError(f"optimal_ridge: test_mse must have {ridges.shape[0]} entries "
+        raise ValueError(f"{name}: `test_mse` must have {ridges.shape[0]} entries "
                          f"along axis {axis}; got shape {test_mse.shape}.")
     clean = jnp.where(jnp.isfinite(test_mse), test_mse, jnp.inf)
     i = jnp.argmin(clean, axis=axis)

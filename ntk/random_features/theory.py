@@ -52,9 +52,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from ntk import _checks
 
 __all__ = ["KRRTheory", "RFTheory", "krr_kappa", "krr_risk", "rf_kappa_gamma",
-           "rf_risk", "learnabilities"]
+           "rf_risk", "learnabilities", "optimal_fitting_ratio"]
 
 _BISECTION_STEPS = 96
 
@@ -94,30 +97,34 @@ class RFTheory(NamedTuple):
 
 def _check_spectrum(eigvals, name):
     if not hasattr(eigvals, "shape") and not isinstance(eigvals, (list, tuple)):
-        raise TypeError(f"{name}: eigvals must be an array of shape (M,); got "
+        raise TypeError(f"{name}: `eigvals` must be an array of shape (M,); got "
                         f"{type(eigvals).__name__}.")
-    lam = jnp.asarray(eigvals)
+    lam = _checks.as_array(eigvals, "eigvals", name, floating=True)
     if lam.ndim != 1 or lam.shape[0] == 0:
-        raise ValueError(f"{name}: eigvals must have shape (M,) with M ≥ 1; got "
+        raise ValueError(f"{name}: `eigvals` must have shape (M,) with M ≥ 1; got "
                          f"shape {lam.shape}.")
-    if not jnp.issubdtype(lam.dtype, jnp.floating):
-        lam = lam.astype(jnp.result_type(float))
+    c = _checks.concrete(lam)
+    if c is not None and np.any(c < 0):
+        raise ValueError(f"{name}: `eigvals` must be >= 0 (a kernel spectrum); got "
+                         f"{c[c < 0][:5].tolist()}.")
     return lam
 
 
 def _target_power(coeffs, m, name):
     """``Σ_t v_{i,t}²`` of shape (M,) from v of shape (M,) or (M, T)."""
-    v = jnp.asarray(coeffs)
+    v = _checks.as_array(coeffs, "target_coeffs", name)
     if v.ndim not in (1, 2) or v.shape[0] != m:
-        raise ValueError(f"{name}: target_coeffs must have shape (M,) or (M, T) with "
+        raise ValueError(f"{name}: `target_coeffs` must have shape (M,) or (M, T) with "
                          f"M = {m} (the number of eigenvalues); got shape {v.shape}.")
     v2 = v ** 2
     return v2 if v2.ndim == 1 else v2.sum(axis=1)
 
 
 def learnabilities(eigvals, gamma):
-    """``L_i = λ_i/(λ_i + γ)`` (0 for λ_i = 0), shape (M,)."""
-    lam = jnp.asarray(eigvals)
+    """``L_i = λ_i/(λ_i + γ)`` (``λ_i ≥ 0``, ``γ > 0``), shape (M,)."""
+    lam = _check_spectrum(eigvals, "learnabilities")
+    _checks.require_positive(_scalar(gamma, "learnabilities", "gamma"), "gamma",
+                             "learnabilities")
     return lam / (lam + gamma)
 
 
@@ -164,22 +171,29 @@ def _solve_log_gamma(lam, n, inv_k, ridge):
 
 
 def _scalar(x, name, arg):
-    x = jnp.asarray(x)
+    x = _checks.as_array(x, arg, name, finite=False)
     if x.ndim != 0:
-        raise ValueError(f"{name}: {arg} must be a scalar (vmap for grids); got shape "
+        raise ValueError(f"{name}: `{arg}` must be a scalar (vmap for grids); got shape "
                          f"{x.shape}.")
     return x
 
 
 def _prep(eigvals, n, k, ridge, name):
     lam = _check_spectrum(eigvals, name)
-    n = _scalar(n, name, "n").astype(lam.dtype)
-    ridge = _scalar(ridge, name, "ridge").astype(lam.dtype)
+    n = _checks.require_positive(_scalar(n, name, "n"), "n", name).astype(lam.dtype)
+    ridge = _checks.require_nonnegative(_scalar(ridge, name, "ridge"), "ridge",
+                                        name).astype(lam.dtype)
     inv_k = None
     if k is not None:
-        k = _scalar(k, name, "k").astype(lam.dtype)
+        k = _checks.require_positive(_scalar(k, name, "k"), "k", name,
+                                     allow_inf=True).astype(lam.dtype)
         inv_k = 1.0 / k                          # k = inf → 0 (the KRR limit)
     return lam, n, inv_k, ridge
+
+
+def _noise(noise_var, name, dtype):
+    return _checks.require_nonnegative(_scalar(noise_var, name, "noise_var"),
+                                       "noise_var", name).astype(dtype)
 
 
 def rf_kappa_gamma(eigvals, n, k, ridge):
@@ -206,9 +220,11 @@ def rf_risk(eigvals, target_coeffs, n, k, ridge, noise_var=0.0) -> RFTheory:
     Args:
       eigvals: (M,) kernel eigenvalues λ_i ≥ 0 (any order).
       target_coeffs: (M,) or (M, T) eigencoefficients v_i of the target.
-      n: number of training samples; k: number of random features
-        (``jnp.inf`` gives KRR); ridge: δ ≥ 0; noise_var: σ² of the labels.
-    All scalars may be traced (vmap over grids, grad in any of them).
+      n: number of training samples (> 0); k: number of random features
+        (> 0; ``jnp.inf`` gives KRR); ridge: δ ≥ 0; noise_var: σ² ≥ 0 of the
+        labels.
+    All scalars may be traced (vmap over grids, grad in any of them); their
+    ranges are checked when they are concrete.
 
     Returns: `RFTheory`. MSEs are on noisy labels and summed over outputs.
 
@@ -217,7 +233,7 @@ def rf_risk(eigvals, target_coeffs, n, k, ridge, noise_var=0.0) -> RFTheory:
     """
     lam, n, inv_k, ridge = _prep(eigvals, n, k, ridge, "rf_risk")
     v2 = _target_power(target_coeffs, lam.shape[0], "rf_risk")
-    noise_var = _scalar(noise_var, "rf_risk", "noise_var").astype(lam.dtype)
+    noise_var = _noise(noise_var, "rf_risk", lam.dtype)
     return _rf_core(lam, v2, n, inv_k, ridge, noise_var)
 
 
@@ -260,7 +276,7 @@ def krr_risk(eigvals, target_coeffs, n, ridge, noise_var=0.0) -> KRRTheory:
     """
     lam, n, _, ridge = _prep(eigvals, n, None, ridge, "krr_risk")
     v2 = _target_power(target_coeffs, lam.shape[0], "krr_risk")
-    noise_var = _scalar(noise_var, "krr_risk", "noise_var").astype(lam.dtype)
+    noise_var = _noise(noise_var, "krr_risk", lam.dtype)
     return _krr_core(lam, v2, n, ridge, noise_var)
 
 
@@ -274,3 +290,35 @@ def _krr_core(lam, v2, n, ridge, noise_var):
     train = ((n - z) / n) ** 2 * test
     learn = jnp.sum(L * v2) / jnp.maximum(jnp.sum(v2), jnp.finfo(lam.dtype).tiny)
     return KRRTheory(kappa, e0, test, train, learn)
+
+
+def optimal_fitting_ratio(alpha, beta, n, noise_var, modes: int = 20000):
+    r"""KRR theory at the optimal ridge of a power-law task: ``(E_tr/E_te, δ*)``.
+
+    The task is ``λ_i = i^{−α}``, ``v_i² ∝ i^{−β}`` normalised to ``Σ v_i² = 1``,
+    ``i = 1 … modes``, with label noise ``noise_var``; the ridge is chosen on the
+    grid ``{0} ∪ logspace(−8, 2, 121) · Σλ`` by the theory's test MSE
+    (`krr_risk`). The fitting ratio ``E_tr/E_te`` at that optimum is the
+    paper's "obligatory overfitting" measure (Simon et al. 2024, Sec. 6): near 0
+    for noise-free power laws (the optimal ridge interpolates). Computed in
+    float32, as the paper's figures are.
+
+    Returns:
+      ``(ratio, ridge)``: floats.
+
+        >>> optimal_fitting_ratio(1.5, 1.5, n=256, noise_var=0.0)[0] < 1e-3
+        True
+    """
+    name = "optimal_fitting_ratio"
+    _checks.require_positive(alpha, "alpha", name)
+    _checks.require_positive(beta, "beta", name)
+    _checks.require_positive(n, "n", name)
+    _checks.require_nonnegative(noise_var, "noise_var", name)
+    modes = _checks.require_int(modes, "modes", name, minimum=2)
+    i = jnp.arange(1, modes + 1, dtype=jnp.float32)
+    lam = i ** -alpha
+    v = jnp.sqrt(i ** -beta / jnp.sum(i ** -beta))
+    ridges = jnp.concatenate([jnp.zeros(1), jnp.logspace(-8, 2, 121)]) * jnp.sum(lam)
+    th = jax.vmap(lambda r: krr_risk(lam, v, n, r, noise_var))(ridges)
+    j = int(jnp.argmin(th.test_mse))
+    return float(th.train_mse[j] / th.test_mse[j]), float(ridges[j])

@@ -1,0 +1,34 @@
+r"""Centred kernel alignment of two Gram matrices.
+
+Cortes, Mohri & Rostamizadeh 2012 ("Algorithms for learning kernels based on
+centered alignment", JMLR): with the centring matrix ``H = I − 11ᵀ/P``,
+
+    A(K₁, K₂) = ⟨H K₁ H, H K₂ H⟩_F / (‖H K₁ H‖_F ‖H K₂ H‖_F)  ∈ [−1, 1],
+
+1 when ``K₁ ∝ K₂`` after centring. Yang et al. 2023 use it to show the top
+DKM Gram moving towards ``Y Yᵀ`` as ν falls (`ntk.dkm.sweep`).
+
+    >>> centred_alignment(G_L, Y @ Y.T)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ntk import _checks
+
+__all__ = ["centred_alignment"]
+
+
+def centred_alignment(a, b) -> float:
+    """``⟨HAH, HBH⟩_F / (‖HAH‖ ‖HBH‖)``, ``H = I − 11ᵀ/P``, for ``(P, P)`` matrices
+    (computed in float64)."""
+    name = "centred_alignment"
+    a = _checks.as_numpy(a, "a", name, ndim=2, what="(P, P)", dtype=np.float64)
+    b = _checks.as_numpy(b, "b", name, ndim=2, what="(P, P)", dtype=np.float64)
+    if a.shape[0] != a.shape[1] or a.shape != b.shape:
+        raise ValueError(f"{name}: `a` and `b` must be square matrices of one shape "
+                         f"(P, P); got {a.shape} and {b.shape}.")
+    h = np.eye(len(a)) - 1.0 / len(a)
+    a, b = h @ a @ h, h @ b @ h
+    return float(np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b)))

@@ -1,0 +1,249 @@
+"""A doubly stochastic variational deep GP: the deep GP that DKMs are compared with.
+
+Salimbeni & Deisenroth 2017, "Doubly Stochastic Variational Inference for Deep
+Gaussian Processes" (NeurIPS). L layers f^ℓ: R^{D_{ℓ−1}} → R^{D_ℓ}, each with D_ℓ
+independent GPs sharing an SE-ARD kernel
+
+    k(a, b) = s² exp(−½ Σ_d (a_d − b_d)² / λ_d²)        (s², λ learned per layer),
+
+a mean function m_ℓ(x) = x W_ℓ (hidden widths D_ℓ = D_0, the input dimension, so
+the paper's fixed W_ℓ — PCA of the inputs when the width changes — is the
+identity; m_L = 0), M inducing
+points Z_ℓ (learned; all layers start at one random subset of the inputs, i.e.
+Z_ℓ W_ℓ as in the paper) and whitened inducing outputs u_ℓ = L_Z v_ℓ, L_Z L_Zᵀ = K_ZZ,
+v_ℓ ~ N(0, I), with q(v_ℓ^d) = N(m_ℓ^d, S_ℓ^d), S = R Rᵀ (R lower triangular,
+log-diagonal parameters). Given the previous layer's value x of one point, the
+layer's marginal is Gaussian (the paper's eq. 7, whitened):
+
+    A = L_Z⁻¹ k(Z, x),  μ^d = m_ℓ(x)_d + Aᵀ m^d,
+    σ²_d = k(x, x) − AᵀA + ‖R^dᵀ A‖².
+
+The bound (the paper's eq. 8) is
+
+    ELBO = Σ_n E_q[log N(y_n | f_n^L, σ_y²)] − Σ_ℓ Σ_d KL(N(m, S) ‖ N(0, I)),
+    KL = ½ (tr S + mᵀm − M − log|S|),
+
+the expectation by S reparametrised samples f̂_n^ℓ = μ + σ ε drawn layer by layer
+(marginals only, point by point), and in closed form at the last layer:
+E log N(y | f, σ_y²) = −½ log 2πσ_y² − ((y − μ)² + σ²)/(2σ_y²). For L = 1 this is
+deterministic and, with Z = X, its maximum over q is the exact log marginal
+likelihood (Titsias 2009). Minibatches scale the data term by N/B. Prediction
+moment-matches the S-sample mixture: mean = avg μ, var = avg σ² + var μ + σ_y².
+
+Computation is in float32 (as the paper's GPflow code); ``jitter`` is absolute,
+``chol(K_ZZ + jitter · I)`` (`ntk._linalg` with ``relative=False``; K_ZZ has
+diagonal s², so it is ``jitter/s²`` relative).
+
+    >>> params = fit(x, y, jax.random.PRNGKey(0), layers=2, num_inducing=50,
+    ...              steps=2000)
+    >>> mean, var = predict(params, x_test, jax.random.PRNGKey(1))
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ntk import _checks
+from ntk._linalg import jittered_cholesky
+
+__all__ = ["FIXABLE", "sqexp_ard", "elbo", "init", "fit", "predict"]
+
+#: Names accepted by ``fit(fixed=...)``: parameters held at their initial values.
+FIXABLE = ("z", "kernel", "noise")
+
+
+def sqexp_ard(a, b, log_amp, log_ls):
+    """SE-ARD kernel matrix ``s² exp(−½ Σ_d (a_d − b_d)² / λ_d²)``, (len(a), len(b))."""
+    ls = jnp.exp(log_ls)
+    d2 = jnp.sum(((a[:, None, :] - b[None, :, :]) / ls) ** 2, -1)
+    return jnp.exp(log_amp) * jnp.exp(-0.5 * d2)
+
+
+def _chol_factor(raw):
+    """R = strictly-lower(raw) + diag(exp(diag raw)), batched over outputs."""
+    diag = jnp.exp(jnp.diagonal(raw, axis1=-2, axis2=-1))
+    return jnp.tril(raw, -1) + diag[..., None] * jnp.eye(raw.shape[-1], dtype=raw.dtype)
+
+
+def _layer(layer, x, jitter):
+    """Marginal mean and variance (N, D_out) of one layer at inputs x (N, D_in)."""
+    z = layer["z"]
+    kzz = sqexp_ard(z, z, layer["log_amp"], layer["log_ls"])
+    lz = jittered_cholesky(kzz, jitter, relative=False, where="deep_gp",
+                           arg="K_ZZ").factor
+    a = jax.scipy.linalg.solve_triangular(lz, sqexp_ard(z, x, layer["log_amp"], layer["log_ls"]),
+                                          lower=True)                       # (M, N)
+    r = _chol_factor(layer["q_sqrt"])                                       # (D, M, M)
+    mean = a.T @ layer["q_mu"] + x @ jax.lax.stop_gradient(layer["w"])
+    rta = jnp.einsum("dmk,mn->dkn", r, a)                                   # Rᵀ A per output
+    # k(x,x) − AᵀA ≥ 0 in exact arithmetic; clamp float32 round-off
+    var = jnp.maximum(jnp.exp(layer["log_amp"]) - jnp.sum(a ** 2, 0), 0.0)[:, None] \
+        + jnp.sum(rta ** 2, 1).T
+    return mean, var
+
+
+def _kl(layer):
+    r = _chol_factor(layer["q_sqrt"])
+    m = layer["q_mu"].shape[0]
+    return 0.5 * jnp.sum(jnp.sum(r ** 2, (1, 2)) + jnp.sum(layer["q_mu"] ** 2, 0) - m
+                         - 2 * jnp.sum(jnp.log(jnp.diagonal(r, axis1=1, axis2=2)), 1))
+
+
+def _propagate(params, x, key, num_samples, jitter, chunk=None):
+    """Last layer's marginal mean and variance, (S, N, D_L), one sample path per s;
+    ``chunk`` samples at a time if given (memory ∝ chunk·D·M·N, not S·D·M·N)."""
+    layers = params["layers"]
+
+    def one(k):
+        h = x
+        for i, layer in enumerate(layers[:-1]):
+            mu, var = _layer(layer, h, jitter)
+            h = mu + jnp.sqrt(var) * jax.random.normal(jax.random.fold_in(k, i), mu.shape,
+                                                       mu.dtype)
+        return _layer(layers[-1], h, jitter)
+
+    keys = jax.random.split(key, num_samples)
+    return jax.vmap(one)(keys) if chunk is None else jax.lax.map(one, keys, batch_size=chunk)
+
+
+def elbo(params, x, y, key, num_samples=5, n_total=None, jitter=1e-5):
+    """The ELBO above on (x, y) (a minibatch of a set of n_total points, if given)."""
+    y = y.reshape(len(y), -1)
+    n_total = len(x) if n_total is None else n_total
+    mu, var = _propagate(params, x, key, num_samples, jitter)
+    s2 = jnp.exp(params["log_noise"])
+    ell = -0.5 * (jnp.log(2 * jnp.pi * s2) + ((y - mu) ** 2 + var) / s2)
+    kl = sum(jnp.sum(_kl(layer)) for layer in params["layers"])
+    return n_total / len(x) * jnp.sum(jnp.mean(ell, 0)) - kl
+
+
+def init(x, y, key, layers=2, num_inducing=100, noise_var=0.1):
+    """Parameters: hidden widths D = input dim, SE-ARD λ = √D, s² = 1, σ_y² = noise_var;
+    hidden q(v) = N(0, 10⁻⁵ I) (near-deterministic start, as in the paper), last N(0, I)."""
+    x, y = _check_xy(x, y, "deep_gp.init")
+    layers = _checks.require_int(layers, "layers", "deep_gp.init")
+    num_inducing = _checks.require_int(num_inducing, "num_inducing", "deep_gp.init")
+    _checks.require_positive(noise_var, "noise_var", "deep_gp.init")
+    n, d = x.shape
+    dy = y.shape[1]
+    m = min(num_inducing, n)
+    z = x[np.asarray(jax.random.choice(key, n, (m,), replace=False))]
+    out = []
+    for i in range(layers):
+        last = i == layers - 1
+        d_in, d_out = d, (dy if last else d)
+        w = np.zeros((d_in, d_out), np.float32) if last else np.eye(d, dtype=np.float32)
+        scale = 1.0 if last else 1e-5
+        out.append(dict(
+            z=jnp.asarray(z), w=jnp.asarray(w),
+            log_amp=jnp.zeros((), jnp.float32),
+            log_ls=jnp.full((d_in,), 0.5 * np.log(d_in), jnp.float32),
+            q_mu=jnp.zeros((m, d_out), jnp.float32),
+            q_sqrt=jnp.asarray(np.log(scale) * np.eye(m)[None].repeat(d_out, 0), jnp.float32)))
+    return dict(layers=tuple(out), log_noise=jnp.asarray(np.log(noise_var), jnp.float32))
+
+
+def _mask(params, fixed):
+    """1 for trained leaves, 0 for fixed ones (Adam's update is 0 where the gradient
+    always is, so masking gradients holds a leaf exactly)."""
+    names = dict(z="z", log_amp="kernel", log_ls="kernel", w="w")
+
+    def leaf(path, _):
+        key = path[-1].key if hasattr(path[-1], "key") else None
+        group = "noise" if key == "log_noise" else names.get(key)
+        return jnp.asarray(0.0 if group in fixed or group == "w" else 1.0)
+
+    return jax.tree_util.tree_map_with_path(leaf, params)
+
+
+@functools.partial(jax.jit, static_argnames=("steps", "batch", "num_samples"))
+def _train(params, mask, x, y, key, learning_rate, jitter, *, steps, batch, num_samples):
+    """All Adam steps in one compiled scan; returns params and the ELBO trace."""
+    tx = optax.adam(learning_rate)
+    n = len(x)
+
+    def step(carry, k):
+        p, state = carry
+        kb, ks = jax.random.split(k)
+        if batch is None:
+            xb, yb = x, y
+        else:
+            idx = jax.random.choice(kb, n, (batch,), replace=False)
+            xb, yb = x[idx], y[idx]
+        value, g = jax.value_and_grad(elbo)(p, xb, yb, ks, num_samples, n, jitter)
+        g = jax.tree_util.tree_map(lambda gi, mi: -gi * mi / n, g, mask)   # minimise −ELBO/N
+        updates, state = tx.update(g, state, p)
+        return (optax.apply_updates(p, updates), state), value
+
+    (params, _), trace = jax.lax.scan(step, (params, tx.init(params)),
+                                      jax.random.split(key, steps))
+    return params, trace
+
+
+def fit(x, y, key, layers=2, num_inducing=100, steps=2000, learning_rate=0.01,
+        batch_size=None, num_samples=5, noise_var=0.1, jitter=1e-5, params=None,
+        fixed=(), return_trace=False):
+    """Maximise the ELBO with Adam; ``params`` (from `init`) overrides the default start,
+    ``fixed`` ⊆ FIXABLE holds inducing points / kernel / noise at their start."""
+    name = "deep_gp.fit"
+    if isinstance(fixed, str) or not set(fixed) <= set(FIXABLE):
+        raise ValueError(f"{name}: `fixed` must be a tuple of names among {FIXABLE}; "
+                         f"got {fixed!r}.")
+    _check_xy(x, y, name)
+    steps = _checks.require_int(steps, "steps", name)
+    _checks.require_positive(learning_rate, "learning_rate", name)
+    if batch_size is not None:
+        _checks.require_int(batch_size, "batch_size", name)
+    num_samples = _checks.require_int(num_samples, "num_samples", name)
+    _checks.require_nonnegative(jitter, "jitter", name)
+    k_init, k_fit = jax.random.split(key)
+    if params is None:
+        params = init(x, y, k_init, layers, num_inducing, noise_var)
+    x = jnp.asarray(x, jnp.float32)
+    y = jnp.asarray(y, jnp.float32).reshape(len(x), -1)
+    batch = batch_size if batch_size and batch_size < len(x) else None
+    params, trace = _train(params, _mask(params, tuple(fixed)), x, y, k_fit,
+                           jnp.float32(learning_rate), jnp.float32(jitter),
+                           steps=steps, batch=batch, num_samples=num_samples)
+    return (params, np.asarray(trace)) if return_trace else params
+
+
+@functools.partial(jax.jit, static_argnames=("num_samples",))
+def _predict(params, x, key, jitter, *, num_samples):
+    # 10 samples at a time: 100 vmapped samples of a 13-wide hidden layer at 4,000 test
+    # points would hold 100·13·M·4000 floats (2 GB at M = 100)
+    mu, var = _propagate(params, x, key, num_samples, jitter, chunk=10)
+    return mu.mean(0), var.mean(0) + mu.var(0)
+
+
+def predict(params, x_test, key, num_samples=100, jitter=1e-5):
+    """Moment-matched predictive of y: (mean, variance incl. σ_y²), each (N, D_L)
+    squeezed to (N,) for one output."""
+    x_test = _checks.as_numpy(x_test, "x_test", "deep_gp.predict", ndim=2, what="(N, D)")
+    d = params["layers"][0]["z"].shape[1]
+    if x_test.shape[1] != d:
+        raise ValueError(f"deep_gp.predict: `x_test` must have shape (N, {d}) like the "
+                         f"training inputs; got {x_test.shape}.")
+    num_samples = _checks.require_int(num_samples, "num_samples", "deep_gp.predict")
+    mean, var = _predict(params, jnp.asarray(x_test, jnp.float32), key, jnp.float32(jitter),
+                         num_samples=num_samples)
+    var = var + jnp.exp(params["log_noise"])
+    if mean.shape[1] == 1:
+        mean, var = mean[:, 0], var[:, 0]
+    return np.asarray(mean, np.float64), np.asarray(var, np.float64)
+
+
+def _check_xy(x, y, name):
+    """Inputs ``x (N, D)`` and targets ``y (N,)`` or ``(N, D_L)`` as float32 NumPy
+    arrays (``y`` as ``(N, D_L)``)."""
+    x = _checks.as_numpy(x, "x", name, ndim=2, what="(N, D)", nonempty=True)
+    y = _checks.as_numpy(y, "y", name, ndim=(1, 2), what="(N,) or (N, D_L)")
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"{name}: `y` must have {x.shape[0]} rows like `x`; got shape "
+                         f"{y.shape}.")
+    return x.astype(np.float32), y.reshape(len(y), -1).astype(np.float32)

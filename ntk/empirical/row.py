@@ -1,0 +1,65 @@
+r"""One row of the empirical NTK with one gradient and one JVP.
+
+For a function ``f(θ, x)`` with one output the empirical NTK between one point
+``x₀`` and a batch ``X`` is
+
+    Θ̂(x₀, X) = ⟨∂_θ f(θ, x₀), ∂_θ f(θ, X)⟩ = J(X) g₀,    g₀ = ∂_θ f(θ, x₀),
+
+a Jacobian-vector product of ``f(θ, X)`` along the gradient at ``x₀``: one
+reverse pass and one forward pass, never the ``(N, |θ|)`` Jacobian. This is
+the row that Jacot et al. 2018 (Fig. 1) plot, ``Θ̂(x₀, x(γ))`` along a circle
+of inputs; `ntk.empirical.empirical_ntk_fn` gives the whole matrix.
+
+    >>> init_fn, apply_fn, _ = stax.serial(stax.Dense(512), stax.Relu(), stax.Dense(1))
+    >>> _, params = init_fn(key, x.shape)
+    >>> empirical_ntk_row(apply_fn, params, x[0], x)      # (N,) = Θ̂(x[0], x)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import numpy as np
+
+from ntk import _checks
+
+__all__ = ["empirical_ntk_row"]
+
+
+def empirical_ntk_row(f: Callable, params, x0, x, output: int = 0):
+    """``Θ̂(x₀, X)``, shape ``(N,)``, of output ``output`` of ``f(params, inputs)``.
+
+    Args:
+      f: ``f(params, inputs)`` mapping a batch ``(B, ...)`` to outputs ``(B,)``
+        or ``(B, K)`` (e.g. a stax ``apply_fn``).
+      params: the parameters θ (any pytree).
+      x0: one input, shaped like a row of ``x`` (without the batch axis).
+      x: ``(N, ...)`` inputs.
+      output: the output unit ``k`` for ``(B, K)`` outputs: the row is the NTK
+        of ``f_k`` with itself (no trace over outputs; with ``K = 1`` it is
+        the NTK).
+
+    Returns:
+      ``Θ̂(x₀, x_n) = ⟨∂_θ f_k(θ, x₀), ∂_θ f_k(θ, x_n)⟩`` for ``n = 1 … N``.
+      Usable under ``jit`` (shapes are checked at trace time).
+    """
+    name = "empirical_ntk_row"
+    _checks.require_callable(f, "f", name, "a function f(params, inputs)")
+    if np.shape(x0) != np.shape(x)[1:]:
+        raise ValueError(f"{name}: `x0` must be one input of shape {np.shape(x)[1:]} "
+                         f"(a row of `x`); got shape {np.shape(x0)}.")
+    shape = jax.eval_shape(f, params, x).shape
+    if len(shape) not in (1, 2) or shape[0] != np.shape(x)[0]:
+        raise ValueError(f"{name}: `f` must map the {np.shape(x)[0]} inputs to outputs "
+                         f"of shape ({np.shape(x)[0]},) or ({np.shape(x)[0]}, K); got "
+                         f"{shape}.")
+    units = 1 if len(shape) == 1 else shape[1]
+    output = _checks.require_int(output, "output", name, minimum=0, maximum=units - 1)
+
+    def unit(p, inputs):
+        out = f(p, inputs)
+        return out if out.ndim == 1 else out[:, output]
+
+    g0 = jax.grad(lambda p: unit(p, x0[None])[0])(params)
+    return jax.jvp(lambda p: unit(p, x), (params,), (g0,))[1]

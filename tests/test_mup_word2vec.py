@@ -1,0 +1,81 @@
+"""`ntk.mup.word2vec`: CBOW with negative sampling, checked against a NumPy
+evaluation of the loss, finite differences and its exact value at zero
+output embeddings."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ntk.data import text
+from ntk.mup import word2vec
+
+
+def _batch(rng, v=7, n=4, b=5, w=2, k=3):
+    params = (jnp.asarray(rng.normal(size=(v, n))), jnp.asarray(rng.normal(size=(v, n))))
+    ctx = jnp.asarray(rng.integers(0, v, (b, 2 * w)))
+    mask = jnp.asarray((rng.random((b, 2 * w)) > 0.3).astype(np.float64))
+    return params, ctx, mask, jnp.asarray(rng.integers(0, v, b)), \
+        jnp.asarray(rng.integers(0, v, (b, k)))
+
+
+def test_loss_is_the_negative_sampling_objective():
+    rng = np.random.default_rng(0)
+    (e_in, e_out), ctx, mask, tgt, neg = _batch(rng)
+    scale = 0.3
+    e_in, e_out, ctx, mask = map(np.asarray, (e_in, e_out, ctx, mask))
+    want = 0.0
+    for b in range(len(tgt)):
+        h = (e_in[ctx[b]] * mask[b][:, None]).sum(0) / max(mask[b].sum(), 1)
+        s_pos = scale * e_out[int(tgt[b])] @ h
+        s_neg = scale * e_out[np.asarray(neg[b])] @ h
+        want += -(np.log(1 / (1 + np.exp(-s_pos))) + np.log(1 / (1 + np.exp(s_neg))).sum())
+    got = word2vec.cbow_loss((jnp.asarray(e_in), jnp.asarray(e_out)), ctx, mask, tgt, neg,
+                             scale)
+    assert float(got) == pytest.approx(want / len(tgt), rel=1e-12)
+
+
+def test_step_moves_against_the_finite_difference_gradient():
+    rng = np.random.default_rng(1)
+    params, ctx, mask, tgt, neg = _batch(rng)
+    lr = 0.1
+    new, _ = word2vec.cbow_step(params, ctx, mask, tgt, neg, 0.5, lr)
+    d = tuple(jnp.asarray(rng.normal(size=p.shape)) for p in params)
+    eps = 1e-6
+
+    def at(t):
+        return float(word2vec.cbow_loss(tuple(p + t * q for p, q in zip(params, d)),
+                                        ctx, mask, tgt, neg, 0.5))
+    fd = (at(eps) - at(-eps)) / (2 * eps)
+    implied = sum(float(jnp.sum((p - q) / lr * r)) for p, q, r in zip(params, new, d))
+    # central differences in float64: error O(eps²) plus round-off ~1e-9
+    assert implied == pytest.approx(fd, rel=1e-6, abs=1e-8)
+
+
+def test_training_starts_at_the_zero_readout_loss_and_lowers_it():
+    corpus = text.planted_analogy_corpus(n_topics=4, n_modifiers=3, words_per_attribute=4,
+                                         n_filler=20, n_tokens=4000, filler_prob=0.3,
+                                         zipf=1.0, seed=0)
+    v = len(corpus.vocab)
+    params = (jnp.eye(v), jnp.zeros((v, v)))
+    k = 5
+    # e_out = 0: every score is 0 and the loss is exactly (1 + k) log 2
+    batch = next(text.cbow_batches(corpus.tokens, 2, 64, k, text.unigram_table(corpus.counts),
+                                   np.random.default_rng(0)))
+    assert float(word2vec.cbow_loss(params, *batch, 1.0)) == pytest.approx(
+        (1 + k) * math.log(2), rel=1e-12)
+    _, loss = word2vec.train_cbow(params, corpus, scale=1.0, learning_rate=5.0, seed=0,
+                                  negatives=k, batch_size=64, epochs=2)
+    assert loss < 0.8 * (1 + k) * math.log(2)
+
+
+def test_bad_settings_are_rejected_by_name():
+    corpus = text.planted_analogy_corpus(n_topics=2, n_modifiers=2, words_per_attribute=2,
+                                         n_filler=5, n_tokens=500, filler_prob=0.3,
+                                         zipf=1.0, seed=0)
+    with pytest.raises(ValueError, match="`learning_rate` must be a number > 0"):
+        word2vec.train_cbow(None, corpus, scale=1.0, learning_rate=0.0, seed=0)
