@@ -1,21 +1,51 @@
-"""``python -m experiments list | run NAME|all [--full] [--out DIR] [--seed N]``.
+"""``python -m experiments list | run NAME|all [--tiny|--full] [--out DIR] [--seed N] | report``.
 
 ``run`` writes ``DIR/NAME/`` (default ``results/NAME/``): the figure(s) as PNG
 and ``metrics.json`` with the config, seed, package versions, device, wall
-time and a paper-vs-ours table, which is also printed. Sizes: ``quick``
-(default; about a minute per experiment on 2 CPU cores), ``--full`` (the
-papers' settings, meant for a GPU/TPU) and ``--tiny`` (seconds; for tests).
+time (and each part's), the data used and a paper-vs-ours table whose rows
+are marked agree / differs / not comparable, which is also printed. Each part
+of an experiment shows a progress bar that stays on screen with its time.
+``run all`` ends by writing the report (below).
+
+Sizes, with times measured on the 2-core CPU development machine while other
+jobs kept its load average at 3–7 (an idle machine is faster; ``list`` gives
+each experiment's own time):
+
+* ``quick`` (default): 40 s (giapitzakis25) to 2.5–4 min (yang21_mup) per
+  experiment; ``run all`` took 10 minutes for the five;
+* ``--tiny`` (for tests; the numbers are not meaningful): 15–40 s per
+  experiment, 50–90 s for yang21_mup — mostly JAX compilation, so not
+  seconds; ``run all --tiny`` took 3.5 minutes;
+* ``--full``: the papers' settings, meant for a GPU/TPU (hours on a CPU).
+
+``report`` collects every experiment's latest run in ``DIR`` into
+``DIR/REPORT.md`` and a self-contained ``DIR/index.html`` (figures embedded).
 ``--set KEY=VALUE`` overrides a config field (tuples comma-separated).
 ``--data-dir DIR`` points the experiments that can use real datasets (text8,
 Omniglot, CIFAR-10, UCI) at them; without it they use offline stand-ins.
+
+A run is written to ``DIR/.NAME.staging-<run_id>/`` and renamed to
+``DIR/NAME/`` when complete, so an interrupted run (Ctrl-C, SIGTERM) leaves
+the previous results as they were. Exit status: 0 success; 1 an experiment
+failed (its traceback is printed); 2 a usage error — unknown name, bad
+option, unwritable ``--out``, a dataset missing from ``--data-dir`` — shown
+as one ``error:`` line; 130 / 143 interrupted by SIGINT / SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 
-from experiments import registry
+from experiments import registry, report, results
+
+_SIZE_HELP = {
+    "full": "the papers' settings (slow; for a GPU/TPU)",
+    "tiny": "smoke-test size for tests: 15–90 s per experiment on a loaded 2-core CPU "
+            "(compilation dominates; see `list`); numbers are not meaningful",
+}
 
 
 def _parse_set(items):
@@ -33,14 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m experiments",
         description="Reproduce the papers' figures with ntk.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list the registered experiments")
-    run = sub.add_parser("run", help="run an experiment (or all of them)")
+    sub.add_parser("list", help="list the registered experiments and their measured times")
+    run = sub.add_parser(
+        "run", help="run an experiment (or all of them, then write the report)",
+        description="Run at the quick size unless --tiny or --full: 40 s to 4 min per "
+                    "experiment, 10 min for all five, on a loaded 2-core CPU (see `list`).")
     run.add_argument("name", help="experiment name, or 'all'")
     size = run.add_mutually_exclusive_group()
     size.add_argument("--full", dest="size", action="store_const", const="full",
-                      help="the paper's setting (slow; for a GPU/TPU)")
+                      help=_SIZE_HELP["full"])
     size.add_argument("--tiny", dest="size", action="store_const", const="tiny",
-                      help="smoke-test size (seconds); numbers are not meaningful")
+                      help=_SIZE_HELP["tiny"])
     run.set_defaults(size="quick")
     run.add_argument("--out", default="results",
                      help="results root; each experiment writes OUT/NAME/ (default: results)")
@@ -51,30 +84,86 @@ def build_parser() -> argparse.ArgumentParser:
                           "default: offline stand-ins")
     run.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                      help="override a config field, e.g. --set widths=64,256")
+    rep = sub.add_parser("report", help="write OUT/REPORT.md and OUT/index.html from the "
+                                        "latest run of every experiment")
+    rep.add_argument("--out", default="results", help="results root (default: results)")
     return parser
+
+
+def _list() -> None:
+    for name in registry.names():
+        exp = registry.get(name)
+        head = f"{name:<15} {exp.description}"
+        print(head if not exp.paper else f"{head} [{exp.paper}]")
+        times = ", ".join(f"{s} ≈ {exp.seconds[s]:.0f} s" for s in registry.SIZES
+                          if s in exp.seconds)
+        aliases = f"; formerly {', '.join(exp.aliases)}" if exp.aliases else ""
+        if times or aliases:
+            print(f"{'':<15} measured: {times or 'n/a'}{aliases}")
+    print(f"\n(times measured on {registry.MEASURED_ON})")
+
+
+def _canonical(name: str) -> str:
+    """``name``, or the new name of a renamed experiment (with a note on stderr)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecationWarning)
+        new = registry.canonical(name)
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
+    return new
+
+
+def _write_report(out) -> None:
+    md, page = report.write(out)
+    print(f"\nreport: {md} and {page}")
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
-            for name in registry.names():
-                exp = registry.get(name)
-                head = f"{name:<20} {exp.description}"
-                print(head if not exp.paper else f"{head} [{exp.paper}]")
+            _list()
             return 0
-        names = registry.names() if args.name == "all" else [args.name]
+        if args.command == "report":
+            if not os.path.isdir(args.out):
+                raise ValueError(f"--out: expected a results directory; {args.out!r} does "
+                                 f"not exist (run an experiment first).")
+            _write_report(args.out)
+            return 0
+        names = registry.names() if args.name == "all" else [_canonical(args.name)]
         if args.name != "all":
-            exp = registry.get(args.name)  # fail fast, before any work, on a typo
+            exp = registry.get(names[0])  # fail fast, before any work, on a typo
             if args.data_dir is not None and not exp.uses_data_dir:
-                raise ValueError(f"--data-dir: {args.name} uses only offline data "
+                raise ValueError(f"--data-dir: {names[0]} uses only offline data "
                                  f"and has no data_dir option; got {args.data_dir!r}.")
+        if args.data_dir is not None and not os.path.isdir(args.data_dir):
+            raise ValueError(f"--data-dir: expected an existing directory of datasets; "
+                             f"got {args.data_dir!r}, which "
+                             + ("is not a directory." if os.path.exists(args.data_dir)
+                                else "does not exist."))
         outcome = registry.run_many(names, size=args.size, out_root=args.out,
                                     seed=args.seed, overrides=_parse_set(args.overrides),
                                     data_dir=args.data_dir)
+        if args.name == "all":
+            _write_report(args.out)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except registry.DataDirError as e:
+        print(f"error: --data-dir: {e}", file=sys.stderr)
+        return 2
+    except (registry.OutDirError, OSError) as e:
+        if not isinstance(e, registry.OutDirError) and args.command != "report":
+            raise
+        print(f"error: --out: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; results of the unfinished run were discarded", file=sys.stderr)
+        return 130
+    except results.Terminated as e:
+        print(f"terminated by signal {e.signum}; results of the unfinished run were "
+              f"discarded", file=sys.stderr)
+        raise
     failed = [n for n, err in outcome.items() if err is not None]
     if len(names) > 1:
         print(f"\nran {len(names)} experiment(s): {len(names) - len(failed)} ok"

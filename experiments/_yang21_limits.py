@@ -1,13 +1,16 @@
 """Yang & Hu 2021 (TP4) §7–8: Word2Vec and few-shot MAML in the exact μP limit.
 
-Part of the ``yang21_mup`` experiment (`experiments.yang21_mup` imports
-`LimitsFields` into its Config and calls `run_part`). Both tasks use the
+Two parts of the ``yang21_mup`` experiment: `experiments.yang21_mup` mixes
+`LimitsFields` into its Config, `FULL` / `TINY` into its sizes and registers
+`word2vec_part` and `maml_part` with the metric specs `WORD2VEC_METRICS` and
+`MAML_METRICS`. Both tasks use the
 one-hidden-layer linear network whose μP limit `ntk.mup.limits` computes
 exactly (TP4 App. H): the limit is a width-``h`` linear network in the basis
 ``[u₀ v₀]`` trained by the limit's own update rule, and finite μP networks of
 width n (fresh initialisations, trained by μP SGD) are compared with it.
 
-1. **Word2Vec** (TP4 Fig. 1 and Table 2): CBOW with negative sampling,
+1. **Word2Vec** (TP4 Fig. 1 and Table 2): CBOW with negative sampling
+   (`ntk.mup.word2vec`),
    ``score(ctx, w) = α·s·e_out[w] · mean(e_in[ctx])`` with ``s = 1/n`` and
    lr ``η n`` at width n, ``s = 1``, lr ``η`` and ``e_in = σ_u I`` (one-hot
    basis), ``e_out = 0`` in the limit. Analogy accuracy from the embedding
@@ -30,18 +33,17 @@ import dataclasses
 import functools
 import math
 import time
-from pathlib import Path
-from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from experiments import results
+from experiments.registry import Result, Run
 from ntk import predict, stax
 from ntk.data import fewshot, text
-from ntk.mup import limits
+from ntk.mup import limits, word2vec
+from ntk.power_law import loglog_slope
 
 PAPER_W2V = {"limit": 43.31, 64: 33.4, 256: 41.6, 1024: 42.6}
 PAPER_MAML = {"limit": 66.42, 2: 55.34, 8192: 66.41, "ntk": 47.82, "gp": 47.60}
@@ -85,51 +87,30 @@ class LimitsFields:
     maml_query: int = 5
     maml_distractors: int = 128
 
-    FULL: ClassVar[dict] = dict(
-        w2v_tokens=200_000, w2v_epochs=5, w2v_widths=(64, 128, 256, 512, 1024),
-        w2v_ntk_widths=(64, 256, 1024, 4096), w2v_max_vocab=10_000,
-        maml_steps=2000, maml_widths=(2, 8, 32, 128, 512, 2048, 8192),
-        maml_test_tasks=1000)
-    TINY: ClassVar[dict] = dict(
-        w2v_topics=8, w2v_modifiers=4, w2v_tokens=12_000, w2v_epochs=3,
-        w2v_widths=(256,), w2v_ntk_widths=(64, 1024), maml_steps=20, maml_batch=8, maml_widths=(256,),
-        maml_test_tasks=60)
+
+
+#: The full and tiny sizes of these fields (changes to the defaults above).
+FULL = dict(w2v_tokens=200_000, w2v_epochs=5, w2v_widths=(64, 128, 256, 512, 1024),
+            w2v_ntk_widths=(64, 256, 1024, 4096), w2v_max_vocab=10_000,
+            maml_steps=2000, maml_widths=(2, 8, 32, 128, 512, 2048, 8192),
+            maml_test_tasks=1000)
+TINY = dict(w2v_topics=8, w2v_modifiers=4, w2v_tokens=12_000, w2v_epochs=3,
+            w2v_widths=(256,), w2v_ntk_widths=(64, 1024), maml_steps=20, maml_batch=8,
+            maml_widths=(256,), maml_test_tasks=60)
 
 
 # ------------------------------------------------------------------ Word2Vec
 
 
-def _cbow_loss(params, ctx, mask, target, negatives, scale):
-    e_in, e_out = params
-    h = (e_in[ctx] * mask[..., None]).sum(1) / jnp.maximum(mask.sum(1, keepdims=True), 1)
-    pos = scale * jnp.sum(e_out[target] * h, -1)
-    neg = scale * jnp.einsum("bkn,bn->bk", e_out[negatives], h)
-    return -jnp.mean(jax.nn.log_sigmoid(pos) + jax.nn.log_sigmoid(-neg).sum(-1))
-
-
-@jax.jit
-def _cbow_step(params, ctx, mask, target, negatives, scale, lr):
-    loss, grads = jax.value_and_grad(_cbow_loss)(params, ctx, mask, target,
-                                                 negatives, scale)
-    return jax.tree.map(lambda p, g: p - lr * g, params, grads), loss
-
-
 def train_cbow(params, corpus, config, scale, lr, seed, desc=""):
-    """SGD on the CBOW negative-sampling loss; lr decays linearly to 0."""
-    rng = np.random.default_rng(seed)
-    noise = text.unigram_table(corpus.counts)
-    n_batches = config.w2v_epochs * (len(corpus.tokens) // config.w2v_batch)
-    batches = text.cbow_batches(corpus.tokens, config.w2v_window, config.w2v_batch,
-                                config.w2v_negatives, noise, rng, config.w2v_epochs)
-    loss = jnp.nan
-    for i, (ctx, mask, tgt, neg) in enumerate(tqdm(batches, total=n_batches,
-                                                   desc=desc, leave=False)):
-        step_lr = lr * max(1.0 - i / n_batches, 1e-4)
-        params, loss = _cbow_step(params, ctx, mask, tgt, neg, scale, step_lr)
-    return params, float(loss)
+    """`ntk.mup.word2vec.train_cbow` with the config's word2vec settings."""
+    return word2vec.train_cbow(params, corpus, scale=scale, learning_rate=lr, seed=seed,
+                               window=config.w2v_window, batch_size=config.w2v_batch,
+                               negatives=config.w2v_negatives, epochs=config.w2v_epochs,
+                               progress=desc)
 
 
-def run_word2vec(config, key) -> dict:
+def run_word2vec(config, key, progress) -> dict:
     """μP limit vs finite widths vs NTK/GP limits on analogy accuracy."""
     if config.data_dir is not None:
         try:
@@ -155,7 +136,7 @@ def run_word2vec(config, key) -> dict:
     out["limit"] = {"accuracy": 100 * text.analogy_accuracy(gram, corpus.questions),
                     "loss": loss, "basis": V, "seconds": time.time() - t0}
     out["finite"] = {}
-    for i, n in enumerate(config.w2v_widths):
+    for i, n in enumerate(progress(config.w2v_widths, "μP n")):
         net = limits.finite_network(jax.random.fold_in(key, i), V, V, n, 1.0, 0.0)
         (e_in, _), loss = train_cbow((net.u.T, net.v.T), corpus, config, 1.0 / n,
                                      config.w2v_lr * n, config.seed, f"w2v n={n}")
@@ -166,7 +147,7 @@ def run_word2vec(config, key) -> dict:
     # embeddings, lr η): the embeddings move by ‖ΔE‖/‖E‖ = O(n^{-1/2}) —
     # measured — so in the NTK and GP limits their Gram stays σ_u² I.
     out["ntk_finite"] = {}
-    for i, n in enumerate(config.w2v_ntk_widths):
+    for i, n in enumerate(progress(config.w2v_ntk_widths, "NTK n")):
         k_in, k_out = jax.random.split(jax.random.fold_in(key, 500 + i))
         e_in0 = jax.random.normal(k_in, (V, n))
         e_out0 = jax.random.normal(k_out, (V, n))
@@ -180,7 +161,7 @@ def run_word2vec(config, key) -> dict:
     ws = [int(n) for n in out["ntk_finite"]]
     if len(ws) > 1:
         mv = [out["ntk_finite"][str(n)]["embedding_movement"] for n in ws]
-        out["ntk_movement_slope"] = results.loglog_slope(ws, mv)
+        out["ntk_movement_slope"] = loglog_slope(ws, mv)
     # The limit itself: Gram frozen at σ_u² I; analogies scored on it.
     frozen = np.eye(V)
     out["ntk_gp"] = {"accuracy": 100 * text.analogy_accuracy(frozen, corpus.questions),
@@ -232,7 +213,7 @@ def _kernel_baselines(tasks, n_way) -> dict:
     return {"ntk": _accuracy(f_ntk, yq), "gp": _accuracy(f_gp, yq)}
 
 
-def run_maml(config, key) -> dict:
+def run_maml(config, key, progress) -> dict:
     """First-order MAML: μP limit vs finite widths vs NTK/NNGP kernel regression."""
     ds = fewshot.fewshot_dataset(config.data_dir, pairs=True,
                                  distractors=config.maml_distractors, seed=config.seed)
@@ -252,7 +233,7 @@ def run_maml(config, key) -> dict:
     out["limit_init"] = _eval(limits.limit_maml_adapt, lim, eps, test)
     clip = config.maml_clip
     step = jax.jit(lambda s, t: limits.limit_maml_step(s, t, eps, eta, clip=clip))
-    for t in tqdm(meta_batches, desc="maml limit", leave=False):
+    for t in progress(meta_batches, "limit meta-step"):
         lim = step(lim, t)
     out["limit"] = _eval(limits.limit_maml_adapt, lim, eps, test)
     out["limit"]["basis"] = limits.basis_size(lim)
@@ -263,7 +244,7 @@ def run_maml(config, key) -> dict:
     for i, n in enumerate(config.maml_widths):
         net = limits.finite_network(jax.random.fold_in(key, 1000 + i), d, N, n,
                                     config.maml_sigma_u, config.maml_sigma_v)
-        for t in tqdm(meta_batches, desc=f"maml n={n}", leave=False):
+        for t in progress(meta_batches, f"n={n} meta-step"):
             net = fstep(net, t)
         out["finite"][str(n)] = _eval(limits.finite_maml_adapt, net, eps, test)
     t0 = time.time()
@@ -272,12 +253,30 @@ def run_maml(config, key) -> dict:
     return out
 
 
-# ------------------------------------------------------------------ figures & run
+# ------------------------------------------------------------------ parts
 
 
-def _figures(w2v, maml, out_dir: Path) -> list:
+def _keys(run: Run):
+    """The keys of the Word2Vec and MAML parts, from the experiment's key."""
+    return jax.random.split(jax.random.fold_in(jax.random.PRNGKey(run.config.seed), 100))
+
+
+WORD2VEC_METRICS = {"limits": {"word2vec": (
+    "analogy accuracy (%) and loss of the μP limit, finite μP widths, finite NTK "
+    "widths (with embedding movement) and the NTK/GP limit; corpus facts")}}
+MAML_METRICS = {"limits": {"maml": (
+    "5-way 1-shot accuracy ± SEM of the μP limit (before and after meta-training), "
+    "finite widths, ReLU NTK and NNGP kernel regression; the ordering checks")}}
+
+
+def word2vec_part(run: Run) -> Result:
+    """Word2Vec (CBOW-NS) in the exact μP limit vs finite widths vs NTK/GP."""
+    config = run.config
+    t0 = time.time()
+    w2v = run_word2vec(config, _keys(run)[0], run.progress)
+    w2v["seconds_total"] = time.time() - t0
+
     import matplotlib.pyplot as plt
-    names = []
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ws = [int(n) for n in w2v["finite"]]
     ax.plot(ws, [w2v["finite"][str(n)]["accuracy"] for n in ws], "o-", label="finite μP")
@@ -286,9 +285,90 @@ def _figures(w2v, maml, out_dir: Path) -> list:
     ax.set(xscale="log", xlabel="width n", ylabel="analogy accuracy (%)",
            title=f"Word2Vec (CBOW-NS), {w2v['corpus']}")
     ax.legend(fontsize=8)
-    results.save_figure(fig, out_dir / "yang21_word2vec.png")
-    names.append("yang21_word2vec.png")
+    run.save_figure(fig, "yang21_word2vec.png")
 
+    real = w2v["corpus"].startswith("text8")
+    note = f"ours on {w2v['corpus']} (paper: text8)"
+    why = "ours on a planted-analogy stand-in corpus, the paper on text8"
+
+    def vs_paper(quantity, paper, ours):
+        # 3 points: the spread of the paper's own accuracies between neighbouring
+        # widths (41.6 → 42.6 → 43.3)
+        if real:
+            return results.comparison(quantity, paper, ours, note, within=3.0)
+        return results.comparison(quantity, paper, ours, note, not_comparable=why)
+
+    rows = [vs_paper("word2vec analogy acc, muP limit (%)", PAPER_W2V["limit"],
+                     w2v["limit"]["accuracy"])]
+    for n in (64, 256, 1024):
+        if str(n) in w2v["finite"]:
+            rows.append(vs_paper(f"word2vec analogy acc, width {n} (%)", PAPER_W2V[n],
+                                 w2v["finite"][str(n)]["accuracy"]))
+    rows.append(results.comparison("word2vec analogy acc, NTK/GP limit (%)", 0.0,
+                                   w2v["ntk_gp"]["accuracy"],
+                                   "computed from the frozen embedding Gram", within=0.0))
+    if "ntk_movement_slope" in w2v:
+        # ±0.1: a slope fitted to two or more widths of one training run each
+        rows.append(results.comparison(
+            "word2vec NTK-param embedding movement |dE|/|E| vs width (log-log slope)",
+            "-0.5 (theory)", w2v["ntk_movement_slope"],
+            "finite NTK-parametrized CBOW; movement -> 0 means frozen embeddings in the limit",
+            holds=bool(abs(w2v["ntk_movement_slope"] + 0.5) <= 0.1),
+            rule="slope within 0.1 of −0.5"))
+    data = (f"{w2v['corpus']} (" + ("real text8" if real else "offline stand-in for text8")
+            + ")")
+    return Result(metrics={"limits": {"word2vec": w2v}}, rows=rows, data=data)
+
+
+def maml_part(run: Run) -> Result:
+    """First-order MAML in the exact μP limit vs finite widths vs NTK/NNGP."""
+    config = run.config
+    run.steps((1 + len(config.maml_widths)) * config.maml_steps)
+    t0 = time.time()
+    maml = run_maml(config, _keys(run)[1], run.progress)
+    maml["seconds_total"] = time.time() - t0
+
+    real = maml["data"].startswith("Omniglot")
+    short = "Omniglot" if real else "offline digit-pair stand-in"
+    note_m = (f"ours on {short} (paper: Omniglot); ± SEM over "
+              f"{config.maml_test_tasks} test tasks")
+    why = "ours on an offline digit-pair stand-in, the paper on Omniglot"
+    fmt = lambda r: f"{r['accuracy']:.2f} ± {r['sem']:.2f}"
+
+    def vs_paper(quantity, paper, r, note=note_m):
+        if paper == "":
+            return results.comparison(quantity, paper, fmt(r), note,
+                                      not_comparable="the paper gives no number here")
+        if real:
+            # three standard errors of our test-task mean
+            return results.comparison(quantity, paper, fmt(r), note,
+                                      holds=bool(abs(r["accuracy"] - paper) <= 3 * r["sem"]),
+                                      rule="|ours − paper| ≤ 3 SEM")
+        return results.comparison(quantity, paper, fmt(r), note, not_comparable=why)
+
+    rows = [vs_paper("MAML 5w1s acc, muP limit (%)", PAPER_MAML["limit"], maml["limit"],
+                     f"ours on {maml['data']}"),
+            vs_paper("MAML 5w1s acc, muP limit before meta-training (%)", "",
+                     maml["limit_init"])]
+    for n in maml["finite"]:
+        rows.append(vs_paper(f"MAML 5w1s acc, width {n} (%)", PAPER_MAML.get(int(n), ""),
+                             maml["finite"][n]))
+    rows.append(vs_paper("MAML 5w1s acc, ReLU NTK (%)", PAPER_MAML["ntk"], maml["ntk"]))
+    rows.append(vs_paper("MAML 5w1s acc, ReLU GP (%)", PAPER_MAML["gp"], maml["gp"]))
+    widest = str(max(int(n) for n in maml["finite"]))
+    kernel_best = max(maml["ntk"]["accuracy"], maml["gp"]["accuracy"])
+    lim_acc, wide = maml["limit"]["accuracy"], maml["finite"][widest]
+    order = {"limit>=widest_finite": lim_acc >= wide["accuracy"],
+             "limit>=widest_finite_within_2sem":
+                 lim_acc >= wide["accuracy"] - 2 * math.hypot(wide["sem"], maml["limit"]["sem"]),
+             "widest_finite>=ntk_gp": wide["accuracy"] >= kernel_best}
+    ordered = order["limit>=widest_finite"] and order["widest_finite>=ntk_gp"]
+    rows.append(results.comparison("MAML ordering limit >= wide finite >= NTK/GP", True,
+                                   ordered, str(order), holds=bool(ordered),
+                                   rule="limit ≥ widest finite ≥ best of NTK/GP"))
+    maml["ordering"] = order
+
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ws = [int(n) for n in maml["finite"]]
     acc = [maml["finite"][str(n)]["accuracy"] for n in ws]
@@ -298,70 +378,10 @@ def _figures(w2v, maml, out_dir: Path) -> list:
                           ("gp", "C7", "-.", "ReLU NNGP")):
         ax.axhline(maml[k]["accuracy"], color=c, ls=ls, label=lab)
     ax.set(xscale="log", xlabel="width n", ylabel="5-way 1-shot accuracy (%)",
-           title="first-order MAML, " + ("Omniglot" if maml["data"].startswith("Omniglot")
+           title="first-order MAML, " + ("Omniglot" if real
                                           else "digit pairs + distractors (offline)"))
     ax.legend(fontsize=8)
-    results.save_figure(fig, out_dir / "yang21_maml.png")
-    names.append("yang21_maml.png")
-    return names
-
-
-def run_part(config, out_dir: Path, key) -> dict:
-    """Run Word2Vec and MAML; returns ``dict(metrics, paper_vs_ours, figures)``."""
-    results.use_agg_backend()
-    out_dir = Path(out_dir)
-    k1, k2 = jax.random.split(key)
-    t0 = time.time()
-    w2v = run_word2vec(config, k1)
-    w2v["seconds_total"] = time.time() - t0
-    t0 = time.time()
-    maml = run_maml(config, k2)
-    maml["seconds_total"] = time.time() - t0
-    rows = []
-    note_w = f"ours on {w2v['corpus']} (paper: text8)"
-    rows.append(results.comparison("word2vec analogy acc, muP limit (%)",
-                                   PAPER_W2V["limit"], w2v["limit"]["accuracy"], note_w))
-    for n in (64, 256, 1024):
-        if str(n) in w2v["finite"]:
-            rows.append(results.comparison(f"word2vec analogy acc, width {n} (%)",
-                                           PAPER_W2V[n], w2v["finite"][str(n)]["accuracy"],
-                                           note_w))
-    rows.append(results.comparison("word2vec analogy acc, NTK/GP limit (%)", 0.0,
-                                   w2v["ntk_gp"]["accuracy"],
-                                   "computed from the frozen embedding Gram"))
-    if "ntk_movement_slope" in w2v:
-        rows.append(results.comparison(
-            "word2vec NTK-param embedding movement |dE|/|E| vs width (log-log slope)",
-            "-0.5 (theory)",
-            w2v["ntk_movement_slope"],
-            "finite NTK-parametrized CBOW; movement -> 0 means frozen embeddings in the limit"))
-    short = "Omniglot" if maml["data"].startswith("Omniglot") else "offline digit-pair stand-in"
-    note_m = (f"ours on {short} (paper: Omniglot); ± SEM over "
-              f"{config.maml_test_tasks} test tasks")
-    fmt = lambda r: f"{r['accuracy']:.2f} ± {r['sem']:.2f}"
-    rows.append(results.comparison("MAML 5w1s acc, muP limit (%)", PAPER_MAML["limit"],
-                                   fmt(maml["limit"]), f"ours on {maml['data']}"))
-    rows.append(results.comparison("MAML 5w1s acc, muP limit before meta-training (%)",
-                                   "", fmt(maml["limit_init"]), note_m))
-    for n in maml["finite"]:
-        rows.append(results.comparison(f"MAML 5w1s acc, width {n} (%)",
-                                       PAPER_MAML.get(int(n), ""), fmt(maml["finite"][n]),
-                                       note_m))
-    rows.append(results.comparison("MAML 5w1s acc, ReLU NTK (%)", PAPER_MAML["ntk"],
-                                   fmt(maml["ntk"]), note_m))
-    rows.append(results.comparison("MAML 5w1s acc, ReLU GP (%)", PAPER_MAML["gp"],
-                                   fmt(maml["gp"]), note_m))
-    widest = str(max(int(n) for n in maml["finite"]))
-    kernel_best = max(maml["ntk"]["accuracy"], maml["gp"]["accuracy"])
-    lim_acc, wide = maml["limit"]["accuracy"], maml["finite"][widest]
-    order = {"limit>=widest_finite": lim_acc >= wide["accuracy"],
-             "limit>=widest_finite_within_2sem":
-                 lim_acc >= wide["accuracy"] - 2 * math.hypot(wide["sem"], maml["limit"]["sem"]),
-             "widest_finite>=ntk_gp": wide["accuracy"] >= kernel_best}
-    rows.append(results.comparison("MAML ordering limit >= wide finite >= NTK/GP", True,
-                                   order["limit>=widest_finite"] and order["widest_finite>=ntk_gp"],
-                                   str(order)))
-    maml["ordering"] = order
-    figures = _figures(w2v, maml, out_dir)
-    return {"metrics": {"word2vec": w2v, "maml": maml}, "paper_vs_ours": rows,
-            "figures": figures}
+    run.save_figure(fig, "yang21_maml.png")
+    source = "real Omniglot" if real else "offline stand-in for Omniglot"
+    data = f"{maml['data']} ({source})"
+    return Result(metrics={"limits": {"maml": maml}}, rows=rows, data=data)

@@ -1,63 +1,333 @@
-"""The experiment registry and the runner behind ``python -m experiments``.
+"""The experiment protocol and the runner behind ``python -m experiments``.
 
-Each paper is one module in this package that registers itself::
+An experiment is a config dataclass (its defaults are the ``quick`` size), its
+other sizes declared once as field changes, and named parts that run in order::
 
     @dataclasses.dataclass(frozen=True)
     class Config:
-        width: int = 256
+        width: int = 256            # defaults: the quick size
         seed: int = 0
 
-        @classmethod
-        def quick(cls):  # ~1 minute on 2 CPU cores (CI, notebooks)
-            return cls()
+    EXPERIMENT = register(
+        "author20", Config, sizes=Sizes(full=dict(width=4096), tiny=dict(width=16)),
+        paper="Author et al. 2020", description="…", seconds={"tiny": 20, "quick": 60})
 
-        @classmethod
-        def full(cls):   # the paper's setting (GPU/TPU)
-            return cls(width=4096)
+    @EXPERIMENT.part("fig1", "Fig. 1: the kernel against width",
+                     metrics={"slope": "log-log slope of the error vs width"})
+    def fig1(run: Run) -> Result:
+        key = jax.random.PRNGKey(run.config.seed)
+        for width in run.progress(run.config.widths, "width"):   # advances the stage bar
+            ...
+        run.save_figure(fig, "fig1.png")                        # recorded in the run
+        return Result(metrics={"slope": s},
+                      rows=[results.comparison("slope", -0.5, s, within=0.1)],
+                      data="synthetic points on the circle")
 
-        @classmethod
-        def tiny(cls):   # optional: seconds, for tests
-            return cls(width=16)
-
-    @register("my_paper", Config, description="…", paper="Author et al. 2020")
-    def run(config: Config, out_dir: Path) -> dict:
-        ...                      # figures via results.save_figure(fig, out_dir / "x.png")
-        return {"metrics": ..., "paper_vs_ours": [results.comparison(...)],
-                "figures": ["x.png"]}
+Each part returns its metrics (exactly the names it declares: nested specs
+declare nested dicts, a name ending ``[*]`` a family ``name[label]``; the
+registry checks on write), rows of the paper-vs-ours table (whose agree /
+differs / not comparable mark `results.comparison` computes) and a note on
+the data it used; it may leave values for later parts in ``run.state``. The
+runner shows one progress bar per part that stays on screen, with the part's
+time, when the part ends, and records each part's time in ``metrics.json``.
 
 Modules are discovered by scanning the package, so adding a paper touches no
-shared file. `run_experiment` times the run and writes
-``OUT/NAME/metrics.json`` (config, seed, versions, device, wall time, the
-paper-vs-ours table and the returned metrics) atomically.
+shared file. `run_experiment` runs an experiment into a staging directory
+(``run.out_dir`` is ``OUT/.NAME.staging-<run_id>/``, not ``OUT/NAME/``),
+writes ``metrics.json`` there (run id, config, seed, versions, device, wall
+time, part times, data used, the paper-vs-ours table, the metrics and a
+manifest of the other files) and then publishes the directory as
+``OUT/NAME/`` (see `results.StagedRun`): ``OUT/NAME/`` holds the previous
+complete run until the new one is complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
+import os
 import pkgutil
+import sys
+import threading
 import time
+import types
 import typing
+import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from experiments import results
 
 SIZES = ("tiny", "quick", "full")
 
+#: Where the ``seconds`` of each registration were measured.
+MEASURED_ON = ("the 2-core development machine (CPU) while other jobs kept its load "
+               "average at 3–7, so an idle machine is faster")
+
+#: Seconds between redraws of a part's bar while nothing advances it (on a
+#: terminal; 15× that into a file or a pipe, to keep logs short).
+_HEARTBEAT_S = 1.0
+
 # Modules of this package that are infrastructure, not experiments.
-_NOT_EXPERIMENTS = {"registry", "results", "benchmarks"}
+_NOT_EXPERIMENTS = {"registry", "results", "report", "benchmarks"}
+
+
+# ------------------------------------------------------------------ sizes
 
 
 @dataclasses.dataclass(frozen=True)
-class Experiment:
-    """A registered experiment: ``run(config, out_dir) -> dict``."""
+class Sizes:
+    """An experiment's sizes: ``quick`` is its config's defaults; ``full`` (the
+    paper's setting, for a GPU/TPU) and ``tiny`` (for tests; numbers not
+    meaningful) are changes to them, ``{field: value}``."""
+
+    full: Mapping[str, Any]
+    tiny: Mapping[str, Any]
+
+    def changes(self, size: str) -> Mapping[str, Any]:
+        if size not in SIZES:
+            raise ValueError(f"size must be one of {SIZES}; got {size!r}.")
+        return {} if size == "quick" else dict(getattr(self, size))
+
+
+# ------------------------------------------------------------------ metric specs
+
+
+def _spec_key(spec: Mapping, key: str) -> Optional[str]:
+    """The entry of ``spec`` that declares ``key`` (itself, or ``name[*]``)."""
+    if key in spec:
+        return key
+    base, bracket, _ = key.partition("[")
+    if bracket and key.endswith("]") and f"{base}[*]" in spec:
+        return f"{base}[*]"
+    return None
+
+
+def check_metrics(spec: Mapping, metrics: Mapping, where: str) -> None:
+    """Raise ValueError unless ``metrics`` has exactly the names ``spec`` declares.
+
+    A spec maps a name to its description (any value) or to a nested spec
+    (the value must then be a dict with exactly those names); ``name[*]``
+    declares the family ``name[label]`` for any labels (at least one).
+    """
+    if not isinstance(metrics, Mapping):
+        raise ValueError(f"{where}: metrics must be a dict; got {type(metrics).__name__}.")
+    used = set()
+    for key, value in metrics.items():
+        declared = _spec_key(spec, key)
+        if declared is None:
+            raise ValueError(f"{where}: metric {key!r} is not declared; declared: "
+                             f"{sorted(spec)}.")
+        used.add(declared)
+        if isinstance(spec[declared], Mapping):
+            check_metrics(spec[declared], value, f"{where}.{key}")
+    missing = sorted(set(spec) - used)
+    if missing:
+        raise ValueError(f"{where}: declared metric(s) {missing} were not written.")
+
+
+def _merge(into: dict, new: Mapping, where: str) -> None:
+    """Merge ``new`` into ``into``; dicts merge by key, any other value only once."""
+    for key, value in new.items():
+        if key in into and not (isinstance(into[key], dict) and isinstance(value, Mapping)):
+            raise ValueError(f"{where}: metric {key!r} is written by two parts.")
+        if isinstance(value, Mapping):      # a fresh dict: later parts merge into it
+            _merge(into.setdefault(key, {}), value, f"{where}.{key}")
+        else:
+            into[key] = value
+
+
+# ------------------------------------------------------------------ parts
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """What a part returns: its metrics, rows of the paper-vs-ours table
+    (`results.comparison`) and a note on the data it used (say whether it is
+    the paper's data or an offline stand-in; empty for synthetic-only parts
+    that have nothing to say beyond the experiment's description)."""
+
+    metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    rows: Sequence[Mapping] = ()
+    data: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """A named step of an experiment: ``fn(run) -> Result``."""
 
     name: str
-    config_cls: type
-    run: Callable[[Any, Path], Mapping]
-    description: str = ""
-    paper: str = ""
+    title: str
+    fn: Callable[["Run"], Result]
+    metrics: Mapping[str, Any]
+
+
+class _StageBar:
+    """The progress bar of one part.
+
+    It grows with `Run.progress` loops, its elapsed time keeps ticking during
+    long calls (a background redraw every `_HEARTBEAT_S`), and it stays on
+    screen with the part's time when the part ends. It is drawn from the first
+    loop or redraw on, so a part that fails at once (a usage error: a dataset
+    missing from ``--data-dir``) prints nothing but its error.
+    """
+
+    def __init__(self, desc: str, stream):
+        self.desc, self.stream = desc, stream
+        self.start = time.time()
+        self.total: Optional[int] = None
+        self.n = 0
+        self.postfix = ""
+        self.bar = None
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        tty = bool(getattr(stream, "isatty", lambda: False)())
+        interval = _HEARTBEAT_S if tty else 15 * _HEARTBEAT_S
+        self._thread = threading.Thread(target=self._heartbeat, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _shown(self):
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=self.total, initial=self.n, desc=self.desc, leave=True,
+                            file=self.stream, dynamic_ncols=True,
+                            bar_format=None if self.total else "{desc}: {elapsed}{postfix}")
+            self.bar.start_t = self.start            # elapsed counts from the part's start
+            if self.postfix:
+                self.bar.set_postfix_str(self.postfix, refresh=False)
+            self.bar.refresh()
+        return self.bar
+
+    def _heartbeat(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            with self._lock, contextlib.suppress(Exception):   # a closed stream must not
+                self._shown().refresh()                        # kill the run
+
+    def grow(self, n: int) -> None:
+        with self._lock:
+            self.total = (self.total or 0) + n
+            bar = self._shown()
+            bar.total, bar.bar_format = self.total, None    # tqdm's default: bar, count, rate
+            bar.refresh()
+
+    def note(self, postfix: str) -> None:
+        """Show ``postfix`` (the item being worked on) at the next redraw."""
+        with self._lock:
+            self.postfix = postfix
+            if self.bar is not None:
+                self.bar.set_postfix_str(postfix, refresh=False)
+
+    def advance(self) -> None:
+        with self._lock:
+            self.n += 1
+            if self.bar is not None:
+                self.bar.update(1)
+
+    def close(self, seconds: Optional[float]) -> None:
+        self._stop.set()
+        self._thread.join()
+        with self._lock:
+            if seconds is None and self.bar is None:
+                return                                 # failed before it was drawn
+            if seconds is not None:
+                self.total = self.total or 1
+                bar = self._shown()
+                bar.total = bar.n = self.total
+                bar.bar_format = None
+                bar.set_postfix_str(f"done in {seconds:.1f} s", refresh=False)
+            else:                                      # failed or interrupted mid-way
+                bar = self._shown()
+                bar.set_postfix_str(f"{self.postfix + ', ' if self.postfix else ''}stopped",
+                                    refresh=False)
+            bar.close()
+
+
+class Run:
+    """What a part is given: the config, the staging directory, values left
+    by earlier parts (``state``), progress and figure saving."""
+
+    def __init__(self, config, out_dir: Path):
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.state = types.SimpleNamespace()
+        self.figures: list[str] = []
+        self._bar: Optional[_StageBar] = None
+        self._steps_declared = False
+
+    def steps(self, n: int) -> None:
+        """Declare that this part's `progress` loops yield ``n`` items in all
+        (for nested loops; otherwise each loop adds its own length)."""
+        if self._bar is not None:
+            self._bar.grow(n)
+        self._steps_declared = True
+
+    def progress(self, iterable: Iterable, what: str = ""):
+        """Iterate ``iterable``, advancing this part's bar by one per item.
+
+        Each loop adds its length to the bar's total, unless `steps` declared
+        the total; ``what`` names the item in the bar's postfix (``n=512``).
+        """
+        items = iterable if hasattr(iterable, "__len__") else list(iterable)
+        bar = self._bar
+        if bar is not None and not self._steps_declared:
+            bar.grow(len(items))
+        for i, item in enumerate(items, 1):
+            if bar is not None and what:
+                bar.note(f"{what}={item}" if isinstance(item, (str, int, float))
+                         else f"{what} {i}/{len(items)}")
+            yield item
+            if bar is not None:
+                bar.advance()
+
+    def save_figure(self, fig, name: str) -> str:
+        """Save ``fig`` as ``out_dir/name`` (`results.save_figure`); record it."""
+        results.save_figure(fig, self.out_dir / name)
+        self.figures.append(name)
+        return name
+
+
+# ------------------------------------------------------------------ experiments
+
+
+class Experiment:
+    """A registered experiment: config, sizes, parts (added by `part`)."""
+
+    def __init__(self, name: str, config_cls: type, sizes: Sizes, *, description: str = "",
+                 paper: str = "", aliases: Sequence[str] = (),
+                 seconds: Optional[Mapping[str, float]] = None):
+        self.name = name
+        self.config_cls = config_cls
+        self.sizes = sizes
+        self.description = description
+        self.paper = paper
+        self.aliases = tuple(aliases)
+        self.seconds = dict(seconds or {})
+        self.parts: list[Part] = []
+        fields = {f.name for f in dataclasses.fields(config_cls)}
+        for size in ("full", "tiny"):
+            unknown = sorted(set(sizes.changes(size)) - fields)
+            if unknown:
+                raise TypeError(f"{name}: its {size} size changes unknown config field(s) "
+                                f"{unknown}; {config_cls.__name__} has {sorted(fields)}.")
+
+    def part(self, name: str, title: str, *, metrics: Mapping[str, Any]) -> Callable:
+        """Decorator adding ``fn(run) -> Result`` as the next part."""
+        if any(p.name == name for p in self.parts):
+            raise ValueError(f"{self.name}: part {name!r} is declared twice.")
+
+        def decorate(fn):
+            self.parts.append(Part(name, title, fn, dict(metrics)))
+            return fn
+        return decorate
+
+    @property
+    def metrics(self) -> dict:
+        """The metric spec of the whole experiment (its parts' specs merged)."""
+        spec: dict = {}
+        for p in self.parts:
+            _merge(spec, p.metrics, f"{self.name}.{p.name} (declared)")
+        return spec
 
     def config(self, size: str = "quick", seed: Optional[int] = None,
                overrides: Optional[Mapping[str, str]] = None,
@@ -70,11 +340,7 @@ class Experiment:
         """
         if size not in SIZES:
             raise ValueError(f"{self.name}: size must be one of {SIZES}; got {size!r}.")
-        make = getattr(self.config_cls, size, None)
-        if make is None:
-            raise ValueError(f"{self.name}: its config has no {size!r} size "
-                             f"({self.config_cls.__name__}.{size}() is missing).")
-        config = make()
+        config = self.config_cls(**self.sizes.changes(size))
         changes = {k: parse_field(config, k, v) for k, v in (overrides or {}).items()}
         if seed is not None:
             changes["seed"] = int(seed)
@@ -82,36 +348,81 @@ class Experiment:
             changes["data_dir"] = str(data_dir)
         return dataclasses.replace(config, **changes) if changes else config
 
-
     @property
     def uses_data_dir(self) -> bool:
         """Whether the config has a ``data_dir`` field for real datasets."""
         return "data_dir" in {f.name for f in dataclasses.fields(self.config_cls)}
 
+    def __repr__(self) -> str:
+        return f"Experiment({self.name!r}, parts={[p.name for p in self.parts]})"
+
+
+class OutDirError(OSError):
+    """The results directory cannot be created or written (a user error)."""
+
+
+class DataDirError(OSError):
+    """A dataset the config's ``data_dir`` should hold is missing or unreadable."""
+
+
+def _is_under(path, root) -> bool:
+    try:
+        Path(os.path.abspath(path)).relative_to(os.path.abspath(root))
+        return True
+    except ValueError:
+        return False
+
+
+def _about_data_dir(error: OSError, data_dir) -> bool:
+    """Whether an OSError concerns the datasets in ``data_dir``.
+
+    True when the failing path lies inside ``data_dir`` (``error.filename``,
+    or the path quoted in the message, as ``ntk.data``'s loaders do), or the
+    message starts ``data_dir:`` (those loaders' convention for naming the
+    argument). Any other OSError is a bug and keeps its traceback.
+    """
+    if not data_dir:
+        return False
+    names = [f for f in (error.filename, error.filename2) if f is not None]
+    if any(_is_under(os.fsdecode(f), data_dir) for f in names):
+        return True
+    text = str(error)
+    return (text.startswith("data_dir:") or str(data_dir) in text
+            or os.path.abspath(data_dir) in text)
+
 
 _REGISTRY: dict[str, Experiment] = {}
+_ALIASES: dict[str, str] = {}
 _DISCOVERED = False
 
 
-def register(name: str, config_cls: type, *, description: str = "",
-             paper: str = "") -> Callable:
-    """Decorator registering ``run(config, out_dir) -> dict`` under ``name``."""
+def register(name: str, config_cls: type, *, sizes: Sizes, description: str = "",
+             paper: str = "", aliases: Sequence[str] = (),
+             seconds: Optional[Mapping[str, float]] = None) -> Experiment:
+    """Register an experiment; add its parts with ``@experiment.part(...)``.
+
+    ``aliases`` are old names that `get` (and the CLI) still accept, with a
+    deprecation note; ``seconds`` are measured run times per size (see
+    `MEASURED_ON`), shown by ``python -m experiments list``.
+    """
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"register({name!r}): config must be a dataclass; got "
                         f"{config_cls!r}.")
-    missing = [s for s in ("quick", "full") if not hasattr(config_cls, s)]
-    if missing or "seed" not in {f.name for f in dataclasses.fields(config_cls)}:
-        raise TypeError(f"register({name!r}): {config_cls.__name__} needs "
-                        f"classmethods quick() and full() and a `seed` field.")
-
-    def decorate(run):
-        if name in _REGISTRY and _REGISTRY[name].run is not run:
-            raise ValueError(f"experiment {name!r} is registered twice "
-                             f"({_REGISTRY[name].run.__module__} and {run.__module__}).")
-        _REGISTRY[name] = Experiment(name, config_cls, run, description, paper)
-        return run
-
-    return decorate
+    if not isinstance(sizes, Sizes):
+        raise TypeError(f"register({name!r}): sizes must be a registry.Sizes; got "
+                        f"{type(sizes).__name__}.")
+    if "seed" not in {f.name for f in dataclasses.fields(config_cls)}:
+        raise TypeError(f"register({name!r}): {config_cls.__name__} needs a `seed` field.")
+    previous = _REGISTRY.get(name)
+    if previous is not None and previous.config_cls.__module__ != config_cls.__module__:
+        raise ValueError(f"experiment {name!r} is registered twice "
+                         f"({previous.config_cls.__module__} and {config_cls.__module__}).")
+    experiment = Experiment(name, config_cls, sizes, description=description, paper=paper,
+                            aliases=aliases, seconds=seconds)
+    _REGISTRY[name] = experiment
+    for alias in aliases:
+        _ALIASES[alias] = name
+    return experiment
 
 
 def discover() -> None:
@@ -128,14 +439,24 @@ def discover() -> None:
 
 
 def names() -> list[str]:
-    """Registered experiment names, sorted."""
+    """Registered experiment names, sorted (aliases not included)."""
     discover()
     return sorted(_REGISTRY)
 
 
-def get(name: str) -> Experiment:
-    """The experiment called ``name``; ValueError listing the known ones."""
+def canonical(name: str) -> str:
+    """``name``, or the experiment an alias stands for (with a DeprecationWarning)."""
     discover()
+    if name not in _REGISTRY and name in _ALIASES:
+        warnings.warn(f"experiment {name!r} is now called {_ALIASES[name]!r}; the old name "
+                      f"is accepted for one more release.", DeprecationWarning, stacklevel=3)
+        return _ALIASES[name]
+    return name
+
+
+def get(name: str) -> Experiment:
+    """The experiment called ``name`` (or an alias of it); ValueError listing the known ones."""
+    name = canonical(name)
     if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY)) or "(none)"
         raise ValueError(f"unknown experiment {name!r}; available: {known}. "
@@ -183,38 +504,110 @@ def _tuple_item_type(config, key):
     return args[0] if args and args[0] is not Ellipsis else str
 
 
+# ------------------------------------------------------------------ running
+
+
+def _run_parts(experiment: Experiment, config, out_dir: Path, stream) -> dict:
+    """Run the parts in order: metrics (checked and merged), rows, figures, times."""
+    run = Run(config, out_dir)
+    metrics: dict = {}
+    rows, data, timings = [], {}, []
+    total = len(experiment.parts)
+    for i, part in enumerate(experiment.parts, 1):
+        run._bar = _StageBar(f"{experiment.name} [{i}/{total}] {part.title}", stream)
+        run._steps_declared = False
+        start, seconds = time.perf_counter(), None
+        try:
+            out = part.fn(run)
+            seconds = time.perf_counter() - start
+        finally:
+            run._bar.close(seconds)
+            run._bar = None
+        where = f"{experiment.name}.{part.name}"
+        if not isinstance(out, Result):
+            raise TypeError(f"{where}: a part must return registry.Result; got "
+                            f"{type(out).__name__}.")
+        check_metrics(part.metrics, out.metrics, where)
+        _merge(metrics, out.metrics, where)
+        rows += [results.check_row(r, where) for r in out.rows]
+        if out.data:
+            data[part.name] = out.data
+        timings.append({"name": part.name, "title": part.title, "seconds": round(seconds, 3)})
+    return {"metrics": metrics, "paper_vs_ours": rows, "figures": list(run.figures),
+            "data_used": data, "parts": timings}
+
+
 def run_experiment(experiment: Experiment, config, out_root: Path | str = "results",
-                   *, size: str = "quick", echo: Callable[[str], None] = print) -> dict:
+                   *, size: str = "quick", echo: Callable[[str], None] = print,
+                   stream=None) -> dict:
     """Run one experiment into ``out_root/NAME/`` and write its metrics JSON.
 
-    Returns the metrics payload written to ``metrics.json``.
+    The experiment writes into a staging directory that replaces
+    ``out_root/NAME/`` only once ``metrics.json`` is written; if it raises (or
+    is interrupted by Ctrl-C / SIGTERM) the staging directory is removed and
+    ``out_root/NAME/`` keeps the previous run. Progress bars go to ``stream``
+    (default: stderr). Returns the payload written to ``metrics.json``.
+
+    Raises:
+      OutDirError: ``out_root`` cannot be created or written.
+      DataDirError: the experiment failed to read a dataset in its config's
+        ``data_dir`` (an OSError about a path there).
     """
     results.use_agg_backend()
-    out_dir = Path(out_root) / experiment.name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    echo(f"== {experiment.name} ({size}) -> {out_dir}")
-    start = time.perf_counter()
-    returned = dict(experiment.run(config, out_dir))
-    wall = time.perf_counter() - start
-    table = list(returned.pop("paper_vs_ours", []))
-    figures = [str(f) for f in returned.pop("figures", [])]
-    payload = {
-        "experiment": experiment.name,
-        "description": experiment.description,
-        "paper": experiment.paper,
-        "size": size,
-        "seed": getattr(config, "seed", None),
-        "config": dataclasses.asdict(config),
-        "wall_time_s": round(wall, 3),
-        "paper_vs_ours": table,
-        "figures": figures,
-        "metrics": returned.get("metrics", returned),
-        **results.provenance(),
-    }
-    results.atomic_write_json(out_dir / "metrics.json", payload)
+    final = Path(out_root) / experiment.name
+
+    def unwritable(e: OSError) -> OutDirError:
+        where = f" on {os.fsdecode(e.filename)}" if e.filename is not None else ""
+        return OutDirError(f"cannot write results to {str(out_root)!r}: "
+                           f"{e.strerror or e} ({type(e).__name__}{where}).")
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stage = stack.enter_context(results.StagedRun(final))
+        except OSError as e:
+            raise unwritable(e) from e
+        echo(f"== {experiment.name} ({size}) -> {final} (run {stage.run_id})")
+        start = time.perf_counter()
+        try:
+            returned = _run_parts(experiment, config, stage.path,
+                                  sys.stderr if stream is None else stream)
+        except OSError as e:
+            data_dir = getattr(config, "data_dir", None)
+            if _about_data_dir(e, data_dir):
+                detail = str(e).removeprefix("data_dir:").strip()
+                raise DataDirError(f"a dataset is missing or unreadable in "
+                                   f"{str(data_dir)!r}: {detail}") from e
+            if e.filename is not None and _is_under(os.fsdecode(e.filename), stage.path):
+                raise unwritable(e) from e
+            raise
+        wall = time.perf_counter() - start
+        try:
+            payload = {
+                "experiment": experiment.name,
+                "run_id": stage.run_id,
+                "description": experiment.description,
+                "paper": experiment.paper,
+                "size": size,
+                "seed": getattr(config, "seed", None),
+                "config": dataclasses.asdict(config),
+                "wall_time_s": round(wall, 3),
+                "parts": returned["parts"],
+                "data_used": returned["data_used"],
+                "paper_vs_ours": returned["paper_vs_ours"],
+                "figures": returned["figures"],
+                "files": results.file_manifest(stage.path, exclude=("metrics.json",)),
+                "metrics": returned["metrics"],
+                **results.provenance(),
+            }
+            results.atomic_write_json(stage.path / "metrics.json", payload)
+            stage.publish()
+        except OSError as e:
+            raise unwritable(e) from e
+    table = payload["paper_vs_ours"]
     if table:
         echo(results.format_comparison(table))
-    echo(f"   wall time {wall:.1f} s; wrote {out_dir / 'metrics.json'}"
+    figures = payload["figures"]
+    echo(f"   wall time {wall:.1f} s; wrote {final / 'metrics.json'}"
          + (f" and {', '.join(figures)}" if figures else ""))
     return payload
 
@@ -222,7 +615,13 @@ def run_experiment(experiment: Experiment, config, out_root: Path | str = "resul
 def run_many(names_: Sequence[str], *, size: str = "quick", out_root="results",
              seed: Optional[int] = None, overrides=None, data_dir: Optional[str] = None,
              echo: Callable[[str], None] = print) -> dict[str, Optional[BaseException]]:
-    """Run several experiments; a failure is reported and the rest still run."""
+    """Run several experiments; a failure is reported and the rest still run.
+
+    A single experiment's error propagates. Of several, a missing dataset
+    (`DataDirError`) is reported in one line and the others run; an
+    unwritable ``out_root`` (`OutDirError`) stops them all (each would fail);
+    any other exception is reported with its traceback.
+    """
     outcome: dict[str, Optional[BaseException]] = {}
     for name in names_:
         try:
@@ -230,12 +629,13 @@ def run_many(names_: Sequence[str], *, size: str = "quick", out_root="results",
             config = experiment.config(size, seed=seed, overrides=overrides,
                                        data_dir=data_dir)
             run_experiment(experiment, config, out_root, size=size, echo=echo)
-            outcome[name] = None
+            outcome[experiment.name] = None
         except Exception as e:  # noqa: BLE001 - reported, the others still run
-            if len(names_) == 1:
+            if len(names_) == 1 or isinstance(e, OutDirError):
                 raise
-            import traceback
-            traceback.print_exc()
+            if not isinstance(e, DataDirError):
+                import traceback
+                traceback.print_exc()
             echo(f"!! {name} failed: {type(e).__name__}: {e}")
             outcome[name] = e
     return outcome

@@ -37,11 +37,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
-from experiments import results
-from experiments.registry import register
-from ntk import data, stax
+from experiments import registry, results
+from experiments.registry import Result, Run
+from ntk import data, parallel, stax
 from ntk import random_features as rf
 
 PAPER_EXPONENTS = {"cifar10": (1.17, 1.14), "svhn": (1.22, 1.20), "mnist": (1.12, 1.36)}
@@ -51,7 +50,7 @@ POSITIVE_CLASSES = (0, 1, 7, 8, 9)
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Sizes (defaults = quick, about a minute on 2 CPU cores).
+    """Sizes (the defaults are the quick size).
 
     m_modes: truncation M of the synthetic spectrum (the paper: 10⁴).
     fixed: the fixed n (k sweep) and k (n sweep), 256 as in the paper.
@@ -65,7 +64,14 @@ class Config:
       (offline, MNIST-5k) or "cifar10" (needs data_dir).
     pool: images whose NNGP eigenstructure defines the image task.
     cntk_points / cntk_side / cntk_channels: the convolutional-NTK eigenanalysis
-      (images downsampled to side×side; a cheap stand-in for the paper's Myrtle).
+      (images downsampled to side×side).
+    kernel: the convolutional NTK of that analysis: "conv2" (2 × [Conv(3×3,
+      VALID), Relu] + Dense with cntk_channels; a cheap stand-in) or "myrtle5"
+      / "myrtle10", the paper's Myrtle family (`stax.Myrtle`, NT's README
+      hyperparameters), on the side×side images zero-padded to a multiple of
+      4 (MNIST at side 28: 32×32). Myrtle kernels are computed tile by tile
+      (`ntk.parallel.batch`) and the tiles kept under OUT/simon24_rf_cache/,
+      so an interrupted or repeated run reuses them.
     overfit_n / overfit_trials: the obligatory-overfitting KRR sweep.
     """
 
@@ -86,27 +92,28 @@ class Config:
     cntk_points: int = 800
     cntk_side: int = 14
     cntk_channels: int = 1
+    kernel: str = "conv2"
     overfit_n: int = 256
     overfit_trials: int = 8
     seed: int = 0
 
-    @classmethod
-    def quick(cls) -> "Config":
-        return cls()
 
-    @classmethod
-    def full(cls) -> "Config":
-        sweep = tuple(int(v) for v in np.unique(np.round(np.logspace(1, 4, 31))))
-        return cls(m_modes=10000, sweep=sweep, envelope_ridges=31, trials=15,
-                   grid=(16, 32, 64, 128, 256, 512, 1024, 2048), grid_trials=20,
-                   pool=5000, cntk_points=4000, cntk_side=28,
-                   overfit_n=1024, overfit_trials=20)
 
-    @classmethod
-    def tiny(cls) -> "Config":
-        return cls(m_modes=200, sweep=(16, 64), envelope_ridges=5, trials=2,
-                   grid=(16, 32), grid_trials=2, pool=200,
-                   cntk_points=120, cntk_side=7, overfit_n=32, overfit_trials=2, fixed=32)
+_FULL_SWEEP = tuple(int(v) for v in np.unique(np.round(np.logspace(1, 4, 31))))
+SIZES = registry.Sizes(
+    full=dict(m_modes=10000, sweep=_FULL_SWEEP, envelope_ridges=31, trials=15,
+              grid=(16, 32, 64, 128, 256, 512, 1024, 2048), grid_trials=20,
+              pool=5000, cntk_points=4000, cntk_side=28, overfit_n=1024, overfit_trials=20),
+    tiny=dict(m_modes=200, sweep=(16, 64), envelope_ridges=5, trials=2,
+              grid=(16, 32), grid_trials=2, pool=200,
+              cntk_points=120, cntk_side=7, overfit_n=32, overfit_trials=2, fixed=32))
+
+EXPERIMENT = registry.register(
+    "simon24_rf", Config, sizes=SIZES,
+    description="RF regression vs the eigenframework: more features, data and "
+                "overfitting are better",
+    paper="Simon, Karkada, Ghosh & Belkin 2024 (ICLR)",
+    seconds={"tiny": 30, "quick": 170})
 
 
 # ------------------------------------------------------------------ tasks
@@ -346,8 +353,18 @@ def _monotone(values, rtol=1e-4):
 # -------------------------------------------------------- eigenstructure
 
 
-def conv_ntk_exponents(config, x_all, labels, key):
-    """(α, β) of a 2-layer Conv-ReLU NTK on downsampled images, two ways."""
+CNTK_KERNELS = ("conv2", "myrtle5", "myrtle10")
+# Pairs per Myrtle tile: 64 × 64 images per step keeps a tile's self-pair
+# overhead (each tile's images with themselves, for their variances) at 3%.
+MYRTLE_TILE = 64
+
+
+def conv_ntk_exponents(config, x_all, labels, key, cache_dir=None):
+    """(α, β) of a convolutional NTK (``config.kernel``) on downsampled images,
+    two ways. ``cache_dir``: where Myrtle kernel tiles are kept between runs."""
+    if config.kernel not in CNTK_KERNELS:
+        raise ValueError(f"simon24_rf: kernel must be one of {CNTK_KERNELS}; got "
+                         f"{config.kernel!r}.")
     idx = np.asarray(jax.random.permutation(key, x_all.shape[0]))[:config.cntk_points]
     x = np.asarray(x_all[idx], np.float32)
     f = x.shape[1] // config.cntk_side
@@ -356,10 +373,14 @@ def conv_ntk_exponents(config, x_all, labels, key):
     x = x - x.mean(0)
     x = x / np.sqrt(np.mean(np.sum(x ** 2, (1, 2, 3))) / np.prod(x.shape[1:]))
     y = np.where(np.isin(labels[idx], POSITIVE_CLASSES), 1.0, -1.0).astype(np.float32)
-    net = stax.serial(stax.Conv(config.cntk_channels, (3, 3), padding="VALID"), stax.Relu(),
-                      stax.Conv(config.cntk_channels, (3, 3), padding="VALID"), stax.Relu(),
-                      stax.Flatten(), stax.Dense(1))
-    kernel = np.asarray(net[2](jnp.asarray(x), None, "ntk"), np.float64)
+    if config.kernel == "conv2":
+        net = stax.serial(stax.Conv(config.cntk_channels, (3, 3), padding="VALID"),
+                          stax.Relu(),
+                          stax.Conv(config.cntk_channels, (3, 3), padding="VALID"),
+                          stax.Relu(), stax.Flatten(), stax.Dense(1))
+        kernel = np.asarray(net[2](jnp.asarray(x), None, "ntk"), np.float64)
+    else:
+        kernel = myrtle_ntk(x, int(config.kernel[len("myrtle"):]), cache_dir)
     lam, v = rf.eigendecompose(kernel, y)
     lam, v = np.asarray(lam), np.asarray(v)
     n = len(lam)
@@ -373,50 +394,21 @@ def conv_ntk_exponents(config, x_all, labels, key):
                 lam=lam, v=v, fit_range=(lo, hi), proxy=table)
 
 
-def optimal_fitting_ratio(alpha, beta, n, noise_var, modes=20000):
-    """Theory (KRR) at the optimal ridge for a power-law task: (E_tr/E_te, δ*)."""
-    i = jnp.arange(1, modes + 1, dtype=jnp.float32)
-    lam = i ** -alpha
-    v = jnp.sqrt(i ** -beta / jnp.sum(i ** -beta))
-    ridges = jnp.concatenate([jnp.zeros(1), jnp.logspace(-8, 2, 121)]) * jnp.sum(lam)
-    th = jax.vmap(lambda r: rf.krr_risk(lam, v, n, r, noise_var))(ridges)
-    j = int(jnp.argmin(th.test_mse))
-    return float(th.train_mse[j] / th.test_mse[j]), float(ridges[j])
+def myrtle_ntk(x, depth: int, cache_dir=None) -> np.ndarray:
+    """Myrtle-``depth`` NTK of images ``x`` (N, S, S, C), zero-padded to a side
+    divisible by 4, through `ntk.parallel.batch` (resumable tiles in
+    ``cache_dir`` when given)."""
+    side = x.shape[1]
+    pad = -side % 4
+    x = np.pad(x, [(0, 0), (pad // 2, pad - pad // 2), (pad // 2, pad - pad // 2), (0, 0)])
+    kernel_fn = stax.Myrtle(depth)[2]
+    batched = parallel.batch(kernel_fn, MYRTLE_TILE, progress=True,
+                             store_on_device=False,
+                             checkpoint_dir=None if cache_dir is None else Path(cache_dir))
+    return np.asarray(batched(x, None, "ntk"), np.float64)
 
 
 # ---------------------------------------------------- obligatory overfitting
-
-
-def _krr_synthetic(lam, v, noise, n, ridges, keys):
-    """KRR with K = XΛXᵀ on the Gaussian model: exact test MSE per ridge."""
-    def trial(key):
-        kx, ke = jax.random.split(key)
-        x = jax.random.normal(kx, (n, lam.shape[0]))
-        y = x @ v + jnp.sqrt(noise) * jax.random.normal(ke, (n,))
-        phi = x * jnp.sqrt(lam)                       # exact features of K
-        w = rf.rf_ridge_weights(phi, y, ridges, method="dual")
-        test = jnp.sum((w * jnp.sqrt(lam) - v) ** 2, 1) + noise
-        train = jnp.mean((w @ phi.T - y) ** 2, 1)
-        return train, test
-    return jax.lax.map(jax.jit(trial), keys)
-
-
-def _krr_pool(kernel, y, n, ridges, keys):
-    """KRR on a pool kernel: train on n pool points, test on the whole pool."""
-    evals_dtype = kernel.dtype
-
-    def trial(key):
-        idx = jax.random.permutation(key, kernel.shape[0])[:n]
-        ktt = kernel[idx][:, idx]
-        e, u = jnp.linalg.eigh(ktt)
-        e = jnp.maximum(e, 0.0)
-        b = u.T @ y[idx]
-        filt = jnp.where(e[None] + ridges[:, None] > 1e-6 * e.max(),
-                         1.0 / (e[None] + ridges[:, None]), 0.0).astype(evals_dtype)
-        alpha = (u[None] * filt[:, None, :]) @ b
-        pred = alpha @ kernel[idx]
-        return (jnp.mean((pred[:, idx] - y[idx]) ** 2, 1), jnp.mean((pred - y) ** 2, 1))
-    return jax.lax.map(jax.jit(trial), keys)
 
 
 def overfitting_curves(config, key, lam, v, noise, simulate, scale):
@@ -556,41 +548,64 @@ def _plot_overfitting(curves, path):
     results.save_figure(fig, path)
 
 
-# -------------------------------------------------------------------- run
+# -------------------------------------------------------------------- parts
+
+TAGS = ("synthetic", "image")
+_PER_TAG = {
+    "max_rel_dev_n_k_ge_64": "max |sim/theory − 1| of the test MSE over n, k ≥ 64, 5 ridges",
+    "max_rel_dev_n_k_ge_64_off_threshold": "the same without the n = k, small-δ peak",
+    "max_rel_dev_small": "the same over n or k < 64",
+    "rel_dev_table_n_k_ridge": "|sim/theory − 1| on the (n, k, ridge) grid",
+    "max_abs_z_n_k_ge_64": "max |sim − theory| / SE of the trial mean over n, k ≥ 64",
+    "max_rel_se_n_k_ge_64": "max SE/theory over n, k ≥ 64",
+    "rel_se_table_n_k_ridge": "SE/theory on the (n, k, ridge) grid",
+    "grid": "the grid's n and k", "curve_ridges": "the five ridges of the curves",
+    "sweep_values": "the swept k / n",
+    **{f"envelope_vs_{axis}_{what}": f"optimal-ridge test MSE vs {axis}: {what}"
+       for axis in ("k", "n")
+       for what in ("theory", "experiment", "theory_monotone",
+                    "experiment_max_rel_increase", "experiment_monotone_5pct")},
+}
 
 
-@register("simon24_rf", Config,
-          description="RF regression vs the eigenframework: more features, data and "
-                      "overfitting are better",
-          paper="Simon, Karkada, Ghosh & Belkin 2024 (ICLR)")
-def run(config: Config, out_dir: Path) -> dict:
-    results.use_agg_backend()
-    out_dir = Path(out_dir)
-    key = jax.random.PRNGKey(config.seed)
-    keys = jax.random.split(key, 8)
+def _keys(config):
+    return jax.random.split(jax.random.PRNGKey(config.seed), 8)
 
-    stages = tqdm(total=5, desc="simon24_rf stages", leave=False)
-    # 1–2: synthetic task
+
+@EXPERIMENT.part("synthetic", "synthetic Gaussian RF: sweeps in k and n, (k, n) grid",
+                 metrics={})
+def synthetic(run: Run) -> Result:
+    config = run.config
     lam_s, v_s = synthetic_task(config)
     syn_sim = lambda ns, ks, r, k: _synthetic_point(lam_s, v_s, config.noise_var, ns, ks, r, k)
-    syn = _sweeps(config, keys[0], (lam_s, v_s, config.noise_var, 1.0), syn_sim)
-    stages.update()
+    run.state.lam_s, run.state.v_s = lam_s, v_s
+    run.state.syn = _sweeps(config, _keys(config)[0], (lam_s, v_s, config.noise_var, 1.0),
+                            syn_sim)
+    return Result()
 
-    # 1–2: image task with ReLU random features
+
+@EXPERIMENT.part("image", "ReLU RF on images: sweeps, (k, n) grid, theory vs experiment",
+                 metrics={"image_dataset": "the image data used",
+                          **{f"{tag}_{k}": v for tag in TAGS for k, v in _PER_TAG.items()}})
+def image(run: Run) -> Result:
+    config, st = run.config, run.state
+    keys = _keys(config)
     x_img, y_img, k_img, lam_i, v_i, img_name = image_task(config, keys[1])
     scale_i = float(jnp.sum(lam_i))
     img_sim = lambda ns, ks, r, k: _image_point(x_img, y_img, ns, ks, r, k)
     img = _sweeps(config, keys[2], (lam_i, v_i, 0.0, scale_i), img_sim)
-    stages.update()
+    st.y_img, st.k_img, st.lam_i, st.v_i, st.scale_i, st.img_name = (
+        y_img, k_img, lam_i, v_i, scale_i, img_name)
 
-    tasks = {f"synthetic (α=β={config.alpha})": syn, f"ReLU RF, {img_name}": img}
-    _plot_sweeps(tasks, "test", out_dir / "test_mse_vs_k_n.png")
-    _plot_sweeps(tasks, "train", out_dir / "train_mse_vs_k_n.png")
-    _plot_heatmaps(tasks, out_dir / "heatmaps_k_n.png")
-    stages.update()
+    tasks = {f"synthetic (α=β={config.alpha})": st.syn, f"ReLU RF, {img_name}": img}
+    for which in ("test", "train"):
+        _plot_sweeps(tasks, which, run.out_dir / f"{which}_mse_vs_k_n.png")
+        run.figures.append(f"{which}_mse_vs_k_n.png")
+    _plot_heatmaps(tasks, run.out_dir / "heatmaps_k_n.png")
+    run.figures.append("heatmaps_k_n.png")
 
     metrics = {"image_dataset": img_name}
-    for tag, res in (("synthetic", syn), ("image", img)):
+    for tag, res in (("synthetic", st.syn), ("image", img)):
         big, off_peak, small, table = _deviation(res["grid"], res["curve_idx"], res["ridges"])
         metrics[f"{tag}_max_rel_dev_n_k_ge_64"] = big
         metrics[f"{tag}_max_rel_dev_n_k_ge_64_off_threshold"] = off_peak
@@ -613,88 +628,137 @@ def run(config: Config, out_dir: Path) -> dict:
             metrics[f"{tag}_envelope_vs_{axis}_experiment_monotone_5pct"] = mono_sim
         metrics[f"{tag}_sweep_values"] = list(config.sweep)
 
-    # 3: conv-NTK eigenstructure of the image data
+    m = metrics
+    # 10%: the paper's figures show theory and experiment within a few percent;
+    # z ≤ 3: the deviation is within three standard errors of the trial mean.
+    agree = lambda value: dict(holds=bool(value <= 0.1), rule="max relative deviation ≤ 10%")
+    trial_noise = lambda z: dict(holds=bool(z <= 3), rule="max |z| ≤ 3")
+    asymptotic = dict(not_comparable="the eigenframework is asymptotic; the paper makes "
+                                     "no claim at n or k < 64")
+    comparison = [
+        results.comparison("theory vs experiment, synthetic, n,k ≥ 64 (max rel. test MSE dev.)",
+                           "agree (synthetic RF figure)", m["synthetic_max_rel_dev_n_k_ge_64"],
+                           f"{config.grid_trials} trials per point, five ridges",
+                           **agree(m["synthetic_max_rel_dev_n_k_ge_64"])),
+        results.comparison("  same, without the n = k, δ ≤ 1e-2 interpolation peak",
+                           "agree", m["synthetic_max_rel_dev_n_k_ge_64_off_threshold"],
+                           **agree(m["synthetic_max_rel_dev_n_k_ge_64_off_threshold"])),
+        results.comparison("  synthetic, n,k ≥ 64: max |sim − theory| / SE of the trial mean",
+                           "≲ 3 (trial noise)", m["synthetic_max_abs_z_n_k_ge_64"],
+                           f"largest SE/theory {m['synthetic_max_rel_se_n_k_ge_64']:.3f} "
+                           "(typically at the n = k peak)",
+                           **trial_noise(m["synthetic_max_abs_z_n_k_ge_64"])),
+        results.comparison("theory vs experiment, synthetic, n or k < 64",
+                           "asymptotic", m["synthetic_max_rel_dev_small"], **asymptotic),
+        results.comparison(f"theory vs experiment, ReLU RF on {img_name}, n,k ≥ 64",
+                           "agree (ReLU RF on CIFAR-10)", m["image_max_rel_dev_n_k_ge_64"],
+                           **agree(m["image_max_rel_dev_n_k_ge_64"])),
+        results.comparison("  same, without the n = k, δ ≤ 1e-2 interpolation peak",
+                           "agree", m["image_max_rel_dev_n_k_ge_64_off_threshold"],
+                           **agree(m["image_max_rel_dev_n_k_ge_64_off_threshold"])),
+        results.comparison("  ReLU RF, n,k ≥ 64: max |sim − theory| / SE of the trial mean",
+                           "≲ 3 (trial noise)", m["image_max_abs_z_n_k_ge_64"],
+                           "z > 3 at small δ: a finite-size effect of non-Gaussian ReLU "
+                           "features (shrinks with n, k; Gaussian features of the same "
+                           "kernel agree)", **trial_noise(m["image_max_abs_z_n_k_ge_64"])),
+        results.comparison(f"theory vs experiment, ReLU RF on {img_name}, n or k < 64",
+                           "asymptotic", m["image_max_rel_dev_small"], **asymptotic),
+    ]
+    for axis, name in (("k", "k"), ("n", "n")):
+        mono = (m[f"synthetic_envelope_vs_{axis}_theory_monotone"]
+                and m[f"image_envelope_vs_{axis}_theory_monotone"])
+        comparison.append(results.comparison(
+            f"optimal-δ test MSE decreases in {name} (theory, synthetic / image)", True, mono,
+            holds=bool(mono), rule="both envelopes non-increasing"))
+    increase = max(m[f"{t}_envelope_vs_{a}_experiment_max_rel_increase"]
+                   for t in TAGS for a in ("k", "n"))
+    comparison.append(results.comparison(
+        "optimal-δ experiment envelope, max rel. increase vs k / n", 0.0, increase,
+        "trial noise; 0 means monotone", within=0.05))
+    return Result(metrics=metrics, rows=comparison,
+                  data=f"synthetic Gaussian features; images: {img_name}")
+
+
+@EXPERIMENT.part("conv_ntk", "conv-NTK power-law exponents of the image data", metrics={
+    "conv_ntk_alpha": "α from the spectrum", "conv_ntk_beta": "β from the binned v_i²",
+    "conv_ntk_alpha_proxy": "α from (Tr K_n⁻¹)⁻¹ vs n",
+    "conv_ntk_beta_proxy": "β from the ridgeless MSE vs n",
+    "optimal_fit_ratio_ours": "optimal E_tr/E_te implied by our (α, β), noise-free",
+    "optimal_fit_ratio_paper_exponents": "the same at the paper's (α, β)",
+    "optimal_fit_ratio_ours_noise_0p1": "ours with noise 0.1"})
+def conv_ntk(run: Run) -> Result:
+    config, st = run.config, run.state
+    img_name = st.img_name
     x_raw, labels, _ = load_images(config)
-    eig = conv_ntk_exponents(config, x_raw, labels, keys[3])
-    stages.update()
+    cache = None
+    if config.kernel != "conv2":
+        # Beside the published results (run.out_dir is a staging directory
+        # that replaces OUT/simon24_rf/), keyed by what determines the images.
+        cache = (Path(run.out_dir).parent / "simon24_rf_cache" /
+                 f"{config.kernel}_n{config.cntk_points}_side{config.cntk_side}"
+                 f"_seed{config.seed}_{config.dataset}")
+    eig = conv_ntk_exponents(config, x_raw, labels, _keys(config)[3], cache)
     ds = "cifar10" if img_name == "CIFAR-10" else "mnist"
     paper_ab = PAPER_EXPONENTS[ds]
-    _plot_eigen(eig, img_name, paper_ab, out_dir / "conv_ntk_eigenstructure.png")
-    ratio_ours = optimal_fitting_ratio(eig["alpha"], eig["beta"], config.overfit_n, 0.0)
-    ratio_paper = optimal_fitting_ratio(*paper_ab, config.overfit_n, 0.0)
-    ratio_ours_noisy = optimal_fitting_ratio(eig["alpha"], eig["beta"], config.overfit_n, 0.1)
-    metrics.update(conv_ntk_alpha=eig["alpha"], conv_ntk_beta=eig["beta"],
+    _plot_eigen(eig, img_name, paper_ab, run.out_dir / "conv_ntk_eigenstructure.png")
+    run.figures.append("conv_ntk_eigenstructure.png")
+    ratio_ours = rf.optimal_fitting_ratio(eig["alpha"], eig["beta"], config.overfit_n, 0.0)
+    ratio_paper = rf.optimal_fitting_ratio(*paper_ab, config.overfit_n, 0.0)
+    ratio_ours_noisy = rf.optimal_fitting_ratio(eig["alpha"], eig["beta"], config.overfit_n, 0.1)
+    metrics = dict(conv_ntk_alpha=eig["alpha"], conv_ntk_beta=eig["beta"],
                    conv_ntk_alpha_proxy=eig["alpha_proxy"],
                    conv_ntk_beta_proxy=eig["beta_proxy"],
                    optimal_fit_ratio_ours=ratio_ours[0],
                    optimal_fit_ratio_paper_exponents=ratio_paper[0],
                    optimal_fit_ratio_ours_noise_0p1=ratio_ours_noisy[0])
+    # 0.15: the paper's exponents across datasets span 0.1–0.2; the default
+    # 2-layer conv NTK on downsampled images stands in for its Myrtle kernel.
+    what = {"conv2": "2-layer conv", "myrtle5": "Myrtle-5", "myrtle10": "Myrtle-10"}[
+        config.kernel]
+    comparison = [
+        results.comparison(f"conv NTK α on {img_name}", paper_ab[0], eig["alpha"],
+                           f"spectral fit; proxy (Tr K_n⁻¹)⁻¹ gives {eig['alpha_proxy']:.2f}; "
+                           f"{config.cntk_points} images at {config.cntk_side}², {what}",
+                           within=0.15),
+        results.comparison(f"conv NTK β on {img_name}", paper_ab[1], eig["beta"],
+                           f"binned fit; ridgeless-MSE proxy gives {eig['beta_proxy']:.2f}",
+                           within=0.15),
+        results.comparison("optimal fitting ratio E_tr/E_te implied (noise-free, n = "
+                           f"{config.overfit_n})", ratio_paper[0], ratio_ours[0],
+                           "paper column: theory at the paper's (α, β)", within=0.1),
+    ]
+    return Result(metrics=metrics, rows=comparison, data=f"images: {img_name}")
 
-    # 4: obligatory overfitting (KRR, ridge varies)
+
+@EXPERIMENT.part("overfitting", "obligatory overfitting: KRR test MSE vs fitting ratio",
+                 metrics={"opt_fit_ratio_theory[*]": "theory's optimal E_tr/E_te per task",
+                          "opt_fit_ratio_experiment[*]": "experiment's optimal E_tr/E_te"})
+def overfitting(run: Run) -> Result:
+    config, st = run.config, run.state
+    keys = _keys(config)
+    lam_s, v_s = st.lam_s, st.v_s
+    lam_i, v_i, k_img, y_img = st.lam_i, st.v_i, st.k_img, st.y_img
     curves = {
         f"synthetic, σ² = {config.noise_var}": overfitting_curves(
             config, keys[4], lam_s, v_s, config.noise_var,
-            lambda n, r, k: _krr_synthetic(lam_s, v_s, config.noise_var, n, r, k), 1.0),
+            lambda n, r, k: rf.gaussian_krr_mse(lam_s, v_s, config.noise_var, n, r, k), 1.0),
         "synthetic, σ² = 0": overfitting_curves(
             config, keys[5], lam_s, v_s, 0.0,
-            lambda n, r, k: _krr_synthetic(lam_s, v_s, 0.0, n, r, k), 1.0),
-        f"ReLU NNGP, {img_name}": overfitting_curves(
+            lambda n, r, k: rf.gaussian_krr_mse(lam_s, v_s, 0.0, n, r, k), 1.0),
+        f"ReLU NNGP, {st.img_name}": overfitting_curves(
             config, keys[6], lam_i, v_i, 0.0,
-            lambda n, r, k: _krr_pool(k_img, y_img, n, r, k), scale_i),
+            lambda n, r, k: rf.krr_pool_mse(k_img, y_img, n, r, k), st.scale_i),
     }
-    _plot_overfitting(curves, out_dir / "obligatory_overfitting.png")
-    stages.update()
-    stages.close()
+    _plot_overfitting(curves, run.out_dir / "obligatory_overfitting.png")
+    run.figures.append("obligatory_overfitting.png")
+    metrics, comparison = {}, []
     for title, c in curves.items():
         metrics[f"opt_fit_ratio_theory[{title}]"] = c["th_opt_ratio"]
         metrics[f"opt_fit_ratio_experiment[{title}]"] = c["sim_opt_ratio"]
-
-    comparison = [
-        results.comparison("theory vs experiment, synthetic, n,k ≥ 64 (max rel. test MSE dev.)",
-                           "agree (synthetic RF figure)", metrics["synthetic_max_rel_dev_n_k_ge_64"],
-                           f"{config.grid_trials} trials per point, five ridges"),
-        results.comparison("  same, without the n = k, δ ≤ 1e-2 interpolation peak",
-                           "agree", metrics["synthetic_max_rel_dev_n_k_ge_64_off_threshold"]),
-        results.comparison("  synthetic, n,k ≥ 64: max |sim − theory| / SE of the trial mean",
-                           "≲ 3 (trial noise)", metrics["synthetic_max_abs_z_n_k_ge_64"],
-                           f"largest SE/theory {metrics['synthetic_max_rel_se_n_k_ge_64']:.3f} "
-                           "(typically at the n = k peak)"),
-        results.comparison("theory vs experiment, synthetic, n or k < 64",
-                           "asymptotic", metrics["synthetic_max_rel_dev_small"]),
-        results.comparison(f"theory vs experiment, ReLU RF on {img_name}, n,k ≥ 64",
-                           "agree (ReLU RF on CIFAR-10)", metrics["image_max_rel_dev_n_k_ge_64"]),
-        results.comparison("  same, without the n = k, δ ≤ 1e-2 interpolation peak",
-                           "agree", metrics["image_max_rel_dev_n_k_ge_64_off_threshold"]),
-        results.comparison("  ReLU RF, n,k ≥ 64: max |sim − theory| / SE of the trial mean",
-                           "≲ 3 (trial noise)", metrics["image_max_abs_z_n_k_ge_64"],
-                           "z > 3 at small δ: a finite-size effect of non-Gaussian ReLU "
-                           "features (shrinks with n, k; Gaussian features of the same "
-                           "kernel agree)"),
-        results.comparison(f"theory vs experiment, ReLU RF on {img_name}, n or k < 64",
-                           "asymptotic", metrics["image_max_rel_dev_small"]),
-        results.comparison("optimal-δ test MSE decreases in k (theory, synthetic / image)",
-                           True, metrics["synthetic_envelope_vs_k_theory_monotone"]
-                           and metrics["image_envelope_vs_k_theory_monotone"]),
-        results.comparison("optimal-δ test MSE decreases in n (theory, synthetic / image)",
-                           True, metrics["synthetic_envelope_vs_n_theory_monotone"]
-                           and metrics["image_envelope_vs_n_theory_monotone"]),
-        results.comparison("optimal-δ experiment envelope, max rel. increase vs k / n",
-                           0.0, max(metrics[f"{t}_envelope_vs_{a}_experiment_max_rel_increase"]
-                                    for t in ("synthetic", "image") for a in ("k", "n")),
-                           "trial noise; 0 means monotone"),
-        results.comparison(f"conv NTK α on {img_name}", paper_ab[0], eig["alpha"],
-                           f"spectral fit; proxy (Tr K_n⁻¹)⁻¹ gives {eig['alpha_proxy']:.2f}; "
-                           f"{config.cntk_points} images at {config.cntk_side}², 2-layer conv"),
-        results.comparison(f"conv NTK β on {img_name}", paper_ab[1], eig["beta"],
-                           f"binned fit; ridgeless-MSE proxy gives {eig['beta_proxy']:.2f}"),
-        results.comparison("optimal fitting ratio E_tr/E_te implied (noise-free, n = "
-                           f"{config.overfit_n})", ratio_paper[0], ratio_ours[0],
-                           "paper column: theory at the paper's (α, β)"),
-    ]
-    for title, c in curves.items():
         comparison.append(results.comparison(
             f"optimal fitting ratio, {title} (theory / experiment)",
-            "≈ 0 (near-zero train error)", f"{c['th_opt_ratio']:.3f} / {c['sim_opt_ratio']:.3f}"))
-    return {"metrics": metrics, "paper_vs_ours": comparison,
-            "figures": ["test_mse_vs_k_n.png", "train_mse_vs_k_n.png", "heatmaps_k_n.png",
-                        "conv_ntk_eigenstructure.png", "obligatory_overfitting.png"]}
+            "≈ 0 (near-zero train error)", f"{c['th_opt_ratio']:.3f} / {c['sim_opt_ratio']:.3f}",
+            holds=bool(c["th_opt_ratio"] <= 0.25),
+            rule="theory's optimal E_tr/E_te ≤ 0.25 (1 would be no overfitting)"))
+    return Result(metrics=metrics, rows=comparison,
+                  data=f"synthetic Gaussian features; images: {st.img_name}")

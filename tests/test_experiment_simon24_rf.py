@@ -2,29 +2,24 @@
 
 The tiny run's numbers are not meaningful, but its structure is checked, and the
 claims that hold at any size are checked on it: the theory's optimal-ridge
-envelope decreases in k and n ("more is better"), and the obligatory-overfitting
-optimum of the noise-free synthetic task sits at (near) zero training error.
+envelope decreases in k and n ("more is better"). The library pieces it
+orchestrates are tested in tests/test_random_features_krr.py.
 """
 
 from __future__ import annotations
 
 import json
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from experiments import simon24_rf
-from experiments.__main__ import main
-from ntk import random_features as rf
+import tiny_runs
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("simon24_rf")
-    assert main(["run", "simon24_rf", "--tiny", "--out", str(out)]) == 0
-    return out / "simon24_rf"
+    return tiny_runs.tiny_run("simon24_rf", tmp_path_factory)[0]
 
 
 def test_tiny_run_writes_metrics_and_every_figure(tiny_run):
@@ -41,23 +36,6 @@ def test_tiny_run_theory_envelopes_decrease_in_k_and_n(tiny_run):
         for axis in ("k", "n"):
             env = np.asarray(m[f"{tag}_envelope_vs_{axis}_theory"])
             assert np.all(np.diff(env) <= 1e-4 * env[:-1]), (tag, axis, env)
-
-
-def test_noise_free_power_law_optimum_is_at_zero_training_error():
-    ratio, ridge = simon24_rf.optimal_fitting_ratio(1.5, 1.5, 128, 0.0, modes=4000)
-    total = float(np.sum(np.arange(1, 4001.0) ** -1.5))
-    assert ratio < 1e-3 and ridge <= 1e-4 * total
-
-
-def test_synthetic_krr_simulation_matches_krr_theory():
-    config = simon24_rf.Config(m_modes=800)
-    lam, v = simon24_rf.synthetic_task(config)
-    lam, v = lam.astype(jnp.float64), v.astype(jnp.float64)
-    ridges = jnp.array([1e-2, 1e-1])
-    _, test = simon24_rf._krr_synthetic(lam, v, 0.5, 128, ridges,
-                                        jax.random.split(jax.random.PRNGKey(0), 16))
-    th = jax.vmap(lambda d: rf.krr_risk(lam, v, 128, d, 0.5).test_mse)(ridges)
-    np.testing.assert_allclose(np.asarray(test).mean(0), th, rtol=0.05)
 
 
 def test_cifar10_without_data_dir_is_a_clear_error():

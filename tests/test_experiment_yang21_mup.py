@@ -10,16 +10,12 @@ import json
 
 import pytest
 
-from experiments import registry
+from tiny_runs import tiny_run
 
 
 @pytest.fixture(scope="module")
 def payload(tmp_path_factory):
-    out = tmp_path_factory.mktemp("yang21")
-    experiment = registry.get("yang21_mup")
-    payload = registry.run_experiment(experiment, experiment.config("tiny"), out,
-                                      size="tiny", echo=lambda s: None)
-    return out / "yang21_mup", payload
+    return tiny_run("yang21_mup", tmp_path_factory)
 
 
 def test_writes_metrics_and_figures(payload):
@@ -41,3 +37,19 @@ def test_paper_vs_ours_has_the_theory_beside_each_slope(payload):
     rows = {r["quantity"]: r for r in p["paper_vs_ours"]}
     assert rows["feature movement slope, NTK"]["paper"].startswith("-0.5")
     assert rows["feature movement slope, muP"]["paper"].startswith("-0.0")
+
+
+# ------------------------------------------------------------------ Word2Vec / MAML parts
+
+
+def test_word2vec_and_maml_parts_write_figures_and_limit_beats_ntk_on_planted_corpus(payload):
+    out, p = payload
+    for name in ("yang21_word2vec.png", "yang21_maml.png"):
+        assert name in p["figures"] and (out / name).stat().st_size > 1000
+    limits = p["metrics"]["limits"]
+    json.dumps(limits, default=float)
+    w2v = limits["word2vec"]
+    assert w2v["ntk_gp"]["accuracy"] == 0.0
+    assert w2v["limit"]["accuracy"] > w2v["ntk_gp"]["accuracy"]
+    assert {r["quantity"] for r in p["paper_vs_ours"]} >= {
+        "word2vec analogy acc, muP limit (%)", "MAML 5w1s acc, muP limit (%)"}

@@ -1,32 +1,40 @@
-"""The experiments CLI, its result files, the kernel benchmark's plumbing, and CI.
+"""The experiment protocol, the CLI, result files, the report, the benchmark's plumbing, CI.
 
-Numbers of the experiment itself are checked where a closed form exists (the
-empirical NTK of a linear model, the slope of an exact power law); the CLI
-tests check what a user sees and what the files contain.
+The registry's checks (declared sizes and metrics, marked rows, timed parts
+with progress) are tested on small fake experiments; the CLI tests check what
+a user sees and what the files contain; the report is checked on the tiny runs
+of every experiment that the session shares (tests/tiny_runs.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import html.parser
+import io
 import json
-import math
 import os
 import re
+import signal
+import stat
+import struct
 import subprocess
 import sys
+import textwrap
+import threading
 import types
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import registry, results
+from experiments import registry, report, results
 from experiments.__main__ import main
 from experiments.benchmarks import _harness
 from experiments.benchmarks import kernels as bench
-from experiments import jacot18
 from ntk import stax
+from tiny_runs import results_root, tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,55 +67,6 @@ def test_unknown_experiment_name_exits_2_and_lists_the_known_ones():
 def test_registry_get_unknown_name_raises_value_error():
     with pytest.raises(ValueError, match="unknown experiment 'nope'.*jacot18"):
         registry.get("nope")
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """``run jacot18 --tiny --seed 7`` into a fresh results directory."""
-    out = tmp_path_factory.mktemp("results")
-    code = main(["run", "jacot18", "--tiny", "--seed", "7", "--out", str(out)])
-    return code, out / "jacot18"
-
-
-FIGURES = ["fig1_ntk_convergence.png", "fig2_function_dynamics.png",
-           "fig3_principal_components.png", "fig4_rates.png"]
-
-
-@pytest.mark.parametrize("name", FIGURES)
-def test_tiny_run_exits_0_and_writes_each_png(tiny_run, name):
-    code, out_dir = tiny_run
-    assert code == 0
-    png = out_dir / name
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert png.stat().st_size > 10_000  # a drawn figure, not an empty canvas
-
-
-def test_tiny_run_metrics_json_has_provenance_and_table(tiny_run):
-    _, out_dir = tiny_run
-    payload = json.loads((out_dir / "metrics.json").read_text())
-    assert payload["experiment"] == "jacot18"
-    assert payload["size"] == "tiny"
-    assert payload["seed"] == 7 and payload["config"]["seed"] == 7
-    assert payload["config"]["slope_widths"] == list(jacot18.Config.tiny().slope_widths)
-    for pkg in ("jax", "jaxlib", "flax", "optax", "numpy", "ntk"):
-        assert payload["versions"][pkg], f"version of {pkg} missing"
-    assert payload["versions"]["jax"] == jax.__version__
-    assert payload["device"]["platform"] == jax.devices()[0].platform
-    assert payload["device"]["device_count"] == jax.device_count()
-    assert payload["device"]["device_kind"]
-    assert payload["wall_time_s"] > 0
-    assert payload["figures"] == FIGURES
-    rows = payload["paper_vs_ours"]
-    assert rows and all({"quantity", "paper", "ours"} <= set(r) for r in rows)
-    slope_row = next(r for r in rows if r["quantity"].startswith("slope of ‖Θ̂₀"))
-    assert slope_row["paper"] == -0.5
-    assert math.isclose(slope_row["ours"], payload["metrics"]["ntk_init_error_slope"],
-                        abs_tol=1e-3)
-
-
-def test_tiny_run_leaves_no_temporary_files(tiny_run):
-    _, out_dir = tiny_run
-    assert sorted(p.name for p in out_dir.iterdir()) == sorted(FIGURES + ["metrics.json"])
 
 
 # ------------------------------------------------------------------ atomic writes
@@ -177,38 +136,6 @@ def test_set_override_of_unknown_field_names_the_fields():
 def test_set_override_with_bad_value_says_what_was_expected():
     with pytest.raises(ValueError, match="fig1_inits: cannot parse 'many' as int"):
         registry.get("jacot18").config("quick", overrides={"fig1_inits": "many"})
-
-
-# ------------------------------------------------------------------ jacot18 pieces
-
-
-@pytest.mark.parametrize("W_std,b_std", [(1.0, None), (1.7, 0.3)])
-def test_ntk_row_of_a_linear_model_is_its_closed_form(W_std, b_std):
-    # f(x) = W_std <w, x> / sqrt(d) + b_std b  =>  Θ(x0, x) = W_std² <x0, x>/d + b_std²
-    init_fn, apply_fn, _ = stax.Dense(1, W_std=W_std, b_std=b_std)
-    x = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
-    _, params = init_fn(jax.random.PRNGKey(1), x.shape)
-    expected = W_std ** 2 * x @ x[0] / 3 + (b_std or 0.0) ** 2
-    np.testing.assert_allclose(jacot18.ntk_row(apply_fn, params, x[0], x), expected,
-                               rtol=1e-10)
-
-
-def test_ntk_row_matches_a_brute_force_jacobian():
-    # two outputs: the row must use output 0's gradients only
-    init_fn, apply_fn, _ = stax.serial(stax.Dense(6, b_std=0.1), stax.Relu(),
-                                       stax.Dense(2, b_std=0.1))
-    x = jacot18.circle(jnp.linspace(0.0, 3.0, 5))
-    params = jax.jit(lambda k: init_fn(k, x.shape)[1])(jax.random.PRNGKey(2))
-    jac = jax.jacrev(lambda p: apply_fn(p, x)[:, 0])(params)
-    flat = jnp.concatenate([j.reshape(x.shape[0], -1) for j in jax.tree_util.tree_leaves(jac)],
-                           axis=1)
-    np.testing.assert_allclose(jacot18.ntk_row(apply_fn, params, x[2], x),
-                               flat @ flat[2], rtol=1e-5)
-
-
-def test_loglog_slope_recovers_an_exact_power_law():
-    widths = np.array([16, 64, 256, 1024])
-    assert results.loglog_slope(widths, 3.0 * widths ** -0.5) == pytest.approx(-0.5)
 
 
 
@@ -294,15 +221,508 @@ def test_data_dir_reaches_the_config_field_of_experiments_that_have_one():
         data_dir: str = ""
         seed: int = 0
 
-        @classmethod
-        def quick(cls):
-            return cls()
-
-        @classmethod
-        def full(cls):
-            return cls()
-
-    exp = registry.Experiment("demo", Cfg, lambda c, o: {})
+    exp = registry.Experiment("demo", Cfg, registry.Sizes(full={}, tiny={}))
     assert exp.uses_data_dir
     assert exp.config("quick", data_dir="/data").data_dir == "/data"
-    assert registry.get("jacot18").config("tiny", data_dir="/data") == jacot18.Config.tiny()
+    jacot = registry.get("jacot18")
+    assert jacot.config("tiny", data_dir="/data") == jacot.config_cls(**jacot.sizes.tiny)
+
+
+# ------------------------------------------------------------------ staged runs
+
+
+@dataclasses.dataclass(frozen=True)
+class _FakeConfig:
+    """Config of the fake experiments below (registered per test, never discovered)."""
+    seed: int = 0
+    label: str = "first"
+    interrupt_after_first_figure: bool = False
+    data_dir: str = ""
+
+
+def _line_figure(y):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot(y)
+    return fig
+
+
+def _fake_run(run):
+    """Two figures; with ``interrupt_after_first_figure`` a Ctrl-C after the first."""
+    run.save_figure(_line_figure([0, 1, 0]), "first.png")
+    if run.config.interrupt_after_first_figure:
+        raise KeyboardInterrupt
+    run.save_figure(_line_figure([1, 0, 1]), "second.png")
+    return registry.Result(metrics={"label": run.config.label})
+
+
+def _fake_cifar_run(run):
+    """Reads CIFAR-10 from ``data_dir`` through the real loader."""
+    from ntk import data
+    data.cifar10(run.config.data_dir)
+    return registry.Result()
+
+
+def _fake_buggy_run(run):
+    """An OSError that has nothing to do with ``data_dir``: a bug."""
+    open(os.path.join(os.sep, "nonexistent-ntk-test-dir", "cache.bin"), "rb")
+
+
+def _fake_experiment(name, *parts, config=_FakeConfig):
+    """An experiment of ``(fn, metric spec)`` parts, registered nowhere."""
+    exp = registry.Experiment(name, config, registry.Sizes(full={}, tiny={}))
+    for i, (fn, spec) in enumerate(parts):
+        exp.part(f"part{i}", f"part {i} of {name}", metrics=spec)(fn)
+    return exp
+
+
+@pytest.fixture
+def fake_experiments(monkeypatch):
+    registry.discover()
+    for name, run, spec in (("fake", _fake_run, {"label": "the config's label"}),
+                            ("fake_cifar", _fake_cifar_run, {}),
+                            ("fake_buggy", _fake_buggy_run, {})):
+        monkeypatch.setitem(registry._REGISTRY, name, _fake_experiment(name, (run, spec)))
+    return registry.get("fake")
+
+
+def _run_fake(out, **changes):
+    exp = registry.get("fake")
+    return registry.run_experiment(exp, dataclasses.replace(_FakeConfig(), **changes),
+                                   out, echo=lambda *_: None)
+
+
+def _snapshot(directory: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def _png_text_chunks(path: Path) -> dict:
+    """The tEXt chunks of a PNG, read from the byte layout of the format."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, {}
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"tEXt":
+            key, _, value = data[pos + 8:pos + 8 + length].partition(b"\0")
+            chunks[key.decode("latin-1")] = value.decode("latin-1")
+        pos += 12 + length                       # length, type, body, CRC
+    return chunks
+
+
+def test_interrupted_run_keeps_the_previous_complete_run_and_leaves_no_temp_files(
+        tmp_path, fake_experiments):
+    first = _run_fake(tmp_path)
+    before = _snapshot(tmp_path / "fake")
+    with pytest.raises(KeyboardInterrupt):
+        _run_fake(tmp_path, label="second", interrupt_after_first_figure=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["fake"]
+    assert _snapshot(tmp_path / "fake") == before
+    assert json.loads((tmp_path / "fake" / "metrics.json").read_text())["run_id"] == \
+        first["run_id"]
+
+
+def test_interrupted_run_restores_the_signal_handlers_and_joins_its_progress_thread(
+        tmp_path, fake_experiments):
+    # A simulated Ctrl-C must leave nothing behind that a later SIGINT (or the
+    # end of the test session) would run into.
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    threads = set(threading.enumerate())
+    with pytest.raises(KeyboardInterrupt):
+        _run_fake(tmp_path, interrupt_after_first_figure=True)
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
+    assert set(threading.enumerate()) <= threads
+
+
+def test_complete_run_replaces_the_previous_run_whole(
+        tmp_path, fake_experiments):
+    _run_fake(tmp_path)
+    second = _run_fake(tmp_path, label="second")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake"]
+    assert sorted(_snapshot(tmp_path / "fake")) == ["first.png", "metrics.json", "second.png"]
+    metrics = json.loads((tmp_path / "fake" / "metrics.json").read_text())
+    assert metrics["metrics"] == {"label": "second"}
+    assert metrics["run_id"] == second["run_id"]
+
+
+_SIGNAL_SCRIPT = textwrap.dedent("""
+    import dataclasses, sys, time
+    from experiments import registry, results
+    from experiments.__main__ import main
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        seed: int = 0
+
+    def run(run):
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.plot([0, 1, 0])
+        run.save_figure(fig, "first.png")
+        print("WROTE", flush=True)
+        time.sleep(60)
+        raise AssertionError("the test should have stopped this run")
+
+    registry._DISCOVERED = True          # run only this fake experiment
+    fake = registry.Experiment("fake", Config, registry.Sizes(full={}, tiny={}))
+    fake.part("only", "the only part", metrics={})(run)
+    registry._REGISTRY["fake"] = fake
+    sys.exit(main(["run", "fake", "--out", sys.argv[1]]))
+""")
+
+
+def _start_and_signal_after_first_figure(out: Path, signum: int):
+    proc = subprocess.Popen([sys.executable, "-c", _SIGNAL_SCRIPT, str(out)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    try:
+        for line in proc.stdout:
+            if line.strip() == "WROTE":
+                break
+        else:
+            pytest.fail(f"the run never wrote its first figure:\n{proc.stderr.read()}")
+        staging = [p.name for p in out.iterdir() if ".staging-" in p.name]
+        assert len(staging) == 1 and (out / staging[0] / "first.png").exists()
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err
+
+
+def test_sigterm_after_the_first_figure_keeps_the_previous_run_and_removes_staging(
+        tmp_path, fake_experiments):
+    first = _run_fake(tmp_path)
+    before = _snapshot(tmp_path / "fake")
+    code, err = _start_and_signal_after_first_figure(tmp_path, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, err
+    assert "terminated by signal 15" in err and "Traceback" not in err
+    assert [p.name for p in tmp_path.iterdir()] == ["fake"]
+    assert _snapshot(tmp_path / "fake") == before
+    assert json.loads(before["metrics.json"])["run_id"] == first["run_id"]
+
+
+def test_staging_left_by_a_killed_run_is_removed_by_the_next_run(tmp_path, fake_experiments):
+    _run_fake(tmp_path)
+    code, _ = _start_and_signal_after_first_figure(tmp_path, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert len(list(tmp_path.iterdir())) == 2        # SIGKILL cannot be cleaned up after
+    third = _run_fake(tmp_path, label="third")
+    assert [p.name for p in tmp_path.iterdir()] == ["fake"]
+    assert json.loads((tmp_path / "fake" / "metrics.json").read_text())["run_id"] == \
+        third["run_id"]
+
+
+def test_previous_run_renamed_aside_by_a_publisher_that_died_is_put_back(
+        tmp_path, fake_experiments):
+    first = _run_fake(tmp_path)
+    before = _snapshot(tmp_path / "fake")
+    # The state a SIGKILL between publish's two renames leaves behind.
+    aside = tmp_path / f".fake.old-{results.new_run_id()}"
+    (tmp_path / "fake").rename(aside)
+    with results.StagedRun(tmp_path / "fake"):
+        pass                                          # opened, never published
+    assert [p.name for p in tmp_path.iterdir()] == ["fake"]
+    assert _snapshot(tmp_path / "fake") == before
+    assert json.loads(before["metrics.json"])["run_id"] == first["run_id"]
+
+
+def test_metrics_and_every_png_carry_the_same_run_id_and_the_manifest_matches(
+        tmp_path, fake_experiments):
+    first = _run_fake(tmp_path)
+    out = tmp_path / "fake"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{8}", metrics["run_id"])
+    assert metrics["run_id"] == first["run_id"]
+    for name in ("first.png", "second.png"):
+        assert _png_text_chunks(out / name)["run_id"] == metrics["run_id"]
+        data = (out / name).read_bytes()
+        assert metrics["files"][name] == {"bytes": len(data),
+                                          "sha256": hashlib.sha256(data).hexdigest()}
+    assert set(metrics["files"]) == {"first.png", "second.png"}
+    assert _run_fake(tmp_path)["run_id"] != first["run_id"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_result_files_and_directories_follow_the_umask(tmp_path, fake_experiments, umask):
+    previous = os.umask(umask)
+    try:
+        _run_fake(tmp_path / "results")
+        bench = results.write_benchmark("demo", tmp_path / "results", {"x": 1})
+    finally:
+        os.umask(previous)
+    out = tmp_path / "results" / "fake"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
+    for name in ("first.png", "second.png", "metrics.json"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~umask, name
+    assert stat.S_IMODE(bench.stat().st_mode) == 0o666 & ~umask
+    assert json.loads(bench.read_text())["run_id"]
+
+
+# ------------------------------------------------------------------ CLI errors
+
+
+def _single_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_out_below_a_regular_file_is_one_error_line_with_status_2(
+        tmp_path, fake_experiments, capsys):
+    (tmp_path / "a_file").write_text("")
+    code = main(["run", "fake", "--out", str(tmp_path / "a_file" / "results")])
+    assert code == 2
+    line = _single_error_line(capsys)
+    assert "--out" in line and "a_file" in line and "NotADirectoryError" in line
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="root may write into read-only directories")
+def test_read_only_out_is_one_error_line_with_status_2(tmp_path, fake_experiments, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        code = main(["run", "fake", "--out", str(locked)])
+    finally:
+        locked.chmod(0o700)
+    assert code == 2
+    assert "PermissionError" in _single_error_line(capsys)
+
+
+def test_missing_data_dir_is_one_error_line_with_status_2(tmp_path, fake_experiments, capsys):
+    code = main(["run", "fake_cifar", "--out", str(tmp_path),
+                 "--data-dir", str(tmp_path / "nowhere")])
+    assert code == 2
+    assert "--data-dir" in _single_error_line(capsys)
+
+
+def test_dataset_missing_from_data_dir_is_one_error_line_with_status_2(
+        tmp_path, fake_experiments, capsys):
+    (tmp_path / "data").mkdir()
+    code = main(["run", "fake_cifar", "--out", str(tmp_path / "out"),
+                 "--data-dir", str(tmp_path / "data")])
+    assert code == 2
+    line = _single_error_line(capsys)
+    assert line.startswith("error: --data-dir:") and "data_batch_1" in line
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_unexpected_os_error_inside_an_experiment_keeps_its_traceback(
+        tmp_path, fake_experiments):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(FileNotFoundError, match="nonexistent-ntk-test-dir"):
+        main(["run", "fake_buggy", "--out", str(tmp_path / "out"),
+              "--data-dir", str(tmp_path / "data")])
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+# ------------------------------------------------------------------ the protocol
+
+
+def test_a_size_that_changes_an_unknown_field_is_refused_at_registration():
+    with pytest.raises(TypeError, match=r"tiny size changes unknown config field\(s\) \['widht'\]"):
+        registry.Experiment("demo", _FakeConfig, registry.Sizes(full={}, tiny={"widht": 3}))
+
+
+def test_each_size_is_the_defaults_changed_by_its_declaration():
+    exp = registry.Experiment("demo", _FakeConfig,
+                              registry.Sizes(full={"label": "big"}, tiny={"label": "small"}))
+    assert exp.config("quick") == _FakeConfig()
+    assert exp.config("full").label == "big" and exp.config("tiny").label == "small"
+    with pytest.raises(ValueError, match="size must be one of"):
+        exp.config("huge")
+
+
+def _metrics_part(metrics):
+    return lambda run: registry.Result(metrics=metrics)
+
+
+@pytest.mark.parametrize("written, message", [
+    ({"label": 1, "extra": 2}, "metric 'extra' is not declared"),
+    ({}, r"declared metric\(s\) \['label'\] were not written"),
+])
+def test_a_part_writing_other_metrics_than_it_declares_fails_and_publishes_nothing(
+        tmp_path, written, message):
+    exp = _fake_experiment("demo", (_metrics_part(written), {"label": "a label"}))
+    with pytest.raises(ValueError, match=f"demo.part0: {message}"):
+        registry.run_experiment(exp, _FakeConfig(), tmp_path, echo=lambda *_: None,
+                                stream=io.StringIO())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nested_and_family_metric_specs_are_checked_to_the_leaf():
+    spec = {"fit": {"slope": "s", "offset": "o"}, "ratio[*]": "per task"}
+    registry.check_metrics(spec, {"fit": {"slope": 1, "offset": 2}, "ratio[a]": 1,
+                                  "ratio[b, c]": 2}, "x")
+    with pytest.raises(ValueError, match=r"x.fit: declared metric\(s\) \['offset'\]"):
+        registry.check_metrics(spec, {"fit": {"slope": 1}, "ratio[a]": 1}, "x")
+    with pytest.raises(ValueError, match=r"\['ratio\[\*\]'\] were not written"):
+        registry.check_metrics(spec, {"fit": {"slope": 1, "offset": 2}}, "x")
+
+
+def test_parts_merge_their_metrics_and_two_parts_may_not_write_one_leaf(tmp_path):
+    a = (_metrics_part({"fits": {"a": 1}}), {"fits": {"a": ""}})
+    b = (_metrics_part({"fits": {"b": 2}}), {"fits": {"b": ""}})
+    exp = _fake_experiment("demo", a, b)
+    payload = registry.run_experiment(exp, _FakeConfig(), tmp_path, echo=lambda *_: None,
+                                      stream=io.StringIO())
+    assert payload["metrics"] == {"fits": {"a": 1, "b": 2}}
+    clash = _fake_experiment("clash", a, a)
+    with pytest.raises(ValueError, match="metric 'a' is written by two parts"):
+        registry.run_experiment(clash, _FakeConfig(), tmp_path, echo=lambda *_: None,
+                                stream=io.StringIO())
+
+
+def test_each_part_is_timed_and_its_bar_stays_with_its_time(tmp_path):
+    def loop(run):
+        for _ in run.progress(range(3), "step"):
+            pass
+        return registry.Result()
+
+    stream = io.StringIO()
+    exp = _fake_experiment("demo", (loop, {}), (lambda run: registry.Result(), {}))
+    payload = registry.run_experiment(exp, _FakeConfig(), tmp_path, echo=lambda *_: None,
+                                      stream=stream)
+    assert [p["name"] for p in payload["parts"]] == ["part0", "part1"]
+    final = [line.rsplit("\r", 1)[-1] for line in stream.getvalue().split("\n")]
+    assert re.search(r"demo \[1/2\] part 0 of demo.*3/3.*done in \d+\.\d s", final[0]), final
+    assert re.search(r"demo \[2/2\] part 1 of demo.*1/1.*done in \d+\.\d s", final[1]), final
+
+
+def test_a_long_call_inside_a_part_keeps_its_elapsed_time_ticking(tmp_path, monkeypatch):
+    import time
+    monkeypatch.setattr(registry, "_HEARTBEAT_S", 0.05)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    exp = _fake_experiment("demo", (lambda run: time.sleep(0.6) or registry.Result(), {}))
+    registry.run_experiment(exp, _FakeConfig(), tmp_path, echo=lambda *_: None, stream=stream)
+    # one redraw when the bar opens and one when it closes; the rest are the heartbeat's
+    assert stream.getvalue().count("\r") >= 5
+
+
+def test_comparison_marks_follow_their_stated_rules():
+    c = results.comparison
+    assert c("q", -0.5, -0.45, within=0.1)["mark"] == "agree"
+    assert c("q", -0.5, -0.65, within=0.1)["mark"] == "differs"
+    assert c("q", -0.5, float("nan"), within=0.1)["mark"] == "differs"
+    assert c("q", 100.0, 108.0, rel=0.1)["mark"] == "agree"
+    assert c("q", 100.0, 112.0, rel=0.1)["rule"] == "|ours/paper − 1| ≤ 0.1"
+    assert c("q", 100.0, 112.0, rel=0.1)["mark"] == "differs"
+    assert c("q", "shrinks", "0.3 vs 0.1", holds=True, rule="b < a")["mark"] == "agree"
+    assert c("q", "shrinks", "0.1 vs 0.3", holds=False, rule="b < a")["mark"] == "differs"
+    row = c("q", 43.3, 61.9, not_comparable="other corpus")
+    assert row["mark"] == "not comparable" and "other corpus" in row["rule"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "exactly one of"), ({"within": 0.1, "holds": True}, "exactly one of"),
+    ({"within": 0.1, "ours": "0.3 vs 0.1"}, "compare numbers"),
+    ({"holds": True}, "needs rule="), ({"holds": 1, "rule": "r"}, "must be a bool"),
+])
+def test_comparison_without_exactly_one_valid_check_is_a_type_error(kwargs, message):
+    args = {"ours": 0.4, **kwargs}
+    ours = args.pop("ours")
+    with pytest.raises(TypeError, match=message):
+        results.comparison("q", 0.5, ours, **args)
+
+
+def test_old_name_perm25_reaches_giapitzakis25_with_a_deprecation_note(capsys):
+    with pytest.warns(DeprecationWarning, match="'perm25' is now called 'giapitzakis25'"):
+        assert registry.get("perm25") is registry.get("giapitzakis25")
+    assert "perm25" not in registry.names()
+    # the CLI resolves the alias first: the error names the new experiment
+    assert main(["run", "perm25", "--data-dir", "/nowhere"]) == 2
+    err = capsys.readouterr().err
+    assert "note: experiment 'perm25' is now called 'giapitzakis25'" in err
+    assert "giapitzakis25 uses only offline data" in err
+
+
+# ------------------------------------------------------------------ the report
+
+
+class _Page(html.parser.HTMLParser):
+    """Collects the tags, image sources, links and text of an HTML page."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.srcs, self.hrefs, self.text = [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        attrs = dict(attrs)
+        if tag in ("img", "script"):
+            self.srcs.append(attrs.get("src", ""))
+        if tag == "link" or "href" in attrs:
+            self.hrefs.append(attrs.get("href", ""))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    """REPORT.md and index.html of the session's tiny runs of every experiment."""
+    payloads = {name: tiny_run(name, tmp_path_factory)[1] for name in registry.names()}
+    root = results_root(tmp_path_factory)
+    assert main(["report", "--out", str(root)]) == 0
+    return root, payloads
+
+
+def test_report_markdown_has_every_experiment_table_and_existing_figures(tiny_report):
+    root, payloads = tiny_report
+    md = (root / "REPORT.md").read_text()
+    for name, p in payloads.items():
+        assert f"\n## {name}\n" in md
+        assert f"| [{name}](#{name}) | " in md and "not run" not in md
+        for figure in p["figures"]:
+            assert f"]({name}/{figure})" in md
+    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)
+    assert links and all((root / link).is_file() for link in links)
+    rows = sum(len(p["paper_vs_ours"]) for p in payloads.values())
+    marked = re.findall(r"^\| (✓ agree|✗ differs|– not comparable) \|", md, re.M)
+    assert len(marked) == rows
+
+
+def test_report_html_parses_and_embeds_every_figure_offline(tiny_report):
+    root, payloads = tiny_report
+    page = _Page()
+    page.feed((root / "index.html").read_text())
+    page.close()
+    assert page.tags[:1] == ["html"] and "script" not in page.tags
+    figures = sum(len(p["figures"]) for p in payloads.values())
+    assert len(page.srcs) == figures
+    assert all(s.startswith("data:image/png;base64,") for s in page.srcs)
+    assert all(h.startswith("#") for h in page.hrefs)       # nothing to fetch
+    text = "".join(page.text)
+    for name, p in payloads.items():
+        assert p["versions"]["jax"] in text and p["run_id"] in text
+
+
+def test_report_lists_an_experiment_without_a_run_as_not_run(tmp_path):
+    md, page = report.write(tmp_path)
+    assert md.read_text().count("| not run |") == len(registry.names())
+    assert "not run" in page.read_text()
+
+
+def test_run_all_ends_by_writing_the_report(tmp_path, fake_experiments, monkeypatch):
+    monkeypatch.setattr(registry, "names", lambda: ["fake"])
+    assert main(["run", "all", "--out", str(tmp_path)]) == 0
+    assert "## fake" in (tmp_path / "REPORT.md").read_text()
+    assert "first.png" in (tmp_path / "index.html").read_text()
+
+
+def test_report_of_a_missing_directory_is_one_error_line(tmp_path, capsys):
+    assert main(["report", "--out", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in _single_error_line(capsys)

@@ -8,7 +8,13 @@ script it reads a JSON spec on stdin, builds each workload with
 
 A workload is ``{"layers": [[name, args, kwargs], ...], "input_shape": [...]}``;
 ``build(stax, layers)`` calls ``stax.serial(*(getattr(stax, name)(*args,
-**kwargs)))`` — both libraries share these layer names and arguments.
+**kwargs)))`` — both libraries share these layer names and arguments. A
+workload with a ``"graph"`` entry gets a batch of random padded graphs
+(`make_graph`) passed as ``pattern=`` and ``mask_constant=``. A workload
+``{"myrtle": depth, ...}`` is the Myrtle network (`build_myrtle`).
+
+Every timing records the wall time and the process CPU time (all threads)
+of each call; the medians are reported.
 """
 
 import json
@@ -25,6 +31,38 @@ def make_input(shape, seed):
     return np.random.default_rng(seed).standard_normal(tuple(shape)).astype(np.float32)
 
 
+def make_graph(spec, x, seed):
+    """Random undirected graphs with self-loops for inputs ``x (N, V, C)``.
+
+    ``spec``: ``{"min_nodes", "degree", "format": "dense" | "sparse",
+    "mask_constant"}``. Graph ``n`` has ``size_n ~ U{min_nodes..V}`` nodes;
+    the features of the others are set to ``mask_constant`` (padding). Arcs
+    join real nodes with probability ``degree / size_n`` (both directions),
+    plus a self-loop at every real node. Returns ``(x, kernel_fn kwargs)``:
+    a dense ``(N, V, V)`` adjacency or an ``(N, E, 2)`` edge list padded
+    with -1, as ``pattern=(p, p)``.
+    """
+    import numpy as np
+    rng = np.random.default_rng(seed + 1)
+    n, v = x.shape[0], x.shape[1]
+    sizes = rng.integers(spec["min_nodes"], v + 1, n)
+    real = np.arange(v)[None, :] < sizes[:, None]
+    x = np.where(real[..., None], x, np.float32(spec["mask_constant"]))
+    upper = np.triu(rng.random((n, v, v)) < spec["degree"] / sizes[:, None, None], 1)
+    adjacency = (upper | upper.transpose(0, 2, 1) | np.eye(v, dtype=bool)) \
+        & real[:, :, None] & real[:, None, :]
+    if spec["format"] == "dense":
+        pattern = adjacency.astype(np.float32)
+    else:
+        n_edges = int(adjacency.sum((1, 2)).max())
+        pattern = -np.ones((n, n_edges, 2), np.int32)
+        for i in range(n):
+            tails, heads = np.nonzero(adjacency[i])
+            pattern[i, :len(tails), 0], pattern[i, :len(tails), 1] = tails, heads
+    return x, {"pattern": (pattern, pattern),
+               "mask_constant": float(spec["mask_constant"])}
+
+
 def build(stax, layers):
     """``stax.serial`` of the named layers; list arguments become tuples."""
     def tup(v):
@@ -34,6 +72,33 @@ def build(stax, layers):
         made.append(getattr(stax, name)(*[tup(a) for a in args],
                                         **{k: tup(v) for k, v in kwargs.items()}))
     return stax.serial(*made)
+
+
+MYRTLE_FACTORS = {5: (2, 1, 1), 7: (2, 2, 2), 10: (3, 3, 3)}
+
+
+def build_myrtle(stax, depth, input_shape):
+    """NT's README ``MyrtleNetwork(depth)`` (W_std = √2, b_std = 0).
+
+    ``ntk.stax`` has it as ``stax.Myrtle(depth)``; neural-tangents only as its
+    README's layer list, spelled out here for square images whose last map
+    (a quarter of the side) is a power of two: 32×32 gives the README's
+    three ``AvgPool((2, 2), (2, 2))`` and ``Flatten``.
+    """
+    import math
+    W_std, b_std = math.sqrt(2.0), 0.0
+    if hasattr(stax, "Myrtle"):
+        return stax.Myrtle(depth, W_std=W_std, b_std=b_std)
+    conv = lambda: stax.Conv(1, (3, 3), padding="SAME", W_std=W_std, b_std=b_std)
+    layers = []
+    for stage, count in enumerate(MYRTLE_FACTORS[depth]):
+        layers += [conv(), stax.Relu()] * count
+        if stage < 2:
+            layers.append(stax.AvgPool((2, 2), strides=(2, 2)))
+    side = input_shape[0] // 4
+    layers += [stax.AvgPool((2, 2), strides=(2, 2))] * int(round(math.log2(side)))
+    layers += [stax.Flatten(), stax.Dense(10, W_std, b_std)]
+    return stax.serial(*layers)
 
 
 def _block(out):
@@ -46,12 +111,14 @@ def time_call(fn, repeats):
     start = time.perf_counter()
     out = _block(fn())
     warmup = time.perf_counter() - start
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         _block(fn())
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     return out, {"seconds": statistics.median(times), "times": times,
+                 "cpu_seconds": statistics.median(cpu), "cpu_times": cpu,
                  "warmup_s": warmup}
 
 
@@ -63,16 +130,23 @@ def run_workload(stax, workload, repeats, seed, public_call=False):
     """
     import jax
     import numpy as np
-    _, _, kernel_fn = build(stax, workload["layers"])
+    if "myrtle" in workload:
+        _, _, kernel_fn = build_myrtle(stax, workload["myrtle"],
+                                       workload["input_shape"][1:])
+    else:
+        _, _, kernel_fn = build(stax, workload["layers"])
     x = make_input(workload["input_shape"], seed)
+    kwargs = {}
+    if "graph" in workload:
+        x, kwargs = make_graph(workload["graph"], x, seed)
     jitted = jax.jit(kernel_fn, static_argnames="get")
-    out, result = time_call(lambda: jitted(x, None, get="ntk"), repeats)
+    out, result = time_call(lambda: jitted(x, None, get="ntk", **kwargs), repeats)
     out = np.asarray(out)
     result["shape"] = list(out.shape)
     result["corner"] = out[:4, :4].reshape(4, 4, -1)[..., 0].tolist()
     result["finite"] = bool(np.isfinite(out).all())
     if public_call:
-        _, public = time_call(lambda: kernel_fn(x, None, get="ntk"), repeats)
+        _, public = time_call(lambda: kernel_fn(x, None, get="ntk", **kwargs), repeats)
         result["public_call_seconds"] = public["seconds"]
     return result
 

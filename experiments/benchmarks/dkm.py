@@ -4,7 +4,7 @@
                                          [--dtype float32] [--reference] [--repeat]
                                          [--blas-threads 1] [--out results]
 
-Workload (issue 5, speed point): `ntk.dkm.FullDKM` with the ReLU (arc-cosine)
+Workload (target: under 60 s on a 2-core CPU): `ntk.dkm.FullDKM` with the ReLU (arc-cosine)
 kernel (σ_w² = 2, σ_b² = 0.1), L = 3 learned Gram matrices, ν = 1, Gaussian
 likelihood (σ² = 0.1), on the first 1,000 scikit-learn digits (64 pixels,
 standardised; targets the centred one-hot labels, C = 10), fitted from the

@@ -2,7 +2,7 @@
 
     python -m experiments.benchmarks.empirical [--nt-python PATH] [--repeats N] [--rounds R]
 
-Workloads (issue 3, section 1): the full O×O empirical NTK ``(N, N, O, O)``
+Workloads: the full O×O empirical NTK ``(N, N, O, O)``
 (``trace_axes=()``, ``x2=None``), float32, of
 
   mlp: 3 × [Dense(2048), Relu] + Dense(8) on 16 inputs of dimension 3072;
