@@ -45,8 +45,43 @@ from ntk.data import fewshot, text
 from ntk.mup import limits, word2vec
 from ntk.power_law import loglog_slope
 
+#: TP4's Word2Vec analogy accuracies (%) at the last epoch, read from the
+#: paper's plot (about ±0.3 points): text8 trained 15 epochs, fil9 5 epochs.
 PAPER_W2V = {"limit": 43.31, 64: 33.4, 256: 41.6, 1024: 42.6}
-PAPER_MAML = {"limit": 66.42, 2: 55.34, 8192: 66.41, "ntk": 47.82, "gp": 47.60}
+PAPER_W2V_FIL9 = {"limit": 56.4, 64: 44.4, 256: 54.2, 1024: 55.7}
+#: TP4's Word2Vec settings (CBOW, negative sampling). Window, negatives and
+#: epochs are applied by the full size; the others are recorded only:
+#: `ntk.mup.word2vec` has no subsampling or weight decay, its learning rate
+#: is in its own parametrization's units, and a dense limit over text8's
+#: 142,582-word vocabulary (a 142,582² basis) does not fit: ``w2v_max_vocab``
+#: caps it.
+PAPER_W2V_SETTINGS = {"window": 8, "negatives": 25, "subsampling": 1e-4,
+                      "learning_rate": 0.05, "weight_decay": 0.001,
+                      "epochs": {"text8": 15, "fil9": 5}, "text8_vocab": 142_582}
+
+#: TP4's Omniglot 1-shot 5-way first-order MAML test accuracies (%): the limits
+#: from its table, the finite widths read from its plot (about ±0.3 points;
+#: widths 32 … 8,192 all lie at 66.2–66.4, merged with the limit).
+PAPER_MAML = {"limit": 66.42, "ntk": 47.82, "gp": 47.60, "linear": 41.7,
+              2: 55.4, 8: 64.4, **{n: 66.3 for n in (32, 128, 512, 2048, 8192)}}
+PAPER_MAML_FROM_PLOT = {"linear", 2, 8, 32, 128, 512, 2048, 8192}
+#: TP4's MAML settings. Applied by the full size: 32 tasks per batch, 100 × 100
+#: meta-steps, clip 0.5, 1 query per class, inner step 0.4, one inner step in
+#: training and 20 at evaluation, per-width (meta-lr η, σ_u, σ_v); recorded
+#: only: the multistep meta-lr schedule (ours is constant), float64, and the
+#: bias multiplier α (our one-hidden-layer linear network has no bias).
+PAPER_MAML_SETTINGS = {
+    "batch_tasks": 32, "meta_steps": 100 * 100, "clip": 0.5, "query_per_class": 1,
+    "inner_lr": 0.4, "inner_steps": 1, "eval_inner_steps": 20,
+    "optimizer": "SGD, multistep schedule", "dtype": "float64",
+    "last_layer_bias_multiplier": 0,
+    # width: (meta-lr η, σ_u, σ_v, bias multiplier α)
+    "per_width": {"inf": (0.1, 1.0, 1 / 32, 1.0), 2: (0.05, 0.5, 0.5, 2.0),
+                  8: (0.1, 0.5, 0.25, 1.0), 32: (0.4, 1.0, 1 / 8, 0.5),
+                  128: (0.1, 1.0, 1 / 8, 1.0), 512: (0.1, 1.0, 1 / 32, 1.0),
+                  2048: (0.1, 1.0, 1 / 32, 1.0), 8192: (0.1, 1.0, 1 / 32, 1.0)},
+}
+_MAML_FULL_WIDTHS = (2, 8, 32, 128, 512, 2048, 8192)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +92,12 @@ class LimitsFields:
       exponent of word frequencies), CBOW window, negatives, batch, epochs,
       learning rate η (linearly decayed, as word2vec), widths, text8 vocab cap.
     maml_*: meta-training steps, tasks per meta-batch, inner lr ε, outer lr η,
-      meta-gradient clip (TP4: 0.5), σ_u, σ_v, widths, number of test tasks,
-      query images per class, distractor coordinates of the offline stand-in.
+      meta-gradient clip (TP4: 0.5), σ_u, σ_v (of the limit, and of every
+      width unless per-width values are given), widths, number of test tasks,
+      query images per class, distractor coordinates of the offline stand-in,
+      inner steps at evaluation (TP4: 20).
+    maml_width_outer_lrs / maml_width_sigma_us / maml_width_sigma_vs: per
+      entry of maml_widths (TP4 tunes them per width); empty: the scalars.
     data_dir: text8 / Omniglot location (None: offline stand-ins).
     """
 
@@ -86,13 +125,35 @@ class LimitsFields:
     maml_test_tasks: int = 300
     maml_query: int = 5
     maml_distractors: int = 128
+    maml_eval_inner_steps: int = 1
+    maml_width_outer_lrs: tuple[float, ...] = ()
+    maml_width_sigma_us: tuple[float, ...] = ()
+    maml_width_sigma_vs: tuple[float, ...] = ()
 
 
 
 #: The full and tiny sizes of these fields (changes to the defaults above).
-FULL = dict(w2v_tokens=200_000, w2v_epochs=5, w2v_widths=(64, 128, 256, 512, 1024),
+FULL = dict(w2v_tokens=200_000, w2v_epochs=PAPER_W2V_SETTINGS["epochs"]["text8"],
+            w2v_window=PAPER_W2V_SETTINGS["window"],
+            w2v_negatives=PAPER_W2V_SETTINGS["negatives"],
+            w2v_widths=(64, 128, 256, 512, 1024),
             w2v_ntk_widths=(64, 256, 1024, 4096), w2v_max_vocab=10_000,
-            maml_steps=2000, maml_widths=(2, 8, 32, 128, 512, 2048, 8192),
+            maml_steps=PAPER_MAML_SETTINGS["meta_steps"],
+            maml_batch=PAPER_MAML_SETTINGS["batch_tasks"],
+            maml_inner_lr=PAPER_MAML_SETTINGS["inner_lr"],
+            maml_clip=PAPER_MAML_SETTINGS["clip"],
+            maml_query=PAPER_MAML_SETTINGS["query_per_class"],
+            maml_eval_inner_steps=PAPER_MAML_SETTINGS["eval_inner_steps"],
+            maml_outer_lr=PAPER_MAML_SETTINGS["per_width"]["inf"][0],
+            maml_sigma_u=PAPER_MAML_SETTINGS["per_width"]["inf"][1],
+            maml_sigma_v=PAPER_MAML_SETTINGS["per_width"]["inf"][2],
+            maml_widths=_MAML_FULL_WIDTHS,
+            maml_width_outer_lrs=tuple(PAPER_MAML_SETTINGS["per_width"][n][0]
+                                       for n in _MAML_FULL_WIDTHS),
+            maml_width_sigma_us=tuple(PAPER_MAML_SETTINGS["per_width"][n][1]
+                                      for n in _MAML_FULL_WIDTHS),
+            maml_width_sigma_vs=tuple(PAPER_MAML_SETTINGS["per_width"][n][2]
+                                      for n in _MAML_FULL_WIDTHS),
             maml_test_tasks=1000)
 TINY = dict(w2v_topics=8, w2v_modifiers=4, w2v_tokens=12_000, w2v_epochs=3,
             w2v_widths=(256,), w2v_ntk_widths=(64, 1024), maml_steps=20, maml_batch=8,
@@ -185,10 +246,33 @@ def _accuracy(logits, y_query) -> dict:
             "sem": 100 * float(acc.std(ddof=1) / math.sqrt(len(acc)))}
 
 
-def _eval(adapt, params, inner_lr, tasks) -> dict:
-    """Accuracy ± SEM over test tasks of ``adapt(params, x_s, y_s, x_q, ε)``."""
+def _eval(adapt, params, inner_lr, tasks, inner_steps: int = 1) -> dict:
+    """Accuracy ± SEM over test tasks of ``adapt(params, x_s, y_s, x_q, ε)`` after
+    ``inner_steps`` inner SGD steps."""
     xs, ys, xq, yq = tasks
+    if inner_steps != 1:
+        adapt = functools.partial(adapt, inner_steps=inner_steps)
     return _accuracy(_query_logits(adapt, params, inner_lr, xs, ys, xq), yq)
+
+
+def maml_width_settings(config) -> dict:
+    """``{width: (outer lr η, σ_u, σ_v)}`` of the finite networks: the per-width
+    fields where given (one value per entry of ``maml_widths``), else the scalars."""
+    out = {}
+    per = {"maml_width_outer_lrs": config.maml_width_outer_lrs,
+           "maml_width_sigma_us": config.maml_width_sigma_us,
+           "maml_width_sigma_vs": config.maml_width_sigma_vs}
+    for field, values in per.items():
+        if values and len(values) != len(config.maml_widths):
+            raise ValueError(f"{field}: expected one value per entry of maml_widths "
+                             f"({len(config.maml_widths)}: {list(config.maml_widths)}) or "
+                             f"none; got {len(values)}: {list(values)}.")
+    for i, n in enumerate(config.maml_widths):
+        out[int(n)] = tuple(float(v[i]) if v else float(d) for v, d in (
+            (config.maml_width_outer_lrs, config.maml_outer_lr),
+            (config.maml_width_sigma_us, config.maml_sigma_u),
+            (config.maml_width_sigma_vs, config.maml_sigma_v)))
+    return out
 
 
 def _kernel_baselines(tasks, n_way) -> dict:
@@ -208,9 +292,23 @@ def _kernel_baselines(tasks, n_way) -> dict:
             return fn(get="ntk", k_test_train=k_td), fn(get="nngp", k_test_train=k_td)
         return jax.lax.map(one, (xs, ys, xq))
 
+    # The one-hidden-layer linear network's NTK is twice its NNGP (both ∝ x·x'
+    # + bias): one kernel regression is its NTK and GP limit.
+    _, _, linear_fn = stax.serial(stax.Dense(512, 1.0, 0.1), stax.Dense(1, 1.0, 0.1))
+
+    @jax.jit
+    def predict_linear(xs, ys, xq):
+        def one(t):
+            xs, ys, xq = t
+            y = jax.nn.one_hot(ys, n_way) - 1.0 / n_way
+            fn = predict.gp_inference(linear_fn(xs, None, "nngp"), y, diag_reg=1e-4)
+            return fn(get="nngp", k_test_train=linear_fn(xq, xs, "nngp"))
+        return jax.lax.map(one, (xs, ys, xq))
+
     xs, ys, xq, yq = tasks
     f_ntk, f_gp = predict_all(xs, ys, xq)
-    return {"ntk": _accuracy(f_ntk, yq), "gp": _accuracy(f_gp, yq)}
+    return {"ntk": _accuracy(f_ntk, yq), "gp": _accuracy(f_gp, yq),
+            "linear": _accuracy(predict_linear(xs, ys, xq), yq)}
 
 
 def run_maml(config, key, progress) -> dict:
@@ -226,27 +324,31 @@ def run_maml(config, key, progress) -> dict:
                                 k_shot=1, q_query=config.maml_query,
                                 rng=np.random.default_rng(config.seed + 1))
     eps, eta = config.maml_inner_lr, config.maml_outer_lr
-    out = {"data": ds.name, "d_in": d}
+    k_eval = config.maml_eval_inner_steps
+    per_width = maml_width_settings(config)
+    out = {"data": ds.name, "d_in": d, "eval_inner_steps": k_eval,
+           "settings": {"limit": (eta, config.maml_sigma_u, config.maml_sigma_v),
+                        **{str(n): v for n, v in per_width.items()}}}
     t0 = time.time()
 
     lim = limits.init_limit(d, N, config.maml_sigma_u, config.maml_sigma_v)
-    out["limit_init"] = _eval(limits.limit_maml_adapt, lim, eps, test)
+    out["limit_init"] = _eval(limits.limit_maml_adapt, lim, eps, test, k_eval)
     clip = config.maml_clip
     step = jax.jit(lambda s, t: limits.limit_maml_step(s, t, eps, eta, clip=clip))
     for t in progress(meta_batches, "limit meta-step"):
         lim = step(lim, t)
-    out["limit"] = _eval(limits.limit_maml_adapt, lim, eps, test)
+    out["limit"] = _eval(limits.limit_maml_adapt, lim, eps, test, k_eval)
     out["limit"]["basis"] = limits.basis_size(lim)
     out["limit"]["seconds"] = time.time() - t0
 
     out["finite"] = {}
-    fstep = jax.jit(lambda s, t: limits.finite_maml_step(s, t, eps, eta, clip=clip))
     for i, n in enumerate(config.maml_widths):
-        net = limits.finite_network(jax.random.fold_in(key, 1000 + i), d, N, n,
-                                    config.maml_sigma_u, config.maml_sigma_v)
+        eta_n, s_u, s_v = per_width[int(n)]
+        fstep = jax.jit(lambda s, t, e=eta_n: limits.finite_maml_step(s, t, eps, e, clip=clip))
+        net = limits.finite_network(jax.random.fold_in(key, 1000 + i), d, N, n, s_u, s_v)
         for t in progress(meta_batches, f"n={n} meta-step"):
             net = fstep(net, t)
-        out["finite"][str(n)] = _eval(limits.finite_maml_adapt, net, eps, test)
+        out["finite"][str(n)] = _eval(limits.finite_maml_adapt, net, eps, test, k_eval)
     t0 = time.time()
     out.update(_kernel_baselines(test, N))
     out["kernel_seconds"] = time.time() - t0
@@ -266,7 +368,8 @@ WORD2VEC_METRICS = {"limits": {"word2vec": (
     "widths (with embedding movement) and the NTK/GP limit; corpus facts")}}
 MAML_METRICS = {"limits": {"maml": (
     "5-way 1-shot accuracy ± SEM of the μP limit (before and after meta-training), "
-    "finite widths, ReLU NTK and NNGP kernel regression; the ordering checks")}}
+    "finite widths, ReLU NTK and NNGP and linear-network kernel regression; the "
+    "(η, σ_u, σ_v) used per width; the ordering checks")}}
 
 
 def word2vec_part(run: Run) -> Result:
@@ -288,33 +391,41 @@ def word2vec_part(run: Run) -> Result:
     run.save_figure(fig, "yang21_word2vec.png")
 
     real = w2v["corpus"].startswith("text8")
-    note = f"ours on {w2v['corpus']} (paper: text8)"
+    note = (f"ours on {w2v['corpus']}, {config.w2v_epochs} epochs, window "
+            f"{config.w2v_window}, {config.w2v_negatives} negatives; paper: text8, 15 "
+            f"epochs, window 8, 25 negatives, subsampling 1e-4, weight decay 1e-3 (ours "
+            f"has neither); TP4 Word2Vec figure, read from the plot")
     why = "ours on a planted-analogy stand-in corpus, the paper on text8"
 
-    def vs_paper(quantity, paper, ours):
+    def vs_paper(quantity, paper, ours, theory):
         # 3 points: the spread of the paper's own accuracies between neighbouring
         # widths (41.6 → 42.6 → 43.3)
         if real:
-            return results.comparison(quantity, paper, ours, note, within=3.0)
-        return results.comparison(quantity, paper, ours, note, not_comparable=why)
+            return results.comparison(quantity, paper, ours, note, theory=theory,
+                                      within=3.0)
+        return results.comparison(quantity, paper, ours, note, theory=theory,
+                                  not_comparable=why)
 
-    rows = [vs_paper("word2vec analogy acc, muP limit (%)", PAPER_W2V["limit"],
-                     w2v["limit"]["accuracy"])]
+    lim_acc = w2v["limit"]["accuracy"]
+    rows = [vs_paper("word2vec analogy acc, muP limit (%)", PAPER_W2V["limit"], lim_acc,
+                     "the width → ∞ limit of the μP rows")]
     for n in (64, 256, 1024):
         if str(n) in w2v["finite"]:
             rows.append(vs_paper(f"word2vec analogy acc, width {n} (%)", PAPER_W2V[n],
-                                 w2v["finite"][str(n)]["accuracy"]))
-    rows.append(results.comparison("word2vec analogy acc, NTK/GP limit (%)", 0.0,
-                                   w2v["ntk_gp"]["accuracy"],
-                                   "computed from the frozen embedding Gram", within=0.0))
+                                 w2v["finite"][str(n)]["accuracy"],
+                                 f"→ μP limit ({lim_acc:.1f} here) as n → ∞"))
+    rows.append(results.comparison(
+        "word2vec analogy acc, NTK/GP limit (%)", "≈ 0 (chance: the embeddings do not move)",
+        w2v["ntk_gp"]["accuracy"], "computed from the frozen embedding Gram",
+        theory=0.0, against="theory", within=0.0))
     if "ntk_movement_slope" in w2v:
         # ±0.1: a slope fitted to two or more widths of one training run each
         rows.append(results.comparison(
             "word2vec NTK-param embedding movement |dE|/|E| vs width (log-log slope)",
-            "-0.5 (theory)", w2v["ntk_movement_slope"],
+            "embeddings frozen in the NTK limit (TP4 Cor. 3.9); not in the paper's "
+            "tables", w2v["ntk_movement_slope"],
             "finite NTK-parametrized CBOW; movement -> 0 means frozen embeddings in the limit",
-            holds=bool(abs(w2v["ntk_movement_slope"] + 0.5) <= 0.1),
-            rule="slope within 0.1 of −0.5"))
+            theory=-0.5, against="theory", within=0.1))
     data = (f"{w2v['corpus']} (" + ("real text8" if real else "offline stand-in for text8")
             + ")")
     return Result(metrics={"limits": {"word2vec": w2v}}, rows=rows, data=data)
@@ -331,41 +442,62 @@ def maml_part(run: Run) -> Result:
     real = maml["data"].startswith("Omniglot")
     short = "Omniglot" if real else "offline digit-pair stand-in"
     note_m = (f"ours on {short} (paper: Omniglot); ± SEM over "
-              f"{config.maml_test_tasks} test tasks")
+              f"{config.maml_test_tasks} test tasks, {config.maml_steps} meta-steps of "
+              f"{config.maml_batch} tasks, {config.maml_eval_inner_steps} inner step(s) at "
+              f"evaluation")
     why = "ours on an offline digit-pair stand-in, the paper on Omniglot"
     fmt = lambda r: f"{r['accuracy']:.2f} ± {r['sem']:.2f}"
 
-    def vs_paper(quantity, paper, r, note=note_m):
-        if paper == "":
-            return results.comparison(quantity, paper, fmt(r), note,
+    def paper_cell(key):
+        if key not in PAPER_MAML:
+            return "not in the paper's tables"
+        v = PAPER_MAML[key]
+        return (f"≈ {v} (TP4 MAML figure, read from the plot)" if key in PAPER_MAML_FROM_PLOT
+                else f"{v} (TP4 MAML table)")
+
+    def vs_paper(quantity, key, r, theory, note=note_m):
+        paper = paper_cell(key)
+        if key not in PAPER_MAML:
+            return results.comparison(quantity, paper, fmt(r), note, theory=theory,
                                       not_comparable="the paper gives no number here")
         if real:
-            # three standard errors of our test-task mean
-            return results.comparison(quantity, paper, fmt(r), note,
-                                      holds=bool(abs(r["accuracy"] - paper) <= 3 * r["sem"]),
-                                      rule="|ours − paper| ≤ 3 SEM")
-        return results.comparison(quantity, paper, fmt(r), note, not_comparable=why)
+            # three standard errors of our test-task mean, plus the ±0.3 points of
+            # reading the paper's plot where its number comes from one
+            tol = 3 * r["sem"] + (0.3 if key in PAPER_MAML_FROM_PLOT else 0.0)
+            return results.comparison(quantity, paper, fmt(r), note, theory=theory,
+                                      holds=bool(abs(r["accuracy"] - PAPER_MAML[key]) <= tol),
+                                      rule="|ours − paper| ≤ 3 SEM (+0.3 if read from a plot)")
+        return results.comparison(quantity, paper, fmt(r), note, theory=theory,
+                                  not_comparable=why)
 
-    rows = [vs_paper("MAML 5w1s acc, muP limit (%)", PAPER_MAML["limit"], maml["limit"],
-                     f"ours on {maml['data']}"),
-            vs_paper("MAML 5w1s acc, muP limit before meta-training (%)", "",
-                     maml["limit_init"])]
+    lim_acc = maml["limit"]["accuracy"]
+    rows = [vs_paper("MAML 5w1s acc, muP limit (%)", "limit", maml["limit"],
+                     "the width → ∞ limit of the μP rows"),
+            vs_paper("MAML 5w1s acc, muP limit before meta-training (%)", "none",
+                     maml["limit_init"], None)]
     for n in maml["finite"]:
-        rows.append(vs_paper(f"MAML 5w1s acc, width {n} (%)", PAPER_MAML.get(int(n), ""),
-                             maml["finite"][n]))
-    rows.append(vs_paper("MAML 5w1s acc, ReLU NTK (%)", PAPER_MAML["ntk"], maml["ntk"]))
-    rows.append(vs_paper("MAML 5w1s acc, ReLU GP (%)", PAPER_MAML["gp"], maml["gp"]))
+        eta_n, s_u, s_v = maml["settings"][n]
+        rows.append(vs_paper(f"MAML 5w1s acc, width {n} (%)", int(n), maml["finite"][n],
+                             f"→ μP limit ({lim_acc:.1f} here) as n → ∞",
+                             note_m + f"; η={eta_n:g}, σ_u={s_u:g}, σ_v={s_v:g}"))
+    feature_free = "no feature learning: below the μP limit"
+    rows.append(vs_paper("MAML 5w1s acc, ReLU NTK (%)", "ntk", maml["ntk"], feature_free))
+    rows.append(vs_paper("MAML 5w1s acc, ReLU GP (%)", "gp", maml["gp"], feature_free))
+    rows.append(vs_paper("MAML 5w1s acc, linear NTK = GP (%)", "linear", maml["linear"],
+                         feature_free))
     widest = str(max(int(n) for n in maml["finite"]))
     kernel_best = max(maml["ntk"]["accuracy"], maml["gp"]["accuracy"])
-    lim_acc, wide = maml["limit"]["accuracy"], maml["finite"][widest]
+    wide = maml["finite"][widest]
     order = {"limit>=widest_finite": lim_acc >= wide["accuracy"],
              "limit>=widest_finite_within_2sem":
                  lim_acc >= wide["accuracy"] - 2 * math.hypot(wide["sem"], maml["limit"]["sem"]),
              "widest_finite>=ntk_gp": wide["accuracy"] >= kernel_best}
     ordered = order["limit>=widest_finite"] and order["widest_finite>=ntk_gp"]
-    rows.append(results.comparison("MAML ordering limit >= wide finite >= NTK/GP", True,
-                                   ordered, str(order), holds=bool(ordered),
-                                   rule="limit ≥ widest finite ≥ best of NTK/GP"))
+    rows.append(results.comparison(
+        "MAML ordering limit >= wide finite >= NTK/GP",
+        f"{PAPER_MAML['limit']} ≥ ≈ 66.3 (widths ≥ 32) ≥ {PAPER_MAML['ntk']} (TP4)",
+        ordered, str(order), theory="μP limit ≥ finite μP ≥ NTK/GP limits",
+        holds=bool(ordered), rule="limit ≥ widest finite ≥ best of NTK/GP"))
     maml["ordering"] = order
 
     import matplotlib.pyplot as plt
@@ -375,7 +507,8 @@ def maml_part(run: Run) -> Result:
     sem = [maml["finite"][str(n)]["sem"] for n in ws]
     ax.errorbar(ws, acc, yerr=sem, fmt="o-", label="finite μP (first-order MAML)")
     for k, c, ls, lab in (("limit", "C3", "--", "μP limit"), ("ntk", "k", ":", "ReLU NTK"),
-                          ("gp", "C7", "-.", "ReLU NNGP")):
+                          ("gp", "C7", "-.", "ReLU NNGP"), ("linear", "C2", ":",
+                                                             "linear NTK = GP")):
         ax.axhline(maml[k]["accuracy"], color=c, ls=ls, label=lab)
     ax.set(xscale="log", xlabel="width n", ylabel="5-way 1-shot accuracy (%)",
            title="first-order MAML, " + ("Omniglot" if real

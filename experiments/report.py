@@ -3,8 +3,9 @@
 ``python -m experiments report [--out results]`` (and the end of ``run all``)
 reads the latest complete run of every registered experiment,
 ``OUT/NAME/metrics.json``, and writes, for each paper: the paper-vs-ours
-table with each row's mark (agree / differs / not comparable, computed by
-`results.comparison` under the rule the row states), the figures, the data
+table — the paper's published number, the theory's prediction and ours in
+separate columns — with each row's mark (agree / differs / not comparable,
+computed by `results.comparison` under the rule the row states), the figures, the data
 used (the paper's or an offline stand-in), the configuration, the size, the
 package versions, the device, the git commit and the wall time of each part.
 An experiment without a run in OUT is listed as not run.
@@ -24,6 +25,11 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from experiments import registry, results
+
+_COLUMNS_NOTE = ("**paper** is the paper's published number (or its stated claim where it "
+                 "prints none), **theory** the theory's prediction (— if the row has none), "
+                 "**ours** the value this run computed; **rule** is the condition for the "
+                 "row's mark.")
 
 _SYMBOL = {"agree": "✓ agree", "differs": "✗ differs", "not comparable": "– not comparable"}
 
@@ -89,6 +95,13 @@ def _config(payload: Mapping) -> str:
     return "\n".join(f"{k} = {json.dumps(v)}" for k, v in payload.get("config", {}).items())
 
 
+def _row_cells(row: Mapping) -> list:
+    """The cells of a paper-vs-ours row in `results.COLUMNS` order: the paper's
+    number, the theory's prediction and ours in their own columns."""
+    cells = results.table_cells(row)
+    return [cells.get(c, "") for c in results.COLUMNS]
+
+
 def _parts(payload: Mapping) -> str:
     return "; ".join(f"{p['name']} {p['seconds']:.1f} s" for p in payload.get("parts", []))
 
@@ -102,6 +115,7 @@ def markdown(collected: Mapping[str, Optional[dict]], out_root) -> str:
     lines = ["# Reproductions", "",
              f"Latest complete run of each experiment in `{out_root}`. Marks:", ""]
     lines += [f"- **{m}**: {rule}." for m, rule in results.MARKS.items()]
+    lines += ["", f"Columns: {_COLUMNS_NOTE}"]
     lines += ["", "| experiment | paper | size | marks | wall time | finished |",
               "| --- | --- | --- | --- | --- | --- |"]
     for name, p in collected.items():
@@ -125,12 +139,12 @@ def markdown(collected: Mapping[str, Optional[dict]], out_root) -> str:
                   f"- versions: {_versions(p)}",
                   f"- device: {_device(p)}; git {p.get('git_commit')}",
                   f"- command: `{p.get('command', '')}`", "",
-                  "| mark | quantity | paper | ours | rule | note |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  "| " + " | ".join(results.COLUMNS) + " |",
+                  "| " + " | ".join("---" for _ in results.COLUMNS) + " |"]
         for r in p.get("paper_vs_ours", []):
-            lines.append(f"| {_SYMBOL.get(r.get('mark'), '? unmarked')} | {_cell(r['quantity'])} "
-                         f"| {_cell(r['paper'])} | {_cell(r['ours'])} | "
-                         f"{_cell(r.get('rule', ''))} | {_cell(r.get('note', ''))} |")
+            cells = [_SYMBOL.get(r.get("mark"), "? unmarked")]
+            cells += [_cell(c) for c in _row_cells(r)[1:]]
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         lines += [f"![{f}]({name}/{f})" for f in present]
         lines += [f"- figure `{f}` is listed but missing from `{name}/`" for f in missing]
@@ -170,7 +184,8 @@ def html_page(collected: Mapping[str, Optional[dict]], out_root) -> str:
     parts = [_tag("h1", "Reproductions"),
              _tag("p", html.escape(f"Latest complete run of each experiment in {out_root}.")),
              _tag("ul", "".join(_tag("li", _tag("b", m) + ": " + html.escape(rule))
-                                for m, rule in results.MARKS.items()))]
+                                for m, rule in results.MARKS.items())),
+             _tag("p", html.escape("Columns: " + _COLUMNS_NOTE.replace("**", "")))]
     summary = []
     for name, p in collected.items():
         if p is None:
@@ -198,9 +213,8 @@ def html_page(collected: Mapping[str, Optional[dict]], out_root) -> str:
         parts.append(_table(["", ""], facts))
         rows = p.get("paper_vs_ours", [])
         parts.append(_table(
-            ["mark", "quantity", "paper", "ours", "rule", "note"],
-            [[_SYMBOL.get(r.get("mark"), "? unmarked"), r["quantity"], r["paper"], r["ours"],
-              r.get("rule", ""), r.get("note", "")] for r in rows],
+            list(results.COLUMNS),
+            [[_SYMBOL.get(r.get("mark"), "? unmarked"), *_row_cells(r)[1:]] for r in rows],
             classes=[str(r.get("mark", "unmarked")).replace(" ", "-") for r in rows]))
         for f in present:
             data = base64.b64encode((out_root / name / f).read_bytes()).decode("ascii")

@@ -253,13 +253,21 @@ def provenance() -> dict:
 
 #: The marks of a paper-vs-ours row, and the rule that gives each.
 MARKS = {
-    "agree": "our value passes the row's stated check: |ours − paper| ≤ tol "
-             "(absolute), |ours/paper − 1| ≤ tol (relative), or the paper's claim, "
-             "evaluated on our numbers, holds",
+    "agree": "our value passes the row's stated check: |ours − ref| ≤ tol "
+             "(absolute), |ours/ref − 1| ≤ tol (relative), where ref is the paper's "
+             "published number or the theory's prediction as the row's rule says, or "
+             "the claim, evaluated on our numbers, holds",
     "differs": "the check fails (or our value is not a finite number)",
     "not comparable": "no check is possible: the paper's number is for other data or "
                       "settings, or is not available; the row says why",
 }
+
+#: The columns of a paper-vs-ours table, in print order: the paper's published
+#: number (or its stated claim), the theory's prediction, ours (computed by the run).
+COLUMNS = ("mark", "quantity", "paper", "theory", "ours", "rule", "note")
+
+#: How a row without a theory prediction shows it.
+NO_THEORY = "—"
 
 
 def _is_number(value) -> bool:
@@ -267,40 +275,53 @@ def _is_number(value) -> bool:
 
 
 def comparison(quantity: str, paper: Any, ours: Any, note: str = "", *,
+               theory: Any = None, against: str = "paper",
                within: Optional[float] = None, rel: Optional[float] = None,
                holds: Optional[bool] = None, rule: str = "",
                not_comparable: Optional[str] = None) -> dict:
     """One row of a paper-vs-ours table, with its mark computed by exactly one check.
 
-    * ``within=tol``: agree iff ``|ours − paper| ≤ tol`` (both numbers);
-    * ``rel=tol``: agree iff ``|ours − paper| ≤ tol·|paper|`` (both numbers);
-    * ``holds=flag, rule="…"``: the paper states a claim (``paper``) that the
+    Three values are kept apart: ``paper`` (the paper's published number, or
+    its stated claim where it prints none), ``theory`` (the theory's
+    prediction, e.g. a slope −0.5 or the eigenframework's risk; None if the
+    row has none) and ``ours`` (computed by the run). The check is one of
+
+    * ``within=tol``: agree iff ``|ours − ref| ≤ tol`` (both numbers);
+    * ``rel=tol``: agree iff ``|ours − ref| ≤ tol·|ref|`` (both numbers);
+    * ``holds=flag, rule="…"``: a claim (the paper's or the theory's) that the
       experiment evaluated on its numbers (``flag``); ``rule`` says how;
-    * ``not_comparable="why"``: no check is possible (other data, no number).
+    * ``not_comparable="why"``: no check is possible (other data, no number),
 
-    A non-finite ``ours`` differs. The row is ``{quantity, paper, ours, note,
-    mark, rule}``: ``rule`` is the condition for agree (or why no check is
-    possible); see `MARKS`.
+    where ``ref`` is ``paper`` (``against="paper"``, the default) or
+    ``theory`` (``against="theory"``). A non-finite ``ours`` differs. The row
+    is ``{quantity, paper, theory, ours, note, mark, rule}``: ``rule`` is the
+    condition for agree, naming its reference (or why no check is possible);
+    see `MARKS`.
 
-        >>> comparison("slope", -0.5, -0.46, within=0.1)["mark"]
-        'agree'
+        >>> comparison("slope", "not in the paper's tables", -0.46, theory=-0.5,
+        ...            against="theory", within=0.1)["rule"]
+        '|ours − theory| ≤ 0.1'
     """
     given = [k for k, v in (("within", within), ("rel", rel), ("holds", holds),
                             ("not_comparable", not_comparable)) if v is not None]
     if len(given) != 1:
         raise TypeError(f"comparison({quantity!r}): give exactly one of within=, rel=, "
                         f"holds= or not_comparable=; got {given or 'none'}.")
+    if against not in ("paper", "theory"):
+        raise ValueError(f"comparison({quantity!r}): against= must be 'paper' or "
+                         f"'theory'; got {against!r}.")
     if within is not None or rel is not None:
         tol = within if within is not None else rel
-        if not (_is_number(paper) and _is_number(ours)):
+        ref = paper if against == "paper" else theory
+        if not (_is_number(ref) and _is_number(ours)):
             raise TypeError(f"comparison({quantity!r}): within=/rel= compare numbers; got "
-                            f"paper={paper!r}, ours={ours!r}.")
+                            f"{against}={ref!r}, ours={ours!r}.")
         if within is not None:
-            rule = f"|ours − paper| ≤ {tol:g}"
-            ok = abs(ours - paper) <= tol
+            rule = f"|ours − {against}| ≤ {tol:g}"
+            ok = abs(ours - ref) <= tol
         else:
-            rule = f"|ours/paper − 1| ≤ {tol:g}"
-            ok = abs(ours - paper) <= tol * abs(paper)
+            rule = f"|ours/{against} − 1| ≤ {tol:g}"
+            ok = abs(ours - ref) <= tol * abs(ref)
         mark = "agree" if math.isfinite(ours) and ok else "differs"
     elif holds is not None:
         if not isinstance(holds, (bool, np.bool_)):
@@ -313,13 +334,13 @@ def comparison(quantity: str, paper: Any, ours: Any, note: str = "", *,
     else:
         rule = not_comparable
         mark = "not comparable"
-    return {"quantity": quantity, "paper": paper, "ours": ours, "note": note,
-            "mark": mark, "rule": rule}
+    return {"quantity": quantity, "paper": paper, "theory": theory, "ours": ours,
+            "note": note, "mark": mark, "rule": rule}
 
 
 def check_row(row: Mapping, where: str = "") -> dict:
     """``row`` if it is a `comparison` row (with a mark and its rule); else ValueError."""
-    missing = {"quantity", "paper", "ours", "mark", "rule"} - set(row)
+    missing = {"quantity", "paper", "theory", "ours", "mark", "rule"} - set(row)
     if missing or row["mark"] not in MARKS:
         raise ValueError(f"{where}: a paper-vs-ours row must come from "
                          f"results.comparison (missing {sorted(missing)} or unknown mark "
@@ -349,9 +370,19 @@ def format_table(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def table_cells(row: Mapping) -> dict:
+    """A row's cells for printing: a missing theory prediction (or a row
+    written before rows had one) shows as `NO_THEORY`."""
+    row = dict(row)
+    if row.get("theory") is None:
+        row["theory"] = NO_THEORY
+    return row
+
+
 def format_comparison(rows: Sequence[Mapping]) -> str:
-    """The paper-vs-ours table printed after each experiment."""
-    return format_table(rows, ("mark", "quantity", "paper", "ours", "note"))
+    """The paper-vs-ours table printed after each experiment: paper, theory and
+    ours in separate columns, then the rule of the row's mark and its note."""
+    return format_table([table_cells(r) for r in rows], COLUMNS)
 
 
 def write_benchmark(name: str, out_root: os.PathLike | str, payload: Mapping) -> Path:

@@ -19,4 +19,7 @@ from ntk import empirical, parallel, power_law, predict  # noqa: E402
 # The papers' modules, built on the three above.
 from ntk import data, dkm, mup, permutations, random_features  # noqa: E402
 
+__all__ = ["Kernel", "data", "dkm", "empirical", "mup", "parallel", "permutations",
+           "power_law", "predict", "random_features", "stax"]
+
 __version__ = "0.1.0"

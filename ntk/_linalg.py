@@ -33,9 +33,14 @@ argument name). Under a trace (``jit``, ``grad``, ``vmap``) nothing can be
 raised: the NaNs of a failed factorisation propagate.
 
 Example:
+  >>> import jax.numpy as jnp
+  >>> from ntk._linalg import jittered_cholesky
   >>> k = jnp.ones((3, 3))                          # rank one: not definite
-  >>> jittered_cholesky(k, 1e-6).jitter            # 1e-6 · mean(diag K)
-  >>> jittered_cholesky(k, where="f", arg="k")     # ValueError: ... e.g. jitter=1e-03 ...
+  >>> float(jittered_cholesky(k, 1e-6).jitter)     # 1e-6 · mean(diag K)
+  1e-06
+  >>> jittered_cholesky(k, where="f", arg="k")     # doctest: +ELLIPSIS
+  Traceback (most recent call last):
+  ValueError: f: the matrix `k` is not positive definite ... e.g. jitter=... (relative to the mean diagonal 1), or use float64.
 """
 
 from __future__ import annotations

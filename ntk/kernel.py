@@ -1,4 +1,4 @@
-"""The `Kernel` record that flows through every `kernel_fn`.
+"""The `Kernel` record that flows through every ``kernel_fn``.
 
 For inputs ``x1`` of shape ``(N1, *S, C)`` and ``x2`` of shape ``(N2, *S, C)``
 (``S`` the spatial shape, empty for vectors; channels last) a `Kernel` holds the
@@ -72,14 +72,17 @@ class Kernel:
     mask2: Optional[Array] = None
 
     def replace(self, **changes) -> "Kernel":
+        """A copy with the given fields replaced (`dataclasses.replace`)."""
         return dataclasses.replace(self, **changes)
 
     @property
     def x1_is_x2(self) -> bool:
+        """Whether the kernel is of ``x1`` with itself (then ``cov2`` is None)."""
         return self.cov2 is None
 
     @property
     def spatial_ndim(self) -> int:
+        """The number of spatial axes of the inputs (0 for vectors, 2 for NHWC images)."""
         return len(self.shape1) - 2
 
     def var1(self) -> Array:
@@ -117,6 +120,7 @@ class Kernel:
 
     @property
     def is_masked(self) -> bool:
+        """Whether either input carries a mask (`ntk.stax.MaskedArray`, ``mask_constant``)."""
         return self.mask1 is not None or self.mask2 is not None
 
     def position_masks(self):

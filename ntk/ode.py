@@ -9,7 +9,7 @@ cross-entropy), so it is kept small and dependency-free
 Method. The explicit embedded Runge–Kutta pair of Dormand & Prince (1980),
 "A family of embedded Runge-Kutta formulae", J. Comp. Appl. Math. 6(1): a
 5th-order solution is propagated, the difference to the embedded 4th-order one
-estimates the local error, and the step ``h`` is accepted when
+estimates the local error, and the step ``h`` is accepted when ::
 
     err = rms_i( e_i / (atol + rtol · max(|y_i|, |y_new_i|)) ) <= 1,
 

@@ -1,6 +1,6 @@
 """Kernels of any size: tiled, memory-bounded, sharded over all devices.
 
-`batch(kernel_fn)` returns a function with the same call signature that
+``batch(kernel_fn)`` returns a function with the same call signature that
 evaluates ``kernel_fn(x1, x2, *args, **kwargs)`` tile by tile. Unlike
 neural-tangents' ``nt.batch``, nothing has to divide anything: ragged last
 tiles are padded with copies of a real input (so any kernel stays finite on
@@ -42,11 +42,20 @@ compared with its stored copy, which catches a changed kernel behind an
 unchanged name (other hyperparameters, say). Only process 0 writes.
 
 Example:
+  >>> import tempfile
+  >>> import jax, jax.numpy as jnp
+  >>> from ntk import parallel, stax
   >>> _, _, kernel_fn = stax.serial(stax.Dense(512), stax.Relu(), stax.Dense(1))
+  >>> x = jax.random.normal(jax.random.PRNGKey(0), (10, 3))
   >>> kfn = parallel.batch(kernel_fn, memory_bytes=2**30)
   >>> k = kfn(x, None, get="ntk")       # (N, N) for any N
-  >>> kfn = parallel.batch(kernel_fn, 64, progress=True, checkpoint_dir="tiles")
+  >>> bool(jnp.allclose(k, kernel_fn(x, None, "ntk")))
+  True
+  >>> tiles = tempfile.mkdtemp()
+  >>> kfn = parallel.batch(kernel_fn, 4, checkpoint_dir=tiles)
   >>> k = kfn(x, None, get="ntk")       # rerun after an interruption: resumes
+  >>> bool(jnp.allclose(k, kernel_fn(x, None, "ntk")))
+  True
 """
 
 from __future__ import annotations
@@ -185,7 +194,7 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
       batch_size: tile size (inputs per device per step); 0 picks it from
         ``memory_bytes``. Need not divide anything.
       device_count: devices to use; -1 all, 0 the first only.
-      store_on_device: return `jax.Array`s (True) or NumPy arrays (False; the
+      store_on_device: return `jax.Array` outputs (True) or NumPy arrays (False; the
         output then never has to fit in device memory).
       memory_bytes: budget in bytes for one step on all devices (default 1
         GiB); a number ≥ 1.
@@ -204,9 +213,10 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
       does (neural-tangents' ``nt.batch`` raises instead).
 
     Raises:
-      ValueError / TypeError: ``batch_size`` not an int ≥ 0, ``memory_bytes``
+      ValueError: ``batch_size`` not an int ≥ 0, ``memory_bytes``
         not a number ≥ 1, ``get`` not 'nngp'/'ntk', inputs of mismatched shapes,
         a ``checkpoint_dir`` holding another job's tiles.
+      TypeError: ``checkpoint_dir`` neither None nor a path.
     """
     if isinstance(batch_size, bool) or not (isinstance(batch_size, int) and batch_size >= 0):
         raise ValueError(f"parallel.batch: `batch_size` must be an int >= 0; got "

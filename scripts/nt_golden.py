@@ -71,9 +71,14 @@ def family_paths(family):
 def load_architectures(family=None):
     """Import a family's architectures module by path (tests/ is no package)."""
     path, _ = family_paths(family)
+    # Families import their shared accessors from ``_family.py`` beside them.
     spec = importlib.util.spec_from_file_location(f"golden_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
     return module
 
 

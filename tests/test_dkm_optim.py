@@ -150,10 +150,14 @@ def test_separable_metric_bounds_the_two_kronecker_fishers_from_above():
 
 
 def test_preconditioned_lbfgs_reaches_the_optax_optimum_in_fewer_iterations():
+    # 100 digits: each iteration costs O(n³), and the contrast is as clear as
+    # at 150 (measured 48 vs 105 iterations at 100, 51 vs 140 at 150, both
+    # well below the 0.8 ratio asked for; optima agree to ~4e-9 relative).
+    n = 100
     x, labels = digits()
-    X = np.asarray(x, np.float64).reshape(len(x), -1)[:150]
+    X = np.asarray(x, np.float64).reshape(len(x), -1)[:n]
     X = (X - X.mean(0)) / (X.std(0) + 1e-8)
-    Y = np.eye(10)[np.asarray(labels)[:150]] - 0.1
+    Y = np.eye(10)[np.asarray(labels)[:n]] - 0.1
     model = dkm.FullDKM(dkm.relu(2.0, 0.1), num_layers=3, nu=1.0, noise_var=0.1)
     runs = {m: model.fit(model.init(X), X, Y, method=m, max_iter=1000, tol=1e-9)
             for m in ("lbfgs", "optax-lbfgs")}

@@ -44,3 +44,18 @@ def test_fit_constant_recovers_k_log_k_over_delta():
     c, dev = giapitzakis25.fit_constant(ks, 7 * ks * np.log(ks / 0.1),
                                         giapitzakis25.k_log_k_over(0.1))
     assert abs(c - 7) < 1e-9 and dev < 1e-12
+
+
+def test_training_set_row_reports_the_size_the_run_trained_on(payload):
+    # the ours column is read from the training set, not written as a literal
+    row = next(r for r in payload[1]["paper_vs_ours"] if r["quantity"] == "training set size")
+    assert row["ours"] == "k=4: 4 of 15, k=8: 8 of 255"
+    assert row["mark"] == "agree" and row["theory"].startswith("k ")
+
+
+def test_all_input_row_states_the_k_log_k_growth_beside_the_papers_k_squared(payload):
+    row = next(r for r in payload[1]["paper_vs_ours"]
+               if r["quantity"] == "all-input complexity scaling")
+    slope = payload[1]["metrics"]["fits"]["union_slope"]
+    assert row["paper"].startswith("O(k²)") and "k log k" in row["ours"]
+    assert f"{slope:.2f}" in row["ours"]

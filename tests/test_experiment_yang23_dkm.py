@@ -77,3 +77,62 @@ def test_tiny_uci_models_beat_predicting_the_mean(tiny):
         rmse, ll = scores["rmse"][0], scores["ll"][0]
         assert math.isfinite(ll), model
         assert rmse < 0.8 * y_std, (model, rmse)
+
+
+# ------------------------------------------------------------------ standard UCI splits
+
+
+def _write_split(folder, i, train, test):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"index_train_{i}.txt").write_text("\n".join(map(str, train)) + "\n")
+    (folder / f"index_test_{i}.txt").write_text("\n".join(map(str, test)) + "\n")
+
+
+def test_standard_split_files_are_read_in_order_from_either_layout(tmp_path):
+    from ntk.data.uci import uci_split_indices
+    assert uci_split_indices("boston", tmp_path) == []          # no files: no splits
+    _write_split(tmp_path / "boston" / "data", 0, [0, 2, 3], [1])
+    _write_split(tmp_path / "boston" / "data", 1, [1, 2], [0, 3])
+    splits = uci_split_indices("boston", tmp_path, n_rows=4)
+    assert [(s[0].tolist(), s[1].tolist()) for s in splits] == [([0, 2, 3], [1]),
+                                                                ([1, 2], [0, 3])]
+    _write_split(tmp_path / "concrete", 0, [4], [5])
+    assert uci_split_indices("concrete", tmp_path)[0][1].tolist() == [5]
+
+
+@pytest.mark.parametrize("train, test, message", [
+    ([0, 1], [1], "in both train and test"),
+    ([0, 9], [1], "indexes rows 0…9; the data has 4 rows"),
+    (["0.5"], [1], "integer row indices"),
+])
+def test_bad_split_files_are_a_value_error_naming_the_file(tmp_path, train, test, message):
+    from ntk.data.uci import uci_split_indices
+    _write_split(tmp_path / "yacht", 0, train, test)
+    with pytest.raises(ValueError, match=message):
+        uci_split_indices("yacht", tmp_path, n_rows=4)
+
+
+def test_standardised_split_uses_training_statistics_only():
+    from experiments.yang23_dkm import standardised_split
+    x = np.array([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0], [100.0, 1.0]])
+    y = np.array([1.0, 3.0, 5.0, -50.0])
+    xtr, ytr, xte, yte, ys = standardised_split(x, y, np.array([0, 1, 2]), np.array([3]))
+    # training rows: mean 2, std √(8/3); the constant column is only centred
+    assert np.allclose(xtr[:, 0], np.array([-2.0, 0.0, 2.0]) / np.sqrt(8 / 3))
+    assert np.allclose(xtr[:, 1], 0) and np.isclose(xte[0, 0], 98 / np.sqrt(8 / 3))
+    assert np.isclose(ys, np.sqrt(8 / 3)) and np.isclose(yte[0], -53 / ys)
+
+
+def test_tiny_uci_rows_give_mean_and_the_number_of_splits(tiny):
+    _, payload = tiny
+    rows = [r for r in payload["paper_vs_ours"] if r["quantity"].startswith("boston:")]
+    boston = payload["metrics"]["uci"]["boston"]
+    dkm = next(r for r in rows if r["quantity"].startswith("boston: sparse DKM test RMSE"))
+    assert dkm["ours"].startswith(f"{boston['sparse DKM']['rmse'][0]:.3f}")
+    assert "1 split(s) (fewer than the paper's 20" in dkm["note"]
+    paired = [r for r in rows if "paired over splits" in r["quantity"]]
+    assert len(paired) == 2 and all(r["mark"] in ("agree", "differs") for r in paired)
+    for r in paired:
+        base = r["quantity"].split(" − ")[1].split(", test RMSE")[0]
+        d = boston["sparse DKM"]["rmse"][0] - boston[base]["rmse"][0]
+        assert r["mark"] == ("agree" if d <= 0 else "differs")     # one split: no s.e.

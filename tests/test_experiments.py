@@ -626,6 +626,46 @@ def test_comparison_marks_follow_their_stated_rules():
     assert row["mark"] == "not comparable" and "other corpus" in row["rule"]
 
 
+def test_comparison_keeps_paper_theory_and_ours_apart_and_checks_the_named_reference():
+    c = results.comparison
+    row = c("slope", "no rate stated", -0.46, theory=-0.5, against="theory", within=0.1)
+    assert (row["paper"], row["theory"], row["ours"]) == ("no rate stated", -0.5, -0.46)
+    assert row["mark"] == "agree" and row["rule"] == "|ours − theory| ≤ 0.1"
+    # the same ours against the paper's number instead: far from it, so it differs
+    row = c("slope", -0.9, -0.46, theory=-0.5, within=0.1)
+    assert row["mark"] == "differs" and row["rule"] == "|ours − paper| ≤ 0.1"
+    assert c("q", 10.0, 10.5, theory=20.0, against="theory", rel=0.1)["mark"] == "differs"
+    assert c("q", "claim", 0.3, holds=True, rule="r")["theory"] is None
+
+
+def test_comparison_against_a_missing_theory_or_unknown_reference_is_refused():
+    with pytest.raises(TypeError, match="theory=None"):
+        results.comparison("q", 0.5, 0.4, against="theory", within=0.1)
+    with pytest.raises(ValueError, match="against= must be 'paper' or 'theory'"):
+        results.comparison("q", 0.5, 0.4, against="both", within=0.1)
+
+
+def test_printed_table_has_paper_theory_and_ours_columns_in_order():
+    rows = [results.comparison("slope", "claim", -0.46, "n", theory=-0.5, against="theory",
+                               within=0.1),
+            results.comparison("acc", 66.42, 64.0, within=3.0)]
+    lines = results.format_comparison(rows).splitlines()
+    head = lines[0].split()
+    assert head == ["mark", "quantity", "paper", "theory", "ours", "rule", "note"]
+    # each value starts in its own column, under its header
+    for line, (paper, theory, ours) in zip(lines[2:], (("claim", "-0.5", "-0.46"),
+                                                       ("66.42", "—", "64"))):
+        for header, value in (("paper", paper), ("theory", theory), ("ours", ours)):
+            assert line[lines[0].index(header):].startswith(value), (header, line)
+
+
+def test_a_row_without_theory_is_not_a_comparison_row():
+    row = results.comparison("q", 0.5, 0.4, within=0.1)
+    del row["theory"]
+    with pytest.raises(ValueError, match="theory"):
+        results.check_row(row, "x.part")
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({}, "exactly one of"), ({"within": 0.1, "holds": True}, "exactly one of"),
     ({"within": 0.1, "ours": "0.3 vs 0.1"}, "compare numbers"),
@@ -693,6 +733,22 @@ def test_report_markdown_has_every_experiment_table_and_existing_figures(tiny_re
     rows = sum(len(p["paper_vs_ours"]) for p in payloads.values())
     marked = re.findall(r"^\| (✓ agree|✗ differs|– not comparable) \|", md, re.M)
     assert len(marked) == rows
+
+
+def test_report_tables_give_paper_theory_and_ours_their_own_columns(tiny_report):
+    root, payloads = tiny_report
+    md = (root / "REPORT.md").read_text()
+    header = "| mark | quantity | paper | theory | ours | rule | note |"
+    assert md.count(header) == len(payloads)
+    page = (root / "index.html").read_text()
+    assert page.count("<th>paper</th><th>theory</th><th>ours</th>") == len(payloads)
+    # every row of every table: paper, theory and ours in adjacent cells, in that order
+    cell = lambda v: results.format_value(v).replace("|", "\\|").replace("\n", " ")
+    for p in payloads.values():
+        for r in p["paper_vs_ours"]:
+            theory = "—" if r["theory"] is None else r["theory"]
+            expected = f"| {cell(r['paper'])} | {cell(theory)} | {cell(r['ours'])} |"
+            assert expected in md, expected
 
 
 def test_report_html_parses_and_embeds_every_figure_offline(tiny_report):

@@ -51,12 +51,12 @@ def _regularised(k, diag_reg):
 # Wide finite networks trained by gradient descent (Lee et al. 2019, eqs. 14-16)
 # ---------------------------------------------------------------------------
 
-WIDTH, N_NETS = 2048, 64
+WIDTH, N_NETS = 1024, 64
 
 
 @pytest.mark.parametrize("act", ["erf", "relu"])
 def test_ensemble_ntk_matches_gradient_descent_of_wide_networks(act):
-    """Mean and variance over 64 networks of width 2048 trained by full-batch GD.
+    """Mean and variance over 64 networks of width 1024 trained by full-batch GD.
 
     Each network (NTK parameterisation, one hidden layer) is trained on
     ``||f(X) - Y||²/(2n)`` with step ``η = 0.04 n / λ_max(Θ)``; after ``k``
@@ -75,7 +75,9 @@ def test_ensemble_ntk_matches_gradient_descent_of_wide_networks(act):
     most ``a/(2e) < 0.8%`` of the initial residual, inside the same
     allowance at early times and decaying with it later.
     The test can fail: using ``get="nngp"`` or doubling ``t`` gives z-scores
-    of 5-20 here.
+    of 5-20 here (measured at width 1024, Erf: 27 and 11). Width 1024 rather
+    than 2048 halves the cost (it is the width of every trained network); the
+    finite-width allowance grows by √2 with the effect it covers.
     """
     init_fn, apply_fn, kernel_fn = _net(act, WIDTH)
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(1), 3)
@@ -392,7 +394,6 @@ def test_ensemble_is_differentiable_in_kernel_hyperparameters(problem):
     """d/dW_std of the NTK-ensemble mean and covariance: autodiff = finite diff."""
     p = problem
 
-    @jax.jit
     def summary(w_std):
         _, _, kernel_fn = stax.serial(stax.Dense(64, W_std=w_std, b_std=0.1),
                                       stax.Erf(), stax.Dense(1, W_std=1.3))
@@ -403,8 +404,12 @@ def test_ensemble_is_differentiable_in_kernel_hyperparameters(problem):
         return (jnp.sum(out.mean) + jnp.sum(out.covariance)
                 + jnp.sum(inf.mean) + jnp.sum(inf.covariance))
 
-    grad = jax.grad(summary)(1.5)
-    fd = (summary(1.5 + 1e-5) - summary(1.5 - 1e-5)) / 2e-5
+    # One compiled program for both: the finite difference takes the primal
+    # values of the reverse-mode program (the same forward computation), so
+    # the primal is not compiled a second time on its own.
+    value_and_grad = jax.jit(jax.value_and_grad(summary))
+    grad = value_and_grad(1.5)[1]
+    fd = (value_and_grad(1.5 + 1e-5)[0] - value_and_grad(1.5 - 1e-5)[0]) / 2e-5
     np.testing.assert_allclose(grad, fd, rtol=1e-6)
 
 

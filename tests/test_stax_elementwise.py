@@ -115,6 +115,22 @@ def _poly(name, layer, coef):
     return Case(name, layer, p, p.deriv())
 
 
+def _rectified(n):
+    """``(x >= 0)·x^n`` and its derivative (n·x^(n-1) for x > 0), in numpy."""
+    return Case(f"RectifiedMonomial({n})", stax.RectifiedMonomial(n),
+                lambda x: np.where(x >= 0, x ** n, 0.0),
+                lambda x: np.where(x > 0, n * x ** max(n - 1, 0), 0.0),
+                kinks=(0.0,), smooth=False)
+
+
+def _gabor(x):
+    return np.exp(-x * x) * np.sin(x)
+
+
+def _d_gabor(x):
+    return np.exp(-x * x) * (np.cos(x) - 2 * x * np.sin(x))
+
+
 def _ndtr(x):
     return 0.5 * (1 + special.erf(x / math.sqrt(2)))
 
@@ -163,6 +179,12 @@ CASES = [
     *[_poly(f"Monomial({n})", stax.Monomial(n), [0.0] * n + [1.0]) for n in range(5)],
     _poly("Polynomial", stax.Polynomial([0.3, -1.0, 0.5, 0.2]), [0.3, -1.0, 0.5, 0.2]),
     *[_poly(f"Hermite({n})", stax.Hermite(n), _hermite_coef(n)) for n in range(1, 5)],
+    Case("Gabor", stax.Gabor(), _gabor, _d_gabor),
+    # K_n is the arc-cosine polynomial pair (P_n, Q_n) and K_n' uses
+    # (P_{n-1}, Q_{n-1}): degree 3 exercises two of them here (for time; the
+    # others: Monte Carlo of degree 2 below, the closed-form diagonals and
+    # the neural-tangents golden fixture of degrees 0-3).
+    _rectified(3),
     _erf("Elementwise(erf, nngp_fn)",
          stax.Elementwise(jax.scipy.special.erf, _erf_nngp)),
     _erf("Elementwise(erf, nngp_fn, d_nngp_fn)",
@@ -288,8 +310,9 @@ MC_CASES = [BY_NAME[n] for n in (
     "Sigmoid_like", "Gelu", "Sin(1.3,0.7,0.4)", "Cos(0.8,1.5,-0.2)", "Rbf(0.3)",
     "Exp(0.7,-0.5)", "Gaussian(1.2,-0.35)", "Monomial(0)", "Monomial(1)",
     "Monomial(2)", "Monomial(3)", "Monomial(4)", "Polynomial", "Hermite(3)",
+    "Gabor",
     "Elementwise(erf, nngp_fn)", "Elementwise(erf, nngp_fn, d_nngp_fn)")] + [
-    SIGN, Case("ElementwiseNumerical(tanh, 64)",
+    _rectified(2), SIGN, Case("ElementwiseNumerical(tanh, 64)",
                stax.ElementwiseNumerical(jnp.tanh, 64), np.tanh, None)]
 MC_WIDTH, MC_OUT, MC_SAMPLES = 512, 256, 64
 
@@ -424,3 +447,146 @@ def test_elementwise_autodiff_ntk_equals_erf_closed_form():
     closed = _layer_duals(stax.Erf(), grid)
     np.testing.assert_allclose(auto[1], closed[1], rtol=1e-13)
     np.testing.assert_allclose(auto[0], closed[0], rtol=1e-13, atol=1e-300)
+
+
+# ------------------------- Gabor, ExpNormalized, RectifiedMonomial specifics
+
+
+@pytest.mark.parametrize("layer, phi", [
+    (stax.Gabor(), lambda x: jnp.exp(-x ** 2) * jnp.sin(x)),
+    *[(stax.RectifiedMonomial(n), lambda x, n=n: (x >= 0) * x ** n) for n in range(4)],
+], ids=["Gabor"] + [f"RectifiedMonomial({n})" for n in range(4)])
+def test_finite_network_applies_neural_tangents_activation(layer, phi):
+    """``apply_fn`` is neural-tangents' φ, written out here with jnp: Gabor
+    ``exp(-x²)·sin(x)``, RectifiedMonomial ``(x >= 0)·x^n`` (so φ(0) = 0^n,
+    i.e. 1 for n = 0), including 0, negative and large arguments."""
+    x = jnp.asarray([[-30.0, -2.5, -1e-3, 0.0, 1e-3, 0.7, 2.5, 30.0]])
+    np.testing.assert_array_equal(layer.apply_fn((), x), phi(x))
+
+
+def test_rectified_monomial_zero_variance_uses_phi_at_zero():
+    """At a zero variance the argument of φ is exactly 0 and φ(0) = 0^n: for
+    the step (n = 0) K = E[1·1(v >= 0)] = 1/2 against a nonzero variance and
+    1 against another zero one; n = 1 has K = 0 and K' = E[φ'(0) φ'(v)] with
+    the finite network's φ'(0) = 1 (autodiff of ``(x >= 0)·x``), i.e. 1/2 and 1.
+    (The arc-cosine formula alone would give the uncorrelated 1/4.)"""
+    grid = [(0.0, 0.0, 1.0), (0.0, 0.0, 0.0), (0.0, 2.0, 0.0)]
+    k0, d0, _, _ = _layer_duals(stax.RectifiedMonomial(0), grid)
+    k1, d1, _, _ = _layer_duals(stax.RectifiedMonomial(1), grid)
+    np.testing.assert_array_equal(k0, [0.5, 1.0, 0.5])
+    np.testing.assert_array_equal(d0, 0.0)
+    np.testing.assert_array_equal(k1, 0.0)
+    np.testing.assert_array_equal(d1, [0.5, 1.0, 0.5])
+    grad_at_0 = jax.grad(lambda x: stax.RectifiedMonomial(1).apply_fn((), x))(0.0)
+    assert grad_at_0 == 1.0
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_rectified_monomial_kernel_with_itself_is_the_closed_form(n):
+    """``kernel_fn(x, None)`` of ``Dense(W1, b1) -> RectifiedMonomial(n) ->
+    Dense(W2, b2)``: the diagonal is ``W2²·E[max(u,0)^2n] + b2²`` with
+    E[max(u,0)^2n] = (2n-1)!!/2·q^n, q = W1²|x|²/d + b1², and the NTK diagonal
+    adds ``W2²·n²(2n-3)!!/2·q^(n-1)·q`` (first layer, Θ1 = q). neural-tangents
+    0.6.5 returns NaN for this whole kernel (its (π - θ)/sin θ at θ = 0); the
+    off-diagonal entries are checked against Monte Carlo above."""
+    w1, b1, w2, b2 = 1.3, 0.2, 1.1, 0.1
+    net = stax.serial(stax.Dense(6, W_std=w1, b_std=b1), stax.RectifiedMonomial(n),
+                      stax.Dense(3, W_std=w2, b_std=b2))
+    x = np.random.default_rng(5).normal(size=(4, 5)) * np.array([[1.0], [0.1], [3.0], [30.0]])
+    nngp, ntk = net.kernel_fn(x, None, get=("nngp", "ntk"))
+    q = w1 ** 2 * np.sum(x * x, axis=1) / 5 + b1 ** 2
+    dfact = lambda m: 1 if m <= 0 else m * dfact(m - 2)     # noqa: E731
+    k = dfact(2 * n - 1) / 2 * q ** n
+    kd = n * n * dfact(2 * n - 3) / 2 * q ** (n - 1) if n else 0 * q
+    assert np.all(np.isfinite(np.asarray(nngp))) and np.all(np.isfinite(np.asarray(ntk)))
+    np.testing.assert_allclose(np.diag(nngp), w2 ** 2 * k + b2 ** 2, rtol=1e-13)
+    np.testing.assert_allclose(np.diag(ntk), w2 ** 2 * (kd * q + k) + b2 ** 2, rtol=1e-13)
+
+
+def test_stacked_rectified_monomials_match_integration_oracle():
+    """``[Dense -> RectifiedMonomial(2)]² -> Dense``, where neural-tangents
+    0.6.5 is NaN (it computes the variances of the first activation's output
+    pairwise, at θ = 0, and the second activation reads them). Reference: the
+    layer recursion written out here (q' = W²K + b², Θ' = W²K'Θ + q') with
+    every K, K' from the integration oracle, pair by pair."""
+    (w1, b1), (w2, b2), (w3, b3) = (1.1, 0.3), (0.8, 0.1), (0.9, 0.2)
+    net = stax.serial(stax.Dense(6, W_std=w1, b_std=b1), stax.RectifiedMonomial(2),
+                      stax.Dense(6, W_std=w2, b_std=b2), stax.RectifiedMonomial(2),
+                      stax.Dense(3, W_std=w3, b_std=b3))
+    x = np.random.default_rng(6).normal(size=(2, 4)) * np.array([[1.0], [0.4]])
+    nngp, ntk = (np.asarray(a) for a in net.kernel_fn(x, None, get=("nngp", "ntk")))
+    phi = lambda u: np.where(u >= 0, u * u, 0.0)            # noqa: E731
+    dphi = lambda u: np.where(u >= 0, 2 * u, 0.0)           # noqa: E731
+    q = w1 ** 2 * x @ x.T / 4 + b1 ** 2
+    theta = q.copy()
+    for w, b in ((w2, b2), (w3, b3)):
+        def expect(g):
+            return np.array([[gauss_expect(g, q[i, j], q[i, i], q[j, j], kinks=(0.0,))
+                              for j in range(2)] for i in range(2)])
+        k, kd = expect(phi), expect(dphi)
+        q = w ** 2 * k + b ** 2
+        theta = w ** 2 * kd * theta + q
+    np.testing.assert_allclose(nngp, q, rtol=1e-11)
+    np.testing.assert_allclose(ntk, theta, rtol=1e-11)
+
+
+EXP_NORMALIZED = [((), (1.0, -1.0, False)), ((2.5, -0.3, True), (2.5, -0.3, True)),
+                  ((0.4, 0.5), (0.4, 0.5, False))]
+
+
+@pytest.mark.parametrize("args, full", EXP_NORMALIZED, ids=["default", "clip", "shift"])
+def test_exp_normalized_matches_its_definition(args, full):
+    """K = sqrt(c11 c22)·exp(γ(ρ + shift)), K' = γ·exp(γ(ρ + shift)) (Shankar
+    et al. 2020; neural-tangents' ExpNormalized, defaults γ = 1, shift = -1),
+    on the grid incl. correlation ±1 and tiny variances; a zero variance has
+    ρ = 0 (neural-tangents too: its c12/sqrt(max(c11 c22, 1e-30)) is 0)."""
+    gamma, shift, _ = full
+    grid = GRID + GRID_SMOOTH_ONLY
+    nngp, dot, cov1, _ = _layer_duals(stax.ExpNormalized(*args), grid)
+    c12, c11, c22 = (np.array(t) for t in zip(*grid))
+    norms = np.sqrt(c11 * c22)
+    rho = np.clip(np.divide(c12, norms, out=np.zeros_like(c12), where=norms > 0), -1, 1)
+    e = np.exp(gamma * (rho + shift))
+    np.testing.assert_allclose(nngp, norms * e, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(dot, gamma * e, rtol=1e-14)
+    np.testing.assert_allclose(cov1, c11 * math.exp(gamma * (1 + shift)), rtol=1e-14)
+
+
+def _channel_normalized_exp(gamma, shift):
+    """The finite network of the normalised kernel: ``s·ψ(h/s)`` with
+    ``s² = mean_c h_c²`` the empirical variance over channels and
+    ψ(z) = exp(sqrt(γ) z + γ(shift - 1)/2), whose dual at unit variances is
+    E[ψ(z)ψ(z')] = exp(γ(ρ + shift)) (the moment generating function)."""
+    def fn(h):
+        s = jnp.sqrt(jnp.mean(h * h, axis=-1, keepdims=True))
+        return s * jnp.exp(math.sqrt(gamma) * h / s + gamma * (shift - 1) / 2)
+    return fn
+
+
+def test_exp_normalized_matches_monte_carlo_of_channel_normalised_network():
+    """ExpNormalized has no elementwise φ (and, as in neural-tangents, no
+    ``apply_fn``); its kernel is that of the wide network ``Dense(w) ->
+    s·ψ(h/s) -> Dense(w')`` with s the channel norm. The empirical s
+    fluctuates by O(1/sqrt(w)) around sqrt(q), which biases the estimate by
+    O(1/w) (the gradient through s adds an O(1/w) NTK term too); 0.5% of the
+    largest entry is allowed for it at w = 512, on top of 5 standard errors
+    (it is below what 256 draws resolve: their mean was within one standard
+    error, ~0.9% of the kernel). γ = 0.6: ψ = exp(sqrt(γ) z) has heavy
+    tails, and at γ = 2 one standard error of 64 draws is already 6% of the
+    kernel (1.7% at γ = 0.6).
+    """
+    gamma, shift = 0.6, 0.3
+    d1 = stax.Dense(MC_WIDTH, W_std=1.2, b_std=0.3)
+    d2 = stax.Dense(MC_OUT, W_std=0.9, b_std=0.2)
+    fn = _channel_normalized_exp(gamma, shift)
+    finite = stax.serial(d1, d2)
+
+    def apply_fn(params, x, **kw):
+        return d2.apply_fn(params[1], fn(d1.apply_fn(params[0], x)))
+
+    x1, x2 = _mc_inputs()
+    k = stax.serial(d1, stax.ExpNormalized(gamma, shift), d2).kernel_fn(x1, x2)
+    nngp, nngp_sem, ntk, ntk_sem = mc_kernels(finite.init_fn, apply_fn, x1, x2,
+                                              jax.random.PRNGKey(2), MC_SAMPLES)
+    assert_within_mc(k.nngp, nngp, nngp_sem, bias=0.005, what="ExpNormalized nngp")
+    assert_within_mc(k.ntk, ntk, ntk_sem, bias=0.005, what="ExpNormalized ntk")

@@ -167,10 +167,37 @@ def test_activation_on_raw_inputs():
     (lambda: stax.ElementwiseNumerical(jnp.tanh, 0),
      r"ElementwiseNumerical: `deg` must be a positive int; got 0"),
     (lambda: stax.Elementwise(), r"Elementwise: give `fn`.*and/or `nngp_fn`.*got neither"),
-], ids=["monomial", "hermite", "numerical", "elementwise"])
+    (lambda: stax.RectifiedMonomial(-1),
+     r"RectifiedMonomial: `degree` must be a non-negative int; got -1"),
+    (lambda: stax.RectifiedMonomial(2.0),
+     r"RectifiedMonomial: `degree` must be a non-negative int; got 2\.0"),
+    (lambda: stax.ExpNormalized(gamma=-0.5), r"ExpNormalized: `gamma` must be a number "
+     r">= 0; got -0\.5"),
+    (lambda: stax.ExpNormalized(shift=float("nan")),
+     r"ExpNormalized: `shift` must be a finite real number; got nan"),
+], ids=["monomial", "hermite", "numerical", "elementwise", "rectified_negative",
+        "rectified_float", "exp_normalized_gamma", "exp_normalized_shift"])
 def test_activation_configuration_errors(build, pattern):
     with pytest.raises(ValueError, match=pattern):
         build()
+
+
+@pytest.mark.parametrize("build,pattern", [
+    (lambda: stax.ExpNormalized(do_clip=1), r"ExpNormalized: `do_clip` must be a bool; got 1"),
+    (lambda: stax.ExpNormalized(gamma="2"), r"ExpNormalized: `gamma` must be a number "
+     r">= 0; got '2'"),
+], ids=["do_clip", "gamma_str"])
+def test_activation_argument_type_errors(build, pattern):
+    with pytest.raises(TypeError, match=pattern):
+        build()
+
+
+def test_exp_normalized_has_no_finite_network():
+    """Like neural-tangents: the kernel is not that of an elementwise φ."""
+    net = stax.serial(stax.Dense(8), stax.ExpNormalized())
+    _, params = net.init_fn(jax.random.PRNGKey(0), X.shape)
+    with pytest.raises(NotImplementedError, match=r"ExpNormalized.*no finite-width `fn`"):
+        net.apply_fn(params, X)
 
 
 # ----------------------------------------------------------- combinators

@@ -22,6 +22,7 @@ wrong constant, a missed bias, an edge normalisation) shows up at 1e-3 or more.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +41,14 @@ def _family(path: Path) -> str:
 
 def _load(path: Path):
     # tests/ is not a package, so the shared definitions are imported by path.
+    # Families import their shared accessors from ``_family.py`` beside them.
     spec = importlib.util.spec_from_file_location(f"golden_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
     return module
 
 

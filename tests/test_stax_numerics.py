@@ -152,6 +152,35 @@ def _poly_moments(coef):
     return m
 
 
+def _gabor_moments(q):
+    """φ = e^{-x²} sin x. With v ~ N(0, σ²), σ² = q/(1 + 4q) (the Gaussian
+    weight e^{-2u²} absorbed into the density, factor (1 + 4q)^{-1/2}):
+    E[φ²] = (1 - e^{-2σ²})/2 and, from (cos v - 2v sin v)² and
+    E[cos 2v] = e^{-2σ²}, E[v sin 2v] = 2σ² e^{-2σ²}, E[v² cos 2v] = (σ² - 4σ⁴)
+    e^{-2σ²}: E[φ'²] = 1/2 + 2σ² + e^{-2σ²}(1/2 - 6σ² + 8σ⁴)."""
+    q = np.asarray(q, dtype=LD)
+    s2 = q / (1 + 4 * q)
+    damp, root = np.exp(-2 * s2), np.sqrt(1 + 4 * q)
+    return (-np.expm1(-2 * s2) / 2 / root,
+            (LD(0.5) + 2 * s2 + damp * (LD(0.5) - 6 * s2 + 8 * s2 * s2)) / root)
+
+
+def _exp_normalized_moments(gamma, shift):
+    def m(q):
+        e = np.exp(LD(gamma) * (1 + LD(shift)))
+        return np.asarray(q, dtype=LD) * e, LD(gamma) * e + 0 * np.asarray(q, dtype=LD)
+    return m
+
+
+def _rectified_moments(n):
+    """E[max(u, 0)^2n] = (2n-1)!!/2·q^n, E[φ'²] = n²(2n-3)!!/2·q^(n-1)."""
+    def m(q):
+        q = np.asarray(q, dtype=LD)
+        d2 = n * n * _double_factorial(2 * n - 3) / LD(2) * q ** (n - 1) if n else 0 * q
+        return _double_factorial(2 * n - 1) / LD(2) * q ** n, d2
+    return m
+
+
 def _hermite_coef(n):
     return np.polynomial.hermite_e.herme2poly([0] * n + [1]) / math.sqrt(math.factorial(n))
 
@@ -188,6 +217,14 @@ CASES = [
     Case("Hermite(3)", lambda: stax.Hermite(3), _poly_moments(_hermite_coef(3))),
     Case("ElementwiseNumerical(tanh)", lambda: stax.ElementwiseNumerical(jnp.tanh),
          _tanh_moments),
+    Case("Gabor", stax.Gabor, _gabor_moments),
+    # Kernel only (no φ): its "moments" are the diagonal K(q) = q e^{γ(1+shift)},
+    # K'(q) = γ e^{γ(1+shift)} of its definition.
+    Case("ExpNormalized(1.5,-0.7)", lambda: stax.ExpNormalized(1.5, -0.7),
+         _exp_normalized_moments(1.5, -0.7)),
+    Case("RectifiedMonomial(0)", lambda: stax.RectifiedMonomial(0), _rectified_moments(0)),
+    Case("RectifiedMonomial(2)", lambda: stax.RectifiedMonomial(2), _rectified_moments(2)),
+    Case("RectifiedMonomial(3)", lambda: stax.RectifiedMonomial(3), _rectified_moments(3)),
 ]
 
 
@@ -234,9 +271,11 @@ def _representable(case, depth, x, dtype):
 # enough for them; the unbounded activations overflow at depth 8 already
 # (depth 64 adds nothing); the quadrature costs 129² evaluations per entry
 # and layer: depths 1 and 8.
-SHALLOW_ONLY = ("LeakyRelu(0.1)", "Sigmoid_like")
+# RectifiedMonomial(3) and (0) run (2)'s code with other polynomials.
+SHALLOW_ONLY = ("LeakyRelu(0.1)", "Sigmoid_like", "RectifiedMonomial(3)",
+                "RectifiedMonomial(0)")
 NOT_64 = ("ElementwiseNumerical(tanh)", "Gaussian(1,0.01)", "Exp(0.7,-0.5)", "Monomial(2)",
-          "Polynomial", "Hermite(3)")
+          "Polynomial", "Hermite(3)", "RectifiedMonomial(2)", "ExpNormalized(1.5,-0.7)")
 PARAMS = [pytest.param(c, d, id=f"{c.name}-depth{d}") for c in CASES for d in DEPTHS
           if not (c.name in NOT_64 and d == 64) and not (c.name in SHALLOW_ONLY and d > 1)]
 EPS32 = float(np.finfo(np.float32).eps)
@@ -377,10 +416,11 @@ def _check_float32_against_float64(kernel_fn, full, x_all, what):
 
 
 # One activation per dual (LeakyRelu, Relu, Abs share ABRelu's; Sigmoid_like
-# Erf's; Monomial, Hermite the polynomial one), for time.
+# Erf's; Monomial, Hermite the polynomial one; RectifiedMonomial(3)
+# RectifiedMonomial(2)'s), for time.
 GRAD_PARAMS = ([pytest.param(c, 1, id=f"{c.name}-depth1") for c in CASES
                 if c.name not in ("Relu", "LeakyRelu(0.1)", "Abs", "Sigmoid_like",
-                                  "Monomial(2)", "Hermite(3)")]
+                                  "Monomial(2)", "Hermite(3)", "RectifiedMonomial(3)")]
                + [pytest.param(c, 64, id=f"{c.name}-depth64") for c in CASES
                   if c.name in ("ABRelu(-0.4,1.3)", "Abs")])
 
@@ -446,6 +486,25 @@ def _textbook(name, rho, c11, c22):
     if name == "Gaussian":                  # a = 1, b = -1
         dd = 1 + 2 * (c11 + c22) + 4 * c11 * c22 * one_minus        # = D, exactly
         return 1 / np.sqrt(dd), 4 * c12 / dd ** 1.5
+    if name == "Gabor":                     # neural-tangents 0.6.5's formulas
+        s = c11 + c22
+        dd = 1 + 2 * s + 4 * c11 * c22 * one_minus                  # det(I + 2C)
+        lo = np.exp(-(s + 4 * c11 * c22 * one_minus - 2 * c12) / (2 * dd))
+        hi = lo * np.exp(-2 * c12 / dd)
+        # e^{-A-} - e^{-A+} by expm1: the plain difference keeps only ~7
+        # digits of 80-bit precision at variance 1e-12.
+        k = -lo * np.expm1(-2 * c12 / dd) / (2 * np.sqrt(dd))
+        g = 4 * c12 * (dd + s + 1)
+        kd = (lo * (dd + 8 * c12 * c12 + g) + hi * (dd + 8 * c12 * c12 - g)) / (2 * dd ** 2.5)
+        return k, kd
+    if name == "RectifiedMonomial(2)":      # Cho & Saul's J_2 and J_1
+        theta, sine = np.arccos(rho), np.sqrt(one_minus)
+        j2 = 3 * sine * rho + (np.pi - theta) * (1 + 2 * rho * rho)
+        j1 = sine + (np.pi - theta) * rho
+        return n * n * j2 / (2 * np.pi), 4 * n * j1 / (2 * np.pi)
+    if name == "ExpNormalized":             # γ = 1, shift = -1
+        e = np.exp(rho - 1)
+        return n * e, e
     raise KeyError(name)
 
 
@@ -454,7 +513,9 @@ def _textbook(name, rho, c11, c22):
 _RHOS = (-1.0, -0.999999, -0.6, 0.0, 0.3, 0.999999, 1.0)
 _TRIPLES = [(r, c, c * k) for c in (1e-12, 1e-4, 1.0, 1e3, 1e6) for k in (1.0, 7.0) for r in _RHOS]
 _LAYERS = {"Relu": stax.Relu, "Erf": stax.Erf, "Gelu": stax.Gelu, "Sin": stax.Sin,
-           "Gaussian": stax.Gaussian}
+           "Gaussian": stax.Gaussian, "Gabor": stax.Gabor,
+           "RectifiedMonomial(2)": lambda: stax.RectifiedMonomial(2),
+           "ExpNormalized": stax.ExpNormalized}
 
 
 @pytest.mark.parametrize("name", sorted(_LAYERS))

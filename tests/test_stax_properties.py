@@ -38,6 +38,8 @@ ACTS = {
     "Relu": stax.Relu, "Abs": stax.Abs, "LeakyRelu": lambda: stax.LeakyRelu(0.2),
     "Erf": stax.Erf, "Gelu": stax.Gelu, "Sin": lambda: stax.Sin(b=1.3, c=0.2),
     "Rbf": stax.Rbf, "Sign": stax.Sign, "Gaussian": stax.Gaussian,
+    "Gabor": stax.Gabor, "RectifiedMonomial": lambda: stax.RectifiedMonomial(2),
+    "ExpNormalized": lambda: stax.ExpNormalized(1.5, -0.7),
 }
 N1, N2, D = 4, 3, 3
 
@@ -89,6 +91,8 @@ ARCHS = [
     Arch("Gelu", 1, "standard", 4, True), Arch("Sin", 2, "ntk", 8, True),
     Arch("Rbf", 1, "ntk", 8, False), Arch("Sign", 2, "standard", 64, True),
     Arch("Gaussian", 2, "ntk", 8, True), Arch("Relu", 1, "standard", 4, False),
+    Arch("Gabor", 2, "ntk", 8, True), Arch("RectifiedMonomial", 1, "standard", 4, False),
+    Arch("ExpNormalized", 2, "ntk", 8, True),
 ]
 
 
@@ -219,7 +223,8 @@ def test_finite_values_and_input_gradients_with_duplicated_rows(net, x1, dup):
     _finite_with_grads(net, x1, None)
 
 
-@pytest.mark.parametrize("act", ["Relu", "Abs", "Erf", "Gelu", "Sign", "Gaussian"])
+@pytest.mark.parametrize("act", ["Relu", "Abs", "Erf", "Gelu", "Sign", "Gaussian", "Gabor",
+                                 "RectifiedMonomial", "ExpNormalized"])
 @pytest.mark.parametrize("has_bias", [False, True])
 def test_finite_values_and_input_gradients_at_zero_inputs(act, has_bias):
     """Zero inputs: without bias their variances are exactly 0 at every layer
@@ -373,4 +378,9 @@ def compiled_hyper_objective(arch: Arch):
         net = build(arch, [W[i] for i in range(len(W))], [b[i] for i in range(len(b))])
         k = net.kernel_fn(x1, x2, get=("nngp", "ntk"))
         return jnp.sum(w * (k.nngp + k.ntk))
-    return jax.jit(f), jax.jit(jax.grad(f, argnums=(0, 1)))
+    # One compiled program: the finite differences read the primal values of
+    # the reverse-mode program (the same forward computation), so the primal
+    # is not compiled a second time on its own.
+    value_and_grad = jax.jit(jax.value_and_grad(f, argnums=(0, 1)))
+    return (lambda *args: value_and_grad(*args)[0],
+            lambda *args: value_and_grad(*args)[1])

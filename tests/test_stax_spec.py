@@ -38,6 +38,8 @@ EXAMPLES = {
     "Cos": stax.Cos, "Rbf": stax.Rbf, "Sign": stax.Sign, "Exp": stax.Exp,
     "Gaussian": stax.Gaussian, "Monomial": lambda: stax.Monomial(2),
     "Hermite": lambda: stax.Hermite(2), "Polynomial": lambda: stax.Polynomial([0, 1, 1]),
+    "Gabor": stax.Gabor, "ExpNormalized": stax.ExpNormalized,
+    "RectifiedMonomial": lambda: stax.RectifiedMonomial(2),
     "Elementwise": lambda: stax.Elementwise(jnp.tanh, lambda c12, c11, c22: c12),
     "ElementwiseNumerical": lambda: stax.ElementwiseNumerical(jnp.tanh, deg=8),
     "ConvTranspose": lambda: stax.ConvTranspose(3, (2, 2), (2, 2), "SAME"),

@@ -246,6 +246,7 @@ def main(argv=None) -> int:
     nt_versions = None
     for name, w in workloads.items():
         ours_rounds, nt_rounds, kernel = [], [], None
+        best_cfg = None      # NT's fastest configuration, chosen in round 1
         for rnd in range(args.rounds):
             print(f"--- {name}, round {rnd + 1}/{args.rounds}")
             timing, k = _ours(name, w, args, tmp, args.ours_generic and rnd == 0)

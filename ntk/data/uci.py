@@ -3,7 +3,8 @@ scikit-learn's diabetes, and the other UCI regression sets from ``data_dir``.
 
 Loaders return ``(x, y)``: ``x`` float64 of shape (n, d), ``y`` float64 of
 shape (n,). `split` makes the usual random train/test split and standardises
-features and targets with the training statistics.
+features and targets with the training statistics; `uci_split_indices` reads
+the benchmarks' standard split files when ``data_dir`` has them.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def uci(name: str, data_dir: os.PathLike | str | None = None
     """A UCI regression set by name.
 
     Boston comes offline from mlxtend when ``data_dir`` is None; the others
-    need ``data_dir/<file>`` as listed in `UCI_FILES` (target in the last column).
+    need ``data_dir/<file>`` as listed in `ntk.data.UCI_FILES` (target in the last column).
     """
     _checks.require_one_of(name, sorted(UCI_FILES), "name", "uci")
     if data_dir is None:
@@ -69,6 +70,64 @@ def uci(name: str, data_dir: os.PathLike | str | None = None
                          f"{table.shape} with {int(np.sum(~np.isfinite(table)))} "
                          f"non-finite entries.")
     return table[:, :-1], table[:, -1]
+
+
+def uci_split_indices(name: str, data_dir: os.PathLike | str, n_rows: int | None = None
+                      ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The standard train/test splits of a UCI set, if ``data_dir`` has them.
+
+    The deep-GP benchmarks' split files (Hernández-Lobato & Adams 2015's layout)
+    are ``index_train_{i}.txt`` / ``index_test_{i}.txt``, i = 0, 1, …, one
+    0-based row index per line, in ``data_dir/<name>/`` or
+    ``data_dir/<name>/data/``. Returns ``[(train_idx, test_idx), …]`` (int64)
+    for i = 0, 1, … up to the first missing pair, or ``[]`` when there is none.
+
+    Raises ValueError naming the file if an index file is not a list of
+    integers, an index is outside ``[0, n_rows)`` (when ``n_rows`` is given), a
+    split's train and test overlap, or a train file is empty.
+
+        >>> uci_split_indices("boston", "/data/uci")[0][1][:3]     # doctest: +SKIP
+        array([ 12,  45, 301])
+    """
+    _checks.require_one_of(name, sorted(UCI_FILES), "name", "uci_split_indices")
+    base = check_data_dir(data_dir, "uci_split_indices")
+    folder = next((d for d in (base / name, base / name / "data")
+                   if (d / "index_train_0.txt").is_file()), None)
+    if folder is None:
+        return []
+    out = []
+    i = 0
+    while (folder / f"index_train_{i}.txt").is_file():
+        pair = []
+        for kind in ("train", "test"):
+            path = folder / f"index_{kind}_{i}.txt"
+            if not path.is_file():
+                raise ValueError(f"uci_split_indices: {path} is missing while "
+                                 f"index_train_{i}.txt exists; a split needs both files.")
+            try:
+                idx = np.loadtxt(path, dtype=np.float64, ndmin=1)
+            except ValueError as e:
+                raise ValueError(f"uci_split_indices: {path} must hold one integer row "
+                                 f"index per line ({e}).") from None
+            if not np.all(idx == np.round(idx)):
+                raise ValueError(f"uci_split_indices: {path} must hold integer row "
+                                 f"indices; got non-integers such as "
+                                 f"{idx[idx != np.round(idx)][:3].tolist()}.")
+            idx = idx.astype(np.int64)
+            if n_rows is not None and idx.size and (idx.min() < 0 or idx.max() >= n_rows):
+                raise ValueError(f"uci_split_indices: {path} indexes rows "
+                                 f"{idx.min()}…{idx.max()}; the data has {n_rows} rows "
+                                 f"(0-based indices expected).")
+            pair.append(idx)
+        if pair[0].size == 0:
+            raise ValueError(f"uci_split_indices: {folder}/index_train_{i}.txt is empty.")
+        if np.intersect1d(pair[0], pair[1]).size:
+            raise ValueError(f"uci_split_indices: split {i} in {folder} has rows in both "
+                             f"train and test, e.g. "
+                             f"{np.intersect1d(pair[0], pair[1])[:3].tolist()}.")
+        out.append((pair[0], pair[1]))
+        i += 1
+    return out
 
 
 def split(x: np.ndarray, y: np.ndarray, *, test_fraction: float = 0.1, seed: int = 0):

@@ -14,10 +14,15 @@ objects it is the limit of and is compared with: `sampling` samples the
 posterior of wide, finite deep GPs (MALA), and `deep_gp` is the doubly
 stochastic variational deep GP of Salimbeni & Deisenroth 2017.
 
+    >>> import numpy as np
     >>> from ntk import dkm
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(20, 3)); Y = np.sin(X[:, :1]); X_test = X[:5] + 0.1
     >>> model = dkm.FullDKM(dkm.relu(), num_layers=2, nu=1.0, noise_var=0.1)
-    >>> params, info = model.fit(model.init(X), X, Y)
+    >>> params = model.init(X)                         # the NNGP; then model.fit(...)
     >>> pred = model.predict(params, X, Y, X_test)     # .mean, .variance
+    >>> pred.mean.shape, pred.variance.shape
+    ((5, 1), (5,))
 """
 
 from ntk.dkm.kernels import (GramKernel, elementwise_kernel, from_stax, linear,

@@ -8,7 +8,13 @@ centered alignment", JMLR): with the centring matrix ``H = I − 11ᵀ/P``,
 1 when ``K₁ ∝ K₂`` after centring. Yang et al. 2023 use it to show the top
 DKM Gram moving towards ``Y Yᵀ`` as ν falls (`ntk.dkm.sweep`).
 
-    >>> centred_alignment(G_L, Y @ Y.T)
+    >>> import numpy as np
+    >>> from ntk.dkm import centred_alignment
+    >>> y = np.array([[1.0], [-1.0], [2.0]])
+    >>> round(centred_alignment(3 * y @ y.T, y @ y.T), 6)    # proportional Grams
+    1.0
+    >>> round(centred_alignment(np.eye(3), y @ y.T), 3)      # white noise vs targets
+    0.707
 """
 
 from __future__ import annotations

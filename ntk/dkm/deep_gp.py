@@ -31,12 +31,18 @@ likelihood (Titsias 2009). Minibatches scale the data term by N/B. Prediction
 moment-matches the S-sample mixture: mean = avg μ, var = avg σ² + var μ + σ_y².
 
 Computation is in float32 (as the paper's GPflow code); ``jitter`` is absolute,
-``chol(K_ZZ + jitter · I)`` (`ntk._linalg` with ``relative=False``; K_ZZ has
+``chol(K_ZZ + jitter · I)`` (``ntk._linalg`` with ``relative=False``; K_ZZ has
 diagonal s², so it is ``jitter/s²`` relative).
 
-    >>> params = fit(x, y, jax.random.PRNGKey(0), layers=2, num_inducing=50,
-    ...              steps=2000)
-    >>> mean, var = predict(params, x_test, jax.random.PRNGKey(1))
+    >>> import jax, numpy as np
+    >>> from ntk.dkm import deep_gp
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(20, 3)); y = np.sin(x[:, 0]); x_test = x[:5] + 0.1
+    >>> params = deep_gp.fit(x, y, jax.random.PRNGKey(0), layers=2, num_inducing=8,
+    ...                      steps=5)
+    >>> mean, var = deep_gp.predict(params, x_test, jax.random.PRNGKey(1))
+    >>> mean.shape, var.shape
+    ((5,), (5,))
 """
 
 from __future__ import annotations

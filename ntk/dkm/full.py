@@ -30,10 +30,19 @@ K_ti K̃_ii⁻¹ G_ii K̃_ii⁻¹ K_it`` (diagonal only), and the output is the 
 posterior with kernel ``K̃(G_L)``.
 
 Example:
-  >>> model = FullDKM(dkm.relu(), num_layers=2, nu=1.0, noise_var=0.1)
+  >>> import numpy as np
+  >>> from ntk import dkm
+  >>> rng = np.random.default_rng(0)
+  >>> X = rng.normal(size=(20, 3)); Y = np.sin(X[:, :1]); X_test = X[:5] + 0.1
+  >>> model = dkm.FullDKM(dkm.relu(), num_layers=2, nu=1.0, noise_var=0.1)
   >>> params = model.init(X)                       # the NNGP
+  >>> start = model.objective(params, X, Y)
   >>> params, info = model.fit(params, X, Y)       # L-BFGS to rel. change < 1e-6
+  >>> bool(model.objective(params, X, Y) > start)  # maximised from the NNGP
+  True
   >>> pred = model.predict(params, X, Y, X_test)   # .mean (T, C), .variance (T,)
+  >>> pred.mean.shape, pred.variance.shape
+  ((5, 1), (5,))
 """
 
 from __future__ import annotations

@@ -19,8 +19,13 @@ Constructors: `relu` (arc-cosine of degree 1), `sqexp`, `normalised_gaussian`,
 `linear`, and `from_stax` (the dual kernel of any `ntk.stax` activation).
 
 Example:
-  >>> k = relu(weight_var=2.0, bias_var=0.1)
-  >>> K = k(x @ x.T / x.shape[1])                  # (P, P)
+  >>> import numpy as np
+  >>> from ntk import dkm
+  >>> x = np.random.default_rng(0).normal(size=(6, 3))
+  >>> k = dkm.relu(weight_var=2.0, bias_var=0.1)
+  >>> K = k(x @ x.T / x.shape[1])
+  >>> K.shape
+  (6, 6)
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ import jax
 import jax.numpy as jnp
 from ntk import _checks
 from ntk.kernel import Kernel
-from ntk.stax.elementwise import (ACTIVATIONS, Activation, angle,
-                                  sin_angle_term)
+from ntk.stax._internal import angle, sin_angle_term
+from ntk.stax.elementwise import ACTIVATIONS, Activation
 from ntk.stax.layer import KernelFn, Layer
 
 Array = jax.Array
@@ -233,8 +238,15 @@ def from_stax(activation: Union[str, Activation, Layer, KernelFn],
       weight_var, bias_var: ``σ_w²`` and ``σ_b²`` applied after it.
 
     Example:
-      >>> k = from_stax(stax.Erf(), weight_var=1.5)
-      >>> K = k(G)
+      >>> import numpy as np
+      >>> from ntk import dkm, stax
+      >>> x = np.random.default_rng(0).normal(size=(6, 3))
+      >>> G = x @ x.T / 3
+      >>> k = dkm.from_stax(stax.Erf(), weight_var=1.5)
+      >>> nngp = stax.serial(stax.Dense(1), stax.Erf(),
+      ...                    stax.Dense(1, W_std=1.5 ** 0.5)).kernel_fn(x, None, "nngp")
+      >>> bool(np.allclose(k(G), nngp))      # the same as the stax network's NNGP
+      True
     """
     name = "from_stax"
     _check_positive(weight_var, "weight_var", name, allow_zero=True)

@@ -18,7 +18,7 @@ K(G_L) + σ² I)`` over the output channels ``c`` (columns of ``Y``) and, for
 pins ``G_l = K(G_{l−1})`` (the NNGP), ν → 0 leaves only the likelihood.
 
 Jitter. Every kernel matrix is used as ``K̃ = K + j I`` with the explicit,
-relative jitter ``j = jitter · mean(diag K)`` (`ntk._linalg.add_jitter`: the
+relative jitter ``j = jitter · mean(diag K)`` (``add_jitter`` of ``ntk._linalg``: the
 library's one regularisation, which `ntk.predict` calls ``diag_reg`` with
 ``diag_reg_absolute_scale=False``); the same ``j`` is added to the diagonal
 of test points. The objective is that of ``K̃``.
@@ -28,8 +28,8 @@ Parametrisation used by `ntk.dkm.full` and `ntk.dkm.sparse` ("whitened"):
 triangular with a positive (exp-parametrised) diagonal. Then ``G_l`` is
 positive definite for every parameter value, ``A_l = I`` is the NNGP, and the
 KL term needs no solve: ``KL = ½ [‖A_l‖_F² − P − 2 Σ log diag A_l]``
-(`whitened_kl`). `FullDKM.fit` optimises in Cholesky coordinates ``G_l =
-C_l C_lᵀ`` (`cholesky_kl`).
+(``whitened_kl``). `FullDKM.fit` optimises in Cholesky coordinates ``G_l =
+C_l C_lᵀ`` (``cholesky_kl``).
 """
 
 from __future__ import annotations
@@ -337,8 +337,15 @@ def dkm_objective(Gs: Sequence[Array], X: Array, Y: Array, kernel: GramKernel,
       return_terms: also return ``(log_likelihood, [KL_l])``.
 
     Example:
-      >>> Gs = nngp_grams(X, relu(), 2)
-      >>> dkm_objective(Gs, X, Y, relu(), nu=1.0, noise_var=0.1)
+      >>> import numpy as np
+      >>> from ntk import dkm
+      >>> rng = np.random.default_rng(0)
+      >>> X = rng.normal(size=(20, 3)); Y = np.sin(X[:, :1])
+      >>> Gs = dkm.nngp_grams(X, dkm.relu(), 2)
+      >>> value, (log_lik, kls) = dkm.dkm_objective(Gs, X, Y, dkm.relu(), nu=1.0,
+      ...                                           noise_var=0.1, return_terms=True)
+      >>> [round(float(kl), 9) for kl in kls]   # at the NNGP every KL term vanishes
+      [0.0, 0.0]
     """
     name = "dkm_objective"
     X, Y = check_xy(X, Y, name)

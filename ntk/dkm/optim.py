@@ -7,7 +7,7 @@ objective spreads over the same range. Plain L-BFGS needs ~75 iterations per
 decade of objective gap there. Measuring steps with a metric that follows
 the Grams as they move removes most of that.
 
-Kronecker metric (`kronecker_lbfgs`, what `FullDKM.fit` uses for a Gaussian
+Kronecker metric (``kronecker_lbfgs``, what `FullDKM.fit` uses for a Gaussian
 likelihood). Parametrise ``G_l = C_l C_lᵀ`` (``C_l`` lower triangular). The
 two terms of the objective that depend on ``G_l`` most directly are its own
 KL, ``−ν_l/2 log|G_l|`` + …, and the Gaussian above it — the next layer's
@@ -33,7 +33,7 @@ layers decouple only in Cholesky coordinates: with whitened ones (``G_l =
 L_l A_l A_lᵀ L_lᵀ``, ``L_l = chol K̃(G_{l−1})``) moving a lower layer moves
 every Gram above it.
 
-Fisher metric of the KL alone (`lbfgs`, used for the whitened parameters of
+Fisher metric of the KL alone (``lbfgs``, used for the whitened parameters of
 a categorical `FullDKM`). For ``ν KL(N(0, L A Aᵀ Lᵀ) ‖ N(0, L Lᵀ))`` the
 Fisher information is ``F(δA, δA) = ν/2 tr((B⁻¹ δB)²)``, ``B = A Aᵀ``; in
 ``X = A⁻¹ δA`` it is ``ν (‖X_strict‖² + 2 ‖diag X‖²)``, so the natural
@@ -52,7 +52,7 @@ from the newest pair for the KL Fisher; pairs with ``sᵀy ≤ 0`` are skipped s
 that every direction is a descent direction. Chained with optax's zoom line
 search (strong Wolfe), as `optax.lbfgs` is.
 
-Measured (`experiments.benchmarks.dkm` workload: digits, L = 3, ν = 1, C =
+Measured (``experiments.benchmarks.dkm`` workload: digits, L = 3, ν = 1, C =
 10), iterations to a relative objective change below 1e-6 / final objective:
 P = 400, float64: plain `optax.lbfgs` on the whitened parameters 165,
 KL Fisher (whitened) 99 / 419.992, Kronecker 42 / 420.0024 (a fit to 1e-10
@@ -61,8 +61,12 @@ run stops near a lower one); P = 1000, float32: KL Fisher 280 / 1479.13,
 Kronecker 51–59 / 1479.28–1479.29.
 
 Example:
-  >>> opt = dkm.optim.lbfgs(nu=(1.0, 1.0, 1.0))   # an optax transformation
-  >>> # FullDKM.fit(method="lbfgs") builds kronecker_lbfgs from the model
+  >>> from ntk.dkm import optim
+  >>> opt = optim.lbfgs(nu=(1.0, 1.0, 1.0))   # an optax transformation
+  >>> callable(opt.init) and callable(opt.update)
+  True
+
+``FullDKM.fit(method="lbfgs")`` builds ``kronecker_lbfgs`` from the model.
 """
 
 from __future__ import annotations

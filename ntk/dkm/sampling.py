@@ -30,12 +30,12 @@ We sample the features in whitened (non-centred) coordinates,
 F_ℓ = chol(K(G_{ℓ−1})) Z_ℓ with Z_ℓ ~ N(0, I) a priori, so that the prior is
 exactly standard normal and the posterior's curvature is O(1) at every width:
 one step size serves all widths. The sampler is the Metropolis-adjusted
-Langevin algorithm (MALA, Roberts & Tweedie 1996) in JAX: `lax.scan` over
-steps, `vmap` over independent chains, step sizes adapted during burn-in
+Langevin algorithm (MALA, Roberts & Tweedie 1996) in JAX: `jax.lax.scan` over
+steps, `jax.vmap` over independent chains, step sizes adapted during burn-in
 towards an acceptance rate of ~0.6 and then frozen (so the chain after
 burn-in is an exact MCMC kernel for the posterior).
 
-Jitter. Here ``jitter`` is absolute: ``chol(K(G) + jitter · I)`` (`ntk._linalg`
+Jitter. Here ``jitter`` is absolute: ``chol(K(G) + jitter · I)`` (``ntk._linalg``
 with ``relative=False``), unlike the relative ``jitter`` of `FullDKM`; the two
 agree for kernels with unit diagonal such as `sqexp`.
 """
@@ -131,10 +131,18 @@ def make_dgp_sampler(kernel: GramFn, n_layers: int, max_width: int, *,
       log h += 0.05 (a − target_accept), then frozen.
 
     Example:
-      >>> sample = make_dgp_sampler(dkm.sqexp(), 2, 1024, noise_var=0.1)
-      >>> for n in (16, 1024):   # widths N_ℓ = N (ν = 1), Y copied N times
-      ...     out = sample(key, X @ X.T / X.shape[1], Y, jnp.array([n, n]), float(n),
-      ...                  G_star, 0.05)
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> from ntk import dkm
+      >>> rng = np.random.default_rng(0)
+      >>> X = rng.normal(size=(6, 2)); Y = np.sin(X[:, :1])
+      >>> G_star = jnp.stack(dkm.nngp_grams(X, dkm.sqexp(), 2))   # distances to the NNGP
+      >>> sample = dkm.make_dgp_sampler(dkm.sqexp(), 2, 32, noise_var=0.1, n_chains=2,
+      ...                               burn_in=20, n_samples=20)
+      >>> for n in (16, 32):   # widths N_ℓ = N (ν = 1), Y copied N times
+      ...     out = sample(jax.random.PRNGKey(0), X @ X.T / X.shape[1], Y,
+      ...                  jnp.array([n, n]), float(n), G_star, 0.05)
+      >>> out.mean_grams.shape, out.sq_dist.shape
+      ((2, 2, 6, 6), (2, 2))
     """
     name = "make_dgp_sampler"
     _checks.require_callable(kernel, "kernel", name, "a map G -> K(G) (e.g. dkm.sqexp())")

@@ -9,10 +9,10 @@ the ``N`` data points ``t`` only ever appear through the blocks
     g_t^l  = k_t − diag(K_ti K̃_ii⁻¹ K_it) + diag(K_ti K̃_ii⁻¹ G_ii^l K̃_ii⁻¹ K_it),
 
 with ``K = K(G^{l−1})`` computed blockwise from the layer below
-(`ntk.dkm.objective.condition_layer`), so a pass costs ``O(M³ + N M²)``.
+(``condition_layer`` in `ntk.dkm.objective`), so a pass costs ``O(M³ + N M²)``.
 The KL terms act on the inducing block only. The output is a variational
 GP layer ``q(f_i,c) = N(L m_c, L B Bᵀ Lᵀ)`` (``L = chol K̃_ii(G_L)``) and the
-objective is the ELBO
+objective is the ELBO ::
 
     L = (N / |batch|) Σ_{t ∈ batch} E_q log p(y_t | f_t) − KL(q(f_i) ‖ N(0, K̃_ii))
         − Σ_l ν_l KL(N(0, G_ii^l) ‖ N(0, K̃(G_ii^{l−1}))),
@@ -23,10 +23,18 @@ points equal to the training inputs and the optimal ``q``
 objective (Titsias 2009's bound is tight there).
 
 Example:
-  >>> model = SparseDKM(dkm.relu(), num_layers=2, num_inducing=100, nu=1.0)
+  >>> import jax
+  >>> import numpy as np
+  >>> from ntk import dkm
+  >>> rng = np.random.default_rng(0)
+  >>> X = rng.normal(size=(20, 3)); Y = np.sin(X[:, :1]); X_test = X[:5] + 0.1
+  >>> model = dkm.SparseDKM(dkm.relu(), num_layers=2, num_inducing=8, nu=1.0)
   >>> params = model.init(X, Y, jax.random.PRNGKey(0))
-  >>> params, info = model.fit(params, X, Y, key, batch_size=256, steps=2000)
+  >>> params, info = model.fit(params, X, Y, jax.random.PRNGKey(1), batch_size=10,
+  ...                          steps=5)
   >>> pred = model.predict(params, X_test)          # .mean (T, C), .variance (T,)
+  >>> pred.mean.shape, pred.variance.shape
+  ((5, 1), (5,))
 """
 
 from __future__ import annotations

@@ -4,13 +4,17 @@ The empirical NNGP ``f(x1) ⊗ f(x2)`` and NTK ``J(x1) J(x2)ᵀ`` of a function
 ``f(params, x)`` at given parameters, in neural-tangents' API and output-shape
 conventions (``trace_axes``, ``diagonal_axes``, ``vmap_axes``):
 
+    >>> import jax
     >>> from ntk import stax
     >>> from ntk.empirical import empirical_ntk_fn, monte_carlo_kernel_fn
+    >>> x1 = jax.random.normal(jax.random.PRNGKey(0), (3, 4))
+    >>> x2 = jax.random.normal(jax.random.PRNGKey(1), (2, 4))
     >>> net = stax.serial(stax.Dense(512), stax.Relu(), stax.Dense(10))
-    >>> _, params = net.init_fn(key, x1.shape)
-    >>> empirical_ntk_fn(net, trace_axes=())(x1, x2, params)   # (N1, N2, 10, 10)
+    >>> _, params = net.init_fn(jax.random.PRNGKey(2), x1.shape)
+    >>> empirical_ntk_fn(net, trace_axes=())(x1, x2, params).shape   # (N1, N2, 10, 10)
+    (3, 2, 10, 10)
 
-Pass the stax network itself (the `Layer`) to get the structured method;
+Pass the stax network itself (the `ntk.stax.Layer`) to get the structured method;
 any other ``f(params, x)`` — including a stax ``apply_fn`` on its own, Flax
 linen (``lambda p, x: model.apply(p, x)`` or `from_linen`) and nnx modules
 (`from_nnx`) — uses Jacobian contraction or NTK-vector products. The returned

@@ -8,8 +8,16 @@ differentiate the parameters alone. nnx modules hold their parameters;
 with ``nnx.merge`` (pure: the module passed in is not modified).
 
 Example:
+  A linear layer ``x W + b`` has the NTK ``(x₁·x₂ + 1) I``:
+
+  >>> import jax.numpy as jnp
+  >>> from flax import nnx
+  >>> from ntk.empirical import empirical_ntk_fn, from_nnx
   >>> f, params = from_nnx(nnx.Linear(3, 4, rngs=nnx.Rngs(0)))
-  >>> empirical_ntk_fn(f)(x1, x2, params)
+  >>> x1, x2 = jnp.array([[1., 2., 3.]]), jnp.array([[1., 0., -1.]])
+  >>> k = empirical_ntk_fn(f, trace_axes=())(x1, x2, params)      # (1, 1, 4, 4)
+  >>> bool(jnp.allclose(k[0, 0], (x1 @ x2.T + 1) * jnp.eye(4)))
+  True
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ shape ``(N, H, O)``, ``trace_axes=(-1,)`` gives ``(N1, N2, H1, H2)`` and
 ``diagonal_axes=(1,), trace_axes=()`` gives ``(N1, N2, H, O1, O2)``.
 
 All kernels here are built as one ``einsum`` whose subscripts come from
-`KernelIndices`: side 1 and side 2 get their own index per free axis and share
+``KernelIndices``: side 1 and side 2 get their own index per free axis and share
 one per traced or diagonal axis; the output lists the kept indices in the order
 above. Repeated indices inside one operand are diagonals, so the same
 subscripts turn a full kernel of shape ``f(x1).shape + f(x2).shape`` into the

@@ -20,7 +20,7 @@ example) the contraction term ``2·P·N1·N2·O²`` dominates Jacobian contracti
 and NTK-vector products win for more than a couple of outputs; when the forward
 pass reuses weights many times (convolutions, ``F ≫ 2·N·P``) the Jacobian is
 cheap to contract and Jacobian contraction wins. ``AUTO`` takes the method with
-fewer FLOPs, unless the two Jacobians would exceed `JACOBIAN_MEMORY_BUDGET`
+fewer FLOPs, unless the two Jacobians would exceed ``JACOBIAN_MEMORY_BUDGET``
 bytes, and the structured method for `ntk.stax` networks (one reverse pass per
 output entry of a slice plus Gram matrices of width-sized activations, which
 is cheaper than both).

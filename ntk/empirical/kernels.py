@@ -21,7 +21,7 @@ Implementations of the NTK (`NtkImplementation`, same values as NT):
   mapped over entries in memory-bounded chunks; the Jacobian is never stored;
 * ``STRUCTURED_DERIVATIVES``: for `ntk.stax` networks, layer by layer from
   Gram matrices of activations and cotangents (`ntk.empirical.structured`).
-  Pass the network's `Layer` (``stax.serial(...)`` itself) as ``f``. For any
+  Pass the network's `ntk.stax.Layer` (``stax.serial(...)`` itself) as ``f``. For any
   other function the whole function is one opaque layer and this is Jacobian
   contraction; so it is for a stax network with a layer that mixes examples
   (e.g. ``Index`` on the batch axis; `ntk.stax.spec.per_example`), since the
@@ -35,12 +35,19 @@ The returned ``ntk_fn``/``nngp_fn`` are jitted: array keyword arguments are
 traced, other keyword arguments (flags) are static.
 
 Example:
+  >>> import jax
+  >>> from ntk import stax
+  >>> from ntk.empirical import empirical_ntk_fn
+  >>> x1 = jax.random.normal(jax.random.PRNGKey(0), (3, 4))
+  >>> x2 = jax.random.normal(jax.random.PRNGKey(1), (2, 4))
   >>> layer = stax.serial(stax.Dense(512), stax.Relu(), stax.Dense(10))
-  >>> _, params = layer.init_fn(key, x.shape)
+  >>> _, params = layer.init_fn(jax.random.PRNGKey(2), x1.shape)
   >>> ntk_fn = empirical_ntk_fn(layer, trace_axes=())       # structured
   >>> ntk_fn(x1, x2, params).shape                          # (N1, N2, 10, 10)
+  (3, 2, 10, 10)
   >>> ntk_fn = empirical_ntk_fn(layer.apply_fn, vmap_axes=0)  # generic, AUTO
   >>> ntk_fn(x1, None, params).shape                        # (N1, N1)
+  (3, 3)
 """
 
 from __future__ import annotations
@@ -202,7 +209,7 @@ def empirical_ntk_fn(f, trace_axes=(-1,), diagonal_axes=(), vmap_axes=None,
 
     Args:
       f: ``f(params, x, **kwargs)`` returning an array or pytree, or an
-        `ntk.stax` `Layer` (``stax.serial(...)``), which enables the structured
+        `ntk.stax.Layer` (``stax.serial(...)``), which enables the structured
         method.
       trace_axes: output axes averaged over their diagonal (default: logits).
       diagonal_axes: output axes on which only the diagonal is kept.
@@ -292,7 +299,7 @@ def auto_implementation(f, x1, x2, params, trace_axes=(-1,), diagonal_axes=(),
     STRUCTURED_DERIVATIVES for `ntk.stax` networks whose layers keep examples
     apart (`ntk.stax.spec.per_example`); otherwise NTK_VECTOR_PRODUCTS
     when it needs fewer FLOPs than JACOBIAN_CONTRACTION or the Jacobians would
-    exceed `ntk.empirical.cost.JACOBIAN_MEMORY_BUDGET` bytes, else
+    exceed ``JACOBIAN_MEMORY_BUDGET`` (`ntk.empirical.cost`) bytes, else
     JACOBIAN_CONTRACTION (rule and estimates in `ntk.empirical.cost`).
     """
     trace_axes = check_axes_arg(trace_axes, "trace_axes")

@@ -10,9 +10,16 @@ reverse pass and one forward pass, never the ``(N, |θ|)`` Jacobian. This is
 the row that Jacot et al. 2018 (Fig. 1) plot, ``Θ̂(x₀, x(γ))`` along a circle
 of inputs; `ntk.empirical.empirical_ntk_fn` gives the whole matrix.
 
+    >>> import jax, jax.numpy as jnp
+    >>> from ntk import stax
+    >>> from ntk.empirical import empirical_ntk_fn, empirical_ntk_row
+    >>> x = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
     >>> init_fn, apply_fn, _ = stax.serial(stax.Dense(512), stax.Relu(), stax.Dense(1))
-    >>> _, params = init_fn(key, x.shape)
-    >>> empirical_ntk_row(apply_fn, params, x[0], x)      # (N,) = Θ̂(x[0], x)
+    >>> _, params = init_fn(jax.random.PRNGKey(1), x.shape)
+    >>> row = empirical_ntk_row(apply_fn, params, x[0], x)      # (N,) = Θ̂(x[0], x)
+    >>> full = empirical_ntk_fn(apply_fn)(x, None, params)      # (N, N)
+    >>> row.shape, bool(jnp.allclose(row, full[0]))
+    ((5,), True)
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from ``g`` and the site's input ``x``:
   strides and padding (or, failing that, by the layer's own ``apply_fn`` with an
   identity filter bank);
 * any other layer with parameters (records other than `ntk.stax.spec.Dense`
-  and ``Conv``, including `Opaque` user layers): per-example Jacobians of its
+  and ``Conv``, including `ntk.stax.spec.Opaque` user layers): per-example Jacobians of its
   parameters, contracted over the parameters (Jacobian contraction restricted
   to the layer, through the cotangents ``g``) — exact, only slower.
 

@@ -9,8 +9,18 @@ built from nested forward-mode derivatives along ``Δ`` (never a Hessian).
 descent dynamics the NTK describes exactly (Lee et al. 2019, eq. 6).
 
 Example:
+  >>> import jax, jax.numpy as jnp
+  >>> from ntk import stax
+  >>> from ntk.empirical import linearize
+  >>> x = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
+  >>> init_fn, apply_fn, _ = stax.serial(stax.Dense(64), stax.Relu(), stax.Dense(1))
+  >>> _, params = init_fn(jax.random.PRNGKey(1), x.shape)
   >>> f_lin = linearize(apply_fn, params)
-  >>> f_lin(new_params, x)      # f(params, x) + J(x)(new_params - params)
+  >>> step = jax.tree_util.tree_map(lambda p: 1e-3 * jnp.ones_like(p), params)
+  >>> new_params = jax.tree_util.tree_map(jnp.add, params, step)
+  >>> _, jvp = jax.jvp(lambda p: apply_fn(p, x), (params,), (step,))
+  >>> bool(jnp.allclose(f_lin(new_params, x), apply_fn(params, x) + jvp))   # f + J Δ
+  True
 """
 
 from __future__ import annotations

@@ -180,7 +180,7 @@ class ABC:
 
     @property
     def r(self) -> float:
-        """TP4 Def. 3.2: ``Δx^L = Θ(n^{-r})``."""
+        """The exponent in ``Δx^L = Θ(n^{-r})`` (TP4 Def. 3.2)."""
         return min(self.r_l)
 
     def conditions(self) -> dict:
@@ -200,12 +200,12 @@ class ABC:
 
     @property
     def stable(self) -> bool:
-        """TP4 Thm. 3.3: all of `conditions` hold."""
+        """Whether all of `conditions` hold (stability, TP4 Thm. 3.3)."""
         return all(self.conditions().values())
 
     @property
     def nontrivial(self) -> bool:
-        """TP4 Thm. 3.4: ``a_{L+1}+b_{L+1}+r = 1`` or ``2a_{L+1}+c = 1``."""
+        """Whether ``a_{L+1}+b_{L+1}+r = 1`` or ``2a_{L+1}+c = 1`` (TP4 Thm. 3.4)."""
         return (abs(self.a[-1] + self.b[-1] + self.r - 1) < _TOL
                 or abs(2 * self.a[-1] + self.c_l[-1] - 1) < _TOL)
 

@@ -1,4 +1,4 @@
-"""`parametrize`: one entry point for stax networks and Flax modules."""
+"""`ntk.mup.parametrize`: one entry point for stax networks and Flax modules."""
 
 from __future__ import annotations
 
@@ -28,10 +28,15 @@ def parametrize(model, parametrization="mup", *, base_width: float = 1.0,
       ``w`` with ``mup.sgd(lr, net.info)`` / ``mup.adam(lr, net.info)``.
 
     Example:
-      >>> net = parametrize(stax.serial(stax.Dense(512), stax.Relu(),
-      ...                               stax.Dense(10)), "mup", base_width=64)
-      >>> _, w = net.init_fn(key, (128, 784))
+      >>> import jax
+      >>> from ntk import mup, stax
+      >>> net = mup.parametrize(stax.serial(stax.Dense(512), stax.Relu(),
+      ...                                   stax.Dense(10)), "mup", base_width=64)
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (128, 784))
+      >>> _, w = net.init_fn(jax.random.PRNGKey(1), x.shape)
       >>> logits = net.apply_fn(w, x)
+      >>> logits.shape
+      (128, 10)
     """
     if isinstance(model, tuple):
         if base is not None or annotations is not None:

@@ -10,10 +10,14 @@ The network (all weights ``N(0, 1)``; B&P eq. 1 with ``γ = γ₀ √N``)::
 trained on ``Σ_μ (f_μ − y_μ)² / (2P)`` with the step ``−η γ₀² N ∇`` on every
 weight: μP, whose features move by ``Θ(γ₀)`` per step at every width.
 
-    >>> out = finite_mlp_train(x, y, width=512, depth=2, activation="tanh",
+    >>> import jax, jax.numpy as jnp
+    >>> from ntk.mup.finite import finite_mlp_train
+    >>> x = jax.random.normal(jax.random.PRNGKey(1), (5, 3)); y = jnp.sin(x[:, 0])
+    >>> out = finite_mlp_train(x, y, width=64, depth=2, activation="tanh",
     ...                        gamma0=1.0, learning_rate=1.0, steps=10,
     ...                        key=jax.random.PRNGKey(0), n_seeds=4)
-    >>> out.f.shape, out.phiT.shape     # (4, 11, P), (4, 2, P, P)
+    >>> out.f.shape, out.phiT.shape     # (seeds, T+1, P), (seeds, L, P, P)
+    ((4, 11, 5), (4, 2, 5, 5))
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ def _kernels(params, x, act, dact, gamma0, n):
 def finite_mlp_train(x_train, y_train, *, width: int, depth: int, activation: str,
                      gamma0: float, learning_rate: float, steps: int, key, n_seeds: int = 1,
                      x_test=None, pad_to: Optional[int] = None) -> FiniteResult:
-    r"""Train width-``N`` μP MLPs by full-batch GD, the finite twin of `dmft_solve`.
+    r"""Train width-``N`` μP MLPs by full-batch GD, the finite twin of `ntk.mup.dmft.dmft_solve`.
 
     ``f(x) = w·φ(h^L)/(γ₀N)`` with ``h¹ = W⁰x/√D``, ``h^{ℓ+1} = W^ℓφ(h^ℓ)/√N``,
     all weights ``N(0,1)``; loss ``Σ_μ(f_μ − y_μ)²/(2P)``; every weight takes

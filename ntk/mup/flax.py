@@ -15,12 +15,25 @@ The module's own initialisation is taken to be SP (variance ``∝ 1/fan_in``,
 Flax's default ``lecun_normal``; biases zero), i.e. native exponents
 ``a° = 0``, ``b° = k_in/2``.
 
-Example (linen)::
+Example (linen):
 
-    >>> model, base = MLP(width=1024), MLP(width=64)
+    >>> import jax, jax.numpy as jnp
+    >>> from flax import linen as nn
+    >>> from ntk import mup
+    >>> class MLP(nn.Module):
+    ...     width: int
+    ...     @nn.compact
+    ...     def __call__(self, x):
+    ...         h = nn.relu(nn.Dense(self.width)(x))
+    ...         h = nn.relu(nn.Dense(self.width)(h))
+    ...         return nn.Dense(1)(h)
+    >>> x = jnp.ones((4, 3))
+    >>> model, base = MLP(width=256), MLP(width=64)
     >>> net = mup.parametrize(model, "mup", base=base, x=x)
-    >>> params = net.init_fn(key, x)
+    >>> params = net.init_fn(jax.random.PRNGKey(0), x)
     >>> y = net.apply_fn(params, x)
+    >>> y.shape
+    (4, 1)
     >>> opt = mup.adam(1e-3, net.info)
 
 Example (nnx): ``net = mup.parametrize(MLP(1024, rngs=nnx.Rngs(0)), "mup",
@@ -74,7 +87,20 @@ def infer_roles(params, base, delta=None, annotations: Optional[Mapping] = None
       annotations: ``{path: role}`` or ``{path: (role, layer)}`` overrides.
 
     Example:
-      >>> infer_roles(p_1024, p_64)["params/Dense_1/kernel"]
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import linen as nn
+      >>> from ntk.mup.flax import infer_roles
+      >>> class MLP(nn.Module):
+      ...     width: int
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         h = nn.relu(nn.Dense(self.width)(x))      # Dense_0: input
+      ...         h = nn.relu(nn.Dense(self.width)(h))      # Dense_1: hidden
+      ...         return nn.Dense(1)(h)                     # Dense_2: output
+      >>> x = jnp.ones((1, 3))
+      >>> p_1024 = MLP(1024).init(jax.random.PRNGKey(0), x)
+      >>> p_64 = MLP(64).init(jax.random.PRNGKey(0), x)
+      >>> infer_roles(p_1024, p_64)["params/Dense_1/kernel"]   # n̄ = 1024 / 64
       ('hidden', None, 16.0)
     """
     target, b0 = _shapes(params), _shapes(base)

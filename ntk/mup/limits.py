@@ -32,13 +32,13 @@ coefficients ``W₀ = [σ_u I_d; 0]`` ("identity-like input weights") and
 limit's state (`LimitState`, basis size ``h = d + K``), and since the Gram
 matrix is replaced by its expectation the limit's update rule is plain SGD
 with learning rate ``η`` on the width-``h`` linear network
-``f(x) = α xᵀ Wᵀ C`` (TP4 App. H; `edwardjhu/TP4`'s ``MetaInfLin1LP``).
+``f(x) = α xᵀ Wᵀ C`` (TP4 App. H; the ``edwardjhu/TP4`` repository's ``MetaInfLin1LP``).
 Finite networks differ from the limit only through ``Z₀ᵀZ₀/n − I = O(n^{-1/2})``,
 so their outputs converge at rate ``n^{-1/2}``. With zero readout and no
 training, ``f ≡ 0`` in the limit, which is also the GP (initial) function of
 μP: ``f₀(x) = α vᵀu x / n = O(n^{-1/2})``.
 
-**Sampling.** `sample(state, width, key)` draws ``ω ~ N(0, 1)^{n×h}`` and
+**Sampling.** ``sample(state, width, key)`` draws ``ω ~ N(0, 1)^{n×h}`` and
 returns the finite μP network ``u = ω W``, ``v = ω C``; at initialisation this
 has exactly the law of `finite_network`, and its outputs converge to the
 limit's. Any first-order algorithm (SGD, first-order MAML) keeps a finite
@@ -79,12 +79,14 @@ Loss = Callable[[Array, Array], Array]
 
 
 class LimitState(NamedTuple):
-    """The μP limit's state: coefficients in the basis ``Z₀ = [u₀ v₀]``.
+    """The μP limit's state: coefficients in the basis ``Z₀ = [u₀ v₀]``, with
+    ``h = d_in + d_out`` basis vectors (or ``d_in`` for the compact zero-readout
+    basis).
 
-    W: ``(h, d_in)`` — hidden weights ``u = Z₀ W``; column ``i`` is the
-      limiting "embedding" of input coordinate ``i``.
-    C: ``(h, d_out)`` — readout ``v = Z₀ C``.
-    ``h = d_in + d_out`` (or ``d_in`` for the compact zero-readout basis).
+    Attributes:
+      W: ``(h, d_in)`` — hidden weights ``u = Z₀ W``; column ``i`` is the
+        limiting "embedding" of input coordinate ``i``.
+      C: ``(h, d_out)`` — readout ``v = Z₀ C``.
     """
 
     W: Array

@@ -8,10 +8,14 @@ in function space (`ntk_limit_trajectory`, by `ntk.predict.gradient_descent_mse`
 with ``discrete_time=True``). Training only the readout gives the same with
 the NNGP kernel.
 
+    >>> import jax, jax.numpy as jnp
+    >>> from ntk.mup.ntk_limit import ntk_limit_network, ntk_limit_trajectory
+    >>> x = jax.random.normal(jax.random.PRNGKey(0), (5, 3)); y = jnp.sin(x[:, 0])
     >>> _, _, kernel_fn = ntk_limit_network(2, "tanh")
     >>> k = kernel_fn(x, x, ("nngp", "ntk"))
     >>> f, _ = ntk_limit_trajectory(k.ntk, y, learning_rate=1.0, steps=10)
     >>> f.shape                                     # (T+1, P)
+    (11, 5)
 """
 
 from __future__ import annotations

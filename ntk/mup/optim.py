@@ -4,17 +4,17 @@ The width dependence of μP's learning rates is a per-tensor multiplier, so it
 is one optax transformation, `scale_by_width`, that can sit anywhere after the
 gradient statistics of an optax chain. `sgd` and `adam` are the usual chains
 with it inserted. The multipliers come from the `LeafScale` tree of a
-parametrized network (`mup.parametrize(...).info`), relative to its base width
+parametrized network (``mup.parametrize(...).info``), relative to its base width
 ``n₀`` (``n̄ = n / n₀``):
 
-====================  ========================  ==============  ==============
-tensor                TP5 Table 3 SGD LR        Adam LR         readout mult.
-====================  ========================  ==============  ==============
-input weights, biases ``η · fan_out``           ``η``           –
-hidden weights        ``η``                     ``η / fan_in``  –
-output weights        ``η / fan_in``            ``η / fan_in``  1 (Table 3) or
-                                                                ``1/fan_in``
-====================  ========================  ==============  ==============
+======================  ========================  ==============  ====================
+tensor                  TP5 Table 3 SGD LR        Adam LR         readout mult.
+======================  ========================  ==============  ====================
+input weights, biases   ``η · fan_out``           ``η``           –
+hidden weights          ``η``                     ``η / fan_in``  –
+output weights          ``η / fan_in``            ``η / fan_in``  1 (Table 3) or
+                                                                  ``1/fan_in``
+======================  ========================  ==============  ====================
 
 (with the readout multiplier ``1/fan_in`` of Table 8 / the `mup` package, the
 readout's learning rates become ``η · fan_in`` (SGD) and ``η`` (Adam)). Which
@@ -22,6 +22,9 @@ row a tensor is in, and its exponents, are in its `LeafScale`; these functions
 only multiply.
 
 Example:
+    >>> import optax
+    >>> from ntk import mup, stax
+    >>> model = stax.serial(stax.Dense(256), stax.Relu(), stax.Dense(1))
     >>> net = mup.parametrize(model, "mup", base_width=64)
     >>> opt = mup.adam(1e-3, net.info)          # or any chain:
     >>> opt = optax.chain(optax.clip_by_global_norm(1.0), optax.scale_by_adam(),
@@ -101,8 +104,18 @@ def sgd(learning_rate, info, momentum: Optional[float] = None,
     multiplier is applied to the (linear) momentum update, which is the same.
 
     Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from ntk import mup, stax
+      >>> net = mup.parametrize(stax.serial(stax.Dense(128), stax.Relu(), stax.Dense(1)),
+      ...                       "mup", base_width=64)
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (8, 3)); y = jnp.sin(x[:, :1])
+      >>> _, w = net.init_fn(jax.random.PRNGKey(1), x.shape)
+      >>> loss = lambda w: jnp.mean((net.apply_fn(w, x) - y) ** 2)
       >>> opt = mup.sgd(0.1, net.info); state = opt.init(w)
-      >>> updates, state = opt.update(grads, state); w = optax.apply_updates(w, updates)
+      >>> grads = jax.grad(loss)(w)
+      >>> updates, state = opt.update(grads, state); w_new = optax.apply_updates(w, updates)
+      >>> bool(loss(w_new) < loss(w))
+      True
     """
     _check_lr(learning_rate, "mup.sgd")
     if momentum is not None:

@@ -218,9 +218,15 @@ def parametrize_stax(model, parametrization="mup", *, base_width: float = 1.0,
         ``(1, 1)``; needed for convolutional networks).
 
     Example:
+      >>> import jax
+      >>> from ntk import stax
+      >>> from ntk.mup.parametrize import parametrize_stax
       >>> net = parametrize_stax(stax.serial(stax.Dense(256), stax.Relu(),
       ...                                    stax.Dense(1)), "mup", base_width=64)
-      >>> _, w = net.init_fn(key, (8, 3)); y = net.apply_fn(w, x)
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
+      >>> _, w = net.init_fn(jax.random.PRNGKey(1), (8, 3)); y = net.apply_fn(w, x)
+      >>> y.shape
+      (8, 1)
     """
     from ntk.stax.layer import KernelFn, as_layer
     if not (isinstance(model, tuple) and len(model) >= 3

@@ -18,8 +18,17 @@ The parametrization enters only through ``scale`` and the learning rate:
 come from `ntk.data.text.cbow_batches`; the learning rate decays linearly
 to 0 over training, as in word2vec.
 
-    >>> (e_in, e_out), loss = train_cbow((e_in, e_out), corpus, scale=1.0,
-    ...                                  learning_rate=15.0, seed=0)
+    >>> import numpy as np
+    >>> from ntk.data.text import planted_analogy_corpus
+    >>> from ntk.mup.word2vec import train_cbow
+    >>> corpus = planted_analogy_corpus(n_topics=3, n_modifiers=2, n_tokens=2000)
+    >>> rng = np.random.default_rng(0)
+    >>> V, n = len(corpus.counts), 16
+    >>> e_in, e_out = rng.normal(size=(V, n)), np.zeros((V, n))
+    >>> (e_in, e_out), loss = train_cbow((e_in, e_out), corpus, scale=1 / n,
+    ...                                  learning_rate=15.0 * n, seed=0)
+    >>> e_in.shape
+    (..., 16)
 """
 
 from __future__ import annotations

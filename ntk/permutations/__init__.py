@@ -8,7 +8,8 @@ positive exactly on the coordinates of ``P_π x``; averaging ``M`` such
 networks and rounding recovers ``P_π x`` for every nonzero binary ``x`` with
 high probability, ``M ∝ k log k`` per input and ``M ∝ k²`` for all inputs.
 
-Modules:
+Modules::
+
   setting      the task, training set, network, rounding rule (choices stated)
   gp           the t = ∞ GP via ntk.predict, and its closed form
                (μ(x) = α(s) P_π x + β(s)(1 − P_π x), Σ(s, s', x·x'))

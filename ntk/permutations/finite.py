@@ -11,8 +11,13 @@ members' outputs are draws of the t = ∞ GP of `ntk.permutations.gp`
 ``jax.vmap`` inside one ``jax.jit``-compiled ``lax.scan``.
 
 Example:
-    >>> out = train_finite_ensemble(jax.random.PRNGKey(0), perm, x, 32, width=1024)
+    >>> import jax
+    >>> from ntk import permutations as perms
+    >>> perm = perms.random_permutation(jax.random.PRNGKey(1), 3)
+    >>> x = perms.binary_inputs(3)                                      # (7, 3)
+    >>> out = perms.train_finite_ensemble(jax.random.PRNGKey(0), perm, x, 4, width=64)
     >>> out.shape            # (members, N, k)
+    (4, 7, 3)
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ for ``s >= 2`` (the sign structure the rounding uses). With ``A = K(e_i,e_i)``,
 
 Example:
     >>> alpha, beta = mean_structure(8, jnp.arange(1, 9))
-    >>> round(float(alpha[0]), 6), round(float(beta[0]), 6)   # interpolation at s = 1
+    >>> round(float(alpha[0]), 6), abs(round(float(beta[0]), 6))   # interpolation at s = 1
     (1.0, 0.0)
 """
 

@@ -38,8 +38,11 @@ Both return ``sample(key, n) -> (n, 2^k − 1)``, columns in the order of
 `binary_inputs`.
 
 Example:
-    >>> sample = structured_sampler(10)
-    >>> z = sample(jax.random.PRNGKey(0), 4)     # (4, 1023)
+    >>> import jax
+    >>> from ntk.permutations import structured_sampler
+    >>> sample = structured_sampler(5)
+    >>> sample(jax.random.PRNGKey(0), 4).shape   # (n, 2^k − 1)
+    (4, 31)
 """
 
 from __future__ import annotations

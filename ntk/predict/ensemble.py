@@ -66,6 +66,11 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
       ``Gaussians`` over the names when ``get`` is a tuple.
 
     Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk import predict, stax
+      >>> x_train = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
+      >>> y_train = jnp.sin(x_train[:, :1])
+      >>> x_test = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
       >>> _, _, kernel_fn = stax.serial(stax.Dense(512, W_std=1.5, b_std=0.1),
       ...                               stax.Erf(), stax.Dense(1, W_std=1.5))
       >>> predict_fn = predict.gradient_descent_mse_ensemble(

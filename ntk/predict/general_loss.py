@@ -60,10 +60,20 @@ def gradient_descent(loss: Callable, k_train_train, y_train,
       ``fx_test_t`` or both, with ``t.shape`` as leading axes.
 
     Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk import predict, stax
+      >>> x_train = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
+      >>> y_train = jnp.sin(x_train[:, :1])
+      >>> x_test = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
+      >>> _, _, kernel_fn = stax.serial(stax.Dense(512), stax.Relu(), stax.Dense(1))
+      >>> y_onehot = jax.nn.one_hot((y_train[:, 0] > 0).astype(int), 2)   # (N, 2)
+      >>> fx_train_0 = jnp.zeros_like(y_onehot)
       >>> cross_entropy = lambda f, y: -jnp.mean(jax.nn.log_softmax(f) * y)
       >>> k_dd = kernel_fn(x_train, None, "ntk")
       >>> predict_fn = predict.gradient_descent(cross_entropy, k_dd, y_onehot, 1.)
       >>> fx_train_t = predict_fn(jnp.array([1., 10.]), fx_train_0)
+      >>> fx_train_t.shape                                          # (times, N, K)
+      (2, 8, 2)
     """
     name = "gradient_descent"
     _checks.require_callable(loss, "loss", name, "a function loss(fx, y)")

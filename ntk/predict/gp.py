@@ -53,11 +53,19 @@ def gp_inference(k_train_train, y_train, diag_reg: float = 0.,
       in ``k_train_train`` and ``k_test_train``.
 
     Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk import predict, stax
+      >>> x_train = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
+      >>> y_train = jnp.sin(x_train[:, :1])
+      >>> x_test = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
+      >>> _, _, kernel_fn = stax.serial(stax.Dense(512), stax.Relu(), stax.Dense(1))
       >>> k_dd = kernel_fn(x_train, None, ("nngp", "ntk"))
       >>> k_td = kernel_fn(x_test, x_train, ("nngp", "ntk"))
       >>> k_tt = kernel_fn(x_test, None, "nngp")
       >>> predict_fn = predict.gp_inference(k_dd, y_train, diag_reg=1e-4)
       >>> nngp = predict_fn("nngp", k_td, k_tt)       # Gaussian(mean, covariance)
+      >>> nngp.mean.shape, nngp.covariance.shape
+      ((4, 1), (4, 4))
     """
     name = "gp_inference"
     y_train = as_float_array(y_train, "y_train", name)

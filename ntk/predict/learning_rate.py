@@ -36,8 +36,16 @@ def max_learning_rate(ntk_train_train, y_train_size: Optional[int] = None,
       ``η_max`` (a Python float for concrete input, else a scalar array).
 
     Example:
-      >>> lr = predict.max_learning_rate(kernel_fn(x_train, None, "ntk"),
-      ...                                y_train_size=y_train.size)
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk import predict, stax
+      >>> x_train = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
+      >>> y_train = jnp.sin(x_train[:, :1])
+      >>> x_test = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
+      >>> _, _, kernel_fn = stax.serial(stax.Dense(512), stax.Relu(), stax.Dense(1))
+      >>> k = kernel_fn(x_train, None, "ntk")
+      >>> lr = predict.max_learning_rate(k, y_train_size=y_train.size)
+      >>> round(float(lr * jnp.linalg.eigvalsh(k).max() / y_train.size), 6)   # 2 N / λ_max
+      2.0
     """
     name = "max_learning_rate"
     k = plain_kernel(ntk_train_train, "ntk_train_train", name)

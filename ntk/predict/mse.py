@@ -78,6 +78,11 @@ def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1.,
       TypeError: for non-numeric arrays.
 
     Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk import predict, stax
+      >>> x_train = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
+      >>> y_train = jnp.sin(x_train[:, :1])
+      >>> x_test = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
       >>> _, _, kernel_fn = stax.serial(stax.Dense(512), stax.Erf(), stax.Dense(1))
       >>> k_dd = kernel_fn(x_train, None, "ntk")
       >>> k_td = kernel_fn(x_test, x_train, "ntk")

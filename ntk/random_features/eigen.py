@@ -16,8 +16,13 @@ paper's size-based proxies use only Gram matrices of growing subsets:
     κ(n) ≈ (Tr K_n⁻¹)⁻¹ ~ n^(−α)        (ridgeless KRR, Simon et al. 2021),
     ridgeless test MSE(n) ~ n^(1−β)     (paper Sec. 5).
 
-    >>> lam, v = eigendecompose(K, y)
-    >>> alpha = fit_alpha(lam, 10, 1000); beta = fit_beta(v, 10, 1000)
+    >>> import numpy as np
+    >>> from ntk.random_features import eigendecompose, fit_alpha
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(1000, 100)) * np.arange(1, 101) ** -0.75   # Cov = diag(i^-1.5)
+    >>> lam, v = eigendecompose(x @ x.T, x[:, 0])
+    >>> round(fit_alpha(lam, 2, 30), 1)                                 # the covariance's α
+    1.5
 """
 
 from __future__ import annotations

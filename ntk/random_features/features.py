@@ -15,7 +15,14 @@ RF kernel ``K̂ = (1/k) Σ_j g_j g_jᵀ`` with i.i.d. features ``g_j``,
 - `fourier_features`: ``√(2/k) cos(x·ω/ℓ + b)``, ω ~ N(0, I), b ~ U[0, 2π):
   the RBF kernel ``exp(−|x − x'|²/(2ℓ²))`` (Rahimi & Recht 2007).
 
-    >>> phi = relu_features(key, x, k=512)        # (n, 512); phi @ phi.T ≈ NNGP
+    >>> import jax, jax.numpy as jnp
+    >>> from ntk import stax
+    >>> from ntk.random_features import relu_features
+    >>> x = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
+    >>> phi = relu_features(jax.random.PRNGKey(1), x, k=20000)   # (n, k)
+    >>> nngp = stax.serial(stax.Dense(1), stax.Relu()).kernel_fn(x, None, "nngp")
+    >>> bool(jnp.allclose(phi @ phi.T, nngp, atol=0.05))        # Monte Carlo: O(k^-1/2)
+    True
 """
 
 from __future__ import annotations
@@ -119,7 +126,7 @@ def network_features(network, key, x, params=None):
     ``network``: an `ntk.stax` Layer (or ``(init_fn, apply_fn)``) ending at the
     hidden layer whose activations are the features, e.g.
     ``stax.serial(stax.Dense(1024), stax.Relu())`` or a Conv stack. The output
-    ``h(x)`` (n, *S, C) is flattened and divided by √(|S|·C), so ``ΦΦᵀ`` is the
+    ``h(x)``, of shape ``(n, *S, C)``, is flattened and divided by ``√(|S|·C)``, so ``ΦΦᵀ`` is the
     Monte Carlo estimate of the network's ``kernel_fn(x, x, "nngp")`` (mean over
     channels and same-position pairs, the stax Flatten convention). Pass
     ``params`` to reuse a draw; otherwise they come from ``init_fn(key, x.shape)``.

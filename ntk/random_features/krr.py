@@ -15,8 +15,14 @@ each for many ridges at once and ``jax.lax.map``-ped over trials:
   kernel: ``α(δ) = U diag(1/(e + δ)) Uᵀ y``, with eigen-directions
   ``e + δ ≤ 10⁻⁶ · max e`` dropped (the pseudo-inverse at ``δ = 0``).
 
-    >>> keys = jax.random.split(jax.random.PRNGKey(0), 8)
-    >>> train, test = krr_pool_mse(K, y, 256, jnp.logspace(-4, 0, 5), keys)  # (8, 5) each
+    >>> import jax, jax.numpy as jnp
+    >>> from ntk.random_features import krr_pool_mse
+    >>> pool = jax.random.normal(jax.random.PRNGKey(0), (300, 5))
+    >>> K, y = pool @ pool.T, pool[:, 0]
+    >>> keys = jax.random.split(jax.random.PRNGKey(1), 8)
+    >>> train, test = krr_pool_mse(K, y, 64, jnp.logspace(-4, 0, 5), keys)
+    >>> train.shape, test.shape                 # (trials, ridges)
+    ((8, 5), (8, 5))
 """
 
 from __future__ import annotations

@@ -42,8 +42,14 @@ bisection output is then passed through one "zero Newton step"
 derivative is the implicit-function-theorem derivative ``−∂_θF/∂_uF``, so
 everything is differentiable in λ, v, n, k, δ and σ², and jit/vmap-able.
 
+    >>> import jax.numpy as jnp
+    >>> from ntk.random_features import krr_risk, rf_risk
     >>> lam = jnp.arange(1, 1001.) ** -1.5
-    >>> rf_risk(lam, jnp.sqrt(lam), n=256, k=128, ridge=1e-3, noise_var=0.5).test_mse
+    >>> few = rf_risk(lam, jnp.sqrt(lam), n=256, k=128, ridge=1e-3, noise_var=0.5)
+    >>> many = rf_risk(lam, jnp.sqrt(lam), n=256, k=10**7, ridge=1e-3, noise_var=0.5)
+    >>> limit = krr_risk(lam, jnp.sqrt(lam), n=256, ridge=1e-3, noise_var=0.5)
+    >>> bool(jnp.isclose(many.test_mse, limit.test_mse, rtol=1e-4))   # k → ∞ is KRR
+    True
 """
 
 from __future__ import annotations
@@ -228,8 +234,12 @@ def rf_risk(eigvals, target_coeffs, n, k, ridge, noise_var=0.0) -> RFTheory:
 
     Returns: `RFTheory`. MSEs are on noisy labels and summed over outputs.
 
+        >>> import jax.numpy as jnp
+        >>> from ntk.random_features import rf_risk
         >>> lam = jnp.arange(1, 2001.) ** -1.5
-        >>> rf_risk(lam, lam ** 0.5, 256, 256, 1e-2, 0.5).test_mse
+        >>> out = rf_risk(lam, lam ** 0.5, 256, 256, 1e-2, 0.5)
+        >>> bool(out.test_mse > 0.5 > out.train_mse)    # noisy labels: test above σ²
+        True
     """
     lam, n, inv_k, ridge = _prep(eigvals, n, k, ridge, "rf_risk")
     v2 = _target_power(target_coeffs, lam.shape[0], "rf_risk")
@@ -271,8 +281,12 @@ def krr_risk(eigvals, target_coeffs, n, ridge, noise_var=0.0) -> KRRTheory:
 
     Args as `rf_risk` without k. Returns `KRRTheory`.
 
+        >>> import jax.numpy as jnp
+        >>> from ntk.random_features import krr_risk
         >>> lam = jnp.arange(1, 2001.) ** -1.5
-        >>> krr_risk(lam, lam ** 0.5, n=256, ridge=0.0, noise_var=0.5).test_mse
+        >>> out = krr_risk(lam, lam ** 0.5, n=256, ridge=0.0, noise_var=0.5)
+        >>> round(float(out.train_mse), 6), bool(out.test_mse > 0.5)   # interpolation
+        (0.0, True)
     """
     lam, n, _, ridge = _prep(eigvals, n, None, ridge, "krr_risk")
     v2 = _target_power(target_coeffs, lam.shape[0], "krr_risk")

@@ -1,22 +1,33 @@
 """Architectures with analytic infinite-width kernels, in neural-tangents' API.
 
+    >>> import jax
     >>> from ntk import stax
     >>> init_fn, apply_fn, kernel_fn = stax.serial(
     ...     stax.Dense(512, W_std=1.5, b_std=0.05), stax.Relu(), stax.Dense(1))
-    >>> kernel_fn(x1, x2, get="ntk")      # (N1, N2) infinite-width NTK
+    >>> x1 = jax.random.normal(jax.random.PRNGKey(0), (3, 4))
+    >>> x2 = jax.random.normal(jax.random.PRNGKey(1), (2, 4))
+    >>> kernel_fn(x1, x2, get="ntk").shape      # (N1, N2) infinite-width NTK
+    (3, 2)
 
 See `ntk.stax.layer` for the layer record, `ntk.stax.spec` for the typed
 description every layer carries (what `ntk.empirical` and `ntk.mup` read),
-and `combinators`, `linear`, `conv`, `pooling` and `elementwise` for the
-layers.
+and for the layers: ``combinators``; ``linear`` (Dense, LayerNorm, Dropout, …),
+``conv`` and ``pooling`` with their window geometry in ``spatial``;
+``resize``, ``indexing``, ``attention``, ``graph`` and ``masking``;
+``elementwise`` (the activation layers) over ``duals`` (their closed-form dual
+kernels) and ``numerical`` (quadrature for any activation); ``myrtle`` (the
+Myrtle CNNs). ``_internal`` holds the numerics other packages share; it is
+not public API.
 """
 
 from ntk.stax.combinators import (FanInConcat, FanInProd, FanInSum, FanOut,
                                   parallel, repeat, serial)
 from ntk.stax.elementwise import (ACTIVATIONS, ABRelu, Abs, Activation, Cos,
                                   Elementwise, ElementwiseNumerical, Erf, Exp,
-                                  Gaussian, Gelu, Hermite, LeakyRelu, Monomial,
-                                  Polynomial, Rbf, Relu, Sigmoid_like, Sign, Sin)
+                                  ExpNormalized, Gabor, Gaussian, Gelu, Hermite,
+                                  LeakyRelu, Monomial, Polynomial, Rbf,
+                                  RectifiedMonomial, Relu, Sigmoid_like, Sign,
+                                  Sin)
 from ntk.stax import spec
 from ntk.stax.layer import KernelFn, Layer, make_layer
 from ntk.stax.conv import Conv, ConvLocal, ConvTranspose
@@ -46,7 +57,8 @@ __all__ = [
     # activations
     "Relu", "LeakyRelu", "ABRelu", "Abs", "Erf", "Sigmoid_like", "Gelu", "Sin",
     "Cos", "Rbf", "Sign", "Exp", "Gaussian", "Monomial", "Hermite",
-    "Polynomial", "Elementwise", "ElementwiseNumerical",
+    "Polynomial", "Gabor", "ExpNormalized", "RectifiedMonomial", "Elementwise",
+    "ElementwiseNumerical",
     # attention (and its option enums)
     "GlobalSelfAttention", "AttentionMechanism", "PositionalEmbedding",
     # graph networks; masked (padded) inputs

@@ -2,14 +2,24 @@
 
 Not public API: names here may change without notice. They live in one place
 so that `ntk.empirical`, `ntk.mup` and `ntk.dkm` reuse the layers' own
-conventions instead of copying them.
+conventions instead of copying them:
+
+* `split_rng`: how combinators hand PRNG keys to their sub-layers;
+* the numerics of dual kernels (`correlation`, `angle`, `atan2`,
+  `safe_sqrt`, `sin_angle_term`, ...): square roots, correlations and angles
+  that stay accurate at any variance and have finite derivatives at
+  correlation ±1 and at zero variance. `ntk.stax.duals` builds every
+  closed-form activation kernel from them; `ntk.dkm` its arc-cosine Gram
+  kernels.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import jax
+import jax.numpy as jnp
 
 
 def split_rng(kwargs: dict, n: int) -> list[dict]:
@@ -25,3 +35,176 @@ def split_rng(kwargs: dict, n: int) -> list[dict]:
         return [kwargs] * n
     keys = jax.random.split(rng, n)
     return [{**kwargs, "rng": keys[i]} for i in range(n)]
+
+
+PI = math.pi
+
+
+# ---------------------------------------------------------------- numerics
+#
+# Every dual of `ntk.stax.duals` is evaluated from normalised quantities —
+# correlations ρ = c12/sqrt(c11 c22) and per-input factors such as
+# 1/(1 + 2b²c) — instead of products like c11·c22 or (1 + 2b²c11)(1 + 2b²c22) - 4b⁴c12². Those
+# products overflow once the variances pass ~1e154 (float64) or ~1e19
+# (float32), and their differences cancel catastrophically at large variance
+# (in float32, Erf's radicand keeps no correct digit on the diagonal once the
+# variance reaches ~1e7). Per-input factors are
+# computed on the (N, 1) and (1, N) variance arrays, so they cost O(N), and
+# every pairwise combination is built from commutative products/sums of
+# them, so a kernel of x with itself is symmetric to the last bit.
+
+
+@jax.custom_jvp
+def safe_sqrt(x):
+    """``sqrt(max(x, 0))`` whose derivative is 0 (not inf) at 0."""
+    return jnp.sqrt(jnp.maximum(x, 0.0))
+
+
+@safe_sqrt.defjvp
+def _safe_sqrt_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    y = safe_sqrt(x)
+    pos = x > 0
+    return y, jnp.where(pos, t / (2 * jnp.where(pos, y, 1.0)), 0.0)
+
+
+def inv_sqrt(c):
+    """``1/sqrt(c)`` for ``c > 0`` and 0 otherwise (finite derivatives at 0).
+
+    Written in terms of sqrt(c) only: the pairwise loops must consume
+    per-input values only through expensive operations (sqrt, division),
+    which XLA computes once per input. A cheap operation on ``c`` itself
+    (e.g. ``c > 0``) would be fused into the (N, N) loop together with the
+    whole cheap chain that produced ``c`` — the previous layers' duals of the
+    variances — and repeated for every pair (which makes a 10-layer ReLU
+    network 5x slower).
+    """
+    s = safe_sqrt(c)
+    return 1 / jnp.where(s > 0, s, jnp.inf)
+
+
+def inv(p):
+    """``1/p`` for ``p > 0`` and 0 otherwise (finite derivatives at 0);
+    ends in the division for the reason given in `inv_sqrt`."""
+    return 1 / jnp.where(p > 0, p, jnp.inf)
+
+
+def pairwise(c12, *values):
+    """Per-input arrays broadcast once to the pairwise shape of ``c12``.
+
+    Reverse-mode autodiff then sums each one's cotangent over the other input
+    once, instead of once per operation that uses it (each such sum is a
+    reduction that XLA fuses with a recomputation of the whole pairwise
+    expression, which makes Erf's gradient compile 3x slower).
+    """
+    shape = jnp.shape(c12)
+    return [jnp.broadcast_to(v, jnp.broadcast_shapes(shape, jnp.shape(v))) for v in values]
+
+
+def eps_of(x):
+    return jnp.finfo(jnp.result_type(x)).eps
+
+
+@jax.custom_jvp
+def correlation(c12, c11, c22):
+    """``(ρ, 1 − ρ²)`` for ``ρ = c12 / sqrt(c11 c22)``, with rounding noise removed.
+
+    ρ = 0 where a variance is 0 (a zero-variance input is uncorrelated with
+    everything). At correlation ±1 (identical inputs) ``1 − ρ²`` is zero, but
+    rounding leaves a few eps: in ρ itself, and in c12 versus c11, c22, which
+    a deep network computes separately and which drift apart by an ulp every
+    few layers. Square roots magnify that to ~sqrt(eps) (1e-7 in float64,
+    3e-3 in float32). Values within 64 eps of zero are therefore taken as
+    zero: the kernel of x with itself is exact and independent of how it was
+    computed, at the price of an error below sqrt(64 eps) in the angle
+    between distinct inputs that are that nearly collinear (1.2e-7 in
+    float64, 2.8e-3 in float32).
+
+    The derivative is given in closed form, ``dρ = dc12/sqrt(c11 c22) −
+    (ρ/2)(dc11/c11 + dc22/c22)``: the chain rule through c12·(1/sqrt(c11))
+    would form c12·∂K/∂ρ, which overflows float32 at variances ~1e19 even
+    where the gradient itself is moderate.
+    """
+    rho = c12 * (inv_sqrt(c11) * inv_sqrt(c22))
+    one_minus = (1 - rho) * (1 + rho)
+    return rho, jnp.where(one_minus <= 64 * eps_of(one_minus), 0.0, one_minus)
+
+
+@correlation.defjvp
+def _correlation_jvp(primals, tangents):
+    (c12, c11, c22), (d12, d11, d22) = primals, tangents
+    rho, one_minus = correlation(c12, c11, c22)
+    drho = (d12 * (inv_sqrt(c11) * inv_sqrt(c22))
+            - rho * (d11 * inv(c11) + d22 * inv(c22)) / 2)
+    return (rho, one_minus), (drho, jnp.where(one_minus > 0, -2 * rho * drho, 0.0))
+
+
+def gap(rho_signed):
+    """``1 − ρ`` with the rounding noise at ρ = 1 removed (see `correlation`)."""
+    gap = 1 - rho_signed
+    return jnp.where(gap <= 32 * eps_of(gap), 0.0, gap)
+
+
+def sin_angle_term(c12, c11, c22):
+    """``sqrt(c11 c22 - c12²)`` = sqrt(c11 c22)·sin θ, from the correlation
+    (no overflow of c11·c22; rounding noise at θ = 0, π removed as in
+    `correlation`)."""
+    _, one_minus = correlation(c12, c11, c22)
+    return safe_sqrt(c11) * safe_sqrt(c22) * safe_sqrt(one_minus)
+
+
+# atan(w) = w + w·t·P(t), t = w², on |w| ≤ tan(π/8): a degree-10 Chebyshev
+# fit of (atan(w)/w − 1)/t (relative error 2e-16, i.e. float64-exact). XLA's
+# atan2 is a scalar libm call on CPU (~35 ns); this is ~12 fused multiply-adds
+# that vectorise, which makes arc-cosine kernels ~50x cheaper.
+_ATAN_COEF = (-0.3333333333333335, 0.1999999999999635, -0.14285714284944914,
+              0.11111111041531378, -0.09090905730334234, 0.07692211093816727,
+              -0.06664914021181749, 0.05861695262057322, -0.05104154057103348,
+              0.03977414681194997, -0.019842141537042956)
+# The same fit of degree 4 for float32 and narrower: relative error 2.5e-9,
+# below float32's rounding, for 6 fewer multiply-adds.
+_ATAN_COEF_32 = (-0.3333333176116625, 0.1999954048349856, -0.14263955595171407,
+                 0.10743731470795079, -0.064519281599026)
+_TAN_PI_8 = math.tan(PI / 8)
+
+
+def atan2(y, x):
+    """``arctan2(y, x)`` (same values as `jnp.arctan2`, ~1 ulp) by octant
+    reduction and a polynomial; ``atan2(0, 0) = 0``; NaN in, NaN out."""
+    ax, ay = jnp.abs(x), jnp.abs(y)
+    hi, lo = jnp.maximum(ax, ay), jnp.minimum(ax, ay)
+    # z = lo/hi ∈ [0, 1] (0 at hi = 0, NaN stays NaN). This exact form —
+    # a select after each division — matters for speed: variants that end in
+    # the division, or divide selected operands, let XLA fuse the selection
+    # into every (N, N) consumer, which makes deep ReLU networks 3x slower.
+    z = jnp.where(hi > 0, lo / jnp.where(hi > 0, hi, 1.0), lo)
+    big = z > _TAN_PI_8
+    w = jnp.where(big, (z - 1) / (z + 1), z)                         # |w| ≤ tan(π/8)
+    t = w * w
+    coef = _ATAN_COEF if jnp.finfo(t.dtype).bits > 32 else _ATAN_COEF_32
+    poly = jnp.zeros_like(t) + coef[-1]
+    for c in coef[-2::-1]:
+        poly = poly * t + c
+    r = w + w * t * poly + jnp.where(big, PI / 4, 0.0)
+    r = jnp.where(ay > ax, PI / 2 - r, r)
+    r = jnp.where(x < 0, PI - r, r)
+    return jnp.where(y < 0, -r, r)
+
+
+@jax.custom_jvp
+def angle(s, c):
+    """``arctan2(s, c)`` with the value π/2 and finite derivatives at (0, 0).
+
+    With ``s = sqrt(1 − ρ²)`` and ``c = ρ`` (or both times sqrt(c11 c22))
+    this is the angle θ between the two inputs; at (0, 0) (a zero-variance
+    input) the inputs are uncorrelated, θ = π/2.
+    """
+    both_zero = (s == 0) & (c == 0)
+    return jnp.where(both_zero, PI / 2, atan2(s, c))
+
+
+@angle.defjvp
+def _angle_jvp(primals, tangents):
+    (s, c), (ds, dc) = primals, tangents
+    denom = jnp.maximum(s * s + c * c, jnp.finfo(jnp.result_type(s)).tiny)
+    return angle(s, c), (ds * c - dc * s) / denom

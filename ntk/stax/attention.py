@@ -3,7 +3,7 @@
 The layer (Vaswani et al. 2017, multi-head scaled dot-product attention over
 all positions of a sequence ``(N, T, C)`` or image ``(N, H, W, C)``, in
 neural-tangents' NTK parameterization) computes, per head ``h`` and with the
-``P`` positions flattened,
+``P`` positions flattened, ::
 
     G_h = QK_std / (C_k · d^α) · (X W_Q,h)(X W_K,h)ᵀ          (P × P)
     f(X) = OV_std / sqrt(n_val · H · C_v) · [φ(G_1) X W_V,1, …, φ(G_H) X W_V,H] W_out
@@ -33,7 +33,7 @@ with spatial covariance ``K`` (per pair of positions) and NTK ``Θ``:
 
       K'_{ss'} = (QK_std · OV_std)² · K_{ss'} · Σ_{t,t'} K_{tt'} K_{tt'} + b_std²
 
-  and Θ' as in `_square_root_identity`. Other mechanisms raise
+  and Θ' as in ``_square_root_identity``. Other mechanisms raise
   ``NotImplementedError`` from ``kernel_fn``, as in NT (no Gaussian limit with
   a known closed form).
 
@@ -52,7 +52,7 @@ True = masked). A position is masked when all its channels are; masked
 positions are excluded as keys (logits -1e20 before a softmax, 0 for the
 other mechanisms, as in NT), their positional embeddings are zeroed, and they
 stay masked in the output, whose covariances there are zeroed. The kernel
-does the same with the input `Kernel`'s masks (`attention_kernel`).
+does the same with the input `Kernel`'s masks (``attention_kernel``).
 
 Kernel layout: needs every pair of positions (``needs_full_spatial``); the
 kernel is ``A X Aᵀ`` per pair of inputs, evaluated as two batched matrix
@@ -128,7 +128,7 @@ def _positive_int(value, arg: str, name: str, allow_none: bool = False):
 
 @dataclasses.dataclass(frozen=True)
 class _Config:
-    """The hyperparameters the kernel needs (see `attention_kernel`)."""
+    """The hyperparameters the kernel needs (see ``attention_kernel``)."""
 
     mechanism: AttentionMechanism
     linear_scaling: bool
@@ -216,9 +216,14 @@ def GlobalSelfAttention(
     layer directly).
 
     Example:
+      >>> import jax
+      >>> from ntk.stax import (Conv, Dense, GlobalAvgPool, GlobalSelfAttention,
+      ...                       Relu, serial)
       >>> _, _, kernel_fn = serial(Conv(64, (1,)), GlobalSelfAttention(64, 64, 64, 2),
       ...                          Relu(), GlobalAvgPool(), Dense(1))
-      >>> kernel_fn(x, None, "ntk")   # x: (N, T, C) -> (N, N)
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 3))   # (N, T, C)
+      >>> kernel_fn(x, None, "ntk").shape
+      (2, 2)
     """
     name = f"GlobalSelfAttention({n_chan_out}, {n_chan_key}, {n_chan_val}, {n_heads})"
     for arg, v in (("n_chan_out", n_chan_out), ("n_chan_key", n_chan_key),

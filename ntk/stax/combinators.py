@@ -32,7 +32,9 @@ def serial(*layers) -> Layer:
     """Compose layers in sequence: ``serial(f, g)(x) = g(f(x))``.
 
     Example:
-      >>> init_fn, apply_fn, kernel_fn = serial(Dense(512), Relu(), Dense(1))
+      >>> from ntk import stax
+      >>> init_fn, apply_fn, kernel_fn = stax.serial(stax.Dense(512), stax.Relu(),
+      ...                                            stax.Dense(1))
     """
     layers = tuple(as_layer(l) for l in layers)
     n = len(layers)

@@ -2,7 +2,7 @@
 
 The kernel of a convolution averages the input covariance over the filter
 taps shifted together (Novak et al. 2019, eq. 8); the geometry is in
-`ntk.stax.spatial`, the affine rule in `ntk.stax.linear.affine_kernel`.
+`ntk.stax.spatial`, the affine rule in ``affine_kernel`` of `ntk.stax.linear`.
 `ConvTranspose` does the same on the stride-dilated covariance; `ConvLocal`
 (unshared weights) keeps only same-position covariances.
 """
@@ -49,15 +49,19 @@ def Conv(out_chan: int, filter_shape: Sequence[int],
         or ``"standard"`` (``W ~ N(0, W_std² s[0] / (C|F|))``).
       s: NT's width multipliers (standard parameterization).
 
-    Kernel (Novak et al. 2019, eq. 8; NTK as in `affine_kernel` with fan-in
+    Kernel (Novak et al. 2019, eq. 8; NTK as in ``affine_kernel`` with fan-in
     ``C·|F|``): with ``A(K)(o, o') = (1/|F|) Σ_{d∈F} K(o·s + d, o'·s + d)``,
     ``K' = W_std² A(K) + b_std²`` and ``Θ' = W_std² A(Θ) + K'`` ("ntk").
     Positions added by SAME padding have zero covariance; CIRCULAR wraps.
 
     Example:
+      >>> import jax
+      >>> from ntk.stax import Conv, Dense, Flatten, Relu, serial
       >>> _, _, kernel_fn = serial(Conv(64, (3, 3), padding="SAME"), Relu(),
       ...                          Flatten(), Dense(1))
-      >>> kernel_fn(x, None, "ntk")   # x: (N, H, W, C) -> (N, N)
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 4, 3))   # NHWC
+      >>> kernel_fn(x, None, "ntk").shape
+      (2, 2)
     """
     name = f"Conv({out_chan}, {tuple(filter_shape) if np.iterable(filter_shape) else filter_shape})"
     if not (isinstance(out_chan, (int, np.integer)) and out_chan >= 1):
@@ -202,9 +206,13 @@ def ConvTranspose(out_chan: int, filter_shape: Sequence[int],
     Args: as `Conv` (``dimension_numbers``: channels-last only).
 
     Example:
+      >>> import jax
+      >>> from ntk.stax import ConvTranspose, Dense, GlobalAvgPool, Relu, serial
       >>> _, _, kernel_fn = serial(ConvTranspose(64, (3, 3), (2, 2), "SAME"),
       ...                          Relu(), GlobalAvgPool(), Dense(1))
-      >>> kernel_fn(x, None, "ntk")   # x: (N, H, W, C) -> (N, N)
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 3, 2))   # NHWC
+      >>> kernel_fn(x, None, "ntk").shape
+      (2, 2)
     """
     name, filter_shape, strides, padding, parameterization, dn = _conv_args(
         "ConvTranspose", out_chan, filter_shape, strides, padding, W_std, b_std,
@@ -289,8 +297,13 @@ def ConvLocal(out_chan: int, filter_shape: Sequence[int],
     Args: as `Conv`.
 
     Example:
+      >>> import jax
+      >>> from ntk.stax import ConvLocal, Dense, Flatten, Relu, serial
       >>> _, _, kernel_fn = serial(ConvLocal(64, (3, 3), padding="SAME"), Relu(),
       ...                          Flatten(), Dense(1))
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 4, 3))   # NHWC
+      >>> kernel_fn(x, None, "ntk").shape
+      (2, 2)
     """
     name, filter_shape, strides, padding, parameterization, dn = _conv_args(
         "ConvLocal", out_chan, filter_shape, strides, padding, W_std, b_std,

@@ -40,13 +40,21 @@ axis, so an array stacking ``A1`` and ``A2`` works too). Graphs of different siz
 and masking them (`ntk.stax.masking`): padded nodes are zeroed in the
 layer's input and their covariances zeroed after it.
 
-Example (a two-layer graph network on padded graphs, read out by the mean
-over real nodes):
+Example:
+  A two-layer graph network on padded graphs (the second graph's last node is
+  padding), read out by the mean over real nodes:
+
+  >>> import jax, jax.numpy as jnp
+  >>> from ntk import stax
   >>> net = stax.serial(stax.Dense(64), stax.Aggregate(), stax.Relu(),
   ...                   stax.Dense(64), stax.Aggregate(), stax.Relu(),
   ...                   stax.GlobalAvgPool(), stax.Dense(1))
-  >>> x = jnp.where(padded_node[..., None], 1e9, features)   # (N, V, C)
-  >>> net.kernel_fn(x, None, "ntk", pattern=(A, A), mask_constant=1e9)
+  >>> features = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 4))   # (N, V, C)
+  >>> padded_node = jnp.array([[False, False, False], [False, False, True]])
+  >>> A = jnp.ones((2, 3, 3)) - jnp.eye(3)                           # (N, V, V)
+  >>> x = jnp.where(padded_node[..., None], 1e9, features)
+  >>> net.kernel_fn(x, None, "ntk", pattern=(A, A), mask_constant=1e9).shape
+  (2, 2)
 """
 
 from __future__ import annotations
@@ -97,9 +105,14 @@ def Aggregate(aggregate_axis=None, batch_axis: int = 0, channel_axis: int = -1,
     ``K'[i, j] = A1[i]ᵀ K[i, j] A2[j]`` on the aggregate axes.
 
     Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk import stax
       >>> _, apply_fn, kernel_fn = stax.serial(stax.Dense(32), stax.Aggregate(),
       ...                                      stax.Relu(), stax.GlobalAvgPool())
-      >>> kernel_fn(x, None, "nngp", pattern=(A, A))   # x (N, V, C), A (N, V, V)
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 4))     # (N, V, C)
+      >>> A = jnp.broadcast_to(jnp.eye(3, k=1), (2, 3, 3))           # a path, (N, V, V)
+      >>> kernel_fn(x, None, "nngp", pattern=(A, A)).shape
+      (2, 2)
     """
     name = "Aggregate"
     check_channel_axis(channel_axis, batch_axis, name)

@@ -140,7 +140,7 @@ def DotGeneral(*, lhs=None, rhs=None,
     spatial axis needs the full spatial layout; batching only does not.
 
     Kernel-regime restrictions (as in neural-tangents, raised here as
-    `UnsupportedAxisError`, a ValueError): the channel axis may be neither
+    ``UnsupportedAxisError``, a ValueError): the channel axis may be neither
     contracted nor batched; the batch axis may not be contracted (the output
     would have no batch axis) and, if batched, must be the first batch
     dimension; the output must keep the batch axis first and the channels
@@ -151,8 +151,17 @@ def DotGeneral(*, lhs=None, rhs=None,
     per-example factor, so ``x1`` and ``x2`` must both have its batch size (and
     an empirical NTK must not be vmapped over the batch).
 
-    Example (difference of the two rows of ``(N, 2, W, C)`` images):
-      >>> DotGeneral(rhs=jnp.array([1., -1.]), dimension_numbers=(((1,), (0,)), ((), ())))
+    Example:
+      The difference of the two rows of ``(N, 2, W, C)`` images:
+
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk.stax import DotGeneral
+      >>> layer = DotGeneral(rhs=jnp.array([1., -1.]),
+      ...                    dimension_numbers=(((1,), (0,)), ((), ())))
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (2, 2, 3, 4))
+      >>> y = layer.apply_fn((), x)
+      >>> y.shape, bool(jnp.allclose(y, x[:, 0] - x[:, 1]))
+      ((2, 3, 4), True)
     """
     name = "DotGeneral"
     check_channel_axis(channel_axis, batch_axis, name)
@@ -383,13 +392,22 @@ def Index(idx, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
     and Θ alike, in either spatial layout.
 
     Kernel-regime restrictions (as in neural-tangents; raised as
-    `UnsupportedAxisError`, a ValueError and NotImplementedError): the channel
+    ``UnsupportedAxisError``, a ValueError and NotImplementedError): the channel
     axis (infinite width) must be left whole (``:`` or ``...``), and the batch
     axis may be sliced but not indexed with an int (it must remain). The finite
     ``init_fn``/``apply_fn`` accept any of these.
 
-    Example (every other example, upper-left 4×4 corner, then the first row):
-      >>> serial(Conv(8, (3, 3)), Relu(), Index(Slice[::2, :4, :4]), Index(Slice[:, 0]))
+    Example:
+      Every other example, the upper-left 4×4 corner, then its first row:
+
+      >>> import jax
+      >>> from ntk.stax import Index, Slice, serial
+      >>> init_fn, apply_fn, kernel_fn = serial(Index(Slice[::2, :4, :4]),
+      ...                                       Index(Slice[:, 0]))
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (4, 6, 6, 3))
+      >>> _, params = init_fn(jax.random.PRNGKey(1), x.shape)
+      >>> bool((apply_fn(params, x) == x[::2, :4, :4][:, 0]).all())   # (N/2, 4, C)
+      True
     """
     entries = _check_idx(idx, "Index")
     name = f"Index[{_format(entries)}]"

@@ -31,7 +31,7 @@ from ntk.stax.spec import Opaque, Spec
 class KernelFn:
     """``kernel_fn(x1, x2=None, get=None)`` of a layer.
 
-    Args (of a call):
+    Call arguments:
       x1: ``(N1, *S, C)`` inputs — vectors ``(N1, C)`` or images NHWC — or a
         `Kernel` / list of Kernels to transform; a `MaskedArray` is masked
         by its mask (`ntk.stax.masking`).
@@ -79,6 +79,7 @@ class KernelFn:
 
     @property
     def children(self) -> tuple:
+        """The sub-layers of a combinator (``spec.children``; empty for leaves)."""
         return self.spec.children
 
     def _from_arrays(self, x1, x2, get, compute_ntk, mask_constant=None,
@@ -137,6 +138,7 @@ class Layer(NamedTuple):
 
     @property
     def name(self) -> str:
+        """The layer's name (``kernel_fn.name``), used in error messages."""
         return self.kernel_fn.name
 
 
@@ -148,7 +150,7 @@ def make_layer(name: str, init_fn: Callable, apply_fn: Callable,
 
     ``spec`` is the layer's typed record (`ntk.stax.spec`); leave it None
     (`Opaque`) for a layer whose parameters tools cannot interpret, or pass
-    `Parameterless()` for one without parameters.
+    ``Parameterless()`` for one without parameters.
 
     Masking (`ntk.stax.masking`): ``apply_fn`` then also accepts
     ``mask_constant=`` and `MaskedArray` inputs; it is called with masked
@@ -161,11 +163,23 @@ def make_layer(name: str, init_fn: Callable, apply_fn: Callable,
     or mixes positions. ``handles_masks=True`` is for combinators, whose
     sub-layers do all of this themselves. Without masks none of it runs.
 
-    Example (a parameter-free layer that scales its input by 2):
-      >>> double = make_layer("Double", lambda key, shape: (shape, ()),
-      ...                     lambda params, x, **kw: 2 * x,
-      ...                     lambda k, **kw: k.replace(nngp=4 * k.nngp, ...),
-      ...                     spec=Parameterless())
+    Example:
+      A parameter-free layer that scales its input by 2, so every kernel by 4:
+
+      >>> import jax.numpy as jnp
+      >>> from ntk import stax
+      >>> from ntk.stax.spec import Parameterless
+      >>> def times4(k, **kw):                  # arrays not computed are None
+      ...     f = lambda a: None if a is None else 4 * a
+      ...     return k.replace(nngp=f(k.nngp), ntk=f(k.ntk), cov1=f(k.cov1),
+      ...                      cov2=f(k.cov2))
+      >>> double = stax.make_layer("Double", lambda key, shape: (shape, ()),
+      ...                          lambda params, x, **kw: 2 * x, times4,
+      ...                          spec=Parameterless())
+      >>> x = jnp.array([[1.0, 2.0], [0.5, -1.0]])
+      >>> k = stax.serial(stax.Dense(1), double).kernel_fn(x, None, "nngp")
+      >>> bool(jnp.allclose(k, 4 * stax.Dense(1).kernel_fn(x, None, "nngp")))
+      True
     """
     if mask_fn is not None and not callable(mask_fn):
         raise TypeError(f"{name}: `mask_fn` must be a function (mask, input_shape) "

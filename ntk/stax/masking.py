@@ -59,7 +59,14 @@ class MaskedArray:
         True at masked entries.
 
     Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk import stax
+      >>> init_fn, apply_fn, _ = stax.Dense(4)
+      >>> x = jnp.array([[1., 2.], [0., 0.]])          # the second row is padding
+      >>> _, params = init_fn(jax.random.PRNGKey(0), x.shape)
       >>> out = apply_fn(params, x, mask_constant=0.)   # a MaskedArray
+      >>> out.mask.tolist()                               # broadcasts over features
+      [[False], [True]]
       >>> y = jnp.where(out.mask, 0., out.masked_value)
     """
 
@@ -67,9 +74,11 @@ class MaskedArray:
     mask: Any
 
     def replace(self, **changes) -> "MaskedArray":
+        """A copy with the given fields replaced (`dataclasses.replace`)."""
         return dataclasses.replace(self, **changes)
 
     def astuple(self) -> tuple:
+        """``(masked_value, mask)``."""
         return self.masked_value, self.mask
 
 
@@ -82,8 +91,14 @@ def unmask_fn(fn: Callable) -> Callable:
     zeroed at masked entries (neural-tangents' ``unmask_fn``).
 
     Example:
-      >>> f = unmask_fn(apply_fn)
-      >>> f(params, x, mask_constant=0.)   # a plain array
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk import stax
+      >>> init_fn, apply_fn, _ = stax.Dense(4)
+      >>> x = jnp.array([[1., 2.], [0., 0.]])          # the second row is padding
+      >>> _, params = init_fn(jax.random.PRNGKey(0), x.shape)
+      >>> f = stax.unmask_fn(apply_fn)
+      >>> f(params, x, mask_constant=0.)[1].tolist()   # a plain array, zero if masked
+      [0.0, 0.0, 0.0, 0.0]
     """
     def unmasked(*args, **kwargs):
         return tree_map(_unmask, fn(*args, **kwargs),

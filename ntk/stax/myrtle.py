@@ -33,7 +33,7 @@ instead of layer by layer. Every layer keeps the full spatial covariance
 * Outputs are written into zero-bordered buffers in place, so the next
   layer's taps need no bounds checks (SAME padding is that zero border).
 * The ReLU dual is evaluated from the correlation ρ with an arcsine
-  polynomial (`_pi_minus_angle`) instead of an arctangent: one square root
+  polynomial (``_pi_minus_angle``) instead of an arctangent: one square root
   and no division per entry for ``K̇``.
 * Pairs are processed in chunks (`jax.lax.map`), so memory does not grow
   with the number of pairs; with ``x2=None`` only pairs ``i ≤ j`` are
@@ -48,14 +48,12 @@ is computed by the layers.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ntk.kernel import Kernel, inputs_to_kernel, select
-from ntk.stax import spec as specs
 from ntk.stax.combinators import serial
 from ntk.stax.conv import Conv
 from ntk.stax.elementwise import Relu
@@ -98,14 +96,18 @@ def Myrtle(depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0,
     Returns:
       A `Layer` usable like any ``serial`` network: ``init_fn``/``apply_fn``
       for the finite network and ``kernel_fn`` for its NNGP and NTK, whose
-      ``spec`` is the `Serial` record of its layers. On arrays without masks
+      ``spec`` is the `ntk.stax.spec.Serial` record of its layers. On arrays without masks
       ``kernel_fn`` runs the fused program of the module docstring (the same
       kernel as the layers', to rounding); on a `Kernel`, with masks or
       extra keyword arguments it runs the layers.
 
     Example:
+      >>> import jax
+      >>> from ntk import stax
       >>> init_fn, apply_fn, kernel_fn = stax.Myrtle(5)
-      >>> kernel_fn(x, None, "ntk")   # x: (N, 32, 32, 3) -> (N, N)
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 3))   # NHWC
+      >>> kernel_fn(x, None, "ntk").shape
+      (2, 2)
     """
     name = f"Myrtle({depth})"
     if isinstance(depth, bool) or depth not in LAYER_FACTORS:

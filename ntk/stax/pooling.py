@@ -109,7 +109,13 @@ def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None
     the same for Θ. Needs the full spatial layout (``needs_full_spatial``).
 
     Example:
-      >>> serial(Conv(64, (3, 3)), Relu(), AvgPool((2, 2), (2, 2)), Flatten(), Dense(1))
+      >>> import jax
+      >>> from ntk.stax import AvgPool, Conv, Dense, Flatten, Relu, serial
+      >>> _, _, kernel_fn = serial(Conv(64, (3, 3)), Relu(), AvgPool((2, 2), (2, 2)),
+      ...                          Flatten(), Dense(1))
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 6, 3))   # NHWC
+      >>> kernel_fn(x, None, "nngp").shape
+      (2, 2)
     """
     return _Pool("Avg", window_shape, strides, padding, normalize_edges,
                  batch_axis, channel_axis)

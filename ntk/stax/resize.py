@@ -79,9 +79,14 @@ def ImageResize(shape: Sequence[int], method: Union[str, ResizeMethod],
     target and vice versa (ours follows ``apply_fn``).
 
     Example:
+      >>> import jax
+      >>> from ntk.stax import Conv, Dense, GlobalAvgPool, ImageResize, Relu, serial
       >>> _, _, kernel_fn = serial(Conv(64, (3, 3)), Relu(),
       ...                          ImageResize((-1, 8, 8, -1), "linear"),
       ...                          GlobalAvgPool(), Dense(1))
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 6, 3))   # NHWC
+      >>> kernel_fn(x, None, "nngp").shape
+      (2, 2)
     """
     try:
         entries = tuple(shape)

@@ -5,12 +5,16 @@ o·stride + d - pad_lo, d < window. In the kernel, a convolution with i.i.d.
 weights shared over positions correlates the two arguments only through the
 same filter tap d, so the covariance is "shifted together" along each pair
 of spatial axes (Novak et al. 2019, "Bayesian deep CNNs with many channels
-are GPs", eq. 8; Arora et al. 2019, CNTK):
+are GPs", eq. 8; Arora et al. 2019, CNTK)::
+
     K'(o, o') = (1/|F|) Σ_{d ∈ F} K(o·s + d, o'·s + d),
-whereas pooling sums the two arguments' windows independently (separable):
+
+whereas pooling sums the two arguments' windows independently (separable)::
+
     K'(o, o') = Σ_{d, d'} K(o·s + d, o'·s + d') / |window|².
-Both are window sums of a padded array, one `reduce_window` per spatial axis
-(see `window_sum`), so no shifted copies are materialised.
+
+Both are window sums of a padded array, one ``reduce_window`` per spatial axis
+(see ``window_sum``), so no shifted copies are materialised.
 
 Internal to `ntk.stax`: the functions here are shared by `ntk.stax.conv` and
 `ntk.stax.pooling`, not public API.

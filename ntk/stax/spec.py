@@ -18,7 +18,7 @@ record             meaning, and what the tools do with it
 `ConvLocal`        unshared conv, ``W: (*out_spatial, in·|filter|, out)``
 `Affine`           any other map linear in ``W: (..., in, out)`` plus a bias
                    ``b: (..., out)`` (μP reads fan-in/out from the last two axes)
-`GlobalSelf…`      ``GlobalSelfAttention``: params ``(W_Q, W_K, W_V, W_out, b,
+``GlobalSelf…``    ``GlobalSelfAttention``: params ``(W_Q, W_K, W_V, W_out, b,
                    pos_emb)`` (shapes in its docstring); the structured NTK
                    differentiates it as a whole, μP refuses it (its width
                    scaling is not implemented)
@@ -35,6 +35,7 @@ and ``b_std`` (or ``1/sqrt(s[0])`` and 1 in the standard parameterization;
 see `ntk.stax.linear`).
 
 Example:
+  >>> from ntk import stax
   >>> layer = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
   >>> layer.kernel_fn.spec
   Serial(layers=(...))
@@ -67,6 +68,7 @@ class Serial(Spec):
 
     @property
     def children(self) -> tuple:
+        """``layers``."""
         return self.layers
 
     def __repr__(self):
@@ -81,6 +83,7 @@ class Parallel(Spec):
 
     @property
     def children(self) -> tuple:
+        """``layers``."""
         return self.layers
 
     def __repr__(self):
@@ -96,6 +99,7 @@ class Repeat(Spec):
 
     @property
     def children(self) -> tuple:
+        """``(layer,)``: the one repeated layer."""
         return (self.layer,)
 
     def __repr__(self):
@@ -156,8 +160,11 @@ class Dense(Affine):
 class Conv(Affine):
     """``stax.Conv``: ``W: (*filter_shape, in, out)`` shared over positions.
 
-    Attributes (beyond `Affine`'s):
-      filter_shape, strides: one int per spatial axis.
+    It has `Affine`'s attributes and these.
+
+    Attributes:
+      filter_shape: one int per spatial axis.
+      strides: one int per spatial axis.
       padding: ``"VALID"``, ``"SAME"`` or ``"CIRCULAR"`` (`jax.lax` rules).
     """
 
@@ -174,8 +181,11 @@ class ConvTranspose(Affine):
     Not a `Conv`: an output position sees a stride-dependent subset of the
     filter taps, so tools must not treat its inputs as ``filter_shape`` patches.
 
-    Attributes (beyond `Affine`'s):
-      filter_shape, strides: one int per spatial axis.
+    It has `Affine`'s attributes and these.
+
+    Attributes:
+      filter_shape: one int per spatial axis.
+      strides: one int per spatial axis.
       padding: ``"VALID"``, ``"SAME"`` or ``"CIRCULAR"`` (`jax.lax`'s
         transposed-convolution rules; CIRCULAR folds the VALID output).
     """
@@ -195,8 +205,11 @@ class ConvLocal(Affine):
     size (channel-major), so it grows with width like a `Conv`'s ``in``;
     `in_channels` divides the filter size out.
 
-    Attributes (beyond `Affine`'s):
-      filter_shape, strides: one int per spatial axis.
+    It has `Affine`'s attributes and these.
+
+    Attributes:
+      filter_shape: one int per spatial axis.
+      strides: one int per spatial axis.
       padding: ``"VALID"``, ``"SAME"`` or ``"CIRCULAR"`` (as `Conv`).
     """
 
@@ -205,6 +218,8 @@ class ConvLocal(Affine):
     padding: str = "VALID"
 
     def in_channels(self, W) -> int:
+        """The input channel count of an unshared weight ``W``, whose fan-in axis
+        holds ``prod(filter_shape) · channels`` entries."""
         return W.shape[-2] // math.prod(self.filter_shape)
 
 

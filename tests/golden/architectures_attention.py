@@ -17,10 +17,9 @@ network ends in a vector output.
 
 from __future__ import annotations
 
-import zlib
-
 import jax.numpy as jnp
 import numpy as np
+from _family import accessors, normal_inputs
 
 N1 = 4
 N2 = 3
@@ -42,9 +41,7 @@ def draw_inputs(name: str, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Standard normal inputs seeded by the CRC32 of the name; for the
     ``masked`` architectures some positions (a trailing run, a single one, a
     whole input of ``x2``) are set to `MASK`."""
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
-    x1 = rng.standard_normal((N1,) + tuple(input_shape))
-    x2 = rng.standard_normal((N2,) + tuple(input_shape))
+    x1, x2 = normal_inputs(name, input_shape, N1, N2)
     if "masked" in name:
         x1[0, -2:] = MASK
         x1[2, 1] = MASK
@@ -134,18 +131,4 @@ def _builders(stax) -> dict:
     return out
 
 
-def names() -> list[str]:
-    return list(_builders(None))
-
-
-def input_shape(name: str) -> tuple:
-    return _builders(None)[name][1]
-
-
-def build(stax, name: str) -> tuple:
-    thunk, shape = _builders(stax)[name]
-    return thunk(), shape
-
-
-def architectures(stax) -> dict:
-    return {name: (thunk(), shape) for name, (thunk, shape) in _builders(stax).items()}
+names, input_shape, build, architectures, options = accessors(_builders)

@@ -21,9 +21,8 @@ Spatial shapes are non-square so that a swapped axis changes the result.
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
+from _family import accessors, normal_inputs
 
 N1 = 4
 N2 = 3
@@ -40,12 +39,8 @@ X2_NONE = frozenset({
 
 
 def draw_inputs(name: str, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """Standard normal ``x1 (N1, *input_shape)``, ``x2 (N2, *input_shape)``
-    from the CRC32 of the name."""
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
-    x1 = rng.standard_normal((N1,) + tuple(input_shape))
-    x2 = rng.standard_normal((N2,) + tuple(input_shape))
-    return x1, x2
+    """Standard normal ``x1 (N1, *input_shape)``, ``x2 (N2, *input_shape)``."""
+    return normal_inputs(name, input_shape, N1, N2)
 
 
 def _ct(stax, out, filt, strides=None, padding="VALID", **kw):
@@ -218,18 +213,4 @@ def _builders(stax) -> dict:
     return out
 
 
-def names() -> list[str]:
-    return list(_builders(None))
-
-
-def input_shape(name: str) -> tuple:
-    return _builders(None)[name][1]
-
-
-def build(stax, name: str) -> tuple:
-    thunk, shape = _builders(stax)[name]
-    return thunk(), shape
-
-
-def architectures(stax) -> dict:
-    return {name: (thunk(), shape) for name, (thunk, shape) in _builders(stax).items()}
+names, input_shape, build, architectures, options = accessors(_builders)

@@ -38,6 +38,7 @@ import zlib
 
 import jax.numpy as jnp
 import numpy as np
+from _family import accessors, normal_inputs
 
 N1 = 3
 N2 = 3
@@ -129,38 +130,21 @@ def _builders(stax) -> dict:
     }
 
 
-def names() -> list[str]:
-    """All architecture names, without building any layer."""
-    return list(_builders(None))
 
 
-def input_shape(name: str) -> tuple:
-    """Shape of one input of architecture ``name`` (no batch axis)."""
-    return _builders(None)[name][1]
 
 
-def build(stax, name: str) -> tuple:
-    """``(layer, input_shape)`` of one architecture, built from ``stax``."""
-    thunk, shape, _ = _builders(stax)[name]
-    return thunk(), shape
 
 
-def architectures(stax) -> dict:
-    """``name -> (layer, input_shape)`` for every golden architecture."""
-    return {name: (thunk(), shape) for name, (thunk, shape, _) in _builders(stax).items()}
 
 
-def _options(name: str) -> dict:
-    return _builders(None)[name][2]
 
 
 def draw_inputs(name: str, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Standard normal ``x1``, ``x2`` (``N1`` rows each); in the padded-graph
     architectures the nodes past each graph's size are set to ``MASK``."""
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
-    x1 = rng.standard_normal((N1,) + tuple(input_shape))
-    x2 = rng.standard_normal((N2,) + tuple(input_shape))
-    if _options(name).get("masked"):
+    x1, x2 = normal_inputs(name, input_shape, N1, N2)
+    if options(name).get("masked"):
         for x, sizes in ((x1, _N_REAL_1), (x2, _N_REAL_2)):
             for i, n in enumerate(sizes):
                 x[i, n:] = MASK
@@ -191,7 +175,7 @@ def _sparse_pattern(rng, n: int, agg_shape: tuple, n_edges: int = 9,
 
 def kernel_kwargs(name: str, x1: np.ndarray, x2) -> dict:
     """``pattern`` (and ``mask_constant``) of ``kernel_fn`` for ``name``."""
-    opts = _options(name)
+    opts = options(name)
     shape = x1.shape[1:]
     agg = opts.get("agg", (1,))
     agg_shape = tuple(shape[a - 1] for a in agg)
@@ -206,3 +190,6 @@ def kernel_kwargs(name: str, x1: np.ndarray, x2) -> dict:
     if opts.get("masked"):
         kwargs["mask_constant"] = MASK
     return kwargs
+
+
+names, input_shape, build, architectures, options = accessors(_builders)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
+from _family import accessors, normal_inputs
 
 N1 = 4
 N2 = 3
@@ -53,11 +54,7 @@ def _constant(tag: str, shape: tuple) -> np.ndarray:
 
 def draw_inputs(name: str, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Standard normal ``x1 (N1, *input_shape)``, ``x2 (N2 or N1, *input_shape)``."""
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
-    n2 = N1 if name in SAME_BATCH else N2
-    x1 = rng.standard_normal((N1,) + tuple(input_shape))
-    x2 = rng.standard_normal((n2,) + tuple(input_shape))
-    return x1, x2
+    return normal_inputs(name, input_shape, N1, N1 if name in SAME_BATCH else N2)
 
 
 def _conv(stax, out, filt, **kw):
@@ -156,22 +153,4 @@ def _builders(stax) -> dict:
     return out
 
 
-def names() -> list[str]:
-    """All architecture names, without building any layer."""
-    return list(_builders(None))
-
-
-def input_shape(name: str) -> tuple:
-    """Shape of one input of architecture ``name`` (no batch axis)."""
-    return _builders(None)[name][1]
-
-
-def build(stax, name: str) -> tuple:
-    """``(layer, input_shape)`` of one architecture, built from ``stax``."""
-    thunk, shape = _builders(stax)[name]
-    return thunk(), shape
-
-
-def architectures(stax) -> dict:
-    """``name -> (layer, input_shape)`` for every architecture of the family."""
-    return {name: (thunk(), shape) for name, (thunk, shape) in _builders(stax).items()}
+names, input_shape, build, architectures, options = accessors(_builders)

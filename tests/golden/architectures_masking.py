@@ -34,9 +34,8 @@ collapses the channel axis first (tested in ``tests/test_stax_masking.py``).
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
+from _family import accessors, normal_inputs
 
 N1 = 4
 N2 = 3
@@ -166,42 +165,25 @@ def _builders(stax) -> dict:
     }
 
 
-def names() -> list[str]:
-    """All architecture names, without building any layer."""
-    return list(_builders(None))
 
 
-def input_shape(name: str) -> tuple:
-    """Shape of one input of architecture ``name`` (no batch axis)."""
-    return _builders(None)[name][1]
 
 
-def build(stax, name: str) -> tuple:
-    """``(layer, input_shape)`` of one architecture, built from ``stax``."""
-    thunk, shape, _ = _builders(stax)[name]
-    return thunk(), shape
 
 
-def architectures(stax) -> dict:
-    """``name -> (layer, input_shape)`` for every golden architecture."""
-    return {name: (thunk(), shape) for name, (thunk, shape, _) in _builders(stax).items()}
 
 
-def _options(name: str) -> dict:
-    return _builders(None)[name][2]
 
 
 def _constant(name: str) -> float:
-    return float("nan") if _options(name).get("nan") else MASK
+    return float("nan") if options(name).get("nan") else MASK
 
 
 def draw_inputs(name: str, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Standard normal ``x1 (N1, ...)``, ``x2 (N2, ...)`` with their padding set
     to the architecture's mask constant (see the module docstring)."""
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
-    x1 = rng.standard_normal((N1,) + tuple(input_shape))
-    x2 = rng.standard_normal((N2,) + tuple(input_shape))
-    opts, c = _options(name), _constant(name)
+    x1, x2 = normal_inputs(name, input_shape, N1, N2)
+    opts, c = options(name), _constant(name)
     if opts.get("image"):
         for x, widths in ((x1, _WIDTH_1), (x2, _WIDTH_2)):
             for i, w in enumerate(widths):
@@ -221,3 +203,6 @@ def draw_inputs(name: str, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
 def kernel_kwargs(name: str, x1: np.ndarray, x2) -> dict:
     """``mask_constant`` of ``kernel_fn``: the value of the padding."""
     return {"mask_constant": _constant(name)}
+
+
+names, input_shape, build, architectures, options = accessors(_builders)
