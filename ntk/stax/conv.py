@@ -19,7 +19,7 @@ import numpy as np
 from ntk.kernel import Kernel
 from ntk.stax import spec as specs
 from ntk.stax.layer import Layer, check_std, make_layer
-from ntk.stax.linear import affine_kernel, check_parameterization
+from ntk.stax.linear import affine_kernel, affine_output, check_parameterization
 from ntk.stax.spatial import (check_padding, check_spatial_rank, conv_cov,
                               positive_ints, shapes_with, spatial_plan)
 from ntk.stax.spatial import (embed_diagonal, fold_axis, spatial_diagonal,
@@ -110,11 +110,8 @@ def Conv(out_chan: int, filter_shape: Sequence[int],
             x = jnp.pad(x, [(0, 0)] + pad + [(0, 0)], mode="wrap")
             pad = "VALID"
         y = jax.lax.conv_general_dilated(x, W, strides, pad, dimension_numbers=dn)
-        if parameterization == "ntk":
-            y = y * (W_std / (x.shape[-1] * filter_size) ** 0.5)
-            return y if b is None else y + b_std * b
-        y = y / s[0] ** 0.5
-        return y if b is None else y + b
+        return affine_output(y, b, x.shape[-1] * filter_size, W_std, b_std,
+                             parameterization, s)
 
     def transform(k: Kernel, **kwargs) -> Kernel:
         plan = plan_for(k.shape1)
@@ -247,11 +244,8 @@ def ConvTranspose(out_chan: int, filter_shape: Sequence[int],
         for i, g in enumerate(plan):
             if g.circular:
                 y = fold_axis(y, 1 + i, g.out, g.offset)
-        if parameterization == "ntk":
-            y = y * (W_std / (x.shape[-1] * filter_size) ** 0.5)
-            return y if b is None else y + b_std * b
-        y = y / s[0] ** 0.5
-        return y if b is None else y + b
+        return affine_output(y, b, x.shape[-1] * filter_size, W_std, b_std,
+                             parameterization, s)
 
     def transform(k: Kernel, **kwargs) -> Kernel:
         plan = plan_for(k.shape1)
@@ -343,11 +337,8 @@ def ConvLocal(out_chan: int, filter_shape: Sequence[int],
             pads = [(0, 0)] * n
         y = jax.lax.conv_general_dilated_local(x, W, strides, pads, filter_shape,
                                                dimension_numbers=dn)
-        if parameterization == "ntk":
-            y = y * (W_std / fan_in ** 0.5)
-            return y if b is None else y + b_std * b
-        y = y / s[0] ** 0.5
-        return y if b is None else y + b
+        return affine_output(y, b, fan_in, W_std, b_std,
+                             parameterization, s)
 
     def transform(k: Kernel, **kwargs) -> Kernel:
         plan = plan_for(k.shape1)

@@ -47,6 +47,22 @@ def check_channel_axis(channel_axis: int, batch_axis: int, name: str):
                          f"batch_axis={batch_axis}, channel_axis={channel_axis}.")
 
 
+def affine_output(y, b, fan_in, W_std, b_std, parameterization: str, s=(1, 1)):
+    """The finite layer's output from ``y = x·W`` (or the convolution of x with W).
+
+    NTK parameterization (W, b ~ N(0, 1) as drawn): ``(σ_w/√fan_in)·y + σ_b·b``;
+    standard (the scales already in W and b, set by ``init_fn``):
+    ``y/√s[0] + b``, with ``s = (s_in, s_out)`` the width scale of the standard
+    parameterization of Sohl-Dickstein et al. 2020 (neural-tangents' ``s``).
+    ``b`` may be None.
+    """
+    if parameterization == "ntk":
+        y = y * (W_std / fan_in ** 0.5)
+        return y if b is None else y + b_std * b
+    y = y / s[0] ** 0.5
+    return y if b is None else y + b
+
+
 def affine_kernel(k: Kernel, W_std, b_std, parameterization: str,
                   fan_in_width: float) -> Kernel:
     """Kernel of ``W x + b`` for a Gaussian (W, b); see the module docstring.
@@ -118,12 +134,7 @@ def Dense(out_dim: int, W_std: float = 1.0, b_std: float | None = None,
         if x.shape[-1] != W.shape[0]:
             raise ValueError(f"{name}: expected inputs with {W.shape[0]} features "
                              f"(last axis); got shape {tuple(x.shape)}.")
-        y = x @ W
-        if parameterization == "ntk":
-            y = y * (W_std / x.shape[-1] ** 0.5)
-            return y if b is None else y + b_std * b
-        y = y / s[0] ** 0.5
-        return y if b is None else y + b
+        return affine_output(x @ W, b, x.shape[-1], W_std, b_std, parameterization, s)
 
     def transform(k: Kernel, **kwargs) -> Kernel:
         k = affine_kernel(k, W_std, b_std, parameterization,
