@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
