@@ -309,7 +309,7 @@ def select(k: Kernel, get):
     if isinstance(get, str):
         return getattr(k, get)
     from collections import namedtuple
-    record = namedtuple("Kernel", tuple(get))
+    record = namedtuple("Kernel", tuple(get))  # type: ignore[misc]
     return record(*(getattr(k, g) for g in get))
 
 

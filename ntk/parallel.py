@@ -90,10 +90,10 @@ def _check_memory_bytes(memory_bytes, where: str) -> int:
         raise TypeError(f"{where}: `memory_bytes` must be a number of bytes > 0 "
                         f"(e.g. 2**30); got {type(memory_bytes).__name__} "
                         f"{memory_bytes!r}.")
-    if not (math.isfinite(memory_bytes) and memory_bytes >= 1):
+    if not (math.isfinite(memory_bytes) and memory_bytes >= 1):  # type: ignore[operator]
         raise ValueError(f"{where}: `memory_bytes` must be a finite number of bytes "
                          f">= 1 (e.g. 2**30 for 1 GiB); got {memory_bytes!r}.")
-    return int(memory_bytes)
+    return int(memory_bytes)  # type: ignore[call-overload]  # a checked numbers.Real
 
 
 def _aligned_empty(shape: tuple, dtype) -> np.ndarray:

@@ -59,7 +59,7 @@ def _omniglot_folder(root: Path):
     for alphabet in sorted(p for p in root.iterdir() if p.is_dir()):
         for char in sorted(p for p in alphabet.iterdir() if p.is_dir()):
             for png in sorted(char.glob("*.png")):
-                img = Image.open(png).convert("L").resize((28, 28), Image.BILINEAR)
+                img = Image.open(png).convert("L").resize((28, 28), Image.BILINEAR)  # type: ignore[attr-defined]  # Pillow's stubs name it Resampling.BILINEAR
                 xs.append(1.0 - np.asarray(img, np.float32) / 255.0)
                 ys.append(label)
             label += 1
@@ -68,18 +68,18 @@ def _omniglot_folder(root: Path):
 
 def omniglot(data_dir: os.PathLike | str) -> FewShotData:
     """Omniglot (background alphabets = meta-train, evaluation = meta-test)."""
-    data_dir = check_data_dir(data_dir, "omniglot")
-    npz = data_dir / "omniglot.npz"
+    root = check_data_dir(data_dir, "omniglot")
+    npz = root / "omniglot.npz"
     if npz.exists():
         d = np.load(npz)
         parts = [d["x_train"], d["y_train"], d["x_test"], d["y_test"]]
-    elif (data_dir / "images_background").is_dir() and (data_dir / "images_evaluation").is_dir():
-        xa, ya = _omniglot_folder(data_dir / "images_background")
-        xb, yb = _omniglot_folder(data_dir / "images_evaluation")
+    elif (root / "images_background").is_dir() and (root / "images_evaluation").is_dir():
+        xa, ya = _omniglot_folder(root / "images_background")
+        xb, yb = _omniglot_folder(root / "images_evaluation")
         parts = [xa, ya, xb, yb]
     else:
         raise ValueError(f"omniglot: expected {npz} or the folders images_background/ "
-                         f"and images_evaluation/ in data_dir={str(data_dir)!r}.")
+                         f"and images_evaluation/ in data_dir={str(root)!r}.")
     return FewShotData(normalize_rows(parts[0]), np.asarray(parts[1]),
                        normalize_rows(parts[2]), np.asarray(parts[3]), "Omniglot")
 
@@ -147,7 +147,7 @@ def fewshot_dataset(data_dir: os.PathLike | str | None = None, *, source: str = 
         extra = f" + {distractors} distractor dims" if distractors else ""
         name = (f"{source} pairs{extra}: 100 digit-pair classes, 50/50 disjoint "
                 f"meta-train/meta-test (offline stand-in for Omniglot)")
-        return FewShotData(*parts, name)
+        return FewShotData(*parts, name)  # type: ignore[call-arg, arg-type]  # four arrays + name
     if rotations:
         x = np.concatenate([np.rot90(x, k, axes=(1, 2)) for k in range(4)])
         y = np.concatenate([4 * y + k for k in range(4)])

@@ -19,7 +19,7 @@ import numpy as np
 from ntk import _checks
 
 
-def check_data_dir(data_dir, name):
+def check_data_dir(data_dir, name) -> Path:
     """``data_dir`` as a ``Path`` (a str or ``os.PathLike``)."""
     if not isinstance(data_dir, (str, os.PathLike)):
         raise TypeError(f"{name}: `data_dir` must be a path (str or os.PathLike); "

@@ -139,14 +139,14 @@ def text8(data_dir: os.PathLike | str, max_vocab: int = 10_000,
     ``max_tokens`` tokens. TP4 used the whole vocabulary (min count 5); the
     limit's state is ``V × V``, hence the cap.
     """
-    data_dir = check_data_dir(data_dir, "text8")
+    root = check_data_dir(data_dir, "text8")
     max_vocab = _checks.require_int(max_vocab, "max_vocab", "text8")
     if max_tokens is not None:
         max_tokens = _checks.require_int(max_tokens, "max_tokens", "text8")
-    path, qpath = data_dir / "text8", data_dir / "questions-words.txt"
+    path, qpath = root / "text8", root / "questions-words.txt"
     for p in (path, qpath):
         if not p.exists():
-            raise ValueError(f"text8: expected {p} (data_dir={str(data_dir)!r}); "
+            raise ValueError(f"text8: expected {p} (data_dir={str(root)!r}); "
                              f"download text8 and questions-words.txt there.")
     words = path.read_text(encoding="utf-8").split()
     if max_tokens is not None:

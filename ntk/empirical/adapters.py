@@ -39,7 +39,7 @@ def from_nnx(module, *, method: str = "__call__") -> tuple[Callable, Any]:
     if not isinstance(method, str) or not callable(getattr(module, method, None)):
         raise ValueError(f"from_nnx: `method` must name a method of the module; got "
                          f"{method!r} for {type(module).__name__}.")
-    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+    graphdef, params, rest = nnx.split(module, nnx.Param, ...)  # type: ignore[misc]  # flax's stub: variadic
 
     def f(p, x, **kwargs):
         return getattr(nnx.merge(graphdef, p, rest), method)(x, **kwargs)

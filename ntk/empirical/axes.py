@@ -101,12 +101,17 @@ def kernel_indices(shape1: tuple, shape2: tuple, trace_axes, diagonal_axes,
     for i in range(ndim):
         a = next(fresh)
         if i in trace:
-            lhs.append(a), rhs.append(a)
+            lhs.append(a)
+            rhs.append(a)
         elif i in diag:
-            lhs.append(a), rhs.append(a), out.append(a)
+            lhs.append(a)
+            rhs.append(a)
+            out.append(a)
         else:
             b = next(fresh)
-            lhs.append(a), rhs.append(b), out.extend((a, b))
+            lhs.append(a)
+            rhs.append(b)
+            out.extend((a, b))
     trace_size = math.prod(shape1[i] for i in trace)
     return KernelIndices(tuple(lhs), tuple(rhs), tuple(out), trace_size, fresh)
 

@@ -84,7 +84,7 @@ def forward_flops(f, params, x, kwargs: dict, n_params: int, batch: int) -> floa
         analysis = lowered.cost_analysis()
         if isinstance(analysis, (list, tuple)):
             analysis = analysis[0]
-        flops = float(analysis["flops"])
+        flops = float(analysis["flops"])  # type: ignore[index]  # None fails into the except
         if math.isfinite(flops) and flops > 0:
             return flops
     except Exception:  # noqa: BLE001 - any failure means "no estimate"

@@ -129,7 +129,7 @@ def _check_inputs(x1, x2, name: str, params=None):
         raise ValueError(f"{name}: `x1` must be given (x2=None means x2 = x1).")
     if x2 is not None:
         t1, t2 = jax.tree_util.tree_structure(x1), jax.tree_util.tree_structure(x2)
-        if t1 != t2:
+        if t1 != t2:  # type: ignore[operator]
             raise ValueError(f"{name}: `x1` and `x2` must have the same structure; "
                              f"got {t1} and {t2}.")
     for arg, tree in (("x1", x1), ("x2", x2), ("params", params)):
@@ -283,7 +283,7 @@ def jit_kernel(fn: Callable, name: str = "kernel_fn") -> Callable:
         return compiled[static](x1, x2, params, arrays)
 
     wrapper.__doc__ = fn.__doc__
-    wrapper.__wrapped__ = fn
+    wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
     return wrapper
 
 

@@ -98,8 +98,8 @@ def monte_carlo_kernel_fn(init_fn, apply_fn, key, n_samples: Union[int, Iterable
     check_implementation(implementation)
     _checks.require_callable(init_fn, "init_fn", name,
                              "a function init_fn(key, input_shape)")
-    _checks.require_callable(apply_fn if as_stax_layer(apply_fn) is None else
-                             as_stax_layer(apply_fn).apply_fn, "apply_fn", name,
+    layer = as_stax_layer(apply_fn)
+    _checks.require_callable(apply_fn if layer is None else layer.apply_fn, "apply_fn", name,
                              "a function apply_fn(params, x) or an ntk.stax Layer")
     layer = as_stax_layer(apply_fn)
     f = layer if layer is not None else apply_fn

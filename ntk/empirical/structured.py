@@ -156,7 +156,7 @@ def structured_ntk(layer: Layer, params, x1, x2, kw1: dict, kw2: dict,
     s1 = _side(layer, params, x1, kw1)
     s2 = s1 if x2 is None else _side(layer, params, x2, kw2)
     out1, treedef = jax.tree_util.tree_flatten(s1.out)
-    out2 = treedef.flatten_up_to(s2.out)
+    out2 = treedef.flatten_up_to(s2.out)  # type: ignore[attr-defined]
     result = []
     for k, (o1, o2) in enumerate(zip(out1, out2)):
         idx = kernel_indices(o1.shape, o2.shape, trace_axes, diagonal_axes)
@@ -165,7 +165,7 @@ def structured_ntk(layer: Layer, params, x1, x2, kw1: dict, kw2: dict,
         for site1, site2, g1, g2 in zip(s1.sites, s2.sites, s1.cts[k], s2.cts[k]):
             total = total + _site_term(site1, site2, g1, g2, o1.shape, o2.shape, idx)
         result.append(total / idx.trace_size)
-    return treedef.unflatten(result)
+    return treedef.unflatten(result)  # type: ignore[attr-defined]
 
 
 def _by_output(g, out_shape):
@@ -220,7 +220,7 @@ def _patches(site: _Site, x):
     the record disagrees with the weights, or the patch grid with the layer's
     output, the layer itself computes them (slower).
     """
-    spec = site.layer.kernel_fn.spec
+    spec: Any = site.layer.kernel_fn.spec      # a spec.Conv (the caller dispatched on it)
     W, _ = site.params
     filt, cin = tuple(W.shape[:-2]), W.shape[-2]
     if tuple(spec.filter_shape) == filt and spec.padding in (
@@ -264,7 +264,7 @@ def _patches_by_layer(site: _Site, x):
     eye = jnp.eye(size, dtype=W.dtype).reshape(filt + (1, size))
     one = lambda xc: site.layer.apply_fn((eye, None), xc[..., None], **site.kwargs)
     p = jax.vmap(one, in_axes=-1, out_axes=-2)(x)          # (N, *S_out, C, |F|)
-    if site.layer.kernel_fn.spec.parameterization != "standard":
+    if site.layer.kernel_fn.spec.parameterization != "standard":  # type: ignore[attr-defined]
         p = p / math.sqrt(cin)
     return p.reshape(p.shape[:-2] + (cin * size,))
 

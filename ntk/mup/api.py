@@ -47,7 +47,7 @@ def parametrize(model, parametrization="mup", *, base_width: float = 1.0,
     try:
         from flax import linen, nnx
     except ImportError:  # pragma: no cover - flax is a dependency
-        linen = nnx = None
+        linen = nnx = None  # type: ignore[assignment]
     if linen is not None and isinstance(model, linen.Module):
         if base is None or x is None:
             raise ValueError("parametrize: a linen module needs `base` (the module "

@@ -214,4 +214,5 @@ def coord_check(make: Callable, widths: Sequence[int], x, y, *,
         for l in layers:
             size[l][wi] = np.sqrt(sq_size[l])
             delta[l][wi] = np.sqrt(sq_delta[l])
+    assert layers is not None      # widths is non-empty (checked above)
     return CoordCheck(widths, steps, layers, size, delta, label)

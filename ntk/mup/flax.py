@@ -259,7 +259,7 @@ def parametrize_nnx(model, parametrization="mup", *, base, delta=None,
     x)`` captures every submodule's output (``nnx.capture``).
     """
     from flax import nnx
-    graphdef, native, rest = nnx.split(model, nnx.Param, ...)
+    graphdef, native, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]  # flax's stub: variadic
     base_params = nnx.state(base, nnx.Param)
     delta_params = None if delta is None else nnx.state(delta, nnx.Param)
     roles = infer_roles(native, base_params, delta_params, annotations)

@@ -211,7 +211,8 @@ def covariance_fn_f64(k: int, s1, s2, t, W_std: float = 1.0, b_std=None):
     k = check_k(k, "covariance_fn_f64")
     W_std, b_std = check_stds(W_std, b_std, "covariance_fn_f64")
     _check_overlap("covariance_fn_f64", k, "s1", "s2", "t", s1, s2, t)
-    return _covariance_xp(np, k, *(np.asarray(v, np.float64) for v in (s1, s2, t)),
+    s1, s2, t = (np.asarray(v, np.float64) for v in (s1, s2, t))
+    return _covariance_xp(np, k, s1, s2, t,
                           W_std, b_std)
 
 
@@ -225,8 +226,8 @@ def covariance_grid(k: int, W_std: float = 1.0, b_std=None):
     s1, s2, t = np.meshgrid(np.arange(k + 1), np.arange(k + 1), np.arange(k + 1),
                             indexing="ij")
     t = np.minimum(t, np.minimum(s1, s2))
-    return _covariance_xp(np, k, *(v.astype(np.float64) for v in (s1, s2, t)),
-                          W_std, b_std)
+    return _covariance_xp(np, k, s1.astype(np.float64), s2.astype(np.float64),
+                          t.astype(np.float64), W_std, b_std)
 
 
 def mean_structure_f64(k: int, s, W_std: float = 1.0, b_std=None):

@@ -231,8 +231,9 @@ def structured_sampler(k: int, W_std: float = 1.0, b_std=None):
         return linear([jax.random.normal(kk, sh + (n,), dtype)
                        for kk, sh in zip(keys, shapes)])
 
-    sample.linear = linear
-    sample.normal_shapes = shapes
+    # Attributes a caller reads to reuse the linear map (function attributes).
+    sample.linear = linear  # type: ignore[attr-defined]
+    sample.normal_shapes = shapes  # type: ignore[attr-defined]
     return sample
 
 

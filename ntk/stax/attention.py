@@ -64,7 +64,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -136,7 +136,7 @@ class _Config:
     OV_std: object
     b_std: object
     pos_emb_type: PositionalEmbedding
-    W_pos_emb_std: object
+    W_pos_emb_std: Any
     n_chan_pos_emb: Optional[int]
     val_pos_emb: bool
     position_cov: Callable  # spatial shape -> (P, P) numpy covariance R
@@ -233,10 +233,10 @@ def GlobalSelfAttention(
     for arg, v in (("linear_scaling", linear_scaling), ("val_pos_emb", val_pos_emb)):
         if not isinstance(v, (bool, np.bool_)):
             raise TypeError(f"{name}: `{arg}` must be a bool; got {v!r}.")
-    for arg, v in (("W_key_std", W_key_std), ("W_value_std", W_value_std),
-                   ("W_query_std", W_query_std), ("W_out_std", W_out_std),
-                   ("W_pos_emb_std", W_pos_emb_std)):
-        check_std(v, arg, name)
+    for arg, std in (("W_key_std", W_key_std), ("W_value_std", W_value_std),
+                     ("W_query_std", W_query_std), ("W_out_std", W_out_std),
+                     ("W_pos_emb_std", W_pos_emb_std)):
+        check_std(std, arg, name)
     check_std(b_std, "b_std", name, allow_none=True)
     mechanism = _as_enum(attention_mechanism, AttentionMechanism,
                          "attention_mechanism", name)

@@ -105,7 +105,7 @@ def _apply_repeated(block, reps: int, k, kwargs):
     if reps < 3:
         return once(k)
     after = jax.eval_shape(once, k)
-    same = (jax.tree_util.tree_structure(after) == jax.tree_util.tree_structure(k)
+    same = (jax.tree_util.tree_structure(after) == jax.tree_util.tree_structure(k)  # type: ignore[operator]
             and all(a.shape == b.shape and a.dtype == b.dtype for a, b in
                     zip(jax.tree_util.tree_leaves(after), jax.tree_util.tree_leaves(k))))
     if not same:

@@ -259,8 +259,8 @@ def ConvTranspose(out_chan: int, filter_shape: Sequence[int],
 
     return make_layer(name, init_fn, apply_fn, transform,
                       spec=specs.ConvTranspose(W_std, b_std, parameterization,
-                                               tuple(s), filter_shape, strides,
-                                               padding),
+                                               tuple(s), tuple(filter_shape),
+                                               tuple(strides), padding),
                       mask_fn=transpose_window_mask_fn(filter_shape, strides, padding),
                       remask=True)
 
@@ -363,6 +363,6 @@ def ConvLocal(out_chan: int, filter_shape: Sequence[int],
 
     return make_layer(name, init_fn, apply_fn, transform,
                       spec=specs.ConvLocal(W_std, b_std, parameterization, tuple(s),
-                                           filter_shape, strides, padding),
+                                           tuple(filter_shape), tuple(strides), padding),
                       mask_fn=window_mask_fn(filter_shape, strides, padding, name),
                       remask=True)

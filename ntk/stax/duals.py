@@ -287,7 +287,7 @@ def gaussian_moment(i: int, j: int, c12, c11, c22):
     return total
 
 
-def polynomial(coef: Sequence[float]) -> Activation:
+def polynomial(coef: Sequence[float] | np.ndarray) -> Activation:
     """φ(x) = Σ_i coef[i] x^i: K_φ = Σ_ij coef_i coef_j E[u^i v^j] and
     K_φ' = Σ_ij i j coef_i coef_j E[u^{i-1} v^{j-1}] (exact, any variance).
     """

@@ -337,7 +337,7 @@ def _aggregate(m, nb: int, agg: tuple, d: int, g1, g2):
     out = _left(mt, nb, g1)
     out = _right(out, nb, g2)
     out = out.reshape(moved)
-    return jnp.transpose(out, np.argsort(perm))
+    return jnp.transpose(out, tuple(int(i) for i in np.argsort(perm)))
 
 
 def _left(m, nb: int, g):

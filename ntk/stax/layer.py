@@ -310,7 +310,7 @@ def _as_array(x, arg: str, name: str, mask_constant=None, mask=None):
         concrete = np.asarray(x)
         finite = np.isfinite(concrete)
         if mask_constant is not None:
-            finite = finite | np.asarray(constant_mask(concrete, mask_constant))
+            finite = finite | np.asarray(constant_mask(concrete, mask_constant))  # type: ignore[arg-type]
         if mask is not None:
             finite = finite | np.asarray(mask, bool)
     except jax.errors.TracerArrayConversionError:

@@ -216,7 +216,7 @@ def masked_apply(apply_fn: Callable, mask_fn: Optional[Callable],
 
     apply.__name__ = getattr(apply_fn, "__name__", "apply_fn")
     apply.__doc__ = apply_fn.__doc__
-    apply.__wrapped__ = apply_fn
+    apply.__wrapped__ = apply_fn  # type: ignore[attr-defined]
     return apply
 
 
@@ -266,7 +266,7 @@ def masked_transform(transform: Callable, mask_fn: Optional[Callable],
         return _set_masks(out, m1, m2, remask)
 
     masked.__name__ = getattr(transform, "__name__", "transform")
-    masked.__wrapped__ = transform
+    masked.__wrapped__ = transform  # type: ignore[attr-defined]
     return masked
 
 

@@ -48,6 +48,7 @@ is computed by the layers.
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -199,6 +200,9 @@ def myrtle_kernel(x1, x2, plan: _Plan, layers_transform, compute_ntk: bool = Tru
                                               compute_ntk=True))
         return k.nngp, k.ntk, k.cov1, (k.cov1 if k.cov2 is None else k.cov2)
 
+    fast: Callable[..., Any]
+    slow: Callable[..., Any]
+    args: tuple
     if x2 is None:
         fast, slow, args = (lambda a: _symmetric(a, plan),
                             lambda a: by_layers(a, None), (x1,))

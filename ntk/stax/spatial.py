@@ -52,6 +52,7 @@ class Padding(str, enum.Enum):
 
 
 def check_padding(padding, name: str) -> str:
+    p: Optional[str]
     if isinstance(padding, Padding):
         p = padding.value
     else:
@@ -64,6 +65,7 @@ def check_padding(padding, name: str) -> str:
 
 def positive_ints(values, arg: str, name: str,
                    length: Optional[int] = None) -> tuple:
+    t: Optional[tuple]
     try:
         t = tuple(values)
     except TypeError:
@@ -74,6 +76,7 @@ def positive_ints(values, arg: str, name: str,
     if not ok:
         raise ValueError(f"{name}: `{arg}` must be a non-empty tuple of positive "
                          f"ints; got {values!r}.")
+    assert t is not None    # for the type checker: `ok` implies it
     if length is not None and len(t) != length:
         raise ValueError(f"{name}: `{arg}` must have one entry per spatial axis "
                          f"({length}); got {values!r}.")
@@ -212,7 +215,7 @@ def require_full(k: Kernel, name: str):
                          f"the network's kernel_fn on arrays (it picks the layout).")
 
 
-def shapes_with(k: Kernel, spatial: tuple, channels: int) -> dict:
+def shapes_with(k: Kernel, spatial: Sequence[int], channels: int) -> dict:
     return dict(shape1=(k.shape1[0],) + tuple(spatial) + (channels,),
                 shape2=(k.shape2[0],) + tuple(spatial) + (channels,))
 
@@ -279,7 +282,7 @@ def fold_axis(m, axis: int, period: int, offset: int):
 
 
 def transpose_conv_cov(m, n_batch: int, diagonal_spatial: bool, plan: list,
-                       filter_shape: tuple, strides: tuple):
+                       filter_shape: Sequence[int], strides: Sequence[int]):
     """Covariance after a transposed convolution with i.i.d. shared weights.
 
     With ``K̃`` the covariance dilated by the stride and padded as the input
@@ -344,7 +347,7 @@ def embed_diagonal(m, n_batch: int):
     return out
 
 
-def window_mask_fn(window: tuple, strides: tuple, padding: str, name: str):
+def window_mask_fn(window: Sequence[int], strides: Sequence[int], padding: str, name: str):
     """``mask_fn`` of a convolution or pooling (`ntk.stax.masking`).
 
     Output position ``o`` is masked when the centre of its window, input
@@ -367,7 +370,7 @@ def window_mask_fn(window: tuple, strides: tuple, padding: str, name: str):
     return mask_fn
 
 
-def transpose_window_mask_fn(window: tuple, strides: tuple, padding: str):
+def transpose_window_mask_fn(window: Sequence[int], strides: Sequence[int], padding: str):
     """``mask_fn`` of a transposed convolution (`ntk.stax.masking`).
 
     As in neural-tangents an output position is masked when any input
