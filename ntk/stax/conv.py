@@ -63,24 +63,13 @@ def Conv(out_chan: int, filter_shape: Sequence[int],
       >>> kernel_fn(x, None, "ntk").shape
       (2, 2)
     """
-    name = f"Conv({out_chan}, {tuple(filter_shape) if np.iterable(filter_shape) else filter_shape})"
-    if not (isinstance(out_chan, (int, np.integer)) and out_chan >= 1):
-        raise ValueError(f"{name}: `out_chan` must be a positive int; got {out_chan!r}.")
-    filter_shape = positive_ints(filter_shape, "filter_shape", name)
+    name, filter_shape, strides, padding, parameterization, dn = _conv_args(
+        "Conv", out_chan, filter_shape, strides, padding, W_std, b_std,
+        parameterization, dimension_numbers, s)
     n = len(filter_shape)
-    strides = (1,) * n if strides is None else positive_ints(strides, "strides", name, n)
-    padding = check_padding(padding, name)
-    check_std(W_std, "W_std", name)
-    check_std(b_std, "b_std", name, allow_none=True)
-    parameterization = check_parameterization(parameterization, name)
-    _check_conv_dimension_numbers(dimension_numbers, n, name)
     out = out_chan * s[1] if parameterization == "standard" else out_chan
     circular = padding == "CIRCULAR"
     filter_size = math.prod(filter_shape)
-    # Spatial axis letters must avoid N, C, I and O, which name the batch,
-    # channel and filter in/out axes.
-    spec = "N" + _SPATIAL_LETTERS[:n] + "C"
-    dn = (spec, spec[1:-1] + "IO", spec)
 
     def plan_for(shape):
         check_spatial_rank(shape, n, name, "filter")
@@ -150,9 +139,10 @@ def _check_conv_dimension_numbers(dimension_numbers, n: int, name: str):
 
 
 def _conv_args(kind: str, out_chan, filter_shape, strides, padding, W_std,
-               b_std, parameterization, dimension_numbers, s) -> tuple:
+               b_std, parameterization, dimension_numbers, s
+               ) -> tuple[str, tuple[int, ...], tuple[int, ...], str, str, tuple]:
     """Checked ``(name, filter_shape, strides, padding, parameterization,
-    dimension_numbers)`` of a `ConvTranspose` / `ConvLocal`."""
+    dimension_numbers)`` of a `Conv`, `ConvTranspose` or `ConvLocal`."""
     shown = tuple(filter_shape) if np.iterable(filter_shape) else filter_shape
     name = f"{kind}({out_chan}, {shown})"
     if not (isinstance(out_chan, (int, np.integer)) and not isinstance(out_chan, bool)
@@ -171,6 +161,8 @@ def _conv_args(kind: str, out_chan, filter_shape, strides, padding, W_std,
         raise ValueError(f"{name}: `s` must be a pair of positive ints (NT's width "
                          f"multipliers); got {s!r}.")
     _check_conv_dimension_numbers(dimension_numbers, n, name)
+    # Spatial axis letters must avoid N, C, I and O, which name the batch,
+    # channel and filter in/out axes.
     spec = "N" + _SPATIAL_LETTERS[:n] + "C"
     return name, filter_shape, strides, padding, parameterization, (spec, spec[1:-1] + "IO", spec)
 
@@ -259,8 +251,8 @@ def ConvTranspose(out_chan: int, filter_shape: Sequence[int],
 
     return make_layer(name, init_fn, apply_fn, transform,
                       spec=specs.ConvTranspose(W_std, b_std, parameterization,
-                                               tuple(s), tuple(filter_shape),
-                                               tuple(strides), padding),
+                                               tuple(s), filter_shape, strides,
+                                               padding),
                       mask_fn=transpose_window_mask_fn(filter_shape, strides, padding),
                       remask=True)
 
@@ -363,6 +355,6 @@ def ConvLocal(out_chan: int, filter_shape: Sequence[int],
 
     return make_layer(name, init_fn, apply_fn, transform,
                       spec=specs.ConvLocal(W_std, b_std, parameterization, tuple(s),
-                                           tuple(filter_shape), tuple(strides), padding),
+                                           filter_shape, strides, padding),
                       mask_fn=window_mask_fn(filter_shape, strides, padding, name),
                       remask=True)
