@@ -101,7 +101,6 @@ def monte_carlo_kernel_fn(init_fn, apply_fn, key, n_samples: Union[int, Iterable
     layer = as_stax_layer(apply_fn)
     _checks.require_callable(apply_fn if layer is None else layer.apply_fn, "apply_fn", name,
                              "a function apply_fn(params, x) or an ntk.stax Layer")
-    layer = as_stax_layer(apply_fn)
     f = layer if layer is not None else apply_fn
     takes_rng = _accepts_rng(layer.apply_fn if layer is not None else apply_fn)
     empirical = empirical_kernel_fn(f, trace_axes, diagonal_axes, vmap_axes,
