@@ -247,6 +247,23 @@ def require_callable(f, arg: str, where: str, what: str = "a function"):
     return f
 
 
+def require_traceable(f, arg: str, where: str, n_args: int = 1):
+    """``f`` must be callable and run on traced JAX arrays (``jnp.tanh``, not
+    ``np.tanh``): probed once with abstract float32 scalars
+    (``jax.eval_shape``: no computation), so a NumPy-only function fails here,
+    named, rather than deep inside ``jit`` with a tracer-conversion error."""
+    require_callable(f, arg, where)
+    probe = (jax.ShapeDtypeStruct((), jnp.float32),) * n_args
+    try:
+        jax.eval_shape(lambda *a: f(*a), *probe)
+    except _TRACED as e:
+        raise TypeError(
+            f"{where}: `{arg}` must be a JAX-traceable function (use jax.numpy, e.g. "
+            f"jnp.tanh rather than np.tanh); calling it on a traced array raised "
+            f"{type(e).__name__}.") from None
+    return f
+
+
 def require_symmetric(k, arg: str, where: str):
     """A concrete square matrix must equal its transpose up to round-off.
 

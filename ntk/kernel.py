@@ -271,9 +271,12 @@ def inputs_to_kernel(x1: Array, x2: Optional[Array], *, diagonal_spatial: bool,
     nngp = gram(x1, x1 if x2 is None else x2)
     cov1 = cov(x1)
     cov2 = None if x2 is None else cov(x2)
-    # The barrier keeps XLA from constant-folding the first layers over a known
-    # zero NTK: for a Conv stack on (N, N, H, W) that folding took minutes.
-    ntk = jax.lax.optimization_barrier(jnp.zeros_like(nngp)) if compute_ntk else None
+    # A zero XLA cannot see through: constant-folding the first layers over a
+    # known zero NTK took minutes for a Conv stack on (N, N, H, W). The barrier
+    # sits on a scalar, so the zeros are broadcast inside each consumer's loop
+    # rather than written out at the size of the NNGP.
+    zero = jax.lax.optimization_barrier(jnp.zeros((), nngp.dtype))
+    ntk = jnp.broadcast_to(zero, nngp.shape) if compute_ntk else None
     return Kernel(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2,
                   shape1=tuple(x1.shape),
                   shape2=tuple((x1 if x2 is None else x2).shape),

@@ -186,7 +186,13 @@ def test_activation_configuration_errors(build, pattern):
     (lambda: stax.ExpNormalized(do_clip=1), r"ExpNormalized: `do_clip` must be a bool; got 1"),
     (lambda: stax.ExpNormalized(gamma="2"), r"ExpNormalized: `gamma` must be a number "
      r">= 0; got '2'"),
-], ids=["do_clip", "gamma_str"])
+    (lambda: stax.ElementwiseNumerical(np.tanh), r"ElementwiseNumerical: `fn` must be a "
+     r"JAX-traceable function.*np\.tanh.*TracerArrayConversionError"),
+    (lambda: stax.ElementwiseNumerical(jnp.tanh, df=lambda x: 1 - np.tanh(x) ** 2),
+     r"ElementwiseNumerical: `df` must be a JAX-traceable function"),
+    (lambda: stax.Elementwise(jnp.tanh, lambda c12, c11, c22: np.arcsin(c12)),
+     r"Elementwise: `nngp_fn` must be a JAX-traceable function"),
+], ids=["do_clip", "gamma_str", "numpy_fn", "numpy_df", "numpy_nngp_fn"])
 def test_activation_argument_type_errors(build, pattern):
     with pytest.raises(TypeError, match=pattern):
         build()

@@ -69,6 +69,18 @@ def _check_sizes(min_sizes, name):
     return m
 
 
+def _members(name, perm, n_members, sampler, W_std, b_std):
+    """Checked arguments of the member draws: the closed-form mean μ on all
+    nonzero inputs ``(2^k−1, k)``, the sampler of z, ``k`` and ``M``."""
+    perm = check_perm(perm, name)
+    k = perm.size
+    n_members = _checks.require_int(n_members, "n_members", name)
+    W_std, b_std = check_stds(W_std, b_std, name)
+    sampler = _sampler(sampler, k, W_std, b_std, name)
+    mean = closed_form_mean(perm, binary_inputs(k, jnp.result_type(float)), W_std, b_std)
+    return mean, sampler, k, n_members
+
+
 def draw_members(key, perm, n_members: int, sampler=None, W_std: float = 1.0,
                  b_std=None):
     """``M`` members of the t = ∞ ensemble on all nonzero inputs: ``(M, 2^k−1, k)``.
@@ -76,15 +88,10 @@ def draw_members(key, perm, n_members: int, sampler=None, W_std: float = 1.0,
     Each member is ``μ + z`` with ``k`` independent joint GP draws (one per output
     coordinate) from ``sampler`` (default `gp_sampler`).
     """
-    name = "draw_members"
-    perm = check_perm(perm, name)
-    k = perm.size
-    n_members = _checks.require_int(n_members, "n_members", name)
-    W_std, b_std = check_stds(W_std, b_std, name)
-    sampler = _sampler(sampler, k, W_std, b_std, name)
-    x = binary_inputs(k, jnp.result_type(float))
+    mean, sampler, k, n_members = _members("draw_members", perm, n_members, sampler,
+                                           W_std, b_std)
     z = sampler(key, n_members * k).reshape(n_members, k, -1).transpose(0, 2, 1)
-    return closed_form_mean(perm, x, W_std, b_std)[None] + z
+    return mean[None] + z
 
 
 def draw_ensemble_average(key, perm, n_members: int, sampler=None, W_std: float = 1.0,
@@ -92,15 +99,9 @@ def draw_ensemble_average(key, perm, n_members: int, sampler=None, W_std: float 
     """The average of ``M`` members on all nonzero inputs, ``(2^k−1, k)``, drawn
     directly as ``μ + z/√M`` (equal in distribution to averaging `draw_members`,
     at the cost of one member)."""
-    name = "draw_ensemble_average"
-    perm = check_perm(perm, name)
-    k = perm.size
-    n_members = _checks.require_int(n_members, "n_members", name)
-    W_std, b_std = check_stds(W_std, b_std, name)
-    sampler = _sampler(sampler, k, W_std, b_std, name)
-    x = binary_inputs(k, jnp.result_type(float))
-    z = sampler(key, k).T
-    return closed_form_mean(perm, x, W_std, b_std) + z / math.sqrt(n_members)
+    mean, sampler, k, n_members = _members("draw_ensemble_average", perm, n_members,
+                                           sampler, W_std, b_std)
+    return mean + sampler(key, k).T / math.sqrt(n_members)
 
 
 def recovered(f_bar, perm, x, threshold: float = TIE):

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk._checks import as_numpy, require_callable, require_real
+from ntk._checks import as_numpy, require_real, require_traceable
 from ntk.kernel import Kernel
 from ntk.stax._internal import PI
 # ACTIVATIONS is re-exported: `ntk.dkm` and users read the table from here.
@@ -215,9 +215,10 @@ def Elementwise(fn: Optional[Callable] = None,
       ...     2 * c12 / jnp.sqrt((1 + 2 * c11) * (1 + 2 * c22)))
       >>> layer = Elementwise(jax.scipy.special.erf, nngp_fn)
     """
-    for arg, f in (("fn", fn), ("nngp_fn", nngp_fn), ("d_nngp_fn", d_nngp_fn)):
+    for arg, f, n_args in (("fn", fn, 1), ("nngp_fn", nngp_fn, 3),
+                           ("d_nngp_fn", d_nngp_fn, 3)):
         if f is not None:
-            require_callable(f, arg, "Elementwise")
+            require_traceable(f, arg, "Elementwise", n_args)
     if fn is None and nngp_fn is None:
         raise ValueError("Elementwise: give `fn` (finite network) and/or "
                          "`nngp_fn` (kernel); got neither.")
@@ -258,9 +259,9 @@ def ElementwiseNumerical(fn: Callable, deg: int = NUMERICAL_DEG,
       >>> layer = ElementwiseNumerical(jnp.tanh)
     """
     where = "ElementwiseNumerical"
-    require_callable(fn, "fn", where)
+    require_traceable(fn, "fn", where)
     if df is not None:
-        require_callable(df, "df", where)
+        require_traceable(df, "df", where)
     if not (isinstance(deg, (int, np.integer)) and deg >= 1):
         raise ValueError(f"{where}: `deg` must be a positive int; got {deg!r}.")
     return _elementwise(f"ElementwiseNumerical({getattr(fn, '__name__', 'fn')}, {deg})",
