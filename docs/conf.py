@@ -54,16 +54,37 @@ nitpicky = True
 # References into other libraries are checked by their own docs, not ours
 # (intersphinx would need the network at build time).
 nitpick_ignore_regex = [
-    ("py:.*", r"(jax|jnp|np|numpy|optax|flax|nnx|chex|scipy|matplotlib|tqdm|typing|collections|enum|dataclasses|os)(\..*)?"),
-    ("py:.*", r"(Array|ArrayLike|Callable|Any|Optional|Sequence|Mapping|Iterable|NamedTuple|PyTree)"),
+    (
+        "py:.*",
+        r"(jax|jnp|np|numpy|optax|flax|nnx|chex|scipy|matplotlib|tqdm|typing|collections|enum|dataclasses|os)(\..*)?",
+    ),
+    (
+        "py:.*",
+        r"(Array|ArrayLike|Callable|Any|Optional|Sequence|Mapping|Iterable|NamedTuple|PyTree)",
+    ),
 ]
 # Docstrings of files another change is editing; each entry is one reference
 # to fix in that docstring later.
 nitpick_ignore = [
     # ntk/stax/elementwise.py: each activation names its dual kernel function.
-    *[("py:obj", name) for name in (
-        "abrelu", "erf", "gelu", "sin", "rbf", "sign", "exp", "gaussian",
-        "polynomial", "hermite", "gabor", "exp_normalized", "rectified_monomial")],
+    *[
+        ("py:obj", name)
+        for name in (
+            "abrelu",
+            "erf",
+            "gelu",
+            "sin",
+            "rbf",
+            "sign",
+            "exp",
+            "gaussian",
+            "polynomial",
+            "hermite",
+            "gabor",
+            "exp_normalized",
+            "rectified_monomial",
+        )
+    ],
     # ntk/stax/elementwise.py, duals.py, numerical.py: module docstrings.
     ("py:obj", "ntk.stax.numerical.numerical"),
     ("py:obj", "Activation(fn, dual)"),
@@ -93,11 +114,15 @@ def math_problem(tex):
         if tok in ("\\{", "\\}"):
             continue
         if tok == "{" or tok.startswith("\\left") or tok.startswith("\\begin"):
-            stack.append("{" if tok == "{" else ("\\left" if tok.startswith("\\left")
-                                                 else "\\begin{%s}" % m.group(1)))
+            stack.append(
+                "{"
+                if tok == "{"
+                else ("\\left" if tok.startswith("\\left") else "\\begin{%s}" % m.group(1))
+            )
             continue
-        want = {"}": "{"}.get(tok, "\\left" if tok.startswith("\\right")
-                               else "\\begin{%s}" % m.group(2))
+        want = {"}": "{"}.get(
+            tok, "\\left" if tok.startswith("\\right") else "\\begin{%s}" % m.group(2)
+        )
         if not stack or stack[-1] != want:
             return f"{tok!r} at offset {m.start()} does not close {stack[-1] if stack else 'anything'!r}"
         stack.pop()
@@ -116,8 +141,7 @@ def _check_math(app, doctree, docname):
     for node in doctree.findall(lambda n: isinstance(n, (nodes.math, nodes.math_block))):
         problem = math_problem(node.astext())
         if problem:
-            logger.warning("malformed formula %r: %s", node.astext()[:80], problem,
-                           location=node)
+            logger.warning("malformed formula %r: %s", node.astext()[:80], problem, location=node)
 
 
 # A docstring names things where its reader meets them: `FullDKM` inside
@@ -154,12 +178,12 @@ def _documented(env):
     cache = getattr(env, "_ntk_documented", None)
     if cache is None:
         cache = {}
-        for name, entry in sorted(env.get_domain("py").objects.items(),
-                                  key=lambda kv: len(kv[0])):
+        for name, entry in sorted(env.get_domain("py").objects.items(), key=lambda kv: len(kv[0])):
             obj = _import(name)
             # Numbers and strings share ids with unrelated equal values.
             if obj is not _MISSING and not isinstance(
-                    obj, (int, float, complex, str, bytes, tuple, type(None))):
+                obj, (int, float, complex, str, bytes, tuple, type(None))
+            ):
                 cache.setdefault(id(obj), (name, entry))
         env._ntk_documented = cache
     return cache
@@ -188,8 +212,9 @@ def _resolve_public(app, env, node, contnode):
         if found is None:
             return None
         name, entry = found
-        return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id,
-                            contnode, name)
+        return make_refnode(
+            app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, name
+        )
     return None
 
 

@@ -42,12 +42,15 @@ def load_run(name: str, out_root="results", config=None):
     if not isinstance(name, str) or not name:
         raise TypeError(f"load_run: `name` must be an experiment name (str); got {name!r}.")
     if not isinstance(out_root, (str, _os.PathLike)):
-        raise TypeError(f"load_run: `out_root` must be a path (str or os.PathLike); got "
-                        f"{type(out_root).__name__}.")
-    if config is not None and (not _dataclasses.is_dataclass(config)
-                               or isinstance(config, type)):
-        raise TypeError(f"load_run: `config` must be an experiment's config dataclass "
-                        f"instance or None; got {type(config).__name__}.")
+        raise TypeError(
+            f"load_run: `out_root` must be a path (str or os.PathLike); got "
+            f"{type(out_root).__name__}."
+        )
+    if config is not None and (not _dataclasses.is_dataclass(config) or isinstance(config, type)):
+        raise TypeError(
+            f"load_run: `config` must be an experiment's config dataclass "
+            f"instance or None; got {type(config).__name__}."
+        )
     path = _Path(out_root) / name / "metrics.json"
     try:
         payload = _json.loads(path.read_text(encoding="utf-8"))

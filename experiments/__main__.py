@@ -1,4 +1,4 @@
-"""``python -m experiments list | run NAME|all [--tiny|--full] [--out DIR] [--seed N] | report``.
+"""``python -m experiments list | run NAME|all [--tiny|--full [--smoke]] | plan NAME | report``.
 
 ``run`` writes ``DIR/NAME/`` (default ``results/NAME/``): the figure(s) as PNG
 and ``metrics.json`` with the config, seed, package versions, device, wall
@@ -16,7 +16,15 @@ each experiment's own time):
 * ``--tiny`` (for tests; the numbers are not meaningful): 15–40 s per
   experiment, 50–90 s for yang21_mup — mostly JAX compilation, so not
   seconds; ``run all --tiny`` took 3.5 minutes;
-* ``--full``: the papers' settings, meant for a GPU/TPU (hours on a CPU).
+* ``--full``: the papers' settings, meant for a GPU/TPU (hours on a CPU);
+  ``--full --smoke`` runs them with every loop cut to one iteration
+  (training steps, samples, trials) at the full shapes, to check on a CPU
+  that a full run cannot fail of a shape, dtype or memory error.
+
+``plan NAME|all [--tiny|--full]`` prints what each part will cost without
+running it: its jitted steps' shapes, calls, FLOPs and peak memory from XLA's
+ahead-of-time analysis and an estimated time on this device (see
+`experiments.plan`).
 
 ``report`` collects every experiment's latest run in ``DIR`` into
 ``DIR/REPORT.md`` and a self-contained ``DIR/index.html`` (figures embedded).
@@ -44,7 +52,7 @@ from experiments import registry, report, results
 _SIZE_HELP = {
     "full": "the papers' settings (slow; for a GPU/TPU)",
     "tiny": "smoke-test size for tests: 15–90 s per experiment on a loaded 2-core CPU "
-            "(compilation dominates; see `list`); numbers are not meaningful",
+    "(compilation dominates; see `list`); numbers are not meaningful",
 }
 
 
@@ -60,32 +68,77 @@ def _parse_set(items):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m experiments",
-        description="Reproduce the papers' figures with ntk.")
+        prog="python -m experiments", description="Reproduce the papers' figures with ntk."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the registered experiments and their measured times")
     run = sub.add_parser(
-        "run", help="run an experiment (or all of them, then write the report)",
+        "run",
+        help="run an experiment (or all of them, then write the report)",
         description="Run at the quick size unless --tiny or --full: 40 s to 4 min per "
-                    "experiment, 10 min for all five, on a loaded 2-core CPU (see `list`).")
+        "experiment, 10 min for all five, on a loaded 2-core CPU (see `list`).",
+    )
     run.add_argument("name", help="experiment name, or 'all'")
     size = run.add_mutually_exclusive_group()
-    size.add_argument("--full", dest="size", action="store_const", const="full",
-                      help=_SIZE_HELP["full"])
-    size.add_argument("--tiny", dest="size", action="store_const", const="tiny",
-                      help=_SIZE_HELP["tiny"])
+    size.add_argument(
+        "--full", dest="size", action="store_const", const="full", help=_SIZE_HELP["full"]
+    )
+    size.add_argument(
+        "--tiny", dest="size", action="store_const", const="tiny", help=_SIZE_HELP["tiny"]
+    )
     run.set_defaults(size="quick")
-    run.add_argument("--out", default="results",
-                     help="results root; each experiment writes OUT/NAME/ (default: results)")
-    run.add_argument("--seed", type=int, default=None,
-                     help="PRNG seed (default: the config's own)")
-    run.add_argument("--data-dir", default=None, metavar="DIR",
-                     help="directory with real datasets (text8, Omniglot, CIFAR-10, UCI); "
-                          "default: offline stand-ins")
-    run.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
-                     help="override a config field, e.g. --set widths=64,256")
-    rep = sub.add_parser("report", help="write OUT/REPORT.md and OUT/index.html from the "
-                                        "latest run of every experiment")
+    run.add_argument(
+        "--smoke",
+        action="store_true",
+        help="with --full: every loop (steps, samples, trials) cut to one "
+        "iteration, shapes and data sizes kept full",
+    )
+    run.add_argument(
+        "--out",
+        default="results",
+        help="results root; each experiment writes OUT/NAME/ (default: results)",
+    )
+    run.add_argument("--seed", type=int, default=None, help="PRNG seed (default: the config's own)")
+    run.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="directory with real datasets (text8, Omniglot, CIFAR-10, UCI); "
+        "default: offline stand-ins",
+    )
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set widths=64,256",
+    )
+    pl = sub.add_parser(
+        "plan",
+        help="print each part's shapes, FLOPs, peak memory and estimated time "
+        "from XLA's cost analysis, without running it",
+    )
+    pl.add_argument("name", help="experiment name, or 'all'")
+    psize = pl.add_mutually_exclusive_group()
+    psize.add_argument(
+        "--full", dest="size", action="store_const", const="full", help="the papers' settings"
+    )
+    psize.add_argument(
+        "--tiny", dest="size", action="store_const", const="tiny", help="the tests' size"
+    )
+    pl.set_defaults(size="quick")
+    pl.add_argument("--smoke", action="store_true", help="with --full: the smoke run's loops")
+    pl.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set widths=64,256",
+    )
+    rep = sub.add_parser(
+        "report",
+        help="write OUT/REPORT.md and OUT/index.html from the latest run of every experiment",
+    )
     rep.add_argument("--out", default="results", help="results root (default: results)")
     return parser
 
@@ -95,8 +148,9 @@ def _list() -> None:
         exp = registry.get(name)
         head = f"{name:<15} {exp.description}"
         print(head if not exp.paper else f"{head} [{exp.paper}]")
-        times = ", ".join(f"{s} ≈ {exp.seconds[s]:.0f} s" for s in registry.SIZES
-                          if s in exp.seconds)
+        times = ", ".join(
+            f"{s} ≈ {exp.seconds[s]:.0f} s" for s in registry.SIZES if s in exp.seconds
+        )
         aliases = f"; formerly {', '.join(exp.aliases)}" if exp.aliases else ""
         if times or aliases:
             print(f"{'':<15} measured: {times or 'n/a'}{aliases}")
@@ -118,32 +172,64 @@ def _write_report(out) -> None:
     print(f"\nreport: {md} and {page}")
 
 
+def _plan(args) -> None:
+    from experiments import plan
+
+    if args.smoke and args.size != "full":
+        raise ValueError(f"--smoke: applies to --full only; got size {args.size!r}.")
+    names = registry.names() if args.name == "all" else [_canonical(args.name)]
+    experiments = [registry.get(n) for n in names]  # fail fast on a typo
+    throughput = plan.measure()
+    for exp in experiments:
+        config = exp.config(args.size, overrides=_parse_set(args.overrides), smoke=args.smoke)
+        parts = plan.plan_experiment(exp, config, throughput)
+        label = f"{args.size} --smoke" if args.smoke else args.size
+        print(plan.format_plan(exp, label, parts, throughput), flush=True)
+        print()
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
             _list()
             return 0
+        if args.command == "plan":
+            _plan(args)
+            return 0
         if args.command == "report":
             if not os.path.isdir(args.out):
-                raise ValueError(f"--out: expected a results directory; {args.out!r} does "
-                                 f"not exist (run an experiment first).")
+                raise ValueError(
+                    f"--out: expected a results directory; {args.out!r} does "
+                    f"not exist (run an experiment first)."
+                )
             _write_report(args.out)
             return 0
+        if args.smoke and args.size != "full":
+            raise ValueError(f"--smoke: applies to --full only; got size {args.size!r}.")
         names = registry.names() if args.name == "all" else [_canonical(args.name)]
         if args.name != "all":
             exp = registry.get(names[0])  # fail fast, before any work, on a typo
             if args.data_dir is not None and not exp.uses_data_dir:
-                raise ValueError(f"--data-dir: {names[0]} uses only offline data "
-                                 f"and has no data_dir option; got {args.data_dir!r}.")
+                raise ValueError(
+                    f"--data-dir: {names[0]} uses only offline data "
+                    f"and has no data_dir option; got {args.data_dir!r}."
+                )
         if args.data_dir is not None and not os.path.isdir(args.data_dir):
-            raise ValueError(f"--data-dir: expected an existing directory of datasets; "
-                             f"got {args.data_dir!r}, which "
-                             + ("is not a directory." if os.path.exists(args.data_dir)
-                                else "does not exist."))
-        outcome = registry.run_many(names, size=args.size, out_root=args.out,
-                                    seed=args.seed, overrides=_parse_set(args.overrides),
-                                    data_dir=args.data_dir)
+            raise ValueError(
+                f"--data-dir: expected an existing directory of datasets; "
+                f"got {args.data_dir!r}, which "
+                + ("is not a directory." if os.path.exists(args.data_dir) else "does not exist.")
+            )
+        outcome = registry.run_many(
+            names,
+            size=args.size,
+            out_root=args.out,
+            seed=args.seed,
+            overrides=_parse_set(args.overrides),
+            data_dir=args.data_dir,
+            smoke=args.smoke,
+        )
         if args.name == "all":
             _write_report(args.out)
     except ValueError as e:
@@ -161,13 +247,17 @@ def main(argv=None) -> int:
         print("interrupted; results of the unfinished run were discarded", file=sys.stderr)
         return 130
     except results.Terminated as e:
-        print(f"terminated by signal {e.signum}; results of the unfinished run were "
-              f"discarded", file=sys.stderr)
+        print(
+            f"terminated by signal {e.signum}; results of the unfinished run were discarded",
+            file=sys.stderr,
+        )
         raise
     failed = [n for n, err in outcome.items() if err is not None]
     if len(names) > 1:
-        print(f"\nran {len(names)} experiment(s): {len(names) - len(failed)} ok"
-              + (f", failed: {', '.join(failed)}" if failed else ""))
+        print(
+            f"\nran {len(names)} experiment(s): {len(names) - len(failed)} ok"
+            + (f", failed: {', '.join(failed)}" if failed else "")
+        )
     return 1 if failed else 0
 
 

@@ -30,20 +30,45 @@ from ntk import random_features as rf
 #: MNIST's optimal ridge "≤ 1e-6" (the grid's edge) and fitting ratio "≈ 0.001"
 #: are bounds: stored as 1e-6 and 0.001.
 PAPER_RIDGE_TABLE = {
-    "cifar10": {"noiseless_mse": 0.4814,
-                "rows": {0: (4.1e-6, 0.478, 0.030, 0.479), 1: (1.7e-5, 0.668, 0.176, 0.682),
-                         5: (1.8e-4, 0.881, 0.718, 0.940), 50: (2.9e-3, 0.989, 0.968, 1.107)}},
-    "svhn": {"noiseless_mse": 0.4412,
-             "rows": {0: (4.1e-6, 0.398, 0.053, 0.401), 1: (1.7e-5, 0.606, 0.230, 0.624),
-                      5: (1.1e-4, 0.856, 0.652, 0.927), 50: (1.8e-3, 0.990, 0.954, 1.131)}},
-    "mnist": {"noiseless_mse": 0.0404,
-              "rows": {0: (1e-6, 0.0386, 0.001, 0.0386), 1: (1e-6, 0.0765, 0.001, 0.0765),
-                       5: (4.3e-5, 0.206, 0.159, 0.209), 50: (7.2e-4, 0.702, 0.796, 0.756)}},
+    "cifar10": {
+        "noiseless_mse": 0.4814,
+        "rows": {
+            0: (4.1e-6, 0.478, 0.030, 0.479),
+            1: (1.7e-5, 0.668, 0.176, 0.682),
+            5: (1.8e-4, 0.881, 0.718, 0.940),
+            50: (2.9e-3, 0.989, 0.968, 1.107),
+        },
+    },
+    "svhn": {
+        "noiseless_mse": 0.4412,
+        "rows": {
+            0: (4.1e-6, 0.398, 0.053, 0.401),
+            1: (1.7e-5, 0.606, 0.230, 0.624),
+            5: (1.1e-4, 0.856, 0.652, 0.927),
+            50: (1.8e-3, 0.990, 0.954, 1.131),
+        },
+    },
+    "mnist": {
+        "noiseless_mse": 0.0404,
+        "rows": {
+            0: (1e-6, 0.0386, 0.001, 0.0386),
+            1: (1e-6, 0.0765, 0.001, 0.0765),
+            5: (4.3e-5, 0.206, 0.159, 0.209),
+            50: (7.2e-4, 0.702, 0.796, 0.756),
+        },
+    },
 }
 #: The paper's RF regression on binarised CIFAR-10 at n = 256: best-ridge test
 #: MSE against the number of features k (45 trials).
-PAPER_RF_VS_K = {10: 0.906, 31: 0.834, 100: 0.789, 316: 0.757, 1000: 0.738, 3162: 0.730,
-                 10000: 0.727}
+PAPER_RF_VS_K = {
+    10: 0.906,
+    31: 0.834,
+    100: 0.789,
+    316: 0.757,
+    1000: 0.738,
+    3162: 0.730,
+    10000: 0.727,
+}
 
 
 def ridge_table(kernel, y, rel_noises, ridges, trials: int, n_test: int, seed: int) -> dict:
@@ -80,9 +105,9 @@ def ridge_table(kernel, y, rel_noises, ridges, trials: int, n_test: int, seed: i
             y_tr = (y[tr] + math.sqrt(noise_var) * e_tr) / scale
             y_te = (y[te] + math.sqrt(noise_var) * e_te) / scale
             proj = vec.T @ y_tr
-            shrink = 1.0 / (np.clip(lam, 0, None)[None, :] + ridges[:, None])   # (R, n)
-            pred_te = (proj * shrink) @ kv.T                                     # (R, m)
-            pred_tr = (proj * shrink * np.clip(lam, 0, None)) @ vec.T            # (R, n)
+            shrink = 1.0 / (np.clip(lam, 0, None)[None, :] + ridges[:, None])  # (R, n)
+            pred_te = (proj * shrink) @ kv.T  # (R, m)
+            pred_tr = (proj * shrink * np.clip(lam, 0, None)) @ vec.T  # (R, n)
             test += np.mean((pred_te - y_te) ** 2, 1) / len(parts)
             train += np.mean((pred_tr - y_tr) ** 2, 1) / len(parts)
         return test, train
@@ -92,8 +117,7 @@ def ridge_table(kernel, y, rel_noises, ridges, trials: int, n_test: int, seed: i
     for rel in rel_noises:
         test, train = curves(rel * e0)
         j = int(np.argmin(test))
-        rows[rel] = (float(ridges[j]), float(test[j]), float(train[j] / test[j]),
-                     float(test[0]))
+        rows[rel] = (float(ridges[j]), float(test[j]), float(train[j] / test[j]), float(test[0]))
     return {"noiseless_mse": e0, "n_train": n_train, "rows": rows}
 
 
@@ -111,28 +135,45 @@ def paper_rf_vs_k_row(config, m, img_name) -> dict:
     paper = ", ".join(f"k={k}: {v}" for k, v in PAPER_RF_VS_K.items())
     ours = ", ".join(f"k={int(sweep[j])}: {env[j]:.3f}" for _, _, j in pairs) or "no k in common"
     theory = ", ".join(f"k={int(sweep[j])}: {env_th[j]:.3f}" for _, _, j in pairs) or None
-    note = (f"paper: 45 trials, 31 ridges 1e-3…1e2; ours: {config.trials} trials, "
-            f"{config.envelope_ridges + 1} ridges, n = {config.fixed}")
+    note = (
+        f"paper: 45 trials, 31 ridges 1e-3…1e2; ours: {config.trials} trials, "
+        f"{config.envelope_ridges + 1} ridges, n = {config.fixed}"
+    )
     quantity = f"best-ridge RF test MSE vs k at n = {config.fixed}"
     if img_name != "CIFAR-10" or config.fixed != 256 or not pairs:
-        return results.comparison(quantity, paper, ours, note, theory=theory,
-                                  not_comparable="the paper's numbers are for binarised "
-                                  "CIFAR-10 at n = 256; ours are on "
-                                  f"{img_name} at n = {config.fixed}")
+        return results.comparison(
+            quantity,
+            paper,
+            ours,
+            note,
+            theory=theory,
+            not_comparable="the paper's numbers are for binarised "
+            "CIFAR-10 at n = 256; ours are on "
+            f"{img_name} at n = {config.fixed}",
+        )
     # 5%: 45-trial means of the paper against our few-trial means
     worst = max(abs(env[j] / v - 1) for _, v, j in pairs)
-    return results.comparison(quantity, paper, ours, note, theory=theory,
-                              holds=bool(worst <= 0.05),
-                              rule="|ours/paper − 1| ≤ 0.05 at every common k")
+    return results.comparison(
+        quantity,
+        paper,
+        ours,
+        note,
+        theory=theory,
+        holds=bool(worst <= 0.05),
+        rule="|ours/paper − 1| ≤ 0.05 at every common k",
+    )
 
 
-METRICS = {"ridge_table": {
-    "noiseless_mse": "ridgeless noiseless test MSE E₀",
-    "n_train": "training points",
-    "rows": "per σ²_rel: (optimal ridge, test MSE there, E_tr/E_te there, test MSE at "
-            "ridge 1e-6)",
-    "theory_fit_ratio": "per σ²_rel: the eigenframework's optimal E_tr/E_te at our (α, β)",
-    "dataset": "the paper's row we compare with"}}
+METRICS = {
+    "ridge_table": {
+        "noiseless_mse": "ridgeless noiseless test MSE E₀",
+        "n_train": "training points",
+        "rows": "per σ²_rel: (optimal ridge, test MSE there, E_tr/E_te there, test MSE at "
+        "ridge 1e-6)",
+        "theory_fit_ratio": "per σ²_rel: the eigenframework's optimal E_tr/E_te at our (α, β)",
+        "dataset": "the paper's row we compare with",
+    }
+}
 
 
 def ridge_table_part(run: Run) -> Result:
@@ -143,58 +184,95 @@ def ridge_table_part(run: Run) -> Result:
     scale = float(np.mean(np.diag(kernel)))
     n_test = min(config.ridge_test, len(y) // 2)
     ridges = np.logspace(-6, 4, config.ridge_count)
-    out = ridge_table(kernel / scale, y, config.ridge_rel_noises, ridges, config.ridge_trials,
-                      n_test, config.seed + 7)
+    out = ridge_table(
+        kernel / scale,
+        y,
+        config.ridge_rel_noises,
+        ridges,
+        config.ridge_trials,
+        n_test,
+        config.seed + 7,
+    )
     theory = {}
     for rel in run.progress(list(out["rows"]), "σ²_rel"):
         try:
-            theory[rel] = rf.optimal_fitting_ratio(eig["alpha_proxy"], eig["beta_proxy"],
-                                                   out["n_train"],
-                                                   rel * out["noiseless_mse"])[0]
+            theory[rel] = rf.optimal_fitting_ratio(
+                eig["alpha_proxy"], eig["beta_proxy"], out["n_train"], rel * out["noiseless_mse"]
+            )[0]
         except ValueError:  # a proxy exponent that is not positive (tiny sizes)
             theory[rel] = float("nan")
     paper = PAPER_RIDGE_TABLE[ds]
-    what = {"conv2": "2-layer conv NTK", "myrtle5": "Myrtle-5 NTK",
-            "myrtle10": "Myrtle-10 NTK"}[config.kernel]
-    why = (f"the paper's train size is not recorded and its kernel is Myrtle-10 on full "
-           f"{ds}; ours: {what}, {out['n_train']} train / {n_test} test points, ridges "
-           "relative to the kernel's mean diagonal")
-    fmt = lambda r, le="", approx="": (f"ridge {le}{r[0]:.2g}, MSE {r[1]:.3g}, E_tr/E_te "
-                                       f"{approx}{r[2]:.3g}, MSE(1e-6) {r[3]:.3g}")
+    what = {"conv2": "2-layer conv NTK", "myrtle5": "Myrtle-5 NTK", "myrtle10": "Myrtle-10 NTK"}[
+        config.kernel
+    ]
+    why = (
+        f"the paper's train size is not recorded and its kernel is Myrtle-10 on full "
+        f"{ds}; ours: {what}, {out['n_train']} train / {n_test} test points, ridges "
+        "relative to the kernel's mean diagonal"
+    )
+    fmt = lambda r, le="", approx="": (
+        f"ridge {le}{r[0]:.2g}, MSE {r[1]:.3g}, E_tr/E_te {approx}{r[2]:.3g}, MSE(1e-6) {r[3]:.3g}"
+    )
     # MNIST's noiseless and σ²_rel = 1 optima sit at the grid's edge: the
     # paper's ridge is a bound (≤ 1e-6) and its fitting ratio approximate
-    paper_fmt = lambda r: (fmt(r, "≤ ", "≈ ") if ds == "mnist" and r[0] <= 1e-6
-                           else fmt(r))
-    table = [results.comparison(
-        "noiseless ridgeless test MSE E₀", paper["noiseless_mse"], out["noiseless_mse"],
-        f"{config.ridge_trials} trials", not_comparable=why)]
+    paper_fmt = lambda r: fmt(r, "≤ ", "≈ ") if ds == "mnist" and r[0] <= 1e-6 else fmt(r)
+    table = [
+        results.comparison(
+            "noiseless ridgeless test MSE E₀",
+            paper["noiseless_mse"],
+            out["noiseless_mse"],
+            f"{config.ridge_trials} trials",
+            not_comparable=why,
+        )
+    ]
     for rel, ours in out["rows"].items():
         ref = paper["rows"].get(int(rel)) if float(rel).is_integer() else None
-        table.append(results.comparison(
-            f"σ²_rel = {rel:g}: optimal ridge, test MSE, fitting ratio, MSE at ridge 1e-6",
-            paper_fmt(ref) if ref else "not in the paper's tables", fmt(ours),
-            f"{config.ridge_count} ridges 1e-6…1e4, {config.ridge_trials} trials",
-            theory=f"E_tr/E_te {theory[rel]:.3g} (eigenframework, our (α, β), n = "
-                   f"{out['n_train']})", not_comparable=why))
+        table.append(
+            results.comparison(
+                f"σ²_rel = {rel:g}: optimal ridge, test MSE, fitting ratio, MSE at ridge 1e-6",
+                paper_fmt(ref) if ref else "not in the paper's tables",
+                fmt(ours),
+                f"{config.ridge_count} ridges 1e-6…1e4, {config.ridge_trials} trials",
+                theory=f"E_tr/E_te {theory[rel]:.3g} (eigenframework, our (α, β), n = "
+                f"{out['n_train']})",
+                not_comparable=why,
+            )
+        )
     ratios = [out["rows"][r][2] for r in sorted(out["rows"])]
     rising = bool(np.all(np.diff(ratios) >= -0.02))
     noiseless = out["rows"].get(0.0)
     paper_ratios = [paper["rows"][r][2] for r in sorted(paper["rows"])]
-    table.append(results.comparison(
-        "fitting ratio at the optimal ridge rises with label noise",
-        f"{' → '.join(f'{v:g}' for v in paper_ratios)} (σ²_rel 0, 1, 5, 50; {ds})",
-        " → ".join(f"{v:.3g}" for v in ratios), "the ratio moves from ≈ 0 towards 1",
-        theory=" → ".join(f"{theory[r]:.3g}" for r in sorted(theory)),
-        holds=rising, rule="non-decreasing in σ²_rel (to 0.02, trial noise)"))
+    table.append(
+        results.comparison(
+            "fitting ratio at the optimal ridge rises with label noise",
+            f"{' → '.join(f'{v:g}' for v in paper_ratios)} (σ²_rel 0, 1, 5, 50; {ds})",
+            " → ".join(f"{v:.3g}" for v in ratios),
+            "the ratio moves from ≈ 0 towards 1",
+            theory=" → ".join(f"{theory[r]:.3g}" for r in sorted(theory)),
+            holds=rising,
+            rule="non-decreasing in σ²_rel (to 0.02, trial noise)",
+        )
+    )
     if noiseless is not None:
         # 0.25, as in the overfitting part: 1 would be no overfitting at all
-        table.append(results.comparison(
-            "noiseless: fitting ratio at the optimal ridge (obligatory overfitting)",
-            paper["rows"][0][2], noiseless[2], "the optimum nearly interpolates",
-            theory=theory[0.0], holds=bool(noiseless[2] <= 0.25),
-            rule="our E_tr/E_te at the optimum ≤ 0.25"))
-    metrics = {"ridge_table": {
-        "noiseless_mse": out["noiseless_mse"], "n_train": out["n_train"],
-        "rows": {str(k): v for k, v in out["rows"].items()},
-        "theory_fit_ratio": {str(k): v for k, v in theory.items()}, "dataset": ds}}
+        table.append(
+            results.comparison(
+                "noiseless: fitting ratio at the optimal ridge (obligatory overfitting)",
+                paper["rows"][0][2],
+                noiseless[2],
+                "the optimum nearly interpolates",
+                theory=theory[0.0],
+                holds=bool(noiseless[2] <= 0.25),
+                rule="our E_tr/E_te at the optimum ≤ 0.25",
+            )
+        )
+    metrics = {
+        "ridge_table": {
+            "noiseless_mse": out["noiseless_mse"],
+            "n_train": out["n_train"],
+            "rows": {str(k): v for k, v in out["rows"].items()},
+            "theory_fit_ratio": {str(k): v for k, v in theory.items()},
+            "dataset": ds,
+        }
+    }
     return Result(metrics=metrics, rows=table, data=f"images: {st.img_name}")

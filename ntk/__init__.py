@@ -16,10 +16,22 @@ from ntk.kernel import Kernel
 
 # Submodules importable as attributes (`ntk.predict`), as in neural-tangents.
 from ntk import empirical, parallel, power_law, predict  # noqa: E402
+
 # The papers' modules, built on the three above.
 from ntk import data, dkm, mup, permutations, random_features  # noqa: E402
 
-__all__ = ["Kernel", "data", "dkm", "empirical", "mup", "parallel", "permutations",
-           "power_law", "predict", "random_features", "stax"]
+__all__ = [
+    "Kernel",
+    "data",
+    "dkm",
+    "empirical",
+    "mup",
+    "parallel",
+    "permutations",
+    "power_law",
+    "predict",
+    "random_features",
+    "stax",
+]
 
 __version__ = "0.1.0"

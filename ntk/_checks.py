@@ -20,8 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_TRACED = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
-           jax.errors.TracerBoolConversionError)
+_TRACED = (
+    jax.errors.TracerArrayConversionError,
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerBoolConversionError,
+)
 
 
 def concrete(x):
@@ -51,8 +54,17 @@ def _got(x) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def as_array(x, arg: str, where: str, *, ndim=None, floating: bool = False,
-             finite: bool = True, nonempty: bool = False, what: str = ""):
+def as_array(
+    x,
+    arg: str,
+    where: str,
+    *,
+    ndim=None,
+    floating: bool = False,
+    finite: bool = True,
+    nonempty: bool = False,
+    what: str = "",
+):
     """``x`` as a real numeric ``jnp`` array.
 
     ``ndim``: required rank (an int or a tuple of allowed ranks); ``what``
@@ -70,8 +82,17 @@ def as_array(x, arg: str, where: str, *, ndim=None, floating: bool = False,
     return x
 
 
-def as_numpy(x, arg: str, where: str, *, ndim=None, dtype=None, finite: bool = True,
-             nonempty: bool = False, what: str = ""):
+def as_numpy(
+    x,
+    arg: str,
+    where: str,
+    *,
+    ndim=None,
+    dtype=None,
+    finite: bool = True,
+    nonempty: bool = False,
+    what: str = "",
+):
     """Like `as_array` but a NumPy array (``dtype`` if given): for host-side
     code, which must not round float64 data to JAX's default float32."""
     x = _numeric(x, arg, where, what)
@@ -82,26 +103,27 @@ def as_numpy(x, arg: str, where: str, *, ndim=None, dtype=None, finite: bool = T
     _check_rank(x, arg, where, ndim, nonempty, what)
     if finite and np.issubdtype(x.dtype, np.inexact) and not np.all(np.isfinite(x)):
         bad = int(x.size - np.sum(np.isfinite(x)))
-        raise ValueError(f"{where}: `{arg}` must be finite; got {bad} NaN/inf "
-                         f"entries of {x.size}.")
+        raise ValueError(f"{where}: `{arg}` must be finite; got {bad} NaN/inf entries of {x.size}.")
     return x
 
 
 def _numeric(x, arg, where, what):
     """``x`` with a real numeric (or bool) dtype; TypeError otherwise."""
     if x is None:
-        raise TypeError(f"{where}: `{arg}` must be an array{_shape_hint(what)}; "
-                        f"got None.")
+        raise TypeError(f"{where}: `{arg}` must be an array{_shape_hint(what)}; got None.")
     if not hasattr(x, "dtype"):
         try:
             x = np.asarray(x)
         except (TypeError, ValueError) as e:
-            raise TypeError(f"{where}: `{arg}` must be an array{_shape_hint(what)}; "
-                            f"got {type(x).__name__} ({e}).") from None
+            raise TypeError(
+                f"{where}: `{arg}` must be an array{_shape_hint(what)}; "
+                f"got {type(x).__name__} ({e})."
+            ) from None
     dtype = np.dtype(x.dtype)
     if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)):
-        raise TypeError(f"{where}: `{arg}` must be a numeric array; got dtype "
-                        f"{dtype} ({type(x).__name__}).")
+        raise TypeError(
+            f"{where}: `{arg}` must be a numeric array; got dtype {dtype} ({type(x).__name__})."
+        )
     if np.issubdtype(dtype, np.complexfloating):
         raise TypeError(f"{where}: `{arg}` must be real; got dtype {dtype}.")
     return x
@@ -111,11 +133,12 @@ def _check_rank(x, arg, where, ndim, nonempty, what):
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if x.ndim not in allowed:
-            raise ValueError(f"{where}: `{arg}` must have shape "
-                             f"{what or _ranks(allowed)}; got shape {tuple(x.shape)}.")
+            raise ValueError(
+                f"{where}: `{arg}` must have shape "
+                f"{what or _ranks(allowed)}; got shape {tuple(x.shape)}."
+            )
     if nonempty and x.size == 0:
-        raise ValueError(f"{where}: `{arg}` must not be empty; got shape "
-                         f"{tuple(x.shape)}.")
+        raise ValueError(f"{where}: `{arg}` must not be empty; got shape {tuple(x.shape)}.")
 
 
 def _shape_hint(what):
@@ -135,8 +158,9 @@ def require_finite(x, arg: str, where: str):
         ok = concrete(jnp.all(jnp.isfinite(leaf)))
         if ok is not None and not bool(ok):
             bad = int(np.size(leaf) - np.sum(np.isfinite(np.asarray(leaf))))
-            raise ValueError(f"{where}: `{arg}` must be finite; got {bad} NaN/inf "
-                             f"entries of {np.size(leaf)}.")
+            raise ValueError(
+                f"{where}: `{arg}` must be finite; got {bad} NaN/inf entries of {np.size(leaf)}."
+            )
     return x
 
 
@@ -144,32 +168,48 @@ def require_shape(x, shape, arg: str, where: str, what: str = ""):
     """``x.shape`` must equal ``shape`` (``None`` entries match any size)."""
     got = tuple(np.shape(x))
     want = tuple(shape)
-    if len(got) != len(want) or any(w is not None and g != w
-                                    for g, w in zip(got, want)):
-        shown = "(" + ", ".join("·" if w is None else str(w) for w in want) + \
-            ("," if len(want) == 1 else "") + ")"
-        raise ValueError(f"{where}: `{arg}` must have shape {shown}"
-                         f"{' (' + what + ')' if what else ''}; got {got}.")
+    if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want)):
+        shown = (
+            "("
+            + ", ".join("·" if w is None else str(w) for w in want)
+            + ("," if len(want) == 1 else "")
+            + ")"
+        )
+        raise ValueError(
+            f"{where}: `{arg}` must have shape {shown}"
+            f"{' (' + what + ')' if what else ''}; got {got}."
+        )
     return x
 
 
-def require_real(value, arg: str, where: str, *, low=None, high=None,
-                 low_open: bool = False, high_open: bool = False,
-                 allow_inf: bool = False):
+def require_real(
+    value,
+    arg: str,
+    where: str,
+    *,
+    low=None,
+    high=None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_inf: bool = False,
+):
     """A real scalar in an interval (checked when concrete); returns ``value``.
 
     ``low``/``high``: bounds (None: unbounded), excluded when ``*_open``;
     ``allow_inf``: accept ``+inf`` (e.g. infinitely many features).
     """
     if isinstance(value, (str, bytes)) or value is None:
-        raise TypeError(f"{where}: `{arg}` must be {_interval(low, high, low_open, high_open)}; "
-                        f"got {value!r}.")
+        raise TypeError(
+            f"{where}: `{arg}` must be {_interval(low, high, low_open, high_open)}; got {value!r}."
+        )
     c = concrete(value)
     if c is None:
         return value  # traced
     if c.dtype == object or not np.issubdtype(c.dtype, np.number):
-        raise TypeError(f"{where}: `{arg}` must be {_interval(low, high, low_open, high_open)}; "
-                        f"got {_got(value)}.")
+        raise TypeError(
+            f"{where}: `{arg}` must be {_interval(low, high, low_open, high_open)}; "
+            f"got {_got(value)}."
+        )
     if c.ndim != 0:
         raise ValueError(f"{where}: `{arg}` must be a scalar; got shape {c.shape}.")
     if np.iscomplexobj(c):
@@ -181,9 +221,11 @@ def require_real(value, arg: str, where: str, *, low=None, high=None,
     if ok and high is not None:
         ok = v < high if high_open else v <= high
     if not ok:
-        raise ValueError(f"{where}: `{arg}` must be "
-                         f"{_interval(low, high, low_open, high_open, allow_inf)}; "
-                         f"got {v!r}.")
+        raise ValueError(
+            f"{where}: `{arg}` must be "
+            f"{_interval(low, high, low_open, high_open, allow_inf)}; "
+            f"got {v!r}."
+        )
     return value
 
 
@@ -195,8 +237,7 @@ def _interval(low, high, low_open, high_open, allow_inf=False):
         return f"a number {'>' if low_open else '>='} {low:g}" + inf
     if low is None:
         return f"a number {'<' if high_open else '<='} {high:g}"
-    return (f"a number in {'(' if low_open else '['}{low:g}, {high:g}"
-            f"{')' if high_open else ']'}")
+    return f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
 
 def require_positive(value, arg: str, where: str, allow_inf: bool = False):
@@ -216,8 +257,7 @@ def require_int(value, arg: str, where: str, minimum=1, maximum=None) -> int:
             raise TypeError
         v = operator.index(value)
     except TypeError:
-        raise TypeError(f"{where}: `{arg}` must be an int; got "
-                        f"{_got(value)}.") from None
+        raise TypeError(f"{where}: `{arg}` must be an int; got {_got(value)}.") from None
     if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
         if maximum is None:
             want = f"an int >= {minimum}"
@@ -236,8 +276,9 @@ def require_one_of(value, options, arg: str, where: str):
     except TypeError:
         ok = False
     if not ok:
-        raise ValueError(f"{where}: `{arg}` must be one of "
-                         f"{', '.join(repr(o) for o in options)}; got {value!r}.")
+        raise ValueError(
+            f"{where}: `{arg}` must be one of {', '.join(repr(o) for o in options)}; got {value!r}."
+        )
     return value
 
 
@@ -260,7 +301,8 @@ def require_traceable(f, arg: str, where: str, n_args: int = 1):
         raise TypeError(
             f"{where}: `{arg}` must be a JAX-traceable function (use jax.numpy, e.g. "
             f"jnp.tanh rather than np.tanh); calling it on a traced array raised "
-            f"{type(e).__name__}.") from None
+            f"{type(e).__name__}."
+        ) from None
     return f
 
 
@@ -279,7 +321,7 @@ def require_symmetric(k, arg: str, where: str):
     if not np.all(np.isfinite(c)):
         return k  # reported by the finiteness checks
     scale = float(np.max(np.abs(c)))
-    eps = np.finfo(c.dtype).eps if np.issubdtype(c.dtype, np.floating) else 0.
+    eps = np.finfo(c.dtype).eps if np.issubdtype(c.dtype, np.floating) else 0.0
     tol = max(np.sqrt(eps), 1e-6) * scale
     asym = float(np.max(np.abs(c - c.T)))
     if asym > tol:
@@ -287,7 +329,8 @@ def require_symmetric(k, arg: str, where: str):
         raise ValueError(
             f"{where}: `{arg}` must be symmetric (a kernel or Gram matrix); got "
             f"max|K - Kᵀ| = {asym:.3g} at entry ({i}, {j}) against max|K| = "
-            f"{scale:.3g} (tolerance {tol:.2g}).")
+            f"{scale:.3g} (tolerance {tol:.2g})."
+        )
     return k
 
 
@@ -300,22 +343,26 @@ def require_indices(idx, size: int, arg: str, where: str, nonempty: bool = True)
     """
     c = concrete(idx)
     if c is None:
-        raise TypeError(f"{where}: `{arg}` must be concrete indices (not traced): "
-                        f"they are checked against the {size} rows.")
-    if c.dtype == object or not np.issubdtype(c.dtype, np.integer) or \
-            isinstance(idx, bool):
-        raise TypeError(f"{where}: `{arg}` must be an array of integer indices; "
-                        f"got {_got(idx) if c.ndim else repr(idx)} of dtype {c.dtype}.")
+        raise TypeError(
+            f"{where}: `{arg}` must be concrete indices (not traced): "
+            f"they are checked against the {size} rows."
+        )
+    if c.dtype == object or not np.issubdtype(c.dtype, np.integer) or isinstance(idx, bool):
+        raise TypeError(
+            f"{where}: `{arg}` must be an array of integer indices; "
+            f"got {_got(idx) if c.ndim else repr(idx)} of dtype {c.dtype}."
+        )
     if c.ndim != 1:
-        raise ValueError(f"{where}: `{arg}` must be a 1-D array of indices; got "
-                         f"shape {c.shape}.")
+        raise ValueError(f"{where}: `{arg}` must be a 1-D array of indices; got shape {c.shape}.")
     if nonempty and c.size == 0:
         raise ValueError(f"{where}: `{arg}` must hold at least one index; got none.")
     bad = c[(c < -size) | (c >= size)]
     if bad.size:
-        raise ValueError(f"{where}: `{arg}` must index rows 0..{size - 1}; got "
-                         f"out-of-range entries {bad[:5].tolist()}"
-                         f"{' ...' if bad.size > 5 else ''}.")
+        raise ValueError(
+            f"{where}: `{arg}` must index rows 0..{size - 1}; got "
+            f"out-of-range entries {bad[:5].tolist()}"
+            f"{' ...' if bad.size > 5 else ''}."
+        )
     return c
 
 
@@ -324,5 +371,6 @@ def optional_import(module: str, extra: str = "data"):
     try:
         return __import__(module, fromlist=["_"])
     except ImportError as err:  # pragma: no cover - depends on the install
-        raise ImportError(f"this function needs {module!r}; install it with "
-                          f"`pip install 'ntk[{extra}]'`.") from err
+        raise ImportError(
+            f"this function needs {module!r}; install it with `pip install 'ntk[{extra}]'`."
+        ) from err

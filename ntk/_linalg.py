@@ -117,9 +117,17 @@ class JitteredCholesky(NamedTuple):
     jitter: jax.Array
 
 
-def jittered_cholesky(k, jitter=0.0, *, relative: bool = True, fast_vjp: bool = False,
-                      where: str = "ntk", arg: str = "K", param: str = "jitter",
-                      scale_flag: Optional[str] = None) -> JitteredCholesky:
+def jittered_cholesky(
+    k,
+    jitter=0.0,
+    *,
+    relative: bool = True,
+    fast_vjp: bool = False,
+    where: str = "ntk",
+    arg: str = "K",
+    param: str = "jitter",
+    scale_flag: Optional[str] = None,
+) -> JitteredCholesky:
     """Lower Cholesky factor of ``K + j I`` (module doc) with a clear failure.
 
     Args:
@@ -137,34 +145,67 @@ def jittered_cholesky(k, jitter=0.0, *, relative: bool = True, fast_vjp: bool = 
     """
     kj, j = add_jitter(k, jitter, relative)
     factor = (cholesky_fast_vjp if fast_vjp else jnp.linalg.cholesky)(kj)
-    check_factor(factor, k, jitter, relative=relative, where=where, arg=arg,
-                 param=param, scale_flag=scale_flag)
+    check_factor(
+        factor,
+        k,
+        jitter,
+        relative=relative,
+        where=where,
+        arg=arg,
+        param=param,
+        scale_flag=scale_flag,
+    )
     return JitteredCholesky(factor, j)
 
 
-def check_factor(factor, k, jitter=0.0, *, relative: bool = True, where: str = "ntk",
-                 arg: str = "K", param: str = "jitter", scale_flag: Optional[str] = None,
-                 what: str = "its Cholesky factorisation failed"):
+def check_factor(
+    factor,
+    k,
+    jitter=0.0,
+    *,
+    relative: bool = True,
+    where: str = "ntk",
+    arg: str = "K",
+    param: str = "jitter",
+    scale_flag: Optional[str] = None,
+    what: str = "its Cholesky factorisation failed",
+):
     """Raise `not_positive_definite` if ``factor`` is concrete and not finite
     (``k`` is the matrix before the jitter ``jitter`` was added)."""
     c = concrete(factor)
     if c is not None and not np.all(np.isfinite(c)):
-        raise not_positive_definite(k, jitter, relative=relative, where=where, arg=arg,
-                                    param=param, scale_flag=scale_flag, what=what)
+        raise not_positive_definite(
+            k,
+            jitter,
+            relative=relative,
+            where=where,
+            arg=arg,
+            param=param,
+            scale_flag=scale_flag,
+            what=what,
+        )
     return factor
 
 
-def not_positive_definite(k, jitter=0.0, *, relative: bool = True, where: str = "ntk",
-                          arg: str = "K", param: str = "jitter",
-                          scale_flag: Optional[str] = None,
-                          what: str = "its Cholesky factorisation failed") -> ValueError:
+def not_positive_definite(
+    k,
+    jitter=0.0,
+    *,
+    relative: bool = True,
+    where: str = "ntk",
+    arg: str = "K",
+    param: str = "jitter",
+    scale_flag: Optional[str] = None,
+    what: str = "its Cholesky factorisation failed",
+) -> ValueError:
     """The ValueError for a matrix ``k`` that ``k + j I`` did not make definite:
     its smallest and largest eigenvalues (with ``j``) and an amount that works."""
     m = np.asarray(k, dtype=np.float64)
     n = m.shape[0]
     if not np.all(np.isfinite(m)):
-        return ValueError(f"{where}: `{arg}` has non-finite entries "
-                          f"({int((~np.isfinite(m)).sum())} of {m.size}).")
+        return ValueError(
+            f"{where}: `{arg}` has non-finite entries ({int((~np.isfinite(m)).sum())} of {m.size})."
+        )
     ev = np.linalg.eigvalsh((m + m.T) / 2)
     mean_diag = float(np.trace(m)) / n
     j = float(jitter) * (mean_diag if relative else 1.0)
@@ -184,4 +225,5 @@ def not_positive_definite(k, jitter=0.0, *, relative: bool = True, where: str = 
         f"{where}: the matrix `{arg}`{plus} is not positive definite "
         f"({what}): its smallest eigenvalue is {ev[0] + j:.3g} (largest "
         f"{ev[-1] + j:.3g}). Duplicate or nearly collinear inputs make kernels "
-        f"singular; add diagonal regularisation, e.g. {hint}, or use float64.")
+        f"singular; add diagonal regularisation, e.g. {hint}, or use float64."
+    )

@@ -103,20 +103,29 @@ class Kernel:
         """
         v1, v2 = self.var1(), self.var2()
         d, diag = self.spatial_ndim, self.diagonal_spatial
-        out12 = (_expand(v1, d, diag, first=True, batch_pair=True),
-                 _expand(v2, d, diag, first=False, batch_pair=True))
-        out11 = (_expand(v1, d, diag, first=True, batch_pair=False),
-                 _expand(v1, d, diag, first=False, batch_pair=False))
+        out12 = (
+            _expand(v1, d, diag, first=True, batch_pair=True),
+            _expand(v2, d, diag, first=False, batch_pair=True),
+        )
+        out11 = (
+            _expand(v1, d, diag, first=True, batch_pair=False),
+            _expand(v1, d, diag, first=False, batch_pair=False),
+        )
         out22 = None
         if self.cov2 is not None:
-            out22 = (_expand(v2, d, diag, first=True, batch_pair=False),
-                     _expand(v2, d, diag, first=False, batch_pair=False))
+            out22 = (
+                _expand(v2, d, diag, first=True, batch_pair=False),
+                _expand(v2, d, diag, first=False, batch_pair=False),
+            )
         return out12, out11, out22
 
     def map_covariances(self, fn) -> "Kernel":
         """Apply ``fn`` to ``nngp``, ``cov1`` and ``cov2`` (not the NTK)."""
-        return self.replace(nngp=fn(self.nngp), cov1=fn(self.cov1),
-                            cov2=None if self.cov2 is None else fn(self.cov2))
+        return self.replace(
+            nngp=fn(self.nngp),
+            cov1=fn(self.cov1),
+            cov2=None if self.cov2 is None else fn(self.cov2),
+        )
 
     @property
     def is_masked(self) -> bool:
@@ -152,14 +161,17 @@ class Kernel:
         if m1 is None:
             return None, None, None
         d, diag = self.spatial_ndim, self.diagonal_spatial
-        m12 = (_expand(m1, d, diag, first=True, batch_pair=True)
-               | _expand(m2, d, diag, first=False, batch_pair=True))
-        m11 = (_expand(m1, d, diag, first=True, batch_pair=False)
-               | _expand(m1, d, diag, first=False, batch_pair=False))
+        m12 = _expand(m1, d, diag, first=True, batch_pair=True) | _expand(
+            m2, d, diag, first=False, batch_pair=True
+        )
+        m11 = _expand(m1, d, diag, first=True, batch_pair=False) | _expand(
+            m1, d, diag, first=False, batch_pair=False
+        )
         m22 = None
         if self.cov2 is not None:
-            m22 = (_expand(m2, d, diag, first=True, batch_pair=False)
-                   | _expand(m2, d, diag, first=False, batch_pair=False))
+            m22 = _expand(m2, d, diag, first=True, batch_pair=False) | _expand(
+                m2, d, diag, first=False, batch_pair=False
+            )
         return m12, m11, m22
 
     def mask(self, mask1: Optional[Array], mask2: Optional[Array]) -> "Kernel":
@@ -177,8 +189,12 @@ class Kernel:
         def zero(a, m):
             return None if a is None else jnp.where(m, jnp.zeros((), a.dtype), a)
 
-        return k.replace(nngp=zero(k.nngp, m12), ntk=zero(k.ntk, m12),
-                         cov1=zero(k.cov1, m11), cov2=zero(k.cov2, m22))
+        return k.replace(
+            nngp=zero(k.nngp, m12),
+            ntk=zero(k.ntk, m12),
+            cov1=zero(k.cov1, m11),
+            cov2=zero(k.cov2, m22),
+        )
 
 
 jax.tree_util.register_dataclass(
@@ -217,10 +233,16 @@ def _expand(v: Array, d: int, diag: bool, first: bool, batch_pair: bool) -> Arra
     return v.reshape(shape)
 
 
-def inputs_to_kernel(x1: Array, x2: Optional[Array], *, diagonal_spatial: bool,
-                     compute_ntk: bool, mask_constant=None,
-                     mask1: Optional[Array] = None,
-                     mask2: Optional[Array] = None) -> Kernel:
+def inputs_to_kernel(
+    x1: Array,
+    x2: Optional[Array],
+    *,
+    diagonal_spatial: bool,
+    compute_ntk: bool,
+    mask_constant=None,
+    mask1: Optional[Array] = None,
+    mask2: Optional[Array] = None,
+) -> Kernel:
     """The kernel of the inputs themselves: ``<x1_i(s), x2_j(s')> / C``.
 
     Dividing by the channel count ``C`` makes a following ``Dense(W_std)`` in
@@ -247,7 +269,7 @@ def inputs_to_kernel(x1: Array, x2: Optional[Array], *, diagonal_spatial: bool,
     d = x1.ndim - 2
     letters = string.ascii_letters
     sp1 = letters[:d]
-    sp2 = letters[d:2 * d] if not diagonal_spatial else sp1
+    sp2 = letters[d : 2 * d] if not diagonal_spatial else sp1
     c = x1.shape[-1]
     if diagonal_spatial:
         pair = "".join(sp1)
@@ -277,11 +299,18 @@ def inputs_to_kernel(x1: Array, x2: Optional[Array], *, diagonal_spatial: bool,
     # rather than written out at the size of the NNGP.
     zero = jax.lax.optimization_barrier(jnp.zeros((), nngp.dtype))
     ntk = jnp.broadcast_to(zero, nngp.shape) if compute_ntk else None
-    return Kernel(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2,
-                  shape1=tuple(x1.shape),
-                  shape2=tuple((x1 if x2 is None else x2).shape),
-                  diagonal_spatial=diagonal_spatial, is_gaussian=False,
-                  mask1=mask1, mask2=mask2)
+    return Kernel(
+        nngp=nngp,
+        ntk=ntk,
+        cov1=cov1,
+        cov2=cov2,
+        shape1=tuple(x1.shape),
+        shape2=tuple((x1 if x2 is None else x2).shape),
+        diagonal_spatial=diagonal_spatial,
+        is_gaussian=False,
+        mask1=mask1,
+        mask2=mask2,
+    )
 
 
 def constant_mask(x: Array, mask_constant) -> Array:
@@ -312,6 +341,7 @@ def select(k: Kernel, get):
     if isinstance(get, str):
         return getattr(k, get)
     from collections import namedtuple
+
     record = namedtuple("Kernel", tuple(get))  # type: ignore[misc]
     return record(*(getattr(k, g) for g in get))
 
@@ -322,10 +352,14 @@ def validate_get(get) -> Optional[tuple]:
         return None
     names: Sequence = (get,) if isinstance(get, str) else get
     if not isinstance(names, (tuple, list)) or not names:
-        raise ValueError(f"kernel_fn: `get` must be None, a name or a non-empty "
-                         f"tuple of names from {GET_NAMES}; got {get!r}.")
+        raise ValueError(
+            f"kernel_fn: `get` must be None, a name or a non-empty "
+            f"tuple of names from {GET_NAMES}; got {get!r}."
+        )
     for g in names:
         if g not in GET_NAMES:
-            raise ValueError(f"kernel_fn: unknown `get` name {g!r}; expected one "
-                             f"of {GET_NAMES} (or a tuple of them).")
+            raise ValueError(
+                f"kernel_fn: unknown `get` name {g!r}; expected one "
+                f"of {GET_NAMES} (or a tuple of them)."
+            )
     return tuple(names)

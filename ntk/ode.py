@@ -62,13 +62,19 @@ _A = (
     (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
 )
 _B5 = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
-_B4 = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200,
-       187 / 2100, 1 / 40)
+_B4 = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)
 _E = tuple(b5 - b4 for b5, b4 in zip(_B5, _B4))
 
 
-def odeint(func: Callable, y0, ts, *args, rtol: float = 1.4e-8,
-           atol: float = 1.4e-8, max_steps: int = 100_000):
+def odeint(
+    func: Callable,
+    y0,
+    ts,
+    *args,
+    rtol: float = 1.4e-8,
+    atol: float = 1.4e-8,
+    max_steps: int = 100_000,
+):
     """Solve ``dy/dt = func(y, t, *args)`` from ``y(ts[0]) = y0``.
 
     Args:
@@ -100,11 +106,13 @@ def odeint(func: Callable, y0, ts, *args, rtol: float = 1.4e-8,
     _checks.require_positive(rtol, "rtol", name)
     _checks.require_positive(atol, "atol", name)
     max_steps = _checks.require_int(max_steps, "max_steps", name)
-    ts = _checks.as_array(ts, "ts", name, ndim=1, finite=False,
-                          what="(T,), a non-empty 1-D array of times")
+    ts = _checks.as_array(
+        ts, "ts", name, ndim=1, finite=False, what="(T,), a non-empty 1-D array of times"
+    )
     if ts.shape[0] < 1:
-        raise ValueError(f"{name}: `ts` must be a non-empty 1-D array of times; "
-                         f"got shape {tuple(ts.shape)}.")
+        raise ValueError(
+            f"{name}: `ts` must be a non-empty 1-D array of times; got shape {tuple(ts.shape)}."
+        )
     ts_np = _checks.concrete(ts)  # traced times: the caller answers for their order
     if ts_np is not None:
         if not np.all(np.isfinite(ts_np)):
@@ -113,20 +121,21 @@ def odeint(func: Callable, y0, ts, *args, rtol: float = 1.4e-8,
             raise ValueError(f"{name}: `ts` must be non-decreasing; got {ts_np}.")
     y0_flat, unravel = ravel_pytree(y0)
     if not jnp.issubdtype(y0_flat.dtype, jnp.floating):
-        raise TypeError(f"{name}: `y0` must hold floating-point arrays; got "
-                        f"dtype {y0_flat.dtype}.")
+        raise TypeError(f"{name}: `y0` must hold floating-point arrays; got dtype {y0_flat.dtype}.")
     _checks.require_finite(y0_flat, "y0", name)
     ts = ts.astype(y0_flat.dtype)
-    spec = (jax.tree_util.tree_structure(y0),
-            tuple((jnp.shape(x), jnp.result_type(x))
-                  for x in jax.tree_util.tree_leaves(y0)))
+    spec = (
+        jax.tree_util.tree_structure(y0),
+        tuple((jnp.shape(x), jnp.result_type(x)) for x in jax.tree_util.tree_leaves(y0)),
+    )
     flat_func = _flat_func(func, spec, unravel)
 
     # Hoist arrays that `func` closes over into explicit arguments so that the
     # custom VJP differentiates with respect to them too.
     converted, consts = jax.closure_convert(flat_func, y0_flat, ts[0], *args)
-    ys = _odeint_jit(converted, float(rtol), float(atol), int(max_steps),
-                     y0_flat, ts, *args, *consts)
+    ys = _odeint_jit(
+        converted, float(rtol), float(atol), int(max_steps), y0_flat, ts, *args, *consts
+    )
     return jax.vmap(unravel)(ys)
 
 
@@ -174,7 +183,7 @@ def _odeint_bwd(func, rtol, atol, max_steps, res, g):
     # Backward integration in reversed time s = -t of z = (y, a, a_args):
     # dy/ds = -f, da/ds = aᵀ ∂f/∂y, da_args/ds = aᵀ ∂f/∂args.
     def aug(z, s):
-        y, a = z[:n_y], z[n_y:2 * n_y]
+        y, a = z[:n_y], z[n_y : 2 * n_y]
         dy, vjp = jax.vjp(lambda y_, p_: f_flat_args(y_, -s, p_), y, args_flat)
         a_y, a_p = vjp(a)
         return jnp.concatenate([-dy, a_y, a_p])
@@ -183,10 +192,9 @@ def _odeint_bwd(func, rtol, atol, max_steps, res, g):
         a, a_p, failed = carry
         a = a + g[i]
         z0 = jnp.concatenate([ys[i], a, a_p])
-        z1 = _solve(aug, z0, jnp.stack([-ts[i], -ts[i - 1]]), rtol, atol,
-                    max_steps)[1]
+        z1 = _solve(aug, z0, jnp.stack([-ts[i], -ts[i - 1]]), rtol, atol, max_steps)[1]
         failed = failed | ~jnp.all(jnp.isfinite(z1))
-        return (z1[n_y:2 * n_y], z1[2 * n_y:], failed), None
+        return (z1[n_y : 2 * n_y], z1[2 * n_y :], failed), None
 
     a0 = jnp.zeros_like(ys[0])
     ap0 = jnp.zeros_like(args_flat)
@@ -198,8 +206,7 @@ def _odeint_bwd(func, rtol, atol, max_steps, res, g):
     g_ts = jnp.sum(g * fs, axis=1)
     g_ts = g_ts.at[0].set(-jnp.dot(a, fs[0]))
     nan_if = lambda x: jnp.where(failed, jnp.nan, x)
-    return (nan_if(a + g[0]), nan_if(g_ts),
-            *jax.tree_util.tree_map(nan_if, unravel_args(a_p)))
+    return (nan_if(a + g[0]), nan_if(g_ts), *jax.tree_util.tree_map(nan_if, unravel_args(a_p)))
 
 
 _odeint.defvjp(_odeint_fwd, _odeint_bwd)
@@ -217,8 +224,7 @@ def _initial_step(f, y0, t0, f0, rtol, atol):
     f1 = f(y0 + h0 * f0, t0 + h0)
     d2 = _rms((f1 - f0) / scale) / h0
     big = jnp.maximum(d1, d2)
-    h1 = jnp.where(big <= 1e-15, jnp.maximum(1e-6, h0 * 1e-3),
-                   (0.01 / big) ** 0.2)
+    h1 = jnp.where(big <= 1e-15, jnp.maximum(1e-6, h0 * 1e-3), (0.01 / big) ** 0.2)
     return jnp.minimum(100 * h0, h1)
 
 
@@ -258,8 +264,7 @@ def _solve(f, y0, ts, rtol, atol, max_steps):
             scale = atol + rtol * jnp.maximum(jnp.abs(y), jnp.abs(y_new))
             ratio = _rms(err / scale)
             ok = ratio <= 1.0
-            factor = jnp.where(ratio == 0.0, 10.0,
-                               jnp.clip(0.9 * ratio ** -0.2, 0.2, 10.0))
+            factor = jnp.where(ratio == 0.0, 10.0, jnp.clip(0.9 * ratio**-0.2, 0.2, 10.0))
             factor = jnp.where(ok, factor, jnp.minimum(factor, 1.0))
             factor = jnp.where(jnp.isfinite(ratio), factor, 0.2)
             h_next = h_eff * factor
@@ -268,8 +273,8 @@ def _solve(f, y0, ts, rtol, atol, max_steps):
             h_next = jnp.where(ok & clamped, jnp.maximum(h_next, h), h_next)
             t_new = jnp.where(clamped, t_end, t + h_eff)
             y, fy, t = jax.tree_util.tree_map(
-                lambda new, old: jnp.where(ok, new, old),
-                (y_new, f_new, t_new), (y, fy, t))
+                lambda new, old: jnp.where(ok, new, old), (y_new, f_new, t_new), (y, fy, t)
+            )
             return y, fy, t, h_next.astype(dtype), n + 1
 
         y, fy, t, h, n = jax.lax.while_loop(cond, body, (y, fy, t, h, n))

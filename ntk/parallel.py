@@ -76,7 +76,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ntk.kernel import GET_NAMES
 
-_DEFAULT_BUDGET = 2 ** 30
+_DEFAULT_BUDGET = 2**30
 # Working memory of a kernel evaluation relative to its output: the dual of an
 # activation keeps a handful of arrays of the output's size alive at once.
 _WORKSPACE_FACTOR = 16
@@ -87,12 +87,16 @@ _ALIGNMENT = 64
 
 def _check_memory_bytes(memory_bytes, where: str) -> int:
     if isinstance(memory_bytes, bool) or not isinstance(memory_bytes, numbers.Real):
-        raise TypeError(f"{where}: `memory_bytes` must be a number of bytes > 0 "
-                        f"(e.g. 2**30); got {type(memory_bytes).__name__} "
-                        f"{memory_bytes!r}.")
+        raise TypeError(
+            f"{where}: `memory_bytes` must be a number of bytes > 0 "
+            f"(e.g. 2**30); got {type(memory_bytes).__name__} "
+            f"{memory_bytes!r}."
+        )
     if not (math.isfinite(memory_bytes) and memory_bytes >= 1):  # type: ignore[operator]
-        raise ValueError(f"{where}: `memory_bytes` must be a finite number of bytes "
-                         f">= 1 (e.g. 2**30 for 1 GiB); got {memory_bytes!r}.")
+        raise ValueError(
+            f"{where}: `memory_bytes` must be a finite number of bytes "
+            f">= 1 (e.g. 2**30 for 1 GiB); got {memory_bytes!r}."
+        )
     return int(memory_bytes)  # type: ignore[call-overload]  # a checked numbers.Real
 
 
@@ -106,15 +110,17 @@ def _aligned_empty(shape: tuple, dtype) -> np.ndarray:
     nbytes = math.prod(shape) * dtype.itemsize
     raw = np.empty(nbytes + _ALIGNMENT, np.uint8)
     start = -raw.ctypes.data % _ALIGNMENT
-    return raw[start:start + nbytes].view(dtype).reshape(shape)
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
 def _host_input(x, name: str) -> np.ndarray:
     """``x`` as a host array of JAX's canonical dtype (float32 unless x64)."""
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        raise ValueError(f"parallel.batch: `{name}` must be addressable by this "
-                         f"process (pass the same host array on every process); got "
-                         f"a jax.Array sharded as {x.sharding}.")
+        raise ValueError(
+            f"parallel.batch: `{name}` must be addressable by this "
+            f"process (pass the same host array on every process); got "
+            f"a jax.Array sharded as {x.sharding}."
+        )
     x = np.asarray(x)
     dtype = jax.dtypes.canonicalize_dtype(x.dtype)
     return x if x.dtype == dtype else x.astype(dtype)
@@ -122,7 +128,7 @@ def _host_input(x, name: str) -> np.ndarray:
 
 def _take_rows(x: np.ndarray, start: int, size: int) -> np.ndarray:
     """Rows ``start:start+size``, padded with copies of the last real row."""
-    block = x[start:start + size]
+    block = x[start : start + size]
     extra = size - block.shape[0]
     if extra <= 0:
         return block
@@ -135,10 +141,12 @@ def _normalise_get(get):
     names = (get,) if isinstance(get, str) else tuple(get)
     for g in names:
         if g not in ("nngp", "ntk"):
-            raise ValueError(f"parallel.batch: `get` must name 'nngp' and/or "
-                             f"'ntk' (per-pair kernels); got {get!r}. "
-                             f"({[n for n in GET_NAMES if n not in ('nngp', 'ntk')]} "
-                             f"are per-input and need no tiling.)")
+            raise ValueError(
+                f"parallel.batch: `get` must name 'nngp' and/or "
+                f"'ntk' (per-pair kernels); got {get!r}. "
+                f"({[n for n in GET_NAMES if n not in ('nngp', 'ntk')]} "
+                f"are per-input and need no tiling.)"
+            )
     return names, not isinstance(get, str)
 
 
@@ -149,13 +157,16 @@ def _devices(device_count: int):
     if device_count == 0:
         return devices[:1]
     if device_count > len(devices):
-        raise ValueError(f"parallel.batch: `device_count` is {device_count} but "
-                         f"only {len(devices)} devices are visible.")
+        raise ValueError(
+            f"parallel.batch: `device_count` is {device_count} but "
+            f"only {len(devices)} devices are visible."
+        )
     return devices[:device_count]
 
 
-def choose_tile(kernel_fn: Callable, x1, x2, get: tuple, n_devices: int,
-                memory_bytes: int, args=(), kwargs=None) -> int:
+def choose_tile(
+    kernel_fn: Callable, x1, x2, get: tuple, n_devices: int, memory_bytes: int, args=(), kwargs=None
+) -> int:
     """Largest tile ``t`` whose (t × t) evaluation fits the memory budget.
 
     The output of one input pair is measured with `jax.eval_shape` (it
@@ -166,19 +177,29 @@ def choose_tile(kernel_fn: Callable, x1, x2, get: tuple, n_devices: int,
     """
     memory_bytes = _check_memory_bytes(memory_bytes, "parallel.choose_tile")
     kwargs = kwargs or {}
-    out = jax.eval_shape(lambda a, b: kernel_fn(a, b, get, *args, **kwargs),
-                         jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype),
-                         jax.ShapeDtypeStruct((1,) + x2.shape[1:], x2.dtype))
-    per_pair = sum(math.prod(o.shape) * np.dtype(o.dtype).itemsize
-                   for o in jax.tree_util.tree_leaves(out))
+    out = jax.eval_shape(
+        lambda a, b: kernel_fn(a, b, get, *args, **kwargs),
+        jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype),
+        jax.ShapeDtypeStruct((1,) + x2.shape[1:], x2.dtype),
+    )
+    per_pair = sum(
+        math.prod(o.shape) * np.dtype(o.dtype).itemsize for o in jax.tree_util.tree_leaves(out)
+    )
     per_device = memory_bytes / 2 / max(n_devices, 1)
     t = int(math.sqrt(per_device / (_WORKSPACE_FACTOR * per_pair)))
     return max(1, min(t, max(x1.shape[0], x2.shape[0])))
 
 
-def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
-          store_on_device: bool = True, *, memory_bytes: Optional[int] = None,
-          progress: bool = False, checkpoint_dir=None) -> Callable:
+def batch(
+    kernel_fn: Callable,
+    batch_size: int = 0,
+    device_count: int = -1,
+    store_on_device: bool = True,
+    *,
+    memory_bytes: Optional[int] = None,
+    progress: bool = False,
+    checkpoint_dir=None,
+) -> Callable:
     """Tile ``kernel_fn`` over its two batch axes and shard it over devices.
 
     ``batched(x1, x2)[a, b] = kernel_fn(x1[a:a+1], x2[b:b+1])[0, 0]`` for every
@@ -219,22 +240,27 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
       TypeError: ``checkpoint_dir`` neither None nor a path.
     """
     if isinstance(batch_size, bool) or not (isinstance(batch_size, int) and batch_size >= 0):
-        raise ValueError(f"parallel.batch: `batch_size` must be an int >= 0; got "
-                         f"{batch_size!r}.")
+        raise ValueError(f"parallel.batch: `batch_size` must be an int >= 0; got {batch_size!r}.")
     devices = _devices(device_count)
     mesh = Mesh(np.asarray(devices), ("d",))
     n_dev = len(devices)
-    budget = (_DEFAULT_BUDGET if memory_bytes is None
-              else _check_memory_bytes(memory_bytes, "parallel.batch"))
+    budget = (
+        _DEFAULT_BUDGET
+        if memory_bytes is None
+        else _check_memory_bytes(memory_bytes, "parallel.batch")
+    )
     if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
-        raise TypeError(f"parallel.batch: `checkpoint_dir` must be None or a path; "
-                        f"got {type(checkpoint_dir).__name__}.")
+        raise TypeError(
+            f"parallel.batch: `checkpoint_dir` must be None or a path; "
+            f"got {type(checkpoint_dir).__name__}."
+        )
 
     compiled: dict = {}
 
     def _step_fn(get, nargs, kw_keys):
         key = (get, nargs, kw_keys)
         if key not in compiled:
+
             def local(a, b, *rest):
                 args, kw_vals = rest[:nargs], rest[nargs:]
                 out = kernel_fn(a, b, get, *args, **dict(zip(kw_keys, kw_vals)))
@@ -242,15 +268,16 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
 
             def step(a, b, *rest):
                 specs = (PartitionSpec("d"), PartitionSpec()) + (PartitionSpec(),) * len(rest)
-                return jax.shard_map(local, mesh=mesh, in_specs=specs,
-                                     out_specs=PartitionSpec("d"),
-                                     check_vma=False)(a, b, *rest)
+                return jax.shard_map(
+                    local, mesh=mesh, in_specs=specs, out_specs=PartitionSpec("d"), check_vma=False
+                )(a, b, *rest)
 
             # With several processes each holds only its devices' rows, so the
             # tile is gathered to every process (an all-gather over the mesh).
             replicated = NamedSharding(mesh, PartitionSpec())
             compiled[key] = jax.jit(
-                step, out_shardings=replicated if jax.process_count() > 1 else None)
+                step, out_shardings=replicated if jax.process_count() > 1 else None
+            )
         return compiled[key]
 
     def finish(outs, names, as_tuple):
@@ -267,13 +294,17 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
         symmetric = x2 is None
         x2 = x1 if symmetric else _host_input(x2, "x2")
         if x1.ndim < 2 or x2.shape[1:] != x1.shape[1:]:
-            raise ValueError(f"parallel.batch: `x1` and `x2` must have shape "
-                             f"(batch, ...) and agree beyond the batch axis; got "
-                             f"{tuple(x1.shape)} and {tuple(x2.shape)}.")
+            raise ValueError(
+                f"parallel.batch: `x1` and `x2` must have shape "
+                f"(batch, ...) and agree beyond the batch axis; got "
+                f"{tuple(x1.shape)} and {tuple(x2.shape)}."
+            )
         n1, n2 = x1.shape[0], x2.shape[0]
-        pair = jax.eval_shape(lambda a, b: kernel_fn(a, b, names, *args, **kwargs),
-                              jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype),
-                              jax.ShapeDtypeStruct((1,) + x2.shape[1:], x2.dtype))
+        pair = jax.eval_shape(
+            lambda a, b: kernel_fn(a, b, names, *args, **kwargs),
+            jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype),
+            jax.ShapeDtypeStruct((1,) + x2.shape[1:], x2.dtype),
+        )
         pair = tuple(pair)
         outs = [_aligned_empty((n1, n2) + o.shape[2:], o.dtype) for o in pair]
         if n1 == 0 or n2 == 0:
@@ -281,9 +312,8 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
         # Mirroring is only safe for scalar per-pair outputs: spatial layouts
         # cannot be told apart from their shapes alone.
         symmetric = symmetric and all(len(o.shape) == 2 for o in pair)
-        tile = batch_size or choose_tile(kernel_fn, x1, x2, names, n_dev, budget,
-                                         args, kwargs)
-        rows = tile * n_dev                      # inputs per row block
+        tile = batch_size or choose_tile(kernel_fn, x1, x2, names, n_dev, budget, args, kwargs)
+        rows = tile * n_dev  # inputs per row block
         cols = tile
         n_blocks, n_cols = -(-n1 // rows), -(-n2 // cols)
         kw_keys = tuple(sorted(kwargs))
@@ -293,23 +323,42 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
             extra = jax.tree_util.tree_map(np.asarray, extra)
         row_sharding = NamedSharding(mesh, PartitionSpec("d"))
 
-        todo = [(i, j) for i in range(n_blocks) for j in range(n_cols)
-                if not symmetric or (j + 1) * cols > i * rows]
+        todo = [
+            (i, j)
+            for i in range(n_blocks)
+            for j in range(n_cols)
+            if not symmetric or (j + 1) * cols > i * rows
+        ]
 
         def bounds(i, j):
             return (i * rows, min((i + 1) * rows, n1), j * cols, min((j + 1) * cols, n2))
 
         store = None
         if checkpoint_dir is not None:
-            store = _TileStore(checkpoint_dir, _manifest(
-                kernel_fn, x1, None if x2 is x1 else x2, names, rows, cols,
-                symmetric, args, kwargs))
+            store = _TileStore(
+                checkpoint_dir,
+                _manifest(
+                    kernel_fn,
+                    x1,
+                    None if x2 is x1 else x2,
+                    names,
+                    rows,
+                    cols,
+                    symmetric,
+                    args,
+                    kwargs,
+                ),
+            )
         loaded = set()
         if store is not None:
             for t in todo[1:]:
                 r0, r1, c0, c1 = bounds(*t)
-                tile = store.load(t, [(r1 - r0, c1 - c0) + o.shape[2:] for o in outs],
-                                  [o.dtype for o in outs], names)
+                tile = store.load(
+                    t,
+                    [(r1 - r0, c1 - c0) + o.shape[2:] for o in outs],
+                    [o.dtype for o in outs],
+                    names,
+                )
                 if tile is not None:
                     for o, v in zip(outs, tile):
                         o[r0:r1, c0:c1] = v
@@ -317,18 +366,24 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
         bar = None
         if progress:
             from tqdm.auto import tqdm
+
             count = lambda t: _pairs_in(*bounds(*t), symmetric)
-            bar = tqdm(total=sum(count(t) for t in todo), unit="pair",
-                       initial=sum(count(t) for t in loaded), desc="kernel pairs",
-                       smoothing=0.05)
+            bar = tqdm(
+                total=sum(count(t) for t in todo),
+                unit="pair",
+                initial=sum(count(t) for t in loaded),
+                desc="kernel pairs",
+                smoothing=0.05,
+            )
         block_i, a = -1, None
         for i, j in todo:
             if (i, j) in loaded:
                 continue
             if i != block_i:
                 block = _take_rows(x1, i * rows, rows)
-                a = jax.make_array_from_callback(block.shape, row_sharding,
-                                                 lambda idx, block=block: block[idx])
+                a = jax.make_array_from_callback(
+                    block.shape, row_sharding, lambda idx, block=block: block[idx]
+                )
                 block_i = i
             res = step(a, _take_rows(x2, j * cols, cols), *extra)
             r0, r1, c0, c1 = bounds(i, j)
@@ -362,10 +417,17 @@ def _mirror_lower(o: np.ndarray, rows: int, cols: int):
     n = o.shape[0]
     for r0 in range(0, n, rows):
         r1 = min(r0 + rows, n)
-        c_end = (r0 // cols) * cols            # first computed column tile
+        c_end = (r0 // cols) * cols  # first computed column tile
         for c0 in range(0, c_end, cols):
             c1 = min(c0 + cols, c_end)
             o[r0:r1, c0:c1] = o[c0:c1, r0:r1].T
+        # Tiles on the diagonal were computed with both orders of a pair, which
+        # round differently (a float32 kernel by ~1e-7): their part below the
+        # diagonal is replaced by the transpose too, so K is exactly symmetric.
+        if c_end < r1:
+            below = np.arange(r0, r1)[:, None] > np.arange(c_end, r1)[None, :]
+            block = o[r0:r1, c_end:r1]
+            block[below] = o[c_end:r1, r0:r1].T[below]
 
 
 def _pairs_in(r0: int, r1: int, c0: int, c1: int, symmetric: bool) -> int:
@@ -388,12 +450,18 @@ def _digest(*arrays) -> str:
 def _manifest(kernel_fn, x1, x2, names, rows, cols, symmetric, args, kwargs) -> dict:
     """What identifies a tiled job; tiles are reused only under an equal one."""
     extra = [np.asarray(v) for v in jax.tree_util.tree_leaves((args, kwargs))]
-    return {"kernel": str(getattr(kernel_fn, "name", getattr(kernel_fn, "__name__",
-                                                                 type(kernel_fn).__name__))),
-            "x1": [list(x1.shape), x1.dtype.str, _digest(x1)],
-            "x2": None if x2 is None else [list(x2.shape), x2.dtype.str, _digest(x2)],
-            "extra_args": _digest(*extra) if extra else None,
-            "get": list(names), "rows": rows, "cols": cols, "symmetric": symmetric}
+    return {
+        "kernel": str(
+            getattr(kernel_fn, "name", getattr(kernel_fn, "__name__", type(kernel_fn).__name__))
+        ),
+        "x1": [list(x1.shape), x1.dtype.str, _digest(x1)],
+        "x2": None if x2 is None else [list(x2.shape), x2.dtype.str, _digest(x2)],
+        "extra_args": _digest(*extra) if extra else None,
+        "get": list(names),
+        "rows": rows,
+        "cols": cols,
+        "symmetric": symmetric,
+    }
 
 
 class _TileStore:
@@ -416,7 +484,8 @@ class _TileStore:
                     f"parallel.batch: `checkpoint_dir` {str(self.dir)!r} holds tiles "
                     f"of another job (its manifest differs in {differ}); use a new "
                     f"directory, or the same inputs, get, batch_size, device_count "
-                    f"and kernel as the run that wrote it.")
+                    f"and kernel as the run that wrote it."
+                )
         if self.writer:
             self.dir.mkdir(parents=True, exist_ok=True)
             _atomic_write(path, json.dumps(manifest, indent=1).encode())
@@ -434,8 +503,7 @@ class _TileStore:
                 checksum = str(f["checksum"])
         except Exception:  # noqa: BLE001 - absent, truncated or foreign: recompute
             return None
-        if any(a.shape != tuple(s) or a.dtype != d
-               for a, s, d in zip(arrays, shapes, dtypes)):
+        if any(a.shape != tuple(s) or a.dtype != d for a, s, d in zip(arrays, shapes, dtypes)):
             return None
         return arrays if _digest(*arrays) == checksum else None
 
@@ -443,21 +511,22 @@ class _TileStore:
         """Write a finished tile; the first tile of a run is checked against
         its stored copy (same job, same kernel) before it is overwritten."""
         if first:
-            stored = self.load(tile, [a.shape for a in arrays], [a.dtype for a in arrays],
-                               names)
+            stored = self.load(tile, [a.shape for a in arrays], [a.dtype for a in arrays], names)
             if stored is not None and not all(
-                    np.allclose(s, a, rtol=1e-5, atol=0, equal_nan=True)
-                    for s, a in zip(stored, arrays)):
+                np.allclose(s, a, rtol=1e-5, atol=0, equal_nan=True) for s, a in zip(stored, arrays)
+            ):
                 raise ValueError(
                     f"parallel.batch: the first tile differs from its copy in "
                     f"`checkpoint_dir` {str(self.dir)!r}: the kernel changed since "
                     f"those tiles were written (same name, other hyperparameters?). "
-                    f"Use a new directory.")
+                    f"Use a new directory."
+                )
         if not self.writer:
             return
         payload = {name: a for name, a in zip(names, arrays)}
         payload["checksum"] = np.asarray(_digest(*arrays))
         import io
+
         buffer = io.BytesIO()
         np.savez(buffer, **payload)
         _atomic_write(self.path(tile), buffer.getvalue())

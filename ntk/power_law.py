@@ -59,21 +59,25 @@ def loglog_fit(x, values, invalid: str = "raise") -> PowerLaw:
     name = "loglog_fit"
     _checks.require_one_of(invalid, _INVALID, "invalid", name)
     x = _checks.as_numpy(x, "x", name, ndim=1, what="(m,)", dtype=np.float64, finite=False)
-    values = _checks.as_numpy(values, "values", name, ndim=1, what="(m,)",
-                              dtype=np.float64, finite=False)
+    values = _checks.as_numpy(
+        values, "values", name, ndim=1, what="(m,)", dtype=np.float64, finite=False
+    )
     if x.shape != values.shape:
-        raise ValueError(f"{name}: `x` and `values` must have the same shape; got "
-                         f"{x.shape} and {values.shape}.")
+        raise ValueError(
+            f"{name}: `x` and `values` must have the same shape; got {x.shape} and {values.shape}."
+        )
     ok = (x > 0) & np.isfinite(x) & (values > 0) & np.isfinite(values)
     if not ok.all():
         if invalid == "nan":
             return PowerLaw(float("nan"), float("nan"))
         if invalid == "raise":
             bad = np.nonzero(~ok)[0]
-            raise ValueError(f"{name}: `x` and `values` must be positive and finite "
-                             f"(a power law has a logarithm); got x={x[bad][:5].tolist()}, "
-                             f"values={values[bad][:5].tolist()} at indices "
-                             f"{bad[:5].tolist()}; pass invalid='drop' to leave them out.")
+            raise ValueError(
+                f"{name}: `x` and `values` must be positive and finite "
+                f"(a power law has a logarithm); got x={x[bad][:5].tolist()}, "
+                f"values={values[bad][:5].tolist()} at indices "
+                f"{bad[:5].tolist()}; pass invalid='drop' to leave them out."
+            )
         x, values = x[ok], values[ok]
     if x.size < 2:
         raise ValueError(f"{name}: need ≥ 2 positive finite points; got {x.size}.")

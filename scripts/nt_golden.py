@@ -103,36 +103,41 @@ def golden_arrays(arch_module, names=None) -> dict:
         kwargs = make_kwargs(name, x1, x2) if make_kwargs else {}
         try:
             nngp, ntk = nt_kernels(kernel_fn, x1, x2, kwargs)
-            arrays.update({f"{name}/x1": x1, f"{name}/x2": x2,
-                           f"{name}/nngp": nngp, f"{name}/ntk": ntk})
+            arrays.update(
+                {f"{name}/x1": x1, f"{name}/x2": x2, f"{name}/nngp": nngp, f"{name}/ntk": ntk}
+            )
             arrays.update({f"{name}/kw/{k}": np.asarray(v) for k, v in kwargs.items()})
             if name in arch_module.X2_NONE:
                 self_kwargs = make_kwargs(name, x1, None) if make_kwargs else {}
                 self_nngp, self_ntk = nt_kernels(kernel_fn, x1, None, self_kwargs)
-                arrays.update({f"{name}/self_kw/{k}": np.asarray(v)
-                               for k, v in self_kwargs.items()})
-                arrays.update({f"{name}/self_nngp": self_nngp,
-                               f"{name}/self_ntk": self_ntk})
+                arrays.update(
+                    {f"{name}/self_kw/{k}": np.asarray(v) for k, v in self_kwargs.items()}
+                )
+                arrays.update({f"{name}/self_nngp": self_nngp, f"{name}/self_ntk": self_ntk})
         except Exception as e:
             raise RuntimeError(f"NT failed on architecture {name!r}") from e
-        print(f"{name:40s} x {str(x1.shape):14s} nngp {str(nngp.shape):9s} "
-              f"max|nngp| {np.abs(nngp).max():9.4g} max|ntk| "
-              f"{np.abs(ntk).max():9.4g}")
+        print(
+            f"{name:40s} x {str(x1.shape):14s} nngp {str(nngp.shape):9s} "
+            f"max|nngp| {np.abs(nngp).max():9.4g} max|ntk| "
+            f"{np.abs(ntk).max():9.4g}"
+        )
     return arrays
 
 
 def versions() -> dict:
     import jaxlib
-    return {"meta/neural_tangents": np.array(nt.__version__),
-            "meta/jax": np.array(jax.__version__),
-            "meta/jaxlib": np.array(jaxlib.__version__),
-            "meta/numpy": np.array(np.__version__)}
+
+    return {
+        "meta/neural_tangents": np.array(nt.__version__),
+        "meta/jax": np.array(jax.__version__),
+        "meta/jaxlib": np.array(jaxlib.__version__),
+        "meta/numpy": np.array(np.__version__),
+    }
 
 
 def write_atomically(path: Path, arrays: dict):
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".",
-                               suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(f, **arrays)
@@ -148,17 +153,23 @@ def write_atomically(path: Path, arrays: dict):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--family", default=None,
-                        help="layer family: tests/golden/architectures_FAMILY.py "
-                             "(default: the core architectures.py)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="fixture path (default: the family's nt_golden*.npz)")
+    parser.add_argument(
+        "--family",
+        default=None,
+        help="layer family: tests/golden/architectures_FAMILY.py "
+        "(default: the core architectures.py)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="fixture path (default: the family's nt_golden*.npz)"
+    )
     parser.add_argument("--only", nargs="+", metavar="NAME")
     args = parser.parse_args(argv)
 
     if nt.__version__ != NT_VERSION:
-        sys.exit(f"error: expected neural-tangents {NT_VERSION}, found "
-                 f"{nt.__version__}; use the env from scripts/make_nt_env.sh.")
+        sys.exit(
+            f"error: expected neural-tangents {NT_VERSION}, found "
+            f"{nt.__version__}; use the env from scripts/make_nt_env.sh."
+        )
     # NT warns on every Hermite / Elementwise / ElementwiseNumerical layer.
     warnings.filterwarnings("ignore", module="neural_tangents")
 
@@ -175,8 +186,7 @@ def main(argv=None):
     arrays["meta/x2_none"] = np.array(sorted(arch_module.X2_NONE))
     arrays.update(versions())
     write_atomically(out, arrays)
-    print(f"wrote {out} ({len(names)} architectures, "
-          f"{out.stat().st_size / 1024:.0f} KiB)")
+    print(f"wrote {out} ({len(names)} architectures, {out.stat().st_size / 1024:.0f} KiB)")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def mc_kernels(init_fn, apply_fn, x1, x2, key, n_samples: int, *,
-               compute_ntk: bool = True, apply_kwargs=None):
+def mc_kernels(
+    init_fn, apply_fn, x1, x2, key, n_samples: int, *, compute_ntk: bool = True, apply_kwargs=None
+):
     """Return ``(nngp_mean, nngp_sem, ntk_mean, ntk_sem)``, each ``(N1, N2)``.
 
     ``apply_fn`` must map ``(N, ...)`` inputs to ``(N, O)`` outputs. If
@@ -39,9 +40,10 @@ def mc_kernels(init_fn, apply_fn, x1, x2, key, n_samples: int, *,
         v = v / jnp.linalg.norm(v)
         j1 = jax.jacrev(lambda p: apply_fn(p, x1, **kw) @ v)(params)
         j2 = jax.jacrev(lambda p: apply_fn(p, x2, **kw) @ v)(params)
-        ntk = sum(jnp.tensordot(a, b, axes=(tuple(range(1, a.ndim)),) * 2)
-                  for a, b in zip(jax.tree_util.tree_leaves(j1),
-                                  jax.tree_util.tree_leaves(j2)))
+        ntk = sum(
+            jnp.tensordot(a, b, axes=(tuple(range(1, a.ndim)),) * 2)
+            for a, b in zip(jax.tree_util.tree_leaves(j1), jax.tree_util.tree_leaves(j2))
+        )
         return nngp, ntk
 
     draws = [one(k) for k in jax.random.split(key, n_samples)]
@@ -51,8 +53,9 @@ def mc_kernels(init_fn, apply_fn, x1, x2, key, n_samples: int, *,
     return nngp.mean(0), sem(nngp), ntk.mean(0), sem(ntk)
 
 
-def assert_within_mc(analytic, mean, sem, *, n_sigma: float = 5.0,
-                     bias: float = 0.0, what: str = "kernel"):
+def assert_within_mc(
+    analytic, mean, sem, *, n_sigma: float = 5.0, bias: float = 0.0, what: str = "kernel"
+):
     """``|analytic - mean| <= n_sigma·sem + bias·max|analytic|``, elementwise.
 
     ``bias`` covers the O(1/width) finite-width bias of the estimate.
@@ -64,4 +67,5 @@ def assert_within_mc(analytic, mean, sem, *, n_sigma: float = 5.0,
     assert np.all(err <= bound), (
         f"{what}: Monte Carlo disagrees: at {np.unravel_index(worst, err.shape)} "
         f"analytic {analytic.flat[worst]:.6g} vs MC {mean.flat[worst]:.6g} ± "
-        f"{sem.flat[worst]:.3g} (bound {bound.flat[worst]:.3g})")
+        f"{sem.flat[worst]:.3g} (bound {bound.flat[worst]:.3g})"
+    )

@@ -13,34 +13,61 @@ import pytest
 from ntk import _checks
 
 
-@pytest.mark.parametrize("call, exc, message", [
-    (lambda: _checks.require_positive(0.0, "lr", "f"), ValueError,
-     r"f: `lr` must be a number > 0; got 0\.0"),
-    (lambda: _checks.require_positive(float("nan"), "lr", "f"), ValueError, "`lr`.*nan"),
-    (lambda: _checks.require_positive(float("inf"), "lr", "f"), ValueError, "`lr`.*inf"),
-    (lambda: _checks.require_positive("a", "lr", "f"), TypeError, "`lr`.*'a'"),
-    (lambda: _checks.require_positive(True, "lr", "f"), TypeError, "`lr`.*True"),
-    (lambda: _checks.require_positive(np.ones(2), "lr", "f"), ValueError,
-     "`lr` must be a scalar"),
-    (lambda: _checks.require_real(1.0, "d", "f", low=0, high=1, high_open=True),
-     ValueError, r"`d` must be a number in \[0, 1\)"),
-    (lambda: _checks.require_int(True, "k", "f"), TypeError, "`k` must be an int"),
-    (lambda: _checks.require_int(2.0, "k", "f"), TypeError, "`k` must be an int"),
-    (lambda: _checks.require_int(0, "k", "f"), ValueError, "`k` must be an int >= 1; got 0"),
-    (lambda: _checks.require_one_of("x", ("a", "b"), "m", "f"), ValueError,
-     "`m` must be one of 'a', 'b'; got 'x'"),
-    (lambda: _checks.as_array("abc", "x", "f"), TypeError, "`x` must be a numeric"),
-    (lambda: _checks.as_array(np.ones(3, complex), "x", "f"), TypeError, "real"),
-    (lambda: _checks.as_array(np.array([1.0, np.nan]), "x", "f"), ValueError,
-     "`x` must be finite; got 1 NaN/inf entries of 2"),
-    (lambda: _checks.as_array(np.ones(3), "x", "f", ndim=2, what="(n, d)"), ValueError,
-     r"`x` must have shape \(n, d\); got shape \(3,\)"),
-    (lambda: _checks.require_indices(np.array([0, 5]), 5, "idx", "f"), ValueError,
-     r"`idx` must index rows 0\.\.4; got out-of-range entries \[5\]"),
-    (lambda: _checks.require_indices(np.array([0.0]), 5, "idx", "f"), TypeError,
-     "integer indices"),
-    (lambda: _checks.require_callable(3, "fn", "f"), TypeError, "`fn` must be a function"),
-])
+@pytest.mark.parametrize(
+    "call, exc, message",
+    [
+        (
+            lambda: _checks.require_positive(0.0, "lr", "f"),
+            ValueError,
+            r"f: `lr` must be a number > 0; got 0\.0",
+        ),
+        (lambda: _checks.require_positive(float("nan"), "lr", "f"), ValueError, "`lr`.*nan"),
+        (lambda: _checks.require_positive(float("inf"), "lr", "f"), ValueError, "`lr`.*inf"),
+        (lambda: _checks.require_positive("a", "lr", "f"), TypeError, "`lr`.*'a'"),
+        (lambda: _checks.require_positive(True, "lr", "f"), TypeError, "`lr`.*True"),
+        (
+            lambda: _checks.require_positive(np.ones(2), "lr", "f"),
+            ValueError,
+            "`lr` must be a scalar",
+        ),
+        (
+            lambda: _checks.require_real(1.0, "d", "f", low=0, high=1, high_open=True),
+            ValueError,
+            r"`d` must be a number in \[0, 1\)",
+        ),
+        (lambda: _checks.require_int(True, "k", "f"), TypeError, "`k` must be an int"),
+        (lambda: _checks.require_int(2.0, "k", "f"), TypeError, "`k` must be an int"),
+        (lambda: _checks.require_int(0, "k", "f"), ValueError, "`k` must be an int >= 1; got 0"),
+        (
+            lambda: _checks.require_one_of("x", ("a", "b"), "m", "f"),
+            ValueError,
+            "`m` must be one of 'a', 'b'; got 'x'",
+        ),
+        (lambda: _checks.as_array("abc", "x", "f"), TypeError, "`x` must be a numeric"),
+        (lambda: _checks.as_array(np.ones(3, complex), "x", "f"), TypeError, "real"),
+        (
+            lambda: _checks.as_array(np.array([1.0, np.nan]), "x", "f"),
+            ValueError,
+            "`x` must be finite; got 1 NaN/inf entries of 2",
+        ),
+        (
+            lambda: _checks.as_array(np.ones(3), "x", "f", ndim=2, what="(n, d)"),
+            ValueError,
+            r"`x` must have shape \(n, d\); got shape \(3,\)",
+        ),
+        (
+            lambda: _checks.require_indices(np.array([0, 5]), 5, "idx", "f"),
+            ValueError,
+            r"`idx` must index rows 0\.\.4; got out-of-range entries \[5\]",
+        ),
+        (
+            lambda: _checks.require_indices(np.array([0.0]), 5, "idx", "f"),
+            TypeError,
+            "integer indices",
+        ),
+        (lambda: _checks.require_callable(3, "fn", "f"), TypeError, "`fn` must be a function"),
+    ],
+)
 def test_each_check_names_function_argument_and_value(call, exc, message):
     with pytest.raises(exc, match=message):
         call()

@@ -18,60 +18,115 @@ _NAN = _X.copy()
 _NAN[0, 0] = np.nan
 
 
-@pytest.mark.parametrize("call, exc, message", [
-    (lambda: data.flatten(3.0), ValueError, "`x` must be an array of n examples"),
-    (lambda: data.standardize(_X, _NAN), ValueError, r"`others\[0\]` must be finite"),
-    (lambda: data.standardize(np.zeros((0, 3))), ValueError, "`x_train` must have a leading"),
-    (lambda: data.split(_X, _Y, test_fraction=1.0), ValueError,
-     r"`test_fraction` must be a number in \(0, 1\); got 1.0"),
-    (lambda: data.split(_X, _Y, test_fraction="half"), TypeError, "`test_fraction`"),
-    (lambda: data.split(_X, _Y[:5]), ValueError, "same number of rows; got 6 and 5"),
-    (lambda: data.split(_X, _X), ValueError, r"`y` must have shape \(n,\)"),
-    (lambda: data.split(_X[:1], _Y[:1]), ValueError, "at least 2 rows"),
-    (lambda: data.split(_NAN, _Y), ValueError, "`x` must be finite"),
-    (lambda: data.split(_X, _Y, seed=-1), ValueError, "`seed` must be an int >= 0"),
-    (lambda: data.uci("housing"), ValueError, "`name` must be one of 'boston'"),
-    (lambda: data.uci("concrete", data_dir=3), TypeError, "`data_dir` must be a path"),
-    (lambda: data.cifar10("/nonexistent", split="val"), ValueError,
-     "`split` must be one of 'train', 'test'; got 'val'"),
-    (lambda: fewshot.normalize_rows(_NAN), ValueError, "`x` must be finite"),
-    (lambda: fewshot.fewshot_dataset(source="omniglot"), ValueError,
-     "`source` must be one of 'digits', 'mnist_5k'"),
-    (lambda: fewshot.fewshot_dataset(per_class=0), ValueError, "`per_class`"),
-    (lambda: fewshot.fewshot_dataset(distractors=-1), ValueError, "`distractors`"),
-    (lambda: fewshot.sample_tasks(_X, _Y, 2, n_way=7, rng=_RNG), ValueError,
-     "`n_way`=7 needs at least that many classes"),
-    (lambda: fewshot.sample_tasks(_X, _Y, 2, n_way=2, rng=0), TypeError,
-     "`rng` must be a numpy.random.Generator"),
-    (lambda: fewshot.sample_tasks(_X, _Y[:5], 2, n_way=2, rng=_RNG), ValueError,
-     "same number of rows"),
-    (lambda: fewshot.sample_tasks(_X, _Y, 0, n_way=2, rng=_RNG), ValueError, "`n_tasks`"),
-    (lambda: text.planted_analogy_corpus(n_topics=1), ValueError,
-     "`n_topics` must be an int >= 2; got 1"),
-    (lambda: text.planted_analogy_corpus(filler_prob=1.0), ValueError,
-     r"`filler_prob` must be a number in \[0, 1\)"),
-    (lambda: text.planted_analogy_corpus(zipf=-1.0), ValueError, "`zipf`"),
-    (lambda: text.planted_analogy_corpus(n_tokens=10.0), TypeError, "`n_tokens` must be an int"),
-    (lambda: text.analogy_accuracy(np.eye(4), np.array([[0, 1, 2, 4]])), ValueError,
-     r"`questions` must index rows 0\.\.3"),
-    (lambda: text.analogy_accuracy(np.eye(4), np.array([[0, 1, 2, -1]])), ValueError,
-     r"word ids in \[0, 4\)"),
-    (lambda: text.analogy_accuracy(np.triu(np.ones((4, 4))), np.array([[0, 1, 2, 3]])),
-     ValueError, "`gram` must be symmetric"),
-    (lambda: text.unigram_table(np.array([1.0, -1.0])), ValueError, "`counts` must be >= 0"),
-    (lambda: text.unigram_table(np.zeros(3)), ValueError, "at least one positive"),
-    (lambda: text.cbow_batches(np.arange(5), 1, 6, 2, np.full(5, 0.2), _RNG), ValueError,
-     r"`batch_size` must be an int in \[1, 5\]"),
-    (lambda: text.cbow_batches(np.arange(5), 1, 2, 2, np.full(5, 0.3), _RNG), ValueError,
-     "`noise` must be a probability vector"),
-    (lambda: text.cbow_batches(np.arange(6), 1, 2, 2, np.full(5, 0.2), _RNG), ValueError,
-     r"`tokens` must be word ids in \[0, 5\)"),
-    (lambda: text.cbow_batches(np.arange(5.0), 1, 2, 2, np.full(5, 0.2), _RNG), TypeError,
-     "`tokens` must be integer word ids"),
-    (lambda: text.read_analogy_questions("q.txt", ["a", "b"]), TypeError,
-     "`word_to_id` must be a dict"),
-    (lambda: text.text8("/nonexistent", max_vocab=0), ValueError, "`max_vocab`"),
-])
+@pytest.mark.parametrize(
+    "call, exc, message",
+    [
+        (lambda: data.flatten(3.0), ValueError, "`x` must be an array of n examples"),
+        (lambda: data.standardize(_X, _NAN), ValueError, r"`others\[0\]` must be finite"),
+        (lambda: data.standardize(np.zeros((0, 3))), ValueError, "`x_train` must have a leading"),
+        (
+            lambda: data.split(_X, _Y, test_fraction=1.0),
+            ValueError,
+            r"`test_fraction` must be a number in \(0, 1\); got 1.0",
+        ),
+        (lambda: data.split(_X, _Y, test_fraction="half"), TypeError, "`test_fraction`"),
+        (lambda: data.split(_X, _Y[:5]), ValueError, "same number of rows; got 6 and 5"),
+        (lambda: data.split(_X, _X), ValueError, r"`y` must have shape \(n,\)"),
+        (lambda: data.split(_X[:1], _Y[:1]), ValueError, "at least 2 rows"),
+        (lambda: data.split(_NAN, _Y), ValueError, "`x` must be finite"),
+        (lambda: data.split(_X, _Y, seed=-1), ValueError, "`seed` must be an int >= 0"),
+        (lambda: data.uci("housing"), ValueError, "`name` must be one of 'boston'"),
+        (lambda: data.uci("concrete", data_dir=3), TypeError, "`data_dir` must be a path"),
+        (
+            lambda: data.cifar10("/nonexistent", split="val"),
+            ValueError,
+            "`split` must be one of 'train', 'test'; got 'val'",
+        ),
+        (lambda: fewshot.normalize_rows(_NAN), ValueError, "`x` must be finite"),
+        (
+            lambda: fewshot.fewshot_dataset(source="omniglot"),
+            ValueError,
+            "`source` must be one of 'glyphs', 'digits', 'mnist_5k'",
+        ),
+        (lambda: fewshot.fewshot_dataset(per_class=0), ValueError, "`per_class`"),
+        (lambda: fewshot.fewshot_dataset(distractors=-1), ValueError, "`distractors`"),
+        (
+            lambda: fewshot.sample_tasks(_X, _Y, 2, n_way=7, rng=_RNG),
+            ValueError,
+            "`n_way`=7 needs at least that many classes",
+        ),
+        (
+            lambda: fewshot.sample_tasks(_X, _Y, 2, n_way=2, rng=0),
+            TypeError,
+            "`rng` must be a numpy.random.Generator",
+        ),
+        (
+            lambda: fewshot.sample_tasks(_X, _Y[:5], 2, n_way=2, rng=_RNG),
+            ValueError,
+            "same number of rows",
+        ),
+        (lambda: fewshot.sample_tasks(_X, _Y, 0, n_way=2, rng=_RNG), ValueError, "`n_tasks`"),
+        (
+            lambda: text.planted_analogy_corpus(n_topics=1),
+            ValueError,
+            "`n_topics` must be an int >= 2; got 1",
+        ),
+        (
+            lambda: text.planted_analogy_corpus(filler_prob=1.0),
+            ValueError,
+            r"`filler_prob` must be a number in \[0, 1\)",
+        ),
+        (lambda: text.planted_analogy_corpus(zipf=-1.0), ValueError, "`zipf`"),
+        (
+            lambda: text.planted_analogy_corpus(n_tokens=10.0),
+            TypeError,
+            "`n_tokens` must be an int",
+        ),
+        (
+            lambda: text.analogy_accuracy(np.eye(4), np.array([[0, 1, 2, 4]])),
+            ValueError,
+            r"`questions` must index rows 0\.\.3",
+        ),
+        (
+            lambda: text.analogy_accuracy(np.eye(4), np.array([[0, 1, 2, -1]])),
+            ValueError,
+            r"word ids in \[0, 4\)",
+        ),
+        (
+            lambda: text.analogy_accuracy(np.triu(np.ones((4, 4))), np.array([[0, 1, 2, 3]])),
+            ValueError,
+            "`gram` must be symmetric",
+        ),
+        (lambda: text.unigram_table(np.array([1.0, -1.0])), ValueError, "`counts` must be >= 0"),
+        (lambda: text.unigram_table(np.zeros(3)), ValueError, "at least one positive"),
+        (
+            lambda: text.cbow_batches(np.arange(5), 1, 6, 2, np.full(5, 0.2), _RNG),
+            ValueError,
+            r"`batch_size` must be an int in \[1, 5\]",
+        ),
+        (
+            lambda: text.cbow_batches(np.arange(5), 1, 2, 2, np.full(5, 0.3), _RNG),
+            ValueError,
+            "`noise` must be a probability vector",
+        ),
+        (
+            lambda: text.cbow_batches(np.arange(6), 1, 2, 2, np.full(5, 0.2), _RNG),
+            ValueError,
+            r"`tokens` must be word ids in \[0, 5\)",
+        ),
+        (
+            lambda: text.cbow_batches(np.arange(5.0), 1, 2, 2, np.full(5, 0.2), _RNG),
+            TypeError,
+            "`tokens` must be integer word ids",
+        ),
+        (
+            lambda: text.read_analogy_questions("q.txt", ["a", "b"]),
+            TypeError,
+            "`word_to_id` must be a dict",
+        ),
+        (lambda: text.text8("/nonexistent", max_vocab=0), ValueError, "`max_vocab`"),
+    ],
+)
 def test_bad_arguments_are_rejected_by_name(call, exc, message):
     with pytest.raises(exc, match=message):
         call()
@@ -88,8 +143,9 @@ def test_cbow_batches_validate_before_the_first_batch_is_drawn():
     # A generator would raise only on iteration; the call itself must raise.
     with pytest.raises(ValueError, match="`window`"):
         text.cbow_batches(np.arange(5), 0, 2, 2, np.full(5, 0.2), _RNG)
-    batches = list(text.cbow_batches(np.arange(5), 1, 2, 2, np.full(5, 0.2),
-                                     np.random.default_rng(0)))
+    batches = list(
+        text.cbow_batches(np.arange(5), 1, 2, 2, np.full(5, 0.2), np.random.default_rng(0))
+    )
     assert len(batches) == 2  # ⌊5 / 2⌋ batches of one epoch
     ctx, mask, target, neg = batches[0]
     assert ctx.shape == (2, 2) and mask.shape == (2, 2) and neg.shape == (2, 2)

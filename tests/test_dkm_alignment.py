@@ -22,12 +22,15 @@ def test_centred_alignment_ignores_constant_offsets_and_matches_the_formula():
     a, b = a @ a.T, b @ b.T
     # centring removes c·11ᵀ: the offset must not change the alignment
     assert dkm.centred_alignment(a + 7.0, b) == pytest.approx(
-        dkm.centred_alignment(a, b), rel=1e-12)
+        dkm.centred_alignment(a, b), rel=1e-12
+    )
+
     # explicit double centring by row/column means (independent of H = I − 11ᵀ/P)
     def centre(m):
         return m - m.mean(0) - m.mean(1)[:, None] + m.mean()
+
     ca, cb = centre(a), centre(b)
-    want = np.sum(ca * cb) / np.sqrt(np.sum(ca ** 2) * np.sum(cb ** 2))
+    want = np.sum(ca * cb) / np.sqrt(np.sum(ca**2) * np.sum(cb**2))
     assert dkm.centred_alignment(a, b) == pytest.approx(want, rel=1e-12)
 
 

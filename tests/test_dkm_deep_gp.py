@@ -23,20 +23,39 @@ def test_one_layer_dgp_elbo_reaches_the_exact_gp_marginal_likelihood():
     x = rng.uniform(-2, 2, (n, d))
     y = np.sin(x[:, 0]) + 0.5 * x[:, 1] + 0.1 * rng.normal(size=n)
     params = deep_gp.init(x, y, jax.random.PRNGKey(0), layers=1, num_inducing=n, noise_var=s2)
-    layer = dict(params["layers"][0], z=jnp.asarray(x, jnp.float32),
-                 log_ls=jnp.full((d,), math.log(ls), jnp.float32))
+    layer = dict(
+        params["layers"][0],
+        z=jnp.asarray(x, jnp.float32),
+        log_ls=jnp.full((d,), math.log(ls), jnp.float32),
+    )
     params = dict(params, layers=(layer,))
-    fitted, trace = deep_gp.fit(x, y, jax.random.PRNGKey(1), layers=1, steps=500,
-                                 learning_rate=0.05, params=params, fixed=deep_gp.FIXABLE,
-                                 jitter=1e-6, return_trace=True)
-    for key in ("z", "log_ls", "log_amp"):                  # fixed really means fixed
+    fitted, trace = deep_gp.fit(
+        x,
+        y,
+        jax.random.PRNGKey(1),
+        layers=1,
+        steps=500,
+        learning_rate=0.05,
+        params=params,
+        fixed=deep_gp.FIXABLE,
+        jitter=1e-6,
+        return_trace=True,
+    )
+    for key in ("z", "log_ls", "log_amp"):  # fixed really means fixed
         np.testing.assert_array_equal(fitted["layers"][0][key], layer[key])
-    k = amp * np.exp(-0.5 * ((x[:, None] - x[None]) ** 2).sum(-1) / ls ** 2) + s2 * np.eye(n)
+    k = amp * np.exp(-0.5 * ((x[:, None] - x[None]) ** 2).sum(-1) / ls**2) + s2 * np.eye(n)
     c = np.linalg.cholesky(k)
     a = np.linalg.solve(c, y)
     lml = -0.5 * a @ a - np.log(np.diag(c)).sum() - 0.5 * n * math.log(2 * math.pi)
-    value = float(deep_gp.elbo(fitted, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32),
-                                jax.random.PRNGKey(2), jitter=1e-6))
+    value = float(
+        deep_gp.elbo(
+            fitted,
+            jnp.asarray(x, jnp.float32),
+            jnp.asarray(y, jnp.float32),
+            jax.random.PRNGKey(2),
+            jitter=1e-6,
+        )
+    )
     # a bound: never above log p(y) beyond float32 round-off of a 40×40 Cholesky (~1e-3 nats;
     # the jitter 1e-6 moves log p(y) by ≲ n·1e-6/σ² ≈ 1e-3)
     assert value <= lml + 2e-3, (value, lml)
@@ -44,7 +63,7 @@ def test_one_layer_dgp_elbo_reaches_the_exact_gp_marginal_likelihood():
     # and tight at the optimum: 500 Adam steps reach it to ~3e-4 nats (measured); 1e-2 nats
     # is ~1% of a typical per-step change early on, so an unconverged q(u) fails
     assert value > lml - 1e-2, (value, lml)
-    assert trace[0] < lml - 1.0                             # it started far below
+    assert trace[0] < lml - 1.0  # it started far below
 
 
 def test_two_layer_dgp_fits_a_step_function_better_than_one_layer():
@@ -59,13 +78,20 @@ def test_two_layer_dgp_fits_a_step_function_better_than_one_layer():
     yt = np.where(xt[:, 0] > 0, 1.0, -1.0)
     ll = {}
     for layers in (1, 2):
-        params = deep_gp.fit(x, y, jax.random.PRNGKey(0), layers=layers, num_inducing=20,
-                              steps=1500, learning_rate=0.02, noise_var=0.01)
+        params = deep_gp.fit(
+            x,
+            y,
+            jax.random.PRNGKey(0),
+            layers=layers,
+            num_inducing=20,
+            steps=1500,
+            learning_rate=0.02,
+            noise_var=0.01,
+        )
         mean, var = deep_gp.predict(params, xt, jax.random.PRNGKey(9), 100)
         assert mean.shape == var.shape == (201,) and np.all(var > 0)
         ll[layers] = float(np.mean(-0.5 * (np.log(2 * math.pi * var) + (yt - mean) ** 2 / var)))
     assert ll[2] > ll[1] + 0.4, ll
-
 
 
 def test_sqexp_ard_is_the_closed_form():
@@ -77,18 +103,36 @@ def test_sqexp_ard_is_the_closed_form():
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
-@pytest.mark.parametrize("call,exc,message", [
-    (lambda x, y: deep_gp.fit(x, y[:3], jax.random.PRNGKey(0)), ValueError,
-     "`y` must have 5 rows like `x`"),
-    (lambda x, y: deep_gp.fit(x, y, jax.random.PRNGKey(0), fixed=("lengthscale",)),
-     ValueError, "`fixed` must be a tuple of names among"),
-    (lambda x, y: deep_gp.fit(x, y, jax.random.PRNGKey(0), steps=0), ValueError,
-     "`steps` must be an int >= 1"),
-    (lambda x, y: deep_gp.init(x, y, jax.random.PRNGKey(0), noise_var=0.0), ValueError,
-     "`noise_var` must be a number > 0"),
-    (lambda x, y: deep_gp.init(x[:, 0], y, jax.random.PRNGKey(0)), ValueError,
-     r"`x` must have shape \(N, D\)"),
-])
+@pytest.mark.parametrize(
+    "call,exc,message",
+    [
+        (
+            lambda x, y: deep_gp.fit(x, y[:3], jax.random.PRNGKey(0)),
+            ValueError,
+            "`y` must have 5 rows like `x`",
+        ),
+        (
+            lambda x, y: deep_gp.fit(x, y, jax.random.PRNGKey(0), fixed=("lengthscale",)),
+            ValueError,
+            "`fixed` must be a tuple of names among",
+        ),
+        (
+            lambda x, y: deep_gp.fit(x, y, jax.random.PRNGKey(0), steps=0),
+            ValueError,
+            "`steps` must be an int >= 1",
+        ),
+        (
+            lambda x, y: deep_gp.init(x, y, jax.random.PRNGKey(0), noise_var=0.0),
+            ValueError,
+            "`noise_var` must be a number > 0",
+        ),
+        (
+            lambda x, y: deep_gp.init(x[:, 0], y, jax.random.PRNGKey(0)),
+            ValueError,
+            r"`x` must have shape \(N, D\)",
+        ),
+    ],
+)
 def test_bad_arguments_are_rejected_by_name(call, exc, message):
     x, y = np.ones((5, 2)), np.ones(5)
     with pytest.raises(exc, match=message):

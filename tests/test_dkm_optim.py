@@ -22,8 +22,10 @@ def _random_tree(P, num_layers, C=None, seed=0):
     keys = iter(jax.random.split(jax.random.PRNGKey(seed), 3 * num_layers + 3))
 
     def factor():
-        return {"raw": 0.4 * jax.random.normal(next(keys), (P, P)),
-                "log_diag": 0.5 * jax.random.normal(next(keys), (P,))}
+        return {
+            "raw": 0.4 * jax.random.normal(next(keys), (P, P)),
+            "log_diag": 0.5 * jax.random.normal(next(keys), (P,)),
+        }
 
     tree = {"layers": [factor() for _ in range(num_layers)]}
     if C is not None:
@@ -33,9 +35,19 @@ def _random_tree(P, num_layers, C=None, seed=0):
 
 def _parameter_mask(tree):
     # Only the strict lower triangle of `raw` is a parameter (lower_factor).
-    return ravel_pytree(jax.tree.map(
-        lambda a: jnp.tril(jnp.ones_like(a), -1) if a.ndim == 2 and a.shape[0] == a.shape[1]
-        else jnp.ones_like(a), tree))[0] > 0
+    return (
+        ravel_pytree(
+            jax.tree.map(
+                lambda a: (
+                    jnp.tril(jnp.ones_like(a), -1)
+                    if a.ndim == 2 and a.shape[0] == a.shape[1]
+                    else jnp.ones_like(a)
+                ),
+                tree,
+            )
+        )[0]
+        > 0
+    )
 
 
 def _fisher_matrix(tree, nu):
@@ -57,9 +69,18 @@ def _fisher_matrix(tree, nu):
         J = J.reshape(-1, flat.size)
         F = F + 0.5 * w * J.T @ jnp.kron(Bi, Bi) @ J
     if "output" in tree:
-        mean_idx = ravel_pytree(jax.tree.map(jnp.zeros_like, tree) | {
-            "output": {**jax.tree.map(jnp.zeros_like, tree["output"]),
-                       "mean": jnp.ones_like(tree["output"]["mean"])}})[0] > 0
+        mean_idx = (
+            ravel_pytree(
+                jax.tree.map(jnp.zeros_like, tree)
+                | {
+                    "output": {
+                        **jax.tree.map(jnp.zeros_like, tree["output"]),
+                        "mean": jnp.ones_like(tree["output"]["mean"]),
+                    }
+                }
+            )[0]
+            > 0
+        )
         F = F + jnp.diag(mean_idx.astype(F.dtype))
     return F, unravel
 
@@ -73,8 +94,9 @@ def test_fisher_inverse_inverts_the_kl_fisher_information(C):
     g = jax.random.normal(jax.random.PRNGKey(7), (mask.size,)) * mask
     x = ravel_pytree(optim.fisher_inverse(tree, unravel(g), nu))[0]
     assert np.all(np.asarray(x)[~mask] == 0)
-    np.testing.assert_allclose(np.asarray(F @ x)[mask], np.asarray(g)[mask],
-                               rtol=1e-9, atol=1e-9 * float(jnp.abs(g).max()))
+    np.testing.assert_allclose(
+        np.asarray(F @ x)[mask], np.asarray(g)[mask], rtol=1e-9, atol=1e-9 * float(jnp.abs(g).max())
+    )
 
 
 def _kronecker_setup(P=5, seed=0):
@@ -95,6 +117,7 @@ def _metric_matrix(raw, log_diag, quadratic_form):
             p = unravel(f)
             C = lower_factor(p["raw"], p["log_diag"])
             return C @ C.T
+
         return quadratic_form(jax.jvp(gram, (flat,), (d,))[1])
 
     return jax.hessian(q)(jnp.zeros_like(flat)), unravel
@@ -120,8 +143,9 @@ def test_kronecker_inverse_inverts_the_separable_kronecker_metric():
     gt = unravel(g)
     x = ravel_pytree(optim.kronecker_inverse([(C, A)], [gt])[0])[0]
     assert np.all(np.asarray(x)[~mask] == 0)
-    np.testing.assert_allclose(np.asarray(F @ x)[mask], np.asarray(g)[mask],
-                               rtol=1e-8, atol=1e-8 * float(jnp.abs(g).max()))
+    np.testing.assert_allclose(
+        np.asarray(F @ x)[mask], np.asarray(g)[mask], rtol=1e-8, atol=1e-8 * float(jnp.abs(g).max())
+    )
 
 
 def test_separable_metric_bounds_the_two_kronecker_fishers_from_above():
@@ -159,33 +183,52 @@ def test_preconditioned_lbfgs_reaches_the_optax_optimum_in_fewer_iterations():
     X = (X - X.mean(0)) / (X.std(0) + 1e-8)
     Y = np.eye(10)[np.asarray(labels)[:n]] - 0.1
     model = dkm.FullDKM(dkm.relu(2.0, 0.1), num_layers=3, nu=1.0, noise_var=0.1)
-    runs = {m: model.fit(model.init(X), X, Y, method=m, max_iter=1000, tol=1e-9)
-            for m in ("lbfgs", "optax-lbfgs")}
+    runs = {
+        m: model.fit(model.init(X), X, Y, method=m, max_iter=1000, tol=1e-9)
+        for m in ("lbfgs", "optax-lbfgs")
+    }
     (_, ours), (_, plain) = runs["lbfgs"], runs["optax-lbfgs"]
     assert ours.converged and plain.converged
     np.testing.assert_allclose(ours.objective[-1], plain.objective[-1], rtol=1e-7)
     assert ours.iterations < 0.8 * plain.iterations, (ours.iterations, plain.iterations)
 
 
-@pytest.mark.parametrize("kwargs, arg", [({"memory_size": 0}, "memory_size"),
-                                         ({"refresh_every": 0}, "refresh_every"),
-                                         ({"initial_scale": "bb"}, "initial_scale")])
+@pytest.mark.parametrize(
+    "kwargs, arg",
+    [
+        ({"memory_size": 0}, "memory_size"),
+        ({"refresh_every": 0}, "refresh_every"),
+        ({"initial_scale": "bb"}, "initial_scale"),
+    ],
+)
 def test_bad_settings_are_rejected_by_name(kwargs, arg):
     with pytest.raises(ValueError, match=arg):
         optim.scale_by_preconditioned_lbfgs(lambda p, g: g, **kwargs)
 
 
-@pytest.mark.parametrize("call, exc, message", [
-    (lambda: optim.scale_by_preconditioned_lbfgs(None), TypeError,
-     "`precondition` must be a function"),
-    (lambda: optim.scale_by_preconditioned_lbfgs(lambda p, g: g, memory_size=2.5),
-     TypeError, "`memory_size` must be an int"),
-    (lambda: optim.lbfgs((1.0, -1.0)), ValueError, "`nu` must be positive KL weights"),
-    (lambda: optim.lbfgs(1.0), ValueError, "`nu` must be positive KL weights"),
-    (lambda: optim.lbfgs((1.0,), max_linesearch_steps=0), ValueError,
-     "`max_linesearch_steps` must be an int >= 1"),
-    (lambda: optim.kronecker_lbfgs(3), TypeError, "`factors_fn` must be a function"),
-])
+@pytest.mark.parametrize(
+    "call, exc, message",
+    [
+        (
+            lambda: optim.scale_by_preconditioned_lbfgs(None),
+            TypeError,
+            "`precondition` must be a function",
+        ),
+        (
+            lambda: optim.scale_by_preconditioned_lbfgs(lambda p, g: g, memory_size=2.5),
+            TypeError,
+            "`memory_size` must be an int",
+        ),
+        (lambda: optim.lbfgs((1.0, -1.0)), ValueError, "`nu` must be positive KL weights"),
+        (lambda: optim.lbfgs(1.0), ValueError, "`nu` must be positive KL weights"),
+        (
+            lambda: optim.lbfgs((1.0,), max_linesearch_steps=0),
+            ValueError,
+            "`max_linesearch_steps` must be an int >= 1",
+        ),
+        (lambda: optim.kronecker_lbfgs(3), TypeError, "`factors_fn` must be a function"),
+    ],
+)
 def test_bad_optimizer_arguments_are_rejected_by_name(call, exc, message):
     with pytest.raises(exc, match=message):
         call()

@@ -24,8 +24,9 @@ def prior_sampler():
     kernel = dkm.sqexp(lengthscale=1.0)
     g0 = x @ x.T / 3
     k = np.asarray(kernel(g0), np.float64) + 1e-5 * np.eye(p)
-    sample = sampling.make_dgp_sampler(kernel, 1, 32, noise_var=0.1, n_chains=chains,
-                                       burn_in=200, n_samples=400, jitter=1e-5)
+    sample = sampling.make_dgp_sampler(
+        kernel, 1, 32, noise_var=0.1, n_chains=chains, burn_in=200, n_samples=400, jitter=1e-5
+    )
     return sample, g0, k, chains, 400
 
 
@@ -36,10 +37,17 @@ def test_sampler_without_likelihood_has_wishart_prior_moments(prior_sampler, wid
     Width 8 and 24 of a 32-column sampler also check the zero-padded columns."""
     sample, g0, k, chains, n = prior_sampler
     y = jnp.zeros((k.shape[0], 1), jnp.float32)
-    out = sample(jax.random.PRNGKey(width), g0, y, jnp.asarray([width]), 0.0,
-                 jnp.asarray(k[None], jnp.float32), 0.5)
+    out = sample(
+        jax.random.PRNGKey(width),
+        g0,
+        y,
+        jnp.asarray([width]),
+        0.0,
+        jnp.asarray(k[None], jnp.float32),
+        0.5,
+    )
     mean = np.asarray(out.mean_grams, np.float64)[:, 0].mean(0)
-    var = (k ** 2 + np.outer(np.diag(k), np.diag(k))) / width
+    var = (k**2 + np.outer(np.diag(k), np.diag(k))) / width
     # MALA samples are autocorrelated: an effective sample size of chains·n/50 is
     # a conservative bound at the adapted step (τ ≈ 2/h with h ≳ 0.1 here)
     ess = chains * n / 50
@@ -51,7 +59,6 @@ def test_sampler_without_likelihood_has_wishart_prior_moments(prior_sampler, wid
     assert 0.7 * expected < measured < 1.3 * expected, (measured, expected)
 
 
-
 def test_whitened_grams_are_the_feature_grams():
     # F_1 = chol(K(G_0) + jI) Z by hand (NumPy), G_1 = F Fᵀ / N: an independent product
     rng = np.random.default_rng(0)
@@ -59,11 +66,10 @@ def test_whitened_grams_are_the_feature_grams():
     g0 = x @ x.T / 3
     z = rng.normal(size=(4, 7))
     kernel = dkm.sqexp()
-    g1 = sampling.grams_from_whitened([jnp.asarray(z)], jnp.asarray(g0), kernel,
-                                      jitter=1e-6)[0]
+    g1 = sampling.grams_from_whitened([jnp.asarray(z)], jnp.asarray(g0), kernel, jitter=1e-6)[0]
     c = np.linalg.cholesky(np.asarray(kernel(jnp.asarray(g0))) + 1e-6 * np.eye(4))
     f = c @ z
-    np.testing.assert_allclose(g1, f @ f.T / 7, rtol=1e-10)   # float64 round-off
+    np.testing.assert_allclose(g1, f @ f.T / 7, rtol=1e-10)  # float64 round-off
 
 
 def test_log_posterior_is_prior_plus_copies_times_likelihood():
@@ -75,38 +81,44 @@ def test_log_posterior_is_prior_plus_copies_times_likelihood():
     g2 = np.asarray(sampling.grams_from_whitened(zs, jnp.asarray(g0), kernel)[-1])
     s = np.asarray(kernel(jnp.asarray(g2))) + 0.1 * np.eye(5)
     # log N(y; 0, S) by NumPy's slogdet and solve (independent of the Cholesky route)
-    ll = -0.5 * (y[:, 0] @ np.linalg.solve(s, y[:, 0]) + np.linalg.slogdet(s)[1]
-                 + 5 * np.log(2 * np.pi))
+    ll = -0.5 * (
+        y[:, 0] @ np.linalg.solve(s, y[:, 0]) + np.linalg.slogdet(s)[1] + 5 * np.log(2 * np.pi)
+    )
     prior = -0.5 * sum(float(np.sum(np.asarray(z) ** 2)) for z in zs)
     got = sampling.dgp_log_posterior(zs, jnp.asarray(g0), jnp.asarray(y), kernel, 0.1, 3.0)
     np.testing.assert_allclose(float(got), prior + 3.0 * ll, rtol=1e-10)
 
 
-@pytest.mark.parametrize("kwargs,exc,message", [
-    (dict(kernel=3), TypeError, "`kernel` must be a map G -> K"),
-    (dict(n_layers=0), ValueError, "`n_layers` must be an int >= 1"),
-    (dict(max_width=2.5), TypeError, "`max_width` must be an int"),
-    (dict(noise_var=-1.0), ValueError, "`noise_var` must be a number >= 0"),
-    (dict(target_accept=1.0), ValueError, r"`target_accept` must be a number in \(0, 1\)"),
-    (dict(jitter=-1e-6), ValueError, "`jitter` must be a number >= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,message",
+    [
+        (dict(kernel=3), TypeError, "`kernel` must be a map G -> K"),
+        (dict(n_layers=0), ValueError, "`n_layers` must be an int >= 1"),
+        (dict(max_width=2.5), TypeError, "`max_width` must be an int"),
+        (dict(noise_var=-1.0), ValueError, "`noise_var` must be a number >= 0"),
+        (dict(target_accept=1.0), ValueError, r"`target_accept` must be a number in \(0, 1\)"),
+        (dict(jitter=-1e-6), ValueError, "`jitter` must be a number >= 0"),
+    ],
+)
 def test_bad_sampler_settings_are_rejected_by_name(kwargs, exc, message):
     args = dict(kernel=dkm.sqexp(), n_layers=1, max_width=8, noise_var=0.1)
     args.update(kwargs)
     with pytest.raises(exc, match=message):
-        sampling.make_dgp_sampler(args.pop("kernel"), args.pop("n_layers"),
-                                  args.pop("max_width"), **args)
+        sampling.make_dgp_sampler(
+            args.pop("kernel"), args.pop("n_layers"), args.pop("max_width"), **args
+        )
 
 
 def test_widths_beyond_the_compiled_maximum_are_rejected():
-    sample = sampling.make_dgp_sampler(dkm.sqexp(), 1, 8, noise_var=0.1, n_chains=1,
-                                       burn_in=1, n_samples=1)
+    sample = sampling.make_dgp_sampler(
+        dkm.sqexp(), 1, 8, noise_var=0.1, n_chains=1, burn_in=1, n_samples=1
+    )
     g0, y = jnp.eye(3), jnp.zeros((3, 1))
     with pytest.raises(ValueError, match=r"`widths` must be 1 integers in \[1, max_width=8\]"):
         sample(jax.random.PRNGKey(0), g0, y, jnp.asarray([9]), 1.0, g0[None], 0.1)
 
 
 def test_concrete_singular_kernel_is_a_clear_error():
-    g0 = jnp.ones((3, 3))                       # K(G) = 1 1ᵀ: rank one
+    g0 = jnp.ones((3, 3))  # K(G) = 1 1ᵀ: rank one
     with pytest.raises(ValueError, match="not positive definite.*smallest eigenvalue"):
         sampling.grams_from_whitened([jnp.ones((3, 2))], g0, lambda g: g, jitter=0.0)

@@ -42,8 +42,17 @@ def test_fitter_optimum_beats_nngp_under_the_dkm_objective(fitter):
     grams, value, _ = fit(1.0)
     nngp = dkm.nngp_grams(X, kernel, 2)
     at_nngp = float(dkm.dkm_objective(nngp, X, Y, kernel, nu=1.0, noise_var=0.1, jitter=1e-5))
-    at_opt = float(dkm.dkm_objective([jnp.asarray(g, jnp.float32) for g in grams], X, Y,
-                                     kernel, nu=1.0, noise_var=0.1, jitter=1e-5))
+    at_opt = float(
+        dkm.dkm_objective(
+            [jnp.asarray(g, jnp.float32) for g in grams],
+            X,
+            Y,
+            kernel,
+            nu=1.0,
+            noise_var=0.1,
+            jitter=1e-5,
+        )
+    )
     assert at_opt > at_nngp + 0.1
     # the two routes to L differ by float32 round-off of P×P Cholesky factors
     assert abs(at_opt - value) < 1e-3 * abs(value) + 1e-3

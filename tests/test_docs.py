@@ -23,16 +23,36 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 
 # The public modules: ntk's non-underscore submodules. Each has an API page.
-PUBLIC_MODULES = sorted(f"ntk.{m.name}" for m in pkgutil.iter_modules(ntk.__path__)
-                        if not m.name.startswith("_"))
+PUBLIC_MODULES = sorted(
+    f"ntk.{m.name}" for m in pkgutil.iter_modules(ntk.__path__) if not m.name.startswith("_")
+)
 
 
 def _sphinx(src, out, *extra):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     return subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-E", "-q",
-         "-b", "html", "-d", str(out / "doctrees"), *extra, str(src), str(out / "html")],
-        capture_output=True, text=True, env=env, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-n",
+            "-E",
+            "-q",
+            "-b",
+            "html",
+            "-d",
+            str(out / "doctrees"),
+            *extra,
+            str(src),
+            str(out / "html"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +73,11 @@ def _public_names(module_name):
     module = importlib.import_module(module_name)
     names = getattr(module, "__all__", None)
     if names is None:
-        names = [n for n, v in vars(module).items() if not n.startswith("_")
-                 and getattr(v, "__module__", None) == module_name]
+        names = [
+            n
+            for n, v in vars(module).items()
+            if not n.startswith("_") and getattr(v, "__module__", None) == module_name
+        ]
     for name in names:
         obj = getattr(module, name)
         if type(obj) is type(module):
@@ -99,8 +122,12 @@ def test_every_public_module_has_an_api_page():
 def test_every_public_name_is_on_the_site(site):
     proc, _, objects = site
     assert objects is not None, proc.stderr[-4000:]
-    missing = [f"{m}.{n}" for module in PUBLIC_MODULES for m, n, _ in _public_names(module)
-               if f"{m}.{n}" not in objects]
+    missing = [
+        f"{m}.{n}"
+        for module in PUBLIC_MODULES
+        for m, n, _ in _public_names(module)
+        if f"{m}.{n}" not in objects
+    ]
     assert not missing, f"public names the API reference does not document: {missing}"
 
 
@@ -120,8 +147,9 @@ def test_every_public_name_has_a_docstring():
                         continue
                     if isinstance(value, (staticmethod, classmethod)):
                         value = value.__func__
-                    if (inspect.isfunction(value) or isinstance(value, property)) \
-                            and not (value.__doc__ or "").strip():
+                    if (inspect.isfunction(value) or isinstance(value, property)) and not (
+                        value.__doc__ or ""
+                    ).strip():
                         missing.append(f"{m}.{name}.{attr}")
     assert not missing, f"public names without a docstring: {missing}"
 
@@ -133,22 +161,28 @@ def _load_conf():
     return conf
 
 
-@pytest.mark.parametrize("tex", [
-    r"\Theta(x, x') = \nabla_\theta f(x) \cdot \nabla_\theta f(x')",
-    r"\left\{ a \right. \quad \leftarrow \rightarrow",
-    r"\begin{aligned} a &= \frac{1}{2} \\ b &= \{c\} \end{aligned}",
-])
+@pytest.mark.parametrize(
+    "tex",
+    [
+        r"\Theta(x, x') = \nabla_\theta f(x) \cdot \nabla_\theta f(x')",
+        r"\left\{ a \right. \quad \leftarrow \rightarrow",
+        r"\begin{aligned} a &= \frac{1}{2} \\ b &= \{c\} \end{aligned}",
+    ],
+)
 def test_math_check_accepts_wellformed_formulas(tex):
     assert _load_conf().math_problem(tex) is None
 
 
-@pytest.mark.parametrize("tex", [
-    r"\frac{1}{2",                                   # unclosed brace
-    r"a}",                                           # closing brace without opening
-    r"\left( x",                                     # \left without \right
-    r"\begin{aligned} a \end{array}",                # mismatched environments
-    r"x^2 $ y",                                      # a '$' leaked into the formula
-])
+@pytest.mark.parametrize(
+    "tex",
+    [
+        r"\frac{1}{2",  # unclosed brace
+        r"a}",  # closing brace without opening
+        r"\left( x",  # \left without \right
+        r"\begin{aligned} a \end{array}",  # mismatched environments
+        r"x^2 $ y",  # a '$' leaked into the formula
+    ],
+)
 def test_math_check_rejects_malformed_formulas(tex):
     assert _load_conf().math_problem(tex) is not None
 

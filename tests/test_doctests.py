@@ -49,8 +49,7 @@ def test_examples_are_found():
 @pytest.mark.parametrize("name", WITH_EXAMPLES)
 def test_docstring_examples_run(name):
     report = []
-    runner = doctest.DocTestRunner(
-        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     for test in _examples(name):
         runner.run(test, out=report.append, clear_globs=True)
     result = runner.summarize(verbose=False)

@@ -16,15 +16,26 @@ import pytest
 
 from mc import assert_within_mc
 from ntk import stax
-from ntk.empirical import (NtkImplementation, auto_implementation,
-                           empirical_kernel_fn, empirical_nngp_fn,
-                           empirical_ntk_fn, from_linen, from_nnx, linearize,
-                           monte_carlo_kernel_fn, taylor_expand)
+from ntk.empirical import (
+    NtkImplementation,
+    auto_implementation,
+    empirical_kernel_fn,
+    empirical_nngp_fn,
+    empirical_ntk_fn,
+    from_linen,
+    from_nnx,
+    linearize,
+    monte_carlo_kernel_fn,
+    taylor_expand,
+)
 from ntk.empirical import cost
 from ntk.stax.layer import make_layer
 
-IMPLS = [NtkImplementation.JACOBIAN_CONTRACTION, NtkImplementation.NTK_VECTOR_PRODUCTS,
-         NtkImplementation.STRUCTURED_DERIVATIVES]
+IMPLS = [
+    NtkImplementation.JACOBIAN_CONTRACTION,
+    NtkImplementation.NTK_VECTOR_PRODUCTS,
+    NtkImplementation.STRUCTURED_DERIVATIVES,
+]
 RTOL = 1e-10
 
 
@@ -67,10 +78,10 @@ def brute_force_ntk(f, params, x1, x2, kw1=None, kw2=None):
     jac = jax.jit(jax.jacrev(lambda p, x, kw: f(p, x, **kw)))
     j1, j2 = jac(params, x1, kw1), jac(params, x2, kw2)
     nd = np.ndim(f(params, x1, **kw1))
-    return sum(np.tensordot(np.asarray(a), np.asarray(b),
-                            axes=(list(range(nd, a.ndim)),) * 2)
-               for a, b in zip(jax.tree_util.tree_leaves(j1),
-                               jax.tree_util.tree_leaves(j2)))
+    return sum(
+        np.tensordot(np.asarray(a), np.asarray(b), axes=(list(range(nd, a.ndim)),) * 2)
+        for a, b in zip(jax.tree_util.tree_leaves(j1), jax.tree_util.tree_leaves(j2))
+    )
 
 
 def assert_close(got, want, what=""):
@@ -85,52 +96,110 @@ def assert_close(got, want, what=""):
 
 def Custom(out):
     """A parameterised leaf without a ``spec``: y = tanh(x A / √n) ⊙ c."""
+
     def init_fn(key, shape):
-        return tuple(shape[:-1]) + (out,), (jax.random.normal(key, (shape[-1], out)),
-                                             jnp.linspace(0.5, 1.5, out))
+        return tuple(shape[:-1]) + (out,), (
+            jax.random.normal(key, (shape[-1], out)),
+            jnp.linspace(0.5, 1.5, out),
+        )
 
     def apply_fn(p, x, **kw):
         A, c = p
         return jnp.tanh(x @ A / np.sqrt(x.shape[-1])) * c
+
     return make_layer("Custom", init_fn, apply_fn, lambda k, **kw: k)
 
 
 NETWORKS = {
-    "mlp": (lambda: stax.serial(
-        stax.Dense(6, W_std=1.3, b_std=0.2), stax.Relu(),
-        stax.Dense(5, parameterization="standard", b_std=0.1), stax.Erf(),
-        stax.Dense(3, b_std=0.3)), (4, 5), (2, 5)),
-    "cnn": (lambda: stax.serial(
-        stax.Conv(3, (3, 3), padding="SAME", b_std=0.1), stax.Relu(),
-        stax.Conv(2, (2, 2), strides=(2, 1), W_std=1.2, parameterization="standard",
-                  b_std=0.2), stax.Relu(),
-        stax.Flatten(), stax.Dense(3, b_std=0.2)), (3, 5, 4, 2), (2, 5, 4, 2)),
+    "mlp": (
+        lambda: stax.serial(
+            stax.Dense(6, W_std=1.3, b_std=0.2),
+            stax.Relu(),
+            stax.Dense(5, parameterization="standard", b_std=0.1),
+            stax.Erf(),
+            stax.Dense(3, b_std=0.3),
+        ),
+        (4, 5),
+        (2, 5),
+    ),
+    "cnn": (
+        lambda: stax.serial(
+            stax.Conv(3, (3, 3), padding="SAME", b_std=0.1),
+            stax.Relu(),
+            stax.Conv(2, (2, 2), strides=(2, 1), W_std=1.2, parameterization="standard", b_std=0.2),
+            stax.Relu(),
+            stax.Flatten(),
+            stax.Dense(3, b_std=0.2),
+        ),
+        (3, 5, 4, 2),
+        (2, 5, 4, 2),
+    ),
 }
 
 STRUCTURED_NETWORKS = {
-    "resnet": (lambda: stax.serial(
-        stax.Dense(5), stax.FanOut(2),
-        stax.parallel(stax.serial(stax.Relu(), stax.Dense(5, b_std=0.3)), stax.Identity()),
-        stax.FanInSum(), stax.Dense(2)), (3, 4), (2, 4)),
-    "repeat": (lambda: stax.serial(
-        stax.Dense(5), stax.repeat(stax.serial(stax.Relu(), stax.Dense(5, b_std=0.1)), 3),
-        stax.Dense(2)), (3, 4), (2, 4)),
-    "custom_leaf": (lambda: stax.serial(stax.Dense(5), Custom(4), stax.Dense(2, b_std=0.1)),
-                    (3, 4), (2, 4)),
-    "dense_on_images": (lambda: stax.serial(
-        stax.Dense(4, b_std=0.1), stax.Relu(), stax.Dense(3), stax.Flatten(),
-        stax.Dense(2)), (3, 3, 2, 2), (2, 3, 2, 2)),
-    "circular_cnn_gap": (lambda: stax.serial(
-        stax.Conv(4, (3, 2), padding="CIRCULAR", parameterization="standard", b_std=0.1),
-        stax.Erf(), stax.Conv(2, (1, 1)), stax.GlobalAvgPool(), stax.Dense(2)),
-        (3, 4, 3, 2), (2, 4, 3, 2)),
-    "cnn_avgpool": (lambda: stax.serial(
-        stax.Conv(3, (2, 2), padding="SAME"), stax.Relu(), stax.AvgPool((2, 2)),
-        stax.Flatten(), stax.Dense(2)), (2, 4, 4, 2), (2, 4, 4, 2)),
-    "list_output": (lambda: stax.serial(
-        stax.Dense(4), stax.FanOut(2),
-        stax.parallel(stax.Dense(2, b_std=0.1), stax.serial(stax.Relu(), stax.Dense(3)))),
-        (3, 4), (2, 4)),
+    "resnet": (
+        lambda: stax.serial(
+            stax.Dense(5),
+            stax.FanOut(2),
+            stax.parallel(stax.serial(stax.Relu(), stax.Dense(5, b_std=0.3)), stax.Identity()),
+            stax.FanInSum(),
+            stax.Dense(2),
+        ),
+        (3, 4),
+        (2, 4),
+    ),
+    "repeat": (
+        lambda: stax.serial(
+            stax.Dense(5),
+            stax.repeat(stax.serial(stax.Relu(), stax.Dense(5, b_std=0.1)), 3),
+            stax.Dense(2),
+        ),
+        (3, 4),
+        (2, 4),
+    ),
+    "custom_leaf": (
+        lambda: stax.serial(stax.Dense(5), Custom(4), stax.Dense(2, b_std=0.1)),
+        (3, 4),
+        (2, 4),
+    ),
+    "dense_on_images": (
+        lambda: stax.serial(
+            stax.Dense(4, b_std=0.1), stax.Relu(), stax.Dense(3), stax.Flatten(), stax.Dense(2)
+        ),
+        (3, 3, 2, 2),
+        (2, 3, 2, 2),
+    ),
+    "circular_cnn_gap": (
+        lambda: stax.serial(
+            stax.Conv(4, (3, 2), padding="CIRCULAR", parameterization="standard", b_std=0.1),
+            stax.Erf(),
+            stax.Conv(2, (1, 1)),
+            stax.GlobalAvgPool(),
+            stax.Dense(2),
+        ),
+        (3, 4, 3, 2),
+        (2, 4, 3, 2),
+    ),
+    "cnn_avgpool": (
+        lambda: stax.serial(
+            stax.Conv(3, (2, 2), padding="SAME"),
+            stax.Relu(),
+            stax.AvgPool((2, 2)),
+            stax.Flatten(),
+            stax.Dense(2),
+        ),
+        (2, 4, 4, 2),
+        (2, 4, 4, 2),
+    ),
+    "list_output": (
+        lambda: stax.serial(
+            stax.Dense(4),
+            stax.FanOut(2),
+            stax.parallel(stax.Dense(2, b_std=0.1), stax.serial(stax.Relu(), stax.Dense(3))),
+        ),
+        (3, 4),
+        (2, 4),
+    ),
 }
 
 
@@ -183,16 +252,17 @@ def test_structured_ntk_matches_brute_force_on_composite_networks(arch):
     net, params, x1, x2 = network(arch)
     fx1, fx2 = net.apply_fn(params, x1), net.apply_fn(params, x2)
     got = empirical_ntk_fn(net, trace_axes=(), implementation="STRUCTURED_DERIVATIVES")(
-        x1, x2, params)
+        x1, x2, params
+    )
     if isinstance(fx1, list):  # one kernel per output, no cross terms
         for k, (a, b) in enumerate(zip(fx1, fx2)):
             leaf = lambda p, x, k=k: net.apply_fn(p, x)[k]
-            want = reference_layout(brute_force_ntk(leaf, params, x1, x2), a.shape,
-                                    b.shape, (), ())
+            want = reference_layout(brute_force_ntk(leaf, params, x1, x2), a.shape, b.shape, (), ())
             assert_close(got[k], want, f"{arch} output {k}")
         return
-    want = reference_layout(brute_force_ntk(net.apply_fn, params, x1, x2),
-                            fx1.shape, fx2.shape, (), ())
+    want = reference_layout(
+        brute_force_ntk(net.apply_fn, params, x1, x2), fx1.shape, fx2.shape, (), ()
+    )
     assert_close(got, want, arch)
 
 
@@ -203,16 +273,19 @@ def test_structured_ntk_splits_dropout_keys_like_nt():
     _, params = net.init_fn(jax.random.PRNGKey(3), x1.shape)
     rng = jax.random.PRNGKey(4)
     # NT's rule: x1 gets `rng`, a different x2 gets fold_in(rng, 1).
-    full = brute_force_ntk(net.apply_fn, params, x1, x2, {"rng": rng},
-                           {"rng": jax.random.fold_in(rng, 1)})
+    full = brute_force_ntk(
+        net.apply_fn, params, x1, x2, {"rng": rng}, {"rng": jax.random.fold_in(rng, 1)}
+    )
     want = reference_layout(full, (3, 2), (2, 2), (), ())
     got = empirical_ntk_fn(net, trace_axes=(), implementation="STRUCTURED_DERIVATIVES")(
-        x1, x2, params, rng=rng)
+        x1, x2, params, rng=rng
+    )
     assert_close(got, want)
 
 
 def test_generic_function_with_vmap_kwargs_matches_brute_force():
     """Plain f with a per-example keyword (vmap_axes triple) and a paired one."""
+
     def f(p, x, mask, scale):
         h = jnp.tanh(x @ p["W"]) * mask
         return (h @ p["V"]) * scale
@@ -220,30 +293,33 @@ def test_generic_function_with_vmap_kwargs_matches_brute_force():
     kp = jax.random.split(jax.random.PRNGKey(5), 4)
     params = {"W": jax.random.normal(kp[0], (3, 5)), "V": jax.random.normal(kp[1], (5, 2))}
     x1, x2 = jax.random.normal(kp[2], (4, 3)), jax.random.normal(kp[3], (3, 3))
-    m1, m2 = jnp.arange(20.).reshape(4, 5) % 3, jnp.arange(15.).reshape(3, 5) % 2
-    full = brute_force_ntk(f, params, x1, x2, {"mask": m1, "scale": 2.0},
-                           {"mask": m2, "scale": 0.5})
+    m1, m2 = jnp.arange(20.0).reshape(4, 5) % 3, jnp.arange(15.0).reshape(3, 5) % 2
+    full = brute_force_ntk(
+        f, params, x1, x2, {"mask": m1, "scale": 2.0}, {"mask": m2, "scale": 0.5}
+    )
     want = reference_layout(full, (4, 2), (3, 2), (), ())
     for impl in (1, 2, 3, 0):
-        got = empirical_ntk_fn(f, trace_axes=(), vmap_axes=(0, 0, {"mask": 0}),
-                               implementation=impl)(
-            x1, x2, params, mask=(m1, m2), scale=(2.0, 0.5))
+        got = empirical_ntk_fn(
+            f, trace_axes=(), vmap_axes=(0, 0, {"mask": 0}), implementation=impl
+        )(x1, x2, params, mask=(m1, m2), scale=(2.0, 0.5))
         assert_close(got, want, f"implementation {impl}")
 
 
 def _largest_intermediate(fn, *args):
     """Largest array size in the (nested) jaxpr of ``fn(*args)``."""
+
     def walk(jaxpr):
         best = 0
         for eqn in jaxpr.eqns:
             for v in eqn.outvars:
                 best = max(best, int(np.prod(getattr(v.aval, "shape", ()))))
             for p in eqn.params.values():
-                for sub in (p if isinstance(p, (tuple, list)) else (p,)):
+                for sub in p if isinstance(p, (tuple, list)) else (p,):
                     inner = getattr(sub, "jaxpr", sub)
                     if hasattr(inner, "eqns"):
                         best = max(best, walk(inner))
         return best
+
     return walk(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
@@ -251,6 +327,7 @@ def _largest_intermediate(fn, *args):
 def test_structured_and_vector_products_store_no_jacobian(impl, monkeypatch):
     """No intermediate as large as one layer's Jacobian N·O·|W| (= 8·4·64·64)."""
     from ntk.empirical import kernels
+
     monkeypatch.setattr(kernels, "VECTOR_PRODUCTS_MEMORY", 4 * 64 * 64 * 8)  # ~4 columns
     net = stax.serial(stax.Dense(64), stax.Relu(), stax.Dense(64), stax.Relu(), stax.Dense(4))
     x = jax.random.normal(jax.random.PRNGKey(0), (8, 64))
@@ -269,8 +346,11 @@ def test_pytree_outputs_get_one_kernel_each(impl):
         return {"a": h @ p["A"], "b": jnp.sin(h @ p["B"])}
 
     k = jax.random.split(jax.random.PRNGKey(0), 5)
-    params = {"W": jax.random.normal(k[0], (3, 4)), "A": jax.random.normal(k[1], (4, 2)),
-              "B": jax.random.normal(k[2], (4, 3))}
+    params = {
+        "W": jax.random.normal(k[0], (3, 4)),
+        "A": jax.random.normal(k[1], (4, 2)),
+        "B": jax.random.normal(k[2], (4, 3)),
+    }
     x1, x2 = jax.random.normal(k[3], (3, 3)), jax.random.normal(k[4], (2, 3))
     got = empirical_ntk_fn(f, trace_axes=(), implementation=impl)(x1, x2, params)
     for name, o in (("a", 2), ("b", 3)):
@@ -307,8 +387,13 @@ def test_flax_linen_ntk_matches_brute_force(model, impl):
     x1 = jax.random.normal(jax.random.PRNGKey(0), s1)
     x2 = jax.random.normal(jax.random.PRNGKey(1), s2)
     f, params = from_linen(module, module.init(jax.random.PRNGKey(2), x1))
-    want = reference_layout(brute_force_ntk(f, params, x1, x2), (s1[0], f(params, x1).shape[1]),
-                            (s2[0], f(params, x2).shape[1]), (), ())
+    want = reference_layout(
+        brute_force_ntk(f, params, x1, x2),
+        (s1[0], f(params, x1).shape[1]),
+        (s2[0], f(params, x2).shape[1]),
+        (),
+        (),
+    )
     got = empirical_ntk_fn(f, trace_axes=(), vmap_axes=0, implementation=impl)(x1, x2, params)
     assert_close(got, want, model)
 
@@ -352,8 +437,10 @@ def test_kernel_fn_get_returns_what_is_asked():
     kernel_fn = empirical_kernel_fn(net, trace_axes=())
     both = kernel_fn(x1, x2, None, params)
     assert both._fields == ("nngp", "ntk")
-    assert_close(kernel_fn(x1, x2, "ntk", params),
-                 reference_layout(full_ntk("mlp", False), (4, 3), (2, 3), (), ()))
+    assert_close(
+        kernel_fn(x1, x2, "ntk", params),
+        reference_layout(full_ntk("mlp", False), (4, 3), (2, 3), (), ()),
+    )
     assert_close(both.nngp, empirical_nngp_fn(net, ())(x1, x2, params))
     only = kernel_fn(x1, x2, ("ntk",), params)
     assert only._fields == ("ntk",)
@@ -377,8 +464,13 @@ def test_auto_picks_vector_products_for_wide_mlp_with_many_outputs():
 
 
 def test_auto_picks_jacobian_contraction_for_weight_sharing_cnn():
-    net = stax.serial(stax.Conv(8, (3, 3), padding="SAME"), stax.Relu(),
-                      stax.Conv(8, (3, 3), padding="SAME"), stax.GlobalAvgPool(), stax.Dense(1))
+    net = stax.serial(
+        stax.Conv(8, (3, 3), padding="SAME"),
+        stax.Relu(),
+        stax.Conv(8, (3, 3), padding="SAME"),
+        stax.GlobalAvgPool(),
+        stax.Dense(1),
+    )
     x = jnp.ones((4, 16, 16, 3))
     _, params = net.init_fn(jax.random.PRNGKey(0), x.shape)
     got = auto_implementation(net.apply_fn, x, None, params, vmap_axes=0)
@@ -395,9 +487,19 @@ def test_auto_avoids_jacobians_over_the_memory_budget(monkeypatch):
 
 
 def test_cost_rule_counts_flops_as_documented():
-    c = cost.ntk_costs(n_params=100, flops1=2000.0, flops2=1000.0, size1=20, size2=10,
-                       batch1=10, batch2=5, kernel_entries=400, separable=True,
-                       same_inputs=False, itemsize=8)
+    c = cost.ntk_costs(
+        n_params=100,
+        flops1=2000.0,
+        flops2=1000.0,
+        size1=20,
+        size2=10,
+        batch1=10,
+        batch2=5,
+        kernel_entries=400,
+        separable=True,
+        same_inputs=False,
+        itemsize=8,
+    )
     assert c.jacobian_flops == 3 * 2 * 2000 + 3 * 2 * 1000 + 2 * 100 * 400
     assert c.jacobian_bytes == (20 + 10) * 100 * 8
     assert c.vector_products_flops == 3 * 10 * (1000 / 5 + 2000)
@@ -410,15 +512,20 @@ def test_monte_carlo_converges_to_analytic_kernels():
     """Width 512, 40 draws: the mean agrees with kernel_fn within 5 standard
     errors plus a finite-width bias of 2% (O(depth/width) = O(2/512))."""
     init_fn, apply_fn, kernel_fn = stax.serial(
-        stax.Dense(512, W_std=1.5, b_std=0.1), stax.Relu(),
-        stax.Dense(512, W_std=1.5, b_std=0.1), stax.Relu(), stax.Dense(4))
+        stax.Dense(512, W_std=1.5, b_std=0.1),
+        stax.Relu(),
+        stax.Dense(512, W_std=1.5, b_std=0.1),
+        stax.Relu(),
+        stax.Dense(4),
+    )
     x1 = jax.random.normal(jax.random.PRNGKey(0), (3, 6))
     x2 = jax.random.normal(jax.random.PRNGKey(1), (2, 6))
     n = 40
-    mc = monte_carlo_kernel_fn(init_fn, apply_fn, jax.random.PRNGKey(2), range(1, n + 1),
-                               device_count=0)
+    mc = monte_carlo_kernel_fn(
+        init_fn, apply_fn, jax.random.PRNGKey(2), range(1, n + 1), device_count=0
+    )
     means = [np.stack(k) for k in mc(x1, x2, ("nngp", "ntk"))]
-    means = np.stack(means)                          # (n, 2, N1, N2) running means
+    means = np.stack(means)  # (n, 2, N1, N2) running means
     counts = np.arange(1, n + 1)[:, None, None, None]
     draws = counts * means - np.concatenate([np.zeros_like(means[:1]), (counts * means)[:-1]])
     sem = draws.std(0, ddof=1) / np.sqrt(n)
@@ -434,8 +541,16 @@ def test_monte_carlo_tiles_and_devices_do_not_change_the_estimate():
     key = jax.random.PRNGKey(3)
     for axes, devices in (({}, 2), ({"trace_axes": (), "diagonal_axes": (0,)}, 1)):
         whole = monte_carlo_kernel_fn(net.init_fn, net, key, 1, device_count=0, **axes)
-        tiled = monte_carlo_kernel_fn(net.init_fn, net, key, 1, batch_size=3,
-                                      device_count=devices, store_on_device=False, **axes)
+        tiled = monte_carlo_kernel_fn(
+            net.init_fn,
+            net,
+            key,
+            1,
+            batch_size=3,
+            device_count=devices,
+            store_on_device=False,
+            **axes,
+        )
         a, b = whole(x1, None, ("nngp", "ntk")), tiled(x1, None, ("nngp", "ntk"))
         assert isinstance(b.ntk, np.ndarray)
         assert_close(b.nngp, a.nngp, f"nngp {axes}")
@@ -452,8 +567,9 @@ def test_monte_carlo_mean_is_the_average_of_single_draws():
         k, sub = jax.random.split(k)
         init_key, _ = jax.random.split(sub)
         draws.append(ntk_fn(x, None, net.init_fn(init_key, x.shape)[1]))
-    gen = monte_carlo_kernel_fn(net.init_fn, net, key, [1, 3], device_count=0,
-                                progress=True)(x, None, "ntk")
+    gen = monte_carlo_kernel_fn(net.init_fn, net, key, [1, 3], device_count=0, progress=True)(
+        x, None, "ntk"
+    )
     got = list(gen)
     assert len(got) == 2
     assert_close(got[0], draws[0], "1 sample")
@@ -539,13 +655,14 @@ def test_unknown_implementation_and_get_are_value_errors():
         monte_carlo_kernel_fn(net.init_fn, net.apply_fn, jax.random.PRNGKey(0), 0)
 
 
-@pytest.mark.parametrize("padding,strides,param", [("SAME", (1, 1), "ntk"),
-                                                   ("VALID", (2, 1), "standard"),
-                                                   ("CIRCULAR", (1, 2), "ntk")])
+@pytest.mark.parametrize(
+    "padding,strides,param",
+    [("SAME", (1, 1), "ntk"), ("VALID", (2, 1), "standard"), ("CIRCULAR", (1, 2), "ntk")],
+)
 def test_conv_patches_from_spec_equal_the_layers_own(padding, strides, param):
     from ntk.empirical.structured import _patches, _patches_by_layer, _Site
-    conv = stax.Conv(3, (3, 2), strides=strides, padding=padding, W_std=1.7,
-                     parameterization=param)
+
+    conv = stax.Conv(3, (3, 2), strides=strides, padding=padding, W_std=1.7, parameterization=param)
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 6, 4))
     _, params = conv.init_fn(jax.random.PRNGKey(1), x.shape)
     site = _Site(conv, params, x, {})
@@ -563,41 +680,88 @@ def _mlp():
     compilation, so the test needs no initialisation."""
     net = stax.serial(stax.Dense(3), stax.Relu(), stax.Dense(2))
     rng = np.random.default_rng(0)
-    params = ((rng.normal(size=(4, 3)), rng.normal(size=3)), (),
-              (rng.normal(size=(3, 2)), rng.normal(size=2)))
+    params = (
+        (rng.normal(size=(4, 3)), rng.normal(size=3)),
+        (),
+        (rng.normal(size=(3, 2)), rng.normal(size=2)),
+    )
     x1, x2 = jnp.asarray(rng.normal(size=(2, 4))), jnp.asarray(rng.normal(size=(3, 4)))
     return net, params, x1, x2
 
 
-@pytest.mark.parametrize("call, exc, message", [
-    (lambda n, p, x1, x2: empirical_ntk_fn(n)(x1.at[0, 0].set(jnp.nan), x2, p), ValueError,
-     "ntk_fn: `x1` must be finite; got 1 NaN/inf"),
-    (lambda n, p, x1, x2: empirical_nngp_fn(n)(x1, x2.at[0, 0].set(jnp.inf), p), ValueError,
-     "nngp_fn: `x2` must be finite"),
-    (lambda n, p, x1, x2: empirical_ntk_fn(n.apply_fn)(
-        x1, x2, jax.tree_util.tree_map(lambda a: a * jnp.nan, p)), ValueError,
-     "ntk_fn: `params` must be finite"),
-    (lambda n, p, x1, x2: empirical_ntk_fn(n)(np.array([["a"]]), None, p), TypeError,
-     "`x1` must hold numeric arrays"),
-    (lambda n, p, x1, x2: auto_implementation(n, x1 * jnp.nan, None, p), ValueError,
-     "auto_implementation: `x1` must be finite"),
-    (lambda n, p, x1, x2: empirical_kernel_fn(n, implementation="fast"), ValueError,
-     "unknown `implementation`"),
-    (lambda n, p, x1, x2: monte_carlo_kernel_fn(n.init_fn, n.apply_fn, KEY_MC, 2,
-                                                batch_size=-1), ValueError,
-     "`batch_size` must be an int >= 0"),
-    (lambda n, p, x1, x2: monte_carlo_kernel_fn(n.init_fn, n.apply_fn, KEY_MC, 2,
-                                                device_count=-2), ValueError,
-     "`device_count` must be an int >= -1"),
-    (lambda n, p, x1, x2: monte_carlo_kernel_fn(n.init_fn, n.apply_fn, None, 2), TypeError,
-     "`key` must be a PRNG key"),
-    (lambda n, p, x1, x2: monte_carlo_kernel_fn(n.init_fn, n.apply_fn, KEY_MC, 2,
-                                                progress="yes"), TypeError, "`progress`"),
-    (lambda n, p, x1, x2: monte_carlo_kernel_fn(n.init_fn, 3, KEY_MC, 2), TypeError,
-     "`apply_fn` must be a function"),
-    (lambda n, p, x1, x2: from_linen(None, [("params", p)]), TypeError,
-     "`variables` must be the dict"),
-])
+@pytest.mark.parametrize(
+    "call, exc, message",
+    [
+        (
+            lambda n, p, x1, x2: empirical_ntk_fn(n)(x1.at[0, 0].set(jnp.nan), x2, p),
+            ValueError,
+            "ntk_fn: `x1` must be finite; got 1 NaN/inf",
+        ),
+        (
+            lambda n, p, x1, x2: empirical_nngp_fn(n)(x1, x2.at[0, 0].set(jnp.inf), p),
+            ValueError,
+            "nngp_fn: `x2` must be finite",
+        ),
+        (
+            lambda n, p, x1, x2: empirical_ntk_fn(n.apply_fn)(
+                x1, x2, jax.tree_util.tree_map(lambda a: a * jnp.nan, p)
+            ),
+            ValueError,
+            "ntk_fn: `params` must be finite",
+        ),
+        (
+            lambda n, p, x1, x2: empirical_ntk_fn(n)(np.array([["a"]]), None, p),
+            TypeError,
+            "`x1` must hold numeric arrays",
+        ),
+        (
+            lambda n, p, x1, x2: auto_implementation(n, x1 * jnp.nan, None, p),
+            ValueError,
+            "auto_implementation: `x1` must be finite",
+        ),
+        (
+            lambda n, p, x1, x2: empirical_kernel_fn(n, implementation="fast"),
+            ValueError,
+            "unknown `implementation`",
+        ),
+        (
+            lambda n, p, x1, x2: monte_carlo_kernel_fn(
+                n.init_fn, n.apply_fn, KEY_MC, 2, batch_size=-1
+            ),
+            ValueError,
+            "`batch_size` must be an int >= 0",
+        ),
+        (
+            lambda n, p, x1, x2: monte_carlo_kernel_fn(
+                n.init_fn, n.apply_fn, KEY_MC, 2, device_count=-2
+            ),
+            ValueError,
+            "`device_count` must be an int >= -1",
+        ),
+        (
+            lambda n, p, x1, x2: monte_carlo_kernel_fn(n.init_fn, n.apply_fn, None, 2),
+            TypeError,
+            "`key` must be a PRNG key",
+        ),
+        (
+            lambda n, p, x1, x2: monte_carlo_kernel_fn(
+                n.init_fn, n.apply_fn, KEY_MC, 2, progress="yes"
+            ),
+            TypeError,
+            "`progress`",
+        ),
+        (
+            lambda n, p, x1, x2: monte_carlo_kernel_fn(n.init_fn, 3, KEY_MC, 2),
+            TypeError,
+            "`apply_fn` must be a function",
+        ),
+        (
+            lambda n, p, x1, x2: from_linen(None, [("params", p)]),
+            TypeError,
+            "`variables` must be the dict",
+        ),
+    ],
+)
 def test_bad_inputs_are_rejected_by_name(call, exc, message):
     net, params, x1, x2 = _mlp()
     with pytest.raises(exc, match=message):
@@ -606,6 +770,7 @@ def test_bad_inputs_are_rejected_by_name(call, exc, message):
 
 def test_from_nnx_rejects_a_missing_method():
     from flax import nnx
+
     with pytest.raises(ValueError, match="`method` must name a method"):
         from_nnx(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), method="forward")
 
@@ -615,13 +780,15 @@ def test_masked_stax_network_kernel_is_that_of_its_zeroed_outputs(impl):
     # With mask_constant the network returns a MaskedArray; its empirical NTK
     # is the NTK of the outputs with masked entries zeroed (stax.unmask_fn),
     # checked against a brute-force Jacobian of that function.
-    net = stax.serial(stax.Dense(4, b_std=0.2), stax.Relu(), stax.Dense(3),
-                      stax.Flatten(), stax.Dense(2))
+    net = stax.serial(
+        stax.Dense(4, b_std=0.2), stax.Relu(), stax.Dense(3), stax.Flatten(), stax.Dense(2)
+    )
     x = jax.random.normal(jax.random.PRNGKey(7), (3, 5, 2)).at[0, 3:].set(7.0)
     _, params = net.init_fn(jax.random.PRNGKey(8), x.shape)
     plain = stax.unmask_fn(lambda p, x: net.apply_fn(p, x, mask_constant=7.0))
     out = plain(params, x)
-    want = reference_layout(brute_force_ntk(plain, params, x, None), out.shape,
-                            out.shape, (-1,), ())
+    want = reference_layout(
+        brute_force_ntk(plain, params, x, None), out.shape, out.shape, (-1,), ()
+    )
     got = empirical_ntk_fn(net, implementation=impl)(x, None, params, mask_constant=7.0)
     assert_close(got, want, f"masked {impl.name}")

@@ -18,16 +18,16 @@ def test_row_of_a_linear_model_is_its_closed_form(W_std, b_std):
     init_fn, apply_fn, _ = stax.Dense(1, W_std=W_std, b_std=b_std)
     x = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
     _, params = init_fn(jax.random.PRNGKey(1), x.shape)
-    expected = W_std ** 2 * x @ x[0] / 3 + (b_std or 0.0) ** 2
+    expected = W_std**2 * x @ x[0] / 3 + (b_std or 0.0) ** 2
     # float64 sums of 3 products: agreement to round-off
-    np.testing.assert_allclose(empirical_ntk_row(apply_fn, params, x[0], x), expected,
-                               rtol=1e-10)
+    np.testing.assert_allclose(empirical_ntk_row(apply_fn, params, x[0], x), expected, rtol=1e-10)
 
 
 def test_row_of_one_output_matches_a_brute_force_jacobian():
     # two outputs: the row must use the chosen output's gradients only
-    init_fn, apply_fn, _ = stax.serial(stax.Dense(6, b_std=0.1), stax.Relu(),
-                                       stax.Dense(2, b_std=0.1))
+    init_fn, apply_fn, _ = stax.serial(
+        stax.Dense(6, b_std=0.1), stax.Relu(), stax.Dense(2, b_std=0.1)
+    )
     g = jnp.linspace(0.0, 3.0, 5)
     x = jnp.stack([jnp.cos(g), jnp.sin(g)], axis=1)
     params = jax.jit(lambda k: init_fn(k, x.shape)[1])(jax.random.PRNGKey(2))
@@ -37,8 +37,9 @@ def test_row_of_one_output_matches_a_brute_force_jacobian():
         out = []
         for k in (0, 1):
             jac = jax.jacrev(lambda q: apply_fn(q, x)[:, k])(p)  # noqa: B023
-            flat = jnp.concatenate([j.reshape(x.shape[0], -1)
-                                    for j in jax.tree_util.tree_leaves(jac)], axis=1)
+            flat = jnp.concatenate(
+                [j.reshape(x.shape[0], -1) for j in jax.tree_util.tree_leaves(jac)], axis=1
+            )
             out.append((flat @ flat[2], empirical_ntk_row(apply_fn, p, x[2], x, output=k)))
         return out
 
@@ -56,14 +57,23 @@ def test_row_is_the_row_of_the_full_empirical_ntk_under_jit():
     np.testing.assert_allclose(row, full[3], rtol=1e-10)
 
 
-@pytest.mark.parametrize("call,exc,message", [
-    (lambda f, p, x: empirical_ntk_row(3, p, x[0], x), TypeError, "`f` must be a function"),
-    (lambda f, p, x: empirical_ntk_row(f, p, x[:2], x), ValueError, "`x0` must be one input"),
-    (lambda f, p, x: empirical_ntk_row(f, p, x[0], x, output=1), ValueError,
-     r"`output` must be an int in \[0, 0\]"),
-    (lambda f, p, x: empirical_ntk_row(lambda q, z: f(q, z)[None], p, x[0], x), ValueError,
-     "`f` must map the 4 inputs"),
-])
+@pytest.mark.parametrize(
+    "call,exc,message",
+    [
+        (lambda f, p, x: empirical_ntk_row(3, p, x[0], x), TypeError, "`f` must be a function"),
+        (lambda f, p, x: empirical_ntk_row(f, p, x[:2], x), ValueError, "`x0` must be one input"),
+        (
+            lambda f, p, x: empirical_ntk_row(f, p, x[0], x, output=1),
+            ValueError,
+            r"`output` must be an int in \[0, 0\]",
+        ),
+        (
+            lambda f, p, x: empirical_ntk_row(lambda q, z: f(q, z)[None], p, x[0], x),
+            ValueError,
+            "`f` must map the 4 inputs",
+        ),
+    ],
+)
 def test_bad_arguments_are_rejected_by_name(call, exc, message):
     init_fn, apply_fn, _ = stax.Dense(1)
     x = jnp.ones((4, 3))

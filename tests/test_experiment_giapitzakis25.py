@@ -40,9 +40,10 @@ def test_noise_to_margin_ratio_tends_to_linear_in_k(payload):
 
 
 def test_fit_constant_recovers_k_log_k_over_delta():
-    ks = np.array([4., 8., 16., 32.])
-    c, dev = giapitzakis25.fit_constant(ks, 7 * ks * np.log(ks / 0.1),
-                                        giapitzakis25.k_log_k_over(0.1))
+    ks = np.array([4.0, 8.0, 16.0, 32.0])
+    c, dev = giapitzakis25.fit_constant(
+        ks, 7 * ks * np.log(ks / 0.1), giapitzakis25.k_log_k_over(0.1)
+    )
     assert abs(c - 7) < 1e-9 and dev < 1e-12
 
 
@@ -54,8 +55,9 @@ def test_training_set_row_reports_the_size_the_run_trained_on(payload):
 
 
 def test_all_input_row_states_the_k_log_k_growth_beside_the_papers_k_squared(payload):
-    row = next(r for r in payload[1]["paper_vs_ours"]
-               if r["quantity"] == "all-input complexity scaling")
+    row = next(
+        r for r in payload[1]["paper_vs_ours"] if r["quantity"] == "all-input complexity scaling"
+    )
     slope = payload[1]["metrics"]["fits"]["union_slope"]
     assert row["paper"].startswith("O(k²)") and "k log k" in row["ours"]
     assert f"{slope:.2f}" in row["ours"]

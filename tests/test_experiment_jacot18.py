@@ -18,8 +18,12 @@ import pytest
 from experiments import jacot18, registry
 from tiny_runs import tiny_run
 
-FIGURES = ["fig1_ntk_convergence.png", "fig2_function_dynamics.png",
-           "fig3_principal_components.png", "fig4_rates.png"]
+FIGURES = [
+    "fig1_ntk_convergence.png",
+    "fig2_function_dynamics.png",
+    "fig3_principal_components.png",
+    "fig4_rates.png",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,7 @@ def tiny(tmp_path_factory):
 
 @pytest.mark.parametrize("name", FIGURES)
 def test_tiny_run_exits_0_and_writes_each_png(tiny, name):
-    out_dir, _ = tiny                     # tiny_run asserts the CLI exited 0
+    out_dir, _ = tiny  # tiny_run asserts the CLI exited 0
     png = out_dir / name
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000  # a drawn figure, not an empty canvas
@@ -42,7 +46,8 @@ def test_tiny_run_metrics_json_has_provenance_and_table(tiny):
     assert payload["size"] == "tiny"
     assert payload["seed"] == 7 and payload["config"]["seed"] == 7
     assert payload["config"]["slope_widths"] == list(
-        registry.get("jacot18").config("tiny").slope_widths)
+        registry.get("jacot18").config("tiny").slope_widths
+    )
     for pkg in ("jax", "jaxlib", "flax", "optax", "numpy", "ntk"):
         assert payload["versions"][pkg], f"version of {pkg} missing"
     assert payload["versions"]["jax"] == jax.__version__
@@ -56,8 +61,7 @@ def test_tiny_run_metrics_json_has_provenance_and_table(tiny):
     slope_row = next(r for r in rows if r["quantity"].startswith("slope of ‖Θ̂₀"))
     # the paper states no rate: −0.5 is the theory's, checked against ours
     assert slope_row["theory"] == -0.5 and slope_row["rule"].startswith("|ours − theory|")
-    assert math.isclose(slope_row["ours"], payload["metrics"]["ntk_init_error_slope"],
-                        abs_tol=1e-3)
+    assert math.isclose(slope_row["ours"], payload["metrics"]["ntk_init_error_slope"], abs_tol=1e-3)
 
 
 def test_tiny_run_puts_the_papers_fig3_eigenvalues_beside_ours_and_the_limits(tiny):
@@ -67,8 +71,7 @@ def test_tiny_run_puts_the_papers_fig3_eigenvalues_beside_ours_and_the_limits(ti
     assert [r["paper"] for r in rows] == [0.0457, 0.00108, 0.00078]
     assert [r["ours"] for r in rows] == m["mnist_eigenvalues_empirical"]
     # the theory cell is the limit eigenvalue rounded to 6 decimals
-    assert np.allclose([r["theory"] for r in rows], m["mnist_eigenvalues_limit"], rtol=0,
-                       atol=6e-7)
+    assert np.allclose([r["theory"] for r in rows], m["mnist_eigenvalues_limit"], rtol=0, atol=6e-7)
     for r in rows:
         ok = abs(r["ours"] / r["paper"] - 1) <= 0.2
         assert r["mark"] == ("agree" if ok else "differs")
@@ -93,7 +96,8 @@ def test_efold_time_of_an_exact_exponential_is_its_time_constant():
     steps = np.arange(60)
     for tau in (1.0, 7.3, 25.0):
         assert jacot18._efold_time(steps, 3.0 * np.exp(-steps / tau)) == pytest.approx(
-            tau, rel=1e-12)
+            tau, rel=1e-12
+        )
     assert jacot18._efold_time(steps, np.ones(60)) == math.inf
 
 
@@ -119,8 +123,9 @@ def test_subspace_iteration_gives_the_top_eigenvalues_of_the_explicit_empirical_
     init_fn, apply_fn, _ = jacot18.network(8, 0.1)
     _, params = init_fn(jax.random.PRNGKey(1), x.shape)
     jac = jax.jacrev(lambda p: apply_fn(p, x)[:, 0])(params)
-    j = np.concatenate([np.asarray(a).reshape(10, -1) for a in jax.tree_util.tree_leaves(jac)],
-                       axis=1)
+    j = np.concatenate(
+        [np.asarray(a).reshape(10, -1) for a in jax.tree_util.tree_leaves(jac)], axis=1
+    )
     expected = np.linalg.eigvalsh(j @ j.T)[::-1][:3] / 10
     got = jacot18.ntk_top_eigenvalues(apply_fn, params, x, 3, 40, jax.random.PRNGKey(2))
     np.testing.assert_allclose(got, expected, rtol=1e-6)

@@ -13,6 +13,8 @@ import json
 import numpy as np
 import pytest
 
+from experiments import _simon24_features as rffeat
+from experiments import _simon24_sim as rfsim
 from experiments import simon24_rf
 import tiny_runs
 
@@ -24,10 +26,15 @@ def tiny_run(tmp_path_factory):
 
 def test_tiny_run_writes_metrics_and_every_figure(tiny_run):
     payload = json.loads((tiny_run / "metrics.json").read_text())
-    for name in ("test_mse_vs_k_n.png", "train_mse_vs_k_n.png", "heatmaps_k_n.png",
-                 "conv_ntk_eigenstructure.png", "obligatory_overfitting.png"):
+    for name in (
+        "test_mse_vs_k_n.png",
+        "train_mse_vs_k_n.png",
+        "heatmaps_k_n.png",
+        "conv_ntk_eigenstructure.png",
+        "obligatory_overfitting.png",
+    ):
         assert (tiny_run / name).stat().st_size > 1000
-    assert "MNIST-5k" in payload["metrics"]["image_dataset"]   # the offline fallback is named
+    assert "MNIST-5k" in payload["metrics"]["image_dataset"]  # the offline fallback is named
 
 
 def test_tiny_run_theory_envelopes_decrease_in_k_and_n(tiny_run):
@@ -40,13 +47,14 @@ def test_tiny_run_theory_envelopes_decrease_in_k_and_n(tiny_run):
 
 def test_cifar10_without_data_dir_is_a_clear_error():
     with pytest.raises(ValueError, match="data_dir"):
-        simon24_rf.load_images(simon24_rf.Config(dataset="cifar10"))
+        rfsim.load_images(simon24_rf.Config(dataset="cifar10"))
 
 
 def test_ridge_table_matches_a_direct_solve_per_ridge():
     # the eigendecomposition shortcut against np.linalg.solve for each ridge on
     # a random PSD kernel, with the same splits and noise draws
     from experiments import _simon24_ridge as ridge
+
     rng = np.random.default_rng(0)
     a = rng.standard_normal((30, 8))
     kernel = a @ a.T / 8 + 0.05 * np.eye(30)
@@ -75,8 +83,9 @@ def test_ridge_table_matches_a_direct_solve_per_ridge():
     assert out["n_train"] == 20 and np.isclose(out["noiseless_mse"], e0, rtol=1e-10)
     test, train = curves(2.0 * e0)
     j = int(np.argmin(test))
-    np.testing.assert_allclose(out["rows"][2.0], (ridges[j], test[j], train[j] / test[j],
-                                                  test[0]), rtol=1e-8)
+    np.testing.assert_allclose(
+        out["rows"][2.0], (ridges[j], test[j], train[j] / test[j], test[0]), rtol=1e-8
+    )
 
 
 def test_tiny_run_puts_the_papers_ridge_table_beside_ours(tiny_run):
@@ -88,7 +97,48 @@ def test_tiny_run_puts_the_papers_ridge_table_beside_ours(tiny_run):
     assert noiseless["theory"].startswith("E_tr/E_te")
     ours = payload["metrics"]["ridge_table"]["rows"]["5.0"]
     assert noiseless["ours"].startswith(f"ridge {ours[0]:.2g}, MSE {ours[1]:.3g}")
-    alpha = rows["conv NTK α on MNIST-5k (offline fallback for CIFAR-10), size proxy "
-                 "(Tr K_n⁻¹)⁻¹ ∝ n^−α"]
+    alpha = rows[
+        "conv NTK α on MNIST-5k (offline fallback for CIFAR-10), size proxy (Tr K_n⁻¹)⁻¹ ∝ n^−α"
+    ]
     assert alpha["paper"] == 1.12
     assert alpha["ours"] == payload["metrics"]["conv_ntk_alpha_proxy"]
+
+
+def test_gaussian_pool_features_have_the_kernel_as_second_moment_and_chi_square_mode_power():
+    import jax
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 6)).astype(np.float32)
+    kernel = simon24_rf.stax.serial(simon24_rf.stax.Dense(1), simon24_rf.stax.Relu())[2](
+        x, x, "nngp"
+    )
+    gauss = rffeat.gaussian_pool_features(kernel)
+    k = 20000
+    g = np.asarray(gauss(jax.random.PRNGKey(0), k), np.float64)
+    # E[g gᵀ] = K: the k-feature average has relative Frobenius error
+    # ≈ √((Tr K)² + ‖K‖²)/(√k ‖K‖) ≈ 0.03 here; allow 0.06
+    emp = g @ g.T / k
+    kern = np.asarray(kernel, np.float64)
+    assert np.linalg.norm(emp - kern) / np.linalg.norm(kern) < 0.06
+    # Gaussian features: q ~ χ²_m/m, CV √(2/m) = 0.447 for m = 10; the CV of
+    # 20000 draws is good to ≈ 1%. ReLU features of the same kernel (the
+    # experiment's premise) spread their power far more unevenly.
+    cv_g = rffeat.mode_power_cv(g, kernel, 10)
+    assert abs(cv_g / np.sqrt(2 / 10) - 1) < 0.05, cv_g
+    relu = np.asarray(simon24_rf.rf.relu_features(jax.random.PRNGKey(1), x, k)) * np.sqrt(k)
+    assert np.linalg.norm(relu @ relu.T / k - kern) / np.linalg.norm(kern) < 0.06
+    assert rffeat.mode_power_cv(relu, kernel, 10) > 1.3 * cv_g
+
+
+def test_tiny_run_shows_relu_vs_gaussian_features(tiny_run):
+    payload = json.loads((tiny_run / "metrics.json").read_text())
+    assert (tiny_run / "relu_vs_gaussian_features.png").stat().st_size > 1000
+    m = payload["metrics"]
+    assert m["features_ridge_threshold"] == rffeat.RIDGE_THRESHOLD
+    assert len(m["features_max_rel_dev_relu_per_ridge"]) == len(m["features_ridges_rel"])
+    rows = {r["quantity"]: r for r in payload["paper_vs_ours"]}
+    cv = rows["per-feature power in the top 10 eigenmodes, CV (ReLU vs Gaussian)"]
+    assert cv["ours"] == (
+        f"ReLU {m['features_power_cv_relu']:.2f}, Gaussian {m['features_power_cv_gaussian']:.2f}"
+    )
+    assert cv["mark"] == "agree"

@@ -25,8 +25,12 @@ def tiny(tmp_path_factory):
 
 def test_tiny_run_writes_its_figures_and_table(tiny):
     directory, payload = tiny
-    assert payload["figures"] == ["fig1_grams.png", "fig2_convergence.png",
-                                  "fig3_nu_sweep.png", "fig4_uci.png"]
+    assert payload["figures"] == [
+        "fig1_grams.png",
+        "fig2_convergence.png",
+        "fig3_nu_sweep.png",
+        "fig4_uci.png",
+    ]
     for name in payload["figures"]:
         assert (directory / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(payload["paper_vs_ours"]) >= 6
@@ -35,7 +39,7 @@ def test_tiny_run_writes_its_figures_and_table(tiny):
 
 def test_tiny_posterior_gram_approaches_the_dkm_optimum_with_width(tiny):
     m = tiny[1]["metrics"]
-    d = np.asarray(m["sample_rel_distance"])          # (widths, layers)
+    d = np.asarray(m["sample_rel_distance"])  # (widths, layers)
     assert np.all(d[-1] < 0.5 * d[0]), d
 
 
@@ -52,8 +56,8 @@ def test_tiny_distance_slope_is_near_minus_one_half(tiny):
 def test_tiny_nngp_gram_stays_away_from_the_posterior(tiny):
     m = tiny[1]["metrics"]
     nngp, d = np.asarray(m["nngp_rel_distance"]), np.asarray(m["sample_rel_distance"])
-    assert np.all(nngp[-1] > 0.6 * nngp[0])           # does not shrink with width
-    assert np.all(nngp[-1] > d[-1])                   # the optimum, not the prior, is the limit
+    assert np.all(nngp[-1] > 0.6 * nngp[0])  # does not shrink with width
+    assert np.all(nngp[-1] > d[-1])  # the optimum, not the prior, is the limit
 
 
 def test_tiny_large_nu_gives_the_nngp_gram(tiny):
@@ -71,7 +75,7 @@ def test_tiny_small_nu_aligns_top_gram_with_targets(tiny):
 def test_tiny_uci_models_beat_predicting_the_mean(tiny):
     m = tiny[1]["metrics"]
     boston = m["uci"]["boston"]
-    y_std = 9.2   # Boston MEDV standard deviation (thousands of dollars)
+    y_std = 9.2  # Boston MEDV standard deviation (thousands of dollars)
     assert "DGP (2 layers, DSVI)" in boston and len(boston) == 4
     for model, scores in boston.items():
         rmse, ll = scores["rmse"][0], scores["ll"][0]
@@ -90,23 +94,27 @@ def _write_split(folder, i, train, test):
 
 def test_standard_split_files_are_read_in_order_from_either_layout(tmp_path):
     from ntk.data.uci import uci_split_indices
-    assert uci_split_indices("boston", tmp_path) == []          # no files: no splits
+
+    assert uci_split_indices("boston", tmp_path) == []  # no files: no splits
     _write_split(tmp_path / "boston" / "data", 0, [0, 2, 3], [1])
     _write_split(tmp_path / "boston" / "data", 1, [1, 2], [0, 3])
     splits = uci_split_indices("boston", tmp_path, n_rows=4)
-    assert [(s[0].tolist(), s[1].tolist()) for s in splits] == [([0, 2, 3], [1]),
-                                                                ([1, 2], [0, 3])]
+    assert [(s[0].tolist(), s[1].tolist()) for s in splits] == [([0, 2, 3], [1]), ([1, 2], [0, 3])]
     _write_split(tmp_path / "concrete", 0, [4], [5])
     assert uci_split_indices("concrete", tmp_path)[0][1].tolist() == [5]
 
 
-@pytest.mark.parametrize("train, test, message", [
-    ([0, 1], [1], "in both train and test"),
-    ([0, 9], [1], "indexes rows 0…9; the data has 4 rows"),
-    (["0.5"], [1], "integer row indices"),
-])
+@pytest.mark.parametrize(
+    "train, test, message",
+    [
+        ([0, 1], [1], "in both train and test"),
+        ([0, 9], [1], "indexes rows 0…9; the data has 4 rows"),
+        (["0.5"], [1], "integer row indices"),
+    ],
+)
 def test_bad_split_files_are_a_value_error_naming_the_file(tmp_path, train, test, message):
     from ntk.data.uci import uci_split_indices
+
     _write_split(tmp_path / "yacht", 0, train, test)
     with pytest.raises(ValueError, match=message):
         uci_split_indices("yacht", tmp_path, n_rows=4)
@@ -114,6 +122,7 @@ def test_bad_split_files_are_a_value_error_naming_the_file(tmp_path, train, test
 
 def test_standardised_split_uses_training_statistics_only():
     from experiments.yang23_dkm import standardised_split
+
     x = np.array([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0], [100.0, 1.0]])
     y = np.array([1.0, 3.0, 5.0, -50.0])
     xtr, ytr, xte, yte, ys = standardised_split(x, y, np.array([0, 1, 2]), np.array([3]))
@@ -135,4 +144,4 @@ def test_tiny_uci_rows_give_mean_and_the_number_of_splits(tiny):
     for r in paired:
         base = r["quantity"].split(" − ")[1].split(", test RMSE")[0]
         d = boston["sparse DKM"]["rmse"][0] - boston[base]["rmse"][0]
-        assert r["mark"] == ("agree" if d <= 0 else "differs")     # one split: no s.e.
+        assert r["mark"] == ("agree" if d <= 0 else "differs")  # one split: no s.e.

@@ -41,9 +41,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _cli(*args, timeout=120):
     """Run ``python -m experiments ARGS`` from the repository root."""
-    return subprocess.run([sys.executable, "-m", "experiments", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "experiments", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 # ------------------------------------------------------------------ CLI
@@ -91,8 +96,10 @@ def test_failed_json_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path):
 
 def test_failed_figure_write_keeps_the_previous_png(tmp_path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     path = tmp_path / "fig.png"
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1])
@@ -112,9 +119,9 @@ def test_failed_figure_write_keeps_the_previous_png(tmp_path):
 
 
 def test_json_writer_converts_numpy_values(tmp_path):
-    path = results.atomic_write_json(tmp_path / "m.json",
-                                     {"a": np.float32(0.5), "b": np.arange(3),
-                                      "c": jnp.ones(2)})
+    path = results.atomic_write_json(
+        tmp_path / "m.json", {"a": np.float32(0.5), "b": np.arange(3), "c": jnp.ones(2)}
+    )
     assert json.loads(path.read_text()) == {"a": 0.5, "b": [0, 1, 2], "c": [1.0, 1.0]}
 
 
@@ -123,7 +130,8 @@ def test_json_writer_converts_numpy_values(tmp_path):
 
 def test_set_overrides_parse_by_field_type():
     config = registry.get("jacot18").config(
-        "quick", seed=3, overrides={"slope_widths": "8,16", "fig1_inits": "4", "b_std": "0.5"})
+        "quick", seed=3, overrides={"slope_widths": "8,16", "fig1_inits": "4", "b_std": "0.5"}
+    )
     assert config.slope_widths == (8, 16) and config.fig1_inits == 4
     assert config.b_std == 0.5 and config.seed == 3
 
@@ -138,7 +146,6 @@ def test_set_override_with_bad_value_says_what_was_expected():
         registry.get("jacot18").config("quick", overrides={"fig1_inits": "many"})
 
 
-
 # ------------------------------------------------------------------ benchmark plumbing
 
 
@@ -149,16 +156,21 @@ def test_benchmark_reports_missing_layers_instead_of_failing():
 
 
 def test_benchmark_harness_times_the_kernel_it_was_given():
-    workload = {"layers": [["Dense", [8], {"W_std": 1.4, "b_std": 0.1}], ["Relu", [], {}],
-                           ["Dense", [1], {}]],
-                "input_shape": [6, 5]}
+    workload = {
+        "layers": [
+            ["Dense", [8], {"W_std": 1.4, "b_std": 0.1}],
+            ["Relu", [], {}],
+            ["Dense", [1], {}],
+        ],
+        "input_shape": [6, 5],
+    }
     result = _harness.run_workload(stax, workload, repeats=2, seed=0)
     assert result["seconds"] > 0 and len(result["times"]) == 2
-    _, _, kernel_fn = stax.serial(stax.Dense(8, W_std=1.4, b_std=0.1), stax.Relu(),
-                                  stax.Dense(1))
+    _, _, kernel_fn = stax.serial(stax.Dense(8, W_std=1.4, b_std=0.1), stax.Relu(), stax.Dense(1))
     x = _harness.make_input([6, 5], 0)
-    np.testing.assert_allclose(result["corner"], np.asarray(kernel_fn(x, None, "ntk"))[:4, :4],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        result["corner"], np.asarray(kernel_fn(x, None, "ntk"))[:4, :4], rtol=1e-6
+    )
 
 
 def test_benchmark_speedup_and_target():
@@ -191,7 +203,8 @@ def test_ci_runs_the_readme_test_command_verbatim():
     test_command = _quickstart_commands()[1]
     ci = (REPO / ".ci" / "run").read_text()
     assert any(line.strip().startswith(test_command) for line in ci.splitlines()), (
-        f"README's test command not found verbatim in .ci/run:\n{test_command}")
+        f"README's test command not found verbatim in .ci/run:\n{test_command}"
+    )
 
 
 def test_ci_script_is_strict_executable_bash_that_fails_on_no_tests():
@@ -234,6 +247,7 @@ def test_data_dir_reaches_the_config_field_of_experiments_that_have_one():
 @dataclasses.dataclass(frozen=True)
 class _FakeConfig:
     """Config of the fake experiments below (registered per test, never discovered)."""
+
     seed: int = 0
     label: str = "first"
     interrupt_after_first_figure: bool = False
@@ -242,8 +256,10 @@ class _FakeConfig:
 
 def _line_figure(y):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(2, 2))
     ax.plot(y)
     return fig
@@ -261,6 +277,7 @@ def _fake_run(run):
 def _fake_cifar_run(run):
     """Reads CIFAR-10 from ``data_dir`` through the real loader."""
     from ntk import data
+
     data.cifar10(run.config.data_dir)
     return registry.Result()
 
@@ -281,17 +298,20 @@ def _fake_experiment(name, *parts, config=_FakeConfig):
 @pytest.fixture
 def fake_experiments(monkeypatch):
     registry.discover()
-    for name, run, spec in (("fake", _fake_run, {"label": "the config's label"}),
-                            ("fake_cifar", _fake_cifar_run, {}),
-                            ("fake_buggy", _fake_buggy_run, {})):
+    for name, run, spec in (
+        ("fake", _fake_run, {"label": "the config's label"}),
+        ("fake_cifar", _fake_cifar_run, {}),
+        ("fake_buggy", _fake_buggy_run, {}),
+    ):
         monkeypatch.setitem(registry._REGISTRY, name, _fake_experiment(name, (run, spec)))
     return registry.get("fake")
 
 
 def _run_fake(out, **changes):
     exp = registry.get("fake")
-    return registry.run_experiment(exp, dataclasses.replace(_FakeConfig(), **changes),
-                                   out, echo=lambda *_: None)
+    return registry.run_experiment(
+        exp, dataclasses.replace(_FakeConfig(), **changes), out, echo=lambda *_: None
+    )
 
 
 def _snapshot(directory: Path) -> dict:
@@ -304,28 +324,29 @@ def _png_text_chunks(path: Path) -> dict:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, chunks = 8, {}
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
         if kind == b"tEXt":
-            key, _, value = data[pos + 8:pos + 8 + length].partition(b"\0")
+            key, _, value = data[pos + 8 : pos + 8 + length].partition(b"\0")
             chunks[key.decode("latin-1")] = value.decode("latin-1")
-        pos += 12 + length                       # length, type, body, CRC
+        pos += 12 + length  # length, type, body, CRC
     return chunks
 
 
 def test_interrupted_run_keeps_the_previous_complete_run_and_leaves_no_temp_files(
-        tmp_path, fake_experiments):
+    tmp_path, fake_experiments
+):
     first = _run_fake(tmp_path)
     before = _snapshot(tmp_path / "fake")
     with pytest.raises(KeyboardInterrupt):
         _run_fake(tmp_path, label="second", interrupt_after_first_figure=True)
     assert [p.name for p in tmp_path.iterdir()] == ["fake"]
     assert _snapshot(tmp_path / "fake") == before
-    assert json.loads((tmp_path / "fake" / "metrics.json").read_text())["run_id"] == \
-        first["run_id"]
+    assert json.loads((tmp_path / "fake" / "metrics.json").read_text())["run_id"] == first["run_id"]
 
 
 def test_interrupted_run_restores_the_signal_handlers_and_joins_its_progress_thread(
-        tmp_path, fake_experiments):
+    tmp_path, fake_experiments
+):
     # A simulated Ctrl-C must leave nothing behind that a later SIGINT (or the
     # end of the test session) would run into.
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -336,8 +357,7 @@ def test_interrupted_run_restores_the_signal_handlers_and_joins_its_progress_thr
     assert set(threading.enumerate()) <= threads
 
 
-def test_complete_run_replaces_the_previous_run_whole(
-        tmp_path, fake_experiments):
+def test_complete_run_replaces_the_previous_run_whole(tmp_path, fake_experiments):
     _run_fake(tmp_path)
     second = _run_fake(tmp_path, label="second")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fake"]
@@ -376,9 +396,14 @@ _SIGNAL_SCRIPT = textwrap.dedent("""
 
 
 def _start_and_signal_after_first_figure(out: Path, signum: int):
-    proc = subprocess.Popen([sys.executable, "-c", _SIGNAL_SCRIPT, str(out)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SIGNAL_SCRIPT, str(out)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         for line in proc.stdout:
             if line.strip() == "WROTE":
@@ -397,7 +422,8 @@ def _start_and_signal_after_first_figure(out: Path, signum: int):
 
 
 def test_sigterm_after_the_first_figure_keeps_the_previous_run_and_removes_staging(
-        tmp_path, fake_experiments):
+    tmp_path, fake_experiments
+):
     first = _run_fake(tmp_path)
     before = _snapshot(tmp_path / "fake")
     code, err = _start_and_signal_after_first_figure(tmp_path, signal.SIGTERM)
@@ -412,29 +438,30 @@ def test_staging_left_by_a_killed_run_is_removed_by_the_next_run(tmp_path, fake_
     _run_fake(tmp_path)
     code, _ = _start_and_signal_after_first_figure(tmp_path, signal.SIGKILL)
     assert code == -signal.SIGKILL
-    assert len(list(tmp_path.iterdir())) == 2        # SIGKILL cannot be cleaned up after
+    assert len(list(tmp_path.iterdir())) == 2  # SIGKILL cannot be cleaned up after
     third = _run_fake(tmp_path, label="third")
     assert [p.name for p in tmp_path.iterdir()] == ["fake"]
-    assert json.loads((tmp_path / "fake" / "metrics.json").read_text())["run_id"] == \
-        third["run_id"]
+    assert json.loads((tmp_path / "fake" / "metrics.json").read_text())["run_id"] == third["run_id"]
 
 
 def test_previous_run_renamed_aside_by_a_publisher_that_died_is_put_back(
-        tmp_path, fake_experiments):
+    tmp_path, fake_experiments
+):
     first = _run_fake(tmp_path)
     before = _snapshot(tmp_path / "fake")
     # The state a SIGKILL between publish's two renames leaves behind.
     aside = tmp_path / f".fake.old-{results.new_run_id()}"
     (tmp_path / "fake").rename(aside)
     with results.StagedRun(tmp_path / "fake"):
-        pass                                          # opened, never published
+        pass  # opened, never published
     assert [p.name for p in tmp_path.iterdir()] == ["fake"]
     assert _snapshot(tmp_path / "fake") == before
     assert json.loads(before["metrics.json"])["run_id"] == first["run_id"]
 
 
 def test_metrics_and_every_png_carry_the_same_run_id_and_the_manifest_matches(
-        tmp_path, fake_experiments):
+    tmp_path, fake_experiments
+):
     first = _run_fake(tmp_path)
     out = tmp_path / "fake"
     metrics = json.loads((out / "metrics.json").read_text())
@@ -443,8 +470,10 @@ def test_metrics_and_every_png_carry_the_same_run_id_and_the_manifest_matches(
     for name in ("first.png", "second.png"):
         assert _png_text_chunks(out / name)["run_id"] == metrics["run_id"]
         data = (out / name).read_bytes()
-        assert metrics["files"][name] == {"bytes": len(data),
-                                          "sha256": hashlib.sha256(data).hexdigest()}
+        assert metrics["files"][name] == {
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
     assert set(metrics["files"]) == {"first.png", "second.png"}
     assert _run_fake(tmp_path)["run_id"] != first["run_id"]
 
@@ -476,7 +505,8 @@ def _single_error_line(capsys) -> str:
 
 
 def test_out_below_a_regular_file_is_one_error_line_with_status_2(
-        tmp_path, fake_experiments, capsys):
+    tmp_path, fake_experiments, capsys
+):
     (tmp_path / "a_file").write_text("")
     code = main(["run", "fake", "--out", str(tmp_path / "a_file" / "results")])
     assert code == 2
@@ -484,8 +514,9 @@ def test_out_below_a_regular_file_is_one_error_line_with_status_2(
     assert "--out" in line and "a_file" in line and "NotADirectoryError" in line
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
-                    reason="root may write into read-only directories")
+@pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() == 0, reason="root may write into read-only directories"
+)
 def test_read_only_out_is_one_error_line_with_status_2(tmp_path, fake_experiments, capsys):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
@@ -498,29 +529,39 @@ def test_read_only_out_is_one_error_line_with_status_2(tmp_path, fake_experiment
 
 
 def test_missing_data_dir_is_one_error_line_with_status_2(tmp_path, fake_experiments, capsys):
-    code = main(["run", "fake_cifar", "--out", str(tmp_path),
-                 "--data-dir", str(tmp_path / "nowhere")])
+    code = main(
+        ["run", "fake_cifar", "--out", str(tmp_path), "--data-dir", str(tmp_path / "nowhere")]
+    )
     assert code == 2
     assert "--data-dir" in _single_error_line(capsys)
 
 
 def test_dataset_missing_from_data_dir_is_one_error_line_with_status_2(
-        tmp_path, fake_experiments, capsys):
+    tmp_path, fake_experiments, capsys
+):
     (tmp_path / "data").mkdir()
-    code = main(["run", "fake_cifar", "--out", str(tmp_path / "out"),
-                 "--data-dir", str(tmp_path / "data")])
+    code = main(
+        ["run", "fake_cifar", "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "data")]
+    )
     assert code == 2
     line = _single_error_line(capsys)
     assert line.startswith("error: --data-dir:") and "data_batch_1" in line
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_unexpected_os_error_inside_an_experiment_keeps_its_traceback(
-        tmp_path, fake_experiments):
+def test_unexpected_os_error_inside_an_experiment_keeps_its_traceback(tmp_path, fake_experiments):
     (tmp_path / "data").mkdir()
     with pytest.raises(FileNotFoundError, match="nonexistent-ntk-test-dir"):
-        main(["run", "fake_buggy", "--out", str(tmp_path / "out"),
-              "--data-dir", str(tmp_path / "data")])
+        main(
+            [
+                "run",
+                "fake_buggy",
+                "--out",
+                str(tmp_path / "out"),
+                "--data-dir",
+                str(tmp_path / "data"),
+            ]
+        )
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -533,8 +574,9 @@ def test_a_size_that_changes_an_unknown_field_is_refused_at_registration():
 
 
 def test_each_size_is_the_defaults_changed_by_its_declaration():
-    exp = registry.Experiment("demo", _FakeConfig,
-                              registry.Sizes(full={"label": "big"}, tiny={"label": "small"}))
+    exp = registry.Experiment(
+        "demo", _FakeConfig, registry.Sizes(full={"label": "big"}, tiny={"label": "small"})
+    )
     assert exp.config("quick") == _FakeConfig()
     assert exp.config("full").label == "big" and exp.config("tiny").label == "small"
     with pytest.raises(ValueError, match="size must be one of"):
@@ -545,23 +587,29 @@ def _metrics_part(metrics):
     return lambda run: registry.Result(metrics=metrics)
 
 
-@pytest.mark.parametrize("written, message", [
-    ({"label": 1, "extra": 2}, "metric 'extra' is not declared"),
-    ({}, r"declared metric\(s\) \['label'\] were not written"),
-])
+@pytest.mark.parametrize(
+    "written, message",
+    [
+        ({"label": 1, "extra": 2}, "metric 'extra' is not declared"),
+        ({}, r"declared metric\(s\) \['label'\] were not written"),
+    ],
+)
 def test_a_part_writing_other_metrics_than_it_declares_fails_and_publishes_nothing(
-        tmp_path, written, message):
+    tmp_path, written, message
+):
     exp = _fake_experiment("demo", (_metrics_part(written), {"label": "a label"}))
     with pytest.raises(ValueError, match=f"demo.part0: {message}"):
-        registry.run_experiment(exp, _FakeConfig(), tmp_path, echo=lambda *_: None,
-                                stream=io.StringIO())
+        registry.run_experiment(
+            exp, _FakeConfig(), tmp_path, echo=lambda *_: None, stream=io.StringIO()
+        )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_nested_and_family_metric_specs_are_checked_to_the_leaf():
     spec = {"fit": {"slope": "s", "offset": "o"}, "ratio[*]": "per task"}
-    registry.check_metrics(spec, {"fit": {"slope": 1, "offset": 2}, "ratio[a]": 1,
-                                  "ratio[b, c]": 2}, "x")
+    registry.check_metrics(
+        spec, {"fit": {"slope": 1, "offset": 2}, "ratio[a]": 1, "ratio[b, c]": 2}, "x"
+    )
     with pytest.raises(ValueError, match=r"x.fit: declared metric\(s\) \['offset'\]"):
         registry.check_metrics(spec, {"fit": {"slope": 1}, "ratio[a]": 1}, "x")
     with pytest.raises(ValueError, match=r"\['ratio\[\*\]'\] were not written"):
@@ -572,13 +620,15 @@ def test_parts_merge_their_metrics_and_two_parts_may_not_write_one_leaf(tmp_path
     a = (_metrics_part({"fits": {"a": 1}}), {"fits": {"a": ""}})
     b = (_metrics_part({"fits": {"b": 2}}), {"fits": {"b": ""}})
     exp = _fake_experiment("demo", a, b)
-    payload = registry.run_experiment(exp, _FakeConfig(), tmp_path, echo=lambda *_: None,
-                                      stream=io.StringIO())
+    payload = registry.run_experiment(
+        exp, _FakeConfig(), tmp_path, echo=lambda *_: None, stream=io.StringIO()
+    )
     assert payload["metrics"] == {"fits": {"a": 1, "b": 2}}
     clash = _fake_experiment("clash", a, a)
     with pytest.raises(ValueError, match="metric 'a' is written by two parts"):
-        registry.run_experiment(clash, _FakeConfig(), tmp_path, echo=lambda *_: None,
-                                stream=io.StringIO())
+        registry.run_experiment(
+            clash, _FakeConfig(), tmp_path, echo=lambda *_: None, stream=io.StringIO()
+        )
 
 
 def test_each_part_is_timed_and_its_bar_stays_with_its_time(tmp_path):
@@ -589,8 +639,9 @@ def test_each_part_is_timed_and_its_bar_stays_with_its_time(tmp_path):
 
     stream = io.StringIO()
     exp = _fake_experiment("demo", (loop, {}), (lambda run: registry.Result(), {}))
-    payload = registry.run_experiment(exp, _FakeConfig(), tmp_path, echo=lambda *_: None,
-                                      stream=stream)
+    payload = registry.run_experiment(
+        exp, _FakeConfig(), tmp_path, echo=lambda *_: None, stream=stream
+    )
     assert [p["name"] for p in payload["parts"]] == ["part0", "part1"]
     final = [line.rsplit("\r", 1)[-1] for line in stream.getvalue().split("\n")]
     assert re.search(r"demo \[1/2\] part 0 of demo.*3/3.*done in \d+\.\d s", final[0]), final
@@ -599,6 +650,7 @@ def test_each_part_is_timed_and_its_bar_stays_with_its_time(tmp_path):
 
 def test_a_long_call_inside_a_part_keeps_its_elapsed_time_ticking(tmp_path, monkeypatch):
     import time
+
     monkeypatch.setattr(registry, "_HEARTBEAT_S", 0.05)
 
     class Terminal(io.StringIO):
@@ -646,17 +698,19 @@ def test_comparison_against_a_missing_theory_or_unknown_reference_is_refused():
 
 
 def test_printed_table_has_paper_theory_and_ours_columns_in_order():
-    rows = [results.comparison("slope", "claim", -0.46, "n", theory=-0.5, against="theory",
-                               within=0.1),
-            results.comparison("acc", 66.42, 64.0, within=3.0)]
+    rows = [
+        results.comparison("slope", "claim", -0.46, "n", theory=-0.5, against="theory", within=0.1),
+        results.comparison("acc", 66.42, 64.0, within=3.0),
+    ]
     lines = results.format_comparison(rows).splitlines()
     head = lines[0].split()
     assert head == ["mark", "quantity", "paper", "theory", "ours", "rule", "note"]
     # each value starts in its own column, under its header
-    for line, (paper, theory, ours) in zip(lines[2:], (("claim", "-0.5", "-0.46"),
-                                                       ("66.42", "—", "64"))):
+    for line, (paper, theory, ours) in zip(
+        lines[2:], (("claim", "-0.5", "-0.46"), ("66.42", "—", "64"))
+    ):
         for header, value in (("paper", paper), ("theory", theory), ("ours", ours)):
-            assert line[lines[0].index(header):].startswith(value), (header, line)
+            assert line[lines[0].index(header) :].startswith(value), (header, line)
 
 
 def test_a_row_without_theory_is_not_a_comparison_row():
@@ -666,11 +720,16 @@ def test_a_row_without_theory_is_not_a_comparison_row():
         results.check_row(row, "x.part")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({}, "exactly one of"), ({"within": 0.1, "holds": True}, "exactly one of"),
-    ({"within": 0.1, "ours": "0.3 vs 0.1"}, "compare numbers"),
-    ({"holds": True}, "needs rule="), ({"holds": 1, "rule": "r"}, "must be a bool"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "exactly one of"),
+        ({"within": 0.1, "holds": True}, "exactly one of"),
+        ({"within": 0.1, "ours": "0.3 vs 0.1"}, "compare numbers"),
+        ({"holds": True}, "needs rule="),
+        ({"holds": 1, "rule": "r"}, "must be a bool"),
+    ],
+)
 def test_comparison_without_exactly_one_valid_check_is_a_type_error(kwargs, message):
     args = {"ours": 0.4, **kwargs}
     ours = args.pop("ours")
@@ -760,7 +819,7 @@ def test_report_html_parses_and_embeds_every_figure_offline(tiny_report):
     figures = sum(len(p["figures"]) for p in payloads.values())
     assert len(page.srcs) == figures
     assert all(s.startswith("data:image/png;base64,") for s in page.srcs)
-    assert all(h.startswith("#") for h in page.hrefs)       # nothing to fetch
+    assert all(h.startswith("#") for h in page.hrefs)  # nothing to fetch
     text = "".join(page.text)
     for name, p in payloads.items():
         assert p["versions"]["jax"] in text and p["run_id"] in text

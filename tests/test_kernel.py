@@ -58,8 +58,9 @@ def test_get_tuple_returns_namedtuple_with_those_fields_in_order(get):
 
 def test_get_nngp_alone_matches_full_computation():
     """Skipping the NTK (get='nngp') must not change the NNGP."""
-    np.testing.assert_array_equal(NET.kernel_fn(X1, X2, get="nngp"),
-                                  NET.kernel_fn(X1, X2, get=("nngp", "ntk")).nngp)
+    np.testing.assert_array_equal(
+        NET.kernel_fn(X1, X2, get="nngp"), NET.kernel_fn(X1, X2, get=("nngp", "ntk")).nngp
+    )
 
 
 def test_get_cov2_is_none_when_x2_is_none():
@@ -141,8 +142,9 @@ def _brute_full(a, b):
     n1, H, W, C = a.shape
     n2 = b.shape[0]
     out = np.zeros((n1, n2, H, H, W, W))
-    for i, j, h, hh, w, ww in itertools.product(range(n1), range(n2), range(H),
-                                                range(H), range(W), range(W)):
+    for i, j, h, hh, w, ww in itertools.product(
+        range(n1), range(n2), range(H), range(H), range(W), range(W)
+    ):
         out[i, j, h, hh, w, ww] = a[i, h, w] @ b[j, hh, ww] / C
     return out
 
@@ -164,8 +166,12 @@ IMG2 = RNG.normal(size=(3, 3, 2, 5))
 @pytest.mark.parametrize("with_x2", [False, True])
 def test_input_kernel_of_images_in_both_layouts(diagonal_spatial, with_x2):
     x2 = IMG2 if with_x2 else None
-    k = inputs_to_kernel(jnp.asarray(IMG1), None if x2 is None else jnp.asarray(x2),
-                         diagonal_spatial=diagonal_spatial, compute_ntk=True)
+    k = inputs_to_kernel(
+        jnp.asarray(IMG1),
+        None if x2 is None else jnp.asarray(x2),
+        diagonal_spatial=diagonal_spatial,
+        compute_ntk=True,
+    )
     brute = _brute_diag if diagonal_spatial else _brute_full
     other = IMG1 if x2 is None else x2
     np.testing.assert_allclose(k.nngp, brute(IMG1, other), rtol=1e-13)
@@ -174,8 +180,7 @@ def test_input_kernel_of_images_in_both_layouts(diagonal_spatial, with_x2):
     np.testing.assert_allclose(k.cov1, np.stack([self1[i, i] for i in range(2)]), rtol=1e-13)
     if with_x2:
         self2 = brute(IMG2, IMG2)
-        np.testing.assert_allclose(k.cov2, np.stack([self2[i, i] for i in range(3)]),
-                                   rtol=1e-13)
+        np.testing.assert_allclose(k.cov2, np.stack([self2[i, i] for i in range(3)]), rtol=1e-13)
     else:
         assert k.cov2 is None
     assert k.ntk.shape == k.nngp.shape and not np.any(k.ntk)
@@ -186,8 +191,9 @@ def test_input_kernel_of_images_in_both_layouts(diagonal_spatial, with_x2):
 @pytest.mark.parametrize("diagonal_spatial", [False, True])
 def test_input_kernel_of_1d_signals(diagonal_spatial):
     a, b = RNG.normal(size=(2, 4, 3)), RNG.normal(size=(3, 4, 3))
-    k = inputs_to_kernel(jnp.asarray(a), jnp.asarray(b), diagonal_spatial=diagonal_spatial,
-                         compute_ntk=False)
+    k = inputs_to_kernel(
+        jnp.asarray(a), jnp.asarray(b), diagonal_spatial=diagonal_spatial, compute_ntk=False
+    )
     if diagonal_spatial:
         expected = np.einsum("ilc,jlc->ijl", a, b) / 3
     else:
@@ -212,18 +218,21 @@ def test_flattened_image_kernel_is_gram_of_flattened_vectors():
 
 
 def test_variances_and_outer_vars_broadcast_against_nngp():
-    k = inputs_to_kernel(jnp.asarray(IMG1), jnp.asarray(IMG2), diagonal_spatial=False,
-                         compute_ntk=False)
-    var1 = np.sum(IMG1 ** 2, -1) / 5
-    var2 = np.sum(IMG2 ** 2, -1) / 5
+    k = inputs_to_kernel(
+        jnp.asarray(IMG1), jnp.asarray(IMG2), diagonal_spatial=False, compute_ntk=False
+    )
+    var1 = np.sum(IMG1**2, -1) / 5
+    var2 = np.sum(IMG2**2, -1) / 5
     np.testing.assert_allclose(k.var1(), var1, rtol=1e-13)
     np.testing.assert_allclose(k.var2(), var2, rtol=1e-13)
     (a12, b12), (a11, b11), (a22, b22) = k.outer_vars()
     assert np.broadcast_shapes(a12.shape, b12.shape) == k.nngp.shape
     # a12[i, ., h, ., w, .] = var1[i, h, w]; b12[., j, ., h', ., w'] = var2[j, h', w']
-    np.testing.assert_allclose(np.broadcast_to(a12, k.nngp.shape)[1, 2, 0, 1, 1, 0],
-                               var1[1, 0, 1], rtol=1e-13)
-    np.testing.assert_allclose(np.broadcast_to(b12, k.nngp.shape)[1, 2, 0, 1, 1, 0],
-                               var2[2, 1, 0], rtol=1e-13)
+    np.testing.assert_allclose(
+        np.broadcast_to(a12, k.nngp.shape)[1, 2, 0, 1, 1, 0], var1[1, 0, 1], rtol=1e-13
+    )
+    np.testing.assert_allclose(
+        np.broadcast_to(b12, k.nngp.shape)[1, 2, 0, 1, 1, 0], var2[2, 1, 0], rtol=1e-13
+    )
     assert np.broadcast_shapes(a11.shape, b11.shape) == k.cov1.shape
     assert np.broadcast_shapes(a22.shape, b22.shape) == k.cov2.shape

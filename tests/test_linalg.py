@@ -9,8 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk._linalg import (add_jitter, cholesky_fast_vjp, jitter_amount,
-                         jittered_cholesky)
+from ntk._linalg import add_jitter, cholesky_fast_vjp, jitter_amount, jittered_cholesky
 
 
 def _spd(n=5, seed=0):
@@ -38,8 +37,8 @@ def test_factor_reproduces_the_jittered_matrix(relative):
 
 def test_failure_reports_the_smallest_eigenvalue_and_a_jitter_that_works():
     x = np.random.default_rng(1).normal(size=(4, 2))
-    k = x @ x.T                                         # rank 2: singular
-    k[0, 0] -= 0.3                                     # and indefinite
+    k = x @ x.T  # rank 2: singular
+    k[0, 0] -= 0.3  # and indefinite
     with pytest.raises(ValueError) as info:
         jittered_cholesky(k, 0.0, where="f", arg="k_x", param="jitter")
     msg = str(info.value)
@@ -52,11 +51,19 @@ def test_failure_reports_the_smallest_eigenvalue_and_a_jitter_that_works():
 
 
 def test_absolute_failure_names_the_amount_and_the_callers_scale_flag():
-    with pytest.raises(ValueError, match=r"plus diag_reg=1e-20 is not positive definite.*"
-                                         r"diag_reg=1e-[0-9]+ \(absolute, as "
-                                         r"diag_reg_absolute_scale=True\)"):
-        jittered_cholesky(np.ones((3, 3)), 1e-20, relative=False, param="diag_reg",
-                          scale_flag="diag_reg_absolute_scale")
+    with pytest.raises(
+        ValueError,
+        match=r"plus diag_reg=1e-20 is not positive definite.*"
+        r"diag_reg=1e-[0-9]+ \(absolute, as "
+        r"diag_reg_absolute_scale=True\)",
+    ):
+        jittered_cholesky(
+            np.ones((3, 3)),
+            1e-20,
+            relative=False,
+            param="diag_reg",
+            scale_flag="diag_reg_absolute_scale",
+        )
 
 
 def test_traced_failure_propagates_nans_instead_of_raising():

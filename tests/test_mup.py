@@ -31,24 +31,39 @@ KEY = jax.random.PRNGKey(0)
 def paper_r(a, b, c):
     """TP4 Def. 3.2 written out: min(a_{L+1}+b_{L+1}, 2a_{L+1}+c) + c - 1 + min_l[2a_l + 1(l=1)]."""
     L = len(a) - 1
-    return (min(a[L] + b[L], 2 * a[L] + c) + c - 1
-            + min(2 * a[l] + (l == 0) for l in range(L)))
+    return min(a[L] + b[L], 2 * a[L] + c) + c - 1 + min(2 * a[l] + (l == 0) for l in range(L))
 
 
-@pytest.mark.parametrize("name, c, depth, r", [
-    # SP's 1/2 in Table 1 needs a hidden layer (2a_l = 0 enters the min);
-    # with L = 1 only the input layer's 2a_1 + 1 = 1 does: r = 1/2 + 1.
-    ("sp", 1.0, 1, 1.5), ("sp", 1.0, 2, 0.5), ("sp", 1.0, 3, 0.5), ("ntk", None, 1, 0.5),
-    ("ntk", None, 3, 0.5), ("mf", None, 1, 0.0), ("mup", None, 1, 0.0),
-    ("mup", None, 3, 0.0)])
+@pytest.mark.parametrize(
+    "name, c, depth, r",
+    [
+        # SP's 1/2 in Table 1 needs a hidden layer (2a_l = 0 enters the min);
+        # with L = 1 only the input layer's 2a_1 + 1 = 1 does: r = 1/2 + 1.
+        ("sp", 1.0, 1, 1.5),
+        ("sp", 1.0, 2, 0.5),
+        ("sp", 1.0, 3, 0.5),
+        ("ntk", None, 1, 0.5),
+        ("ntk", None, 3, 0.5),
+        ("mf", None, 1, 0.0),
+        ("mup", None, 1, 0.0),
+        ("mup", None, 3, 0.0),
+    ],
+)
 def test_r_matches_the_papers_table(name, c, depth, r):
     assert mup.abc(name, depth, c=c).r == pytest.approx(r)
 
 
-@pytest.mark.parametrize("name, c, regime", [
-    ("sp", 1.0, "kernel"), ("sp", 0.0, "unstable"), ("sp", 0.5, "unstable"),
-    ("ntk", None, "kernel"), ("mf", None, "feature learning"),
-    ("mup", None, "feature learning")])
+@pytest.mark.parametrize(
+    "name, c, regime",
+    [
+        ("sp", 1.0, "kernel"),
+        ("sp", 0.0, "unstable"),
+        ("sp", 0.5, "unstable"),
+        ("ntk", None, "kernel"),
+        ("mf", None, "feature learning"),
+        ("mup", None, "feature learning"),
+    ],
+)
 def test_regime_classification_matches_the_paper(name, c, regime):
     depth = 1 if name == "mf" else 2
     p = mup.abc(name, depth, c=c)
@@ -100,11 +115,14 @@ def test_predicted_feature_slopes_are_minus_r():
     assert mup.abc("sp", 2, c=0.0).predicted_slopes()["df"] >= 1.0
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(a=(0, 0), b=(0,)), "one entry per layer"),
-    (dict(a=(0, 0), b=(0, 0), c=(0, 0, 0)), "per-layer `c`"),
-    (dict(a=(0, float("inf")), b=(0, 0)), "only the readout"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(a=(0, 0), b=(0,)), "one entry per layer"),
+        (dict(a=(0, 0), b=(0, 0), c=(0, 0, 0)), "per-layer `c`"),
+        (dict(a=(0, float("inf")), b=(0, 0)), "only the readout"),
+    ],
+)
 def test_abc_rejects_bad_exponents(kwargs, match):
     with pytest.raises(ValueError, match=match):
         mup.ABC(**kwargs)
@@ -126,10 +144,8 @@ def test_unknown_preset_is_named_in_the_error():
 def mlp(n, depth=2, b_std=0.5, parameterization="ntk"):
     layers = []
     for _ in range(depth):
-        layers += [stax.Dense(n, b_std=b_std, parameterization=parameterization),
-                   stax.Relu()]
-    return stax.serial(*layers, stax.Dense(1, b_std=b_std,
-                                           parameterization=parameterization))
+        layers += [stax.Dense(n, b_std=b_std, parameterization=parameterization), stax.Relu()]
+    return stax.serial(*layers, stax.Dense(1, b_std=b_std, parameterization=parameterization))
 
 
 X = jax.random.normal(jax.random.PRNGKey(1), (6, 3))
@@ -153,12 +169,13 @@ def test_mup_effective_weight_variances_follow_def_5_1(parameterization):
     model = mlp(n, b_std=None, parameterization=parameterization)
     net = mup.parametrize(model, "mup", base_width=n0)
     w = net.init(KEY, X)
-    native = jax.tree_util.tree_map(lambda s, p: p * s.fwd_mult, net.info, w,
-                                    is_leaf=lambda s: isinstance(s, mup.LeafScale))
+    native = jax.tree_util.tree_map(
+        lambda s, p: p * s.fwd_mult, net.info, w, is_leaf=lambda s: isinstance(s, mup.LeafScale)
+    )
     Ws = [native[0][0], native[2][0], native[4][0]]
-    if parameterization == "ntk":   # stax multiplies by 1/sqrt(fan_in) in apply
+    if parameterization == "ntk":  # stax multiplies by 1/sqrt(fan_in) in apply
         Ws = [W / math.sqrt(W.shape[0]) for W in Ws]
-    expected = [1 / d, 1 / n, n0 / n ** 2]
+    expected = [1 / d, 1 / n, n0 / n**2]
     for W, v in zip(Ws, expected):
         # sample variance of m Gaussians: relative sd sqrt(2/m); 5 sd
         tol = 5 * math.sqrt(2 / W.size)
@@ -166,8 +183,7 @@ def test_mup_effective_weight_variances_follow_def_5_1(parameterization):
 
 
 def test_zero_readout_gives_zero_initial_output():
-    net = mup.parametrize(mlp(64, b_std=None), mup.abc("mup", 2, zero_readout=True),
-                          base_width=16)
+    net = mup.parametrize(mlp(64, b_std=None), mup.abc("mup", 2, zero_readout=True), base_width=16)
     assert float(jnp.max(jnp.abs(net.apply_fn(net.init(KEY, X), X)))) == 0.0
 
 
@@ -182,17 +198,20 @@ def sgd_trajectory(net, lr, steps=3):
             g = jax.grad(lambda w: 0.5 * jnp.mean((net.apply_fn(w, X) - Y) ** 2))(w)
             u, state = opt.update(g, state, w)
             return (optax.apply_updates(w, u), state), None
+
         w = jax.lax.scan(step, (w, opt.init(w)), None, length=steps)[0][0]
         return net.apply_fn(w, X)
+
     return run(w)
 
 
 def test_the_three_mup_gauges_train_identically_under_sgd():
     """TP4 Eq. 5: (a+θ, b−θ, c−2θ) leaves every SGD step unchanged."""
     model = mlp(128)
-    outs = [sgd_trajectory(mup.parametrize(model, mup.abc("mup", 2, form=f),
-                                           base_width=32), 0.3)
-            for f in mup.FORMS]
+    outs = [
+        sgd_trajectory(mup.parametrize(model, mup.abc("mup", 2, form=f), base_width=32), 0.3)
+        for f in mup.FORMS
+    ]
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(outs[2], outs[0], rtol=1e-8, atol=1e-10)
 
@@ -223,8 +242,7 @@ def test_mup_adam_is_tp5_table3_per_layer_update():
     opt = mup.adam(lr, net.info, eps=eps)
     u, _ = opt.update(g, opt.init(w), w)
     m = n / n0
-    expected = {(0, 0): 1.0, (0, 1): 1.0, (2, 0): 1 / m, (2, 1): 1.0,
-                (4, 0): 1 / m, (4, 1): 1.0}
+    expected = {(0, 0): 1.0, (0, 1): 1.0, (2, 0): 1 / m, (2, 1): 1.0, (4, 0): 1 / m, (4, 1): 1.0}
     for (i, j), mult in expected.items():
         want = -lr * mult * g[i][j] / (jnp.abs(g[i][j]) + eps)
         np.testing.assert_allclose(u[i][j], want, rtol=1e-6, atol=1e-12)
@@ -237,7 +255,7 @@ def test_table8_gauge_has_readout_multiplier_and_mup_package_lrs():
     readout = net.info[4][0]
     m = n / n0
     # stax's "ntk" Dense already divides by sqrt(fan_in): the extra factor is m^{-1/2}
-    assert readout.fwd_mult == pytest.approx(m ** -0.5)
+    assert readout.fwd_mult == pytest.approx(m**-0.5)
     assert readout.lr_mult == pytest.approx(m)
     assert readout.adam_lr_mult == pytest.approx(1.0)
     assert net.info[2][0].adam_lr_mult == pytest.approx(1 / m)
@@ -247,8 +265,11 @@ def test_scale_by_width_composes_inside_an_optax_chain():
     net = mup.parametrize(mlp(64), "mup", base_width=16)
     w = net.init(KEY, X)
     g = grads_of(net, w)
-    chain = optax.chain(optax.scale_by_adam(), mup.scale_by_width(net.info, "adam"),
-                        optax.scale_by_learning_rate(1e-3))
+    chain = optax.chain(
+        optax.scale_by_adam(),
+        mup.scale_by_width(net.info, "adam"),
+        optax.scale_by_learning_rate(1e-3),
+    )
     u1, _ = chain.update(g, chain.init(w), w)
     ref = mup.adam(1e-3, net.info)
     u2, _ = ref.update(g, ref.init(w), w)
@@ -279,16 +300,22 @@ def test_scale_by_width_rejects_non_info_trees():
 # ------------------------------------------------------------------ Flax
 
 
-EXPECTED_ROLES = {"0/kernel": ("input", 4.0), "0/bias": ("bias", 4.0),
-                  "1/kernel": ("hidden", 4.0), "1/bias": ("bias", 4.0),
-                  "2/kernel": ("output", 4.0), "2/bias": ("fixed", 1.0)}
+EXPECTED_ROLES = {
+    "0/kernel": ("input", 4.0),
+    "0/bias": ("bias", 4.0),
+    "1/kernel": ("hidden", 4.0),
+    "1/bias": ("bias", 4.0),
+    "2/kernel": ("output", 4.0),
+    "2/bias": ("fixed", 1.0),
+}
 
 
 def test_width_inference_on_a_linen_mlp():
     net = mup.parametrize(LinenMLP(128), "mup", base=LinenMLP(32), x=X)
     got = {}
     for path, s in jax.tree_util.tree_flatten_with_path(
-            net.info, is_leaf=lambda s: isinstance(s, mup.LeafScale))[0]:
+        net.info, is_leaf=lambda s: isinstance(s, mup.LeafScale)
+    )[0]:
         layer, kind = path[0].key.split("_")[1], path[1].key
         got[f"{layer}/{kind}"] = (s.role, s.width_mult)
     assert got == EXPECTED_ROLES
@@ -299,7 +326,8 @@ def test_width_inference_on_an_nnx_mlp():
     names = {"inp": "0", "mid": "1", "out": "2"}
     got = {}
     for path, s in jax.tree_util.tree_flatten_with_path(
-            net.info, is_leaf=lambda s: isinstance(s, mup.LeafScale))[0]:
+        net.info, is_leaf=lambda s: isinstance(s, mup.LeafScale)
+    )[0]:
         got[f"{names[path[0].key]}/{path[1].key}"] = (s.role, s.width_mult)
     assert got == EXPECTED_ROLES
 
@@ -313,8 +341,7 @@ def test_delta_model_finds_widths_when_target_equals_base():
 
 def test_annotations_override_inferred_roles():
     p = lambda m: jax.eval_shape(m.init, KEY, X)["params"]
-    roles = infer_roles(p(LinenMLP(64)), p(LinenMLP(32)),
-                        annotations={"Dense_2/bias": "bias"})
+    roles = infer_roles(p(LinenMLP(64)), p(LinenMLP(32)), annotations={"Dense_2/bias": "bias"})
     assert roles["Dense_2/bias"][0] == "bias"
 
 
@@ -323,6 +350,7 @@ def test_width_inference_rejects_models_with_different_parameters():
         @nn.compact
         def __call__(self, x):
             return nn.Dense(1)(x)
+
     with pytest.raises(ValueError, match="same parameters"):
         mup.parametrize(LinenMLP(64), "mup", base=Other(), x=X)
 
@@ -335,7 +363,7 @@ def test_linen_mup_readout_variance_is_one_over_fan_in_squared():
     W = w["Dense_2"]["kernel"] * s.fwd_mult
     # Flax's lecun_normal is a truncated normal with variance 1/fan_in
     tol = 5 * math.sqrt(2 / W.size)
-    assert float(jnp.var(W)) == pytest.approx(n0 / n ** 2, rel=tol)
+    assert float(jnp.var(W)) == pytest.approx(n0 / n**2, rel=tol)
 
 
 def test_nnx_training_step_with_mup_adam_changes_every_parameter():
@@ -352,31 +380,52 @@ def test_nnx_training_step_with_mup_adam_changes_every_parameter():
 _NET = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
 
 
-@pytest.mark.parametrize("call, exc, message", [
-    (lambda: mup.ABC(a="00", b=(0, 0)), TypeError, "`a` must be a sequence of numbers"),
-    (lambda: mup.ABC(a=(0, 0), b=(0, 0), c=float("nan")), ValueError, "`c`"),
-    (lambda: mup.ABC(a=(0, 0), b=(0, 0), name=3), TypeError, "`name` must be a str"),
-    (lambda: mup.abc("mup", 1).layer(0), ValueError, r"`l` must be an int in \[1, 2\]"),
-    (lambda: mup.abc("mup", 1).shift(float("inf")), ValueError, "`theta`"),
-    (lambda: mup.abc("mup", depth=0), ValueError, "`depth` must be an int >= 1"),
-    (lambda: mup.abc("mup", depth=1.0), TypeError, "`depth` must be an int"),
-    (lambda: mup.abc("mup", form="table9"), ValueError,
-     "`form` must be one of 'tp4', 'table3', 'table8'; got 'table9'"),
-    (lambda: mup.abc("sp", c=float("inf")), ValueError, "`c`"),
-    (lambda: mup.parametrize(_NET, "mup", base_width=float("inf")), ValueError,
-     "`base_width` must be a number > 0"),
-    (lambda: mup.parametrize(_NET, "mup", base_width=True), TypeError, "`base_width`"),
-    (lambda: mup.parametrize(_NET, "mup", input_shape=(1, 0)), ValueError, "`input_shape`"),
-    (lambda: mup.sgd(-0.1, mup.parametrize(_NET, "mup").info), ValueError,
-     "mup.sgd: `learning_rate` must be a number > 0"),
-    (lambda: mup.sgd(0.1, mup.parametrize(_NET, "mup").info, momentum=2.0), ValueError,
-     r"`momentum` must be a number in \[0, 1\]"),
-    (lambda: mup.adam(1e-3, mup.parametrize(_NET, "mup").info, b2=1.0), ValueError,
-     r"`b2` must be a number in \[0, 1\)"),
-    (lambda: mup.adam(1e-3, mup.parametrize(_NET, "mup").info, eps=-1.0), ValueError, "`eps`"),
-    (lambda: mup.multipliers(mup.parametrize(_NET, "mup").info, "lion"), ValueError,
-     "`rule` must be one of 'sgd', 'adam'; got 'lion'"),
-])
+@pytest.mark.parametrize(
+    "call, exc, message",
+    [
+        (lambda: mup.ABC(a="00", b=(0, 0)), TypeError, "`a` must be a sequence of numbers"),
+        (lambda: mup.ABC(a=(0, 0), b=(0, 0), c=float("nan")), ValueError, "`c`"),
+        (lambda: mup.ABC(a=(0, 0), b=(0, 0), name=3), TypeError, "`name` must be a str"),
+        (lambda: mup.abc("mup", 1).layer(0), ValueError, r"`l` must be an int in \[1, 2\]"),
+        (lambda: mup.abc("mup", 1).shift(float("inf")), ValueError, "`theta`"),
+        (lambda: mup.abc("mup", depth=0), ValueError, "`depth` must be an int >= 1"),
+        (lambda: mup.abc("mup", depth=1.0), TypeError, "`depth` must be an int"),
+        (
+            lambda: mup.abc("mup", form="table9"),
+            ValueError,
+            "`form` must be one of 'tp4', 'table3', 'table8'; got 'table9'",
+        ),
+        (lambda: mup.abc("sp", c=float("inf")), ValueError, "`c`"),
+        (
+            lambda: mup.parametrize(_NET, "mup", base_width=float("inf")),
+            ValueError,
+            "`base_width` must be a number > 0",
+        ),
+        (lambda: mup.parametrize(_NET, "mup", base_width=True), TypeError, "`base_width`"),
+        (lambda: mup.parametrize(_NET, "mup", input_shape=(1, 0)), ValueError, "`input_shape`"),
+        (
+            lambda: mup.sgd(-0.1, mup.parametrize(_NET, "mup").info),
+            ValueError,
+            "mup.sgd: `learning_rate` must be a number > 0",
+        ),
+        (
+            lambda: mup.sgd(0.1, mup.parametrize(_NET, "mup").info, momentum=2.0),
+            ValueError,
+            r"`momentum` must be a number in \[0, 1\]",
+        ),
+        (
+            lambda: mup.adam(1e-3, mup.parametrize(_NET, "mup").info, b2=1.0),
+            ValueError,
+            r"`b2` must be a number in \[0, 1\)",
+        ),
+        (lambda: mup.adam(1e-3, mup.parametrize(_NET, "mup").info, eps=-1.0), ValueError, "`eps`"),
+        (
+            lambda: mup.multipliers(mup.parametrize(_NET, "mup").info, "lion"),
+            ValueError,
+            "`rule` must be one of 'sgd', 'adam'; got 'lion'",
+        ),
+    ],
+)
 def test_bad_arguments_are_rejected_by_name(call, exc, message):
     with pytest.raises(exc, match=message):
         call()

@@ -29,6 +29,7 @@ def stax_mlp(depth):
         for _ in range(depth):
             layers += [stax.Dense(n), stax.Relu()]
         return stax.serial(*layers, stax.Dense(1))
+
     return build
 
 
@@ -36,8 +37,14 @@ def check(parametrization, lr, depth, widths=WIDTHS):
     build = stax_mlp(depth)
     return mup.coord_check(
         lambda n: mup.parametrize(build(n), parametrization, base_width=64),
-        widths, X, Y, optimizer=lambda info: mup.sgd(lr, info), steps=3,
-        seeds=2, dtype=jnp.float32)
+        widths,
+        X,
+        Y,
+        optimizer=lambda info: mup.sgd(lr, info),
+        steps=3,
+        seeds=2,
+        dtype=jnp.float32,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +80,7 @@ def test_coord_check_plot_has_a_panel_per_step_and_quantity(mup_check):
     fig = mup_check.plot()
     assert len(fig.axes) == 2 * 3
     import matplotlib.pyplot as plt
+
     plt.close(fig)
 
 
@@ -82,15 +90,15 @@ FLAX_WIDTHS = (128, 512, 2048)
 
 def linen_check(parametrization, optimizer):
     def make(n):
-        return mup.parametrize(LinenMLP(n), parametrization, base=LinenMLP(32),
-                               x=X)
-    return mup.coord_check(make, FLAX_WIDTHS, X, Y, optimizer=optimizer, steps=3,
-                           seeds=3, dtype=jnp.float32)
+        return mup.parametrize(LinenMLP(n), parametrization, base=LinenMLP(32), x=X)
+
+    return mup.coord_check(
+        make, FLAX_WIDTHS, X, Y, optimizer=optimizer, steps=3, seeds=3, dtype=jnp.float32
+    )
 
 
 def test_flax_mup_with_optax_keeps_every_update_order_one():
-    cc = linen_check(mup.abc("mup", 2, zero_readout=True),
-                     lambda info: mup.sgd(0.05, info))
+    cc = linen_check(mup.abc("mup", 2, zero_readout=True), lambda info: mup.sgd(0.05, info))
     slopes = cc.slopes(3, "delta")
     assert all(abs(s) <= 0.1 for s in slopes.values()), slopes
 
@@ -112,26 +120,52 @@ def _tiny_check():
 
 
 def _make(n):
-    return mup.parametrize(stax.serial(stax.Dense(n), stax.Relu(), stax.Dense(1)), "mup",
-                           base_width=64)
+    return mup.parametrize(
+        stax.serial(stax.Dense(n), stax.Relu(), stax.Dense(1)), "mup", base_width=64
+    )
 
 
-@pytest.mark.parametrize("call, exc, message", [
-    (lambda: mup.coord_check(_make, (64, 64), X, Y, optimizer=lambda i: mup.sgd(0.1, i)),
-     ValueError, "`widths` must be distinct"),
-    (lambda: mup.coord_check(_make, (64, 128.5), X, Y, optimizer=lambda i: mup.sgd(0.1, i)),
-     TypeError, "`widths` must be an int"),
-    (lambda: mup.coord_check(_make, (64, 128), X, Y, optimizer=lambda i: mup.sgd(0.1, i),
-                             steps=0), ValueError, "`steps` must be an int >= 1"),
-    (lambda: mup.coord_check(64, (64, 128), X, Y, optimizer=lambda i: mup.sgd(0.1, i)),
-     TypeError, "`make` must be a function"),
-    (lambda: mup.coord_check(_make, (64, 128), X * jnp.nan, Y,
-                             optimizer=lambda i: mup.sgd(0.1, i)),
-     ValueError, "`x` must be finite"),
-    (lambda: _tiny_check().slope("f", step=3), ValueError, r"`step` must be an int in \[-3, 2\]"),
-    (lambda: _tiny_check().slope("f", what="mean"), ValueError, "`what` must be one of"),
-    (lambda: mup.rms(jnp.ones(0)), ValueError, "`v` must not be empty"),
-])
+@pytest.mark.parametrize(
+    "call, exc, message",
+    [
+        (
+            lambda: mup.coord_check(_make, (64, 64), X, Y, optimizer=lambda i: mup.sgd(0.1, i)),
+            ValueError,
+            "`widths` must be distinct",
+        ),
+        (
+            lambda: mup.coord_check(_make, (64, 128.5), X, Y, optimizer=lambda i: mup.sgd(0.1, i)),
+            TypeError,
+            "`widths` must be an int",
+        ),
+        (
+            lambda: mup.coord_check(
+                _make, (64, 128), X, Y, optimizer=lambda i: mup.sgd(0.1, i), steps=0
+            ),
+            ValueError,
+            "`steps` must be an int >= 1",
+        ),
+        (
+            lambda: mup.coord_check(64, (64, 128), X, Y, optimizer=lambda i: mup.sgd(0.1, i)),
+            TypeError,
+            "`make` must be a function",
+        ),
+        (
+            lambda: mup.coord_check(
+                _make, (64, 128), X * jnp.nan, Y, optimizer=lambda i: mup.sgd(0.1, i)
+            ),
+            ValueError,
+            "`x` must be finite",
+        ),
+        (
+            lambda: _tiny_check().slope("f", step=3),
+            ValueError,
+            r"`step` must be an int in \[-3, 2\]",
+        ),
+        (lambda: _tiny_check().slope("f", what="mean"), ValueError, "`what` must be one of"),
+        (lambda: mup.rms(jnp.ones(0)), ValueError, "`v` must not be empty"),
+    ],
+)
 def test_bad_arguments_are_rejected_by_name(call, exc, message):
     with pytest.raises(exc, match=message):
         call()

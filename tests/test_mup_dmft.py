@@ -30,9 +30,19 @@ def data():
 
 def solve(data, activation, gamma0, key=0, n_samples=1024):
     x, y = data
-    return dmft.dmft_solve(x, y, depth=2, activation=activation, gamma0=gamma0,
-                           learning_rate=LR[activation], steps=T, n_samples=n_samples,
-                           key=jax.random.PRNGKey(key), max_iter=80, tol=1e-9)
+    return dmft.dmft_solve(
+        x,
+        y,
+        depth=2,
+        activation=activation,
+        gamma0=gamma0,
+        learning_rate=LR[activation],
+        steps=T,
+        n_samples=n_samples,
+        key=jax.random.PRNGKey(key),
+        max_iter=80,
+        tol=1e-9,
+    )
 
 
 def ntk_predict_discrete(data, activation):
@@ -129,12 +139,23 @@ def test_finite_linear_nets_converge_to_limit_at_rate_n_minus_half(data):
     widths = (64, 256, 1024)
     err_f, err_phi = [], []
     for n in widths:
-        fin = finite.finite_mlp_train(x, y, width=n, depth=2, activation="linear", gamma0=1.0,
-                                      learning_rate=LR["linear"], steps=T,
-                                      key=jax.random.PRNGKey(n), n_seeds=8, pad_to=widths[-1])
+        fin = finite.finite_mlp_train(
+            x,
+            y,
+            width=n,
+            depth=2,
+            activation="linear",
+            gamma0=1.0,
+            learning_rate=LR["linear"],
+            steps=T,
+            key=jax.random.PRNGKey(n),
+            n_seeds=8,
+            pad_to=widths[-1],
+        )
         err_f.append(_per_net_error(fin, lim))
-        err_phi.append(float(np.abs(fin.phiT - lim.phi[None, :, T, :, T, :]).max(-1).max(-1)
-                             .mean()))
+        err_phi.append(
+            float(np.abs(fin.phiT - lim.phi[None, :, T, :, T, :]).max(-1).max(-1).mean())
+        )
     slope_f = np.polyfit(np.log(widths), np.log(err_f), 1)[0]
     slope_phi = np.polyfit(np.log(widths), np.log(err_phi), 1)[0]
     # 8 seeds × 24 outputs: the slope's sampling error is ≈ 0.1
@@ -150,9 +171,19 @@ def test_finite_tanh_nets_approach_the_limit(data, tanh_rich):
     x, y = data
     errs = []
     for n in (64, 1024):
-        fin = finite.finite_mlp_train(x, y, width=n, depth=2, activation="tanh", gamma0=1.0,
-                                      learning_rate=LR["tanh"], steps=T, key=jax.random.PRNGKey(n),
-                                      n_seeds=8, pad_to=1024)
+        fin = finite.finite_mlp_train(
+            x,
+            y,
+            width=n,
+            depth=2,
+            activation="tanh",
+            gamma0=1.0,
+            learning_rate=LR["tanh"],
+            steps=T,
+            key=jax.random.PRNGKey(n),
+            n_seeds=8,
+            pad_to=1024,
+        )
         errs.append(_per_net_error(fin, tanh_rich))
     print("tanh: errors", errs)
     assert errs[1] < errs[0] / 2, errs
@@ -164,30 +195,40 @@ def test_finite_tanh_nets_approach_the_limit(data, tanh_rich):
 def test_finite_train_rejects_mismatched_targets(data):
     x, _ = data
     with pytest.raises(ValueError, match="y_train"):
-        finite.finite_mlp_train(x, jnp.zeros(P + 1), width=8, depth=1, activation="relu",
-                                gamma0=1.0, learning_rate=0.1, steps=2,
-                                key=jax.random.PRNGKey(0))
+        finite.finite_mlp_train(
+            x,
+            jnp.zeros(P + 1),
+            width=8,
+            depth=1,
+            activation="relu",
+            gamma0=1.0,
+            learning_rate=0.1,
+            steps=2,
+            key=jax.random.PRNGKey(0),
+        )
 
 
-@pytest.mark.parametrize("kwargs, exc, arg", [
-    (dict(activation="gelu"), ValueError, "activation"),
-    (dict(gamma0=0.0), ValueError, "gamma0"),
-    (dict(depth=0), ValueError, "depth"),
-    (dict(n_samples=7), ValueError, "n_samples"),
-    (dict(steps=0), ValueError, "steps"),
-    (dict(gamma0="big"), TypeError, "`gamma0`"),
-    (dict(learning_rate=float("inf")), ValueError, "`learning_rate`"),
-    (dict(tol=-1.0), ValueError, "`tol` must be a number >= 0"),
-    (dict(jitter=-1e-9), ValueError, "`jitter` must be a number >= 0"),
-    (dict(jac_batch=0), ValueError, "`jac_batch` must be an int >= 1"),
-    (dict(damping=0.0), ValueError, r"`damping` must be a number in \(0, 1\]"),
-    (dict(n_jac_samples=3), ValueError, "`n_jac_samples` must be even"),
-    (dict(max_iter=1000), ValueError, r"`max_iter` must be an int in \[1, 256\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, arg",
+    [
+        (dict(activation="gelu"), ValueError, "activation"),
+        (dict(gamma0=0.0), ValueError, "gamma0"),
+        (dict(depth=0), ValueError, "depth"),
+        (dict(n_samples=7), ValueError, "n_samples"),
+        (dict(steps=0), ValueError, "steps"),
+        (dict(gamma0="big"), TypeError, "`gamma0`"),
+        (dict(learning_rate=float("inf")), ValueError, "`learning_rate`"),
+        (dict(tol=-1.0), ValueError, "`tol` must be a number >= 0"),
+        (dict(jitter=-1e-9), ValueError, "`jitter` must be a number >= 0"),
+        (dict(jac_batch=0), ValueError, "`jac_batch` must be an int >= 1"),
+        (dict(damping=0.0), ValueError, r"`damping` must be a number in \(0, 1\]"),
+        (dict(n_jac_samples=3), ValueError, "`n_jac_samples` must be even"),
+        (dict(max_iter=1000), ValueError, r"`max_iter` must be an int in \[1, 256\]"),
+    ],
+)
 def test_bad_solver_arguments_are_rejected_by_name(data, kwargs, exc, arg):
     x, y = data
-    base = dict(depth=2, activation="tanh", gamma0=1.0, learning_rate=1.0, steps=3,
-                n_samples=64)
+    base = dict(depth=2, activation="tanh", gamma0=1.0, learning_rate=1.0, steps=3, n_samples=64)
     base.update(kwargs)
     with pytest.raises(exc, match=arg):
         dmft.dmft_solve(x, y, **base)

@@ -40,8 +40,10 @@ N_MAX = max(WIDTHS)
 def _masked_init(key, n, sigma_v):
     ku, kv = jax.random.split(key)
     mask = (jnp.arange(N_MAX) < n)[:, None]
-    return (jax.random.normal(ku, (N_MAX, D_IN)) * mask,
-            sigma_v * jax.random.normal(kv, (N_MAX, D_OUT)) * mask)
+    return (
+        jax.random.normal(ku, (N_MAX, D_IN)) * mask,
+        sigma_v * jax.random.normal(kv, (N_MAX, D_OUT)) * mask,
+    )
 
 
 def _masked_apply(p, x, n):
@@ -58,7 +60,7 @@ def _seed_averaged_errors(train_and_predict, f_lim):
     keys = jax.random.split(jax.random.PRNGKey(100), SEEDS)
     widths = jnp.asarray(WIDTHS, jnp.float64)
     run = jax.jit(jax.vmap(jax.vmap(train_and_predict, (0, None)), (None, 0)))
-    f = run(keys, widths)                                  # (widths, seeds, ...)
+    f = run(keys, widths)  # (widths, seeds, ...)
     rms = jnp.sqrt(jnp.mean((f - f_lim) ** 2, axis=(2, 3)))
     return np.asarray(rms.mean(1))
 
@@ -77,6 +79,7 @@ def test_sgd_finite_outputs_converge_to_limit_like_inverse_sqrt_width(sigma_v):
         def step(_, p):
             g = _masked_grad(p, x, y, n, limits.mse_loss)
             return jax.tree.map(lambda a, b: a - lr * n * b, p, g)
+
         p = jax.lax.fori_loop(0, steps, step, _masked_init(key, n, sigma_v))
         return _masked_apply(p, x_test, n)
 
@@ -129,8 +132,11 @@ def test_first_order_maml_finite_converges_to_limit_like_inverse_sqrt_width(clip
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *batches)
 
     def train_and_predict(key, n):
-        p, _ = jax.lax.scan(lambda p, t: (_masked_maml_step(p, t, n, inner, outer, clip),
-                                          None), _masked_init(key, n, 1.0), stacked)
+        p, _ = jax.lax.scan(
+            lambda p, t: (_masked_maml_step(p, t, n, inner, outer, clip), None),
+            _masked_init(key, n, 1.0),
+            stacked,
+        )
         f = jax.vmap(lambda a, b, c: _masked_adapt(p, a, b, c, n, inner))(xs, ys, xq)
         return f.reshape(-1, D_OUT)
 
@@ -144,8 +150,9 @@ def test_library_finite_steps_match_the_independent_finite_network(clip):
     x, y, _ = _regression_data()
     u, v = _masked_init(jax.random.PRNGKey(5), N_MAX, 1.0)
     p = limits.FiniteParams(u[:n], v[:n])
-    want = jax.tree.map(lambda a, b: a - 0.3 * n * b, tuple(p),
-                        _masked_grad(tuple(p), x, y, n, limits.mse_loss))
+    want = jax.tree.map(
+        lambda a, b: a - 0.3 * n * b, tuple(p), _masked_grad(tuple(p), x, y, n, limits.mse_loss)
+    )
     got = limits.finite_sgd_step(p, x, y, 0.3)
     np.testing.assert_allclose(got.u, want[0], rtol=1e-10, atol=1e-12)
     tasks = _tasks(jax.random.PRNGKey(6), 2)
@@ -164,8 +171,9 @@ def test_first_order_maml_step_equals_explicit_per_task_sgd():
     for xs, ys, xq, yq in zip(*tasks):
         g_in = jax.grad(lambda p: limits.softmax_cross_entropy(limits.limit_apply(p, xs), ys))(lim)
         adapted = jax.tree.map(lambda p, g: p - 0.3 * g, lim, g_in)
-        grads.append(jax.grad(lambda p: limits.softmax_cross_entropy(
-            limits.limit_apply(p, xq), yq))(adapted))
+        grads.append(
+            jax.grad(lambda p: limits.softmax_cross_entropy(limits.limit_apply(p, xq), yq))(adapted)
+        )
     want = jax.tree.map(lambda p, *g: p - 0.2 * sum(g) / 3, lim, *grads)
     np.testing.assert_allclose(new.W, want.W, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(new.C, want.C, rtol=1e-10, atol=1e-12)
@@ -193,8 +201,9 @@ def test_zero_readout_compact_basis_keeps_dynamics():
         full = limits.limit_sgd_step(full, x, y, 0.5)
         small = limits.limit_sgd_step(small, x, y, 0.5)
     assert limits.basis_size(small) == D_IN
-    np.testing.assert_allclose(limits.limit_apply(small, x_test),
-                               limits.limit_apply(full, x_test), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        limits.limit_apply(small, x_test), limits.limit_apply(full, x_test), rtol=1e-10, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("sigma_v", [0.0, 1.0])
@@ -203,9 +212,17 @@ def test_untrained_limit_is_the_zero_initial_function(sigma_v):
     lim = limits.init_limit(D_IN, D_OUT, 1.3, sigma_v)
     np.testing.assert_array_equal(limits.limit_apply(lim, x_test), 0.0)
     # ... which is where finite μP networks at init go: f₀ = vᵀu x / n → 0.
-    sizes = [float(jnp.abs(limits.finite_apply(limits.finite_network(
-        jax.random.PRNGKey(s), D_IN, D_OUT, n, 1.3, 1.0), x_test)).mean())
-        for n in (100, 10000) for s in range(1)]
+    sizes = [
+        float(
+            jnp.abs(
+                limits.finite_apply(
+                    limits.finite_network(jax.random.PRNGKey(s), D_IN, D_OUT, n, 1.3, 1.0), x_test
+                )
+            ).mean()
+        )
+        for n in (100, 10000)
+        for s in range(1)
+    ]
     assert sizes[1] < sizes[0] / 5
 
 
@@ -213,8 +230,9 @@ def test_sample_at_init_matches_finite_network_gram_law():
     # sample(init) has u = σ_u ω[:, :d]: its Gram uᵀu/n → σ_u² I (LLN).
     lim = limits.init_limit(D_IN, D_OUT, 2.0, 0.0)
     net = limits.sample(lim, 20000, jax.random.PRNGKey(4))
-    np.testing.assert_allclose(limits.finite_feature_kernel(net), 4.0 * np.eye(D_IN),
-                               atol=6 * 4.0 / np.sqrt(20000))
+    np.testing.assert_allclose(
+        limits.finite_feature_kernel(net), 4.0 * np.eye(D_IN), atol=6 * 4.0 / np.sqrt(20000)
+    )
     np.testing.assert_allclose(limits.limit_feature_kernel(lim), 4.0 * np.eye(D_IN))
 
 
@@ -247,8 +265,9 @@ def test_analogy_accuracy_is_zero_for_orthogonal_and_one_for_planted_vectors():
 def test_fewshot_tasks_use_disjoint_classes_and_permuted_labels():
     ds = fewshot.fewshot_dataset()
     assert not set(np.unique(ds.y_train)) & set(np.unique(ds.y_test))
-    xs, ys, xq, yq = fewshot.sample_tasks(ds.x_train, ds.y_train, 3, n_way=5, k_shot=1,
-                                          q_query=2, rng=np.random.default_rng(0))
+    xs, ys, xq, yq = fewshot.sample_tasks(
+        ds.x_train, ds.y_train, 3, n_way=5, k_shot=1, q_query=2, rng=np.random.default_rng(0)
+    )
     assert xs.shape == (3, 5, ds.x_train.shape[1]) and xq.shape == (3, 10, xs.shape[2])
     assert sorted(ys[0]) == list(range(5))
     # No support image reappears among the queries of its task.
@@ -258,12 +277,14 @@ def test_fewshot_tasks_use_disjoint_classes_and_permuted_labels():
 def test_text8_reader_keeps_top_vocab_and_in_vocab_questions(tmp_path):
     (tmp_path / "text8").write_text(" the king queen man woman the a the king man zebra")
     (tmp_path / "questions-words.txt").write_text(
-        ": family\nking queen man woman\nking queen man zebra\n")
+        ": family\nking queen man woman\nking queen man zebra\n"
+    )
     corpus = text.text8(tmp_path, max_vocab=5)
     assert corpus.vocab[0] == "the" and "zebra" not in corpus.vocab
     assert corpus.tokens.shape == (9,)  # "a" and "zebra" fall outside the top 5
     np.testing.assert_array_equal(
-        corpus.questions, [[corpus.vocab.index(w) for w in ("king", "queen", "man", "woman")]])
+        corpus.questions, [[corpus.vocab.index(w) for w in ("king", "queen", "man", "woman")]]
+    )
     with pytest.raises(ValueError, match="text8"):
         text.text8(tmp_path / "missing")
 
@@ -271,36 +292,71 @@ def test_text8_reader_keeps_top_vocab_and_in_vocab_questions(tmp_path):
 _LIM = limits.init_limit(2, 2)
 _NET = limits.finite_network(jax.random.PRNGKey(0), 2, 2, 8)
 _XB, _YB = jnp.ones((3, 2)), jnp.zeros((3, 2))
-_TASKS = (jnp.ones((2, 3, 2)), jnp.zeros((2, 3), jnp.int32), jnp.ones((2, 4, 2)),
-          jnp.zeros((2, 4), jnp.int32))
+_TASKS = (
+    jnp.ones((2, 3, 2)),
+    jnp.zeros((2, 3), jnp.int32),
+    jnp.ones((2, 4, 2)),
+    jnp.zeros((2, 4), jnp.int32),
+)
 
 
-@pytest.mark.parametrize("call, exc, message", [
-    (lambda: limits.init_limit(0, 2), ValueError, "init_limit: `d_in` must be an int >= 1"),
-    (lambda: limits.init_limit(2, 2, sigma_u=float("nan")), ValueError, "`sigma_u`"),
-    (lambda: limits.finite_network(jax.random.PRNGKey(0), 2, 2, 8, sigma_v=-1.0), ValueError,
-     "`sigma_v` must be a number >= 0"),
-    (lambda: limits.limit_apply(_NET, _XB), TypeError, "`state` must be a LimitState"),
-    (lambda: limits.finite_apply(_NET, _XB * jnp.nan), ValueError, "`x` must be finite"),
-    (lambda: limits.mse_loss(jnp.ones((3, 1)), jnp.ones(3)), ValueError,
-     "`f` and `y` must have the same shape"),
-    (lambda: limits.softmax_cross_entropy(jnp.ones((2, 3)), jnp.array([0, 3])), ValueError,
-     r"`y` must be integer labels in \[0, 3\)"),
-    (lambda: limits.limit_sgd_step(_LIM, _XB, _YB, 0.1, loss="mse"), TypeError,
-     "`loss` must be a function"),
-    (lambda: limits.finite_sgd_step(_NET, jnp.ones((3, 5)), _YB, 0.1), ValueError,
-     r"`x` must have shape \(batch, 2\)"),
-    (lambda: limits.limit_maml_step(_LIM, _TASKS[:3], 0.1, 0.1), ValueError,
-     "`tasks` must be"),
-    (lambda: limits.limit_maml_step(_LIM, (jnp.ones((2, 3, 5)),) + _TASKS[1:], 0.1, 0.1),
-     ValueError, r"`x_support` must have shape \(tasks, shots, 2\)"),
-    (lambda: limits.finite_maml_step(_NET, _TASKS, 0.1, 0.1, inner_steps=-1), ValueError,
-     "`inner_steps` must be an int >= 0"),
-    (lambda: limits.finite_maml_step(_NET, _TASKS, 0.1, 0.1, clip=0.0), ValueError,
-     "`clip` must be a number > 0"),
-    (lambda: limits.limit_maml_adapt(_LIM, _TASKS[0][0], _TASKS[1][0], jnp.ones((4, 3)), 0.1),
-     ValueError, r"`x_query` must have shape \(batch, 2\)"),
-])
+@pytest.mark.parametrize(
+    "call, exc, message",
+    [
+        (lambda: limits.init_limit(0, 2), ValueError, "init_limit: `d_in` must be an int >= 1"),
+        (lambda: limits.init_limit(2, 2, sigma_u=float("nan")), ValueError, "`sigma_u`"),
+        (
+            lambda: limits.finite_network(jax.random.PRNGKey(0), 2, 2, 8, sigma_v=-1.0),
+            ValueError,
+            "`sigma_v` must be a number >= 0",
+        ),
+        (lambda: limits.limit_apply(_NET, _XB), TypeError, "`state` must be a LimitState"),
+        (lambda: limits.finite_apply(_NET, _XB * jnp.nan), ValueError, "`x` must be finite"),
+        (
+            lambda: limits.mse_loss(jnp.ones((3, 1)), jnp.ones(3)),
+            ValueError,
+            "`f` and `y` must have the same shape",
+        ),
+        (
+            lambda: limits.softmax_cross_entropy(jnp.ones((2, 3)), jnp.array([0, 3])),
+            ValueError,
+            r"`y` must be integer labels in \[0, 3\)",
+        ),
+        (
+            lambda: limits.limit_sgd_step(_LIM, _XB, _YB, 0.1, loss="mse"),
+            TypeError,
+            "`loss` must be a function",
+        ),
+        (
+            lambda: limits.finite_sgd_step(_NET, jnp.ones((3, 5)), _YB, 0.1),
+            ValueError,
+            r"`x` must have shape \(batch, 2\)",
+        ),
+        (lambda: limits.limit_maml_step(_LIM, _TASKS[:3], 0.1, 0.1), ValueError, "`tasks` must be"),
+        (
+            lambda: limits.limit_maml_step(_LIM, (jnp.ones((2, 3, 5)),) + _TASKS[1:], 0.1, 0.1),
+            ValueError,
+            r"`x_support` must have shape \(tasks, shots, 2\)",
+        ),
+        (
+            lambda: limits.finite_maml_step(_NET, _TASKS, 0.1, 0.1, inner_steps=-1),
+            ValueError,
+            "`inner_steps` must be an int >= 0",
+        ),
+        (
+            lambda: limits.finite_maml_step(_NET, _TASKS, 0.1, 0.1, clip=0.0),
+            ValueError,
+            "`clip` must be a number > 0",
+        ),
+        (
+            lambda: limits.limit_maml_adapt(
+                _LIM, _TASKS[0][0], _TASKS[1][0], jnp.ones((4, 3)), 0.1
+            ),
+            ValueError,
+            r"`x_query` must have shape \(batch, 2\)",
+        ),
+    ],
+)
 def test_limit_arguments_are_rejected_by_name(call, exc, message):
     with pytest.raises(exc, match=message):
         call()

@@ -26,8 +26,13 @@ from experiments import registry
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
 #: The experiment each notebook runs.
-EXPERIMENT = {"jacot18_ntk": "jacot18", "yang21_mup": "yang21_mup", "yang23_dkm": "yang23_dkm",
-              "simon24_rf": "simon24_rf", "giapitzakis25": "giapitzakis25"}
+EXPERIMENT = {
+    "jacot18_ntk": "jacot18",
+    "yang21_mup": "yang21_mup",
+    "yang23_dkm": "yang23_dkm",
+    "simon24_rf": "simon24_rf",
+    "giapitzakis25": "giapitzakis25",
+}
 
 #: Tag of the code cells that set the notebook up (the install cell) and may print nothing.
 SETUP_TAG = "setup"
@@ -52,7 +57,7 @@ def _shared_run_seed(name: str):
     if "--seed" in args:
         i = args.index("--seed")
         seed = args[i + 1]
-        del args[i:i + 2]
+        del args[i : i + 2]
     # Any other CLI argument would change the config in a way the notebook cannot
     # reproduce through its environment variables: the reuse would silently stop.
     assert not args, f"tiny_runs.ARGS[{name!r}] has arguments the notebook cannot match: {args}"
@@ -69,10 +74,12 @@ def test_notebook_is_stored_without_outputs_and_tags_its_setup_cells(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     cells = _code_cells(nb)
-    assert all(not c.outputs and c.execution_count is None for c in cells), \
+    assert all(not c.outputs and c.execution_count is None for c in cells), (
         f"{path.name}: clear the outputs before saving"
-    assert _is_setup(cells[0]) and "pip" in cells[0].source, \
+    )
+    assert _is_setup(cells[0]) and "pip" in cells[0].source, (
         f"{path.name}: the first code cell is the install cell, tagged {SETUP_TAG!r}"
+    )
 
 
 def test_load_run_returns_a_finished_run_only_for_its_config(tmp_path_factory):
@@ -82,7 +89,7 @@ def test_load_run_returns_a_finished_run_only_for_its_config(tmp_path_factory):
     seed = _shared_run_seed("jacot18")
     config = experiment.config("tiny", seed=None if seed is None else int(seed))
     assert experiments.load_run("jacot18", root, config) == payload
-    assert experiments.load_run("jacot18", str(root)) == payload         # no config: any run
+    assert experiments.load_run("jacot18", str(root)) == payload  # no config: any run
     other_seed = dataclasses.replace(config, seed=config.seed + 1)
     assert experiments.load_run("jacot18", root, other_seed) is None
     assert experiments.load_run("jacot18", root, experiment.config("quick")) is None
@@ -127,12 +134,15 @@ def test_notebook_executes_outputs_every_cell_and_draws_inline(path, notebook_ou
     run_before = experiments.load_run(name, out)
     nb = nbformat.read(path, as_version=4)
     # Executing raises CellExecutionError (with the cell and traceback) if a cell fails.
-    NotebookClient(nb, timeout=1200, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     cells = _code_cells(nb)
     silent = [i for i, c in enumerate(cells) if not _is_setup(c) and not c.outputs]
-    assert not silent, (f"{path.name}: code cells {silent} (counting code cells from 0) printed "
-                        f"and drew nothing; tag setup cells {SETUP_TAG!r}")
+    assert not silent, (
+        f"{path.name}: code cells {silent} (counting code cells from 0) printed "
+        f"and drew nothing; tag setup cells {SETUP_TAG!r}"
+    )
 
     # The walkthrough is everything before the cell that picks the experiment.
     start = next((i for i, c in enumerate(cells) if f'registry.get("{name}")' in c.source), None)
@@ -141,9 +151,11 @@ def test_notebook_executes_outputs_every_cell_and_draws_inline(path, notebook_ou
 
     assert metrics.exists(), f"{path.name}: no {metrics}"
     payload = experiments.load_run(name, out)
-    assert len(_images(cells[start:])) >= len(payload["figures"]) > 0, \
+    assert len(_images(cells[start:])) >= len(payload["figures"]) > 0, (
         f"{path.name}: the experiment's figures were not all displayed"
+    )
     if run_before is not None:
-        assert payload["run_id"] == run_before["run_id"], \
-            (f"{path.name} ran {name} again instead of showing the finished run: its config "
-             f"differs from the shared tiny run's")
+        assert payload["run_id"] == run_before["run_id"], (
+            f"{path.name} ran {name} again instead of showing the finished run: its config "
+            f"differs from the shared tiny run's"
+        )

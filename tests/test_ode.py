@@ -15,20 +15,23 @@ def _decay(y, t):
 _Y0, _TS = np.ones(2), np.array([0.0, 1.0])
 
 
-@pytest.mark.parametrize("kwargs, exc, message", [
-    (dict(func=3), TypeError, "`func` must be a function"),
-    (dict(rtol=0.0), ValueError, "`rtol` must be a number > 0; got 0.0"),
-    (dict(atol=-1e-9), ValueError, "`atol` must be a number > 0"),
-    (dict(max_steps=0), ValueError, "`max_steps` must be an int >= 1; got 0"),
-    (dict(max_steps=10.5), TypeError, "`max_steps` must be an int"),
-    (dict(ts=np.zeros((2, 2))), ValueError, r"`ts` must have shape \(T,\)"),
-    (dict(ts=np.zeros(0)), ValueError, "`ts` must be a non-empty 1-D array"),
-    (dict(ts=np.array([0.0, np.nan])), ValueError, "`ts` must be finite"),
-    (dict(ts=np.array([0.0, 2.0, 1.0])), ValueError, "`ts` must be non-decreasing"),
-    (dict(ts=["0", "1"]), TypeError, "`ts` must be a numeric array"),
-    (dict(y0=np.ones(2, np.int32)), TypeError, "`y0` must hold floating-point"),
-    (dict(y0=np.array([1.0, np.inf])), ValueError, "`y0` must be finite; got 1 NaN/inf"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, message",
+    [
+        (dict(func=3), TypeError, "`func` must be a function"),
+        (dict(rtol=0.0), ValueError, "`rtol` must be a number > 0; got 0.0"),
+        (dict(atol=-1e-9), ValueError, "`atol` must be a number > 0"),
+        (dict(max_steps=0), ValueError, "`max_steps` must be an int >= 1; got 0"),
+        (dict(max_steps=10.5), TypeError, "`max_steps` must be an int"),
+        (dict(ts=np.zeros((2, 2))), ValueError, r"`ts` must have shape \(T,\)"),
+        (dict(ts=np.zeros(0)), ValueError, "`ts` must be a non-empty 1-D array"),
+        (dict(ts=np.array([0.0, np.nan])), ValueError, "`ts` must be finite"),
+        (dict(ts=np.array([0.0, 2.0, 1.0])), ValueError, "`ts` must be non-decreasing"),
+        (dict(ts=["0", "1"]), TypeError, "`ts` must be a numeric array"),
+        (dict(y0=np.ones(2, np.int32)), TypeError, "`y0` must hold floating-point"),
+        (dict(y0=np.array([1.0, np.inf])), ValueError, "`y0` must be finite; got 1 NaN/inf"),
+    ],
+)
 def test_bad_arguments_are_rejected_by_name(kwargs, exc, message):
     args = dict(func=_decay, y0=_Y0, ts=_TS)
     args.update(kwargs)
@@ -39,6 +42,5 @@ def test_bad_arguments_are_rejected_by_name(kwargs, exc, message):
 
 def test_valid_pytree_state_still_solves_exactly():
     # The checks must not change valid calls: y' = -y from a dict state.
-    ys = odeint(lambda y, t: {"a": -y["a"]}, {"a": jnp.ones(2)}, _TS,
-                rtol=1e-10, atol=1e-12)
+    ys = odeint(lambda y, t: {"a": -y["a"]}, {"a": jnp.ones(2)}, _TS, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(ys["a"][1], np.exp(-1.0) * np.ones(2), rtol=1e-8)

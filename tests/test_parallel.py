@@ -13,8 +13,9 @@ import pytest
 
 from ntk import parallel, stax
 
-_, _, KERNEL_FN = stax.serial(stax.Dense(64, 1.4, 0.1), stax.Relu(),
-                              stax.Dense(64, 1.2, 0.05), stax.Erf(), stax.Dense(1))
+_, _, KERNEL_FN = stax.serial(
+    stax.Dense(64, 1.4, 0.1), stax.Relu(), stax.Dense(64, 1.2, 0.05), stax.Erf(), stax.Dense(1)
+)
 
 
 def _inputs(n1=23, n2=17, d=5):
@@ -41,6 +42,22 @@ def test_symmetric_call_mirrors_upper_tiles_exactly(batch_size):
     np.testing.assert_array_equal(out, np.asarray(out).T)
 
 
+@pytest.mark.parametrize("batch_size,device_count", [(4, 1), (6, 1), (3, 4)])
+def test_symmetric_call_is_exactly_symmetric_when_tiles_round_differently(batch_size, device_count):
+    # A kernel whose two-argument calls carry an antisymmetric error of 1e-9,
+    # as a float32 kernel's pairs (a, b) and (b, a) differ by rounding.
+    def kernel_fn(x1, x2=None, get="ntk"):
+        k = x1 @ (x1 if x2 is None else x2).T
+        if x2 is not None:
+            k = k + 1e-9 * (x1[:, :1] - x2[:, :1].T)
+        return tuple(k for _ in get) if isinstance(get, tuple) else k
+
+    x1, _ = _inputs()
+    out = np.asarray(parallel.batch(kernel_fn, batch_size, device_count)(x1, None, "ntk"))
+    np.testing.assert_array_equal(out, out.T)
+    np.testing.assert_allclose(out, x1 @ x1.T, rtol=0, atol=1e-8)
+
+
 def test_spatial_outputs_are_tiled_without_mirroring():
     x = np.random.RandomState(1).randn(7, 4, 3)
     _, _, kfn = stax.serial(stax.Dense(8, 1.3, 0.1), stax.Relu(), stax.Dense(8))
@@ -52,10 +69,10 @@ def test_spatial_outputs_are_tiled_without_mirroring():
 
 def test_memory_budget_picks_small_tiles_for_a_small_budget():
     x1, x2 = _inputs()
-    big = parallel.choose_tile(KERNEL_FN, x1, x2, ("ntk",), 1, 2 ** 30)
-    small = parallel.choose_tile(KERNEL_FN, x1, x2, ("ntk",), 1, 2 ** 12)
+    big = parallel.choose_tile(KERNEL_FN, x1, x2, ("ntk",), 1, 2**30)
+    small = parallel.choose_tile(KERNEL_FN, x1, x2, ("ntk",), 1, 2**12)
     assert small < big
-    out = parallel.batch(KERNEL_FN, memory_bytes=2 ** 12)(x1, x2, "ntk")
+    out = parallel.batch(KERNEL_FN, memory_bytes=2**12)(x1, x2, "ntk")
     np.testing.assert_allclose(out, KERNEL_FN(x1, x2, "ntk"), rtol=1e-12, atol=0)
 
 
@@ -97,8 +114,14 @@ _DEVICE_SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("n_devices", [1, 2, 8])
 def test_result_is_independent_of_device_count(n_devices):
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}")
-    res = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT], env=env,
-                         capture_output=True, text=True, timeout=300, check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", _DEVICE_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["devices"] == n_devices
     assert out["err"] <= 1e-12 and out["err_sym"] <= 1e-12
@@ -125,13 +148,21 @@ _MULTIHOST_SCRIPT = textwrap.dedent("""
 
 def test_two_processes_on_localhost_each_get_the_whole_kernel():
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    procs = [subprocess.Popen([sys.executable, "-c", _MULTIHOST_SCRIPT, str(i),
-                               f"127.0.0.1:{port}"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _MULTIHOST_SCRIPT, str(i), f"127.0.0.1:{port}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
@@ -142,15 +173,18 @@ def test_two_processes_on_localhost_each_get_the_whole_kernel():
 
 @pytest.mark.parametrize("memory_bytes", [-1, 0, 0.5, float("nan"), float("inf")])
 def test_memory_budget_below_one_byte_or_not_finite_is_rejected(memory_bytes):
-    with pytest.raises(ValueError, match=r"`memory_bytes` must be a finite number of "
-                                         r"bytes >= 1.*got " + re.escape(repr(memory_bytes))):
+    with pytest.raises(
+        ValueError,
+        match=r"`memory_bytes` must be a finite number of "
+        r"bytes >= 1.*got " + re.escape(repr(memory_bytes)),
+    ):
         parallel.batch(KERNEL_FN, memory_bytes=memory_bytes)
     x1, x2 = _inputs()
     with pytest.raises(ValueError, match="`memory_bytes` must be"):
         parallel.choose_tile(KERNEL_FN, x1, x2, ("ntk",), 1, memory_bytes)
 
 
-@pytest.mark.parametrize("memory_bytes", ["1GB", [2 ** 30], True])
+@pytest.mark.parametrize("memory_bytes", ["1GB", [2**30], True])
 def test_memory_budget_that_is_not_a_number_is_a_type_error(memory_bytes):
     with pytest.raises(TypeError, match="`memory_bytes` must be a number of bytes"):
         parallel.batch(KERNEL_FN, memory_bytes=memory_bytes)
@@ -226,14 +260,15 @@ def test_peak_memory_is_the_output_plus_a_few_tiles():
     # mirror, jnp.asarray of the result): 70-85 MiB; a jnp.asarray copy of
     # the result alone: 122 MiB.
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    proc = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEMORY_SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["ok"]
-    assert res["growth"] <= res["output"] + 24 * 2 ** 20, (
-        f"peak grew by {res['growth'] / 2**20:.1f} MiB for a "
-        f"{res['output'] / 2**20:.1f} MiB output")
+    assert res["growth"] <= res["output"] + 24 * 2**20, (
+        f"peak grew by {res['growth'] / 2**20:.1f} MiB for a {res['output'] / 2**20:.1f} MiB output"
+    )
 
 
 # ------------------------------------------------------------ checkpoints
@@ -243,6 +278,7 @@ def _counting_kernel(calls, fail_after=None):
     """KERNEL_FN that records each executed step on the host (a callback runs
     once per execution, unlike Python code, which runs once per trace) and,
     with ``fail_after``, raises in the step after that many: an interruption."""
+
     def record(_):
         calls.append(1)
         if fail_after is not None and len(calls) > fail_after:
@@ -251,29 +287,33 @@ def _counting_kernel(calls, fail_after=None):
     def kfn(x1, x2, get):
         jax.debug.callback(record, x1[0, 0])
         return KERNEL_FN(x1, x2, get)
-    kfn.name = KERNEL_FN.name      # the same kernel, for the checkpoint manifest
+
+    kfn.name = KERNEL_FN.name  # the same kernel, for the checkpoint manifest
     return kfn
 
 
 def test_resumed_run_equals_an_uninterrupted_run_and_skips_finished_tiles(tmp_path):
     x1, _ = _inputs()
-    full = parallel.batch(KERNEL_FN, 4, 1)(x1, None, ("nngp", "ntk"))   # no checkpoints
+    full = parallel.batch(KERNEL_FN, 4, 1)(x1, None, ("nngp", "ntk"))  # no checkpoints
     calls = []
     with pytest.raises(Exception, match="interrupted"):
-        parallel.batch(_counting_kernel(calls, fail_after=5), 4, 1,
-                       checkpoint_dir=tmp_path)(x1, None, ("nngp", "ntk"))
+        parallel.batch(_counting_kernel(calls, fail_after=5), 4, 1, checkpoint_dir=tmp_path)(
+            x1, None, ("nngp", "ntk")
+        )
     assert len(list(tmp_path.glob("tile_*.npz"))) == 5
     calls = []
-    out = parallel.batch(_counting_kernel(calls), 4, 1,
-                         checkpoint_dir=tmp_path)(x1, None, ("nngp", "ntk"))
+    out = parallel.batch(_counting_kernel(calls), 4, 1, checkpoint_dir=tmp_path)(
+        x1, None, ("nngp", "ntk")
+    )
     # 23 inputs in tiles of 4: 6 x 6 tiles, 21 on or above the diagonal; the
     # 5 finished ones are loaded, except the first, recomputed as a check.
     assert len(calls) == 21 - 5 + 1
     np.testing.assert_array_equal(out.nngp, full.nngp)
     np.testing.assert_array_equal(out.ntk, full.ntk)
     calls = []
-    again = parallel.batch(_counting_kernel(calls), 4, 1,
-                           checkpoint_dir=tmp_path)(x1, None, ("nngp", "ntk"))
+    again = parallel.batch(_counting_kernel(calls), 4, 1, checkpoint_dir=tmp_path)(
+        x1, None, ("nngp", "ntk")
+    )
     assert len(calls) == 1
     np.testing.assert_array_equal(again.ntk, full.ntk)
 
@@ -284,17 +324,16 @@ def test_corrupted_or_partial_tiles_are_computed_again(tmp_path):
     tiles = sorted(tmp_path.glob("tile_*.npz"))
     assert len(tiles) == 5 * 4
     data = tiles[3].read_bytes()
-    tiles[3].write_bytes(data[: len(data) // 2])           # cut short
+    tiles[3].write_bytes(data[: len(data) // 2])  # cut short
     corrupt = bytearray(tiles[7].read_bytes())
     with np.load(tiles[7]) as stored:
         at = corrupt.find(stored["ntk"].tobytes()[:8])
     assert at > 0
-    corrupt[at] ^= 0x40                                      # one flipped bit
+    corrupt[at] ^= 0x40  # one flipped bit
     tiles[7].write_bytes(bytes(corrupt))
-    tiles[9].unlink()                                        # never finished
+    tiles[9].unlink()  # never finished
     calls = []
-    out = parallel.batch(_counting_kernel(calls), 5, 1, checkpoint_dir=tmp_path)(
-        x1, x2, "ntk")
+    out = parallel.batch(_counting_kernel(calls), 5, 1, checkpoint_dir=tmp_path)(x1, x2, "ntk")
     assert len(calls) == 3 + 1
     np.testing.assert_array_equal(out, ref)
 
@@ -307,8 +346,9 @@ def test_checkpoint_dir_of_another_job_or_kernel_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"another job.*'rows'"):
         parallel.batch(KERNEL_FN, 4, 1, checkpoint_dir=tmp_path)(x1, x2, "ntk")
     # Same name, other hyperparameters: caught by the recomputed first tile.
-    _, _, other = stax.serial(stax.Dense(64, 1.5, 0.1), stax.Relu(),
-                              stax.Dense(64, 1.2, 0.05), stax.Erf(), stax.Dense(1))
+    _, _, other = stax.serial(
+        stax.Dense(64, 1.5, 0.1), stax.Relu(), stax.Dense(64, 1.2, 0.05), stax.Erf(), stax.Dense(1)
+    )
     assert other.name == KERNEL_FN.name
     with pytest.raises(ValueError, match="kernel changed"):
         parallel.batch(other, 5, 1, checkpoint_dir=tmp_path)(x1, x2, "ntk")
@@ -320,4 +360,4 @@ def test_progress_bar_counts_pairs_on_or_above_the_diagonal(tmp_path, capsys):
     x1, _ = _inputs()
     parallel.batch(KERNEL_FN, 4, 1, progress=True)(x1, None, "ntk")
     err = capsys.readouterr().err
-    assert "276/276" in err and "pair/s" in err        # 23·24/2 pairs a ≤ b
+    assert "276/276" in err and "pair/s" in err  # 23·24/2 pairs a ≤ b

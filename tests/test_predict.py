@@ -22,8 +22,9 @@ LR = 0.5
 
 def _net(act="erf", width=64):
     a = {"erf": stax.Erf(), "relu": stax.Relu()}[act]
-    return stax.serial(stax.Dense(width, W_std=1.5, b_std=0.1), a,
-                       stax.Dense(1, W_std=1.3, b_std=0.2))
+    return stax.serial(
+        stax.Dense(width, W_std=1.5, b_std=0.1), a, stax.Dense(1, W_std=1.3, b_std=0.2)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +39,17 @@ def problem():
     k_td = kernel_fn(x_test, x_train, ("nngp", "ntk"))
     k_tt = kernel_fn(x_test, None, ("nngp", "ntk"))
     np_ = lambda k: type(k)(*(np.asarray(v) for v in k))
-    return dict(x_train=x_train, x_test=x_test, y=y, f0=f0, g0=g0,
-                kernel_fn=kernel_fn, k_dd=np_(k_dd), k_td=np_(k_td),
-                k_tt=np_(k_tt))
+    return dict(
+        x_train=x_train,
+        x_test=x_test,
+        y=y,
+        f0=f0,
+        g0=g0,
+        kernel_fn=kernel_fn,
+        k_dd=np_(k_dd),
+        k_td=np_(k_td),
+        k_tt=np_(k_tt),
+    )
 
 
 def _regularised(k, diag_reg):
@@ -109,24 +118,27 @@ def test_ensemble_ntk_matches_gradient_descent_of_wide_networks(act):
     f = np.asarray(jax.jit(jax.vmap(train))(jax.random.split(k3, N_NETS)))
     mc_mean, mc_var = f.mean(0), f.var(0, ddof=1)
 
-    predict_fn = predict.gradient_descent_mse_ensemble(kernel_fn, x_train, y,
-                                                       learning_rate=lr)
+    predict_fn = predict.gradient_descent_mse_ensemble(kernel_fn, x_train, y, learning_rate=lr)
     t = np.asarray(steps, float)
     tr = predict_fn(t, None, "ntk", compute_cov=True)
     te = predict_fn(t, x_test, "ntk", compute_cov=True)
     mean = np.concatenate([tr.mean[..., 0], te.mean[..., 0]], axis=1)
-    var = np.concatenate([np.diagonal(tr.covariance, axis1=1, axis2=2),
-                          np.diagonal(te.covariance, axis1=1, axis2=2)], axis=1)
+    var = np.concatenate(
+        [
+            np.diagonal(tr.covariance, axis1=1, axis2=2),
+            np.diagonal(te.covariance, axis1=1, axis2=2),
+        ],
+        axis=1,
+    )
 
     allow = 1 / np.sqrt(WIDTH)
     sem = np.sqrt(mc_var / N_NETS)
     mean_bound = 4 * sem + allow * np.sqrt(var.max(1, keepdims=True))
     var_bound = 4 * var * np.sqrt(2 / (N_NETS - 1)) + allow * var.max(1, keepdims=True)
     assert np.all(np.abs(mc_mean - mean) <= mean_bound), (
-        f"mean: max |z| = {np.max(np.abs(mc_mean - mean) / sem):.2f}\n"
-        f"MC {mc_mean}\nanalytic {mean}")
-    assert np.all(np.abs(mc_var - var) <= var_bound), (
-        f"variance: MC {mc_var}\nanalytic {var}")
+        f"mean: max |z| = {np.max(np.abs(mc_mean - mean) / sem):.2f}\nMC {mc_mean}\nanalytic {mean}"
+    )
+    assert np.all(np.abs(mc_var - var) <= var_bound), f"variance: MC {mc_var}\nanalytic {var}"
     # The outputs must actually have been trained for the check to mean much.
     assert var[-1, :8].max() < 0.05 * var[0, :8].min()
 
@@ -143,9 +155,9 @@ def test_mse_closed_form_equals_matrix_exponential(problem, diag_reg):
     theta = _regularised(p["k_dd"].ntk, diag_reg)
     n = p["y"].size
     ts = np.array([0.3, 2.0, 15.0])
-    fx_train, fx_test = predict.gradient_descent_mse(
-        p["k_dd"].ntk, p["y"], LR, diag_reg=diag_reg)(ts, p["f0"], p["g0"],
-                                                       p["k_td"].ntk)
+    fx_train, fx_test = predict.gradient_descent_mse(p["k_dd"].ntk, p["y"], LR, diag_reg=diag_reg)(
+        ts, p["f0"], p["g0"], p["k_td"].ntk
+    )
     for i, t in enumerate(ts):
         e = sl.expm(-LR * t / n * theta)
         r0 = p["f0"] - p["y"]
@@ -159,11 +171,12 @@ def test_mse_t_infinity_is_kernel_ridge_regression(problem):
     p = problem
     diag_reg = 1e-2
     lam = diag_reg * np.trace(p["k_dd"].ntk) / 8
-    fx_train, fx_test = predict.gradient_descent_mse(
-        p["k_dd"].ntk, p["y"], LR, diag_reg=diag_reg)(None, p["f0"], p["g0"],
-                                                       p["k_td"].ntk)
+    fx_train, fx_test = predict.gradient_descent_mse(p["k_dd"].ntk, p["y"], LR, diag_reg=diag_reg)(
+        None, p["f0"], p["g0"], p["k_td"].ntk
+    )
     krr = p["g0"] + p["k_td"].ntk @ np.linalg.solve(
-        p["k_dd"].ntk + lam * np.eye(8), p["y"] - p["f0"])
+        p["k_dd"].ntk + lam * np.eye(8), p["y"] - p["f0"]
+    )
     np.testing.assert_allclose(fx_test, krr, atol=1e-12)
     np.testing.assert_allclose(fx_train, p["y"], atol=0)
 
@@ -204,10 +217,10 @@ def test_trace_axes_empty_with_kronecker_kernel_equals_default(problem):
     p = problem
     kron = lambda k: np.einsum("ij,ab->iajb", k, np.eye(2)).transpose(0, 2, 1, 3)
     ts = np.array([0.5, 4.0])
-    a = predict.gradient_descent_mse(p["k_dd"].ntk, p["y"], LR)(
-        ts, p["f0"], p["g0"], p["k_td"].ntk)
+    a = predict.gradient_descent_mse(p["k_dd"].ntk, p["y"], LR)(ts, p["f0"], p["g0"], p["k_td"].ntk)
     b = predict.gradient_descent_mse(kron(p["k_dd"].ntk), p["y"], LR, trace_axes=())(
-        ts, p["f0"], p["g0"], kron(p["k_td"].ntk))
+        ts, p["f0"], p["g0"], kron(p["k_td"].ntk)
+    )
     for u, v in zip(a, b):
         np.testing.assert_allclose(u, v, atol=1e-13)
 
@@ -228,28 +241,84 @@ def test_predict_fn_works_under_jit_and_vmap(problem):
 # Dense(1, 1.3, 0.2)); learning_rate=0.5, diag_reg=1e-3, t = [0.7, 3.]
 # (generated in the NT reference environment, float64).
 NT_GOLDEN = {
-    "ens_nngp_mean": [0.038150032896, 0.073117790533, 0.113475911849,
-                      0.167329306745, 0.241786228951, 0.407992857681],
-    "ens_nngp_cov": [1.16968176676, 0.346705942927, 0.314751587828,
-                     0.346705942927, 0.721172788274, 0.029626412226,
-                     0.314751587828, 0.029626412226, 1.116156948112,
-                     0.888782001646, 0.235927351672, 0.315416302149,
-                     0.235927351672, 0.371244278037, -0.034030953063,
-                     0.315416302149, -0.034030953063, 0.783065858039],
-    "ens_ntk_mean": [0.06880661086, 0.146765558318, 0.221871644879,
-                     0.282343539885, 0.355340856704, 0.691223627893],
-    "ens_ntk_cov": [1.042484105483, 0.305890027612, 0.325364166115,
-                    0.305890027612, 0.560304007791, -0.002064035822,
-                    0.325364166115, -0.002064035822, 0.976136933239,
-                    0.634839227252, 0.138560360783, 0.245466488421,
-                    0.138560360783, 0.190717590303, -0.018881796661,
-                    0.245466488421, -0.018881796661, 0.558223762325],
-    "mse_train": [-1.686600671581, 0.143789066783, 0.421183415577,
-                  1.177458000492, 1.382038089288, -0.253550716326,
-                  -1.270498428742, 0.931942474882, 0.880494367444,
-                  0.901897854894, 1.598505645015, -0.184683150201],
-    "mse_test": [-0.134157355691, -0.774241020398, -1.171496964147,
-                 0.348939841371, -0.342774358912, -0.695909333627],
+    "ens_nngp_mean": [
+        0.038150032896,
+        0.073117790533,
+        0.113475911849,
+        0.167329306745,
+        0.241786228951,
+        0.407992857681,
+    ],
+    "ens_nngp_cov": [
+        1.16968176676,
+        0.346705942927,
+        0.314751587828,
+        0.346705942927,
+        0.721172788274,
+        0.029626412226,
+        0.314751587828,
+        0.029626412226,
+        1.116156948112,
+        0.888782001646,
+        0.235927351672,
+        0.315416302149,
+        0.235927351672,
+        0.371244278037,
+        -0.034030953063,
+        0.315416302149,
+        -0.034030953063,
+        0.783065858039,
+    ],
+    "ens_ntk_mean": [
+        0.06880661086,
+        0.146765558318,
+        0.221871644879,
+        0.282343539885,
+        0.355340856704,
+        0.691223627893,
+    ],
+    "ens_ntk_cov": [
+        1.042484105483,
+        0.305890027612,
+        0.325364166115,
+        0.305890027612,
+        0.560304007791,
+        -0.002064035822,
+        0.325364166115,
+        -0.002064035822,
+        0.976136933239,
+        0.634839227252,
+        0.138560360783,
+        0.245466488421,
+        0.138560360783,
+        0.190717590303,
+        -0.018881796661,
+        0.245466488421,
+        -0.018881796661,
+        0.558223762325,
+    ],
+    "mse_train": [
+        -1.686600671581,
+        0.143789066783,
+        0.421183415577,
+        1.177458000492,
+        1.382038089288,
+        -0.253550716326,
+        -1.270498428742,
+        0.931942474882,
+        0.880494367444,
+        0.901897854894,
+        1.598505645015,
+        -0.184683150201,
+    ],
+    "mse_test": [
+        -0.134157355691,
+        -0.774241020398,
+        -1.171496964147,
+        0.348939841371,
+        -0.342774358912,
+        -0.695909333627,
+    ],
 }
 
 
@@ -260,18 +329,21 @@ def test_matches_neural_tangents_golden_values():
     y, f0, g0 = rs.randn(6, 1), rs.randn(6, 1), rs.randn(3, 1)
     _, _, kernel_fn = _net()
     t = np.array([0.7, 3.0])
-    ens = predict.gradient_descent_mse_ensemble(kernel_fn, x_train, y, 0.5,
-                                                diag_reg=1e-3)
+    ens = predict.gradient_descent_mse_ensemble(kernel_fn, x_train, y, 0.5, diag_reg=1e-3)
     r = ens(t, x_test, ("nngp", "ntk"), compute_cov=True)
     fx_train, fx_test = predict.gradient_descent_mse(
-        kernel_fn(x_train, None, "ntk"), y, 0.5, diag_reg=1e-3)(
-            t, f0, g0, kernel_fn(x_test, x_train, "ntk"))
-    ours = {"ens_nngp_mean": r.nngp.mean, "ens_nngp_cov": r.nngp.covariance,
-            "ens_ntk_mean": r.ntk.mean, "ens_ntk_cov": r.ntk.covariance,
-            "mse_train": fx_train, "mse_test": fx_test}
+        kernel_fn(x_train, None, "ntk"), y, 0.5, diag_reg=1e-3
+    )(t, f0, g0, kernel_fn(x_test, x_train, "ntk"))
+    ours = {
+        "ens_nngp_mean": r.nngp.mean,
+        "ens_nngp_cov": r.nngp.covariance,
+        "ens_ntk_mean": r.ntk.mean,
+        "ens_ntk_cov": r.ntk.covariance,
+        "mse_train": fx_train,
+        "mse_test": fx_test,
+    }
     for k, v in ours.items():
-        np.testing.assert_allclose(np.ravel(v), NT_GOLDEN[k], atol=2e-12,
-                                   err_msg=k)
+        np.testing.assert_allclose(np.ravel(v), NT_GOLDEN[k], atol=2e-12, err_msg=k)
 
 
 # ---------------------------------------------------------------------------
@@ -293,36 +365,36 @@ def test_ensemble_finite_t_equals_matrix_exponential_formulas(problem, diag_reg)
     nngp, ntk = p["k_dd"].nngp, p["k_dd"].ntk
     n = p["y"].size
     t = 2.5
-    ens = predict.gradient_descent_mse_ensemble(p["kernel_fn"], p["x_train"],
-                                                p["y"], LR, diag_reg=diag_reg)
+    ens = predict.gradient_descent_mse_ensemble(
+        p["kernel_fn"], p["x_train"], p["y"], LR, diag_reg=diag_reg
+    )
     test = ens(t, p["x_test"], None, compute_cov=True)
     train = ens(t, None, None, compute_cov=True)
     eye = np.eye(8)
-    for g, k_dyn, k_td in (("ntk", _regularised(ntk, diag_reg), p["k_td"].ntk),
-                           ("nngp", _regularised(nngp, diag_reg), p["k_td"].nngp)):
+    for g, k_dyn, k_td in (
+        ("ntk", _regularised(ntk, diag_reg), p["k_td"].ntk),
+        ("nngp", _regularised(nngp, diag_reg), p["k_td"].nngp),
+    ):
         e = sl.expm(-LR * t / n * k_dyn)
         a = np.linalg.solve(k_dyn, eye - e)
-        np.testing.assert_allclose(getattr(test, g).mean, k_td @ a @ p["y"],
-                                   atol=1e-11, err_msg=g)
-        np.testing.assert_allclose(getattr(train, g).mean, (eye - e) @ p["y"],
-                                   atol=1e-11, err_msg=g)
+        np.testing.assert_allclose(getattr(test, g).mean, k_td @ a @ p["y"], atol=1e-11, err_msg=g)
+        np.testing.assert_allclose(
+            getattr(train, g).mean, (eye - e) @ p["y"], atol=1e-11, err_msg=g
+        )
         if g == "ntk":
             cov = _lee_eq16(nngp, p["k_td"].nngp, p["k_tt"].nngp, k_td, a)
             cov_train = e @ nngp @ e
         else:
             cov = p["k_tt"].nngp - k_td @ np.linalg.solve(k_dyn, eye - e @ e) @ k_td.T
             cov_train = k_dyn @ e @ e
-        np.testing.assert_allclose(getattr(test, g).covariance, cov, atol=1e-11,
-                                   err_msg=g)
-        np.testing.assert_allclose(getattr(train, g).covariance, cov_train,
-                                   atol=1e-11, err_msg=g)
+        np.testing.assert_allclose(getattr(test, g).covariance, cov, atol=1e-11, err_msg=g)
+        np.testing.assert_allclose(getattr(train, g).covariance, cov_train, atol=1e-11, err_msg=g)
 
 
 def test_ensemble_t0_is_the_prior(problem):
     """At initialisation the outputs are the centred NNGP: N(0, K_tt)."""
     p = problem
-    ens = predict.gradient_descent_mse_ensemble(p["kernel_fn"], p["x_train"],
-                                                p["y"], LR)
+    ens = predict.gradient_descent_mse_ensemble(p["kernel_fn"], p["x_train"], p["y"], LR)
     for g in ("nngp", "ntk"):
         out = ens(0.0, p["x_test"], g, compute_cov=True)
         np.testing.assert_allclose(out.mean, 0, atol=1e-14)
@@ -331,58 +403,59 @@ def test_ensemble_t0_is_the_prior(problem):
 
 def test_ensemble_t_infinity_equals_gp_inference_and_large_t(problem):
     p = problem
-    ens = predict.gradient_descent_mse_ensemble(p["kernel_fn"], p["x_train"],
-                                                p["y"], LR, diag_reg=1e-3)
+    ens = predict.gradient_descent_mse_ensemble(
+        p["kernel_fn"], p["x_train"], p["y"], LR, diag_reg=1e-3
+    )
     gp = predict.gp_inference(p["k_dd"], p["y"], diag_reg=1e-3)
     inf = ens(None, p["x_test"], ("nngp", "ntk"), compute_cov=True)
     big = ens(1e13, p["x_test"], ("nngp", "ntk"), compute_cov=True)
     post = gp(("nngp", "ntk"), p["k_td"], p["k_tt"])
     for g in ("nngp", "ntk"):
         for a, b in ((inf, post), (inf, big)):
-            np.testing.assert_allclose(getattr(a, g).mean, getattr(b, g).mean,
-                                       atol=1e-9, err_msg=g)
-            np.testing.assert_allclose(getattr(a, g).covariance,
-                                       getattr(b, g).covariance, atol=1e-9,
-                                       err_msg=g)
+            np.testing.assert_allclose(getattr(a, g).mean, getattr(b, g).mean, atol=1e-9, err_msg=g)
+            np.testing.assert_allclose(
+                getattr(a, g).covariance, getattr(b, g).covariance, atol=1e-9, err_msg=g
+            )
 
 
 def test_gp_inference_nngp_is_textbook_gp_posterior(problem):
     """μ = K_td (K + σ²I)^{-1} Y, Σ = K_tt - K_td (K + σ²I)^{-1} K_dt."""
     p = problem
     noise = 0.05
-    post = predict.gp_inference(p["k_dd"], p["y"], diag_reg=noise,
-                                diag_reg_absolute_scale=True)("nngp", p["k_td"],
-                                                               p["k_tt"])
+    post = predict.gp_inference(p["k_dd"], p["y"], diag_reg=noise, diag_reg_absolute_scale=True)(
+        "nngp", p["k_td"], p["k_tt"]
+    )
     k = p["k_dd"].nngp + noise * np.eye(8)
     k_td = p["k_td"].nngp
-    np.testing.assert_allclose(post.mean, k_td @ np.linalg.solve(k, p["y"]),
-                               atol=1e-12)
-    np.testing.assert_allclose(post.covariance, p["k_tt"].nngp
-                               - k_td @ np.linalg.solve(k, k_td.T), atol=1e-12)
+    np.testing.assert_allclose(post.mean, k_td @ np.linalg.solve(k, p["y"]), atol=1e-12)
+    np.testing.assert_allclose(
+        post.covariance, p["k_tt"].nngp - k_td @ np.linalg.solve(k, k_td.T), atol=1e-12
+    )
 
 
 def test_gp_inference_ntk_and_ntkgp_posteriors(problem):
     """NTK: Lee et al. 2019 eq. 16 at t = ∞; NTK-GP: GP posterior with prior Θ."""
     p = problem
-    out = predict.gp_inference(p["k_dd"], p["y"])(("ntk", "ntkgp"), p["k_td"],
-                                                  p["k_tt"])
+    out = predict.gp_inference(p["k_dd"], p["y"])(("ntk", "ntkgp"), p["k_td"], p["k_tt"])
     theta, theta_td = p["k_dd"].ntk, p["k_td"].ntk
     a = np.linalg.inv(theta)
     mean = theta_td @ a @ p["y"]
     np.testing.assert_allclose(out.ntk.mean, mean, atol=1e-11)
     np.testing.assert_allclose(out.ntkgp.mean, mean, atol=1e-11)
-    np.testing.assert_allclose(out.ntk.covariance, _lee_eq16(
-        p["k_dd"].nngp, p["k_td"].nngp, p["k_tt"].nngp, theta_td, a),
-        atol=1e-10)
-    np.testing.assert_allclose(out.ntkgp.covariance, p["k_tt"].ntk
-                               - theta_td @ a @ theta_td.T, atol=1e-10)
+    np.testing.assert_allclose(
+        out.ntk.covariance,
+        _lee_eq16(p["k_dd"].nngp, p["k_td"].nngp, p["k_tt"].nngp, theta_td, a),
+        atol=1e-10,
+    )
+    np.testing.assert_allclose(
+        out.ntkgp.covariance, p["k_tt"].ntk - theta_td @ a @ theta_td.T, atol=1e-10
+    )
 
 
 def test_gp_inference_accepts_arrays_and_kernel_records(problem):
     """A plain array serves as the kernel; a record's .nngp is picked by get."""
     p = problem
-    from_array = predict.gp_inference(p["k_dd"].nngp, p["y"])("nngp",
-                                                              p["k_td"].nngp)
+    from_array = predict.gp_inference(p["k_dd"].nngp, p["y"])("nngp", p["k_td"].nngp)
     from_record = predict.gp_inference(p["k_dd"], p["y"])("nngp", p["k_td"])
     np.testing.assert_allclose(from_array, from_record, atol=0)
     train = predict.gp_inference(p["k_dd"], p["y"])(None, None, True)
@@ -395,14 +468,18 @@ def test_ensemble_is_differentiable_in_kernel_hyperparameters(problem):
     p = problem
 
     def summary(w_std):
-        _, _, kernel_fn = stax.serial(stax.Dense(64, W_std=w_std, b_std=0.1),
-                                      stax.Erf(), stax.Dense(1, W_std=1.3))
-        fn = predict.gradient_descent_mse_ensemble(kernel_fn, p["x_train"],
-                                                   p["y"], LR)
+        _, _, kernel_fn = stax.serial(
+            stax.Dense(64, W_std=w_std, b_std=0.1), stax.Erf(), stax.Dense(1, W_std=1.3)
+        )
+        fn = predict.gradient_descent_mse_ensemble(kernel_fn, p["x_train"], p["y"], LR)
         out = fn(jnp.array([3.0]), p["x_test"], "ntk", compute_cov=True)
         inf = fn(None, p["x_test"], "ntk", compute_cov=True)
-        return (jnp.sum(out.mean) + jnp.sum(out.covariance)
-                + jnp.sum(inf.mean) + jnp.sum(inf.covariance))
+        return (
+            jnp.sum(out.mean)
+            + jnp.sum(out.covariance)
+            + jnp.sum(inf.mean)
+            + jnp.sum(inf.covariance)
+        )
 
     # One compiled program for both: the finite difference takes the primal
     # values of the reverse-mode program (the same forward computation), so
@@ -429,10 +506,12 @@ def _cross_entropy(f, y):
 def test_ode_with_mse_loss_equals_closed_form(problem):
     p = problem
     ts = np.array([3.0, 0.4, 12.0])  # any order
-    ode = predict.gradient_descent(_mse, p["k_dd"].ntk, p["y"], LR, rtol=1e-11,
-                                   atol=1e-11)(ts, p["f0"], p["g0"], p["k_td"].ntk)
+    ode = predict.gradient_descent(_mse, p["k_dd"].ntk, p["y"], LR, rtol=1e-11, atol=1e-11)(
+        ts, p["f0"], p["g0"], p["k_td"].ntk
+    )
     closed = predict.gradient_descent_mse(p["k_dd"].ntk, p["y"], LR)(
-        ts, p["f0"], p["g0"], p["k_td"].ntk)
+        ts, p["f0"], p["g0"], p["k_td"].ntk
+    )
     for a, b in zip(ode, closed):
         np.testing.assert_allclose(a, b, atol=1e-8)
 
@@ -458,11 +537,13 @@ def test_ode_cross_entropy_matches_small_step_gradient_descent(problem):
     y = np.eye(2)[np.arange(8) % 2]
     t_abs = 6.0  # η · steps
     ode = predict.gradient_descent(_cross_entropy, p["k_dd"].ntk, y, 1.0)(
-        t_abs, p["f0"], p["g0"], p["k_td"].ntk)
+        t_abs, p["f0"], p["g0"], p["k_td"].ntk
+    )
     errs = []
     for lr in (0.02, 0.01):
-        gd = _function_space_gd(_cross_entropy, p["k_dd"].ntk, p["k_td"].ntk, y,
-                                p["f0"], p["g0"], lr, round(t_abs / lr))
+        gd = _function_space_gd(
+            _cross_entropy, p["k_dd"].ntk, p["k_td"].ntk, y, p["f0"], p["g0"], lr, round(t_abs / lr)
+        )
         errs.append(max(np.abs(a - b).max() for a, b in zip(gd, ode)))
     moved = np.abs(ode[1] - p["g0"]).max()
     assert errs[1] < 0.02 * moved, (errs, moved)
@@ -477,11 +558,12 @@ def test_ode_momentum_matches_heavy_ball_gradient_descent(problem):
     for lr in (1e-4, 2.5e-5):
         beta = 1 + m * np.sqrt(lr)
         steps = round(s_abs / np.sqrt(lr))
-        ode = predict.gradient_descent(_mse, p["k_dd"].ntk, p["y"], lr,
-                                       momentum=beta)(steps, p["f0"], p["g0"],
-                                                      p["k_td"].ntk)
-        gd = _function_space_gd(_mse, p["k_dd"].ntk, p["k_td"].ntk, p["y"],
-                                p["f0"], p["g0"], lr, steps, beta)
+        ode = predict.gradient_descent(_mse, p["k_dd"].ntk, p["y"], lr, momentum=beta)(
+            steps, p["f0"], p["g0"], p["k_td"].ntk
+        )
+        gd = _function_space_gd(
+            _mse, p["k_dd"].ntk, p["k_td"].ntk, p["y"], p["f0"], p["g0"], lr, steps, beta
+        )
         errs.append(max(np.abs(a - b).max() for a, b in zip(gd, ode)))
         moved = np.abs(ode[1] - p["g0"]).max()
         assert moved > 0.1
@@ -503,8 +585,7 @@ def test_ode_state_resumes_training(problem):
 
 def test_ode_t0_returns_initial_function(problem):
     p = problem
-    fn = predict.gradient_descent(_cross_entropy, p["k_dd"].ntk,
-                                  np.eye(2)[np.arange(8) % 2], LR)
+    fn = predict.gradient_descent(_cross_entropy, p["k_dd"].ntk, np.eye(2)[np.arange(8) % 2], LR)
     fx_train, fx_test = fn(np.array([0.0, 1.0]), p["f0"], p["g0"], p["k_td"].ntk)
     np.testing.assert_allclose(fx_train[0], p["f0"], atol=0)
     np.testing.assert_allclose(fx_test[0], p["g0"], atol=0)
@@ -521,14 +602,14 @@ def test_max_learning_rate_separates_stable_and_divergent_gd(problem, momentum):
     0.98 η_max, diverges at 1.02 η_max."""
     p = problem
     theta, y = p["k_dd"].ntk, p["y"]
-    lr_max = predict.max_learning_rate(theta, y_train_size=y.size,
-                                       momentum=momentum)
+    lr_max = predict.max_learning_rate(theta, y_train_size=y.size, momentum=momentum)
     assert isinstance(lr_max, float)
     r0 = np.linalg.norm(p["f0"] - y)
     final = {}
     for scale in (0.98, 1.02):
-        f, _ = _function_space_gd(_mse, theta, theta[:1], y, p["f0"], p["f0"][:1],
-                                  scale * lr_max, 1500, beta=momentum)
+        f, _ = _function_space_gd(
+            _mse, theta, theta[:1], y, p["f0"], p["f0"][:1], scale * lr_max, 1500, beta=momentum
+        )
         final[scale] = np.linalg.norm(np.asarray(f) - y)
     assert final[0.98] < 1e-3 * r0, final
     assert final[1.02] > 1e3 * r0, final
@@ -562,7 +643,7 @@ def test_odeint_adjoint_gradients_match_finite_differences():
     @jax.jit
     def loss(a, y0, ts):
         ys = odeint(_forced_linear, y0, ts, a, rtol=1e-11, atol=1e-13)
-        return jnp.sum(w * ys ** 2)
+        return jnp.sum(w * ys**2)
 
     grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(a, y0, ts)
     for i, x in enumerate((a, y0, ts)):
@@ -579,8 +660,7 @@ def test_odeint_adjoint_gradients_match_finite_differences():
 
 
 def test_odeint_exceeding_max_steps_gives_nan_and_predict_raises(problem):
-    ys = odeint(lambda y, t: -y, np.ones(2), np.array([0.0, 1.0, 50.0]),
-                max_steps=3)
+    ys = odeint(lambda y, t: -y, np.ones(2), np.array([0.0, 1.0, 50.0]), max_steps=3)
     assert np.all(np.isnan(ys[1:]))
     p = problem
     fn = predict.gradient_descent(_mse, p["k_dd"].ntk, p["y"], LR, max_steps=3)
@@ -617,8 +697,7 @@ def test_singular_kernel_error_reports_eigenvalue_and_working_diag_reg():
     msg = str(info.value)
     assert "not positive definite" in msg and "smallest eigenvalue" in msg
     suggested = float(re.search(r"e\.g\. diag_reg=([0-9.e+-]+)", msg).group(1))
-    out = predict.gradient_descent_mse(k_dd, y, diag_reg=suggested)(
-        None, 0.0, 0.0, k_td)[1]
+    out = predict.gradient_descent_mse(k_dd, y, diag_reg=suggested)(None, 0.0, 0.0, k_td)[1]
     assert np.all(np.isfinite(out))
 
 
@@ -628,10 +707,10 @@ def test_singular_kernel_error_in_gp_inference_and_ensemble(call):
     with pytest.raises(ValueError, match="not positive definite.*diag_reg="):
         if call == "gp_inference":
             predict.gp_inference(kernel_fn(x, None, "nngp"), y)(
-                "nngp", kernel_fn(x[:3] + 0.1, x, "nngp"))
+                "nngp", kernel_fn(x[:3] + 0.1, x, "nngp")
+            )
         else:
-            predict.gradient_descent_mse_ensemble(kernel_fn, x, y)(
-                None, x[:3] + 0.1, "ntk")
+            predict.gradient_descent_mse_ensemble(kernel_fn, x, y)(None, x[:3] + 0.1, "ntk")
 
 
 def test_indefinite_kernel_error_at_finite_t():
@@ -640,8 +719,9 @@ def test_indefinite_kernel_error_at_finite_t():
         predict.gradient_descent_mse(k, np.ones((3, 1)))(1.0, 0.0)
 
 
-@pytest.mark.parametrize("case", ["k_train_train", "k_test_train", "fx_train_0",
-                                  "fx_test_0", "fx_test_0_without_kernel"])
+@pytest.mark.parametrize(
+    "case", ["k_train_train", "k_test_train", "fx_train_0", "fx_test_0", "fx_test_0_without_kernel"]
+)
 def test_shape_mismatches_name_the_argument(problem, case):
     p = problem
     k_dd, k_td = p["k_dd"].ntk, p["k_td"].ntk
@@ -665,12 +745,14 @@ def test_shape_mismatch_errors_in_gp_inference_and_gradient_descent(problem):
         predict.gp_inference(p["k_dd"], p["y"])("nngp", p["k_td"].nngp[:, :7])
     # A square kernel of the wrong size: the length of y_train is blamed, with
     # both shapes shown.
-    with pytest.raises(ValueError, match=r"y_train.*7 rows.*k_train_train.*\(7, 7\)"
-                                         r".*\(8, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"y_train.*7 rows.*k_train_train.*\(7, 7\)"
+        r".*\(8, 2\)",
+    ):
         predict.gradient_descent(_mse, p["k_dd"].ntk[:7, :7], p["y"])
     with pytest.raises(ValueError, match="needs both the NNGP and the NTK"):
-        predict.gp_inference(p["k_dd"].ntk, p["y"])("ntk", p["k_td"].ntk,
-                                                    p["k_tt"].nngp)
+        predict.gp_inference(p["k_dd"].ntk, p["y"])("ntk", p["k_td"].ntk, p["k_tt"].nngp)
 
 
 @pytest.mark.parametrize("which", ["mse", "ensemble", "ode"])
@@ -681,8 +763,9 @@ def test_negative_time_is_rejected(problem, which):
         if which == "mse":
             predict.gradient_descent_mse(p["k_dd"].ntk, p["y"])(t, p["f0"])
         elif which == "ensemble":
-            predict.gradient_descent_mse_ensemble(p["kernel_fn"], p["x_train"],
-                                                  p["y"])(t, p["x_test"], "ntk")
+            predict.gradient_descent_mse_ensemble(p["kernel_fn"], p["x_train"], p["y"])(
+                t, p["x_test"], "ntk"
+            )
         else:
             predict.gradient_descent(_mse, p["k_dd"].ntk, p["y"])(t, p["f0"])
 
@@ -696,8 +779,9 @@ def test_gradient_descent_refuses_infinite_time(problem):
 def test_unknown_get_and_kernel_record_in_place_of_array(problem):
     p = problem
     with pytest.raises(ValueError, match="unknown `get` name 'ntkgp'"):
-        predict.gradient_descent_mse_ensemble(p["kernel_fn"], p["x_train"],
-                                              p["y"])(1.0, p["x_test"], "ntkgp")
+        predict.gradient_descent_mse_ensemble(p["kernel_fn"], p["x_train"], p["y"])(
+            1.0, p["x_test"], "ntkgp"
+        )
     with pytest.raises(ValueError, match=r"pass its `\.ntk`"):
         predict.gradient_descent_mse(p["k_dd"], p["y"])
 
@@ -718,13 +802,17 @@ def _asymmetric(n=5):
     return k
 
 
-@pytest.mark.parametrize("call, arg", [
-    (lambda k, y: predict.gradient_descent_mse(k, y)(None, 0.0), "k_train_train"),
-    (lambda k, y: predict.gradient_descent_mse(k, y)(1.0, 0.0), "k_train_train"),
-    (lambda k, y: predict.gp_inference(k, y)("nngp", k[:2]), "k_train_train"),
-    (lambda k, y: predict.gradient_descent(_mse, k, y)(1.0, 0.0), "k_train_train"),
-    (lambda k, y: predict.max_learning_rate(k), "ntk_train_train"),
-], ids=["mse_inf", "mse_t", "gp_inference", "ode", "max_learning_rate"])
+@pytest.mark.parametrize(
+    "call, arg",
+    [
+        (lambda k, y: predict.gradient_descent_mse(k, y)(None, 0.0), "k_train_train"),
+        (lambda k, y: predict.gradient_descent_mse(k, y)(1.0, 0.0), "k_train_train"),
+        (lambda k, y: predict.gp_inference(k, y)("nngp", k[:2]), "k_train_train"),
+        (lambda k, y: predict.gradient_descent(_mse, k, y)(1.0, 0.0), "k_train_train"),
+        (lambda k, y: predict.max_learning_rate(k), "ntk_train_train"),
+    ],
+    ids=["mse_inf", "mse_t", "gp_inference", "ode", "max_learning_rate"],
+)
 def test_asymmetric_training_kernel_is_rejected(call, arg):
     y = np.ones((5, 1))
     with pytest.raises(ValueError, match=rf"`{arg}` must be symmetric.*\(0, 4\)"):
@@ -741,11 +829,17 @@ def test_round_off_asymmetry_is_accepted_and_changes_nothing():
 
 
 def test_y_train_of_wrong_length_is_blamed_not_the_kernel():
-    with pytest.raises(ValueError, match=r"`y_train` must have 5 rows.*\(5, 5\).*"
-                                         r"got shape \(4, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`y_train` must have 5 rows.*\(5, 5\).*"
+        r"got shape \(4, 1\)",
+    ):
         predict.gradient_descent_mse(_spd(), np.ones((4, 1)))
-    with pytest.raises(ValueError, match=r"`y_train` must have shape \(N, K\).*"
-                                         r"y_train\[:, None\].*got shape \(5,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`y_train` must have shape \(N, K\).*"
+        r"y_train\[:, None\].*got shape \(5,\)",
+    ):
         predict.gp_inference(_spd(), np.ones(5))
 
 
@@ -755,8 +849,9 @@ def _singular(n=5):
     return x @ x.T + 1.0
 
 
-@pytest.mark.parametrize("t", [None, np.inf, np.array([1.0, np.inf])],
-                         ids=["None", "inf", "array_with_inf"])
+@pytest.mark.parametrize(
+    "t", [None, np.inf, np.array([1.0, np.inf])], ids=["None", "inf", "array_with_inf"]
+)
 def test_t_infinity_and_t_none_fail_alike_on_a_singular_kernel(t):
     k, y = _singular(), np.ones((5, 1))
     with pytest.raises(ValueError, match="not positive definite.*diag_reg="):
@@ -765,7 +860,8 @@ def test_t_infinity_and_t_none_fail_alike_on_a_singular_kernel(t):
     x = np.concatenate([x, x[:1]])
     with pytest.raises(ValueError, match="not positive definite.*diag_reg="):
         predict.gradient_descent_mse_ensemble(
-            lambda a, b, g: a @ (a if b is None else b).T + 1.0, x, y)(t, x[:2], "ntk")
+            lambda a, b, g: a @ (a if b is None else b).T + 1.0, x, y
+        )(t, x[:2], "ntk")
 
 
 @pytest.mark.parametrize("rate", [0.5, 1.6], ids=["monotone", "oscillating"])
@@ -792,8 +888,9 @@ def test_discrete_time_equals_explicit_gradient_descent_steps(rate):
     np.testing.assert_allclose(got_f, np.stack(want_f), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(got_g, np.stack(want_g), rtol=1e-10, atol=1e-12)
     # t = None is the fixed point, kernel regression, as in continuous time
-    np.testing.assert_allclose(fn(None, f0, g0, k_td)[1],
-                               g0 + k_td @ np.linalg.solve(k, y - f0), rtol=1e-10)
+    np.testing.assert_allclose(
+        fn(None, f0, g0, k_td)[1], g0 + k_td @ np.linalg.solve(k, y - f0), rtol=1e-10
+    )
 
 
 def test_discrete_time_needs_whole_steps_and_a_bool_flag():
@@ -821,46 +918,104 @@ _NAN_Y = np.ones((5, 1))
 _NAN_Y[2] = np.nan
 
 
-@pytest.mark.parametrize("call, exc, message", [
-    (lambda: predict.gradient_descent_mse(_K, _NAN_Y), ValueError,
-     "`y_train` must be finite; got 1 NaN/inf"),
-    (lambda: predict.gradient_descent_mse(np.where(np.eye(5) > 0, np.inf, _K), _Y),
-     ValueError, "`k_train_train` must be finite"),
-    (lambda: predict.gradient_descent_mse(_K, [["a"]] * 5), TypeError,
-     "`y_train` must be a numeric array"),
-    (lambda: predict.gradient_descent_mse(_K, _Y, learning_rate=0.0), ValueError,
-     "`learning_rate` must be a number > 0; got 0.0"),
-    (lambda: predict.gradient_descent_mse(_K, _Y, diag_reg=-1e-3), ValueError,
-     "`diag_reg` must be a number >= 0"),
-    (lambda: predict.gradient_descent_mse(_K, _Y)(1.0, _NAN_Y), ValueError,
-     "`fx_train_0` must be finite"),
-    (lambda: predict.gradient_descent_mse(_K, _Y)(np.nan, 0.0), ValueError,
-     r"`t` must be >= 0.*nan"),
-    (lambda: predict.gradient_descent_mse(_K, _Y)("soon", 0.0), TypeError,
-     "`t` must be a numeric array"),
-    (lambda: predict.gp_inference(_K, _Y)("nngp", _K[:2], np.array([[2.0, 1.0],
-                                                                      [0.0, 2.0]])),
-     ValueError, "`k_test_test` must be symmetric"),
-    (lambda: predict.gp_inference(_K, _Y, diag_reg=float("nan")), ValueError,
-     "`diag_reg` must be a number >= 0; got nan"),
-    (lambda: predict.gradient_descent_mse_ensemble("kernel", _K, _Y), TypeError,
-     "`kernel_fn` must be a function"),
-    (lambda: predict.gradient_descent(3, _K, _Y), TypeError, "`loss` must be a function"),
-    (lambda: predict.gradient_descent(_mse, _K, _Y, momentum=1.5), ValueError,
-     r"`momentum` must be a number in \[0, 1\]; got 1.5"),
-    (lambda: predict.gradient_descent(_mse, _K, _Y, rtol=0.0), ValueError,
-     "`rtol` must be a number > 0"),
-    (lambda: predict.gradient_descent(_mse, _K, _Y, max_steps=0), ValueError,
-     "`max_steps` must be an int >= 1"),
-    (lambda: predict.gradient_descent(_mse, _K, _Y)(np.inf, 0.0), ValueError,
-     "`t` must be finite"),
-    (lambda: predict.max_learning_rate(_K, y_train_size=0), ValueError,
-     "`y_train_size` must be an int >= 1; got 0"),
-    (lambda: predict.max_learning_rate(_K, y_train_size=2.5), TypeError,
-     "`y_train_size` must be an int"),
-    (lambda: predict.max_learning_rate(_K, eps=-1.0), ValueError,
-     "`eps` must be a number >= 0"),
-])
+@pytest.mark.parametrize(
+    "call, exc, message",
+    [
+        (
+            lambda: predict.gradient_descent_mse(_K, _NAN_Y),
+            ValueError,
+            "`y_train` must be finite; got 1 NaN/inf",
+        ),
+        (
+            lambda: predict.gradient_descent_mse(np.where(np.eye(5) > 0, np.inf, _K), _Y),
+            ValueError,
+            "`k_train_train` must be finite",
+        ),
+        (
+            lambda: predict.gradient_descent_mse(_K, [["a"]] * 5),
+            TypeError,
+            "`y_train` must be a numeric array",
+        ),
+        (
+            lambda: predict.gradient_descent_mse(_K, _Y, learning_rate=0.0),
+            ValueError,
+            "`learning_rate` must be a number > 0; got 0.0",
+        ),
+        (
+            lambda: predict.gradient_descent_mse(_K, _Y, diag_reg=-1e-3),
+            ValueError,
+            "`diag_reg` must be a number >= 0",
+        ),
+        (
+            lambda: predict.gradient_descent_mse(_K, _Y)(1.0, _NAN_Y),
+            ValueError,
+            "`fx_train_0` must be finite",
+        ),
+        (
+            lambda: predict.gradient_descent_mse(_K, _Y)(np.nan, 0.0),
+            ValueError,
+            r"`t` must be >= 0.*nan",
+        ),
+        (
+            lambda: predict.gradient_descent_mse(_K, _Y)("soon", 0.0),
+            TypeError,
+            "`t` must be a numeric array",
+        ),
+        (
+            lambda: predict.gp_inference(_K, _Y)(
+                "nngp", _K[:2], np.array([[2.0, 1.0], [0.0, 2.0]])
+            ),
+            ValueError,
+            "`k_test_test` must be symmetric",
+        ),
+        (
+            lambda: predict.gp_inference(_K, _Y, diag_reg=float("nan")),
+            ValueError,
+            "`diag_reg` must be a number >= 0; got nan",
+        ),
+        (
+            lambda: predict.gradient_descent_mse_ensemble("kernel", _K, _Y),
+            TypeError,
+            "`kernel_fn` must be a function",
+        ),
+        (lambda: predict.gradient_descent(3, _K, _Y), TypeError, "`loss` must be a function"),
+        (
+            lambda: predict.gradient_descent(_mse, _K, _Y, momentum=1.5),
+            ValueError,
+            r"`momentum` must be a number in \[0, 1\]; got 1.5",
+        ),
+        (
+            lambda: predict.gradient_descent(_mse, _K, _Y, rtol=0.0),
+            ValueError,
+            "`rtol` must be a number > 0",
+        ),
+        (
+            lambda: predict.gradient_descent(_mse, _K, _Y, max_steps=0),
+            ValueError,
+            "`max_steps` must be an int >= 1",
+        ),
+        (
+            lambda: predict.gradient_descent(_mse, _K, _Y)(np.inf, 0.0),
+            ValueError,
+            "`t` must be finite",
+        ),
+        (
+            lambda: predict.max_learning_rate(_K, y_train_size=0),
+            ValueError,
+            "`y_train_size` must be an int >= 1; got 0",
+        ),
+        (
+            lambda: predict.max_learning_rate(_K, y_train_size=2.5),
+            TypeError,
+            "`y_train_size` must be an int",
+        ),
+        (
+            lambda: predict.max_learning_rate(_K, eps=-1.0),
+            ValueError,
+            "`eps` must be a number >= 0",
+        ),
+    ],
+)
 def test_bad_arguments_are_rejected_by_name(call, exc, message):
     with pytest.raises(exc, match=message):
         call()

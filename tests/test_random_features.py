@@ -9,12 +9,25 @@ import pytest
 
 from ntk import stax
 from ntk.empirical import empirical_ntk_fn
-from ntk.random_features import (eigendecompose, exponents_from_sizes, fit_alpha,
-                                 fit_beta, fourier_features, gaussian_features,
-                                 inverse_trace_kappa, krr_kappa, mse, network_features,
-                                 ntk_features, optimal_ridge, power_law_fit,
-                                 relu_features, ridgeless_krr_mse, rf_ridge_mse,
-                                 rf_ridge_weights)
+from ntk.random_features import (
+    eigendecompose,
+    exponents_from_sizes,
+    fit_alpha,
+    fit_beta,
+    fourier_features,
+    gaussian_features,
+    inverse_trace_kappa,
+    krr_kappa,
+    mse,
+    network_features,
+    ntk_features,
+    optimal_ridge,
+    power_law_fit,
+    relu_features,
+    ridgeless_krr_mse,
+    rf_ridge_mse,
+    rf_ridge_weights,
+)
 
 
 def _data(n=24, d=6, seed=0):
@@ -26,6 +39,7 @@ def _rel(a, b):
 
 
 # ----------------------------------------------------------------- features
+
 
 def test_relu_features_gram_is_monte_carlo_nngp_of_dense_relu():
     x = _data()
@@ -41,7 +55,7 @@ def test_fourier_features_gram_is_monte_carlo_rbf():
     k, ell = 8192, 2.0
     phi = fourier_features(jax.random.PRNGKey(2), x, k, lengthscale=ell)
     d2 = jnp.sum((x[:, None] - x[None]) ** 2, -1)
-    assert _rel(phi @ phi.T, jnp.exp(-d2 / (2 * ell ** 2))) < 6 / math.sqrt(k)
+    assert _rel(phi @ phi.T, jnp.exp(-d2 / (2 * ell**2))) < 6 / math.sqrt(k)
 
 
 @pytest.mark.parametrize("arch", ["dense", "conv"])
@@ -85,6 +99,7 @@ def test_features_reject_non_matrix_inputs_and_bad_k(fn):
 
 # -------------------------------------------------------------------- ridge
 
+
 def _problem(n, k, t=2, seed=0):
     kp, ky, kt = jax.random.split(jax.random.PRNGKey(seed), 3)
     phi = jax.random.normal(kp, (n + 7, k)) / math.sqrt(k)
@@ -98,8 +113,7 @@ def test_primal_and_dual_solves_agree_and_equal_the_direct_formula(n, k):
     ridges = jnp.array([1e-4, 0.1, 3.0])
     wp = rf_ridge_weights(phi, y, ridges, method="primal")
     wd = rf_ridge_weights(phi, y, ridges, method="dual")
-    direct = jnp.stack([phi.T @ jnp.linalg.solve(phi @ phi.T + r * jnp.eye(n), y)
-                        for r in ridges])
+    direct = jnp.stack([phi.T @ jnp.linalg.solve(phi @ phi.T + r * jnp.eye(n), y) for r in ridges])
     np.testing.assert_allclose(wp, wd, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(wp, direct, rtol=1e-8, atol=1e-10)
 
@@ -126,7 +140,7 @@ def test_ridge_mse_vmaps_over_trials_and_matches_a_loop():
         w = rf_ridge_weights(p[0], p[1], ridges)
         want = jnp.mean(jnp.sum((jnp.einsum("ak,rkt->rat", p[2], w) - p[3]) ** 2, -1), -1)
         np.testing.assert_allclose(te[i], want, rtol=1e-9)
-    assert tr.shape == (3, 3) and float(tr[:, 0].max()) < 1e-12   # interpolation
+    assert tr.shape == (3, 3) and float(tr[:, 0].max()) < 1e-12  # interpolation
 
 
 def test_optimal_ridge_picks_the_minimum_and_skips_nan():
@@ -147,6 +161,7 @@ def test_ridge_rejects_bad_shapes_and_methods():
 
 # -------------------------------------------------------------- eigen
 
+
 def test_eigendecompose_reconstructs_kernel_and_target_power():
     x = _data(40, 5)
     kern = stax.serial(stax.Dense(1), stax.Relu())[2](x, x, "nngp")
@@ -155,20 +170,20 @@ def test_eigendecompose_reconstructs_kernel_and_target_power():
     n = x.shape[0]
     assert bool(jnp.all(jnp.diff(lam) <= 0))
     np.testing.assert_allclose(jnp.sum(lam), jnp.trace(kern) / n, rtol=1e-10)
-    np.testing.assert_allclose(jnp.sum(v ** 2), jnp.mean(y ** 2), rtol=1e-10)
+    np.testing.assert_allclose(jnp.sum(v**2), jnp.mean(y**2), rtol=1e-10)
 
 
 @pytest.mark.parametrize("alpha,beta", [(1.2, 1.4), (1.5, 1.5), (2.0, 1.2)])
 def test_power_law_fits_recover_exponents(alpha, beta):
     i = np.arange(1, 5001.0)
-    assert abs(fit_alpha(i ** -alpha, 10, 1000) - alpha) < 1e-8
-    assert abs(fit_beta(np.sqrt(i ** -beta), 10, 1000) - beta) < 0.01
+    assert abs(fit_alpha(i**-alpha, 10, 1000) - alpha) < 1e-8
+    assert abs(fit_beta(np.sqrt(i**-beta), 10, 1000) - beta) < 0.01
 
 
 def test_beta_fit_averages_out_random_signs_and_scatter():
     i = np.arange(1, 5001.0)
-    noise = np.random.default_rng(0).standard_normal(i.shape)   # v_i = √(i^-β)·ξ_i
-    assert abs(fit_beta(np.sqrt(i ** -1.4) * noise, 10, 3000) - 1.4) < 0.1
+    noise = np.random.default_rng(0).standard_normal(i.shape)  # v_i = √(i^-β)·ξ_i
+    assert abs(fit_beta(np.sqrt(i**-1.4) * noise, 10, 3000) - 1.4) < 0.1
 
 
 def test_inverse_trace_proxy_estimates_ridgeless_kappa():
@@ -192,58 +207,133 @@ def _stax_fn():
     return init_fn, apply_fn
 
 
-@pytest.mark.parametrize("call, exc, message", [
-    (lambda: rf_ridge_weights(_PHI, _YV, jnp.array([-1e-3, 0.1])), ValueError,
-     r"`ridges` must be >= 0; got \[-0.001\]"),
-    (lambda: rf_ridge_mse(_PHI, _YV, _PHI, _YV, jnp.array([-1.0])), ValueError,
-     "rf_ridge_mse: `ridges` must be >= 0"),
-    (lambda: rf_ridge_weights(_PHI, _YV, jnp.array([jnp.nan])), ValueError,
-     "`ridges` must be finite"),
-    (lambda: rf_ridge_weights(_PHI, _YV, jnp.array([])), ValueError, "`ridges` must not be empty"),
-    (lambda: rf_ridge_weights(_PHI, _YV, jnp.array([0.1]), rcond=-1.0), ValueError, "`rcond`"),
-    (lambda: rf_ridge_weights(_PHI * np.nan, _YV, jnp.array([0.1])), ValueError,
-     "`phi` must be finite"),
-    (lambda: rf_ridge_mse(_PHI, _YV, _PHI, _YV[:4], jnp.array([0.1])), ValueError,
-     r"`y_test` must have shape \(6,\)"),
-    (lambda: mse(jnp.ones((4, 1)), jnp.ones(4)), ValueError,
-     "`pred` and `y` must have the same shape"),
-    (lambda: optimal_ridge(jnp.ones(3), jnp.ones((2, 3)), axis=2), ValueError,
-     r"`axis` must be an int in \[-2, 1\]"),
-    (lambda: relu_features(jax.random.PRNGKey(0), _PHI, 4, W_std=-1.0), ValueError,
-     "`W_std` must be a number >= 0"),
-    (lambda: fourier_features(jax.random.PRNGKey(0), _PHI, 4, lengthscale=0.0), ValueError,
-     "`lengthscale` must be a number > 0"),
-    (lambda: fourier_features(jax.random.PRNGKey(0), _PHI, 4, lengthscale="1"), TypeError,
-     "`lengthscale`"),
-    (lambda: gaussian_features(jax.random.PRNGKey(0), _PHI, -np.ones(3), 4), ValueError,
-     "`eigvals` must be >= 0"),
-    (lambda: network_features(_stax_fn(), None, _PHI), TypeError, "`key` must be a PRNG key"),
-    (lambda: ntk_features(_stax_fn()[1], jax.tree_util.tree_map(
-        lambda a: a * np.nan, _stax_fn()[0](jax.random.PRNGKey(0), (1, 3))[1]), _PHI),
-     ValueError, "`params` must be finite"),
-    (lambda: eigendecompose(_KP + np.triu(np.ones((6, 6)), 1), _YV), ValueError,
-     "`kernel` must be symmetric"),
-    (lambda: ridgeless_krr_mse(_KP, _YV, np.array([0, 1, 6]), np.array([2])), ValueError,
-     r"`train_idx` must index rows 0\.\.5; got out-of-range entries \[6\]"),
-    (lambda: ridgeless_krr_mse(_KP, _YV, np.array([0, 1]), np.array([-7])), ValueError,
-     r"`test_idx` must index rows 0\.\.5; got out-of-range entries \[-7\]"),
-    (lambda: ridgeless_krr_mse(_KP, _YV, np.array([0.0, 1.0]), np.array([2])), TypeError,
-     "`train_idx` must be an array of integer indices"),
-    (lambda: ridgeless_krr_mse(_KP, _YV, np.array([0, 1]), np.array([], int)), ValueError,
-     "`test_idx` must hold at least one index"),
-    (lambda: ridgeless_krr_mse(_KP, _YV[:5], np.array([0]), np.array([1])), ValueError,
-     r"`y` must have shape \(N,\) or \(N, T\) with N = 6"),
-    (lambda: fit_alpha(np.arange(1, 11.0) ** -1.5, 2, 20), ValueError,
-     "need 1 ≤ i_min < i_max ≤ 10"),
-    (lambda: fit_alpha(np.arange(1, 11.0) ** -1.5, 2.5), TypeError, "`i_min` must be an int"),
-    (lambda: fit_beta(np.ones(10), 1, 8, bins_per_decade=0), ValueError, "`bins_per_decade`"),
-    (lambda: power_law_fit(np.arange(1, 5.0), np.ones(3)), ValueError,
-     "`x` and `values` must have the same shape"),
-    (lambda: inverse_trace_kappa(_KP, ridge=-1.0), ValueError, "`ridge` must be a number >= 0"),
-    (lambda: exponents_from_sizes(_KP, _YV, [2, 3], jax.random.PRNGKey(0), trials=0),
-     ValueError, "`trials` must be an int >= 1"),
-    (lambda: exponents_from_sizes(_KP, _YV, [2, 3], None), TypeError, "`key`"),
-])
+@pytest.mark.parametrize(
+    "call, exc, message",
+    [
+        (
+            lambda: rf_ridge_weights(_PHI, _YV, jnp.array([-1e-3, 0.1])),
+            ValueError,
+            r"`ridges` must be >= 0; got \[-0.001\]",
+        ),
+        (
+            lambda: rf_ridge_mse(_PHI, _YV, _PHI, _YV, jnp.array([-1.0])),
+            ValueError,
+            "rf_ridge_mse: `ridges` must be >= 0",
+        ),
+        (
+            lambda: rf_ridge_weights(_PHI, _YV, jnp.array([jnp.nan])),
+            ValueError,
+            "`ridges` must be finite",
+        ),
+        (
+            lambda: rf_ridge_weights(_PHI, _YV, jnp.array([])),
+            ValueError,
+            "`ridges` must not be empty",
+        ),
+        (lambda: rf_ridge_weights(_PHI, _YV, jnp.array([0.1]), rcond=-1.0), ValueError, "`rcond`"),
+        (
+            lambda: rf_ridge_weights(_PHI * np.nan, _YV, jnp.array([0.1])),
+            ValueError,
+            "`phi` must be finite",
+        ),
+        (
+            lambda: rf_ridge_mse(_PHI, _YV, _PHI, _YV[:4], jnp.array([0.1])),
+            ValueError,
+            r"`y_test` must have shape \(6,\)",
+        ),
+        (
+            lambda: mse(jnp.ones((4, 1)), jnp.ones(4)),
+            ValueError,
+            "`pred` and `y` must have the same shape",
+        ),
+        (
+            lambda: optimal_ridge(jnp.ones(3), jnp.ones((2, 3)), axis=2),
+            ValueError,
+            r"`axis` must be an int in \[-2, 1\]",
+        ),
+        (
+            lambda: relu_features(jax.random.PRNGKey(0), _PHI, 4, W_std=-1.0),
+            ValueError,
+            "`W_std` must be a number >= 0",
+        ),
+        (
+            lambda: fourier_features(jax.random.PRNGKey(0), _PHI, 4, lengthscale=0.0),
+            ValueError,
+            "`lengthscale` must be a number > 0",
+        ),
+        (
+            lambda: fourier_features(jax.random.PRNGKey(0), _PHI, 4, lengthscale="1"),
+            TypeError,
+            "`lengthscale`",
+        ),
+        (
+            lambda: gaussian_features(jax.random.PRNGKey(0), _PHI, -np.ones(3), 4),
+            ValueError,
+            "`eigvals` must be >= 0",
+        ),
+        (lambda: network_features(_stax_fn(), None, _PHI), TypeError, "`key` must be a PRNG key"),
+        (
+            lambda: ntk_features(
+                _stax_fn()[1],
+                jax.tree_util.tree_map(
+                    lambda a: a * np.nan, _stax_fn()[0](jax.random.PRNGKey(0), (1, 3))[1]
+                ),
+                _PHI,
+            ),
+            ValueError,
+            "`params` must be finite",
+        ),
+        (
+            lambda: eigendecompose(_KP + np.triu(np.ones((6, 6)), 1), _YV),
+            ValueError,
+            "`kernel` must be symmetric",
+        ),
+        (
+            lambda: ridgeless_krr_mse(_KP, _YV, np.array([0, 1, 6]), np.array([2])),
+            ValueError,
+            r"`train_idx` must index rows 0\.\.5; got out-of-range entries \[6\]",
+        ),
+        (
+            lambda: ridgeless_krr_mse(_KP, _YV, np.array([0, 1]), np.array([-7])),
+            ValueError,
+            r"`test_idx` must index rows 0\.\.5; got out-of-range entries \[-7\]",
+        ),
+        (
+            lambda: ridgeless_krr_mse(_KP, _YV, np.array([0.0, 1.0]), np.array([2])),
+            TypeError,
+            "`train_idx` must be an array of integer indices",
+        ),
+        (
+            lambda: ridgeless_krr_mse(_KP, _YV, np.array([0, 1]), np.array([], int)),
+            ValueError,
+            "`test_idx` must hold at least one index",
+        ),
+        (
+            lambda: ridgeless_krr_mse(_KP, _YV[:5], np.array([0]), np.array([1])),
+            ValueError,
+            r"`y` must have shape \(N,\) or \(N, T\) with N = 6",
+        ),
+        (
+            lambda: fit_alpha(np.arange(1, 11.0) ** -1.5, 2, 20),
+            ValueError,
+            "need 1 ≤ i_min < i_max ≤ 10",
+        ),
+        (lambda: fit_alpha(np.arange(1, 11.0) ** -1.5, 2.5), TypeError, "`i_min` must be an int"),
+        (lambda: fit_beta(np.ones(10), 1, 8, bins_per_decade=0), ValueError, "`bins_per_decade`"),
+        (
+            lambda: power_law_fit(np.arange(1, 5.0), np.ones(3)),
+            ValueError,
+            "`x` and `values` must have the same shape",
+        ),
+        (lambda: inverse_trace_kappa(_KP, ridge=-1.0), ValueError, "`ridge` must be a number >= 0"),
+        (
+            lambda: exponents_from_sizes(_KP, _YV, [2, 3], jax.random.PRNGKey(0), trials=0),
+            ValueError,
+            "`trials` must be an int >= 1",
+        ),
+        (lambda: exponents_from_sizes(_KP, _YV, [2, 3], None), TypeError, "`key`"),
+    ],
+)
 def test_bad_arguments_are_rejected_by_name(call, exc, message):
     with pytest.raises(exc, match=message):
         call()

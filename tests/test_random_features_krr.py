@@ -13,7 +13,7 @@ from ntk import random_features as rf
 
 def _power_law(m, a=1.5, b=1.5):
     i = jnp.arange(1, m + 1, dtype=jnp.float64)
-    return i ** -a, jnp.sqrt(i ** -b)
+    return i**-a, jnp.sqrt(i**-b)
 
 
 def test_noise_free_power_law_optimum_is_at_zero_training_error():
@@ -32,8 +32,9 @@ def test_label_noise_moves_the_optimum_away_from_interpolation():
 def test_synthetic_krr_simulation_matches_krr_theory():
     lam, v = _power_law(800)
     ridges = jnp.array([1e-2, 1e-1])
-    train, test = rf.gaussian_krr_mse(lam, v, 0.5, 128, ridges,
-                                      jax.random.split(jax.random.PRNGKey(0), 16))
+    train, test = rf.gaussian_krr_mse(
+        lam, v, 0.5, 128, ridges, jax.random.split(jax.random.PRNGKey(0), 16)
+    )
     th = jax.vmap(lambda d: rf.krr_risk(lam, v, 128, d, 0.5))(ridges)
     # 16 trials; the theory is exact for the Gaussian model up to O(1/n). Per trial the
     # test MSE spreads by ~5% and the train MSE by ~20% (measured), so the 16-trial
@@ -57,22 +58,49 @@ def test_pool_krr_is_the_direct_solve_on_the_drawn_training_set():
             alpha = np.linalg.solve(k[np.ix_(idx, idx)] + d * np.eye(12), y[idx])
             pred = k[:, idx] @ alpha
             np.testing.assert_allclose(test[t, r], np.mean((pred - y) ** 2), rtol=1e-8)
-            np.testing.assert_allclose(train[t, r], np.mean((pred[idx] - y[idx]) ** 2),
-                                       rtol=1e-6, atol=1e-12)
+            np.testing.assert_allclose(
+                train[t, r], np.mean((pred[idx] - y[idx]) ** 2), rtol=1e-6, atol=1e-12
+            )
 
 
-@pytest.mark.parametrize("call,exc,message", [
-    (lambda: rf.krr_pool_mse(np.eye(3), np.ones(3), 4, [0.1], jax.random.split(
-        jax.random.PRNGKey(0), 2)), ValueError, r"`n` must be an int in \[1, 3\]"),
-    (lambda: rf.krr_pool_mse(np.eye(3), np.ones(2), 2, [0.1], jax.random.split(
-        jax.random.PRNGKey(0), 2)), ValueError, r"`y` must have shape \(3,\)"),
-    (lambda: rf.gaussian_krr_mse(np.ones(3), np.ones(3), 0.1, 4, [-1.0], jax.random.split(
-        jax.random.PRNGKey(0), 2)), ValueError, "`ridges` must be >= 0"),
-    (lambda: rf.gaussian_krr_mse(np.ones(3), np.ones(2), 0.1, 4, [1.0], jax.random.split(
-        jax.random.PRNGKey(0), 2)), ValueError, "`target_coeffs` must have shape"),
-    (lambda: rf.optimal_fitting_ratio(1.5, -1.0, 16, 0.0), ValueError,
-     "`beta` must be a number > 0"),
-])
+@pytest.mark.parametrize(
+    "call,exc,message",
+    [
+        (
+            lambda: rf.krr_pool_mse(
+                np.eye(3), np.ones(3), 4, [0.1], jax.random.split(jax.random.PRNGKey(0), 2)
+            ),
+            ValueError,
+            r"`n` must be an int in \[1, 3\]",
+        ),
+        (
+            lambda: rf.krr_pool_mse(
+                np.eye(3), np.ones(2), 2, [0.1], jax.random.split(jax.random.PRNGKey(0), 2)
+            ),
+            ValueError,
+            r"`y` must have shape \(3,\)",
+        ),
+        (
+            lambda: rf.gaussian_krr_mse(
+                np.ones(3), np.ones(3), 0.1, 4, [-1.0], jax.random.split(jax.random.PRNGKey(0), 2)
+            ),
+            ValueError,
+            "`ridges` must be >= 0",
+        ),
+        (
+            lambda: rf.gaussian_krr_mse(
+                np.ones(3), np.ones(2), 0.1, 4, [1.0], jax.random.split(jax.random.PRNGKey(0), 2)
+            ),
+            ValueError,
+            "`target_coeffs` must have shape",
+        ),
+        (
+            lambda: rf.optimal_fitting_ratio(1.5, -1.0, 16, 0.0),
+            ValueError,
+            "`beta` must be a number > 0",
+        ),
+    ],
+)
 def test_bad_arguments_are_rejected_by_name(call, exc, message):
     with pytest.raises(exc, match=message):
         call()

@@ -6,15 +6,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk.random_features import (gaussian_features, krr_kappa, krr_risk, learnabilities,
-                                 rf_kappa_gamma, rf_ridge_weights, rf_risk)
+from ntk.random_features import (
+    gaussian_features,
+    krr_kappa,
+    krr_risk,
+    learnabilities,
+    rf_kappa_gamma,
+    rf_ridge_weights,
+    rf_risk,
+)
 
-WIDE = jnp.logspace(0.0, -12.0, 400)          # eigenvalues spanning 12 decades
+WIDE = jnp.logspace(0.0, -12.0, 400)  # eigenvalues spanning 12 decades
 
 
 def power_law(m=2000, a=1.5, b=1.5):
     i = jnp.arange(1, m + 1, dtype=jnp.float64)
-    return i ** -a, jnp.sqrt(i ** -b)
+    return i**-a, jnp.sqrt(i**-b)
 
 
 @pytest.mark.parametrize("n,ridge", [(10, 1e-3), (100, 0.0), (100, 1e-8), (300, 2.0)])
@@ -30,8 +37,17 @@ def test_krr_kappa_matches_closed_form_for_flat_spectrum(n, ridge):
     np.testing.assert_allclose(got, want, rtol=1e-10)
 
 
-@pytest.mark.parametrize("n,k,ridge", [(64, 256, 1e-14), (256, 64, 1e-6), (100, 1000, 0.0),
-                                       (1000, 100, 1e-3), (300, 300, 1.0), (50, 20, 1e-9)])
+@pytest.mark.parametrize(
+    "n,k,ridge",
+    [
+        (64, 256, 1e-14),
+        (256, 64, 1e-6),
+        (100, 1000, 0.0),
+        (1000, 100, 1e-3),
+        (300, 300, 1.0),
+        (50, 20, 1e-9),
+    ],
+)
 def test_rf_solver_satisfies_both_equations_over_twelve_decades(n, k, ridge):
     kappa, gamma = rf_kappa_gamma(WIDE, n, k, ridge)
     L = WIDE / (WIDE + gamma)
@@ -70,7 +86,7 @@ def test_ridgeless_underparameterised_limit_is_least_squares():
 
 
 _I = jnp.arange(1, 1001, dtype=jnp.float64)
-_P0 = jnp.array([1e-2, 150.0, 300.0, 0.5, 1.5])        # ridge, n, k, σ², α
+_P0 = jnp.array([1e-2, 150.0, 300.0, 0.5, 1.5])  # ridge, n, k, σ², α
 
 
 def _risk_of(p):
@@ -112,7 +128,7 @@ def _simulate(n, k, ridges, trials, seed):
         y = x @ v + jnp.sqrt(NOISE) * jax.random.normal(ke, (n,), jnp.float32)
         phi, proj = gaussian_features(kf, x, lam, k)
         w = rf_ridge_weights(phi, y, ridges.astype(jnp.float32))
-        beta = w @ proj                                 # f̂(x) = x·β
+        beta = w @ proj  # f̂(x) = x·β
         test = jnp.sum((beta - v) ** 2, axis=1) + NOISE  # exact population risk
         train = jnp.mean((w @ phi.T - y) ** 2, axis=1)
         return train, test
@@ -172,25 +188,45 @@ _LAM = jnp.arange(1, 51.0) ** -1.5
 _V = jnp.sqrt(_LAM)
 
 
-@pytest.mark.parametrize("call, exc, message", [
-    (lambda: rf_risk(_LAM, _V, 0, 10, 1e-2), ValueError, "`n` must be a number > 0; got 0.0"),
-    (lambda: rf_risk(_LAM, _V, -5, 10, 1e-2), ValueError, "`n` must be a number > 0"),
-    (lambda: rf_risk(_LAM, _V, np.nan, 10, 1e-2), ValueError, "`n` must be a number > 0"),
-    (lambda: rf_risk(_LAM, _V, 10, 0, 1e-2), ValueError, r"`k` must be a number > 0 \(or inf\)"),
-    (lambda: rf_risk(_LAM, _V, 10, 10, -1e-2), ValueError, "`ridge` must be a number >= 0"),
-    (lambda: rf_risk(_LAM, _V, 10, 10, 1e-2, -0.5), ValueError,
-     "`noise_var` must be a number >= 0"),
-    (lambda: rf_risk(_LAM, _V, "ten", 10, 1e-2), TypeError, "`n` must be a numeric array"),
-    (lambda: rf_risk(-_LAM, _V, 10, 10, 1e-2), ValueError, "`eigvals` must be >= 0"),
-    (lambda: rf_risk(_LAM.at[3].set(jnp.nan), _V, 10, 10, 1e-2), ValueError,
-     "`eigvals` must be finite"),
-    (lambda: rf_risk(_LAM, _V.at[0].set(jnp.inf), 10, 10, 1e-2), ValueError,
-     "`target_coeffs` must be finite"),
-    (lambda: krr_risk(_LAM, _V, 10, -1.0), ValueError, "krr_risk: `ridge` must be a number >= 0"),
-    (lambda: krr_kappa(_LAM, 0, 1e-3), ValueError, "krr_kappa: `n` must be a number > 0"),
-    (lambda: rf_kappa_gamma(_LAM, 10, -3, 1e-3), ValueError, "rf_kappa_gamma: `k`"),
-    (lambda: learnabilities(_LAM, 0.0), ValueError, "`gamma` must be a number > 0"),
-])
+@pytest.mark.parametrize(
+    "call, exc, message",
+    [
+        (lambda: rf_risk(_LAM, _V, 0, 10, 1e-2), ValueError, "`n` must be a number > 0; got 0.0"),
+        (lambda: rf_risk(_LAM, _V, -5, 10, 1e-2), ValueError, "`n` must be a number > 0"),
+        (lambda: rf_risk(_LAM, _V, np.nan, 10, 1e-2), ValueError, "`n` must be a number > 0"),
+        (
+            lambda: rf_risk(_LAM, _V, 10, 0, 1e-2),
+            ValueError,
+            r"`k` must be a number > 0 \(or inf\)",
+        ),
+        (lambda: rf_risk(_LAM, _V, 10, 10, -1e-2), ValueError, "`ridge` must be a number >= 0"),
+        (
+            lambda: rf_risk(_LAM, _V, 10, 10, 1e-2, -0.5),
+            ValueError,
+            "`noise_var` must be a number >= 0",
+        ),
+        (lambda: rf_risk(_LAM, _V, "ten", 10, 1e-2), TypeError, "`n` must be a numeric array"),
+        (lambda: rf_risk(-_LAM, _V, 10, 10, 1e-2), ValueError, "`eigvals` must be >= 0"),
+        (
+            lambda: rf_risk(_LAM.at[3].set(jnp.nan), _V, 10, 10, 1e-2),
+            ValueError,
+            "`eigvals` must be finite",
+        ),
+        (
+            lambda: rf_risk(_LAM, _V.at[0].set(jnp.inf), 10, 10, 1e-2),
+            ValueError,
+            "`target_coeffs` must be finite",
+        ),
+        (
+            lambda: krr_risk(_LAM, _V, 10, -1.0),
+            ValueError,
+            "krr_risk: `ridge` must be a number >= 0",
+        ),
+        (lambda: krr_kappa(_LAM, 0, 1e-3), ValueError, "krr_kappa: `n` must be a number > 0"),
+        (lambda: rf_kappa_gamma(_LAM, 10, -3, 1e-3), ValueError, "rf_kappa_gamma: `k`"),
+        (lambda: learnabilities(_LAM, 0.0), ValueError, "`gamma` must be a number > 0"),
+    ],
+)
 def test_bad_arguments_are_rejected_by_name(call, exc, message):
     with pytest.raises(exc, match=message):
         call()

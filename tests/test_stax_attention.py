@@ -36,9 +36,12 @@ from ntk.empirical import NtkImplementation, empirical_ntk_fn
 from ntk.kernel import inputs_to_kernel
 from ntk.stax import spec as specs
 
-SETTINGS = settings(deadline=None, max_examples=10, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow,
-                                           HealthCheck.data_too_large])
+SETTINGS = settings(
+    deadline=None,
+    max_examples=10,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _decay(d):
@@ -47,7 +50,7 @@ def _decay(d):
 
 def _unit_rows(x):
     """Each position scaled to squared norm C, so |K(x_s, x_t)| <= 1."""
-    return x * jnp.sqrt(x.shape[-1] / jnp.sum(x ** 2, axis=-1, keepdims=True))
+    return x * jnp.sqrt(x.shape[-1] / jnp.sum(x**2, axis=-1, keepdims=True))
 
 
 def _rel(a, b):
@@ -73,12 +76,22 @@ X2 = _unit_rows(jax.random.normal(jax.random.PRNGKey(1), (2, 4, 3)))
 @pytest.mark.parametrize("mechanism", ["SOFTMAX", "IDENTITY", "ABS", "RELU"])
 def test_linear_scaling_kernels_match_monte_carlo_of_a_wide_network(mechanism):
     net = stax.serial(
-        stax.GlobalSelfAttention(256, 1024, 64, 4, W_key_std=2.0, W_value_std=1.2,
-                                 b_std=0.3, attention_mechanism=mechanism),
-        stax.GlobalAvgPool())
+        stax.GlobalSelfAttention(
+            256,
+            1024,
+            64,
+            4,
+            W_key_std=2.0,
+            W_value_std=1.2,
+            b_std=0.3,
+            attention_mechanism=mechanism,
+        ),
+        stax.GlobalAvgPool(),
+    )
     k = net.kernel_fn(X1, X2, get=("nngp", "ntk"))
-    nngp, nngp_sem, ntk, ntk_sem = mc_kernels(net.init_fn, net.apply_fn, X1, X2,
-                                              jax.random.PRNGKey(2), 40)
+    nngp, nngp_sem, ntk, ntk_sem = mc_kernels(
+        net.init_fn, net.apply_fn, X1, X2, jax.random.PRNGKey(2), 40
+    )
     # The test can fail: e.g. a softmax over queries instead of keys moves the
     # NTK by 19 standard errors, QK_std ignored by 6, the NTK's 2K term by 20.
     assert np.max(ntk_sem) < 0.02 * np.max(np.abs(k.ntk))
@@ -92,13 +105,24 @@ def test_square_root_identity_kernels_match_monte_carlo_of_a_many_head_network()
     the Monte Carlo mean is unbiased at any width (bias = 0); the logits stay
     Gaussian per head and only the 256 heads average them."""
     net = stax.serial(
-        stax.GlobalSelfAttention(256, 16, 4, 256, linear_scaling=False,
-                                 W_key_std=1.2, W_query_std=0.9, W_value_std=1.1,
-                                 b_std=0.3, attention_mechanism="IDENTITY"),
-        stax.GlobalAvgPool())
+        stax.GlobalSelfAttention(
+            256,
+            16,
+            4,
+            256,
+            linear_scaling=False,
+            W_key_std=1.2,
+            W_query_std=0.9,
+            W_value_std=1.1,
+            b_std=0.3,
+            attention_mechanism="IDENTITY",
+        ),
+        stax.GlobalAvgPool(),
+    )
     k = net.kernel_fn(X1, X2, get=("nngp", "ntk"))
-    nngp, nngp_sem, ntk, ntk_sem = mc_kernels(net.init_fn, net.apply_fn, X1, X2,
-                                              jax.random.PRNGKey(3), 40)
+    nngp, nngp_sem, ntk, ntk_sem = mc_kernels(
+        net.init_fn, net.apply_fn, X1, X2, jax.random.PRNGKey(3), 40
+    )
     assert np.max(ntk_sem) < 0.03 * np.max(np.abs(k.ntk))
     assert_within_mc(k.nngp, nngp, nngp_sem, what="sqrt identity nngp")
     assert_within_mc(k.ntk, ntk, ntk_sem, what="sqrt identity ntk")
@@ -114,14 +138,26 @@ def test_positional_embeddings_on_images_match_monte_carlo_behind_a_dense_layer(
     x2 = jax.random.normal(jax.random.PRNGKey(1), (2, 2, 2, 3))
     net = stax.serial(
         stax.Dense(128, W_std=1.0, b_std=0.2),
-        stax.GlobalSelfAttention(256, 256, 64, 4, W_key_std=2.0, W_value_std=1.2,
-                                 b_std=0.3, pos_emb_type="CONCAT",
-                                 pos_emb_decay_fn=_decay, val_pos_emb=True,
-                                 W_pos_emb_std=0.8, n_chan_pos_emb=64),
-        stax.GlobalAvgPool())
+        stax.GlobalSelfAttention(
+            256,
+            256,
+            64,
+            4,
+            W_key_std=2.0,
+            W_value_std=1.2,
+            b_std=0.3,
+            pos_emb_type="CONCAT",
+            pos_emb_decay_fn=_decay,
+            val_pos_emb=True,
+            W_pos_emb_std=0.8,
+            n_chan_pos_emb=64,
+        ),
+        stax.GlobalAvgPool(),
+    )
     k = net.kernel_fn(x1, x2, get=("nngp", "ntk"))
-    nngp, nngp_sem, ntk, ntk_sem = mc_kernels(net.init_fn, net.apply_fn, x1, x2,
-                                              jax.random.PRNGKey(7), 40)
+    nngp, nngp_sem, ntk, ntk_sem = mc_kernels(
+        net.init_fn, net.apply_fn, x1, x2, jax.random.PRNGKey(7), 40
+    )
     assert_within_mc(k.nngp, nngp, nngp_sem, bias=0.03, what="embeddings nngp")
     assert_within_mc(k.ntk, ntk, ntk_sem, bias=0.03, what="embeddings ntk")
 
@@ -129,28 +165,60 @@ def test_positional_embeddings_on_images_match_monte_carlo_behind_a_dense_layer(
 # ------------------------------------------------------- the finite network
 
 
-def _direct_apply(params, x, *, n_heads, n_key, n_val, linear_scaling, mechanism,
-                  pos_emb, decay, p_norm, val_pe, W_pe, QK, OV, b_std, mask=None):
+def _direct_apply(
+    params,
+    x,
+    *,
+    n_heads,
+    n_key,
+    n_val,
+    linear_scaling,
+    mechanism,
+    pos_emb,
+    decay,
+    p_norm,
+    val_pe,
+    W_pe,
+    QK,
+    OV,
+    b_std,
+    mask=None,
+):
     """The layer's forward pass written out per example and head in NumPy."""
     W_Q, W_K, W_V, W_out, b, pe = (None if a is None else np.asarray(a) for a in params)
     x = np.asarray(x)
     n, spatial, c = x.shape[0], x.shape[1:-1], x.shape[-1]
     T = math.prod(spatial)
     X = x.reshape(n, T, c)
-    hidden = (np.zeros((n, T), bool) if mask is None
-              else np.all(np.broadcast_to(mask, x.shape), -1).reshape(n, T))
+    hidden = (
+        np.zeros((n, T), bool)
+        if mask is None
+        else np.all(np.broadcast_to(mask, x.shape), -1).reshape(n, T)
+    )
     positions = list(np.ndindex(*spatial))
     if pos_emb != "NONE":
         R = np.eye(T)
         if decay is not None:
-            R = np.array([[float(decay(sum(abs(a - b) ** p_norm for a, b in zip(s, t))))
-                           for t in positions] for s in positions])
+            R = np.array(
+                [
+                    [
+                        float(decay(sum(abs(a - b) ** p_norm for a, b in zip(s, t))))
+                        for t in positions
+                    ]
+                    for s in positions
+                ]
+            )
         E = np.linalg.cholesky(R) @ pe.reshape(T, -1) * W_pe
     out = np.zeros((n, T, W_out.shape[-1]))
-    phi = {"SOFTMAX": lambda g: np.exp(g - g.max(-1, keepdims=True))
-           / np.exp(g - g.max(-1, keepdims=True)).sum(-1, keepdims=True),
-           "IDENTITY": lambda g: g, "ABS": np.abs,
-           "RELU": lambda g: np.maximum(g, 0)}[mechanism]
+    phi = {
+        "SOFTMAX": lambda g: (
+            np.exp(g - g.max(-1, keepdims=True))
+            / np.exp(g - g.max(-1, keepdims=True)).sum(-1, keepdims=True)
+        ),
+        "IDENTITY": lambda g: g,
+        "ABS": np.abs,
+        "RELU": lambda g: np.maximum(g, 0),
+    }[mechanism]
     for i in range(n):
         keys_in = vals_in = X[i]
         if pos_emb != "NONE":
@@ -163,8 +231,7 @@ def _direct_apply(params, x, *, n_heads, n_key, n_val, linear_scaling, mechanism
             queries = keys if linear_scaling else keys_in @ W_Q[h]
             scale = keys_in.shape[1] * (n_key if linear_scaling else np.sqrt(n_key))
             g = queries @ keys.T * QK / scale
-            g = np.where(hidden[i][None, :],
-                         -1e20 if mechanism == "SOFTMAX" else 0.0, g)
+            g = np.where(hidden[i][None, :], -1e20 if mechanism == "SOFTMAX" else 0.0, g)
             heads.append(phi(g) @ (vals_in @ W_V[h]))
         # Concatenated value-major: column v·H + h.
         cat = np.stack(heads, -1).reshape(T, n_val * n_heads)
@@ -174,16 +241,42 @@ def _direct_apply(params, x, *, n_heads, n_key, n_val, linear_scaling, mechanism
 
 
 APPLY_CASES = {
-    "softmax_sum_decay_valpe_seq": dict(linear_scaling=True, mechanism="SOFTMAX",
-                                        pos_emb="SUM", decay=_decay, p_norm=1,
-                                        val_pe=True, shape=(2, 5, 3)),
-    "relu_concat_img": dict(linear_scaling=True, mechanism="RELU", pos_emb="CONCAT",
-                            decay=None, p_norm=2, val_pe=False, shape=(2, 3, 2, 2)),
-    "sqrt_identity_concat_decay_img": dict(linear_scaling=False, mechanism="IDENTITY",
-                                           pos_emb="CONCAT", decay=_decay, p_norm=2,
-                                           val_pe=True, shape=(2, 2, 3, 2)),
-    "abs_none_seq": dict(linear_scaling=True, mechanism="ABS", pos_emb="NONE",
-                         decay=None, p_norm=2, val_pe=False, shape=(3, 4, 2)),
+    "softmax_sum_decay_valpe_seq": dict(
+        linear_scaling=True,
+        mechanism="SOFTMAX",
+        pos_emb="SUM",
+        decay=_decay,
+        p_norm=1,
+        val_pe=True,
+        shape=(2, 5, 3),
+    ),
+    "relu_concat_img": dict(
+        linear_scaling=True,
+        mechanism="RELU",
+        pos_emb="CONCAT",
+        decay=None,
+        p_norm=2,
+        val_pe=False,
+        shape=(2, 3, 2, 2),
+    ),
+    "sqrt_identity_concat_decay_img": dict(
+        linear_scaling=False,
+        mechanism="IDENTITY",
+        pos_emb="CONCAT",
+        decay=_decay,
+        p_norm=2,
+        val_pe=True,
+        shape=(2, 2, 3, 2),
+    ),
+    "abs_none_seq": dict(
+        linear_scaling=True,
+        mechanism="ABS",
+        pos_emb="NONE",
+        decay=None,
+        p_norm=2,
+        val_pe=False,
+        shape=(3, 4, 2),
+    ),
 }
 
 
@@ -193,11 +286,23 @@ def test_apply_fn_matches_a_direct_implementation(case, masked):
     c = dict(APPLY_CASES[case])
     shape = c.pop("shape")
     layer = stax.GlobalSelfAttention(
-        5, 3, 2, 2, linear_scaling=c["linear_scaling"], W_key_std=1.3,
-        W_query_std=0.8, W_value_std=1.1, W_out_std=0.9, b_std=0.2,
-        attention_mechanism=c["mechanism"], pos_emb_type=c["pos_emb"],
-        pos_emb_p_norm=c["p_norm"], pos_emb_decay_fn=c["decay"],
-        W_pos_emb_std=0.7, val_pos_emb=c["val_pe"])
+        5,
+        3,
+        2,
+        2,
+        linear_scaling=c["linear_scaling"],
+        W_key_std=1.3,
+        W_query_std=0.8,
+        W_value_std=1.1,
+        W_out_std=0.9,
+        b_std=0.2,
+        attention_mechanism=c["mechanism"],
+        pos_emb_type=c["pos_emb"],
+        pos_emb_p_norm=c["p_norm"],
+        pos_emb_decay_fn=c["decay"],
+        W_pos_emb_std=0.7,
+        val_pos_emb=c["val_pe"],
+    )
     x = np.asarray(jax.random.normal(jax.random.PRNGKey(4), shape))
     _, params = layer.init_fn(jax.random.PRNGKey(5), shape)
     mask = None
@@ -209,17 +314,35 @@ def test_apply_fn_matches_a_direct_implementation(case, masked):
         x = np.where(mask, 0.0, x)
         kwargs = {"mask": mask}
     got = jax.jit(layer.apply_fn)(params, x, **kwargs)
-    want = _direct_apply(params, x, n_heads=2, n_key=3, n_val=2, W_pe=0.7,
-                         QK=1.3 * 0.8, OV=1.1 * 0.9, b_std=0.2, mask=mask, **c)
+    want = _direct_apply(
+        params,
+        x,
+        n_heads=2,
+        n_key=3,
+        n_val=2,
+        W_pe=0.7,
+        QK=1.3 * 0.8,
+        OV=1.1 * 0.9,
+        b_std=0.2,
+        mask=mask,
+        **c,
+    )
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_parameters_have_neural_tangents_layout():
-    layer = stax.GlobalSelfAttention(7, 5, 3, 2, linear_scaling=False, b_std=0.1,
-                                     pos_emb_type="CONCAT", n_chan_pos_emb=4,
-                                     val_pos_emb=True)
-    out_shape, (W_Q, W_K, W_V, W_out, b, pe) = layer.init_fn(
-        jax.random.PRNGKey(0), (2, 3, 4, 6))
+    layer = stax.GlobalSelfAttention(
+        7,
+        5,
+        3,
+        2,
+        linear_scaling=False,
+        b_std=0.1,
+        pos_emb_type="CONCAT",
+        n_chan_pos_emb=4,
+        val_pos_emb=True,
+    )
+    out_shape, (W_Q, W_K, W_V, W_out, b, pe) = layer.init_fn(jax.random.PRNGKey(0), (2, 3, 4, 6))
     assert out_shape == (2, 3, 4, 7)
     assert W_Q.shape == W_K.shape == (2, 10, 5)
     assert W_V.shape == (2, 10, 3) and W_out.shape == (6, 7)
@@ -230,7 +353,10 @@ def test_parameters_have_neural_tangents_layout():
     record = tied.kernel_fn.spec
     assert isinstance(record, specs.GlobalSelfAttention)
     assert (record.n_heads, record.attention_mechanism, record.pos_emb_type) == (
-        2, "SOFTMAX", "NONE")
+        2,
+        "SOFTMAX",
+        "NONE",
+    )
 
 
 # ------------------------------------------------------------ masking
@@ -239,9 +365,13 @@ def test_parameters_have_neural_tangents_layout():
 def _masked_net():
     return stax.serial(
         stax.Conv(4, (1,), W_std=1.3, b_std=0.2),
-        stax.GlobalSelfAttention(4, 3, 2, 2, b_std=0.2, pos_emb_type="SUM",
-                                 pos_emb_decay_fn=_decay, val_pos_emb=True),
-        stax.Relu(), stax.GlobalAvgPool(), stax.Dense(3, W_std=1.1, b_std=0.1))
+        stax.GlobalSelfAttention(
+            4, 3, 2, 2, b_std=0.2, pos_emb_type="SUM", pos_emb_decay_fn=_decay, val_pos_emb=True
+        ),
+        stax.Relu(),
+        stax.GlobalAvgPool(),
+        stax.Dense(3, W_std=1.1, b_std=0.1),
+    )
 
 
 def test_masked_keys_give_the_kernel_of_the_truncated_sequences():
@@ -262,8 +392,9 @@ def test_masked_keys_give_the_outputs_of_the_truncated_sequences():
     """Per example, with different lengths: the outputs at the kept positions
     equal those of the layer applied to the truncated example, whose
     embeddings are the leading rows of the Cholesky-correlated ones."""
-    layer = stax.GlobalSelfAttention(4, 3, 2, 2, b_std=0.2, pos_emb_type="CONCAT",
-                                     pos_emb_decay_fn=_decay, val_pos_emb=True)
+    layer = stax.GlobalSelfAttention(
+        4, 3, 2, 2, b_std=0.2, pos_emb_type="CONCAT", pos_emb_decay_fn=_decay, val_pos_emb=True
+    )
     x = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (2, 5, 3)))
     _, params = layer.init_fn(jax.random.PRNGKey(1), x.shape)
     lengths = (3, 5)
@@ -273,9 +404,8 @@ def test_masked_keys_give_the_outputs_of_the_truncated_sequences():
     out = apply_fn(params, padded, mask_constant=7.0)
     for i, n in enumerate(lengths):
         *weights, pe = params
-        short = apply_fn(tuple(weights) + (pe[:, :n],), x[i:i + 1, :n])
-        np.testing.assert_allclose(out.masked_value[i, :n], short[0], rtol=1e-12,
-                                   atol=1e-12)
+        short = apply_fn(tuple(weights) + (pe[:, :n],), x[i : i + 1, :n])
+        np.testing.assert_allclose(out.masked_value[i, :n], short[0], rtol=1e-12, atol=1e-12)
     assert np.all(out.mask[0, 3:]) and not np.any(out.mask[1])
 
 
@@ -284,8 +414,9 @@ def test_masked_keys_give_the_outputs_of_the_truncated_sequences():
 
 @pytest.mark.parametrize("mechanism", ["SOFTMAX", "ABS", "RELU"])
 def test_square_root_scaling_has_no_kernel_except_for_identity(mechanism):
-    layer = stax.GlobalSelfAttention(4, 3, 2, 2, linear_scaling=False,
-                                     attention_mechanism=mechanism)
+    layer = stax.GlobalSelfAttention(
+        4, 3, 2, 2, linear_scaling=False, attention_mechanism=mechanism
+    )
     x = np.ones((2, 3, 2))
     _, params = layer.init_fn(jax.random.PRNGKey(0), x.shape)
     assert layer.apply_fn(params, x).shape == (2, 3, 4)  # the finite net works
@@ -293,25 +424,31 @@ def test_square_root_scaling_has_no_kernel_except_for_identity(mechanism):
         layer.kernel_fn(x)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(attention_mechanism="TANH"), "attention_mechanism"),
-    (dict(pos_emb_type="ADD"), "pos_emb_type"),
-    (dict(W_key_std=-1.0), "W_key_std"),
-    (dict(b_std=-0.1), "b_std"),
-    (dict(pos_emb_p_norm=0), "pos_emb_p_norm"),
-    (dict(n_chan_pos_emb=0), "n_chan_pos_emb"),
-    (dict(channel_axis=1), "channel_axis"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(attention_mechanism="TANH"), "attention_mechanism"),
+        (dict(pos_emb_type="ADD"), "pos_emb_type"),
+        (dict(W_key_std=-1.0), "W_key_std"),
+        (dict(b_std=-0.1), "b_std"),
+        (dict(pos_emb_p_norm=0), "pos_emb_p_norm"),
+        (dict(n_chan_pos_emb=0), "n_chan_pos_emb"),
+        (dict(channel_axis=1), "channel_axis"),
+    ],
+)
 def test_bad_arguments_are_value_errors_naming_them(kwargs, match):
     with pytest.raises(ValueError, match=match):
         stax.GlobalSelfAttention(4, 3, 2, 2, **kwargs)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(linear_scaling="yes"), "linear_scaling"),
-    (dict(val_pos_emb=1), "val_pos_emb"),
-    (dict(pos_emb_decay_fn=3.0), "pos_emb_decay_fn"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(linear_scaling="yes"), "linear_scaling"),
+        (dict(val_pos_emb=1), "val_pos_emb"),
+        (dict(pos_emb_decay_fn=3.0), "pos_emb_decay_fn"),
+    ],
+)
 def test_arguments_of_the_wrong_type_are_type_errors_naming_them(kwargs, match):
     with pytest.raises(TypeError, match=match):
         stax.GlobalSelfAttention(4, 3, 2, 2, **kwargs)
@@ -332,17 +469,21 @@ def test_sum_embeddings_with_other_channels_are_a_value_error():
 
 
 def test_a_diagonal_spatial_kernel_is_a_value_error():
-    k = inputs_to_kernel(jnp.ones((2, 3, 2)), None, diagonal_spatial=True,
-                         compute_ntk=True)
+    k = inputs_to_kernel(jnp.ones((2, 3, 2)), None, diagonal_spatial=True, compute_ntk=True)
     with pytest.raises(ValueError, match="diagonal_spatial"):
         stax.GlobalSelfAttention(4, 3, 2, 2).kernel_fn(k)
 
 
 def test_enums_and_enum_names_are_accepted():
-    a = stax.GlobalSelfAttention(4, 3, 2, 2, attention_mechanism=stax.AttentionMechanism.RELU,
-                                 pos_emb_type=stax.PositionalEmbedding.SUM)
-    b = stax.GlobalSelfAttention(4, 3, 2, 2, attention_mechanism="relu",
-                                 pos_emb_type="SUM")
+    a = stax.GlobalSelfAttention(
+        4,
+        3,
+        2,
+        2,
+        attention_mechanism=stax.AttentionMechanism.RELU,
+        pos_emb_type=stax.PositionalEmbedding.SUM,
+    )
+    b = stax.GlobalSelfAttention(4, 3, 2, 2, attention_mechanism="relu", pos_emb_type="SUM")
     x = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (2, 3, 2)))
     np.testing.assert_array_equal(a.kernel_fn(x, get="ntk"), b.kernel_fn(x, get="ntk"))
 
@@ -352,9 +493,17 @@ def test_nngp_alone_is_the_nngp_computed_with_the_ntk(linear_scaling):
     # Without the NTK the NNGP takes a separate code path (no stacked sandwich).
     net = stax.serial(
         stax.Conv(4, (1,)),
-        stax.GlobalSelfAttention(4, 3, 2, 2, linear_scaling=linear_scaling,
-                                 attention_mechanism="IDENTITY", pos_emb_type="SUM"),
-        stax.GlobalAvgPool())
+        stax.GlobalSelfAttention(
+            4,
+            3,
+            2,
+            2,
+            linear_scaling=linear_scaling,
+            attention_mechanism="IDENTITY",
+            pos_emb_type="SUM",
+        ),
+        stax.GlobalAvgPool(),
+    )
     x1 = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (3, 4, 2)))
     x2 = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (2, 4, 2)))
     both = net.kernel_fn(x1, x2, get=("nngp", "ntk"))
@@ -363,8 +512,14 @@ def test_nngp_alone_is_the_nngp_computed_with_the_ntk(linear_scaling):
 
 def test_mup_refuses_attention_by_name():
     from ntk import mup
-    net = stax.serial(stax.Dense(8), stax.GlobalSelfAttention(8, 8, 8, 2), stax.Relu(),
-                      stax.GlobalAvgPool(), stax.Dense(1))
+
+    net = stax.serial(
+        stax.Dense(8),
+        stax.GlobalSelfAttention(8, 8, 8, 2),
+        stax.Relu(),
+        stax.GlobalAvgPool(),
+        stax.Dense(1),
+    )
     with pytest.raises(ValueError, match="GlobalSelfAttention"):
         mup.parametrize(net, "mup", base_width=4, input_shape=(1, 3, 2))
 
@@ -376,8 +531,10 @@ def _brute_force_ntk(apply_fn, params, x1, x2, kw):
     """``Σ_θ ∂f(x1)/∂θ ⊗ ∂f(x2)/∂θ`` from full Jacobians, ``(N1, K, N2, K)``."""
     jac = jax.jit(jax.jacrev(lambda p, x: apply_fn(p, x, **kw)))
     j1, j2 = jac(params, x1), jac(params, x2)
-    return sum(np.tensordot(np.asarray(a), np.asarray(b), axes=(list(range(2, a.ndim)),) * 2)
-               for a, b in zip(jax.tree_util.tree_leaves(j1), jax.tree_util.tree_leaves(j2)))
+    return sum(
+        np.tensordot(np.asarray(a), np.asarray(b), axes=(list(range(2, a.ndim)),) * 2)
+        for a, b in zip(jax.tree_util.tree_leaves(j1), jax.tree_util.tree_leaves(j2))
+    )
 
 
 def _empirical_net():
@@ -386,10 +543,21 @@ def _empirical_net():
     correlated CONCAT embeddings in keys and values."""
     return stax.serial(
         stax.Conv(3, (1, 1), W_std=1.2, b_std=0.1),
-        stax.GlobalSelfAttention(4, 3, 2, 2, linear_scaling=False, b_std=0.2,
-                                 pos_emb_type="CONCAT", pos_emb_decay_fn=_decay,
-                                 val_pos_emb=True),
-        stax.Relu(), stax.Flatten(), stax.Dense(2, b_std=0.1))
+        stax.GlobalSelfAttention(
+            4,
+            3,
+            2,
+            2,
+            linear_scaling=False,
+            b_std=0.2,
+            pos_emb_type="CONCAT",
+            pos_emb_decay_fn=_decay,
+            val_pos_emb=True,
+        ),
+        stax.Relu(),
+        stax.Flatten(),
+        stax.Dense(2, b_std=0.1),
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -407,10 +575,15 @@ def _empirical_case():
     return net, params, x1, x2, kw, _brute_force_ntk(net.apply_fn, params, x1, x2, kw)
 
 
-@pytest.mark.parametrize("impl", [NtkImplementation.JACOBIAN_CONTRACTION,
-                                  NtkImplementation.NTK_VECTOR_PRODUCTS,
-                                  NtkImplementation.STRUCTURED_DERIVATIVES],
-                         ids=lambda i: i.name)
+@pytest.mark.parametrize(
+    "impl",
+    [
+        NtkImplementation.JACOBIAN_CONTRACTION,
+        NtkImplementation.NTK_VECTOR_PRODUCTS,
+        NtkImplementation.STRUCTURED_DERIVATIVES,
+    ],
+    ids=lambda i: i.name,
+)
 def test_empirical_ntk_of_an_attention_network_matches_brute_force(impl):
     net, params, x1, x2, kw, want = _empirical_case()
     got = empirical_ntk_fn(net, trace_axes=(), implementation=impl)(x1, x2, params, **kw)
@@ -448,12 +621,24 @@ def _build(arch: Arch, stds):
     return stax.serial(
         stax.Dense(3, W_std=W0, b_std=b0 if arch.has_bias else None),
         stax.GlobalSelfAttention(
-            4, 3, 2, 2, linear_scaling=arch.linear_scaling, W_key_std=wk,
-            W_value_std=wv, b_std=b1 if arch.has_bias else None,
-            attention_mechanism=arch.mechanism, pos_emb_type=arch.pos_emb,
-            pos_emb_decay_fn=_decay if arch.decay else None, W_pos_emb_std=wpe,
-            val_pos_emb=arch.val_pe),
-        stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1, W_std=1.1))
+            4,
+            3,
+            2,
+            2,
+            linear_scaling=arch.linear_scaling,
+            W_key_std=wk,
+            W_value_std=wv,
+            b_std=b1 if arch.has_bias else None,
+            attention_mechanism=arch.mechanism,
+            pos_emb_type=arch.pos_emb,
+            pos_emb_decay_fn=_decay if arch.decay else None,
+            W_pos_emb_std=wpe,
+            val_pos_emb=arch.val_pe,
+        ),
+        stax.Relu(),
+        stax.GlobalAvgPool(),
+        stax.Dense(1, W_std=1.1),
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -461,6 +646,7 @@ def _compiled(arch: Arch):
     @jax.jit
     def kernel(x1, x2, stds):
         return tuple(_build(arch, stds).kernel_fn(x1, x2, get=GET))
+
     return kernel
 
 
@@ -469,6 +655,7 @@ def _compiled_grad(arch: Arch):
     def objective(x1, x2, stds):
         nngp, ntk, _, _ = _compiled(arch)(x1, x2, stds)
         return jnp.sum(nngp + ntk)
+
     return jax.jit(jax.grad(objective, argnums=(0, 1)))
 
 
@@ -483,7 +670,8 @@ def inputs(n):
     """Inputs on a coarse grid, so zeros and repeated positions occur."""
     cell = st.integers(-15, 15).map(lambda i: i / 10)
     return st.lists(cell, min_size=n * T * C, max_size=n * T * C).map(
-        lambda v: jnp.asarray(v, dtype=jnp.float64).reshape(n, T, C))
+        lambda v: jnp.asarray(v, dtype=jnp.float64).reshape(n, T, C)
+    )
 
 
 @SETTINGS
@@ -513,8 +701,7 @@ def test_cross_kernel_is_the_off_diagonal_block_of_the_joint_kernel(net, x1, x2)
 
 
 @SETTINGS
-@given(net=nets(), x1=inputs(N1), dup=st.integers(0, N1 - 1),
-       zero=st.integers(0, N1 - 1))
+@given(net=nets(), x1=inputs(N1), dup=st.integers(0, N1 - 1), zero=st.integers(0, N1 - 1))
 def test_finite_values_and_input_gradients_at_identical_and_zero_inputs(net, x1, dup, zero):
     """A duplicated row and an all-zero input (without bias its variance is 0
     at every layer; softmax of zeros is uniform) with x2 = None — values and

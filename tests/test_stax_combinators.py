@@ -43,40 +43,78 @@ def _inputs():
 
 
 def _residual(block):
-    return stax.serial(stax.FanOut(2), stax.parallel(block, stax.Identity()),
-                       stax.FanInSum())
+    return stax.serial(stax.FanOut(2), stax.parallel(block, stax.Identity()), stax.FanInSum())
 
 
 # name -> (network, number of hidden layers after the first on the longest path)
 ARCHS = {
-    "serial_relu_erf": (stax.serial(
-        stax.Dense(W, W_std=1.5, b_std=0.1), stax.Relu(),
-        stax.Dense(W, W_std=1.2, b_std=0.2), stax.Erf(),
-        stax.Dense(OUT, W_std=0.8, b_std=0.3)), 1),
-    "fanout_parallel_fanin_sum": (stax.serial(
-        stax.Dense(W, W_std=1.3, b_std=0.2), stax.FanOut(2),
-        stax.parallel(stax.serial(stax.Relu(), stax.Dense(W, W_std=1.1)),
-                      stax.serial(stax.Erf(), stax.Dense(W, W_std=0.7, b_std=0.4))),
-        stax.FanInSum(), stax.Gelu(), stax.Dense(OUT)), 1),
-    "fanin_prod_of_activations": (stax.serial(
-        stax.FanOut(3),
-        stax.parallel(stax.serial(stax.Dense(W, W_std=1.2, b_std=0.3), stax.Relu()),
-                      stax.serial(stax.Dense(W, W_std=0.9, b_std=0.5), stax.Erf()),
-                      stax.Dense(W, W_std=1.4)),
-        stax.FanInProd(), stax.Dense(OUT, W_std=1.1, b_std=0.1)), 0),
-    "fanin_concat_unequal_widths": (stax.serial(
-        stax.FanOut(2),
-        stax.parallel(stax.serial(stax.Dense(W, W_std=1.2, b_std=0.3), stax.Relu()),
-                      stax.serial(stax.Dense(W // 4, W_std=2.0), stax.Sin())),
-        stax.FanInConcat(), stax.Dense(OUT, W_std=1.3, b_std=0.2)), 0),
-    "repeat_relu_dense": (stax.serial(
-        stax.Dense(W, W_std=1.4, b_std=0.1),
-        stax.repeat(stax.serial(stax.Relu(), stax.Dense(W, W_std=1.4, b_std=0.1)), 2),
-        stax.Relu(), stax.Dense(OUT)), 2),
-    "residual_block": (stax.serial(
-        stax.Dense(W, W_std=1.0, b_std=0.1),
-        _residual(stax.serial(stax.Relu(), stax.Dense(W, W_std=1.3, b_std=0.1))),
-        stax.Relu(), stax.Dense(OUT, W_std=1.2)), 1),
+    "serial_relu_erf": (
+        stax.serial(
+            stax.Dense(W, W_std=1.5, b_std=0.1),
+            stax.Relu(),
+            stax.Dense(W, W_std=1.2, b_std=0.2),
+            stax.Erf(),
+            stax.Dense(OUT, W_std=0.8, b_std=0.3),
+        ),
+        1,
+    ),
+    "fanout_parallel_fanin_sum": (
+        stax.serial(
+            stax.Dense(W, W_std=1.3, b_std=0.2),
+            stax.FanOut(2),
+            stax.parallel(
+                stax.serial(stax.Relu(), stax.Dense(W, W_std=1.1)),
+                stax.serial(stax.Erf(), stax.Dense(W, W_std=0.7, b_std=0.4)),
+            ),
+            stax.FanInSum(),
+            stax.Gelu(),
+            stax.Dense(OUT),
+        ),
+        1,
+    ),
+    "fanin_prod_of_activations": (
+        stax.serial(
+            stax.FanOut(3),
+            stax.parallel(
+                stax.serial(stax.Dense(W, W_std=1.2, b_std=0.3), stax.Relu()),
+                stax.serial(stax.Dense(W, W_std=0.9, b_std=0.5), stax.Erf()),
+                stax.Dense(W, W_std=1.4),
+            ),
+            stax.FanInProd(),
+            stax.Dense(OUT, W_std=1.1, b_std=0.1),
+        ),
+        0,
+    ),
+    "fanin_concat_unequal_widths": (
+        stax.serial(
+            stax.FanOut(2),
+            stax.parallel(
+                stax.serial(stax.Dense(W, W_std=1.2, b_std=0.3), stax.Relu()),
+                stax.serial(stax.Dense(W // 4, W_std=2.0), stax.Sin()),
+            ),
+            stax.FanInConcat(),
+            stax.Dense(OUT, W_std=1.3, b_std=0.2),
+        ),
+        0,
+    ),
+    "repeat_relu_dense": (
+        stax.serial(
+            stax.Dense(W, W_std=1.4, b_std=0.1),
+            stax.repeat(stax.serial(stax.Relu(), stax.Dense(W, W_std=1.4, b_std=0.1)), 2),
+            stax.Relu(),
+            stax.Dense(OUT),
+        ),
+        2,
+    ),
+    "residual_block": (
+        stax.serial(
+            stax.Dense(W, W_std=1.0, b_std=0.1),
+            _residual(stax.serial(stax.Relu(), stax.Dense(W, W_std=1.3, b_std=0.1))),
+            stax.Relu(),
+            stax.Dense(OUT, W_std=1.2),
+        ),
+        1,
+    ),
 }
 
 
@@ -85,14 +123,16 @@ def test_kernels_match_monte_carlo_of_wide_network(name):
     net, extra_layers = ARCHS[name]
     x1, x2 = _inputs()
     k = net.kernel_fn(x1, x2)
-    nngp, nngp_sem, ntk, ntk_sem = mc_kernels(net.init_fn, net.apply_fn, x1, x2,
-                                              jax.random.PRNGKey(7), SAMPLES)
+    nngp, nngp_sem, ntk, ntk_sem = mc_kernels(
+        net.init_fn, net.apply_fn, x1, x2, jax.random.PRNGKey(7), SAMPLES
+    )
     bias = BIAS_PER_LAYER * extra_layers / W
     assert_within_mc(k.nngp, nngp, nngp_sem, bias=bias, what=f"{name} nngp")
     assert_within_mc(k.ntk, ntk, ntk_sem, bias=bias, what=f"{name} ntk")
 
 
 # --------------------------------------------- kernels no network can have
+
 
 def _kernel_or_refusal(net, x1, x2):
     """The kernel, or None when the library refuses the architecture."""
@@ -109,16 +149,20 @@ def test_fanin_sum_of_two_activation_branches_is_right_or_refused():
     refuse it, as neural-tangents does (NotImplementedError)."""
     net = stax.serial(
         stax.FanOut(2),
-        stax.parallel(stax.serial(stax.Dense(W, b_std=0.2), stax.Relu()),
-                      stax.serial(stax.Dense(W, W_std=1.5), stax.Relu())),
-        stax.FanInSum(), stax.Dense(OUT))
+        stax.parallel(
+            stax.serial(stax.Dense(W, b_std=0.2), stax.Relu()),
+            stax.serial(stax.Dense(W, W_std=1.5), stax.Relu()),
+        ),
+        stax.FanInSum(),
+        stax.Dense(OUT),
+    )
     x1, x2 = _inputs()
     k = _kernel_or_refusal(net, x1, x2)
     if k is None:
         return
-    nngp, nngp_sem, _, _ = mc_kernels(net.init_fn, net.apply_fn, x1, x2,
-                                      jax.random.PRNGKey(8), SAMPLES,
-                                      compute_ntk=False)
+    nngp, nngp_sem, _, _ = mc_kernels(
+        net.init_fn, net.apply_fn, x1, x2, jax.random.PRNGKey(8), SAMPLES, compute_ntk=False
+    )
     assert_within_mc(k.nngp, nngp, nngp_sem, what="FanInSum(Relu, Relu) nngp")
 
 
@@ -131,14 +175,17 @@ def test_activation_after_fanin_concat_is_right_or_refused():
     net = stax.serial(
         stax.FanOut(2),
         stax.parallel(stax.Dense(W, W_std=0.3), stax.Dense(W, W_std=3.0)),
-        stax.FanInConcat(), stax.Erf(), stax.Dense(OUT))
+        stax.FanInConcat(),
+        stax.Erf(),
+        stax.Dense(OUT),
+    )
     x1, x2 = _inputs()
     k = _kernel_or_refusal(net, x1, x2)
     if k is None:
         return
-    nngp, nngp_sem, _, _ = mc_kernels(net.init_fn, net.apply_fn, x1, x2,
-                                      jax.random.PRNGKey(9), SAMPLES,
-                                      compute_ntk=False)
+    nngp, nngp_sem, _, _ = mc_kernels(
+        net.init_fn, net.apply_fn, x1, x2, jax.random.PRNGKey(9), SAMPLES, compute_ntk=False
+    )
     assert_within_mc(k.nngp, nngp, nngp_sem, what="FanInConcat -> Erf nngp")
 
 
@@ -148,8 +195,7 @@ REPEAT_BLOCKS = {
     "relu_dense": lambda: stax.serial(stax.Relu(), stax.Dense(16, W_std=1.3, b_std=0.2)),
     "dense_erf": lambda: stax.serial(stax.Dense(16, W_std=0.9, b_std=0.5), stax.Erf()),
     "residual": lambda: _residual(stax.serial(stax.Relu(), stax.Dense(16, W_std=0.7))),
-    "dense_std_param": lambda: stax.Dense(16, W_std=1.1, b_std=0.3,
-                                          parameterization="standard"),
+    "dense_std_param": lambda: stax.Dense(16, W_std=1.1, b_std=0.3, parameterization="standard"),
 }
 
 
@@ -197,6 +243,7 @@ def test_repeat_rejects_shape_changing_layer_at_init():
 
 # ------------------------------------------------------- branch bookkeeping
 
+
 def test_fanout_copies_input_and_kernel():
     x1, _ = _inputs()
     _, apply_fn, kernel_fn = stax.FanOut(3)
@@ -223,9 +270,11 @@ def test_fanin_concat_is_channel_weighted_mean_of_branch_kernels():
     ``K_a = x x'ᵀ / 4`` (Identity, 4 channels) and
     ``K_b = 2² x x'ᵀ / 4 + 0.5²`` (Dense(12, 2, 0.5))."""
     x1, x2 = _inputs()
-    net = stax.serial(stax.FanOut(2),
-                      stax.parallel(stax.Identity(), stax.Dense(12, W_std=2.0, b_std=0.5)),
-                      stax.FanInConcat())
+    net = stax.serial(
+        stax.FanOut(2),
+        stax.parallel(stax.Identity(), stax.Dense(12, W_std=2.0, b_std=0.5)),
+        stax.FanInConcat(),
+    )
     gram = np.asarray(x1) @ np.asarray(x2).T / 4
     expected = (4 * gram + 12 * (4 * gram + 0.25)) / 16
     k = net.kernel_fn(x1, x2)
@@ -234,26 +283,49 @@ def test_fanin_concat_is_channel_weighted_mean_of_branch_kernels():
 
 
 PARALLEL_ERRORS = [
-    ("too_few_branches", lambda: stax.serial(stax.FanOut(2),
-                                             stax.parallel(stax.Dense(3), stax.Dense(3),
-                                                           stax.Dense(3))),
-     r"parallel.*expected a list of 3 kernels.*got 2"),
-    ("not_a_list", lambda: stax.serial(stax.Dense(3), stax.parallel(stax.Dense(3),
-                                                                     stax.Dense(3))),
-     r"parallel.*expected a list of 2 kernels.*got Kernel"),
-    ("fanin_sum_without_branches", lambda: stax.serial(stax.Dense(3), stax.FanInSum()),
-     r"FanInSum.*list of branches.*got Kernel"),
-    ("fanin_prod_without_branches", lambda: stax.serial(stax.Dense(3), stax.FanInProd()),
-     r"FanInProd.*list of branches.*got Kernel"),
-    ("fanin_sum_shape_mismatch", lambda: stax.serial(
-        stax.FanOut(2), stax.parallel(stax.Dense(3), stax.Dense(5)), stax.FanInSum()),
-     r"FanInSum.*same shape.*\(3, 3\).*\(3, 5\)"),
-    ("fanin_prod_shape_mismatch", lambda: stax.serial(
-        stax.FanOut(2), stax.parallel(stax.Dense(3), stax.Dense(5)), stax.FanInProd()),
-     r"FanInProd.*same shape.*\(3, 3\).*\(3, 5\)"),
-    ("fanin_concat_non_channel_axis", lambda: stax.serial(
-        stax.FanOut(2), stax.parallel(stax.Dense(3), stax.Dense(3)), stax.FanInConcat(axis=0)),
-     r"FanInConcat.*channel axis.*axis=0"),
+    (
+        "too_few_branches",
+        lambda: stax.serial(
+            stax.FanOut(2), stax.parallel(stax.Dense(3), stax.Dense(3), stax.Dense(3))
+        ),
+        r"parallel.*expected a list of 3 kernels.*got 2",
+    ),
+    (
+        "not_a_list",
+        lambda: stax.serial(stax.Dense(3), stax.parallel(stax.Dense(3), stax.Dense(3))),
+        r"parallel.*expected a list of 2 kernels.*got Kernel",
+    ),
+    (
+        "fanin_sum_without_branches",
+        lambda: stax.serial(stax.Dense(3), stax.FanInSum()),
+        r"FanInSum.*list of branches.*got Kernel",
+    ),
+    (
+        "fanin_prod_without_branches",
+        lambda: stax.serial(stax.Dense(3), stax.FanInProd()),
+        r"FanInProd.*list of branches.*got Kernel",
+    ),
+    (
+        "fanin_sum_shape_mismatch",
+        lambda: stax.serial(
+            stax.FanOut(2), stax.parallel(stax.Dense(3), stax.Dense(5)), stax.FanInSum()
+        ),
+        r"FanInSum.*same shape.*\(3, 3\).*\(3, 5\)",
+    ),
+    (
+        "fanin_prod_shape_mismatch",
+        lambda: stax.serial(
+            stax.FanOut(2), stax.parallel(stax.Dense(3), stax.Dense(5)), stax.FanInProd()
+        ),
+        r"FanInProd.*same shape.*\(3, 3\).*\(3, 5\)",
+    ),
+    (
+        "fanin_concat_non_channel_axis",
+        lambda: stax.serial(
+            stax.FanOut(2), stax.parallel(stax.Dense(3), stax.Dense(3)), stax.FanInConcat(axis=0)
+        ),
+        r"FanInConcat.*channel axis.*axis=0",
+    ),
 ]
 
 

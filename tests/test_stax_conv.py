@@ -59,6 +59,7 @@ def _kernel(layer, x1, x2, diagonal_spatial):
     def run(x1, x2):
         k0 = inputs_to_kernel(x1, x2, diagonal_spatial=diagonal_spatial, compute_ntk=True)
         return layer.kernel_fn(k0)
+
     return jax.jit(run)(x1, x2)
 
 
@@ -79,7 +80,7 @@ def _as_matrix(m):
     d = (m.ndim - 2) // 2
     perm = [0] + [2 + 2 * i for i in range(d)] + [1] + [3 + 2 * i for i in range(d)]
     m = np.transpose(np.asarray(m), perm)
-    return m.reshape(math.prod(m.shape[:1 + d]), -1)
+    return m.reshape(math.prod(m.shape[: 1 + d]), -1)
 
 
 # ------------------------------------------------------- finite layers
@@ -97,9 +98,16 @@ def test_conv_transpose_shapes_follow_lax_conv_transpose(padding):
         layer = stax.ConvTranspose(5, filt, strides, padding)
         shape, (W, b) = layer.init_fn(KEY, x.shape)
         lax_padding = "VALID" if padding == "VALID" else "SAME"
-        want = jax.eval_shape(functools.partial(
-            jax.lax.conv_transpose, strides=strides, padding=lax_padding,
-            dimension_numbers=("NHWC", "HWIO", "NHWC")), x, W).shape
+        want = jax.eval_shape(
+            functools.partial(
+                jax.lax.conv_transpose,
+                strides=strides,
+                padding=lax_padding,
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            ),
+            x,
+            W,
+        ).shape
         assert shape == want == layer.apply_fn((W, b), x).shape
         assert W.shape == filt + (2, 5) and b is None
 
@@ -142,10 +150,10 @@ def test_conv_local_equals_conv_when_its_weights_are_tied():
         local = stax.ConvLocal(3, (2, 3), strides, padding, W_std=1.2)
         _, (Wc, _) = conv.init_fn(KEY, x.shape)
         _, (Wl, _) = local.init_fn(KEY, x.shape)
-        tied = jnp.broadcast_to(jnp.transpose(Wc, (2, 0, 1, 3)).reshape(-1, 3),
-                                Wl.shape)
-        np.testing.assert_allclose(local.apply_fn((tied, None), x),
-                                   conv.apply_fn((Wc, None), x), rtol=1e-12, atol=1e-12)
+        tied = jnp.broadcast_to(jnp.transpose(Wc, (2, 0, 1, 3)).reshape(-1, 3), Wl.shape)
+        np.testing.assert_allclose(
+            local.apply_fn((tied, None), x), conv.apply_fn((Wc, None), x), rtol=1e-12, atol=1e-12
+        )
 
 
 # --------------------------------------- kernels against Jacobian Grams
@@ -162,16 +170,18 @@ def _jacobian_gram(layer, x1, x2):
     f = lambda p, x: layer.apply_fn(p, x)[..., 0]
     d = x1.ndim - 2
     j1, j2 = jax.jacrev(f)(params, x1), jax.jacrev(f)(params, x2)
-    g = sum(jnp.tensordot(a, b, axes=(list(range(d + 1, a.ndim)),) * 2)
-            for a, b in zip(jax.tree_util.tree_leaves(j1), jax.tree_util.tree_leaves(j2)))
+    g = sum(
+        jnp.tensordot(a, b, axes=(list(range(d + 1, a.ndim)),) * 2)
+        for a, b in zip(jax.tree_util.tree_leaves(j1), jax.tree_util.tree_leaves(j2))
+    )
     return jnp.transpose(g, [0, d + 1] + [a for i in range(d) for a in (1 + i, d + 2 + i)])
 
 
 LINEAR_CASES = [
     (padding, filt, strides, data)
     for padding in ("VALID", "SAME", "CIRCULAR")
-    for filt, strides, data in [((3, 2), (1, 1), IMG), ((2, 3), (2, 2), IMG),
-                                ((4,), (2,), SEQ)]]
+    for filt, strides, data in [((3, 2), (1, 1), IMG), ((2, 3), (2, 2), IMG), ((4,), (2,), SEQ)]
+]
 
 
 @pytest.mark.parametrize("kind", ["ConvTranspose", "ConvLocal"])
@@ -181,9 +191,10 @@ def test_kernel_equals_jacobian_gram_in_both_layouts(kind, padding, filt, stride
 
     @jax.jit  # one compiled program per case
     def run(x1, x2):
-        kernels = [layer.kernel_fn(inputs_to_kernel(x1, x2, diagonal_spatial=diag,
-                                                    compute_ntk=True))
-                   for diag in (False, True)]
+        kernels = [
+            layer.kernel_fn(inputs_to_kernel(x1, x2, diagonal_spatial=diag, compute_ntk=True))
+            for diag in (False, True)
+        ]
         return kernels, _jacobian_gram(layer, x1, x2), _jacobian_gram(layer, x1, x1)
 
     (full, diag), want, want11 = run(*data)
@@ -196,10 +207,17 @@ def test_kernel_equals_jacobian_gram_in_both_layouts(kind, padding, filt, stride
     np.testing.assert_allclose(diag.cov1, cov1, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("method,antialias,shape", [
-    ("linear", True, (-1, 6, 2, -1)), ("nearest", True, (-1, 2, 7, -1)),
-    ("linear", False, (-1, 2, 2, -1)), ("cubic", True, (-1, 5, 3, -1)),
-    ("lanczos3", True, (-1, -1, 6, -1)), ("lanczos5", False, (-1, 2, 5, -1))])
+@pytest.mark.parametrize(
+    "method,antialias,shape",
+    [
+        ("linear", True, (-1, 6, 2, -1)),
+        ("nearest", True, (-1, 2, 7, -1)),
+        ("linear", False, (-1, 2, 2, -1)),
+        ("cubic", True, (-1, 5, 3, -1)),
+        ("lanczos3", True, (-1, -1, 6, -1)),
+        ("lanczos5", False, (-1, 2, 5, -1)),
+    ],
+)
 def test_resize_kernel_equals_gram_of_resized_inputs(method, antialias, shape):
     layer = stax.ImageResize(shape, method, antialias)
     x1, x2 = IMG
@@ -243,38 +261,77 @@ def _check_mc(layer, x1, x2):
 
 
 MC_NETWORKS = {
-    "transpose_2d_same_then_circular": (lambda: stax.serial(
-        stax.ConvTranspose(C, (3, 2), (2, 1), "SAME", W_std=1.3, b_std=0.2), stax.Relu(),
-        stax.ConvTranspose(OUT, (2, 3), (1, 2), "CIRCULAR", W_std=1.1, b_std=0.1)), IMG),
-    "transpose_1d_valid_then_circular_standard": (lambda: stax.serial(
-        stax.ConvTranspose(C, (3,), (2,), "VALID", W_std=1.2, b_std=0.3,
-                           parameterization="standard", s=(1, 2)), stax.Erf(),
-        stax.ConvTranspose(OUT, (4,), (2,), "CIRCULAR", W_std=1.4,
-                           parameterization="standard", s=(2, 1))), SEQ),
-    "local_2d_same_then_circular_strided": (lambda: stax.serial(
-        stax.ConvLocal(C, (2, 2), None, "SAME", W_std=1.3, b_std=0.2), stax.Relu(),
-        stax.ConvLocal(OUT, (2, 3), (2, 2), "CIRCULAR", W_std=1.2, b_std=0.3)), IMG),
-    "local_1d_valid_standard_s": (lambda: stax.serial(
-        stax.ConvLocal(C, (3,), (2,), "VALID", W_std=1.4, b_std=0.1,
-                       parameterization="standard", s=(2, 2)), stax.Abs(),
-        stax.ConvLocal(OUT, (2,), None, "SAME", W_std=0.9, b_std=0.2,
-                       parameterization="standard", s=(2, 2))), SEQ),
+    "transpose_2d_same_then_circular": (
+        lambda: stax.serial(
+            stax.ConvTranspose(C, (3, 2), (2, 1), "SAME", W_std=1.3, b_std=0.2),
+            stax.Relu(),
+            stax.ConvTranspose(OUT, (2, 3), (1, 2), "CIRCULAR", W_std=1.1, b_std=0.1),
+        ),
+        IMG,
+    ),
+    "transpose_1d_valid_then_circular_standard": (
+        lambda: stax.serial(
+            stax.ConvTranspose(
+                C, (3,), (2,), "VALID", W_std=1.2, b_std=0.3, parameterization="standard", s=(1, 2)
+            ),
+            stax.Erf(),
+            stax.ConvTranspose(
+                OUT, (4,), (2,), "CIRCULAR", W_std=1.4, parameterization="standard", s=(2, 1)
+            ),
+        ),
+        SEQ,
+    ),
+    "local_2d_same_then_circular_strided": (
+        lambda: stax.serial(
+            stax.ConvLocal(C, (2, 2), None, "SAME", W_std=1.3, b_std=0.2),
+            stax.Relu(),
+            stax.ConvLocal(OUT, (2, 3), (2, 2), "CIRCULAR", W_std=1.2, b_std=0.3),
+        ),
+        IMG,
+    ),
+    "local_1d_valid_standard_s": (
+        lambda: stax.serial(
+            stax.ConvLocal(
+                C, (3,), (2,), "VALID", W_std=1.4, b_std=0.1, parameterization="standard", s=(2, 2)
+            ),
+            stax.Abs(),
+            stax.ConvLocal(
+                OUT, (2,), None, "SAME", W_std=0.9, b_std=0.2, parameterization="standard", s=(2, 2)
+            ),
+        ),
+        SEQ,
+    ),
     # NT's kernel resizes H by W's target here (its layout after a Conv is
     # axis-reversed); Monte Carlo shows ours is the finite network's.
-    "resize_linear_after_conv_non_square": (lambda: stax.serial(
-        stax.Conv(C, (2, 2), padding="SAME", W_std=1.3, b_std=0.2), stax.Relu(),
-        stax.ImageResize((-1, 5, 2, -1), "linear"),
-        stax.Conv(OUT, (2, 1), W_std=1.1, b_std=0.1)), IMG),
+    "resize_linear_after_conv_non_square": (
+        lambda: stax.serial(
+            stax.Conv(C, (2, 2), padding="SAME", W_std=1.3, b_std=0.2),
+            stax.Relu(),
+            stax.ImageResize((-1, 5, 2, -1), "linear"),
+            stax.Conv(OUT, (2, 1), W_std=1.1, b_std=0.1),
+        ),
+        IMG,
+    ),
     # No kernel in NT for cubic / Lanczos (its kernel_fn raises).
-    "resize_cubic_and_lanczos3": (lambda: stax.serial(
-        stax.Conv(C, (2, 2), padding="SAME", W_std=1.2), stax.Erf(),
-        stax.ImageResize((-1, 6, 3, -1), "cubic"),
-        stax.ImageResize((-1, 4, -1, -1), "lanczos3"),
-        stax.Conv(OUT, (1, 1), W_std=1.1, b_std=0.1)), IMG),
-    "resize_nearest_1d": (lambda: stax.serial(
-        stax.Conv(C, (2,), W_std=1.3, b_std=0.2), stax.Relu(),
-        stax.ImageResize((-1, 7, -1), "nearest"),
-        stax.ConvTranspose(OUT, (2,), (2,), "SAME")), SEQ),
+    "resize_cubic_and_lanczos3": (
+        lambda: stax.serial(
+            stax.Conv(C, (2, 2), padding="SAME", W_std=1.2),
+            stax.Erf(),
+            stax.ImageResize((-1, 6, 3, -1), "cubic"),
+            stax.ImageResize((-1, 4, -1, -1), "lanczos3"),
+            stax.Conv(OUT, (1, 1), W_std=1.1, b_std=0.1),
+        ),
+        IMG,
+    ),
+    "resize_nearest_1d": (
+        lambda: stax.serial(
+            stax.Conv(C, (2,), W_std=1.3, b_std=0.2),
+            stax.Relu(),
+            stax.ImageResize((-1, 7, -1), "nearest"),
+            stax.ConvTranspose(OUT, (2,), (2,), "SAME"),
+        ),
+        SEQ,
+    ),
 }
 
 
@@ -293,29 +350,36 @@ PROPERTY_LAYERS = {
     "transpose_valid": lambda: stax.ConvTranspose(4, (2, 2), (1, 2), "VALID", b_std=0.2),
     "local_circular_s2": lambda: stax.ConvLocal(4, (2, 3), (2, 2), "CIRCULAR", b_std=0.1),
     "local_same": lambda: stax.ConvLocal(4, (3, 3), None, "SAME", W_std=1.5),
-    "resize_linear": lambda: stax.serial(stax.Conv(4, (2, 2), padding="SAME"),
-                                         stax.ImageResize((-1, 5, 2, -1), "linear")),
+    "resize_linear": lambda: stax.serial(
+        stax.Conv(4, (2, 2), padding="SAME"), stax.ImageResize((-1, 5, 2, -1), "linear")
+    ),
     "resize_nearest_cubic": lambda: stax.serial(
         stax.Conv(4, (2, 2), padding="SAME", b_std=0.1),
         stax.ImageResize((-1, 2, 6, -1), "nearest"),
-        stax.ImageResize((-1, 4, 3, -1), "cubic")),
+        stax.ImageResize((-1, 4, 3, -1), "cubic"),
+    ),
 }
 PROP_SHAPE = (3, 3, 4, 2)
-SETTINGS = settings(deadline=None, max_examples=6, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    deadline=None, max_examples=6, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @functools.lru_cache(maxsize=None)
 def _compiled(name, pool):
     # Relu then pooling or Flatten: both layouts, a nonlinearity on top.
-    tail = (stax.GlobalAvgPool() if pool else stax.Flatten())
+    tail = stax.GlobalAvgPool() if pool else stax.Flatten()
     net = stax.serial(PROPERTY_LAYERS[name](), stax.Relu(), tail, stax.Dense(1))
     return jax.jit(lambda x: net.kernel_fn(x, None, ("nngp", "ntk")))
 
 
 @SETTINGS
-@given(name=st.sampled_from(sorted(PROPERTY_LAYERS)), pool=st.booleans(),
-       seed=st.integers(0, 2 ** 16), scale=st.floats(0.1, 3.0))
+@given(
+    name=st.sampled_from(sorted(PROPERTY_LAYERS)),
+    pool=st.booleans(),
+    seed=st.integers(0, 2**16),
+    scale=st.floats(0.1, 3.0),
+)
 def test_kernels_are_symmetric_and_positive_semidefinite(name, pool, seed, scale):
     x = scale * np.random.default_rng(seed).standard_normal(PROP_SHAPE)
     for m in _compiled(name, pool)(x):
@@ -339,17 +403,27 @@ def test_kernels_are_finite_at_identical_and_zero_inputs(name):
 
 EMPIRICAL_NETWORKS = {
     "transpose": lambda: stax.serial(
-        stax.ConvTranspose(3, (2, 2), (2, 2), "SAME", b_std=0.1), stax.Relu(),
+        stax.ConvTranspose(3, (2, 2), (2, 2), "SAME", b_std=0.1),
+        stax.Relu(),
         stax.ConvTranspose(2, (3, 2), (1, 2), "CIRCULAR", parameterization="standard"),
-        stax.GlobalAvgPool(), stax.Dense(2)),
+        stax.GlobalAvgPool(),
+        stax.Dense(2),
+    ),
     "local": lambda: stax.serial(
-        stax.ConvLocal(3, (2, 2), None, "SAME", b_std=0.1), stax.Relu(),
-        stax.ConvLocal(2, (2, 2), (2, 1), "CIRCULAR", parameterization="standard",
-                       b_std=0.2), stax.Flatten(), stax.Dense(2)),
+        stax.ConvLocal(3, (2, 2), None, "SAME", b_std=0.1),
+        stax.Relu(),
+        stax.ConvLocal(2, (2, 2), (2, 1), "CIRCULAR", parameterization="standard", b_std=0.2),
+        stax.Flatten(),
+        stax.Dense(2),
+    ),
     "resize": lambda: stax.serial(
-        stax.Conv(3, (2, 2), padding="SAME"), stax.Relu(),
-        stax.ImageResize((-1, 5, 3, -1), "linear"), stax.Conv(2, (2, 2)),
-        stax.Flatten(), stax.Dense(2)),
+        stax.Conv(3, (2, 2), padding="SAME"),
+        stax.Relu(),
+        stax.ImageResize((-1, 5, 3, -1), "linear"),
+        stax.Conv(2, (2, 2)),
+        stax.Flatten(),
+        stax.Dense(2),
+    ),
 }
 
 
@@ -365,14 +439,20 @@ def _empirical_case(name):
         jac = jax.jacrev(net.apply_fn)
         j1, j2 = jac(params, x1), jac(params, x2)
         # Full NTK (N1, O, N2, O), then NT's default: trace over the logits.
-        full = sum(jnp.tensordot(a, b, axes=(list(range(2, a.ndim)),) * 2) for a, b in
-                   zip(jax.tree_util.tree_leaves(j1), jax.tree_util.tree_leaves(j2)))
+        full = sum(
+            jnp.tensordot(a, b, axes=(list(range(2, a.ndim)),) * 2)
+            for a, b in zip(jax.tree_util.tree_leaves(j1), jax.tree_util.tree_leaves(j2))
+        )
         return jnp.einsum("aobo->ab", full) / full.shape[1]
+
     return net, params, np.asarray(brute(params))
 
 
-IMPLS = [NtkImplementation.JACOBIAN_CONTRACTION, NtkImplementation.NTK_VECTOR_PRODUCTS,
-         NtkImplementation.STRUCTURED_DERIVATIVES]
+IMPLS = [
+    NtkImplementation.JACOBIAN_CONTRACTION,
+    NtkImplementation.NTK_VECTOR_PRODUCTS,
+    NtkImplementation.STRUCTURED_DERIVATIVES,
+]
 
 
 @pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
@@ -388,19 +468,29 @@ def test_empirical_ntk_matches_brute_force_jacobians(name, impl):
 
 
 def _mup_net(kind, width, parameterization="ntk"):
-    layer = {"ConvTranspose": lambda: stax.ConvTranspose(width, (2, 2), (2, 2), "SAME",
-                                                         b_std=0.1,
-                                                         parameterization=parameterization),
-             "ConvLocal": lambda: stax.ConvLocal(width, (2, 2), None, "SAME", b_std=0.1,
-                                                 parameterization=parameterization)}[kind]
+    layer = {
+        "ConvTranspose": lambda: stax.ConvTranspose(
+            width, (2, 2), (2, 2), "SAME", b_std=0.1, parameterization=parameterization
+        ),
+        "ConvLocal": lambda: stax.ConvLocal(
+            width, (2, 2), None, "SAME", b_std=0.1, parameterization=parameterization
+        ),
+    }[kind]
     # Input layer: Dense on the channels of every position (cheapest to draw).
-    return stax.serial(stax.Dense(width, b_std=0.1, parameterization=parameterization),
-                       stax.Relu(), layer(), stax.Relu(), stax.GlobalAvgPool(),
-                       stax.Dense(1, parameterization=parameterization))
+    return stax.serial(
+        stax.Dense(width, b_std=0.1, parameterization=parameterization),
+        stax.Relu(),
+        layer(),
+        stax.Relu(),
+        stax.GlobalAvgPool(),
+        stax.Dense(1, parameterization=parameterization),
+    )
 
 
-@pytest.mark.parametrize("kind,parameterization", [
-    ("ConvTranspose", "ntk"), ("ConvTranspose", "standard"), ("ConvLocal", "ntk")])
+@pytest.mark.parametrize(
+    "kind,parameterization",
+    [("ConvTranspose", "ntk"), ("ConvTranspose", "standard"), ("ConvLocal", "ntk")],
+)
 def test_mup_at_base_width_is_the_native_network(kind, parameterization):
     # ConvTranspose's W is (*F, in, out) and ConvLocal's (*S, in·|F|, out):
     # their records give μP the input channel count (dividing |F| out for
@@ -414,8 +504,10 @@ def test_mup_at_base_width_is_the_native_network(kind, parameterization):
     # random draws dominates, and a single compilation halves it.
     @jax.jit
     def outputs(key, x):
-        return (net.apply_fn(net.init_fn(key, shape)[1], x),
-                model.apply_fn(model.init_fn(key, shape)[1], x))
+        return (
+            net.apply_fn(net.init_fn(key, shape)[1], x),
+            model.apply_fn(model.init_fn(key, shape)[1], x),
+        )
 
     got, want = outputs(KEY, IMG[0])
     np.testing.assert_allclose(got, want, rtol=1e-12)
@@ -465,14 +557,19 @@ def test_padding_enum_has_nts_members_and_is_accepted_everywhere():
     # Conv, ConvTranspose and ConvLocal. Here: every layer taking a padding
     # reads a member as its value.
     assert {p.name: p.value for p in stax.Padding} == {
-        "CIRCULAR": "CIRCULAR", "SAME": "SAME", "VALID": "VALID"}
+        "CIRCULAR": "CIRCULAR",
+        "SAME": "SAME",
+        "VALID": "VALID",
+    }
     for p in stax.Padding:
         for make in (stax.Conv, stax.ConvTranspose, stax.ConvLocal):
             assert make(3, (2, 2), padding=p).kernel_fn.spec.padding == p.value
     x1, x2 = IMG
     pool = lambda p: stax.serial(stax.Conv(3, (2, 2)), stax.AvgPool((2, 3), padding=p))
-    np.testing.assert_array_equal(pool(stax.Padding.CIRCULAR).kernel_fn(x1, x2, "ntk"),
-                                  pool("CIRCULAR").kernel_fn(x1, x2, "ntk"))
+    np.testing.assert_array_equal(
+        pool(stax.Padding.CIRCULAR).kernel_fn(x1, x2, "ntk"),
+        pool("CIRCULAR").kernel_fn(x1, x2, "ntk"),
+    )
     with pytest.raises(ValueError, match="padding"):
         stax.SumPool((2, 2), padding="REFLECT")
 
@@ -484,17 +581,23 @@ BAD = {
     "transpose padding": (lambda: stax.ConvTranspose(3, (2, 2), padding="FULL"), "padding"),
     "transpose strides per axis": (lambda: stax.ConvTranspose(3, (2, 2), (2,)), "strides"),
     "transpose out_chan": (lambda: stax.ConvTranspose(0, (2, 2)), "out_chan"),
-    "transpose channels first": (lambda: stax.ConvTranspose(
-        3, (2, 2), dimension_numbers=("NCHW", "OIHW", "NCHW")), "dimension_numbers"),
-    "transpose parameterization": (lambda: stax.ConvTranspose(
-        3, (2, 2), parameterization="mup"), "parameterization"),
+    "transpose channels first": (
+        lambda: stax.ConvTranspose(3, (2, 2), dimension_numbers=("NCHW", "OIHW", "NCHW")),
+        "dimension_numbers",
+    ),
+    "transpose parameterization": (
+        lambda: stax.ConvTranspose(3, (2, 2), parameterization="mup"),
+        "parameterization",
+    ),
     "local W_std": (lambda: stax.ConvLocal(3, (2, 2), W_std=-1.0), "W_std"),
     "local s": (lambda: stax.ConvLocal(3, (2, 2), s=(1, 0)), "`s`"),
     "local filter": (lambda: stax.ConvLocal(3, (0, 2)), "filter_shape"),
     "resize method": (lambda: stax.ImageResize((-1, 4, 4, -1), "bicubic-ish"), "method"),
     "resize shape": (lambda: stax.ImageResize((-1, 0, 4, -1), "linear"), "shape"),
-    "resize axes": (lambda: stax.ImageResize((-1, 4, 4, -1), "linear", channel_axis=1),
-                    "channel_axis"),
+    "resize axes": (
+        lambda: stax.ImageResize((-1, 4, 4, -1), "linear", channel_axis=1),
+        "channel_axis",
+    ),
 }
 
 

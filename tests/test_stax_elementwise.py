@@ -63,13 +63,14 @@ def gauss_expect(g, c12, c11, c22, kinks=()):
     # covariance (correlation ±1) is integrated as a 1-D integral.
     # A zero variance makes its argument the constant 0, independent of the other.
     rho = 0.0 if prod == 0 else float(np.clip(c12 / math.sqrt(prod), -1, 1))
-    r = 1.0 if prod == 0 else math.sqrt(max(prod - c12 ** 2, 0.0) / prod)
+    r = 1.0 if prod == 0 else math.sqrt(max(prod - c12**2, 0.0) / prod)
     outer_breaks = [0.0] + [k / s1 for k in kinks if s1 > 0]
     if s2 > 0 and rho != 0:
         outer_breaks += [k / (s2 * rho) for k in kinks]
     if kinks:
-        outer_breaks = [p + d for p in outer_breaks
-                        for d in np.concatenate([[0.0], _GRADE, -_GRADE])]
+        outer_breaks = [
+            p + d for p in outer_breaks for d in np.concatenate([[0.0], _GRADE, -_GRADE])
+        ]
     z1, w1 = _gl_nodes(np.unique(np.clip([-_L, _L] + outer_breaks, -_L, _L)))
     if r == 0:
         inner = g(s2 * rho * z1)
@@ -96,18 +97,27 @@ class Case:
 
 
 def _abrelu(name, layer, a, b):
-    return Case(name, layer, lambda x: a * np.minimum(x, 0) + b * np.maximum(x, 0),
-                lambda x: np.where(x > 0, b, a), kinks=(0.0,), smooth=False)
+    return Case(
+        name,
+        layer,
+        lambda x: a * np.minimum(x, 0) + b * np.maximum(x, 0),
+        lambda x: np.where(x > 0, b, a),
+        kinks=(0.0,),
+        smooth=False,
+    )
 
 
 def _erf(name, layer, a=1.0, b=1.0, c=0.0):
-    return Case(name, layer, lambda x: a * special.erf(b * x) + c,
-                lambda x: a * b * 2 / math.sqrt(math.pi) * np.exp(-(b * x) ** 2))
+    return Case(
+        name,
+        layer,
+        lambda x: a * special.erf(b * x) + c,
+        lambda x: a * b * 2 / math.sqrt(math.pi) * np.exp(-((b * x) ** 2)),
+    )
 
 
 def _sin(name, layer, a=1.0, b=1.0, c=0.0):
-    return Case(name, layer, lambda x: a * np.sin(b * x + c),
-                lambda x: a * b * np.cos(b * x + c))
+    return Case(name, layer, lambda x: a * np.sin(b * x + c), lambda x: a * b * np.cos(b * x + c))
 
 
 def _poly(name, layer, coef):
@@ -117,10 +127,14 @@ def _poly(name, layer, coef):
 
 def _rectified(n):
     """``(x >= 0)·x^n`` and its derivative (n·x^(n-1) for x > 0), in numpy."""
-    return Case(f"RectifiedMonomial({n})", stax.RectifiedMonomial(n),
-                lambda x: np.where(x >= 0, x ** n, 0.0),
-                lambda x: np.where(x > 0, n * x ** max(n - 1, 0), 0.0),
-                kinks=(0.0,), smooth=False)
+    return Case(
+        f"RectifiedMonomial({n})",
+        stax.RectifiedMonomial(n),
+        lambda x: np.where(x >= 0, x**n, 0.0),
+        lambda x: np.where(x > 0, n * x ** max(n - 1, 0), 0.0),
+        kinks=(0.0,),
+        smooth=False,
+    )
 
 
 def _gabor(x):
@@ -141,12 +155,11 @@ def _erf_nngp(c12, c11, c22):
 
 
 def _erf_d_nngp(c12, c11, c22):
-    return 4 / jnp.pi / jnp.sqrt((1 + 2 * c11) * (1 + 2 * c22) - 4 * c12 ** 2)
+    return 4 / jnp.pi / jnp.sqrt((1 + 2 * c11) * (1 + 2 * c22) - 4 * c12**2)
 
 
 def _hermite_coef(n):
-    return (np.polynomial.hermite_e.herme2poly([0] * n + [1])
-            / math.sqrt(math.factorial(n)))
+    return np.polynomial.hermite_e.herme2poly([0] * n + [1]) / math.sqrt(math.factorial(n))
 
 
 SIGMOID_SCALE = 2.4020563531719796
@@ -161,8 +174,7 @@ CASES = [
     _erf("Erf", stax.Erf()),
     _erf("Erf(1.7,0.6,-0.3)", stax.Erf(a=1.7, b=0.6, c=-0.3), 1.7, 0.6, -0.3),
     _erf("Sigmoid_like", stax.Sigmoid_like(), 0.5, 1 / SIGMOID_SCALE, 0.5),
-    Case("Gelu", stax.Gelu(), lambda x: x * _ndtr(x),
-         lambda x: _ndtr(x) + x * _normal_pdf(x)),
+    Case("Gelu", stax.Gelu(), lambda x: x * _ndtr(x), lambda x: _ndtr(x) + x * _normal_pdf(x)),
     _sin("Sin", stax.Sin()),
     _sin("Sin(1.3,0.7,0.4)", stax.Sin(a=1.3, b=0.7, c=0.4), 1.3, 0.7, 0.4),
     _sin("Cos", stax.Cos(), 1.0, 1.0, math.pi / 2),
@@ -170,12 +182,19 @@ CASES = [
     _sin("Rbf", stax.Rbf(), math.sqrt(2), math.sqrt(2), math.pi / 4),
     _sin("Rbf(0.3)", stax.Rbf(gamma=0.3), math.sqrt(2), math.sqrt(0.6), math.pi / 4),
     Case("Exp", stax.Exp(), np.exp, np.exp),
-    Case("Exp(0.7,-0.5)", stax.Exp(a=0.7, b=-0.5), lambda x: 0.7 * np.exp(-0.5 * x),
-         lambda x: -0.35 * np.exp(-0.5 * x)),
-    Case("Gaussian", stax.Gaussian(), lambda x: np.exp(-x * x),
-         lambda x: -2 * x * np.exp(-x * x)),
-    Case("Gaussian(1.2,-0.35)", stax.Gaussian(a=1.2, b=-0.35),
-         lambda x: 1.2 * np.exp(-0.35 * x * x), lambda x: -0.84 * x * np.exp(-0.35 * x * x)),
+    Case(
+        "Exp(0.7,-0.5)",
+        stax.Exp(a=0.7, b=-0.5),
+        lambda x: 0.7 * np.exp(-0.5 * x),
+        lambda x: -0.35 * np.exp(-0.5 * x),
+    ),
+    Case("Gaussian", stax.Gaussian(), lambda x: np.exp(-x * x), lambda x: -2 * x * np.exp(-x * x)),
+    Case(
+        "Gaussian(1.2,-0.35)",
+        stax.Gaussian(a=1.2, b=-0.35),
+        lambda x: 1.2 * np.exp(-0.35 * x * x),
+        lambda x: -0.84 * x * np.exp(-0.35 * x * x),
+    ),
     *[_poly(f"Monomial({n})", stax.Monomial(n), [0.0] * n + [1.0]) for n in range(5)],
     _poly("Polynomial", stax.Polynomial([0.3, -1.0, 0.5, 0.2]), [0.3, -1.0, 0.5, 0.2]),
     *[_poly(f"Hermite({n})", stax.Hermite(n), _hermite_coef(n)) for n in range(1, 5)],
@@ -185,10 +204,11 @@ CASES = [
     # others: Monte Carlo of degree 2 below, the closed-form diagonals and
     # the neural-tangents golden fixture of degrees 0-3).
     _rectified(3),
-    _erf("Elementwise(erf, nngp_fn)",
-         stax.Elementwise(jax.scipy.special.erf, _erf_nngp)),
-    _erf("Elementwise(erf, nngp_fn, d_nngp_fn)",
-         stax.Elementwise(jax.scipy.special.erf, _erf_nngp, _erf_d_nngp)),
+    _erf("Elementwise(erf, nngp_fn)", stax.Elementwise(jax.scipy.special.erf, _erf_nngp)),
+    _erf(
+        "Elementwise(erf, nngp_fn, d_nngp_fn)",
+        stax.Elementwise(jax.scipy.special.erf, _erf_nngp, _erf_d_nngp),
+    ),
 ]
 SIGN = Case("Sign", stax.Sign(), np.sign, None, kinks=(0.0,), smooth=False)
 BY_NAME = {c.name: c for c in CASES}
@@ -197,10 +217,20 @@ BY_NAME = {c.name: c for c in CASES}
 # c12² rounds to either side of c11·c22), tiny variances, one zero variance.
 R21 = math.sqrt(0.21)
 GRID = [
-    (0.3, 1.0, 1.0), (-0.5, 1.0, 2.0), (0.0, 0.7, 1.3), (2.0, 3.0, 4.0),
-    (1.0, 0.25, 4.0), (0.5, 0.5, 0.5), (R21, 0.3, 0.7),
-    (-1.0, 0.25, 4.0), (-0.5, 0.5, 0.5), (-R21, 0.3, 0.7),
-    (3e-7, 1e-6, 1e-6), (1e-5, 1e-8, 2.0), (1e-8, 1e-8, 1e-8), (-1e-8, 1e-8, 1e-8),
+    (0.3, 1.0, 1.0),
+    (-0.5, 1.0, 2.0),
+    (0.0, 0.7, 1.3),
+    (2.0, 3.0, 4.0),
+    (1.0, 0.25, 4.0),
+    (0.5, 0.5, 0.5),
+    (R21, 0.3, 0.7),
+    (-1.0, 0.25, 4.0),
+    (-0.5, 0.5, 0.5),
+    (-R21, 0.3, 0.7),
+    (3e-7, 1e-6, 1e-6),
+    (1e-5, 1e-8, 2.0),
+    (1e-8, 1e-8, 1e-8),
+    (-1e-8, 1e-8, 1e-8),
 ]
 # A zero-variance argument: φ'(0) is a convention for kinked φ, so only smooth.
 GRID_SMOOTH_ONLY = [(0.0, 0.0, 1.0), (0.0, 0.0, 0.0)]
@@ -218,9 +248,16 @@ def _layer_duals(layer, grid):
 
     @jax.jit  # one compilation instead of hundreds of eager dispatches
     def duals(c12, c11, c22):
-        k = Kernel(nngp=jnp.diag(c12), ntk=jnp.ones((n, n), c12.dtype),
-                   cov1=c11, cov2=c22, shape1=(n, 7), shape2=(n, 7),
-                   diagonal_spatial=True, is_gaussian=True)
+        k = Kernel(
+            nngp=jnp.diag(c12),
+            ntk=jnp.ones((n, n), c12.dtype),
+            cov1=c11,
+            cov2=c22,
+            shape1=(n, 7),
+            shape2=(n, 7),
+            diagonal_spatial=True,
+            is_gaussian=True,
+        )
         out = layer.kernel_fn(k)
         return jnp.diag(out.nngp), jnp.diag(out.ntk), out.cov1, out.cov2
 
@@ -239,9 +276,11 @@ def _assert_close_cs(value, oracle, scale, rtol, what):
     # counting as a relative error of 1.
     err = np.abs(value - oracle) / np.maximum(scale, 1e-20)
     i = int(np.argmax(err))
-    assert np.all(err <= rtol), (f"{what}: at grid point {i} ({(GRID + GRID_SMOOTH_ONLY)[i]}) "
-                                 f"got {value[i]!r}, oracle {oracle[i]!r} "
-                                 f"(relative error {err[i]:.3g} > {rtol:g})")
+    assert np.all(err <= rtol), (
+        f"{what}: at grid point {i} ({(GRID + GRID_SMOOTH_ONLY)[i]}) "
+        f"got {value[i]!r}, oracle {oracle[i]!r} "
+        f"(relative error {err[i]:.3g} > {rtol:g})"
+    )
 
 
 def _grid_for(case):
@@ -262,8 +301,11 @@ def test_oracle_reproduces_arccos_kernel():
     """The integrator against Cho & Saul's closed forms (ReLU and step)."""
     for c12, c11, c22 in GRID:
         theta = math.acos(float(np.clip(c12 / math.sqrt(c11 * c22), -1, 1)))
-        relu = math.sqrt(c11 * c22) / (2 * math.pi) * (
-            math.sin(theta) + (math.pi - theta) * math.cos(theta))
+        relu = (
+            math.sqrt(c11 * c22)
+            / (2 * math.pi)
+            * (math.sin(theta) + (math.pi - theta) * math.cos(theta))
+        )
         step = (math.pi - theta) / (2 * math.pi)
         got_relu = gauss_expect(lambda x: np.maximum(x, 0), c12, c11, c22, (0.0,))
         got_step = gauss_expect(lambda x: (x > 0) * 1.0, c12, c11, c22, (0.0,))
@@ -305,25 +347,47 @@ def test_sign_nngp_matches_integration_and_ntk_is_zero():
 
 # One case per activation (non-default parameters where there are any); the
 # other parameter values are covered by the integration tests above.
-MC_CASES = [BY_NAME[n] for n in (
-    "Relu", "LeakyRelu(-0.3)", "ABRelu(0.5,-2)", "Abs", "Erf(1.7,0.6,-0.3)",
-    "Sigmoid_like", "Gelu", "Sin(1.3,0.7,0.4)", "Cos(0.8,1.5,-0.2)", "Rbf(0.3)",
-    "Exp(0.7,-0.5)", "Gaussian(1.2,-0.35)", "Monomial(0)", "Monomial(1)",
-    "Monomial(2)", "Monomial(3)", "Monomial(4)", "Polynomial", "Hermite(3)",
-    "Gabor",
-    "Elementwise(erf, nngp_fn)", "Elementwise(erf, nngp_fn, d_nngp_fn)")] + [
-    _rectified(2), SIGN, Case("ElementwiseNumerical(tanh, 64)",
-               stax.ElementwiseNumerical(jnp.tanh, 64), np.tanh, None)]
+MC_CASES = [
+    BY_NAME[n]
+    for n in (
+        "Relu",
+        "LeakyRelu(-0.3)",
+        "ABRelu(0.5,-2)",
+        "Abs",
+        "Erf(1.7,0.6,-0.3)",
+        "Sigmoid_like",
+        "Gelu",
+        "Sin(1.3,0.7,0.4)",
+        "Cos(0.8,1.5,-0.2)",
+        "Rbf(0.3)",
+        "Exp(0.7,-0.5)",
+        "Gaussian(1.2,-0.35)",
+        "Monomial(0)",
+        "Monomial(1)",
+        "Monomial(2)",
+        "Monomial(3)",
+        "Monomial(4)",
+        "Polynomial",
+        "Hermite(3)",
+        "Gabor",
+        "Elementwise(erf, nngp_fn)",
+        "Elementwise(erf, nngp_fn, d_nngp_fn)",
+    )
+] + [
+    _rectified(2),
+    SIGN,
+    Case("ElementwiseNumerical(tanh, 64)", stax.ElementwiseNumerical(jnp.tanh, 64), np.tanh, None),
+]
 MC_WIDTH, MC_OUT, MC_SAMPLES = 512, 256, 64
 
 
 def _mc_inputs():
     rng = np.random.default_rng(0)
     x1 = rng.normal(size=(4, 3))
-    x1[1] *= 0.3            # different norms
-    x1[3] = -x1[0]          # correlation -1 with row 0
+    x1[1] *= 0.3  # different norms
+    x1[3] = -x1[0]  # correlation -1 with row 0
     x2 = rng.normal(size=(3, 3))
-    x2[0] = x1[0]           # correlation +1 across x1 and x2
+    x2[0] = x1[0]  # correlation +1 across x1 and x2
     return jnp.asarray(x1), jnp.asarray(x2)
 
 
@@ -340,12 +404,16 @@ def test_kernels_match_monte_carlo_of_wide_network(case):
     The O(1/width) bias of deeper nets is therefore 0 here, and only the CLT
     term (5 standard errors of 64 draws) is allowed.
     """
-    net = stax.serial(stax.Dense(MC_WIDTH, W_std=1.2, b_std=0.3), case.layer,
-                      stax.Dense(MC_OUT, W_std=0.9, b_std=0.2))
+    net = stax.serial(
+        stax.Dense(MC_WIDTH, W_std=1.2, b_std=0.3),
+        case.layer,
+        stax.Dense(MC_OUT, W_std=0.9, b_std=0.2),
+    )
     x1, x2 = _mc_inputs()
     k = net.kernel_fn(x1, x2)
-    nngp, nngp_sem, ntk, ntk_sem = mc_kernels(net.init_fn, net.apply_fn, x1, x2,
-                                              jax.random.PRNGKey(1), MC_SAMPLES)
+    nngp, nngp_sem, ntk, ntk_sem = mc_kernels(
+        net.init_fn, net.apply_fn, x1, x2, jax.random.PRNGKey(1), MC_SAMPLES
+    )
     assert_within_mc(k.nngp, nngp, nngp_sem, what=f"{case.name} nngp")
     assert_within_mc(k.ntk, ntk, ntk_sem, what=f"{case.name} ntk")
 
@@ -356,11 +424,13 @@ SMOOTH_CLOSED = ["Erf", "Erf(1.7,0.6,-0.3)", "Gelu", "Sin", "Sin(1.3,0.7,0.4)"]
 
 
 def _numerical_layer(case, deg):
-    fn = {"Erf": lambda x: jax.scipy.special.erf(x),
-          "Erf(1.7,0.6,-0.3)": lambda x: 1.7 * jax.scipy.special.erf(0.6 * x) - 0.3,
-          "Gelu": lambda x: jax.nn.gelu(x, approximate=False),
-          "Sin": jnp.sin,
-          "Sin(1.3,0.7,0.4)": lambda x: 1.3 * jnp.sin(0.7 * x + 0.4)}[case.name]
+    fn = {
+        "Erf": lambda x: jax.scipy.special.erf(x),
+        "Erf(1.7,0.6,-0.3)": lambda x: 1.7 * jax.scipy.special.erf(0.6 * x) - 0.3,
+        "Gelu": lambda x: jax.nn.gelu(x, approximate=False),
+        "Sin": jnp.sin,
+        "Sin(1.3,0.7,0.4)": lambda x: 1.3 * jnp.sin(0.7 * x + 0.4),
+    }[case.name]
     return stax.ElementwiseNumerical(fn, deg)
 
 
@@ -380,8 +450,12 @@ def test_elementwise_numerical_converges_to_closed_form(name):
     errors = []
     for deg in (16, 32, 64):
         num = _layer_duals(_numerical_layer(case, deg), UNIT_GRID)
-        errors.append(max(np.max(np.abs(num[0] - closed[0]) / scale_n),
-                          np.max(np.abs(num[1] - closed[1]) / scale_t)))
+        errors.append(
+            max(
+                np.max(np.abs(num[0] - closed[0]) / scale_n),
+                np.max(np.abs(num[1] - closed[1]) / scale_t),
+            )
+        )
     assert errors[-1] < 1e-6, errors
     assert all(b < a / 10 for a, b in zip(errors, errors[1:])), errors
 
@@ -390,8 +464,12 @@ def test_elementwise_numerical_converges_to_closed_form(name):
 # -1 to 1: at large variance erf is a step on the scale of the standard
 # deviation, which a quadrature must resolve. Both sides are independent
 # computations of the same kernel.
-WIDE_GRID = [(r * math.sqrt(c * c * k), c, c * k) for c in (1e-8, 1e-2, 30.0, 1e6, 1e12)
-             for k in (1.0, 3.0) for r in (-1.0, -0.999, -0.3, 0.0, 0.7, 0.999, 1.0)]
+WIDE_GRID = [
+    (r * math.sqrt(c * c * k), c, c * k)
+    for c in (1e-8, 1e-2, 30.0, 1e6, 1e12)
+    for k in (1.0, 3.0)
+    for r in (-1.0, -0.999, -0.3, 0.0, 0.7, 0.999, 1.0)
+]
 
 
 @pytest.mark.parametrize("name, rtol", [("Erf", 1e-5), ("Gelu", 1e-5)])
@@ -399,13 +477,17 @@ def test_elementwise_numerical_matches_closed_form_at_extreme_variances(name, rt
     """Default ``ElementwiseNumerical`` against the closed forms; tolerance:
     the documented accuracy for φ with Gaussian factors (`numerical`)."""
     closed = _layer_duals(BY_NAME[name].layer, WIDE_GRID)
-    fn = {"Erf": jax.scipy.special.erf,
-          "Gelu": lambda x: jax.nn.gelu(x, approximate=False)}[name]
+    fn = {"Erf": jax.scipy.special.erf, "Gelu": lambda x: jax.nn.gelu(x, approximate=False)}[name]
     num = _layer_duals(stax.ElementwiseNumerical(fn), WIDE_GRID)
     for i, what in ((0, "nngp"), (1, "ntk (E[φ'φ'])")):
-        scale = np.sqrt(closed[2] * closed[3]) if i == 0 else np.sqrt(
-            _layer_duals(BY_NAME[name].layer, [(t[1], t[1], t[1]) for t in WIDE_GRID])[1]
-            * _layer_duals(BY_NAME[name].layer, [(t[2], t[2], t[2]) for t in WIDE_GRID])[1])
+        scale = (
+            np.sqrt(closed[2] * closed[3])
+            if i == 0
+            else np.sqrt(
+                _layer_duals(BY_NAME[name].layer, [(t[1], t[1], t[1]) for t in WIDE_GRID])[1]
+                * _layer_duals(BY_NAME[name].layer, [(t[2], t[2], t[2]) for t in WIDE_GRID])[1]
+            )
+        )
         err = np.abs(num[i] - closed[i]) / scale
         j = int(np.argmax(err))
         assert err[j] <= rtol, f"{name} {what} at {WIDE_GRID[j]}: relative error {err[j]:.3g}"
@@ -416,12 +498,20 @@ def test_elementwise_numerical_is_exactly_symmetric():
     last bit: the rule integrates over the input of larger variance outside,
     whichever of the two comes first."""
     x = np.random.default_rng(3).normal(size=(7, 4)) * np.array(
-        [[0.1], [1], [3], [10], [1], [0.5], [30]])
+        [[0.1], [1], [3], [10], [1], [0.5], [30]]
+    )
     g = x @ x.T / 4
-    g = (g + g.T) / 2           # the input Gram itself, exactly symmetric
-    k = Kernel(nngp=jnp.asarray(g), ntk=jnp.ones_like(g), cov1=jnp.asarray(np.diag(g)),
-               cov2=None, shape1=(7, 4), shape2=(7, 4), diagonal_spatial=True,
-               is_gaussian=True)
+    g = (g + g.T) / 2  # the input Gram itself, exactly symmetric
+    k = Kernel(
+        nngp=jnp.asarray(g),
+        ntk=jnp.ones_like(g),
+        cov1=jnp.asarray(np.diag(g)),
+        cov2=None,
+        shape1=(7, 4),
+        shape2=(7, 4),
+        diagonal_spatial=True,
+        is_gaussian=True,
+    )
     out = stax.ElementwiseNumerical(jnp.tanh).kernel_fn(k)
     for m in (np.asarray(out.nngp), np.asarray(out.ntk)):
         np.testing.assert_array_equal(m, m.T)
@@ -430,8 +520,13 @@ def test_elementwise_numerical_is_exactly_symmetric():
 def test_elementwise_numerical_tanh_matches_integration():
     """Tanh (no closed form): Gauss–Hermite (deg 100) vs the integrator, at
     unit-scale variances where its poles at ±iπ/2 still allow ~1e-6."""
-    grid = [(0.3, 1.0, 1.0), (-0.5, 1.0, 2.0), (0.5, 0.5, 0.5), (-0.5, 0.5, 0.5),
-            (3e-7, 1e-6, 1e-6)]
+    grid = [
+        (0.3, 1.0, 1.0),
+        (-0.5, 1.0, 2.0),
+        (0.5, 0.5, 0.5),
+        (-0.5, 0.5, 0.5),
+        (3e-7, 1e-6, 1e-6),
+    ]
     nngp, dot, _, _ = _layer_duals(stax.ElementwiseNumerical(jnp.tanh, 100), grid)
     pair = np.array([gauss_expect(np.tanh, *t) for t in grid])
     dpair = np.array([gauss_expect(lambda x: 1 / np.cosh(x) ** 2, *t) for t in grid])
@@ -452,10 +547,14 @@ def test_elementwise_autodiff_ntk_equals_erf_closed_form():
 # ------------------------- Gabor, ExpNormalized, RectifiedMonomial specifics
 
 
-@pytest.mark.parametrize("layer, phi", [
-    (stax.Gabor(), lambda x: jnp.exp(-x ** 2) * jnp.sin(x)),
-    *[(stax.RectifiedMonomial(n), lambda x, n=n: (x >= 0) * x ** n) for n in range(4)],
-], ids=["Gabor"] + [f"RectifiedMonomial({n})" for n in range(4)])
+@pytest.mark.parametrize(
+    "layer, phi",
+    [
+        (stax.Gabor(), lambda x: jnp.exp(-(x**2)) * jnp.sin(x)),
+        *[(stax.RectifiedMonomial(n), lambda x, n=n: (x >= 0) * x**n) for n in range(4)],
+    ],
+    ids=["Gabor"] + [f"RectifiedMonomial({n})" for n in range(4)],
+)
 def test_finite_network_applies_neural_tangents_activation(layer, phi):
     """``apply_fn`` is neural-tangents' φ, written out here with jnp: Gabor
     ``exp(-x²)·sin(x)``, RectifiedMonomial ``(x >= 0)·x^n`` (so φ(0) = 0^n,
@@ -490,17 +589,20 @@ def test_rectified_monomial_kernel_with_itself_is_the_closed_form(n):
     0.6.5 returns NaN for this whole kernel (its (π - θ)/sin θ at θ = 0); the
     off-diagonal entries are checked against Monte Carlo above."""
     w1, b1, w2, b2 = 1.3, 0.2, 1.1, 0.1
-    net = stax.serial(stax.Dense(6, W_std=w1, b_std=b1), stax.RectifiedMonomial(n),
-                      stax.Dense(3, W_std=w2, b_std=b2))
+    net = stax.serial(
+        stax.Dense(6, W_std=w1, b_std=b1),
+        stax.RectifiedMonomial(n),
+        stax.Dense(3, W_std=w2, b_std=b2),
+    )
     x = np.random.default_rng(5).normal(size=(4, 5)) * np.array([[1.0], [0.1], [3.0], [30.0]])
     nngp, ntk = net.kernel_fn(x, None, get=("nngp", "ntk"))
-    q = w1 ** 2 * np.sum(x * x, axis=1) / 5 + b1 ** 2
-    dfact = lambda m: 1 if m <= 0 else m * dfact(m - 2)     # noqa: E731
-    k = dfact(2 * n - 1) / 2 * q ** n
+    q = w1**2 * np.sum(x * x, axis=1) / 5 + b1**2
+    dfact = lambda m: 1 if m <= 0 else m * dfact(m - 2)  # noqa: E731
+    k = dfact(2 * n - 1) / 2 * q**n
     kd = n * n * dfact(2 * n - 3) / 2 * q ** (n - 1) if n else 0 * q
     assert np.all(np.isfinite(np.asarray(nngp))) and np.all(np.isfinite(np.asarray(ntk)))
-    np.testing.assert_allclose(np.diag(nngp), w2 ** 2 * k + b2 ** 2, rtol=1e-13)
-    np.testing.assert_allclose(np.diag(ntk), w2 ** 2 * (kd * q + k) + b2 ** 2, rtol=1e-13)
+    np.testing.assert_allclose(np.diag(nngp), w2**2 * k + b2**2, rtol=1e-13)
+    np.testing.assert_allclose(np.diag(ntk), w2**2 * (kd * q + k) + b2**2, rtol=1e-13)
 
 
 def test_stacked_rectified_monomials_match_integration_oracle():
@@ -510,28 +612,41 @@ def test_stacked_rectified_monomials_match_integration_oracle():
     layer recursion written out here (q' = W²K + b², Θ' = W²K'Θ + q') with
     every K, K' from the integration oracle, pair by pair."""
     (w1, b1), (w2, b2), (w3, b3) = (1.1, 0.3), (0.8, 0.1), (0.9, 0.2)
-    net = stax.serial(stax.Dense(6, W_std=w1, b_std=b1), stax.RectifiedMonomial(2),
-                      stax.Dense(6, W_std=w2, b_std=b2), stax.RectifiedMonomial(2),
-                      stax.Dense(3, W_std=w3, b_std=b3))
+    net = stax.serial(
+        stax.Dense(6, W_std=w1, b_std=b1),
+        stax.RectifiedMonomial(2),
+        stax.Dense(6, W_std=w2, b_std=b2),
+        stax.RectifiedMonomial(2),
+        stax.Dense(3, W_std=w3, b_std=b3),
+    )
     x = np.random.default_rng(6).normal(size=(2, 4)) * np.array([[1.0], [0.4]])
     nngp, ntk = (np.asarray(a) for a in net.kernel_fn(x, None, get=("nngp", "ntk")))
-    phi = lambda u: np.where(u >= 0, u * u, 0.0)            # noqa: E731
-    dphi = lambda u: np.where(u >= 0, 2 * u, 0.0)           # noqa: E731
-    q = w1 ** 2 * x @ x.T / 4 + b1 ** 2
+    phi = lambda u: np.where(u >= 0, u * u, 0.0)  # noqa: E731
+    dphi = lambda u: np.where(u >= 0, 2 * u, 0.0)  # noqa: E731
+    q = w1**2 * x @ x.T / 4 + b1**2
     theta = q.copy()
     for w, b in ((w2, b2), (w3, b3)):
+
         def expect(g):
-            return np.array([[gauss_expect(g, q[i, j], q[i, i], q[j, j], kinks=(0.0,))
-                              for j in range(2)] for i in range(2)])
+            return np.array(
+                [
+                    [gauss_expect(g, q[i, j], q[i, i], q[j, j], kinks=(0.0,)) for j in range(2)]
+                    for i in range(2)
+                ]
+            )
+
         k, kd = expect(phi), expect(dphi)
-        q = w ** 2 * k + b ** 2
-        theta = w ** 2 * kd * theta + q
+        q = w**2 * k + b**2
+        theta = w**2 * kd * theta + q
     np.testing.assert_allclose(nngp, q, rtol=1e-11)
     np.testing.assert_allclose(ntk, theta, rtol=1e-11)
 
 
-EXP_NORMALIZED = [((), (1.0, -1.0, False)), ((2.5, -0.3, True), (2.5, -0.3, True)),
-                  ((0.4, 0.5), (0.4, 0.5, False))]
+EXP_NORMALIZED = [
+    ((), (1.0, -1.0, False)),
+    ((2.5, -0.3, True), (2.5, -0.3, True)),
+    ((0.4, 0.5), (0.4, 0.5, False)),
+]
 
 
 @pytest.mark.parametrize("args, full", EXP_NORMALIZED, ids=["default", "clip", "shift"])
@@ -557,9 +672,11 @@ def _channel_normalized_exp(gamma, shift):
     ``s² = mean_c h_c²`` the empirical variance over channels and
     ψ(z) = exp(sqrt(γ) z + γ(shift - 1)/2), whose dual at unit variances is
     E[ψ(z)ψ(z')] = exp(γ(ρ + shift)) (the moment generating function)."""
+
     def fn(h):
         s = jnp.sqrt(jnp.mean(h * h, axis=-1, keepdims=True))
         return s * jnp.exp(math.sqrt(gamma) * h / s + gamma * (shift - 1) / 2)
+
     return fn
 
 
@@ -586,7 +703,8 @@ def test_exp_normalized_matches_monte_carlo_of_channel_normalised_network():
 
     x1, x2 = _mc_inputs()
     k = stax.serial(d1, stax.ExpNormalized(gamma, shift), d2).kernel_fn(x1, x2)
-    nngp, nngp_sem, ntk, ntk_sem = mc_kernels(finite.init_fn, apply_fn, x1, x2,
-                                              jax.random.PRNGKey(2), MC_SAMPLES)
+    nngp, nngp_sem, ntk, ntk_sem = mc_kernels(
+        finite.init_fn, apply_fn, x1, x2, jax.random.PRNGKey(2), MC_SAMPLES
+    )
     assert_within_mc(k.nngp, nngp, nngp_sem, bias=0.005, what="ExpNormalized nngp")
     assert_within_mc(k.ntk, ntk, ntk_sem, bias=0.005, what="ExpNormalized ntk")

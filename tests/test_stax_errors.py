@@ -27,8 +27,10 @@ X = np.ones((3, 4))
 
 @pytest.mark.parametrize("x2_shape", [(2, 5), (2, 4, 1), (4,)])
 def test_mismatched_x1_x2_feature_shapes(x2_shape):
-    pattern = (NET_NAME + r": `x1` and `x2` must agree in all but the batch axis; "
-               r"got x1 \(3, 4\) and x2 " + re.escape(repr(x2_shape)))
+    pattern = (
+        NET_NAME + r": `x1` and `x2` must agree in all but the batch axis; "
+        r"got x1 \(3, 4\) and x2 " + re.escape(repr(x2_shape))
+    )
     with pytest.raises(ValueError, match=pattern):
         NET.kernel_fn(X, np.ones(x2_shape))
 
@@ -36,8 +38,11 @@ def test_mismatched_x1_x2_feature_shapes(x2_shape):
 @pytest.mark.parametrize("x1", [np.ones(4), np.float64(2.0)], ids=["rank1", "rank0"])
 def test_input_of_rank_below_two(x1):
     shape = re.escape(repr(tuple(np.shape(x1))))
-    with pytest.raises(ValueError, match=NET_NAME + r": `x1` must have shape "
-                       r"\(batch, \.\.\., features\) with rank >= 2; got shape " + shape):
+    with pytest.raises(
+        ValueError,
+        match=NET_NAME + r": `x1` must have shape "
+        r"\(batch, \.\.\., features\) with rank >= 2; got shape " + shape,
+    ):
         NET.kernel_fn(x1)
 
 
@@ -54,8 +59,11 @@ def test_non_finite_inputs_outside_jit(bad, arg):
     x_bad = X.copy()
     x_bad[1, 2] = bad
     x1, x2 = (x_bad, None) if arg == "x1" else (X, x_bad)
-    with pytest.raises(ValueError, match=NET_NAME + rf": `{arg}` must be finite; "
-                       r"got 1 NaN/inf entries of 12"):
+    with pytest.raises(
+        ValueError,
+        match=NET_NAME + rf": `{arg}` must be finite; "
+        r"got 1 NaN/inf entries of 12",
+    ):
         NET.kernel_fn(x1, x2)
 
 
@@ -67,30 +75,42 @@ def test_non_finite_inputs_under_jit_are_not_checked_but_propagate():
     assert np.isnan(out[0, 0])
 
 
-@pytest.mark.parametrize("x1,dtype", [(np.array([["a", "b"]]), "<U1"),
-                                      (np.ones((2, 3), bool), "bool")],
-                         ids=["str", "bool"])
+@pytest.mark.parametrize(
+    "x1,dtype",
+    [(np.array([["a", "b"]]), "<U1"), (np.ones((2, 3), bool), "bool")],
+    ids=["str", "bool"],
+)
 def test_non_numeric_inputs_are_type_errors(x1, dtype):
-    with pytest.raises(TypeError, match=NET_NAME + r": `x1` must be a numeric "
-                       rf"array; got dtype {dtype}"):
+    with pytest.raises(
+        TypeError,
+        match=NET_NAME + r": `x1` must be a numeric "
+        rf"array; got dtype {dtype}",
+    ):
         NET.kernel_fn(x1)
 
 
 # ------------------------------------------------------------------ get
 
 
-@pytest.mark.parametrize("get,bad", [("nngq", "nngq"), (("nngp", "foo"), "foo")],
-                         ids=["str", "tuple"])
+@pytest.mark.parametrize(
+    "get,bad", [("nngq", "nngq"), (("nngp", "foo"), "foo")], ids=["str", "tuple"]
+)
 def test_unknown_get_name(get, bad):
-    with pytest.raises(ValueError, match=rf"kernel_fn: unknown `get` name '{bad}'; "
-                       r"expected one of \('nngp', 'ntk', 'cov1', 'cov2'\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"kernel_fn: unknown `get` name '{bad}'; "
+        r"expected one of \('nngp', 'ntk', 'cov1', 'cov2'\)",
+    ):
         NET.kernel_fn(X, get=get)
 
 
 @pytest.mark.parametrize("get", [(), 3], ids=["empty", "int"])
 def test_malformed_get(get):
-    with pytest.raises(ValueError, match=r"kernel_fn: `get` must be None, a name or "
-                       r"a non-empty tuple of names.*got " + re.escape(repr(get))):
+    with pytest.raises(
+        ValueError,
+        match=r"kernel_fn: `get` must be None, a name or "
+        r"a non-empty tuple of names.*got " + re.escape(repr(get)),
+    ):
         NET.kernel_fn(X, get=get)
 
 
@@ -116,8 +136,7 @@ def test_dense_rejects_negative_std_given_as_concrete_array():
         stax.Dense(8, W_std=jnp.asarray(-1.0))
 
 
-@pytest.mark.parametrize("value", [[1.0, 2.0], "1", jnp.ones(2)],
-                         ids=["list", "str", "vector"])
+@pytest.mark.parametrize("value", [[1.0, 2.0], "1", jnp.ones(2)], ids=["list", "str", "vector"])
 def test_dense_rejects_non_scalar_std(value):
     """A std must be a scalar. Today a list or string passes construction and
     fails inside the kernel with `unsupported operand type(s) for **`, and a
@@ -126,11 +145,17 @@ def test_dense_rejects_non_scalar_std(value):
         stax.Dense(8, W_std=value)
 
 
-@pytest.mark.parametrize("kwargs,pattern", [
-    ({"out_dim": 0}, r"Dense\(0\): `out_dim` must be a positive int; got 0"),
-    ({"out_dim": 8, "parameterization": "foo"},
-     r"Dense\(8\): `parameterization` must be one of \('ntk', 'standard'\); got 'foo'"),
-], ids=["out_dim", "parameterization"])
+@pytest.mark.parametrize(
+    "kwargs,pattern",
+    [
+        ({"out_dim": 0}, r"Dense\(0\): `out_dim` must be a positive int; got 0"),
+        (
+            {"out_dim": 8, "parameterization": "foo"},
+            r"Dense\(8\): `parameterization` must be one of \('ntk', 'standard'\); got 'foo'",
+        ),
+    ],
+    ids=["out_dim", "parameterization"],
+)
 def test_dense_rejects_bad_configuration(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         stax.Dense(**kwargs)
@@ -138,15 +163,20 @@ def test_dense_rejects_bad_configuration(kwargs, pattern):
 
 def test_dense_apply_fn_rejects_wrong_feature_count():
     _, params = NET.init_fn(jax.random.PRNGKey(0), (3, 4))
-    with pytest.raises(ValueError, match=r"Dense\(8\): expected inputs with 4 features "
-                       r"\(last axis\); got shape \(3, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Dense\(8\): expected inputs with 4 features "
+        r"\(last axis\); got shape \(3, 5\)",
+    ):
         NET.apply_fn(params, np.ones((3, 5)))
 
 
 # ----------------------------------------------------------- activations
 
-GAUSSIAN_MSG = (r"the input of an activation must be Gaussian, i\.e\. come from an "
-                r"affine layer.*got a kernel that is not")
+GAUSSIAN_MSG = (
+    r"the input of an activation must be Gaussian, i\.e\. come from an "
+    r"affine layer.*got a kernel that is not"
+)
 
 
 @pytest.mark.parametrize("act", [stax.Relu, stax.Erf, stax.Gelu, stax.Sign])
@@ -161,38 +191,75 @@ def test_activation_on_raw_inputs():
         stax.Relu().kernel_fn(X)
 
 
-@pytest.mark.parametrize("build,pattern", [
-    (lambda: stax.Monomial(-1), r"Monomial: `degree` must be a non-negative int; got -1"),
-    (lambda: stax.Hermite(1.5), r"Hermite: `degree` must be a non-negative int; got 1\.5"),
-    (lambda: stax.ElementwiseNumerical(jnp.tanh, 0),
-     r"ElementwiseNumerical: `deg` must be a positive int; got 0"),
-    (lambda: stax.Elementwise(), r"Elementwise: give `fn`.*and/or `nngp_fn`.*got neither"),
-    (lambda: stax.RectifiedMonomial(-1),
-     r"RectifiedMonomial: `degree` must be a non-negative int; got -1"),
-    (lambda: stax.RectifiedMonomial(2.0),
-     r"RectifiedMonomial: `degree` must be a non-negative int; got 2\.0"),
-    (lambda: stax.ExpNormalized(gamma=-0.5), r"ExpNormalized: `gamma` must be a number "
-     r">= 0; got -0\.5"),
-    (lambda: stax.ExpNormalized(shift=float("nan")),
-     r"ExpNormalized: `shift` must be a finite real number; got nan"),
-], ids=["monomial", "hermite", "numerical", "elementwise", "rectified_negative",
-        "rectified_float", "exp_normalized_gamma", "exp_normalized_shift"])
+@pytest.mark.parametrize(
+    "build,pattern",
+    [
+        (lambda: stax.Monomial(-1), r"Monomial: `degree` must be a non-negative int; got -1"),
+        (lambda: stax.Hermite(1.5), r"Hermite: `degree` must be a non-negative int; got 1\.5"),
+        (
+            lambda: stax.ElementwiseNumerical(jnp.tanh, 0),
+            r"ElementwiseNumerical: `deg` must be a positive int; got 0",
+        ),
+        (lambda: stax.Elementwise(), r"Elementwise: give `fn`.*and/or `nngp_fn`.*got neither"),
+        (
+            lambda: stax.RectifiedMonomial(-1),
+            r"RectifiedMonomial: `degree` must be a non-negative int; got -1",
+        ),
+        (
+            lambda: stax.RectifiedMonomial(2.0),
+            r"RectifiedMonomial: `degree` must be a non-negative int; got 2\.0",
+        ),
+        (
+            lambda: stax.ExpNormalized(gamma=-0.5),
+            r"ExpNormalized: `gamma` must be a number "
+            r">= 0; got -0\.5",
+        ),
+        (
+            lambda: stax.ExpNormalized(shift=float("nan")),
+            r"ExpNormalized: `shift` must be a finite real number; got nan",
+        ),
+    ],
+    ids=[
+        "monomial",
+        "hermite",
+        "numerical",
+        "elementwise",
+        "rectified_negative",
+        "rectified_float",
+        "exp_normalized_gamma",
+        "exp_normalized_shift",
+    ],
+)
 def test_activation_configuration_errors(build, pattern):
     with pytest.raises(ValueError, match=pattern):
         build()
 
 
-@pytest.mark.parametrize("build,pattern", [
-    (lambda: stax.ExpNormalized(do_clip=1), r"ExpNormalized: `do_clip` must be a bool; got 1"),
-    (lambda: stax.ExpNormalized(gamma="2"), r"ExpNormalized: `gamma` must be a number "
-     r">= 0; got '2'"),
-    (lambda: stax.ElementwiseNumerical(np.tanh), r"ElementwiseNumerical: `fn` must be a "
-     r"JAX-traceable function.*np\.tanh.*TracerArrayConversionError"),
-    (lambda: stax.ElementwiseNumerical(jnp.tanh, df=lambda x: 1 - np.tanh(x) ** 2),
-     r"ElementwiseNumerical: `df` must be a JAX-traceable function"),
-    (lambda: stax.Elementwise(jnp.tanh, lambda c12, c11, c22: np.arcsin(c12)),
-     r"Elementwise: `nngp_fn` must be a JAX-traceable function"),
-], ids=["do_clip", "gamma_str", "numpy_fn", "numpy_df", "numpy_nngp_fn"])
+@pytest.mark.parametrize(
+    "build,pattern",
+    [
+        (lambda: stax.ExpNormalized(do_clip=1), r"ExpNormalized: `do_clip` must be a bool; got 1"),
+        (
+            lambda: stax.ExpNormalized(gamma="2"),
+            r"ExpNormalized: `gamma` must be a number "
+            r">= 0; got '2'",
+        ),
+        (
+            lambda: stax.ElementwiseNumerical(np.tanh),
+            r"ElementwiseNumerical: `fn` must be a "
+            r"JAX-traceable function.*np\.tanh.*TracerArrayConversionError",
+        ),
+        (
+            lambda: stax.ElementwiseNumerical(jnp.tanh, df=lambda x: 1 - np.tanh(x) ** 2),
+            r"ElementwiseNumerical: `df` must be a JAX-traceable function",
+        ),
+        (
+            lambda: stax.Elementwise(jnp.tanh, lambda c12, c11, c22: np.arcsin(c12)),
+            r"Elementwise: `nngp_fn` must be a JAX-traceable function",
+        ),
+    ],
+    ids=["do_clip", "gamma_str", "numpy_fn", "numpy_df", "numpy_nngp_fn"],
+)
 def test_activation_argument_type_errors(build, pattern):
     with pytest.raises(TypeError, match=pattern):
         build()
@@ -211,15 +278,21 @@ def test_exp_normalized_has_no_finite_network():
 
 @pytest.mark.parametrize("num", [0, -1, 1.5, "2"])
 def test_fanout_rejects_invalid_num(num):
-    with pytest.raises(ValueError, match=r"FanOut: `num` must be a positive int; "
-                       r"got " + re.escape(repr(num))):
+    with pytest.raises(
+        ValueError,
+        match=r"FanOut: `num` must be a positive int; "
+        r"got " + re.escape(repr(num)),
+    ):
         stax.FanOut(num)
 
 
 @pytest.mark.parametrize("n", [0, -3, 2.0, "2"])
 def test_repeat_rejects_invalid_n(n):
-    with pytest.raises(ValueError, match=r"repeat: `n` must be a positive int; "
-                       r"got " + re.escape(repr(n))):
+    with pytest.raises(
+        ValueError,
+        match=r"repeat: `n` must be a positive int; "
+        r"got " + re.escape(repr(n)),
+    ):
         stax.repeat(stax.Dense(3), n)
 
 

@@ -56,14 +56,19 @@ FAMILIES = {}  # family -> (architectures module, fixture arrays)
 for _path in sorted(GOLDEN_DIR.glob("architectures*.py")):
     _suffix = "" if _family(_path) == "core" else f"_{_family(_path)}"
     _fixture = GOLDEN_DIR / f"nt_golden{_suffix}.npz"
-    FAMILIES[_family(_path)] = (_load(_path),
-                                dict(np.load(_fixture)) if _fixture.exists() else None)
+    FAMILIES[_family(_path)] = (
+        _load(_path),
+        dict(np.load(_fixture)) if _fixture.exists() else None,
+    )
 
 PREFIX = {"x2": "", "x2_none": "self_"}  # mode -> prefix of the golden keys
-CASES = [(family, str(name), mode)
-         for family, (_, golden) in FAMILIES.items() if golden is not None
-         for mode, key in (("x2", "meta/names"), ("x2_none", "meta/x2_none"))
-         for name in golden[key]]
+CASES = [
+    (family, str(name), mode)
+    for family, (_, golden) in FAMILIES.items()
+    if golden is not None
+    for mode, key in (("x2", "meta/names"), ("x2_none", "meta/x2_none"))
+    for name in golden[key]
+]
 
 
 def relative_error(ours, golden) -> float:
@@ -76,7 +81,7 @@ def relative_error(ours, golden) -> float:
 def _kwargs(golden, name, prefix):
     """The stored keyword arguments of ``kernel_fn`` (``NAME/kw/KEY``)."""
     head = f"{name}/{prefix}kw/"
-    return {k[len(head):]: v for k, v in golden.items() if k.startswith(head)}
+    return {k[len(head) :]: v for k, v in golden.items() if k.startswith(head)}
 
 
 @pytest.mark.parametrize("family, name, mode", CASES)
@@ -86,12 +91,12 @@ def test_kernels_match_neural_tangents(family, name, mode):
     x1 = golden[f"{name}/x1"]
     x2 = golden[f"{name}/x2"] if mode == "x2" else None
     prefix = PREFIX[mode]
-    nngp, ntk = layer.kernel_fn(x1, x2, get=("nngp", "ntk"),
-                                **_kwargs(golden, name, prefix))
-    errors = {g: relative_error(ours, golden[f"{name}/{prefix}{g}"])
-              for g, ours in (("nngp", nngp), ("ntk", ntk))}
-    assert max(errors.values()) <= RTOL, (
-        f"{name} ({mode}): relative errors {errors} exceed {RTOL}")
+    nngp, ntk = layer.kernel_fn(x1, x2, get=("nngp", "ntk"), **_kwargs(golden, name, prefix))
+    errors = {
+        g: relative_error(ours, golden[f"{name}/{prefix}{g}"])
+        for g, ours in (("nngp", nngp), ("ntk", ntk))
+    }
+    assert max(errors.values()) <= RTOL, f"{name} ({mode}): relative errors {errors} exceed {RTOL}"
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -100,9 +105,11 @@ def test_fixture_covers_every_architecture(family):
     assert golden is not None, f"no fixture for the {family} family"
     assert sorted(str(n) for n in golden["meta/names"]) == sorted(arch.names()), (
         f"the {family} fixture is out of date with its architectures module; "
-        "regenerate it with scripts/nt_golden.py (see its header).")
+        "regenerate it with scripts/nt_golden.py (see its header)."
+    )
     assert sorted(str(n) for n in golden["meta/x2_none"]) == sorted(arch.X2_NONE), (
-        f"regenerate the {family} fixture with scripts/nt_golden.py.")
+        f"regenerate the {family} fixture with scripts/nt_golden.py."
+    )
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

@@ -27,8 +27,9 @@ from ntk.stax import MaskedArray, graph, unmask_fn
 from ntk.stax import spec as specs
 
 MASK = -50.0
-SETTINGS = settings(deadline=None, max_examples=10, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    deadline=None, max_examples=10, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def _rel(a, b):
@@ -59,24 +60,33 @@ def _counts(edges, shape):
 
 def _graph_net(width=5, impl="DENSE", readout=None):
     return stax.serial(
-        stax.Dense(width, W_std=1.3, b_std=0.2), stax.Aggregate(implementation=impl),
-        stax.Relu(), stax.Dense(width, W_std=1.1, b_std=0.1),
-        stax.Aggregate(implementation=impl), stax.Relu(),
-        readout or stax.GlobalAvgPool(), stax.Dense(2, W_std=0.9, b_std=0.3))
+        stax.Dense(width, W_std=1.3, b_std=0.2),
+        stax.Aggregate(implementation=impl),
+        stax.Relu(),
+        stax.Dense(width, W_std=1.1, b_std=0.1),
+        stax.Aggregate(implementation=impl),
+        stax.Relu(),
+        readout or stax.GlobalAvgPool(),
+        stax.Dense(2, W_std=0.9, b_std=0.3),
+    )
 
 
 # ------------------------------------------------------------- apply_fn
 
 
-@pytest.mark.parametrize("agg, shape", [(None, (5,)), (1, (4, 3)), (2, (4, 3)),
-                                        (-2, (4, 3)), ((1, 2), (4, 3)),
-                                        (None, (4, 3))])
+@pytest.mark.parametrize(
+    "agg, shape",
+    [(None, (5,)), (1, (4, 3)), (2, (4, 3)), (-2, (4, 3)), ((1, 2), (4, 3)), (None, (4, 3))],
+)
 def test_dense_apply_is_the_sum_over_predecessors(agg, shape):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2,) + shape + (3,))
     d = len(shape)
-    axes = (tuple(range(d)) if agg is None else
-            tuple(sorted((a % (d + 2)) - 1 for a in np.atleast_1d(agg))))
+    axes = (
+        tuple(range(d))
+        if agg is None
+        else tuple(sorted((a % (d + 2)) - 1 for a in np.atleast_1d(agg)))
+    )
     agg_shape = tuple(shape[i] for i in axes)
     a = rng.standard_normal((2,) + agg_shape * 2)
     out = stax.Aggregate(aggregate_axis=agg).apply_fn((), x, pattern=a)
@@ -92,25 +102,25 @@ def test_dense_apply_is_the_sum_over_predecessors(agg, shape):
     np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("agg, shape, four_d", [(None, (6,), False), (None, (6,), True),
-                                                ((1, 2), (3, 4), False),
-                                                (2, (3, 4), False)])
+@pytest.mark.parametrize(
+    "agg, shape, four_d",
+    [(None, (6,), False), (None, (6,), True), ((1, 2), (3, 4), False), (2, (3, 4), False)],
+)
 def test_sparse_apply_equals_dense_apply_of_the_edge_counts(agg, shape, four_d):
     """Repeated edges add up; edges with any negative coordinate (padding,
     including a negative tail with a valid head) are dropped."""
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2,) + shape + (2,))
-    agg_shape = shape if agg is None else tuple(
-        shape[a - 1] for a in np.atleast_1d(agg))
+    agg_shape = shape if agg is None else tuple(shape[a - 1] for a in np.atleast_1d(agg))
     edges = _edges(rng, 2, agg_shape, 10)
-    edges[0, 0] = edges[0, 1]                    # a repeated edge
-    edges[0, -1] = -1                            # a padding edge
-    edges[1, -1, 0, 0] = -1                      # a negative tail only
+    edges[0, 0] = edges[0, 1]  # a repeated edge
+    edges[0, -1] = -1  # a padding edge
+    edges[1, -1, 0, 0] = -1  # a negative tail only
     sparse = edges if (four_d or len(agg_shape) > 1) else edges[:, :, 0, :]
     got = stax.Aggregate(aggregate_axis=agg, implementation="SPARSE").apply_fn(
-        (), x, pattern=sparse)
-    want = stax.Aggregate(aggregate_axis=agg).apply_fn(
-        (), x, pattern=_counts(edges, agg_shape))
+        (), x, pattern=sparse
+    )
+    want = stax.Aggregate(aggregate_axis=agg).apply_fn((), x, pattern=_counts(edges, agg_shape))
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
@@ -121,8 +131,9 @@ def test_to_dense_decodes_the_pattern_in_apply_and_kernel():
     sym = lambda p: p + jnp.swapaxes(p, 1, 2)
     coded = stax.Aggregate(to_dense=sym)
     plain = stax.Aggregate()
-    np.testing.assert_allclose(coded.apply_fn((), x, pattern=upper),
-                               plain.apply_fn((), x, pattern=sym(upper)), rtol=1e-13)
+    np.testing.assert_allclose(
+        coded.apply_fn((), x, pattern=upper), plain.apply_fn((), x, pattern=sym(upper)), rtol=1e-13
+    )
     k1 = coded.kernel_fn(x, None, "nngp", pattern=(upper, upper))
     k2 = plain.kernel_fn(x, None, "nngp", pattern=(sym(upper),) * 2)
     assert _rel(k1, k2) <= 1e-13
@@ -132,8 +143,13 @@ def test_pattern_none_is_the_identity():
     x = np.random.default_rng(3).standard_normal((2, 4, 3))
     layer = stax.Aggregate()
     np.testing.assert_array_equal(layer.apply_fn((), x), x)
-    assert _rel(stax.serial(layer, stax.Flatten()).kernel_fn(x, None, "nngp"),
-                stax.Flatten().kernel_fn(x, None, "nngp")) <= 1e-15
+    assert (
+        _rel(
+            stax.serial(layer, stax.Flatten()).kernel_fn(x, None, "nngp"),
+            stax.Flatten().kernel_fn(x, None, "nngp"),
+        )
+        <= 1e-15
+    )
 
 
 # ---------------------------------------------------------------- kernel
@@ -154,8 +170,9 @@ def test_kernel_of_one_aggregation_is_the_bilinear_form_of_the_gram(impl, monkey
     else:
         p1, p2 = _edges(rng, 3, (v,), 8), _edges(rng, 2, (v,), 8)
         a1, a2 = _counts(p1, (v,)), _counts(p2, (v,))
-    k = stax.Aggregate(implementation=impl).kernel_fn(x1, x2, ("nngp", "cov1", "cov2"),
-                                                      pattern=(p1, p2))
+    k = stax.Aggregate(implementation=impl).kernel_fn(
+        x1, x2, ("nngp", "cov1", "cov2"), pattern=(p1, p2)
+    )
     gram = np.einsum("isc,jtc->ijst", x1, x2) / c
     want = np.einsum("isa,ijst,jtb->ijab", a1, gram, a2)
     assert _rel(k.nngp, want) <= 1e-13
@@ -180,12 +197,18 @@ def test_sparse_and_dense_kernels_agree(agg, segment_sums, monkeypatch):
     e1[1, :3] = -1
 
     def net(impl):
-        return stax.serial(stax.Dense(4, b_std=0.2),
-                           stax.Aggregate(aggregate_axis=agg, implementation=impl),
-                           stax.Relu(), stax.Flatten(), stax.Dense(1))
+        return stax.serial(
+            stax.Dense(4, b_std=0.2),
+            stax.Aggregate(aggregate_axis=agg, implementation=impl),
+            stax.Relu(),
+            stax.Flatten(),
+            stax.Dense(1),
+        )
+
     sparse = net("SPARSE").kernel_fn(x1, x2, ("nngp", "ntk"), pattern=(e1, e2))
-    dense = net("DENSE").kernel_fn(x1, x2, ("nngp", "ntk"),
-                                   pattern=(_counts(e1, agg_shape), _counts(e2, agg_shape)))
+    dense = net("DENSE").kernel_fn(
+        x1, x2, ("nngp", "ntk"), pattern=(_counts(e1, agg_shape), _counts(e2, agg_shape))
+    )
     assert _rel(sparse.nngp, dense.nngp) <= 1e-12 and _rel(sparse.ntk, dense.ntk) <= 1e-12
 
 
@@ -205,9 +228,10 @@ def test_padded_masked_graphs_give_the_kernel_and_outputs_of_the_unpadded_ones()
     x2, a2 = _padded_graphs(rng, sizes2, v, 2)
     net = _graph_net()
     k = net.kernel_fn(x1, x2, ("nngp", "ntk"), pattern=(a1, a2), mask_constant=MASK)
-    r1, r2 = [0, 2], [0, 1]          # the 4-node graphs
-    small = net.kernel_fn(x1[r1, :4], x2[r2, :4], ("nngp", "ntk"),
-                          pattern=(a1[r1][:, :4, :4], a2[r2][:, :4, :4]))
+    r1, r2 = [0, 2], [0, 1]  # the 4-node graphs
+    small = net.kernel_fn(
+        x1[r1, :4], x2[r2, :4], ("nngp", "ntk"), pattern=(a1[r1][:, :4, :4], a2[r2][:, :4, :4])
+    )
     for g in ("nngp", "ntk"):
         assert _rel(np.asarray(getattr(k, g))[np.ix_(r1, r2)], getattr(small, g)) <= 1e-12
     _, params = net.init_fn(jax.random.PRNGKey(0), x1.shape)
@@ -228,20 +252,31 @@ def test_graph_kernel_matches_monte_carlo_of_the_finite_network():
     x2, a2 = _padded_graphs(rng, (2, 5), 5, 2)
     width = 128
     net = stax.serial(
-        stax.Dense(width, W_std=1.2, b_std=0.2), stax.FanOut(2),
-        stax.parallel(stax.serial(stax.Relu(), stax.Aggregate(),
-                                  stax.Dense(width, W_std=1.1, b_std=0.1)),
-                      stax.Dense(width, W_std=0.8)),
-        stax.FanInSum(), stax.Relu(), stax.Aggregate(), stax.Dense(width, b_std=0.1),
-        stax.Relu(), stax.Flatten(), stax.Dense(4, W_std=0.9, b_std=0.2))
+        stax.Dense(width, W_std=1.2, b_std=0.2),
+        stax.FanOut(2),
+        stax.parallel(
+            stax.serial(stax.Relu(), stax.Aggregate(), stax.Dense(width, W_std=1.1, b_std=0.1)),
+            stax.Dense(width, W_std=0.8),
+        ),
+        stax.FanInSum(),
+        stax.Relu(),
+        stax.Aggregate(),
+        stax.Dense(width, b_std=0.1),
+        stax.Relu(),
+        stax.Flatten(),
+        stax.Dense(4, W_std=0.9, b_std=0.2),
+    )
     k = net.kernel_fn(x1, x2, ("nngp", "ntk"), pattern=(a1, a2), mask_constant=MASK)
     apply_fn = unmask_fn(net.apply_fn)
     # mc_kernels applies one function to x1 (3 graphs) and x2 (2 graphs).
     nngp, nngp_sem, ntk, ntk_sem = mc_kernels(
         net.init_fn,
-        lambda p, x: apply_fn(p, x, pattern=a1 if x.shape[0] == 3 else a2,
-                              mask_constant=MASK),
-        x1, x2, jax.random.PRNGKey(8), 100)
+        lambda p, x: apply_fn(p, x, pattern=a1 if x.shape[0] == 3 else a2, mask_constant=MASK),
+        x1,
+        x2,
+        jax.random.PRNGKey(8),
+        100,
+    )
     assert_within_mc(k.nngp, nngp, nngp_sem, bias=0.03, what="nngp")
     assert_within_mc(k.ntk, ntk, ntk_sem, bias=0.03, what="ntk")
 
@@ -253,12 +288,15 @@ def _brute_force_ntk(f, params, x1, x2, kw1, kw2):
     """``Σ_θ ∂f(x1)/∂θ ⊗ ∂f(x2)/∂θ`` from explicit Jacobians, ``(N1, O, N2, O)``."""
     jac = jax.jit(lambda x, kw: jax.jacrev(lambda p: f(p, x, **kw))(params))
     j1, j2 = jac(x1, kw1), jac(x2, kw2)
-    return sum(np.tensordot(np.asarray(a), np.asarray(b), axes=(list(range(2, a.ndim)),) * 2)
-               for a, b in zip(jax.tree_util.tree_leaves(j1), jax.tree_util.tree_leaves(j2)))
+    return sum(
+        np.tensordot(np.asarray(a), np.asarray(b), axes=(list(range(2, a.ndim)),) * 2)
+        for a, b in zip(jax.tree_util.tree_leaves(j1), jax.tree_util.tree_leaves(j2))
+    )
 
 
-@pytest.mark.parametrize("impl", ["JACOBIAN_CONTRACTION", "NTK_VECTOR_PRODUCTS",
-                                  "STRUCTURED_DERIVATIVES"])
+@pytest.mark.parametrize(
+    "impl", ["JACOBIAN_CONTRACTION", "NTK_VECTOR_PRODUCTS", "STRUCTURED_DERIVATIVES"]
+)
 def test_empirical_ntk_of_a_graph_network_matches_brute_force(impl):
     rng = np.random.default_rng(9)
     x1, x2 = rng.standard_normal((3, 5, 2)), rng.standard_normal((2, 5, 2))
@@ -267,7 +305,8 @@ def test_empirical_ntk_of_a_graph_network_matches_brute_force(impl):
     _, params = net.init_fn(jax.random.PRNGKey(1), x1.shape)
     want = _brute_force_ntk(net.apply_fn, params, x1, x2, {"pattern": a1}, {"pattern": a2})
     got = empirical_ntk_fn(net, trace_axes=(), implementation=impl)(
-        x1, x2, params, pattern=(a1, a2))
+        x1, x2, params, pattern=(a1, a2)
+    )
     assert _rel(np.transpose(got, (0, 2, 1, 3)), want) <= 1e-10
 
 
@@ -282,7 +321,8 @@ def test_empirical_ntk_of_padded_graphs_through_unmask_fn_matches_brute_force(im
     kw1, kw2 = {"pattern": a1, "mask_constant": MASK}, {"pattern": a2, "mask_constant": MASK}
     want = _brute_force_ntk(f, params, x1, x2, kw1, kw2)
     got = empirical_ntk_fn(f, trace_axes=(), implementation=impl)(
-        x1, x2, params, pattern=(a1, a2), mask_constant=MASK)
+        x1, x2, params, pattern=(a1, a2), mask_constant=MASK
+    )
     assert _rel(np.transpose(got, (0, 2, 1, 3)), want) <= 1e-10
 
 
@@ -292,8 +332,11 @@ def test_empirical_ntk_of_padded_graphs_through_unmask_fn_matches_brute_force(im
 @functools.cache
 def _compiled(impl: str):
     net = _graph_net(impl=impl)
-    return jax.jit(lambda x, m, p: tuple(net.kernel_fn(
-        MaskedArray(x, m), None, ("nngp", "ntk"), pattern=(p, p))))
+    return jax.jit(
+        lambda x, m, p: tuple(
+            net.kernel_fn(MaskedArray(x, m), None, ("nngp", "ntk"), pattern=(p, p))
+        )
+    )
 
 
 @st.composite
@@ -301,10 +344,11 @@ def graph_batches(draw, n=4, v=5, c=2, sparse=False):
     """Features on a coarse grid (zeros and repeated graphs occur), node
     counts ≥ 1 (the rest masked, holding junk), random arcs."""
     cell = st.integers(-10, 10).map(lambda i: i / 5)
-    x = np.asarray(draw(st.lists(cell, min_size=n * v * c, max_size=n * v * c)),
-                   dtype=np.float64).reshape(n, v, c)
+    x = np.asarray(
+        draw(st.lists(cell, min_size=n * v * c, max_size=n * v * c)), dtype=np.float64
+    ).reshape(n, v, c)
     sizes = np.asarray(draw(st.lists(st.integers(1, v), min_size=n, max_size=n)))
-    seed = draw(st.integers(0, 2 ** 16))
+    seed = draw(st.integers(0, 2**16))
     rng = np.random.default_rng(seed)
     if sparse:
         p = _edges(rng, n, (v,), 7)[:, :, 0, :]
@@ -346,7 +390,7 @@ def test_padded_nodes_change_nothing(data, junk):
 def test_zero_features_give_finite_kernels():
     x = np.zeros((3, 5, 2))
     mask = np.zeros(x.shape, bool)
-    p = np.zeros((3, 5, 5))          # no arcs at all: every output is zero
+    p = np.zeros((3, 5, 5))  # no arcs at all: every output is zero
     for v in _compiled("DENSE")(x, mask, p):
         assert np.all(np.isfinite(np.asarray(v)))
 
@@ -360,7 +404,7 @@ def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="implementation"):
         stax.Aggregate(implementation="COO")
     with pytest.raises(ValueError, match="aggregate_axis"):
-        stax.Aggregate(aggregate_axis=2).apply_fn((), x, pattern=a)   # channels
+        stax.Aggregate(aggregate_axis=2).apply_fn((), x, pattern=a)  # channels
     with pytest.raises(ValueError, match="aggregate_axis"):
         stax.Aggregate(aggregate_axis=(1, 1)).apply_fn((), x, pattern=a)
     with pytest.raises(ValueError, match="aggregate_axis"):

@@ -49,30 +49,59 @@ def _img(n, seed, shape=(3, 4, 2)):
 
 # name -> (layer, x2 has N rows (per-example constant), diagonal layout allowed)
 LAYERS = {
-    "rhs_contract_h": (lambda: stax.DotGeneral(
-        rhs=_const((3,)), dimension_numbers=(((1,), (0,)), ((), ()))), False, False),
-    "rhs_contract_hw": (lambda: stax.DotGeneral(
-        rhs=_const((3, 4), 1), dimension_numbers=(((1, 2), (0, 1)), ((), ()))),
-        False, False),
-    "lhs_contract_w": (lambda: stax.DotGeneral(
-        lhs=_const((4,), 2), dimension_numbers=(((0,), (2,)), ((), ()))), False, False),
+    "rhs_contract_h": (
+        lambda: stax.DotGeneral(rhs=_const((3,)), dimension_numbers=(((1,), (0,)), ((), ()))),
+        False,
+        False,
+    ),
+    "rhs_contract_hw": (
+        lambda: stax.DotGeneral(
+            rhs=_const((3, 4), 1), dimension_numbers=(((1, 2), (0, 1)), ((), ()))
+        ),
+        False,
+        False,
+    ),
+    "lhs_contract_w": (
+        lambda: stax.DotGeneral(lhs=_const((4,), 2), dimension_numbers=(((0,), (2,)), ((), ()))),
+        False,
+        False,
+    ),
     "rhs_scalar": (lambda: stax.DotGeneral(rhs=-1.3), False, True),
-    "rhs_per_example_positions": (lambda: stax.DotGeneral(
-        rhs=_const((N, 3, 4), 3), dimension_numbers=(((), ()), ((0, 1, 2), (0, 1, 2)))),
-        True, True),
+    "rhs_per_example_positions": (
+        lambda: stax.DotGeneral(
+            rhs=_const((N, 3, 4), 3), dimension_numbers=(((), ()), ((0, 1, 2), (0, 1, 2)))
+        ),
+        True,
+        True,
+    ),
     # Batching (N, W) with a constant moves W before H: (N, H, W, C) -> (N, W, H, C).
-    "rhs_per_example_permutes_axes": (lambda: stax.DotGeneral(
-        rhs=_const((N, 4), 4), dimension_numbers=(((), ()), ((0, 2), (0, 1)))),
-        True, True),
-    "rhs_per_example_contract": (lambda: stax.DotGeneral(
-        rhs=_const((N, 3), 5), dimension_numbers=(((1,), (1,)), ((0,), (0,)))),
-        True, False),
+    "rhs_per_example_permutes_axes": (
+        lambda: stax.DotGeneral(
+            rhs=_const((N, 4), 4), dimension_numbers=(((), ()), ((0, 2), (0, 1)))
+        ),
+        True,
+        True,
+    ),
+    "rhs_per_example_contract": (
+        lambda: stax.DotGeneral(
+            rhs=_const((N, 3), 5), dimension_numbers=(((1,), (1,)), ((0,), (0,)))
+        ),
+        True,
+        False,
+    ),
     # The lhs's free axis becomes a new spatial axis after the batch axis.
-    "lhs_per_example_new_axis": (lambda: stax.DotGeneral(
-        lhs=_const((N, 2), 6), dimension_numbers=(((), ()), ((0,), (0,)))), True, True),
-    "lhs_per_example_new_axis_contract": (lambda: stax.DotGeneral(
-        lhs=_const((N, 2, 4), 7), dimension_numbers=(((2,), (2,)), ((0,), (0,)))),
-        True, False),
+    "lhs_per_example_new_axis": (
+        lambda: stax.DotGeneral(lhs=_const((N, 2), 6), dimension_numbers=(((), ()), ((0,), (0,)))),
+        True,
+        True,
+    ),
+    "lhs_per_example_new_axis_contract": (
+        lambda: stax.DotGeneral(
+            lhs=_const((N, 2, 4), 7), dimension_numbers=(((2,), (2,)), ((0,), (0,)))
+        ),
+        True,
+        False,
+    ),
     "index_crop_stride": (lambda: stax.Index(stax.Slice[:, 1:, ::2]), False, True),
     "index_negative_steps": (lambda: stax.Index(stax.Slice[:, ::-1, -1::-3]), False, True),
     "index_int_ellipsis": (lambda: stax.Index(stax.Slice[..., 1, :]), False, True),
@@ -80,8 +109,7 @@ LAYERS = {
     "index_batch": (lambda: stax.Index(stax.Slice[1:, ::2]), False, True),
     "index_batch_reverse": (lambda: stax.Index(stax.Slice[::-1]), False, True),
     # Any slice that keeps every channel in order is allowed (NT: only `:`).
-    "index_channel_kept_whole": (lambda: stax.Index(stax.Slice[:, :, 2:, 0:2]),
-                                 False, True),
+    "index_channel_kept_whole": (lambda: stax.Index(stax.Slice[:, :, 2:, 0:2]), False, True),
 }
 
 
@@ -96,8 +124,7 @@ def _oracle_cases():
 
 
 @pytest.mark.parametrize("name,diagonal_spatial,x2_none", list(_oracle_cases()))
-def test_kernel_on_inputs_is_the_input_kernel_of_the_outputs(name, diagonal_spatial,
-                                                             x2_none):
+def test_kernel_on_inputs_is_the_input_kernel_of_the_outputs(name, diagonal_spatial, x2_none):
     make, same_batch, _ = LAYERS[name]
     layer = make()
     x1 = _img(N, 0)
@@ -112,8 +139,12 @@ def test_kernel_on_inputs_is_the_input_kernel_of_the_outputs(name, diagonal_spat
     assert k.shape1 == layer.init_fn(None, x1.shape)[0]
     assert k.diagonal_spatial == diagonal_spatial
     # Both sides are a few float64 sums of products of O(1) numbers.
-    for got, exp, what in ((k.nngp, want.nngp, "nngp"), (k.ntk, 0.7 * want.nngp, "ntk"),
-                           (k.cov1, want.cov1, "cov1"), (k.cov2, want.cov2, "cov2")):
+    for got, exp, what in (
+        (k.nngp, want.nngp, "nngp"),
+        (k.ntk, 0.7 * want.nngp, "ntk"),
+        (k.cov1, want.cov1, "cov1"),
+        (k.cov2, want.cov2, "cov2"),
+    ):
         if exp is None:
             assert got is None, what
             continue
@@ -153,17 +184,20 @@ MC_NETS = {
     # (N, 4, 5, 2) -> Conv -> (N, 4, 4, C) -> contract H -> (N, 4, C)
     # -> reverse positions, drop the last -> (N, 3, C) -> Dense.
     "rhs_contract_then_index": lambda: stax.serial(
-        stax.Conv(C, (1, 2), W_std=1.3, b_std=0.2), stax.Relu(),
+        stax.Conv(C, (1, 2), W_std=1.3, b_std=0.2),
+        stax.Relu(),
         stax.DotGeneral(rhs=_const((4,), 8), dimension_numbers=(((1,), (0,)), ((), ()))),
         stax.Index(stax.Slice[:, -2::-1]),
-        stax.Dense(OUT, W_std=1.1, b_std=0.1)),
+        stax.Dense(OUT, W_std=1.1, b_std=0.1),
+    ),
     # Per-example lhs with a new axis, contracting W; every other example.
     "lhs_per_example_then_batch_index": lambda: stax.serial(
-        stax.Conv(C, (2, 2), W_std=1.2, b_std=0.3), stax.Erf(),
-        stax.DotGeneral(lhs=_const((N, 2, 4), 9),
-                        dimension_numbers=(((2,), (2,)), ((0,), (0,)))),
+        stax.Conv(C, (2, 2), W_std=1.2, b_std=0.3),
+        stax.Erf(),
+        stax.DotGeneral(lhs=_const((N, 2, 4), 9), dimension_numbers=(((2,), (2,)), ((0,), (0,)))),
         stax.Index(stax.Slice[::2, :, 1:]),
-        stax.Dense(OUT, W_std=1.4)),
+        stax.Dense(OUT, W_std=1.4),
+    ),
 }
 
 
@@ -172,22 +206,26 @@ def _as_matrix(m):
     d = (m.ndim - 2) // 2
     perm = [0] + [2 + 2 * i for i in range(d)] + [1] + [3 + 2 * i for i in range(d)]
     m = jnp.transpose(m, perm)
-    return m.reshape(math.prod(m.shape[:1 + d]), -1)
+    return m.reshape(math.prod(m.shape[: 1 + d]), -1)
 
 
 @pytest.mark.parametrize("name", list(MC_NETS))
 def test_kernel_matches_monte_carlo_of_wide_network(name):
     layer = MC_NETS[name]()
     x1, x2 = _img(N, 10, (4, 5, 2)), _img(N, 11, (4, 5, 2))
-    k = jax.jit(lambda a, b: layer.kernel_fn(
-        inputs_to_kernel(a, b, diagonal_spatial=False, compute_ntk=True)))(x1, x2)
+    k = jax.jit(
+        lambda a, b: layer.kernel_fn(
+            inputs_to_kernel(a, b, diagonal_spatial=False, compute_ntk=True)
+        )
+    )(x1, x2)
 
     def rows(params, x):
         y = layer.apply_fn(params, x)
         return y.reshape(-1, y.shape[-1])
 
-    nngp_m, nngp_s, ntk_m, ntk_s = mc_kernels(layer.init_fn, rows, x1, x2,
-                                              jax.random.PRNGKey(3), SAMPLES)
+    nngp_m, nngp_s, ntk_m, ntk_s = mc_kernels(
+        layer.init_fn, rows, x1, x2, jax.random.PRNGKey(3), SAMPLES
+    )
     nngp, ntk = _as_matrix(k.nngp), _as_matrix(k.ntk)
     assert nngp.shape == nngp_m.shape
     assert_within_mc(nngp, nngp_m, nngp_s, what="nngp")
@@ -199,22 +237,35 @@ def test_kernel_matches_monte_carlo_of_wide_network(name):
 N1, N2, L = 3, 2, 4
 PROPERTY_NETS = {
     "rhs_contract": lambda: stax.serial(
-        stax.Conv(8, (2,), W_std=1.4, b_std=0.3), stax.Relu(),
+        stax.Conv(8, (2,), W_std=1.4, b_std=0.3),
+        stax.Relu(),
         stax.DotGeneral(rhs=_const((L - 1,), 12), dimension_numbers=(((1,), (0,)), ((), ()))),
-        stax.Dense(4, W_std=1.2, b_std=0.1), stax.Erf(), stax.Dense(1)),
+        stax.Dense(4, W_std=1.2, b_std=0.1),
+        stax.Erf(),
+        stax.Dense(1),
+    ),
     "lhs_contract": lambda: stax.serial(
-        stax.Conv(8, (2,), W_std=1.1), stax.Gelu(),
-        stax.DotGeneral(lhs=_const((L - 1,), 13),
-                        dimension_numbers=(((0,), (1,)), ((), ()))),
-        stax.Dense(1, b_std=0.2)),
+        stax.Conv(8, (2,), W_std=1.1),
+        stax.Gelu(),
+        stax.DotGeneral(lhs=_const((L - 1,), 13), dimension_numbers=(((0,), (1,)), ((), ()))),
+        stax.Dense(1, b_std=0.2),
+    ),
     "index": lambda: stax.serial(
-        stax.Conv(8, (2,), W_std=1.3, b_std=0.1), stax.Erf(),
-        stax.Index(stax.Slice[:, ::-2]), stax.Conv(4, (1,), W_std=1.2), stax.Relu(),
-        stax.Flatten(), stax.Dense(1)),
+        stax.Conv(8, (2,), W_std=1.3, b_std=0.1),
+        stax.Erf(),
+        stax.Index(stax.Slice[:, ::-2]),
+        stax.Conv(4, (1,), W_std=1.2),
+        stax.Relu(),
+        stax.Flatten(),
+        stax.Dense(1),
+    ),
 }
-SETTINGS = settings(deadline=None, max_examples=10, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow,
-                                           HealthCheck.data_too_large])
+SETTINGS = settings(
+    deadline=None,
+    max_examples=10,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @functools.cache
@@ -228,7 +279,8 @@ def grid_inputs(n):
     """Inputs on a coarse grid, so zeros and repeated rows occur."""
     cell = st.integers(-10, 10).map(lambda i: i / 5)
     return st.lists(cell, min_size=n * L * 2, max_size=n * L * 2).map(
-        lambda v: jnp.asarray(v, dtype=jnp.float64).reshape(n, L, 2))
+        lambda v: jnp.asarray(v, dtype=jnp.float64).reshape(n, L, 2)
+    )
 
 
 @SETTINGS
@@ -258,27 +310,56 @@ def test_kernels_are_finite_at_zero_and_identical_inputs(name):
 
 EMPIRICAL_NETS = {
     # Spatial only: examples stay independent, so vmap over the batch is valid.
-    "spatial": (lambda: stax.serial(
-        stax.Conv(3, (2, 2), padding="SAME", b_std=0.1), stax.Relu(),
-        stax.DotGeneral(rhs=_const((3,), 15), dimension_numbers=(((1,), (0,)), ((), ()))),
-        stax.Index(stax.Slice[:, 1:]),
-        stax.DotGeneral(lhs=_const((3,), 16), dimension_numbers=(((0,), (1,)), ((), ()))),
-        stax.Dense(2, W_std=1.2, b_std=0.2)), (3, 4, 2), 0),
+    "spatial": (
+        lambda: stax.serial(
+            stax.Conv(3, (2, 2), padding="SAME", b_std=0.1),
+            stax.Relu(),
+            stax.DotGeneral(rhs=_const((3,), 15), dimension_numbers=(((1,), (0,)), ((), ()))),
+            stax.Index(stax.Slice[:, 1:]),
+            stax.DotGeneral(lhs=_const((3,), 16), dimension_numbers=(((0,), (1,)), ((), ()))),
+            stax.Dense(2, W_std=1.2, b_std=0.2),
+        ),
+        (3, 4, 2),
+        0,
+    ),
     # A per-example constant: the batch must not be vmapped (it has N rows).
-    "per_example": (lambda: stax.serial(
-        stax.Dense(4, b_std=0.1), stax.Erf(),
-        stax.DotGeneral(rhs=_const((N,), 17), dimension_numbers=(((), ()), ((0,), (0,)))),
-        stax.Dense(2, parameterization="standard")), (5,), None),
+    "per_example": (
+        lambda: stax.serial(
+            stax.Dense(4, b_std=0.1),
+            stax.Erf(),
+            stax.DotGeneral(rhs=_const((N,), 17), dimension_numbers=(((), ()), ((0,), (0,)))),
+            stax.Dense(2, parameterization="standard"),
+        ),
+        (5,),
+        None,
+    ),
     # Reordering and subsampling the batch after a parameterised layer.
-    "batch_index": (lambda: stax.serial(
-        stax.Dense(4, b_std=0.1), stax.Erf(), stax.Index(stax.Slice[::-1]),
-        stax.Dense(2, W_std=1.3)), (5,), None),
-    "batch_subsample": (lambda: stax.serial(
-        stax.Dense(4, b_std=0.1), stax.Erf(), stax.Index(stax.Slice[::2]),
-        stax.Dense(2, W_std=1.3)), (5,), None),
+    "batch_index": (
+        lambda: stax.serial(
+            stax.Dense(4, b_std=0.1),
+            stax.Erf(),
+            stax.Index(stax.Slice[::-1]),
+            stax.Dense(2, W_std=1.3),
+        ),
+        (5,),
+        None,
+    ),
+    "batch_subsample": (
+        lambda: stax.serial(
+            stax.Dense(4, b_std=0.1),
+            stax.Erf(),
+            stax.Index(stax.Slice[::2]),
+            stax.Dense(2, W_std=1.3),
+        ),
+        (5,),
+        None,
+    ),
 }
-IMPLS = (NtkImplementation.JACOBIAN_CONTRACTION, NtkImplementation.NTK_VECTOR_PRODUCTS,
-         NtkImplementation.STRUCTURED_DERIVATIVES)
+IMPLS = (
+    NtkImplementation.JACOBIAN_CONTRACTION,
+    NtkImplementation.NTK_VECTOR_PRODUCTS,
+    NtkImplementation.STRUCTURED_DERIVATIVES,
+)
 
 
 def _brute_force_ntk(f, params, x1, x2):
@@ -287,10 +368,17 @@ def _brute_force_ntk(f, params, x1, x2):
     jac = jax.jit(jax.jacrev(f))
     j1, j2 = jac(params, x1), jac(params, x2)
     n_out = jax.eval_shape(f, params, x1).shape[-1]
-    return sum(np.einsum("iop,jop->ij", np.asarray(a).reshape(a.shape[:2] + (-1,)),
-                         np.asarray(b).reshape(b.shape[:2] + (-1,)))
-               for a, b in zip(jax.tree_util.tree_leaves(j1), jax.tree_util.tree_leaves(j2))
-               ) / n_out
+    return (
+        sum(
+            np.einsum(
+                "iop,jop->ij",
+                np.asarray(a).reshape(a.shape[:2] + (-1,)),
+                np.asarray(b).reshape(b.shape[:2] + (-1,)),
+            )
+            for a, b in zip(jax.tree_util.tree_leaves(j1), jax.tree_util.tree_leaves(j2))
+        )
+        / n_out
+    )
 
 
 # The structured method pairs site row n with output row n (it pulls back one
@@ -298,9 +386,11 @@ def _brute_force_ntk(f, params, x1, x2):
 # depends on input example n alone. An Index that reorders or subsamples the
 # batch declares per_example=False and the structured request falls back to
 # Jacobian contraction: these cases check that the answer stays exact.
-@pytest.mark.parametrize("name,impl", [(name, impl) for name in EMPIRICAL_NETS
-                                       for impl in IMPLS],
-                         ids=lambda v: getattr(v, "name", v))
+@pytest.mark.parametrize(
+    "name,impl",
+    [(name, impl) for name in EMPIRICAL_NETS for impl in IMPLS],
+    ids=lambda v: getattr(v, "name", v),
+)
 def test_empirical_ntk_matches_brute_force(name, impl):
     make, shape, vmap_axes = EMPIRICAL_NETS[name]
     net = make()
@@ -323,71 +413,124 @@ def _kernel_error(layer, x2=None):
 
 
 ERRORS = {
-    "index_channel": (_kernel_error(stax.Index(stax.Slice[..., :1])),
-                      UnsupportedAxisError, "channel axis"),
-    "index_batch_int": (_kernel_error(stax.Index(stax.Slice[0])),
-                        UnsupportedAxisError, "batch axis with an int"),
-    "index_out_of_range": (_kernel_error(stax.Index(stax.Slice[:, 3])),
-                           ValueError, "out of range for axis 1"),
-    "index_too_many": (_kernel_error(stax.Index(stax.Slice[:, :, :, :, :])),
-                       ValueError, "indexes 5 axes"),
-    "index_empty": (_kernel_error(stax.Index(stax.Slice[:, 3:])),
-                    ValueError, "selects no entries"),
+    "index_channel": (
+        _kernel_error(stax.Index(stax.Slice[..., :1])),
+        UnsupportedAxisError,
+        "channel axis",
+    ),
+    "index_batch_int": (
+        _kernel_error(stax.Index(stax.Slice[0])),
+        UnsupportedAxisError,
+        "batch axis with an int",
+    ),
+    "index_out_of_range": (
+        _kernel_error(stax.Index(stax.Slice[:, 3])),
+        ValueError,
+        "out of range for axis 1",
+    ),
+    "index_too_many": (
+        _kernel_error(stax.Index(stax.Slice[:, :, :, :, :])),
+        ValueError,
+        "indexes 5 axes",
+    ),
+    "index_empty": (_kernel_error(stax.Index(stax.Slice[:, 3:])), ValueError, "selects no entries"),
     "index_none": (lambda: stax.Index(stax.Slice[:, None]), TypeError, "`idx`"),
     "index_float": (lambda: stax.Index(1.5), TypeError, "`idx`"),
-    "index_two_ellipses": (lambda: stax.Index(stax.Slice[..., 0, ...]),
-                           ValueError, "at most one"),
+    "index_two_ellipses": (lambda: stax.Index(stax.Slice[..., 0, ...]), ValueError, "at most one"),
     "index_zero_step": (lambda: stax.Index(stax.Slice[::0]), ValueError, "step"),
-    "index_batch_axis": (lambda: stax.Index(stax.Slice[:], batch_axis=1),
-                         ValueError, "batch_axis=0"),
-    "dot_both_constants": (lambda: stax.DotGeneral(lhs=1.0, rhs=2.0),
-                           ValueError, "at most one"),
-    "dot_contract_channel": (_kernel_error(stax.DotGeneral(
-        rhs=np.ones(2), dimension_numbers=(((3,), (0,)), ((), ())))),
-        UnsupportedAxisError, "channel axis"),
-    "dot_batch_channel": (_kernel_error(stax.DotGeneral(
-        rhs=np.ones((3, 2)), dimension_numbers=(((), ()), ((0, 3), (0, 1))))),
-        UnsupportedAxisError, "channel axis"),
-    "dot_contract_batch": (_kernel_error(stax.DotGeneral(
-        rhs=np.ones(3), dimension_numbers=(((0,), (0,)), ((), ())))),
-        UnsupportedAxisError, "contracting the batch axis"),
-    "dot_batch_spatial_only": (_kernel_error(stax.DotGeneral(
-        rhs=np.ones(3), dimension_numbers=(((), ()), ((1,), (0,))))),
-        UnsupportedAxisError, "before the batch axis"),
-    "dot_rhs_free_axis": (_kernel_error(stax.DotGeneral(
-        rhs=np.ones((3, 5)), dimension_numbers=(((1,), (0,)), ((), ())))),
-        UnsupportedAxisError, "channel axis, which must stay last"),
-    "dot_lhs_free_axis": (_kernel_error(stax.DotGeneral(
-        lhs=np.ones((5, 3)), dimension_numbers=(((1,), (1,)), ((), ())))),
-        UnsupportedAxisError, "batch axis, which must stay first"),
-    "dot_per_example_size": (_kernel_error(stax.DotGeneral(
-        rhs=np.ones(3), dimension_numbers=(((), ()), ((0,), (0,)))), _img(2, 21)),
-        ValueError, "x2.*batch size"),
-    "dot_size_mismatch": (_kernel_error(stax.DotGeneral(
-        rhs=np.ones(5), dimension_numbers=(((2,), (0,)), ((), ())))),
-        ValueError, "dimension 2 of `x1`"),
-    "dot_out_of_range": (_kernel_error(stax.DotGeneral(
-        rhs=np.ones(3), dimension_numbers=(((7,), (0,)), ((), ())))),
-        ValueError, "rank 4"),
-    "dot_negative_dims": (lambda: stax.DotGeneral(
-        rhs=np.ones(4), dimension_numbers=(((-2,), (0,)), ((), ()))),
-        ValueError, "non-negative"),
-    "dot_malformed_dims": (lambda: stax.DotGeneral(rhs=np.ones(4), dimension_numbers=(1, 2)),
-                           ValueError, "dimension_numbers"),
-    "dot_unpaired_dims": (lambda: stax.DotGeneral(
-        rhs=np.ones(4), dimension_numbers=(((1, 2), (0,)), ((), ()))),
-        ValueError, "one to one"),
-    "dot_dims_without_constant": (lambda: stax.DotGeneral(
-        dimension_numbers=(((1,), (0,)), ((), ()))), ValueError, "neither"),
+    "index_batch_axis": (
+        lambda: stax.Index(stax.Slice[:], batch_axis=1),
+        ValueError,
+        "batch_axis=0",
+    ),
+    "dot_both_constants": (lambda: stax.DotGeneral(lhs=1.0, rhs=2.0), ValueError, "at most one"),
+    "dot_contract_channel": (
+        _kernel_error(stax.DotGeneral(rhs=np.ones(2), dimension_numbers=(((3,), (0,)), ((), ())))),
+        UnsupportedAxisError,
+        "channel axis",
+    ),
+    "dot_batch_channel": (
+        _kernel_error(
+            stax.DotGeneral(rhs=np.ones((3, 2)), dimension_numbers=(((), ()), ((0, 3), (0, 1))))
+        ),
+        UnsupportedAxisError,
+        "channel axis",
+    ),
+    "dot_contract_batch": (
+        _kernel_error(stax.DotGeneral(rhs=np.ones(3), dimension_numbers=(((0,), (0,)), ((), ())))),
+        UnsupportedAxisError,
+        "contracting the batch axis",
+    ),
+    "dot_batch_spatial_only": (
+        _kernel_error(stax.DotGeneral(rhs=np.ones(3), dimension_numbers=(((), ()), ((1,), (0,))))),
+        UnsupportedAxisError,
+        "before the batch axis",
+    ),
+    "dot_rhs_free_axis": (
+        _kernel_error(
+            stax.DotGeneral(rhs=np.ones((3, 5)), dimension_numbers=(((1,), (0,)), ((), ())))
+        ),
+        UnsupportedAxisError,
+        "channel axis, which must stay last",
+    ),
+    "dot_lhs_free_axis": (
+        _kernel_error(
+            stax.DotGeneral(lhs=np.ones((5, 3)), dimension_numbers=(((1,), (1,)), ((), ())))
+        ),
+        UnsupportedAxisError,
+        "batch axis, which must stay first",
+    ),
+    "dot_per_example_size": (
+        _kernel_error(
+            stax.DotGeneral(rhs=np.ones(3), dimension_numbers=(((), ()), ((0,), (0,)))), _img(2, 21)
+        ),
+        ValueError,
+        "x2.*batch size",
+    ),
+    "dot_size_mismatch": (
+        _kernel_error(stax.DotGeneral(rhs=np.ones(5), dimension_numbers=(((2,), (0,)), ((), ())))),
+        ValueError,
+        "dimension 2 of `x1`",
+    ),
+    "dot_out_of_range": (
+        _kernel_error(stax.DotGeneral(rhs=np.ones(3), dimension_numbers=(((7,), (0,)), ((), ())))),
+        ValueError,
+        "rank 4",
+    ),
+    "dot_negative_dims": (
+        lambda: stax.DotGeneral(rhs=np.ones(4), dimension_numbers=(((-2,), (0,)), ((), ()))),
+        ValueError,
+        "non-negative",
+    ),
+    "dot_malformed_dims": (
+        lambda: stax.DotGeneral(rhs=np.ones(4), dimension_numbers=(1, 2)),
+        ValueError,
+        "dimension_numbers",
+    ),
+    "dot_unpaired_dims": (
+        lambda: stax.DotGeneral(rhs=np.ones(4), dimension_numbers=(((1, 2), (0,)), ((), ()))),
+        ValueError,
+        "one to one",
+    ),
+    "dot_dims_without_constant": (
+        lambda: stax.DotGeneral(dimension_numbers=(((1,), (0,)), ((), ()))),
+        ValueError,
+        "neither",
+    ),
     "dot_complex_constant": (lambda: stax.DotGeneral(rhs=1j), TypeError, "`rhs`"),
-    "dot_precision": (lambda: stax.DotGeneral(rhs=2.0, precision=3),
-                      ValueError, "`precision`"),
-    "dot_channel_axis": (lambda: stax.DotGeneral(rhs=2.0, channel_axis=1),
-                         ValueError, "channel_axis=-1"),
-    "dot_contract_diagonal_layout": (lambda: stax.DotGeneral(
-        rhs=np.ones(3), dimension_numbers=(((1,), (0,)), ((), ()))).kernel_fn(
-        inputs_to_kernel(IMG, None, diagonal_spatial=True, compute_ntk=False)),
-        ValueError, "diagonal_spatial=False"),
+    "dot_precision": (lambda: stax.DotGeneral(rhs=2.0, precision=3), ValueError, "`precision`"),
+    "dot_channel_axis": (
+        lambda: stax.DotGeneral(rhs=2.0, channel_axis=1),
+        ValueError,
+        "channel_axis=-1",
+    ),
+    "dot_contract_diagonal_layout": (
+        lambda: stax.DotGeneral(
+            rhs=np.ones(3), dimension_numbers=(((1,), (0,)), ((), ()))
+        ).kernel_fn(inputs_to_kernel(IMG, None, diagonal_spatial=True, compute_ntk=False)),
+        ValueError,
+        "diagonal_spatial=False",
+    ),
 }
 
 
@@ -407,18 +550,24 @@ def test_axis_restrictions_are_both_value_and_not_implemented_errors():
 def test_finite_network_may_index_and_contract_the_channel_axis():
     # Only the kernel regime restricts the channel axis, as in NT.
     x = np.asarray(IMG)
-    np.testing.assert_array_equal(stax.Index(stax.Slice[..., :1]).apply_fn((), IMG),
-                                  x[..., :1])
-    layer = stax.DotGeneral(rhs=np.array([1.0, -1.0]),
-                            dimension_numbers=(((3,), (0,)), ((), ())))
+    np.testing.assert_array_equal(stax.Index(stax.Slice[..., :1]).apply_fn((), IMG), x[..., :1])
+    layer = stax.DotGeneral(rhs=np.array([1.0, -1.0]), dimension_numbers=(((3,), (0,)), ((), ())))
     np.testing.assert_allclose(layer.apply_fn((), IMG), x[..., 0] - x[..., 1])
     assert layer.init_fn(None, IMG.shape)[0] == IMG.shape[:3]
 
 
-@pytest.mark.parametrize("idx,keeps", [
-    (stax.Slice[:, 1:], True), (stax.Slice[...], True), (stax.Slice[..., :], True),
-    ((), True), (stax.Slice[::-1], False), (stax.Slice[1:], False),
-    (stax.Slice[..., 1:, :], False)])
+@pytest.mark.parametrize(
+    "idx,keeps",
+    [
+        (stax.Slice[:, 1:], True),
+        (stax.Slice[...], True),
+        (stax.Slice[..., :], True),
+        ((), True),
+        (stax.Slice[::-1], False),
+        (stax.Slice[1:], False),
+        (stax.Slice[..., 1:, :], False),
+    ],
+)
 def test_index_declares_whether_it_keeps_examples_apart(idx, keeps):
     # An ellipsis before two named axes may cover zero axes (then the first
     # named one is the batch axis), so it is conservatively not per-example.
@@ -430,11 +579,9 @@ def test_auto_avoids_the_structured_method_when_a_layer_mixes_examples():
     net = make()
     x = _img(N, 21, shape)
     _, params = net.init_fn(jax.random.PRNGKey(2), x.shape)
-    assert auto_implementation(net, x, None, params) != \
-        NtkImplementation.STRUCTURED_DERIVATIVES
+    assert auto_implementation(net, x, None, params) != NtkImplementation.STRUCTURED_DERIVATIVES
     make, shape, _ = EMPIRICAL_NETS["spatial"]
     net = make()
     x = _img(N, 22, shape)
     _, params = net.init_fn(jax.random.PRNGKey(3), x.shape)
-    assert auto_implementation(net, x, None, params) == \
-        NtkImplementation.STRUCTURED_DERIVATIVES
+    assert auto_implementation(net, x, None, params) == NtkImplementation.STRUCTURED_DERIVATIVES

@@ -56,7 +56,7 @@ def as_matrix(m):
     d = (m.ndim - 2) // 2
     perm = [0] + [2 + 2 * i for i in range(d)] + [1] + [3 + 2 * i for i in range(d)]
     m = jnp.transpose(m, perm)
-    rows = math.prod(m.shape[:1 + d])
+    rows = math.prod(m.shape[: 1 + d])
     return m.reshape(rows, -1)
 
 
@@ -65,6 +65,7 @@ def _kernel(layer, x1, x2, diagonal_spatial):
     def run(x1, x2):
         k0 = inputs_to_kernel(x1, x2, diagonal_spatial=diagonal_spatial, compute_ntk=True)
         return layer.kernel_fn(k0)
+
     return jax.jit(run)(x1, x2)
 
 
@@ -86,8 +87,7 @@ def mc_rows(layer, x1, x2, n_samples=SAMPLES, apply_kwargs=None):
         y = apply_fn(params, x, **kw)
         return y.reshape(-1, y.shape[-1])
 
-    return mc_kernels(init_fn, flat_apply, x1, x2, KEY, n_samples,
-                      apply_kwargs=apply_kwargs)
+    return mc_kernels(init_fn, flat_apply, x1, x2, KEY, n_samples, apply_kwargs=apply_kwargs)
 
 
 def check_mc(layer, x1, x2, *, bias=1e-9, apply_kwargs=None):
@@ -110,25 +110,46 @@ def test_dense_matches_monte_carlo(parameterization, s):
     layer = stax.serial(
         stax.Dense(C, W_std=1.4, b_std=0.3, parameterization=parameterization, s=s),
         stax.Relu(),
-        stax.Dense(OUT, W_std=1.1, b_std=0.2, parameterization=parameterization, s=s))
+        stax.Dense(OUT, W_std=1.1, b_std=0.2, parameterization=parameterization, s=s),
+    )
     check_mc(layer, *VEC)
 
 
 # ------------------------------------------------------------------- Conv
 
 CONV_ARCHS = {
-    "2d_valid_standard_parameterization": (stax.serial(
-        stax.Conv(C, (3, 3), W_std=1.5, b_std=0.2, parameterization="standard"), stax.Relu(),
-        stax.Conv(OUT, (2, 2), W_std=1.2, b_std=0.1, parameterization="standard")), IMG),
-    "2d_same_strides": (stax.serial(
-        stax.Conv(C, (3, 2), strides=(2, 1), padding="SAME", W_std=1.3, b_std=0.1),
-        stax.Relu(), stax.Conv(OUT, (2, 2), padding="SAME", W_std=1.1)), IMG),
-    "2d_circular_strides": (stax.serial(
-        stax.Conv(C, (3, 3), strides=(1, 2), padding="CIRCULAR", W_std=1.4),
-        stax.Erf(), stax.Conv(OUT, (2, 3), padding="CIRCULAR", W_std=1.2, b_std=0.3)), IMG),
-    "1d_same_then_circular_strides": (stax.serial(
-        stax.Conv(C, (3,), padding="SAME", W_std=1.3, b_std=0.2), stax.Relu(),
-        stax.Conv(OUT, (4,), strides=(2,), padding="CIRCULAR", W_std=1.2)), SEQ),
+    "2d_valid_standard_parameterization": (
+        stax.serial(
+            stax.Conv(C, (3, 3), W_std=1.5, b_std=0.2, parameterization="standard"),
+            stax.Relu(),
+            stax.Conv(OUT, (2, 2), W_std=1.2, b_std=0.1, parameterization="standard"),
+        ),
+        IMG,
+    ),
+    "2d_same_strides": (
+        stax.serial(
+            stax.Conv(C, (3, 2), strides=(2, 1), padding="SAME", W_std=1.3, b_std=0.1),
+            stax.Relu(),
+            stax.Conv(OUT, (2, 2), padding="SAME", W_std=1.1),
+        ),
+        IMG,
+    ),
+    "2d_circular_strides": (
+        stax.serial(
+            stax.Conv(C, (3, 3), strides=(1, 2), padding="CIRCULAR", W_std=1.4),
+            stax.Erf(),
+            stax.Conv(OUT, (2, 3), padding="CIRCULAR", W_std=1.2, b_std=0.3),
+        ),
+        IMG,
+    ),
+    "1d_same_then_circular_strides": (
+        stax.serial(
+            stax.Conv(C, (3,), padding="SAME", W_std=1.3, b_std=0.2),
+            stax.Relu(),
+            stax.Conv(OUT, (4,), strides=(2,), padding="CIRCULAR", W_std=1.2),
+        ),
+        SEQ,
+    ),
 }
 
 
@@ -142,13 +163,13 @@ def _brute_conv_nngp(x1, x2, filt, strides, padding, W_std, b_std):
     """W²/|F| Σ_{d∈F} <x1(o·s + d), x2(o'·s + d)>/C + b², window by window."""
     x1, x2 = np.asarray(x1), np.asarray(x2)
     spatial = x1.shape[1:-1]
-    pads = jax.lax.padtype_to_pads(spatial, filt, strides,
-                                   "VALID" if padding == "VALID" else "SAME")
+    pads = jax.lax.padtype_to_pads(
+        spatial, filt, strides, "VALID" if padding == "VALID" else "SAME"
+    )
     width = [(0, 0)] + list(pads) + [(0, 0)]
     mode = "wrap" if padding == "CIRCULAR" else "constant"
     p1, p2 = np.pad(x1, width, mode=mode), np.pad(x2, width, mode=mode)
-    outs = [(n + lo + hi - f) // s + 1 for n, (lo, hi), f, s in
-            zip(spatial, pads, filt, strides)]
+    outs = [(n + lo + hi - f) // s + 1 for n, (lo, hi), f, s in zip(spatial, pads, filt, strides)]
     c = x1.shape[-1]
     res = np.zeros((x1.shape[0], x2.shape[0]) + tuple(o for o in outs for _ in (0, 1)))
     for o in np.ndindex(*outs):
@@ -159,14 +180,15 @@ def _brute_conv_nngp(x1, x2, filt, strides, padding, W_std, b_std):
                 i2 = tuple(a * s + b for a, s, b in zip(o2, strides, d))
                 acc = acc + p1[(slice(None),) + i1] @ p2[(slice(None),) + i2].T / c
             idx = tuple(v for pair in zip(o, o2) for v in pair)
-            res[(slice(None), slice(None)) + idx] = W_std ** 2 * acc / math.prod(filt)
+            res[(slice(None), slice(None)) + idx] = W_std**2 * acc / math.prod(filt)
     return res + (b_std or 0.0) ** 2
 
 
 @pytest.mark.parametrize("padding", ["VALID", "SAME", "CIRCULAR"])
-@pytest.mark.parametrize("filt,strides,data", [
-    ((3, 2), (1, 1), IMG), ((2, 3), (2, 2), IMG), ((4,), (2,), SEQ),
-    ((2, 2, 1), (1, 2, 1), VOL)])
+@pytest.mark.parametrize(
+    "filt,strides,data",
+    [((3, 2), (1, 1), IMG), ((2, 3), (2, 2), IMG), ((4,), (2,), SEQ), ((2, 2, 1), (1, 2, 1), VOL)],
+)
 def test_conv_nngp_equals_brute_force_window_sum_in_both_layouts(padding, filt, strides, data):
     layer = stax.Conv(4, filt, strides=strides, padding=padding, W_std=1.3, b_std=0.4)
     x1, x2 = data
@@ -188,13 +210,13 @@ def _np_pool(x, window, strides, padding, mode):
     count), 'sum'."""
     x = np.asarray(x)
     spatial = x.shape[1:-1]
-    pads = jax.lax.padtype_to_pads(spatial, window, strides,
-                                   "VALID" if padding == "VALID" else "SAME")
+    pads = jax.lax.padtype_to_pads(
+        spatial, window, strides, "VALID" if padding == "VALID" else "SAME"
+    )
     width = [(0, 0)] + list(pads) + [(0, 0)]
     xp = np.pad(x, width, mode="wrap" if padding == "CIRCULAR" else "constant")
     inside = np.pad(np.ones(spatial), list(pads))
-    outs = [(n + lo + hi - w) // s + 1 for n, (lo, hi), w, s in
-            zip(spatial, pads, window, strides)]
+    outs = [(n + lo + hi - w) // s + 1 for n, (lo, hi), w, s in zip(spatial, pads, window, strides)]
     y = np.zeros((x.shape[0],) + tuple(outs) + (x.shape[-1],))
     for o in np.ndindex(*outs):
         sl = tuple(slice(a * s, a * s + w) for a, s, w in zip(o, strides, window))
@@ -216,16 +238,37 @@ def _gram_full(y1, y2):
 
 
 POOLS = {
-    "avg_valid_strides": (lambda: stax.AvgPool((2, 2), strides=(2, 1)), (2, 2), (2, 1), "VALID", "avg"),
+    "avg_valid_strides": (
+        lambda: stax.AvgPool((2, 2), strides=(2, 1)),
+        (2, 2),
+        (2, 1),
+        "VALID",
+        "avg",
+    ),
     "avg_same": (lambda: stax.AvgPool((3, 2), padding="SAME"), (3, 2), (1, 1), "SAME", "avg"),
-    "avg_same_normalize_edges": (lambda: stax.AvgPool((3, 3), strides=(2, 2), padding="SAME",
-                                                      normalize_edges=True), (3, 3), (2, 2), "SAME", "avg_edges"),
-    "avg_circular": (lambda: stax.AvgPool((2, 3), strides=(1, 2), padding="CIRCULAR"),
-                     (2, 3), (1, 2), "CIRCULAR", "avg"),
+    "avg_same_normalize_edges": (
+        lambda: stax.AvgPool((3, 3), strides=(2, 2), padding="SAME", normalize_edges=True),
+        (3, 3),
+        (2, 2),
+        "SAME",
+        "avg_edges",
+    ),
+    "avg_circular": (
+        lambda: stax.AvgPool((2, 3), strides=(1, 2), padding="CIRCULAR"),
+        (2, 3),
+        (1, 2),
+        "CIRCULAR",
+        "avg",
+    ),
     "sum_valid": (lambda: stax.SumPool((2, 3), strides=(1, 2)), (2, 3), (1, 2), "VALID", "sum"),
     "sum_same": (lambda: stax.SumPool((2, 2), padding="SAME"), (2, 2), (1, 1), "SAME", "sum"),
-    "sum_circular_1d": (lambda: stax.SumPool((3,), strides=(2,), padding="CIRCULAR"),
-                        (3,), (2,), "CIRCULAR", "sum"),
+    "sum_circular_1d": (
+        lambda: stax.SumPool((3,), strides=(2,), padding="CIRCULAR"),
+        (3,),
+        (2,),
+        "CIRCULAR",
+        "sum",
+    ),
 }
 
 
@@ -237,8 +280,9 @@ def test_pool_kernel_equals_gram_of_inputs_pooled_in_numpy(name):
     y1 = _np_pool(x1, window, strides, padding, mode)
     y2 = _np_pool(x2, window, strides, padding, mode)
     np.testing.assert_allclose(k.nngp, _gram_full(y1, y2), rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(k.cov1, np.einsum("ii...->i...", _gram_full(y1, y1)),
-                               rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(
+        k.cov1, np.einsum("ii...->i...", _gram_full(y1, y1)), rtol=1e-12, atol=1e-13
+    )
     assert k.shape1 == y1.shape
 
 
@@ -247,8 +291,9 @@ def test_pool_apply_fn_equals_numpy_pooling(name):
     make, window, strides, padding, mode = POOLS[name]
     x1, _ = SEQ if len(window) == 1 else IMG
     layer = make()
-    np.testing.assert_allclose(layer.apply_fn((), x1),
-                               _np_pool(x1, window, strides, padding, mode), rtol=1e-13)
+    np.testing.assert_allclose(
+        layer.apply_fn((), x1), _np_pool(x1, window, strides, padding, mode), rtol=1e-13
+    )
 
 
 @pytest.mark.parametrize("kind", ["avg", "sum"])
@@ -265,22 +310,34 @@ def test_global_pool_kernel_equals_gram_of_inputs_pooled_in_numpy(kind):
 POOL_ARCHS = {  # pools are linear, so several can follow one nonlinearity
     "avg_same_normalize_edges_then_sum_circular": (
         stax.AvgPool((3, 2), strides=(2, 1), padding="SAME", normalize_edges=True),
-        stax.SumPool((2, 2), padding="CIRCULAR")),
+        stax.SumPool((2, 2), padding="CIRCULAR"),
+    ),
     "avg_circular_then_global_avg": (
-        stax.AvgPool((2, 3), strides=(1, 2), padding="CIRCULAR"), stax.GlobalAvgPool()),
+        stax.AvgPool((2, 3), strides=(1, 2), padding="CIRCULAR"),
+        stax.GlobalAvgPool(),
+    ),
 }
 
 
 @pytest.mark.parametrize("name", list(POOL_ARCHS))
 def test_pooling_matches_monte_carlo(name):
-    layer = stax.serial(stax.Conv(C, (2, 2), padding="SAME", W_std=1.4, b_std=0.2),
-                        stax.Relu(), *POOL_ARCHS[name], stax.Dense(OUT, W_std=1.1))
+    layer = stax.serial(
+        stax.Conv(C, (2, 2), padding="SAME", W_std=1.4, b_std=0.2),
+        stax.Relu(),
+        *POOL_ARCHS[name],
+        stax.Dense(OUT, W_std=1.1),
+    )
     check_mc(layer, *IMG)
 
 
 def test_pooling_layers_request_the_full_spatial_layout():
-    pools = (stax.AvgPool((2, 2)), stax.SumPool((2,)), stax.GlobalAvgPool(),
-             stax.GlobalSumPool(), stax.serial(stax.Conv(2, (2, 2)), stax.SumPool((2, 2))))
+    pools = (
+        stax.AvgPool((2, 2)),
+        stax.SumPool((2,)),
+        stax.GlobalAvgPool(),
+        stax.GlobalSumPool(),
+        stax.serial(stax.Conv(2, (2, 2)), stax.SumPool((2, 2))),
+    )
     for layer in pools:
         assert layer.kernel_fn.needs_full_spatial
     for layer in (stax.Conv(2, (2, 2)), stax.LayerNorm(), stax.Dropout(0.5), stax.Flatten()):
@@ -291,8 +348,12 @@ def test_pooling_layers_request_the_full_spatial_layout():
 
 
 def test_flatten_after_conv_matches_monte_carlo():
-    layer = stax.serial(stax.Conv(C, (3, 2), padding="CIRCULAR", W_std=1.3, b_std=0.2),
-                        stax.Relu(), stax.Flatten(), stax.Dense(OUT, W_std=1.2, b_std=0.1))
+    layer = stax.serial(
+        stax.Conv(C, (3, 2), padding="CIRCULAR", W_std=1.3, b_std=0.2),
+        stax.Relu(),
+        stax.Flatten(),
+        stax.Dense(OUT, W_std=1.2, b_std=0.1),
+    )
     check_mc(layer, *IMG)
 
 
@@ -313,8 +374,9 @@ def test_layernorm_on_vectors_divides_by_root_variances():
     k = stax.serial(stax.Dense(3, W_std=1.5, b_std=0.3), stax.LayerNorm(eps=eps))[2](x1, x2)
     want = k0.nngp / np.sqrt(np.outer(k0.cov1 + eps, k0.cov2 + eps))
     np.testing.assert_allclose(k.nngp, want, rtol=1e-13)
-    np.testing.assert_allclose(k.ntk, k0.ntk / np.sqrt(np.outer(k0.cov1 + eps, k0.cov2 + eps)),
-                               rtol=1e-13)
+    np.testing.assert_allclose(
+        k.ntk, k0.ntk / np.sqrt(np.outer(k0.cov1 + eps, k0.cov2 + eps)), rtol=1e-13
+    )
 
 
 def test_layernorm_over_spatial_axes_uses_mean_variance_over_positions():
@@ -322,18 +384,33 @@ def test_layernorm_over_spatial_axes_uses_mean_variance_over_positions():
     conv = stax.Conv(3, (2, 2), padding="SAME", W_std=1.3, b_std=0.2)
     k0 = full_kernel(conv, x1, x2)
     k = full_kernel(stax.serial(conv, stax.LayerNorm(axis=(1, 2, 3))), x1, x2)
-    v1 = np.einsum("iaabb->i", k0.cov1) / 20 + 1e-12   # mean variance over 4x5 positions
+    v1 = np.einsum("iaabb->i", k0.cov1) / 20 + 1e-12  # mean variance over 4x5 positions
     v2 = np.einsum("iaabb->i", k0.cov2) / 20 + 1e-12
     want = k0.nngp / np.sqrt(np.outer(v1, v2))[:, :, None, None, None, None]
     np.testing.assert_allclose(k.nngp, want, rtol=1e-13)
 
 
 LN_ARCHS = {
-    "vectors_channels": (stax.serial(stax.Dense(C, W_std=1.5, b_std=0.3), stax.LayerNorm(),
-                                     stax.Relu(), stax.Dense(OUT, W_std=1.2)), VEC, C),
-    "images_channels_and_space": (stax.serial(
-        stax.Conv(C, (2, 2), padding="SAME", W_std=1.3, b_std=0.2),
-        stax.LayerNorm(axis=(1, 2, 3)), stax.Relu(), stax.Dense(OUT)), IMG, C * 20),
+    "vectors_channels": (
+        stax.serial(
+            stax.Dense(C, W_std=1.5, b_std=0.3),
+            stax.LayerNorm(),
+            stax.Relu(),
+            stax.Dense(OUT, W_std=1.2),
+        ),
+        VEC,
+        C,
+    ),
+    "images_channels_and_space": (
+        stax.serial(
+            stax.Conv(C, (2, 2), padding="SAME", W_std=1.3, b_std=0.2),
+            stax.LayerNorm(axis=(1, 2, 3)),
+            stax.Relu(),
+            stax.Dense(OUT),
+        ),
+        IMG,
+        C * 20,
+    ),
 }
 
 
@@ -353,8 +430,9 @@ def test_dropout_boosts_same_input_same_position_second_moments():
     k0 = full_kernel(conv, x1, None)
     k = full_kernel(stax.serial(conv, stax.Dropout(rate)), x1, None)
     n, h, w = x1.shape[:3]
-    same = (np.eye(n)[:, :, None, None, None, None] * np.eye(h)[:, :, None, None]
-            * np.eye(w))  # (N, N, H, H, W, W): same input and same position
+    same = (
+        np.eye(n)[:, :, None, None, None, None] * np.eye(h)[:, :, None, None] * np.eye(w)
+    )  # (N, N, H, H, W, W): same input and same position
     np.testing.assert_allclose(k.nngp, k0.nngp * (1 + (1 / rate - 1) * same), rtol=1e-13)
     np.testing.assert_allclose(k.ntk, k0.ntk * (1 + (1 / rate - 1) * same), rtol=1e-13)
 
@@ -369,8 +447,9 @@ def test_dropout_leaves_cross_kernel_unchanged():
 
 
 def test_dropout_test_mode_is_the_identity():
-    init_fn, apply_fn, kernel_fn = stax.serial(stax.Dense(4), stax.Relu(),
-                                               stax.Dropout(0.3, mode="test"))
+    init_fn, apply_fn, kernel_fn = stax.serial(
+        stax.Dense(4), stax.Relu(), stax.Dropout(0.3, mode="test")
+    )
     ref = stax.serial(stax.Dense(4), stax.Relu())
     x1, _ = VEC
     np.testing.assert_array_equal(kernel_fn(x1, None, "ntk"), ref[2](x1, None, "ntk"))
@@ -379,10 +458,24 @@ def test_dropout_test_mode_is_the_identity():
 
 
 DROPOUT_ARCHS = {
-    "vectors": (stax.serial(stax.Dense(C, W_std=1.4, b_std=0.2), stax.Relu(),
-                            stax.Dropout(0.6), stax.Dense(OUT, W_std=1.1)), VEC),
-    "images": (stax.serial(stax.Conv(C, (2, 2), padding="SAME", W_std=1.4), stax.Relu(),
-                           stax.Dropout(0.7), stax.Conv(OUT, (2, 2), padding="SAME")), IMG),
+    "vectors": (
+        stax.serial(
+            stax.Dense(C, W_std=1.4, b_std=0.2),
+            stax.Relu(),
+            stax.Dropout(0.6),
+            stax.Dense(OUT, W_std=1.1),
+        ),
+        VEC,
+    ),
+    "images": (
+        stax.serial(
+            stax.Conv(C, (2, 2), padding="SAME", W_std=1.4),
+            stax.Relu(),
+            stax.Dropout(0.7),
+            stax.Conv(OUT, (2, 2), padding="SAME"),
+        ),
+        IMG,
+    ),
 }
 
 
@@ -397,19 +490,34 @@ def test_dropout_matches_monte_carlo(name):
 
 LAYOUT_ARCHS = {
     "conv_relu_flatten": stax.serial(
-        stax.Conv(8, (3, 3), padding="SAME", W_std=1.3, b_std=0.2), stax.Relu(),
-        stax.Conv(8, (2, 2), strides=(2, 1), W_std=1.1), stax.Flatten(), stax.Dense(1)),
+        stax.Conv(8, (3, 3), padding="SAME", W_std=1.3, b_std=0.2),
+        stax.Relu(),
+        stax.Conv(8, (2, 2), strides=(2, 1), W_std=1.1),
+        stax.Flatten(),
+        stax.Dense(1),
+    ),
     "conv_circular_erf_spatial_output": stax.serial(
-        stax.Conv(8, (2, 3), strides=(1, 2), padding="CIRCULAR", W_std=1.2), stax.Erf(),
-        stax.Conv(8, (3, 2), padding="SAME", W_std=0.9, b_std=0.3)),
+        stax.Conv(8, (2, 3), strides=(1, 2), padding="CIRCULAR", W_std=1.2),
+        stax.Erf(),
+        stax.Conv(8, (3, 2), padding="SAME", W_std=0.9, b_std=0.3),
+    ),
     "standard_parameterization": stax.serial(
         stax.Conv(8, (2, 2), padding="SAME", W_std=1.3, b_std=0.2, parameterization="standard"),
-        stax.Gelu(), stax.Conv(8, (3, 3), padding="CIRCULAR", parameterization="standard"),
-        stax.Flatten(), stax.Dense(1, parameterization="standard")),
+        stax.Gelu(),
+        stax.Conv(8, (3, 3), padding="CIRCULAR", parameterization="standard"),
+        stax.Flatten(),
+        stax.Dense(1, parameterization="standard"),
+    ),
     "layernorm_spatial_dropout": stax.serial(
         stax.Conv(8, (2, 2), padding="SAME", W_std=1.3, b_std=0.2),
-        stax.LayerNorm(axis=(1, 2, 3)), stax.Relu(), stax.Dropout(0.7),
-        stax.Conv(8, (2, 2), W_std=1.2), stax.LayerNorm(), stax.Flatten(), stax.Dense(1)),
+        stax.LayerNorm(axis=(1, 2, 3)),
+        stax.Relu(),
+        stax.Dropout(0.7),
+        stax.Conv(8, (2, 2), W_std=1.2),
+        stax.LayerNorm(),
+        stax.Flatten(),
+        stax.Dense(1),
+    ),
 }
 
 
@@ -421,8 +529,9 @@ def _same_position(m, n_batch):
     return m
 
 
-@pytest.mark.parametrize("name,x2_is_none", [(n, False) for n in LAYOUT_ARCHS]
-                         + [("layernorm_spatial_dropout", True)])
+@pytest.mark.parametrize(
+    "name,x2_is_none", [(n, False) for n in LAYOUT_ARCHS] + [("layernorm_spatial_dropout", True)]
+)
 def test_diagonal_and_full_layouts_agree(name, x2_is_none):
     layer = LAYOUT_ARCHS[name]
     x1, x2 = IMG
@@ -445,10 +554,14 @@ def test_kernel_fn_is_differentiable_in_W_std_and_inputs():
 
     def ntk_sum(w, x):
         net = stax.serial(
-            stax.Conv(4, (3, 3), padding="SAME", W_std=w, b_std=0.1), stax.Relu(),
+            stax.Conv(4, (3, 3), padding="SAME", W_std=w, b_std=0.1),
+            stax.Relu(),
             stax.AvgPool((2, 2), padding="SAME", normalize_edges=True),
             stax.Conv(4, (2, 2), strides=(2, 1), padding="CIRCULAR", W_std=w),
-            stax.LayerNorm(axis=(1, 2, 3)), stax.Dropout(0.8), stax.GlobalAvgPool())
+            stax.LayerNorm(axis=(1, 2, 3)),
+            stax.Dropout(0.8),
+            stax.GlobalAvgPool(),
+        )
         return jnp.sum(net.kernel_fn(x, None, "ntk") ** 2)
 
     w = jnp.asarray(1.3)
@@ -468,10 +581,12 @@ def test_kernel_fn_is_differentiable_in_W_std_and_inputs():
 
 def test_apply_fn_output_shapes_match_init_fn():
     x1, _ = IMG
-    for layer in (stax.Conv(3, (3, 2), strides=(2, 2), padding="SAME"),
-                  stax.Conv(3, (2, 2), strides=(1, 2), padding="CIRCULAR"),
-                  stax.AvgPool((2, 3), strides=(2, 1)),
-                  stax.SumPool((3, 3), strides=(2, 2), padding="CIRCULAR")):
+    for layer in (
+        stax.Conv(3, (3, 2), strides=(2, 2), padding="SAME"),
+        stax.Conv(3, (2, 2), strides=(1, 2), padding="CIRCULAR"),
+        stax.AvgPool((2, 3), strides=(2, 1)),
+        stax.SumPool((3, 3), strides=(2, 2), padding="CIRCULAR"),
+    ):
         shape, params = layer.init_fn(KEY, x1.shape)
         assert layer.apply_fn(params, x1).shape == tuple(shape)
         assert layer.kernel_fn(x1).shape1 == tuple(shape)
@@ -486,8 +601,10 @@ BAD_CONSTRUCTORS = {
     "zero stride": (lambda: stax.Conv(4, (3, 3), strides=(0, 1)), "strides"),
     "stride per axis": (lambda: stax.Conv(4, (3, 3), strides=(1,)), "strides"),
     "unknown padding": (lambda: stax.Conv(4, (3, 3), padding="FULL"), "padding"),
-    "channels-first layout": (lambda: stax.Conv(4, (3, 3), dimension_numbers=("NCHW", "OIHW", "NCHW")),
-                              "dimension_numbers"),
+    "channels-first layout": (
+        lambda: stax.Conv(4, (3, 3), dimension_numbers=("NCHW", "OIHW", "NCHW")),
+        "dimension_numbers",
+    ),
     "negative pool window": (lambda: stax.AvgPool((2, -1)), "window_shape"),
     "zero pool stride": (lambda: stax.SumPool((2, 2), strides=(1, 0)), "strides"),
     "unknown pool padding": (lambda: stax.AvgPool((2, 2), padding="REFLECT"), "padding"),
@@ -510,13 +627,22 @@ BAD_CALLS = {
     "2-D filter on sequences": (stax.Conv(4, (3, 3)), SEQ[0], r"rank 4.*rank 3"),
     "1-D filter on images": (stax.Conv(4, (3,)), IMG[0], r"rank 3.*rank 4"),
     "VALID 5x5 filter on 4x5 image": (stax.Conv(4, (5, 5)), IMG[0], "no output positions"),
-    "VALID pool larger than image": (stax.serial(stax.Conv(2, (1, 1)), stax.AvgPool((5, 2))),
-                                     IMG[0], "no output positions"),
+    "VALID pool larger than image": (
+        stax.serial(stax.Conv(2, (1, 1)), stax.AvgPool((5, 2))),
+        IMG[0],
+        "no output positions",
+    ),
     "pool window rank": (stax.AvgPool((2,)), IMG[0], r"rank 3.*rank 4"),
-    "layernorm without channels": (stax.serial(stax.Conv(2, (2, 2)), stax.LayerNorm(axis=(1, 2))),
-                                   IMG[0], "channel axis"),
-    "layernorm on non-Gaussian": (stax.serial(stax.Dense(2), stax.Relu(), stax.LayerNorm()),
-                                  VEC[0], "Gaussian"),
+    "layernorm without channels": (
+        stax.serial(stax.Conv(2, (2, 2)), stax.LayerNorm(axis=(1, 2))),
+        IMG[0],
+        "channel axis",
+    ),
+    "layernorm on non-Gaussian": (
+        stax.serial(stax.Dense(2), stax.Relu(), stax.LayerNorm()),
+        VEC[0],
+        "Gaussian",
+    ),
 }
 
 

@@ -26,8 +26,9 @@ from ntk.kernel import inputs_to_kernel
 from ntk.stax import MaskedArray, unmask_fn
 
 MASK = -7.0
-SETTINGS = settings(deadline=None, max_examples=10, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    deadline=None, max_examples=10, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def _pad(x, lengths, value=MASK):
@@ -47,10 +48,14 @@ def _seq_net():
     """Dense, SAME stride-1 Conv, LayerNorm over positions, GlobalAvgPool:
     for these, padding + masking is exactly truncation."""
     return stax.serial(
-        stax.Dense(6, W_std=1.3, b_std=0.4), stax.Relu(),
+        stax.Dense(6, W_std=1.3, b_std=0.4),
+        stax.Relu(),
         stax.Conv(5, (3,), padding="SAME", W_std=1.2, b_std=0.2),
-        stax.LayerNorm(axis=(1, 2)), stax.Relu(),
-        stax.GlobalAvgPool(), stax.Dense(3, W_std=0.8, b_std=0.1))
+        stax.LayerNorm(axis=(1, 2)),
+        stax.Relu(),
+        stax.GlobalAvgPool(),
+        stax.Dense(3, W_std=0.8, b_std=0.1),
+    )
 
 
 # ------------------------------------------------------ truncation oracle
@@ -62,8 +67,7 @@ def test_padded_masked_sequences_give_the_kernel_of_the_truncated_ones():
     x1 = rng.standard_normal((4, T, 3))
     x2 = rng.standard_normal((3, T, 3))
     net = _seq_net()
-    k = net.kernel_fn(_pad(x1, lengths1), _pad(x2, lengths2), ("nngp", "ntk"),
-                      mask_constant=MASK)
+    k = net.kernel_fn(_pad(x1, lengths1), _pad(x2, lengths2), ("nngp", "ntk"), mask_constant=MASK)
     for n in (4, 7):
         r1 = [i for i, m in enumerate(lengths1) if m == n]
         r2 = [j for j, m in enumerate(lengths2) if m == n]
@@ -84,7 +88,7 @@ def test_padded_masked_sequences_give_the_outputs_of_the_truncated_ones():
     assert isinstance(out, MaskedArray)
     assert out.mask.shape == (3, 1) and not np.any(out.mask)
     for i, n in enumerate(lengths):
-        want = apply_fn(params, x[i:i + 1, :n])
+        want = apply_fn(params, x[i : i + 1, :n])
         np.testing.assert_allclose(out.masked_value[i], want[0], rtol=1e-12, atol=1e-14)
 
 
@@ -104,16 +108,29 @@ def test_masked_kernel_matches_monte_carlo_of_the_finite_network():
     width = 128
     net = stax.serial(
         stax.FanOut(2),
-        stax.parallel(stax.Dense(width, W_std=1.2, b_std=0.3),
-                      stax.Conv(width, (2,), padding="SAME", b_std=0.2)),
-        stax.FanInConcat(), stax.Dense(width, W_std=1.1, b_std=0.2), stax.Relu(),
-        stax.AvgPool((2,), (2,), padding="SAME"), stax.Dense(width, b_std=0.1),
-        stax.Relu(), stax.Flatten(), stax.Dense(4, W_std=0.9, b_std=0.2))
+        stax.parallel(
+            stax.Dense(width, W_std=1.2, b_std=0.3),
+            stax.Conv(width, (2,), padding="SAME", b_std=0.2),
+        ),
+        stax.FanInConcat(),
+        stax.Dense(width, W_std=1.1, b_std=0.2),
+        stax.Relu(),
+        stax.AvgPool((2,), (2,), padding="SAME"),
+        stax.Dense(width, b_std=0.1),
+        stax.Relu(),
+        stax.Flatten(),
+        stax.Dense(4, W_std=0.9, b_std=0.2),
+    )
     k = net.kernel_fn(x1, x2, ("nngp", "ntk"), mask_constant=MASK)
     apply_fn = unmask_fn(net.apply_fn)
     nngp, nngp_sem, ntk, ntk_sem = mc_kernels(
-        net.init_fn, lambda p, x: apply_fn(p, x, mask_constant=MASK), x1, x2,
-        jax.random.PRNGKey(3), 100)
+        net.init_fn,
+        lambda p, x: apply_fn(p, x, mask_constant=MASK),
+        x1,
+        x2,
+        jax.random.PRNGKey(3),
+        100,
+    )
     assert_within_mc(k.nngp, nngp, nngp_sem, bias=0.03, what="nngp")
     assert_within_mc(k.ntk, ntk, ntk_sem, bias=0.03, what="ntk")
 
@@ -134,9 +151,13 @@ def test_a_masked_channel_counts_as_a_zero_and_a_position_as_padding_only_if_all
     zeroed = x.copy()
     zeroed[0, 2, 1] = 0.0
     zeroed[2, 1, 0] = 0.0
-    net = stax.serial(stax.Conv(4, (3,), padding="SAME", b_std=0.3), stax.Relu(),
-                      stax.AvgPool((2,), padding="SAME"), stax.GlobalAvgPool(),
-                      stax.Dense(2, b_std=0.1))
+    net = stax.serial(
+        stax.Conv(4, (3,), padding="SAME", b_std=0.3),
+        stax.Relu(),
+        stax.AvgPool((2,), padding="SAME"),
+        stax.GlobalAvgPool(),
+        stax.Dense(2, b_std=0.1),
+    )
     got = net.kernel_fn(partial, None, ("nngp", "ntk"), mask_constant=MASK)
     want = net.kernel_fn(zeroed, None, ("nngp", "ntk"), mask_constant=MASK)
     assert _rel(got.nngp, want.nngp) <= 1e-13 and _rel(got.ntk, want.ntk) <= 1e-13
@@ -146,7 +167,7 @@ def test_maskedarray_inputs_equal_mask_constant_inputs():
     rng = np.random.default_rng(5)
     x = _pad(rng.standard_normal((3, 5, 2)), (5, 2, 3))
     mask = x == MASK
-    garbage = np.where(mask, 1e6, x)   # masked values must not matter
+    garbage = np.where(mask, 1e6, x)  # masked values must not matter
     net = _seq_net()
     _, params = net.init_fn(jax.random.PRNGKey(1), x.shape)
     apply_fn = jax.jit(net.apply_fn, static_argnames="mask_constant")
@@ -186,9 +207,10 @@ def test_output_masks_follow_each_layer():
         "ConvTranspose stride 2": (stax.ConvTranspose(4, (2,), (2,)), (2, 12, 1)),
         "ImageResize": (stax.ImageResize((-1, 3, -1), "linear"), (2, 3, 1)),
         "Index channel": (stax.Index(stax.Slice[:, ::2, 0]), (2, 3)),
-        "DotGeneral": (stax.DotGeneral(rhs=np.ones(6),
-                                       dimension_numbers=(((1,), (0,)), ((), ()))),
-                       (2, 3)),
+        "DotGeneral": (
+            stax.DotGeneral(rhs=np.ones(6), dimension_numbers=(((1,), (0,)), ((), ()))),
+            (2, 3),
+        ),
     }
     for name, (layer, shape) in cases.items():
         _, params = layer.init_fn(jax.random.PRNGKey(0), x.shape)
@@ -207,10 +229,12 @@ def test_output_masks_follow_each_layer():
     np.testing.assert_array_equal(mask, np.arange(12) >= 4)
     resize = stax.ImageResize((-1, 4, -1), "linear").apply_fn((), x, mask_constant=MASK)
     np.testing.assert_array_equal(resize.mask[1, :, 0], [False, False, True, True])
-    rows = stax.DotGeneral(rhs=np.r_[0.0, 0.0, 1.0, 1.0, 1.0, 1.0],
-                           dimension_numbers=(((1,), (0,)), ((), ())))
+    rows = stax.DotGeneral(
+        rhs=np.r_[0.0, 0.0, 1.0, 1.0, 1.0, 1.0], dimension_numbers=(((1,), (0,)), ((), ()))
+    )
     np.testing.assert_array_equal(
-        rows.apply_fn((), x, mask_constant=MASK).mask[:, 0], [False, True])
+        rows.apply_fn((), x, mask_constant=MASK).mask[:, 0], [False, True]
+    )
     # Branches: FanOut copies the mask, FanInConcat concatenates channels.
     net = stax.serial(stax.FanOut(2), stax.parallel(stax.Identity(), stax.Dense(2)))
     _, params = net.init_fn(jax.random.PRNGKey(0), x.shape)
@@ -245,8 +269,11 @@ def test_repeat_with_masks_equals_the_unrolled_serial():
     out = jax.jit(lambda p: looped.apply_fn(p, x, mask_constant=MASK))(params)
     # The same parameters, laid out for the unrolled network.
     p_head, p_rep, p_tail = params[0], params[1], params[2:]
-    p_unrolled = (p_head, *[jax.tree_util.tree_map(lambda a, i=i: a[i], p_rep)
-                            for i in range(3)], *p_tail)
+    p_unrolled = (
+        p_head,
+        *[jax.tree_util.tree_map(lambda a, i=i: a[i], p_rep) for i in range(3)],
+        *p_tail,
+    )
     want = jax.jit(lambda p: unrolled.apply_fn(p, x, mask_constant=MASK))(p_unrolled)
     np.testing.assert_allclose(out.masked_value, want.masked_value, rtol=1e-12)
 
@@ -260,8 +287,15 @@ def _raw(layer):
 
 
 def test_without_masks_the_program_is_that_of_the_unwrapped_layers():
-    layers = [stax.Dense(4, b_std=0.1), stax.Relu(), stax.Conv(3, (2,), padding="SAME"),
-              stax.AvgPool((2,)), stax.LayerNorm(), stax.GlobalAvgPool(), stax.Dense(1)]
+    layers = [
+        stax.Dense(4, b_std=0.1),
+        stax.Relu(),
+        stax.Conv(3, (2,), padding="SAME"),
+        stax.AvgPool((2,)),
+        stax.LayerNorm(),
+        stax.GlobalAvgPool(),
+        stax.Dense(1),
+    ]
     net = stax.serial(*layers)
     x = jnp.ones((2, 5, 3))
 
@@ -291,8 +325,7 @@ def test_kernel_fn_with_keyword_arguments_is_traced_once_per_static_value():
         traces.append(1)  # runs when traced, not when a compiled call runs
         return k
 
-    probe = stax.make_layer("Probe", lambda key, s: (s, ()), lambda p, x, **kw: x,
-                            counting)
+    probe = stax.make_layer("Probe", lambda key, s: (s, ()), lambda p, x, **kw: x, counting)
     net = stax.serial(stax.Dense(3, b_std=0.1), stax.Relu(), probe, stax.GlobalAvgPool())
     rng = np.random.default_rng(8)
     x = _pad(rng.standard_normal((2, 4, 2)), (4, 2))
@@ -313,14 +346,27 @@ def test_kernel_fn_with_keyword_arguments_is_traced_once_per_static_value():
 
 @functools.cache
 def _compiled(kind: str):
-    net = {"gap": _seq_net(),
-           "flatten": stax.serial(stax.Conv(4, (2,), b_std=0.2), stax.Erf(),
-                                  stax.Dense(3, b_std=0.1), stax.Relu(), stax.Flatten(),
-                                  stax.Dense(2))}[kind]
-    return jax.jit(lambda x1, x2: tuple(net.kernel_fn(
-        MaskedArray(x1[0], x1[1]),
-        None if x2 is None else MaskedArray(x2[0], x2[1]),
-        ("nngp", "ntk"))), static_argnums=())
+    net = {
+        "gap": _seq_net(),
+        "flatten": stax.serial(
+            stax.Conv(4, (2,), b_std=0.2),
+            stax.Erf(),
+            stax.Dense(3, b_std=0.1),
+            stax.Relu(),
+            stax.Flatten(),
+            stax.Dense(2),
+        ),
+    }[kind]
+    return jax.jit(
+        lambda x1, x2: tuple(
+            net.kernel_fn(
+                MaskedArray(x1[0], x1[1]),
+                None if x2 is None else MaskedArray(x2[0], x2[1]),
+                ("nngp", "ntk"),
+            )
+        ),
+        static_argnums=(),
+    )
 
 
 @st.composite
@@ -328,8 +374,7 @@ def masked_batches(draw, n, t=5, c=2):
     """Values on a coarse grid (zeros and repeated rows occur) and lengths
     ≥ 1; masked entries hold arbitrary (large) values."""
     cell = st.integers(-10, 10).map(lambda i: i / 5)
-    rows = draw(st.lists(st.lists(cell, min_size=t * c, max_size=t * c),
-                         min_size=n, max_size=n))
+    rows = draw(st.lists(st.lists(cell, min_size=t * c, max_size=t * c), min_size=n, max_size=n))
     x = np.asarray(rows, dtype=np.float64).reshape(n, t, c)
     if draw(st.booleans()):
         x[-1] = x[0]
@@ -353,8 +398,12 @@ def test_masked_kernels_are_symmetric_psd_and_finite(kind, x):
 
 
 @SETTINGS
-@given(kind=st.sampled_from(["gap", "flatten"]), x1=masked_batches(3),
-       x2=masked_batches(2), junk=st.floats(-1e3, 1e3))
+@given(
+    kind=st.sampled_from(["gap", "flatten"]),
+    x1=masked_batches(3),
+    x2=masked_batches(2),
+    junk=st.floats(-1e3, 1e3),
+)
 def test_values_at_masked_entries_change_nothing(kind, x1, x2, junk):
     got = _compiled(kind)(x1, x2)
     other1 = (jnp.where(x1[1], junk, x1[0]), x1[1])
@@ -387,5 +436,6 @@ def test_a_mask_that_does_not_fit_its_values_is_a_value_error():
 
 def test_make_layer_rejects_a_mask_fn_that_is_not_callable():
     with pytest.raises(TypeError, match="mask_fn"):
-        stax.make_layer("Bad", lambda k, s: (s, ()), lambda p, x, **kw: x,
-                        lambda k, **kw: k, mask_fn="all")
+        stax.make_layer(
+            "Bad", lambda k, s: (s, ()), lambda p, x, **kw: x, lambda k, **kw: k, mask_fn="all"
+        )

@@ -28,19 +28,22 @@ def _images(shape, seed):
 def _by_layers(layer, x1, x2):
     """The kernel of the Myrtle's layers, one transform after another."""
     run = lambda a, b: layer.kernel_fn.transform(
-        inputs_to_kernel(a, b, diagonal_spatial=False, compute_ntk=True))
+        inputs_to_kernel(a, b, diagonal_spatial=False, compute_ntk=True)
+    )
     return jax.jit(run)(x1, x2)
 
 
 # Float64 agreement of two exact computations in different orders: measured
 # ~4e-16; 1e-12 leaves room for other machines' summation orders while any
 # formula error (a constant, a missed bias, a wrong tap) is >= 1e-4.
-@pytest.mark.parametrize("depth, W_std, b_std, shape, symmetric", [
-    (5, 1.3, 0.2, (8, 12, 2), False),
-    (10, math.sqrt(2.0), 0.0, (12, 8, 1), True),
-])
-def test_fused_kernel_equals_the_layer_by_layer_kernel(depth, W_std, b_std, shape,
-                                                       symmetric):
+@pytest.mark.parametrize(
+    "depth, W_std, b_std, shape, symmetric",
+    [
+        (5, 1.3, 0.2, (8, 12, 2), False),
+        (10, math.sqrt(2.0), 0.0, (12, 8, 1), True),
+    ],
+)
+def test_fused_kernel_equals_the_layer_by_layer_kernel(depth, W_std, b_std, shape, symmetric):
     layer = stax.Myrtle(depth, W_std=W_std, b_std=b_std)
     x1, x2 = _images((3,) + shape, depth), _images((2,) + shape, depth + 1)
     for a, b in ((x1, None if symmetric else x2),):
@@ -75,8 +78,9 @@ def test_fused_kernel_matches_monte_carlo_of_the_finite_network():
     # 10% finite-width bias (O(depth/width) for a ReLU CNN of 5 layers).
     layer = stax.Myrtle(5, W_std=1.4, b_std=0.1, width=48, num_classes=48)
     x1, x2 = jnp.asarray(_images((2, 4, 4, 2), 1)), jnp.asarray(_images((1, 4, 4, 2), 2))
-    nngp_m, nngp_s, ntk_m, ntk_s = mc_kernels(layer.init_fn, layer.apply_fn, x1, x2,
-                                              jax.random.PRNGKey(5), 48)
+    nngp_m, nngp_s, ntk_m, ntk_s = mc_kernels(
+        layer.init_fn, layer.apply_fn, x1, x2, jax.random.PRNGKey(5), 48
+    )
     k = layer.kernel_fn(x1, x2)
     assert_within_mc(k.nngp, nngp_m, nngp_s, n_sigma=6, bias=0.1, what="nngp")
     assert_within_mc(k.ntk, ntk_m, ntk_s, n_sigma=6, bias=0.1, what="ntk")
@@ -90,16 +94,23 @@ def test_layers_are_nt_readme_myrtle_stages():
         records = [layer.kernel_fn.spec for layer in layers]
         convs = [r for r in records if isinstance(r, specs.Conv)]
         assert len(convs) == depth - 1 == sum(factors)
-        assert all(r.filter_shape == (3, 3) and r.strides == (1, 1)
-                   and r.padding == "SAME" and r.W_std == 1.7 and r.b_std == 0.3
-                   for r in convs)
+        assert all(
+            r.filter_shape == (3, 3)
+            and r.strides == (1, 1)
+            and r.padding == "SAME"
+            and r.W_std == 1.7
+            and r.b_std == 0.3
+            for r in convs
+        )
         assert isinstance(records[-1], specs.Dense) and records[-1].W_std == 1.7
         # Stage lengths: convolutions between the poolings.
         names = [layer.name for layer in layers]
         pools = [i for i, n in enumerate(names) if "Pool" in n]
         bounds = [-1] + pools
-        stages = [sum(isinstance(records[j], specs.Conv) for j in range(a + 1, b))
-                  for a, b in zip(bounds[:-1], bounds[1:])]
+        stages = [
+            sum(isinstance(records[j], specs.Conv) for j in range(a + 1, b))
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ]
         assert tuple(stages) == factors
         assert len(pools) == 3 and names[pools[-1]] == "GlobalAvgPool"
 
@@ -135,8 +146,7 @@ def test_masked_inputs_use_the_layers_and_agree_with_them():
     x = _images((2, 8, 8, 1), 6)
     x[0, :2] = -1e4
     got = layer.kernel_fn(x, None, "nngp", mask_constant=-1e4)
-    want = stax.serial(*layer.kernel_fn.spec.layers).kernel_fn(
-        x, None, "nngp", mask_constant=-1e4)
+    want = stax.serial(*layer.kernel_fn.spec.layers).kernel_fn(x, None, "nngp", mask_constant=-1e4)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
 
 
@@ -151,12 +161,16 @@ def test_images_whose_sides_are_not_multiples_of_4_are_rejected(shape):
         apply_fn(None, np.zeros(shape))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"depth": 6}, "`depth` must be one of"), ({"depth": True}, "`depth` must be one of"),
-    ({"depth": 5, "width": 0}, "`width` must be a positive int"),
-    ({"depth": 5, "num_classes": 2.5}, "`num_classes` must be a positive int"),
-    ({"depth": 5, "W_std": -1.0}, "`W_std` must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"depth": 6}, "`depth` must be one of"),
+        ({"depth": True}, "`depth` must be one of"),
+        ({"depth": 5, "width": 0}, "`width` must be a positive int"),
+        ({"depth": 5, "num_classes": 2.5}, "`num_classes` must be a positive int"),
+        ({"depth": 5, "W_std": -1.0}, "`W_std` must be >= 0"),
+    ],
+)
 def test_bad_arguments_raise_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         stax.Myrtle(**kwargs)

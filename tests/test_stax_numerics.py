@@ -44,7 +44,7 @@ from scipy import special
 from ntk import Kernel, stax
 from ntk.kernel import inputs_to_kernel
 
-LD = np.longdouble          # 80-bit on x86: eps 1e-19, max 1e4932
+LD = np.longdouble  # 80-bit on x86: eps 1e-19, max 1e4932
 W_STD, B_STD, WIDTH, DIM = 1.5, 0.05, 64, 5
 SCALES = (1e-30, 1e-12, 1e-6, 1e-2, 1.0, 1e2, 1e3, 1e6)
 PER_SCALE = 3
@@ -72,7 +72,7 @@ _EDGES = np.append(12.0 * 2.0 ** -np.arange(49.0), 0.0)
 _GX, _GW = np.polynomial.legendre.leggauss(24)
 _A, _B = _EDGES[1:, None], _EDGES[:-1, None]
 _Z = (0.5 * (_B - _A) * _GX + 0.5 * (_A + _B)).ravel()
-_ZW = (0.5 * (_B - _A) * _GW).ravel() * np.exp(-_Z ** 2 / 2) / math.sqrt(2 * math.pi)
+_ZW = (0.5 * (_B - _A) * _GW).ravel() * np.exp(-(_Z**2) / 2) / math.sqrt(2 * math.pi)
 
 
 def _expect(g, q):
@@ -88,13 +88,17 @@ def _ncdf(x):
 def _gelu_moments(q):
     phi = lambda x: x * _ncdf(x)
     dphi = lambda x: _ncdf(x) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
-    return (_expect(lambda x: phi(x) ** 2, q).astype(LD),
-            _expect(lambda x: dphi(x) ** 2, q).astype(LD))
+    return (
+        _expect(lambda x: phi(x) ** 2, q).astype(LD),
+        _expect(lambda x: dphi(x) ** 2, q).astype(LD),
+    )
 
 
 def _tanh_moments(q):
-    return (_expect(lambda x: np.tanh(x) ** 2, q).astype(LD),
-            _expect(lambda x: np.cosh(x) ** -4.0, q).astype(LD))
+    return (
+        _expect(lambda x: np.tanh(x) ** 2, q).astype(LD),
+        _expect(lambda x: np.cosh(x) ** -4.0, q).astype(LD),
+    )
 
 
 def _abrelu_moments(a, b):
@@ -103,8 +107,11 @@ def _abrelu_moments(a, b):
 
 def _erf_moments(a, b, c):
     def m(q):
-        return (a * a * 2 / np.pi * np.arcsin(2 * b * b * q / (1 + 2 * b * b * q)) + c * c,
-                a * a * b * b * 4 / np.pi / np.sqrt(1 + 4 * b * b * q))
+        return (
+            a * a * 2 / np.pi * np.arcsin(2 * b * b * q / (1 + 2 * b * b * q)) + c * c,
+            a * a * b * b * 4 / np.pi / np.sqrt(1 + 4 * b * b * q),
+        )
+
     return m
 
 
@@ -112,6 +119,7 @@ def _sin_moments(a, b, c):
     def m(q):
         damp = np.exp(-2 * b * b * q) * math.cos(2 * c)
         return a * a / 2 * (1 - damp), a * a * b * b / 2 * (1 + damp)
+
     return m
 
 
@@ -120,6 +128,7 @@ def _exp_moments(a, b):
         with np.errstate(over="ignore"):
             e = np.exp(2 * b * b * q)
         return a * a * e, a * a * b * b * e
+
     return m
 
 
@@ -128,8 +137,11 @@ def _gaussian_moments(a, b):
         d = 1 - 4 * b * q
         ok = d > 0
         d = np.where(ok, d, 1)
-        return (np.where(ok, a * a / np.sqrt(d), np.inf),
-                np.where(ok, 4 * a * a * b * b * q / d ** 1.5, np.inf))
+        return (
+            np.where(ok, a * a / np.sqrt(d), np.inf),
+            np.where(ok, 4 * a * a * b * b * q / d**1.5, np.inf),
+        )
+
     return m
 
 
@@ -140,15 +152,23 @@ def _double_factorial(n):
 def _poly_moments(coef):
     coef = [float(c) for c in coef]
 
-    def gaussian_moment(k, q):             # E[u^k] = (k-1)!! q^(k/2)
+    def gaussian_moment(k, q):  # E[u^k] = (k-1)!! q^(k/2)
         return _double_factorial(k - 1) * q ** (k // 2) if k % 2 == 0 else 0 * q
 
     def m(q):
-        e2 = sum(ci * cj * gaussian_moment(i + j, q)
-                 for i, ci in enumerate(coef) for j, cj in enumerate(coef))
-        d2 = sum(i * j * ci * cj * gaussian_moment(i + j - 2, q)
-                 for i, ci in enumerate(coef) for j, cj in enumerate(coef) if i and j)
+        e2 = sum(
+            ci * cj * gaussian_moment(i + j, q)
+            for i, ci in enumerate(coef)
+            for j, cj in enumerate(coef)
+        )
+        d2 = sum(
+            i * j * ci * cj * gaussian_moment(i + j - 2, q)
+            for i, ci in enumerate(coef)
+            for j, cj in enumerate(coef)
+            if i and j
+        )
         return e2 + 0 * q, d2 + 0 * q
+
     return m
 
 
@@ -161,23 +181,28 @@ def _gabor_moments(q):
     q = np.asarray(q, dtype=LD)
     s2 = q / (1 + 4 * q)
     damp, root = np.exp(-2 * s2), np.sqrt(1 + 4 * q)
-    return (-np.expm1(-2 * s2) / 2 / root,
-            (LD(0.5) + 2 * s2 + damp * (LD(0.5) - 6 * s2 + 8 * s2 * s2)) / root)
+    return (
+        -np.expm1(-2 * s2) / 2 / root,
+        (LD(0.5) + 2 * s2 + damp * (LD(0.5) - 6 * s2 + 8 * s2 * s2)) / root,
+    )
 
 
 def _exp_normalized_moments(gamma, shift):
     def m(q):
         e = np.exp(LD(gamma) * (1 + LD(shift)))
         return np.asarray(q, dtype=LD) * e, LD(gamma) * e + 0 * np.asarray(q, dtype=LD)
+
     return m
 
 
 def _rectified_moments(n):
     """E[max(u, 0)^2n] = (2n-1)!!/2·q^n, E[φ'²] = n²(2n-3)!!/2·q^(n-1)."""
+
     def m(q):
         q = np.asarray(q, dtype=LD)
         d2 = n * n * _double_factorial(2 * n - 3) / LD(2) * q ** (n - 1) if n else 0 * q
-        return _double_factorial(2 * n - 1) / LD(2) * q ** n, d2
+        return _double_factorial(2 * n - 1) / LD(2) * q**n, d2
+
     return m
 
 
@@ -204,24 +229,32 @@ CASES = [
     Case("Sigmoid_like", stax.Sigmoid_like, _erf_moments(0.5, 1 / 2.4020563531719796, 0.5)),
     Case("Gelu", stax.Gelu, _gelu_moments),
     Case("Sin", stax.Sin, _sin_moments(1.0, 1.0, 0.0)),
-    Case("Cos(0.8,1.5,-0.2)", lambda: stax.Cos(0.8, 1.5, -0.2),
-         _sin_moments(0.8, 1.5, -0.2 + math.pi / 2)),
+    Case(
+        "Cos(0.8,1.5,-0.2)",
+        lambda: stax.Cos(0.8, 1.5, -0.2),
+        _sin_moments(0.8, 1.5, -0.2 + math.pi / 2),
+    ),
     Case("Rbf(0.3)", lambda: stax.Rbf(0.3), lambda q: (1 + 0 * q, 0.6 + 0 * q)),
     Case("Sign", stax.Sign, lambda q: (1 + 0 * q, 0 * q)),
     Case("Gaussian", stax.Gaussian, _gaussian_moments(1.0, -1.0)),
     Case("Gaussian(1,0.01)", lambda: stax.Gaussian(1.0, 0.01), _gaussian_moments(1.0, 0.01)),
     Case("Exp(0.7,-0.5)", lambda: stax.Exp(0.7, -0.5), _exp_moments(0.7, -0.5)),
     Case("Monomial(2)", lambda: stax.Monomial(2), _poly_moments([0, 0, 1])),
-    Case("Polynomial", lambda: stax.Polynomial([0.3, -1.0, 0.5, 0.2]),
-         _poly_moments([0.3, -1.0, 0.5, 0.2])),
+    Case(
+        "Polynomial",
+        lambda: stax.Polynomial([0.3, -1.0, 0.5, 0.2]),
+        _poly_moments([0.3, -1.0, 0.5, 0.2]),
+    ),
     Case("Hermite(3)", lambda: stax.Hermite(3), _poly_moments(_hermite_coef(3))),
-    Case("ElementwiseNumerical(tanh)", lambda: stax.ElementwiseNumerical(jnp.tanh),
-         _tanh_moments),
+    Case("ElementwiseNumerical(tanh)", lambda: stax.ElementwiseNumerical(jnp.tanh), _tanh_moments),
     Case("Gabor", stax.Gabor, _gabor_moments),
     # Kernel only (no φ): its "moments" are the diagonal K(q) = q e^{γ(1+shift)},
     # K'(q) = γ e^{γ(1+shift)} of its definition.
-    Case("ExpNormalized(1.5,-0.7)", lambda: stax.ExpNormalized(1.5, -0.7),
-         _exp_normalized_moments(1.5, -0.7)),
+    Case(
+        "ExpNormalized(1.5,-0.7)",
+        lambda: stax.ExpNormalized(1.5, -0.7),
+        _exp_normalized_moments(1.5, -0.7),
+    ),
     Case("RectifiedMonomial(0)", lambda: stax.RectifiedMonomial(0), _rectified_moments(0)),
     Case("RectifiedMonomial(2)", lambda: stax.RectifiedMonomial(2), _rectified_moments(2)),
     Case("RectifiedMonomial(3)", lambda: stax.RectifiedMonomial(3), _rectified_moments(3)),
@@ -272,17 +305,28 @@ def _representable(case, depth, x, dtype):
 # (depth 64 adds nothing); the quadrature costs 129² evaluations per entry
 # and layer: depths 1 and 8.
 # RectifiedMonomial(3) and (0) run (2)'s code with other polynomials.
-SHALLOW_ONLY = ("LeakyRelu(0.1)", "Sigmoid_like", "RectifiedMonomial(3)",
-                "RectifiedMonomial(0)")
-NOT_64 = ("ElementwiseNumerical(tanh)", "Gaussian(1,0.01)", "Exp(0.7,-0.5)", "Monomial(2)",
-          "Polynomial", "Hermite(3)", "RectifiedMonomial(2)", "ExpNormalized(1.5,-0.7)")
-PARAMS = [pytest.param(c, d, id=f"{c.name}-depth{d}") for c in CASES for d in DEPTHS
-          if not (c.name in NOT_64 and d == 64) and not (c.name in SHALLOW_ONLY and d > 1)]
+SHALLOW_ONLY = ("LeakyRelu(0.1)", "Sigmoid_like", "RectifiedMonomial(3)", "RectifiedMonomial(0)")
+NOT_64 = (
+    "ElementwiseNumerical(tanh)",
+    "Gaussian(1,0.01)",
+    "Exp(0.7,-0.5)",
+    "Monomial(2)",
+    "Polynomial",
+    "Hermite(3)",
+    "RectifiedMonomial(2)",
+    "ExpNormalized(1.5,-0.7)",
+)
+PARAMS = [
+    pytest.param(c, d, id=f"{c.name}-depth{d}")
+    for c in CASES
+    for d in DEPTHS
+    if not (c.name in NOT_64 and d == 64) and not (c.name in SHALLOW_ONLY and d > 1)
+]
 EPS32 = float(np.finfo(np.float32).eps)
 
 
 def _full(kernel_fn, x, dtype):
-    k = kernel_fn(jnp.asarray(x, dtype), None)           # get=None: the Kernel
+    k = kernel_fn(jnp.asarray(x, dtype), None)  # get=None: the Kernel
     return {f: np.asarray(getattr(k, f), dtype=np.float64) for f in ("nngp", "ntk", "cov1")}
 
 
@@ -304,7 +348,8 @@ def _check_finite_symmetric_psd(out, dtype, depth, scales, what):
         # amplify most (Hermite(3): 60 eps at depth 8).
         asym = np.max(np.abs(m - m.T))
         assert asym <= 16 * depth * eps * top, (
-            f"{what}: {name} asymmetric by {asym:.3g} (max {top:.3g})")
+            f"{what}: {name} asymmetric by {asym:.3g} (max {top:.3g})"
+        )
         # PSD (a Gram matrix of features): the whole matrix, and each scale's
         # block against its own size; tolerance ~ rounding of the entries.
         tol = 1e-8 if dtype == np.float64 else 1e-5
@@ -312,11 +357,13 @@ def _check_finite_symmetric_psd(out, dtype, depth, scales, what):
             ev = np.linalg.eigvalsh(m[np.ix_(idx, idx)])
             assert ev[0] >= -tol * max(ev[-1], 0), (
                 f"{what}: {name} block at scale {scales[idx[0]]:g} not PSD: min "
-                f"eigenvalue {ev[0]:.3g}, max {ev[-1]:.3g}")
+                f"eigenvalue {ev[0]:.3g}, max {ev[-1]:.3g}"
+            )
     # cov1 and the diagonal come from different einsums of the inputs (last
     # bit may differ); the layers must not amplify that.
-    np.testing.assert_allclose(np.diag(out["nngp"]), out["cov1"], rtol=16 * eps,
-                               err_msg=f"{what}: diag(nngp) != cov1")
+    np.testing.assert_allclose(
+        np.diag(out["nngp"]), out["cov1"], rtol=16 * eps, err_msg=f"{what}: diag(nngp) != cov1"
+    )
 
 
 def _check_against_reference(out, case, depth, x, dtype, what):
@@ -331,8 +378,10 @@ def _check_against_reference(out, case, depth, x, dtype, what):
         got = np.diag(out[name])
         err = np.abs(got - ref) / np.abs(ref)
         i = int(np.argmax(err))
-        assert err[i] <= rtol, (f"{what}: diagonal {name} of input {i} off the reference by "
-                                f"{err[i]:.3g} (got {got[i]!r}, reference {ref[i]!r})")
+        assert err[i] <= rtol, (
+            f"{what}: diagonal {name} of input {i} off the reference by "
+            f"{err[i]:.3g} (got {got[i]!r}, reference {ref[i]!r})"
+        )
 
 
 @pytest.mark.parametrize("case, depth", PARAMS)
@@ -391,12 +440,11 @@ def _check_float32_against_float64(kernel_fn, full, x_all, what):
     """
     (out32, ok32), (out64, ok64) = full[np.float32], full[np.float64]
     both = ok32 & ok64
-    k = inputs_to_kernel(jnp.asarray(x_all[ok64]), None, diagonal_spatial=True,
-                         compute_ntk=True)
+    k = inputs_to_kernel(jnp.asarray(x_all[ok64]), None, diagonal_spatial=True, compute_ntk=True)
     # The input Gram g enters the first layer as W² g + b²; shifting g by
     # ±eps·(g + b²/W²) moves that by ±eps relative.
-    shift = EPS32 * (k.nngp + B_STD ** 2 / W_STD ** 2) * (1 - np.eye(len(k.nngp)))
-    run = jax.jit(lambda k: kernel_fn(k))                   # one compilation for both
+    shift = EPS32 * (k.nngp + B_STD**2 / W_STD**2) * (1 - np.eye(len(k.nngp)))
+    run = jax.jit(lambda k: kernel_fn(k))  # one compilation for both
     perturbed = [run(k.replace(nngp=k.nngp + sign * shift)) for sign in (1, -1)]
     in64, in32 = both[ok64], both[ok32]
     scales = SCALE_OF[both]
@@ -418,11 +466,24 @@ def _check_float32_against_float64(kernel_fn, full, x_all, what):
 # One activation per dual (LeakyRelu, Relu, Abs share ABRelu's; Sigmoid_like
 # Erf's; Monomial, Hermite the polynomial one; RectifiedMonomial(3)
 # RectifiedMonomial(2)'s), for time.
-GRAD_PARAMS = ([pytest.param(c, 1, id=f"{c.name}-depth1") for c in CASES
-                if c.name not in ("Relu", "LeakyRelu(0.1)", "Abs", "Sigmoid_like",
-                                  "Monomial(2)", "Hermite(3)", "RectifiedMonomial(3)")]
-               + [pytest.param(c, 64, id=f"{c.name}-depth64") for c in CASES
-                  if c.name in ("ABRelu(-0.4,1.3)", "Abs")])
+GRAD_PARAMS = [
+    pytest.param(c, 1, id=f"{c.name}-depth1")
+    for c in CASES
+    if c.name
+    not in (
+        "Relu",
+        "LeakyRelu(0.1)",
+        "Abs",
+        "Sigmoid_like",
+        "Monomial(2)",
+        "Hermite(3)",
+        "RectifiedMonomial(3)",
+    )
+] + [
+    pytest.param(c, 64, id=f"{c.name}-depth64")
+    for c in CASES
+    if c.name in ("ABRelu(-0.4,1.3)", "Abs")
+]
 
 
 @pytest.mark.parametrize("case, depth", GRAD_PARAMS)
@@ -436,19 +497,28 @@ def test_input_gradients_are_finite_at_every_scale(case, depth):
     x = jnp.asarray(X32[ok])
     grad = jax.grad(lambda x: jnp.sum(kernel_fn(x, None, get="ntk")))(x)
     bad = ~np.all(np.isfinite(np.asarray(grad)), axis=1)
-    assert not np.any(bad), (f"{case.name} depth {depth}: gradient not finite at "
-                             f"scales {sorted(set(SCALE_OF[ok][bad]))}")
+    assert not np.any(bad), (
+        f"{case.name} depth {depth}: gradient not finite at scales {sorted(set(SCALE_OF[ok][bad]))}"
+    )
 
 
 # ------------------------------------- off-diagonal entries at extreme variances
+
 
 def _layer_duals(layer, c12, c11, c22):
     """``(K_φ, K_φ')`` of ``layer`` at the triples ``(c12, c11, c22)``: the i-th
     triple sits at ``nngp[i, i]`` of a Gaussian input `Kernel` whose NTK is 1."""
     n = len(c12)
-    k = Kernel(nngp=jnp.diag(jnp.asarray(c12)), ntk=jnp.ones((n, n)),
-               cov1=jnp.asarray(c11), cov2=jnp.asarray(c22), shape1=(n, 1), shape2=(n, 1),
-               diagonal_spatial=True, is_gaussian=True)
+    k = Kernel(
+        nngp=jnp.diag(jnp.asarray(c12)),
+        ntk=jnp.ones((n, n)),
+        cov1=jnp.asarray(c11),
+        cov2=jnp.asarray(c22),
+        shape1=(n, 1),
+        shape2=(n, 1),
+        diagonal_spatial=True,
+        is_gaussian=True,
+    )
     out = layer.kernel_fn(k)
     return np.diag(np.asarray(out.nngp)), np.diag(np.asarray(out.ntk))
 
@@ -461,48 +531,52 @@ def _textbook(name, rho, c11, c22):
     one_minus = np.where(np.abs(rho) == 1, LD(0), 1 - rho * rho)
     if name == "Relu":
         theta = np.arccos(rho)
-        return (n * np.sqrt(one_minus) + (np.pi - theta) * c12) / (2 * np.pi), (np.pi - theta) / (2 * np.pi)
-    if name == "Erf":                       # a = b = 1, c = 0
+        return (n * np.sqrt(one_minus) + (np.pi - theta) * c12) / (2 * np.pi), (np.pi - theta) / (
+            2 * np.pi
+        )
+    if name == "Erf":  # a = b = 1, c = 0
         p = (1 + 2 * c11) * (1 + 2 * c22)
-        rad = 1 + 2 * (c11 + c22) + 4 * c11 * c22 * one_minus    # = p - 4 c12², exactly
+        rad = 1 + 2 * (c11 + c22) + 4 * c11 * c22 * one_minus  # = p - 4 c12², exactly
         return 2 / np.pi * np.arcsin(2 * c12 / np.sqrt(p)), 4 / np.pi / np.sqrt(rad)
     if name == "Gelu":
         p = (1 + c11) * (1 + c22)
-        d2 = 1 + c11 + c22 + c11 * c22 * one_minus                  # = p - c12², exactly
+        d2 = 1 + c11 + c22 + c11 * c22 * one_minus  # = p - c12², exactly
         d = np.sqrt(d2)
         beta = np.pi / 2 + np.arcsin(c12 / np.sqrt(p))
         k = (c12 * beta + (c12 * c12 + c11 * c22 * d2) / (p * d)) / (2 * np.pi)
         kd = (beta + c12 * (d2 * (3 + c11 + c22) + c12 * c12) / (p * d * d2)) / (2 * np.pi)
         return k, kd
-    if name == "Sin":                       # a = b = 1, c = 0
+    if name == "Sin":  # a = b = 1, c = 0
         # e^{-s/2}·sinh(c12), cosh(c12) at small c12; the difference of
         # exponentials (no cancellation then) where sinh would overflow.
         s = (c11 + c22) / 2
         small = np.abs(c12) < 30
         c = np.where(small, c12, 0)
         hi, lo = np.exp(-(s - c12)), np.exp(-(s + c12))
-        return (np.where(small, np.exp(-s) * np.sinh(c), (hi - lo) / 2),
-                np.where(small, np.exp(-s) * np.cosh(c), (hi + lo) / 2))
-    if name == "Gaussian":                  # a = 1, b = -1
-        dd = 1 + 2 * (c11 + c22) + 4 * c11 * c22 * one_minus        # = D, exactly
-        return 1 / np.sqrt(dd), 4 * c12 / dd ** 1.5
-    if name == "Gabor":                     # neural-tangents 0.6.5's formulas
+        return (
+            np.where(small, np.exp(-s) * np.sinh(c), (hi - lo) / 2),
+            np.where(small, np.exp(-s) * np.cosh(c), (hi + lo) / 2),
+        )
+    if name == "Gaussian":  # a = 1, b = -1
+        dd = 1 + 2 * (c11 + c22) + 4 * c11 * c22 * one_minus  # = D, exactly
+        return 1 / np.sqrt(dd), 4 * c12 / dd**1.5
+    if name == "Gabor":  # neural-tangents 0.6.5's formulas
         s = c11 + c22
-        dd = 1 + 2 * s + 4 * c11 * c22 * one_minus                  # det(I + 2C)
+        dd = 1 + 2 * s + 4 * c11 * c22 * one_minus  # det(I + 2C)
         lo = np.exp(-(s + 4 * c11 * c22 * one_minus - 2 * c12) / (2 * dd))
         hi = lo * np.exp(-2 * c12 / dd)
         # e^{-A-} - e^{-A+} by expm1: the plain difference keeps only ~7
         # digits of 80-bit precision at variance 1e-12.
         k = -lo * np.expm1(-2 * c12 / dd) / (2 * np.sqrt(dd))
         g = 4 * c12 * (dd + s + 1)
-        kd = (lo * (dd + 8 * c12 * c12 + g) + hi * (dd + 8 * c12 * c12 - g)) / (2 * dd ** 2.5)
+        kd = (lo * (dd + 8 * c12 * c12 + g) + hi * (dd + 8 * c12 * c12 - g)) / (2 * dd**2.5)
         return k, kd
-    if name == "RectifiedMonomial(2)":      # Cho & Saul's J_2 and J_1
+    if name == "RectifiedMonomial(2)":  # Cho & Saul's J_2 and J_1
         theta, sine = np.arccos(rho), np.sqrt(one_minus)
         j2 = 3 * sine * rho + (np.pi - theta) * (1 + 2 * rho * rho)
         j1 = sine + (np.pi - theta) * rho
         return n * n * j2 / (2 * np.pi), 4 * n * j1 / (2 * np.pi)
-    if name == "ExpNormalized":             # γ = 1, shift = -1
+    if name == "ExpNormalized":  # γ = 1, shift = -1
         e = np.exp(rho - 1)
         return n * e, e
     raise KeyError(name)
@@ -512,10 +586,16 @@ def _textbook(name, rho, c11, c22):
 # textbook forms), two variance ratios, correlations from -1 to 1.
 _RHOS = (-1.0, -0.999999, -0.6, 0.0, 0.3, 0.999999, 1.0)
 _TRIPLES = [(r, c, c * k) for c in (1e-12, 1e-4, 1.0, 1e3, 1e6) for k in (1.0, 7.0) for r in _RHOS]
-_LAYERS = {"Relu": stax.Relu, "Erf": stax.Erf, "Gelu": stax.Gelu, "Sin": stax.Sin,
-           "Gaussian": stax.Gaussian, "Gabor": stax.Gabor,
-           "RectifiedMonomial(2)": lambda: stax.RectifiedMonomial(2),
-           "ExpNormalized": stax.ExpNormalized}
+_LAYERS = {
+    "Relu": stax.Relu,
+    "Erf": stax.Erf,
+    "Gelu": stax.Gelu,
+    "Sin": stax.Sin,
+    "Gaussian": stax.Gaussian,
+    "Gabor": stax.Gabor,
+    "RectifiedMonomial(2)": lambda: stax.RectifiedMonomial(2),
+    "ExpNormalized": stax.ExpNormalized,
+}
 
 
 @pytest.mark.parametrize("name", sorted(_LAYERS))
@@ -539,9 +619,11 @@ def test_duals_match_textbook_forms_in_extended_precision(name):
         scale = np.sqrt(np.abs(ref1[i] * ref2[i])).astype(np.float64)
         err = np.abs(got[i] - ref[i].astype(np.float64)) / np.maximum(scale, 1e-300)
         j = int(np.argmax(err / tol))
-        assert err[j] <= tol[j], (f"{name} {what} at (ρ, c11, c22) = {_TRIPLES[j]}: got "
-                                  f"{got[i][j]!r}, textbook {float(ref[i][j])!r} "
-                                  f"(relative error {err[j]:.3g} > {tol[j]:.3g})")
+        assert err[j] <= tol[j], (
+            f"{name} {what} at (ρ, c11, c22) = {_TRIPLES[j]}: got "
+            f"{got[i][j]!r}, textbook {float(ref[i][j])!r} "
+            f"(relative error {err[j]:.3g} > {tol[j]:.3g})"
+        )
 
 
 @pytest.mark.parametrize("name", ["Relu", "Erf", "Gelu", "Sign"])
@@ -555,14 +637,22 @@ def test_duals_reach_their_limits_at_variance_1e150(name):
     big, unit = 1e150, 1.0
     c11, c22 = np.full_like(rho, big), big * ratio
     c12 = rho * np.sqrt(c11) * np.sqrt(c22)
-    k, kd = _layer_duals({"Relu": stax.Relu, "Erf": stax.Erf, "Gelu": stax.Gelu,
-                          "Sign": stax.Sign}[name](), c12, c11, c22)
+    k, kd = _layer_duals(
+        {"Relu": stax.Relu, "Erf": stax.Erf, "Gelu": stax.Gelu, "Sign": stax.Sign}[name](),
+        c12,
+        c11,
+        c22,
+    )
     assert np.all(np.isfinite(k)) and np.all(np.isfinite(kd)), name
-    scale = np.sqrt(c11 * (c22 / c11)) * np.sqrt(c11)      # sqrt(c11 c22) without overflow
+    scale = np.sqrt(c11 * (c22 / c11)) * np.sqrt(c11)  # sqrt(c11 c22) without overflow
     if name in ("Relu", "Gelu"):
         # The ReLU kernel at unit scale, scaled: GELU differs by O(1/sqrt(c)).
-        ref_k, ref_kd = (np.asarray(v, dtype=np.float64) for v in _textbook(
-            "Relu", rho.astype(LD), np.full_like(rho, unit, dtype=LD), ratio.astype(LD)))
+        ref_k, ref_kd = (
+            np.asarray(v, dtype=np.float64)
+            for v in _textbook(
+                "Relu", rho.astype(LD), np.full_like(rho, unit, dtype=LD), ratio.astype(LD)
+            )
+        )
         np.testing.assert_allclose(k / scale, ref_k / np.sqrt(ratio), rtol=0, atol=1e-12)
         np.testing.assert_allclose(kd, ref_kd, rtol=0, atol=1e-12)
     else:

@@ -35,17 +35,27 @@ from ntk import stax
 from ntk.kernel import inputs_to_kernel
 
 ACTS = {
-    "Relu": stax.Relu, "Abs": stax.Abs, "LeakyRelu": lambda: stax.LeakyRelu(0.2),
-    "Erf": stax.Erf, "Gelu": stax.Gelu, "Sin": lambda: stax.Sin(b=1.3, c=0.2),
-    "Rbf": stax.Rbf, "Sign": stax.Sign, "Gaussian": stax.Gaussian,
-    "Gabor": stax.Gabor, "RectifiedMonomial": lambda: stax.RectifiedMonomial(2),
+    "Relu": stax.Relu,
+    "Abs": stax.Abs,
+    "LeakyRelu": lambda: stax.LeakyRelu(0.2),
+    "Erf": stax.Erf,
+    "Gelu": stax.Gelu,
+    "Sin": lambda: stax.Sin(b=1.3, c=0.2),
+    "Rbf": stax.Rbf,
+    "Sign": stax.Sign,
+    "Gaussian": stax.Gaussian,
+    "Gabor": stax.Gabor,
+    "RectifiedMonomial": lambda: stax.RectifiedMonomial(2),
     "ExpNormalized": lambda: stax.ExpNormalized(1.5, -0.7),
 }
 N1, N2, D = 4, 3, 3
 
-SETTINGS = settings(deadline=None, max_examples=10, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow,
-                                           HealthCheck.data_too_large])
+SETTINGS = settings(
+    deadline=None,
+    max_examples=10,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 class Arch(NamedTuple):
@@ -61,9 +71,14 @@ def build(arch: Arch, W_stds, b_stds):
     layers = []
     for i in range(arch.depth + 1):
         out = 1 if i == arch.depth else arch.width
-        layers.append(stax.Dense(out, W_std=W_stds[i],
-                                 b_std=b_stds[i] if arch.has_bias else None,
-                                 parameterization=arch.parameterization))
+        layers.append(
+            stax.Dense(
+                out,
+                W_std=W_stds[i],
+                b_std=b_stds[i] if arch.has_bias else None,
+                parameterization=arch.parameterization,
+            )
+        )
         if i < arch.depth:
             layers.append(ACTS[arch.act]())
     return stax.serial(*layers)
@@ -75,9 +90,11 @@ GET = ("nngp", "ntk", "cov1", "cov2")
 @functools.lru_cache(maxsize=None)
 def compiled_kernel(arch: Arch):
     """``(x1, x2, W_stds, b_stds) -> (nngp, ntk, cov1, cov2)``, jitted once."""
+
     @jax.jit
     def kernel(x1, x2, W_stds, b_stds):
         return tuple(build(arch, W_stds, b_stds).kernel_fn(x1, x2, get=GET))
+
     return kernel
 
 
@@ -86,12 +103,18 @@ def compiled_kernel(arch: Arch):
 # fixed list (rather than the full product) lets the compiled kernels be
 # reused across examples and tests; Hypothesis varies everything else.
 ARCHS = [
-    Arch("Relu", 3, "ntk", 8, True), Arch("Abs", 2, "standard", 64, False),
-    Arch("LeakyRelu", 1, "ntk", 8, True), Arch("Erf", 2, "ntk", 8, False),
-    Arch("Gelu", 1, "standard", 4, True), Arch("Sin", 2, "ntk", 8, True),
-    Arch("Rbf", 1, "ntk", 8, False), Arch("Sign", 2, "standard", 64, True),
-    Arch("Gaussian", 2, "ntk", 8, True), Arch("Relu", 1, "standard", 4, False),
-    Arch("Gabor", 2, "ntk", 8, True), Arch("RectifiedMonomial", 1, "standard", 4, False),
+    Arch("Relu", 3, "ntk", 8, True),
+    Arch("Abs", 2, "standard", 64, False),
+    Arch("LeakyRelu", 1, "ntk", 8, True),
+    Arch("Erf", 2, "ntk", 8, False),
+    Arch("Gelu", 1, "standard", 4, True),
+    Arch("Sin", 2, "ntk", 8, True),
+    Arch("Rbf", 1, "ntk", 8, False),
+    Arch("Sign", 2, "standard", 64, True),
+    Arch("Gaussian", 2, "ntk", 8, True),
+    Arch("Relu", 1, "standard", 4, False),
+    Arch("Gabor", 2, "ntk", 8, True),
+    Arch("RectifiedMonomial", 1, "standard", 4, False),
     Arch("ExpNormalized", 2, "ntk", 8, True),
 ]
 
@@ -108,8 +131,9 @@ def nets(draw):
 def inputs(n):
     """Inputs on a coarse grid, so zeros and repeated rows occur."""
     cell = st.integers(-20, 20).map(lambda i: i / 10)
-    return st.lists(st.lists(cell, min_size=D, max_size=D), min_size=n,
-                    max_size=n).map(lambda rows: jnp.asarray(rows, dtype=jnp.float64))
+    return st.lists(st.lists(cell, min_size=D, max_size=D), min_size=n, max_size=n).map(
+        lambda rows: jnp.asarray(rows, dtype=jnp.float64)
+    )
 
 
 def _kernel(net, x1, x2=None):
@@ -223,8 +247,20 @@ def test_finite_values_and_input_gradients_with_duplicated_rows(net, x1, dup):
     _finite_with_grads(net, x1, None)
 
 
-@pytest.mark.parametrize("act", ["Relu", "Abs", "Erf", "Gelu", "Sign", "Gaussian", "Gabor",
-                                 "RectifiedMonomial", "ExpNormalized"])
+@pytest.mark.parametrize(
+    "act",
+    [
+        "Relu",
+        "Abs",
+        "Erf",
+        "Gelu",
+        "Sign",
+        "Gaussian",
+        "Gabor",
+        "RectifiedMonomial",
+        "ExpNormalized",
+    ],
+)
 @pytest.mark.parametrize("has_bias", [False, True])
 def test_finite_values_and_input_gradients_at_zero_inputs(act, has_bias):
     """Zero inputs: without bias their variances are exactly 0 at every layer
@@ -244,8 +280,7 @@ def _deep(act, W_std, b_std, depth, via):
     return stax.serial(head, *[block] * (depth - 1))
 
 
-DEEP = [("Relu", math.sqrt(2), 0.0), ("Erf", 2.5, 0.2), ("Gelu", 1.0, 0.0),
-        ("Abs", 1.0, 0.1)]
+DEEP = [("Relu", math.sqrt(2), 0.0), ("Erf", 2.5, 0.2), ("Gelu", 1.0, 0.0), ("Abs", 1.0, 0.1)]
 
 
 @pytest.mark.parametrize("act,W_std,b_std", DEEP)
@@ -273,8 +308,7 @@ def test_depth_100_via_serial_is_finite_with_finite_input_gradients(act, W_std, 
     ref = _deep(act, W_std, b_std, 100, "repeat").kernel_fn(x, get="ntk")
 
     def ntk(x):
-        return net.kernel_fn(inputs_to_kernel(x, None, diagonal_spatial=True,
-                                              compute_ntk=True)).ntk
+        return net.kernel_fn(inputs_to_kernel(x, None, diagonal_spatial=True, compute_ntk=True)).ntk
 
     values = jax.jit(ntk)(x)
     assert np.all(np.isfinite(values))
@@ -298,15 +332,24 @@ def test_depth_100_via_serial_compiles_in_reasonable_time_and_memory():
         assert np.all(np.isfinite(k)), k
         print("ok")
     """)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-         os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [
+                os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                os.environ.get("PYTHONPATH", ""),
+            ]
+        ),
+    }
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                             text=True, timeout=30, env=env)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env=env
+        )
     except subprocess.TimeoutExpired:
-        pytest.fail("kernel_fn of serial([Dense, Relu] * 100) did not compile and "
-                    "run within 30 s (compile time grows quadratically in depth)")
+        pytest.fail(
+            "kernel_fn of serial([Dense, Relu] * 100) did not compile and "
+            "run within 30 s (compile time grows quadratically in depth)"
+        )
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
 
 
@@ -329,8 +372,9 @@ def test_kernel_fn_under_jit_gives_same_values(net, x1, x2):
 
 # ------------------------------------------------------------ gradients
 
+
 @SETTINGS
-@given(net=nets(), seed=st.integers(0, 2 ** 16))
+@given(net=nets(), seed=st.integers(0, 2**16))
 def test_input_gradients_match_central_differences(net, seed):
     """⟨∇_{x1, x2} Σ w⊙(K + Θ), v⟩ vs a central difference along a random v,
     at generic (non-degenerate) inputs where the kernel is smooth."""
@@ -348,7 +392,7 @@ def test_input_gradients_match_central_differences(net, seed):
 
 
 @SETTINGS
-@given(net=nets(), seed=st.integers(0, 2 ** 16))
+@given(net=nets(), seed=st.integers(0, 2**16))
 def test_hyperparameter_gradients_match_central_differences(net, seed):
     """∂/∂(W_std, b_std) of Σ w⊙(K + Θ), the network rebuilt from jnp scalars
     inside the differentiated function (kernel learning)."""
@@ -374,13 +418,14 @@ def test_hyperparameter_gradients_match_central_differences(net, seed):
 def compiled_hyper_objective(arch: Arch):
     """``(W_stds, b_stds, x1, x2, w) -> Σ w⊙(K + Θ)`` with the network rebuilt
     from jnp scalars inside the function (kernel learning), and its gradient."""
+
     def f(W, b, x1, x2, w):
         net = build(arch, [W[i] for i in range(len(W))], [b[i] for i in range(len(b))])
         k = net.kernel_fn(x1, x2, get=("nngp", "ntk"))
         return jnp.sum(w * (k.nngp + k.ntk))
+
     # One compiled program: the finite differences read the primal values of
     # the reverse-mode program (the same forward computation), so the primal
     # is not compiled a second time on its own.
     value_and_grad = jax.jit(jax.value_and_grad(f, argnums=(0, 1)))
-    return (lambda *args: value_and_grad(*args)[0],
-            lambda *args: value_and_grad(*args)[1])
+    return (lambda *args: value_and_grad(*args)[0], lambda *args: value_and_grad(*args)[1])

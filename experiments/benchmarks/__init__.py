@@ -1,4 +1,4 @@
 """Speed and memory benchmarks against the anchors (NT in its reference env).
 
-    python -m experiments.benchmarks.kernels [--nt-python PATH] [--repeats N]
+python -m experiments.benchmarks.kernels [--nt-python PATH] [--repeats N]
 """

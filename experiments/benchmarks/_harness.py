@@ -28,6 +28,7 @@ MARKER = "BENCH_JSON "
 def make_input(shape, seed):
     """Standard normal float32 inputs, identical in both environments."""
     import numpy as np
+
     return np.random.default_rng(seed).standard_normal(tuple(shape)).astype(np.float32)
 
 
@@ -43,14 +44,18 @@ def make_graph(spec, x, seed):
     with -1, as ``pattern=(p, p)``.
     """
     import numpy as np
+
     rng = np.random.default_rng(seed + 1)
     n, v = x.shape[0], x.shape[1]
     sizes = rng.integers(spec["min_nodes"], v + 1, n)
     real = np.arange(v)[None, :] < sizes[:, None]
     x = np.where(real[..., None], x, np.float32(spec["mask_constant"]))
     upper = np.triu(rng.random((n, v, v)) < spec["degree"] / sizes[:, None, None], 1)
-    adjacency = (upper | upper.transpose(0, 2, 1) | np.eye(v, dtype=bool)) \
-        & real[:, :, None] & real[:, None, :]
+    adjacency = (
+        (upper | upper.transpose(0, 2, 1) | np.eye(v, dtype=bool))
+        & real[:, :, None]
+        & real[:, None, :]
+    )
     if spec["format"] == "dense":
         pattern = adjacency.astype(np.float32)
     else:
@@ -58,19 +63,21 @@ def make_graph(spec, x, seed):
         pattern = -np.ones((n, n_edges, 2), np.int32)
         for i in range(n):
             tails, heads = np.nonzero(adjacency[i])
-            pattern[i, :len(tails), 0], pattern[i, :len(tails), 1] = tails, heads
-    return x, {"pattern": (pattern, pattern),
-               "mask_constant": float(spec["mask_constant"])}
+            pattern[i, : len(tails), 0], pattern[i, : len(tails), 1] = tails, heads
+    return x, {"pattern": (pattern, pattern), "mask_constant": float(spec["mask_constant"])}
 
 
 def build(stax, layers):
     """``stax.serial`` of the named layers; list arguments become tuples."""
+
     def tup(v):
         return tuple(v) if isinstance(v, list) else v
+
     made = []
     for name, args, kwargs in layers:
-        made.append(getattr(stax, name)(*[tup(a) for a in args],
-                                        **{k: tup(v) for k, v in kwargs.items()}))
+        made.append(
+            getattr(stax, name)(*[tup(a) for a in args], **{k: tup(v) for k, v in kwargs.items()})
+        )
     return stax.serial(*made)
 
 
@@ -86,6 +93,7 @@ def build_myrtle(stax, depth, input_shape):
     three ``AvgPool((2, 2), (2, 2))`` and ``Flatten``.
     """
     import math
+
     W_std, b_std = math.sqrt(2.0), 0.0
     if hasattr(stax, "Myrtle"):
         return stax.Myrtle(depth, W_std=W_std, b_std=b_std)
@@ -103,6 +111,7 @@ def build_myrtle(stax, depth, input_shape):
 
 def _block(out):
     import jax
+
     return jax.tree_util.tree_map(lambda a: a.block_until_ready(), out)
 
 
@@ -117,9 +126,13 @@ def time_call(fn, repeats):
         _block(fn())
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
-    return out, {"seconds": statistics.median(times), "times": times,
-                 "cpu_seconds": statistics.median(cpu), "cpu_times": cpu,
-                 "warmup_s": warmup}
+    return out, {
+        "seconds": statistics.median(times),
+        "times": times,
+        "cpu_seconds": statistics.median(cpu),
+        "cpu_times": cpu,
+        "warmup_s": warmup,
+    }
 
 
 def run_workload(stax, workload, repeats, seed, public_call=False):
@@ -130,9 +143,9 @@ def run_workload(stax, workload, repeats, seed, public_call=False):
     """
     import jax
     import numpy as np
+
     if "myrtle" in workload:
-        _, _, kernel_fn = build_myrtle(stax, workload["myrtle"],
-                                       workload["input_shape"][1:])
+        _, _, kernel_fn = build_myrtle(stax, workload["myrtle"], workload["input_shape"][1:])
     else:
         _, _, kernel_fn = build(stax, workload["layers"])
     x = make_input(workload["input_shape"], seed)
@@ -158,8 +171,9 @@ def run_all(stax, spec, public_call=False, log=None):
         if log:
             log(f"  {name}: {workload['title']}")
         try:
-            results[name] = run_workload(stax, workload, spec["repeats"], spec["seed"],
-                                         public_call=public_call)
+            results[name] = run_workload(
+                stax, workload, spec["repeats"], spec["seed"], public_call=public_call
+            )
         except Exception as e:  # noqa: BLE001 - reported in the table, others go on
             results[name] = {"error": f"{type(e).__name__}: {e}"}
     return results
@@ -167,6 +181,7 @@ def run_all(stax, spec, public_call=False, log=None):
 
 def _versions():
     from importlib import metadata
+
     out = {"python": sys.version.split()[0]}
     for name in ("neural-tangents", "jax", "jaxlib", "numpy"):
         try:
@@ -179,6 +194,7 @@ def _versions():
 def main():
     spec = json.loads(sys.stdin.read())
     from neural_tangents import stax
+
     out = {"versions": _versions(), "results": run_all(stax, spec)}
     sys.stdout.write(MARKER + json.dumps(out) + "\n")
 

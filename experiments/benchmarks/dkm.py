@@ -41,6 +41,7 @@ def _data(points, dtype):
     import numpy as np
 
     from ntk.data import digits
+
     x, y = digits()
     x = np.asarray(x, np.float64).reshape(len(x), -1)[:points]
     y = np.asarray(y)[:points]
@@ -62,17 +63,22 @@ def _reference(model, params, x, Y, max_iter=1000):
     x64, Y64 = np.asarray(x, np.float64), np.asarray(Y, np.float64)
     ref, info = model.fit(p64, x64, Y64, max_iter=max_iter, tol=1e-11)
     start = float(info.objective[0])
-    gram_change = max(float(np.linalg.norm(a - b) / np.linalg.norm(b)) for a, b in
-                      zip(model.grams(p64, x64), model.grams(ref, x64)))
-    return {"objective_at_end_in_float64": start,
-            "objective_reference": float(info.objective[-1]),
-            "reference_iterations": info.iterations,
-            "reference_gap": float(info.objective[-1]) - start,
-            "gram_relative_distance_to_reference": gram_change}
+    gram_change = max(
+        float(np.linalg.norm(a - b) / np.linalg.norm(b))
+        for a, b in zip(model.grams(p64, x64), model.grams(ref, x64))
+    )
+    return {
+        "objective_at_end_in_float64": start,
+        "objective_reference": float(info.objective[-1]),
+        "reference_iterations": info.iterations,
+        "reference_gap": float(info.objective[-1]) - start,
+        "gram_relative_distance_to_reference": gram_change,
+    }
 
 
-def run(points=1000, layers=3, tol=1e-6, dtype="float32", max_iter=2000, repeat=False,
-        reference=False):
+def run(
+    points=1000, layers=3, tol=1e-6, dtype="float32", max_iter=2000, repeat=False, reference=False
+):
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -80,10 +86,16 @@ def run(points=1000, layers=3, tol=1e-6, dtype="float32", max_iter=2000, repeat=
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     from ntk import dkm
+
     x, Y = _data(points, np.dtype(dtype))
     X, Y = jnp.asarray(x), jnp.asarray(Y)
-    model = dkm.FullDKM(dkm.relu(2.0, 0.1), num_layers=layers, nu=1.0,
-                        noise_var=0.1, jitter=1e-6 if dtype == "float64" else 1e-4)
+    model = dkm.FullDKM(
+        dkm.relu(2.0, 0.1),
+        num_layers=layers,
+        nu=1.0,
+        noise_var=0.1,
+        jitter=1e-6 if dtype == "float64" else 1e-4,
+    )
     params0 = model.init(X)
     start_value = float(model.objective(params0, X, Y))
     t0, c0 = time.perf_counter(), time.process_time()
@@ -100,10 +112,15 @@ def run(points=1000, layers=3, tol=1e-6, dtype="float32", max_iter=2000, repeat=
     extra = _reference(model, params, x, Y) if reference else {}
     rel = float(abs(hist[-1] - hist[-2]) / abs(hist[-1])) if len(hist) > 1 else float("nan")
     return {
-        "workload": (f"FullDKM relu(2, 0.1), L={layers}, nu=1, noise_var=0.1, "
-                     f"P={points} digits (64 features), C=10, {dtype}, L-BFGS to "
-                     f"relative objective change < {tol:g}"),
-        "points": points, "layers": layers, "tol": tol, "dtype": dtype,
+        "workload": (
+            f"FullDKM relu(2, 0.1), L={layers}, nu=1, noise_var=0.1, "
+            f"P={points} digits (64 features), C=10, {dtype}, L-BFGS to "
+            f"relative objective change < {tol:g}"
+        ),
+        "points": points,
+        "layers": layers,
+        "tol": tol,
+        "dtype": dtype,
         "seconds_including_compile": first,
         # CPU time (all threads): a load-independent measure of the work; on
         # an idle 2-core machine wall >= cpu / 2.
@@ -125,24 +142,31 @@ def run(points=1000, layers=3, tol=1e-6, dtype="float32", max_iter=2000, repeat=
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.benchmarks.dkm",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.benchmarks.dkm", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--tol", type=float, default=1e-6)
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float32")
     parser.add_argument("--max-iter", type=int, default=2000)
-    parser.add_argument("--blas-threads", type=int, default=1,
-                        help="OpenBLAS threads (0 = leave the default)")
-    parser.add_argument("--repeat", action="store_true",
-                        help="fit a second time (compiled) and time that too")
-    parser.add_argument("--reference", action="store_true",
-                        help="then continue in float64 to a relative change < 1e-11 "
-                             "and report the gap to that optimum")
+    parser.add_argument(
+        "--blas-threads", type=int, default=1, help="OpenBLAS threads (0 = leave the default)"
+    )
+    parser.add_argument(
+        "--repeat", action="store_true", help="fit a second time (compiled) and time that too"
+    )
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="then continue in float64 to a relative change < 1e-11 "
+        "and report the gap to that optimum",
+    )
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
 
     from experiments import results
+
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     try:
         from threadpoolctl import threadpool_limits  # ships with scikit-learn
@@ -152,30 +176,55 @@ def main(argv=None) -> int:
     if args.blas_threads > 0 and threadpool_limits is not None:
         import numpy  # noqa: F401  (load OpenBLAS before limiting it)
         import scipy.linalg  # noqa: F401  (jaxlib's LAPACK comes from here)
+
         with threadpool_limits(args.blas_threads):
-            out = run(args.points, args.layers, args.tol, args.dtype, args.max_iter,
-                      args.repeat, args.reference)
+            out = run(
+                args.points,
+                args.layers,
+                args.tol,
+                args.dtype,
+                args.max_iter,
+                args.repeat,
+                args.reference,
+            )
     else:
-        out = run(args.points, args.layers, args.tol, args.dtype, args.max_iter,
-                      args.repeat, args.reference)
+        out = run(
+            args.points,
+            args.layers,
+            args.tol,
+            args.dtype,
+            args.max_iter,
+            args.repeat,
+            args.reference,
+        )
     out["blas_threads"] = args.blas_threads
-    print(f"full DKM, {args.points} points, {args.layers} layers, {args.dtype}: "
-          f"{out['iterations']} L-BFGS iterations to relative change "
-          f"{out['final_relative_change']:.1e} (< {args.tol:g}: {out['converged']})")
-    print(f"  time: {out['seconds_including_compile']:.1f} s including compilation "
-          f"({out['cpu_seconds_including_compile']:.1f} s CPU; target < 60 s; load "
-          f"average at start {load[0] if load else float('nan'):.1f} on "
-          f"{os.cpu_count()} cores)")
+    print(
+        f"full DKM, {args.points} points, {args.layers} layers, {args.dtype}: "
+        f"{out['iterations']} L-BFGS iterations to relative change "
+        f"{out['final_relative_change']:.1e} (< {args.tol:g}: {out['converged']})"
+    )
+    print(
+        f"  time: {out['seconds_including_compile']:.1f} s including compilation "
+        f"({out['cpu_seconds_including_compile']:.1f} s CPU; target < 60 s; load "
+        f"average at start {load[0] if load else float('nan'):.1f} on "
+        f"{os.cpu_count()} cores)"
+    )
     if args.repeat:
-        print(f"  compiled fit: {out['seconds_compiled']:.1f} s "
-              f"({out['cpu_seconds_compiled']:.1f} s CPU)")
-    print(f"  objective: {out['objective_nngp']:.4f} (NNGP) -> "
-          f"{out['objective_final']:.4f}; final |grad| {out['grad_norm_final']:.2e}")
+        print(
+            f"  compiled fit: {out['seconds_compiled']:.1f} s "
+            f"({out['cpu_seconds_compiled']:.1f} s CPU)"
+        )
+    print(
+        f"  objective: {out['objective_nngp']:.4f} (NNGP) -> "
+        f"{out['objective_final']:.4f}; final |grad| {out['grad_norm_final']:.2e}"
+    )
     if args.reference:
-        print(f"  reference (float64, rel. change < 1e-11, {out['reference_iterations']} more "
-              f"iterations): {out['objective_reference']:.4f}; gap "
-              f"{out['reference_gap']:.2e}; Grams within "
-              f"{out['gram_relative_distance_to_reference']:.1e} (relative Frobenius)")
+        print(
+            f"  reference (float64, rel. change < 1e-11, {out['reference_iterations']} more "
+            f"iterations): {out['objective_reference']:.4f}; gap "
+            f"{out['reference_gap']:.2e}; Grams within "
+            f"{out['gram_relative_distance_to_reference']:.1e} (relative Frobenius)"
+        )
     path = results.write_benchmark("dkm", args.out, out)
     print(f"wrote {path}")
     return 0

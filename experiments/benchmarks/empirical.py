@@ -38,18 +38,28 @@ MARKER = "EMPIRICAL_BENCH_JSON "
 DEFAULT_NT_PYTHON = "/work/envs/ntref/bin/python"
 
 WORKLOADS = {
-    "mlp": {"title": "3x[Dense(2048), Relu] + Dense(8); full 8x8 NTK of 16 x 3072",
-            "layers": [l for _ in range(3) for l in (["Dense", [2048], {}], ["Relu", [], {}])]
-            + [["Dense", [8], {}]],
-            "input_shape": [16, 3072]},
-    "cnn": {"title": "2x[Conv(32, 3x3, SAME), Relu] + Flatten + Dense(8); full 8x8 NTK of 16 x 32x32x3",
-            "layers": [l for _ in range(2) for l in (["Conv", [32, [3, 3]], {"padding": "SAME"}],
-                                                      ["Relu", [], {}])]
-            + [["Flatten", [], {}], ["Dense", [8], {}]],
-            "input_shape": [16, 32, 32, 3]},
+    "mlp": {
+        "title": "3x[Dense(2048), Relu] + Dense(8); full 8x8 NTK of 16 x 3072",
+        "layers": [l for _ in range(3) for l in (["Dense", [2048], {}], ["Relu", [], {}])]
+        + [["Dense", [8], {}]],
+        "input_shape": [16, 3072],
+    },
+    "cnn": {
+        "title": "2x[Conv(32, 3x3, SAME), Relu] + Flatten + Dense(8); full 8x8 NTK of 16 x 32x32x3",
+        "layers": [
+            l
+            for _ in range(2)
+            for l in (["Conv", [32, [3, 3]], {"padding": "SAME"}], ["Relu", [], {}])
+        ]
+        + [["Flatten", [], {}], ["Dense", [8], {}]],
+        "input_shape": [16, 32, 32, 3],
+    },
 }
-NT_IMPLEMENTATIONS = {1: "JACOBIAN_CONTRACTION", 2: "NTK_VECTOR_PRODUCTS",
-                      3: "STRUCTURED_DERIVATIVES"}
+NT_IMPLEMENTATIONS = {
+    1: "JACOBIAN_CONTRACTION",
+    2: "NTK_VECTOR_PRODUCTS",
+    3: "STRUCTURED_DERIVATIVES",
+}
 
 
 # ----------------------------------------------- shared by both environments
@@ -57,13 +67,17 @@ NT_IMPLEMENTATIONS = {1: "JACOBIAN_CONTRACTION", 2: "NTK_VECTOR_PRODUCTS",
 
 def build(stax, layers):
     tup = lambda v: tuple(v) if isinstance(v, list) else v
-    return stax.serial(*[getattr(stax, name)(*[tup(a) for a in args],
-                                             **{k: tup(v) for k, v in kw.items()})
-                         for name, args, kw in layers])
+    return stax.serial(
+        *[
+            getattr(stax, name)(*[tup(a) for a in args], **{k: tup(v) for k, v in kw.items()})
+            for name, args, kw in layers
+        ]
+    )
 
 
 def make_input(shape, seed):
     import numpy as np
+
     return np.random.default_rng(seed).standard_normal(tuple(shape)).astype(np.float32)
 
 
@@ -71,6 +85,7 @@ def time_call(fn, repeats, slow_s=20.0):
     """One compiling call, then ``repeats`` timed calls (one if the first call
     took over ``slow_s``): wall-clock min/median and median process CPU time."""
     import jax
+
     block = lambda out: jax.tree_util.tree_map(lambda a: a.block_until_ready(), out)
     start = time.perf_counter()
     out = block(fn())
@@ -81,15 +96,20 @@ def time_call(fn, repeats, slow_s=20.0):
         block(fn())
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - c0)
-    return out, {"min_s": min(times), "median_s": statistics.median(times),
-                 "cpu_median_s": statistics.median(cpu), "times": times,
-                 "first_call_s": first}
+    return out, {
+        "min_s": min(times),
+        "median_s": statistics.median(times),
+        "cpu_median_s": statistics.median(cpu),
+        "times": times,
+        "first_call_s": first,
+    }
 
 
 def load_params(path, init_params):
     """Parameters saved by the ntk side, in the tree of ``init_params``."""
     import jax
     import numpy as np
+
     leaves, treedef = jax.tree_util.tree_flatten(init_params)
     saved = np.load(path)
     arrays = [saved[f"p{i}"] for i in range(len(saved.files))]
@@ -104,6 +124,7 @@ def nt_side():
     import numpy as np
     import neural_tangents as nt
     from neural_tangents import stax
+
     spec = json.loads(sys.stdin.read())
     out = {}
     for name, w in spec["workloads"].items():
@@ -114,8 +135,11 @@ def nt_side():
         for impl, vmap_axes in spec["configs"]:
             key = f"{name}/impl={impl}/vmap_axes={vmap_axes}"
             try:
-                fn = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(), vmap_axes=vmap_axes,
-                                                 implementation=impl))
+                fn = jax.jit(
+                    nt.empirical_ntk_fn(
+                        apply_fn, trace_axes=(), vmap_axes=vmap_axes, implementation=impl
+                    )
+                )
                 k, result = time_call(lambda: fn(x, None, params), spec["repeats"])
                 np.save(w["kernel_file"] + f".{impl}.{vmap_axes}.npy", np.asarray(k))
                 out[key] = result
@@ -129,15 +153,19 @@ def nt_side():
 
 
 def run_nt(nt_python, spec, timeout=3600):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": ""}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu", "PYTHONPATH": ""}
     env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([nt_python, str(Path(__file__).resolve()), "--nt-side"],
-                          input=json.dumps(spec), text=True, capture_output=True,
-                          env=env, timeout=timeout)
+    proc = subprocess.run(
+        [nt_python, str(Path(__file__).resolve()), "--nt-side"],
+        input=json.dumps(spec),
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=timeout,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith(MARKER):
-            return json.loads(line[len(MARKER):])
+            return json.loads(line[len(MARKER) :])
     tail = "\n".join(proc.stderr.strip().splitlines()[-10:])
     raise RuntimeError(f"NT run failed (exit {proc.returncode}):\n{tail}")
 
@@ -153,8 +181,10 @@ def _ours(name, w, args, tmp, generic):
     net = build(stax, w["layers"])
     x = make_input(w["input_shape"], args.seed)
     _, params = net.init_fn(jax.random.PRNGKey(0), x.shape)
-    np.savez(w["params_file"], **{f"p{i}": np.asarray(l)
-                                  for i, l in enumerate(jax.tree_util.tree_leaves(params))})
+    np.savez(
+        w["params_file"],
+        **{f"p{i}": np.asarray(l) for i, l in enumerate(jax.tree_util.tree_leaves(params))},
+    )
     configs = {"structured (AUTO)": (net, None, NtkImplementation.AUTO)}
     if generic:
         configs["ntk-vector products"] = (net.apply_fn, 0, NtkImplementation.NTK_VECTOR_PRODUCTS)
@@ -173,8 +203,12 @@ def _nt(nt_python, workloads, configs, args):
     results, versions = {}, None
     for impl, vm in configs:
         print(f"NT   {NT_IMPLEMENTATIONS[impl]} vmap_axes={vm} ...", flush=True)
-        spec = {"workloads": workloads, "seed": args.seed, "repeats": args.repeats,
-                "configs": [[impl, vm]]}
+        spec = {
+            "workloads": workloads,
+            "seed": args.seed,
+            "repeats": args.repeats,
+            "configs": [[impl, vm]],
+        }
         try:
             got = run_nt(nt_python, spec)
             results.update(got["results"])
@@ -205,19 +239,30 @@ def main(argv=None) -> int:
 
     from experiments import results
 
-    parser = argparse.ArgumentParser(prog="python -m experiments.benchmarks.empirical",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.benchmarks.empirical", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--nt-python", default=None)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="rounds of (ntk, NT): round 1 times every NT configuration, "
-                             "later rounds ntk and NT's best again; each side keeps its best")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="rounds of (ntk, NT): round 1 times every NT configuration, "
+        "later rounds ntk and NT's best again; each side keeps its best",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workloads", default="mlp,cnn")
-    parser.add_argument("--nt-implementations", default="1,2,3",
-                        help="NT implementations to time (1 JC, 2 NTK-VP, 3 SD)")
-    parser.add_argument("--ours-generic", action="store_true",
-                        help="also time our NTK-vector-product and Jacobian-contraction methods")
+    parser.add_argument(
+        "--nt-implementations",
+        default="1,2,3",
+        help="NT implementations to time (1 JC, 2 NTK-VP, 3 SD)",
+    )
+    parser.add_argument(
+        "--ours-generic",
+        action="store_true",
+        help="also time our NTK-vector-product and Jacobian-contraction methods",
+    )
     parser.add_argument("--no-nt", action="store_true")
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
@@ -231,22 +276,23 @@ def main(argv=None) -> int:
     tmp = tempfile.mkdtemp(prefix="ntk-empirical-bench-")
     workloads = {}
     for name in chosen:
-        workloads[name] = {**WORKLOADS[name],
-                           "params_file": os.path.join(tmp, f"{name}_params.npz"),
-                           "kernel_file": os.path.join(tmp, f"{name}_kernel")}
+        workloads[name] = {
+            **WORKLOADS[name],
+            "params_file": os.path.join(tmp, f"{name}_params.npz"),
+            "kernel_file": os.path.join(tmp, f"{name}_kernel"),
+        }
     nt_note = None
     if args.no_nt:
         nt_note = "skipped (--no-nt)"
     elif not Path(nt_python).exists():
         nt_note = f"no NT environment at {nt_python}; create it with scripts/make_nt_env.sh"
-    configs = [(int(i), vm) for i in args.nt_implementations.split(",") if i
-               for vm in (None, 0)]
+    configs = [(int(i), vm) for i in args.nt_implementations.split(",") if i for vm in (None, 0)]
 
     rows, table = {}, []
     nt_versions = None
     for name, w in workloads.items():
         ours_rounds, nt_rounds, kernel = [], [], None
-        best_cfg = None      # NT's fastest configuration, chosen in round 1
+        best_cfg = None  # NT's fastest configuration, chosen in round 1
         for rnd in range(args.rounds):
             print(f"--- {name}, round {rnd + 1}/{args.rounds}")
             timing, k = _ours(name, w, args, tmp, args.ours_generic and rnd == 0)
@@ -261,51 +307,82 @@ def main(argv=None) -> int:
                     nt_note = "every NT configuration failed"
                     break
                 label = min(ok, key=lambda k: ok[k]["min_s"])
-                best_cfg = (int(label.split("/")[0].split("=")[1]),
-                            None if label.endswith("None") else 0)
+                best_cfg = (
+                    int(label.split("/")[0].split("=")[1]),
+                    None if label.endswith("None") else 0,
+                )
         mine, theirs = _best(ours_rounds, "min_s"), _best(nt_rounds, "min_s")
         ok = {k: v for k, v in theirs.items() if "min_s" in v}
         best_label = min(ok, key=lambda k: ok[k]["min_s"]) if ok else None
         our_s = mine["structured (AUTO)"]["min_s"]
-        row = {"title": w["title"], "ntk": mine, "nt": theirs, "nt_best": best_label,
-               "ntk_rounds": ours_rounds, "nt_rounds": nt_rounds, "ntk_s": our_s,
-               "nt_best_s": None, "ratio_ours_over_nt_best": None,
-               "cpu_ratio_ours_over_nt_best": None, "max_rel_diff_vs_nt": None, "met": None}
+        row = {
+            "title": w["title"],
+            "ntk": mine,
+            "nt": theirs,
+            "nt_best": best_label,
+            "ntk_rounds": ours_rounds,
+            "nt_rounds": nt_rounds,
+            "ntk_s": our_s,
+            "nt_best_s": None,
+            "ratio_ours_over_nt_best": None,
+            "cpu_ratio_ours_over_nt_best": None,
+            "max_rel_diff_vs_nt": None,
+            "met": None,
+        }
         if best_label:
             impl, vm = (part.split("=")[1] for part in best_label.split("/"))
             ref = np.load(w["kernel_file"] + f".{impl}.{vm}.npy")
-            row.update(nt_best_s=ok[best_label]["min_s"],
-                       ratio_ours_over_nt_best=our_s / ok[best_label]["min_s"],
-                       cpu_ratio_ours_over_nt_best=(mine["structured (AUTO)"]["cpu_median_s"]
-                                                    / ok[best_label]["cpu_median_s"]),
-                       max_rel_diff_vs_nt=float(np.abs(kernel - ref).max() / np.abs(ref).max()))
+            row.update(
+                nt_best_s=ok[best_label]["min_s"],
+                ratio_ours_over_nt_best=our_s / ok[best_label]["min_s"],
+                cpu_ratio_ours_over_nt_best=(
+                    mine["structured (AUTO)"]["cpu_median_s"] / ok[best_label]["cpu_median_s"]
+                ),
+                max_rel_diff_vs_nt=float(np.abs(kernel - ref).max() / np.abs(ref).max()),
+            )
             row["met"] = row["ratio_ours_over_nt_best"] <= 1.0
         rows[name] = row
         for label, v in list(mine.items()) + [("NT " + k, v) for k, v in theirs.items()]:
-            table.append({"workload": name, "method": label,
-                          "min s": f"{v['min_s']:.4f}" if "min_s" in v else "error",
-                          "median s": f"{v['median_s']:.4f}" if "min_s" in v else "",
-                          "cpu s/call": f"{v['cpu_median_s']:.4f}" if "min_s" in v else "",
-                          "first call s": f"{v['first_call_s']:.2f}" if "min_s" in v else ""})
+            table.append(
+                {
+                    "workload": name,
+                    "method": label,
+                    "min s": f"{v['min_s']:.4f}" if "min_s" in v else "error",
+                    "median s": f"{v['median_s']:.4f}" if "min_s" in v else "",
+                    "cpu s/call": f"{v['cpu_median_s']:.4f}" if "min_s" in v else "",
+                    "first call s": f"{v['first_call_s']:.2f}" if "min_s" in v else "",
+                }
+            )
     print()
-    print(results.format_table(table, ("workload", "method", "min s", "median s",
-                                       "cpu s/call", "first call s")))
+    print(
+        results.format_table(
+            table, ("workload", "method", "min s", "median s", "cpu s/call", "first call s")
+        )
+    )
     print()
     for name, r in rows.items():
         if r["ratio_ours_over_nt_best"] is None:
             print(f"{name}: ours {r['ntk_s']:.4f} s; NT not timed ({nt_note})")
             continue
-        print(f"{name}: ours {r['ntk_s']:.4f} s vs NT best {r['nt_best_s']:.4f} s "
-              f"({r['nt_best']}): ratio ours/NT best = {r['ratio_ours_over_nt_best']:.2f} "
-              f"({'target met' if r['met'] else 'target NOT met'}; CPU-time ratio "
-              f"{r['cpu_ratio_ours_over_nt_best']:.2f}); kernels agree to "
-              f"{r['max_rel_diff_vs_nt']:.1e} (max relative difference)")
+        print(
+            f"{name}: ours {r['ntk_s']:.4f} s vs NT best {r['nt_best_s']:.4f} s "
+            f"({r['nt_best']}): ratio ours/NT best = {r['ratio_ours_over_nt_best']:.2f} "
+            f"({'target met' if r['met'] else 'target NOT met'}; CPU-time ratio "
+            f"{r['cpu_ratio_ours_over_nt_best']:.2f}); kernels agree to "
+            f"{r['max_rel_diff_vs_nt']:.1e} (max relative difference)"
+        )
         for k, v in r["nt"].items():
             if "error" in v:
                 print(f"  NT {k}: {v['error'][:200]}")
-    payload = {"repeats": args.repeats, "rounds": args.rounds,
-               "seed": args.seed, "rows": rows, "nt_versions": nt_versions,
-               "nt_python": nt_python, "nt_note": nt_note}
+    payload = {
+        "repeats": args.repeats,
+        "rounds": args.rounds,
+        "seed": args.seed,
+        "rows": rows,
+        "nt_versions": nt_versions,
+        "nt_python": nt_python,
+        "nt_note": nt_note,
+    }
     path = results.write_benchmark("empirical", args.out, payload)
     print(f"wrote {path}")
     return 0

@@ -63,44 +63,81 @@ def _mlp(block, depth):
 # implementation, the format neural-tangents recommends for sparse graphs),
 # "graph_dense" as adjacency matrices.
 def _gnn(implementation):
-    block = [["Dense", [64], {"W_std": 1.4, "b_std": 0.1}],
-             ["Aggregate", [], {"implementation": implementation}], ["Relu", [], {}]]
+    block = [
+        ["Dense", [64], {"W_std": 1.4, "b_std": 0.1}],
+        ["Aggregate", [], {"implementation": implementation}],
+        ["Relu", [], {}],
+    ]
     return block + block + [["GlobalAvgPool", [], {}], ["Dense", [1], {}]]
 
 
 WORKLOADS = {
-    "a": {"title": "10x[Dense(512, W_std=1.4, b_std=0.1), Relu] + Dense(1); NTK 2000x784",
-          "layers": _mlp([["Dense", [512], {"W_std": 1.4, "b_std": 0.1}],
-                          ["Relu", [], {}]], 10),
-          "input_shape": [2000, 784], "target": 3.0, "nt_issue_s": 1.1},
-    "b": {"title": "5x[Dense(512), Erf] + Dense(1); NTK 2000x784",
-          "layers": _mlp([["Dense", [512], {}], ["Erf", [], {}]], 5),
-          "input_shape": [2000, 784], "target": 3.0, "nt_issue_s": 0.37},
-    "c": {"title": "3x[Conv(64, (3,3), SAME), Relu] + GlobalAvgPool + Dense(1); NTK 64x8x8x3",
-          "layers": [layer for _ in range(3)
-                     for layer in (["Conv", [64, [3, 3]], {"padding": "SAME"}],
-                                   ["Relu", [], {}])]
-          + [["GlobalAvgPool", [], {}], ["Dense", [1], {}]],
-          "input_shape": [64, 8, 8, 3], "target": 5.0, "nt_issue_s": 8.5},
-    "attn": {"title": "Conv(64,(1,)) + GlobalSelfAttention(64,64,64,2) + Relu + "
-                      "GlobalAvgPool + Dense(1); NTK 64x32x16",
-             "layers": [["Conv", [64, [1]], {}],
-                        ["GlobalSelfAttention", [64, 64, 64, 2], {}],
-                        ["Relu", [], {}], ["GlobalAvgPool", [], {}], ["Dense", [1], {}]],
-             "input_shape": [64, 32, 16], "target": 3.0, "nt_issue_s": None},
-    **{name: {"title": f"2x[Dense(64), Aggregate, Relu] + GlobalAvgPool + Dense(1); NTK of "
-                       f"48 padded graphs (10-28 nodes, degree 2.2), {fmt} pattern",
-              "layers": _gnn(fmt.upper()), "input_shape": [48, 28, 8], "target": 3.0,
-              "nt_issue_s": None,
-              "graph": {"min_nodes": 10, "degree": 2.2, "format": fmt,
-                        "mask_constant": -1e4}}
-       for name, fmt in (("graph", "sparse"), ("graph_dense", "dense"))},
-    "myrtle5": {"title": "Myrtle-5 CNTK (NT README MyrtleNetwork(5)); NTK 8x32x32x3",
-                "myrtle": 5, "input_shape": [8, 32, 32, 3], "target": 30.0,
-                "nt_issue_s": 19.1},
-    "myrtle10": {"title": "Myrtle-10 CNTK (NT README MyrtleNetwork(10)); NTK 4x32x32x3",
-                 "myrtle": 10, "input_shape": [4, 32, 32, 3], "target": 30.0,
-                 "nt_issue_s": None},
+    "a": {
+        "title": "10x[Dense(512, W_std=1.4, b_std=0.1), Relu] + Dense(1); NTK 2000x784",
+        "layers": _mlp([["Dense", [512], {"W_std": 1.4, "b_std": 0.1}], ["Relu", [], {}]], 10),
+        "input_shape": [2000, 784],
+        "target": 3.0,
+        "nt_issue_s": 1.1,
+    },
+    "b": {
+        "title": "5x[Dense(512), Erf] + Dense(1); NTK 2000x784",
+        "layers": _mlp([["Dense", [512], {}], ["Erf", [], {}]], 5),
+        "input_shape": [2000, 784],
+        "target": 3.0,
+        "nt_issue_s": 0.37,
+    },
+    "c": {
+        "title": "3x[Conv(64, (3,3), SAME), Relu] + GlobalAvgPool + Dense(1); NTK 64x8x8x3",
+        "layers": [
+            layer
+            for _ in range(3)
+            for layer in (["Conv", [64, [3, 3]], {"padding": "SAME"}], ["Relu", [], {}])
+        ]
+        + [["GlobalAvgPool", [], {}], ["Dense", [1], {}]],
+        "input_shape": [64, 8, 8, 3],
+        "target": 5.0,
+        "nt_issue_s": 8.5,
+    },
+    "attn": {
+        "title": "Conv(64,(1,)) + GlobalSelfAttention(64,64,64,2) + Relu + "
+        "GlobalAvgPool + Dense(1); NTK 64x32x16",
+        "layers": [
+            ["Conv", [64, [1]], {}],
+            ["GlobalSelfAttention", [64, 64, 64, 2], {}],
+            ["Relu", [], {}],
+            ["GlobalAvgPool", [], {}],
+            ["Dense", [1], {}],
+        ],
+        "input_shape": [64, 32, 16],
+        "target": 3.0,
+        "nt_issue_s": None,
+    },
+    **{
+        name: {
+            "title": f"2x[Dense(64), Aggregate, Relu] + GlobalAvgPool + Dense(1); NTK of "
+            f"48 padded graphs (10-28 nodes, degree 2.2), {fmt} pattern",
+            "layers": _gnn(fmt.upper()),
+            "input_shape": [48, 28, 8],
+            "target": 3.0,
+            "nt_issue_s": None,
+            "graph": {"min_nodes": 10, "degree": 2.2, "format": fmt, "mask_constant": -1e4},
+        }
+        for name, fmt in (("graph", "sparse"), ("graph_dense", "dense"))
+    },
+    "myrtle5": {
+        "title": "Myrtle-5 CNTK (NT README MyrtleNetwork(5)); NTK 8x32x32x3",
+        "myrtle": 5,
+        "input_shape": [8, 32, 32, 3],
+        "target": 30.0,
+        "nt_issue_s": 19.1,
+    },
+    "myrtle10": {
+        "title": "Myrtle-10 CNTK (NT README MyrtleNetwork(10)); NTK 4x32x32x3",
+        "myrtle": 10,
+        "input_shape": [4, 32, 32, 3],
+        "target": 30.0,
+        "nt_issue_s": None,
+    },
 }
 
 # Flops per covariance entry of each kernel operation of a Myrtle layer (NNGP K
@@ -132,8 +169,9 @@ def myrtle_flops_per_pair(depth: int, h: int, w: int, channels: int) -> float:
     return total + READOUT_FLOPS * float(h * w) ** 2
 
 
-def elementwise_throughput(repeats: int = 7, n: int = 1 << 22, depth: int = 64,
-                           chains: int = 8) -> dict:
+def elementwise_throughput(
+    repeats: int = 7, n: int = 1 << 22, depth: int = 64, chains: int = 8
+) -> dict:
     """Float32 flop/s of XLA's fused elementwise code on this machine.
 
     ``chains`` independent multiply-add chains of length ``depth`` per element
@@ -144,6 +182,7 @@ def elementwise_throughput(repeats: int = 7, n: int = 1 << 22, depth: int = 64,
 
     import jax
     import jax.numpy as jnp
+
     x = jnp.asarray(np.random.default_rng(0).random(n, np.float32))
 
     def f(x):
@@ -161,9 +200,11 @@ def elementwise_throughput(repeats: int = 7, n: int = 1 << 22, depth: int = 64,
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
     flops = 2.0 * depth * chains * n
-    return {"flops_per_cpu_s": flops / float(np.median(cpu)),
-            "flops_per_wall_s": flops / float(np.median(wall)),
-            "device": str(jax.devices()[0].device_kind)}
+    return {
+        "flops_per_cpu_s": flops / float(np.median(cpu)),
+        "flops_per_wall_s": flops / float(np.median(wall)),
+        "device": str(jax.devices()[0].device_kind),
+    }
 
 
 def pair_costs(workload: dict, row: dict, throughput: dict) -> dict:
@@ -171,8 +212,12 @@ def pair_costs(workload: dict, row: dict, throughput: dict) -> dict:
     n, h, w, c = workload["input_shape"]
     flops = myrtle_flops_per_pair(workload["myrtle"], h, w, c)
     ours_pairs = n * (n + 1) / 2
-    out = {"flops_per_pair": flops, "pairs_ntk": ours_pairs, "pairs_nt": n * n + n,
-           "floor_ms": 1e3 * flops / throughput["flops_per_cpu_s"]}
+    out = {
+        "flops_per_pair": flops,
+        "pairs_ntk": ours_pairs,
+        "pairs_nt": n * n + n,
+        "floor_ms": 1e3 * flops / throughput["flops_per_cpu_s"],
+    }
     ours = row.get("ntk") or {}
     if "seconds" in ours:
         out["ntk_ms_per_pair_wall"] = 1e3 * ours["seconds"] / ours_pairs
@@ -191,8 +236,10 @@ def missing_layers(stax, workload) -> list[str]:
     """Layer names a workload needs that ``stax`` does not (yet) have."""
     if "myrtle" in workload:
         return [] if hasattr(stax, "Myrtle") else ["Myrtle"]
-    return sorted({name for name, _, _ in workload["layers"]
-                   if not hasattr(stax, name)} | ({"serial"} - set(dir(stax))))
+    return sorted(
+        {name for name, _, _ in workload["layers"] if not hasattr(stax, name)}
+        | ({"serial"} - set(dir(stax)))
+    )
 
 
 def resolve_nt_python(arg: str | None) -> str:
@@ -201,24 +248,34 @@ def resolve_nt_python(arg: str | None) -> str:
 
 def run_nt(nt_python: str, spec: dict, timeout: float = 1800) -> dict:
     """Run the harness under NT's interpreter; ``{"results": ..., "versions": ...}``."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": ""}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu", "PYTHONPATH": ""}
     env.pop("XLA_FLAGS", None)  # no fake devices: time the machine as it is
-    proc = subprocess.run([nt_python, str(Path(_harness.__file__).resolve())],
-                          input=json.dumps(spec), text=True, capture_output=True,
-                          env=env, timeout=timeout)
+    proc = subprocess.run(
+        [nt_python, str(Path(_harness.__file__).resolve())],
+        input=json.dumps(spec),
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=timeout,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith(_harness.MARKER):
-            return json.loads(line[len(_harness.MARKER):])
+            return json.loads(line[len(_harness.MARKER) :])
     tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
     raise RuntimeError(f"NT run failed (exit {proc.returncode}); last stderr lines:\n{tail}")
 
 
 def compare(ours: dict, nt: dict | None, workload: dict) -> dict:
     """One table row: times, speed-up, target met, and the kernels' agreement."""
-    row = {"ntk_s": ours.get("seconds"), "nt_s": None, "speedup": None,
-           "target": workload["target"], "met": None, "max_rel_diff_corner": None,
-           "nt_issue_s": workload["nt_issue_s"]}
+    row = {
+        "ntk_s": ours.get("seconds"),
+        "nt_s": None,
+        "speedup": None,
+        "target": workload["target"],
+        "met": None,
+        "max_rel_diff_corner": None,
+        "nt_issue_s": workload["nt_issue_s"],
+    }
     if nt and "seconds" in nt and row["ntk_s"]:
         row["nt_s"] = nt["seconds"]
         row["speedup"] = nt["seconds"] / ours["seconds"]
@@ -232,31 +289,41 @@ def format_rows(rows: dict, nt_available: bool) -> str:
     table = []
     for name, r in rows.items():
         status = r.get("status", "ok")
-        table.append({
+        table.append(
+            {
+                "workload": name,
+                "NT s": "n/a" if r["nt_s"] is None else f"{r['nt_s']:.3f}",
+                "ntk s": status if r["ntk_s"] is None else f"{r['ntk_s']:.3f}",
+                "speed-up": "n/a" if r["speedup"] is None else f"{r['speedup']:.1f}x",
+                "target": f"{r['target']:g}x",
+                "met?": {None: "n/a", True: "yes", False: "NO"}[r["met"]],
+                "max rel diff": (
+                    "n/a" if r["max_rel_diff_corner"] is None else f"{r['max_rel_diff_corner']:.1e}"
+                ),
+            }
+        )
+    text = results.format_table(
+        table, ("workload", "NT s", "ntk s", "speed-up", "target", "met?", "max rel diff")
+    )
+    pairs = [
+        {
             "workload": name,
-            "NT s": "n/a" if r["nt_s"] is None else f"{r['nt_s']:.3f}",
-            "ntk s": status if r["ntk_s"] is None else f"{r['ntk_s']:.3f}",
-            "speed-up": "n/a" if r["speedup"] is None else f"{r['speedup']:.1f}x",
-            "target": f"{r['target']:g}x",
-            "met?": {None: "n/a", True: "yes", False: "NO"}[r["met"]],
-            "max rel diff": ("n/a" if r["max_rel_diff_corner"] is None
-                             else f"{r['max_rel_diff_corner']:.1e}"),
-        })
-    text = results.format_table(table, ("workload", "NT s", "ntk s", "speed-up",
-                                        "target", "met?", "max rel diff"))
-    pairs = [{"workload": name,
-              "NT cpu s": _fmt(r["nt"], "cpu_seconds"),
-              "ntk cpu s": _fmt(r["ntk"], "cpu_seconds"),
-              "speed-up (cpu)": _fmt(r["pairs"], "speedup_cpu", "{:.1f}x"),
-              "NT ms/pair": _fmt(r["pairs"], "nt_ms_per_pair_wall", "{:.1f}"),
-              "ntk ms/pair wall": _fmt(r["pairs"], "ntk_ms_per_pair_wall", "{:.2f}"),
-              "ntk ms/pair cpu": _fmt(r["pairs"], "ntk_ms_per_pair_cpu", "{:.2f}"),
-              "floor ms/pair": _fmt(r["pairs"], "floor_ms", "{:.2f}"),
-              "cpu/floor": _fmt(r["pairs"], "cpu_over_floor", "{:.1f}x")}
-             for name, r in rows.items() if r.get("pairs")]
+            "NT cpu s": _fmt(r["nt"], "cpu_seconds"),
+            "ntk cpu s": _fmt(r["ntk"], "cpu_seconds"),
+            "speed-up (cpu)": _fmt(r["pairs"], "speedup_cpu", "{:.1f}x"),
+            "NT ms/pair": _fmt(r["pairs"], "nt_ms_per_pair_wall", "{:.1f}"),
+            "ntk ms/pair wall": _fmt(r["pairs"], "ntk_ms_per_pair_wall", "{:.2f}"),
+            "ntk ms/pair cpu": _fmt(r["pairs"], "ntk_ms_per_pair_cpu", "{:.2f}"),
+            "floor ms/pair": _fmt(r["pairs"], "floor_ms", "{:.2f}"),
+            "cpu/floor": _fmt(r["pairs"], "cpu_over_floor", "{:.1f}x"),
+        }
+        for name, r in rows.items()
+        if r.get("pairs")
+    ]
     if pairs:
         text += "\n\nper pair of images (Myrtle rows):\n" + results.format_table(
-            pairs, tuple(pairs[0]))
+            pairs, tuple(pairs[0])
+        )
     if not nt_available:
         text += "\n(NT not run: speed-ups unavailable)"
     return text
@@ -265,8 +332,9 @@ def format_rows(rows: dict, nt_available: bool) -> str:
 SCALE_TILE = 50
 
 
-def measure_myrtle_scale(n: int, tile: int = SCALE_TILE, checkpoint_dir=None,
-                         depth: int = 5) -> dict:
+def measure_myrtle_scale(
+    n: int, tile: int = SCALE_TILE, checkpoint_dir=None, depth: int = 5
+) -> dict:
     """Myrtle-``depth`` NTK of the first ``n`` MNIST-5k images (28×28, zero-padded
     to 32×32, standardised) through `ntk.parallel.batch` in this process, with
     the progress bar; run it in a fresh process (peak RSS only grows)."""
@@ -276,23 +344,37 @@ def measure_myrtle_scale(n: int, tile: int = SCALE_TILE, checkpoint_dir=None,
     import jax
 
     from ntk import data, parallel, stax
+
     x, _ = data.mnist_5k()
     x = np.pad(x[:n], [(0, 0), (2, 2), (2, 2), (0, 0)]).astype(np.float32)
     x = (x - x.mean()) / x.std()
-    batched = parallel.batch(stax.Myrtle(depth)[2], tile, progress=True,
-                             store_on_device=False, checkpoint_dir=checkpoint_dir)
+    batched = parallel.batch(
+        stax.Myrtle(depth)[2],
+        tile,
+        progress=True,
+        store_on_device=False,
+        checkpoint_dir=checkpoint_dir,
+    )
     start, start_cpu = time.perf_counter(), time.process_time()
     k = batched(x, None, "ntk")
     wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"n": n, "depth": depth, "tile": tile, "wall_s": wall, "cpu_s": cpu,
-            "pairs": n * (n + 1) // 2, "ms_per_pair_wall": 1e3 * wall / (n * (n + 1) / 2),
-            "peak_rss_bytes": peak, "output_bytes": int(k.nbytes),
-            "devices": [str(d) for d in jax.devices()],
-            "device_kind": jax.devices()[0].device_kind,
-            "load_average_after": list(os.getloadavg()),
-            "finite": bool(np.isfinite(k).all()),
-            "symmetric": bool(np.array_equal(k, k.T))}
+    return {
+        "n": n,
+        "depth": depth,
+        "tile": tile,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "pairs": n * (n + 1) // 2,
+        "ms_per_pair_wall": 1e3 * wall / (n * (n + 1) / 2),
+        "peak_rss_bytes": peak,
+        "output_bytes": int(k.nbytes),
+        "devices": [str(d) for d in jax.devices()],
+        "device_kind": jax.devices()[0].device_kind,
+        "load_average_after": list(os.getloadavg()),
+        "finite": bool(np.isfinite(k).all()),
+        "symmetric": bool(np.array_equal(k, k.T)),
+    }
 
 
 def run_scale(sizes, cores: int, tile: int) -> list:
@@ -301,20 +383,25 @@ def run_scale(sizes, cores: int, tile: int) -> list:
     out = []
     for n in sizes:
         env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={cores}")
-        code = ("import json, sys; from experiments.benchmarks.kernels import "
-                f"measure_myrtle_scale as m; print('SCALE_JSON', json.dumps(m({n}, {tile})))")
-        proc = subprocess.run([sys.executable, "-c", code], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=None)
+        code = (
+            "import json, sys; from experiments.benchmarks.kernels import "
+            f"measure_myrtle_scale as m; print('SCALE_JSON', json.dumps(m({n}, {tile})))"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=env, text=True, stdout=subprocess.PIPE, stderr=None
+        )
         lines = [l for l in proc.stdout.splitlines() if l.startswith("SCALE_JSON ")]
         if proc.returncode or not lines:
             out.append({"n": n, "error": f"exit {proc.returncode}"})
             continue
-        res = json.loads(lines[-1][len("SCALE_JSON "):])
-        print(f"  N = {n}: {res['wall_s']:.1f} s wall, {res['cpu_s']:.1f} s CPU, "
-              f"{res['ms_per_pair_wall']:.2f} ms per pair, peak RSS "
-              f"{res['peak_rss_bytes'] / 2**20:.0f} MiB (output "
-              f"{res['output_bytes'] / 2**20:.1f} MiB), {res['device_kind']} x "
-              f"{len(res['devices'])}")
+        res = json.loads(lines[-1][len("SCALE_JSON ") :])
+        print(
+            f"  N = {n}: {res['wall_s']:.1f} s wall, {res['cpu_s']:.1f} s CPU, "
+            f"{res['ms_per_pair_wall']:.2f} ms per pair, peak RSS "
+            f"{res['peak_rss_bytes'] / 2**20:.0f} MiB (output "
+            f"{res['output_bytes'] / 2**20:.1f} MiB), {res['device_kind']} x "
+            f"{len(res['devices'])}"
+        )
         out.append(res)
     return out
 
@@ -325,43 +412,63 @@ def _fmt(record, key, pattern="{:.3f}"):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.benchmarks.kernels",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nt-python", default=None,
-                        help=f"NT env's python (default: $NT_PYTHON or {DEFAULT_NT_PYTHON})")
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.benchmarks.kernels", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--nt-python",
+        default=None,
+        help=f"NT env's python (default: $NT_PYTHON or {DEFAULT_NT_PYTHON})",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workloads", default=",".join(WORKLOADS),
-                        help=f"comma-separated subset of {','.join(WORKLOADS)}")
+    parser.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help=f"comma-separated subset of {','.join(WORKLOADS)}",
+    )
     parser.add_argument("--no-nt", action="store_true", help="time ntk only")
     parser.add_argument("--out", default="results", help="writes OUT/benchmarks/kernels.json")
-    parser.add_argument("--myrtle-scale", default="",
-                        help="comma-separated N: time the Myrtle-5 NTK of N MNIST-5k "
-                             "images (32×32) through parallel.batch instead, each N in a "
-                             "fresh process; writes OUT/benchmarks/myrtle_scale.json")
-    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1,
-                        help="CPU devices for --myrtle-scale (default: all cores)")
-    parser.add_argument("--tile", type=int, default=SCALE_TILE,
-                        help="images per tile side for --myrtle-scale")
+    parser.add_argument(
+        "--myrtle-scale",
+        default="",
+        help="comma-separated N: time the Myrtle-5 NTK of N MNIST-5k "
+        "images (32×32) through parallel.batch instead, each N in a "
+        "fresh process; writes OUT/benchmarks/myrtle_scale.json",
+    )
+    parser.add_argument(
+        "--cores",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="CPU devices for --myrtle-scale (default: all cores)",
+    )
+    parser.add_argument(
+        "--tile", type=int, default=SCALE_TILE, help="images per tile side for --myrtle-scale"
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1; got {args.repeats}")
     if args.myrtle_scale:
         sizes = [int(v) for v in args.myrtle_scale.split(",") if v.strip()]
-        print(f"Myrtle-5 NTK of MNIST-5k images (32×32) via parallel.batch, "
-              f"{args.cores} CPU device(s), tiles of {args.tile}; load average "
-              f"{list(os.getloadavg())}")
+        print(
+            f"Myrtle-5 NTK of MNIST-5k images (32×32) via parallel.batch, "
+            f"{args.cores} CPU device(s), tiles of {args.tile}; load average "
+            f"{list(os.getloadavg())}"
+        )
         runs = run_scale(sizes, args.cores, args.tile)
         ok = [r for r in runs if "wall_s" in r]
         growth = None
         if len(ok) >= 2:
             # Exponent of wall time against N (2 for work ∝ pairs).
-            growth = float(np.polyfit(np.log([r["n"] for r in ok]),
-                                      np.log([r["wall_s"] for r in ok]), 1)[0])
+            growth = float(
+                np.polyfit(np.log([r["n"] for r in ok]), np.log([r["wall_s"] for r in ok]), 1)[0]
+            )
             print(f"  wall time grows as N^{growth:.2f}")
-        path = results.write_benchmark("myrtle_scale", args.out,
-                                       {"runs": runs, "growth_exponent": growth,
-                                        "cores": args.cores, "tile": args.tile})
+        path = results.write_benchmark(
+            "myrtle_scale",
+            args.out,
+            {"runs": runs, "growth_exponent": growth, "cores": args.cores, "tile": args.tile},
+        )
         print(f"wrote {path}")
         return 0
     chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -370,6 +477,7 @@ def main(argv=None) -> int:
         parser.error(f"unknown workload(s) {unknown}; choose from {sorted(WORKLOADS)}")
 
     from ntk import stax
+
     rows, ours, available = {}, {}, {}
     for name in chosen:
         missing = missing_layers(stax, WORKLOADS[name])
@@ -382,12 +490,16 @@ def main(argv=None) -> int:
     throughput = None
     if any("myrtle" in WORKLOADS[n] for n in chosen):
         throughput = elementwise_throughput()
-        print(f"elementwise throughput: {throughput['flops_per_cpu_s'] / 1e9:.1f} "
-              f"GFLOP per CPU second, {throughput['flops_per_wall_s'] / 1e9:.1f} per "
-              f"wall second ({throughput['device']})")
-    print(f"ntk: timing {sorted(available) or 'nothing'} "
-          f"(median of {args.repeats} after a warm-up call); load average "
-          f"{load_before}")
+        print(
+            f"elementwise throughput: {throughput['flops_per_cpu_s'] / 1e9:.1f} "
+            f"GFLOP per CPU second, {throughput['flops_per_wall_s'] / 1e9:.1f} per "
+            f"wall second ({throughput['device']})"
+        )
+    print(
+        f"ntk: timing {sorted(available) or 'nothing'} "
+        f"(median of {args.repeats} after a warm-up call); load average "
+        f"{load_before}"
+    )
     ours.update(_harness.run_all(stax, spec, public_call=True, log=print))
 
     nt, nt_note = None, None
@@ -396,9 +508,11 @@ def main(argv=None) -> int:
         nt_note = "skipped (--no-nt)"
     elif not Path(nt_python).exists():
         nt_note = f"no NT environment at {nt_python}"
-        print(f"{nt_note}. Create one with `scripts/make_nt_env.sh DIR` (python3.11, "
-              f"jax 0.4.25, neural-tangents 0.6.5; ~2.6 GB) and pass --nt-python "
-              f"DIR/bin/python (or set NT_PYTHON); reporting ntk only.")
+        print(
+            f"{nt_note}. Create one with `scripts/make_nt_env.sh DIR` (python3.11, "
+            f"jax 0.4.25, neural-tangents 0.6.5; ~2.6 GB) and pass --nt-python "
+            f"DIR/bin/python (or set NT_PYTHON); reporting ntk only."
+        )
     else:
         nt_spec = {**spec, "workloads": {n: WORKLOADS[n] for n in chosen}}
         print(f"NT: timing {chosen} with {nt_python}")
@@ -413,8 +527,9 @@ def main(argv=None) -> int:
         rows[name] = compare(ours[name], nt_result, WORKLOADS[name])
         rows[name]["title"] = WORKLOADS[name]["title"]
         if "error" in ours[name]:
-            rows[name]["status"] = ("not available" if ours[name]["error"].startswith(
-                "not available") else "failed")
+            rows[name]["status"] = (
+                "not available" if ours[name]["error"].startswith("not available") else "failed"
+            )
         rows[name]["ntk"] = ours[name]
         rows[name]["nt"] = nt_result
         if "myrtle" in WORKLOADS[name] and throughput is not None:
@@ -426,12 +541,17 @@ def main(argv=None) -> int:
             if r[side] and "error" in r[side]:
                 print(f"  {name} [{side}]: {r[side]['error']}")
 
-    payload = {"repeats": args.repeats, "seed": args.seed,
-               "load_average_before": load_before,
-               "load_average_after": list(os.getloadavg()),
-               "elementwise_throughput": throughput,
-               "rows": rows, "nt_versions": nt["versions"] if nt else None,
-               "nt_python": nt_python, "nt_note": nt_note}
+    payload = {
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "load_average_before": load_before,
+        "load_average_after": list(os.getloadavg()),
+        "elementwise_throughput": throughput,
+        "rows": rows,
+        "nt_versions": nt["versions"] if nt else None,
+        "nt_python": nt_python,
+        "nt_note": nt_note,
+    }
     path = results.write_benchmark("kernels", args.out, payload)
     print(f"wrote {path}")
     return 0

@@ -9,8 +9,11 @@ background / evaluation alphabets in TP4).
 Omniglot is read from ``data_dir`` (``omniglot.npz`` with ``x_train, y_train,
 x_test, y_test`` at 28×28, or the original ``images_background`` /
 ``images_evaluation`` PNG folders, resized to 28×28 with Pillow). Offline the
-stand-in is scikit-learn's 8×8 digits (or MNIST-5k) with the ten digits split
-into two disjoint halves.
+stand-in is ``source="glyphs"`` — procedurally drawn 28×28 characters
+(`ntk.data.glyphs`: random stroke compositions, 1,200 of them by default,
+jittered drawings on ruled paper), which like Omniglot need learned features —
+or scikit-learn's 8×8 digits (or MNIST-5k) with the ten digits split into two
+disjoint halves.
 
     >>> ds = fewshot_dataset()
     >>> rng = np.random.default_rng(0)
@@ -29,10 +32,10 @@ from typing import NamedTuple
 import numpy as np
 
 from ntk import _checks
+from ntk.data import glyphs as _glyphs
 from ntk.data.images import check_data_dir, rows
 
-__all__ = ["FewShotData", "fewshot_dataset", "omniglot", "sample_tasks",
-           "normalize_rows"]
+__all__ = ["FewShotData", "fewshot_dataset", "omniglot", "sample_tasks", "normalize_rows"]
 
 
 class FewShotData(NamedTuple):
@@ -55,6 +58,7 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
 
 def _omniglot_folder(root: Path):
     from PIL import Image  # only needed for the raw Omniglot folders
+
     xs, ys, label = [], [], 0
     for alphabet in sorted(p for p in root.iterdir() if p.is_dir()):
         for char in sorted(p for p in alphabet.iterdir() if p.is_dir()):
@@ -78,19 +82,37 @@ def omniglot(data_dir: os.PathLike | str) -> FewShotData:
         xb, yb = _omniglot_folder(root / "images_evaluation")
         parts = [xa, ya, xb, yb]
     else:
-        raise ValueError(f"omniglot: expected {npz} or the folders images_background/ "
-                         f"and images_evaluation/ in data_dir={str(root)!r}.")
-    return FewShotData(normalize_rows(parts[0]), np.asarray(parts[1]),
-                       normalize_rows(parts[2]), np.asarray(parts[3]), "Omniglot")
+        raise ValueError(
+            f"omniglot: expected {npz} or the folders images_background/ "
+            f"and images_evaluation/ in data_dir={str(root)!r}."
+        )
+    return FewShotData(
+        normalize_rows(parts[0]),
+        np.asarray(parts[1]),
+        normalize_rows(parts[2]),
+        np.asarray(parts[3]),
+        "Omniglot",
+    )
 
 
-def fewshot_dataset(data_dir: os.PathLike | str | None = None, *, source: str = "digits",
-                    rotations: bool = True, pairs: bool = False,
-                    per_class: int = 40, distractors: int = 0,
-                    distractor_norm: float = 1.0, seed: int = 0) -> FewShotData:
+def fewshot_dataset(
+    data_dir: os.PathLike | str | None = None,
+    *,
+    source: str = "digits",
+    rotations: bool = True,
+    pairs: bool = False,
+    per_class: int = 40,
+    distractors: int = 0,
+    distractor_norm: float = 1.0,
+    classes: int = 1200,
+    seed: int = 0,
+) -> FewShotData:
     """Omniglot if ``data_dir`` holds it, else an offline stand-in.
 
-    ``source``: ``"digits"`` (scikit-learn 8×8, d = 64) or ``"mnist_5k"``
+    ``source``: ``"glyphs"`` (`ntk.data.glyphs.glyphs`: ``classes`` generated
+    characters × ``per_class`` drawings at 28×28, d = 784, the last third of
+    the characters for meta-test; ``rotations``, ``pairs`` and distractors do
+    not apply), ``"digits"`` (scikit-learn 8×8, d = 64) or ``"mnist_5k"``
     (d = 784). With ``rotations`` each (digit, rotation by k·90°) is its own
     class — 40 classes, the augmentation Finn et al. 2017 use on Omniglot —
     else the 10 digits. The classes are split into two disjoint halves by a
@@ -110,7 +132,7 @@ def fewshot_dataset(data_dir: os.PathLike | str | None = None, *, source: str = 
     TP4's Omniglot comparison).
     """
     name = "fewshot_dataset"
-    _checks.require_one_of(source, ("digits", "mnist_5k"), "source", name)
+    _checks.require_one_of(source, ("glyphs", "digits", "mnist_5k"), "source", name)
     per_class = _checks.require_int(per_class, "per_class", name)
     distractors = _checks.require_int(distractors, "distractors", name, minimum=0)
     _checks.require_nonnegative(distractor_norm, "distractor_norm", name)
@@ -121,15 +143,29 @@ def fewshot_dataset(data_dir: os.PathLike | str | None = None, *, source: str = 
             return omniglot(data_dir)
         except ValueError:
             pass
+    if source == "glyphs":
+        classes = _checks.require_int(classes, "classes", name, minimum=2)
+        x_tr, y_tr, x_te, y_te = _glyphs.glyphs(classes, per_class, seed=seed)
+        n_te = len(np.unique(y_te))
+        return FewShotData(
+            normalize_rows(x_tr),
+            y_tr,
+            normalize_rows(x_te),
+            y_te,
+            f"glyphs: {classes} generated stroke characters x {per_class} "
+            f"drawings at 28x28, {classes - n_te}/{n_te} disjoint "
+            f"meta-train/meta-test (offline stand-in for Omniglot)",
+        )
     from ntk import data
+
     x, y = data.digits() if source == "digits" else data.mnist_5k()
     x = x[..., 0]
     rng = np.random.default_rng(seed)
     if pairs:
-        classes = rng.permutation(100)
+        order = rng.permutation(100)
         half = rng.permutation(len(x)) % 2
         parts = []
-        for split, cls in ((0, classes[:50]), (1, classes[50:])):
+        for split, cls in ((0, order[:50]), (1, order[50:])):
             pool = {k: np.flatnonzero((y == k) & (half == split)) for k in range(10)}
             xs, ys = [], []
             for c in cls:
@@ -141,34 +177,47 @@ def fewshot_dataset(data_dir: os.PathLike | str | None = None, *, source: str = 
             xc = normalize_rows(np.concatenate(xs))
             if distractors:
                 noise = rng.normal(size=(len(xc), distractors))
-                xc = np.concatenate([xc, (distractor_norm / np.sqrt(distractors)) * noise],
-                                    axis=1).astype(np.float32)
+                xc = np.concatenate(
+                    [xc, (distractor_norm / np.sqrt(distractors)) * noise], axis=1
+                ).astype(np.float32)
             parts += [xc, np.concatenate(ys)]
         extra = f" + {distractors} distractor dims" if distractors else ""
-        name = (f"{source} pairs{extra}: 100 digit-pair classes, 50/50 disjoint "
-                f"meta-train/meta-test (offline stand-in for Omniglot)")
+        name = (
+            f"{source} pairs{extra}: 100 digit-pair classes, 50/50 disjoint "
+            f"meta-train/meta-test (offline stand-in for Omniglot)"
+        )
         return FewShotData(*parts, name)  # type: ignore[call-arg, arg-type]  # four arrays + name
     if rotations:
         x = np.concatenate([np.rot90(x, k, axes=(1, 2)) for k in range(4)])
         y = np.concatenate([4 * y + k for k in range(4)])
     n_classes = int(y.max()) + 1
-    classes = np.random.default_rng(seed).permutation(n_classes)
-    tr = np.isin(y, classes[: n_classes // 2])
+    order = np.random.default_rng(seed).permutation(n_classes)
+    tr = np.isin(y, order[: n_classes // 2])
     x = normalize_rows(x)
     if distractors:
         noise = np.random.default_rng(seed + 1).normal(size=(len(x), distractors))
-        x = np.concatenate([x, (distractor_norm / np.sqrt(distractors)) * noise],
-                           axis=1).astype(np.float32)
+        x = np.concatenate([x, (distractor_norm / np.sqrt(distractors)) * noise], axis=1).astype(
+            np.float32
+        )
     kind = "digit x 4 rotations" if rotations else "digit"
     extra = f" + {distractors} distractor dims" if distractors else ""
-    name = (f"{source}{extra}: {n_classes} {kind} classes, disjoint halves for "
-            f"meta-train/meta-test (offline stand-in for Omniglot)")
+    name = (
+        f"{source}{extra}: {n_classes} {kind} classes, disjoint halves for "
+        f"meta-train/meta-test (offline stand-in for Omniglot)"
+    )
     return FewShotData(x[tr], y[tr], x[~tr], y[~tr], name)
 
 
-def sample_tasks(x: np.ndarray, y: np.ndarray, n_tasks: int, *, n_way: int = 5,
-                 k_shot: int = 1, q_query: int = 5,
-                 rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+def sample_tasks(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_tasks: int,
+    *,
+    n_way: int = 5,
+    k_shot: int = 1,
+    q_query: int = 5,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, ...]:
     """Draw ``n_tasks`` N-way K-shot tasks from the classes present in ``y``.
 
     Returns ``(x_support (T, N·K, d), y_support (T, N·K), x_query (T, N·Q, d),
@@ -181,23 +230,28 @@ def sample_tasks(x: np.ndarray, y: np.ndarray, n_tasks: int, *, n_way: int = 5,
     k_shot = _checks.require_int(k_shot, "k_shot", name)
     q_query = _checks.require_int(q_query, "q_query", name)
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"{name}: `rng` must be a numpy.random.Generator (e.g. "
-                        f"np.random.default_rng(0)); got {type(rng).__name__}.")
+        raise TypeError(
+            f"{name}: `rng` must be a numpy.random.Generator (e.g. "
+            f"np.random.default_rng(0)); got {type(rng).__name__}."
+        )
     x = _checks.as_numpy(x, "x", name, nonempty=True)
     y = _checks.as_numpy(y, "y", name, ndim=1, what="(N,)")
     if len(x) != len(y):
-        raise ValueError(f"{name}: `x` and `y` must have the same number of rows; "
-                         f"got {len(x)} and {len(y)}.")
+        raise ValueError(
+            f"{name}: `x` and `y` must have the same number of rows; got {len(x)} and {len(y)}."
+        )
     classes = np.unique(y)
     if len(classes) < n_way:
-        raise ValueError(f"{name}: `n_way`={n_way} needs at least that many classes "
-                         f"in `y`; got {len(classes)}.")
+        raise ValueError(
+            f"{name}: `n_way`={n_way} needs at least that many classes in `y`; got {len(classes)}."
+        )
     by_class = {c: np.flatnonzero(y == c) for c in classes}
     need = k_shot + q_query
     short = [c for c in classes if len(by_class[c]) < need]
     if short:
-        raise ValueError(f"{name}: `k_shot` + `q_query` = {need} exceeds the images "
-                         f"of class(es) {short[:5]}.")
+        raise ValueError(
+            f"{name}: `k_shot` + `q_query` = {need} exceeds the images of class(es) {short[:5]}."
+        )
     xs, ys, xq, yq = [], [], [], []
     for _ in range(n_tasks):
         chosen = rng.choice(classes, n_way, replace=False)
@@ -211,5 +265,9 @@ def sample_tasks(x: np.ndarray, y: np.ndarray, n_tasks: int, *, n_way: int = 5,
         ys.append(np.repeat(labels, k_shot))
         xq.append(x[np.concatenate(q_idx)])
         yq.append(np.repeat(labels, q_query))
-    return (np.stack(xs), np.stack(ys).astype(np.int32), np.stack(xq),
-            np.stack(yq).astype(np.int32))
+    return (
+        np.stack(xs),
+        np.stack(ys).astype(np.int32),
+        np.stack(xq),
+        np.stack(yq).astype(np.int32),
+    )

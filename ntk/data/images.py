@@ -22,8 +22,10 @@ from ntk import _checks
 def check_data_dir(data_dir, name) -> Path:
     """``data_dir`` as a ``Path`` (a str or ``os.PathLike``)."""
     if not isinstance(data_dir, (str, os.PathLike)):
-        raise TypeError(f"{name}: `data_dir` must be a path (str or os.PathLike); "
-                        f"got {type(data_dir).__name__}.")
+        raise TypeError(
+            f"{name}: `data_dir` must be a path (str or os.PathLike); "
+            f"got {type(data_dir).__name__}."
+        )
     return Path(data_dir)
 
 
@@ -32,8 +34,9 @@ def rows(x, arg, name, dtype=np.float32):
     finite entries."""
     x = _checks.as_numpy(x, arg, name, dtype=dtype)
     if x.ndim < 1 or len(x) == 0:
-        raise ValueError(f"{name}: `{arg}` must have a leading axis of n >= 1 "
-                         f"examples; got shape {x.shape}.")
+        raise ValueError(
+            f"{name}: `{arg}` must have a leading axis of n >= 1 examples; got shape {x.shape}."
+        )
     return x
 
 
@@ -59,8 +62,7 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     return x, np.asarray(bunch.target, np.int64)
 
 
-def cifar10(data_dir: os.PathLike | str, split: str = "train"
-            ) -> tuple[np.ndarray, np.ndarray]:
+def cifar10(data_dir: os.PathLike | str, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """CIFAR-10 from the python-pickle batches in ``data_dir``.
 
     ``data_dir`` holds ``data_batch_1`` … ``data_batch_5`` and ``test_batch``
@@ -71,15 +73,15 @@ def cifar10(data_dir: os.PathLike | str, split: str = "train"
     root = check_data_dir(data_dir, "cifar10")
     if (root / "cifar-10-batches-py").is_dir():
         root = root / "cifar-10-batches-py"
-    names = ([f"data_batch_{i}" for i in range(1, 6)] if split == "train"
-             else ["test_batch"])
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     xs, ys = [], []
     for name in names:
         path = root / name
         if not path.is_file():
             raise FileNotFoundError(
                 f"data_dir: expected the CIFAR-10 python batch {path}; it is missing "
-                "(nothing is downloaded at run time)")
+                "(nothing is downloaded at run time)"
+            )
         with open(path, "rb") as f:
             batch = pickle.load(f, encoding="latin1")
         xs.append(np.asarray(batch["data"], np.uint8).reshape(-1, 3, 32, 32))
@@ -92,8 +94,10 @@ def flatten(x: np.ndarray) -> np.ndarray:
     """Images ``(n, H, W, C)`` → rows ``(n, H·W·C)``."""
     x = np.asarray(x)
     if x.ndim < 1 or x.dtype == object:
-        raise ValueError(f"flatten: `x` must be an array of n examples (n, ...); got "
-                         f"{'a scalar' if x.ndim < 1 else 'an object array'}.")
+        raise ValueError(
+            f"flatten: `x` must be an array of n examples (n, ...); got "
+            f"{'a scalar' if x.ndim < 1 else 'an object array'}."
+        )
     return x.reshape(len(x), -1)
 
 
@@ -103,11 +107,17 @@ def standardize(x_train: np.ndarray, *others: np.ndarray):
 
     Rows are treated independently, so train and test use the same rule.
     """
+
     def one(x, arg):
         x = rows(x, arg, "standardize").reshape(len(x), -1)
         x = x - x.mean(axis=1, keepdims=True)
-        norm = np.sqrt(np.mean(x ** 2, axis=1, keepdims=True))
+        norm = np.sqrt(np.mean(x**2, axis=1, keepdims=True))
         return x / np.maximum(norm, 1e-12)
-    out = tuple(one(x, arg) for x, arg in zip(
-        (x_train, *others), ["x_train"] + [f"others[{i}]" for i in range(len(others))]))
+
+    out = tuple(
+        one(x, arg)
+        for x, arg in zip(
+            (x_train, *others), ["x_train"] + [f"others[{i}]" for i in range(len(others))]
+        )
+    )
     return out if others else out[0]

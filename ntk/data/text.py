@@ -31,8 +31,15 @@ import numpy as np
 from ntk import _checks
 from ntk.data.images import check_data_dir
 
-__all__ = ["Corpus", "planted_analogy_corpus", "text8", "read_analogy_questions",
-           "analogy_accuracy", "cbow_batches", "unigram_table"]
+__all__ = [
+    "Corpus",
+    "planted_analogy_corpus",
+    "text8",
+    "read_analogy_questions",
+    "analogy_accuracy",
+    "cbow_batches",
+    "unigram_table",
+]
 
 
 class Corpus(NamedTuple):
@@ -48,11 +55,17 @@ class Corpus(NamedTuple):
     name: str
 
 
-def planted_analogy_corpus(n_topics: int = 10, n_modifiers: int = 4,
-                           words_per_attribute: int = 5, n_filler: int = 30,
-                           n_tokens: int = 100_000, event_context: int = 4,
-                           filler_prob: float = 0.2, zipf: float = 0.0,
-                           seed: int = 0) -> Corpus:
+def planted_analogy_corpus(
+    n_topics: int = 10,
+    n_modifiers: int = 4,
+    words_per_attribute: int = 5,
+    n_filler: int = 30,
+    n_tokens: int = 100_000,
+    event_context: int = 4,
+    filler_prob: float = 0.2,
+    zipf: float = 0.0,
+    seed: int = 0,
+) -> Corpus:
     """A generated corpus with planted a : b :: c : d structure.
 
     Vocabulary: analogy words ``w{a}_{b}`` for ``a < n_topics``,
@@ -69,13 +82,17 @@ def planted_analogy_corpus(n_topics: int = 10, n_modifiers: int = 4,
     Returns a `Corpus` with ``name="planted-analogy (offline)"``.
     """
     where = "planted_analogy_corpus"
-    for arg, v, low in (("n_topics", n_topics, 2), ("n_modifiers", n_modifiers, 2),
-                        ("words_per_attribute", words_per_attribute, 1),
-                        ("n_filler", n_filler, 0), ("n_tokens", n_tokens, 1),
-                        ("event_context", event_context, 1), ("seed", seed, 0)):
+    for arg, v, low in (
+        ("n_topics", n_topics, 2),
+        ("n_modifiers", n_modifiers, 2),
+        ("words_per_attribute", words_per_attribute, 1),
+        ("n_filler", n_filler, 0),
+        ("n_tokens", n_tokens, 1),
+        ("event_context", event_context, 1),
+        ("seed", seed, 0),
+    ):
         _checks.require_int(v, arg, where, minimum=low)
-    _checks.require_real(filler_prob, "filler_prob", where, low=0, high=1,
-                         high_open=True)
+    _checks.require_real(filler_prob, "filler_prob", where, low=0, high=1, high_open=True)
     _checks.require_nonnegative(zipf, "zipf", where)
     rng = np.random.default_rng(seed)
     vocab = [f"w{a}_{b}" for a in range(n_topics) for b in range(n_modifiers)]
@@ -93,7 +110,11 @@ def planted_analogy_corpus(n_topics: int = 10, n_modifiers: int = 4,
     p_word = (1.0 + rng.permutation(n_words)) ** -float(zipf)
     word = rng.choice(n_words, size=n_events, p=p_word / p_word.sum())
     a, b = word // n_modifiers, word % n_modifiers
-    kind = rng.choice(3, size=(n_events, event_context), p=[(1 - filler_prob) / 2, (1 - filler_prob) / 2, filler_prob])
+    kind = rng.choice(
+        3,
+        size=(n_events, event_context),
+        p=[(1 - filler_prob) / 2, (1 - filler_prob) / 2, filler_prob],
+    )
     pick = rng.integers(0, words_per_attribute, (n_events, event_context))
     topic_w = t0 + a[:, None] * words_per_attribute + pick
     mod_w = m0 + b[:, None] * words_per_attribute + pick
@@ -105,20 +126,27 @@ def planted_analogy_corpus(n_topics: int = 10, n_modifiers: int = 4,
     events = rng.permuted(events, axis=1)
     tokens = events.reshape(-1)[:n_tokens].astype(np.int32)
 
-    qs = [(w_id(i, j), w_id(i, k), w_id(i2, j), w_id(i2, k))
-          for i in range(n_topics) for i2 in range(n_topics) if i != i2
-          for j in range(n_modifiers) for k in range(n_modifiers) if j != k]
+    qs = [
+        (w_id(i, j), w_id(i, k), w_id(i2, j), w_id(i2, k))
+        for i in range(n_topics)
+        for i2 in range(n_topics)
+        if i != i2
+        for j in range(n_modifiers)
+        for k in range(n_modifiers)
+        if j != k
+    ]
     counts = np.bincount(tokens, minlength=len(vocab))
-    return Corpus(tokens, vocab, counts, np.asarray(qs, np.int32),
-                  "planted-analogy (offline)")
+    return Corpus(tokens, vocab, counts, np.asarray(qs, np.int32), "planted-analogy (offline)")
 
 
 def read_analogy_questions(path: os.PathLike | str, word_to_id: dict) -> np.ndarray:
     """Parse Mikolov's ``questions-words.txt``; keep questions whose 4 words
     are all in ``word_to_id`` (lower-cased). Returns ``(Q, 4)`` int32."""
     if not isinstance(word_to_id, dict):
-        raise TypeError(f"read_analogy_questions: `word_to_id` must be a dict "
-                        f"{{word: id}}; got {type(word_to_id).__name__}.")
+        raise TypeError(
+            f"read_analogy_questions: `word_to_id` must be a dict "
+            f"{{word: id}}; got {type(word_to_id).__name__}."
+        )
     rows = []
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -130,8 +158,9 @@ def read_analogy_questions(path: os.PathLike | str, word_to_id: dict) -> np.ndar
     return np.asarray(rows, np.int32).reshape(-1, 4)
 
 
-def text8(data_dir: os.PathLike | str, max_vocab: int = 10_000,
-          max_tokens: int | None = None) -> Corpus:
+def text8(
+    data_dir: os.PathLike | str, max_vocab: int = 10_000, max_tokens: int | None = None
+) -> Corpus:
     """text8 from ``data_dir/text8`` with ``data_dir/questions-words.txt``.
 
     Keeps the ``max_vocab`` most frequent words (others are dropped from the
@@ -146,8 +175,10 @@ def text8(data_dir: os.PathLike | str, max_vocab: int = 10_000,
     path, qpath = root / "text8", root / "questions-words.txt"
     for p in (path, qpath):
         if not p.exists():
-            raise ValueError(f"text8: expected {p} (data_dir={str(root)!r}); "
-                             f"download text8 and questions-words.txt there.")
+            raise ValueError(
+                f"text8: expected {p} (data_dir={str(root)!r}); "
+                f"download text8 and questions-words.txt there."
+            )
     words = path.read_text(encoding="utf-8").split()
     if max_tokens is not None:
         words = words[:max_tokens]
@@ -156,8 +187,7 @@ def text8(data_dir: os.PathLike | str, max_vocab: int = 10_000,
     word_to_id = {w: i for i, w in enumerate(vocab)}
     tokens = np.asarray([word_to_id[w] for w in words if w in word_to_id], np.int32)
     counts = np.bincount(tokens, minlength=len(vocab))
-    return Corpus(tokens, vocab, counts, read_analogy_questions(qpath, word_to_id),
-                  "text8")
+    return Corpus(tokens, vocab, counts, read_analogy_questions(qpath, word_to_id), "text8")
 
 
 def analogy_accuracy(gram: np.ndarray, questions: np.ndarray) -> float:
@@ -172,28 +202,28 @@ def analogy_accuracy(gram: np.ndarray, questions: np.ndarray) -> float:
     orthogonal to everything.
     """
     name = "analogy_accuracy"
-    gram = _checks.as_numpy(gram, "gram", name, ndim=2, what="(V, V)",
-                            dtype=np.float64)
+    gram = _checks.as_numpy(gram, "gram", name, ndim=2, what="(V, V)", dtype=np.float64)
     if gram.shape[0] != gram.shape[1]:
         raise ValueError(f"{name}: `gram` must be square (V, V); got {gram.shape}.")
     _checks.require_symmetric(gram, "gram", name)
     questions = _checks.as_numpy(questions, "questions", name, ndim=2, what="(Q, 4)")
     if questions.shape[1] != 4:
-        raise ValueError(f"{name}: `questions` must have shape (Q, 4); got "
-                         f"{questions.shape}.")
+        raise ValueError(f"{name}: `questions` must have shape (Q, 4); got {questions.shape}.")
     if len(questions) == 0:
         return float("nan")
     # Negative ids would silently wrap around to other words.
     _checks.require_indices(questions.ravel(), gram.shape[0], "questions", name)
     if questions.min() < 0:
-        raise ValueError(f"{name}: `questions` must hold word ids in "
-                         f"[0, {gram.shape[0]}); got {questions.min()}.")
+        raise ValueError(
+            f"{name}: `questions` must hold word ids in "
+            f"[0, {gram.shape[0]}); got {questions.min()}."
+        )
     norms = np.sqrt(np.clip(np.diag(gram), 0, None))
     inv = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0)
     cos = gram * inv[:, None] * inv[None, :]
     correct = 0
     for start in range(0, len(questions), 1024):  # (chunk, V) score blocks
-        a, b, c, d = questions[start:start + 1024].T
+        a, b, c, d = questions[start : start + 1024].T
         # Round away float noise so exact symmetry ties stay ties.
         scores = np.round(cos[b] - cos[a] + cos[c], 9)
         rows = np.arange(len(a))
@@ -207,18 +237,28 @@ def analogy_accuracy(gram: np.ndarray, questions: np.ndarray) -> float:
 def unigram_table(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
     """Negative-sampling distribution ``p_w ∝ count_w^{3/4}`` (word2vec)."""
     name = "unigram_table"
-    counts = _checks.as_numpy(counts, "counts", name, ndim=1, what="(V,)",
-                              dtype=np.float64, nonempty=True)
+    counts = _checks.as_numpy(
+        counts, "counts", name, ndim=1, what="(V,)", dtype=np.float64, nonempty=True
+    )
     if np.any(counts < 0) or not np.any(counts > 0):
-        raise ValueError(f"{name}: `counts` must be >= 0 with at least one positive "
-                         f"entry; got min {counts.min():g}, max {counts.max():g}.")
+        raise ValueError(
+            f"{name}: `counts` must be >= 0 with at least one positive "
+            f"entry; got min {counts.min():g}, max {counts.max():g}."
+        )
     _checks.require_nonnegative(power, "power", name)
-    p = counts ** power
+    p = counts**power
     return p / p.sum()
 
 
-def cbow_batches(tokens: np.ndarray, window: int, batch_size: int, negatives: int,
-                 noise: np.ndarray, rng: np.random.Generator, epochs: int = 1):
+def cbow_batches(
+    tokens: np.ndarray,
+    window: int,
+    batch_size: int,
+    negatives: int,
+    noise: np.ndarray,
+    rng: np.random.Generator,
+    epochs: int = 1,
+):
     """Yield CBOW minibatches ``(context (B, 2w), mask (B, 2w), target (B,),
     negatives (B, k))`` over shuffled positions, ``epochs`` passes.
 
@@ -227,26 +267,30 @@ def cbow_batches(tokens: np.ndarray, window: int, batch_size: int, negatives: in
     name = "cbow_batches"
     tokens = _checks.as_numpy(tokens, "tokens", name, ndim=1, what="(T,)")
     if not np.issubdtype(tokens.dtype, np.integer):
-        raise TypeError(f"{name}: `tokens` must be integer word ids; got dtype "
-                        f"{tokens.dtype}.")
+        raise TypeError(f"{name}: `tokens` must be integer word ids; got dtype {tokens.dtype}.")
     window = _checks.require_int(window, "window", name)
-    batch_size = _checks.require_int(batch_size, "batch_size", name,
-                                     maximum=len(tokens))
+    batch_size = _checks.require_int(batch_size, "batch_size", name, maximum=len(tokens))
     negatives = _checks.require_int(negatives, "negatives", name, minimum=0)
     epochs = _checks.require_int(epochs, "epochs", name, minimum=0)
-    noise = _checks.as_numpy(noise, "noise", name, ndim=1, what="(V,)",
-                             dtype=np.float64, nonempty=True)
+    noise = _checks.as_numpy(
+        noise, "noise", name, ndim=1, what="(V,)", dtype=np.float64, nonempty=True
+    )
     if np.any(noise < 0) or abs(noise.sum() - 1) > 1e-6:
-        raise ValueError(f"{name}: `noise` must be a probability vector (>= 0, "
-                         f"summing to 1, e.g. unigram_table(counts)); got sum "
-                         f"{noise.sum():g}, min {noise.min():g}.")
+        raise ValueError(
+            f"{name}: `noise` must be a probability vector (>= 0, "
+            f"summing to 1, e.g. unigram_table(counts)); got sum "
+            f"{noise.sum():g}, min {noise.min():g}."
+        )
     if tokens.size and (tokens.min() < 0 or tokens.max() >= len(noise)):
-        raise ValueError(f"{name}: `tokens` must be word ids in [0, {len(noise)}) "
-                         f"(the size of `noise`); got range [{tokens.min()}, "
-                         f"{tokens.max()}].")
+        raise ValueError(
+            f"{name}: `tokens` must be word ids in [0, {len(noise)}) "
+            f"(the size of `noise`); got range [{tokens.min()}, "
+            f"{tokens.max()}]."
+        )
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"{name}: `rng` must be a numpy.random.Generator; got "
-                        f"{type(rng).__name__}.")
+        raise TypeError(
+            f"{name}: `rng` must be a numpy.random.Generator; got {type(rng).__name__}."
+        )
     return _cbow_batches(tokens, window, batch_size, negatives, noise, rng, epochs)
 
 
@@ -256,7 +300,7 @@ def _cbow_batches(tokens, window, batch_size, negatives, noise, rng, epochs):
     for _ in range(epochs):
         order = rng.permutation(T)
         for s in range(0, T - batch_size + 1, batch_size):
-            pos = order[s:s + batch_size]
+            pos = order[s : s + batch_size]
             idx = pos[:, None] + offsets[None, :]
             mask = (idx >= 0) & (idx < T)
             ctx = tokens[np.clip(idx, 0, T - 1)]

@@ -45,8 +45,7 @@ def diabetes() -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(bunch.data, np.float64), np.asarray(bunch.target, np.float64)
 
 
-def uci(name: str, data_dir: os.PathLike | str | None = None
-        ) -> tuple[np.ndarray, np.ndarray]:
+def uci(name: str, data_dir: os.PathLike | str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A UCI regression set by name.
 
     Boston comes offline from mlxtend when ``data_dir`` is None; the others
@@ -58,22 +57,26 @@ def uci(name: str, data_dir: os.PathLike | str | None = None
             return boston()
         raise FileNotFoundError(
             f"data_dir: UCI {name!r} is not shipped; pass data_dir containing "
-            f"{UCI_FILES[name]} (nothing is downloaded at run time)")
+            f"{UCI_FILES[name]} (nothing is downloaded at run time)"
+        )
     path = check_data_dir(data_dir, "uci") / UCI_FILES[name]
     if not path.is_file():
         raise FileNotFoundError(f"data_dir: expected {path} for UCI {name!r}; it is missing")
     text = path.read_text().replace(",", " ")
     table = np.loadtxt(text.splitlines(), dtype=np.float64, ndmin=2)
     if table.shape[1] < 2 or not np.all(np.isfinite(table)):
-        raise ValueError(f"uci: {path} must hold a finite numeric table with at "
-                         f"least one feature column and the target last; got shape "
-                         f"{table.shape} with {int(np.sum(~np.isfinite(table)))} "
-                         f"non-finite entries.")
+        raise ValueError(
+            f"uci: {path} must hold a finite numeric table with at "
+            f"least one feature column and the target last; got shape "
+            f"{table.shape} with {int(np.sum(~np.isfinite(table)))} "
+            f"non-finite entries."
+        )
     return table[:, :-1], table[:, -1]
 
 
-def uci_split_indices(name: str, data_dir: os.PathLike | str, n_rows: int | None = None
-                      ) -> list[tuple[np.ndarray, np.ndarray]]:
+def uci_split_indices(
+    name: str, data_dir: os.PathLike | str, n_rows: int | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """The standard train/test splits of a UCI set, if ``data_dir`` has them.
 
     The deep-GP benchmarks' split files (Hernández-Lobato & Adams 2015's layout)
@@ -91,8 +94,10 @@ def uci_split_indices(name: str, data_dir: os.PathLike | str, n_rows: int | None
     """
     _checks.require_one_of(name, sorted(UCI_FILES), "name", "uci_split_indices")
     base = check_data_dir(data_dir, "uci_split_indices")
-    folder = next((d for d in (base / name, base / name / "data")
-                   if (d / "index_train_0.txt").is_file()), None)
+    folder = next(
+        (d for d in (base / name, base / name / "data") if (d / "index_train_0.txt").is_file()),
+        None,
+    )
     if folder is None:
         return []
     out = []
@@ -102,29 +107,38 @@ def uci_split_indices(name: str, data_dir: os.PathLike | str, n_rows: int | None
         for kind in ("train", "test"):
             path = folder / f"index_{kind}_{i}.txt"
             if not path.is_file():
-                raise ValueError(f"uci_split_indices: {path} is missing while "
-                                 f"index_train_{i}.txt exists; a split needs both files.")
+                raise ValueError(
+                    f"uci_split_indices: {path} is missing while "
+                    f"index_train_{i}.txt exists; a split needs both files."
+                )
             try:
                 idx = np.loadtxt(path, dtype=np.float64, ndmin=1)
             except ValueError as e:
-                raise ValueError(f"uci_split_indices: {path} must hold one integer row "
-                                 f"index per line ({e}).") from None
+                raise ValueError(
+                    f"uci_split_indices: {path} must hold one integer row index per line ({e})."
+                ) from None
             if not np.all(idx == np.round(idx)):
-                raise ValueError(f"uci_split_indices: {path} must hold integer row "
-                                 f"indices; got non-integers such as "
-                                 f"{idx[idx != np.round(idx)][:3].tolist()}.")
+                raise ValueError(
+                    f"uci_split_indices: {path} must hold integer row "
+                    f"indices; got non-integers such as "
+                    f"{idx[idx != np.round(idx)][:3].tolist()}."
+                )
             idx = idx.astype(np.int64)
             if n_rows is not None and idx.size and (idx.min() < 0 or idx.max() >= n_rows):
-                raise ValueError(f"uci_split_indices: {path} indexes rows "
-                                 f"{idx.min()}…{idx.max()}; the data has {n_rows} rows "
-                                 f"(0-based indices expected).")
+                raise ValueError(
+                    f"uci_split_indices: {path} indexes rows "
+                    f"{idx.min()}…{idx.max()}; the data has {n_rows} rows "
+                    f"(0-based indices expected)."
+                )
             pair.append(idx)
         if pair[0].size == 0:
             raise ValueError(f"uci_split_indices: {folder}/index_train_{i}.txt is empty.")
         if np.intersect1d(pair[0], pair[1]).size:
-            raise ValueError(f"uci_split_indices: split {i} in {folder} has rows in both "
-                             f"train and test, e.g. "
-                             f"{np.intersect1d(pair[0], pair[1])[:3].tolist()}.")
+            raise ValueError(
+                f"uci_split_indices: split {i} in {folder} has rows in both "
+                f"train and test, e.g. "
+                f"{np.intersect1d(pair[0], pair[1])[:3].tolist()}."
+            )
         out.append((pair[0], pair[1]))
         i += 1
     return out
@@ -139,17 +153,20 @@ def split(x: np.ndarray, y: np.ndarray, *, test_fraction: float = 0.1, seed: int
     are only centred). At least one row is kept for training.
     """
     name = "split"
-    _checks.require_real(test_fraction, "test_fraction", name, low=0, high=1,
-                         low_open=True, high_open=True)
+    _checks.require_real(
+        test_fraction, "test_fraction", name, low=0, high=1, low_open=True, high_open=True
+    )
     seed = _checks.require_int(seed, "seed", name, minimum=0)
     x = _checks.as_numpy(x, "x", name, ndim=2, what="(n, d)", dtype=np.float64)
     y = _checks.as_numpy(y, "y", name, ndim=1, what="(n,)", dtype=np.float64)
     if len(x) != len(y):
-        raise ValueError(f"{name}: `x` and `y` must have the same number of rows; got "
-                         f"{len(x)} and {len(y)}.")
+        raise ValueError(
+            f"{name}: `x` and `y` must have the same number of rows; got {len(x)} and {len(y)}."
+        )
     if len(x) < 2:
-        raise ValueError(f"{name}: `x` must have at least 2 rows (one to train on, "
-                         f"one to test); got {len(x)}.")
+        raise ValueError(
+            f"{name}: `x` must have at least 2 rows (one to train on, one to test); got {len(x)}."
+        )
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = min(max(1, int(round(test_fraction * len(x)))), len(x) - 1)
     test, train = order[:n_test], order[n_test:]
@@ -157,5 +174,10 @@ def split(x: np.ndarray, y: np.ndarray, *, test_fraction: float = 0.1, seed: int
     sx = np.where(sx > 0, sx, 1.0)
     my, sy = y[train].mean(), y[train].std()
     sy = sy if sy > 0 else 1.0  # constant training targets: centred only
-    return ((x[train] - mx) / sx, (y[train] - my) / sy,
-            (x[test] - mx) / sx, (y[test] - my) / sy, float(sy))
+    return (
+        (x[train] - mx) / sx,
+        (y[train] - my) / sy,
+        (x[test] - mx) / sx,
+        (y[test] - my) / sy,
+        float(sy),
+    )

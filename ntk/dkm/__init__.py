@@ -25,23 +25,52 @@ stochastic variational deep GP of Salimbeni & Deisenroth 2017.
     ((5, 1), (5,))
 """
 
-from ntk.dkm.kernels import (GramKernel, elementwise_kernel, from_stax, linear,
-                             normalised_gaussian, relu, sqexp)
-from ntk.dkm.objective import (dkm_objective, gaussian_kl,
-                               gaussian_log_marginal, input_gram, nngp_grams)
+from ntk.dkm.kernels import (
+    GramKernel,
+    elementwise_kernel,
+    from_stax,
+    linear,
+    normalised_gaussian,
+    relu,
+    sqexp,
+)
+from ntk.dkm.objective import (
+    dkm_objective,
+    gaussian_kl,
+    gaussian_log_marginal,
+    input_gram,
+    nngp_grams,
+)
 from ntk.dkm.full import FitInfo, FullDKM, Prediction
 from ntk.dkm.sparse import SparseDKM
 from ntk.dkm.sweep import NuFit, make_nu_fitter
 from ntk.dkm.alignment import centred_alignment
-from ntk.dkm.sampling import (SamplerOutput, dgp_log_posterior, grams_from_whitened,
-                              make_dgp_sampler)
+from ntk.dkm.sampling import SamplerOutput, dgp_log_posterior, grams_from_whitened, make_dgp_sampler
 from ntk.dkm import deep_gp
 
 __all__ = [
-    "GramKernel", "elementwise_kernel", "from_stax", "linear",
-    "normalised_gaussian", "relu", "sqexp", "dkm_objective", "gaussian_kl",
-    "gaussian_log_marginal", "input_gram", "nngp_grams", "FitInfo", "FullDKM",
-    "Prediction", "SparseDKM", "NuFit", "make_nu_fitter", "centred_alignment",
-    "SamplerOutput", "dgp_log_posterior", "grams_from_whitened", "make_dgp_sampler",
+    "GramKernel",
+    "elementwise_kernel",
+    "from_stax",
+    "linear",
+    "normalised_gaussian",
+    "relu",
+    "sqexp",
+    "dkm_objective",
+    "gaussian_kl",
+    "gaussian_log_marginal",
+    "input_gram",
+    "nngp_grams",
+    "FitInfo",
+    "FullDKM",
+    "Prediction",
+    "SparseDKM",
+    "NuFit",
+    "make_nu_fitter",
+    "centred_alignment",
+    "SamplerOutput",
+    "dgp_log_posterior",
+    "grams_from_whitened",
+    "make_dgp_sampler",
     "deep_gp",
 ]

@@ -33,8 +33,10 @@ def centred_alignment(a, b) -> float:
     a = _checks.as_numpy(a, "a", name, ndim=2, what="(P, P)", dtype=np.float64)
     b = _checks.as_numpy(b, "b", name, ndim=2, what="(P, P)", dtype=np.float64)
     if a.shape[0] != a.shape[1] or a.shape != b.shape:
-        raise ValueError(f"{name}: `a` and `b` must be square matrices of one shape "
-                         f"(P, P); got {a.shape} and {b.shape}.")
+        raise ValueError(
+            f"{name}: `a` and `b` must be square matrices of one shape "
+            f"(P, P); got {a.shape} and {b.shape}."
+        )
     h = np.eye(len(a)) - 1.0 / len(a)
     a, b = h @ a @ h, h @ b @ h
     return float(np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b)))

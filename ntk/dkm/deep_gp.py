@@ -80,24 +80,30 @@ def _layer(layer, x, jitter):
     """Marginal mean and variance (N, D_out) of one layer at inputs x (N, D_in)."""
     z = layer["z"]
     kzz = sqexp_ard(z, z, layer["log_amp"], layer["log_ls"])
-    lz = jittered_cholesky(kzz, jitter, relative=False, where="deep_gp",
-                           arg="K_ZZ").factor
-    a = jax.scipy.linalg.solve_triangular(lz, sqexp_ard(z, x, layer["log_amp"], layer["log_ls"]),
-                                          lower=True)                       # (M, N)
-    r = _chol_factor(layer["q_sqrt"])                                       # (D, M, M)
+    lz = jittered_cholesky(kzz, jitter, relative=False, where="deep_gp", arg="K_ZZ").factor
+    a = jax.scipy.linalg.solve_triangular(
+        lz, sqexp_ard(z, x, layer["log_amp"], layer["log_ls"]), lower=True
+    )  # (M, N)
+    r = _chol_factor(layer["q_sqrt"])  # (D, M, M)
     mean = a.T @ layer["q_mu"] + x @ jax.lax.stop_gradient(layer["w"])
-    rta = jnp.einsum("dmk,mn->dkn", r, a)                                   # Rᵀ A per output
+    rta = jnp.einsum("dmk,mn->dkn", r, a)  # Rᵀ A per output
     # k(x,x) − AᵀA ≥ 0 in exact arithmetic; clamp float32 round-off
-    var = jnp.maximum(jnp.exp(layer["log_amp"]) - jnp.sum(a ** 2, 0), 0.0)[:, None] \
-        + jnp.sum(rta ** 2, 1).T
+    var = (
+        jnp.maximum(jnp.exp(layer["log_amp"]) - jnp.sum(a**2, 0), 0.0)[:, None]
+        + jnp.sum(rta**2, 1).T
+    )
     return mean, var
 
 
 def _kl(layer):
     r = _chol_factor(layer["q_sqrt"])
     m = layer["q_mu"].shape[0]
-    return 0.5 * jnp.sum(jnp.sum(r ** 2, (1, 2)) + jnp.sum(layer["q_mu"] ** 2, 0) - m
-                         - 2 * jnp.sum(jnp.log(jnp.diagonal(r, axis1=1, axis2=2)), 1))
+    return 0.5 * jnp.sum(
+        jnp.sum(r**2, (1, 2))
+        + jnp.sum(layer["q_mu"] ** 2, 0)
+        - m
+        - 2 * jnp.sum(jnp.log(jnp.diagonal(r, axis1=1, axis2=2)), 1)
+    )
 
 
 def _propagate(params, x, key, num_samples, jitter, chunk=None):
@@ -109,8 +115,7 @@ def _propagate(params, x, key, num_samples, jitter, chunk=None):
         h = x
         for i, layer in enumerate(layers[:-1]):
             mu, var = _layer(layer, h, jitter)
-            h = mu + jnp.sqrt(var) * jax.random.normal(jax.random.fold_in(k, i), mu.shape,
-                                                       mu.dtype)
+            h = mu + jnp.sqrt(var) * jax.random.normal(jax.random.fold_in(k, i), mu.shape, mu.dtype)
         return _layer(layers[-1], h, jitter)
 
     keys = jax.random.split(key, num_samples)
@@ -145,12 +150,16 @@ def init(x, y, key, layers=2, num_inducing=100, noise_var=0.1):
         d_in, d_out = d, (dy if last else d)
         w = np.zeros((d_in, d_out), np.float32) if last else np.eye(d, dtype=np.float32)
         scale = 1.0 if last else 1e-5
-        out.append(dict(
-            z=jnp.asarray(z), w=jnp.asarray(w),
-            log_amp=jnp.zeros((), jnp.float32),
-            log_ls=jnp.full((d_in,), 0.5 * np.log(d_in), jnp.float32),
-            q_mu=jnp.zeros((m, d_out), jnp.float32),
-            q_sqrt=jnp.asarray(np.log(scale) * np.eye(m)[None].repeat(d_out, 0), jnp.float32)))
+        out.append(
+            dict(
+                z=jnp.asarray(z),
+                w=jnp.asarray(w),
+                log_amp=jnp.zeros((), jnp.float32),
+                log_ls=jnp.full((d_in,), 0.5 * np.log(d_in), jnp.float32),
+                q_mu=jnp.zeros((m, d_out), jnp.float32),
+                q_sqrt=jnp.asarray(np.log(scale) * np.eye(m)[None].repeat(d_out, 0), jnp.float32),
+            )
+        )
     return dict(layers=tuple(out), log_noise=jnp.asarray(np.log(noise_var), jnp.float32))
 
 
@@ -182,24 +191,37 @@ def _train(params, mask, x, y, key, learning_rate, jitter, *, steps, batch, num_
             idx = jax.random.choice(kb, n, (batch,), replace=False)
             xb, yb = x[idx], y[idx]
         value, g = jax.value_and_grad(elbo)(p, xb, yb, ks, num_samples, n, jitter)
-        g = jax.tree_util.tree_map(lambda gi, mi: -gi * mi / n, g, mask)   # minimise −ELBO/N
+        g = jax.tree_util.tree_map(lambda gi, mi: -gi * mi / n, g, mask)  # minimise −ELBO/N
         updates, state = tx.update(g, state, p)
         return (optax.apply_updates(p, updates), state), value
 
-    (params, _), trace = jax.lax.scan(step, (params, tx.init(params)),
-                                      jax.random.split(key, steps))
+    (params, _), trace = jax.lax.scan(step, (params, tx.init(params)), jax.random.split(key, steps))
     return params, trace
 
 
-def fit(x, y, key, layers=2, num_inducing=100, steps=2000, learning_rate=0.01,
-        batch_size=None, num_samples=5, noise_var=0.1, jitter=1e-5, params=None,
-        fixed=(), return_trace=False):
+def fit(
+    x,
+    y,
+    key,
+    layers=2,
+    num_inducing=100,
+    steps=2000,
+    learning_rate=0.01,
+    batch_size=None,
+    num_samples=5,
+    noise_var=0.1,
+    jitter=1e-5,
+    params=None,
+    fixed=(),
+    return_trace=False,
+):
     """Maximise the ELBO with Adam; ``params`` (from `init`) overrides the default start,
     ``fixed`` ⊆ FIXABLE holds inducing points / kernel / noise at their start."""
     name = "deep_gp.fit"
     if isinstance(fixed, str) or not set(fixed) <= set(FIXABLE):
-        raise ValueError(f"{name}: `fixed` must be a tuple of names among {FIXABLE}; "
-                         f"got {fixed!r}.")
+        raise ValueError(
+            f"{name}: `fixed` must be a tuple of names among {FIXABLE}; got {fixed!r}."
+        )
     _check_xy(x, y, name)
     steps = _checks.require_int(steps, "steps", name)
     _checks.require_positive(learning_rate, "learning_rate", name)
@@ -213,9 +235,18 @@ def fit(x, y, key, layers=2, num_inducing=100, steps=2000, learning_rate=0.01,
     x = jnp.asarray(x, jnp.float32)
     y = jnp.asarray(y, jnp.float32).reshape(len(x), -1)
     batch = batch_size if batch_size and batch_size < len(x) else None
-    params, trace = _train(params, _mask(params, tuple(fixed)), x, y, k_fit,
-                           jnp.float32(learning_rate), jnp.float32(jitter),
-                           steps=steps, batch=batch, num_samples=num_samples)
+    params, trace = _train(
+        params,
+        _mask(params, tuple(fixed)),
+        x,
+        y,
+        k_fit,
+        jnp.float32(learning_rate),
+        jnp.float32(jitter),
+        steps=steps,
+        batch=batch,
+        num_samples=num_samples,
+    )
     return (params, np.asarray(trace)) if return_trace else params
 
 
@@ -233,11 +264,14 @@ def predict(params, x_test, key, num_samples=100, jitter=1e-5):
     x_test = _checks.as_numpy(x_test, "x_test", "deep_gp.predict", ndim=2, what="(N, D)")
     d = params["layers"][0]["z"].shape[1]
     if x_test.shape[1] != d:
-        raise ValueError(f"deep_gp.predict: `x_test` must have shape (N, {d}) like the "
-                         f"training inputs; got {x_test.shape}.")
+        raise ValueError(
+            f"deep_gp.predict: `x_test` must have shape (N, {d}) like the "
+            f"training inputs; got {x_test.shape}."
+        )
     num_samples = _checks.require_int(num_samples, "num_samples", "deep_gp.predict")
-    mean, var = _predict(params, jnp.asarray(x_test, jnp.float32), key, jnp.float32(jitter),
-                         num_samples=num_samples)
+    mean, var = _predict(
+        params, jnp.asarray(x_test, jnp.float32), key, jnp.float32(jitter), num_samples=num_samples
+    )
     var = var + jnp.exp(params["log_noise"])
     if mean.shape[1] == 1:
         mean, var = mean[:, 0], var[:, 0]
@@ -250,6 +284,5 @@ def _check_xy(x, y, name):
     x = _checks.as_numpy(x, "x", name, ndim=2, what="(N, D)", nonempty=True)
     y = _checks.as_numpy(y, "y", name, ndim=(1, 2), what="(N,) or (N, D_L)")
     if y.shape[0] != x.shape[0]:
-        raise ValueError(f"{name}: `y` must have {x.shape[0]} rows like `x`; got shape "
-                         f"{y.shape}.")
+        raise ValueError(f"{name}: `y` must have {x.shape[0]} rows like `x`; got shape {y.shape}.")
     return x.astype(np.float32), y.reshape(len(y), -1).astype(np.float32)

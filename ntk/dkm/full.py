@@ -102,8 +102,10 @@ def init_factors(P, dtype, key, scale):
     if key is None or scale == 0:
         return {"raw": jnp.zeros((P, P), dtype), "log_diag": jnp.zeros((P,), dtype)}
     k1, k2 = jax.random.split(key)
-    return {"raw": scale * jax.random.normal(k1, (P, P), dtype),
-            "log_diag": scale * jax.random.normal(k2, (P,), dtype)}
+    return {
+        "raw": scale * jax.random.normal(k1, (P, P), dtype),
+        "log_diag": scale * jax.random.normal(k2, (P,), dtype),
+    }
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -143,10 +145,14 @@ class FullDKM:
         _checks.require_nonnegative(scale, "scale", "FullDKM.init")
         P = X.shape[0]
         dtype = jnp.result_type(X.dtype, float)
-        keys = [None] * (self.num_layers + 1) if key is None else list(
-            jax.random.split(key, self.num_layers + 1))
-        params = {"layers": [init_factors(P, dtype, keys[l], scale)
-                             for l in range(self.num_layers)]}
+        keys = (
+            [None] * (self.num_layers + 1)
+            if key is None
+            else list(jax.random.split(key, self.num_layers + 1))
+        )
+        params = {
+            "layers": [init_factors(P, dtype, keys[l], scale) for l in range(self.num_layers)]
+        }
         if self.likelihood == "categorical":
             out = init_factors(P, dtype, keys[-1], scale)
             out["mean"] = jnp.zeros((P, self.num_classes), dtype)
@@ -157,8 +163,14 @@ class FullDKM:
         """``params`` must have the structure and shapes `init` gives for
         ``P`` training points, with finite entries (when concrete)."""
         categorical = self.likelihood == "categorical"
-        return check_params(params, P, self.num_layers, name, output=categorical,
-                            num_outputs=self.num_classes if categorical else None)
+        return check_params(
+            params,
+            P,
+            self.num_layers,
+            name,
+            output=categorical,
+            num_outputs=self.num_classes if categorical else None,
+        )
 
     # ------------------------------------------------------------ forward
 
@@ -166,8 +178,9 @@ class FullDKM:
         G = obj.input_gram(X)
         Gs, kls = [], []
         for layer in params["layers"]:
-            G, _, _, kl = obj.condition_layer(self.kernel, G, layer["raw"],
-                                              layer["log_diag"], self.jitter)
+            G, _, _, kl = obj.condition_layer(
+                self.kernel, G, layer["raw"], layer["log_diag"], self.jitter
+            )
             Gs.append(G)
             kls.append(kl)
         return Gs, kls
@@ -182,14 +195,16 @@ class FullDKM:
         """The DKM objective ``L`` (to be maximised); for a categorical model
         the ELBO with ``num_samples`` MC draws from ``key``.
         ``return_terms`` adds ``(log_likelihood, [KL_l])``."""
-        X, Y = obj.check_data(X, Y, self.likelihood, "FullDKM.objective",
-                              self.num_classes)
+        X, Y = obj.check_data(X, Y, self.likelihood, "FullDKM.objective", self.num_classes)
         params = self._check_params(params, X.shape[0], "FullDKM.objective")
         if self.likelihood == "categorical" and key is None:
-            raise ValueError("FullDKM.objective: a categorical likelihood needs a "
-                             "PRNG `key` for its Monte Carlo ELBO.")
-        out = _objective_jit(self, params, X, Y, key, jnp.asarray(self.nu, X.dtype),
-                             bool(return_terms))
+            raise ValueError(
+                "FullDKM.objective: a categorical likelihood needs a "
+                "PRNG `key` for its Monte Carlo ELBO."
+            )
+        out = _objective_jit(
+            self, params, X, Y, key, jnp.asarray(self.nu, X.dtype), bool(return_terms)
+        )
         return obj.check_finite(out, "FullDKM.objective")
 
     def _objective(self, params, X, Y, key, nu, return_terms=False):
@@ -201,11 +216,14 @@ class FullDKM:
             ll = obj.gaussian_log_marginal(Y, K, self.noise_var)
         else:
             if key is None:
-                raise ValueError("FullDKM.objective: a categorical likelihood needs "
-                                 "a PRNG `key` for its Monte Carlo ELBO.")
+                raise ValueError(
+                    "FullDKM.objective: a categorical likelihood needs "
+                    "a PRNG `key` for its Monte Carlo ELBO."
+                )
             out = params["output"]
-            mean, var = obj.output_moments(L, K, jnp.diagonal(K), out["mean"],
-                                           out["raw"], out["log_diag"])
+            mean, var = obj.output_moments(
+                L, K, jnp.diagonal(K), out["mean"], out["raw"], out["log_diag"]
+            )
             ll = obj.categorical_expected_loglik(Y, mean, var, key, self.num_samples)
             ll = ll - obj.output_kl(out["mean"], out["raw"], out["log_diag"])
         value = ll - sum(nu[l] * kl for l, kl in enumerate(kls))
@@ -226,8 +244,9 @@ class FullDKM:
         for layer in params["layers"]:
             L = obj.cholesky(self._prior(G), "K(G)", "FullDKM.fit")
             C = obj.dot(L, obj.lower_factor(layer["raw"], layer["log_diag"]))
-            out.append({"raw": jnp.tril(C, -1),
-                        "log_diag": layer["log_diag"] + jnp.log(jnp.diagonal(L))})
+            out.append(
+                {"raw": jnp.tril(C, -1), "log_diag": layer["log_diag"] + jnp.log(jnp.diagonal(L))}
+            )
             G = obj.gram(C)
         return out
 
@@ -239,8 +258,9 @@ class FullDKM:
             L = obj.cholesky(self._prior(G), "K(G)", "FullDKM.fit")
             C = obj.lower_factor(f["raw"], f["log_diag"])
             A = jsl.solve_triangular(L, C, lower=True)
-            layers.append({"raw": jnp.tril(A, -1),
-                           "log_diag": f["log_diag"] - jnp.log(jnp.diagonal(L))})
+            layers.append(
+                {"raw": jnp.tril(A, -1), "log_diag": f["log_diag"] - jnp.log(jnp.diagonal(L))}
+            )
             G = obj.gram(C)
         return {"layers": layers}
 
@@ -276,9 +296,18 @@ class FullDKM:
 
     # ------------------------------------------------------------ fitting
 
-    def fit(self, params, X, Y, method: str = "lbfgs", max_iter: int = 500,
-            tol: float = 1e-6, learning_rate: float = 1e-2, key=None,
-            memory_size: int = 10):
+    def fit(
+        self,
+        params,
+        X,
+        Y,
+        method: str = "lbfgs",
+        max_iter: int = 500,
+        tol: float = 1e-6,
+        learning_rate: float = 1e-2,
+        key=None,
+        memory_size: int = 10,
+    ):
         r"""Maximise the objective from ``params``.
 
         ``method="lbfgs"`` (default): L-BFGS with a zoom line search, so the
@@ -311,8 +340,15 @@ class FullDKM:
             raise ValueError("FullDKM.fit: a categorical likelihood needs a `key`.")
         scale = float(X.shape[0] * (Y.shape[1] if Y.ndim == 2 else 1))
 
-        run = _runner(self._static_key(), self, method, int(max_iter), float(tol),
-                      float(learning_rate), int(memory_size))
+        run = _runner(
+            self._static_key(),
+            self,
+            method,
+            int(max_iter),
+            float(tol),
+            float(learning_rate),
+            int(memory_size),
+        )
         t0 = time.perf_counter()
         # The data are arguments, not closure constants: XLA would otherwise
         # constant-fold P x P products at compile time (seconds per product).
@@ -334,8 +370,15 @@ class FullDKM:
     def _static_key(self):
         """What compiled code depends on besides the data shapes — not ν,
         which is passed as data."""
-        return (self.kernel, self.num_layers, float(self.noise_var), self.likelihood,
-                float(self.jitter), self.num_classes, self.num_samples)
+        return (
+            self.kernel,
+            self.num_layers,
+            float(self.noise_var),
+            self.likelihood,
+            float(self.jitter),
+            self.num_classes,
+            self.num_samples,
+        )
 
     # Equality and hash by structure (without ν): jitted functions take the
     # model as a static argument, so models that differ only in ν share them.
@@ -356,33 +399,33 @@ class FullDKM:
         params = self._check_params(params, X.shape[0], name)
         X_test = _checks.as_array(X_test, "X_test", name)
         if X_test.ndim != 2 or X_test.shape[1] != X.shape[1]:
-            raise ValueError(f"FullDKM.predict: `X_test` must have shape (T, "
-                             f"{X.shape[1]}); got {X_test.shape}.")
+            raise ValueError(
+                f"FullDKM.predict: `X_test` must have shape (T, {X.shape[1]}); got {X_test.shape}."
+            )
         key = jax.random.PRNGKey(0) if key is None else key
-        return obj.check_finite(_predict_jit(self, params, X, Y, X_test, key),
-                                "FullDKM.predict")
+        return obj.check_finite(_predict_jit(self, params, X, Y, X_test, key), "FullDKM.predict")
 
     def _predict(self, params, X, Y, X_test, key):
         G = obj.input_gram(X)
         G_ti = obj.dot(X_test, X.T) / X.shape[1]
-        g_t = jnp.sum(X_test ** 2, axis=1) / X.shape[1]
+        g_t = jnp.sum(X_test**2, axis=1) / X.shape[1]
         for layer in params["layers"]:
-            G, G_ti, g_t, _ = obj.condition_layer(self.kernel, G, layer["raw"],
-                                                  layer["log_diag"], self.jitter,
-                                                  G_ti, g_t)
+            G, G_ti, g_t, _ = obj.condition_layer(
+                self.kernel, G, layer["raw"], layer["log_diag"], self.jitter, G_ti, g_t
+            )
         K, L, K_ti, k_t = obj.output_blocks(self.kernel, G, self.jitter, G_ti, g_t)
         if self.likelihood == "gaussian":
             P = K.shape[0]
-            Ln = obj.cholesky(K + self.noise_var * jnp.eye(P, dtype=K.dtype),
-                              "K + noise_var·I", "FullDKM.predict")
-            V = jsl.solve_triangular(Ln, K_ti.T, lower=True)       # (P, T)
+            Ln = obj.cholesky(
+                K + self.noise_var * jnp.eye(P, dtype=K.dtype), "K + noise_var·I", "FullDKM.predict"
+            )
+            V = jsl.solve_triangular(Ln, K_ti.T, lower=True)  # (P, T)
             a = jsl.solve_triangular(Ln, Y, lower=True)
             mean = obj.dot(V.T, a)
-            var = jnp.maximum(k_t - jnp.sum(V ** 2, axis=0), 0.0)
+            var = jnp.maximum(k_t - jnp.sum(V**2, axis=0), 0.0)
             return Prediction(mean, var)
         out = params["output"]
-        mean, var = obj.output_moments(L, K_ti, k_t, out["mean"], out["raw"],
-                                       out["log_diag"])
+        mean, var = obj.output_moments(L, K_ti, k_t, out["mean"], out["raw"], out["log_diag"])
         probs = obj.categorical_predictive(mean, var, key, max(self.num_samples, 256))
         return Prediction(mean, var, probs)
 
@@ -395,41 +438,53 @@ def check_params(params, P, num_layers, name, output=False, num_outputs=None):
     concrete). Returns ``params``."""
     if not isinstance(params, dict) or "layers" not in params:
         keys = f" with keys {sorted(params)}" if isinstance(params, dict) else ""
-        raise TypeError(f"{name}: `params` must be the dict made by model.init; got "
-                        f"{type(params).__name__}{keys}.")
+        raise TypeError(
+            f"{name}: `params` must be the dict made by model.init; got "
+            f"{type(params).__name__}{keys}."
+        )
     layers = params["layers"]
     if not isinstance(layers, (list, tuple)) or len(layers) != num_layers:
-        got = (f"{len(layers)} layers" if isinstance(layers, (list, tuple))
-               else type(layers).__name__)
-        raise ValueError(f"{name}: `params['layers']` must hold {num_layers} layers "
-                         f"(num_layers); got {got}.")
+        got = (
+            f"{len(layers)} layers" if isinstance(layers, (list, tuple)) else type(layers).__name__
+        )
+        raise ValueError(
+            f"{name}: `params['layers']` must hold {num_layers} layers (num_layers); got {got}."
+        )
     factors = [(f"params['layers'][{l}]", f) for l, f in enumerate(layers)]
     if output:
         if "output" not in params:
-            raise ValueError(f"{name}: `params` need an 'output' entry (from "
-                             f"model.init); got keys {sorted(params)}.")
+            raise ValueError(
+                f"{name}: `params` need an 'output' entry (from "
+                f"model.init); got keys {sorted(params)}."
+            )
         factors.append(("params['output']", params["output"]))
     for label, f in factors:
         if not isinstance(f, dict) or "raw" not in f or "log_diag" not in f:
-            raise TypeError(f"{name}: `{label}` must be a dict with 'raw' and "
-                            f"'log_diag'; got {type(f).__name__}.")
+            raise TypeError(
+                f"{name}: `{label}` must be a dict with 'raw' and "
+                f"'log_diag'; got {type(f).__name__}."
+            )
         what = f"{P} points"
         _checks.require_shape(f["raw"], (P, P), f"{label}['raw']", name, what)
         _checks.require_shape(f["log_diag"], (P,), f"{label}['log_diag']", name, what)
     if output:
-        _checks.require_shape(params["output"].get("mean"), (P, num_outputs),
-                              "params['output']['mean']", name,
-                              f"{P} points by {num_outputs or 'C'} outputs")
+        _checks.require_shape(
+            params["output"].get("mean"),
+            (P, num_outputs),
+            "params['output']['mean']",
+            name,
+            f"{P} points by {num_outputs or 'C'} outputs",
+        )
     _checks.require_finite(params, "params", name)
     return params
 
 
 # One compilation per model and shapes: op-by-op dispatch is ~100x slower.
-_objective_jit = jax.jit(lambda m, p, x, y, k, nu, terms: m._objective(p, x, y, k, nu, terms),
-                         static_argnums=(0, 6))
+_objective_jit = jax.jit(
+    lambda m, p, x, y, k, nu, terms: m._objective(p, x, y, k, nu, terms), static_argnums=(0, 6)
+)
 _grams_jit = jax.jit(lambda m, p, x: m._forward(p, x)[0], static_argnums=0)
-_predict_jit = jax.jit(lambda m, p, x, y, xt, k: m._predict(p, x, y, xt, k),
-                       static_argnums=0)
+_predict_jit = jax.jit(lambda m, p, x, y, xt, k: m._predict(p, x, y, xt, k), static_argnums=0)
 _to_cholesky_jit = jax.jit(lambda m, p, x: m._to_cholesky(p, x), static_argnums=0)
 _to_whitened_jit = jax.jit(lambda m, f, x: m._to_whitened(f, x), static_argnums=0)
 
@@ -448,8 +503,7 @@ def _runner(static_key, model, method, max_iter, tol, learning_rate, memory_size
     if key not in _RUNNERS:
         if len(_RUNNERS) > 32:
             _RUNNERS.clear()
-        _RUNNERS[key] = _make_runner(model, method, max_iter, tol, learning_rate,
-                                     memory_size)
+        _RUNNERS[key] = _make_runner(model, method, max_iter, tol, learning_rate, memory_size)
     return _RUNNERS[key]
 
 
@@ -460,6 +514,7 @@ def _make_runner(model, method, max_iter, tol, learning_rate, memory_size):
         return -model._objective(p, x, y, k, nu) / scale
 
     if method == "lbfgs" and model.likelihood == "gaussian":
+
         def cholesky_loss(factors, data):
             x, y, _, scale, nu = data
             return -model._cholesky_objective(factors, x, y, nu) / scale
@@ -468,7 +523,10 @@ def _make_runner(model, method, max_iter, tol, learning_rate, memory_size):
             _, y, _, scale, nu = data
             return optim.kronecker_lbfgs(
                 lambda f: model._kronecker_factors(f, nu, y.shape[1], scale),
-                memory_size=memory_size, refresh_every=_REFRESH_EVERY)
+                memory_size=memory_size,
+                refresh_every=_REFRESH_EVERY,
+            )
+
         return _minimiser(cholesky_loss, opt, max_iter, tol, True)
     if method == "lbfgs":
         # ν is data (traced): the Fisher preconditioner is built inside the trace.
@@ -494,8 +552,9 @@ def _minimiser(loss, opt, max_iter, tol, linesearch):
     def run(params, data):
         fun = lambda p: loss(p, data)  # noqa: E731
         opt_ = opt(data) if callable(opt) else opt
-        value_and_grad = (optax.value_and_grad_from_state(fun) if linesearch
-                          else jax.value_and_grad(fun))
+        value_and_grad = (
+            optax.value_and_grad_from_state(fun) if linesearch else jax.value_and_grad(fun)
+        )
         state = opt_.init(params)
         v0 = fun(params)
         hist = jnp.full((max_iter + 1,), jnp.nan, v0.dtype).at[0].set(v0)
@@ -511,8 +570,9 @@ def _minimiser(loss, opt, max_iter, tol, linesearch):
             params, state, it, _, cur, hist, _ = c
             if linesearch:
                 value, grad = value_and_grad(params, state=state)
-                updates, state = opt_.update(grad, state, params, value=value,
-                                             grad=grad, value_fn=fun)
+                updates, state = opt_.update(
+                    grad, state, params, value=value, grad=grad, value_fn=fun
+                )
                 params = optax.apply_updates(params, updates)
                 new = optax.tree_utils.tree_get(state, "value")
             else:
@@ -523,8 +583,15 @@ def _minimiser(loss, opt, max_iter, tol, linesearch):
             gnorm = optax.tree_utils.tree_norm(grad)
             return params, state, it + 1, cur, new, hist.at[it + 1].set(new), gnorm
 
-        init = (params, state, jnp.asarray(0), jnp.asarray(jnp.inf, v0.dtype), v0,
-                hist, jnp.asarray(jnp.inf, v0.dtype))
+        init = (
+            params,
+            state,
+            jnp.asarray(0),
+            jnp.asarray(jnp.inf, v0.dtype),
+            v0,
+            hist,
+            jnp.asarray(jnp.inf, v0.dtype),
+        )
         params, _, it, _, _, hist, gnorm = jax.lax.while_loop(cond, body, init)
         return params, hist, it, gnorm
 

@@ -61,11 +61,11 @@ class GramKernel:
     name: str
 
     def __post_init__(self):
-        _checks.require_callable(self.block_fn, "block_fn", "GramKernel",
-                                 "a function block_fn(G12, g1, g2)")
+        _checks.require_callable(
+            self.block_fn, "block_fn", "GramKernel", "a function block_fn(G12, g1, g2)"
+        )
         if not isinstance(self.name, str):
-            raise TypeError(f"GramKernel: `name` must be a str; got "
-                            f"{type(self.name).__name__}.")
+            raise TypeError(f"GramKernel: `name` must be a str; got {type(self.name).__name__}.")
 
     def __repr__(self):
         return f"GramKernel({self.name})"
@@ -92,15 +92,15 @@ class GramKernel:
         if G12.ndim != 2 or g1.shape != G12.shape[:1] or g2.shape != G12.shape[1:]:
             raise ValueError(
                 f"{self.name}.cross: expected G12 (n1, n2), g1 (n1,), g2 (n2,); "
-                f"got {G12.shape}, {g1.shape}, {g2.shape}.")
+                f"got {G12.shape}, {g1.shape}, {g2.shape}."
+            )
         return _cross_jit(self, G12, g1, g2)
 
     def diag(self, g: Array) -> Array:
         """``diag K(G)`` from ``diag G`` alone, ``(n,) -> (n,)``."""
         g = _checks.as_array(g, "g", f"{self.name}.diag")
         if g.ndim != 1:
-            raise ValueError(f"{self.name}.diag: `g` must be a vector (n,); got "
-                             f"shape {g.shape}.")
+            raise ValueError(f"{self.name}.diag: `g` must be a vector (n,); got shape {g.shape}.")
         return _diag_jit(self, g)
 
     def _diag(self, g):
@@ -118,8 +118,9 @@ _diag_jit = jax.jit(lambda k, g: k._diag(g), static_argnums=0)
 def _check_square(G, arg, name):
     G = _checks.as_array(G, arg, name)
     if G.ndim != 2 or G.shape[0] != G.shape[1]:
-        raise ValueError(f"{name}: `{arg}` must be a square Gram matrix (P, P); "
-                         f"got shape {G.shape}.")
+        raise ValueError(
+            f"{name}: `{arg}` must be a square Gram matrix (P, P); got shape {G.shape}."
+        )
     # K(G) reads G_ii, G_jj and G_ij only: an asymmetric G would go unnoticed.
     return _checks.require_symmetric(G, arg, name)
 
@@ -133,8 +134,7 @@ def _check_positive(value, arg, name, allow_zero=False):
 def elementwise_kernel(fn: Callable, name: str) -> GramKernel:
     """A `GramKernel` from an elementwise ``fn(G_ij, G_ii, G_jj) -> K_ij``
     (broadcasting)."""
-    _checks.require_callable(fn, "fn", "elementwise_kernel",
-                             "a function fn(G_ij, G_ii, G_jj)")
+    _checks.require_callable(fn, "fn", "elementwise_kernel", "a function fn(G_ij, G_ii, G_jj)")
 
     def block_fn(G12, g1, g2):
         k1 = fn(g1, g1, g1)
@@ -163,8 +163,8 @@ def relu(weight_var: float = 2.0, bias_var: float = 0.0) -> GramKernel:
     _check_positive(bias_var, "bias_var", "relu", allow_zero=True)
 
     def fn(c12, c11, c22):
-        root = sin_angle_term(c12, c11, c22)    # √(c11 c22) sin θ, stable at ρ = ±1
-        theta = angle(root, c12)                # finite derivatives at ρ = ±1
+        root = sin_angle_term(c12, c11, c22)  # √(c11 c22) sin θ, stable at ρ = ±1
+        theta = angle(root, c12)  # finite derivatives at ρ = ±1
         return weight_var / (2 * PI) * (root + (PI - theta) * c12) + bias_var
 
     return elementwise_kernel(fn, name)
@@ -183,7 +183,7 @@ def sqexp(lengthscale: float = 1.0, variance: float = 1.0) -> GramKernel:
 
     def fn(c12, c11, c22):
         d2 = jnp.maximum(c11 + c22 - 2 * c12, 0.0)
-        return variance * jnp.exp(-d2 / (2 * lengthscale ** 2))
+        return variance * jnp.exp(-d2 / (2 * lengthscale**2))
 
     return elementwise_kernel(fn, name)
 
@@ -207,7 +207,7 @@ def normalised_gaussian(lengthscale: float = 1.0, variance: float = 1.0) -> Gram
         tiny = jnp.finfo(jnp.result_type(c12, float)).tiny
         rho = c12 * jax.lax.rsqrt(jnp.maximum(c11 * c22, tiny))
         rho = jnp.clip(rho, -1.0, 1.0)
-        return variance * jnp.exp((rho - 1.0) / lengthscale ** 2)
+        return variance * jnp.exp((rho - 1.0) / lengthscale**2)
 
     return elementwise_kernel(fn, name)
 
@@ -216,13 +216,18 @@ def linear(weight_var: float = 1.0, bias_var: float = 0.0) -> GramKernel:
     """``K(G) = σ_w² G + σ_b²``: a deep linear (identity-activation) DKM."""
     _check_positive(weight_var, "weight_var", "linear", allow_zero=True)
     _check_positive(bias_var, "bias_var", "linear", allow_zero=True)
-    return elementwise_kernel(lambda c12, c11, c22: weight_var * c12 + bias_var,
-                              f"linear(weight_var={weight_var}, bias_var={bias_var})")
+    return elementwise_kernel(
+        lambda c12, c11, c22: weight_var * c12 + bias_var,
+        f"linear(weight_var={weight_var}, bias_var={bias_var})",
+    )
 
 
-def from_stax(activation: Union[str, Activation, Layer, KernelFn],
-              weight_var: float = 1.0, bias_var: float = 0.0,
-              **activation_kwargs) -> GramKernel:
+def from_stax(
+    activation: Union[str, Activation, Layer, KernelFn],
+    weight_var: float = 1.0,
+    bias_var: float = 0.0,
+    **activation_kwargs,
+) -> GramKernel:
     r"""The dual kernel of an `ntk.stax` activation as a DKM kernel.
 
     ``K_ij = σ_w² E[φ(u) φ(v)] + σ_b²``, ``(u, v) ~ N(0, G[{i,j}])`` — a layer
@@ -253,39 +258,54 @@ def from_stax(activation: Union[str, Activation, Layer, KernelFn],
     _check_positive(bias_var, "bias_var", name, allow_zero=True)
     if isinstance(activation, str):
         if activation not in ACTIVATIONS:
-            raise ValueError(f"{name}: unknown activation {activation!r}; expected "
-                             f"one of {sorted(ACTIVATIONS)}.")
+            raise ValueError(
+                f"{name}: unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}."
+            )
         activation = ACTIVATIONS[activation](**activation_kwargs)
     elif activation_kwargs:
-        raise TypeError(f"{name}: activation_kwargs are only for activation names; "
-                        f"got {sorted(activation_kwargs)} with "
-                        f"{type(activation).__name__}.")
+        raise TypeError(
+            f"{name}: activation_kwargs are only for activation names; "
+            f"got {sorted(activation_kwargs)} with "
+            f"{type(activation).__name__}."
+        )
     if isinstance(activation, Activation):
         dual = activation.dual
         return elementwise_kernel(
             lambda c12, c11, c22: weight_var * dual(c12, c11, c22)[0] + bias_var,
-            f"{name}(dual, weight_var={weight_var}, bias_var={bias_var})")
+            f"{name}(dual, weight_var={weight_var}, bias_var={bias_var})",
+        )
     if isinstance(activation, Layer):
         kernel_fn = activation.kernel_fn
     elif isinstance(activation, (KernelFn,)) or callable(activation):
         kernel_fn = activation
     else:
-        raise TypeError(f"{name}: `activation` must be a name, an Activation, an "
-                        f"ntk.stax layer or a kernel_fn; got "
-                        f"{type(activation).__name__}.")
+        raise TypeError(
+            f"{name}: `activation` must be a name, an Activation, an "
+            f"ntk.stax layer or a kernel_fn; got "
+            f"{type(activation).__name__}."
+        )
     label = getattr(kernel_fn, "name", "layer")
 
     def block_fn(G12, g1, g2):
         n1, n2 = G12.shape
-        k = Kernel(nngp=G12, ntk=None, cov1=g1, cov2=g2, shape1=(n1, 1),
-                   shape2=(n2, 1), diagonal_spatial=True, is_gaussian=True)
+        k = Kernel(
+            nngp=G12,
+            ntk=None,
+            cov1=g1,
+            cov2=g2,
+            shape1=(n1, 1),
+            shape2=(n2, 1),
+            diagonal_spatial=True,
+            is_gaussian=True,
+        )
         out = kernel_fn(k)
         if not isinstance(out, Kernel) or out.nngp.shape != G12.shape:
-            raise ValueError(f"{name}: the layer {label} must map an (n1, n2) "
-                             f"Kernel to one of the same shape; got "
-                             f"{getattr(getattr(out, 'nngp', None), 'shape', out)}.")
+            raise ValueError(
+                f"{name}: the layer {label} must map an (n1, n2) "
+                f"Kernel to one of the same shape; got "
+                f"{getattr(getattr(out, 'nngp', None), 'shape', out)}."
+            )
         k2 = None if g2 is None else weight_var * out.cov2 + bias_var
         return (weight_var * out.nngp + bias_var, weight_var * out.cov1 + bias_var, k2)
 
-    return GramKernel(block_fn, f"{name}({label}, weight_var={weight_var}, "
-                                f"bias_var={bias_var})")
+    return GramKernel(block_fn, f"{name}({label}, weight_var={weight_var}, bias_var={bias_var})")

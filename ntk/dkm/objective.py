@@ -54,8 +54,10 @@ def input_gram(X: Array) -> Array:
     """``G_0 = X Xᵀ / N_0`` for inputs ``X (P, N_0)``."""
     X = _checks.as_array(X, "X", "input_gram", ndim=2, what="(P, N_0)")
     if X.shape[1] == 0:
-        raise ValueError(f"input_gram: `X` must have at least one feature "
-                         f"(N_0 >= 1); got shape {tuple(X.shape)}.")
+        raise ValueError(
+            f"input_gram: `X` must have at least one feature "
+            f"(N_0 >= 1); got shape {tuple(X.shape)}."
+        )
     return dot(X, X.T) / X.shape[1]
 
 
@@ -96,7 +98,8 @@ def check_finite(out, name: str):
                 f"{name}: the result is not finite — a kernel matrix K(G) (plus "
                 f"jitter) is numerically not positive definite. Increase `jitter` "
                 f"(relative to the mean diagonal; e.g. 1e-4 in float32), use "
-                f"float64, or remove duplicate inputs.")
+                f"float64, or remove duplicate inputs."
+            )
     return out
 
 
@@ -110,7 +113,7 @@ def whitened_kl(raw: Array, log_diag: Array) -> Array:
     """``KL(N(0, L A Aᵀ Lᵀ) ‖ N(0, L Lᵀ)) = ½ [‖A‖_F² − P − 2 Σ log diag A]``
     for ``A = lower_factor(raw, log_diag)``."""
     off = jnp.tril(raw, -1)
-    fro = jnp.sum(off ** 2) + jnp.sum(jnp.exp(2 * log_diag))
+    fro = jnp.sum(off**2) + jnp.sum(jnp.exp(2 * log_diag))
     return 0.5 * (fro - log_diag.shape[0] - 2 * jnp.sum(log_diag))
 
 
@@ -121,10 +124,10 @@ def gaussian_kl(G: Array, K: Array) -> Array:
     K = _check_gram(K, "K", "gaussian_kl", G.shape[0])
     Lk = cholesky(K, "K", "gaussian_kl")
     Lg = cholesky(G, "G", "gaussian_kl")
-    M = jsl.solve_triangular(Lk, Lg, lower=True)      # tr(K⁻¹G) = ‖Lk⁻¹ Lg‖²
+    M = jsl.solve_triangular(Lk, Lg, lower=True)  # tr(K⁻¹G) = ‖Lk⁻¹ Lg‖²
     logdet_k = 2 * jnp.sum(jnp.log(jnp.diagonal(Lk)))
     logdet_g = 2 * jnp.sum(jnp.log(jnp.diagonal(Lg)))
-    return 0.5 * (jnp.sum(M ** 2) - G.shape[0] + logdet_k - logdet_g)
+    return 0.5 * (jnp.sum(M**2) - G.shape[0] + logdet_k - logdet_g)
 
 
 def _tri_inverse(L):
@@ -137,6 +140,7 @@ def _tri_inverse(L):
 # and backward are products (matmuls run at twice the speed of a triangular
 # solve on CPU).
 
+
 @jax.custom_vjp
 def _trace_logdet(K, F):
     """``½ tr(K⁻¹ F Fᵀ) + ½ log|K|``."""
@@ -147,12 +151,12 @@ def _trace_logdet_fwd(K, F):
     L = jnp.linalg.cholesky(K)
     Li = _tri_inverse(L)
     M = dot(Li, F)
-    return 0.5 * jnp.sum(M ** 2) + jnp.sum(jnp.log(jnp.diagonal(L))), (Li, M)
+    return 0.5 * jnp.sum(M**2) + jnp.sum(jnp.log(jnp.diagonal(L))), (Li, M)
 
 
 def _trace_logdet_bwd(res, g):
     Li, M = res
-    B = dot(Li.T, M)                                   # K⁻¹ F
+    B = dot(Li.T, M)  # K⁻¹ F
     return 0.5 * g * (dot(Li.T, Li) - dot(B, B.T)), g * B
 
 
@@ -168,13 +172,13 @@ def _quad_logdet(S, Y):
 def _quad_logdet_fwd(S, Y):
     L = jnp.linalg.cholesky(S)
     a = jsl.solve_triangular(L, Y, lower=True)
-    value = 0.5 * jnp.sum(a ** 2) + Y.shape[1] * jnp.sum(jnp.log(jnp.diagonal(L)))
+    value = 0.5 * jnp.sum(a**2) + Y.shape[1] * jnp.sum(jnp.log(jnp.diagonal(L)))
     return value, (L, a)
 
 
 def _quad_logdet_bwd(res, g):
     L, a = res
-    alpha = jsl.solve_triangular(L, a, lower=True, trans=1)    # S⁻¹ Y
+    alpha = jsl.solve_triangular(L, a, lower=True, trans=1)  # S⁻¹ Y
     Li = _tri_inverse(L)
     S_bar = 0.5 * g * (a.shape[1] * dot(Li.T, Li) - dot(alpha, alpha.T))
     return S_bar, g * alpha
@@ -196,8 +200,7 @@ def cholesky_kl(K: Array, raw: Array, log_diag: Array) -> Array:
     r"""``KL(N(0, C Cᵀ) ‖ N(0, K))`` for ``C = lower_factor(raw, log_diag)``:
     ``½ [‖L⁻¹ C‖² − P + 2 Σ log diag L − 2 Σ log diag C]``, ``L = chol K``
     (the Cholesky parametrisation that `ntk.dkm.full` optimises in)."""
-    value = (_trace_logdet(K, lower_factor(raw, log_diag)) - 0.5 * K.shape[0]
-             - jnp.sum(log_diag))
+    value = _trace_logdet(K, lower_factor(raw, log_diag)) - 0.5 * K.shape[0] - jnp.sum(log_diag)
     return _checked(value, K, "K(G)", "cholesky_kl")
 
 
@@ -218,15 +221,15 @@ def _check_gram(G, arg, name, size=None):
     G = _checks.as_array(G, arg, name, ndim=2, floating=True, what="(P, P)")
     if G.shape[0] != G.shape[1] or (size is not None and G.shape[0] != size):
         want = "(P, P)" if size is None else f"({size}, {size})"
-        raise ValueError(f"{name}: `{arg}` must be a square matrix {want}; got "
-                         f"shape {tuple(G.shape)}.")
+        raise ValueError(
+            f"{name}: `{arg}` must be a square matrix {want}; got shape {tuple(G.shape)}."
+        )
     return _checks.require_symmetric(G, arg, name)
 
 
 def check_nu(nu, num_layers: int, name: str = "dkm") -> tuple:
     """``nu`` as a tuple of ``num_layers`` positive floats."""
-    want = (f"a positive number or a sequence of {num_layers} positive numbers "
-            f"(one per layer)")
+    want = f"a positive number or a sequence of {num_layers} positive numbers (one per layer)"
     if isinstance(nu, (str, bytes)) or nu is None:
         raise TypeError(f"{name}: `nu` must be {want}; got {nu!r}.")
     try:
@@ -235,8 +238,11 @@ def check_nu(nu, num_layers: int, name: str = "dkm") -> tuple:
         raise TypeError(f"{name}: `nu` must be {want}; got {nu!r}.") from None
     if values.ndim == 0:
         values = np.full(num_layers, float(values))
-    if values.ndim != 1 or len(values) != num_layers or not np.all(
-            np.isfinite(values) & (values > 0)):
+    if (
+        values.ndim != 1
+        or len(values) != num_layers
+        or not np.all(np.isfinite(values) & (values > 0))
+    ):
         raise ValueError(f"{name}: `nu` must be {want}; got {nu!r}.")
     return tuple(float(v) for v in values)
 
@@ -248,18 +254,20 @@ def check_model(model, name: str) -> tuple:
     ``noise_var``, ``num_classes``, ``num_samples`` and ``jitter`` attributes.
     """
     if not isinstance(model.kernel, GramKernel):
-        raise TypeError(f"{name}: `kernel` must be an ntk.dkm GramKernel (e.g. "
-                        f"dkm.relu()); got {type(model.kernel).__name__}.")
+        raise TypeError(
+            f"{name}: `kernel` must be an ntk.dkm GramKernel (e.g. "
+            f"dkm.relu()); got {type(model.kernel).__name__}."
+        )
     _checks.require_int(model.num_layers, "num_layers", name)
     nu = check_nu(model.nu, model.num_layers, name)
-    _checks.require_one_of(model.likelihood, ("gaussian", "categorical"),
-                           "likelihood", name)
+    _checks.require_one_of(model.likelihood, ("gaussian", "categorical"), "likelihood", name)
     if model.likelihood == "gaussian":
         _checks.require_positive(model.noise_var, "noise_var", name)
     else:
         if model.num_classes is None:
-            raise ValueError(f"{name}: a categorical likelihood needs `num_classes` "
-                             f">= 2; got None.")
+            raise ValueError(
+                f"{name}: a categorical likelihood needs `num_classes` >= 2; got None."
+            )
         _checks.require_int(model.num_classes, "num_classes", name, minimum=2)
     _checks.require_int(model.num_samples, "num_samples", name)
     _checks.require_nonnegative(model.jitter, "jitter", name)
@@ -273,15 +281,23 @@ def check_data(X, Y, likelihood: str, name: str, num_classes=None):
         X, _ = check_xy(X, None, name, need_y=False)
         Y = _checks.as_array(Y, "Y", name)
         if Y.shape != (X.shape[0],) or not jnp.issubdtype(Y.dtype, jnp.integer):
-            raise ValueError(f"{name}: categorical `Y` must be integer labels of "
-                             f"shape ({X.shape[0]},); got {Y.dtype} {Y.shape}.")
+            raise ValueError(
+                f"{name}: categorical `Y` must be integer labels of "
+                f"shape ({X.shape[0]},); got {Y.dtype} {Y.shape}."
+            )
         c = _checks.concrete(Y)
-        if c is not None and num_classes is not None and c.size and (
-                c.min() < 0 or c.max() >= num_classes):
+        if (
+            c is not None
+            and num_classes is not None
+            and c.size
+            and (c.min() < 0 or c.max() >= num_classes)
+        ):
             bad = c[(c < 0) | (c >= num_classes)]
-            raise ValueError(f"{name}: categorical `Y` must be labels in "
-                             f"[0, {num_classes}) (num_classes={num_classes}); got "
-                             f"{bad[:5].tolist()}.")
+            raise ValueError(
+                f"{name}: categorical `Y` must be labels in "
+                f"[0, {num_classes}) (num_classes={num_classes}); got "
+                f"{bad[:5].tolist()}."
+            )
         return X, Y
     X, Y = check_xy(X, Y, name)
     return X, Y.astype(jnp.result_type(X.dtype, float))
@@ -292,21 +308,21 @@ def check_xy(X, Y, name: str, need_y: bool = True):
     both finite (when concrete)."""
     X = _checks.as_array(X, "X", name, ndim=2, what="(P, N_0)")
     if X.shape[0] < 1 or X.shape[1] < 1:
-        raise ValueError(f"{name}: `X` must have shape (P, N_0) with P, N_0 >= 1; "
-                         f"got {X.shape}.")
+        raise ValueError(f"{name}: `X` must have shape (P, N_0) with P, N_0 >= 1; got {X.shape}.")
     if not need_y and Y is None:
         return X, None
     Y = _checks.as_array(Y, "Y", name, ndim=(1, 2), what="(P, C)")
     if Y.ndim == 1:
         Y = Y[:, None]
     if Y.shape[0] != X.shape[0] or Y.shape[1] < 1:
-        raise ValueError(f"{name}: `Y` must have shape (P, C) with P = "
-                         f"{X.shape[0]} rows like X and C >= 1; got {Y.shape}.")
+        raise ValueError(
+            f"{name}: `Y` must have shape (P, C) with P = "
+            f"{X.shape[0]} rows like X and C >= 1; got {Y.shape}."
+        )
     return X, Y
 
 
-def nngp_grams(X: Array, kernel: GramKernel, num_layers: int,
-               jitter: float = 0.0) -> list:
+def nngp_grams(X: Array, kernel: GramKernel, num_layers: int, jitter: float = 0.0) -> list:
     """NNGP Grams ``G_l = K̃(G_{l−1})``, ``l = 1..L`` — the ν → ∞ optimum."""
     name = "nngp_grams"
     X, _ = check_xy(X, None, name, need_y=False)
@@ -321,9 +337,16 @@ def nngp_grams(X: Array, kernel: GramKernel, num_layers: int,
     return out
 
 
-def dkm_objective(Gs: Sequence[Array], X: Array, Y: Array, kernel: GramKernel,
-                  nu: Union[float, Sequence[float]], noise_var: float,
-                  jitter: float = 0.0, return_terms: bool = False):
+def dkm_objective(
+    Gs: Sequence[Array],
+    X: Array,
+    Y: Array,
+    kernel: GramKernel,
+    nu: Union[float, Sequence[float]],
+    noise_var: float,
+    jitter: float = 0.0,
+    return_terms: bool = False,
+):
     r"""The DKM objective (Gaussian likelihood) at explicit Grams ``Gs``.
 
     ``L = Σ_c log N(y_c; 0, K̃(G_L) + σ² I) − Σ_l ν_l KL(N(0, G_l) ‖
@@ -351,8 +374,10 @@ def dkm_objective(Gs: Sequence[Array], X: Array, Y: Array, kernel: GramKernel,
     X, Y = check_xy(X, Y, name)
     _check_kernel(kernel, name)
     if isinstance(Gs, (str, bytes)) or not hasattr(Gs, "__len__"):
-        raise TypeError(f"{name}: `Gs` must be a sequence of (P, P) Gram matrices "
-                        f"(one per layer); got {type(Gs).__name__}.")
+        raise TypeError(
+            f"{name}: `Gs` must be a sequence of (P, P) Gram matrices "
+            f"(one per layer); got {type(Gs).__name__}."
+        )
     Gs = [_check_gram(G, f"Gs[{l}]", name, X.shape[0]) for l, G in enumerate(Gs)]
     nu = check_nu(nu, len(Gs), name)
     _checks.require_positive(noise_var, "noise_var", name)
@@ -371,15 +396,18 @@ def dkm_objective(Gs: Sequence[Array], X: Array, Y: Array, kernel: GramKernel,
 
 def _check_kernel(kernel, name):
     if not isinstance(kernel, GramKernel):
-        raise TypeError(f"{name}: `kernel` must be an ntk.dkm GramKernel (e.g. "
-                        f"dkm.relu()); got {type(kernel).__name__}.")
+        raise TypeError(
+            f"{name}: `kernel` must be an ntk.dkm GramKernel (e.g. "
+            f"dkm.relu()); got {type(kernel).__name__}."
+        )
 
 
 # ------------------------------------------------------ conditional Gram blocks
 
 
-def condition_layer(kernel: GramKernel, G_ii: Array, raw: Array, log_diag: Array,
-                    jitter: float, G_ti=None, g_t=None):
+def condition_layer(
+    kernel: GramKernel, G_ii: Array, raw: Array, log_diag: Array, jitter: float, G_ti=None, g_t=None
+):
     r"""One whitened layer: the next Gram on points ``i`` and its extension to ``t``.
 
     With ``K̃ = K̃(G_ii)``, ``L = chol(K̃)``, ``A = lower_factor(raw, log_diag)``:
@@ -409,13 +437,12 @@ def condition_layer(kernel: GramKernel, G_ii: Array, raw: Array, log_diag: Array
     W = jsl.solve_triangular(L, K_ti.T, lower=True).T
     WA = dot(W, A)
     G_ti_new = dot(WA, LA.T)
-    g_t_new = k_t + j - jnp.sum(W ** 2, axis=1) + jnp.sum(WA ** 2, axis=1)
+    g_t_new = k_t + j - jnp.sum(W**2, axis=1) + jnp.sum(WA**2, axis=1)
     # Exact value is >= j > 0; rounding can only bring it near zero, not below.
     return G_new, G_ti_new, jnp.maximum(g_t_new, 0.0), kl
 
 
-def output_blocks(kernel: GramKernel, G_ii: Array, jitter: float, G_ti=None,
-                  g_t=None):
+def output_blocks(kernel: GramKernel, G_ii: Array, jitter: float, G_ti=None, g_t=None):
     """Top-layer kernel blocks: ``(K̃_ii, L = chol K̃_ii, K_ti, k_t + j)``."""
     K, j = add_jitter(kernel(G_ii), jitter)
     L = cholesky(K, "K(G_L)", "dkm output")
@@ -428,8 +455,7 @@ def output_blocks(kernel: GramKernel, G_ii: Array, jitter: float, G_ti=None,
 # ------------------------------------------------------ variational output layer
 
 
-def output_moments(L: Array, K_ti: Array, k_t: Array, mean: Array, raw: Array,
-                   log_diag: Array):
+def output_moments(L: Array, K_ti: Array, k_t: Array, mean: Array, raw: Array, log_diag: Array):
     r"""Marginals of ``f_t`` under the whitened variational output layer.
 
     ``q(f_i,c) = N(L m_c, L B Bᵀ Lᵀ)`` per output channel ``c`` (``B`` shared
@@ -439,7 +465,7 @@ def output_moments(L: Array, K_ti: Array, k_t: Array, mean: Array, raw: Array,
     """
     W = jsl.solve_triangular(L, K_ti.T, lower=True).T
     WB = dot(W, lower_factor(raw, log_diag))
-    var = k_t - jnp.sum(W ** 2, axis=1) + jnp.sum(WB ** 2, axis=1)
+    var = k_t - jnp.sum(W**2, axis=1) + jnp.sum(WB**2, axis=1)
     return dot(W, mean), jnp.maximum(var, 0.0)
 
 
@@ -447,7 +473,7 @@ def output_kl(mean: Array, raw: Array, log_diag: Array) -> Array:
     """``Σ_c KL(N(m_c, B Bᵀ) ‖ N(0, I))`` (whitened, so it equals the KL of
     ``q(f_i)`` from the prior ``N(0, K̃_ii)``)."""
     C = mean.shape[1]
-    return C * whitened_kl(raw, log_diag) + 0.5 * jnp.sum(mean ** 2)
+    return C * whitened_kl(raw, log_diag) + 0.5 * jnp.sum(mean**2)
 
 
 def gaussian_expected_loglik(Y: Array, mean: Array, var: Array, noise_var) -> Array:
@@ -456,8 +482,9 @@ def gaussian_expected_loglik(Y: Array, mean: Array, var: Array, noise_var) -> Ar
     return -0.5 * (Y.size * (LOG_2PI + jnp.log(noise_var)) + resid / noise_var)
 
 
-def categorical_expected_loglik(labels: Array, mean: Array, var: Array, key,
-                                num_samples: int) -> Array:
+def categorical_expected_loglik(
+    labels: Array, mean: Array, var: Array, key, num_samples: int
+) -> Array:
     r"""``Σ_t E_{f ~ N(mean_t, var_t I)} log softmax(f)_{y_t}`` by Monte Carlo
     (``num_samples`` reparametrised draws from ``key``)."""
     eps = jax.random.normal(key, (num_samples,) + mean.shape, mean.dtype)

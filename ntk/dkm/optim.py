@@ -123,8 +123,7 @@ def fisher_inverse(params: dict, grads: dict, nu: Sequence[float]) -> dict:
     out["layers"] = layers
     if "output" in params:
         p, g = params["output"], grads["output"]
-        r, d = _natural_factor(p["raw"], p["log_diag"], g["raw"], g["log_diag"],
-                               p["mean"].shape[1])
+        r, d = _natural_factor(p["raw"], p["log_diag"], g["raw"], g["log_diag"], p["mean"].shape[1])
         out["output"] = {**g, "raw": r, "log_diag": d}
     return out
 
@@ -136,9 +135,9 @@ def kronecker_factor(C: Array, Q: Array, nu, weight) -> Array:
     covariance the next layer or the likelihood puts on ``G``), ``nu`` the
     layer's KL weight, ``weight`` that of the next term. One Cholesky, one
     triangular solve, two products and one ``eigh``."""
-    R = jsl.solve_triangular(jnp.linalg.cholesky(Q), C, lower=True)   # RᵀR = CᵀQ⁻¹C
+    R = jsl.solve_triangular(jnp.linalg.cholesky(Q), C, lower=True)  # RᵀR = CᵀQ⁻¹C
     lam, U = jnp.linalg.eigh(dot(R.T, R))
-    return dot(U * (1.0 / jnp.sqrt(nu + weight * lam ** 2)), U.T)
+    return dot(U * (1.0 / jnp.sqrt(nu + weight * lam**2)), U.T)
 
 
 def kronecker_inverse(factors: Sequence, grads: Sequence) -> list:
@@ -163,10 +162,10 @@ class PreconditionedLBFGSState(NamedTuple):
     count: Any
     params: Any
     grads: Any
-    s: Any          # parameter differences, stacked (memory, ...)
-    y: Any          # gradient differences, stacked
-    rho: Any        # 1 / sᵀy, 0 for an empty or skipped slot
-    aux: Any        # prepare(params) at the last refresh
+    s: Any  # parameter differences, stacked (memory, ...)
+    y: Any  # gradient differences, stacked
+    rho: Any  # 1 / sᵀy, 0 for an empty or skipped slot
+    aux: Any  # prepare(params) at the last refresh
 
 
 def _vdot(a, b):
@@ -177,9 +176,13 @@ def _axpy(a, x, y):
     return jax.tree.map(lambda u, v: a * u + v, x, y)
 
 
-def scale_by_preconditioned_lbfgs(precondition, memory_size: int = 20, prepare=None,
-                                  refresh_every: int = 1, initial_scale: str = "pair"
-                                  ) -> optax.GradientTransformation:
+def scale_by_preconditioned_lbfgs(
+    precondition,
+    memory_size: int = 20,
+    prepare=None,
+    refresh_every: int = 1,
+    initial_scale: str = "pair",
+) -> optax.GradientTransformation:
     """The L-BFGS direction ``H_k g`` with initial matrix ``γ_k P_k`` (module
     doc: ``P_k = M_k⁻¹``, the inverse metric). Returns the direction (not yet
     negated), like `optax.scale_by_lbfgs`.
@@ -193,11 +196,11 @@ def scale_by_preconditioned_lbfgs(precondition, memory_size: int = 20, prepare=N
     approximates the inverse Hessian in scale.
     """
     name = "scale_by_preconditioned_lbfgs"
-    _checks.require_callable(precondition, "precondition", name,
-                             "a function precondition(aux, grads)")
+    _checks.require_callable(
+        precondition, "precondition", name, "a function precondition(aux, grads)"
+    )
     if prepare is not None:
-        _checks.require_callable(prepare, "prepare", name,
-                                 "a function prepare(params) or None")
+        _checks.require_callable(prepare, "prepare", name, "a function prepare(params) or None")
     memory_size = _checks.require_int(memory_size, "memory_size", name)
     refresh_every = _checks.require_int(refresh_every, "refresh_every", name)
     _checks.require_one_of(initial_scale, ("pair", "none"), "initial_scale", name)
@@ -207,14 +210,22 @@ def scale_by_preconditioned_lbfgs(precondition, memory_size: int = 20, prepare=N
         zeros = jax.tree.map(jnp.zeros_like, params)
         stack = jax.tree.map(lambda x: jnp.zeros((memory_size,) + x.shape, x.dtype), params)
         dtype = jax.tree.leaves(params)[0].dtype
-        return PreconditionedLBFGSState(jnp.asarray(0, jnp.int32), zeros, zeros, stack,
-                                        stack, jnp.zeros(memory_size, dtype), prepare(params))
+        return PreconditionedLBFGSState(
+            jnp.asarray(0, jnp.int32),
+            zeros,
+            zeros,
+            stack,
+            stack,
+            jnp.zeros(memory_size, dtype),
+            prepare(params),
+        )
 
     def update(grads, state, params):
         k = state.count
         # Step 0 sees the parameters `init` prepared for: no second refresh.
-        aux = jax.lax.cond((k > 0) & (k % refresh_every == 0), lambda: prepare(params),
-                           lambda: state.aux)
+        aux = jax.lax.cond(
+            (k > 0) & (k % refresh_every == 0), lambda: prepare(params), lambda: state.aux
+        )
         s_new = _axpy(-1.0, state.params, params)
         y_new = _axpy(-1.0, state.grads, grads)
         sy = _vdot(s_new, y_new)
@@ -225,7 +236,8 @@ def scale_by_preconditioned_lbfgs(precondition, memory_size: int = 20, prepare=N
         keep = (k > 0) & (sy > 0)
         slot = (k - 1) % memory_size
         put = lambda stack, v: stack.at[slot].set(  # noqa: E731
-            jnp.where(keep, v, jnp.zeros_like(v)))
+            jnp.where(keep, v, jnp.zeros_like(v))
+        )
         s = jax.tree.map(put, state.s, s_new)
         y = jax.tree.map(put, state.y, y_new)
         rho = state.rho.at[slot].set(jnp.where(keep, 1.0 / jnp.where(keep, sy, 1.0), 0.0))
@@ -259,13 +271,17 @@ def scale_by_preconditioned_lbfgs(precondition, memory_size: int = 20, prepare=N
 
 def _with_linesearch(direction, max_linesearch_steps):
     return optax.chain(
-        direction, optax.scale(-1.0),
-        optax.scale_by_zoom_linesearch(max_linesearch_steps=max_linesearch_steps,
-                                       initial_guess_strategy="one"))
+        direction,
+        optax.scale(-1.0),
+        optax.scale_by_zoom_linesearch(
+            max_linesearch_steps=max_linesearch_steps, initial_guess_strategy="one"
+        ),
+    )
 
 
-def lbfgs(nu, memory_size: int = 20,
-          max_linesearch_steps: int = 20) -> optax.GradientTransformationExtraArgs:
+def lbfgs(
+    nu, memory_size: int = 20, max_linesearch_steps: int = 20
+) -> optax.GradientTransformationExtraArgs:
     """Fisher-preconditioned L-BFGS for whitened DKM parameter trees (module
     doc), with optax's zoom line search: use like `optax.lbfgs` (``update``
     needs ``value``, ``grad`` and ``value_fn``). ``nu``: the layers' KL
@@ -273,27 +289,35 @@ def lbfgs(nu, memory_size: int = 20,
     serves every ν)."""
     _checks.require_int(max_linesearch_steps, "max_linesearch_steps", "lbfgs")
     c = _checks.concrete(nu) if not isinstance(nu, (str, bytes)) else np.asarray(nu)
-    if c is not None and (c.dtype.kind not in "iuf" or c.ndim != 1
-                          or not np.all(np.isfinite(c) & (c > 0))):
-        raise ValueError(f"lbfgs: `nu` must be positive KL weights, one per layer; "
-                         f"got {nu!r}.")
+    if c is not None and (
+        c.dtype.kind not in "iuf" or c.ndim != 1 or not np.all(np.isfinite(c) & (c > 0))
+    ):
+        raise ValueError(f"lbfgs: `nu` must be positive KL weights, one per layer; got {nu!r}.")
     return _with_linesearch(
         scale_by_preconditioned_lbfgs(lambda p, g: fisher_inverse(p, g, nu), memory_size),
-        max_linesearch_steps)
+        max_linesearch_steps,
+    )
 
 
-def kronecker_lbfgs(factors_fn, memory_size: int = 20, refresh_every: int = 5,
-                    max_linesearch_steps: int = 20
-                    ) -> optax.GradientTransformationExtraArgs:
+def kronecker_lbfgs(
+    factors_fn, memory_size: int = 20, refresh_every: int = 5, max_linesearch_steps: int = 20
+) -> optax.GradientTransformationExtraArgs:
     """L-BFGS in Cholesky coordinates preconditioned by the Kronecker metric
     (module doc), with optax's zoom line search. ``factors_fn(params)``
     returns the per-layer ``(C, A)`` of `kronecker_inverse` (built with
     `kronecker_factor`), recomputed every ``refresh_every`` steps; the metric
     is in the loss's units, so ``γ_k = 1``."""
-    _checks.require_callable(factors_fn, "factors_fn", "kronecker_lbfgs",
-                             "a function factors_fn(params) -> [(C, A)]")
+    _checks.require_callable(
+        factors_fn, "factors_fn", "kronecker_lbfgs", "a function factors_fn(params) -> [(C, A)]"
+    )
     _checks.require_int(max_linesearch_steps, "max_linesearch_steps", "kronecker_lbfgs")
     return _with_linesearch(
-        scale_by_preconditioned_lbfgs(kronecker_inverse, memory_size, prepare=factors_fn,
-                                      refresh_every=refresh_every, initial_scale="none"),
-        max_linesearch_steps)
+        scale_by_preconditioned_lbfgs(
+            kronecker_inverse,
+            memory_size,
+            prepare=factors_fn,
+            refresh_every=refresh_every,
+            initial_scale="none",
+        ),
+        max_linesearch_steps,
+    )

@@ -52,8 +52,7 @@ from ntk import _checks
 from ntk._linalg import jittered_cholesky
 from ntk.dkm.objective import gaussian_log_marginal
 
-__all__ = ["SamplerOutput", "grams_from_whitened", "dgp_log_posterior",
-           "make_dgp_sampler"]
+__all__ = ["SamplerOutput", "grams_from_whitened", "dgp_log_posterior", "make_dgp_sampler"]
 
 #: Any map ``G -> K(G)`` of Gram matrices, e.g. a `ntk.dkm.GramKernel`.
 GramFn = Callable[[jnp.ndarray], jnp.ndarray]
@@ -61,13 +60,15 @@ GramFn = Callable[[jnp.ndarray], jnp.ndarray]
 
 # ---------------------------------------------------------------- the DGP posterior
 
+
 def _chol(k: jnp.ndarray, jitter: float, name: str) -> jnp.ndarray:
     """``chol(k + jitter · I)``, absolute jitter; a clear error when concrete."""
     return jittered_cholesky(k, jitter, relative=False, where=name, arg="K(G)").factor
 
 
-def grams_from_whitened(zs: Sequence[jnp.ndarray], g0: jnp.ndarray, kernel: GramFn,
-                        jitter: float = 1e-6) -> list[jnp.ndarray]:
+def grams_from_whitened(
+    zs: Sequence[jnp.ndarray], g0: jnp.ndarray, kernel: GramFn, jitter: float = 1e-6
+) -> list[jnp.ndarray]:
     """G_1 … G_L, ``G_ℓ = F_ℓ F_ℓᵀ / N_ℓ``, of ``F_ℓ = chol(K(G_{ℓ−1}) + jitter·I) Z_ℓ``.
 
     ``zs``: the whitened features Z_ℓ, each (P, N_ℓ); ``g0``: (P, P) input
@@ -81,18 +82,20 @@ def grams_from_whitened(zs: Sequence[jnp.ndarray], g0: jnp.ndarray, kernel: Gram
     return grams
 
 
-def dgp_log_posterior(zs, g0, y, kernel: GramFn, noise_var: float, copies: float,
-                      jitter: float = 1e-6):
+def dgp_log_posterior(
+    zs, g0, y, kernel: GramFn, noise_var: float, copies: float, jitter: float = 1e-6
+):
     """log p(Z | X, Ỹ) up to a constant, Ỹ = ``copies`` copies of Y (P, C):
 
     −½ Σ_ℓ ‖Z_ℓ‖² + copies · Σ_c log N(y_c; 0, K(G_L) + σ² I).
     """
     grams = grams_from_whitened(zs, g0, kernel, jitter)
-    prior = -0.5 * sum(jnp.sum(z ** 2) for z in zs)
+    prior = -0.5 * sum(jnp.sum(z**2) for z in zs)
     return prior + copies * gaussian_log_marginal(y, kernel(grams[-1]), noise_var)
 
 
 # ---------------------------------------------------------------- MALA
+
 
 class SamplerOutput(NamedTuple):
     """What a sampler from `make_dgp_sampler` returns (leading axis: chains).
@@ -111,10 +114,18 @@ class SamplerOutput(NamedTuple):
     step_size: jnp.ndarray
 
 
-def make_dgp_sampler(kernel: GramFn, n_layers: int, max_width: int, *,
-                     noise_var: float, n_chains: int = 4, burn_in: int = 1000,
-                     n_samples: int = 1000, target_accept: float = 0.6,
-                     jitter: float = 1e-6):
+def make_dgp_sampler(
+    kernel: GramFn,
+    n_layers: int,
+    max_width: int,
+    *,
+    noise_var: float,
+    n_chains: int = 4,
+    burn_in: int = 1000,
+    n_samples: int = 1000,
+    target_accept: float = 0.6,
+    jitter: float = 1e-6,
+):
     """A compiled MALA sampler of the deep GP posterior, reusable for every width ≤ max_width.
 
     The features of all widths live in arrays of ``max_width`` columns;
@@ -152,8 +163,9 @@ def make_dgp_sampler(kernel: GramFn, n_layers: int, max_width: int, *,
     n_chains = _checks.require_int(n_chains, "n_chains", name)
     burn_in = _checks.require_int(burn_in, "burn_in", name, minimum=0)
     n_samples = _checks.require_int(n_samples, "n_samples", name)
-    _checks.require_real(target_accept, "target_accept", name, low=0, high=1,
-                         low_open=True, high_open=True)
+    _checks.require_real(
+        target_accept, "target_accept", name, low=0, high=1, low_open=True, high_open=True
+    )
     _checks.require_nonnegative(jitter, "jitter", name)
     n_steps = burn_in + n_samples
 
@@ -169,7 +181,7 @@ def make_dgp_sampler(kernel: GramFn, n_layers: int, max_width: int, *,
                 g = f @ f.T / widths[l].astype(dtype)
                 grams.append(g)
             lik = gaussian_log_marginal(y, kernel(g), noise_var)
-            return -0.5 * jnp.sum(z ** 2) + copies * lik, jnp.stack(grams)
+            return -0.5 * jnp.sum(z**2) + copies * lik, jnp.stack(grams)
 
         vg = jax.value_and_grad(logp, has_aux=True)
 
@@ -183,13 +195,15 @@ def make_dgp_sampler(kernel: GramFn, n_layers: int, max_width: int, *,
             (lp_new, grams_new), grad_new = vg(prop)
             # log q(z | z') − log q(z' | z) of the Langevin proposal
             back = (z - prop - 0.5 * h * grad_new) * masks[:, None, :]
-            log_ratio = lp_new - lp + 0.5 * jnp.sum(noise ** 2) - jnp.sum(back ** 2) / (2 * h)
+            log_ratio = lp_new - lp + 0.5 * jnp.sum(noise**2) - jnp.sum(back**2) / (2 * h)
             log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
             a = jnp.exp(jnp.minimum(log_ratio, 0.0))
             accept = jax.random.uniform(k_acc, dtype=dtype) < a
-            state = jax.tree_util.tree_map(lambda new, old: jnp.where(accept, new, old),
-                                           (prop, lp_new, grad_new, grams_new),
-                                           (z, lp, grad, grams))
+            state = jax.tree_util.tree_map(
+                lambda new, old: jnp.where(accept, new, old),
+                (prop, lp_new, grad_new, grams_new),
+                (z, lp, grad, grams),
+            )
             adapting = t < burn_in
             log_h = jnp.where(adapting, log_h + 0.05 * (a - target_accept), log_h)
             keep = (~adapting).astype(dtype)
@@ -201,13 +215,18 @@ def make_dgp_sampler(kernel: GramFn, n_layers: int, max_width: int, *,
             k_init, k_steps = jax.random.split(key)
             z = jax.random.normal(k_init, (n_layers, p, max_width), dtype) * masks[:, None, :]
             (lp, grams), grad = vg(z)
-            init = ((z, lp, grad, grams), jnp.log(jnp.asarray(step_size, dtype)),
-                    jnp.zeros((n_layers, p, p), dtype), jnp.zeros(n_layers, dtype),
-                    jnp.zeros((), dtype))
+            init = (
+                (z, lp, grad, grams),
+                jnp.log(jnp.asarray(step_size, dtype)),
+                jnp.zeros((n_layers, p, p), dtype),
+                jnp.zeros(n_layers, dtype),
+                jnp.zeros((), dtype),
+            )
             steps = (jax.random.split(k_steps, n_steps), jnp.arange(n_steps))
             (state, log_h, sums, sq, acc), _ = jax.lax.scan(step, init, steps)
-            return SamplerOutput(sums / n_samples, sq / n_samples, state[3],
-                                 acc / n_samples, jnp.exp(log_h))
+            return SamplerOutput(
+                sums / n_samples, sq / n_samples, state[3], acc / n_samples, jnp.exp(log_h)
+            )
 
         return jax.vmap(chain)(jax.random.split(key, n_chains))
 
@@ -215,11 +234,12 @@ def make_dgp_sampler(kernel: GramFn, n_layers: int, max_width: int, *,
 
     def checked(key, g0, y, widths, copies, targets, step_size):
         w = _checks.concrete(widths)
-        if w is not None and (np.shape(w) != (n_layers,) or np.any(w < 1)
-                              or np.any(w > max_width)):
-            raise ValueError(f"{name}: `widths` must be {n_layers} integers in "
-                             f"[1, max_width={max_width}] (one per layer); got "
-                             f"{np.asarray(w).tolist()}.")
+        if w is not None and (np.shape(w) != (n_layers,) or np.any(w < 1) or np.any(w > max_width)):
+            raise ValueError(
+                f"{name}: `widths` must be {n_layers} integers in "
+                f"[1, max_width={max_width}] (one per layer); got "
+                f"{np.asarray(w).tolist()}."
+            )
         return compiled(key, g0, y, widths, copies, targets, step_size)
 
     return checked

@@ -88,8 +88,7 @@ class SparseDKM:
         _checks.require_int(self.num_inducing, "num_inducing", name)
         for arg in ("learn_inducing", "learn_noise"):
             if not isinstance(getattr(self, arg), (bool, np.bool_)):
-                raise TypeError(f"{name}: `{arg}` must be a bool; got "
-                                f"{getattr(self, arg)!r}.")
+                raise TypeError(f"{name}: `{arg}` must be a bool; got {getattr(self, arg)!r}.")
         object.__setattr__(self, "nu", obj.check_model(self, name))
 
     def _num_outputs(self, Y):
@@ -98,24 +97,36 @@ class SparseDKM:
     def _check_params(self, params, name, num_outputs=None, X=None):
         """``params`` as `init` makes them (and ``X``'s width, if given)."""
         if not isinstance(params, dict) or "inducing" not in params:
-            raise TypeError(f"{name}: `params` must be the dict made by "
-                            f"SparseDKM.init (with 'inducing'); got "
-                            f"{type(params).__name__}.")
-        Z = _checks.as_array(params["inducing"], "params['inducing']", name, ndim=2,
-                             what="(M, N_0)")
-        _checks.require_shape(Z, (self.num_inducing, None), "params['inducing']",
-                              name, f"num_inducing = {self.num_inducing}")
+            raise TypeError(
+                f"{name}: `params` must be the dict made by "
+                f"SparseDKM.init (with 'inducing'); got "
+                f"{type(params).__name__}."
+            )
+        Z = _checks.as_array(
+            params["inducing"], "params['inducing']", name, ndim=2, what="(M, N_0)"
+        )
+        _checks.require_shape(
+            Z,
+            (self.num_inducing, None),
+            "params['inducing']",
+            name,
+            f"num_inducing = {self.num_inducing}",
+        )
         if X is not None and X.shape[1] != Z.shape[1]:
-            raise ValueError(f"{name}: `X` must have {Z.shape[1]} columns like the "
-                             f"inducing inputs; got shape {tuple(X.shape)}.")
+            raise ValueError(
+                f"{name}: `X` must have {Z.shape[1]} columns like the "
+                f"inducing inputs; got shape {tuple(X.shape)}."
+            )
         if self.learn_noise:
             if "log_noise_var" not in params:
-                raise ValueError(f"{name}: with learn_noise=True `params` need "
-                                 f"'log_noise_var' (from SparseDKM.init).")
-            _checks.require_shape(params["log_noise_var"], (), "params['log_noise_var']",
-                                  name)
-        return check_params(params, self.num_inducing, self.num_layers, name,
-                            output=True, num_outputs=num_outputs)
+                raise ValueError(
+                    f"{name}: with learn_noise=True `params` need "
+                    f"'log_noise_var' (from SparseDKM.init)."
+                )
+            _checks.require_shape(params["log_noise_var"], (), "params['log_noise_var']", name)
+        return check_params(
+            params, self.num_inducing, self.num_layers, name, output=True, num_outputs=num_outputs
+        )
 
     # ------------------------------------------------------------ params
 
@@ -127,30 +138,36 @@ class SparseDKM:
         name = "SparseDKM.init"
         X, Y = obj.check_data(X, Y, self.likelihood, name, self.num_classes)
         if key is None:
-            raise TypeError(f"{name}: `key` must be a PRNG key (it draws the "
-                            f"inducing points); got None.")
+            raise TypeError(
+                f"{name}: `key` must be a PRNG key (it draws the inducing points); got None."
+            )
         _checks.require_nonnegative(scale, "scale", name)
         M = self.num_inducing
         dtype = jnp.result_type(X.dtype, float)
         kz, kp = jax.random.split(key)
         if Z is None:
             if M > X.shape[0]:
-                raise ValueError(f"SparseDKM.init: num_inducing={M} exceeds the "
-                                 f"{X.shape[0]} points of X; pass `Z` or use fewer.")
+                raise ValueError(
+                    f"SparseDKM.init: num_inducing={M} exceeds the "
+                    f"{X.shape[0]} points of X; pass `Z` or use fewer."
+                )
             Z = X[jax.random.choice(kz, X.shape[0], (M,), replace=False)]
         Z = _checks.as_array(Z, "Z", name).astype(dtype)
         if Z.shape != (M, X.shape[1]):
-            raise ValueError(f"SparseDKM.init: `Z` must have shape ({M}, "
-                             f"{X.shape[1]}); got {Z.shape}.")
-        keys = [None] * self.num_layers if scale == 0 else list(
-            jax.random.split(kp, self.num_layers))
+            raise ValueError(
+                f"SparseDKM.init: `Z` must have shape ({M}, {X.shape[1]}); got {Z.shape}."
+            )
+        keys = (
+            [None] * self.num_layers if scale == 0 else list(jax.random.split(kp, self.num_layers))
+        )
         C = self.num_classes if self.likelihood == "categorical" else Y.shape[1]
         out = init_factors(M, dtype, None, 0.0)
         out["mean"] = jnp.zeros((M, C), dtype)
-        params = {"inducing": Z,
-                  "layers": [init_factors(M, dtype, keys[l], scale)
-                             for l in range(self.num_layers)],
-                  "output": out}
+        params = {
+            "inducing": Z,
+            "layers": [init_factors(M, dtype, keys[l], scale) for l in range(self.num_layers)],
+            "output": out,
+        }
         if self.learn_noise:
             params["log_noise_var"] = jnp.log(jnp.asarray(self.noise_var, dtype))
         return params
@@ -170,12 +187,12 @@ class SparseDKM:
         n0 = Z.shape[1]
         G = obj.dot(Z, Z.T) / n0
         G_ti = obj.dot(X, Z.T) / n0
-        g_t = jnp.sum(X ** 2, axis=1) / n0
+        g_t = jnp.sum(X**2, axis=1) / n0
         kls = []
         for layer in params["layers"]:
-            G, G_ti, g_t, kl = obj.condition_layer(self.kernel, G, layer["raw"],
-                                                   layer["log_diag"], self.jitter,
-                                                   G_ti, g_t)
+            G, G_ti, g_t, kl = obj.condition_layer(
+                self.kernel, G, layer["raw"], layer["log_diag"], self.jitter, G_ti, g_t
+            )
             kls.append(kl)
         _, L, K_ti, k_t = obj.output_blocks(self.kernel, G, self.jitter, G_ti, g_t)
         return L, K_ti, k_t, kls, G
@@ -183,21 +200,20 @@ class SparseDKM:
     def inducing_grams(self, params) -> list:
         """The ``L`` learned inducing Grams ``G_ii^l (M, M)``."""
         params = self._check_params(params, "SparseDKM.inducing_grams")
-        return obj.check_finite(_jit(self, "_inducing_grams", params),
-                                "SparseDKM.inducing_grams")
+        return obj.check_finite(_jit(self, "_inducing_grams", params), "SparseDKM.inducing_grams")
 
     def _inducing_grams(self, params):
         Z = params["inducing"]
         G = obj.dot(Z, Z.T) / Z.shape[1]
         out = []
         for layer in params["layers"]:
-            G = obj.condition_layer(self.kernel, G, layer["raw"], layer["log_diag"],
-                                    self.jitter)[0]
+            G = obj.condition_layer(self.kernel, G, layer["raw"], layer["log_diag"], self.jitter)[0]
             out.append(G)
         return out
 
-    def objective(self, params, X, Y, num_data: Optional[int] = None, key=None,
-                  return_terms: bool = False):
+    def objective(
+        self, params, X, Y, num_data: Optional[int] = None, key=None, return_terms: bool = False
+    ):
         """The ELBO (module doc) on the batch ``(X, Y)`` standing for
         ``num_data`` points (default: the batch is all the data). ``key``
         drives the categorical Monte Carlo. ``return_terms`` adds
@@ -205,20 +221,22 @@ class SparseDKM:
         name = "SparseDKM.objective"
         X, Y = obj.check_data(X, Y, self.likelihood, name, self.num_classes)
         params = self._check_params(params, name, self._num_outputs(Y), X)
-        n = X.shape[0] if num_data is None else _checks.require_int(
-            num_data, "num_data", name, minimum=X.shape[0])
+        n = (
+            X.shape[0]
+            if num_data is None
+            else _checks.require_int(num_data, "num_data", name, minimum=X.shape[0])
+        )
         if self.likelihood == "categorical" and key is None:
-            raise ValueError("SparseDKM.objective: a categorical likelihood needs a "
-                             "PRNG `key`.")
+            raise ValueError("SparseDKM.objective: a categorical likelihood needs a PRNG `key`.")
         return obj.check_finite(
             _jit(self, "_objective", params, X, Y, n, key, bool(return_terms)),
-            "SparseDKM.objective")
+            "SparseDKM.objective",
+        )
 
     def _objective(self, params, X, Y, n, key, return_terms=False):
         L, K_ti, k_t, kls, _ = self._blocks(params, X)
         out = params["output"]
-        mean, var = obj.output_moments(L, K_ti, k_t, out["mean"], out["raw"],
-                                       out["log_diag"])
+        mean, var = obj.output_moments(L, K_ti, k_t, out["mean"], out["raw"], out["log_diag"])
         if self.likelihood == "gaussian":
             ell = obj.gaussian_expected_loglik(Y, mean, var, self._noise(params))
         else:
@@ -237,17 +255,17 @@ class SparseDKM:
         Cost ``O(N M²)``.
         """
         if self.likelihood != "gaussian":
-            raise ValueError("SparseDKM.optimal_output: only for a Gaussian "
-                             "likelihood.")
+            raise ValueError("SparseDKM.optimal_output: only for a Gaussian likelihood.")
         name = "SparseDKM.optimal_output"
         X, Y = obj.check_data(X, Y, self.likelihood, name)
         params = self._check_params(params, name, Y.shape[1], X)
-        return obj.check_finite(_jit(self, "_optimal_output", params, X, Y),
-                                "SparseDKM.optimal_output")
+        return obj.check_finite(
+            _jit(self, "_optimal_output", params, X, Y), "SparseDKM.optimal_output"
+        )
 
     def _optimal_output(self, params, X, Y):
         L, K_ti, _, _, _ = self._blocks(params, X)
-        W = jsl.solve_triangular(L, K_ti.T, lower=True).T          # (N, M)
+        W = jsl.solve_triangular(L, K_ti.T, lower=True).T  # (N, M)
         s2 = self._noise(params)
         M = L.shape[0]
         prec = jnp.eye(M, dtype=W.dtype) + obj.dot(W.T, W) / s2
@@ -255,14 +273,22 @@ class SparseDKM:
         S = jsl.cho_solve((Lp, True), jnp.eye(M, dtype=W.dtype))
         B = obj.cholesky(0.5 * (S + S.T), "S", "SparseDKM.optimal_output")
         mean = jsl.cho_solve((Lp, True), obj.dot(W.T, Y)) / s2
-        out = {"raw": jnp.tril(B, -1), "log_diag": jnp.log(jnp.diagonal(B)),
-               "mean": mean}
+        out = {"raw": jnp.tril(B, -1), "log_diag": jnp.log(jnp.diagonal(B)), "mean": mean}
         return {**params, "output": out}
 
     # ------------------------------------------------------------ fitting
 
-    def fit(self, params, X, Y, key, batch_size: Optional[int] = None,
-            steps: int = 1000, learning_rate: float = 1e-2, optimizer=None):
+    def fit(
+        self,
+        params,
+        X,
+        Y,
+        key,
+        batch_size: Optional[int] = None,
+        steps: int = 1000,
+        learning_rate: float = 1e-2,
+        optimizer=None,
+    ):
         """Minibatch stochastic maximisation of the ELBO with optax.
 
         Each step draws ``batch_size`` points without replacement (all points
@@ -276,18 +302,25 @@ class SparseDKM:
         X, Y = obj.check_data(X, Y, self.likelihood, name, self.num_classes)
         params = self._check_params(params, name, self._num_outputs(Y), X)
         if key is None:
-            raise TypeError(f"{name}: `key` must be a PRNG key (minibatches and Monte "
-                            f"Carlo draws); got None.")
+            raise TypeError(
+                f"{name}: `key` must be a PRNG key (minibatches and Monte Carlo draws); got None."
+            )
         N = X.shape[0]
-        B = N if batch_size is None else _checks.require_int(
-            batch_size, "batch_size", name, minimum=1, maximum=N)
+        B = (
+            N
+            if batch_size is None
+            else _checks.require_int(batch_size, "batch_size", name, minimum=1, maximum=N)
+        )
         steps = _checks.require_int(steps, "steps", name)
         _checks.require_positive(learning_rate, "learning_rate", name)
-        if optimizer is not None and not (hasattr(optimizer, "init")
-                                          and hasattr(optimizer, "update")):
-            raise TypeError(f"{name}: `optimizer` must be an optax "
-                            f"GradientTransformation or None; got "
-                            f"{type(optimizer).__name__}.")
+        if optimizer is not None and not (
+            hasattr(optimizer, "init") and hasattr(optimizer, "update")
+        ):
+            raise TypeError(
+                f"{name}: `optimizer` must be an optax "
+                f"GradientTransformation or None; got "
+                f"{type(optimizer).__name__}."
+            )
         spec = ("adam", float(learning_rate)) if optimizer is None else optimizer
         scale = float(N * (Y.shape[1] if Y.ndim == 2 else 1))
         run = self._runner(spec, N, B, int(steps))
@@ -300,8 +333,11 @@ class SparseDKM:
     @functools.lru_cache(maxsize=16)
     def _runner(self, spec, N, B, steps):
         """The compiled training loop (cached per model and setting)."""
-        opt = (optax.adam(spec[1]) if isinstance(spec, tuple) and len(spec) == 2
-               and spec[0] == "adam" else spec)
+        opt = (
+            optax.adam(spec[1])
+            if isinstance(spec, tuple) and len(spec) == 2 and spec[0] == "adam"
+            else spec
+        )
 
         def loss(p, xb, yb, k, scale):
             return -self._objective(p, xb, yb, N, k) / scale
@@ -322,8 +358,7 @@ class SparseDKM:
                 updates, state = opt.update(grad, state, params)
                 return (optax.apply_updates(params, updates), state), value
 
-            (params, _), hist = jax.lax.scan(step, (params, state),
-                                             jax.random.split(key, steps))
+            (params, _), hist = jax.lax.scan(step, (params, state), jax.random.split(key, steps))
             return params, hist
 
         return run
@@ -339,17 +374,16 @@ class SparseDKM:
         X_test = _checks.as_array(X_test, "X_test", name)
         n0 = params["inducing"].shape[1]
         if X_test.ndim != 2 or X_test.shape[1] != n0:
-            raise ValueError(f"SparseDKM.predict: `X_test` must have shape (T, "
-                             f"{n0}); got {X_test.shape}.")
+            raise ValueError(
+                f"SparseDKM.predict: `X_test` must have shape (T, {n0}); got {X_test.shape}."
+            )
         key = jax.random.PRNGKey(0) if key is None else key
-        return obj.check_finite(_jit(self, "_predict", params, X_test, key),
-                                "SparseDKM.predict")
+        return obj.check_finite(_jit(self, "_predict", params, X_test, key), "SparseDKM.predict")
 
     def _predict(self, params, X_test, key):
         L, K_ti, k_t, _, _ = self._blocks(params, X_test)
         out = params["output"]
-        mean, var = obj.output_moments(L, K_ti, k_t, out["mean"], out["raw"],
-                                       out["log_diag"])
+        mean, var = obj.output_moments(L, K_ti, k_t, out["mean"], out["raw"], out["log_diag"])
         if self.likelihood == "gaussian":
             return Prediction(mean, var)
         probs = obj.categorical_predictive(mean, var, key, max(self.num_samples, 256))
@@ -365,6 +399,7 @@ def _jit(model, method, *args):
     static = tuple(i for i, a in enumerate(args) if isinstance(a, (bool, int)))
     key = (method, static)
     if key not in _JITTED:
-        _JITTED[key] = jax.jit(lambda m, *a: getattr(m, method)(*a),
-                               static_argnums=(0,) + tuple(i + 1 for i in static))
+        _JITTED[key] = jax.jit(
+            lambda m, *a: getattr(m, method)(*a), static_argnums=(0,) + tuple(i + 1 for i in static)
+        )
     return _JITTED[key](model, *args)

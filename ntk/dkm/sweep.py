@@ -64,12 +64,13 @@ def make_nu_fitter(model: FullDKM, X, Y) -> Callable[[float], NuFit]:
     """
     name = "make_nu_fitter"
     if not isinstance(model, FullDKM):
-        raise TypeError(f"{name}: `model` must be an ntk.dkm.FullDKM; got "
-                        f"{type(model).__name__}.")
+        raise TypeError(f"{name}: `model` must be an ntk.dkm.FullDKM; got {type(model).__name__}.")
     if model.likelihood != "gaussian":
-        raise ValueError(f"{name}: `model` must have a Gaussian likelihood (the KL "
-                         f"weights are swept against log P(Y | G_L)); got "
-                         f"likelihood={model.likelihood!r}.")
+        raise ValueError(
+            f"{name}: `model` must have a Gaussian likelihood (the KL "
+            f"weights are swept against log P(Y | G_L)); got "
+            f"likelihood={model.likelihood!r}."
+        )
     X, Y = obj.check_data(X, Y, "gaussian", name)
     scipy_optimize = _checks.optional_import("scipy.optimize")
     flat0, unravel = ravel_pytree(model.init(X))
@@ -91,11 +92,18 @@ def make_nu_fitter(model: FullDKM, X, Y) -> Callable[[float], NuFit]:
             f, g = value_and_grad(jnp.asarray(v, flat0.dtype), nu_arr)
             return float(f), np.asarray(g, np.float64)
 
-        res = scipy_optimize.minimize(fun, np.asarray(flat0, np.float64), jac=True,
-                                      method="L-BFGS-B",
-                                      options=dict(maxiter=5000, ftol=1e-12, gtol=1e-7))
+        res = scipy_optimize.minimize(
+            fun,
+            np.asarray(flat0, np.float64),
+            jac=True,
+            method="L-BFGS-B",
+            options=dict(maxiter=5000, ftol=1e-12, gtol=1e-7),
+        )
         flat = jnp.asarray(res.x, flat0.dtype)
-        return NuFit(np.asarray(grams(flat), np.float64), -float(res.fun) * scale,
-                     float(np.linalg.norm(res.jac)))
+        return NuFit(
+            np.asarray(grams(flat), np.float64),
+            -float(res.fun) * scale,
+            float(np.linalg.norm(res.jac)),
+        )
 
     return fit

@@ -28,14 +28,29 @@ Modules: `kernels` (the kernel functions and the three NTK implementations),
 """
 
 from ntk.empirical.adapters import from_linen, from_nnx
-from ntk.empirical.kernels import (DEFAULT_NTK_IMPLEMENTATION, NtkImplementation,
-                                   auto_implementation, empirical_kernel_fn,
-                                   empirical_nngp_fn, empirical_ntk_fn)
+from ntk.empirical.kernels import (
+    DEFAULT_NTK_IMPLEMENTATION,
+    NtkImplementation,
+    auto_implementation,
+    empirical_kernel_fn,
+    empirical_nngp_fn,
+    empirical_ntk_fn,
+)
 from ntk.empirical.monte_carlo import monte_carlo_kernel_fn
 from ntk.empirical.row import empirical_ntk_row
 from ntk.empirical.taylor import linearize, taylor_expand
 
-__all__ = ["NtkImplementation", "DEFAULT_NTK_IMPLEMENTATION", "auto_implementation",
-           "empirical_ntk_fn", "empirical_nngp_fn", "empirical_kernel_fn",
-           "monte_carlo_kernel_fn", "empirical_ntk_row", "linearize", "taylor_expand", "from_nnx",
-           "from_linen"]
+__all__ = [
+    "NtkImplementation",
+    "DEFAULT_NTK_IMPLEMENTATION",
+    "auto_implementation",
+    "empirical_ntk_fn",
+    "empirical_nngp_fn",
+    "empirical_kernel_fn",
+    "monte_carlo_kernel_fn",
+    "empirical_ntk_row",
+    "linearize",
+    "taylor_expand",
+    "from_nnx",
+    "from_linen",
+]

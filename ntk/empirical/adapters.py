@@ -34,11 +34,12 @@ def from_nnx(module, *, method: str = "__call__") -> tuple[Callable, Any]:
     from flax import nnx
 
     if not isinstance(module, nnx.Module):
-        raise TypeError(f"from_nnx: expected a flax.nnx.Module; got "
-                        f"{type(module).__name__}.")
+        raise TypeError(f"from_nnx: expected a flax.nnx.Module; got {type(module).__name__}.")
     if not isinstance(method, str) or not callable(getattr(module, method, None)):
-        raise ValueError(f"from_nnx: `method` must name a method of the module; got "
-                         f"{method!r} for {type(module).__name__}.")
+        raise ValueError(
+            f"from_nnx: `method` must name a method of the module; got "
+            f"{method!r} for {type(module).__name__}."
+        )
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)  # type: ignore[misc]  # flax's stub: variadic
 
     def f(p, x, **kwargs):
@@ -54,11 +55,15 @@ def from_linen(module, variables, *, method=None) -> tuple[Callable, Any]:
     where ``other`` are the non-trainable collections of ``variables``.
     """
     if not isinstance(variables, Mapping):
-        raise TypeError(f"from_linen: `variables` must be the dict of module.init(...); "
-                        f"got {type(variables).__name__}.")
+        raise TypeError(
+            f"from_linen: `variables` must be the dict of module.init(...); "
+            f"got {type(variables).__name__}."
+        )
     if "params" not in variables:
-        raise ValueError(f"from_linen: `variables` must contain a 'params' "
-                         f"collection; got collections {sorted(variables)}.")
+        raise ValueError(
+            f"from_linen: `variables` must contain a 'params' "
+            f"collection; got collections {sorted(variables)}."
+        )
     other = {k: v for k, v in variables.items() if k != "params"}
 
     def f(p, x, **kwargs):

@@ -42,10 +42,12 @@ def check_axes_arg(axes, arg: str) -> tuple:
     if axes is None:
         return ()
     if isinstance(axes, (tuple, list)) and all(
-            isinstance(a, int) and not isinstance(a, bool) for a in axes):
+        isinstance(a, int) and not isinstance(a, bool) for a in axes
+    ):
         return tuple(axes)
-    raise ValueError(f"empirical kernel: `{arg}` must be an int or a tuple of "
-                     f"ints (output axes); got {axes!r}.")
+    raise ValueError(
+        f"empirical kernel: `{arg}` must be an int or a tuple of ints (output axes); got {axes!r}."
+    )
 
 
 def canonicalize(axes: Sequence[int], ndim: int, arg: str) -> tuple:
@@ -53,8 +55,10 @@ def canonicalize(axes: Sequence[int], ndim: int, arg: str) -> tuple:
     out = set()
     for a in axes:
         if not -ndim <= a < ndim:
-            raise ValueError(f"empirical kernel: `{arg}` contains axis {a}, out "
-                             f"of range for outputs f(x) of rank {ndim}.")
+            raise ValueError(
+                f"empirical kernel: `{arg}` contains axis {a}, out "
+                f"of range for outputs f(x) of rank {ndim}."
+            )
         out.add(a % ndim)
     return tuple(sorted(out))
 
@@ -75,27 +79,34 @@ class KernelIndices(NamedTuple):
     fresh: "itertools.count"
 
 
-def kernel_indices(shape1: tuple, shape2: tuple, trace_axes, diagonal_axes,
-                   what: str = "f(x1) and f(x2)") -> KernelIndices:
+def kernel_indices(
+    shape1: tuple, shape2: tuple, trace_axes, diagonal_axes, what: str = "f(x1) and f(x2)"
+) -> KernelIndices:
     """Indices for outputs of shapes ``shape1``/``shape2`` (see module doc)."""
     if len(shape1) != len(shape2):
-        raise ValueError(f"empirical kernel: {what} must have the same rank; got "
-                         f"shapes {tuple(shape1)} and {tuple(shape2)}.")
+        raise ValueError(
+            f"empirical kernel: {what} must have the same rank; got "
+            f"shapes {tuple(shape1)} and {tuple(shape2)}."
+        )
     ndim = len(shape1)
     trace = canonicalize(trace_axes, ndim, "trace_axes")
     diag = canonicalize(diagonal_axes, ndim, "diagonal_axes")
     both = set(trace) & set(diag)
     if both:
-        raise ValueError(f"empirical kernel: axes {sorted(both)} are in both "
-                         f"`trace_axes` {tuple(trace_axes)} and `diagonal_axes` "
-                         f"{tuple(diagonal_axes)}; an axis is either traced or "
-                         f"diagonal.")
+        raise ValueError(
+            f"empirical kernel: axes {sorted(both)} are in both "
+            f"`trace_axes` {tuple(trace_axes)} and `diagonal_axes` "
+            f"{tuple(diagonal_axes)}; an axis is either traced or "
+            f"diagonal."
+        )
     for i in trace + diag:
         if shape1[i] != shape2[i]:
             kind = "traced" if i in trace else "diagonal"
-            raise ValueError(f"empirical kernel: {what} must agree on {kind} axis "
-                             f"{i}; got shapes {tuple(shape1)} and "
-                             f"{tuple(shape2)}.")
+            raise ValueError(
+                f"empirical kernel: {what} must agree on {kind} axis "
+                f"{i}; got shapes {tuple(shape1)} and "
+                f"{tuple(shape2)}."
+            )
     fresh = itertools.count()
     lhs, rhs, out = [], [], []
     for i in range(ndim):
@@ -118,8 +129,7 @@ def kernel_indices(shape1: tuple, shape2: tuple, trace_axes, diagonal_axes,
 
 def einsum(*operands_and_indices, out):
     """``jnp.einsum`` in sublist form, cheapest contraction order, full precision."""
-    return jnp.einsum(*operands_and_indices, out, optimize="optimal",
-                      precision=PRECISION)
+    return jnp.einsum(*operands_and_indices, out, optimize="optimal", precision=PRECISION)
 
 
 def outer(a, b, idx: KernelIndices, n_extra: int = 0):

@@ -67,33 +67,48 @@ def canonicalize_vmap_axes(vmap_axes, x, fx, kwargs) -> Optional[Batching]:
         x_axis, fx_axis, kw_axes = vmap_axes, vmap_axes, {}
     kw_axes = {} if kw_axes is None else kw_axes
     if not isinstance(kw_axes, dict):
-        raise ValueError("empirical_ntk_fn: the third entry of `vmap_axes` must "
-                         f"be a dict {{kwarg name: axis}}; got {kw_axes!r}.")
+        raise ValueError(
+            "empirical_ntk_fn: the third entry of `vmap_axes` must "
+            f"be a dict {{kwarg name: axis}}; got {kw_axes!r}."
+        )
     unknown = set(kw_axes) - set(kwargs)
     if unknown:
-        raise ValueError(f"empirical_ntk_fn: `vmap_axes` names keyword arguments "
-                         f"{sorted(unknown)} that were not passed.")
+        raise ValueError(
+            f"empirical_ntk_fn: `vmap_axes` names keyword arguments "
+            f"{sorted(unknown)} that were not passed."
+        )
 
     def canon(axes, tree, what):
         if isinstance(axes, int):
             axes = tree_map(lambda _: axes, tree)
         try:
-            return tree_map(lambda a, v: _axis(a, len(np.shape(v) if not hasattr(
-                v, "shape") else v.shape), what), axes, tree)
+            return tree_map(
+                lambda a, v: _axis(
+                    a, len(np.shape(v) if not hasattr(v, "shape") else v.shape), what
+                ),
+                axes,
+                tree,
+            )
         except ValueError as e:
             if "vmap_axes" in str(e):
                 raise
-            raise ValueError(f"empirical_ntk_fn: `vmap_axes` {what} {axes!r} does "
-                             f"not match the structure of {what}.") from e
+            raise ValueError(
+                f"empirical_ntk_fn: `vmap_axes` {what} {axes!r} does "
+                f"not match the structure of {what}."
+            ) from e
 
-    return Batching(canon(x_axis, x, "inputs"), canon(fx_axis, fx, "outputs"),
-                    {k: canon(a, kwargs[k], f"kwarg {k}") for k, a in kw_axes.items()})
+    return Batching(
+        canon(x_axis, x, "inputs"),
+        canon(fx_axis, fx, "outputs"),
+        {k: canon(a, kwargs[k], f"kwarg {k}") for k, a in kw_axes.items()},
+    )
 
 
 def _axis(a, ndim, what):
     if not (isinstance(a, int) and -ndim <= a < ndim):
-        raise ValueError(f"empirical_ntk_fn: `vmap_axes` gives axis {a!r} for "
-                         f"{what} of rank {ndim}.")
+        raise ValueError(
+            f"empirical_ntk_fn: `vmap_axes` gives axis {a!r} for {what} of rank {ndim}."
+        )
     return a % ndim
 
 
@@ -116,14 +131,17 @@ def batched_kwargs(b: Batching, kwargs: dict) -> dict:
 
 def take(tree, axes, i):
     """Slice ``i`` of every leaf along its axis (the axis is dropped)."""
-    return tree_map(lambda v, a: jax.lax.dynamic_index_in_dim(v, i, a, keepdims=False),
-                    tree, axes)
+    return tree_map(lambda v, a: jax.lax.dynamic_index_in_dim(v, i, a, keepdims=False), tree, axes)
 
 
 def batch_size(x, b: Batching) -> int:
-    sizes = {v.shape[a] for v, a in zip(jax.tree_util.tree_leaves(x),
-                                           jax.tree_util.tree_leaves(b.x_axis))}
+    sizes = {
+        v.shape[a]
+        for v, a in zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(b.x_axis))
+    }
     if len(sizes) != 1:
-        raise ValueError(f"empirical_ntk_fn: inputs disagree on the size of the "
-                         f"`vmap_axes` batch axis: {sorted(sizes)}.")
+        raise ValueError(
+            f"empirical_ntk_fn: inputs disagree on the size of the "
+            f"`vmap_axes` batch axis: {sorted(sizes)}."
+        )
     return sizes.pop()

@@ -38,7 +38,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-JACOBIAN_MEMORY_BUDGET = 2 ** 31
+JACOBIAN_MEMORY_BUDGET = 2**31
 """Bytes the two Jacobians may take before AUTO prefers NTK-vector products."""
 
 
@@ -48,9 +48,19 @@ class Costs(NamedTuple):
     vector_products_flops: float
 
 
-def ntk_costs(n_params: int, flops1: float, flops2: float, size1: int, size2: int,
-              batch1: int, batch2: int, kernel_entries: int, separable: bool,
-              same_inputs: bool, itemsize: int) -> Costs:
+def ntk_costs(
+    n_params: int,
+    flops1: float,
+    flops2: float,
+    size1: int,
+    size2: int,
+    batch1: int,
+    batch2: int,
+    kernel_entries: int,
+    separable: bool,
+    same_inputs: bool,
+    itemsize: int,
+) -> Costs:
     """FLOPs and Jacobian bytes of the two generic methods (module docstring)."""
     o1 = size1 / batch1 if separable else size1
     o2 = size2 / batch2 if separable else size2
@@ -70,8 +80,8 @@ def prefers_vector_products(c: Costs) -> bool:
 
 def _abstract(tree):
     return jax.tree_util.tree_map(
-        lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype) if hasattr(a, "dtype") else a,
-        tree)
+        lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype) if hasattr(a, "dtype") else a, tree
+    )
 
 
 def forward_flops(f, params, x, kwargs: dict, n_params: int, batch: int) -> float:
@@ -80,7 +90,8 @@ def forward_flops(f, params, x, kwargs: dict, n_params: int, batch: int) -> floa
     static = {k: v for k, v in kwargs.items() if k not in arrays}
     try:
         lowered = jax.jit(lambda p, x, kw: f(p, x, **kw, **static)).lower(
-            _abstract(params), _abstract(x), _abstract(arrays))
+            _abstract(params), _abstract(x), _abstract(arrays)
+        )
         analysis = lowered.cost_analysis()
         if isinstance(analysis, (list, tuple)):
             analysis = analysis[0]

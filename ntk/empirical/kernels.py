@@ -63,8 +63,7 @@ import numpy as np
 
 from ntk import _checks
 from ntk.empirical import batching, cost
-from ntk.empirical.axes import (check_axes_arg, einsum, kernel_indices,
-                                kernel_shape, outer)
+from ntk.empirical.axes import check_axes_arg, einsum, kernel_indices, kernel_shape, outer
 from ntk.empirical.structured import as_stax_layer, structured_ntk
 from ntk.stax.masking import MaskedArray, unmask_fn
 from ntk.stax.spec import per_example
@@ -72,7 +71,7 @@ from ntk.stax.spec import per_example
 tree_map = jax.tree_util.tree_map
 tree_leaves = jax.tree_util.tree_leaves
 
-VECTOR_PRODUCTS_MEMORY = 2 ** 28
+VECTOR_PRODUCTS_MEMORY = 2**28
 """Bytes of parameter-sized vectors NTK-vector products hold at once."""
 
 
@@ -108,17 +107,20 @@ def check_implementation(implementation) -> NtkImplementation:
     elif isinstance(implementation, (int, np.integer)) and not isinstance(implementation, bool):
         if int(implementation) in {i.value for i in NtkImplementation}:
             return NtkImplementation(int(implementation))
-    raise ValueError(f"empirical_ntk_fn: unknown `implementation` {implementation!r}; "
-                     f"expected one of " + ", ".join(f"{i.name} ({i.value})"
-                                                    for i in NtkImplementation) + ".")
+    raise ValueError(
+        f"empirical_ntk_fn: unknown `implementation` {implementation!r}; "
+        f"expected one of " + ", ".join(f"{i.name} ({i.value})" for i in NtkImplementation) + "."
+    )
 
 
 def _resolve_f(f, name: str):
     layer = as_stax_layer(f)
     fn = layer.apply_fn if layer is not None else f
     if not callable(fn):
-        raise TypeError(f"{name}: `f` must be a function f(params, x, **kwargs) or "
-                        f"an ntk.stax Layer; got {type(f).__name__}.")
+        raise TypeError(
+            f"{name}: `f` must be a function f(params, x, **kwargs) or "
+            f"an ntk.stax Layer; got {type(f).__name__}."
+        )
     return layer, fn
 
 
@@ -130,16 +132,19 @@ def _check_inputs(x1, x2, name: str, params=None):
     if x2 is not None:
         t1, t2 = jax.tree_util.tree_structure(x1), jax.tree_util.tree_structure(x2)
         if t1 != t2:  # type: ignore[operator]
-            raise ValueError(f"{name}: `x1` and `x2` must have the same structure; "
-                             f"got {t1} and {t2}.")
+            raise ValueError(
+                f"{name}: `x1` and `x2` must have the same structure; got {t1} and {t2}."
+            )
     for arg, tree in (("x1", x1), ("x2", x2), ("params", params)):
         for leaf in jax.tree_util.tree_leaves(tree):
             if not hasattr(leaf, "dtype"):
                 leaf = np.asarray(leaf)
-            if leaf.dtype == object or not (np.issubdtype(leaf.dtype, np.number)
-                                            or np.issubdtype(leaf.dtype, np.bool_)):
-                raise TypeError(f"{name}: `{arg}` must hold numeric arrays; got "
-                                f"dtype {leaf.dtype}.")
+            if leaf.dtype == object or not (
+                np.issubdtype(leaf.dtype, np.number) or np.issubdtype(leaf.dtype, np.bool_)
+            ):
+                raise TypeError(
+                    f"{name}: `{arg}` must hold numeric arrays; got dtype {leaf.dtype}."
+                )
         _checks.require_finite(tree, arg, name)
 
 
@@ -154,8 +159,9 @@ def _without_masks(layer, fn, params, x, kw):
     """
     out = jax.eval_shape(lambda p, x: fn(p, x, **kw), params, x)
     masked = isinstance(out, MaskedArray) or any(
-        isinstance(o, MaskedArray) for o in jax.tree_util.tree_leaves(
-            out, is_leaf=lambda o: isinstance(o, MaskedArray)))
+        isinstance(o, MaskedArray)
+        for o in jax.tree_util.tree_leaves(out, is_leaf=lambda o: isinstance(o, MaskedArray))
+    )
     return (None, unmask_fn(fn)) if masked else (layer, fn)
 
 
@@ -165,8 +171,9 @@ def _outputs(fn, params, x1, x2, kw1, kw2):
     l1, t1 = jax.tree_util.tree_flatten(fx1)
     l2, t2 = jax.tree_util.tree_flatten(fx2)
     if t1 != t2:
-        raise ValueError(f"empirical kernel: f(x1) and f(x2) must have the same "
-                         f"structure; got {t1} and {t2}.")
+        raise ValueError(
+            f"empirical kernel: f(x1) and f(x2) must have the same structure; got {t1} and {t2}."
+        )
     return fx1, fx2, l1, l2, t1
 
 
@@ -192,8 +199,10 @@ def empirical_nngp_fn(f, trace_axes=(-1,), diagonal_axes=()) -> Callable:
             kernel_indices(a.shape, b.shape, trace_axes, diagonal_axes)
         out1 = fn_(params, x1, **kw1)
         out2 = out1 if x2 is None else fn_(params, x2, **kw2)
-        kernels = [outer(a, b, kernel_indices(a.shape, b.shape, trace_axes, diagonal_axes))
-                   for a, b in zip(tree_leaves(out1), treedef.flatten_up_to(out2))]
+        kernels = [
+            outer(a, b, kernel_indices(a.shape, b.shape, trace_axes, diagonal_axes))
+            for a, b in zip(tree_leaves(out1), treedef.flatten_up_to(out2))
+        ]
         return treedef.unflatten(kernels)
 
     return jit_kernel(nngp_fn, "nngp_fn")
@@ -202,9 +211,13 @@ def empirical_nngp_fn(f, trace_axes=(-1,), diagonal_axes=()) -> Callable:
 # ----------------------------------------------------------------------- NTK
 
 
-def empirical_ntk_fn(f, trace_axes=(-1,), diagonal_axes=(), vmap_axes=None,
-                     implementation: Union[NtkImplementation, int] = DEFAULT_NTK_IMPLEMENTATION
-                     ) -> Callable:
+def empirical_ntk_fn(
+    f,
+    trace_axes=(-1,),
+    diagonal_axes=(),
+    vmap_axes=None,
+    implementation: Union[NtkImplementation, int] = DEFAULT_NTK_IMPLEMENTATION,
+) -> Callable:
     """``ntk_fn(x1, x2, params, **kw)``: one draw of the empirical NTK ``J(x1) J(x2)ᵀ``.
 
     Args:
@@ -244,19 +257,24 @@ def empirical_ntk_fn(f, trace_axes=(-1,), diagonal_axes=(), vmap_axes=None,
         if impl == NtkImplementation.AUTO:
             key = _shape_key(x1, x2, params, apply_fn_kwargs)
             if key not in decisions:
-                decisions[key] = _auto(layer_, fn_, params, x1, x2, kw1, kw2, b,
-                                       s1, s2, trace_axes, diagonal_axes)
+                decisions[key] = _auto(
+                    layer_, fn_, params, x1, x2, kw1, kw2, b, s1, s2, trace_axes, diagonal_axes
+                )
             impl = decisions[key]
-        if (impl == NtkImplementation.STRUCTURED_DERIVATIVES and layer_ is not None
-                and per_example(layer_)):
-            return structured_ntk(layer_, params, x1, x2, kw1, kw2, trace_axes,
-                                  diagonal_axes)
+        if (
+            impl == NtkImplementation.STRUCTURED_DERIVATIVES
+            and layer_ is not None
+            and per_example(layer_)
+        ):
+            return structured_ntk(layer_, params, x1, x2, kw1, kw2, trace_axes, diagonal_axes)
         if impl == NtkImplementation.NTK_VECTOR_PRODUCTS:
-            kernels = _vector_products(fn_, params, x1, x2, kw1, kw2, b, s1, s2,
-                                       treedef, trace_axes, diagonal_axes)
+            kernels = _vector_products(
+                fn_, params, x1, x2, kw1, kw2, b, s1, s2, treedef, trace_axes, diagonal_axes
+            )
         else:
-            kernels = _jacobian_contraction(fn_, params, x1, x2, kw1, kw2, b, s1, s2,
-                                            treedef, trace_axes, diagonal_axes)
+            kernels = _jacobian_contraction(
+                fn_, params, x1, x2, kw1, kw2, b, s1, s2, treedef, trace_axes, diagonal_axes
+            )
         return treedef.unflatten(kernels)
 
     return jit_kernel(ntk_fn, "ntk_fn")
@@ -278,8 +296,7 @@ def jit_kernel(fn: Callable, name: str = "kernel_fn") -> Callable:
         except TypeError:  # unhashable configuration: run without jit
             return fn(x1, x2, params, **kwargs)
         if static not in compiled:
-            compiled[static] = jax.jit(
-                lambda a, b, p, kw: fn(a, b, p, **kw, **dict(static)))
+            compiled[static] = jax.jit(lambda a, b, p, kw: fn(a, b, p, **kw, **dict(static)))
         return compiled[static](x1, x2, params, arrays)
 
     wrapper.__doc__ = fn.__doc__
@@ -292,8 +309,9 @@ def _is_array_tree(v) -> bool:
     return bool(leaves) and all(isinstance(l, (jax.Array, np.ndarray)) for l in leaves)
 
 
-def auto_implementation(f, x1, x2, params, trace_axes=(-1,), diagonal_axes=(),
-                        vmap_axes=None, **apply_fn_kwargs) -> NtkImplementation:
+def auto_implementation(
+    f, x1, x2, params, trace_axes=(-1,), diagonal_axes=(), vmap_axes=None, **apply_fn_kwargs
+) -> NtkImplementation:
     """The method ``implementation=AUTO`` uses for these arguments.
 
     STRUCTURED_DERIVATIVES for `ntk.stax` networks whose layers keep examples
@@ -310,22 +328,21 @@ def auto_implementation(f, x1, x2, params, trace_axes=(-1,), diagonal_axes=(),
     layer, fn = _without_masks(layer, fn, params, x1, kw1)
     fx1, _, s1, s2, _ = _outputs(fn, params, x1, x2, kw1, kw2)
     b = batching.canonicalize_vmap_axes(vmap_axes, x1, fx1, kw1)
-    return _auto(layer, fn, params, x1, x2, kw1, kw2, b, s1, s2, trace_axes,
-                 diagonal_axes)
+    return _auto(layer, fn, params, x1, x2, kw1, kw2, b, s1, s2, trace_axes, diagonal_axes)
 
 
 def _shape_key(*trees):
     leaves, treedef = jax.tree_util.tree_flatten(trees)
-    return treedef, tuple((np.shape(l), str(getattr(l, "dtype", type(l))))
-                          for l in leaves)
+    return treedef, tuple((np.shape(l), str(getattr(l, "dtype", type(l)))) for l in leaves)
 
 
 def _n_params(params) -> int:
     return sum(int(np.size(p)) for p in tree_leaves(params))
 
 
-def _auto(layer, fn, params, x1, x2, kw1, kw2, b, s1, s2, trace_axes,
-          diagonal_axes) -> NtkImplementation:
+def _auto(
+    layer, fn, params, x1, x2, kw1, kw2, b, s1, s2, trace_axes, diagonal_axes
+) -> NtkImplementation:
     if layer is not None and per_example(layer):
         return NtkImplementation.STRUCTURED_DERIVATIVES
     n_params = _n_params(params)
@@ -339,9 +356,19 @@ def _auto(layer, fn, params, x1, x2, kw1, kw2, b, s1, s2, trace_axes,
         idx = kernel_indices(a.shape, c.shape, trace_axes, diagonal_axes)
         entries += math.prod(kernel_shape(a.shape, c.shape, idx)) * idx.trace_size
     itemsize = max([np.dtype(p.dtype).itemsize for p in tree_leaves(params)] or [4])
-    costs = cost.ntk_costs(n_params, f1, f2, sum(math.prod(a.shape) for a in s1),
-                           sum(math.prod(a.shape) for a in s2), n1, n2, entries,
-                           b is not None, x2 is None, itemsize)
+    costs = cost.ntk_costs(
+        n_params,
+        f1,
+        f2,
+        sum(math.prod(a.shape) for a in s1),
+        sum(math.prod(a.shape) for a in s2),
+        n1,
+        n2,
+        entries,
+        b is not None,
+        x2 is None,
+        itemsize,
+    )
     if cost.prefers_vector_products(costs):
         return NtkImplementation.NTK_VECTOR_PRODUCTS
     return NtkImplementation.JACOBIAN_CONTRACTION
@@ -357,11 +384,13 @@ def _jacobian(fn, params, x, kw, b):
     single = batching.single_example_fn(fn, b, kw)
     one = lambda xi, kwi: jax.jacrev(lambda p: single(p, xi, kwi))(params)
     return jax.vmap(one, in_axes=(b.x_axis, b.kw_axes), out_axes=b.fx_axis)(
-        x, batching.batched_kwargs(b, kw))
+        x, batching.batched_kwargs(b, kw)
+    )
 
 
-def _jacobian_contraction(fn, params, x1, x2, kw1, kw2, b, s1, s2, treedef,
-                          trace_axes, diagonal_axes):
+def _jacobian_contraction(
+    fn, params, x1, x2, kw1, kw2, b, s1, s2, treedef, trace_axes, diagonal_axes
+):
     j1 = _jacobian(fn, params, x1, kw1, b)
     j2 = j1 if x2 is None else _jacobian(fn, params, x2, kw2, b)
     out = []
@@ -384,8 +413,7 @@ def _chunk(params, per_column: int, total: int) -> int:
     return int(max(1, min(total, VECTOR_PRODUCTS_MEMORY // max(size, 1))))
 
 
-def _vector_products(fn, params, x1, x2, kw1, kw2, b, s1, s2, treedef,
-                     trace_axes, diagonal_axes):
+def _vector_products(fn, params, x1, x2, kw1, kw2, b, s1, s2, treedef, trace_axes, diagonal_axes):
     out = []
     for k, (a, c) in enumerate(zip(s1, s2)):
         leaf = lambda tree, k=k: treedef.flatten_up_to(tree)[k]
@@ -395,10 +423,10 @@ def _vector_products(fn, params, x1, x2, kw1, kw2, b, s1, s2, treedef,
             labels = idx.rhs + idx.lhs
         else:
             axis = jax.tree_util.tree_leaves(b.fx_axis)[k]
-            rhs_rest = idx.rhs[:axis] + idx.rhs[axis + 1:]
+            rhs_rest = idx.rhs[:axis] + idx.rhs[axis + 1 :]
             if idx.lhs[axis] == idx.rhs[axis]:  # batch traced or diagonal
                 cols = _columns_paired(fn, leaf, params, x1, x2, kw1, kw2, b, a, c, axis)
-                labels = (idx.lhs[axis],) + rhs_rest + idx.lhs[:axis] + idx.lhs[axis + 1:]
+                labels = (idx.lhs[axis],) + rhs_rest + idx.lhs[:axis] + idx.lhs[axis + 1 :]
             else:
                 cols = _columns_separable(fn, leaf, params, x1, x2, kw1, kw2, b, a, c, axis)
                 labels = (idx.rhs[axis],) + rhs_rest + idx.lhs
@@ -421,8 +449,9 @@ def _columns_full(fn, leaf, params, x1, x2, kw1, kw2, a, c):
         return push1(pull2(_basis(i, c.shape, c.dtype))[0])
 
     total = math.prod(c.shape)
-    cols = jax.lax.map(column, jnp.arange(total),
-                       batch_size=_chunk(params, math.prod(a.shape), total))
+    cols = jax.lax.map(
+        column, jnp.arange(total), batch_size=_chunk(params, math.prod(a.shape), total)
+    )
     return cols.reshape(tuple(c.shape) + tuple(a.shape))
 
 
@@ -433,7 +462,7 @@ def _columns_separable(fn, leaf, params, x1, x2, kw1, kw2, b, a, c, axis):
     kwb2 = batching.batched_kwargs(b, kw2)
     f1 = lambda p: leaf(fn(p, x1, **kw1))
     _, push1 = jax.linearize(f1, params)
-    c_single = tuple(c.shape[:axis] + c.shape[axis + 1:])
+    c_single = tuple(c.shape[:axis] + c.shape[axis + 1 :])
     per = math.prod(c_single)
 
     def column(i):
@@ -443,8 +472,9 @@ def _columns_separable(fn, leaf, params, x1, x2, kw1, kw2, b, a, c, axis):
         return push1(pull(_basis(o, c_single, c.dtype))[0])
 
     total = c.shape[axis] * per
-    cols = jax.lax.map(column, jnp.arange(total),
-                       batch_size=_chunk(params, math.prod(a.shape), total))
+    cols = jax.lax.map(
+        column, jnp.arange(total), batch_size=_chunk(params, math.prod(a.shape), total)
+    )
     return cols.reshape((c.shape[axis],) + c_single + tuple(a.shape))
 
 
@@ -455,8 +485,8 @@ def _columns_paired(fn, leaf, params, x1, x2, kw1, kw2, b, a, c, axis):
     single1 = batching.single_example_fn(fn, b, kw1)
     single2 = batching.single_example_fn(fn, b, kw2_)
     kwb1, kwb2 = batching.batched_kwargs(b, kw1), batching.batched_kwargs(b, kw2_)
-    c_single = tuple(c.shape[:axis] + c.shape[axis + 1:])
-    a_single = tuple(a.shape[:axis] + a.shape[axis + 1:])
+    c_single = tuple(c.shape[:axis] + c.shape[axis + 1 :])
+    a_single = tuple(a.shape[:axis] + a.shape[axis + 1 :])
     per = math.prod(c_single)
 
     def column(i):
@@ -468,17 +498,22 @@ def _columns_paired(fn, leaf, params, x1, x2, kw1, kw2, b, a, c, axis):
         return jax.jvp(lambda p: leaf(single1(p, x1n, kw1n)), (params,), (v,))[1]
 
     total = c.shape[axis] * per
-    cols = jax.lax.map(column, jnp.arange(total),
-                       batch_size=_chunk(params, math.prod(a_single), total))
+    cols = jax.lax.map(
+        column, jnp.arange(total), batch_size=_chunk(params, math.prod(a_single), total)
+    )
     return cols.reshape((c.shape[axis],) + c_single + a_single)
 
 
 # ---------------------------------------------------------- joint kernel_fn
 
 
-def empirical_kernel_fn(f, trace_axes=(-1,), diagonal_axes=(), vmap_axes=None,
-                        implementation: Union[NtkImplementation, int] = DEFAULT_NTK_IMPLEMENTATION
-                        ) -> Callable:
+def empirical_kernel_fn(
+    f,
+    trace_axes=(-1,),
+    diagonal_axes=(),
+    vmap_axes=None,
+    implementation: Union[NtkImplementation, int] = DEFAULT_NTK_IMPLEMENTATION,
+) -> Callable:
     """``kernel_fn(x1, x2, get, params, **kw)``: one draw of the NNGP and/or NTK.
 
     ``get`` is ``"nngp"``, ``"ntk"``, a tuple of them, or None (both). A string
@@ -488,9 +523,10 @@ def empirical_kernel_fn(f, trace_axes=(-1,), diagonal_axes=(), vmap_axes=None,
     ``implementation`` only affect the NTK.
     """
     implementation = check_implementation(implementation)
-    fns = {"nngp": empirical_nngp_fn(f, trace_axes, diagonal_axes),
-           "ntk": empirical_ntk_fn(f, trace_axes, diagonal_axes, vmap_axes,
-                                   implementation)}
+    fns = {
+        "nngp": empirical_nngp_fn(f, trace_axes, diagonal_axes),
+        "ntk": empirical_ntk_fn(f, trace_axes, diagonal_axes, vmap_axes, implementation),
+    }
 
     def kernel_fn(x1, x2, get, params, **apply_fn_kwargs):
         names, single = canonicalize_get(get, "kernel_fn")
@@ -510,8 +546,12 @@ def canonicalize_get(get, name: str) -> tuple[tuple, bool]:
     if get is None:
         return ("nngp", "ntk"), False
     names = (get,) if isinstance(get, str) else get
-    if not isinstance(names, (tuple, list)) or not names or any(
-            g not in ("nngp", "ntk") for g in names):
-        raise ValueError(f"{name}: `get` must be None, 'nngp', 'ntk' or a tuple of "
-                         f"them; got {get!r}.")
+    if (
+        not isinstance(names, (tuple, list))
+        or not names
+        or any(g not in ("nngp", "ntk") for g in names)
+    ):
+        raise ValueError(
+            f"{name}: `get` must be None, 'nngp', 'ntk' or a tuple of them; got {get!r}."
+        )
     return tuple(names), isinstance(get, str)

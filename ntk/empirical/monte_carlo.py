@@ -48,21 +48,33 @@ import numpy as np
 from ntk import _checks
 from ntk.empirical.axes import canonicalize, check_axes_arg
 from ntk.empirical.batching import split_kwargs
-from ntk.empirical.kernels import (DEFAULT_NTK_IMPLEMENTATION, NtkImplementation,
-                                   canonicalize_get, check_implementation,
-                                   empirical_kernel_fn)
+from ntk.empirical.kernels import (
+    DEFAULT_NTK_IMPLEMENTATION,
+    NtkImplementation,
+    canonicalize_get,
+    check_implementation,
+    empirical_kernel_fn,
+)
 from ntk.empirical.structured import as_stax_layer
 
 PROGRESS_MIN_SAMPLES = 20
 """Runs of at least this many samples show a progress bar (when on a terminal)."""
 
 
-def monte_carlo_kernel_fn(init_fn, apply_fn, key, n_samples: Union[int, Iterable[int]],
-                          batch_size: int = 0, device_count: int = -1,
-                          store_on_device: bool = True, trace_axes=(-1,),
-                          diagonal_axes=(), vmap_axes=None,
-                          implementation: Union[NtkImplementation, int] = DEFAULT_NTK_IMPLEMENTATION,
-                          progress: Union[bool, None] = None):
+def monte_carlo_kernel_fn(
+    init_fn,
+    apply_fn,
+    key,
+    n_samples: Union[int, Iterable[int]],
+    batch_size: int = 0,
+    device_count: int = -1,
+    store_on_device: bool = True,
+    trace_axes=(-1,),
+    diagonal_axes=(),
+    vmap_axes=None,
+    implementation: Union[NtkImplementation, int] = DEFAULT_NTK_IMPLEMENTATION,
+    progress: Union[bool, None] = None,
+):
     """Monte Carlo estimator of the NNGP / NTK of ``apply_fn`` (module docstring).
 
     Args:
@@ -88,23 +100,23 @@ def monte_carlo_kernel_fn(init_fn, apply_fn, key, n_samples: Union[int, Iterable
     batch_size = _checks.require_int(batch_size, "batch_size", name, minimum=0)
     device_count = _checks.require_int(device_count, "device_count", name, minimum=-1)
     if key is None:
-        raise TypeError(f"{name}: `key` must be a PRNG key (it draws the "
-                        f"parameters); got None.")
+        raise TypeError(f"{name}: `key` must be a PRNG key (it draws the parameters); got None.")
     if progress is not None and not isinstance(progress, bool):
-        raise TypeError(f"{name}: `progress` must be True, False or None; got "
-                        f"{progress!r}.")
+        raise TypeError(f"{name}: `progress` must be True, False or None; got {progress!r}.")
     trace_axes = check_axes_arg(trace_axes, "trace_axes")
     diagonal_axes = check_axes_arg(diagonal_axes, "diagonal_axes")
     check_implementation(implementation)
-    _checks.require_callable(init_fn, "init_fn", name,
-                             "a function init_fn(key, input_shape)")
+    _checks.require_callable(init_fn, "init_fn", name, "a function init_fn(key, input_shape)")
     layer = as_stax_layer(apply_fn)
-    _checks.require_callable(apply_fn if layer is None else layer.apply_fn, "apply_fn", name,
-                             "a function apply_fn(params, x) or an ntk.stax Layer")
+    _checks.require_callable(
+        apply_fn if layer is None else layer.apply_fn,
+        "apply_fn",
+        name,
+        "a function apply_fn(params, x) or an ntk.stax Layer",
+    )
     f = layer if layer is not None else apply_fn
     takes_rng = _accepts_rng(layer.apply_fn if layer is not None else apply_fn)
-    empirical = empirical_kernel_fn(f, trace_axes, diagonal_axes, vmap_axes,
-                                    implementation)
+    empirical = empirical_kernel_fn(f, trace_axes, diagonal_axes, vmap_axes, implementation)
     devices = jax.devices()
     if device_count > 0:
         devices = devices[:device_count]
@@ -123,16 +135,27 @@ def monte_carlo_kernel_fn(init_fn, apply_fn, key, n_samples: Union[int, Iterable
         return tuple(out) if isinstance(out, tuple) else (out,)
 
     def sample(x1, x2, key, names, kwargs):
-        tiles = _tiles(x1, x2, batch_size, len(devices), trace_axes, diagonal_axes,
-                       apply_fn_out_ndim(x1, kwargs))
+        tiles = _tiles(
+            x1,
+            x2,
+            batch_size,
+            len(devices),
+            trace_axes,
+            diagonal_axes,
+            apply_fn_out_ndim(x1, kwargs),
+        )
         results = {}
         for t, (i, j, diag_pair) in enumerate(tiles.pairs):
             dev = devices[t % len(devices)]
             a = jax.device_put(_rows(x1, tiles.rows1[i]), dev)
-            b = None if (x2 is None and diag_pair) else jax.device_put(
-                _rows(x1 if x2 is None else x2, tiles.rows2[j]), dev)
+            b = (
+                None
+                if (x2 is None and diag_pair)
+                else jax.device_put(_rows(x1 if x2 is None else x2, tiles.rows2[j]), dev)
+            )
             kw = jax.tree_util.tree_map(
-                lambda v: jax.device_put(v, dev) if isinstance(v, jax.Array) else v, kwargs)
+                lambda v: jax.device_put(v, dev) if isinstance(v, jax.Array) else v, kwargs
+            )
             results[(i, j)] = one_tile(a, b, jax.device_put(key, dev), names, kw)
         blocks = [_assemble(results, tiles, g, store_on_device) for g in range(len(names))]
         return blocks
@@ -145,8 +168,7 @@ def monte_carlo_kernel_fn(init_fn, apply_fn, key, n_samples: Union[int, Iterable
         if k not in out_ndim_cache:
             fn = layer.apply_fn if layer is not None else apply_fn
             init_shapes = jax.tree_util.tree_map(jnp.shape, x1)
-            params = jax.eval_shape(lambda kk: init_fn(kk, init_shapes)[1],
-                                    jax.random.PRNGKey(0))
+            params = jax.eval_shape(lambda kk: init_fn(kk, init_shapes)[1], jax.random.PRNGKey(0))
             extra = {"rng": jax.random.PRNGKey(0)} if takes_rng else {}
             kw1, _ = split_kwargs(kwargs, x1, None)
             outs = jax.eval_shape(lambda p, x: fn(p, x, **extra, **kw1), params, x1)
@@ -156,8 +178,10 @@ def monte_carlo_kernel_fn(init_fn, apply_fn, key, n_samples: Union[int, Iterable
     def draws(x1, x2, get, kwargs):
         names, single = canonicalize_get(get, "monte_carlo kernel_fn")
         if not jax.tree_util.tree_leaves(x1):
-            raise ValueError("monte_carlo kernel_fn: `x1` must be an array (or a pytree "
-                             f"of arrays with a leading batch axis); got {x1!r}.")
+            raise ValueError(
+                "monte_carlo kernel_fn: `x1` must be an array (or a pytree "
+                f"of arrays with a leading batch axis); got {x1!r}."
+            )
         total = max(counts)
         bar = _progress(total, progress)
         acc = None
@@ -169,19 +193,23 @@ def monte_carlo_kernel_fn(init_fn, apply_fn, key, n_samples: Union[int, Iterable
             bar.update(1)
             if n in counts:
                 mean = jax.tree_util.tree_map(lambda a: a / n, acc)
-                yield mean[0] if single else collections.namedtuple(
-                    "MonteCarloKernel", names)(*mean)
+                yield (
+                    mean[0] if single else collections.namedtuple("MonteCarloKernel", names)(*mean)
+                )
         bar.close()
 
     if as_generator:
+
         def kernel_fn(x1, x2=None, get=None, **apply_fn_kwargs):
             return draws(x1, x2, get, apply_fn_kwargs)
     else:
+
         def kernel_fn(x1, x2=None, get=None, **apply_fn_kwargs):
             out = None
             for out in draws(x1, x2, get, apply_fn_kwargs):
                 pass
             return out
+
     return kernel_fn
 
 
@@ -205,12 +233,17 @@ def _canonicalize_n_samples(n_samples):
     elif isinstance(n_samples, Iterable) and not isinstance(n_samples, (str, bytes)):
         counts, gen = set(n_samples), True
     else:
-        raise ValueError(f"monte_carlo_kernel_fn: `n_samples` must be a positive int "
-                         f"or an iterable of them; got {n_samples!r}.")
-    if not counts or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool)
-                             and n > 0 for n in counts):
-        raise ValueError(f"monte_carlo_kernel_fn: `n_samples` must contain positive "
-                         f"ints only; got {n_samples!r}.")
+        raise ValueError(
+            f"monte_carlo_kernel_fn: `n_samples` must be a positive int "
+            f"or an iterable of them; got {n_samples!r}."
+        )
+    if not counts or not all(
+        isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in counts
+    ):
+        raise ValueError(
+            f"monte_carlo_kernel_fn: `n_samples` must contain positive "
+            f"ints only; got {n_samples!r}."
+        )
     return {int(n) for n in counts}, gen
 
 
@@ -239,28 +272,38 @@ def _tiles(x1, x2, batch_size, n_devices, trace_axes, diagonal_axes, out_ndims):
         dg = canonicalize(diagonal_axes, nd, "diagonal_axes")
         layouts.add("none" if 0 in tr else "diagonal" if 0 in dg else "pair")
     if len(layouts) != 1:
-        raise ValueError("monte_carlo_kernel_fn: outputs disagree on how the batch "
-                         "axis appears in the kernel; use batch_size=0, device_count=0.")
+        raise ValueError(
+            "monte_carlo_kernel_fn: outputs disagree on how the batch "
+            "axis appears in the kernel; use batch_size=0, device_count=0."
+        )
     layout = layouts.pop()
     if layout == "none":
         if batch_size:
-            raise ValueError("monte_carlo_kernel_fn: `batch_size` needs the batch axis "
-                             "(0) in the kernel, but it is in `trace_axes`.")
+            raise ValueError(
+                "monte_carlo_kernel_fn: `batch_size` needs the batch axis "
+                "(0) in the kernel, but it is in `trace_axes`."
+            )
         return _Tiles([(0, n1)], [(0, n2)], [(0, 0, x2 is None)], layout)
     size = batch_size or max(1, math.ceil(n1 / n_devices))
     rows1 = [(s, min(s + size, n1)) for s in range(0, n1, size)]
     if layout == "diagonal":
         return _Tiles(rows1, rows1, [(i, i, True) for i in range(len(rows1))], layout)
     size2 = batch_size or n2
-    rows2 = rows1 if (x2 is None and size2 == size) else [
-        (s, min(s + size2, n2)) for s in range(0, n2, size2)]
-    pairs = [(i, j, x2 is None and rows1[i] == rows2[j])
-             for i in range(len(rows1)) for j in range(len(rows2))]
+    rows2 = (
+        rows1
+        if (x2 is None and size2 == size)
+        else [(s, min(s + size2, n2)) for s in range(0, n2, size2)]
+    )
+    pairs = [
+        (i, j, x2 is None and rows1[i] == rows2[j])
+        for i in range(len(rows1))
+        for j in range(len(rows2))
+    ]
     return _Tiles(rows1, rows2, pairs, layout)
 
 
 def _rows(x, rows):
-    return jax.tree_util.tree_map(lambda a: a[rows[0]:rows[1]], x)
+    return jax.tree_util.tree_map(lambda a: a[rows[0] : rows[1]], x)
 
 
 def _assemble(results, tiles: _Tiles, g: int, store_on_device: bool):
@@ -269,13 +312,15 @@ def _assemble(results, tiles: _Tiles, g: int, store_on_device: bool):
     move = (lambda a: jax.device_put(a, home)) if store_on_device else np.asarray
     lib = jnp if store_on_device else np
     part = lambda i, j: jax.tree_util.tree_map(move, results[(i, j)][g])
-    cat = lambda axis: (lambda *parts: lib.concatenate(parts, axis=axis))
+    cat = lambda axis: lambda *parts: lib.concatenate(parts, axis=axis)
     if tiles.layout == "none":
         return part(0, 0)
     if tiles.layout == "diagonal":
         return jax.tree_util.tree_map(cat(0), *[part(i, i) for i in range(len(tiles.rows1))])
-    rows = [jax.tree_util.tree_map(cat(1), *[part(i, j) for j in range(len(tiles.rows2))])
-            for i in range(len(tiles.rows1))]
+    rows = [
+        jax.tree_util.tree_map(cat(1), *[part(i, j) for j in range(len(tiles.rows2))])
+        for i in range(len(tiles.rows1))
+    ]
     return jax.tree_util.tree_map(cat(0), *rows)
 
 
@@ -288,8 +333,11 @@ class _NoBar:
 
 
 def _progress(total: int, progress):
-    show = progress if progress is not None else (
-        total >= PROGRESS_MIN_SAMPLES and sys.stderr.isatty())
+    show = (
+        progress
+        if progress is not None
+        else (total >= PROGRESS_MIN_SAMPLES and sys.stderr.isatty())
+    )
     if not show:
         return _NoBar()
     try:

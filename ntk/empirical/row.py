@@ -54,13 +54,17 @@ def empirical_ntk_row(f: Callable, params, x0, x, output: int = 0):
     name = "empirical_ntk_row"
     _checks.require_callable(f, "f", name, "a function f(params, inputs)")
     if np.shape(x0) != np.shape(x)[1:]:
-        raise ValueError(f"{name}: `x0` must be one input of shape {np.shape(x)[1:]} "
-                         f"(a row of `x`); got shape {np.shape(x0)}.")
+        raise ValueError(
+            f"{name}: `x0` must be one input of shape {np.shape(x)[1:]} "
+            f"(a row of `x`); got shape {np.shape(x0)}."
+        )
     shape = jax.eval_shape(f, params, x).shape
     if len(shape) not in (1, 2) or shape[0] != np.shape(x)[0]:
-        raise ValueError(f"{name}: `f` must map the {np.shape(x)[0]} inputs to outputs "
-                         f"of shape ({np.shape(x)[0]},) or ({np.shape(x)[0]}, K); got "
-                         f"{shape}.")
+        raise ValueError(
+            f"{name}: `f` must map the {np.shape(x)[0]} inputs to outputs "
+            f"of shape ({np.shape(x)[0]},) or ({np.shape(x)[0]}, K); got "
+            f"{shape}."
+        )
     units = 1 if len(shape) == 1 else shape[1]
     output = _checks.require_int(output, "output", name, minimum=0, maximum=units - 1)
 

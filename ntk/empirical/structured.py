@@ -94,8 +94,10 @@ def _run(layer: Layer, p, x, kw: dict, rec: _Recorder):
             x = _run(child, pc, x, kc, rec)
         return x
     if isinstance(spec, specs.Parallel):
-        return [_run(c, pc, xc, kc, rec) for c, pc, xc, kc in
-                zip(children, p, x, split_rng(kw, len(children)))]
+        return [
+            _run(c, pc, xc, kc, rec)
+            for c, pc, xc, kc in zip(children, p, x, split_rng(kw, len(children)))
+        ]
     if isinstance(spec, specs.Repeat) and tree_leaves(p):
         # repeat stacks the parameters of its n copies on a leading axis.
         for i in range(tree_leaves(p)[0].shape[0]):
@@ -107,9 +109,9 @@ def _run(layer: Layer, p, x, kw: dict, rec: _Recorder):
 
 
 class _Side(NamedTuple):
-    out: Any              # f(x), a pytree
-    sites: list           # _Site per parameterised leaf
-    cts: list             # per output leaf: per site, cotangents (N, R, *y.shape[1:])
+    out: Any  # f(x), a pytree
+    sites: list  # _Site per parameterised leaf
+    cts: list  # per output leaf: per site, cotangents (N, R, *y.shape[1:])
 
 
 def _side(layer: Layer, params, x, kw: dict) -> _Side:
@@ -133,8 +135,10 @@ def _side(layer: Layer, params, x, kw: dict) -> _Side:
     cts = []
     for k, o in enumerate(leaves):
         if o.ndim < 1:
-            raise ValueError(f"{layer.kernel_fn.name}: structured NTK needs outputs "
-                             f"with a leading batch axis; got a scalar output.")
+            raise ValueError(
+                f"{layer.kernel_fn.name}: structured NTK needs outputs "
+                f"with a leading batch axis; got a scalar output."
+            )
         rest = o.shape[1:]
 
         def pull_dir(r, k=k, o=o, rest=rest):
@@ -145,13 +149,11 @@ def _side(layer: Layer, params, x, kw: dict) -> _Side:
 
         # Directions go after the batch axis: per-example contractions then
         # need no transposed copies of the (large) cotangents.
-        cts.append(jax.vmap(pull_dir, out_axes=1)(jnp.arange(math.prod(rest)))
-                   if sites else [])
+        cts.append(jax.vmap(pull_dir, out_axes=1)(jnp.arange(math.prod(rest))) if sites else [])
     return _Side(out, sites, cts)
 
 
-def structured_ntk(layer: Layer, params, x1, x2, kw1: dict, kw2: dict,
-                   trace_axes, diagonal_axes):
+def structured_ntk(layer: Layer, params, x1, x2, kw1: dict, kw2: dict, trace_axes, diagonal_axes):
     """Empirical NTK of a stax network, site by site (module docstring)."""
     s1 = _side(layer, params, x1, kw1)
     s2 = s1 if x2 is None else _side(layer, params, x2, kw2)
@@ -160,8 +162,9 @@ def structured_ntk(layer: Layer, params, x1, x2, kw1: dict, kw2: dict,
     result = []
     for k, (o1, o2) in enumerate(zip(out1, out2)):
         idx = kernel_indices(o1.shape, o2.shape, trace_axes, diagonal_axes)
-        total = jnp.zeros(kernel_shape(o1.shape, o2.shape, idx),
-                          jnp.result_type(o1, *tree_leaves(params)))
+        total = jnp.zeros(
+            kernel_shape(o1.shape, o2.shape, idx), jnp.result_type(o1, *tree_leaves(params))
+        )
         for site1, site2, g1, g2 in zip(s1.sites, s2.sites, s1.cts[k], s2.cts[k]):
             total = total + _site_term(site1, site2, g1, g2, o1.shape, o2.shape, idx)
         result.append(total / idx.trace_size)
@@ -175,10 +178,12 @@ def _by_output(g, out_shape):
 
 def _site_term(site1: _Site, site2: _Site, g1, g2, shape1, shape2, idx):
     spec = site1.layer.kernel_fn.spec
-    if isinstance(spec, (specs.Dense, specs.Conv)) and isinstance(
-            site1.params, (tuple, list)) and len(site1.params) == 2:
-        return _affine_term(spec, site1, site2, _by_output(g1, shape1),
-                            _by_output(g2, shape2), idx)
+    if (
+        isinstance(spec, (specs.Dense, specs.Conv))
+        and isinstance(site1.params, (tuple, list))
+        and len(site1.params) == 2
+    ):
+        return _affine_term(spec, site1, site2, _by_output(g1, shape1), _by_output(g2, shape2), idx)
     return _generic_term(site1, site2, g1, g2, shape1, shape2, idx)
 
 
@@ -188,9 +193,8 @@ def _affine_term(spec, site1, site2, g1, g2, idx):
     W, b = site1.params
     x1, x2 = site1.x, site2.x
     if isinstance(spec, specs.Dense):
-        scale = (1 / spec.s[0] ** 0.5 if standard
-                 else spec.W_std / x1.shape[-1] ** 0.5)
-        w_scale2 = scale ** 2
+        scale = 1 / spec.s[0] ** 0.5 if standard else spec.W_std / x1.shape[-1] ** 0.5
+        w_scale2 = scale**2
     else:
         x1, x2 = _patches(site1, x1), _patches(site2, x2)
         w_scale2 = 1.0  # the patches come scaled by the layer itself
@@ -201,13 +205,23 @@ def _affine_term(spec, site1, site2, g1, g2, idx):
     c, k = next(idx.fresh), next(idx.fresh)
     lab_g1 = idx.lhs + sp1 + (k,)
     lab_g2 = idx.rhs + sp2 + (k,)
-    term = w_scale2 * einsum(x1, (idx.lhs[0],) + sp1 + (c,), g1, lab_g1,
-                             x2, (idx.rhs[0],) + sp2 + (c,), g2, lab_g2, out=idx.out)
+    term = w_scale2 * einsum(
+        x1,
+        (idx.lhs[0],) + sp1 + (c,),
+        g1,
+        lab_g1,
+        x2,
+        (idx.rhs[0],) + sp2 + (c,),
+        g2,
+        lab_g2,
+        out=idx.out,
+    )
     if b is not None:
         beta = 1.0 if standard else spec.b_std
         axes = tuple(range(n_rest + 1, n_rest + 1 + n_sp))
-        term = term + beta ** 2 * einsum(g1.sum(axes), idx.lhs + (k,),
-                                         g2.sum(axes), idx.rhs + (k,), out=idx.out)
+        term = term + beta**2 * einsum(
+            g1.sum(axes), idx.lhs + (k,), g2.sum(axes), idx.rhs + (k,), out=idx.out
+        )
     return term
 
 
@@ -220,29 +234,36 @@ def _patches(site: _Site, x):
     the record disagrees with the weights, or the patch grid with the layer's
     output, the layer itself computes them (slower).
     """
-    spec: Any = site.layer.kernel_fn.spec      # a spec.Conv (the caller dispatched on it)
+    spec: Any = site.layer.kernel_fn.spec  # a spec.Conv (the caller dispatched on it)
     W, _ = site.params
     filt, cin = tuple(W.shape[:-2]), W.shape[-2]
-    if tuple(spec.filter_shape) == filt and spec.padding in (
-            "VALID", "SAME", "CIRCULAR"):
+    if tuple(spec.filter_shape) == filt and spec.padding in ("VALID", "SAME", "CIRCULAR"):
         n = len(filt)
         strides = tuple(spec.strides or (1,) * n)
         pads = [(0, 0)] * n
         if spec.padding != "VALID":
             pads = list(jax.lax.padtype_to_pads(x.shape[1:-1], filt, strides, "SAME"))
-        xp = jnp.pad(x, [(0, 0)] + pads + [(0, 0)],
-                     mode="wrap" if spec.padding == "CIRCULAR" else "constant")
+        xp = jnp.pad(
+            x, [(0, 0)] + pads + [(0, 0)], mode="wrap" if spec.padding == "CIRCULAR" else "constant"
+        )
         out = [(size - w) // st + 1 for size, w, st in zip(xp.shape[1:-1], filt, strides)]
         # One strided slice per filter offset: memory traffic only, no FLOPs.
-        shifted = [xp[(slice(None),) + tuple(slice(o, o + st * (m - 1) + 1, st) for o, st, m
-                                              in zip(offset, strides, out))]
-                   for offset in np.ndindex(*filt)]
+        shifted = [
+            xp[
+                (slice(None),)
+                + tuple(
+                    slice(o, o + st * (m - 1) + 1, st) for o, st, m in zip(offset, strides, out)
+                )
+            ]
+            for offset in np.ndindex(*filt)
+        ]
         # (N, *S_out, |F|, C): each slice fills contiguous runs of C channels;
         # the order of a patch's entries is irrelevant to the Gram products.
         p = jnp.stack(shifted, axis=-2)
         p = p.reshape(p.shape[:-2] + (cin * math.prod(filt),))
-        out_spatial = jax.eval_shape(lambda: site.layer.apply_fn(site.params, site.x,
-                                                                 **site.kwargs)).shape[1:-1]
+        out_spatial = jax.eval_shape(
+            lambda: site.layer.apply_fn(site.params, site.x, **site.kwargs)
+        ).shape[1:-1]
         if p.shape[1:-1] == tuple(out_spatial):
             if spec.parameterization == "standard":
                 return p / math.sqrt(spec.s[0])
@@ -263,7 +284,7 @@ def _patches_by_layer(site: _Site, x):
     size = math.prod(filt)
     eye = jnp.eye(size, dtype=W.dtype).reshape(filt + (1, size))
     one = lambda xc: site.layer.apply_fn((eye, None), xc[..., None], **site.kwargs)
-    p = jax.vmap(one, in_axes=-1, out_axes=-2)(x)          # (N, *S_out, C, |F|)
+    p = jax.vmap(one, in_axes=-1, out_axes=-2)(x)  # (N, *S_out, C, |F|)
     if site.layer.kernel_fn.spec.parameterization != "standard":  # type: ignore[attr-defined]
         p = p / math.sqrt(cin)
     return p.reshape(p.shape[:-2] + (cin * size,))
@@ -281,9 +302,9 @@ def _generic_term(site1, site2, g1, g2, shape1, shape2, idx):
 
 def _per_example_jacobian(site: _Site, g, out_shape):
     """``∂f_r(x_n)/∂θ`` of the site's parameters, shape ``(N, *rest, *θ.shape)``."""
+
     def one(xn, gn):  # xn: one example (batch of one), gn: (R, 1, ...)
-        _, pull = jax.vjp(lambda p: site.layer.apply_fn(p, xn, **site.kwargs),
-                          site.params)
+        _, pull = jax.vjp(lambda p: site.layer.apply_fn(p, xn, **site.kwargs), site.params)
         return jax.vmap(lambda c: pull(c)[0])(gn)
 
     x_b = tree_map(lambda a: a[:, None], site.x)

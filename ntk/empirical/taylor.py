@@ -34,15 +34,18 @@ tree_map = jax.tree_util.tree_map
 
 def _check_f(f, name):
     if not callable(f):
-        raise TypeError(f"{name}: `f` must be callable as f(params, *args, "
-                        f"**kwargs); got {type(f).__name__}.")
+        raise TypeError(
+            f"{name}: `f` must be callable as f(params, *args, **kwargs); got {type(f).__name__}."
+        )
 
 
 def _delta(name, new, old):
     s_new, s_old = jax.tree_util.tree_structure(new), jax.tree_util.tree_structure(old)
     if s_new != s_old:
-        raise ValueError(f"{name}: the new parameters must have the structure of "
-                         f"the expansion point; got {s_new} and {s_old}.")
+        raise ValueError(
+            f"{name}: the new parameters must have the structure of "
+            f"the expansion point; got {s_new} and {s_old}."
+        )
     return tree_map(lambda a, b: a - b, new, old)
 
 
@@ -75,8 +78,7 @@ def taylor_expand(f: Callable, params, degree: int) -> Callable:
     """
     _check_f(f, "taylor_expand")
     if not (isinstance(degree, int) and not isinstance(degree, bool) and degree >= 0):
-        raise ValueError(f"taylor_expand: `degree` must be a non-negative int; got "
-                         f"{degree!r}.")
+        raise ValueError(f"taylor_expand: `degree` must be a non-negative int; got {degree!r}.")
 
     def f_tayl(p, *args, **kwargs):
         delta = _delta("taylor_expand", p, params)

@@ -31,7 +31,25 @@ from ntk.mup.api import parametrize
 from ntk.mup.coord_check import CoordCheck, coord_check, rms
 from ntk.mup import dmft, finite, limits, ntk_limit, word2vec
 
-__all__ = ["ABC", "FORMS", "PRESETS", "abc", "LeafScale", "Parametrized", "ROLES",
-           "adam", "multipliers", "scale_by_width", "sgd", "parametrize",
-           "CoordCheck", "coord_check", "rms", "dmft", "finite", "limits", "ntk_limit",
-           "word2vec"]
+__all__ = [
+    "ABC",
+    "FORMS",
+    "PRESETS",
+    "abc",
+    "LeafScale",
+    "Parametrized",
+    "ROLES",
+    "adam",
+    "multipliers",
+    "scale_by_width",
+    "sgd",
+    "parametrize",
+    "CoordCheck",
+    "coord_check",
+    "rms",
+    "dmft",
+    "finite",
+    "limits",
+    "ntk_limit",
+    "word2vec",
+]

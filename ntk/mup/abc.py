@@ -80,13 +80,11 @@ FORMS = ("tp4", "table3", "table8")
 
 def _tuple(values, name: str, arg: str) -> tuple:
     if isinstance(values, (str, bytes)):
-        raise TypeError(f"{name}: `{arg}` must be a sequence of numbers; got "
-                        f"{values!r}.")
+        raise TypeError(f"{name}: `{arg}` must be a sequence of numbers; got {values!r}.")
     try:
         t = tuple(float(v) for v in values)
     except (TypeError, ValueError):
-        raise TypeError(f"{name}: `{arg}` must be a sequence of numbers; got "
-                        f"{values!r}.") from None
+        raise TypeError(f"{name}: `{arg}` must be a sequence of numbers; got {values!r}.") from None
     if any(math.isnan(v) for v in t):
         raise ValueError(f"{name}: `{arg}` must not contain NaN; got {values!r}.")
     return t
@@ -114,12 +112,15 @@ class ABC:
         a = _tuple(self.a, "ABC", "a")
         b = _tuple(self.b, "ABC", "b")
         if len(a) < 2 or len(a) != len(b):
-            raise ValueError(f"ABC: `a` and `b` need one entry per layer "
-                             f"(L + 1 >= 2 entries, equal lengths); got len(a)="
-                             f"{len(a)}, len(b)={len(b)}.")
+            raise ValueError(
+                f"ABC: `a` and `b` need one entry per layer "
+                f"(L + 1 >= 2 entries, equal lengths); got len(a)="
+                f"{len(a)}, len(b)={len(b)}."
+            )
         if any(math.isinf(v) for v in a) or any(math.isinf(v) for v in b[:-1]):
-            raise ValueError("ABC: only the readout's b_{L+1} may be inf (zero "
-                             f"init); got a={a}, b={b}.")
+            raise ValueError(
+                f"ABC: only the readout's b_{{L+1}} may be inf (zero init); got a={a}, b={b}."
+            )
         if not isinstance(self.name, str):
             raise TypeError(f"ABC: `name` must be a str; got {type(self.name).__name__}.")
         if isinstance(self.c, (int, float)) and not isinstance(self.c, bool):
@@ -127,8 +128,9 @@ class ABC:
         else:
             c = _tuple(self.c, "ABC", "c")
             if len(c) != len(a):
-                raise ValueError(f"ABC: per-layer `c` needs {len(a)} entries (one "
-                                 f"per layer); got {len(c)}.")
+                raise ValueError(
+                    f"ABC: per-layer `c` needs {len(a)} entries (one per layer); got {len(c)}."
+                )
         object.__setattr__(self, "a", a)
         object.__setattr__(self, "b", b)
         object.__setattr__(self, "c", c)
@@ -155,16 +157,22 @@ class ABC:
         TP4 Eq. (5): the weights ``W^l`` and their SGD updates are unchanged,
         exactly at every width. ``theta`` is a number or one per layer.
         """
-        th = ((float(_checks.require_real(theta, "theta", "ABC.shift")),) * len(self.a)
-              if isinstance(theta, (int, float)) else _tuple(theta, "ABC.shift", "theta"))
+        th = (
+            (float(_checks.require_real(theta, "theta", "ABC.shift")),) * len(self.a)
+            if isinstance(theta, (int, float))
+            else _tuple(theta, "ABC.shift", "theta")
+        )
         if len(th) != len(self.a):
-            raise ValueError(f"ABC.shift: `theta` needs {len(self.a)} entries; "
-                             f"got {len(th)}.")
+            raise ValueError(f"ABC.shift: `theta` needs {len(self.a)} entries; got {len(th)}.")
         c = tuple(cl - 2 * t for cl, t in zip(self.c_l, th))
         if len(set(c)) == 1:
             c = c[0]
-        return ABC(tuple(x + t for x, t in zip(self.a, th)),
-                   tuple(x - t for x, t in zip(self.b, th)), c, self.name)
+        return ABC(
+            tuple(x + t for x, t in zip(self.a, th)),
+            tuple(x - t for x, t in zip(self.b, th)),
+            c,
+            self.name,
+        )
 
     # -------------------------------------------------------------- theory
     @property
@@ -175,8 +183,9 @@ class ABC:
     @property
     def r_l(self) -> tuple:
         """``(r_1, ..., r_L)``: layer l's own update moves ``h^l`` by ``Θ(n^{-r_l})``."""
-        return tuple(self.omega + self.c_l[i] - 1 + 2 * self.a[i] + (i == 0)
-                     for i in range(self.depth))
+        return tuple(
+            self.omega + self.c_l[i] - 1 + 2 * self.a[i] + (i == 0) for i in range(self.depth)
+        )
 
     @property
     def r(self) -> float:
@@ -190,8 +199,7 @@ class ABC:
         out_c = 2 * a[-1] + self.c_l[-1]
         return {
             "a_1 + b_1 = 0": abs(ab[0]) < _TOL,
-            "a_l + b_l = 1/2 (2 <= l <= L)": all(abs(ab[i] - 0.5) < _TOL
-                                                for i in range(1, L)),
+            "a_l + b_l = 1/2 (2 <= l <= L)": all(abs(ab[i] - 0.5) < _TOL for i in range(1, L)),
             "a_{L+1} + b_{L+1} >= 1/2": ab[-1] >= 0.5 - _TOL,
             "r >= 0": self.r >= -_TOL,
             "2a_{L+1} + c >= 1": out_c >= 1 - _TOL,
@@ -206,8 +214,10 @@ class ABC:
     @property
     def nontrivial(self) -> bool:
         """Whether ``a_{L+1}+b_{L+1}+r = 1`` or ``2a_{L+1}+c = 1`` (TP4 Thm. 3.4)."""
-        return (abs(self.a[-1] + self.b[-1] + self.r - 1) < _TOL
-                or abs(2 * self.a[-1] + self.c_l[-1] - 1) < _TOL)
+        return (
+            abs(self.a[-1] + self.b[-1] + self.r - 1) < _TOL
+            or abs(2 * self.a[-1] + self.c_l[-1] - 1) < _TOL
+        )
 
     @property
     def feature_learning(self) -> bool:
@@ -244,9 +254,9 @@ class ABC:
         out = {}
         run = math.inf
         ab = [x + y for x, y in zip(self.a, self.b)]
-        size = -ab[0]   # h¹ = W¹ξ sums d = O(1) terms of size n^{-(a_1+b_1)}
+        size = -ab[0]  # h¹ = W¹ξ sums d = O(1) terms of size n^{-(a_1+b_1)}
         for l in range(1, self.depth + 1):
-            if l > 1:   # n independent terms: a factor n^{1/2}
+            if l > 1:  # n independent terms: a factor n^{1/2}
                 size = size + 0.5 - ab[l - 1]
             run = min(run, self.r_l[l - 1])
             out[f"h^{l}"] = size
@@ -257,12 +267,17 @@ class ABC:
 
     def summary(self) -> str:
         """One line: name, exponents, r and regime."""
-        return (f"{self.name}: a={self.a} b={self.b} c={self.c} r={self.r:g} "
-                f"-> {self.regime}")
+        return f"{self.name}: a={self.a} b={self.b} c={self.c} r={self.r:g} -> {self.regime}"
 
 
-def abc(name: Union[str, ABC], depth: int = 1, *, c: Optional[float] = None,
-        form: str = "tp4", zero_readout: bool = False) -> ABC:
+def abc(
+    name: Union[str, ABC],
+    depth: int = 1,
+    *,
+    c: Optional[float] = None,
+    form: str = "tp4",
+    zero_readout: bool = False,
+) -> ABC:
     """A named abc-parametrization of an ``depth``-hidden-layer MLP (TP4 Table 1).
 
     Args:
@@ -290,29 +305,32 @@ def abc(name: Union[str, ABC], depth: int = 1, *, c: Optional[float] = None,
         p = name
     else:
         if not isinstance(name, str) or name.lower() not in PRESETS:
-            raise ValueError(f"abc: `name` must be one of {PRESETS} or an ABC; "
-                             f"got {name!r}.")
+            raise ValueError(f"abc: `name` must be one of {PRESETS} or an ABC; got {name!r}.")
         _checks.require_int(depth, "depth", "abc")
         _checks.require_one_of(form, FORMS, "form", "abc")
         if c is not None:
             c = float(_checks.require_real(c, "c", "abc"))
         key, L = name.lower(), depth
         if key == "sp":
-            p = ABC((0.0,) * (L + 1), (0.0,) + (0.5,) * L,
-                    0.0 if c is None else c, "SP")
+            p = ABC((0.0,) * (L + 1), (0.0,) + (0.5,) * L, 0.0 if c is None else c, "SP")
         elif key == "ntk":
-            p = ABC((0.0,) + (0.5,) * L, (0.0,) * (L + 1),
-                    0.0 if c is None else c, "NTK")
+            p = ABC((0.0,) + (0.5,) * L, (0.0,) * (L + 1), 0.0 if c is None else c, "NTK")
         elif key == "mf":
             if L != 1:
-                raise ValueError("abc: the mean-field parametrization is defined "
-                                 "for one hidden layer (TP4 Table 1, depth=1); got "
-                                 f"depth={L}. Deeper MLPs: use 'mup', which equals "
-                                 "MF at depth 1 up to the symmetry of TP4 Eq. 5.")
+                raise ValueError(
+                    "abc: the mean-field parametrization is defined "
+                    "for one hidden layer (TP4 Table 1, depth=1); got "
+                    f"depth={L}. Deeper MLPs: use 'mup', which equals "
+                    "MF at depth 1 up to the symmetry of TP4 Eq. 5."
+                )
             p = ABC((0.0, 1.0), (0.0, 0.0), -1.0 if c is None else c, "MF")
         else:
-            p = ABC((-0.5,) + (0.0,) * (L - 1) + (0.5,), (0.5,) * (L + 1),
-                    0.0 if c is None else c, "muP")
+            p = ABC(
+                (-0.5,) + (0.0,) * (L - 1) + (0.5,),
+                (0.5,) * (L + 1),
+                0.0 if c is None else c,
+                "muP",
+            )
             if form == "table3":
                 p = p.shift((0.5,) + (0.0,) * (L - 1) + (-0.5,))
             elif form == "table8":
@@ -327,11 +345,15 @@ def as_abc(parametrization, depth: int) -> ABC:
     """An `ABC` from a preset name or an `ABC` (whose depth must be ``depth``)."""
     if isinstance(parametrization, ABC):
         if parametrization.depth != depth:
-            raise ValueError(f"parametrize: the network has {depth} hidden layers but the "
-                             f"ABC has depth {parametrization.depth} "
-                             f"({len(parametrization.a)} entries in `a`).")
+            raise ValueError(
+                f"parametrize: the network has {depth} hidden layers but the "
+                f"ABC has depth {parametrization.depth} "
+                f"({len(parametrization.a)} entries in `a`)."
+            )
         return parametrization
     if isinstance(parametrization, str):
         return abc(parametrization, depth)
-    raise TypeError(f"parametrize: `parametrization` must be a preset name {PRESETS} "
-                    f"or an ABC; got {type(parametrization).__name__}.")
+    raise TypeError(
+        f"parametrize: `parametrization` must be a preset name {PRESETS} "
+        f"or an ABC; got {type(parametrization).__name__}."
+    )

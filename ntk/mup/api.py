@@ -5,9 +5,17 @@ from __future__ import annotations
 from ntk.mup.parametrize import Parametrized, parametrize_stax
 
 
-def parametrize(model, parametrization="mup", *, base_width: float = 1.0,
-                base=None, delta=None, x=None, input_shape=None,
-                annotations=None) -> Parametrized:
+def parametrize(
+    model,
+    parametrization="mup",
+    *,
+    base_width: float = 1.0,
+    base=None,
+    delta=None,
+    x=None,
+    input_shape=None,
+    annotations=None,
+) -> Parametrized:
     r"""Put ``model`` in an abc-parametrization (TP4 Def. 3.1; μP is TP4 Def. 5.1).
 
     Args:
@@ -40,28 +48,40 @@ def parametrize(model, parametrization="mup", *, base_width: float = 1.0,
     """
     if isinstance(model, tuple):
         if base is not None or annotations is not None:
-            raise ValueError("parametrize: stax networks take `base_width` (roles "
-                             "come from layer positions), not `base`/`annotations`.")
-        return parametrize_stax(model, parametrization, base_width=base_width,
-                                input_shape=input_shape)
+            raise ValueError(
+                "parametrize: stax networks take `base_width` (roles "
+                "come from layer positions), not `base`/`annotations`."
+            )
+        return parametrize_stax(
+            model, parametrization, base_width=base_width, input_shape=input_shape
+        )
     try:
         from flax import linen, nnx
     except ImportError:  # pragma: no cover - flax is a dependency
         linen = nnx = None  # type: ignore[assignment]
     if linen is not None and isinstance(model, linen.Module):
         if base is None or x is None:
-            raise ValueError("parametrize: a linen module needs `base` (the module "
-                             "at the base width) and `x` (an example input).")
+            raise ValueError(
+                "parametrize: a linen module needs `base` (the module "
+                "at the base width) and `x` (an example input)."
+            )
         from ntk.mup.flax import parametrize_linen
-        return parametrize_linen(model, parametrization, base=base, x=x,
-                                 delta=delta, annotations=annotations)
+
+        return parametrize_linen(
+            model, parametrization, base=base, x=x, delta=delta, annotations=annotations
+        )
     if nnx is not None and isinstance(model, nnx.Module):
         if base is None:
-            raise ValueError("parametrize: an nnx module needs `base` (the module "
-                             "at the base width).")
+            raise ValueError(
+                "parametrize: an nnx module needs `base` (the module at the base width)."
+            )
         from ntk.mup.flax import parametrize_nnx
-        return parametrize_nnx(model, parametrization, base=base, delta=delta,
-                               annotations=annotations)
-    raise TypeError("parametrize: `model` must be an ntk.stax (init_fn, apply_fn, "
-                    "kernel_fn) triple, a flax.linen Module or a flax.nnx Module; "
-                    f"got {type(model).__name__}.")
+
+        return parametrize_nnx(
+            model, parametrization, base=base, delta=delta, annotations=annotations
+        )
+    raise TypeError(
+        "parametrize: `model` must be an ntk.stax (init_fn, apply_fn, "
+        "kernel_fn) triple, a flax.linen Module or a flax.nnx Module; "
+        f"got {type(model).__name__}."
+    )

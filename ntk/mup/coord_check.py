@@ -55,8 +55,9 @@ def _loss_fn(loss):
         return lambda f, y: 0.5 * jnp.mean(jnp.sum((f - y) ** 2, axis=-1))
     if loss == "xent":
         return lambda f, y: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(f, y))
-    raise ValueError(f"coord_check: `loss` must be 'mse', 'xent' or a callable "
-                     f"(f, y) -> scalar; got {loss!r}.")
+    raise ValueError(
+        f"coord_check: `loss` must be 'mse', 'xent' or a callable (f, y) -> scalar; got {loss!r}."
+    )
 
 
 def _check_step(step, steps, name):
@@ -88,8 +89,9 @@ class CoordCheck:
         _checks.require_one_of(what, ("size", "delta"), "what", "CoordCheck.slope")
         step = _check_step(step, self.steps, "CoordCheck.slope")
         if layer not in self.layers:
-            raise ValueError(f"CoordCheck.slope: unknown layer {layer!r}; layers "
-                             f"are {self.layers}.")
+            raise ValueError(
+                f"CoordCheck.slope: unknown layer {layer!r}; layers are {self.layers}."
+            )
         v = getattr(self, what)[layer][:, step]
         # NaN when a size is zero or not finite: no rate can be read off
         return loglog_slope(self.widths, v, invalid="nan")
@@ -104,13 +106,18 @@ class CoordCheck:
         Returns the matplotlib figure.
         """
         import matplotlib.pyplot as plt
-        steps = (list(range(1, self.steps + 1)) if steps is None else
-                 [_check_step(t, self.steps, "CoordCheck.plot") for t in steps])
+
+        steps = (
+            list(range(1, self.steps + 1))
+            if steps is None
+            else [_check_step(t, self.steps, "CoordCheck.plot") for t in steps]
+        )
         if not steps:
             raise ValueError("CoordCheck.plot: `steps` must name at least one step.")
         if axes is None:
-            fig, axes = plt.subplots(2, len(steps), figsize=(3.2 * len(steps), 5.4),
-                                     squeeze=False, sharex=True)
+            fig, axes = plt.subplots(
+                2, len(steps), figsize=(3.2 * len(steps), 5.4), squeeze=False, sharex=True
+            )
         else:
             axes = np.asarray(axes).reshape(2, -1)
             fig = axes[0, 0].figure
@@ -118,10 +125,12 @@ class CoordCheck:
             for i, what in enumerate(("size", "delta")):
                 ax = axes[i, j]
                 for layer in self.layers:
-                    ax.loglog(self.widths, getattr(self, what)[layer][:, t], "o-",
-                              ms=3, label=layer)
-                ax.set_title(f"{'RMS h_t' if what == 'size' else 'RMS (h_t - h_0)'},"
-                             f" t={t}", fontsize=9)
+                    ax.loglog(
+                        self.widths, getattr(self, what)[layer][:, t], "o-", ms=3, label=layer
+                    )
+                ax.set_title(
+                    f"{'RMS h_t' if what == 'size' else 'RMS (h_t - h_0)'}, t={t}", fontsize=9
+                )
                 if i == 1:
                     ax.set_xlabel("width")
         axes[0, 0].legend(fontsize=7)
@@ -131,10 +140,20 @@ class CoordCheck:
         return fig
 
 
-def coord_check(make: Callable, widths: Sequence[int], x, y, *,
-                optimizer: Callable, steps: int = 3,
-                loss: Union[str, Callable] = "mse", seeds: int = 1,
-                key=None, label: str = "", dtype=None) -> CoordCheck:
+def coord_check(
+    make: Callable,
+    widths: Sequence[int],
+    x,
+    y,
+    *,
+    optimizer: Callable,
+    steps: int = 3,
+    loss: Union[str, Callable] = "mse",
+    seeds: int = 1,
+    key=None,
+    label: str = "",
+    dtype=None,
+) -> CoordCheck:
     """Train at each width for ``steps`` full-batch steps and record coordinate sizes.
 
     Args:
@@ -157,8 +176,9 @@ def coord_check(make: Callable, widths: Sequence[int], x, y, *,
     """
     name = "coord_check"
     _checks.require_callable(make, "make", name, "a function width -> Parametrized")
-    _checks.require_callable(optimizer, "optimizer", name,
-                             "a function info -> optax.GradientTransformation")
+    _checks.require_callable(
+        optimizer, "optimizer", name, "a function info -> optax.GradientTransformation"
+    )
     widths = tuple(sorted(_checks.require_int(w, "widths", name) for w in widths))
     if len(widths) < 2:
         raise ValueError(f"coord_check: need at least 2 widths; got {widths}.")
@@ -170,8 +190,11 @@ def coord_check(make: Callable, widths: Sequence[int], x, y, *,
     lf = _loss_fn(loss)
     key = jax.random.PRNGKey(0) if key is None else key
     x = jnp.asarray(x, dtype)
-    cast = ((lambda t: t) if dtype is None else
-            (lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), t)))
+    cast = (
+        (lambda t: t)
+        if dtype is None
+        else (lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), t))
+    )
     size, delta, layers = {}, {}, None
     for wi, width in enumerate(widths):
         net = make(width)
@@ -185,8 +208,10 @@ def coord_check(make: Callable, widths: Sequence[int], x, y, *,
 
             def record(w):
                 feats = net.features_fn(w, x)
-                return ({k: rms(v) ** 2 for k, v in feats.items()},
-                        {k: rms(v - feats0[k]) ** 2 for k, v in feats.items()})
+                return (
+                    {k: rms(v) ** 2 for k, v in feats.items()},
+                    {k: rms(v - feats0[k]) ** 2 for k, v in feats.items()},
+                )
 
             def step(carry, _):
                 w, s = carry
@@ -197,22 +222,26 @@ def coord_check(make: Callable, widths: Sequence[int], x, y, *,
 
             (_, _), hist = jax.lax.scan(step, (w0, opt.init(w0)), None, length=steps)
             first = record(w0)
-            return jax.tree_util.tree_map(
-                lambda a, b: jnp.concatenate([a[None], b]), first, hist)
+            return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, hist)
 
-        init = (jax.jit(lambda k: cast(net.init(k, x))) if net.kind != "nnx"
-                else (lambda k: cast(net.init(k, x))))
+        init = (
+            jax.jit(lambda k: cast(net.init(k, x)))
+            if net.kind != "nnx"
+            else (lambda k: cast(net.init(k, x)))
+        )
         acc = None
         for s_key in jax.random.split(jax.random.fold_in(key, width), seeds):
             out = jax.device_get(run(init(s_key)))
             acc = out if acc is None else jax.tree_util.tree_map(np.add, acc, out)
         sq_size, sq_delta = jax.tree_util.tree_map(lambda a: a / seeds, acc)
         if layers is None:
-            layers = tuple(sorted(k for k in sq_size if k != "f")) + (("f",) if "f" in sq_size else ())
+            layers = tuple(sorted(k for k in sq_size if k != "f")) + (
+                ("f",) if "f" in sq_size else ()
+            )
             size = {l: np.zeros((len(widths), steps + 1)) for l in layers}
             delta = {l: np.zeros((len(widths), steps + 1)) for l in layers}
         for l in layers:
             size[l][wi] = np.sqrt(sq_size[l])
             delta[l][wi] = np.sqrt(sq_delta[l])
-    assert layers is not None      # widths is non-empty (checked above)
+    assert layers is not None  # widths is non-empty (checked above)
     return CoordCheck(widths, steps, layers, size, delta, label)

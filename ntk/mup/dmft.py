@@ -117,11 +117,17 @@ def ntk_of_kernels(phi_tt, g_tt, kx):
     ``phi_tt, g_tt``: ``(L, ..., M, M)`` equal-time kernels; ``kx``: ``(M, M)``.
     """
     shapes = (jnp.shape(phi_tt), jnp.shape(g_tt), jnp.shape(kx))
-    if (shapes[0] != shapes[1] or len(shapes[0]) < 3 or len(shapes[2]) != 2
-            or shapes[0][-2:] != shapes[2]):
-        raise ValueError(f"ntk_of_kernels: `phi_tt` and `g_tt` must have one shape "
-                         f"(L, ..., M, M) and `kx` (M, M); got {shapes[0]}, "
-                         f"{shapes[1]} and {shapes[2]}.")
+    if (
+        shapes[0] != shapes[1]
+        or len(shapes[0]) < 3
+        or len(shapes[2]) != 2
+        or shapes[0][-2:] != shapes[2]
+    ):
+        raise ValueError(
+            f"ntk_of_kernels: `phi_tt` and `g_tt` must have one shape "
+            f"(L, ..., M, M) and `kx` (M, M); got {shapes[0]}, "
+            f"{shapes[1]} and {shapes[2]}."
+        )
     out = g_tt[0] * kx
     for l in range(phi_tt.shape[0]):
         out = out + (g_tt[l + 1] if l + 1 < phi_tt.shape[0] else 1.0) * phi_tt[l]
@@ -166,7 +172,7 @@ def _make_process(depth, n_t, m, act, dact):
 
     def process(src, coef):
         u1, u, r, rL = src
-        cf, cb, cl = coef          # (L, n_t, m, nf), (L−1, n_t, m, nf), (n_t, nf)
+        cf, cb, cl = coef  # (L, n_t, m, nf), (L−1, n_t, m, nf), (n_t, nf)
         s = u1.shape[0]
         dtype = u1.dtype
         h = jnp.zeros((L, s, nf), dtype)
@@ -190,8 +196,10 @@ def _make_process(depth, n_t, m, act, dact):
             h_last = jax.lax.dynamic_slice_in_dim(h[L - 1], t * m, m, 1)
             g = put(g, L - 1, t, dact(h_last) * z_t[:, None])
             for l in range(L - 2, -1, -1):
-                z_t = (jax.lax.dynamic_index_in_dim(r[:, l], t, 1, False)
-                       + phi[l] @ jax.lax.dynamic_index_in_dim(cb[l], t, 0, False).T)
+                z_t = (
+                    jax.lax.dynamic_index_in_dim(r[:, l], t, 1, False)
+                    + phi[l] @ jax.lax.dynamic_index_in_dim(cb[l], t, 0, False).T
+                )
                 h_l = jax.lax.dynamic_slice_in_dim(h[l], t * m, m, 1)
                 g = put(g, l, t, dact(h_l) * z_t)
             return h, phi, g
@@ -207,26 +215,47 @@ def _coefficients(state, delta, kx, eta_gamma, masks):
     phi, g, a, b = state["phi"], state["g"], state["a"], state["b"]
     lt, le = masks
     L = phi.shape[0]
-    d = delta[None, None, :, :]                          # Δ_ν(s) on (t, μ, s, ν)
+    d = delta[None, None, :, :]  # Δ_ν(s) on (t, μ, s, ν)
     lt4 = lt[:, None, :, None]
     cf = [eta_gamma * kx[None, :, None, :] * d * lt4]
     for l in range(1, L):
         cf.append((a[l - 1] + eta_gamma * phi[l - 1] * d) * lt4)
     cf = jnp.stack(cf)
     le4 = le[:, None, :, None]
-    cb = jnp.stack([b[l] * le4 + eta_gamma * g[l + 1] * d * lt4 for l in range(L - 1)]) \
-        if L > 1 else jnp.zeros((0,) + phi.shape[1:], phi.dtype)
-    cl = eta_gamma * delta[None, :, :] * lt[:, :, None]   # (t, s, ν)
+    cb = (
+        jnp.stack([b[l] * le4 + eta_gamma * g[l + 1] * d * lt4 for l in range(L - 1)])
+        if L > 1
+        else jnp.zeros((0,) + phi.shape[1:], phi.dtype)
+    )
+    cl = eta_gamma * delta[None, :, :] * lt[:, :, None]  # (t, s, ν)
     n_t, m = delta.shape
-    return (cf.reshape(L, n_t, m, n_t * m), cb.reshape(L - 1, n_t, m, n_t * m),
-            cl.reshape(n_t, n_t * m))
+    return (
+        cf.reshape(L, n_t, m, n_t * m),
+        cb.reshape(L - 1, n_t, m, n_t * m),
+        cl.reshape(n_t, n_t * m),
+    )
 
 
-def dmft_solve(x_train, y_train, *, depth: int, activation: str, gamma0: float,
-               learning_rate: float, steps: int, n_samples: int = 4096, key=None,
-               x_test=None, n_jac_samples: Optional[int] = None, damping: float = 1.0,
-               max_iter: int = 100, tol: float = 1e-6, jitter: Optional[float] = None,
-               jac_batch: int = 32, verbose: bool = False) -> DMFTResult:
+def dmft_solve(
+    x_train,
+    y_train,
+    *,
+    depth: int,
+    activation: str,
+    gamma0: float,
+    learning_rate: float,
+    steps: int,
+    n_samples: int = 4096,
+    key=None,
+    x_test=None,
+    n_jac_samples: Optional[int] = None,
+    damping: float = 1.0,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    jitter: Optional[float] = None,
+    jac_batch: int = 32,
+    verbose: bool = False,
+) -> DMFTResult:
     r"""Solve the discrete-time DMFT of a deep μP MLP trained by full-batch GD.
 
     Bordelon & Pehlevan 2022 (§3–4, App. on the numerical solution), in
@@ -276,14 +305,19 @@ def dmft_solve(x_train, y_train, *, depth: int, activation: str, gamma0: float,
     _mlp.activation(activation, fn)
     n_samples = _checks.require_int(n_samples, "n_samples", fn, minimum=4)
     if n_samples % 2:
-        raise ValueError(f"{fn}: `n_samples` must be an even int ≥ 4 (antithetic "
-                         f"pairs); got {n_samples!r}.")
+        raise ValueError(
+            f"{fn}: `n_samples` must be an even int ≥ 4 (antithetic pairs); got {n_samples!r}."
+        )
     _checks.require_real(damping, "damping", fn, low=0, high=1, low_open=True)
-    n_jac = n_samples if n_jac_samples is None else _checks.require_int(
-        n_jac_samples, "n_jac_samples", fn, minimum=2, maximum=n_samples)
+    n_jac = (
+        n_samples
+        if n_jac_samples is None
+        else _checks.require_int(n_jac_samples, "n_jac_samples", fn, minimum=2, maximum=n_samples)
+    )
     if n_jac % 2:
-        raise ValueError(f"{fn}: `n_jac_samples` must be even and in [2, n_samples]; "
-                         f"got {n_jac_samples!r}.")
+        raise ValueError(
+            f"{fn}: `n_jac_samples` must be even and in [2, n_samples]; got {n_jac_samples!r}."
+        )
     _checks.require_int(max_iter, "max_iter", fn, maximum=_MAX_SWEEPS)
     _checks.require_nonnegative(tol, "tol", fn)
     if jitter is not None:
@@ -296,21 +330,46 @@ def dmft_solve(x_train, y_train, *, depth: int, activation: str, gamma0: float,
     dtype = jnp.result_type(x_all.dtype, jnp.float32)
     if jitter is None:
         jitter = 1e-10 if dtype == jnp.float64 else 1e-5
-    solve = _solver(int(depth), int(steps) + 1, x_all.shape[0], P, activation, int(n_samples),
-                    n_jac, int(jac_batch), float(damping), float(jitter),
-                    jnp.dtype(dtype).name)
-    out = solve(key, x_all.astype(dtype), y_train.astype(dtype),
-                jnp.asarray(gamma0, dtype), jnp.asarray(learning_rate, dtype),
-                jnp.asarray(tol, dtype), jnp.asarray(max_iter))
+    solve = _solver(
+        int(depth),
+        int(steps) + 1,
+        x_all.shape[0],
+        P,
+        activation,
+        int(n_samples),
+        n_jac,
+        int(jac_batch),
+        float(damping),
+        float(jitter),
+        jnp.dtype(dtype).name,
+    )
+    out = solve(
+        key,
+        x_all.astype(dtype),
+        y_train.astype(dtype),
+        jnp.asarray(gamma0, dtype),
+        jnp.asarray(learning_rate, dtype),
+        jnp.asarray(tol, dtype),
+        jnp.asarray(max_iter),
+    )
     state, residuals, ntk_t, loss = out
     residuals = np.asarray(residuals)
     residuals = residuals[np.isfinite(residuals)]
     if verbose:
         print(f"dmft_solve: {len(residuals)} sweeps, last residual {residuals[-1]:.3e}")
     f_all = state["f"]
-    return DMFTResult(f=f_all[:, :P], f_test=None if x_test is None else f_all[:, P:],
-                      phi=state["phi"], g=state["g"], a=state["a"], b=state["b"], ntk=ntk_t,
-                      loss=loss, residuals=residuals, converged=bool(residuals[-1] < tol))
+    return DMFTResult(
+        f=f_all[:, :P],
+        f_test=None if x_test is None else f_all[:, P:],
+        phi=state["phi"],
+        g=state["g"],
+        a=state["a"],
+        b=state["b"],
+        ntk=ntk_t,
+        loss=loss,
+        residuals=residuals,
+        converged=bool(residuals[-1] < tol),
+    )
 
 
 #: Length of the residual history buffer (the cap on ``max_iter``).
@@ -318,15 +377,13 @@ _MAX_SWEEPS = 256
 
 
 @functools.lru_cache(maxsize=32)
-def _solver(L, n_t, m, P, activation, n_samples, n_jac, jac_batch, damping, jitter,
-            dtype_name):
+def _solver(L, n_t, m, P, activation, n_samples, n_jac, jac_batch, damping, jitter, dtype_name):
     """One jitted solver per static configuration (compiled once, reused)."""
     act, dact = _mlp.activation(activation, "dmft_solve")
     dtype = jnp.dtype(dtype_name)
     nf = n_t * m
     tt = jnp.arange(n_t)
-    masks = ((tt[None, :] < tt[:, None]).astype(dtype),
-             (tt[None, :] <= tt[:, None]).astype(dtype))
+    masks = ((tt[None, :] < tt[:, None]).astype(dtype), (tt[None, :] <= tt[:, None]).astype(dtype))
     train_mask = jnp.arange(m) < P
     half = n_samples // 2
     d_u = m + (L - 1) * nf
@@ -339,12 +396,18 @@ def _solver(L, n_t, m, P, activation, n_samples, n_jac, jac_batch, damping, jitt
     n_batch = -(-n_dir // jac_batch)
     # the basis padded to whole batches: one compiled loop body, no remainder
     basis = jnp.eye(n_batch * jac_batch, n_dir, dtype=dtype).reshape(n_batch, jac_batch, n_dir)
-    zero = (jnp.zeros((L - 1, n_t, m), dtype), jnp.zeros((L - 1, n_t, m), dtype),
-            jnp.zeros((), dtype))
+    zero = (
+        jnp.zeros((L - 1, n_t, m), dtype),
+        jnp.zeros((L - 1, n_t, m), dtype),
+        jnp.zeros((), dtype),
+    )
 
     def unflat(v):
-        return (v[:(L - 1) * nf].reshape(L - 1, n_t, m),
-                v[(L - 1) * nf:2 * (L - 1) * nf].reshape(L - 1, n_t, m), v[-1])
+        return (
+            v[: (L - 1) * nf].reshape(L - 1, n_t, m),
+            v[(L - 1) * nf : 2 * (L - 1) * nf].reshape(L - 1, n_t, m),
+            v[-1],
+        )
 
     def sources(state, kx, eu, er):
         s = eu.shape[0]
@@ -352,20 +415,35 @@ def _solver(L, n_t, m, P, activation, n_samples, n_jac, jac_batch, damping, jitt
         if L == 1:
             empty = jnp.zeros((s, 0, n_t, m), dtype)
             return u1, empty, empty, er[:, -1]
-        u = jnp.stack([eu[:, m + l * nf: m + (l + 1) * nf] @ _causal_factor(
-            state["phi"][l].reshape(nf, nf), jitter).T for l in range(L - 1)])
-        r = jnp.stack([er[:, l * nf:(l + 1) * nf] @ _causal_factor(
-            state["g"][l + 1].reshape(nf, nf), jitter).T for l in range(L - 1)])
-        return (u1, u.reshape(L - 1, s, n_t, m).swapaxes(0, 1),
-                r.reshape(L - 1, s, n_t, m).swapaxes(0, 1), er[:, -1])
+        u = jnp.stack(
+            [
+                eu[:, m + l * nf : m + (l + 1) * nf]
+                @ _causal_factor(state["phi"][l].reshape(nf, nf), jitter).T
+                for l in range(L - 1)
+            ]
+        )
+        r = jnp.stack(
+            [
+                er[:, l * nf : (l + 1) * nf]
+                @ _causal_factor(state["g"][l + 1].reshape(nf, nf), jitter).T
+                for l in range(L - 1)
+            ]
+        )
+        return (
+            u1,
+            u.reshape(L - 1, s, n_t, m).swapaxes(0, 1),
+            r.reshape(L - 1, s, n_t, m).swapaxes(0, 1),
+            er[:, -1],
+        )
 
     def sweep(state, data):
         kx, y, eps_u, eps_r, gamma0, eta = data
-        delta = jnp.where(train_mask[None, :],
-                          jnp.pad(y, (0, m - P))[None, :] - state["f"], 0.0) / P
+        delta = (
+            jnp.where(train_mask[None, :], jnp.pad(y, (0, m - P))[None, :] - state["f"], 0.0) / P
+        )
         coef = _coefficients(state, delta, kx, eta * gamma0, masks)
         src = sources(state, kx, eps_u, eps_r)
-        phi_s, g_s = process(src, coef)                                 # (L, S, nf)
+        phi_s, g_s = process(src, coef)  # (L, S, nf)
         new_phi = jnp.einsum("lsi,lsj->lij", phi_s, phi_s) / n_samples
         new_g = jnp.einsum("lsi,lsj->lij", g_s, g_s) / n_samples
 
@@ -381,27 +459,48 @@ def _solver(L, n_t, m, P, activation, n_samples, n_jac, jac_batch, damping, jitt
 
         def directions(vs):
             return jax.vmap(lambda v: jax.jvp(mean_out, (zero,), (unflat(v),))[1])(vs)
+
         dphi, dg = jax.lax.map(directions, basis)
-        dphi = dphi.reshape(-1, L, n_t, m)[:n_dir]                      # (n_dir, L, n_t, m)
+        dphi = dphi.reshape(-1, L, n_t, m)[:n_dir]  # (n_dir, L, n_t, m)
         dg = dg.reshape(-1, L, n_t, m)[:n_dir]
         k = (L - 1) * nf
         # A^ℓ[(t,μ),(s,ν)] = ⟨∂φ^ℓ(t,μ)/∂r^ℓ(s,ν)⟩ ; B^ℓ = ⟨∂g^{ℓ+1}/∂u^{ℓ+1}⟩
-        new_a = jnp.stack([dphi[k + l * nf:k + (l + 1) * nf, l].reshape(nf, nf).T
-                           for l in range(L - 1)]) if L > 1 else state["a"]
-        new_b = jnp.stack([dg[l * nf:(l + 1) * nf, l + 1].reshape(nf, nf).T
-                           for l in range(L - 1)]) if L > 1 else state["b"]
-        f_r = dphi[-1, L - 1]                                           # ⟨∂φ^L/∂r^L⟩
+        new_a = (
+            jnp.stack(
+                [dphi[k + l * nf : k + (l + 1) * nf, l].reshape(nf, nf).T for l in range(L - 1)]
+            )
+            if L > 1
+            else state["a"]
+        )
+        new_b = (
+            jnp.stack([dg[l * nf : (l + 1) * nf, l + 1].reshape(nf, nf).T for l in range(L - 1)])
+            if L > 1
+            else state["b"]
+        )
+        f_r = dphi[-1, L - 1]  # ⟨∂φ^L/∂r^L⟩
         phi_L = new_phi[L - 1].reshape(n_t, m, n_t, m) * masks[0][:, None, :, None]
         new_f = f_r / gamma0 + eta * jnp.einsum("tksn,sn->tk", phi_L, delta)
         shape5 = (-1, n_t, m, n_t, m)
-        new = dict(phi=new_phi.reshape(shape5), g=new_g.reshape(shape5),
-                   a=new_a.reshape(shape5), b=new_b.reshape(shape5), f=new_f)
+        new = dict(
+            phi=new_phi.reshape(shape5),
+            g=new_g.reshape(shape5),
+            a=new_a.reshape(shape5),
+            b=new_b.reshape(shape5),
+            f=new_f,
+        )
 
         def rel(x_new, x_old):
             return jnp.max(jnp.abs(x_new - x_old)) / (jnp.max(jnp.abs(x_new)) + 1e-30)
-        res = jnp.max(jnp.stack([rel(new["phi"], state["phi"]), rel(new["g"], state["g"]),
-                                 jnp.max(jnp.abs(new["f"] - state["f"]))
-                                 / (jnp.max(jnp.abs(y)) + 1e-30)]))
+
+        res = jnp.max(
+            jnp.stack(
+                [
+                    rel(new["phi"], state["phi"]),
+                    rel(new["g"], state["g"]),
+                    jnp.max(jnp.abs(new["f"] - state["f"])) / (jnp.max(jnp.abs(y)) + 1e-30),
+                ]
+            )
+        )
         mixed = jax.tree.map(lambda n_, o: damping * n_ + (1 - damping) * o, new, state)
         return mixed, res
 
@@ -416,14 +515,22 @@ def _solver(L, n_t, m, P, activation, n_samples, n_jac, jac_batch, damping, jitt
             eps_u = _whiten(eps_u)
         if half > d_r:
             eps_r = _whiten(eps_r)
-        data = (kx, y, jnp.concatenate([eps_u, eps_u]), jnp.concatenate([eps_r, -eps_r]),
-                gamma0, eta)
+        data = (
+            kx,
+            y,
+            jnp.concatenate([eps_u, eps_u]),
+            jnp.concatenate([eps_r, -eps_r]),
+            gamma0,
+            eta,
+        )
         # initial guess: static kernels of x (the sweeps carry them up the layers)
-        state = dict(phi=jnp.broadcast_to(kx[None, None, :, None, :], (L, n_t, m, n_t, m)),
-                     g=jnp.ones((L, n_t, m, n_t, m), dtype),
-                     a=jnp.zeros((L - 1, n_t, m, n_t, m), dtype),
-                     b=jnp.zeros((L - 1, n_t, m, n_t, m), dtype),
-                     f=jnp.zeros((n_t, m), dtype))
+        state = dict(
+            phi=jnp.broadcast_to(kx[None, None, :, None, :], (L, n_t, m, n_t, m)),
+            g=jnp.ones((L, n_t, m, n_t, m), dtype),
+            a=jnp.zeros((L - 1, n_t, m, n_t, m), dtype),
+            b=jnp.zeros((L - 1, n_t, m, n_t, m), dtype),
+            f=jnp.zeros((n_t, m), dtype),
+        )
         res0 = jnp.full((_MAX_SWEEPS,), jnp.nan, dtype)
 
         def cond(c):
@@ -437,11 +544,10 @@ def _solver(L, n_t, m, P, activation, n_samples, n_jac, jac_batch, damping, jitt
 
         _, state, res = jax.lax.while_loop(cond, body, (0, state, res0))
         idx = jnp.arange(n_t)
-        diag_phi = state["phi"][:, idx, :, idx, :].swapaxes(0, 1)        # (L, n_t, m, m)
+        diag_phi = state["phi"][:, idx, :, idx, :].swapaxes(0, 1)  # (L, n_t, m, m)
         diag_g = state["g"][:, idx, :, idx, :].swapaxes(0, 1)
         ntk_t = ntk_of_kernels(diag_phi, diag_g, kx)
         loss = jnp.sum((state["f"][:, :P] - y[None]) ** 2, 1) / (2 * P)
         return state, res, ntk_t, loss
 
     return solve
-

@@ -83,9 +83,21 @@ def _kernels(params, x, act, dact, gamma0, n):
     return (jnp.stack([p @ p.T / n for p in phis]), jnp.stack([g @ g.T / n for g in gs]))
 
 
-def finite_mlp_train(x_train, y_train, *, width: int, depth: int, activation: str,
-                     gamma0: float, learning_rate: float, steps: int, key, n_seeds: int = 1,
-                     x_test=None, pad_to: Optional[int] = None) -> FiniteResult:
+def finite_mlp_train(
+    x_train,
+    y_train,
+    *,
+    width: int,
+    depth: int,
+    activation: str,
+    gamma0: float,
+    learning_rate: float,
+    steps: int,
+    key,
+    n_seeds: int = 1,
+    x_test=None,
+    pad_to: Optional[int] = None,
+) -> FiniteResult:
     r"""Train width-``N`` μP MLPs by full-batch GD, the finite twin of `ntk.mup.dmft.dmft_solve`.
 
     ``f(x) = w·φ(h^L)/(γ₀N)`` with ``h¹ = W⁰x/√D``, ``h^{ℓ+1} = W^ℓφ(h^ℓ)/√N``,
@@ -109,21 +121,40 @@ def finite_mlp_train(x_train, y_train, *, width: int, depth: int, activation: st
     width = _checks.require_int(width, "width", fn)
     n_seeds = _checks.require_int(n_seeds, "n_seeds", fn)
     if key is None:
-        raise TypeError(f"{fn}: `key` must be a PRNG key (it draws the weights); "
-                        f"got None.")
+        raise TypeError(f"{fn}: `key` must be a PRNG key (it draws the weights); got None.")
     P = x_train.shape[0]
     dtype = jnp.result_type(x_train.dtype, jnp.float32)
     x_all = (x_train if x_test is None else jnp.concatenate([x_train, x_test])).astype(dtype)
-    n_pad = width if pad_to is None else _checks.require_int(pad_to, "pad_to", fn,
-                                                                minimum=width)
-    train = _finite_trainer(n_pad, int(depth), activation, int(steps), int(n_seeds), P,
-                            x_all.shape[0], x_all.shape[1], jnp.dtype(dtype).name)
-    fs, phi0, g0, phiT, gT = train(key, x_all, y_train.astype(dtype),
-                                   jnp.asarray(gamma0, dtype), jnp.asarray(learning_rate, dtype),
-                                   jnp.asarray(width, dtype))
+    n_pad = width if pad_to is None else _checks.require_int(pad_to, "pad_to", fn, minimum=width)
+    train = _finite_trainer(
+        n_pad,
+        int(depth),
+        activation,
+        int(steps),
+        int(n_seeds),
+        P,
+        x_all.shape[0],
+        x_all.shape[1],
+        jnp.dtype(dtype).name,
+    )
+    fs, phi0, g0, phiT, gT = train(
+        key,
+        x_all,
+        y_train.astype(dtype),
+        jnp.asarray(gamma0, dtype),
+        jnp.asarray(learning_rate, dtype),
+        jnp.asarray(width, dtype),
+    )
     loss = jnp.sum((fs[:, :, :P] - y_train.astype(dtype)) ** 2, -1) / (2 * P)
-    return FiniteResult(f=fs[:, :, :P], f_test=None if x_test is None else fs[:, :, P:],
-                        phi0=phi0, phiT=phiT, g0=g0, gT=gT, loss=loss)
+    return FiniteResult(
+        f=fs[:, :, :P],
+        f_test=None if x_test is None else fs[:, :, P:],
+        phi0=phi0,
+        phiT=phiT,
+        g0=g0,
+        gT=gT,
+        loss=loss,
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -134,7 +165,7 @@ def _finite_trainer(n_pad, depth, activation, steps, n_seeds, P, m, d, dtype_nam
 
     @jax.jit
     def train(key, x_all, y, gamma0, learning_rate, width):
-        lr = learning_rate * gamma0 ** 2 * width
+        lr = learning_rate * gamma0**2 * width
         live = (jnp.arange(n_pad) < width).astype(dtype)
 
         def loss_fn(params):
@@ -143,8 +174,11 @@ def _finite_trainer(n_pad, depth, activation, steps, n_seeds, P, m, d, dtype_nam
 
         def one(k):
             params = mup_mlp_init(k, d, n_pad, depth, dtype)
-            params = ([params[0] * live[:, None]] + [w * live[:, None] * live for w in params[1:-1]]
-                      + [params[-1] * live])
+            params = (
+                [params[0] * live[:, None]]
+                + [w * live[:, None] * live for w in params[1:-1]]
+                + [params[-1] * live]
+            )
 
             def step(p, _):
                 _, f = _forward(p, x_all, act, gamma0, width)
@@ -160,4 +194,3 @@ def _finite_trainer(n_pad, depth, activation, steps, n_seeds, P, m, d, dtype_nam
         return jax.vmap(one)(jax.random.split(key, n_seeds))
 
     return train
-

@@ -50,8 +50,7 @@ import numpy as np
 
 from ntk import _checks
 from ntk.mup.abc import as_abc
-from ntk.mup.parametrize import (ROLES, LeafScale, Parametrized, leaf_scale,
-                                 scale_tree)
+from ntk.mup.parametrize import ROLES, LeafScale, Parametrized, leaf_scale, scale_tree
 
 
 def path_str(path) -> str:
@@ -70,12 +69,12 @@ def path_str(path) -> str:
 
 
 def _shapes(tree) -> dict:
-    return {path_str(p): tuple(np.shape(x))
-            for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    return {
+        path_str(p): tuple(np.shape(x)) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
 
 
-def infer_roles(params, base, delta=None, annotations: Optional[Mapping] = None
-                ) -> dict:
+def infer_roles(params, base, delta=None, annotations: Optional[Mapping] = None) -> dict:
     """``{path: (role, layer_index or None, width_mult)}`` by comparing shapes.
 
     Args:
@@ -107,32 +106,44 @@ def infer_roles(params, base, delta=None, annotations: Optional[Mapping] = None
     ref = _shapes(delta) if delta is not None else target
     if set(target) != set(b0) or set(ref) != set(b0):
         missing = sorted(set(target) ^ set(b0) | set(ref) ^ set(b0))[:5]
-        raise ValueError(f"infer_roles: the models at the target, base (and delta) "
-                         f"widths must have the same parameters; these differ: "
-                         f"{missing}.")
+        raise ValueError(
+            f"infer_roles: the models at the target, base (and delta) "
+            f"widths must have the same parameters; these differ: "
+            f"{missing}."
+        )
     if annotations is not None and not isinstance(annotations, Mapping):
-        raise TypeError(f"infer_roles: `annotations` must be a dict {{path: role or "
-                        f"(role, layer)}}; got {type(annotations).__name__}.")
+        raise TypeError(
+            f"infer_roles: `annotations` must be a dict {{path: role or "
+            f"(role, layer)}}; got {type(annotations).__name__}."
+        )
     annotations = dict(annotations or {})
     for path, ann in annotations.items():
-        role, layer = (ann, None) if isinstance(ann, str) else (
-            tuple(ann) if isinstance(ann, (tuple, list)) and len(ann) == 2
-            else (None, None))
+        role, layer = (
+            (ann, None)
+            if isinstance(ann, str)
+            else (tuple(ann) if isinstance(ann, (tuple, list)) and len(ann) == 2 else (None, None))
+        )
         if role not in ROLES:
-            raise ValueError(f"infer_roles: `annotations[{path!r}]` must be a role "
-                             f"in {ROLES} or (role, layer index); got {ann!r}.")
+            raise ValueError(
+                f"infer_roles: `annotations[{path!r}]` must be a role "
+                f"in {ROLES} or (role, layer index); got {ann!r}."
+            )
         if layer is not None:
             _checks.require_int(layer, f"annotations[{path!r}] layer", "infer_roles")
     unknown = sorted(set(annotations) - set(target))
     if unknown:
-        raise ValueError(f"infer_roles: annotated paths {unknown} are not parameters; "
-                         f"parameters are e.g. {sorted(target)[:6]}.")
+        raise ValueError(
+            f"infer_roles: annotated paths {unknown} are not parameters; "
+            f"parameters are e.g. {sorted(target)[:6]}."
+        )
     out = {}
     for path, shape in target.items():
         s0, sr = b0[path], ref[path]
         if not (len(shape) == len(s0) == len(sr)):
-            raise ValueError(f"infer_roles: {path} has ranks {len(shape)}/{len(s0)}/"
-                             f"{len(sr)} at the target/base/delta widths.")
+            raise ValueError(
+                f"infer_roles: {path} has ranks {len(shape)}/{len(s0)}/"
+                f"{len(sr)} at the target/base/delta widths."
+            )
         wide = [i for i in range(len(s0)) if s0[i] != sr[i]]
         nd = len(shape)
         k_in = nd >= 2 and (nd - 2) in wide
@@ -143,13 +154,16 @@ def infer_roles(params, base, delta=None, annotations: Optional[Mapping] = None
             role, layer = (ann, None) if isinstance(ann, str) else tuple(ann)
         else:
             if extra:
-                raise ValueError(f"infer_roles: {path} has width-like axes {wide} "
-                                 f"of shape {shape}; only the last two (fan_in, "
-                                 f"fan_out) may scale. Annotate it explicitly.")
+                raise ValueError(
+                    f"infer_roles: {path} has width-like axes {wide} "
+                    f"of shape {shape}; only the last two (fan_in, "
+                    f"fan_out) may scale. Annotate it explicitly."
+                )
             layer = None
             if nd >= 2:
-                role = {(0, 1): "input", (1, 1): "hidden", (1, 0): "output",
-                        (0, 0): "fixed"}[(int(k_in), int(k_out))]
+                role = {(0, 1): "input", (1, 1): "hidden", (1, 0): "output", (0, 0): "fixed"}[
+                    (int(k_in), int(k_out))
+                ]
             else:
                 role = "bias" if k_out else "fixed"
         axis = nd - 2 if (role in ("hidden", "output") and nd >= 2) else nd - 1
@@ -160,20 +174,22 @@ def infer_roles(params, base, delta=None, annotations: Optional[Mapping] = None
 
 def _info(params, roles: dict, parametrization) -> tuple:
     """`LeafScale` tree and the `ABC` for ``params`` with inferred ``roles``."""
-    counts = {r: sum(1 for v in roles.values() if v[0] == r)
-              for r in ("input", "hidden", "output")}
+    counts = {r: sum(1 for v in roles.values() if v[0] == r) for r in ("input", "hidden", "output")}
     if counts["input"] < 1 or counts["output"] < 1:
-        raise ValueError(f"parametrize: found {counts['input']} input and "
-                         f"{counts['output']} output weights; an abc-parametrization "
-                         "needs both (is the base model a different width?).")
-    depth = max([counts["hidden"] + 1]
-                + [v[1] - 1 for v in roles.values() if v[1] is not None])
+        raise ValueError(
+            f"parametrize: found {counts['input']} input and "
+            f"{counts['output']} output weights; an abc-parametrization "
+            "needs both (is the base model a different width?)."
+        )
+    depth = max([counts["hidden"] + 1] + [v[1] - 1 for v in roles.values() if v[1] is not None])
     p = as_abc(parametrization, depth)
     hidden = {p.layer(l) for l in range(2, p.depth + 1)}
     if len(hidden) > 1 and any(v[0] == "hidden" and v[1] is None for v in roles.values()):
-        raise ValueError("parametrize: the ABC's hidden layers have different "
-                         "exponents; give each hidden tensor its layer index via "
-                         "annotations={path: ('hidden', l)}.")
+        raise ValueError(
+            "parametrize: the ABC's hidden layers have different "
+            "exponents; give each hidden tensor its layer index via "
+            "annotations={path: ('hidden', l)}."
+        )
 
     def one(path, x):
         role, layer, mult = roles[path_str(path)]
@@ -188,8 +204,9 @@ def _info(params, roles: dict, parametrization) -> tuple:
     return info, p
 
 
-def parametrize_linen(model, parametrization="mup", *, base, x, delta=None,
-                      annotations=None, key=None) -> Parametrized:
+def parametrize_linen(
+    model, parametrization="mup", *, base, x, delta=None, annotations=None, key=None
+) -> Parametrized:
     """A linen module in an abc-parametrization (only the ``params`` collection).
 
     Args:
@@ -210,13 +227,14 @@ def parametrize_linen(model, parametrization="mup", *, base, x, delta=None,
         variables = jax.eval_shape(m.init, k, x)
         extra = sorted(set(variables) - {"params"})
         if extra:
-            raise ValueError(f"parametrize: linen modules with collections other "
-                             f"than 'params' ({extra}) are not supported.")
+            raise ValueError(
+                f"parametrize: linen modules with collections other "
+                f"than 'params' ({extra}) are not supported."
+            )
         return variables["params"]
 
     target = shapes(model)
-    roles = infer_roles(target, shapes(base),
-                        None if delta is None else shapes(delta), annotations)
+    roles = infer_roles(target, shapes(base), None if delta is None else shapes(delta), annotations)
     info, p = _info(target, roles, parametrization)
 
     def init_fn(key, *args, **kwargs):
@@ -224,13 +242,16 @@ def parametrize_linen(model, parametrization="mup", *, base, x, delta=None,
         return scale_tree(info, native, "init_mult")
 
     def apply_fn(params, *args, **kwargs):
-        return model.apply({"params": scale_tree(info, params, "fwd_mult")},
-                           *args, **kwargs)
+        return model.apply({"params": scale_tree(info, params, "fwd_mult")}, *args, **kwargs)
 
     def features_fn(params, x, **kwargs):
-        _, state = model.apply({"params": scale_tree(info, params, "fwd_mult")}, x,
-                               capture_intermediates=True,
-                               mutable=["intermediates"], **kwargs)
+        _, state = model.apply(
+            {"params": scale_tree(info, params, "fwd_mult")},
+            x,
+            capture_intermediates=True,
+            mutable=["intermediates"],
+            **kwargs,
+        )
         return _named_outputs(state["intermediates"])
 
     return Parametrized(init_fn, apply_fn, info, p, features_fn, "linen")
@@ -244,13 +265,14 @@ def _named_outputs(tree) -> dict:
         parts = [q for q in name.split("/") if q not in ("value",)]
         if "__call__" not in parts:
             continue
-        owner = "/".join(parts[:parts.index("__call__")])
+        owner = "/".join(parts[: parts.index("__call__")])
         out[owner or "f"] = v
     return out
 
 
-def parametrize_nnx(model, parametrization="mup", *, base, delta=None,
-                    annotations=None) -> Parametrized:
+def parametrize_nnx(
+    model, parametrization="mup", *, base, delta=None, annotations=None
+) -> Parametrized:
     """An nnx module in an abc-parametrization (its ``nnx.Param`` variables).
 
     ``init_fn()`` returns the module's current parameters rescaled (build the
@@ -259,6 +281,7 @@ def parametrize_nnx(model, parametrization="mup", *, base, delta=None,
     x)`` captures every submodule's output (``nnx.capture``).
     """
     from flax import nnx
+
     graphdef, native, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]  # flax's stub: variadic
     base_params = nnx.state(base, nnx.Param)
     delta_params = None if delta is None else nnx.state(delta, nnx.Param)
@@ -276,8 +299,7 @@ def parametrize_nnx(model, parametrization="mup", *, base, delta=None,
 
     def features_fn(params, x, **kwargs):
         m = module(params)
-        y, inter = nnx.capture(m, nnx.Intermediate,
-                               method_outputs=nnx.Intermediate)(x, **kwargs)
+        y, inter = nnx.capture(m, nnx.Intermediate, method_outputs=nnx.Intermediate)(x, **kwargs)
         return _named_outputs(inter)
 
     return Parametrized(init_fn, apply_fn, info, p, features_fn, "nnx")

@@ -67,12 +67,26 @@ import numpy as np
 
 from ntk import _checks
 
-__all__ = ["LimitState", "FiniteParams", "init_limit", "limit_apply",
-           "limit_feature_kernel", "sample", "finite_network", "finite_apply",
-           "finite_feature_kernel", "mse_loss", "softmax_cross_entropy",
-           "limit_sgd_step", "finite_sgd_step", "limit_maml_step",
-           "finite_maml_step", "limit_maml_adapt", "finite_maml_adapt",
-           "basis_size"]
+__all__ = [
+    "LimitState",
+    "FiniteParams",
+    "init_limit",
+    "limit_apply",
+    "limit_feature_kernel",
+    "sample",
+    "finite_network",
+    "finite_apply",
+    "finite_feature_kernel",
+    "mse_loss",
+    "softmax_cross_entropy",
+    "limit_sgd_step",
+    "finite_sgd_step",
+    "limit_maml_step",
+    "finite_maml_step",
+    "limit_maml_adapt",
+    "finite_maml_adapt",
+    "basis_size",
+]
 
 Array = jax.Array
 Loss = Callable[[Array, Array], Array]
@@ -103,22 +117,22 @@ class FiniteParams(NamedTuple):
 def _check_x(x, d_in, who, arg="x"):
     x = _checks.as_array(x, arg, who)
     if x.ndim != 2 or x.shape[1] != d_in:
-        raise ValueError(f"{who}: `{arg}` must have shape (batch, {d_in}); got "
-                         f"{tuple(x.shape)}.")
+        raise ValueError(f"{who}: `{arg}` must have shape (batch, {d_in}); got {tuple(x.shape)}.")
     return x
 
 
 def _check_state(state, cls, who):
     arg = "state" if cls is LimitState else "params"
     if not isinstance(state, cls):
-        raise TypeError(f"{who}: `{arg}` must be a {cls.__name__}; got "
-                        f"{type(state).__name__}.")
+        raise TypeError(f"{who}: `{arg}` must be a {cls.__name__}; got {type(state).__name__}.")
     first, second = state
     if first.ndim != 2 or second.ndim != 2 or first.shape[0] != second.shape[0]:
         rows = "h" if cls is LimitState else "n"
-        raise ValueError(f"{who}: `{arg}` must hold two matrices with equal rows "
-                         f"(({rows}, d_in), ({rows}, d_out)); got {tuple(first.shape)} "
-                         f"and {tuple(second.shape)}.")
+        raise ValueError(
+            f"{who}: `{arg}` must hold two matrices with equal rows "
+            f"(({rows}, d_in), ({rows}, d_out)); got {tuple(first.shape)} "
+            f"and {tuple(second.shape)}."
+        )
     return state
 
 
@@ -134,9 +148,15 @@ def basis_size(state: LimitState) -> int:
     return int(state.W.shape[0])
 
 
-def init_limit(d_in: int, d_out: int, sigma_u: float = 1.0,
-               sigma_v: float = 0.0, *, compact: bool = False,
-               dtype=jnp.float32) -> LimitState:
+def init_limit(
+    d_in: int,
+    d_out: int,
+    sigma_u: float = 1.0,
+    sigma_v: float = 0.0,
+    *,
+    compact: bool = False,
+    dtype=jnp.float32,
+) -> LimitState:
     """The limit at initialisation: ``W₀ = [σ_u I; 0]``, ``C₀ = [0; σ_v I]``.
 
     Args:
@@ -156,8 +176,9 @@ def init_limit(d_in: int, d_out: int, sigma_u: float = 1.0,
     _checks.require_nonnegative(sigma_u, "sigma_u", name)
     _checks.require_nonnegative(sigma_v, "sigma_v", name)
     if compact and sigma_v != 0:
-        raise ValueError(f"{name}: compact=True needs zero readout (sigma_v=0); got "
-                         f"sigma_v={sigma_v}.")
+        raise ValueError(
+            f"{name}: compact=True needs zero readout (sigma_v=0); got sigma_v={sigma_v}."
+        )
     h = d_in if compact else d_in + d_out
     W = jnp.zeros((h, d_in), dtype).at[:d_in].set(sigma_u * jnp.eye(d_in, dtype=dtype))
     C = jnp.zeros((h, d_out), dtype)
@@ -183,9 +204,15 @@ def limit_feature_kernel(state: LimitState) -> Array:
     return state.W.T @ state.W
 
 
-def finite_network(key: Array, d_in: int, d_out: int, width: int,
-                   sigma_u: float = 1.0, sigma_v: float = 0.0,
-                   dtype=jnp.float32) -> FiniteParams:
+def finite_network(
+    key: Array,
+    d_in: int,
+    d_out: int,
+    width: int,
+    sigma_u: float = 1.0,
+    sigma_v: float = 0.0,
+    dtype=jnp.float32,
+) -> FiniteParams:
     """A fresh finite μP network: ``u ~ N(0, σ_u²)^{n×d_in}``, ``v ~ N(0, σ_v²)^{n×d_out}``."""
     name = "finite_network"
     _checks.require_int(width, "width", name)
@@ -194,8 +221,10 @@ def finite_network(key: Array, d_in: int, d_out: int, width: int,
     _checks.require_nonnegative(sigma_u, "sigma_u", name)
     _checks.require_nonnegative(sigma_v, "sigma_v", name)
     ku, kv = jax.random.split(key)
-    return FiniteParams(sigma_u * jax.random.normal(ku, (width, d_in), dtype),
-                        sigma_v * jax.random.normal(kv, (width, d_out), dtype))
+    return FiniteParams(
+        sigma_u * jax.random.normal(ku, (width, d_in), dtype),
+        sigma_v * jax.random.normal(kv, (width, d_out), dtype),
+    )
 
 
 def finite_apply(params: FiniteParams, x: Array, alpha: float = 1.0) -> Array:
@@ -232,8 +261,10 @@ def sample(state: LimitState, width: int, key: Array) -> FiniteParams:
 def mse_loss(f: Array, y: Array) -> Array:
     """``L = Σ_k (f_k − y_k)² / (2B)``: mean over the batch of half squared error."""
     if jnp.shape(f) != jnp.shape(y):
-        raise ValueError(f"mse_loss: `f` and `y` must have the same shape; got "
-                         f"{jnp.shape(f)} and {jnp.shape(y)}.")
+        raise ValueError(
+            f"mse_loss: `f` and `y` must have the same shape; got "
+            f"{jnp.shape(f)} and {jnp.shape(y)}."
+        )
     return 0.5 * jnp.sum((f - y) ** 2) / f.shape[0]
 
 
@@ -242,13 +273,20 @@ def softmax_cross_entropy(f: Array, y: Array) -> Array:
     in ``[0, K)`` (checked when concrete)."""
     name = "softmax_cross_entropy"
     if jnp.ndim(f) != 2 or jnp.shape(y) != jnp.shape(f)[:1]:
-        raise ValueError(f"{name}: `f` must be logits (B, K) and `y` labels (B,); got "
-                         f"{jnp.shape(f)} and {jnp.shape(y)}.")
+        raise ValueError(
+            f"{name}: `f` must be logits (B, K) and `y` labels (B,); got "
+            f"{jnp.shape(f)} and {jnp.shape(y)}."
+        )
     c = _checks.concrete(y)
-    if c is not None and c.size and (c.min() < 0 or c.max() >= f.shape[1]
-                                     or not np.all(c == np.round(c))):
-        raise ValueError(f"{name}: `y` must be integer labels in [0, {f.shape[1]}); "
-                         f"got values in [{c.min()}, {c.max()}].")
+    if (
+        c is not None
+        and c.size
+        and (c.min() < 0 or c.max() >= f.shape[1] or not np.all(c == np.round(c)))
+    ):
+        raise ValueError(
+            f"{name}: `y` must be integer labels in [0, {f.shape[1]}); "
+            f"got values in [{c.min()}, {c.max()}]."
+        )
     logp = jax.nn.log_softmax(f, axis=-1)
     return -jnp.mean(jnp.take_along_axis(logp, y[:, None].astype(jnp.int32), axis=-1))
 
@@ -261,8 +299,9 @@ def _sgd(apply_fn, params, x, y, lr, loss):
     return jax.tree.map(lambda p, g: p - lr * g, params, grads)
 
 
-def limit_sgd_step(state: LimitState, x: Array, y: Array, lr: float,
-                   loss: Loss = mse_loss, alpha: float = 1.0) -> LimitState:
+def limit_sgd_step(
+    state: LimitState, x: Array, y: Array, lr: float, loss: Loss = mse_loss, alpha: float = 1.0
+) -> LimitState:
     """One step of the limit's update rule: SGD with lr η on ``(W, C)``.
 
     ``W ← W − η C χᵀ x``, ``C ← C − η W xᵀ χ`` with ``χ = ∂L/∂f`` (batch
@@ -274,8 +313,9 @@ def limit_sgd_step(state: LimitState, x: Array, y: Array, lr: float,
     return _sgd(lambda p, x: limit_apply(p, x, alpha), state, x, y, lr, loss)
 
 
-def finite_sgd_step(params: FiniteParams, x: Array, y: Array, lr: float,
-                    loss: Loss = mse_loss, alpha: float = 1.0) -> FiniteParams:
+def finite_sgd_step(
+    params: FiniteParams, x: Array, y: Array, lr: float, loss: Loss = mse_loss, alpha: float = 1.0
+) -> FiniteParams:
     """One μP SGD step of a width-n network: learning rate ``η n`` on u and v."""
     _check_state(params, FiniteParams, "finite_sgd_step")
     _check_step(lr, loss, alpha, "finite_sgd_step")
@@ -293,8 +333,7 @@ def _adapt(apply_fn, params, xs, ys, inner_lr, inner_steps, loss):
     return params
 
 
-def _maml_step(apply_fn, params, tasks, inner_lr, outer_lr, inner_steps, loss,
-               clip=None, width=1):
+def _maml_step(apply_fn, params, tasks, inner_lr, outer_lr, inner_steps, loss, clip=None, width=1):
     xs, ys, xq, yq = tasks
 
     def task_grad(xs, ys, xq, yq):
@@ -316,29 +355,33 @@ def _maml_step(apply_fn, params, tasks, inner_lr, outer_lr, inner_steps, loss,
         # Clip the meta-gradient by its norm *as a limit quantity*: the μP
         # update of a width-n network is g·n (lr η·n), and ‖ω G‖_F² / n → ‖G‖_F²,
         # so ‖n·g‖_F / √n converges to the limit's basis norm (TP4 clips at 0.5).
-        norm = jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree.leaves(grads))
-                        * width)
+        norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)) * width)
         grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, clip / (norm + 1e-12)), grads)
     return jax.tree.map(lambda p, g: p - outer_lr * g, params, grads)
 
 
 def _check_tasks(tasks, d_in, who):
     if not isinstance(tasks, (tuple, list)) or len(tasks) != 4:
-        got = f"{len(tasks)} items" if isinstance(tasks, (tuple, list)) else \
-            type(tasks).__name__
-        raise ValueError(f"{who}: `tasks` must be (x_support, y_support, x_query, "
-                         f"y_query); got {got}.")
-    xs, ys, xq, yq = (_checks.as_array(t, a, who) for t, a in zip(
-        tasks, ("x_support", "y_support", "x_query", "y_query")))
+        got = f"{len(tasks)} items" if isinstance(tasks, (tuple, list)) else type(tasks).__name__
+        raise ValueError(
+            f"{who}: `tasks` must be (x_support, y_support, x_query, y_query); got {got}."
+        )
+    xs, ys, xq, yq = (
+        _checks.as_array(t, a, who)
+        for t, a in zip(tasks, ("x_support", "y_support", "x_query", "y_query"))
+    )
     for arg, x in (("x_support", xs), ("x_query", xq)):
         if x.ndim != 3 or x.shape[2] != d_in:
-            raise ValueError(f"{who}: task inputs `{arg}` must have shape (tasks, "
-                             f"shots, {d_in}); got {tuple(x.shape)}.")
-    if ys.shape[:2] != xs.shape[:2] or yq.shape[:2] != xq.shape[:2] or \
-            xs.shape[0] != xq.shape[0]:
-        raise ValueError(f"{who}: `tasks` must agree on (tasks, shots): got "
-                         f"x_support {tuple(xs.shape)}, y_support {tuple(ys.shape)}, "
-                         f"x_query {tuple(xq.shape)}, y_query {tuple(yq.shape)}.")
+            raise ValueError(
+                f"{who}: task inputs `{arg}` must have shape (tasks, "
+                f"shots, {d_in}); got {tuple(x.shape)}."
+            )
+    if ys.shape[:2] != xs.shape[:2] or yq.shape[:2] != xq.shape[:2] or xs.shape[0] != xq.shape[0]:
+        raise ValueError(
+            f"{who}: `tasks` must agree on (tasks, shots): got "
+            f"x_support {tuple(xs.shape)}, y_support {tuple(ys.shape)}, "
+            f"x_query {tuple(xq.shape)}, y_query {tuple(yq.shape)}."
+        )
     return xs, ys, xq, yq
 
 
@@ -350,9 +393,16 @@ def _check_maml(inner_lr, outer_lr, inner_steps, loss, alpha, clip, who):
         _checks.require_positive(clip, "clip", who)
 
 
-def limit_maml_step(state: LimitState, tasks, inner_lr: float, outer_lr: float,
-                    inner_steps: int = 1, loss: Loss = softmax_cross_entropy,
-                    alpha: float = 1.0, clip: float | None = None) -> LimitState:
+def limit_maml_step(
+    state: LimitState,
+    tasks,
+    inner_lr: float,
+    outer_lr: float,
+    inner_steps: int = 1,
+    loss: Loss = softmax_cross_entropy,
+    alpha: float = 1.0,
+    clip: float | None = None,
+) -> LimitState:
     r"""First-order MAML meta-step of the μP limit (TP4 §8, App. H.2).
 
     For each task ``(x_s, y_s, x_q, y_q)`` (arrays with a leading task axis):
@@ -369,9 +419,16 @@ def limit_maml_step(state: LimitState, tasks, inner_lr: float, outer_lr: float,
     return _maml_step(fn, state, tasks, inner_lr, outer_lr, inner_steps, loss, clip)
 
 
-def finite_maml_step(params: FiniteParams, tasks, inner_lr: float, outer_lr: float,
-                     inner_steps: int = 1, loss: Loss = softmax_cross_entropy,
-                     alpha: float = 1.0, clip: float | None = None) -> FiniteParams:
+def finite_maml_step(
+    params: FiniteParams,
+    tasks,
+    inner_lr: float,
+    outer_lr: float,
+    inner_steps: int = 1,
+    loss: Loss = softmax_cross_entropy,
+    alpha: float = 1.0,
+    clip: float | None = None,
+) -> FiniteParams:
     """First-order MAML meta-step of a width-n μP network (both lrs times n)."""
     who = "finite_maml_step"
     _check_state(params, FiniteParams, who)
@@ -382,14 +439,20 @@ def finite_maml_step(params: FiniteParams, tasks, inner_lr: float, outer_lr: flo
     if clip is None:
         return _maml_step(fn, params, tasks, inner_lr * n, outer_lr * n, inner_steps, loss)
     # Clipping acts on the limit-normalised gradient n·g (norm ‖n·g‖/√n).
-    scaled = _maml_step(fn, params, tasks, inner_lr * n, 1.0, inner_steps, loss,
-                        clip, n)
+    scaled = _maml_step(fn, params, tasks, inner_lr * n, 1.0, inner_steps, loss, clip, n)
     return jax.tree.map(lambda p, s: p + (s - p) * outer_lr * n, params, scaled)
 
 
-def limit_maml_adapt(state: LimitState, x_support: Array, y_support: Array,
-                     x_query: Array, inner_lr: float, inner_steps: int = 1,
-                     loss: Loss = softmax_cross_entropy, alpha: float = 1.0) -> Array:
+def limit_maml_adapt(
+    state: LimitState,
+    x_support: Array,
+    y_support: Array,
+    x_query: Array,
+    inner_lr: float,
+    inner_steps: int = 1,
+    loss: Loss = softmax_cross_entropy,
+    alpha: float = 1.0,
+) -> Array:
     """Query outputs of the limit after ``inner_steps`` SGD steps on one support set."""
     who = "limit_maml_adapt"
     _check_state(state, LimitState, who)
@@ -401,9 +464,16 @@ def limit_maml_adapt(state: LimitState, x_support: Array, y_support: Array,
     return fn(adapted, x_query)
 
 
-def finite_maml_adapt(params: FiniteParams, x_support: Array, y_support: Array,
-                      x_query: Array, inner_lr: float, inner_steps: int = 1,
-                      loss: Loss = softmax_cross_entropy, alpha: float = 1.0) -> Array:
+def finite_maml_adapt(
+    params: FiniteParams,
+    x_support: Array,
+    y_support: Array,
+    x_query: Array,
+    inner_lr: float,
+    inner_steps: int = 1,
+    loss: Loss = softmax_cross_entropy,
+    alpha: float = 1.0,
+) -> Array:
     """Query outputs of a finite μP network after inner-loop adaptation."""
     who = "finite_maml_adapt"
     _check_state(params, FiniteParams, who)

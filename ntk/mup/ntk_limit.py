@@ -36,19 +36,22 @@ def ntk_limit_network(depth: int, activation: str):
     ``Σ_ℓ G^{ℓ+1} ⊙ Φ^ℓ``. ``tanh`` uses 64-point Gauss–Hermite quadrature.
     """
     from ntk import stax
+
     _mlp.activation(activation, "ntk_limit_network")
     _checks.require_int(depth, "depth", "ntk_limit_network")
-    layer = {"linear": stax.Identity, "relu": stax.Relu,
-             "erf": stax.Erf,
-             "tanh": lambda: stax.ElementwiseNumerical(jnp.tanh, deg=64)}[activation]
+    layer = {
+        "linear": stax.Identity,
+        "relu": stax.Relu,
+        "erf": stax.Erf,
+        "tanh": lambda: stax.ElementwiseNumerical(jnp.tanh, deg=64),
+    }[activation]
     layers = []
     for _ in range(depth):
         layers += [stax.Dense(512, W_std=1.0), layer()]
     return stax.serial(*layers, stax.Dense(1, W_std=1.0))
 
 
-def ntk_limit_trajectory(ntk_train, y_train, learning_rate: float, steps: int,
-                         ntk_test_train=None):
+def ntk_limit_trajectory(ntk_train, y_train, learning_rate: float, steps: int, ntk_test_train=None):
     r"""Discrete-time GD in the NTK limit: ``f_{t+1} = f_t + (η/P) Θ (y − f_t)``, ``f_0 = 0``.
 
     Closed form ``f_t = (I − (I − ηΘ/P)^t) y`` on train and
@@ -58,27 +61,26 @@ def ntk_limit_trajectory(ntk_train, y_train, learning_rate: float, steps: int,
     ``(T+1, Q)`` or None.
     """
     name = "ntk_limit_trajectory"
-    ntk_train = _checks.as_array(ntk_train, "ntk_train", name, ndim=2, floating=True,
-                                 what="(P, P)")
+    ntk_train = _checks.as_array(ntk_train, "ntk_train", name, ndim=2, floating=True, what="(P, P)")
     P = ntk_train.shape[0]
     if ntk_train.shape != (P, P):
-        raise ValueError(f"{name}: `ntk_train` must be square (P, P); got "
-                         f"{ntk_train.shape}.")
+        raise ValueError(f"{name}: `ntk_train` must be square (P, P); got {ntk_train.shape}.")
     _checks.require_symmetric(ntk_train, "ntk_train", name)
     y = _checks.as_array(y_train, "y_train", name)
     if y.shape not in ((P,), (P, 1)):
-        raise ValueError(f"{name}: `y_train` must have shape ({P},) or ({P}, 1); got "
-                         f"{y.shape}.")
+        raise ValueError(f"{name}: `y_train` must have shape ({P},) or ({P}, 1); got {y.shape}.")
     y = y.reshape(-1)
     _checks.require_positive(learning_rate, "learning_rate", name)
     steps = _checks.require_int(steps, "steps", name, minimum=0)
     if ntk_test_train is not None:
         ntk_test_train = _checks.as_array(ntk_test_train, "ntk_test_train", name)
         if ntk_test_train.ndim != 2 or ntk_test_train.shape[1] != P:
-            raise ValueError(f"{name}: `ntk_test_train` must have shape (Q, {P}); got "
-                             f"{ntk_test_train.shape}.")
-    predict_fn = predict.gradient_descent_mse(ntk_train, y[:, None], learning_rate,
-                                              discrete_time=True)
+            raise ValueError(
+                f"{name}: `ntk_test_train` must have shape (Q, {P}); got {ntk_test_train.shape}."
+            )
+    predict_fn = predict.gradient_descent_mse(
+        ntk_train, y[:, None], learning_rate, discrete_time=True
+    )
     t = jnp.arange(steps + 1)
     if ntk_test_train is None:
         return predict_fn(t, 0.0)[..., 0], None

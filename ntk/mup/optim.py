@@ -51,11 +51,12 @@ def multipliers(info, rule: str = "sgd"):
     _checks.require_one_of(rule, tuple(_RULES), "rule", "mup.multipliers")
     leaves = jax.tree_util.tree_leaves(info, is_leaf=is_leaf_scale)
     if not leaves or not all(isinstance(s, LeafScale) for s in leaves):
-        raise TypeError("mup: `info` must be the LeafScale tree of a parametrized "
-                        "network (mup.parametrize(...).info); got "
-                        f"{type(info).__name__}.")
-    return jax.tree_util.tree_map(lambda s: getattr(s, _RULES[rule]), info,
-                                  is_leaf=is_leaf_scale)
+        raise TypeError(
+            "mup: `info` must be the LeafScale tree of a parametrized "
+            "network (mup.parametrize(...).info); got "
+            f"{type(info).__name__}."
+        )
+    return jax.tree_util.tree_map(lambda s: getattr(s, _RULES[rule]), info, is_leaf=is_leaf_scale)
 
 
 def scale_by_width(info, rule: str = "sgd") -> optax.GradientTransformation:
@@ -79,12 +80,14 @@ def scale_by_width(info, rule: str = "sgd") -> optax.GradientTransformation:
         del params
         try:
             out = jax.tree_util.tree_map(
-                lambda m, u: u if m == 1.0 else u * jnp.asarray(m, u.dtype),
-                mults, updates)
+                lambda m, u: u if m == 1.0 else u * jnp.asarray(m, u.dtype), mults, updates
+            )
         except ValueError as e:
-            raise ValueError("mup.scale_by_width: the updates' structure does not "
-                             "match `info`'s (was `info` made for these "
-                             f"parameters?): {e}") from None
+            raise ValueError(
+                "mup.scale_by_width: the updates' structure does not "
+                "match `info`'s (was `info` made for these "
+                f"parameters?): {e}"
+            ) from None
         return out, state
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -96,8 +99,9 @@ def _check_lr(learning_rate, name):
         _checks.require_positive(learning_rate, "learning_rate", name)
 
 
-def sgd(learning_rate, info, momentum: Optional[float] = None,
-        nesterov: bool = False) -> optax.GradientTransformation:
+def sgd(
+    learning_rate, info, momentum: Optional[float] = None, nesterov: bool = False
+) -> optax.GradientTransformation:
     """SGD with μP per-tensor learning rates ``η n̄^{-c_l}`` (TP4 Def. 3.1, TP5 Table 3).
 
     ``learning_rate`` may be a number or an optax schedule. With momentum the
@@ -120,12 +124,19 @@ def sgd(learning_rate, info, momentum: Optional[float] = None,
     _check_lr(learning_rate, "mup.sgd")
     if momentum is not None:
         _checks.require_real(momentum, "momentum", "mup.sgd", low=0, high=1)
-    return optax.chain(optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov),
-                       scale_by_width(info, "sgd"))
+    return optax.chain(
+        optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov), scale_by_width(info, "sgd")
+    )
 
 
-def adam(learning_rate, info, b1: float = 0.9, b2: float = 0.999,
-         eps: float = 1e-8, weight_decay: float = 0.0) -> optax.GradientTransformation:
+def adam(
+    learning_rate,
+    info,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> optax.GradientTransformation:
     """Adam with μP per-tensor learning rates ``η n̄^{-c_adam}`` (TP5 Table 3, Adam row).
 
     ``weight_decay`` is decoupled (AdamW) and *not* width-scaled: the decay per

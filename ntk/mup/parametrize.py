@@ -134,26 +134,37 @@ def is_leaf_scale(x) -> bool:
 
 def scale_tree(info, params, attr: str):
     """Multiply each leaf of ``params`` by ``getattr(info_leaf, attr)``."""
+
     def f(s, p):
         m = getattr(s, attr)
         return p if m == 1.0 else p * jnp.asarray(m, p.dtype)
+
     return jax.tree_util.tree_map(f, info, params, is_leaf=is_leaf_scale)
 
 
-def leaf_scale(role: str, layer_index: Optional[int], width_mult: float, p: ABC,
-               a_native: float = 0.0, b_native: float = 0.0) -> LeafScale:
+def leaf_scale(
+    role: str,
+    layer_index: Optional[int],
+    width_mult: float,
+    p: ABC,
+    a_native: float = 0.0,
+    b_native: float = 0.0,
+) -> LeafScale:
     """The `LeafScale` of a tensor of ``role`` in parametrization ``p``."""
     _checks.require_one_of(role, ROLES, "role", "leaf_scale")
     if not isinstance(p, ABC):
         raise TypeError(f"leaf_scale: `p` must be an ABC; got {type(p).__name__}.")
     _checks.require_positive(width_mult, "width_mult", "leaf_scale")
     if role == "fixed":
-        return LeafScale("fixed", None, 1.0, a_native=a_native, b_native=b_native,
-                         a=a_native, b=b_native)
+        return LeafScale(
+            "fixed", None, 1.0, a_native=a_native, b_native=b_native, a=a_native, b=b_native
+        )
     l = {"input": 1, "bias": 1, "output": p.depth + 1}.get(role, layer_index)
     if l is None or not 1 <= l <= p.depth + 1:
-        raise ValueError(f"leaf_scale: a {role} tensor needs `layer_index` in "
-                         f"1..{p.depth + 1}; got {layer_index!r}.")
+        raise ValueError(
+            f"leaf_scale: a {role} tensor needs `layer_index` in "
+            f"1..{p.depth + 1}; got {layer_index!r}."
+        )
     a, b, c = p.layer(l)
     if role == "bias" and math.isinf(b):
         b = 0.0
@@ -170,6 +181,7 @@ def _affine_layers(layer, path=(), stacked=False, out=None, unknown=None):
     whose parameters' width scaling is unknown (neither affine nor
     parameterless)."""
     from ntk.stax import spec as specs
+
     out = [] if out is None else out
     unknown = [] if unknown is None else unknown
     spec = layer.kernel_fn.spec
@@ -199,8 +211,13 @@ def _set(tree, path, value):
     return tuple(items) if isinstance(tree, tuple) else items
 
 
-def parametrize_stax(model, parametrization="mup", *, base_width: float = 1.0,
-                     input_shape: Optional[Sequence[int]] = None) -> Parametrized:
+def parametrize_stax(
+    model,
+    parametrization="mup",
+    *,
+    base_width: float = 1.0,
+    input_shape: Optional[Sequence[int]] = None,
+) -> Parametrized:
     """An ``ntk.stax`` network in an abc-parametrization (roles by position).
 
     The first Dense/Conv layer is the input layer, the last the readout, the
@@ -229,70 +246,84 @@ def parametrize_stax(model, parametrization="mup", *, base_width: float = 1.0,
       (8, 1)
     """
     from ntk.stax.layer import KernelFn, as_layer
-    if not (isinstance(model, tuple) and len(model) >= 3
-            and isinstance(model[2], KernelFn)):
-        raise TypeError("parametrize: a stax model must be the (init_fn, apply_fn, "
-                        "kernel_fn) triple of ntk.stax (its kernel_fn records the "
-                        f"layers); got {type(model).__name__}.")
+
+    if not (isinstance(model, tuple) and len(model) >= 3 and isinstance(model[2], KernelFn)):
+        raise TypeError(
+            "parametrize: a stax model must be the (init_fn, apply_fn, "
+            "kernel_fn) triple of ntk.stax (its kernel_fn records the "
+            f"layers); got {type(model).__name__}."
+        )
     if isinstance(base_width, bool):
-        raise TypeError(f"parametrize: `base_width` must be a positive number; got "
-                        f"{base_width!r}.")
+        raise TypeError(f"parametrize: `base_width` must be a positive number; got {base_width!r}.")
     _checks.require_positive(base_width, "base_width", "parametrize")
     base_width = float(base_width)
     if input_shape is not None:
         try:
-            input_shape = tuple(_checks.require_int(d, "input_shape", "parametrize")
-                                for d in input_shape)
+            input_shape = tuple(
+                _checks.require_int(d, "input_shape", "parametrize") for d in input_shape
+            )
         except TypeError:
-            raise TypeError(f"parametrize: `input_shape` must be a tuple of positive "
-                            f"ints, e.g. (1, H, W, C); got {input_shape!r}.") from None
+            raise TypeError(
+                f"parametrize: `input_shape` must be a tuple of positive "
+                f"ints, e.g. (1, H, W, C); got {input_shape!r}."
+            ) from None
     model = as_layer(model)
     affine, unknown = _affine_layers(model)
     if len(affine) < 2:
-        raise ValueError(f"parametrize: the network needs at least 2 Dense/Conv "
-                         f"layers (input and readout); found {len(affine)} in "
-                         f"{model.name}.")
+        raise ValueError(
+            f"parametrize: the network needs at least 2 Dense/Conv "
+            f"layers (input and readout); found {len(affine)} in "
+            f"{model.name}."
+        )
     for i in (0, len(affine) - 1):
         if affine[i][2]:
-            raise ValueError("parametrize: the input and readout layers must not be "
-                             "inside stax.repeat (their roles differ from hidden).")
+            raise ValueError(
+                "parametrize: the input and readout layers must not be "
+                "inside stax.repeat (their roles differ from hidden)."
+            )
     for _, spec, _ in affine:
         if tuple(spec.s) != (1, 1):
-            raise ValueError(f"parametrize: NT width multipliers s={spec.s} are "
-                             "not supported; use s=(1, 1).")
+            raise ValueError(
+                f"parametrize: NT width multipliers s={spec.s} are not supported; use s=(1, 1)."
+            )
     p = as_abc(parametrization, len(affine) - 1)
     n_layers = len(affine)
 
     def build_info(params):
-        info = jax.tree_util.tree_map(
-            lambda x: LeafScale("fixed", None, 1.0), params)
+        info = jax.tree_util.tree_map(lambda x: LeafScale("fixed", None, 1.0), params)
         covered = 0
         for idx, (path, spec, _) in enumerate(affine):
             W, bias = _get(params, path)
             k_in, k_out = int(idx > 0), int(idx < n_layers - 1)
             role = ("input", "hidden", "output")[(idx > 0) + (idx == n_layers - 1)]
             mult = (spec.in_channels(W) if k_in else W.shape[-1]) / base_width
-            a_nat, b_nat = ((k_in / 2, 0.0) if spec.parameterization == "ntk"
-                            else (0.0, k_in / 2))
+            a_nat, b_nat = (k_in / 2, 0.0) if spec.parameterization == "ntk" else (0.0, k_in / 2)
             w_scale = leaf_scale(role, idx + 1, mult, p, a_nat, b_nat)
             b_scale = None
             if bias is not None:
-                b_scale = (leaf_scale("bias", None, bias.shape[-1] / base_width, p)
-                           if k_out else LeafScale("fixed", None, 1.0))
+                b_scale = (
+                    leaf_scale("bias", None, bias.shape[-1] / base_width, p)
+                    if k_out
+                    else LeafScale("fixed", None, 1.0)
+                )
             info = _set(info, path, (w_scale, b_scale))
             covered += 1 + (bias is not None)
         for path, name in unknown:
             if jax.tree_util.tree_leaves(_get(params, path)):
-                raise ValueError(f"parametrize: layer {name} has parameters but is "
-                                 "not affine (Dense, Conv, …), so how they scale "
-                                 "with width is unknown; only affine layers may "
-                                 "carry parameters.")
+                raise ValueError(
+                    f"parametrize: layer {name} has parameters but is "
+                    "not affine (Dense, Conv, …), so how they scale "
+                    "with width is unknown; only affine layers may "
+                    "carry parameters."
+                )
         n_leaves = len(jax.tree_util.tree_leaves(params))
         if n_leaves != covered:
-            raise ValueError(f"parametrize: {n_leaves - covered} parameter tensors "
-                             "belong to layers other than Dense/Conv, whose width "
-                             "scaling is unknown; only Dense/Conv may carry "
-                             "parameters.")
+            raise ValueError(
+                f"parametrize: {n_leaves - covered} parameter tensors "
+                "belong to layers other than Dense/Conv, whose width "
+                "scaling is unknown; only Dense/Conv may carry "
+                "parameters."
+            )
         return info
 
     cache = {}
@@ -311,19 +342,19 @@ def parametrize_stax(model, parametrization="mup", *, base_width: float = 1.0,
         return model.apply_fn(scale_tree(info_for(w), w, "fwd_mult"), x, **kwargs)
 
     def features_fn(w, x, **kwargs):
-        return _stax_features(model, scale_tree(info_for(w), w, "fwd_mult"), x,
-                              affine, **kwargs)
+        return _stax_features(model, scale_tree(info_for(w), w, "fwd_mult"), x, affine, **kwargs)
 
     # `info` does not depend on the input dimension (the input layer's
     # multiplier uses its fan-out), so a dummy vector input fixes it.
     shape = tuple(input_shape) if input_shape is not None else (1, 1)
     try:
-        _, native = jax.eval_shape(lambda k: model.init_fn(k, shape),
-                                   jax.random.PRNGKey(0))
+        _, native = jax.eval_shape(lambda k: model.init_fn(k, shape), jax.random.PRNGKey(0))
     except Exception as e:  # noqa: BLE001 - re-raised with the fix
-        raise ValueError(f"parametrize: could not initialise {model.name} on inputs "
-                         f"of shape {shape}; pass `input_shape` (e.g. (1, H, W, C) "
-                         f"for images). ({type(e).__name__}: {e})") from None
+        raise ValueError(
+            f"parametrize: could not initialise {model.name} on inputs "
+            f"of shape {shape}; pass `input_shape` (e.g. (1, H, W, C) "
+            f"for images). ({type(e).__name__}: {e})"
+        ) from None
     return Parametrized(init_fn, apply_fn, info_for(native), p, features_fn)
 
 
@@ -331,16 +362,15 @@ def _stax_features(model, native, x, affine, **kwargs) -> dict:
     """Outputs of the top-level serial's affine layers (``h^l``) and ``f``."""
     from ntk.stax import spec as specs
     from ntk.stax._internal import split_rng
+
     spec = model.kernel_fn.spec
     out = {}
-    if (not isinstance(spec, specs.Serial)
-            or any(len(p) != 1 for p, _, _ in affine)):
+    if not isinstance(spec, specs.Serial) or any(len(p) != 1 for p, _, _ in affine):
         out["f"] = model.apply_fn(native, x, **kwargs)
         return out
     positions = {p[0]: i for i, (p, _, _) in enumerate(affine)}
     children = spec.layers
-    for i, (child, prm, kw) in enumerate(zip(children, native,
-                                             split_rng(kwargs, len(children)))):
+    for i, (child, prm, kw) in enumerate(zip(children, native, split_rng(kwargs, len(children)))):
         x = child.apply_fn(prm, x, **kw)
         if i in positions and positions[i] < len(affine) - 1:
             out[f"h^{positions[i] + 1}"] = x

@@ -40,32 +40,41 @@ from scipy.special import log_ndtr
 from ntk import _checks
 from ntk.permutations.gp import closed_form_mean, margins
 from ntk.permutations.sampling import gp_sampler
-from ntk.permutations.setting import (TIE, apply_permutation, binary_inputs,
-                                      check_binary, check_counts, check_k, check_perm,
-                                      check_stds, check_threshold, round_outputs)
+from ntk.permutations.setting import (
+    TIE,
+    apply_permutation,
+    binary_inputs,
+    check_binary,
+    check_counts,
+    check_k,
+    check_perm,
+    check_stds,
+    check_threshold,
+    round_outputs,
+)
 
 
 def _check_delta(delta, name):
-    return float(_checks.require_real(delta, "delta", name, low=0, high=1,
-                                      low_open=True, high_open=True))
+    return float(
+        _checks.require_real(delta, "delta", name, low=0, high=1, low_open=True, high_open=True)
+    )
 
 
 def _sampler(sampler, k, W_std, b_std, name):
     """``sampler`` (a function ``(key, n) -> (n, 2^k − 1)``) or `gp_sampler`."""
     if sampler is None:
         return gp_sampler(k, W_std, b_std)
-    return _checks.require_callable(sampler, "sampler", name,
-                                    "a function sample(key, n) or None")
+    return _checks.require_callable(sampler, "sampler", name, "a function sample(key, n) or None")
 
 
 def _check_sizes(min_sizes, name):
     m = _checks.as_numpy(min_sizes, "min_sizes", name, nonempty=True)
     if m.ndim == 0:
-        raise ValueError(f"{name}: `min_sizes` must have a leading axis of trials; "
-                         f"got a scalar.")
+        raise ValueError(f"{name}: `min_sizes` must have a leading axis of trials; got a scalar.")
     if np.any(m < 1):
-        raise ValueError(f"{name}: `min_sizes` must be ensemble sizes >= 1; got "
-                         f"{m[m < 1][:5].tolist()}.")
+        raise ValueError(
+            f"{name}: `min_sizes` must be ensemble sizes >= 1; got {m[m < 1][:5].tolist()}."
+        )
     return m
 
 
@@ -81,26 +90,24 @@ def _members(name, perm, n_members, sampler, W_std, b_std):
     return mean, sampler, k, n_members
 
 
-def draw_members(key, perm, n_members: int, sampler=None, W_std: float = 1.0,
-                 b_std=None):
+def draw_members(key, perm, n_members: int, sampler=None, W_std: float = 1.0, b_std=None):
     """``M`` members of the t = ∞ ensemble on all nonzero inputs: ``(M, 2^k−1, k)``.
 
     Each member is ``μ + z`` with ``k`` independent joint GP draws (one per output
     coordinate) from ``sampler`` (default `gp_sampler`).
     """
-    mean, sampler, k, n_members = _members("draw_members", perm, n_members, sampler,
-                                           W_std, b_std)
+    mean, sampler, k, n_members = _members("draw_members", perm, n_members, sampler, W_std, b_std)
     z = sampler(key, n_members * k).reshape(n_members, k, -1).transpose(0, 2, 1)
     return mean[None] + z
 
 
-def draw_ensemble_average(key, perm, n_members: int, sampler=None, W_std: float = 1.0,
-                          b_std=None):
+def draw_ensemble_average(key, perm, n_members: int, sampler=None, W_std: float = 1.0, b_std=None):
     """The average of ``M`` members on all nonzero inputs, ``(2^k−1, k)``, drawn
     directly as ``μ + z/√M`` (equal in distribution to averaging `draw_members`,
     at the cost of one member)."""
-    mean, sampler, k, n_members = _members("draw_ensemble_average", perm, n_members,
-                                           sampler, W_std, b_std)
+    mean, sampler, k, n_members = _members(
+        "draw_ensemble_average", perm, n_members, sampler, W_std, b_std
+    )
     return mean + sampler(key, k).T / math.sqrt(n_members)
 
 
@@ -111,9 +118,11 @@ def recovered(f_bar, perm, x, threshold: float = TIE):
     x = check_binary(x, perm.size, "x", name)
     f_bar = _checks.as_array(f_bar, "f_bar", name)
     if f_bar.ndim < 2 or tuple(f_bar.shape[-2:]) != tuple(x.shape):
-        raise ValueError(f"{name}: `f_bar` must have shape (..., {x.shape[0]}, "
-                         f"{x.shape[1]}) (outputs on the inputs x); got "
-                         f"{tuple(f_bar.shape)}.")
+        raise ValueError(
+            f"{name}: `f_bar` must have shape (..., {x.shape[0]}, "
+            f"{x.shape[1]}) (outputs on the inputs x); got "
+            f"{tuple(f_bar.shape)}."
+        )
     return jnp.all(round_outputs(f_bar, threshold) == apply_permutation(perm, x), -1)
 
 
@@ -133,28 +142,42 @@ def min_ensemble_sizes(z, mean, target, threshold: float = TIE):
     try:
         np.broadcast_shapes(z.shape, mean.shape, target.shape)
     except ValueError:
-        raise ValueError(f"{name}: `z`, `mean` and `target` must broadcast to "
-                         f"(..., k); got {tuple(z.shape)}, {tuple(mean.shape)} and "
-                         f"{tuple(target.shape)}.") from None
+        raise ValueError(
+            f"{name}: `z`, `mean` and `target` must broadcast to "
+            f"(..., k); got {tuple(z.shape)}, {tuple(mean.shape)} and "
+            f"{tuple(target.shape)}."
+        ) from None
     c_t, c_m = _checks.concrete(target), _checks.concrete(mean)
     if c_t is not None and not np.all((c_t == 0) | (c_t == 1)):
-        raise ValueError(f"{name}: `target` must be binary (entries 0 or 1); got "
-                         f"{c_t[(c_t != 0) & (c_t != 1)][:5].tolist()}.")
+        raise ValueError(
+            f"{name}: `target` must be binary (entries 0 or 1); got "
+            f"{c_t[(c_t != 0) & (c_t != 1)][:5].tolist()}."
+        )
     if c_t is not None and c_m is not None:
         wrong = np.where(c_t > 0.5, c_m <= threshold, c_m > threshold)
         if np.any(wrong):
-            raise ValueError(f"{name}: `mean` must be > threshold={threshold:g} where "
-                             f"`target` is 1 and <= it where `target` is 0; "
-                             f"{int(np.sum(wrong))} entries are on the wrong side, so "
-                             f"no ensemble size recovers the target.")
+            raise ValueError(
+                f"{name}: `mean` must be > threshold={threshold:g} where "
+                f"`target` is 1 and <= it where `target` is 0; "
+                f"{int(np.sum(wrong))} entries are on the wrong side, so "
+                f"no ensemble size recovers the target."
+            )
     margin = jnp.where(target > 0.5, mean - threshold, threshold - mean)
     toward = jnp.where(target > 0.5, -z, z)
-    r = jnp.where(toward > 0, toward / margin, 0.)
-    return jnp.floor(jnp.max(r * r, axis=-1)) + 1.
+    r = jnp.where(toward > 0, toward / margin, 0.0)
+    return jnp.floor(jnp.max(r * r, axis=-1)) + 1.0
 
 
-def all_input_min_sizes(key, perm, n_trials: int, sampler=None, batch: int = 8,
-                        W_std: float = 1.0, b_std=None, threshold: float = TIE):
+def all_input_min_sizes(
+    key,
+    perm,
+    n_trials: int,
+    sampler=None,
+    batch: int = 8,
+    W_std: float = 1.0,
+    b_std=None,
+    threshold: float = TIE,
+):
     """Per trial: ``M_min`` for every nonzero input ``(T, 2^k−1)``, one joint draw
     of all ``k`` coordinate processes per trial (``k <= 20``)."""
     name = "all_input_min_sizes"
@@ -177,8 +200,9 @@ def all_input_min_sizes(key, perm, n_trials: int, sampler=None, batch: int = 8,
     return np.concatenate(out)
 
 
-def sampled_input_min_sizes(key, perm, x, n_trials: int, W_std: float = 1.0,
-                            b_std=None, threshold: float = TIE):
+def sampled_input_min_sizes(
+    key, perm, x, n_trials: int, W_std: float = 1.0, b_std=None, threshold: float = TIE
+):
     """``M_min`` per trial for given inputs ``x`` ``(N, k)``, any ``k``: draws the
     ``k`` coordinates of each input independently, ``N(0, σ²(|x|))`` (the per
     input law; inputs are not joint). Returns ``(T, N)``."""
@@ -190,14 +214,16 @@ def sampled_input_min_sizes(key, perm, x, n_trials: int, W_std: float = 1.0,
     threshold = check_threshold(threshold, name)
     mean = closed_form_mean(perm, x, W_std, b_std)
     _, _, sd = margins(perm.size, np.asarray(x.sum(-1)), W_std, b_std, threshold)
-    z = jax.random.normal(key, (n_trials,) + x.shape, mean.dtype) * jnp.asarray(
-        sd, mean.dtype)[:, None]
-    return np.asarray(min_ensemble_sizes(z, mean, apply_permutation(perm, x),
-                                         threshold))
+    z = (
+        jax.random.normal(key, (n_trials,) + x.shape, mean.dtype)
+        * jnp.asarray(sd, mean.dtype)[:, None]
+    )
+    return np.asarray(min_ensemble_sizes(z, mean, apply_permutation(perm, x), threshold))
 
 
-def success_probability(k: int, s, n_members, W_std: float = 1.0, b_std=None,
-                        threshold: float = TIE):
+def success_probability(
+    k: int, s, n_members, W_std: float = 1.0, b_std=None, threshold: float = TIE
+):
     """Exact ``P_s(M)``: an ``M``-member ensemble recovers an input with ``s`` ones."""
     return np.exp(log_success_probability(k, s, n_members, W_std, b_std, threshold))
 
@@ -210,17 +236,20 @@ def log_success_probability(k, s, n_members, W_std=1.0, b_std=None, threshold=TI
     W_std, b_std = check_stds(W_std, b_std, name)
     m = _checks.concrete(n_members)
     if m is None or m.dtype == object or not np.issubdtype(m.dtype, np.number):
-        raise TypeError(f"{name}: `n_members` must be ensemble sizes (numbers >= 1); "
-                        f"got {n_members!r}.")
+        raise TypeError(
+            f"{name}: `n_members` must be ensemble sizes (numbers >= 1); got {n_members!r}."
+        )
     if not np.all(np.isfinite(m) & (m >= 1)):
-        raise ValueError(f"{name}: `n_members` must be ensemble sizes >= 1; got "
-                         f"{np.asarray(m)[~(np.isfinite(m) & (m >= 1))].ravel()[:5].tolist()}.")
+        raise ValueError(
+            f"{name}: `n_members` must be ensemble sizes >= 1; got "
+            f"{np.asarray(m)[~(np.isfinite(m) & (m >= 1))].ravel()[:5].tolist()}."
+        )
     s = np.asarray(s, np.float64)
     m1, m0, sd = margins(k, s, W_std, b_std, threshold)
     root = np.sqrt(np.asarray(n_members, np.float64))
-    safe = np.where(sd > 0, sd, 1.)
-    on = np.where(sd > 0, log_ndtr(root * m1 / safe), 0.)
-    off = np.where(sd > 0, log_ndtr(root * m0 / safe), 0.)
+    safe = np.where(sd > 0, sd, 1.0)
+    on = np.where(sd > 0, log_ndtr(root * m1 / safe), 0.0)
+    off = np.where(sd > 0, log_ndtr(root * m0 / safe), 0.0)
     return s * on + (k - s) * off
 
 
@@ -238,8 +267,9 @@ def _smallest_m(ok, start: int = 1):
     return hi
 
 
-def per_input_complexity(k: int, delta: float = 0.1, s=None, W_std: float = 1.0,
-                         b_std=None, threshold: float = TIE):
+def per_input_complexity(
+    k: int, delta: float = 0.1, s=None, W_std: float = 1.0, b_std=None, threshold: float = TIE
+):
     """Smallest ``M`` with ``P_s(M) >= 1 − δ`` — exact. ``s`` None: the worst case
     over ``s = 1..k`` (an int); otherwise one value per ``s``."""
     name = "per_input_complexity"
@@ -248,13 +278,22 @@ def per_input_complexity(k: int, delta: float = 0.1, s=None, W_std: float = 1.0,
     check_counts(name, k, s=s if s is not None else 1)
     W_std, b_std = check_stds(W_std, b_std, name)
     ss = np.arange(1, k + 1) if s is None else np.atleast_1d(s)
-    ms = np.array([_smallest_m(lambda m, si=si: log_success_probability(
-        k, si, m, W_std, b_std, threshold) >= math.log1p(-delta)) for si in ss])
+    ms = np.array(
+        [
+            _smallest_m(
+                lambda m, si=si: (
+                    log_success_probability(k, si, m, W_std, b_std, threshold) >= math.log1p(-delta)
+                )
+            )
+            for si in ss
+        ]
+    )
     return int(ms.max()) if s is None else ms
 
 
-def union_bound_complexity(k: int, delta: float = 0.1, W_std: float = 1.0, b_std=None,
-                           threshold: float = TIE):
+def union_bound_complexity(
+    k: int, delta: float = 0.1, W_std: float = 1.0, b_std=None, threshold: float = TIE
+):
     """Smallest ``M`` with ``Σ_s C(k,s)(1 − P_s(M)) <= δ``: an upper bound on the
     ensemble size that recovers all ``2^k − 1`` inputs with probability ``1 − δ``."""
     name = "union_bound_complexity"
@@ -262,13 +301,15 @@ def union_bound_complexity(k: int, delta: float = 0.1, W_std: float = 1.0, b_std
     k = check_k(k, name)
     W_std, b_std = check_stds(W_std, b_std, name)
     ss = np.arange(1, k + 1)
-    log_binom = np.array([math.lgamma(k + 1) - math.lgamma(s + 1) - math.lgamma(k - s + 1)
-                          for s in ss])
+    log_binom = np.array(
+        [math.lgamma(k + 1) - math.lgamma(s + 1) - math.lgamma(k - s + 1) for s in ss]
+    )
 
     def ok(m):
         lp = log_success_probability(k, ss, m, W_std, b_std, threshold)
         fail = -np.expm1(lp)
         return float(np.sum(np.exp(log_binom) * fail)) <= delta
+
     return _smallest_m(ok)
 
 
@@ -284,6 +325,7 @@ def empirical_complexity(min_sizes, delta: float = 0.1):
 def recovery_curve(min_sizes, ensemble_sizes):
     """Empirical probability of exact recovery ``P(M_min <= M)`` for each ``M``."""
     m = _check_sizes(min_sizes, "recovery_curve")
-    sizes = _checks.as_numpy(ensemble_sizes, "ensemble_sizes", "recovery_curve",
-                             ndim=1, what="(E,)")
+    sizes = _checks.as_numpy(
+        ensemble_sizes, "ensemble_sizes", "recovery_curve", ndim=1, what="(E,)"
+    )
     return np.array([(m <= e).mean(0) for e in sizes])

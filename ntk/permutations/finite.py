@@ -32,9 +32,18 @@ from ntk import _checks
 from ntk.permutations.setting import check_perm, check_stds, network, training_set
 
 
-def train_finite_ensemble(key, perm, x_test, n_members: int, width: int = 1024,
-                          W_std: float = 1.0, b_std=None, steps=None,
-                          learning_rate=None, tol: float = 1e-6):
+def train_finite_ensemble(
+    key,
+    perm,
+    x_test,
+    n_members: int,
+    width: int = 1024,
+    W_std: float = 1.0,
+    b_std=None,
+    steps=None,
+    learning_rate=None,
+    tol: float = 1e-6,
+):
     """Outputs ``(M, N, k)`` on ``x_test`` of ``M`` finite networks trained by GD.
 
     Args:
@@ -53,8 +62,7 @@ def train_finite_ensemble(key, perm, x_test, n_members: int, width: int = 1024,
     _checks.require_real(tol, "tol", name, low=0, high=1, low_open=True, high_open=True)
     x_test = _checks.as_array(x_test, "x_test", name)
     if x_test.ndim != 2 or x_test.shape[1] != k:
-        raise ValueError(f"{name}: `x_test` must have shape (N, {k}); got "
-                         f"{tuple(x_test.shape)}.")
+        raise ValueError(f"{name}: `x_test` must have shape (N, {k}); got {tuple(x_test.shape)}.")
     if steps is not None:
         steps = _checks.require_int(steps, "steps", name)
     if learning_rate is not None:
@@ -64,14 +72,16 @@ def train_finite_ensemble(key, perm, x_test, n_members: int, width: int = 1024,
     x_train, y_train = training_set(perm, dtype)
     x_test = jnp.asarray(x_test, dtype)
     evals = np.linalg.eigvalsh(np.asarray(kernel_fn(x_train, None, "ntk"), np.float64))
-    lr = 1. / evals[-1] if learning_rate is None else float(learning_rate)
+    lr = 1.0 / evals[-1] if learning_rate is None else float(learning_rate)
     if steps is None:
         if not 0 < lr * evals[0] < 1:
-            raise ValueError(f"{name}: with steps=None, `learning_rate` must be below "
-                             f"1/λ_min = {1 / evals[0]:.3g} of the NTK (the default "
-                             f"number of steps assumes a residual decaying like "
-                             f"(1 − η λ_min)^t); got {lr:g}. Pass `steps`.")
-        steps = int(math.ceil(math.log(1. / tol) / -math.log1p(-lr * evals[0])))
+            raise ValueError(
+                f"{name}: with steps=None, `learning_rate` must be below "
+                f"1/λ_min = {1 / evals[0]:.3g} of the NTK (the default "
+                f"number of steps assumes a residual decaying like "
+                f"(1 − η λ_min)^t); got {lr:g}. Pass `steps`."
+            )
+        steps = int(math.ceil(math.log(1.0 / tol) / -math.log1p(-lr * evals[0])))
 
     def loss(params):
         return 0.5 * jnp.sum((apply_fn(params, x_train) - y_train) ** 2)

@@ -56,13 +56,23 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk import _checks, predict
-from ntk.permutations.setting import (TIE, apply_permutation, check_binary,
-                                      check_counts, check_k, check_perm, check_stds,
-                                      check_threshold, network, training_set)
+from ntk.permutations.setting import (
+    TIE,
+    apply_permutation,
+    check_binary,
+    check_counts,
+    check_k,
+    check_perm,
+    check_stds,
+    check_threshold,
+    network,
+    training_set,
+)
 
 
-def trained_gp(perm, x_test, W_std: float = 1.0, b_std=None,
-               compute_cov: bool = True, kernel_fn=None):
+def trained_gp(
+    perm, x_test, W_std: float = 1.0, b_std=None, compute_cov: bool = True, kernel_fn=None
+):
     """t = ∞ GP of the trained infinite-width network on ``x_test`` (via ntk.predict).
 
     Args:
@@ -80,14 +90,12 @@ def trained_gp(perm, x_test, W_std: float = 1.0, b_std=None,
     k = perm.size
     x_test = _checks.as_array(x_test, "x_test", name, floating=True)
     if x_test.ndim != 2 or x_test.shape[1] != k:
-        raise ValueError(f"{name}: `x_test` must have shape (N, {k}); got "
-                         f"{x_test.shape}.")
+        raise ValueError(f"{name}: `x_test` must have shape (N, {k}); got {x_test.shape}.")
     if kernel_fn is None:
         W_std, b_std = check_stds(W_std, b_std, name)
         kernel_fn = network(k, W_std=W_std, b_std=b_std)[2]
     else:
-        _checks.require_callable(kernel_fn, "kernel_fn", name,
-                                 "a kernel_fn(x1, x2, get) or None")
+        _checks.require_callable(kernel_fn, "kernel_fn", name, "a kernel_fn(x1, x2, get) or None")
     x_train, y_train = training_set(perm, x_test.dtype)
     predict_fn = predict.gradient_descent_mse_ensemble(kernel_fn, x_train, y_train)
     return predict_fn(None, x_test, "ntk", compute_cov=compute_cov)
@@ -95,21 +103,21 @@ def trained_gp(perm, x_test, W_std: float = 1.0, b_std=None,
 
 def _relu_kernels(xp, k, n1, n2, n12, W_std, b_std):
     """``(K, Θ)`` in the array module ``xp`` (numpy: float64 whatever JAX's mode)."""
-    w2, b2 = W_std ** 2, (0. if b_std is None else b_std ** 2)
+    w2, b2 = W_std**2, (0.0 if b_std is None else b_std**2)
     q11, q22, q12 = w2 * n1 / k + b2, w2 * n2 / k + b2, w2 * n12 / k + b2
     norm = xp.sqrt(q11 * q22)
-    c = xp.clip(q12 / xp.where(norm > 0, norm, 1.), -1., 1.)
+    c = xp.clip(q12 / xp.where(norm > 0, norm, 1.0), -1.0, 1.0)
     theta = xp.arccos(c)
-    nngp = w2 * norm / (2 * math.pi) * (xp.sqrt(1 - c ** 2) + (math.pi - theta) * c) + b2
+    nngp = w2 * norm / (2 * math.pi) * (xp.sqrt(1 - c**2) + (math.pi - theta) * c) + b2
     ntk = nngp + w2 * q12 * (math.pi - theta) / (2 * math.pi)
     return nngp, ntk
 
 
 def _scalars_xp(xp, k, s, W_std, b_std):
-    _, a = _relu_kernels(xp, k, 1., 1., 1., W_std, b_std)
-    _, b = _relu_kernels(xp, k, 1., 1., 0., W_std, b_std)
-    _, c1 = _relu_kernels(xp, k, s, 1., 1., W_std, b_std)
-    _, c0 = _relu_kernels(xp, k, s, 1., 0., W_std, b_std)
+    _, a = _relu_kernels(xp, k, 1.0, 1.0, 1.0, W_std, b_std)
+    _, b = _relu_kernels(xp, k, 1.0, 1.0, 0.0, W_std, b_std)
+    _, c1 = _relu_kernels(xp, k, s, 1.0, 1.0, W_std, b_std)
+    _, c0 = _relu_kernels(xp, k, s, 1.0, 0.0, W_std, b_std)
     big_s = s * c1 + (k - s) * c0
     shift = b * big_s / (a + (k - 1) * b)
     return (c1 - shift) / (a - b), (c0 - shift) / (a - b)
@@ -118,12 +126,12 @@ def _scalars_xp(xp, k, s, W_std, b_std):
 def _covariance_xp(xp, k, s1, s2, t, W_std, b_std):
     a1, b1 = _scalars_xp(xp, k, s1, W_std, b_std)
     a2, b2 = _scalars_xp(xp, k, s2, W_std, b_std)
-    big_a, _ = _relu_kernels(xp, k, 1., 1., 1., W_std, b_std)
-    big_b, _ = _relu_kernels(xp, k, 1., 1., 0., W_std, b_std)
-    kap1_1, _ = _relu_kernels(xp, k, s1, 1., 1., W_std, b_std)
-    kap0_1, _ = _relu_kernels(xp, k, s1, 1., 0., W_std, b_std)
-    kap1_2, _ = _relu_kernels(xp, k, s2, 1., 1., W_std, b_std)
-    kap0_2, _ = _relu_kernels(xp, k, s2, 1., 0., W_std, b_std)
+    big_a, _ = _relu_kernels(xp, k, 1.0, 1.0, 1.0, W_std, b_std)
+    big_b, _ = _relu_kernels(xp, k, 1.0, 1.0, 0.0, W_std, b_std)
+    kap1_1, _ = _relu_kernels(xp, k, s1, 1.0, 1.0, W_std, b_std)
+    kap0_1, _ = _relu_kernels(xp, k, s1, 1.0, 0.0, W_std, b_std)
+    kap1_2, _ = _relu_kernels(xp, k, s2, 1.0, 1.0, W_std, b_std)
+    kap0_2, _ = _relu_kernels(xp, k, s2, 1.0, 0.0, W_std, b_std)
     kxx, _ = _relu_kernels(xp, k, s1, s2, t, W_std, b_std)
     rest = k - s1 - s2 + t
     uu = t * a1 * a2 + (s1 - t) * a1 * b2 + (s2 - t) * b1 * a2 + rest * b1 * b2
@@ -164,10 +172,12 @@ def _check_overlap(name, k, a1, a2, a12, s1, s2, t):
     if np.any(bad):
         i = np.argwhere(bad)[0]
         i = tuple(i) if bad.ndim else ()
-        raise ValueError(f"{name}: no binary vectors of length {k} have "
-                         f"{a1}={c1[i]:g} and {a2}={c2[i]:g} ones with overlap "
-                         f"{a12}={ct[i]:g}; need {a12} <= min({a1}, {a2}) and "
-                         f"{a1} + {a2} - {a12} <= k.")
+        raise ValueError(
+            f"{name}: no binary vectors of length {k} have "
+            f"{a1}={c1[i]:g} and {a2}={c2[i]:g} ones with overlap "
+            f"{a12}={ct[i]:g}; need {a12} <= min({a1}, {a2}) and "
+            f"{a1} + {a2} - {a12} <= k."
+        )
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2, 3))
@@ -212,8 +222,7 @@ def covariance_fn_f64(k: int, s1, s2, t, W_std: float = 1.0, b_std=None):
     W_std, b_std = check_stds(W_std, b_std, "covariance_fn_f64")
     _check_overlap("covariance_fn_f64", k, "s1", "s2", "t", s1, s2, t)
     s1, s2, t = (np.asarray(v, np.float64) for v in (s1, s2, t))
-    return _covariance_xp(np, k, s1, s2, t,
-                          W_std, b_std)
+    return _covariance_xp(np, k, s1, s2, t, W_std, b_std)
 
 
 def covariance_grid(k: int, W_std: float = 1.0, b_std=None):
@@ -223,11 +232,11 @@ def covariance_grid(k: int, W_std: float = 1.0, b_std=None):
     inputs; they are the formula's values, used only as padding."""
     k = check_k(k, "covariance_grid")
     W_std, b_std = check_stds(W_std, b_std, "covariance_grid")
-    s1, s2, t = np.meshgrid(np.arange(k + 1), np.arange(k + 1), np.arange(k + 1),
-                            indexing="ij")
+    s1, s2, t = np.meshgrid(np.arange(k + 1), np.arange(k + 1), np.arange(k + 1), indexing="ij")
     t = np.minimum(t, np.minimum(s1, s2))
-    return _covariance_xp(np, k, s1.astype(np.float64), s2.astype(np.float64),
-                          t.astype(np.float64), W_std, b_std)
+    return _covariance_xp(
+        np, k, s1.astype(np.float64), s2.astype(np.float64), t.astype(np.float64), W_std, b_std
+    )
 
 
 def mean_structure_f64(k: int, s, W_std: float = 1.0, b_std=None):
@@ -263,4 +272,4 @@ def margins(k: int, s, W_std: float = 1.0, b_std=None, threshold=None):
     s = np.asarray(s, np.float64)
     alpha, beta = mean_structure_f64(k, s, W_std, b_std)
     var = covariance_fn_f64(k, s, s, s, W_std, b_std)
-    return alpha - tau, tau - beta, np.sqrt(np.maximum(var, 0.))
+    return alpha - tau, tau - beta, np.sqrt(np.maximum(var, 0.0))

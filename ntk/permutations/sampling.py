@@ -64,15 +64,14 @@ def dense_sampler(k: int, W_std: float = 1.0, b_std=None):
     """Exact joint draws from a dense factor of ``Σ`` (``k <= 12``)."""
     k = check_k(k, "dense_sampler", MAX_DENSE_K)
     W_std, b_std = check_stds(W_std, b_std, "dense_sampler")
-    n = np.arange(1, 2 ** k, dtype=np.int64)
+    n = np.arange(1, 2**k, dtype=np.int64)
     x = ((n[:, None] >> np.arange(k)[None, :]) & 1).astype(np.float64)
     s = x.sum(1)
     # float64 whatever JAX's mode: Σ is singular (Σ(e_i, ·) = 0) and a float32
     # factor would put ~1e-4 noise on the interpolated training inputs.
     cov = covariance_fn_f64(k, s[:, None], s[None, :], x @ x.T, W_std, b_std)
     evals, evecs = np.linalg.eigh((cov + cov.T) / 2)
-    factor = jnp.asarray(evecs * np.sqrt(np.clip(evals, 0., None)),
-                         jnp.result_type(float))
+    factor = jnp.asarray(evecs * np.sqrt(np.clip(evals, 0.0, None)), jnp.result_type(float))
 
     @jax.jit
     def _draw(normals):
@@ -87,11 +86,14 @@ def dense_sampler(k: int, W_std: float = 1.0, b_std=None):
 
 def _layers(k):
     """Bit masks of each layer (sorted) and the index of each mask in its layer."""
-    masks = np.arange(2 ** k, dtype=np.int64)
-    pop = np.array([bin(m).count("1") for m in range(2 ** k)]) if k <= 12 else \
-        np.unpackbits(masks.astype(">u4").view(np.uint8).reshape(-1, 4), axis=1).sum(1)
+    masks = np.arange(2**k, dtype=np.int64)
+    pop = (
+        np.array([bin(m).count("1") for m in range(2**k)])
+        if k <= 12
+        else np.unpackbits(masks.astype(">u4").view(np.uint8).reshape(-1, 4), axis=1).sum(1)
+    )
     layers = [masks[pop == r] for r in range(k + 1)]
-    pos = np.zeros(2 ** k, np.int64)
+    pos = np.zeros(2**k, np.int64)
     for layer in layers:
         pos[layer] = np.arange(layer.size)
     return layers, pos
@@ -101,7 +103,7 @@ def _up_table(layers, pos, k, r):
     """(C(k,r+1), r+1): indices in layer r of the children ``y∖i`` of each y."""
     y = layers[r + 1]
     bits = (y[:, None] >> np.arange(k)[None, :]) & 1
-    ones = np.argsort(-bits, axis=1, kind="stable")[:, :r + 1]
+    ones = np.argsort(-bits, axis=1, kind="stable")[:, : r + 1]
     return pos[y[:, None] ^ (1 << ones)]
 
 
@@ -109,7 +111,7 @@ def _down_table(layers, pos, k, r):
     """(C(k,r), k−r): indices in layer r+1 of the parents ``x ∪ i`` of each x."""
     x = layers[r]
     bits = (x[:, None] >> np.arange(k)[None, :]) & 1
-    zeros = np.argsort(bits, axis=1, kind="stable")[:, :k - r]
+    zeros = np.argsort(bits, axis=1, kind="stable")[:, : k - r]
     return pos[x[:, None] | (1 << zeros)]
 
 
@@ -126,22 +128,27 @@ def block_eigenvalues(k: int, j: int, W_std: float = 1.0, b_std=None, sigma=None
         sig = covariance_grid(k, W_std, b_std)
     else:
         # NumPy float64 whatever JAX's mode: the blocks are factorised in float64.
-        sig = _checks.require_shape(np.asarray(sigma, np.float64), (k + 1,) * 3,
-                                    "sigma", name, "Σ(s, s', t) on the grid 0..k")
+        sig = _checks.require_shape(
+            np.asarray(sigma, np.float64),
+            (k + 1,) * 3,
+            "sigma",
+            name,
+            "Σ(s, s', t) on the grid 0..k",
+        )
     big_r = k - 2 * j
     ss = list(range(max(j, 1), k - j + 1))
     out = np.zeros((len(ss), len(ss)))
     for a, s in enumerate(ss):
         for b, sp in enumerate(ss):
-            tot = 0.
+            tot = 0.0
             for p in range(j + 1):
                 w = math.comb(j, p) * (-1) ** (j - p)
                 for r in range(0, min(s - j, sp - j) + 1):
                     cnt = math.comb(s - j, r) * math.comb(big_r - (s - j), sp - j - r)
                     if cnt:
                         tot += w * cnt * sig[s, sp, p + r]
-            norm_s = math.sqrt(2 ** j * math.comb(big_r, s - j))
-            norm_sp = math.sqrt(2 ** j * math.comb(big_r, sp - j))
+            norm_s = math.sqrt(2**j * math.comb(big_r, s - j))
+            norm_sp = math.sqrt(2**j * math.comb(big_r, sp - j))
             out[a, b] = tot * norm_s / norm_sp
     return ss, (out + out.T) / 2
 
@@ -159,9 +166,10 @@ def structured_sampler(k: int, W_std: float = 1.0, b_std=None):
     for j in range(k // 2 + 1):
         ss, b = block_eigenvalues(k, j, sigma=sigma)
         w, v = np.linalg.eigh(b)
-        factor = v * np.sqrt(np.clip(w, 0., None))
-        scale = [math.factorial(s - j) * math.sqrt(math.comb(k - 2 * j, s - j))
-                 for s in ss]  # ‖U^{s−j} ĥ_j‖ = (s−j)! ‖h_s‖ / ‖h_j‖
+        factor = v * np.sqrt(np.clip(w, 0.0, None))
+        scale = [
+            math.factorial(s - j) * math.sqrt(math.comb(k - 2 * j, s - j)) for s in ss
+        ]  # ‖U^{s−j} ĥ_j‖ = (s−j)! ‖h_s‖ / ‖h_j‖
         blocks.append((j, ss, jnp.asarray(factor, dtype), scale))
     order = np.concatenate([layers[s] - 1 for s in range(1, k + 1)])
     inverse = jnp.asarray(np.argsort(order))
@@ -180,16 +188,17 @@ def structured_sampler(k: int, W_std: float = 1.0, b_std=None):
             w, r, p, rs = carry
             ap = op(p)
             den = (p * ap).sum(0)
-            alpha = jnp.where(den > 0, rs / jnp.where(den > 0, den, 1.), 0.)
+            alpha = jnp.where(den > 0, rs / jnp.where(den > 0, den, 1.0), 0.0)
             w = w + alpha * p
             r = r - alpha * ap
             rs_new = (r * r).sum(0)
-            beta = jnp.where(rs > 0, rs_new / jnp.where(rs > 0, rs, 1.), 0.)
+            beta = jnp.where(rs > 0, rs_new / jnp.where(rs > 0, rs, 1.0), 0.0)
             return w, r, r + beta * p, rs_new
 
         # Exact after j steps (j distinct eigenvalues); the rest mops up rounding.
-        w, *_ = jax.lax.fori_loop(0, 2 * j + 4, step,
-                                  (jnp.zeros_like(rhs), rhs, rhs, (rhs * rhs).sum(0)))
+        w, *_ = jax.lax.fori_loop(
+            0, 2 * j + 4, step, (jnp.zeros_like(rhs), rhs, rhs, (rhs * rhs).sum(0))
+        )
         return xi - apply_u(w)
 
     shapes = [(len(ss), layers[j].size) for j, ss, _, _ in blocks]
@@ -205,8 +214,7 @@ def structured_sampler(k: int, W_std: float = 1.0, b_std=None):
         for (j, ss, _, scale), factor, xi in zip(blocks, factors, normals):
             n_l = len(ss)
             # One harmonic copy per layer of the block, projected in one batch.
-            xi = _harmonic(xi.transpose(1, 0, 2).reshape(layers[j].size, n_l * n), j,
-                           up, down)
+            xi = _harmonic(xi.transpose(1, 0, 2).reshape(layers[j].size, n_l * n), j, up, down)
             xi = xi.reshape(layers[j].size, n_l, n).transpose(1, 0, 2)
             f = jnp.einsum("ab,bcn->acn", factor, xi)
             first = 0  # f holds the rows of layers ss[first:], lifted to layer r
@@ -228,8 +236,7 @@ def structured_sampler(k: int, W_std: float = 1.0, b_std=None):
     def sample(key, n: int):
         n = _checks.require_int(n, "n", "structured_sampler sample")
         keys = jax.random.split(key, len(shapes))
-        return linear([jax.random.normal(kk, sh + (n,), dtype)
-                       for kk, sh in zip(keys, shapes)])
+        return linear([jax.random.normal(kk, sh + (n,), dtype) for kk, sh in zip(keys, shapes)])
 
     # Attributes a caller reads to reuse the linear map (function attributes).
     sample.linear = linear  # type: ignore[attr-defined]
@@ -243,8 +250,7 @@ def gp_sampler(k: int, W_std: float = 1.0, b_std=None, method: str = "auto"):
     ``method``: ``"dense"`` (k <= 12), ``"structured"`` (k <= 20) or ``"auto"``
     (dense for k <= 10, structured above).
     """
-    _checks.require_one_of(method, ("auto", "dense", "structured"), "method",
-                           "gp_sampler")
+    _checks.require_one_of(method, ("auto", "dense", "structured"), "method", "gp_sampler")
     k = check_k(k, "gp_sampler")
     if method == "dense" or (method == "auto" and k <= 10):
         return dense_sampler(k, W_std, b_std)

@@ -50,8 +50,10 @@ def check_k(k, name, max_k=None) -> int:
     ``2^k − 1`` inputs are enumerated); returns it as an int."""
     k = _checks.require_int(k, "k", name)
     if max_k is not None and k > max_k:
-        raise ValueError(f"{name}: `k` must be <= {max_k} to enumerate all "
-                         f"2^k - 1 inputs; got k={k}. Use sample_binary_inputs.")
+        raise ValueError(
+            f"{name}: `k` must be <= {max_k} to enumerate all "
+            f"2^k - 1 inputs; got k={k}. Use sample_binary_inputs."
+        )
     return k
 
 
@@ -73,13 +75,13 @@ def check_binary(x, k, arg, name):
     """Binary inputs ``x (N, k)`` (entries 0 or 1, checked when concrete)."""
     x = _checks.as_array(x, arg, name, ndim=2, what=f"(N, {k})")
     if x.shape[1] != k:
-        raise ValueError(f"{name}: `{arg}` must have shape (N, {k}); got "
-                         f"{tuple(x.shape)}.")
+        raise ValueError(f"{name}: `{arg}` must have shape (N, {k}); got {tuple(x.shape)}.")
     c = _checks.concrete(x)
     if c is not None and not np.all((c == 0) | (c == 1)):
         bad = c[(c != 0) & (c != 1)]
-        raise ValueError(f"{name}: `{arg}` must be binary (entries 0 or 1); got "
-                         f"{bad[:5].tolist()}.")
+        raise ValueError(
+            f"{name}: `{arg}` must be binary (entries 0 or 1); got {bad[:5].tolist()}."
+        )
     return x
 
 
@@ -90,26 +92,31 @@ def check_counts(name, k, **counts):
         if c is None:
             continue
         if c.dtype == object or not np.issubdtype(c.dtype, np.number):
-            raise TypeError(f"{name}: `{arg}` must be a number of ones (0..{k}); "
-                            f"got {v!r}.")
+            raise TypeError(f"{name}: `{arg}` must be a number of ones (0..{k}); got {v!r}.")
         if not np.all(np.isfinite(c) & (c >= 0) & (c <= k)):
             bad = np.asarray(c)[~(np.isfinite(c) & (c >= 0) & (c <= k))]
-            raise ValueError(f"{name}: `{arg}` must be numbers of ones in [0, {k}] "
-                             f"(k = {k}); got {bad.ravel()[:5].tolist()}.")
+            raise ValueError(
+                f"{name}: `{arg}` must be numbers of ones in [0, {k}] "
+                f"(k = {k}); got {bad.ravel()[:5].tolist()}."
+            )
 
 
 def check_perm(perm, name="permutation"):
     """Validate a permutation vector ``perm`` (``π(i) = perm[i]``); return it."""
     p = _checks.concrete(perm)
     if p is None:
-        raise TypeError(f"{name}: `perm` must be a concrete integer array (it fixes "
-                        f"shapes); got a traced value.")
+        raise TypeError(
+            f"{name}: `perm` must be a concrete integer array (it fixes "
+            f"shapes); got a traced value."
+        )
     if p.ndim != 1 or p.size == 0 or not np.issubdtype(p.dtype, np.integer):
-        raise ValueError(f"{name}: `perm` must be a 1-D integer array; got "
-                         f"dtype {p.dtype} and shape {p.shape}.")
+        raise ValueError(
+            f"{name}: `perm` must be a 1-D integer array; got dtype {p.dtype} and shape {p.shape}."
+        )
     if not np.array_equal(np.sort(p), np.arange(p.size)):
-        raise ValueError(f"{name}: `perm` must be a permutation of 0..{p.size - 1}; "
-                         f"got {p.tolist()}.")
+        raise ValueError(
+            f"{name}: `perm` must be a permutation of 0..{p.size - 1}; got {p.tolist()}."
+        )
     return jnp.asarray(p, jnp.int32)
 
 
@@ -130,8 +137,7 @@ def apply_permutation(perm, x):
     perm = check_perm(perm, "apply_permutation")
     x = _checks.as_array(x, "x", "apply_permutation")
     if x.ndim != 2 or x.shape[-1] != perm.size:
-        raise ValueError(f"apply_permutation: `x` must have shape (N, {perm.size}); "
-                         f"got {x.shape}.")
+        raise ValueError(f"apply_permutation: `x` must have shape (N, {perm.size}); got {x.shape}.")
     return jnp.zeros_like(x).at[:, perm].set(x)
 
 
@@ -149,7 +155,7 @@ def binary_inputs(k: int, dtype=jnp.float32):
     ``k <= 20``.
     """
     k = check_k(k, "binary_inputs", MAX_ENUM_K)
-    n = np.arange(1, 2 ** k, dtype=np.int64)
+    n = np.arange(1, 2**k, dtype=np.int64)
     bits = (n[:, None] >> np.arange(k)[None, :]) & 1
     return jnp.asarray(bits, dtype)
 
@@ -185,5 +191,8 @@ def network(k: int, width: int = 1024, W_std: float = 1.0, b_std=None):
     k = check_k(k, "network")
     width = _checks.require_int(width, "width", "network")
     W_std, b_std = check_stds(W_std, b_std, "network")
-    return stax.serial(stax.Dense(width, W_std=W_std, b_std=b_std), stax.Relu(),
-                       stax.Dense(k, W_std=W_std, b_std=b_std))
+    return stax.serial(
+        stax.Dense(width, W_std=W_std, b_std=b_std),
+        stax.Relu(),
+        stax.Dense(k, W_std=W_std, b_std=b_std),
+    )

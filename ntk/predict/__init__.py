@@ -72,5 +72,12 @@ from ntk.predict.learning_rate import max_learning_rate
 from ntk.predict.mse import gradient_descent_mse
 from ntk.predict.results import Gaussian, ODEState
 
-__all__ = ["Gaussian", "ODEState", "gradient_descent_mse", "gradient_descent",
-           "gp_inference", "gradient_descent_mse_ensemble", "max_learning_rate"]
+__all__ = [
+    "Gaussian",
+    "ODEState",
+    "gradient_descent_mse",
+    "gradient_descent",
+    "gp_inference",
+    "gradient_descent_mse_ensemble",
+    "max_learning_rate",
+]

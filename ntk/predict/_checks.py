@@ -20,13 +20,14 @@ def canonical_get(get, allowed, name, default):
     single = isinstance(get, str)
     names = (get,) if single else get
     if not isinstance(names, (tuple, list)) or not names:
-        raise ValueError(f"{name}: `get` must be None, one of {allowed} or a "
-                         f"non-empty tuple of them; got {get!r}.")
+        raise ValueError(
+            f"{name}: `get` must be None, one of {allowed} or a "
+            f"non-empty tuple of them; got {get!r}."
+        )
     names = tuple(str(g).lower() for g in names)
     for g in names:
         if g not in allowed:
-            raise ValueError(f"{name}: unknown `get` name {g!r}; expected one of "
-                             f"{allowed}.")
+            raise ValueError(f"{name}: unknown `get` name {g!r}; expected one of {allowed}.")
     if len(set(names)) != len(names):
         raise ValueError(f"{name}: `get` names must be distinct; got {get!r}.")
     return names, single
@@ -40,9 +41,11 @@ def plain_kernel(k, arg, name):
     if k is None:
         raise ValueError(f"{name}: `{arg}` is required; got None.")
     if not hasattr(k, "shape") and (hasattr(k, "ntk") or hasattr(k, "nngp")):
-        raise ValueError(f"{name}: `{arg}` must be a kernel array; got a "
-                         f"{type(k).__name__} record — pass its `.ntk` (network "
-                         f"trained end to end) or `.nngp` (readout only).")
+        raise ValueError(
+            f"{name}: `{arg}` must be a kernel array; got a "
+            f"{type(k).__name__} record — pass its `.ntk` (network "
+            f"trained end to end) or `.nngp` (readout only)."
+        )
     return as_float_array(k, arg, name)
 
 
@@ -58,9 +61,11 @@ def kernel_attr(k, g, arg, name):
         return as_float_array(k, arg, name)
     v = getattr(k, g, None)
     if v is None:
-        raise ValueError(f"{name}: `{arg}` has no `{g}` kernel (got "
-                         f"{type(k).__name__} with {g}=None or missing); compute "
-                         f"it with get including {g!r}.")
+        raise ValueError(
+            f"{name}: `{arg}` has no `{g}` kernel (got "
+            f"{type(k).__name__} with {g}=None or missing); compute "
+            f"it with get including {g!r}."
+        )
     return as_float_array(v, f"{arg}.{g}", name)
 
 
@@ -71,19 +76,22 @@ def broadcast(x, shape, arg, name, what=None):
     except ValueError:
         ok = False
     if not ok:
-        raise ValueError(f"{name}: `{arg}` must have shape {tuple(shape)} "
-                         f"({what or 'the shape of y_train'}) or broadcast to "
-                         f"it; got {tuple(x.shape)}.")
+        raise ValueError(
+            f"{name}: `{arg}` must have shape {tuple(shape)} "
+            f"({what or 'the shape of y_train'}) or broadcast to "
+            f"it; got {tuple(x.shape)}."
+        )
     return jax.numpy.broadcast_to(x, shape)
 
 
 def check_requests(fx_train_0, fx_test_0, k_test_train, name):
     if fx_train_0 is None and fx_test_0 is None:
-        raise ValueError(f"{name}: both `fx_train_0` and `fx_test_0` are None; "
-                         f"nothing to predict.")
+        raise ValueError(f"{name}: both `fx_train_0` and `fx_test_0` are None; nothing to predict.")
     if fx_test_0 is not None and k_test_train is None:
-        raise ValueError(f"{name}: test predictions (`fx_test_0` given) need "
-                         f"`k_test_train`, the (N_test, N_train) kernel; got None.")
+        raise ValueError(
+            f"{name}: test predictions (`fx_test_0` given) need "
+            f"`k_test_train`, the (N_test, N_train) kernel; got None."
+        )
 
 
 def check_times(t, name, finite=False):
@@ -95,8 +103,10 @@ def check_times(t, name, finite=False):
         return t, False
     if np.any(np.isnan(c)) or np.any(c < 0):
         bad = c[np.isnan(c) | (c < 0)].ravel()
-        raise ValueError(f"{name}: `t` must be >= 0 (training time); got "
-                         f"{bad[:5].tolist()}{' ...' if bad.size > 5 else ''}.")
+        raise ValueError(
+            f"{name}: `t` must be >= 0 (training time); got "
+            f"{bad[:5].tolist()}{' ...' if bad.size > 5 else ''}."
+        )
     has_inf = bool(np.any(np.isinf(c)))
     if finite and has_inf:
         raise ValueError(f"{name}: `t` must be finite; got {c.ravel()[:5]}.")
@@ -105,9 +115,10 @@ def check_times(t, name, finite=False):
 
 def check_solved(states, name, max_steps):
     leaves = [_checks.concrete(x) for x in jax.tree_util.tree_leaves(states)]
-    if all(v is not None for v in leaves) and not all(
-            np.all(np.isfinite(v)) for v in leaves):
-        raise ValueError(f"{name}: the ODE solver did not reach the requested "
-                         f"time(s): the outputs became non-finite or more than "
-                         f"max_steps={max_steps} steps were needed. Check the loss "
-                         f"and kernel, lower `t` or raise `max_steps`.")
+    if all(v is not None for v in leaves) and not all(np.all(np.isfinite(v)) for v in leaves):
+        raise ValueError(
+            f"{name}: the ODE solver did not reach the requested "
+            f"time(s): the outputs became non-finite or more than "
+            f"max_steps={max_steps} steps were needed. Check the loss "
+            f"and kernel, lower `t` or raise `max_steps`."
+        )

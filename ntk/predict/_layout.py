@@ -21,25 +21,31 @@ class Layout:
         y_shape = tuple(y_shape)
         d = len(y_shape)
         if d < 1:
-            raise ValueError(f"{name}: `y_train` must have a batch axis; got a "
-                             f"scalar.")
+            raise ValueError(f"{name}: `y_train` must have a batch axis; got a scalar.")
         try:
             axes = tuple(sorted({int(a) % d for a in trace_axes}))
             bad = [a for a in trace_axes if not -d <= int(a) < d]
         except TypeError:
-            raise ValueError(f"{name}: `trace_axes` must be a tuple of ints; got "
-                             f"{trace_axes!r}.") from None
+            raise ValueError(
+                f"{name}: `trace_axes` must be a tuple of ints; got {trace_axes!r}."
+            ) from None
         if bad or len(axes) != len(tuple(trace_axes)):
-            raise ValueError(f"{name}: `trace_axes` must be distinct axes of "
-                             f"`y_train` (ndim {d}); got {tuple(trace_axes)}.")
+            raise ValueError(
+                f"{name}: `trace_axes` must be distinct axes of "
+                f"`y_train` (ndim {d}); got {tuple(trace_axes)}."
+            )
         if d == 1 and axes == (0,):
-            raise ValueError(f"{name}: `y_train` must have shape (N, K) (one "
-                             f"column per output; y_train[:, None] for a single "
-                             f"output) with trace_axes={tuple(trace_axes)}; got "
-                             f"shape {y_shape}.")
+            raise ValueError(
+                f"{name}: `y_train` must have shape (N, K) (one "
+                f"column per output; y_train[:, None] for a single "
+                f"output) with trace_axes={tuple(trace_axes)}; got "
+                f"shape {y_shape}."
+            )
         if 0 in axes:
-            raise ValueError(f"{name}: `trace_axes` cannot contain the batch axis "
-                             f"0 of `y_train`; got {tuple(trace_axes)}.")
+            raise ValueError(
+                f"{name}: `trace_axes` cannot contain the batch axis "
+                f"0 of `y_train`; got {tuple(trace_axes)}."
+            )
         self.name, self.ndim, self.trace = name, d, axes
         self.y_shape = y_shape
         self.non_trace = tuple(a for a in range(d) if a not in axes)
@@ -65,8 +71,7 @@ class Layout:
         """``(*lead, P, P)`` -> ``(*lead, A0, A0, A1, A1, ...)``."""
         L, n = len(lead), len(nt_shape)
         x = cov.reshape(tuple(lead) + tuple(nt_shape) * 2)
-        perm = tuple(range(L)) + tuple(
-            L + i + j * n for i in range(n) for j in range(2))
+        perm = tuple(range(L)) + tuple(L + i + j * n for i in range(n) for j in range(2))
         return jnp.transpose(x, perm)
 
     def test_nt(self, test_shape):
@@ -80,7 +85,8 @@ class Layout:
             raise ValueError(
                 f"{self.name}: `{arg}` must have shape {want} (the kernel over "
                 f"the non-trace output axes, interleaved, trace_axes="
-                f"{self.trace}); got {tuple(k.shape)}.")
+                f"{self.trace}); got {tuple(k.shape)}."
+            )
         return make_2d(k)
 
     def train_kernel_2d(self, k, arg):
@@ -92,27 +98,39 @@ class Layout:
         """
         k = jnp.asarray(k)
         want = tuple(x for s in self.nt_shape for x in (s, s))
-        if (tuple(k.shape) != want and k.ndim == len(want)
-                and k.shape[0] == k.shape[1] and tuple(k.shape[2:]) == want[2:]):
+        if (
+            tuple(k.shape) != want
+            and k.ndim == len(want)
+            and k.shape[0] == k.shape[1]
+            and tuple(k.shape[2:]) == want[2:]
+        ):
             raise ValueError(
                 f"{self.name}: `y_train` must have {k.shape[0]} rows, one per "
                 f"training point of `{arg}` (shape {tuple(k.shape)}); got "
-                f"shape {self.y_shape}.")
+                f"shape {self.y_shape}."
+            )
         return _checks.require_symmetric(
-            self.kernel_2d(k, arg, self.nt_shape, self.nt_shape), arg, self.name)
+            self.kernel_2d(k, arg, self.nt_shape, self.nt_shape), arg, self.name
+        )
 
     def test_kernel_2d(self, k, arg):
         """Check a test-train kernel; return it 2-D and the test-output shape."""
         k = jnp.asarray(k)
         n = len(self.nt_shape)
         if k.ndim != 2 * n or tuple(k.shape[1::2]) != self.nt_shape:
-            want = ("(N_test, " + ", ".join(
-                [str(self.nt_shape[0])] + [f"T{i}, {s}" for i, s in
-                                           enumerate(self.nt_shape[1:], 1)]) + ")")
+            want = (
+                "(N_test, "
+                + ", ".join(
+                    [str(self.nt_shape[0])]
+                    + [f"T{i}, {s}" for i, s in enumerate(self.nt_shape[1:], 1)]
+                )
+                + ")"
+            )
             raise ValueError(
                 f"{self.name}: `{arg}` must have shape {want}, i.e. test axes "
                 f"interleaved with the training-kernel axes {self.nt_shape} "
-                f"(trace_axes={self.trace}); got {tuple(k.shape)}.")
+                f"(trace_axes={self.trace}); got {tuple(k.shape)}."
+            )
         test_nt = tuple(k.shape[0::2])
         shape = [0] * self.ndim
         for a, s in zip(self.non_trace, test_nt):

@@ -18,30 +18,29 @@ import numpy as np
 from ntk._checks import concrete
 from ntk._linalg import HP, add_jitter, check_factor, dot, not_positive_definite
 
-__all__ = ["HP", "dot", "Regularised", "expm1_filter", "expm1_over_filter",
-           "steps_filter"]
+__all__ = ["HP", "dot", "Regularised", "expm1_filter", "expm1_over_filter", "steps_filter"]
 
 
 def expm1_filter(evals, tau):
     """``expm1(-λ τ)`` ``(T, P)``; 0 for ``λ ≤ 0`` (untrained directions)."""
     pos = evals > 0
-    lam = jnp.where(pos, evals, 1.)
-    return jnp.where(pos, jnp.expm1(-lam * tau[:, None]), 0.)
+    lam = jnp.where(pos, evals, 1.0)
+    return jnp.where(pos, jnp.expm1(-lam * tau[:, None]), 0.0)
 
 
 def expm1_over_filter(evals, tau):
     """``expm1(-λ τ) / λ``; 0 for ``λ ≤ 0`` (pseudo-inverse convention)."""
     pos = evals > 0
-    lam = jnp.where(pos, evals, 1.)
-    return jnp.where(pos, jnp.expm1(-lam * tau[:, None]) / lam, 0.)
+    lam = jnp.where(pos, evals, 1.0)
+    return jnp.where(pos, jnp.expm1(-lam * tau[:, None]) / lam, 0.0)
 
 
 def steps_filter(evals, learning_rate, n, steps):
     """``(1 - ηλ/n)^t - 1`` ``(T, P)`` for integer steps ``t``; 0 for ``λ ≤ 0``."""
     pos = evals > 0
-    lam = jnp.where(pos, evals, 1.)
+    lam = jnp.where(pos, evals, 1.0)
     # integer powers (repeated squaring): defined for any sign of 1 - ηλ/n
-    return jnp.where(pos, (1 - learning_rate * lam / n)[None, :] ** steps[:, None] - 1, 0.)
+    return jnp.where(pos, (1 - learning_rate * lam / n)[None, :] ** steps[:, None] - 1, 0.0)
 
 
 class Regularised:
@@ -67,9 +66,16 @@ class Regularised:
             with jax.ensure_compile_time_eval():
                 cho = jsl.cho_factor(self._reg_matrix(), lower=True)
             if concrete(cho[0]) is not None:
-                check_factor(cho[0], self.k, self.diag_reg, relative=not self.absolute,
-                             where=self.name, arg=self.arg, param="diag_reg",
-                             scale_flag="diag_reg_absolute_scale")
+                check_factor(
+                    cho[0],
+                    self.k,
+                    self.diag_reg,
+                    relative=not self.absolute,
+                    where=self.name,
+                    arg=self.arg,
+                    param="diag_reg",
+                    scale_flag="diag_reg_absolute_scale",
+                )
                 self._cho = cho
         return cho
 
@@ -93,10 +99,15 @@ class Regularised:
                 tol = 10 * max(c.shape[0], 10) * eps * max(np.abs(c).max(), 1e-300)
                 if not np.all(np.isfinite(c)) or c[0] < -tol:
                     raise not_positive_definite(
-                        self.k, self.diag_reg, relative=not self.absolute,
-                        where=self.name, arg=self.arg, param="diag_reg",
+                        self.k,
+                        self.diag_reg,
+                        relative=not self.absolute,
+                        where=self.name,
+                        arg=self.arg,
+                        param="diag_reg",
                         scale_flag="diag_reg_absolute_scale",
-                        what="it has a clearly negative eigenvalue")
+                        what="it has a clearly negative eigenvalue",
+                    )
                 eig = (evals, evecs)
                 self._eig = eig
             else:

@@ -12,18 +12,22 @@ import jax
 import jax.numpy as jnp
 
 from ntk import _checks
-from ntk.predict._checks import (as_float_array, canonical_get, check_times,
-                                 kernel_attr)
+from ntk.predict._checks import as_float_array, canonical_get, check_times, kernel_attr
 from ntk.predict._layout import Layout
 from ntk.predict._linalg import HP, Regularised, dot, expm1_filter, expm1_over_filter
 from ntk.predict.results import Gaussian, named
 
 
-def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
-                                  learning_rate: float = 1., diag_reg: float = 0.,
-                                  diag_reg_absolute_scale: bool = False,
-                                  trace_axes: Sequence[int] = (-1,),
-                                  **kernel_fn_train_train_kwargs):
+def gradient_descent_mse_ensemble(
+    kernel_fn,
+    x_train,
+    y_train,
+    learning_rate: float = 1.0,
+    diag_reg: float = 0.0,
+    diag_reg_absolute_scale: bool = False,
+    trace_axes: Sequence[int] = (-1,),
+    **kernel_fn_train_train_kwargs,
+):
     r"""Mean and covariance over random initialisations of MSE-trained networks.
 
     The outputs of an infinitely wide network at initialisation are a centred
@@ -81,8 +85,9 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
       ((2, 4, 1), (2, 4, 4))
     """
     name = "gradient_descent_mse_ensemble"
-    _checks.require_callable(kernel_fn, "kernel_fn", name,
-                             "a function kernel_fn(x1, x2, get, **kwargs)")
+    _checks.require_callable(
+        kernel_fn, "kernel_fn", name, "a function kernel_fn(x1, x2, get, **kwargs)"
+    )
     if x_train is None:
         raise ValueError(f"{name}: `x_train` is required; got None.")
     y_train = as_float_array(y_train, "y_train", name)
@@ -97,8 +102,9 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
     def k_dd(g):
         if g not in k_dd_cache:
             with jax.ensure_compile_time_eval():
-                k = kernel_attr(kernel_fn(x_train, None, g, **train_kwargs), g,
-                                 "kernel_fn(x_train, None)", name)
+                k = kernel_attr(
+                    kernel_fn(x_train, None, g, **train_kwargs), g, "kernel_fn(x_train, None)", name
+                )
             k = lay.train_kernel_2d(k, f"kernel_fn(x_train, None, {g!r})")
             if _checks.is_concrete(k):
                 k_dd_cache[g] = k
@@ -108,40 +114,48 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
     def reg_of(g):
         if g in regs:
             return regs[g]
-        r = Regularised(k_dd(g), diag_reg, diag_reg_absolute_scale, name,
-                         f"kernel_fn(x_train, None, {g!r})")
+        r = Regularised(
+            k_dd(g), diag_reg, diag_reg_absolute_scale, name, f"kernel_fn(x_train, None, {g!r})"
+        )
         if g in k_dd_cache:
             regs[g] = r
         return r
 
-    def predict_fn(t=None, x_test=None, get=None, compute_cov=False,
-                   **kernel_fn_test_test_kwargs):
-        names, single = canonical_get(get, ("nngp", "ntk"), name,
-                                       default=("nngp", "ntk"))
+    def predict_fn(t=None, x_test=None, get=None, compute_cov=False, **kernel_fn_test_test_kwargs):
+        names, single = canonical_get(get, ("nngp", "ntk"), name, default=("nngp", "ntk"))
         has_inf = False
         if t is not None:
             t, has_inf = check_times(t, name)
-        need = tuple(g for g in ("nngp", "ntk")
-                     if g in names or (g == "nngp" and compute_cov))
+        need = tuple(g for g in ("nngp", "ntk") if g in names or (g == "nngp" and compute_cov))
         dtype = jnp.result_type(*(k_dd(g).dtype for g in need), y_train.dtype)
         y_flat = lay.flatten(y_train).astype(dtype)
         k_td = k_tt = None
         if x_test is not None:
-            kw_td, kw_tt = _merge_kwargs(train_kwargs, kernel_fn_test_test_kwargs,
-                                         name)
+            kw_td, kw_tt = _merge_kwargs(train_kwargs, kernel_fn_test_test_kwargs, name)
             got = kernel_fn(x_test, x_train, need, **kw_td)
             k_td, test_nt = {}, None
             for g in need:
                 k_td[g], test_shape = lay.test_kernel_2d(
                     kernel_attr(got, g, "kernel_fn(x_test, x_train)", name),
-                    f"kernel_fn(x_test, x_train, {g!r})")
+                    f"kernel_fn(x_test, x_train, {g!r})",
+                )
                 test_nt = lay.test_nt(test_shape)
             if compute_cov:
-                k_tt = _checks.require_symmetric(lay.kernel_2d(
-                    kernel_attr(kernel_fn(x_test, None, "nngp", **kw_tt), "nngp",
-                                 "kernel_fn(x_test, None)", name),
-                    "kernel_fn(x_test, None, 'nngp')", test_nt, test_nt),
-                    "kernel_fn(x_test, None, 'nngp')", name)
+                k_tt = _checks.require_symmetric(
+                    lay.kernel_2d(
+                        kernel_attr(
+                            kernel_fn(x_test, None, "nngp", **kw_tt),
+                            "nngp",
+                            "kernel_fn(x_test, None)",
+                            name,
+                        ),
+                        "kernel_fn(x_test, None, 'nngp')",
+                        test_nt,
+                        test_nt,
+                    ),
+                    "kernel_fn(x_test, None, 'nngp')",
+                    name,
+                )
         else:
             test_nt = lay.nt_shape
 
@@ -151,17 +165,14 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
             if has_inf:
                 reg.check_definite()
             if t is None:
-                mean, cov = _ensemble_inf(g, reg, y_flat, k_dd, k_td, k_tt,
-                                          compute_cov)
+                mean, cov = _ensemble_inf(g, reg, y_flat, k_dd, k_td, k_tt, compute_cov)
                 lead = ()
             else:
                 lead = t.shape
                 tau = (learning_rate * t.reshape(-1) / n).astype(dtype)
-                mean, cov = _ensemble_t(g, reg, tau, y_flat, k_dd, k_td, k_tt,
-                                        compute_cov)
+                mean, cov = _ensemble_t(g, reg, tau, y_flat, k_dd, k_td, k_tt, compute_cov)
             mean = lay.unflatten(mean, test_nt, lead)
-            out[g] = (Gaussian(mean, lay.unflatten_cov(cov, test_nt, lead))
-                      if compute_cov else mean)
+            out[g] = Gaussian(mean, lay.unflatten_cov(cov, test_nt, lead)) if compute_cov else mean
         return named(out, names, single)
 
     return predict_fn
@@ -186,16 +197,14 @@ def _ensemble_t(g, reg, tau, y_flat, k_dd, k_td, k_tt, compute_cov):
     evals, evecs = reg.eigh()
     vy = dot(evecs.T, y_flat)
     if k_td is None:
-        mean = -jnp.einsum("pi,ti,ic->tpc", evecs, expm1_filter(evals, tau), vy,
-                           precision=HP)
+        mean = -jnp.einsum("pi,ti,ic->tpc", evecs, expm1_filter(evals, tau), vy, precision=HP)
         if not compute_cov:
             return mean, None
         if g == "nngp":
-            d = evals * (1. + expm1_filter(evals, 2 * tau))  # λ e^{-2λτ}, 0 if λ <= 0
-            d = jnp.where(evals > 0, d, 0.)
+            d = evals * (1.0 + expm1_filter(evals, 2 * tau))  # λ e^{-2λτ}, 0 if λ <= 0
+            d = jnp.where(evals > 0, d, 0.0)
             return mean, jnp.einsum("pi,ti,qi->tpq", evecs, d, evecs, precision=HP)
-        e = jnp.einsum("pi,ti,qi->tpq", evecs, 1. + expm1_filter(evals, tau), evecs,
-                       precision=HP)
+        e = jnp.einsum("pi,ti,qi->tpq", evecs, 1.0 + expm1_filter(evals, tau), evecs, precision=HP)
         return mean, jnp.einsum("tpr,rs,tqs->tpq", e, k_dd("nngp"), e, precision=HP)
 
     kv = dot(k_td[g], evecs)
@@ -224,16 +233,19 @@ def _merge_kwargs(train_kwargs, test_kwargs, name):
     for key, v_tt in test_kwargs.items():
         if key in train_kwargs:
             v_dd = train_kwargs[key]
-            pair = lambda v: isinstance(v, tuple) and len(v) == 2 and all(
-                hasattr(x, "shape") for x in v)
+            pair = lambda v: (
+                isinstance(v, tuple) and len(v) == 2 and all(hasattr(x, "shape") for x in v)
+            )
             if pair(v_dd) and pair(v_tt):
                 v_td = (v_tt[0], v_dd[0])
             elif hasattr(v_dd, "shape") and hasattr(v_tt, "shape"):
                 v_td = v_tt
             elif v_dd is not v_tt and v_dd != v_tt:
-                raise ValueError(f"{name}: keyword argument `{key}` of "
-                                 f"`kernel_fn` is {v_dd!r} for the training "
-                                 f"kernel but {v_tt!r} for the test kernel.")
+                raise ValueError(
+                    f"{name}: keyword argument `{key}` of "
+                    f"`kernel_fn` is {v_dd!r} for the training "
+                    f"kernel but {v_tt!r} for the test kernel."
+                )
             else:
                 v_td = v_tt
         else:

@@ -12,17 +12,31 @@ import jax.numpy as jnp
 
 from ntk.ode import odeint
 from ntk import _checks
-from ntk.predict._checks import (as_float_array, broadcast, check_requests,
-                                 check_solved, check_times, plain_kernel)
+from ntk.predict._checks import (
+    as_float_array,
+    broadcast,
+    check_requests,
+    check_solved,
+    check_times,
+    plain_kernel,
+)
 from ntk.predict._layout import Layout
 from ntk.predict._linalg import dot
 from ntk.predict.results import ODEState, pack
 
 
-def gradient_descent(loss: Callable, k_train_train, y_train,
-                     learning_rate: float = 1., momentum: Optional[float] = None,
-                     trace_axes: Sequence[int] = (-1,), *, rtol: float = 1.4e-8,
-                     atol: float = 1.4e-8, max_steps: int = 100_000):
+def gradient_descent(
+    loss: Callable,
+    k_train_train,
+    y_train,
+    learning_rate: float = 1.0,
+    momentum: Optional[float] = None,
+    trace_axes: Sequence[int] = (-1,),
+    *,
+    rtol: float = 1.4e-8,
+    atol: float = 1.4e-8,
+    max_steps: int = 100_000,
+):
     r"""Function-space gradient flow on any loss, integrated numerically.
 
     Without momentum (Lee et al. 2019, eq. 6), with time in units of steps of
@@ -89,18 +103,19 @@ def gradient_descent(loss: Callable, k_train_train, y_train,
     time_scale, m = learning_rate, None
     if momentum is not None:
         _checks.require_real(momentum, "momentum", name, low=0, high=1)
-        time_scale = learning_rate ** 0.5
+        time_scale = learning_rate**0.5
         m = (momentum - 1.0) / time_scale
     dstate_dt = _gd_dynamics(loss, y_train.shape, lay.trace, m is not None)
-    m_arg = jnp.asarray(0. if m is None else m, dtype)
+    m_arg = jnp.asarray(0.0 if m is None else m, dtype)
 
-    def predict_fn(t=None, fx_train_or_state_0=0., fx_test_0=None,
-                   k_test_train=None):
+    def predict_fn(t=None, fx_train_or_state_0=0.0, fx_test_0=None, k_test_train=None):
         as_state = isinstance(fx_train_or_state_0, ODEState)
         if as_state:
             if fx_test_0 is not None:
-                raise ValueError(f"{name}: `fx_test_0` must be None when an "
-                                 f"ODEState is passed (it holds fx_test).")
+                raise ValueError(
+                    f"{name}: `fx_test_0` must be None when an "
+                    f"ODEState is passed (it holds fx_test)."
+                )
             s0 = fx_train_or_state_0
             fx_train_0, fx_test_0 = s0.fx_train, s0.fx_test
             q_train_0, q_test_0 = s0.qx_train, s0.qx_test
@@ -108,51 +123,80 @@ def gradient_descent(loss: Callable, k_train_train, y_train,
             fx_train_0, q_train_0, q_test_0 = fx_train_or_state_0, None, None
         check_requests(fx_train_0, fx_test_0, k_test_train, name)
         if t is None:
-            raise ValueError(f"{name}: `t` must be a finite time or array of "
-                             f"times; got None (t = ∞). A general loss may have "
-                             f"no finite minimiser; for the MSE loss use "
-                             f"`gradient_descent_mse`, which solves t = ∞ "
-                             f"exactly.")
+            raise ValueError(
+                f"{name}: `t` must be a finite time or array of "
+                f"times; got None (t = ∞). A general loss may have "
+                f"no finite minimiser; for the MSE loss use "
+                f"`gradient_descent_mse`, which solves t = ∞ "
+                f"exactly."
+            )
         t, _ = check_times(t, name, finite=True)
         k_td, test_shape = None, None
         if k_test_train is not None:
             k_test_train = plain_kernel(k_test_train, "k_test_train", name)
             k_td, test_shape = lay.test_kernel_2d(k_test_train, "k_test_train")
-        f0 = (jnp.zeros(y_train.shape, dtype) if fx_train_0 is None else
-              broadcast(fx_train_0, y_train.shape, "fx_train_0", name).astype(dtype))
+        f0 = (
+            jnp.zeros(y_train.shape, dtype)
+            if fx_train_0 is None
+            else broadcast(fx_train_0, y_train.shape, "fx_train_0", name).astype(dtype)
+        )
         g0 = None
         if fx_test_0 is not None:
-            g0 = broadcast(fx_test_0, test_shape, "fx_test_0", name,
-                            "the test outputs implied by `k_test_train`").astype(dtype)
+            g0 = broadcast(
+                fx_test_0,
+                test_shape,
+                "fx_test_0",
+                name,
+                "the test outputs implied by `k_test_train`",
+            ).astype(dtype)
         if m is None:
             if q_train_0 is not None or q_test_0 is not None:
-                raise ValueError(f"{name}: the ODEState has momentum variables "
-                                 f"(qx_train/qx_test) but `momentum` is None.")
+                raise ValueError(
+                    f"{name}: the ODEState has momentum variables "
+                    f"(qx_train/qx_test) but `momentum` is None."
+                )
             state0 = ODEState(f0, g0)
         else:
-            qd = (jnp.zeros_like(f0) if q_train_0 is None else
-                  broadcast(q_train_0, y_train.shape, "qx_train", name).astype(dtype))
+            qd = (
+                jnp.zeros_like(f0)
+                if q_train_0 is None
+                else broadcast(q_train_0, y_train.shape, "qx_train", name).astype(dtype)
+            )
             qt = None
             if g0 is not None:
-                qt = (jnp.zeros_like(g0) if q_test_0 is None else
-                      broadcast(q_test_0, test_shape, "qx_test", name).astype(dtype))
+                qt = (
+                    jnp.zeros_like(g0)
+                    if q_test_0 is None
+                    else broadcast(q_test_0, test_shape, "qx_test", name).astype(dtype)
+                )
             state0 = ODEState(f0, g0, qd, qt)
 
         flat_t = (t.reshape(-1) * time_scale).astype(dtype)
         order = jnp.argsort(flat_t)
         ts = jnp.concatenate([jnp.zeros((1,), dtype), flat_t[order]])
-        states = odeint(dstate_dt, state0, ts, k_dd.astype(dtype),
-                        None if k_td is None else k_td.astype(dtype),
-                        y_train, m_arg, rtol=rtol, atol=atol,
-                        max_steps=max_steps)
+        states = odeint(
+            dstate_dt,
+            state0,
+            ts,
+            k_dd.astype(dtype),
+            None if k_td is None else k_td.astype(dtype),
+            y_train,
+            m_arg,
+            rtol=rtol,
+            atol=atol,
+            max_steps=max_steps,
+        )
         inverse = jnp.argsort(order)
         states = jax.tree_util.tree_map(
-            lambda x: x[1:][inverse].reshape(t.shape + x.shape[1:]), states)
+            lambda x: x[1:][inverse].reshape(t.shape + x.shape[1:]), states
+        )
         check_solved(states, name, max_steps)
         if as_state:
             return states
-        return pack(None if fx_train_0 is None else states.fx_train,
-                     None if fx_test_0 is None else states.fx_test)
+        return pack(
+            None if fx_train_0 is None else states.fx_train,
+            None if fx_test_0 is None else states.fx_test,
+        )
 
     return predict_fn
 

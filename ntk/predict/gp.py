@@ -7,16 +7,19 @@ from typing import Sequence
 import jax.numpy as jnp
 
 from ntk import _checks
-from ntk.predict._checks import (as_float_array, canonical_get, has_kernel,
-                                 kernel_attr)
+from ntk.predict._checks import as_float_array, canonical_get, has_kernel, kernel_attr
 from ntk.predict._layout import Layout
 from ntk.predict._linalg import Regularised, dot
 from ntk.predict.results import Gaussian, named
 
 
-def gp_inference(k_train_train, y_train, diag_reg: float = 0.,
-                 diag_reg_absolute_scale: bool = False,
-                 trace_axes: Sequence[int] = (-1,)):
+def gp_inference(
+    k_train_train,
+    y_train,
+    diag_reg: float = 0.0,
+    diag_reg_absolute_scale: bool = False,
+    trace_axes: Sequence[int] = (-1,),
+):
     r"""NNGP, NTK and NTK-GP posteriors (infinite time) on test points.
 
     With ``K`` the NNGP, ``Θ`` the NTK, ``d`` training and ``t`` test inputs,
@@ -77,16 +80,15 @@ def gp_inference(k_train_train, y_train, diag_reg: float = 0.,
 
     def reg_of(g):  # g in {"nngp", "ntk"}
         if g not in regs:
-            arg = ("k_train_train" if hasattr(k_train_train, "shape")
-                   else f"k_train_train.{g}")
+            arg = "k_train_train" if hasattr(k_train_train, "shape") else f"k_train_train.{g}"
             k = kernel_attr(k_train_train, g, "k_train_train", name)
-            regs[g] = Regularised(lay.train_kernel_2d(k, arg), diag_reg,
-                                   diag_reg_absolute_scale, name, arg)
+            regs[g] = Regularised(
+                lay.train_kernel_2d(k, arg), diag_reg, diag_reg_absolute_scale, name, arg
+            )
         return regs[g]
 
     def predict_fn(get=None, k_test_train=None, k_test_test=None):
-        names, single = canonical_get(get, ("nngp", "ntk", "ntkgp"), name,
-                                       default=("nngp", "ntk"))
+        names, single = canonical_get(get, ("nngp", "ntk", "ntkgp"), name, default=("nngp", "ntk"))
         out = {}
         for g in names:
             kind = "ntk" if g == "ntkgp" else g
@@ -95,12 +97,15 @@ def gp_inference(k_train_train, y_train, diag_reg: float = 0.,
             y_flat = lay.flatten(y_train).astype(dtype)
             if k_test_train is None:
                 mean = y_train.astype(dtype)
-                out[g] = mean if k_test_test is None else Gaussian(
-                    mean, lay.unflatten_cov(jnp.zeros_like(reg.k), lay.nt_shape, ()))
+                out[g] = (
+                    mean
+                    if k_test_test is None
+                    else Gaussian(mean, lay.unflatten_cov(jnp.zeros_like(reg.k), lay.nt_shape, ()))
+                )
                 continue
             k_td, test_shape = lay.test_kernel_2d(
-                kernel_attr(k_test_train, kind, "k_test_train", name),
-                "k_test_train")
+                kernel_attr(k_test_train, kind, "k_test_train", name), "k_test_train"
+            )
             test_nt = lay.test_nt(test_shape)
             mean = lay.unflatten(dot(k_td, reg.cho_solve(y_flat)), test_nt)
             if k_test_test is None:
@@ -108,24 +113,31 @@ def gp_inference(k_train_train, y_train, diag_reg: float = 0.,
                 continue
             prior = "ntk" if g == "ntkgp" else "nngp"
             k_tt = _checks.require_symmetric(
-                lay.kernel_2d(kernel_attr(k_test_test, prior, "k_test_test", name),
-                              "k_test_test", test_nt, test_nt), "k_test_test", name)
+                lay.kernel_2d(
+                    kernel_attr(k_test_test, prior, "k_test_test", name),
+                    "k_test_test",
+                    test_nt,
+                    test_nt,
+                ),
+                "k_test_test",
+                name,
+            )
             if g in ("nngp", "ntkgp"):
                 cov = k_tt - dot(k_td, reg.cho_solve(k_td.T))
             else:
-                if not (has_kernel(k_train_train, "nngp")
-                        and has_kernel(k_test_train, "nngp")):
+                if not (has_kernel(k_train_train, "nngp") and has_kernel(k_test_train, "nngp")):
                     raise ValueError(
                         f"{name}: the NTK posterior covariance needs both the "
                         f"NNGP and the NTK of `k_train_train` and "
                         f"`k_test_train` (objects with .nngp and .ntk, e.g. "
                         f"kernel_fn(x1, x2, get=('nngp', 'ntk'))); got "
                         f"{type(k_train_train).__name__} and "
-                        f"{type(k_test_train).__name__}.")
+                        f"{type(k_test_train).__name__}."
+                    )
                 nngp_dd = lay.train_kernel_2d(k_train_train.nngp, "k_train_train.nngp")
                 nngp_td, _ = lay.test_kernel_2d(k_test_train.nngp, "k_test_train.nngp")
                 a = reg.cho_solve(k_td.T)  # Θ_dd^{-1} Θ_dt
-                cross = dot(nngp_td, a)   # K_td Θ_dd^{-1} Θ_dt
+                cross = dot(nngp_td, a)  # K_td Θ_dd^{-1} Θ_dt
                 cov = k_tt + dot(a.T, dot(nngp_dd, a)) - cross - cross.T
             out[g] = Gaussian(mean, lay.unflatten_cov(cov, test_nt, ()))
         return named(out, names, single)

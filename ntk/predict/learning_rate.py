@@ -11,8 +11,9 @@ from ntk.predict._checks import plain_kernel
 from ntk.predict._layout import make_2d
 
 
-def max_learning_rate(ntk_train_train, y_train_size: Optional[int] = None,
-                      momentum: float = 0., eps: float = 1e-12):
+def max_learning_rate(
+    ntk_train_train, y_train_size: Optional[int] = None, momentum: float = 0.0, eps: float = 1e-12
+):
     r"""The largest stable learning rate of (momentum) GD on the MSE loss.
 
     Full-batch gradient descent on ``||f(X) - Y||²/(2n)`` of a linearised
@@ -50,13 +51,14 @@ def max_learning_rate(ntk_train_train, y_train_size: Optional[int] = None,
     name = "max_learning_rate"
     k = plain_kernel(ntk_train_train, "ntk_train_train", name)
     if k.ndim == 0 or k.ndim % 2:
-        raise ValueError(f"{name}: `ntk_train_train` must be a square (N, N) "
-                         f"kernel (or interleaved (N, N, K, K, ...)); got shape "
-                         f"{tuple(k.shape)}.")
+        raise ValueError(
+            f"{name}: `ntk_train_train` must be a square (N, N) "
+            f"kernel (or interleaved (N, N, K, K, ...)); got shape "
+            f"{tuple(k.shape)}."
+        )
     k2 = make_2d(k)
     if k2.shape[0] != k2.shape[1]:
-        raise ValueError(f"{name}: `ntk_train_train` must be square; got shape "
-                         f"{tuple(k.shape)}.")
+        raise ValueError(f"{name}: `ntk_train_train` must be square; got shape {tuple(k.shape)}.")
     _checks.require_symmetric(k2, "ntk_train_train", name)
     if y_train_size is None:
         factor = k2.shape[0]

@@ -8,17 +8,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk import _checks
-from ntk.predict._checks import (as_float_array, broadcast, check_requests,
-                                 check_times, plain_kernel)
+from ntk.predict._checks import as_float_array, broadcast, check_requests, check_times, plain_kernel
 from ntk.predict._layout import Layout
 from ntk.predict._linalg import HP, Regularised, dot, expm1_filter, steps_filter
 from ntk.predict.results import pack
 
 
-def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1.,
-                         diag_reg: float = 0., diag_reg_absolute_scale: bool = False,
-                         trace_axes: Sequence[int] = (-1,), *,
-                         discrete_time: bool = False):
+def gradient_descent_mse(
+    k_train_train,
+    y_train,
+    learning_rate: float = 1.0,
+    diag_reg: float = 0.0,
+    diag_reg_absolute_scale: bool = False,
+    trace_axes: Sequence[int] = (-1,),
+    *,
+    discrete_time: bool = False,
+):
     r"""Closed-form outputs of gradient flow on the MSE loss, at any time.
 
     For ``L(f) = ||f(X) - Y||² / (2 n)``, ``n = y_train.size``, learning rate
@@ -99,27 +104,34 @@ def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1.,
     _checks.require_positive(learning_rate, "learning_rate", name)
     _checks.require_nonnegative(diag_reg, "diag_reg", name)
     if not isinstance(discrete_time, (bool, np.bool_)):
-        raise TypeError(f"{name}: `discrete_time` must be a bool; got "
-                        f"{discrete_time!r}.")
+        raise TypeError(f"{name}: `discrete_time` must be a bool; got {discrete_time!r}.")
     dtype = jnp.result_type(k_dd.dtype, y_train.dtype)
     n = y_train.size
     y_flat = lay.flatten(y_train).astype(dtype)
-    reg = Regularised(k_dd, diag_reg, diag_reg_absolute_scale, name,
-                       "k_train_train")
+    reg = Regularised(k_dd, diag_reg, diag_reg_absolute_scale, name, "k_train_train")
 
-    def predict_fn(t=None, fx_train_0=0., fx_test_0=None, k_test_train=None):
+    def predict_fn(t=None, fx_train_0=0.0, fx_test_0=None, k_test_train=None):
         check_requests(fx_train_0, fx_test_0, k_test_train, name)
         k_td, test_shape = None, None
         if k_test_train is not None:
             k_test_train = plain_kernel(k_test_train, "k_test_train", name)
             k_td, test_shape = lay.test_kernel_2d(k_test_train, "k_test_train")
-        f0 = (jnp.zeros_like(y_flat) if fx_train_0 is None else lay.flatten(
-            broadcast(fx_train_0, y_train.shape, "fx_train_0", name)).astype(dtype))
+        f0 = (
+            jnp.zeros_like(y_flat)
+            if fx_train_0 is None
+            else lay.flatten(broadcast(fx_train_0, y_train.shape, "fx_train_0", name)).astype(dtype)
+        )
         g0 = None
         if fx_test_0 is not None:
-            g0 = lay.flatten(broadcast(fx_test_0, test_shape, "fx_test_0", name,
-                                        "the test outputs implied by "
-                                        "`k_test_train`")).astype(dtype)
+            g0 = lay.flatten(
+                broadcast(
+                    fx_test_0,
+                    test_shape,
+                    "fx_test_0",
+                    name,
+                    "the test outputs implied by `k_test_train`",
+                )
+            ).astype(dtype)
 
         if t is None:
             fx_train = y_flat if fx_train_0 is not None else None
@@ -138,19 +150,18 @@ def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1.,
             else:
                 filt = expm1_filter(evals, (learning_rate * t.reshape(-1) / n).astype(dtype))
             proj = dot(evecs.T, f0 - y_flat)
-            coef = filt[:, :, None] * proj[None]              # (T, P, C) in the eigenbasis
+            coef = filt[:, :, None] * proj[None]  # (T, P, C) in the eigenbasis
             fx_train = fx_test = None
             if fx_train_0 is not None:
                 fx_train = f0 + jnp.einsum("tic,pi->tpc", coef, evecs, precision=HP)
             if g0 is not None:
                 pos = (evals > 0)[None, :, None]
-                coef = jnp.where(pos, coef / jnp.where(pos, evals[None, :, None], 1.), 0.)
-                fx_test = g0 + jnp.einsum("tic,qi->tqc", coef, dot(k_td, evecs),
-                                          precision=HP)
-        out_train = (None if fx_train is None else
-                     lay.unflatten(fx_train, lay.nt_shape, lead))
-        out_test = (None if fx_test is None else
-                    lay.unflatten(fx_test, lay.test_nt(test_shape), lead))
+                coef = jnp.where(pos, coef / jnp.where(pos, evals[None, :, None], 1.0), 0.0)
+                fx_test = g0 + jnp.einsum("tic,qi->tqc", coef, dot(k_td, evecs), precision=HP)
+        out_train = None if fx_train is None else lay.unflatten(fx_train, lay.nt_shape, lead)
+        out_test = (
+            None if fx_test is None else lay.unflatten(fx_test, lay.test_nt(test_shape), lead)
+        )
         return pack(out_train, out_test)
 
     return predict_fn
@@ -161,6 +172,8 @@ def _whole_steps(t, name):
     c = _checks.concrete(t)
     if c is not None and np.any(c != np.round(c)):
         bad = c[c != np.round(c)].ravel()
-        raise ValueError(f"{name}: with discrete_time=True `t` must be whole numbers "
-                         f"of steps; got {bad[:5].tolist()}.")
+        raise ValueError(
+            f"{name}: with discrete_time=True `t` must be whole numbers "
+            f"of steps; got {bad[:5].tolist()}."
+        )
     return t.reshape(-1).astype(jnp.int32)

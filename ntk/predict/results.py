@@ -47,8 +47,8 @@ class ODEState:
 
 
 jax.tree_util.register_dataclass(
-    ODEState, data_fields=["fx_train", "fx_test", "qx_train", "qx_test"],
-    meta_fields=[])
+    ODEState, data_fields=["fx_train", "fx_test", "qx_train", "qx_test"], meta_fields=[]
+)
 
 
 def pack(train, test):

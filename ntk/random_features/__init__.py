@@ -16,21 +16,60 @@
     True
 """
 
-from ntk.random_features.eigen import (eigendecompose, exponents_from_sizes, fit_alpha,
-                                       fit_beta, inverse_trace_kappa, power_law_fit,
-                                       ridgeless_krr_mse)
-from ntk.random_features.features import (fourier_features, gaussian_features,
-                                          network_features, ntk_features, relu_features)
+from ntk.random_features.eigen import (
+    eigendecompose,
+    exponents_from_sizes,
+    fit_alpha,
+    fit_beta,
+    inverse_trace_kappa,
+    power_law_fit,
+    ridgeless_krr_mse,
+)
+from ntk.random_features.features import (
+    fourier_features,
+    gaussian_features,
+    network_features,
+    ntk_features,
+    relu_features,
+)
 from ntk.random_features.ridge import mse, optimal_ridge, rf_ridge_mse, rf_ridge_weights
-from ntk.random_features.theory import (KRRTheory, RFTheory, krr_kappa, krr_risk,
-                                        learnabilities, optimal_fitting_ratio,
-                                        rf_kappa_gamma, rf_risk)
+from ntk.random_features.theory import (
+    KRRTheory,
+    RFTheory,
+    krr_kappa,
+    krr_risk,
+    learnabilities,
+    optimal_fitting_ratio,
+    rf_kappa_gamma,
+    rf_risk,
+)
 from ntk.random_features.krr import gaussian_krr_mse, krr_pool_mse
 
-__all__ = ["eigendecompose", "exponents_from_sizes", "fit_alpha", "fit_beta",
-           "inverse_trace_kappa", "power_law_fit", "ridgeless_krr_mse",
-           "fourier_features", "gaussian_features", "network_features", "ntk_features",
-           "relu_features", "mse", "optimal_ridge", "rf_ridge_mse", "rf_ridge_weights",
-           "KRRTheory", "RFTheory", "krr_kappa", "krr_risk", "learnabilities",
-           "rf_kappa_gamma", "rf_risk", "optimal_fitting_ratio", "gaussian_krr_mse",
-           "krr_pool_mse"]
+__all__ = [
+    "eigendecompose",
+    "exponents_from_sizes",
+    "fit_alpha",
+    "fit_beta",
+    "inverse_trace_kappa",
+    "power_law_fit",
+    "ridgeless_krr_mse",
+    "fourier_features",
+    "gaussian_features",
+    "network_features",
+    "ntk_features",
+    "relu_features",
+    "mse",
+    "optimal_ridge",
+    "rf_ridge_mse",
+    "rf_ridge_weights",
+    "KRRTheory",
+    "RFTheory",
+    "krr_kappa",
+    "krr_risk",
+    "learnabilities",
+    "rf_kappa_gamma",
+    "rf_risk",
+    "optimal_fitting_ratio",
+    "gaussian_krr_mse",
+    "krr_pool_mse",
+]

@@ -34,8 +34,15 @@ import numpy as np
 from ntk import _checks
 from ntk.power_law import loglog_fit
 
-__all__ = ["eigendecompose", "power_law_fit", "fit_alpha", "fit_beta",
-           "inverse_trace_kappa", "exponents_from_sizes", "ridgeless_krr_mse"]
+__all__ = [
+    "eigendecompose",
+    "power_law_fit",
+    "fit_alpha",
+    "fit_beta",
+    "inverse_trace_kappa",
+    "exponents_from_sizes",
+    "ridgeless_krr_mse",
+]
 
 
 def eigendecompose(kernel, y):
@@ -56,8 +63,7 @@ def eigendecompose(kernel, y):
 
 def _square(kernel, arg, name):
     """A finite, symmetric, non-empty ``(N, N)`` kernel matrix (floating)."""
-    k = _checks.as_array(kernel, arg, name, ndim=2, floating=True, what="(N, N)",
-                         nonempty=True)
+    k = _checks.as_array(kernel, arg, name, ndim=2, floating=True, what="(N, N)", nonempty=True)
     if k.shape[0] != k.shape[1]:
         raise ValueError(f"{name}: `{arg}` must be square (N, N); got {k.shape}.")
     return _checks.require_symmetric(k, arg, name)
@@ -66,8 +72,10 @@ def _square(kernel, arg, name):
 def _targets(y, k, name):
     y = _checks.as_array(y, "y", name).astype(k.dtype)
     if y.ndim not in (1, 2) or y.shape[0] != k.shape[0]:
-        raise ValueError(f"{name}: `y` must have shape (N,) or (N, T) with "
-                         f"N = {k.shape[0]} (the kernel's size); got {y.shape}.")
+        raise ValueError(
+            f"{name}: `y` must have shape (N,) or (N, T) with "
+            f"N = {k.shape[0]} (the kernel's size); got {y.shape}."
+        )
     return y
 
 
@@ -85,22 +93,24 @@ def _index_range(m, i_min, i_max, name):
     i_min = _checks.require_int(i_min, "i_min", name)
     i_max = m if i_max is None else _checks.require_int(i_max, "i_max", name)
     if not 1 <= i_min < i_max <= m:
-        raise ValueError(f"{name}: need 1 ≤ i_min < i_max ≤ {m} (the number of "
-                         f"modes); got i_min={i_min}, i_max={i_max}.")
+        raise ValueError(
+            f"{name}: need 1 ≤ i_min < i_max ≤ {m} (the number of "
+            f"modes); got i_min={i_min}, i_max={i_max}."
+        )
     return np.arange(i_min, i_max + 1)
 
 
 def fit_alpha(eigvals, i_min: int = 1, i_max: int | None = None) -> float:
     """α from ``λ_i ~ i^(−α)`` over modes i_min…i_max (1-based, λ descending)."""
-    lam = _checks.as_numpy(eigvals, "eigvals", "fit_alpha", ndim=1, what="(M,)",
-                           dtype=np.float64)
+    lam = _checks.as_numpy(eigvals, "eigvals", "fit_alpha", ndim=1, what="(M,)", dtype=np.float64)
     lam = np.sort(lam)[::-1]
     idx = _index_range(lam.shape[0], i_min, i_max, "fit_alpha")
     return power_law_fit(idx, lam[idx - 1])[0]
 
 
-def fit_beta(target_coeffs, i_min: int = 1, i_max: int | None = None,
-             bins_per_decade: float = 5.0) -> float:
+def fit_beta(
+    target_coeffs, i_min: int = 1, i_max: int | None = None, bins_per_decade: float = 5.0
+) -> float:
     """β from ``v_i² ~ i^(−β)`` over modes i_min…i_max (v in descending-λ order).
 
     Single coefficients scatter (a sample's v_i carries a random sign and
@@ -110,17 +120,23 @@ def fit_beta(target_coeffs, i_min: int = 1, i_max: int | None = None,
     exact power law every bin's mean is the same multiple of its centre's value,
     so the slope is unbiased. Summed over outputs for (M, T) coefficients.
     """
-    v = _checks.as_numpy(target_coeffs, "target_coeffs", "fit_beta", ndim=(1, 2),
-                         what="(M,) or (M, T)", dtype=np.float64)
+    v = _checks.as_numpy(
+        target_coeffs,
+        "target_coeffs",
+        "fit_beta",
+        ndim=(1, 2),
+        what="(M,) or (M, T)",
+        dtype=np.float64,
+    )
     _checks.require_positive(bins_per_decade, "bins_per_decade", "fit_beta")
-    v2 = v ** 2 if v.ndim == 1 else (v ** 2).sum(1)
+    v2 = v**2 if v.ndim == 1 else (v**2).sum(1)
     idx = _index_range(v2.shape[0], i_min, i_max, "fit_beta")
     bins = max(3, int(round(bins_per_decade * np.log10((idx[-1] + 1) / idx[0]))))
     edges = np.unique(np.round(np.geomspace(idx[0], idx[-1] + 1, bins + 1)).astype(int))
     centres, means = [], []
     for a, b in zip(edges[:-1], edges[1:]):
         centres.append(np.exp(np.mean(np.log(np.arange(a, b)))))
-        means.append(v2[a - 1:b - 1].mean())
+        means.append(v2[a - 1 : b - 1].mean())
     return power_law_fit(centres, means)[0]
 
 
@@ -162,27 +178,29 @@ def exponents_from_sizes(kernel, y, sizes, key, trials: int = 3, n_test: int | N
     k = _square(kernel, "kernel", name)
     y = _targets(y, k, name)
     pool = k.shape[0]
-    sizes = [_checks.require_int(s, "sizes", name)
-             for s in np.atleast_1d(np.asarray(sizes))]
+    sizes = [_checks.require_int(s, "sizes", name) for s in np.atleast_1d(np.asarray(sizes))]
     if len(sizes) < 2:
-        raise ValueError(f"{name}: `sizes` must hold at least 2 subset sizes (a "
-                         f"power-law fit needs 2 points); got {len(sizes)}.")
+        raise ValueError(
+            f"{name}: `sizes` must hold at least 2 subset sizes (a "
+            f"power-law fit needs 2 points); got {len(sizes)}."
+        )
     trials = _checks.require_int(trials, "trials", name)
-    n_test = (max(pool - max(sizes), 1) if n_test is None
-              else _checks.require_int(n_test, "n_test", name))
+    n_test = (
+        max(pool - max(sizes), 1) if n_test is None else _checks.require_int(n_test, "n_test", name)
+    )
     if key is None:
-        raise TypeError(f"{name}: `key` must be a PRNG key (it draws the subsets); "
-                        f"got None.")
+        raise TypeError(f"{name}: `key` must be a PRNG key (it draws the subsets); got None.")
     if max(sizes) + n_test > pool:
-        raise ValueError(f"exponents_from_sizes: max(sizes) + n_test = "
-                         f"{max(sizes) + n_test} exceeds the pool of {pool} points.")
+        raise ValueError(
+            f"exponents_from_sizes: max(sizes) + n_test = "
+            f"{max(sizes) + n_test} exceeds the pool of {pool} points."
+        )
     kappas, mses = [], []
     for n in sizes:
         kap, err = [], []
         for t in range(trials):
-            perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 1000 * n + t),
-                                                     pool))
-            tr, te = perm[:n], perm[n:n + n_test]
+            perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 1000 * n + t), pool))
+            tr, te = perm[:n], perm[n : n + n_test]
             kap.append(float(inverse_trace_kappa(k[tr][:, tr])))
             err.append(float(ridgeless_krr_mse(k, y, tr, te)))
         kappas.append(np.mean(kap))

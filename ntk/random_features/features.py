@@ -36,16 +36,28 @@ from jax.flatten_util import ravel_pytree
 
 from ntk import _checks
 
-__all__ = ["network_features", "ntk_features", "relu_features", "fourier_features",
-           "gaussian_features"]
+__all__ = [
+    "network_features",
+    "ntk_features",
+    "relu_features",
+    "fourier_features",
+    "gaussian_features",
+]
 
 
 def _matrix(x, name):
-    x = _checks.as_array(x, "x", name, ndim=2, floating=True,
-                         what="(n, d) (flatten images first, e.g. ntk.data.flatten)")
+    x = _checks.as_array(
+        x,
+        "x",
+        name,
+        ndim=2,
+        floating=True,
+        what="(n, d) (flatten images first, e.g. ntk.data.flatten)",
+    )
     if x.shape[1] == 0:
-        raise ValueError(f"{name}: `x` must have at least one feature (d >= 1); got "
-                         f"shape {tuple(x.shape)}.")
+        raise ValueError(
+            f"{name}: `x` must have at least one feature (d >= 1); got shape {tuple(x.shape)}."
+        )
     return x
 
 
@@ -97,12 +109,16 @@ def gaussian_features(key, x, eigvals, k: int):
     k = _count(k, "gaussian_features")
     lam = _checks.as_array(eigvals, "eigvals", "gaussian_features").astype(x.dtype)
     if lam.shape != (x.shape[1],):
-        raise ValueError(f"gaussian_features: `eigvals` must have shape ({x.shape[1]},) "
-                         f"(one per input coordinate); got {lam.shape}.")
+        raise ValueError(
+            f"gaussian_features: `eigvals` must have shape ({x.shape[1]},) "
+            f"(one per input coordinate); got {lam.shape}."
+        )
     c = _checks.concrete(lam)
     if c is not None and np.any(c < 0):
-        raise ValueError(f"gaussian_features: `eigvals` must be >= 0 (a kernel "
-                         f"spectrum); got {c[c < 0][:5].tolist()}.")
+        raise ValueError(
+            f"gaussian_features: `eigvals` must be >= 0 (a kernel "
+            f"spectrum); got {c[c < 0][:5].tolist()}."
+        )
     w = jax.random.normal(key, (k, lam.shape[0]), x.dtype)
     f = w * jnp.sqrt(lam) / math.sqrt(k)
     return x @ f.T, f
@@ -112,9 +128,11 @@ def _fns(network, name):
     try:
         init_fn, apply_fn = network[0], network[1]
     except (TypeError, IndexError, KeyError):
-        raise TypeError(f"{name}: network must be an ntk.stax Layer or an "
-                        f"(init_fn, apply_fn[, kernel_fn]) tuple; got "
-                        f"{type(network).__name__}.") from None
+        raise TypeError(
+            f"{name}: network must be an ntk.stax Layer or an "
+            f"(init_fn, apply_fn[, kernel_fn]) tuple; got "
+            f"{type(network).__name__}."
+        ) from None
     if not (callable(init_fn) and callable(apply_fn)):
         raise TypeError(f"{name}: network must hold callables init_fn, apply_fn.")
     return init_fn, apply_fn
@@ -134,11 +152,15 @@ def network_features(network, key, x, params=None):
     init_fn, apply_fn = _fns(network, "network_features")
     x = _checks.as_array(x, "x", "network_features")
     if x.ndim < 2 or x.shape[0] == 0:
-        raise ValueError(f"network_features: `x` must have shape (n, ...) with n >= 1 "
-                         f"and a feature axis; got {x.shape}.")
+        raise ValueError(
+            f"network_features: `x` must have shape (n, ...) with n >= 1 "
+            f"and a feature axis; got {x.shape}."
+        )
     if params is None and key is None:
-        raise TypeError("network_features: `key` must be a PRNG key when `params` "
-                        "is None (it draws the parameters); got None.")
+        raise TypeError(
+            "network_features: `key` must be a PRNG key when `params` "
+            "is None (it draws the parameters); got None."
+        )
     if params is None:
         _, params = init_fn(key, x.shape)
     h = apply_fn(params, x)
@@ -154,17 +176,19 @@ def ntk_features(apply_fn, params, x):
     and RF regression on Φ is the linearised network trained to convergence
     with ridge (the NTK random-feature model).
     """
-    _checks.require_callable(apply_fn, "apply_fn", "ntk_features",
-                             "a function apply_fn(params, x)")
+    _checks.require_callable(apply_fn, "apply_fn", "ntk_features", "a function apply_fn(params, x)")
     x = _checks.as_array(x, "x", "ntk_features")
     if x.ndim < 1 or x.shape[0] == 0:
-        raise ValueError(f"ntk_features: `x` must have shape (n, ...) with n >= 1; got "
-                         f"shape {tuple(x.shape)}.")
+        raise ValueError(
+            f"ntk_features: `x` must have shape (n, ...) with n >= 1; got shape {tuple(x.shape)}."
+        )
     _checks.require_finite(params, "params", "ntk_features")
     out = jax.eval_shape(lambda p, xx: apply_fn(p, xx), params, x[:1])
     if math.prod(out.shape) != 1:
-        raise ValueError(f"ntk_features: the network must have one output per example; "
-                         f"its output for one example has shape {out.shape}.")
+        raise ValueError(
+            f"ntk_features: the network must have one output per example; "
+            f"its output for one example has shape {out.shape}."
+        )
     flat, unravel = ravel_pytree(params)
 
     def one(xi):

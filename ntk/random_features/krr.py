@@ -37,15 +37,18 @@ __all__ = ["gaussian_krr_mse", "krr_pool_mse"]
 
 
 def _check_ridges_keys(ridges, keys, dtype, name):
-    ridges = _checks.as_array(ridges, "ridges", name, ndim=1, what="(R,)",
-                              nonempty=True).astype(dtype)
+    ridges = _checks.as_array(ridges, "ridges", name, ndim=1, what="(R,)", nonempty=True).astype(
+        dtype
+    )
     c = _checks.concrete(ridges)
     if c is not None and (c < 0).any():
         raise ValueError(f"{name}: `ridges` must be >= 0; got {c[c < 0][:5].tolist()}.")
     if getattr(keys, "ndim", 0) < 1 or len(keys) < 1:
-        raise ValueError(f"{name}: `keys` must be a non-empty array of PRNG keys "
-                         f"(one per trial, e.g. jax.random.split(key, trials)); got "
-                         f"{keys!r}.")
+        raise ValueError(
+            f"{name}: `keys` must be a non-empty array of PRNG keys "
+            f"(one per trial, e.g. jax.random.split(key, trials)); got "
+            f"{keys!r}."
+        )
     return ridges
 
 
@@ -59,12 +62,14 @@ def gaussian_krr_mse(eigvals, target_coeffs, noise_var, n: int, ridges, keys):
       n: training samples; ridges: ``(R,)`` ridges δ ≥ 0; keys: ``(trials, …)``.
     """
     name = "gaussian_krr_mse"
-    lam = _checks.as_array(eigvals, "eigvals", name, ndim=1, what="(M,)", floating=True,
-                           nonempty=True)
+    lam = _checks.as_array(
+        eigvals, "eigvals", name, ndim=1, what="(M,)", floating=True, nonempty=True
+    )
     v = _checks.as_array(target_coeffs, "target_coeffs", name, ndim=1, what="(M,)")
     if v.shape != lam.shape:
-        raise ValueError(f"{name}: `target_coeffs` must have shape {lam.shape} like "
-                         f"`eigvals`; got {v.shape}.")
+        raise ValueError(
+            f"{name}: `target_coeffs` must have shape {lam.shape} like `eigvals`; got {v.shape}."
+        )
     _checks.require_nonnegative(noise_var, "noise_var", name)
     n = _checks.require_int(n, "n", name)
     ridges = _check_ridges_keys(ridges, keys, lam.dtype, name)
@@ -73,11 +78,12 @@ def gaussian_krr_mse(eigvals, target_coeffs, noise_var, n: int, ridges, keys):
         kx, ke = jax.random.split(key)
         x = jax.random.normal(kx, (n, lam.shape[0]))
         y = x @ v + jnp.sqrt(noise_var) * jax.random.normal(ke, (n,))
-        phi = x * jnp.sqrt(lam)                       # exact features of K
+        phi = x * jnp.sqrt(lam)  # exact features of K
         w = rf_ridge_weights(phi, y, ridges, method="dual")
         test = jnp.sum((w * jnp.sqrt(lam) - v) ** 2, 1) + noise_var
         train = jnp.mean((w @ phi.T - y) ** 2, 1)
         return train, test
+
     return jax.lax.map(jax.jit(trial), keys)
 
 
@@ -96,8 +102,9 @@ def krr_pool_mse(kernel, y, n: int, ridges, keys):
         raise ValueError(f"{name}: `kernel` must be square (N, N); got {kernel.shape}.")
     y = _checks.as_array(y, "y", name, ndim=1, what="(N,)")
     if y.shape[0] != kernel.shape[0]:
-        raise ValueError(f"{name}: `y` must have shape ({kernel.shape[0]},) like the "
-                         f"kernel; got {y.shape}.")
+        raise ValueError(
+            f"{name}: `y` must have shape ({kernel.shape[0]},) like the kernel; got {y.shape}."
+        )
     n = _checks.require_int(n, "n", name, maximum=kernel.shape[0])
     ridges = _check_ridges_keys(ridges, keys, kernel.dtype, name)
     evals_dtype = kernel.dtype
@@ -108,9 +115,11 @@ def krr_pool_mse(kernel, y, n: int, ridges, keys):
         e, u = jnp.linalg.eigh(ktt)
         e = jnp.maximum(e, 0.0)
         b = u.T @ y[idx]
-        filt = jnp.where(e[None] + ridges[:, None] > 1e-6 * e.max(),
-                         1.0 / (e[None] + ridges[:, None]), 0.0).astype(evals_dtype)
+        filt = jnp.where(
+            e[None] + ridges[:, None] > 1e-6 * e.max(), 1.0 / (e[None] + ridges[:, None]), 0.0
+        ).astype(evals_dtype)
         alpha = (u[None] * filt[:, None, :]) @ b
         pred = alpha @ kernel[idx]
         return (jnp.mean((pred[:, idx] - y[idx]) ** 2, 1), jnp.mean((pred - y) ** 2, 1))
+
     return jax.lax.map(jax.jit(trial), keys)

@@ -43,18 +43,22 @@ _METHODS = ("auto", "primal", "dual")
 def _check(phi, y, ridges, method, name, arg="phi", y_arg="y"):
     phi = _checks.as_array(phi, arg, name, ndim=2, floating=True, what="(n, k)")
     if phi.shape[0] == 0 or phi.shape[1] == 0:
-        raise ValueError(f"{name}: `{arg}` must have n >= 1 rows and k >= 1 "
-                         f"features; got shape {tuple(phi.shape)}.")
+        raise ValueError(
+            f"{name}: `{arg}` must have n >= 1 rows and k >= 1 "
+            f"features; got shape {tuple(phi.shape)}."
+        )
     y = _checks.as_array(y, y_arg, name, floating=True)
     if y.ndim not in (1, 2) or y.shape[0] != phi.shape[0]:
-        raise ValueError(f"{name}: `{y_arg}` must have shape (n,) or (n, T) with n = "
-                         f"{phi.shape[0]} (rows of {arg}); got shape {y.shape}.")
-    ridges = _checks.as_array(ridges, "ridges", name, ndim=1, what="(R,)",
-                              nonempty=True).astype(phi.dtype)
+        raise ValueError(
+            f"{name}: `{y_arg}` must have shape (n,) or (n, T) with n = "
+            f"{phi.shape[0]} (rows of {arg}); got shape {y.shape}."
+        )
+    ridges = _checks.as_array(ridges, "ridges", name, ndim=1, what="(R,)", nonempty=True).astype(
+        phi.dtype
+    )
     c = _checks.concrete(ridges)
     if c is not None and np.any(c < 0):
-        raise ValueError(f"{name}: `ridges` must be >= 0; got "
-                         f"{c[c < 0][:5].tolist()}.")
+        raise ValueError(f"{name}: `ridges` must be >= 0; got {c[c < 0][:5].tolist()}.")
     _checks.require_one_of(method, _METHODS, "method", name)
     return phi, y, ridges
 
@@ -103,12 +107,12 @@ def _weights(phi, y2, ridges, method, rcond):
     if method == "primal":
         evals, q = jnp.linalg.eigh(jnp.matmul(phi.T, phi, precision=_HP))
         b = jnp.matmul(q.T, jnp.matmul(phi.T, y2, precision=_HP), precision=_HP)
-        filt = _inv_filter(evals, ridges, rcond)                     # (R, k)
+        filt = _inv_filter(evals, ridges, rcond)  # (R, k)
         w = jnp.einsum("ij,rj,jt->rit", q, filt, b, precision=_HP)
     else:
         evals, p = jnp.linalg.eigh(jnp.matmul(phi, phi.T, precision=_HP))
-        b = jnp.matmul(p.T, y2, precision=_HP)                        # (n, T)
-        filt = _inv_filter(evals, ridges, rcond)                      # (R, n)
+        b = jnp.matmul(p.T, y2, precision=_HP)  # (n, T)
+        filt = _inv_filter(evals, ridges, rcond)  # (R, n)
         alpha = jnp.einsum("ij,rj,jt->rit", p, filt, b, precision=_HP)
         w = jnp.einsum("ak,rat->rkt", phi, alpha, precision=_HP)
     return w
@@ -121,8 +125,10 @@ def mse(pred, y):
     pred = _checks.as_array(pred, "pred", "mse", ndim=(1, 2), what="(n,) or (n, T)")
     y = _checks.as_array(y, "y", "mse")
     if pred.shape != y.shape:
-        raise ValueError(f"mse: `pred` and `y` must have the same shape; got "
-                         f"{tuple(pred.shape)} and {tuple(y.shape)}.")
+        raise ValueError(
+            f"mse: `pred` and `y` must have the same shape; got "
+            f"{tuple(pred.shape)} and {tuple(y.shape)}."
+        )
     err = (pred - y) ** 2
     return err.mean() if err.ndim == 1 else err.sum(-1).mean()
 
@@ -133,17 +139,22 @@ def rf_ridge_mse(phi_train, y_train, phi_test, y_test, ridges, method: str = "au
     MSE = mean over samples of the squared error summed over outputs.
     """
     name = "rf_ridge_mse"
-    phi_train, y_train, ridges = _check(phi_train, y_train, ridges, method, name,
-                                        "phi_train", "y_train")
+    phi_train, y_train, ridges = _check(
+        phi_train, y_train, ridges, method, name, "phi_train", "y_train"
+    )
     phi_test = _checks.as_array(phi_test, "phi_test", name, floating=True)
     if phi_test.ndim != 2 or phi_test.shape[1] != phi_train.shape[1]:
-        raise ValueError(f"{name}: `phi_test` must have shape (m, {phi_train.shape[1]}); "
-                         f"got shape {phi_test.shape}.")
+        raise ValueError(
+            f"{name}: `phi_test` must have shape (m, {phi_train.shape[1]}); "
+            f"got shape {phi_test.shape}."
+        )
     y_test = _checks.as_array(y_test, "y_test", name, floating=True)
     want = (phi_test.shape[0],) + tuple(y_train.shape[1:])
     if tuple(y_test.shape) != want:
-        raise ValueError(f"{name}: `y_test` must have shape {want} (rows of phi_test, "
-                         f"outputs of y_train); got shape {tuple(y_test.shape)}.")
+        raise ValueError(
+            f"{name}: `y_test` must have shape {want} (rows of phi_test, "
+            f"outputs of y_train); got shape {tuple(y_test.shape)}."
+        )
     w = rf_ridge_weights(phi_train, y_train, ridges, method)
     pred_tr = jnp.einsum("ak,rk...->ra...", phi_train, w, precision=_HP)
     pred_te = jnp.einsum("ak,rk...->ra...", phi_test, w, precision=_HP)
@@ -163,13 +174,17 @@ def optimal_ridge(ridges, test_mse, axis: int = -1):
     # NaN/inf test MSEs are allowed: they are skipped (e.g. diverged trials).
     test_mse = _checks.as_array(test_mse, "test_mse", name, finite=False)
     if test_mse.ndim == 0:
-        raise ValueError(f"{name}: `test_mse` must have an axis of {ridges.shape[0]} "
-                         f"ridges; got a scalar.")
-    axis = _checks.require_int(axis, "axis", name, minimum=-test_mse.ndim,
-                               maximum=test_mse.ndim - 1)
+        raise ValueError(
+            f"{name}: `test_mse` must have an axis of {ridges.shape[0]} ridges; got a scalar."
+        )
+    axis = _checks.require_int(
+        axis, "axis", name, minimum=-test_mse.ndim, maximum=test_mse.ndim - 1
+    )
     if test_mse.shape[axis] != ridges.shape[0]:
-        raise ValueError(f"{name}: `test_mse` must have {ridges.shape[0]} entries "
-                         f"along axis {axis}; got shape {test_mse.shape}.")
+        raise ValueError(
+            f"{name}: `test_mse` must have {ridges.shape[0]} entries "
+            f"along axis {axis}; got shape {test_mse.shape}."
+        )
     clean = jnp.where(jnp.isfinite(test_mse), test_mse, jnp.inf)
     i = jnp.argmin(clean, axis=axis)
     return ridges[i], jnp.min(clean, axis=axis)

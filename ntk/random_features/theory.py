@@ -62,8 +62,16 @@ import numpy as np
 
 from ntk import _checks
 
-__all__ = ["KRRTheory", "RFTheory", "krr_kappa", "krr_risk", "rf_kappa_gamma",
-           "rf_risk", "learnabilities", "optimal_fitting_ratio"]
+__all__ = [
+    "KRRTheory",
+    "RFTheory",
+    "krr_kappa",
+    "krr_risk",
+    "rf_kappa_gamma",
+    "rf_risk",
+    "learnabilities",
+    "optimal_fitting_ratio",
+]
 
 _BISECTION_STEPS = 96
 
@@ -103,16 +111,19 @@ class RFTheory(NamedTuple):
 
 def _check_spectrum(eigvals, name):
     if not hasattr(eigvals, "shape") and not isinstance(eigvals, (list, tuple)):
-        raise TypeError(f"{name}: `eigvals` must be an array of shape (M,); got "
-                        f"{type(eigvals).__name__}.")
+        raise TypeError(
+            f"{name}: `eigvals` must be an array of shape (M,); got {type(eigvals).__name__}."
+        )
     lam = _checks.as_array(eigvals, "eigvals", name, floating=True)
     if lam.ndim != 1 or lam.shape[0] == 0:
-        raise ValueError(f"{name}: `eigvals` must have shape (M,) with M ≥ 1; got "
-                         f"shape {lam.shape}.")
+        raise ValueError(
+            f"{name}: `eigvals` must have shape (M,) with M ≥ 1; got shape {lam.shape}."
+        )
     c = _checks.concrete(lam)
     if c is not None and np.any(c < 0):
-        raise ValueError(f"{name}: `eigvals` must be >= 0 (a kernel spectrum); got "
-                         f"{c[c < 0][:5].tolist()}.")
+        raise ValueError(
+            f"{name}: `eigvals` must be >= 0 (a kernel spectrum); got {c[c < 0][:5].tolist()}."
+        )
     return lam
 
 
@@ -120,17 +131,18 @@ def _target_power(coeffs, m, name):
     """``Σ_t v_{i,t}²`` of shape (M,) from v of shape (M,) or (M, T)."""
     v = _checks.as_array(coeffs, "target_coeffs", name)
     if v.ndim not in (1, 2) or v.shape[0] != m:
-        raise ValueError(f"{name}: `target_coeffs` must have shape (M,) or (M, T) with "
-                         f"M = {m} (the number of eigenvalues); got shape {v.shape}.")
-    v2 = v ** 2
+        raise ValueError(
+            f"{name}: `target_coeffs` must have shape (M,) or (M, T) with "
+            f"M = {m} (the number of eigenvalues); got shape {v.shape}."
+        )
+    v2 = v**2
     return v2 if v2.ndim == 1 else v2.sum(axis=1)
 
 
 def learnabilities(eigvals, gamma):
     """``L_i = λ_i/(λ_i + γ)`` (``λ_i ≥ 0``, ``γ > 0``), shape (M,)."""
     lam = _check_spectrum(eigvals, "learnabilities")
-    _checks.require_positive(_scalar(gamma, "learnabilities", "gamma"), "gamma",
-                             "learnabilities")
+    _checks.require_positive(_scalar(gamma, "learnabilities", "gamma"), "gamma", "learnabilities")
     return lam / (lam + gamma)
 
 
@@ -138,7 +150,7 @@ def _f(u, lam, n, inv_k, ridge):
     """F(e^u) = z + δ/(e^u (1 − z/k)) − n; +inf where z ≥ k (outside the domain)."""
     gamma = jnp.exp(u)
     z = jnp.sum(lam / (lam + gamma))
-    slack = 1.0 - z * inv_k                      # κ/γ
+    slack = 1.0 - z * inv_k  # κ/γ
     val = z + ridge / (gamma * jnp.where(slack > 0, slack, 1.0)) - n
     return jnp.where(slack > 0, val, jnp.inf)
 
@@ -171,35 +183,38 @@ def _solve_log_gamma(lam, n, inv_k, ridge):
     f_theta = _f(u0, lam, n, inv_k, ridge)
     dfdu = jax.grad(_f)(u0, lam_s, n_s, ik_s, r_s)
     ok = jnp.isfinite(f_theta) & jnp.isfinite(dfdu) & (dfdu < 0)
-    correction = jnp.where(ok, (f_theta - jax.lax.stop_gradient(f_theta))
-                           / jnp.where(ok, dfdu, -1.0), 0.0)
+    correction = jnp.where(
+        ok, (f_theta - jax.lax.stop_gradient(f_theta)) / jnp.where(ok, dfdu, -1.0), 0.0
+    )
     return u0 - correction
 
 
 def _scalar(x, name, arg):
     x = _checks.as_array(x, arg, name, finite=False)
     if x.ndim != 0:
-        raise ValueError(f"{name}: `{arg}` must be a scalar (vmap for grids); got shape "
-                         f"{x.shape}.")
+        raise ValueError(f"{name}: `{arg}` must be a scalar (vmap for grids); got shape {x.shape}.")
     return x
 
 
 def _prep(eigvals, n, k, ridge, name):
     lam = _check_spectrum(eigvals, name)
     n = _checks.require_positive(_scalar(n, name, "n"), "n", name).astype(lam.dtype)
-    ridge = _checks.require_nonnegative(_scalar(ridge, name, "ridge"), "ridge",
-                                        name).astype(lam.dtype)
+    ridge = _checks.require_nonnegative(_scalar(ridge, name, "ridge"), "ridge", name).astype(
+        lam.dtype
+    )
     inv_k = None
     if k is not None:
-        k = _checks.require_positive(_scalar(k, name, "k"), "k", name,
-                                     allow_inf=True).astype(lam.dtype)
-        inv_k = 1.0 / k                          # k = inf → 0 (the KRR limit)
+        k = _checks.require_positive(_scalar(k, name, "k"), "k", name, allow_inf=True).astype(
+            lam.dtype
+        )
+        inv_k = 1.0 / k  # k = inf → 0 (the KRR limit)
     return lam, n, inv_k, ridge
 
 
 def _noise(noise_var, name, dtype):
-    return _checks.require_nonnegative(_scalar(noise_var, name, "noise_var"),
-                                       "noise_var", name).astype(dtype)
+    return _checks.require_nonnegative(
+        _scalar(noise_var, name, "noise_var"), "noise_var", name
+    ).astype(dtype)
 
 
 def rf_kappa_gamma(eigvals, n, k, ridge):
@@ -264,10 +279,10 @@ def _kappa_from(gamma, z, n, inv_k, ridge):
 def _rf_core(lam, v2, n, inv_k, ridge, noise_var):
     gamma = jnp.exp(_solve_log_gamma(lam, n, inv_k, ridge))
     L = lam / (lam + gamma)
-    z, q = jnp.sum(L), jnp.sum(L ** 2)
+    z, q = jnp.sum(L), jnp.sum(L**2)
     kappa = _kappa_from(gamma, z, n, inv_k, ridge)
     # x = [q(k − 2z) + z²]/[n(k − q)], written with 1/k so that k = ∞ is exact.
-    x = (q * (1.0 - 2.0 * z * inv_k) + z ** 2 * inv_k) / (n * (1.0 - q * inv_k))
+    x = (q * (1.0 - 2.0 * z * inv_k) + z**2 * inv_k) / (n * (1.0 - q * inv_k))
     e0 = 1.0 / (1.0 - x)
     bias = (1.0 - L) - kappa * L / (lam + gamma) / (1.0 - q * inv_k)
     test = e0 * (jnp.sum(bias * v2) + noise_var)
@@ -298,7 +313,7 @@ def krr_risk(eigvals, target_coeffs, n, ridge, noise_var=0.0) -> KRRTheory:
 def _krr_core(lam, v2, n, ridge, noise_var):
     kappa = jnp.exp(_solve_log_gamma(lam, n, jnp.zeros((), lam.dtype), ridge))
     L = lam / (lam + kappa)
-    z, q = jnp.sum(L), jnp.sum(L ** 2)
+    z, q = jnp.sum(L), jnp.sum(L**2)
     e0 = n / (n - q)
     test = e0 * (jnp.sum((1.0 - L) ** 2 * v2) + noise_var)
     train = ((n - z) / n) ** 2 * test
@@ -330,8 +345,8 @@ def optimal_fitting_ratio(alpha, beta, n, noise_var, modes: int = 20000):
     _checks.require_nonnegative(noise_var, "noise_var", name)
     modes = _checks.require_int(modes, "modes", name, minimum=2)
     i = jnp.arange(1, modes + 1, dtype=jnp.float32)
-    lam = i ** -alpha
-    v = jnp.sqrt(i ** -beta / jnp.sum(i ** -beta))
+    lam = i**-alpha
+    v = jnp.sqrt(i**-beta / jnp.sum(i**-beta))
     ridges = jnp.concatenate([jnp.zeros(1), jnp.logspace(-8, 2, 121)]) * jnp.sum(lam)
     th = jax.vmap(lambda r: krr_risk(lam, v, n, r, noise_var))(ridges)
     j = int(jnp.argmin(th.test_mse))

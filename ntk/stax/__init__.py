@@ -20,14 +20,32 @@ Myrtle CNNs). ``_internal`` holds the numerics other packages share; it is
 not public API.
 """
 
-from ntk.stax.combinators import (FanInConcat, FanInProd, FanInSum, FanOut,
-                                  parallel, repeat, serial)
-from ntk.stax.elementwise import (ACTIVATIONS, ABRelu, Abs, Activation, Cos,
-                                  Elementwise, ElementwiseNumerical, Erf, Exp,
-                                  ExpNormalized, Gabor, Gaussian, Gelu, Hermite,
-                                  LeakyRelu, Monomial, Polynomial, Rbf,
-                                  RectifiedMonomial, Relu, Sigmoid_like, Sign,
-                                  Sin)
+from ntk.stax.combinators import FanInConcat, FanInProd, FanInSum, FanOut, parallel, repeat, serial
+from ntk.stax.elementwise import (
+    ACTIVATIONS,
+    ABRelu,
+    Abs,
+    Activation,
+    Cos,
+    Elementwise,
+    ElementwiseNumerical,
+    Erf,
+    Exp,
+    ExpNormalized,
+    Gabor,
+    Gaussian,
+    Gelu,
+    Hermite,
+    LeakyRelu,
+    Monomial,
+    Polynomial,
+    Rbf,
+    RectifiedMonomial,
+    Relu,
+    Sigmoid_like,
+    Sign,
+    Sin,
+)
 from ntk.stax import spec
 from ntk.stax.layer import KernelFn, Layer, make_layer
 from ntk.stax.conv import Conv, ConvLocal, ConvTranspose
@@ -36,8 +54,7 @@ from ntk.stax.spatial import Padding
 from ntk.stax.linear import Dense, Dropout, Flatten, Identity, LayerNorm
 from ntk.stax.pooling import AvgPool, GlobalAvgPool, GlobalSumPool, SumPool
 from ntk.stax.indexing import DotGeneral, Index, Slice
-from ntk.stax.attention import (AttentionMechanism, GlobalSelfAttention,
-                                PositionalEmbedding)
+from ntk.stax.attention import AttentionMechanism, GlobalSelfAttention, PositionalEmbedding
 from ntk.stax.graph import Aggregate, AggregateImplementation
 from ntk.stax.masking import MaskedArray, unmask_fn
 from ntk.stax.myrtle import Myrtle
@@ -45,26 +62,71 @@ from ntk.stax.myrtle import Myrtle
 
 __all__ = [
     # combinators
-    "serial", "parallel", "repeat", "FanOut", "FanInSum", "FanInProd",
+    "serial",
+    "parallel",
+    "repeat",
+    "FanOut",
+    "FanInSum",
+    "FanInProd",
     "FanInConcat",
     # linear, pooling, reshaping, normalisation, regularisation
-    "Dense", "Conv", "AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool",
-    "Flatten", "Identity", "LayerNorm", "Dropout",
+    "Dense",
+    "Conv",
+    "AvgPool",
+    "SumPool",
+    "GlobalAvgPool",
+    "GlobalSumPool",
+    "Flatten",
+    "Identity",
+    "LayerNorm",
+    "Dropout",
     # transposed and unshared convolutions, resizing, the padding enum
-    "ConvTranspose", "ConvLocal", "ImageResize", "Padding",
+    "ConvTranspose",
+    "ConvLocal",
+    "ImageResize",
+    "Padding",
     # fixed linear maps of positions: dot with a constant, indexing
-    "DotGeneral", "Index", "Slice",
+    "DotGeneral",
+    "Index",
+    "Slice",
     # activations
-    "Relu", "LeakyRelu", "ABRelu", "Abs", "Erf", "Sigmoid_like", "Gelu", "Sin",
-    "Cos", "Rbf", "Sign", "Exp", "Gaussian", "Monomial", "Hermite",
-    "Polynomial", "Gabor", "ExpNormalized", "RectifiedMonomial", "Elementwise",
+    "Relu",
+    "LeakyRelu",
+    "ABRelu",
+    "Abs",
+    "Erf",
+    "Sigmoid_like",
+    "Gelu",
+    "Sin",
+    "Cos",
+    "Rbf",
+    "Sign",
+    "Exp",
+    "Gaussian",
+    "Monomial",
+    "Hermite",
+    "Polynomial",
+    "Gabor",
+    "ExpNormalized",
+    "RectifiedMonomial",
+    "Elementwise",
     "ElementwiseNumerical",
     # attention (and its option enums)
-    "GlobalSelfAttention", "AttentionMechanism", "PositionalEmbedding",
+    "GlobalSelfAttention",
+    "AttentionMechanism",
+    "PositionalEmbedding",
     # graph networks; masked (padded) inputs
-    "Aggregate", "AggregateImplementation", "MaskedArray", "unmask_fn",
+    "Aggregate",
+    "AggregateImplementation",
+    "MaskedArray",
+    "unmask_fn",
     # whole networks: the Myrtle CNNs of Shankar et al. 2020 (fused kernel)
     "Myrtle",
     # the activation table and the layer record
-    "ACTIVATIONS", "Activation", "Layer", "KernelFn", "make_layer", "spec",
+    "ACTIVATIONS",
+    "Activation",
+    "Layer",
+    "KernelFn",
+    "make_layer",
+    "spec",
 ]

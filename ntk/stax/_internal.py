@@ -134,8 +134,7 @@ def correlation(c12, c11, c22):
 def _correlation_jvp(primals, tangents):
     (c12, c11, c22), (d12, d11, d22) = primals, tangents
     rho, one_minus = correlation(c12, c11, c22)
-    drho = (d12 * (inv_sqrt(c11) * inv_sqrt(c22))
-            - rho * (d11 * inv(c11) + d22 * inv(c22)) / 2)
+    drho = d12 * (inv_sqrt(c11) * inv_sqrt(c22)) - rho * (d11 * inv(c11) + d22 * inv(c22)) / 2
     return (rho, one_minus), (drho, jnp.where(one_minus > 0, -2 * rho * drho, 0.0))
 
 
@@ -157,14 +156,28 @@ def sin_angle_term(c12, c11, c22):
 # fit of (atan(w)/w − 1)/t (relative error 2e-16, i.e. float64-exact). XLA's
 # atan2 is a scalar libm call on CPU (~35 ns); this is ~12 fused multiply-adds
 # that vectorise, which makes arc-cosine kernels ~50x cheaper.
-_ATAN_COEF = (-0.3333333333333335, 0.1999999999999635, -0.14285714284944914,
-              0.11111111041531378, -0.09090905730334234, 0.07692211093816727,
-              -0.06664914021181749, 0.05861695262057322, -0.05104154057103348,
-              0.03977414681194997, -0.019842141537042956)
+_ATAN_COEF = (
+    -0.3333333333333335,
+    0.1999999999999635,
+    -0.14285714284944914,
+    0.11111111041531378,
+    -0.09090905730334234,
+    0.07692211093816727,
+    -0.06664914021181749,
+    0.05861695262057322,
+    -0.05104154057103348,
+    0.03977414681194997,
+    -0.019842141537042956,
+)
 # The same fit of degree 4 for float32 and narrower: relative error 2.5e-9,
 # below float32's rounding, for 6 fewer multiply-adds.
-_ATAN_COEF_32 = (-0.3333333176116625, 0.1999954048349856, -0.14263955595171407,
-                 0.10743731470795079, -0.064519281599026)
+_ATAN_COEF_32 = (
+    -0.3333333176116625,
+    0.1999954048349856,
+    -0.14263955595171407,
+    0.10743731470795079,
+    -0.064519281599026,
+)
 _TAN_PI_8 = math.tan(PI / 8)
 
 
@@ -179,7 +192,7 @@ def atan2(y, x):
     # into every (N, N) consumer, which makes deep ReLU networks 3x slower.
     z = jnp.where(hi > 0, lo / jnp.where(hi > 0, hi, 1.0), lo)
     big = z > _TAN_PI_8
-    w = jnp.where(big, (z - 1) / (z + 1), z)                         # |w| ≤ tan(π/8)
+    w = jnp.where(big, (z - 1) / (z + 1), z)  # |w| ≤ tan(π/8)
     t = w * w
     coef = _ATAN_COEF if jnp.finfo(t.dtype).bits > 32 else _ATAN_COEF_32
     poly = jnp.zeros_like(t) + coef[-1]

@@ -86,17 +86,19 @@ _HP = jax.lax.Precision.HIGHEST
 class AttentionMechanism(enum.Enum):
     """The map ``φ`` from logits to attention weights."""
 
-    SOFTMAX = "SOFTMAX"    # softmax over the key positions
+    SOFTMAX = "SOFTMAX"  # softmax over the key positions
     IDENTITY = "IDENTITY"
     ABS = "ABS"
     RELU = "RELU"
 
     def fn(self) -> Callable:
         """``φ`` acting on logits whose last axis indexes key positions."""
-        return {"SOFTMAX": lambda g: jax.nn.softmax(g, axis=-1),
-                "IDENTITY": lambda g: g,
-                "ABS": jnp.abs,
-                "RELU": lambda g: jnp.maximum(g, 0)}[self.value]
+        return {
+            "SOFTMAX": lambda g: jax.nn.softmax(g, axis=-1),
+            "IDENTITY": lambda g: g,
+            "ABS": jnp.abs,
+            "RELU": lambda g: jnp.maximum(g, 0),
+        }[self.value]
 
 
 class PositionalEmbedding(enum.Enum):
@@ -112,17 +114,17 @@ def _as_enum(value, cls, arg: str, name: str):
     raw = value.name if isinstance(value, enum.Enum) else value
     if isinstance(raw, str) and raw.upper() in cls.__members__:
         return cls[raw.upper()]
-    raise ValueError(f"{name}: `{arg}` must be one of "
-                     f"{tuple(cls.__members__)}; got {value!r}.")
+    raise ValueError(f"{name}: `{arg}` must be one of {tuple(cls.__members__)}; got {value!r}.")
 
 
 def _positive_int(value, arg: str, name: str, allow_none: bool = False):
     if value is None and allow_none:
         return None
-    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-            and value >= 1):
-        raise ValueError(f"{name}: `{arg}` must be a positive int"
-                         f"{' or None' if allow_none else ''}; got {value!r}.")
+    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1):
+        raise ValueError(
+            f"{name}: `{arg}` must be a positive int"
+            f"{' or None' if allow_none else ''}; got {value!r}."
+        )
     return int(value)
 
 
@@ -157,9 +159,11 @@ def position_covariance(spatial: tuple, p_norm, decay_fn) -> np.ndarray:
     with jax.ensure_compile_time_eval():
         R = np.asarray(decay_fn(jnp.asarray(dist)), dtype=np.float64)
     if R.shape != (size, size) or not np.all(np.isfinite(R)):
-        raise ValueError(f"GlobalSelfAttention: `pos_emb_decay_fn` must map the "
-                         f"array of pairwise distances elementwise to finite "
-                         f"values; got an array of shape {R.shape}.")
+        raise ValueError(
+            f"GlobalSelfAttention: `pos_emb_decay_fn` must map the "
+            f"array of pairwise distances elementwise to finite "
+            f"values; got an array of shape {R.shape}."
+        )
     return R
 
 
@@ -167,15 +171,26 @@ def position_covariance(spatial: tuple, p_norm, decay_fn) -> np.ndarray:
 
 
 def GlobalSelfAttention(
-        n_chan_out: int, n_chan_key: int, n_chan_val: int, n_heads: int,
-        linear_scaling: bool = True, W_key_std: float = 1.0,
-        W_value_std: float = 1.0, W_query_std: float = 1.0,
-        W_out_std: float = 1.0, b_std: Optional[float] = None,
-        attention_mechanism: str = "SOFTMAX", pos_emb_type: str = "NONE",
-        pos_emb_p_norm: float = 2, pos_emb_decay_fn: Optional[Callable] = None,
-        n_chan_pos_emb: Optional[int] = None, W_pos_emb_std: float = 1.0,
-        val_pos_emb: bool = False, batch_axis: int = 0,
-        channel_axis: int = -1) -> Layer:
+    n_chan_out: int,
+    n_chan_key: int,
+    n_chan_val: int,
+    n_heads: int,
+    linear_scaling: bool = True,
+    W_key_std: float = 1.0,
+    W_value_std: float = 1.0,
+    W_query_std: float = 1.0,
+    W_out_std: float = 1.0,
+    b_std: Optional[float] = None,
+    attention_mechanism: str = "SOFTMAX",
+    pos_emb_type: str = "NONE",
+    pos_emb_p_norm: float = 2,
+    pos_emb_decay_fn: Optional[Callable] = None,
+    n_chan_pos_emb: Optional[int] = None,
+    W_pos_emb_std: float = 1.0,
+    val_pos_emb: bool = False,
+    batch_axis: int = 0,
+    channel_axis: int = -1,
+) -> Layer:
     """Multi-head self-attention over all positions (neural-tangents' layer).
 
     Formulas, sources and the kernel: see the module docstring.
@@ -226,31 +241,41 @@ def GlobalSelfAttention(
       (2, 2)
     """
     name = f"GlobalSelfAttention({n_chan_out}, {n_chan_key}, {n_chan_val}, {n_heads})"
-    for arg, v in (("n_chan_out", n_chan_out), ("n_chan_key", n_chan_key),
-                   ("n_chan_val", n_chan_val), ("n_heads", n_heads)):
+    for arg, v in (
+        ("n_chan_out", n_chan_out),
+        ("n_chan_key", n_chan_key),
+        ("n_chan_val", n_chan_val),
+        ("n_heads", n_heads),
+    ):
         _positive_int(v, arg, name)
     n_chan_pos_emb = _positive_int(n_chan_pos_emb, "n_chan_pos_emb", name, True)
     for arg, v in (("linear_scaling", linear_scaling), ("val_pos_emb", val_pos_emb)):
         if not isinstance(v, (bool, np.bool_)):
             raise TypeError(f"{name}: `{arg}` must be a bool; got {v!r}.")
-    for arg, std in (("W_key_std", W_key_std), ("W_value_std", W_value_std),
-                     ("W_query_std", W_query_std), ("W_out_std", W_out_std),
-                     ("W_pos_emb_std", W_pos_emb_std)):
+    for arg, std in (
+        ("W_key_std", W_key_std),
+        ("W_value_std", W_value_std),
+        ("W_query_std", W_query_std),
+        ("W_out_std", W_out_std),
+        ("W_pos_emb_std", W_pos_emb_std),
+    ):
         check_std(std, arg, name)
     check_std(b_std, "b_std", name, allow_none=True)
-    mechanism = _as_enum(attention_mechanism, AttentionMechanism,
-                         "attention_mechanism", name)
+    mechanism = _as_enum(attention_mechanism, AttentionMechanism, "attention_mechanism", name)
     pe_type = _as_enum(pos_emb_type, PositionalEmbedding, "pos_emb_type", name)
     if pos_emb_decay_fn is not None and not callable(pos_emb_decay_fn):
-        raise TypeError(f"{name}: `pos_emb_decay_fn` must be None or a callable "
-                         f"of the distance array; got {pos_emb_decay_fn!r}.")
+        raise TypeError(
+            f"{name}: `pos_emb_decay_fn` must be None or a callable "
+            f"of the distance array; got {pos_emb_decay_fn!r}."
+        )
     try:
         p_ok = float(pos_emb_p_norm) > 0
     except (TypeError, ValueError):
         p_ok = False
     if not p_ok:
-        raise ValueError(f"{name}: `pos_emb_p_norm` must be a positive number; got "
-                         f"{pos_emb_p_norm!r}.")
+        raise ValueError(
+            f"{name}: `pos_emb_p_norm` must be a positive number; got {pos_emb_p_norm!r}."
+        )
     check_channel_axis(channel_axis, batch_axis, name)
     linear_scaling, val_pos_emb = bool(linear_scaling), bool(val_pos_emb)
     with_pe = pe_type is not PositionalEmbedding.NONE
@@ -259,8 +284,7 @@ def GlobalSelfAttention(
 
     def position_cov(spatial):
         if spatial not in covariances:
-            covariances[spatial] = position_covariance(spatial, pos_emb_p_norm,
-                                                       pos_emb_decay_fn)
+            covariances[spatial] = position_covariance(spatial, pos_emb_p_norm, pos_emb_decay_fn)
         return covariances[spatial]
 
     def position_cholesky(spatial):
@@ -272,14 +296,17 @@ def GlobalSelfAttention(
                 raise ValueError(
                     f"{name}: the finite network draws embeddings with covariance "
                     f"R = pos_emb_decay_fn(distances), which must be positive "
-                    f"definite; it is not for spatial shape {spatial}.") from None
+                    f"definite; it is not for spatial shape {spatial}."
+                ) from None
         return choleskies[spatial]
 
     def pe_channels(c: int) -> int:
         if pe_type is PositionalEmbedding.SUM and n_chan_pos_emb not in (None, c):
-            raise ValueError(f"{name}: with pos_emb_type='SUM' the embeddings are "
-                             f"added to the inputs, so `n_chan_pos_emb` must be None "
-                             f"or the input channels ({c}); got {n_chan_pos_emb}.")
+            raise ValueError(
+                f"{name}: with pos_emb_type='SUM' the embeddings are "
+                f"added to the inputs, so `n_chan_pos_emb` must be None "
+                f"or the input channels ({c}); got {n_chan_pos_emb}."
+            )
         return c if n_chan_pos_emb is None else n_chan_pos_emb
 
     def in_channels(c: int) -> tuple:
@@ -292,26 +319,31 @@ def GlobalSelfAttention(
 
     def check_shape(shape, what):
         if len(shape) < 2:
-            raise ValueError(f"{name}: {what} must have shape (batch, ..., channels) "
-                             f"with rank >= 2; got {tuple(shape)}.")
+            raise ValueError(
+                f"{name}: {what} must have shape (batch, ..., channels) "
+                f"with rank >= 2; got {tuple(shape)}."
+            )
 
     def init_fn(key, input_shape):
         input_shape = tuple(input_shape)
         check_shape(input_shape, "inputs")
         c = input_shape[-1]
         ck, cv = in_channels(c)
-        shapes = [None if linear_scaling else (n_heads, ck, n_chan_key),
-                  (n_heads, ck, n_chan_key), (n_heads, cv, n_chan_val),
-                  (n_chan_val * n_heads, n_chan_out),
-                  None if b_std is None else (1,) * (len(input_shape) - 1) + (n_chan_out,),
-                  (1,) + input_shape[1:-1] + (pe_channels(c),) if with_pe else None]
+        shapes = [
+            None if linear_scaling else (n_heads, ck, n_chan_key),
+            (n_heads, ck, n_chan_key),
+            (n_heads, cv, n_chan_val),
+            (n_chan_val * n_heads, n_chan_out),
+            None if b_std is None else (1,) * (len(input_shape) - 1) + (n_chan_out,),
+            (1,) + input_shape[1:-1] + (pe_channels(c),) if with_pe else None,
+        ]
         # One draw split into the parameters: a single RNG kernel compiles
         # several times faster than one per parameter.
         sizes = [0 if sh is None else math.prod(sh) for sh in shapes]
         z = jax.random.normal(key, (sum(sizes),))
         params, start = [], 0
         for sh, size in zip(shapes, sizes):
-            params.append(None if sh is None else z[start:start + size].reshape(sh))
+            params.append(None if sh is None else z[start : start + size].reshape(sh))
             start += size
         return input_shape[:-1] + (n_chan_out,), tuple(params)
 
@@ -321,19 +353,22 @@ def GlobalSelfAttention(
         n, spatial, c = x.shape[0], tuple(x.shape[1:-1]), x.shape[-1]
         ck, cv = in_channels(c)
         if W_K.shape[1] != ck or W_V.shape[1] != cv:
-            raise ValueError(f"{name}: the parameters were made for other input "
-                             f"channels; got inputs of shape {tuple(x.shape)}.")
+            raise ValueError(
+                f"{name}: the parameters were made for other input "
+                f"channels; got inputs of shape {tuple(x.shape)}."
+            )
         keys_in = vals_in = x
         if with_pe:
             if tuple(pe.shape[1:-1]) != spatial:
-                raise ValueError(f"{name}: the positional embeddings were made for "
-                                 f"spatial shape {tuple(pe.shape[1:-1])}; got inputs "
-                                 f"of shape {tuple(x.shape)}.")
+                raise ValueError(
+                    f"{name}: the positional embeddings were made for "
+                    f"spatial shape {tuple(pe.shape[1:-1])}; got inputs "
+                    f"of shape {tuple(x.shape)}."
+                )
             if pos_emb_decay_fn is not None:
                 L = position_cholesky(spatial)
                 flat = pe.reshape(-1, pe.shape[-1])
-                pe = jnp.matmul(jnp.asarray(L, flat.dtype), flat,
-                                precision=_HP).reshape(pe.shape)
+                pe = jnp.matmul(jnp.asarray(L, flat.dtype), flat, precision=_HP).reshape(pe.shape)
             if mask is not None:
                 hidden = key_mask(mask, x.shape).reshape(x.shape[:-1] + (1,))
                 pe = jnp.where(hidden, jnp.zeros((), pe.dtype), pe)
@@ -348,14 +383,16 @@ def GlobalSelfAttention(
         keys_in = keys_in.reshape(n, -1, ck)
         vals_in = vals_in.reshape(n, -1, cv)
         keys = jnp.einsum("npc,hcd->hnpd", keys_in, W_K, precision=_HP)
-        queries = keys if linear_scaling else jnp.einsum(
-            "npc,hcd->hnpd", keys_in, W_Q, precision=_HP)
+        queries = (
+            keys if linear_scaling else jnp.einsum("npc,hcd->hnpd", keys_in, W_Q, precision=_HP)
+        )
         scale = ck * (n_chan_key if linear_scaling else math.sqrt(n_chan_key))
-        logits = jnp.einsum("hnpd,hnqd->hnpq", queries, keys,
-                            precision=_HP) * (W_query_std * W_key_std / scale)
+        logits = jnp.einsum("hnpd,hnqd->hnpq", queries, keys, precision=_HP) * (
+            W_query_std * W_key_std / scale
+        )
         if mask is not None:
             masked = key_mask(mask, x.shape)[None, :, None, :]
-            fill = (_MASKED_LOGIT if mechanism is AttentionMechanism.SOFTMAX else 0.0)
+            fill = _MASKED_LOGIT if mechanism is AttentionMechanism.SOFTMAX else 0.0
             logits = jnp.where(masked, jnp.asarray(fill, logits.dtype), logits)
         weights = mechanism.fn()(logits)
         values = jnp.einsum("npc,hcv->hnpv", vals_in, W_V, precision=_HP)
@@ -363,13 +400,23 @@ def GlobalSelfAttention(
         heads = jnp.einsum("hnpq,hnqv->npvh", weights, values, precision=_HP)
         heads = heads.reshape(n, heads.shape[1], -1)
         out = jnp.matmul(heads, W_out, precision=_HP) * (
-            W_out_std * W_value_std / math.sqrt(n_chan_val * n_heads * cv))
+            W_out_std * W_value_std / math.sqrt(n_chan_val * n_heads * cv)
+        )
         out = out.reshape((n,) + spatial + (n_chan_out,))
         return out if b is None else out + b_std * b
 
-    config = _Config(mechanism, linear_scaling, W_query_std * W_key_std,
-                     W_out_std * W_value_std, b_std, pe_type, W_pos_emb_std,
-                     n_chan_pos_emb, val_pos_emb, position_cov)
+    config = _Config(
+        mechanism,
+        linear_scaling,
+        W_query_std * W_key_std,
+        W_out_std * W_value_std,
+        b_std,
+        pe_type,
+        W_pos_emb_std,
+        n_chan_pos_emb,
+        val_pos_emb,
+        position_cov,
+    )
 
     def transform(k: Kernel, **kwargs) -> Kernel:
         if k.spatial_ndim > 0:
@@ -380,23 +427,42 @@ def GlobalSelfAttention(
                 f"{name}: with linear_scaling=False the logits stay Gaussian at "
                 f"infinite width and the kernel of attention_mechanism="
                 f"'{mechanism.value}' has no known closed form (only 'IDENTITY' "
-                f"does); use linear_scaling=True.")
+                f"does); use linear_scaling=True."
+            )
         k = attention_kernel(k, config, *k.position_masks())
-        return k.replace(shape1=tuple(k.shape1[:-1]) + (n_chan_out,),
-                         shape2=tuple(k.shape2[:-1]) + (n_chan_out,))
+        return k.replace(
+            shape1=tuple(k.shape1[:-1]) + (n_chan_out,), shape2=tuple(k.shape2[:-1]) + (n_chan_out,)
+        )
 
     record = specs.GlobalSelfAttention(
-        n_chan_out=n_chan_out, n_chan_key=n_chan_key, n_chan_val=n_chan_val,
-        n_heads=n_heads, linear_scaling=linear_scaling, W_key_std=W_key_std,
-        W_value_std=W_value_std, W_query_std=W_query_std, W_out_std=W_out_std,
-        b_std=b_std, attention_mechanism=mechanism.value,
-        pos_emb_type=pe_type.value, n_chan_pos_emb=n_chan_pos_emb,
-        W_pos_emb_std=W_pos_emb_std, val_pos_emb=val_pos_emb)
+        n_chan_out=n_chan_out,
+        n_chan_key=n_chan_key,
+        n_chan_val=n_chan_val,
+        n_heads=n_heads,
+        linear_scaling=linear_scaling,
+        W_key_std=W_key_std,
+        W_value_std=W_value_std,
+        W_query_std=W_query_std,
+        W_out_std=W_out_std,
+        b_std=b_std,
+        attention_mechanism=mechanism.value,
+        pos_emb_type=pe_type.value,
+        n_chan_pos_emb=n_chan_pos_emb,
+        W_pos_emb_std=W_pos_emb_std,
+        val_pos_emb=val_pos_emb,
+    )
     # As in NT: a position stays masked after attention, and the outputs there
     # (bias, attention to other positions) are zeroed in the kernel.
-    return make_layer(name, init_fn, apply_fn, transform, needs_full_spatial=True,
-                      spec=record, mask_fn=lambda mask, shape: position_mask(mask),
-                      remask=True)
+    return make_layer(
+        name,
+        init_fn,
+        apply_fn,
+        transform,
+        needs_full_spatial=True,
+        spec=record,
+        mask_fn=lambda mask, shape: position_mask(mask),
+        remask=True,
+    )
 
 
 # ------------------------------------------------------------ the kernel
@@ -416,9 +482,11 @@ def key_mask(mask, shape) -> Optional[jax.Array]:
     if mask.ndim == len(shape):
         mask = jnp.all(mask, axis=-1)
     elif mask.ndim != len(batch_spatial):
-        raise ValueError(f"GlobalSelfAttention: a mask must have shape {tuple(shape)} "
-                         f"or {batch_spatial} (size-1 axes broadcast); got "
-                         f"{tuple(mask.shape)}.")
+        raise ValueError(
+            f"GlobalSelfAttention: a mask must have shape {tuple(shape)} "
+            f"or {batch_spatial} (size-1 axes broadcast); got "
+            f"{tuple(mask.shape)}."
+        )
     mask = jnp.broadcast_to(mask, batch_spatial)
     return mask.reshape(shape[0], -1)
 
@@ -429,8 +497,11 @@ def _to_positions(m, n_batch: int):
         return None
     d = (m.ndim - n_batch) // 2
     batch = tuple(range(n_batch))
-    perm = batch + tuple(n_batch + 2 * a for a in range(d)) + tuple(
-        n_batch + 2 * a + 1 for a in range(d))
+    perm = (
+        batch
+        + tuple(n_batch + 2 * a for a in range(d))
+        + tuple(n_batch + 2 * a + 1 for a in range(d))
+    )
     size = math.prod(m.shape[n_batch::2])
     return jnp.transpose(m, perm).reshape(m.shape[:n_batch] + (size, size))
 
@@ -442,7 +513,8 @@ def _from_positions(m, n_batch: int, spatial: tuple):
     d = len(spatial)
     m = m.reshape(m.shape[:n_batch] + tuple(spatial) * 2)
     perm = tuple(range(n_batch)) + tuple(
-        ax for a in range(d) for ax in (n_batch + a, n_batch + d + a))
+        ax for a in range(d) for ax in (n_batch + a, n_batch + d + a)
+    )
     return jnp.transpose(m, perm)
 
 
@@ -453,7 +525,7 @@ def _sandwich(A1, M, A2):
     batched products of ``P × P`` matrices (``2 N1 N2 P³`` multiply-adds), never
     the ``P⁴``-sized outer product of the weights.
     """
-    lead = "cdefgh"[:M.ndim - 4]
+    lead = "cdefgh"[: M.ndim - 4]
     return jnp.einsum(f"isp,{lead}ijpq,jtq->{lead}ijst", A1, M, A2, precision=_HP)
 
 
@@ -466,8 +538,8 @@ def _sandwich_self(A, M):
 def _affine(m, std, b_std):
     if m is None:
         return None
-    m = std ** 2 * m
-    return m if b_std is None else m + b_std ** 2
+    m = std**2 * m
+    return m if b_std is None else m + b_std**2
 
 
 def attention_kernel(k: Kernel, cfg: _Config, mask1=None, mask2=None) -> Kernel:
@@ -496,7 +568,7 @@ def attention_kernel(k: Kernel, cfg: _Config, mask1=None, mask2=None) -> Kernel:
         wk, wr, R = 1.0, 0.0, None
     else:
         R = jnp.asarray(cfg.position_cov(spatial), nngp.dtype)
-        wk, wr = 1.0, cfg.W_pos_emb_std ** 2
+        wk, wr = 1.0, cfg.W_pos_emb_std**2
         if cfg.pos_emb_type is PositionalEmbedding.CONCAT:
             c = k.shape1[-1]
             p = c if cfg.n_chan_pos_emb is None else cfg.n_chan_pos_emb
@@ -525,15 +597,13 @@ def attention_kernel(k: Kernel, cfg: _Config, mask1=None, mask2=None) -> Kernel:
     k12 = mixed(nngp, keep1, keep2, True)
     t12 = mixed(ntk, keep1, keep2, True)
     # The values see the embeddings only with val_pos_emb.
-    v11, v22, v12, tv12 = ((k11, k22, k12, t12) if cfg.val_pos_emb
-                           else (cov1, cov2, nngp, ntk))
+    v11, v22, v12, tv12 = (k11, k22, k12, t12) if cfg.val_pos_emb else (cov1, cov2, nngp, ntk)
 
     if cfg.linear_scaling:
         A1 = _weights(cfg, k11, keep1)
         A2 = A1 if same else _weights(cfg, k22, keep2)
         out11 = _affine(_sandwich_self(A1, v11), cfg.OV_std, cfg.b_std)
-        out22 = None if same else _affine(_sandwich_self(A2, v22), cfg.OV_std,
-                                          cfg.b_std)
+        out22 = None if same else _affine(_sandwich_self(A2, v22), cfg.OV_std, cfg.b_std)
         if tv12 is None:
             out12, ntk12 = _affine(_sandwich(A1, v12, A2), cfg.OV_std, cfg.b_std), None
         else:
@@ -542,13 +612,16 @@ def attention_kernel(k: Kernel, cfg: _Config, mask1=None, mask2=None) -> Kernel:
             ntk12 = _affine(both[1], cfg.OV_std, cfg.b_std)
     else:
         out11, out22, out12, ntk12 = _square_root_identity(
-            cfg, k11, k22, k12, t12, v11, v22, v12, tv12, keep1, keep2)
+            cfg, k11, k22, k12, t12, v11, v22, v12, tv12, keep1, keep2
+        )
 
-    return k.replace(nngp=_from_positions(out12, 2, spatial),
-                     ntk=_from_positions(ntk12, 2, spatial),
-                     cov1=_from_positions(out11, 1, spatial),
-                     cov2=_from_positions(out22, 1, spatial),
-                     is_gaussian=True)
+    return k.replace(
+        nngp=_from_positions(out12, 2, spatial),
+        ntk=_from_positions(ntk12, 2, spatial),
+        cov1=_from_positions(out11, 1, spatial),
+        cov2=_from_positions(out22, 1, spatial),
+        is_gaussian=True,
+    )
 
 
 def _keep(mask, shape, dtype):
@@ -561,14 +634,12 @@ def _weights(cfg: _Config, k_self, keep):
     """``A = φ(QK_std · K(x, x))`` per input, ``(N, P_query, P_key)``."""
     logits = cfg.QK_std * k_self
     if keep is not None:
-        fill = (_MASKED_LOGIT if cfg.mechanism is AttentionMechanism.SOFTMAX else 0.0)
-        logits = jnp.where(keep[:, None, :] > 0, logits,
-                           jnp.asarray(fill, logits.dtype))
+        fill = _MASKED_LOGIT if cfg.mechanism is AttentionMechanism.SOFTMAX else 0.0
+        logits = jnp.where(keep[:, None, :] > 0, logits, jnp.asarray(fill, logits.dtype))
     return cfg.mechanism.fn()(logits)
 
 
-def _square_root_identity(cfg, k11, k22, k12, t12, v11, v22, v12, tv12,
-                          keep1, keep2):
+def _square_root_identity(cfg, k11, k22, k12, t12, v11, v22, v12, tv12, keep1, keep2):
     """Kernels of identity attention with ``1/√d`` logits (Hron et al. 2020).
 
     With ``k``, ``t`` the NNGP and NTK of the key/query inputs and ``v``,
@@ -586,18 +657,22 @@ def _square_root_identity(cfg, k11, k22, k12, t12, v11, v22, v12, tv12,
 
     def dot(a, b, keep_a, keep_b, pair):
         if keep_a is not None:
-            w = (keep_a[:, None, :, None] * keep_b[None, :, None, :] if pair
-                 else keep_a[:, :, None] * keep_a[:, None, :])
+            w = (
+                keep_a[:, None, :, None] * keep_b[None, :, None, :]
+                if pair
+                else keep_a[:, :, None] * keep_a[:, None, :]
+            )
             a = a * w
         return jnp.sum(a * b, axis=(-2, -1), keepdims=True)
 
     out11 = _affine(dot(k11, v11, keep1, None, False) * k11, std, cfg.b_std)
-    out22 = None if k22 is None else _affine(
-        dot(k22, v22, keep2, None, False) * k22, std, cfg.b_std)
+    out22 = (
+        None if k22 is None else _affine(dot(k22, v22, keep2, None, False) * k22, std, cfg.b_std)
+    )
     kv12 = dot(k12, v12, keep1, keep2, True)
     out12 = _affine(kv12 * k12, std, cfg.b_std)
     ntk12 = None
     if t12 is not None:
-        cross = (dot(k12, tv12, keep1, keep2, True) + dot(v12, t12, keep1, keep2, True))
+        cross = dot(k12, tv12, keep1, keep2, True) + dot(v12, t12, keep1, keep2, True)
         ntk12 = _affine(cross * k12 + kv12 * (t12 + 4 * k12), std, cfg.b_std)
     return out11, out22, out12, ntk12

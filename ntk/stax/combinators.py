@@ -60,11 +60,15 @@ def serial(*layers) -> Layer:
             k = _apply_repeated(block, reps, k, kwargs)
         return k
 
-    return make_layer("serial(" + ", ".join(l.name for l in layers) + ")",
-                      init_fn, apply_fn, transform,
-                      needs_full_spatial=any(l.kernel_fn.needs_full_spatial
-                                             for l in layers),
-                      spec=specs.Serial(layers), handles_masks=True)
+    return make_layer(
+        "serial(" + ", ".join(l.name for l in layers) + ")",
+        init_fn,
+        apply_fn,
+        transform,
+        needs_full_spatial=any(l.kernel_fn.needs_full_spatial for l in layers),
+        spec=specs.Serial(layers),
+        handles_masks=True,
+    )
 
 
 def _periodic_runs(layers, max_period: int = 8):
@@ -75,13 +79,14 @@ def _periodic_runs(layers, max_period: int = 8):
         best = (1, 1)
         for p in range(1, min(max_period, (n - i) // 2) + 1):
             r = 1
-            while i + (r + 1) * p <= n and all(layers[i + r * p + j] is layers[i + j]
-                                               for j in range(p)):
+            while i + (r + 1) * p <= n and all(
+                layers[i + r * p + j] is layers[i + j] for j in range(p)
+            ):
                 r += 1
             if r >= 2 and r * p > best[0] * best[1]:
                 best = (p, r)
         p, r = best
-        runs.append((layers[i:i + p], r))
+        runs.append((layers[i : i + p], r))
         i += p * r
     return runs
 
@@ -94,6 +99,7 @@ def _apply_repeated(block, reps: int, k, kwargs):
     compile time) the size of one block. The first application is unrolled
     because it may change the kernel's metadata (e.g. is_gaussian).
     """
+
     def once(k):
         for layer in block:
             k = layer.kernel_fn(k, **kwargs)
@@ -105,9 +111,13 @@ def _apply_repeated(block, reps: int, k, kwargs):
     if reps < 3:
         return once(k)
     after = jax.eval_shape(once, k)
-    same = (jax.tree_util.tree_structure(after) == jax.tree_util.tree_structure(k)  # type: ignore[operator]
-            and all(a.shape == b.shape and a.dtype == b.dtype for a, b in
-                    zip(jax.tree_util.tree_leaves(after), jax.tree_util.tree_leaves(k))))
+    same = (
+        jax.tree_util.tree_structure(after) == jax.tree_util.tree_structure(k)  # type: ignore[operator]
+        and all(
+            a.shape == b.shape and a.dtype == b.dtype
+            for a, b in zip(jax.tree_util.tree_leaves(after), jax.tree_util.tree_leaves(k))
+        )
+    )
     if not same:
         for _ in range(reps - 1):
             k = once(k)
@@ -124,53 +134,65 @@ def parallel(*layers) -> Layer:
     def _check(xs, what):
         if not isinstance(xs, (list, tuple)) or len(xs) != n:
             got = len(xs) if isinstance(xs, (list, tuple)) else type(xs).__name__
-            raise ValueError(f"{name}: expected a list of {n} {what} (one per "
-                             f"branch, e.g. from FanOut({n})); got {got}.")
+            raise ValueError(
+                f"{name}: expected a list of {n} {what} (one per "
+                f"branch, e.g. from FanOut({n})); got {got}."
+            )
 
     def init_fn(key, input_shapes):
         _check(input_shapes, "input shapes")
-        outs = [l.init_fn(k, s) for l, k, s in
-                zip(layers, jax.random.split(key, n), input_shapes)]
+        outs = [l.init_fn(k, s) for l, k, s in zip(layers, jax.random.split(key, n), input_shapes)]
         return [o[0] for o in outs], tuple(o[1] for o in outs)
 
     def apply_fn(params, xs, **kwargs):
         _check(xs, "inputs")
-        return [l.apply_fn(p, x, **kw) for l, p, x, kw in
-                zip(layers, params, xs, split_rng(kwargs, n))]
+        return [
+            l.apply_fn(p, x, **kw) for l, p, x, kw in zip(layers, params, xs, split_rng(kwargs, n))
+        ]
 
     def transform(ks, **kwargs):
         _check(ks, "kernels")
-        return [l.kernel_fn(k, **kw) for l, k, kw in
-                zip(layers, ks, split_rng(kwargs, n))]
+        return [l.kernel_fn(k, **kw) for l, k, kw in zip(layers, ks, split_rng(kwargs, n))]
 
-    return make_layer(name, init_fn, apply_fn, transform,
-                      needs_full_spatial=any(l.kernel_fn.needs_full_spatial
-                                             for l in layers),
-                      spec=specs.Parallel(layers), handles_masks=True)
+    return make_layer(
+        name,
+        init_fn,
+        apply_fn,
+        transform,
+        needs_full_spatial=any(l.kernel_fn.needs_full_spatial for l in layers),
+        spec=specs.Parallel(layers),
+        handles_masks=True,
+    )
 
 
 def FanOut(num: int) -> Layer:
     """Copy the input into ``num`` branches."""
     if not (isinstance(num, int) and num >= 1):
         raise ValueError(f"FanOut: `num` must be a positive int; got {num!r}.")
-    return make_layer(f"FanOut({num})",
-                      lambda key, shape: ([shape] * num, ()),
-                      lambda params, x, **kw: [x] * num,
-                      lambda k, **kw: [k] * num, spec=specs.Parameterless(),
-                      mask_fn=lambda mask, shape: [mask] * num)
+    return make_layer(
+        f"FanOut({num})",
+        lambda key, shape: ([shape] * num, ()),
+        lambda params, x, **kw: [x] * num,
+        lambda k, **kw: [k] * num,
+        spec=specs.Parameterless(),
+        mask_fn=lambda mask, shape: [mask] * num,
+    )
 
 
 def _check_branches(ks, name: str):
     if not isinstance(ks, (list, tuple)) or not ks:
-        raise ValueError(f"{name}: expected a non-empty list of branches (e.g. "
-                         f"from FanOut); got {type(ks).__name__}.")
+        raise ValueError(
+            f"{name}: expected a non-empty list of branches (e.g. "
+            f"from FanOut); got {type(ks).__name__}."
+        )
     return list(ks)
 
 
 def _same_shapes(shapes, name):
     if any(tuple(s) != tuple(shapes[0]) for s in shapes):
-        raise ValueError(f"{name}: all branches must have the same shape; got "
-                         f"{[tuple(s) for s in shapes]}.")
+        raise ValueError(
+            f"{name}: all branches must have the same shape; got {[tuple(s) for s in shapes]}."
+        )
 
 
 def _merged(ks: list[Kernel], name: str) -> Kernel:
@@ -192,11 +214,13 @@ def _check_independent(ks, name):
     a branch ends in an affine layer with fresh zero-mean weights. Branches
     ending in activations share their input and are correlated."""
     if sum(not k.is_gaussian for k in ks) >= 2:
-        raise ValueError(f"{name}: at most one branch may end without an affine "
-                         f"layer (Dense/Conv); got {sum(not k.is_gaussian for k in ks)} "
-                         f"branches ending in a nonlinearity, whose outputs are "
-                         f"correlated, so their kernels do not add. Put a Dense/Conv "
-                         f"at the end of all but one branch.")
+        raise ValueError(
+            f"{name}: at most one branch may end without an affine "
+            f"layer (Dense/Conv); got {sum(not k.is_gaussian for k in ks)} "
+            f"branches ending in a nonlinearity, whose outputs are "
+            f"correlated, so their kernels do not add. Put a Dense/Conv "
+            f"at the end of all but one branch."
+        )
 
 
 def FanInSum() -> Layer:
@@ -215,14 +239,17 @@ def FanInSum() -> Layer:
         ks = _check_branches(ks, name)
         k0 = _merged(ks, name)
         _check_independent(ks, name)
-        return k0.replace(nngp=_sum([k.nngp for k in ks]),
-                          ntk=_sum([k.ntk for k in ks]),
-                          cov1=_sum([k.cov1 for k in ks]),
-                          cov2=_sum([k.cov2 for k in ks]),
-                          is_gaussian=all(k.is_gaussian for k in ks))
+        return k0.replace(
+            nngp=_sum([k.nngp for k in ks]),
+            ntk=_sum([k.ntk for k in ks]),
+            cov1=_sum([k.cov1 for k in ks]),
+            cov2=_sum([k.cov2 for k in ks]),
+            is_gaussian=all(k.is_gaussian for k in ks),
+        )
 
-    return make_layer(name, init_fn, apply_fn, transform,
-                      spec=specs.Parameterless(), mask_fn=_fan_in_mask)
+    return make_layer(
+        name, init_fn, apply_fn, transform, spec=specs.Parameterless(), mask_fn=_fan_in_mask
+    )
 
 
 def _fan_in_mask(masks, shapes):
@@ -256,14 +283,23 @@ def FanInProd() -> Layer:
         k0 = _merged(ks, name)
         ntk = None
         if all(k.ntk is not None for k in ks):
-            ntk = _sum([ks[b].ntk * prod([k.nngp for c, k in enumerate(ks) if c != b]
-                                         or [1.0]) for b in range(len(ks))])
-        return k0.replace(nngp=prod([k.nngp for k in ks]), ntk=ntk,
-                          cov1=prod([k.cov1 for k in ks]),
-                          cov2=prod([k.cov2 for k in ks]), is_gaussian=False)
+            ntk = _sum(
+                [
+                    ks[b].ntk * prod([k.nngp for c, k in enumerate(ks) if c != b] or [1.0])
+                    for b in range(len(ks))
+                ]
+            )
+        return k0.replace(
+            nngp=prod([k.nngp for k in ks]),
+            ntk=ntk,
+            cov1=prod([k.cov1 for k in ks]),
+            cov2=prod([k.cov2 for k in ks]),
+            is_gaussian=False,
+        )
 
-    return make_layer(name, init_fn, apply_fn, transform,
-                      spec=specs.Parameterless(), mask_fn=_fan_in_mask)
+    return make_layer(
+        name, init_fn, apply_fn, transform, spec=specs.Parameterless(), mask_fn=_fan_in_mask
+    )
 
 
 def FanInConcat(axis: int = -1) -> Layer:
@@ -277,8 +313,10 @@ def FanInConcat(axis: int = -1) -> Layer:
 
     def _check_axis(ndim):
         if axis not in (-1, ndim - 1):
-            raise ValueError(f"{name}: only the channel axis (-1) is supported; "
-                             f"got axis={axis} for rank-{ndim} inputs.")
+            raise ValueError(
+                f"{name}: only the channel axis (-1) is supported; "
+                f"got axis={axis} for rank-{ndim} inputs."
+            )
 
     def init_fn(key, shapes):
         shapes = _check_branches(shapes, name)
@@ -304,22 +342,25 @@ def FanInConcat(axis: int = -1) -> Layer:
             return _sum([c / total * a for c, a in zip(channels, arrays)])
 
         k0 = ks[0]
-        return k0.replace(nngp=mean([k.nngp for k in ks]),
-                          ntk=mean([k.ntk for k in ks]),
-                          cov1=mean([k.cov1 for k in ks]),
-                          cov2=mean([k.cov2 for k in ks]),
-                          shape1=tuple(k0.shape1[:-1]) + (total,),
-                          shape2=tuple(k0.shape2[:-1]) + (total,),
-                          # Channels of different branches have different
-                          # covariances: an activation of the concatenation is
-                          # not a function of the averaged kernel.
-                          is_gaussian=False)
+        return k0.replace(
+            nngp=mean([k.nngp for k in ks]),
+            ntk=mean([k.ntk for k in ks]),
+            cov1=mean([k.cov1 for k in ks]),
+            cov2=mean([k.cov2 for k in ks]),
+            shape1=tuple(k0.shape1[:-1]) + (total,),
+            shape2=tuple(k0.shape2[:-1]) + (total,),
+            # Channels of different branches have different
+            # covariances: an activation of the concatenation is
+            # not a function of the averaged kernel.
+            is_gaussian=False,
+        )
 
     def mask_fn(masks, shapes):
         return concat_masks(_check_branches(masks, name), shapes)
 
-    return make_layer(name, init_fn, apply_fn, transform,
-                      spec=specs.Parameterless(), mask_fn=mask_fn)
+    return make_layer(
+        name, init_fn, apply_fn, transform, spec=specs.Parameterless(), mask_fn=mask_fn
+    )
 
 
 def repeat(layer, n: int) -> Layer:
@@ -336,16 +377,18 @@ def repeat(layer, n: int) -> Layer:
     def init_fn(key, input_shape):
         out_shape, _ = layer.init_fn(key, input_shape)
         if tuple(out_shape) != tuple(input_shape):
-            raise ValueError(f"{name}: the layer must keep its input shape; "
-                             f"{tuple(input_shape)} -> {tuple(out_shape)}. Use "
-                             f"serial(*[layer] * n) instead.")
-        params = jax.vmap(lambda k: layer.init_fn(k, input_shape)[1])(
-            jax.random.split(key, n))
+            raise ValueError(
+                f"{name}: the layer must keep its input shape; "
+                f"{tuple(input_shape)} -> {tuple(out_shape)}. Use "
+                f"serial(*[layer] * n) instead."
+            )
+        params = jax.vmap(lambda k: layer.init_fn(k, input_shape)[1])(jax.random.split(key, n))
         return out_shape, params
 
     def apply_fn(params, x, **kwargs):
         def body(x, p):
             return layer.apply_fn(p, x, **kwargs), None
+
         if kwargs.get("mask_constant") is not None or has_masked(x):
             # The first step turns an array into a MaskedArray and may change
             # the mask's shape (Dense collapses channels): unroll it, so the
@@ -362,9 +405,16 @@ def repeat(layer, n: int) -> Layer:
         k = layer.kernel_fn(k, **kwargs)
         if n == 1:
             return k
-        return jax.lax.scan(lambda k, _: (layer.kernel_fn(k, **kwargs), None),
-                            k, None, length=n - 1)[0]
+        return jax.lax.scan(
+            lambda k, _: (layer.kernel_fn(k, **kwargs), None), k, None, length=n - 1
+        )[0]
 
-    return make_layer(name, init_fn, apply_fn, transform,
-                      needs_full_spatial=layer.kernel_fn.needs_full_spatial,
-                      spec=specs.Repeat(layer, n), handles_masks=True)
+    return make_layer(
+        name,
+        init_fn,
+        apply_fn,
+        transform,
+        needs_full_spatial=layer.kernel_fn.needs_full_spatial,
+        spec=specs.Repeat(layer, n),
+        handles_masks=True,
+    )

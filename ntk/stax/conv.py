@@ -20,17 +20,35 @@ from ntk.kernel import Kernel
 from ntk.stax import spec as specs
 from ntk.stax.layer import Layer, check_std, make_layer
 from ntk.stax.linear import affine_kernel, affine_output, check_parameterization
-from ntk.stax.spatial import (check_padding, check_spatial_rank, conv_cov,
-                              positive_ints, shapes_with, spatial_plan)
-from ntk.stax.spatial import (embed_diagonal, fold_axis, spatial_diagonal,
-                              transpose_axis_plan, transpose_conv_cov)
+from ntk.stax.spatial import (
+    check_padding,
+    check_spatial_rank,
+    conv_cov,
+    positive_ints,
+    shapes_with,
+    spatial_plan,
+)
+from ntk.stax.spatial import (
+    embed_diagonal,
+    fold_axis,
+    spatial_diagonal,
+    transpose_axis_plan,
+    transpose_conv_cov,
+)
 from ntk.stax.spatial import transpose_window_mask_fn, window_mask_fn
 
-def Conv(out_chan: int, filter_shape: Sequence[int],
-         strides: Optional[Sequence[int]] = None, padding: str = "VALID",
-         W_std: float = 1.0, b_std: Optional[float] = None,
-         dimension_numbers: Optional[tuple] = None,
-         parameterization: str = "ntk", s: tuple = (1, 1)) -> Layer:
+
+def Conv(
+    out_chan: int,
+    filter_shape: Sequence[int],
+    strides: Optional[Sequence[int]] = None,
+    padding: str = "VALID",
+    W_std: float = 1.0,
+    b_std: Optional[float] = None,
+    dimension_numbers: Optional[tuple] = None,
+    parameterization: str = "ntk",
+    s: tuple = (1, 1),
+) -> Layer:
     """Convolution with weights shared over positions (channels last).
 
     Inputs are ``(N, L, C)`` for a 1-D ``filter_shape`` and NHWC ``(N, H, W, C)``
@@ -64,8 +82,17 @@ def Conv(out_chan: int, filter_shape: Sequence[int],
       (2, 2)
     """
     name, filter_shape, strides, padding, parameterization, dn = _conv_args(
-        "Conv", out_chan, filter_shape, strides, padding, W_std, b_std,
-        parameterization, dimension_numbers, s)
+        "Conv",
+        out_chan,
+        filter_shape,
+        strides,
+        padding,
+        W_std,
+        b_std,
+        parameterization,
+        dimension_numbers,
+        s,
+    )
     n = len(filter_shape)
     out = out_chan * s[1] if parameterization == "standard" else out_chan
     circular = padding == "CIRCULAR"
@@ -73,8 +100,7 @@ def Conv(out_chan: int, filter_shape: Sequence[int],
 
     def plan_for(shape):
         check_spatial_rank(shape, n, name, "filter")
-        return spatial_plan(tuple(shape[1:-1]), filter_shape, strides, padding,
-                             name, "filter")
+        return spatial_plan(tuple(shape[1:-1]), filter_shape, strides, padding, name, "filter")
 
     def init_fn(key, input_shape):
         plan = plan_for(tuple(input_shape))
@@ -92,31 +118,37 @@ def Conv(out_chan: int, filter_shape: Sequence[int],
         W, b = params
         plan = plan_for(tuple(x.shape))
         if x.shape[-1] != W.shape[-2]:
-            raise ValueError(f"{name}: expected inputs with {W.shape[-2]} channels "
-                             f"(last axis); got shape {tuple(x.shape)}.")
+            raise ValueError(
+                f"{name}: expected inputs with {W.shape[-2]} channels "
+                f"(last axis); got shape {tuple(x.shape)}."
+            )
         pad = "VALID" if padding == "VALID" else [p for _, p in plan]
         if circular:
             x = jnp.pad(x, [(0, 0)] + pad + [(0, 0)], mode="wrap")
             pad = "VALID"
         y = jax.lax.conv_general_dilated(x, W, strides, pad, dimension_numbers=dn)
-        return affine_output(y, b, x.shape[-1] * filter_size, W_std, b_std,
-                             parameterization, s)
+        return affine_output(y, b, x.shape[-1] * filter_size, W_std, b_std, parameterization, s)
 
     def transform(k: Kernel, **kwargs) -> Kernel:
         plan = plan_for(k.shape1)
-        conv = lambda m, nb: conv_cov(m, nb, k.diagonal_spatial, plan,
-                                       filter_shape, strides, circular)
-        k = k.replace(nngp=conv(k.nngp, 2), ntk=conv(k.ntk, 2),
-                      cov1=conv(k.cov1, 1), cov2=conv(k.cov2, 1))
-        k = affine_kernel(k, W_std, b_std, parameterization,
-                          k.shape1[-1] * filter_size / s[0])
+        conv = lambda m, nb: conv_cov(
+            m, nb, k.diagonal_spatial, plan, filter_shape, strides, circular
+        )
+        k = k.replace(
+            nngp=conv(k.nngp, 2), ntk=conv(k.ntk, 2), cov1=conv(k.cov1, 1), cov2=conv(k.cov2, 1)
+        )
+        k = affine_kernel(k, W_std, b_std, parameterization, k.shape1[-1] * filter_size / s[0])
         return k.replace(**shapes_with(k, [o for o, _ in plan], out))
 
-    return make_layer(name, init_fn, apply_fn, transform,
-                      spec=specs.Conv(W_std, b_std, parameterization, tuple(s),
-                                      filter_shape, strides, padding),
-                      mask_fn=window_mask_fn(filter_shape, strides, padding, name),
-                      remask=True)
+    return make_layer(
+        name,
+        init_fn,
+        apply_fn,
+        transform,
+        spec=specs.Conv(W_std, b_std, parameterization, tuple(s), filter_shape, strides, padding),
+        mask_fn=window_mask_fn(filter_shape, strides, padding, name),
+        remask=True,
+    )
 
 
 _SPATIAL_LETTERS = "HWDABEFGJKLMPQRSTUVXYZ"
@@ -126,27 +158,47 @@ def _check_conv_dimension_numbers(dimension_numbers, n: int, name: str):
     """Only channels-last layouts (``N…C``, ``…IO``, ``N…C``) are supported."""
     if dimension_numbers is None:
         return
-    ok = (isinstance(dimension_numbers, (tuple, list)) and len(dimension_numbers) == 3
-          and all(isinstance(x, str) for x in dimension_numbers))
+    ok = (
+        isinstance(dimension_numbers, (tuple, list))
+        and len(dimension_numbers) == 3
+        and all(isinstance(x, str) for x in dimension_numbers)
+    )
     if ok:
         lhs, rhs, out = dimension_numbers
-        ok = (len(lhs) == n + 2 and lhs[0] == "N" and lhs[-1] == "C" and out == lhs
-              and rhs == lhs[1:-1] + "IO")
+        ok = (
+            len(lhs) == n + 2
+            and lhs[0] == "N"
+            and lhs[-1] == "C"
+            and out == lhs
+            and rhs == lhs[1:-1] + "IO"
+        )
     if not ok:
-        raise ValueError(f"{name}: only channels-last `dimension_numbers` are "
-                         f"supported, e.g. ('NHWC', 'HWIO', 'NHWC') for a "
-                         f"{n}-D filter; got {dimension_numbers!r}.")
+        raise ValueError(
+            f"{name}: only channels-last `dimension_numbers` are "
+            f"supported, e.g. ('NHWC', 'HWIO', 'NHWC') for a "
+            f"{n}-D filter; got {dimension_numbers!r}."
+        )
 
 
-def _conv_args(kind: str, out_chan, filter_shape, strides, padding, W_std,
-               b_std, parameterization, dimension_numbers, s
-               ) -> tuple[str, tuple[int, ...], tuple[int, ...], str, str, tuple]:
+def _conv_args(
+    kind: str,
+    out_chan,
+    filter_shape,
+    strides,
+    padding,
+    W_std,
+    b_std,
+    parameterization,
+    dimension_numbers,
+    s,
+) -> tuple[str, tuple[int, ...], tuple[int, ...], str, str, tuple]:
     """Checked ``(name, filter_shape, strides, padding, parameterization,
     dimension_numbers)`` of a `Conv`, `ConvTranspose` or `ConvLocal`."""
     shown = tuple(filter_shape) if np.iterable(filter_shape) else filter_shape
     name = f"{kind}({out_chan}, {shown})"
-    if not (isinstance(out_chan, (int, np.integer)) and not isinstance(out_chan, bool)
-            and out_chan >= 1):
+    if not (
+        isinstance(out_chan, (int, np.integer)) and not isinstance(out_chan, bool) and out_chan >= 1
+    ):
         raise ValueError(f"{name}: `out_chan` must be a positive int; got {out_chan!r}.")
     filter_shape = positive_ints(filter_shape, "filter_shape", name)
     n = len(filter_shape)
@@ -155,11 +207,14 @@ def _conv_args(kind: str, out_chan, filter_shape, strides, padding, W_std,
     check_std(W_std, "W_std", name)
     check_std(b_std, "b_std", name, allow_none=True)
     parameterization = check_parameterization(parameterization, name)
-    if not (isinstance(s, (tuple, list)) and len(s) == 2 and all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
-            for v in s)):
-        raise ValueError(f"{name}: `s` must be a pair of positive ints (NT's width "
-                         f"multipliers); got {s!r}.")
+    if not (
+        isinstance(s, (tuple, list))
+        and len(s) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in s)
+    ):
+        raise ValueError(
+            f"{name}: `s` must be a pair of positive ints (NT's width multipliers); got {s!r}."
+        )
     _check_conv_dimension_numbers(dimension_numbers, n, name)
     # Spatial axis letters must avoid N, C, I and O, which name the batch,
     # channel and filter in/out axes.
@@ -167,11 +222,17 @@ def _conv_args(kind: str, out_chan, filter_shape, strides, padding, W_std,
     return name, filter_shape, strides, padding, parameterization, (spec, spec[1:-1] + "IO", spec)
 
 
-def ConvTranspose(out_chan: int, filter_shape: Sequence[int],
-                  strides: Optional[Sequence[int]] = None, padding: str = "VALID",
-                  W_std: float = 1.0, b_std: Optional[float] = None,
-                  dimension_numbers: Optional[tuple] = None,
-                  parameterization: str = "ntk", s: tuple = (1, 1)) -> Layer:
+def ConvTranspose(
+    out_chan: int,
+    filter_shape: Sequence[int],
+    strides: Optional[Sequence[int]] = None,
+    padding: str = "VALID",
+    W_std: float = 1.0,
+    b_std: Optional[float] = None,
+    dimension_numbers: Optional[tuple] = None,
+    parameterization: str = "ntk",
+    s: tuple = (1, 1),
+) -> Layer:
     """Transposed convolution, ``jax.lax.conv_transpose`` (channels last).
 
     Finite network (neural-tangents' ``ConvTranspose``): weights
@@ -204,8 +265,17 @@ def ConvTranspose(out_chan: int, filter_shape: Sequence[int],
       (2, 2)
     """
     name, filter_shape, strides, padding, parameterization, dn = _conv_args(
-        "ConvTranspose", out_chan, filter_shape, strides, padding, W_std, b_std,
-        parameterization, dimension_numbers, s)
+        "ConvTranspose",
+        out_chan,
+        filter_shape,
+        strides,
+        padding,
+        W_std,
+        b_std,
+        parameterization,
+        dimension_numbers,
+        s,
+    )
     n = len(filter_shape)
     out = out_chan * s[1] if parameterization == "standard" else out_chan
     filter_size = math.prod(filter_shape)
@@ -213,8 +283,10 @@ def ConvTranspose(out_chan: int, filter_shape: Sequence[int],
 
     def plan_for(shape):
         check_spatial_rank(shape, n, name, "filter")
-        return [transpose_axis_plan(size, f, st, padding)
-                for size, f, st in zip(shape[1:-1], filter_shape, strides)]
+        return [
+            transpose_axis_plan(size, f, st, padding)
+            for size, f, st in zip(shape[1:-1], filter_shape, strides)
+        ]
 
     def init_fn(key, input_shape):
         plan = plan_for(tuple(input_shape))
@@ -230,38 +302,51 @@ def ConvTranspose(out_chan: int, filter_shape: Sequence[int],
         W, b = params
         plan = plan_for(tuple(x.shape))
         if x.shape[-1] != W.shape[-2]:
-            raise ValueError(f"{name}: expected inputs with {W.shape[-2]} channels "
-                             f"(last axis); got shape {tuple(x.shape)}.")
+            raise ValueError(
+                f"{name}: expected inputs with {W.shape[-2]} channels "
+                f"(last axis); got shape {tuple(x.shape)}."
+            )
         y = jax.lax.conv_transpose(x, W, strides, lax_padding, dimension_numbers=dn)
         for i, g in enumerate(plan):
             if g.circular:
                 y = fold_axis(y, 1 + i, g.out, g.offset)
-        return affine_output(y, b, x.shape[-1] * filter_size, W_std, b_std,
-                             parameterization, s)
+        return affine_output(y, b, x.shape[-1] * filter_size, W_std, b_std, parameterization, s)
 
     def transform(k: Kernel, **kwargs) -> Kernel:
         plan = plan_for(k.shape1)
-        conv = lambda m, nb: transpose_conv_cov(m, nb, k.diagonal_spatial, plan,
-                                                filter_shape, strides)
-        k = k.replace(nngp=conv(k.nngp, 2), ntk=conv(k.ntk, 2),
-                      cov1=conv(k.cov1, 1), cov2=conv(k.cov2, 1))
-        k = affine_kernel(k, W_std, b_std, parameterization,
-                          k.shape1[-1] * filter_size / s[0])
+        conv = lambda m, nb: transpose_conv_cov(
+            m, nb, k.diagonal_spatial, plan, filter_shape, strides
+        )
+        k = k.replace(
+            nngp=conv(k.nngp, 2), ntk=conv(k.ntk, 2), cov1=conv(k.cov1, 1), cov2=conv(k.cov2, 1)
+        )
+        k = affine_kernel(k, W_std, b_std, parameterization, k.shape1[-1] * filter_size / s[0])
         return k.replace(**shapes_with(k, [g.out for g in plan], out))
 
-    return make_layer(name, init_fn, apply_fn, transform,
-                      spec=specs.ConvTranspose(W_std, b_std, parameterization,
-                                               tuple(s), filter_shape, strides,
-                                               padding),
-                      mask_fn=transpose_window_mask_fn(filter_shape, strides, padding),
-                      remask=True)
+    return make_layer(
+        name,
+        init_fn,
+        apply_fn,
+        transform,
+        spec=specs.ConvTranspose(
+            W_std, b_std, parameterization, tuple(s), filter_shape, strides, padding
+        ),
+        mask_fn=transpose_window_mask_fn(filter_shape, strides, padding),
+        remask=True,
+    )
 
 
-def ConvLocal(out_chan: int, filter_shape: Sequence[int],
-              strides: Optional[Sequence[int]] = None, padding: str = "VALID",
-              W_std: float = 1.0, b_std: Optional[float] = None,
-              dimension_numbers: Optional[tuple] = None,
-              parameterization: str = "ntk", s: tuple = (1, 1)) -> Layer:
+def ConvLocal(
+    out_chan: int,
+    filter_shape: Sequence[int],
+    strides: Optional[Sequence[int]] = None,
+    padding: str = "VALID",
+    W_std: float = 1.0,
+    b_std: Optional[float] = None,
+    dimension_numbers: Optional[tuple] = None,
+    parameterization: str = "ntk",
+    s: tuple = (1, 1),
+) -> Layer:
     """Unshared ("locally connected") convolution: a separate filter at every
     output position, ``jax.lax.conv_general_dilated_local`` (channels last).
 
@@ -292,16 +377,24 @@ def ConvLocal(out_chan: int, filter_shape: Sequence[int],
       (2, 2)
     """
     name, filter_shape, strides, padding, parameterization, dn = _conv_args(
-        "ConvLocal", out_chan, filter_shape, strides, padding, W_std, b_std,
-        parameterization, dimension_numbers, s)
+        "ConvLocal",
+        out_chan,
+        filter_shape,
+        strides,
+        padding,
+        W_std,
+        b_std,
+        parameterization,
+        dimension_numbers,
+        s,
+    )
     n = len(filter_shape)
     circular = padding == "CIRCULAR"
     filter_size = math.prod(filter_shape)
 
     def plan_for(shape):
         check_spatial_rank(shape, n, name, "filter")
-        return spatial_plan(tuple(shape[1:-1]), filter_shape, strides, padding,
-                             name, "filter")
+        return spatial_plan(tuple(shape[1:-1]), filter_shape, strides, padding, name, "filter")
 
     def init_fn(key, input_shape):
         plan = plan_for(tuple(input_shape))
@@ -320,17 +413,19 @@ def ConvLocal(out_chan: int, filter_shape: Sequence[int],
         plan = plan_for(tuple(x.shape))
         fan_in = x.shape[-1] * filter_size
         if W.shape[-2] != fan_in or W.shape[:-2] != tuple(o for o, _ in plan):
-            raise ValueError(f"{name}: weights of shape {tuple(W.shape)} do not "
-                             f"fit inputs of shape {tuple(x.shape)} (expected "
-                             f"{tuple(o for o, _ in plan) + (fan_in,)} + (out,)).")
+            raise ValueError(
+                f"{name}: weights of shape {tuple(W.shape)} do not "
+                f"fit inputs of shape {tuple(x.shape)} (expected "
+                f"{tuple(o for o, _ in plan) + (fan_in,)} + (out,))."
+            )
         pads = [p for _, p in plan]
         if circular:
             x = jnp.pad(x, [(0, 0)] + pads + [(0, 0)], mode="wrap")
             pads = [(0, 0)] * n
-        y = jax.lax.conv_general_dilated_local(x, W, strides, pads, filter_shape,
-                                               dimension_numbers=dn)
-        return affine_output(y, b, fan_in, W_std, b_std,
-                             parameterization, s)
+        y = jax.lax.conv_general_dilated_local(
+            x, W, strides, pads, filter_shape, dimension_numbers=dn
+        )
+        return affine_output(y, b, fan_in, W_std, b_std, parameterization, s)
 
     def transform(k: Kernel, **kwargs) -> Kernel:
         plan = plan_for(k.shape1)
@@ -343,18 +438,28 @@ def ConvLocal(out_chan: int, filter_shape: Sequence[int],
                 m = spatial_diagonal(m, nb)
             return conv_cov(m, nb, True, plan, filter_shape, strides, circular)
 
-        k = k.replace(nngp=conv(k.nngp, 2), ntk=conv(k.ntk, 2),
-                      cov1=conv(k.cov1, 1), cov2=conv(k.cov2, 1))
+        k = k.replace(
+            nngp=conv(k.nngp, 2), ntk=conv(k.ntk, 2), cov1=conv(k.cov1, 1), cov2=conv(k.cov2, 1)
+        )
         # The bias is per position too, so it joins before the embedding.
-        k = affine_kernel(k, W_std, b_std, parameterization,
-                          k.shape1[-1] * filter_size / s[0])
+        k = affine_kernel(k, W_std, b_std, parameterization, k.shape1[-1] * filter_size / s[0])
         if full:
-            k = k.replace(nngp=embed_diagonal(k.nngp, 2), ntk=embed_diagonal(k.ntk, 2),
-                          cov1=embed_diagonal(k.cov1, 1), cov2=embed_diagonal(k.cov2, 1))
+            k = k.replace(
+                nngp=embed_diagonal(k.nngp, 2),
+                ntk=embed_diagonal(k.ntk, 2),
+                cov1=embed_diagonal(k.cov1, 1),
+                cov2=embed_diagonal(k.cov2, 1),
+            )
         return k.replace(**shapes_with(k, [o for o, _ in plan], out_chan))
 
-    return make_layer(name, init_fn, apply_fn, transform,
-                      spec=specs.ConvLocal(W_std, b_std, parameterization, tuple(s),
-                                           filter_shape, strides, padding),
-                      mask_fn=window_mask_fn(filter_shape, strides, padding, name),
-                      remask=True)
+    return make_layer(
+        name,
+        init_fn,
+        apply_fn,
+        transform,
+        spec=specs.ConvLocal(
+            W_std, b_std, parameterization, tuple(s), filter_shape, strides, padding
+        ),
+        mask_fn=window_mask_fn(filter_shape, strides, padding, name),
+        remask=True,
+    )

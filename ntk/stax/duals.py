@@ -35,8 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk._checks import as_numpy, require_real
-from ntk.stax._internal import (PI, angle, atan2, correlation, gap, inv_sqrt,
-                                pairwise, safe_sqrt)
+from ntk.stax._internal import PI, angle, atan2, correlation, gap, inv_sqrt, pairwise, safe_sqrt
 
 
 class Activation(NamedTuple):
@@ -93,6 +92,7 @@ def _arcsine_factors(c12, c11, c22, g):
     cos2 = (e1 + e2 - e12) + ((1 - e1) * (1 - e2)) * one_minus
     return e1, e2, q1 * q2, cos2, (q1 > 0) & (q2 > 0)
 
+
 # ------------------------------------------------------- the dual kernels
 
 
@@ -110,7 +110,7 @@ def abrelu(a: float, b: float) -> Activation:
     def dual(c12, c11, c22):
         rho, one_minus = correlation(c12, c11, c22)
         sine = safe_sqrt(one_minus)
-        dot = (a ** 2 + b ** 2) / 2 - f * angle(sine, rho)
+        dot = (a**2 + b**2) / 2 - f * angle(sine, rho)
         norms = safe_sqrt(c11) * safe_sqrt(c22)
         return f * norms * sine + dot * c12, dot
 
@@ -127,13 +127,13 @@ def erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
     overflows at any variance.
     """
     check_real_args("erf", a=a, b=b, c=c)
-    g = 2 * b ** 2
+    g = 2 * b**2
 
     def dual(c12, c11, c22):
         _, _, q12, cos2, _ = _arcsine_factors(c12, c11, c22, g)
         cos = jnp.sqrt(cos2)
-        nngp = a ** 2 * (2 / PI) * atan2(g * c12 * q12, cos) + c ** 2
-        return nngp, a ** 2 * b ** 2 * (4 / PI) * q12 / cos
+        nngp = a**2 * (2 / PI) * atan2(g * c12 * q12, cos) + c**2
+        return nngp, a**2 * b**2 * (4 / PI) * q12 / cos
 
     return Activation(lambda x: a * jax.scipy.special.erf(b * x) + c, dual)
 
@@ -165,8 +165,7 @@ def gelu(approximate: bool = False) -> Activation:
         # that no factor (e1 e2, cos³) underflows at variances ~1e150.
         ratio = sine * q12 / cos
         nngp = (c12 * beta + sine * ratio + m12 * cos) / (2 * PI)
-        dot = (beta + sine * ((e1 + e2) + e1 * e2) / cos
-               + sine * ratio * ratio / cos) / (2 * PI)
+        dot = (beta + sine * ((e1 + e2) + e1 * e2) / cos + sine * ratio * ratio / cos) / (2 * PI)
         return nngp, dot
 
     return Activation(lambda x: jax.nn.gelu(x, approximate=approximate), dual)
@@ -189,11 +188,11 @@ def sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
     def dual(c12, c11, c22):
         n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
         rho, _ = correlation(c12, c11, c22)
-        b2 = b ** 2
+        b2 = b**2
         x = b2 * c12
-        decay = a ** 2 * jnp.exp(-b2 * ((n1 - n2) ** 2 / 2 + (n1 * n2) * gap(jnp.abs(rho))))
-        h = (1 + jnp.exp(-2 * jnp.abs(x))) / 2        # e^{-|x|} cosh x
-        sh = jnp.tanh(x) * h                           # e^{-|x|} sinh x
+        decay = a**2 * jnp.exp(-b2 * ((n1 - n2) ** 2 / 2 + (n1 * n2) * gap(jnp.abs(rho))))
+        h = (1 + jnp.exp(-2 * jnp.abs(x))) / 2  # e^{-|x|} cosh x
+        sh = jnp.tanh(x) * h  # e^{-|x|} sinh x
         return decay * (cos2 * sh + sin2 * h), b2 * decay * (cos2 * h + sin2 * sh)
 
     return Activation(lambda x: a * jnp.sin(b * x + c), dual)
@@ -214,14 +213,14 @@ def rbf(gamma: float = 1.0) -> Activation:
         nngp = jnp.exp(-gamma * ((n1 - n2) ** 2 + 2 * (n1 * n2) * gap(rho)))
         return nngp, 2 * gamma * nngp
 
-    return Activation(lambda x: math.sqrt(2) * jnp.sin(math.sqrt(2 * gamma) * x + PI / 4),
-                      dual)
+    return Activation(lambda x: math.sqrt(2) * jnp.sin(math.sqrt(2 * gamma) * x + PI / 4), dual)
 
 
 def sign() -> Activation:
     """φ(x) = sign(x): K_φ = 1 - 2θ/π (θ the angle between inputs).
     φ' = 0 almost everywhere, so K_φ' = 0, as in neural-tangents.
     """
+
     def dual(c12, c11, c22):
         rho, one_minus = correlation(c12, c11, c22)
         theta = angle(safe_sqrt(one_minus), rho)
@@ -239,8 +238,8 @@ def exp(a: float = 1.0, b: float = 1.0) -> Activation:
     check_real_args("exp", a=a, b=b)
 
     def dual(c12, c11, c22):
-        nngp = a ** 2 * jnp.exp(b ** 2 * ((c11 + c22) / 2 + c12))
-        return nngp, b ** 2 * nngp
+        nngp = a**2 * jnp.exp(b**2 * ((c11 + c22) / 2 + c12))
+        return nngp, b**2 * nngp
 
     return Activation(lambda x: a * jnp.exp(b * x), dual)
 
@@ -260,12 +259,12 @@ def gaussian(a: float = 1.0, b: float = -1.0) -> Activation:
         _, _, q12, cos2, valid = _arcsine_factors(c12, c11, c22, -2 * b)
         valid = valid & (cos2 > 0)
         inv_cos = 1 / jnp.sqrt(jnp.where(valid, cos2, 1.0))
-        nngp = a ** 2 * q12 * inv_cos
+        nngp = a**2 * q12 * inv_cos
         # D^{-3/2} = q12³/cos³, grouped so that no factor under- or overflows.
-        dot = 4 * a ** 2 * b ** 2 * (c12 * q12) * (q12 * inv_cos) ** 2 * inv_cos
+        dot = 4 * a**2 * b**2 * (c12 * q12) * (q12 * inv_cos) ** 2 * inv_cos
         return jnp.where(valid, nngp, jnp.inf), jnp.where(valid, dot, jnp.inf)
 
-    return Activation(lambda x: a * jnp.exp(b * x ** 2), dual)
+    return Activation(lambda x: a * jnp.exp(b * x**2), dual)
 
 
 def _double_factorial(n: int) -> int:
@@ -281,9 +280,14 @@ def gaussian_moment(i: int, j: int, c12, c11, c22):
     for k in range(min(i, j) + 1):
         if (i - k) % 2 or (j - k) % 2:
             continue
-        coef = (math.comb(i, k) * math.comb(j, k) * math.factorial(k)
-                * _double_factorial(i - k - 1) * _double_factorial(j - k - 1))
-        total = total + coef * c12 ** k * (c11 ** ((i - k) // 2) * c22 ** ((j - k) // 2))
+        coef = (
+            math.comb(i, k)
+            * math.comb(j, k)
+            * math.factorial(k)
+            * _double_factorial(i - k - 1)
+            * _double_factorial(j - k - 1)
+        )
+        total = total + coef * c12**k * (c11 ** ((i - k) // 2) * c22 ** ((j - k) // 2))
     return total
 
 
@@ -291,8 +295,12 @@ def polynomial(coef: Sequence[float] | np.ndarray) -> Activation:
     """φ(x) = Σ_i coef[i] x^i: K_φ = Σ_ij coef_i coef_j E[u^i v^j] and
     K_φ' = Σ_ij i j coef_i coef_j E[u^{i-1} v^{j-1}] (exact, any variance).
     """
-    coef = [float(c) for c in as_numpy(coef, "coef", "polynomial", ndim=1,
-                                       dtype=np.float64, what="(degree + 1,)")]
+    coef = [
+        float(c)
+        for c in as_numpy(
+            coef, "coef", "polynomial", ndim=1, dtype=np.float64, what="(degree + 1,)"
+        )
+    ]
 
     def pair(i, j, c12, c11, c22):
         # E[u^i v^j] + E[u^j v^i] for i < j, E[u^i v^i] for i = j: a sum that is
@@ -313,7 +321,7 @@ def polynomial(coef: Sequence[float] | np.ndarray) -> Activation:
         return nngp, dot
 
     def fn(x):
-        return sum(c * x ** i for i, c in enumerate(coef) if c != 0) + 0 * x
+        return sum(c * x**i for i, c in enumerate(coef) if c != 0) + 0 * x
 
     return Activation(fn, dual)
 
@@ -331,7 +339,8 @@ def hermite(degree: int) -> Activation:
     """
     check_degree(degree, "hermite")
     coef = np.polynomial.hermite_e.herme2poly([0] * degree + [1]) / math.sqrt(
-        math.factorial(degree))
+        math.factorial(degree)
+    )
     return polynomial(coef)
 
 
@@ -359,40 +368,42 @@ def gabor() -> Activation:
     c12 = 0), K_φ' is a sum of non-negative terms, and nothing overflows at
     any variance.
     """
+
     def dual(c12, c11, c22):
         # q_i = sqrt(e_i), s_i = sqrt(t_i) = sqrt(2 c_i)·q_i, per input.
         q1, q2 = inv_sqrt(1 + 2 * c11), inv_sqrt(1 + 2 * c22)
-        q1, q2, s1, s2 = pairwise(c12, q1, q2, safe_sqrt(2 * c11) * q1,
-                                  safe_sqrt(2 * c22) * q2)
+        q1, q2, s1, s2 = pairwise(c12, q1, q2, safe_sqrt(2 * c11) * q1, safe_sqrt(2 * c22) * q2)
         rho, one_minus = correlation(c12, c11, c22)
         # r1 = sqrt(t1 e2), r2 = sqrt(t2 e1), m = r1 r2 = 2 sqrt(c11 c22)/P.
         e1, e2, q12, r1, r2 = q1 * q1, q2 * q2, q1 * q2, s1 * q2, s2 * q1
         m = r1 * r2
         tt = (s1 * s2) ** 2
         e12 = e1 * e2
-        cos2 = (e1 + e2 - e12) + tt * one_minus                     # D / P
+        cos2 = (e1 + e2 - e12) + tt * one_minus  # D / P
         # Multiplications by P/D, never divisions by D/P: in reverse mode a
         # division's cotangent is divided by (D/P)² first, which overflows
         # float32 at variances ~1e12 (D/P ~ 1/variance at ρ = 1).
         inv_cos = 1 / jnp.sqrt(cos2)
         inv_cos2 = inv_cos * inv_cos
-        x = rho * m * inv_cos2                                       # 2 c12 / D
+        x = rho * m * inv_cos2  # 2 c12 / D
         # (s + 4Δ − 2|c12|)/P = (r1 − r2)²/2 + m (1 − |ρ|) + t1 t2 (1 − ρ²)
         a = ((r1 - r2) ** 2 / 2 + m * gap(jnp.abs(rho)) + tt * one_minus) * inv_cos2 / 2
         decay = jnp.exp(-a) * (1 + jnp.exp(-jnp.abs(x)))
         th = jnp.tanh(x / 2)
         nngp = decay * th * q12 * inv_cos / 2
         # (s + 1)/P = (r1² + r2²)/2 + e1 e2
-        bracket = (e12 + 2 * (rho * m) * x
-                   + 2 * rho * m * th * (1 + ((r1 * r1 + r2 * r2) / 2 + e12) * inv_cos2))
-        dot = decay * q12 * inv_cos ** 3 * bracket / 2
+        bracket = (
+            e12
+            + 2 * (rho * m) * x
+            + 2 * rho * m * th * (1 + ((r1 * r1 + r2 * r2) / 2 + e12) * inv_cos2)
+        )
+        dot = decay * q12 * inv_cos**3 * bracket / 2
         return nngp, dot
 
     return Activation(lambda x: jnp.exp(-x * x) * jnp.sin(x), dual)
 
 
-def exp_normalized(gamma: float = 1.0, shift: float = -1.0,
-                   do_clip: bool = False) -> Activation:
+def exp_normalized(gamma: float = 1.0, shift: float = -1.0, do_clip: bool = False) -> Activation:
     """The "Gaussian normalised kernel" (Shankar et al. 2020, "Neural Kernels
     Without Tangents", arXiv:2003.02237, p. 6; neural-tangents' ExpNormalized):
     with ρ = c12 / sqrt(c11 c22),
@@ -440,6 +451,7 @@ def _rectified_coefficients(degree: int) -> list[tuple[list[Fraction], list[Frac
     ∫ t/w = −w; arcsin t = A − π/2, and the constant −π/2·(…) cancels
     against the value at t = −1 (where w = A = 0).
     """
+
     def add(a, b):
         n = max(len(a), len(b))
         return [(a[i] if i < len(a) else 0) + (b[i] if i < len(b) else 0) for i in range(n)]
@@ -450,8 +462,9 @@ def _rectified_coefficients(degree: int) -> list[tuple[list[Fraction], list[Frac
         for j in range(2, len(r)):
             s_prev, c_prev = table[j - 2]
             s = [Fraction(0)] * (j - 1) + [Fraction(-1, j)]
-            table.append((add(s, [Fraction(j - 1, j) * v for v in s_prev]),
-                          Fraction(j - 1, j) * c_prev))
+            table.append(
+                (add(s, [Fraction(j - 1, j) * v for v in s_prev]), Fraction(j - 1, j) * c_prev)
+            )
         s_out, c_out = [Fraction(0)], Fraction(0)
         for j, coef in enumerate(r):
             s_out = add(s_out, [coef * v for v in table[j][0]])
@@ -462,8 +475,10 @@ def _rectified_coefficients(degree: int) -> list[tuple[list[Fraction], list[Frac
     for k in range(1, degree + 1):
         p, q = out[-1]
         one_minus_t2 = [Fraction(1), Fraction(0), Fraction(-1)]
-        pw = [sum((p[i] * one_minus_t2[j - i] for i in range(len(p)) if 0 <= j - i < 3),
-                  Fraction(0)) for j in range(len(p) + 2)]
+        pw = [
+            sum((p[i] * one_minus_t2[j - i] for i in range(len(p)) if 0 <= j - i < 3), Fraction(0))
+            for j in range(len(p) + 2)
+        ]
         s1, c1 = over_w(pw)
         r = [Fraction(0)] + [v / (i + 1) for i, v in enumerate(q)]
         s2, c2 = over_w(r)
@@ -501,8 +516,9 @@ def rectified_monomial(degree: int) -> Activation:
     """
     check_degree(degree, "rectified_monomial")
     degree = int(degree)
-    coefs = [([float(v) for v in p], [float(v) for v in q])
-             for p, q in _rectified_coefficients(degree)]
+    coefs = [
+        ([float(v) for v in p], [float(v) for v in q]) for p, q in _rectified_coefficients(degree)
+    ]
 
     def arccos_j(k, rho, sine, a, zero1, zero2):
         p, q = coefs[k]
@@ -516,17 +532,16 @@ def rectified_monomial(degree: int) -> Activation:
         n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
         rho, one_minus = correlation(c12, c11, c22)
         sine = safe_sqrt(one_minus)
-        a = angle(sine, -rho)                                        # π − θ
+        a = angle(sine, -rho)  # π − θ
         zero1, zero2 = n1 == 0, n2 == 0
         norms = n1 * n2
-        nngp = norms ** degree * arccos_j(degree, rho, sine, a, zero1, zero2)
+        nngp = norms**degree * arccos_j(degree, rho, sine, a, zero1, zero2)
         if degree == 0:
             return nngp, jnp.zeros_like(nngp)
-        dot = degree ** 2 * norms ** (degree - 1) * arccos_j(
-            degree - 1, rho, sine, a, zero1, zero2)
+        dot = degree**2 * norms ** (degree - 1) * arccos_j(degree - 1, rho, sine, a, zero1, zero2)
         return nngp, dot
 
-    return Activation(lambda x: (x >= 0) * x ** degree, dual)
+    return Activation(lambda x: (x >= 0) * x**degree, dual)
 
 
 ACTIVATIONS: dict[str, Callable[..., Activation]] = {

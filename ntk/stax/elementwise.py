@@ -22,12 +22,29 @@ import numpy as np
 from ntk._checks import as_numpy, require_real, require_traceable
 from ntk.kernel import Kernel
 from ntk.stax._internal import PI
+
 # ACTIVATIONS is re-exported: `ntk.dkm` and users read the table from here.
 from ntk.stax.duals import ACTIVATIONS  # noqa: F401
-from ntk.stax.duals import (Activation, abrelu, check_bool, check_degree,
-                            check_real_args, erf, exp, exp_normalized, gabor,
-                            gaussian, gelu, hermite, monomial, polynomial, rbf,
-                            rectified_monomial, sign, sin)
+from ntk.stax.duals import (
+    Activation,
+    abrelu,
+    check_bool,
+    check_degree,
+    check_real_args,
+    erf,
+    exp,
+    exp_normalized,
+    gabor,
+    gaussian,
+    gelu,
+    hermite,
+    monomial,
+    polynomial,
+    rbf,
+    rectified_monomial,
+    sign,
+    sin,
+)
 from ntk.stax.layer import Layer, make_layer
 from ntk.stax.numerical import NUMERICAL_DEG, numerical
 from ntk.stax.spec import Parameterless
@@ -38,10 +55,12 @@ from ntk.stax.spec import Parameterless
 def apply_dual(k: Kernel, dual: Callable, name: str = "activation") -> Kernel:
     """Push a Gaussian `Kernel` through an activation with dual ``dual``."""
     if not k.is_gaussian:
-        raise ValueError(f"{name}: the input of an activation must be Gaussian, "
-                         f"i.e. come from an affine layer (Dense, Conv); got a "
-                         f"kernel that is not (e.g. two activations in a row, or "
-                         f"raw inputs). Put a Dense/Conv before {name}.")
+        raise ValueError(
+            f"{name}: the input of an activation must be Gaussian, "
+            f"i.e. come from an affine layer (Dense, Conv); got a "
+            f"kernel that is not (e.g. two activations in a row, or "
+            f"raw inputs). Put a Dense/Conv before {name}."
+        )
     (a12, b12), (a11, b11), out22 = k.outer_vars()
     nngp, dot = dual(k.nngp, a12, b12)
     ntk = None if k.ntk is None else k.ntk * dot
@@ -60,9 +79,14 @@ def _elementwise(name: str, activation: Activation) -> Layer:
 
     # Masked entries are zero before the activation but φ(0) may not be:
     # remasking puts their covariances back to zero, as in neural-tangents.
-    return make_layer(name, lambda key, shape: (shape, ()), apply_fn,
-                      lambda k, **kw: apply_dual(k, dual, name),
-                      spec=Parameterless(), remask=True)
+    return make_layer(
+        name,
+        lambda key, shape: (shape, ()),
+        apply_fn,
+        lambda k, **kw: apply_dual(k, dual, name),
+        spec=Parameterless(),
+        remask=True,
+    )
 
 
 def ABRelu(a: float, b: float, do_stabilize: bool = False) -> Layer:
@@ -164,8 +188,7 @@ def Gabor() -> Layer:
     return _elementwise("Gabor", gabor())
 
 
-def ExpNormalized(gamma: float = 1.0, shift: float = -1.0,
-                  do_clip: bool = False) -> Layer:
+def ExpNormalized(gamma: float = 1.0, shift: float = -1.0, do_clip: bool = False) -> Layer:
     """The "Gaussian normalised kernel" of Shankar et al. 2020 (arXiv:2003.02237):
     ``K = sqrt(c11 c22)·exp(γ(ρ + shift))``, NTK ``γ·exp(γ(ρ + shift))·Θ``;
     see `exp_normalized`. Kernel only: like neural-tangents, ``apply_fn``
@@ -177,8 +200,7 @@ def ExpNormalized(gamma: float = 1.0, shift: float = -1.0,
     require_real(gamma, "gamma", "ExpNormalized", low=0)
     check_real_args("ExpNormalized", shift=shift)
     check_bool(do_clip, "do_clip", "ExpNormalized")
-    return _elementwise(f"ExpNormalized({gamma}, {shift})",
-                        exp_normalized(gamma, shift, do_clip))
+    return _elementwise(f"ExpNormalized({gamma}, {shift})", exp_normalized(gamma, shift, do_clip))
 
 
 def RectifiedMonomial(degree: int) -> Layer:
@@ -195,16 +217,19 @@ def RectifiedMonomial(degree: int) -> Layer:
 
 def _dot_by_autodiff(nngp_fn: Callable) -> Callable:
     """K_φ' = ∂K_φ/∂c12 (Price's theorem), by forward-mode autodiff."""
+
     def dual(c12, c11, c22):
-        nngp, dot = jax.jvp(lambda c: nngp_fn(c, c11, c22), (c12,),
-                            (jnp.ones_like(c12),))
+        nngp, dot = jax.jvp(lambda c: nngp_fn(c, c11, c22), (c12,), (jnp.ones_like(c12),))
         return nngp, dot
+
     return dual
 
 
-def Elementwise(fn: Optional[Callable] = None,
-                nngp_fn: Optional[Callable] = None,
-                d_nngp_fn: Optional[Callable] = None) -> Layer:
+def Elementwise(
+    fn: Optional[Callable] = None,
+    nngp_fn: Optional[Callable] = None,
+    d_nngp_fn: Optional[Callable] = None,
+) -> Layer:
     """Any activation ``fn`` given its scalar dual ``nngp_fn(c12, c11, c22)``.
 
     The derivative kernel is ``d_nngp_fn`` if given, else ∂nngp_fn/∂c12 by
@@ -215,15 +240,16 @@ def Elementwise(fn: Optional[Callable] = None,
       ...     2 * c12 / jnp.sqrt((1 + 2 * c11) * (1 + 2 * c22)))
       >>> layer = Elementwise(jax.scipy.special.erf, nngp_fn)
     """
-    for arg, f, n_args in (("fn", fn, 1), ("nngp_fn", nngp_fn, 3),
-                           ("d_nngp_fn", d_nngp_fn, 3)):
+    for arg, f, n_args in (("fn", fn, 1), ("nngp_fn", nngp_fn, 3), ("d_nngp_fn", d_nngp_fn, 3)):
         if f is not None:
             require_traceable(f, arg, "Elementwise", n_args)
     if fn is None and nngp_fn is None:
-        raise ValueError("Elementwise: give `fn` (finite network) and/or "
-                         "`nngp_fn` (kernel); got neither.")
+        raise ValueError(
+            "Elementwise: give `fn` (finite network) and/or `nngp_fn` (kernel); got neither."
+        )
     name = f"Elementwise({getattr(fn or nngp_fn, '__name__', 'fn')})"
     if nngp_fn is None:
+
         def dual(c12, c11, c22):
             raise NotImplementedError(f"{name}: no `nngp_fn`, so no kernel.")
     else:
@@ -235,13 +261,13 @@ def Elementwise(fn: Optional[Callable] = None,
 
             def dual(c12, c11, c22):
                 return nngp_v(c12, c11, c22), d_v(c12, c11, c22)
+
     return _elementwise(name, Activation(fn, dual))
 
 
-
-
-def ElementwiseNumerical(fn: Callable, deg: int = NUMERICAL_DEG,
-                         df: Optional[Callable] = None) -> Layer:
+def ElementwiseNumerical(
+    fn: Callable, deg: int = NUMERICAL_DEG, df: Optional[Callable] = None
+) -> Layer:
     """Any activation by numerical integration (Tanh, Softplus, Sigmoid, …).
 
     A graded quadrature that is accurate at any input scale and exactly
@@ -264,5 +290,6 @@ def ElementwiseNumerical(fn: Callable, deg: int = NUMERICAL_DEG,
         require_traceable(df, "df", where)
     if not (isinstance(deg, (int, np.integer)) and deg >= 1):
         raise ValueError(f"{where}: `deg` must be a positive int; got {deg!r}.")
-    return _elementwise(f"ElementwiseNumerical({getattr(fn, '__name__', 'fn')}, {deg})",
-                        numerical(fn, deg, df))
+    return _elementwise(
+        f"ElementwiseNumerical({getattr(fn, '__name__', 'fn')}, {deg})", numerical(fn, deg, df)
+    )

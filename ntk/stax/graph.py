@@ -84,9 +84,13 @@ class AggregateImplementation(str, enum.Enum):
     SPARSE = "SPARSE"
 
 
-def Aggregate(aggregate_axis=None, batch_axis: int = 0, channel_axis: int = -1,
-              to_dense: Optional[Callable] = lambda p: p,
-              implementation: str = AggregateImplementation.DENSE.value) -> Layer:
+def Aggregate(
+    aggregate_axis=None,
+    batch_axis: int = 0,
+    channel_axis: int = -1,
+    to_dense: Optional[Callable] = lambda p: p,
+    implementation: str = AggregateImplementation.DENSE.value,
+) -> Layer:
     """Sum of each vertex's predecessors along ``aggregate_axis`` (graph networks).
 
     See the module docstring for the formulas and pattern formats.
@@ -118,51 +122,65 @@ def Aggregate(aggregate_axis=None, batch_axis: int = 0, channel_axis: int = -1,
     check_channel_axis(channel_axis, batch_axis, name)
     try:
         impl = AggregateImplementation(
-            implementation.upper() if isinstance(implementation, str) else implementation)
+            implementation.upper() if isinstance(implementation, str) else implementation
+        )
     except ValueError:
         impl = None
     if impl is None:
-        raise ValueError(f"{name}: `implementation` must be one of "
-                         f"{[i.value for i in AggregateImplementation]}; got "
-                         f"{implementation!r}.")
+        raise ValueError(
+            f"{name}: `implementation` must be one of "
+            f"{[i.value for i in AggregateImplementation]}; got "
+            f"{implementation!r}."
+        )
     if to_dense is None:
         to_dense = _identity
     if not callable(to_dense):
-        raise TypeError(f"{name}: `to_dense` must be a function pattern -> dense "
-                        f"adjacency; got {type(to_dense).__name__}.")
+        raise TypeError(
+            f"{name}: `to_dense` must be a function pattern -> dense "
+            f"adjacency; got {type(to_dense).__name__}."
+        )
     if aggregate_axis is not None:
-        axes_in = ((aggregate_axis,) if isinstance(aggregate_axis, (int, np.integer))
-                   else aggregate_axis)
+        axes_in = (
+            (aggregate_axis,) if isinstance(aggregate_axis, (int, np.integer)) else aggregate_axis
+        )
         try:
             axes_in = tuple(axes_in)
         except TypeError:
             axes_in = None
-        if (not axes_in or not all(isinstance(a, (int, np.integer))
-                                   and not isinstance(a, bool) for a in axes_in)):
-            raise ValueError(f"{name}: `aggregate_axis` must be None, an int or a "
-                             f"non-empty tuple of ints; got {aggregate_axis!r}.")
+        if not axes_in or not all(
+            isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes_in
+        ):
+            raise ValueError(
+                f"{name}: `aggregate_axis` must be None, an int or a "
+                f"non-empty tuple of ints; got {aggregate_axis!r}."
+            )
 
     def agg_axes(ndim: int) -> tuple:
         """Spatial indices (0-based, among the ``ndim - 2`` spatial axes)."""
         if ndim < 3:
-            raise ValueError(f"{name}: needs inputs with at least one spatial "
-                             f"axis, (N, X_1, ..., C); got rank {ndim}.")
+            raise ValueError(
+                f"{name}: needs inputs with at least one spatial "
+                f"axis, (N, X_1, ..., C); got rank {ndim}."
+            )
         if aggregate_axis is None:
             return tuple(range(ndim - 2))
         out = []
         for a in axes_in:
             if not -ndim <= a < ndim:
-                raise ValueError(f"{name}: `aggregate_axis` {aggregate_axis!r} is out "
-                                 f"of range for inputs of rank {ndim}.")
+                raise ValueError(
+                    f"{name}: `aggregate_axis` {aggregate_axis!r} is out "
+                    f"of range for inputs of rank {ndim}."
+                )
             a = int(a) % ndim
             if a in (0, ndim - 1):
-                raise ValueError(f"{name}: `aggregate_axis` must name spatial "
-                                 f"axes (1..{ndim - 2}), not the batch (0) or "
-                                 f"channel ({ndim - 1}) axis; got {aggregate_axis!r}.")
+                raise ValueError(
+                    f"{name}: `aggregate_axis` must name spatial "
+                    f"axes (1..{ndim - 2}), not the batch (0) or "
+                    f"channel ({ndim - 1}) axis; got {aggregate_axis!r}."
+                )
             out.append(a - 1)
         if len(set(out)) != len(out):
-            raise ValueError(f"{name}: `aggregate_axis` has repeated axes: "
-                             f"{aggregate_axis!r}.")
+            raise ValueError(f"{name}: `aggregate_axis` has repeated axes: {aggregate_axis!r}.")
         return tuple(sorted(out))
 
     def graph(pattern, shape, what: str, for_kernel: bool = False):
@@ -171,8 +189,7 @@ def Aggregate(aggregate_axis=None, batch_axis: int = 0, channel_axis: int = -1,
         agg = agg_axes(len(shape))
         agg_shape = tuple(spatial[i] for i in agg)
         if impl is AggregateImplementation.DENSE:
-            return "dense", _dense_pattern(to_dense(pattern), shape[0], agg_shape,
-                                            name, what)
+            return "dense", _dense_pattern(to_dense(pattern), shape[0], agg_shape, name, what)
         senders, receivers = _sparse_pattern(pattern, shape[0], agg_shape, name, what)
         v, n_edges = math.prod(agg_shape), senders.shape[1]
         if for_kernel and v * v <= _SPARSE_ADVANTAGE * max(n_edges, 1):
@@ -183,20 +200,23 @@ def Aggregate(aggregate_axis=None, batch_axis: int = 0, channel_axis: int = -1,
         if pattern is None:
             return x
         if isinstance(pattern, (tuple, list)):
-            raise TypeError(f"{name}: apply_fn takes one `pattern` for its input "
-                            f"batch; a pair (pattern1, pattern2) is for kernel_fn.")
+            raise TypeError(
+                f"{name}: apply_fn takes one `pattern` for its input "
+                f"batch; a pair (pattern1, pattern2) is for kernel_fn."
+            )
         agg = agg_axes(x.ndim)
         kind, g = graph(pattern, x.shape, "pattern")
         src = tuple(1 + i for i in agg)
         xt = jnp.moveaxis(x, src, tuple(range(1, 1 + len(agg))))
         moved = xt.shape
-        xt = xt.reshape(x.shape[0], math.prod(moved[1:1 + len(agg)]), -1)
+        xt = xt.reshape(x.shape[0], math.prod(moved[1 : 1 + len(agg)]), -1)
         if kind == "dense":
             y = jnp.einsum("nar,nab->nbr", xt, g.astype(x.dtype), precision=HP)
         else:
             senders, receivers = g
-            y = jax.vmap(lambda v, s, r: jax.ops.segment_sum(
-                v[s], r, num_segments=v.shape[0]))(xt, senders, receivers)
+            y = jax.vmap(lambda v, s, r: jax.ops.segment_sum(v[s], r, num_segments=v.shape[0]))(
+                xt, senders, receivers
+            )
         y = y.reshape(moved)
         return jnp.moveaxis(y, tuple(range(1, 1 + len(agg))), src)
 
@@ -213,14 +233,21 @@ def Aggregate(aggregate_axis=None, batch_axis: int = 0, channel_axis: int = -1,
             nngp=_aggregate(k.nngp, 2, agg, d, g1, g2),
             ntk=_aggregate(k.ntk, 2, agg, d, g1, g2),
             cov1=_aggregate(k.cov1, 1, agg, d, g1, g1),
-            cov2=_aggregate(k.cov2, 1, agg, d, g2, g2))
+            cov2=_aggregate(k.cov2, 1, agg, d, g2, g2),
+        )
 
     # Padded vertices: a vertex is padding when all its channels are; arcs
     # into it make its output non-zero, hence the remask.
-    return make_layer(name, lambda key, shape: (tuple(shape), ()), apply_fn,
-                      transform, needs_full_spatial=True,
-                      spec=specs.Parameterless(),
-                      mask_fn=lambda mask, shape: position_mask(mask), remask=True)
+    return make_layer(
+        name,
+        lambda key, shape: (tuple(shape), ()),
+        apply_fn,
+        transform,
+        needs_full_spatial=True,
+        spec=specs.Parameterless(),
+        mask_fn=lambda mask, shape: position_mask(mask),
+        remask=True,
+    )
 
 
 def _identity(p):
@@ -255,11 +282,13 @@ def _pattern_pair(pattern, k: Kernel, name: str):
     except TypeError:
         n = None
     if n != 2:
-        raise ValueError(f"{name}: kernel_fn's `pattern` must be a pair "
-                         f"(pattern1, pattern2), one per input batch (with "
-                         f"x2=None: (pattern1, pattern1)); got "
-                         f"{type(pattern).__name__} of length {n}. A single "
-                         f"pattern is for apply_fn.")
+        raise ValueError(
+            f"{name}: kernel_fn's `pattern` must be a pair "
+            f"(pattern1, pattern2), one per input batch (with "
+            f"x2=None: (pattern1, pattern1)); got "
+            f"{type(pattern).__name__} of length {n}. A single "
+            f"pattern is for apply_fn."
+        )
     p1, p2 = pattern[0], pattern[1]
     if k.cov2 is None:  # x2 is x1: the first pattern serves both arguments
         p1 = p2 if p1 is None else p1
@@ -267,9 +296,11 @@ def _pattern_pair(pattern, k: Kernel, name: str):
     if p1 is None and p2 is None:
         return None, None
     if p1 is None or p2 is None:
-        raise ValueError(f"{name}: with two input batches kernel_fn needs "
-                         f"`pattern=(pattern1, pattern2)` with both given; got "
-                         f"{'pattern1' if p1 is None else 'pattern2'} = None.")
+        raise ValueError(
+            f"{name}: with two input batches kernel_fn needs "
+            f"`pattern=(pattern1, pattern2)` with both given; got "
+            f"{'pattern1' if p1 is None else 'pattern2'} = None."
+        )
     return p1, p2
 
 
@@ -277,9 +308,11 @@ def _dense_pattern(a, batch: int, agg_shape: tuple, name: str, what: str):
     want = (batch,) + agg_shape + agg_shape
     shape = tuple(np.shape(a))
     if shape != want:
-        raise ValueError(f"{name}: dense `{what}` must have shape (batch, *S_agg, "
-                         f"*S_agg) = {want} for inputs with aggregate axes of "
-                         f"sizes {agg_shape}; got shape {shape}.")
+        raise ValueError(
+            f"{name}: dense `{what}` must have shape (batch, *S_agg, "
+            f"*S_agg) = {want} for inputs with aggregate axes of "
+            f"sizes {agg_shape}; got shape {shape}."
+        )
     v = math.prod(agg_shape)
     return jnp.asarray(a).reshape(batch, v, v)
 
@@ -290,26 +323,31 @@ def _sparse_pattern(p, batch: int, agg_shape: tuple, name: str, what: str):
     k = len(agg_shape)
     p = jnp.asarray(p)
     if not jnp.issubdtype(p.dtype, jnp.integer):
-        raise TypeError(f"{name}: sparse `{what}` must be an integer edge list; "
-                        f"got dtype {p.dtype}.")
+        raise TypeError(
+            f"{name}: sparse `{what}` must be an integer edge list; got dtype {p.dtype}."
+        )
     if p.ndim == 3 and k == 1:
         p = p[:, :, None, :]
     if p.ndim != 4 or p.shape[0] != batch or p.shape[2] != k or p.shape[3] != 2:
-        raise ValueError(f"{name}: sparse `{what}` must have shape (batch, n_edges, "
-                         f"K, 2) = ({batch}, E, {k}, 2)"
-                         + (" or (batch, n_edges, 2)" if k == 1 else "")
-                         + f" for {k} aggregate axes; got shape {tuple(p.shape)}.")
+        raise ValueError(
+            f"{name}: sparse `{what}` must have shape (batch, n_edges, "
+            f"K, 2) = ({batch}, E, {k}, 2)"
+            + (" or (batch, n_edges, 2)" if k == 1 else "")
+            + f" for {k} aggregate axes; got shape {tuple(p.shape)}."
+        )
     sizes = jnp.asarray(agg_shape, p.dtype)
     try:
         too_big = bool(np.any(np.asarray(p) >= np.asarray(agg_shape)[:, None]))
     except jax.errors.TracerArrayConversionError:
         too_big = False  # traced: the caller's values
     if too_big:
-        raise ValueError(f"{name}: sparse `{what}` has vertex coordinates beyond "
-                         f"the aggregate axes' sizes {agg_shape} (negative "
-                         f"coordinates mark padding edges).")
-    valid = jnp.all(p >= 0, axis=(2, 3))                     # (N, E)
-    strides = jnp.asarray([math.prod(agg_shape[i + 1:]) for i in range(k)], p.dtype)
+        raise ValueError(
+            f"{name}: sparse `{what}` has vertex coordinates beyond "
+            f"the aggregate axes' sizes {agg_shape} (negative "
+            f"coordinates mark padding edges)."
+        )
+    valid = jnp.all(p >= 0, axis=(2, 3))  # (N, E)
+    strides = jnp.asarray([math.prod(agg_shape[i + 1 :]) for i in range(k)], p.dtype)
     flat = jnp.sum(jnp.clip(p, 0, sizes[:, None] - 1) * strides[:, None], axis=2)
     v = math.prod(agg_shape)
     senders = jnp.where(valid, flat[..., 0], 0)
@@ -326,14 +364,17 @@ def _aggregate(m, nb: int, agg: tuple, d: int, g1, g2):
     if m is None:
         return None
     rest = [i for i in range(d) if i not in agg]
-    perm = (list(range(nb)) + [nb + 2 * i for i in agg]
-            + [nb + 2 * i + 1 for i in agg]
-            + [nb + 2 * i + j for i in rest for j in (0, 1)])
+    perm = (
+        list(range(nb))
+        + [nb + 2 * i for i in agg]
+        + [nb + 2 * i + 1 for i in agg]
+        + [nb + 2 * i + j for i in rest for j in (0, 1)]
+    )
     mt = jnp.transpose(m, perm)
     moved = mt.shape
-    agg_sizes = moved[nb:nb + len(agg)]
+    agg_sizes = moved[nb : nb + len(agg)]
     v = math.prod(agg_sizes)
-    mt = mt.reshape(moved[:nb] + (v, v) + moved[nb + 2 * len(agg):])
+    mt = mt.reshape(moved[:nb] + (v, v) + moved[nb + 2 * len(agg) :])
     out = _left(mt, nb, g1)
     out = _right(out, nb, g2)
     out = out.reshape(moved)
@@ -353,6 +394,7 @@ def _left(m, nb: int, g):
         mi = jnp.moveaxis(mi, nb - 1, 0)
         out = jax.ops.segment_sum(mi[s], r, num_segments=v)
         return jnp.moveaxis(out, 0, nb - 1)
+
     return jax.vmap(one)(m, senders, receivers)
 
 
@@ -370,4 +412,5 @@ def _right(m, nb: int, g):
         mj = jnp.moveaxis(mj, nb, 0)
         out = jax.ops.segment_sum(mj[s], r, num_segments=v)
         return jnp.moveaxis(out, 0, nb)
+
     return jax.vmap(one, in_axes=(nb - 1, 0, 0), out_axes=nb - 1)(m, senders, receivers)

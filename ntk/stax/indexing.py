@@ -56,10 +56,12 @@ def _dims(value, what: str, name: str) -> tuple:
         dims = tuple(value)
     except TypeError:
         dims = None
-    if dims is None or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
-                               for d in dims):
-        raise ValueError(f"{name}: `dimension_numbers` {what} must be a tuple of "
-                         f"ints; got {value!r}.")
+    if dims is None or not all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims
+    ):
+        raise ValueError(
+            f"{name}: `dimension_numbers` {what} must be a tuple of ints; got {value!r}."
+        )
     return tuple(int(d) for d in dims)
 
 
@@ -68,54 +70,78 @@ def _check_dimension_numbers(dimension_numbers, name: str) -> tuple:
     try:
         (lc, rc), (lb, rb) = dimension_numbers
     except (TypeError, ValueError):
-        raise ValueError(f"{name}: `dimension_numbers` must be ((lhs_contracting, "
-                         f"rhs_contracting), (lhs_batch, rhs_batch)), as for "
-                         f"jax.lax.dot_general; got {dimension_numbers!r}.") from None
+        raise ValueError(
+            f"{name}: `dimension_numbers` must be ((lhs_contracting, "
+            f"rhs_contracting), (lhs_batch, rhs_batch)), as for "
+            f"jax.lax.dot_general; got {dimension_numbers!r}."
+        ) from None
     lc, rc = _dims(lc, "lhs_contracting", name), _dims(rc, "rhs_contracting", name)
     lb, rb = _dims(lb, "lhs_batch", name), _dims(rb, "rhs_batch", name)
     if any(d < 0 for d in lc + rc + lb + rb):
         # jax.lax.dot_general rejects them, so the finite network would fail.
-        raise ValueError(f"{name}: `dimension_numbers` must be non-negative "
-                         f"(as for jax.lax.dot_general); got {dimension_numbers!r}.")
+        raise ValueError(
+            f"{name}: `dimension_numbers` must be non-negative "
+            f"(as for jax.lax.dot_general); got {dimension_numbers!r}."
+        )
     if len(lc) != len(rc) or len(lb) != len(rb):
-        raise ValueError(f"{name}: `dimension_numbers` must pair lhs and rhs "
-                         f"dimensions one to one; got {dimension_numbers!r}.")
+        raise ValueError(
+            f"{name}: `dimension_numbers` must pair lhs and rhs "
+            f"dimensions one to one; got {dimension_numbers!r}."
+        )
     return (lc, rc), (lb, rb)
 
 
 def _check_range(dims: tuple, ndim: int, operand: str, name: str) -> tuple:
     """Dimensions of one operand: distinct and below its rank."""
     if any(d >= ndim for d in dims):
-        raise ValueError(f"{name}: `dimension_numbers` name dimensions {dims} of "
-                         f"the {operand}, which has rank {ndim}.")
+        raise ValueError(
+            f"{name}: `dimension_numbers` name dimensions {dims} of "
+            f"the {operand}, which has rank {ndim}."
+        )
     if len(set(dims)) != len(dims):
-        raise ValueError(f"{name}: `dimension_numbers` use a dimension of the "
-                         f"{operand} twice: {dims}.")
+        raise ValueError(
+            f"{name}: `dimension_numbers` use a dimension of the {operand} twice: {dims}."
+        )
     return dims
 
 
 def _check_constant(value, arg: str, name: str):
     if not hasattr(value, "shape"):
         value = np.asarray(value)
-    if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_) or \
-            np.issubdtype(value.dtype, np.complexfloating):
-        raise TypeError(f"{name}: `{arg}` must be a real numeric array or number; "
-                        f"got dtype {value.dtype}.")
+    if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_) or np.issubdtype(
+        value.dtype, np.complexfloating
+    ):
+        raise TypeError(
+            f"{name}: `{arg}` must be a real numeric array or number; got dtype {value.dtype}."
+        )
     return value
 
 
 def _check_precision(precision, name: str):
     ok = lambda p: p is None or isinstance(p, (jax.lax.Precision, str))
-    if not (ok(precision) or (isinstance(precision, (tuple, list)) and len(precision) == 2
-                              and all(ok(p) for p in precision))):
-        raise ValueError(f"{name}: `precision` must be None, a jax.lax.Precision "
-                         f"(or its name) or a pair of them; got {precision!r}.")
+    if not (
+        ok(precision)
+        or (
+            isinstance(precision, (tuple, list))
+            and len(precision) == 2
+            and all(ok(p) for p in precision)
+        )
+    ):
+        raise ValueError(
+            f"{name}: `precision` must be None, a jax.lax.Precision "
+            f"(or its name) or a pair of them; got {precision!r}."
+        )
 
 
-def DotGeneral(*, lhs=None, rhs=None,
-               dimension_numbers=(((), ()), ((), ())),
-               precision: jax.lax.Precision | None = None,
-               batch_axis: int = 0, channel_axis: int = -1) -> Layer:
+def DotGeneral(
+    *,
+    lhs=None,
+    rhs=None,
+    dimension_numbers=(((), ()), ((), ())),
+    precision: jax.lax.Precision | None = None,
+    batch_axis: int = 0,
+    channel_axis: int = -1,
+) -> Layer:
     """``jax.lax.dot_general`` of the inputs with a constant (no parameters).
 
     ``apply_fn`` returns ``lax.dot_general(x, rhs, dimension_numbers,
@@ -168,17 +194,25 @@ def DotGeneral(*, lhs=None, rhs=None,
     (lc, rc), (lb, rb) = _check_dimension_numbers(dimension_numbers, name)
     _check_precision(precision, name)
     if lhs is not None and rhs is not None:
-        raise ValueError(f"{name}: at most one of the constants `lhs` and `rhs` "
-                         f"may be given, since the other operand is the layer's "
-                         f"inputs; got both.")
+        raise ValueError(
+            f"{name}: at most one of the constants `lhs` and `rhs` "
+            f"may be given, since the other operand is the layer's "
+            f"inputs; got both."
+        )
     if lhs is None and rhs is None:
         if lc or lb:
-            raise ValueError(f"{name}: `dimension_numbers` {dimension_numbers!r} "
-                             f"refer to a constant, but neither `lhs` nor `rhs` "
-                             f"was given.")
-        return make_layer(name, lambda key, shape: (tuple(shape), ()),
-                          lambda params, x, **kw: x, lambda k, **kw: k,
-                          spec=specs.Parameterless())
+            raise ValueError(
+                f"{name}: `dimension_numbers` {dimension_numbers!r} "
+                f"refer to a constant, but neither `lhs` nor `rhs` "
+                f"was given."
+            )
+        return make_layer(
+            name,
+            lambda key, shape: (tuple(shape), ()),
+            lambda params, x, **kw: x,
+            lambda k, **kw: k,
+            spec=specs.Parameterless(),
+        )
     is_lhs = rhs is None
     other = _check_constant(lhs if is_lhs else rhs, "lhs" if is_lhs else "rhs", name)
     m = other.ndim
@@ -186,8 +220,10 @@ def DotGeneral(*, lhs=None, rhs=None,
     o_c = _check_range(o_c, m, "constant", name)
     o_b = _check_range(o_b, m, "constant", name)
     if set(o_c) & set(o_b):
-        raise ValueError(f"{name}: a dimension of the constant is both contracted "
-                         f"and batched in {dimension_numbers!r}.")
+        raise ValueError(
+            f"{name}: a dimension of the constant is both contracted "
+            f"and batched in {dimension_numbers!r}."
+        )
     o_free = [a for a in range(m) if a not in o_c + o_b]
 
     def dot(x):
@@ -208,37 +244,44 @@ def DotGeneral(*, lhs=None, rhs=None,
         ic = _check_range(in_c, n, "inputs", name)
         ib = _check_range(in_b, n, "inputs", name)
         if set(ic) & set(ib):
-            raise ValueError(f"{name}: an input dimension is both contracted and "
-                             f"batched in {dimension_numbers!r}.")
+            raise ValueError(
+                f"{name}: an input dimension is both contracted and "
+                f"batched in {dimension_numbers!r}."
+            )
         if n - 1 in ic + ib:
             raise UnsupportedAxisError(
                 f"{name}: the channel axis ({n - 1}, the infinite-width one) cannot "
                 f"be contracted or batched in the kernel regime; got "
-                f"dimension_numbers={dimension_numbers!r} for inputs of rank {n}.")
+                f"dimension_numbers={dimension_numbers!r} for inputs of rank {n}."
+            )
         if 0 in ic:
             raise UnsupportedAxisError(
                 f"{name}: contracting the batch axis 0 is not supported in the "
                 f"kernel regime: the output would have no batch axis; got "
-                f"dimension_numbers={dimension_numbers!r}.")
+                f"dimension_numbers={dimension_numbers!r}."
+            )
         if ib and ib[0] != 0:
             raise UnsupportedAxisError(
                 f"{name}: batching input axes {ib} without the batch axis 0 as the "
                 f"first batch dimension would move them before the batch axis; "
                 f"batch the constant with axis 0 first (a per-example constant) "
-                f"or contract instead. Got dimension_numbers={dimension_numbers!r}.")
+                f"or contract instead. Got dimension_numbers={dimension_numbers!r}."
+            )
         if o_free and not is_lhs:
             raise UnsupportedAxisError(
                 f"{name}: the uncontracted, unbatched axes {tuple(o_free)} of `rhs` "
                 f"would follow the channel axis, which must stay last; contract or "
                 f"batch every axis of `rhs` (or use `lhs`). Got shape "
-                f"{tuple(other.shape)}, dimension_numbers={dimension_numbers!r}.")
+                f"{tuple(other.shape)}, dimension_numbers={dimension_numbers!r}."
+            )
         if o_free and not ib:
             raise UnsupportedAxisError(
                 f"{name}: the uncontracted, unbatched axes {tuple(o_free)} of `lhs` "
                 f"would come before the batch axis, which must stay first; contract "
                 f"them, or batch axis 0 with a leading per-example axis of `lhs`. "
                 f"Got shape {tuple(other.shape)}, dimension_numbers="
-                f"{dimension_numbers!r}.")
+                f"{dimension_numbers!r}."
+            )
         for i, a in zip(ic + ib, o_c + o_b):
             for arg, shape in (("x1", shape1), ("x2", shape2)):
                 if shape[i] != other.shape[a]:
@@ -247,10 +290,12 @@ def DotGeneral(*, lhs=None, rhs=None,
                         f"size {shape[i]} but the constant's paired dimension {a} "
                         f"has size {other.shape[a]} (shape {tuple(other.shape)}); a "
                         f"constant batched with the batch axis needs x1 and x2 of "
-                        f"its batch size." if i == 0 else
-                        f"{name}: dimension {i} of `{arg}` (shape {tuple(shape)}) has "
+                        f"its batch size."
+                        if i == 0
+                        else f"{name}: dimension {i} of `{arg}` (shape {tuple(shape)}) has "
                         f"size {shape[i]} but the constant's paired dimension {a} "
-                        f"has size {other.shape[a]} (shape {tuple(other.shape)}).")
+                        f"has size {other.shape[a]} (shape {tuple(other.shape)})."
+                    )
         x_free = [s for s in range(1, n - 1) if s not in ic + ib]
         out = [("x", s) for s in ib[1:]]
         out += [("o", a) for a in o_free] + [("x", s) for s in x_free]
@@ -275,32 +320,50 @@ def DotGeneral(*, lhs=None, rhs=None,
                 right[s] = label if diag else label + 1
                 label += 1 if diag else 2
             batch = [0, 1] if pair_batch else [0]
-            sides = lambda keys: [v for s in keys for v in
-                                  ((left[s],) if diag else (left[s], right[s]))]
+            sides = lambda keys: [
+                v for s in keys for v in ((left[s],) if diag else (left[s], right[s]))
+            ]
             mat_in = batch + sides(range(1, d + 1))
-            o_left = [left[paired[a]] if a in paired else left[("o", a)]
-                      for a in range(m)]
-            o_right = [right[paired[a]] if a in paired else right[("o", a)]
-                       for a in range(m)]
-            mat_out = batch + sides([s if kind == "x" else (kind, s)
-                                     for kind, s in out])
-            return jnp.einsum(o, o_left, mat, mat_in, o, o_right, mat_out,
-                              optimize=True, precision=jax.lax.Precision.HIGHEST)
+            o_left = [left[paired[a]] if a in paired else left[("o", a)] for a in range(m)]
+            o_right = [right[paired[a]] if a in paired else right[("o", a)] for a in range(m)]
+            mat_out = batch + sides([s if kind == "x" else (kind, s) for kind, s in out])
+            return jnp.einsum(
+                o,
+                o_left,
+                mat,
+                mat_in,
+                o,
+                o_right,
+                mat_out,
+                optimize=True,
+                precision=jax.lax.Precision.HIGHEST,
+            )
 
         def out_shape(shape):
             sizes = [shape[s] if kind == "x" else other.shape[s] for kind, s in out]
             return (shape[0],) + tuple(sizes) + (shape[-1],)
 
-        return k.replace(nngp=apply(k.nngp, True), ntk=apply(k.ntk, True),
-                         cov1=apply(k.cov1, False), cov2=apply(k.cov2, False),
-                         shape1=out_shape(k.shape1), shape2=out_shape(k.shape2))
+        return k.replace(
+            nngp=apply(k.nngp, True),
+            ntk=apply(k.ntk, True),
+            cov1=apply(k.cov1, False),
+            cov2=apply(k.cov2, False),
+            shape1=out_shape(k.shape1),
+            shape2=out_shape(k.shape2),
+        )
 
     def mask_fn(mask, input_shape):
         return dot_general_mask(mask, input_shape, other, is_lhs, ((lc, rc), (lb, rb)))
 
-    return make_layer(f"DotGeneral({'lhs' if is_lhs else 'rhs'}={tuple(other.shape)})",
-                      init_fn, apply_fn, transform, needs_full_spatial=bool(in_c),
-                      spec=specs.Parameterless(), mask_fn=mask_fn)
+    return make_layer(
+        f"DotGeneral({'lhs' if is_lhs else 'rhs'}={tuple(other.shape)})",
+        init_fn,
+        apply_fn,
+        transform,
+        needs_full_spatial=bool(in_c),
+        spec=specs.Parameterless(),
+        mask_fn=mask_fn,
+    )
 
 
 # --------------------------------------------------------------------- Index
@@ -325,17 +388,24 @@ def _check_idx(idx, name: str) -> tuple:
     """``idx`` as a tuple of ints, slices and at most one Ellipsis."""
     entries = idx if isinstance(idx, tuple) else (idx,)
     for e in entries:
-        ok = (e is Ellipsis or isinstance(e, slice)
-              or (isinstance(e, numbers.Integral) and not isinstance(e, bool)))
+        ok = (
+            e is Ellipsis
+            or isinstance(e, slice)
+            or (isinstance(e, numbers.Integral) and not isinstance(e, bool))
+        )
         if isinstance(e, slice):
-            ok = all(v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
-                     for v in (e.start, e.stop, e.step))
+            ok = all(
+                v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
+                for v in (e.start, e.stop, e.step)
+            )
             if ok and e.step == 0:
                 raise ValueError(f"{name}: slice step cannot be zero; got {idx!r}.")
         if not ok:
-            raise TypeError(f"{name}: `idx` must be built from ints, slices and "
-                            f"`...` (e.g. stax.Slice[:, 1:4, ::2]); got {e!r} in "
-                            f"{idx!r}.")
+            raise TypeError(
+                f"{name}: `idx` must be built from ints, slices and "
+                f"`...` (e.g. stax.Slice[:, 1:4, ::2]); got {e!r} in "
+                f"{idx!r}."
+            )
     if sum(e is Ellipsis for e in entries) > 1:
         raise ValueError(f"{name}: `idx` may contain at most one `...`; got {idx!r}.")
     return tuple(int(e) if isinstance(e, numbers.Integral) else e for e in entries)
@@ -343,6 +413,7 @@ def _check_idx(idx, name: str) -> tuple:
 
 def _format(entries: tuple) -> str:
     """``(0, slice(1, None, 2), ...)`` -> ``"0, 1::2, ..."`` (for names)."""
+
     def one(e):
         if e is Ellipsis:
             return "..."
@@ -350,6 +421,7 @@ def _format(entries: tuple) -> str:
             return str(e)
         text = lambda v: "" if v is None else str(v)
         return f"{text(e.start)}:{text(e.stop)}" + ("" if e.step is None else f":{e.step}")
+
     return ", ".join(one(e) for e in entries)
 
 
@@ -358,23 +430,27 @@ def _canonical(entries: tuple, shape: tuple, name: str) -> tuple:
     n = len(shape)
     named = [e for e in entries if e is not Ellipsis]
     if len(named) > n:
-        raise ValueError(f"{name}: `idx` indexes {len(named)} axes of inputs of "
-                         f"rank {n} (shape {tuple(shape)}).")
+        raise ValueError(
+            f"{name}: `idx` indexes {len(named)} axes of inputs of rank {n} (shape {tuple(shape)})."
+        )
     if Ellipsis in entries:
         at = entries.index(Ellipsis)
-        full = entries[:at] + (slice(None),) * (n - len(named)) + entries[at + 1:]
+        full = entries[:at] + (slice(None),) * (n - len(named)) + entries[at + 1 :]
     else:
         full = entries + (slice(None),) * (n - len(named))
     for axis, (e, size) in enumerate(zip(full, shape)):
         if isinstance(e, int) and not -size <= e < size:
-            raise ValueError(f"{name}: index {e} is out of range for axis {axis} "
-                             f"of size {size} (shape {tuple(shape)}).")
+            raise ValueError(
+                f"{name}: index {e} is out of range for axis {axis} "
+                f"of size {size} (shape {tuple(shape)})."
+            )
     return full
 
 
 def _sliced_shape(full: tuple, shape: tuple) -> tuple:
-    return tuple(len(range(*e.indices(size))) for e, size in zip(full, shape)
-                 if isinstance(e, slice))
+    return tuple(
+        len(range(*e.indices(size))) for e, size in zip(full, shape) if isinstance(e, slice)
+    )
 
 
 def Index(idx, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
@@ -429,25 +505,32 @@ def Index(idx, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
             raise UnsupportedAxisError(
                 f"{name}: the channel axis ({len(k.shape1) - 1}, the infinite-width "
                 f"one) cannot be indexed in the kernel regime; leave it whole with "
-                f"`:` or `...`.")
+                f"`:` or `...`."
+            )
         if isinstance(batch, int):
             raise UnsupportedAxisError(
                 f"{name}: indexing the batch axis with an int ({batch}) would remove "
                 f"it, and kernels need one; use a slice such as "
-                f"{batch}:{'' if batch == -1 else batch + 1}.")
+                f"{batch}:{'' if batch == -1 else batch + 1}."
+            )
         shape1 = _sliced_shape(full1, k.shape1)
         shape2 = _sliced_shape(full2, k.shape2)
         if 0 in shape1 + shape2:
-            raise ValueError(f"{name}: selects no entries along some axis of inputs "
-                             f"{tuple(k.shape1)} / {tuple(k.shape2)} (output "
-                             f"shapes {shape1} / {shape2}).")
-        sp = tuple(spatial) if k.diagonal_spatial else tuple(
-            e for e in spatial for _ in range(2))
+            raise ValueError(
+                f"{name}: selects no entries along some axis of inputs "
+                f"{tuple(k.shape1)} / {tuple(k.shape2)} (output "
+                f"shapes {shape1} / {shape2})."
+            )
+        sp = tuple(spatial) if k.diagonal_spatial else tuple(e for e in spatial for _ in range(2))
         take = lambda mat, b: None if mat is None else mat[b + sp]
-        return k.replace(nngp=take(k.nngp, (batch, batch)),
-                         ntk=take(k.ntk, (batch, batch)),
-                         cov1=take(k.cov1, (batch,)), cov2=take(k.cov2, (batch,)),
-                         shape1=shape1, shape2=shape2)
+        return k.replace(
+            nngp=take(k.nngp, (batch, batch)),
+            ntk=take(k.ntk, (batch, batch)),
+            cov1=take(k.cov1, (batch,)),
+            cov2=take(k.cov2, (batch,)),
+            shape1=shape1,
+            shape2=shape2,
+        )
 
     # Examples stay in place only if the batch axis is left whole; an
     # ellipsis first covers it only when at most the channel axis is named.
@@ -456,8 +539,15 @@ def Index(idx, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
         keeps_batch = len(named) <= 1
     else:
         keeps_batch = not entries or entries[0] == slice(None)
+
     def mask_fn(mask, input_shape):
         return index_mask(mask, _canonical(entries, tuple(input_shape), name))
 
-    return make_layer(name, init_fn, apply_fn, transform,
-                      spec=specs.Parameterless(per_example=keeps_batch), mask_fn=mask_fn)
+    return make_layer(
+        name,
+        init_fn,
+        apply_fn,
+        transform,
+        spec=specs.Parameterless(per_example=keeps_batch),
+        mask_fn=mask_fn,
+    )

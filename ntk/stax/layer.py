@@ -21,10 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk.kernel import (Kernel, constant_mask, inputs_to_kernel, select,
-                        validate_get)
-from ntk.stax.masking import (MaskedArray, check_mask_shape, masked_apply,
-                              masked_transform)
+from ntk.kernel import Kernel, constant_mask, inputs_to_kernel, select, validate_get
+from ntk.stax.masking import MaskedArray, check_mask_shape, masked_apply, masked_transform
 from ntk.stax.spec import Opaque, Spec
 
 
@@ -58,21 +56,28 @@ class KernelFn:
       children: the sub-layers of a combinator (``spec.children``).
     """
 
-    def __init__(self, transform: Callable, name: str, *,
-                 needs_full_spatial: bool = False, spec: Optional[Spec] = None):
+    def __init__(
+        self,
+        transform: Callable,
+        name: str,
+        *,
+        needs_full_spatial: bool = False,
+        spec: Optional[Spec] = None,
+    ):
         if spec is not None and not isinstance(spec, Spec):
-            raise TypeError(f"{name}: `spec` must be an ntk.stax.spec.Spec record; "
-                            f"got {type(spec).__name__}.")
+            raise TypeError(
+                f"{name}: `spec` must be an ntk.stax.spec.Spec record; got {type(spec).__name__}."
+            )
         self.transform = transform
         self.spec = Opaque() if spec is None else spec
         self.name = name
         self.needs_full_spatial = needs_full_spatial
-        self._jitted = jax.jit(self._from_arrays,
-                               static_argnames=("get", "compute_ntk"))
+        self._jitted = jax.jit(self._from_arrays, static_argnames=("get", "compute_ntk"))
         # With keyword arguments (graph patterns, mask constants, PRNG keys):
         # arrays are traced, other values are compile-time constants.
-        self._jitted_kw = jax.jit(self._from_arrays_kw,
-                                  static_argnames=("get", "compute_ntk", "static"))
+        self._jitted_kw = jax.jit(
+            self._from_arrays_kw, static_argnames=("get", "compute_ntk", "static")
+        )
 
     def __repr__(self):
         return f"KernelFn({self.name})"
@@ -82,11 +87,18 @@ class KernelFn:
         """The sub-layers of a combinator (``spec.children``; empty for leaves)."""
         return self.spec.children
 
-    def _from_arrays(self, x1, x2, get, compute_ntk, mask_constant=None,
-                     masks=(None, None), **kwargs):
-        k = inputs_to_kernel(x1, x2, diagonal_spatial=not self.needs_full_spatial,
-                             compute_ntk=compute_ntk, mask_constant=mask_constant,
-                             mask1=masks[0], mask2=masks[1])
+    def _from_arrays(
+        self, x1, x2, get, compute_ntk, mask_constant=None, masks=(None, None), **kwargs
+    ):
+        k = inputs_to_kernel(
+            x1,
+            x2,
+            diagonal_spatial=not self.needs_full_spatial,
+            compute_ntk=compute_ntk,
+            mask_constant=mask_constant,
+            mask1=masks[0],
+            mask2=masks[1],
+        )
         return select(self.transform(k, **kwargs), get)
 
     def _from_arrays_kw(self, x1, x2, traced, get, compute_ntk, static):
@@ -94,8 +106,9 @@ class KernelFn:
 
     def __call__(self, x1, x2=None, get=None, **kwargs):
         """Kernel of ``x1`` and ``x2`` (see the class docstring)."""
-        if isinstance(x1, Kernel) or (isinstance(x1, (list, tuple)) and x1
-                                      and isinstance(x1[0], Kernel)):
+        if isinstance(x1, Kernel) or (
+            isinstance(x1, (list, tuple)) and x1 and isinstance(x1[0], Kernel)
+        ):
             validate_get(get)
             kwargs.pop("mask_constant", None)  # only meaningful on arrays
             out = self.transform(x1, **kwargs)
@@ -106,11 +119,12 @@ class KernelFn:
             return select(out, get)
         names = validate_get(get)
         get = names[0] if isinstance(get, str) else names
-        (x1, m1), (x2, m2) = _unpack_masked(x1, "x1", self.name), \
-            _unpack_masked(x2, "x2", self.name)
+        (x1, m1), (x2, m2) = (
+            _unpack_masked(x1, "x1", self.name),
+            _unpack_masked(x2, "x2", self.name),
+        )
         mask_constant = kwargs.pop("mask_constant", None)
-        x1, x2 = check_inputs(x1, x2, self.name, mask_constant=mask_constant,
-                              masks=(m1, m2))
+        x1, x2 = check_inputs(x1, x2, self.name, mask_constant=mask_constant, masks=(m1, m2))
         compute_ntk = names is None or "ntk" in names
         if m1 is not None or m2 is not None:
             kwargs["masks"] = (m1, m2)
@@ -123,8 +137,9 @@ class KernelFn:
             if static is None:  # unhashable options: run op by op
                 out = self._from_arrays(x1, x2, get, compute_ntk, **kwargs)
             else:
-                out = self._jitted_kw(x1, x2, traced, get=get,
-                                      compute_ntk=compute_ntk, static=static)
+                out = self._jitted_kw(
+                    x1, x2, traced, get=get, compute_ntk=compute_ntk, static=static
+                )
         check_finite_output(out, self.name, get)
         return out
 
@@ -142,10 +157,18 @@ class Layer(NamedTuple):
         return self.kernel_fn.name
 
 
-def make_layer(name: str, init_fn: Callable, apply_fn: Callable,
-               transform: Callable, *, needs_full_spatial: bool = False,
-               spec: Optional[Spec] = None, mask_fn: Optional[Callable] = None,
-               remask: bool = False, handles_masks: bool = False) -> Layer:
+def make_layer(
+    name: str,
+    init_fn: Callable,
+    apply_fn: Callable,
+    transform: Callable,
+    *,
+    needs_full_spatial: bool = False,
+    spec: Optional[Spec] = None,
+    mask_fn: Optional[Callable] = None,
+    remask: bool = False,
+    handles_masks: bool = False,
+) -> Layer:
     """Build a `Layer` from its finite-width functions and kernel transform.
 
     ``spec`` is the layer's typed record (`ntk.stax.spec`); leave it None
@@ -182,13 +205,14 @@ def make_layer(name: str, init_fn: Callable, apply_fn: Callable,
       True
     """
     if mask_fn is not None and not callable(mask_fn):
-        raise TypeError(f"{name}: `mask_fn` must be a function (mask, input_shape) "
-                        f"-> mask, or None; got {type(mask_fn).__name__}.")
+        raise TypeError(
+            f"{name}: `mask_fn` must be a function (mask, input_shape) "
+            f"-> mask, or None; got {type(mask_fn).__name__}."
+        )
     if not handles_masks:
         apply_fn = masked_apply(apply_fn, mask_fn, bool(remask))
         transform = masked_transform(transform, mask_fn, bool(remask))
-    kernel_fn = KernelFn(transform, name, needs_full_spatial=needs_full_spatial,
-                         spec=spec)
+    kernel_fn = KernelFn(transform, name, needs_full_spatial=needs_full_spatial, spec=spec)
     return Layer(init_fn, apply_fn, kernel_fn)
 
 
@@ -197,8 +221,10 @@ def as_layer(layer: Any) -> Layer:
     if isinstance(layer, Layer):
         return layer
     if not (isinstance(layer, tuple) and len(layer) in (3, 4)):
-        raise TypeError("stax combinators take layers, i.e. (init_fn, apply_fn, "
-                        f"kernel_fn) triples; got {type(layer).__name__}.")
+        raise TypeError(
+            "stax combinators take layers, i.e. (init_fn, apply_fn, "
+            f"kernel_fn) triples; got {type(layer).__name__}."
+        )
     init_fn, apply_fn, kernel_fn = layer[:3]
     if isinstance(kernel_fn, KernelFn):
         return Layer(init_fn, apply_fn, kernel_fn)
@@ -240,7 +266,8 @@ def check_finite_output(out, name: str, get=None):
                 f"{name}: `{field}` has {bad} inf/NaN entries of "
                 f"{jnp.size(value)}: the infinite-width kernel overflows {dtype} "
                 f"for these inputs. Rescale the inputs, lower W_std or the "
-                f"depth{wider}.")
+                f"depth{wider}."
+            )
 
 
 def _unpack_masked(x, arg: str, name: str):
@@ -254,8 +281,7 @@ def _unpack_masked(x, arg: str, name: str):
 
 def _is_traced_kwarg(v) -> bool:
     leaves = jax.tree_util.tree_leaves(v)
-    return bool(leaves) and all(isinstance(a, (jax.Array, np.ndarray, np.generic))
-                                for a in leaves)
+    return bool(leaves) and all(isinstance(a, (jax.Array, np.ndarray, np.generic)) for a in leaves)
 
 
 def _split_kwargs(kwargs: dict):
@@ -279,17 +305,22 @@ def check_inputs(x1, x2, name: str, mask_constant=None, masks=(None, None)):
     """
     x1 = _as_array(x1, "x1", name, mask_constant, masks[0])
     if x1.ndim < 2:
-        raise ValueError(f"{name}: `x1` must have shape (batch, ..., features) "
-                         f"with rank >= 2; got shape {tuple(x1.shape)}.")
+        raise ValueError(
+            f"{name}: `x1` must have shape (batch, ..., features) "
+            f"with rank >= 2; got shape {tuple(x1.shape)}."
+        )
     if x1.shape[-1] == 0:
-        raise ValueError(f"{name}: `x1` must have at least one feature (last "
-                         f"axis); got shape {tuple(x1.shape)}.")
+        raise ValueError(
+            f"{name}: `x1` must have at least one feature (last axis); got shape {tuple(x1.shape)}."
+        )
     if x2 is not None:
         x2 = _as_array(x2, "x2", name, mask_constant, masks[1])
         if x2.shape[1:] != x1.shape[1:]:
-            raise ValueError(f"{name}: `x1` and `x2` must agree in all but the "
-                             f"batch axis; got x1 {tuple(x1.shape)} and x2 "
-                             f"{tuple(x2.shape)}.")
+            raise ValueError(
+                f"{name}: `x1` and `x2` must agree in all but the "
+                f"batch axis; got x1 {tuple(x1.shape)} and x2 "
+                f"{tuple(x2.shape)}."
+            )
     return x1, x2
 
 
@@ -298,14 +329,14 @@ def _as_array(x, arg: str, name: str, mask_constant=None, mask=None):
         try:
             x = np.asarray(x)
         except Exception as e:  # noqa: BLE001 - re-raised with context
-            raise TypeError(f"{name}: `{arg}` must be an array; got "
-                            f"{type(x).__name__}.") from e
+            raise TypeError(f"{name}: `{arg}` must be an array; got {type(x).__name__}.") from e
     if not np.issubdtype(np.dtype(x.dtype), np.number):
-        raise TypeError(f"{name}: `{arg}` must be a numeric array; got dtype "
-                        f"{x.dtype}.")
+        raise TypeError(f"{name}: `{arg}` must be a numeric array; got dtype {x.dtype}.")
     if np.issubdtype(np.dtype(x.dtype), np.complexfloating):
-        raise TypeError(f"{name}: `{arg}` must be real (the kernels are second "
-                        f"moments of real networks); got dtype {x.dtype}.")
+        raise TypeError(
+            f"{name}: `{arg}` must be real (the kernels are second "
+            f"moments of real networks); got dtype {x.dtype}."
+        )
     try:
         concrete = np.asarray(x)
         finite = np.isfinite(concrete)
@@ -317,8 +348,9 @@ def _as_array(x, arg: str, name: str, mask_constant=None, mask=None):
         return x  # traced: finiteness cannot be checked outside the trace
     if not np.all(finite):
         bad = int(np.size(finite) - finite.sum())
-        raise ValueError(f"{name}: `{arg}` must be finite; got {bad} NaN/inf "
-                         f"entries of {np.size(concrete)}.")
+        raise ValueError(
+            f"{name}: `{arg}` must be finite; got {bad} NaN/inf entries of {np.size(concrete)}."
+        )
     return x
 
 
@@ -333,7 +365,9 @@ def check_std(value, arg: str, name: str, allow_none: bool = False):
     except jax.errors.TracerArrayConversionError:
         return  # traced hyperparameter (kernel learning): checked by the caller's math
     if v.ndim != 0 or not np.issubdtype(v.dtype, np.number):
-        raise ValueError(f"{name}: `{arg}` must be a scalar number; got "
-                         f"{type(value).__name__} of shape {v.shape}, dtype {v.dtype}.")
+        raise ValueError(
+            f"{name}: `{arg}` must be a scalar number; got "
+            f"{type(value).__name__} of shape {v.shape}, dtype {v.dtype}."
+        )
     if not float(v) >= 0:
         raise ValueError(f"{name}: `{arg}` must be >= 0; got {float(v)}.")

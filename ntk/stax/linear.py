@@ -35,16 +35,20 @@ _PARAMETERIZATIONS = ("ntk", "standard")
 def check_parameterization(parameterization: str, name: str) -> str:
     p = str(parameterization).lower()
     if p not in _PARAMETERIZATIONS:
-        raise ValueError(f"{name}: `parameterization` must be one of "
-                         f"{_PARAMETERIZATIONS}; got {parameterization!r}.")
+        raise ValueError(
+            f"{name}: `parameterization` must be one of "
+            f"{_PARAMETERIZATIONS}; got {parameterization!r}."
+        )
     return p
 
 
 def check_channel_axis(channel_axis: int, batch_axis: int, name: str):
     if channel_axis not in (-1,) or batch_axis != 0:
-        raise ValueError(f"{name}: only batch_axis=0 and channel_axis=-1 "
-                         f"(NHWC / (N, features)) are supported; got "
-                         f"batch_axis={batch_axis}, channel_axis={channel_axis}.")
+        raise ValueError(
+            f"{name}: only batch_axis=0 and channel_axis=-1 "
+            f"(NHWC / (N, features)) are supported; got "
+            f"batch_axis={batch_axis}, channel_axis={channel_axis}."
+        )
 
 
 def affine_output(y, b, fan_in, W_std, b_std, parameterization: str, s=(1, 1)):
@@ -57,14 +61,13 @@ def affine_output(y, b, fan_in, W_std, b_std, parameterization: str, s=(1, 1)):
     ``b`` may be None.
     """
     if parameterization == "ntk":
-        y = y * (W_std / fan_in ** 0.5)
+        y = y * (W_std / fan_in**0.5)
         return y if b is None else y + b_std * b
     y = y / s[0] ** 0.5
     return y if b is None else y + b
 
 
-def affine_kernel(k: Kernel, W_std, b_std, parameterization: str,
-                  fan_in_width: float) -> Kernel:
+def affine_kernel(k: Kernel, W_std, b_std, parameterization: str, fan_in_width: float) -> Kernel:
     """Kernel of ``W x + b`` for a Gaussian (W, b); see the module docstring.
 
     ``fan_in_width`` multiplies the input NNGP in the standard-parameterization
@@ -72,27 +75,33 @@ def affine_kernel(k: Kernel, W_std, b_std, parameterization: str,
     channel count for ``Dense`` and channels × filter size for ``Conv``, whose
     ``k.nngp`` arrives here already averaged over the filter window.
     """
+
     def fc(m):
         if m is None:
             return None
-        m = W_std ** 2 * m
-        return m if b_std is None else m + b_std ** 2
+        m = W_std**2 * m
+        return m if b_std is None else m + b_std**2
 
     ntk = k.ntk
     if ntk is not None:
         if parameterization == "ntk":
-            ntk = fc(k.nngp) + W_std ** 2 * ntk
+            ntk = fc(k.nngp) + W_std**2 * ntk
         else:
-            ntk = fan_in_width * k.nngp + W_std ** 2 * ntk
+            ntk = fan_in_width * k.nngp + W_std**2 * ntk
             if b_std is not None:
                 ntk = ntk + 1.0
-    return k.replace(nngp=fc(k.nngp), ntk=ntk, cov1=fc(k.cov1), cov2=fc(k.cov2),
-                     is_gaussian=True)
+    return k.replace(nngp=fc(k.nngp), ntk=ntk, cov1=fc(k.cov1), cov2=fc(k.cov2), is_gaussian=True)
 
 
-def Dense(out_dim: int, W_std: float = 1.0, b_std: float | None = None,
-          batch_axis: int = 0, channel_axis: int = -1,
-          parameterization: str = "ntk", s: tuple = (1, 1)) -> Layer:
+def Dense(
+    out_dim: int,
+    W_std: float = 1.0,
+    b_std: float | None = None,
+    batch_axis: int = 0,
+    channel_axis: int = -1,
+    parameterization: str = "ntk",
+    s: tuple = (1, 1),
+) -> Layer:
     """Fully connected layer acting on the last (channel) axis.
 
     Args:
@@ -132,29 +141,39 @@ def Dense(out_dim: int, W_std: float = 1.0, b_std: float | None = None,
     def apply_fn(params, x, **kwargs):
         W, b = params
         if x.shape[-1] != W.shape[0]:
-            raise ValueError(f"{name}: expected inputs with {W.shape[0]} features "
-                             f"(last axis); got shape {tuple(x.shape)}.")
+            raise ValueError(
+                f"{name}: expected inputs with {W.shape[0]} features "
+                f"(last axis); got shape {tuple(x.shape)}."
+            )
         return affine_output(x @ W, b, x.shape[-1], W_std, b_std, parameterization, s)
 
     def transform(k: Kernel, **kwargs) -> Kernel:
-        k = affine_kernel(k, W_std, b_std, parameterization,
-                          k.shape1[-1] / s[0])
-        return k.replace(shape1=tuple(k.shape1[:-1]) + (out,),
-                         shape2=tuple(k.shape2[:-1]) + (out,))
+        k = affine_kernel(k, W_std, b_std, parameterization, k.shape1[-1] / s[0])
+        return k.replace(shape1=tuple(k.shape1[:-1]) + (out,), shape2=tuple(k.shape2[:-1]) + (out,))
 
     # Masks: a position is padding for the output when all its input channels
     # are (neural-tangents' Dense); the bias makes padded outputs non-zero, so
     # their covariances are zeroed (remask).
-    return make_layer(name, init_fn, apply_fn, transform,
-                      spec=specs.Dense(W_std, b_std, parameterization, tuple(s)),
-                      mask_fn=lambda mask, shape: position_mask(mask), remask=True)
+    return make_layer(
+        name,
+        init_fn,
+        apply_fn,
+        transform,
+        spec=specs.Dense(W_std, b_std, parameterization, tuple(s)),
+        mask_fn=lambda mask, shape: position_mask(mask),
+        remask=True,
+    )
 
 
 def Identity() -> Layer:
     """The identity map (e.g. the skip branch of a residual block)."""
-    return make_layer("Identity", lambda key, shape: (shape, ()),
-                      lambda params, x, **kw: x, lambda k, **kw: k,
-                      spec=specs.Parameterless())
+    return make_layer(
+        "Identity",
+        lambda key, shape: (shape, ()),
+        lambda params, x, **kw: x,
+        lambda k, **kw: k,
+        spec=specs.Parameterless(),
+    )
 
 
 def spatial_mean(m, n_batch: int, diagonal_spatial: bool):
@@ -179,8 +198,10 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
     """
     name = "Flatten"
     if batch_axis != 0 or batch_axis_out != 0:
-        raise ValueError(f"{name}: only batch_axis=0 is supported; got "
-                         f"batch_axis={batch_axis}, batch_axis_out={batch_axis_out}.")
+        raise ValueError(
+            f"{name}: only batch_axis=0 is supported; got "
+            f"batch_axis={batch_axis}, batch_axis_out={batch_axis_out}."
+        )
 
     def flat(shape):
         size = 1
@@ -198,20 +219,24 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
         if k.spatial_ndim == 0:
             return k
         diag = k.diagonal_spatial
-        return k.replace(nngp=spatial_mean(k.nngp, 2, diag),
-                         ntk=spatial_mean(k.ntk, 2, diag),
-                         cov1=spatial_mean(k.cov1, 1, diag),
-                         cov2=spatial_mean(k.cov2, 1, diag),
-                         shape1=flat(k.shape1), shape2=flat(k.shape2),
-                         # An entry of the flattened vector is one (position,
-                         # channel) pair; the averaged kernel is not the
-                         # covariance of any single entry, so an activation
-                         # must not follow directly (as in NT).
-                         diagonal_spatial=False, is_gaussian=False)
+        return k.replace(
+            nngp=spatial_mean(k.nngp, 2, diag),
+            ntk=spatial_mean(k.ntk, 2, diag),
+            cov1=spatial_mean(k.cov1, 1, diag),
+            cov2=spatial_mean(k.cov2, 1, diag),
+            shape1=flat(k.shape1),
+            shape2=flat(k.shape2),
+            # An entry of the flattened vector is one (position,
+            # channel) pair; the averaged kernel is not the
+            # covariance of any single entry, so an activation
+            # must not follow directly (as in NT).
+            diagonal_spatial=False,
+            is_gaussian=False,
+        )
 
-    return make_layer(name, init_fn, apply_fn, transform,
-                      spec=specs.Parameterless(), mask_fn=flatten_mask)
-
+    return make_layer(
+        name, init_fn, apply_fn, transform, spec=specs.Parameterless(), mask_fn=flatten_mask
+    )
 
 
 # ---------------------------------------------------------- normalisation
@@ -222,6 +247,7 @@ def _outer(a, b, batch_pair: bool, diagonal_spatial: bool):
 
     ``a``, ``b``: per-input arrays ``(N, *S)`` (axes may be 1 after a mean).
     """
+
     def shaped(v, first):
         shape = list(v.shape[:1])
         if batch_pair:
@@ -232,11 +258,11 @@ def _outer(a, b, batch_pair: bool, diagonal_spatial: bool):
             else:
                 shape += [size, 1] if first else [1, size]
         return v.reshape(shape)
+
     return shaped(a, True) * shaped(b, False)
 
 
-def LayerNorm(axis=-1, eps: float = 1e-12, batch_axis: int = 0,
-              channel_axis: int = -1) -> Layer:
+def LayerNorm(axis=-1, eps: float = 1e-12, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
     """Layer normalisation ``y = (x - mean_A x) / sqrt(eps + var_A x)``.
 
     ``A`` (``axis``) must contain the channel axis and may add spatial axes (and,
@@ -252,8 +278,9 @@ def LayerNorm(axis=-1, eps: float = 1e-12, batch_axis: int = 0,
     check_channel_axis(channel_axis, batch_axis, name)
     axes_in = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     if not axes_in or not all(isinstance(a, (int, np.integer)) for a in axes_in):
-        raise ValueError(f"{name}: `axis` must be an int or a non-empty tuple of "
-                         f"ints; got {axis!r}.")
+        raise ValueError(
+            f"{name}: `axis` must be an int or a non-empty tuple of ints; got {axis!r}."
+        )
     try:
         eps_ok = float(eps) >= 0
     except (TypeError, jax.errors.ConcretizationTypeError):
@@ -263,8 +290,7 @@ def LayerNorm(axis=-1, eps: float = 1e-12, batch_axis: int = 0,
 
     def canonical(ndim):
         if any(not -ndim <= a < ndim for a in axes_in):
-            raise ValueError(f"{name}: `axis` {axis!r} out of range for inputs of "
-                             f"rank {ndim}.")
+            raise ValueError(f"{name}: `axis` {axis!r} out of range for inputs of rank {ndim}.")
         return sorted({int(a) % ndim for a in axes_in})
 
     def init_fn(key, input_shape):
@@ -287,13 +313,17 @@ def LayerNorm(axis=-1, eps: float = 1e-12, batch_axis: int = 0,
         ndim = len(k.shape1)
         ax = canonical(ndim)
         if ndim - 1 not in ax:
-            raise ValueError(f"{name}: the normalised axes must include the "
-                             f"channel axis ({ndim - 1} or -1) for the kernel to "
-                             f"converge at infinite width; got axis={axis!r}.")
+            raise ValueError(
+                f"{name}: the normalised axes must include the "
+                f"channel axis ({ndim - 1} or -1) for the kernel to "
+                f"converge at infinite width; got axis={axis!r}."
+            )
         if not k.is_gaussian:
-            raise ValueError(f"{name}: the input kernel must be Gaussian (LayerNorm "
-                             f"directly after an affine layer such as Dense/Conv); "
-                             f"got a non-Gaussian one.")
+            raise ValueError(
+                f"{name}: the input kernel must be Gaussian (LayerNorm "
+                f"directly after an affine layer such as Dense/Conv); "
+                f"got a non-Gaussian one."
+            )
         # Axis 0 (batch) and 1..d (spatial) of (N, *S, C) index the variance
         # arrays (N, *S) the same way.
         red = tuple(a for a in ax if a != ndim - 1)
@@ -311,10 +341,10 @@ def LayerNorm(axis=-1, eps: float = 1e-12, batch_axis: int = 0,
             nngp=k.nngp / norm12,
             ntk=None if k.ntk is None else k.ntk / norm12,
             cov1=k.cov1 / jnp.sqrt(_outer(v1, v1, False, diag)),
-            cov2=None if k.cov2 is None else k.cov2 / jnp.sqrt(_outer(v2, v2, False, diag)))
+            cov2=None if k.cov2 is None else k.cov2 / jnp.sqrt(_outer(v2, v2, False, diag)),
+        )
 
-    return make_layer(name, init_fn, apply_fn, transform,
-                      spec=specs.Parameterless())
+    return make_layer(name, init_fn, apply_fn, transform, spec=specs.Parameterless())
 
 
 # ---------------------------------------------------------------- dropout
@@ -358,16 +388,17 @@ def Dropout(rate: float, mode: str = "train") -> Layer:
     except (TypeError, ValueError):
         rate_ok = False
     if not rate_ok:
-        raise ValueError(f"{name}: `rate` (the keep probability) must be in "
-                         f"(0, 1]; got {rate!r}.")
+        raise ValueError(f"{name}: `rate` (the keep probability) must be in (0, 1]; got {rate!r}.")
 
     def apply_fn(params, x, **kwargs):
         if mode == "test":
             return x
         rng = kwargs.get("rng")
         if rng is None:
-            raise ValueError(f"{name}: apply_fn needs a PRNG key in train mode, "
-                             f"apply_fn(params, x, rng=key); got rng=None.")
+            raise ValueError(
+                f"{name}: apply_fn needs a PRNG key in train mode, "
+                f"apply_fn(params, x, rng=key); got rng=None."
+            )
         keep = jax.random.bernoulli(rng, rate, x.shape)
         return jnp.where(keep, x / rate, jnp.zeros((), x.dtype))
 
@@ -388,8 +419,14 @@ def Dropout(rate: float, mode: str = "train") -> Layer:
         nngp, ntk = k.nngp, k.ntk
         if k.x1_is_x2:
             nngp, ntk = boost(nngp, 2, True), boost(ntk, 2, True)
-        return k.replace(nngp=nngp, ntk=ntk, cov1=boost(k.cov1, 1, False),
-                         cov2=boost(k.cov2, 1, False), is_gaussian=False)
+        return k.replace(
+            nngp=nngp,
+            ntk=ntk,
+            cov1=boost(k.cov1, 1, False),
+            cov2=boost(k.cov2, 1, False),
+            is_gaussian=False,
+        )
 
-    return make_layer(name, lambda key, shape: (tuple(shape), ()), apply_fn,
-                      transform, spec=specs.Parameterless())
+    return make_layer(
+        name, lambda key, shape: (tuple(shape), ()), apply_fn, transform, spec=specs.Parameterless()
+    )

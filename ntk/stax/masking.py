@@ -82,8 +82,7 @@ class MaskedArray:
         return self.masked_value, self.mask
 
 
-jax.tree_util.register_dataclass(MaskedArray, data_fields=["masked_value", "mask"],
-                                 meta_fields=[])
+jax.tree_util.register_dataclass(MaskedArray, data_fields=["masked_value", "mask"], meta_fields=[])
 
 
 def unmask_fn(fn: Callable) -> Callable:
@@ -100,9 +99,10 @@ def unmask_fn(fn: Callable) -> Callable:
       >>> f(params, x, mask_constant=0.)[1].tolist()   # a plain array, zero if masked
       [0.0, 0.0, 0.0, 0.0]
     """
+
     def unmasked(*args, **kwargs):
-        return tree_map(_unmask, fn(*args, **kwargs),
-                        is_leaf=lambda v: isinstance(v, MaskedArray))
+        return tree_map(_unmask, fn(*args, **kwargs), is_leaf=lambda v: isinstance(v, MaskedArray))
+
     unmasked.__name__ = f"unmask_fn({getattr(fn, '__name__', 'fn')})"
     unmasked.__doc__ = fn.__doc__
     return unmasked
@@ -196,8 +196,7 @@ def _attach(out, masks):
     return out if masks is None else MaskedArray(out, masks)
 
 
-def masked_apply(apply_fn: Callable, mask_fn: Optional[Callable],
-                 remask: bool) -> Callable:
+def masked_apply(apply_fn: Callable, mask_fn: Optional[Callable], remask: bool) -> Callable:
     """``apply_fn(params, x, **kw)`` that also takes masked inputs.
 
     The returned function accepts ``mask_constant=`` and `MaskedArray`
@@ -205,6 +204,7 @@ def masked_apply(apply_fn: Callable, mask_fn: Optional[Callable],
     the masked entries, calls ``apply_fn(params, values, mask=masks, **kw)``
     and returns a `MaskedArray` with the output mask.
     """
+
     def apply(params, x, *, mask_constant=None, **kwargs):
         if mask_constant is None and not has_masked(x):
             return apply_fn(params, x, **kwargs)
@@ -244,8 +244,7 @@ def _set_masks(out, m1, m2, remask: bool):
     return out.replace(mask1=m1, mask2=m2)
 
 
-def masked_transform(transform: Callable, mask_fn: Optional[Callable],
-                     remask: bool) -> Callable:
+def masked_transform(transform: Callable, mask_fn: Optional[Callable], remask: bool) -> Callable:
     """A kernel transform that carries ``Kernel.mask1/mask2`` through.
 
     Unmasked kernels go straight to ``transform``. For masked ones the output
@@ -253,6 +252,7 @@ def masked_transform(transform: Callable, mask_fn: Optional[Callable],
     None); with ``remask`` every covariance involving a masked output position
     is then zeroed (`Kernel.mask`). ``transform`` itself sees the input masks.
     """
+
     def masked(k, **kwargs):
         if not _kernels_masked(k):
             return transform(k, **kwargs)
@@ -293,8 +293,7 @@ def masked_mean(x, axes: tuple, mask, keepdims: bool = False):
     is 0 (the sum is divided by max(count, 1), as in neural-tangents).
     """
     keep = ~jnp.broadcast_to(mask, x.shape)
-    total = jnp.sum(jnp.where(keep, x, jnp.zeros((), x.dtype)), axis=axes,
-                    keepdims=keepdims)
+    total = jnp.sum(jnp.where(keep, x, jnp.zeros((), x.dtype)), axis=axes, keepdims=keepdims)
     count = jnp.sum(keep, axis=axes, keepdims=keepdims)
     return total / jnp.maximum(count, 1).astype(total.dtype)
 
@@ -316,8 +315,10 @@ def concat_masks(masks: list, shapes: list):
     shape (all-False for an unmasked branch), concatenated on the last axis."""
     if all(m is None for m in masks):
         return None
-    full = [jnp.zeros(tuple(s), bool) if m is None
-            else jnp.broadcast_to(m, tuple(s)) for m, s in zip(masks, shapes)]
+    full = [
+        jnp.zeros(tuple(s), bool) if m is None else jnp.broadcast_to(m, tuple(s))
+        for m, s in zip(masks, shapes)
+    ]
     return jnp.concatenate(full, axis=-1)
 
 
@@ -332,9 +333,11 @@ def check_mask_shape(mask, x, name: str):
     ms, xs = tuple(np.shape(mask)), tuple(np.shape(x))
     ok = len(ms) == len(xs) and all(a in (1, b) for a, b in zip(ms, xs))
     if not ok:
-        raise ValueError(f"{name}: a `mask` must have the rank of its values and "
-                         f"broadcast to them; got mask shape {ms} for values of "
-                         f"shape {xs}.")
+        raise ValueError(
+            f"{name}: a `mask` must have the rank of its values and "
+            f"broadcast to them; got mask shape {ms} for values of "
+            f"shape {xs}."
+        )
 
 
 def index_mask(mask, full: tuple):
@@ -362,6 +365,7 @@ def resize_mask(mask, input_shape, out_shape, method, antialias: bool, precision
     non-zero counts as content, neural-tangents' convention)."""
     shape = tuple(input_shape[:-1]) + (mask.shape[-1],)
     unmasked = (~jnp.broadcast_to(mask, shape)).astype(jnp.float32)
-    resized = jax.image.resize(unmasked, out_shape(shape), method,
-                               antialias=antialias, precision=precision)
+    resized = jax.image.resize(
+        unmasked, out_shape(shape), method, antialias=antialias, precision=precision
+    )
     return resized == 0

@@ -67,14 +67,19 @@ PI = math.pi
 # Bytes of covariance buffers one chunk of pairs may hold. Small chunks stay
 # in cache better: at 32×32 one pair per chunk is 1.5x faster than 4, and
 # batching only the later, smaller stages over 12 pairs is 1.1-1.5x slower.
-_CHUNK_BYTES = 32 * 2 ** 20
+_CHUNK_BYTES = 32 * 2**20
 # Live (H+2)²(W+2)²-sized buffers per pair in a Conv+Relu step: the two
 # inputs, the two outputs and XLA's temporaries.
 _BUFFERS_PER_PAIR = 6
 
 
-def Myrtle(depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0,
-           width: int = 128, num_classes: int = 10) -> Layer:
+def Myrtle(
+    depth: int,
+    W_std: float = math.sqrt(2.0),
+    b_std: float = 0.0,
+    width: int = 128,
+    num_classes: int = 10,
+) -> Layer:
     """The Myrtle-5, -7 or -10 network (neural-tangents' README, Shankar et al. 2020).
 
     ``[Conv(width, (3, 3), padding="SAME", W_std, b_std), Relu] × k1``,
@@ -112,8 +117,10 @@ def Myrtle(depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0,
     """
     name = f"Myrtle({depth})"
     if isinstance(depth, bool) or depth not in LAYER_FACTORS:
-        raise ValueError(f"{name}: `depth` must be one of {sorted(LAYER_FACTORS)} "
-                         f"(Myrtle-5, -7, -10); got {depth!r}.")
+        raise ValueError(
+            f"{name}: `depth` must be one of {sorted(LAYER_FACTORS)} "
+            f"(Myrtle-5, -7, -10); got {depth!r}."
+        )
     check_std(W_std, "W_std", name)
     check_std(b_std, "b_std", name)
     for arg, value in (("width", width), ("num_classes", num_classes)):
@@ -123,8 +130,7 @@ def Myrtle(depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0,
     layers = []
     for stage, count in enumerate(factors):
         for _ in range(count):
-            layers += [Conv(int(width), (3, 3), padding="SAME", W_std=W_std,
-                            b_std=b_std), Relu()]
+            layers += [Conv(int(width), (3, 3), padding="SAME", W_std=W_std, b_std=b_std), Relu()]
         layers.append(AvgPool((2, 2), (2, 2)) if stage < 2 else GlobalAvgPool())
     layers.append(Dense(int(num_classes), W_std, b_std))
     net = serial(*layers)
@@ -145,9 +151,11 @@ def Myrtle(depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0,
 def check_image_shape(shape: tuple, name: str, arg: str):
     """Myrtle networks take NHWC images with H and W divisible by 4."""
     if len(shape) != 4 or shape[1] % 4 or shape[2] % 4 or min(shape[1:]) < 1:
-        raise ValueError(f"{name}: `{arg}` must be NHWC images (N, H, W, C) whose "
-                         f"height and width are positive multiples of 4 (two "
-                         f"stride-2 poolings); got shape {shape}.")
+        raise ValueError(
+            f"{name}: `{arg}` must be NHWC images (N, H, W, C) whose "
+            f"height and width are positive multiples of 4 (two "
+            f"stride-2 poolings); got shape {shape}."
+        )
 
 
 class _Plan:
@@ -164,8 +172,7 @@ class _MyrtleKernelFn(KernelFn):
     arguments."""
 
     def __init__(self, layers_fn: KernelFn, plan: _Plan, name: str):
-        super().__init__(layers_fn.transform, name, needs_full_spatial=True,
-                         spec=layers_fn.spec)
+        super().__init__(layers_fn.transform, name, needs_full_spatial=True, spec=layers_fn.spec)
         self._plan = plan
 
     def __call__(self, x1, x2=None, get=None, **kwargs):
@@ -174,18 +181,16 @@ class _MyrtleKernelFn(KernelFn):
                 check_image_shape(tuple(x.shape), self.name, arg)
         return super().__call__(x1, x2, get, **kwargs)
 
-    def _from_arrays(self, x1, x2, get, compute_ntk, mask_constant=None,
-                     masks=(None, None), **kwargs):
+    def _from_arrays(
+        self, x1, x2, get, compute_ntk, mask_constant=None, masks=(None, None), **kwargs
+    ):
         empty = x1.shape[0] == 0 or (x2 is not None and x2.shape[0] == 0)
         if mask_constant is not None or masks != (None, None) or kwargs or empty:
-            return super()._from_arrays(x1, x2, get, compute_ntk, mask_constant,
-                                        masks, **kwargs)
-        return select(myrtle_kernel(x1, x2, self._plan, self.transform,
-                                    compute_ntk), get)
+            return super()._from_arrays(x1, x2, get, compute_ntk, mask_constant, masks, **kwargs)
+        return select(myrtle_kernel(x1, x2, self._plan, self.transform, compute_ntk), get)
 
 
-def myrtle_kernel(x1, x2, plan: _Plan, layers_transform, compute_ntk: bool = True
-                  ) -> Kernel:
+def myrtle_kernel(x1, x2, plan: _Plan, layers_transform, compute_ntk: bool = True) -> Kernel:
     """The output `Kernel` of a Myrtle network on images ``x1``, ``x2`` (or None).
 
     ``layers_transform`` is the layers' own transform, which supplies the
@@ -196,29 +201,32 @@ def myrtle_kernel(x1, x2, plan: _Plan, layers_transform, compute_ntk: bool = Tru
     x2 = None if x2 is None else jnp.asarray(x2, dtype)
 
     def by_layers(a, b):
-        k = layers_transform(inputs_to_kernel(a, b, diagonal_spatial=False,
-                                              compute_ntk=True))
+        k = layers_transform(inputs_to_kernel(a, b, diagonal_spatial=False, compute_ntk=True))
         return k.nngp, k.ntk, k.cov1, (k.cov1 if k.cov2 is None else k.cov2)
 
     fast: Callable[..., Any]
     slow: Callable[..., Any]
     args: tuple
     if x2 is None:
-        fast, slow, args = (lambda a: _symmetric(a, plan),
-                            lambda a: by_layers(a, None), (x1,))
+        fast, slow, args = (lambda a: _symmetric(a, plan), lambda a: by_layers(a, None), (x1,))
     else:
         fast, slow, args = (lambda a, b: _asymmetric(a, b, plan), by_layers, (x1, x2))
     fused = jax.custom_jvp(fast)
-    fused.defjvp(lambda primals, tangents: (fast(*primals),
-                                            jax.jvp(slow, primals, tangents)[1]))
+    fused.defjvp(lambda primals, tangents: (fast(*primals), jax.jvp(slow, primals, tangents)[1]))
     nngp, ntk, cov1, cov2 = fused(*args)
     if x2 is None:
         cov2 = None
     n2 = x1.shape[0] if x2 is None else x2.shape[0]
-    return Kernel(nngp=nngp, ntk=ntk if compute_ntk else None, cov1=cov1,
-                  cov2=cov2, shape1=(x1.shape[0], plan.num_classes),
-                  shape2=(n2, plan.num_classes), diagonal_spatial=False,
-                  is_gaussian=True)
+    return Kernel(
+        nngp=nngp,
+        ntk=ntk if compute_ntk else None,
+        cov1=cov1,
+        cov2=cov2,
+        shape1=(x1.shape[0], plan.num_classes),
+        shape2=(n2, plan.num_classes),
+        diagonal_spatial=False,
+        is_gaussian=True,
+    )
 
 
 # ------------------------------------------------------------ pair lists
@@ -261,8 +269,7 @@ def _map_chunks(fn, n: int, chunk: int, *index_arrays):
     concatenated; the last chunk is padded with copies of entry 0."""
     chunk = min(chunk, max(n, 1))
     pad = -n % chunk
-    padded = [np.concatenate([a, np.zeros(pad, a.dtype)]).reshape(-1, chunk)
-              for a in index_arrays]
+    padded = [np.concatenate([a, np.zeros(pad, a.dtype)]).reshape(-1, chunk) for a in index_arrays]
     if len(padded[0]) == 1:
         out = fn(*[jnp.asarray(p[0]) for p in padded])
     else:
@@ -273,17 +280,18 @@ def _map_chunks(fn, n: int, chunk: int, *index_arrays):
 
 def _self_pairs(x, plan):
     """Each image with itself: ``(nngp (N,), ntk (N,), variances per layer)``."""
+
     def fn(idx):
         xi = x[idx]
         return _pair_program(xi, xi, plan, None, None)
-    return _map_chunks(fn, x.shape[0], _chunk_size(x.shape, x.dtype),
-                       np.arange(x.shape[0]))
+
+    return _map_chunks(fn, x.shape[0], _chunk_size(x.shape, x.dtype), np.arange(x.shape[0]))
 
 
 def _cross_pairs(x1, x2, var1, var2, rows, cols, plan):
     def fn(i, j):
-        return _pair_program(x1[i], x2[j], plan, [v[i] for v in var1],
-                             [v[j] for v in var2])[:2]
+        return _pair_program(x1[i], x2[j], plan, [v[i] for v in var1], [v[j] for v in var2])[:2]
+
     return _map_chunks(fn, len(rows), _chunk_size(x1.shape, x1.dtype), rows, cols)
 
 
@@ -304,8 +312,7 @@ def _pair_program(x1, x2, plan, var1, var2):
 
     def first_stage(args):
         xa, xb, va, vb = args
-        state = _first_layer(plan, xa, xb, None if own else va[:, 0],
-                             None if own else vb[:, 0])
+        state = _first_layer(plan, xa, xb, None if own else va[:, 0], None if own else vb[:, 0])
         return _stage(plan, 0, state, h, w, None if own else (va, vb))
 
     args = (x1, x2, None if own else var1[0], None if own else var2[0])
@@ -314,8 +321,7 @@ def _pair_program(x1, x2, plan, var1, var2):
     else:
         single = jax.tree_util.tree_map(lambda a: a[:, None], args)
         k_r, theta_r, found = jax.lax.map(first_stage, single)
-        k_r, theta_r, found = jax.tree_util.tree_map(lambda a: a[:, 0],
-                                                     (k_r, theta_r, found))
+        k_r, theta_r, found = jax.tree_util.tree_map(lambda a: a[:, 0], (k_r, theta_r, found))
     variances = [found]
     h, w = h // 2, w // 2
     for stage in (1, 2):
@@ -324,11 +330,11 @@ def _pair_program(x1, x2, plan, var1, var2):
         variances.append(found)
         if stage < 2:
             h, w = h // 2, w // 2
-    b2 = plan.b_std ** 2
+    b2 = plan.b_std**2
     # The zero border adds nothing to the sums.
     mean_k = k_r.sum((1, 2, 3, 4)) / (h * w) ** 2
     mean_t = theta_r.sum((1, 2, 3, 4)) / (h * w) ** 2
-    scale = plan.W_std ** 2
+    scale = plan.W_std**2
     return scale * mean_k + b2, scale * (mean_k + mean_t) + b2, variances
 
 
@@ -348,9 +354,10 @@ def _first_layer(plan, x1, x2, v1, v2):
     """First Conv (one product of 3×3 patches; its NTK equals its NNGP) and
     Relu: ``(K_r, Θ_r, variances)``; ``v1`` None: pairs of an image with itself."""
     c = x1.shape[-1]
-    a, b2 = plan.W_std ** 2 / 9.0, plan.b_std ** 2
-    k1 = (a / c) * jnp.einsum("phwk,pgvk->phwgv", _patches(x1), _patches(x2),
-                              precision=jax.lax.Precision.HIGHEST) + b2
+    a, b2 = plan.W_std**2 / 9.0, plan.b_std**2
+    k1 = (a / c) * jnp.einsum(
+        "phwk,pgvk->phwgv", _patches(x1), _patches(x2), precision=jax.lax.Precision.HIGHEST
+    ) + b2
     if v1 is None:
         v1 = v2 = _diagonal(k1)
     k_r, theta_r = _relu_pair(lambda: k1, lambda: (k1, k1), v1, v2)
@@ -368,7 +375,7 @@ def _stage(plan, stage, state, h, w, given):
     first are one `jax.lax.scan` body: the program, and its compile time,
     do not grow with depth.
     """
-    a, b2 = plan.W_std ** 2 / 9.0, plan.b_std ** 2
+    a, b2 = plan.W_std**2 / 9.0, plan.b_std**2
     own = given is None
     first = 1 if stage == 0 else 0
     k_r, theta_r = state[:2]
@@ -391,8 +398,7 @@ def _stage(plan, stage, state, h, w, given):
     xs = None if own else tuple(jnp.moveaxis(v[:, first:], 1, 0) for v in given)
     found = None
     if count - first:
-        (k_r, theta_r), found = jax.lax.scan(layer, (k_r, theta_r), xs,
-                                             length=count - first)
+        (k_r, theta_r), found = jax.lax.scan(layer, (k_r, theta_r), xs, length=count - first)
     if own:
         found = None if found is None else jnp.moveaxis(found, 0, 1)
         if stage == 0:
@@ -413,8 +419,9 @@ def _patches(x):
     """``(P, H, W, 9C)``: the zero-padded 3×3 neighbourhood of every position."""
     _, h, w, _ = x.shape
     xp = jnp.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
-    return jnp.concatenate([xp[:, dh:dh + h, dw:dw + w, :]
-                            for dh in range(3) for dw in range(3)], -1)
+    return jnp.concatenate(
+        [xp[:, dh : dh + h, dw : dw + w, :] for dh in range(3) for dw in range(3)], -1
+    )
 
 
 def _taps(zp, h: int, w: int):
@@ -423,7 +430,7 @@ def _taps(zp, h: int, w: int):
     acc = None
     for dh in range(3):
         for dw in range(3):
-            s = zp[:, dh:dh + h, dw:dw + w, dh:dh + h, dw:dw + w]
+            s = zp[:, dh : dh + h, dw : dw + w, dh : dh + h, dw : dw + w]
             acc = s if acc is None else acc + s
     return acc
 
@@ -436,8 +443,7 @@ def _embed(z):
     padded array that tests every index, 4-10x slower than the loop it ends.
     """
     p, h, w, _, _ = z.shape
-    zeros = jax.lax.optimization_barrier(jnp.zeros((p, h + 2, w + 2, h + 2, w + 2),
-                                                   z.dtype))
+    zeros = jax.lax.optimization_barrier(jnp.zeros((p, h + 2, w + 2, h + 2, w + 2), z.dtype))
     return jax.lax.dynamic_update_slice(zeros, z, (0, 1, 1, 1, 1))
 
 
@@ -461,15 +467,17 @@ def _diagonal(k):
     identity mask instead, a pass over the whole array).
     """
     p, h, w = k.shape[:3]
-    return k.reshape(p, (h * w) ** 2)[:, ::h * w + 1].reshape(p, h, w)
+    return k.reshape(p, (h * w) ** 2)[:, :: h * w + 1].reshape(p, h, w)
 
 
 def _outer_factors(v1, v2):
     """``sqrt(v1 v2')`` and ``1/sqrt(v1 v2')`` (0 where a variance is 0)
     laid out against ``(P, H, W, H', W')``."""
+
     def roots(v):
         s = jnp.sqrt(jnp.maximum(v, 0))
         return s, 1 / jnp.where(s > 0, s, jnp.inf)
+
     s1, r1 = roots(v1)
     s2, r2 = roots(v2)
     first = lambda u: u[:, :, :, None, None]
@@ -493,11 +501,12 @@ def _asin_coefficients(degree: int) -> tuple:
     # Near t = 0 the quotient cancels; its Taylor series is exact there.
     small = t < 1e-3
     ts = t[small]
-    f[small] = 1 / 6 + 3 / 40 * ts + 5 / 112 * ts ** 2 + 35 / 1152 * ts ** 3
+    f[small] = 1 / 6 + 3 / 40 * ts + 5 / 112 * ts**2 + 35 / 1152 * ts**3
     fit = np.polynomial.chebyshev.Chebyshev.fit(t, f, degree, domain=[0, 0.25])
-    return tuple(float(c) for c in fit.convert(kind=np.polynomial.Polynomial,
-                                               domain=[0, 0.25],
-                                               window=[0, 0.25]).coef)
+    return tuple(
+        float(c)
+        for c in fit.convert(kind=np.polynomial.Polynomial, domain=[0, 0.25], window=[0, 0.25]).coef
+    )
 
 
 _ASIN32 = _asin_coefficients(5)

@@ -30,7 +30,7 @@ from ntk.stax.duals import Activation
 # and erf (see `numerical`).
 _QUAD_Y_MIN, _QUAD_Y_MAX, _QUAD_KAPPA = 1e-8, 15.0, 3.0
 _QUAD_CLIP, _QUAD_OUTER_MAX = 6.0, 10.0
-_QUAD_CHUNK = 8             # inner nodes per vectorised step
+_QUAD_CHUNK = 8  # inner nodes per vectorised step
 NUMERICAL_DEG = 64
 
 
@@ -50,16 +50,14 @@ def _graded_rule(deg: int):
     y = k * np.log1p(np.exp(t))
     w = h * k / (1 + np.exp(-t))
     centre = 2 * y[0] * h / math.expm1(h)
-    return (np.concatenate([-y[::-1], [0.0], y]),
-            np.concatenate([w[::-1], [centre], w]))
+    return (np.concatenate([-y[::-1], [0.0], y]), np.concatenate([w[::-1], [centre], w]))
 
 
 def _normal_pdf(z):
     return np.exp(-z * z / 2) / math.sqrt(2 * PI)
 
 
-def numerical(fn: Callable, deg: int = NUMERICAL_DEG,
-              df: Optional[Callable] = None) -> Activation:
+def numerical(fn: Callable, deg: int = NUMERICAL_DEG, df: Optional[Callable] = None) -> Activation:
     """The dual of any φ by a graded quadrature that is accurate at any variance.
 
     Writing ``u = sqrt(ca)·z1`` and ``v = sqrt(cb)·(ρ z1 + r z2)`` with
@@ -120,8 +118,10 @@ def numerical(fn: Callable, deg: int = NUMERICAL_DEG,
         shape = jnp.broadcast_shapes(jnp.shape(c12), jnp.shape(c11), jnp.shape(c22))
         ca, cb = jnp.maximum(c11, c22), jnp.minimum(c11, c22)
         rho, one_minus = correlation(c12, c11, c22)
-        sa, sb, rho, r = (jnp.broadcast_to(v, shape) for v in (
-            safe_sqrt(ca), safe_sqrt(cb), rho, safe_sqrt(one_minus)))
+        sa, sb, rho, r = (
+            jnp.broadcast_to(v, shape)
+            for v in (safe_sqrt(ca), safe_sqrt(cb), rho, safe_sqrt(one_minus))
+        )
         inv_r = inv(r)
         zero = jnp.zeros(shape, dtype)
 
@@ -138,12 +138,15 @@ def numerical(fn: Callable, deg: int = NUMERICAL_DEG,
                 zi = z0[..., None] + y
                 wi = w * jnp.exp(-zi * zi / 2)
                 f, d = values(sb[..., None] * (base[..., None] + r[..., None] * y))
-                return tuple(s + jnp.sum(v, axis=-1)
-                             for s, v in zip(sums, (wi, wi * f, wi * d))), None
+                return tuple(
+                    s + jnp.sum(v, axis=-1) for s, v in zip(sums, (wi, wi * f, wi * d))
+                ), None
 
             (norm, inner_k, inner_d), _ = jax.lax.scan(
-                inner_step, (zero, zero, zero),
-                (jnp.asarray(inner_y, dtype), jnp.asarray(inner_w, dtype)))
+                inner_step,
+                (zero, zero, zero),
+                (jnp.asarray(inner_y, dtype), jnp.asarray(inner_w, dtype)),
+            )
             f, d = values(sa * z)
             wz = wz / norm
             return (acc[0] + wz * f * inner_k, acc[1] + wz * d * inner_d), None

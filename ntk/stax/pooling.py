@@ -19,14 +19,30 @@ from ntk.stax import spec as specs
 from ntk.stax.layer import Layer, make_layer
 from ntk.stax.masking import masked_mean, position_mask, zero_masked
 from ntk.stax.linear import check_channel_axis
-from ntk.stax.spatial import (check_padding, check_spatial_rank, edge_counts,
-                              pair_axes, positive_ints, require_full,
-                              shapes_with, spatial_plan, window_mask_fn,
-                              window_sum)
+from ntk.stax.spatial import (
+    check_padding,
+    check_spatial_rank,
+    edge_counts,
+    pair_axes,
+    positive_ints,
+    require_full,
+    shapes_with,
+    spatial_plan,
+    window_mask_fn,
+    window_sum,
+)
 
-def _Pool(kind: str, window_shape, strides, padding, normalize_edges: bool,
-          batch_axis: int, channel_axis: int) -> Layer:
-    name = (f"{kind}Pool({tuple(window_shape) if np.iterable(window_shape) else window_shape})")
+
+def _Pool(
+    kind: str,
+    window_shape,
+    strides,
+    padding,
+    normalize_edges: bool,
+    batch_axis: int,
+    channel_axis: int,
+) -> Layer:
+    name = f"{kind}Pool({tuple(window_shape) if np.iterable(window_shape) else window_shape})"
     window = positive_ints(window_shape, "window_shape", name)
     n = len(window)
     strides = (1,) * n if strides is None else positive_ints(strides, "strides", name, n)
@@ -37,12 +53,13 @@ def _Pool(kind: str, window_shape, strides, padding, normalize_edges: bool,
 
     def plan_for(shape):
         check_spatial_rank(shape, n, name, "window")
-        return spatial_plan(tuple(shape[1:-1]), window, strides, padding, name,
-                             "window")
+        return spatial_plan(tuple(shape[1:-1]), window, strides, padding, name, "window")
 
     def counts(shape, plan):
-        return [edge_counts(size, w, st, pads, o) for size, w, st, (o, pads)
-                in zip(shape[1:-1], window, strides, plan)]
+        return [
+            edge_counts(size, w, st, pads, o)
+            for size, w, st, (o, pads) in zip(shape[1:-1], window, strides, plan)
+        ]
 
     def init_fn(key, input_shape):
         plan = plan_for(tuple(input_shape))
@@ -53,8 +70,9 @@ def _Pool(kind: str, window_shape, strides, padding, normalize_edges: bool,
         pads = [(0, 0)] + [p for _, p in plan] + [(0, 0)]
         if circular:
             x, pads = jnp.pad(x, pads, mode="wrap"), "VALID"
-        y = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add,
-                                  (1,) + window + (1,), (1,) + strides + (1,), pads)
+        y = jax.lax.reduce_window(
+            x, np.zeros((), x.dtype), jax.lax.add, (1,) + window + (1,), (1,) + strides + (1,), pads
+        )
         if kind == "Sum":
             return y
         if by_counts:
@@ -85,18 +103,31 @@ def _Pool(kind: str, window_shape, strides, padding, normalize_edges: bool,
                 m = m / (c[:, None] * c[None, :]).reshape(shape)
             return m
 
-        k = k.replace(nngp=pool(k.nngp, 2), ntk=pool(k.ntk, 2),
-                      cov1=pool(k.cov1, 1), cov2=pool(k.cov2, 1))
+        k = k.replace(
+            nngp=pool(k.nngp, 2), ntk=pool(k.ntk, 2), cov1=pool(k.cov1, 1), cov2=pool(k.cov2, 1)
+        )
         return k.replace(**shapes_with(k, [o for o, _ in plan], k.shape1[-1]))
 
-    return make_layer(name, init_fn, apply_fn, transform, needs_full_spatial=True,
-                      spec=specs.Parameterless(), remask=True,
-                      mask_fn=window_mask_fn(window, strides, padding, name))
+    return make_layer(
+        name,
+        init_fn,
+        apply_fn,
+        transform,
+        needs_full_spatial=True,
+        spec=specs.Parameterless(),
+        remask=True,
+        mask_fn=window_mask_fn(window, strides, padding, name),
+    )
 
 
-def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
-            padding: str = "VALID", normalize_edges: bool = False,
-            batch_axis: int = 0, channel_axis: int = -1) -> Layer:
+def AvgPool(
+    window_shape: Sequence[int],
+    strides: Optional[Sequence[int]] = None,
+    padding: str = "VALID",
+    normalize_edges: bool = False,
+    batch_axis: int = 0,
+    channel_axis: int = -1,
+) -> Layer:
     """Average pooling over spatial windows (channels last).
 
     ``y(o) = (1/|w|) Σ_{d∈w} x(o·s + d)``; with ``normalize_edges`` and SAME
@@ -117,18 +148,20 @@ def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None
       >>> kernel_fn(x, None, "nngp").shape
       (2, 2)
     """
-    return _Pool("Avg", window_shape, strides, padding, normalize_edges,
-                 batch_axis, channel_axis)
+    return _Pool("Avg", window_shape, strides, padding, normalize_edges, batch_axis, channel_axis)
 
 
-def SumPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
-            padding: str = "VALID", batch_axis: int = 0,
-            channel_axis: int = -1) -> Layer:
+def SumPool(
+    window_shape: Sequence[int],
+    strides: Optional[Sequence[int]] = None,
+    padding: str = "VALID",
+    batch_axis: int = 0,
+    channel_axis: int = -1,
+) -> Layer:
     """Sum pooling: ``y(o) = Σ_{d∈w} x(o·s + d)``; kernel
     ``K'(o, o') = Σ_{d, d'∈w} K(o·s + d, o'·s + d')`` (full spatial layout).
     """
-    return _Pool("Sum", window_shape, strides, padding, False, batch_axis,
-                 channel_axis)
+    return _Pool("Sum", window_shape, strides, padding, False, batch_axis, channel_axis)
 
 
 def _GlobalPool(kind: str, batch_axis: int, channel_axis: int) -> Layer:
@@ -162,19 +195,30 @@ def _GlobalPool(kind: str, batch_axis: int, channel_axis: int) -> Layer:
                 return masked_mean(m, axes, mask)
             return jnp.sum(zero_masked(m, mask), axis=axes)
 
-        return k.replace(nngp=pool(k.nngp, 2, m12), ntk=pool(k.ntk, 2, m12),
-                         cov1=pool(k.cov1, 1, m11), cov2=pool(k.cov2, 1, m22),
-                         shape1=(k.shape1[0], k.shape1[-1]),
-                         shape2=(k.shape2[0], k.shape2[-1]),
-                         diagonal_spatial=False)
+        return k.replace(
+            nngp=pool(k.nngp, 2, m12),
+            ntk=pool(k.ntk, 2, m12),
+            cov1=pool(k.cov1, 1, m11),
+            cov2=pool(k.cov2, 1, m22),
+            shape1=(k.shape1[0], k.shape1[-1]),
+            shape2=(k.shape2[0], k.shape2[-1]),
+            diagonal_spatial=False,
+        )
 
     def mask_fn(mask, input_shape):
         # Pooled over every position: padding only if all positions are.
         spatial = tuple(range(1, len(input_shape) - 1))
         return jnp.all(position_mask(mask), axis=spatial)
 
-    return make_layer(name, init_fn, apply_fn, transform, needs_full_spatial=True,
-                      spec=specs.Parameterless(), mask_fn=mask_fn)
+    return make_layer(
+        name,
+        init_fn,
+        apply_fn,
+        transform,
+        needs_full_spatial=True,
+        spec=specs.Parameterless(),
+        mask_fn=mask_fn,
+    )
 
 
 def GlobalAvgPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:

@@ -29,8 +29,18 @@ from ntk.stax.linear import check_channel_axis
 from ntk.stax.spatial import require_full
 
 ResizeMethod = jax.image.ResizeMethod
-_METHOD_NAMES = ("nearest", "linear", "bilinear", "trilinear", "triangle", "cubic",
-                 "bicubic", "tricubic", "lanczos3", "lanczos5")
+_METHOD_NAMES = (
+    "nearest",
+    "linear",
+    "bilinear",
+    "trilinear",
+    "triangle",
+    "cubic",
+    "bicubic",
+    "tricubic",
+    "lanczos3",
+    "lanczos5",
+)
 
 
 def _check_method(method, name: str) -> ResizeMethod:
@@ -41,14 +51,20 @@ def _check_method(method, name: str) -> ResizeMethod:
             return ResizeMethod.from_string(method)
         except ValueError:
             pass
-    raise ValueError(f"{name}: `method` must be a jax.image.ResizeMethod or one of "
-                     f"{_METHOD_NAMES}; got {method!r}.")
+    raise ValueError(
+        f"{name}: `method` must be a jax.image.ResizeMethod or one of "
+        f"{_METHOD_NAMES}; got {method!r}."
+    )
 
 
-def ImageResize(shape: Sequence[int], method: Union[str, ResizeMethod],
-                antialias: bool = True,
-                precision: jax.lax.Precision = jax.lax.Precision.HIGHEST,
-                batch_axis: int = 0, channel_axis: int = -1) -> Layer:
+def ImageResize(
+    shape: Sequence[int],
+    method: Union[str, ResizeMethod],
+    antialias: bool = True,
+    precision: jax.lax.Precision = jax.lax.Precision.HIGHEST,
+    batch_axis: int = 0,
+    channel_axis: int = -1,
+) -> Layer:
     """Resize images with `jax.image.resize` (neural-tangents' ``ImageResize``).
 
     Args:
@@ -94,49 +110,66 @@ def ImageResize(shape: Sequence[int], method: Union[str, ResizeMethod],
         entries = None
     shown = entries if entries is not None else shape
     name = f"ImageResize({shown}, {method!r})"
-    if (entries is None or len(entries) < 2 or not all(
-            isinstance(e, (int, np.integer)) and not isinstance(e, bool)
-            and (e == -1 or e >= 1) for e in entries)):
-        raise ValueError(f"{name}: `shape` must be a tuple of ints, one per input "
-                         f"axis (batch and channels included), each -1 (keep the "
-                         f"size) or positive; got {shape!r}.")
+    if (
+        entries is None
+        or len(entries) < 2
+        or not all(
+            isinstance(e, (int, np.integer)) and not isinstance(e, bool) and (e == -1 or e >= 1)
+            for e in entries
+        )
+    ):
+        raise ValueError(
+            f"{name}: `shape` must be a tuple of ints, one per input "
+            f"axis (batch and channels included), each -1 (keep the "
+            f"size) or positive; got {shape!r}."
+        )
     entries = tuple(int(e) for e in entries)
     method = _check_method(method, name)
     rank = len(entries)
     if not all(isinstance(a, (int, np.integer)) for a in (batch_axis, channel_axis)):
-        raise ValueError(f"{name}: `batch_axis` and `channel_axis` must be ints; got "
-                         f"{batch_axis!r}, {channel_axis!r}.")
-    check_channel_axis(-1 if channel_axis % rank == rank - 1 else channel_axis,
-                       batch_axis % rank, name)
+        raise ValueError(
+            f"{name}: `batch_axis` and `channel_axis` must be ints; got "
+            f"{batch_axis!r}, {channel_axis!r}."
+        )
+    check_channel_axis(
+        -1 if channel_axis % rank == rank - 1 else channel_axis, batch_axis % rank, name
+    )
     needs_full = any(e != -1 for e in entries[1:-1])
 
     def out_shape(in_shape) -> tuple:
         in_shape = tuple(in_shape)
         if len(in_shape) != rank:
-            raise ValueError(f"{name}: `shape` has {rank} entries but the inputs "
-                             f"have rank {len(in_shape)} (shape {in_shape}); give "
-                             f"one entry per axis, -1 to keep it.")
+            raise ValueError(
+                f"{name}: `shape` has {rank} entries but the inputs "
+                f"have rank {len(in_shape)} (shape {in_shape}); give "
+                f"one entry per axis, -1 to keep it."
+            )
         return tuple(n if e == -1 else e for n, e in zip(in_shape, entries))
 
     def init_fn(key, input_shape):
         return out_shape(input_shape), ()
 
     def apply_fn(params, x, **kwargs):
-        return jax.image.resize(x, out_shape(x.shape), method, antialias=antialias,
-                                precision=precision)
+        return jax.image.resize(
+            x, out_shape(x.shape), method, antialias=antialias, precision=precision
+        )
 
     def transform(k: Kernel, **kwargs) -> Kernel:
         new1, new2 = out_shape(k.shape1), out_shape(k.shape2)
         if entries[-1] != -1:
-            raise ValueError(f"{name}: resizing the channel axis is not defined in "
-                             f"the infinite-width limit; set shape[-1] = -1 (got "
-                             f"{entries[-1]}).")
+            raise ValueError(
+                f"{name}: resizing the channel axis is not defined in "
+                f"the infinite-width limit; set shape[-1] = -1 (got "
+                f"{entries[-1]})."
+            )
         if new1[0] != k.shape1[0] or new2[0] != k.shape2[0]:
-            raise ValueError(f"{name}: kernel_fn cannot resize the batch axis (it "
-                             f"would need covariances between inputs of x1 that a "
-                             f"Kernel does not hold); set shape[0] = -1 (got "
-                             f"{entries[0]} for batches of {k.shape1[0]} and "
-                             f"{k.shape2[0]}). apply_fn does resize it.")
+            raise ValueError(
+                f"{name}: kernel_fn cannot resize the batch axis (it "
+                f"would need covariances between inputs of x1 that a "
+                f"Kernel does not hold); set shape[0] = -1 (got "
+                f"{entries[0]} for batches of {k.shape1[0]} and "
+                f"{k.shape2[0]}). apply_fn does resize it."
+            )
         spatial, new = tuple(k.shape1[1:-1]), tuple(new1[1:-1])
         if spatial == new:
             return k.replace(shape1=new1, shape2=new2)
@@ -146,15 +179,27 @@ def ImageResize(shape: Sequence[int], method: Union[str, ResizeMethod],
             if m is None:
                 return None
             target = m.shape[:nb] + tuple(s for s in new for _ in (0, 1))
-            return jax.image.resize(m, target, method, antialias=antialias,
-                                    precision=precision)
+            return jax.image.resize(m, target, method, antialias=antialias, precision=precision)
 
-        return k.replace(nngp=resize(k.nngp, 2), ntk=resize(k.ntk, 2),
-                         cov1=resize(k.cov1, 1), cov2=resize(k.cov2, 1),
-                         shape1=new1, shape2=new2)
+        return k.replace(
+            nngp=resize(k.nngp, 2),
+            ntk=resize(k.ntk, 2),
+            cov1=resize(k.cov1, 1),
+            cov2=resize(k.cov2, 1),
+            shape1=new1,
+            shape2=new2,
+        )
 
     def mask_fn(mask, input_shape):
         return resize_mask(mask, input_shape, out_shape, method, antialias, precision)
 
-    return make_layer(name, init_fn, apply_fn, transform, needs_full_spatial=needs_full,
-                      spec=specs.Parameterless(), mask_fn=mask_fn, remask=True)
+    return make_layer(
+        name,
+        init_fn,
+        apply_fn,
+        transform,
+        needs_full_spatial=needs_full,
+        spec=specs.Parameterless(),
+        mask_fn=mask_fn,
+        remask=True,
+    )

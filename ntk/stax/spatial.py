@@ -58,28 +58,30 @@ def check_padding(padding, name: str) -> str:
     else:
         p = padding.upper() if isinstance(padding, str) else None
     if p not in PADDINGS:
-        raise ValueError(f"{name}: `padding` must be one of {PADDINGS}; got "
-                         f"{padding!r}.")
+        raise ValueError(f"{name}: `padding` must be one of {PADDINGS}; got {padding!r}.")
     return p
 
 
-def positive_ints(values, arg: str, name: str,
-                   length: Optional[int] = None) -> tuple:
+def positive_ints(values, arg: str, name: str, length: Optional[int] = None) -> tuple:
     t: Optional[tuple]
     try:
         t = tuple(values)
     except TypeError:
         t = None
-    ok = (t is not None and len(t) > 0
-          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                  and v >= 1 for v in t))
+    ok = (
+        t is not None
+        and len(t) > 0
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in t)
+    )
     if not ok:
-        raise ValueError(f"{name}: `{arg}` must be a non-empty tuple of positive "
-                         f"ints; got {values!r}.")
-    assert t is not None    # for the type checker: `ok` implies it
+        raise ValueError(
+            f"{name}: `{arg}` must be a non-empty tuple of positive ints; got {values!r}."
+        )
+    assert t is not None  # for the type checker: `ok` implies it
     if length is not None and len(t) != length:
-        raise ValueError(f"{name}: `{arg}` must have one entry per spatial axis "
-                         f"({length}); got {values!r}.")
+        raise ValueError(
+            f"{name}: `{arg}` must have one entry per spatial axis ({length}); got {values!r}."
+        )
     return tuple(int(v) for v in t)
 
 
@@ -98,15 +100,17 @@ def axis_plan(size: int, window: int, stride: int, padding: str):
     return out, (total // 2, total - total // 2)
 
 
-def spatial_plan(spatial: tuple, window: tuple, strides: tuple, padding: str,
-                  name: str, what: str) -> list:
-    plan = [axis_plan(n, w, s, padding)
-            for n, w, s in zip(spatial, window, strides)]
+def spatial_plan(
+    spatial: tuple, window: tuple, strides: tuple, padding: str, name: str, what: str
+) -> list:
+    plan = [axis_plan(n, w, s, padding) for n, w, s in zip(spatial, window, strides)]
     if any(out < 1 for out, _ in plan):
-        raise ValueError(f"{name}: {what} {window} with strides {strides} and "
-                         f"padding {padding} leaves no output positions on "
-                         f"spatial shape {spatial}; expected every spatial size "
-                         f">= the {what} size, or padding 'SAME'/'CIRCULAR'.")
+        raise ValueError(
+            f"{name}: {what} {window} with strides {strides} and "
+            f"padding {padding} leaves no output positions on "
+            f"spatial shape {spatial}; expected every spatial size "
+            f">= the {what} size, or padding 'SAME'/'CIRCULAR'."
+        )
     return plan
 
 
@@ -114,15 +118,19 @@ def check_spatial_rank(shape: tuple, n_spatial: int, name: str, what: str):
     """Inputs of a layer with an ``n_spatial``-D window must be (N, *S, C)."""
     if len(shape) != n_spatial + 2:
         axes = {1: "(N, L, C)", 2: "(N, H, W, C)"}.get(
-            n_spatial, f"(N, <{n_spatial} spatial axes>, C)")
+            n_spatial, f"(N, <{n_spatial} spatial axes>, C)"
+        )
         hint = " (vectors: use Dense)" if len(shape) == 2 else ""
-        raise ValueError(f"{name}: a {n_spatial}-D {what} needs inputs of shape "
-                         f"{axes}, rank {n_spatial + 2}; got shape {tuple(shape)} "
-                         f"of rank {len(shape)}{hint}.")
+        raise ValueError(
+            f"{name}: a {n_spatial}-D {what} needs inputs of shape "
+            f"{axes}, rank {n_spatial + 2}; got shape {tuple(shape)} "
+            f"of rank {len(shape)}{hint}."
+        )
 
 
-def window_sum(m, axes: Sequence[int], window: int, stride: int,
-                pads: tuple, out_size: int, circular: bool):
+def window_sum(
+    m, axes: Sequence[int], window: int, stride: int, pads: tuple, out_size: int, circular: bool
+):
     """``Σ_{d < window} m̃[..., o·stride + d, ...]``, the same ``d`` on all ``axes``.
 
     ``m̃`` is ``m`` padded by ``pads`` on each of ``axes`` with zeros, or
@@ -163,13 +171,14 @@ def window_sum(m, axes: Sequence[int], window: int, stride: int,
         widths[b] = (lo, hi)
         m = jnp.pad(m, widths)
     h, p = m.shape[a], m.shape[b]
-    flat = m.reshape(m.shape[:a] + (h * p,) + m.shape[b + 1:])
+    flat = m.reshape(m.shape[:a] + (h * p,) + m.shape[b + 1 :])
     dims, dilation, padding = [1] * flat.ndim, [1] * flat.ndim, [(0, 0)] * flat.ndim
     dims[a], dilation[a] = window, p + 1
     padding[a] = (lo * p, hi * p + (window - 1) * (p + 1))
-    summed = jax.lax.reduce_window(flat, zero, jax.lax.add, dims, [1] * flat.ndim,
-                                   padding, window_dilation=dilation)
-    summed = summed.reshape(m.shape[:a] + (p, p) + m.shape[b + 1:])
+    summed = jax.lax.reduce_window(
+        flat, zero, jax.lax.add, dims, [1] * flat.ndim, padding, window_dilation=dilation
+    )
+    summed = summed.reshape(m.shape[:a] + (p, p) + m.shape[b + 1 :])
     limit, steps = list(summed.shape), [1] * nd
     for ax in (a, b):
         limit[ax], steps[ax] = stride * (out_size - 1) + 1, stride
@@ -183,8 +192,15 @@ def pair_axes(n_batch: int, i: int, diagonal_spatial: bool) -> tuple:
     return (n_batch + 2 * i, n_batch + 2 * i + 1)
 
 
-def conv_cov(m, n_batch: int, diagonal_spatial: bool, plan: list,
-              filter_shape: tuple, strides: tuple, circular: bool):
+def conv_cov(
+    m,
+    n_batch: int,
+    diagonal_spatial: bool,
+    plan: list,
+    filter_shape: tuple,
+    strides: tuple,
+    circular: bool,
+):
     """``(1/|F|) Σ_{d∈F} m(o·s + d, o'·s + d)``, one spatial dimension at a time.
 
     Works in both layouts: with ``diagonal_spatial`` each dimension is one axis
@@ -193,33 +209,36 @@ def conv_cov(m, n_batch: int, diagonal_spatial: bool, plan: list,
     if m is None:
         return None
     for i, ((out, pads), f, s) in enumerate(zip(plan, filter_shape, strides)):
-        m = window_sum(m, pair_axes(n_batch, i, diagonal_spatial), f, s, pads,
-                        out, circular)
+        m = window_sum(m, pair_axes(n_batch, i, diagonal_spatial), f, s, pads, out, circular)
     return m * (1.0 / math.prod(filter_shape))
 
 
-def edge_counts(size: int, window: int, stride: int, pads: tuple,
-                 out: int) -> np.ndarray:
+def edge_counts(size: int, window: int, stride: int, pads: tuple, out: int) -> np.ndarray:
     """Number of in-image positions in each output window (SAME padding)."""
     lo = pads[0]
     starts = np.arange(out) * stride - lo
-    return np.array([np.sum((s + np.arange(window) >= 0)
-                            & (s + np.arange(window) < size)) for s in starts],
-                    dtype=float)
+    return np.array(
+        [np.sum((s + np.arange(window) >= 0) & (s + np.arange(window) < size)) for s in starts],
+        dtype=float,
+    )
 
 
 def require_full(k: Kernel, name: str):
     if k.diagonal_spatial and k.spatial_ndim > 0:
-        raise ValueError(f"{name}: needs covariances between different spatial "
-                         f"positions, i.e. a Kernel with diagonal_spatial=False; "
-                         f"got diagonal_spatial=True. Build the input kernel with "
-                         f"inputs_to_kernel(..., diagonal_spatial=False), or call "
-                         f"the network's kernel_fn on arrays (it picks the layout).")
+        raise ValueError(
+            f"{name}: needs covariances between different spatial "
+            f"positions, i.e. a Kernel with diagonal_spatial=False; "
+            f"got diagonal_spatial=True. Build the input kernel with "
+            f"inputs_to_kernel(..., diagonal_spatial=False), or call "
+            f"the network's kernel_fn on arrays (it picks the layout)."
+        )
 
 
 def shapes_with(k: Kernel, spatial: Sequence[int], channels: int) -> dict:
-    return dict(shape1=(k.shape1[0],) + tuple(spatial) + (channels,),
-                shape2=(k.shape2[0],) + tuple(spatial) + (channels,))
+    return dict(
+        shape1=(k.shape1[0],) + tuple(spatial) + (channels,),
+        shape2=(k.shape2[0],) + tuple(spatial) + (channels,),
+    )
 
 
 # ------------------------------------------------- transposed convolution
@@ -242,8 +261,7 @@ class TransposeAxis(NamedTuple):
     circular: bool = False
 
 
-def transpose_axis_plan(size: int, window: int, stride: int,
-                        padding: str) -> TransposeAxis:
+def transpose_axis_plan(size: int, window: int, stride: int, padding: str) -> TransposeAxis:
     """`TransposeAxis` by `jax.lax.conv_transpose`'s padding rule.
 
     SAME: ``window + stride - 2`` padded positions, low ``window - 1`` if
@@ -279,12 +297,18 @@ def fold_axis(m, axis: int, period: int, offset: int):
     widths = [(0, 0)] * m.ndim
     widths[axis] = (lo, blocks * period - lo - size)
     m = jnp.pad(m, widths)
-    m = m.reshape(m.shape[:axis] + (blocks, period) + m.shape[axis + 1:])
+    m = m.reshape(m.shape[:axis] + (blocks, period) + m.shape[axis + 1 :])
     return m.sum(axis)
 
 
-def transpose_conv_cov(m, n_batch: int, diagonal_spatial: bool, plan: list,
-                       filter_shape: Sequence[int], strides: Sequence[int]):
+def transpose_conv_cov(
+    m,
+    n_batch: int,
+    diagonal_spatial: bool,
+    plan: list,
+    filter_shape: Sequence[int],
+    strides: Sequence[int],
+):
     """Covariance after a transposed convolution with i.i.d. shared weights.
 
     With ``K̃`` the covariance dilated by the stride and padded as the input
@@ -357,10 +381,10 @@ def window_mask_fn(window: Sequence[int], strides: Sequence[int], padding: str, 
     (neural-tangents' ``_pool_mask``); the channel axis is collapsed first
     (a position is masked when all its channels are).
     """
+
     def mask_fn(mask, input_shape):
         check_spatial_rank(tuple(input_shape), len(window), name, "window")
-        plan = spatial_plan(tuple(input_shape[1:-1]), window, strides, padding,
-                            name, "window")
+        plan = spatial_plan(tuple(input_shape[1:-1]), window, strides, padding, name, "window")
         m = spatial_positions(mask, input_shape)
         start, limit, steps = [0], [m.shape[0]], [1]
         for (out, (lo, _)), w, s in zip(plan, window, strides):
@@ -369,6 +393,7 @@ def window_mask_fn(window: Sequence[int], strides: Sequence[int], padding: str, 
             limit.append(first + (out - 1) * s + 1)
             steps.append(s)
         return jax.lax.slice(m, start, limit, steps)[..., None]
+
     return mask_fn
 
 
@@ -380,13 +405,19 @@ def transpose_window_mask_fn(window: Sequence[int], strides: Sequence[int], padd
     collapsed, transposed-convolved with a filter of ones); CIRCULAR takes the
     SAME geometry.
     """
+
     def mask_fn(mask, input_shape):
         n = len(window)
         m = spatial_positions(mask, input_shape)[..., None].astype(jnp.float32)
         spec = "N" + "HWDABEFGJKLMPQRSTUVXYZ"[:n] + "C"
         ones = jnp.ones(tuple(window) + (1, 1), jnp.float32)
-        out = jax.lax.conv_transpose(m, ones, strides,
-                                     "VALID" if padding == "VALID" else "SAME",
-                                     dimension_numbers=(spec, spec[1:-1] + "IO", spec))
+        out = jax.lax.conv_transpose(
+            m,
+            ones,
+            strides,
+            "VALID" if padding == "VALID" else "SAME",
+            dimension_numbers=(spec, spec[1:-1] + "IO", spec),
+        )
         return out != 0
+
     return mask_fn

@@ -49,5 +49,7 @@ def normal_inputs(name: str, input_shape: tuple, n1: int, n2: int):
     """Standard normal ``x1 (n1, *input_shape)``, ``x2 (n2, *input_shape)``,
     seeded by the CRC32 of ``name`` (so by nothing but the name)."""
     rng = np.random.default_rng(zlib.crc32(name.encode()))
-    return (rng.standard_normal((n1,) + tuple(input_shape)),
-            rng.standard_normal((n2,) + tuple(input_shape)))
+    return (
+        rng.standard_normal((n1,) + tuple(input_shape)),
+        rng.standard_normal((n2,) + tuple(input_shape)),
+    )

@@ -48,12 +48,26 @@ IMG2D = (5, 5, 2)
 IMG2D_LARGE = (6, 6, 2)
 
 
-X2_NONE = frozenset({
-    "relu", "sign", "gelu", "erf_abc", "monomial_3", "hermite_3_layernorm",
-    "numerical_tanh", "fanin_prod", "dropout_test", "dropout_train",
-    "layernorm_vector", "conv2d_valid_flatten", "avgpool2d_same_normalize_edges",
-    "layernorm_spatial_channels_gap", "dropout_train_image", "sign_then_pool",
-})
+X2_NONE = frozenset(
+    {
+        "relu",
+        "sign",
+        "gelu",
+        "erf_abc",
+        "monomial_3",
+        "hermite_3_layernorm",
+        "numerical_tanh",
+        "fanin_prod",
+        "dropout_test",
+        "dropout_train",
+        "layernorm_vector",
+        "conv2d_valid_flatten",
+        "avgpool2d_same_normalize_edges",
+        "layernorm_spatial_channels_gap",
+        "dropout_train_image",
+        "sign_then_pool",
+    }
+)
 
 
 def draw_inputs(name: str, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -69,6 +83,7 @@ def draw_inputs(name: str, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------- user-supplied activations
+
 
 def _erf_nngp(c12, c11, c22):
     """E[erf(u) erf(v)] (Williams 1997), for `Elementwise` with autodiff NTK."""
@@ -95,10 +110,12 @@ def _sigmoid(x):
 
 # ------------------------------------------------------ the architectures
 
+
 def _mlp(stax, activation, W_std=1.4, b_std=0.3):
     """Dense -> activation -> Dense on vectors."""
-    return stax.serial(stax.Dense(8, W_std=W_std, b_std=b_std), activation,
-                       stax.Dense(3, W_std=0.9, b_std=0.2))
+    return stax.serial(
+        stax.Dense(8, W_std=W_std, b_std=b_std), activation, stax.Dense(3, W_std=0.9, b_std=0.2)
+    )
 
 
 def _vector(stax) -> dict:
@@ -107,18 +124,19 @@ def _vector(stax) -> dict:
         # affine layers
         "dense_ntk_bias": lambda: s.Dense(7, W_std=1.3, b_std=0.4),
         "dense_ntk_nobias_deep": lambda: s.serial(
-            s.Dense(8, W_std=1.7), s.Relu(), s.Dense(6, W_std=0.8), s.Erf(),
-            s.Dense(3, W_std=1.2)),
+            s.Dense(8, W_std=1.7), s.Relu(), s.Dense(6, W_std=0.8), s.Erf(), s.Dense(3, W_std=1.2)
+        ),
         "dense_standard_bias": lambda: s.serial(
             s.Dense(6, W_std=1.2, b_std=0.3, parameterization="standard"),
             s.Relu(),
-            s.Dense(4, W_std=0.8, b_std=0.2, parameterization="standard")),
+            s.Dense(4, W_std=0.8, b_std=0.2, parameterization="standard"),
+        ),
         "dense_standard_nobias_s": lambda: s.serial(
             s.Dense(6, W_std=1.1, parameterization="standard", s=(1, 2)),
             s.Erf(),
-            s.Dense(4, W_std=1.4, parameterization="standard", s=(2, 1))),
-        "identity": lambda: s.serial(
-            s.Identity(), s.Dense(4, W_std=1.1, b_std=0.5), s.Identity()),
+            s.Dense(4, W_std=1.4, parameterization="standard", s=(2, 1)),
+        ),
+        "identity": lambda: s.serial(s.Identity(), s.Dense(4, W_std=1.1, b_std=0.5), s.Identity()),
         # activations
         "relu": lambda: _mlp(s, s.Relu()),
         "leaky_relu": lambda: _mlp(s, s.LeakyRelu(0.15)),
@@ -137,47 +155,76 @@ def _vector(stax) -> dict:
         "monomial_5": lambda: _mlp(s, s.Monomial(5), W_std=0.8, b_std=0.1),
         "polynomial": lambda: _mlp(s, s.Polynomial([0.3, -0.5, 0.2, 0.1])),
         "hermite_3_layernorm": lambda: s.serial(
-            s.Dense(8, W_std=1.3, b_std=0.4), s.LayerNorm(axis=-1),
-            s.Hermite(3), s.Dense(3, W_std=1.1, b_std=0.2)),
+            s.Dense(8, W_std=1.3, b_std=0.4),
+            s.LayerNorm(axis=-1),
+            s.Hermite(3),
+            s.Dense(3, W_std=1.1, b_std=0.2),
+        ),
         "elementwise_erf_autodiff": lambda: _mlp(
-            s, s.Elementwise(jax.scipy.special.erf, _erf_nngp)),
-        "elementwise_sin_d_nngp": lambda: _mlp(
-            s, s.Elementwise(jnp.sin, _sin_nngp, _sin_d_nngp)),
+            s, s.Elementwise(jax.scipy.special.erf, _erf_nngp)
+        ),
+        "elementwise_sin_d_nngp": lambda: _mlp(s, s.Elementwise(jnp.sin, _sin_nngp, _sin_d_nngp)),
         "numerical_tanh": lambda: _mlp(s, _numerical(s, jnp.tanh)),
-        "numerical_softplus_df": lambda: _mlp(
-            s, _numerical(s, _softplus, df=_sigmoid)),
+        "numerical_softplus_df": lambda: _mlp(s, _numerical(s, _softplus, df=_sigmoid)),
         # combinators
         "repeat_relu": lambda: s.serial(
             s.Dense(8, W_std=1.4, b_std=0.1),
-            s.repeat(s.serial(s.Relu(), s.Dense(8, W_std=1.4, b_std=0.1)), 3)),
+            s.repeat(s.serial(s.Relu(), s.Dense(8, W_std=1.4, b_std=0.1)), 3),
+        ),
         "residual_fanin_sum": lambda: s.serial(
-            s.Dense(8, W_std=1.2, b_std=0.2), s.FanOut(2),
-            s.parallel(s.serial(s.Relu(), s.Dense(8, W_std=1.5, b_std=0.1)),
-                       s.Identity()),
-            s.FanInSum(), s.Relu(), s.Dense(3, W_std=0.9)),
+            s.Dense(8, W_std=1.2, b_std=0.2),
+            s.FanOut(2),
+            s.parallel(s.serial(s.Relu(), s.Dense(8, W_std=1.5, b_std=0.1)), s.Identity()),
+            s.FanInSum(),
+            s.Relu(),
+            s.Dense(3, W_std=0.9),
+        ),
         "fanin_prod": lambda: s.serial(
-            s.Dense(8, W_std=1.1, b_std=0.3), s.FanOut(3),
-            s.parallel(s.serial(s.Erf(), s.Dense(8, W_std=1.3)),
-                       s.serial(s.Relu(), s.Dense(8, W_std=0.9, b_std=0.2)),
-                       s.Identity()),
-            s.FanInProd(), s.Dense(3, W_std=1.2, b_std=0.1)),
+            s.Dense(8, W_std=1.1, b_std=0.3),
+            s.FanOut(3),
+            s.parallel(
+                s.serial(s.Erf(), s.Dense(8, W_std=1.3)),
+                s.serial(s.Relu(), s.Dense(8, W_std=0.9, b_std=0.2)),
+                s.Identity(),
+            ),
+            s.FanInProd(),
+            s.Dense(3, W_std=1.2, b_std=0.1),
+        ),
         "fanin_concat": lambda: s.serial(
-            s.Dense(8, W_std=1.1, b_std=0.3), s.FanOut(2),
-            s.parallel(s.serial(s.Relu(), s.Dense(4, W_std=1.3)),
-                       s.serial(s.Gelu(), s.Dense(9, W_std=0.8, b_std=0.4))),
-            s.FanInConcat(), s.Dense(6, W_std=1.4, b_std=0.1), s.Relu(),
-            s.Dense(3, W_std=1.2)),
+            s.Dense(8, W_std=1.1, b_std=0.3),
+            s.FanOut(2),
+            s.parallel(
+                s.serial(s.Relu(), s.Dense(4, W_std=1.3)),
+                s.serial(s.Gelu(), s.Dense(9, W_std=0.8, b_std=0.4)),
+            ),
+            s.FanInConcat(),
+            s.Dense(6, W_std=1.4, b_std=0.1),
+            s.Relu(),
+            s.Dense(3, W_std=1.2),
+        ),
         # normalisation and dropout
         "layernorm_vector": lambda: s.serial(
-            s.Dense(8, W_std=1.6, b_std=0.5), s.Relu(), s.Dense(8, W_std=1.2),
-            s.LayerNorm(axis=-1), s.Relu(), s.Dense(3, W_std=1.1)),
+            s.Dense(8, W_std=1.6, b_std=0.5),
+            s.Relu(),
+            s.Dense(8, W_std=1.2),
+            s.LayerNorm(axis=-1),
+            s.Relu(),
+            s.Dense(3, W_std=1.1),
+        ),
         "dropout_test": lambda: s.serial(
-            s.Dense(8, W_std=1.3, b_std=0.2), s.Relu(),
-            s.Dropout(0.7, mode="test"), s.Dense(3, W_std=1.1)),
+            s.Dense(8, W_std=1.3, b_std=0.2),
+            s.Relu(),
+            s.Dropout(0.7, mode="test"),
+            s.Dense(3, W_std=1.1),
+        ),
         "dropout_train": lambda: s.serial(
-            s.Dense(8, W_std=1.3, b_std=0.2), s.Relu(),
-            s.Dropout(0.6, mode="train"), s.Dense(8, W_std=1.1, b_std=0.1),
-            s.Erf(), s.Dense(3, W_std=1.2)),
+            s.Dense(8, W_std=1.3, b_std=0.2),
+            s.Relu(),
+            s.Dropout(0.6, mode="train"),
+            s.Dense(8, W_std=1.1, b_std=0.1),
+            s.Erf(),
+            s.Dense(3, W_std=1.2),
+        ),
     }
 
 
@@ -191,19 +238,28 @@ def _images_1d(stax) -> dict:
     s = stax
     return {
         "conv1d_valid_flatten": lambda: s.serial(
-            _conv(s, 4, (3,), padding="VALID"), s.Relu(), s.Flatten(),
-            s.Dense(3, W_std=1.1)),
+            _conv(s, 4, (3,), padding="VALID"), s.Relu(), s.Flatten(), s.Dense(3, W_std=1.1)
+        ),
         "conv1d_same_stride_circular": lambda: s.serial(
-            _conv(s, 4, (3,), strides=(2,), padding="SAME"), s.Erf(),
-            _conv(s, 4, (2,), padding="CIRCULAR", W_std=0.9), s.Flatten(),
-            s.Dense(3, W_std=1.2, b_std=0.1)),
+            _conv(s, 4, (3,), strides=(2,), padding="SAME"),
+            s.Erf(),
+            _conv(s, 4, (2,), padding="CIRCULAR", W_std=0.9),
+            s.Flatten(),
+            s.Dense(3, W_std=1.2, b_std=0.1),
+        ),
         "conv1d_circular_stride_gap": lambda: s.serial(
-            _conv(s, 4, (4,), strides=(2,), padding="CIRCULAR"), s.Relu(),
-            s.GlobalAvgPool(), s.Dense(3, W_std=1.1)),
+            _conv(s, 4, (4,), strides=(2,), padding="CIRCULAR"),
+            s.Relu(),
+            s.GlobalAvgPool(),
+            s.Dense(3, W_std=1.1),
+        ),
         "avgpool1d_same_normalize_edges": lambda: s.serial(
-            _conv(s, 4, (2,), padding="SAME"), s.Abs(),
-            s.AvgPool((3,), padding="SAME", normalize_edges=True), s.Flatten(),
-            s.Dense(3, W_std=1.1)),
+            _conv(s, 4, (2,), padding="SAME"),
+            s.Abs(),
+            s.AvgPool((3,), padding="SAME", normalize_edges=True),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
     }
 
 
@@ -211,104 +267,186 @@ def _images_2d(stax) -> dict:
     s = stax
     return {
         "conv2d_valid_flatten": lambda: s.serial(
-            _conv(s, 4, (3, 3), padding="VALID", W_std=1.5, b_std=0.1), s.Relu(),
-            s.Flatten(), s.Dense(3, W_std=1.1)),
+            _conv(s, 4, (3, 3), padding="VALID", W_std=1.5, b_std=0.1),
+            s.Relu(),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
         "conv2d_same_strides_nobias": lambda: s.serial(
             _conv(s, 4, (3, 2), strides=(2, 1), padding="SAME", b_std=None),
-            s.Relu(), _conv(s, 3, (2, 2), padding="VALID", W_std=0.9),
-            s.Flatten(), s.Dense(3, W_std=1.2, b_std=0.3)),
+            s.Relu(),
+            _conv(s, 3, (2, 2), padding="VALID", W_std=0.9),
+            s.Flatten(),
+            s.Dense(3, W_std=1.2, b_std=0.3),
+        ),
         "conv2d_circular_strides_gelu": lambda: s.serial(
-            _conv(s, 4, (3, 3), strides=(2, 1), padding="CIRCULAR"), s.Gelu(),
-            s.Flatten(), s.Dense(3, W_std=1.1)),
+            _conv(s, 4, (3, 3), strides=(2, 1), padding="CIRCULAR"),
+            s.Gelu(),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
         "conv2d_standard": lambda: s.serial(
             _conv(s, 4, (2, 3), padding="SAME", parameterization="standard"),
             s.Relu(),
-            _conv(s, 3, (3, 3), padding="VALID", W_std=0.8, b_std=None,
-                  parameterization="standard"),
-            s.Flatten(), s.Dense(3, W_std=1.1, parameterization="standard")),
+            _conv(
+                s, 3, (3, 3), padding="VALID", W_std=0.8, b_std=None, parameterization="standard"
+            ),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1, parameterization="standard"),
+        ),
         "conv2d_dense_on_channels": lambda: s.serial(
-            _conv(s, 4, (2, 2), padding="VALID"), s.Relu(),
-            s.Dense(5, W_std=1.2, b_std=0.3), s.Erf(), s.Flatten(),
-            s.Dense(3, W_std=1.1)),
+            _conv(s, 4, (2, 2), padding="VALID"),
+            s.Relu(),
+            s.Dense(5, W_std=1.2, b_std=0.3),
+            s.Erf(),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
         "avgpool2d_valid_strided": lambda: s.serial(
-            _conv(s, 4, (2, 2), padding="SAME"), s.Relu(),
-            s.AvgPool((2, 2), strides=(2, 2)), s.Flatten(),
-            s.Dense(3, W_std=1.1)),
+            _conv(s, 4, (2, 2), padding="SAME"),
+            s.Relu(),
+            s.AvgPool((2, 2), strides=(2, 2)),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
         "avgpool2d_same_normalize_edges": lambda: s.serial(
-            _conv(s, 4, (3, 3), padding="SAME"), s.Relu(),
+            _conv(s, 4, (3, 3), padding="SAME"),
+            s.Relu(),
             s.AvgPool((3, 3), padding="SAME", normalize_edges=True),
-            s.Flatten(), s.Dense(3, W_std=1.1)),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
         "avgpool2d_same_window_normalised": lambda: s.serial(
-            _conv(s, 4, (3, 3), padding="SAME"), s.Relu(),
-            s.AvgPool((3, 2), strides=(2, 1), padding="SAME",
-                      normalize_edges=False),
-            s.Flatten(), s.Dense(3, W_std=1.1)),
+            _conv(s, 4, (3, 3), padding="SAME"),
+            s.Relu(),
+            s.AvgPool((3, 2), strides=(2, 1), padding="SAME", normalize_edges=False),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
         "avgpool2d_circular": lambda: s.serial(
-            _conv(s, 4, (2, 2), padding="CIRCULAR"), s.Erf(),
+            _conv(s, 4, (2, 2), padding="CIRCULAR"),
+            s.Erf(),
             s.AvgPool((2, 3), strides=(1, 2), padding="CIRCULAR"),
-            s.Flatten(), s.Dense(3, W_std=1.1)),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
         "sumpool2d_valid": lambda: s.serial(
-            _conv(s, 4, (2, 2), padding="VALID"), s.Relu(),
-            s.SumPool((2, 2), strides=(1, 1)), s.Flatten(),
-            s.Dense(3, W_std=1.1)),
+            _conv(s, 4, (2, 2), padding="VALID"),
+            s.Relu(),
+            s.SumPool((2, 2), strides=(1, 1)),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
         "sumpool2d_same_strided": lambda: s.serial(
-            _conv(s, 4, (2, 2), padding="SAME"), s.LeakyRelu(0.2),
-            s.SumPool((3, 3), strides=(2, 2), padding="SAME"), s.Flatten(),
-            s.Dense(3, W_std=1.1)),
+            _conv(s, 4, (2, 2), padding="SAME"),
+            s.LeakyRelu(0.2),
+            s.SumPool((3, 3), strides=(2, 2), padding="SAME"),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
         "global_avg_pool": lambda: s.serial(
-            _conv(s, 4, (3, 3), padding="SAME"), s.Relu(),
-            _conv(s, 4, (2, 2), padding="VALID", W_std=1.1), s.Relu(),
-            s.GlobalAvgPool(), s.Dense(3, W_std=1.2, b_std=0.1)),
-        "global_sum_pool": lambda: s.serial(
-            _conv(s, 4, (2, 2), padding="VALID"), s.Erf(),
-            s.GlobalSumPool(), s.Dense(3, W_std=1.2)),
-        "layernorm_channels_image": lambda: s.serial(
-            _conv(s, 4, (2, 2), padding="VALID"), s.LayerNorm(axis=-1),
-            s.Relu(), s.Flatten(), s.Dense(3, W_std=1.1)),
-        "layernorm_spatial_channels_gap": lambda: s.serial(
-            _conv(s, 4, (2, 2), padding="SAME"), s.Relu(),
+            _conv(s, 4, (3, 3), padding="SAME"),
+            s.Relu(),
             _conv(s, 4, (2, 2), padding="VALID", W_std=1.1),
-            s.LayerNorm(axis=(1, 2, 3)), s.Relu(), s.GlobalAvgPool(),
-            s.Dense(3, W_std=1.1)),
+            s.Relu(),
+            s.GlobalAvgPool(),
+            s.Dense(3, W_std=1.2, b_std=0.1),
+        ),
+        "global_sum_pool": lambda: s.serial(
+            _conv(s, 4, (2, 2), padding="VALID"), s.Erf(), s.GlobalSumPool(), s.Dense(3, W_std=1.2)
+        ),
+        "layernorm_channels_image": lambda: s.serial(
+            _conv(s, 4, (2, 2), padding="VALID"),
+            s.LayerNorm(axis=-1),
+            s.Relu(),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
+        "layernorm_spatial_channels_gap": lambda: s.serial(
+            _conv(s, 4, (2, 2), padding="SAME"),
+            s.Relu(),
+            _conv(s, 4, (2, 2), padding="VALID", W_std=1.1),
+            s.LayerNorm(axis=(1, 2, 3)),
+            s.Relu(),
+            s.GlobalAvgPool(),
+            s.Dense(3, W_std=1.1),
+        ),
         "hermite_2_layernorm_image": lambda: s.serial(
-            _conv(s, 4, (2, 2), padding="VALID"), s.LayerNorm(axis=-1),
-            s.Hermite(2), s.Flatten(), s.Dense(3, W_std=1.1)),
+            _conv(s, 4, (2, 2), padding="VALID"),
+            s.LayerNorm(axis=-1),
+            s.Hermite(2),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
         "resnet_block_image": lambda: s.serial(
-            _conv(s, 4, (3, 3), padding="SAME"), s.FanOut(2),
-            s.parallel(s.serial(s.Relu(), _conv(s, 4, (3, 3), padding="SAME",
-                                                W_std=1.5, b_std=0.1)),
-                       s.Identity()),
-            s.FanInSum(), s.Relu(), s.AvgPool((2, 2), strides=(2, 2)),
-            s.Flatten(), s.Dense(3, W_std=1.1)),
+            _conv(s, 4, (3, 3), padding="SAME"),
+            s.FanOut(2),
+            s.parallel(
+                s.serial(s.Relu(), _conv(s, 4, (3, 3), padding="SAME", W_std=1.5, b_std=0.1)),
+                s.Identity(),
+            ),
+            s.FanInSum(),
+            s.Relu(),
+            s.AvgPool((2, 2), strides=(2, 2)),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
         "fanin_concat_image": lambda: s.serial(
-            _conv(s, 4, (2, 2), padding="SAME"), s.FanOut(2),
-            s.parallel(s.serial(s.Relu(), _conv(s, 3, (2, 2), padding="SAME")),
-                       s.serial(s.Erf(), _conv(s, 5, (3, 3), padding="SAME",
-                                               W_std=0.9))),
-            s.FanInConcat(), _conv(s, 4, (2, 2), padding="VALID"), s.Relu(),
-            s.GlobalAvgPool(), s.Dense(3)),
+            _conv(s, 4, (2, 2), padding="SAME"),
+            s.FanOut(2),
+            s.parallel(
+                s.serial(s.Relu(), _conv(s, 3, (2, 2), padding="SAME")),
+                s.serial(s.Erf(), _conv(s, 5, (3, 3), padding="SAME", W_std=0.9)),
+            ),
+            s.FanInConcat(),
+            _conv(s, 4, (2, 2), padding="VALID"),
+            s.Relu(),
+            s.GlobalAvgPool(),
+            s.Dense(3),
+        ),
         "dropout_train_image": lambda: s.serial(
-            _conv(s, 4, (2, 2), padding="VALID"), s.Relu(),
-            s.Dropout(0.8, mode="train"), _conv(s, 4, (2, 2), padding="VALID"),
-            s.Relu(), s.GlobalAvgPool(), s.Dense(3, W_std=1.1)),
+            _conv(s, 4, (2, 2), padding="VALID"),
+            s.Relu(),
+            s.Dropout(0.8, mode="train"),
+            _conv(s, 4, (2, 2), padding="VALID"),
+            s.Relu(),
+            s.GlobalAvgPool(),
+            s.Dense(3, W_std=1.1),
+        ),
         "sign_then_pool": lambda: s.serial(
-            _conv(s, 4, (2, 2), padding="VALID"), s.Sign(),
-            s.AvgPool((2, 2)), s.Flatten(), s.Dense(3, W_std=1.1)),
+            _conv(s, 4, (2, 2), padding="VALID"),
+            s.Sign(),
+            s.AvgPool((2, 2)),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
         "monomial_2_then_pool": lambda: s.serial(
-            _conv(s, 4, (2, 2), padding="SAME", W_std=0.9), s.Monomial(2),
-            s.AvgPool((2, 2), strides=(1, 1)), s.Dense(4, W_std=1.1),
-            s.Relu(), s.GlobalAvgPool(), s.Dense(3)),
+            _conv(s, 4, (2, 2), padding="SAME", W_std=0.9),
+            s.Monomial(2),
+            s.AvgPool((2, 2), strides=(1, 1)),
+            s.Dense(4, W_std=1.1),
+            s.Relu(),
+            s.GlobalAvgPool(),
+            s.Dense(3),
+        ),
         "numerical_tanh_pool": lambda: s.serial(
             _conv(s, 4, (2, 2), padding="SAME"),
             _numerical(s, jnp.tanh),
-            s.AvgPool((2, 2)), s.Flatten(), s.Dense(3, W_std=1.1)),
+            s.AvgPool((2, 2)),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
     }
 
 
 # Input shape of every architecture: vectors, 1-D images, 2-D images (the
 # strided ones a little larger so that several positions remain).
-_LARGE_2D = {"avgpool2d_valid_strided", "resnet_block_image",
-             "sumpool2d_same_strided", "conv2d_circular_strides_gelu"}
+_LARGE_2D = {
+    "avgpool2d_valid_strided",
+    "resnet_block_image",
+    "sumpool2d_same_strided",
+    "conv2d_circular_strides_gelu",
+}
 
 
 def _builders(stax) -> dict:

@@ -37,11 +37,18 @@ N2 = 3
 VEC = (5,)
 IMG2D = (5, 5, 2)
 
-X2_NONE = frozenset({
-    "gabor_small_variance", "gabor_large_variance", "gabor_stacked",
-    "gabor_conv_gap", "exp_normalized_default", "exp_normalized_gamma_shift_clip",
-    "exp_normalized_positive_shift", "exp_normalized_conv_flatten",
-})
+X2_NONE = frozenset(
+    {
+        "gabor_small_variance",
+        "gabor_large_variance",
+        "gabor_stacked",
+        "gabor_conv_gap",
+        "exp_normalized_default",
+        "exp_normalized_gamma_shift_clip",
+        "exp_normalized_positive_shift",
+        "exp_normalized_conv_flatten",
+    }
+)
 
 
 def draw_inputs(name: str, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -54,27 +61,44 @@ def _vector(stax) -> dict:
     out = {}
     for n in range(4):
         out[f"rectified_monomial_{n}"] = lambda n=n: s.serial(
-            s.Dense(6, W_std=1.3, b_std=0.2), s.RectifiedMonomial(n),
-            s.Dense(3, W_std=1.1, b_std=0.1))
-    out.update({
-        "gabor_small_variance": lambda: s.serial(
-            s.Dense(6, W_std=0.6, b_std=0.1), s.Gabor(), s.Dense(3, W_std=1.2, b_std=0.2)),
-        "gabor_large_variance": lambda: s.serial(
-            s.Dense(6, W_std=3.0, b_std=0.5), s.Gabor(), s.Dense(3, W_std=1.2)),
-        "gabor_stacked": lambda: s.serial(
-            s.Dense(6, W_std=1.5, b_std=0.2), s.Gabor(),
-            s.Dense(6, W_std=2.0, b_std=0.1), s.Gabor(), s.Dense(3, W_std=1.1)),
-        "exp_normalized_default": lambda: s.serial(
-            s.Dense(6, W_std=1.3, b_std=0.2), s.ExpNormalized(),
-            s.Dense(3, W_std=1.1, b_std=0.1)),
-        "exp_normalized_gamma_shift_clip": lambda: s.serial(
-            s.Dense(6, W_std=1.2, b_std=0.4),
-            s.ExpNormalized(gamma=2.5, shift=-0.3, do_clip=True),
-            s.Dense(6, W_std=0.9, b_std=0.1), s.Relu(), s.Dense(3, W_std=1.1)),
-        "exp_normalized_positive_shift": lambda: s.serial(
-            s.Dense(6, W_std=0.7, b_std=0.05), s.ExpNormalized(gamma=0.4, shift=0.5),
-            s.Dense(3, W_std=1.4)),
-    })
+            s.Dense(6, W_std=1.3, b_std=0.2),
+            s.RectifiedMonomial(n),
+            s.Dense(3, W_std=1.1, b_std=0.1),
+        )
+    out.update(
+        {
+            "gabor_small_variance": lambda: s.serial(
+                s.Dense(6, W_std=0.6, b_std=0.1), s.Gabor(), s.Dense(3, W_std=1.2, b_std=0.2)
+            ),
+            "gabor_large_variance": lambda: s.serial(
+                s.Dense(6, W_std=3.0, b_std=0.5), s.Gabor(), s.Dense(3, W_std=1.2)
+            ),
+            "gabor_stacked": lambda: s.serial(
+                s.Dense(6, W_std=1.5, b_std=0.2),
+                s.Gabor(),
+                s.Dense(6, W_std=2.0, b_std=0.1),
+                s.Gabor(),
+                s.Dense(3, W_std=1.1),
+            ),
+            "exp_normalized_default": lambda: s.serial(
+                s.Dense(6, W_std=1.3, b_std=0.2),
+                s.ExpNormalized(),
+                s.Dense(3, W_std=1.1, b_std=0.1),
+            ),
+            "exp_normalized_gamma_shift_clip": lambda: s.serial(
+                s.Dense(6, W_std=1.2, b_std=0.4),
+                s.ExpNormalized(gamma=2.5, shift=-0.3, do_clip=True),
+                s.Dense(6, W_std=0.9, b_std=0.1),
+                s.Relu(),
+                s.Dense(3, W_std=1.1),
+            ),
+            "exp_normalized_positive_shift": lambda: s.serial(
+                s.Dense(6, W_std=0.7, b_std=0.05),
+                s.ExpNormalized(gamma=0.4, shift=0.5),
+                s.Dense(3, W_std=1.4),
+            ),
+        }
+    )
     return out
 
 
@@ -82,14 +106,25 @@ def _images_2d(stax) -> dict:
     s = stax
     return {
         "rectified_monomial_2_conv_flatten": lambda: s.serial(
-            s.Conv(3, (2, 2), W_std=1.2, b_std=0.2), s.RectifiedMonomial(2),
-            s.Flatten(), s.Dense(3, W_std=1.1)),
+            s.Conv(3, (2, 2), W_std=1.2, b_std=0.2),
+            s.RectifiedMonomial(2),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
         "gabor_conv_gap": lambda: s.serial(
-            s.Conv(3, (2, 2), padding="SAME", W_std=1.8, b_std=0.1), s.Gabor(),
-            s.GlobalAvgPool(), s.Dense(3, W_std=1.2)),
+            s.Conv(3, (2, 2), padding="SAME", W_std=1.8, b_std=0.1),
+            s.Gabor(),
+            s.GlobalAvgPool(),
+            s.Dense(3, W_std=1.2),
+        ),
         "exp_normalized_conv_flatten": lambda: s.serial(
-            s.Conv(3, (2, 2), W_std=1.4, b_std=0.3), s.ExpNormalized(gamma=1.5),
-            s.Conv(2, (2, 2), W_std=1.1), s.Relu(), s.Flatten(), s.Dense(3, W_std=1.1)),
+            s.Conv(3, (2, 2), W_std=1.4, b_std=0.3),
+            s.ExpNormalized(gamma=1.5),
+            s.Conv(2, (2, 2), W_std=1.1),
+            s.Relu(),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
     }
 
 

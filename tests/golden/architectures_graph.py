@@ -43,19 +43,24 @@ from _family import accessors, normal_inputs
 N1 = 3
 N2 = 3
 
-GRAPH = (6, 3)        # 6 nodes, 3 features
-GRID = (4, 3, 2)      # a 4 x 3 grid of nodes, 2 features
+GRAPH = (6, 3)  # 6 nodes, 3 features
+GRID = (4, 3, 2)  # a 4 x 3 grid of nodes, 2 features
 
-MASK = -100.0         # the value of padded nodes' features
+MASK = -100.0  # the value of padded nodes' features
 
 # Real nodes of each example of x1 / x2 in the padded-graph architectures.
 _N_REAL_1 = (6, 4, 2)
 _N_REAL_2 = (3, 6, 5)
 
-X2_NONE = frozenset({
-    "dense_1d_two_layers_gap", "sparse_1d_flatten", "dense_2d_both_axes_flatten",
-    "masked_dense_1d_gap", "masked_sparse_1d_flatten",
-})
+X2_NONE = frozenset(
+    {
+        "dense_1d_two_layers_gap",
+        "sparse_1d_flatten",
+        "dense_2d_both_axes_flatten",
+        "masked_dense_1d_gap",
+        "masked_sparse_1d_flatten",
+    }
+)
 
 
 def _sym(p):
@@ -70,17 +75,23 @@ def _builders(stax) -> dict:
     def two_layers(readout, agg=None, impl="DENSE", parameterization="ntk"):
         return lambda: s.serial(
             s.Dense(5, W_std=1.3, b_std=0.2, parameterization=parameterization),
-            s.Aggregate(aggregate_axis=agg, implementation=impl), s.Relu(),
+            s.Aggregate(aggregate_axis=agg, implementation=impl),
+            s.Relu(),
             s.Dense(4, W_std=1.1, b_std=0.1, parameterization=parameterization),
-            s.Aggregate(aggregate_axis=agg, implementation=impl), s.Relu(),
-            readout(), s.Dense(2, W_std=0.9, b_std=0.3,
-                               parameterization=parameterization))
+            s.Aggregate(aggregate_axis=agg, implementation=impl),
+            s.Relu(),
+            readout(),
+            s.Dense(2, W_std=0.9, b_std=0.3, parameterization=parameterization),
+        )
 
     def one_layer(readout, agg=None, impl="DENSE", act="Relu", **kw):
         return lambda: s.serial(
             s.Dense(5, W_std=1.2, b_std=0.3),
             s.Aggregate(aggregate_axis=agg, implementation=impl, **kw),
-            getattr(s, act)(), readout(), s.Dense(2, W_std=1.1))
+            getattr(s, act)(),
+            readout(),
+            s.Dense(2, W_std=1.1),
+        )
 
     flatten = lambda: s.Flatten()
     gap = lambda: s.GlobalAvgPool()
@@ -89,55 +100,78 @@ def _builders(stax) -> dict:
         # dense adjacency, 1-D node sets
         "dense_1d_two_layers_gap": (two_layers(gap), GRAPH, {}),
         "dense_1d_erf_flatten": (one_layer(flatten, act="Erf"), GRAPH, {}),
-        "dense_1d_standard_gsp": (two_layers(gsp, parameterization="standard"),
-                                  GRAPH, {}),
-        "dense_1d_aggregate_first": (lambda: s.serial(
-            s.Aggregate(), s.Dense(5, W_std=1.4, b_std=0.2), s.Relu(),
-            s.GlobalSumPool(), s.Dense(2)), GRAPH, {}),
-        "dense_1d_residual": (lambda: s.serial(
-            s.Dense(5, W_std=1.2, b_std=0.1), s.FanOut(2),
-            s.parallel(s.serial(s.Relu(), s.Aggregate(), s.Dense(5, b_std=0.2)),
-                       s.Dense(5, W_std=0.7)),
-            s.FanInSum(), s.Relu(), s.GlobalAvgPool(), s.Dense(2)), GRAPH, {}),
+        "dense_1d_standard_gsp": (two_layers(gsp, parameterization="standard"), GRAPH, {}),
+        "dense_1d_aggregate_first": (
+            lambda: s.serial(
+                s.Aggregate(),
+                s.Dense(5, W_std=1.4, b_std=0.2),
+                s.Relu(),
+                s.GlobalSumPool(),
+                s.Dense(2),
+            ),
+            GRAPH,
+            {},
+        ),
+        "dense_1d_residual": (
+            lambda: s.serial(
+                s.Dense(5, W_std=1.2, b_std=0.1),
+                s.FanOut(2),
+                s.parallel(
+                    s.serial(s.Relu(), s.Aggregate(), s.Dense(5, b_std=0.2)), s.Dense(5, W_std=0.7)
+                ),
+                s.FanInSum(),
+                s.Relu(),
+                s.GlobalAvgPool(),
+                s.Dense(2),
+            ),
+            GRAPH,
+            {},
+        ),
         "dense_to_dense_symmetrized": (one_layer(gap, to_dense=_sym), GRAPH, {}),
         # dense adjacency, 2-D inputs
         "dense_2d_axis_w_flatten": (one_layer(flatten, agg=2), GRID, {"agg": (2,)}),
         "dense_2d_axis_h_negative_gap": (one_layer(gap, agg=-3), GRID, {"agg": (1,)}),
-        "dense_2d_both_axes_flatten": (one_layer(flatten, agg=(1, 2)), GRID,
-                                       {"agg": (1, 2)}),
+        "dense_2d_both_axes_flatten": (one_layer(flatten, agg=(1, 2)), GRID, {"agg": (1, 2)}),
         "dense_2d_all_axes_two_layers": (two_layers(gap), GRID, {"agg": (1, 2)}),
         # sparse edge lists
-        "sparse_1d_flatten": (one_layer(flatten, impl="SPARSE"), GRAPH,
-                              {"sparse": True}),
-        "sparse_1d_two_layers_gap": (two_layers(gap, impl="SPARSE"), GRAPH,
-                                     {"sparse": True}),
-        "sparse_2d_k2_gap": (one_layer(gap, agg=(1, 2), impl="SPARSE"), GRID,
-                             {"sparse": True, "agg": (1, 2)}),
-        "sparse_2d_axis_w_k1_4d_flatten": (one_layer(flatten, agg=2, impl="SPARSE"),
-                                           GRID, {"sparse": True, "agg": (2,),
-                                                  "k_axis": True}),
+        "sparse_1d_flatten": (one_layer(flatten, impl="SPARSE"), GRAPH, {"sparse": True}),
+        "sparse_1d_two_layers_gap": (two_layers(gap, impl="SPARSE"), GRAPH, {"sparse": True}),
+        "sparse_2d_k2_gap": (
+            one_layer(gap, agg=(1, 2), impl="SPARSE"),
+            GRID,
+            {"sparse": True, "agg": (1, 2)},
+        ),
+        "sparse_2d_axis_w_k1_4d_flatten": (
+            one_layer(flatten, agg=2, impl="SPARSE"),
+            GRID,
+            {"sparse": True, "agg": (2,), "k_axis": True},
+        ),
         # padded graphs (masked nodes)
         "masked_dense_1d_gap": (two_layers(gap), GRAPH, {"masked": True}),
         "masked_dense_1d_flatten": (one_layer(flatten), GRAPH, {"masked": True}),
-        "masked_sparse_1d_flatten": (one_layer(flatten, impl="SPARSE"), GRAPH,
-                                     {"masked": True, "sparse": True}),
-        "masked_sparse_1d_two_layers_gsp": (two_layers(gsp, impl="SPARSE"), GRAPH,
-                                            {"masked": True, "sparse": True}),
-        "masked_dense_1d_layernorm": (lambda: s.serial(
-            s.Dense(5, W_std=1.3, b_std=0.4), s.Aggregate(),
-            s.LayerNorm(axis=(1, 2)), s.Relu(), s.GlobalAvgPool(), s.Dense(2)),
-            GRAPH, {"masked": True}),
+        "masked_sparse_1d_flatten": (
+            one_layer(flatten, impl="SPARSE"),
+            GRAPH,
+            {"masked": True, "sparse": True},
+        ),
+        "masked_sparse_1d_two_layers_gsp": (
+            two_layers(gsp, impl="SPARSE"),
+            GRAPH,
+            {"masked": True, "sparse": True},
+        ),
+        "masked_dense_1d_layernorm": (
+            lambda: s.serial(
+                s.Dense(5, W_std=1.3, b_std=0.4),
+                s.Aggregate(),
+                s.LayerNorm(axis=(1, 2)),
+                s.Relu(),
+                s.GlobalAvgPool(),
+                s.Dense(2),
+            ),
+            GRAPH,
+            {"masked": True},
+        ),
     }
-
-
-
-
-
-
-
-
-
-
 
 
 def draw_inputs(name: str, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -160,13 +194,15 @@ def _dense_pattern(rng, n: int, agg_shape: tuple) -> np.ndarray:
     return a.reshape((n,) + agg_shape + agg_shape)
 
 
-def _sparse_pattern(rng, n: int, agg_shape: tuple, n_edges: int = 9,
-                    k_axis: bool = False) -> np.ndarray:
+def _sparse_pattern(
+    rng, n: int, agg_shape: tuple, n_edges: int = 9, k_axis: bool = False
+) -> np.ndarray:
     """Edge list ``(n, E, K, 2)`` (``(n, E, 2)`` for one axis unless
     ``k_axis``), with repeated edges and the last two of graph 0 padding."""
     k = len(agg_shape)
-    coords = np.stack([rng.integers(0, size, (n, n_edges, 2)) for size in agg_shape],
-                      axis=2)                                   # (n, E, K, 2)
+    coords = np.stack(
+        [rng.integers(0, size, (n, n_edges, 2)) for size in agg_shape], axis=2
+    )  # (n, E, K, 2)
     coords[0, -2:] = -1
     if k == 1 and not k_axis:
         coords = coords[:, :, 0, :]

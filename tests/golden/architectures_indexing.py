@@ -36,15 +36,24 @@ VEC = (5,)
 IMG1D = (6, 3)
 IMG2D = (5, 5, 2)
 
-SAME_BATCH = frozenset({"dot_general_lhs_per_example_new_axis",
-                        "dot_general_rhs_per_example_diagonal",
-                        "dot_general_rhs_per_example_contract"})
+SAME_BATCH = frozenset(
+    {
+        "dot_general_lhs_per_example_new_axis",
+        "dot_general_rhs_per_example_diagonal",
+        "dot_general_rhs_per_example_contract",
+    }
+)
 
-X2_NONE = frozenset({
-    "dot_general_rhs_scalar_vector", "dot_general_rhs_contract_h",
-    "dot_general_lhs_per_example_new_axis", "dot_general_rhs_per_example_diagonal",
-    "index_batch_stride", "index_spatial_crop_stride",
-})
+X2_NONE = frozenset(
+    {
+        "dot_general_rhs_scalar_vector",
+        "dot_general_rhs_contract_h",
+        "dot_general_lhs_per_example_new_axis",
+        "dot_general_rhs_per_example_diagonal",
+        "index_batch_stride",
+        "index_spatial_crop_stride",
+    }
+)
 
 
 def _constant(tag: str, shape: tuple) -> np.ndarray:
@@ -67,11 +76,17 @@ def _vector(stax) -> dict:
     s = stax
     return {
         "dot_general_rhs_scalar_vector": lambda: s.serial(
-            s.Dense(6, W_std=1.2, b_std=0.3), s.Relu(), s.DotGeneral(rhs=-1.7),
-            s.Dense(3, W_std=0.9, b_std=0.1)),
+            s.Dense(6, W_std=1.2, b_std=0.3),
+            s.Relu(),
+            s.DotGeneral(rhs=-1.7),
+            s.Dense(3, W_std=0.9, b_std=0.1),
+        ),
         "index_batch_stride": lambda: s.serial(
-            s.Dense(6, W_std=1.4, b_std=0.2), s.Relu(), s.Index(s.Slice[::2]),
-            s.Dense(3, W_std=1.1, b_std=0.1)),
+            s.Dense(6, W_std=1.4, b_std=0.2),
+            s.Relu(),
+            s.Index(s.Slice[::2]),
+            s.Dense(3, W_std=1.1, b_std=0.1),
+        ),
     }
 
 
@@ -79,24 +94,36 @@ def _images_1d(stax) -> dict:
     s = stax
     return {
         "dot_general_lhs_per_example_new_axis": lambda: s.serial(
-            _conv(s, 4, (2,)), s.Relu(),
+            _conv(s, 4, (2,)),
+            s.Relu(),
             # (N, 5, C) -> (N, 2, C): per example, two weightings of positions.
-            s.DotGeneral(lhs=_constant("lhs_pe", (N1, 2, 5)),
-                         dimension_numbers=(((2,), (1,)), ((0,), (0,)))),
-            s.Dense(5, W_std=1.2, b_std=0.1), s.Relu(), s.GlobalAvgPool(),
-            s.Dense(3, W_std=1.1)),
+            s.DotGeneral(
+                lhs=_constant("lhs_pe", (N1, 2, 5)), dimension_numbers=(((2,), (1,)), ((0,), (0,)))
+            ),
+            s.Dense(5, W_std=1.2, b_std=0.1),
+            s.Relu(),
+            s.GlobalAvgPool(),
+            s.Dense(3, W_std=1.1),
+        ),
         "dot_general_rhs_per_example_diagonal": lambda: s.serial(
-            _conv(s, 4, (2,)), s.Relu(),
+            _conv(s, 4, (2,)),
+            s.Relu(),
             # (N, 5, C) times a per-example, per-position factor: no contraction.
-            s.DotGeneral(rhs=_constant("rhs_pe", (N1, 5)),
-                         dimension_numbers=(((), ()), ((0, 1), (0, 1)))),
-            _conv(s, 3, (2,), W_std=1.1), s.Relu(), s.Flatten(),
-            s.Dense(3, W_std=1.2)),
+            s.DotGeneral(
+                rhs=_constant("rhs_pe", (N1, 5)), dimension_numbers=(((), ()), ((0, 1), (0, 1)))
+            ),
+            _conv(s, 3, (2,), W_std=1.1),
+            s.Relu(),
+            s.Flatten(),
+            s.Dense(3, W_std=1.2),
+        ),
         "index_then_dot_general_1d": lambda: s.serial(
-            _conv(s, 4, (2,)), s.Relu(), s.Index(s.Slice[:, 1:]),
-            s.DotGeneral(rhs=_constant("rhs_1d", (4,)),
-                         dimension_numbers=(((1,), (0,)), ((), ()))),
-            s.Dense(3, W_std=1.1, b_std=0.2)),
+            _conv(s, 4, (2,)),
+            s.Relu(),
+            s.Index(s.Slice[:, 1:]),
+            s.DotGeneral(rhs=_constant("rhs_1d", (4,)), dimension_numbers=(((1,), (0,)), ((), ()))),
+            s.Dense(3, W_std=1.1, b_std=0.2),
+        ),
     }
 
 
@@ -104,43 +131,73 @@ def _images_2d(stax) -> dict:
     s = stax
     return {
         "dot_general_rhs_contract_h": lambda: s.serial(
-            _conv(s, 4, (2, 2)), s.Relu(),
-            s.DotGeneral(rhs=_constant("rhs_h", (4,)),
-                         dimension_numbers=(((1,), (0,)), ((), ()))),
-            _conv(s, 3, (2,), W_std=1.1), s.Relu(), s.Flatten(),
-            s.Dense(3, W_std=1.2)),
+            _conv(s, 4, (2, 2)),
+            s.Relu(),
+            s.DotGeneral(rhs=_constant("rhs_h", (4,)), dimension_numbers=(((1,), (0,)), ((), ()))),
+            _conv(s, 3, (2,), W_std=1.1),
+            s.Relu(),
+            s.Flatten(),
+            s.Dense(3, W_std=1.2),
+        ),
         "dot_general_rhs_contract_w": lambda: s.serial(
-            _conv(s, 4, (2, 2)), s.Erf(),
-            s.DotGeneral(rhs=_constant("rhs_w", (4,)),
-                         dimension_numbers=(((2,), (0,)), ((), ()))),
-            s.Flatten(), s.Dense(3, W_std=1.1)),
+            _conv(s, 4, (2, 2)),
+            s.Erf(),
+            s.DotGeneral(rhs=_constant("rhs_w", (4,)), dimension_numbers=(((2,), (0,)), ((), ()))),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
         "dot_general_lhs_contract_hw": lambda: s.serial(
-            _conv(s, 4, (2, 2), padding="SAME"), s.Relu(),
-            s.DotGeneral(lhs=_constant("lhs_hw", (5, 5)),
-                         dimension_numbers=(((0, 1), (1, 2)), ((), ()))),
-            s.Dense(3, W_std=1.2, b_std=0.1)),
+            _conv(s, 4, (2, 2), padding="SAME"),
+            s.Relu(),
+            s.DotGeneral(
+                lhs=_constant("lhs_hw", (5, 5)), dimension_numbers=(((0, 1), (1, 2)), ((), ()))
+            ),
+            s.Dense(3, W_std=1.2, b_std=0.1),
+        ),
         "dot_general_rhs_per_example_contract": lambda: s.serial(
-            _conv(s, 4, (2, 2)), s.Relu(),
+            _conv(s, 4, (2, 2)),
+            s.Relu(),
             # batch with N and H, contract W: (N, 4, 4, C) -> (N, 4, C).
-            s.DotGeneral(rhs=_constant("rhs_pe_hw", (N1, 4, 4)),
-                         dimension_numbers=(((2,), (2,)), ((0, 1), (0, 1)))),
-            s.Flatten(), s.Dense(3, W_std=1.1)),
+            s.DotGeneral(
+                rhs=_constant("rhs_pe_hw", (N1, 4, 4)),
+                dimension_numbers=(((2,), (2,)), ((0, 1), (0, 1))),
+            ),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
         "index_spatial_crop_stride": lambda: s.serial(
-            _conv(s, 4, (2, 2), padding="SAME"), s.Relu(),
+            _conv(s, 4, (2, 2), padding="SAME"),
+            s.Relu(),
             s.Index(s.Slice[:, 1:4, ::2]),
-            _conv(s, 3, (2, 2), W_std=1.1), s.Relu(), s.Flatten(),
-            s.Dense(3, W_std=1.2)),
+            _conv(s, 3, (2, 2), W_std=1.1),
+            s.Relu(),
+            s.Flatten(),
+            s.Dense(3, W_std=1.2),
+        ),
         "index_int_row_ellipsis_gap": lambda: s.serial(
-            _conv(s, 4, (2, 2)), s.Relu(), s.Index(s.Slice[:, 2, ...]),
-            _conv(s, 3, (2,), W_std=1.1), s.Erf(), s.GlobalAvgPool(),
-            s.Dense(3, W_std=1.2)),
+            _conv(s, 4, (2, 2)),
+            s.Relu(),
+            s.Index(s.Slice[:, 2, ...]),
+            _conv(s, 3, (2,), W_std=1.1),
+            s.Erf(),
+            s.GlobalAvgPool(),
+            s.Dense(3, W_std=1.2),
+        ),
         "index_negative_steps_pool": lambda: s.serial(
-            _conv(s, 4, (2, 2), padding="SAME"), s.Relu(),
-            s.Index(s.Slice[:, ::-1, -1::-2, :]), s.AvgPool((2, 2)),
-            s.Flatten(), s.Dense(3, W_std=1.1)),
+            _conv(s, 4, (2, 2), padding="SAME"),
+            s.Relu(),
+            s.Index(s.Slice[:, ::-1, -1::-2, :]),
+            s.AvgPool((2, 2)),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1),
+        ),
         "index_batch_reverse_image": lambda: s.serial(
-            _conv(s, 4, (2, 2)), s.Relu(), s.Index(s.Slice[::-1, :, 1:]),
-            s.Flatten(), s.Dense(3, W_std=1.1, b_std=0.2)),
+            _conv(s, 4, (2, 2)),
+            s.Relu(),
+            s.Index(s.Slice[::-1, :, 1:]),
+            s.Flatten(),
+            s.Dense(3, W_std=1.1, b_std=0.2),
+        ),
     }
 
 

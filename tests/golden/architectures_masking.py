@@ -40,8 +40,8 @@ from _family import accessors, normal_inputs
 N1 = 4
 N2 = 3
 
-SEQ = (7, 3)       # 7 positions, 3 channels
-IMG = (4, 5, 2)    # 4 x 5 images, 2 channels, padded along the width
+SEQ = (7, 3)  # 7 positions, 3 channels
+IMG = (4, 5, 2)  # 4 x 5 images, 2 channels, padded along the width
 
 MASK = -100.0
 
@@ -51,10 +51,16 @@ _LEN_2 = (3, 7, 6)
 _WIDTH_1 = (5, 3, 4, 2)
 _WIDTH_2 = (4, 5, 1)
 
-X2_NONE = frozenset({
-    "seq_dense_relu_gap", "seq_conv_same_gap", "seq_layernorm_positions",
-    "seq_fanin_concat", "img_conv2d_same_gap", "seq_nan_mask_flatten",
-})
+X2_NONE = frozenset(
+    {
+        "seq_dense_relu_gap",
+        "seq_conv_same_gap",
+        "seq_layernorm_positions",
+        "seq_fanin_concat",
+        "img_conv2d_same_gap",
+        "seq_nan_mask_flatten",
+    }
+)
 
 
 def _builders(stax) -> dict:
@@ -66,113 +72,313 @@ def _builders(stax) -> dict:
 
     return {
         # dense layers on sequences
-        "seq_dense_relu_gap": (head(lambda: (
-            s.Dense(6, W_std=1.3, b_std=0.3), s.Relu(),
-            s.Dense(5, W_std=1.1, b_std=0.2), s.Relu(), s.GlobalAvgPool())), SEQ, {}),
-        "seq_dense_standard_flatten": (head(lambda: (
-            s.Dense(6, W_std=1.2, b_std=0.4, parameterization="standard"), s.Relu(),
-            s.Flatten())), SEQ, {}),
-        "seq_erf_gsp": (head(lambda: (
-            s.Dense(6, W_std=1.3, b_std=0.3), s.Erf(), s.Dense(4, b_std=0.1),
-            s.Relu(), s.GlobalSumPool())), SEQ, {}),
+        "seq_dense_relu_gap": (
+            head(
+                lambda: (
+                    s.Dense(6, W_std=1.3, b_std=0.3),
+                    s.Relu(),
+                    s.Dense(5, W_std=1.1, b_std=0.2),
+                    s.Relu(),
+                    s.GlobalAvgPool(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_dense_standard_flatten": (
+            head(
+                lambda: (
+                    s.Dense(6, W_std=1.2, b_std=0.4, parameterization="standard"),
+                    s.Relu(),
+                    s.Flatten(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_erf_gsp": (
+            head(
+                lambda: (
+                    s.Dense(6, W_std=1.3, b_std=0.3),
+                    s.Erf(),
+                    s.Dense(4, b_std=0.1),
+                    s.Relu(),
+                    s.GlobalSumPool(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
         "seq_raw_flatten": (head(lambda: (s.Flatten(),)), SEQ, {}),
         # convolutions and pooling on sequences
-        "seq_conv_same_gap": (head(lambda: (
-            s.Conv(5, (3,), padding="SAME", W_std=1.3, b_std=0.2), s.Relu(),
-            s.Conv(4, (2,), padding="SAME", b_std=0.1), s.Relu(),
-            s.GlobalAvgPool())), SEQ, {}),
-        "seq_conv_valid_strided_flatten": (head(lambda: (
-            s.Conv(5, (3,), strides=(2,), W_std=1.2, b_std=0.3), s.Relu(),
-            s.Flatten())), SEQ, {}),
-        "seq_conv_circular_gsp": (head(lambda: (
-            s.Conv(5, (3,), padding="CIRCULAR", b_std=0.2), s.Relu(),
-            s.GlobalSumPool())), SEQ, {}),
-        "seq_avgpool_same_strided": (head(lambda: (
-            s.Dense(5, W_std=1.2, b_std=0.3), s.Relu(),
-            s.AvgPool((2,), (2,), padding="SAME"), s.Dense(4, b_std=0.1), s.Relu(),
-            s.Flatten())), SEQ, {}),
-        "seq_sumpool_valid": (head(lambda: (
-            s.Dense(5, b_std=0.3), s.Relu(), s.SumPool((3,)), s.Flatten())), SEQ, {}),
+        "seq_conv_same_gap": (
+            head(
+                lambda: (
+                    s.Conv(5, (3,), padding="SAME", W_std=1.3, b_std=0.2),
+                    s.Relu(),
+                    s.Conv(4, (2,), padding="SAME", b_std=0.1),
+                    s.Relu(),
+                    s.GlobalAvgPool(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_conv_valid_strided_flatten": (
+            head(
+                lambda: (s.Conv(5, (3,), strides=(2,), W_std=1.2, b_std=0.3), s.Relu(), s.Flatten())
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_conv_circular_gsp": (
+            head(
+                lambda: (
+                    s.Conv(5, (3,), padding="CIRCULAR", b_std=0.2),
+                    s.Relu(),
+                    s.GlobalSumPool(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_avgpool_same_strided": (
+            head(
+                lambda: (
+                    s.Dense(5, W_std=1.2, b_std=0.3),
+                    s.Relu(),
+                    s.AvgPool((2,), (2,), padding="SAME"),
+                    s.Dense(4, b_std=0.1),
+                    s.Relu(),
+                    s.Flatten(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_sumpool_valid": (
+            head(lambda: (s.Dense(5, b_std=0.3), s.Relu(), s.SumPool((3,)), s.Flatten())),
+            SEQ,
+            {},
+        ),
         # normalisation
-        "seq_layernorm_channels": (head(lambda: (
-            s.Dense(6, W_std=1.4, b_std=0.5), s.LayerNorm(axis=-1), s.Relu(),
-            s.GlobalAvgPool())), SEQ, {}),
-        "seq_layernorm_positions": (head(lambda: (
-            s.Dense(6, W_std=1.4, b_std=0.5), s.LayerNorm(axis=(1, 2)), s.Relu(),
-            s.GlobalAvgPool())), SEQ, {}),
+        "seq_layernorm_channels": (
+            head(
+                lambda: (
+                    s.Dense(6, W_std=1.4, b_std=0.5),
+                    s.LayerNorm(axis=-1),
+                    s.Relu(),
+                    s.GlobalAvgPool(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_layernorm_positions": (
+            head(
+                lambda: (
+                    s.Dense(6, W_std=1.4, b_std=0.5),
+                    s.LayerNorm(axis=(1, 2)),
+                    s.Relu(),
+                    s.GlobalAvgPool(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
         # branches
-        "seq_fanin_concat": (head(lambda: (
-            s.FanOut(2),
-            s.parallel(s.Dense(4, W_std=1.2, b_std=0.2),
-                       s.serial(s.Dense(3, b_std=0.3), s.Relu(), s.Dense(5))),
-            s.FanInConcat(), s.Dense(4, b_std=0.1), s.Relu(), s.GlobalAvgPool())),
-            SEQ, {}),
-        "seq_fanin_concat_raw_branch": (head(lambda: (
-            s.FanOut(2), s.parallel(s.Identity(), s.Dense(4, b_std=0.3)),
-            s.FanInConcat(), s.Dense(4, W_std=1.2), s.Relu(), s.Flatten())), SEQ, {}),
-        "seq_residual_sum": (head(lambda: (
-            s.Dense(5, b_std=0.2), s.FanOut(2),
-            s.parallel(s.serial(s.Relu(), s.Dense(5, W_std=1.3, b_std=0.1)),
-                       s.Identity()),
-            s.FanInSum(), s.Relu(), s.GlobalAvgPool())), SEQ, {}),
-        "seq_fanin_prod": (head(lambda: (
-            s.Dense(5, b_std=0.2), s.FanOut(2),
-            s.parallel(s.Dense(5, W_std=1.2, b_std=0.3), s.Dense(5, W_std=0.8)),
-            s.FanInProd(), s.Dense(4), s.Relu(), s.GlobalAvgPool())), SEQ, {}),
-        "seq_repeat": (head(lambda: (
-            s.Dense(5, W_std=1.3, b_std=0.1),
-            s.repeat(s.serial(s.Relu(), s.Dense(5, W_std=1.3, b_std=0.1)), 3),
-            s.Relu(), s.GlobalAvgPool())), SEQ, {}),
+        "seq_fanin_concat": (
+            head(
+                lambda: (
+                    s.FanOut(2),
+                    s.parallel(
+                        s.Dense(4, W_std=1.2, b_std=0.2),
+                        s.serial(s.Dense(3, b_std=0.3), s.Relu(), s.Dense(5)),
+                    ),
+                    s.FanInConcat(),
+                    s.Dense(4, b_std=0.1),
+                    s.Relu(),
+                    s.GlobalAvgPool(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_fanin_concat_raw_branch": (
+            head(
+                lambda: (
+                    s.FanOut(2),
+                    s.parallel(s.Identity(), s.Dense(4, b_std=0.3)),
+                    s.FanInConcat(),
+                    s.Dense(4, W_std=1.2),
+                    s.Relu(),
+                    s.Flatten(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_residual_sum": (
+            head(
+                lambda: (
+                    s.Dense(5, b_std=0.2),
+                    s.FanOut(2),
+                    s.parallel(s.serial(s.Relu(), s.Dense(5, W_std=1.3, b_std=0.1)), s.Identity()),
+                    s.FanInSum(),
+                    s.Relu(),
+                    s.GlobalAvgPool(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_fanin_prod": (
+            head(
+                lambda: (
+                    s.Dense(5, b_std=0.2),
+                    s.FanOut(2),
+                    s.parallel(s.Dense(5, W_std=1.2, b_std=0.3), s.Dense(5, W_std=0.8)),
+                    s.FanInProd(),
+                    s.Dense(4),
+                    s.Relu(),
+                    s.GlobalAvgPool(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_repeat": (
+            head(
+                lambda: (
+                    s.Dense(5, W_std=1.3, b_std=0.1),
+                    s.repeat(s.serial(s.Relu(), s.Dense(5, W_std=1.3, b_std=0.1)), 3),
+                    s.Relu(),
+                    s.GlobalAvgPool(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
         # images padded along the width
-        "img_conv2d_same_gap": (head(lambda: (
-            s.Conv(4, (3, 2), padding="SAME", W_std=1.3, b_std=0.2), s.Relu(),
-            s.GlobalAvgPool())), IMG, {"image": True}),
-        "img_conv2d_avgpool_flatten": (head(lambda: (
-            s.Conv(4, (2, 2), b_std=0.1), s.Relu(), s.AvgPool((2, 2)),
-            s.Flatten())), IMG, {"image": True}),
+        "img_conv2d_same_gap": (
+            head(
+                lambda: (
+                    s.Conv(4, (3, 2), padding="SAME", W_std=1.3, b_std=0.2),
+                    s.Relu(),
+                    s.GlobalAvgPool(),
+                )
+            ),
+            IMG,
+            {"image": True},
+        ),
+        "img_conv2d_avgpool_flatten": (
+            head(lambda: (s.Conv(4, (2, 2), b_std=0.1), s.Relu(), s.AvgPool((2, 2)), s.Flatten())),
+            IMG,
+            {"image": True},
+        ),
         # transposed and unshared convolutions, resizing, fixed linear maps
-        "seq_convtranspose_same_strided": (head(lambda: (
-            s.Dense(5, b_std=0.3), s.Relu(),
-            s.ConvTranspose(4, (3,), (2,), padding="SAME", W_std=1.2, b_std=0.2),
-            s.Relu(), s.GlobalAvgPool())), SEQ, {}),
-        "seq_convtranspose_valid_flatten": (head(lambda: (
-            s.ConvTranspose(4, (2,), padding="VALID", b_std=0.1), s.Relu(),
-            s.Flatten())), SEQ, {}),
-        "seq_convlocal_same_flatten": (head(lambda: (
-            s.Dense(5, b_std=0.2), s.Relu(),
-            s.ConvLocal(4, (3,), padding="SAME", W_std=1.3, b_std=0.1), s.Relu(),
-            s.Flatten())), SEQ, {}),
-        "seq_resize_linear_up_gap": (head(lambda: (
-            s.Conv(4, (2,), padding="SAME", b_std=0.2), s.Relu(),
-            s.ImageResize((-1, 10, -1), "linear"), s.GlobalAvgPool())), SEQ, {}),
-        "seq_resize_nearest_down_flatten": (head(lambda: (
-            s.Dense(5, b_std=0.3), s.Relu(), s.ImageResize((-1, 4, -1), "nearest"),
-            s.Dense(4), s.Relu(), s.Flatten())), SEQ, {}),
-        "seq_dot_general_contract_positions": (head(lambda: (
-            s.Dense(5, b_std=0.3), s.Relu(),
-            s.DotGeneral(rhs=np.linspace(-1.0, 1.5, SEQ[0]),
-                         dimension_numbers=(((1,), (0,)), ((), ()))))), SEQ, {}),
-        "seq_index_crop_stride_gap": (head(lambda: (
-            s.Dense(5, b_std=0.3), s.Relu(), s.Index(s.Slice[:, 1::2]),
-            s.GlobalAvgPool())), SEQ, {}),
+        "seq_convtranspose_same_strided": (
+            head(
+                lambda: (
+                    s.Dense(5, b_std=0.3),
+                    s.Relu(),
+                    s.ConvTranspose(4, (3,), (2,), padding="SAME", W_std=1.2, b_std=0.2),
+                    s.Relu(),
+                    s.GlobalAvgPool(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_convtranspose_valid_flatten": (
+            head(
+                lambda: (
+                    s.ConvTranspose(4, (2,), padding="VALID", b_std=0.1),
+                    s.Relu(),
+                    s.Flatten(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_convlocal_same_flatten": (
+            head(
+                lambda: (
+                    s.Dense(5, b_std=0.2),
+                    s.Relu(),
+                    s.ConvLocal(4, (3,), padding="SAME", W_std=1.3, b_std=0.1),
+                    s.Relu(),
+                    s.Flatten(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_resize_linear_up_gap": (
+            head(
+                lambda: (
+                    s.Conv(4, (2,), padding="SAME", b_std=0.2),
+                    s.Relu(),
+                    s.ImageResize((-1, 10, -1), "linear"),
+                    s.GlobalAvgPool(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_resize_nearest_down_flatten": (
+            head(
+                lambda: (
+                    s.Dense(5, b_std=0.3),
+                    s.Relu(),
+                    s.ImageResize((-1, 4, -1), "nearest"),
+                    s.Dense(4),
+                    s.Relu(),
+                    s.Flatten(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_dot_general_contract_positions": (
+            head(
+                lambda: (
+                    s.Dense(5, b_std=0.3),
+                    s.Relu(),
+                    s.DotGeneral(
+                        rhs=np.linspace(-1.0, 1.5, SEQ[0]),
+                        dimension_numbers=(((1,), (0,)), ((), ())),
+                    ),
+                )
+            ),
+            SEQ,
+            {},
+        ),
+        "seq_index_crop_stride_gap": (
+            head(
+                lambda: (
+                    s.Dense(5, b_std=0.3),
+                    s.Relu(),
+                    s.Index(s.Slice[:, 1::2]),
+                    s.GlobalAvgPool(),
+                )
+            ),
+            SEQ,
+            {},
+        ),
         # single masked entries, and NaN padding
-        "partial_dense_flatten": (head(lambda: (
-            s.Dense(5, W_std=1.2, b_std=0.3), s.Relu(), s.Flatten())), SEQ,
-            {"partial": True}),
+        "partial_dense_flatten": (
+            head(lambda: (s.Dense(5, W_std=1.2, b_std=0.3), s.Relu(), s.Flatten())),
+            SEQ,
+            {"partial": True},
+        ),
         "partial_raw_flatten": (head(lambda: (s.Flatten(),)), SEQ, {"partial": True}),
-        "seq_nan_mask_flatten": (head(lambda: (
-            s.Dense(5, b_std=0.3), s.Relu(), s.Flatten())), SEQ, {"nan": True}),
+        "seq_nan_mask_flatten": (
+            head(lambda: (s.Dense(5, b_std=0.3), s.Relu(), s.Flatten())),
+            SEQ,
+            {"nan": True},
+        ),
     }
-
-
-
-
-
-
-
-
-
-
 
 
 def _constant(name: str) -> float:

@@ -44,8 +44,10 @@ def draw_inputs(name: str, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
     from the CRC32 of the name."""
     n1, n2 = _CASES[name][5:]
     rng = np.random.default_rng(zlib.crc32(name.encode()))
-    return (rng.standard_normal((n1,) + tuple(input_shape)),
-            rng.standard_normal((n2,) + tuple(input_shape)))
+    return (
+        rng.standard_normal((n1,) + tuple(input_shape)),
+        rng.standard_normal((n2,) + tuple(input_shape)),
+    )
 
 
 def _readme_network(stax, depth, W_std, b_std, shape, readout):
