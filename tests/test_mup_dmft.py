@@ -16,7 +16,7 @@ from ntk.mup import dmft, finite, ntk_limit
 P, D, T = 4, 3, 5
 #: learning rates with η λ_max(Θ)/P < 1 (monotone GD in the NTK limit)
 LR = {"linear": 0.5, "tanh": 1.0}
-#: Monte Carlo samples of the tanh limit (its error acts like width ≈ S)
+#: Monte Carlo samples of the tanh limit (kernels and responses)
 S_TANH = 1024
 
 
