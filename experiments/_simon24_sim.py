@@ -232,6 +232,13 @@ def worst(values, mask) -> float:
     return float(np.nanmax(np.where(mask, values, np.nan))) if mask.any() else float("nan")
 
 
+def relative_gap(sim, th):
+    """``(ok, |sim/th − 1|)``: where the theory is finite and positive, and the
+    relative gap there (NaN elsewhere)."""
+    ok = np.isfinite(th) & (th > 0)
+    return ok, np.where(ok, np.abs(sim / np.where(ok, th, 1.0) - 1.0), np.nan)
+
+
 def deviation(grid, curve_idx, ridges, big=64):
     """|sim/theory − 1| over the grid and the five ridges.
 
@@ -244,8 +251,7 @@ def deviation(grid, curve_idx, ridges, big=64):
     small_ridge = (
         np.asarray(ridges)[curve_idx] <= 1e-2 * np.asarray(ridges)[curve_idx][-1] / 10.0
     )[None, None, :]
-    ok = np.isfinite(th) & (th > 0)
-    rel = np.where(ok, np.abs(sim / np.where(ok, th, 1.0) - 1.0), np.nan)
+    ok, rel = relative_gap(sim, th)
     large = ok & (n >= big) & (k >= big)
     off_peak = large & ~((n == k) & small_ridge)
     small = ok & ~((n >= big) & (k >= big))

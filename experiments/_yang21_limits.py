@@ -903,9 +903,7 @@ def maml_plan(config) -> list:
     over tasks, whose body XLA's cost analysis counts once: counted per task)."""
     from experiments.plan import KEY, Step, shaped
 
-    ds = fewshot.fewshot_dataset(
-        config.data_dir, pairs=True, distractors=config.maml_distractors, seed=config.seed
-    )
+    ds = maml_dataset(config)
     d, N, Q = ds.x_train.shape[1], 5, config.maml_query
 
     def tasks(T):

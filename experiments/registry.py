@@ -95,11 +95,11 @@ class Sizes:
     tiny: Mapping[str, Any]
     smoke: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
-    def changes(self, size: str, smoke: bool = False) -> Mapping[str, Any]:
+    def changes(self, size: str, smoke: bool = False, where: str = "Sizes") -> Mapping[str, Any]:
         if size not in SIZES:
-            raise ValueError(f"size must be one of {SIZES}; got {size!r}.")
+            raise ValueError(f"{where}: size must be one of {SIZES}; got {size!r}.")
         if smoke and size != "full":
-            raise ValueError(f"smoke: applies to the full size only; got size {size!r}.")
+            raise ValueError(f"{where}: smoke applies to the full size only; got size {size!r}.")
         changes = {} if size == "quick" else dict(getattr(self, size))
         return {**changes, **self.smoke} if smoke else changes
 
@@ -407,13 +407,7 @@ class Experiment:
         CIFAR-10, UCI) goes to the config's ``data_dir`` field; an experiment
         without one uses only offline data and ignores it.
         """
-        if size not in SIZES:
-            raise ValueError(f"{self.name}: size must be one of {SIZES}; got {size!r}.")
-        if smoke and size != "full":
-            raise ValueError(
-                f"{self.name}: smoke applies to the full size only; got size {size!r}."
-            )
-        config = self.config_cls(**self.sizes.changes(size, smoke))
+        config = self.config_cls(**self.sizes.changes(size, smoke, self.name))
         changes = {k: parse_field(config, k, v) for k, v in (overrides or {}).items()}
         if seed is not None:
             changes["seed"] = int(seed)

@@ -15,6 +15,20 @@ from ntk.data import text
 from ntk.mup import word2vec
 
 
+def _small_corpus(n_tokens):
+    """A planted-analogy corpus of 4 topics × 3 modifiers, small enough for tests."""
+    return text.planted_analogy_corpus(
+        n_topics=4,
+        n_modifiers=3,
+        words_per_attribute=4,
+        n_filler=20,
+        n_tokens=n_tokens,
+        filler_prob=0.3,
+        zipf=1.0,
+        seed=0,
+    )
+
+
 def _batch(rng, v=7, n=4, b=5, w=2, k=3):
     params = (jnp.asarray(rng.normal(size=(v, n))), jnp.asarray(rng.normal(size=(v, n))))
     ctx = jnp.asarray(rng.integers(0, v, (b, 2 * w)))
@@ -65,16 +79,7 @@ def test_step_moves_against_the_finite_difference_gradient():
 
 
 def test_training_starts_at_the_zero_readout_loss_and_lowers_it():
-    corpus = text.planted_analogy_corpus(
-        n_topics=4,
-        n_modifiers=3,
-        words_per_attribute=4,
-        n_filler=20,
-        n_tokens=4000,
-        filler_prob=0.3,
-        zipf=1.0,
-        seed=0,
-    )
+    corpus = _small_corpus(4000)
     v = len(corpus.vocab)
     params = (jnp.eye(v), jnp.zeros((v, v)))
     k = 5
@@ -116,16 +121,7 @@ def test_wide_ntk_parametrized_cbow_approaches_its_trained_kernel_limit(kernel):
     # to what the limit learned shrinks ≈ 4× from n = 64 to 1024 (measured
     # 0.68 → 0.17, NTK; 0.95 → 0.23, GP); with the wrong rate (η instead of
     # 2η for the NTK) it would stay O(1). Require 2.5× and < 0.35.
-    corpus = text.planted_analogy_corpus(
-        n_topics=4,
-        n_modifiers=3,
-        words_per_attribute=4,
-        n_filler=20,
-        n_tokens=3000,
-        filler_prob=0.3,
-        zipf=1.0,
-        seed=0,
-    )
+    corpus = _small_corpus(3000)
     v = len(corpus.counts)
     kw = dict(batch_size=64, negatives=5, seed=0)
     errs = []
@@ -158,16 +154,7 @@ def test_wide_ntk_parametrized_cbow_approaches_its_trained_kernel_limit(kernel):
 
 
 def test_kernel_limit_keeps_the_word_vectors_and_lowers_the_loss():
-    corpus = text.planted_analogy_corpus(
-        n_topics=4,
-        n_modifiers=3,
-        words_per_attribute=4,
-        n_filler=20,
-        n_tokens=4000,
-        filler_prob=0.3,
-        zipf=1.0,
-        seed=0,
-    )
+    corpus = _small_corpus(4000)
     v, k = len(corpus.counts), 5
     (e_in, e_out), loss = word2vec.train_kernel_limit(
         corpus,

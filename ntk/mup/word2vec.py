@@ -170,10 +170,7 @@ def train_kernel_limit(corpus, *, kernel: str, key, learning_rate, seed, **kwarg
       True
     """
     name = "train_kernel_limit"
-    if kernel not in KERNEL_LIMIT_RATE:
-        raise ValueError(
-            f"{name}: `kernel` must be one of {sorted(KERNEL_LIMIT_RATE)}; got {kernel!r}."
-        )
+    _checks.require_one_of(kernel, tuple(KERNEL_LIMIT_RATE), "kernel", name)
     _checks.require_positive(learning_rate, "learning_rate", name)
     v = len(corpus.counts)
     params = (jnp.eye(v), jax.random.normal(key, (v, v)))
