@@ -118,7 +118,8 @@ class LimitsFields:
 
     w2v_*: corpus (planted: topics × modifiers analogy words, tokens, Zipf
       exponent of word frequencies), CBOW window, negatives, batch, epochs,
-      learning rate η (linearly decayed, as word2vec), widths, text8 vocab cap.
+      learning rate η (linearly decayed, as word2vec), widths, text8 vocab cap;
+      w2v_max_steps > 0 stops each training run after that many SGD steps.
     maml_*: meta-training steps, tasks per meta-batch, inner lr ε, outer lr η,
       meta-gradient clip (TP4: 0.5), σ_u, σ_v (of the limit, and of every
       width unless per-width values are given), widths, number of test tasks,
@@ -143,6 +144,7 @@ class LimitsFields:
     w2v_lr: float = 15.0
     w2v_widths: tuple[int, ...] = (64, 256, 1024)
     w2v_max_vocab: int = 3_000
+    w2v_max_steps: int = 0
     w2v_ntk_widths: tuple[int, ...] = (64, 1024)
     maml_steps: int = 300
     maml_batch: int = 16
@@ -209,11 +211,22 @@ TINY = dict(
     maml_width_sigma_us=(),
     maml_width_sigma_vs=(),
 )
-#: ``--full --smoke``: one epoch of Word2Vec, one meta-step of MAML.
-SMOKE = dict(w2v_epochs=1, maml_steps=1)
+#: ``--full --smoke``: one SGD step of each Word2Vec run, one meta-step of MAML.
+SMOKE = dict(w2v_epochs=1, w2v_max_steps=1, maml_steps=1)
 
 
 # ------------------------------------------------------------------ Word2Vec
+
+
+def cbow_settings(config) -> dict:
+    """The config's word2vec settings, as `ntk.mup.word2vec.train_cbow` keywords."""
+    return dict(
+        window=config.w2v_window,
+        batch_size=config.w2v_batch,
+        negatives=config.w2v_negatives,
+        epochs=config.w2v_epochs,
+        max_steps=config.w2v_max_steps or None,
+    )
 
 
 def train_cbow(params, corpus, config, scale, lr, seed, desc=""):
@@ -224,11 +237,8 @@ def train_cbow(params, corpus, config, scale, lr, seed, desc=""):
         scale=scale,
         learning_rate=lr,
         seed=seed,
-        window=config.w2v_window,
-        batch_size=config.w2v_batch,
-        negatives=config.w2v_negatives,
-        epochs=config.w2v_epochs,
         progress=desc,
+        **cbow_settings(config),
     )
 
 
@@ -333,11 +343,8 @@ def run_word2vec(config, key, progress) -> dict:
             key=jax.random.fold_in(key, 900 + i),
             learning_rate=config.w2v_lr,
             seed=config.seed,
-            window=config.w2v_window,
-            batch_size=config.w2v_batch,
-            negatives=config.w2v_negatives,
-            epochs=config.w2v_epochs,
             progress=f"w2v {kernel} limit",
+            **cbow_settings(config),
         )
         out[f"{kernel}_limit"] = {
             "accuracy": 100 * text.analogy_accuracy(np.asarray(e_in @ e_in.T), corpus.questions),
@@ -359,7 +366,7 @@ def _output_accuracy(e_out, corpus) -> float:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _query_logits(adapt, params, inner_lr, xs, ys, xq):
+def query_logits(adapt, params, inner_lr, xs, ys, xq):
     return jax.lax.map(lambda t: adapt(params, *t, inner_lr), (xs, ys, xq))
 
 
@@ -377,7 +384,7 @@ def _eval(adapt, params, inner_lr, tasks, inner_steps: int = 1) -> dict:
     xs, ys, xq, yq = tasks
     if inner_steps != 1:
         adapt = functools.partial(adapt, inner_steps=inner_steps)
-    return _accuracy(_query_logits(adapt, params, inner_lr, xs, ys, xq), yq)
+    return _accuracy(query_logits(adapt, params, inner_lr, xs, ys, xq), yq)
 
 
 def maml_width_settings(config) -> dict:
@@ -840,130 +847,3 @@ def maml_part(run: Run) -> Result:
     source = "real Omniglot" if real else "offline stand-in for Omniglot"
     data = f"{maml['data']} ({source})"
     return Result(metrics={"limits": {"maml": maml}}, rows=rows, data=data)
-
-
-# ------------------------------------------------------------------ plans
-
-#: text8's token count (Mahoney's 100 MB Wikipedia dump, words): the Word2Vec
-#: plan's upper bound on the corpus when data_dir holds text8 (the vocabulary cap
-#: drops some of them).
-TEXT8_TOKENS = 17_005_207
-
-WORD2VEC_NOT_PLANNED = (
-    "building the corpus and the CBOW batches (numpy; the offline "
-    "corpus is generated at plan time to learn its vocabulary) and the "
-    "analogy scoring of each Gram matrix (numpy)"
-)
-MAML_NOT_PLANNED = (
-    "sampling the tasks (numpy; the dataset is loaded at plan time for its "
-    "input dimension) and the accuracy bookkeeping"
-)
-
-
-def _w2v_sizes(config) -> tuple[int, int]:
-    """(vocabulary V, tokens) of the Word2Vec corpus: text8 capped at
-    ``w2v_max_vocab`` (tokens: text8's, an upper bound) with ``data_dir``, else
-    the generated corpus's own."""
-    if config.data_dir is not None:
-        return config.w2v_max_vocab, TEXT8_TOKENS
-    corpus = planted_corpus(config)
-    return len(corpus.vocab), int(len(corpus.tokens))
-
-
-def word2vec_plan(config) -> list:
-    """CBOW steps (`ntk.mup.word2vec.cbow_step`) of the limit (a V-dim basis),
-    the μP widths and the NTK-parametrized widths: epochs × tokens / batch each."""
-    from experiments.plan import Step, shaped
-
-    V, tokens = _w2v_sizes(config)
-    b, c = config.w2v_batch, 2 * config.w2v_window
-    batch = (
-        shaped((b, c), jnp.int32),
-        shaped((b, c)),
-        shaped((b,), jnp.int32),
-        shaped((b, config.w2v_negatives), jnp.int32),
-        1.0,
-        0.1,
-    )
-    count = config.w2v_epochs * (tokens // b)
-    steps = []
-    for label, n in (
-        [("limit", V)]
-        + [(f"μP n={n}", n) for n in config.w2v_widths]
-        + [(f"NTK n={n}", n) for n in config.w2v_ntk_widths]
-    ):
-        emb = (shaped((V, n)), shaped((V, n)))
-        steps.append(Step(f"CBOW step {label}", word2vec.cbow_step, (emb,) + batch, count=count))
-    return steps
-
-
-def maml_plan(config) -> list:
-    """First-order MAML meta-steps of the limit and each width (maml_steps each),
-    the evaluations and the kernel baselines on the test tasks (a `jax.lax.map`
-    over tasks, whose body XLA's cost analysis counts once: counted per task)."""
-    from experiments.plan import KEY, Step, shaped
-
-    ds = maml_dataset(config)
-    d, N, Q = ds.x_train.shape[1], 5, config.maml_query
-
-    def tasks(T):
-        return (
-            shaped((T, N, d)),
-            shaped((T, N), jnp.int32),
-            shaped((T, N * Q, d)),
-            shaped((T, N * Q), jnp.int32),
-        )
-
-    eps, clip = config.maml_inner_lr, config.maml_clip
-    lim = jax.eval_shape(lambda: limits.init_limit(d, N, config.maml_sigma_u, config.maml_sigma_v))
-    test = tasks(config.maml_test_tasks)
-    steps = [
-        Step(
-            "limit meta-step",
-            lambda s, t: limits.limit_maml_step(s, t, eps, config.maml_outer_lr, clip=clip),
-            (lim, tasks(config.maml_batch)),
-            count=config.maml_steps,
-        ),
-        Step(
-            "limit evaluation (per task: lax.map)",
-            lambda s, t: _query_logits(limits.limit_maml_adapt, s, eps, *t[:3]),
-            (lim, test),
-            count=2 * config.maml_test_tasks,
-        ),
-    ]
-    for n in config.maml_widths:
-        net = jax.eval_shape(lambda k, n=n: limits.finite_network(k, d, N, n, 1.0, 1.0), KEY)
-        steps += [
-            Step(
-                f"meta-step n={n}",
-                lambda s, t: limits.finite_maml_step(s, t, eps, config.maml_outer_lr, clip=clip),
-                (net, tasks(config.maml_batch)),
-                count=config.maml_steps,
-            ),
-            Step(
-                f"evaluation n={n} (per task)",
-                lambda s, t: _query_logits(limits.finite_maml_adapt, s, eps, *t[:3]),
-                (net, test),
-                count=config.maml_test_tasks,
-            ),
-        ]
-    _, _, kernel_fn = stax.serial(stax.Dense(512, 1.0, 0.1), stax.Relu(), stax.Dense(1, 1.0, 0.1))
-
-    def baselines(xs, ys, xq):
-        def one(t):
-            y = jax.nn.one_hot(t[1], N) - 1.0 / N
-            k_dd = kernel_fn(t[0], None, ("nngp", "ntk"))
-            fn = predict.gp_inference(k_dd, y, diag_reg=1e-4)
-            return fn(get="ntk", k_test_train=kernel_fn(t[2], t[0], ("nngp", "ntk")))
-
-        return jax.lax.map(one, (xs, ys, xq))
-
-    steps.append(
-        Step(
-            "NTK/NNGP kernel regression (per task)",
-            baselines,
-            test[:3],
-            count=config.maml_test_tasks,
-        )
-    )
-    return steps

@@ -85,10 +85,12 @@ class Sizes:
     meaningful) are changes to them, ``{field: value}``.
 
     ``smoke`` changes only the loop counts (training steps, meta-steps,
-    epochs, samples, trials, initialisations → 1) and is applied on top of
-    ``full`` by ``run NAME --full --smoke``: every shape, width and data size
-    stays full, so a run checks end to end on a CPU that the full setting has
-    no shape, dtype or memory-layout error before hours on a GPU/TPU.
+    epochs, samples, trials, initialisations → 1; a sweep over sizes → its two
+    ends; a kernel computed tile by tile → a few tiles of the full tile shape)
+    and is applied on top of ``full`` by ``run NAME --full --smoke``: every
+    shape, width and data size a step sees stays full, so a run checks end to
+    end on a CPU that the full setting has no shape, dtype or memory-layout
+    error before hours on a GPU/TPU.
     """
 
     full: Mapping[str, Any]

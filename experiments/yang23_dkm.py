@@ -93,7 +93,11 @@ class Config:
     uci_*: datasets, 90/10 splits (standard split files from data_dir when
       present, else random), depth, inducing points, ν, Adam
       steps, learning rate and minibatch size (0 = full batch) of the sparse DKM;
-      uci_max_train > 0 subsamples the training set (tiny runs only).
+      uci_max_train > 0 subsamples the training set (tiny runs only);
+      uci_exact_max_train > 0 caps the training points of the two exact-GP
+      baselines (NNGP, SE-ARD GP: O(n²) memory, O(n³) time) at a random subset
+      of that size, so that protein's 41,157 fit one accelerator;
+      uci_ard_maxiter: L-BFGS-B iterations of the SE-ARD GP's type-II ML fit.
     uci_dgp_*: the deep-GP baseline (`ntk.dkm.deep_gp`): layers, inducing
       points per layer, Adam steps and learning rate (minibatch: uci_batch).
     data_dir: where UCI files other than Boston live (``ntk.data.UCI_FILES``),
@@ -124,6 +128,8 @@ class Config:
     uci_learning_rate: float = 0.02
     uci_batch: int = 0
     uci_max_train: int = 0
+    uci_exact_max_train: int = 0
+    uci_ard_maxiter: int = 300
     uci_dgp_layers: int = 2
     uci_dgp_inducing: int = 64
     uci_dgp_steps: int = 500
@@ -151,6 +157,9 @@ SIZES = registry.Sizes(
         uci_batch=1024,
         uci_dgp_inducing=100,
         uci_dgp_steps=5000,
+        # exact GPs on at most 20,000 points (protein only): ~1.6 GB per n × n
+        # float32 matrix, a few of them live at once
+        uci_exact_max_train=20_000,
     ),
     tiny=dict(
         limit_points=10,
@@ -168,9 +177,18 @@ SIZES = registry.Sizes(
         uci_dgp_learning_rate=0.03,
     ),
     # --full --smoke: one MALA step of burn-in and one kept, one split, one Adam
-    # step per model; UCI sets missing from data_dir become random stand-ins of
-    # their shape (chains are vmapped: an array axis, kept)
-    smoke=dict(burn_in=1, samples=1, uci_splits=1, uci_steps=1, uci_dgp_steps=1, uci_stand_in=True),
+    # step per model, one L-BFGS-B iteration of the SE-ARD GP; UCI sets missing
+    # from data_dir become random stand-ins of their shape (chains are vmapped:
+    # an array axis, kept)
+    smoke=dict(
+        burn_in=1,
+        samples=1,
+        uci_splits=1,
+        uci_steps=1,
+        uci_dgp_steps=1,
+        uci_ard_maxiter=1,
+        uci_stand_in=True,
+    ),
 )
 
 EXPERIMENT = registry.register(
@@ -273,7 +291,8 @@ def _nngp_regression(kernel, layers, xtr, ytr, xte):
         k = kernel(dkm.nngp_grams(x, kernel, layers)[-1])
         ktt, kst, kss = k[:n, :n], k[n:, :n], k[n:, n:]
         grid = jnp.logspace(-3, 0.5, 36, dtype=k.dtype)
-        lml = jax.vmap(lambda s2: dkm.gaussian_log_marginal(y[:, None], ktt, s2))(grid)
+        # one σ² at a time: vmapped, the 36 factorisations would be live at once
+        lml = jax.lax.map(lambda s2: dkm.gaussian_log_marginal(y[:, None], ktt, s2), grid)
         s2 = grid[jnp.argmax(lml)]
         post = predict.gp_inference(ktt, y[:, None], diag_reg=s2, diag_reg_absolute_scale=True)(
             "nngp", kst, kss
@@ -285,7 +304,7 @@ def _nngp_regression(kernel, layers, xtr, ytr, xte):
     return np.asarray(mean, np.float64), np.asarray(var, np.float64)
 
 
-def _ard_gp_regression(xtr, ytr, xte):
+def _ard_gp_regression(xtr, ytr, xte, maxiter: int = 300):
     """Shallow GP baseline: SE-ARD kernel, amplitude, lengthscales and σ² by type-II ML
     (scipy's L-BFGS-B on ``−ntk.dkm.gaussian_log_marginal``), posterior by
     `ntk.predict.gp_inference` in float64."""
@@ -309,7 +328,7 @@ def _ard_gp_regression(xtr, ytr, xte):
         theta0,
         jac=True,
         method="L-BFGS-B",
-        options=dict(maxiter=300),
+        options=dict(maxiter=maxiter),
     )
     th = jnp.asarray(res.x)
     s2 = float(np.exp(res.x[d + 1])) + 1e-6
@@ -430,6 +449,12 @@ def _uci(config: Config, key, kernel, progress):
                 xtr, ytr = xtr[: config.uci_max_train], ytr[: config.uci_max_train]
                 if split == 0:
                     notes[name] += f"; training set cut to {config.uci_max_train} points"
+            xex, yex = _exact_subset(config, xtr, ytr, split)
+            if split == 0 and len(xex) < len(xtr):
+                notes[name] += (
+                    f"; NNGP and SE-ARD GP (exact GPs) on a random {len(xex)}-point "
+                    f"subset of the training set (uci_exact_max_train)"
+                )
             preds = {
                 "sparse DKM": _sparse_dkm_regression(
                     config, kernel, jax.random.fold_in(key, split), xtr, ytr, xte
@@ -437,8 +462,8 @@ def _uci(config: Config, key, kernel, progress):
                 _dgp_name(config): _dgp_regression(
                     config, jax.random.fold_in(jax.random.fold_in(key, split), 1), xtr, ytr, xte
                 ),
-                "NNGP": _nngp_regression(kernel, config.uci_layers, xtr, ytr, xte),
-                "GP (SE-ARD)": _ard_gp_regression(xtr, ytr, xte),
+                "NNGP": _nngp_regression(kernel, config.uci_layers, xex, yex, xte),
+                "GP (SE-ARD)": _ard_gp_regression(xex, yex, xte, config.uci_ard_maxiter),
             }
             for m, (mean, var) in preds.items():
                 scores[m]["rmse"].append(float(np.sqrt(np.mean((mean - yte) ** 2)) * ys))
@@ -451,6 +476,16 @@ def _uci(config: Config, key, kernel, progress):
             for m, s in scores.items()
         }
     return rows, notes
+
+
+def _exact_subset(config: Config, xtr, ytr, split: int):
+    """The training points the exact GPs see: all, or a random subset of
+    ``uci_exact_max_train`` (seeded per split)."""
+    cap = config.uci_exact_max_train
+    if not cap or len(xtr) <= cap:
+        return xtr, ytr
+    idx = np.sort(np.random.default_rng(config.seed + split).choice(len(xtr), cap, replace=False))
+    return xtr[idx], ytr[idx]
 
 
 def _mean_se(values) -> tuple[float, float]:
@@ -858,204 +893,6 @@ def _uci_figure(run: Run, uci_rows, uci_notes) -> None:
     run.save_figure(fig, "fig4_uci.png")
 
 
-# ---------------------------------------------------------------- plans
-
-
-@EXPERIMENT.plan(
-    "limit",
-    not_covered="the DKM optimum G* (scipy L-BFGS on the ν fitter, "
-    "planned in nu_sweep) and the NNGP Grams",
-)
-def limit_plan(config) -> list:
-    """MALA on the deep GP at each width: one analysed call of the sampler's
-    scan (burn-in and kept steps are its iterations) counted per step."""
-    from experiments.plan import KEY, Step, shaped
-
-    P, L = config.limit_points, config.limit_layers
-    kernel = dkm.sqexp(lengthscale=config.lengthscale)
-    steps = []
-    for n in config.limit_widths:
-        width = max(1, int(round(config.limit_nu * n)))
-        sample = dkm.make_dgp_sampler(
-            kernel,
-            L,
-            width,
-            noise_var=config.noise_var,
-            n_chains=config.chains,
-            burn_in=1,
-            n_samples=1,
-            jitter=config.jitter,
-        )
-        steps.append(
-            Step(
-                f"MALA step, {config.chains} chains, N={n}",
-                lambda key, g0, y, w, t, n=n, s=sample: s(key, g0, y, w, float(n), t, 0.05),
-                (KEY, shaped((P, P)), shaped((P, 1)), shaped((L,), jnp.int32), shaped((L, P, P))),
-                count=config.burn_in + config.samples,
-            )
-        )
-    return steps
-
-
-@EXPERIMENT.plan(
-    "nu_sweep",
-    not_covered="scipy's L-BFGS-B bookkeeping on the host; the "
-    "objective's evaluations are counted at the "
-    "optimizer's cap (5000 per ν), an upper bound",
-)
-def nu_sweep_plan(config) -> list:
-    from experiments.plan import Step, shaped
-
-    P, L = config.limit_points, config.limit_layers
-    model = dkm.FullDKM(
-        dkm.sqexp(lengthscale=config.lengthscale),
-        num_layers=L,
-        nu=1.0,
-        noise_var=config.noise_var,
-        jitter=config.jitter,
-    )
-    x, y = shaped((P, 13)), shaped((P, 1))
-    params = jax.eval_shape(model.init, shaped((P, 13)))
-
-    def value_and_grad(p, a, b, nu):
-        def loss(p):
-            _, (ll, kls) = model.objective(p, a, b, return_terms=True)
-            return -(ll - nu * sum(kls))
-
-        return jax.value_and_grad(loss)(p)
-
-    return [
-        Step(
-            "DKM objective + gradient",
-            value_and_grad,
-            (params, x, y, shaped(())),
-            count=5000 * (1 + len(config.sweep_nus)),
-        )
-    ]
-
-
-def _uci_train_size(config, name) -> int:
-    """Training points of a 90/10 split of ``name`` (cut to uci_max_train if set)."""
-    n = UCI_SHAPES[name][0] - int(round(0.1 * UCI_SHAPES[name][0]))
-    return min(n, config.uci_max_train) if config.uci_max_train else n
-
-
-@EXPERIMENT.plan(
-    "uci",
-    not_covered="reading and standardising the data (numpy), scipy's "
-    "L-BFGS-B loop of the SE-ARD GP (its value-and-gradient "
-    "calls are counted at the cap of 300) and the float64 "
-    "posteriors on the host; shapes are the datasets' "
-    "(UCI_SHAPES) with 90/10 splits",
-)
-def uci_plan(config) -> list:
-    from experiments.plan import KEY, Step, shaped
-
-    kernel = dkm.sqexp(lengthscale=config.lengthscale)
-    steps = []
-    for name in config.uci_datasets:
-        if name not in UCI_SHAPES:
-            continue
-        rows, d = UCI_SHAPES[name]
-        n = _uci_train_size(config, name)
-        m = int(round(0.1 * rows))  # the 90/10 split's test points
-        x, y = shaped((n, d)), shaped((n, 1))
-        batch = config.uci_batch if 0 < config.uci_batch < n else n
-        splits = config.uci_splits
-        model = dkm.SparseDKM(
-            kernel,
-            num_layers=config.uci_layers,
-            num_inducing=min(config.uci_inducing, n),
-            nu=config.uci_nu,
-            noise_var=config.noise_var,
-            jitter=config.jitter,
-            learn_noise=True,
-        )
-        params = jax.eval_shape(lambda a, b, k: model.init(a, b, k), x, y, KEY)
-        run = model._runner(("adam", float(config.uci_learning_rate)), n, batch, 1)
-        steps.append(
-            Step(
-                f"{name}: sparse DKM Adam step",
-                run,
-                (params, KEY, x, y, shaped(())),
-                count=splits * config.uci_steps,
-            )
-        )
-        # deep_gp.init picks inducing points among concrete inputs; the
-        # parameters' shapes depend on their number and d only, so as many
-        # random rows as inducing points give them
-        rng = np.random.default_rng(0)
-        rows_init = min(n, config.uci_dgp_inducing)
-        g_params = jax.tree_util.tree_map(
-            lambda a: shaped(a.shape, a.dtype),
-            deep_gp.init(
-                rng.standard_normal((rows_init, d)),
-                rng.standard_normal((rows_init, 1)),
-                jax.random.PRNGKey(0),
-                config.uci_dgp_layers,
-                min(n, config.uci_dgp_inducing),
-            ),
-        )
-        mask = jax.tree_util.tree_map(lambda a: jnp.ones((), a.dtype), g_params)
-
-        def dgp_step(p, a, b, k, batch=batch, mask=mask, n=n):
-            return deep_gp._train(
-                p,
-                mask,
-                a,
-                b,
-                k,
-                0.01,
-                1e-5,
-                steps=1,
-                batch=None if batch >= n else batch,
-                num_samples=5,
-            )
-
-        steps.append(
-            Step(
-                f"{name}: deep GP Adam step",
-                dgp_step,
-                (g_params, x, y, KEY),
-                count=splits * config.uci_dgp_steps,
-            )
-        )
-        steps.append(
-            Step(
-                f"{name}: NNGP exact GP ({n} + {m} points)",
-                lambda a, b, n=n: _nngp_regression_abstract(kernel, config.uci_layers, a, b, n),
-                (shaped((n + m, d)), shaped((n,))),
-                count=splits,
-            )
-        )
-
-        def ard(theta, a, b, d=d):
-            def nlml(t):
-                parts = deep_gp.sqexp_ard(a, a, t[d], t[:d])
-                return -dkm.gaussian_log_marginal(b[:, None], parts, jnp.exp(t[d + 1]) + 1e-6)
-
-            return jax.value_and_grad(nlml)(theta)
-
-        steps.append(
-            Step(
-                f"{name}: SE-ARD GP marginal likelihood + gradient",
-                ard,
-                (shaped((d + 2,)), x, shaped((n,))),
-                count=splits * 300,
-            )
-        )
-    return steps
-
-
-def _nngp_regression_abstract(kernel, layers, x, y, n):
-    """What `_nngp_regression` computes (kernel, σ² grid, posterior mean and
-    variances), with the posterior as its Cholesky solve: `predict.gp_inference`
-    lowered abstractly at the UCI sizes embeds n × n constants in the program."""
-    k = kernel(dkm.nngp_grams(x, kernel, layers)[-1])
-    ktt, kst = k[:n, :n], k[n:, :n]
-    grid = jnp.logspace(-3, 0.5, 36, dtype=k.dtype)
-    lml = jax.vmap(lambda s2: dkm.gaussian_log_marginal(y[:, None], ktt, s2))(grid)
-    s2 = grid[jnp.argmax(lml)]
-    chol = jnp.linalg.cholesky(ktt + s2 * jnp.eye(n, dtype=k.dtype))
-    solve = jax.scipy.linalg.cho_solve((chol, True), jnp.concatenate([y[:, None], kst.T], 1))
-    return kst @ solve[:, 0], jnp.diag(k[n:, n:]) - jnp.sum(kst * solve[:, 1:].T, 1)
+# The parts' plans (`python -m experiments plan yang23_dkm`) register themselves on
+# EXPERIMENT; imported last, they read the names above.
+from experiments import _yang23_dkm_plan  # noqa: E402, F401

@@ -103,6 +103,31 @@ def test_sqexp_ard_is_the_closed_form():
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+def test_sqexp_ard_gradients_match_broadcast_differences():
+    """The expanded distance |a'|² + |b'|² − 2a'·b' has the gradients (in
+    the lengthscales, the amplitude and the inputs) of the textbook
+    broadcast form, including on the diagonal a = b where it is clamped."""
+    rng = np.random.default_rng(1)
+    a = jnp.asarray(rng.normal(size=(5, 3)))
+    theta = jnp.asarray([0.3, -0.2, 0.5, 0.1])  # log λ (3), log s²
+
+    def textbook(t, x):
+        d2 = (((x[:, None] - x[None]) / jnp.exp(t[:3])) ** 2).sum(-1)
+        return jnp.sum(jnp.exp(t[3]) * jnp.exp(-0.5 * d2) * jnp.arange(25.0).reshape(5, 5))
+
+    def ours(t, x):
+        k = deep_gp.sqexp_ard(x, x, t[3], t[:3])
+        return jnp.sum(k * jnp.arange(25.0).reshape(5, 5))
+
+    for g_ours, g_want in zip(
+        jax.grad(ours, argnums=(0, 1))(theta, a), jax.grad(textbook, argnums=(0, 1))(theta, a)
+    ):
+        np.testing.assert_allclose(g_ours, g_want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        np.diag(deep_gp.sqexp_ard(a, a, 0.1, theta[:3])), np.exp(0.1), rtol=1e-14
+    )
+
+
 @pytest.mark.parametrize(
     "call,exc,message",
     [

@@ -98,6 +98,39 @@ def test_training_starts_at_the_zero_readout_loss_and_lowers_it():
     assert loss < 0.8 * (1 + k) * math.log(2)
 
 
+def test_max_steps_takes_the_first_steps_of_the_full_schedule():
+    """``max_steps=m`` is the first m explicit `cbow_step` calls on the same
+    batches with the full run's linearly decayed rates (not a schedule
+    compressed into m steps)."""
+    corpus = _small_corpus(2000)
+    v, b, k, lr, m = len(corpus.vocab), 64, 3, 2.0, 3
+    rng = np.random.default_rng(1)
+    params = (jnp.asarray(rng.normal(size=(v, 4))), jnp.asarray(rng.normal(size=(v, 4))))
+    cut, _ = word2vec.train_cbow(
+        params,
+        corpus,
+        scale=0.5,
+        learning_rate=lr,
+        seed=7,
+        negatives=k,
+        batch_size=b,
+        epochs=2,
+        max_steps=m,
+    )
+    n_batches = 2 * (len(corpus.tokens) // b)
+    batches = text.cbow_batches(
+        corpus.tokens, 2, b, k, text.unigram_table(corpus.counts), np.random.default_rng(7), 2
+    )
+    want = params
+    for i, batch in zip(range(m), batches):
+        rate = lr * max(1.0 - i / n_batches, 1e-4)
+        want, _ = word2vec.cbow_step(want, *batch, 0.5, rate, rate)
+    for got, ref in zip(cut, want):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="max_steps"):
+        word2vec.train_cbow(params, corpus, scale=0.5, learning_rate=lr, seed=0, max_steps=0)
+
+
 def test_bad_settings_are_rejected_by_name():
     corpus = text.planted_analogy_corpus(
         n_topics=2,

@@ -517,6 +517,31 @@ def test_elementwise_numerical_is_exactly_symmetric():
         np.testing.assert_array_equal(m, m.T)
 
 
+def test_elementwise_numerical_hyperparameter_gradients_at_zero_bias_and_inputs():
+    """∂/∂(W_std, b_std) of Σ(K + Θ) through ``ElementwiseNumerical(tanh)`` at
+    b_std = 0 with zero input rows (zero pre-activation variance, where a
+    naive rule divides by √0): finite and equal to central differences. The
+    objective is even in b_std, so its b-derivative there is 0."""
+    x = jnp.asarray(np.random.default_rng(5).normal(size=(4, 3)) * np.array([[0], [1], [0], [2]]))
+
+    def objective(w_std, b_std):
+        net = stax.serial(
+            stax.Dense(8, W_std=w_std, b_std=b_std),
+            stax.ElementwiseNumerical(jnp.tanh),
+            stax.Dense(1, W_std=w_std, b_std=b_std),
+        )
+        k = net[2](x, None, ("nngp", "ntk"))
+        return jnp.sum(k.nngp + k.ntk)
+
+    gw, gb = jax.grad(objective, argnums=(0, 1))(1.5, 0.0)
+    h = 1e-5
+    fd_w = (objective(1.5 + h, 0.0) - objective(1.5 - h, 0.0)) / (2 * h)
+    assert np.isfinite(gw) and np.isfinite(gb), (gw, gb)
+    # central differences of a smooth function at h = 1e-5 in float64: ~1e-10
+    np.testing.assert_allclose(gw, fd_w, rtol=1e-7)
+    assert abs(float(gb)) <= 1e-12, gb
+
+
 def test_elementwise_numerical_tanh_matches_integration():
     """Tanh (no closed form): Gauss–Hermite (deg 100) vs the integrator, at
     unit-scale variances where its poles at ±iπ/2 still allow ~1e-6."""

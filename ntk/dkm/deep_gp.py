@@ -64,10 +64,20 @@ FIXABLE = ("z", "kernel", "noise")
 
 
 def sqexp_ard(a, b, log_amp, log_ls):
-    """SE-ARD kernel matrix ``s² exp(−½ Σ_d (a_d − b_d)² / λ_d²)``, (len(a), len(b))."""
+    """SE-ARD kernel matrix ``s² exp(−½ Σ_d (a_d − b_d)² / λ_d²)``, (len(a), len(b)).
+
+    The squared distance is expanded as ``|a'|² + |b'|² − 2 a'·b'`` on the
+    rescaled inputs ``a' = a/λ``, ``b' = b/λ`` (clamped at 0 against round-off):
+    memory O(len(a)·len(b)), not the O(len(a)·len(b)·D) of broadcast differences,
+    so exact GPs on tens of thousands of points fit.
+    """
     ls = jnp.exp(log_ls)
-    d2 = jnp.sum(((a[:, None, :] - b[None, :, :]) / ls) ** 2, -1)
-    return jnp.exp(log_amp) * jnp.exp(-0.5 * d2)
+    a, b = a / ls, b / ls
+    # full-precision matmul: TPUs default to bfloat16 passes, which would
+    # swamp the distance of nearby points in the cancellation
+    ab = jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST)
+    d2 = jnp.sum(a * a, -1)[:, None] + jnp.sum(b * b, -1)[None, :] - 2.0 * ab
+    return jnp.exp(log_amp) * jnp.exp(-0.5 * jnp.maximum(d2, 0.0))
 
 
 def _chol_factor(raw):

@@ -95,6 +95,7 @@ def train_cbow(
     epochs: int = 1,
     progress: str = "",
     input_lr_factor: float = 1.0,
+    max_steps: int | None = None,
 ):
     """SGD on the CBOW negative-sampling loss over ``epochs`` passes of ``corpus``.
 
@@ -108,6 +109,9 @@ def train_cbow(
       progress: a label for a tqdm progress bar (empty: none).
       input_lr_factor: ``e_in``'s rate relative to ``e_out``'s (0 freezes the
         input embedding: the GP parametrization / the kernel limits).
+      max_steps: stop after this many SGD steps (None: all ``epochs``); the
+        rate still decays over the full schedule, so a cut run takes the first
+        steps of the full one (a smoke test of a long run, or a time budget).
 
     Returns:
       ``(params, loss of the last batch)``.
@@ -118,6 +122,8 @@ def train_cbow(
     batch_size = _checks.require_int(batch_size, "batch_size", name)
     epochs = _checks.require_int(epochs, "epochs", name)
     _checks.require_nonnegative(input_lr_factor, "input_lr_factor", name)
+    if max_steps is not None:
+        max_steps = _checks.require_int(max_steps, "max_steps", name, minimum=1)
     rng = np.random.default_rng(seed)
     noise = text.unigram_table(corpus.counts)
     n_batches = epochs * (len(corpus.tokens) // batch_size)
@@ -125,9 +131,12 @@ def train_cbow(
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, total=n_batches, desc=progress, leave=False)
+        total = n_batches if max_steps is None else min(n_batches, max_steps)
+        batches = tqdm(batches, total=total, desc=progress, leave=False)
     loss = jnp.nan
     for i, (ctx, mask, tgt, neg) in enumerate(batches):
+        if max_steps is not None and i >= max_steps:
+            break
         step_lr = learning_rate * max(1.0 - i / n_batches, 1e-4)
         params, loss = cbow_step(
             params, ctx, mask, tgt, neg, scale, step_lr, step_lr * input_lr_factor
