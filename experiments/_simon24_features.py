@@ -4,7 +4,7 @@ The eigenframework treats features as Gaussian. Gaussian features
 ``K^{1/2} Z`` of the pool kernel follow it at every ridge; ReLU features
 ``relu(ω·x)`` of the same (arc-cosine) kernel follow it only above a ridge
 threshold or at large n, k, because they spread their power over the kernel's
-eigenmodes unequally (`mode_power_cv`). The ``features`` part reruns the image
+eigenmodes unequally (`ntk.random_features.mode_power_cv`). The ``features`` part reruns the image
 part's (k, n) grid with Gaussian features on the same training sets and
 reports both.
 """
@@ -34,39 +34,6 @@ def _eigh(kernel):
     return np.linalg.eigh(np.asarray(kernel, np.float64))
 
 
-def gaussian_pool_features(kernel, eig=None):
-    """``features(key, k)``: ``K^{1/2} Z`` with ``Z ~ N(0, I)`` of shape (N, k).
-
-    Zero-mean Gaussian features of the pool with ``E[g gᵀ] = K``, the same
-    second moment as ReLU features ``relu(ω·x)`` (whose mean is not zero): the
-    eigenframework sees the two as one model. ``eig``: ``K``'s ``eigh``, if
-    already computed.
-    """
-    evals, evecs = _eigh(kernel) if eig is None else eig
-    root = jnp.asarray((evecs * np.sqrt(np.clip(evals, 0.0, None))) @ evecs.T, jnp.float32)
-
-    def features(key, k):
-        return root @ jax.random.normal(key, (root.shape[0], k), root.dtype)
-
-    return features
-
-
-def mode_power_cv(g, kernel, modes: int, eig=None) -> float:
-    r"""Spread across features of their power in the kernel's top eigenmodes.
-
-    With ``μ_i, u_i`` the top ``modes`` eigenpairs of ``K`` and ``g_j`` the
-    pool vector of feature ``j``, ``q_j = (1/m) Σ_{i≤m} (u_iᵀ g_j)² / μ_i``
-    has mean 1 for any features with ``E[g gᵀ] = K``. Returns the coefficient
-    of variation of ``q`` over the features; for Gaussian features
-    ``q ~ χ²_m / m`` and the CV is ``√(2/m)``. ``eig``: ``K``'s ``eigh``, if
-    already computed.
-    """
-    evals, evecs = _eigh(kernel) if eig is None else eig
-    mu, u = evals[::-1][:modes], evecs[:, ::-1][:, :modes]
-    q = np.mean((u.T @ np.asarray(g, np.float64)) ** 2 / mu[:, None], axis=0)
-    return float(q.std() / q.mean())
-
-
 def _rel_dev_by_ridge(grid, big=64):
     """|sim/theory − 1| over n, k ≥ ``big``, n ≠ k, per ridge of the whole grid: (max, (N, K, R)).
 
@@ -85,9 +52,9 @@ def _rel_dev_by_ridge(grid, big=64):
 
 def feature_comparison(config, x, y, kernel, scale, ridges, relu_grid, grid_keys):
     """The image grid again with Gaussian features of the same kernel, and both
-    feature kinds' eigenmode power spread (`mode_power_cv`)."""
+    feature kinds' eigenmode power spread (`rf.mode_power_cv`)."""
     eig = _eigh(kernel)  # one factorisation serves the features and both spreads
-    gauss = gaussian_pool_features(kernel, eig)
+    gauss = rf.kernel_feature_sampler(kernel, eig)
     grid = tuple(config.grid)
     if max(grid) >= 64:
         _, te = rfsim.image_point(
@@ -112,8 +79,8 @@ def feature_comparison(config, x, y, kernel, scale, ridges, relu_grid, grid_keys
     worst_gauss, rel_gauss = _rel_dev_by_ridge(g_grid)
     kp, kr, kg = jax.random.split(grid_keys[0], 3)
     m = min(POWER_MODES, len(y))
-    cv_relu = mode_power_cv(rf.relu_features(kr, x, POWER_FEATURES), kernel, m, eig)
-    cv_gauss = mode_power_cv(gauss(kg, POWER_FEATURES), kernel, m, eig)
+    cv_relu = rf.mode_power_cv(rf.relu_features(kr, x, POWER_FEATURES), kernel, m, eig)
+    cv_gauss = rf.mode_power_cv(gauss(kg, POWER_FEATURES), kernel, m, eig)
     rel_ridges = np.asarray(ridges) / scale
     above = rel_ridges >= RIDGE_THRESHOLD
     below = (rel_ridges > 0) & ~above

@@ -114,9 +114,10 @@ def synthetic_point(lam, v, noise, ns, ks, ridges, keys):
 def image_point(x, y, ns, ks, ridges, keys, features=None):
     """ReLU-RF trials on the pool: nested training sets, test MSE on the whole pool.
 
-    ``features(key, k)``: the pool's unnormalised features ``(N, k)`` with
-    ``E[g gᵀ] = K`` (default: ReLU features of ``x``; `gaussian_pool_features`
-    gives Gaussian ones of the same kernel).
+    ``features(key, k)``: the pool's normalised features ``(N, k)`` with
+    ``E[ΦΦᵀ] = K`` (default: ReLU features of ``x``;
+    `ntk.random_features.kernel_feature_sampler` gives Gaussian ones of the
+    same kernel).
 
     The whole pool (training points included) is the right test measure: the
     theory's eigenstructure is that of the uniform measure on the pool, and its
@@ -130,11 +131,8 @@ def image_point(x, y, ns, ks, ridges, keys, features=None):
     def trial(key):
         kp, kf = jax.random.split(key)
         idx = jax.random.permutation(kp, x.shape[0])[:nmax]
-        g_pool = (
-            rf.relu_features(kf, x, kmax) * math.sqrt(kmax)
-            if features is None
-            else features(kf, kmax)
-        )
+        phi = rf.relu_features(kf, x, kmax) if features is None else features(kf, kmax)
+        g_pool = phi * math.sqrt(kmax)
 
         def one(n, k):
             w, cols, train = masked_fit(g_pool[idx], y[idx], n, k, ridges)

@@ -11,7 +11,7 @@ recorded config is the full config with only the declared loop counts changed.
 Even cut to one iteration per loop the full shapes take minutes per
 experiment on the 2-core CPU (one Θ̂·Q product of the width-10,000 network on
 512 MNIST images, the k = 16 joint GP draws, four Myrtle-10 tiles of 64 × 64
-pairs of 32×32 images, random features at n = k = 10⁴, exact GPs on 20,000
+pairs of 32×32 images, random features at n = k = 10⁴, exact GPs on 10,000
 UCI points), far beyond the suite's time budget, so these tests run only when
 ``NTK_FULL_SMOKE=1`` is set (before a GPU/TPU full run, or in a nightly job).
 """

@@ -17,7 +17,9 @@ from ntk.random_features import (
     fourier_features,
     gaussian_features,
     inverse_trace_kappa,
+    kernel_feature_sampler,
     krr_kappa,
+    mode_power_cv,
     mse,
     network_features,
     ntk_features,
@@ -56,6 +58,35 @@ def test_fourier_features_gram_is_monte_carlo_rbf():
     phi = fourier_features(jax.random.PRNGKey(2), x, k, lengthscale=ell)
     d2 = jnp.sum((x[:, None] - x[None]) ** 2, -1)
     assert _rel(phi @ phi.T, jnp.exp(-d2 / (2 * ell**2))) < 6 / math.sqrt(k)
+
+
+def test_kernel_features_have_the_kernel_as_second_moment():
+    """E[ΦΦᵀ] = K for Gaussian features of the ReLU NNGP matrix: the k-feature
+    average has relative Frobenius error ≈ √((Tr K)² + ‖K‖²)/(√k ‖K‖) ≈ 0.03
+    here (k = 20,000); allow 0.06."""
+    x = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)
+    kernel = np.asarray(stax.serial(stax.Dense(1), stax.Relu())[2](x, x, "nngp"), np.float64)
+    phi = np.asarray(kernel_feature_sampler(kernel)(jax.random.PRNGKey(0), 20000), np.float64)
+    assert phi.shape == (40, 20000)
+    assert np.linalg.norm(phi @ phi.T - kernel) / np.linalg.norm(kernel) < 0.06
+
+
+def test_mode_power_cv_is_chi_square_for_gaussian_and_larger_for_relu_features():
+    """Gaussian features: q ~ χ²_m/m, CV √(2/m) = 0.447 for m = 10 (the CV of
+    20,000 draws is good to ≈ 1%; allow 5%). ReLU features of the same
+    arc-cosine kernel spread their power over the eigenmodes more unevenly."""
+    x = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)
+    kernel = np.asarray(stax.serial(stax.Dense(1), stax.Relu())[2](x, x, "nngp"), np.float64)
+    k = 20000
+    cv_g = mode_power_cv(kernel_feature_sampler(kernel)(jax.random.PRNGKey(0), k), kernel, 10)
+    assert abs(cv_g / np.sqrt(2 / 10) - 1) < 0.05, cv_g
+    relu = np.asarray(relu_features(jax.random.PRNGKey(1), x, k), np.float64)
+    assert np.linalg.norm(relu @ relu.T - kernel) / np.linalg.norm(kernel) < 0.06
+    assert mode_power_cv(relu, kernel, 10) > 1.3 * cv_g
+    # scale-free: unnormalised features give the same spread
+    assert mode_power_cv(relu * np.sqrt(k), kernel, 10) == pytest.approx(
+        mode_power_cv(relu, kernel, 10), rel=1e-12
+    )
 
 
 @pytest.mark.parametrize("arch", ["dense", "conv"])
@@ -332,6 +363,17 @@ def _stax_fn():
             "`trials` must be an int >= 1",
         ),
         (lambda: exponents_from_sizes(_KP, _YV, [2, 3], None), TypeError, "`key`"),
+        (
+            lambda: kernel_feature_sampler(np.ones((3, 4))),
+            ValueError,
+            r"`kernel` must be square \(N, N\)",
+        ),
+        (
+            lambda: mode_power_cv(np.ones((5, 8)), _KP, 2),
+            ValueError,
+            r"`phi` must have one row per pool point \(6\)",
+        ),
+        (lambda: mode_power_cv(np.ones((6, 8)), _KP, 7), ValueError, "`modes` must be an int"),
     ],
 )
 def test_bad_arguments_are_rejected_by_name(call, exc, message):

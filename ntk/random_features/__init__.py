@@ -1,9 +1,11 @@
 """Random-feature regression and the eigenframework (Simon et al. 2024).
 
 - `features`: random features of any `ntk.stax` network (last hidden layer, NTK
-  gradients) and classic families (ReLU arc-cosine, random Fourier, Gaussian).
+  gradients), classic families (ReLU arc-cosine, random Fourier, Gaussian) and
+  Gaussian features of any kernel matrix.
 - `ridge`: RF ridge regression, exact primal/dual solves for many ridges at once.
-- `eigen`: kernel eigenvalues λ_i, target coefficients v_i, exponents (α, β).
+- `eigen`: kernel eigenvalues λ_i, target coefficients v_i, exponents (α, β),
+  the eigenmode power spread of features.
 - `theory`: the eigenframework — κ, γ, E_0 and test/train MSE of KRR and RF, and
   the optimal fitting ratio of power-law tasks.
 - `krr`: exact KRR simulations (Gaussian model, pool kernels) beside its theory.
@@ -23,11 +25,13 @@ from ntk.random_features.eigen import (
     fit_beta,
     inverse_trace_kappa,
     power_law_fit,
+    mode_power_cv,
     ridgeless_krr_mse,
 )
 from ntk.random_features.features import (
     fourier_features,
     gaussian_features,
+    kernel_feature_sampler,
     network_features,
     ntk_features,
     relu_features,
@@ -53,8 +57,10 @@ __all__ = [
     "inverse_trace_kappa",
     "power_law_fit",
     "ridgeless_krr_mse",
+    "mode_power_cv",
     "fourier_features",
     "gaussian_features",
+    "kernel_feature_sampler",
     "network_features",
     "ntk_features",
     "relu_features",

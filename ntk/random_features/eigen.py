@@ -42,6 +42,7 @@ __all__ = [
     "inverse_trace_kappa",
     "exponents_from_sizes",
     "ridgeless_krr_mse",
+    "mode_power_cv",
 ]
 
 
@@ -208,3 +209,41 @@ def exponents_from_sizes(kernel, y, sizes, key, trials: int = 3, n_test: int | N
     alpha, _ = power_law_fit(sizes, kappas)
     p, _ = power_law_fit(sizes, mses)
     return alpha, 1.0 + p, {"sizes": sizes, "kappa": kappas, "test_mse": mses}
+
+
+def mode_power_cv(phi, kernel, modes: int, eig=None) -> float:
+    r"""Spread across random features of their power in the kernel's top eigenmodes.
+
+    With ``μ_i, u_i`` the top ``modes`` eigenpairs of the pool kernel ``K``
+    (N, N) and ``φ_j`` column j of the features ``Φ`` (N, k) with ``E[ΦΦᵀ] =
+    K``, the normalised power ``q_j = (1/m) Σ_{i≤m} (u_iᵀ φ_j)² / μ_i`` has the
+    same mean over features for any such family; this returns its
+    coefficient of variation over the k features (scale-free, so normalised
+    and unnormalised features give the same value). Gaussian features
+    (`kernel_feature_sampler`) have ``q ∝ χ²_m`` and CV ``√(2/m)``; a larger
+    CV means features that put their power into the eigenmodes unequally,
+    which the Gaussian eigenframework of Simon et al. 2024 does not model.
+
+        >>> import jax, numpy as np
+        >>> from ntk.random_features import kernel_feature_sampler, mode_power_cv
+        >>> a = np.random.default_rng(0).normal(size=(30, 30))
+        >>> K = a @ a.T
+        >>> phi = kernel_feature_sampler(K)(jax.random.PRNGKey(0), 20000)
+        >>> round(mode_power_cv(phi, K, 8) / float(np.sqrt(2 / 8)), 1)   # χ²₈/8
+        1.0
+
+    ``eig``: ``K``'s ``numpy.linalg.eigh``, if already computed.
+    """
+    name = "mode_power_cv"
+    kernel = _checks.as_numpy(kernel, "kernel", name, ndim=2, dtype=np.float64, what="(N, N)")
+    phi = _checks.as_numpy(phi, "phi", name, ndim=2, dtype=np.float64, what="(N, k)")
+    if phi.shape[0] != kernel.shape[0]:
+        raise ValueError(
+            f"{name}: `phi` must have one row per pool point ({kernel.shape[0]}); "
+            f"got shape {phi.shape}."
+        )
+    modes = _checks.require_int(modes, "modes", name, maximum=kernel.shape[0])
+    evals, evecs = np.linalg.eigh(0.5 * (kernel + kernel.T)) if eig is None else eig
+    mu, u = evals[::-1][:modes], evecs[:, ::-1][:, :modes]
+    q = np.mean((u.T @ phi) ** 2 / mu[:, None], axis=0)
+    return float(q.std() / q.mean())

@@ -14,6 +14,8 @@ RF kernel ``K̂ = (1/k) Σ_j g_j g_jᵀ`` with i.i.d. features ``g_j``,
   degree 1 (the NNGP of ``stax.serial(Dense(k, σ_w, σ_b), Relu())``).
 - `fourier_features`: ``√(2/k) cos(x·ω/ℓ + b)``, ω ~ N(0, I), b ~ U[0, 2π):
   the RBF kernel ``exp(−|x − x'|²/(2ℓ²))`` (Rahimi & Recht 2007).
+- `kernel_feature_sampler`: Gaussian features ``K^{1/2} Z/√k`` of any PSD
+  kernel matrix on a pool, the features the eigenframework assumes.
 
     >>> import jax, jax.numpy as jnp
     >>> from ntk import stax
@@ -42,6 +44,7 @@ __all__ = [
     "relu_features",
     "fourier_features",
     "gaussian_features",
+    "kernel_feature_sampler",
 ]
 
 
@@ -122,6 +125,43 @@ def gaussian_features(key, x, eigvals, k: int):
     w = jax.random.normal(key, (k, lam.shape[0]), x.dtype)
     f = w * jnp.sqrt(lam) / math.sqrt(k)
     return x @ f.T, f
+
+
+def kernel_feature_sampler(kernel, eig=None):
+    r"""``sample(key, k) -> Φ``: Gaussian random features of a kernel on a pool.
+
+    ``Φ = K^{1/2} Z/√k`` with ``Z ~ N(0, I)`` of shape (N, k) and ``K^{1/2} =
+    U diag(√max(λ, 0)) Uᵀ`` the PSD square root of the pool kernel ``K``
+    (N, N), so ``E[ΦΦᵀ] = K`` like every feature family here, with features
+    ``g_j = K^{1/2} z_j`` that are exactly Gaussian. The eigenframework of
+    Simon et al. 2024 (Sec. 4) models features this way; ReLU or other
+    network features of the same kernel share its second moment but not its
+    Gaussianity (see `ntk.random_features.mode_power_cv`).
+
+    ``K`` is factorised once (``eig``: its ``numpy.linalg.eigh``, if already
+    computed); each call then costs one (N, N) × (N, k) product, and ``sample``
+    can be called inside ``jit`` (the root is a constant of the program).
+
+        >>> import jax, numpy as np
+        >>> from ntk.random_features import kernel_feature_sampler
+        >>> a = np.random.default_rng(0).normal(size=(5, 3))
+        >>> K = a @ a.T
+        >>> phi = kernel_feature_sampler(K)(jax.random.PRNGKey(0), 50000)   # (5, 50000)
+        >>> bool(np.allclose(phi @ phi.T, K, atol=0.1 * np.abs(K).max()))
+        True
+    """
+    name = "kernel_feature_sampler"
+    kernel = _checks.as_numpy(kernel, "kernel", name, ndim=2, dtype=np.float64, what="(N, N)")
+    if kernel.shape[0] != kernel.shape[1]:
+        raise ValueError(f"{name}: `kernel` must be square (N, N); got shape {kernel.shape}.")
+    evals, evecs = np.linalg.eigh(0.5 * (kernel + kernel.T)) if eig is None else eig
+    root = jnp.asarray((evecs * np.sqrt(np.clip(evals, 0.0, None))) @ evecs.T, jnp.float32)
+
+    def sample(key, k: int):
+        k = _count(k, name)
+        return root @ jax.random.normal(key, (root.shape[0], k), root.dtype) / math.sqrt(k)
+
+    return sample
 
 
 def _fns(network, name):
