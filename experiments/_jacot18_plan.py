@@ -24,25 +24,29 @@ def _gd_step(apply_fn, lr):
     return lambda p, x, y: gradient_descent(apply_fn, p, x, y, lr, 1)
 
 
+def _gd_steps(config, widths, x, y, grid):
+    """Per width: ``(width, apply_fn, abstract params, (label, GD step, args))``."""
+    from experiments.plan import abstract_params
+
+    for width in widths:
+        init_fn, apply_fn, _ = network(width, config.b_std)
+        params = abstract_params(init_fn, grid.shape)
+        gd = (f"GD step n={width}", _gd_step(apply_fn, config.learning_rate), (params, x, y))
+        yield width, apply_fn, params, gd
+
+
 @EXPERIMENT.plan(
     "fig1", not_covered="the limit row Θ(x0, ·) (analytic, n_angles entries) and plotting"
 )
 def fig1_plan(config) -> list:
-    from experiments.plan import Step, abstract_params, shaped
+    from experiments.plan import Step, shaped
 
     x, y = shaped((config.fig1_points, 2)), shaped((config.fig1_points, 1))
     x0, grid = shaped((2,)), shaped((config.n_angles, 2))
     steps = []
-    for width in config.fig1_widths:
-        init_fn, apply_fn, _ = network(width, config.b_std)
-        params = abstract_params(init_fn, grid.shape)
+    for width, apply_fn, params, gd in _gd_steps(config, config.fig1_widths, x, y, grid):
         steps += [
-            Step(
-                f"GD step n={width}",
-                _gd_step(apply_fn, config.learning_rate),
-                (params, x, y),
-                count=config.fig1_inits * config.fig1_steps,
-            ),
+            Step(gd[0], gd[1], gd[2], count=config.fig1_inits * config.fig1_steps),
             Step(
                 f"NTK row n={width}",
                 lambda p, a, b, f=apply_fn: empirical_ntk_row(f, p, a, b),
@@ -58,21 +62,14 @@ def fig1_plan(config) -> list:
     not_covered="the limit's Gaussian process (ntk.predict on 4 training points) and plotting",
 )
 def fig2_plan(config) -> list:
-    from experiments.plan import Step, abstract_params, shaped
+    from experiments.plan import Step, shaped
 
     x, y = shaped((len(TRAIN_GAMMAS), 2)), shaped((len(TRAIN_GAMMAS), 1))
     grid = shaped((config.n_angles, 2))
     steps = []
-    for width in config.fig2_widths:
-        init_fn, apply_fn, _ = network(width, config.b_std)
-        params = abstract_params(init_fn, grid.shape)
+    for width, apply_fn, params, gd in _gd_steps(config, config.fig2_widths, x, y, grid):
         steps += [
-            Step(
-                f"GD step n={width}",
-                _gd_step(apply_fn, config.learning_rate),
-                (params, x, y),
-                count=config.fig2_inits * config.fig2_steps,
-            ),
+            Step(gd[0], gd[1], gd[2], count=config.fig2_inits * config.fig2_steps),
             Step(f"f(grid) n={width}", apply_fn, (params, grid), count=2 * config.fig2_inits),
         ]
     return steps
