@@ -14,6 +14,7 @@ import numpy as np
 from experiments.yang23_dkm import (
     EXPERIMENT,
     UCI_SHAPES,
+    exact_train_size,
 )
 from ntk import dkm
 from ntk.dkm import deep_gp
@@ -178,7 +179,7 @@ def uci_plan(config) -> list:
                 count=splits * config.uci_dgp_steps,
             )
         )
-        ne = min(n, config.uci_exact_max_train) if config.uci_exact_max_train else n
+        ne = exact_train_size(config, n)
         steps.append(
             Step(
                 f"{name}: NNGP exact GP ({ne} + {m} points)",

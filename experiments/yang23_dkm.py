@@ -479,13 +479,19 @@ def _uci(config: Config, key, kernel, progress):
     return rows, notes
 
 
+def exact_train_size(config: Config, n: int) -> int:
+    """How many of ``n`` training points the exact GPs see (``uci_exact_max_train``)."""
+    cap = config.uci_exact_max_train
+    return min(n, cap) if cap else n
+
+
 def _exact_subset(config: Config, xtr, ytr, split: int):
     """The training points the exact GPs see: all, or a random subset of
-    ``uci_exact_max_train`` (seeded per split)."""
-    cap = config.uci_exact_max_train
-    if not cap or len(xtr) <= cap:
+    `exact_train_size` points (seeded per split)."""
+    m = exact_train_size(config, len(xtr))
+    if m == len(xtr):
         return xtr, ytr
-    idx = np.sort(np.random.default_rng(config.seed + split).choice(len(xtr), cap, replace=False))
+    idx = np.sort(np.random.default_rng(config.seed + split).choice(len(xtr), m, replace=False))
     return xtr[idx], ytr[idx]
 
 
