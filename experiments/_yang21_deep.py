@@ -238,18 +238,8 @@ def deep_part(run: Run) -> Result:
     lazy = dmft.dmft_solve(x, y, gamma0=1e-4, key=k_lazy, **common)
     t_dmft = time.time() - t0
 
-    # NTK and NNGP limits of the same network: ntk.stax + ntk.predict
-    _, _, kernel_fn = ntk_limit.ntk_limit_network(L, act)
-    k_tr = kernel_fn(x, x, ("nngp", "ntk"))
-    k_te = kernel_fn(xt, x, ("nngp", "ntk"))
-    f_ntk_d, f_ntk_d_test = ntk_limit.ntk_limit_trajectory(k_tr.ntk, y, lr, T, k_te.ntk)
-    f_nngp_d, f_nngp_d_test = ntk_limit.ntk_limit_trajectory(k_tr.nngp, y, lr, T, k_te.nngp)
-    ens = predict.gradient_descent_mse_ensemble(
-        kernel_fn, x, y[:, None], learning_rate=lr, diag_reg=1e-6
-    )
-    t_grid = jnp.linspace(0.0, T, 4 * T + 1)
-    flow = ens(t=t_grid, x_test=None, get=("ntk", "nngp"))
-    flow_test = ens(t=t_grid, x_test=xt, get=("ntk", "nngp"))
+    k_tr, ntk_traj, nngp_traj, t_grid, flow, flow_test = _kernel_limits(c, x, y, xt)
+    (f_ntk_d, f_ntk_d_test), (f_nngp_d, f_nngp_d_test) = ntk_traj, nngp_traj
 
     fins, err_net, err_mean, err_phi = _finite_widths(run, x, y, xt, lim, k_fin)
     widths = np.asarray(c.deep_widths, float)
@@ -259,26 +249,9 @@ def deep_part(run: Run) -> Result:
     # error_N ≈ a N^{-1/2}: the limit's MC error is that of width a² / mc²
     mc_width = float(widths[-1] * (err_net[-1] / max(lim_mc, 1e-30)) ** 2)
 
-    # γ₀ → 0 against the NTK limit; kernel movement at γ₀
     P = x.shape[0]
-    lazy_vs_ntk = float(np.max(np.abs(np.asarray(lazy.f) - np.asarray(f_ntk_d))))
-    lazy_nngp = float(
-        np.max(np.abs(np.asarray(lazy.phi[-1, T, :P, T, :P]) - np.asarray(k_tr.nngp)))
-        / np.max(np.abs(np.asarray(k_tr.nngp)))
-    )
-    lazy_phi_move = float(
-        np.linalg.norm(lazy.phi[-1, T, :, T, :] - lazy.phi[-1, 0, :, 0, :])
-        / np.linalg.norm(lazy.phi[-1, 0, :, 0, :])
-    )
-    phi_move = float(
-        np.linalg.norm(lim.phi[-1, T, :, T, :] - lim.phi[-1, 0, :, 0, :])
-        / np.linalg.norm(lim.phi[-1, 0, :, 0, :])
-    )
-    ntk_move = float(np.linalg.norm(lim.ntk[-1] - lim.ntk[0]) / np.linalg.norm(lim.ntk[0]))
-    # Monte Carlo error of Φ^L_0: relative distance to the analytic NNGP
-    mc_err = float(
-        np.linalg.norm(np.asarray(lim.phi[-1, 0, :P, 0, :P]) - np.asarray(k_tr.nngp))
-        / np.linalg.norm(np.asarray(k_tr.nngp))
+    lazy_vs_ntk, lazy_nngp, lazy_phi_move, phi_move, ntk_move, mc_err = _movements(
+        lim, lazy, f_ntk_d, k_tr.nngp, P, T
     )
     yy = np.outer(np.asarray(y), np.asarray(y))
 
@@ -323,6 +296,83 @@ def deep_part(run: Run) -> Result:
         f_test_nngp_T=np.asarray(f_nngp_d_test[-1]).tolist(),
         f_test_widest_mean_T=np.asarray(big.f_test[:, -1].mean(0)).tolist(),
     )
+    rows = _deep_rows(
+        c, lim_mc, mc_width, slope_net, slope_phi, lazy_vs_ntk, mc_err, lazy_phi_move, phi_move
+    )
+    _figure(
+        run,
+        lim,
+        fins,
+        f_ntk_d,
+        f_nngp_d,
+        f_ntk_d_test,
+        f_nngp_d_test,
+        t_grid,
+        flow,
+        flow_test,
+        y,
+        widths,
+        err_net,
+        err_mean,
+        err_phi,
+        slope_net,
+        align_t,
+        P,
+    )
+    return Result(metrics={"deep": metrics}, rows=rows, data=DATASET)
+
+
+def _kernel_limits(c, x, y, xt):
+    """The NTK and NNGP limits of the same network (`ntk.stax` + `ntk.predict`):
+    the train kernels, discrete GD trajectories ``(f, f_test)`` of both, and the
+    gradient-flow ensemble on a time grid (train and test)."""
+    L, act, T, lr = c.deep_depth, c.deep_activation, c.deep_steps, c.deep_lr
+    _, _, kernel_fn = ntk_limit.ntk_limit_network(L, act)
+    k_tr = kernel_fn(x, x, ("nngp", "ntk"))
+    k_te = kernel_fn(xt, x, ("nngp", "ntk"))
+    ntk_traj = ntk_limit.ntk_limit_trajectory(k_tr.ntk, y, lr, T, k_te.ntk)
+    nngp_traj = ntk_limit.ntk_limit_trajectory(k_tr.nngp, y, lr, T, k_te.nngp)
+    ens = predict.gradient_descent_mse_ensemble(
+        kernel_fn, x, y[:, None], learning_rate=lr, diag_reg=1e-6
+    )
+    t_grid = jnp.linspace(0.0, T, 4 * T + 1)
+    flow = ens(t=t_grid, x_test=None, get=("ntk", "nngp"))
+    flow_test = ens(t=t_grid, x_test=xt, get=("ntk", "nngp"))
+    return k_tr, ntk_traj, nngp_traj, t_grid, flow, flow_test
+
+
+def _movements(lim, lazy, f_ntk, nngp, P: int, T: int):
+    """Scalar diagnostics of the DMFT solves: ``(max |f_lazy − f_NTK|, the lazy
+    Φ^L_T's relative distance to the NNGP, the lazy and μP relative feature-kernel
+    movements ‖Φ_T − Φ_0‖/‖Φ_0‖, the μP NTK movement, Φ^L_0's relative MC error)``."""
+    # γ₀ → 0 against the NTK limit; kernel movement at γ₀
+    lazy_vs_ntk = float(np.max(np.abs(np.asarray(lazy.f) - np.asarray(f_ntk))))
+    lazy_nngp = float(
+        np.max(np.abs(np.asarray(lazy.phi[-1, T, :P, T, :P]) - np.asarray(nngp)))
+        / np.max(np.abs(np.asarray(nngp)))
+    )
+    lazy_phi_move = float(
+        np.linalg.norm(lazy.phi[-1, T, :, T, :] - lazy.phi[-1, 0, :, 0, :])
+        / np.linalg.norm(lazy.phi[-1, 0, :, 0, :])
+    )
+    phi_move = float(
+        np.linalg.norm(lim.phi[-1, T, :, T, :] - lim.phi[-1, 0, :, 0, :])
+        / np.linalg.norm(lim.phi[-1, 0, :, 0, :])
+    )
+    ntk_move = float(np.linalg.norm(lim.ntk[-1] - lim.ntk[0]) / np.linalg.norm(lim.ntk[0]))
+    # Monte Carlo error of Φ^L_0: relative distance to the analytic NNGP
+    mc_err = float(
+        np.linalg.norm(np.asarray(lim.phi[-1, 0, :P, 0, :P]) - np.asarray(nngp))
+        / np.linalg.norm(np.asarray(nngp))
+    )
+    return lazy_vs_ntk, lazy_nngp, lazy_phi_move, phi_move, ntk_move, mc_err
+
+
+def _deep_rows(
+    c, lim_mc, mc_width, slope_net, slope_phi, lazy_vs_ntk, mc_err, lazy_phi_move, phi_move
+):
+    """The deep part's paper-vs-ours rows: width slopes, the lazy limit, feature movement."""
+    act, L, g0 = c.deep_activation, c.deep_depth, c.deep_gamma0
     # ±0.1 on the slopes: fitted to a few widths with deep_seeds seeds each;
     # widths near the limit's MC-error width (limit_mc_width) would flatten them.
     # 3× the limit's relative MC error for the lazy run (f is O(1): y is standardised).
@@ -330,7 +380,7 @@ def deep_part(run: Run) -> Result:
         "finite μP networks converge to their limit (TP4); not in the paper's "
         "tables (the DMFT limit is Bordelon & Pehlevan 2022's)"
     )
-    rows = [
+    return [
         results.comparison(
             "deep MLP: per-network |f_N − f_∞| vs width, log-log slope",
             not_tp4,
@@ -372,27 +422,6 @@ def deep_part(run: Run) -> Result:
             rule="< 0.01 at γ₀ = 1e-4 and > 0.1 at γ₀",
         ),
     ]
-    _figure(
-        run,
-        lim,
-        fins,
-        f_ntk_d,
-        f_nngp_d,
-        f_ntk_d_test,
-        f_nngp_d_test,
-        t_grid,
-        flow,
-        flow_test,
-        y,
-        widths,
-        err_net,
-        err_mean,
-        err_phi,
-        slope_net,
-        align_t,
-        P,
-    )
-    return Result(metrics={"deep": metrics}, rows=rows, data=DATASET)
 
 
 def _figure(

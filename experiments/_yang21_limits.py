@@ -696,6 +696,18 @@ def maml_part(run: Run) -> Result:
     maml = run_maml(config, _keys(run)[1], run.progress)
     maml["seconds_total"] = time.time() - t0
 
+    rows, real, short = _maml_rows(config, maml)
+
+    _plot_maml(run, maml, real, short)
+    source = "real Omniglot" if real else "offline stand-in for Omniglot"
+    data = f"{maml['data']} ({source})"
+    return Result(metrics={"limits": {"maml": maml}}, rows=rows, data=data)
+
+
+def _maml_rows(config, maml: dict):
+    """The MAML rows (each accuracy beside TP4's, the ordering limit ≥ finite ≥
+    kernels) and ``(rows, real Omniglot?, short data name)``; adds
+    ``maml["ordering"]``."""
     real = maml["data"].startswith("Omniglot")
     short = "Omniglot" if real else f"offline stand-in {maml['data'].split(':')[0]}"
     note_m = (
@@ -809,7 +821,11 @@ def maml_part(run: Run) -> Result:
         )
     )
     maml["ordering"] = order
+    return rows, real, short
 
+
+def _plot_maml(run: Run, maml: dict, real: bool, short: str) -> None:
+    """Accuracy against width, before and after meta-training, with the limits' lines."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -844,6 +860,3 @@ def maml_part(run: Run) -> Result:
     )
     ax.legend(fontsize=7, loc="center right")
     run.save_figure(fig, "yang21_maml.png")
-    source = "real Omniglot" if real else "offline stand-in for Omniglot"
-    data = f"{maml['data']} ({source})"
-    return Result(metrics={"limits": {"maml": maml}}, rows=rows, data=data)

@@ -11,11 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.yang23_dkm import (
-    EXPERIMENT,
-    UCI_SHAPES,
-    exact_train_size,
-)
+from experiments._yang23_uci import exact_train_size
+from experiments.yang23_dkm import EXPERIMENT, UCI_SHAPES
 from ntk import dkm
 from ntk.dkm import deep_gp
 
@@ -208,8 +205,8 @@ def uci_plan(config) -> list:
 
 
 def _nngp_regression_abstract(kernel, layers, x, y, n):
-    """What `_nngp_regression` computes (kernel, σ² grid, posterior mean and
-    variances), with the posterior as its Cholesky solve: `predict.gp_inference`
+    """What `ntk.dkm.nngp_regression` computes (kernel, its default σ² grid,
+    posterior mean and variances), with the posterior as its Cholesky solve: `predict.gp_inference`
     lowered abstractly at the UCI sizes embeds n × n constants in the program."""
     k = kernel(dkm.nngp_grams(x, kernel, layers)[-1])
     ktt, kst = k[:n, :n], k[n:, :n]

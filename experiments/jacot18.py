@@ -231,29 +231,9 @@ def _circle_grid(config):
 def fig1(run: Run) -> Result:
     """Θ̂(x0, ·) at init and after training on f*(x) = x1·x2, per width, vs the limit."""
     config = run.config
-    key = _keys(config)[0]
     gammas, grid, _, _ = _circle_grid(config)
-    k_data, key = jax.random.split(key)
-    x_train = jax.random.normal(k_data, (config.fig1_points, 2))
-    y_train = (x_train[:, 0] * x_train[:, 1])[:, None]
     x0 = jnp.array([1.0, 0.0])
-    rows = {}
-    run.steps(len(config.fig1_widths) * config.fig1_inits)
-    for width in config.fig1_widths:
-        init_fn, apply_fn, kernel_fn = network(width, config.b_std)
-        train = jax.jit(
-            lambda p: gradient_descent(
-                apply_fn, p, x_train, y_train, config.learning_rate, config.fig1_steps
-            )
-        )
-        row = jax.jit(lambda p: empirical_ntk_row(apply_fn, p, x0, grid))
-        rows0, rowsT = [], []
-        keys = jax.random.split(jax.random.fold_in(key, width), config.fig1_inits)
-        for k in run.progress(keys, f"n={width}, init"):
-            _, params = init_fn(k, grid.shape)
-            rows0.append(np.asarray(row(params)))
-            rowsT.append(np.asarray(row(train(params))))
-        rows[width] = (np.stack(rows0), np.stack(rowsT))
+    rows = _fig1_ntk_rows(run, x0, grid)
     limit_row = np.asarray(network(1, config.b_std)[2](x0[None], grid, "ntk"))[0]
     row_err = {
         w: float(np.abs(r[1] - limit_row).max() / np.abs(limit_row).max()) for w, r in rows.items()
@@ -273,9 +253,50 @@ def fig1(run: Run) -> Result:
         for w, r in rows.items()
     }
     limit_range = (float(limit_row.min()), float(limit_row.max()))
+    _plot_fig1(run, gammas, rows, limit_row)
+    table = _fig1_table(config, ranges, limit_range, spread, inflation, row_err)
+    metrics = {
+        "fig1_row_error_after_training": row_err,
+        "fig1_spread_at_init": spread,
+        "fig1_inflation": inflation,
+        "fig1_range": ranges,
+        "fig1_limit_range": limit_range,
+    }
+    return Result(metrics=metrics, rows=table, data=DATA)
 
+
+def _fig1_ntk_rows(run: Run, x0, grid) -> dict:
+    """Per width: ``(Θ̂_0(x0, grid), Θ̂_T(x0, grid))``, each ``(inits, len(grid))``,
+    at initialisation and after ``fig1_steps`` GD steps on f*(x) = x1·x2."""
+    config = run.config
+    key = _keys(config)[0]
+    k_data, key = jax.random.split(key)
+    x_train = jax.random.normal(k_data, (config.fig1_points, 2))
+    y_train = (x_train[:, 0] * x_train[:, 1])[:, None]
+    rows = {}
+    run.steps(len(config.fig1_widths) * config.fig1_inits)
+    for width in config.fig1_widths:
+        init_fn, apply_fn, _ = network(width, config.b_std)
+        train = jax.jit(
+            lambda p: gradient_descent(
+                apply_fn, p, x_train, y_train, config.learning_rate, config.fig1_steps
+            )
+        )
+        row = jax.jit(lambda p: empirical_ntk_row(apply_fn, p, x0, grid))
+        rows0, rowsT = [], []
+        keys = jax.random.split(jax.random.fold_in(key, width), config.fig1_inits)
+        for k in run.progress(keys, f"n={width}, init"):
+            _, params = init_fn(k, grid.shape)
+            rows0.append(np.asarray(row(params)))
+            rowsT.append(np.asarray(row(train(params))))
+        rows[width] = (np.stack(rows0), np.stack(rowsT))
+    return rows
+
+
+def _plot_fig1(run: Run, gammas, rows: dict, limit_row) -> None:
     import matplotlib.pyplot as plt
 
+    config = run.config
     fig, axes = plt.subplots(1, len(rows), figsize=(5.5 * len(rows), 4), sharey=True)
     for ax, (width, (r0, rT)) in zip(np.atleast_1d(axes), rows.items()):
         for i, (a, b) in enumerate(zip(r0, rT)):
@@ -298,6 +319,8 @@ def fig1(run: Run) -> Result:
     )
     run.save_figure(fig, "fig1_ntk_convergence.png")
 
+
+def _fig1_table(config: Config, ranges, limit_range, spread, inflation, row_err) -> list:
     w_lo, w_hi = config.fig1_widths[0], config.fig1_widths[-1]
     y_lo, y_hi = PAPER["fig1_y_range"]
     lo = min(v[0] for v in ranges.values())
@@ -306,7 +329,7 @@ def fig1(run: Run) -> Result:
         f"depth 4, β = {config.b_std}, {config.fig1_inits} inits, "
         f"{config.fig1_steps} steps at lr {config.learning_rate}"
     )
-    table = [
+    return [
         # ±0.03: the paper's axis limits are read off the figure (about ±0.01)
         # and its curves need not touch them
         results.comparison(
@@ -346,14 +369,6 @@ def fig1(run: Run) -> Result:
             rule=f"error at n={w_hi} < at n={w_lo}",
         ),
     ]
-    metrics = {
-        "fig1_row_error_after_training": row_err,
-        "fig1_spread_at_init": spread,
-        "fig1_inflation": inflation,
-        "fig1_range": ranges,
-        "fig1_limit_range": limit_range,
-    }
-    return Result(metrics=metrics, rows=table, data=DATA)
 
 
 # ------------------------------------------------------------------ Fig. 2
@@ -372,7 +387,6 @@ def fig1(run: Run) -> Result:
 def fig2(run: Run) -> Result:
     """Finite networks of each width after training vs the infinite-width Gaussian process."""
     config = run.config
-    key = _keys(config)[1]
     gammas, grid, x_train, y_train = _circle_grid(config)
     kernel_fn = network(1, config.b_std)[2]
     predict_fn = predict.gradient_descent_mse_ensemble(
@@ -384,6 +398,19 @@ def fig2(run: Run) -> Result:
     # standardised deviation of the finite networks from the limit's Gaussian
     # process, where it has spread (the training points pin it to 0)
     spread = gp_std > 0.05 * gp_std.max()
+    curves, inside, z_rms = _fig2_networks(run, grid, x_train, y_train, gp_mean, gp_std, spread)
+    _plot_fig2(run, gammas, curves, gp_mean, gp_std)
+    table = _fig2_table(config, inside, z_rms)
+    metrics = {"fig2_fraction_in_band": inside, "fig2_z_rms": z_rms}
+    return Result(metrics=metrics, rows=table, data=DATA)
+
+
+def _fig2_networks(run: Run, grid, x_train, y_train, gp_mean, gp_std, spread):
+    """Per width: the finite networks' outputs on ``grid`` at t = 0 and after
+    ``fig2_steps`` GD steps, the fraction of their values in the limit GP's
+    10–90% band and the RMS of their z-scores where the GP has spread."""
+    config = run.config
+    key = _keys(config)[1]
     curves, inside, z_rms = {}, {}, {}
     run.steps(len(config.fig2_widths) * config.fig2_inits)
     for width in config.fig2_widths:
@@ -405,8 +432,13 @@ def fig2(run: Run) -> Result:
         inside[width] = float(np.mean(np.abs(z) <= 1.2816))
         z_rms[width] = float(np.sqrt(np.mean(z**2)))
 
+    return curves, inside, z_rms
+
+
+def _plot_fig2(run: Run, gammas, curves: dict, gp_mean, gp_std) -> None:
     import matplotlib.pyplot as plt
 
+    config = run.config
     fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4), sharey=True)
     for ax, (width, (f0, fT)) in zip(np.atleast_1d(axes), curves.items()):
         for i, (a, b) in enumerate(zip(f0, fT)):
@@ -438,6 +470,8 @@ def fig2(run: Run) -> Result:
     )
     run.save_figure(fig, "fig2_function_dynamics.png")
 
+
+def _fig2_table(config: Config, inside: dict, z_rms: dict) -> list:
     # Tolerances of two standard errors, counting each network as one draw
     # (its values along the circle are strongly correlated): a fraction 0.8
     # has s.e. √(0.8·0.2/m) and an RMS of m standard normals about 1/√(2m).
@@ -472,8 +506,7 @@ def fig2(run: Run) -> Result:
                 within=round(2 / math.sqrt(2 * m), 2),
             ),
         ]
-    metrics = {"fig2_fraction_in_band": inside, "fig2_z_rms": z_rms}
-    return Result(metrics=metrics, rows=table, data=DATA)
+    return table
 
 
 # ------------------------------------------------------------------ Fig. 3

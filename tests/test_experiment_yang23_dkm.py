@@ -5,7 +5,8 @@ GP's posterior Gram approaches the DKM optimum as width grows, at about the
 N^{-1/2} rate; the NNGP Gram does not; ν → ∞ gives the NNGP Grams; small ν
 aligns the top Gram with YYᵀ; every UCI model beats predicting the mean.
 The library pieces it orchestrates are tested beside the library
-(tests/test_dkm_sampling.py, test_dkm_deep_gp.py, test_dkm_sweep.py).
+(tests/test_dkm_sampling.py, test_dkm_deep_gp.py, test_dkm_sweep.py,
+test_dkm_regression.py).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def test_bad_split_files_are_a_value_error_naming_the_file(tmp_path, train, test
 
 
 def test_standardised_split_uses_training_statistics_only():
-    from experiments.yang23_dkm import standardised_split
+    from experiments._yang23_uci import standardised_split
 
     x = np.array([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0], [100.0, 1.0]])
     y = np.array([1.0, 3.0, 5.0, -50.0])

@@ -11,8 +11,10 @@ and its linear algebra, `full` the full DKM (cubic in the number of points),
 their preconditioned L-BFGS, `sweep` full-DKM optima along a ν sweep and
 `alignment` the centred kernel alignment. Beside the limit, the finite
 objects it is the limit of and is compared with: `sampling` samples the
-posterior of wide, finite deep GPs (MALA), and `deep_gp` is the doubly
-stochastic variational deep GP of Salimbeni & Deisenroth 2017.
+posterior of wide, finite deep GPs (MALA), `deep_gp` is the doubly
+stochastic variational deep GP of Salimbeni & Deisenroth 2017, and
+`regression` the exact-GP baselines of the paper's UCI comparison (the NNGP,
+i.e. the ν → ∞ DKM, and a shallow SE-ARD GP).
 
     >>> import numpy as np
     >>> from ntk import dkm
@@ -46,6 +48,13 @@ from ntk.dkm.sparse import SparseDKM
 from ntk.dkm.sweep import NuFit, make_nu_fitter
 from ntk.dkm.alignment import centred_alignment
 from ntk.dkm.sampling import SamplerOutput, dgp_log_posterior, grams_from_whitened, make_dgp_sampler
+from ntk.dkm.regression import (
+    NNGPRegression,
+    SqExpARDRegression,
+    gaussian_log_predictive,
+    nngp_regression,
+    sqexp_ard_regression,
+)
 from ntk.dkm import deep_gp
 
 __all__ = [
@@ -72,5 +81,10 @@ __all__ = [
     "dgp_log_posterior",
     "grams_from_whitened",
     "make_dgp_sampler",
+    "NNGPRegression",
+    "SqExpARDRegression",
+    "gaussian_log_predictive",
+    "nngp_regression",
+    "sqexp_ard_regression",
     "deep_gp",
 ]

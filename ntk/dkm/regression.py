@@ -1,0 +1,305 @@
+r"""Exact GP regression: the shallow baselines a DKM is compared with.
+
+Yang et al. 2023 compare deep kernel machines on UCI regression with two
+exact Gaussian processes (one output, ``n`` training and ``T`` test points,
+Gaussian noise σ²). Both predict, for a prior covariance ``k``,
+
+    μ_* = K_*X (K_XX + σ² I)⁻¹ y,
+    v_* = max(k_** − K_*X (K_XX + σ² I)⁻¹ K_X*, 10⁻¹²) + σ²,
+
+the predictive marginal ``N(y_*; μ_*, v_*)`` of a noisy test target (the
+posterior of ``f_*`` plus the noise; the floor guards round-off), computed by
+`ntk.predict.gp_inference`. They differ in ``k`` and in how its
+hyperparameters are chosen:
+
+* `nngp_regression` — the ν → ∞ DKM. Every Gram is pinned to the NNGP,
+  ``G_l = K(G_{l−1})`` from ``G_0 = X Xᵀ / N_0`` (`ntk.dkm.nngp_grams`), and
+  the outputs have covariance ``K(G_L)``, the DKM likelihood's. σ² maximises
+  the log marginal likelihood ``log N(y; 0, K_XX + σ² I)``
+  (`ntk.dkm.gaussian_log_marginal`) over a grid.
+* `sqexp_ard_regression` — a GP on the inputs with a squared-exponential
+  ARD kernel ``k(a, b) = s² exp(−½ Σ_d (a_d − b_d)² / λ_d²)``
+  (`ntk.dkm.deep_gp.sqexp_ard`), ``s²``, ``λ`` and σ² by type-II maximum
+  likelihood.
+
+`gaussian_log_predictive` scores either: ``log N(y; μ, v)`` per test point.
+
+    >>> import numpy as np
+    >>> from ntk import dkm
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(20, 3)); y = np.sin(x[:, 0]); x_test = x[:5] + 0.1
+    >>> pred = dkm.nngp_regression(dkm.relu(), 2, x, y, x_test)
+    >>> pred.mean.shape, pred.variance.shape
+    ((5,), (5,))
+    >>> ll = dkm.gaussian_log_predictive(np.sin(x_test[:, 0]), pred.mean, pred.variance)
+    >>> ll.shape
+    (5,)
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntk import _checks, predict
+from ntk.dkm import objective as obj
+from ntk.dkm.deep_gp import sqexp_ard
+from ntk.dkm.kernels import GramKernel
+
+__all__ = [
+    "NNGPRegression",
+    "SqExpARDRegression",
+    "nngp_regression",
+    "sqexp_ard_regression",
+    "gaussian_log_predictive",
+]
+
+#: Floor of the latent posterior variance (round-off can make it ≤ 0).
+_MIN_VARIANCE = 1e-12
+#: Added to the SE-ARD GP's σ² = exp(θ) + 10⁻⁶, so that K_XX + σ² I stays
+#: factorisable in float32 however small exp(θ) gets.
+_NOISE_FLOOR = 1e-6
+
+
+class NNGPRegression(NamedTuple):
+    """`nngp_regression`'s prediction, float64 NumPy.
+
+    ``mean (T,)`` and ``variance (T,)``: the predictive marginals of ``y_*``
+    (σ² included); ``noise_var``: the selected σ²; ``noise_grid (G,)``: the σ²
+    tried; ``log_marginal (G,)``: ``log N(y; 0, K_XX + σ² I)`` at each.
+    """
+
+    mean: np.ndarray
+    variance: np.ndarray
+    noise_var: float
+    noise_grid: np.ndarray
+    log_marginal: np.ndarray
+
+
+class SqExpARDRegression(NamedTuple):
+    """`sqexp_ard_regression`'s prediction and fitted hyperparameters.
+
+    ``mean (T,)`` and ``variance (T,)``: the predictive marginals of ``y_*``
+    (σ² included), float64 NumPy; ``noise_var`` σ², ``amplitude`` s² and
+    ``lengthscales (D,)`` λ at the fit; ``log_marginal``: ``log N(y; 0, K_XX +
+    σ² I)`` there, as the optimiser evaluated it (float32).
+    """
+
+    mean: np.ndarray
+    variance: np.ndarray
+    noise_var: float
+    amplitude: float
+    lengthscales: np.ndarray
+    log_marginal: float
+
+
+def _check_regression_data(name, x_train, y_train, x_test):
+    """Concrete, finite ``x_train (n, D)``, ``y_train (n,)``, ``x_test (T, D)``."""
+    x_train = _checks.as_numpy(x_train, "x_train", name, ndim=2, what="(n, D)", nonempty=True)
+    y_train = _checks.as_numpy(y_train, "y_train", name, ndim=1, what="(n,)")
+    x_test = _checks.as_numpy(x_test, "x_test", name, ndim=2, what="(T, D)", nonempty=True)
+    n, d = x_train.shape
+    if len(y_train) != n:
+        raise ValueError(
+            f"{name}: `y_train` must have shape ({n},), one target per row of x_train; "
+            f"got {y_train.shape}."
+        )
+    if x_test.shape[1] != d:
+        raise ValueError(
+            f"{name}: `x_test` must have shape (T, {d}), the {d} input columns of "
+            f"x_train; got {x_test.shape}."
+        )
+    return x_train, y_train, x_test
+
+
+def _predictive(ktt, y, kst, kss, noise_var):
+    """``(μ_*, v_*)`` of the module docstring (a `predict.gp_inference` Gaussian)."""
+    post = predict.gp_inference(ktt, y[:, None], diag_reg=noise_var, diag_reg_absolute_scale=True)(
+        "nngp", kst, kss
+    )
+    return post.mean[:, 0], jnp.maximum(jnp.diag(post.covariance), _MIN_VARIANCE) + noise_var
+
+
+@functools.partial(jax.jit, static_argnames=("kernel", "layers", "n"))
+def _nngp_fit_predict(kernel, layers, n, x, y, grid):
+    k = kernel(obj.nngp_grams(x, kernel, layers)[-1])
+    ktt, kst, kss = k[:n, :n], k[n:, :n], k[n:, n:]
+    if grid is None:
+        grid = jnp.logspace(-3, 0.5, 36, dtype=k.dtype)
+    # one σ² at a time: vmapped, all the n × n factorisations would be live at once
+    lml = jax.lax.map(lambda s2: obj.gaussian_log_marginal(y[:, None], ktt, s2), grid)
+    s2 = grid[jnp.argmax(lml)]
+    mean, var = _predictive(ktt, y, kst, kss, s2)
+    return mean, var, s2, grid, lml
+
+
+def nngp_regression(
+    kernel: GramKernel,
+    layers: int,
+    x_train,
+    y_train,
+    x_test,
+    *,
+    noise_grid=None,
+    dtype=jnp.float32,
+) -> NNGPRegression:
+    r"""Exact GP regression with the deep NNGP kernel ``K(G_L)``: the ν → ∞ DKM.
+
+    ``G_0 = X̄ X̄ᵀ / D`` on the stacked inputs ``X̄ = [x_train; x_test]``,
+    ``G_l = K(G_{l−1})`` for ``l = 1..L``, and the covariance of the outputs is
+    ``K(G_L)`` (the likelihood term of the DKM objective, Yang et al. 2023,
+    eq. 14, at its ν → ∞ optimum). The noise is
+
+        σ̂² = argmax_{σ² ∈ noise_grid} log N(y; 0, K_XX + σ² I),
+
+    each σ² factorised in turn (``lax.map``: memory of one ``n × n`` matrix),
+    and the prediction is the module docstring's ``(μ_*, v_*)`` at σ̂².
+
+    Args:
+      kernel: the `GramKernel` ``K`` (e.g. ``dkm.sqexp()``, ``dkm.relu()``).
+      layers: the depth ``L >= 1``.
+      x_train: ``(n, D)`` inputs; y_train: ``(n,)`` targets; x_test: ``(T, D)``.
+      noise_grid: ``(G,)`` positive σ² to choose from; None: 36 values
+        log-spaced over ``[10⁻³, 10^{0.5}]`` (``jnp.logspace(-3, 0.5, 36)``,
+        for standardised targets).
+      dtype: of the kernel and its factorisations (float32: exact GPs on
+        ~10⁴ points fit one accelerator; float64 needs ``jax_enable_x64``).
+
+    Returns:
+      `NNGPRegression`: predictive ``mean (T,)``, ``variance (T,)``, the
+      selected ``noise_var``, the ``noise_grid`` and ``log_marginal`` over it.
+    """
+    name = "nngp_regression"
+    if not isinstance(kernel, GramKernel):
+        raise TypeError(
+            f"{name}: `kernel` must be an ntk.dkm GramKernel (e.g. dkm.sqexp()); "
+            f"got {type(kernel).__name__}."
+        )
+    layers = _checks.require_int(layers, "layers", name)
+    x_train, y_train, x_test = _check_regression_data(name, x_train, y_train, x_test)
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{name}: `dtype` must be a floating dtype; got {dtype}.")
+    if noise_grid is not None:
+        grid = _checks.as_numpy(noise_grid, "noise_grid", name, ndim=1, what="(G,)", nonempty=True)
+        if not np.all(grid > 0):
+            raise ValueError(
+                f"{name}: `noise_grid` must hold positive noise variances; "
+                f"got minimum {grid.min():g}."
+            )
+        noise_grid = jnp.asarray(grid, dtype)
+    x = jnp.asarray(np.concatenate([x_train, x_test]), dtype)
+    mean, var, s2, grid, lml = _nngp_fit_predict(
+        kernel, layers, len(x_train), x, jnp.asarray(y_train, dtype), noise_grid
+    )
+    f64 = lambda a: np.asarray(a, np.float64)
+    return NNGPRegression(f64(mean), f64(var), float(s2), f64(grid), f64(lml))
+
+
+def sqexp_ard_regression(x_train, y_train, x_test, *, maxiter: int = 300) -> SqExpARDRegression:
+    r"""Exact GP regression with a squared-exponential ARD kernel fitted by type-II ML.
+
+    ``k(a, b) = s² exp(−½ Σ_d (a_d − b_d)² / λ_d²)``; ``θ = (log λ_1..λ_D,
+    log s², log(σ² − 10⁻⁶))`` minimises ``−log N(y; 0, K_XX + σ² I)``
+    (`ntk.dkm.gaussian_log_marginal`, float32, exact gradients by JAX) with
+    scipy's L-BFGS-B from ``λ_d = √D``, ``s² = 1``, ``σ² = 0.1 + 10⁻⁶`` (for
+    standardised inputs and targets; the 10⁻⁶ floor keeps the float32
+    factorisation positive definite). The prediction is the module
+    docstring's ``(μ_*, v_*)`` at the fit, solved in float64 (its kernel
+    matrices in JAX's default float precision); ``k_** = s²`` (only the
+    diagonal of the posterior covariance is used). Needs scipy (``ntk[data]``).
+
+    Args:
+      x_train: ``(n, D)`` inputs; y_train: ``(n,)`` targets; x_test: ``(T, D)``.
+      maxiter: L-BFGS-B iterations (at most).
+
+    Returns:
+      `SqExpARDRegression`: predictive ``mean (T,)``, ``variance (T,)`` and
+      the fitted ``noise_var``, ``amplitude``, ``lengthscales (D,)`` and
+      ``log_marginal``.
+
+    >>> import numpy as np
+    >>> from ntk import dkm
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(20, 2)); y = np.sin(x[:, 0]); x_test = x[:5] + 0.1
+    >>> fit = dkm.sqexp_ard_regression(x, y, x_test, maxiter=50)
+    >>> fit.mean.shape, fit.variance.shape, fit.lengthscales.shape
+    ((5,), (5,), (2,))
+    """
+    name = "sqexp_ard_regression"
+    x_train, y_train, x_test = _check_regression_data(name, x_train, y_train, x_test)
+    maxiter = _checks.require_int(maxiter, "maxiter", name)
+    scipy_optimize = _checks.optional_import("scipy.optimize")
+
+    xtr64, ytr64 = np.asarray(x_train, np.float64), np.asarray(y_train, np.float64)
+    d = x_train.shape[1]
+
+    def parts(theta, a, b):
+        return sqexp_ard(a, b, theta[d], theta[:d])
+
+    def nlml(theta, x, y):
+        noise = jnp.exp(theta[d + 1]) + _NOISE_FLOOR
+        return -obj.gaussian_log_marginal(y[:, None], parts(theta, x, x), noise)
+
+    vg = jax.jit(jax.value_and_grad(nlml))
+    xj, yj = jnp.asarray(x_train, jnp.float32), jnp.asarray(y_train, jnp.float32)
+    theta0 = np.concatenate([np.full(d, np.log(np.sqrt(d))), [0.0, np.log(0.1)]])
+    res = scipy_optimize.minimize(
+        lambda t: tuple(np.asarray(v, np.float64) for v in vg(jnp.asarray(t, jnp.float32), xj, yj)),
+        theta0,
+        jac=True,
+        method="L-BFGS-B",
+        options=dict(maxiter=maxiter),
+    )
+    th = jnp.asarray(res.x)
+    s2 = float(np.exp(res.x[d + 1])) + _NOISE_FLOOR
+    amp = float(np.exp(res.x[d]))
+    ktt = np.asarray(parts(th, xtr64, xtr64), np.float64)
+    kst = np.asarray(parts(th, np.asarray(x_test, np.float64), xtr64), np.float64)
+    # only marginal variances are used: the diagonal prior s²·I gives the diagonal of
+    # the posterior covariance exactly
+    kss = amp * np.eye(len(kst))
+    with jax.enable_x64(True):
+        post = predict.gp_inference(ktt, ytr64[:, None], diag_reg=s2, diag_reg_absolute_scale=True)(
+            "nngp", kst, kss
+        )
+        mean, var = np.asarray(post.mean)[:, 0], np.diag(np.asarray(post.covariance))
+    return SqExpARDRegression(
+        mean,
+        np.maximum(var, _MIN_VARIANCE) + s2,
+        s2,
+        amp,
+        np.exp(np.asarray(res.x[:d], np.float64)),
+        -float(res.fun),
+    )
+
+
+def gaussian_log_predictive(y, mean, variance) -> np.ndarray:
+    r"""``log N(y; μ, v) = −½ [log(2π v) + (y − μ)² / v]``, elementwise, float64.
+
+    The test log-likelihood per point of a Gaussian predictive (average it
+    over the test set for the UCI benchmarks' "test LL"; subtract
+    ``log y_scale`` for targets standardised by ``y_scale``).
+
+    Args:
+      y, mean, variance: arrays of one shape; ``variance > 0``.
+
+    >>> from ntk import dkm
+    >>> float(dkm.gaussian_log_predictive(np.array([0.0]), np.array([0.0]), np.array([1.0]))[0])
+    -0.918938...
+    """
+    name = "gaussian_log_predictive"
+    y = _checks.as_numpy(y, "y", name, dtype=np.float64)
+    mean = _checks.as_numpy(mean, "mean", name, dtype=np.float64)
+    variance = _checks.as_numpy(variance, "variance", name, dtype=np.float64)
+    for arg, a in (("mean", mean), ("variance", variance)):
+        if a.shape != y.shape:
+            raise ValueError(f"{name}: `{arg}` must have the shape of y, {y.shape}; got {a.shape}.")
+    if variance.size and not np.all(variance > 0):
+        raise ValueError(f"{name}: `variance` must be positive; got minimum {variance.min():g}.")
+    return -0.5 * (np.log(2 * math.pi * variance) + (y - mean) ** 2 / variance)
