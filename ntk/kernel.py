@@ -23,6 +23,16 @@ Masks (variable-length sequences, padded graphs; see `ntk.stax.masking`).
 output is masked (padding), as in neural-tangents. Masked entries count as
 zeros: `Kernel.mask` zeroes every covariance that involves one. ``mask2`` is
 None when ``x2`` is ``x1`` (then ``mask1`` serves both arguments).
+
+Known NTKs (work a layer may skip, never a different result). The inputs'
+kernel has Θ = 0 (no parameters yet), recorded as ``ntk_is_zero``; an affine
+layer in the NTK parameterization then gives Θ' = W_std² · 0 + K' = K', and
+stores it as the very array ``nngp`` (``ntk_is_nngp``), so a layer that
+applies one linear map to both (attention's ``A K Aᵀ``, `Aggregate`) computes
+it once. Neither can go stale: ``ntk_is_nngp`` is array identity, which
+implies equality, and ``ntk_is_zero`` is reset by every `Kernel.replace` of
+``ntk`` and dropped from the pytree (it does not survive ``jit``,
+``tree_map`` or a ``scan`` carry, which may change the arrays).
 """
 
 from __future__ import annotations
@@ -58,6 +68,9 @@ class Kernel:
       mask1, mask2: None (nothing masked) or boolean arrays broadcastable to
         ``shape1`` / ``shape2``, True at masked (padding) entries; see the
         module docstring.
+      ntk_is_zero: whether ``ntk`` is known to be exactly 0 (set by
+        `inputs_to_kernel`; reset by `replace` when ``ntk`` changes, and not
+        part of the pytree, so lost through ``jit`` or ``tree_map``).
     """
 
     nngp: Array
@@ -70,10 +83,29 @@ class Kernel:
     is_gaussian: bool = False
     mask1: Optional[Array] = None
     mask2: Optional[Array] = None
+    ntk_is_zero: bool = False
 
     def replace(self, **changes) -> "Kernel":
-        """A copy with the given fields replaced (`dataclasses.replace`)."""
+        """A copy with the given fields replaced (`dataclasses.replace`).
+
+        A new ``ntk`` resets ``ntk_is_zero`` to False unless ``ntk_is_zero``
+        is passed too, so a layer that knows nothing of the flag cannot carry
+        it onto an NTK it changed.
+        """
+        if "ntk" in changes and "ntk_is_zero" not in changes:
+            changes["ntk_is_zero"] = False
         return dataclasses.replace(self, **changes)
+
+    @property
+    def ntk_is_nngp(self) -> bool:
+        """Whether ``ntk`` is the very array ``nngp`` (so Θ = K exactly).
+
+        Set by the affine layers (NTK parameterization) over an input kernel
+        whose NTK is zero (``ntk_is_zero``); any layer that computes ``ntk``
+        and ``nngp`` apart ends it, and identity cannot hold for unequal
+        arrays, so a layer may read it to compute one product for both.
+        """
+        return self.ntk is not None and self.ntk is self.nngp
 
     @property
     def x1_is_x2(self) -> bool:
@@ -189,18 +221,24 @@ class Kernel:
         def zero(a, m):
             return None if a is None else jnp.where(m, jnp.zeros((), a.dtype), a)
 
+        nngp = zero(k.nngp, m12)
         return k.replace(
-            nngp=zero(k.nngp, m12),
-            ntk=zero(k.ntk, m12),
+            nngp=nngp,
+            # The same entries are zeroed in both, so Θ = K survives.
+            ntk=nngp if k.ntk_is_nngp else zero(k.ntk, m12),
             cov1=zero(k.cov1, m11),
             cov2=zero(k.cov2, m22),
         )
 
 
+# ``ntk_is_zero`` is dropped, not static: ``tree_map``, ``jit`` and ``scan``
+# rebuild the Kernel around arrays they may have changed, so every rebuilt
+# Kernel starts from the safe False.
 jax.tree_util.register_dataclass(
     Kernel,
     data_fields=["nngp", "ntk", "cov1", "cov2", "mask1", "mask2"],
     meta_fields=["shape1", "shape2", "diagonal_spatial", "is_gaussian"],
+    drop_fields=["ntk_is_zero"],
 )
 
 
@@ -310,6 +348,7 @@ def inputs_to_kernel(
         is_gaussian=False,
         mask1=mask1,
         mask2=mask2,
+        ntk_is_zero=compute_ntk,
     )
 
 

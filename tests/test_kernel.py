@@ -236,3 +236,71 @@ def test_variances_and_outer_vars_broadcast_against_nngp():
     )
     assert np.broadcast_shapes(a11.shape, b11.shape) == k.cov1.shape
     assert np.broadcast_shapes(a22.shape, b22.shape) == k.cov2.shape
+
+
+# ------------------------------------------------------------ known NTKs
+# The input kernel's Θ = 0 and an NTK-parameterized affine layer's Θ = K let
+# layers skip work (`Kernel.ntk_is_zero`, `Kernel.ntk_is_nngp`); these check
+# that neither flag can outlive the arrays it describes.
+
+
+def test_input_kernel_records_its_zero_ntk_only_when_it_has_one():
+    k = inputs_to_kernel(X1, X2, diagonal_spatial=True, compute_ntk=True)
+    assert k.ntk_is_zero and not np.any(np.asarray(k.ntk))
+    assert not inputs_to_kernel(X1, X2, diagonal_spatial=True, compute_ntk=False).ntk_is_zero
+    assert not Kernel(k.nngp, k.ntk, k.cov1, k.cov2, k.shape1, k.shape2).ntk_is_zero
+
+
+def test_replacing_the_ntk_resets_ntk_is_zero_unless_it_is_passed_too():
+    k = inputs_to_kernel(X1, X2, diagonal_spatial=True, compute_ntk=True)
+    assert not k.replace(ntk=k.ntk + 1.0).ntk_is_zero
+    # Even the same array: replace cannot tell what the caller did to it.
+    assert not k.replace(ntk=k.ntk).ntk_is_zero
+    assert k.replace(nngp=2 * k.nngp, cov1=2 * k.cov1, is_gaussian=True).ntk_is_zero
+    assert k.replace(ntk=3 * k.ntk, ntk_is_zero=True).ntk_is_zero
+
+
+def test_ntk_is_zero_is_no_part_of_the_pytree():
+    """tree_map may change the NTK, so the rebuilt Kernel must not claim 0;
+    and the structure (jit cache key, scan carry) must not depend on it."""
+    k = inputs_to_kernel(X1, X2, diagonal_spatial=True, compute_ntk=True)
+    shifted = jax.tree_util.tree_map(lambda a: a + 1.0, k)
+    assert not shifted.ntk_is_zero and np.all(np.asarray(shifted.ntk) == 1.0)
+    assert not jax.jit(lambda k: k)(k).ntk_is_zero
+    flagless = k.replace(ntk_is_zero=False)
+    assert jax.tree_util.tree_structure(k) == jax.tree_util.tree_structure(flagless)
+
+
+def test_ntk_is_nngp_means_the_same_array_not_equal_values():
+    nngp = jnp.asarray(RNG.normal(size=(3, 2)))
+    k = Kernel(nngp, nngp, jnp.ones(3), jnp.ones(2), (3, 4), (2, 4))
+    assert k.ntk_is_nngp
+    assert not k.replace(ntk=nngp + 0.0).ntk_is_nngp  # equal, but another array
+    assert not k.replace(nngp=2 * nngp).ntk_is_nngp
+    assert not k.replace(ntk=None).ntk_is_nngp
+
+
+def test_mask_keeps_ntk_is_nngp_and_zeroes_both_alike():
+    nngp = jnp.asarray(RNG.normal(size=(3, 2, 4)))
+    k = Kernel(nngp, nngp, jnp.ones((3, 4)), jnp.ones((2, 4)), (3, 4, 5), (2, 4, 5), True)
+    m1 = jnp.asarray(RNG.random((3, 4, 1)) < 0.5)
+    m2 = jnp.asarray(RNG.random((2, 4, 1)) < 0.5)
+    masked = k.mask(m1, m2)
+    assert masked.ntk_is_nngp
+    # The oracle: zero where position s of x1_i or of x2_j is masked.
+    keep = ~(np.asarray(m1)[:, None, :, 0] | np.asarray(m2)[None, :, :, 0])
+    np.testing.assert_array_equal(masked.nngp, np.where(keep, np.asarray(nngp), 0.0))
+
+
+def test_repeat_of_a_dense_layer_on_the_inputs_follows_the_ntk_recursion():
+    """The first Dense gives Θ = K, the next ones not; repeat's loop carry
+    must take both (the flags are no part of its structure)."""
+    w, b, depth = 1.2, 0.1, 3
+    k = stax.repeat(stax.Dense(4, W_std=w, b_std=b), depth).kernel_fn(X1, X2)
+    nngp = np.asarray(X1) @ np.asarray(X2).T / 4
+    ntk = np.zeros_like(nngp)
+    for _ in range(depth):  # Jacot et al. 2018: K' = w²K + b², Θ' = w²Θ + K'
+        nngp = w**2 * nngp + b**2
+        ntk = w**2 * ntk + nngp
+    np.testing.assert_allclose(k.nngp, nngp, rtol=1e-13)
+    np.testing.assert_allclose(k.ntk, ntk, rtol=1e-13)

@@ -510,6 +510,111 @@ def test_nngp_alone_is_the_nngp_computed_with_the_ntk(linear_scaling):
     assert _rel(net.kernel_fn(x1, x2, get="nngp"), both.nngp) <= 1e-14
 
 
+# ------------------------------------------- Θ = K after a first affine layer
+# Behind an NTK-parameterized Dense/Conv on the inputs, Θ = K and attention
+# evaluates one sandwich A K Aᵀ for both (`Kernel.ntk_is_nngp`). The reference
+# switches that off by clearing the input kernel's `ntk_is_zero`: the layers
+# then take their general rules over the explicit zero NTK.
+
+
+def _attn(c, **kw):
+    return stax.GlobalSelfAttention(c, 4, 3, 2, **kw)
+
+
+_KNOWN_NTK_NETS = {
+    "conv_softmax": stax.serial(
+        stax.Conv(5, (1,)), _attn(5), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1)
+    ),
+    "dense_embeddings": stax.serial(
+        stax.Dense(5, W_std=1.2, b_std=0.1),
+        _attn(
+            5,
+            b_std=0.3,
+            pos_emb_type="CONCAT",
+            n_chan_pos_emb=3,
+            pos_emb_decay_fn=_decay,
+            W_pos_emb_std=0.7,
+            val_pos_emb=True,
+        ),
+        stax.Relu(),
+        stax.Flatten(),
+        stax.Dense(1),
+    ),
+    "conv_local_sum_embeddings": stax.serial(
+        stax.ConvLocal(5, (2,), padding="SAME"),
+        _attn(5, pos_emb_type="SUM", attention_mechanism="ABS"),
+        stax.GlobalAvgPool(),
+    ),
+    "square_root_identity": stax.serial(
+        stax.Conv(5, (1,), b_std=0.2),
+        _attn(5, linear_scaling=False, attention_mechanism="IDENTITY"),
+        stax.GlobalAvgPool(),
+    ),
+    "standard_parameterization": stax.serial(
+        stax.Conv(5, (1,), parameterization="standard"), _attn(5), stax.GlobalAvgPool()
+    ),
+    "branches_then_attention_again": stax.serial(
+        stax.Conv(5, (1,)),
+        stax.FanOut(2),
+        stax.parallel(_attn(5), stax.Conv(5, (1,))),
+        stax.FanInSum(),
+        _attn(5),
+        stax.Erf(),
+        stax.GlobalAvgPool(),
+    ),
+}
+
+
+def _with_and_without_known_ntks(net, x1, x2, **kwargs):
+    # One jit for both: the flags live within a trace (not across its
+    # boundary), and one compilation is faster than op-by-op dispatch.
+    @jax.jit
+    def both(x1, x2):
+        k = inputs_to_kernel(x1, x2, diagonal_spatial=False, compute_ntk=True, **kwargs)
+        return net.kernel_fn(k), net.kernel_fn(k.replace(ntk_is_zero=False))
+
+    return both(x1, x2)
+
+
+@pytest.mark.parametrize(
+    "with_x2, masked", [(False, False), (True, True)], ids=["x2=None", "x2-masked"]
+)
+@pytest.mark.parametrize("name", list(_KNOWN_NTK_NETS))
+def test_one_sandwich_for_theta_equal_k_gives_the_kernels_of_two(name, with_x2, masked):
+    rng = np.random.default_rng(11)
+    x1 = rng.normal(size=(3, 4, 2))
+    x2 = rng.normal(size=(2, 4, 2)) if with_x2 else None
+    kw = {}
+    if masked:  # the last position of one sequence per batch is padding
+        x1[1, 3] = -1e4
+        if x2 is not None:
+            x2[0, 3] = -1e4
+        kw["mask_constant"] = -1e4
+    fast, slow = _with_and_without_known_ntks(_KNOWN_NTK_NETS[name], x1, x2, **kw)
+    # Same operations on bitwise equal inputs, except A Θ Aᵀ + 2 A K Aᵀ
+    # summed from one product instead of two: float64 rounding only.
+    for field in ("nngp", "ntk", "cov1", "cov2"):
+        a, b = getattr(fast, field), getattr(slow, field)
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert _rel(a, b) <= 1e-13, field
+
+
+def test_attention_behind_a_first_affine_layer_evaluates_one_sandwich_fewer():
+    """The NTK's A Θ Aᵀ (two batched matrix products) is not traced at all."""
+    net = _KNOWN_NTK_NETS["conv_softmax"]
+    x = np.random.default_rng(0).normal(size=(3, 4, 2))
+
+    def products(known):
+        def ntk(x):
+            k = inputs_to_kernel(x, None, diagonal_spatial=False, compute_ntk=True)
+            return net.kernel_fn(k if known else k.replace(ntk_is_zero=False)).ntk
+
+        return str(jax.make_jaxpr(ntk)(x)).count("dot_general")
+
+    assert products(False) - products(True) == 2
+
+
 def test_mup_refuses_attention_by_name():
     from ntk import mup
 

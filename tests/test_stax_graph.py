@@ -433,3 +433,32 @@ def test_aggregate_is_a_parameterless_layer():
     assert isinstance(layer.kernel_fn.spec, specs.Parameterless)
     assert layer.kernel_fn.needs_full_spatial
     assert layer.init_fn(jax.random.PRNGKey(0), (2, 4, 3)) == ((2, 4, 3), ())
+
+
+def test_aggregate_of_theta_equal_k_gives_the_kernels_computed_apart():
+    """Behind the first Dense Θ = K, and Aggregate maps both by one linear map
+    once (`Kernel.ntk_is_nngp`); the reference computes them apart (the input
+    kernel's `ntk_is_zero` cleared)."""
+    from ntk.kernel import inputs_to_kernel
+
+    rng = np.random.default_rng(8)
+    x1, a1 = _padded_graphs(rng, (4, 6, 5), 6, 2)
+    x2, a2 = _padded_graphs(rng, (6, 3), 6, 2)
+    first = stax.serial(stax.Dense(5, W_std=1.3, b_std=0.2), stax.Aggregate())
+    net = _graph_net()
+    marked = []
+
+    @jax.jit  # the flags live within one trace
+    def both(x1, x2, a1, a2):
+        k = inputs_to_kernel(x1, x2, diagonal_spatial=False, compute_ntk=True, mask_constant=MASK)
+        marked.append(first.kernel_fn(k, pattern=(a1, a2)).ntk_is_nngp)
+        return (
+            net.kernel_fn(k, pattern=(a1, a2)),
+            net.kernel_fn(k.replace(ntk_is_zero=False), pattern=(a1, a2)),
+        )
+
+    fast, slow = both(x1, x2, a1, a2)
+    assert marked == [True]
+    # The same operations on equal inputs: float64 rounding at most.
+    for field in ("nngp", "ntk", "cov1", "cov2"):
+        assert _rel(getattr(fast, field), getattr(slow, field)) <= 1e-13, field

@@ -676,3 +676,47 @@ def test_dropout_apply_without_rng_raises():
     layer = stax.Dropout(0.5)
     with pytest.raises(ValueError, match="rng"):
         layer.apply_fn((), VEC[0])
+
+
+# ------------------------------------------------------------ known NTKs
+
+_AFFINE = {
+    "Dense": (lambda **kw: stax.Dense(6, W_std=1.3, b_std=0.2, **kw), (3, 5)),
+    "Conv": (lambda **kw: stax.Conv(6, (2, 2), W_std=1.3, b_std=0.2, **kw), (3, 4, 3, 2)),
+    "ConvTranspose": (
+        lambda **kw: stax.ConvTranspose(6, (2,), (2,), W_std=1.3, b_std=0.2, **kw),
+        (3, 4, 2),
+    ),
+    "ConvLocal": (lambda **kw: stax.ConvLocal(6, (2,), W_std=1.3, b_std=0.2, **kw), (3, 4, 2)),
+}
+
+
+@pytest.mark.parametrize("diagonal_spatial", [False, True])
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+@pytest.mark.parametrize("name", list(_AFFINE))
+def test_affine_layers_on_the_zero_input_ntk_give_the_general_rules_kernel(
+    name, parameterization, diagonal_spatial
+):
+    """Told that the input NTK is 0, an affine layer drops the W_std² Θ term
+    and under "ntk" returns Θ' = K' as the NNGP array itself; the reference
+    is the general rule applied to the explicit zero NTK (flag off)."""
+    make, shape = _AFFINE[name]
+    layer = make(parameterization=parameterization)
+    rng = np.random.default_rng(3)
+    x1, x2 = rng.normal(size=shape), rng.normal(size=(2,) + shape[1:])
+    k0 = inputs_to_kernel(x1, x2, diagonal_spatial=diagonal_spatial, compute_ntk=True)
+    flags = []
+
+    @jax.jit  # the flags live within one trace
+    def both(k0_arrays):
+        k = k0.replace(**k0_arrays, ntk_is_zero=True)
+        fast, slow = layer.kernel_fn(k), layer.kernel_fn(k.replace(ntk_is_zero=False))
+        flags.extend([fast.ntk_is_nngp, fast.ntk_is_zero, slow.ntk_is_nngp])
+        return fast, slow
+
+    fast, slow = both({"nngp": k0.nngp, "ntk": k0.ntk, "cov1": k0.cov1, "cov2": k0.cov2})
+    assert flags == [parameterization == "ntk", False, False]
+    # Adding the zero term is exact in floating point: the results agree to
+    # the last bit up to XLA's order of summation.
+    for field in ("nngp", "ntk", "cov1", "cov2"):
+        np.testing.assert_allclose(getattr(fast, field), getattr(slow, field), rtol=1e-14)

@@ -56,8 +56,9 @@ does the same with the input `Kernel`'s masks (``attention_kernel``).
 
 Kernel layout: needs every pair of positions (``needs_full_spatial``); the
 kernel is ``A X Aᵀ`` per pair of inputs, evaluated as two batched matrix
-products (``2 N1 N2 P³`` multiply-adds), one for the NNGP and one for the
-NTK.
+products (``2 N1 N2 P³`` multiply-adds) for the NNGP and, unless the input
+NTK is the NNGP itself (`Kernel.ntk_is_nngp`: right after a first affine
+layer, where Θ = K and so ``A Θ Aᵀ = A K Aᵀ``), again for the NTK.
 """
 
 from __future__ import annotations
@@ -566,7 +567,10 @@ def attention_kernel(k: Kernel, cfg: _Config, mask1=None, mask2=None) -> Kernel:
     dtype = k.nngp.dtype
     keep1 = _keep(mask1, k.shape1, dtype)
     keep2 = keep1 if same else _keep(mask2, k.shape2, dtype)
-    nngp, ntk = _to_positions(k.nngp, 2), _to_positions(k.ntk, 2)
+    nngp = _to_positions(k.nngp, 2)
+    # Θ = K (after a first affine layer): every step below maps both alike,
+    # so the NTK's arrays stay the NNGP's and its sandwich is not recomputed.
+    ntk = nngp if k.ntk_is_nngp else _to_positions(k.ntk, 2)
     cov1, cov2 = _to_positions(k.cov1, 1), _to_positions(k.cov2, 1)
 
     # Mixing in the positional embeddings' covariance R.
@@ -601,7 +605,7 @@ def attention_kernel(k: Kernel, cfg: _Config, mask1=None, mask2=None) -> Kernel:
     k11 = mixed(cov1, keep1, None, False)
     k22 = mixed(cov2, keep2, None, False)
     k12 = mixed(nngp, keep1, keep2, True)
-    t12 = mixed(ntk, keep1, keep2, True)
+    t12 = k12 if ntk is nngp else mixed(ntk, keep1, keep2, True)
     # The values see the embeddings only with val_pos_emb.
     v11, v22, v12, tv12 = (k11, k22, k12, t12) if cfg.val_pos_emb else (cov1, cov2, nngp, ntk)
 
@@ -616,7 +620,8 @@ def attention_kernel(k: Kernel, cfg: _Config, mask1=None, mask2=None) -> Kernel:
         out12 = _affine(s12, cfg.OV_std, cfg.b_std)
         ntk12 = None
         if tv12 is not None:
-            ntk12 = _affine(_sandwich(A1, tv12, A2) + 2 * s12, cfg.OV_std, cfg.b_std)
+            st12 = s12 if tv12 is v12 else _sandwich(A1, tv12, A2)
+            ntk12 = _affine(st12 + 2 * s12, cfg.OV_std, cfg.b_std)
     else:
         out11, out22, out12, ntk12 = _square_root_identity(
             cfg, k11, k22, k12, t12, v11, v22, v12, tv12, keep1, keep2

@@ -134,8 +134,14 @@ def Conv(
         conv = lambda m, nb: conv_cov(
             m, nb, k.diagonal_spatial, plan, filter_shape, strides, circular
         )
+        # Linear in the covariances, so a zero NTK stays zero (and, unused by
+        # affine_kernel then, its convolution is never evaluated under jit).
         k = k.replace(
-            nngp=conv(k.nngp, 2), ntk=conv(k.ntk, 2), cov1=conv(k.cov1, 1), cov2=conv(k.cov2, 1)
+            nngp=conv(k.nngp, 2),
+            ntk=conv(k.ntk, 2),
+            cov1=conv(k.cov1, 1),
+            cov2=conv(k.cov2, 1),
+            ntk_is_zero=k.ntk_is_zero,
         )
         k = affine_kernel(k, W_std, b_std, parameterization, k.shape1[-1] * filter_size / s[0])
         return k.replace(**shapes_with(k, [o for o, _ in plan], out))
@@ -317,8 +323,14 @@ def ConvTranspose(
         conv = lambda m, nb: transpose_conv_cov(
             m, nb, k.diagonal_spatial, plan, filter_shape, strides
         )
+        # Linear in the covariances, so a zero NTK stays zero (and, unused by
+        # affine_kernel then, its convolution is never evaluated under jit).
         k = k.replace(
-            nngp=conv(k.nngp, 2), ntk=conv(k.ntk, 2), cov1=conv(k.cov1, 1), cov2=conv(k.cov2, 1)
+            nngp=conv(k.nngp, 2),
+            ntk=conv(k.ntk, 2),
+            cov1=conv(k.cov1, 1),
+            cov2=conv(k.cov2, 1),
+            ntk_is_zero=k.ntk_is_zero,
         )
         k = affine_kernel(k, W_std, b_std, parameterization, k.shape1[-1] * filter_size / s[0])
         return k.replace(**shapes_with(k, [g.out for g in plan], out))
@@ -438,15 +450,22 @@ def ConvLocal(
                 m = spatial_diagonal(m, nb)
             return conv_cov(m, nb, True, plan, filter_shape, strides, circular)
 
+        # Linear in the covariances, so a zero NTK stays zero (and, unused by
+        # affine_kernel then, its convolution is never evaluated under jit).
         k = k.replace(
-            nngp=conv(k.nngp, 2), ntk=conv(k.ntk, 2), cov1=conv(k.cov1, 1), cov2=conv(k.cov2, 1)
+            nngp=conv(k.nngp, 2),
+            ntk=conv(k.ntk, 2),
+            cov1=conv(k.cov1, 1),
+            cov2=conv(k.cov2, 1),
+            ntk_is_zero=k.ntk_is_zero,
         )
         # The bias is per position too, so it joins before the embedding.
         k = affine_kernel(k, W_std, b_std, parameterization, k.shape1[-1] * filter_size / s[0])
         if full:
+            nngp = embed_diagonal(k.nngp, 2)
             k = k.replace(
-                nngp=embed_diagonal(k.nngp, 2),
-                ntk=embed_diagonal(k.ntk, 2),
+                nngp=nngp,
+                ntk=nngp if k.ntk_is_nngp else embed_diagonal(k.ntk, 2),
                 cov1=embed_diagonal(k.cov1, 1),
                 cov2=embed_diagonal(k.cov2, 1),
             )

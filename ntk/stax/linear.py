@@ -82,15 +82,20 @@ def affine_kernel(k: Kernel, W_std, b_std, parameterization: str, fan_in_width: 
         m = W_std**2 * m
         return m if b_std is None else m + b_std**2
 
+    nngp = fc(k.nngp)
     ntk = k.ntk
     if ntk is not None:
+        # Over the inputs' zero NTK the W_std² Θ term drops; under "ntk" that
+        # leaves Θ' = K', kept as the same array (`Kernel.ntk_is_nngp`).
         if parameterization == "ntk":
-            ntk = fc(k.nngp) + W_std**2 * ntk
+            ntk = nngp if k.ntk_is_zero else nngp + W_std**2 * ntk
         else:
-            ntk = fan_in_width * k.nngp + W_std**2 * ntk
+            ntk = fan_in_width * k.nngp
+            if not k.ntk_is_zero:
+                ntk = ntk + W_std**2 * k.ntk
             if b_std is not None:
                 ntk = ntk + 1.0
-    return k.replace(nngp=fc(k.nngp), ntk=ntk, cov1=fc(k.cov1), cov2=fc(k.cov2), is_gaussian=True)
+    return k.replace(nngp=nngp, ntk=ntk, cov1=fc(k.cov1), cov2=fc(k.cov2), is_gaussian=True)
 
 
 def Dense(
