@@ -30,10 +30,6 @@ POWER_MODES = 10
 POWER_FEATURES = 4096
 
 
-def _eigh(kernel):
-    return np.linalg.eigh(np.asarray(kernel, np.float64))
-
-
 def _rel_dev_by_ridge(grid, big=64):
     """|sim/theory − 1| over n, k ≥ ``big``, n ≠ k, per ridge of the whole grid: (max, (N, K, R)).
 
@@ -53,7 +49,7 @@ def _rel_dev_by_ridge(grid, big=64):
 def feature_comparison(config, x, y, kernel, scale, ridges, relu_grid, grid_keys):
     """The image grid again with Gaussian features of the same kernel, and both
     feature kinds' eigenmode power spread (`rf.mode_power_cv`)."""
-    eig = _eigh(kernel)  # one factorisation serves the features and both spreads
+    eig = rf.kernel_eigensystem(kernel)  # one factorisation: the features and both spreads
     gauss = rf.kernel_feature_sampler(kernel, eig)
     grid = tuple(config.grid)
     if max(grid) >= 64:

@@ -38,12 +38,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import _simon24_conv as conv
 from experiments import _simon24_features as rffeat
+from experiments import _simon24_plots as plots
 from experiments import _simon24_ridge as ridge
 from experiments import _simon24_sim as rfsim
 from experiments import registry, results
+from experiments._simon24_conv import MYRTLE_TILE
 from experiments.registry import Result, Run
-from ntk import parallel, stax
 from ntk import random_features as rf
 
 #: The paper's (α, β) of the depth-10 Myrtle convolutional NTK, measured by
@@ -111,10 +113,6 @@ class Config:
     seed: int = 0
 
 
-# Pairs per Myrtle tile: 64 × 64 images per step keeps a tile's self-pair
-# overhead (each tile's images with themselves, for their variances) at 3%.
-MYRTLE_TILE = 64
-
 _FULL_SWEEP = tuple(int(v) for v in np.unique(np.round(np.logspace(1, 4, 31))))
 SIZES = registry.Sizes(
     full=dict(
@@ -178,81 +176,6 @@ EXPERIMENT = registry.register(
 )
 
 
-# -------------------------------------------------------- eigenstructure
-
-
-CNTK_KERNELS = ("conv2", "myrtle5", "myrtle10")
-
-
-def conv_ntk_exponents(config, x_all, labels, key, cache_dir=None):
-    """(α, β) of a convolutional NTK (``config.kernel``) on downsampled images,
-    two ways. ``cache_dir``: where Myrtle kernel tiles are kept between runs."""
-    if config.kernel not in CNTK_KERNELS:
-        raise ValueError(
-            f"simon24_rf: kernel must be one of {CNTK_KERNELS}; got {config.kernel!r}."
-        )
-    idx = np.asarray(jax.random.permutation(key, x_all.shape[0]))[: config.cntk_points]
-    x = np.asarray(x_all[idx], np.float32)
-    f = x.shape[1] // config.cntk_side
-    x = x[:, : f * config.cntk_side, : f * config.cntk_side]
-    x = x.reshape(x.shape[0], config.cntk_side, f, config.cntk_side, f, -1).mean((2, 4))
-    x = x - x.mean(0)
-    x = x / np.sqrt(np.mean(np.sum(x**2, (1, 2, 3))) / np.prod(x.shape[1:]))
-    y = np.where(np.isin(labels[idx], rfsim.POSITIVE_CLASSES), 1.0, -1.0).astype(np.float32)
-    if config.kernel == "conv2":
-        net = stax.serial(
-            stax.Conv(config.cntk_channels, (3, 3), padding="VALID"),
-            stax.Relu(),
-            stax.Conv(config.cntk_channels, (3, 3), padding="VALID"),
-            stax.Relu(),
-            stax.Flatten(),
-            stax.Dense(1),
-        )
-        kernel = np.asarray(net[2](jnp.asarray(x), None, "ntk"), np.float64)
-    else:
-        kernel = myrtle_ntk(x, int(config.kernel[len("myrtle") :]), cache_dir)
-    lam, v = rf.eigendecompose(kernel, y)
-    lam, v = np.asarray(lam), np.asarray(v)
-    n = len(lam)
-    lo, hi = max(2, n // 100), max(n // 5, 4)
-    alpha = rf.fit_alpha(lam, lo, hi)
-    beta = rf.fit_beta(v, lo, max(n // 2, hi))
-    sizes = np.unique(np.round(np.geomspace(max(8, n // 40), n // 2, 6)).astype(int))
-    a_proxy, b_proxy, table = rf.exponents_from_sizes(
-        kernel, y, sizes, key, trials=2, n_test=n - sizes.max()
-    )
-    return dict(
-        alpha=alpha,
-        beta=beta,
-        alpha_proxy=a_proxy,
-        beta_proxy=b_proxy,
-        lam=lam,
-        v=v,
-        fit_range=(lo, hi),
-        proxy=table,
-        kernel=kernel,
-        y=y,
-    )
-
-
-def myrtle_ntk(x, depth: int, cache_dir=None) -> np.ndarray:
-    """Myrtle-``depth`` NTK of images ``x`` (N, S, S, C), zero-padded to a side
-    divisible by 4, through `ntk.parallel.batch` (resumable tiles in
-    ``cache_dir`` when given)."""
-    side = x.shape[1]
-    pad = -side % 4
-    x = np.pad(x, [(0, 0), (pad // 2, pad - pad // 2), (pad // 2, pad - pad // 2), (0, 0)])
-    kernel_fn = stax.Myrtle(depth)[2]
-    batched = parallel.batch(
-        kernel_fn,
-        MYRTLE_TILE,
-        progress=True,
-        store_on_device=False,
-        checkpoint_dir=None if cache_dir is None else Path(cache_dir),
-    )
-    return np.asarray(batched(x, None, "ntk"), np.float64)
-
-
 # ---------------------------------------------------- obligatory overfitting
 
 
@@ -261,163 +184,19 @@ def overfitting_curves(config, key, lam, v, noise, simulate, scale):
     r = jnp.asarray(ridges, jnp.float32)
     tr, te = simulate(config.overfit_n, r, jax.random.split(key, config.overfit_trials))
     fine = jnp.asarray(np.concatenate([[0.0], np.logspace(-6, 3, 91)]) * scale, jnp.float32)
-    th = jax.vmap(lambda d: rf.krr_risk(lam, v, config.overfit_n, d, noise))(fine)
+    th = rf.krr_fitting_curve(lam, v, config.overfit_n, fine, noise)
     sim_tr, sim_te = np.asarray(tr).mean(0), np.asarray(te).mean(0)
-    th_te, th_tr = np.asarray(th.test_mse), np.asarray(th.train_mse)
-    j, js = int(np.argmin(th_te)), int(np.argmin(sim_te))
+    js = int(np.argmin(sim_te))
     return dict(
-        th_ratio=th_tr / th_te,
-        th_test=th_te,
+        th_ratio=np.asarray(th.fitting_ratio),
+        th_test=np.asarray(th.test_mse),
         sim_ratio=sim_tr / sim_te,
         sim_test=sim_te,
-        th_opt_ratio=float(th_tr[j] / th_te[j]),
+        th_opt_ratio=th.optimal_ratio,
         sim_opt_ratio=float(sim_tr[js] / sim_te[js]),
-        th_opt_ridge=float(fine[j]),
+        th_opt_ridge=th.optimal_ridge,
         sim_opt_ridge=float(ridges[js]),
     )
-
-
-# ------------------------------------------------------------------ figures
-
-
-def _plot_sweeps(results_by_task, which, path):
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(
-        len(results_by_task), 2, figsize=(11, 4.2 * len(results_by_task)), squeeze=False
-    )
-    for row, (title, res) in enumerate(results_by_task.items()):
-        ridges, cidx = res["ridges"], res["curve_idx"]
-        colors = plt.cm.viridis(np.linspace(0, 0.9, len(cidx)))
-        for col, (key, label) in enumerate(
-            [("vs_k", "k (features), n = fixed"), ("vs_n", "n (samples), k = fixed")]
-        ):
-            ax, s = axes[row, col], res[key]
-            th = s[f"th_{which}"]
-            sim = s[f"sim_{which}"].mean(0)
-            for c, j in zip(colors, cidx):
-                ax.plot(s["x"], th[:, j], color=c, lw=1.5, label=f"δ = {ridges[j]:.3g}")
-                ax.plot(s["x"], sim[:, j], "o", color=c, ms=4)
-            if which == "test":
-                env_th, env_sim = rfsim.envelope(s)
-                ax.plot(s["x"], env_th, "k-", lw=2.5, label="optimal δ (theory)")
-                ax.plot(s["x"], env_sim, "kx", ms=7, label="optimal δ (experiment)")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel(label)
-            ax.set_ylabel(f"{which} MSE")
-            ax.set_title(f"{title}: {which} MSE vs {key[-1]}")
-            if which == "test":
-                finite = th[np.isfinite(th) & (th > 0)]
-                if finite.size:
-                    ax.set_ylim(
-                        np.min(finite) * 0.7, min(np.max(finite), 20 * np.min(finite)) * 1.5
-                    )
-        axes[row, 0].legend(fontsize=7)
-    fig.suptitle(f"RF regression {which} MSE: lines = eigenframework, markers = mean of trials")
-    fig.tight_layout()
-    results.save_figure(fig, path)
-
-
-def _plot_heatmaps(results_by_task, path):
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(
-        len(results_by_task), 3, figsize=(13, 4 * len(results_by_task)), squeeze=False
-    )
-    for row, (title, res) in enumerate(results_by_task.items()):
-        title = title.split(" (offline")[0]
-        g = res["grid"]
-        th = np.nanmin(np.where(np.isfinite(g["th_test"]), g["th_test"], np.inf), -1)
-        sim = np.min(g["sim_test"], -1)
-        lo, hi = np.log10(min(th.min(), sim.min())), np.log10(max(th.max(), sim.max()))
-        for col, (mat, name) in enumerate([(th, "theory"), (sim, "experiment")]):
-            ax = axes[row, col]
-            im = ax.imshow(np.log10(mat), origin="lower", vmin=lo, vmax=hi, cmap="magma")
-            ax.set_title(f"{title}\nlog10 optimal-δ test MSE ({name})", fontsize=9)
-            fig.colorbar(im, ax=ax)
-        ax = axes[row, 2]
-        im = ax.imshow(sim / th - 1, origin="lower", cmap="coolwarm", vmin=-0.2, vmax=0.2)
-        ax.set_title(f"{title}\nexperiment / theory − 1", fontsize=9)
-        fig.colorbar(im, ax=ax)
-        for ax in axes[row]:
-            ax.set_xticks(range(len(g["k"])), g["k"])
-            ax.set_yticks(range(len(g["n"])), g["n"])
-            ax.set_xlabel("k")
-            ax.set_ylabel("n")
-    fig.tight_layout()
-    results.save_figure(fig, path)
-
-
-def _plot_eigen(eig, name, paper, path):
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    i = np.arange(1, len(eig["lam"]) + 1)
-    lo, hi = eig["fit_range"]
-    ax = axes[0]
-    ax.loglog(i, eig["lam"], ".", ms=2, label="λ_i")
-    ax.loglog(
-        i[lo:hi],
-        eig["lam"][lo] * (i[lo:hi] / i[lo]) ** -eig["alpha"],
-        "r-",
-        label=f"fit α = {eig['alpha']:.2f} (paper {paper[0]})",
-    )
-    ax.set_xlabel("i")
-    ax.legend()
-    ax.set_title(f"conv NTK eigenvalues on {name}")
-    ax = axes[1]
-    v2 = eig["v"] ** 2
-    edges = np.unique(np.round(np.geomspace(1, len(v2) + 1, 30)).astype(int))
-    c = [np.exp(np.mean(np.log(np.arange(a, b)))) for a, b in zip(edges[:-1], edges[1:])]
-    m = [v2[a - 1 : b - 1].mean() for a, b in zip(edges[:-1], edges[1:])]
-    ax.loglog(c, m, "o", label="binned v_i²")
-    c, m = np.asarray(c), np.asarray(m)
-    inside = (c >= lo) & (c <= hi) & (m > 0)
-    log_c0 = np.mean(np.log(m[inside]) + eig["beta"] * np.log(c[inside])) if inside.any() else 0.0
-    ax.loglog(
-        i[lo:hi],
-        np.exp(log_c0) * i[lo:hi] ** -eig["beta"],
-        "r-",
-        label=f"fit β = {eig['beta']:.2f} (paper {paper[1]})",
-    )
-    ax.legend()
-    ax.set_xlabel("i")
-    ax.set_title("target eigencoefficients")
-    ax = axes[2]
-    p = eig["proxy"]
-    ax.loglog(p["sizes"], p["kappa"], "o-", label=f"(Tr K_n⁻¹)⁻¹: α ≈ {eig['alpha_proxy']:.2f}")
-    ax.loglog(p["sizes"], p["test_mse"], "s-", label=f"ridgeless MSE: β ≈ {eig['beta_proxy']:.2f}")
-    ax.set_xlabel("n")
-    ax.legend()
-    ax.set_title("size-based proxies (paper Sec. 5)")
-    fig.tight_layout()
-    results.save_figure(fig, path)
-
-
-def _plot_overfitting(curves, path):
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False)
-    for ax, (title, c) in zip(axes[0], curves.items()):
-        ax.plot(c["th_ratio"], c["th_test"], "-", label="theory (δ varies)")
-        ax.plot(c["sim_ratio"], c["sim_test"], "o", label="experiment")
-        j = int(np.argmin(c["th_test"]))
-        ax.plot(
-            c["th_ratio"][j],
-            c["th_test"][j],
-            "r*",
-            ms=12,
-            label=f"optimum: E_tr/E_te = {c['th_opt_ratio']:.2f}",
-        )
-        ax.set_xlabel("fitting ratio E_tr / E_te")
-        ax.set_ylabel("test MSE")
-        ax.set_yscale("log")
-        ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=8)
-    fig.suptitle("Obligatory overfitting: KRR test MSE vs train/test fitting ratio")
-    fig.tight_layout()
-    results.save_figure(fig, path)
 
 
 # -------------------------------------------------------------------- parts
@@ -491,9 +270,9 @@ def image(run: Run) -> Result:
 
     tasks = {f"synthetic (α=β={config.alpha})": st.syn, f"ReLU RF, {img_name}": img}
     for which in ("test", "train"):
-        _plot_sweeps(tasks, which, run.out_dir / f"{which}_mse_vs_k_n.png")
+        plots.plot_sweeps(tasks, which, run.out_dir / f"{which}_mse_vs_k_n.png")
         run.figures.append(f"{which}_mse_vs_k_n.png")
-    _plot_heatmaps(tasks, run.out_dir / "heatmaps_k_n.png")
+    plots.plot_heatmaps(tasks, run.out_dir / "heatmaps_k_n.png")
     run.figures.append("heatmaps_k_n.png")
 
     metrics = {"image_dataset": img_name}
@@ -772,10 +551,10 @@ def conv_ntk(run: Run) -> Result:
             / f"{config.kernel}_n{config.cntk_points}_side{config.cntk_side}"
             f"_seed{config.seed}_{config.dataset}"
         )
-    eig = conv_ntk_exponents(config, x_raw, labels, _keys(config)[3], cache)
+    eig = conv.conv_ntk_exponents(config, x_raw, labels, _keys(config)[3], cache)
     ds = "cifar10" if img_name == "CIFAR-10" else "mnist"
     paper_ab = PAPER_EXPONENTS[ds]
-    _plot_eigen(eig, img_name, paper_ab, run.out_dir / "conv_ntk_eigenstructure.png")
+    plots.plot_eigen(eig, img_name, paper_ab, run.out_dir / "conv_ntk_eigenstructure.png")
     run.figures.append("conv_ntk_eigenstructure.png")
     ratio_ours = rf.optimal_fitting_ratio(eig["alpha"], eig["beta"], config.overfit_n, 0.0)
     ratio_paper = rf.optimal_fitting_ratio(*paper_ab, config.overfit_n, 0.0)
@@ -867,7 +646,7 @@ def overfitting(run: Run) -> Result:
             st.scale_i,
         ),
     }
-    _plot_overfitting(curves, run.out_dir / "obligatory_overfitting.png")
+    plots.plot_overfitting(curves, run.out_dir / "obligatory_overfitting.png")
     run.figures.append("obligatory_overfitting.png")
     metrics, comparison = {}, []
     for title, c in curves.items():

@@ -28,7 +28,7 @@ Known NTKs (work a layer may skip, never a different result). The inputs'
 kernel has Θ = 0 (no parameters yet), recorded as ``ntk_is_zero``; an affine
 layer in the NTK parameterization then gives Θ' = W_std² · 0 + K' = K', and
 stores it as the very array ``nngp`` (``ntk_is_nngp``), so a layer that
-applies one linear map to both (attention's ``A K Aᵀ``, `Aggregate`) computes
+applies one linear map to both (attention's ``A K Aᵀ``, `ntk.stax.Aggregate`) computes
 it once. Neither can go stale: ``ntk_is_nngp`` is array identity, which
 implies equality, and ``ntk_is_zero`` is reset by every `Kernel.replace` of
 ``ntk`` and dropped from the pytree (it does not survive ``jit``,

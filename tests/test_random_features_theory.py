@@ -8,6 +8,7 @@ import pytest
 
 from ntk.random_features import (
     gaussian_features,
+    krr_fitting_curve,
     krr_kappa,
     krr_risk,
     learnabilities,
@@ -173,6 +174,48 @@ def test_interpolation_peak_agrees_within_monte_carlo_error(n):
     assert np.all(np.abs(z) < 4) and np.all(np.abs(rel) < 0.05), (z, rel)
 
 
+def _flat_kappa(m, lam, n, ridge):
+    # the positive root of n κ² + (nλ − Mλ − δ) κ − δλ = 0 (flat spectrum)
+    b = n * lam - m * lam - ridge
+    return (-b + np.sqrt(b**2 + 4 * n * ridge * lam)) / (2 * n)
+
+
+def test_fitting_curve_matches_the_flat_spectrum_closed_form():
+    # M equal eigenvalues λ, Σ v² = s, noise σ²: κ from the quadratic,
+    # L = λ/(λ + κ), E_te = n/(n − M L²)·((1 − L)² s + σ²), E_tr/E_te = (δ/(nκ))².
+    m, lam, n, s, noise = 200, 0.3, 80, 2.0, 0.5
+    ridges = np.array([0.0, 1e-3, 0.1, 1.0, 10.0, 1e3])
+    curve = krr_fitting_curve(jnp.full(m, lam), jnp.full(m, np.sqrt(s / m)), n, ridges, noise)
+    kappa = _flat_kappa(m, lam, n, ridges)
+    L = lam / (lam + kappa)
+    test = n / (n - m * L**2) * ((1 - L) ** 2 * s + noise)
+    np.testing.assert_allclose(curve.test_mse, test, rtol=1e-9)
+    # at δ = 0 (n < M: interpolation) the theory's ((n − Σ L_i)/n)² is 0 up to
+    # the round-off of n − Σ L_i (~1e-14 · n), squared: atol 1e-20
+    ratio = (ridges / (n * kappa)) ** 2
+    np.testing.assert_allclose(curve.train_mse, ratio * test, rtol=1e-9, atol=1e-20)
+    np.testing.assert_allclose(curve.fitting_ratio, ratio, rtol=1e-9, atol=1e-20)
+    assert np.all(np.diff(curve.fitting_ratio) > 0) and curve.fitting_ratio[-1] < 1
+
+
+@pytest.mark.parametrize("n", [40, 150, 400])
+def test_optimal_ridge_of_an_isotropic_task_is_noise_times_dimension_over_signal(n):
+    # Isotropic task (M equal eigenvalues λ, Σ v² = s, noise σ²): ridge
+    # regression's test risk depends on the target only through s, so the
+    # Bayes-optimal ridge δ* = σ² M λ / s is optimal for every target and n
+    # (Dobriban & Wager 2018, Thm. 2.1, in this normalisation). The grid has
+    # 2001 ridges over 6 decades: the optimum is within one step (× 10^0.003).
+    m, lam, s, noise = 100, 0.3, 2.0, 0.5
+    ridges = np.geomspace(1e-3, 1e3, 2001)
+    curve = krr_fitting_curve(jnp.full(m, lam), jnp.full(m, np.sqrt(s / m)), n, ridges, noise)
+    want = noise * m * lam / s
+    assert abs(np.log10(curve.optimal_ridge / want)) <= 0.003
+    assert curve.best == int(np.argmin(np.asarray(curve.test_mse)))
+    assert curve.optimal_ratio == pytest.approx(
+        float(curve.train_mse[curve.best] / curve.test_mse[curve.best]), rel=1e-12
+    )
+
+
 @pytest.mark.parametrize("bad", [jnp.ones((3, 3)), jnp.ones((0,))])
 def test_bad_eigvals_raise(bad):
     with pytest.raises(ValueError, match="eigvals"):
@@ -225,6 +268,31 @@ _V = jnp.sqrt(_LAM)
         (lambda: krr_kappa(_LAM, 0, 1e-3), ValueError, "krr_kappa: `n` must be a number > 0"),
         (lambda: rf_kappa_gamma(_LAM, 10, -3, 1e-3), ValueError, "rf_kappa_gamma: `k`"),
         (lambda: learnabilities(_LAM, 0.0), ValueError, "`gamma` must be a number > 0"),
+        (
+            lambda: krr_fitting_curve(_LAM, _V, 10, np.array([1e-3, -1.0])),
+            ValueError,
+            r"krr_fitting_curve: `ridges` must be >= 0; got \[-1.0\]",
+        ),
+        (
+            lambda: krr_fitting_curve(_LAM, _V, 10, np.ones((2, 2))),
+            ValueError,
+            r"krr_fitting_curve: `ridges` must have shape \(R,\)",
+        ),
+        (
+            lambda: krr_fitting_curve(_LAM, _V, 10, np.ones(0)),
+            ValueError,
+            "krr_fitting_curve: `ridges`",
+        ),
+        (
+            lambda: krr_fitting_curve(_LAM, _V, 0, np.ones(3)),
+            ValueError,
+            "`n` must be a number > 0",
+        ),
+        (
+            lambda: krr_fitting_curve(_LAM, _V[:4], 10, np.ones(3)),
+            ValueError,
+            "`target_coeffs` must have shape",
+        ),
     ],
 )
 def test_bad_arguments_are_rejected_by_name(call, exc, message):

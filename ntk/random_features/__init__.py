@@ -4,10 +4,10 @@
   gradients), classic families (ReLU arc-cosine, random Fourier, Gaussian) and
   Gaussian features of any kernel matrix.
 - `ridge`: RF ridge regression, exact primal/dual solves for many ridges at once.
-- `eigen`: kernel eigenvalues λ_i, target coefficients v_i, exponents (α, β),
-  the eigenmode power spread of features.
-- `theory`: the eigenframework — κ, γ, E_0 and test/train MSE of KRR and RF, and
-  the optimal fitting ratio of power-law tasks.
+- `eigen`: the kernel's eigensystem, eigenvalues λ_i, target coefficients v_i,
+  exponents (α, β), the eigenmode power spread of features.
+- `theory`: the eigenframework — κ, γ, E_0 and test/train MSE of KRR and RF, the
+  fitting ratio E_tr/E_te against the ridge and its optimum.
 - `krr`: exact KRR simulations (Gaussian model, pool kernels) beside its theory.
 
     >>> import jax.numpy as jnp
@@ -19,11 +19,15 @@
 """
 
 from ntk.random_features.eigen import (
+    KernelExponents,
     eigendecompose,
     exponents_from_sizes,
     fit_alpha,
     fit_beta,
     inverse_trace_kappa,
+    kernel_eigensystem,
+    kernel_exponents,
+    log_binned_means,
     power_law_fit,
     mode_power_cv,
     ridgeless_krr_mse,
@@ -38,8 +42,10 @@ from ntk.random_features.features import (
 )
 from ntk.random_features.ridge import mse, optimal_ridge, rf_ridge_mse, rf_ridge_weights
 from ntk.random_features.theory import (
+    FittingCurve,
     KRRTheory,
     RFTheory,
+    krr_fitting_curve,
     krr_kappa,
     krr_risk,
     learnabilities,
@@ -51,10 +57,14 @@ from ntk.random_features.krr import gaussian_krr_mse, krr_pool_mse
 
 __all__ = [
     "eigendecompose",
+    "kernel_eigensystem",
     "exponents_from_sizes",
     "fit_alpha",
     "fit_beta",
     "inverse_trace_kappa",
+    "log_binned_means",
+    "KernelExponents",
+    "kernel_exponents",
     "power_law_fit",
     "ridgeless_krr_mse",
     "mode_power_cv",
@@ -70,6 +80,8 @@ __all__ = [
     "rf_ridge_weights",
     "KRRTheory",
     "RFTheory",
+    "FittingCurve",
+    "krr_fitting_curve",
     "krr_kappa",
     "krr_risk",
     "learnabilities",

@@ -9,12 +9,21 @@ data measure). On a pool of N points the data measure is the empirical one:
 so ``K(x, x') = Σ λ_i φ_i(x)φ_i(x')`` with ``φ_i(x_a) = √N U_ai`` orthonormal in
 the empirical measure and ``Σ_i v_i² = mean y²``.
 
-Power laws (paper Sec. 5): ``λ_i ~ i^(−α)`` and ``v_i² ~ i^(−β)``. Direct fits are
-noisy for single v_i², so β is fitted to v_i² averaged in logarithmic bins. The
-paper's size-based proxies use only Gram matrices of growing subsets:
+`eigendecompose` is traceable JAX (it runs inside ``jit``);
+`kernel_eigensystem` is the same symmetric eigendecomposition on the host in
+float64, the one factorisation `kernel_feature_sampler` and `mode_power_cv`
+share (``eig=``).
+
+Power laws (paper Sec. 5): ``λ_i ~ i^(−α)`` and ``v_i² ~ i^(−β)``, fitted by the
+one log–log least-squares fit of `ntk.power_law`. Direct fits are noisy for
+single v_i², so β is fitted to v_i² averaged in logarithmic bins
+(`log_binned_means`). The paper's size-based proxies use only Gram matrices of
+growing subsets:
 
     κ(n) ≈ (Tr K_n⁻¹)⁻¹ ~ n^(−α)        (ridgeless KRR, Simon et al. 2021),
     ridgeless test MSE(n) ~ n^(1−β)     (paper Sec. 5).
+
+`kernel_exponents` gives both kinds of estimate for one kernel on a pool.
 
     >>> import numpy as np
     >>> from ntk.random_features import eigendecompose, fit_alpha
@@ -27,6 +36,9 @@ paper's size-based proxies use only Gram matrices of growing subsets:
 
 from __future__ import annotations
 
+import operator
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,12 +48,16 @@ from ntk.power_law import loglog_fit
 
 __all__ = [
     "eigendecompose",
+    "kernel_eigensystem",
     "power_law_fit",
+    "log_binned_means",
     "fit_alpha",
     "fit_beta",
     "inverse_trace_kappa",
     "exponents_from_sizes",
     "ridgeless_krr_mse",
+    "KernelExponents",
+    "kernel_exponents",
     "mode_power_cv",
 ]
 
@@ -55,11 +71,91 @@ def eigendecompose(kernel, y):
     k = _square(kernel, "kernel", "eigendecompose")
     y = _targets(y, k, "eigendecompose")
     n = k.shape[0]
-    evals, u = jnp.linalg.eigh(0.5 * (k + k.T))
-    evals, u = evals[::-1], u[:, ::-1]
-    lam = jnp.maximum(evals, 0.0) / n
+    evals, u = _descending_eigh(k, jnp)
+    lam = evals / n
     v = jnp.tensordot(u.T, y, axes=1) / jnp.sqrt(n)
     return lam, v
+
+
+def _descending_eigh(k, xp):
+    """``eigh`` of the symmetric part of ``k`` with ``xp`` (numpy or jax.numpy):
+    eigenvalues descending and clipped at 0, eigenvectors as columns in the
+    same order."""
+    evals, u = xp.linalg.eigh(0.5 * (k + k.T))
+    return xp.maximum(evals[::-1], 0.0), u[:, ::-1]
+
+
+def kernel_eigensystem(kernel):
+    r"""``(μ, U)``: eigenvalues (N,), descending, and eigenvectors (N, N) of a kernel matrix.
+
+    For a PSD kernel matrix ``K`` (N, N) on a pool of N points,
+
+        K = U diag(μ) Uᵀ,   UᵀU = I,   μ_1 ≥ μ_2 ≥ … ≥ μ_N ≥ 0,
+
+    column ``i`` of ``U`` the eigenvector of ``μ_i``. Computed on the host in
+    float64 by ``numpy.linalg.eigh`` of the symmetric part ``(K + Kᵀ)/2``
+    (``eigh`` reads one triangle only, so round-off asymmetry would otherwise
+    count on one side), with the eigenvalues clipped at 0: a PSD kernel's
+    smallest eigenvalues come out slightly negative in floating point, where
+    a square root (`kernel_feature_sampler`) is undefined. It is the factorisation
+    that `kernel_feature_sampler` and `mode_power_cv` accept as ``eig=``, so
+    one decomposition can serve both. `eigendecompose` is its traceable JAX
+    counterpart in the empirical measure (``λ = μ/N``, ``v = Uᵀy/√N``).
+
+        >>> import numpy as np
+        >>> from ntk.random_features import kernel_eigensystem
+        >>> a = np.random.default_rng(0).normal(size=(4, 2))
+        >>> mu, u = kernel_eigensystem(a @ a.T)          # rank 2: two zero eigenvalues
+        >>> bool(np.all(np.diff(mu) <= 0)), bool(np.allclose((u * mu) @ u.T, a @ a.T))
+        (True, True)
+        >>> mu[2:].round(12).tolist()                     # ≥ 0: round-off clipped
+        [0.0, 0.0]
+    """
+    name = "kernel_eigensystem"
+    k = _square_numpy(kernel, "kernel", name)
+    return _descending_eigh(k, np)
+
+
+def _square_numpy(kernel, arg, name):
+    """A finite, symmetric, non-empty ``(N, N)`` float64 NumPy matrix."""
+    k = _checks.as_numpy(kernel, arg, name, ndim=2, dtype=np.float64, what="(N, N)", nonempty=True)
+    if k.shape[0] != k.shape[1]:
+        raise ValueError(f"{name}: `{arg}` must be square (N, N); got shape {k.shape}.")
+    return _checks.require_symmetric(k, arg, name)
+
+
+def _eigensystem_arg(eig, kernel, name):
+    """``eig`` checked as `kernel_eigensystem` of ``kernel`` (N, N), or computed
+    when None: ``(μ, U)`` with μ (N,) descending and U (N, N)."""
+    if eig is None:
+        return kernel_eigensystem(kernel)
+    try:
+        mu, u = eig
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name}: `eig` must be the pair (eigenvalues, eigenvectors) of "
+            f"kernel_eigensystem(kernel); got {type(eig).__name__}."
+        ) from None
+    n = kernel.shape[0]
+    mu = _checks.as_numpy(mu, "eig[0]", name, ndim=1, dtype=np.float64, what=f"({n},)")
+    u = _checks.as_numpy(u, "eig[1]", name, ndim=2, dtype=np.float64, what=f"({n}, {n})")
+    if mu.shape != (n,) or u.shape != (n, n):
+        raise ValueError(
+            f"{name}: `eig` must hold eigenvalues ({n},) and eigenvectors ({n}, {n}) "
+            f"of the ({n}, {n}) kernel; got shapes {mu.shape} and {u.shape}."
+        )
+    if np.any(np.diff(mu) > 0):
+        raise ValueError(
+            f"{name}: `eig` must be kernel_eigensystem(kernel), eigenvalues in "
+            f"descending order; got them in another order (numpy.linalg.eigh's "
+            f"ascending order?): first {mu[:3].tolist()}."
+        )
+    if mu[-1] < 0:
+        raise ValueError(
+            f"{name}: `eig` must be kernel_eigensystem(kernel), eigenvalues "
+            f"clipped at 0; got a smallest eigenvalue of {mu[-1]:.3g}."
+        )
+    return mu, u
 
 
 def _square(kernel, arg, name):
@@ -133,12 +229,41 @@ def fit_beta(
     v2 = v**2 if v.ndim == 1 else (v**2).sum(1)
     idx = _index_range(v2.shape[0], i_min, i_max, "fit_beta")
     bins = max(3, int(round(bins_per_decade * np.log10((idx[-1] + 1) / idx[0]))))
-    edges = np.unique(np.round(np.geomspace(idx[0], idx[-1] + 1, bins + 1)).astype(int))
+    return power_law_fit(*_binned(v2, idx[0], idx[-1], bins))[0]
+
+
+def log_binned_means(values, i_min: int = 1, i_max: int | None = None, bins: int = 20):
+    r"""Means of ``values[i−1]`` over logarithmic bins of the 1-based index i: (centres, means).
+
+    The indices ``i_min … i_max`` are cut at the edges
+    ``round(geomspace(i_min, i_max + 1, bins + 1))`` (repeated edges merged, so
+    small indices may give fewer bins); bin ``[a, b)`` gives the mean of
+    ``values[a−1 … b−2]`` at the geometric mean of its indices,
+    ``exp(mean(log i))``. For a power law ``values_i = c·i^(−p)`` each bin's mean
+    is close to ``c·centre^(−p)``, so a log–log fit of the bins recovers ``p``
+    while averaging out the scatter of single values (`fit_beta` fits
+    ``v_i²`` this way).
+
+        >>> import numpy as np
+        >>> from ntk.random_features import log_binned_means
+        >>> centres, means = log_binned_means(np.arange(1, 101.0), 1, 100, bins=2)
+        >>> centres.round(2).tolist(), means.tolist()     # bins [1, 10) and [10, 101)
+        ([4.15, 47.3], [5.0, 55.0])
+    """
+    name = "log_binned_means"
+    values = _checks.as_numpy(values, "values", name, ndim=1, what="(M,)", dtype=np.float64)
+    idx = _index_range(values.shape[0], i_min, i_max, name)
+    bins = _checks.require_int(bins, "bins", name)
+    return _binned(values, idx[0], idx[-1], bins)
+
+
+def _binned(values, i_min, i_max, bins):
+    edges = np.unique(np.round(np.geomspace(i_min, i_max + 1, bins + 1)).astype(int))
     centres, means = [], []
     for a, b in zip(edges[:-1], edges[1:]):
         centres.append(np.exp(np.mean(np.log(np.arange(a, b)))))
-        means.append(v2[a - 1 : b - 1].mean())
-    return power_law_fit(centres, means)[0]
+        means.append(values[a - 1 : b - 1].mean())
+    return np.asarray(centres), np.asarray(means)
 
 
 def inverse_trace_kappa(kernel_n, ridge=0.0):
@@ -211,6 +336,98 @@ def exponents_from_sizes(kernel, y, sizes, key, trials: int = 3, n_test: int | N
     return alpha, 1.0 + p, {"sizes": sizes, "kappa": kappas, "test_mse": mses}
 
 
+class KernelExponents(NamedTuple):
+    """The power-law exponents of a kernel and target on a pool (`kernel_exponents`)."""
+
+    alpha: float  # λ_i ~ i^(−α), fitted to the spectrum over fit_range
+    beta: float  # v_i² ~ i^(−β), fitted to log-binned v_i²
+    alpha_proxy: float  # (Tr K_n⁻¹)⁻¹ ~ n^(−α)
+    beta_proxy: float  # ridgeless test MSE ~ n^(1−β)
+    eigvals: np.ndarray  # (N,) λ, descending (`eigendecompose`)
+    target_coeffs: np.ndarray  # (N,) or (N, T) v
+    fit_range: tuple[int, int]  # 1-based modes (i_min, i_max) of the α fit
+    proxy: dict  # `exponents_from_sizes`' table: sizes, kappa, test_mse
+
+
+def kernel_exponents(kernel, y, key, fit_range=None, sizes=None, trials: int = 2):
+    r"""(α, β) of a kernel and target on a pool, from the spectrum and from the size proxies.
+
+    Simon et al. 2024 (Sec. 5) describe a task by ``λ_i ~ i^(−α)`` and
+    ``v_i² ~ i^(−β)``. On a pool of N points (`eigendecompose`: ``λ =
+    eig(K)/N``, ``v = Uᵀy/√N``) this fits
+
+    - α: `fit_alpha`, ``log λ_i`` against ``log i`` over ``fit_range =
+      (i_min, i_max)``, by default ``(max(2, N//100), max(N//5, 4))``: it
+      leaves out the first modes, which often sit off the power law (the
+      kernel's mean, the data's coarsest structure), and the tail, where an
+      N-point spectrum departs from the population's;
+    - β: `fit_beta`, log-binned ``v_i²`` over ``i_min … max(N//2, i_max)``;
+    - the paper's proxies (`exponents_from_sizes`, ``trials`` random subsets
+      per size): ``(Tr K_n⁻¹)⁻¹ ~ n^(−α)`` and ridgeless test MSE ``~ n^(1−β)``
+      on the pool points left out, for n in ``sizes``, by default six sizes
+      log-spaced over ``max(8, N//40) … N//2`` (``N − max(sizes)`` test points).
+
+    Args:
+      kernel: ``(N, N)`` symmetric PSD kernel matrix on the pool, N ≥ 18 with
+        the default sizes (two distinct sizes ≥ 8 up to N/2).
+      y: ``(N,)`` or ``(N, T)`` targets on the pool.
+      key: PRNG key drawing the proxies' subsets.
+      fit_range: 1-based modes ``(i_min, i_max)`` of the α fit (β's starts at
+        i_min), ``1 ≤ i_min < i_max ≤ N`` (default above).
+      sizes: subset sizes of the proxies, at least two, each ``< N`` (default
+        above); trials: subsets per size.
+
+    Returns:
+      `KernelExponents`.
+
+        >>> import jax, numpy as np
+        >>> from ntk.random_features import kernel_exponents
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(200, 400)) * np.arange(1, 401) ** -0.75   # Cov = diag(i^-1.5)
+        >>> out = kernel_exponents(x @ x.T, x[:, 0], jax.random.PRNGKey(0), sizes=[50, 100])
+        >>> round(out.alpha, 1), out.fit_range
+        (1.5, (2, 40))
+    """
+    name = "kernel_exponents"
+    k = _square(kernel, "kernel", name)
+    y = _targets(y, k, name)
+    if key is None:
+        raise TypeError(f"{name}: `key` must be a PRNG key (it draws the subsets); got None.")
+    lam, v = eigendecompose(k, y)
+    lam, v = np.asarray(lam), np.asarray(v)
+    n = lam.shape[0]
+    if fit_range is None:
+        fit_range = (max(2, n // 100), max(n // 5, 4))
+    try:
+        lo, hi = (operator.index(i) for i in fit_range)
+    except (TypeError, ValueError):
+        lo = hi = 0
+    if not 1 <= lo < hi <= n:
+        raise ValueError(
+            f"{name}: `fit_range` must be a pair of ints (i_min, i_max) with "
+            f"1 ≤ i_min < i_max ≤ {n} (the number of modes); got {fit_range!r}."
+        )
+    if sizes is None:
+        if n < 18:
+            raise ValueError(
+                f"{name}: `kernel` must cover at least 18 points for the default "
+                f"`sizes` (two subset sizes from 8 to N/2); got N = {n}."
+            )
+        sizes = np.unique(np.round(np.geomspace(max(8, n // 40), n // 2, 6)).astype(int))
+    sizes = np.atleast_1d(np.asarray(sizes))
+    if sizes.size and (not np.issubdtype(sizes.dtype, np.integer) or sizes.max() >= n):
+        raise ValueError(
+            f"{name}: `sizes` must be ints below N = {n} (the rest of the pool is "
+            f"the proxies' test set); got {sizes.tolist()}."
+        )
+    alpha = fit_alpha(lam, lo, hi)
+    beta = fit_beta(v, lo, max(n // 2, hi))
+    a_proxy, b_proxy, table = exponents_from_sizes(
+        k, y, sizes, key, trials=trials, n_test=n - int(sizes.max())
+    )
+    return KernelExponents(alpha, beta, a_proxy, b_proxy, lam, v, (lo, hi), table)
+
+
 def mode_power_cv(phi, kernel, modes: int, eig=None) -> float:
     r"""Spread across random features of their power in the kernel's top eigenmodes.
 
@@ -232,10 +449,10 @@ def mode_power_cv(phi, kernel, modes: int, eig=None) -> float:
         >>> round(mode_power_cv(phi, K, 8) / float(np.sqrt(2 / 8)), 1)   # χ²₈/8
         1.0
 
-    ``eig``: ``K``'s ``numpy.linalg.eigh``, if already computed.
+    ``eig``: ``kernel_eigensystem(K)``, if already computed.
     """
     name = "mode_power_cv"
-    kernel = _checks.as_numpy(kernel, "kernel", name, ndim=2, dtype=np.float64, what="(N, N)")
+    kernel = _square_numpy(kernel, "kernel", name)
     phi = _checks.as_numpy(phi, "phi", name, ndim=2, dtype=np.float64, what="(N, k)")
     if phi.shape[0] != kernel.shape[0]:
         raise ValueError(
@@ -243,7 +460,16 @@ def mode_power_cv(phi, kernel, modes: int, eig=None) -> float:
             f"got shape {phi.shape}."
         )
     modes = _checks.require_int(modes, "modes", name, maximum=kernel.shape[0])
-    evals, evecs = np.linalg.eigh(0.5 * (kernel + kernel.T)) if eig is None else eig
-    mu, u = evals[::-1][:modes], evecs[:, ::-1][:, :modes]
+    evals, evecs = _eigensystem_arg(eig, kernel, name)
+    # numerical rank as numpy.linalg.matrix_rank counts it: eigenvalues below
+    # N·eps·μ_max are round-off, and each mode's power is divided by its μ_i
+    rank = int(np.sum(evals > evals[0] * kernel.shape[0] * np.finfo(np.float64).eps))
+    if modes > rank:
+        raise ValueError(
+            f"{name}: `modes` must be at most the kernel's numerical rank ({rank}: "
+            f"eigenvalues above N·eps·max), each mode's power is divided by its "
+            f"eigenvalue; got {modes}."
+        )
+    mu, u = evals[:modes], evecs[:, :modes]
     q = np.mean((u.T @ phi) ** 2 / mu[:, None], axis=0)
     return float(q.std() / q.mean())

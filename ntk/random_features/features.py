@@ -15,7 +15,8 @@ RF kernel ``K̂ = (1/k) Σ_j g_j g_jᵀ`` with i.i.d. features ``g_j``,
 - `fourier_features`: ``√(2/k) cos(x·ω/ℓ + b)``, ω ~ N(0, I), b ~ U[0, 2π):
   the RBF kernel ``exp(−|x − x'|²/(2ℓ²))`` (Rahimi & Recht 2007).
 - `kernel_feature_sampler`: Gaussian features ``K^{1/2} Z/√k`` of any PSD
-  kernel matrix on a pool, the features the eigenframework assumes.
+  kernel matrix on a pool, the features the eigenframework assumes (from
+  its `kernel_eigensystem`).
 
     >>> import jax, jax.numpy as jnp
     >>> from ntk import stax
@@ -37,6 +38,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ntk import _checks
+from ntk.random_features.eigen import _eigensystem_arg, _square_numpy
 
 __all__ = [
     "network_features",
@@ -138,7 +140,7 @@ def kernel_feature_sampler(kernel, eig=None):
     network features of the same kernel share its second moment but not its
     Gaussianity (see `ntk.random_features.mode_power_cv`).
 
-    ``K`` is factorised once (``eig``: its ``numpy.linalg.eigh``, if already
+    ``K`` is factorised once (``eig``: its `kernel_eigensystem`, if already
     computed); each call then costs one (N, N) × (N, k) product, and ``sample``
     can be called inside ``jit`` (the root is a constant of the program).
 
@@ -151,11 +153,11 @@ def kernel_feature_sampler(kernel, eig=None):
         True
     """
     name = "kernel_feature_sampler"
-    kernel = _checks.as_numpy(kernel, "kernel", name, ndim=2, dtype=np.float64, what="(N, N)")
-    if kernel.shape[0] != kernel.shape[1]:
-        raise ValueError(f"{name}: `kernel` must be square (N, N); got shape {kernel.shape}.")
-    evals, evecs = np.linalg.eigh(0.5 * (kernel + kernel.T)) if eig is None else eig
-    root = jnp.asarray((evecs * np.sqrt(np.clip(evals, 0.0, None))) @ evecs.T, jnp.float32)
+    kernel = _square_numpy(kernel, "kernel", name)
+    evals, evecs = _eigensystem_arg(eig, kernel, name)
+    # the modes in ascending order: the root's sums add the small terms first
+    u, s = evecs[:, ::-1], np.sqrt(evals[::-1])
+    root = jnp.asarray((u * s) @ u.T, jnp.float32)
 
     def sample(key, k: int):
         k = _count(k, name)

@@ -70,6 +70,8 @@ __all__ = [
     "rf_kappa_gamma",
     "rf_risk",
     "learnabilities",
+    "FittingCurve",
+    "krr_fitting_curve",
     "optimal_fitting_ratio",
 ]
 
@@ -321,13 +323,80 @@ def _krr_core(lam, v2, n, ridge, noise_var):
     return KRRTheory(kappa, e0, test, train, learn)
 
 
+class FittingCurve(NamedTuple):
+    """KRR theory along a grid of ridges (`krr_fitting_curve`), each field (R,).
+
+    fitting_ratio: E_tr/E_te; best: the index of the smallest predicted test
+    MSE, whose ridge and ratio are `optimal_ridge` and `optimal_ratio`.
+    """
+
+    ridges: jnp.ndarray
+    test_mse: jnp.ndarray
+    train_mse: jnp.ndarray
+    fitting_ratio: jnp.ndarray
+    best: int
+
+    @property
+    def optimal_ridge(self) -> float:
+        """The grid's ridge of least predicted test MSE."""
+        return float(self.ridges[self.best])
+
+    @property
+    def optimal_ratio(self) -> float:
+        """The fitting ratio E_tr/E_te at `optimal_ridge`."""
+        return float(self.fitting_ratio[self.best])
+
+
+def krr_fitting_curve(eigvals, target_coeffs, n, ridges, noise_var=0.0) -> FittingCurve:
+    r"""Predicted test MSE and fitting ratio ``E_tr/E_te`` of KRR along a grid of ridges.
+
+    At each ridge δ of ``ridges`` `krr_risk` gives ``E_te`` and ``E_tr``; their
+    ratio (paper Sec. 3, 6)
+
+        E_tr/E_te = (δ/(nκ))² = ((n − Σ_i L_i)/n)²,    L_i = λ_i/(λ_i + κ),
+
+    runs from 0 (δ = 0 with n below the number of modes: interpolation) to 1
+    (δ → ∞). At a given δ it depends only on the spectrum and n; the target
+    and the noise decide where along the curve the test MSE is least. Simon
+    et al. 2024 (Sec. 6) trace test MSE against this ratio as δ varies: for
+    power-law tasks the minimum sits near ratio 0 ("obligatory overfitting"),
+    and it moves up with the label noise. Host-level (the optimum is a
+    Python index, so not under ``jit``); each ridge's theory is `krr_risk`.
+
+    Args:
+      eigvals: ``(M,)`` kernel eigenvalues λ ≥ 0; target_coeffs: ``(M,)`` or
+        ``(M, T)`` target coefficients v.
+      n: training samples (> 0); ridges: ``(R,)`` ridges δ ≥ 0 (on the scale
+        of the kernel matrix, as in `krr_risk`); noise_var: label noise σ² ≥ 0.
+
+    Returns:
+      `FittingCurve`: E_te, E_tr and E_tr/E_te per ridge and the index of
+      the least E_te (ties: the first).
+
+        >>> import jax.numpy as jnp
+        >>> from ntk.random_features import krr_fitting_curve
+        >>> lam = jnp.arange(1, 2001.) ** -1.5
+        >>> curve = krr_fitting_curve(lam, lam ** 0.5, 256, jnp.logspace(-6, 1, 15))
+        >>> bool(curve.fitting_ratio[0] < 0.01 < 0.5 < curve.fitting_ratio[-1] < 1)
+        True
+    """
+    name = "krr_fitting_curve"
+    ridges = _checks.as_array(ridges, "ridges", name, ndim=1, what="(R,)", nonempty=True)
+    c = _checks.concrete(ridges)
+    if c is not None and np.any(c < 0):
+        raise ValueError(f"{name}: `ridges` must be >= 0; got {c[c < 0][:5].tolist()}.")
+    th = jax.vmap(lambda r: krr_risk(eigvals, target_coeffs, n, r, noise_var))(ridges)
+    ratio = th.train_mse / th.test_mse
+    return FittingCurve(ridges, th.test_mse, th.train_mse, ratio, int(jnp.argmin(th.test_mse)))
+
+
 def optimal_fitting_ratio(alpha, beta, n, noise_var, modes: int = 20000):
     r"""KRR theory at the optimal ridge of a power-law task: ``(E_tr/E_te, δ*)``.
 
     The task is ``λ_i = i^{−α}``, ``v_i² ∝ i^{−β}`` normalised to ``Σ v_i² = 1``,
     ``i = 1 … modes``, with label noise ``noise_var``; the ridge is chosen on the
     grid ``{0} ∪ logspace(−8, 2, 121) · Σλ`` by the theory's test MSE
-    (`krr_risk`). The fitting ratio ``E_tr/E_te`` at that optimum is the
+    (`krr_fitting_curve`). The fitting ratio ``E_tr/E_te`` at that optimum is the
     paper's "obligatory overfitting" measure (Simon et al. 2024, Sec. 6): near 0
     for noise-free power laws (the optimal ridge interpolates). Computed in
     float32, as the paper's figures are.
@@ -348,6 +417,5 @@ def optimal_fitting_ratio(alpha, beta, n, noise_var, modes: int = 20000):
     lam = i**-alpha
     v = jnp.sqrt(i**-beta / jnp.sum(i**-beta))
     ridges = jnp.concatenate([jnp.zeros(1), jnp.logspace(-8, 2, 121)]) * jnp.sum(lam)
-    th = jax.vmap(lambda r: krr_risk(lam, v, n, r, noise_var))(ridges)
-    j = int(jnp.argmin(th.test_mse))
-    return float(th.train_mse[j] / th.test_mse[j]), float(ridges[j])
+    curve = krr_fitting_curve(lam, v, n, ridges, noise_var)
+    return curve.optimal_ratio, curve.optimal_ridge
