@@ -7,15 +7,15 @@ are marked agree / differs / not comparable, which is also printed. Each part
 of an experiment shows a progress bar that stays on screen with its time.
 ``run all`` ends by writing the report (below).
 
-Sizes, with times measured on the 2-core CPU development machine while other
-jobs kept its load average at 3–7 (an idle machine is faster; ``list`` gives
-each experiment's own time):
+Sizes, with times measured on the idle 2-core CPU development machine (load
+average below 2; a busy machine is 2-4x slower; ``list`` gives each
+experiment's own time):
 
-* ``quick`` (default): 40 s (giapitzakis25) to 2.5–4 min (yang21_mup) per
-  experiment; ``run all`` took 10 minutes for the five;
-* ``--tiny`` (for tests; the numbers are not meaningful): 15–40 s per
-  experiment, 50–90 s for yang21_mup — mostly JAX compilation, so not
-  seconds; ``run all --tiny`` took 3.5 minutes;
+* ``quick`` (default): 25 s (giapitzakis25) to 100 s (yang21_mup) per
+  experiment; ``run all`` took 4 minutes 10 s for the five;
+* ``--tiny`` (for tests; the numbers are not meaningful): 11-33 s per
+  experiment, mostly JAX compilation, so not seconds; ``run all --tiny``
+  took 95 s;
 * ``--full``: the papers' settings, meant for a GPU/TPU (hours on a CPU);
   ``--full --smoke`` runs them with every loop cut to one iteration
   (training steps, samples, trials) at the full shapes, to check on a CPU
@@ -51,7 +51,7 @@ from experiments import registry, report, results
 
 _SIZE_HELP = {
     "full": "the papers' settings (slow; for a GPU/TPU)",
-    "tiny": "smoke-test size for tests: 15–90 s per experiment on a loaded 2-core CPU "
+    "tiny": "smoke-test size for tests: 11–33 s per experiment on an idle 2-core CPU "
     "(compilation dominates; see `list`); numbers are not meaningful",
 }
 
@@ -75,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run an experiment (or all of them, then write the report)",
-        description="Run at the quick size unless --tiny or --full: 40 s to 4 min per "
-        "experiment, 10 min for all five, on a loaded 2-core CPU (see `list`).",
+        description="Run at the quick size unless --tiny or --full: 25 s to 100 s per "
+        "experiment, 4 min for all five, on an idle 2-core CPU (see `list`).",
     )
     run.add_argument("name", help="experiment name, or 'all'")
     size = run.add_mutually_exclusive_group()

@@ -149,7 +149,7 @@ EXPERIMENT = registry.register(
     paper="Jacot, Gabriel & Hongler 2018 (NeurIPS), §6",
     description="NTK convergence with width, function-space dynamics, principal "
     "components, n^-1/2 rates",
-    seconds={"tiny": 18, "quick": 70},
+    seconds={"tiny": 12, "quick": 51},
 )
 
 DATA = "synthetic: points on the unit circle (and Gaussian points on a sphere); no dataset"

@@ -63,8 +63,8 @@ SIZES = ("tiny", "quick", "full")
 
 #: Where the ``seconds`` of each registration were measured.
 MEASURED_ON = (
-    "the 2-core development machine (CPU) while other jobs kept its load "
-    "average at 3–7, so an idle machine is faster"
+    "the idle 2-core development machine (CPU, load average below 2); a "
+    "machine shared with other jobs is 2-4x slower"
 )
 
 #: Seconds between redraws of a part's bar while nothing advances it (on a
