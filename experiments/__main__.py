@@ -66,6 +66,25 @@ def _parse_set(items):
     return overrides
 
 
+def _add_size_options(parser, full_help: str, tiny_help: str) -> None:
+    """``--full`` / ``--tiny`` (exclusive) into ``args.size``; "quick" without either."""
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--full", dest="size", action="store_const", const="full", help=full_help)
+    size.add_argument("--tiny", dest="size", action="store_const", const="tiny", help=tiny_help)
+    parser.set_defaults(size="quick")
+
+
+def _add_set_option(parser) -> None:
+    """Repeatable ``--set KEY=VALUE`` into ``args.overrides`` (`_parse_set` reads it)."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set widths=64,256",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m experiments", description="Reproduce the papers' figures with ntk."
@@ -79,14 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "experiment, 4 min for all five, on an idle 2-core CPU (see `list`).",
     )
     run.add_argument("name", help="experiment name, or 'all'")
-    size = run.add_mutually_exclusive_group()
-    size.add_argument(
-        "--full", dest="size", action="store_const", const="full", help=_SIZE_HELP["full"]
-    )
-    size.add_argument(
-        "--tiny", dest="size", action="store_const", const="tiny", help=_SIZE_HELP["tiny"]
-    )
-    run.set_defaults(size="quick")
+    _add_size_options(run, _SIZE_HELP["full"], _SIZE_HELP["tiny"])
     run.add_argument(
         "--smoke",
         action="store_true",
@@ -106,35 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory with real datasets (text8, Omniglot, CIFAR-10, UCI); "
         "default: offline stand-ins",
     )
-    run.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set widths=64,256",
-    )
+    _add_set_option(run)
     pl = sub.add_parser(
         "plan",
         help="print each part's shapes, FLOPs, peak memory and estimated time "
         "from XLA's cost analysis, without running it",
     )
     pl.add_argument("name", help="experiment name, or 'all'")
-    psize = pl.add_mutually_exclusive_group()
-    psize.add_argument(
-        "--full", dest="size", action="store_const", const="full", help="the papers' settings"
-    )
-    psize.add_argument(
-        "--tiny", dest="size", action="store_const", const="tiny", help="the tests' size"
-    )
-    pl.set_defaults(size="quick")
+    _add_size_options(pl, "the papers' settings", "the tests' size")
     pl.add_argument("--smoke", action="store_true", help="with --full: the smoke run's loops")
-    pl.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set widths=64,256",
-    )
+    _add_set_option(pl)
     rep = sub.add_parser(
         "report",
         help="write OUT/REPORT.md and OUT/index.html from the latest run of every experiment",

@@ -238,8 +238,8 @@ def deep_part(run: Run) -> Result:
     lazy = dmft.dmft_solve(x, y, gamma0=1e-4, key=k_lazy, **common)
     t_dmft = time.time() - t0
 
-    k_tr, ntk_traj, nngp_traj, t_grid, flow, flow_test = _kernel_limits(c, x, y, xt)
-    (f_ntk_d, f_ntk_d_test), (f_nngp_d, f_nngp_d_test) = ntk_traj, nngp_traj
+    k_tr, ntk_traj, nngp_traj, t_grid, _, flow_test = _kernel_limits(c, x, y, xt)
+    (f_ntk_d, f_ntk_d_test), f_nngp_d_test = ntk_traj, nngp_traj[1]
 
     fins, err_net, err_mean, err_phi = _finite_widths(run, x, y, xt, lim, k_fin)
     widths = np.asarray(c.deep_widths, float)
@@ -299,26 +299,8 @@ def deep_part(run: Run) -> Result:
     rows = _deep_rows(
         c, lim_mc, mc_width, slope_net, slope_phi, lazy_vs_ntk, mc_err, lazy_phi_move, phi_move
     )
-    _figure(
-        run,
-        lim,
-        fins,
-        f_ntk_d,
-        f_nngp_d,
-        f_ntk_d_test,
-        f_nngp_d_test,
-        t_grid,
-        flow,
-        flow_test,
-        y,
-        widths,
-        err_net,
-        err_mean,
-        err_phi,
-        slope_net,
-        align_t,
-        P,
-    )
+    errors = (err_net, err_mean, err_phi)
+    _figure(run, lim, fins, ntk_traj, nngp_traj, (t_grid, flow_test), y, errors, slope_net, align_t)
     return Result(metrics={"deep": metrics}, rows=rows, data=DATASET)
 
 
@@ -424,29 +406,18 @@ def _deep_rows(
     ]
 
 
-def _figure(
-    run,
-    lim,
-    fins,
-    f_ntk,
-    f_nngp,
-    f_ntk_test,
-    f_nngp_test,
-    t_grid,
-    flow,
-    flow_test,
-    y,
-    widths,
-    err_net,
-    err_mean,
-    err_phi,
-    slope_net,
-    align_t,
-    P,
-):
+def _figure(run, lim, fins, ntk_traj, nngp_traj, test_flow, y, errors, slope_net, align_t):
+    """The deep part's four panels. ``ntk_traj`` / ``nngp_traj``: the limits'
+    discrete GD ``(f, f_test)``; ``test_flow``: ``(t_grid, flow_test)`` of the
+    gradient-flow ensemble; ``errors``: ``(per network, seed mean, Φ^L_T)`` per width."""
     import matplotlib.pyplot as plt
 
     c = run.config
+    (f_ntk, f_ntk_test), (f_nngp, f_nngp_test) = ntk_traj, nngp_traj
+    t_grid, flow_test = test_flow
+    err_net, err_mean, err_phi = errors
+    widths = np.asarray(c.deep_widths, float)
+    P = y.shape[0]
     T = c.deep_steps
     ts = np.arange(T + 1)
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))

@@ -488,27 +488,13 @@ def run_maml(config, key, progress) -> dict:
     ds = maml_dataset(config)
     data_seconds = time.time() - t_data
     d, N = ds.x_train.shape[1], 5
+    tasks = functools.partial(fewshot.sample_tasks, n_way=N, k_shot=1, q_query=config.maml_query)
     rng = np.random.default_rng(config.seed)
     meta_batches = [
-        fewshot.sample_tasks(
-            ds.x_train,
-            ds.y_train,
-            config.maml_batch,
-            n_way=N,
-            k_shot=1,
-            q_query=config.maml_query,
-            rng=rng,
-        )
-        for _ in range(config.maml_steps)
+        tasks(ds.x_train, ds.y_train, config.maml_batch, rng=rng) for _ in range(config.maml_steps)
     ]
-    test = fewshot.sample_tasks(
-        ds.x_test,
-        ds.y_test,
-        config.maml_test_tasks,
-        n_way=N,
-        k_shot=1,
-        q_query=config.maml_query,
-        rng=np.random.default_rng(config.seed + 1),
+    test = tasks(
+        ds.x_test, ds.y_test, config.maml_test_tasks, rng=np.random.default_rng(config.seed + 1)
     )
     eps, eta = config.maml_inner_lr, config.maml_outer_lr
     k_eval = config.maml_eval_inner_steps
@@ -730,30 +716,20 @@ def _maml_rows(config, maml: dict):
         )
 
     def vs_paper(quantity, key, r, theory, note=note_m):
-        paper = paper_cell(key)
+        row = functools.partial(
+            results.comparison, quantity, paper_cell(key), fmt(r), note, theory=theory
+        )
         if key not in PAPER_MAML:
-            return results.comparison(
-                quantity,
-                paper,
-                fmt(r),
-                note,
-                theory=theory,
-                not_comparable="the paper gives no number here",
-            )
+            return row(not_comparable="the paper gives no number here")
         if real:
             # three standard errors of our test-task mean, plus the ±0.3 points of
             # reading the paper's plot where its number comes from one
             tol = 3 * r["sem"] + (0.3 if key in PAPER_MAML_FROM_PLOT else 0.0)
-            return results.comparison(
-                quantity,
-                paper,
-                fmt(r),
-                note,
-                theory=theory,
+            return row(
                 holds=bool(abs(r["accuracy"] - PAPER_MAML[key]) <= tol),
                 rule="|ours − paper| ≤ 3 SEM (+0.3 if read from a plot)",
             )
-        return results.comparison(quantity, paper, fmt(r), note, theory=theory, not_comparable=why)
+        return row(not_comparable=why)
 
     lim_acc = maml["limit"]["accuracy"]
     rows = [

@@ -17,7 +17,7 @@ from experiments import results
 from experiments.registry import Result, Run
 from experiments.yang23_dkm import EXPERIMENT, UCI_SHAPES, Config
 from ntk import data, dkm
-from ntk.data.uci import uci_split_indices
+from ntk.data.uci import standardised_split, uci_split_indices
 from ntk.dkm import deep_gp
 
 
@@ -177,22 +177,6 @@ def _mean_se(values) -> tuple[float, float]:
     v = np.asarray(values, np.float64)
     se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
     return float(v.mean()), se
-
-
-def standardised_split(x, y, train, test):
-    """Rows ``train`` / ``test`` of (x, y), standardised with the training statistics
-    as `ntk.data.split` does: ``(x_train, y_train, x_test, y_test, y_scale)``."""
-    mx, sx = x[train].mean(0), x[train].std(0)
-    sx = np.where(sx > 0, sx, 1.0)
-    my, sy = y[train].mean(), y[train].std()
-    sy = sy if sy > 0 else 1.0
-    return (
-        (x[train] - mx) / sx,
-        (y[train] - my) / sy,
-        (x[test] - mx) / sx,
-        (y[test] - my) / sy,
-        float(sy),
-    )
 
 
 @EXPERIMENT.part(

@@ -538,52 +538,30 @@ def sampled(run: Run) -> Result:
     ks = np.asarray(config.ks_theory, float)
     ax.plot(ks, th["per_input"], "o-", label="per input, exact (worst s)")
     ax.plot(ks, th["union"], "s-", label="all inputs, union bound")
-    ke = np.asarray(config.ks_enum, float)
-    ax.plot(
-        ke,
-        [enum[k]["all_emp"] for k in config.ks_enum],
-        "D",
-        ms=7,
-        label="all inputs, Monte Carlo (enumerated)",
-    )
-    ax.plot(
-        ke,
-        [enum[k]["per_input_emp"] for k in config.ks_enum],
-        "^",
-        ms=7,
-        label="per input, Monte Carlo (enumerated, worst s)",
+
+    def monte_carlo(k_values, record, key, marker, label):
+        y = [record[k][key] for k in k_values]
+        ax.plot(np.asarray(k_values, float), y, marker, ms=7, label=label)
+
+    monte_carlo(config.ks_enum, enum, "all_emp", "D", "all inputs, Monte Carlo (enumerated)")
+    monte_carlo(
+        config.ks_enum, enum, "per_input_emp", "^", "per input, Monte Carlo (enumerated, worst s)"
     )
     if smp:
-        kss = np.asarray(config.ks_sampled, float)
-        ax.plot(
-            kss,
-            [smp[k]["s2_sampled"] for k in config.ks_sampled],
-            "v",
-            ms=7,
-            label="per input, Monte Carlo (s = 2)",
-        )
-        ax.plot(
-            kss,
-            [smp[k]["worst_uniform_sampled"] for k in config.ks_sampled],
+        monte_carlo(config.ks_sampled, smp, "s2_sampled", "v", "per input, Monte Carlo (s = 2)")
+        monte_carlo(
+            config.ks_sampled,
+            smp,
+            "worst_uniform_sampled",
             "x",
-            ms=7,
-            label="per input, Monte Carlo (worst uniform random x)",
+            "per input, Monte Carlo (worst uniform random x)",
         )
     grid = np.linspace(ks.min(), ks.max(), 100)
-    ax.plot(
-        grid,
-        fits["per_input_klogk"][0] * k_log_k_over(config.delta)(grid),
-        "k:",
-        lw=1,
-        label="c·k log(k/δ) fit (per input)",
-    )
-    ax.plot(
-        grid,
-        fits["union_klogk"][0] * k_log_k_over(config.delta)(grid),
-        "b:",
-        lw=1,
-        label="c·k log(k/δ) fit (union)",
-    )
+    for fit, style, label in (
+        ("per_input_klogk", "k:", "c·k log(k/δ) fit (per input)"),
+        ("union_klogk", "b:", "c·k log(k/δ) fit (union)"),
+    ):
+        ax.plot(grid, fits[fit][0] * k_log_k_over(config.delta)(grid), style, lw=1, label=label)
     ax.plot(grid, fits["union_ksq"][0] * K_SQ(grid), "r:", lw=1, label="c·k² fit (union)")
     ax.set_xscale("log")
     ax.set_yscale("log")

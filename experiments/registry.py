@@ -466,21 +466,13 @@ _ALIASES: dict[str, str] = {}
 _DISCOVERED = False
 
 
-def register(
-    name: str,
-    config_cls: type,
-    *,
-    sizes: Sizes,
-    description: str = "",
-    paper: str = "",
-    aliases: Sequence[str] = (),
-    seconds: Optional[Mapping[str, float]] = None,
-) -> Experiment:
+def register(name: str, config_cls: type, *, sizes: Sizes, **about: Any) -> Experiment:
     """Register an experiment; add its parts with ``@experiment.part(...)``.
 
-    ``aliases`` are old names that `get` (and the CLI) still accept, with a
-    deprecation note; ``seconds`` are measured run times per size (see
-    `MEASURED_ON`), shown by ``python -m experiments list``.
+    ``about``: `Experiment`'s keywords — ``description``, ``paper``,
+    ``aliases`` (old names that `get` and the CLI still accept, with a
+    deprecation note) and ``seconds`` (measured run times per size, see
+    `MEASURED_ON`, shown by ``python -m experiments list``).
     """
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"register({name!r}): config must be a dataclass; got {config_cls!r}.")
@@ -496,17 +488,9 @@ def register(
             f"experiment {name!r} is registered twice "
             f"({previous.config_cls.__module__} and {config_cls.__module__})."
         )
-    experiment = Experiment(
-        name,
-        config_cls,
-        sizes,
-        description=description,
-        paper=paper,
-        aliases=aliases,
-        seconds=seconds,
-    )
+    experiment = Experiment(name, config_cls, sizes, **about)
     _REGISTRY[name] = experiment
-    for alias in aliases:
+    for alias in experiment.aliases:
         _ALIASES[alias] = name
     return experiment
 

@@ -158,32 +158,13 @@ def jittered_cholesky(
     return JitteredCholesky(factor, j)
 
 
-def check_factor(
-    factor,
-    k,
-    jitter=0.0,
-    *,
-    relative: bool = True,
-    where: str = "ntk",
-    arg: str = "K",
-    param: str = "jitter",
-    scale_flag: Optional[str] = None,
-    what: str = "its Cholesky factorisation failed",
-):
+def check_factor(factor, k, jitter=0.0, **message):
     """Raise `not_positive_definite` if ``factor`` is concrete and not finite
-    (``k`` is the matrix before the jitter ``jitter`` was added)."""
+    (``k`` is the matrix before the jitter ``jitter`` was added; ``message``:
+    that function's keyword arguments)."""
     c = concrete(factor)
     if c is not None and not np.all(np.isfinite(c)):
-        raise not_positive_definite(
-            k,
-            jitter,
-            relative=relative,
-            where=where,
-            arg=arg,
-            param=param,
-            scale_flag=scale_flag,
-            what=what,
-        )
+        raise not_positive_definite(k, jitter, **message)
     return factor
 
 

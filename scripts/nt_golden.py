@@ -39,7 +39,6 @@ some architectures without writing anything (for investigating a mismatch).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
@@ -58,28 +57,17 @@ import neural_tangents as nt  # noqa: E402
 from neural_tangents import stax as nt_stax  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = ROOT / "tests" / "golden"
+# The golden loader is shared with tests/test_stax_golden.py; it needs only the
+# standard library, so it imports here, where ntk need not.
+sys.path.insert(0, str(ROOT / "tests"))
+from golden._loader import family_paths, load_module  # noqa: E402
+
 NT_VERSION = "0.6.5"
 
 
-def family_paths(family):
-    """``(architectures module, fixture)`` of a family (None: the core one)."""
-    suffix = "" if family is None else f"_{family}"
-    return GOLDEN / f"architectures{suffix}.py", GOLDEN / f"nt_golden{suffix}.npz"
-
-
 def load_architectures(family=None):
-    """Import a family's architectures module by path (tests/ is no package)."""
-    path, _ = family_paths(family)
-    # Families import their shared accessors from ``_family.py`` beside them.
-    spec = importlib.util.spec_from_file_location(f"golden_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(path.parent))
-    return module
+    """Import a family's architectures module (None: the core one)."""
+    return load_module(family_paths(family)[0])
 
 
 def nt_kernels(kernel_fn, x1, x2, kwargs):

@@ -35,6 +35,13 @@ _NAN[0, 0] = np.nan
         (lambda: data.split(_X[:1], _Y[:1]), ValueError, "at least 2 rows"),
         (lambda: data.split(_NAN, _Y), ValueError, "`x` must be finite"),
         (lambda: data.split(_X, _Y, seed=-1), ValueError, "`seed` must be an int >= 0"),
+        (
+            lambda: data.standardised_split(_X, _Y, np.array([], int), [0]),
+            ValueError,
+            "`train` must hold",
+        ),
+        (lambda: data.standardised_split(_X, _Y, [0], [6]), ValueError, "`test` must index"),
+        (lambda: data.standardised_split(_X, _Y[:5], [0], [1]), ValueError, "same number"),
         (lambda: data.uci("housing"), ValueError, "`name` must be one of 'boston'"),
         (lambda: data.uci("concrete", data_dir=3), TypeError, "`data_dir` must be a path"),
         (
@@ -137,6 +144,25 @@ def test_split_keeps_a_training_row_however_large_the_test_fraction():
     x_tr, y_tr, x_te, y_te, _ = data.split(_X[:3], _Y[:3], test_fraction=0.9)
     assert len(x_tr) == 1 and len(x_te) == 2
     assert np.all(np.isfinite(x_te)) and np.all(np.isfinite(y_te))
+
+
+def test_standardised_split_uses_training_statistics_only():
+    x = np.array([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0], [100.0, 1.0]])
+    y = np.array([1.0, 3.0, 5.0, -50.0])
+    xtr, ytr, xte, yte, ys = data.standardised_split(x, y, np.array([0, 1, 2]), np.array([3]))
+    # training rows: mean 2, std √(8/3); the constant column is only centred
+    assert np.allclose(xtr[:, 0], np.array([-2.0, 0.0, 2.0]) / np.sqrt(8 / 3))
+    assert np.allclose(xtr[:, 1], 0) and np.isclose(xte[0, 0], 98 / np.sqrt(8 / 3))
+    assert np.isclose(ys, np.sqrt(8 / 3)) and np.isclose(yte[0], -53 / ys)
+
+
+def test_split_is_the_standardised_split_of_a_seeded_permutation():
+    # split's rows: the first round(0.5 · 6) = 3 of default_rng(seed)'s permutation are the test set.
+    order = np.random.default_rng(3).permutation(6)
+    got = data.split(_X, _Y, test_fraction=0.5, seed=3)
+    want = data.standardised_split(_X, _Y, order[3:], order[:3])
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
 
 
 def test_cbow_batches_validate_before_the_first_batch_is_drawn():

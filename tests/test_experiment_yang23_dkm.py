@@ -121,18 +121,6 @@ def test_bad_split_files_are_a_value_error_naming_the_file(tmp_path, train, test
         uci_split_indices("yacht", tmp_path, n_rows=4)
 
 
-def test_standardised_split_uses_training_statistics_only():
-    from experiments._yang23_uci import standardised_split
-
-    x = np.array([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0], [100.0, 1.0]])
-    y = np.array([1.0, 3.0, 5.0, -50.0])
-    xtr, ytr, xte, yte, ys = standardised_split(x, y, np.array([0, 1, 2]), np.array([3]))
-    # training rows: mean 2, std √(8/3); the constant column is only centred
-    assert np.allclose(xtr[:, 0], np.array([-2.0, 0.0, 2.0]) / np.sqrt(8 / 3))
-    assert np.allclose(xtr[:, 1], 0) and np.isclose(xte[0, 0], 98 / np.sqrt(8 / 3))
-    assert np.isclose(ys, np.sqrt(8 / 3)) and np.isclose(yte[0], -53 / ys)
-
-
 def test_tiny_uci_rows_give_mean_and_the_number_of_splits(tiny):
     _, payload = tiny
     rows = [r for r in payload["paper_vs_ours"] if r["quantity"].startswith("boston:")]

@@ -21,43 +21,21 @@ wrong constant, a missed bias, an edge normalisation) shows up at 1e-3 or more.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+# tests/golden/_loader.py, shared with scripts/nt_golden.py (pytest puts tests/ on sys.path)
+from golden._loader import GOLDEN_DIR, family_of, family_paths, load_module
+
 from ntk import stax
 
-GOLDEN_DIR = Path(__file__).parent / "golden"
 RTOL = 1e-6
-
-
-def _family(path: Path) -> str:
-    """``architectures.py`` -> "core", ``architectures_graph.py`` -> "graph"."""
-    return path.stem.partition("_")[2] or "core"
-
-
-def _load(path: Path):
-    # tests/ is not a package, so the shared definitions are imported by path.
-    # Families import their shared accessors from ``_family.py`` beside them.
-    spec = importlib.util.spec_from_file_location(f"golden_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(path.parent))
-    return module
-
 
 FAMILIES = {}  # family -> (architectures module, fixture arrays)
 for _path in sorted(GOLDEN_DIR.glob("architectures*.py")):
-    _suffix = "" if _family(_path) == "core" else f"_{_family(_path)}"
-    _fixture = GOLDEN_DIR / f"nt_golden{_suffix}.npz"
-    FAMILIES[_family(_path)] = (
-        _load(_path),
+    _fixture = family_paths(family_of(_path))[1]
+    FAMILIES[family_of(_path)] = (
+        load_module(_path),
         dict(np.load(_fixture)) if _fixture.exists() else None,
     )
 

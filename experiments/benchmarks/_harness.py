@@ -15,12 +15,20 @@ workload with a ``"graph"`` entry gets a batch of random padded graphs
 
 Every timing records the wall time and the process CPU time (all threads)
 of each call; the medians are reported.
+
+The ntk side of the benchmarks also shares `run_nt` (a script under NT's
+python, a JSON spec in and one marked JSON line out) and `write_payload`
+(the JSON record with the NT environment's provenance); neither runs in NT's
+environment.
 """
 
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 MARKER = "BENCH_JSON "
 
@@ -177,6 +185,45 @@ def run_all(stax, spec, public_call=False, log=None):
         except Exception as e:  # noqa: BLE001 - reported in the table, others go on
             results[name] = {"error": f"{type(e).__name__}: {e}"}
     return results
+
+
+def run_nt(nt_python, script_args, spec, marker=MARKER, timeout=1800.0):
+    """Run ``script_args`` (a script's path and its arguments) under NT's
+    interpreter with ``spec`` as JSON on stdin; the JSON of its stdout line
+    that starts with ``marker``.
+
+    The child gets a clean ``PYTHONPATH`` and no ``XLA_FLAGS`` (no fake
+    devices: time the machine as it is). Raises ``RuntimeError`` with the last
+    stderr lines when no such line arrives.
+    """
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu", "PYTHONPATH": ""}
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run(
+        [nt_python, str(Path(script_args[0]).resolve()), *script_args[1:]],
+        input=json.dumps(spec),
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=timeout,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith(marker):
+            return json.loads(line[len(marker) :])
+    tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+    raise RuntimeError(f"NT run failed (exit {proc.returncode}); last stderr lines:\n{tail}")
+
+
+def write_payload(name, out_dir, payload, nt_versions, nt_python, nt_note) -> int:
+    """Write ``payload`` plus the NT side's provenance (``nt_versions``,
+    ``nt_python``, ``nt_note``: why NT was not timed, or None) to
+    ``out_dir/benchmarks/NAME.json`` (`experiments.results.write_benchmark`),
+    say where, and return the exit status 0."""
+    from experiments import results
+
+    payload = {**payload, "nt_versions": nt_versions, "nt_python": nt_python, "nt_note": nt_note}
+    path = results.write_benchmark(name, out_dir, payload)
+    print(f"wrote {path}")
+    return 0
 
 
 def _versions():

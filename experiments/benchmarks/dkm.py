@@ -32,6 +32,7 @@ threadpoolctl. Writes ``OUT/benchmarks/dkm.json`` atomically.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -173,21 +174,13 @@ def main(argv=None) -> int:
     except ImportError:
         threadpool_limits = None
         print("threadpoolctl not installed: BLAS threads left at their default")
+    blas_limit = contextlib.nullcontext()
     if args.blas_threads > 0 and threadpool_limits is not None:
         import numpy  # noqa: F401  (load OpenBLAS before limiting it)
         import scipy.linalg  # noqa: F401  (jaxlib's LAPACK comes from here)
 
-        with threadpool_limits(args.blas_threads):
-            out = run(
-                args.points,
-                args.layers,
-                args.tol,
-                args.dtype,
-                args.max_iter,
-                args.repeat,
-                args.reference,
-            )
-    else:
+        blas_limit = threadpool_limits(args.blas_threads)
+    with blas_limit:
         out = run(
             args.points,
             args.layers,

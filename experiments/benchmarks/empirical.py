@@ -153,21 +153,9 @@ def nt_side():
 
 
 def run_nt(nt_python, spec, timeout=3600):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu", "PYTHONPATH": ""}
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.run(
-        [nt_python, str(Path(__file__).resolve()), "--nt-side"],
-        input=json.dumps(spec),
-        text=True,
-        capture_output=True,
-        env=env,
-        timeout=timeout,
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith(MARKER):
-            return json.loads(line[len(MARKER) :])
-    tail = "\n".join(proc.stderr.strip().splitlines()[-10:])
-    raise RuntimeError(f"NT run failed (exit {proc.returncode}):\n{tail}")
+    from experiments.benchmarks import _harness  # not at the top: NT's side runs this file
+
+    return _harness.run_nt(nt_python, [__file__, "--nt-side"], spec, MARKER, timeout)
 
 
 def _ours(name, w, args, tmp, generic):
@@ -238,6 +226,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     from experiments import results
+    from experiments.benchmarks import _harness
 
     parser = argparse.ArgumentParser(
         prog="python -m experiments.benchmarks.empirical", description=__doc__.split("\n\n")[0]
@@ -379,13 +368,8 @@ def main(argv=None) -> int:
         "rounds": args.rounds,
         "seed": args.seed,
         "rows": rows,
-        "nt_versions": nt_versions,
-        "nt_python": nt_python,
-        "nt_note": nt_note,
     }
-    path = results.write_benchmark("empirical", args.out, payload)
-    print(f"wrote {path}")
-    return 0
+    return _harness.write_payload("empirical", args.out, payload, nt_versions, nt_python, nt_note)
 
 
 if __name__ == "__main__":

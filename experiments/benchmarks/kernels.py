@@ -248,21 +248,7 @@ def resolve_nt_python(arg: str | None) -> str:
 
 def run_nt(nt_python: str, spec: dict, timeout: float = 1800) -> dict:
     """Run the harness under NT's interpreter; ``{"results": ..., "versions": ...}``."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu", "PYTHONPATH": ""}
-    env.pop("XLA_FLAGS", None)  # no fake devices: time the machine as it is
-    proc = subprocess.run(
-        [nt_python, str(Path(_harness.__file__).resolve())],
-        input=json.dumps(spec),
-        text=True,
-        capture_output=True,
-        env=env,
-        timeout=timeout,
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith(_harness.MARKER):
-            return json.loads(line[len(_harness.MARKER) :])
-    tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-    raise RuntimeError(f"NT run failed (exit {proc.returncode}); last stderr lines:\n{tail}")
+    return _harness.run_nt(nt_python, [_harness.__file__], spec, timeout=timeout)
 
 
 def compare(ours: dict, nt: dict | None, workload: dict) -> dict:
@@ -548,13 +534,9 @@ def main(argv=None) -> int:
         "load_average_after": list(os.getloadavg()),
         "elementwise_throughput": throughput,
         "rows": rows,
-        "nt_versions": nt["versions"] if nt else None,
-        "nt_python": nt_python,
-        "nt_note": nt_note,
     }
-    path = results.write_benchmark("kernels", args.out, payload)
-    print(f"wrote {path}")
-    return 0
+    nt_versions = nt["versions"] if nt else None
+    return _harness.write_payload("kernels", args.out, payload, nt_versions, nt_python, nt_note)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ handwritten-like glyphs), saying so in its output.
 """
 
 from ntk.data.images import cifar10, digits, flatten, mnist_5k, standardize
-from ntk.data.uci import UCI_FILES, boston, diabetes, split, uci
+from ntk.data.uci import UCI_FILES, boston, diabetes, split, standardised_split, uci
 from ntk.data import fewshot, glyphs, text  # few-shot glyphs, word corpora, task samplers
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "boston",
     "diabetes",
     "split",
+    "standardised_split",
     "uci",
     "fewshot",
     "glyphs",

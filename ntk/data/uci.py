@@ -3,8 +3,9 @@ scikit-learn's diabetes, and the other UCI regression sets from ``data_dir``.
 
 Loaders return ``(x, y)``: ``x`` float64 of shape (n, d), ``y`` float64 of
 shape (n,). `split` makes the usual random train/test split and standardises
-features and targets with the training statistics; `uci_split_indices` reads
-the benchmarks' standard split files when ``data_dir`` has them.
+features and targets with the training statistics (`standardised_split` does
+the same for given row indices); `uci_split_indices` reads the benchmarks'
+standard split files when ``data_dir`` has them.
 """
 
 from __future__ import annotations
@@ -157,19 +158,59 @@ def split(x: np.ndarray, y: np.ndarray, *, test_fraction: float = 0.1, seed: int
         test_fraction, "test_fraction", name, low=0, high=1, low_open=True, high_open=True
     )
     seed = _checks.require_int(seed, "seed", name, minimum=0)
-    x = _checks.as_numpy(x, "x", name, ndim=2, what="(n, d)", dtype=np.float64)
-    y = _checks.as_numpy(y, "y", name, ndim=1, what="(n,)", dtype=np.float64)
-    if len(x) != len(y):
-        raise ValueError(
-            f"{name}: `x` and `y` must have the same number of rows; got {len(x)} and {len(y)}."
-        )
+    x, y = _check_xy(x, y, name)
     if len(x) < 2:
         raise ValueError(
             f"{name}: `x` must have at least 2 rows (one to train on, one to test); got {len(x)}."
         )
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = min(max(1, int(round(test_fraction * len(x)))), len(x) - 1)
-    test, train = order[:n_test], order[n_test:]
+    return _standardise(x, y, order[n_test:], order[:n_test])
+
+
+def standardised_split(x: np.ndarray, y: np.ndarray, train, test):
+    """Rows ``train`` / ``test`` of ``(x, y)``, standardised as `split` does.
+
+    With the training rows' feature means ``μ_x`` and standard deviations
+    ``σ_x`` (1 for a constant feature) and target mean ``μ_y`` and standard
+    deviation ``σ_y`` (1 for constant targets): ``x ↦ (x - μ_x)/σ_x`` and
+    ``y ↦ (y - μ_y)/σ_y`` on both sets, so nothing of the test rows leaks into
+    the scaling (e.g. for the index files of `uci_split_indices`).
+
+    Args:
+      x: ``(n, d)`` features; y: ``(n,)`` targets.
+      train, test: 1-D integer row indices (``train`` non-empty).
+
+    Returns ``(x_train, y_train, x_test, y_test, y_scale)`` with
+    ``y_scale = σ_y``.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk.data import standardised_split
+      >>> x, y = np.array([[0.], [2.], [9.]]), np.array([1., 3., 0.])
+      >>> x_tr, y_tr, x_te, y_te, y_scale = standardised_split(x, y, [0, 1], [2])
+      >>> x_tr[:, 0].tolist(), x_te[:, 0].tolist(), y_scale
+      ([-1.0, 1.0], [8.0], 1.0)
+    """
+    name = "standardised_split"
+    x, y = _check_xy(x, y, name)
+    train = _checks.require_indices(np.asarray(train), len(x), "train", name)
+    test = _checks.require_indices(np.asarray(test), len(x), "test", name, nonempty=False)
+    return _standardise(x, y, train, test)
+
+
+def _check_xy(x, y, name):
+    """``(x, y)`` as float64 ``(n, d)`` and ``(n,)`` NumPy arrays."""
+    x = _checks.as_numpy(x, "x", name, ndim=2, what="(n, d)", dtype=np.float64)
+    y = _checks.as_numpy(y, "y", name, ndim=1, what="(n,)", dtype=np.float64)
+    if len(x) != len(y):
+        raise ValueError(
+            f"{name}: `x` and `y` must have the same number of rows; got {len(x)} and {len(y)}."
+        )
+    return x, y
+
+
+def _standardise(x, y, train, test):
     mx, sx = x[train].mean(0), x[train].std(0)
     sx = np.where(sx > 0, sx, 1.0)
     my, sy = y[train].mean(), y[train].std()

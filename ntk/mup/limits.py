@@ -443,6 +443,18 @@ def finite_maml_step(
     return jax.tree.map(lambda p, s: p + (s - p) * outer_lr * n, params, scaled)
 
 
+def _check_adapt(state, cls, x_support, x_query, inner_lr, inner_steps, loss, alpha):
+    """The arguments of `limit_maml_adapt` (``cls`` `LimitState`) or
+    `finite_maml_adapt` (`FiniteParams`): the checked ``(x_support, x_query)``."""
+    who = "limit_maml_adapt" if cls is LimitState else "finite_maml_adapt"
+    _check_state(state, cls, who)
+    d = (state.W if cls is LimitState else state.u).shape[1]
+    x_support = _check_x(x_support, d, who, "x_support")
+    x_query = _check_x(x_query, d, who, "x_query")
+    _check_maml(inner_lr, 0.0, inner_steps, loss, alpha, None, who)
+    return x_support, x_query
+
+
 def limit_maml_adapt(
     state: LimitState,
     x_support: Array,
@@ -454,11 +466,9 @@ def limit_maml_adapt(
     alpha: float = 1.0,
 ) -> Array:
     """Query outputs of the limit after ``inner_steps`` SGD steps on one support set."""
-    who = "limit_maml_adapt"
-    _check_state(state, LimitState, who)
-    x_support = _check_x(x_support, state.W.shape[1], who, "x_support")
-    x_query = _check_x(x_query, state.W.shape[1], who, "x_query")
-    _check_maml(inner_lr, 0.0, inner_steps, loss, alpha, None, who)
+    x_support, x_query = _check_adapt(
+        state, LimitState, x_support, x_query, inner_lr, inner_steps, loss, alpha
+    )
     fn = lambda p, x: limit_apply(p, x, alpha)
     adapted = _adapt(fn, state, x_support, y_support, inner_lr, inner_steps, loss)
     return fn(adapted, x_query)
@@ -475,11 +485,9 @@ def finite_maml_adapt(
     alpha: float = 1.0,
 ) -> Array:
     """Query outputs of a finite μP network after inner-loop adaptation."""
-    who = "finite_maml_adapt"
-    _check_state(params, FiniteParams, who)
-    x_support = _check_x(x_support, params.u.shape[1], who, "x_support")
-    x_query = _check_x(x_query, params.u.shape[1], who, "x_query")
-    _check_maml(inner_lr, 0.0, inner_steps, loss, alpha, None, who)
+    x_support, x_query = _check_adapt(
+        params, FiniteParams, x_support, x_query, inner_lr, inner_steps, loss, alpha
+    )
     n = params.u.shape[0]
     fn = lambda p, x: finite_apply(p, x, alpha)
     adapted = _adapt(fn, params, x_support, y_support, inner_lr * n, inner_steps, loss)

@@ -57,6 +57,17 @@ class Regularised:
         self.name, self.arg = name, arg
         self._cho = self._eig = None
 
+    def _message(self) -> dict:
+        """`not_positive_definite`'s naming keywords: this call's argument
+        names and ``diag_reg``'s scale."""
+        return dict(
+            relative=not self.absolute,
+            where=self.name,
+            arg=self.arg,
+            param="diag_reg",
+            scale_flag="diag_reg_absolute_scale",
+        )
+
     def _reg_matrix(self):
         return add_jitter(self.k, self.diag_reg, relative=not self.absolute)[0]
 
@@ -66,16 +77,7 @@ class Regularised:
             with jax.ensure_compile_time_eval():
                 cho = jsl.cho_factor(self._reg_matrix(), lower=True)
             if concrete(cho[0]) is not None:
-                check_factor(
-                    cho[0],
-                    self.k,
-                    self.diag_reg,
-                    relative=not self.absolute,
-                    where=self.name,
-                    arg=self.arg,
-                    param="diag_reg",
-                    scale_flag="diag_reg_absolute_scale",
-                )
+                check_factor(cho[0], self.k, self.diag_reg, **self._message())
                 self._cho = cho
         return cho
 
@@ -101,12 +103,8 @@ class Regularised:
                     raise not_positive_definite(
                         self.k,
                         self.diag_reg,
-                        relative=not self.absolute,
-                        where=self.name,
-                        arg=self.arg,
-                        param="diag_reg",
-                        scale_flag="diag_reg_absolute_scale",
                         what="it has a clearly negative eigenvalue",
+                        **self._message(),
                     )
                 eig = (evals, evecs)
                 self._eig = eig

@@ -39,13 +39,11 @@ def max_learning_rate(
     Example:
       >>> import jax, jax.numpy as jnp
       >>> from ntk import predict, stax
-      >>> x_train = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
-      >>> y_train = jnp.sin(x_train[:, :1])
-      >>> x_test = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
+      >>> x_train = jax.random.normal(jax.random.PRNGKey(0), (8, 3))   # N = 8 targets
       >>> _, _, kernel_fn = stax.serial(stax.Dense(512), stax.Relu(), stax.Dense(1))
       >>> k = kernel_fn(x_train, None, "ntk")
-      >>> lr = predict.max_learning_rate(k, y_train_size=y_train.size)
-      >>> round(float(lr * jnp.linalg.eigvalsh(k).max() / y_train.size), 6)   # 2 N / λ_max
+      >>> lr = predict.max_learning_rate(k, y_train_size=8)
+      >>> round(float(lr * jnp.linalg.eigvalsh(k).max() / 8), 6)   # 2 N / λ_max
       2.0
     """
     name = "max_learning_rate"

@@ -81,26 +81,15 @@ def Conv(
       >>> kernel_fn(x, None, "ntk").shape
       (2, 2)
     """
-    name, filter_shape, strides, padding, parameterization, dn = _conv_args(
-        "Conv",
-        out_chan,
-        filter_shape,
-        strides,
-        padding,
-        W_std,
-        b_std,
-        parameterization,
-        dimension_numbers,
-        s,
+    name, filter_shape, strides, padding, dn = _conv_args(
+        "Conv", out_chan, filter_shape, strides, padding, dimension_numbers, s
     )
-    n = len(filter_shape)
+    parameterization = _affine_args(W_std, b_std, parameterization, name)
     out = out_chan * s[1] if parameterization == "standard" else out_chan
     circular = padding == "CIRCULAR"
     filter_size = math.prod(filter_shape)
 
-    def plan_for(shape):
-        check_spatial_rank(shape, n, name, "filter")
-        return spatial_plan(tuple(shape[1:-1]), filter_shape, strides, padding, name, "filter")
+    plan_for = lambda shape: _window_plan(shape, filter_shape, strides, padding, name)
 
     def init_fn(key, input_shape):
         plan = plan_for(tuple(input_shape))
@@ -117,11 +106,7 @@ def Conv(
     def apply_fn(params, x, **kwargs):
         W, b = params
         plan = plan_for(tuple(x.shape))
-        if x.shape[-1] != W.shape[-2]:
-            raise ValueError(
-                f"{name}: expected inputs with {W.shape[-2]} channels "
-                f"(last axis); got shape {tuple(x.shape)}."
-            )
+        _check_channels(x, W, name)
         pad = "VALID" if padding == "VALID" else [p for _, p in plan]
         if circular:
             x = jnp.pad(x, [(0, 0)] + pad + [(0, 0)], mode="wrap")
@@ -134,15 +119,7 @@ def Conv(
         conv = lambda m, nb: conv_cov(
             m, nb, k.diagonal_spatial, plan, filter_shape, strides, circular
         )
-        # Linear in the covariances, so a zero NTK stays zero (and, unused by
-        # affine_kernel then, its convolution is never evaluated under jit).
-        k = k.replace(
-            nngp=conv(k.nngp, 2),
-            ntk=conv(k.ntk, 2),
-            cov1=conv(k.cov1, 1),
-            cov2=conv(k.cov2, 1),
-            ntk_is_zero=k.ntk_is_zero,
-        )
+        k = _map_covariances(k, conv)
         k = affine_kernel(k, W_std, b_std, parameterization, k.shape1[-1] * filter_size / s[0])
         return k.replace(**shapes_with(k, [o for o, _ in plan], out))
 
@@ -158,6 +135,29 @@ def Conv(
 
 
 _SPATIAL_LETTERS = "HWDABEFGJKLMPQRSTUVXYZ"
+
+
+def _map_covariances(k: Kernel, conv) -> Kernel:
+    """``k`` with ``conv(m, batch_ndim)`` applied to ``nngp``, ``ntk``, ``cov1``
+    and ``cov2``."""
+    # Linear in the covariances, so a zero NTK stays zero (and, unused by
+    # affine_kernel then, its convolution is never evaluated under jit).
+    return k.replace(
+        nngp=conv(k.nngp, 2),
+        ntk=conv(k.ntk, 2),
+        cov1=conv(k.cov1, 1),
+        cov2=conv(k.cov2, 1),
+        ntk_is_zero=k.ntk_is_zero,
+    )
+
+
+def _check_channels(x, W, name: str):
+    """Inputs must have the ``C`` channels that ``W: (*F, C, out)`` was made for."""
+    if x.shape[-1] != W.shape[-2]:
+        raise ValueError(
+            f"{name}: expected inputs with {W.shape[-2]} channels "
+            f"(last axis); got shape {tuple(x.shape)}."
+        )
 
 
 def _check_conv_dimension_numbers(dimension_numbers, n: int, name: str):
@@ -187,19 +187,10 @@ def _check_conv_dimension_numbers(dimension_numbers, n: int, name: str):
 
 
 def _conv_args(
-    kind: str,
-    out_chan,
-    filter_shape,
-    strides,
-    padding,
-    W_std,
-    b_std,
-    parameterization,
-    dimension_numbers,
-    s,
-) -> tuple[str, tuple[int, ...], tuple[int, ...], str, str, tuple]:
-    """Checked ``(name, filter_shape, strides, padding, parameterization,
-    dimension_numbers)`` of a `Conv`, `ConvTranspose` or `ConvLocal`."""
+    kind: str, out_chan, filter_shape, strides, padding, dimension_numbers, s
+) -> tuple[str, tuple[int, ...], tuple[int, ...], str, tuple]:
+    """Checked ``(name, filter_shape, strides, padding, dimension_numbers)`` of
+    a `Conv`, `ConvTranspose` or `ConvLocal` (`_affine_args` checks the rest)."""
     shown = tuple(filter_shape) if np.iterable(filter_shape) else filter_shape
     name = f"{kind}({out_chan}, {shown})"
     if not (
@@ -210,9 +201,6 @@ def _conv_args(
     n = len(filter_shape)
     strides = (1,) * n if strides is None else positive_ints(strides, "strides", name, n)
     padding = check_padding(padding, name)
-    check_std(W_std, "W_std", name)
-    check_std(b_std, "b_std", name, allow_none=True)
-    parameterization = check_parameterization(parameterization, name)
     if not (
         isinstance(s, (tuple, list))
         and len(s) == 2
@@ -225,7 +213,20 @@ def _conv_args(
     # Spatial axis letters must avoid N, C, I and O, which name the batch,
     # channel and filter in/out axes.
     spec = "N" + _SPATIAL_LETTERS[:n] + "C"
-    return name, filter_shape, strides, padding, parameterization, (spec, spec[1:-1] + "IO", spec)
+    return name, filter_shape, strides, padding, (spec, spec[1:-1] + "IO", spec)
+
+
+def _window_plan(shape, filter_shape, strides, padding, name: str):
+    """`spatial_plan` of a `Conv` or `ConvLocal` for inputs of ``shape``."""
+    check_spatial_rank(shape, len(filter_shape), name, "filter")
+    return spatial_plan(tuple(shape[1:-1]), filter_shape, strides, padding, name, "filter")
+
+
+def _affine_args(W_std, b_std, parameterization, name: str) -> str:
+    """Check the standard deviations; the checked ``parameterization``."""
+    check_std(W_std, "W_std", name)
+    check_std(b_std, "b_std", name, allow_none=True)
+    return check_parameterization(parameterization, name)
 
 
 def ConvTranspose(
@@ -270,18 +271,10 @@ def ConvTranspose(
       >>> kernel_fn(x, None, "ntk").shape
       (2, 2)
     """
-    name, filter_shape, strides, padding, parameterization, dn = _conv_args(
-        "ConvTranspose",
-        out_chan,
-        filter_shape,
-        strides,
-        padding,
-        W_std,
-        b_std,
-        parameterization,
-        dimension_numbers,
-        s,
+    name, filter_shape, strides, padding, dn = _conv_args(
+        "ConvTranspose", out_chan, filter_shape, strides, padding, dimension_numbers, s
     )
+    parameterization = _affine_args(W_std, b_std, parameterization, name)
     n = len(filter_shape)
     out = out_chan * s[1] if parameterization == "standard" else out_chan
     filter_size = math.prod(filter_shape)
@@ -307,11 +300,7 @@ def ConvTranspose(
     def apply_fn(params, x, **kwargs):
         W, b = params
         plan = plan_for(tuple(x.shape))
-        if x.shape[-1] != W.shape[-2]:
-            raise ValueError(
-                f"{name}: expected inputs with {W.shape[-2]} channels "
-                f"(last axis); got shape {tuple(x.shape)}."
-            )
+        _check_channels(x, W, name)
         y = jax.lax.conv_transpose(x, W, strides, lax_padding, dimension_numbers=dn)
         for i, g in enumerate(plan):
             if g.circular:
@@ -323,15 +312,7 @@ def ConvTranspose(
         conv = lambda m, nb: transpose_conv_cov(
             m, nb, k.diagonal_spatial, plan, filter_shape, strides
         )
-        # Linear in the covariances, so a zero NTK stays zero (and, unused by
-        # affine_kernel then, its convolution is never evaluated under jit).
-        k = k.replace(
-            nngp=conv(k.nngp, 2),
-            ntk=conv(k.ntk, 2),
-            cov1=conv(k.cov1, 1),
-            cov2=conv(k.cov2, 1),
-            ntk_is_zero=k.ntk_is_zero,
-        )
+        k = _map_covariances(k, conv)
         k = affine_kernel(k, W_std, b_std, parameterization, k.shape1[-1] * filter_size / s[0])
         return k.replace(**shapes_with(k, [g.out for g in plan], out))
 
@@ -382,31 +363,20 @@ def ConvLocal(
     Example:
       >>> import jax
       >>> from ntk.stax import ConvLocal, Dense, Flatten, Relu, serial
-      >>> _, _, kernel_fn = serial(ConvLocal(64, (3, 3), padding="SAME"), Relu(),
-      ...                          Flatten(), Dense(1))
-      >>> x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 4, 3))   # NHWC
+      >>> _, _, kernel_fn = serial(ConvLocal(64, (3,), (2,)), Relu(), Flatten(), Dense(1))
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 3))   # (N, L, C)
       >>> kernel_fn(x, None, "ntk").shape
       (2, 2)
     """
-    name, filter_shape, strides, padding, parameterization, dn = _conv_args(
-        "ConvLocal",
-        out_chan,
-        filter_shape,
-        strides,
-        padding,
-        W_std,
-        b_std,
-        parameterization,
-        dimension_numbers,
-        s,
+    name, filter_shape, strides, padding, dn = _conv_args(
+        "ConvLocal", out_chan, filter_shape, strides, padding, dimension_numbers, s
     )
+    parameterization = _affine_args(W_std, b_std, parameterization, name)
     n = len(filter_shape)
     circular = padding == "CIRCULAR"
     filter_size = math.prod(filter_shape)
 
-    def plan_for(shape):
-        check_spatial_rank(shape, n, name, "filter")
-        return spatial_plan(tuple(shape[1:-1]), filter_shape, strides, padding, name, "filter")
+    plan_for = lambda shape: _window_plan(shape, filter_shape, strides, padding, name)
 
     def init_fn(key, input_shape):
         plan = plan_for(tuple(input_shape))
@@ -450,15 +420,7 @@ def ConvLocal(
                 m = spatial_diagonal(m, nb)
             return conv_cov(m, nb, True, plan, filter_shape, strides, circular)
 
-        # Linear in the covariances, so a zero NTK stays zero (and, unused by
-        # affine_kernel then, its convolution is never evaluated under jit).
-        k = k.replace(
-            nngp=conv(k.nngp, 2),
-            ntk=conv(k.ntk, 2),
-            cov1=conv(k.cov1, 1),
-            cov2=conv(k.cov2, 1),
-            ntk_is_zero=k.ntk_is_zero,
-        )
+        k = _map_covariances(k, conv)
         # The bias is per position too, so it joins before the embedding.
         k = affine_kernel(k, W_std, b_std, parameterization, k.shape1[-1] * filter_size / s[0])
         if full:
