@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import _jacot18_plots as plots
 from experiments import registry, results
 from experiments.registry import Result, Run
 from ntk import data, predict, stax
@@ -253,7 +254,7 @@ def fig1(run: Run) -> Result:
         for w, r in rows.items()
     }
     limit_range = (float(limit_row.min()), float(limit_row.max()))
-    _plot_fig1(run, gammas, rows, limit_row)
+    plots.plot_fig1(run, gammas, rows, limit_row)
     table = _fig1_table(config, ranges, limit_range, spread, inflation, row_err)
     metrics = {
         "fig1_row_error_after_training": row_err,
@@ -291,33 +292,6 @@ def _fig1_ntk_rows(run: Run, x0, grid) -> dict:
             rowsT.append(np.asarray(row(train(params))))
         rows[width] = (np.stack(rows0), np.stack(rowsT))
     return rows
-
-
-def _plot_fig1(run: Run, gammas, rows: dict, limit_row) -> None:
-    import matplotlib.pyplot as plt
-
-    config = run.config
-    fig, axes = plt.subplots(1, len(rows), figsize=(5.5 * len(rows), 4), sharey=True)
-    for ax, (width, (r0, rT)) in zip(np.atleast_1d(axes), rows.items()):
-        for i, (a, b) in enumerate(zip(r0, rT)):
-            ax.plot(gammas, a, "C0-", lw=0.8, alpha=0.7, label="t = 0" if i == 0 else None)
-            ax.plot(
-                gammas,
-                b,
-                "C3--",
-                lw=0.8,
-                alpha=0.7,
-                label=f"t = {config.fig1_steps}" if i == 0 else None,
-            )
-        ax.plot(gammas, limit_row, "k-", lw=2, label="n = ∞")
-        ax.set(title=f"n = {width}", xlabel="γ")
-        ax.legend(fontsize=8)
-    np.atleast_1d(axes)[0].set_ylabel("Θ(x0, x(γ))")
-    fig.suptitle(
-        f"Fig. 1: empirical NTK at initialisation and after {config.fig1_steps} "
-        f"GD steps on f*(x) = x1·x2 ({config.fig1_points} N(0, 1) inputs) vs its limit"
-    )
-    run.save_figure(fig, "fig1_ntk_convergence.png")
 
 
 def _fig1_table(config: Config, ranges, limit_range, spread, inflation, row_err) -> list:
@@ -399,7 +373,7 @@ def fig2(run: Run) -> Result:
     # process, where it has spread (the training points pin it to 0)
     spread = gp_std > 0.05 * gp_std.max()
     curves, inside, z_rms = _fig2_networks(run, grid, x_train, y_train, gp_mean, gp_std, spread)
-    _plot_fig2(run, gammas, curves, gp_mean, gp_std)
+    plots.plot_fig2(run, gammas, curves, gp_mean, gp_std, (TRAIN_GAMMAS, TRAIN_TARGETS))
     table = _fig2_table(config, inside, z_rms)
     metrics = {"fig2_fraction_in_band": inside, "fig2_z_rms": z_rms}
     return Result(metrics=metrics, rows=table, data=DATA)
@@ -433,42 +407,6 @@ def _fig2_networks(run: Run, grid, x_train, y_train, gp_mean, gp_std, spread):
         z_rms[width] = float(np.sqrt(np.mean(z**2)))
 
     return curves, inside, z_rms
-
-
-def _plot_fig2(run: Run, gammas, curves: dict, gp_mean, gp_std) -> None:
-    import matplotlib.pyplot as plt
-
-    config = run.config
-    fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4), sharey=True)
-    for ax, (width, (f0, fT)) in zip(np.atleast_1d(axes), curves.items()):
-        for i, (a, b) in enumerate(zip(f0, fT)):
-            ax.plot(gammas, a, "C0-", lw=0.6, alpha=0.5, label="finite, t = 0" if i == 0 else None)
-            ax.plot(
-                gammas,
-                b,
-                "C3-",
-                lw=0.8,
-                alpha=0.8,
-                label=f"finite, t = {config.fig2_steps}" if i == 0 else None,
-            )
-        ax.plot(gammas, gp_mean, "k-", lw=2, label="n = ∞ mean")
-        ax.fill_between(
-            gammas,
-            gp_mean - 1.2816 * gp_std,
-            gp_mean + 1.2816 * gp_std,
-            color="k",
-            alpha=0.15,
-            label="n = ∞ 10–90%",
-        )
-        ax.plot(TRAIN_GAMMAS, TRAIN_TARGETS, "ko", ms=6, label="training points")
-        ax.set(xlabel="γ", title=f"n = {width}")
-        ax.legend(fontsize=8)
-    np.atleast_1d(axes)[0].set_ylabel("f(x(γ))")
-    fig.suptitle(
-        f"Fig. 2: finite networks after {config.fig2_steps} GD steps vs the "
-        f"infinite-width ODE's Gaussian process"
-    )
-    run.save_figure(fig, "fig2_function_dynamics.png")
 
 
 def _fig2_table(config: Config, inside: dict, z_rms: dict) -> list:
