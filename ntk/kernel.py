@@ -107,6 +107,17 @@ class Kernel:
         """
         return self.ntk is not None and self.ntk is self.nngp
 
+    def map_nngp_ntk(self, fn) -> tuple:
+        """``(fn(nngp), fn(ntk))`` for a map a layer applies alike to both.
+
+        ``ntk`` None stays None. When Θ = K (`ntk_is_nngp`) ``fn`` runs once
+        and its result serves as both, so Θ = K still holds after the map.
+        """
+        nngp = fn(self.nngp)
+        if self.ntk is None:
+            return nngp, None
+        return nngp, nngp if self.ntk_is_nngp else fn(self.ntk)
+
     @property
     def x1_is_x2(self) -> bool:
         """Whether the kernel is of ``x1`` with itself (then ``cov2`` is None)."""
@@ -221,11 +232,10 @@ class Kernel:
         def zero(a, m):
             return None if a is None else jnp.where(m, jnp.zeros((), a.dtype), a)
 
-        nngp = zero(k.nngp, m12)
+        nngp, ntk = k.map_nngp_ntk(lambda a: zero(a, m12))
         return k.replace(
             nngp=nngp,
-            # The same entries are zeroed in both, so Θ = K survives.
-            ntk=nngp if k.ntk_is_nngp else zero(k.ntk, m12),
+            ntk=ntk,
             cov1=zero(k.cov1, m11),
             cov2=zero(k.cov2, m22),
         )

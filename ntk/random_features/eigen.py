@@ -45,6 +45,7 @@ import numpy as np
 
 from ntk import _checks
 from ntk.power_law import loglog_fit
+from ntk.random_features import _eigensystem as _eig
 
 __all__ = [
     "eigendecompose",
@@ -71,18 +72,10 @@ def eigendecompose(kernel, y):
     k = _square(kernel, "kernel", "eigendecompose")
     y = _targets(y, k, "eigendecompose")
     n = k.shape[0]
-    evals, u = _descending_eigh(k, jnp)
+    evals, u = _eig.descending_eigh(k, jnp)
     lam = evals / n
     v = jnp.tensordot(u.T, y, axes=1) / jnp.sqrt(n)
     return lam, v
-
-
-def _descending_eigh(k, xp):
-    """``eigh`` of the symmetric part of ``k`` with ``xp`` (numpy or jax.numpy):
-    eigenvalues descending and clipped at 0, eigenvectors as columns in the
-    same order."""
-    evals, u = xp.linalg.eigh(0.5 * (k + k.T))
-    return xp.maximum(evals[::-1], 0.0), u[:, ::-1]
 
 
 def kernel_eigensystem(kernel):
@@ -112,50 +105,8 @@ def kernel_eigensystem(kernel):
         [0.0, 0.0]
     """
     name = "kernel_eigensystem"
-    k = _square_numpy(kernel, "kernel", name)
-    return _descending_eigh(k, np)
-
-
-def _square_numpy(kernel, arg, name):
-    """A finite, symmetric, non-empty ``(N, N)`` float64 NumPy matrix."""
-    k = _checks.as_numpy(kernel, arg, name, ndim=2, dtype=np.float64, what="(N, N)", nonempty=True)
-    if k.shape[0] != k.shape[1]:
-        raise ValueError(f"{name}: `{arg}` must be square (N, N); got shape {k.shape}.")
-    return _checks.require_symmetric(k, arg, name)
-
-
-def _eigensystem_arg(eig, kernel, name):
-    """``eig`` checked as `kernel_eigensystem` of ``kernel`` (N, N), or computed
-    when None: ``(μ, U)`` with μ (N,) descending and U (N, N)."""
-    if eig is None:
-        return kernel_eigensystem(kernel)
-    try:
-        mu, u = eig
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"{name}: `eig` must be the pair (eigenvalues, eigenvectors) of "
-            f"kernel_eigensystem(kernel); got {type(eig).__name__}."
-        ) from None
-    n = kernel.shape[0]
-    mu = _checks.as_numpy(mu, "eig[0]", name, ndim=1, dtype=np.float64, what=f"({n},)")
-    u = _checks.as_numpy(u, "eig[1]", name, ndim=2, dtype=np.float64, what=f"({n}, {n})")
-    if mu.shape != (n,) or u.shape != (n, n):
-        raise ValueError(
-            f"{name}: `eig` must hold eigenvalues ({n},) and eigenvectors ({n}, {n}) "
-            f"of the ({n}, {n}) kernel; got shapes {mu.shape} and {u.shape}."
-        )
-    if np.any(np.diff(mu) > 0):
-        raise ValueError(
-            f"{name}: `eig` must be kernel_eigensystem(kernel), eigenvalues in "
-            f"descending order; got them in another order (numpy.linalg.eigh's "
-            f"ascending order?): first {mu[:3].tolist()}."
-        )
-    if mu[-1] < 0:
-        raise ValueError(
-            f"{name}: `eig` must be kernel_eigensystem(kernel), eigenvalues "
-            f"clipped at 0; got a smallest eigenvalue of {mu[-1]:.3g}."
-        )
-    return mu, u
+    k = _eig.square_numpy(kernel, "kernel", name)
+    return _eig.descending_eigh(k, np)
 
 
 def _square(kernel, arg, name):
@@ -452,7 +403,7 @@ def mode_power_cv(phi, kernel, modes: int, eig=None) -> float:
     ``eig``: ``kernel_eigensystem(K)``, if already computed.
     """
     name = "mode_power_cv"
-    kernel = _square_numpy(kernel, "kernel", name)
+    kernel = _eig.square_numpy(kernel, "kernel", name)
     phi = _checks.as_numpy(phi, "phi", name, ndim=2, dtype=np.float64, what="(N, k)")
     if phi.shape[0] != kernel.shape[0]:
         raise ValueError(
@@ -460,7 +411,7 @@ def mode_power_cv(phi, kernel, modes: int, eig=None) -> float:
             f"got shape {phi.shape}."
         )
     modes = _checks.require_int(modes, "modes", name, maximum=kernel.shape[0])
-    evals, evecs = _eigensystem_arg(eig, kernel, name)
+    evals, evecs = _eig.eigensystem_arg(eig, kernel, name)
     # numerical rank as numpy.linalg.matrix_rank counts it: eigenvalues below
     # N·eps·μ_max are round-off, and each mode's power is divided by its μ_i
     rank = int(np.sum(evals > evals[0] * kernel.shape[0] * np.finfo(np.float64).eps))

@@ -38,7 +38,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ntk import _checks
-from ntk.random_features.eigen import _eigensystem_arg, _square_numpy
+from ntk.random_features import _eigensystem as _eig
 
 __all__ = [
     "network_features",
@@ -153,8 +153,8 @@ def kernel_feature_sampler(kernel, eig=None):
         True
     """
     name = "kernel_feature_sampler"
-    kernel = _square_numpy(kernel, "kernel", name)
-    evals, evecs = _eigensystem_arg(eig, kernel, name)
+    kernel = _eig.square_numpy(kernel, "kernel", name)
+    evals, evecs = _eig.eigensystem_arg(eig, kernel, name)
     # the modes in ascending order: the root's sums add the small terms first
     u, s = evecs[:, ::-1], np.sqrt(evals[::-1])
     root = jnp.asarray((u * s) @ u.T, jnp.float32)

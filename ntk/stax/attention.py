@@ -567,10 +567,9 @@ def attention_kernel(k: Kernel, cfg: _Config, mask1=None, mask2=None) -> Kernel:
     dtype = k.nngp.dtype
     keep1 = _keep(mask1, k.shape1, dtype)
     keep2 = keep1 if same else _keep(mask2, k.shape2, dtype)
-    nngp = _to_positions(k.nngp, 2)
     # Θ = K (after a first affine layer): every step below maps both alike,
     # so the NTK's arrays stay the NNGP's and its sandwich is not recomputed.
-    ntk = nngp if k.ntk_is_nngp else _to_positions(k.ntk, 2)
+    nngp, ntk = k.map_nngp_ntk(lambda m: _to_positions(m, 2))
     cov1, cov2 = _to_positions(k.cov1, 1), _to_positions(k.cov2, 1)
 
     # Mixing in the positional embeddings' covariance R.

@@ -142,9 +142,10 @@ def _map_covariances(k: Kernel, conv) -> Kernel:
     and ``cov2``."""
     # Linear in the covariances, so a zero NTK stays zero (and, unused by
     # affine_kernel then, its convolution is never evaluated under jit).
+    nngp, ntk = k.map_nngp_ntk(lambda m: conv(m, 2))
     return k.replace(
-        nngp=conv(k.nngp, 2),
-        ntk=conv(k.ntk, 2),
+        nngp=nngp,
+        ntk=ntk,
         cov1=conv(k.cov1, 1),
         cov2=conv(k.cov2, 1),
         ntk_is_zero=k.ntk_is_zero,
@@ -424,10 +425,10 @@ def ConvLocal(
         # The bias is per position too, so it joins before the embedding.
         k = affine_kernel(k, W_std, b_std, parameterization, k.shape1[-1] * filter_size / s[0])
         if full:
-            nngp = embed_diagonal(k.nngp, 2)
+            nngp, ntk = k.map_nngp_ntk(lambda m: embed_diagonal(m, 2))
             k = k.replace(
                 nngp=nngp,
-                ntk=nngp if k.ntk_is_nngp else embed_diagonal(k.ntk, 2),
+                ntk=ntk,
                 cov1=embed_diagonal(k.cov1, 1),
                 cov2=embed_diagonal(k.cov2, 1),
             )

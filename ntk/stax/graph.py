@@ -229,11 +229,10 @@ def Aggregate(
         g1 = graph(p1, k.shape1, "pattern[0]", for_kernel=True)
         g2 = g1 if k.cov2 is None else graph(p2, k.shape2, "pattern[1]", for_kernel=True)
         d = k.spatial_ndim
-        nngp = _aggregate(k.nngp, 2, agg, d, g1, g2)
+        nngp, ntk = k.map_nngp_ntk(lambda m: _aggregate(m, 2, agg, d, g1, g2))
         return k.replace(
             nngp=nngp,
-            # One linear map of both: Θ = K in gives Θ = K out.
-            ntk=nngp if k.ntk_is_nngp else _aggregate(k.ntk, 2, agg, d, g1, g2),
+            ntk=ntk,
             cov1=_aggregate(k.cov1, 1, agg, d, g1, g1),
             cov2=_aggregate(k.cov2, 1, agg, d, g2, g2),
         )
