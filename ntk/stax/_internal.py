@@ -5,6 +5,7 @@ so that `ntk.empirical`, `ntk.mup` and `ntk.dkm` reuse the layers' own
 conventions instead of copying them:
 
 * `split_rng`: how combinators hand PRNG keys to their sub-layers;
+* `fusion_fence`: an identity that steers XLA's fusion on CPU;
 * the numerics of dual kernels (`correlation`, `angle`, `atan2`,
   `safe_sqrt`, `sin_angle_term`, ...): square roots, correlations and angles
   that stay accurate at any variance and have finite derivatives at
@@ -38,6 +39,33 @@ def split_rng(kwargs: dict, n: int) -> list[dict]:
 
 
 PI = math.pi
+
+
+def fusion_fence(x):
+    """``x`` itself (bit for bit), as an operation XLA's CPU compiler keeps.
+
+    A ``reduce_precision`` to the dtype's own exponent and mantissa widths:
+    the identity on every value (infinities, NaN and subnormals included),
+    which XLA does not remove. It guides fusion on CPU, where two things make
+    spatial kernels (``(N, N, *S, *S)`` covariances) several times slower:
+
+    * a reduction (e.g. `GlobalAvgPool`'s mean) becomes a library (YNNPACK)
+      fusion that absorbs the cheap tail of its elementwise producer and
+      splits the rest into several loops, each writing a full-size
+      intermediate; fenced, the producer is one vectorised loop and the
+      reduction reads its output;
+    * two chains that share expensive intermediates (an activation's NNGP
+      and its derivative kernel both need the angle) are materialised
+      through them; a fenced copy of the shared input gives the second chain
+      operands common-subexpression elimination cannot merge, so each is one
+      loop that recomputes what it needs.
+
+    Measured on 2 CPU cores: the softmax-attention NTK of 64 sequences of
+    length 32 went from 31 to 22 ms, a 3-layer ReLU CNN with global pooling
+    on 64 8×8 images from 480 to 315 ms.
+    """
+    info = jnp.finfo(jnp.result_type(x))
+    return jax.lax.reduce_precision(x, info.nexp, info.nmant)
 
 
 # ---------------------------------------------------------------- numerics

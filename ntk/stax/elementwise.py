@@ -21,7 +21,7 @@ import numpy as np
 
 from ntk._checks import as_numpy, require_real, require_traceable
 from ntk.kernel import Kernel
-from ntk.stax._internal import PI
+from ntk.stax._internal import PI, fusion_fence
 
 # ACTIVATIONS is re-exported: `ntk.dkm` and users read the table from here.
 from ntk.stax.duals import ACTIVATIONS  # noqa: F401
@@ -63,7 +63,14 @@ def apply_dual(k: Kernel, dual: Callable, name: str = "activation") -> Kernel:
         )
     (a12, b12), (a11, b11), out22 = k.outer_vars()
     nngp, dot = dual(k.nngp, a12, b12)
-    ntk = None if k.ntk is None else k.ntk * dot
+    ntk = None
+    if k.ntk is not None:
+        if k.nngp.ndim > 2:
+            # Spatial covariances: recompute the derivative kernel in its own
+            # loop rather than share the dual's intermediates (`fusion_fence`).
+            # Not for (N, N) kernels, whose loops are cheap and share better.
+            dot = dual(fusion_fence(k.nngp), a12, b12)[1]
+        ntk = k.ntk * dot
     cov1 = dual(k.cov1, a11, b11)[0]
     cov2 = None if out22 is None else dual(k.cov2, *out22)[0]
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)

@@ -372,8 +372,9 @@ def _stage(plan, stage, state, h, w, given):
     None (pairs of an image with itself) or the variances ``(P, L, h, w)``
     of both images. Returns ``(K_r, Θ_r, variances (P, L, h, w))``, pooled
     and bordered again unless it is the last stage. The layers after the
-    first are one `jax.lax.scan` body: the program, and its compile time,
-    do not grow with depth.
+    first are one `jax.lax.scan` body, unrolled: at most three layers a
+    stage, and a rolled loop copies its two full-size carries every
+    iteration (Myrtle-10: 12.9 -> 8.2 CPU ms per pair of 32×32 images).
     """
     a, b2 = plan.W_std**2 / 9.0, plan.b_std**2
     own = given is None
@@ -398,7 +399,9 @@ def _stage(plan, stage, state, h, w, given):
     xs = None if own else tuple(jnp.moveaxis(v[:, first:], 1, 0) for v in given)
     found = None
     if count - first:
-        (k_r, theta_r), found = jax.lax.scan(layer, (k_r, theta_r), xs, length=count - first)
+        (k_r, theta_r), found = jax.lax.scan(
+            layer, (k_r, theta_r), xs, length=count - first, unroll=True
+        )
     if own:
         found = None if found is None else jnp.moveaxis(found, 0, 1)
         if stage == 0:

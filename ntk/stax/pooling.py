@@ -16,6 +16,7 @@ import numpy as np
 
 from ntk.kernel import Kernel
 from ntk.stax import spec as specs
+from ntk.stax._internal import fusion_fence
 from ntk.stax.layer import Layer, make_layer
 from ntk.stax.masking import masked_mean, position_mask, zero_masked
 from ntk.stax.linear import check_channel_axis
@@ -189,15 +190,16 @@ def _GlobalPool(kind: str, batch_axis: int, channel_axis: int) -> Layer:
                 return None
             axes = tuple(range(nb, m.ndim))
             if mask is None:
-                return reduce(m, axis=axes)
+                return reduce(fusion_fence(m), axis=axes)
             if kind == "Avg":
                 # The mean over unmasked position pairs: Σ K / (n1 n2).
                 return masked_mean(m, axes, mask)
             return jnp.sum(zero_masked(m, mask), axis=axes)
 
+        nngp, ntk = k.map_nngp_ntk(lambda m: pool(m, 2, m12))
         return k.replace(
-            nngp=pool(k.nngp, 2, m12),
-            ntk=pool(k.ntk, 2, m12),
+            nngp=nngp,
+            ntk=ntk,
             cov1=pool(k.cov1, 1, m11),
             cov2=pool(k.cov2, 1, m22),
             shape1=(k.shape1[0], k.shape1[-1]),
