@@ -67,6 +67,7 @@ def serial(*layers) -> Layer:
         transform,
         needs_full_spatial=any(l.kernel_fn.needs_full_spatial for l in layers),
         spec=specs.Serial(layers),
+        pairwise=all(l.kernel_fn.pairwise for l in layers),
         handles_masks=True,
     )
 
@@ -161,6 +162,7 @@ def parallel(*layers) -> Layer:
         transform,
         needs_full_spatial=any(l.kernel_fn.needs_full_spatial for l in layers),
         spec=specs.Parallel(layers),
+        pairwise=all(l.kernel_fn.pairwise for l in layers),
         handles_masks=True,
     )
 
@@ -416,5 +418,6 @@ def repeat(layer, n: int) -> Layer:
         transform,
         needs_full_spatial=layer.kernel_fn.needs_full_spatial,
         spec=specs.Repeat(layer, n),
+        pairwise=layer.kernel_fn.pairwise,
         handles_masks=True,
     )

@@ -432,6 +432,12 @@ def Dropout(rate: float, mode: str = "train") -> Layer:
             is_gaussian=False,
         )
 
+    # Not pairwise: the kernel of x with itself differs from that of a copy.
     return make_layer(
-        name, lambda key, shape: (tuple(shape), ()), apply_fn, transform, spec=specs.Parameterless()
+        name,
+        lambda key, shape: (tuple(shape), ()),
+        apply_fn,
+        transform,
+        spec=specs.Parameterless(),
+        pairwise=False,
     )

@@ -172,7 +172,13 @@ class _MyrtleKernelFn(KernelFn):
     arguments."""
 
     def __init__(self, layers_fn: KernelFn, plan: _Plan, name: str):
-        super().__init__(layers_fn.transform, name, needs_full_spatial=True, spec=layers_fn.spec)
+        super().__init__(
+            layers_fn.transform,
+            name,
+            needs_full_spatial=True,
+            spec=layers_fn.spec,
+            pairwise=layers_fn.pairwise,
+        )
         self._plan = plan
 
     def __call__(self, x1, x2=None, get=None, **kwargs):

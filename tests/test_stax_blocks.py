@@ -1,0 +1,158 @@
+"""Blockwise evaluation of large spatial kernels (`ntk.stax._blocks`).
+
+Oracle: the same network evaluated in one pass (a block budget larger than
+the kernel). Blocks of a pairwise network are the same operations on fewer
+pairs, so the two agree to rounding (float64, 1e-12), with row blocks,
+column blocks and padded last blocks, masks and per-input graph patterns;
+a network that is not pairwise (`Dropout` reads whether ``x2`` is ``x1``)
+is never split.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ntk.stax._blocks as blocks
+import ntk.stax.layer as layer_module
+from ntk import stax
+
+# Budgets in pairs of inputs: 3 splits x2 into padded column blocks (one row
+# each), 14 keeps whole rows of 7 and splits x1 into padded blocks of 2.
+BUDGETS = [3, 14]
+N1, N2 = 5, 7
+
+
+def _attention():
+    return stax.serial(
+        stax.Conv(8, (1,)),
+        stax.GlobalSelfAttention(8, 8, 8, 2),
+        stax.Relu(),
+        stax.GlobalAvgPool(),
+        stax.Dense(1),
+    )
+
+
+def _conv():
+    return stax.serial(
+        stax.Conv(4, (3, 3), padding="SAME"),
+        stax.Erf(),
+        stax.Conv(4, (3, 3), padding="SAME", b_std=0.3),
+        stax.Relu(),
+        stax.GlobalAvgPool(),
+        stax.Dense(1),
+    )
+
+
+def _graph():
+    block = [stax.Dense(8, W_std=1.4, b_std=0.1), stax.Aggregate(), stax.Relu()]
+    return stax.serial(*block, *block, stax.GlobalAvgPool(), stax.Dense(1))
+
+
+def _inputs(arch, rng):
+    if arch == "conv":
+        shape = (4, 4, 2)
+    else:
+        shape = (6, 3)
+    x1 = rng.normal(size=(N1,) + shape)
+    x2 = rng.normal(size=(N2,) + shape)
+    kwargs = {}
+    if arch == "attention":
+        # The last two positions of some sequences are padding.
+        x1[::2, -2:] = 9.0
+        x2[1::3, -2:] = 9.0
+        kwargs["mask_constant"] = 9.0
+    if arch == "graph":
+        adjacency = lambda n: np.where(rng.random((n, 6, 6)) < 0.4, 1.0, 0.0)
+        kwargs["pattern"] = (adjacency(N1), adjacency(N2))
+    return jnp.asarray(x1), jnp.asarray(x2), kwargs
+
+
+ARCHS = {"attention": _attention, "conv": _conv, "graph": _graph}
+
+
+def _kernel(arch, budget_pairs, x1, x2, kwargs, get, monkeypatch):
+    """The kernel with a block budget of ``budget_pairs`` pairs (a fresh
+    network: the budget is read when the kernel is compiled)."""
+    pair_bytes = np.prod(x1.shape[1:-1]) ** 2 * 8
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", int(budget_pairs * pair_bytes))
+    return ARCHS[arch]().kernel_fn(x1, x2, get, **kwargs)
+
+
+def _spy(monkeypatch):
+    """Record whether each kernel evaluation was split into blocks."""
+    calls = []
+
+    def spy(*args, **kwargs):
+        out = blocks.blockwise(*args, **kwargs)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(layer_module, "blockwise", spy)
+    return calls
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.mark.parametrize("budget", BUDGETS)
+@pytest.mark.parametrize("with_x2", [False, True])
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_blockwise_kernel_equals_one_pass(arch, with_x2, budget, monkeypatch):
+    x1, x2, kwargs = _inputs(arch, np.random.default_rng(0))
+    if not with_x2:
+        x2 = None
+        if "pattern" in kwargs:
+            kwargs["pattern"] = (kwargs["pattern"][0], None)
+    calls = _spy(monkeypatch)
+    whole = _kernel(arch, 10**9, x1, x2, kwargs, ("nngp", "ntk"), monkeypatch)
+    split = _kernel(arch, budget, x1, x2, kwargs, ("nngp", "ntk"), monkeypatch)
+    assert calls == [False, True]
+    n2 = N1 if x2 is None else N2
+    for got, want in zip(split, whole):
+        assert got.shape == want.shape == (N1, n2)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_blockwise_applies_to_single_get_and_not_to_covariances(monkeypatch):
+    x1, x2, _ = _inputs("conv", np.random.default_rng(1))
+    calls = _spy(monkeypatch)
+    whole = _kernel("conv", 10**9, x1, x2, {}, "ntk", monkeypatch)
+    split = _kernel("conv", 3, x1, x2, {}, "ntk", monkeypatch)
+    np.testing.assert_allclose(split, whole, rtol=1e-12, atol=1e-14)
+    _kernel("conv", 3, x1, x2, {}, ("nngp", "cov1"), monkeypatch)
+    assert calls == [False, True, False]
+
+
+def test_dropout_network_is_not_split(monkeypatch):
+    """Dropout's kernel of x with itself differs from that of x with a copy
+    of x: a network with it is evaluated in one pass, whatever the budget."""
+    x1, _, _ = _inputs("conv", np.random.default_rng(2))
+    net = lambda: stax.serial(
+        stax.Conv(4, (3, 3), padding="SAME"), stax.Relu(), stax.Dropout(0.5), stax.GlobalAvgPool()
+    )
+    assert not net().kernel_fn.pairwise
+    calls = _spy(monkeypatch)
+    pair_bytes = np.prod(x1.shape[1:-1]) ** 2 * 8
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", int(3 * pair_bytes))
+    same = net().kernel_fn(x1, None, "nngp")
+    copy = net().kernel_fn(x1, x1 + 0.0, "nngp")
+    assert calls == []  # never even tried
+    # The boost is on the diagonal only (else the check above means nothing).
+    diff = np.asarray(same) - np.asarray(copy)
+    assert np.all(np.diag(diff) > 1e-3)
+    np.testing.assert_allclose(diff[~np.eye(N1, dtype=bool)], 0.0, atol=1e-14)
+
+
+def test_opaque_layer_is_not_pairwise():
+    custom = stax.make_layer(
+        "Custom", lambda key, shape: (shape, ()), lambda params, x, **kw: x, lambda k, **kw: k
+    )
+    assert not custom.kernel_fn.pairwise
+    assert not stax.serial(stax.Conv(2, (1,)), custom).kernel_fn.pairwise
+    assert stax.serial(stax.Conv(2, (1,)), stax.Relu()).kernel_fn.pairwise
