@@ -73,11 +73,16 @@ def _inputs(arch, rng):
 ARCHS = {"attention": _attention, "conv": _conv, "graph": _graph}
 
 
+def _set_budget(monkeypatch, x, pairs):
+    """A block budget of ``pairs`` float64 pairs of inputs shaped like ``x``
+    (read when a kernel is compiled: build a fresh network after it)."""
+    pair_bytes = np.prod(x.shape[1:-1]) ** 2 * 8
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", int(pairs * pair_bytes))
+
+
 def _kernel(arch, budget_pairs, x1, x2, kwargs, get, monkeypatch):
-    """The kernel with a block budget of ``budget_pairs`` pairs (a fresh
-    network: the budget is read when the kernel is compiled)."""
-    pair_bytes = np.prod(x1.shape[1:-1]) ** 2 * 8
-    monkeypatch.setattr(blocks, "BLOCK_BYTES", int(budget_pairs * pair_bytes))
+    """The kernel of a fresh network with a budget of ``budget_pairs`` pairs."""
+    _set_budget(monkeypatch, x1, budget_pairs)
     return ARCHS[arch]().kernel_fn(x1, x2, get, **kwargs)
 
 
@@ -138,8 +143,7 @@ def test_dropout_network_is_not_split(monkeypatch):
     )
     assert not net().kernel_fn.pairwise
     calls = _spy(monkeypatch)
-    pair_bytes = np.prod(x1.shape[1:-1]) ** 2 * 8
-    monkeypatch.setattr(blocks, "BLOCK_BYTES", int(3 * pair_bytes))
+    _set_budget(monkeypatch, x1, 3)
     same = net().kernel_fn(x1, None, "nngp")
     copy = net().kernel_fn(x1, x1 + 0.0, "nngp")
     assert calls == []  # never even tried

@@ -81,13 +81,13 @@ def blockwise(fn: Callable, x1, x2, get, masks, kwargs: dict, **options) -> Opti
     if n1 * n2 * pair_bytes <= BLOCK_BYTES:
         return None
 
-    x2_cols = x1 if x2 is None else x2
+    # Masks have their input's rank and broadcast to it (`check_mask_shape`),
+    # so their leading axis is 1 or the batch: always per input.
     rows = {"x": x1, "mask": _per_input(masks[0], n1)}
-    cols = {"x": x2_cols, "mask": _per_input(masks[1] if x2 is not None else masks[0], n2)}
-    if (masks[0] is not None and rows["mask"] is None) or (
-        masks[1] is not None and cols["mask"] is None
-    ):
-        return None
+    cols = {
+        "x": x1 if x2 is None else x2,
+        "mask": _per_input(masks[0] if x2 is None else masks[1], n2),
+    }
     static = {}
     for name, value in kwargs.items():
         if not jax.tree_util.tree_leaves(value):
