@@ -160,3 +160,42 @@ def test_opaque_layer_is_not_pairwise():
     assert not custom.kernel_fn.pairwise
     assert not stax.serial(stax.Conv(2, (1,)), custom).kernel_fn.pairwise
     assert stax.serial(stax.Conv(2, (1,)), stax.Relu()).kernel_fn.pairwise
+
+
+def test_kernel_with_itself_is_built_from_the_blocks_above_the_diagonal(monkeypatch):
+    """With ``x2=None`` and an ``(N, N)`` output only blocks (I, J), I ≤ J, are
+    evaluated; those below are their transposes. Blocks of 2 (5 inputs: a
+    3×3 grid with a padded last block) make the transposes non-trivial."""
+    x1, _, kwargs = _inputs("graph", np.random.default_rng(3))
+    kwargs["pattern"] = (kwargs["pattern"][0], None)
+    upper = []
+    original = blocks._upper_blocks
+    monkeypatch.setattr(
+        blocks, "_upper_blocks", lambda *a, **k: upper.append(original(*a, **k)) or upper[-1]
+    )
+    whole = _kernel("graph", 10**9, x1, None, kwargs, ("nngp", "ntk"), monkeypatch)
+    split = _kernel("graph", 4, x1, None, kwargs, ("nngp", "ntk"), monkeypatch)
+    assert len(upper) == 1 and upper[0] is not None
+    for got, want in zip(split, whole):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_spatial_output_with_itself_is_split_into_row_blocks(monkeypatch):
+    """An output that keeps its positions, ``(N, N, H, H, W, W)``, is not
+    mirrored (its transpose would also swap the position axes): rows of
+    blocks instead, with the same values."""
+    x1, _, _ = _inputs("conv", np.random.default_rng(4))
+    net = lambda: stax.serial(
+        stax.Conv(4, (3, 3), padding="SAME"),
+        stax.Relu(),
+        stax.AvgPool((2, 2)),
+        stax.Conv(2, (1, 1)),
+    )
+    calls = _spy(monkeypatch)
+    _set_budget(monkeypatch, x1, 10**9)
+    whole = net().kernel_fn(x1, None, "ntk")
+    _set_budget(monkeypatch, x1, 4)
+    split = net().kernel_fn(x1, None, "ntk")
+    assert calls == [False, True]
+    assert split.shape == (N1, N1, 3, 3, 3, 3)
+    np.testing.assert_allclose(split, whole, rtol=1e-12, atol=1e-14)
