@@ -20,6 +20,9 @@ from ntk import data, dkm
 from ntk.data.uci import standardised_split, uci_split_indices
 from ntk.dkm import deep_gp
 
+#: Why the UCI rows are not comparable: the paper's table could not be read.
+NO_PAPER_UCI = "the paper's UCI-table values were not available offline"
+
 
 def _sparse_dkm_regression(config, kernel, key, xtr, ytr, xte):
     model = dkm.SparseDKM(
@@ -200,7 +203,27 @@ def uci(run: Run) -> Result:
         uci_rows, uci_notes = _uci(config, k_uci, kernel, run.progress)
     if uci_rows:
         _uci_figure(run, uci_rows, uci_notes)
-    why = "the paper's UCI-table values were not available offline"
+    table = uci_table(config, uci_rows, uci_notes)
+    metrics = {
+        "uci": uci_rows,
+        "uci_data": uci_notes,
+        "paper_uci_numbers": NO_PAPER_UCI + "; ours are printed without them",
+    }
+    data = "; ".join(f"UCI {n}: {v}" for n, v in uci_notes.items())
+    return Result(metrics=metrics, rows=table, data=data)
+
+
+def uci_table(config: Config, uci_rows: dict, uci_notes: dict) -> list[dict]:
+    """The UCI paper-vs-ours rows.
+
+    ``uci_rows[name][model]`` holds ``rmse``/``ll`` as (mean, s.e.) over the
+    splits and ``rmse_per_split``; ``uci_notes[name]`` says where the data came
+    from, or starts with ``"skipped"`` for a dataset that was not found. Per
+    dataset run: one not-comparable row per model and the DKM's split-paired
+    RMSE difference to the deep GP and to the NNGP. Per skipped dataset: one
+    not-comparable row with ``ours`` None (nothing was computed) and the reason
+    in its note.
+    """
     claim = (
         "not in the paper's tables (its UCI table was not reachable offline); the "
         "paper's claim: DKMs match or beat NNGP and deep-GP baselines on UCI"
@@ -218,7 +241,7 @@ def uci(run: Run) -> Result:
                     claim,
                     f"{fmt(s['rmse'])} / {fmt(s['ll'])}",
                     f"{splits}; {uci_notes[name]}",
-                    not_comparable=why,
+                    not_comparable=NO_PAPER_UCI,
                 )
             )
         dkm_rmse = np.asarray(models["sparse DKM"]["rmse_per_split"])
@@ -242,18 +265,17 @@ def uci(run: Run) -> Result:
             )
     for name, note in uci_notes.items():
         if note.startswith("skipped"):
+            # nothing was computed: ours is None and the note says why
             table.append(
                 results.comparison(
-                    f"{name}: test RMSE / LL", claim, "skipped", note, not_comparable=why
+                    f"{name}: test RMSE / LL",
+                    claim,
+                    None,
+                    f"not computed: {note} (put it in data_dir, or set uci_stand_in)",
+                    not_comparable=NO_PAPER_UCI + "; and ours was not computed (no data)",
                 )
             )
-    metrics = {
-        "uci": uci_rows,
-        "uci_data": uci_notes,
-        "paper_uci_numbers": why + "; ours are printed without them",
-    }
-    data = "; ".join(f"UCI {n}: {v}" for n, v in uci_notes.items())
-    return Result(metrics=metrics, rows=table, data=data)
+    return table
 
 
 def _uci_figure(run: Run, uci_rows, uci_notes) -> None:

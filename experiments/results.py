@@ -424,10 +424,12 @@ def format_table(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
 
 def table_cells(row: Mapping) -> dict:
     """A row's cells for printing: a missing theory prediction (or a row
-    written before rows had one) shows as `NO_THEORY`."""
+    written before rows had one), or an "ours" the run did not compute (the
+    row's note says why), shows as `NO_THEORY`."""
     row = dict(row)
-    if row.get("theory") is None:
-        row["theory"] = NO_THEORY
+    for column in ("theory", "ours"):
+        if row.get(column) is None:
+            row[column] = NO_THEORY
     return row
 
 

@@ -159,3 +159,32 @@ def test_word2vec_and_maml_parts_write_figures_and_limit_beats_ntk_on_planted_co
         "word2vec analogy acc, muP limit (%)",
         "MAML 5w1s acc, muP limit (%)",
     }
+
+
+def test_word2vec_fil9_rows_show_tp4s_numbers_beside_the_runs_closest_setting(payload):
+    # the run has no fil9 corpus: each of TP4's fil9 numbers the run has a setting
+    # for stands beside that setting's accuracy on the run's corpus, not compared
+    _, p = payload
+    rows = {r["quantity"]: r for r in p["paper_vs_ours"]}
+    w2v = p["metrics"]["limits"]["word2vec"]
+    ours = {"limit": ("muP limit", w2v["limit"]["accuracy"])}
+    ours |= {int(n): (f"width {n}", r["accuracy"]) for n, r in w2v["finite"].items()}
+    shown = [k for k in _yang21_limits.PAPER_W2V_FIL9 if k in ours]
+    assert "limit" in shown and len(shown) >= 2
+    for key in shown:
+        label, acc = ours[key]
+        row = rows[f"word2vec analogy acc on fil9, {label} (%)"]
+        assert row["paper"] == _yang21_limits.PAPER_W2V_FIL9[key]
+        assert row["ours"] == acc == rows[f"word2vec analogy acc, {label} (%)"]["ours"]
+        assert row["mark"] == "not comparable" and "fil9" in row["rule"]
+        assert "read from the plot" in row["note"] and w2v["corpus"] in row["note"]
+    assert sum("on fil9" in q for q in rows) == len(shown)
+
+
+def test_maml_ordering_row_says_which_paper_numbers_are_read_from_the_plot(payload):
+    _, p = payload
+    row = next(r for r in p["paper_vs_ours"] if r["quantity"].startswith("MAML ordering"))
+    paper = _yang21_limits.PAPER_MAML
+    assert row["paper"].startswith(f"{paper['limit']} (TP4 MAML table)")
+    assert f"≈ {paper[32]} (widths ≥ 32, TP4 MAML figure, read from the plot)" in row["paper"]
+    assert all(paper[n] == paper[32] for n in (128, 512, 2048, 8192))

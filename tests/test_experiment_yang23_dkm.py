@@ -134,3 +134,40 @@ def test_tiny_uci_rows_give_mean_and_the_number_of_splits(tiny):
         base = r["quantity"].split(" − ")[1].split(", test RMSE")[0]
         d = boston["sparse DKM"]["rmse"][0] - boston[base]["rmse"][0]
         assert r["mark"] == ("agree" if d <= 0 else "differs")  # one split: no s.e.
+
+
+def test_a_skipped_uci_set_has_no_ours_and_the_report_marks_it_not_comparable(tmp_path):
+    # a dataset missing from data_dir (and no stand-in) is skipped: its row has
+    # ours None (nothing was computed), says why in its note and is rendered
+    # "not comparable" by the report
+    import dataclasses
+
+    from experiments import registry, report
+
+    cfg = dataclasses.replace(
+        registry.get("yang23_dkm").config("tiny"),
+        uci_datasets=("yacht",),
+        data_dir=str(tmp_path),
+        uci_stand_in=False,
+    )
+    from experiments import _yang23_uci  # after yang23_dkm, which registers it
+
+    uci_rows, notes = _yang23_uci._uci(cfg, None, None, lambda it, _desc: it)
+    assert uci_rows == {} and notes["yacht"].startswith("skipped")
+    (row,) = _yang23_uci.uci_table(cfg, uci_rows, notes)
+    assert row["quantity"] == "yacht: test RMSE / LL" and row["ours"] is None
+    assert row["mark"] == "not comparable" and "ours was not computed" in row["rule"]
+    assert row["note"].startswith("not computed: skipped")
+    payload = {
+        "experiment": "yang23_dkm",
+        "size": "tiny",
+        "run_id": "test",
+        "wall_time_s": 0.0,
+        "paper_vs_ours": [row],
+    }
+    md = report.markdown({"yang23_dkm": payload}, tmp_path)
+    (line,) = [ln for ln in md.splitlines() if "yacht: test RMSE / LL" in ln]
+    assert line.startswith("| – not comparable |") and "not computed: skipped" in line
+    assert "None" not in line  # an uncomputed "ours" shows as a dash
+    page = report.html_page({"yang23_dkm": payload}, tmp_path)
+    assert '<tr class="not-comparable"><td>– not comparable</td><td>yacht' in page
