@@ -8,6 +8,8 @@ curves. The ReLU-vs-Gaussian features figure is in `experiments._simon24_feature
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from experiments import _simon24_sim as rfsim
@@ -52,6 +54,17 @@ def plot_sweeps(results_by_task, which, path):
     fig.suptitle(f"RF regression {which} MSE: lines = eigenframework, markers = mean of trials")
     fig.tight_layout()
     results.save_figure(fig, path)
+
+
+def plot_sweeps_and_heatmaps(results_by_task, out_dir) -> list[str]:
+    """The ``image`` part's figures in ``out_dir``: the test and the train MSE
+    sweeps (`plot_sweeps`) and the (k, n) heatmaps (`plot_heatmaps`) of every
+    task; returns their file names in that order."""
+    names = [f"{which}_mse_vs_k_n.png" for which in ("test", "train")]
+    for which, name in zip(("test", "train"), names):
+        plot_sweeps(results_by_task, which, Path(out_dir) / name)
+    plot_heatmaps(results_by_task, Path(out_dir) / "heatmaps_k_n.png")
+    return names + ["heatmaps_k_n.png"]
 
 
 def plot_heatmaps(results_by_task, path):

@@ -5,7 +5,7 @@ after ``conv_ntk``, whose convolutional NTK and (α, β) it reuses from
 ``run.state``): kernel ridge regression with that kernel on the same images,
 label noise σ² = σ²_rel × the noiseless ridgeless test MSE, and per σ²_rel the
 optimal ridge, the test MSE there, the fitting ratio E_tr/E_te there and the
-test MSE at ridge 1e-6 — beside the paper's table (`PAPER_RIDGE_TABLE`) and
+test MSE at ridge 1e-6 (`ntk.random_features.krr_ridge_table`) — beside the paper's table (`PAPER_RIDGE_TABLE`) and
 the eigenframework's optimal fitting ratio at our (α, β)
 (`ntk.random_features.optimal_fitting_ratio`). `paper_rf_vs_k_row` puts the
 paper's random-feature table (best-ridge test MSE against k) beside the
@@ -13,8 +13,6 @@ paper's random-feature table (best-ridge test MSE against k) beside the
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -69,56 +67,6 @@ PAPER_RF_VS_K = {
     3162: 0.730,
     10000: 0.727,
 }
-
-
-def ridge_table(kernel, y, rel_noises, ridges, trials: int, n_test: int, seed: int) -> dict:
-    """The paper's optimal-ridge table for KRR with ``kernel`` on ±1 targets ``y``.
-
-    Each trial splits the points at random into ``n_test`` held-out and the rest
-    for training. The noiseless ridgeless test MSE E₀ is the trial mean at the
-    smallest ridge; for each σ²_rel the label noise is σ² = σ²_rel·E₀ on train
-    and test targets alike, and both are divided by √(1 + σ²) (unit variance,
-    as the paper renormalises). Ridges are absolute (``K + δ I``); one
-    eigendecomposition of the training kernel per trial serves every ridge.
-
-    Returns ``{"noiseless_mse": E₀, "n_train": n, "rows": {σ²_rel: (optimal
-    ridge, test MSE there, E_tr/E_te there, test MSE at the smallest ridge)}}``,
-    each from the trial-mean curves.
-    """
-    n_all = len(y)
-    n_train = n_all - n_test
-    rel_noises = [float(r) for r in rel_noises]
-    ridges = np.asarray(ridges, np.float64)
-    rng = np.random.default_rng(seed)
-    splits = [rng.permutation(n_all) for _ in range(trials)]
-    draws = [(rng.standard_normal(n_train), rng.standard_normal(n_test)) for _ in range(trials)]
-    parts = []
-    for order in splits:
-        tr, te = order[n_test:], order[:n_test]
-        lam, vec = np.linalg.eigh(kernel[np.ix_(tr, tr)])
-        parts.append((tr, te, lam, vec, kernel[np.ix_(te, tr)] @ vec))
-
-    def curves(noise_var):
-        test, train = np.zeros(len(ridges)), np.zeros(len(ridges))
-        for (tr, te, lam, vec, kv), (e_tr, e_te) in zip(parts, draws):
-            scale = math.sqrt(1.0 + noise_var)
-            y_tr = (y[tr] + math.sqrt(noise_var) * e_tr) / scale
-            y_te = (y[te] + math.sqrt(noise_var) * e_te) / scale
-            proj = vec.T @ y_tr
-            shrink = 1.0 / (np.clip(lam, 0, None)[None, :] + ridges[:, None])  # (R, n)
-            pred_te = (proj * shrink) @ kv.T  # (R, m)
-            pred_tr = (proj * shrink * np.clip(lam, 0, None)) @ vec.T  # (R, n)
-            test += np.mean((pred_te - y_te) ** 2, 1) / len(parts)
-            train += np.mean((pred_tr - y_tr) ** 2, 1) / len(parts)
-        return test, train
-
-    e0 = float(curves(0.0)[0][0])
-    rows = {}
-    for rel in rel_noises:
-        test, train = curves(rel * e0)
-        j = int(np.argmin(test))
-        rows[rel] = (float(ridges[j]), float(test[j]), float(train[j] / test[j]), float(test[0]))
-    return {"noiseless_mse": e0, "n_train": n_train, "rows": rows}
 
 
 def paper_rf_vs_k_row(config, m, img_name) -> dict:
@@ -179,12 +127,30 @@ METRICS = {
 def ridge_table_part(run: Run) -> Result:
     """The paper's optimal-ridge table on our convolutional NTK of the same images."""
     config, st = run.config, run.state
-    eig, ds = st.eig, st.paper_ds
+    out, theory, n_test = _ridge_table_compute(run)
+    table = _ridge_table_rows(config, st.paper_ds, out, theory, n_test)
+    metrics = {
+        "ridge_table": {
+            "noiseless_mse": out["noiseless_mse"],
+            "n_train": out["n_train"],
+            "rows": {str(k): v for k, v in out["rows"].items()},
+            "theory_fit_ratio": {str(k): v for k, v in theory.items()},
+            "dataset": st.paper_ds,
+        }
+    }
+    return Result(metrics=metrics, rows=table, data=f"images: {st.img_name}")
+
+
+def _ridge_table_compute(run: Run) -> tuple[dict, dict, int]:
+    """`ntk.random_features.krr_ridge_table` on the conv NTK (ridges relative to
+    its mean diagonal) and the eigenframework's optimal fitting ratio per σ²_rel
+    at the kernel's (α, β) size proxies: ``(table, {σ²_rel: ratio}, n_test)``."""
+    config, eig = run.config, run.state.eig
     kernel, y = eig["kernel"], np.asarray(eig["y"], np.float64)
     scale = float(np.mean(np.diag(kernel)))
     n_test = min(config.ridge_test, len(y) // 2)
     ridges = np.logspace(-6, 4, config.ridge_count)
-    out = ridge_table(
+    out = rf.krr_ridge_table(
         kernel / scale,
         y,
         config.ridge_rel_noises,
@@ -201,6 +167,12 @@ def ridge_table_part(run: Run) -> Result:
             )[0]
         except ValueError:  # a proxy exponent that is not positive (tiny sizes)
             theory[rel] = float("nan")
+    return out, theory, n_test
+
+
+def _ridge_table_rows(config, ds: str, out: dict, theory: dict, n_test: int) -> list:
+    """The paper's row per σ²_rel beside ours and the theory's, then the trend
+    of the fitting ratio with noise and the noiseless optimum's."""
     paper = PAPER_RIDGE_TABLE[ds]
     what = {"conv2": "2-layer conv NTK", "myrtle5": "Myrtle-5 NTK", "myrtle10": "Myrtle-10 NTK"}[
         config.kernel
@@ -238,11 +210,17 @@ def ridge_table_part(run: Run) -> Result:
                 not_comparable=why,
             )
         )
+    return table + _fitting_ratio_rows(ds, out, theory)
+
+
+def _fitting_ratio_rows(ds: str, out: dict, theory: dict) -> list:
+    """The fitting ratio at the optimum rises with noise; without noise it is small."""
+    paper = PAPER_RIDGE_TABLE[ds]
     ratios = [out["rows"][r][2] for r in sorted(out["rows"])]
     rising = bool(np.all(np.diff(ratios) >= -0.02))
     noiseless = out["rows"].get(0.0)
     paper_ratios = [paper["rows"][r][2] for r in sorted(paper["rows"])]
-    table.append(
+    table = [
         results.comparison(
             "fitting ratio at the optimal ridge rises with label noise",
             f"{' → '.join(f'{v:g}' for v in paper_ratios)} (σ²_rel 0, 1, 5, 50; {ds})",
@@ -252,7 +230,7 @@ def ridge_table_part(run: Run) -> Result:
             holds=rising,
             rule="non-decreasing in σ²_rel (to 0.02, trial noise)",
         )
-    )
+    ]
     if noiseless is not None:
         # 0.25, as in the overfitting part: 1 would be no overfitting at all
         table.append(
@@ -266,13 +244,4 @@ def ridge_table_part(run: Run) -> Result:
                 rule="our E_tr/E_te at the optimum ≤ 0.25",
             )
         )
-    metrics = {
-        "ridge_table": {
-            "noiseless_mse": out["noiseless_mse"],
-            "n_train": out["n_train"],
-            "rows": {str(k): v for k, v in out["rows"].items()},
-            "theory_fit_ratio": {str(k): v for k, v in theory.items()},
-            "dataset": ds,
-        }
-    }
-    return Result(metrics=metrics, rows=table, data=f"images: {st.img_name}")
+    return table

@@ -504,20 +504,19 @@ NOT_PLANNED = (
 
 
 def deep_plan(config) -> list:
-    """The two DMFT solves (γ₀ and 1e-4; `ntk.mup.dmft`'s jitted solver, whose
-    fixed-point sweeps are a while loop: one sweep is analysed and counted
-    ``max_iter`` times) and the finite widths' GD (`ntk.mup.finite`'s jitted
-    trainer, deep_seeds networks vmapped; its steps a scan: counted deep_steps
-    times)."""
+    """The two DMFT solves (γ₀ and 1e-4; the jitted `ntk.mup.dmft.dmft_solver`,
+    whose fixed-point sweeps are a while loop: one sweep is analysed and counted
+    ``max_iter`` times) and the finite widths' GD (the jitted
+    `ntk.mup.finite.finite_mlp_trainer`, deep_seeds networks vmapped; its steps
+    a scan: counted deep_steps times)."""
     from experiments.plan import KEY, Step, shaped
-    from ntk.mup import finite as _finite
 
     c = config
     dtype = jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
     P, m, D = c.deep_train, c.deep_train + c.deep_test, 10  # diabetes: 10 features
     x_all, y = shaped((m, D), dtype), shaped((P,), dtype)
     s = shaped((), dtype)
-    solve = dmft._solver(
+    solve = dmft.dmft_solver(
         c.deep_depth,
         c.deep_steps + 1,
         m,
@@ -539,7 +538,7 @@ def deep_plan(config) -> list:
         )
     ]
     pad = max(c.deep_widths)
-    train = _finite._finite_trainer(
+    train = finite.finite_mlp_trainer(
         pad,
         c.deep_depth,
         c.deep_activation,

@@ -128,7 +128,7 @@ def uci_plan(config) -> list:
             learn_noise=True,
         )
         params = jax.eval_shape(lambda a, b, k: model.init(a, b, k), x, y, KEY)
-        run = model._runner(("adam", float(config.uci_learning_rate)), n, batch, 1)
+        run = model.fit_loop(n, batch, 1, float(config.uci_learning_rate))
         steps.append(
             Step(
                 f"{name}: sparse DKM Adam step",
@@ -155,7 +155,7 @@ def uci_plan(config) -> list:
         mask = jax.tree_util.tree_map(lambda a: jnp.ones((), a.dtype), g_params)
 
         def dgp_step(p, a, b, k, batch=batch, mask=mask, n=n):
-            return deep_gp._train(
+            return deep_gp.adam_steps(
                 p,
                 mask,
                 a,

@@ -45,7 +45,7 @@ from experiments import _jacot18_plots as plots
 from experiments import registry, results
 from experiments.registry import Result, Run
 from ntk import data, predict, stax
-from ntk.empirical import empirical_ntk_fn, empirical_ntk_row
+from ntk.empirical import empirical_ntk_fn, empirical_ntk_row, empirical_ntk_top_eigenvalues
 from ntk.power_law import loglog_fit, loglog_slope
 
 
@@ -540,30 +540,10 @@ def principal_components(run: Run) -> Result:
 
 
 def ntk_top_eigenvalues(apply_fn, params, x, count: int, iters: int, key) -> np.ndarray:
-    """Top ``count`` eigenvalues of the empirical NTK Θ̂ = J Jᵀ (N × N, J = ∂f/∂θ
-    on ``x``), divided by N, by subspace iteration without forming J.
-
-    Each iteration applies Θ̂ to a block of 2·count orthonormal vectors
-    (``Jᵀv`` by a VJP, then ``J(Jᵀv)`` by a JVP) and re-orthonormalises; the
-    Rayleigh–Ritz values of the last block are returned (largest first). The
-    paper's Fig. 3 uses power iteration on Θ̂ the same way (uncentred).
-    """
-    f = lambda p: apply_fn(p, x)[:, 0]
-
-    @jax.jit
-    def apply_theta(p, q):
-        _, vjp = jax.vjp(f, p)
-        return jax.vmap(lambda v: jax.jvp(f, (p,), vjp(v))[1], 1, 1)(q)
-
-    n = x.shape[0]
-    # the block must have the outputs' dtype (float64 params give float64 f)
-    out = jax.eval_shape(f, params)
-    q, _ = jnp.linalg.qr(jax.random.normal(key, (n, 2 * count), out.dtype))
-    for _ in range(iters):
-        q, _ = jnp.linalg.qr(apply_theta(params, q))
-    ritz = q.T @ apply_theta(params, q)
-    vals = np.linalg.eigvalsh(np.asarray(0.5 * (ritz + ritz.T), np.float64))[::-1]
-    return vals[:count] / n
+    """Fig. 3's numbers: the top ``count`` eigenvalues of the empirical NTK on
+    ``x`` (`ntk.empirical.empirical_ntk_top_eigenvalues`, ``iters`` subspace
+    iterations, uncentred as in the paper) divided by N, largest first."""
+    return empirical_ntk_top_eigenvalues(apply_fn, params, x, count, iters, key) / x.shape[0]
 
 
 def mnist_batch(points: int, seed: int) -> jnp.ndarray:

@@ -252,6 +252,8 @@ def synthetic(run: Run) -> Result:
     },
 )
 def image(run: Run) -> Result:
+    """ReLU random features on images beside the synthetic task: both tasks' sweeps
+    and (k, n) grid against the theory, and whether their envelopes fall in k and n."""
     config, st = run.config, run.state
     keys = _keys(config)
     x_img, y_img, k_img, lam_i, v_i, img_name = rfsim.image_task(config, keys[1])
@@ -269,37 +271,49 @@ def image(run: Run) -> Result:
     st.x_img, st.img = x_img, img
 
     tasks = {f"synthetic (α=β={config.alpha})": st.syn, f"ReLU RF, {img_name}": img}
-    for which in ("test", "train"):
-        plots.plot_sweeps(tasks, which, run.out_dir / f"{which}_mse_vs_k_n.png")
-        run.figures.append(f"{which}_mse_vs_k_n.png")
-    plots.plot_heatmaps(tasks, run.out_dir / "heatmaps_k_n.png")
-    run.figures.append("heatmaps_k_n.png")
-
+    run.figures.extend(plots.plot_sweeps_and_heatmaps(tasks, run.out_dir))
     metrics = {"image_dataset": img_name}
     for tag, res in (("synthetic", st.syn), ("image", img)):
-        big, off_peak, small, table = rfsim.deviation(res["grid"], res["curve_idx"], res["ridges"])
-        metrics[f"{tag}_max_rel_dev_n_k_ge_64"] = big
-        metrics[f"{tag}_max_rel_dev_n_k_ge_64_off_threshold"] = off_peak
-        metrics[f"{tag}_max_rel_dev_small"] = small
-        metrics[f"{tag}_rel_dev_table_n_k_ridge"] = np.round(table, 4).tolist()
-        z_max, se_max, se_table = rfsim.mc_error(res["grid"], res["curve_idx"])
-        metrics[f"{tag}_max_abs_z_n_k_ge_64"] = z_max
-        metrics[f"{tag}_max_rel_se_n_k_ge_64"] = se_max
-        metrics[f"{tag}_rel_se_table_n_k_ridge"] = np.round(se_table, 4).tolist()
-        metrics[f"{tag}_grid"] = list(config.grid)
-        metrics[f"{tag}_curve_ridges"] = [float(res["ridges"][j]) for j in res["curve_idx"]]
-        for key_, axis in (("vs_k", "k"), ("vs_n", "n")):
-            env_th, env_sim = rfsim.envelope(res[key_])
-            mono_th, inc_th = rfsim.monotone(env_th)
-            mono_sim, inc_sim = rfsim.monotone(env_sim, rtol=0.05)
-            metrics[f"{tag}_envelope_vs_{axis}_theory"] = env_th.tolist()
-            metrics[f"{tag}_envelope_vs_{axis}_experiment"] = env_sim.tolist()
-            metrics[f"{tag}_envelope_vs_{axis}_theory_monotone"] = mono_th
-            metrics[f"{tag}_envelope_vs_{axis}_experiment_max_rel_increase"] = inc_sim
-            metrics[f"{tag}_envelope_vs_{axis}_experiment_monotone_5pct"] = mono_sim
-        metrics[f"{tag}_sweep_values"] = list(config.sweep)
+        metrics.update(_task_metrics(config, tag, res))
+    rows = _deviation_rows(config, metrics, img_name) + _more_is_better_rows(
+        config, metrics, img_name
+    )
+    return Result(
+        metrics=metrics, rows=rows, data=f"synthetic Gaussian features; images: {img_name}"
+    )
 
-    m = metrics
+
+def _task_metrics(config, tag: str, res: dict) -> dict:
+    """One task's metrics (``_PER_TAG``, prefixed by ``tag``) from its `rfsim.sweeps`."""
+    metrics = {}
+    big, off_peak, small, table = rfsim.deviation(res["grid"], res["curve_idx"], res["ridges"])
+    metrics[f"{tag}_max_rel_dev_n_k_ge_64"] = big
+    metrics[f"{tag}_max_rel_dev_n_k_ge_64_off_threshold"] = off_peak
+    metrics[f"{tag}_max_rel_dev_small"] = small
+    metrics[f"{tag}_rel_dev_table_n_k_ridge"] = np.round(table, 4).tolist()
+    z_max, se_max, se_table = rfsim.mc_error(res["grid"], res["curve_idx"])
+    metrics[f"{tag}_max_abs_z_n_k_ge_64"] = z_max
+    metrics[f"{tag}_max_rel_se_n_k_ge_64"] = se_max
+    metrics[f"{tag}_rel_se_table_n_k_ridge"] = np.round(se_table, 4).tolist()
+    metrics[f"{tag}_grid"] = list(config.grid)
+    metrics[f"{tag}_curve_ridges"] = [float(res["ridges"][j]) for j in res["curve_idx"]]
+    for key_, axis in (("vs_k", "k"), ("vs_n", "n")):
+        env_th, env_sim = rfsim.envelope(res[key_])
+        mono_th, inc_th = rfsim.monotone(env_th)
+        mono_sim, inc_sim = rfsim.monotone(env_sim, rtol=0.05)
+        metrics[f"{tag}_envelope_vs_{axis}_theory"] = env_th.tolist()
+        metrics[f"{tag}_envelope_vs_{axis}_experiment"] = env_sim.tolist()
+        metrics[f"{tag}_envelope_vs_{axis}_theory_monotone"] = mono_th
+        metrics[f"{tag}_envelope_vs_{axis}_experiment_max_rel_increase"] = inc_sim
+        metrics[f"{tag}_envelope_vs_{axis}_experiment_monotone_5pct"] = mono_sim
+    metrics[f"{tag}_sweep_values"] = list(config.sweep)
+    return metrics
+
+
+def _deviation_rows(config, m: dict, img_name: str) -> list:
+    """Theory against experiment on the (k, n) grid, per task: the relative
+    deviation at n, k ≥ 64 (with and without the interpolation peak), in
+    standard errors of the trial mean, and at small n or k."""
     # 10%: the paper's figures show theory and experiment within a few percent;
     # z ≤ 3: the deviation is within three standard errors of the trial mean.
     agree = lambda value: dict(holds=bool(value <= 0.1), rule="max relative deviation ≤ 10%")
@@ -309,7 +323,7 @@ def image(run: Run) -> Result:
     )
     figs = "theory and experiment overlap in the paper's figures; not in the paper's tables"
     zero = dict(theory="0 (the eigenframework is the trial mean)")
-    comparison = [
+    return [
         results.comparison(
             "theory vs experiment, synthetic, n,k ≥ 64 (max rel. test MSE dev.)",
             figs,
@@ -371,12 +385,18 @@ def image(run: Run) -> Result:
             **asymptotic,
         ),
     ]
+
+
+def _more_is_better_rows(config, m: dict, img_name: str) -> list:
+    """The optimal-ridge envelopes fall in k and in n: the theory's on both tasks,
+    the paper's RF table against ours, and the experiment's largest rise."""
+    rows = []
     for axis, name in (("k", "k"), ("n", "n")):
         mono = (
             m[f"synthetic_envelope_vs_{axis}_theory_monotone"]
             and m[f"image_envelope_vs_{axis}_theory_monotone"]
         )
-        comparison.append(
+        rows.append(
             results.comparison(
                 f"optimal-δ test MSE decreases in {name} (theory, synthetic / image)",
                 "more is better: monotone at the optimal ridge (Thm. 1, Gaussian-universality "
@@ -388,11 +408,11 @@ def image(run: Run) -> Result:
                 rule="both envelopes non-increasing",
             )
         )
-    comparison.append(ridge.paper_rf_vs_k_row(config, m, img_name))
+    rows.append(ridge.paper_rf_vs_k_row(config, m, img_name))
     increase = max(
         m[f"{t}_envelope_vs_{a}_experiment_max_rel_increase"] for t in TAGS for a in ("k", "n")
     )
-    comparison.append(
+    rows.append(
         results.comparison(
             "optimal-δ experiment envelope, max rel. increase vs k / n",
             "falls monotonically with k (e.g. 0.906 → 0.727 for k = 10 → 10,000, CIFAR-10 "
@@ -404,9 +424,7 @@ def image(run: Run) -> Result:
             within=0.05,
         )
     )
-    return Result(
-        metrics=metrics, rows=comparison, data=f"synthetic Gaussian features; images: {img_name}"
-    )
+    return rows
 
 
 @EXPERIMENT.part(
@@ -435,6 +453,8 @@ def image(run: Run) -> Result:
     },
 )
 def features(run: Run) -> Result:
+    """ReLU and Gaussian random features of the image NNGP on the image part's
+    grid: their deviations from the theory per ridge and their eigenmode power."""
     config, st = run.config, run.state
     img = st.img
     # the image part's grid keys (`sweeps`: third of three splits), so that both
@@ -445,6 +465,15 @@ def features(run: Run) -> Result:
     )
     rffeat.plot_features(cmp, st.img_name, run.out_dir / "relu_vs_gaussian_features.png")
     run.figures.append("relu_vs_gaussian_features.png")
+    m, se_below = _features_metrics(cmp, img)
+    rows = _features_rows(config, m, cmp, se_below, st.img_name)
+    return Result(metrics=m, rows=rows, data=f"images: {st.img_name}")
+
+
+def _features_metrics(cmp: dict, img: dict) -> tuple[dict, float]:
+    """The ``features`` part's metrics from `rffeat.feature_comparison` on the
+    image grid ``img["grid"]``, and the largest SE/theory of the Gaussian trial
+    means below the ridge threshold (n, k ≥ 64, n ≠ k)."""
     big = np.asarray(cmp["grid"]) >= 64
     below_se = cmp["gauss_se"] / np.where(
         np.isfinite(img["grid"]["th_test"]), img["grid"]["th_test"], np.nan
@@ -479,7 +508,13 @@ def features(run: Run) -> Result:
         "features_power_cv_relu": cmp["cv_relu"],
         "features_power_cv_gaussian": cmp["cv_gauss"],
     }
-    name = st.img_name.split(" (offline")[0]
+    return m, se_below
+
+
+def _features_rows(config, m: dict, cmp: dict, se_below: float, img_name: str) -> list:
+    """ReLU features against the theory above the ridge threshold, ReLU against
+    Gaussian below it, and the two kinds' spread of power over the top modes."""
+    name = img_name.split(" (offline")[0]
     not_tabled = "not in the paper's tables (its figures use ReLU RF at n, k up to 10⁴)"
     relu_below, gauss_below = (
         m["features_max_rel_dev_relu_below"],
@@ -521,7 +556,7 @@ def features(run: Run) -> Result:
             rule="Gaussian within 10% of √(2/m) and ReLU above it",
         ),
     ]
-    return Result(metrics=m, rows=rows, data=f"images: {st.img_name}")
+    return rows
 
 
 @EXPERIMENT.part(
@@ -538,6 +573,8 @@ def features(run: Run) -> Result:
     },
 )
 def conv_ntk(run: Run) -> Result:
+    """(α, β) of a convolutional NTK on the images, beside the paper's, and the
+    optimal fitting ratio they imply."""
     config, st = run.config, run.state
     img_name = st.img_name
     x_raw, labels, _ = rfsim.load_images(config)
@@ -568,6 +605,14 @@ def conv_ntk(run: Run) -> Result:
         optimal_fit_ratio_paper_exponents=ratio_paper[0],
         optimal_fit_ratio_ours_noise_0p1=ratio_ours_noisy[0],
     )
+    comparison = _conv_ntk_rows(config, eig, img_name, paper_ab, ratio_ours, ratio_paper)
+    st.eig, st.paper_ds = eig, ds
+    return Result(metrics=metrics, rows=comparison, data=f"images: {img_name}")
+
+
+def _conv_ntk_rows(config, eig: dict, img_name: str, paper_ab, ratio_ours, ratio_paper) -> list:
+    """Our conv NTK's (α, β) size proxies beside the paper's, and the optimal
+    fitting ratio at ours beside the one at the paper's."""
     # 0.15: the paper's exponents across datasets span 0.1–0.2; the default
     # 2-layer conv NTK on downsampled images stands in for its Myrtle kernel.
     what = {"conv2": "2-layer conv", "myrtle5": "Myrtle-5", "myrtle10": "Myrtle-10"}[config.kernel]
@@ -575,7 +620,7 @@ def conv_ntk(run: Run) -> Result:
         f"paper: Myrtle-10 CNTK, train sizes to 29,000 (its (α, β) table); ours: "
         f"{what} on {config.cntk_points} images at {config.cntk_side}²"
     )
-    comparison = [
+    return [
         results.comparison(
             f"conv NTK α on {img_name}, size proxy (Tr K_n⁻¹)⁻¹ ∝ n^−α",
             paper_ab[0],
@@ -600,8 +645,6 @@ def conv_ntk(run: Run) -> Result:
             within=0.1,
         ),
     ]
-    st.eig, st.paper_ds = eig, ds
-    return Result(metrics=metrics, rows=comparison, data=f"images: {img_name}")
 
 
 @EXPERIMENT.part(

@@ -112,20 +112,3 @@ def test_gradient_descent_matches_the_update_rule_on_a_linear_model():
     for _ in range(25):
         w = w - 0.3 * xn.T @ (xn @ w - yn) / len(xn)
     np.testing.assert_allclose(np.asarray(got), w, rtol=1e-10, atol=1e-12)
-
-
-def test_subspace_iteration_gives_the_top_eigenvalues_of_the_explicit_empirical_ntk():
-    # the matrix-free J(Jᵀv) products against the eigenvalues of J Jᵀ formed
-    # from the full Jacobian (jax.jacrev); in float64 a block of 6 and 40
-    # iterations resolve the top 3 of a 10 × 10 kernel far below rtol 1e-6
-    # (the gaps λ_7/λ_3 of this kernel are < 0.5, so 40 iterations give < 1e-12)
-    x = jax.random.normal(jax.random.PRNGKey(0), (10, 3))
-    init_fn, apply_fn, _ = jacot18.network(8, 0.1)
-    _, params = init_fn(jax.random.PRNGKey(1), x.shape)
-    jac = jax.jacrev(lambda p: apply_fn(p, x)[:, 0])(params)
-    j = np.concatenate(
-        [np.asarray(a).reshape(10, -1) for a in jax.tree_util.tree_leaves(jac)], axis=1
-    )
-    expected = np.linalg.eigvalsh(j @ j.T)[::-1][:3] / 10
-    got = jacot18.ntk_top_eigenvalues(apply_fn, params, x, 3, 40, jax.random.PRNGKey(2))
-    np.testing.assert_allclose(got, expected, rtol=1e-6)

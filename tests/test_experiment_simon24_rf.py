@@ -50,44 +50,6 @@ def test_cifar10_without_data_dir_is_a_clear_error():
         rfsim.load_images(simon24_rf.Config(dataset="cifar10"))
 
 
-def test_ridge_table_matches_a_direct_solve_per_ridge():
-    # the eigendecomposition shortcut against np.linalg.solve for each ridge on
-    # a random PSD kernel, with the same splits and noise draws
-    from experiments import _simon24_ridge as ridge
-
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((30, 8))
-    kernel = a @ a.T / 8 + 0.05 * np.eye(30)
-    y = np.sign(rng.standard_normal(30))
-    ridges = np.logspace(-3, 1, 5)
-    out = ridge.ridge_table(kernel, y, (0.0, 2.0), ridges, trials=2, n_test=10, seed=3)
-
-    draw = np.random.default_rng(3)
-    splits = [draw.permutation(30) for _ in range(2)]
-    noises = [(draw.standard_normal(20), draw.standard_normal(10)) for _ in range(2)]
-
-    def curves(noise_var):
-        test, train = np.zeros(5), np.zeros(5)
-        for order, (e_tr, e_te) in zip(splits, noises):
-            tr, te = order[10:], order[:10]
-            s = np.sqrt(1 + noise_var)
-            y_tr = (y[tr] + np.sqrt(noise_var) * e_tr) / s
-            y_te = (y[te] + np.sqrt(noise_var) * e_te) / s
-            for j, r in enumerate(ridges):
-                w = np.linalg.solve(kernel[np.ix_(tr, tr)] + r * np.eye(20), y_tr)
-                test[j] += np.mean((kernel[np.ix_(te, tr)] @ w - y_te) ** 2) / 2
-                train[j] += np.mean((kernel[np.ix_(tr, tr)] @ w - y_tr) ** 2) / 2
-        return test, train
-
-    e0 = curves(0.0)[0][0]
-    assert out["n_train"] == 20 and np.isclose(out["noiseless_mse"], e0, rtol=1e-10)
-    test, train = curves(2.0 * e0)
-    j = int(np.argmin(test))
-    np.testing.assert_allclose(
-        out["rows"][2.0], (ridges[j], test[j], train[j] / test[j], test[0]), rtol=1e-8
-    )
-
-
 def test_tiny_run_puts_the_papers_ridge_table_beside_ours(tiny_run):
     payload = json.loads((tiny_run / "metrics.json").read_text())
     rows = {r["quantity"]: r for r in payload["paper_vs_ours"]}

@@ -63,6 +63,42 @@ def test_pool_krr_is_the_direct_solve_on_the_drawn_training_set():
             )
 
 
+def test_ridge_table_matches_a_direct_solve_per_ridge():
+    # the eigendecomposition shortcut against np.linalg.solve for each ridge on
+    # a random PSD kernel, with the same splits and noise draws
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((30, 8))
+    kernel = a @ a.T / 8 + 0.05 * np.eye(30)
+    y = np.sign(rng.standard_normal(30))
+    ridges = np.logspace(-3, 1, 5)
+    out = rf.krr_ridge_table(kernel, y, (0.0, 2.0), ridges, trials=2, n_test=10, seed=3)
+
+    draw = np.random.default_rng(3)
+    splits = [draw.permutation(30) for _ in range(2)]
+    noises = [(draw.standard_normal(20), draw.standard_normal(10)) for _ in range(2)]
+
+    def curves(noise_var):
+        test, train = np.zeros(5), np.zeros(5)
+        for order, (e_tr, e_te) in zip(splits, noises):
+            tr, te = order[10:], order[:10]
+            s = np.sqrt(1 + noise_var)
+            y_tr = (y[tr] + np.sqrt(noise_var) * e_tr) / s
+            y_te = (y[te] + np.sqrt(noise_var) * e_te) / s
+            for j, r in enumerate(ridges):
+                w = np.linalg.solve(kernel[np.ix_(tr, tr)] + r * np.eye(20), y_tr)
+                test[j] += np.mean((kernel[np.ix_(te, tr)] @ w - y_te) ** 2) / 2
+                train[j] += np.mean((kernel[np.ix_(tr, tr)] @ w - y_tr) ** 2) / 2
+        return test, train
+
+    e0 = curves(0.0)[0][0]
+    assert out["n_train"] == 20 and np.isclose(out["noiseless_mse"], e0, rtol=1e-10)
+    test, train = curves(2.0 * e0)
+    j = int(np.argmin(test))
+    np.testing.assert_allclose(
+        out["rows"][2.0], (ridges[j], test[j], train[j] / test[j], test[0]), rtol=1e-8
+    )
+
+
 @pytest.mark.parametrize(
     "call,exc,message",
     [
@@ -98,6 +134,16 @@ def test_pool_krr_is_the_direct_solve_on_the_drawn_training_set():
             lambda: rf.optimal_fitting_ratio(1.5, -1.0, 16, 0.0),
             ValueError,
             "`beta` must be a number > 0",
+        ),
+        (
+            lambda: rf.krr_ridge_table(np.eye(4), np.ones(4), (0.0,), [1.0, 0.1], 1, 2, 0),
+            ValueError,
+            "`ridges` must be >= 0 and increasing",
+        ),
+        (
+            lambda: rf.krr_ridge_table(np.eye(4), np.ones(4), (0.0,), [0.1], 1, 4, 0),
+            ValueError,
+            r"`n_test` must be an int in \[1, 3\]",
         ),
     ],
 )

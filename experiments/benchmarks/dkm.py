@@ -19,8 +19,8 @@ optimum, in objective and in the Grams.
 
 Reported: wall and CPU time of the fit including compilation (with
 ``--repeat`` also of a second, already compiled fit), iterations, objective at the NNGP and at the
-end, the final gradient norm, and the machine load. The issue's target is
-under a minute on the 2-core machine.
+end, the final gradient norm, and the machine load. The target: the full
+DKM fit in under a minute on the 2-core machine.
 
 BLAS threads: the Cholesky factorisations run in OpenBLAS (through jaxlib's
 LAPACK kernels). On a 2-core machine shared with other processes OpenBLAS's

@@ -445,10 +445,10 @@ def main(argv=None) -> int:
         ok = [r for r in runs if "wall_s" in r]
         growth = None
         if len(ok) >= 2:
+            from ntk.power_law import loglog_slope
+
             # Exponent of wall time against N (2 for work ∝ pairs).
-            growth = float(
-                np.polyfit(np.log([r["n"] for r in ok]), np.log([r["wall_s"] for r in ok]), 1)[0]
-            )
+            growth = loglog_slope([r["n"] for r in ok], [r["wall_s"] for r in ok])
             print(f"  wall time grows as N^{growth:.2f}")
         path = results.write_benchmark(
             "myrtle_scale",

@@ -57,7 +57,7 @@ import optax
 from ntk import _checks
 from ntk._linalg import jittered_cholesky
 
-__all__ = ["FIXABLE", "sqexp_ard", "elbo", "init", "fit", "predict"]
+__all__ = ["FIXABLE", "sqexp_ard", "elbo", "init", "adam_steps", "fit", "predict"]
 
 #: Names accepted by ``fit(fixed=...)``: parameters held at their initial values.
 FIXABLE = ("z", "kernel", "noise")
@@ -187,8 +187,39 @@ def _mask(params, fixed):
 
 
 @functools.partial(jax.jit, static_argnames=("steps", "batch", "num_samples"))
-def _train(params, mask, x, y, key, learning_rate, jitter, *, steps, batch, num_samples):
-    """All Adam steps in one compiled scan; returns params and the ELBO trace."""
+def adam_steps(params, mask, x, y, key, learning_rate, jitter, *, steps, batch, num_samples):
+    """``steps`` Adam steps on ``−ELBO/N`` in one compiled scan, as `fit` takes them.
+
+    Step ``i`` draws ``batch`` of the ``N`` rows without replacement (all of them
+    when ``batch`` is None) and ``num_samples`` sample paths, and updates with
+    the gradient ``−mask ⊙ ∇ELBO / N`` (the minibatch bound scaled by ``N/B``).
+    `fit` checks its arguments and builds the mask; this is the jitted loop
+    itself, e.g. to trace or cost a step with abstract arguments.
+
+    Args:
+      params: from `init`; mask: a pytree like ``params`` of scalars, 1 for
+        trained leaves and 0 for fixed ones (`fit` fixes the mean functions'
+        ``w`` and the groups named in its ``fixed``).
+      x: ``(N, D)`` float32 inputs; y: ``(N, D_L)`` float32 targets; key: PRNG key.
+      learning_rate, jitter: scalars; steps, batch, num_samples: static ints
+        (``batch`` an int < N or None).
+
+    Returns:
+      ``(params, trace)``: the parameters after the last step and the ELBO of
+      each step's minibatch, ``(steps,)``.
+
+    Example:
+      >>> import jax, numpy as np
+      >>> from ntk.dkm import deep_gp
+      >>> rng = np.random.default_rng(0)
+      >>> x = rng.normal(size=(20, 3)).astype(np.float32); y = np.sin(x[:, :1])
+      >>> params = deep_gp.init(x, y, jax.random.PRNGKey(0), layers=2, num_inducing=8)
+      >>> mask = jax.tree_util.tree_map(lambda a: np.float32(1.0), params)
+      >>> params, trace = deep_gp.adam_steps(params, mask, x, y, jax.random.PRNGKey(1),
+      ...                                    0.01, 1e-5, steps=3, batch=None, num_samples=2)
+      >>> trace.shape
+      (3,)
+    """
     tx = optax.adam(learning_rate)
     n = len(x)
 
@@ -245,7 +276,7 @@ def fit(
     x = jnp.asarray(x, jnp.float32)
     y = jnp.asarray(y, jnp.float32).reshape(len(x), -1)
     batch = batch_size if batch_size and batch_size < len(x) else None
-    params, trace = _train(
+    params, trace = adam_steps(
         params,
         _mask(params, tuple(fixed)),
         x,

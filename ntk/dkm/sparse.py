@@ -69,6 +69,16 @@ class SparseDKM:
       learn_inducing: whether the inducing inputs ``Z`` are trained.
       learn_noise: whether ``noise_var`` is trained (Gaussian likelihood;
         it is then ``exp(params["log_noise_var"])``).
+
+    Example (a fit and a prediction: module docstring):
+      >>> import jax
+      >>> import numpy as np
+      >>> from ntk import dkm
+      >>> X = np.random.default_rng(0).normal(size=(10, 3)); Y = np.sin(X[:, :1])
+      >>> model = dkm.SparseDKM(dkm.relu(), num_layers=2, num_inducing=4)
+      >>> params = model.init(X, Y, jax.random.PRNGKey(0))   # Z: 4 rows of X, A_l = I
+      >>> params["inducing"].shape, params["layers"][0]["raw"].shape, params["output"]["mean"].shape
+      ((4, 3), (4, 4), (4, 1))
     """
 
     kernel: GramKernel
@@ -243,7 +253,9 @@ class SparseDKM:
             ell = obj.categorical_expected_loglik(Y, mean, var, key, self.num_samples)
         ell = ell * (n / X.shape[0])
         okl = obj.output_kl(out["mean"], out["raw"], out["log_diag"])
-        value = ell - okl - sum(v * kl for v, kl in zip(self.nu, kls))
+        nu = self.nu
+        assert isinstance(nu, tuple)  # made a tuple by __post_init__
+        value = ell - okl - sum(v * kl for v, kl in zip(nu, kls))
         return (value, (ell, okl, kls)) if return_terms else value
 
     def optimal_output(self, params, X, Y) -> dict:
@@ -321,14 +333,23 @@ class SparseDKM:
                 f"GradientTransformation or None; got "
                 f"{type(optimizer).__name__}."
             )
-        spec = ("adam", float(learning_rate)) if optimizer is None else optimizer
         scale = float(N * (Y.shape[1] if Y.ndim == 2 else 1))
-        run = self._runner(spec, N, B, int(steps))
+        run = self.fit_loop(N, B, int(steps), learning_rate, optimizer)
         t0 = time.perf_counter()
         params, hist = run(params, key, X, Y, jnp.asarray(scale, X.dtype))
         hist = -np.asarray(hist) * scale
         seconds = time.perf_counter() - t0
         return params, FitInfo(hist, int(steps), False, float("nan"), seconds)
+
+    def fit_loop(self, N: int, B: int, steps: int, learning_rate: float = 1e-2, optimizer=None):
+        """The compiled loop `fit` runs: ``run(params, key, X, Y, scale) ->
+        (params, per-step objective / -scale)``, ``steps`` optimiser steps on
+        minibatches of ``B`` of the ``N`` training points (Adam at
+        ``learning_rate`` unless an optax ``optimizer`` is given). Cached per
+        model and setting; `fit` validates its arguments, this does not (it
+        is what cost analyses such as ``python -m experiments plan`` trace)."""
+        spec = ("adam", float(learning_rate)) if optimizer is None else optimizer
+        return self._runner(spec, N, B, steps)
 
     @functools.lru_cache(maxsize=16)
     def _runner(self, spec, N, B, steps):

@@ -24,7 +24,8 @@ Modules: `kernels` (the kernel functions and the three NTK implementations),
 `structured` (layer-wise NTK of `ntk.stax` networks), `cost` (the rule behind
 ``implementation=AUTO``), `axes` (output-shape conventions), `monte_carlo`,
 `taylor` (`linearize`, `taylor_expand`), `row` (`empirical_ntk_row`: one row
-Θ̂(x₀, X) by a gradient and a JVP), `adapters` (Flax linen and nnx).
+Θ̂(x₀, X) by a gradient and a JVP), `spectrum` (`empirical_ntk_top_eigenvalues`:
+the top of Θ̂'s spectrum by subspace iteration), `adapters` (Flax linen and nnx).
 """
 
 from ntk.empirical.adapters import from_linen, from_nnx
@@ -38,6 +39,7 @@ from ntk.empirical.kernels import (
 )
 from ntk.empirical.monte_carlo import monte_carlo_kernel_fn
 from ntk.empirical.row import empirical_ntk_row
+from ntk.empirical.spectrum import empirical_ntk_top_eigenvalues
 from ntk.empirical.taylor import linearize, taylor_expand
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "empirical_kernel_fn",
     "monte_carlo_kernel_fn",
     "empirical_ntk_row",
+    "empirical_ntk_top_eigenvalues",
     "linearize",
     "taylor_expand",
     "from_nnx",

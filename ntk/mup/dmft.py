@@ -76,7 +76,7 @@ from ntk._linalg import add_jitter
 from ntk.mup import _mlp
 from ntk.mup._mlp import ACTIVATIONS
 
-__all__ = ["ACTIVATIONS", "DMFTResult", "dmft_solve", "ntk_of_kernels"]
+__all__ = ["ACTIVATIONS", "DMFTResult", "dmft_solve", "dmft_solver", "ntk_of_kernels"]
 
 
 # ----------------------------------------------------------------- the limit
@@ -333,7 +333,7 @@ def dmft_solve(
     dtype = jnp.result_type(x_all.dtype, jnp.float32)
     if jitter is None:
         jitter = 1e-10 if dtype == jnp.float64 else 1e-5
-    solve = _solver(
+    solve = dmft_solver(
         int(depth),
         int(steps) + 1,
         x_all.shape[0],
@@ -380,8 +380,39 @@ _MAX_SWEEPS = 256
 
 
 @functools.lru_cache(maxsize=32)
-def _solver(L, n_t, m, P, activation, n_samples, n_jac, jac_batch, damping, jitter, dtype_name):
-    """One jitted solver per static configuration (compiled once, reused)."""
+def dmft_solver(L, n_t, m, P, activation, n_samples, n_jac, jac_batch, damping, jitter, dtype_name):
+    """The jitted solver behind `dmft_solve`, one per static configuration
+    (cached: compiled once, reused).
+
+    `dmft_solve` checks its arguments, calls this and wraps the output in a
+    `DMFTResult`; call it directly to trace or cost a solve with abstract
+    arguments (its fixed-point sweeps are a ``jax.lax.while_loop``).
+
+    Args (static, positional):
+      L: depth; n_t: time points ``T + 1``; m: points ``M = P + Q`` (train
+      first); P: training points; activation: a name in `ACTIVATIONS`;
+      n_samples, n_jac: Monte Carlo samples (even, ``n_jac ≤ n_samples``);
+      jac_batch, damping, jitter: as in `dmft_solve` (jitter not None);
+      dtype_name: ``"float32"`` or ``"float64"``.
+
+    Returns:
+      ``solve(key, x_all, y, gamma0, learning_rate, tol, max_iter) ->
+      (state, residuals, ntk, loss)`` with ``x_all (M, D)``, ``y (P,)``, scalars
+      and ``max_iter ≤ 256`` an int: ``state`` the dict of ``phi, g
+      (L, T+1, M, T+1, M)``, ``a, b (L−1, T+1, M, T+1, M)`` and ``f (T+1, M)``;
+      ``residuals (256,)`` (NaN after the last sweep); ``ntk (T+1, M, M)``;
+      ``loss (T+1,)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk.mup.dmft import dmft_solver
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
+      >>> solve = dmft_solver(1, 3, 4, 4, "tanh", 64, 64, 32, 1.0, 1e-10, "float64")
+      >>> state, residuals, ntk, loss = solve(jax.random.PRNGKey(1), x, jnp.sin(x[:, 0]),
+      ...                                     1.0, 1.0, 1e-6, 100)
+      >>> state["f"].shape, ntk.shape, loss.shape
+      ((3, 4), (3, 4, 4), (3,))
+    """
     act, dact = _mlp.activation(activation, "dmft_solve")
     dtype = jnp.dtype(dtype_name)
     nf = n_t * m

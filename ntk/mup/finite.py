@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from ntk import _checks
 from ntk.mup import _mlp
 
-__all__ = ["FiniteResult", "mup_mlp_init", "finite_mlp_train"]
+__all__ = ["FiniteResult", "mup_mlp_init", "finite_mlp_train", "finite_mlp_trainer"]
 
 
 class FiniteResult(NamedTuple):
@@ -126,7 +126,7 @@ def finite_mlp_train(
     dtype = jnp.result_type(x_train.dtype, jnp.float32)
     x_all = (x_train if x_test is None else jnp.concatenate([x_train, x_test])).astype(dtype)
     n_pad = width if pad_to is None else _checks.require_int(pad_to, "pad_to", fn, minimum=width)
-    train = _finite_trainer(
+    train = finite_mlp_trainer(
         n_pad,
         int(depth),
         activation,
@@ -158,8 +158,36 @@ def finite_mlp_train(
 
 
 @functools.lru_cache(maxsize=64)
-def _finite_trainer(n_pad, depth, activation, steps, n_seeds, P, m, d, dtype_name):
-    """One jitted trainer per static configuration (compiled once, reused)."""
+def finite_mlp_trainer(n_pad, depth, activation, steps, n_seeds, P, m, d, dtype_name):
+    """The jitted trainer behind `finite_mlp_train`, one per static configuration
+    (cached: compiled once, reused).
+
+    `finite_mlp_train` checks its arguments, calls this and wraps the output in
+    a `FiniteResult`; call it directly to trace or cost the training with
+    abstract arguments (its GD steps are a ``jax.lax.scan``).
+
+    Args (static, positional):
+      n_pad: units computed (``pad_to``; the live width is an argument of the
+      trainer); depth: ``L``; activation: a name in ``ntk.mup.dmft.ACTIVATIONS``;
+      steps: ``T``; n_seeds: networks trained in parallel; P: training points
+      (the first ``P`` of the ``m`` inputs); m: inputs ``M = P + Q``; d: input
+      dimension ``D``; dtype_name: ``"float32"`` or ``"float64"``.
+
+    Returns:
+      ``train(key, x_all, y, gamma0, learning_rate, width) -> (f, Φ⁰, G⁰, Φ^T,
+      G^T)`` with ``x_all (M, D)``, ``y (P,)``, scalars and ``width ≤ n_pad``:
+      ``f (seeds, T+1, M)`` and the kernels ``(seeds, L, M, M)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk.mup.finite import finite_mlp_trainer
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (6, 3))
+      >>> train = finite_mlp_trainer(32, 2, "tanh", 5, 3, 4, 6, 3, "float64")
+      >>> f, phi0, g0, phiT, gT = train(jax.random.PRNGKey(1), x, jnp.sin(x[:4, 0]),
+      ...                               1.0, 1.0, 16.0)   # width 16 of 32 units
+      >>> f.shape, phiT.shape
+      ((3, 6, 6), (3, 2, 6, 6))
+    """
     act, dact = _mlp.activation(activation, "finite_mlp_train")
     dtype = jnp.dtype(dtype_name)
 

@@ -8,7 +8,8 @@
   exponents (α, β), the eigenmode power spread of features.
 - `theory`: the eigenframework — κ, γ, E_0 and test/train MSE of KRR and RF, the
   fitting ratio E_tr/E_te against the ridge and its optimum.
-- `krr`: exact KRR simulations (Gaussian model, pool kernels) beside its theory.
+- `krr`: exact KRR simulations (Gaussian model, pool kernels) beside its theory, and
+  the optimal-ridge table against label noise.
 
     >>> import jax.numpy as jnp
     >>> from ntk import random_features as rf
@@ -53,7 +54,7 @@ from ntk.random_features.theory import (
     rf_kappa_gamma,
     rf_risk,
 )
-from ntk.random_features.krr import gaussian_krr_mse, krr_pool_mse
+from ntk.random_features.krr import gaussian_krr_mse, krr_pool_mse, krr_ridge_table
 
 __all__ = [
     "eigendecompose",
@@ -90,4 +91,5 @@ __all__ = [
     "optimal_fitting_ratio",
     "gaussian_krr_mse",
     "krr_pool_mse",
+    "krr_ridge_table",
 ]

@@ -14,6 +14,11 @@ each for many ridges at once and ``jax.lax.map``-ped over trials:
   is `eigendecompose`'s). The solve is one ``eigh`` of the ``n × n`` training
   kernel: ``α(δ) = U diag(1/(e + δ)) Uᵀ y``, with eigen-directions
   ``e + δ ≤ 10⁻⁶ · max e`` dropped (the pseudo-inverse at ``δ = 0``).
+* `krr_ridge_table` — the paper's optimal-ridge table on a pool kernel
+  (Simon et al. 2024, Table 2): random train/test splits, label noise
+  relative to the noiseless test MSE, and per noise level the optimal ridge,
+  the test MSE and the fitting ratio ``E_tr/E_te`` there (host-side NumPy,
+  float64).
 
     >>> import jax, jax.numpy as jnp
     >>> from ntk.random_features import krr_pool_mse
@@ -27,13 +32,16 @@ each for many ridges at once and ``jax.lax.map``-ped over trials:
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ntk import _checks
 from ntk.random_features.ridge import rf_ridge_weights
 
-__all__ = ["gaussian_krr_mse", "krr_pool_mse"]
+__all__ = ["gaussian_krr_mse", "krr_pool_mse", "krr_ridge_table"]
 
 
 def _check_ridges_keys(ridges, keys, dtype, name):
@@ -60,6 +68,15 @@ def gaussian_krr_mse(eigvals, target_coeffs, noise_var, n: int, ridges, keys):
       eigvals: ``(M,)`` kernel eigenvalues ``λ``; target_coeffs: ``(M,)`` ``v``.
       noise_var: label-noise variance σ² ≥ 0.
       n: training samples; ridges: ``(R,)`` ridges δ ≥ 0; keys: ``(trials, …)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk.random_features import gaussian_krr_mse
+      >>> keys = jax.random.split(jax.random.PRNGKey(0), 2)
+      >>> train, test = gaussian_krr_mse(jnp.array([1.0, 0.5]), jnp.array([1.0, 0.0]), 0.0,
+      ...                                8, jnp.array([0.0, 10.0]), keys)
+      >>> test.shape, bool(test[:, 0].max() < 1e-10)   # n > M, no noise: ridgeless is exact
+      ((2, 2), True)
     """
     name = "gaussian_krr_mse"
     lam = _checks.as_array(
@@ -95,6 +112,15 @@ def krr_pool_mse(kernel, y, n: int, ridges, keys):
       kernel: ``(N, N)`` kernel matrix on the pool; y: ``(N,)`` targets.
       n: training points, ``1 ≤ n ≤ N``; ridges: ``(R,)`` ridges δ ≥ 0 (on the
         scale of ``kernel``); keys: ``(trials, …)`` PRNG keys.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk.random_features import krr_pool_mse
+      >>> pool = jax.random.normal(jax.random.PRNGKey(0), (20, 2))   # a rank-2 linear kernel
+      >>> keys = jax.random.split(jax.random.PRNGKey(1), 3)
+      >>> train, test = krr_pool_mse(pool @ pool.T, pool[:, 0], 5, jnp.array([0.0, 100.0]), keys)
+      >>> test.shape, bool(test[:, 0].max() < 1e-10)   # 5 points pin a linear target
+      ((3, 2), True)
     """
     name = "krr_pool_mse"
     kernel = _checks.as_array(kernel, "kernel", name, ndim=2, what="(N, N)", floating=True)
@@ -123,3 +149,106 @@ def krr_pool_mse(kernel, y, n: int, ridges, keys):
         return (jnp.mean((pred[:, idx] - y[idx]) ** 2, 1), jnp.mean((pred - y) ** 2, 1))
 
     return jax.lax.map(jax.jit(trial), keys)
+
+
+def krr_ridge_table(kernel, y, rel_noises, ridges, trials: int, n_test: int, seed: int) -> dict:
+    r"""The optimal-ridge table of KRR on a pool kernel against label noise.
+
+    Simon et al. 2024 (Table 2): per relative noise level ``σ²_rel``, the
+    ridge that minimises the trial-mean test MSE, that MSE, the fitting ratio
+    ``E_tr/E_te`` there and the test MSE at the smallest ridge.
+
+    Each of ``trials`` random splits of the ``N`` pool points holds out
+    ``m = n_test`` test points ``S`` and trains on the other ``n = N − m``
+    points ``T``. With ``K_TT = U diag(e) Uᵀ`` (``e`` clipped at 0; one
+    ``eigh`` per split serves every ridge) and absolute ridges ``δ``:
+
+        f_S(δ) = K_ST U diag(1/(e + δ)) Uᵀ y_T,    f_T(δ) = U diag(e/(e + δ)) Uᵀ y_T,
+        E_te(δ) = ‖f_S − y_S‖²/m,                  E_tr(δ) = ‖f_T − y_T‖²/n,
+
+    averaged over the splits. The noiseless ridgeless test MSE is
+    ``E₀ = E_te(ridges[0])`` at ``σ² = 0``; for each ``σ²_rel`` the targets get
+    noise ``σ² = σ²_rel · E₀``, ``y + σ ε`` with ``ε ~ N(0, 1)`` on train and test
+    points alike, divided by ``√(1 + σ²)`` (unit variance, as the paper
+    renormalises). The splits and the ``ε`` draws are the same at every noise
+    level (``numpy.random.default_rng(seed)``).
+
+    Args:
+      kernel: ``(N, N)`` symmetric PSD kernel matrix on the pool.
+      y: ``(N,)`` targets (the paper's: ±1 labels).
+      rel_noises: the ``σ²_rel ≥ 0`` (the paper: 0, 1, 5, 50).
+      ridges: ``(R,)`` absolute ridges ``δ ≥ 0``, increasing (the first is the
+        "ridgeless" one).
+      trials: random splits, ≥ 1.
+      n_test: held-out points per split, in ``[1, N − 1]``.
+      seed: seed of the splits and the noise draws.
+
+    Returns:
+      A dict with keys ``"noiseless_mse"`` (E₀), ``"n_train"`` (n) and
+      ``"rows"``, which maps each ``σ²_rel`` (a float, in the given order) to
+      the floats (optimal ridge, E_te there, E_tr/E_te there, E_te at
+      ``ridges[0]``).
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk.random_features import krr_ridge_table
+      >>> a = np.random.default_rng(0).standard_normal((40, 8))
+      >>> y = np.sign(a[:, 0])
+      >>> out = krr_ridge_table(a @ a.T / 8, y, (0, 5), np.logspace(-4, 2, 7),
+      ...                       trials=3, n_test=10, seed=0)
+      >>> out["n_train"], list(out["rows"])
+      (30, [0.0, 5.0])
+      >>> ridge, test, ratio, test_ridgeless = out["rows"][5.0]
+      >>> bool(test <= test_ridgeless and 0 <= ratio)   # the optimum beats ridge 1e-4
+      True
+    """
+    name = "krr_ridge_table"
+    kernel = _checks.as_numpy(kernel, "kernel", name, ndim=2, what="(N, N)", dtype=np.float64)
+    if kernel.shape[0] != kernel.shape[1]:
+        raise ValueError(f"{name}: `kernel` must be square (N, N); got {kernel.shape}.")
+    n_all = kernel.shape[0]
+    y = _checks.as_numpy(y, "y", name, ndim=1, what="(N,)", dtype=np.float64)
+    if y.shape[0] != n_all:
+        raise ValueError(f"{name}: `y` must have shape ({n_all},) like the kernel; got {y.shape}.")
+    ridges = _checks.as_numpy(
+        ridges, "ridges", name, ndim=1, what="(R,)", dtype=np.float64, nonempty=True
+    )
+    if (ridges < 0).any() or (np.diff(ridges) < 0).any():
+        raise ValueError(
+            f"{name}: `ridges` must be >= 0 and increasing; got {ridges[:5].tolist()}."
+        )
+    rel_noises = [float(_checks.require_nonnegative(r, "rel_noises", name)) for r in rel_noises]
+    trials = _checks.require_int(trials, "trials", name)
+    n_test = _checks.require_int(n_test, "n_test", name, maximum=n_all - 1)
+    seed = _checks.require_int(seed, "seed", name, minimum=0)
+    n_train = n_all - n_test
+    rng = np.random.default_rng(seed)
+    splits = [rng.permutation(n_all) for _ in range(trials)]
+    draws = [(rng.standard_normal(n_train), rng.standard_normal(n_test)) for _ in range(trials)]
+    parts = []
+    for order in splits:
+        tr, te = order[n_test:], order[:n_test]
+        lam, vec = np.linalg.eigh(kernel[np.ix_(tr, tr)])
+        parts.append((tr, te, lam, vec, kernel[np.ix_(te, tr)] @ vec))
+
+    def curves(noise_var):
+        test, train = np.zeros(len(ridges)), np.zeros(len(ridges))
+        for (tr, te, lam, vec, kv), (e_tr, e_te) in zip(parts, draws):
+            scale = math.sqrt(1.0 + noise_var)
+            y_tr = (y[tr] + math.sqrt(noise_var) * e_tr) / scale
+            y_te = (y[te] + math.sqrt(noise_var) * e_te) / scale
+            proj = vec.T @ y_tr
+            shrink = 1.0 / (np.clip(lam, 0, None)[None, :] + ridges[:, None])  # (R, n)
+            pred_te = (proj * shrink) @ kv.T  # (R, m)
+            pred_tr = (proj * shrink * np.clip(lam, 0, None)) @ vec.T  # (R, n)
+            test += np.mean((pred_te - y_te) ** 2, 1) / len(parts)
+            train += np.mean((pred_tr - y_tr) ** 2, 1) / len(parts)
+        return test, train
+
+    e0 = float(curves(0.0)[0][0])
+    rows = {}
+    for rel in rel_noises:
+        test, train = curves(rel * e0)
+        j = int(np.argmin(test))
+        rows[rel] = (float(ridges[j]), float(test[j]), float(train[j] / test[j]), float(test[0]))
+    return {"noiseless_mse": e0, "n_train": n_train, "rows": rows}
