@@ -16,10 +16,16 @@ experiment's own time):
 * ``--tiny`` (for tests; the numbers are not meaningful): 11-33 s per
   experiment, mostly JAX compilation, so not seconds; ``run all --tiny``
   took 95 s;
-* ``--full``: the papers' settings, meant for a GPU/TPU (hours on a CPU);
+* ``--full``: the papers' settings, sized for a GPU/TPU and timed on the CPU
+  only for giapitzakis25 (22 min 23 s, loaded). Estimates of
+  ``plan NAME --full`` on the 2-core CPU (docs/*.md): giapitzakis25 35 min,
+  simon24_rf 38 min (plus about 13 h of Myrtle-10 kernel XLA does not
+  count), jacot18 3.5 h, yang21_mup 21 h, yang23_dkm 42 h;
   ``--full --smoke`` runs them with every loop cut to one iteration
   (training steps, samples, trials) at the full shapes, to check on a CPU
-  that a full run cannot fail of a shape, dtype or memory error.
+  that a full run cannot fail of a shape, dtype or memory error (measured
+  on the loaded CPU: simon24_rf 3 min 15 s, yang21_mup 8 min 33 s,
+  yang23_dkm 14 min 47 s).
 
 ``plan NAME|all [--tiny|--full]`` prints what each part will cost without
 running it: its jitted steps' shapes, calls, FLOPs and peak memory from XLA's
@@ -50,7 +56,10 @@ import warnings
 from experiments import registry, report, results
 
 _SIZE_HELP = {
-    "full": "the papers' settings (slow; for a GPU/TPU)",
+    "full": "the papers' settings, sized for a GPU/TPU: `plan NAME --full` "
+    "estimates on the 2-core CPU are 35 min (giapitzakis25), 38 min (simon24_rf, plus "
+    "~13 h of Myrtle-10 kernel), 3.5 h (jacot18), 21 h (yang21_mup), 42 h (yang23_dkm); "
+    "run `plan NAME --full` for this device's estimate",
     "tiny": "smoke-test size for tests: 11–33 s per experiment on an idle 2-core CPU "
     "(compilation dominates; see `list`); numbers are not meaningful",
 }
@@ -148,6 +157,7 @@ def _list() -> None:
         if times or aliases:
             print(f"{'':<15} measured: {times or 'n/a'}{aliases}")
     print(f"\n(times measured on {registry.MEASURED_ON})")
+    print("(full: sized for a GPU/TPU; `plan NAME --full` estimates its time on this device)")
 
 
 def _canonical(name: str) -> str:

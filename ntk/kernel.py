@@ -71,6 +71,17 @@ class Kernel:
       ntk_is_zero: whether ``ntk`` is known to be exactly 0 (set by
         `inputs_to_kernel`; reset by `replace` when ``ntk`` changes, and not
         part of the pytree, so lost through ``jit`` or ``tree_map``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ntk.kernel import Kernel
+      >>> k = Kernel(nngp=jnp.eye(2), ntk=None, cov1=jnp.ones(2), cov2=None,
+      ...            shape1=(2, 4), shape2=(2, 4))          # two inputs, 4 channels
+      >>> k.spatial_ndim, k.x1_is_x2, k.var1().shape
+      (0, True, (2,))
+      >>> k2 = k.replace(ntk=2 * k.nngp)
+      >>> float(k2.ntk[0, 0]), k2.ntk_is_nngp
+      (2.0, False)
     """
 
     nngp: Array
@@ -301,6 +312,14 @@ def inputs_to_kernel(
     masked: they are replaced by zeros before the Gram matrices are taken and
     the Kernel carries the (elementwise) masks. With no mask at all the Kernel
     is exactly the unmasked one (``mask1 = mask2 = None``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ntk.kernel import inputs_to_kernel
+      >>> x = jnp.array([[1., 2.], [3., -1.], [0., 1.]])             # (N, C)
+      >>> k = inputs_to_kernel(x, None, diagonal_spatial=True, compute_ntk=False)
+      >>> bool(jnp.allclose(k.nngp, x @ x.T / 2)), k.cov1.shape, k.ntk
+      (True, (3,), None)
     """
     if mask_constant is not None or mask1 is not None or mask2 is not None:
         x1, mask1 = _masked_input(x1, mask1, mask_constant)
@@ -363,7 +382,14 @@ def inputs_to_kernel(
 
 
 def constant_mask(x: Array, mask_constant) -> Array:
-    """``x == mask_constant`` elementwise, with NaN matching NaN."""
+    """``x == mask_constant`` elementwise, with NaN matching NaN.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ntk.kernel import constant_mask
+      >>> constant_mask(jnp.array([1., jnp.nan, 0.]), jnp.nan).tolist()
+      [False, True, False]
+    """
     if isinstance(mask_constant, (int, float, np.integer, np.floating)):
         if np.isnan(mask_constant):
             return jnp.isnan(x)
@@ -384,7 +410,17 @@ def _masked_input(x: Array, mask: Optional[Array], mask_constant):
 
 
 def select(k: Kernel, get):
-    """Return what ``get`` asks for: the `Kernel`, one array, or a namedtuple."""
+    """Return what ``get`` asks for: the `Kernel`, one array, or a namedtuple.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ntk.kernel import inputs_to_kernel, select
+      >>> k = inputs_to_kernel(jnp.ones((2, 3)), None, diagonal_spatial=True, compute_ntk=True)
+      >>> select(k, None) is k, select(k, "nngp") is k.nngp
+      (True, True)
+      >>> select(k, ("nngp", "cov1"))._fields
+      ('nngp', 'cov1')
+    """
     if get is None:
         return k
     if isinstance(get, str):
@@ -396,7 +432,17 @@ def select(k: Kernel, get):
 
 
 def validate_get(get) -> Optional[tuple]:
-    """Check ``get`` and return the tuple of names it asks for (None = all)."""
+    """Check ``get`` and return the tuple of names it asks for (None = all).
+
+    Example:
+      >>> from ntk.kernel import validate_get
+      >>> validate_get("ntk"), validate_get(["nngp", "ntk"]), validate_get(None)
+      (('ntk',), ('nngp', 'ntk'), None)
+      >>> validate_get("cov")
+      Traceback (most recent call last):
+      ...
+      ValueError: kernel_fn: unknown `get` name 'cov'; expected one of ...
+    """
     if get is None:
         return None
     names: Sequence = (get,) if isinstance(get, str) else get

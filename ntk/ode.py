@@ -100,6 +100,15 @@ def odeint(
         ``rtol``/``atol`` are not positive or ``max_steps`` is below 1.
       TypeError: if ``func`` is not callable, ``y0`` is not floating point or
         ``ts`` not numeric.
+
+    Example:
+      ``dy/dt = -k y`` from ``y(0) = 1`` is ``e^{-k t}``:
+
+      >>> import jax.numpy as jnp, numpy as np
+      >>> from ntk.ode import odeint
+      >>> ys = odeint(lambda y, t, k: -k * y, jnp.ones(2), jnp.array([0., 0.5, 1.]), 2.)
+      >>> ys.shape, round(float(ys[2, 0]), 4), round(float(np.exp(-2)), 4)   # (T, 2)
+      ((3, 2), 0.1353, 0.1353)
     """
     name = "odeint"
     _checks.require_callable(func, "func", name, "a function func(y, t, *args)")

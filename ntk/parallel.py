@@ -174,6 +174,18 @@ def choose_tile(
     ``_WORKSPACE_FACTOR`` times the output; half the budget is left for the
     tiles in flight: ``t = ⌊√(memory_bytes / (2 · D · 16 · bytes per pair))⌋``.
     At least 1, at most the larger input size.
+
+    Example:
+      One float64 per pair of inputs: ``t = ⌊√(2²⁰ / (2 · 1 · 16 · 8))⌋ = 64``:
+
+      >>> import numpy as np
+      >>> from ntk import parallel, stax
+      >>> kernel_fn = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1)).kernel_fn
+      >>> x = np.ones((100, 3))
+      >>> parallel.choose_tile(kernel_fn, x, x, ("ntk",), n_devices=1, memory_bytes=2**20)
+      64
+      >>> parallel.choose_tile(kernel_fn, x, x, ("ntk",), 1, 2**30)       # at most N
+      100
     """
     memory_bytes = _check_memory_bytes(memory_bytes, "parallel.choose_tile")
     kwargs = kwargs or {}
@@ -229,15 +241,26 @@ def batch(
 
     Returns:
       ``batched(x1, x2=None, get=None, *args, **kwargs)``; ``get=None`` returns
-      a namedtuple with ``nngp`` and ``ntk``. An empty ``x1`` or ``x2`` (zero
-      rows) gives an empty ``(N1, N2, ...)`` kernel, as ``kernel_fn`` itself
-      does (neural-tangents' ``nt.batch`` raises instead).
+      a namedtuple with ``nngp`` and ``ntk``.
 
     Raises:
       ValueError: ``batch_size`` not an int ≥ 0, ``memory_bytes``
         not a number ≥ 1, ``get`` not 'nngp'/'ntk', inputs of mismatched shapes,
+        an empty ``x1`` or ``x2`` (zero rows: there is no kernel to tile, and
+        an empty result is more often a bug upstream than intended),
         a ``checkpoint_dir`` holding another job's tiles.
       TypeError: ``checkpoint_dir`` neither None nor a path.
+
+    Example:
+      Tile sizes need not divide the input sizes (5 and 3 here):
+
+      >>> import numpy as np
+      >>> from ntk import parallel, stax
+      >>> x1, x2 = np.arange(10.).reshape(5, 2), np.ones((3, 2))
+      >>> kfn = parallel.batch(stax.Dense(1).kernel_fn, batch_size=2)
+      >>> k = kfn(x1, x2, get="nngp")
+      >>> k.shape, bool(np.allclose(k, x1 @ x2.T / 2))
+      ((5, 3), True)
     """
     if isinstance(batch_size, bool) or not (isinstance(batch_size, int) and batch_size >= 0):
         raise ValueError(f"parallel.batch: `batch_size` must be an int >= 0; got {batch_size!r}.")
@@ -299,6 +322,12 @@ def batch(
                 f"(batch, ...) and agree beyond the batch axis; got "
                 f"{tuple(x1.shape)} and {tuple(x2.shape)}."
             )
+        for name, x in (("x1", x1), ("x2", x2)):
+            if x.shape[0] == 0:
+                raise ValueError(
+                    f"parallel.batch: `{name}` must have at least one row "
+                    f"(input) along the batch axis; got shape {tuple(x.shape)}."
+                )
         n1, n2 = x1.shape[0], x2.shape[0]
         pair = jax.eval_shape(
             lambda a, b: kernel_fn(a, b, names, *args, **kwargs),
@@ -307,8 +336,6 @@ def batch(
         )
         pair = tuple(pair)
         outs = [_aligned_empty((n1, n2) + o.shape[2:], o.dtype) for o in pair]
-        if n1 == 0 or n2 == 0:
-            return finish(outs, names, as_tuple)
         # Mirroring is only safe for scalar per-pair outputs: spatial layouts
         # cannot be told apart from their shapes alone.
         symmetric = symmetric and all(len(o.shape) == 2 for o in pair)
@@ -367,7 +394,10 @@ def batch(
         if progress:
             from tqdm.auto import tqdm
 
-            count = lambda t: _pairs_in(*bounds(*t), symmetric)
+            def count(t):
+                r0, r1, c0, c1 = bounds(*t)
+                return _pairs_in(r0, r1, c0, c1, symmetric)
+
             bar = tqdm(
                 total=sum(count(t) for t in todo),
                 unit="pair",
@@ -381,17 +411,15 @@ def batch(
                 continue
             if i != block_i:
                 block = _take_rows(x1, i * rows, rows)
-                a = jax.make_array_from_callback(
-                    block.shape, row_sharding, lambda idx, block=block: block[idx]
-                )
+                a = jax.make_array_from_callback(block.shape, row_sharding, block.__getitem__)
                 block_i = i
             res = step(a, _take_rows(x2, j * cols, cols), *extra)
             r0, r1, c0, c1 = bounds(i, j)
-            tile = [np.asarray(r)[: r1 - r0, : c1 - c0] for r in res]
+            done = [np.asarray(r)[: r1 - r0, : c1 - c0] for r in res]
             del res
             if store is not None:
-                store.save((i, j), tile, names, first=(i, j) == todo[0])
-            for o, v in zip(outs, tile):
+                store.save((i, j), done, names, first=(i, j) == todo[0])
+            for o, v in zip(outs, done):
                 o[r0:r1, c0:c1] = v
             if bar is not None:
                 bar.update(_pairs_in(r0, r1, c0, c1, symmetric))

@@ -38,7 +38,16 @@ _INVALID = ("raise", "drop", "nan")
 
 
 class PowerLaw(NamedTuple):
-    """``values ≈ prefactor · x ** exponent``; ``exponent`` is the log–log slope."""
+    """``values ≈ prefactor · x ** exponent``; ``exponent`` is the log–log slope.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk.power_law import loglog_fit
+      >>> x = np.array([1., 2., 4., 8.])
+      >>> exponent, prefactor = loglog_fit(x, 5 / x)        # a PowerLaw
+      >>> round(exponent, 4), round(prefactor, 4)
+      (-1.0, 5.0)
+    """
 
     exponent: float
     prefactor: float
@@ -55,6 +64,17 @@ def loglog_fit(x, values, invalid: str = "raise") -> PowerLaw:
 
     Returns:
       `PowerLaw` ``(exponent p, prefactor c)``, floats.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk.power_law import loglog_fit
+      >>> x = np.array([1., 2., 4., 8.])
+      >>> fit = loglog_fit(x, 2 * x ** 1.5)
+      >>> round(fit.exponent, 4), round(fit.prefactor, 4)
+      (1.5, 2.0)
+      >>> fit = loglog_fit(np.array([0., 1., 2.]), np.array([1., 2., 8.]), invalid="drop")
+      >>> round(fit.exponent, 4)                                # x = 0 left out
+      2.0
     """
     name = "loglog_fit"
     _checks.require_one_of(invalid, _INVALID, "invalid", name)
@@ -86,5 +106,15 @@ def loglog_fit(x, values, invalid: str = "raise") -> PowerLaw:
 
 
 def loglog_slope(x, values, invalid: str = "raise") -> float:
-    """The exponent ``p`` of `loglog_fit` (the log–log slope), a float."""
+    """The exponent ``p`` of `loglog_fit` (the log–log slope), a float.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk.power_law import loglog_slope
+      >>> x = np.array([10., 100., 1000.])
+      >>> round(loglog_slope(x, 3 / np.sqrt(x)), 4)
+      -0.5
+      >>> loglog_slope(x, np.array([1., 0., 2.]), invalid="nan")   # no logarithm of 0
+      nan
+    """
     return loglog_fit(x, values, invalid).exponent

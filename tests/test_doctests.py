@@ -12,6 +12,7 @@ them under ``ntk.stax``).
 
 import doctest
 import importlib
+import inspect
 import pkgutil
 
 import jax
@@ -54,3 +55,76 @@ def test_docstring_examples_run(name):
         runner.run(test, out=report.append, clear_globs=True)
     result = runner.summarize(verbose=False)
     assert result.failed == 0, "".join(report)
+
+
+# Packages whose public names must each show an example (``>>>``) in their docstring.
+PUBLIC_PACKAGES = [
+    "ntk.stax",
+    "ntk.empirical",
+    "ntk.predict",
+    "ntk.parallel",
+    "ntk.kernel",
+    "ntk.ode",
+    "ntk.power_law",
+    "ntk.mup",
+    "ntk.dkm",
+    "ntk.random_features",
+    "ntk.permutations",
+    "ntk.data",
+]
+
+# Public names whose docstrings still lack an example. This set may only shrink:
+# give a name an example and remove it here; never add a name (a new public
+# name comes with its example). The test fails when a name here has an example
+# or is no longer public, so the set cannot go stale.
+MISSING_EXAMPLES: set[str] = set()
+
+
+def _is_ntk(obj) -> bool:
+    module = getattr(obj, "__module__", None) or ""
+    return module == "ntk" or module.startswith("ntk.")
+
+
+def _public_objects() -> dict:
+    """``{qualified name: object}`` over `PUBLIC_PACKAGES`.
+
+    A package's ``__all__``, or else the functions and classes defined in the
+    module itself whose names do not start with ``_``; only this library's
+    objects (``__module__`` under ``ntk``), not re-exported JAX/NumPy names.
+    """
+    out = {}
+    for package in PUBLIC_PACKAGES:
+        module = importlib.import_module(package)
+        names = getattr(module, "__all__", None)
+        if names is None:
+            names = [
+                n
+                for n, o in vars(module).items()
+                if not n.startswith("_")
+                and (inspect.isfunction(o) or inspect.isclass(o))
+                and o.__module__ == package
+            ]
+        for n in names:
+            obj = getattr(module, n)
+            if _is_ntk(obj):
+                out[f"{package}.{n}"] = obj
+    return out
+
+
+def _has_example(obj) -> bool:
+    # The object's own docstring (an instance's is its class's), not one
+    # inherited by `inspect.getdoc` from a base class.
+    return ">>>" in (getattr(obj, "__doc__", None) or "")
+
+
+def test_public_names_have_examples():
+    objects = _public_objects()
+    assert len(objects) >= 150, sorted(objects)  # the enumeration found the packages
+    missing = sorted(
+        n for n, o in objects.items() if n not in MISSING_EXAMPLES and not _has_example(o)
+    )
+    assert not missing, f"public names without a `>>>` example in their docstring: {missing}"
+    gone = sorted(MISSING_EXAMPLES - objects.keys())
+    assert not gone, f"MISSING_EXAMPLES lists names that are not public (remove them): {gone}"
+    done = sorted(n for n in MISSING_EXAMPLES & objects.keys() if _has_example(objects[n]))
+    assert not done, f"MISSING_EXAMPLES lists names that have examples now (remove them): {done}"

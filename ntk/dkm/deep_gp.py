@@ -179,7 +179,7 @@ def _mask(params, fixed):
     names = dict(z="z", log_amp="kernel", log_ls="kernel", w="w")
 
     def leaf(path, _):
-        key = path[-1].key if hasattr(path[-1], "key") else None
+        key = str(path[-1].key) if hasattr(path[-1], "key") else ""
         group = "noise" if key == "log_noise" else names.get(key)
         return jnp.asarray(0.0 if group in fixed or group == "w" else 1.0)
 

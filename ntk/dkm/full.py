@@ -72,6 +72,13 @@ class Prediction(NamedTuple):
     ``mean (T, C)``; ``variance (T,)`` (shared by the channels; add
     ``noise_var`` for ``y*``); ``probs (T, C)`` for categorical models, else
     None.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ntk import dkm
+      >>> pred = dkm.Prediction(mean=jnp.zeros((3, 1)), variance=jnp.ones(3))   # as .predict
+      >>> pred.mean.shape, pred.variance.shape, pred.probs is None
+      ((3, 1), (3,), True)
     """
 
     mean: Array
@@ -86,7 +93,16 @@ class FitInfo(NamedTuple):
     time (compilation included); ``stalled``: the last step left the
     objective exactly unchanged (the line search found no progress, typically
     round-off in float32) — the run stopped without demonstrating
-    convergence: look at ``grad_norm``, use float64 or a larger ``jitter``."""
+    convergence: look at ``grad_norm``, use float64 or a larger ``jitter``.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk import dkm
+      >>> info = dkm.FitInfo(np.array([-4.2, -4.18, -4.17]), iterations=2, converged=False,
+      ...                    grad_norm=0.1, seconds=0.5)   # as FullDKM.fit returns it
+      >>> bool(info.objective[-1] > info.objective[0]), info.stalled
+      (True, False)
+    """
 
     objective: np.ndarray
     iterations: int
@@ -121,6 +137,17 @@ class FullDKM:
         labels ``(P,)`` and ``num_classes`` is required).
       jitter: relative jitter of every kernel matrix (`objective` module doc).
       num_classes, num_samples: categorical only (MC samples of the ELBO).
+
+    Example (a fit and a prediction: module docstring):
+      >>> import numpy as np
+      >>> from ntk import dkm
+      >>> X = np.random.default_rng(0).normal(size=(8, 2))
+      >>> model = dkm.FullDKM(dkm.relu(), num_layers=2, nu=1.0)
+      >>> params = model.init(X)                        # A_l = I: the NNGP
+      >>> [layer["raw"].shape for layer in params["layers"]]
+      [(8, 8), (8, 8)]
+      >>> model == dkm.FullDKM(model.kernel, num_layers=2, nu=0.1)   # ν is data: one compile
+      True
     """
 
     kernel: GramKernel

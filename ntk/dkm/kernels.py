@@ -55,6 +55,14 @@ class GramKernel:
         ``g1 (n1,)``, ``g2 (n2,)`` or None (``x2 is x1``; then ``k2`` is
         None).
       name: for error messages and reprs.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk import dkm
+      >>> k = dkm.linear(bias_var=1.0); G = np.array([[1.0, 0.5], [0.5, 2.0]])
+      >>> K12, k1, k2 = k.cross(G[:1], G.diagonal()[:1], G.diagonal())   # row 0 of K(G)
+      >>> bool(np.allclose(K12, k(G)[:1])), k.diag(G.diagonal()).tolist()
+      (True, [2.0, 3.0])
     """
 
     block_fn: Callable
@@ -133,7 +141,15 @@ def _check_positive(value, arg, name, allow_zero=False):
 
 def elementwise_kernel(fn: Callable, name: str) -> GramKernel:
     """A `GramKernel` from an elementwise ``fn(G_ij, G_ii, G_jj) -> K_ij``
-    (broadcasting)."""
+    (broadcasting).
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk import dkm
+      >>> k = dkm.elementwise_kernel(lambda c12, c11, c22: c12 ** 2, "square")
+      >>> k(np.array([[1.0, 0.5], [0.5, 2.0]])).tolist()
+      [[1.0, 0.25], [0.25, 4.0]]
+    """
     _checks.require_callable(fn, "fn", "elementwise_kernel", "a function fn(G_ij, G_ii, G_jj)")
 
     def block_fn(G12, g1, g2):
@@ -157,6 +173,13 @@ def relu(weight_var: float = 2.0, bias_var: float = 0.0) -> GramKernel:
     when ``bias_var=0``. Equals ``from_stax(stax.Relu(), weight_var, bias_var)``
     and the kernel of ``stax.serial(stax.Relu(), stax.Dense(1, √σ_w², √σ_b²))``.
     The authors' ``ReluKernel`` uses 1/π, i.e. their weight_var is ours / 2.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk import dkm
+      >>> K = dkm.relu()(np.array([[1.0, 0.5], [0.5, 2.0]]))
+      >>> np.diag(K).tolist(), round(float(K[0, 1]), 4)   # He init keeps K_ii = G_ii
+      ([1.0, 2.0], 0.7286)
     """
     name = f"relu(weight_var={weight_var}, bias_var={bias_var})"
     _check_positive(weight_var, "weight_var", "relu", allow_zero=True)
@@ -176,6 +199,13 @@ def sqexp(lengthscale: float = 1.0, variance: float = 1.0) -> GramKernel:
     ``K_ij = variance · exp(−(G_ii + G_jj − 2 G_ij) / (2 ℓ²))``: the squared
     distance between features ``‖f_i − f_j‖² / N = G_ii + G_jj − 2G_ij``
     (Yang et al. 2023, §4; the authors' ``SqExpKernel`` is ℓ = 1).
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk import dkm
+      >>> K = dkm.sqexp()(np.array([[1.0, 0.5], [0.5, 2.0]]))   # d² = 1 + 2 − 1 = 2
+      >>> round(float(K[0, 1]), 4) == round(float(np.exp(-1.0)), 4), float(K[1, 1])
+      (True, 1.0)
     """
     _check_positive(lengthscale, "lengthscale", "sqexp")
     _check_positive(variance, "variance", "sqexp")
@@ -198,6 +228,14 @@ def normalised_gaussian(lengthscale: float = 1.0, variance: float = 1.0) -> Gram
 
     Invariant to the scale of each point's features; PD because ``exp`` of a
     PSD kernel is PSD (Schur product theorem).
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk import dkm
+      >>> k = dkm.normalised_gaussian()
+      >>> G = np.array([[1.0, 0.5], [0.5, 2.0]])
+      >>> bool(np.allclose(k(G), k(4 * G))), round(float(k(G)[0, 1]), 4)   # scale-free
+      (True, 0.5239)
     """
     _check_positive(lengthscale, "lengthscale", "normalised_gaussian")
     _check_positive(variance, "variance", "normalised_gaussian")
@@ -213,7 +251,15 @@ def normalised_gaussian(lengthscale: float = 1.0, variance: float = 1.0) -> Gram
 
 
 def linear(weight_var: float = 1.0, bias_var: float = 0.0) -> GramKernel:
-    """``K(G) = σ_w² G + σ_b²``: a deep linear (identity-activation) DKM."""
+    """``K(G) = σ_w² G + σ_b²``: a deep linear (identity-activation) DKM.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk import dkm
+      >>> k = dkm.linear(weight_var=2.0, bias_var=0.5)
+      >>> k(np.array([[1.0, 0.5], [0.5, 2.0]])).tolist()
+      [[2.5, 1.5], [1.5, 4.5]]
+    """
     _check_positive(weight_var, "weight_var", "linear", allow_zero=True)
     _check_positive(bias_var, "bias_var", "linear", allow_zero=True)
     return elementwise_kernel(
@@ -305,7 +351,9 @@ def from_stax(
                 f"Kernel to one of the same shape; got "
                 f"{getattr(getattr(out, 'nngp', None), 'shape', out)}."
             )
-        k2 = None if g2 is None else weight_var * out.cov2 + bias_var
+        if out.cov1 is None:
+            raise ValueError(f"{name}: the layer {label} dropped the inputs' variances (cov1).")
+        k2 = None if g2 is None or out.cov2 is None else weight_var * out.cov2 + bias_var
         return (weight_var * out.nngp + bias_var, weight_var * out.cov1 + bias_var, k2)
 
     return GramKernel(block_fn, f"{name}({label}, weight_var={weight_var}, bias_var={bias_var})")

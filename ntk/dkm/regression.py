@@ -72,6 +72,14 @@ class NNGPRegression(NamedTuple):
     ``mean (T,)`` and ``variance (T,)``: the predictive marginals of ``y_*``
     (σ² included); ``noise_var``: the selected σ²; ``noise_grid (G,)``: the σ²
     tried; ``log_marginal (G,)``: ``log N(y; 0, K_XX + σ² I)`` at each.
+
+    >>> import numpy as np
+    >>> from ntk import dkm
+    >>> fit = dkm.NNGPRegression(mean=np.zeros(2), variance=np.ones(2), noise_var=0.1,
+    ...                          noise_grid=np.array([0.1, 1.0]),
+    ...                          log_marginal=np.array([-2.0, -3.0]))   # as nngp_regression
+    >>> bool(fit.noise_var == fit.noise_grid[fit.log_marginal.argmax()])
+    True
     """
 
     mean: np.ndarray
@@ -88,6 +96,14 @@ class SqExpARDRegression(NamedTuple):
     (σ² included), float64 NumPy; ``noise_var`` σ², ``amplitude`` s² and
     ``lengthscales (D,)`` λ at the fit; ``log_marginal``: ``log N(y; 0, K_XX +
     σ² I)`` there, as the optimiser evaluated it (float32).
+
+    >>> import numpy as np
+    >>> from ntk import dkm
+    >>> fit = dkm.SqExpARDRegression(mean=np.zeros(2), variance=np.full(2, 0.2), noise_var=0.1,
+    ...                              amplitude=1.0, lengthscales=np.array([1.5, 3.0]),
+    ...                              log_marginal=-2.5)   # as sqexp_ard_regression
+    >>> fit.lengthscales.shape, bool(np.all(fit.variance >= fit.noise_var))   # v_* includes σ²
+    ((2,), True)
     """
 
     mean: np.ndarray
@@ -173,6 +189,14 @@ def nngp_regression(
     Returns:
       `NNGPRegression`: predictive ``mean (T,)``, ``variance (T,)``, the
       selected ``noise_var``, the ``noise_grid`` and ``log_marginal`` over it.
+
+    >>> import numpy as np
+    >>> from ntk import dkm
+    >>> x = np.linspace(-1, 1, 6)[:, None]; y = x[:, 0]    # y = x: a linear kernel fits it
+    >>> fit = dkm.nngp_regression(dkm.linear(bias_var=1.0), 1, x, y, x[:2],
+    ...                           noise_grid=[0.01, 0.1, 1.0])
+    >>> fit.mean.shape, bool(fit.noise_grid[fit.log_marginal.argmax()] == fit.noise_var)
+    ((2,), True)
     """
     name = "nngp_regression"
     if not isinstance(kernel, GramKernel):

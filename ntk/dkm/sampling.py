@@ -73,6 +73,14 @@ def grams_from_whitened(
 
     ``zs``: the whitened features Z_ℓ, each (P, N_ℓ); ``g0``: (P, P) input
     Gram X Xᵀ / N_0.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk import dkm
+      >>> g0 = np.array([[1.0, 0.5], [0.5, 1.0]]); k = dkm.sqexp()
+      >>> G1, = dkm.grams_from_whitened([np.sqrt(2.0) * np.eye(2)], g0, k)   # Z Zᵀ/N = I
+      >>> bool(np.allclose(G1, k(g0)))          # then G_1 = K(G_0) (+ jitter)
+      True
     """
     grams, g = [], g0
     for z in zs:
@@ -88,6 +96,15 @@ def dgp_log_posterior(
     """log p(Z | X, Ỹ) up to a constant, Ỹ = ``copies`` copies of Y (P, C):
 
     −½ Σ_ℓ ‖Z_ℓ‖² + copies · Σ_c log N(y_c; 0, K(G_L) + σ² I).
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk import dkm
+      >>> g0 = np.eye(2); y = np.array([[1.0], [0.0]])
+      >>> zs = [np.zeros((2, 3))]           # Z = 0: no prior penalty, G_1 = 0, K(G_1) = 0
+      >>> lp = dkm.dgp_log_posterior(zs, g0, y, dkm.linear(), noise_var=1.0, copies=2.0)
+      >>> round(float(lp), 4)               # 2 · log N(y; 0, I) = 2 (−½ − log 2π)
+      -4.6758
     """
     grams = grams_from_whitened(zs, g0, kernel, jitter)
     prior = -0.5 * sum(jnp.sum(z**2) for z in zs)
@@ -105,6 +122,15 @@ class SamplerOutput(NamedTuple):
     last_grams: (chains, L, P, P), the final sample's Grams.
     acceptance: (chains,), mean acceptance probability after burn-in.
     step_size: (chains,), the step size frozen at the end of burn-in.
+
+    Example (a sampler's run: `make_dgp_sampler`):
+      >>> import jax.numpy as jnp
+      >>> from ntk import dkm
+      >>> out = dkm.SamplerOutput(mean_grams=jnp.zeros((2, 1, 3, 3)), sq_dist=jnp.zeros((2, 1)),
+      ...                         last_grams=jnp.zeros((2, 1, 3, 3)),
+      ...                         acceptance=jnp.full(2, 0.6), step_size=jnp.full(2, 0.05))
+      >>> out.mean_grams.shape[:2], out.acceptance.shape     # (chains, L), (chains,)
+      ((2, 1), (2,))
     """
 
     mean_grams: jnp.ndarray

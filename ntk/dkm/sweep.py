@@ -43,7 +43,15 @@ __all__ = ["NuFit", "make_nu_fitter"]
 class NuFit(NamedTuple):
     """One optimum of the sweep: ``grams (L, P, P)`` (float64 NumPy), the
     ``objective`` ``L_ν`` there, and the ``grad_norm`` of ``−L_ν / P`` (the
-    stopping diagnostic)."""
+    stopping diagnostic).
+
+    >>> import numpy as np
+    >>> from ntk import dkm
+    >>> opt = dkm.NuFit(grams=np.stack([np.eye(3), 2 * np.eye(3)]), objective=-4.2,
+    ...                 grad_norm=1e-8)                 # as make_nu_fitter's fit(nu)
+    >>> opt.grams.shape, opt.grad_norm < 1e-6             # (L, P, P); at a stationary point
+    ((2, 3, 3), True)
+    """
 
     grams: np.ndarray
     objective: float
@@ -61,6 +69,18 @@ def make_nu_fitter(model: FullDKM, X, Y) -> Callable[[float], NuFit]:
 
     Returns:
       ``fit(nu)`` for ν > 0; every call reuses one compilation.
+
+    A fit at ν → ∞ (the NNGP) is the module docstring's example; the sweep
+    needs a Gaussian likelihood:
+
+    >>> import numpy as np
+    >>> from ntk import dkm
+    >>> X, y = np.zeros((4, 2)), np.zeros(4)
+    >>> model = dkm.FullDKM(dkm.relu(), likelihood="categorical", num_classes=2)
+    >>> dkm.make_nu_fitter(model, X, y)
+    Traceback (most recent call last):
+      ...
+    ValueError: make_nu_fitter: `model` must have a Gaussian likelihood ...
     """
     name = "make_nu_fitter"
     if not isinstance(model, FullDKM):

@@ -30,6 +30,16 @@ def from_nnx(module, *, method: str = "__call__") -> tuple[Callable, Any]:
 
     ``params`` is the ``nnx.State`` of the module's ``nnx.Param`` variables;
     other variables (batch statistics, RNG state) are held fixed.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from ntk.empirical import from_nnx
+      >>> f, params = from_nnx(nnx.Linear(3, 4, rngs=nnx.Rngs(0)))
+      >>> [p.shape for p in jax.tree_util.tree_leaves(params)]        # bias, kernel
+      [(4,), (3, 4)]
+      >>> f(params, jnp.ones((2, 3))).shape
+      (2, 4)
     """
     from flax import nnx
 
@@ -53,6 +63,16 @@ def from_linen(module, variables, *, method=None) -> tuple[Callable, Any]:
 
     ``f(params, x, **kw) = module.apply({"params": params, **other}, x, **kw)``
     where ``other`` are the non-trainable collections of ``variables``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import flax.linen as nn
+      >>> from ntk.empirical import from_linen
+      >>> model = nn.Dense(4)
+      >>> variables = model.init(jax.random.PRNGKey(0), jnp.ones((1, 3)))
+      >>> f, params = from_linen(model, variables)
+      >>> sorted(params), f(params, jnp.ones((2, 3))).shape
+      (['bias', 'kernel'], (2, 4))
     """
     if not isinstance(variables, Mapping):
         raise TypeError(

@@ -43,7 +43,9 @@ def _second_key(key, x1, x2):
     other = jax.random.fold_in(key, 1)
     l1, t1 = jax.tree_util.tree_flatten(x1)
     l2, t2 = jax.tree_util.tree_flatten(x2)
-    if t1 != t2 or any(np.shape(a) != np.shape(b) for a, b in zip(l1, l2)):
+    if t1 != t2 or any(  # type: ignore[operator]
+        np.shape(a) != np.shape(b) for a, b in zip(l1, l2)
+    ):
         return other
     same = jnp.all(jnp.array([jnp.all(a == b) for a, b in zip(l1, l2)]))
     return jnp.where(same, key, other)

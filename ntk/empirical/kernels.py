@@ -88,6 +88,19 @@ class NtkImplementation(enum.IntEnum):
     STRUCTURED_DERIVATIVES (3): layer-wise Gram products for `ntk.stax`
       networks (Novak et al. 2022's structure rules for Dense/Conv); Jacobian
       contraction for other functions.
+
+    Example:
+      All implementations compute the same kernel, here ``x1·x2`` for the
+      linear model ``x W``:
+
+      >>> import numpy as np
+      >>> from ntk.empirical import NtkImplementation, empirical_ntk_fn
+      >>> [i.name for i in NtkImplementation]
+      ['AUTO', 'JACOBIAN_CONTRACTION', 'NTK_VECTOR_PRODUCTS', 'STRUCTURED_DERIVATIVES']
+      >>> W, x = np.ones((3, 2)), np.arange(6.).reshape(2, 3)
+      >>> ntk_fn = empirical_ntk_fn(lambda W, x: x @ W, implementation="NTK_VECTOR_PRODUCTS")
+      >>> bool(np.allclose(ntk_fn(x, None, W), x @ x.T))
+      True
     """
 
     AUTO = 0
@@ -170,7 +183,7 @@ def _outputs(fn, params, x1, x2, kw1, kw2):
     fx2 = fx1 if x2 is None else jax.eval_shape(lambda p, x: fn(p, x, **kw2), params, x2)
     l1, t1 = jax.tree_util.tree_flatten(fx1)
     l2, t2 = jax.tree_util.tree_flatten(fx2)
-    if t1 != t2:
+    if t1 != t2:  # type: ignore[operator]
         raise ValueError(
             f"empirical kernel: f(x1) and f(x2) must have the same structure; got {t1} and {t2}."
         )
@@ -185,6 +198,17 @@ def empirical_nngp_fn(f, trace_axes=(-1,), diagonal_axes=()) -> Callable:
 
     Shape conventions as in `ntk.empirical.axes`; traced axes are averaged.
     For pytree outputs each leaf gets its own kernel (no cross terms).
+
+    Example:
+      One draw of ``f(x1) f(x2)ᵀ``, averaged over the outputs (``trace_axes=(-1,)``):
+
+      >>> import numpy as np
+      >>> from ntk.empirical import empirical_nngp_fn
+      >>> f = lambda W, x: x @ W                                     # 2 outputs
+      >>> W, x1, x2 = np.array([[1., 0.], [2., 1.]]), np.eye(2), np.ones((3, 2))
+      >>> k = empirical_nngp_fn(f)(x1, x2, W)                        # (N1, N2)
+      >>> k.shape, bool(np.allclose(k, (x1 @ W) @ (x2 @ W).T / 2))
+      ((2, 3), True)
     """
     trace_axes = check_axes_arg(trace_axes, "trace_axes")
     diagonal_axes = check_axes_arg(diagonal_axes, "diagonal_axes")
@@ -238,6 +262,17 @@ def empirical_ntk_fn(
       returning the kernel; its shape is ``zip(f(x1).shape, f(x2).shape)``
       minus traced axes, with diagonal axes once. Keyword arguments are split
       between ``x1`` and ``x2`` like NT (pairs ``(a, b)``; ``rng`` folded).
+
+    Example:
+      A linear model ``x W`` has the NTK ``(x1·x2) I`` at any ``W``:
+
+      >>> import numpy as np
+      >>> from ntk.empirical import empirical_ntk_fn
+      >>> f = lambda W, x: x @ W                                     # 2 outputs
+      >>> W, x1, x2 = np.zeros((3, 2)), np.eye(3)[:2], np.ones((4, 3))
+      >>> k = empirical_ntk_fn(f, trace_axes=())(x1, x2, W)          # (N1, N2, 2, 2)
+      >>> k.shape, bool(np.allclose(k, np.einsum("ij,ab->ijab", x1 @ x2.T, np.eye(2))))
+      ((2, 4, 2, 2), True)
     """
     trace_axes = check_axes_arg(trace_axes, "trace_axes")
     diagonal_axes = check_axes_arg(diagonal_axes, "diagonal_axes")
@@ -319,6 +354,19 @@ def auto_implementation(
     when it needs fewer FLOPs than JACOBIAN_CONTRACTION or the Jacobians would
     exceed ``JACOBIAN_MEMORY_BUDGET`` (`ntk.empirical.cost`) bytes, else
     JACOBIAN_CONTRACTION (rule and estimates in `ntk.empirical.cost`).
+
+    Example:
+      >>> import jax, numpy as np
+      >>> from ntk import stax
+      >>> from ntk.empirical import NtkImplementation, auto_implementation
+      >>> net = stax.Dense(2)
+      >>> x = np.ones((2, 3))
+      >>> _, params = net.init_fn(jax.random.PRNGKey(0), x.shape)
+      >>> auto_implementation(net, x, None, params).name                # a stax Layer
+      'STRUCTURED_DERIVATIVES'
+      >>> auto_implementation(net.apply_fn, x, None, params) in (      # any function
+      ...     NtkImplementation.JACOBIAN_CONTRACTION, NtkImplementation.NTK_VECTOR_PRODUCTS)
+      True
     """
     trace_axes = check_axes_arg(trace_axes, "trace_axes")
     diagonal_axes = check_axes_arg(diagonal_axes, "diagonal_axes")
@@ -521,6 +569,15 @@ def empirical_kernel_fn(
     requested fields (one per output leaf for pytree outputs). Arguments as in
     `empirical_nngp_fn` and `empirical_ntk_fn`; ``vmap_axes`` and
     ``implementation`` only affect the NTK.
+
+    Example:
+      >>> import jax.numpy as jnp, numpy as np
+      >>> from ntk.empirical import empirical_kernel_fn
+      >>> f = lambda W, x: jnp.sin(x @ W)
+      >>> W, x = np.ones((3, 2)), np.arange(6.).reshape(2, 3) / 6
+      >>> k = empirical_kernel_fn(f)(x, None, ("nngp", "ntk"), W)    # a namedtuple
+      >>> type(k).__name__, k.nngp.shape, k.ntk.shape
+      ('EmpiricalKernel', (2, 2), (2, 2))
     """
     implementation = check_implementation(implementation)
     fns = {
@@ -533,10 +590,10 @@ def empirical_kernel_fn(
         out = {g: fns[g](x1, x2, params, **apply_fn_kwargs) for g in names}
         if single:
             return out[names[0]]
-        record = collections.namedtuple("EmpiricalKernel", names)
+        record = collections.namedtuple("EmpiricalKernel", names)  # type: ignore[misc]
         leaves = [jax.tree_util.tree_leaves(out[g]) for g in names]
         treedef = jax.tree_util.tree_structure(out[names[0]])
-        return treedef.unflatten([record(*vals) for vals in zip(*leaves)])
+        return treedef.unflatten([record(*vals) for vals in zip(*leaves)])  # type: ignore[attr-defined]
 
     return kernel_fn
 

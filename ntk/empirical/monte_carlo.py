@@ -94,6 +94,20 @@ def monte_carlo_kernel_fn(
     Returns:
       ``kernel_fn(x1, x2=None, get=None, **apply_fn_kwargs)``; ``get`` as in
       `empirical_kernel_fn` (a namedtuple ``MonteCarloKernel`` for tuples).
+
+    Example:
+      A Dense layer's empirical NTK ``x1·x2 / C`` does not depend on its
+      weights, so any number of draws gives it exactly:
+
+      >>> import jax, numpy as np
+      >>> from ntk import stax
+      >>> from ntk.empirical import monte_carlo_kernel_fn
+      >>> init_fn, apply_fn, _ = stax.Dense(4)
+      >>> x = np.array([[1., 2.], [3., -1.]])
+      >>> mc = monte_carlo_kernel_fn(init_fn, apply_fn, jax.random.PRNGKey(0), 2,
+      ...                            device_count=1)
+      >>> bool(np.allclose(mc(x, None, "ntk"), x @ x.T / 2))
+      True
     """
     name = "monte_carlo_kernel_fn"
     counts, as_generator = _canonicalize_n_samples(n_samples)

@@ -50,6 +50,15 @@ def empirical_ntk_row(f: Callable, params, x0, x, output: int = 0):
     Returns:
       ``Θ̂(x₀, x_n) = ⟨∂_θ f_k(θ, x₀), ∂_θ f_k(θ, x_n)⟩`` for ``n = 1 … N``.
       Usable under ``jit`` (shapes are checked at trace time).
+
+    Example:
+      A linear model ``x·w`` has ``Θ̂(x₀, x) = x₀·x``:
+
+      >>> import numpy as np
+      >>> from ntk.empirical import empirical_ntk_row
+      >>> x = np.array([[1., 2.], [3., -1.], [0., 1.]])
+      >>> empirical_ntk_row(lambda w, x: x @ w, np.ones(2), x[0], x).tolist()
+      [5.0, 1.0, 2.0]
     """
     name = "empirical_ntk_row"
     _checks.require_callable(f, "f", name, "a function f(params, inputs)")

@@ -145,7 +145,7 @@ def _side(layer: Layer, params, x, kw: dict) -> _Side:
             ct = [jnp.zeros_like(l) for l in leaves]
             e = jax.nn.one_hot(r, math.prod(rest), dtype=o.dtype).reshape(rest)
             ct[k] = jnp.broadcast_to(e, o.shape)
-            return pull(treedef.unflatten(ct))[0]
+            return pull(treedef.unflatten(ct))[0]  # type: ignore[attr-defined]
 
         # Directions go after the batch axis: per-example contractions then
         # need no transposed copies of the (large) cotangents.

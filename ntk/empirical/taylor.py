@@ -41,7 +41,7 @@ def _check_f(f, name):
 
 def _delta(name, new, old):
     s_new, s_old = jax.tree_util.tree_structure(new), jax.tree_util.tree_structure(old)
-    if s_new != s_old:
+    if s_new != s_old:  # type: ignore[operator]
         raise ValueError(
             f"{name}: the new parameters must have the structure of "
             f"the expansion point; got {s_new} and {s_old}."
@@ -58,6 +58,15 @@ def linearize(f: Callable, params) -> Callable:
 
     Returns:
       ``f_lin`` with the signature of ``f``; exact at ``p = params``, linear in p.
+
+    Example:
+      ``sin(θ x)`` around θ0 = 0 is ``θ x``:
+
+      >>> import jax.numpy as jnp
+      >>> from ntk.empirical import linearize
+      >>> f_lin = linearize(lambda theta, x: jnp.sin(theta * x), 0.)
+      >>> round(float(f_lin(0.5, 2.)), 4)                           # 0 + 2 · 0.5
+      1.0
     """
     _check_f(f, "linearize")
 
@@ -75,6 +84,15 @@ def taylor_expand(f: Callable, params, degree: int) -> Callable:
     ``f_tayl(p, *args, **kw) = Σ_{j≤degree} D^j f(params)[p - params]^{⊗j} / j!``.
     Degree 0 is the constant ``f(params, ...)``; degree 1 equals `linearize`.
     Exact for functions that are polynomials of at most that degree in θ.
+
+    Example:
+      ``exp(θ x)`` to degree 2 around θ0 = 0 is ``1 + θx + (θx)²/2``:
+
+      >>> import jax.numpy as jnp
+      >>> from ntk.empirical import taylor_expand
+      >>> f2 = taylor_expand(lambda theta, x: jnp.exp(theta * x), 0., 2)
+      >>> round(float(f2(0.5, 2.)), 4)                              # 1 + 1 + 1/2
+      2.5
     """
     _check_f(f, "taylor_expand")
     if not (isinstance(degree, int) and not isinstance(degree, bool) and degree >= 0):

@@ -101,6 +101,14 @@ class ABC:
       c: learning-rate exponent ``η n^{-c}``; a number, or one per layer
         (``(c_1, ..., c_{L+1})``, the per-layer gauge of TP5's tables).
       name: a label.
+
+    Example:
+        >>> from ntk import mup
+        >>> p = mup.ABC(a=(0, 0.5, 0.5), b=(0, 0, 0), c=0, name="ntk")   # L = 2
+        >>> p.r, p.stable, p.regime
+        (0.5, True, 'kernel')
+        >>> p.shift(0.5).r                   # the symmetry (a + θ, b − θ, c − 2θ)
+        0.5
     """
 
     a: tuple
@@ -123,6 +131,7 @@ class ABC:
             )
         if not isinstance(self.name, str):
             raise TypeError(f"ABC: `name` must be a str; got {type(self.name).__name__}.")
+        c: float | tuple
         if isinstance(self.c, (int, float)) and not isinstance(self.c, bool):
             c = float(_checks.require_real(self.c, "c", "ABC"))
         else:

@@ -43,7 +43,14 @@ from ntk.power_law import loglog_slope
 
 
 def rms(v) -> jnp.ndarray:
-    """Root-mean-square coordinate size ``sqrt(mean(v²))`` (``v`` non-empty)."""
+    """Root-mean-square coordinate size ``sqrt(mean(v²))`` (``v`` non-empty).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from ntk import mup
+        >>> float(mup.rms(jnp.array([[3.0, -4.0], [0.0, 0.0]])))   # sqrt(25 / 4)
+        2.5
+    """
     v = _checks.as_array(v, "v", "rms", finite=False, nonempty=True)
     return jnp.sqrt(jnp.mean(jnp.square(v)))
 
@@ -75,6 +82,15 @@ class CoordCheck:
       size: ``{layer: (len(widths), steps + 1)}`` RMS of ``h_t`` (seed mean).
       delta: the same for ``h_t − h_0``.
       label: a title for plots.
+
+    Example (a real check: module docstring):
+        >>> import numpy as np
+        >>> from ntk import mup
+        >>> cc = mup.CoordCheck(widths=(64, 256), steps=1, layers=("f",),
+        ...                     size={"f": np.ones((2, 2))},
+        ...                     delta={"f": np.array([[0.0, 1.0], [0.0, 0.25]])})
+        >>> round(cc.slope("f", step=1), 4)       # Δf ∝ n^{-1}: 1 → 1/4 over 4x width
+        -1.0
     """
 
     widths: tuple
@@ -173,6 +189,20 @@ def coord_check(
 
     Returns:
       `CoordCheck`.
+
+    A two-width run and its slopes are in the module docstring (every width
+    compiles one training loop); here, the check of the arguments.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from ntk import mup, stax
+        >>> make = lambda n: mup.parametrize(stax.serial(stax.Dense(n), stax.Relu(),
+        ...                                              stax.Dense(1)), "mup", base_width=8)
+        >>> mup.coord_check(make, (64,), jnp.ones((4, 2)), jnp.ones((4, 1)),
+        ...                 optimizer=lambda info: mup.sgd(0.1, info))
+        Traceback (most recent call last):
+          ...
+        ValueError: coord_check: need at least 2 widths; got (64,).
     """
     name = "coord_check"
     _checks.require_callable(make, "make", name, "a function width -> Parametrized")

@@ -220,10 +220,10 @@ def _coefficients(state, delta, kx, eta_gamma, masks):
     L = phi.shape[0]
     d = delta[None, None, :, :]  # Δ_ν(s) on (t, μ, s, ν)
     lt4 = lt[:, None, :, None]
-    cf = [eta_gamma * kx[None, :, None, :] * d * lt4]
-    for l in range(1, L):
-        cf.append((a[l - 1] + eta_gamma * phi[l - 1] * d) * lt4)
-    cf = jnp.stack(cf)
+    cf = jnp.stack(
+        [eta_gamma * kx[None, :, None, :] * d * lt4]
+        + [(a[l - 1] + eta_gamma * phi[l - 1] * d) * lt4 for l in range(1, L)]
+    )
     le4 = le[:, None, :, None]
     cb = (
         jnp.stack([b[l] * le4 + eta_gamma * g[l + 1] * d * lt4 for l in range(L - 1)])

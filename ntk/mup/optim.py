@@ -47,7 +47,20 @@ _RULES = {"sgd": "lr_mult", "adam": "adam_lr_mult"}
 
 
 def multipliers(info, rule: str = "sgd"):
-    """The learning-rate multiplier of every tensor: ``n̄^{-c}`` (SGD) or ``n̄^{-c_adam}``."""
+    """The learning-rate multiplier of every tensor: ``n̄^{-c}`` (SGD) or ``n̄^{-c_adam}``.
+
+    Returns a tree of floats with ``info``'s structure.
+
+    Example:
+      >>> import jax
+      >>> from ntk import mup, stax
+      >>> net = mup.parametrize(stax.serial(stax.Dense(256), stax.Relu(), stax.Dense(1)),
+      ...                       "mup", base_width=64)                     # n̄ = 256/64 = 4
+      >>> jax.tree_util.tree_leaves(mup.multipliers(net.info, "sgd"))
+      [1.0, 1.0]
+      >>> jax.tree_util.tree_leaves(mup.multipliers(net.info, "adam"))   # 4^{-1/2}
+      [0.5, 0.5]
+    """
     _checks.require_one_of(rule, tuple(_RULES), "rule", "mup.multipliers")
     leaves = jax.tree_util.tree_leaves(info, is_leaf=is_leaf_scale)
     if not leaves or not all(isinstance(s, LeafScale) for s in leaves):
@@ -69,6 +82,17 @@ def scale_by_width(info, rule: str = "sgd") -> optax.GradientTransformation:
 
     Stateless; ``update(updates, state, params=None)`` returns
     ``m ⊙ updates`` with ``m`` from `multipliers`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk import mup, stax
+      >>> net = mup.parametrize(stax.serial(stax.Dense(256), stax.Relu(), stax.Dense(1)),
+      ...                       "mup", base_width=64)                     # n̄ = 256/64 = 4
+      >>> ones = jax.tree_util.tree_map(lambda m: jnp.ones(2), mup.multipliers(net.info))
+      >>> t = mup.scale_by_width(net.info, "adam")
+      >>> u, _ = t.update(ones, t.init(ones))
+      >>> [leaf.tolist() for leaf in jax.tree_util.tree_leaves(u)]
+      [[0.5, 0.5], [0.5, 0.5]]
     """
     mults = multipliers(info, rule)
 
@@ -142,6 +166,17 @@ def adam(
     ``weight_decay`` is decoupled (AdamW) and *not* width-scaled: the decay per
     step is ``η · weight_decay · w`` for every tensor, as the `mup` package
     does with ``decoupled_wd=True``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk import mup, stax
+      >>> net = mup.parametrize(stax.serial(stax.Dense(256), stax.Relu(), stax.Dense(1)),
+      ...                       "mup", base_width=64)                     # n̄ = 256/64 = 4
+      >>> g = jax.tree_util.tree_map(lambda m: jnp.ones(2), mup.multipliers(net.info))
+      >>> opt = mup.adam(1e-3, net.info)
+      >>> u, _ = opt.update(g, opt.init(g))    # stand-in gradients shaped like `info`
+      >>> [round(float(leaf[0]), 6) for leaf in jax.tree_util.tree_leaves(u)]   # −η n̄^{-1/2}
+      [-0.0005, -0.0005]
     """
     name = "mup.adam"
     _check_lr(learning_rate, name)

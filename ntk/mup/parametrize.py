@@ -63,6 +63,13 @@ class LeafScale:
       a, b, c: its abc exponents (``b = inf``: zero init).
       c_adam: learning-rate exponent for Adam (module docstring).
       a_native, b_native: the exponents the network's own code implements.
+
+    Example:
+      >>> from ntk import mup
+      >>> s = mup.LeafScale("output", layer=3, width_mult=4.0, a=0.5, b=0.5, c=0.0,
+      ...                   c_adam=0.5, a_native=0.5, b_native=0.0)   # μP readout, n̄ = 4
+      >>> s.fwd_mult, s.init_mult, s.lr_mult, s.adam_lr_mult   # n̄^{a°−a}, n̄^{b°−b}, ...
+      (1.0, 0.5, 1.0, 0.5)
     """
 
     role: str
@@ -110,6 +117,14 @@ class Parametrized(NamedTuple):
       features_fn: ``(w, x) -> {name: array}`` of preactivations ``h^l`` and the
         output ``f`` (used by `coord_check`), or None.
       kind: ``"stax"``, ``"linen"`` or ``"nnx"`` (how `init` calls ``init_fn``).
+
+    Example (init and apply, as ``ntk.mup.parametrize.parametrize_stax`` builds them):
+      >>> import jax
+      >>> from ntk import mup, stax
+      >>> net = mup.parametrize(stax.serial(stax.Dense(256), stax.Relu(), stax.Dense(1)),
+      ...                       "mup", base_width=64)
+      >>> net.kind, net.abc.regime, [s.role for s in jax.tree_util.tree_leaves(net.info)]
+      ('stax', 'feature learning', ['input', 'output'])
     """
 
     init_fn: Callable

@@ -95,6 +95,11 @@ def draw_members(key, perm, n_members: int, sampler=None, W_std: float = 1.0, b_
 
     Each member is ``μ + z`` with ``k`` independent joint GP draws (one per output
     coordinate) from ``sampler`` (default `gp_sampler`).
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> perms.draw_members(jax.random.PRNGKey(0), jnp.array([1, 2, 0]), 4).shape
+        (4, 7, 3)
     """
     mean, sampler, k, n_members = _members("draw_members", perm, n_members, sampler, W_std, b_std)
     z = sampler(key, n_members * k).reshape(n_members, k, -1).transpose(0, 2, 1)
@@ -104,7 +109,15 @@ def draw_members(key, perm, n_members: int, sampler=None, W_std: float = 1.0, b_
 def draw_ensemble_average(key, perm, n_members: int, sampler=None, W_std: float = 1.0, b_std=None):
     """The average of ``M`` members on all nonzero inputs, ``(2^k−1, k)``, drawn
     directly as ``μ + z/√M`` (equal in distribution to averaging `draw_members`,
-    at the cost of one member)."""
+    at the cost of one member).
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> perm, x = jnp.array([1, 2, 0]), perms.binary_inputs(3)
+        >>> f_bar = perms.draw_ensemble_average(jax.random.PRNGKey(0), perm, 10**6)
+        >>> f_bar.shape, bool(perms.recovered(f_bar, perm, x).all())   # M → ∞: exact
+        ((7, 3), True)
+    """
     mean, sampler, k, n_members = _members(
         "draw_ensemble_average", perm, n_members, sampler, W_std, b_std
     )
@@ -112,7 +125,16 @@ def draw_ensemble_average(key, perm, n_members: int, sampler=None, W_std: float 
 
 
 def recovered(f_bar, perm, x, threshold: float = TIE):
-    """Per input: does rounding ``f̄`` (``(..., N, k)``) give exactly ``P_π x``?"""
+    """Per input: does rounding ``f̄`` (``(..., N, k)``) give exactly ``P_π x``?
+
+    Returns booleans ``(..., N)``.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> perm, x = jnp.array([1, 2, 0]), perms.binary_inputs(3)
+        >>> perms.recovered(perms.closed_form_mean(perm, x), perm, x).tolist()   # the GP mean
+        [True, True, True, True, True, True, True]
+    """
     name = "recovered"
     perm = check_perm(perm, name)
     x = check_binary(x, perm.size, "x", name)
@@ -133,6 +155,13 @@ def min_ensemble_sizes(z, mean, target, threshold: float = TIE):
     ``⌊max_c r_c²⌋ + 1`` (module docstring). ``mean`` must lie strictly on
     the side of ``threshold`` that ``target`` asks for (checked when
     concrete): otherwise no ensemble size recovers the target.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> m = perms.min_ensemble_sizes(jnp.array([-1.0, 0.1]), jnp.array([0.5, -0.2]),
+        ...                              jnp.array([1.0, 0.0]))
+        >>> float(m)                     # 0.5 − 1/√M > τ needs M > 4
+        5.0
     """
     name = "min_ensemble_sizes"
     threshold = check_threshold(threshold, name)
@@ -179,7 +208,14 @@ def all_input_min_sizes(
     threshold: float = TIE,
 ):
     """Per trial: ``M_min`` for every nonzero input ``(T, 2^k−1)``, one joint draw
-    of all ``k`` coordinate processes per trial (``k <= 20``)."""
+    of all ``k`` coordinate processes per trial (``k <= 20``).
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> m = perms.all_input_min_sizes(jax.random.PRNGKey(0), jnp.array([1, 2, 0]), 4)
+        >>> m.shape, bool((m[:, [0, 1, 3]] == 1).all())   # training inputs e_i: M = 1
+        ((4, 7), True)
+    """
     name = "all_input_min_sizes"
     perm = check_perm(perm, name)
     k = perm.size
@@ -205,7 +241,15 @@ def sampled_input_min_sizes(
 ):
     """``M_min`` per trial for given inputs ``x`` ``(N, k)``, any ``k``: draws the
     ``k`` coordinates of each input independently, ``N(0, σ²(|x|))`` (the per
-    input law; inputs are not joint). Returns ``(T, N)``."""
+    input law; inputs are not joint). Returns ``(T, N)``.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> perm, x = jnp.array([1, 2, 0]), perms.binary_inputs(3)
+        >>> m = perms.sampled_input_min_sizes(jax.random.PRNGKey(0), perm, x, 5)
+        >>> m.shape, bool((m[:, [0, 1, 3]] == 1).all())   # training inputs e_i: M = 1
+        ((5, 7), True)
+    """
     name = "sampled_input_min_sizes"
     perm = check_perm(perm, name)
     x = check_binary(x, perm.size, "x", name)
@@ -224,7 +268,15 @@ def sampled_input_min_sizes(
 def success_probability(
     k: int, s, n_members, W_std: float = 1.0, b_std=None, threshold: float = TIE
 ):
-    """Exact ``P_s(M)``: an ``M``-member ensemble recovers an input with ``s`` ones."""
+    """Exact ``P_s(M)``: an ``M``-member ensemble recovers an input with ``s`` ones.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> perms.success_probability(8, 3, [1, 10, 100]).round(3).tolist()
+        [0.072, 0.265, 0.948]
+        >>> float(perms.success_probability(8, 1, 1))      # a training input: always
+        1.0
+    """
     return np.exp(log_success_probability(k, s, n_members, W_std, b_std, threshold))
 
 
@@ -271,7 +323,15 @@ def per_input_complexity(
     k: int, delta: float = 0.1, s=None, W_std: float = 1.0, b_std=None, threshold: float = TIE
 ):
     """Smallest ``M`` with ``P_s(M) >= 1 − δ`` — exact. ``s`` None: the worst case
-    over ``s = 1..k`` (an int); otherwise one value per ``s``."""
+    over ``s = 1..k`` (an int); otherwise one value per ``s``.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> perms.per_input_complexity(8, delta=0.1, s=[1, 2, 3]).tolist()
+        [1, 284, 79]
+        >>> perms.per_input_complexity(8, delta=0.1)          # worst case: s = 2
+        284
+    """
     name = "per_input_complexity"
     delta = _check_delta(delta, name)
     k = check_k(k, name)
@@ -295,7 +355,13 @@ def union_bound_complexity(
     k: int, delta: float = 0.1, W_std: float = 1.0, b_std=None, threshold: float = TIE
 ):
     """Smallest ``M`` with ``Σ_s C(k,s)(1 − P_s(M)) <= δ``: an upper bound on the
-    ensemble size that recovers all ``2^k − 1`` inputs with probability ``1 − δ``."""
+    ensemble size that recovers all ``2^k − 1`` inputs with probability ``1 − δ``.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> perms.union_bound_complexity(8, delta=0.1)     # ≥ per_input_complexity(8) = 284
+        670
+    """
     name = "union_bound_complexity"
     delta = _check_delta(delta, name)
     k = check_k(k, name)
@@ -315,7 +381,13 @@ def union_bound_complexity(
 
 def empirical_complexity(min_sizes, delta: float = 0.1):
     """``1 − δ`` quantile of ``M_min`` over trials (axis 0): the smallest ``M``
-    whose empirical recovery probability is ``>= 1 − δ``."""
+    whose empirical recovery probability is ``>= 1 − δ``.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> int(perms.empirical_complexity(np.arange(1, 11), delta=0.1))   # 9 of 10 trials
+        9
+    """
     delta = _check_delta(delta, "empirical_complexity")
     m = np.sort(_check_sizes(min_sizes, "empirical_complexity"), axis=0)
     idx = int(math.ceil((1 - delta) * m.shape[0])) - 1
@@ -323,7 +395,13 @@ def empirical_complexity(min_sizes, delta: float = 0.1):
 
 
 def recovery_curve(min_sizes, ensemble_sizes):
-    """Empirical probability of exact recovery ``P(M_min <= M)`` for each ``M``."""
+    """Empirical probability of exact recovery ``P(M_min <= M)`` for each ``M``.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> perms.recovery_curve(np.array([1, 2, 2, 5]), [1, 2, 4, 8]).tolist()
+        [0.25, 0.75, 0.75, 1.0]
+    """
     m = _check_sizes(min_sizes, "recovery_curve")
     sizes = _checks.as_numpy(
         ensemble_sizes, "ensemble_sizes", "recovery_curve", ndim=1, what="(E,)"

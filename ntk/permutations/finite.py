@@ -52,6 +52,14 @@ def train_finite_ensemble(
       n_members, width: ``M`` and the hidden width ``n``.
       steps, learning_rate: default from the infinite-width NTK (module doc).
       tol: residual the default number of steps aims for.
+
+    Example (a run: module docstring; each call compiles its training loop):
+        >>> from ntk import permutations as perms
+        >>> perms.train_finite_ensemble(jax.random.PRNGKey(0), jnp.array([1, 2, 0]),
+        ...                             jnp.ones((4, 2)), 2)     # inputs need k = 3 columns
+        Traceback (most recent call last):
+          ...
+        ValueError: train_finite_ensemble: `x_test` must have shape (N, 3); got (4, 2).
     """
     name = "train_finite_ensemble"
     perm = check_perm(perm, name)

@@ -84,6 +84,13 @@ def trained_gp(
 
     Returns:
       mean ``(N, k)``, or ``ntk.predict.Gaussian(mean, cov)``.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> perm, x = jnp.array([1, 2, 0]), perms.binary_inputs(3)
+        >>> mean = perms.trained_gp(perm, x, compute_cov=False)              # (7, 3)
+        >>> bool(jnp.allclose(mean, perms.closed_form_mean(perm, x), atol=1e-6))
+        True
     """
     name = "trained_gp"
     perm = check_perm(perm, name)
@@ -147,7 +154,14 @@ def _f(*vs):
 
 def relu_kernels(k: int, n1, n2, n12, W_std: float = 1.0, b_std=None):
     """Closed-form ``(K, Θ)`` of `network` for binary inputs with ``|x|=n1``,
-    ``|x'|=n2``, ``x·x'=n12`` (arrays broadcast). See the module docstring."""
+    ``|x'|=n2``, ``x·x'=n12`` (arrays broadcast). See the module docstring.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> K, theta = perms.relu_kernels(4, 1, 1, 1)    # x = x' = e_i: q = 1/4
+        >>> float(K), float(theta)                        # K = q/2, Θ = 2K
+        (0.125, 0.25)
+    """
     name = "relu_kernels"
     k = check_k(k, name)
     W_std, b_std = check_stds(W_std, b_std, name)
@@ -157,7 +171,8 @@ def relu_kernels(k: int, n1, n2, n12, W_std: float = 1.0, b_std=None):
 
 @functools.partial(jax.jit, static_argnames=("k", "W_std", "b_std"))
 def _relu_kernels_jit(k, n1, n2, n12, W_std, b_std):
-    return _relu_kernels(jnp, k, *_f(n1, n2, n12), W_std, b_std)
+    n1, n2, n12 = _f(n1, n2, n12)
+    return _relu_kernels(jnp, k, n1, n2, n12, W_std, b_std)
 
 
 def _check_overlap(name, k, a1, a2, a12, s1, s2, t):
@@ -182,11 +197,19 @@ def _check_overlap(name, k, a1, a2, a12, s1, s2, t):
 
 @functools.partial(jax.jit, static_argnums=(0, 2, 3))
 def _scalars(k, s, W_std, b_std):
-    return _scalars_xp(jnp, k, *_f(s), W_std, b_std)
+    (s,) = _f(s)
+    return _scalars_xp(jnp, k, s, W_std, b_std)
 
 
 def mean_structure(k: int, s, W_std: float = 1.0, b_std=None):
-    """``(α(s), β(s))``: the t = ∞ mean on / off the coordinates of ``P_π x``."""
+    """``(α(s), β(s))``: the t = ∞ mean on / off the coordinates of ``P_π x``.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> alpha, beta = perms.mean_structure(6, jnp.array([2.0, 3.0]))
+        >>> bool(jnp.all(alpha > 0)), bool(jnp.all(beta < 0))   # the sign structure
+        (True, True)
+    """
     k = check_k(k, "mean_structure")
     W_std, b_std = check_stds(W_std, b_std, "mean_structure")
     check_counts("mean_structure", k, s=s)
@@ -194,7 +217,15 @@ def mean_structure(k: int, s, W_std: float = 1.0, b_std=None):
 
 
 def closed_form_mean(perm, x, W_std: float = 1.0, b_std=None):
-    """``μ(x) = α(s) P_π x + β(s)(1 − P_π x)`` for binary ``x`` ``(N, k)``."""
+    """``μ(x) = α(s) P_π x + β(s)(1 − P_π x)`` for binary ``x`` ``(N, k)``.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> perm, x = jnp.array([1, 2, 0]), perms.binary_inputs(3)
+        >>> mu = perms.closed_form_mean(perm, x)                      # (7, 3)
+        >>> bool(jnp.all(perms.round_outputs(mu) == perms.apply_permutation(perm, x)))
+        True
+    """
     perm = check_perm(perm, "closed_form_mean")
     W_std, b_std = check_stds(W_std, b_std, "closed_form_mean")
     x = check_binary(x, perm.size, "x", "closed_form_mean")
@@ -204,7 +235,15 @@ def closed_form_mean(perm, x, W_std: float = 1.0, b_std=None):
 
 
 def covariance_fn(k: int, s1, s2, t, W_std: float = 1.0, b_std=None):
-    """Closed-form ``Σ(x, x')`` for ``|x| = s1``, ``|x'| = s2``, ``x·x' = t``."""
+    """Closed-form ``Σ(x, x')`` for ``|x| = s1``, ``|x'| = s2``, ``x·x' = t``.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> round(float(perms.covariance_fn(4, 1, 1, 1)), 6)   # a training input: no spread
+        0.0
+        >>> bool(perms.covariance_fn(4, 2, 2, 2) > 0)
+        True
+    """
     k = check_k(k, "covariance_fn")
     W_std, b_std = check_stds(W_std, b_std, "covariance_fn")
     _check_overlap("covariance_fn", k, "s1", "s2", "t", s1, s2, t)
@@ -213,7 +252,8 @@ def covariance_fn(k: int, s1, s2, t, W_std: float = 1.0, b_std=None):
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5))
 def _covariance(k, s1, s2, t, W_std, b_std):
-    return _covariance_xp(jnp, k, *_f(s1, s2, t), W_std, b_std)
+    s1, s2, t = _f(s1, s2, t)
+    return _covariance_xp(jnp, k, s1, s2, t, W_std, b_std)
 
 
 def covariance_fn_f64(k: int, s1, s2, t, W_std: float = 1.0, b_std=None):
@@ -248,13 +288,27 @@ def mean_structure_f64(k: int, s, W_std: float = 1.0, b_std=None):
 
 
 def closed_form_variance(k: int, s, W_std: float = 1.0, b_std=None):
-    """``σ²(s) = Σ(x, x)`` for an input with ``s`` ones (any output coordinate)."""
+    """``σ²(s) = Σ(x, x)`` for an input with ``s`` ones (any output coordinate).
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> var = perms.closed_form_variance(4, jnp.array([1.0, 2.0, 3.0]))
+        >>> round(float(var[0]), 6), bool(jnp.all(var[1:] > 0))
+        (0.0, True)
+    """
     check_counts("closed_form_variance", check_k(k, "closed_form_variance"), s=s)
     return covariance_fn(k, s, s, s, W_std, b_std)
 
 
 def closed_form_covariance(x1, x2=None, W_std: float = 1.0, b_std=None):
-    """Dense ``Σ(x1, x2)`` ``(N1, N2)`` of one output coordinate, binary inputs."""
+    """Dense ``Σ(x1, x2)`` ``(N1, N2)`` of one output coordinate, binary inputs.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> cov = perms.closed_form_covariance(perms.binary_inputs(3))
+        >>> cov.shape, bool(jnp.allclose(cov, cov.T))
+        ((7, 7), True)
+    """
     name = "closed_form_covariance"
     x1 = _checks.as_array(x1, "x1", name, ndim=2, what="(N1, k)")
     k = check_k(x1.shape[1], name)
@@ -267,7 +321,14 @@ def closed_form_covariance(x1, x2=None, W_std: float = 1.0, b_std=None):
 def margins(k: int, s, W_std: float = 1.0, b_std=None, threshold=None):
     """``(α − τ, τ − β, σ)`` per number of ones ``s``: the distances of the mean
     to the rounding threshold on / off ``P_π x`` and the member std (NumPy
-    float64)."""
+    float64).
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> on, off, std = perms.margins(8, [2, 3])
+        >>> bool((on > 0).all() and (off > 0).all()), std.shape   # the mean rounds right
+        (True, (2,))
+    """
     tau = TIE if threshold is None else check_threshold(threshold, "margins")
     s = np.asarray(s, np.float64)
     alpha, beta = mean_structure_f64(k, s, W_std, b_std)

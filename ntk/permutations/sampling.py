@@ -61,7 +61,16 @@ MAX_DENSE_K = 12
 
 
 def dense_sampler(k: int, W_std: float = 1.0, b_std=None):
-    """Exact joint draws from a dense factor of ``Σ`` (``k <= 12``)."""
+    """Exact joint draws from a dense factor of ``Σ`` (``k <= 12``).
+
+    Returns ``sample(key, n) -> (n, 2^k − 1)`` (columns as `binary_inputs`).
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> z = perms.dense_sampler(3)(jax.random.PRNGKey(0), 4)
+        >>> z.shape, bool(jnp.allclose(z[:, [0, 1, 3]], 0, atol=1e-6))   # z(e_i) = 0
+        ((4, 7), True)
+    """
     k = check_k(k, "dense_sampler", MAX_DENSE_K)
     W_std, b_std = check_stds(W_std, b_std, "dense_sampler")
     n = np.arange(1, 2**k, dtype=np.int64)
@@ -154,7 +163,17 @@ def block_eigenvalues(k: int, j: int, W_std: float = 1.0, b_std=None, sigma=None
 
 
 def structured_sampler(k: int, W_std: float = 1.0, b_std=None):
-    """Exact joint draws via the ``S_k`` (Johnson-scheme) block structure of ``Σ``."""
+    """Exact joint draws via the ``S_k`` (Johnson-scheme) block structure of ``Σ``.
+
+    Returns ``sample(key, n) -> (n, 2^k − 1)`` (a draw: module docstring);
+    ``sample.normal_shapes`` lists, per block ``j``, the normals it mixes:
+    ``(#layers of B_j, C(k, j))``.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> perms.structured_sampler(4).normal_shapes    # j = 0, 1, 2
+        [(4, 1), (3, 4), (1, 6)]
+    """
     k = check_k(k, "structured_sampler", MAX_ENUM_K)
     W_std, b_std = check_stds(W_std, b_std, "structured_sampler")
     layers, pos = _layers(k)
@@ -249,6 +268,11 @@ def gp_sampler(k: int, W_std: float = 1.0, b_std=None, method: str = "auto"):
 
     ``method``: ``"dense"`` (k <= 12), ``"structured"`` (k <= 20) or ``"auto"``
     (dense for k <= 10, structured above).
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> perms.gp_sampler(3)(jax.random.PRNGKey(0), 2).shape   # dense: k <= 10
+        (2, 7)
     """
     _checks.require_one_of(method, ("auto", "dense", "structured"), "method", "gp_sampler")
     k = check_k(k, "gp_sampler")

@@ -121,19 +121,39 @@ def check_perm(perm, name="permutation"):
 
 
 def random_permutation(key, k: int):
-    """Uniformly random permutation vector of length ``k`` (``π(i) = perm[i]``)."""
+    """Uniformly random permutation vector of length ``k`` (``π(i) = perm[i]``).
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> perm = perms.random_permutation(jax.random.PRNGKey(0), 5)
+        >>> perm.dtype, sorted(perm.tolist())
+        (dtype('int32'), [0, 1, 2, 3, 4])
+    """
     k = check_k(k, "random_permutation")
     return jax.random.permutation(key, k).astype(jnp.int32)
 
 
 def permutation_matrix(perm, dtype=jnp.float32):
-    """``P_π`` with ``P_π e_i = e_{π(i)}``: ``P[π(i), i] = 1``. Shape ``(k, k)``."""
+    """``P_π`` with ``P_π e_i = e_{π(i)}``: ``P[π(i), i] = 1``. Shape ``(k, k)``.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> perms.permutation_matrix(jnp.array([1, 2, 0])).astype(int).tolist()
+        [[0, 0, 1], [1, 0, 0], [0, 1, 0]]
+    """
     perm = check_perm(perm, "permutation_matrix")
     return jax.nn.one_hot(perm, perm.size, dtype=dtype).T
 
 
 def apply_permutation(perm, x):
-    """``P_π x`` row-wise for ``x`` of shape ``(N, k)``: ``(P_π x)_{π(i)} = x_i``."""
+    """``P_π x`` row-wise for ``x`` of shape ``(N, k)``: ``(P_π x)_{π(i)} = x_i``.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> x = jnp.array([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+        >>> perms.apply_permutation(jnp.array([1, 2, 0]), x).tolist()   # x_0 → 1, x_1 → 2
+        [[0.0, 1.0, 0.0], [0.0, 1.0, 1.0]]
+    """
     perm = check_perm(perm, "apply_permutation")
     x = _checks.as_array(x, "x", "apply_permutation")
     if x.ndim != 2 or x.shape[-1] != perm.size:
@@ -142,7 +162,14 @@ def apply_permutation(perm, x):
 
 
 def training_set(perm, dtype=jnp.float32):
-    """The paper's training set: ``X = I_k`` and ``Y_i = e_{π(i)}``, both ``(k, k)``."""
+    """The paper's training set: ``X = I_k`` and ``Y_i = e_{π(i)}``, both ``(k, k)``.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> x, y = perms.training_set(jnp.array([1, 2, 0]))
+        >>> x.shape, y.tolist()
+        ((3, 3), [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    """
     perm = check_perm(perm, "training_set")
     x = jnp.eye(perm.size, dtype=dtype)
     return x, apply_permutation(perm, x)
@@ -153,6 +180,11 @@ def binary_inputs(k: int, dtype=jnp.float32):
 
     Bit ``i`` of the integer ``n`` is coordinate ``i``. Shape ``(2^k − 1, k)``;
     ``k <= 20``.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> perms.binary_inputs(2).tolist()          # n = 1, 2, 3
+        [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
     """
     k = check_k(k, "binary_inputs", MAX_ENUM_K)
     n = np.arange(1, 2**k, dtype=np.int64)
@@ -166,6 +198,12 @@ def sample_binary_inputs(key, k: int, n: int, dtype=jnp.float32):
     Uniform bits, and an all-zero row (probability ``2^-k``) is replaced by a
     uniformly random basis vector — exact uniformity over nonzero inputs up to
     that ``2^-k`` event. Shape ``(n, k)``.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> x = perms.sample_binary_inputs(jax.random.PRNGKey(0), 40, 3)
+        >>> x.shape, bool(jnp.all(x.sum(1) > 0))     # never the zero vector
+        ((3, 40), True)
     """
     k = check_k(k, "sample_binary_inputs")
     n = _checks.require_int(n, "n", "sample_binary_inputs")
@@ -176,7 +214,13 @@ def sample_binary_inputs(key, k: int, n: int, dtype=jnp.float32):
 
 
 def round_outputs(f, threshold: float = TIE):
-    """The rounding step ``ŷ = 1[f > threshold]`` (elementwise, float 0/1)."""
+    """The rounding step ``ŷ = 1[f > threshold]`` (elementwise, float 0/1).
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> perms.round_outputs(jnp.array([0.7, 1e-9, -0.2])).tolist()   # τ = 1e-6
+        [1.0, 0.0, 0.0]
+    """
     threshold = check_threshold(threshold, "round_outputs")
     f = _checks.as_array(f, "f", "round_outputs", floating=True)
     return (f > threshold).astype(f.dtype)
@@ -187,6 +231,12 @@ def network(k: int, width: int = 1024, W_std: float = 1.0, b_std=None):
 
     ``Dense(width, σ_w, σ_b) → Relu → Dense(k, σ_w, σ_b)``, NTK
     parameterisation; ``kernel_fn`` is its infinite-width NNGP/NTK.
+
+    Example:
+        >>> from ntk import permutations as perms
+        >>> init_fn, apply_fn, kernel_fn = perms.network(3, width=16)
+        >>> kernel_fn
+        KernelFn(serial(Dense(16), Relu, Dense(3)))
     """
     k = check_k(k, "network")
     width = _checks.require_int(width, "width", "network")

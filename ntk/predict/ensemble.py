@@ -162,7 +162,9 @@ def gradient_descent_mse_ensemble(
         out = {}
         for g in names:
             reg = reg_of(g)
-            if has_inf:
+            # t = None is t = ∞: the same definiteness requirement, whether or
+            # not test points are asked for.
+            if has_inf or t is None:
                 reg.check_definite()
             if t is None:
                 mean, cov = _ensemble_inf(g, reg, y_flat, k_dd, k_td, k_tt, compute_cov)

@@ -36,9 +36,11 @@ def gradient_descent_mse(
     Finite ``t`` uses ``Θ = V diag(λ) Vᵀ`` (``eigh``), ``e^{-Θτ} = V e^{-λτ}
     Vᵀ`` and ``Θ^{-1}(e^{-Θτ} - I) = V diag(expm1(-λτ)/λ) Vᵀ``; eigenvalues
     ``≤ 0`` (round-off) are treated as untrained directions (a pseudo-inverse).
-    ``t = None`` (``∞``) solves ``Θ α = Y - f_0(X)`` by Cholesky; an array
-    ``t`` with ``inf`` entries raises the same error as ``t = None`` when
-    ``Θ`` has no Cholesky factor (checked when ``t`` is concrete).
+    ``t = None`` (``∞``) solves ``Θ α = Y - f_0(X)`` by Cholesky; it, and an
+    array ``t`` with ``inf`` entries, raise the same error when ``Θ`` has no
+    Cholesky factor (checked when ``Θ``, and an array ``t``, are concrete;
+    also when only training outputs are requested, though ``f_∞(X) = Y``
+    needs no solve).
 
     Discrete time (``discrete_time=True``, an extension of neural-tangents'
     API): ``t`` counts steps of full-batch gradient descent
@@ -134,6 +136,9 @@ def gradient_descent_mse(
             ).astype(dtype)
 
         if t is None:
+            # f_∞(X) = Y needs no solve, but exists only for a definite Θ:
+            # fail as t = inf does rather than return Y for a singular kernel.
+            reg.check_definite()
             fx_train = y_flat if fx_train_0 is not None else None
             fx_test = None
             if g0 is not None:

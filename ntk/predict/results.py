@@ -23,6 +23,14 @@ class Gaussian(NamedTuple):
         when times were requested).
       covariance: shape of the kernel on the test points, e.g.
         ``(N_test, N_test)``: the covariance of every output channel.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk.predict import Gaussian
+      >>> g = Gaussian(mean=np.zeros((3, 1)), covariance=np.eye(3))
+      >>> mean, cov = g                                 # a namedtuple
+      >>> g.mean.shape, cov.shape
+      ((3, 1), (3, 3))
     """
 
     mean: jax.Array
@@ -38,6 +46,16 @@ class ODEState:
       fx_test: outputs on the test set (or None).
       qx_train: velocity ``df/dt`` on the training set (momentum only).
       qx_test: velocity on the test set (momentum only).
+
+    Example:
+      A pytree: maps act on the arrays it holds, None fields stay None:
+
+      >>> import jax, numpy as np
+      >>> from ntk.predict import ODEState
+      >>> s = ODEState(fx_train=np.ones((4, 1)), fx_test=np.zeros((2, 1)))
+      >>> s2 = jax.tree_util.tree_map(lambda a: 2 * a, s)
+      >>> s2.fx_train.shape, float(s2.fx_train[0, 0]), s2.qx_train
+      ((4, 1), 2.0, None)
     """
 
     fx_train: Optional[jax.Array] = None

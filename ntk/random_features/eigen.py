@@ -68,6 +68,12 @@ def eigendecompose(kernel, y):
 
     ``kernel`` (N, N) is a PSD kernel matrix on a pool of N points, ``y`` (N,)
     or (N, T) the targets on it; λ = eig(K)/N (clipped at 0), v = Uᵀ y/√N.
+
+        >>> import numpy as np
+        >>> from ntk.random_features import eigendecompose
+        >>> lam, v = eigendecompose(np.array([[2.0, 1.0], [1.0, 2.0]]), np.array([1.0, -1.0]))
+        >>> lam.tolist(), round(float((v ** 2).sum()), 6)     # eig(K)/N; Σ v_i² = mean y²
+        ([1.5, 0.5], 1.0)
     """
     k = _square(kernel, "kernel", "eigendecompose")
     y = _targets(y, k, "eigendecompose")
@@ -132,7 +138,15 @@ def power_law_fit(x, values):
 
     ``x`` and ``values`` are 1-D of equal length; points with ``x <= 0``,
     ``values <= 0`` or non-finite values are left out of the fit. The decay
-    exponent ``p`` is minus the slope of `ntk.power_law.loglog_fit`."""
+    exponent ``p`` is minus the slope of `ntk.power_law.loglog_fit`.
+
+        >>> import numpy as np
+        >>> from ntk.random_features import power_law_fit
+        >>> x = np.array([1.0, 2.0, 4.0, 8.0])
+        >>> p, c = power_law_fit(x, 3 * x ** -2.0)
+        >>> round(p, 4), round(c, 4)
+        (2.0, 3.0)
+    """
     slope, prefactor = loglog_fit(x, values, invalid="drop")
     return -slope, prefactor
 
@@ -149,7 +163,13 @@ def _index_range(m, i_min, i_max, name):
 
 
 def fit_alpha(eigvals, i_min: int = 1, i_max: int | None = None) -> float:
-    """α from ``λ_i ~ i^(−α)`` over modes i_min…i_max (1-based, λ descending)."""
+    """α from ``λ_i ~ i^(−α)`` over modes i_min…i_max (1-based, λ descending).
+
+    >>> import numpy as np
+    >>> from ntk.random_features import fit_alpha
+    >>> round(fit_alpha(np.arange(1, 11.0) ** -1.5, i_min=2), 4)
+    1.5
+    """
     lam = _checks.as_numpy(eigvals, "eigvals", "fit_alpha", ndim=1, what="(M,)", dtype=np.float64)
     lam = np.sort(lam)[::-1]
     idx = _index_range(lam.shape[0], i_min, i_max, "fit_alpha")
@@ -167,6 +187,12 @@ def fit_beta(
     the log–log fit (bin mean against the bin's geometric-mean index); for an
     exact power law every bin's mean is the same multiple of its centre's value,
     so the slope is unbiased. Summed over outputs for (M, T) coefficients.
+
+        >>> import numpy as np
+        >>> from ntk.random_features import fit_beta
+        >>> v = np.arange(1, 101.0) ** -1.0 * np.where(np.arange(100) % 2, 1, -1)   # v_i² = i⁻²
+        >>> round(fit_beta(v), 2)
+        1.99
     """
     v = _checks.as_numpy(
         target_coeffs,
@@ -218,7 +244,13 @@ def _binned(values, i_min, i_max, bins):
 
 
 def inverse_trace_kappa(kernel_n, ridge=0.0):
-    """``(Tr (K_n + δ I)⁻¹)⁻¹``, the data-only estimate of κ at n = len(K_n)."""
+    """``(Tr (K_n + δ I)⁻¹)⁻¹``, the data-only estimate of κ at n = len(K_n).
+
+    >>> import numpy as np
+    >>> from ntk.random_features import inverse_trace_kappa
+    >>> float(inverse_trace_kappa(np.eye(2))), float(inverse_trace_kappa(np.eye(2), ridge=1.0))
+    (0.5, 1.0)
+    """
     k = _square(kernel_n, "kernel_n", "inverse_trace_kappa")
     _checks.require_nonnegative(ridge, "ridge", "inverse_trace_kappa")
     evals = jnp.linalg.eigvalsh(0.5 * (k + k.T)) + ridge
@@ -230,7 +262,15 @@ def ridgeless_krr_mse(kernel, y, train_idx, test_idx):
     """Test MSE of ridgeless KRR trained on ``train_idx`` of a pool kernel.
 
     ``kernel (N, N)`` on the pool, ``y (N,)`` or ``(N, T)``; ``train_idx`` and
-    ``test_idx`` 1-D integer indices into the pool (``-N <= i < N``)."""
+    ``test_idx`` 1-D integer indices into the pool (``-N <= i < N``).
+
+        >>> import numpy as np
+        >>> from ntk.random_features import ridgeless_krr_mse
+        >>> x = np.random.default_rng(0).normal(size=(10, 2)); y = x @ np.array([1.0, -1.0])
+        >>> mse = ridgeless_krr_mse(x @ x.T, y, np.arange(5), np.arange(5, 10))
+        >>> round(float(mse), 6)                    # a linear target, a linear kernel: exact
+        0.0
+    """
     name = "ridgeless_krr_mse"
     k = _square(kernel, "kernel", name)
     y = _targets(y, k, name)
@@ -249,7 +289,18 @@ def exponents_from_sizes(kernel, y, sizes, key, trials: int = 3, n_test: int | N
     For each n in ``sizes`` (and ``trials`` random subsets): κ̂(n) =
     (Tr K_n⁻¹)⁻¹ and the ridgeless KRR test MSE on ``n_test`` held-out pool
     points. Fits κ̂ ~ n^(−α) and MSE ~ n^(1−β). Returns α, β and a dict of the
-    per-size means.
+    per-size means (``{"sizes", "kappa", "test_mse"}``, one entry per size).
+
+    A run is `kernel_exponents`'s example (every subset size compiles its own
+    solves); the pool must hold the largest subset and the test points:
+
+        >>> import jax, numpy as np
+        >>> from ntk.random_features import exponents_from_sizes
+        >>> exponents_from_sizes(np.eye(10), np.ones(10), [4, 8], jax.random.PRNGKey(0),
+        ...                      n_test=5)
+        Traceback (most recent call last):
+          ...
+        ValueError: exponents_from_sizes: max(sizes) + n_test = 13 exceeds the pool of 10 points.
     """
     name = "exponents_from_sizes"
     k = _square(kernel, "kernel", name)
@@ -288,7 +339,12 @@ def exponents_from_sizes(kernel, y, sizes, key, trials: int = 3, n_test: int | N
 
 
 class KernelExponents(NamedTuple):
-    """The power-law exponents of a kernel and target on a pool (`kernel_exponents`)."""
+    """The power-law exponents of a kernel and target on a pool (`kernel_exponents`).
+
+    >>> from ntk.random_features import KernelExponents
+    >>> KernelExponents._fields[:4]     # spectrum fits, then the size proxies
+    ('alpha', 'beta', 'alpha_proxy', 'beta_proxy')
+    """
 
     alpha: float  # λ_i ~ i^(−α), fitted to the spectrum over fit_range
     beta: float  # v_i² ~ i^(−β), fitted to log-binned v_i²

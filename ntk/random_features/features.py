@@ -77,6 +77,13 @@ def relu_features(key, x, k: int, W_std: float = 1.0, b_std: float | None = None
     ``stax.serial(stax.Dense(k, W_std, b_std), stax.Relu())``:
     ``(σ²/2π) ‖x‖‖x'‖ (sin θ + (π − θ) cos θ)`` with the pre-activation
     covariance σ² (Cho & Saul 2009).
+
+        >>> import jax
+        >>> from ntk.random_features import relu_features
+        >>> x = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
+        >>> phi = relu_features(jax.random.PRNGKey(1), x, k=8)
+        >>> phi.shape, bool((phi >= 0).all())
+        ((4, 8), True)
     """
     x = _matrix(x, "relu_features")
     k = _count(k, "relu_features")
@@ -92,7 +99,16 @@ def relu_features(key, x, k: int, W_std: float = 1.0, b_std: float | None = None
 
 
 def fourier_features(key, x, k: int, lengthscale: float = 1.0):
-    """Random Fourier features (n, k) of the RBF kernel ``exp(−|x−x'|²/2ℓ²)``."""
+    """Random Fourier features (n, k) of the RBF kernel ``exp(−|x−x'|²/2ℓ²)``.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from ntk.random_features import fourier_features
+    >>> x = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
+    >>> phi = fourier_features(jax.random.PRNGKey(1), x, k=20000)
+    >>> rbf = jnp.exp(-0.5 * jnp.sum((x[:, None] - x[None]) ** 2, -1))
+    >>> bool(jnp.allclose(phi @ phi.T, rbf, atol=0.05))       # Monte Carlo: O(k^-1/2)
+    True
+    """
     x = _matrix(x, "fourier_features")
     k = _count(k, "fourier_features")
     _checks.require_positive(lengthscale, "lengthscale", "fourier_features")
@@ -109,6 +125,13 @@ def gaussian_features(key, x, eigvals, k: int):
     x Λ xᵀ``: the synthetic RF model of Simon et al. 2024 (Sec. 4) with
     the prescribed spectrum ``λ_i``. Returns ``(Φ, F)`` with the projection
     ``F = W Λ^{1/2}/√k`` (k, M), so a readout w predicts ``f̂(x) = x·(Fᵀw)``.
+
+        >>> import jax, jax.numpy as jnp
+        >>> from ntk.random_features import gaussian_features
+        >>> x = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
+        >>> phi, F = gaussian_features(jax.random.PRNGKey(1), x, jnp.array([1.0, 0.5, 0.25]), k=10)
+        >>> phi.shape, F.shape, bool(jnp.allclose(phi, x @ F.T))
+        ((4, 10), (10, 3), True)
     """
     x = _matrix(x, "gaussian_features")
     k = _count(k, "gaussian_features")
@@ -190,6 +213,14 @@ def network_features(network, key, x, params=None):
     Monte Carlo estimate of the network's ``kernel_fn(x, x, "nngp")`` (mean over
     channels and same-position pairs, the stax Flatten convention). Pass
     ``params`` to reuse a draw; otherwise they come from ``init_fn(key, x.shape)``.
+
+        >>> import jax
+        >>> from ntk import stax
+        >>> from ntk.random_features import network_features
+        >>> x = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
+        >>> network_features(stax.serial(stax.Dense(64), stax.Relu()), jax.random.PRNGKey(1),
+        ...                  x).shape
+        (4, 64)
     """
     init_fn, apply_fn = _fns(network, "network_features")
     x = _checks.as_array(x, "x", "network_features")
@@ -217,6 +248,13 @@ def ntk_features(apply_fn, params, x):
     the empirical NTK ``ntk.empirical.empirical_ntk_fn(apply_fn)(x, x, params)``,
     and RF regression on Φ is the linearised network trained to convergence
     with ridge (the NTK random-feature model).
+
+        >>> import jax.numpy as jnp
+        >>> from ntk.random_features import ntk_features
+        >>> x = jnp.array([[1.0, 2.0], [3.0, -1.0], [0.0, 1.0]])
+        >>> phi = ntk_features(lambda w, x: x @ w, jnp.ones(2), x)   # linear model: φ(x) = x
+        >>> phi.shape, bool(jnp.allclose(phi, x))
+        ((3, 2), True)
     """
     _checks.require_callable(apply_fn, "apply_fn", "ntk_features", "a function apply_fn(params, x)")
     x = _checks.as_array(x, "x", "ntk_features")

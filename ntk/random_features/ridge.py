@@ -89,6 +89,12 @@ def rf_ridge_weights(phi, y, ridges, method: str = "auto", rcond=None):
       rcond: relative eigenvalue cutoff of the pseudo-inverse at δ = 0
         (default ``max(n, k) · eps``, numpy's ``pinv`` convention). In float32 keep
         ridges above ~1e-6 of the Gram's top eigenvalue for accurate solves.
+
+        >>> import jax.numpy as jnp
+        >>> from ntk.random_features import rf_ridge_weights
+        >>> w = rf_ridge_weights(jnp.eye(2), jnp.array([1.0, 2.0]), jnp.array([0.0, 1.0]))
+        >>> w.round(6).tolist()                   # Φ = I: w(δ) = y / (1 + δ)
+        [[1.0, 2.0], [0.5, 1.0]]
     """
     phi, y, ridges = _check(phi, y, ridges, method, "rf_ridge_weights")
     n, k = phi.shape
@@ -121,7 +127,13 @@ def _weights(phi, y2, ridges, method, rcond):
 def mse(pred, y):
     """Mean over samples of the squared error summed over outputs.
 
-    ``pred`` and ``y`` have the same shape, ``(n,)`` or ``(n, T)``."""
+    ``pred`` and ``y`` have the same shape, ``(n,)`` or ``(n, T)``.
+
+        >>> import jax.numpy as jnp
+        >>> from ntk.random_features import mse
+        >>> float(mse(jnp.array([[1.0, 1.0], [0.0, 0.0]]), jnp.zeros((2, 2))))   # (1 + 1 + 0)/2
+        1.0
+    """
     pred = _checks.as_array(pred, "pred", "mse", ndim=(1, 2), what="(n,) or (n, T)")
     y = _checks.as_array(y, "y", "mse")
     if pred.shape != y.shape:
@@ -137,6 +149,13 @@ def rf_ridge_mse(phi_train, y_train, phi_test, y_test, ridges, method: str = "au
     """Train and test MSE of RF ridge regression for every ridge: two (R,) arrays.
 
     MSE = mean over samples of the squared error summed over outputs.
+
+        >>> import jax.numpy as jnp
+        >>> from ntk.random_features import rf_ridge_mse
+        >>> y = jnp.array([1.0, 2.0])
+        >>> train, test = rf_ridge_mse(jnp.eye(2), y, jnp.eye(2), y, jnp.array([0.0, 1.0]))
+        >>> train.round(6).tolist()               # δ = 1 halves the fit: ((½)² + 1²)/2
+        [0.0, 0.625]
     """
     name = "rf_ridge_mse"
     phi_train, y_train, ridges = _check(
@@ -168,6 +187,12 @@ def optimal_ridge(ridges, test_mse, axis: int = -1):
 
     ``test_mse[..., r]`` must belong to ``ridges[r]``; works on theory curves and
     on trial means alike (select on the mean, not per trial, to avoid bias).
+
+        >>> import jax.numpy as jnp
+        >>> from ntk.random_features import optimal_ridge
+        >>> ridge, best = optimal_ridge(jnp.array([0.01, 0.1, 1.0]), jnp.array([0.5, 0.2, 0.3]))
+        >>> float(ridge), float(best)
+        (0.1, 0.2)
     """
     name = "optimal_ridge"
     ridges = _checks.as_array(ridges, "ridges", name, ndim=1, what="(R,)", nonempty=True)

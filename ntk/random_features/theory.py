@@ -85,6 +85,15 @@ class KRRTheory(NamedTuple):
     test_mse / train_mse: predicted E_te / E_tr (noisy labels, summed over
     outputs); learnability: Σ_i L_i v_i² / Σ_i v_i² (the fraction of the
     target's power learned).
+
+        >>> import jax.numpy as jnp
+        >>> from ntk.random_features import krr_risk
+        >>> lam = jnp.arange(1, 2001.) ** -1.5
+        >>> th = krr_risk(lam, lam ** 0.5, n=256, ridge=1e-3)          # a KRRTheory
+        >>> bool(jnp.isclose(th.train_mse, (1e-3 / (256 * th.kappa)) ** 2 * th.test_mse))
+        True
+        >>> bool(0 < th.learnability < 1 < th.e0)
+        True
     """
 
     kappa: jnp.ndarray
@@ -100,6 +109,13 @@ class RFTheory(NamedTuple):
     kappa, gamma: the two effective regularisations (γ ≥ κ, equal as k → ∞);
     e0: E_0 = 1/(1 − x); test_mse / train_mse: E_te / E_tr; z = Σ L_i and
     q = Σ L_i² with L_i = λ_i/(λ_i + γ).
+
+        >>> import jax.numpy as jnp
+        >>> from ntk.random_features import rf_risk
+        >>> lam = jnp.arange(1, 2001.) ** -1.5
+        >>> th = rf_risk(lam, lam ** 0.5, n=256, k=128, ridge=1e-3)     # an RFTheory
+        >>> bool(th.gamma > th.kappa), bool(th.q < th.z < 128)          # z < k always
+        (True, True)
     """
 
     kappa: jnp.ndarray
@@ -142,7 +158,13 @@ def _target_power(coeffs, m, name):
 
 
 def learnabilities(eigvals, gamma):
-    """``L_i = λ_i/(λ_i + γ)`` (``λ_i ≥ 0``, ``γ > 0``), shape (M,)."""
+    """``L_i = λ_i/(λ_i + γ)`` (``λ_i ≥ 0``, ``γ > 0``), shape (M,).
+
+    >>> import jax.numpy as jnp
+    >>> from ntk.random_features import learnabilities
+    >>> learnabilities(jnp.array([3.0, 1.0, 0.0]), 1.0).tolist()
+    [0.75, 0.5, 0.0]
+    """
     lam = _check_spectrum(eigvals, "learnabilities")
     _checks.require_positive(_scalar(gamma, "learnabilities", "gamma"), "gamma", "learnabilities")
     return lam / (lam + gamma)
@@ -225,6 +247,14 @@ def rf_kappa_gamma(eigvals, n, k, ridge):
     ``n = Σ L_i + δ/κ`` and ``k = Σ L_i + kκ/γ`` with ``L_i = λ_i/(λ_i + γ)``.
     Args: eigvals (M,); scalars n, k (``jnp.inf`` allowed), ridge δ ≥ 0.
     Returns ``(kappa, gamma)`` scalars.
+
+        >>> import jax.numpy as jnp
+        >>> from ntk.random_features import rf_kappa_gamma
+        >>> lam = jnp.arange(1, 2001.) ** -1.5
+        >>> kappa, gamma = rf_kappa_gamma(lam, 256, 128, 1e-3)
+        >>> z = jnp.sum(lam / (lam + gamma))
+        >>> round(float(z + 1e-3 / kappa), 4), round(float(z + 128 * kappa / gamma), 4)   # n, k
+        (256.0, 128.0)
     """
     lam, n, inv_k, ridge = _prep(eigvals, n, k, ridge, "rf_kappa_gamma")
     th = _rf_core(lam, jnp.zeros_like(lam), n, inv_k, ridge, jnp.zeros((), lam.dtype))
@@ -232,7 +262,15 @@ def rf_kappa_gamma(eigvals, n, k, ridge):
 
 
 def krr_kappa(eigvals, n, ridge):
-    """κ solving ``Σ_i λ_i/(λ_i + κ) + δ/κ = n`` (paper Sec. 3); scalar."""
+    """κ solving ``Σ_i λ_i/(λ_i + κ) + δ/κ = n`` (paper Sec. 3); scalar.
+
+    >>> import jax.numpy as jnp
+    >>> from ntk.random_features import krr_kappa
+    >>> lam = jnp.arange(1, 2001.) ** -1.5
+    >>> kappa = krr_kappa(lam, 256, 1e-3)
+    >>> round(float(jnp.sum(lam / (lam + kappa)) + 1e-3 / kappa), 4)   # = n
+    256.0
+    """
     lam, n, _, ridge = _prep(eigvals, n, None, ridge, "krr_kappa")
     return _krr_core(lam, jnp.zeros_like(lam), n, ridge, jnp.zeros((), lam.dtype)).kappa
 
@@ -328,6 +366,15 @@ class FittingCurve(NamedTuple):
 
     fitting_ratio: E_tr/E_te; best: the index of the smallest predicted test
     MSE, whose ridge and ratio are `optimal_ridge` and `optimal_ratio`.
+
+        >>> import jax.numpy as jnp
+        >>> from ntk.random_features import FittingCurve
+        >>> curve = FittingCurve(ridges=jnp.array([0.0, 0.1, 1.0]),
+        ...                      test_mse=jnp.array([0.5, 0.3, 0.4]),
+        ...                      train_mse=jnp.array([0.0, 0.06, 0.2]),
+        ...                      fitting_ratio=jnp.array([0.0, 0.2, 0.5]), best=1)
+        >>> curve.optimal_ridge, curve.optimal_ratio       # as krr_fitting_curve returns it
+        (0.1, 0.2)
     """
 
     ridges: jnp.ndarray

@@ -66,7 +66,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, overload
 
 import jax
 import jax.numpy as jnp
@@ -86,7 +86,18 @@ _HP = jax.lax.Precision.HIGHEST
 
 
 class AttentionMechanism(enum.Enum):
-    """The map ``φ`` from logits to attention weights."""
+    """The map ``φ`` from logits to attention weights.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ntk.stax import AttentionMechanism, GlobalSelfAttention
+      >>> phi = AttentionMechanism.SOFTMAX.fn()
+      >>> [round(float(w), 4) for w in phi(jnp.array([0., jnp.log(3.)]))]
+      [0.25, 0.75]
+      >>> AttentionMechanism("RELU").fn()(jnp.array([-1., 2.])).tolist()
+      [0.0, 2.0]
+      >>> layer = GlobalSelfAttention(8, 8, 8, 1, attention_mechanism=AttentionMechanism.RELU)
+    """
 
     SOFTMAX = "SOFTMAX"  # softmax over the key positions
     IDENTITY = "IDENTITY"
@@ -104,7 +115,21 @@ class AttentionMechanism(enum.Enum):
 
 
 class PositionalEmbedding(enum.Enum):
-    """How positional embeddings enter the keys/queries (and values)."""
+    """How positional embeddings enter the keys/queries (and values).
+
+    Example:
+      A summed embedding is one parameter of the input's spatial shape:
+
+      >>> import jax
+      >>> from ntk.stax import GlobalSelfAttention, PositionalEmbedding
+      >>> [p.value for p in PositionalEmbedding]
+      ['NONE', 'SUM', 'CONCAT']
+      >>> layer = GlobalSelfAttention(4, 4, 4, 1, pos_emb_type=PositionalEmbedding.SUM)
+      >>> init = lambda key: layer.init_fn(key, (2, 5, 3))             # (N, T, C)
+      >>> _, params = jax.eval_shape(init, jax.random.PRNGKey(0))       # shapes only
+      >>> params[-1].shape                                              # pos_emb
+      (1, 5, 3)
+    """
 
     NONE = "NONE"
     SUM = "SUM"
@@ -468,6 +493,12 @@ def GlobalSelfAttention(
 
 
 # ------------------------------------------------------------ the kernel
+
+
+@overload
+def key_mask(mask: None, shape) -> None: ...
+@overload
+def key_mask(mask: Any, shape) -> jax.Array: ...
 
 
 def key_mask(mask, shape) -> Optional[jax.Array]:

@@ -127,7 +127,19 @@ def _apply_repeated(block, reps: int, k, kwargs):
 
 
 def parallel(*layers) -> Layer:
-    """Apply ``layers[b]`` to branch ``b`` of a list input (after ``FanOut``)."""
+    """Apply ``layers[b]`` to branch ``b`` of a list input (after ``FanOut``).
+
+    Example:
+      Two independent Dense branches: their NNGPs add, ``(2² + 1²) x·x' / C``:
+
+      >>> import jax.numpy as jnp
+      >>> from ntk import stax
+      >>> x = jnp.array([[1., 2.], [3., -1.]])
+      >>> net = stax.serial(stax.FanOut(2), stax.parallel(stax.Dense(1, W_std=2.),
+      ...                                                 stax.Dense(1)), stax.FanInSum())
+      >>> bool(jnp.allclose(net.kernel_fn(x, None, "nngp"), 5 * x @ x.T / 2))
+      True
+    """
     layers = tuple(as_layer(l) for l in layers)
     n = len(layers)
     name = "parallel(" + ", ".join(l.name for l in layers) + ")"
@@ -168,7 +180,16 @@ def parallel(*layers) -> Layer:
 
 
 def FanOut(num: int) -> Layer:
-    """Copy the input into ``num`` branches."""
+    """Copy the input into ``num`` branches.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ntk import stax
+      >>> init_fn, apply_fn, kernel_fn = stax.FanOut(3)
+      >>> x = jnp.ones((2, 4))
+      >>> [y.shape for y in apply_fn((), x)], init_fn(None, x.shape)[0]
+      ([(2, 4), (2, 4), (2, 4)], [(2, 4), (2, 4), (2, 4)])
+    """
     if not (isinstance(num, int) and num >= 1):
         raise ValueError(f"FanOut: `num` must be a positive int; got {num!r}.")
     return make_layer(
@@ -226,7 +247,20 @@ def _check_independent(ks, name):
 
 
 def FanInSum() -> Layer:
-    """Sum the branches: K = Σ_b K_b and Θ = Σ_b Θ_b (independent branches)."""
+    """Sum the branches: K = Σ_b K_b and Θ = Σ_b Θ_b (independent branches).
+
+    Example:
+      A residual block ``x + Dense(x)``: the skip and the Dense branch are
+      independent, so ``K = x·x'/C + W_std² x·x'/C``:
+
+      >>> import jax.numpy as jnp
+      >>> from ntk import stax
+      >>> x = jnp.array([[1., 2.], [3., -1.]])
+      >>> net = stax.serial(stax.FanOut(2), stax.parallel(stax.Dense(2, W_std=3.),
+      ...                                                 stax.Identity()), stax.FanInSum())
+      >>> bool(jnp.allclose(net.kernel_fn(x, None, "nngp"), 10 * x @ x.T / 2))
+      True
+    """
     name = "FanInSum"
 
     def init_fn(key, shapes):
@@ -264,6 +298,17 @@ def FanInProd() -> Layer:
 
     For independent centred branches E[Π_b u_b Π_b v_b] = Π_b K_b, and by the
     product rule Θ = Σ_b Θ_b Π_{c≠b} K_c. The output is not Gaussian.
+
+    Example:
+      The product of two independent Dense branches: ``K = (2² x·x'/C)(x·x'/C)``:
+
+      >>> import jax.numpy as jnp
+      >>> from ntk import stax
+      >>> x = jnp.array([[1., 2.], [3., -1.]])
+      >>> net = stax.serial(stax.FanOut(2), stax.parallel(stax.Dense(1, W_std=2.),
+      ...                                                 stax.Dense(1)), stax.FanInProd())
+      >>> bool(jnp.allclose(net.kernel_fn(x, None, "nngp"), 4 * (x @ x.T / 2) ** 2))
+      True
     """
     name = "FanInProd"
 
@@ -310,6 +355,18 @@ def FanInConcat(axis: int = -1) -> Layer:
     A following Dense sees Σ_b C_b channels, so the kernel is the channel-weighted
     mean K = Σ_b C_b K_b / Σ_b C_b, and the same for Θ. The result must go
     through an affine layer (Dense, Conv) before an activation, as in NT.
+
+    Example:
+      Branches of 1 and 3 channels: ``K = (1·K_1 + 3·K_2) / 4``:
+
+      >>> import jax.numpy as jnp
+      >>> from ntk import stax
+      >>> x = jnp.array([[1., 2.], [3., -1.]])
+      >>> net = stax.serial(stax.FanOut(2), stax.parallel(stax.Dense(1),
+      ...                                                 stax.Dense(3, W_std=2.)),
+      ...                   stax.FanInConcat())
+      >>> bool(jnp.allclose(net.kernel_fn(x, None, "nngp"), (1 + 3 * 4) / 4 * x @ x.T / 2))
+      True
     """
     name = f"FanInConcat(axis={axis})"
 
@@ -370,6 +427,17 @@ def repeat(layer, n: int) -> Layer:
 
     The layer must keep its input shape (e.g. ``serial(Dense(512), Relu())``
     after a first ``Dense(512)``); compile time stays flat in ``n``.
+
+    Example:
+      ``Dense(W_std=√2)`` then ReLU keeps every input's variance, at any depth:
+
+      >>> import jax.numpy as jnp
+      >>> from ntk import stax
+      >>> x = jnp.array([[1., 2.], [3., -1.]])
+      >>> block = stax.serial(stax.Dense(8, W_std=2 ** 0.5), stax.Relu())
+      >>> net = stax.serial(stax.Dense(8), stax.repeat(block, 3))
+      >>> bool(jnp.allclose(jnp.diag(net.kernel_fn(x, None, "nngp")), (x * x).mean(1)))
+      True
     """
     layer = as_layer(layer)
     if not (isinstance(n, int) and n >= 1):

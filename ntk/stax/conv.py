@@ -99,7 +99,7 @@ def Conv(
         b = None if b_std is None else jax.random.normal(kb, (out,))
         if parameterization == "standard":
             W = W * (W_std / (fan_in / s[0]) ** 0.5)
-            b = None if b is None else b * b_std
+            b = None if b is None or b_std is None else b * b_std
         out_shape = (input_shape[0],) + tuple(o for o, _ in plan) + (out,)
         return out_shape, (W, b)
 
@@ -109,6 +109,7 @@ def Conv(
         _check_channels(x, W, name)
         pad = "VALID" if padding == "VALID" else [p for _, p in plan]
         if circular:
+            assert isinstance(pad, list)  # padding "CIRCULAR": the plan's pads
             x = jnp.pad(x, [(0, 0)] + pad + [(0, 0)], mode="wrap")
             pad = "VALID"
         y = jax.lax.conv_general_dilated(x, W, strides, pad, dimension_numbers=dn)
@@ -295,7 +296,7 @@ def ConvTranspose(
         b = None if b_std is None else jax.random.normal(kb, (1,) * (n + 1) + (out,))
         if parameterization == "standard":
             W = W * (W_std / (input_shape[-1] * filter_size / s[0]) ** 0.5)
-            b = None if b is None else b * b_std
+            b = None if b is None or b_std is None else b * b_std
         return (input_shape[0],) + tuple(g.out for g in plan) + (out,), (W, b)
 
     def apply_fn(params, x, **kwargs):
@@ -388,7 +389,7 @@ def ConvLocal(
         b = None if b_std is None else jax.random.normal(kb, (1,) + spatial + (out_chan,))
         if parameterization == "standard":
             W = W * (W_std / (fan_in / s[0]) ** 0.5)
-            b = None if b is None else b * b_std
+            b = None if b is None or b_std is None else b * b_std
         return (input_shape[0],) + spatial + (out_chan,), (W, b)
 
     def apply_fn(params, x, **kwargs):

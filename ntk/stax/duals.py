@@ -9,7 +9,7 @@ and the *derivative kernel* K_φ' = E[φ'(u) φ'(v)], which by Price's theorem
 equals ∂K_φ/∂c12. Through an activation the NNGP becomes K_φ and the NTK
 becomes Θ' = K_φ' ⊙ Θ (Jacot et al. 2018, Theorem 1; Lee et al. 2019, eq. 7).
 
-Every activation here is an `Activation(fn, dual)` record in the table
+Every activation here is an `Activation` record ``(fn, dual)`` in the table
 ``ACTIVATIONS`` (name -> factory); ``dual(c12, c11, c22)`` returns
 ``(K_φ, K_φ')`` elementwise. The table is what other modules (e.g. deep kernel
 machines) use to get an activation's dual; the layers of
@@ -18,7 +18,7 @@ of any other φ.
 
 Numerics: every closed-form dual is evaluated from normalised quantities
 (correlations, per-input factors like 1/(1 + 2b²c); see the numerics of
-`ntk.stax._internal`), so it is accurate to rounding for any representable
+``ntk.stax._internal``), so it is accurate to rounding for any representable
 variance, float32 included; where the true kernel exceeds the dtype's range
 (Exp, polynomials, Gaussian with b > 0) it comes out inf, which the layer
 reports as an error. Kernels are symmetric to the last bit.
@@ -39,7 +39,21 @@ from ntk.stax._internal import PI, angle, atan2, correlation, gap, inv_sqrt, pai
 
 
 class Activation(NamedTuple):
-    """An activation φ and its dual: ``dual(c12, c11, c22) -> (K_φ, K_φ')``."""
+    """An activation φ and its dual: ``dual(c12, c11, c22) -> (K_φ, K_φ')``.
+
+    Example:
+      ReLU's record: ``fn`` acts on arrays, ``dual`` on covariances; orthogonal
+      unit-variance inputs give ``K_φ = 1/(2π)`` and ``K_φ' = 1/4``:
+
+      >>> import jax, jax.numpy as jnp
+      >>> relu = ACTIVATIONS["relu"]()
+      >>> relu.fn(jnp.array([-1., 2.])).tolist()
+      [0.0, 2.0]
+      >>> c12, c11, c22 = jnp.zeros(1), jnp.ones(1), jnp.ones(1)
+      >>> nngp, dot = jax.jit(relu.dual)(c12, c11, c22)
+      >>> round(float(nngp[0]), 4), round(float(dot[0]), 4)
+      (0.1592, 0.25)
+    """
 
     fn: Optional[Callable]
     dual: Callable

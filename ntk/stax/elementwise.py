@@ -4,7 +4,7 @@ Each layer pushes a Gaussian `Kernel` through the dual of its activation
 (``K_φ`` for the NNGP and the covariances, ``Θ' = K_φ' ⊙ Θ`` for the NTK)
 and applies φ in the finite network. The duals are the records of
 ``ntk.stax.duals.ACTIVATIONS`` (closed forms, with their formulas and
-numerics) and `ntk.stax.numerical.numerical` (graded quadrature for any φ);
+numerics) and ``numerical`` of `ntk.stax.numerical` (graded quadrature for any φ);
 `Elementwise` takes a user's dual.
 
     >>> init_fn, apply_fn, kernel_fn = serial(Dense(512), Relu(), Dense(512),
@@ -97,108 +97,274 @@ def _elementwise(name: str, activation: Activation) -> Layer:
 
 
 def ABRelu(a: float, b: float, do_stabilize: bool = False) -> Layer:
-    """``a·min(x, 0) + b·max(x, 0)``; see `abrelu`. (``do_stabilize`` is
-    accepted for NT compatibility; the dual here is scale-stable already.)"""
+    """``a·min(x, 0) + b·max(x, 0)``; see ``abrelu`` in `ntk.stax.duals`. (``do_stabilize`` is
+    accepted for NT compatibility; the dual here is scale-stable already.)
+
+    Example:
+      Unit variances: ``(a² + b²)/2`` for an input with itself, ``(a - b)²/(2π)``
+      for orthogonal inputs:
+
+      >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
+      >>> k = serial(Dense(1), ABRelu(0.5, 2.)).kernel_fn(x, None, "nngp")
+      >>> round(float(k[0, 0]), 4), round(float(k[0, 1]), 4)
+      (2.125, 0.3581)
+    """
     check_real_args("ABRelu", a=a, b=b)
     return _elementwise(f"ABRelu({a}, {b})", abrelu(a, b))
 
 
 def Relu(do_stabilize: bool = False) -> Layer:
-    """ReLU, ``max(x, 0)``: the arc-cosine kernel of degree 1."""
+    """ReLU, ``max(x, 0)``: the arc-cosine kernel of degree 1.
+
+    Example:
+      Unit variances: ``1/2`` for an input with itself, ``1/(2π)`` for
+      orthogonal inputs:
+
+      >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
+      >>> k = serial(Dense(1), Relu()).kernel_fn(x, None, "nngp")
+      >>> round(float(k[0, 0]), 4), round(float(k[0, 1]), 4)
+      (0.5, 0.1592)
+    """
     return _elementwise("Relu", abrelu(0.0, 1.0))
 
 
 def LeakyRelu(alpha: float, do_stabilize: bool = False) -> Layer:
-    """``alpha·min(x, 0) + max(x, 0)``."""
+    """``alpha·min(x, 0) + max(x, 0)``.
+
+    Example:
+      Unit variances: ``(α² + 1)/2`` for an input with itself, ``(1 - α)²/(2π)``
+      for orthogonal inputs:
+
+      >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
+      >>> k = serial(Dense(1), LeakyRelu(0.1)).kernel_fn(x, None, "nngp")
+      >>> round(float(k[0, 0]), 4), round(float(k[0, 1]), 4)
+      (0.505, 0.1289)
+    """
     check_real_args("LeakyRelu", alpha=alpha)
     return _elementwise(f"LeakyRelu({alpha})", abrelu(alpha, 1.0))
 
 
 def Abs(do_stabilize: bool = False) -> Layer:
-    """``|x|``."""
+    """``|x|``.
+
+    Example:
+      Unit variances: ``E[u²] = 1`` for an input with itself, ``2/π`` for
+      orthogonal inputs:
+
+      >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
+      >>> k = serial(Dense(1), Abs()).kernel_fn(x, None, "nngp")
+      >>> round(float(k[0, 0]), 4), round(float(k[0, 1]), 4)
+      (1.0, 0.6366)
+    """
     return _elementwise("Abs", abrelu(-1.0, 1.0))
 
 
 def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
-    """``a·erf(b x) + c``; see `erf`."""
+    """``a·erf(b x) + c``; see ``erf`` in `ntk.stax.duals`.
+
+    Example:
+      Unit variance: ``(2/π)·arcsin(2/3)`` for an input with itself:
+
+      >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
+      >>> k = serial(Dense(1), Erf()).kernel_fn(x, None, "nngp")
+      >>> bool(np.isclose(k[0, 0], 2 / np.pi * np.arcsin(2 / 3)))
+      True
+    """
     check_real_args("Erf", a=a, b=b, c=c)
     return _elementwise(f"Erf({a}, {b}, {c})", erf(a, b, c))
 
 
 def Sigmoid_like() -> Layer:
-    """``0.5·erf(x / 2.4020563531719796) + 0.5``, NT's erf fit of the sigmoid."""
+    """``0.5·erf(x / 2.4020563531719796) + 0.5``, NT's erf fit of the sigmoid.
+
+    Example:
+      Orthogonal (so independent) inputs: ``E[φ]² = 1/4``:
+
+      >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
+      >>> k = serial(Dense(1), Sigmoid_like()).kernel_fn(x, None, "nngp")
+      >>> round(float(k[0, 1]), 4)
+      0.25
+    """
     return Erf(a=0.5, b=1 / 2.4020563531719796, c=0.5)
 
 
 def Gelu(approximate: bool = False) -> Layer:
-    """``x Φ(x)``; see `gelu`."""
+    """``x Φ(x)``; see ``gelu`` in `ntk.stax.duals`.
+
+    Example:
+      Orthogonal (so independent) unit-variance inputs:
+      ``E[u Φ(u)]² = 1/(4π)``:
+
+      >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
+      >>> k = serial(Dense(1), Gelu()).kernel_fn(x, None, "nngp")
+      >>> bool(np.isclose(k[0, 1], 1 / (4 * np.pi)))
+      True
+    """
     check_bool(approximate, "approximate", "Gelu")
     return _elementwise("Gelu", gelu(approximate))
 
 
 def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
-    """``a·sin(b x + c)``; see `sin`."""
+    """``a·sin(b x + c)``; see ``sin`` in `ntk.stax.duals`.
+
+    Example:
+      Unit variance: ``(1 - e^{-2})/2`` for an input with itself:
+
+      >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
+      >>> k = serial(Dense(1), Sin()).kernel_fn(x, None, "nngp")
+      >>> bool(np.isclose(k[0, 0], (1 - np.exp(-2)) / 2))
+      True
+    """
     check_real_args("Sin", a=a, b=b, c=c)
     return _elementwise(f"Sin({a}, {b}, {c})", sin(a, b, c))
 
 
 def Cos(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
-    """``a·cos(b x + c) = a·sin(b x + c + π/2)``."""
+    """``a·cos(b x + c) = a·sin(b x + c + π/2)``.
+
+    Example:
+      Unit variances: ``(1 + e^{-2})/2`` for an input with itself, ``e^{-1}``
+      for orthogonal inputs:
+
+      >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
+      >>> k = serial(Dense(1), Cos()).kernel_fn(x, None, "nngp")
+      >>> round(float(k[0, 0]), 4), round(float(k[0, 1]), 4)
+      (0.5677, 0.3679)
+    """
     check_real_args("Cos", a=a, b=b, c=c)
     return _elementwise(f"Cos({a}, {b}, {c})", sin(a, b, c + PI / 2))
 
 
 def Rbf(gamma: float = 1.0) -> Layer:
-    """``√2·sin(sqrt(2γ) x + π/4)``, whose dual is the RBF kernel; see `rbf`."""
+    """``√2·sin(sqrt(2γ) x + π/4)``, whose dual is the RBF kernel; see ``rbf`` in
+    `ntk.stax.duals`.
+
+    Example:
+      ``exp(-γ |u - v|²)`` in the pre-activations: 1 for an input with itself,
+      ``e^{-2γ}`` for orthogonal unit-variance inputs:
+
+      >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
+      >>> k = serial(Dense(1), Rbf(gamma=0.5)).kernel_fn(x, None, "nngp")
+      >>> round(float(k[0, 0]), 4), round(float(k[0, 1]), 4)
+      (1.0, 0.3679)
+    """
     require_real(gamma, "gamma", "Rbf", low=0)
     return _elementwise(f"Rbf({gamma})", rbf(gamma))
 
 
 def Sign() -> Layer:
-    """``sign(x)``; see `sign`."""
+    """``sign(x)``; see ``sign`` in `ntk.stax.duals`.
+
+    Example:
+      ``1 - 2θ/π``: 1 for an input with itself, 1/2 at an angle θ = π/4:
+
+      >>> x = jnp.array([[1., 1.], [1., 0.]])       # at 45°
+      >>> k = serial(Dense(1), Sign()).kernel_fn(x, None, "nngp")
+      >>> round(float(k[0, 0]), 4), round(float(k[0, 1]), 4)
+      (1.0, 0.5)
+    """
     return _elementwise("Sign", sign())
 
 
 def Exp(a: float = 1.0, b: float = 1.0) -> Layer:
-    """``a·exp(b x)``; see `exp`."""
+    """``a·exp(b x)``; see ``exp`` in `ntk.stax.duals`.
+
+    Example:
+      Unit variances: ``e²`` for an input with itself, ``e`` for orthogonal
+      inputs:
+
+      >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
+      >>> k = serial(Dense(1), Exp()).kernel_fn(x, None, "nngp")
+      >>> round(float(k[0, 0]), 4), round(float(k[0, 1]), 4)
+      (7.3891, 2.7183)
+    """
     check_real_args("Exp", a=a, b=b)
     return _elementwise(f"Exp({a}, {b})", exp(a, b))
 
 
 def Gaussian(a: float = 1.0, b: float = -1.0) -> Layer:
-    """``a·exp(b x²)``; see `gaussian`. For b > 0 the kernel is infinite once
-    a variance reaches 1/(4b) (the layer then raises `FloatingPointError`)."""
+    """``a·exp(b x²)``; see ``gaussian`` in `ntk.stax.duals`. For b > 0 the kernel is
+    infinite once a variance reaches 1/(4b) (the layer then raises `FloatingPointError`).
+
+    Example:
+      Unit variances, ``b = -1``: ``1/√5`` for an input with itself, ``1/3``
+      for orthogonal inputs:
+
+      >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
+      >>> k = serial(Dense(1), Gaussian()).kernel_fn(x, None, "nngp")
+      >>> round(float(k[0, 0]), 4), round(float(k[0, 1]), 4)
+      (0.4472, 0.3333)
+    """
     check_real_args("Gaussian", a=a, b=b)
     return _elementwise(f"Gaussian({a}, {b})", gaussian(a, b))
 
 
 def Monomial(degree: int) -> Layer:
-    """``x^degree``; see `polynomial`."""
+    """``x^degree``; see ``monomial`` in `ntk.stax.duals`.
+
+    Example:
+      ``x²``, unit variances: ``E[u⁴] = 3`` for an input with itself,
+      ``c11 c22 = 1`` for orthogonal inputs:
+
+      >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
+      >>> k = serial(Dense(1), Monomial(2)).kernel_fn(x, None, "nngp")
+      >>> round(float(k[0, 0]), 4), round(float(k[0, 1]), 4)
+      (3.0, 1.0)
+    """
     check_degree(degree, "Monomial")
     return _elementwise(f"Monomial({degree})", monomial(int(degree)))
 
 
 def Polynomial(coef: Sequence[float]) -> Layer:
-    """``Σ_i coef[i] x^i``; see `polynomial`."""
+    """``Σ_i coef[i] x^i``; see ``polynomial`` in `ntk.stax.duals`.
+
+    Example:
+      ``1 + x²``, unit variances: ``E[(1 + u²)²] = 6`` for an input with
+      itself, ``E[1 + u²]² = 4`` for orthogonal inputs:
+
+      >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
+      >>> k = serial(Dense(1), Polynomial([1., 0., 1.])).kernel_fn(x, None, "nngp")
+      >>> round(float(k[0, 0]), 4), round(float(k[0, 1]), 4)
+      (6.0, 4.0)
+    """
     as_numpy(coef, "coef", "Polynomial", ndim=1, what="(degree + 1,)")
     return _elementwise(f"Polynomial({list(coef)})", polynomial(coef))
 
 
 def Hermite(degree: int) -> Layer:
-    """Normalised Hermite polynomial He_n(x)/sqrt(n!); see `hermite`."""
+    """Normalised Hermite polynomial He_n(x)/sqrt(n!); see ``hermite`` in `ntk.stax.duals`.
+
+    Example:
+      For unit-variance inputs the kernel is ``c12^n``:
+
+      >>> x = np.array([[1., 1.], [2 ** 0.5, 0.], [1., -1.]])      # |x|² = 2
+      >>> k = serial(Dense(1), Hermite(3)).kernel_fn(x, None, "nngp")
+      >>> bool(np.allclose(k, (x @ x.T / 2) ** 3))
+      True
+    """
     check_degree(degree, "Hermite")
     return _elementwise(f"Hermite({degree})", hermite(int(degree)))
 
 
 def Gabor() -> Layer:
-    """``exp(−x²)·sin(x)`` (neural-tangents' Gabor; no arguments); see `gabor`."""
+    """``exp(−x²)·sin(x)`` (neural-tangents' Gabor; no arguments); see ``gabor`` in
+    `ntk.stax.duals`.
+
+    Example:
+      Unit variance: ``(1 - e^{-0.4})/(2√5)`` for an input with itself:
+
+      >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
+      >>> k = serial(Dense(1), Gabor()).kernel_fn(x, None, "nngp")
+      >>> bool(np.isclose(k[0, 0], (1 - np.exp(-0.4)) / (2 * np.sqrt(5))))
+      True
+    """
     return _elementwise("Gabor", gabor())
 
 
 def ExpNormalized(gamma: float = 1.0, shift: float = -1.0, do_clip: bool = False) -> Layer:
     """The "Gaussian normalised kernel" of Shankar et al. 2020 (arXiv:2003.02237):
     ``K = sqrt(c11 c22)·exp(γ(ρ + shift))``, NTK ``γ·exp(γ(ρ + shift))·Θ``;
-    see `exp_normalized`. Kernel only: like neural-tangents, ``apply_fn``
+    see ``exp_normalized`` in `ntk.stax.duals`. Kernel only: like neural-tangents, ``apply_fn``
     raises `NotImplementedError` (the kernel is not that of an elementwise φ).
 
     Example:
@@ -212,7 +378,7 @@ def ExpNormalized(gamma: float = 1.0, shift: float = -1.0, do_clip: bool = False
 
 def RectifiedMonomial(degree: int) -> Layer:
     """``(x >= 0)·x^degree``, the arc-cosine kernel of that degree (Cho & Saul
-    2009); see `rectified_monomial`. ``degree`` is a non-negative int (0: the
+    2009); see ``rectified_monomial`` in `ntk.stax.duals`. ``degree`` is a non-negative int (0: the
     step function, 1: ReLU).
 
     Example:

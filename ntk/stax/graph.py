@@ -67,6 +67,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk import _checks
 from ntk.kernel import Kernel
 from ntk.stax import spec as specs
 from ntk.stax.layer import Layer, make_layer
@@ -78,7 +79,24 @@ HP = jax.lax.Precision.HIGHEST
 
 
 class AggregateImplementation(str, enum.Enum):
-    """How `Aggregate` reads ``pattern``: a dense adjacency or an edge list."""
+    """How `Aggregate` reads ``pattern``: a dense adjacency or an edge list.
+
+    Example:
+      The path 0 → 1 → 2 as an edge list (``SPARSE``) and as an adjacency
+      (``DENSE``) aggregates alike:
+
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk import stax
+      >>> x = jnp.arange(6.).reshape(1, 3, 2)                      # (N, V, C)
+      >>> edges = jnp.array([[[0, 1], [1, 2]]])                    # (N, E, 2)
+      >>> A = jnp.array([[[0., 1., 0.], [0., 0., 1.], [0., 0., 0.]]])  # (N, V, V)
+      >>> sparse = stax.Aggregate(implementation=stax.AggregateImplementation.SPARSE)
+      >>> y = jax.jit(sparse.apply_fn)((), x, pattern=edges)
+      >>> y[0].tolist()                                 # y[b] = Σ_a A[a, b] x[a]
+      [[0.0, 0.0], [0.0, 1.0], [2.0, 3.0]]
+      >>> bool(jnp.allclose(y, stax.Aggregate().apply_fn((), x, pattern=A)))
+      True
+    """
 
     DENSE = "DENSE"
     SPARSE = "SPARSE"
@@ -337,10 +355,8 @@ def _sparse_pattern(p, batch: int, agg_shape: tuple, name: str, what: str):
             + f" for {k} aggregate axes; got shape {tuple(p.shape)}."
         )
     sizes = jnp.asarray(agg_shape, p.dtype)
-    try:
-        too_big = bool(np.any(np.asarray(p) >= np.asarray(agg_shape)[:, None]))
-    except jax.errors.TracerArrayConversionError:
-        too_big = False  # traced: the caller's values
+    values = _checks.concrete(p)  # None when traced: the caller's values
+    too_big = values is not None and bool(np.any(values >= np.asarray(agg_shape)[:, None]))
     if too_big:
         raise ValueError(
             f"{name}: sparse `{what}` has vertex coordinates beyond "

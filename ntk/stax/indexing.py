@@ -228,8 +228,8 @@ def DotGeneral(
 
     def dot(x):
         o = jnp.asarray(other, x.dtype)
-        args = (o, x) if is_lhs else (x, o)
-        return jax.lax.dot_general(*args, ((lc, rc), (lb, rb)), precision)
+        lhs, rhs = (o, x) if is_lhs else (x, o)
+        return jax.lax.dot_general(lhs, rhs, ((lc, rc), (lb, rb)), precision)
 
     def init_fn(key, input_shape):
         x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.result_type(float))
@@ -313,7 +313,9 @@ def DotGeneral(
             if mat is None:
                 return None
             o = jnp.asarray(other, mat.dtype)
-            left, right = {0: 0}, {0: 1 if pair_batch else 0}
+            # Keys: input dims (ints) and the constant's free dims ("o", a).
+            left: dict[int | tuple[str, int], int] = {0: 0}
+            right: dict[int | tuple[str, int], int] = {0: 1 if pair_batch else 0}
             label = 2
             for s in list(range(1, d + 1)) + [("o", a) for a in o_free]:
                 left[s] = label
@@ -372,7 +374,15 @@ def DotGeneral(
 class _Slice:
     """``Slice[1:10, :, ::-1]`` returns the index it is given,
     ``(slice(1, 10), slice(None), slice(None, None, -1))``, to pass to `Index`
-    (a function argument cannot be written with ``:``)."""
+    (a function argument cannot be written with ``:``).
+
+    Example:
+      >>> Slice[1:10, :, ::-1]
+      (slice(1, 10, None), slice(None, None, None), slice(None, None, -1))
+      >>> x = jnp.arange(24.0).reshape(2, 3, 4)
+      >>> Index(Slice[..., ::2]).apply_fn((), x).shape
+      (2, 3, 2)
+    """
 
     def __getitem__(self, idx):
         return idx

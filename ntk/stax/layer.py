@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk import _checks
 from ntk.stax._blocks import blockwise
 from ntk.kernel import Kernel, constant_mask, inputs_to_kernel, select, validate_get
 from ntk.stax.masking import MaskedArray, check_mask_shape, masked_apply, masked_transform
@@ -60,6 +61,15 @@ class KernelFn:
         ``x1`` (`Dropout`'s is not). Large spatial kernels of such networks
         are then evaluated block by block of pairs: the same values,
         about 2x faster on CPU than one pass over all pairs.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ntk import stax
+      >>> kernel_fn = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1)).kernel_fn
+      >>> x1, x2 = jnp.ones((3, 4)), jnp.zeros((2, 4))
+      >>> k = kernel_fn(x1, x2, ("nngp", "ntk"))                   # a namedtuple
+      >>> k.nngp.shape, k.ntk.shape, kernel_fn.needs_full_spatial
+      ((3, 2), (3, 2), False)
     """
 
     def __init__(
@@ -144,7 +154,7 @@ class KernelFn:
                 return [select(o, get) for o in out]
             return select(out, get)
         names = validate_get(get)
-        get = names[0] if isinstance(get, str) else names
+        get = names[0] if names is not None and isinstance(get, str) else names
         (x1, m1), (x2, m2) = (
             _unpack_masked(x1, "x1", self.name),
             _unpack_masked(x2, "x2", self.name),
@@ -171,7 +181,17 @@ class KernelFn:
 
 
 class Layer(NamedTuple):
-    """``(init_fn, apply_fn, kernel_fn)``; unpacks like neural-tangents' triple."""
+    """``(init_fn, apply_fn, kernel_fn)``; unpacks like neural-tangents' triple.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ntk import stax
+      >>> layer = stax.Dense(3)
+      >>> init_fn, apply_fn, kernel_fn = layer                     # unpacks like NT
+      >>> out_shape, params = init_fn(jax.random.PRNGKey(0), (2, 4))
+      >>> out_shape, apply_fn(params, jnp.ones((2, 4))).shape, layer.name
+      ((2, 3), (2, 3), 'Dense(3)')
+    """
 
     init_fn: Callable
     apply_fn: Callable
@@ -289,19 +309,19 @@ def check_finite_output(out, name: str, get=None):
     for field, value in named.items():
         if value is None:
             continue
-        try:
-            finite = bool(jnp.all(jnp.isfinite(value)))
-        except jax.errors.ConcretizationTypeError:
+        if not _checks.is_concrete(value):
             return  # traced
-        if not finite:
+        # Reduced where the kernel lives: only a bool crosses to the host.
+        if not bool(jnp.all(jnp.isfinite(value))):
             bad = int(jnp.size(value) - jnp.sum(jnp.isfinite(value)))
             dtype = jnp.result_type(value)
             wider = "" if dtype == jnp.float64 else ", or compute in float64"
             raise FloatingPointError(
                 f"{name}: `{field}` has {bad} inf/NaN entries of "
                 f"{jnp.size(value)}: the infinite-width kernel overflows {dtype} "
-                f"for these inputs. Rescale the inputs, lower W_std or the "
-                f"depth{wider}."
+                f"for these inputs (or a user-supplied kernel function, e.g. "
+                f"Elementwise's nngp_fn, returned NaN). Rescale the inputs, lower "
+                f"W_std or the depth{wider}."
             )
 
 
@@ -372,15 +392,14 @@ def _as_array(x, arg: str, name: str, mask_constant=None, mask=None):
             f"{name}: `{arg}` must be real (the kernels are second "
             f"moments of real networks); got dtype {x.dtype}."
         )
-    try:
-        concrete = np.asarray(x)
-        finite = np.isfinite(concrete)
-        if mask_constant is not None:
-            finite = finite | np.asarray(constant_mask(concrete, mask_constant))  # type: ignore[arg-type]
-        if mask is not None:
-            finite = finite | np.asarray(mask, bool)
-    except jax.errors.TracerArrayConversionError:
+    concrete = _checks.concrete(x)
+    if concrete is None or (mask is not None and _checks.concrete(mask) is None):
         return x  # traced: finiteness cannot be checked outside the trace
+    finite = np.isfinite(concrete)
+    if mask_constant is not None:
+        finite = finite | np.asarray(constant_mask(concrete, mask_constant))  # type: ignore[arg-type]
+    if mask is not None:
+        finite = finite | np.asarray(mask, bool)
     if not np.all(finite):
         bad = int(np.size(finite) - finite.sum())
         raise ValueError(
@@ -395,9 +414,8 @@ def check_std(value, arg: str, name: str, allow_none: bool = False):
         if allow_none:
             return
         raise ValueError(f"{name}: `{arg}` must be a non-negative number; got None.")
-    try:
-        v = np.asarray(value)
-    except jax.errors.TracerArrayConversionError:
+    v = _checks.concrete(value)
+    if v is None:
         return  # traced hyperparameter (kernel learning): checked by the caller's math
     if v.ndim != 0 or not np.issubdtype(v.dtype, np.number):
         raise ValueError(

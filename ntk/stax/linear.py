@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk import _checks
 from ntk.kernel import Kernel
 from ntk.stax import spec as specs
 from ntk.stax.layer import Layer, check_std, make_layer
@@ -140,7 +141,7 @@ def Dense(
         b = None if b_std is None else jax.random.normal(kb, (out,))
         if parameterization == "standard":
             W = W * (W_std / (fan_in / s[0]) ** 0.5)
-            b = None if b is None else b * b_std
+            b = None if b is None or b_std is None else b * b_std
         return tuple(input_shape[:-1]) + (out,), (W, b)
 
     def apply_fn(params, x, **kwargs):
@@ -171,7 +172,16 @@ def Dense(
 
 
 def Identity() -> Layer:
-    """The identity map (e.g. the skip branch of a residual block)."""
+    """The identity map (e.g. the skip branch of a residual block).
+
+    Example:
+      >>> x = jnp.array([[1., 2.], [3., -1.]])
+      >>> init_fn, apply_fn, kernel_fn = Identity()
+      >>> bool((apply_fn((), x) == x).all())
+      True
+      >>> bool(jnp.allclose(kernel_fn(x, None, "nngp"), x @ x.T / 2))   # the inputs' kernel
+      True
+    """
     return make_layer(
         "Identity",
         lambda key, shape: (shape, ()),
@@ -200,6 +210,18 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
     ``K'(x, x') = (1/|S|) Σ_s K(x_s, x'_s)``. Masked positions count as zeros
     (the mean stays over all ``|S|``, as in neural-tangents); the mask is
     flattened with the input.
+
+    Example:
+      The kernel of flattened ``(N, H, W, C)`` images is their dot product over
+      ``H·W·C``:
+
+      >>> x = jnp.arange(24.).reshape(2, 2, 3, 2) / 10             # NHWC
+      >>> Flatten().init_fn(None, x.shape)[0]                       # output shape
+      (2, 12)
+      >>> k = serial(Flatten(), Dense(1)).kernel_fn(x, None, "nngp")
+      >>> flat = x.reshape(2, -1)
+      >>> bool(jnp.allclose(k, flat @ flat.T / 12))
+      True
     """
     name = "Flatten"
     if batch_axis != 0 or batch_axis_out != 0:
@@ -278,6 +300,14 @@ def LayerNorm(axis=-1, eps: float = 1e-12, batch_axis: int = 0, channel_axis: in
     (neural-tangents' convention). Needs a Gaussian input kernel. With masked
     inputs (`ntk.stax.masking`) the statistics, finite and infinite width,
     are over the unmasked positions only: ``v = eps + mean_{unmasked} K``.
+
+    Example:
+      Every normalised input has unit variance, whatever the scale before:
+
+      >>> x = jnp.array([[1., 2.], [30., -10.]])
+      >>> k = serial(Dense(1, W_std=3.), LayerNorm()).kernel_fn(x, None, "nngp")
+      >>> bool(jnp.allclose(jnp.diag(k), 1.))
+      True
     """
     name = f"LayerNorm(axis={axis})"
     check_channel_axis(channel_axis, batch_axis, name)
@@ -286,12 +316,11 @@ def LayerNorm(axis=-1, eps: float = 1e-12, batch_axis: int = 0, channel_axis: in
         raise ValueError(
             f"{name}: `axis` must be an int or a non-empty tuple of ints; got {axis!r}."
         )
-    try:
-        eps_ok = float(eps) >= 0
-    except (TypeError, jax.errors.ConcretizationTypeError):
-        eps_ok = True
-    if not eps_ok:
-        raise ValueError(f"{name}: `eps` must be >= 0; got {eps!r}.")
+    value = _checks.concrete(eps)  # None when traced: the caller's values
+    if value is not None and not (
+        value.ndim == 0 and np.issubdtype(value.dtype, np.number) and value >= 0
+    ):
+        raise ValueError(f"{name}: `eps` must be a number >= 0; got {eps!r}.")
 
     def canonical(ndim):
         if any(not -ndim <= a < ndim for a in axes_in):
@@ -384,6 +413,14 @@ def Dropout(rate: float, mode: str = "train") -> Layer:
     one), and ``nngp``/``ntk`` on their batch diagonal only when ``x2`` is
     ``x1`` (``x2=None``: one mask for both arguments). The output is not
     Gaussian. Test mode: identity.
+
+    Example:
+      Keeping half of the entries doubles each input's variance (and only it):
+
+      >>> x = jnp.array([[1., 2.], [3., -1.]])
+      >>> k = serial(Dense(1), Dropout(0.5)).kernel_fn(x, None, "nngp")
+      >>> bool(jnp.allclose(k, (x @ x.T / 2) * jnp.array([[2., 1.], [1., 2.]])))
+      True
     """
     name = f"Dropout({rate})"
     if mode not in ("train", "test"):

@@ -465,6 +465,7 @@ def _pool(z):
                 for b2 in range(2):
                     s = z[:, a::2, b::2, a2::2, b2::2]
                     acc = s if acc is None else acc + s
+    assert acc is not None
     return acc * (1 / 16)
 
 

@@ -1,6 +1,6 @@
 """The dual kernel of any activation by numerical integration.
 
-`numerical(fn)` returns the `Activation` record (see `ntk.stax.duals`) whose
+``numerical(fn)`` returns the `Activation` record (see `ntk.stax.duals`) whose
 dual ``(K_φ, K_φ') = (E[φ(u)φ(v)], E[φ'(u)φ'(v)])`` is computed by a graded
 quadrature that is accurate at any variance and exactly symmetric in the two
 inputs; `ntk.stax.ElementwiseNumerical` is the layer around it.

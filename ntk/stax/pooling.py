@@ -68,6 +68,7 @@ def _Pool(
 
     def apply_fn(params, x, **kwargs):
         plan = plan_for(tuple(x.shape))
+        pads: list | str  # the plan's pads, or "VALID" once wrapped
         pads = [(0, 0)] + [p for _, p in plan] + [(0, 0)]
         if circular:
             x, pads = jnp.pad(x, pads, mode="wrap"), "VALID"
@@ -161,6 +162,20 @@ def SumPool(
 ) -> Layer:
     """Sum pooling: ``y(o) = Σ_{d∈w} x(o·s + d)``; kernel
     ``K'(o, o') = Σ_{d, d'∈w} K(o·s + d, o'·s + d')`` (full spatial layout).
+
+    Example:
+      One window over the whole sequence sums it, so the kernel is that of the
+      sums:
+
+      >>> import jax.numpy as jnp
+      >>> from ntk.stax import Flatten, SumPool, serial
+      >>> x = jnp.arange(12.).reshape(2, 3, 2) / 10                 # (N, L, C)
+      >>> SumPool((2,), (1,)).init_fn(None, x.shape)[0]             # windows of 2
+      (2, 2, 2)
+      >>> k = serial(SumPool((3,)), Flatten()).kernel_fn(x, None, "nngp")
+      >>> s = x.sum(1)
+      >>> bool(jnp.allclose(k, s @ s.T / 2))
+      True
     """
     return _Pool("Sum", window_shape, strides, padding, False, batch_axis, channel_axis)
 
@@ -234,10 +249,27 @@ def GlobalAvgPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:
     ``K'(x, x') = Σ_{s, s' unmasked} K(x_s, x'_{s'}) / (n n')`` (0 if all are
     masked), as in neural-tangents; the output is masked only where every
     position is.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ntk.stax import GlobalAvgPool
+      >>> x = jnp.arange(12.).reshape(2, 3, 2) / 10                 # (N, L, C)
+      >>> m = x.mean(1)                                             # (N, C)
+      >>> bool(jnp.allclose(GlobalAvgPool().kernel_fn(x, None, "nngp"), m @ m.T / 2))
+      True
     """
     return _GlobalPool("Avg", batch_axis, channel_axis)
 
 
 def GlobalSumPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:
-    """Sum over all spatial positions: ``K'(x, x') = Σ_{s, s'} K(x_s, x'_{s'})``."""
+    """Sum over all spatial positions: ``K'(x, x') = Σ_{s, s'} K(x_s, x'_{s'})``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ntk.stax import GlobalSumPool
+      >>> x = jnp.arange(12.).reshape(2, 3, 2) / 10                 # (N, L, C)
+      >>> s = x.sum(1)                                              # (N, C)
+      >>> bool(jnp.allclose(GlobalSumPool().kernel_fn(x, None, "nngp"), s @ s.T / 2))
+      True
+    """
     return _GlobalPool("Sum", batch_axis, channel_axis)

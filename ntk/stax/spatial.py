@@ -44,6 +44,15 @@ class Padding(str, enum.Enum):
     periodic, as if the input were a torus. Accepted wherever a padding string
     is, e.g. ``stax.Conv(8, (3, 3), padding=stax.Padding.CIRCULAR)``; a `str`
     subclass, so ``Padding.SAME == "SAME"``.
+
+    Example:
+      Output shapes of a window of 3 on a sequence of 5:
+
+      >>> from ntk.stax import AvgPool, Padding
+      >>> Padding.SAME == "SAME", Padding("CIRCULAR") is Padding.CIRCULAR
+      (True, True)
+      >>> [AvgPool((3,), padding=p).init_fn(None, (2, 5, 1))[0] for p in Padding]
+      [(2, 5, 1), (2, 5, 1), (2, 3, 1)]
     """
 
     CIRCULAR = "CIRCULAR"
@@ -101,7 +110,12 @@ def axis_plan(size: int, window: int, stride: int, padding: str):
 
 
 def spatial_plan(
-    spatial: tuple, window: tuple, strides: tuple, padding: str, name: str, what: str
+    spatial: tuple,
+    window: Sequence[int],
+    strides: Sequence[int],
+    padding: str,
+    name: str,
+    what: str,
 ) -> list:
     plan = [axis_plan(n, w, s, padding) for n, w, s in zip(spatial, window, strides)]
     if any(out < 1 for out, _ in plan):
