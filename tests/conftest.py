@@ -8,17 +8,52 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
+import functools  # noqa: E402
 import gc  # noqa: E402
 
 
-def pytest_sessionfinish(session, exitstatus):
-    """Unhook Hypothesis's garbage-collection timer before the interpreter exits.
+def _quiet(callback):
+    """``callback`` with a ``KeyboardInterrupt`` raised inside it dropped.
 
-    Hypothesis registers a ``gc.callbacks`` entry to time collections. When an
-    xdist worker shuts down, the controller interrupts it; if that lands while a
-    collection runs, Python prints the callback's ``KeyboardInterrupt`` as an
-    ignored-exception traceback after an otherwise passing run.
+    An exception in a ``gc.callbacks`` entry never reaches the code that
+    triggered the collection: Python prints it as an ignored-exception
+    traceback and carries on. When an xdist worker shuts down, the controller
+    interrupts it; landing in a collection, the interrupt hits a callback
+    (Hypothesis's collection timer, JAX's ``_xla_gc_callback``) and prints a
+    ``KeyboardInterrupt`` traceback after an otherwise passing run.
     """
+    if getattr(callback, "_quiet", False):
+        return callback
+
+    @functools.wraps(callback)  # keeps its __module__ (read below)
+    def quiet(phase, info):
+        try:
+            callback(phase, info)
+        except KeyboardInterrupt:
+            pass
+
+    quiet._quiet = True  # type: ignore[attr-defined]
+    return quiet
+
+
+def _quiet_gc_callbacks():
+    # Callbacks are registered lazily (Hypothesis on first use), hence the
+    # repeated, idempotent wrapping below.
+    gc.callbacks[:] = [_quiet(cb) for cb in gc.callbacks]
+
+
+def pytest_sessionstart(session):
+    _quiet_gc_callbacks()
+
+
+def pytest_runtest_teardown(item, nextitem):
+    _quiet_gc_callbacks()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Drop Hypothesis's garbage-collection timer before the interpreter exits
+    (the others stay wrapped by `_quiet`)."""
+    _quiet_gc_callbacks()
     gc.callbacks[:] = [
         cb for cb in gc.callbacks if not getattr(cb, "__module__", "").startswith("hypothesis")
     ]

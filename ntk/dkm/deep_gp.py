@@ -209,14 +209,18 @@ def adam_steps(params, mask, x, y, key, learning_rate, jitter, *, steps, batch, 
       each step's minibatch, ``(steps,)``.
 
     Example:
+      The shapes of three steps (traced, not compiled: `fit` runs them):
+
       >>> import jax, numpy as np
       >>> from ntk.dkm import deep_gp
       >>> rng = np.random.default_rng(0)
       >>> x = rng.normal(size=(20, 3)).astype(np.float32); y = np.sin(x[:, :1])
       >>> params = deep_gp.init(x, y, jax.random.PRNGKey(0), layers=2, num_inducing=8)
       >>> mask = jax.tree_util.tree_map(lambda a: np.float32(1.0), params)
-      >>> params, trace = deep_gp.adam_steps(params, mask, x, y, jax.random.PRNGKey(1),
-      ...                                    0.01, 1e-5, steps=3, batch=None, num_samples=2)
+      >>> params, trace = jax.eval_shape(
+      ...     lambda p: deep_gp.adam_steps(p, mask, x, y, jax.random.PRNGKey(1),
+      ...                                  0.01, 1e-5, steps=3, batch=None, num_samples=2),
+      ...     params)
       >>> trace.shape
       (3,)
     """
