@@ -22,8 +22,9 @@ from experiments import results
 from ntk import random_features as rf
 
 #: Ridge (in units of Tr K / N) from which ReLU features follow the
-#: eigenframework at every grid size; below it they fall short of it at
-#: n, k ≲ 512 (docs/random_features.md explains why).
+#: eigenframework at every grid size; below it they fall short of it until
+#: n and k are large (the run's ``features_*`` metrics measure how far;
+#: docs/random_features.md explains why).
 RIDGE_THRESHOLD = 0.05
 #: Top eigenmodes over which a feature's power is measured, and features drawn.
 POWER_MODES = 10

@@ -262,7 +262,10 @@ def run_word2vec(config, key, progress) -> dict:
     if config.data_dir is not None:
         try:
             corpus = text.text8(config.data_dir, max_vocab=config.w2v_max_vocab)
-        except ValueError:
+        except ValueError as missing:
+            # data_dir may hold only the other parts' data (Omniglot): say so
+            # here; the run's data line records the stand-in too.
+            print(f"word2vec: {missing} Using the planted-analogy stand-in corpus.")
             corpus = None
     else:
         corpus = None

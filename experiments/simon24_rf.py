@@ -538,8 +538,9 @@ def _features_rows(config, m: dict, cmp: dict, se_below: float, img_name: str) -
             not_tabled,
             f"ReLU {relu_below:.1%}, Gaussian {gauss_below:.1%}",
             "Gaussian features of the same kernel (K^{1/2}·N(0, I)) follow the theory; ReLU "
-            "features fall off it at small ridge until n, k ≳ 512, because they put unequal "
-            f"power into the eigenmodes; Gaussian trial-mean SE ≤ {se_below:.1%} of the theory",
+            "features fall off it at small ridge until n and k are large (this run's sizes: "
+            "the row's metrics), because they put unequal power into the eigenmodes;"
+            f" Gaussian trial-mean SE ≤ {se_below:.1%} of the theory",
             theory="Gaussian ≈ 0 (universality); ReLU: finite-size deviation",
             holds=bool(gauss_below <= max(0.1, 3 * se_below) and gauss_below < relu_below),
             rule="Gaussian within max(10%, 3 SE) and closer than ReLU",
