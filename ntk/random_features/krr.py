@@ -229,7 +229,7 @@ def krr_ridge_table(kernel, y, rel_noises, ridges, trials: int, n_test: int, see
     for order in splits:
         tr, te = order[n_test:], order[:n_test]
         lam, vec = np.linalg.eigh(kernel[np.ix_(tr, tr)])
-        parts.append((tr, te, lam, vec, kernel[np.ix_(te, tr)] @ vec))
+        parts.append((tr, te, np.clip(lam, 0, None), vec, kernel[np.ix_(te, tr)] @ vec))
 
     def curves(noise_var):
         test, train = np.zeros(len(ridges)), np.zeros(len(ridges))
@@ -238,9 +238,9 @@ def krr_ridge_table(kernel, y, rel_noises, ridges, trials: int, n_test: int, see
             y_tr = (y[tr] + math.sqrt(noise_var) * e_tr) / scale
             y_te = (y[te] + math.sqrt(noise_var) * e_te) / scale
             proj = vec.T @ y_tr
-            shrink = 1.0 / (np.clip(lam, 0, None)[None, :] + ridges[:, None])  # (R, n)
+            shrink = 1.0 / (lam[None, :] + ridges[:, None])  # (R, n)
             pred_te = (proj * shrink) @ kv.T  # (R, m)
-            pred_tr = (proj * shrink * np.clip(lam, 0, None)) @ vec.T  # (R, n)
+            pred_tr = (proj * shrink * lam) @ vec.T  # (R, n)
             test += np.mean((pred_te - y_te) ** 2, 1) / len(parts)
             train += np.mean((pred_tr - y_tr) ** 2, 1) / len(parts)
         return test, train

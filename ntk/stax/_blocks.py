@@ -63,6 +63,13 @@ def _per_input(value, n: int):
     return jnp.broadcast_to(value, (n,) + tuple(shape[1:]))
 
 
+def _call(fn, r: dict, c: dict, get, static: dict, options: dict):
+    """``fn`` on a row block ``r`` against a column block ``c`` (dicts of
+    ``"x"``, ``"mask"`` and the per-input keyword arguments)."""
+    per_input = {k: (r[k], c[k]) for k in r if k not in ("x", "mask")}
+    return fn(r["x"], c["x"], get, masks=(r["mask"], c["mask"]), **options, **static, **per_input)
+
+
 def blockwise(fn: Callable, x1, x2, get, masks, kwargs: dict, **options) -> Optional[object]:
     """``fn(x1, x2, get, masks=..., **options, **kwargs)`` in blocks of pairs.
 
@@ -117,13 +124,9 @@ def blockwise(fn: Callable, x1, x2, get, masks, kwargs: dict, **options) -> Opti
     rows = {k: None if v is None else _split(v, b1) for k, v in rows.items()}
     cols = {k: None if v is None else _split(v, b2) for k, v in cols.items()}
 
-    def block(r, c):
-        per_input = {k: (r[k], c[k]) for k in r if k not in ("x", "mask")}
-        return fn(
-            r["x"], c["x"], get, masks=(r["mask"], c["mask"]), **options, **static, **per_input
-        )
-
-    out = jax.lax.map(lambda r: jax.lax.map(lambda c: block(r, c), cols), rows)
+    out = jax.lax.map(
+        lambda r: jax.lax.map(lambda c: _call(fn, r, c, get, static, options), cols), rows
+    )
 
     def assemble(o):
         # (rows, cols, b1, b2, ...) -> (N1, N2, ...)
@@ -152,10 +155,7 @@ def _upper_blocks(fn, inputs: dict, get, static: dict, pairs: int, n: int, optio
     def block(i, j):
         r = {k: None if v is None else v[i] for k, v in split.items()}
         c = {k: None if v is None else v[j] for k, v in split.items()}
-        per_input = {k: (r[k], c[k]) for k in r if k not in ("x", "mask")}
-        return fn(
-            r["x"], c["x"], get, masks=(r["mask"], c["mask"]), **options, **static, **per_input
-        )
+        return _call(fn, r, c, get, static, options)
 
     shapes = jax.eval_shape(block, 0, 0)
     if any(s.ndim != 2 for s in jax.tree_util.tree_leaves(shapes)):
