@@ -1,11 +1,15 @@
-"""Empirical NNGP and NTK of any ``f(params, x)`` — neural-tangents' API.
+r"""Empirical NNGP and NTK of any ``f(params, x)`` — neural-tangents' API.
 
 For a function ``f(θ, x)`` (any JAX function: `ntk.stax` ``apply_fn``, Flax
 linen ``lambda p, x: model.apply(p, x)``, an nnx module via `from_nnx`):
 
-* NNGP:  ``K(x1, x2) = f(θ, x1) ⊗ f(θ, x2)``;
-* NTK:   ``Θ(x1, x2) = Σ_θ ∂f(θ, x1)/∂θ ⊗ ∂f(θ, x2)/∂θ = J(x1) J(x2)ᵀ``
-  (Jacot et al. 2018, eq. 5),
+.. math::
+
+    K(x_1, x_2) = f(\theta, x_1) \otimes f(\theta, x_2), \qquad
+    \Theta(x_1, x_2) = \sum_{p} \frac{\partial f(\theta, x_1)}{\partial \theta_p}
+    \otimes \frac{\partial f(\theta, x_2)}{\partial \theta_p} = J(x_1)\, J(x_2)^\top
+
+(the NNGP and the NTK; Jacot et al. 2018, eq. 5),
 
 both shaped by ``trace_axes`` and ``diagonal_axes`` as in neural-tangents (see
 `ntk.empirical.axes`): the default ``trace_axes=(-1,)`` averages over the

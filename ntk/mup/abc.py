@@ -3,12 +3,16 @@ r"""abc-parametrizations and their infinite-width theory (Yang & Hu 2021, TP4 §
 **Definition (TP4 Def. 3.1).** An ``L``-hidden-layer MLP of width ``n`` with
 input ``ξ ∈ R^d`` and output ``f ∈ R``,
 
-    h¹ = W¹ ξ,   x^l = φ(h^l),   h^{l+1} = W^{l+1} x^l,   f = W^{L+1} x^L,
+.. math::
+
+    h^1 = W^1 \xi, \quad x^l = \varphi(h^l), \quad h^{l+1} = W^{l+1} x^l, \quad f = W^{L+1} x^L,
 
 is in the abc-parametrization ``{a_l, b_l}_{l ≤ L+1} ∪ {c}`` when each weight
 is a width-scaled multiple of a trainable parameter ``w^l``,
 
-    W^l = n^{-a_l} w^l,     w^l_{αβ} ~ N(0, n^{-2 b_l}),
+.. math::
+
+    W^l = n^{-a_l} w^l, \qquad w^l_{\alpha\beta} \sim \mathcal{N}(0, n^{-2 b_l}),
 
 and SGD trains ``w`` with learning rate ``η n^{-c}``. Biases are treated as
 input weights (they map the constant 1 to ``n`` coordinates) and take the
@@ -19,7 +23,9 @@ parametrizations written in another gauge.
 
 **The exponent r (TP4 Def. 3.2).**
 
-    r = min(a_{L+1} + b_{L+1}, 2a_{L+1} + c) + c − 1 + min_{l=1..L} [2a_l + 𝟙(l = 1)].
+.. math::
+
+    r = \min(a_{L+1} + b_{L+1},\ 2a_{L+1} + c) + c - 1 + \min_{l=1,\dots,L} \big[2a_l + \mathbb{1}(l = 1)\big].
 
 Why: the readout's coordinates have size ``n^{-ω}``, ``ω = min(a_{L+1} +
 b_{L+1}, 2a_{L+1} + c)`` (initial value vs accumulated update), so every
@@ -28,7 +34,9 @@ changes ``W^l`` by ``η n^{-c-2a_l} dh^l x^{l-1 ⊤}``; applied to the
 correlated ``x^{l-1}`` (``n`` coordinates for a hidden layer, ``d = O(1)``
 for the input layer) it moves ``h^l`` by ``Θ(n^{-r_l})`` with
 
-    r_l = ω + c_l − 1 + 2a_l + 𝟙(l = 1),        r = min_l r_l.
+.. math::
+
+    r_l = \omega + c_l - 1 + 2a_l + \mathbb{1}(l = 1), \qquad r = \min_l r_l.
 
 Features move by ``Δx^L = Θ(n^{-r})`` (TP4 §3, "r ... is the exponent such that
 Δx_t^L = Θ(n^{-r})").

@@ -4,8 +4,11 @@ Numerics (the reference). `trained_gp` gives the mean and covariance of the
 output of infinitely wide networks trained to convergence on ``(I_k, Y)``
 (Lee et al. 2019, eqs. 15-16 at t = ∞, via `ntk.predict`):
 
-    μ(x) = Θ_xd Θ_dd^{-1} Y,
-    Σ(x, x') = K_xx' + Θ_xd Θ_dd^{-1} K_dd Θ_dd^{-1} Θ_dx' − (Θ_xd Θ_dd^{-1} K_dx' + h.c.),
+.. math::
+
+    \mu(x) = \Theta_{xd} \Theta_{dd}^{-1} Y, \qquad
+    \Sigma(x, x') = K_{xx'} + \Theta_{xd} \Theta_{dd}^{-1} K_{dd} \Theta_{dd}^{-1} \Theta_{dx'}
+    - \big(\Theta_{xd} \Theta_{dd}^{-1} K_{dx'} + \text{h.c.}\big),
 
 the covariance being ``Σ ⊗ I_k`` (output coordinates are independent, with
 the same ``Σ``, which does not depend on ``π``).
@@ -23,12 +26,16 @@ On the training set ``Θ_dd = (a − b) I + b 11ᵀ`` with ``a = Θ(e_i, e_i)``,
 ``u(x) = Θ_dd^{-1} Θ_dx`` with ``u_i = α(s)`` on the ones of ``x`` and
 ``β(s)`` on its zeros, where, with ``S = s c₁ + (k − s) c₀``,
 
-    α(s) = (c₁ − b S/(a + (k−1) b)) / (a − b),
-    β(s) = (c₀ − b S/(a + (k−1) b)) / (a − b).
+.. math::
+
+    \alpha(s) = \frac{c_1 - b S / (a + (k-1) b)}{a - b}, \qquad
+    \beta(s) = \frac{c_0 - b S / (a + (k-1) b)}{a - b}.
 
 Since ``Y`` routes row ``i`` to column ``π(i)``,
 
-    μ(x) = α(s) P_π x + β(s) (1 − P_π x):
+.. math::
+
+    \mu(x) = \alpha(s)\, P_\pi x + \beta(s)\, (1 - P_\pi x):
 
 one value on the coordinates of ``P_π x``, another off them. ``α(1) = 1``,
 ``β(1) = 0`` (interpolation); for the default network ``α(s) > 0 > β(s)``

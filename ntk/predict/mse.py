@@ -29,8 +29,12 @@ def gradient_descent_mse(
     For ``L(f) = ||f(X) - Y||² / (2 n)``, ``n = y_train.size``, learning rate
     η and ``τ = η t / n`` (Lee et al. 2019, eqs. 8-9; Jacot et al. 2018 §5):
 
-        f_t(X) = f_∞(X) + e^{-Θ τ} (f_0(X) - f_∞(X)),      f_∞(X) = Y,
-        f_t(x) = f_0(x) + Θ(x, X) Θ^{-1} (e^{-Θ τ} - I) (f_0(X) - Y),
+    .. math::
+
+        f_t(X) &= f_\infty(X) + e^{-\Theta \tau} \big(f_0(X) - f_\infty(X)\big),
+        \qquad f_\infty(X) = Y, \\
+        f_t(x) &= f_0(x) + \Theta(x, X)\, \Theta^{-1} \big(e^{-\Theta \tau} - I\big)
+        \big(f_0(X) - Y\big),
 
     with ``Θ = k_train_train (+ diag_reg)`` and ``Θ(x, X) = k_test_train``.
     Finite ``t`` uses ``Θ = V diag(λ) Vᵀ`` (``eigh``), ``e^{-Θτ} = V e^{-λτ}
@@ -47,8 +51,11 @@ def gradient_descent_mse(
     ``f_{s+1}(X) = f_s(X) - (η/n) Θ (f_s(X) - Y)``, whose closed form replaces
     ``e^{-Θτ}`` by ``(I - ηΘ/n)^t`` (Lee et al. 2019 §2.2, discrete version):
 
-        f_t(X) = Y + (I - ηΘ/n)^t (f_0(X) - Y),
-        f_t(x) = f_0(x) + Θ(x, X) Θ^{-1} ((I - ηΘ/n)^t - I) (f_0(X) - Y).
+    .. math::
+
+        f_t(X) &= Y + (I - \eta \Theta / n)^t \big(f_0(X) - Y\big), \\
+        f_t(x) &= f_0(x) + \Theta(x, X)\, \Theta^{-1} \big((I - \eta \Theta / n)^t - I\big)
+        \big(f_0(X) - Y\big).
 
     Here ``η`` matters by itself (the steps diverge unless ``η λ_max < 2n``),
     ``t`` must be whole numbers and ``t = None`` is the fixed point, kernel

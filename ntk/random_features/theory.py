@@ -1,4 +1,4 @@
-"""The eigenframework: closed-form test and train risk of KRR and RF regression.
+r"""The eigenframework: closed-form test and train risk of KRR and RF regression.
 
 Source: Simon, Karkada, Ghosh & Belkin, "More is Better in Modern Machine
 Learning" (ICLR 2024), Sec. 3 (KRR, the "omniscient risk estimate" of
@@ -10,19 +10,32 @@ measure, ``K(x, x') = Σ λ_i φ_i(x) φ_i(x')``) and the target's coefficients
 variance ``σ²``. Training uses ``n`` samples and ridge ``δ`` on the kernel
 matrix (``f̂ = K(x, X)(K(X, X) + δ I)⁻¹ y``).
 
-KRR (paper Sec. 3)::
+KRR (paper Sec. 3):
 
-    Σ_i λ_i/(λ_i + κ) + δ/κ = n,       L_i = λ_i/(λ_i + κ),
-    E_0 = n/(n − Σ L_i²),
-    E_te = E_0 (Σ_i (1 − L_i)² v_i² + σ²),  E_tr = (δ/(nκ))² E_te.
+.. math::
+
+    \sum_i \frac{\lambda_i}{\lambda_i + \kappa} + \frac{\delta}{\kappa} = n, \qquad
+    \mathcal{L}_i = \frac{\lambda_i}{\lambda_i + \kappa}, \qquad
+    \mathcal{E}_0 = \frac{n}{n - \sum_i \mathcal{L}_i^2},
+
+    E_{te} = \mathcal{E}_0 \Big(\sum_i (1 - \mathcal{L}_i)^2 v_i^2 + \sigma^2\Big), \qquad
+    E_{tr} = \Big(\frac{\delta}{n\kappa}\Big)^2 E_{te}.
 
 RF regression with ``k`` features, i.e. KRR with the rank-k Monte Carlo kernel
-``K̂ = (1/k) Σ_j g_j g_jᵀ`` (paper Sec. 4)::
+``K̂ = (1/k) Σ_j g_j g_jᵀ`` (paper Sec. 4):
 
-    n = Σ_i L_i + δ/κ,     k = Σ_i L_i + k κ/γ,     L_i = λ_i/(λ_i + γ),
-    z = Σ L_i,  q = Σ L_i²,  x = [q(k − 2z) + z²] / [n(k − q)],  E_0 = 1/(1 − x),
-    E_te = E_0 (Σ_i [(1 − L_i) − (k/(k − q)) κ L_i/(λ_i + γ)] v_i² + σ²),
-    E_tr = (δ/(nκ))² E_te.
+.. math::
+
+    n = \sum_i \mathcal{L}_i + \frac{\delta}{\kappa}, \qquad
+    k = \sum_i \mathcal{L}_i + \frac{k\kappa}{\gamma}, \qquad
+    \mathcal{L}_i = \frac{\lambda_i}{\lambda_i + \gamma},
+
+    z = \sum_i \mathcal{L}_i, \quad q = \sum_i \mathcal{L}_i^2, \quad
+    x = \frac{q(k - 2z) + z^2}{n(k - q)}, \quad \mathcal{E}_0 = \frac{1}{1 - x},
+
+    E_{te} = \mathcal{E}_0 \Big(\sum_i \Big[(1 - \mathcal{L}_i)
+    - \frac{k}{k - q} \frac{\kappa \mathcal{L}_i}{\lambda_i + \gamma}\Big] v_i^2 + \sigma^2\Big),
+    \qquad E_{tr} = \Big(\frac{\delta}{n\kappa}\Big)^2 E_{te}.
 
 As ``k → ∞``, ``kκ/γ → k − z`` forces ``γ → κ`` and every RF quantity tends to
 its KRR counterpart; ``k = jnp.inf`` is accepted and gives KRR exactly.

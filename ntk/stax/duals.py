@@ -1,13 +1,29 @@
-"""Dual kernels of activations: the table ``ACTIVATIONS``.
+r"""Dual kernels of activations: the table ``ACTIVATIONS``.
 
 For a pre-activation ``(u, v) ~ N(0, [[c11, c12], [c12, c22]])`` an activation
 φ has the *dual kernel* (Cho & Saul 2009; Daniely et al. 2016)
 
-    K_φ(c12, c11, c22) = E[φ(u) φ(v)]
+.. math::
 
-and the *derivative kernel* K_φ' = E[φ'(u) φ'(v)], which by Price's theorem
-equals ∂K_φ/∂c12. Through an activation the NNGP becomes K_φ and the NTK
-becomes Θ' = K_φ' ⊙ Θ (Jacot et al. 2018, Theorem 1; Lee et al. 2019, eq. 7).
+    K_\varphi(c_{12}, c_{11}, c_{22}) = \mathbb{E}\,[\varphi(u)\, \varphi(v)]
+
+and the *derivative kernel*, which by Price's theorem is its derivative in
+the covariance,
+
+.. math::
+
+    K_{\varphi'}(c_{12}, c_{11}, c_{22}) = \mathbb{E}\,[\varphi'(u)\, \varphi'(v)]
+    = \frac{\partial K_\varphi}{\partial c_{12}}.
+
+Through an activation the NNGP becomes K_φ and the NTK becomes
+Θ' = K_φ' ⊙ Θ (Jacot et al. 2018, Theorem 1; Lee et al. 2019, eq. 7).
+For ReLU both are arc-cosine kernels (Cho & Saul 2009): with
+``cos θ = c12 / √(c11 c22)``,
+
+.. math::
+
+    K_\varphi = \frac{\sqrt{c_{11} c_{22}}}{2\pi} \big(\sin\theta + (\pi - \theta)\cos\theta\big),
+    \qquad K_{\varphi'} = \frac{\pi - \theta}{2\pi}.
 
 Every activation here is an `Activation` record ``(fn, dual)`` in the table
 ``ACTIVATIONS`` (name -> factory); ``dual(c12, c11, c22)`` returns

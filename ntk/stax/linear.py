@@ -1,4 +1,4 @@
-"""Dense layers, reshapes, normalisation and dropout (the affine rule they share).
+r"""Dense layers, reshapes, normalisation and dropout (the affine rule they share).
 
 Parameterizations (Jacot et al. 2018 §2; Sohl-Dickstein et al. 2020, "On the
 infinite width limit of neural networks with a standard parameterization"),
@@ -8,10 +8,19 @@ for a layer with ``n`` inputs per output (fan-in) and weights ``W_ij ~ N(0, 1)``
 * ``"standard"``: ``y = x W + b`` with ``W_ij ~ N(0, W_std² / n)``,
   ``b ~ N(0, b_std²)``.
 
-Both give the same NNGP, ``K' = W_std² K + b_std²``. The NTK picks up each
-parameter's gradient Gram: ``Θ' = W_std² Θ + K'`` under ``"ntk"`` and
-``Θ' = W_std² Θ + n K + 1[b_std]`` under ``"standard"``, where ``n`` is the
-finite fan-in (the width a finite network would have).
+Both give the same NNGP; the NTK picks up each parameter's gradient Gram
+(Jacot et al. 2018, Theorem 1; Sohl-Dickstein et al. 2020, §3):
+
+.. math::
+
+    K' = \sigma_w^2 K + \sigma_b^2, \qquad
+    \Theta' = \begin{cases}
+        \sigma_w^2\, \Theta + K' & \text{"ntk"}, \\
+        \sigma_w^2\, \Theta + n K + \mathbb{1}[\sigma_b \neq 0] & \text{"standard"},
+    \end{cases}
+
+with ``σ_w = W_std``, ``σ_b = b_std`` and ``n`` the finite fan-in (the width
+a finite network would have).
 
 Convolutions are in `ntk.stax.conv`, pooling in `ntk.stax.pooling`, their
 spatial geometry in `ntk.stax.spatial`.
