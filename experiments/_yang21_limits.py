@@ -23,7 +23,8 @@ width n (fresh initialisations, trained by μP SGD) are compared with it.
    planted analogies (`ntk.data.text.planted_analogy_corpus`).
 2. **Few-shot MAML** (TP4 Table 3): first-order MAML, 5-way 1-shot, one inner
    SGD step; μP limit vs finite widths vs kernel regression on the support
-   set with the ReLU network's NTK and NNGP (``ntk.stax`` + ``ntk.predict``).
+   set with the ReLU network's NTK and NNGP (``ntk.stax`` + ``ntk.predict``); the
+   evaluation and the kernel baselines are `ntk.mup.maml`'s.
    Omniglot from ``data_dir``, else 1,200 procedurally drawn 28×28 stroke
    characters (`ntk.data.glyphs`; 800 meta-train / 400 disjoint meta-test),
    through `ntk.data.fewshot.fewshot_dataset`.
@@ -42,9 +43,9 @@ import numpy as np
 
 from experiments import results
 from experiments.registry import Result, Run
-from ntk import predict, stax
 from ntk.data import fewshot, text
 from ntk.mup import limits, word2vec
+from ntk.mup.maml import evaluate, kernel_baselines
 from ntk.power_law import loglog_slope
 
 #: TP4's Word2Vec analogy accuracies (%) at the last epoch, read from the
@@ -369,28 +370,6 @@ def _output_accuracy(e_out, corpus) -> float:
 # ------------------------------------------------------------------ MAML
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def query_logits(adapt, params, inner_lr, xs, ys, xq):
-    return jax.lax.map(lambda t: adapt(params, *t, inner_lr), (xs, ys, xq))
-
-
-def _accuracy(logits, y_query) -> dict:
-    acc = np.asarray((jnp.argmax(logits, -1) == y_query).mean(-1))
-    return {
-        "accuracy": 100 * float(acc.mean()),
-        "sem": 100 * float(acc.std(ddof=1) / math.sqrt(len(acc))),
-    }
-
-
-def _eval(adapt, params, inner_lr, tasks, inner_steps: int = 1) -> dict:
-    """Accuracy ± SEM over test tasks of ``adapt(params, x_s, y_s, x_q, ε)`` after
-    ``inner_steps`` inner SGD steps."""
-    xs, ys, xq, yq = tasks
-    if inner_steps != 1:
-        adapt = functools.partial(adapt, inner_steps=inner_steps)
-    return _accuracy(query_logits(adapt, params, inner_lr, xs, ys, xq), yq)
-
-
 def maml_width_settings(config) -> dict:
     """``{width: (outer lr η, σ_u, σ_v)}`` of the finite networks: the per-width
     fields where given (one value per entry of ``maml_widths``), else the scalars."""
@@ -417,46 +396,6 @@ def maml_width_settings(config) -> dict:
             )
         )
     return out
-
-
-def _kernel_baselines(tasks, n_way) -> dict:
-    """Kernel regression on each support set with the one-hidden-layer ReLU
-    network's NTK and NNGP (``ntk.stax``), centered one-hot targets."""
-    _, _, kernel_fn = stax.serial(stax.Dense(512, 1.0, 0.1), stax.Relu(), stax.Dense(1, 1.0, 0.1))
-
-    @jax.jit
-    def predict_all(xs, ys, xq):
-        def one(t):
-            xs, ys, xq = t
-            y = jax.nn.one_hot(ys, n_way) - 1.0 / n_way
-            k_dd = kernel_fn(xs, None, ("nngp", "ntk"))
-            k_td = kernel_fn(xq, xs, ("nngp", "ntk"))
-            fn = predict.gp_inference(k_dd, y, diag_reg=1e-4)
-            return fn(get="ntk", k_test_train=k_td), fn(get="nngp", k_test_train=k_td)
-
-        return jax.lax.map(one, (xs, ys, xq))
-
-    # The one-hidden-layer linear network's NTK is twice its NNGP (both ∝ x·x'
-    # + bias): one kernel regression is its NTK and GP limit.
-    _, _, linear_fn = stax.serial(stax.Dense(512, 1.0, 0.1), stax.Dense(1, 1.0, 0.1))
-
-    @jax.jit
-    def predict_linear(xs, ys, xq):
-        def one(t):
-            xs, ys, xq = t
-            y = jax.nn.one_hot(ys, n_way) - 1.0 / n_way
-            fn = predict.gp_inference(linear_fn(xs, None, "nngp"), y, diag_reg=1e-4)
-            return fn(get="nngp", k_test_train=linear_fn(xq, xs, "nngp"))
-
-        return jax.lax.map(one, (xs, ys, xq))
-
-    xs, ys, xq, yq = tasks
-    f_ntk, f_gp = predict_all(xs, ys, xq)
-    return {
-        "ntk": _accuracy(f_ntk, yq),
-        "gp": _accuracy(f_gp, yq),
-        "linear": _accuracy(predict_linear(xs, ys, xq), yq),
-    }
 
 
 def maml_dataset(config) -> fewshot.FewShotData:
@@ -516,12 +455,12 @@ def run_maml(config, key, progress) -> dict:
     t0 = time.time()
 
     lim = limits.init_limit(d, N, config.maml_sigma_u, config.maml_sigma_v)
-    out["limit_init"] = _eval(limits.limit_maml_adapt, lim, eps, test, k_eval)
+    out["limit_init"] = evaluate(limits.limit_maml_adapt, lim, eps, test, k_eval)
     clip = config.maml_clip
     step = jax.jit(lambda s, t: limits.limit_maml_step(s, t, eps, eta, clip=clip))
     for t in progress(meta_batches, "limit meta-step"):
         lim = step(lim, t)
-    out["limit"] = _eval(limits.limit_maml_adapt, lim, eps, test, k_eval)
+    out["limit"] = evaluate(limits.limit_maml_adapt, lim, eps, test, k_eval)
     out["limit"]["basis"] = limits.basis_size(lim)
     out["limit"]["seconds"] = time.time() - t0
 
@@ -530,14 +469,14 @@ def run_maml(config, key, progress) -> dict:
         eta_n, s_u, s_v = per_width[int(n)]
         fstep = jax.jit(lambda s, t, e=eta_n: limits.finite_maml_step(s, t, eps, e, clip=clip))
         net = limits.finite_network(jax.random.fold_in(key, 1000 + i), d, N, n, s_u, s_v)
-        out["finite_init"][str(n)] = _eval(limits.finite_maml_adapt, net, eps, test, k_eval)
+        out["finite_init"][str(n)] = evaluate(limits.finite_maml_adapt, net, eps, test, k_eval)
         t0 = time.time()
         for t in progress(meta_batches, f"n={n} meta-step"):
             net = fstep(net, t)
-        out["finite"][str(n)] = _eval(limits.finite_maml_adapt, net, eps, test, k_eval)
+        out["finite"][str(n)] = evaluate(limits.finite_maml_adapt, net, eps, test, k_eval)
         out["finite"][str(n)]["seconds"] = time.time() - t0
     t0 = time.time()
-    out.update(_kernel_baselines(test, N))
+    out.update(kernel_baselines(test, N))
     out["kernel_seconds"] = time.time() - t0
     return out
 

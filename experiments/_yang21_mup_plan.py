@@ -13,19 +13,15 @@ import jax.numpy as jnp
 import optax
 
 from experiments import _yang21_deep as deep
-from experiments._yang21_limits import (
-    query_logits,
-    maml_dataset,
-    planted_corpus,
-)
+from experiments._yang21_limits import maml_dataset, planted_corpus
 from experiments.yang21_mup import (
     COORD,
     DICHOTOMY,
     EXPERIMENT,
     mlp,
 )
-from ntk import mup, predict, stax
-from ntk.mup import limits, word2vec
+from ntk import mup
+from ntk.mup import limits, maml, word2vec
 
 
 def _sgd_step(net, lr):
@@ -219,7 +215,7 @@ def maml_plan(config) -> list:
         ),
         Step(
             "limit evaluation (per task: lax.map)",
-            lambda s, t: query_logits(limits.limit_maml_adapt, s, eps, *t[:3]),
+            lambda s, t: maml.query_logits(limits.limit_maml_adapt, s, eps, *t[:3]),
             (lim, test),
             count=2 * config.maml_test_tasks,
         ),
@@ -235,25 +231,18 @@ def maml_plan(config) -> list:
             ),
             Step(
                 f"evaluation n={n} (per task)",
-                lambda s, t: query_logits(limits.finite_maml_adapt, s, eps, *t[:3]),
+                lambda s, t: maml.query_logits(limits.finite_maml_adapt, s, eps, *t[:3]),
                 (net, test),
                 count=config.maml_test_tasks,
             ),
         ]
-    _, _, kernel_fn = stax.serial(stax.Dense(512, 1.0, 0.1), stax.Relu(), stax.Dense(1, 1.0, 0.1))
 
     def baselines(xs, ys, xq):
-        def one(t):
-            y = jax.nn.one_hot(t[1], N) - 1.0 / N
-            k_dd = kernel_fn(t[0], None, ("nngp", "ntk"))
-            fn = predict.gp_inference(k_dd, y, diag_reg=1e-4)
-            return fn(get="ntk", k_test_train=kernel_fn(t[2], t[0], ("nngp", "ntk")))
-
-        return jax.lax.map(one, (xs, ys, xq))
+        return maml.kernel_regression(xs, ys, xq, N)
 
     steps.append(
         Step(
-            "NTK/NNGP kernel regression (per task)",
+            "NTK/NNGP/linear kernel regression (per task)",
             baselines,
             test[:3],
             count=config.maml_test_tasks,

@@ -14,7 +14,7 @@ import pytest
 
 from experiments import _yang21_limits, registry
 from ntk.data import fewshot
-from ntk.mup import limits
+from ntk.mup import limits, maml
 from tiny_runs import tiny_run
 
 
@@ -110,11 +110,11 @@ def test_maml_limit_before_meta_training_is_one_nearest_neighbour_by_inner_produ
         ds.x_test, ds.y_test, 30, n_way=5, k_shot=1, q_query=3, rng=np.random.default_rng(0)
     )
     lim = limits.init_limit(784, 5, 1.0, 1.0)
-    got = _yang21_limits._eval(limits.limit_maml_adapt, lim, 10.0, tasks)
+    got = maml.evaluate(limits.limit_maml_adapt, lim, 10.0, tasks)
     xs, ys, xq, yq = tasks
     nearest = np.einsum("tqd,tsd->tqs", xq, xs).argmax(-1)
     want = ys[np.arange(len(ys))[:, None], nearest] == yq
-    # _eval averages in float32: 1e-4 points is ~100 float32 roundings of 46 %
+    # evaluate averages in float32: 1e-4 points is ~100 float32 roundings of 46 %
     assert got["accuracy"] == pytest.approx(100 * want.mean(), abs=1e-4)
     assert got["sem"] == pytest.approx(100 * want.mean(1).std(ddof=1) / np.sqrt(30), rel=1e-6)
 

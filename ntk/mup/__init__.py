@@ -21,7 +21,8 @@ across widths. The infinite-width μP limits live in the submodules
 §7–8) and `ntk.mup.dmft` (deep nonlinear MLP by dynamical mean-field theory,
 Bordelon & Pehlevan 2022), beside the same MLP at finite width
 (`ntk.mup.finite`) and in its lazy limit (`ntk.mup.ntk_limit`); `ntk.mup.word2vec`
-trains TP4's Word2Vec (CBOW) in any parametrization.
+trains TP4's Word2Vec (CBOW) in any parametrization, and `ntk.mup.maml` scores
+few-shot MAML models and their NTK/NNGP kernel-regression baselines.
 """
 
 from ntk.mup.abc import ABC, FORMS, PRESETS, abc
@@ -29,7 +30,7 @@ from ntk.mup.parametrize import LeafScale, Parametrized, ROLES
 from ntk.mup.optim import adam, multipliers, scale_by_width, sgd
 from ntk.mup.api import parametrize
 from ntk.mup.coord_check import CoordCheck, coord_check, rms
-from ntk.mup import dmft, finite, limits, ntk_limit, word2vec
+from ntk.mup import dmft, finite, limits, maml, ntk_limit, word2vec
 
 __all__ = [
     "ABC",
@@ -50,6 +51,7 @@ __all__ = [
     "dmft",
     "finite",
     "limits",
+    "maml",
     "ntk_limit",
     "word2vec",
 ]
