@@ -14,11 +14,13 @@ this one meaning:
 
 * ``diag_reg`` in `ntk.predict` (neural-tangents' name and API): relative
   unless ``diag_reg_absolute_scale=True``;
-* ``jitter`` in `ntk.dkm` (`FullDKM`, `SparseDKM`, `nngp_grams`, ...) and
-  `ntk.mup.dmft.dmft_solve`: always relative, i.e. ``jitter`` is
-  ``diag_reg`` with ``diag_reg_absolute_scale=False``. The deep-GP sampler
-  and the variational deep GP of `ntk.dkm` take an absolute ``jitter``
-  (``relative=False`` here), as their papers' code does.
+* ``jitter`` in `ntk.dkm` (`FullDKM`, `SparseDKM`, `nngp_grams`, the
+  sampler and the deep GP) and `ntk.mup.dmft.dmft_solve`: relative, i.e.
+  ``jitter`` is ``diag_reg`` with ``diag_reg_absolute_scale=False``, unless
+  the function's ``jitter_absolute_scale=True``. The deep-GP sampler
+  (`ntk.dkm.sampling`) and the variational deep GP (`ntk.dkm.deep_gp`) take
+  that flag and default it to True (absolute, ``relative=False`` here), as
+  their papers' code does.
 
 A relative amount is scale free: multiplying ``K`` by ``c`` multiplies ``j``
 by ``c`` and leaves the conditioning of ``K̃`` unchanged.
@@ -53,7 +55,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
-from ntk._checks import concrete
+from ntk._checks import _got, concrete
 
 HP = jax.lax.Precision.HIGHEST
 
@@ -61,6 +63,19 @@ HP = jax.lax.Precision.HIGHEST
 def dot(a, b):
     """``a @ b`` at the highest matmul precision (exact float32 on accelerators)."""
     return jnp.matmul(a, b, precision=HP)
+
+
+def require_scale_flag(value, arg: str, where: str) -> bool:
+    """A ``*_absolute_scale`` flag (``diag_reg_absolute_scale``,
+    ``jitter_absolute_scale``): a Python or NumPy bool, returned as ``bool``;
+    anything else is a TypeError naming ``arg`` (a Python setting, so it is
+    checked even under a trace)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"{where}: `{arg}` must be a bool (True: the amount is absolute; False: "
+            f"relative to the mean diagonal); got {_got(value)}."
+        )
+    return bool(value)
 
 
 def jitter_amount(k, jitter, relative: bool = True):

@@ -4,6 +4,7 @@ and on a step function (two layers)."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -156,9 +157,114 @@ def test_sqexp_ard_gradients_match_broadcast_differences():
             ValueError,
             r"`x` must have shape \(N, D\)",
         ),
+        (
+            lambda x, y: deep_gp.fit(x, y, None, jitter_absolute_scale=1),
+            TypeError,
+            "deep_gp.fit: `jitter_absolute_scale` must be a bool",
+        ),
+        (
+            lambda x, y: deep_gp.predict(None, x, None, jitter_absolute_scale="yes"),
+            TypeError,
+            "deep_gp.predict: `jitter_absolute_scale` must be a bool",
+        ),
+        (
+            lambda x, y: deep_gp.elbo(None, x, y, None, jitter_absolute_scale=None),
+            TypeError,
+            "deep_gp.elbo: `jitter_absolute_scale` must be a bool",
+        ),
+        (
+            lambda x, y: deep_gp.adam_steps(
+                None,
+                None,
+                x,
+                y,
+                None,
+                0.01,
+                1e-5,
+                steps=1,
+                batch=None,
+                num_samples=1,
+                jitter_absolute_scale="no",
+            ),
+            TypeError,
+            "deep_gp.adam_steps: `jitter_absolute_scale` must be a bool",
+        ),
     ],
 )
 def test_bad_arguments_are_rejected_by_name(call, exc, message):
     x, y = np.ones((5, 2)), np.ones(5)
     with pytest.raises(exc, match=message):
         call(x, y)
+
+
+def test_layer_factorises_k_zz_with_absolute_or_relative_jitter():
+    """One layer's marginals by NumPy (float64) with L_Z = chol(K_ZZ + j I): j = jitter
+    (jitter_absolute_scale=True, the default) or jitter · mean(diag K_ZZ) = jitter · s²,
+    s² = 2.5 so the two differ."""
+    rng = np.random.default_rng(3)
+    m, d, s2, jitter = 4, 2, 2.5, 0.3
+    z, x, q_mu = rng.normal(size=(m, d)), rng.normal(size=(3, d)), rng.normal(size=(m, 1))
+    layer = dict(
+        z=z,
+        w=np.zeros((d, 1)),
+        log_amp=np.asarray(math.log(s2)),
+        log_ls=np.zeros(d),
+        q_mu=q_mu,
+        q_sqrt=math.log(0.5) * np.eye(m)[None],  # R = I / 2
+    )
+    # both flags in one compilation (cheaper than op-by-op)
+    both = jax.jit(lambda l, x: [deep_gp._layer(l, x, jitter, a) for a in (True, False)])
+
+    def k(a, b):
+        return s2 * np.exp(-0.5 * ((a[:, None] - b[None]) ** 2).sum(-1))
+
+    for (mean, var), j in zip(both(layer, x), (jitter, jitter * s2)):
+        a = np.linalg.solve(np.linalg.cholesky(k(z, z) + j * np.eye(m)), k(z, x))
+        np.testing.assert_allclose(mean[:, 0], a.T @ q_mu[:, 0], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(var[:, 0], s2 - 0.75 * (a**2).sum(0), rtol=0, atol=1e-12)
+
+
+def test_jitter_flag_reaches_every_k_zz_factorisation(monkeypatch):
+    """fit → adam_steps → elbo and predict → _predict, down to every K_ZZ Cholesky;
+    traced (jax.eval_shape), not compiled."""
+    seen = []
+    chol, adam, pred = (
+        deep_gp.jittered_cholesky,
+        deep_gp.adam_steps.__wrapped__,
+        deep_gp._predict.__wrapped__,
+    )
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["relative"])
+        return chol(*args, **kwargs)
+
+    def traced_adam(*args, **kwargs):  # the parameters come back unchanged
+        jax.eval_shape(functools.partial(adam, **kwargs), *args)
+        return args[0], None
+
+    def traced_predict(params, x, key, jitter, **kwargs):
+        mu, _ = jax.eval_shape(functools.partial(pred, **kwargs), params, x, key, jitter)
+        return np.zeros(mu.shape), np.zeros(mu.shape)
+
+    monkeypatch.setattr(deep_gp, "jittered_cholesky", spy)
+    monkeypatch.setattr(deep_gp, "adam_steps", traced_adam)
+    monkeypatch.setattr(deep_gp, "_predict", traced_predict)
+    x = np.random.default_rng(0).normal(size=(6, 2)).astype(np.float32)
+    key = np.zeros(2, np.uint32)  # a PRNG key's layout
+    # init's layout (two layers, 3 inducing points), built by hand: fit skips init
+    layer = dict(
+        z=x[:3], log_amp=np.float32(0), log_ls=np.zeros(2, np.float32), q_sqrt=np.zeros((2, 3, 3))
+    )
+    start = dict(
+        layers=(
+            dict(layer, w=np.eye(2, dtype=np.float32), q_mu=np.zeros((3, 2), np.float32)),
+            dict(layer, w=np.zeros((2, 1), np.float32), q_mu=np.zeros((3, 1), np.float32)),
+        ),
+        log_noise=np.float32(-2),
+    )
+    for absolute in (True, False):
+        seen.clear()
+        flag = {} if absolute else dict(jitter_absolute_scale=False)  # default: absolute
+        params = deep_gp.fit(x, x[:, 0], key, layers=2, steps=1, params=start, **flag)
+        deep_gp.predict(params, x, key, num_samples=2, **flag)
+        assert len(seen) >= 4 and set(seen) == {not absolute}, (absolute, seen)

@@ -98,6 +98,7 @@ def test_log_posterior_is_prior_plus_copies_times_likelihood():
         (dict(noise_var=-1.0), ValueError, "`noise_var` must be a number >= 0"),
         (dict(target_accept=1.0), ValueError, r"`target_accept` must be a number in \(0, 1\)"),
         (dict(jitter=-1e-6), ValueError, "`jitter` must be a number >= 0"),
+        (dict(jitter_absolute_scale=1), TypeError, "`jitter_absolute_scale` must be a bool"),
     ],
 )
 def test_bad_sampler_settings_are_rejected_by_name(kwargs, exc, message):
@@ -122,3 +123,64 @@ def test_concrete_singular_kernel_is_a_clear_error():
     g0 = jnp.ones((3, 3))  # K(G) = 1 1ᵀ: rank one
     with pytest.raises(ValueError, match="not positive definite.*smallest eigenvalue"):
         sampling.grams_from_whitened([jnp.ones((3, 2))], g0, lambda g: g, jitter=0.0)
+
+
+def _linear_kernel_off_unit_diagonal():
+    """``K(G_0) = 3 G_0`` on 4 points: definite, mean diagonal ≈ 3 (not 1, so relative
+    and absolute jitter differ)."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4, 6))
+    g0 = x @ x.T / 6
+    kernel = dkm.linear(weight_var=3.0)
+    k = np.asarray(kernel(jnp.asarray(g0)))
+    assert abs(np.mean(np.diag(k)) - 1.0) > 1.0
+    return g0, kernel, k, rng
+
+
+@pytest.mark.parametrize("absolute", [True, False])
+def test_jitter_is_absolute_by_default_and_relative_without_the_flag(absolute):
+    """jitter_absolute_scale=True (default): chol(K + jitter·I); False: chol(K +
+    jitter·mean(diag K)·I), the library's relative meaning. NumPy, float64."""
+    g0, kernel, k, rng = _linear_kernel_off_unit_diagonal()
+    jitter = 0.1
+    j = jitter if absolute else jitter * np.mean(np.diag(k))
+    want = np.linalg.cholesky(k + j * np.eye(4))
+    # the factor the sampler and grams_from_whitened use
+    got = sampling._chol(jnp.asarray(k), jitter, "test", absolute)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    # the public route: G_1 = F Fᵀ / N, F = chol(K + jI) Z
+    z = rng.normal(size=(4, 5))
+    flag = {} if absolute else dict(jitter_absolute_scale=False)  # default: absolute
+    g1 = sampling.grams_from_whitened([jnp.asarray(z)], jnp.asarray(g0), kernel, jitter, **flag)
+    f = want @ z
+    np.testing.assert_allclose(g1[0], f @ f.T / 5, rtol=1e-12)
+
+
+@pytest.mark.parametrize("absolute", [True, False])
+def test_sampler_threads_the_jitter_flag_to_every_factorisation(monkeypatch, absolute):
+    # traced, not compiled (jax.eval_shape): every K(G) the MALA step factorises
+    seen = []
+    real = sampling.jittered_cholesky
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["relative"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sampling, "jittered_cholesky", spy)
+    flag = {} if absolute else dict(jitter_absolute_scale=False)
+    sample = sampling.make_dgp_sampler(
+        dkm.sqexp(), 1, 4, noise_var=0.1, n_chains=1, burn_in=1, n_samples=1, **flag
+    )
+    key, f64 = jax.ShapeDtypeStruct((2,), jnp.uint32), jnp.float64
+    g0, y, targets = (jax.ShapeDtypeStruct(s, f64) for s in [(3, 3), (3, 1), (1, 3, 3)])
+    jax.eval_shape(sample, key, g0, y, np.array([4]), 1.0, targets, 0.1)
+    assert seen and set(seen) == {not absolute}
+
+
+@pytest.mark.parametrize("flag", [1, "yes", None])
+def test_non_bool_jitter_flag_is_rejected_by_name(flag):
+    zs, g0, y = [np.ones((2, 2))], np.eye(2), np.zeros((2, 1))  # checked before any use
+    with pytest.raises(TypeError, match="grams_from_whitened: `jitter_absolute_scale` must be"):
+        sampling.grams_from_whitened(zs, g0, dkm.sqexp(), jitter_absolute_scale=flag)
+    with pytest.raises(TypeError, match="dgp_log_posterior: `jitter_absolute_scale` must be"):
+        sampling.dgp_log_posterior(zs, g0, y, dkm.sqexp(), 0.1, 1.0, jitter_absolute_scale=flag)

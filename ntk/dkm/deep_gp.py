@@ -30,8 +30,9 @@ deterministic and, with Z = X, its maximum over q is the exact log marginal
 likelihood (Titsias 2009). Minibatches scale the data term by N/B. Prediction
 moment-matches the S-sample mixture: mean = avg μ, var = avg σ² + var μ + σ_y².
 
-Computation is in float32 (as the paper's GPflow code); ``jitter`` is absolute,
-``chol(K_ZZ + jitter · I)`` (``ntk._linalg`` with ``relative=False``; K_ZZ has
+Computation is in float32 (as the paper's GPflow code); ``jitter`` is relative
+to the mean diagonal as everywhere in the library when ``jitter_absolute_scale=False``,
+and absolute by default here, ``chol(K_ZZ + jitter · I)``, as GPflow's (K_ZZ has
 diagonal s², so it is ``jitter/s²`` relative).
 
     >>> import jax, numpy as np
@@ -55,7 +56,7 @@ import numpy as np
 import optax
 
 from ntk import _checks
-from ntk._linalg import jittered_cholesky
+from ntk._linalg import jittered_cholesky, require_scale_flag
 
 __all__ = ["FIXABLE", "sqexp_ard", "elbo", "init", "adam_steps", "fit", "predict"]
 
@@ -86,11 +87,23 @@ def _chol_factor(raw):
     return jnp.tril(raw, -1) + diag[..., None] * jnp.eye(raw.shape[-1], dtype=raw.dtype)
 
 
-def _layer(layer, x, jitter):
-    """Marginal mean and variance (N, D_out) of one layer at inputs x (N, D_in)."""
+def _flag(value, where):
+    return require_scale_flag(value, "jitter_absolute_scale", where)
+
+
+def _layer(layer, x, jitter, absolute=True):
+    """Marginal mean and variance (N, D_out) of one layer at inputs x (N, D_in);
+    ``K_ZZ + j I`` with ``j = jitter`` (``absolute``) or ``jitter · mean(diag K_ZZ)`` (≈ s²)."""
     z = layer["z"]
     kzz = sqexp_ard(z, z, layer["log_amp"], layer["log_ls"])
-    lz = jittered_cholesky(kzz, jitter, relative=False, where="deep_gp", arg="K_ZZ").factor
+    lz = jittered_cholesky(
+        kzz,
+        jitter,
+        relative=not absolute,
+        where="deep_gp",
+        arg="K_ZZ",
+        scale_flag="jitter_absolute_scale",
+    ).factor
     a = jax.scipy.linalg.solve_triangular(
         lz, sqexp_ard(z, x, layer["log_amp"], layer["log_ls"]), lower=True
     )  # (M, N)
@@ -116,7 +129,7 @@ def _kl(layer):
     )
 
 
-def _propagate(params, x, key, num_samples, jitter, chunk=None):
+def _propagate(params, x, key, num_samples, jitter, chunk=None, absolute=True):
     """Last layer's marginal mean and variance, (S, N, D_L), one sample path per s;
     ``chunk`` samples at a time if given (memory ∝ chunk·D·M·N, not S·D·M·N)."""
     layers = params["layers"]
@@ -124,19 +137,24 @@ def _propagate(params, x, key, num_samples, jitter, chunk=None):
     def one(k):
         h = x
         for i, layer in enumerate(layers[:-1]):
-            mu, var = _layer(layer, h, jitter)
+            mu, var = _layer(layer, h, jitter, absolute)
             h = mu + jnp.sqrt(var) * jax.random.normal(jax.random.fold_in(k, i), mu.shape, mu.dtype)
-        return _layer(layers[-1], h, jitter)
+        return _layer(layers[-1], h, jitter, absolute)
 
     keys = jax.random.split(key, num_samples)
     return jax.vmap(one)(keys) if chunk is None else jax.lax.map(one, keys, batch_size=chunk)
 
 
-def elbo(params, x, y, key, num_samples=5, n_total=None, jitter=1e-5):
-    """The ELBO above on (x, y) (a minibatch of a set of n_total points, if given)."""
+def elbo(
+    params, x, y, key, num_samples=5, n_total=None, jitter=1e-5, *, jitter_absolute_scale=True
+):
+    """The ELBO above on (x, y) (a minibatch of a set of n_total points, if given);
+    ``jitter`` of every K_ZZ absolute if ``jitter_absolute_scale`` (the default),
+    else relative to its mean diagonal (module doc)."""
+    absolute = _flag(jitter_absolute_scale, "deep_gp.elbo")
     y = y.reshape(len(y), -1)
     n_total = len(x) if n_total is None else n_total
-    mu, var = _propagate(params, x, key, num_samples, jitter)
+    mu, var = _propagate(params, x, key, num_samples, jitter, absolute=absolute)
     s2 = jnp.exp(params["log_noise"])
     ell = -0.5 * (jnp.log(2 * jnp.pi * s2) + ((y - mu) ** 2 + var) / s2)
     kl = sum(jnp.sum(_kl(layer)) for layer in params["layers"])
@@ -186,8 +204,23 @@ def _mask(params, fixed):
     return jax.tree_util.tree_map_with_path(leaf, params)
 
 
-@functools.partial(jax.jit, static_argnames=("steps", "batch", "num_samples"))
-def adam_steps(params, mask, x, y, key, learning_rate, jitter, *, steps, batch, num_samples):
+@functools.partial(
+    jax.jit, static_argnames=("steps", "batch", "num_samples", "jitter_absolute_scale")
+)
+def adam_steps(
+    params,
+    mask,
+    x,
+    y,
+    key,
+    learning_rate,
+    jitter,
+    *,
+    steps,
+    batch,
+    num_samples,
+    jitter_absolute_scale=True,
+):
     """``steps`` Adam steps on ``−ELBO/N`` in one compiled scan, as `fit` takes them.
 
     Step ``i`` draws ``batch`` of the ``N`` rows without replacement (all of them
@@ -202,7 +235,8 @@ def adam_steps(params, mask, x, y, key, learning_rate, jitter, *, steps, batch, 
         ``w`` and the groups named in its ``fixed``).
       x: ``(N, D)`` float32 inputs; y: ``(N, D_L)`` float32 targets; key: PRNG key.
       learning_rate, jitter: scalars; steps, batch, num_samples: static ints
-        (``batch`` an int < N or None).
+        (``batch`` an int < N or None); jitter_absolute_scale: static bool,
+        as in `elbo`.
 
     Returns:
       ``(params, trace)``: the parameters after the last step and the ELBO of
@@ -224,6 +258,7 @@ def adam_steps(params, mask, x, y, key, learning_rate, jitter, *, steps, batch, 
       >>> trace.shape
       (3,)
     """
+    _flag(jitter_absolute_scale, "deep_gp.adam_steps")
     tx = optax.adam(learning_rate)
     n = len(x)
 
@@ -235,7 +270,9 @@ def adam_steps(params, mask, x, y, key, learning_rate, jitter, *, steps, batch, 
         else:
             idx = jax.random.choice(kb, n, (batch,), replace=False)
             xb, yb = x[idx], y[idx]
-        value, g = jax.value_and_grad(elbo)(p, xb, yb, ks, num_samples, n, jitter)
+        value, g = jax.value_and_grad(elbo)(
+            p, xb, yb, ks, num_samples, n, jitter, jitter_absolute_scale=jitter_absolute_scale
+        )
         g = jax.tree_util.tree_map(lambda gi, mi: -gi * mi / n, g, mask)  # minimise −ELBO/N
         updates, state = tx.update(g, state, p)
         return (optax.apply_updates(p, updates), state), value
@@ -259,9 +296,12 @@ def fit(
     params=None,
     fixed=(),
     return_trace=False,
+    *,
+    jitter_absolute_scale=True,
 ):
     """Maximise the ELBO with Adam; ``params`` (from `init`) overrides the default start,
-    ``fixed`` ⊆ FIXABLE holds inducing points / kernel / noise at their start."""
+    ``fixed`` ⊆ FIXABLE holds inducing points / kernel / noise at their start;
+    ``jitter`` absolute if ``jitter_absolute_scale`` (the default), else relative."""
     name = "deep_gp.fit"
     if isinstance(fixed, str) or not set(fixed) <= set(FIXABLE):
         raise ValueError(
@@ -274,6 +314,7 @@ def fit(
         _checks.require_int(batch_size, "batch_size", name)
     num_samples = _checks.require_int(num_samples, "num_samples", name)
     _checks.require_nonnegative(jitter, "jitter", name)
+    absolute = _flag(jitter_absolute_scale, name)
     k_init, k_fit = jax.random.split(key)
     if params is None:
         params = init(x, y, k_init, layers, num_inducing, noise_var)
@@ -291,21 +332,23 @@ def fit(
         steps=steps,
         batch=batch,
         num_samples=num_samples,
+        jitter_absolute_scale=absolute,
     )
     return (params, np.asarray(trace)) if return_trace else params
 
 
-@functools.partial(jax.jit, static_argnames=("num_samples",))
-def _predict(params, x, key, jitter, *, num_samples):
+@functools.partial(jax.jit, static_argnames=("num_samples", "absolute"))
+def _predict(params, x, key, jitter, *, num_samples, absolute=True):
     # 10 samples at a time: 100 vmapped samples of a 13-wide hidden layer at 4,000 test
     # points would hold 100·13·M·4000 floats (2 GB at M = 100)
-    mu, var = _propagate(params, x, key, num_samples, jitter, chunk=10)
+    mu, var = _propagate(params, x, key, num_samples, jitter, chunk=10, absolute=absolute)
     return mu.mean(0), var.mean(0) + mu.var(0)
 
 
-def predict(params, x_test, key, num_samples=100, jitter=1e-5):
+def predict(params, x_test, key, num_samples=100, jitter=1e-5, *, jitter_absolute_scale=True):
     """Moment-matched predictive of y: (mean, variance incl. σ_y²), each (N, D_L)
-    squeezed to (N,) for one output."""
+    squeezed to (N,) for one output; ``jitter`` as in `fit`."""
+    absolute = _flag(jitter_absolute_scale, "deep_gp.predict")
     x_test = _checks.as_numpy(x_test, "x_test", "deep_gp.predict", ndim=2, what="(N, D)")
     d = params["layers"][0]["z"].shape[1]
     if x_test.shape[1] != d:
@@ -315,7 +358,12 @@ def predict(params, x_test, key, num_samples=100, jitter=1e-5):
         )
     num_samples = _checks.require_int(num_samples, "num_samples", "deep_gp.predict")
     mean, var = _predict(
-        params, jnp.asarray(x_test, jnp.float32), key, jnp.float32(jitter), num_samples=num_samples
+        params,
+        jnp.asarray(x_test, jnp.float32),
+        key,
+        jnp.float32(jitter),
+        num_samples=num_samples,
+        absolute=absolute,
     )
     var = var + jnp.exp(params["log_noise"])
     if mean.shape[1] == 1:

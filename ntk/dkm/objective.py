@@ -18,9 +18,10 @@ K(G_L) + σ² I)`` over the output channels ``c`` (columns of ``Y``) and, for
 pins ``G_l = K(G_{l−1})`` (the NNGP), ν → 0 leaves only the likelihood.
 
 Jitter. Every kernel matrix is used as ``K̃ = K + j I`` with the explicit,
-relative jitter ``j = jitter · mean(diag K)`` (``add_jitter`` of ``ntk._linalg``: the
-library's one regularisation, which `ntk.predict` calls ``diag_reg`` with
-``diag_reg_absolute_scale=False``); the same ``j`` is added to the diagonal
+relative jitter ``j = jitter · mean(diag K)`` (``add_jitter`` of ``ntk._linalg``),
+the library's one convention: a regulariser of a kernel matrix is relative to
+its mean diagonal unless its ``*_absolute_scale`` flag is set (``diag_reg`` in
+`ntk.predict`; here there is no flag). The same ``j`` is added to the diagonal
 of test points. The objective is that of ``K̃``.
 
 Parametrisation used by `ntk.dkm.full` and `ntk.dkm.sparse` ("whitened"):

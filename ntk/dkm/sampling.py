@@ -35,9 +35,10 @@ steps, `jax.vmap` over independent chains, step sizes adapted during burn-in
 towards an acceptance rate of ~0.6 and then frozen (so the chain after
 burn-in is an exact MCMC kernel for the posterior).
 
-Jitter. Here ``jitter`` is absolute: ``chol(K(G) + jitter · I)`` (``ntk._linalg``
-with ``relative=False``), unlike the relative ``jitter`` of `FullDKM`; the two
-agree for kernels with unit diagonal such as `sqexp`.
+Jitter. ``jitter`` means what it means everywhere in the library (relative:
+``chol(K(G) + jitter · mean(diag K(G)) · I)``) when ``jitter_absolute_scale=False``;
+here that flag defaults to True, the sampler's absolute ``chol(K(G) + jitter · I)``
+(the two agree for kernels with unit diagonal such as `sqexp`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk import _checks
-from ntk._linalg import jittered_cholesky
+from ntk._linalg import jittered_cholesky, require_scale_flag
 from ntk.dkm.objective import gaussian_log_marginal
 
 __all__ = ["SamplerOutput", "grams_from_whitened", "dgp_log_posterior", "make_dgp_sampler"]
@@ -61,18 +62,32 @@ GramFn = Callable[[jnp.ndarray], jnp.ndarray]
 # ---------------------------------------------------------------- the DGP posterior
 
 
-def _chol(k: jnp.ndarray, jitter: float, name: str) -> jnp.ndarray:
-    """``chol(k + jitter · I)``, absolute jitter; a clear error when concrete."""
-    return jittered_cholesky(k, jitter, relative=False, where=name, arg="K(G)").factor
+def _chol(k: jnp.ndarray, jitter: float, name: str, absolute: bool = True) -> jnp.ndarray:
+    """``chol(k + j · I)``, ``j = jitter`` (``absolute``) or ``jitter · mean(diag k)``;
+    a clear error when concrete."""
+    return jittered_cholesky(
+        k,
+        jitter,
+        relative=not absolute,
+        where=name,
+        arg="K(G)",
+        scale_flag="jitter_absolute_scale",
+    ).factor
 
 
 def grams_from_whitened(
-    zs: Sequence[jnp.ndarray], g0: jnp.ndarray, kernel: GramFn, jitter: float = 1e-6
+    zs: Sequence[jnp.ndarray],
+    g0: jnp.ndarray,
+    kernel: GramFn,
+    jitter: float = 1e-6,
+    *,
+    jitter_absolute_scale: bool = True,
 ) -> list[jnp.ndarray]:
-    """G_1 … G_L, ``G_ℓ = F_ℓ F_ℓᵀ / N_ℓ``, of ``F_ℓ = chol(K(G_{ℓ−1}) + jitter·I) Z_ℓ``.
+    """G_1 … G_L, ``G_ℓ = F_ℓ F_ℓᵀ / N_ℓ``, of ``F_ℓ = chol(K(G_{ℓ−1}) + j·I) Z_ℓ``.
 
     ``zs``: the whitened features Z_ℓ, each (P, N_ℓ); ``g0``: (P, P) input
-    Gram X Xᵀ / N_0.
+    Gram X Xᵀ / N_0; ``j = jitter`` if ``jitter_absolute_scale`` (the
+    default), else ``jitter · mean(diag K(G_{ℓ−1}))`` (module doc).
 
     Example:
       >>> import numpy as np
@@ -81,21 +96,37 @@ def grams_from_whitened(
       >>> G1, = dkm.grams_from_whitened([np.sqrt(2.0) * np.eye(2)], g0, k)   # Z Zᵀ/N = I
       >>> bool(np.allclose(G1, k(g0)))          # then G_1 = K(G_0) (+ jitter)
       True
+      >>> lin = dkm.linear(); g0 = 2.0 * np.eye(2)   # K(G_0) = 2 I: mean diagonal 2
+      >>> [round(float(dkm.grams_from_whitened([np.sqrt(2.0) * np.eye(2)], g0, lin, 0.5,
+      ...       jitter_absolute_scale=a)[0][0, 0]), 6) for a in (True, False)]   # 2 + 0.5; 2 + 0.5·2
+      [2.5, 3.0]
     """
+    name = "grams_from_whitened"
+    absolute = require_scale_flag(jitter_absolute_scale, "jitter_absolute_scale", name)
     grams, g = [], g0
     for z in zs:
-        f = _chol(kernel(g), jitter, "grams_from_whitened") @ z
+        f = _chol(kernel(g), jitter, name, absolute) @ z
         g = f @ f.T / z.shape[1]
         grams.append(g)
     return grams
 
 
 def dgp_log_posterior(
-    zs, g0, y, kernel: GramFn, noise_var: float, copies: float, jitter: float = 1e-6
+    zs,
+    g0,
+    y,
+    kernel: GramFn,
+    noise_var: float,
+    copies: float,
+    jitter: float = 1e-6,
+    *,
+    jitter_absolute_scale: bool = True,
 ):
     """log p(Z | X, Ỹ) up to a constant, Ỹ = ``copies`` copies of Y (P, C):
 
-    −½ Σ_ℓ ‖Z_ℓ‖² + copies · Σ_c log N(y_c; 0, K(G_L) + σ² I).
+    −½ Σ_ℓ ‖Z_ℓ‖² + copies · Σ_c log N(y_c; 0, K(G_L) + σ² I),
+
+    the Grams G_ℓ by `grams_from_whitened` (``jitter``, ``jitter_absolute_scale``).
 
     Example:
       >>> import numpy as np
@@ -106,7 +137,8 @@ def dgp_log_posterior(
       >>> round(float(lp), 4)               # 2 · log N(y; 0, I) = 2 (−½ − log 2π)
       -4.6758
     """
-    grams = grams_from_whitened(zs, g0, kernel, jitter)
+    require_scale_flag(jitter_absolute_scale, "jitter_absolute_scale", "dgp_log_posterior")
+    grams = grams_from_whitened(zs, g0, kernel, jitter, jitter_absolute_scale=jitter_absolute_scale)
     prior = -0.5 * sum(jnp.sum(z**2) for z in zs)
     return prior + copies * gaussian_log_marginal(y, kernel(grams[-1]), noise_var)
 
@@ -151,13 +183,16 @@ def make_dgp_sampler(
     n_samples: int = 1000,
     target_accept: float = 0.6,
     jitter: float = 1e-6,
+    jitter_absolute_scale: bool = True,
 ):
     """A compiled MALA sampler of the deep GP posterior, reusable for every width ≤ max_width.
 
     The features of all widths live in arrays of ``max_width`` columns;
     columns past a layer's width are held at zero and never proposed (so a
     width-16 chain is exactly a width-16 sampler, and one compilation serves
-    all widths).
+    all widths). Every ``K(G)`` is factorised with ``jitter``: absolute if
+    ``jitter_absolute_scale`` (the default), else relative to its mean
+    diagonal (module doc).
 
     Returns ``sample(key, g0, y, widths, copies, targets, step_size) -> SamplerOutput``:
       key: PRNG key; g0: (P, P) input Gram X Xᵀ/N_0; y: (P, C) targets;
@@ -193,6 +228,7 @@ def make_dgp_sampler(
         target_accept, "target_accept", name, low=0, high=1, low_open=True, high_open=True
     )
     _checks.require_nonnegative(jitter, "jitter", name)
+    absolute = require_scale_flag(jitter_absolute_scale, "jitter_absolute_scale", name)
     n_steps = burn_in + n_samples
 
     def sample(key, g0, y, widths, copies, targets, step_size):
@@ -203,7 +239,7 @@ def make_dgp_sampler(
         def logp(z):  # z: (L, P, W)
             grams, g = [], g0
             for l in range(n_layers):
-                f = _chol(kernel(g), jitter, name) @ (z[l] * masks[l])
+                f = _chol(kernel(g), jitter, name, absolute) @ (z[l] * masks[l])
                 g = f @ f.T / widths[l].astype(dtype)
                 grams.append(g)
             lik = gaussian_log_marginal(y, kernel(g), noise_var)
