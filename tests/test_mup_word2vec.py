@@ -216,3 +216,158 @@ def test_kernel_limit_keeps_the_word_vectors_and_lowers_the_loss():
         word2vec.train_kernel_limit(
             corpus, kernel="nngp", key=jax.random.PRNGKey(0), learning_rate=1.0, seed=0
         )
+
+
+def test_subsampling_keeps_each_word_with_word2vecs_probability():
+    # word2vec.c's keep probability min(1, √(t/f) + t/f), written out here: the
+    # paper's √(t/f) alone would be 0.02 lower for the most frequent word, ~17σ
+    # over these 2.5·10⁵ draws of it.
+    freqs, t, T, epochs = np.array([0.5, 0.3, 0.15, 0.04, 0.01]), 1e-2, 100_000, 5
+    tokens = np.repeat(np.arange(5), (freqs * T).astype(int))
+    counts = np.bincount(tokens)
+    want = np.array([min(1.0, math.sqrt(t / f) + t / f) for f in counts / counts.sum()])
+    np.testing.assert_allclose(word2vec.keep_probability(counts, t), want, rtol=1e-12)
+    rng = np.random.default_rng(0)
+    kept = sum(
+        np.bincount(word2vec.subsample_tokens(tokens, counts, t, rng), minlength=5)
+        for _ in range(epochs)
+    )
+    n = epochs * counts
+    sigma = np.sqrt(n * want * (1 - want))
+    assert np.all(np.abs(kept - n * want) <= 5 * sigma), (kept / n, want)
+    assert kept[-1] == n[-1]  # f = t: always kept
+    with pytest.raises(ValueError, match="`threshold` must be"):
+        word2vec.keep_probability(counts, 0.0)
+
+
+# The tests below share one corpus and batch shape (64 contexts of 2 × 2
+# words, 3 negatives, embeddings of width 4), and one decay λ, so that each
+# step function is compiled once.
+_B, _K, _LAM = 64, 3, 0.1
+
+
+@jax.jit
+def _old_step(params, ctx, mask, target, negatives, scale, lr, input_lr):
+    """`cbow_step` as it was before weight decay: the plain SGD step."""
+    loss, (g_in, g_out) = jax.value_and_grad(word2vec.cbow_loss)(
+        params, ctx, mask, target, negatives, scale
+    )
+    e_in, e_out = params
+    return (e_in - input_lr * g_in, e_out - lr * g_out), loss
+
+
+def _params(corpus, seed):
+    rng = np.random.default_rng(seed)
+    v = len(corpus.vocab)
+    return (jnp.asarray(rng.normal(size=(v, 4))), jnp.asarray(rng.normal(size=(v, 4))))
+
+
+def test_defaults_reproduce_the_plain_training_bit_for_bit():
+    """subsample=None reads the corpus's token stream untouched (the same
+    `cbow_batches` from the same generator) and weight_decay=0 is the plain
+    SGD step: equal bit for bit to the loop written out, across an epoch."""
+    corpus = _small_corpus(800)
+    lr, m = 2.0, 14  # 12 batches per epoch
+    params = _params(corpus, 2)
+    got, _ = word2vec.train_cbow(
+        params,
+        corpus,
+        scale=0.5,
+        learning_rate=lr,
+        seed=3,
+        negatives=_K,
+        batch_size=_B,
+        epochs=2,
+        max_steps=m,
+        subsample=None,
+        weight_decay=0.0,
+    )
+    n_batches = 2 * (len(corpus.tokens) // _B)
+    noise = text.unigram_table(corpus.counts)
+    batches = text.cbow_batches(corpus.tokens, 2, _B, _K, noise, np.random.default_rng(3), 2)
+    want = params
+    for i, batch in zip(range(m), batches):
+        rate = lr * max(1.0 - i / n_batches, 1e-4)
+        want, _ = _old_step(want, *batch, 0.5, rate, rate)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_weight_decay_is_word2vecs_per_use_l2():
+    # one step: p − lr (g + λ u_r / B · p_r), u_r the uses of row r in the
+    # batch (context slots that are masked in; targets and negatives), each
+    # embedding at its own rate; p − lr g is the plain step
+    corpus = _small_corpus(800)
+    params = _params(corpus, 4)
+    noise = text.unigram_table(corpus.counts)
+    batch = next(text.cbow_batches(corpus.tokens, 2, _B, _K, noise, np.random.default_rng(4)))
+    lr, lr_in, scale = 0.1, 0.05, 0.5
+    (plain_in, plain_out), plain_loss = _old_step(params, *batch, scale, lr, lr_in)
+    v = len(corpus.vocab)
+    u_in, u_out = np.zeros(v), np.zeros(v)
+    for row_c, row_m, t, row_n in zip(*batch):
+        for c, keep in zip(row_c, row_m):
+            u_in[c] += keep
+        u_out[t] += 1
+        for w in row_n:
+            u_out[w] += 1
+    assert 0 < np.count_nonzero(u_in) < v  # some rows unused: those do not decay
+    e_in, e_out = map(np.asarray, params)
+    want_in = np.asarray(plain_in) - lr_in * _LAM * u_in[:, None] / _B * e_in
+    want_out = np.asarray(plain_out) - lr * _LAM * u_out[:, None] / _B * e_out
+    (new_in, new_out), loss = word2vec.cbow_step(
+        params, *batch, scale, lr, lr_in, weight_decay=_LAM
+    )
+    np.testing.assert_allclose(new_in, want_in, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(new_out, want_out, rtol=1e-12, atol=1e-14)
+    assert float(loss) == pytest.approx(float(plain_loss), rel=1e-12)  # the data loss only
+    # a frozen input embedding is not decayed either
+    (frozen, _), _ = word2vec.cbow_step(params, *batch, scale, lr, 0.0, weight_decay=_LAM)
+    np.testing.assert_array_equal(frozen, e_in)
+
+
+def test_subsampling_redraws_each_epoch_from_the_seed():
+    """train_cbow(subsample=t) is the loop written out: per epoch, subsample
+    with the seed's generator, then that epoch's batches, the rate decayed by
+    the fraction of epochs done; with weight decay at every step."""
+    corpus = _small_corpus(1500)
+    lr, t, epochs = 2.0, 2e-3, 2
+    params = _params(corpus, 5)
+    gen = np.random.default_rng(6)
+    noise = text.unigram_table(corpus.counts)
+    want, sizes = params, []
+    for e in range(epochs):
+        kept = word2vec.subsample_tokens(corpus.tokens, corpus.counts, t, gen)
+        sizes.append(len(kept))
+        n_e = len(kept) // _B
+        for j, batch in enumerate(text.cbow_batches(kept, 2, _B, _K, noise, gen)):
+            rate = lr * max(1.0 - (e + j / n_e) / epochs, 1e-4)
+            want, _ = word2vec.cbow_step(want, *batch, 0.5, rate, rate, weight_decay=_LAM)
+    assert sizes[0] != sizes[1] and max(sizes) < 0.6 * len(corpus.tokens), sizes
+    got, _ = word2vec.train_cbow(
+        params,
+        corpus,
+        scale=0.5,
+        learning_rate=lr,
+        seed=6,
+        negatives=_K,
+        batch_size=_B,
+        epochs=epochs,
+        subsample=t,
+        weight_decay=_LAM,
+    )
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    with pytest.raises(ValueError, match="`subsample` must be"):
+        word2vec.train_cbow(params, corpus, scale=0.5, learning_rate=lr, seed=0, subsample=0.0)
+    with pytest.raises(ValueError, match="`weight_decay` must be"):
+        word2vec.train_cbow(params, corpus, scale=0.5, learning_rate=lr, seed=0, weight_decay=-1)
+    with pytest.raises(ValueError, match="no kernel limit"):
+        word2vec.train_kernel_limit(
+            corpus,
+            kernel="ntk",
+            key=jax.random.PRNGKey(0),
+            learning_rate=1.0,
+            seed=0,
+            weight_decay=_LAM,
+        )

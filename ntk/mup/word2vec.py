@@ -18,6 +18,24 @@ The parametrization enters only through ``scale`` and the learning rate:
 come from `ntk.data.text.cbow_batches`; the learning rate decays linearly
 to 0 over training, as in word2vec.
 
+**Subsampling and weight decay** (both off by default; TP4 uses ``t = 1e-4``
+and ``λ = 1e-3``). Subsampling of frequent words (`keep_probability`,
+`subsample_tokens`) drops each token independently before the context
+windows are formed, afresh every epoch. Weight decay is word2vec's, as in
+TP4's fork of ``word2vec.c``: L2 added to the gradient (coupled to the rate,
+``p ← p − lr (g + λ p)``, the form of PyTorch SGD's ``weight_decay``), but
+applied per use: word2vec multiplies a row by ``1 − α λ`` each time an
+example reads it (a context word's row of ``e_in``; the target's and each
+negative's row of ``e_out``), so `cbow_step` adds ``λ u_r / B · p_r`` to the
+gradient of row ``r``, ``u_r`` its uses in the batch of ``B`` — the gradient of
+``λ/2 Σ_{rows used} ‖row‖²`` averaged over the batch. Rarely seen words
+decay rarely; a dense decay of every row at every step would instead shrink
+each row by ``exp(−α λ T)`` per pass over ``T`` tokens. The decay is coupled
+to the rate it is given, so in μP at width ``n`` (rate ``η n``) pass ``λ/n``:
+each use then shrinks a row by the width-independent ``1 − η λ / B``, as in
+the μP limit (rate ``η``, ``λ``), whose compact-basis rows are linear in the
+finite rows, so the same per-row shrinking applies to them exactly.
+
 **The NTK and GP limits** of the NTK parametrization (``e_in, e_out`` all
 ``N(0, 1)``, ``scale = 1/√n``) are trained by `train_kernel_limit`. With
 ``a_ctx ∈ R^V`` the masked mean of the context's one-hot vectors, the score is
@@ -48,6 +66,8 @@ initial Gram ``I``, whatever the scores learn.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,7 +75,15 @@ import numpy as np
 from ntk import _checks
 from ntk.data import text
 
-__all__ = ["cbow_loss", "cbow_step", "train_cbow", "train_kernel_limit", "KERNEL_LIMIT_RATE"]
+__all__ = [
+    "cbow_loss",
+    "cbow_step",
+    "keep_probability",
+    "subsample_tokens",
+    "train_cbow",
+    "train_kernel_limit",
+    "KERNEL_LIMIT_RATE",
+]
 
 
 def cbow_loss(params, ctx, mask, target, negatives, scale):
@@ -71,15 +99,130 @@ def cbow_loss(params, ctx, mask, target, negatives, scale):
     return -jnp.mean(jax.nn.log_sigmoid(pos) + jax.nn.log_sigmoid(-neg).sum(-1))
 
 
-@jax.jit
-def cbow_step(params, ctx, mask, target, negatives, scale, lr, input_lr=None):
-    """One SGD step ``params − lr ∇ cbow_loss``; returns ``(params, loss)``.
+def _decay_gradients(params, ctx, mask, target, negatives):
+    """Per-use L2 gradients (module doc): ``u_r / B · p_r`` for each row ``r``."""
+    e_in, e_out = params
+    b = target.shape[0]
+    uses_in = (
+        jnp.zeros(e_in.shape[0], e_in.dtype)
+        .at[ctx.reshape(-1)]
+        .add(mask.reshape(-1).astype(e_in.dtype))
+    )
+    uses_out = (
+        jnp.zeros(e_out.shape[0], e_out.dtype)
+        .at[target]
+        .add(1.0)
+        .at[negatives.reshape(-1)]
+        .add(1.0)
+    )
+    return uses_in[:, None] * e_in / b, uses_out[:, None] * e_out / b
 
-    ``input_lr``: the rate of ``e_in`` (default ``lr``; 0 freezes it).
+
+@functools.partial(jax.jit, static_argnames=("weight_decay",))
+def cbow_step(
+    params, ctx, mask, target, negatives, scale, lr, input_lr=None, weight_decay: float = 0.0
+):
+    """One SGD step ``params − lr (∇ cbow_loss + decay)``; returns ``(params, loss)``.
+
+    ``input_lr``: the rate of ``e_in`` (default ``lr``; 0 freezes it, decay
+    included). ``weight_decay``: word2vec's L2 coefficient ``λ`` (a Python
+    float, static: 0 compiles the plain step), applied per use (module doc):
+    row ``r`` of either embedding gets ``λ u_r / B · p_r`` added to its
+    gradient, ``u_r`` the number of times the batch of ``B`` reads it (as a
+    masked-in context word for ``e_in``; as a target or a negative for
+    ``e_out``). The returned loss is the data loss, without the penalty.
     """
     loss, (g_in, g_out) = jax.value_and_grad(cbow_loss)(params, ctx, mask, target, negatives, scale)
     e_in, e_out = params
+    if weight_decay:
+        d_in, d_out = _decay_gradients(params, ctx, mask, target, negatives)
+        g_in = g_in + weight_decay * d_in
+        g_out = g_out + weight_decay * d_out
     return (e_in - (lr if input_lr is None else input_lr) * g_in, e_out - lr * g_out), loss
+
+
+def keep_probability(counts, threshold) -> np.ndarray:
+    """word2vec's subsampling of frequent words: each word's keep probability.
+
+    A token of word ``w`` with corpus frequency ``f(w) = count_w / Σ count``
+    is kept with probability ``min(1, √(t/f(w)) + t/f(w))``, ``t`` the
+    threshold. This is the form of word2vec's C implementation (Mikolov et
+    al. 2013's ``word2vec.c``, unchanged in TP4's fork: keep if a uniform
+    draw is ``≤ (√(f/t) + 1) · t/f``), not the paper's discard probability
+    ``1 − √(t/f)``. Words with ``f ≤ φ² t ≈ 2.62 t`` (``φ`` the golden ratio)
+    are always kept, and so are words of count 0.
+
+    Args:
+      counts: ``(V,)`` word counts (>= 0, one positive at least).
+      threshold: ``t > 0`` (TP4: 1e-4).
+
+    Returns:
+      ``(V,)`` probabilities in ``(0, 1]``.
+
+    Example:
+      >>> keep_probability(np.array([99, 1]), 0.01).round(4)
+      array([0.1106, 1.    ])
+    """
+    name = "keep_probability"
+    counts = _checks.as_numpy(
+        counts, "counts", name, ndim=1, what="(V,)", dtype=np.float64, nonempty=True
+    )
+    if np.any(counts < 0) or not np.any(counts > 0):
+        raise ValueError(
+            f"{name}: `counts` must be >= 0 with at least one positive entry; "
+            f"got min {counts.min():g}, max {counts.max():g}."
+        )
+    _checks.require_positive(threshold, "threshold", name)
+    freq = counts / counts.sum()
+    ratio = float(threshold) / np.where(freq > 0, freq, 1.0)
+    return np.where(freq > 0, np.minimum(1.0, np.sqrt(ratio) + ratio), 1.0)
+
+
+def subsample_tokens(tokens, counts, threshold, rng: np.random.Generator) -> np.ndarray:
+    """The tokens left after word2vec's subsampling (`keep_probability`).
+
+    Each token is kept independently with its word's probability (one
+    uniform draw per token from ``rng``); the kept ones stay in order.
+
+    Example:
+      >>> tokens = np.array([0, 0, 0, 1, 0, 2])
+      >>> keep_probability(np.bincount(tokens), 0.2).round(3)  # f = 4/6, 1/6, 1/6
+      array([0.848, 1.   , 1.   ])
+      >>> out = subsample_tokens(tokens, np.bincount(tokens), 0.2, np.random.default_rng(0))
+      >>> bool(set(out.tolist()) >= {1, 2})  # the rare words are always kept
+      True
+    """
+    tokens = _checks.as_numpy(tokens, "tokens", "subsample_tokens", ndim=1, what="(T,)")
+    keep = keep_probability(counts, threshold)
+    return tokens[rng.random(len(tokens)) < keep[tokens]]
+
+
+def _schedule_batches(tokens, counts, window, batch_size, negatives, noise, rng, epochs, subsample):
+    """``(fraction of training done, batch)`` of each SGD step.
+
+    Without subsampling: ``i / n_batches`` over `ntk.data.text.cbow_batches`'
+    epochs. With it: each epoch subsamples afresh and batch ``j`` of the
+    epoch's ``B_e`` is at ``(e + j / B_e) / epochs`` (word2vec's rate follows
+    the words read, kept or dropped).
+    """
+    if subsample is None:
+        n_batches = epochs * (len(tokens) // batch_size)
+        batches = text.cbow_batches(tokens, window, batch_size, negatives, noise, rng, epochs)
+        for i, batch in enumerate(batches):
+            yield i / n_batches, batch
+        return
+    for e in range(epochs):
+        kept = subsample_tokens(tokens, counts, subsample, rng)
+        if len(kept) < batch_size:
+            raise ValueError(
+                f"train_cbow: subsampling with threshold {subsample:g} kept {len(kept)} "
+                f"of {len(tokens)} tokens in epoch {e}, fewer than batch_size={batch_size}."
+            )
+        n_e = len(kept) // batch_size
+        for j, batch in enumerate(
+            text.cbow_batches(kept, window, batch_size, negatives, noise, rng)
+        ):
+            yield (e + j / n_e) / epochs, batch
 
 
 def train_cbow(
@@ -96,6 +239,8 @@ def train_cbow(
     progress: str = "",
     input_lr_factor: float = 1.0,
     max_steps: int | None = None,
+    subsample: float | None = None,
+    weight_decay: float = 0.0,
 ):
     """SGD on the CBOW negative-sampling loss over ``epochs`` passes of ``corpus``.
 
@@ -104,7 +249,7 @@ def train_cbow(
       corpus: a `ntk.data.text` corpus (``tokens``, ``counts``).
       scale, learning_rate: the parametrization (module doc); the rate decays
         linearly, ``lr_i = learning_rate · max(1 − i/steps, 1e-4)``.
-      seed: NumPy seed of the batches and negatives.
+      seed: NumPy seed of the batches, negatives and subsampling.
       window, batch_size, negatives, epochs: word2vec's settings.
       progress: a label for a tqdm progress bar (empty: none).
       input_lr_factor: ``e_in``'s rate relative to ``e_out``'s (0 freezes the
@@ -112,6 +257,19 @@ def train_cbow(
       max_steps: stop after this many SGD steps (None: all ``epochs``); the
         rate still decays over the full schedule, so a cut run takes the first
         steps of the full one (a smoke test of a long run, or a time budget).
+      subsample: word2vec's subsampling threshold ``t`` (`keep_probability`;
+        TP4: 1e-4); None: off, the token stream untouched. Each epoch keeps a
+        fresh subsample of ``corpus.tokens`` (`subsample_tokens`, drawn from
+        the ``seed``'s generator before the epoch's batches) and forms
+        contexts and batches on it, as word2vec drops words before forming
+        windows; the negatives' distribution stays the full corpus's. The
+        number of steps then varies by epoch, and the rate decays with the
+        fraction of epochs done: ``learning_rate · max(1 − (e + j/B_e)/epochs,
+        1e-4)`` at batch ``j`` of the ``B_e`` of epoch ``e``.
+      weight_decay: word2vec's L2 weight decay ``λ`` (TP4: 1e-3), added to the
+        gradient per use of a row and scaled by the step's rate (`cbow_step`,
+        module doc; pass ``λ/n`` at μP width ``n``). 0: none (the plain step,
+        bit for bit).
 
     Returns:
       ``(params, loss of the last batch)``.
@@ -124,22 +282,39 @@ def train_cbow(
     _checks.require_nonnegative(input_lr_factor, "input_lr_factor", name)
     if max_steps is not None:
         max_steps = _checks.require_int(max_steps, "max_steps", name, minimum=1)
+    if subsample is not None:
+        _checks.require_positive(subsample, "subsample", name)
+    weight_decay = float(_checks.require_nonnegative(weight_decay, "weight_decay", name))
     rng = np.random.default_rng(seed)
     noise = text.unigram_table(corpus.counts)
-    n_batches = epochs * (len(corpus.tokens) // batch_size)
-    batches = text.cbow_batches(corpus.tokens, window, batch_size, negatives, noise, rng, epochs)
+    tokens = np.asarray(corpus.tokens)
+    batches = _schedule_batches(
+        tokens, corpus.counts, window, batch_size, negatives, noise, rng, epochs, subsample
+    )
     if progress:
         from tqdm.auto import tqdm
 
+        kept = len(tokens)
+        if subsample is not None:  # the expected number kept
+            kept = int(keep_probability(corpus.counts, subsample)[tokens].sum())
+        n_batches = epochs * (kept // batch_size)
         total = n_batches if max_steps is None else min(n_batches, max_steps)
         batches = tqdm(batches, total=total, desc=progress, leave=False)
     loss = jnp.nan
-    for i, (ctx, mask, tgt, neg) in enumerate(batches):
+    for i, (done, (ctx, mask, tgt, neg)) in enumerate(batches):
         if max_steps is not None and i >= max_steps:
             break
-        step_lr = learning_rate * max(1.0 - i / n_batches, 1e-4)
+        step_lr = learning_rate * max(1.0 - done, 1e-4)
         params, loss = cbow_step(
-            params, ctx, mask, tgt, neg, scale, step_lr, step_lr * input_lr_factor
+            params,
+            ctx,
+            mask,
+            tgt,
+            neg,
+            scale,
+            step_lr,
+            step_lr * input_lr_factor,
+            weight_decay=weight_decay,
         )
     return params, float(loss)
 
@@ -164,7 +339,13 @@ def train_kernel_limit(corpus, *, kernel: str, key, learning_rate, seed, **kwarg
       kernel: ``"ntk"`` or ``"gp"``.
       key: PRNG key of ``Z``.
       learning_rate, seed, ``**kwargs``: as `train_cbow` (the finite network's
-        ``η``).
+        ``η``); ``subsample`` applies as there. ``weight_decay`` must be 0:
+        decay shrinks both embeddings by ``O(1)`` factors, so the finite
+        network's tangent kernel (built from ``e_in e_inᵀ/n`` and
+        ``e_out e_outᵀ/n``) shrinks with them instead of staying constant, and
+        its per-use decay of ``e_in``'s rows (columns of the scores) has no
+        counterpart with ``e_in = I`` frozen: kernel gradient descent with this
+        constant kernel is not that network's limit.
 
     Returns:
       ``((e_in, e_out), loss of the last batch)``; ``e_in`` is ``I``.
@@ -181,6 +362,12 @@ def train_kernel_limit(corpus, *, kernel: str, key, learning_rate, seed, **kwarg
     name = "train_kernel_limit"
     _checks.require_one_of(kernel, tuple(KERNEL_LIMIT_RATE), "kernel", name)
     _checks.require_positive(learning_rate, "learning_rate", name)
+    if kwargs.get("weight_decay", 0.0):
+        raise ValueError(
+            f"{name}: weight decay has no kernel limit here (it shrinks the "
+            f"tangent kernel with the embeddings; see the docstring); got "
+            f"weight_decay={kwargs['weight_decay']!r}, expected 0."
+        )
     v = len(corpus.counts)
     params = (jnp.eye(v), jax.random.normal(key, (v, v)))
     return train_cbow(
