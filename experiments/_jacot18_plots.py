@@ -1,4 +1,4 @@
-"""jacot18's Fig. 1 and Fig. 2 figures (the numbers are computed in
+"""jacot18's Fig. 1, Fig. 2 and Fig. 3 (MNIST) figures (the numbers are computed in
 `experiments.jacot18`; these only draw them)."""
 
 from __future__ import annotations
@@ -72,3 +72,30 @@ def plot_fig2(run: Run, gammas, curves: dict, gp_mean, gp_std, train) -> None:
         f"infinite-width ODE's Gaussian process"
     )
     run.save_figure(fig, "fig2_function_dynamics.png")
+
+
+def plot_fig3_pc2(run: Run, decay: dict, curves: dict, lam2: float) -> None:
+    """Fig. 3: ⟨f_t − f_0, v2⟩ of each width's trials against the limit's
+    0.5·(1 − e^(−λ2 t)) (left) and their deviation from the limit's GD (right);
+    ``decay`` is a `jacot18.pc_decay` result (its t, gd and flow curves)."""
+    import matplotlib.pyplot as plt
+
+    config = run.config
+    t = decay["t"]
+    fig, (ax, ax_dev) = plt.subplots(1, 2, figsize=(12, 4))
+    for i, (width, runs) in enumerate(curves.items()):
+        for j, measured in enumerate(runs):
+            label = f"n = {width}" if j == 0 else None
+            ax.plot(t, measured, f"C{i}-", lw=1, alpha=0.8, label=label)
+            ax_dev.plot(t, measured - decay["gd"], f"C{i}-", lw=1, alpha=0.8, label=label)
+    ax.plot(t, decay["flow"], "k--", lw=1.5, label=f"n = ∞: 0.5(1 − e^(−λ2 t)), λ2 = {lam2:.3g}")
+    ax.set(xlabel="t = η · step", ylabel="⟨f_t − f_0, v2⟩")
+    ax.legend(fontsize=8)
+    ax_dev.axhline(0, color="k", lw=1)
+    ax_dev.set(xlabel="t = η · step", ylabel="⟨f_t − f_0, v2⟩ − limit (GD at step η)")
+    ax_dev.legend(fontsize=8)
+    fig.suptitle(
+        f"Fig. 3: training towards f* = f_0 + 0.5·v2 (second principal component of the "
+        f"limit NTK, {config.mnist_points} MNIST images), {config.pc2_trials} trial(s) per width"
+    )
+    run.save_figure(fig, "fig3_mnist_pc2_decay.png")

@@ -22,6 +22,7 @@ FIGURES = [
     "fig1_ntk_convergence.png",
     "fig2_function_dynamics.png",
     "fig3_principal_components.png",
+    "fig3_mnist_pc2_decay.png",
     "fig4_rates.png",
 ]
 
@@ -75,12 +76,67 @@ def test_tiny_run_puts_the_papers_fig3_eigenvalues_beside_ours_and_the_limits(ti
     for r in rows:
         ok = abs(r["ours"] / r["paper"] - 1) <= 0.2
         assert r["mark"] == ("agree" if ok else "differs")
+    # the setting states the run's own mismatch of the limit with the paper
+    off = np.asarray(m["mnist_eigenvalues_limit"]) / np.asarray(m["mnist_eigenvalues_paper"]) - 1
+    assert "does not state its input scaling" in rows[0]["note"]
+    assert ", ".join(f"{v:+.0%}" for v in off) in rows[0]["note"]
+
+
+def test_tiny_run_has_the_beta_gap_row_from_the_limit_kernels(tiny):
+    _, payload = tiny
+    m = payload["metrics"]
+    row = next(r for r in payload["paper_vs_ours"] if r["quantity"].startswith("PC1/PC2 gap"))
+    lim, lim1 = m["mnist_eigenvalues_limit"], m["mnist_eigenvalues_limit_beta1"]
+    ratio = (lim1[0] / lim1[1]) / (lim[0] / lim[1])
+    assert m["mnist_gap_ratio_beta"] == pytest.approx(ratio, rel=1e-9)
+    assert ratio > 1  # a larger bias scale widens the gap
+    assert row["ours"] == round(ratio, 2)
+    assert row["mark"] == ("agree" if 5 <= ratio <= 20 else "differs")
+    assert "10×" in row["paper"] and row["rule"].startswith("5 ≤ ours ≤ 20")
+
+
+def test_tiny_run_has_fig1s_same_mean_row_with_its_tolerance(tiny):
+    _, payload = tiny
+    m = payload["metrics"]
+    row = next(r for r in payload["paper_vs_ours"] if r["quantity"].startswith("mean of Θ̂_0"))
+    means = m["fig1_mean_at_init"]
+    widths = payload["config"]["fig1_widths"]
+    lo, hi = str(widths[0]), str(widths[-1])
+    assert m["fig1_mean_rel_diff"] == pytest.approx(
+        (means[lo] - means[hi]) / m["fig1_mean_limit"], rel=1e-9
+    )
+    assert row["theory"] == 0 and row["ours"] == round(m["fig1_mean_rel_diff"], 4)
+    tol = round(m["fig1_mean_tolerance"], 4)
+    assert tol > 0 and row["rule"] == f"|ours − theory| ≤ {tol:g}"
+    assert row["mark"] == ("agree" if abs(row["ours"]) <= tol else "differs")
+
+
+def test_tiny_run_trains_along_pc2_to_the_papers_time_and_records_the_deviation(tiny):
+    out_dir, payload = tiny
+    m, config = payload["metrics"], payload["config"]
+    lam1, lam2 = m["pc2_lambda"]
+    # the same batch and limit kernel as the eigenvalue rows
+    assert [lam1, lam2] == pytest.approx(m["mnist_eigenvalues_limit"][:2], rel=1e-9)
+    eta = m["pc2_learning_rate"]
+    assert eta == pytest.approx(config["pc2_lr_fraction"] * 2 / lam1, rel=1e-9)
+    assert m["pc2_steps"] == math.ceil(config["pc2_time"] / eta)
+    assert config["pc2_time"] <= m["pc2_time"] < config["pc2_time"] + eta
+    assert 0 <= m["pc2_discretisation_gap"] < 0.05  # GD at this η is close to the flow
+    rows = [r for r in payload["paper_vs_ours"] if "⟨f_t − f_0, v2⟩" in r["quantity"]]
+    assert [r["quantity"].split(":")[0] for r in rows] == [f"n={w}" for w in config["pc2_widths"]]
+    for r, width in zip(rows, config["pc2_widths"]):
+        dev = m["pc2_deviation"][str(width)]
+        assert len(dev) == config["pc2_trials"] and all(0 <= d < 10 for d in dev)
+        assert r["ours"] == round(float(np.mean(dev)), 4)
+        assert "0.5·(1 − e^(−λ2 t))" in r["theory"] and f"{lam2:.5f}" in r["theory"]
+        assert "4,000" in r["paper"]
+    assert (out_dir / "fig3_mnist_pc2_decay.png").stat().st_size > 10_000
 
 
 def test_tiny_run_records_each_part_its_time_and_the_data(tiny):
     _, payload = tiny
     parts = payload["parts"]
-    assert [p["name"] for p in parts] == ["fig1", "fig2", "pc", "mnist_eigen", "rates"]
+    assert [p["name"] for p in parts] == ["fig1", "fig2", "pc", "mnist_eigen", "mnist_pc2", "rates"]
     assert all(p["seconds"] > 0 for p in parts)
     assert sum(p["seconds"] for p in parts) <= payload["wall_time_s"]
     assert "synthetic" in payload["data_used"]["fig1"]
@@ -112,3 +168,29 @@ def test_gradient_descent_matches_the_update_rule_on_a_linear_model():
     for _ in range(25):
         w = w - 0.3 * xn.T @ (xn @ w - yn) / len(xn)
     np.testing.assert_allclose(np.asarray(got), w, rtol=1e-10, atol=1e-12)
+
+
+def test_pc_decay_of_a_linear_model_is_the_closed_form():
+    # f(w) = Xw is its own linearisation with Θ = XXᵀ: GD towards f_0 + 0.5·v2
+    # (v2 a unit eigenvector of Θ/N, eigenvalue λ2) moves along v2 only, by
+    # 0.5·(1 − (1 − ηλ2)^k), which is 0.5·(1 − e^(−λ2 t)) up to O(ηλ2)
+    rng = np.random.default_rng(0)  # numpy: no PRNG kernels to compile
+    x, w0 = jnp.asarray(rng.standard_normal((6, 10))), jnp.asarray(rng.standard_normal((10, 1)))
+    apply_fn = lambda w, x: x @ w  # noqa: E731
+    lam, vecs = np.linalg.eigh(np.asarray(x @ x.T) / 6)
+    lam, vecs = lam[::-1], vecs[:, ::-1]
+    v2 = vecs[:, 1]
+    y = apply_fn(w0, x) + 0.5 * jnp.asarray(v2)[:, None]
+    lr, steps = 0.2 / lam[0], 300  # λ2·t reaches 60·λ2/λ1, several e-folds
+    f = jacot18.gd_outputs(apply_fn, w0, x, y, lr, steps)
+    d = jacot18.pc_decay(f, v2, lam[1], lr)
+    k = np.arange(steps + 1)
+    np.testing.assert_allclose(d["t"], lr * k)
+    np.testing.assert_allclose(d["measured"], 0.5 * (1 - (1 - lr * lam[1]) ** k), atol=1e-10)
+    assert d["deviation"] < 1e-9 and d["offline"] < 1e-9
+    # gradient flow: max_k |(1 − a)^k − e^(−ak)| ≈ a/(2e) for a = ηλ2 small
+    np.testing.assert_allclose(d["flow"], 0.5 * (1 - np.exp(-lam[1] * lr * k)))
+    assert 0 < d["discretisation"] <= lr * lam[1] / 2
+    # a wrong rate, or a direction off v2, is detected
+    assert jacot18.pc_decay(f, v2, 1.3 * lam[1], lr)["deviation"] > 0.01
+    assert jacot18.pc_decay(f, vecs[:, 2], lam[1], lr)["deviation"] > 0.1
