@@ -1,5 +1,5 @@
 """jacot18's Fig. 1, Fig. 2 and Fig. 3 (MNIST) figures (the numbers are computed in
-`experiments.jacot18`; these only draw them)."""
+`experiments.jacot18` and `experiments._jacot18_fig3`; these only draw them)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def plot_fig2(run: Run, gammas, curves: dict, gp_mean, gp_std, train) -> None:
 def plot_fig3_pc2(run: Run, decay: dict, curves: dict, lam2: float) -> None:
     """Fig. 3: ⟨f_t − f_0, v2⟩ of each width's trials against the limit's
     0.5·(1 − e^(−λ2 t)) (left) and their deviation from the limit's GD (right);
-    ``decay`` is a `jacot18.pc_decay` result (its t, gd and flow curves)."""
+    ``decay`` is a `experiments._jacot18_fig3.pc_decay` result (its t, gd and flow curves)."""
     import matplotlib.pyplot as plt
 
     config = run.config

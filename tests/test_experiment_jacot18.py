@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments import _jacot18_fig3 as fig3
 from experiments import jacot18, registry
 from tiny_runs import tiny_run
 
@@ -151,10 +152,8 @@ def test_efold_time_of_an_exact_exponential_is_its_time_constant():
     # log|r| is linear in t, so the interpolation the function does is exact
     steps = np.arange(60)
     for tau in (1.0, 7.3, 25.0):
-        assert jacot18._efold_time(steps, 3.0 * np.exp(-steps / tau)) == pytest.approx(
-            tau, rel=1e-12
-        )
-    assert jacot18._efold_time(steps, np.ones(60)) == math.inf
+        assert fig3.efold_time(steps, 3.0 * np.exp(-steps / tau)) == pytest.approx(tau, rel=1e-12)
+    assert fig3.efold_time(steps, np.ones(60)) == math.inf
 
 
 def test_gradient_descent_matches_the_update_rule_on_a_linear_model():
@@ -182,8 +181,8 @@ def test_pc_decay_of_a_linear_model_is_the_closed_form():
     v2 = vecs[:, 1]
     y = apply_fn(w0, x) + 0.5 * jnp.asarray(v2)[:, None]
     lr, steps = 0.2 / lam[0], 300  # λ2·t reaches 60·λ2/λ1, several e-folds
-    f = jacot18.gd_outputs(apply_fn, w0, x, y, lr, steps)
-    d = jacot18.pc_decay(f, v2, lam[1], lr)
+    f = fig3.gd_outputs(apply_fn, w0, x, y, lr, steps)
+    d = fig3.pc_decay(f, v2, lam[1], lr)
     k = np.arange(steps + 1)
     np.testing.assert_allclose(d["t"], lr * k)
     np.testing.assert_allclose(d["measured"], 0.5 * (1 - (1 - lr * lam[1]) ** k), atol=1e-10)
@@ -192,5 +191,5 @@ def test_pc_decay_of_a_linear_model_is_the_closed_form():
     np.testing.assert_allclose(d["flow"], 0.5 * (1 - np.exp(-lam[1] * lr * k)))
     assert 0 < d["discretisation"] <= lr * lam[1] / 2
     # a wrong rate, or a direction off v2, is detected
-    assert jacot18.pc_decay(f, v2, 1.3 * lam[1], lr)["deviation"] > 0.01
-    assert jacot18.pc_decay(f, vecs[:, 2], lam[1], lr)["deviation"] > 0.1
+    assert fig3.pc_decay(f, v2, 1.3 * lam[1], lr)["deviation"] > 0.01
+    assert fig3.pc_decay(f, vecs[:, 2], lam[1], lr)["deviation"] > 0.1
