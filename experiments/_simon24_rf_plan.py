@@ -26,14 +26,14 @@ from ntk import stax
 # (once per trial and pair).
 
 
-def _plan_sweeps(config, setup, solve, theory, tag):
+def _plan_sweeps(config, setup, solve, theory, tag, trials_per_point):
     from experiments.plan import Step
 
     fixed, sweep, grid = (config.fixed,), tuple(config.sweep), tuple(config.grid)
     steps = []
     for name, ns, ks, trials in (
-        ("vs k", fixed, sweep, config.trials),
-        ("vs n", sweep, fixed, config.trials),
+        ("vs k", fixed, sweep, trials_per_point),
+        ("vs n", sweep, fixed, trials_per_point),
         ("(k, n) grid", grid, grid, config.grid_trials),
     ):
         nmax, kmax = max(ns), max(ks)
@@ -47,10 +47,16 @@ def _plan_sweeps(config, setup, solve, theory, tag):
 
 
 def _ridge_count(config) -> int:
+    """Ridges of the synthetic task's grid (`rfsim.ridge_grid`)."""
     return len(rfsim.ridge_grid(config, 1.0)[0])
 
 
-def _theory_step(config, m):
+def _image_ridge_count(config) -> int:
+    """Ridges of the image task's grid in its RF setting (`rfsim.image_rf_setting`)."""
+    return len(rfsim.image_rf_setting(config).ridges)
+
+
+def _theory_step(config, m, r):
     from experiments.plan import shaped
 
     def theory(ns, ks):
@@ -69,7 +75,7 @@ def _theory_step(config, m):
             shaped((m,)),
             shaped((len(ns),)),
             shaped((len(ks),)),
-            shaped((_ridge_count(config),)),
+            shaped((r,)),
         )
 
     return theory
@@ -105,14 +111,15 @@ def synthetic_plan(config) -> list:
             shaped((r,)),
         )
 
-    return _plan_sweeps(config, setup, solve, _theory_step(config, m), "synthetic")
+    return _plan_sweeps(
+        config, setup, solve, _theory_step(config, m, r), "synthetic", config.trials
+    )
 
 
 def _image_shape(config):
     """(pool, d) of the image task: MNIST-5k (28×28) offline, CIFAR-10 (32×32×3)
     from data_dir."""
-    cifar = config.dataset == "cifar10" or (config.dataset == "auto" and config.data_dir)
-    return config.pool, (32 * 32 * 3 if cifar else 28 * 28)
+    return config.pool, (32 * 32 * 3 if rfsim.uses_cifar10(config) else 28 * 28)
 
 
 @EXPERIMENT.plan("image", not_covered="loading the images, the ±1 labels (numpy) and plotting")
@@ -120,14 +127,15 @@ def image_plan(config) -> list:
     from experiments.plan import KEY, Step, shaped
 
     pool, d = _image_shape(config)
-    r = _ridge_count(config)
-    nngp = stax.serial(stax.Dense(1), stax.Relu())[2]
+    setting = rfsim.image_rf_setting(config)
+    r = len(setting.ridges)
+    nngp = stax.serial(stax.Dense(1, W_std=setting.w_std), stax.Relu())[2]
 
     def setup(nmax, kmax):
         def fn(key, x):
             kp, kf = jax.random.split(key)
             idx = jax.random.permutation(kp, pool)[:nmax]
-            return idx, rf.relu_features(kf, x, kmax) * math.sqrt(kmax)
+            return idx, rf.relu_features(kf, x, kmax, W_std=setting.w_std) * math.sqrt(kmax)
 
         return fn, (KEY, shaped((pool, d)))
 
@@ -152,7 +160,7 @@ def image_plan(config) -> list:
             rf.eigendecompose,
             (shaped((pool, pool)), shaped((pool,))),
         ),
-    ] + _plan_sweeps(config, setup, solve, _theory_step(config, pool), "image")
+    ] + _plan_sweeps(config, setup, solve, _theory_step(config, pool, r), "image", setting.trials)
 
 
 @EXPERIMENT.plan(
@@ -253,7 +261,7 @@ def features_plan(config) -> list:
     grid = tuple(config.grid)
     if max(grid) < 64:  # feature_comparison skips the Gaussian runs
         return []
-    kmax, r = max(grid), _ridge_count(config)
+    kmax, r = max(grid), _image_ridge_count(config)
 
     def setup(key, root):
         return root @ jax.random.normal(key, (pool, kmax))

@@ -8,15 +8,23 @@ orchestrates are tested in tests/test_random_features_krr.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import pickle
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from experiments import _simon24_features as rffeat
+from experiments import _simon24_ridge as ridge
 from experiments import _simon24_sim as rfsim
 from experiments import simon24_rf
 import tiny_runs
+
+PAPER_CURVE_RIDGES = [4.64e-3, 2.15e-2, 0.1, 2.15, 21.5]
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +86,117 @@ def test_tiny_run_shows_relu_vs_gaussian_features(tiny_run):
         f"ReLU {m['features_power_cv_relu']:.2f}, Gaussian {m['features_power_cv_gaussian']:.2f}"
     )
     assert cv["mark"] == "agree"
+
+
+def _fake_cifar10(root, per_batch=60, seed=0):
+    """CIFAR-10's python-pickle batches (`ntk.data.cifar10`'s format) with random
+    uint8 images: 5 × ``per_batch`` training images and a test batch."""
+    rng = np.random.default_rng(seed)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {
+            "data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            "labels": rng.integers(0, 10, per_batch).tolist(),
+        }
+        with open(root / name, "wb") as f:
+            pickle.dump(batch, f)
+
+
+def test_cifar10_resolves_to_the_papers_rf_setting_at_every_size(tmp_path):
+    _fake_cifar10(tmp_path, per_batch=2)
+    exp = simon24_rf.EXPERIMENT
+    for size, smoke, trials in (("quick", False, 45), ("full", False, 45), ("full", True, 1)):
+        setting = rfsim.image_rf_setting(exp.config(size, data_dir=str(tmp_path), smoke=smoke))
+        assert (setting.name, setting.trials) == ("paper", trials), (size, smoke)
+        assert (setting.relative, setting.inputs) == (False, "global")
+        assert setting.w_std == pytest.approx(math.sqrt(2))  # W ~ N(0, 2/d)
+        np.testing.assert_allclose(setting.ridges, np.logspace(-3, 2, 31))
+        ridges, where = setting.grid(7.0)  # absolute: Tr K/N = 7 leaves them as they are
+        np.testing.assert_allclose(ridges, np.logspace(-3, 2, 31))
+        np.testing.assert_allclose(ridges[where], PAPER_CURVE_RIDGES, rtol=3e-3)
+    # the offline MNIST default keeps our setting
+    quick = exp.config("quick")
+    ours = rfsim.image_rf_setting(quick)
+    assert (ours.name, ours.trials, ours.w_std, ours.relative) == ("ours", quick.trials, 1.0, True)
+    with pytest.raises(ValueError, match="rf_setting"):
+        rfsim.image_rf_setting(dataclasses.replace(quick, rf_setting="both"))
+
+
+def test_cifar10_image_part_simulates_in_the_papers_setting(tmp_path, monkeypatch):
+    """The image part on a fake CIFAR-10 (80 random images), its sweeps cut to one
+    simulation at n = 16, k = 8, traced, not compiled (the tiny run executes
+    the same code): ReLU features with W_std √2 on globally standardised
+    pixels, the paper's 31 absolute ridges, the tiny cut of its 45 trials."""
+    _fake_cifar10(tmp_path, per_batch=16)
+    tiny = simon24_rf.EXPERIMENT.config("tiny", data_dir=str(tmp_path))
+    config = dataclasses.replace(tiny, pool=80)
+
+    def one_simulation(config_, key, task, simulate, setting):
+        ridges, _ = setting.grid(float(np.sum(task[0])))
+        keys = jax.random.split(key, setting.trials)
+        r = jnp.asarray(ridges, jnp.float32)
+        return jax.eval_shape(lambda k: simulate((16,), (8,), r, k), keys)
+
+    monkeypatch.setattr(rfsim, "sweeps", one_simulation)
+    seen = []
+    relu = rfsim.rf.relu_features
+    monkeypatch.setattr(
+        rfsim.rf, "relu_features", lambda *a, **kw: seen.append(kw.get("W_std")) or relu(*a, **kw)
+    )
+    setting, task, (train, test) = simon24_rf.image_sweeps(config, simon24_rf._keys(config))
+    x, _, kernel, _, _, name = task
+    assert (name, setting.name, setting.trials) == ("CIFAR-10", "paper", tiny.paper_trials)
+    assert seen and all(w == pytest.approx(math.sqrt(2)) for w in seen)
+    assert train.shape == test.shape == (tiny.paper_trials, 1, 1, 31)  # trials, n, k, ridges
+    # the pool is the whole fake set: globally standardised to mean 0, std 1
+    x = np.asarray(x, np.float64)
+    assert abs(x.mean()) < 1e-4 and abs(x.std() - 1) < 1e-4
+    # the NNGP of relu(√2·ω·x/√d): diagonal W_std²‖x‖²/(2d) = ‖x‖²/d
+    np.testing.assert_allclose(np.diag(kernel), np.sum(x**2, 1) / x.shape[1], rtol=1e-4)
+
+
+def test_sweeps_take_the_settings_trials_and_absolute_ridges(monkeypatch):
+    config = dataclasses.replace(simon24_rf.Config(), rf_setting="paper", paper_trials=3)
+    setting = rfsim.image_rf_setting(config)
+    calls = []
+
+    def simulate(ns, ks, ridges, keys):
+        calls.append((ns, ks, np.asarray(ridges), keys.shape[0]))
+        return (np.zeros((keys.shape[0], len(ns), len(ks), len(ridges))),) * 2
+
+    def theory(lam, v, noise, ns, ks, ridges):
+        return (np.ones((len(ns), len(ks), len(ridges))),) * 2
+
+    monkeypatch.setattr(rfsim, "theory_point", theory)
+    lam = jnp.ones(4)
+    out = rfsim.sweeps(config, jax.random.PRNGKey(0), (lam, lam, 0.0, 7.0), simulate, setting)
+    assert [c[3] for c in calls] == [3, 3, config.grid_trials]  # vs k, vs n, (k, n) grid
+    for c in calls:  # absolute: Tr K/N = 7 does not scale them
+        np.testing.assert_allclose(c[2], np.logspace(-3, 2, 31), rtol=1e-6)
+    np.testing.assert_allclose(out["ridges"][out["curve_idx"]], PAPER_CURVE_RIDGES, rtol=3e-3)
+
+
+def test_tiny_run_offline_keeps_our_rf_setting_and_says_so(tiny_run):
+    payload = json.loads((tiny_run / "metrics.json").read_text())
+    assert payload["metrics"]["image_rf_setting"]["name"] == "ours"
+    (row,) = [r for r in payload["paper_vs_ours"] if r["quantity"].startswith("best-ridge RF")]
+    assert row["mark"] == "not comparable" and "our setting" in row["rule"]
+
+
+def test_papers_k_table_rows_read_our_envelope_at_each_k():
+    config = dataclasses.replace(simon24_rf.Config(), sweep=(10, 32, 100, 1000), fixed=256)
+    metrics = {
+        "image_envelope_vs_k_experiment": [0.9, 0.8, 0.7, 0.6],
+        "image_envelope_vs_k_theory": [0.91, 0.81, 0.71, 0.61],
+    }
+    paper = rfsim.image_rf_setting(dataclasses.replace(config, rf_setting="paper"))
+    rows = ridge.paper_rf_vs_k_rows(config, metrics, "CIFAR-10", paper)
+    by_k = dict(zip(ridge.PAPER_RF_VS_K, rows))
+    assert (by_k[10]["ours"], by_k[10]["theory"], by_k[10]["mark"]) == (0.9, 0.91, "agree")
+    assert (by_k[100]["ours"], by_k[100]["mark"]) == (0.7, "differs")  # 11% below 0.789
+    t = math.log(31 / 10) / math.log(32 / 10)
+    assert by_k[31]["ours"] == round(0.9 - 0.1 * t, 4)
+    assert by_k[3162]["mark"] == by_k[10000]["mark"] == "not comparable"
+    # MNIST in our setting: one row with the whole table, not comparable, saying so
+    ours = rfsim.image_rf_setting(config)
+    (row,) = ridge.paper_rf_vs_k_rows(config, metrics, "MNIST-5k", ours)
+    assert row["mark"] == "not comparable" and "our setting" in row["rule"]
