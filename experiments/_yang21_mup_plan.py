@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from experiments import _yang21_deep as deep
@@ -147,13 +148,18 @@ MAML_NOT_PLANNED = (
 
 
 def _w2v_sizes(config) -> tuple[int, int]:
-    """(vocabulary V, tokens) of the Word2Vec corpus: text8 capped at
+    """(vocabulary V, tokens per epoch) of the Word2Vec corpus: text8 capped at
     ``w2v_max_vocab`` (tokens: text8's, an upper bound) with ``data_dir``, else
-    the generated corpus's own."""
+    the generated corpus's own, after subsampling (``w2v_subsample``) its
+    expected number of kept tokens, which is what sets the steps per epoch."""
     if config.data_dir is not None:
         return config.w2v_max_vocab, TEXT8_TOKENS
     corpus = planted_corpus(config)
-    return len(corpus.vocab), int(len(corpus.tokens))
+    tokens = len(corpus.tokens)
+    if config.w2v_subsample:
+        counts = np.bincount(np.asarray(corpus.tokens), minlength=len(corpus.vocab))
+        tokens = float(counts @ word2vec.keep_probability(counts, config.w2v_subsample))
+    return len(corpus.vocab), int(tokens)
 
 
 def word2vec_plan(config) -> list:

@@ -188,3 +188,87 @@ def test_maml_ordering_row_says_which_paper_numbers_are_read_from_the_plot(paylo
     assert row["paper"].startswith(f"{paper['limit']} (TP4 MAML table)")
     assert f"≈ {paper[32]} (widths ≥ 32, TP4 MAML figure, read from the plot)" in row["paper"]
     assert all(paper[n] == paper[32] for n in (128, 512, 2048, 8192))
+
+
+# ------------------------------------------------------------------ MAML: validation, schedule
+
+
+def test_maml_validation_classes_are_disjoint_from_meta_train_and_meta_test():
+    tiny = registry.get("yang21_mup").config("tiny")
+    cfg = dataclasses.replace(tiny, maml_classes=45, maml_per_class=6, maml_val_classes=6)
+    ds = _yang21_limits.maml_dataset(cfg)
+    x_tr, y_tr, x_val, y_val = _yang21_limits.maml_validation_split(
+        ds.x_train, ds.y_train, cfg.maml_val_classes, seed=cfg.seed + 2
+    )
+    train, val, test = set(y_tr), set(y_val), set(ds.y_test)
+    assert len(val) == 6 and len(train) == len(set(ds.y_train)) - 6
+    assert not val & train and not val & test and not train & test
+    assert len(x_tr) == len(y_tr) and len(x_val) == len(y_val) == 6 * cfg.maml_per_class
+    # no hold-out: the meta-train set unchanged (the tiny and full sizes)
+    same = _yang21_limits.maml_validation_split(ds.x_train, ds.y_train, 0, seed=0)
+    assert same[1] is ds.y_train and len(same[3]) == 0
+    with pytest.raises(ValueError, match="maml_val_classes"):
+        _yang21_limits.maml_validation_split(ds.x_train, ds.y_train, len(train) + 2, seed=0)
+
+
+def test_maml_multistep_schedule_gives_the_documented_meta_lr_at_its_milestones():
+    lrs = _yang21_limits.maml_outer_lrs(0.1, 10_000, (0.5, 0.75), 0.1)
+    assert len(lrs) == 10_000 and lrs[0] == lrs[4999] == 0.1
+    assert lrs[5000] == lrs[7499] == pytest.approx(0.01, rel=1e-12)
+    assert lrs[7500] == lrs[-1] == pytest.approx(0.001, rel=1e-12)
+    assert _yang21_limits.maml_outer_lrs(0.3, 5) == [0.3] * 5  # no milestones: constant
+    with pytest.raises(ValueError, match="maml_lr_milestones"):
+        _yang21_limits.maml_outer_lrs(0.1, 10, (1.5,))
+    full = registry.get("yang21_mup").config("full")
+    assert full.maml_lr_milestones == (0.5, 0.75) and full.maml_dtype == "float64"
+    quick = registry.get("yang21_mup").config("quick")
+    assert quick.maml_lr_milestones == () and quick.maml_dtype == "float32"
+
+
+def test_maml_meta_step_takes_the_meta_lr_as_an_argument_without_recompiling():
+    lim = limits.init_limit(6, 5, 1.0, 0.5)
+    rng = np.random.default_rng(0)
+    tasks = (rng.normal(size=(2, 5, 6)), np.tile(np.arange(5), (2, 1)))
+    tasks = tuple(np.asarray(a, np.float32) if a.dtype.kind == "f" else a for a in tasks * 2)
+    step = _yang21_limits._maml_meta_step
+    before = step._cache_size()
+    out = [step(lim, tasks, lr, inner_lr=0.4, clip=0.5) for lr in (0.2, 0.02)]
+    assert step._cache_size() == before + 1
+    # the meta-lr is used, not frozen at its first value: the step is η times the
+    # (clipped) meta-gradient
+    dw = [np.asarray(o.W - lim.W) for o in out]
+    assert np.linalg.norm(dw[1]) > 0
+    np.testing.assert_allclose(dw[0], 10 * dw[1], rtol=1e-3, atol=1e-6)  # float32 W₀ ± ΔW
+
+
+def test_tune_maml_picks_the_argmax_of_validation_accuracy():
+    quick = registry.get("yang21_mup").config("quick")
+    grid = lambda width: [(0.1, 1.0, 0.5), (0.2, 1.0, 0.5), (0.4, 1.0, 0.5)]
+    fake = {None: [60.0, 71.0, 65.0], 2: [50.0, 40.0, 50.0], 8: [30.0, 31.0, 45.0]}
+    calls = []
+
+    def score(width, setting):  # a stub: no training
+        calls.append((width, setting))
+        return fake[width][grid(width).index(setting)]
+
+    got = _yang21_limits.tune_maml(quick, (2, 8), grid=grid, score=score, log=lambda s: None)
+    assert list(got) == ["limit", 2, 8] and len(calls) == 9
+    assert got["limit"]["best"] == (0.2, 1.0, 0.5) and got["limit"]["accuracy"] == 71.0
+    assert got[2]["best"] == (0.1, 1.0, 0.5)  # a tie: the first in the grid's order
+    assert got[8]["best"] == (0.4, 1.0, 0.5)
+    assert [s for _, s in got[8]["scores"]] == fake[8]
+    assert list(_yang21_limits.tune_maml(quick, (8,), limit=False, grid=grid, score=score)) == [8]
+    # the default grid: TP4's σ_u per width (its "inf" for the limit), 4 η × 4 σ_v
+    assert {s[1] for s in _yang21_limits.maml_tune_grid(2)} == {0.5}
+    assert {s[1] for s in _yang21_limits.maml_tune_grid(None)} == {1.0}
+    assert len(_yang21_limits.maml_tune_grid(512)) == 16
+
+
+def test_maml_quick_run_reports_validation_only_with_held_out_classes(payload):
+    _, p = payload
+    maml = p["metrics"]["limits"]["maml"]
+    # tiny meta-trains on every meta-train class (as full): no validation split
+    assert maml["validation"] is None and maml["dtype"] == "float32"
+    assert maml["lr_schedule"] == {"milestones": [], "decay": 0.1}
+    quick = registry.get("yang21_mup").config("quick")
+    assert quick.maml_val_classes > 0 and quick.maml_val_tasks > 0
