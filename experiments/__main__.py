@@ -11,8 +11,8 @@ Sizes, with times measured on the idle 2-core CPU development machine (load
 average below 2; a busy machine is 2-4x slower; ``list`` gives each
 experiment's own time):
 
-* ``quick`` (default): 25 s (giapitzakis25) to 100 s (yang21_mup) per
-  experiment; ``run all`` took 4 minutes 10 s for the five;
+* ``quick`` (default): 28 s (giapitzakis25) to 132 s (yang21_mup) per
+  experiment; ``run all`` took 5 minutes 54 s for the five;
 * ``--tiny`` (for tests; the numbers are not meaningful): 11-33 s per
   experiment, mostly JAX compilation, so not seconds; ``run all --tiny``
   took 95 s;
@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run an experiment (or all of them, then write the report)",
-        description="Run at the quick size unless --tiny or --full: 25 s to 100 s per "
-        "experiment, 4 min for all five, on an idle 2-core CPU (see `list`).",
+        description="Run at the quick size unless --tiny or --full: 30 s to 130 s per "
+        "experiment, 6 min for all five, on an idle 2-core CPU (see `list`).",
     )
     run.add_argument("name", help="experiment name, or 'all'")
     _add_size_options(run, _SIZE_HELP["full"], _SIZE_HELP["tiny"])

@@ -200,9 +200,7 @@ EXPERIMENT = registry.register(
     description="RF regression vs the eigenframework: more features, data and "
     "overfitting are better",
     paper="Simon, Karkada, Ghosh & Belkin 2024 (ICLR)",
-    # quick: not measured idle (this change's runs shared the machine at load
-    # 6-9); from CPU time, the old 33 s plus the Myrtle-10 tile's ~30 s of CPU
-    seconds={"tiny": 21, "quick": 60},
+    seconds={"tiny": 21, "quick": 55},
 )
 
 
