@@ -269,6 +269,18 @@ def require_int(value, arg: str, where: str, minimum=1, maximum=None) -> int:
     return int(v)
 
 
+def require_counts(counts, arg: str, where: str) -> np.ndarray:
+    """``counts`` as a float64 ``(V,)`` numpy array of counts: every entry
+    ``>= 0`` and one at least positive (word counts, class counts)."""
+    counts = as_numpy(counts, arg, where, ndim=1, what="(V,)", dtype=np.float64, nonempty=True)
+    if np.any(counts < 0) or not np.any(counts > 0):
+        raise ValueError(
+            f"{where}: `{arg}` must be >= 0 with at least one positive entry; "
+            f"got min {counts.min():g}, max {counts.max():g}."
+        )
+    return counts
+
+
 def require_one_of(value, options, arg: str, where: str):
     """``value`` must be one of ``options`` (strings, compared exactly)."""
     try:

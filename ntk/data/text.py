@@ -237,14 +237,7 @@ def analogy_accuracy(gram: np.ndarray, questions: np.ndarray) -> float:
 def unigram_table(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
     """Negative-sampling distribution ``p_w ∝ count_w^{3/4}`` (word2vec)."""
     name = "unigram_table"
-    counts = _checks.as_numpy(
-        counts, "counts", name, ndim=1, what="(V,)", dtype=np.float64, nonempty=True
-    )
-    if np.any(counts < 0) or not np.any(counts > 0):
-        raise ValueError(
-            f"{name}: `counts` must be >= 0 with at least one positive "
-            f"entry; got min {counts.min():g}, max {counts.max():g}."
-        )
+    counts = _checks.require_counts(counts, "counts", name)
     _checks.require_nonnegative(power, "power", name)
     p = counts**power
     return p / p.sum()

@@ -164,14 +164,7 @@ def keep_probability(counts, threshold) -> np.ndarray:
       array([0.1106, 1.    ])
     """
     name = "keep_probability"
-    counts = _checks.as_numpy(
-        counts, "counts", name, ndim=1, what="(V,)", dtype=np.float64, nonempty=True
-    )
-    if np.any(counts < 0) or not np.any(counts > 0):
-        raise ValueError(
-            f"{name}: `counts` must be >= 0 with at least one positive entry; "
-            f"got min {counts.min():g}, max {counts.max():g}."
-        )
+    counts = _checks.require_counts(counts, "counts", name)
     _checks.require_positive(threshold, "threshold", name)
     freq = counts / counts.sum()
     ratio = float(threshold) / np.where(freq > 0, freq, 1.0)
