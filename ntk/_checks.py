@@ -269,6 +269,14 @@ def require_int(value, arg: str, where: str, minimum=1, maximum=None) -> int:
     return int(v)
 
 
+def require_bool(value, arg: str, where: str, what: str = "a bool") -> bool:
+    """A Python or NumPy bool, returned as ``bool`` (a Python setting, so it is
+    checked even under a trace); ``what`` may say what each value means."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: `{arg}` must be {what}; got {_got(value)}.")
+    return bool(value)
+
+
 def require_counts(counts, arg: str, where: str) -> np.ndarray:
     """``counts`` as a float64 ``(V,)`` numpy array of counts: every entry
     ``>= 0`` and one at least positive (word counts, class counts)."""

@@ -55,7 +55,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
-from ntk._checks import _got, concrete
+from ntk._checks import concrete, require_bool
 
 HP = jax.lax.Precision.HIGHEST
 
@@ -67,15 +67,14 @@ def dot(a, b):
 
 def require_scale_flag(value, arg: str, where: str) -> bool:
     """A ``*_absolute_scale`` flag (``diag_reg_absolute_scale``,
-    ``jitter_absolute_scale``): a Python or NumPy bool, returned as ``bool``;
-    anything else is a TypeError naming ``arg`` (a Python setting, so it is
-    checked even under a trace)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(
-            f"{where}: `{arg}` must be a bool (True: the amount is absolute; False: "
-            f"relative to the mean diagonal); got {_got(value)}."
-        )
-    return bool(value)
+    ``jitter_absolute_scale``) as ``bool``; anything else is a TypeError naming
+    ``arg`` and what each value means."""
+    return require_bool(
+        value,
+        arg,
+        where,
+        "a bool (True: the amount is absolute; False: relative to the mean diagonal)",
+    )
 
 
 def jitter_amount(k, jitter, relative: bool = True):

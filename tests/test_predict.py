@@ -910,6 +910,26 @@ def test_discrete_time_needs_whole_steps_and_a_bool_flag():
         predict.gradient_descent_mse(k, y, discrete_time="yes")
 
 
+def test_diag_reg_absolute_scale_must_be_a_bool_in_every_entry_point():
+    # "absolute" as a string would otherwise be truthy and silently switch the
+    # regulariser's scale
+    k, y = _spd(), np.ones((5, 1))
+    kernel_fn = stax.serial(stax.Dense(1))[2]
+    x = np.ones((5, 2))
+    calls = {
+        "gradient_descent_mse": lambda: predict.gradient_descent_mse(
+            k, y, diag_reg_absolute_scale="yes"
+        ),
+        "gp_inference": lambda: predict.gp_inference(k, y, diag_reg_absolute_scale="yes"),
+        "gradient_descent_mse_ensemble": lambda: predict.gradient_descent_mse_ensemble(
+            kernel_fn, x, y, diag_reg_absolute_scale="yes"
+        )(None, x, "nngp"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match=f"{name}: `diag_reg_absolute_scale` must be a bool"):
+            call()
+
+
 def test_t_infinity_and_t_none_agree_on_a_definite_kernel():
     k, y = _spd(), np.random.default_rng(3).normal(size=(5, 2))
     fn = predict.gradient_descent_mse(k, y)

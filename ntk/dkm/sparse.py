@@ -97,8 +97,7 @@ class SparseDKM:
         name = "SparseDKM"
         _checks.require_int(self.num_inducing, "num_inducing", name)
         for arg in ("learn_inducing", "learn_noise"):
-            if not isinstance(getattr(self, arg), (bool, np.bool_)):
-                raise TypeError(f"{name}: `{arg}` must be a bool; got {getattr(self, arg)!r}.")
+            _checks.require_bool(getattr(self, arg), arg, name)
         object.__setattr__(self, "nu", obj.check_model(self, name))
 
     def _num_outputs(self, Y):

@@ -272,34 +272,33 @@ def _kernel_predictors(n_way, W_std, b_std, diag_reg):
         stax.Dense(_HIDDEN, W_std, b_std), stax.Relu(), stax.Dense(1, W_std, b_std)
     )
 
-    @jax.jit
-    def predict_all(xs, ys, xq):
-        def one(t):
-            xs, ys, xq = t
-            y = jax.nn.one_hot(ys, n_way) - 1.0 / n_way
-            k_dd = kernel_fn(xs, None, ("nngp", "ntk"))
-            k_td = kernel_fn(xq, xs, ("nngp", "ntk"))
-            fn = predict.gp_inference(k_dd, y, diag_reg=diag_reg)
-            return fn(get="ntk", k_test_train=k_td), fn(get="nngp", k_test_train=k_td)
-
-        return jax.lax.map(one, (xs, ys, xq))
-
+    predict_all = _per_task_regression(kernel_fn, ("nngp", "ntk"), ("ntk", "nngp"), n_way, diag_reg)
     # The one-hidden-layer linear network's NTK is twice its NNGP up to a
     # constant σ_b² (both affine in x·x'), so its one kernel regression stands
     # for its NTK and GP limits.
     _, _, linear_fn = stax.serial(stax.Dense(_HIDDEN, W_std, b_std), stax.Dense(1, W_std, b_std))
+    predict_linear = _per_task_regression(linear_fn, "nngp", ("nngp",), n_way, diag_reg)
+    return predict_all, predict_linear
+
+
+def _per_task_regression(kernel_fn, get, outputs, n_way, diag_reg):
+    """A jitted map over tasks ``(T, ...)`` of kernel regression on each task's
+    centred one-hot support labels: ``kernel_fn``'s ``get`` kernels, one query
+    prediction ``(T, q, n_way)`` per name in ``outputs``."""
 
     @jax.jit
-    def predict_linear(xs, ys, xq):
+    def run(xs, ys, xq):
         def one(t):
             xs, ys, xq = t
             y = jax.nn.one_hot(ys, n_way) - 1.0 / n_way
-            fn = predict.gp_inference(linear_fn(xs, None, "nngp"), y, diag_reg=diag_reg)
-            return fn(get="nngp", k_test_train=linear_fn(xq, xs, "nngp"))
+            k_dd = kernel_fn(xs, None, get)
+            k_td = kernel_fn(xq, xs, get)
+            fn = predict.gp_inference(k_dd, y, diag_reg=diag_reg)
+            return tuple(fn(get=g, k_test_train=k_td) for g in outputs)
 
         return jax.lax.map(one, (xs, ys, xq))
 
-    return predict_all, predict_linear
+    return run
 
 
 def _kernel_regression(xs, ys, xq, n_way, W_std, b_std, diag_reg) -> dict:
@@ -309,7 +308,8 @@ def _kernel_regression(xs, ys, xq, n_way, W_std, b_std, diag_reg) -> dict:
     except TypeError:  # unhashable settings (arrays): built afresh
         predict_all, predict_linear = _kernel_predictors.__wrapped__(*settings)
     f_ntk, f_gp = predict_all(xs, ys, xq)
-    return {"ntk": f_ntk, "gp": f_gp, "linear": predict_linear(xs, ys, xq)}
+    (f_linear,) = predict_linear(xs, ys, xq)
+    return {"ntk": f_ntk, "gp": f_gp, "linear": f_linear}
 
 
 def kernel_regression(

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from ntk import _checks
+from ntk._linalg import require_scale_flag
 from ntk.predict._checks import as_float_array, canonical_get, check_times, kernel_attr
 from ntk.predict._layout import Layout
 from ntk.predict._linalg import HP, Regularised, dot, expm1_filter, expm1_over_filter
@@ -94,6 +95,7 @@ def gradient_descent_mse_ensemble(
     lay = Layout(y_train.shape, trace_axes, name)
     _checks.require_positive(learning_rate, "learning_rate", name)
     _checks.require_nonnegative(diag_reg, "diag_reg", name)
+    require_scale_flag(diag_reg_absolute_scale, "diag_reg_absolute_scale", name)
     n = y_train.size
     train_kwargs = dict(kernel_fn_train_train_kwargs)
     k_dd_cache: dict = {}

@@ -7,6 +7,7 @@ from typing import Sequence
 import jax.numpy as jnp
 
 from ntk import _checks
+from ntk._linalg import require_scale_flag
 from ntk.predict._checks import as_float_array, canonical_get, has_kernel, kernel_attr
 from ntk.predict._layout import Layout
 from ntk.predict._linalg import Regularised, dot
@@ -74,6 +75,7 @@ def gp_inference(
     y_train = as_float_array(y_train, "y_train", name)
     lay = Layout(y_train.shape, trace_axes, name)
     _checks.require_nonnegative(diag_reg, "diag_reg", name)
+    require_scale_flag(diag_reg_absolute_scale, "diag_reg_absolute_scale", name)
     if k_train_train is None:
         raise ValueError(f"{name}: `k_train_train` is required; got None.")
     regs = {}

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk import _checks
+from ntk._linalg import require_scale_flag
 from ntk.predict._checks import as_float_array, broadcast, check_requests, check_times, plain_kernel
 from ntk.predict._layout import Layout
 from ntk.predict._linalg import HP, Regularised, dot, expm1_filter, steps_filter
@@ -112,8 +113,8 @@ def gradient_descent_mse(
     k_dd = lay.train_kernel_2d(k_train_train, "k_train_train")
     _checks.require_positive(learning_rate, "learning_rate", name)
     _checks.require_nonnegative(diag_reg, "diag_reg", name)
-    if not isinstance(discrete_time, (bool, np.bool_)):
-        raise TypeError(f"{name}: `discrete_time` must be a bool; got {discrete_time!r}.")
+    require_scale_flag(diag_reg_absolute_scale, "diag_reg_absolute_scale", name)
+    _checks.require_bool(discrete_time, "discrete_time", name)
     dtype = jnp.result_type(k_dd.dtype, y_train.dtype)
     n = y_train.size
     y_flat = lay.flatten(y_train).astype(dtype)

@@ -72,6 +72,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk._checks import require_bool
 from ntk.kernel import Kernel
 from ntk.stax import spec as specs
 from ntk.stax.layer import Layer, check_std, make_layer
@@ -277,8 +278,7 @@ def GlobalSelfAttention(
         _positive_int(v, arg, name)
     n_chan_pos_emb = _positive_int(n_chan_pos_emb, "n_chan_pos_emb", name, True)
     for arg, v in (("linear_scaling", linear_scaling), ("val_pos_emb", val_pos_emb)):
-        if not isinstance(v, (bool, np.bool_)):
-            raise TypeError(f"{name}: `{arg}` must be a bool; got {v!r}.")
+        require_bool(v, arg, name)
     for arg, std in (
         ("W_key_std", W_key_std),
         ("W_value_std", W_value_std),

@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk._checks import as_numpy, require_real
+from ntk._checks import as_numpy, require_bool, require_real
 from ntk.stax._internal import PI, angle, atan2, correlation, gap, inv_sqrt, pairwise, safe_sqrt
 
 
@@ -83,11 +83,6 @@ def check_real_args(where: str, **values):
     traced values, e.g. in kernel learning, pass)."""
     for arg, value in values.items():
         require_real(value, arg, where)
-
-
-def check_bool(value, arg: str, where: str):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{where}: `{arg}` must be a bool; got {value!r}.")
 
 
 def check_degree(degree, name):
@@ -181,7 +176,7 @@ def gelu(approximate: bool = False) -> Activation:
     accurate at every variance. ``approximate`` only changes the finite
     network (tanh form).
     """
-    check_bool(approximate, "approximate", "gelu")
+    require_bool(approximate, "approximate", "gelu")
 
     def dual(c12, c11, c22):
         e1, e2, q12, cos2, _ = _arcsine_factors(c12, c11, c22, 1.0)
@@ -451,7 +446,7 @@ def exp_normalized(gamma: float = 1.0, shift: float = -1.0, do_clip: bool = Fals
     """
     require_real(gamma, "gamma", "exp_normalized", low=0)
     check_real_args("exp_normalized", shift=shift)
-    check_bool(do_clip, "do_clip", "exp_normalized")
+    require_bool(do_clip, "do_clip", "exp_normalized")
 
     def dual(c12, c11, c22):
         n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk._checks import as_numpy, require_real, require_traceable
+from ntk._checks import as_numpy, require_bool, require_real, require_traceable
 from ntk.kernel import Kernel
 from ntk.stax._internal import PI, fusion_fence
 
@@ -28,7 +28,6 @@ from ntk.stax.duals import ACTIVATIONS  # noqa: F401
 from ntk.stax.duals import (
     Activation,
     abrelu,
-    check_bool,
     check_degree,
     check_real_args,
     erf,
@@ -200,7 +199,7 @@ def Gelu(approximate: bool = False) -> Layer:
       >>> bool(np.isclose(k[0, 1], 1 / (4 * np.pi)))
       True
     """
-    check_bool(approximate, "approximate", "Gelu")
+    require_bool(approximate, "approximate", "Gelu")
     return _elementwise("Gelu", gelu(approximate))
 
 
@@ -372,7 +371,7 @@ def ExpNormalized(gamma: float = 1.0, shift: float = -1.0, do_clip: bool = False
     """
     require_real(gamma, "gamma", "ExpNormalized", low=0)
     check_real_args("ExpNormalized", shift=shift)
-    check_bool(do_clip, "do_clip", "ExpNormalized")
+    require_bool(do_clip, "do_clip", "ExpNormalized")
     return _elementwise(f"ExpNormalized({gamma}, {shift})", exp_normalized(gamma, shift, do_clip))
 
 
