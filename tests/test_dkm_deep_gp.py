@@ -104,6 +104,35 @@ def test_sqexp_ard_is_the_closed_form():
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+def _crowded_far_inputs():
+    """40 points 0.05 lengthscales apart, 30 lengthscales from the origin: in
+    float32 the unshifted expansion |a|² + |b|² − 2a·b errs by ~eps·1800 ≈ 1e-4
+    in the distances, enough to make K_ZZ + 1e-5·I indefinite."""
+    return (30.0 + 0.05 * np.arange(40.0))[:, None].astype(np.float32)
+
+
+def test_sqexp_ard_is_accurate_in_float32_far_from_the_origin():
+    x = _crowded_far_inputs()
+    want = np.exp(-0.5 * (x.astype(np.float64) - x.T.astype(np.float64)) ** 2)
+    got = deep_gp.sqexp_ard(
+        jnp.asarray(x), jnp.asarray(x), jnp.float32(0), jnp.zeros(1, jnp.float32)
+    )
+    assert got.dtype == jnp.float32
+    # entries ≤ 1, a few float32 roundings each (eps = 6e-8)
+    assert np.max(np.abs(np.asarray(got, np.float64) - want)) < 1e-6
+
+
+def test_elbo_is_finite_when_inducing_points_crowd_far_from_the_origin():
+    x = _crowded_far_inputs()
+    y = np.sin(3 * x[:, 0])
+    params = deep_gp.init(x, y, jax.random.PRNGKey(0), layers=2, num_inducing=40)
+    value, grads = jax.value_and_grad(deep_gp.elbo)(
+        params, jnp.asarray(x), jnp.asarray(y), jax.random.PRNGKey(1), jitter=1e-5
+    )
+    assert np.isfinite(value)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
+
+
 def test_sqexp_ard_gradients_match_broadcast_differences():
     """The expanded distance |a'|² + |b'|² − 2a'·b' has the gradients (in
     the lengthscales, the amplitude and the inputs) of the textbook

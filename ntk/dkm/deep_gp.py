@@ -68,17 +68,31 @@ def sqexp_ard(a, b, log_amp, log_ls):
     """SE-ARD kernel matrix ``s² exp(−½ Σ_d (a_d − b_d)² / λ_d²)``, (len(a), len(b)).
 
     The squared distance is expanded as ``|a'|² + |b'|² − 2 a'·b'`` on the
-    rescaled inputs ``a' = a/λ``, ``b' = b/λ`` (clamped at 0 against round-off):
-    memory O(len(a)·len(b)), not the O(len(a)·len(b)·D) of broadcast differences,
-    so exact GPs on tens of thousands of points fit.
+    rescaled inputs ``a' = (a − c)/λ``, ``b' = (b − c)/λ`` (clamped at 0 against
+    round-off): memory O(len(a)·len(b)), not the O(len(a)·len(b)·D) of
+    broadcast differences, so exact GPs on tens of thousands of points fit.
+    The shift ``c`` (the mean of ``b``) leaves every distance unchanged and
+    keeps the norms small, since the expansion's round-off is about
+    ``eps·(|a'|² + |b'|²)``.
     """
     ls = jnp.exp(log_ls)
-    a, b = a / ls, b / ls
+    shift = jax.lax.stop_gradient(jnp.mean(b, 0))
+    a, b = (a - shift) / ls, (b - shift) / ls
     # full-precision matmul: TPUs default to bfloat16 passes, which would
     # swamp the distance of nearby points in the cancellation
     ab = jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST)
     d2 = jnp.sum(a * a, -1)[:, None] + jnp.sum(b * b, -1)[None, :] - 2.0 * ab
     return jnp.exp(log_amp) * jnp.exp(-0.5 * jnp.maximum(d2, 0.0))
+
+
+def _sqexp_ard_self(z, log_amp, log_ls):
+    """``sqexp_ard(z, z, …)`` by broadcast differences, O(M²·D) memory: K_ZZ
+    must be positive definite to within the jitter, and the expansion's
+    round-off (~eps·|z'|², e.g. 1e-5 in float32 for inducing points a few
+    lengthscales from their mean) can exceed a jitter of 1e-5; differences
+    are exact to rounding, symmetric, with the diagonal exactly s²."""
+    d = (z[:, None, :] - z[None, :, :]) / jnp.exp(log_ls)
+    return jnp.exp(log_amp) * jnp.exp(-0.5 * jnp.sum(d * d, -1))
 
 
 def _chol_factor(raw):
@@ -95,7 +109,7 @@ def _layer(layer, x, jitter, absolute=True):
     """Marginal mean and variance (N, D_out) of one layer at inputs x (N, D_in);
     ``K_ZZ + j I`` with ``j = jitter`` (``absolute``) or ``jitter · mean(diag K_ZZ)`` (≈ s²)."""
     z = layer["z"]
-    kzz = sqexp_ard(z, z, layer["log_amp"], layer["log_ls"])
+    kzz = _sqexp_ard_self(z, layer["log_amp"], layer["log_ls"])
     lz = jittered_cholesky(
         kzz,
         jitter,
