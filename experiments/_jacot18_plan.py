@@ -100,7 +100,9 @@ def mnist_eigen_plan(config) -> list:
     from experiments.plan import KEY, Step, abstract_params, shaped
 
     x = shaped((config.mnist_points, 784))
-    init_fn, apply_fn, kernel_fn = network(config.mnist_width, config.b_std)
+    init_fn, apply_fn, kernel_fn = network(
+        config.mnist_width, config.b_std, config.mnist_hidden_layers
+    )
     params = abstract_params(init_fn, x.shape)
     f = lambda p, a: apply_fn(p, a)[:, 0]
 

@@ -79,8 +79,21 @@ def test_tiny_run_puts_the_papers_fig3_eigenvalues_beside_ours_and_the_limits(ti
         assert r["mark"] == ("agree" if ok else "differs")
     # the setting states the run's own mismatch of the limit with the paper
     off = np.asarray(m["mnist_eigenvalues_limit"]) / np.asarray(m["mnist_eigenvalues_paper"]) - 1
-    assert "does not state its input scaling" in rows[0]["note"]
+    assert "4 hidden ReLU layers" in rows[0]["note"] and "states no depth" in rows[0]["note"]
     assert ", ".join(f"{v:+.0%}" for v in off) in rows[0]["note"]
+
+
+def test_tiny_run_has_the_fig3_depth_row_against_three_hidden_layers(tiny):
+    _, payload = tiny
+    m = payload["metrics"]
+    row = next(r for r in payload["paper_vs_ours"] if r["quantity"].startswith("Fig. 3's depth"))
+    paper = np.asarray(m["mnist_eigenvalues_paper"])
+    err4 = np.max(np.abs(np.asarray(m["mnist_eigenvalues_limit"]) / paper - 1))
+    err3 = np.max(np.abs(np.asarray(m["mnist_eigenvalues_limit_3_hidden"]) / paper - 1))
+    assert row["ours"] == f"{err4:.0%} vs {err3:.0%}"
+    assert row["mark"] == ("agree" if err4 < err3 else "differs")
+    # a different network: one hidden layer fewer changes every eigenvalue
+    assert not np.allclose(m["mnist_eigenvalues_limit_3_hidden"], m["mnist_eigenvalues_limit"])
 
 
 def test_tiny_run_has_the_beta_gap_row_from_the_limit_kernels(tiny):
