@@ -210,6 +210,15 @@ def mnist_eigen(run: Run) -> Result:
     for _ in run.progress([config.mnist_width], "width"):
         emp = ntk_top_eigenvalues(apply_fn, params, x, 3, config.mnist_iters, k_iter)
     paper = PAPER["fig3_eigenvalues"]
+    plots.plot_fig3_eigenvalues(
+        run,
+        {
+            "the paper (width 10,000)": paper,
+            f"limit Θ, {depth} hidden layers": limit,
+            f"Θ̂ at width {config.mnist_width}": emp,
+            "limit Θ, 3 hidden layers": limit_3_hidden,
+        },
+    )
 
     # The paper states neither Fig. 3's depth nor its input scaling. With
     # [0, 1] pixels, four hidden layers match its three eigenvalues (Config);

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from experiments._jacot18_net import PAPER
 from experiments.registry import Run
+
+#: How the paper's numbers are drawn beside ours: grey, thin.
+PAPER_STYLE = dict(color="0.45", lw=1.0)
 
 
 def plot_fig1(run: Run, gammas, rows: dict, limit_row) -> None:
@@ -26,6 +30,9 @@ def plot_fig1(run: Run, gammas, rows: dict, limit_row) -> None:
                 label=f"t = {config.fig1_steps}" if i == 0 else None,
             )
         ax.plot(gammas, limit_row, "k-", lw=2, label="n = ∞")
+        for j, y in enumerate(PAPER["fig1_y_range"]):
+            label = "the paper's y axis (read from its plot)" if j == 0 else None
+            ax.axhline(y, ls=":", label=label, **PAPER_STYLE)
         ax.set(title=f"n = {width}", xlabel="γ")
         ax.legend(fontsize=8)
     np.atleast_1d(axes)[0].set_ylabel("Θ(x0, x(γ))")
@@ -74,10 +81,32 @@ def plot_fig2(run: Run, gammas, curves: dict, gp_mean, gp_std, train) -> None:
     run.save_figure(fig, "fig2_function_dynamics.png")
 
 
+def plot_fig3_eigenvalues(run: Run, bars: dict) -> None:
+    """Fig. 3's top three NTK eigenvalues / N: ``bars`` maps a label to three
+    values (the paper's first), drawn as grouped bars on a log axis."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    width = 0.8 / len(bars)
+    for j, (label, values) in enumerate(bars.items()):
+        style = dict(color="0.6", hatch="//") if j == 0 else dict(color=f"C{j - 1}")
+        xs = np.arange(3) + (j - (len(bars) - 1) / 2) * width
+        ax.bar(xs, values, width, label=label, **style)
+    ax.set(
+        yscale="log",
+        xticks=range(3),
+        xticklabels=["λ1 / N", "λ2 / N", "λ3 / N"],
+        title=f"Fig. 3: top NTK eigenvalues on {run.config.mnist_points} MNIST images",
+    )
+    ax.legend(fontsize=8)
+    run.save_figure(fig, "fig3_mnist_eigenvalues.png")
+
+
 def plot_fig3_pc2(run: Run, decay: dict, curves: dict, lam2: float) -> None:
     """Fig. 3: ⟨f_t − f_0, v2⟩ of each width's trials against the limit's
-    0.5·(1 − e^(−λ2 t)) (left) and their deviation from the limit's GD (right);
-    ``decay`` is a `experiments._jacot18_fig3.pc_decay` result (its t, gd and flow curves)."""
+    0.5·(1 − e^(−λ2 t)) and the same curve at the paper's λ2 (left), and their
+    deviation from the limit's GD (right); ``decay`` is a
+    `experiments._jacot18_fig3.pc_decay` result (its t, gd and flow curves)."""
     import matplotlib.pyplot as plt
 
     config = run.config
@@ -89,6 +118,14 @@ def plot_fig3_pc2(run: Run, decay: dict, curves: dict, lam2: float) -> None:
             ax.plot(t, measured, f"C{i}-", lw=1, alpha=0.8, label=label)
             ax_dev.plot(t, measured - decay["gd"], f"C{i}-", lw=1, alpha=0.8, label=label)
     ax.plot(t, decay["flow"], "k--", lw=1.5, label=f"n = ∞: 0.5(1 − e^(−λ2 t)), λ2 = {lam2:.3g}")
+    lam2_paper = PAPER["fig3_eigenvalues"][1]
+    ax.plot(
+        t,
+        0.5 * (1 - np.exp(-lam2_paper * np.asarray(t))),
+        ls=":",
+        label=f"the same at the paper's λ2 = {lam2_paper}",
+        **PAPER_STYLE,
+    )
     ax.set(xlabel="t = η · step", ylabel="⟨f_t − f_0, v2⟩")
     ax.legend(fontsize=8)
     ax_dev.axhline(0, color="k", lw=1)

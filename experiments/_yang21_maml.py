@@ -302,10 +302,29 @@ def _maml_cast(tasks, dtype):
     return tuple(np.asarray(a, dtype) if a.dtype.kind == "f" else a for a in tasks)
 
 
+class MetaBatches:
+    """``steps`` meta-batches, each ``sample(rng=rng)``, drawn lazily from one
+    generator seeded ``seed`` afresh on every pass: every model that iterates
+    it meets the same tasks in the same order, while memory holds one batch,
+    not all (at the full size, 10,000 batches of 32 tasks would take ~10 GB)."""
+
+    def __init__(self, sample, steps: int, seed: int):
+        self.sample, self.steps, self.seed = sample, steps, seed
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        rng = np.random.default_rng(self.seed)
+        for _ in range(self.steps):
+            yield self.sample(rng=rng)
+
+
 def maml_data(config) -> dict:
     """The tasks of a MAML run, drawn once from `maml_dataset`.
 
-    ``meta_batches``: ``maml_steps`` batches of ``maml_batch`` tasks from the
+    ``meta_batches``: ``maml_steps`` batches of ``maml_batch`` tasks
+    (`MetaBatches`, drawn anew and identically on each pass) from the
     meta-train classes left after `maml_validation_split` (``maml_val_classes``
     held out); ``val``: ``maml_val_tasks`` tasks of the held-out classes (None
     when none are); ``test``: ``maml_test_tasks`` of the meta-test classes;
@@ -320,8 +339,8 @@ def maml_data(config) -> dict:
     tasks = functools.partial(
         fewshot.sample_tasks, n_way=_MAML_WAY, k_shot=1, q_query=config.maml_query
     )
-    rng = np.random.default_rng(config.seed)
-    meta_batches = [tasks(x_tr, y_tr, config.maml_batch, rng=rng) for _ in range(config.maml_steps)]
+    sample = functools.partial(tasks, x_tr, y_tr, config.maml_batch)
+    meta_batches = MetaBatches(sample, config.maml_steps, config.seed)
     test = tasks(
         ds.x_test, ds.y_test, config.maml_test_tasks, rng=np.random.default_rng(config.seed + 1)
     )
@@ -723,13 +742,27 @@ def _plot_maml(run: Run, maml: dict, real: bool, short: str) -> None:
         ("linear", "C2", ":", "linear NTK = GP"),
     ):
         ax.axhline(maml[k]["accuracy"], color=c, ls=ls, label=lab)
+    # TP4's numbers on Omniglot, grey (ours are on the run's own data)
+    paper_ws = sorted(k for k in PAPER_MAML if isinstance(k, int))
+    ax.plot(
+        paper_ws,
+        [PAPER_MAML[n] for n in paper_ws],
+        "x",
+        color="0.45",
+        label="TP4, Omniglot: finite (read from its plot)",
+    )
+    for k, ls in (("limit", "--"), ("ntk", ":")):
+        lab = f"TP4, Omniglot: {'μP limit' if k == 'limit' else 'NTK ≈ GP'} ({PAPER_MAML[k]})"
+        ax.axhline(PAPER_MAML[k], color="0.45", ls=ls, lw=0.8, label=lab)
     ax.set(
         xscale="log",
         xlabel="width n",
         ylabel="5-way 1-shot accuracy (%)",
         title="first-order MAML, " + ("Omniglot" if real else f"{short}"),
     )
-    ax.legend(fontsize=7, loc="center right")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.set_size_inches(8, 3.8)
+    fig.tight_layout()
     run.save_figure(fig, "yang21_maml.png")
 
 

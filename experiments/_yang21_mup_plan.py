@@ -16,7 +16,7 @@ import numpy as np
 import optax
 
 from experiments import _yang21_deep as deep
-from experiments._yang21_maml import maml_dataset
+from experiments._yang21_maml import _maml_dtype, _maml_precision, maml_dataset
 from experiments._yang21_word2vec import planted_corpus
 from experiments.yang21_mup import (
     COORD,
@@ -206,46 +206,63 @@ def maml_plan(config) -> list:
     small = dataclasses.replace(config, maml_classes=min(config.maml_classes, 15), maml_per_class=2)
     ds = maml_dataset(small)
     d, N, Q = ds.x_train.shape[1], 5, config.maml_query
+    # the part's dtype (float64 at the full size, as TP4), so that the
+    # memory and bytes are those of the run
+    dtype = _maml_dtype(config)
+    x64 = dtype == jnp.float64
 
     def tasks(T):
         return (
-            shaped((T, N, d)),
+            shaped((T, N, d), dtype),
             shaped((T, N), jnp.int32),
-            shaped((T, N * Q, d)),
+            shaped((T, N * Q, d), dtype),
             shaped((T, N * Q), jnp.int32),
         )
 
     eps, clip = config.maml_inner_lr, config.maml_clip
-    lim = jax.eval_shape(lambda: limits.init_limit(d, N, config.maml_sigma_u, config.maml_sigma_v))
+    s_u, s_v = config.maml_sigma_u, config.maml_sigma_v
+    with _maml_precision(config):
+        lim = jax.eval_shape(lambda: limits.init_limit(d, N, s_u, s_v, dtype=dtype))
+        nets = {
+            n: jax.eval_shape(
+                lambda k, n=n: limits.finite_network(k, d, N, n, 1.0, 1.0, dtype), KEY
+            )
+            for n in config.maml_widths
+        }
     test = tasks(config.maml_test_tasks)
+    # the meta-lr is an argument of the run's compiled step (its schedule
+    # changes the value, not the cost)
     steps = [
         Step(
             "limit meta-step",
-            lambda s, t: limits.limit_maml_step(s, t, eps, config.maml_outer_lr, clip=clip),
-            (lim, tasks(config.maml_batch)),
+            lambda s, t, lr: limits.limit_maml_step(s, t, eps, lr, clip=clip),
+            (lim, tasks(config.maml_batch), shaped((), dtype)),
             count=config.maml_steps,
+            x64=x64,
         ),
         Step(
             "limit evaluation (per task: lax.map)",
             lambda s, t: maml.query_logits(limits.limit_maml_adapt, s, eps, *t[:3]),
             (lim, test),
             count=2 * config.maml_test_tasks,
+            x64=x64,
         ),
     ]
-    for n in config.maml_widths:
-        net = jax.eval_shape(lambda k, n=n: limits.finite_network(k, d, N, n, 1.0, 1.0), KEY)
+    for n, net in nets.items():
         steps += [
             Step(
                 f"meta-step n={n}",
-                lambda s, t: limits.finite_maml_step(s, t, eps, config.maml_outer_lr, clip=clip),
-                (net, tasks(config.maml_batch)),
+                lambda s, t, lr: limits.finite_maml_step(s, t, eps, lr, clip=clip),
+                (net, tasks(config.maml_batch), shaped((), dtype)),
                 count=config.maml_steps,
+                x64=x64,
             ),
             Step(
                 f"evaluation n={n} (per task)",
                 lambda s, t: maml.query_logits(limits.finite_maml_adapt, s, eps, *t[:3]),
                 (net, test),
                 count=config.maml_test_tasks,
+                x64=x64,
             ),
         ]
 
@@ -258,6 +275,7 @@ def maml_plan(config) -> list:
             baselines,
             test[:3],
             count=config.maml_test_tasks,
+            x64=x64,
         )
     )
     return steps

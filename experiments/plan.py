@@ -35,6 +35,7 @@ An experiment attaches a plan to a part with ``@EXPERIMENT.plan(name)``::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
@@ -76,13 +77,16 @@ class Step:
     ``fn(*args)`` must be jittable; ``args`` are pytrees of
     `jax.ShapeDtypeStruct` (Python scalars among them are traced as scalars,
     as ``jax.jit`` does). ``label`` names it in the plan (``GD step
-    n=10000``); ``count`` is how many times the part calls it.
+    n=10000``); ``count`` is how many times the part calls it; ``x64``: lower
+    it in JAX's x64 mode, for a part that runs in float64 (without it,
+    float64 arguments would be traced as float32).
     """
 
     label: str
     fn: Callable
     args: tuple
     count: int = 1
+    x64: bool = False
 
     def __post_init__(self):
         if not isinstance(self.label, str) or not self.label:
@@ -138,7 +142,8 @@ def analyse(step: Step) -> Cost:
     the compiled executable's (arguments, outputs and temporaries live at
     once), from its memory analysis.
     """
-    compiled = jax.jit(step.fn).lower(*step.args).compile()
+    with jax.enable_x64(True) if step.x64 else contextlib.nullcontext():
+        compiled = jax.jit(step.fn).lower(*step.args).compile()
     cost: Any = compiled.cost_analysis()
     if isinstance(cost, (list, tuple)):  # older JAX: one dict per computation
         cost = cost[0] if cost else {}

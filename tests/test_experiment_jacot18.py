@@ -23,6 +23,7 @@ FIGURES = [
     "fig1_ntk_convergence.png",
     "fig2_function_dynamics.png",
     "fig3_principal_components.png",
+    "fig3_mnist_eigenvalues.png",
     "fig3_mnist_pc2_decay.png",
     "fig4_rates.png",
 ]

@@ -272,3 +272,24 @@ def test_maml_quick_run_reports_validation_only_with_held_out_classes(payload):
     assert maml["lr_schedule"] == {"milestones": [], "decay": 0.1}
     quick = registry.get("yang21_mup").config("quick")
     assert quick.maml_val_classes > 0 and quick.maml_val_tasks > 0
+
+
+def test_meta_batches_are_drawn_lazily_and_identically_on_every_pass():
+    x = np.arange(60.0)[:, None] * np.ones((1, 3))
+    y = np.repeat(np.arange(12), 5)
+
+    def sample(rng):
+        return fewshot.sample_tasks(x, y, 2, n_way=5, k_shot=1, q_query=1, rng=rng)
+
+    batches = _yang21_maml.MetaBatches(sample, 4, seed=7)
+    first, second = list(batches), list(batches)
+    assert len(batches) == len(first) == 4
+    # the same tasks in the same order as one generator drawn eagerly
+    rng = np.random.default_rng(7)
+    eager = [sample(rng) for _ in range(4)]
+    for a, b, c in zip(first, second, eager):
+        for u, v, w in zip(a, b, c):
+            np.testing.assert_array_equal(u, v)
+            np.testing.assert_array_equal(u, w)
+    # consecutive batches differ (the generator advances)
+    assert not np.array_equal(first[0][0], first[1][0])
