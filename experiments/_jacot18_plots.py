@@ -7,9 +7,9 @@ import numpy as np
 
 from experiments._jacot18_net import PAPER
 from experiments.registry import Run
+from experiments.results import PAPER_COLOR
 
-#: How the paper's numbers are drawn beside ours: grey, thin.
-PAPER_STYLE = dict(color="0.45", lw=1.0)
+PAPER_STYLE = dict(color=PAPER_COLOR, lw=1.0)
 
 
 def plot_fig1(run: Run, gammas, rows: dict, limit_row) -> None:

@@ -742,18 +742,13 @@ def _plot_maml(run: Run, maml: dict, real: bool, short: str) -> None:
         ("linear", "C2", ":", "linear NTK = GP"),
     ):
         ax.axhline(maml[k]["accuracy"], color=c, ls=ls, label=lab)
-    # TP4's numbers on Omniglot, grey (ours are on the run's own data)
-    paper_ws = sorted(k for k in PAPER_MAML if isinstance(k, int))
-    ax.plot(
-        paper_ws,
-        [PAPER_MAML[n] for n in paper_ws],
-        "x",
-        color="0.45",
-        label="TP4, Omniglot: finite (read from its plot)",
+    # TP4's numbers on Omniglot (ours are on the run's own data)
+    results.draw_paper(
+        ax,
+        "TP4, Omniglot",
+        points={k: v for k, v in PAPER_MAML.items() if isinstance(k, int)},
+        lines=[("μP limit", PAPER_MAML["limit"], "--"), ("NTK ≈ GP", PAPER_MAML["ntk"], ":")],
     )
-    for k, ls in (("limit", "--"), ("ntk", ":")):
-        lab = f"TP4, Omniglot: {'μP limit' if k == 'limit' else 'NTK ≈ GP'} ({PAPER_MAML[k]})"
-        ax.axhline(PAPER_MAML[k], color="0.45", ls=ls, lw=0.8, label=lab)
     ax.set(
         xscale="log",
         xlabel="width n",

@@ -322,21 +322,12 @@ def word2vec_part(run: Run) -> Result:
     ax.plot(ws, [w2v["finite"][str(n)]["accuracy"] for n in ws], "o-", label="finite μP")
     ax.axhline(w2v["limit"]["accuracy"], color="C3", ls="--", label="μP limit")
     ax.axhline(w2v["ntk_limit"]["accuracy"], color="k", ls=":", label="NTK / GP limits (trained)")
-    # TP4's numbers on text8, grey (ours are on the run's own corpus)
-    paper_ws = sorted(k for k in PAPER_W2V if isinstance(k, int))
-    ax.plot(
-        paper_ws,
-        [PAPER_W2V[n] for n in paper_ws],
-        "x",
-        color="0.45",
-        label="TP4, text8: finite μP (read from its plot)",
-    )
-    ax.axhline(
-        PAPER_W2V["limit"],
-        color="0.45",
-        ls="--",
-        lw=0.8,
-        label=f"TP4, text8: μP limit ({PAPER_W2V['limit']})",
+    # TP4's numbers on text8 (ours are on the run's own corpus)
+    results.draw_paper(
+        ax,
+        "TP4, text8",
+        points={k: v for k, v in PAPER_W2V.items() if isinstance(k, int)},
+        lines=[("μP limit", PAPER_W2V["limit"], "--")],
     )
     ax.set(
         xscale="log",

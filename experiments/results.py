@@ -192,6 +192,28 @@ def save_figure(
         plt.close(fig)
 
 
+#: How a figure draws the paper's numbers beside ours: grey and thin.
+PAPER_COLOR = "0.45"
+
+
+def draw_paper(ax, source: str, points: Optional[Mapping] = None, lines: Sequence = ()) -> None:
+    """Draw the paper's numbers on ``ax`` in `PAPER_COLOR`: ``points``
+    ``{x: y}`` as crosses, labelled "``source`` (read from its plot)", and
+    ``lines`` of ``(label, y, linestyle)`` as thin horizontal lines labelled
+    "``source``: label (y)"."""
+    if points:
+        xs = sorted(points)
+        ax.plot(
+            xs,
+            [points[x] for x in xs],
+            "x",
+            color=PAPER_COLOR,
+            label=f"{source} (read from its plot)",
+        )
+    for label, y, ls in lines:
+        ax.axhline(y, color=PAPER_COLOR, ls=ls, lw=0.8, label=f"{source}: {label} ({y})")
+
+
 def use_agg_backend() -> None:
     """Select matplotlib's non-interactive Agg backend (no display needed)."""
     import matplotlib
