@@ -5,14 +5,20 @@ generalisation of kernel methods", ICML), eq. 14 / §4: in the Bayesian
 representation-learning limit the posterior Gram matrices of a deep Gaussian
 process maximise
 
-    L(G_1, …, G_L) = log P(Y | G_L) − Σ_l ν_l · KL( N(0, G_l) ‖ N(0, K(G_{l−1})) ),
-    G_0 = X Xᵀ / N_0,
+.. math::
+
+    L(G_1, \dots, G_L) = \log P(Y \mid G_L)
+    - \sum_l \nu_l\, \mathrm{KL}\big(\mathcal{N}(0, G_l) \,\big\|\, \mathcal{N}(0, K(G_{l-1}))\big),
+    \qquad G_0 = X X^\top / N_0,
 
 with, for a Gaussian likelihood, ``log P(Y | G_L) = Σ_c log N(y_c; 0,
 K(G_L) + σ² I)`` over the output channels ``c`` (columns of ``Y``) and, for
 ``P × P`` matrices,
 
-    KL(N(0, G) ‖ N(0, K)) = ½ [ tr(K⁻¹ G) − P + log|K| − log|G| ].
+.. math::
+
+    \mathrm{KL}\big(\mathcal{N}(0, G) \,\big\|\, \mathcal{N}(0, K)\big)
+    = \tfrac{1}{2} \big[\operatorname{tr}(K^{-1} G) - P + \log|K| - \log|G|\big].
 
 ``ν_l = N_l / N`` is the width of layer ``l`` relative to the output; ν → ∞
 pins ``G_l = K(G_{l−1})`` (the NNGP), ν → 0 leaves only the likelihood.
@@ -387,8 +393,13 @@ def dkm_objective(
 ):
     r"""The DKM objective (Gaussian likelihood) at explicit Grams ``Gs``.
 
-    ``L = Σ_c log N(y_c; 0, K̃(G_L) + σ² I) − Σ_l ν_l KL(N(0, G_l) ‖
-    N(0, K̃(G_{l−1})))`` with ``G_0 = X Xᵀ / N_0`` (Yang et al. 2023, eq. 14).
+    .. math::
+
+        L = \sum_c \log \mathcal{N}\big(y_c; 0, \tilde{K}(G_L) + \sigma^2 I\big)
+        - \sum_l \nu_l\, \mathrm{KL}\big(\mathcal{N}(0, G_l) \,\big\|\,
+        \mathcal{N}(0, \tilde{K}(G_{l-1}))\big)
+
+    with ``G_0 = X Xᵀ / N_0`` (Yang et al. 2023, eq. 14).
 
     Args:
       Gs: ``L`` PD Gram matrices ``(P, P)``.

@@ -13,9 +13,12 @@ below were derived for discrete steps with the Tensor-Programs ZDot rule
 (Yang & Hu 2021, TP4), which is the same limit as B&P's path integral.
 
 **The network** (width ``N``, depth ``L`` hidden layers, inputs ``x ∈ R^D``,
-all weights ``N(0, 1)``; B&P eq. 1 with ``γ = γ₀ √N``)::
+all weights ``N(0, 1)``; B&P eq. 1 with ``γ = γ₀ √N``):
 
-    h¹ = W⁰ x / √D,   h^{ℓ+1} = W^ℓ φ(h^ℓ) / √N,   f = w · φ(h^L) / (γ₀ N),
+.. math::
+
+    h^1 = W^0 x / \sqrt{D}, \qquad h^{\ell+1} = W^\ell \varphi(h^\ell) / \sqrt{N}, \qquad
+    f = w \cdot \varphi(h^L) / (\gamma_0 N),
 
 trained on ``L(f) = Σ_μ (f_μ − y_μ)² / (2P)`` by gradient descent with
 learning rate ``η γ₀² N`` on every weight (`ntk.mup.finite`). This is μP:
@@ -24,16 +27,26 @@ the features move by Θ(γ₀) per step at every width; ``γ₀ → 0`` is the l
 ``[Dense(W_std=1), φ] × L + Dense(W_std=1)`` (no biases).
 
 **The limit** (``Δ_ν(s) = (y_ν − f_ν(s))/P`` on training points, 0 on test
-points; sums over ``ν`` run over all points, ``g = φ'(h) z``)::
+points; sums over ``ν`` run over all points, ``g = φ'(h) z``):
 
-    h^ℓ_μ(t) = u^ℓ_μ(t) + Σ_{s<t} Σ_ν [A^{ℓ−1}_{μν}(t,s) + ηγ₀ Φ^{ℓ−1}_{μν}(t,s) Δ_ν(s)] g^ℓ_ν(s)
-    z^ℓ_μ(t) = r^ℓ_μ(t) + Σ_{s≤t} Σ_ν B^ℓ_{μν}(t,s) φ(h^ℓ_ν(s))
-                        + Σ_{s<t} Σ_ν ηγ₀ G^{ℓ+1}_{μν}(t,s) Δ_ν(s) φ(h^ℓ_ν(s))
-    z^L(t)   = r^L + ηγ₀ Σ_{s<t} Σ_ν Δ_ν(s) φ(h^L_ν(s))          (the readout w(t))
-    u^ℓ ~ GP(0, Φ^{ℓ−1}),  r^ℓ ~ GP(0, G^{ℓ+1}),  u¹ ~ N(0, Φ⁰ = xxᵀ/D),  r^L ~ N(0, 1),
-    Φ^ℓ = ⟨φ(h^ℓ) φ(h^ℓ)⟩,  G^ℓ = ⟨g^ℓ g^ℓ⟩,
-    A^ℓ = ⟨∂φ(h^ℓ) / ∂r^ℓ⟩,  B^ℓ = ⟨∂g^{ℓ+1} / ∂u^{ℓ+1}⟩,   (A⁰ = 0)
-    f_μ(t) = γ₀⁻¹ ⟨∂φ(h^L_μ(t)) / ∂r^L⟩ + η Σ_{s<t} Σ_ν Φ^L_{μν}(t,s) Δ_ν(s).
+.. math::
+
+    h^\ell_\mu(t) &= u^\ell_\mu(t) + \sum_{s<t} \sum_\nu \big[A^{\ell-1}_{\mu\nu}(t,s)
+        + \eta\gamma_0\, \Phi^{\ell-1}_{\mu\nu}(t,s)\, \Delta_\nu(s)\big]\, g^\ell_\nu(s), \\
+    z^\ell_\mu(t) &= r^\ell_\mu(t) + \sum_{s \le t} \sum_\nu B^\ell_{\mu\nu}(t,s)\,
+        \varphi(h^\ell_\nu(s)) \\
+        &\qquad + \sum_{s<t} \sum_\nu \eta\gamma_0\, G^{\ell+1}_{\mu\nu}(t,s)\, \Delta_\nu(s)\,
+        \varphi(h^\ell_\nu(s)), \\
+    z^L(t) &= r^L + \eta\gamma_0 \sum_{s<t} \sum_\nu \Delta_\nu(s)\, \varphi(h^L_\nu(s))
+        \qquad \text{(the readout } w(t)\text{)}, \\
+    u^\ell &\sim \mathcal{GP}(0, \Phi^{\ell-1}), \quad r^\ell \sim \mathcal{GP}(0, G^{\ell+1}),
+        \quad u^1 \sim \mathcal{N}(0, \Phi^0 = x x^\top / D), \quad r^L \sim \mathcal{N}(0, 1), \\
+    \Phi^\ell &= \langle \varphi(h^\ell)\, \varphi(h^\ell) \rangle, \quad
+        G^\ell = \langle g^\ell g^\ell \rangle, \\
+    A^\ell &= \big\langle \partial \varphi(h^\ell) / \partial r^\ell \big\rangle, \quad
+        B^\ell = \big\langle \partial g^{\ell+1} / \partial u^{\ell+1} \big\rangle \quad (A^0 = 0), \\
+    f_\mu(t) &= \gamma_0^{-1} \big\langle \partial \varphi(h^L_\mu(t)) / \partial r^L \big\rangle
+        + \eta \sum_{s<t} \sum_\nu \Phi^L_{\mu\nu}(t,s)\, \Delta_\nu(s).
 
 B&P's continuous-time equations (their eqs. 9–11, with ``γ₀ ∫ds`` for
 ``ηγ₀ Σ_s``) are the ``η → 0`` limit; in discrete time the response ``B``

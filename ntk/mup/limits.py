@@ -9,7 +9,10 @@ a finite-dimensional space. This module is that construction.
 output ``f(x) ∈ R^K`` (``K = d_out``), per-neuron weights ``u_α ∈ R^d`` and
 ``v_α ∈ R^K`` stacked as ``u: (n, d)``, ``v: (n, K)``:
 
-    f(x) = (α / n) · vᵀ u x,      u_αi ~ N(0, σ_u²),  v_αk ~ N(0, σ_v²),
+.. math::
+
+    f(x) = \frac{\alpha}{n}\, v^\top u\, x, \qquad u_{\alpha i} \sim \mathcal{N}(0, \sigma_u^2),
+    \quad v_{\alpha k} \sim \mathcal{N}(0, \sigma_v^2),
 
 trained by SGD with learning rate ``η n`` on both ``u`` and ``v``. This is μP
 for one hidden layer (TP4 Def. 5.1 up to the symmetry (a, b, c) → (a + θ,
@@ -18,13 +21,22 @@ and of the hidden features ``h = u x`` moves by Θ(1) per step, and ``f``
 moves by Θ(1).
 
 **Why the limit is finite-dimensional.** Write ``Z₀ = [u₀ v₀] ∈ R^{n×(d+K)}``.
-A gradient step changes ``u ← u − η v χ xᵀ`` and ``v ← v − η u x χᵀ``
+A gradient step changes
+
+.. math::
+
+    u \leftarrow u - \eta\, v \chi x^\top, \qquad v \leftarrow v - \eta\, u x \chi^\top
+
 (``χ = ∂L/∂f``), i.e. it multiplies ``[u v]`` on the *right* by a
 ``(d+K)×(d+K)`` matrix. So at every step
 
-    u_t = Z₀ W_t,    v_t = Z₀ C_t,   W_t: (d+K, d),  C_t: (d+K, K),
+.. math::
 
-    f_t(x) = α · C_tᵀ (Z₀ᵀZ₀ / n) W_t x  →  α · C_tᵀ Σ₀ W_t x,
+    u_t = Z_0 W_t, \quad v_t = Z_0 C_t, \qquad W_t \in \mathbb{R}^{(d+K) \times d},
+    \quad C_t \in \mathbb{R}^{(d+K) \times K},
+
+    f_t(x) = \alpha\, C_t^\top (Z_0^\top Z_0 / n)\, W_t\, x
+    \;\to\; \alpha\, C_t^\top \Sigma_0 W_t\, x,
 
 with ``Σ₀ = E[Z₀ᵀZ₀]/n = I`` once the σ's are folded into the initial basis
 coefficients ``W₀ = [σ_u I_d; 0]`` ("identity-like input weights") and

@@ -3,7 +3,10 @@ r"""Ensembles of trained networks: average, round, check, and ensemble complexit
 An ensemble of ``M`` independently trained infinite-width networks averages
 ``M`` i.i.d. draws of the t = ∞ GP, so for every fixed ``M``
 
-    f̄_M(x) = μ(x) + z(x)/√M   in distribution,   z ~ GP(0, Σ ⊗ I_k).
+.. math::
+
+    \bar{f}_M(x) = \mu(x) + z(x) / \sqrt{M} \quad \text{in distribution}, \qquad
+    z \sim \mathcal{GP}(0, \Sigma \otimes I_k).
 
 Rounding (``ŷ_c = 1[f̄_c > τ]``) is correct at ``(x, c)`` iff ``z_c(x)`` does
 not push ``μ_c(x)`` across ``τ``: with the margin ``m_c(x) = |μ_c(x) − τ|``
@@ -17,7 +20,10 @@ is the probability of exact recovery as a function of ``M`` (exactly, for each
 Per input the coordinates are independent with the same variance ``σ²(s)``,
 so the success probability is exact in closed form,
 
-    P_s(M) = Φ(√M (α−τ)/σ)^s · Φ(√M (τ−β)/σ)^{k−s},
+.. math::
+
+    P_s(M) = \Phi\big(\sqrt{M}\, (\alpha - \tau) / \sigma\big)^s \cdot
+    \Phi\big(\sqrt{M}\, (\tau - \beta) / \sigma\big)^{k-s},
 
 and the union bound ``Σ_s C(k,s)(1 − P_s(M)) ≤ δ`` bounds the all-input
 complexity. As ``(τ−β(2))²/σ²(2) ∝ 1/k`` (no biases), these give the

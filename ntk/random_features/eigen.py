@@ -1,10 +1,14 @@
-"""Eigenstructure of a kernel on a dataset and its power-law exponents (α, β).
+r"""Eigenstructure of a kernel on a dataset and its power-law exponents (α, β).
 
 Source: Simon, Karkada, Ghosh & Belkin 2024, Sec. 5 and App. (the eigenframework
 needs the kernel eigenvalues λ_i and the target's eigencoefficients v_i under the
 data measure). On a pool of N points the data measure is the empirical one:
 
-    K_N = U diag(N λ) Uᵀ,   λ_i = eig_i(K_N)/N  (descending),   v = Uᵀ y/√N,
+.. math::
+
+    K_N = U \operatorname{diag}(N \lambda)\, U^\top, \qquad
+    \lambda_i = \operatorname{eig}_i(K_N) / N \ \text{(descending)}, \qquad
+    v = U^\top y / \sqrt{N},
 
 so ``K(x, x') = Σ λ_i φ_i(x)φ_i(x')`` with ``φ_i(x_a) = √N U_ai`` orthonormal in
 the empirical measure and ``Σ_i v_i² = mean y²``.
@@ -20,8 +24,11 @@ single v_i², so β is fitted to v_i² averaged in logarithmic bins
 (`log_binned_means`). The paper's size-based proxies use only Gram matrices of
 growing subsets:
 
-    κ(n) ≈ (Tr K_n⁻¹)⁻¹ ~ n^(−α)        (ridgeless KRR, Simon et al. 2021),
-    ridgeless test MSE(n) ~ n^(1−β)     (paper Sec. 5).
+.. math::
+
+    \kappa(n) &\approx \big(\operatorname{Tr} K_n^{-1}\big)^{-1} \sim n^{-\alpha}
+    \qquad \text{(ridgeless KRR, Simon et al. 2021)}, \\
+    \text{ridgeless test MSE}(n) &\sim n^{1-\beta} \qquad \text{(paper Sec. 5)}.
 
 `kernel_exponents` gives both kinds of estimate for one kernel on a pool.
 

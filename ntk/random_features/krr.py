@@ -163,8 +163,12 @@ def krr_ridge_table(kernel, y, rel_noises, ridges, trials: int, n_test: int, see
     points ``T``. With ``K_TT = U diag(e) Uᵀ`` (``e`` clipped at 0; one
     ``eigh`` per split serves every ridge) and absolute ridges ``δ``:
 
-        f_S(δ) = K_ST U diag(1/(e + δ)) Uᵀ y_T,    f_T(δ) = U diag(e/(e + δ)) Uᵀ y_T,
-        E_te(δ) = ‖f_S − y_S‖²/m,                  E_tr(δ) = ‖f_T − y_T‖²/n,
+    .. math::
+
+        f_S(\delta) &= K_{ST}\, U \operatorname{diag}\big(1/(e + \delta)\big)\, U^\top y_T,
+        \qquad f_T(\delta) = U \operatorname{diag}\big(e/(e + \delta)\big)\, U^\top y_T, \\
+        E_{te}(\delta) &= \lVert f_S - y_S \rVert^2 / m,
+        \qquad E_{tr}(\delta) = \lVert f_T - y_T \rVert^2 / n,
 
     averaged over the splits. The noiseless ridgeless test MSE is
     ``E₀ = E_te(ridges[0])`` at ``σ² = 0``; for each ``σ²_rel`` the targets get

@@ -1,4 +1,4 @@
-"""Global self-attention and its infinite-width NNGP/NTK (channels last).
+r"""Global self-attention and its infinite-width NNGP/NTK (channels last).
 
 The layer (Vaswani et al. 2017, multi-head scaled dot-product attention over
 all positions of a sequence ``(N, T, C)`` or image ``(N, H, W, C)``, in
@@ -22,8 +22,11 @@ with spatial covariance ``K`` (per pair of positions) and NTK ``Θ``:
   converge to the deterministic ``G(x) = QK_std · K(x, x)``, so with
   ``A(x) = φ(G(x))`` (a ``P × P`` matrix per input)
 
-      K'(x, x') = OV_std² · A(x) K(x, x') A(x')ᵀ + b_std²
-      Θ'(x, x') = OV_std² · A(x) [Θ(x, x') + 2 K(x, x')] A(x')ᵀ + b_std²
+  .. math::
+
+      K'(x, x') &= \mathrm{OV\_std}^2\, A(x)\, K(x, x')\, A(x')^\top + \mathrm{b\_std}^2, \\
+      \Theta'(x, x') &= \mathrm{OV\_std}^2\, A(x) \big[\Theta(x, x') + 2 K(x, x')\big]\,
+      A(x')^\top + \mathrm{b\_std}^2
 
   (the ``2 K`` are the value and output weights' gradients; the key weights'
   contribution vanishes with the logits' fluctuations).
@@ -31,7 +34,10 @@ with spatial covariance ``K`` (per pair of positions) and NTK ``Θ``:
   stay Gaussian; only ``φ = identity`` has a closed form (the limit needs
   ``n_heads → ∞`` too):
 
-      K'_{ss'} = (QK_std · OV_std)² · K_{ss'} · Σ_{t,t'} K_{tt'} K_{tt'} + b_std²
+  .. math::
+
+      K'_{ss'} = (\mathrm{QK\_std} \cdot \mathrm{OV\_std})^2\, K_{ss'}
+      \sum_{t,t'} K_{tt'} K_{tt'} + \mathrm{b\_std}^2
 
   and Θ' as in ``_square_root_identity``. Other mechanisms raise
   ``NotImplementedError`` from ``kernel_fn``, as in NT (no Gaussian limit with
