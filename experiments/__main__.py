@@ -20,7 +20,7 @@ experiment's own time):
   only for giapitzakis25 (22 min 23 s, loaded). Estimates of
   ``plan NAME --full`` on the 2-core CPU (docs/*.md): giapitzakis25 35 min,
   simon24_rf 38 min (plus about 13 h of Myrtle-10 kernel XLA does not
-  count), jacot18 4.7 h, yang21_mup 21 h, yang23_dkm 42 h;
+  count), jacot18 5.7 h, yang21_mup 21 h, yang23_dkm 42 h;
   ``--full --smoke`` runs them with every loop cut to one iteration
   (training steps, samples, trials) at the full shapes, to check on a CPU
   that a full run cannot fail of a shape, dtype or memory error (measured
@@ -58,7 +58,7 @@ from experiments import registry, report, results
 _SIZE_HELP = {
     "full": "the papers' settings, sized for a GPU/TPU: `plan NAME --full` "
     "estimates on the 2-core CPU are 35 min (giapitzakis25), 38 min (simon24_rf, plus "
-    "~13 h of Myrtle-10 kernel), 4.7 h (jacot18), 21 h (yang21_mup), 42 h (yang23_dkm); "
+    "~13 h of Myrtle-10 kernel), 5.7 h (jacot18), 21 h (yang21_mup), 42 h (yang23_dkm); "
     "run `plan NAME --full` for this device's estimate",
     "tiny": "smoke-test size for tests: 11–33 s per experiment on an idle 2-core CPU "
     "(compilation dominates; see `list`); numbers are not meaningful",
