@@ -264,7 +264,8 @@ def mnist_eigen(run: Run) -> Result:
         )
     # "About 10×" is an order of magnitude, not a measurement: a factor of 2
     # either side of 10 (log-symmetric) is what "about" can cover, while the
-    # ratio's batch-to-batch spread is a few percent (five batches of 512: 14.4–15.1).
+    # ratio's batch-to-batch spread is a few percent (three hidden layers, five
+    # batches of 512: 14.4–15.1; four hidden layers, seed 0's batch: 13.6).
     table.append(
         results.comparison(
             "PC1/PC2 gap widening from β = 0.1 to β = 1.0: (λ1/λ2)_β=1 / (λ1/λ2)_β=0.1",
