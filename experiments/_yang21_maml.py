@@ -281,17 +281,17 @@ def maml_outer_lrs(eta: float, steps: int, milestones=(), decay: float = _MAML_L
     return [eta * decay ** sum(t >= a for a in at) for t in range(steps)]
 
 
-def _maml_dtype(config):
+def maml_array_dtype(config):
     """The dtype of the MAML models (``maml_dtype``)."""
     if config.maml_dtype not in ("float32", "float64"):
         raise ValueError(f"maml_dtype: expected 'float32' or 'float64'; got {config.maml_dtype!r}.")
     return jnp.float64 if config.maml_dtype == "float64" else jnp.float32
 
 
-def _maml_precision(config):
+def maml_precision(config):
     """float64: JAX's x64 mode (`jax.enable_x64`) while the MAML models run,
     restored after; float32 leaves the mode alone."""
-    x64 = _maml_dtype(config) == jnp.float64
+    x64 = maml_array_dtype(config) == jnp.float64
     return jax.enable_x64(True) if x64 else contextlib.nullcontext()
 
 
@@ -380,7 +380,7 @@ def _maml_meta_step(params, tasks, outer_lr, *, inner_lr, clip):
 def _maml_meta_train(config, params, eta: float, meta_batches, progress, desc: str):
     """``params`` after one meta-step per batch, meta-lr `maml_outer_lrs`."""
     lrs = maml_outer_lrs(eta, len(meta_batches), config.maml_lr_milestones, config.maml_lr_decay)
-    dtype = _maml_dtype(config)
+    dtype = maml_array_dtype(config)
     for t, lr in zip(progress(meta_batches, desc), lrs):
         params = _maml_meta_step(
             params, _maml_cast(t, dtype), lr, inner_lr=config.maml_inner_lr, clip=config.maml_clip
@@ -405,7 +405,7 @@ def run_maml(config, key, progress) -> dict:
     (``validation``: what `tune_maml` selects the quick settings by).
     """
     data = maml_data(config)
-    d, dtype = data["d_in"], _maml_dtype(config)
+    d, dtype = data["d_in"], maml_array_dtype(config)
     test, val = _maml_cast(data["test"], dtype), data["val"]
     eps, eta = config.maml_inner_lr, config.maml_outer_lr
     k_eval = config.maml_eval_inner_steps
@@ -433,7 +433,7 @@ def run_maml(config, key, progress) -> dict:
             "tasks": config.maml_val_tasks,
             "finite": {},
         }
-    with _maml_precision(config):
+    with maml_precision(config):
         t0 = time.time()
         lim = _maml_init(key, d, None, None, config.maml_sigma_u, config.maml_sigma_v, dtype)
         out["limit_init"] = evaluate(limits.limit_maml_adapt, lim, eps, test, k_eval)
@@ -476,7 +476,7 @@ def maml_validation_scorer(config, progress=lambda it, desc="": it):
     data = maml_data(config)
     if data["val"] is None:
         raise ValueError("maml_validation_scorer: needs maml_val_classes > 0; got 0.")
-    key, d, dtype = part_key(config), data["d_in"], _maml_dtype(config)
+    key, d, dtype = part_key(config), data["d_in"], maml_array_dtype(config)
     val = _maml_cast(data["val"], dtype)
     widths = [int(n) for n in config.maml_widths]
 
@@ -484,7 +484,7 @@ def maml_validation_scorer(config, progress=lambda it, desc="": it):
         eta, s_u, s_v = setting
         index = None if width is None else widths.index(int(width))
         desc = f"{'limit' if width is None else f'n={width}'} {setting}"
-        with _maml_precision(config):
+        with maml_precision(config):
             params = _maml_init(key, d, index, width, s_u, s_v, dtype)
             params = _maml_meta_train(config, params, eta, data["meta_batches"], progress, desc)
             eps, k_eval = config.maml_inner_lr, config.maml_eval_inner_steps

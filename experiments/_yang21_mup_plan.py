@@ -16,7 +16,7 @@ import numpy as np
 import optax
 
 from experiments import _yang21_deep as deep
-from experiments._yang21_maml import _maml_dtype, _maml_precision, maml_dataset
+from experiments._yang21_maml import maml_array_dtype, maml_precision, maml_dataset
 from experiments._yang21_word2vec import planted_corpus
 from experiments.yang21_mup import (
     COORD,
@@ -208,7 +208,7 @@ def maml_plan(config) -> list:
     d, N, Q = ds.x_train.shape[1], 5, config.maml_query
     # the part's dtype (float64 at the full size, as TP4), so that the
     # memory and bytes are those of the run
-    dtype = _maml_dtype(config)
+    dtype = maml_array_dtype(config)
     x64 = dtype == jnp.float64
 
     def tasks(T):
@@ -221,7 +221,7 @@ def maml_plan(config) -> list:
 
     eps, clip = config.maml_inner_lr, config.maml_clip
     s_u, s_v = config.maml_sigma_u, config.maml_sigma_v
-    with _maml_precision(config):
+    with maml_precision(config):
         lim = jax.eval_shape(lambda: limits.init_limit(d, N, s_u, s_v, dtype=dtype))
         nets = {
             n: jax.eval_shape(

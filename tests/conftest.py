@@ -7,7 +7,8 @@ import os
 # LLVM optimisation level 0 cuts its CPU time by about a fifth (measured on 315
 # stax/dkm/mup/empirical/predict tests: 299 -> 233 CPU-s). Neither level uses
 # fast-math, so results agree to float rounding (yang21_mup's tiny metrics:
-# ~1e-7 relative in float32); experiments and benchmarks run at XLA's default.
+# ~1e-7 relative in float32); outside the tests (experiments, notebooks,
+# benchmarks) XLA's default applies.
 os.environ.setdefault(
     "XLA_FLAGS", "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
 )
