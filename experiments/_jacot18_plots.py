@@ -89,7 +89,7 @@ def plot_fig3_eigenvalues(run: Run, bars: dict) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     width = 0.8 / len(bars)
     for j, (label, values) in enumerate(bars.items()):
-        style = dict(color="0.6", hatch="//") if j == 0 else dict(color=f"C{j - 1}")
+        style = dict(color=PAPER_COLOR, hatch="//") if j == 0 else dict(color=f"C{j - 1}")
         xs = np.arange(3) + (j - (len(bars) - 1) / 2) * width
         ax.bar(xs, values, width, label=label, **style)
     ax.set(

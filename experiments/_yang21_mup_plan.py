@@ -209,7 +209,6 @@ def maml_plan(config) -> list:
     # the part's dtype (float64 at the full size, as TP4), so that the
     # memory and bytes are those of the run
     dtype = maml_array_dtype(config)
-    x64 = dtype == jnp.float64
 
     def tasks(T):
         return (
@@ -238,14 +237,12 @@ def maml_plan(config) -> list:
             lambda s, t, lr: limits.limit_maml_step(s, t, eps, lr, clip=clip),
             (lim, tasks(config.maml_batch), shaped((), dtype)),
             count=config.maml_steps,
-            x64=x64,
         ),
         Step(
             "limit evaluation (per task: lax.map)",
             lambda s, t: maml.query_logits(limits.limit_maml_adapt, s, eps, *t[:3]),
             (lim, test),
             count=2 * config.maml_test_tasks,
-            x64=x64,
         ),
     ]
     for n, net in nets.items():
@@ -255,14 +252,12 @@ def maml_plan(config) -> list:
                 lambda s, t, lr: limits.finite_maml_step(s, t, eps, lr, clip=clip),
                 (net, tasks(config.maml_batch), shaped((), dtype)),
                 count=config.maml_steps,
-                x64=x64,
             ),
             Step(
                 f"evaluation n={n} (per task)",
                 lambda s, t: maml.query_logits(limits.finite_maml_adapt, s, eps, *t[:3]),
                 (net, test),
                 count=config.maml_test_tasks,
-                x64=x64,
             ),
         ]
 
@@ -275,7 +270,6 @@ def maml_plan(config) -> list:
             baselines,
             test[:3],
             count=config.maml_test_tasks,
-            x64=x64,
         )
     )
     return steps

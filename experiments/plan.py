@@ -77,16 +77,15 @@ class Step:
     ``fn(*args)`` must be jittable; ``args`` are pytrees of
     `jax.ShapeDtypeStruct` (Python scalars among them are traced as scalars,
     as ``jax.jit`` does). ``label`` names it in the plan (``GD step
-    n=10000``); ``count`` is how many times the part calls it; ``x64``: lower
-    it in JAX's x64 mode, for a part that runs in float64 (without it,
-    float64 arguments would be traced as float32).
+    n=10000``); ``count`` is how many times the part calls it. A step with a
+    float64 argument is lowered in JAX's x64 mode (`analyse`), as its part
+    runs, so that it is not traced as float32.
     """
 
     label: str
     fn: Callable
     args: tuple
     count: int = 1
-    x64: bool = False
 
     def __post_init__(self):
         if not isinstance(self.label, str) or not self.label:
@@ -142,7 +141,10 @@ def analyse(step: Step) -> Cost:
     the compiled executable's (arguments, outputs and temporaries live at
     once), from its memory analysis.
     """
-    with jax.enable_x64(True) if step.x64 else contextlib.nullcontext():
+    x64 = any(
+        getattr(leaf, "dtype", None) == jnp.float64 for leaf in jax.tree_util.tree_leaves(step.args)
+    )
+    with jax.enable_x64(True) if x64 else contextlib.nullcontext():
         compiled = jax.jit(step.fn).lower(*step.args).compile()
     cost: Any = compiled.cost_analysis()
     if isinstance(cost, (list, tuple)):  # older JAX: one dict per computation
