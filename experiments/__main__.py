@@ -1,4 +1,4 @@
-"""``python -m experiments list | run NAME|all [--tiny|--full [--smoke]] | plan NAME | report``.
+"""``python -m experiments list | run NAME|all [--tiny|--full [--smoke]] [--parts P] | plan NAME | report``.
 
 ``run`` writes ``DIR/NAME/`` (default ``results/NAME/``): the figure(s) as PNG
 and ``metrics.json`` with the config, seed, package versions, device, wall
@@ -35,6 +35,10 @@ ahead-of-time analysis and an estimated time on this device (see
 ``report`` collects every experiment's latest run in ``DIR`` into
 ``DIR/REPORT.md`` and a self-contained ``DIR/index.html`` (figures embedded).
 ``--set KEY=VALUE`` overrides a config field (tuples comma-separated).
+``--parts P[,P]`` (``run`` and ``plan`` of one experiment) takes only those
+parts and the earlier parts they read results from (``list`` names them), e.g.
+``run yang21_mup --full --parts maml`` for one figure at the paper's size;
+its ``metrics.json`` records the size as ``full --parts maml``.
 ``--data-dir DIR`` points the experiments that can use real datasets (text8,
 Omniglot, CIFAR-10, UCI) at them; without it they use offline stand-ins.
 
@@ -83,6 +87,16 @@ def _add_size_options(parser, full_help: str, tiny_help: str) -> None:
     parser.set_defaults(size="quick")
 
 
+def _add_parts_option(parser) -> None:
+    parser.add_argument(
+        "--parts",
+        default=None,
+        metavar="P[,P]",
+        type=lambda text: tuple(p.strip() for p in text.split(",") if p.strip()),
+        help="only these parts of one experiment, with the parts they need (names: `list`)",
+    )
+
+
 def _add_set_option(parser) -> None:
     """Repeatable ``--set KEY=VALUE`` into ``args.overrides`` (`_parse_set` reads it)."""
     parser.add_argument(
@@ -127,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory with real datasets (text8, Omniglot, CIFAR-10, UCI); "
         "default: offline stand-ins",
     )
+    _add_parts_option(run)
     _add_set_option(run)
     pl = sub.add_parser(
         "plan",
@@ -136,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("name", help="experiment name, or 'all'")
     _add_size_options(pl, "the papers' settings", "the tests' size")
     pl.add_argument("--smoke", action="store_true", help="with --full: the smoke run's loops")
+    _add_parts_option(pl)
     _add_set_option(pl)
     rep = sub.add_parser(
         "report",
@@ -156,8 +172,13 @@ def _list() -> None:
         aliases = f"; formerly {', '.join(exp.aliases)}" if exp.aliases else ""
         if times or aliases:
             print(f"{'':<15} measured: {times or 'n/a'}{aliases}")
+        print(f"{'':<15} parts: {', '.join(_part_label(p) for p in exp.parts)}")
     print(f"\n(times measured on {registry.MEASURED_ON})")
     print("(full: sized for a GPU/TPU; `plan NAME --full` estimates its time on this device)")
+
+
+def _part_label(part) -> str:
+    return f"{part.name} (needs {'+'.join(part.needs)})" if part.needs else part.name
 
 
 def _canonical(name: str) -> str:
@@ -175,17 +196,25 @@ def _write_report(out) -> None:
     print(f"\nreport: {md} and {page}")
 
 
+def _check_parts(args, names) -> None:
+    if args.parts is not None and len(names) != 1:
+        raise ValueError(f"--parts: selects parts of one experiment; got {args.name!r}.")
+
+
 def _plan(args) -> None:
     from experiments import plan
 
     if args.smoke and args.size != "full":
         raise ValueError(f"--smoke: applies to --full only; got size {args.size!r}.")
     names = registry.names() if args.name == "all" else [_canonical(args.name)]
+    _check_parts(args, names)
     experiments = [registry.get(n) for n in names]  # fail fast on a typo
+    for exp in experiments:
+        exp.select(args.parts)
     throughput = plan.measure()
     for exp in experiments:
         config = exp.config(args.size, overrides=_parse_set(args.overrides), smoke=args.smoke)
-        parts = plan.plan_experiment(exp, config, throughput)
+        parts = plan.plan_experiment(exp, config, throughput, parts=args.parts)
         label = f"{args.size} --smoke" if args.smoke else args.size
         print(plan.format_plan(exp, label, parts, throughput), flush=True)
         print()
@@ -211,8 +240,10 @@ def main(argv=None) -> int:
         if args.smoke and args.size != "full":
             raise ValueError(f"--smoke: applies to --full only; got size {args.size!r}.")
         names = registry.names() if args.name == "all" else [_canonical(args.name)]
+        _check_parts(args, names)
         if args.name != "all":
             exp = registry.get(names[0])  # fail fast, before any work, on a typo
+            exp.select(args.parts)
             if args.data_dir is not None and not exp.uses_data_dir:
                 raise ValueError(
                     f"--data-dir: {names[0]} uses only offline data "
@@ -232,6 +263,7 @@ def main(argv=None) -> int:
             overrides=_parse_set(args.overrides),
             data_dir=args.data_dir,
             smoke=args.smoke,
+            parts=args.parts,
         )
         if args.name == "all":
             _write_report(args.out)

@@ -538,6 +538,7 @@ def enumerated(run: Run) -> Result:
 @EXPERIMENT.part(
     "sampled",
     "per-input complexity on sampled inputs, k beyond enumeration",
+    needs=("theory", "enumerated"),
     metrics={
         "sampled": "per k: Monte Carlo and exact complexity at s = 2, "
         "worst and median over uniform random inputs"

@@ -279,11 +279,16 @@ def part_steps(experiment, part_name: str, config) -> list[Step]:
 
 
 def plan_experiment(
-    experiment, config, throughput: Throughput, progress: Optional[Callable[[str], None]] = None
+    experiment,
+    config,
+    throughput: Throughput,
+    progress: Optional[Callable[[str], None]] = None,
+    parts: Optional[Sequence[str]] = None,
 ) -> list[PartPlan]:
-    """Analyse every part's steps at ``config`` (compiling, never running them)."""
+    """Analyse every part's steps at ``config`` (compiling, never running them);
+    ``parts``: only those and the parts they need (`registry.Experiment.select`)."""
     out = []
-    for part in experiment.parts:
+    for part in experiment.select(parts):
         entry = experiment.plans.get(part.name)
         if entry is None:
             out.append(PartPlan(part.name, part.title, (), "everything: this part has no plan"))

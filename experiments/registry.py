@@ -27,7 +27,9 @@ Each part returns its metrics (exactly the names it declares: nested specs
 declare nested dicts, a name ending ``[*]`` a family ``name[label]``; the
 registry checks on write), rows of the paper-vs-ours table (whose agree /
 differs / not comparable mark `results.comparison` computes) and a note on
-the data it used; it may leave values for later parts in ``run.state``. The
+the data it used; it may leave values for later parts in ``run.state``, and a
+part that reads them names those parts in ``needs`` (``run NAME --parts P``
+runs P with what it needs, see `Experiment.select`). The
 runner shows one progress bar per part that stays on screen, with the part's
 time, when the part ends, and records each part's time in ``metrics.json``.
 
@@ -169,12 +171,14 @@ class Result:
 
 @dataclasses.dataclass(frozen=True)
 class Part:
-    """A named step of an experiment: ``fn(run) -> Result``."""
+    """A named step of an experiment: ``fn(run) -> Result``; ``needs`` names the
+    earlier parts whose ``run.state`` it reads."""
 
     name: str
     title: str
     fn: Callable[["Run"], Result]
     metrics: Mapping[str, Any]
+    needs: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,16 +359,58 @@ class Experiment:
                     f"{unknown}; {config_cls.__name__} has {sorted(fields)}."
                 )
 
-    def part(self, name: str, title: str, *, metrics: Mapping[str, Any]) -> Callable:
-        """Decorator adding ``fn(run) -> Result`` as the next part."""
+    def part(
+        self, name: str, title: str, *, metrics: Mapping[str, Any], needs: Sequence[str] = ()
+    ) -> Callable:
+        """Decorator adding ``fn(run) -> Result`` as the next part.
+
+        ``needs``: the earlier parts that leave the ``run.state`` values this
+        one reads, so that selecting it (`select`) runs them first.
+        """
         if any(p.name == name for p in self.parts):
             raise ValueError(f"{self.name}: part {name!r} is declared twice.")
+        if isinstance(needs, str):
+            needs = (needs,)
+        earlier = [p.name for p in self.parts]
+        for need in needs:
+            if need not in earlier:
+                raise ValueError(
+                    f"{self.name}.{name}: needs: expected names of parts declared "
+                    f"before it {earlier}; got {need!r}."
+                )
 
         def decorate(fn):
-            self.parts.append(Part(name, title, fn, dict(metrics)))
+            self.parts.append(Part(name, title, fn, dict(metrics), tuple(needs)))
             return fn
 
         return decorate
+
+    def select(self, names: Optional[Sequence[str]] = None) -> list[Part]:
+        """The parts to run for ``names`` (all when None): those named and,
+        transitively, the parts they need, in the experiment's order.
+
+        >>> [p.name for p in get("simon24_rf").select(["overfitting"])]
+        ['synthetic', 'image', 'overfitting']
+        """
+        if names is None:
+            return list(self.parts)
+        if isinstance(names, str) or not names:
+            raise ValueError(
+                f"--parts: expected a non-empty list of part names of {self.name}; got {names!r}."
+            )
+        by_name = {p.name: p for p in self.parts}
+        wanted: set[str] = set()
+        todo = list(names)
+        while todo:
+            name = todo.pop()
+            if name not in by_name:
+                raise ValueError(
+                    f"--parts: {self.name} has the parts {list(by_name)}; got {name!r}."
+                )
+            if name not in wanted:
+                wanted.add(name)
+                todo += by_name[name].needs
+        return [p for p in self.parts if p.name in wanted]
 
     def plan(self, name: str, *, not_covered: str = "") -> Callable:
         """Decorator adding ``fn(config) -> list[plan.Step]`` as part ``name``'s plan.
@@ -587,13 +633,15 @@ def _tuple_item_type(config, key):
 # ------------------------------------------------------------------ running
 
 
-def _run_parts(experiment: Experiment, config, out_dir: Path, stream) -> dict:
-    """Run the parts in order: metrics (checked and merged), rows, figures, times."""
+def _run_parts(experiment: Experiment, config, out_dir: Path, stream, parts=None) -> dict:
+    """Run the parts in order (``parts``: `Experiment.select`'s choice; default
+    all): metrics (checked and merged), rows, figures, times."""
     run = Run(config, out_dir)
     metrics: dict = {}
     rows, data, timings = [], {}, []
-    total = len(experiment.parts)
-    for i, part in enumerate(experiment.parts, 1):
+    chosen = experiment.parts if parts is None else parts
+    total = len(chosen)
+    for i, part in enumerate(chosen, 1):
         run._bar = _StageBar(f"{experiment.name} [{i}/{total}] {part.title}", stream)
         run._steps_declared = False
         start, seconds = time.perf_counter(), None
@@ -631,8 +679,12 @@ def run_experiment(
     size: str = "quick",
     echo: Callable[[str], None] = print,
     stream=None,
+    parts: Optional[Sequence[str]] = None,
 ) -> dict:
     """Run one experiment into ``out_root/NAME/`` and write its metrics JSON.
+
+    ``parts`` runs only those parts and the parts they need (`Experiment.select`);
+    ``metrics.json`` then holds their metrics, rows and figures only.
 
     The experiment writes into a staging directory that replaces
     ``out_root/NAME/`` only once ``metrics.json`` is written; if it raises (or
@@ -645,6 +697,7 @@ def run_experiment(
       DataDirError: the experiment failed to read a dataset in its config's
         ``data_dir`` (an OSError about a path there).
     """
+    chosen = experiment.select(parts)  # a typo fails before any work
     results.use_agg_backend()
     final = Path(out_root) / experiment.name
 
@@ -664,7 +717,7 @@ def run_experiment(
         start = time.perf_counter()
         try:
             returned = _run_parts(
-                experiment, config, stage.path, sys.stderr if stream is None else stream
+                experiment, config, stage.path, sys.stderr if stream is None else stream, chosen
             )
         except OSError as e:
             data_dir = getattr(config, "data_dir", None)
@@ -720,14 +773,25 @@ def run_many(
     data_dir: Optional[str] = None,
     echo: Callable[[str], None] = print,
     smoke: bool = False,
+    parts: Optional[Sequence[str]] = None,
 ) -> dict[str, Optional[BaseException]]:
     """Run several experiments; a failure is reported and the rest still run.
+
+    ``parts`` (one experiment only) runs only those parts, with the parts they
+    need; the recorded size says so (``full --parts maml``).
 
     A single experiment's error propagates. Of several, a missing dataset
     (`DataDirError`) is reported in one line and the others run; an
     unwritable ``out_root`` (`OutDirError`) stops them all (each would fail);
     any other exception is reported with its traceback.
     """
+    if parts is not None and len(names_) != 1:
+        raise ValueError(
+            f"--parts: selects parts of one experiment; got {len(names_)} experiments."
+        )
+    label = size + (" --smoke" if smoke else "")
+    if parts is not None:
+        label += f" --parts {','.join(parts)}"
     outcome: dict[str, Optional[BaseException]] = {}
     for name in names_:
         try:
@@ -735,9 +799,7 @@ def run_many(
             config = experiment.config(
                 size, seed=seed, overrides=overrides, data_dir=data_dir, smoke=smoke
             )
-            run_experiment(
-                experiment, config, out_root, size=f"{size} --smoke" if smoke else size, echo=echo
-            )
+            run_experiment(experiment, config, out_root, size=label, echo=echo, parts=parts)
             outcome[experiment.name] = None
         except Exception as e:  # noqa: BLE001 - reported, the others still run
             if len(names_) == 1 or isinstance(e, OutDirError):

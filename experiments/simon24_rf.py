@@ -274,6 +274,7 @@ def synthetic(run: Run) -> Result:
 @EXPERIMENT.part(
     "image",
     "ReLU RF on images: sweeps, (k, n) grid, theory vs experiment",
+    needs=("synthetic",),
     metrics={
         "image_dataset": "the image data used",
         "image_rf_setting": "the image RF setting used (`_simon24_sim.ImageRF`: name, trials, "
@@ -476,6 +477,7 @@ def _more_is_better_rows(config, m: dict, img_name: str, setting: rfsim.ImageRF)
 @EXPERIMENT.part(
     "features",
     "ReLU vs Gaussian random features of the same kernel",
+    needs=("image",),
     metrics={
         "features_ridges_rel": "ridges of the image grid, in units of Tr K / N",
         "features_max_rel_dev_relu_per_ridge": "max |sim/theory − 1| over n, k ≥ 64, n ≠ k, per "
@@ -609,6 +611,7 @@ def _features_rows(config, m: dict, cmp: dict, se_below: float, img_name: str) -
 @EXPERIMENT.part(
     "conv_ntk",
     "conv-NTK power-law exponents of the image data",
+    needs=("image",),
     metrics={
         "conv_ntk_alpha": "α from the spectrum",
         "conv_ntk_beta": "β from the binned v_i²",
@@ -719,6 +722,7 @@ def _conv_ntk_rows(config, eig: dict, img_name: str, paper_ab, ratio_ours, ratio
 @EXPERIMENT.part(
     "overfitting",
     "obligatory overfitting: KRR test MSE vs fitting ratio",
+    needs=("synthetic", "image"),
     metrics={
         "opt_fit_ratio_theory[*]": "theory's optimal E_tr/E_te per task",
         "opt_fit_ratio_experiment[*]": "experiment's optimal E_tr/E_te",
@@ -784,6 +788,7 @@ def overfitting(run: Run) -> Result:
 EXPERIMENT.part(
     "ridge_table",
     "optimal ridge and fitting ratio vs label noise (conv NTK)",
+    needs=("image", "conv_ntk"),
     metrics=ridge.METRICS,
 )(ridge.ridge_table_part)
 

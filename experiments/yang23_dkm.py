@@ -450,6 +450,7 @@ def _limit_table(lim: dict, slopes, widths, L: int) -> list:
 @EXPERIMENT.part(
     "nu_sweep",
     "Fig. 3: ν sweep from the NNGP to YYᵀ",
+    needs=("limit",),
     metrics={
         "sweep_nus": "the ν of the sweep",
         "sweep_rel_distance_to_nngp": "‖G_ℓ − G_NNGP‖/‖G_NNGP‖ per ν and layer",

@@ -664,6 +664,79 @@ def test_a_long_call_inside_a_part_keeps_its_elapsed_time_ticking(tmp_path, monk
     assert stream.getvalue().count("\r") >= 5
 
 
+def _chain_experiment(name="chain"):
+    """Four parts: ``b`` reads what ``a`` leaves in ``run.state``; ``d`` needs ``b``."""
+
+    def leave(run):
+        run.state.a = 2
+        return registry.Result(metrics={"a": 1})
+
+    def read(key):
+        return lambda run: registry.Result(metrics={key: run.state.a * 10})
+
+    exp = registry.Experiment(name, _FakeConfig, registry.Sizes(full={}, tiny={}))
+    exp.part("a", "leaves a", metrics={"a": ""})(leave)
+    exp.part("b", "reads a", metrics={"b": ""}, needs=("a",))(read("b"))
+    exp.part("c", "alone", metrics={"c": ""})(lambda run: registry.Result(metrics={"c": 3}))
+    exp.part("d", "needs b", metrics={"d": ""}, needs="b")(read("d"))
+    return exp
+
+
+def test_selected_parts_run_after_the_parts_they_need_and_only_those(tmp_path):
+    exp = _chain_experiment()
+    assert [p.name for p in exp.select(["d"])] == ["a", "b", "d"]
+    assert [p.name for p in exp.select(["c", "b"])] == ["a", "b", "c"]
+    payload = registry.run_experiment(
+        exp, _FakeConfig(), tmp_path, echo=lambda *_: None, stream=io.StringIO(), parts=["d"]
+    )
+    assert [p["name"] for p in payload["parts"]] == ["a", "b", "d"]
+    assert payload["metrics"] == {"a": 1, "b": 20, "d": 20}
+
+
+def test_an_unknown_part_or_a_need_not_declared_before_is_refused_by_name():
+    exp = _chain_experiment()
+    with pytest.raises(
+        ValueError, match=r"--parts: chain has the parts \['a', 'b', 'c', 'd'\]; got 'e'"
+    ):
+        exp.select(["b", "e"])
+    with pytest.raises(ValueError, match="--parts: expected a non-empty list"):
+        exp.select([])
+    with pytest.raises(ValueError, match=r"chain.e: needs: .*\['a', 'b', 'c', 'd'\]; got 'f'"):
+        exp.part("e", "needs a later part", metrics={}, needs=("f",))
+
+
+def test_run_parts_records_the_selection_in_the_size_and_refuses_run_all(
+    tmp_path, monkeypatch, capsys
+):
+    registry.discover()
+    monkeypatch.setitem(registry._REGISTRY, "chain", _chain_experiment())
+    assert main(["run", "chain", "--parts", "b", "--out", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "chain" / "metrics.json").read_text())
+    assert payload["size"] == "quick --parts b"
+    assert [p["name"] for p in payload["parts"]] == ["a", "b"]
+    capsys.readouterr()
+    assert main(["run", "all", "--parts", "b", "--out", str(tmp_path)]) == 2
+    assert "--parts: selects parts of one experiment" in _single_error_line(capsys)
+    assert main(["run", "chain", "--parts", "x", "--out", str(tmp_path)]) == 2
+    assert "--parts: chain has the parts" in _single_error_line(capsys)
+
+
+def test_a_real_part_run_alone_brings_in_the_parts_whose_state_it_reads(tmp_path):
+    """The sampled part of giapitzakis25 reads the theory and enumerated parts'
+    state: run alone at tiny size, its declared needs must bring them in."""
+    exp = registry.get("giapitzakis25")
+    payload = registry.run_experiment(
+        exp,
+        exp.config("tiny"),
+        tmp_path,
+        size="tiny",
+        echo=lambda *_: None,
+        stream=io.StringIO(),
+        parts=["sampled"],
+    )
+    assert [p["name"] for p in payload["parts"]] == ["theory", "enumerated", "sampled"]
+
+
 def test_comparison_marks_follow_their_stated_rules():
     c = results.comparison
     assert c("q", -0.5, -0.45, within=0.1)["mark"] == "agree"

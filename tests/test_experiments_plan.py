@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 from contextlib import redirect_stdout
 
 import jax.numpy as jnp
@@ -126,6 +127,17 @@ def test_cli_plan_prints_a_row_per_part_and_a_total(monkeypatch):
         assert f"  part {part.name}: " in text
     assert "total giapitzakis25 (tiny)" in text
     assert "not covered:" in text
+
+
+def test_cli_plan_of_selected_parts_prints_them_and_the_parts_they_need(monkeypatch):
+    exp = registry.get("giapitzakis25")
+    monkeypatch.setattr(exp, "parts", _failing_parts(exp))
+    monkeypatch.setattr(plan, "measure", lambda: plan.Throughput(1e10, 1e10, "test"))
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["plan", "giapitzakis25", "--tiny", "--parts", "sampled"]) == 0
+    printed = set(re.findall(r"  part (\w+): ", out.getvalue()))
+    assert printed == {"theory", "enumerated", "sampled"}
 
 
 def test_cli_smoke_needs_full():
