@@ -442,32 +442,20 @@ def _pc2_table(config: Config, n, lam, eta, steps, mean_dev, deviation, decay) -
         note = f"{setting}; trials: {trials}" if i == 0 else f"trials: {trials}"
         ours = round(mean_dev[width], 4)
         if len(widths) < 2:
-            row = results.comparison(
-                quantity, paper, ours, note, theory=theory, not_comparable="one width"
-            )
+            verdict = dict(not_comparable="one width")
         elif i == 0:
             wider = max(mean_dev[w] for w in widths[1:])
-            row = results.comparison(
-                quantity,
-                paper,
-                ours,
-                note,
-                theory=theory,
+            verdict = dict(
                 holds=bool(mean_dev[width] > wider),
                 rule="the narrowest width deviates most: ours > every wider width's",
             )
         else:
             prev = widths[i - 1]
-            row = results.comparison(
-                quantity,
-                paper,
-                ours,
-                note,
-                theory=theory,
+            verdict = dict(
                 holds=bool(mean_dev[width] < mean_dev[prev]),
                 rule=f"ours < n={prev}'s {mean_dev[prev]:.4f}",
             )
-        table.append(row)
+        table.append(results.comparison(quantity, paper, ours, note, theory=theory, **verdict))
     return table
 
 

@@ -12,30 +12,48 @@ from experiments.results import PAPER_COLOR
 PAPER_STYLE = dict(color=PAPER_COLOR, lw=1.0)
 
 
-def plot_fig1(run: Run, gammas, rows: dict, limit_row) -> None:
-    """Fig. 1: per width, Θ̂(x0, x(γ)) at t = 0 and after training, with the limit."""
+#: The finite networks' curves at t = 0 and after T GD steps, per figure:
+#: ``(format, label, kwargs)``, ``{T}`` in a label standing for T.
+FIG1_INIT_STYLES = (
+    ("C0-", "t = 0", dict(lw=0.8, alpha=0.7)),
+    ("C3--", "t = {T}", dict(lw=0.8, alpha=0.7)),
+)
+FIG2_INIT_STYLES = (
+    ("C0-", "finite, t = 0", dict(lw=0.6, alpha=0.5)),
+    ("C3-", "finite, t = {T}", dict(lw=0.8, alpha=0.8)),
+)
+
+
+def _width_panels(gammas, per_width: dict, panel_width: float, styles, steps: int):
+    """``(fig, axes)``: one panel per width (``n = width``, shared y axis), on
+    which each initialisation's curves ``per_width[width] = (at_0, at_T)`` are
+    drawn against γ in ``styles``; only the first initialisation's are
+    labelled, so the legend has one entry per style."""
     import matplotlib.pyplot as plt
 
+    n = len(per_width)
+    fig, axes = plt.subplots(1, n, figsize=(panel_width * n, 4), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, (width, (at_0, at_T)) in zip(axes, per_width.items()):
+        for i, curves in enumerate(zip(at_0, at_T)):
+            for y, (fmt, label, kwargs) in zip(curves, styles):
+                label = label.format(T=steps) if i == 0 else None
+                ax.plot(gammas, y, fmt, label=label, **kwargs)
+        ax.set(title=f"n = {width}", xlabel="γ")
+    return fig, axes
+
+
+def plot_fig1(run: Run, gammas, rows: dict, limit_row) -> None:
+    """Fig. 1: per width, Θ̂(x0, x(γ)) at t = 0 and after training, with the limit."""
     config = run.config
-    fig, axes = plt.subplots(1, len(rows), figsize=(5.5 * len(rows), 4), sharey=True)
-    for ax, (width, (r0, rT)) in zip(np.atleast_1d(axes), rows.items()):
-        for i, (a, b) in enumerate(zip(r0, rT)):
-            ax.plot(gammas, a, "C0-", lw=0.8, alpha=0.7, label="t = 0" if i == 0 else None)
-            ax.plot(
-                gammas,
-                b,
-                "C3--",
-                lw=0.8,
-                alpha=0.7,
-                label=f"t = {config.fig1_steps}" if i == 0 else None,
-            )
+    fig, axes = _width_panels(gammas, rows, 5.5, FIG1_INIT_STYLES, config.fig1_steps)
+    for ax in axes:
         ax.plot(gammas, limit_row, "k-", lw=2, label="n = ∞")
         for j, y in enumerate(PAPER["fig1_y_range"]):
             label = "the paper's y axis (read from its plot)" if j == 0 else None
             ax.axhline(y, ls=":", label=label, **PAPER_STYLE)
-        ax.set(title=f"n = {width}", xlabel="γ")
         ax.legend(fontsize=8)
-    np.atleast_1d(axes)[0].set_ylabel("Θ(x0, x(γ))")
+    axes[0].set_ylabel("Θ(x0, x(γ))")
     fig.suptitle(
         f"Fig. 1: empirical NTK at initialisation and after {config.fig1_steps} "
         f"GD steps on f*(x) = x1·x2 ({config.fig1_points} N(0, 1) inputs) vs its limit"
@@ -46,21 +64,9 @@ def plot_fig1(run: Run, gammas, rows: dict, limit_row) -> None:
 def plot_fig2(run: Run, gammas, curves: dict, gp_mean, gp_std, train) -> None:
     """Fig. 2: per width, the finite networks at t = 0 and after training, the
     limit GP's mean and 10–90% band, and the ``train = (γ, targets)`` points."""
-    import matplotlib.pyplot as plt
-
     config = run.config
-    fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4), sharey=True)
-    for ax, (width, (f0, fT)) in zip(np.atleast_1d(axes), curves.items()):
-        for i, (a, b) in enumerate(zip(f0, fT)):
-            ax.plot(gammas, a, "C0-", lw=0.6, alpha=0.5, label="finite, t = 0" if i == 0 else None)
-            ax.plot(
-                gammas,
-                b,
-                "C3-",
-                lw=0.8,
-                alpha=0.8,
-                label=f"finite, t = {config.fig2_steps}" if i == 0 else None,
-            )
+    fig, axes = _width_panels(gammas, curves, 6, FIG2_INIT_STYLES, config.fig2_steps)
+    for ax in axes:
         ax.plot(gammas, gp_mean, "k-", lw=2, label="n = ∞ mean")
         ax.fill_between(
             gammas,
@@ -71,9 +77,8 @@ def plot_fig2(run: Run, gammas, curves: dict, gp_mean, gp_std, train) -> None:
             label="n = ∞ 10–90%",
         )
         ax.plot(*train, "ko", ms=6, label="training points")
-        ax.set(xlabel="γ", title=f"n = {width}")
         ax.legend(fontsize=8)
-    np.atleast_1d(axes)[0].set_ylabel("f(x(γ))")
+    axes[0].set_ylabel("f(x(γ))")
     fig.suptitle(
         f"Fig. 2: finite networks after {config.fig2_steps} GD steps vs the "
         f"infinite-width ODE's Gaussian process"

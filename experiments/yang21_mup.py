@@ -140,6 +140,14 @@ def mnist_features(n_points: int, seed: int):
     return jnp.asarray(x, jnp.float32), jnp.asarray(y[idx])
 
 
+def mnist_regression(n_points: int, seed: int):
+    """``(x, targets)``: `mnist_features` with one-hot targets centred over the
+    ten classes (``one_hot − 0.1``), the MSE regression of the dichotomy,
+    μTransfer and coordinate-check parts."""
+    x, labels = mnist_features(n_points, seed)
+    return x, jax.nn.one_hot(labels, 10) - 0.1
+
+
 def mlp(width: int, depth: int, out: int = 10):
     layers = []
     for _ in range(depth):
@@ -211,8 +219,7 @@ def feature_movement(net, x, targets, lr, steps, key) -> float:
 def dichotomy(run: Run) -> Result:
     config = run.config
     key = _key(config, "dichotomy")
-    x, labels = mnist_features(config.dich_points, config.seed)
-    targets = jax.nn.one_hot(labels, 10) - 0.1
+    x, targets = mnist_regression(config.dich_points, config.seed)
     base = min(config.dich_widths)
     movement, slopes, theory = {}, {}, {}
     run.steps(len(DICHOTOMY) * len(config.dich_widths))
@@ -328,8 +335,7 @@ def transfer_losses(net, x, targets, lrs, steps, key) -> np.ndarray:
 def mutransfer(run: Run) -> Result:
     config = run.config
     key = _key(config, "mutransfer")
-    x, labels = mnist_features(config.mut_points, config.seed + 1)
-    targets = jax.nn.one_hot(labels, 10) - 0.1
+    x, targets = mnist_regression(config.mut_points, config.seed + 1)
     lrs = [2.0**k for k in config.mut_log2_lrs]
     base = min(config.mut_widths)
     losses, argmin = {}, {}
@@ -421,8 +427,7 @@ COORD = (
 def coord_check(run: Run) -> Result:
     config = run.config
     key = _key(config, "coord_check")
-    x, labels = mnist_features(config.cc_points, config.seed + 2)
-    targets = jax.nn.one_hot(labels, 10) - 0.1
+    x, targets = mnist_regression(config.cc_points, config.seed + 2)
     base = min(config.cc_widths)
     import matplotlib.pyplot as plt
 

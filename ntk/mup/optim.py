@@ -168,14 +168,14 @@ def adam(
     does with ``decoupled_wd=True``.
 
     Example:
-      >>> import jax, jax.numpy as jnp
+      >>> import jax
       >>> from ntk import mup, stax
       >>> net = mup.parametrize(stax.serial(stax.Dense(256), stax.Relu(), stax.Dense(1)),
       ...                       "mup", base_width=64)                     # n̄ = 256/64 = 4
-      >>> g = jax.tree_util.tree_map(lambda m: jnp.ones(2), mup.multipliers(net.info))
       >>> opt = mup.adam(1e-3, net.info)
-      >>> u, _ = opt.update(g, opt.init(g))    # stand-in gradients shaped like `info`
-      >>> [round(float(leaf[0]), 6) for leaf in jax.tree_util.tree_leaves(u)]   # −η n̄^{-1/2}
+      >>> g = mup.multipliers(net.info)        # stand-in gradients: one scalar per tensor
+      >>> u, _ = opt.update(g, opt.init(g))
+      >>> [round(float(leaf), 6) for leaf in jax.tree_util.tree_leaves(u)]   # −η n̄^{-1/2}
       [-0.0005, -0.0005]
     """
     name = "mup.adam"

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from ntk import _checks
+from ntk.predict._layout import Layout
 
 
 def canonical_get(get, allowed, name, default):
@@ -47,6 +48,16 @@ def plain_kernel(k, arg, name):
             f"trained end to end) or `.nngp` (readout only)."
         )
     return as_float_array(k, arg, name)
+
+
+def train_problem(k_train_train, y_train, trace_axes, name):
+    """``(y_train, layout, k_dd)``: the checked targets, their `Layout` and the
+    training kernel as a 2-D matrix, what the one-network predictors
+    (`gradient_descent_mse`, `gradient_descent`) start from."""
+    y_train = as_float_array(y_train, "y_train", name)
+    k_train_train = plain_kernel(k_train_train, "k_train_train", name)
+    lay = Layout(y_train.shape, trace_axes, name)
+    return y_train, lay, lay.train_kernel_2d(k_train_train, "k_train_train")
 
 
 def has_kernel(k, g):

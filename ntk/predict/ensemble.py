@@ -71,19 +71,22 @@ def gradient_descent_mse_ensemble(
       ``Gaussians`` over the names when ``get`` is a tuple.
 
     Example:
-      >>> import jax, jax.numpy as jnp
+      At ``t = 0`` the outputs are the prior (mean 0, covariance ``K``);
+      training moves the mean to the targets and shrinks the covariance:
+
+      >>> import jax.numpy as jnp
       >>> from ntk import predict, stax
-      >>> x_train = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
-      >>> y_train = jnp.sin(x_train[:, :1])
-      >>> x_test = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
       >>> _, _, kernel_fn = stax.serial(stax.Dense(512, W_std=1.5, b_std=0.1),
       ...                               stax.Erf(), stax.Dense(1, W_std=1.5))
+      >>> x_train = jnp.linspace(-2., 2., 8)[:, None]
       >>> predict_fn = predict.gradient_descent_mse_ensemble(
-      ...     kernel_fn, x_train, y_train, learning_rate=0.5, diag_reg=1e-6)
-      >>> out = predict_fn(t=jnp.array([10., 100.]), x_test=x_test,
+      ...     kernel_fn, x_train, jnp.tanh(x_train), learning_rate=0.5, diag_reg=1e-6)
+      >>> out = predict_fn(t=jnp.array([0., 10., 100.]), x_test=jnp.array([[0.5]]),
       ...                  get="ntk", compute_cov=True)
-      >>> out.mean.shape, out.covariance.shape
-      ((2, 4, 1), (2, 4, 4))
+      >>> out.mean.shape, out.covariance.shape      # (times, M, K), (times, M, M)
+      ((3, 1, 1), (3, 1, 1))
+      >>> bool(out.mean[0, 0, 0] == 0), bool(jnp.all(jnp.diff(out.covariance.ravel()) < 0))
+      (True, True)
     """
     name = "gradient_descent_mse_ensemble"
     _checks.require_callable(

@@ -13,12 +13,12 @@ import jax.numpy as jnp
 from ntk.ode import odeint
 from ntk import _checks
 from ntk.predict._checks import (
-    as_float_array,
     broadcast,
     check_requests,
     check_solved,
     check_times,
     plain_kernel,
+    train_problem,
 )
 from ntk.predict._layout import Layout
 from ntk.predict._linalg import dot
@@ -74,27 +74,26 @@ def gradient_descent(
       ``fx_test_t`` or both, with ``t.shape`` as leading axes.
 
     Example:
+      Two classes under the cross-entropy, which has no finite minimiser: the
+      training loss keeps falling as ``t`` grows.
+
       >>> import jax, jax.numpy as jnp
       >>> from ntk import predict, stax
-      >>> x_train = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
-      >>> y_train = jnp.sin(x_train[:, :1])
-      >>> x_test = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
+      >>> x = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
+      >>> y_onehot = jax.nn.one_hot((x[:, 0] > 0).astype(int), 2)    # (N, K) = (8, 2)
       >>> _, _, kernel_fn = stax.serial(stax.Dense(512), stax.Relu(), stax.Dense(1))
-      >>> y_onehot = jax.nn.one_hot((y_train[:, 0] > 0).astype(int), 2)   # (N, 2)
-      >>> fx_train_0 = jnp.zeros_like(y_onehot)
       >>> cross_entropy = lambda f, y: -jnp.mean(jax.nn.log_softmax(f) * y)
-      >>> k_dd = kernel_fn(x_train, None, "ntk")
-      >>> predict_fn = predict.gradient_descent(cross_entropy, k_dd, y_onehot, 1.)
-      >>> fx_train_t = predict_fn(jnp.array([1., 10.]), fx_train_0)
+      >>> predict_fn = predict.gradient_descent(cross_entropy, kernel_fn(x, None, "ntk"), y_onehot)
+      >>> fx_train_t = predict_fn(jnp.array([1., 10., 100.]), jnp.zeros_like(y_onehot))
       >>> fx_train_t.shape                                          # (times, N, K)
-      (2, 8, 2)
+      (3, 8, 2)
+      >>> losses = [float(cross_entropy(f, y_onehot)) for f in fx_train_t]
+      >>> losses[0] > losses[1] > losses[2]
+      True
     """
     name = "gradient_descent"
     _checks.require_callable(loss, "loss", name, "a function loss(fx, y)")
-    y_train = as_float_array(y_train, "y_train", name)
-    k_train_train = plain_kernel(k_train_train, "k_train_train", name)
-    lay = Layout(y_train.shape, trace_axes, name)
-    k_dd = lay.train_kernel_2d(k_train_train, "k_train_train")
+    y_train, lay, k_dd = train_problem(k_train_train, y_train, trace_axes, name)
     _checks.require_positive(learning_rate, "learning_rate", name)
     _checks.require_positive(rtol, "rtol", name)
     _checks.require_positive(atol, "atol", name)

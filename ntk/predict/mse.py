@@ -9,8 +9,7 @@ import numpy as np
 
 from ntk import _checks
 from ntk._linalg import require_scale_flag
-from ntk.predict._checks import as_float_array, broadcast, check_requests, check_times, plain_kernel
-from ntk.predict._layout import Layout
+from ntk.predict._checks import broadcast, check_requests, check_times, plain_kernel, train_problem
 from ntk.predict._linalg import HP, Regularised, dot, expm1_filter, steps_filter
 from ntk.predict.results import pack
 
@@ -93,24 +92,26 @@ def gradient_descent_mse(
       TypeError: for non-numeric arrays.
 
     Example:
-      >>> import jax, jax.numpy as jnp
-      >>> from ntk import predict, stax
-      >>> x_train = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
-      >>> y_train = jnp.sin(x_train[:, :1])
-      >>> x_test = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
-      >>> _, _, kernel_fn = stax.serial(stax.Dense(512), stax.Erf(), stax.Dense(1))
-      >>> k_dd = kernel_fn(x_train, None, "ntk")
-      >>> k_td = kernel_fn(x_test, x_train, "ntk")
-      >>> predict_fn = predict.gradient_descent_mse(k_dd, y_train, diag_reg=1e-4)
-      >>> fx_train_t, fx_test_t = predict_fn(jnp.array([1., 10.]), 0., 0., k_td)
+      Any positive-definite kernel will do: a Gaussian one on 1-D inputs,
+      targets ``y = x²``. At ``t = ∞`` the training outputs reach the targets
+      and the test output is kernel regression:
+
+      >>> import jax.numpy as jnp
+      >>> from ntk import predict
+      >>> kernel = lambda a, b: jnp.exp(-((a - b.T) ** 2))   # (M, 1), (N, 1) -> (M, N)
+      >>> x_train = jnp.linspace(-1., 1., 5)[:, None]
+      >>> y_train = x_train**2
+      >>> predict_fn = predict.gradient_descent_mse(kernel(x_train, x_train), y_train)
+      >>> t = jnp.array([0., 10., jnp.inf])
+      >>> k_td = kernel(jnp.array([[0.25]]), x_train)
+      >>> fx_train_t, fx_test_t = predict_fn(t, 0., 0., k_td)
       >>> fx_test_t.shape          # (times, N_test, K)
-      (2, 4, 1)
+      (3, 1, 1)
+      >>> bool(jnp.allclose(fx_train_t[-1], y_train, atol=1e-5))
+      True
     """
     name = "gradient_descent_mse"
-    y_train = as_float_array(y_train, "y_train", name)
-    k_train_train = plain_kernel(k_train_train, "k_train_train", name)
-    lay = Layout(y_train.shape, trace_axes, name)
-    k_dd = lay.train_kernel_2d(k_train_train, "k_train_train")
+    y_train, lay, k_dd = train_problem(k_train_train, y_train, trace_axes, name)
     _checks.require_positive(learning_rate, "learning_rate", name)
     _checks.require_nonnegative(diag_reg, "diag_reg", name)
     require_scale_flag(diag_reg_absolute_scale, "diag_reg_absolute_scale", name)

@@ -65,10 +65,8 @@ def serial(*layers) -> Layer:
         init_fn,
         apply_fn,
         transform,
-        needs_full_spatial=any(l.kernel_fn.needs_full_spatial for l in layers),
         spec=specs.Serial(layers),
-        pairwise=all(l.kernel_fn.pairwise for l in layers),
-        handles_masks=True,
+        **_combinator_flags(layers),
     )
 
 
@@ -172,10 +170,8 @@ def parallel(*layers) -> Layer:
         init_fn,
         apply_fn,
         transform,
-        needs_full_spatial=any(l.kernel_fn.needs_full_spatial for l in layers),
         spec=specs.Parallel(layers),
-        pairwise=all(l.kernel_fn.pairwise for l in layers),
-        handles_masks=True,
+        **_combinator_flags(layers),
     )
 
 
@@ -216,6 +212,28 @@ def _same_shapes(shapes, name):
         raise ValueError(
             f"{name}: all branches must have the same shape; got {[tuple(s) for s in shapes]}."
         )
+
+
+def _combinator_flags(layers) -> dict:
+    """`make_layer`'s flags for a combinator of ``layers``: it needs the full
+    spatial layout if any layer does, is pairwise only if all are, and passes
+    masks on to its layers itself."""
+    return dict(
+        needs_full_spatial=any(l.kernel_fn.needs_full_spatial for l in layers),
+        pairwise=all(l.kernel_fn.pairwise for l in layers),
+        handles_masks=True,
+    )
+
+
+def _same_shape_init(name):
+    """``init_fn`` of a merge whose branches, and so its output, share one shape."""
+
+    def init_fn(key, shapes):
+        shapes = _check_branches(shapes, name)
+        _same_shapes(shapes, name)
+        return shapes[0], ()
+
+    return init_fn
 
 
 def _merged(ks: list[Kernel], name: str) -> Kernel:
@@ -263,10 +281,7 @@ def FanInSum() -> Layer:
     """
     name = "FanInSum"
 
-    def init_fn(key, shapes):
-        shapes = _check_branches(shapes, name)
-        _same_shapes(shapes, name)
-        return shapes[0], ()
+    init_fn = _same_shape_init(name)
 
     def apply_fn(params, xs, **kw):
         return _sum(_check_branches(xs, name))
@@ -300,22 +315,20 @@ def FanInProd() -> Layer:
     product rule Θ = Σ_b Θ_b Π_{c≠b} K_c. The output is not Gaussian.
 
     Example:
-      The product of two independent Dense branches: ``K = (2² x·x'/C)(x·x'/C)``:
+      The product of two independent Dense branches: ``K = (2² x·x'/C)(x·x'/C)``,
+      and the output is no longer Gaussian:
 
       >>> import jax.numpy as jnp
       >>> from ntk import stax
       >>> x = jnp.array([[1., 2.], [3., -1.]])
-      >>> net = stax.serial(stax.FanOut(2), stax.parallel(stax.Dense(1, W_std=2.),
-      ...                                                 stax.Dense(1)), stax.FanInProd())
-      >>> bool(jnp.allclose(net.kernel_fn(x, None, "nngp"), 4 * (x @ x.T / 2) ** 2))
-      True
+      >>> branches = stax.parallel(stax.Dense(1, W_std=2.), stax.Dense(1))
+      >>> k = stax.serial(stax.FanOut(2), branches, stax.FanInProd()).kernel_fn(x, None)
+      >>> bool(jnp.allclose(k.nngp, 4 * (x @ x.T / 2) ** 2)), k.is_gaussian
+      (True, False)
     """
     name = "FanInProd"
 
-    def init_fn(key, shapes):
-        shapes = _check_branches(shapes, name)
-        _same_shapes(shapes, name)
-        return shapes[0], ()
+    init_fn = _same_shape_init(name)
 
     def apply_fn(params, xs, **kw):
         return functools.reduce(operator.mul, _check_branches(xs, name))

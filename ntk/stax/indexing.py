@@ -105,6 +105,18 @@ def _check_range(dims: tuple, ndim: int, operand: str, name: str) -> tuple:
     return dims
 
 
+def _check_pair(
+    contracting: tuple, batch: tuple, ndim: int, operand: str, a_dim: str, name: str, numbers
+) -> tuple[tuple, tuple]:
+    """Contracting and batch dimensions of one operand (``a_dim`` names one of
+    its dimensions in the message): each valid, and none both."""
+    contracting = _check_range(contracting, ndim, operand, name)
+    batch = _check_range(batch, ndim, operand, name)
+    if set(contracting) & set(batch):
+        raise ValueError(f"{name}: {a_dim} is both contracted and batched in {numbers!r}.")
+    return contracting, batch
+
+
 def _check_constant(value, arg: str, name: str):
     if not hasattr(value, "shape"):
         value = np.asarray(value)
@@ -217,13 +229,9 @@ def DotGeneral(
     other = _check_constant(lhs if is_lhs else rhs, "lhs" if is_lhs else "rhs", name)
     m = other.ndim
     in_c, o_c, in_b, o_b = (rc, lc, rb, lb) if is_lhs else (lc, rc, lb, rb)
-    o_c = _check_range(o_c, m, "constant", name)
-    o_b = _check_range(o_b, m, "constant", name)
-    if set(o_c) & set(o_b):
-        raise ValueError(
-            f"{name}: a dimension of the constant is both contracted "
-            f"and batched in {dimension_numbers!r}."
-        )
+    o_c, o_b = _check_pair(
+        o_c, o_b, m, "constant", "a dimension of the constant", name, dimension_numbers
+    )
     o_free = [a for a in range(m) if a not in o_c + o_b]
 
     def dot(x):
@@ -241,13 +249,7 @@ def DotGeneral(
     def plan(shape1, shape2):
         """Input dims and the output's spatial axes, ``("x", s)`` or ``("o", a)``."""
         n = len(shape1)
-        ic = _check_range(in_c, n, "inputs", name)
-        ib = _check_range(in_b, n, "inputs", name)
-        if set(ic) & set(ib):
-            raise ValueError(
-                f"{name}: an input dimension is both contracted and "
-                f"batched in {dimension_numbers!r}."
-            )
+        ic, ib = _check_pair(in_c, in_b, n, "inputs", "an input dimension", name, dimension_numbers)
         if n - 1 in ic + ib:
             raise UnsupportedAxisError(
                 f"{name}: the channel axis ({n - 1}, the infinite-width one) cannot "

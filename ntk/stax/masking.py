@@ -89,15 +89,15 @@ def unmask_fn(fn: Callable) -> Callable:
     """``fn`` with every `MaskedArray` in its output replaced by its values,
     zeroed at masked entries (neural-tangents' ``unmask_fn``).
 
+    Typically ``unmask_fn(apply_fn)`` of a network called with
+    ``mask_constant`` (`MaskedArray`'s example); any function will do:
+
     Example:
-      >>> import jax, jax.numpy as jnp
+      >>> import jax.numpy as jnp
       >>> from ntk import stax
-      >>> init_fn, apply_fn, _ = stax.Dense(4)
-      >>> x = jnp.array([[1., 2.], [0., 0.]])          # the second row is padding
-      >>> _, params = init_fn(jax.random.PRNGKey(0), x.shape)
-      >>> f = stax.unmask_fn(apply_fn)
-      >>> f(params, x, mask_constant=0.)[1].tolist()   # a plain array, zero if masked
-      [0.0, 0.0, 0.0, 0.0]
+      >>> f = stax.unmask_fn(lambda x: stax.MaskedArray(x, x < 0))
+      >>> f(jnp.array([1., -2., 3.])).tolist()        # a plain array, zero if masked
+      [1.0, 0.0, 3.0]
     """
 
     def unmasked(*args, **kwargs):

@@ -267,9 +267,8 @@ def GlobalSumPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:
     Example:
       >>> import jax.numpy as jnp
       >>> from ntk.stax import GlobalSumPool
-      >>> x = jnp.arange(12.).reshape(2, 3, 2) / 10                 # (N, L, C)
-      >>> s = x.sum(1)                                              # (N, C)
-      >>> bool(jnp.allclose(GlobalSumPool().kernel_fn(x, None, "nngp"), s @ s.T / 2))
-      True
+      >>> x = jnp.ones((2, 3, 2))                 # (N, L, C): every K(x_s, x'_{s'}) = 1
+      >>> GlobalSumPool().kernel_fn(x, None, "nngp").tolist()     # 3 × 3 position pairs
+      [[9.0, 9.0], [9.0, 9.0]]
     """
     return _GlobalPool("Sum", batch_axis, channel_axis)
