@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments import _yang21_maml, _yang21_word2vec, registry
+from experiments import _yang21_maml, _yang21_word2vec, registry, yang21_mup
 from ntk.data import fewshot
 from ntk.mup import limits, maml
 from tiny_runs import tiny_run
@@ -35,6 +35,15 @@ def test_mup_features_move_more_slowly_with_width_than_ntk(payload):
     _, p = payload
     slope = p["metrics"]["dichotomy"]["slope"]
     assert slope["muP"] > slope["NTK"] + 0.25, slope
+
+
+def test_dichotomy_slopes_are_fitted_on_the_widths_above_the_input_dimension(payload):
+    _, p = payload
+    assert yang21_mup.fit_widths((64, 128, 256, 512, 1024), 196) == (256, 512, 1024)
+    assert yang21_mup.fit_widths((64, 128, 256), 196) == (64, 128, 256)  # one above: all
+    d = yang21_mup.mnist_features(1, 0)[0].shape[1]  # 14×14 pooled pixels
+    tiny = p["metrics"]["dichotomy"]
+    assert tiny["fit_widths"] == list(yang21_mup.fit_widths(tiny["widths"], d))
 
 
 def test_paper_vs_ours_has_the_theory_beside_each_slope(payload):

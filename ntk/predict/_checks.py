@@ -9,6 +9,7 @@ on values run only on concrete arrays (not under a trace).
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ntk import _checks
@@ -58,6 +59,22 @@ def train_problem(k_train_train, y_train, trace_axes, name):
     k_train_train = plain_kernel(k_train_train, "k_train_train", name)
     lay = Layout(y_train.shape, trace_axes, name)
     return y_train, lay, lay.train_kernel_2d(k_train_train, "k_train_train")
+
+
+def initial_outputs(fx_train_0, fx_test_0, y_shape, test_shape, dtype, name):
+    """``(f0, g0)``: the outputs at ``t = 0`` on the training and test inputs,
+    broadcast to the shapes the targets and ``k_test_train`` imply; ``f0``
+    defaults to zeros, ``g0`` to None (no test outputs asked for)."""
+    f0 = (
+        jnp.zeros(y_shape, dtype)
+        if fx_train_0 is None
+        else broadcast(fx_train_0, y_shape, "fx_train_0", name).astype(dtype)
+    )
+    g0 = None
+    if fx_test_0 is not None:
+        implied = "the test outputs implied by `k_test_train`"
+        g0 = broadcast(fx_test_0, test_shape, "fx_test_0", name, implied).astype(dtype)
+    return f0, g0
 
 
 def has_kernel(k, g):

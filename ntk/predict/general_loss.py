@@ -17,6 +17,7 @@ from ntk.predict._checks import (
     check_requests,
     check_solved,
     check_times,
+    initial_outputs,
     plain_kernel,
     train_problem,
 )
@@ -134,20 +135,7 @@ def gradient_descent(
         if k_test_train is not None:
             k_test_train = plain_kernel(k_test_train, "k_test_train", name)
             k_td, test_shape = lay.test_kernel_2d(k_test_train, "k_test_train")
-        f0 = (
-            jnp.zeros(y_train.shape, dtype)
-            if fx_train_0 is None
-            else broadcast(fx_train_0, y_train.shape, "fx_train_0", name).astype(dtype)
-        )
-        g0 = None
-        if fx_test_0 is not None:
-            g0 = broadcast(
-                fx_test_0,
-                test_shape,
-                "fx_test_0",
-                name,
-                "the test outputs implied by `k_test_train`",
-            ).astype(dtype)
+        f0, g0 = initial_outputs(fx_train_0, fx_test_0, y_train.shape, test_shape, dtype, name)
         if m is None:
             if q_train_0 is not None or q_test_0 is not None:
                 raise ValueError(

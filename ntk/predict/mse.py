@@ -9,7 +9,13 @@ import numpy as np
 
 from ntk import _checks
 from ntk._linalg import require_scale_flag
-from ntk.predict._checks import broadcast, check_requests, check_times, plain_kernel, train_problem
+from ntk.predict._checks import (
+    check_requests,
+    check_times,
+    initial_outputs,
+    plain_kernel,
+    train_problem,
+)
 from ntk.predict._linalg import HP, Regularised, dot, expm1_filter, steps_filter
 from ntk.predict.results import pack
 
@@ -127,22 +133,9 @@ def gradient_descent_mse(
         if k_test_train is not None:
             k_test_train = plain_kernel(k_test_train, "k_test_train", name)
             k_td, test_shape = lay.test_kernel_2d(k_test_train, "k_test_train")
-        f0 = (
-            jnp.zeros_like(y_flat)
-            if fx_train_0 is None
-            else lay.flatten(broadcast(fx_train_0, y_train.shape, "fx_train_0", name)).astype(dtype)
-        )
-        g0 = None
-        if fx_test_0 is not None:
-            g0 = lay.flatten(
-                broadcast(
-                    fx_test_0,
-                    test_shape,
-                    "fx_test_0",
-                    name,
-                    "the test outputs implied by `k_test_train`",
-                )
-            ).astype(dtype)
+        f0, g0 = initial_outputs(fx_train_0, fx_test_0, y_train.shape, test_shape, dtype, name)
+        f0 = lay.flatten(f0)
+        g0 = None if g0 is None else lay.flatten(g0)
 
         if t is None:
             # f_∞(X) = Y needs no solve, but exists only for a definite Θ:
