@@ -207,12 +207,19 @@ EXPERIMENT = registry.register(
 # ---------------------------------------------------- obligatory overfitting
 
 
+_OVERFIT_RIDGES = np.logspace(-5, 2, 15)  # and 0; times the task's kernel scale
+
+
 def overfitting_curves(config, key, lam, v, noise, simulate, scale):
-    ridges = np.concatenate([[0.0], np.logspace(-5, 2, 15)]) * scale
+    ridges = np.concatenate([[0.0], _OVERFIT_RIDGES]) * scale
     r = jnp.asarray(ridges, jnp.float32)
     tr, te = simulate(config.overfit_n, r, jax.random.split(key, config.overfit_trials))
     fine = jnp.asarray(np.concatenate([[0.0], np.logspace(-6, 3, 91)]) * scale, jnp.float32)
     th = rf.krr_fitting_curve(lam, v, config.overfit_n, fine, noise)
+    # the theory's optimum on the simulation's own ridges: near the optimum
+    # neighbouring ridges of that grid change E_tr/E_te by ~0.2, so only this
+    # one compares with the simulation's optimum
+    th_grid = rf.krr_fitting_curve(lam, v, config.overfit_n, r, noise)
     sim_tr, sim_te = np.asarray(tr).mean(0), np.asarray(te).mean(0)
     js = int(np.argmin(sim_te))
     return dict(
@@ -221,6 +228,7 @@ def overfitting_curves(config, key, lam, v, noise, simulate, scale):
         sim_ratio=sim_tr / sim_te,
         sim_test=sim_te,
         th_opt_ratio=th.optimal_ratio,
+        th_grid_opt_ratio=th_grid.optimal_ratio,
         sim_opt_ratio=float(sim_tr[js] / sim_te[js]),
         th_opt_ridge=th.optimal_ridge,
         sim_opt_ridge=float(ridges[js]),
@@ -724,7 +732,8 @@ def _conv_ntk_rows(config, eig: dict, img_name: str, paper_ab, ratio_ours, ratio
     "obligatory overfitting: KRR test MSE vs fitting ratio",
     needs=("synthetic", "image"),
     metrics={
-        "opt_fit_ratio_theory[*]": "theory's optimal E_tr/E_te per task",
+        "opt_fit_ratio_theory[*]": "theory's optimal E_tr/E_te per task (fine ridge grid)",
+        "opt_fit_ratio_theory_grid[*]": "theory's optimal E_tr/E_te on the experiment's ridges",
         "opt_fit_ratio_experiment[*]": "experiment's optimal E_tr/E_te",
     },
 )
@@ -767,17 +776,23 @@ def overfitting(run: Run) -> Result:
     metrics, comparison = {}, []
     for title, c in curves.items():
         metrics[f"opt_fit_ratio_theory[{title}]"] = c["th_opt_ratio"]
+        metrics[f"opt_fit_ratio_theory_grid[{title}]"] = c["th_grid_opt_ratio"]
         metrics[f"opt_fit_ratio_experiment[{title}]"] = c["sim_opt_ratio"]
         comparison.append(
             results.comparison(
                 f"optimal fitting ratio E_tr/E_te, {title}",
-                "≈ 0: the optimum nearly interpolates (obligatory overfitting); not in the "
-                "paper's tables for this task",
+                "< 1 at the optimal ridge (obligatory overfitting): ≈ 0 without label "
+                "noise, rising with it (Sec. 6); not in the paper's tables for this task",
                 round(float(c["sim_opt_ratio"]), 4),
-                f"KRR, n = {config.overfit_n}, {config.overfit_trials} trials",
-                theory=round(float(c["th_opt_ratio"]), 4),
-                holds=bool(c["th_opt_ratio"] <= 0.25 and c["sim_opt_ratio"] <= 0.25),
-                rule="theory's and our optimal E_tr/E_te ≤ 0.25 (1 would be no overfitting)",
+                f"KRR, n = {config.overfit_n}, {config.overfit_trials} trials; theory on "
+                f"the same {len(_OVERFIT_RIDGES) + 1} ridges (on a fine grid: "
+                f"{float(c['th_opt_ratio']):.3g})",
+                theory=round(float(c["th_grid_opt_ratio"]), 4),
+                holds=bool(
+                    abs(c["sim_opt_ratio"] - c["th_grid_opt_ratio"]) <= 0.05
+                    and c["sim_opt_ratio"] < 1
+                ),
+                rule="|ours − theory| ≤ 0.05 (the optimum at the theory's ridge) and ours < 1",
             )
         )
     return Result(
