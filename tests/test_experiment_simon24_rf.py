@@ -200,3 +200,19 @@ def test_papers_k_table_rows_read_our_envelope_at_each_k():
     ours = rfsim.image_rf_setting(config)
     (row,) = ridge.paper_rf_vs_k_rows(config, metrics, "MNIST-5k", ours)
     assert row["mark"] == "not comparable" and "our setting" in row["rule"]
+
+
+def test_a_grid_gap_is_beyond_tolerance_only_past_10_percent_and_3_standard_errors():
+    # one 2×2 grid (n, k ∈ {64, 128}) at two ridges; SE and gaps relative to the theory
+    dev = np.zeros((2, 2, 2))
+    se = np.full((2, 2, 2), 0.01)
+    dev[0, 0, 0], se[0, 0, 0] = 0.12, 0.05  # 12% but 2.4 SE: trial noise
+    dev[1, 1, 1] = 0.08  # 8% at 8 SE: within 10%
+    m = {"t_rel_dev_table_n_k_ridge": dev, "t_rel_se_table_n_k_ridge": se}
+    m |= {"t_grid": [64, 128], "t_curve_ridges": [0.01, 1.0]}
+    assert simon24_rf.beyond_tolerance(m, "t") == (0, 0.12)
+    dev[0, 1, 1] = 0.11  # 11% at 11 SE: beyond
+    assert simon24_rf.beyond_tolerance(m, "t") == (1, 0.12)
+    # above a ridge threshold only the second ridge counts
+    assert simon24_rf.beyond_tolerance(m, "t", min_ridge=0.5) == (1, 0.11)
+    assert simon24_rf.beyond_tolerance(m, "t", big=128) == (0, 0.08)
