@@ -113,16 +113,21 @@ def test_every_part_has_a_plan_at_every_size_that_traces_at_full_without_running
                     plan.trace(step)
 
 
-def test_cli_plan_prints_a_row_per_part_and_a_total(monkeypatch):
+def _plan_cli(monkeypatch, *args) -> str:
+    """stdout of ``plan giapitzakis25 ARGS`` with parts that may not run and a
+    fixed throughput (fast, and the estimate checkable)."""
     exp = registry.get("giapitzakis25")
     monkeypatch.setattr(exp, "parts", _failing_parts(exp))
-    # a fixed throughput keeps the test fast and the estimate checkable
     monkeypatch.setattr(plan, "measure", lambda: plan.Throughput(1e10, 1e10, "test"))
     out = io.StringIO()
     with redirect_stdout(out):
-        assert main(["plan", "giapitzakis25", "--tiny"]) == 0
-    text = out.getvalue()
-    for part in exp.parts:
+        assert main(["plan", "giapitzakis25", *args]) == 0
+    return out.getvalue()
+
+
+def test_cli_plan_prints_a_row_per_part_and_a_total(monkeypatch):
+    text = _plan_cli(monkeypatch, "--tiny")
+    for part in registry.get("giapitzakis25").parts:
         assert f"] {part.name}: " in text
         assert f"  part {part.name}: " in text
     assert "total giapitzakis25 (tiny)" in text
@@ -130,14 +135,8 @@ def test_cli_plan_prints_a_row_per_part_and_a_total(monkeypatch):
 
 
 def test_cli_plan_of_selected_parts_prints_them_and_the_parts_they_need(monkeypatch):
-    exp = registry.get("giapitzakis25")
-    monkeypatch.setattr(exp, "parts", _failing_parts(exp))
-    monkeypatch.setattr(plan, "measure", lambda: plan.Throughput(1e10, 1e10, "test"))
-    out = io.StringIO()
-    with redirect_stdout(out):
-        assert main(["plan", "giapitzakis25", "--tiny", "--parts", "sampled"]) == 0
-    printed = set(re.findall(r"  part (\w+): ", out.getvalue()))
-    assert printed == {"theory", "enumerated", "sampled"}
+    text = _plan_cli(monkeypatch, "--tiny", "--parts", "sampled")
+    assert set(re.findall(r"  part (\w+): ", text)) == {"theory", "enumerated", "sampled"}
 
 
 def test_cli_smoke_needs_full():
