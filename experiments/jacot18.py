@@ -164,16 +164,16 @@ SIZES = registry.Sizes(
         slope_steps=5,
         n_angles=8,
     ),
-    # --full --smoke: one initialisation and one GD step per width, and no
-    # subspace iteration (the Rayleigh–Ritz apply of Θ̂ at width 10,000 still
-    # runs); a pc2_time below one step's η is one GD step
+    # --full --smoke: one initialisation and one GD step per width, and one
+    # subspace iteration (two applies of Θ̂ at width 10,000 with the
+    # Rayleigh–Ritz one); a pc2_time below one step's η is one GD step
     smoke=dict(
         fig1_inits=1,
         fig1_steps=1,
         fig2_inits=1,
         fig2_steps=1,
         pc_steps=1,
-        mnist_iters=0,
+        mnist_iters=1,
         pc2_trials=1,
         pc2_time=1.0,
         slope_inits=1,
