@@ -358,6 +358,18 @@ class Experiment:
                     f"{name}: its {size} size changes unknown config field(s) "
                     f"{unknown}; {config_cls.__name__} has {sorted(fields)}."
                 )
+        # a smoke run keeps every loop with one pass, so a count of 0 (a loop
+        # skipped, or an argument the library refuses) is a declaration error
+        skipped = sorted(
+            k
+            for k, v in sizes.smoke.items()
+            if isinstance(v, int) and not isinstance(v, bool) and v < 1
+        )
+        if skipped:
+            raise TypeError(
+                f"{name}: its smoke size must cut loops to one iteration, not skip them; "
+                f"got {', '.join(f'{k}={sizes.smoke[k]}' for k in skipped)}."
+            )
 
     def part(
         self, name: str, title: str, *, metrics: Mapping[str, Any], needs: Sequence[str] = ()

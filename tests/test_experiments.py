@@ -573,6 +573,12 @@ def test_a_size_that_changes_an_unknown_field_is_refused_at_registration():
         registry.Experiment("demo", _FakeConfig, registry.Sizes(full={}, tiny={"widht": 3}))
 
 
+def test_a_smoke_size_that_skips_a_loop_is_refused_at_registration():
+    sizes = registry.Sizes(full={}, tiny={}, smoke={"seed": 0})
+    with pytest.raises(TypeError, match="cut loops to one iteration, not skip them; got seed=0"):
+        registry.Experiment("demo", _FakeConfig, sizes)
+
+
 def test_each_size_is_the_defaults_changed_by_its_declaration():
     exp = registry.Experiment(
         "demo", _FakeConfig, registry.Sizes(full={"label": "big"}, tiny={"label": "small"})
