@@ -24,8 +24,9 @@ experiment's own time):
   ``--full --smoke`` runs them with every loop cut to one iteration
   (training steps, samples, trials) at the full shapes, to check on a CPU
   that a full run cannot fail of a shape, dtype or memory error (measured
-  on the loaded CPU: simon24_rf 3 min 15 s, yang21_mup 8 min 33 s,
-  yang23_dkm 14 min 47 s).
+  by ``NTK_FULL_SMOKE=1 pytest tests/test_experiments_smoke.py`` on the
+  idle CPU: giapitzakis25 81 s, jacot18 5 min 28 s, simon24_rf 12 min 46 s,
+  yang21_mup 15 min 37 s, yang23_dkm 15 min 54 s).
 
 ``plan NAME|all [--tiny|--full]`` prints what each part will cost without
 running it: its jitted steps' shapes, calls, FLOPs and peak memory from XLA's
