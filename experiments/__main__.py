@@ -197,21 +197,17 @@ def _write_report(out) -> None:
     print(f"\nreport: {md} and {page}")
 
 
-def _check_parts(args, names) -> None:
-    if args.parts is not None and len(names) != 1:
-        raise ValueError(f"--parts: selects parts of one experiment; got {args.name!r}.")
-
-
 def _plan(args) -> None:
     from experiments import plan
 
     if args.smoke and args.size != "full":
         raise ValueError(f"--smoke: applies to --full only; got size {args.size!r}.")
     names = registry.names() if args.name == "all" else [_canonical(args.name)]
-    _check_parts(args, names)
+    if args.parts is not None and len(names) != 1:
+        raise ValueError(f"--parts: selects parts of one experiment; got {args.name!r}.")
     experiments = [registry.get(n) for n in names]  # fail fast on a typo
     for exp in experiments:
-        exp.select(args.parts)
+        exp.select(args.parts)  # a part's typo too, before measuring throughput
     throughput = plan.measure()
     for exp in experiments:
         config = exp.config(args.size, overrides=_parse_set(args.overrides), smoke=args.smoke)
@@ -241,10 +237,8 @@ def main(argv=None) -> int:
         if args.smoke and args.size != "full":
             raise ValueError(f"--smoke: applies to --full only; got size {args.size!r}.")
         names = registry.names() if args.name == "all" else [_canonical(args.name)]
-        _check_parts(args, names)
         if args.name != "all":
             exp = registry.get(names[0])  # fail fast, before any work, on a typo
-            exp.select(args.parts)
             if args.data_dir is not None and not exp.uses_data_dir:
                 raise ValueError(
                     f"--data-dir: {names[0]} uses only offline data "

@@ -645,15 +645,14 @@ def _tuple_item_type(config, key):
 # ------------------------------------------------------------------ running
 
 
-def _run_parts(experiment: Experiment, config, out_dir: Path, stream, parts=None) -> dict:
-    """Run the parts in order (``parts``: `Experiment.select`'s choice; default
-    all): metrics (checked and merged), rows, figures, times."""
+def _run_parts(experiment: Experiment, parts: list[Part], config, out_dir: Path, stream) -> dict:
+    """Run ``parts`` (`Experiment.select`'s choice) in order: metrics (checked
+    and merged), rows, figures, times."""
     run = Run(config, out_dir)
     metrics: dict = {}
     rows, data, timings = [], {}, []
-    chosen = experiment.parts if parts is None else parts
-    total = len(chosen)
-    for i, part in enumerate(chosen, 1):
+    total = len(parts)
+    for i, part in enumerate(parts, 1):
         run._bar = _StageBar(f"{experiment.name} [{i}/{total}] {part.title}", stream)
         run._steps_declared = False
         start, seconds = time.perf_counter(), None
@@ -729,7 +728,7 @@ def run_experiment(
         start = time.perf_counter()
         try:
             returned = _run_parts(
-                experiment, config, stage.path, sys.stderr if stream is None else stream, chosen
+                experiment, chosen, config, stage.path, sys.stderr if stream is None else stream
             )
         except OSError as e:
             data_dir = getattr(config, "data_dir", None)

@@ -248,7 +248,7 @@ def dichotomy(run: Run) -> Result:
     run.steps(len(DICHOTOMY) * len(config.dich_widths))
     for label, name, depth, c in DICHOTOMY:
         p = mup.abc(name, depth, c=c)
-        theory[label] = -p.r
+        theory[label] = -p.r + 0.0  # −0.0 → 0.0
         vals = []
         for n in run.progress(config.dich_widths, f"{label}, n"):
             net = mup.parametrize(mlp(n, depth), p, base_width=base)
@@ -274,7 +274,7 @@ def dichotomy(run: Run) -> Result:
             config.dich_widths,
             movement[label],
             "o-",
-            label=f"{label}: slope {slopes[label]:+.2f} (theory {theory[label] + 0.0:+.1f})",
+            label=f"{label}: slope {slopes[label]:+.2f} (theory {theory[label]:+.1f})",
         )
     ax.axvspan(min(fit), max(fit), color="0.9", zorder=0, label=f"slopes fitted (n ≥ d = {d})")
     ax.set_xlabel("width n")
@@ -299,7 +299,7 @@ def dichotomy(run: Run) -> Result:
             f"widths {list(config.dich_widths)}, slope fitted on {list(fit)} "
             f"(n ≥ the input dimension {d} where two are: `fit_widths`), "
             f"{config.dich_steps} steps; theory: −r of TP4 Def. 3.2",
-            theory=float(theory[label]) + 0.0,  # −0.0 → 0.0
+            theory=float(theory[label]),
             against="theory",
             within=0.15,
         )
