@@ -410,6 +410,24 @@ def mc_error(grid, curve_idx, big=64):
     return worst(z, large), worst(rel_se, large), rel_se
 
 
+def beyond_tolerance(grid, curve_idx, ridges, min_ridge=0.0, big=64) -> tuple[int, float]:
+    """``(count, worst)``: of the (k, n) grid's cells with n, k ≥ ``big`` and a
+    curve ridge ≥ ``min_ridge``, how many deviate from the theory by more than
+    max(10%, 3 SE/theory), and the largest |sim/theory − 1| among them.
+
+    A trial mean is an estimate: where its standard error is above 3.3% of the
+    theory (the n = k peak at small ridge), a 10% gap is within trial noise.
+    """
+    *_, rel = deviation(grid, curve_idx, ridges, peak_ridge=0.0, big=big)
+    *_, rel_se = mc_error(grid, curve_idx, big=big)
+    n, k = _at_curves(grid, curve_idx)
+    # a relative margin: a curve ridge equal to ``min_ridge`` up to rounding is in
+    curve = np.asarray(ridges)[curve_idx] >= min_ridge * (1 - 1e-6)
+    cells = (n >= big) & (k >= big) & curve[None, None, :] & np.isfinite(rel) & np.isfinite(rel_se)
+    beyond = cells & (rel > np.maximum(0.1, 3 * rel_se))
+    return int(beyond.sum()), worst(rel, cells)
+
+
 def envelope(sweep_out):
     """Optimal-ridge test MSE (min over the ridge grid) of theory and trial means."""
     th = np.nanmin(np.where(np.isfinite(sweep_out["th_test"]), sweep_out["th_test"], np.inf), -1)

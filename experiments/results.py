@@ -20,10 +20,18 @@ Every file records the run that wrote it: ``metrics.json`` has ``run_id``
 ``run_id`` as a PNG text chunk, JSON written with `atomic_write_json` during a
 run gets a top-level ``run_id``.
 
-    >>> with StagedRun("results/demo") as run:
-    ...     save_figure(fig, run.path / "demo.png")
-    ...     atomic_write_json(run.path / "metrics.json", {"error": 0.01})
-    ...     run.publish()
+    >>> import pathlib, tempfile
+    >>> import matplotlib.pyplot as plt
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> fig, ax = plt.subplots()
+    >>> with StagedRun(out / "demo") as run:
+    ...     png = save_figure(fig, run.path / "demo.png")
+    ...     metrics = atomic_write_json(run.path / "metrics.json", {"error": 0.01})
+    ...     final = run.publish()
+    >>> final == out / "demo", sorted(p.name for p in final.iterdir())
+    (True, ['demo.png', 'metrics.json'])
+    >>> "run_id" in json.loads((final / "metrics.json").read_text())
+    True
 """
 
 from __future__ import annotations

@@ -313,8 +313,10 @@ def image(run: Run) -> Result:
     metrics = {"image_dataset": img_name, "image_rf_setting": dataclasses.asdict(setting)}
     for tag, res in (("synthetic", st.syn), ("image", img)):
         metrics.update(_task_metrics(config, tag, res))
-    metrics["synthetic_cells_beyond_tolerance"] = beyond_tolerance(metrics, "synthetic")[0]
-    beyond, worst = beyond_tolerance(metrics, "image", rffeat.RIDGE_THRESHOLD * st.scale_i)
+    syn_cells = (st.syn["grid"], st.syn["curve_idx"], st.syn["ridges"])
+    metrics["synthetic_cells_beyond_tolerance"] = rfsim.beyond_tolerance(*syn_cells)[0]
+    img_cells = (img["grid"], img["curve_idx"], img["ridges"])
+    beyond, worst = rfsim.beyond_tolerance(*img_cells, rffeat.RIDGE_THRESHOLD * st.scale_i)
     metrics["image_cells_beyond_tolerance_above_ridge_threshold"] = beyond
     metrics["image_max_rel_dev_above_ridge_threshold"] = worst
     rows = _deviation_rows(config, metrics, img_name, setting) + _more_is_better_rows(
@@ -371,29 +373,6 @@ def _task_metrics(config, tag: str, res: dict) -> dict:
         metrics[f"{tag}_envelope_vs_{axis}_experiment_monotone_5pct"] = mono_sim
     metrics[f"{tag}_sweep_values"] = list(config.sweep)
     return metrics
-
-
-def beyond_tolerance(m: dict, tag: str, min_ridge: float = 0.0, big: int = 64) -> tuple:
-    """``(count, worst)``: of the (k, n) grid's cells with n, k ≥ ``big`` and a
-    curve ridge ≥ ``min_ridge``, how many deviate from the theory by more than
-    max(10%, 3 SE/theory), and the largest |sim/theory − 1| among them.
-
-    A trial mean is an estimate: where its standard error is above 3.3% of the
-    theory (the n = k peak at small ridge), a 10% gap is within trial noise.
-    """
-    dev = np.asarray(m[f"{tag}_rel_dev_table_n_k_ridge"], float)
-    se = np.asarray(m[f"{tag}_rel_se_table_n_k_ridge"], float)
-    grid = np.asarray(m[f"{tag}_grid"])
-    ridges = np.asarray(m[f"{tag}_curve_ridges"])
-    cells = (
-        (grid[:, None, None] >= big)
-        & (grid[None, :, None] >= big)
-        & (ridges[None, None, :] >= min_ridge * (1 - 1e-6))
-        & np.isfinite(dev)
-        & np.isfinite(se)
-    )
-    beyond = cells & (dev > np.maximum(0.1, 3 * se))
-    return int(beyond.sum()), float(dev[cells].max()) if cells.any() else float("nan")
 
 
 def _deviation_rows(config, m: dict, img_name: str, setting: rfsim.ImageRF) -> list:

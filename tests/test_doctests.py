@@ -1,4 +1,5 @@
-"""Every example in a docstring of the package runs and prints what it shows.
+"""Every example in a docstring of the package and of the experiments runs and
+prints what it shows.
 
 One test per module (the module's docstring and those of the objects defined
 in it), in the suite's float64 / 4-device configuration (tests/conftest.py).
@@ -20,10 +21,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import experiments
 import ntk
 from ntk import stax
 
-MODULES = ["ntk"] + sorted(m.name for m in pkgutil.walk_packages(ntk.__path__, "ntk."))
+MODULES = [
+    name
+    for root in (ntk, experiments)
+    for name in [root.__name__]
+    + sorted(m.name for m in pkgutil.walk_packages(root.__path__, root.__name__ + "."))
+]
 _FINDER = doctest.DocTestFinder()
 
 

@@ -203,16 +203,24 @@ def test_papers_k_table_rows_read_our_envelope_at_each_k():
 
 
 def test_a_grid_gap_is_beyond_tolerance_only_past_10_percent_and_3_standard_errors():
-    # one 2×2 grid (n, k ∈ {64, 128}) at two ridges; SE and gaps relative to the theory
+    # one 2×2 grid (n, k ∈ {64, 128}) at two curve ridges (of three); theory 1, so
+    # gaps and standard errors are relative to it
     dev = np.zeros((2, 2, 2))
     se = np.full((2, 2, 2), 0.01)
     dev[0, 0, 0], se[0, 0, 0] = 0.12, 0.05  # 12% but 2.4 SE: trial noise
-    dev[1, 1, 1] = 0.08  # 8% at 8 SE: within 10%
-    m = {"t_rel_dev_table_n_k_ridge": dev, "t_rel_se_table_n_k_ridge": se}
-    m |= {"t_grid": [64, 128], "t_curve_ridges": [0.01, 1.0]}
-    assert simon24_rf.beyond_tolerance(m, "t") == (0, 0.12)
+    dev[1, 1, 1] = -0.08  # 8% (below the theory) at 8 SE: within 10%
+
+    def count(**kw):
+        th = np.ones((2, 2, 3))
+        sim, sim_se = th.copy(), np.full((2, 2, 3), 0.01)
+        sim[..., [0, 2]], sim_se[..., [0, 2]] = 1 + dev, se
+        grid = dict(n=[64, 128], k=[64, 128], sim_test=sim, th_test=th, sim_test_se=sim_se)
+        beyond, worst = rfsim.beyond_tolerance(grid, [0, 2], [0.01, 0.1, 1.0], **kw)
+        return beyond, round(worst, 12)
+
+    assert count() == (0, 0.12)
     dev[0, 1, 1] = 0.11  # 11% at 11 SE: beyond
-    assert simon24_rf.beyond_tolerance(m, "t") == (1, 0.12)
-    # above a ridge threshold only the second ridge counts
-    assert simon24_rf.beyond_tolerance(m, "t", min_ridge=0.5) == (1, 0.11)
-    assert simon24_rf.beyond_tolerance(m, "t", big=128) == (0, 0.08)
+    assert count() == (1, 0.12)
+    # above a ridge threshold only the second curve ridge counts
+    assert count(min_ridge=0.5) == (1, 0.11)
+    assert count(big=128) == (0, 0.08)
