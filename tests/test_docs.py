@@ -108,6 +108,15 @@ def test_site_builds_strictly_without_warnings(site):
     assert (out / "html" / "api" / "stax.html").exists()
 
 
+@pytest.mark.parametrize("page", ["ntk", "mup", "dkm", "random_features", "permutations"])
+def test_every_paper_page_renders_its_formulas_as_math(site, page):
+    # MathJax typesets the nodes MyST makes of ``$…$`` / ``$$…$$``; a formula
+    # left in a code span or in plain Unicode produces none.
+    _, out, _ = site
+    html = (out / "html" / f"{page}.html").read_text()
+    assert html.count('class="math') >= 20, f"{page}.html has too few math nodes"
+
+
 def test_every_public_module_has_an_api_page():
     listed = (DOCS / "api" / "index.md").read_text()
     for module in PUBLIC_MODULES:
