@@ -1,15 +1,15 @@
-"""The `Kernel` record that flows through every ``kernel_fn``.
+r"""The `Kernel` record that flows through every ``kernel_fn``.
 
 For inputs ``x1`` of shape ``(N1, *S, C)`` and ``x2`` of shape ``(N2, *S, C)``
 (``S`` the spatial shape, empty for vectors; channels last) a `Kernel` holds the
 second moments of the pre-/post-activations of an infinitely wide layer:
 
-* ``nngp[i, j, ...] = E[z(x1_i) z(x2_j)]``  — the NNGP kernel (Neal 1996; Lee et
-  al. 2018), per output channel;
-* ``ntk[i, j, ...]`` — the neural tangent kernel Θ (Jacot et al. 2018, eq. 5);
-* ``cov1[i, ...] = E[z(x1_i) z(x1_i)]`` and ``cov2`` likewise for ``x2`` — the
-  per-input covariances needed by the dual activations (``cov2 is None`` when
-  ``x2`` is ``x1``).
+* ``nngp[i, j, ...]`` :math:`= \mathbb{E}[z(\mathtt{x1}_i)\, z(\mathtt{x2}_j)]` — the NNGP
+  kernel (Neal 1996; Lee et al. 2018), per output channel;
+* ``ntk[i, j, ...]`` — the neural tangent kernel :math:`\Theta` (Jacot et al. 2018, eq. 5);
+* ``cov1[i, ...]`` :math:`= \mathbb{E}[z(\mathtt{x1}_i)\, z(\mathtt{x1}_i)]` and ``cov2``
+  likewise for ``x2`` — the per-input covariances needed by the dual activations
+  (``cov2 is None`` when ``x2`` is ``x1``).
 
 Spatial layout. With ``diagonal_spatial=False`` (needed by pooling) every
 spatial axis appears twice, interleaved as in neural-tangents:
@@ -25,14 +25,14 @@ zeros: `Kernel.mask` zeroes every covariance that involves one. ``mask2`` is
 None when ``x2`` is ``x1`` (then ``mask1`` serves both arguments).
 
 Known NTKs (work a layer may skip, never a different result). The inputs'
-kernel has Θ = 0 (no parameters yet), recorded as ``ntk_is_zero``; an affine
-layer in the NTK parameterization then gives Θ' = W_std² · 0 + K' = K', and
-stores it as the very array ``nngp`` (``ntk_is_nngp``), so a layer that
-applies one linear map to both (attention's ``A K Aᵀ``, `ntk.stax.Aggregate`) computes
-it once. Neither can go stale: ``ntk_is_nngp`` is array identity, which
-implies equality, and ``ntk_is_zero`` is reset by every `Kernel.replace` of
-``ntk`` and dropped from the pytree (it does not survive ``jit``,
-``tree_map`` or a ``scan`` carry, which may change the arrays).
+kernel has :math:`\Theta = 0` (no parameters yet), recorded as ``ntk_is_zero``; an affine
+layer in the NTK parameterization then gives
+:math:`\Theta' = W_\mathrm{std}^2 \cdot 0 + K' = K'`, and stores it as the very array
+``nngp`` (``ntk_is_nngp``), so a layer that applies one linear map to both (attention's
+:math:`A K A^\top`, `ntk.stax.Aggregate`) computes it once. Neither can go stale:
+``ntk_is_nngp`` is array identity, which implies equality, and ``ntk_is_zero`` is reset
+by every `Kernel.replace` of ``ntk`` and dropped from the pytree (it does not survive
+``jit``, ``tree_map`` or a ``scan`` carry, which may change the arrays).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class Kernel:
 
     @property
     def ntk_is_nngp(self) -> bool:
-        """Whether ``ntk`` is the very array ``nngp`` (so Θ = K exactly).
+        r"""Whether ``ntk`` is the very array ``nngp`` (so :math:`\Theta = K` exactly).
 
         Set by the affine layers (NTK parameterization) over an input kernel
         whose NTK is zero (``ntk_is_zero``); any layer that computes ``ntk``
@@ -119,10 +119,10 @@ class Kernel:
         return self.ntk is not None and self.ntk is self.nngp
 
     def map_nngp_ntk(self, fn) -> tuple:
-        """``(fn(nngp), fn(ntk))`` for a map a layer applies alike to both.
+        r"""``(fn(nngp), fn(ntk))`` for a map a layer applies alike to both.
 
-        ``ntk`` None stays None. When Θ = K (`ntk_is_nngp`) ``fn`` runs once
-        and its result serves as both, so Θ = K still holds after the map.
+        ``ntk`` None stays None. When :math:`\Theta = K` (`ntk_is_nngp`) ``fn`` runs once
+        and its result serves as both, so :math:`\Theta = K` still holds after the map.
         """
         nngp = fn(self.nngp)
         if self.ntk is None:
@@ -140,7 +140,7 @@ class Kernel:
         return len(self.shape1) - 2
 
     def var1(self) -> Array:
-        """Variances ``E[z(x1_i, s)^2]`` of shape ``(N1, *S)``."""
+        r"""Variances :math:`\mathbb{E}[z(\mathtt{x1}_i, s)^2]` of shape ``(N1, *S)``."""
         return _diag_of_cov(self.cov1, self.diagonal_spatial)
 
     def var2(self) -> Array:
@@ -302,10 +302,11 @@ def inputs_to_kernel(
     mask1: Optional[Array] = None,
     mask2: Optional[Array] = None,
 ) -> Kernel:
-    """The kernel of the inputs themselves: ``<x1_i(s), x2_j(s')> / C``.
+    r"""The kernel of the inputs themselves:
+    :math:`\langle \mathtt{x1}_i(s), \mathtt{x2}_j(s') \rangle / C`.
 
-    Dividing by the channel count ``C`` makes a following ``Dense(W_std)`` in
-    NTK parameterization give ``W_std^2 <x, x'> / C + b_std^2``.
+    Dividing by the channel count :math:`C` makes a following ``Dense(W_std)`` in
+    NTK parameterization give :math:`W_\mathrm{std}^2 \langle x, x' \rangle / C + b_\mathrm{std}^2`.
 
     Masks: entries equal to ``mask_constant`` (NaN matches NaN), or True in the
     given boolean ``mask1``/``mask2`` (broadcastable to ``x1``/``x2``), are

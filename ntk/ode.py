@@ -1,6 +1,6 @@
-"""An adaptive Dormand–Prince (RK5(4)) ODE integrator in pure, public JAX.
+r"""An adaptive Dormand–Prince (RK5(4)) ODE integrator in pure, public JAX.
 
-`odeint` solves ``dy/dt = func(y, t, *args)`` for a pytree ``y`` and returns
+`odeint` solves :math:`dy/dt` = ``func(y, t, *args)`` for a pytree ``y`` and returns
 the solution at the requested times. It is what `ntk.predict.gradient_descent`
 uses for function-space training with losses that have no closed form (e.g.
 cross-entropy), so it is kept small and dependency-free
@@ -9,21 +9,27 @@ cross-entropy), so it is kept small and dependency-free
 Method. The explicit embedded Runge–Kutta pair of Dormand & Prince (1980),
 "A family of embedded Runge-Kutta formulae", J. Comp. Appl. Math. 6(1): a
 5th-order solution is propagated, the difference to the embedded 4th-order one
-estimates the local error, and the step ``h`` is accepted when ::
+estimates the local error, and the step :math:`h` is accepted when
 
-    err = rms_i( e_i / (atol + rtol · max(|y_i|, |y_new_i|)) ) <= 1,
+.. math::
 
-then rescaled by ``clip(0.9 · err^(-1/5), 0.2, 10)`` (Hairer, Nørsett & Wanner,
-"Solving ODEs I", §II.4). The last stage is the derivative at the new point
-("first same as last"), so an accepted step costs six evaluations of ``func``.
+    \mathrm{err} = \operatorname{rms}_i\Big(e_i \,/\, \big(\mathtt{atol}
+    + \mathtt{rtol} \cdot \max(|y_i|, |y_{\mathrm{new},i}|)\big)\Big) \le 1,
+
+then rescaled by :math:`\operatorname{clip}(0.9 \cdot \mathrm{err}^{-1/5}, 0.2, 10)`
+(Hairer, Nørsett & Wanner, "Solving ODEs I", §II.4). The last stage is the
+derivative at the new point ("first same as last"), so an accepted step costs six
+evaluations of ``func``.
 Output times are hit exactly by shortening the step that would overshoot them;
 no interpolation is involved.
 
 Differentiation. Reverse mode (``jax.grad``) uses the adjoint method
 (Pontryagin; Chen et al. 2018, "Neural ordinary differential equations"): the
-cotangent ``a(t) = ∂L/∂y(t)`` obeys ``da/dt = -aᵀ ∂func/∂y`` and
-``∂L/∂args = ∫ aᵀ ∂func/∂args dt``; both are integrated backwards in time
-together with ``y``, restarting ``y`` from the stored solution at every output
+cotangent :math:`a(t) = \partial L / \partial y(t)` obeys
+:math:`da/dt = -a^\top \partial \mathtt{func} / \partial y` and
+:math:`\partial L / \partial \mathtt{args} = \int a^\top \partial \mathtt{func} /
+\partial \mathtt{args}\, dt`; both are integrated backwards in time
+together with :math:`y`, restarting :math:`y` from the stored solution at every output
 time. Forward mode (``jax.jvp``) is not supported, as for any
 ``jax.custom_vjp`` function.
 
@@ -75,7 +81,7 @@ def odeint(
     atol: float = 1.4e-8,
     max_steps: int = 100_000,
 ):
-    """Solve ``dy/dt = func(y, t, *args)`` from ``y(ts[0]) = y0``.
+    r"""Solve :math:`dy/dt` = ``func(y, t, *args)`` from ``y(ts[0]) = y0``.
 
     Args:
       func: ``func(y, t, *args) -> dy/dt`` with the pytree structure of ``y``.
@@ -102,7 +108,7 @@ def odeint(
         ``ts`` not numeric.
 
     Example:
-      ``dy/dt = -k y`` from ``y(0) = 1`` is ``e^{-k t}``:
+      :math:`dy/dt = -k y` from :math:`y(0) = 1` is :math:`e^{-k t}`:
 
       >>> import jax.numpy as jnp, numpy as np
       >>> from ntk.ode import odeint

@@ -1,4 +1,4 @@
-"""Kernels of any size: tiled, memory-bounded, sharded over all devices.
+r"""Kernels of any size: tiled, memory-bounded, sharded over all devices.
 
 ``batch(kernel_fn)`` returns a function with the same call signature that
 evaluates ``kernel_fn(x1, x2, *args, **kwargs)`` tile by tile. Unlike
@@ -7,13 +7,13 @@ tiles are padded with copies of a real input (so any kernel stays finite on
 them) and the padding is dropped from the result.
 
 Work is split as follows. Rows of the output are taken in blocks of
-``tile · D`` inputs, ``D`` the number of devices; within a block each device
+:math:`\mathtt{tile} \cdot D` inputs, :math:`D` the number of devices; within a block each device
 computes its ``tile`` rows against one column tile at a time via
 `jax.shard_map` over a 1-D `jax.sharding.Mesh`. Finished tiles are copied into
 one host array allocated once, at its final size, so peak memory is the
 output plus a few tiles — the budget ``memory_bytes`` sets the tile size. For
 ``x2 = None`` only tiles on or above the diagonal are computed and the rest
-mirrored (K is symmetric), one tile at a time.
+mirrored (:math:`K` is symmetric), one tile at a time.
 
 With ``store_on_device=True`` (the default) that host array is handed to JAX
 with `jax.device_put`. The CPU backend adopts a 64-byte aligned host buffer
@@ -167,16 +167,18 @@ def _devices(device_count: int):
 def choose_tile(
     kernel_fn: Callable, x1, x2, get: tuple, n_devices: int, memory_bytes: int, args=(), kwargs=None
 ) -> int:
-    """Largest tile ``t`` whose (t × t) evaluation fits the memory budget.
+    r"""Largest tile :math:`t` whose :math:`(t \times t)` evaluation fits the memory budget.
 
     The output of one input pair is measured with `jax.eval_shape` (it
     includes any spatial axes), and working memory is taken as
     ``_WORKSPACE_FACTOR`` times the output; half the budget is left for the
-    tiles in flight: ``t = ⌊√(memory_bytes / (2 · D · 16 · bytes per pair))⌋``.
-    At least 1, at most the larger input size.
+    tiles in flight:
+    :math:`t = \big\lfloor \sqrt{\mathtt{memory\_bytes} / (2 \cdot D \cdot 16 \cdot
+    \text{bytes per pair})} \big\rfloor`. At least 1, at most the larger input size.
 
     Example:
-      One float64 per pair of inputs: ``t = ⌊√(2²⁰ / (2 · 1 · 16 · 8))⌋ = 64``:
+      One float64 per pair of inputs:
+      :math:`t = \big\lfloor \sqrt{2^{20} / (2 \cdot 1 \cdot 16 \cdot 8)} \big\rfloor = 64`:
 
       >>> import numpy as np
       >>> from ntk import parallel, stax
@@ -212,11 +214,11 @@ def batch(
     progress: bool = False,
     checkpoint_dir=None,
 ) -> Callable:
-    """Tile ``kernel_fn`` over its two batch axes and shard it over devices.
+    r"""Tile ``kernel_fn`` over its two batch axes and shard it over devices.
 
     ``batched(x1, x2)[a, b] = kernel_fn(x1[a:a+1], x2[b:b+1])[0, 0]`` for every
-    pair, computed in tiles of at most ``batch_size · D`` rows × ``batch_size``
-    columns. Peak memory is the output (once) plus the working memory of one
+    pair, computed in tiles of at most :math:`\mathtt{batch\_size} \cdot D` rows ×
+    ``batch_size`` columns. Peak memory is the output (once) plus the working memory of one
     step, which ``memory_bytes`` bounds.
 
     Args:
@@ -230,9 +232,9 @@ def batch(
       store_on_device: return `jax.Array` outputs (True) or NumPy arrays (False; the
         output then never has to fit in device memory).
       memory_bytes: budget in bytes for one step on all devices (default 1
-        GiB); a number ≥ 1.
+        GiB); a number :math:`\ge 1`.
       progress: show a progress bar of pairs ``(a, b)`` done (with
-        ``x2=None`` the pairs ``a ≤ b``), their rate and the time left;
+        ``x2=None`` the pairs :math:`a \le b`), their rate and the time left;
         pairs of tiles loaded from ``checkpoint_dir`` count as done at the
         start and not in the rate.
       checkpoint_dir: None, or a directory (created if missing) where
@@ -244,8 +246,8 @@ def batch(
       a namedtuple with ``nngp`` and ``ntk``.
 
     Raises:
-      ValueError: ``batch_size`` not an int ≥ 0, ``memory_bytes``
-        not a number ≥ 1, ``get`` not 'nngp'/'ntk', inputs of mismatched shapes,
+      ValueError: ``batch_size`` not an int :math:`\ge 0`, ``memory_bytes``
+        not a number :math:`\ge 1`, ``get`` not 'nngp'/'ntk', inputs of mismatched shapes,
         an empty ``x1`` or ``x2`` (zero rows: there is no kernel to tile, and
         an empty result is more often a bug upstream than intended),
         a ``checkpoint_dir`` holding another job's tiles.

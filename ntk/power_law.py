@@ -1,17 +1,17 @@
 r"""Power-law fits in log–log coordinates: the one fit that every module uses.
 
-A power law ``v ≈ c · x^p`` is a straight line in log–log coordinates,
-``log v = p log x + log c``; `loglog_fit` returns the least-squares line
-(``numpy.polyfit`` of degree 1 on ``(log x, log v)``, in float64), i.e. the
-exponent ``p`` (the log–log slope) and the prefactor ``c``. Convergence
-rates in width (``p = −1/2`` for Monte Carlo fluctuations), spectral decay
-exponents (``λ_i ~ i^{−α}``: ``p = −α``) and coordinate-size exponents are
-all such fits.
+A power law :math:`v \approx c \cdot x^p` is a straight line in log–log coordinates,
+:math:`\log v = p \log x + \log c`; `loglog_fit` returns the least-squares line
+(``numpy.polyfit`` of degree 1 on :math:`(\log x, \log v)`, in float64), i.e. the
+exponent :math:`p` (the log–log slope) and the prefactor :math:`c`. Convergence
+rates in width (:math:`p = -1/2` for Monte Carlo fluctuations), spectral decay
+exponents (:math:`\lambda_i \sim i^{-\alpha}`: :math:`p = -\alpha`) and coordinate-size
+exponents are all such fits.
 
-Points with ``x ≤ 0``, ``v ≤ 0`` or a non-finite value have no logarithm.
+Points with :math:`x \le 0`, :math:`v \le 0` or a non-finite value have no logarithm.
 ``invalid`` says what to do with them: ``"raise"`` (a ValueError naming
 them; the default), ``"drop"`` (leave them out; at least two points must
-remain) or ``"nan"`` (return NaN for ``p`` and ``c``: no rate can be read
+remain) or ``"nan"`` (return NaN for :math:`p` and :math:`c`: no rate can be read
 off, e.g. an error that reached exactly zero).
 
     >>> import numpy as np
@@ -38,7 +38,8 @@ _INVALID = ("raise", "drop", "nan")
 
 
 class PowerLaw(NamedTuple):
-    """``values ≈ prefactor · x ** exponent``; ``exponent`` is the log–log slope.
+    r""":math:`\mathtt{values} \approx \mathtt{prefactor} \cdot x^{\mathtt{exponent}}`;
+    ``exponent`` is the log–log slope.
 
     Example:
       >>> import numpy as np
@@ -54,7 +55,8 @@ class PowerLaw(NamedTuple):
 
 
 def loglog_fit(x, values, invalid: str = "raise") -> PowerLaw:
-    """Least-squares power law ``values ≈ c · x^p`` in log–log coordinates.
+    r"""Least-squares power law :math:`\mathtt{values} \approx c \cdot x^p` in log–log
+    coordinates.
 
     Args:
       x: ``(m,)`` positive abscissae (widths, sizes, mode indices).
@@ -63,7 +65,7 @@ def loglog_fit(x, values, invalid: str = "raise") -> PowerLaw:
         logarithm (module doc).
 
     Returns:
-      `PowerLaw` ``(exponent p, prefactor c)``, floats.
+      `PowerLaw` (``exponent`` :math:`p`, ``prefactor`` :math:`c`), floats.
 
     Example:
       >>> import numpy as np
@@ -106,7 +108,7 @@ def loglog_fit(x, values, invalid: str = "raise") -> PowerLaw:
 
 
 def loglog_slope(x, values, invalid: str = "raise") -> float:
-    """The exponent ``p`` of `loglog_fit` (the log–log slope), a float.
+    """The exponent :math:`p` of `loglog_fit` (the log–log slope), a float.
 
     Example:
       >>> import numpy as np

@@ -1,8 +1,8 @@
-"""N-way K-shot few-shot tasks over disjoint class sets (TP4 §8, MAML).
+r"""N-way K-shot few-shot tasks over disjoint class sets (TP4 §8, MAML).
 
-A task draws ``N`` classes from a class set, ``K`` support and ``Q`` query
+A task draws :math:`N` classes from a class set, :math:`K` support and :math:`Q` query
 images per class, and relabels the classes by a random permutation of
-``0..N-1`` (so nothing can be memorised across tasks). Meta-training uses one
+:math:`0, \ldots, N-1` (so nothing can be memorised across tasks). Meta-training uses one
 class set, meta-testing a disjoint one (Finn et al. 2017; Omniglot's
 background / evaluation alphabets in TP4).
 
@@ -107,19 +107,19 @@ def fewshot_dataset(
     classes: int = 1200,
     seed: int = 0,
 ) -> FewShotData:
-    """Omniglot if ``data_dir`` holds it, else an offline stand-in.
+    r"""Omniglot if ``data_dir`` holds it, else an offline stand-in.
 
     ``source``: ``"glyphs"`` (`ntk.data.glyphs.glyphs`: ``classes`` generated
-    characters × ``per_class`` drawings at 28×28, d = 784, the last third of
+    characters × ``per_class`` drawings at 28×28, :math:`d = 784`, the last third of
     the characters for meta-test; ``rotations``, ``pairs`` and distractors do
-    not apply), ``"digits"`` (scikit-learn 8×8, d = 64) or ``"mnist_5k"``
-    (d = 784). With ``rotations`` each (digit, rotation by k·90°) is its own
-    class — 40 classes, the augmentation Finn et al. 2017 use on Omniglot —
-    else the 10 digits. The classes are split into two disjoint halves by a
-    permutation drawn from ``seed``. Rows are centered and unit-norm.
+    not apply), ``"digits"`` (scikit-learn 8×8, :math:`d = 64`) or ``"mnist_5k"``
+    (:math:`d = 784`). With ``rotations`` each (digit, rotation by
+    :math:`k \cdot 90^\circ`) is its own class — 40 classes, the augmentation Finn et al.
+    2017 use on Omniglot — else the 10 digits. The classes are split into two disjoint
+    halves by a permutation drawn from ``seed``. Rows are centered and unit-norm.
 
     ``pairs=True`` (instead of rotations) makes 100 classes: the ordered digit
-    pairs (i, j), each image two digit images side by side, ``per_class``
+    pairs :math:`(i, j)`, each image two digit images side by side, ``per_class``
     images per class. Like Omniglot characters built from shared strokes, new
     classes reuse parts (digits) seen in other classes; meta-train pairs use
     one half of the digit images and meta-test pairs the other half.
@@ -218,10 +218,10 @@ def sample_tasks(
     q_query: int = 5,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, ...]:
-    """Draw ``n_tasks`` N-way K-shot tasks from the classes present in ``y``.
+    r"""Draw ``n_tasks`` N-way K-shot tasks from the classes present in ``y``.
 
     Returns ``(x_support (T, N·K, d), y_support (T, N·K), x_query (T, N·Q, d),
-    y_query (T, N·Q))``; labels are ``0..N-1`` in a random order per task and
+    y_query (T, N·Q))``; labels are :math:`0, \ldots, N-1` in a random order per task and
     support and query images are distinct.
     """
     name = "sample_tasks"

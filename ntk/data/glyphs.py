@@ -9,7 +9,7 @@ stroke exactly), the drawing is moved by a small random affine map
 (rotation, anisotropic scale, shear, translation), the pen width is
 rescaled, it is drawn on a sheet — ruled lines (and, on half the sheets,
 grid columns) at a random spacing and phase plus a shading ramp, an additive
-field ``B(r, c) = p(r) + q(c)`` — and pixel noise is added. Images are
+field :math:`B(r, c) = p(r) + q(c)` — and pixel noise is added. Images are
 ``size × size`` (28 × 28, Omniglot's size in TP4 and Finn et al. 2017),
 rendered with numpy only (see `render_glyphs`). All drawings are generated
 in one vectorised pass: the default 1,200 characters × 20 drawings take about
@@ -25,17 +25,18 @@ that is a function of pixel inner products and norms (the NTK and NNGP of a
 network at initialisation, which one-shot kernel regression uses) therefore
 compares a query with the one support drawing per class mostly through
 nuisance. What transfers from meta-training characters to new ones is the
-statistics of drawings: the sheet lives in the ``2·size − 1``-dimensional
+statistics of drawings: the sheet lives in the :math:`2 \cdot \mathtt{size} - 1`-dimensional
 subspace of row-plus-column images, strokes are smooth curves a few pixels
 wide, jitter is small. A representation learned on meta-training classes —
 for the linear network of TP4's MAML limit, a learned metric
-``xᵀ Wᵀ W x'`` that can project the sheet out, pool neighbouring pixels and
+:math:`x^\top W^\top W x'` that can project the sheet out, pool neighbouring pixels and
 damp noise — carries over to the disjoint meta-test characters; a frozen
 kernel cannot.
 
 Meta-train and meta-test characters are disjoint: they are different draws
-of the character generator (class labels ``0..n_train−1`` and
-``n_train..n_classes−1``). Everything is deterministic given ``seed``.
+of the character generator (class labels :math:`0, \ldots, \mathtt{n\_train} - 1` and
+:math:`\mathtt{n\_train}, \ldots, \mathtt{n\_classes} - 1`). Everything is deterministic
+given ``seed``.
 
     >>> x_tr, y_tr, x_te, y_te = glyphs(n_classes=30, per_class=3, seed=0)
     >>> x_tr.shape, x_tr.dtype, x_te.shape, sorted(set(y_tr) & set(y_te))
@@ -53,7 +54,7 @@ __all__ = ["DEFAULT_JITTER", "glyph_characters", "render_glyphs", "glyphs"]
 #: The default per-instance nuisance, as control-point jitter and translation in
 #: pixels (standard deviations), rotation in radians, log-scale / shear /
 #: log-pen-width standard deviations, the standard deviation of the additive
-#: pixel noise (ink is in [0, 1]), the intensity of the sheet's lines and the
+#: pixel noise (ink is in :math:`[0, 1]`), the intensity of the sheet's lines and the
 #: standard deviation of its shading slope (the sheet, see ``render_glyphs``).
 DEFAULT_JITTER = {
     "point": 0.8,
@@ -71,15 +72,15 @@ DEFAULT_JITTER = {
 def glyph_characters(
     n_classes: int, *, size: int = 28, strokes: tuple[int, int] = (2, 4), seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw ``n_classes`` random characters.
+    r"""Draw ``n_classes`` random characters.
 
     Returns ``(points (C, S, 4, 2), used (C, S) bool, width (C,))``: the
     cubic Bézier control points of up to ``S = strokes[1]`` strokes per
     character in pixel coordinates (the first uniform in the central 70 % of
-    the canvas, each next one a ``N(0, (0.22·size)²)`` step from the previous,
-    clipped to that region), which of them are drawn (``strokes[0]`` to
-    ``strokes[1]`` strokes, uniformly), and the pen width in pixels (uniform
-    in [1.2, 2.4]).
+    the canvas, each next one a :math:`\mathcal{N}\big(0, (0.22 \cdot \mathtt{size})^2\big)`
+    step from the previous, clipped to that region), which of them are drawn
+    (``strokes[0]`` to ``strokes[1]`` strokes, uniformly), and the pen width in pixels
+    (uniform in :math:`[1.2, 2.4]`).
     """
     name = "glyph_characters"
     n_classes = _checks.require_int(n_classes, "n_classes", name)
@@ -127,14 +128,15 @@ def render_glyphs(
     jitter: dict | None = None,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Render one jittered drawing of character ``labels[i]`` per entry.
+    r"""Render one jittered drawing of character ``labels[i]`` per entry.
 
     Rasterisation: ``samples`` points along each stroke deposit their share
     of the stroke's length bilinearly on the pixel grid (a line density
-    ``ρ``), which is blurred by a Gaussian pen of standard deviation
-    ``σ = w / 2.5`` (separable: ``G ρ Gᵀ`` per image) and saturated,
-    ``ink = tanh(2 √(2π) σ · (G ρ Gᵀ))`` (≈ 1 on a stroke's centre line, a
-    soft edge of about the pen width ``w``).
+    :math:`\rho`), which is blurred by a Gaussian pen of standard deviation
+    :math:`\sigma = w / 2.5` (separable: :math:`G \rho G^\top` per image) and saturated,
+    :math:`\mathrm{ink} = \tanh\big(2 \sqrt{2\pi}\, \sigma \cdot (G \rho G^\top)\big)`
+    (:math:`\approx 1` on a stroke's centre line, a soft edge of about the pen width
+    :math:`w`).
 
     Args:
       points, used, width: characters from `glyph_characters`.
@@ -143,8 +145,9 @@ def render_glyphs(
       rng: the generator all nuisance is drawn from.
 
     Returns:
-      ``(N, size, size)`` float32 images: ink in [0, 1) plus the sheet
-      (drawn by the private ``_paper``) plus i.i.d. ``N(0, noise²)`` pixel noise.
+      ``(N, size, size)`` float32 images: ink in :math:`[0, 1)` plus the sheet
+      (drawn by the private ``_paper``) plus i.i.d.
+      :math:`\mathcal{N}(0, \mathtt{noise}^2)` pixel noise.
 
     Example (one clean drawing of each of three characters):
         >>> chars = glyph_characters(3, seed=0)
@@ -251,7 +254,7 @@ def glyphs(
     jitter: dict | None = None,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The glyph benchmark: ``per_class`` drawings of each of ``n_classes`` characters.
+    r"""The glyph benchmark: ``per_class`` drawings of each of ``n_classes`` characters.
 
     Meta-test gets the last ``n_test_classes`` characters (default: 1/3 of
     them, about Omniglot's 659 of 1,623), meta-train the others; the two
@@ -260,7 +263,7 @@ def glyphs(
 
     Returns:
       ``(x_train (N_tr, size, size), y_train (N_tr,), x_test, y_test)``, images
-      float32 and labels int64 (train labels ``< n_train <=`` test labels).
+      float32 and labels int64 (train labels :math:`< \mathtt{n\_train} \le` test labels).
     """
     name = "glyphs"
     n_classes = _checks.require_int(n_classes, "n_classes", name, minimum=2)

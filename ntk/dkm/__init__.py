@@ -1,20 +1,23 @@
-"""Deep kernel machines (Yang et al. 2023, ICML; Milsom et al. 2023).
+r"""Deep kernel machines (Yang et al. 2023, ICML; Milsom et al. 2023).
 
 A DKM learns one Gram matrix per layer by maximising
 
-    L(G_1..G_L) = log P(Y | G_L) − Σ_l ν_l KL(N(0, G_l) ‖ N(0, K(G_{l−1}))),
+.. math::
+
+    L(G_1, \ldots, G_L) = \log P(Y \mid G_L)
+    - \sum_l \nu_l\, \mathrm{KL}\big(\mathcal{N}(0, G_l) \,\big\|\, \mathcal{N}(0, K(G_{l-1}))\big),
 
 the infinite-width (Bayesian representation-learning) limit of a deep GP's
-posterior. `kernels` holds the maps ``G -> K(G)``, `objective` the objective
-and its linear algebra, `full` the full DKM (cubic in the number of points),
-`sparse` the inducing-point DKM (linear in it, minibatch training), `optim`
-their preconditioned L-BFGS, `sweep` full-DKM optima along a ν sweep and
-`alignment` the centred kernel alignment. Beside the limit, the finite
-objects it is the limit of and is compared with: `sampling` samples the
-posterior of wide, finite deep GPs (MALA), `deep_gp` is the doubly
+posterior. `kernels` holds the maps :math:`G \mapsto K(G)`, `objective` the
+objective and its linear algebra, `full` the full DKM (cubic in the number of
+points), `sparse` the inducing-point DKM (linear in it, minibatch training),
+`optim` their preconditioned L-BFGS, `sweep` full-DKM optima along a
+:math:`\nu` sweep and `alignment` the centred kernel alignment. Beside the
+limit, the finite objects it is the limit of and is compared with: `sampling`
+samples the posterior of wide, finite deep GPs (MALA), `deep_gp` is the doubly
 stochastic variational deep GP of Salimbeni & Deisenroth 2017, and
 `regression` the exact-GP baselines of the paper's UCI comparison (the NNGP,
-i.e. the ν → ∞ DKM, and a shallow SE-ARD GP).
+i.e. the :math:`\nu \to \infty` DKM, and a shallow SE-ARD GP).
 
     >>> import numpy as np
     >>> from ntk import dkm

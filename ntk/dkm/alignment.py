@@ -1,12 +1,17 @@
 r"""Centred kernel alignment of two Gram matrices.
 
 Cortes, Mohri & Rostamizadeh 2012 ("Algorithms for learning kernels based on
-centered alignment", JMLR): with the centring matrix ``H = I − 11ᵀ/P``,
+centered alignment", JMLR): with the centring matrix
+:math:`H = I - \mathbf{1}\mathbf{1}^\top / P`,
 
-    A(K₁, K₂) = ⟨H K₁ H, H K₂ H⟩_F / (‖H K₁ H‖_F ‖H K₂ H‖_F)  ∈ [−1, 1],
+.. math::
 
-1 when ``K₁ ∝ K₂`` after centring. Yang et al. 2023 use it to show the top
-DKM Gram moving towards ``Y Yᵀ`` as ν falls (`ntk.dkm.sweep`).
+    A(K_1, K_2) = \langle H K_1 H, H K_2 H \rangle_F
+    \,/\, \big(\lVert H K_1 H \rVert_F\, \lVert H K_2 H \rVert_F\big) \in [-1, 1],
+
+1 when :math:`K_1 \propto K_2` after centring. Yang et al. 2023 use it to show
+the top DKM Gram moving towards :math:`Y Y^\top` as :math:`\nu` falls
+(`ntk.dkm.sweep`).
 
     >>> import numpy as np
     >>> from ntk.dkm import centred_alignment
@@ -27,8 +32,9 @@ __all__ = ["centred_alignment"]
 
 
 def centred_alignment(a, b) -> float:
-    """``⟨HAH, HBH⟩_F / (‖HAH‖ ‖HBH‖)``, ``H = I − 11ᵀ/P``, for ``(P, P)`` matrices
-    (computed in float64).
+    r""":math:`\langle HAH, HBH \rangle_F / (\lVert HAH \rVert\, \lVert HBH \rVert)`,
+    :math:`H = I - \mathbf{1}\mathbf{1}^\top / P`, for ``(P, P)`` matrices (computed in
+    float64).
 
     Example:
       >>> import numpy as np

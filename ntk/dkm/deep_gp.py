@@ -1,39 +1,53 @@
-"""A doubly stochastic variational deep GP: the deep GP that DKMs are compared with.
+r"""A doubly stochastic variational deep GP: the deep GP that DKMs are compared with.
 
 Salimbeni & Deisenroth 2017, "Doubly Stochastic Variational Inference for Deep
-Gaussian Processes" (NeurIPS). L layers f^ℓ: R^{D_{ℓ−1}} → R^{D_ℓ}, each with D_ℓ
+Gaussian Processes" (NeurIPS). :math:`L` layers
+:math:`f^\ell: \mathbb{R}^{D_{\ell-1}} \to \mathbb{R}^{D_\ell}`, each with :math:`D_\ell`
 independent GPs sharing an SE-ARD kernel
 
-    k(a, b) = s² exp(−½ Σ_d (a_d − b_d)² / λ_d²)        (s², λ learned per layer),
+.. math::
 
-a mean function m_ℓ(x) = x W_ℓ (hidden widths D_ℓ = D_0, the input dimension, so
-the paper's fixed W_ℓ — PCA of the inputs when the width changes — is the
-identity; m_L = 0), M inducing
-points Z_ℓ (learned; all layers start at one random subset of the inputs, i.e.
-Z_ℓ W_ℓ as in the paper) and whitened inducing outputs u_ℓ = L_Z v_ℓ, L_Z L_Zᵀ = K_ZZ,
-v_ℓ ~ N(0, I), with q(v_ℓ^d) = N(m_ℓ^d, S_ℓ^d), S = R Rᵀ (R lower triangular,
-log-diagonal parameters). Given the previous layer's value x of one point, the
-layer's marginal is Gaussian (the paper's eq. 7, whitened):
+    k(a, b) = s^2 \exp\Big(-\tfrac{1}{2} \sum_d (a_d - b_d)^2 / \lambda_d^2\Big)
+    \qquad (s^2, \lambda \text{ learned per layer}),
 
-    A = L_Z⁻¹ k(Z, x),  μ^d = m_ℓ(x)_d + Aᵀ m^d,
-    σ²_d = k(x, x) − AᵀA + ‖R^dᵀ A‖².
+a mean function :math:`m_\ell(x) = x W_\ell` (hidden widths :math:`D_\ell = D_0`, the
+input dimension, so the paper's fixed :math:`W_\ell` — PCA of the inputs when the width
+changes — is the identity; :math:`m_L = 0`), :math:`M` inducing points :math:`Z_\ell`
+(learned; all layers start at one random subset of the inputs, i.e. :math:`Z_\ell W_\ell`
+as in the paper) and whitened inducing outputs :math:`u_\ell = L_Z v_\ell`,
+:math:`L_Z L_Z^\top = K_{ZZ}`, :math:`v_\ell \sim \mathcal{N}(0, I)`, with
+:math:`q(v_\ell^d) = \mathcal{N}(m_\ell^d, S_\ell^d)`, :math:`S = R R^\top` (:math:`R` lower
+triangular, log-diagonal parameters). Given the previous layer's value :math:`x` of one
+point, the layer's marginal is Gaussian (the paper's eq. 7, whitened):
+
+.. math::
+
+    A &= L_Z^{-1} k(Z, x), \qquad \mu^d = m_\ell(x)_d + A^\top m^d, \\
+    \sigma_d^2 &= k(x, x) - A^\top A + \lVert (R^d)^\top A \rVert^2.
 
 The bound (the paper's eq. 8) is
 
-    ELBO = Σ_n E_q[log N(y_n | f_n^L, σ_y²)] − Σ_ℓ Σ_d KL(N(m, S) ‖ N(0, I)),
-    KL = ½ (tr S + mᵀm − M − log|S|),
+.. math::
 
-the expectation by S reparametrised samples f̂_n^ℓ = μ + σ ε drawn layer by layer
-(marginals only, point by point), and in closed form at the last layer:
-E log N(y | f, σ_y²) = −½ log 2πσ_y² − ((y − μ)² + σ²)/(2σ_y²). For L = 1 this is
-deterministic and, with Z = X, its maximum over q is the exact log marginal
-likelihood (Titsias 2009). Minibatches scale the data term by N/B. Prediction
-moment-matches the S-sample mixture: mean = avg μ, var = avg σ² + var μ + σ_y².
+    \mathrm{ELBO} &= \sum_n \mathbb{E}_q\big[\log \mathcal{N}(y_n \mid f_n^L, \sigma_y^2)\big]
+    - \sum_\ell \sum_d \mathrm{KL}\big(\mathcal{N}(m, S) \,\big\|\, \mathcal{N}(0, I)\big), \\
+    \mathrm{KL} &= \tfrac{1}{2} \big(\operatorname{tr} S + m^\top m - M - \log|S|\big),
+
+the expectation by :math:`S` reparametrised samples :math:`\hat{f}_n^\ell = \mu + \sigma
+\varepsilon` drawn layer by layer (marginals only, point by point), and in closed form at
+the last layer: :math:`\mathbb{E} \log \mathcal{N}(y \mid f, \sigma_y^2) = -\tfrac{1}{2}
+\log 2\pi\sigma_y^2 - \big((y - \mu)^2 + \sigma^2\big) / (2\sigma_y^2)`. For :math:`L = 1`
+this is deterministic and, with :math:`Z = X`, its maximum over :math:`q` is the exact
+log marginal likelihood (Titsias 2009). Minibatches scale the data term by :math:`N/B`.
+Prediction moment-matches the :math:`S`-sample mixture:
+:math:`\mathrm{mean} = \operatorname{avg} \mu`,
+:math:`\mathrm{var} = \operatorname{avg} \sigma^2 + \operatorname{var} \mu + \sigma_y^2`.
 
 Computation is in float32 (as the paper's GPflow code); ``jitter`` is relative
 to the mean diagonal as everywhere in the library when ``jitter_absolute_scale=False``,
-and absolute by default here, ``chol(K_ZZ + jitter · I)``, as GPflow's (K_ZZ has
-diagonal s², so it is ``jitter/s²`` relative).
+and absolute by default here, :math:`\operatorname{chol}(K_{ZZ} + \mathtt{jitter} \cdot I)`,
+as GPflow's (:math:`K_{ZZ}` has diagonal :math:`s^2`, so it is
+:math:`\mathtt{jitter} / s^2` relative).
 
     >>> import jax, numpy as np
     >>> from ntk.dkm import deep_gp
@@ -65,15 +79,18 @@ FIXABLE = ("z", "kernel", "noise")
 
 
 def sqexp_ard(a, b, log_amp, log_ls):
-    """SE-ARD kernel matrix ``s² exp(−½ Σ_d (a_d − b_d)² / λ_d²)``, (len(a), len(b)).
+    r"""SE-ARD kernel matrix
+    :math:`s^2 \exp\big(-\tfrac{1}{2} \sum_d (a_d - b_d)^2 / \lambda_d^2\big)`,
+    (len(a), len(b)).
 
-    The squared distance is expanded as ``|a'|² + |b'|² − 2 a'·b'`` on the
-    rescaled inputs ``a' = (a − c)/λ``, ``b' = (b − c)/λ`` (clamped at 0 against
-    round-off): memory O(len(a)·len(b)), not the O(len(a)·len(b)·D) of
+    The squared distance is expanded as :math:`|a'|^2 + |b'|^2 - 2\, a' \cdot b'` on the
+    rescaled inputs :math:`a' = (a - c)/\lambda`, :math:`b' = (b - c)/\lambda` (clamped at 0
+    against round-off): memory :math:`O(\operatorname{len}(a) \cdot \operatorname{len}(b))`,
+    not the :math:`O(\operatorname{len}(a) \cdot \operatorname{len}(b) \cdot D)` of
     broadcast differences, so exact GPs on tens of thousands of points fit.
-    The shift ``c`` (the mean of ``b``) leaves every distance unchanged and
+    The shift :math:`c` (the mean of ``b``) leaves every distance unchanged and
     keeps the norms small, since the expansion's round-off is about
-    ``eps·(|a'|² + |b'|²)``.
+    :math:`\mathrm{eps} \cdot (|a'|^2 + |b'|^2)`.
     """
     ls = jnp.exp(log_ls)
     shift = jax.lax.stop_gradient(jnp.mean(b, 0))
@@ -162,9 +179,9 @@ def _propagate(params, x, key, num_samples, jitter, chunk=None, absolute=True):
 def elbo(
     params, x, y, key, num_samples=5, n_total=None, jitter=1e-5, *, jitter_absolute_scale=True
 ):
-    """The ELBO above on (x, y) (a minibatch of a set of n_total points, if given);
-    ``jitter`` of every K_ZZ absolute if ``jitter_absolute_scale`` (the default),
-    else relative to its mean diagonal (module doc)."""
+    r"""The ELBO above on (x, y) (a minibatch of a set of n_total points, if given);
+    ``jitter`` of every :math:`K_{ZZ}` absolute if ``jitter_absolute_scale`` (the
+    default), else relative to its mean diagonal (module doc)."""
     absolute = _flag(jitter_absolute_scale, "deep_gp.elbo")
     y = y.reshape(len(y), -1)
     n_total = len(x) if n_total is None else n_total
@@ -176,8 +193,10 @@ def elbo(
 
 
 def init(x, y, key, layers=2, num_inducing=100, noise_var=0.1):
-    """Parameters: hidden widths D = input dim, SE-ARD λ = √D, s² = 1, σ_y² = noise_var;
-    hidden q(v) = N(0, 10⁻⁵ I) (near-deterministic start, as in the paper), last N(0, I)."""
+    r"""Parameters: hidden widths :math:`D` = input dim, SE-ARD :math:`\lambda = \sqrt{D}`,
+    :math:`s^2 = 1`, :math:`\sigma_y^2 = \mathtt{noise\_var}`; hidden
+    :math:`q(v) = \mathcal{N}(0, 10^{-5} I)` (near-deterministic start, as in the paper),
+    last :math:`\mathcal{N}(0, I)`."""
     x, y = _check_xy(x, y, "deep_gp.init")
     layers = _checks.require_int(layers, "layers", "deep_gp.init")
     num_inducing = _checks.require_int(num_inducing, "num_inducing", "deep_gp.init")
@@ -235,11 +254,13 @@ def adam_steps(
     num_samples,
     jitter_absolute_scale=True,
 ):
-    """``steps`` Adam steps on ``−ELBO/N`` in one compiled scan, as `fit` takes them.
+    r"""``steps`` Adam steps on :math:`-\mathrm{ELBO}/N` in one compiled scan, as `fit`
+    takes them.
 
-    Step ``i`` draws ``batch`` of the ``N`` rows without replacement (all of them
-    when ``batch`` is None) and ``num_samples`` sample paths, and updates with
-    the gradient ``−mask ⊙ ∇ELBO / N`` (the minibatch bound scaled by ``N/B``).
+    Step :math:`i` draws ``batch`` of the :math:`N` rows without replacement (all of them
+    when ``batch`` is None) and ``num_samples`` sample paths, and updates with the
+    gradient :math:`-\mathtt{mask} \odot \nabla \mathrm{ELBO} / N` (the minibatch bound
+    scaled by :math:`N/B`).
     `fit` checks its arguments and builds the mask; this is the jitted loop
     itself, e.g. to trace or cost a step with abstract arguments.
 
@@ -249,7 +270,7 @@ def adam_steps(
         ``w`` and the groups named in its ``fixed``).
       x: ``(N, D)`` float32 inputs; y: ``(N, D_L)`` float32 targets; key: PRNG key.
       learning_rate, jitter: scalars; steps, batch, num_samples: static ints
-        (``batch`` an int < N or None); jitter_absolute_scale: static bool,
+        (``batch`` an int :math:`< N` or None); jitter_absolute_scale: static bool,
         as in `elbo`.
 
     Returns:
@@ -313,8 +334,8 @@ def fit(
     *,
     jitter_absolute_scale=True,
 ):
-    """Maximise the ELBO with Adam; ``params`` (from `init`) overrides the default start,
-    ``fixed`` ⊆ FIXABLE holds inducing points / kernel / noise at their start;
+    r"""Maximise the ELBO with Adam; ``params`` (from `init`) overrides the default start,
+    ``fixed`` :math:`\subseteq` ``FIXABLE`` holds inducing points / kernel / noise at their start;
     ``jitter`` absolute if ``jitter_absolute_scale`` (the default), else relative."""
     name = "deep_gp.fit"
     if isinstance(fixed, str) or not set(fixed) <= set(FIXABLE):
@@ -360,7 +381,7 @@ def _predict(params, x, key, jitter, *, num_samples, absolute=True):
 
 
 def predict(params, x_test, key, num_samples=100, jitter=1e-5, *, jitter_absolute_scale=True):
-    """Moment-matched predictive of y: (mean, variance incl. σ_y²), each (N, D_L)
+    r"""Moment-matched predictive of y: (mean, variance incl. :math:`\sigma_y^2`), each (N, D_L)
     squeezed to (N,) for one output; ``jitter`` as in `fit`."""
     absolute = _flag(jitter_absolute_scale, "deep_gp.predict")
     x_test = _checks.as_numpy(x_test, "x_test", "deep_gp.predict", ndim=2, what="(N, D)")

@@ -1,33 +1,41 @@
-r"""Full deep kernel machines: learn every training Gram matrix ``G_1 … G_L``.
+r"""Full deep kernel machines: learn every training Gram matrix :math:`G_1 \ldots G_L`.
 
 Yang et al. 2023 ("A theory of representation learning gives a deep
 generalisation of kernel methods", ICML, §4): a DKM is fitted by maximising
 the DKM objective (`ntk.dkm.objective`)
 
-    L(G_1, …, G_L) = log P(Y | G_L) − Σ_l ν_l KL(N(0, G_l) ‖ N(0, K̃(G_{l−1}))).
+.. math::
 
-Parametrisation ("whitened Cholesky"): ``G_l = L_l A_l A_lᵀ L_lᵀ`` with
-``L_l = chol K̃(G_{l−1})`` and ``A_l`` lower triangular with an exp-
-parametrised diagonal, so every ``G_l`` is positive definite; ``A_l = I`` is
-the NNGP (the initialisation). Cost per objective evaluation: ``L + 1``
-Cholesky factorisations and ``2L`` matrix products of size ``P``.
+    L(G_1, \ldots, G_L) = \log P(Y \mid G_L)
+    - \sum_l \nu_l\, \mathrm{KL}\big(\mathcal{N}(0, G_l) \,\big\|\,
+    \mathcal{N}(0, \tilde{K}(G_{l-1}))\big).
+
+Parametrisation ("whitened Cholesky"): :math:`G_l = L_l A_l A_l^\top L_l^\top` with
+:math:`L_l = \operatorname{chol} \tilde{K}(G_{l-1})` and :math:`A_l` lower triangular
+with an exp-parametrised diagonal, so every :math:`G_l` is positive definite;
+:math:`A_l = I` is the NNGP (the initialisation). Cost per objective evaluation:
+:math:`L + 1` Cholesky factorisations and :math:`2L` matrix products of size :math:`P`.
 
 Fitting a Gaussian-likelihood model works in Cholesky coordinates instead,
-``G_l = C_l C_lᵀ`` with ``C_l = L_l A_l`` (converted on entry and exit, so
+:math:`G_l = C_l C_l^\top` with :math:`C_l = L_l A_l` (converted on entry and exit, so
 parameters stay whitened): there the layers decouple and L-BFGS with the
 Kronecker metric of `ntk.dkm.optim` needs 4–7x fewer iterations than plain
-L-BFGS on ``A``.
+L-BFGS on :math:`A`.
 
-Likelihoods: ``"gaussian"`` (exact: ``Σ_c log N(y_c; 0, K̃(G_L) + σ² I)``)
-and ``"categorical"`` (labels; a variational output layer
-``q(F_{L+1}) = N(L m, L B Bᵀ Lᵀ)`` per class and the ELBO
-``E_q log softmax − KL(q ‖ N(0, K̃(G_L)))``, Monte Carlo with a key).
+Likelihoods: ``"gaussian"`` (exact:
+:math:`\sum_c \log \mathcal{N}(y_c; 0, \tilde{K}(G_L) + \sigma^2 I)`) and
+``"categorical"`` (labels; a variational output layer
+:math:`q(F_{L+1}) = \mathcal{N}(L m, L B B^\top L^\top)` per class and the ELBO
+:math:`\mathbb{E}_q \log \operatorname{softmax}
+- \mathrm{KL}\big(q \,\big\|\, \mathcal{N}(0, \tilde{K}(G_L))\big)`, Monte Carlo with a
+key).
 
 Prediction (Yang et al. 2023, §5): test features are Gaussian given the
 training features, so each layer's test blocks follow from the training Gram,
-``G_ti = K_ti K̃_ii⁻¹ G_ii`` and ``g_t = k_t − K_ti K̃_ii⁻¹ K_it +
-K_ti K̃_ii⁻¹ G_ii K̃_ii⁻¹ K_it`` (diagonal only), and the output is the GP
-posterior with kernel ``K̃(G_L)``.
+:math:`G_{ti} = K_{ti} \tilde{K}_{ii}^{-1} G_{ii}` and
+:math:`g_t = k_t - K_{ti} \tilde{K}_{ii}^{-1} K_{it}
++ K_{ti} \tilde{K}_{ii}^{-1} G_{ii} \tilde{K}_{ii}^{-1} K_{it}` (diagonal only), and the
+output is the GP posterior with kernel :math:`\tilde{K}(G_L)`.
 
 Example:
   >>> import numpy as np
@@ -67,10 +75,10 @@ Array = jax.Array
 
 
 class Prediction(NamedTuple):
-    """Predictive marginals of the latent output ``f*`` at test points.
+    """Predictive marginals of the latent output :math:`f_*` at test points.
 
     ``mean (T, C)``; ``variance (T,)`` (shared by the channels; add
-    ``noise_var`` for ``y*``); ``probs (T, C)`` for categorical models, else
+    ``noise_var`` for :math:`y_*`); ``probs (T, C)`` for categorical models, else
     None.
 
     Example:
@@ -87,9 +95,9 @@ class Prediction(NamedTuple):
 
 
 class FitInfo(NamedTuple):
-    """``objective``: values along the run (index 0 = start); ``iterations``;
+    r"""``objective``: values along the run (index 0 = start); ``iterations``;
     ``converged``: the last step changed the objective by a relative amount
-    ``0 < |ΔL|/|L| < tol``; ``grad_norm`` at the end; ``seconds`` of wall
+    :math:`0 < |\Delta L|/|L| < \mathtt{tol}`; ``grad_norm`` at the end; ``seconds`` of wall
     time (compilation included); ``stalled``: the last step left the
     objective exactly unchanged (the line search found no progress, typically
     round-off in float32) — the run stopped without demonstrating
@@ -113,8 +121,9 @@ class FitInfo(NamedTuple):
 
 
 def init_factors(P, dtype, key, scale):
-    """Whitened factors ``{"raw" (P, P), "log_diag" (P,)}`` of one layer: zero
-    (``A = I``, the NNGP) or ``scale · N(0, 1)`` entries drawn with ``key``."""
+    r"""Whitened factors ``{"raw" (P, P), "log_diag" (P,)}`` of one layer: zero
+    (:math:`A = I`, the NNGP) or :math:`\mathtt{scale} \cdot \mathcal{N}(0, 1)` entries
+    drawn with ``key``."""
     if key is None or scale == 0:
         return {"raw": jnp.zeros((P, P), dtype), "log_diag": jnp.zeros((P,), dtype)}
     k1, k2 = jax.random.split(key)
@@ -126,13 +135,13 @@ def init_factors(P, dtype, key, scale):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class FullDKM:
-    """A full DKM (all ``P`` training points carry learned Grams).
+    r"""A full DKM (all :math:`P` training points carry learned Grams).
 
     Attributes:
       kernel: a `GramKernel` (`ntk.dkm.kernels`), shared by the layers.
-      num_layers: ``L`` ≥ 1 learned Gram matrices.
-      nu: ν, a positive number or one per layer (larger = closer to NNGP).
-      noise_var: σ² of the Gaussian likelihood.
+      num_layers: :math:`L \ge 1` learned Gram matrices.
+      nu: :math:`\nu`, a positive number or one per layer (larger = closer to NNGP).
+      noise_var: :math:`\sigma^2` of the Gaussian likelihood.
       likelihood: ``"gaussian"`` or ``"categorical"`` (then ``Y`` are integer
         labels ``(P,)`` and ``num_classes`` is required).
       jitter: relative jitter of every kernel matrix (`objective` module doc).
@@ -165,9 +174,9 @@ class FullDKM:
     # ------------------------------------------------------------ params
 
     def init(self, X: Array, key=None, scale: float = 0.0) -> dict:
-        """Parameters at the NNGP (``A_l = I``), or perturbed by
-        ``scale · N(0, 1)`` entries when a ``key`` is given (for checking that
-        different initialisations reach the same optimum)."""
+        r"""Parameters at the NNGP (:math:`A_l = I`), or perturbed by
+        :math:`\mathtt{scale} \cdot \mathcal{N}(0, 1)` entries when a ``key`` is given (for
+        checking that different initialisations reach the same optimum)."""
         X, _ = obj.check_xy(X, None, "FullDKM.init", need_y=False)
         _checks.require_nonnegative(scale, "scale", "FullDKM.init")
         P = X.shape[0]
@@ -213,13 +222,13 @@ class FullDKM:
         return Gs, kls
 
     def grams(self, params, X) -> list:
-        """The ``L`` training Gram matrices ``(P, P)`` of ``params``."""
+        """The :math:`L` training Gram matrices ``(P, P)`` of ``params``."""
         X, _ = obj.check_xy(X, None, "FullDKM.grams", need_y=False)
         params = self._check_params(params, X.shape[0], "FullDKM.grams")
         return obj.check_finite(_grams_jit(self, params, X), "FullDKM.grams")
 
     def objective(self, params, X, Y, key=None, return_terms: bool = False):
-        """The DKM objective ``L`` (to be maximised); for a categorical model
+        """The DKM objective :math:`L` (to be maximised); for a categorical model
         the ELBO with ``num_samples`` MC draws from ``key``.
         ``return_terms`` adds ``(log_likelihood, [KL_l])``."""
         X, Y = obj.check_data(X, Y, self.likelihood, "FullDKM.objective", self.num_classes)
@@ -346,8 +355,8 @@ class FullDKM:
         ``"adam"``: `optax.adam` with ``learning_rate``. ``memory_size``:
         the L-BFGS history.
         Stops when the relative change of the objective over one iteration,
-        ``|ΔL| / |L|``, is below ``tol``, or after ``max_iter`` iterations;
-        a step that changes nothing (``ΔL = 0``) is reported as
+        :math:`|\Delta L| / |L|`, is below ``tol``, or after ``max_iter`` iterations;
+        a step that changes nothing (:math:`\Delta L = 0`) is reported as
         ``FitInfo.stalled``, not as convergence.
         The whole loop is one jitted ``lax.while_loop``. A categorical model
         uses the fixed ``key`` for its MC samples (common random numbers, a
@@ -418,7 +427,7 @@ class FullDKM:
     # ------------------------------------------------------------ prediction
 
     def predict(self, params, X, Y, X_test, key=None) -> Prediction:
-        """Predictive mean ``(T, C)`` and variance ``(T,)`` of ``f*`` at
+        """Predictive mean ``(T, C)`` and variance ``(T,)`` of :math:`f_*` at
         ``X_test (T, N_0)`` (module doc); categorical models also return class
         probabilities (MC with ``key``, default ``PRNGKey(0)``)."""
         name = "FullDKM.predict"
@@ -458,10 +467,10 @@ class FullDKM:
 
 
 def check_params(params, P, num_layers, name, output=False, num_outputs=None):
-    """Whitened parameters as `FullDKM.init` (or `SparseDKM.init`, with ``P =
-    M`` inducing points) makes them: ``{"layers": [{"raw" (P, P), "log_diag"
+    r"""Whitened parameters as `FullDKM.init` (or `SparseDKM.init`, with :math:`P = M`
+    inducing points) makes them: ``{"layers": [{"raw" (P, P), "log_diag"
     (P,)}] * num_layers}``, plus with ``output`` an ``"output"`` factor with a
-    ``"mean" (P, C)`` (``C = num_outputs`` when given); finite entries (when
+    ``"mean" (P, C)`` (:math:`C = \mathtt{num\_outputs}` when given); finite entries (when
     concrete). Returns ``params``."""
     if not isinstance(params, dict) or "layers" not in params:
         keys = f" with keys {sorted(params)}" if isinstance(params, dict) else ""

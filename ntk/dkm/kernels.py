@@ -1,12 +1,12 @@
-r"""Kernels that act on Gram matrices: the map ``G_{l-1} -> K(G_{l-1})`` of a DKM.
+r"""Kernels that act on Gram matrices: the map :math:`G_{l-1} \mapsto K(G_{l-1})` of a DKM.
 
 In a deep kernel machine (Yang et al. 2023, "A theory of representation
 learning gives a deep generalisation of kernel methods", ICML, §3-4) layer
-``l`` holds the Gram matrix ``G_l = F_l F_lᵀ / N_l`` of its features and the
-next layer's features are a priori ``N(0, K(G_l))`` per channel. ``K`` can
-only depend on ``G`` — for every kernel here ``K(G)_ij`` is a function of the
-three numbers ``(G_ij, G_ii, G_jj)``, which is what makes test/train blocks
-and the diagonals of sparse DKMs cheap to compute.
+:math:`l` holds the Gram matrix :math:`G_l = F_l F_l^\top / N_l` of its features and the
+next layer's features are a priori :math:`\mathcal{N}(0, K(G_l))` per channel.
+:math:`K` can only depend on :math:`G` — for every kernel here :math:`K(G)_{ij}` is a
+function of the three numbers :math:`(G_{ij}, G_{ii}, G_{jj})`, which is what makes
+test/train blocks and the diagonals of sparse DKMs cheap to compute.
 
 A `GramKernel` offers three views of the same map:
 
@@ -48,7 +48,7 @@ PI = math.pi
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class GramKernel:
-    """``K(G)`` as a function of Gram blocks (see module docstring).
+    """:math:`K(G)` as a function of Gram blocks (see module docstring).
 
     Attributes:
       block_fn: ``(G12, g1, g2) -> (K12, k1, k2)`` with ``G12 (n1, n2)``,
@@ -105,7 +105,8 @@ class GramKernel:
         return _cross_jit(self, G12, g1, g2)
 
     def diag(self, g: Array) -> Array:
-        """``diag K(G)`` from ``diag G`` alone, ``(n,) -> (n,)``."""
+        r""":math:`\operatorname{diag} K(G)` from :math:`\operatorname{diag} G` alone,
+        ``(n,) -> (n,)``."""
         g = _checks.as_array(g, "g", f"{self.name}.diag")
         if g.ndim != 1:
             raise ValueError(f"{self.name}.diag: `g` must be a vector (n,); got shape {g.shape}.")
@@ -164,15 +165,19 @@ def elementwise_kernel(fn: Callable, name: str) -> GramKernel:
 def relu(weight_var: float = 2.0, bias_var: float = 0.0) -> GramKernel:
     r"""Arc-cosine kernel of degree 1: a ReLU layer followed by a dense layer.
 
-    ``K_ij = σ_w² E[relu(u) relu(v)] + σ_b²`` with ``(u, v) ~ N(0, G[{i,j}])``:
+    :math:`K_{ij} = \sigma_w^2\, \mathbb{E}[\operatorname{relu}(u) \operatorname{relu}(v)]
+    + \sigma_b^2` with :math:`(u, v) \sim \mathcal{N}(0, G[\{i,j\}])`:
 
-        K_ij = σ_w²/(2π) · ( sqrt(G_ii G_jj − G_ij²) + (π − θ_ij) G_ij ) + σ_b²,
-        θ_ij = arccos(G_ij / sqrt(G_ii G_jj))
+    .. math::
 
-    (Cho & Saul 2009, n = 1). ``weight_var=2`` (He) keeps ``K_ii = G_ii``
+        K_{ij} &= \frac{\sigma_w^2}{2\pi} \cdot \Big(\sqrt{G_{ii} G_{jj} - G_{ij}^2}
+        + (\pi - \theta_{ij})\, G_{ij}\Big) + \sigma_b^2, \\
+        \theta_{ij} &= \arccos\big(G_{ij} / \sqrt{G_{ii} G_{jj}}\big)
+
+    (Cho & Saul 2009, :math:`n = 1`). ``weight_var=2`` (He) keeps :math:`K_{ii} = G_{ii}`
     when ``bias_var=0``. Equals ``from_stax(stax.Relu(), weight_var, bias_var)``
     and the kernel of ``stax.serial(stax.Relu(), stax.Dense(1, √σ_w², √σ_b²))``.
-    The authors' ``ReluKernel`` uses 1/π, i.e. their weight_var is ours / 2.
+    The authors' ``ReluKernel`` uses :math:`1/\pi`, i.e. their weight_var is ours / 2.
 
     Example:
       >>> import numpy as np
@@ -194,11 +199,12 @@ def relu(weight_var: float = 2.0, bias_var: float = 0.0) -> GramKernel:
 
 
 def sqexp(lengthscale: float = 1.0, variance: float = 1.0) -> GramKernel:
-    r"""Squared-exponential kernel of the features behind ``G``.
+    r"""Squared-exponential kernel of the features behind :math:`G`.
 
-    ``K_ij = variance · exp(−(G_ii + G_jj − 2 G_ij) / (2 ℓ²))``: the squared
-    distance between features ``‖f_i − f_j‖² / N = G_ii + G_jj − 2G_ij``
-    (Yang et al. 2023, §4; the authors' ``SqExpKernel`` is ℓ = 1).
+    :math:`K_{ij} = \mathtt{variance} \cdot
+    \exp\big(-(G_{ii} + G_{jj} - 2 G_{ij}) / (2 \ell^2)\big)`: the squared distance between features
+    :math:`\lVert f_i - f_j \rVert^2 / N = G_{ii} + G_{jj} - 2G_{ij}`
+    (Yang et al. 2023, §4; the authors' ``SqExpKernel`` is :math:`\ell = 1`).
 
     Example:
       >>> import numpy as np
@@ -221,12 +227,15 @@ def sqexp(lengthscale: float = 1.0, variance: float = 1.0) -> GramKernel:
 def normalised_gaussian(lengthscale: float = 1.0, variance: float = 1.0) -> GramKernel:
     r"""Gaussian kernel of the features normalised to the unit sphere.
 
-    With ``ρ_ij = G_ij / sqrt(G_ii G_jj)`` the squared distance between the
-    normalised features ``f_i/‖f_i‖`` is ``2 − 2ρ_ij``, so
+    With :math:`\rho_{ij} = G_{ij} / \sqrt{G_{ii} G_{jj}}` the squared distance between the
+    normalised features :math:`f_i / \lVert f_i \rVert` is :math:`2 - 2\rho_{ij}`, so
 
-        K_ij = variance · exp((ρ_ij − 1) / ℓ²),   K_ii = variance.
+    .. math::
 
-    Invariant to the scale of each point's features; PD because ``exp`` of a
+        K_{ij} = \mathtt{variance} \cdot \exp\big((\rho_{ij} - 1) / \ell^2\big),
+        \qquad K_{ii} = \mathtt{variance}.
+
+    Invariant to the scale of each point's features; PD because :math:`\exp` of a
     PSD kernel is PSD (Schur product theorem).
 
     Example:
@@ -251,7 +260,7 @@ def normalised_gaussian(lengthscale: float = 1.0, variance: float = 1.0) -> Gram
 
 
 def linear(weight_var: float = 1.0, bias_var: float = 0.0) -> GramKernel:
-    """``K(G) = σ_w² G + σ_b²``: a deep linear (identity-activation) DKM.
+    r""":math:`K(G) = \sigma_w^2 G + \sigma_b^2`: a deep linear (identity-activation) DKM.
 
     Example:
       >>> import numpy as np
@@ -276,8 +285,9 @@ def from_stax(
 ) -> GramKernel:
     r"""The dual kernel of an `ntk.stax` activation as a DKM kernel.
 
-    ``K_ij = σ_w² E[φ(u) φ(v)] + σ_b²``, ``(u, v) ~ N(0, G[{i,j}])`` — a layer
-    ``φ`` then ``Dense(W_std=σ_w, b_std=σ_b)`` at infinite width.
+    :math:`K_{ij} = \sigma_w^2\, \mathbb{E}[\phi(u) \phi(v)] + \sigma_b^2`,
+    :math:`(u, v) \sim \mathcal{N}(0, G[\{i,j\}])` — a layer :math:`\phi` then
+    ``Dense(W_std=σ_w, b_std=σ_b)`` at infinite width.
 
     Args:
       activation: a name in ``ntk.stax.elementwise.ACTIVATIONS`` (with
@@ -286,7 +296,7 @@ def from_stax(
         kernel transform takes a Gaussian `ntk.Kernel` (e.g. ``stax.Erf()`` or
         ``stax.serial(stax.Gelu(), stax.Dense(1, 1.3, 0.1))``); the layer is
         applied to ``Kernel(nngp=G12, cov1=g1, cov2=g2)``.
-      weight_var, bias_var: ``σ_w²`` and ``σ_b²`` applied after it.
+      weight_var, bias_var: :math:`\sigma_w^2` and :math:`\sigma_b^2` applied after it.
 
     Example:
       >>> import numpy as np

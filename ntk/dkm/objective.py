@@ -11,32 +11,35 @@ process maximise
     - \sum_l \nu_l\, \mathrm{KL}\big(\mathcal{N}(0, G_l) \,\big\|\, \mathcal{N}(0, K(G_{l-1}))\big),
     \qquad G_0 = X X^\top / N_0,
 
-with, for a Gaussian likelihood, ``log P(Y | G_L) = Σ_c log N(y_c; 0,
-K(G_L) + σ² I)`` over the output channels ``c`` (columns of ``Y``) and, for
-``P × P`` matrices,
+with, for a Gaussian likelihood,
+:math:`\log P(Y \mid G_L) = \sum_c \log \mathcal{N}(y_c; 0, K(G_L) + \sigma^2 I)` over the
+output channels :math:`c` (columns of :math:`Y`) and, for :math:`P \times P` matrices,
 
 .. math::
 
     \mathrm{KL}\big(\mathcal{N}(0, G) \,\big\|\, \mathcal{N}(0, K)\big)
     = \tfrac{1}{2} \big[\operatorname{tr}(K^{-1} G) - P + \log|K| - \log|G|\big].
 
-``ν_l = N_l / N`` is the width of layer ``l`` relative to the output; ν → ∞
-pins ``G_l = K(G_{l−1})`` (the NNGP), ν → 0 leaves only the likelihood.
+:math:`\nu_l = N_l / N` is the width of layer :math:`l` relative to the output;
+:math:`\nu \to \infty` pins :math:`G_l = K(G_{l-1})` (the NNGP), :math:`\nu \to 0` leaves
+only the likelihood.
 
-Jitter. Every kernel matrix is used as ``K̃ = K + j I`` with the explicit,
-relative jitter ``j = jitter · mean(diag K)`` (``add_jitter`` of ``ntk._linalg``),
-the library's one convention: a regulariser of a kernel matrix is relative to
-its mean diagonal unless its ``*_absolute_scale`` flag is set (``diag_reg`` in
-`ntk.predict`; here there is no flag). The same ``j`` is added to the diagonal
-of test points. The objective is that of ``K̃``.
+Jitter. Every kernel matrix is used as :math:`\tilde{K} = K + j I` with the explicit,
+relative jitter :math:`j = \mathtt{jitter} \cdot \operatorname{mean}(\operatorname{diag} K)`
+(``add_jitter`` of ``ntk._linalg``), the library's one convention: a regulariser of a
+kernel matrix is relative to its mean diagonal unless its ``*_absolute_scale`` flag is
+set (``diag_reg`` in `ntk.predict`; here there is no flag). The same :math:`j` is added
+to the diagonal of test points. The objective is that of :math:`\tilde{K}`.
 
 Parametrisation used by `ntk.dkm.full` and `ntk.dkm.sparse` ("whitened"):
-``G_l = L_l A_l A_lᵀ L_lᵀ`` with ``L_l = chol(K̃(G_{l−1}))`` and ``A_l`` lower
-triangular with a positive (exp-parametrised) diagonal. Then ``G_l`` is
-positive definite for every parameter value, ``A_l = I`` is the NNGP, and the
-KL term needs no solve: ``KL = ½ [‖A_l‖_F² − P − 2 Σ log diag A_l]``
-(``whitened_kl``). `FullDKM.fit` optimises in Cholesky coordinates ``G_l =
-C_l C_lᵀ`` (``cholesky_kl``).
+:math:`G_l = L_l A_l A_l^\top L_l^\top` with
+:math:`L_l = \operatorname{chol}(\tilde{K}(G_{l-1}))` and :math:`A_l` lower triangular with
+a positive (exp-parametrised) diagonal. Then :math:`G_l` is positive definite for every
+parameter value, :math:`A_l = I` is the NNGP, and the KL term needs no solve:
+:math:`\mathrm{KL} = \tfrac{1}{2} \big[\lVert A_l \rVert_F^2 - P
+- 2 \sum \log \operatorname{diag} A_l\big]`
+(``whitened_kl``). `FullDKM.fit` optimises in Cholesky coordinates
+:math:`G_l = C_l C_l^\top` (``cholesky_kl``).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 def input_gram(X: Array) -> Array:
-    """``G_0 = X Xᵀ / N_0`` for inputs ``X (P, N_0)``.
+    r""":math:`G_0 = X X^\top / N_0` for inputs ``X (P, N_0)``.
 
     Example:
       >>> import numpy as np
@@ -77,8 +80,8 @@ def input_gram(X: Array) -> Array:
 
 @jax.custom_vjp
 def gram(F: Array) -> Array:
-    """``F Fᵀ``. Its reverse-mode derivative ``(Ḡ + Ḡᵀ) F`` is one product,
-    where differentiating the generic product would take two."""
+    r""":math:`F F^\top`. Its reverse-mode derivative :math:`(\bar{G} + \bar{G}^\top) F` is
+    one product, where differentiating the generic product would take two."""
     return dot(F, F.T)
 
 
@@ -118,13 +121,16 @@ def check_finite(out, name: str):
 
 
 def lower_factor(raw: Array, log_diag: Array) -> Array:
-    """``A = tril(raw, −1) + diag(exp(log_diag))``: lower triangular with a
-    positive diagonal, so ``A Aᵀ`` is PD for every parameter value."""
+    r""":math:`A = \operatorname{tril}(\mathtt{raw}, -1)
+    + \operatorname{diag}(\exp(\mathtt{log\_diag}))`: lower triangular with a positive
+    diagonal, so :math:`A A^\top` is PD for every parameter value."""
     return jnp.tril(raw, -1) + jnp.diag(jnp.exp(log_diag))
 
 
 def whitened_kl(raw: Array, log_diag: Array) -> Array:
-    """``KL(N(0, L A Aᵀ Lᵀ) ‖ N(0, L Lᵀ)) = ½ [‖A‖_F² − P − 2 Σ log diag A]``
+    r""":math:`\mathrm{KL}\big(\mathcal{N}(0, L A A^\top L^\top) \,\big\|\,
+    \mathcal{N}(0, L L^\top)\big)
+    = \tfrac{1}{2} \big[\lVert A \rVert_F^2 - P - 2 \sum \log \operatorname{diag} A\big]`
     for ``A = lower_factor(raw, log_diag)``."""
     off = jnp.tril(raw, -1)
     fro = jnp.sum(off**2) + jnp.sum(jnp.exp(2 * log_diag))
@@ -132,7 +138,8 @@ def whitened_kl(raw: Array, log_diag: Array) -> Array:
 
 
 def gaussian_kl(G: Array, K: Array) -> Array:
-    r"""``KL(N(0, G) ‖ N(0, K)) = ½ [tr(K⁻¹G) − P + log|K| − log|G|]`` for
+    r""":math:`\mathrm{KL}\big(\mathcal{N}(0, G) \,\big\|\, \mathcal{N}(0, K)\big)
+    = \tfrac{1}{2} \big[\operatorname{tr}(K^{-1} G) - P + \log|K| - \log|G|\big]` for
     ``(P, P)`` PD matrices, via Cholesky factors (stable logdets).
 
     Example:
@@ -221,15 +228,17 @@ def _checked(value, A, arg, name):
 
 
 def cholesky_kl(K: Array, raw: Array, log_diag: Array) -> Array:
-    r"""``KL(N(0, C Cᵀ) ‖ N(0, K))`` for ``C = lower_factor(raw, log_diag)``:
-    ``½ [‖L⁻¹ C‖² − P + 2 Σ log diag L − 2 Σ log diag C]``, ``L = chol K``
+    r""":math:`\mathrm{KL}\big(\mathcal{N}(0, C C^\top) \,\big\|\, \mathcal{N}(0, K)\big)` for
+    ``C = lower_factor(raw, log_diag)``:
+    :math:`\tfrac{1}{2} \big[\lVert L^{-1} C \rVert^2 - P + 2 \sum \log \operatorname{diag} L
+    - 2 \sum \log \operatorname{diag} C\big]`, :math:`L = \operatorname{chol} K`
     (the Cholesky parametrisation that `ntk.dkm.full` optimises in)."""
     value = _trace_logdet(K, lower_factor(raw, log_diag)) - 0.5 * K.shape[0] - jnp.sum(log_diag)
     return _checked(value, K, "K(G)", "cholesky_kl")
 
 
 def gaussian_log_marginal(Y: Array, K: Array, noise_var) -> Array:
-    r"""``Σ_c log N(y_c; 0, K + σ² I)`` for ``Y (P, C)``, ``K (P, P)``.
+    r""":math:`\sum_c \log \mathcal{N}(y_c; 0, K + \sigma^2 I)` for ``Y (P, C)``, ``K (P, P)``.
 
     Example:
       >>> import numpy as np
@@ -308,8 +317,9 @@ def check_model(model, name: str) -> tuple:
 
 
 def check_data(X, Y, likelihood: str, name: str, num_classes=None):
-    """Inputs ``X (P, N_0)`` and targets for a likelihood: ``Y (P, C)`` floats
-    (Gaussian) or integer labels ``(P,)`` in ``[0, num_classes)`` (categorical)."""
+    r"""Inputs ``X (P, N_0)`` and targets for a likelihood: ``Y (P, C)`` floats
+    (Gaussian) or integer labels ``(P,)`` in :math:`[0, \mathtt{num\_classes})`
+    (categorical)."""
     if likelihood == "categorical":
         X, _ = check_xy(X, None, name, need_y=False)
         Y = _checks.as_array(Y, "Y", name)
@@ -356,9 +366,10 @@ def check_xy(X, Y, name: str, need_y: bool = True):
 
 
 def nngp_grams(X: Array, kernel: GramKernel, num_layers: int, jitter: float = 0.0) -> list:
-    """NNGP Grams ``G_l = K̃(G_{l−1})``, ``l = 1..L`` — the ν → ∞ optimum.
+    r"""NNGP Grams :math:`G_l = \tilde{K}(G_{l-1})`, :math:`l = 1, \ldots, L` — the
+    :math:`\nu \to \infty` optimum.
 
-    Returns a list of ``L`` matrices ``(P, P)`` for ``X (P, N_0)``.
+    Returns a list of :math:`L` matrices ``(P, P)`` for ``X (P, N_0)``.
 
     Example:
       >>> import numpy as np
@@ -399,13 +410,13 @@ def dkm_objective(
         - \sum_l \nu_l\, \mathrm{KL}\big(\mathcal{N}(0, G_l) \,\big\|\,
         \mathcal{N}(0, \tilde{K}(G_{l-1}))\big)
 
-    with ``G_0 = X Xᵀ / N_0`` (Yang et al. 2023, eq. 14).
+    with :math:`G_0 = X X^\top / N_0` (Yang et al. 2023, eq. 14).
 
     Args:
-      Gs: ``L`` PD Gram matrices ``(P, P)``.
+      Gs: :math:`L` PD Gram matrices ``(P, P)``.
       X: ``(P, N_0)`` inputs; Y: ``(P, C)`` targets.
-      kernel: a `GramKernel`; nu: ν (scalar or one per layer);
-      noise_var: σ²; jitter: relative jitter of every ``K`` (module doc).
+      kernel: a `GramKernel`; nu: :math:`\nu` (scalar or one per layer);
+      noise_var: :math:`\sigma^2`; jitter: relative jitter of every :math:`K` (module doc).
       return_terms: also return ``(log_likelihood, [KL_l])``.
 
     Example:
@@ -457,22 +468,29 @@ def _check_kernel(kernel, name):
 def condition_layer(
     kernel: GramKernel, G_ii: Array, raw: Array, log_diag: Array, jitter: float, G_ti=None, g_t=None
 ):
-    r"""One whitened layer: the next Gram on points ``i`` and its extension to ``t``.
+    r"""One whitened layer: the next Gram on points :math:`i` and its extension to :math:`t`.
 
-    With ``K̃ = K̃(G_ii)``, ``L = chol(K̃)``, ``A = lower_factor(raw, log_diag)``:
+    With :math:`\tilde{K} = \tilde{K}(G_{ii})`, :math:`L = \operatorname{chol}(\tilde{K})`,
+    ``A = lower_factor(raw, log_diag)``:
 
-        G'_ii = L A Aᵀ Lᵀ,
-        G'_ti = K_ti K̃⁻¹ G'_ii                         = W A Aᵀ Lᵀ,
-        g'_t  = k_t − diag(K_ti K̃⁻¹ K_it) + diag(K_ti K̃⁻¹ G'_ii K̃⁻¹ K_it)
-              = k_t − ‖W_t‖² + ‖(W A)_t‖²,    W = K_ti L⁻ᵀ,
+    .. math::
 
-    the conditional Gaussian of the features at ``t`` given those at ``i``
-    (Yang et al. 2023, §5 "sparse DKM"; the inducing points are ``i``).
-    ``(G_ti, g_t)`` are the previous layer's blocks (optional); the cost is
-    ``O(P³ + T P²)`` — linear in the number ``T`` of points ``t``.
+        G'_{ii} &= L A A^\top L^\top, \\
+        G'_{ti} &= K_{ti} \tilde{K}^{-1} G'_{ii} = W A A^\top L^\top, \\
+        g'_t &= k_t - \operatorname{diag}(K_{ti} \tilde{K}^{-1} K_{it})
+        + \operatorname{diag}(K_{ti} \tilde{K}^{-1} G'_{ii} \tilde{K}^{-1} K_{it}) \\
+        &= k_t - \lVert W_t \rVert^2 + \lVert (W A)_t \rVert^2,
+        \qquad W = K_{ti} L^{-\top},
 
-    Returns ``(G'_ii, G'_ti, g'_t, KL)`` (``None`` for the t-blocks when not
-    given), ``KL = KL(N(0, G'_ii) ‖ N(0, K̃))``.
+    the conditional Gaussian of the features at :math:`t` given those at :math:`i`
+    (Yang et al. 2023, §5 "sparse DKM"; the inducing points are :math:`i`).
+    :math:`(G_{ti}, g_t)` are the previous layer's blocks (optional); the cost is
+    :math:`O(P^3 + T P^2)` — linear in the number :math:`T` of points :math:`t`.
+
+    Returns :math:`(G'_{ii}, G'_{ti}, g'_t, \mathrm{KL})` (``None`` for the t-blocks when
+    not given),
+    :math:`\mathrm{KL} = \mathrm{KL}\big(\mathcal{N}(0, G'_{ii}) \,\big\|\,
+    \mathcal{N}(0, \tilde{K})\big)`.
     """
     K, j = add_jitter(kernel(G_ii), jitter)
     L = cholesky(K, "K(G)", "dkm layer")
@@ -492,7 +510,8 @@ def condition_layer(
 
 
 def output_blocks(kernel: GramKernel, G_ii: Array, jitter: float, G_ti=None, g_t=None):
-    """Top-layer kernel blocks: ``(K̃_ii, L = chol K̃_ii, K_ti, k_t + j)``."""
+    r"""Top-layer kernel blocks:
+    :math:`(\tilde{K}_{ii}, L = \operatorname{chol} \tilde{K}_{ii}, K_{ti}, k_t + j)`."""
     K, j = add_jitter(kernel(G_ii), jitter)
     L = cholesky(K, "K(G_L)", "dkm output")
     if G_ti is None:
@@ -505,11 +524,12 @@ def output_blocks(kernel: GramKernel, G_ii: Array, jitter: float, G_ti=None, g_t
 
 
 def output_moments(L: Array, K_ti: Array, k_t: Array, mean: Array, raw: Array, log_diag: Array):
-    r"""Marginals of ``f_t`` under the whitened variational output layer.
+    r"""Marginals of :math:`f_t` under the whitened variational output layer.
 
-    ``q(f_i,c) = N(L m_c, L B Bᵀ Lᵀ)`` per output channel ``c`` (``B`` shared
-    by the channels, as in Milsom et al. 2023's output layer). Then, with
-    ``W = K_ti L⁻ᵀ``: ``E f_t = W m``, ``Var f_t = k_t − ‖W_t‖² + ‖(W B)_t‖²``.
+    :math:`q(f_{i,c}) = \mathcal{N}(L m_c, L B B^\top L^\top)` per output channel :math:`c`
+    (:math:`B` shared by the channels, as in Milsom et al. 2023's output layer). Then, with
+    :math:`W = K_{ti} L^{-\top}`: :math:`\mathbb{E} f_t = W m`,
+    :math:`\operatorname{Var} f_t = k_t - \lVert W_t \rVert^2 + \lVert (W B)_t \rVert^2`.
     Returns ``(mean (T, C), variance (T,))``.
     """
     W = jsl.solve_triangular(L, K_ti.T, lower=True).T
@@ -519,14 +539,16 @@ def output_moments(L: Array, K_ti: Array, k_t: Array, mean: Array, raw: Array, l
 
 
 def output_kl(mean: Array, raw: Array, log_diag: Array) -> Array:
-    """``Σ_c KL(N(m_c, B Bᵀ) ‖ N(0, I))`` (whitened, so it equals the KL of
-    ``q(f_i)`` from the prior ``N(0, K̃_ii)``)."""
+    r""":math:`\sum_c \mathrm{KL}\big(\mathcal{N}(m_c, B B^\top) \,\big\|\, \mathcal{N}(0, I)\big)`
+    (whitened, so it equals the KL of :math:`q(f_i)` from the prior
+    :math:`\mathcal{N}(0, \tilde{K}_{ii})`)."""
     C = mean.shape[1]
     return C * whitened_kl(raw, log_diag) + 0.5 * jnp.sum(mean**2)
 
 
 def gaussian_expected_loglik(Y: Array, mean: Array, var: Array, noise_var) -> Array:
-    r"""``Σ_{t,c} E_{f ~ N(mean, var)} log N(y_tc; f, σ²)`` (closed form)."""
+    r""":math:`\sum_{t,c} \mathbb{E}_{f \sim \mathcal{N}(\mathtt{mean}, \mathtt{var})}
+    \log \mathcal{N}(y_{tc}; f, \sigma^2)` (closed form)."""
     resid = jnp.sum((Y - mean) ** 2) + Y.shape[1] * jnp.sum(var)
     return -0.5 * (Y.size * (LOG_2PI + jnp.log(noise_var)) + resid / noise_var)
 
@@ -534,8 +556,9 @@ def gaussian_expected_loglik(Y: Array, mean: Array, var: Array, noise_var) -> Ar
 def categorical_expected_loglik(
     labels: Array, mean: Array, var: Array, key, num_samples: int
 ) -> Array:
-    r"""``Σ_t E_{f ~ N(mean_t, var_t I)} log softmax(f)_{y_t}`` by Monte Carlo
-    (``num_samples`` reparametrised draws from ``key``)."""
+    r""":math:`\sum_t \mathbb{E}_{f \sim \mathcal{N}(\mathtt{mean}_t, \mathtt{var}_t I)}
+    \log \operatorname{softmax}(f)_{y_t}` by Monte Carlo (``num_samples`` reparametrised
+    draws from ``key``)."""
     eps = jax.random.normal(key, (num_samples,) + mean.shape, mean.dtype)
     f = mean + jnp.sqrt(var)[:, None] * eps
     logp = jax.nn.log_softmax(f, axis=-1)
@@ -544,6 +567,7 @@ def categorical_expected_loglik(
 
 
 def categorical_predictive(mean: Array, var: Array, key, num_samples: int) -> Array:
-    """Class probabilities ``E softmax(f)`` by Monte Carlo, ``(T, C)``."""
+    r"""Class probabilities :math:`\mathbb{E} \operatorname{softmax}(f)` by Monte Carlo,
+    ``(T, C)``."""
     eps = jax.random.normal(key, (num_samples,) + mean.shape, mean.dtype)
     return jnp.mean(jax.nn.softmax(mean + jnp.sqrt(var)[:, None] * eps, axis=-1), 0)

@@ -2,62 +2,78 @@ r"""L-BFGS for DKMs, preconditioned by a metric on the Gram matrices.
 
 Why. At the NNGP the Grams' natural coordinates are well scaled, but at the
 optimum they spread over two or more decades (on 400 digits the first
-layer's ``K̃⁻¹G`` has eigenvalues 0.012 … 2.3), and the curvature of the
+layer's :math:`\tilde{K}^{-1} G` has eigenvalues 0.012 … 2.3), and the curvature of the
 objective spreads over the same range. Plain L-BFGS needs ~75 iterations per
 decade of objective gap there. Measuring steps with a metric that follows
 the Grams as they move removes most of that.
 
 Kronecker metric (``kronecker_lbfgs``, what `FullDKM.fit` uses for a Gaussian
-likelihood). Parametrise ``G_l = C_l C_lᵀ`` (``C_l`` lower triangular). The
-two terms of the objective that depend on ``G_l`` most directly are its own
-KL, ``−ν_l/2 log|G_l|`` + …, and the Gaussian above it — the next layer's
-KL, a Gaussian with covariance ``K̃(G_l)``, weight ``w_l = ν_{l+1}``, or the
-likelihood, ``C`` Gaussians with covariance ``Q_L = K̃(G_L) + σ² I``. Their
-Fisher informations (``½ tr((Σ⁻¹ δΣ)²)`` for a Gaussian covariance, Amari
-1998), with the kernel's Jacobian taken as the identity, give
+likelihood). Parametrise :math:`G_l = C_l C_l^\top` (:math:`C_l` lower triangular). The
+two terms of the objective that depend on :math:`G_l` most directly are its own
+KL, :math:`-\nu_l/2 \log|G_l| + \ldots`, and the Gaussian above it — the next layer's
+KL, a Gaussian with covariance :math:`\tilde{K}(G_l)`, weight :math:`w_l = \nu_{l+1}`, or
+the likelihood, :math:`C` Gaussians with covariance
+:math:`Q_L = \tilde{K}(G_L) + \sigma^2 I`. Their Fisher informations
+(:math:`\tfrac{1}{2} \operatorname{tr}\big((\Sigma^{-1} \delta\Sigma)^2\big)` for a
+Gaussian covariance, Amari 1998), with the kernel's Jacobian taken as the identity,
+give
 
-    M_l(δG) = ν_l/2 tr((G⁻¹ δG)²) + w_l/2 tr((Q_l⁻¹ δG)²),
+.. math::
 
-a sum of two Kronecker products. In ``D = C⁻¹ δG C⁻ᵀ`` and the eigenbasis
-``S = Cᵀ Q⁻¹ C = U Λ Uᵀ`` it is ``½ Σ_ij (ν + w λ_i λ_j) D̂_ij²``. We use the
-separable upper bound ``ν + w λ_i λ_j ≤ √((ν + w λ_i²)(ν + w λ_j²))``
-(equality on the diagonal ``i = j``), whose inverse costs two products
+    M_l(\delta G) = \frac{\nu_l}{2} \operatorname{tr}\big((G^{-1} \delta G)^2\big)
+    + \frac{w_l}{2} \operatorname{tr}\big((Q_l^{-1} \delta G)^2\big),
+
+a sum of two Kronecker products. In :math:`D = C^{-1} \delta G\, C^{-\top}` and the
+eigenbasis :math:`S = C^\top Q^{-1} C = U \Lambda U^\top` it is
+:math:`\tfrac{1}{2} \sum_{ij} (\nu + w \lambda_i \lambda_j)\, \hat{D}_{ij}^2`. We use the
+separable upper bound
+:math:`\nu + w \lambda_i \lambda_j \le \sqrt{(\nu + w \lambda_i^2)(\nu + w \lambda_j^2)}`
+(equality on the diagonal :math:`i = j`), whose inverse costs two products
 instead of four rotations:
 
-    D = A H A,   A = (ν I + w S²)^{−1/2},   H = Cᵀ ∂G C (the gradient in D),
+.. math::
 
-and ``δC = C Φ(D)`` (``Φ``: lower triangle, diagonal halved; ``δG = δC Cᵀ +
-C δCᵀ`` maps lower-triangular ``C⁻¹δC`` one-to-one onto symmetric ``D``).
-``A`` needs an ``eigh`` per layer and is refreshed every few steps. The
-layers decouple only in Cholesky coordinates: with whitened ones (``G_l =
-L_l A_l A_lᵀ L_lᵀ``, ``L_l = chol K̃(G_{l−1})``) moving a lower layer moves
-every Gram above it.
+    D = A H A, \qquad A = (\nu I + w S^2)^{-1/2}, \qquad
+    H = C^\top \partial G\, C \quad (\text{the gradient in } D),
+
+and :math:`\delta C = C\, \Phi(D)` (:math:`\Phi`: lower triangle, diagonal halved;
+:math:`\delta G = \delta C\, C^\top + C\, \delta C^\top` maps lower-triangular
+:math:`C^{-1} \delta C` one-to-one onto symmetric :math:`D`). :math:`A` needs an
+``eigh`` per layer and is refreshed every few steps. The layers decouple only in
+Cholesky coordinates: with whitened ones (:math:`G_l = L_l A_l A_l^\top L_l^\top`,
+:math:`L_l = \operatorname{chol} \tilde{K}(G_{l-1})`) moving a lower layer moves every
+Gram above it.
 
 Fisher metric of the KL alone (``lbfgs``, used for the whitened parameters of
-a categorical `FullDKM`). For ``ν KL(N(0, L A Aᵀ Lᵀ) ‖ N(0, L Lᵀ))`` the
-Fisher information is ``F(δA, δA) = ν/2 tr((B⁻¹ δB)²)``, ``B = A Aᵀ``; in
-``X = A⁻¹ δA`` it is ``ν (‖X_strict‖² + 2 ‖diag X‖²)``, so the natural
-direction is ``δA = A Φ_ν(tril(Aᵀ g))`` (strict lower part / ν, diagonal /
-2ν). A variational output layer has KL weight ``C`` for its factor and an
-identity metric for its whitened mean.
+a categorical `FullDKM`). For
+:math:`\nu\, \mathrm{KL}\big(\mathcal{N}(0, L A A^\top L^\top) \,\big\|\,
+\mathcal{N}(0, L L^\top)\big)`
+the Fisher information is
+:math:`F(\delta A, \delta A) = \frac{\nu}{2} \operatorname{tr}\big((B^{-1} \delta B)^2\big)`,
+:math:`B = A A^\top`; in :math:`X = A^{-1} \delta A` it is
+:math:`\nu \big(\lVert X_\mathrm{strict} \rVert^2 + 2 \lVert \operatorname{diag} X \rVert^2\big)`,
+so the natural direction is
+:math:`\delta A = A\, \Phi_\nu(\operatorname{tril}(A^\top g))` (strict lower part /
+:math:`\nu`, diagonal / :math:`2\nu`). A variational output layer has KL weight
+:math:`C` for its factor and an identity metric for its whitened mean.
 
-For both, diagonals stored as ``log_diag`` (``A_ii = exp(d_i)``) are handled
+For both, diagonals stored as ``log_diag`` (:math:`A_{ii} = \exp(d_i)`) are handled
 by the chain rule, which keeps the map an exact inverse metric in the stored
 coordinates.
 
 Optimiser. L-BFGS (Nocedal & Wright 2006, Algorithm 7.4) whose initial
-inverse Hessian is ``γ_k M_k⁻¹`` instead of ``γ_k I``: ``γ_k = 1`` for the
-Kronecker metric (already in the loss's units), ``γ_k = sᵀy / yᵀM_k⁻¹y``
-from the newest pair for the KL Fisher; pairs with ``sᵀy ≤ 0`` are skipped so
-that every direction is a descent direction. Chained with optax's zoom line
-search (strong Wolfe), as `optax.lbfgs` is.
+inverse Hessian is :math:`\gamma_k M_k^{-1}` instead of :math:`\gamma_k I`:
+:math:`\gamma_k = 1` for the Kronecker metric (already in the loss's units),
+:math:`\gamma_k = s^\top y / y^\top M_k^{-1} y` from the newest pair for the KL Fisher;
+pairs with :math:`s^\top y \le 0` are skipped so that every direction is a descent
+direction. Chained with optax's zoom line search (strong Wolfe), as `optax.lbfgs` is.
 
-Measured (``experiments.benchmarks.dkm`` workload: digits, L = 3, ν = 1, C =
-10), iterations to a relative objective change below 1e-6 / final objective:
-P = 400, float64: plain `optax.lbfgs` on the whitened parameters 165,
-KL Fisher (whitened) 99 / 419.992, Kronecker 42 / 420.0024 (a fit to 1e-10
-ends at 420.0029; the objective has several local optima, and the KL Fisher
-run stops near a lower one); P = 1000, float32: KL Fisher 280 / 1479.13,
+Measured (``experiments.benchmarks.dkm`` workload: digits, :math:`L = 3`,
+:math:`\nu = 1`, :math:`C = 10`), iterations to a relative objective change below 1e-6 /
+final objective: :math:`P = 400`, float64: plain `optax.lbfgs` on the whitened
+parameters 165, KL Fisher (whitened) 99 / 419.992, Kronecker 42 / 420.0024 (a fit to
+1e-10 ends at 420.0029; the objective has several local optima, and the KL Fisher
+run stops near a lower one); :math:`P = 1000`, float32: KL Fisher 280 / 1479.13,
 Kronecker 51–59 / 1479.28–1479.29.
 
 Example:
@@ -106,7 +122,7 @@ def _natural_factor(raw, log_diag, g_raw, g_log_diag, weight):
 
 
 def fisher_inverse(params: dict, grads: dict, nu: Sequence[float]) -> dict:
-    r"""``F⁻¹ g``: the natural direction of ``grads`` at ``params`` (module doc).
+    r""":math:`F^{-1} g`: the natural direction of ``grads`` at ``params`` (module doc).
 
     ``params``/``grads``: a `FullDKM` parameter tree (``"layers"``: list of
     ``{"raw" (P, P), "log_diag" (P,)}``, optionally ``"output"`` with a
@@ -129,10 +145,10 @@ def fisher_inverse(params: dict, grads: dict, nu: Sequence[float]) -> dict:
 
 
 def kronecker_factor(C: Array, Q: Array, nu, weight) -> Array:
-    r"""``A = (ν I + w S²)^{−1/2}`` with ``S = Cᵀ Q⁻¹ C``: the factor of the
-    Kronecker metric of a Cholesky-parametrised Gram ``G = C Cᵀ`` (module doc,
+    r""":math:`A = (\nu I + w S^2)^{-1/2}` with :math:`S = C^\top Q^{-1} C`: the factor of
+    the Kronecker metric of a Cholesky-parametrised Gram :math:`G = C C^\top` (module doc,
     "Kronecker metric"). ``C (P, P)`` lower triangular, ``Q (P, P)`` PD (the
-    covariance the next layer or the likelihood puts on ``G``), ``nu`` the
+    covariance the next layer or the likelihood puts on :math:`G`), ``nu`` the
     layer's KL weight, ``weight`` that of the next term. One Cholesky, one
     triangular solve, two products and one ``eigh``."""
     R = jsl.solve_triangular(jnp.linalg.cholesky(Q), C, lower=True)  # RᵀR = CᵀQ⁻¹C
@@ -143,11 +159,12 @@ def kronecker_factor(C: Array, Q: Array, nu, weight) -> Array:
 def kronecker_inverse(factors: Sequence, grads: Sequence) -> list:
     r"""The Kronecker-metric direction of ``grads`` (module doc).
 
-    ``factors``: per layer ``(C, A)`` (the Cholesky factor at the last
+    ``factors``: per layer :math:`(C, A)` (the Cholesky factor at the last
     refresh and its `kronecker_factor`); ``grads``: per layer ``{"raw",
     "log_diag"}`` gradients with respect to ``C = lower_factor(raw,
-    log_diag)``. Per layer ``H = Φ_s(Cᵀ g_C)``, ``D = A H A``, ``δC = C Φ(D)``
-    — four ``(P, P)`` products; symmetric positive definite in ``g``."""
+    log_diag)``. Per layer :math:`H = \Phi_s(C^\top g_C)`, :math:`D = A H A`,
+    :math:`\delta C = C\, \Phi(D)` — four ``(P, P)`` products; symmetric positive definite
+    in :math:`g`."""
     out = []
     for (C, A), g in zip(factors, grads):
         e = jnp.diagonal(C)
@@ -183,17 +200,17 @@ def scale_by_preconditioned_lbfgs(
     refresh_every: int = 1,
     initial_scale: str = "pair",
 ) -> optax.GradientTransformation:
-    """The L-BFGS direction ``H_k g`` with initial matrix ``γ_k P_k`` (module
-    doc: ``P_k = M_k⁻¹``, the inverse metric). Returns the direction (not yet
+    r"""The L-BFGS direction :math:`H_k g` with initial matrix :math:`\gamma_k P_k` (module
+    doc: :math:`P_k = M_k^{-1}`, the inverse metric). Returns the direction (not yet
     negated), like `optax.scale_by_lbfgs`.
 
-    ``P_k g = precondition(aux, g)`` must be symmetric positive definite in
-    ``g``; ``aux = prepare(params)`` (default: the parameters themselves) is
+    :math:`P_k g` = ``precondition(aux, g)`` must be symmetric positive definite in
+    :math:`g`; ``aux = prepare(params)`` (default: the parameters themselves) is
     computed by ``init`` and recomputed every ``refresh_every`` steps, so an
-    expensive factorisation can be lagged. ``initial_scale="pair"``: ``γ_k =
-    sᵀy / yᵀP_k y`` from the newest pair (one more application of ``P_k``
-    per step); ``"none"``: ``γ_k = 1``, for a ``P_k`` that already
-    approximates the inverse Hessian in scale.
+    expensive factorisation can be lagged. ``initial_scale="pair"``:
+    :math:`\gamma_k = s^\top y / y^\top P_k y` from the newest pair (one more application
+    of :math:`P_k` per step); ``"none"``: :math:`\gamma_k = 1`, for a :math:`P_k` that
+    already approximates the inverse Hessian in scale.
     """
     name = "scale_by_preconditioned_lbfgs"
     _checks.require_callable(
@@ -282,11 +299,11 @@ def _with_linesearch(direction, max_linesearch_steps):
 def lbfgs(
     nu, memory_size: int = 20, max_linesearch_steps: int = 20
 ) -> optax.GradientTransformationExtraArgs:
-    """Fisher-preconditioned L-BFGS for whitened DKM parameter trees (module
+    r"""Fisher-preconditioned L-BFGS for whitened DKM parameter trees (module
     doc), with optax's zoom line search: use like `optax.lbfgs` (``update``
     needs ``value``, ``grad`` and ``value_fn``). ``nu``: the layers' KL
     weights, a sequence or an array (it may be traced, so one compiled fit
-    serves every ν)."""
+    serves every :math:`\nu`)."""
     _checks.require_int(max_linesearch_steps, "max_linesearch_steps", "lbfgs")
     c = _checks.concrete(nu) if not isinstance(nu, (str, bytes)) else np.asarray(nu)
     if c is not None and (
@@ -302,11 +319,11 @@ def lbfgs(
 def kronecker_lbfgs(
     factors_fn, memory_size: int = 20, refresh_every: int = 5, max_linesearch_steps: int = 20
 ) -> optax.GradientTransformationExtraArgs:
-    """L-BFGS in Cholesky coordinates preconditioned by the Kronecker metric
+    r"""L-BFGS in Cholesky coordinates preconditioned by the Kronecker metric
     (module doc), with optax's zoom line search. ``factors_fn(params)``
-    returns the per-layer ``(C, A)`` of `kronecker_inverse` (built with
+    returns the per-layer :math:`(C, A)` of `kronecker_inverse` (built with
     `kronecker_factor`), recomputed every ``refresh_every`` steps; the metric
-    is in the loss's units, so ``γ_k = 1``."""
+    is in the loss's units, so :math:`\gamma_k = 1`."""
     _checks.require_callable(
         factors_fn, "factors_fn", "kronecker_lbfgs", "a function factors_fn(params) -> [(C, A)]"
     )

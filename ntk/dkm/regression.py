@@ -1,28 +1,33 @@
 r"""Exact GP regression: the shallow baselines a DKM is compared with.
 
 Yang et al. 2023 compare deep kernel machines on UCI regression with two
-exact Gaussian processes (one output, ``n`` training and ``T`` test points,
-Gaussian noise σ²). Both predict, for a prior covariance ``k``,
+exact Gaussian processes (one output, :math:`n` training and :math:`T` test points,
+Gaussian noise :math:`\sigma^2`). Both predict, for a prior covariance :math:`k`,
 
-    μ_* = K_*X (K_XX + σ² I)⁻¹ y,
-    v_* = max(k_** − K_*X (K_XX + σ² I)⁻¹ K_X*, 10⁻¹²) + σ²,
+.. math::
 
-the predictive marginal ``N(y_*; μ_*, v_*)`` of a noisy test target (the
-posterior of ``f_*`` plus the noise; the floor guards round-off), computed by
-`ntk.predict.gp_inference`. They differ in ``k`` and in how its
+    \mu_* &= K_{*X} (K_{XX} + \sigma^2 I)^{-1} y, \\
+    v_* &= \max\big(k_{**} - K_{*X} (K_{XX} + \sigma^2 I)^{-1} K_{X*}, 10^{-12}\big)
+    + \sigma^2,
+
+the predictive marginal :math:`\mathcal{N}(y_*; \mu_*, v_*)` of a noisy test target (the
+posterior of :math:`f_*` plus the noise; the floor guards round-off), computed by
+`ntk.predict.gp_inference`. They differ in :math:`k` and in how its
 hyperparameters are chosen:
 
-* `nngp_regression` — the ν → ∞ DKM. Every Gram is pinned to the NNGP,
-  ``G_l = K(G_{l−1})`` from ``G_0 = X Xᵀ / N_0`` (`ntk.dkm.nngp_grams`), and
-  the outputs have covariance ``K(G_L)``, the DKM likelihood's. σ² maximises
-  the log marginal likelihood ``log N(y; 0, K_XX + σ² I)``
+* `nngp_regression` — the :math:`\nu \to \infty` DKM. Every Gram is pinned to the NNGP,
+  :math:`G_l = K(G_{l-1})` from :math:`G_0 = X X^\top / N_0` (`ntk.dkm.nngp_grams`), and
+  the outputs have covariance :math:`K(G_L)`, the DKM likelihood's. :math:`\sigma^2`
+  maximises the log marginal likelihood :math:`\log \mathcal{N}(y; 0, K_{XX} + \sigma^2 I)`
   (`ntk.dkm.gaussian_log_marginal`) over a grid.
 * `sqexp_ard_regression` — a GP on the inputs with a squared-exponential
-  ARD kernel ``k(a, b) = s² exp(−½ Σ_d (a_d − b_d)² / λ_d²)``
-  (`ntk.dkm.deep_gp.sqexp_ard`), ``s²``, ``λ`` and σ² by type-II maximum
-  likelihood.
+  ARD kernel
+  :math:`k(a, b) = s^2 \exp\big(-\tfrac{1}{2} \sum_d (a_d - b_d)^2 / \lambda_d^2\big)`
+  (`ntk.dkm.deep_gp.sqexp_ard`), :math:`s^2`, :math:`\lambda` and :math:`\sigma^2` by
+  type-II maximum likelihood.
 
-`gaussian_log_predictive` scores either: ``log N(y; μ, v)`` per test point.
+`gaussian_log_predictive` scores either: :math:`\log \mathcal{N}(y; \mu, v)` per test
+point.
 
     >>> import numpy as np
     >>> from ntk import dkm
@@ -67,11 +72,12 @@ _NOISE_FLOOR = 1e-6
 
 
 class NNGPRegression(NamedTuple):
-    """`nngp_regression`'s prediction, float64 NumPy.
+    r"""`nngp_regression`'s prediction, float64 NumPy.
 
-    ``mean (T,)`` and ``variance (T,)``: the predictive marginals of ``y_*``
-    (σ² included); ``noise_var``: the selected σ²; ``noise_grid (G,)``: the σ²
-    tried; ``log_marginal (G,)``: ``log N(y; 0, K_XX + σ² I)`` at each.
+    ``mean (T,)`` and ``variance (T,)``: the predictive marginals of :math:`y_*`
+    (:math:`\sigma^2` included); ``noise_var``: the selected :math:`\sigma^2`;
+    ``noise_grid (G,)``: the :math:`\sigma^2` tried; ``log_marginal (G,)``:
+    :math:`\log \mathcal{N}(y; 0, K_{XX} + \sigma^2 I)` at each.
 
     >>> import numpy as np
     >>> from ntk import dkm
@@ -90,12 +96,13 @@ class NNGPRegression(NamedTuple):
 
 
 class SqExpARDRegression(NamedTuple):
-    """`sqexp_ard_regression`'s prediction and fitted hyperparameters.
+    r"""`sqexp_ard_regression`'s prediction and fitted hyperparameters.
 
-    ``mean (T,)`` and ``variance (T,)``: the predictive marginals of ``y_*``
-    (σ² included), float64 NumPy; ``noise_var`` σ², ``amplitude`` s² and
-    ``lengthscales (D,)`` λ at the fit; ``log_marginal``: ``log N(y; 0, K_XX +
-    σ² I)`` there, as the optimiser evaluated it (float32).
+    ``mean (T,)`` and ``variance (T,)``: the predictive marginals of :math:`y_*`
+    (:math:`\sigma^2` included), float64 NumPy; ``noise_var`` :math:`\sigma^2`,
+    ``amplitude`` :math:`s^2` and ``lengthscales (D,)`` :math:`\lambda` at the fit;
+    ``log_marginal``: :math:`\log \mathcal{N}(y; 0, K_{XX} + \sigma^2 I)` there, as the
+    optimiser evaluated it (float32).
 
     >>> import numpy as np
     >>> from ntk import dkm
@@ -164,27 +171,33 @@ def nngp_regression(
     noise_grid=None,
     dtype=jnp.float32,
 ) -> NNGPRegression:
-    r"""Exact GP regression with the deep NNGP kernel ``K(G_L)``: the ν → ∞ DKM.
+    r"""Exact GP regression with the deep NNGP kernel :math:`K(G_L)`: the
+    :math:`\nu \to \infty` DKM.
 
-    ``G_0 = X̄ X̄ᵀ / D`` on the stacked inputs ``X̄ = [x_train; x_test]``,
-    ``G_l = K(G_{l−1})`` for ``l = 1..L``, and the covariance of the outputs is
-    ``K(G_L)`` (the likelihood term of the DKM objective, Yang et al. 2023,
-    eq. 14, at its ν → ∞ optimum). The noise is
+    :math:`G_0 = \bar{X} \bar{X}^\top / D` on the stacked inputs
+    :math:`\bar{X} = [\mathtt{x\_train}; \mathtt{x\_test}]`, :math:`G_l = K(G_{l-1})` for
+    :math:`l = 1, \ldots, L`, and the covariance of the outputs is :math:`K(G_L)` (the
+    likelihood term of the DKM objective, Yang et al. 2023, eq. 14, at its
+    :math:`\nu \to \infty` optimum). The noise is
 
-        σ̂² = argmax_{σ² ∈ noise_grid} log N(y; 0, K_XX + σ² I),
+    .. math::
 
-    each σ² factorised in turn (``lax.map``: memory of one ``n × n`` matrix),
-    and the prediction is the module docstring's ``(μ_*, v_*)`` at σ̂².
+        \hat{\sigma}^2 = \operatorname{argmax}_{\sigma^2 \in \mathtt{noise\_grid}}
+        \log \mathcal{N}(y; 0, K_{XX} + \sigma^2 I),
+
+    each :math:`\sigma^2` factorised in turn (``lax.map``: memory of one :math:`n \times n`
+    matrix), and the prediction is the module docstring's :math:`(\mu_*, v_*)` at
+    :math:`\hat{\sigma}^2`.
 
     Args:
-      kernel: the `GramKernel` ``K`` (e.g. ``dkm.sqexp()``, ``dkm.relu()``).
-      layers: the depth ``L >= 1``.
+      kernel: the `GramKernel` :math:`K` (e.g. ``dkm.sqexp()``, ``dkm.relu()``).
+      layers: the depth :math:`L \ge 1`.
       x_train: ``(n, D)`` inputs; y_train: ``(n,)`` targets; x_test: ``(T, D)``.
-      noise_grid: ``(G,)`` positive σ² to choose from; None: 36 values
-        log-spaced over ``[10⁻³, 10^{0.5}]`` (``jnp.logspace(-3, 0.5, 36)``,
+      noise_grid: ``(G,)`` positive :math:`\sigma^2` to choose from; None: 36 values
+        log-spaced over :math:`[10^{-3}, 10^{0.5}]` (``jnp.logspace(-3, 0.5, 36)``,
         for standardised targets).
       dtype: of the kernel and its factorisations (float32: exact GPs on
-        ~10⁴ points fit one accelerator; float64 needs ``jax_enable_x64``).
+        :math:`\sim 10^4` points fit one accelerator; float64 needs ``jax_enable_x64``).
 
     Returns:
       `NNGPRegression`: predictive ``mean (T,)``, ``variance (T,)``, the
@@ -228,15 +241,17 @@ def nngp_regression(
 def sqexp_ard_regression(x_train, y_train, x_test, *, maxiter: int = 300) -> SqExpARDRegression:
     r"""Exact GP regression with a squared-exponential ARD kernel fitted by type-II ML.
 
-    ``k(a, b) = s² exp(−½ Σ_d (a_d − b_d)² / λ_d²)``; ``θ = (log λ_1..λ_D,
-    log s², log(σ² − 10⁻⁶))`` minimises ``−log N(y; 0, K_XX + σ² I)``
+    :math:`k(a, b) = s^2 \exp\big(-\tfrac{1}{2} \sum_d (a_d - b_d)^2 / \lambda_d^2\big)`;
+    :math:`\theta = \big(\log \lambda_1, \ldots, \log \lambda_D, \log s^2,
+    \log(\sigma^2 - 10^{-6})\big)` minimises
+    :math:`-\log \mathcal{N}(y; 0, K_{XX} + \sigma^2 I)`
     (`ntk.dkm.gaussian_log_marginal`, float32, exact gradients by JAX) with
-    scipy's L-BFGS-B from ``λ_d = √D``, ``s² = 1``, ``σ² = 0.1 + 10⁻⁶`` (for
-    standardised inputs and targets; the 10⁻⁶ floor keeps the float32
-    factorisation positive definite). The prediction is the module
-    docstring's ``(μ_*, v_*)`` at the fit, solved in float64 (its kernel
-    matrices in JAX's default float precision); ``k_** = s²`` (only the
-    diagonal of the posterior covariance is used). Needs scipy (``ntk[data]``).
+    scipy's L-BFGS-B from :math:`\lambda_d = \sqrt{D}`, :math:`s^2 = 1`,
+    :math:`\sigma^2 = 0.1 + 10^{-6}` (for standardised inputs and targets; the
+    :math:`10^{-6}` floor keeps the float32 factorisation positive definite). The
+    prediction is the module docstring's :math:`(\mu_*, v_*)` at the fit, solved in
+    float64 (its kernel matrices in JAX's default float precision); :math:`k_{**} = s^2`
+    (only the diagonal of the posterior covariance is used). Needs scipy (``ntk[data]``).
 
     Args:
       x_train: ``(n, D)`` inputs; y_train: ``(n,)`` targets; x_test: ``(T, D)``.
@@ -304,11 +319,12 @@ def sqexp_ard_regression(x_train, y_train, x_test, *, maxiter: int = 300) -> SqE
 
 
 def gaussian_log_predictive(y, mean, variance) -> np.ndarray:
-    r"""``log N(y; μ, v) = −½ [log(2π v) + (y − μ)² / v]``, elementwise, float64.
+    r""":math:`\log \mathcal{N}(y; \mu, v)
+    = -\tfrac{1}{2} \big[\log(2\pi v) + (y - \mu)^2 / v\big]`, elementwise, float64.
 
     The test log-likelihood per point of a Gaussian predictive (average it
     over the test set for the UCI benchmarks' "test LL"; subtract
-    ``log y_scale`` for targets standardised by ``y_scale``).
+    :math:`\log \mathtt{y\_scale}` for targets standardised by ``y_scale``).
 
     Args:
       y, mean, variance: arrays of one shape; ``variance > 0``.

@@ -1,4 +1,4 @@
-"""Posterior sampling of wide, finite deep Gaussian processes (Yang et al. 2023).
+r"""Posterior sampling of wide, finite deep Gaussian processes (Yang et al. 2023).
 
 The object the DKM is the limit of: `make_dgp_sampler` samples the posterior
 over the features of a deep GP of finite widths, whose Gram matrices
@@ -6,29 +6,40 @@ concentrate on the DKM optimum (`FullDKM`) as the widths grow.
 
 The deep GP of the paper (Yang, Robeyns, Milsom, Anson, Schoots & Aitchison,
 "A theory of representation learning gives a deep generalisation of kernel
-methods", ICML 2023, the deep GP of its §2): features F_ℓ ∈ R^{P×N_ℓ}, Grams
-G_ℓ = F_ℓ F_ℓᵀ / N_ℓ, G_0 = X Xᵀ / N_0, and for ℓ = 1 … L
+methods", ICML 2023, the deep GP of its §2): features
+:math:`F_\ell \in \mathbb{R}^{P \times N_\ell}`, Grams
+:math:`G_\ell = F_\ell F_\ell^\top / N_\ell`, :math:`G_0 = X X^\top / N_0`, and for
+:math:`\ell = 1, \ldots, L`
 
-    f_λ^ℓ | F_{ℓ−1} ~ N(0, K(G_{ℓ−1}))        (columns λ = 1 … N_ℓ, independent),
-    y_λ   | F_L     ~ N(0, K(G_L) + σ² I)     (the output GP marginalised).
+.. math::
 
-The Bayesian representation-learning limit takes N_ℓ = N ν_ℓ and N
-copies of the outputs, Ỹ = (Y, …, Y), and lets N → ∞. The Wishart prior of
-G_ℓ | G_{ℓ−1} has log density −N_ℓ KL(N(0, G_ℓ) ‖ N(0, K(G_{ℓ−1})))
-+ O(log|G_ℓ|),
-so the log posterior of the Grams is N · L(G_1 … G_L) + O(1) with the DKM
-objective
+    f_\lambda^\ell \mid F_{\ell-1} &\sim \mathcal{N}(0, K(G_{\ell-1}))
+    \qquad (\text{columns } \lambda = 1, \ldots, N_\ell, \text{ independent}), \\
+    y_\lambda \mid F_L &\sim \mathcal{N}(0, K(G_L) + \sigma^2 I)
+    \qquad (\text{the output GP marginalised}).
 
-    L(G) = log P(Y | G_L) − Σ_ℓ ν_ℓ KL(N(0, G_ℓ) ‖ N(0, K(G_{ℓ−1}))),
+The Bayesian representation-learning limit takes :math:`N_\ell = N \nu_\ell` and
+:math:`N` copies of the outputs, :math:`\tilde{Y} = (Y, \ldots, Y)`, and lets
+:math:`N \to \infty`. The Wishart prior of :math:`G_\ell \mid G_{\ell-1}` has log density
+:math:`-N_\ell\, \mathrm{KL}\big(\mathcal{N}(0, G_\ell) \,\big\|\,
+\mathcal{N}(0, K(G_{\ell-1}))\big) + O(\log|G_\ell|)`, so the log posterior of the Grams
+is :math:`N \cdot L(G_1 \ldots G_L) + O(1)` with the DKM objective
+
+.. math::
+
+    L(G) = \log P(Y \mid G_L)
+    - \sum_\ell \nu_\ell\, \mathrm{KL}\big(\mathcal{N}(0, G_\ell) \,\big\|\,
+    \mathcal{N}(0, K(G_{\ell-1}))\big),
 
 and the posterior concentrates on its maximiser: a posterior sample's Gram
-differs from the DKM optimum by O(N^{-1/2}) (Gaussian fluctuations of a
-density ∝ exp(N L)), the posterior mean by O(N^{-1}) (the O(1) terms move
-the mode).
+differs from the DKM optimum by :math:`O(N^{-1/2})` (Gaussian fluctuations of a
+density :math:`\propto \exp(N L)`), the posterior mean by :math:`O(N^{-1})` (the
+:math:`O(1)` terms move the mode).
 
 We sample the features in whitened (non-centred) coordinates,
-F_ℓ = chol(K(G_{ℓ−1})) Z_ℓ with Z_ℓ ~ N(0, I) a priori, so that the prior is
-exactly standard normal and the posterior's curvature is O(1) at every width:
+:math:`F_\ell = \operatorname{chol}(K(G_{\ell-1}))\, Z_\ell` with
+:math:`Z_\ell \sim \mathcal{N}(0, I)` a priori, so that the prior is exactly standard
+normal and the posterior's curvature is :math:`O(1)` at every width:
 one step size serves all widths. The sampler is the Metropolis-adjusted
 Langevin algorithm (MALA, Roberts & Tweedie 1996) in JAX: `jax.lax.scan` over
 steps, `jax.vmap` over independent chains, step sizes adapted during burn-in
@@ -36,9 +47,11 @@ towards an acceptance rate of ~0.6 and then frozen (so the chain after
 burn-in is an exact MCMC kernel for the posterior).
 
 Jitter. ``jitter`` means what it means everywhere in the library (relative:
-``chol(K(G) + jitter · mean(diag K(G)) · I)``) when ``jitter_absolute_scale=False``;
-here that flag defaults to True, the sampler's absolute ``chol(K(G) + jitter · I)``
-(the two agree for kernels with unit diagonal such as `sqexp`).
+:math:`\operatorname{chol}\big(K(G) + \mathtt{jitter} \cdot
+\operatorname{mean}(\operatorname{diag} K(G)) \cdot I\big)`) when
+``jitter_absolute_scale=False``; here that flag defaults to True, the sampler's absolute
+:math:`\operatorname{chol}(K(G) + \mathtt{jitter} \cdot I)` (the two agree for kernels
+with unit diagonal such as `sqexp`).
 """
 
 from __future__ import annotations
@@ -83,11 +96,14 @@ def grams_from_whitened(
     *,
     jitter_absolute_scale: bool = True,
 ) -> list[jnp.ndarray]:
-    """G_1 … G_L, ``G_ℓ = F_ℓ F_ℓᵀ / N_ℓ``, of ``F_ℓ = chol(K(G_{ℓ−1}) + j·I) Z_ℓ``.
+    r""":math:`G_1 \ldots G_L`, :math:`G_\ell = F_\ell F_\ell^\top / N_\ell`, of
+    :math:`F_\ell = \operatorname{chol}(K(G_{\ell-1}) + j \cdot I)\, Z_\ell`.
 
-    ``zs``: the whitened features Z_ℓ, each (P, N_ℓ); ``g0``: (P, P) input
-    Gram X Xᵀ / N_0; ``j = jitter`` if ``jitter_absolute_scale`` (the
-    default), else ``jitter · mean(diag K(G_{ℓ−1}))`` (module doc).
+    ``zs``: the whitened features :math:`Z_\ell`, each (P, N_ℓ); ``g0``: (P, P) input
+    Gram :math:`X X^\top / N_0`; :math:`j = \mathtt{jitter}` if ``jitter_absolute_scale``
+    (the default), else
+    :math:`\mathtt{jitter} \cdot \operatorname{mean}(\operatorname{diag} K(G_{\ell-1}))`
+    (module doc).
 
     Example:
       >>> import numpy as np
@@ -122,11 +138,16 @@ def dgp_log_posterior(
     *,
     jitter_absolute_scale: bool = True,
 ):
-    """log p(Z | X, Ỹ) up to a constant, Ỹ = ``copies`` copies of Y (P, C):
+    r""":math:`\log p(Z \mid X, \tilde{Y})` up to a constant, :math:`\tilde{Y}` = ``copies``
+    copies of Y (P, C):
 
-    −½ Σ_ℓ ‖Z_ℓ‖² + copies · Σ_c log N(y_c; 0, K(G_L) + σ² I),
+    .. math::
 
-    the Grams G_ℓ by `grams_from_whitened` (``jitter``, ``jitter_absolute_scale``).
+        -\tfrac{1}{2} \sum_\ell \lVert Z_\ell \rVert^2
+        + \mathtt{copies} \cdot \sum_c \log \mathcal{N}(y_c; 0, K(G_L) + \sigma^2 I),
+
+    the Grams :math:`G_\ell` by `grams_from_whitened` (``jitter``,
+    ``jitter_absolute_scale``).
 
     Example:
       >>> import numpy as np
@@ -147,10 +168,11 @@ def dgp_log_posterior(
 
 
 class SamplerOutput(NamedTuple):
-    """What a sampler from `make_dgp_sampler` returns (leading axis: chains).
+    r"""What a sampler from `make_dgp_sampler` returns (leading axis: chains).
 
     mean_grams: (chains, L, P, P), each chain's posterior mean Gram after burn-in.
-    sq_dist: (chains, L), mean over kept samples of ‖G_ℓ − target_ℓ‖_F².
+    sq_dist: (chains, L), mean over kept samples of
+    :math:`\lVert G_\ell - \mathrm{target}_\ell \rVert_F^2`.
     last_grams: (chains, L, P, P), the final sample's Grams.
     acceptance: (chains,), mean acceptance probability after burn-in.
     step_size: (chains,), the step size frozen at the end of burn-in.
@@ -185,22 +207,23 @@ def make_dgp_sampler(
     jitter: float = 1e-6,
     jitter_absolute_scale: bool = True,
 ):
-    """A compiled MALA sampler of the deep GP posterior, reusable for every width ≤ max_width.
+    r"""A compiled MALA sampler of the deep GP posterior, reusable for every width
+    :math:`\le` ``max_width``.
 
     The features of all widths live in arrays of ``max_width`` columns;
     columns past a layer's width are held at zero and never proposed (so a
     width-16 chain is exactly a width-16 sampler, and one compilation serves
-    all widths). Every ``K(G)`` is factorised with ``jitter``: absolute if
+    all widths). Every :math:`K(G)` is factorised with ``jitter``: absolute if
     ``jitter_absolute_scale`` (the default), else relative to its mean
     diagonal (module doc).
 
     Returns ``sample(key, g0, y, widths, copies, targets, step_size) -> SamplerOutput``:
-      key: PRNG key; g0: (P, P) input Gram X Xᵀ/N_0; y: (P, C) targets;
-      widths: (L,) integers N_1 … N_L (traced); copies: the number of copies
-      of Y, i.e. the likelihood's weight (the N of the limit); targets:
-      (L, P, P) Grams each sample's distance is measured to (the DKM optimum);
-      step_size: initial MALA step h, adapted during burn-in by
-      log h += 0.05 (a − target_accept), then frozen.
+      key: PRNG key; g0: (P, P) input Gram :math:`X X^\top / N_0`; y: (P, C) targets;
+      widths: (L,) integers :math:`N_1 \ldots N_L` (traced); copies: the number of
+      copies of :math:`Y`, i.e. the likelihood's weight (the :math:`N` of the limit);
+      targets: (L, P, P) Grams each sample's distance is measured to (the DKM optimum);
+      step_size: initial MALA step :math:`h`, adapted during burn-in by
+      :math:`\log h \mathrel{+}= 0.05\, (a - \mathtt{target\_accept})`, then frozen.
 
     Example:
       >>> import jax, jax.numpy as jnp, numpy as np

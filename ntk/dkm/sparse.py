@@ -2,23 +2,31 @@ r"""Sparse (inducing-point) deep kernel machines: cost linear in the data size.
 
 Yang et al. 2023 (ICML, §5 and App. "sparse DKM"); Milsom et al. 2023
 ("Convolutional deep kernel machines") for the variational output layer.
-``M`` inducing inputs ``Z`` carry the learned Grams ``G_ii^l`` (``M × M``);
-the ``N`` data points ``t`` only ever appear through the blocks
+:math:`M` inducing inputs :math:`Z` carry the learned Grams :math:`G_{ii}^l`
+(:math:`M \times M`); the :math:`N` data points :math:`t` only ever appear through the
+blocks
 
-    G_ti^l = K_ti K̃_ii⁻¹ G_ii^l,
-    g_t^l  = k_t − diag(K_ti K̃_ii⁻¹ K_it) + diag(K_ti K̃_ii⁻¹ G_ii^l K̃_ii⁻¹ K_it),
+.. math::
 
-with ``K = K(G^{l−1})`` computed blockwise from the layer below
-(``condition_layer`` in `ntk.dkm.objective`), so a pass costs ``O(M³ + N M²)``.
+    G_{ti}^l &= K_{ti} \tilde{K}_{ii}^{-1} G_{ii}^l, \\
+    g_t^l &= k_t - \operatorname{diag}(K_{ti} \tilde{K}_{ii}^{-1} K_{it})
+    + \operatorname{diag}(K_{ti} \tilde{K}_{ii}^{-1} G_{ii}^l \tilde{K}_{ii}^{-1} K_{it}),
+
+with :math:`K = K(G^{l-1})` computed blockwise from the layer below
+(``condition_layer`` in `ntk.dkm.objective`), so a pass costs :math:`O(M^3 + N M^2)`.
 The KL terms act on the inducing block only. The output is a variational
-GP layer ``q(f_i,c) = N(L m_c, L B Bᵀ Lᵀ)`` (``L = chol K̃_ii(G_L)``) and the
-objective is the ELBO ::
+GP layer :math:`q(f_{i,c}) = \mathcal{N}(L m_c, L B B^\top L^\top)`
+(:math:`L = \operatorname{chol} \tilde{K}_{ii}(G_L)`) and the objective is the ELBO
 
-    L = (N / |batch|) Σ_{t ∈ batch} E_q log p(y_t | f_t) − KL(q(f_i) ‖ N(0, K̃_ii))
-        − Σ_l ν_l KL(N(0, G_ii^l) ‖ N(0, K̃(G_ii^{l−1}))),
+.. math::
+
+    L &= \frac{N}{|\mathrm{batch}|} \sum_{t \in \mathrm{batch}} \mathbb{E}_q \log p(y_t \mid f_t)
+    - \mathrm{KL}\big(q(f_i) \,\big\|\, \mathcal{N}(0, \tilde{K}_{ii})\big) \\
+    &\quad - \sum_l \nu_l\, \mathrm{KL}\big(\mathcal{N}(0, G_{ii}^l) \,\big\|\,
+    \mathcal{N}(0, \tilde{K}(G_{ii}^{l-1}))\big),
 
 an unbiased minibatch estimate of the full-batch ELBO. With the inducing
-points equal to the training inputs and the optimal ``q``
+points equal to the training inputs and the optimal :math:`q`
 (`SparseDKM.optimal_output`, Gaussian likelihood) it equals the full DKM
 objective (Titsias 2009's bound is tight there).
 
@@ -65,8 +73,8 @@ class SparseDKM:
     Attributes:
       kernel, num_layers, nu, noise_var, likelihood, jitter, num_classes,
         num_samples: as in `ntk.dkm.FullDKM`.
-      num_inducing: ``M``, the number of inducing points.
-      learn_inducing: whether the inducing inputs ``Z`` are trained.
+      num_inducing: :math:`M`, the number of inducing points.
+      learn_inducing: whether the inducing inputs :math:`Z` are trained.
       learn_noise: whether ``noise_var`` is trained (Gaussian likelihood;
         it is then ``exp(params["log_noise_var"])``).
 
@@ -140,8 +148,8 @@ class SparseDKM:
     # ------------------------------------------------------------ params
 
     def init(self, X, Y, key, Z=None, scale: float = 0.0) -> dict:
-        """Parameters at the NNGP (``A_l = I``), the prior output layer
-        (``m = 0``, ``B = I``) and inducing inputs ``Z`` = a random subset of
+        """Parameters at the NNGP (:math:`A_l = I`), the prior output layer
+        (:math:`m = 0`, :math:`B = I`) and inducing inputs ``Z`` = a random subset of
         ``X`` (or the given ``Z (M, N_0)``). Call `optimal_output` next for a
         Gaussian likelihood."""
         name = "SparseDKM.init"
@@ -207,7 +215,7 @@ class SparseDKM:
         return L, K_ti, k_t, kls, G
 
     def inducing_grams(self, params) -> list:
-        """The ``L`` learned inducing Grams ``G_ii^l (M, M)``."""
+        """The :math:`L` learned inducing Grams :math:`G_{ii}^l` ``(M, M)``."""
         params = self._check_params(params, "SparseDKM.inducing_grams")
         return obj.check_finite(_jit(self, "_inducing_grams", params), "SparseDKM.inducing_grams")
 
@@ -260,10 +268,10 @@ class SparseDKM:
     def optimal_output(self, params, X, Y) -> dict:
         r"""Set the output layer to its optimum for a Gaussian likelihood.
 
-        In whitened coordinates ``f_i = L u``, ``q(u_c) = N(m_c, S)``; with
-        ``W = K_ti L⁻ᵀ`` over all ``N`` points the ELBO is maximised by
-        ``S = (I + WᵀW/σ²)⁻¹`` and ``m = S Wᵀ Y / σ²`` (Titsias 2009).
-        Cost ``O(N M²)``.
+        In whitened coordinates :math:`f_i = L u`, :math:`q(u_c) = \mathcal{N}(m_c, S)`; with
+        :math:`W = K_{ti} L^{-\top}` over all :math:`N` points the ELBO is maximised by
+        :math:`S = (I + W^\top W / \sigma^2)^{-1}` and :math:`m = S W^\top Y / \sigma^2`
+        (Titsias 2009). Cost :math:`O(N M^2)`.
         """
         if self.likelihood != "gaussian":
             raise ValueError("SparseDKM.optimal_output: only for a Gaussian likelihood.")
@@ -300,12 +308,12 @@ class SparseDKM:
         learning_rate: float = 1e-2,
         optimizer=None,
     ):
-        """Minibatch stochastic maximisation of the ELBO with optax.
+        r"""Minibatch stochastic maximisation of the ELBO with optax.
 
         Each step draws ``batch_size`` points without replacement (all points
         when None) and takes one step of ``optimizer`` (default
         ``optax.adam(learning_rate)``). All steps run in one jitted
-        ``lax.scan``; cost per step ``O(M³ + batch_size · M²)``.
+        ``lax.scan``; cost per step :math:`O(M^3 + \mathtt{batch\_size} \cdot M^2)`.
 
         Returns ``(params, FitInfo)`` with the per-step ELBO estimates.
         """
@@ -386,8 +394,8 @@ class SparseDKM:
     # ------------------------------------------------------------ prediction
 
     def predict(self, params, X_test, key=None) -> Prediction:
-        """Predictive mean ``(T, C)`` and variance ``(T,)`` of ``f*`` at
-        ``X_test (T, N_0)``; cost ``O(M³ + T M²)``. Categorical models also
+        """Predictive mean ``(T, C)`` and variance ``(T,)`` of :math:`f_*` at
+        ``X_test (T, N_0)``; cost :math:`O(M^3 + T M^2)`. Categorical models also
         return MC class probabilities (``key`` default ``PRNGKey(0)``)."""
         name = "SparseDKM.predict"
         params = self._check_params(params, name)

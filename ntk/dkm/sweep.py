@@ -1,14 +1,15 @@
-r"""Full-DKM optima along a sweep of ν, compiled once.
+r"""Full-DKM optima along a sweep of :math:`\nu`, compiled once.
 
-The DKM objective ``L_ν = log P(Y | G_L) − ν Σ_l KL_l`` depends on ν only
-through the weight of its KL terms (``FullDKM.objective(..., return_terms=True)``
-returns both), so ν can be a traced argument: `make_nu_fitter` compiles the
-objective and its gradient once and maximises it for every ν of a sweep
-(Yang et al. 2023, the ν sweep: ν → ∞ gives the NNGP Grams, ν → 0 moves the
-top Gram towards ``Y Yᵀ``).
+The DKM objective :math:`L_\nu = \log P(Y \mid G_L) - \nu \sum_l \mathrm{KL}_l` depends on
+:math:`\nu` only through the weight of its KL terms
+(``FullDKM.objective(..., return_terms=True)`` returns both), so :math:`\nu` can be a
+traced argument: `make_nu_fitter` compiles the objective and its gradient once and
+maximises it for every :math:`\nu` of a sweep (Yang et al. 2023, the :math:`\nu` sweep:
+:math:`\nu \to \infty` gives the NNGP Grams, :math:`\nu \to 0` moves the top Gram towards
+:math:`Y Y^\top`).
 
 The maximiser is scipy's L-BFGS-B on the model's whitened parameters,
-started at the NNGP (``A_l = I``), minimising ``−L_ν / P`` to
+started at the NNGP (:math:`A_l = I`), minimising :math:`-L_\nu / P` to
 ``ftol = 1e-12``, ``gtol = 1e-7`` (at most 5000 iterations). It needs scipy
 (installed with ``ntk[data]``, through scikit-learn).
 
@@ -41,8 +42,8 @@ __all__ = ["NuFit", "make_nu_fitter"]
 
 
 class NuFit(NamedTuple):
-    """One optimum of the sweep: ``grams (L, P, P)`` (float64 NumPy), the
-    ``objective`` ``L_ν`` there, and the ``grad_norm`` of ``−L_ν / P`` (the
+    r"""One optimum of the sweep: ``grams (L, P, P)`` (float64 NumPy), the
+    ``objective`` :math:`L_\nu` there, and the ``grad_norm`` of :math:`-L_\nu / P` (the
     stopping diagnostic).
 
     >>> import numpy as np
@@ -59,18 +60,19 @@ class NuFit(NamedTuple):
 
 
 def make_nu_fitter(model: FullDKM, X, Y) -> Callable[[float], NuFit]:
-    """``fit(nu) -> NuFit``: the optimum of ``model``'s objective at ν (module doc).
+    r"""``fit(nu) -> NuFit``: the optimum of ``model``'s objective at :math:`\nu` (module
+    doc).
 
     Args:
       model: a Gaussian-likelihood `FullDKM`; its kernel, depth, ``noise_var``
-        and ``jitter`` are used, its own ``nu`` is not (ν is ``fit``'s argument,
-        one value for every layer).
+        and ``jitter`` are used, its own ``nu`` is not (:math:`\nu` is ``fit``'s
+        argument, one value for every layer).
       X: ``(P, N_0)`` inputs; Y: ``(P, C)`` targets (``(P,)`` allowed).
 
     Returns:
-      ``fit(nu)`` for ν > 0; every call reuses one compilation.
+      ``fit(nu)`` for :math:`\nu > 0`; every call reuses one compilation.
 
-    A fit at ν → ∞ (the NNGP) is the module docstring's example; the sweep
+    A fit at :math:`\nu \to \infty` (the NNGP) is the module docstring's example; the sweep
     needs a Gaussian likelihood:
 
     >>> import numpy as np

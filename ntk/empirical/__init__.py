@@ -1,6 +1,6 @@
-"""Finite-width kernels of any network; Monte Carlo kernels; Taylor expansions.
+r"""Finite-width kernels of any network; Monte Carlo kernels; Taylor expansions.
 
-The empirical NNGP ``f(x1) ⊗ f(x2)`` and NTK ``J(x1) J(x2)ᵀ`` of a function
+The empirical NNGP :math:`f(x_1) \otimes f(x_2)` and NTK :math:`J(x_1) J(x_2)^\top` of a function
 ``f(params, x)`` at given parameters, in neural-tangents' API and output-shape
 conventions (``trace_axes``, ``diagonal_axes``, ``vmap_axes``):
 
@@ -24,8 +24,9 @@ Modules: `kernels` (the kernel functions and the three NTK implementations),
 `structured` (layer-wise NTK of `ntk.stax` networks), `cost` (the rule behind
 ``implementation=AUTO``), `axes` (output-shape conventions), `monte_carlo`,
 `taylor` (`linearize`, `taylor_expand`), `row` (`empirical_ntk_row`: one row
-Θ̂(x₀, X) by a gradient and a JVP), `spectrum` (`empirical_ntk_top_eigenvalues`:
-the top of Θ̂'s spectrum by subspace iteration), `adapters` (Flax linen and nnx).
+:math:`\hat\Theta(x_0, X)` by a gradient and a JVP), `spectrum`
+(`empirical_ntk_top_eigenvalues`: the top of :math:`\hat\Theta`'s spectrum by subspace
+iteration), `adapters` (Flax linen and nnx).
 """
 
 from ntk.empirical.adapters import from_linen, from_nnx

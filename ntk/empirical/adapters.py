@@ -1,4 +1,4 @@
-"""Adapters from Flax models to the ``f(params, x)`` form empirical kernels take.
+r"""Adapters from Flax models to the ``f(params, x)`` form empirical kernels take.
 
 Linen modules already have it: ``f = lambda p, x: model.apply(p, x)`` with
 ``p = model.init(key, x)``. `from_linen` only separates the trainable
@@ -8,7 +8,7 @@ differentiate the parameters alone. nnx modules hold their parameters;
 with ``nnx.merge`` (pure: the module passed in is not modified).
 
 Example:
-  A linear layer ``x W + b`` has the NTK ``(x₁·x₂ + 1) I``:
+  A linear layer :math:`x W + b` has the NTK :math:`(x_1 \cdot x_2 + 1) I`:
 
   >>> import jax.numpy as jnp
   >>> from flax import nnx

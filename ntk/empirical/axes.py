@@ -1,14 +1,15 @@
-"""Output-axes conventions of empirical kernels (neural-tangents' layout).
+r"""Output-axes conventions of empirical kernels (neural-tangents' layout).
 
 For outputs ``f(x1)`` of shape ``(A_0, ..., A_{d-1})`` and ``f(x2)`` of shape
 ``(B_0, ..., B_{d-1})`` a kernel is a bilinear form over output entries,
-``K[a, b] = Σ_θ ∂f(x1)_a/∂θ · ∂f(x2)_b/∂θ`` (NTK) or ``f(x1)_a f(x2)_b`` (NNGP).
-Two options shrink it:
+:math:`K[a, b] = \sum_\theta \partial f(x_1)_a / \partial\theta
+\cdot \partial f(x_2)_b / \partial\theta`
+(NTK) or :math:`f(x_1)_a f(x_2)_b` (NNGP). Two options shrink it:
 
-* ``trace_axes``: for each listed axis ``i`` only the *mean* over the
-  diagonal ``a_i = b_i`` is kept, ``(1/A_i) Σ_{a_i} K[.., a_i, .., a_i, ..]``
-  (the axis disappears);
-* ``diagonal_axes``: only the diagonal ``a_i = b_i`` is kept (the axis
+* ``trace_axes``: for each listed axis :math:`i` only the *mean* over the
+  diagonal :math:`a_i = b_i` is kept,
+  :math:`(1/A_i) \sum_{a_i} K[\ldots, a_i, \ldots, a_i, \ldots]` (the axis disappears);
+* ``diagonal_axes``: only the diagonal :math:`a_i = b_i` is kept (the axis
   appears once).
 
 Every other axis appears twice, interleaved in output order: for ``f(x)`` of
@@ -133,7 +134,8 @@ def einsum(*operands_and_indices, out):
 
 
 def outer(a, b, idx: KernelIndices, n_extra: int = 0):
-    """``Σ_extra a[.., e] b[.., e]`` in kernel layout, divided by the traced size.
+    r""":math:`\sum_{\mathrm{extra}} a[\ldots, e]\, b[\ldots, e]` in kernel layout, divided by the
+    traced size.
 
     ``a`` and ``b`` have the output axes first, then ``n_extra`` shared trailing
     axes (e.g. parameter axes of Jacobians) that are summed.

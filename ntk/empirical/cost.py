@@ -1,33 +1,37 @@
-"""The cost rule behind ``implementation=AUTO`` (Novak et al. 2022, §3–4).
+r"""The cost rule behind ``implementation=AUTO`` (Novak et al. 2022, §3–4).
 
-For a function with ``P`` parameters whose forward pass on the batch ``x1``
-(``x2``) costs ``F1`` (``F2``) FLOPs and produces ``S1`` (``S2``) output
-entries, of which ``O1 = S1 / N1`` per example when ``vmap_axes`` makes the
-examples separable (``O1 = S1`` otherwise), the two generic methods cost about
+For a function with :math:`P` parameters whose forward pass on the batch ``x1``
+(``x2``) costs :math:`F_1` (:math:`F_2`) FLOPs and produces :math:`S_1` (:math:`S_2`)
+output entries, of which :math:`O_1 = S_1 / N_1` per example when ``vmap_axes`` makes
+the examples separable (:math:`O_1 = S_1` otherwise), the two generic methods cost
+about
 
-* Jacobian contraction: ``3·(O1·F1 + O2·F2) + 2·P·E`` FLOPs and
-  ``(S1 + S2)·P`` stored numbers — one reverse pass (≈ 3 forward passes) per
-  output entry of a slice, then a contraction over the parameters for each of
-  the ``E`` entries of the kernel before tracing (``E`` = kernel size × traced
-  size; ``F2`` and ``S2`` drop out when ``x2`` is None);
-* NTK-vector products: ``3·S2·(F2/N2 + F1)`` FLOPs (``3·S2·(F2 + F1)`` when not
-  separable) and ``chunk·P`` stored numbers — for each output entry of ``x2``
+* Jacobian contraction: :math:`3 \cdot (O_1 \cdot F_1 + O_2 \cdot F_2) + 2 \cdot P \cdot E`
+  FLOPs and :math:`(S_1 + S_2) \cdot P` stored numbers — one reverse pass
+  (:math:`\approx 3` forward passes) per output entry of a slice, then a contraction
+  over the parameters for each of the :math:`E` entries of the kernel before tracing
+  (:math:`E` = kernel size :math:`\times` traced size; :math:`F_2` and :math:`S_2`
+  drop out when ``x2`` is None);
+* NTK-vector products: :math:`3 \cdot S_2 \cdot (F_2/N_2 + F_1)` FLOPs
+  (:math:`3 \cdot S_2 \cdot (F_2 + F_1)` when not separable) and
+  :math:`\mathrm{chunk} \cdot P` stored numbers — for each output entry of ``x2``
   one reverse pass through its slice and one forward-mode pass through ``x1``,
   never storing a Jacobian.
 
-With ``F ≈ 2·N·P`` (a fully connected network, each weight used once per
-example) the contraction term ``2·P·N1·N2·O²`` dominates Jacobian contraction
-and NTK-vector products win for more than a couple of outputs; when the forward
-pass reuses weights many times (convolutions, ``F ≫ 2·N·P``) the Jacobian is
-cheap to contract and Jacobian contraction wins. ``AUTO`` takes the method with
+With :math:`F \approx 2 \cdot N \cdot P` (a fully connected network, each weight used
+once per example) the contraction term :math:`2 \cdot P \cdot N_1 \cdot N_2 \cdot O^2`
+dominates Jacobian contraction and NTK-vector products win for more than a couple
+of outputs; when the forward pass reuses weights many times (convolutions,
+:math:`F \gg 2 \cdot N \cdot P`) the Jacobian is cheap to contract and Jacobian
+contraction wins. ``AUTO`` takes the method with
 fewer FLOPs, unless the two Jacobians would exceed ``JACOBIAN_MEMORY_BUDGET``
 bytes, and the structured method for `ntk.stax` networks (one reverse pass per
 output entry of a slice plus Gram matrices of width-sized activations, which
 is cheaper than both).
 
-``F`` comes from XLA's cost analysis of the lowered forward pass
+:math:`F` comes from XLA's cost analysis of the lowered forward pass
 (``jax.jit(f).lower(...).cost_analysis()``); when that is unavailable (e.g. a
-function closing over traced values) ``F = 2·N·P`` is assumed.
+function closing over traced values) :math:`F = 2 \cdot N \cdot P` is assumed.
 """
 
 from __future__ import annotations
@@ -85,7 +89,8 @@ def _abstract(tree):
 
 
 def forward_flops(f, params, x, kwargs: dict, n_params: int, batch: int) -> float:
-    """XLA's FLOP count of ``f(params, x, **kwargs)``, else ``2·batch·n_params``."""
+    r"""XLA's FLOP count of ``f(params, x, **kwargs)``, else
+    :math:`2 \cdot \mathrm{batch} \cdot \mathrm{n\_params}`."""
     arrays = {k: v for k, v in kwargs.items() if hasattr(v, "dtype")}
     static = {k: v for k, v in kwargs.items() if k not in arrays}
     try:

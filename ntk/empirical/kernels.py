@@ -1,6 +1,6 @@
 r"""Empirical NNGP and NTK of any ``f(params, x)`` — neural-tangents' API.
 
-For a function ``f(θ, x)`` (any JAX function: `ntk.stax` ``apply_fn``, Flax
+For a function :math:`f(\theta, x)` (any JAX function: `ntk.stax` ``apply_fn``, Flax
 linen ``lambda p, x: model.apply(p, x)``, an nnx module via `from_nnx`):
 
 .. math::
@@ -20,8 +20,8 @@ Implementations of the NTK (`NtkImplementation`, same values as NT):
 
 * ``JACOBIAN_CONTRACTION``: reverse-mode Jacobians of both batches, contracted
   over the parameters;
-* ``NTK_VECTOR_PRODUCTS``: for each output entry ``e`` of ``x2`` the column
-  ``Θ e = J(x1) (J(x2)ᵀ e)`` by a reverse pass then a forward-mode pass,
+* ``NTK_VECTOR_PRODUCTS``: for each output entry :math:`e` of ``x2`` the column
+  :math:`\Theta e = J(x_1) (J(x_2)^\top e)` by a reverse pass then a forward-mode pass,
   mapped over entries in memory-bounded chunks; the Jacobian is never stored;
 * ``STRUCTURED_DERIVATIVES``: for `ntk.stax` networks, layer by layer from
   Gram matrices of activations and cotangents (`ntk.empirical.structured`).
@@ -80,13 +80,13 @@ VECTOR_PRODUCTS_MEMORY = 2**28
 
 
 class NtkImplementation(enum.IntEnum):
-    """How the empirical NTK is computed (values as in neural-tangents).
+    r"""How the empirical NTK is computed (values as in neural-tangents).
 
     AUTO (0): structured for stax networks, else the cheaper of 1 and 2 by
       the rule in `ntk.empirical.cost`.
-    JACOBIAN_CONTRACTION (1): ``J(x1) J(x2)ᵀ`` from reverse-mode Jacobians;
+    JACOBIAN_CONTRACTION (1): :math:`J(x_1) J(x_2)^\top` from reverse-mode Jacobians;
       best for few outputs and weight-sharing networks (CNNs).
-    NTK_VECTOR_PRODUCTS (2): columns ``J(x1)(J(x2)ᵀ e)`` by a VJP then a JVP;
+    NTK_VECTOR_PRODUCTS (2): columns :math:`J(x_1)(J(x_2)^\top e)` by a VJP then a JVP;
       best for many parameters relative to the forward cost (MLPs) and many
       outputs; stores no Jacobian.
     STRUCTURED_DERIVATIVES (3): layer-wise Gram products for `ntk.stax`
@@ -94,8 +94,8 @@ class NtkImplementation(enum.IntEnum):
       contraction for other functions.
 
     Example:
-      All implementations compute the same kernel, here ``x1·x2`` for the
-      linear model ``x W``:
+      All implementations compute the same kernel, here :math:`x_1 \cdot x_2` for the
+      linear model :math:`x W`:
 
       >>> import numpy as np
       >>> from ntk.empirical import NtkImplementation, empirical_ntk_fn
@@ -198,13 +198,14 @@ def _outputs(fn, params, x1, x2, kw1, kw2):
 
 
 def empirical_nngp_fn(f, trace_axes=(-1,), diagonal_axes=()) -> Callable:
-    """``nngp_fn(x1, x2, params, **kw)``: one draw of the NNGP ``f(x1) ⊗ f(x2)``.
+    r"""``nngp_fn(x1, x2, params, **kw)``: one draw of the NNGP :math:`f(x_1) \otimes f(x_2)`.
 
     Shape conventions as in `ntk.empirical.axes`; traced axes are averaged.
     For pytree outputs each leaf gets its own kernel (no cross terms).
 
     Example:
-      One draw of ``f(x1) f(x2)ᵀ``, averaged over the outputs (``trace_axes=(-1,)``):
+      One draw of :math:`f(x_1) f(x_2)^\top`, averaged over the outputs
+      (``trace_axes=(-1,)``):
 
       >>> import numpy as np
       >>> from ntk.empirical import empirical_nngp_fn
@@ -246,7 +247,7 @@ def empirical_ntk_fn(
     vmap_axes=None,
     implementation: Union[NtkImplementation, int] = DEFAULT_NTK_IMPLEMENTATION,
 ) -> Callable:
-    """``ntk_fn(x1, x2, params, **kw)``: one draw of the empirical NTK ``J(x1) J(x2)ᵀ``.
+    r"""``ntk_fn(x1, x2, params, **kw)``: one draw of the empirical NTK :math:`J(x_1) J(x_2)^\top`.
 
     Args:
       f: ``f(params, x, **kwargs)`` returning an array or pytree, or an
@@ -268,7 +269,7 @@ def empirical_ntk_fn(
       between ``x1`` and ``x2`` like NT (pairs ``(a, b)``; ``rng`` folded).
 
     Example:
-      A linear model ``x W`` has the NTK ``(x1·x2) I`` at any ``W``:
+      A linear model :math:`x W` has the NTK :math:`(x_1 \cdot x_2) I` at any :math:`W`:
 
       >>> import numpy as np
       >>> from ntk.empirical import empirical_ntk_fn

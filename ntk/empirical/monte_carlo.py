@@ -1,8 +1,9 @@
-"""Monte Carlo NNGP and NTK: empirical kernels averaged over random initialisations.
+r"""Monte Carlo NNGP and NTK: empirical kernels averaged over random initialisations.
 
 ``monte_carlo_kernel_fn(init_fn, apply_fn, key, n)`` returns
-``kernel_fn(x1, x2, get)`` whose value is ``(1/n) Σ_{i≤n} K_{θ_i}(x1, x2)`` with
-``θ_i`` drawn by ``init_fn``: an unbiased estimate of the finite-width mean
+``kernel_fn(x1, x2, get)`` whose value is
+:math:`(1/n) \sum_{i \le n} K_{\theta_i}(x_1, x_2)` with :math:`\theta_i` drawn by
+``init_fn``: an unbiased estimate of the finite-width mean
 kernel, which converges to the analytic ``kernel_fn`` of `ntk.stax` as the
 width grows (Neal 1996; Lee et al. 2018; Jacot et al. 2018).
 
@@ -75,7 +76,7 @@ def monte_carlo_kernel_fn(
     implementation: Union[NtkImplementation, int] = DEFAULT_NTK_IMPLEMENTATION,
     progress: Union[bool, None] = None,
 ):
-    """Monte Carlo estimator of the NNGP / NTK of ``apply_fn`` (module docstring).
+    r"""Monte Carlo estimator of the NNGP / NTK of ``apply_fn`` (module docstring).
 
     Args:
       init_fn: ``init_fn(key, input_shape) -> (output_shape, params)``.
@@ -89,14 +90,14 @@ def monte_carlo_kernel_fn(
       store_on_device: keep the kernel on the device (True) or in host memory.
       trace_axes, diagonal_axes, vmap_axes, implementation: as in
         `empirical_kernel_fn`.
-      progress: show a progress bar (None: when sampling ≥ 20 draws on a TTY).
+      progress: show a progress bar (None: when sampling :math:`\ge 20` draws on a TTY).
 
     Returns:
       ``kernel_fn(x1, x2=None, get=None, **apply_fn_kwargs)``; ``get`` as in
       `empirical_kernel_fn` (a namedtuple ``MonteCarloKernel`` for tuples).
 
     Example:
-      A Dense layer's empirical NTK ``x1·x2 / C`` does not depend on its
+      A Dense layer's empirical NTK :math:`x_1 \cdot x_2 / C` does not depend on its
       weights, so any number of draws gives it exactly:
 
       >>> import jax, numpy as np

@@ -1,14 +1,17 @@
 r"""One row of the empirical NTK with one gradient and one JVP.
 
-For a function ``f(θ, x)`` with one output the empirical NTK between one point
-``x₀`` and a batch ``X`` is
+For a function :math:`f(\theta, x)` with one output the empirical NTK between one
+point :math:`x_0` and a batch :math:`X` is
 
-    Θ̂(x₀, X) = ⟨∂_θ f(θ, x₀), ∂_θ f(θ, X)⟩ = J(X) g₀,    g₀ = ∂_θ f(θ, x₀),
+.. math::
 
-a Jacobian-vector product of ``f(θ, X)`` along the gradient at ``x₀``: one
-reverse pass and one forward pass, never the ``(N, |θ|)`` Jacobian. This is
-the row that Jacot et al. 2018 (Fig. 1) plot, ``Θ̂(x₀, x(γ))`` along a circle
-of inputs; `ntk.empirical.empirical_ntk_fn` gives the whole matrix.
+    \hat\Theta(x_0, X) = \langle \partial_\theta f(\theta, x_0),
+    \partial_\theta f(\theta, X) \rangle = J(X)\, g_0, \qquad g_0 = \partial_\theta f(\theta, x_0),
+
+a Jacobian-vector product of :math:`f(\theta, X)` along the gradient at :math:`x_0`:
+one reverse pass and one forward pass, never the ``(N, |θ|)`` Jacobian. This is
+the row that Jacot et al. 2018 (Fig. 1) plot, :math:`\hat\Theta(x_0, x(\gamma))`
+along a circle of inputs; `ntk.empirical.empirical_ntk_fn` gives the whole matrix.
 
     >>> import jax, jax.numpy as jnp
     >>> from ntk import stax
@@ -35,24 +38,29 @@ __all__ = ["empirical_ntk_row"]
 
 
 def empirical_ntk_row(f: Callable, params, x0, x, output: int = 0):
-    """``Θ̂(x₀, X)``, shape ``(N,)``, of output ``output`` of ``f(params, inputs)``.
+    r""":math:`\hat\Theta(x_0, X)`, shape ``(N,)``, of output ``output`` of ``f(params, inputs)``.
 
     Args:
       f: ``f(params, inputs)`` mapping a batch ``(B, ...)`` to outputs ``(B,)``
         or ``(B, K)`` (e.g. a stax ``apply_fn``).
-      params: the parameters θ (any pytree).
+      params: the parameters :math:`\theta` (any pytree).
       x0: one input, shaped like a row of ``x`` (without the batch axis).
       x: ``(N, ...)`` inputs.
-      output: the output unit ``k`` for ``(B, K)`` outputs: the row is the NTK
-        of ``f_k`` with itself (no trace over outputs; with ``K = 1`` it is
+      output: the output unit :math:`k` for ``(B, K)`` outputs: the row is the NTK
+        of :math:`f_k` with itself (no trace over outputs; with :math:`K = 1` it is
         the NTK).
 
     Returns:
-      ``Θ̂(x₀, x_n) = ⟨∂_θ f_k(θ, x₀), ∂_θ f_k(θ, x_n)⟩`` for ``n = 1 … N``.
+      .. math::
+
+          \hat\Theta(x_0, x_n) = \langle \partial_\theta f_k(\theta, x_0),
+          \partial_\theta f_k(\theta, x_n) \rangle
+
+      for :math:`n = 1, \ldots, N`.
       Usable under ``jit`` (shapes are checked at trace time).
 
     Example:
-      A linear model ``x·w`` has ``Θ̂(x₀, x) = x₀·x``:
+      A linear model :math:`x \cdot w` has :math:`\hat\Theta(x_0, x) = x_0 \cdot x`:
 
       >>> import numpy as np
       >>> from ntk.empirical import empirical_ntk_row

@@ -1,19 +1,24 @@
 r"""The top eigenvalues of the empirical NTK without forming it.
 
-For a function ``f(θ, x)`` with one output the empirical NTK on a batch ``X``
-of ``N`` inputs is ``Θ̂ = J Jᵀ`` (``N × N``), ``J = ∂_θ f(θ, X)`` (``N × |θ|``).
-Its product with a block ``V`` (``N × p``) is a VJP (``Jᵀ v``) followed by a
-JVP (``J (Jᵀ v)``) per column, so the top of its spectrum follows by subspace
+For a function :math:`f(\theta, x)` with one output the empirical NTK on a batch
+:math:`X` of :math:`N` inputs is :math:`\hat\Theta = J J^\top` (:math:`N \times N`),
+:math:`J = \partial_\theta f(\theta, X)` (:math:`N \times |\theta|`). Its product with
+a block :math:`V` (:math:`N \times p`) is a VJP (:math:`J^\top v`) followed by a JVP
+(:math:`J (J^\top v)`) per column, so the top of its spectrum follows by subspace
 iteration (Golub & Van Loan, *Matrix Computations*, §8.2.4) with neither
-``J`` nor ``Θ̂`` in memory:
+:math:`J` nor :math:`\hat\Theta` in memory:
 
-    Q₀ = qr(G),  G ~ N(0, 1)^{N × p};    Q_{i+1} = qr(Θ̂ Q_i),   i < iters;
-    eigenvalues of the Rayleigh–Ritz matrix Q_itersᵀ Θ̂ Q_iters   (p × p).
+.. math::
 
-With ``p = 2·count`` the error of the ``i``-th value shrinks like
-``(λ_{p+1}/λ_i)^{2·iters}``. This is how Jacot et al. 2018 (Fig. 3) read
-the top eigenvalues of Θ̂ on MNIST; `ntk.empirical.empirical_ntk_fn` gives
-the whole matrix when it fits.
+    &Q_0 = \operatorname{qr}(G), \quad G \sim \mathcal{N}(0, 1)^{N \times p}; \qquad
+    Q_{i+1} = \operatorname{qr}(\hat\Theta Q_i), \quad i < \mathrm{iters}; \\
+    &\text{eigenvalues of the Rayleigh–Ritz matrix }
+    Q_{\mathrm{iters}}^\top \hat\Theta Q_{\mathrm{iters}} \quad (p \times p).
+
+With :math:`p = 2 \cdot \mathrm{count}` the error of the :math:`i`-th value shrinks
+like :math:`(\lambda_{p+1}/\lambda_i)^{2 \cdot \mathrm{iters}}`. This is how Jacot et
+al. 2018 (Fig. 3) read the top eigenvalues of :math:`\hat\Theta` on MNIST;
+`ntk.empirical.empirical_ntk_fn` gives the whole matrix when it fits.
 
     >>> import jax
     >>> from ntk import stax
@@ -43,26 +48,27 @@ __all__ = ["empirical_ntk_top_eigenvalues"]
 def empirical_ntk_top_eigenvalues(
     f: Callable, params, x, count: int, iters: int, key, output: int = 0
 ) -> np.ndarray:
-    """The ``count`` largest eigenvalues of ``Θ̂ = J Jᵀ`` on ``x`` (module doc).
+    r"""The ``count`` largest eigenvalues of :math:`\hat\Theta = J J^\top` on ``x`` (module doc).
 
     Args:
       f: ``f(params, inputs)`` mapping a batch ``(B, ...)`` to outputs ``(B,)``
         or ``(B, K)`` (e.g. a stax ``apply_fn``).
-      params: the parameters θ (any pytree).
+      params: the parameters :math:`\theta` (any pytree).
       x: ``(N, ...)`` inputs.
-      count: how many eigenvalues, ``1 ≤ count ≤ N``; the block holds
-        ``2·count`` vectors.
-      iters: subspace iterations, ≥ 1.
+      count: how many eigenvalues, :math:`1 \le \mathrm{count} \le N`; the block holds
+        :math:`2 \cdot \mathrm{count}` vectors.
+      iters: subspace iterations, :math:`\ge 1`.
       key: PRNG key of the starting block.
-      output: the output unit ``k`` for ``(B, K)`` outputs: the NTK of ``f_k``
+      output: the output unit :math:`k` for ``(B, K)`` outputs: the NTK of :math:`f_k`
         with itself (no trace over outputs).
 
     Returns:
       ``(count,)`` float64 NumPy array, largest first: the Ritz values of
-      ``Θ̂`` (not divided by ``N``).
+      :math:`\hat\Theta` (not divided by :math:`N`).
 
     Example:
-      A linear model ``x·w`` has ``Θ̂ = X Xᵀ``, here ``diag(9, 4, 0)``:
+      A linear model :math:`x \cdot w` has :math:`\hat\Theta = X X^\top`, here
+      :math:`\operatorname{diag}(9, 4, 0)`:
 
       >>> import jax, numpy as np
       >>> from ntk.empirical import empirical_ntk_top_eigenvalues

@@ -1,30 +1,35 @@
-"""Structured empirical NTK of `ntk.stax` networks: layer by layer, no Jacobians.
+r"""Structured empirical NTK of `ntk.stax` networks: layer by layer, no Jacobians.
 
 Walk the network's layer tree, as its typed records say (``kernel_fn.spec``:
 `ntk.stax.spec.Serial`, ``Parallel``, ``Repeat``); every leaf layer with
 parameters is a *site*.
 One reverse pass per output entry of a slice gives, at every site, the
-cotangent ``g = ∂f_r(x_n)/∂y`` of each output entry ``r`` of example ``n``
-with respect to the site's output ``y`` (stax layers act on each example
-separately, so one pass with the cotangent ``e_r`` at *every* example yields
-all ``n`` at once). The empirical NTK is a sum over sites
-``Θ = Σ_sites Σ_{θ ∈ site} ∂f(x1)/∂θ ⊗ ∂f(x2)/∂θ`` and each site's term follows
-from ``g`` and the site's input ``x``:
+cotangent :math:`g = \partial f_r(x_n) / \partial y` of each output entry :math:`r` of
+example :math:`n` with respect to the site's output :math:`y` (stax layers act on each
+example separately, so one pass with the cotangent :math:`e_r` at *every* example
+yields all :math:`n` at once). The empirical NTK is a sum over sites
+:math:`\Theta = \sum_{\mathrm{sites}} \sum_{\theta \in \mathrm{site}}
+\partial f(x_1)/\partial\theta \otimes \partial f(x_2)/\partial\theta` and each site's
+term follows from :math:`g` and the site's input :math:`x`:
 
-* ``Dense`` (``y = σ x W + β b`` on the last axis, positions ``s`` of the other
-  axes sharing ``W``):
-  ``Θ_W = σ² Σ_{s,s'} ⟨x1_s, x2_s'⟩ ⟨g1_s, g2_s'⟩`` — for vectors the product of
-  the Gram matrix of the inputs and the Gram matrix of the cotangents — and
-  ``Θ_b = β² ⟨Σ_s g1_s, Σ_s' g2_s'⟩``; ``σ = W_std/√fan_in, β = b_std`` in the
-  NTK parameterization and ``σ = 1/√s[0], β = 1`` in the standard one;
-* ``Conv``: the same with ``x_s`` replaced by the patch of inputs that position
-  ``s`` sees (``σ = W_std/√(C|F|)``), extracted with the record's filter shape,
+* ``Dense`` (:math:`y = \sigma x W + \beta b` on the last axis, positions :math:`s` of
+  the other axes sharing :math:`W`):
+  :math:`\Theta_W = \sigma^2 \sum_{s,s'} \langle x_{1,s}, x_{2,s'} \rangle
+  \langle g_{1,s}, g_{2,s'} \rangle` — for vectors the product of the Gram matrix of
+  the inputs and the Gram matrix of the cotangents — and
+  :math:`\Theta_b = \beta^2 \langle \sum_s g_{1,s}, \sum_{s'} g_{2,s'} \rangle`;
+  :math:`\sigma = \mathrm{W\_std}/\sqrt{\mathrm{fan\_in}},\ \beta = \mathrm{b\_std}` in
+  the NTK parameterization and :math:`\sigma = 1/\sqrt{s[0]},\ \beta = 1` in the
+  standard one;
+* ``Conv``: the same with :math:`x_s` replaced by the patch of inputs that position
+  :math:`s` sees (:math:`\sigma = \mathrm{W\_std}/\sqrt{C|F|}`), extracted with the
+  record's filter shape,
   strides and padding (or, failing that, by the layer's own ``apply_fn`` with an
   identity filter bank);
 * any other layer with parameters (records other than `ntk.stax.spec.Dense`
   and ``Conv``, including `ntk.stax.spec.Opaque` user layers): per-example Jacobians of its
   parameters, contracted over the parameters (Jacobian contraction restricted
-  to the layer, through the cotangents ``g``) — exact, only slower.
+  to the layer, through the cotangents :math:`g`) — exact, only slower.
 
 Each term is a single ``einsum`` whose contraction order is chosen by FLOP
 count, so for images it computes either the position-pair Grams or the

@@ -1,11 +1,14 @@
-"""Taylor expansions of a function in its parameters (neural-tangents' API).
+r"""Taylor expansions of a function in its parameters (neural-tangents' API).
 
-``taylor_expand(f, θ0, k)`` is the degree-``k`` polynomial in ``Δ = θ - θ0``
+``taylor_expand(f, θ0, k)`` is the degree-:math:`k` polynomial in
+:math:`\Delta = \theta - \theta_0`
 
-    f_k(θ, x) = Σ_{j=0}^{k} (1/j!) D^j f(θ0, x)[Δ, …, Δ],
+.. math::
 
-built from nested forward-mode derivatives along ``Δ`` (never a Hessian).
-``linearize`` is degree 1, ``f(θ0, x) + J(x) Δ``: the model whose gradient-
+    f_k(\theta, x) = \sum_{j=0}^{k} (1/j!)\, D^j f(\theta_0, x)[\Delta, \ldots, \Delta],
+
+built from nested forward-mode derivatives along :math:`\Delta` (never a Hessian).
+``linearize`` is degree 1, :math:`f(\theta_0, x) + J(x) \Delta`: the model whose gradient-
 descent dynamics the NTK describes exactly (Lee et al. 2019, eq. 6).
 
 Example:
@@ -50,17 +53,18 @@ def _delta(name, new, old):
 
 
 def linearize(f: Callable, params) -> Callable:
-    """``f_lin(p, *args, **kw) = f(params, ...) + ∂f/∂θ(params, ...)·(p - params)``.
+    r"""``f_lin(p, *args, **kw)`` :math:`= f(\mathrm{params}, \ldots)
+    + \partial f/\partial\theta(\mathrm{params}, \ldots) \cdot (p - \mathrm{params})`.
 
     Args:
       f: ``f(params, *args, **kwargs)`` returning a pytree.
-      params: the expansion point θ0 (any pytree).
+      params: the expansion point :math:`\theta_0` (any pytree).
 
     Returns:
       ``f_lin`` with the signature of ``f``; exact at ``p = params``, linear in p.
 
     Example:
-      ``sin(θ x)`` around θ0 = 0 is ``θ x``:
+      :math:`\sin(\theta x)` around :math:`\theta_0 = 0` is :math:`\theta x`:
 
       >>> import jax.numpy as jnp
       >>> from ntk.empirical import linearize
@@ -79,14 +83,16 @@ def linearize(f: Callable, params) -> Callable:
 
 
 def taylor_expand(f: Callable, params, degree: int) -> Callable:
-    """Degree-``degree`` Taylor polynomial of ``f`` in its parameters around ``params``.
+    r"""Degree-``degree`` Taylor polynomial of ``f`` in its parameters around ``params``.
 
-    ``f_tayl(p, *args, **kw) = Σ_{j≤degree} D^j f(params)[p - params]^{⊗j} / j!``.
+    ``f_tayl(p, *args, **kw)`` :math:`= \sum_{j \le \mathrm{degree}}
+    D^j f(\mathrm{params})[p - \mathrm{params}]^{\otimes j} / j!`.
     Degree 0 is the constant ``f(params, ...)``; degree 1 equals `linearize`.
-    Exact for functions that are polynomials of at most that degree in θ.
+    Exact for functions that are polynomials of at most that degree in :math:`\theta`.
 
     Example:
-      ``exp(θ x)`` to degree 2 around θ0 = 0 is ``1 + θx + (θx)²/2``:
+      :math:`\exp(\theta x)` to degree 2 around :math:`\theta_0 = 0` is
+      :math:`1 + \theta x + (\theta x)^2/2`:
 
       >>> import jax.numpy as jnp
       >>> from ntk.empirical import taylor_expand

@@ -2,7 +2,7 @@ r"""μP: abc-parametrizations, μP optimizers and coordinate checks (TP4, TP5).
 
 Yang & Hu 2021, "Feature Learning in Infinite-Width Neural Networks" (TP4)
 classify how a network's multipliers, initialisation and learning rate may
-scale with width (`abc`, `ABC`: the exponent ``r``, stability, the
+scale with width (`abc`, `ABC`: the exponent :math:`r`, stability, the
 feature-learning/kernel dichotomy); Yang et al. 2022 (TP5) turn the maximal
 update parametrization μP into hyperparameter transfer across width.
 

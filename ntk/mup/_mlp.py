@@ -29,7 +29,8 @@ ACTIVATIONS: dict[str, Callable] = {
 
 
 def activation(name, fn):
-    """``(φ, φ')`` of the activation ``name``; ValueError naming ``fn`` otherwise."""
+    r""":math:`(\varphi, \varphi')` of the activation ``name``; ValueError naming ``fn``
+    otherwise."""
     if not isinstance(name, str) or name not in ACTIVATIONS:
         raise ValueError(f"{fn}: `activation` must be one of {sorted(ACTIVATIONS)}; got {name!r}.")
     act = ACTIVATIONS[name]
@@ -66,7 +67,7 @@ def check_data(x_train, y_train, x_test, fn):
 
 
 def check_common(depth, gamma0, learning_rate, steps, fn):
-    """Depth, ``γ₀``, learning rate and steps of a μP MLP run."""
+    r"""Depth, :math:`\gamma_0`, learning rate and steps of a μP MLP run."""
     _checks.require_int(depth, "depth", fn)
     _checks.require_positive(gamma0, "gamma0", fn)
     _checks.require_positive(learning_rate, "learning_rate", fn)

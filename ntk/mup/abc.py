@@ -1,68 +1,70 @@
 r"""abc-parametrizations and their infinite-width theory (Yang & Hu 2021, TP4 §3).
 
-**Definition (TP4 Def. 3.1).** An ``L``-hidden-layer MLP of width ``n`` with
-input ``ξ ∈ R^d`` and output ``f ∈ R``,
+**Definition (TP4 Def. 3.1).** An :math:`L`-hidden-layer MLP of width :math:`n` with
+input :math:`\xi \in \mathbb{R}^d` and output :math:`f \in \mathbb{R}`,
 
 .. math::
 
     h^1 = W^1 \xi, \quad x^l = \varphi(h^l), \quad h^{l+1} = W^{l+1} x^l, \quad f = W^{L+1} x^L,
 
-is in the abc-parametrization ``{a_l, b_l}_{l ≤ L+1} ∪ {c}`` when each weight
-is a width-scaled multiple of a trainable parameter ``w^l``,
+is in the abc-parametrization :math:`\{a_l, b_l\}_{l \le L+1} \cup \{c\}` when each
+weight is a width-scaled multiple of a trainable parameter :math:`w^l`,
 
 .. math::
 
     W^l = n^{-a_l} w^l, \qquad w^l_{\alpha\beta} \sim \mathcal{N}(0, n^{-2 b_l}),
 
-and SGD trains ``w`` with learning rate ``η n^{-c}``. Biases are treated as
-input weights (they map the constant 1 to ``n`` coordinates) and take the
-exponents of layer 1. The symmetry ``(a_l, b_l, c) → (a_l + θ, b_l − θ,
-c − 2θ)`` (TP4 Eq. 5) leaves ``W^l`` and its SGD updates unchanged, so
-per-layer learning rates ``c_l`` are allowed here: they are abc-
-parametrizations written in another gauge.
+and SGD trains :math:`w` with learning rate :math:`\eta n^{-c}`. Biases are treated as
+input weights (they map the constant 1 to :math:`n` coordinates) and take the
+exponents of layer 1. The symmetry
+:math:`(a_l, b_l, c) \to (a_l + \theta, b_l - \theta, c - 2\theta)` (TP4 Eq. 5) leaves
+:math:`W^l` and its SGD updates unchanged, so per-layer learning rates :math:`c_l` are
+allowed here: they are abc-parametrizations written in another gauge.
 
 **The exponent r (TP4 Def. 3.2).**
 
 .. math::
 
-    r = \min(a_{L+1} + b_{L+1},\ 2a_{L+1} + c) + c - 1 + \min_{l=1,\dots,L} \big[2a_l + \mathbb{1}(l = 1)\big].
+    r = \min(a_{L+1} + b_{L+1},\ 2a_{L+1} + c) + c - 1
+        + \min_{l=1,\dots,L} \big[2a_l + \mathbb{1}(l = 1)\big].
 
-Why: the readout's coordinates have size ``n^{-ω}``, ``ω = min(a_{L+1} +
-b_{L+1}, 2a_{L+1} + c)`` (initial value vs accumulated update), so every
-backpropagated gradient ``dh^l`` has coordinates ``n^{-ω}``. One SGD step
-changes ``W^l`` by ``η n^{-c-2a_l} dh^l x^{l-1 ⊤}``; applied to the
-correlated ``x^{l-1}`` (``n`` coordinates for a hidden layer, ``d = O(1)``
-for the input layer) it moves ``h^l`` by ``Θ(n^{-r_l})`` with
+Why: the readout's coordinates have size :math:`n^{-\omega}`,
+:math:`\omega = \min(a_{L+1} + b_{L+1}, 2a_{L+1} + c)` (initial value vs accumulated
+update), so every backpropagated gradient :math:`dh^l` has coordinates
+:math:`n^{-\omega}`. One SGD step changes :math:`W^l` by
+:math:`\eta n^{-c-2a_l}\, dh^l\, x^{l-1 \top}`; applied to the correlated :math:`x^{l-1}`
+(:math:`n` coordinates for a hidden layer, :math:`d = O(1)` for the input layer) it moves
+:math:`h^l` by :math:`\Theta(n^{-r_l})` with
 
 .. math::
 
     r_l = \omega + c_l - 1 + 2a_l + \mathbb{1}(l = 1), \qquad r = \min_l r_l.
 
-Features move by ``Δx^L = Θ(n^{-r})`` (TP4 §3, "r ... is the exponent such that
-Δx_t^L = Θ(n^{-r})").
+Features move by :math:`\Delta x^L = \Theta(n^{-r})` (TP4 §3, ":math:`r` ... is the
+exponent such that :math:`\Delta x_t^L = \Theta(n^{-r})`").
 
-**Stability (TP4 Thm. 3.3).** Stable iff (1) at init ``a_1 + b_1 = 0``,
-``a_l + b_l = 1/2`` for ``2 ≤ l ≤ L``, ``a_{L+1} + b_{L+1} ≥ 1/2``; (2) no
-feature blows up: ``r ≥ 0``; (3) the output does not blow up:
-``2a_{L+1} + c ≥ 1`` and ``a_{L+1} + b_{L+1} + r ≥ 1``.
-**Nontrivial (TP4 Thm. 3.4):** ``a_{L+1} + b_{L+1} + r = 1`` or
-``2a_{L+1} + c = 1``. **Dynamical dichotomy (TP4 Thm. 3.6 / Cor. 3.9):** a
-stable nontrivial parametrization learns features iff ``r = 0`` and is in the
-kernel regime iff ``r > 0`` — never both.
+**Stability (TP4 Thm. 3.3).** Stable iff (1) at init :math:`a_1 + b_1 = 0`,
+:math:`a_l + b_l = 1/2` for :math:`2 \le l \le L`, :math:`a_{L+1} + b_{L+1} \ge 1/2`;
+(2) no feature blows up: :math:`r \ge 0`; (3) the output does not blow up:
+:math:`2a_{L+1} + c \ge 1` and :math:`a_{L+1} + b_{L+1} + r \ge 1`.
+**Nontrivial (TP4 Thm. 3.4):** :math:`a_{L+1} + b_{L+1} + r = 1` or
+:math:`2a_{L+1} + c = 1`. **Dynamical dichotomy (TP4 Thm. 3.6 / Cor. 3.9):** a
+stable nontrivial parametrization learns features iff :math:`r = 0` and is in the
+kernel regime iff :math:`r > 0` — never both.
 
 The paper's table (TP4 Table 1):
 
-=====  ==============================  =====================  =====  =====
-name   a_l (l=1, 2..L, L+1)            b_l                    c      r
-=====  ==============================  =====================  =====  =====
-SP     0, 0, 0                         0, 1/2, 1/2            1*     1/2
-NTK    0, 1/2, 1/2                     0, 0, 0                0      1/2
-MF     0, –, 1   (L = 1)               0, –, 0                −1     0
-μP     −1/2, 0, 1/2                    1/2, 1/2, 1/2          0      0
-=====  ==============================  =====================  =====  =====
+=====  ============================================  =============  ==========  ==========
+name   :math:`a_l` (:math:`l = 1, 2..L, L+1`)        :math:`b_l`    :math:`c`   :math:`r`
+=====  ============================================  =============  ==========  ==========
+SP     0, 0, 0                                       0, 1/2, 1/2    1*          1/2
+NTK    0, 1/2, 1/2                                   0, 0, 0        0           1/2
+MF     0, –, 1   (:math:`L = 1`)                     0, –, 0        −1          0
+μP     −1/2, 0, 1/2                                  1/2, 1/2, 1/2  0           0
+=====  ============================================  =============  ==========  ==========
 
-(*) SP is stable only with ``c ≥ 1`` (TP4 Thm. 4.1); ``abc("sp")`` uses the
-fixed learning rate ``c = 0`` practitioners use, which is unstable.
+(*) SP is stable only with :math:`c \ge 1` (TP4 Thm. 4.1); ``abc("sp")`` uses the
+fixed learning rate :math:`c = 0` practitioners use, which is unstable.
 
 Example:
     >>> from ntk import mup
@@ -100,14 +102,15 @@ def _tuple(values, name: str, arg: str) -> tuple:
 
 @dataclasses.dataclass(frozen=True)
 class ABC:
-    """An abc-parametrization of an ``L``-hidden-layer MLP (TP4 Def. 3.1).
+    r"""An abc-parametrization of an :math:`L`-hidden-layer MLP (TP4 Def. 3.1).
 
     Attributes:
-      a: ``(a_1, ..., a_{L+1})``, multiplier exponents ``W^l = n^{-a_l} w^l``.
-      b: ``(b_1, ..., b_{L+1})``, init exponents ``w^l ~ N(0, n^{-2 b_l})``;
-        ``b_{L+1} = inf`` means a zero-initialised readout.
-      c: learning-rate exponent ``η n^{-c}``; a number, or one per layer
-        (``(c_1, ..., c_{L+1})``, the per-layer gauge of TP5's tables).
+      a: :math:`(a_1, \ldots, a_{L+1})`, multiplier exponents :math:`W^l = n^{-a_l} w^l`.
+      b: :math:`(b_1, \ldots, b_{L+1})`, init exponents
+        :math:`w^l \sim \mathcal{N}(0, n^{-2 b_l})`; :math:`b_{L+1} = \infty` means a
+        zero-initialised readout.
+      c: learning-rate exponent :math:`\eta n^{-c}`; a number, or one per layer
+        (:math:`(c_1, \ldots, c_{L+1})`, the per-layer gauge of TP5's tables).
       name: a label.
 
     Example:
@@ -155,23 +158,24 @@ class ABC:
     # ----------------------------------------------------------- structure
     @property
     def depth(self) -> int:
-        """``L``, the number of hidden layers."""
+        """:math:`L`, the number of hidden layers."""
         return len(self.a) - 1
 
     @property
     def c_l(self) -> tuple:
-        """Per-layer learning-rate exponents ``(c_1, ..., c_{L+1})``."""
+        r"""Per-layer learning-rate exponents :math:`(c_1, \ldots, c_{L+1})`."""
         return self.c if isinstance(self.c, tuple) else (self.c,) * len(self.a)
 
     def layer(self, l: int) -> tuple:
-        """``(a_l, b_l, c_l)`` of layer ``l`` (1-based, ``1 ≤ l ≤ L+1``)."""
+        r""":math:`(a_l, b_l, c_l)` of layer ``l`` (1-based, :math:`1 \le l \le L+1`)."""
         l = _checks.require_int(l, "l", "ABC.layer", minimum=1, maximum=len(self.a))
         return self.a[l - 1], self.b[l - 1], self.c_l[l - 1]
 
     def shift(self, theta) -> "ABC":
-        """The symmetry ``(a_l, b_l, c_l) → (a_l + θ_l, b_l − θ_l, c_l − 2θ_l)``.
+        r"""The symmetry
+        :math:`(a_l, b_l, c_l) \to (a_l + \theta_l, b_l - \theta_l, c_l - 2\theta_l)`.
 
-        TP4 Eq. (5): the weights ``W^l`` and their SGD updates are unchanged,
+        TP4 Eq. (5): the weights :math:`W^l` and their SGD updates are unchanged,
         exactly at every width. ``theta`` is a number or one per layer.
         """
         th = (
@@ -194,19 +198,21 @@ class ABC:
     # -------------------------------------------------------------- theory
     @property
     def omega(self) -> float:
-        """Readout coordinate exponent ``ω = min(a_{L+1}+b_{L+1}, 2a_{L+1}+c_{L+1})``."""
+        r"""Readout coordinate exponent
+        :math:`\omega = \min(a_{L+1}+b_{L+1}, 2a_{L+1}+c_{L+1})`."""
         return min(self.a[-1] + self.b[-1], 2 * self.a[-1] + self.c_l[-1])
 
     @property
     def r_l(self) -> tuple:
-        """``(r_1, ..., r_L)``: layer l's own update moves ``h^l`` by ``Θ(n^{-r_l})``."""
+        r""":math:`(r_1, \ldots, r_L)`: layer :math:`l`'s own update moves :math:`h^l` by
+        :math:`\Theta(n^{-r_l})`."""
         return tuple(
             self.omega + self.c_l[i] - 1 + 2 * self.a[i] + (i == 0) for i in range(self.depth)
         )
 
     @property
     def r(self) -> float:
-        """The exponent in ``Δx^L = Θ(n^{-r})`` (TP4 Def. 3.2)."""
+        r"""The exponent in :math:`\Delta x^L = \Theta(n^{-r})` (TP4 Def. 3.2)."""
         return min(self.r_l)
 
     def conditions(self) -> dict:
@@ -230,7 +236,7 @@ class ABC:
 
     @property
     def nontrivial(self) -> bool:
-        """Whether ``a_{L+1}+b_{L+1}+r = 1`` or ``2a_{L+1}+c = 1`` (TP4 Thm. 3.4)."""
+        """Whether :math:`a_{L+1}+b_{L+1}+r = 1` or :math:`2a_{L+1}+c = 1` (TP4 Thm. 3.4)."""
         return (
             abs(self.a[-1] + self.b[-1] + self.r - 1) < _TOL
             or abs(2 * self.a[-1] + self.c_l[-1] - 1) < _TOL
@@ -238,12 +244,12 @@ class ABC:
 
     @property
     def feature_learning(self) -> bool:
-        """Stable, nontrivial and ``r = 0`` (TP4 Thm. 3.6)."""
+        """Stable, nontrivial and :math:`r = 0` (TP4 Thm. 3.6)."""
         return self.stable and self.nontrivial and abs(self.r) < _TOL
 
     @property
     def kernel_regime(self) -> bool:
-        """Stable, nontrivial and ``r > 0`` (TP4 Thm. 3.8)."""
+        """Stable, nontrivial and :math:`r > 0` (TP4 Thm. 3.8)."""
         return self.stable and self.nontrivial and self.r > _TOL
 
     @property
@@ -256,17 +262,17 @@ class ABC:
         return "feature learning" if abs(self.r) < _TOL else "kernel"
 
     def predicted_slopes(self) -> dict:
-        """Width exponents (log-log slopes vs n) of coordinate sizes after a few steps.
+        r"""Width exponents (log-log slopes vs :math:`n`) of coordinate sizes after a few steps.
 
         ``"h^l"``: preactivations at init (0 in a stable parametrization;
         computed for a linear chain);
-        ``"dh^l"``: their change, ``−min_{m ≤ l} r_m`` (TP4 §3, the change of
-        layer ``l`` is the sum of its own update and its input's change);
-        ``"f"``: the output at init (``1/2 − (a_{L+1} + b_{L+1})`` when stable);
-        ``"df"``: the output's change, ``max(1 − 2a_{L+1} − c, 1 − a_{L+1} −
-        b_{L+1} − r)`` (the readout's update vs the features' change seen
-        through the initial readout). Exponents of an unstable
-        parametrization describe the first step only.
+        ``"dh^l"``: their change, :math:`-\min_{m \le l} r_m` (TP4 §3, the change of
+        layer :math:`l` is the sum of its own update and its input's change);
+        ``"f"``: the output at init (:math:`1/2 - (a_{L+1} + b_{L+1})` when stable);
+        ``"df"``: the output's change,
+        :math:`\max(1 - 2a_{L+1} - c, 1 - a_{L+1} - b_{L+1} - r)` (the readout's update
+        vs the features' change seen through the initial readout). Exponents of an
+        unstable parametrization describe the first step only.
         """
         out = {}
         run = math.inf
@@ -295,24 +301,27 @@ def abc(
     form: str = "tp4",
     zero_readout: bool = False,
 ) -> ABC:
-    """A named abc-parametrization of an ``depth``-hidden-layer MLP (TP4 Table 1).
+    r"""A named abc-parametrization of an ``depth``-hidden-layer MLP (TP4 Table 1).
 
     Args:
       name: ``"sp"``, ``"ntk"``, ``"mf"`` (depth 1 only, as in the paper) or
         ``"mup"``; an `ABC` is returned as is (after the zero-readout option).
-      depth: ``L``, the number of hidden layers.
+      depth: :math:`L`, the number of hidden layers.
       c: learning-rate exponent; defaults: SP 0 (fixed LR; the paper's stable
-        SP uses ``c = 1``), NTK 0, MF −1, μP 0.
+        SP uses :math:`c = 1`), NTK 0, MF −1, μP 0.
       form: the gauge of μP (all three are the same parametrization under the
         symmetry of TP4 Eq. 5, exactly equal SGD trajectories):
-        ``"tp4"`` — TP4 Def. 5.1: ``a = (−1/2, 0…, 1/2)``, ``b = 1/2``, ``c = 0``;
+        ``"tp4"`` — TP4 Def. 5.1: :math:`a = (-1/2, 0\ldots, 1/2)`, :math:`b = 1/2`,
+        :math:`c = 0`;
         ``"table3"`` — TP5 Table 3: no multipliers, readout init variance
-        ``∝ 1/fan_in²``, per-layer learning rates ``fan_out`` (input, biases),
-        ``1`` (hidden), ``1/fan_in`` (readout);
+        :math:`\propto 1/\mathrm{fan\_in}^2`, per-layer learning rates
+        :math:`\mathrm{fan\_out}` (input, biases), :math:`1` (hidden),
+        :math:`1/\mathrm{fan\_in}` (readout);
         ``"table8"`` — TP5 Table 8 / the `mup` package: readout multiplier
-        ``1/fan_in``, learning rates ``fan_out``, ``1``, ``fan_in``.
-      zero_readout: initialise the readout at zero (``b_{L+1} = inf``; TP5 §4
-        recommends it for μP; stability and ``r`` are unchanged for μP).
+        :math:`1/\mathrm{fan\_in}`, learning rates :math:`\mathrm{fan\_out}`, :math:`1`,
+        :math:`\mathrm{fan\_in}`.
+      zero_readout: initialise the readout at zero (:math:`b_{L+1} = \infty`; TP5 §4
+        recommends it for μP; stability and :math:`r` are unchanged for μP).
 
     Example:
       >>> abc("sp", depth=2, c=1).regime

@@ -23,8 +23,8 @@ def parametrize(
         linen ``nn.Module`` or a Flax nnx ``nnx.Module`` (instance).
       parametrization: ``"sp"``, ``"ntk"``, ``"mf"``, ``"mup"`` or an `ABC`
         (``mup.abc("mup", depth=L, form="table3", zero_readout=True)`` ...).
-      base_width: stax only: the base width ``n₀`` (multipliers ``dim / n₀``;
-        1 gives TP4's literal ``n^{-a}``).
+      base_width: stax only: the base width :math:`n_0` (multipliers
+        :math:`\mathrm{dim} / n_0`; 1 gives TP4's literal :math:`n^{-a}`).
       base, delta: Flax only: the same module at the base width (and at a
         third width, when the target equals the base); see `ntk.mup.flax`.
       x: linen only: an example input.

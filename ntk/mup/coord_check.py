@@ -1,14 +1,16 @@
-r"""Coordinate checks (TP5 §D.1, "coord check"; TP4 §3's Δx = Θ(n^{-r})).
+r"""Coordinate checks (TP5 §D.1, "coord check"; TP4 §3's :math:`\Delta x = \Theta(n^{-r})`).
 
 Train the same architecture at several widths for a few steps and record, per
-layer and step ``t``, the typical coordinate size of its preactivations
-``h_t`` and of their change ``h_t − h_0``:
+layer and step :math:`t`, the typical coordinate size of its preactivations
+:math:`h_t` and of their change :math:`h_t - h_0`, over the batch and the width:
 
-    RMS(v) = ( (1/N·n) Σ_{i,α} v_{iα}² )^{1/2}     over the batch and the width.
+.. math::
 
-In a stable parametrization ``RMS(h_t)`` is ``Θ(1)`` in width; the change is
-``Θ(n^{-r})`` for the features (``r = 0``: feature learning, μP; ``r = 1/2``:
-NTK) and the output's change blows up with width under SP at a fixed learning
+    \mathrm{RMS}(v) = \Big( \frac{1}{N \cdot n} \sum_{i,\alpha} v_{i\alpha}^2 \Big)^{1/2}.
+
+In a stable parametrization :math:`\mathrm{RMS}(h_t)` is :math:`\Theta(1)` in width; the
+change is :math:`\Theta(n^{-r})` for the features (:math:`r = 0`: feature learning, μP;
+:math:`r = 1/2`: NTK) and the output's change blows up with width under SP at a fixed learning
 rate (TP4 Thm. 3.3 / 4.1). The log-log slope of a curve against width is its
 width exponent; `ABC.predicted_slopes` gives the theory's.
 
@@ -43,7 +45,8 @@ from ntk.power_law import loglog_slope
 
 
 def rms(v) -> jnp.ndarray:
-    """Root-mean-square coordinate size ``sqrt(mean(v²))`` (``v`` non-empty).
+    r"""Root-mean-square coordinate size :math:`\sqrt{\operatorname{mean}(v^2)}` (``v``
+    non-empty).
 
     Example:
         >>> import jax.numpy as jnp
@@ -79,8 +82,8 @@ class CoordCheck:
       widths: the widths, ascending.
       steps: number of optimizer steps (records at t = 0..steps).
       layers: the recorded layer names (``h^1``…, ``f``).
-      size: ``{layer: (len(widths), steps + 1)}`` RMS of ``h_t`` (seed mean).
-      delta: the same for ``h_t − h_0``.
+      size: ``{layer: (len(widths), steps + 1)}`` RMS of :math:`h_t` (seed mean).
+      delta: the same for :math:`h_t - h_0`.
       label: a title for plots.
 
     Example (a real check: module docstring):
@@ -117,7 +120,7 @@ class CoordCheck:
         return {l: self.slope(l, step, what) for l in self.layers}
 
     def plot(self, steps: Optional[Sequence[int]] = None, axes=None):
-        """RMS vs width (log-log), one panel per step; rows ``h_t`` and ``h_t − h_0``.
+        """RMS vs width (log-log), one panel per step; rows :math:`h_t` and :math:`h_t - h_0`.
 
         Returns the matplotlib figure.
         """
@@ -170,7 +173,7 @@ def coord_check(
     label: str = "",
     dtype=None,
 ) -> CoordCheck:
-    """Train at each width for ``steps`` full-batch steps and record coordinate sizes.
+    r"""Train at each width for ``steps`` full-batch steps and record coordinate sizes.
 
     Args:
       make: ``width -> Parametrized`` (from `mup.parametrize`; its
@@ -182,7 +185,7 @@ def coord_check(
         ``lambda info: mup.sgd(0.1, info)`` or ``lambda info: optax.sgd(0.1)``.
       steps: optimizer steps (coordinate sizes recorded at t = 0..steps).
       loss: "mse", "xent" or ``(f, y) -> scalar``.
-      seeds: independent initialisations averaged (of RMS²; a stax/linen model
+      seeds: independent initialisations averaged (of :math:`\mathrm{RMS}^2`; a stax/linen model
         is re-initialised, an nnx model uses its own draw every time).
       key: PRNG key (default ``PRNGKey(0)``).
       dtype: optionally cast inputs and parameters (e.g. ``jnp.float32``).

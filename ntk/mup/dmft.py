@@ -4,30 +4,32 @@ Bordelon & Pehlevan 2022, "Self-Consistent Dynamical Field Theory of Kernel
 Evolution in Wide Neural Networks" (NeurIPS 2022), write the infinite-width
 limit of a deep network trained in the mean-field/μP parametrization as a
 *single-site* stochastic process whose statistics are fixed by a few
-deterministic order parameters — the feature kernels ``Φ^ℓ(t, s)``, the
-gradient kernels ``G^ℓ(t, s)`` and the response functions ``A^ℓ, B^ℓ`` — and
-solve the self-consistency by Monte Carlo over that process and a fixed-point
-iteration (their §4 and App. "Numerical solution"). This module is that
-solver for **full-batch gradient descent in discrete time**; the equations
-below were derived for discrete steps with the Tensor-Programs ZDot rule
+deterministic order parameters — the feature kernels :math:`\Phi^\ell(t, s)`, the
+gradient kernels :math:`G^\ell(t, s)` and the response functions
+:math:`A^\ell, B^\ell` — and solve the self-consistency by Monte Carlo over that
+process and a fixed-point iteration (their §4 and App. "Numerical solution"). This
+module is that solver for **full-batch gradient descent in discrete time**; the
+equations below were derived for discrete steps with the Tensor-Programs ZDot rule
 (Yang & Hu 2021, TP4), which is the same limit as B&P's path integral.
 
-**The network** (width ``N``, depth ``L`` hidden layers, inputs ``x ∈ R^D``,
-all weights ``N(0, 1)``; B&P eq. 1 with ``γ = γ₀ √N``):
+**The network** (width :math:`N`, depth :math:`L` hidden layers, inputs
+:math:`x \in \mathbb{R}^D`, all weights :math:`\mathcal{N}(0, 1)`; B&P eq. 1 with
+:math:`\gamma = \gamma_0 \sqrt{N}`):
 
 .. math::
 
     h^1 = W^0 x / \sqrt{D}, \qquad h^{\ell+1} = W^\ell \varphi(h^\ell) / \sqrt{N}, \qquad
     f = w \cdot \varphi(h^L) / (\gamma_0 N),
 
-trained on ``L(f) = Σ_μ (f_μ − y_μ)² / (2P)`` by gradient descent with
-learning rate ``η γ₀² N`` on every weight (`ntk.mup.finite`). This is μP:
-the features move by Θ(γ₀) per step at every width; ``γ₀ → 0`` is the lazy
-(NTK) regime, whose kernel is exactly ``ntk.stax``'s NTK of the network
+trained on :math:`L(f) = \sum_\mu (f_\mu - y_\mu)^2 / (2P)` by gradient descent with
+learning rate :math:`\eta \gamma_0^2 N` on every weight (`ntk.mup.finite`). This is μP:
+the features move by :math:`\Theta(\gamma_0)` per step at every width;
+:math:`\gamma_0 \to 0` is the lazy (NTK) regime, whose kernel is exactly
+``ntk.stax``'s NTK of the network
 ``[Dense(W_std=1), φ] × L + Dense(W_std=1)`` (no biases).
 
-**The limit** (``Δ_ν(s) = (y_ν − f_ν(s))/P`` on training points, 0 on test
-points; sums over ``ν`` run over all points, ``g = φ'(h) z``):
+**The limit** (:math:`\Delta_\nu(s) = (y_\nu - f_\nu(s))/P` on training points, 0 on
+test points; sums over :math:`\nu` run over all points, :math:`g = \varphi'(h) z`):
 
 .. math::
 
@@ -44,33 +46,35 @@ points; sums over ``ν`` run over all points, ``g = φ'(h) z``):
     \Phi^\ell &= \langle \varphi(h^\ell)\, \varphi(h^\ell) \rangle, \quad
         G^\ell = \langle g^\ell g^\ell \rangle, \\
     A^\ell &= \big\langle \partial \varphi(h^\ell) / \partial r^\ell \big\rangle, \quad
-        B^\ell = \big\langle \partial g^{\ell+1} / \partial u^{\ell+1} \big\rangle \quad (A^0 = 0), \\
+        B^\ell = \big\langle \partial g^{\ell+1} / \partial u^{\ell+1} \big\rangle
+        \quad (A^0 = 0), \\
     f_\mu(t) &= \gamma_0^{-1} \big\langle \partial \varphi(h^L_\mu(t)) / \partial r^L \big\rangle
         + \eta \sum_{s<t} \sum_\nu \Phi^L_{\mu\nu}(t,s)\, \Delta_\nu(s).
 
-B&P's continuous-time equations (their eqs. 9–11, with ``γ₀ ∫ds`` for
-``ηγ₀ Σ_s``) are the ``η → 0`` limit; in discrete time the response ``B``
-keeps its equal-time term ``s = t`` (the ZDot rule's ``W⁰ᵀ φ'(W⁰φ)``
-correlation), and ``f`` is written exactly instead of through ``df = K Δ dt``.
-The responses are B&P's ``γ₀⁻¹``-scaled ones times ``γ₀``. They are computed
+B&P's continuous-time equations (their eqs. 9–11, with :math:`\gamma_0 \int ds` for
+:math:`\eta\gamma_0 \sum_s`) are the :math:`\eta \to 0` limit; in discrete time the
+response :math:`B` keeps its equal-time term :math:`s = t` (the ZDot rule's
+:math:`W^{0\top} \varphi'(W^0 \varphi)` correlation), and :math:`f` is written exactly
+instead of through :math:`df = K \Delta\, dt`. The responses are B&P's
+:math:`\gamma_0^{-1}`-scaled ones times :math:`\gamma_0`. They are computed
 here by forward-mode autodiff of the sampled process (exact per sample,
 causal by construction) rather than by Stein's lemma with an inverse
 covariance, which amplifies Monte Carlo noise when the fields barely move.
 
 **Monte Carlo and the fixed point.** The Gaussian sources are drawn once
-(``n_samples``; whitened and antithetic in ``r`` so that second moments are
-exact and odd-in-``r`` averages vanish), coloured each iteration by a causal
+(``n_samples``; whitened and antithetic in :math:`r` so that second moments are
+exact and odd-in-:math:`r` averages vanish), coloured each iteration by a causal
 (time-ordered) Cholesky factor of the current kernels, pushed through the
 process, and the new order parameters are mixed in with ``damping``. Because
-every quantity at time ``t`` depends only on quantities at times ``≤ t``, the
-iteration with ``damping=1`` converges in at most ``(T+1)(2L+1)`` sweeps to
+every quantity at time :math:`t` depends only on quantities at times :math:`\le t`, the
+iteration with ``damping=1`` converges in at most :math:`(T+1)(2L+1)` sweeps to
 the exact fixed point of the sampled problem. The Monte Carlo error of the
-limit itself is ``O(n_samples^{-1/2})`` in the kernels and
-``O(n_jac_samples^{-1/2})`` through the response functions, which dominate
-the error of the outputs ``f``: measured on a two-layer tanh network, that
-error is about a finite network's at width ``≈ 10 · n_jac_samples``. It is
-zero for ``activation="linear"`` (the process is linear in the sources and
-the whitening makes second moments exact).
+limit itself is :math:`O(\mathrm{n\_samples}^{-1/2})` in the kernels and
+:math:`O(\mathrm{n\_jac\_samples}^{-1/2})` through the response functions, which
+dominate the error of the outputs :math:`f`: measured on a two-layer tanh network, that
+error is about a finite network's at width :math:`\approx 10 \cdot \mathrm{n\_jac\_samples}`.
+It is zero for ``activation="linear"`` (the process is linear in the sources and the
+whitening makes second moments exact).
 
 `dmft_solve` has an example.
 """
@@ -96,19 +100,20 @@ __all__ = ["ACTIVATIONS", "DMFTResult", "dmft_solve", "dmft_solver", "ntk_of_ker
 
 
 class DMFTResult(NamedTuple):
-    """The DMFT limit of a trained μP MLP.
+    r"""The DMFT limit of a trained μP MLP.
 
     Attributes:
-      f: ``(T+1, P)`` training predictions ``f_t`` (``f_0 = 0``).
+      f: ``(T+1, P)`` training predictions :math:`f_t` (:math:`f_0 = 0`).
       f_test: ``(T+1, Q)`` test predictions, or None.
-      phi: ``(L, T+1, M, T+1, M)`` feature kernels ``Φ^ℓ(t,μ; s,ν)`` over the
-        ``M = P + Q`` points (train first).
-      g: ``(L, T+1, M, T+1, M)`` gradient kernels ``G^ℓ``.
-      a: ``(L−1, T+1, M, T+1, M)`` response functions ``A^ℓ``.
-      b: ``(L−1, T+1, M, T+1, M)`` response functions ``B^ℓ``.
+      phi: ``(L, T+1, M, T+1, M)`` feature kernels :math:`\Phi^\ell(t,\mu; s,\nu)` over
+        the :math:`M = P + Q` points (train first).
+      g: ``(L, T+1, M, T+1, M)`` gradient kernels :math:`G^\ell`.
+      a: ``(L−1, T+1, M, T+1, M)`` response functions :math:`A^\ell`.
+      b: ``(L−1, T+1, M, T+1, M)`` response functions :math:`B^\ell`.
       ntk: ``(T+1, M, M)`` the limit's tangent kernel along training,
-        ``K_t = Σ_{ℓ=0}^{L} G^{ℓ+1}(t,t) ⊙ Φ^ℓ(t,t)`` (`ntk_of_kernels`).
-      loss: ``(T+1,)`` training loss ``Σ(f−y)²/(2P)``.
+        :math:`K_t = \sum_{\ell=0}^{L} G^{\ell+1}(t,t) \odot \Phi^\ell(t,t)`
+        (`ntk_of_kernels`).
+      loss: ``(T+1,)`` training loss :math:`\sum (f-y)^2/(2P)`.
       residuals: ``(iterations,)`` max relative change of the order parameters
         per fixed-point sweep (the convergence diagnostic).
       converged: whether the last residual is below ``tol``.
@@ -127,9 +132,10 @@ class DMFTResult(NamedTuple):
 
 
 def ntk_of_kernels(phi_tt, g_tt, kx):
-    r"""Tangent kernel ``K = Σ_{ℓ=0}^{L} G^{ℓ+1} ⊙ Φ^ℓ`` with ``Φ⁰ = xxᵀ/D``, ``G^{L+1} = 1``.
+    r"""Tangent kernel :math:`K = \sum_{\ell=0}^{L} G^{\ell+1} \odot \Phi^\ell` with
+    :math:`\Phi^0 = x x^\top / D`, :math:`G^{L+1} = 1`.
 
-    B&P eq. 3 (the NTK of the mean-field network with learning rate γ²).
+    B&P eq. 3 (the NTK of the mean-field network with learning rate :math:`\gamma^2`).
     ``phi_tt, g_tt``: ``(L, ..., M, M)`` equal-time kernels; ``kx``: ``(M, M)``.
     """
     shapes = (jnp.shape(phi_tt), jnp.shape(g_tt), jnp.shape(kx))
@@ -277,31 +283,33 @@ def dmft_solve(
     Bordelon & Pehlevan 2022 (§3–4, App. on the numerical solution), in
     discrete time; the equations are in the module docstring. The network and
     its training are exactly those of `ntk.mup.finite.finite_mlp_train`, whose outputs and
-    kernels converge to these as the width ``N → ∞`` (error ``O(N^{-1/2})``
-    per network).
+    kernels converge to these as the width :math:`N \to \infty` (error
+    :math:`O(N^{-1/2})` per network).
 
     Args:
       x_train: ``(P, D)`` training inputs; ``y_train``: ``(P,)`` or ``(P, 1)``.
-      depth: number of hidden layers ``L ≥ 1``.
+      depth: number of hidden layers :math:`L \ge 1`.
       activation: ``"linear"``, ``"relu"``, ``"tanh"`` or ``"erf"``.
-      gamma0: feature-learning strength ``γ₀ > 0`` (``→ 0``: the NTK limit).
-      learning_rate: ``η`` (the network's weights use ``η γ₀² N``).
-      steps: number ``T`` of gradient-descent steps.
-      n_samples: Monte Carlo samples ``S`` of the single-site process (even).
+      gamma0: feature-learning strength :math:`\gamma_0 > 0` (:math:`\to 0`: the NTK
+        limit).
+      learning_rate: :math:`\eta` (the network's weights use :math:`\eta \gamma_0^2 N`).
+      steps: number :math:`T` of gradient-descent steps.
+      n_samples: Monte Carlo samples :math:`S` of the single-site process (even).
       key: PRNG key of the samples.
       x_test: optional ``(Q, D)`` test inputs.
       n_jac_samples: samples used for the response functions (default all).
       damping: mixing weight of the new order parameters per sweep.
       max_iter, tol: fixed-point sweeps and stopping tolerance (max relative
-        change of ``Φ, G, f``).
+        change of :math:`\Phi, G, f`).
       jitter: relative diagonal jitter of the Cholesky factors (default 1e-10
         in float64, 1e-5 in float32).
       jac_batch: tangent directions per batch in the response Jacobians.
 
-    Cost per sweep: ``O(n_samples · L · ((T+1)M)² M)`` for the kernels and
-    ``O(n_jac_samples · L² · ((T+1)M)³ M)`` for the responses (one tangent per
-    source coordinate), ``M = P + Q``; ``L = 1`` needs no responses (only
-    ``⟨∂φ/∂r^L⟩``). Memory ``O(n_samples · L · (T+1)M)``.
+    Cost per sweep: :math:`O(\mathrm{n\_samples} \cdot L \cdot ((T+1)M)^2 M)` for the
+    kernels and :math:`O(\mathrm{n\_jac\_samples} \cdot L^2 \cdot ((T+1)M)^3 M)` for the
+    responses (one tangent per source coordinate), :math:`M = P + Q`; :math:`L = 1`
+    needs no responses (only :math:`\langle \partial\varphi / \partial r^L \rangle`).
+    Memory :math:`O(\mathrm{n\_samples} \cdot L \cdot (T+1)M)`.
 
     Returns:
       `DMFTResult`.
@@ -402,7 +410,7 @@ def dmft_solver(L, n_t, m, P, activation, n_samples, n_jac, jac_batch, damping, 
     arguments (its fixed-point sweeps are a ``jax.lax.while_loop``).
 
     Args (static, positional):
-      L: depth; n_t: time points ``T + 1``; m: points ``M = P + Q`` (train
+      L: depth; n_t: time points :math:`T + 1`; m: points :math:`M = P + Q` (train
       first); P: training points; activation: a name in `ACTIVATIONS`;
       n_samples, n_jac: Monte Carlo samples (even, ``n_jac ≤ n_samples``);
       jac_batch, damping, jitter: as in `dmft_solve` (jitter not None);

@@ -1,14 +1,19 @@
 r"""Finite-width μP MLPs trained by full-batch gradient descent.
 
 The finite twin of the DMFT limit (`ntk.mup.dmft`, Bordelon & Pehlevan 2022):
-the same network and training, at width ``N``, so that its outputs and
-kernels can be compared with the limit's (error ``O(N^{-1/2})`` per network).
-The network (all weights ``N(0, 1)``; B&P eq. 1 with ``γ = γ₀ √N``)::
+the same network and training, at width :math:`N`, so that its outputs and
+kernels can be compared with the limit's (error :math:`O(N^{-1/2})` per network).
+The network (all weights :math:`\mathcal{N}(0, 1)`; B&P eq. 1 with
+:math:`\gamma = \gamma_0 \sqrt{N}`):
 
-    h¹ = W⁰ x / √D,   h^{ℓ+1} = W^ℓ φ(h^ℓ) / √N,   f = w · φ(h^L) / (γ₀ N),
+.. math::
 
-trained on ``Σ_μ (f_μ − y_μ)² / (2P)`` with the step ``−η γ₀² N ∇`` on every
-weight: μP, whose features move by ``Θ(γ₀)`` per step at every width.
+    h^1 = W^0 x / \sqrt{D}, \qquad h^{\ell+1} = W^\ell \varphi(h^\ell) / \sqrt{N}, \qquad
+    f = w \cdot \varphi(h^L) / (\gamma_0 N),
+
+trained on :math:`\sum_\mu (f_\mu - y_\mu)^2 / (2P)` with the step
+:math:`-\eta \gamma_0^2 N \nabla` on every weight: μP, whose features move by
+:math:`\Theta(\gamma_0)` per step at every width.
 
     >>> import jax, jax.numpy as jnp
     >>> from ntk.mup.finite import finite_mlp_train
@@ -35,11 +40,12 @@ __all__ = ["FiniteResult", "mup_mlp_init", "finite_mlp_train", "finite_mlp_train
 
 
 class FiniteResult(NamedTuple):
-    """GD training of finite μP MLPs (leading axis: seeds).
+    r"""GD training of finite μP MLPs (leading axis: seeds).
 
     f: ``(seeds, T+1, P)``; f_test: ``(seeds, T+1, Q)`` or None;
-    phi0, phiT, g0, gT: ``(seeds, L, M, M)`` kernels ``Φ^ℓ = φ·φ/N`` and
-    ``G^ℓ = g·g/N`` at the first and last step over train+test points;
+    phi0, phiT, g0, gT: ``(seeds, L, M, M)`` kernels
+    :math:`\Phi^\ell = \varphi \cdot \varphi / N` and :math:`G^\ell = g \cdot g / N` at the
+    first and last step over train+test points;
     loss: ``(seeds, T+1)``.
     """
 
@@ -53,7 +59,8 @@ class FiniteResult(NamedTuple):
 
 
 def mup_mlp_init(key, d_in: int, width: int, depth: int, dtype=jnp.float32):
-    """``[W⁰ (N, D), W¹ … W^{L−1} (N, N), w (N,)]``, all entries ``N(0, 1)``."""
+    r""":math:`[W^0\ (N, D),\ W^1 \ldots W^{L-1}\ (N, N),\ w\ (N,)]`, all entries
+    :math:`\mathcal{N}(0, 1)`."""
     for arg, v in (("d_in", d_in), ("width", width), ("depth", depth)):
         _checks.require_int(v, arg, "mup_mlp_init")
     keys = jax.random.split(key, depth + 1)
@@ -98,17 +105,20 @@ def finite_mlp_train(
     x_test=None,
     pad_to: Optional[int] = None,
 ) -> FiniteResult:
-    r"""Train width-``N`` μP MLPs by full-batch GD, the finite twin of `ntk.mup.dmft.dmft_solve`.
+    r"""Train width-:math:`N` μP MLPs by full-batch GD, the finite twin of
+    `ntk.mup.dmft.dmft_solve`.
 
-    ``f(x) = w·φ(h^L)/(γ₀N)`` with ``h¹ = W⁰x/√D``, ``h^{ℓ+1} = W^ℓφ(h^ℓ)/√N``,
-    all weights ``N(0,1)``; loss ``Σ_μ(f_μ − y_μ)²/(2P)``; every weight takes
-    the step ``−η γ₀² N ∇`` (B&P eq. 1–2, ``γ = γ₀√N``). ``n_seeds``
-    independent initialisations are trained in parallel (vmap).
+    :math:`f(x) = w \cdot \varphi(h^L)/(\gamma_0 N)` with :math:`h^1 = W^0 x/\sqrt{D}`,
+    :math:`h^{\ell+1} = W^\ell \varphi(h^\ell)/\sqrt{N}`, all weights
+    :math:`\mathcal{N}(0,1)`; loss :math:`\sum_\mu (f_\mu - y_\mu)^2/(2P)`; every weight
+    takes the step :math:`-\eta \gamma_0^2 N \nabla` (B&P eq. 1–2,
+    :math:`\gamma = \gamma_0 \sqrt{N}`). ``n_seeds`` independent initialisations are
+    trained in parallel (vmap).
 
     ``pad_to`` (≥ ``width``) computes with ``pad_to`` units of which all but
-    ``width`` have zero weights in and out: since ``φ(0) = 0`` for every
+    ``width`` have zero weights in and out: since :math:`\varphi(0) = 0` for every
     activation here, their gradients vanish and they stay exactly inert, so
-    the result is a width-``width`` network (the ``1/N`` factors use
+    the result is a width-``width`` network (the :math:`1/N` factors use
     ``width``) — and several widths share one compilation.
 
     Returns:
@@ -168,10 +178,10 @@ def finite_mlp_trainer(n_pad, depth, activation, steps, n_seeds, P, m, d, dtype_
 
     Args (static, positional):
       n_pad: units computed (``pad_to``; the live width is an argument of the
-      trainer); depth: ``L``; activation: a name in ``ntk.mup.dmft.ACTIVATIONS``;
-      steps: ``T``; n_seeds: networks trained in parallel; P: training points
-      (the first ``P`` of the ``m`` inputs); m: inputs ``M = P + Q``; d: input
-      dimension ``D``; dtype_name: ``"float32"`` or ``"float64"``.
+      trainer); depth: :math:`L`; activation: a name in ``ntk.mup.dmft.ACTIVATIONS``;
+      steps: :math:`T`; n_seeds: networks trained in parallel; P: training points
+      (the first ``P`` of the ``m`` inputs); m: inputs :math:`M = P + Q`; d: input
+      dimension :math:`D`; dtype_name: ``"float32"`` or ``"float64"``.
 
     Returns:
       ``train(key, x_all, y, gamma0, learning_rate, width) -> (f, Φ⁰, G⁰, Φ^T,

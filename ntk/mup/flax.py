@@ -2,18 +2,18 @@ r"""abc-parametrizations and μP for Flax modules (linen and nnx).
 
 Which dimensions of a parameter grow with width is found the way the `mup`
 package's ``set_base_shapes`` finds it: instantiate the same architecture at a
-base width ``n₀`` (and optionally a third, ``delta``, width), and compare
+base width :math:`n_0` (and optionally a third, ``delta``, width), and compare
 shapes. An axis whose size differs is width-like; its multiplier is
-``n̄ = size / base size``. For a kernel of shape ``(..., fan_in, fan_out)``
+:math:`\bar{n} = \mathrm{size} / \text{base size}`. For a kernel of shape ``(..., fan_in, fan_out)``
 (Dense ``(in, out)``, Conv ``HWIO``, Embed ``(vocab, features)``) the last two
 axes give the role (`ntk.mup.parametrize` table); a vector is a bias if it is
 width-sized; anything else is fixed. An explicit per-parameter annotation
 ``{"path/to/param": "input" | "hidden" | "output" | "bias" | "fixed"}``
 (or ``(role, layer_index)``) overrides the inference.
 
-The module's own initialisation is taken to be SP (variance ``∝ 1/fan_in``,
-Flax's default ``lecun_normal``; biases zero), i.e. native exponents
-``a° = 0``, ``b° = k_in/2``.
+The module's own initialisation is taken to be SP (variance
+:math:`\propto 1/\mathrm{fan\_in}`, Flax's default ``lecun_normal``; biases zero), i.e.
+native exponents :math:`a^\circ = 0`, :math:`b^\circ = k_\mathrm{in}/2`.
 
 Example (linen):
 
@@ -79,7 +79,7 @@ def infer_roles(params, base, delta=None, annotations: Optional[Mapping] = None)
 
     Args:
       params: parameters (or shapes) of the target-width model.
-      base: the same at the base width ``n₀`` (multipliers are relative to it).
+      base: the same at the base width :math:`n_0` (multipliers are relative to it).
       delta: optionally the same at a third width; width-like axes are then
         those where ``base`` and ``delta`` differ (needed when the target
         width equals the base width).
@@ -212,7 +212,7 @@ def parametrize_linen(
     Args:
       model: the module at the target width.
       parametrization: preset name or `ABC`.
-      base: the module at the base width ``n₀``; ``delta``: optionally at a
+      base: the module at the base width :math:`n_0`; ``delta``: optionally at a
         third width (see `infer_roles`).
       x: an example input (shapes only).
       annotations: per-parameter role overrides.

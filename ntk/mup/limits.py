@@ -5,30 +5,31 @@ compute the infinite-width μP limit of Word2Vec and of first-order MAML
 exactly, because for a *linear* one-hidden-layer network the limit never leaves
 a finite-dimensional space. This module is that construction.
 
-**The finite μP network.** Width ``n``, input ``x ∈ R^d`` (``d = d_in``),
-output ``f(x) ∈ R^K`` (``K = d_out``), per-neuron weights ``u_α ∈ R^d`` and
-``v_α ∈ R^K`` stacked as ``u: (n, d)``, ``v: (n, K)``:
+**The finite μP network.** Width :math:`n`, input :math:`x \in \mathbb{R}^d`
+(:math:`d = \mathrm{d\_in}`), output :math:`f(x) \in \mathbb{R}^K`
+(:math:`K = \mathrm{d\_out}`), per-neuron weights :math:`u_\alpha \in \mathbb{R}^d` and
+:math:`v_\alpha \in \mathbb{R}^K` stacked as ``u: (n, d)``, ``v: (n, K)``:
 
 .. math::
 
     f(x) = \frac{\alpha}{n}\, v^\top u\, x, \qquad u_{\alpha i} \sim \mathcal{N}(0, \sigma_u^2),
     \quad v_{\alpha k} \sim \mathcal{N}(0, \sigma_v^2),
 
-trained by SGD with learning rate ``η n`` on both ``u`` and ``v``. This is μP
-for one hidden layer (TP4 Def. 5.1 up to the symmetry (a, b, c) → (a + θ,
-b − θ, c − 2θ) of abc-parametrizations): every coordinate of ``u``, ``v``
-and of the hidden features ``h = u x`` moves by Θ(1) per step, and ``f``
-moves by Θ(1).
+trained by SGD with learning rate :math:`\eta n` on both :math:`u` and :math:`v`. This
+is μP for one hidden layer (TP4 Def. 5.1 up to the symmetry
+:math:`(a, b, c) \to (a + \theta, b - \theta, c - 2\theta)` of abc-parametrizations):
+every coordinate of :math:`u`, :math:`v` and of the hidden features :math:`h = u x`
+moves by :math:`\Theta(1)` per step, and :math:`f` moves by :math:`\Theta(1)`.
 
-**Why the limit is finite-dimensional.** Write ``Z₀ = [u₀ v₀] ∈ R^{n×(d+K)}``.
-A gradient step changes
+**Why the limit is finite-dimensional.** Write
+:math:`Z_0 = [u_0\ v_0] \in \mathbb{R}^{n \times (d+K)}`. A gradient step changes
 
 .. math::
 
     u \leftarrow u - \eta\, v \chi x^\top, \qquad v \leftarrow v - \eta\, u x \chi^\top
 
-(``χ = ∂L/∂f``), i.e. it multiplies ``[u v]`` on the *right* by a
-``(d+K)×(d+K)`` matrix. So at every step
+(:math:`\chi = \partial L / \partial f`), i.e. it multiplies :math:`[u\ v]` on the
+*right* by a :math:`(d+K) \times (d+K)` matrix. So at every step
 
 .. math::
 
@@ -38,20 +39,22 @@ A gradient step changes
     f_t(x) = \alpha\, C_t^\top (Z_0^\top Z_0 / n)\, W_t\, x
     \;\to\; \alpha\, C_t^\top \Sigma_0 W_t\, x,
 
-with ``Σ₀ = E[Z₀ᵀZ₀]/n = I`` once the σ's are folded into the initial basis
-coefficients ``W₀ = [σ_u I_d; 0]`` ("identity-like input weights") and
-``C₀ = [0; σ_v I_K]`` (zero readout when σ_v = 0). The pair ``(W, C)`` is the
-limit's state (`LimitState`, basis size ``h = d + K``), and since the Gram
-matrix is replaced by its expectation the limit's update rule is plain SGD
-with learning rate ``η`` on the width-``h`` linear network
-``f(x) = α xᵀ Wᵀ C`` (TP4 App. H; the ``edwardjhu/TP4`` repository's ``MetaInfLin1LP``).
-Finite networks differ from the limit only through ``Z₀ᵀZ₀/n − I = O(n^{-1/2})``,
-so their outputs converge at rate ``n^{-1/2}``. With zero readout and no
-training, ``f ≡ 0`` in the limit, which is also the GP (initial) function of
-μP: ``f₀(x) = α vᵀu x / n = O(n^{-1/2})``.
+with :math:`\Sigma_0 = \mathbb{E}[Z_0^\top Z_0]/n = I` once the :math:`\sigma`'s are
+folded into the initial basis coefficients :math:`W_0 = [\sigma_u I_d; 0]`
+("identity-like input weights") and :math:`C_0 = [0; \sigma_v I_K]` (zero readout when
+:math:`\sigma_v = 0`). The pair :math:`(W, C)` is the limit's state (`LimitState`,
+basis size :math:`h = d + K`), and since the Gram matrix is replaced by its expectation
+the limit's update rule is plain SGD with learning rate :math:`\eta` on the
+width-:math:`h` linear network :math:`f(x) = \alpha\, x^\top W^\top C` (TP4 App. H; the
+``edwardjhu/TP4`` repository's ``MetaInfLin1LP``). Finite networks differ from the
+limit only through :math:`Z_0^\top Z_0/n - I = O(n^{-1/2})`, so their outputs converge
+at rate :math:`n^{-1/2}`. With zero readout and no training, :math:`f \equiv 0` in the
+limit, which is also the GP (initial) function of μP:
+:math:`f_0(x) = \alpha\, v^\top u\, x / n = O(n^{-1/2})`.
 
-**Sampling.** ``sample(state, width, key)`` draws ``ω ~ N(0, 1)^{n×h}`` and
-returns the finite μP network ``u = ω W``, ``v = ω C``; at initialisation this
+**Sampling.** ``sample(state, width, key)`` draws
+:math:`\omega \sim \mathcal{N}(0, 1)^{n \times h}` and returns the finite μP network
+:math:`u = \omega W`, :math:`v = \omega C`; at initialisation this
 has exactly the law of `finite_network`, and its outputs converge to the
 limit's. Any first-order algorithm (SGD, first-order MAML) keeps a finite
 network of this form, so it is the *same* algorithm on both sides:
@@ -105,14 +108,14 @@ Loss = Callable[[Array, Array], Array]
 
 
 class LimitState(NamedTuple):
-    """The μP limit's state: coefficients in the basis ``Z₀ = [u₀ v₀]``, with
-    ``h = d_in + d_out`` basis vectors (or ``d_in`` for the compact zero-readout
-    basis).
+    r"""The μP limit's state: coefficients in the basis :math:`Z_0 = [u_0\ v_0]`, with
+    :math:`h = \mathrm{d\_in} + \mathrm{d\_out}` basis vectors (or ``d_in`` for the
+    compact zero-readout basis).
 
     Attributes:
-      W: ``(h, d_in)`` — hidden weights ``u = Z₀ W``; column ``i`` is the
-        limiting "embedding" of input coordinate ``i``.
-      C: ``(h, d_out)`` — readout ``v = Z₀ C``.
+      W: ``(h, d_in)`` — hidden weights :math:`u = Z_0 W`; column :math:`i` is the
+        limiting "embedding" of input coordinate :math:`i`.
+      C: ``(h, d_out)`` — readout :math:`v = Z_0 C`.
     """
 
     W: Array
@@ -120,7 +123,7 @@ class LimitState(NamedTuple):
 
 
 class FiniteParams(NamedTuple):
-    """A finite μP network of width n: ``u: (n, d_in)``, ``v: (n, d_out)``."""
+    """A finite μP network of width :math:`n`: ``u: (n, d_in)``, ``v: (n, d_out)``."""
 
     u: Array
     v: Array
@@ -155,7 +158,7 @@ def _check_step(lr, loss, alpha, who, lr_arg="lr"):
 
 
 def basis_size(state: LimitState) -> int:
-    """The dimension ``h`` of the finite basis the limit lives in."""
+    """The dimension :math:`h` of the finite basis the limit lives in."""
     _check_state(state, LimitState, "basis_size")
     return int(state.W.shape[0])
 
@@ -169,15 +172,15 @@ def init_limit(
     compact: bool = False,
     dtype=jnp.float32,
 ) -> LimitState:
-    """The limit at initialisation: ``W₀ = [σ_u I; 0]``, ``C₀ = [0; σ_v I]``.
+    r"""The limit at initialisation: :math:`W_0 = [\sigma_u I; 0]`, :math:`C_0 = [0; \sigma_v I]`.
 
     Args:
       d_in, d_out: input and output dimensions.
-      sigma_u, sigma_v: init standard deviations of ``u`` and ``v``
-        (σ_v = 0 is TP4's zero readout).
-      compact: with σ_v = 0 the last ``d_out`` basis directions are never used
-        (``v₀ = 0`` contributes nothing); ``compact=True`` drops them (h = d_in),
-        which Word2Vec with a large vocabulary needs.
+      sigma_u, sigma_v: init standard deviations of :math:`u` and :math:`v`
+        (:math:`\sigma_v = 0` is TP4's zero readout).
+      compact: with :math:`\sigma_v = 0` the last ``d_out`` basis directions are never
+        used (:math:`v_0 = 0` contributes nothing); ``compact=True`` drops them
+        (:math:`h = \mathrm{d\_in}`), which Word2Vec with a large vocabulary needs.
 
     Returns:
       `LimitState` with ``W: (h, d_in)``, ``C: (h, d_out)``.
@@ -200,14 +203,15 @@ def init_limit(
 
 
 def limit_apply(state: LimitState, x: Array, alpha: float = 1.0) -> Array:
-    """Limit outputs ``f(x) = α xᵀ Wᵀ C``: ``x (B, d_in) → (B, d_out)``."""
+    r"""Limit outputs :math:`f(x) = \alpha\, x^\top W^\top C`: ``x (B, d_in) → (B, d_out)``."""
     _check_state(state, LimitState, "limit_apply")
     x = _check_x(x, state.W.shape[1], "limit_apply")
     return alpha * (x @ state.W.T) @ state.C
 
 
 def limit_feature_kernel(state: LimitState) -> Array:
-    """``lim (1/n) u_iᵀ u_j = (Wᵀ W)_ij``: the limit's Gram of input embeddings.
+    r""":math:`\lim\, (1/n)\, u_i^\top u_j = (W^\top W)_{ij}`: the limit's Gram of input
+    embeddings.
 
     For one-hot inputs (Word2Vec) this is the Gram matrix of word vectors, the
     quantity analogies are computed from. Shape ``(d_in, d_in)``.
@@ -225,7 +229,9 @@ def finite_network(
     sigma_v: float = 0.0,
     dtype=jnp.float32,
 ) -> FiniteParams:
-    """A fresh finite μP network: ``u ~ N(0, σ_u²)^{n×d_in}``, ``v ~ N(0, σ_v²)^{n×d_out}``."""
+    r"""A fresh finite μP network:
+    :math:`u \sim \mathcal{N}(0, \sigma_u^2)^{n \times \mathrm{d\_in}}`,
+    :math:`v \sim \mathcal{N}(0, \sigma_v^2)^{n \times \mathrm{d\_out}}`."""
     name = "finite_network"
     _checks.require_int(width, "width", name)
     _checks.require_int(d_in, "d_in", name)
@@ -240,7 +246,8 @@ def finite_network(
 
 
 def finite_apply(params: FiniteParams, x: Array, alpha: float = 1.0) -> Array:
-    """Finite μP outputs ``f(x) = (α/n) vᵀ u x``: ``(B, d_in) → (B, d_out)``."""
+    r"""Finite μP outputs :math:`f(x) = (\alpha/n)\, v^\top u\, x`:
+    ``(B, d_in) → (B, d_out)``."""
     _check_state(params, FiniteParams, "finite_apply")
     x = _check_x(x, params.u.shape[1], "finite_apply")
     n = params.u.shape[0]
@@ -248,16 +255,19 @@ def finite_apply(params: FiniteParams, x: Array, alpha: float = 1.0) -> Array:
 
 
 def finite_feature_kernel(params: FiniteParams) -> Array:
-    """``(1/n) uᵀ u``: the finite network's Gram of input embeddings."""
+    r""":math:`(1/n)\, u^\top u`: the finite network's Gram of input embeddings."""
     _check_state(params, FiniteParams, "finite_feature_kernel")
     return params.u.T @ params.u / params.u.shape[0]
 
 
 def sample(state: LimitState, width: int, key: Array) -> FiniteParams:
-    """Map the limit to a finite μP network of width n: ``u = ωW``, ``v = ωC``.
+    r"""Map the limit to a finite μP network of width :math:`n`: :math:`u = \omega W`,
+    :math:`v = \omega C`.
 
-    ``ω ~ N(0, 1)^{n×h}``. Then ``finite_apply(sample(s, n, k), x)`` equals
-    ``α Cᵀ(ωᵀω/n)W x`` and converges to ``limit_apply(s, x)`` at rate n^{-1/2};
+    :math:`\omega \sim \mathcal{N}(0, 1)^{n \times h}`. Then
+    ``finite_apply(sample(s, n, k), x)`` equals
+    :math:`\alpha\, C^\top (\omega^\top \omega / n) W x` and converges to
+    ``limit_apply(s, x)`` at rate :math:`n^{-1/2}`;
     at initialisation ``sample(init_limit(...), n, key)`` has the law of
     `finite_network`.
     """
@@ -271,7 +281,7 @@ def sample(state: LimitState, width: int, key: Array) -> FiniteParams:
 
 
 def mse_loss(f: Array, y: Array) -> Array:
-    """``L = Σ_k (f_k − y_k)² / (2B)``: mean over the batch of half squared error."""
+    r""":math:`L = \sum_k (f_k - y_k)^2 / (2B)`: mean over the batch of half squared error."""
     if jnp.shape(f) != jnp.shape(y):
         raise ValueError(
             f"mse_loss: `f` and `y` must have the same shape; got "
@@ -282,7 +292,7 @@ def mse_loss(f: Array, y: Array) -> Array:
 
 def softmax_cross_entropy(f: Array, y: Array) -> Array:
     """Mean cross-entropy of logits ``f (B, K)`` against integer labels ``y (B,)``
-    in ``[0, K)`` (checked when concrete)."""
+    in :math:`[0, K)` (checked when concrete)."""
     name = "softmax_cross_entropy"
     if jnp.ndim(f) != 2 or jnp.shape(y) != jnp.shape(f)[:1]:
         raise ValueError(
@@ -314,10 +324,11 @@ def _sgd(apply_fn, params, x, y, lr, loss):
 def limit_sgd_step(
     state: LimitState, x: Array, y: Array, lr: float, loss: Loss = mse_loss, alpha: float = 1.0
 ) -> LimitState:
-    """One step of the limit's update rule: SGD with lr η on ``(W, C)``.
+    r"""One step of the limit's update rule: SGD with lr :math:`\eta` on :math:`(W, C)`.
 
-    ``W ← W − η C χᵀ x``, ``C ← C − η W xᵀ χ`` with ``χ = ∂L/∂f`` (batch
-    summed), i.e. the finite-width μP step with ``Z₀ᵀZ₀/n`` replaced by ``I``.
+    :math:`W \leftarrow W - \eta\, C \chi^\top x`, :math:`C \leftarrow C - \eta\, W x^\top \chi`
+    with :math:`\chi = \partial L / \partial f` (batch summed), i.e. the finite-width μP
+    step with :math:`Z_0^\top Z_0 / n` replaced by :math:`I`.
     """
     _check_state(state, LimitState, "limit_sgd_step")
     _check_step(lr, loss, alpha, "limit_sgd_step")
@@ -328,7 +339,8 @@ def limit_sgd_step(
 def finite_sgd_step(
     params: FiniteParams, x: Array, y: Array, lr: float, loss: Loss = mse_loss, alpha: float = 1.0
 ) -> FiniteParams:
-    """One μP SGD step of a width-n network: learning rate ``η n`` on u and v."""
+    r"""One μP SGD step of a width-:math:`n` network: learning rate :math:`\eta n` on
+    :math:`u` and :math:`v`."""
     _check_state(params, FiniteParams, "finite_sgd_step")
     _check_step(lr, loss, alpha, "finite_sgd_step")
     x = _check_x(x, params.u.shape[1], "finite_sgd_step")
@@ -417,11 +429,14 @@ def limit_maml_step(
 ) -> LimitState:
     r"""First-order MAML meta-step of the μP limit (TP4 §8, App. H.2).
 
-    For each task ``(x_s, y_s, x_q, y_q)`` (arrays with a leading task axis):
-    ``θ'  = θ − ε ∇L_s(θ)`` (``inner_steps`` times, ε = ``inner_lr``), then
-    ``θ ← θ − η · mean_tasks ∇L_q(θ')`` — on ``θ = (W, C)`` of the limit.
-    ``clip``: rescale the meta-gradient to Frobenius norm ≤ clip (in the
-    basis; `finite_maml_step` uses the matching width-normalised norm).
+    For each task :math:`(x_s, y_s, x_q, y_q)` (arrays with a leading task axis):
+    :math:`\theta' = \theta - \varepsilon \nabla L_s(\theta)` (``inner_steps`` times,
+    :math:`\varepsilon` = ``inner_lr``), then
+    :math:`\theta \leftarrow \theta - \eta \cdot
+    \operatorname{mean}_\mathrm{tasks} \nabla L_q(\theta')` — on :math:`\theta = (W, C)` of
+    the limit.
+    ``clip``: rescale the meta-gradient to Frobenius norm :math:`\le \mathrm{clip}` (in
+    the basis; `finite_maml_step` uses the matching width-normalised norm).
     """
     who = "limit_maml_step"
     _check_state(state, LimitState, who)
@@ -441,7 +456,8 @@ def finite_maml_step(
     alpha: float = 1.0,
     clip: float | None = None,
 ) -> FiniteParams:
-    """First-order MAML meta-step of a width-n μP network (both lrs times n)."""
+    """First-order MAML meta-step of a width-:math:`n` μP network (both lrs times
+    :math:`n`)."""
     who = "finite_maml_step"
     _check_state(params, FiniteParams, who)
     tasks = _check_tasks(tasks, params.u.shape[1], who)

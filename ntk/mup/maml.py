@@ -5,31 +5,33 @@ compare first-order MAML in the μP limit (`ntk.mup.limits`) with finite μP
 widths and with the NTK and GP limits, which cannot learn features, on N-way
 K-shot tasks. This module is that evaluation.
 
-**Tasks.** A batch of ``T`` tasks is ``(x_support (T, S, d), y_support (T, S),
-x_query (T, Q, d), y_query (T, Q))`` with integer labels in ``[0, N)``
-(`ntk.data.fewshot.sample_tasks` draws them; ``S = N·K``).
+**Tasks.** A batch of :math:`T` tasks is ``(x_support (T, S, d), y_support (T, S),
+x_query (T, Q, d), y_query (T, Q))`` with integer labels in :math:`[0, N)`
+(`ntk.data.fewshot.sample_tasks` draws them; :math:`S = N \cdot K`).
 
-**Accuracy.** A model adapted on task ``t``'s support set gives query logits
-``f_t (Q, N)``; its accuracy on the task is
-``a_t = (1/Q) Σ_q 1[argmax_k f_t(x_q)_k = y_q]``. Reported, in percent, are the
-mean over tasks ``ā = (1/T) Σ_t a_t`` and its standard error
-``SEM = s / √T`` with ``s² = Σ_t (a_t − ā)² / (T − 1)``.
+**Accuracy.** A model adapted on task :math:`t`'s support set gives query logits
+:math:`f_t` ``(Q, N)``; its accuracy on the task is
+:math:`a_t = (1/Q) \sum_q \mathbb{1}[\operatorname{argmax}_k f_t(x_q)_k = y_q]`.
+Reported, in percent, are the mean over tasks :math:`\bar{a} = (1/T) \sum_t a_t` and
+its standard error :math:`\mathrm{SEM} = s / \sqrt{T}` with
+:math:`s^2 = \sum_t (a_t - \bar{a})^2 / (T - 1)`.
 
 **MAML models** (`evaluate`): ``adapt(params, x_s, y_s, x_q, inner_lr)``
 takes ``inner_steps`` SGD steps on one support set and returns the query
 logits — `ntk.mup.limits.limit_maml_adapt` for the limit,
-`ntk.mup.limits.finite_maml_adapt` for a width-n network.
+`ntk.mup.limits.finite_maml_adapt` for a width-:math:`n` network.
 
 **Kernel baselines** (`kernel_regression`, `kernel_baselines`): a frozen
-kernel ``K`` does not meta-learn; its prediction on a task is kernel
+kernel :math:`K` does not meta-learn; its prediction on a task is kernel
 regression on the support set with centred one-hot targets
-``Y = onehot(y_s) − 1/N`` (``S × N``),
+:math:`Y = \operatorname{onehot}(y_s) - 1/N` (:math:`S \times N`),
 
 .. math::
 
-    f(x_q) = K(x_q, X_s) \big(K(X_s, X_s) + \lambda\, \overline{\operatorname{diag} K(X_s, X_s)}\, I\big)^{-1} Y,
+    f(x_q) = K(x_q, X_s) \big(K(X_s, X_s)
+        + \lambda\, \overline{\operatorname{diag} K(X_s, X_s)}\, I\big)^{-1} Y,
 
-``λ`` = ``diag_reg`` (`ntk.predict.gp_inference`, which is the infinite-time
+:math:`\lambda` = ``diag_reg`` (`ntk.predict.gp_inference`, which is the infinite-time
 NTK and NNGP posterior mean). The kernels are those of ``ntk.stax``'s
 one-hidden-layer networks ``Dense → ReLU → Dense`` (NTK and NNGP) and
 ``Dense → Dense`` (the linear network TP4's μP limit is exact for; its NNGP).
@@ -140,7 +142,7 @@ def _query_logits(adapt, params, inner_lr, xs, ys, xq):
 def query_logits(
     adapt: Adapt, params: Any, inner_lr: float, x_support, y_support, x_query
 ) -> Array:
-    """Query logits of every task after adapting on its support set (jitted).
+    r"""Query logits of every task after adapting on its support set (jitted).
 
     ``out[t] = adapt(params, x_support[t], y_support[t], x_query[t], inner_lr)``
     for each task ``t``, one task at a time (``jax.lax.map``).
@@ -150,7 +152,7 @@ def query_logits(
         e.g. `ntk.mup.limits.limit_maml_adapt`; a static argument of the jit
         (the same function object reuses the compiled code).
       params: the meta-learned parameters (any pytree ``adapt`` accepts).
-      inner_lr: the inner-loop learning rate ε.
+      inner_lr: the inner-loop learning rate :math:`\varepsilon`.
       x_support, y_support, x_query: ``(T, S, d)``, ``(T, S)``, ``(T, Q, d)``.
 
     Returns:
@@ -172,19 +174,20 @@ def query_logits(
 
 
 def accuracy(logits, y_query) -> dict:
-    """Accuracy (%) over tasks and its standard error of the mean.
+    r"""Accuracy (%) over tasks and its standard error of the mean.
 
-    ``a_t = (1/Q) Σ_q 1[argmax_k logits[t, q, k] = y_query[t, q]]``;
-    returns ``{"accuracy": 100·ā, "sem": 100·s/√T}`` with ``ā`` the mean of
-    ``a_t`` over the ``T`` tasks and ``s`` their sample standard deviation
-    (``T − 1`` in the denominator).
+    :math:`a_t = (1/Q) \sum_q \mathbb{1}[\operatorname{argmax}_k \mathrm{logits}[t, q, k]
+    = \mathrm{y\_query}[t, q]]`;
+    returns :math:`100 \cdot \bar{a}` as ``"accuracy"`` and :math:`100 \cdot s/\sqrt{T}` as
+    ``"sem"``, with :math:`\bar{a}` the mean of :math:`a_t` over the :math:`T` tasks and
+    :math:`s` their sample standard deviation (:math:`T - 1` in the denominator).
 
     Args:
-      logits: ``(T, Q, N)`` query logits (`query_logits`), ``T ≥ 2``.
-      y_query: ``(T, Q)`` integer labels in ``[0, N)``.
+      logits: ``(T, Q, N)`` query logits (`query_logits`), :math:`T \ge 2`.
+      y_query: ``(T, Q)`` integer labels in :math:`[0, N)`.
 
     Returns:
-      ``{"accuracy": float, "sem": float}``, both in percent; the ``a_t`` are
+      ``{"accuracy": float, "sem": float}``, both in percent; the :math:`a_t` are
       float32 (JAX's mean of booleans), so both carry ~1e-7 relative round-off.
 
     Example:
@@ -217,19 +220,20 @@ def accuracy(logits, y_query) -> dict:
 def evaluate(
     adapt: Adapt, params: Any, inner_lr: float, tasks: Sequence, inner_steps: int = 1
 ) -> dict:
-    """Few-shot accuracy ± SEM of a MAML model after ``inner_steps`` inner steps.
+    r"""Few-shot accuracy ± SEM of a MAML model after ``inner_steps`` inner steps.
 
     Each task's query logits come from ``adapt`` on its support set
-    (`query_logits`; ``adapt(..., inner_steps=k)`` when ``k ≠ 1``), scored by
-    `accuracy`: ``100·ā`` and ``100·s/√T`` over the ``T`` tasks.
+    (`query_logits`; ``adapt(..., inner_steps=k)`` when :math:`k \ne 1`), scored by
+    `accuracy`: :math:`100 \cdot \bar{a}` and :math:`100 \cdot s/\sqrt{T}` over the
+    :math:`T` tasks.
 
     Args:
       adapt: ``adapt(params, x_s, y_s, x_q, inner_lr[, inner_steps=k]) → (Q, N)``:
         `ntk.mup.limits.limit_maml_adapt` or `ntk.mup.limits.finite_maml_adapt`.
       params: the model (a `ntk.mup.limits.LimitState`, `ntk.mup.limits.FiniteParams`...).
-      inner_lr: the inner-loop learning rate ε.
+      inner_lr: the inner-loop learning rate :math:`\varepsilon`.
       tasks: ``(x_support (T, S, d), y_support (T, S), x_query (T, Q, d),
-        y_query (T, Q))``, ``T ≥ 2``.
+        y_query (T, Q))``, :math:`T \ge 2`.
       inner_steps: inner SGD steps (TP4: 1 in meta-training, 20 at evaluation).
 
     Returns:
@@ -322,23 +326,30 @@ def kernel_regression(
     b_std: float = 0.1,
     diag_reg: float = 1e-4,
 ) -> dict:
-    """Query outputs of kernel regression on each support set (TP4's NTK/GP baselines).
+    r"""Query outputs of kernel regression on each support set (TP4's NTK/GP baselines).
 
-    Per task, with ``Y = onehot(y_s, N) − 1/N`` and ``λ`` = ``diag_reg``:
-    ``f(x_q) = K(x_q, X_s)(K(X_s, X_s) + λ·mean(diag K(X_s, X_s))·I)⁻¹ Y``
-    (`ntk.predict.gp_inference`), for three analytic kernels of ``ntk.stax``:
+    Per task, with :math:`Y = \operatorname{onehot}(y_s, N) - 1/N` and :math:`\lambda` =
+    ``diag_reg`` (`ntk.predict.gp_inference`):
+
+    .. math::
+
+        f(x_q) = K(x_q, X_s) \big(K(X_s, X_s) + \lambda \cdot
+        \operatorname{mean}(\operatorname{diag} K(X_s, X_s)) \cdot I\big)^{-1} Y,
+
+    for three analytic kernels of ``ntk.stax``:
 
     * ``"ntk"``, ``"gp"``: the NTK and NNGP of ``Dense(W_std, b_std) → Relu →
       Dense(W_std, b_std)`` (NTK parameterization);
     * ``"linear"``: the NNGP of ``Dense → Dense``,
-      ``σ_w²(σ_w² x·x'/d + σ_b²) + σ_b²`` (its NTK is twice that minus σ_b²).
+      :math:`\sigma_w^2 (\sigma_w^2\, x \cdot x' / d + \sigma_b^2) + \sigma_b^2` (its NTK is
+      twice that minus :math:`\sigma_b^2`).
 
     Args:
       x_support, y_support, x_query: ``(T, S, d)``, ``(T, S)`` integer labels in
         ``[0, n_way)``, ``(T, Q, d)``.
-      n_way: the number of classes N per task (≥ 2).
+      n_way: the number of classes :math:`N` per task (:math:`\ge 2`).
       W_std, b_std: the layers' weight and bias standard deviations.
-      diag_reg: ``λ``, relative to the mean diagonal of ``K(X_s, X_s)``.
+      diag_reg: :math:`\lambda`, relative to the mean diagonal of :math:`K(X_s, X_s)`.
 
     Returns:
       ``{"ntk": (T, Q, N), "gp": (T, Q, N), "linear": (T, Q, N)}``.
@@ -368,7 +379,7 @@ def kernel_baselines(
     b_std: float = 0.1,
     diag_reg: float = 1e-4,
 ) -> dict:
-    """Accuracy ± SEM of the frozen-kernel baselines (TP4's NTK and GP rows).
+    r"""Accuracy ± SEM of the frozen-kernel baselines (TP4's NTK and GP rows).
 
     `kernel_regression` on each task's support set, scored by `accuracy` on
     its query set. A frozen kernel does not meta-learn, so these numbers are
@@ -376,8 +387,8 @@ def kernel_baselines(
 
     Args:
       tasks: ``(x_support (T, S, d), y_support (T, S), x_query (T, Q, d),
-        y_query (T, Q))``, labels in ``[0, n_way)``, ``T ≥ 2``.
-      n_way: the number of classes N per task (≥ 2).
+        y_query (T, Q))``, labels in ``[0, n_way)``, :math:`T \ge 2`.
+      n_way: the number of classes :math:`N` per task (:math:`\ge 2`).
       W_std, b_std, diag_reg: as in `kernel_regression`.
 
     Returns:

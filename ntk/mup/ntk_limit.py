@@ -1,6 +1,6 @@
 r"""The lazy (NTK) and NNGP limits of the μP MLP of `ntk.mup.dmft`.
 
-As ``γ₀ → 0`` the μP MLP of `ntk.mup.dmft` / `ntk.mup.finite` trains in the
+As :math:`\gamma_0 \to 0` the μP MLP of `ntk.mup.dmft` / `ntk.mup.finite` trains in the
 kernel regime: its tangent kernel stays at the NTK of the network
 ``[Dense(W_std=1), φ] × L + Dense(1, W_std=1)`` (no biases) of ``ntk.stax``
 (`ntk_limit_network`), and its outputs follow discrete-time gradient descent
@@ -29,11 +29,12 @@ __all__ = ["ntk_limit_network", "ntk_limit_trajectory"]
 
 
 def ntk_limit_network(depth: int, activation: str):
-    """``ntk.stax`` triple of the same MLP: ``[Dense(W_std=1), φ] × L + Dense(1)``.
+    r"""``ntk.stax`` triple of the same MLP: ``[Dense(W_std=1), φ] × L + Dense(1)``.
 
-    Its ``kernel_fn(x, x, ("nngp", "ntk"))`` is the ``γ₀ → 0`` limit: NNGP =
-    ``Φ^L`` at initialisation (the readout's input kernel times 1), NTK =
-    ``Σ_ℓ G^{ℓ+1} ⊙ Φ^ℓ``. ``tanh`` uses 64-point Gauss–Hermite quadrature.
+    Its ``kernel_fn(x, x, ("nngp", "ntk"))`` is the :math:`\gamma_0 \to 0` limit: NNGP =
+    :math:`\Phi^L` at initialisation (the readout's input kernel times 1), NTK =
+    :math:`\sum_\ell G^{\ell+1} \odot \Phi^\ell`. ``tanh`` uses 64-point Gauss–Hermite
+    quadrature.
     """
     from ntk import stax
 
@@ -52,12 +53,13 @@ def ntk_limit_network(depth: int, activation: str):
 
 
 def ntk_limit_trajectory(ntk_train, y_train, learning_rate: float, steps: int, ntk_test_train=None):
-    r"""Discrete-time GD in the NTK limit: ``f_{t+1} = f_t + (η/P) Θ (y − f_t)``, ``f_0 = 0``.
+    r"""Discrete-time GD in the NTK limit:
+    :math:`f_{t+1} = f_t + (\eta/P)\, \Theta (y - f_t)`, :math:`f_0 = 0`.
 
-    Closed form ``f_t = (I − (I − ηΘ/P)^t) y`` on train and
-    ``f_t(x) = Θ_{xd} Θ^{-1} (I − (I − ηΘ/P)^t) y`` on test (Lee et al. 2019
-    §2.2, discrete version), i.e. `ntk.predict.gradient_descent_mse` with
-    ``discrete_time=True`` at ``t = 0 … T``. Returns ``(T+1, P)`` and
+    Closed form :math:`f_t = (I - (I - \eta\Theta/P)^t)\, y` on train and
+    :math:`f_t(x) = \Theta_{xd} \Theta^{-1} (I - (I - \eta\Theta/P)^t)\, y` on test (Lee et
+    al. 2019 §2.2, discrete version), i.e. `ntk.predict.gradient_descent_mse` with
+    ``discrete_time=True`` at :math:`t = 0 \ldots T`. Returns ``(T+1, P)`` and
     ``(T+1, Q)`` or None.
     """
     name = "ntk_limit_trajectory"

@@ -5,19 +5,31 @@ is one optax transformation, `scale_by_width`, that can sit anywhere after the
 gradient statistics of an optax chain. `sgd` and `adam` are the usual chains
 with it inserted. The multipliers come from the `LeafScale` tree of a
 parametrized network (``mup.parametrize(...).info``), relative to its base width
-``n₀`` (``n̄ = n / n₀``):
+:math:`n_0` (:math:`\bar{n} = n / n_0`):
 
-======================  ========================  ==============  ====================
-tensor                  TP5 Table 3 SGD LR        Adam LR         readout mult.
-======================  ========================  ==============  ====================
-input weights, biases   ``η · fan_out``           ``η``           –
-hidden weights          ``η``                     ``η / fan_in``  –
-output weights          ``η / fan_in``            ``η / fan_in``  1 (Table 3) or
-                                                                  ``1/fan_in``
-======================  ========================  ==============  ====================
+.. list-table::
+   :header-rows: 1
 
-(with the readout multiplier ``1/fan_in`` of Table 8 / the `mup` package, the
-readout's learning rates become ``η · fan_in`` (SGD) and ``η`` (Adam)). Which
+   * - tensor
+     - TP5 Table 3 SGD LR
+     - Adam LR
+     - readout mult.
+   * - input weights, biases
+     - :math:`\eta \cdot \mathrm{fan\_out}`
+     - :math:`\eta`
+     - –
+   * - hidden weights
+     - :math:`\eta`
+     - :math:`\eta / \mathrm{fan\_in}`
+     - –
+   * - output weights
+     - :math:`\eta / \mathrm{fan\_in}`
+     - :math:`\eta / \mathrm{fan\_in}`
+     - 1 (Table 3) or :math:`1/\mathrm{fan\_in}`
+
+(with the readout multiplier :math:`1/\mathrm{fan\_in}` of Table 8 / the `mup` package,
+the readout's learning rates become :math:`\eta \cdot \mathrm{fan\_in}` (SGD) and
+:math:`\eta` (Adam)). Which
 row a tensor is in, and its exponents, are in its `LeafScale`; these functions
 only multiply.
 
@@ -47,7 +59,8 @@ _RULES = {"sgd": "lr_mult", "adam": "adam_lr_mult"}
 
 
 def multipliers(info, rule: str = "sgd"):
-    """The learning-rate multiplier of every tensor: ``n̄^{-c}`` (SGD) or ``n̄^{-c_adam}``.
+    r"""The learning-rate multiplier of every tensor: :math:`\bar{n}^{-c}` (SGD) or
+    :math:`\bar{n}^{-c_\mathrm{adam}}`.
 
     Returns a tree of floats with ``info``'s structure.
 
@@ -73,15 +86,16 @@ def multipliers(info, rule: str = "sgd"):
 
 
 def scale_by_width(info, rule: str = "sgd") -> optax.GradientTransformation:
-    """Multiply each tensor's update by its μP learning-rate multiplier.
+    r"""Multiply each tensor's update by its μP learning-rate multiplier.
 
     Args:
       info: `LeafScale` tree (structure of the parameters).
-      rule: ``"sgd"`` (``n̄^{-c_l}``) or ``"adam"`` (``n̄^{-c_adam}``; use after a
-        scale-invariant statistic such as ``optax.scale_by_adam``).
+      rule: ``"sgd"`` (:math:`\bar{n}^{-c_l}`) or ``"adam"``
+        (:math:`\bar{n}^{-c_\mathrm{adam}}`; use after a scale-invariant statistic such
+        as ``optax.scale_by_adam``).
 
     Stateless; ``update(updates, state, params=None)`` returns
-    ``m ⊙ updates`` with ``m`` from `multipliers`.
+    :math:`m \odot \mathrm{updates}` with :math:`m` from `multipliers`.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -126,7 +140,8 @@ def _check_lr(learning_rate, name):
 def sgd(
     learning_rate, info, momentum: Optional[float] = None, nesterov: bool = False
 ) -> optax.GradientTransformation:
-    """SGD with μP per-tensor learning rates ``η n̄^{-c_l}`` (TP4 Def. 3.1, TP5 Table 3).
+    r"""SGD with μP per-tensor learning rates :math:`\eta \bar{n}^{-c_l}` (TP4 Def. 3.1,
+    TP5 Table 3).
 
     ``learning_rate`` may be a number or an optax schedule. With momentum the
     multiplier is applied to the (linear) momentum update, which is the same.
@@ -161,11 +176,12 @@ def adam(
     eps: float = 1e-8,
     weight_decay: float = 0.0,
 ) -> optax.GradientTransformation:
-    """Adam with μP per-tensor learning rates ``η n̄^{-c_adam}`` (TP5 Table 3, Adam row).
+    r"""Adam with μP per-tensor learning rates :math:`\eta \bar{n}^{-c_\mathrm{adam}}`
+    (TP5 Table 3, Adam row).
 
     ``weight_decay`` is decoupled (AdamW) and *not* width-scaled: the decay per
-    step is ``η · weight_decay · w`` for every tensor, as the `mup` package
-    does with ``decoupled_wd=True``.
+    step is :math:`\eta \cdot \mathrm{weight\_decay} \cdot w` for every tensor, as the
+    `mup` package does with ``decoupled_wd=True``.
 
     Example:
       >>> import jax

@@ -1,7 +1,7 @@
 r"""Apply an abc-parametrization to a finite network: per-parameter scales.
 
 Every trainable tensor (a "leaf") gets a role from which of its dimensions grow
-with width ``n`` (TP5 §4 / Table 3; the `mup` package's "infshape"):
+with width :math:`n` (TP5 §4 / Table 3; the `mup` package's "infshape"):
 
 =========  =========================  ==========================================
 role       width-like dims            examples
@@ -13,28 +13,32 @@ bias       a width-sized vector       biases and norm scales of hidden layers
 fixed      none                       readout bias, scalars
 =========  =========================  ==========================================
 
-**The rule.** Write ``n̄ = n / n₀`` for the leaf's width multiplier relative to
-a base width ``n₀`` (``base_width=1`` is TP4's literal ``n``; a larger base only
-changes width-independent constants, so ``r``, stability and the regime are
-the same, and at ``n = n₀`` every parametrization coincides with the
+**The rule.** Write :math:`\bar{n} = n / n_0` for the leaf's width multiplier relative
+to a base width :math:`n_0` (``base_width=1`` is TP4's literal :math:`n`; a larger base
+only changes width-independent constants, so :math:`r`, stability and the regime are
+the same, and at :math:`n = n_0` every parametrization coincides with the
 network's native one — the property μTransfer tunes at). A leaf of role
-``input``/``bias`` takes the exponents ``(a_1, b_1, c_1)`` of layer 1 (TP4:
+``input``/``bias`` takes the exponents :math:`(a_1, b_1, c_1)` of layer 1 (TP4:
 biases are input weights), ``hidden`` those of its layer, ``output``
-``(a_{L+1}, b_{L+1}, c_{L+1})``, ``fixed`` none. With the network's own
-(native) exponents ``(a°, b°)`` — SP for Flax modules, ``(k_in/2, 0)`` for a
-``stax.Dense(parameterization="ntk")`` — the trainable parameter ``w`` enters
-the native code as
+:math:`(a_{L+1}, b_{L+1}, c_{L+1})`, ``fixed`` none. With the network's own
+(native) exponents :math:`(a^\circ, b^\circ)` — SP for Flax modules,
+:math:`(k_\mathrm{in}/2, 0)` for a ``stax.Dense(parameterization="ntk")`` — the
+trainable parameter :math:`w` enters the native code as
 
-    native = n̄^{a° − a} · w,        w₀ = n̄^{b° − b} · native₀,
+.. math::
 
-so ``W = n̄^{-a} w`` and ``w ~ N(0, n̄^{-2b})`` up to the native constants
-(``σ_w² / fan_in(n₀)``), exactly TP4 Def. 3.1 in units of ``n̄``. SGD then uses
-the learning rate ``η n̄^{-c_l}`` (`LeafScale.lr_mult`) and Adam ``η
-n̄^{-c_adam}`` with ``c_adam = c_l + a_l + g_l``, ``g_l = ω`` for ``l ≤ L`` and
-0 for the readout: Adam's step has ``Θ(1)`` entries whatever the gradient's
-size, so this is the exponent that gives ``ΔW`` the per-entry size SGD gives it
-(for μP it reproduces TP5 Table 3's Adam column: ``1``, ``1/fan_in``,
-``1/fan_in``).
+    \mathrm{native} = \bar{n}^{a^\circ - a} \cdot w, \qquad
+    w_0 = \bar{n}^{b^\circ - b} \cdot \mathrm{native}_0,
+
+so :math:`W = \bar{n}^{-a} w` and :math:`w \sim \mathcal{N}(0, \bar{n}^{-2b})` up to the
+native constants (:math:`\sigma_w^2 / \mathrm{fan\_in}(n_0)`), exactly TP4 Def. 3.1 in
+units of :math:`\bar{n}`. SGD then uses the learning rate :math:`\eta \bar{n}^{-c_l}`
+(`LeafScale.lr_mult`) and Adam :math:`\eta \bar{n}^{-c_\mathrm{adam}}` with
+:math:`c_\mathrm{adam} = c_l + a_l + g_l`, :math:`g_l = \omega` for :math:`l \le L` and
+0 for the readout: Adam's step has :math:`\Theta(1)` entries whatever the gradient's
+size, so this is the exponent that gives :math:`\Delta W` the per-entry size SGD gives
+it (for μP it reproduces TP5 Table 3's Adam column: :math:`1`,
+:math:`1/\mathrm{fan\_in}`, :math:`1/\mathrm{fan\_in}`).
 """
 
 from __future__ import annotations
@@ -54,13 +58,13 @@ ROLES = ("input", "hidden", "output", "bias", "fixed")
 
 @dataclasses.dataclass(frozen=True)
 class LeafScale:
-    """How one parameter tensor scales with width.
+    r"""How one parameter tensor scales with width.
 
     Attributes:
       role: one of ``ROLES``.
       layer: the abc layer index ``l`` whose exponents it uses (None: fixed).
-      width_mult: ``n̄ = n / n₀`` of its width-like dimension (1 if none).
-      a, b, c: its abc exponents (``b = inf``: zero init).
+      width_mult: :math:`\bar{n} = n / n_0` of its width-like dimension (1 if none).
+      a, b, c: its abc exponents (:math:`b = \infty`: zero init).
       c_adam: learning-rate exponent for Adam (module docstring).
       a_native, b_native: the exponents the network's own code implements.
 
@@ -84,22 +88,24 @@ class LeafScale:
 
     @property
     def fwd_mult(self) -> float:
-        """``n̄^{a° − a}``: native parameter = fwd_mult · w."""
+        r""":math:`\bar{n}^{a^\circ - a}`:
+        :math:`\text{native parameter} = \mathrm{fwd\_mult} \cdot w`."""
         return self.width_mult ** (self.a_native - self.a)
 
     @property
     def init_mult(self) -> float:
-        """``n̄^{b° − b}``: w₀ = init_mult · native₀ (0 for a zero-init readout)."""
+        r""":math:`\bar{n}^{b^\circ - b}`: :math:`w_0 = \mathrm{init\_mult} \cdot \mathrm{native}_0`
+        (0 for a zero-init readout)."""
         return 0.0 if math.isinf(self.b) else self.width_mult ** (self.b_native - self.b)
 
     @property
     def lr_mult(self) -> float:
-        """SGD learning-rate multiplier ``n̄^{-c}``."""
+        r"""SGD learning-rate multiplier :math:`\bar{n}^{-c}`."""
         return self.width_mult ** (-self.c)
 
     @property
     def adam_lr_mult(self) -> float:
-        """Adam learning-rate multiplier ``n̄^{-c_adam}``."""
+        r"""Adam learning-rate multiplier :math:`\bar{n}^{-c_\mathrm{adam}}`."""
         return self.width_mult ** (-self.c_adam)
 
 
@@ -114,8 +120,8 @@ class Parametrized(NamedTuple):
       info: pytree of `LeafScale`, the structure of ``w``; what `mup.sgd` and
         `mup.adam` read.
       abc: the `ABC`.
-      features_fn: ``(w, x) -> {name: array}`` of preactivations ``h^l`` and the
-        output ``f`` (used by `coord_check`), or None.
+      features_fn: ``(w, x) -> {name: array}`` of preactivations :math:`h^l` and the
+        output :math:`f` (used by `coord_check`), or None.
       kind: ``"stax"``, ``"linen"`` or ``"nnx"`` (how `init` calls ``init_fn``).
 
     Example (init and apply, as ``ntk.mup.parametrize.parametrize_stax`` builds them):
@@ -233,7 +239,7 @@ def parametrize_stax(
     base_width: float = 1.0,
     input_shape: Optional[Sequence[int]] = None,
 ) -> Parametrized:
-    """An ``ntk.stax`` network in an abc-parametrization (roles by position).
+    r"""An ``ntk.stax`` network in an abc-parametrization (roles by position).
 
     The first Dense/Conv layer is the input layer, the last the readout, the
     others hidden (``repeat`` blocks included); layers are found through the
@@ -245,7 +251,7 @@ def parametrize_stax(
       model: ``(init_fn, apply_fn, kernel_fn)`` from ``stax.serial(...)``.
       parametrization: a preset name (see `abc`) or an `ABC` whose depth is
         the number of affine layers minus one.
-      base_width: ``n₀``; width multipliers are ``dim / n₀``.
+      base_width: :math:`n_0`; width multipliers are :math:`\mathrm{dim} / n_0`.
       input_shape: an input shape for a dry run of ``init_fn`` (default
         ``(1, 1)``; needed for convolutional networks).
 

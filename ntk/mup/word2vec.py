@@ -2,54 +2,67 @@ r"""Word2Vec (CBOW with negative sampling) in any parametrization, by SGD.
 
 TP4 §7 (Yang & Hu 2021) trains Word2Vec's CBOW model in the exact μP limit
 and at finite widths: with input and output embeddings ``e_in, e_out (V, n)``
-and a context ``ctx`` of word ids, the score of word ``w`` is
+and a context ``ctx`` of word ids, the score of word :math:`w` is
 
-    s(ctx, w) = scale · e_out[w] · mean_{c ∈ ctx} e_in[c],
+.. math::
 
-and the negative-sampling loss of a target ``t`` with ``k`` noise words
-``w_1 … w_k`` (Mikolov et al. 2013) is
+    s(\mathrm{ctx}, w) = \mathrm{scale} \cdot e_\mathrm{out}[w] \cdot
+    \operatorname{mean}_{c \in \mathrm{ctx}} e_\mathrm{in}[c],
 
-    ℓ = −log σ(s(ctx, t)) − Σ_j log σ(−s(ctx, w_j)).
+and the negative-sampling loss of a target :math:`t` with :math:`k` noise words
+:math:`w_1 \ldots w_k` (Mikolov et al. 2013) is
+
+.. math::
+
+    \ell = -\log \sigma(s(\mathrm{ctx}, t)) - \sum_j \log \sigma(-s(\mathrm{ctx}, w_j)).
 
 The parametrization enters only through ``scale`` and the learning rate:
-μP at width ``n`` is ``scale = 1/n`` with rate ``η n``; its limit
-(`ntk.mup.limits.init_limit` in the compact basis) is ``scale = 1``, rate
-``η``; the NTK parametrization is ``scale = 1/√n``, rate ``η``. The batches
+μP at width :math:`n` is :math:`\mathrm{scale} = 1/n` with rate :math:`\eta n`; its limit
+(`ntk.mup.limits.init_limit` in the compact basis) is :math:`\mathrm{scale} = 1`, rate
+:math:`\eta`; the NTK parametrization is :math:`\mathrm{scale} = 1/\sqrt{n}`, rate
+:math:`\eta`. The batches
 come from `ntk.data.text.cbow_batches`; the learning rate decays linearly
 to 0 over training, as in word2vec.
 
-**Subsampling and weight decay** (both off by default; TP4 uses ``t = 1e-4``
-and ``λ = 1e-3``). Subsampling of frequent words (`keep_probability`,
+**Subsampling and weight decay** (both off by default; TP4 uses :math:`t = 10^{-4}`
+and :math:`\lambda = 10^{-3}`). Subsampling of frequent words (`keep_probability`,
 `subsample_tokens`) drops each token independently before the context
 windows are formed, afresh every epoch. Weight decay is word2vec's, as in
 TP4's fork of ``word2vec.c``: L2 added to the gradient (coupled to the rate,
-``p ← p − lr (g + λ p)``, the form of PyTorch SGD's ``weight_decay``), but
-applied per use: word2vec multiplies a row by ``1 − α λ`` each time an
-example reads it (a context word's row of ``e_in``; the target's and each
-negative's row of ``e_out``), so `cbow_step` adds ``λ u_r / B · p_r`` to the
-gradient of row ``r``, ``u_r`` its uses in the batch of ``B`` — the gradient of
-``λ/2 Σ_{rows used} ‖row‖²`` averaged over the batch. Rarely seen words
-decay rarely; a dense decay of every row at every step would instead shrink
-each row by ``exp(−α λ T)`` per pass over ``T`` tokens. The decay is coupled
-to the rate it is given, so in μP at width ``n`` (rate ``η n``) pass ``λ/n``:
-each use then shrinks a row by the width-independent ``1 − η λ / B``, as in
-the μP limit (rate ``η``, ``λ``), whose compact-basis rows are linear in the
-finite rows, so the same per-row shrinking applies to them exactly.
+:math:`p \leftarrow p - \mathrm{lr}\,(g + \lambda p)`, the form of PyTorch SGD's
+``weight_decay``), but applied per use: word2vec multiplies a row by
+:math:`1 - \alpha \lambda` each time an example reads it (a context word's row of
+``e_in``; the target's and each negative's row of ``e_out``), so `cbow_step` adds
+:math:`\lambda u_r / B \cdot p_r` to the gradient of row :math:`r`, :math:`u_r` its uses
+in the batch of :math:`B` — the gradient of
+:math:`\lambda/2 \sum_{\text{rows used}} \lVert \mathrm{row} \rVert^2` averaged over the
+batch. Rarely seen words decay rarely; a dense decay of every row at every step would
+instead shrink each row by :math:`\exp(-\alpha \lambda T)` per pass over :math:`T`
+tokens. The decay is coupled to the rate it is given, so in μP at width :math:`n`
+(rate :math:`\eta n`) pass :math:`\lambda/n`: each use then shrinks a row by the
+width-independent :math:`1 - \eta \lambda / B`, as in the μP limit (rate :math:`\eta`,
+:math:`\lambda`), whose compact-basis rows are linear in the finite rows, so the same
+per-row shrinking applies to them exactly.
 
 **The NTK and GP limits** of the NTK parametrization (``e_in, e_out`` all
-``N(0, 1)``, ``scale = 1/√n``) are trained by `train_kernel_limit`. With
-``a_ctx ∈ R^V`` the masked mean of the context's one-hot vectors, the score is
-``s(ctx, w) = S[w] · a_ctx`` with ``S = e_out e_inᵀ/√n (V, V)``. As
-``n → ∞``, ``S₀`` is a Gaussian matrix ``Z`` with i.i.d. ``N(0, 1)`` entries
-(the NNGP ``E[s s'] = δ_{ww'} a_ctx·a_ctx'``) and the tangent kernel is
-constant, ``Θ = 2 δ_{ww'} a_ctx·a_ctx'`` (one half from ``e_out``, one from
-``e_in``, whose features never move). Kernel gradient descent with ``Θ`` and
-rate ``η`` is exactly SGD on ``S`` with rate ``2η`` from ``S₀ = Z``: CBOW
-with ``e_in = I`` frozen, ``e_out = Z``, ``scale = 1``, rate ``2η`` on
-``e_out`` only. The GP limit (readout trained, ``e_in`` frozen at
-initialisation even at finite width) has ``Θ = δ_{ww'} a_ctx·a_ctx'``: the
-same with rate ``η``. In both the word vectors (rows of ``e_in``) keep their
-initial Gram ``I``, whatever the scores learn.
+:math:`\mathcal{N}(0, 1)`, :math:`\mathrm{scale} = 1/\sqrt{n}`) are trained by
+`train_kernel_limit`. With :math:`a_\mathrm{ctx} \in \mathbb{R}^V` the masked mean of the
+context's one-hot vectors, the score is
+:math:`s(\mathrm{ctx}, w) = S[w] \cdot a_\mathrm{ctx}` with
+:math:`S = e_\mathrm{out} e_\mathrm{in}^\top / \sqrt{n}` ``(V, V)``. As
+:math:`n \to \infty`, :math:`S_0` is a Gaussian matrix :math:`Z` with i.i.d.
+:math:`\mathcal{N}(0, 1)` entries (the NNGP
+:math:`\mathbb{E}[s s'] = \delta_{ww'}\, a_\mathrm{ctx} \cdot a_\mathrm{ctx}'`) and the
+tangent kernel is constant,
+:math:`\Theta = 2 \delta_{ww'}\, a_\mathrm{ctx} \cdot a_\mathrm{ctx}'` (one half from
+``e_out``, one from ``e_in``, whose features never move). Kernel gradient descent with
+:math:`\Theta` and rate :math:`\eta` is exactly SGD on :math:`S` with rate :math:`2\eta`
+from :math:`S_0 = Z`: CBOW with :math:`e_\mathrm{in} = I` frozen,
+:math:`e_\mathrm{out} = Z`, :math:`\mathrm{scale} = 1`, rate :math:`2\eta` on ``e_out``
+only. The GP limit (readout trained, ``e_in`` frozen at initialisation even at finite
+width) has :math:`\Theta = \delta_{ww'}\, a_\mathrm{ctx} \cdot a_\mathrm{ctx}'`: the same
+with rate :math:`\eta`. In both the word vectors (rows of ``e_in``) keep their initial
+Gram :math:`I`, whatever the scores learn.
 
     >>> import numpy as np
     >>> from ntk.data.text import planted_analogy_corpus
@@ -122,13 +135,15 @@ def _decay_gradients(params, ctx, mask, target, negatives):
 def cbow_step(
     params, ctx, mask, target, negatives, scale, lr, input_lr=None, weight_decay: float = 0.0
 ):
-    """One SGD step ``params − lr (∇ cbow_loss + decay)``; returns ``(params, loss)``.
+    r"""One SGD step
+    :math:`\mathrm{params} - \mathrm{lr}\,(\nabla \mathrm{cbow\_loss} + \mathrm{decay})`;
+    returns ``(params, loss)``.
 
     ``input_lr``: the rate of ``e_in`` (default ``lr``; 0 freezes it, decay
-    included). ``weight_decay``: word2vec's L2 coefficient ``λ`` (a Python
+    included). ``weight_decay``: word2vec's L2 coefficient :math:`\lambda` (a Python
     float, static: 0 compiles the plain step), applied per use (module doc):
-    row ``r`` of either embedding gets ``λ u_r / B · p_r`` added to its
-    gradient, ``u_r`` the number of times the batch of ``B`` reads it (as a
+    row :math:`r` of either embedding gets :math:`\lambda u_r / B \cdot p_r` added to its
+    gradient, :math:`u_r` the number of times the batch of :math:`B` reads it (as a
     masked-in context word for ``e_in``; as a target or a negative for
     ``e_out``). The returned loss is the data loss, without the penalty.
     """
@@ -142,22 +157,23 @@ def cbow_step(
 
 
 def keep_probability(counts, threshold) -> np.ndarray:
-    """word2vec's subsampling of frequent words: each word's keep probability.
+    r"""word2vec's subsampling of frequent words: each word's keep probability.
 
-    A token of word ``w`` with corpus frequency ``f(w) = count_w / Σ count``
-    is kept with probability ``min(1, √(t/f(w)) + t/f(w))``, ``t`` the
-    threshold. This is the form of word2vec's C implementation (Mikolov et
-    al. 2013's ``word2vec.c``, unchanged in TP4's fork: keep if a uniform
-    draw is ``≤ (√(f/t) + 1) · t/f``), not the paper's discard probability
-    ``1 − √(t/f)``. Words with ``f ≤ φ² t ≈ 2.62 t`` (``φ`` the golden ratio)
-    are always kept, and so are words of count 0.
+    A token of word :math:`w` with corpus frequency
+    :math:`f(w) = \mathrm{count}_w / \sum \mathrm{count}` is kept with probability
+    :math:`\min(1, \sqrt{t/f(w)} + t/f(w))`, :math:`t` the threshold. This is the form of
+    word2vec's C implementation (Mikolov et al. 2013's ``word2vec.c``, unchanged in
+    TP4's fork: keep if a uniform draw is :math:`\le (\sqrt{f/t} + 1) \cdot t/f`), not
+    the paper's discard probability :math:`1 - \sqrt{t/f}`. Words with
+    :math:`f \le \varphi^2 t \approx 2.62\, t` (:math:`\varphi` the golden ratio) are
+    always kept, and so are words of count 0.
 
     Args:
       counts: ``(V,)`` word counts (>= 0, one positive at least).
-      threshold: ``t > 0`` (TP4: 1e-4).
+      threshold: :math:`t > 0` (TP4: 1e-4).
 
     Returns:
-      ``(V,)`` probabilities in ``(0, 1]``.
+      ``(V,)`` probabilities in :math:`(0, 1]`.
 
     Example:
       >>> keep_probability(np.array([99, 1]), 0.01).round(4)
@@ -235,13 +251,14 @@ def train_cbow(
     subsample: float | None = None,
     weight_decay: float = 0.0,
 ):
-    """SGD on the CBOW negative-sampling loss over ``epochs`` passes of ``corpus``.
+    r"""SGD on the CBOW negative-sampling loss over ``epochs`` passes of ``corpus``.
 
     Args:
       params: ``(e_in, e_out)``, each ``(V, n)``.
       corpus: a `ntk.data.text` corpus (``tokens``, ``counts``).
       scale, learning_rate: the parametrization (module doc); the rate decays
-        linearly, ``lr_i = learning_rate · max(1 − i/steps, 1e-4)``.
+        linearly,
+        :math:`\mathrm{lr}_i = \mathrm{learning\_rate} \cdot \max(1 - i/\mathrm{steps}, 10^{-4})`.
       seed: NumPy seed of the batches, negatives and subsampling.
       window, batch_size, negatives, epochs: word2vec's settings.
       progress: a label for a tqdm progress bar (empty: none).
@@ -250,19 +267,20 @@ def train_cbow(
       max_steps: stop after this many SGD steps (None: all ``epochs``); the
         rate still decays over the full schedule, so a cut run takes the first
         steps of the full one (a smoke test of a long run, or a time budget).
-      subsample: word2vec's subsampling threshold ``t`` (`keep_probability`;
+      subsample: word2vec's subsampling threshold :math:`t` (`keep_probability`;
         TP4: 1e-4); None: off, the token stream untouched. Each epoch keeps a
         fresh subsample of ``corpus.tokens`` (`subsample_tokens`, drawn from
         the ``seed``'s generator before the epoch's batches) and forms
         contexts and batches on it, as word2vec drops words before forming
         windows; the negatives' distribution stays the full corpus's. The
         number of steps then varies by epoch, and the rate decays with the
-        fraction of epochs done: ``learning_rate · max(1 − (e + j/B_e)/epochs,
-        1e-4)`` at batch ``j`` of the ``B_e`` of epoch ``e``.
-      weight_decay: word2vec's L2 weight decay ``λ`` (TP4: 1e-3), added to the
+        fraction of epochs done:
+        :math:`\mathrm{learning\_rate} \cdot \max(1 - (e + j/B_e)/\mathrm{epochs}, 10^{-4})`
+        at batch :math:`j` of the :math:`B_e` of epoch :math:`e`.
+      weight_decay: word2vec's L2 weight decay :math:`\lambda` (TP4: 1e-3), added to the
         gradient per use of a row and scaled by the step's rate (`cbow_step`,
-        module doc; pass ``λ/n`` at μP width ``n``). 0: none (the plain step,
-        bit for bit).
+        module doc; pass :math:`\lambda/n` at μP width :math:`n`). 0: none (the plain
+        step, bit for bit).
 
     Returns:
       ``(params, loss of the last batch)``.
@@ -312,7 +330,7 @@ def train_cbow(
     return params, float(loss)
 
 
-#: The rate of the score matrix in the kernel limits, in units of ``η``
+#: The rate of the score matrix in the kernel limits, in units of :math:`\eta`
 #: (module doc): both embeddings feed the NTK, only ``e_out`` the NNGP.
 KERNEL_LIMIT_RATE = {"ntk": 2.0, "gp": 1.0}
 
@@ -320,28 +338,29 @@ KERNEL_LIMIT_RATE = {"ntk": 2.0, "gp": 1.0}
 def train_kernel_limit(corpus, *, kernel: str, key, learning_rate, seed, **kwargs):
     r"""Train the NTK or GP limit of NTK-parametrized CBOW (module doc).
 
-    The limit of ``scale = 1/√n``, ``N(0, 1)`` embeddings and rate ``η`` as
-    ``n → ∞``: ``e_in = I`` (frozen), ``e_out = Z`` with ``Z_{wc} ~ N(0, 1)``
-    (the initial scores, an NNGP sample), ``scale = 1`` and rate
-    ``KERNEL_LIMIT_RATE[kernel] · η`` on ``e_out`` — kernel gradient descent
-    with the limit's constant tangent kernel (``"ntk"``: both embeddings
+    The limit of :math:`\mathrm{scale} = 1/\sqrt{n}`, :math:`\mathcal{N}(0, 1)` embeddings
+    and rate :math:`\eta` as :math:`n \to \infty`: :math:`e_\mathrm{in} = I` (frozen),
+    :math:`e_\mathrm{out} = Z` with :math:`Z_{wc} \sim \mathcal{N}(0, 1)` (the initial
+    scores, an NNGP sample), :math:`\mathrm{scale} = 1` and rate
+    ``KERNEL_LIMIT_RATE[kernel]`` :math:`\cdot\, \eta` on ``e_out`` — kernel gradient
+    descent with the limit's constant tangent kernel (``"ntk"``: both embeddings
     trained; ``"gp"``: the readout ``e_out`` only).
 
     Args:
       corpus: a `ntk.data.text` corpus.
       kernel: ``"ntk"`` or ``"gp"``.
-      key: PRNG key of ``Z``.
+      key: PRNG key of :math:`Z`.
       learning_rate, seed, ``**kwargs``: as `train_cbow` (the finite network's
-        ``η``); ``subsample`` applies as there. ``weight_decay`` must be 0:
-        decay shrinks both embeddings by ``O(1)`` factors, so the finite
-        network's tangent kernel (built from ``e_in e_inᵀ/n`` and
-        ``e_out e_outᵀ/n``) shrinks with them instead of staying constant, and
-        its per-use decay of ``e_in``'s rows (columns of the scores) has no
-        counterpart with ``e_in = I`` frozen: kernel gradient descent with this
-        constant kernel is not that network's limit.
+        :math:`\eta`); ``subsample`` applies as there. ``weight_decay`` must be 0:
+        decay shrinks both embeddings by :math:`O(1)` factors, so the finite
+        network's tangent kernel (built from :math:`e_\mathrm{in} e_\mathrm{in}^\top / n`
+        and :math:`e_\mathrm{out} e_\mathrm{out}^\top / n`) shrinks with them instead of
+        staying constant, and its per-use decay of ``e_in``'s rows (columns of the
+        scores) has no counterpart with :math:`e_\mathrm{in} = I` frozen: kernel gradient
+        descent with this constant kernel is not that network's limit.
 
     Returns:
-      ``((e_in, e_out), loss of the last batch)``; ``e_in`` is ``I``.
+      ``((e_in, e_out), loss of the last batch)``; ``e_in`` is :math:`I`.
 
     Example:
       >>> import jax

@@ -1,21 +1,23 @@
-"""NTK permutation ensembles (Giapitzakis, Back de Luca & Fountoulakis 2025).
+r"""NTK permutation ensembles (Giapitzakis, Back de Luca & Fountoulakis 2025).
 
 "Exact Learning of Permutations for Nonzero Binary Inputs with Logarithmic
 Training Size and Quadratic Ensemble Complexity" (arXiv:2502.16763v1): a
 two-layer ReLU network trained to convergence in the NTK regime on only the
-``k`` basis vectors ``e_i ↦ P_π e_i`` is a Gaussian process whose mean is
-positive exactly on the coordinates of ``P_π x``; averaging ``M`` such
-networks and rounding recovers ``P_π x`` for every nonzero binary ``x`` with
-high probability, ``M ∝ k log k`` per input and ``M ∝ k²`` for all inputs.
+:math:`k` basis vectors :math:`e_i \mapsto P_\pi e_i` is a Gaussian process whose mean is
+positive exactly on the coordinates of :math:`P_\pi x`; averaging :math:`M` such
+networks and rounding recovers :math:`P_\pi x` for every nonzero binary :math:`x` with
+high probability, :math:`M \propto k \log k` per input and :math:`M \propto k^2` for all
+inputs.
 
-Modules::
+Modules:
 
-  setting      the task, training set, network, rounding rule (choices stated)
-  gp           the t = ∞ GP via ntk.predict, and its closed form
-               (μ(x) = α(s) P_π x + β(s)(1 − P_π x), Σ(s, s', x·x'))
-  sampling     exact joint GP draws over all 2^k − 1 inputs (dense; S_k-block)
-  ensembles    ensemble draws, rounding checks, M_min, ensemble complexity
-  finite       finite-width networks trained by gradient descent (validation)
+- ``setting``: the task, training set, network, rounding rule (choices stated)
+- ``gp``: the :math:`t = \infty` GP via ``ntk.predict``, and its closed form
+  (:math:`\mu(x) = \alpha(s) P_\pi x + \beta(s)(1 - P_\pi x)`, :math:`\Sigma(s, s', x \cdot x')`)
+- ``sampling``: exact joint GP draws over all :math:`2^k - 1` inputs (dense;
+  :math:`S_k`-block)
+- ``ensembles``: ensemble draws, rounding checks, :math:`M_{\min}`, ensemble complexity
+- ``finite``: finite-width networks trained by gradient descent (validation)
 
 Example:
     >>> from ntk import permutations as perms

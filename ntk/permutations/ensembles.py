@@ -1,23 +1,24 @@
 r"""Ensembles of trained networks: average, round, check, and ensemble complexity.
 
-An ensemble of ``M`` independently trained infinite-width networks averages
-``M`` i.i.d. draws of the t = ∞ GP, so for every fixed ``M``
+An ensemble of :math:`M` independently trained infinite-width networks averages
+:math:`M` i.i.d. draws of the :math:`t = \infty` GP, so for every fixed :math:`M`
 
 .. math::
 
     \bar{f}_M(x) = \mu(x) + z(x) / \sqrt{M} \quad \text{in distribution}, \qquad
     z \sim \mathcal{GP}(0, \Sigma \otimes I_k).
 
-Rounding (``ŷ_c = 1[f̄_c > τ]``) is correct at ``(x, c)`` iff ``z_c(x)`` does
-not push ``μ_c(x)`` across ``τ``: with the margin ``m_c(x) = |μ_c(x) − τ|``
-and ``r_c(x) = z_c(x)/m_c(x)`` signed towards the threshold, the ensemble is
-exact at ``(x, c)`` iff ``M > max(r_c(x), 0)²``. One draw of ``z`` therefore
-yields the smallest ensemble size ``M_min = ⌊max r²⌋ + 1`` that recovers an
-input (max over ``c``) or all inputs (max over ``x, c``); its CDF over draws
-is the probability of exact recovery as a function of ``M`` (exactly, for each
-``M``), and its ``1 − δ`` quantile the empirical ensemble complexity.
+Rounding (:math:`\hat{y}_c = \mathbf{1}[\bar{f}_c > \tau]`) is correct at :math:`(x, c)` iff
+:math:`z_c(x)` does not push :math:`\mu_c(x)` across :math:`\tau`: with the margin
+:math:`m_c(x) = |\mu_c(x) - \tau|` and :math:`r_c(x) = z_c(x)/m_c(x)` signed towards the
+threshold, the ensemble is exact at :math:`(x, c)` iff :math:`M > \max(r_c(x), 0)^2`. One draw
+of :math:`z` therefore yields the smallest ensemble size
+:math:`M_{\min} = \lfloor \max r^2 \rfloor + 1` that recovers an input (max over :math:`c`) or
+all inputs (max over :math:`x, c`); its CDF over draws is the probability of exact recovery as
+a function of :math:`M` (exactly, for each :math:`M`), and its :math:`1 - \delta` quantile the
+empirical ensemble complexity.
 
-Per input the coordinates are independent with the same variance ``σ²(s)``,
+Per input the coordinates are independent with the same variance :math:`\sigma^2(s)`,
 so the success probability is exact in closed form,
 
 .. math::
@@ -25,10 +26,10 @@ so the success probability is exact in closed form,
     P_s(M) = \Phi\big(\sqrt{M}\, (\alpha - \tau) / \sigma\big)^s \cdot
     \Phi\big(\sqrt{M}\, (\tau - \beta) / \sigma\big)^{k-s},
 
-and the union bound ``Σ_s C(k,s)(1 − P_s(M)) ≤ δ`` bounds the all-input
-complexity. As ``(τ−β(2))²/σ²(2) ∝ 1/k`` (no biases), these give the
-paper's scalings: ``M ∝ k log(k/δ)`` per input and ``M ∝ k·log(2^k k/δ) ∝ k²``
-for all inputs at once.
+and the union bound :math:`\sum_s \binom{k}{s} (1 - P_s(M)) \le \delta` bounds the all-input
+complexity. As :math:`(\tau - \beta(2))^2/\sigma^2(2) \propto 1/k` (no biases), these give the
+paper's scalings: :math:`M \propto k \log(k/\delta)` per input and
+:math:`M \propto k \cdot \log(2^k k/\delta) \propto k^2` for all inputs at once.
 
 Example:
     >>> m = per_input_complexity(16, delta=0.1)     # worst case over s
@@ -97,9 +98,10 @@ def _members(name, perm, n_members, sampler, W_std, b_std):
 
 
 def draw_members(key, perm, n_members: int, sampler=None, W_std: float = 1.0, b_std=None):
-    """``M`` members of the t = ∞ ensemble on all nonzero inputs: ``(M, 2^k−1, k)``.
+    r""":math:`M` members of the :math:`t = \infty` ensemble on all nonzero inputs:
+    ``(M, 2^k−1, k)``.
 
-    Each member is ``μ + z`` with ``k`` independent joint GP draws (one per output
+    Each member is :math:`\mu + z` with :math:`k` independent joint GP draws (one per output
     coordinate) from ``sampler`` (default `gp_sampler`).
 
     Example:
@@ -113,8 +115,8 @@ def draw_members(key, perm, n_members: int, sampler=None, W_std: float = 1.0, b_
 
 
 def draw_ensemble_average(key, perm, n_members: int, sampler=None, W_std: float = 1.0, b_std=None):
-    """The average of ``M`` members on all nonzero inputs, ``(2^k−1, k)``, drawn
-    directly as ``μ + z/√M`` (equal in distribution to averaging `draw_members`,
+    r"""The average of :math:`M` members on all nonzero inputs, ``(2^k−1, k)``, drawn
+    directly as :math:`\mu + z/\sqrt{M}` (equal in distribution to averaging `draw_members`,
     at the cost of one member).
 
     Example:
@@ -131,7 +133,7 @@ def draw_ensemble_average(key, perm, n_members: int, sampler=None, W_std: float 
 
 
 def recovered(f_bar, perm, x, threshold: float = TIE):
-    """Per input: does rounding ``f̄`` (``(..., N, k)``) give exactly ``P_π x``?
+    r"""Per input: does rounding :math:`\bar{f}` (``(..., N, k)``) give exactly :math:`P_\pi x`?
 
     Returns booleans ``(..., N)``.
 
@@ -155,10 +157,11 @@ def recovered(f_bar, perm, x, threshold: float = TIE):
 
 
 def min_ensemble_sizes(z, mean, target, threshold: float = TIE):
-    """Smallest ``M`` with ``μ + z/√M`` rounding to ``target`` (per leading index).
+    r"""Smallest :math:`M` with :math:`\mu + z/\sqrt{M}` rounding to ``target`` (per leading
+    index).
 
     ``z, mean, target`` broadcast to ``(..., k)``; returns ``(...)`` floats
-    ``⌊max_c r_c²⌋ + 1`` (module docstring). ``mean`` must lie strictly on
+    :math:`\lfloor \max_c r_c^2 \rfloor + 1` (module docstring). ``mean`` must lie strictly on
     the side of ``threshold`` that ``target`` asks for (checked when
     concrete): otherwise no ensemble size recovers the target.
 
@@ -213,8 +216,8 @@ def all_input_min_sizes(
     b_std=None,
     threshold: float = TIE,
 ):
-    """Per trial: ``M_min`` for every nonzero input ``(T, 2^k−1)``, one joint draw
-    of all ``k`` coordinate processes per trial (``k <= 20``).
+    r"""Per trial: :math:`M_{\min}` for every nonzero input ``(T, 2^k−1)``, one joint draw
+    of all :math:`k` coordinate processes per trial (:math:`k \le 20`).
 
     Example:
         >>> from ntk import permutations as perms
@@ -245,9 +248,9 @@ def all_input_min_sizes(
 def sampled_input_min_sizes(
     key, perm, x, n_trials: int, W_std: float = 1.0, b_std=None, threshold: float = TIE
 ):
-    """``M_min`` per trial for given inputs ``x`` ``(N, k)``, any ``k``: draws the
-    ``k`` coordinates of each input independently, ``N(0, σ²(|x|))`` (the per
-    input law; inputs are not joint). Returns ``(T, N)``.
+    r""":math:`M_{\min}` per trial for given inputs ``x`` ``(N, k)``, any :math:`k`: draws the
+    :math:`k` coordinates of each input independently, :math:`\mathcal{N}(0, \sigma^2(|x|))`
+    (the per input law; inputs are not joint). Returns ``(T, N)``.
 
     Example:
         >>> from ntk import permutations as perms
@@ -274,7 +277,7 @@ def sampled_input_min_sizes(
 def success_probability(
     k: int, s, n_members, W_std: float = 1.0, b_std=None, threshold: float = TIE
 ):
-    """Exact ``P_s(M)``: an ``M``-member ensemble recovers an input with ``s`` ones.
+    """Exact :math:`P_s(M)`: an :math:`M`-member ensemble recovers an input with ``s`` ones.
 
     Example:
         >>> from ntk import permutations as perms
@@ -287,7 +290,7 @@ def success_probability(
 
 
 def log_success_probability(k, s, n_members, W_std=1.0, b_std=None, threshold=TIE):
-    """``log P_s(M)`` (module docstring), stable far into the tails."""
+    r""":math:`\log P_s(M)` (module docstring), stable far into the tails."""
     name = "success_probability"
     k = check_k(k, name)
     check_counts(name, k, s=s)
@@ -328,8 +331,8 @@ def _smallest_m(ok, start: int = 1):
 def per_input_complexity(
     k: int, delta: float = 0.1, s=None, W_std: float = 1.0, b_std=None, threshold: float = TIE
 ):
-    """Smallest ``M`` with ``P_s(M) >= 1 − δ`` — exact. ``s`` None: the worst case
-    over ``s = 1..k`` (an int); otherwise one value per ``s``.
+    r"""Smallest :math:`M` with :math:`P_s(M) \ge 1 - \delta` — exact. ``s`` None: the worst
+    case over :math:`s = 1 \ldots k` (an int); otherwise one value per ``s``.
 
     Example:
         >>> from ntk import permutations as perms
@@ -360,8 +363,9 @@ def per_input_complexity(
 def union_bound_complexity(
     k: int, delta: float = 0.1, W_std: float = 1.0, b_std=None, threshold: float = TIE
 ):
-    """Smallest ``M`` with ``Σ_s C(k,s)(1 − P_s(M)) <= δ``: an upper bound on the
-    ensemble size that recovers all ``2^k − 1`` inputs with probability ``1 − δ``.
+    r"""Smallest :math:`M` with :math:`\sum_s \binom{k}{s} (1 - P_s(M)) \le \delta`: an upper
+    bound on the ensemble size that recovers all :math:`2^k - 1` inputs with probability
+    :math:`1 - \delta`.
 
     Example:
         >>> from ntk import permutations as perms
@@ -386,8 +390,8 @@ def union_bound_complexity(
 
 
 def empirical_complexity(min_sizes, delta: float = 0.1):
-    """``1 − δ`` quantile of ``M_min`` over trials (axis 0): the smallest ``M``
-    whose empirical recovery probability is ``>= 1 − δ``.
+    r""":math:`1 - \delta` quantile of :math:`M_{\min}` over trials (axis 0): the smallest
+    :math:`M` whose empirical recovery probability is :math:`\ge 1 - \delta`.
 
     Example:
         >>> from ntk import permutations as perms
@@ -401,7 +405,7 @@ def empirical_complexity(min_sizes, delta: float = 0.1):
 
 
 def recovery_curve(min_sizes, ensemble_sizes):
-    """Empirical probability of exact recovery ``P(M_min <= M)`` for each ``M``.
+    r"""Empirical probability of exact recovery :math:`P(M_{\min} \le M)` for each :math:`M`.
 
     Example:
         >>> from ntk import permutations as perms

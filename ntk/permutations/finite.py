@@ -1,12 +1,14 @@
-r"""Finite-width validation: train ``M`` networks by gradient descent and ensemble them.
+r"""Finite-width validation: train :math:`M` networks by gradient descent and ensemble them.
 
-Each member is `network` at width ``n`` (NTK parameterisation, i.i.d.
-``N(0, 1)`` parameters), trained by full-batch gradient descent on
-``½‖f(X) − Y‖²`` with the paper's training set. In function space the step
-is ``f ← f − η Θ̂ (f − Y)``; ``η = 1/λ_max(Θ_dd)`` (the infinite-width NTK)
-is stable and the residual decays like ``(1 − η λ_min)^t``, so
-``steps = ⌈log(1/tol) λ_max/λ_min⌉`` reaches ``tol``. As ``n → ∞`` the
-members' outputs are draws of the t = ∞ GP of `ntk.permutations.gp`
+Each member is `network` at width :math:`n` (NTK parameterisation, i.i.d.
+:math:`\mathcal{N}(0, 1)` parameters), trained by full-batch gradient descent on
+:math:`\tfrac{1}{2}\lVert f(X) - Y \rVert^2` with the paper's training set. In function space
+the step is :math:`f \leftarrow f - \eta \hat{\Theta} (f - Y)`;
+:math:`\eta = 1/\lambda_{\max}(\Theta_{dd})` (the infinite-width NTK) is stable and the
+residual decays like :math:`(1 - \eta \lambda_{\min})^t`, so
+:math:`\mathtt{steps} = \lceil \log(1/\mathtt{tol})\, \lambda_{\max}/\lambda_{\min} \rceil`
+reaches ``tol``. As :math:`n \to \infty` the members' outputs are draws of the
+:math:`t = \infty` GP of `ntk.permutations.gp`
 (Jacot et al. 2018; Lee et al. 2019). Members are trained in parallel with
 ``jax.vmap`` inside one ``jax.jit``-compiled ``lax.scan``.
 
@@ -44,12 +46,12 @@ def train_finite_ensemble(
     learning_rate=None,
     tol: float = 1e-6,
 ):
-    """Outputs ``(M, N, k)`` on ``x_test`` of ``M`` finite networks trained by GD.
+    """Outputs ``(M, N, k)`` on ``x_test`` of :math:`M` finite networks trained by GD.
 
     Args:
       key: PRNG key (member ``m`` uses ``split(key, M)[m]``).
       perm: permutation vector ``(k,)``; x_test: ``(N, k)``.
-      n_members, width: ``M`` and the hidden width ``n``.
+      n_members, width: :math:`M` and the hidden width :math:`n`.
       steps, learning_rate: default from the infinite-width NTK (module doc).
       tol: residual the default number of steps aims for.
 

@@ -1,8 +1,8 @@
-r"""The infinite-width trained ensemble: a GP at t = ∞, numerically and in closed form.
+r"""The infinite-width trained ensemble: a GP at :math:`t = \infty`, numerically and in closed form.
 
 Numerics (the reference). `trained_gp` gives the mean and covariance of the
-output of infinitely wide networks trained to convergence on ``(I_k, Y)``
-(Lee et al. 2019, eqs. 15-16 at t = ∞, via `ntk.predict`):
+output of infinitely wide networks trained to convergence on :math:`(I_k, Y)`
+(Lee et al. 2019, eqs. 15-16 at :math:`t = \infty`, via `ntk.predict`):
 
 .. math::
 
@@ -10,42 +10,51 @@ output of infinitely wide networks trained to convergence on ``(I_k, Y)``
     \Sigma(x, x') = K_{xx'} + \Theta_{xd} \Theta_{dd}^{-1} K_{dd} \Theta_{dd}^{-1} \Theta_{dx'}
     - \big(\Theta_{xd} \Theta_{dd}^{-1} K_{dx'} + \text{h.c.}\big),
 
-the covariance being ``Σ ⊗ I_k`` (output coordinates are independent, with
-the same ``Σ``, which does not depend on ``π``).
+the covariance being :math:`\Sigma \otimes I_k` (output coordinates are independent, with
+the same :math:`\Sigma`, which does not depend on :math:`\pi`).
 
-Closed form (derived here). For binary ``x, x'`` every kernel of the
-two-layer ReLU network depends only on ``(|x|, |x'|, x·x')``: with
-``q = σ_w² x·x'/k + σ_b²`` and the arc-cosine expectations
+Closed form (derived here). For binary :math:`x, x'` every kernel of the
+two-layer ReLU network depends only on :math:`(|x|, |x'|, x \cdot x')`: with
+:math:`q = \sigma_w^2\, x \cdot x'/k + \sigma_b^2` and the arc-cosine expectations
 
-    K = σ_w² √(q₁₁q₂₂)/(2π) (sin θ + (π − θ) cos θ) + σ_b²,   cos θ = q₁₂/√(q₁₁q₂₂),
-    Θ = K + σ_w² q₁₂ (π − θ)/(2π).
+.. math::
 
-On the training set ``Θ_dd = (a − b) I + b 11ᵀ`` with ``a = Θ(e_i, e_i)``,
-``b = Θ(e_i, e_j)``; for a test input with ``s`` ones ``Θ(x, e_i) = c₁(s)`` if
-``x_i = 1`` and ``c₀(s)`` otherwise. Sherman–Morrison gives
-``u(x) = Θ_dd^{-1} Θ_dx`` with ``u_i = α(s)`` on the ones of ``x`` and
-``β(s)`` on its zeros, where, with ``S = s c₁ + (k − s) c₀``,
+    K &= \sigma_w^2 \sqrt{q_{11} q_{22}}/(2\pi)\, \big(\sin\theta + (\pi - \theta) \cos\theta\big)
+    + \sigma_b^2, \qquad \cos\theta = q_{12}/\sqrt{q_{11} q_{22}}, \\
+    \Theta &= K + \sigma_w^2\, q_{12} (\pi - \theta)/(2\pi).
+
+On the training set :math:`\Theta_{dd} = (a - b) I + b\, \mathbf{1}\mathbf{1}^\top` with
+:math:`a = \Theta(e_i, e_i)`, :math:`b = \Theta(e_i, e_j)`; for a test input with :math:`s` ones
+:math:`\Theta(x, e_i) = c_1(s)` if :math:`x_i = 1` and :math:`c_0(s)` otherwise.
+Sherman–Morrison gives :math:`u(x) = \Theta_{dd}^{-1} \Theta_{dx}` with :math:`u_i = \alpha(s)`
+on the ones of :math:`x` and :math:`\beta(s)` on its zeros, where, with
+:math:`S = s c_1 + (k - s) c_0`,
 
 .. math::
 
     \alpha(s) = \frac{c_1 - b S / (a + (k-1) b)}{a - b}, \qquad
     \beta(s) = \frac{c_0 - b S / (a + (k-1) b)}{a - b}.
 
-Since ``Y`` routes row ``i`` to column ``π(i)``,
+Since :math:`Y` routes row :math:`i` to column :math:`\pi(i)`,
 
 .. math::
 
     \mu(x) = \alpha(s)\, P_\pi x + \beta(s)\, (1 - P_\pi x):
 
-one value on the coordinates of ``P_π x``, another off them. ``α(1) = 1``,
-``β(1) = 0`` (interpolation); for the default network ``α(s) > 0 > β(s)``
-for ``s >= 2`` (the sign structure the rounding uses). With ``A = K(e_i,e_i)``,
-``B = K(e_i,e_j)``, ``κ₁(s), κ₀(s)`` the NNGP analogues of ``c₁, c₀``, and ``t
-= x·x'``, the covariance is
+one value on the coordinates of :math:`P_\pi x`, another off them. :math:`\alpha(1) = 1`,
+:math:`\beta(1) = 0` (interpolation); for the default network :math:`\alpha(s) > 0 > \beta(s)`
+for :math:`s \ge 2` (the sign structure the rounding uses). With :math:`A = K(e_i, e_i)`,
+:math:`B = K(e_i, e_j)`, :math:`\kappa_1(s), \kappa_0(s)` the NNGP analogues of
+:math:`c_1, c_0`, and :math:`t = x \cdot x'`, the covariance is
 
-    Σ(x, x') = K(x, x') + (A − B) u·u' + B (Σu)(Σu') − K_xd u' − K_x'd u,
-    u·u' = t αα' + (s−t) αβ' + (s'−t) βα' + (k−s−s'+t) ββ',
-    K_xd u' = κ₁(s)(t α' + (s−t) β') + κ₀(s)((s'−t) α' + (k−s−s'+t) β').
+.. math::
+
+    \Sigma(x, x') &= K(x, x') + (A - B)\, u \cdot u' + B \Big(\sum u\Big)\Big(\sum u'\Big)
+    - K_{xd}\, u' - K_{x'd}\, u, \\
+    u \cdot u' &= t\, \alpha\alpha' + (s-t)\, \alpha\beta' + (s'-t)\, \beta\alpha'
+    + (k-s-s'+t)\, \beta\beta', \\
+    K_{xd}\, u' &= \kappa_1(s) \big(t \alpha' + (s-t) \beta'\big)
+    + \kappa_0(s) \big((s'-t) \alpha' + (k-s-s'+t) \beta'\big).
 
 Example:
     >>> alpha, beta = mean_structure(8, jnp.arange(1, 9))
@@ -80,12 +89,14 @@ from ntk.permutations.setting import (
 def trained_gp(
     perm, x_test, W_std: float = 1.0, b_std=None, compute_cov: bool = True, kernel_fn=None
 ):
-    """t = ∞ GP of the trained infinite-width network on ``x_test`` (via ntk.predict).
+    r""":math:`t = \infty` GP of the trained infinite-width network on ``x_test`` (via
+    ntk.predict).
 
     Args:
       perm: permutation vector ``(k,)``.
       x_test: ``(N, k)`` inputs (any, typically binary).
-      W_std, b_std: σ_w, σ_b of `network` (ignored if ``kernel_fn`` is given).
+      W_std, b_std: :math:`\sigma_w`, :math:`\sigma_b` of `network` (ignored if ``kernel_fn`` is
+        given).
       compute_cov: also return the ``(N, N)`` covariance of one output coordinate.
       kernel_fn: optional kernel function of another architecture.
 
@@ -160,8 +171,9 @@ def _f(*vs):
 
 
 def relu_kernels(k: int, n1, n2, n12, W_std: float = 1.0, b_std=None):
-    """Closed-form ``(K, Θ)`` of `network` for binary inputs with ``|x|=n1``,
-    ``|x'|=n2``, ``x·x'=n12`` (arrays broadcast). See the module docstring.
+    r"""Closed-form :math:`(K, \Theta)` of `network` for binary inputs with
+    :math:`|x| = \mathtt{n1}`, :math:`|x'| = \mathtt{n2}`, :math:`x \cdot x' = \mathtt{n12}`
+    (arrays broadcast). See the module docstring.
 
     Example:
         >>> from ntk import permutations as perms
@@ -209,7 +221,8 @@ def _scalars(k, s, W_std, b_std):
 
 
 def mean_structure(k: int, s, W_std: float = 1.0, b_std=None):
-    """``(α(s), β(s))``: the t = ∞ mean on / off the coordinates of ``P_π x``.
+    r""":math:`(\alpha(s), \beta(s))`: the :math:`t = \infty` mean on / off the coordinates of
+    :math:`P_\pi x`.
 
     Example:
         >>> from ntk import permutations as perms
@@ -224,7 +237,7 @@ def mean_structure(k: int, s, W_std: float = 1.0, b_std=None):
 
 
 def closed_form_mean(perm, x, W_std: float = 1.0, b_std=None):
-    """``μ(x) = α(s) P_π x + β(s)(1 − P_π x)`` for binary ``x`` ``(N, k)``.
+    r""":math:`\mu(x) = \alpha(s) P_\pi x + \beta(s)(1 - P_\pi x)` for binary ``x`` ``(N, k)``.
 
     Example:
         >>> from ntk import permutations as perms
@@ -242,7 +255,8 @@ def closed_form_mean(perm, x, W_std: float = 1.0, b_std=None):
 
 
 def covariance_fn(k: int, s1, s2, t, W_std: float = 1.0, b_std=None):
-    """Closed-form ``Σ(x, x')`` for ``|x| = s1``, ``|x'| = s2``, ``x·x' = t``.
+    r"""Closed-form :math:`\Sigma(x, x')` for :math:`|x| = \mathtt{s1}`,
+    :math:`|x'| = \mathtt{s2}`, :math:`x \cdot x' = t`.
 
     Example:
         >>> from ntk import permutations as perms
@@ -273,10 +287,11 @@ def covariance_fn_f64(k: int, s1, s2, t, W_std: float = 1.0, b_std=None):
 
 
 def covariance_grid(k: int, W_std: float = 1.0, b_std=None):
-    """``Σ(s, s', t)`` in NumPy float64 on the whole grid ``s, s', t ∈ 0..k``
-    (``t`` clipped to ``min(s, s')``), ``(k+1, k+1, k+1)``: one vectorised
-    closed-form call. Entries with ``s + s' − t > k`` belong to no pair of
-    inputs; they are the formula's values, used only as padding."""
+    r""":math:`\Sigma(s, s', t)` in NumPy float64 on the whole grid
+    :math:`s, s', t \in 0 \ldots k` (:math:`t` clipped to :math:`\min(s, s')`),
+    ``(k+1, k+1, k+1)``: one vectorised closed-form call. Entries with
+    :math:`s + s' - t > k` belong to no pair of inputs; they are the formula's values, used only
+    as padding."""
     k = check_k(k, "covariance_grid")
     W_std, b_std = check_stds(W_std, b_std, "covariance_grid")
     s1, s2, t = np.meshgrid(np.arange(k + 1), np.arange(k + 1), np.arange(k + 1), indexing="ij")
@@ -295,7 +310,7 @@ def mean_structure_f64(k: int, s, W_std: float = 1.0, b_std=None):
 
 
 def closed_form_variance(k: int, s, W_std: float = 1.0, b_std=None):
-    """``σ²(s) = Σ(x, x)`` for an input with ``s`` ones (any output coordinate).
+    r""":math:`\sigma^2(s) = \Sigma(x, x)` for an input with ``s`` ones (any output coordinate).
 
     Example:
         >>> from ntk import permutations as perms
@@ -308,7 +323,8 @@ def closed_form_variance(k: int, s, W_std: float = 1.0, b_std=None):
 
 
 def closed_form_covariance(x1, x2=None, W_std: float = 1.0, b_std=None):
-    """Dense ``Σ(x1, x2)`` ``(N1, N2)`` of one output coordinate, binary inputs.
+    r"""Dense :math:`\Sigma(\mathtt{x1}, \mathtt{x2})` ``(N1, N2)`` of one output coordinate,
+    binary inputs.
 
     Example:
         >>> from ntk import permutations as perms
@@ -326,8 +342,8 @@ def closed_form_covariance(x1, x2=None, W_std: float = 1.0, b_std=None):
 
 
 def margins(k: int, s, W_std: float = 1.0, b_std=None, threshold=None):
-    """``(α − τ, τ − β, σ)`` per number of ones ``s``: the distances of the mean
-    to the rounding threshold on / off ``P_π x`` and the member std (NumPy
+    r""":math:`(\alpha - \tau, \tau - \beta, \sigma)` per number of ones ``s``: the distances of
+    the mean to the rounding threshold on / off :math:`P_\pi x` and the member std (NumPy
     float64).
 
     Example:

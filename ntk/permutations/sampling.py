@@ -1,37 +1,46 @@
-r"""Joint draws of the trained GP over all ``2^k − 1`` nonzero binary inputs.
+r"""Joint draws of the trained GP over all :math:`2^k - 1` nonzero binary inputs.
 
-A member of the t = ∞ ensemble is ``f(x) = μ(x) + z(x)``, with one centred
-Gaussian process ``z_c ~ GP(0, Σ)`` per output coordinate ``c``, independent
-across ``c`` (`ntk.permutations.gp`). Here ``z`` is drawn jointly on every
-nonzero input, the ``(2^k−1) × (2^k−1)`` matrix ``Σ`` being the obstacle.
+A member of the :math:`t = \infty` ensemble is :math:`f(x) = \mu(x) + z(x)`, with one centred
+Gaussian process :math:`z_c \sim \mathcal{GP}(0, \Sigma)` per output coordinate :math:`c`,
+independent across :math:`c` (`ntk.permutations.gp`). Here :math:`z` is drawn jointly on every
+nonzero input, the :math:`(2^k-1) \times (2^k-1)` matrix :math:`\Sigma` being the obstacle.
 
-* `dense_sampler`: ``z = F ξ`` with ``F Fᵀ = Σ`` from an eigendecomposition
-  (clipped at 0: ``Σ`` is singular, ``z(e_i) = 0``). ``O(8^k)``; ``k <= 12``.
-* `structured_sampler`: exact, using the symmetry. ``Σ(x, x')`` depends only
-  on ``(|x|, |x'|, x·x')``, so ``Σ`` commutes with the action of the
-  symmetric group ``S_k`` on the cube. The functions on the layer
-  ``L_s = {|x| = s}`` split into ``⊕_{j ≤ min(s, k−s)} V_j^{(s)}``, with
-  ``V_j^{(s)} ≅`` the Specht module ``S^{(k−j, j)}`` (the Johnson scheme),
+* `dense_sampler`: :math:`z = F \xi` with :math:`F F^\top = \Sigma` from an eigendecomposition
+  (clipped at 0: :math:`\Sigma` is singular, :math:`z(e_i) = 0`). :math:`O(8^k)`;
+  :math:`k \le 12`.
+* `structured_sampler`: exact, using the symmetry. :math:`\Sigma(x, x')` depends only
+  on :math:`(|x|, |x'|, x \cdot x')`, so :math:`\Sigma` commutes with the action of the
+  symmetric group :math:`S_k` on the cube. The functions on the layer
+  :math:`L_s = \{|x| = s\}` split into :math:`\bigoplus_{j \le \min(s, k-s)} V_j^{(s)}`, with
+  :math:`V_j^{(s)} \cong` the Specht module :math:`S^{(k-j, j)}` (the Johnson scheme),
   and by Schur's lemma
 
-      Σ = ⊕_j  B_j ⊗ I_{dim S^{(k−j,j)}},      B_j[s, s'] = λ_j(s, s'),
+  .. math::
 
-  ``B_j`` a small ``(#layers) × (#layers)`` matrix. With
-  ``h = ∏_{i<j} (x_{a_i} − x_{b_i})`` (disjoint pairs ``(a_i, b_i)``, a Specht
-  polynomial, restricted to ``L_s`` it spans ``V_j^{(s)}``), ``R = k − 2j``
-  and a point ``y*`` of ``L_s`` with ``h(y*) = 1``,
+      \Sigma = \bigoplus_j B_j \otimes I_{\dim S^{(k-j,j)}}, \qquad
+      B_j[s, s'] = \lambda_j(s, s'),
 
-      (Σ h|_{s'})(y*) = Σ_{p=0}^{j} C(j,p)(−1)^{j−p} Σ_r C(s−j, r) C(R−s+j, s'−j−r) Σ(s, s', p+r),
-      λ_j(s, s') = (Σ h|_{s'})(y*) ‖h|_s‖ / ‖h|_{s'}‖,       ‖h|_s‖² = 2^j C(R, s−j).
+  :math:`B_j` a small :math:`(\#\text{layers}) \times (\#\text{layers})` matrix. With
+  :math:`h = \prod_{i<j} (x_{a_i} - x_{b_i})` (disjoint pairs :math:`(a_i, b_i)`, a Specht
+  polynomial, restricted to :math:`L_s` it spans :math:`V_j^{(s)}`), :math:`R = k - 2j`
+  and a point :math:`y^*` of :math:`L_s` with :math:`h(y^*) = 1`,
 
-  A draw: for each ``j``, i.i.d. normals on ``L_j`` projected onto the
-  harmonic space ``V_j^{(j)} = ker(Uᵀ)`` (``U`` the up operator
-  ``(Uf)(y) = Σ_{i∈y} f(y∖i)``; the projection solves ``UᵀU w = Uᵀξ`` by
-  conjugate gradients, exact in ``j`` steps since ``UᵀU`` has ``j`` distinct
-  eigenvalues), one copy per layer, mixed by ``F_j`` (``F_j F_jᵀ = B_j``) and
-  lifted to layer ``s`` by the scaled isometry ``U^{s−j}/((s−j)! ‖h|_s‖/‖h|_j‖)``
-  (``U^{s−j} h|_j = (s−j)! h|_s``). Cost ``O(k² 2^k)`` per draw, memory
-  ``O(k 2^k)``: ``k = 16`` (65 535 inputs) takes milliseconds per draw, where
+  .. math::
+
+      (\Sigma h|_{s'})(y^*) &= \sum_{p=0}^{j} \binom{j}{p} (-1)^{j-p} \sum_r \binom{s-j}{r}
+      \binom{R-s+j}{s'-j-r}\, \Sigma(s, s', p+r), \\
+      \lambda_j(s, s') &= (\Sigma h|_{s'})(y^*)\, \lVert h|_s \rVert / \lVert h|_{s'} \rVert,
+      \qquad \lVert h|_s \rVert^2 = 2^j \binom{R}{s-j}.
+
+  A draw: for each :math:`j`, i.i.d. normals on :math:`L_j` projected onto the
+  harmonic space :math:`V_j^{(j)} = \ker(U^\top)` (:math:`U` the up operator
+  :math:`(Uf)(y) = \sum_{i \in y} f(y \setminus i)`; the projection solves
+  :math:`U^\top U w = U^\top \xi` by conjugate gradients, exact in :math:`j` steps since
+  :math:`U^\top U` has :math:`j` distinct eigenvalues), one copy per layer, mixed by
+  :math:`F_j` (:math:`F_j F_j^\top = B_j`) and lifted to layer :math:`s` by the scaled isometry
+  :math:`U^{s-j}/\big((s-j)!\, \lVert h|_s \rVert / \lVert h|_j \rVert\big)`
+  (:math:`U^{s-j} h|_j = (s-j)!\, h|_s`). Cost :math:`O(k^2 2^k)` per draw, memory
+  :math:`O(k 2^k)`: :math:`k = 16` (65 535 inputs) takes milliseconds per draw, where
   a dense Cholesky would need a 34 GB matrix.
 
 Both return ``sample(key, n) -> (n, 2^k − 1)``, columns in the order of
@@ -61,7 +70,7 @@ MAX_DENSE_K = 12
 
 
 def dense_sampler(k: int, W_std: float = 1.0, b_std=None):
-    """Exact joint draws from a dense factor of ``Σ`` (``k <= 12``).
+    r"""Exact joint draws from a dense factor of :math:`\Sigma` (``k <= 12``).
 
     Returns ``sample(key, n) -> (n, 2^k − 1)`` (columns as `binary_inputs`).
 
@@ -125,7 +134,8 @@ def _down_table(layers, pos, k, r):
 
 
 def block_eigenvalues(k: int, j: int, W_std: float = 1.0, b_std=None, sigma=None):
-    """``B_j``: ``λ_j(s, s')`` over the layers ``s, s' ∈ [max(j,1), k−j]``.
+    r""":math:`B_j`: :math:`\lambda_j(s, s')` over the layers
+    :math:`s, s' \in [\max(j,1), k-j]`.
 
     ``sigma``: optional precomputed `covariance_grid` (shape ``(k+1,)*3``).
     """
@@ -163,11 +173,11 @@ def block_eigenvalues(k: int, j: int, W_std: float = 1.0, b_std=None, sigma=None
 
 
 def structured_sampler(k: int, W_std: float = 1.0, b_std=None):
-    """Exact joint draws via the ``S_k`` (Johnson-scheme) block structure of ``Σ``.
+    r"""Exact joint draws via the :math:`S_k` (Johnson-scheme) block structure of :math:`\Sigma`.
 
     Returns ``sample(key, n) -> (n, 2^k − 1)`` (a draw: module docstring);
-    ``sample.normal_shapes`` lists, per block ``j``, the normals it mixes:
-    ``(#layers of B_j, C(k, j))``.
+    ``sample.normal_shapes`` lists, per block :math:`j`, the normals it mixes:
+    :math:`(\#\text{layers of } B_j, \binom{k}{j})`.
 
     Example:
         >>> from ntk import permutations as perms

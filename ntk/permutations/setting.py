@@ -1,29 +1,35 @@
-"""The task and the network of Giapitzakis, Back de Luca & Fountoulakis (2025).
+r"""The task and the network of Giapitzakis, Back de Luca & Fountoulakis (2025).
 
-Task. A fixed permutation ``π`` of ``{0, …, k-1}`` acts on binary vectors by
-its permutation matrix ``P_π``, ``P_π e_i = e_{π(i)}``, i.e.
-``(P_π x)_{π(i)} = x_i``. The network is trained only on the ``k`` standard
-basis vectors, ``X = I_k`` with targets ``Y_i = (P_π e_i)ᵀ = e_{π(i)}ᵀ``, and
-tested on all ``2^k − 1`` nonzero binary inputs.
+Task. A fixed permutation :math:`\pi` of :math:`\{0, \ldots, k-1\}` acts on binary vectors by
+its permutation matrix :math:`P_\pi`, :math:`P_\pi e_i = e_{\pi(i)}`, i.e.
+:math:`(P_\pi x)_{\pi(i)} = x_i`. The network is trained only on the :math:`k` standard
+basis vectors, :math:`X = I_k` with targets :math:`Y_i = (P_\pi e_i)^\top = e_{\pi(i)}^\top`,
+and tested on all :math:`2^k - 1` nonzero binary inputs.
 
 Network (the paper's two-layer fully connected network; the choices the text
 we could consult leaves open are fixed here and stated): NTK parameterisation,
-ReLU, ``k`` outputs and, by default (``b_std=None``), no biases,
+ReLU, :math:`k` outputs and, by default (``b_std=None``), no biases,
 
-    f(x) = (σ_w/√n) W₂ᵀ relu((σ_w/√k) W₁ᵀ x),
+.. math::
 
-all parameters i.i.d. ``N(0, 1)``, default ``σ_w = 1``; trained by full batch
-gradient descent on ``½‖f(X) − Y‖²``. Passing ``b_std = σ_b`` adds a bias to
-both layers, ``f(x) = (σ_w/√n) W₂ᵀ relu((σ_w/√k) W₁ᵀ x + σ_b b₁) + σ_b b₂``.
+    f(x) = (\sigma_w/\sqrt{n})\, W_2^\top
+    \operatorname{relu}\big((\sigma_w/\sqrt{k})\, W_1^\top x\big),
+
+all parameters i.i.d. :math:`\mathcal{N}(0, 1)`, default :math:`\sigma_w = 1`; trained by full
+batch gradient descent on :math:`\tfrac{1}{2}\lVert f(X) - Y \rVert^2`. Passing
+:math:`\mathtt{b\_std} = \sigma_b` adds a bias to both layers,
+:math:`f(x) = (\sigma_w/\sqrt{n})\, W_2^\top \operatorname{relu}\big((\sigma_w/\sqrt{k})\,
+W_1^\top x + \sigma_b b_1\big) + \sigma_b b_2`.
 The infinite-width limit is ``stax.serial(Dense(n, σ_w, b_std), Relu(),
 Dense(k, σ_w, b_std))``.
 
-Rounding. The ensemble average ``f̄(x)`` is rounded coordinatewise by its
-sign, ``ŷ_j = 1[f̄_j(x) > τ]`` with ``τ = TIE = 1e-6``: the t = ∞ GP mean is
-positive exactly on the coordinates of ``P_π x`` and ≤ 0 off them (the
-paper's "sign-based features", derived in `ntk.permutations.gp`); on the
-training inputs the off-coordinates are exactly 0 with zero variance, and the
-tiny positive ``τ`` keeps floating-point zeros from being read as ones.
+Rounding. The ensemble average :math:`\bar{f}(x)` is rounded coordinatewise by its
+sign, :math:`\hat{y}_j = \mathbf{1}[\bar{f}_j(x) > \tau]` with :math:`\tau` = ``TIE = 1e-6``:
+the :math:`t = \infty` GP mean is positive exactly on the coordinates of :math:`P_\pi x` and
+:math:`\le 0` off them (the paper's "sign-based features", derived in
+`ntk.permutations.gp`); on the training inputs the off-coordinates are exactly 0 with zero
+variance, and the tiny positive :math:`\tau` keeps floating-point zeros from being read as
+ones.
 
 Example:
     >>> perm = random_permutation(jax.random.PRNGKey(0), 5)
@@ -47,7 +53,7 @@ MAX_ENUM_K = 20
 
 def check_k(k, name, max_k=None) -> int:
     """The input dimension ``k``: an int ``>= 1`` (``<= max_k`` when all
-    ``2^k − 1`` inputs are enumerated); returns it as an int."""
+    :math:`2^k - 1` inputs are enumerated); returns it as an int."""
     k = _checks.require_int(k, "k", name)
     if max_k is not None and k > max_k:
         raise ValueError(
@@ -58,8 +64,8 @@ def check_k(k, name, max_k=None) -> int:
 
 
 def check_stds(W_std, b_std, name):
-    """``σ_w > 0`` and ``σ_b`` None (no biases) or ``>= 0``, as Python floats
-    (they are static arguments of compiled functions)."""
+    r""":math:`\sigma_w > 0` and :math:`\sigma_b` None (no biases) or ``>= 0``, as Python
+    floats (they are static arguments of compiled functions)."""
     W_std = float(_checks.require_positive(W_std, "W_std", name))
     if b_std is not None:
         b_std = float(_checks.require_nonnegative(b_std, "b_std", name))
@@ -67,7 +73,7 @@ def check_stds(W_std, b_std, name):
 
 
 def check_threshold(threshold, name):
-    """The rounding threshold ``τ``: a finite real number."""
+    r"""The rounding threshold :math:`\tau`: a finite real number."""
     return float(_checks.require_real(threshold, "threshold", name))
 
 
@@ -102,7 +108,7 @@ def check_counts(name, k, **counts):
 
 
 def check_perm(perm, name="permutation"):
-    """Validate a permutation vector ``perm`` (``π(i) = perm[i]``); return it."""
+    r"""Validate a permutation vector ``perm`` (:math:`\pi(i) = \mathtt{perm}[i]`); return it."""
     p = _checks.concrete(perm)
     if p is None:
         raise TypeError(
@@ -121,7 +127,7 @@ def check_perm(perm, name="permutation"):
 
 
 def random_permutation(key, k: int):
-    """Uniformly random permutation vector of length ``k`` (``π(i) = perm[i]``).
+    r"""Uniformly random permutation vector of length ``k`` (:math:`\pi(i) = \mathtt{perm}[i]`).
 
     Example:
         >>> from ntk import permutations as perms
@@ -134,7 +140,8 @@ def random_permutation(key, k: int):
 
 
 def permutation_matrix(perm, dtype=jnp.float32):
-    """``P_π`` with ``P_π e_i = e_{π(i)}``: ``P[π(i), i] = 1``. Shape ``(k, k)``.
+    r""":math:`P_\pi` with :math:`P_\pi e_i = e_{\pi(i)}`: :math:`P[\pi(i), i] = 1`. Shape
+    ``(k, k)``.
 
     Example:
         >>> from ntk import permutations as perms
@@ -146,7 +153,7 @@ def permutation_matrix(perm, dtype=jnp.float32):
 
 
 def apply_permutation(perm, x):
-    """``P_π x`` row-wise for ``x`` of shape ``(N, k)``: ``(P_π x)_{π(i)} = x_i``.
+    r""":math:`P_\pi x` row-wise for ``x`` of shape ``(N, k)``: :math:`(P_\pi x)_{\pi(i)} = x_i`.
 
     Example:
         >>> from ntk import permutations as perms
@@ -162,7 +169,7 @@ def apply_permutation(perm, x):
 
 
 def training_set(perm, dtype=jnp.float32):
-    """The paper's training set: ``X = I_k`` and ``Y_i = e_{π(i)}``, both ``(k, k)``.
+    r"""The paper's training set: :math:`X = I_k` and :math:`Y_i = e_{\pi(i)}`, both ``(k, k)``.
 
     Example:
         >>> from ntk import permutations as perms
@@ -176,9 +183,9 @@ def training_set(perm, dtype=jnp.float32):
 
 
 def binary_inputs(k: int, dtype=jnp.float32):
-    """All ``2^k − 1`` nonzero binary vectors, row ``n − 1`` the bits of ``n``.
+    """All :math:`2^k - 1` nonzero binary vectors, row :math:`n - 1` the bits of :math:`n`.
 
-    Bit ``i`` of the integer ``n`` is coordinate ``i``. Shape ``(2^k − 1, k)``;
+    Bit :math:`i` of the integer :math:`n` is coordinate :math:`i`. Shape ``(2^k − 1, k)``;
     ``k <= 20``.
 
     Example:
@@ -195,9 +202,9 @@ def binary_inputs(k: int, dtype=jnp.float32):
 def sample_binary_inputs(key, k: int, n: int, dtype=jnp.float32):
     """``n`` i.i.d. uniform nonzero binary vectors of length ``k`` (any ``k``).
 
-    Uniform bits, and an all-zero row (probability ``2^-k``) is replaced by a
+    Uniform bits, and an all-zero row (probability :math:`2^{-k}`) is replaced by a
     uniformly random basis vector — exact uniformity over nonzero inputs up to
-    that ``2^-k`` event. Shape ``(n, k)``.
+    that :math:`2^{-k}` event. Shape ``(n, k)``.
 
     Example:
         >>> from ntk import permutations as perms
@@ -214,7 +221,8 @@ def sample_binary_inputs(key, k: int, n: int, dtype=jnp.float32):
 
 
 def round_outputs(f, threshold: float = TIE):
-    """The rounding step ``ŷ = 1[f > threshold]`` (elementwise, float 0/1).
+    r"""The rounding step :math:`\hat{y} = \mathbf{1}[f > \mathtt{threshold}]` (elementwise,
+    float 0/1).
 
     Example:
         >>> from ntk import permutations as perms

@@ -1,40 +1,49 @@
-"""Function-space training dynamics and GP inference with NNGP/NTK kernels.
+r"""Function-space training dynamics and GP inference with NNGP/NTK kernels.
 
 Neural-tangents' ``predict`` API (names, signatures and conventions), on public
 JAX only.
 
 Linearised training (Jacot et al. 2018, "Neural Tangent Kernel", §5; Lee et al.
 2019, "Wide neural networks of any depth evolve as linear models under gradient
-descent", §2.2). Gradient flow with learning rate η on a loss ``L(f(X), Y)``
-moves the outputs of a (linearised or infinitely wide) network along
+descent", §2.2). Gradient flow with learning rate :math:`\eta` on a loss
+:math:`L(f(X), Y)` moves the outputs of a (linearised or infinitely wide) network
+along
 
-    df_t(x)/dt = -η Θ(x, X) ∇_f L(f_t(X)),                         (Lee eq. 6)
+.. math::
 
-where ``Θ`` is the NTK and ``X`` the training inputs. For the mean squared error
-used throughout neural-tangents,
+    \frac{d f_t(x)}{dt} = -\eta\, \Theta(x, X)\, \nabla_f L(f_t(X)),
+    \qquad \text{(Lee eq. 6)}
 
-    L(f) = ||f(X) - Y||² / (2 n),       n = Y.size,
+where :math:`\Theta` is the NTK and :math:`X` the training inputs. For the mean
+squared error used throughout neural-tangents,
+
+.. math::
+
+    L(f) = \lVert f(X) - Y \rVert^2 / (2 n), \qquad n = \texttt{Y.size},
 
 the flow is linear and solved in closed form (Lee eqs. 8-9): with
-``τ = η t / n``,
+:math:`\tau = \eta t / n`,
 
-    f_t(X) = Y + e^{-Θ τ} (f_0(X) - Y),
-    f_t(x) = f_0(x) - Θ(x, X) Θ^{-1} (I - e^{-Θ τ}) (f_0(X) - Y),
+.. math::
 
-and ``t = ∞`` gives kernel regression ``f_0(x) + Θ(x, X) Θ^{-1}(Y - f_0(X))``.
-Time ``t`` counts gradient-descent steps of size η (continuous, may be
-fractional).
+    f_t(X) &= Y + e^{-\Theta \tau} (f_0(X) - Y), \\
+    f_t(x) &= f_0(x) - \Theta(x, X)\, \Theta^{-1} (I - e^{-\Theta \tau}) (f_0(X) - Y),
+
+and :math:`t = \infty` gives kernel regression
+:math:`f_0(x) + \Theta(x, X)\, \Theta^{-1}(Y - f_0(X))`. Time ``t`` counts
+gradient-descent steps of size :math:`\eta` (continuous, may be fractional).
 
 Kernels are arrays ``(N1, N2)`` for outputs ``(N, K)`` with the default
-``trace_axes=(-1,)`` (the kernel is ``Θ ⊗ I_K``: the same for every output
-channel, as infinite-width kernels are). In general the kernel has the
+``trace_axes=(-1,)`` (the kernel is :math:`\Theta \otimes I_K`: the same for every
+output channel, as infinite-width kernels are). In general the kernel has the
 interleaved shape of ``zip(y.shape, y.shape)`` with the ``trace_axes`` pairs
 removed, e.g. ``(N, N, K, K)`` for ``trace_axes=()``.
 
-Regularisation. ``diag_reg`` adds ``diag_reg · I`` to the train-train kernel,
-scaled by the mean of its diagonal unless ``diag_reg_absolute_scale=True``.
-Closed forms at finite ``t`` use the eigendecomposition of the regularised
-kernel; ``t = ∞`` uses a Cholesky solve. A kernel that is not positive definite
+Regularisation. ``diag_reg`` adds :math:`\mathrm{diag\_reg} \cdot I` to the
+train-train kernel, scaled by the mean of its diagonal unless
+``diag_reg_absolute_scale=True``. Closed forms at finite ``t`` use the
+eigendecomposition of the regularised kernel; :math:`t = \infty` uses a Cholesky
+solve. A kernel that is not positive definite
 (Cholesky) or clearly indefinite (eigenvalues) raises a ValueError reporting
 its smallest eigenvalue and a ``diag_reg`` that would fix it. Decompositions are
 computed on first use and cached (when the kernel is a concrete array).

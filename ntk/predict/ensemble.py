@@ -32,23 +32,31 @@ def gradient_descent_mse_ensemble(
     r"""Mean and covariance over random initialisations of MSE-trained networks.
 
     The outputs of an infinitely wide network at initialisation are a centred
-    GP with the NNGP ``K``; trained by gradient flow on
-    ``||f(X) - Y||²/(2n)`` (``n = y_train.size``, ``τ = η t / n``) they stay
-    Gaussian. With ``A_t = Θ_dd^{-1}(I - e^{-Θ_dd τ})`` (Lee et al. 2019,
-    eqs. 14-16, any ``t``; ``t = ∞`` gives `gp_inference`):
+    GP with the NNGP :math:`K`; trained by gradient flow on
+    :math:`\lVert f(X) - Y \rVert^2 / (2n)` (``n = y_train.size``,
+    :math:`\tau = \eta t / n`) they stay Gaussian. With
+    :math:`A_t = \Theta_{dd}^{-1}(I - e^{-\Theta_{dd} \tau})` (Lee et al. 2019,
+    eqs. 14-16, any ``t``; :math:`t = \infty` gives `gp_inference`):
 
     * ``get="ntk"`` — all layers trained (the NTK regime):
-      ``μ_t(x) = Θ_xd A_t Y``, and
-      ``Σ_t(x, x') = K_xx' + Θ_xd A_t K_dd A_tᵀ Θ_dx' - (Θ_xd A_t K_dx' + h.c.)``;
-      on the training set ``μ_t = (I - e^{-Θτ}) Y``, ``Σ_t = e^{-Θτ} K e^{-Θτ}``.
-    * ``get="nngp"`` — only the readout trained, so the kernel is ``K``
-      (Bayesian-style: the ``t = ∞`` limit is the NNGP posterior):
-      ``μ_t(x) = K_xd K_dd^{-1}(I - e^{-Kτ}) Y``,
-      ``Σ_t(x, x') = K_xx' - K_xd K_dd^{-1}(I - e^{-2Kτ}) K_dx'``;
-      on the training set ``Σ_t = K e^{-2Kτ}``.
+      :math:`\mu_t(x) = \Theta_{xd} A_t Y`, and
 
-    ``diag_reg`` regularises the kernel that drives the dynamics (``Θ_dd``,
-    resp. ``K_dd``), not the prior covariance ``K_dd`` in the NTK formula.
+      .. math::
+
+          \Sigma_t(x, x') = K_{xx'} + \Theta_{xd} A_t K_{dd} A_t^\top \Theta_{dx'}
+          - (\Theta_{xd} A_t K_{dx'} + \mathrm{h.c.});
+
+      on the training set :math:`\mu_t = (I - e^{-\Theta\tau}) Y`,
+      :math:`\Sigma_t = e^{-\Theta\tau} K e^{-\Theta\tau}`.
+    * ``get="nngp"`` — only the readout trained, so the kernel is :math:`K`
+      (Bayesian-style: the :math:`t = \infty` limit is the NNGP posterior):
+      :math:`\mu_t(x) = K_{xd} K_{dd}^{-1}(I - e^{-K\tau}) Y`,
+      :math:`\Sigma_t(x, x') = K_{xx'} - K_{xd} K_{dd}^{-1}(I - e^{-2K\tau}) K_{dx'}`;
+      on the training set :math:`\Sigma_t = K e^{-2K\tau}`.
+
+    ``diag_reg`` regularises the kernel that drives the dynamics
+    (:math:`\Theta_{dd}`, resp. :math:`K_{dd}`), not the prior covariance
+    :math:`K_{dd}` in the NTK formula.
 
     Args:
       kernel_fn: ``kernel_fn(x1, x2, get, **kwargs)`` returning arrays for one
@@ -64,7 +72,7 @@ def gradient_descent_mse_ensemble(
     Returns:
       ``predict_fn(t=None, x_test=None, get=None, compute_cov=False,
       **kernel_fn_test_test_kwargs)``: ``t`` non-negative time(s) (leading axes
-      of the outputs) or None for ``∞``; ``x_test`` test inputs, None for the
+      of the outputs) or None for :math:`\infty`; ``x_test`` test inputs, None for the
       training set; ``get`` ``"nngp"``, ``"ntk"`` or a tuple (None = both);
       returns means ``(*t.shape, M, K)``, or `Gaussian` ``(mean, covariance)``
       with covariance ``(*t.shape, M, M)`` when ``compute_cov``; a namedtuple

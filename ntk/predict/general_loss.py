@@ -41,19 +41,25 @@ def gradient_descent(
     r"""Function-space gradient flow on any loss, integrated numerically.
 
     Without momentum (Lee et al. 2019, eq. 6), with time in units of steps of
-    size η (``s = η t``):
+    size :math:`\eta` (:math:`s = \eta t`):
 
-        d f(X)/ds = -Θ(X, X) ∇_f L(f(X), Y),   d f(x)/ds = -Θ(x, X) ∇_f L(f(X), Y).
+    .. math::
 
-    With momentum β (heavy ball ``v ← β v - η g; f ← f + v``) the continuous
-    limit keeps ``m = (β - 1)/√η`` fixed and runs in ``s = √η t``:
+        \frac{d f(X)}{ds} = -\Theta(X, X)\, \nabla_f L(f(X), Y), \qquad
+        \frac{d f(x)}{ds} = -\Theta(x, X)\, \nabla_f L(f(X), Y).
 
-        d f/ds = q,     d q/ds = -Θ ∇_f L + m q,
+    With momentum :math:`\beta` (heavy ball
+    :math:`v \leftarrow \beta v - \eta g;\ f \leftarrow f + v`) the continuous limit
+    keeps :math:`m = (\beta - 1)/\sqrt{\eta}` fixed and runs in :math:`s = \sqrt{\eta}\, t`:
 
-    (so ``η`` and ``t`` are no longer interchangeable; the ``ODEState``
-    carries ``q``). The ODE is solved by `ntk.ode.odeint` (adaptive
+    .. math::
+
+        \frac{d f}{ds} = q, \qquad \frac{d q}{ds} = -\Theta\, \nabla_f L + m q,
+
+    (so :math:`\eta` and ``t`` are no longer interchangeable; the ``ODEState``
+    carries :math:`q`). The ODE is solved by `ntk.ode.odeint` (adaptive
     Dormand–Prince 5(4) with tolerances ``rtol``, ``atol``). For the MSE loss
-    ``L = ||f - Y||²/(2n)`` this reproduces `gradient_descent_mse`.
+    :math:`L = \lVert f - Y \rVert^2 / (2n)` this reproduces `gradient_descent_mse`.
 
     Args:
       loss: ``loss(fx_train, y_train) -> scalar``; e.g. cross-entropy
@@ -61,15 +67,15 @@ def gradient_descent(
       k_train_train: ``(N, N)`` NTK on the training inputs (see
         `gradient_descent_mse` for other ``trace_axes``).
       y_train: ``(N, K)`` targets.
-      learning_rate: η > 0.
-      momentum: β in ``[0, 1]`` or None for plain gradient descent.
-      trace_axes: output axes along which the kernel is ``⊗ I``.
+      learning_rate: :math:`\eta > 0`.
+      momentum: :math:`\beta \in [0, 1]` or None for plain gradient descent.
+      trace_axes: output axes along which the kernel is :math:`\otimes I`.
       rtol, atol, max_steps: ODE solver settings (keyword only; not in NT).
 
     Returns:
       ``predict_fn(t, fx_train_or_state_0=0., fx_test_0=None,
       k_test_train=None)``: ``t`` non-negative finite time(s) of any shape and
-      order (``t = None``, i.e. ``∞``, is refused: a general loss need not have
+      order (``t = None``, i.e. :math:`\infty`, is refused: a general loss need not have
       a finite minimiser); the second argument is ``fx_train_0`` or a full
       `ODEState` (then an `ODEState` is returned). Returns ``fx_train_t``,
       ``fx_test_t`` or both, with ``t.shape`` as leading axes.

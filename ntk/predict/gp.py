@@ -23,20 +23,25 @@ def gp_inference(
 ):
     r"""NNGP, NTK and NTK-GP posteriors (infinite time) on test points.
 
-    With ``K`` the NNGP, ``Θ`` the NTK, ``d`` training and ``t`` test inputs,
-    ``K_dd`` and ``Θ_dd`` regularised by ``diag_reg``:
+    With :math:`K` the NNGP, :math:`\Theta` the NTK, :math:`d` training and :math:`t`
+    test inputs, :math:`K_{dd}` and :math:`\Theta_{dd}` regularised by ``diag_reg``:
 
     * ``"nngp"`` — the exact posterior of an infinitely wide Bayesian network
       (Lee et al. 2018, "Deep neural networks as Gaussian processes", eq. 3):
-      ``μ = K_td K_dd^{-1} Y``, ``Σ = K_tt - K_td K_dd^{-1} K_dt``.
+      :math:`\mu = K_{td} K_{dd}^{-1} Y`,
+      :math:`\Sigma = K_{tt} - K_{td} K_{dd}^{-1} K_{dt}`.
     * ``"ntk"`` — the distribution of an infinite ensemble of infinitely wide
-      networks trained to convergence (Lee et al. 2019, eqs. 15-16, t = ∞):
-      ``μ = Θ_td Θ_dd^{-1} Y``,
-      ``Σ = K_tt + Θ_td Θ_dd^{-1} K_dd Θ_dd^{-1} Θ_dt
-      - (Θ_td Θ_dd^{-1} K_dt + h.c.)``.
+      networks trained to convergence (Lee et al. 2019, eqs. 15-16,
+      :math:`t = \infty`): :math:`\mu = \Theta_{td} \Theta_{dd}^{-1} Y`,
+
+      .. math::
+
+          \Sigma = K_{tt} + \Theta_{td} \Theta_{dd}^{-1} K_{dd} \Theta_{dd}^{-1} \Theta_{dt}
+          - (\Theta_{td} \Theta_{dd}^{-1} K_{dt} + \mathrm{h.c.}).
+
     * ``"ntkgp"`` — the GP posterior with the NTK as prior covariance (He et
-      al. 2020, "Bayesian deep ensembles via the NTK"): ``μ`` as ``"ntk"``,
-      ``Σ = Θ_tt - Θ_td Θ_dd^{-1} Θ_dt``.
+      al. 2020, "Bayesian deep ensembles via the NTK"): :math:`\mu` as ``"ntk"``,
+      :math:`\Sigma = \Theta_{tt} - \Theta_{td} \Theta_{dd}^{-1} \Theta_{dt}`.
 
     Args:
       k_train_train: ``(N, N)`` kernel array, or an object with ``.nngp`` and/or
@@ -50,7 +55,7 @@ def gp_inference(
       ``predict_fn(get=None, k_test_train=None, k_test_test=None)``: ``get`` is
       ``"nngp"``, ``"ntk"``, ``"ntkgp"`` or a tuple (None = ``("nngp",
       "ntk")``); ``k_test_train`` ``(M, N)`` (None: predictions on the
-      training set, ``N(Y, 0)``); ``k_test_test`` ``(M, M)`` to also get
+      training set, :math:`\mathcal{N}(Y, 0)`); ``k_test_test`` ``(M, M)`` to also get
       covariances (any non-None value when ``k_test_train`` is None). Returns
       the mean or a `Gaussian` for one name, a namedtuple ``Gaussians`` over
       the names for a tuple. The NTK covariance needs both ``nngp`` and ``ntk``

@@ -16,25 +16,28 @@ def max_learning_rate(
 ):
     r"""The largest stable learning rate of (momentum) GD on the MSE loss.
 
-    Full-batch gradient descent on ``||f(X) - Y||²/(2n)`` of a linearised
-    network iterates ``r ← (I - η Θ / n) r`` on the residual; it converges iff
-    ``η λ_max(Θ) / n < 2``. Heavy-ball momentum β (``v ← β v - η g``)
-    converges iff ``η λ_max / n < 2 (1 + β)`` (Goh 2017, "Why momentum really
+    Full-batch gradient descent on :math:`\lVert f(X) - Y \rVert^2 / (2n)` of a
+    linearised network iterates :math:`r \leftarrow (I - \eta \Theta / n) r` on the
+    residual; it converges iff :math:`\eta \lambda_{\max}(\Theta) / n < 2`. Heavy-ball
+    momentum :math:`\beta` (:math:`v \leftarrow \beta v - \eta g`) converges iff
+    :math:`\eta \lambda_{\max} / n < 2 (1 + \beta)` (Goh 2017, "Why momentum really
     works"). Hence
 
-        η_max = 2 (1 + β) n / (λ_max(Θ) + eps).
+    .. math::
+
+        \eta_{\max} = 2 (1 + \beta)\, n / (\lambda_{\max}(\Theta) + \mathrm{eps}).
 
     Args:
       ntk_train_train: ``(N, N)`` NTK on the training inputs (or an
         interleaved ``(N, N, K, K, ...)`` kernel).
       y_train_size: ``n = y_train.size``, the loss normalisation; default the
         side of the (flattened) kernel, right for ``trace_axes=()``. With the
-        default ``trace_axes=(-1,)`` and ``K`` outputs pass ``N · K``.
-      momentum: β in [0, 1].
+        default ``trace_axes=(-1,)`` and ``K`` outputs pass :math:`N \cdot K`.
+      momentum: :math:`\beta \in [0, 1]`.
       eps: ``>= 0``, guards against a zero kernel.
 
     Returns:
-      ``η_max`` (a Python float for concrete input, else a scalar array).
+      :math:`\eta_{\max}` (a Python float for concrete input, else a scalar array).
 
     Example:
       >>> import jax, jax.numpy as jnp

@@ -32,8 +32,9 @@ def gradient_descent_mse(
 ):
     r"""Closed-form outputs of gradient flow on the MSE loss, at any time.
 
-    For ``L(f) = ||f(X) - Y||² / (2 n)``, ``n = y_train.size``, learning rate
-    η and ``τ = η t / n`` (Lee et al. 2019, eqs. 8-9; Jacot et al. 2018 §5):
+    For :math:`L(f) = \lVert f(X) - Y \rVert^2 / (2 n)`, ``n = y_train.size``,
+    learning rate :math:`\eta` and :math:`\tau = \eta t / n` (Lee et al. 2019,
+    eqs. 8-9; Jacot et al. 2018 §5):
 
     .. math::
 
@@ -42,20 +43,24 @@ def gradient_descent_mse(
         f_t(x) &= f_0(x) + \Theta(x, X)\, \Theta^{-1} \big(e^{-\Theta \tau} - I\big)
         \big(f_0(X) - Y\big),
 
-    with ``Θ = k_train_train (+ diag_reg)`` and ``Θ(x, X) = k_test_train``.
-    Finite ``t`` uses ``Θ = V diag(λ) Vᵀ`` (``eigh``), ``e^{-Θτ} = V e^{-λτ}
-    Vᵀ`` and ``Θ^{-1}(e^{-Θτ} - I) = V diag(expm1(-λτ)/λ) Vᵀ``; eigenvalues
-    ``≤ 0`` (round-off) are treated as untrained directions (a pseudo-inverse).
-    ``t = None`` (``∞``) solves ``Θ α = Y - f_0(X)`` by Cholesky; it, and an
-    array ``t`` with ``inf`` entries, raise the same error when ``Θ`` has no
-    Cholesky factor (checked when ``Θ``, and an array ``t``, are concrete;
-    also when only training outputs are requested, though ``f_∞(X) = Y``
-    needs no solve).
+    with :math:`\Theta = \mathrm{k\_train\_train}\ (+\ \mathrm{diag\_reg})` and
+    :math:`\Theta(x, X) = \mathrm{k\_test\_train}`. Finite ``t`` uses
+    :math:`\Theta = V \operatorname{diag}(\lambda) V^\top` (``eigh``),
+    :math:`e^{-\Theta\tau} = V e^{-\lambda\tau} V^\top` and
+    :math:`\Theta^{-1}(e^{-\Theta\tau} - I)
+    = V \operatorname{diag}(\operatorname{expm1}(-\lambda\tau)/\lambda) V^\top`;
+    eigenvalues :math:`\le 0` (round-off) are treated as untrained directions (a
+    pseudo-inverse). ``t = None`` (:math:`\infty`) solves
+    :math:`\Theta \alpha = Y - f_0(X)` by Cholesky; it, and an array ``t`` with
+    ``inf`` entries, raise the same error when :math:`\Theta` has no Cholesky factor
+    (checked when :math:`\Theta`, and an array ``t``, are concrete; also when only
+    training outputs are requested, though :math:`f_\infty(X) = Y` needs no solve).
 
     Discrete time (``discrete_time=True``, an extension of neural-tangents'
     API): ``t`` counts steps of full-batch gradient descent
-    ``f_{s+1}(X) = f_s(X) - (η/n) Θ (f_s(X) - Y)``, whose closed form replaces
-    ``e^{-Θτ}`` by ``(I - ηΘ/n)^t`` (Lee et al. 2019 §2.2, discrete version):
+    :math:`f_{s+1}(X) = f_s(X) - (\eta/n) \Theta (f_s(X) - Y)`, whose closed form
+    replaces :math:`e^{-\Theta\tau}` by :math:`(I - \eta\Theta/n)^t` (Lee et al. 2019
+    §2.2, discrete version):
 
     .. math::
 
@@ -63,7 +68,8 @@ def gradient_descent_mse(
         f_t(x) &= f_0(x) + \Theta(x, X)\, \Theta^{-1} \big((I - \eta \Theta / n)^t - I\big)
         \big(f_0(X) - Y\big).
 
-    Here ``η`` matters by itself (the steps diverge unless ``η λ_max < 2n``),
+    Here :math:`\eta` matters by itself (the steps diverge unless
+    :math:`\eta \lambda_{\max} < 2n`),
     ``t`` must be whole numbers and ``t = None`` is the fixed point, kernel
     regression, which convergent steps approach.
 
@@ -72,20 +78,20 @@ def gradient_descent_mse(
         network trained end to end; NNGP for a trained readout), or the
         interleaved shape for other ``trace_axes`` (module docstring).
       y_train: ``(N, K)`` targets.
-      learning_rate: η > 0; only ``η t`` matters.
+      learning_rate: :math:`\eta > 0`; only :math:`\eta t` matters.
       diag_reg: regularisation added to the diagonal of ``k_train_train``.
       diag_reg_absolute_scale: if False (default) ``diag_reg`` is relative to
         the mean diagonal entry of ``k_train_train``.
-      trace_axes: output axes along which the kernel is ``⊗ I``.
+      trace_axes: output axes along which the kernel is :math:`\otimes I`.
       discrete_time: ``t`` counts gradient-descent steps (above) instead of
         continuous time.
 
     Returns:
       ``predict_fn(t=None, fx_train_0=0., fx_test_0=None, k_test_train=None)``:
       ``t`` a non-negative scalar or array of times (outputs get ``t.shape``
-      as leading axes), None for ``∞``; ``fx_train_0`` the outputs at ``t = 0``
-      on the training set (``(N, K)`` or broadcastable; None to skip training
-      predictions, then ``f_0(X) = 0`` is used); ``fx_test_0`` the test outputs
+      as leading axes), None for :math:`\infty`; ``fx_train_0`` the outputs at
+      ``t = 0`` on the training set (``(N, K)`` or broadcastable; None to skip
+      training predictions, then :math:`f_0(X) = 0` is used); ``fx_test_0`` the test outputs
       at ``t = 0`` (``(M, K)`` or broadcastable); ``k_test_train`` the
       ``(M, N)`` kernel between test and training inputs. It returns
       ``fx_train_t``, ``fx_test_t`` or ``(fx_train_t, fx_test_t)``.
@@ -99,7 +105,7 @@ def gradient_descent_mse(
 
     Example:
       Any positive-definite kernel will do: a Gaussian one on 1-D inputs,
-      targets ``y = x²``. At ``t = ∞`` the training outputs reach the targets
+      targets :math:`y = x^2`. At :math:`t = \infty` the training outputs reach the targets
       and the test output is kernel regression:
 
       >>> import jax.numpy as jnp

@@ -1,13 +1,14 @@
-"""Random-feature regression and the eigenframework (Simon et al. 2024).
+r"""Random-feature regression and the eigenframework (Simon et al. 2024).
 
 - `features`: random features of any `ntk.stax` network (last hidden layer, NTK
   gradients), classic families (ReLU arc-cosine, random Fourier, Gaussian) and
   Gaussian features of any kernel matrix.
 - `ridge`: RF ridge regression, exact primal/dual solves for many ridges at once.
-- `eigen`: the kernel's eigensystem, eigenvalues λ_i, target coefficients v_i,
-  exponents (α, β), the eigenmode power spread of features.
-- `theory`: the eigenframework — κ, γ, E_0 and test/train MSE of KRR and RF, the
-  fitting ratio E_tr/E_te against the ridge and its optimum.
+- `eigen`: the kernel's eigensystem, eigenvalues :math:`\lambda_i`, target coefficients
+  :math:`v_i`, exponents :math:`(\alpha, \beta)`, the eigenmode power spread of features.
+- `theory`: the eigenframework — :math:`\kappa`, :math:`\gamma`, :math:`\mathcal{E}_0` and
+  test/train MSE of KRR and RF, the fitting ratio :math:`E_{tr}/E_{te}` against the ridge and
+  its optimum.
 - `krr`: exact KRR simulations (Gaussian model, pool kernels) beside its theory, and
   the optimal-ridge table against label noise.
 

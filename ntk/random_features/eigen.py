@@ -1,8 +1,8 @@
-r"""Eigenstructure of a kernel on a dataset and its power-law exponents (α, β).
+r"""Eigenstructure of a kernel on a dataset and its power-law exponents :math:`(\alpha, \beta)`.
 
 Source: Simon, Karkada, Ghosh & Belkin 2024, Sec. 5 and App. (the eigenframework
-needs the kernel eigenvalues λ_i and the target's eigencoefficients v_i under the
-data measure). On a pool of N points the data measure is the empirical one:
+needs the kernel eigenvalues :math:`\lambda_i` and the target's eigencoefficients :math:`v_i`
+under the data measure). On a pool of :math:`N` points the data measure is the empirical one:
 
 .. math::
 
@@ -10,17 +10,18 @@ data measure). On a pool of N points the data measure is the empirical one:
     \lambda_i = \operatorname{eig}_i(K_N) / N \ \text{(descending)}, \qquad
     v = U^\top y / \sqrt{N},
 
-so ``K(x, x') = Σ λ_i φ_i(x)φ_i(x')`` with ``φ_i(x_a) = √N U_ai`` orthonormal in
-the empirical measure and ``Σ_i v_i² = mean y²``.
+so :math:`K(x, x') = \sum \lambda_i \phi_i(x)\phi_i(x')` with
+:math:`\phi_i(x_a) = \sqrt{N} U_{ai}` orthonormal in the empirical measure and
+:math:`\sum_i v_i^2 = \operatorname{mean} y^2`.
 
 `eigendecompose` is traceable JAX (it runs inside ``jit``);
 `kernel_eigensystem` is the same symmetric eigendecomposition on the host in
 float64, the one factorisation `kernel_feature_sampler` and `mode_power_cv`
 share (``eig=``).
 
-Power laws (paper Sec. 5): ``λ_i ~ i^(−α)`` and ``v_i² ~ i^(−β)``, fitted by the
-one log–log least-squares fit of `ntk.power_law`. Direct fits are noisy for
-single v_i², so β is fitted to v_i² averaged in logarithmic bins
+Power laws (paper Sec. 5): :math:`\lambda_i \sim i^{-\alpha}` and :math:`v_i^2 \sim i^{-\beta}`,
+fitted by the one log–log least-squares fit of `ntk.power_law`. Direct fits are noisy for
+single :math:`v_i^2`, so :math:`\beta` is fitted to :math:`v_i^2` averaged in logarithmic bins
 (`log_binned_means`). The paper's size-based proxies use only Gram matrices of
 growing subsets:
 
@@ -71,10 +72,11 @@ __all__ = [
 
 
 def eigendecompose(kernel, y):
-    """``(λ, v)``: eigenvalues (N,) descending and target coefficients (N,) / (N, T).
+    r""":math:`(\lambda, v)`: eigenvalues (N,) descending and target coefficients (N,) / (N, T).
 
-    ``kernel`` (N, N) is a PSD kernel matrix on a pool of N points, ``y`` (N,)
-    or (N, T) the targets on it; λ = eig(K)/N (clipped at 0), v = Uᵀ y/√N.
+    ``kernel`` (N, N) is a PSD kernel matrix on a pool of :math:`N` points, ``y`` (N,)
+    or (N, T) the targets on it; :math:`\lambda = \operatorname{eig}(K)/N` (clipped at 0),
+    :math:`v = U^\top y/\sqrt{N}`.
 
         >>> import numpy as np
         >>> from ntk.random_features import eigendecompose
@@ -92,21 +94,24 @@ def eigendecompose(kernel, y):
 
 
 def kernel_eigensystem(kernel):
-    r"""``(μ, U)``: eigenvalues (N,), descending, and eigenvectors (N, N) of a kernel matrix.
+    r""":math:`(\mu, U)`: eigenvalues (N,), descending, and eigenvectors (N, N) of a kernel matrix.
 
-    For a PSD kernel matrix ``K`` (N, N) on a pool of N points,
+    For a PSD kernel matrix :math:`K` (N, N) on a pool of :math:`N` points,
 
-        K = U diag(μ) Uᵀ,   UᵀU = I,   μ_1 ≥ μ_2 ≥ … ≥ μ_N ≥ 0,
+    .. math::
 
-    column ``i`` of ``U`` the eigenvector of ``μ_i``. Computed on the host in
-    float64 by ``numpy.linalg.eigh`` of the symmetric part ``(K + Kᵀ)/2``
+        K = U \operatorname{diag}(\mu)\, U^\top, \qquad U^\top U = I, \qquad
+        \mu_1 \ge \mu_2 \ge \ldots \ge \mu_N \ge 0,
+
+    column :math:`i` of :math:`U` the eigenvector of :math:`\mu_i`. Computed on the host in
+    float64 by ``numpy.linalg.eigh`` of the symmetric part :math:`(K + K^\top)/2`
     (``eigh`` reads one triangle only, so round-off asymmetry would otherwise
     count on one side), with the eigenvalues clipped at 0: a PSD kernel's
     smallest eigenvalues come out slightly negative in floating point, where
     a square root (`kernel_feature_sampler`) is undefined. It is the factorisation
     that `kernel_feature_sampler` and `mode_power_cv` accept as ``eig=``, so
     one decomposition can serve both. `eigendecompose` is its traceable JAX
-    counterpart in the empirical measure (``λ = μ/N``, ``v = Uᵀy/√N``).
+    counterpart in the empirical measure (:math:`\lambda = \mu/N`, :math:`v = U^\top y/\sqrt{N}`).
 
         >>> import numpy as np
         >>> from ntk.random_features import kernel_eigensystem
@@ -141,11 +146,12 @@ def _targets(y, k, name):
 
 
 def power_law_fit(x, values):
-    """Least-squares fit of ``values ≈ c · x^(−p)`` in log–log: returns (p, c).
+    r"""Least-squares fit of :math:`\mathtt{values} \approx c \cdot x^{-p}` in log–log: returns
+    (p, c).
 
     ``x`` and ``values`` are 1-D of equal length; points with ``x <= 0``,
     ``values <= 0`` or non-finite values are left out of the fit. The decay
-    exponent ``p`` is minus the slope of `ntk.power_law.loglog_fit`.
+    exponent :math:`p` is minus the slope of `ntk.power_law.loglog_fit`.
 
         >>> import numpy as np
         >>> from ntk.random_features import power_law_fit
@@ -170,7 +176,8 @@ def _index_range(m, i_min, i_max, name):
 
 
 def fit_alpha(eigvals, i_min: int = 1, i_max: int | None = None) -> float:
-    """α from ``λ_i ~ i^(−α)`` over modes i_min…i_max (1-based, λ descending).
+    r""":math:`\alpha` from :math:`\lambda_i \sim i^{-\alpha}` over modes ``i_min`` … ``i_max``
+    (1-based, :math:`\lambda` descending).
 
     >>> import numpy as np
     >>> from ntk.random_features import fit_alpha
@@ -186,10 +193,11 @@ def fit_alpha(eigvals, i_min: int = 1, i_max: int | None = None) -> float:
 def fit_beta(
     target_coeffs, i_min: int = 1, i_max: int | None = None, bins_per_decade: float = 5.0
 ) -> float:
-    """β from ``v_i² ~ i^(−β)`` over modes i_min…i_max (v in descending-λ order).
+    r""":math:`\beta` from :math:`v_i^2 \sim i^{-\beta}` over modes ``i_min`` … ``i_max``
+    (:math:`v` in descending-:math:`\lambda` order).
 
-    Single coefficients scatter (a sample's v_i carries a random sign and
-    χ²-like size), so v_i² is averaged over logarithmic bins
+    Single coefficients scatter (a sample's :math:`v_i` carries a random sign and
+    :math:`\chi^2`-like size), so :math:`v_i^2` is averaged over logarithmic bins
     (``bins_per_decade``, at least 3 bins) before
     the log–log fit (bin mean against the bin's geometric-mean index); for an
     exact power law every bin's mean is the same multiple of its centre's value,
@@ -217,16 +225,18 @@ def fit_beta(
 
 
 def log_binned_means(values, i_min: int = 1, i_max: int | None = None, bins: int = 20):
-    r"""Means of ``values[i−1]`` over logarithmic bins of the 1-based index i: (centres, means).
+    r"""Means of :math:`\mathtt{values}[i-1]` over logarithmic bins of the 1-based index
+    :math:`i`: (centres, means).
 
-    The indices ``i_min … i_max`` are cut at the edges
+    The indices ``i_min`` … ``i_max`` are cut at the edges
     ``round(geomspace(i_min, i_max + 1, bins + 1))`` (repeated edges merged, so
-    small indices may give fewer bins); bin ``[a, b)`` gives the mean of
-    ``values[a−1 … b−2]`` at the geometric mean of its indices,
-    ``exp(mean(log i))``. For a power law ``values_i = c·i^(−p)`` each bin's mean
-    is close to ``c·centre^(−p)``, so a log–log fit of the bins recovers ``p``
+    small indices may give fewer bins); bin :math:`[a, b)` gives the mean of
+    :math:`\mathtt{values}[a-1 \ldots b-2]` at the geometric mean of its indices,
+    :math:`\exp(\operatorname{mean}(\log i))`. For a power law
+    :math:`\mathtt{values}_i = c \cdot i^{-p}` each bin's mean is close to
+    :math:`c \cdot \mathrm{centre}^{-p}`, so a log–log fit of the bins recovers :math:`p`
     while averaging out the scatter of single values (`fit_beta` fits
-    ``v_i²`` this way).
+    :math:`v_i^2` this way).
 
         >>> import numpy as np
         >>> from ntk.random_features import log_binned_means
@@ -251,7 +261,8 @@ def _binned(values, i_min, i_max, bins):
 
 
 def inverse_trace_kappa(kernel_n, ridge=0.0):
-    """``(Tr (K_n + δ I)⁻¹)⁻¹``, the data-only estimate of κ at n = len(K_n).
+    r""":math:`(\operatorname{Tr} (K_n + \delta I)^{-1})^{-1}`, the data-only estimate of
+    :math:`\kappa` at :math:`n = \operatorname{len}(K_n)`.
 
     >>> import numpy as np
     >>> from ntk.random_features import inverse_trace_kappa
@@ -291,11 +302,13 @@ def ridgeless_krr_mse(kernel, y, train_idx, test_idx):
 
 
 def exponents_from_sizes(kernel, y, sizes, key, trials: int = 3, n_test: int | None = None):
-    """The paper's proxies on random subsets of a pool kernel: (α, β, table).
+    r"""The paper's proxies on random subsets of a pool kernel: (:math:`\alpha`, :math:`\beta`,
+    table).
 
-    For each n in ``sizes`` (and ``trials`` random subsets): κ̂(n) =
-    (Tr K_n⁻¹)⁻¹ and the ridgeless KRR test MSE on ``n_test`` held-out pool
-    points. Fits κ̂ ~ n^(−α) and MSE ~ n^(1−β). Returns α, β and a dict of the
+    For each :math:`n` in ``sizes`` (and ``trials`` random subsets):
+    :math:`\hat\kappa(n) = (\operatorname{Tr} K_n^{-1})^{-1}` and the ridgeless KRR test MSE on
+    ``n_test`` held-out pool points. Fits :math:`\hat\kappa \sim n^{-\alpha}` and
+    :math:`\mathrm{MSE} \sim n^{1-\beta}`. Returns :math:`\alpha`, :math:`\beta` and a dict of the
     per-size means (``{"sizes", "kappa", "test_mse"}``, one entry per size).
 
     A run is `kernel_exponents`'s example (every subset size compiles its own
@@ -364,31 +377,34 @@ class KernelExponents(NamedTuple):
 
 
 def kernel_exponents(kernel, y, key, fit_range=None, sizes=None, trials: int = 2):
-    r"""(α, β) of a kernel and target on a pool, from the spectrum and from the size proxies.
+    r""":math:`(\alpha, \beta)` of a kernel and target on a pool, from the spectrum and from the
+    size proxies.
 
-    Simon et al. 2024 (Sec. 5) describe a task by ``λ_i ~ i^(−α)`` and
-    ``v_i² ~ i^(−β)``. On a pool of N points (`eigendecompose`: ``λ =
-    eig(K)/N``, ``v = Uᵀy/√N``) this fits
+    Simon et al. 2024 (Sec. 5) describe a task by :math:`\lambda_i \sim i^{-\alpha}` and
+    :math:`v_i^2 \sim i^{-\beta}`. On a pool of :math:`N` points (`eigendecompose`:
+    :math:`\lambda = \operatorname{eig}(K)/N`, :math:`v = U^\top y/\sqrt{N}`) this fits
 
-    - α: `fit_alpha`, ``log λ_i`` against ``log i`` over ``fit_range =
-      (i_min, i_max)``, by default ``(max(2, N//100), max(N//5, 4))``: it
+    - :math:`\alpha`: `fit_alpha`, :math:`\log \lambda_i` against :math:`\log i` over
+      ``fit_range = (i_min, i_max)``, by default ``(max(2, N//100), max(N//5, 4))``: it
       leaves out the first modes, which often sit off the power law (the
       kernel's mean, the data's coarsest structure), and the tail, where an
-      N-point spectrum departs from the population's;
-    - β: `fit_beta`, log-binned ``v_i²`` over ``i_min … max(N//2, i_max)``;
+      :math:`N`-point spectrum departs from the population's;
+    - :math:`\beta`: `fit_beta`, log-binned :math:`v_i^2` over ``i_min`` … ``max(N//2, i_max)``;
     - the paper's proxies (`exponents_from_sizes`, ``trials`` random subsets
-      per size): ``(Tr K_n⁻¹)⁻¹ ~ n^(−α)`` and ridgeless test MSE ``~ n^(1−β)``
-      on the pool points left out, for n in ``sizes``, by default six sizes
-      log-spaced over ``max(8, N//40) … N//2`` (``N − max(sizes)`` test points).
+      per size): :math:`(\operatorname{Tr} K_n^{-1})^{-1} \sim n^{-\alpha}` and ridgeless test
+      MSE :math:`\sim n^{1-\beta}` on the pool points left out, for :math:`n` in ``sizes``, by
+      default six sizes log-spaced over ``max(8, N//40)`` … ``N//2``
+      (:math:`N - \max(\mathtt{sizes})` test points).
 
     Args:
-      kernel: ``(N, N)`` symmetric PSD kernel matrix on the pool, N ≥ 18 with
-        the default sizes (two distinct sizes ≥ 8 up to N/2).
+      kernel: ``(N, N)`` symmetric PSD kernel matrix on the pool, :math:`N \ge 18` with
+        the default sizes (two distinct sizes :math:`\ge 8` up to :math:`N/2`).
       y: ``(N,)`` or ``(N, T)`` targets on the pool.
       key: PRNG key drawing the proxies' subsets.
-      fit_range: 1-based modes ``(i_min, i_max)`` of the α fit (β's starts at
-        i_min), ``1 ≤ i_min < i_max ≤ N`` (default above).
-      sizes: subset sizes of the proxies, at least two, each ``< N`` (default
+      fit_range: 1-based modes ``(i_min, i_max)`` of the :math:`\alpha` fit (:math:`\beta`'s
+        starts at ``i_min``), :math:`1 \le \mathtt{i\_min} < \mathtt{i\_max} \le N` (default
+        above).
+      sizes: subset sizes of the proxies, at least two, each :math:`< N` (default
         above); trials: subsets per size.
 
     Returns:
@@ -445,13 +461,14 @@ def kernel_exponents(kernel, y, key, fit_range=None, sizes=None, trials: int = 2
 def mode_power_cv(phi, kernel, modes: int, eig=None) -> float:
     r"""Spread across random features of their power in the kernel's top eigenmodes.
 
-    With ``μ_i, u_i`` the top ``modes`` eigenpairs of the pool kernel ``K``
-    (N, N) and ``φ_j`` column j of the features ``Φ`` (N, k) with ``E[ΦΦᵀ] =
-    K``, the normalised power ``q_j = (1/m) Σ_{i≤m} (u_iᵀ φ_j)² / μ_i`` has the
+    With :math:`\mu_i, u_i` the top ``modes`` eigenpairs of the pool kernel :math:`K`
+    (N, N) and :math:`\phi_j` column :math:`j` of the features :math:`\Phi` (N, k) with
+    :math:`\mathbb{E}[\Phi\Phi^\top] = K`, the normalised power
+    :math:`q_j = (1/m) \sum_{i \le m} (u_i^\top \phi_j)^2 / \mu_i` has the
     same mean over features for any such family; this returns its
-    coefficient of variation over the k features (scale-free, so normalised
+    coefficient of variation over the :math:`k` features (scale-free, so normalised
     and unnormalised features give the same value). Gaussian features
-    (`kernel_feature_sampler`) have ``q ∝ χ²_m`` and CV ``√(2/m)``; a larger
+    (`kernel_feature_sampler`) have :math:`q \propto \chi^2_m` and CV :math:`\sqrt{2/m}`; a larger
     CV means features that put their power into the eigenmodes unequally,
     which the Gaussian eigenframework of Simon et al. 2024 does not model.
 

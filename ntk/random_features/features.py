@@ -1,20 +1,23 @@
-"""Random features: finite-network features of any `ntk.stax` net and classic families.
+r"""Random features: finite-network features of any `ntk.stax` net and classic families.
 
-Every function returns *normalised* features ``Φ`` of shape (n, k) whose Gram
-``ΦΦᵀ`` is a Monte Carlo estimate of a kernel (Simon et al. 2024, Sec. 4: the
-RF kernel ``K̂ = (1/k) Σ_j g_j g_jᵀ`` with i.i.d. features ``g_j``,
-``E[K̂] = K``):
+Every function returns *normalised* features :math:`\Phi` of shape (n, k) whose Gram
+:math:`\Phi\Phi^\top` is a Monte Carlo estimate of a kernel (Simon et al. 2024, Sec. 4: the
+RF kernel :math:`\hat{K} = (1/k) \sum_j g_j g_j^\top` with i.i.d. features :math:`g_j`,
+:math:`\mathbb{E}[\hat{K}] = K`):
 
 - `network_features`: the output of a randomly initialised finite `ntk.stax`
-  network (its last hidden layer), divided by √(its size per example), so
-  ``E[ΦΦᵀ] = kernel_fn(x, x, "nngp")`` of the same network (a Monte Carlo NNGP).
-- `ntk_features`: parameter gradients ``∂f(x)/∂θ`` of a scalar-output network,
-  so ``ΦΦᵀ`` is the empirical NTK (`ntk.empirical.empirical_ntk_fn`).
-- `relu_features`: ``relu(σ_w x·ω/√d + σ_b b)/√k`` — the arc-cosine kernel of
-  degree 1 (the NNGP of ``stax.serial(Dense(k, σ_w, σ_b), Relu())``).
-- `fourier_features`: ``√(2/k) cos(x·ω/ℓ + b)``, ω ~ N(0, I), b ~ U[0, 2π):
-  the RBF kernel ``exp(−|x − x'|²/(2ℓ²))`` (Rahimi & Recht 2007).
-- `kernel_feature_sampler`: Gaussian features ``K^{1/2} Z/√k`` of any PSD
+  network (its last hidden layer), divided by :math:`\sqrt{\text{its size per example}}`, so
+  :math:`\mathbb{E}[\Phi\Phi^\top]` = ``kernel_fn(x, x, "nngp")`` of the same network (a Monte
+  Carlo NNGP).
+- `ntk_features`: parameter gradients :math:`\partial f(x)/\partial\theta` of a scalar-output
+  network, so :math:`\Phi\Phi^\top` is the empirical NTK (`ntk.empirical.empirical_ntk_fn`).
+- `relu_features`:
+  :math:`\operatorname{relu}(\sigma_w x \cdot \omega/\sqrt{d} + \sigma_b b)/\sqrt{k}` — the
+  arc-cosine kernel of degree 1 (the NNGP of ``stax.serial(Dense(k, σ_w, σ_b), Relu())``).
+- `fourier_features`: :math:`\sqrt{2/k} \cos(x \cdot \omega/\ell + b)`,
+  :math:`\omega \sim \mathcal{N}(0, I)`, :math:`b \sim \mathcal{U}[0, 2\pi)`: the RBF kernel
+  :math:`\exp(-|x - x'|^2/(2\ell^2))` (Rahimi & Recht 2007).
+- `kernel_feature_sampler`: Gaussian features :math:`K^{1/2} Z/\sqrt{k}` of any PSD
   kernel matrix on a pool, the features the eigenframework assumes (from
   its `kernel_eigensystem`).
 
@@ -71,12 +74,15 @@ def _count(k, name):
 
 
 def relu_features(key, x, k: int, W_std: float = 1.0, b_std: float | None = None):
-    """ReLU random features, shape (n, k): ``relu(W_std·xωᵀ/√d + b_std·b)/√k``.
+    r"""ReLU random features, shape (n, k): :math:`\operatorname{relu}(\mathtt{W\_std}
+    \cdot x\omega^\top/\sqrt{d} + \mathtt{b\_std} \cdot b)/\sqrt{k}`.
 
-    ω ~ N(0, I_d), b ~ N(0, 1) (k rows). ``E[ΦΦᵀ]`` is the NNGP of
+    :math:`\omega \sim \mathcal{N}(0, I_d)`, :math:`b \sim \mathcal{N}(0, 1)` (:math:`k` rows).
+    :math:`\mathbb{E}[\Phi\Phi^\top]` is the NNGP of
     ``stax.serial(stax.Dense(k, W_std, b_std), stax.Relu())``:
-    ``(σ²/2π) ‖x‖‖x'‖ (sin θ + (π − θ) cos θ)`` with the pre-activation
-    covariance σ² (Cho & Saul 2009).
+    :math:`(\sigma^2/2\pi) \lVert x \rVert \lVert x' \rVert
+    (\sin\theta + (\pi - \theta) \cos\theta)` with the pre-activation covariance
+    :math:`\sigma^2` (Cho & Saul 2009).
 
         >>> import jax
         >>> from ntk.random_features import relu_features
@@ -99,7 +105,7 @@ def relu_features(key, x, k: int, W_std: float = 1.0, b_std: float | None = None
 
 
 def fourier_features(key, x, k: int, lengthscale: float = 1.0):
-    """Random Fourier features (n, k) of the RBF kernel ``exp(−|x−x'|²/2ℓ²)``.
+    r"""Random Fourier features (n, k) of the RBF kernel :math:`\exp(-|x-x'|^2/2\ell^2)`.
 
     >>> import jax, jax.numpy as jnp
     >>> from ntk.random_features import fourier_features
@@ -119,12 +125,14 @@ def fourier_features(key, x, k: int, lengthscale: float = 1.0):
 
 
 def gaussian_features(key, x, eigvals, k: int):
-    """Gaussian features of a diagonal linear kernel: ``x Λ^{1/2} Wᵀ/√k``, (n, k).
+    r"""Gaussian features of a diagonal linear kernel: :math:`x \Lambda^{1/2} W^\top/\sqrt{k}`,
+    (n, k).
 
-    For inputs x ~ N(0, I_M) (the eigenfunctions φ_i(x) = x_i), ``E[ΦΦᵀ] =
-    x Λ xᵀ``: the synthetic RF model of Simon et al. 2024 (Sec. 4) with
-    the prescribed spectrum ``λ_i``. Returns ``(Φ, F)`` with the projection
-    ``F = W Λ^{1/2}/√k`` (k, M), so a readout w predicts ``f̂(x) = x·(Fᵀw)``.
+    For inputs :math:`x \sim \mathcal{N}(0, I_M)` (the eigenfunctions :math:`\phi_i(x) = x_i`),
+    :math:`\mathbb{E}[\Phi\Phi^\top] = x \Lambda x^\top`: the synthetic RF model of Simon et al.
+    2024 (Sec. 4) with the prescribed spectrum :math:`\lambda_i`. Returns :math:`(\Phi, F)` with
+    the projection :math:`F = W \Lambda^{1/2}/\sqrt{k}` (k, M), so a readout :math:`w` predicts
+    :math:`\hat{f}(x) = x \cdot (F^\top w)`.
 
         >>> import jax, jax.numpy as jnp
         >>> from ntk.random_features import gaussian_features
@@ -155,16 +163,16 @@ def gaussian_features(key, x, eigvals, k: int):
 def kernel_feature_sampler(kernel, eig=None):
     r"""``sample(key, k) -> Φ``: Gaussian random features of a kernel on a pool.
 
-    ``Φ = K^{1/2} Z/√k`` with ``Z ~ N(0, I)`` of shape (N, k) and ``K^{1/2} =
-    U diag(√max(λ, 0)) Uᵀ`` the PSD square root of the pool kernel ``K``
-    (N, N), so ``E[ΦΦᵀ] = K`` like every feature family here, with features
-    ``g_j = K^{1/2} z_j`` that are exactly Gaussian. The eigenframework of
-    Simon et al. 2024 (Sec. 4) models features this way; ReLU or other
+    :math:`\Phi = K^{1/2} Z/\sqrt{k}` with :math:`Z \sim \mathcal{N}(0, I)` of shape (N, k) and
+    :math:`K^{1/2} = U \operatorname{diag}(\sqrt{\max(\lambda, 0)})\, U^\top` the PSD square root
+    of the pool kernel :math:`K` (N, N), so :math:`\mathbb{E}[\Phi\Phi^\top] = K` like every
+    feature family here, with features :math:`g_j = K^{1/2} z_j` that are exactly Gaussian. The
+    eigenframework of Simon et al. 2024 (Sec. 4) models features this way; ReLU or other
     network features of the same kernel share its second moment but not its
     Gaussianity (see `ntk.random_features.mode_power_cv`).
 
-    ``K`` is factorised once (``eig``: its `kernel_eigensystem`, if already
-    computed); each call then costs one (N, N) × (N, k) product, and ``sample``
+    :math:`K` is factorised once (``eig``: its `kernel_eigensystem`, if already
+    computed); each call then costs one :math:`(N, N) \times (N, k)` product, and ``sample``
     can be called inside ``jit`` (the root is a constant of the program).
 
         >>> import jax, numpy as np
@@ -204,12 +212,13 @@ def _fns(network, name):
 
 
 def network_features(network, key, x, params=None):
-    """Features of a randomly initialised finite stax network, shape (n, size).
+    r"""Features of a randomly initialised finite stax network, shape (n, size).
 
     ``network``: an `ntk.stax` Layer (or ``(init_fn, apply_fn)``) ending at the
     hidden layer whose activations are the features, e.g.
     ``stax.serial(stax.Dense(1024), stax.Relu())`` or a Conv stack. The output
-    ``h(x)``, of shape ``(n, *S, C)``, is flattened and divided by ``√(|S|·C)``, so ``ΦΦᵀ`` is the
+    :math:`h(x)`, of shape ``(n, *S, C)``, is flattened and divided by
+    :math:`\sqrt{|S| \cdot C}`, so :math:`\Phi\Phi^\top` is the
     Monte Carlo estimate of the network's ``kernel_fn(x, x, "nngp")`` (mean over
     channels and same-position pairs, the stax Flatten convention). Pass
     ``params`` to reuse a draw; otherwise they come from ``init_fn(key, x.shape)``.
@@ -242,11 +251,12 @@ def network_features(network, key, x, params=None):
 
 
 def ntk_features(apply_fn, params, x):
-    """NTK gradient features ``φ(x) = ∂f(params, x)/∂θ`` (flattened), shape (n, P).
+    r"""NTK gradient features :math:`\phi(x) = \partial f(\mathtt{params}, x)/\partial\theta`
+    (flattened), shape (n, P).
 
-    ``f`` must have one output per example ((n,) or (n, 1)); then ``ΦΦᵀ`` equals
-    the empirical NTK ``ntk.empirical.empirical_ntk_fn(apply_fn)(x, x, params)``,
-    and RF regression on Φ is the linearised network trained to convergence
+    :math:`f` must have one output per example ((n,) or (n, 1)); then :math:`\Phi\Phi^\top`
+    equals the empirical NTK ``ntk.empirical.empirical_ntk_fn(apply_fn)(x, x, params)``,
+    and RF regression on :math:`\Phi` is the linearised network trained to convergence
     with ridge (the NTK random-feature model).
 
         >>> import jax.numpy as jnp

@@ -4,20 +4,22 @@ Two exact experiments whose trial means `ntk.random_features.krr_risk`
 predicts (Simon et al. 2024, Sec. 3 and the "obligatory overfitting" figure),
 each for many ridges at once and ``jax.lax.map``-ped over trials:
 
-* `gaussian_krr_mse` — the Gaussian model: ``x ~ N(0, I_M)``, kernel
-  ``K(x, x') = xᵀ Λ x'`` (exact features ``φ(x) = Λ^{1/2} x``), target
-  ``y = xᵀ v + ε``, ``ε ~ N(0, σ²)``. The predictor is linear in ``x``, so the
-  test MSE is exact: ``E_te = ‖Λ^{1/2} w − v‖² + σ²``.
-* `krr_pool_mse` — a pool of ``N`` points with kernel matrix ``K``: train on
+* `gaussian_krr_mse` — the Gaussian model: :math:`x \sim \mathcal{N}(0, I_M)`, kernel
+  :math:`K(x, x') = x^\top \Lambda x'` (exact features :math:`\phi(x) = \Lambda^{1/2} x`), target
+  :math:`y = x^\top v + \varepsilon`, :math:`\varepsilon \sim \mathcal{N}(0, \sigma^2)`. The
+  predictor is linear in :math:`x`, so the test MSE is exact:
+  :math:`E_{te} = \lVert \Lambda^{1/2} w - v \rVert^2 + \sigma^2`.
+* `krr_pool_mse` — a pool of :math:`N` points with kernel matrix :math:`K`: train on
   ``n`` pool points drawn without replacement, test on the whole pool (the
   uniform measure on the pool is the theory's data measure; its eigenstructure
-  is `eigendecompose`'s). The solve is one ``eigh`` of the ``n × n`` training
-  kernel: ``α(δ) = U diag(1/(e + δ)) Uᵀ y``, with eigen-directions
-  ``e + δ ≤ 10⁻⁶ · max e`` dropped (the pseudo-inverse at ``δ = 0``).
+  is `eigendecompose`'s). The solve is one ``eigh`` of the :math:`n \times n` training
+  kernel: :math:`\alpha(\delta) = U \operatorname{diag}(1/(e + \delta))\, U^\top y`, with
+  eigen-directions :math:`e + \delta \le 10^{-6} \cdot \max e` dropped (the pseudo-inverse at
+  :math:`\delta = 0`).
 * `krr_ridge_table` — the paper's optimal-ridge table on a pool kernel
   (Simon et al. 2024, Table 2): random train/test splits, label noise
   relative to the noiseless test MSE, and per noise level the optimal ridge,
-  the test MSE and the fitting ratio ``E_tr/E_te`` there (host-side NumPy,
+  the test MSE and the fitting ratio :math:`E_{tr}/E_{te}` there (host-side NumPy,
   float64).
 
     >>> import jax, jax.numpy as jnp
@@ -61,13 +63,13 @@ def _check_ridges_keys(ridges, keys, dtype, name):
 
 
 def gaussian_krr_mse(eigvals, target_coeffs, noise_var, n: int, ridges, keys):
-    """KRR on the Gaussian model (module doc): ``(train MSE, test MSE)``, each
+    r"""KRR on the Gaussian model (module doc): ``(train MSE, test MSE)``, each
     ``(trials, R)``, one trial per key.
 
     Args:
-      eigvals: ``(M,)`` kernel eigenvalues ``λ``; target_coeffs: ``(M,)`` ``v``.
-      noise_var: label-noise variance σ² ≥ 0.
-      n: training samples; ridges: ``(R,)`` ridges δ ≥ 0; keys: ``(trials, …)``.
+      eigvals: ``(M,)`` kernel eigenvalues :math:`\lambda`; target_coeffs: ``(M,)`` :math:`v`.
+      noise_var: label-noise variance :math:`\sigma^2 \ge 0`.
+      n: training samples; ridges: ``(R,)`` ridges :math:`\delta \ge 0`; keys: ``(trials, …)``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -105,13 +107,13 @@ def gaussian_krr_mse(eigvals, target_coeffs, noise_var, n: int, ridges, keys):
 
 
 def krr_pool_mse(kernel, y, n: int, ridges, keys):
-    """KRR on a pool kernel (module doc): ``(train MSE, test MSE on the pool)``,
+    r"""KRR on a pool kernel (module doc): ``(train MSE, test MSE on the pool)``,
     each ``(trials, R)``, one random training set of ``n`` points per key.
 
     Args:
       kernel: ``(N, N)`` kernel matrix on the pool; y: ``(N,)`` targets.
-      n: training points, ``1 ≤ n ≤ N``; ridges: ``(R,)`` ridges δ ≥ 0 (on the
-        scale of ``kernel``); keys: ``(trials, …)`` PRNG keys.
+      n: training points, :math:`1 \le n \le N`; ridges: ``(R,)`` ridges :math:`\delta \ge 0`
+        (on the scale of ``kernel``); keys: ``(trials, …)`` PRNG keys.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -154,14 +156,14 @@ def krr_pool_mse(kernel, y, n: int, ridges, keys):
 def krr_ridge_table(kernel, y, rel_noises, ridges, trials: int, n_test: int, seed: int) -> dict:
     r"""The optimal-ridge table of KRR on a pool kernel against label noise.
 
-    Simon et al. 2024 (Table 2): per relative noise level ``σ²_rel``, the
+    Simon et al. 2024 (Table 2): per relative noise level :math:`\sigma^2_{\mathrm{rel}}`, the
     ridge that minimises the trial-mean test MSE, that MSE, the fitting ratio
-    ``E_tr/E_te`` there and the test MSE at the smallest ridge.
+    :math:`E_{tr}/E_{te}` there and the test MSE at the smallest ridge.
 
-    Each of ``trials`` random splits of the ``N`` pool points holds out
-    ``m = n_test`` test points ``S`` and trains on the other ``n = N − m``
-    points ``T``. With ``K_TT = U diag(e) Uᵀ`` (``e`` clipped at 0; one
-    ``eigh`` per split serves every ridge) and absolute ridges ``δ``:
+    Each of ``trials`` random splits of the :math:`N` pool points holds out
+    :math:`m` = ``n_test`` test points :math:`S` and trains on the other :math:`n = N - m`
+    points :math:`T`. With :math:`K_{TT} = U \operatorname{diag}(e)\, U^\top` (:math:`e` clipped
+    at 0; one ``eigh`` per split serves every ridge) and absolute ridges :math:`\delta`:
 
     .. math::
 
@@ -171,27 +173,29 @@ def krr_ridge_table(kernel, y, rel_noises, ridges, trials: int, n_test: int, see
         \qquad E_{tr}(\delta) = \lVert f_T - y_T \rVert^2 / n,
 
     averaged over the splits. The noiseless ridgeless test MSE is
-    ``E₀ = E_te(ridges[0])`` at ``σ² = 0``; for each ``σ²_rel`` the targets get
-    noise ``σ² = σ²_rel · E₀``, ``y + σ ε`` with ``ε ~ N(0, 1)`` on train and test
-    points alike, divided by ``√(1 + σ²)`` (unit variance, as the paper
-    renormalises). The splits and the ``ε`` draws are the same at every noise
-    level (``numpy.random.default_rng(seed)``).
+    :math:`E_0 = E_{te}(\mathtt{ridges}[0])` at :math:`\sigma^2 = 0`; for each
+    :math:`\sigma^2_{\mathrm{rel}}` the targets get noise
+    :math:`\sigma^2 = \sigma^2_{\mathrm{rel}} \cdot E_0`, :math:`y + \sigma \varepsilon` with
+    :math:`\varepsilon \sim \mathcal{N}(0, 1)` on train and test points alike, divided by
+    :math:`\sqrt{1 + \sigma^2}` (unit variance, as the paper renormalises). The splits and the
+    :math:`\varepsilon` draws are the same at every noise level
+    (``numpy.random.default_rng(seed)``).
 
     Args:
       kernel: ``(N, N)`` symmetric PSD kernel matrix on the pool.
-      y: ``(N,)`` targets (the paper's: ±1 labels).
-      rel_noises: the ``σ²_rel ≥ 0`` (the paper: 0, 1, 5, 50).
-      ridges: ``(R,)`` absolute ridges ``δ ≥ 0``, increasing (the first is the
+      y: ``(N,)`` targets (the paper's: :math:`\pm 1` labels).
+      rel_noises: the :math:`\sigma^2_{\mathrm{rel}} \ge 0` (the paper: 0, 1, 5, 50).
+      ridges: ``(R,)`` absolute ridges :math:`\delta \ge 0`, increasing (the first is the
         "ridgeless" one).
-      trials: random splits, ≥ 1.
-      n_test: held-out points per split, in ``[1, N − 1]``.
+      trials: random splits, :math:`\ge 1`.
+      n_test: held-out points per split, in :math:`[1, N - 1]`.
       seed: seed of the splits and the noise draws.
 
     Returns:
-      A dict with keys ``"noiseless_mse"`` (E₀), ``"n_train"`` (n) and
-      ``"rows"``, which maps each ``σ²_rel`` (a float, in the given order) to
-      the floats (optimal ridge, E_te there, E_tr/E_te there, E_te at
-      ``ridges[0]``).
+      A dict with keys ``"noiseless_mse"`` (:math:`E_0`), ``"n_train"`` (:math:`n`) and
+      ``"rows"``, which maps each :math:`\sigma^2_{\mathrm{rel}}` (a float, in the given order) to
+      the floats (optimal ridge, :math:`E_{te}` there, :math:`E_{tr}/E_{te}` there, :math:`E_{te}`
+      at ``ridges[0]``).
 
     Example:
       >>> import numpy as np

@@ -1,18 +1,21 @@
-"""Random-feature ridge regression: exact primal/dual solves, many ridges at once.
+r"""Random-feature ridge regression: exact primal/dual solves, many ridges at once.
 
-With normalised features ``Φ`` of shape (n, k) (rows ``φ(x_a)``, so that
-``ΦΦᵀ`` is the Monte Carlo kernel ``K̂`` on the training set), RF ridge
-regression with ridge δ is KRR with ``K̂`` (Simon et al. 2024, Sec. 4):
+With normalised features :math:`\Phi` of shape (n, k) (rows :math:`\phi(x_a)`, so that
+:math:`\Phi\Phi^\top` is the Monte Carlo kernel :math:`\hat{K}` on the training set), RF ridge
+regression with ridge :math:`\delta` is KRR with :math:`\hat{K}` (Simon et al. 2024, Sec. 4):
 
-    primal (k ≤ n):  w = (ΦᵀΦ + δ I_k)⁻¹ Φᵀ y
-    dual   (k > n):  w = Φᵀ (ΦΦᵀ + δ I_n)⁻¹ y
-    f̂(x) = φ(x)ᵀ w  =  K̂(x, X)(K̂(X, X) + δ I)⁻¹ y.
+.. math::
 
-Both are the same function for δ > 0 (push-through identity). One symmetric
-eigendecomposition of the smaller Gram ``ΦᵀΦ`` or ``ΦΦᵀ`` serves every ridge:
-``(G + δ)⁻¹ = Q diag(1/(e + δ)) Qᵀ``; at δ = 0 this is the pseudo-inverse
-(eigenvalues below ``rcond · max e`` dropped), i.e. least squares for k < n and
-the minimum-norm interpolant for k > n. Everything is jit/vmap-able: vmap over
+    \text{primal } (k \le n):\quad & w = (\Phi^\top \Phi + \delta I_k)^{-1} \Phi^\top y \\
+    \text{dual } (k > n):\quad & w = \Phi^\top (\Phi \Phi^\top + \delta I_n)^{-1} y \\
+    & \hat{f}(x) = \phi(x)^\top w = \hat{K}(x, X)\big(\hat{K}(X, X) + \delta I\big)^{-1} y.
+
+Both are the same function for :math:`\delta > 0` (push-through identity). One symmetric
+eigendecomposition of the smaller Gram :math:`\Phi^\top\Phi` or :math:`\Phi\Phi^\top` serves
+every ridge: :math:`(G + \delta)^{-1} = Q \operatorname{diag}(1/(e + \delta))\, Q^\top`; at
+:math:`\delta = 0` this is the pseudo-inverse (eigenvalues below
+:math:`\mathtt{rcond} \cdot \max e` dropped), i.e. least squares for :math:`k < n` and
+the minimum-norm interpolant for :math:`k > n`. Everything is jit/vmap-able: vmap over
 trials (feature draws, training sets) outside.
 
     >>> import jax, jax.numpy as jnp
@@ -79,16 +82,17 @@ def _inv_filter(evals, ridges, rcond):
 
 
 def rf_ridge_weights(phi, y, ridges, method: str = "auto", rcond=None):
-    """Readout weights ``w(δ)`` for every ridge: shape (R, k) or (R, k, T).
+    r"""Readout weights :math:`w(\delta)` for every ridge: shape (R, k) or (R, k, T).
 
     Args:
       phi: (n, k) training features; y: (n,) or (n, T) targets;
-      ridges: (R,) ridges δ ≥ 0 (absolute, on the scale of ``ΦΦᵀ``).
-      method: "primal" (eigh of the k×k ``ΦᵀΦ``), "dual" (eigh of the n×n
-        ``ΦΦᵀ``) or "auto" (the smaller of the two).
-      rcond: relative eigenvalue cutoff of the pseudo-inverse at δ = 0
-        (default ``max(n, k) · eps``, numpy's ``pinv`` convention). In float32 keep
-        ridges above ~1e-6 of the Gram's top eigenvalue for accurate solves.
+      ridges: (R,) ridges :math:`\delta \ge 0` (absolute, on the scale of
+        :math:`\Phi\Phi^\top`).
+      method: "primal" (eigh of the :math:`k \times k` :math:`\Phi^\top\Phi`), "dual" (eigh of
+        the :math:`n \times n` :math:`\Phi\Phi^\top`) or "auto" (the smaller of the two).
+      rcond: relative eigenvalue cutoff of the pseudo-inverse at :math:`\delta = 0`
+        (default :math:`\max(n, k) \cdot \mathrm{eps}`, numpy's ``pinv`` convention). In float32
+        keep ridges above ~1e-6 of the Gram's top eigenvalue for accurate solves.
 
         >>> import jax.numpy as jnp
         >>> from ntk.random_features import rf_ridge_weights
@@ -183,7 +187,7 @@ def rf_ridge_mse(phi_train, y_train, phi_test, y_test, ridges, method: str = "au
 
 
 def optimal_ridge(ridges, test_mse, axis: int = -1):
-    """``(δ*, min test MSE)`` along ``axis`` of a ridge sweep (grid search).
+    r"""(:math:`\delta^*`, min test MSE) along ``axis`` of a ridge sweep (grid search).
 
     ``test_mse[..., r]`` must belong to ``ridges[r]``; works on theory curves and
     on trial means alike (select on the mean, not per trial, to avoid bias).

@@ -4,11 +4,11 @@ Source: Simon, Karkada, Ghosh & Belkin, "More is Better in Modern Machine
 Learning" (ICLR 2024), Sec. 3 (KRR, the "omniscient risk estimate" of
 Simon et al. 2021 / Bordelon et al. 2020) and Sec. 4 (random features).
 
-A task is described by the kernel's eigenvalues ``λ_i`` (w.r.t. the data
-measure, ``K(x, x') = Σ λ_i φ_i(x) φ_i(x')``) and the target's coefficients
-``v_i`` in that eigenbasis (``f*(x) = Σ v_i φ_i(x)``) plus label noise of
-variance ``σ²``. Training uses ``n`` samples and ridge ``δ`` on the kernel
-matrix (``f̂ = K(x, X)(K(X, X) + δ I)⁻¹ y``).
+A task is described by the kernel's eigenvalues :math:`\lambda_i` (w.r.t. the data
+measure, :math:`K(x, x') = \sum \lambda_i \phi_i(x) \phi_i(x')`) and the target's coefficients
+:math:`v_i` in that eigenbasis (:math:`f^*(x) = \sum v_i \phi_i(x)`) plus label noise of
+variance :math:`\sigma^2`. Training uses :math:`n` samples and ridge :math:`\delta` on the kernel
+matrix (:math:`\hat{f} = K(x, X)(K(X, X) + \delta I)^{-1} y`).
 
 KRR (paper Sec. 3):
 
@@ -21,8 +21,8 @@ KRR (paper Sec. 3):
     E_{te} = \mathcal{E}_0 \Big(\sum_i (1 - \mathcal{L}_i)^2 v_i^2 + \sigma^2\Big), \qquad
     E_{tr} = \Big(\frac{\delta}{n\kappa}\Big)^2 E_{te}.
 
-RF regression with ``k`` features, i.e. KRR with the rank-k Monte Carlo kernel
-``K̂ = (1/k) Σ_j g_j g_jᵀ`` (paper Sec. 4):
+RF regression with :math:`k` features, i.e. KRR with the rank-:math:`k` Monte Carlo kernel
+:math:`\hat{K} = (1/k) \sum_j g_j g_j^\top` (paper Sec. 4):
 
 .. math::
 
@@ -37,23 +37,29 @@ RF regression with ``k`` features, i.e. KRR with the rank-k Monte Carlo kernel
     - \frac{k}{k - q} \frac{\kappa \mathcal{L}_i}{\lambda_i + \gamma}\Big] v_i^2 + \sigma^2\Big),
     \qquad E_{tr} = \Big(\frac{\delta}{n\kappa}\Big)^2 E_{te}.
 
-As ``k → ∞``, ``kκ/γ → k − z`` forces ``γ → κ`` and every RF quantity tends to
-its KRR counterpart; ``k = jnp.inf`` is accepted and gives KRR exactly.
+As :math:`k \to \infty`, :math:`k\kappa/\gamma \to k - z` forces :math:`\gamma \to \kappa` and
+every RF quantity tends to its KRR counterpart; ``k = jnp.inf`` is accepted and gives KRR
+exactly.
 
-Solving. Eliminating ``κ = γ(1 − z(γ)/k)`` leaves one equation in γ,
+Solving. Eliminating :math:`\kappa = \gamma(1 - z(\gamma)/k)` leaves one equation in
+:math:`\gamma`,
 
-    F(γ) = z(γ) + δ k / (γ (k − z(γ))) − n = 0,
+.. math::
 
-whose left side decreases monotonically on ``{γ: z(γ) < k}`` (and is +∞ at its
-lower end). We bracket ``log γ`` between ``log(δ/2n)`` (or far below the
-smallest eigenvalue when ``δ = 0``) and ``log(max(2Σλ/min(n,k), 4δ/n))`` and
-bisect on the sign of F — robust for eigenvalues spanning any number of
-decades. Ridgeless cases whose root sits at the boundary (δ = 0 with n ≥ k, or
-n ≥ the number of nonzero eigenvalues) converge to the correct limit. The
-bisection output is then passed through one "zero Newton step"
-``u − (F(u; θ) − sg F(u; θ))/sg ∂_u F`` whose value is ``u`` and whose
-derivative is the implicit-function-theorem derivative ``−∂_θF/∂_uF``, so
-everything is differentiable in λ, v, n, k, δ and σ², and jit/vmap-able.
+    F(\gamma) = z(\gamma) + \delta k / \big(\gamma (k - z(\gamma))\big) - n = 0,
+
+whose left side decreases monotonically on :math:`\{\gamma : z(\gamma) < k\}` (and is
+:math:`+\infty` at its lower end). We bracket :math:`\log \gamma` between
+:math:`\log(\delta/2n)` (or far below the smallest eigenvalue when :math:`\delta = 0`) and
+:math:`\log(\max(2\sum\lambda/\min(n,k), 4\delta/n))` and bisect on the sign of :math:`F` —
+robust for eigenvalues spanning any number of decades. Ridgeless cases whose root sits at the
+boundary (:math:`\delta = 0` with :math:`n \ge k`, or :math:`n \ge` the number of nonzero
+eigenvalues) converge to the correct limit. The bisection output is then passed through one
+"zero Newton step"
+:math:`u - (F(u; \theta) - \operatorname{sg} F(u; \theta))/\operatorname{sg} \partial_u F`
+whose value is :math:`u` and whose derivative is the implicit-function-theorem derivative
+:math:`-\partial_\theta F/\partial_u F`, so everything is differentiable in
+:math:`\lambda, v, n, k, \delta` and :math:`\sigma^2`, and jit/vmap-able.
 
     >>> import jax.numpy as jnp
     >>> from ntk.random_features import krr_risk, rf_risk
@@ -92,12 +98,13 @@ _BISECTION_STEPS = 96
 
 
 class KRRTheory(NamedTuple):
-    """Eigenframework predictions for KRR (paper Sec. 3).
+    r"""Eigenframework predictions for KRR (paper Sec. 3).
 
-    kappa: effective regularisation κ; e0: overfitting coefficient E_0;
-    test_mse / train_mse: predicted E_te / E_tr (noisy labels, summed over
-    outputs); learnability: Σ_i L_i v_i² / Σ_i v_i² (the fraction of the
-    target's power learned).
+    kappa: effective regularisation :math:`\kappa`; e0: overfitting coefficient
+    :math:`\mathcal{E}_0`; test_mse / train_mse: predicted :math:`E_{te}` / :math:`E_{tr}` (noisy
+    labels, summed over outputs); learnability:
+    :math:`\sum_i \mathcal{L}_i v_i^2 / \sum_i v_i^2` (the fraction of the target's power
+    learned).
 
         >>> import jax.numpy as jnp
         >>> from ntk.random_features import krr_risk
@@ -117,11 +124,12 @@ class KRRTheory(NamedTuple):
 
 
 class RFTheory(NamedTuple):
-    """Eigenframework predictions for RF regression (paper Sec. 4).
+    r"""Eigenframework predictions for RF regression (paper Sec. 4).
 
-    kappa, gamma: the two effective regularisations (γ ≥ κ, equal as k → ∞);
-    e0: E_0 = 1/(1 − x); test_mse / train_mse: E_te / E_tr; z = Σ L_i and
-    q = Σ L_i² with L_i = λ_i/(λ_i + γ).
+    kappa, gamma: the two effective regularisations (:math:`\gamma \ge \kappa`, equal as
+    :math:`k \to \infty`); e0: :math:`\mathcal{E}_0 = 1/(1 - x)`; test_mse / train_mse:
+    :math:`E_{te}` / :math:`E_{tr}`; :math:`z = \sum \mathcal{L}_i` and
+    :math:`q = \sum \mathcal{L}_i^2` with :math:`\mathcal{L}_i = \lambda_i/(\lambda_i + \gamma)`.
 
         >>> import jax.numpy as jnp
         >>> from ntk.random_features import rf_risk
@@ -171,7 +179,8 @@ def _target_power(coeffs, m, name):
 
 
 def learnabilities(eigvals, gamma):
-    """``L_i = λ_i/(λ_i + γ)`` (``λ_i ≥ 0``, ``γ > 0``), shape (M,).
+    r""":math:`\mathcal{L}_i = \lambda_i/(\lambda_i + \gamma)` (:math:`\lambda_i \ge 0`,
+    :math:`\gamma > 0`), shape (M,).
 
     >>> import jax.numpy as jnp
     >>> from ntk.random_features import learnabilities
@@ -255,10 +264,12 @@ def _noise(noise_var, name, dtype):
 
 
 def rf_kappa_gamma(eigvals, n, k, ridge):
-    """Solve the RF eigenframework's two equations for (κ, γ) (paper Sec. 4).
+    r"""Solve the RF eigenframework's two equations for :math:`(\kappa, \gamma)` (paper Sec. 4).
 
-    ``n = Σ L_i + δ/κ`` and ``k = Σ L_i + kκ/γ`` with ``L_i = λ_i/(λ_i + γ)``.
-    Args: eigvals (M,); scalars n, k (``jnp.inf`` allowed), ridge δ ≥ 0.
+    :math:`n = \sum \mathcal{L}_i + \delta/\kappa` and
+    :math:`k = \sum \mathcal{L}_i + k\kappa/\gamma` with
+    :math:`\mathcal{L}_i = \lambda_i/(\lambda_i + \gamma)`.
+    Args: eigvals (M,); scalars n, k (``jnp.inf`` allowed), ridge :math:`\delta \ge 0`.
     Returns ``(kappa, gamma)`` scalars.
 
         >>> import jax.numpy as jnp
@@ -275,7 +286,8 @@ def rf_kappa_gamma(eigvals, n, k, ridge):
 
 
 def krr_kappa(eigvals, n, ridge):
-    """κ solving ``Σ_i λ_i/(λ_i + κ) + δ/κ = n`` (paper Sec. 3); scalar.
+    r""":math:`\kappa` solving :math:`\sum_i \lambda_i/(\lambda_i + \kappa) + \delta/\kappa = n`
+    (paper Sec. 3); scalar.
 
     >>> import jax.numpy as jnp
     >>> from ntk.random_features import krr_kappa
@@ -289,14 +301,14 @@ def krr_kappa(eigvals, n, ridge):
 
 
 def rf_risk(eigvals, target_coeffs, n, k, ridge, noise_var=0.0) -> RFTheory:
-    """Predicted test and train MSE of RF ridge regression (paper Sec. 4).
+    r"""Predicted test and train MSE of RF ridge regression (paper Sec. 4).
 
     Args:
-      eigvals: (M,) kernel eigenvalues λ_i ≥ 0 (any order).
-      target_coeffs: (M,) or (M, T) eigencoefficients v_i of the target.
-      n: number of training samples (> 0); k: number of random features
-        (> 0; ``jnp.inf`` gives KRR); ridge: δ ≥ 0; noise_var: σ² ≥ 0 of the
-        labels.
+      eigvals: (M,) kernel eigenvalues :math:`\lambda_i \ge 0` (any order).
+      target_coeffs: (M,) or (M, T) eigencoefficients :math:`v_i` of the target.
+      n: number of training samples (:math:`> 0`); k: number of random features
+        (:math:`> 0`; ``jnp.inf`` gives KRR); ridge: :math:`\delta \ge 0`; noise_var:
+        :math:`\sigma^2 \ge 0` of the labels.
     All scalars may be traced (vmap over grids, grad in any of them); their
     ranges are checked when they are concrete.
 
@@ -347,7 +359,7 @@ def _rf_core(lam, v2, n, inv_k, ridge, noise_var):
 def krr_risk(eigvals, target_coeffs, n, ridge, noise_var=0.0) -> KRRTheory:
     """Predicted test and train MSE of kernel ridge regression (paper Sec. 3).
 
-    Args as `rf_risk` without k. Returns `KRRTheory`.
+    Args as `rf_risk` without :math:`k`. Returns `KRRTheory`.
 
         >>> import jax.numpy as jnp
         >>> from ntk.random_features import krr_risk
@@ -375,9 +387,9 @@ def _krr_core(lam, v2, n, ridge, noise_var):
 
 
 class FittingCurve(NamedTuple):
-    """KRR theory along a grid of ridges (`krr_fitting_curve`), each field (R,).
+    r"""KRR theory along a grid of ridges (`krr_fitting_curve`), each field (R,).
 
-    fitting_ratio: E_tr/E_te; best: the index of the smallest predicted test
+    fitting_ratio: :math:`E_{tr}/E_{te}`; best: the index of the smallest predicted test
     MSE, whose ridge and ratio are `optimal_ridge` and `optimal_ratio`.
 
         >>> import jax.numpy as jnp
@@ -403,35 +415,40 @@ class FittingCurve(NamedTuple):
 
     @property
     def optimal_ratio(self) -> float:
-        """The fitting ratio E_tr/E_te at `optimal_ridge`."""
+        """The fitting ratio :math:`E_{tr}/E_{te}` at `optimal_ridge`."""
         return float(self.fitting_ratio[self.best])
 
 
 def krr_fitting_curve(eigvals, target_coeffs, n, ridges, noise_var=0.0) -> FittingCurve:
-    r"""Predicted test MSE and fitting ratio ``E_tr/E_te`` of KRR along a grid of ridges.
+    r"""Predicted test MSE and fitting ratio :math:`E_{tr}/E_{te}` of KRR along a grid of ridges.
 
-    At each ridge δ of ``ridges`` `krr_risk` gives ``E_te`` and ``E_tr``; their
-    ratio (paper Sec. 3, 6)
+    At each ridge :math:`\delta` of ``ridges`` `krr_risk` gives :math:`E_{te}` and
+    :math:`E_{tr}`; their ratio (paper Sec. 3, 6)
 
-        E_tr/E_te = (δ/(nκ))² = ((n − Σ_i L_i)/n)²,    L_i = λ_i/(λ_i + κ),
+    .. math::
 
-    runs from 0 (δ = 0 with n below the number of modes: interpolation) to 1
-    (δ → ∞). At a given δ it depends only on the spectrum and n; the target
-    and the noise decide where along the curve the test MSE is least. Simon
-    et al. 2024 (Sec. 6) trace test MSE against this ratio as δ varies: for
+        E_{tr}/E_{te} = \big(\delta/(n\kappa)\big)^2
+        = \Big(\big(n - \sum_i \mathcal{L}_i\big)/n\Big)^2,
+        \qquad \mathcal{L}_i = \lambda_i/(\lambda_i + \kappa),
+
+    runs from 0 (:math:`\delta = 0` with :math:`n` below the number of modes: interpolation) to 1
+    (:math:`\delta \to \infty`). At a given :math:`\delta` it depends only on the spectrum and
+    :math:`n`; the target and the noise decide where along the curve the test MSE is least.
+    Simon et al. 2024 (Sec. 6) trace test MSE against this ratio as :math:`\delta` varies: for
     power-law tasks the minimum sits near ratio 0 ("obligatory overfitting"),
     and it moves up with the label noise. Host-level (the optimum is a
     Python index, so not under ``jit``); each ridge's theory is `krr_risk`.
 
     Args:
-      eigvals: ``(M,)`` kernel eigenvalues λ ≥ 0; target_coeffs: ``(M,)`` or
-        ``(M, T)`` target coefficients v.
-      n: training samples (> 0); ridges: ``(R,)`` ridges δ ≥ 0 (on the scale
-        of the kernel matrix, as in `krr_risk`); noise_var: label noise σ² ≥ 0.
+      eigvals: ``(M,)`` kernel eigenvalues :math:`\lambda \ge 0`; target_coeffs: ``(M,)`` or
+        ``(M, T)`` target coefficients :math:`v`.
+      n: training samples (:math:`> 0`); ridges: ``(R,)`` ridges :math:`\delta \ge 0` (on the
+        scale of the kernel matrix, as in `krr_risk`); noise_var: label noise
+        :math:`\sigma^2 \ge 0`.
 
     Returns:
-      `FittingCurve`: E_te, E_tr and E_tr/E_te per ridge and the index of
-      the least E_te (ties: the first).
+      `FittingCurve`: :math:`E_{te}`, :math:`E_{tr}` and :math:`E_{tr}/E_{te}` per ridge and the
+      index of the least :math:`E_{te}` (ties: the first).
 
         >>> import jax.numpy as jnp
         >>> from ntk.random_features import krr_fitting_curve
@@ -451,12 +468,13 @@ def krr_fitting_curve(eigvals, target_coeffs, n, ridges, noise_var=0.0) -> Fitti
 
 
 def optimal_fitting_ratio(alpha, beta, n, noise_var, modes: int = 20000):
-    r"""KRR theory at the optimal ridge of a power-law task: ``(E_tr/E_te, δ*)``.
+    r"""KRR theory at the optimal ridge of a power-law task: :math:`(E_{tr}/E_{te}, \delta^*)`.
 
-    The task is ``λ_i = i^{−α}``, ``v_i² ∝ i^{−β}`` normalised to ``Σ v_i² = 1``,
-    ``i = 1 … modes``, with label noise ``noise_var``; the ridge is chosen on the
-    grid ``{0} ∪ logspace(−8, 2, 121) · Σλ`` by the theory's test MSE
-    (`krr_fitting_curve`). The fitting ratio ``E_tr/E_te`` at that optimum is the
+    The task is :math:`\lambda_i = i^{-\alpha}`, :math:`v_i^2 \propto i^{-\beta}` normalised to
+    :math:`\sum v_i^2 = 1`, :math:`i = 1 \ldots \mathtt{modes}`, with label noise ``noise_var``;
+    the ridge is chosen on the grid
+    :math:`\{0\} \cup \operatorname{logspace}(-8, 2, 121) \cdot \sum\lambda` by the theory's test
+    MSE (`krr_fitting_curve`). The fitting ratio :math:`E_{tr}/E_{te}` at that optimum is the
     paper's "obligatory overfitting" measure (Simon et al. 2024, Sec. 6): near 0
     for noise-free power laws (the optimal ridge interpolates). Computed in
     float32, as the paper's figures are.

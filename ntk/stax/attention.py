@@ -2,25 +2,30 @@ r"""Global self-attention and its infinite-width NNGP/NTK (channels last).
 
 The layer (Vaswani et al. 2017, multi-head scaled dot-product attention over
 all positions of a sequence ``(N, T, C)`` or image ``(N, H, W, C)``, in
-neural-tangents' NTK parameterization) computes, per head ``h`` and with the
-``P`` positions flattened, ::
+neural-tangents' NTK parameterization) computes, per head :math:`h` and with the
+:math:`P` positions flattened,
 
-    G_h = QK_std / (C_k · d^α) · (X W_Q,h)(X W_K,h)ᵀ          (P × P)
-    f(X) = OV_std / sqrt(n_val · H · C_v) · [φ(G_1) X W_V,1, …, φ(G_H) X W_V,H] W_out
-           + b_std · b
+.. math::
 
-with ``QK_std = W_query_std · W_key_std``, ``OV_std = W_out_std · W_value_std``,
-``d = n_chan_key``, ``C_k``/``C_v`` the channels of the key/value inputs and
-``φ`` the attention mechanism (softmax over key positions, identity, abs,
-relu). All weights are i.i.d. N(0, 1).
+    G_h &= \mathrm{QK\_std} / (C_k \cdot d^\alpha) \cdot (X W_{Q,h})(X W_{K,h})^\top
+    \qquad (P \times P), \\
+    f(X) &= \mathrm{OV\_std} / \sqrt{n_{\mathrm{val}} \cdot H \cdot C_v} \cdot
+    [\varphi(G_1) X W_{V,1}, \ldots, \varphi(G_H) X W_{V,H}]\, W_{\mathrm{out}}
+    + \mathrm{b\_std} \cdot b
+
+with :math:`\mathrm{QK\_std} = \mathrm{W\_query\_std} \cdot \mathrm{W\_key\_std}`,
+:math:`\mathrm{OV\_std} = \mathrm{W\_out\_std} \cdot \mathrm{W\_value\_std}`,
+:math:`d = \mathrm{n\_chan\_key}`, :math:`C_k`/:math:`C_v` the channels of the
+key/value inputs and :math:`\varphi` the attention mechanism (softmax over key
+positions, identity, abs, relu). All weights are i.i.d. :math:`\mathcal{N}(0, 1)`.
 
 Infinite-width kernels (Hron et al. 2020, "Infinite attention: NNGP and NTK for
 deep attention networks", ICML; Yang 2019, "Tensor programs I"), for inputs
-with spatial covariance ``K`` (per pair of positions) and NTK ``Θ``:
+with spatial covariance :math:`K` (per pair of positions) and NTK :math:`\Theta`:
 
-* ``linear_scaling=True`` (α = 1, ``W_Q`` tied to ``W_K``): the logits
-  converge to the deterministic ``G(x) = QK_std · K(x, x)``, so with
-  ``A(x) = φ(G(x))`` (a ``P × P`` matrix per input)
+* ``linear_scaling=True`` (:math:`\alpha = 1`, :math:`W_Q` tied to :math:`W_K`): the
+  logits converge to the deterministic :math:`G(x) = \mathrm{QK\_std} \cdot K(x, x)`,
+  so with :math:`A(x) = \varphi(G(x))` (a :math:`P \times P` matrix per input)
 
   .. math::
 
@@ -28,29 +33,30 @@ with spatial covariance ``K`` (per pair of positions) and NTK ``Θ``:
       \Theta'(x, x') &= \mathrm{OV\_std}^2\, A(x) \big[\Theta(x, x') + 2 K(x, x')\big]\,
       A(x')^\top + \mathrm{b\_std}^2
 
-  (the ``2 K`` are the value and output weights' gradients; the key weights'
+  (the :math:`2 K` are the value and output weights' gradients; the key weights'
   contribution vanishes with the logits' fluctuations).
-* ``linear_scaling=False`` (α = ½, independent ``W_Q``, ``W_K``): the logits
-  stay Gaussian; only ``φ = identity`` has a closed form (the limit needs
-  ``n_heads → ∞`` too):
+* ``linear_scaling=False`` (:math:`\alpha = \tfrac{1}{2}`, independent :math:`W_Q`,
+  :math:`W_K`): the logits stay Gaussian; only :math:`\varphi = \mathrm{identity}` has
+  a closed form (the limit needs :math:`\mathrm{n\_heads} \to \infty` too):
 
   .. math::
 
       K'_{ss'} = (\mathrm{QK\_std} \cdot \mathrm{OV\_std})^2\, K_{ss'}
       \sum_{t,t'} K_{tt'} K_{tt'} + \mathrm{b\_std}^2
 
-  and Θ' as in ``_square_root_identity``. Other mechanisms raise
+  and :math:`\Theta'` as in ``_square_root_identity``. Other mechanisms raise
   ``NotImplementedError`` from ``kernel_fn``, as in NT (no Gaussian limit with
   a known closed form).
 
 Positional embeddings (``pos_emb_type``): a trainable ``pos_emb`` of shape
-``(1, *S, P_e)``, N(0, 1), correlated over positions by the Cholesky factor of
-``R_{st} = decay(Σ_a |s_a - t_a|^p)`` (``R = I`` without ``pos_emb_decay_fn``),
-scaled by ``W_pos_emb_std`` and added to (``"SUM"``) or concatenated with
-(``"CONCAT"``) the inputs of the keys and queries (and of the values if
-``val_pos_emb``). In the kernel it mixes ``K ← a K + b R``, ``Θ ← a Θ + b R``
-with ``(a, b) = (1, W_pos_emb_std²)`` for SUM and
-``(C, W_pos_emb_std² P_e) / (C + P_e)`` for CONCAT.
+``(1, *S, P_e)``, :math:`\mathcal{N}(0, 1)`, correlated over positions by the
+Cholesky factor of :math:`R_{st} = \mathrm{decay}(\sum_a |s_a - t_a|^p)`
+(:math:`R = I` without ``pos_emb_decay_fn``), scaled by ``W_pos_emb_std`` and added
+to (``"SUM"``) or concatenated with (``"CONCAT"``) the inputs of the keys and
+queries (and of the values if ``val_pos_emb``). In the kernel it mixes
+:math:`K \leftarrow a K + b R`, :math:`\Theta \leftarrow a \Theta + b R` with
+:math:`(a, b) = (1, \mathrm{W\_pos\_emb\_std}^2)` for SUM and
+:math:`(C, \mathrm{W\_pos\_emb\_std}^2 P_e) / (C + P_e)` for CONCAT.
 
 Masks (`ntk.stax.masking`: ``mask_constant=`` or `MaskedArray` inputs; the
 layer's own ``apply_fn`` receives ``mask=m``, broadcastable to the inputs,
@@ -61,10 +67,11 @@ stay masked in the output, whose covariances there are zeroed. The kernel
 does the same with the input `Kernel`'s masks (``attention_kernel``).
 
 Kernel layout: needs every pair of positions (``needs_full_spatial``); the
-kernel is ``A X Aᵀ`` per pair of inputs, evaluated as two batched matrix
-products (``2 N1 N2 P³`` multiply-adds) for the NNGP and, unless the input
+kernel is :math:`A X A^\top` per pair of inputs, evaluated as two batched matrix
+products (:math:`2 N_1 N_2 P^3` multiply-adds) for the NNGP and, unless the input
 NTK is the NNGP itself (`Kernel.ntk_is_nngp`: right after a first affine
-layer, where Θ = K and so ``A Θ Aᵀ = A K Aᵀ``), again for the NTK.
+layer, where :math:`\Theta = K` and so :math:`A \Theta A^\top = A K A^\top`), again
+for the NTK.
 """
 
 from __future__ import annotations
@@ -93,7 +100,7 @@ _HP = jax.lax.Precision.HIGHEST
 
 
 class AttentionMechanism(enum.Enum):
-    """The map ``φ`` from logits to attention weights.
+    r"""The map :math:`\varphi` from logits to attention weights.
 
     Example:
       >>> import jax.numpy as jnp
@@ -112,7 +119,7 @@ class AttentionMechanism(enum.Enum):
     RELU = "RELU"
 
     def fn(self) -> Callable:
-        """``φ`` acting on logits whose last axis indexes key positions."""
+        r""":math:`\varphi` acting on logits whose last axis indexes key positions."""
         return {
             "SOFTMAX": lambda g: jax.nn.softmax(g, axis=-1),
             "IDENTITY": lambda g: g,
@@ -179,10 +186,11 @@ class _Config:
 
 
 def position_covariance(spatial: tuple, p_norm, decay_fn) -> np.ndarray:
-    """``R[s, t] = decay_fn(Σ_a |s_a - t_a|^p_norm)`` over flattened positions.
+    r""":math:`R[s, t] = \mathrm{decay\_fn}(\sum_a |s_a - t_a|^{\mathrm{p\_norm}})` over
+    flattened positions.
 
-    ``decay_fn=None`` gives ``R = I`` (independent embeddings per position).
-    Evaluated at trace time (``jax.ensure_compile_time_eval``): ``R`` depends
+    ``decay_fn=None`` gives :math:`R = I` (independent embeddings per position).
+    Evaluated at trace time (``jax.ensure_compile_time_eval``): :math:`R` depends
     only on the static spatial shape. ``decay_fn`` must act elementwise.
     """
     size = math.prod(spatial)
@@ -225,29 +233,32 @@ def GlobalSelfAttention(
     batch_axis: int = 0,
     channel_axis: int = -1,
 ) -> Layer:
-    """Multi-head self-attention over all positions (neural-tangents' layer).
+    r"""Multi-head self-attention over all positions (neural-tangents' layer).
 
     Formulas, sources and the kernel: see the module docstring.
 
     Args:
       n_chan_out: output channels of the finite network.
-      n_chan_key: channels ``d`` of keys/queries per head.
+      n_chan_key: channels :math:`d` of keys/queries per head.
       n_chan_val: channels of values per head.
-      n_heads: number of heads ``H``.
-      linear_scaling: True: logits scaled by ``1/d`` and ``W_Q`` tied to
-        ``W_K`` (deterministic attention at infinite width); False: ``1/√d``
-        with independent ``W_Q`` (kernel only for ``"IDENTITY"``).
-      W_key_std, W_query_std: enter only as ``QK_std = W_query_std·W_key_std``.
-      W_value_std, W_out_std: enter only as ``OV_std = W_out_std·W_value_std``.
+      n_heads: number of heads :math:`H`.
+      linear_scaling: True: logits scaled by :math:`1/d` and :math:`W_Q` tied to
+        :math:`W_K` (deterministic attention at infinite width); False:
+        :math:`1/\sqrt{d}` with independent :math:`W_Q` (kernel only for
+        ``"IDENTITY"``).
+      W_key_std, W_query_std: enter only as
+        :math:`\mathrm{QK\_std} = \mathrm{W\_query\_std} \cdot \mathrm{W\_key\_std}`.
+      W_value_std, W_out_std: enter only as
+        :math:`\mathrm{OV\_std} = \mathrm{W\_out\_std} \cdot \mathrm{W\_value\_std}`.
       b_std: bias standard deviation (None: no bias).
       attention_mechanism: ``"SOFTMAX"``, ``"IDENTITY"``, ``"ABS"``, ``"RELU"``
         (or an `AttentionMechanism`).
       pos_emb_type: ``"NONE"``, ``"SUM"``, ``"CONCAT"`` (or a
         `PositionalEmbedding`).
-      pos_emb_p_norm: ``p`` of the distance ``Σ_a |s_a - t_a|^p``.
+      pos_emb_p_norm: :math:`p` of the distance :math:`\sum_a |s_a - t_a|^p`.
       pos_emb_decay_fn: elementwise map from distances to the embeddings'
-        covariance ``R`` (None: ``R = I``).
-      n_chan_pos_emb: channels ``P_e`` of the embeddings (None: as the
+        covariance :math:`R` (None: :math:`R = I`).
+      n_chan_pos_emb: channels :math:`P_e` of the embeddings (None: as the
         inputs; with SUM it must equal the input channels).
       W_pos_emb_std: scale of the embeddings.
       val_pos_emb: also use the embeddings in the values.

@@ -1,4 +1,4 @@
-"""Combinators: compose layers into networks (neural-tangents' names).
+r"""Combinators: compose layers into networks (neural-tangents' names).
 
 ``serial`` chains layers; ``FanOut(n)`` copies its input into ``n`` branches,
 ``parallel`` applies one layer per branch, and ``FanInSum``, ``FanInProd`` and
@@ -6,9 +6,10 @@
 outputs are independent Gaussian processes in the infinite-width limit and the
 kernels of a merge follow from the branch kernels alone:
 
-* sum:     K = Σ_b K_b,                         Θ = Σ_b Θ_b
-* product: K = Π_b K_b,                         Θ = Σ_b Θ_b Π_{c≠b} K_c
-* concat (channels C_b): K = Σ_b C_b K_b / Σ_b C_b  (same for Θ).
+* sum: :math:`K = \sum_b K_b,\quad \Theta = \sum_b \Theta_b`
+* product: :math:`K = \prod_b K_b,\quad \Theta = \sum_b \Theta_b \prod_{c \neq b} K_c`
+* concat (channels :math:`C_b`): :math:`K = \sum_b C_b K_b / \sum_b C_b` (same for
+  :math:`\Theta`).
 
 A residual block is ``serial(FanOut(2), parallel(block, Identity()), FanInSum())``.
 """
@@ -125,10 +126,11 @@ def _apply_repeated(block, reps: int, k, kwargs):
 
 
 def parallel(*layers) -> Layer:
-    """Apply ``layers[b]`` to branch ``b`` of a list input (after ``FanOut``).
+    r"""Apply ``layers[b]`` to branch ``b`` of a list input (after ``FanOut``).
 
     Example:
-      Two independent Dense branches: their NNGPs add, ``(2² + 1²) x·x' / C``:
+      Two independent Dense branches: their NNGPs add,
+      :math:`(2^2 + 1^2)\, x \cdot x' / C`:
 
       >>> import jax.numpy as jnp
       >>> from ntk import stax
@@ -265,11 +267,12 @@ def _check_independent(ks, name):
 
 
 def FanInSum() -> Layer:
-    """Sum the branches: K = Σ_b K_b and Θ = Σ_b Θ_b (independent branches).
+    r"""Sum the branches: :math:`K = \sum_b K_b` and :math:`\Theta = \sum_b \Theta_b`
+    (independent branches).
 
     Example:
       A residual block ``x + Dense(x)``: the skip and the Dense branch are
-      independent, so ``K = x·x'/C + W_std² x·x'/C``:
+      independent, so :math:`K = x \cdot x'/C + \mathrm{W\_std}^2\, x \cdot x'/C`:
 
       >>> import jax.numpy as jnp
       >>> from ntk import stax
@@ -309,14 +312,16 @@ def _fan_in_mask(masks, shapes):
 
 
 def FanInProd() -> Layer:
-    """Multiply the branches elementwise.
+    r"""Multiply the branches elementwise.
 
-    For independent centred branches E[Π_b u_b Π_b v_b] = Π_b K_b, and by the
-    product rule Θ = Σ_b Θ_b Π_{c≠b} K_c. The output is not Gaussian.
+    For independent centred branches
+    :math:`\mathbb{E}[\prod_b u_b \prod_b v_b] = \prod_b K_b`, and by the product rule
+    :math:`\Theta = \sum_b \Theta_b \prod_{c \neq b} K_c`. The output is not Gaussian.
 
     Example:
-      The product of two independent Dense branches: ``K = (2² x·x'/C)(x·x'/C)``,
-      and the output is no longer Gaussian:
+      The product of two independent Dense branches:
+      :math:`K = (2^2\, x \cdot x'/C)(x \cdot x'/C)`, and the output is no longer
+      Gaussian:
 
       >>> import jax.numpy as jnp
       >>> from ntk import stax
@@ -363,14 +368,15 @@ def FanInProd() -> Layer:
 
 
 def FanInConcat(axis: int = -1) -> Layer:
-    """Concatenate the branches along the channel axis (the only axis supported).
+    r"""Concatenate the branches along the channel axis (the only axis supported).
 
-    A following Dense sees Σ_b C_b channels, so the kernel is the channel-weighted
-    mean K = Σ_b C_b K_b / Σ_b C_b, and the same for Θ. The result must go
-    through an affine layer (Dense, Conv) before an activation, as in NT.
+    A following Dense sees :math:`\sum_b C_b` channels, so the kernel is the
+    channel-weighted mean :math:`K = \sum_b C_b K_b / \sum_b C_b`, and the same for
+    :math:`\Theta`. The result must go through an affine layer (Dense, Conv) before an
+    activation, as in NT.
 
     Example:
-      Branches of 1 and 3 channels: ``K = (1·K_1 + 3·K_2) / 4``:
+      Branches of 1 and 3 channels: :math:`K = (1 \cdot K_1 + 3 \cdot K_2) / 4`:
 
       >>> import jax.numpy as jnp
       >>> from ntk import stax

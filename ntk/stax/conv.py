@@ -49,7 +49,7 @@ def Conv(
     parameterization: str = "ntk",
     s: tuple = (1, 1),
 ) -> Layer:
-    """Convolution with weights shared over positions (channels last).
+    r"""Convolution with weights shared over positions (channels last).
 
     Inputs are ``(N, L, C)`` for a 1-D ``filter_shape`` and NHWC ``(N, H, W, C)``
     for a 2-D one (any ``d``-D works the same way).
@@ -57,19 +57,22 @@ def Conv(
     Args:
       out_chan: output channels of the finite network (ignored by the
         NTK-parameterized kernel).
-      filter_shape: spatial filter shape ``F``, e.g. ``(3, 3)``.
+      filter_shape: spatial filter shape :math:`F`, e.g. ``(3, 3)``.
       strides: one positive int per spatial axis (default all 1).
       padding: ``"VALID"``, ``"SAME"`` (zeros) or ``"CIRCULAR"`` (periodic).
       W_std, b_std: weight and bias standard deviations (b_std None: no bias).
       dimension_numbers: None or the channels-last layout, e.g.
         ``("NHWC", "HWIO", "NHWC")`` (other layouts are not supported).
-      parameterization: ``"ntk"`` (``y = W_std/sqrt(C|F|) · x ⋆ W + b_std b``)
-        or ``"standard"`` (``W ~ N(0, W_std² s[0] / (C|F|))``).
+      parameterization: ``"ntk"``
+        (:math:`y = \mathrm{W\_std}/\sqrt{C|F|} \cdot x \star W + \mathrm{b\_std}\, b`)
+        or ``"standard"`` (:math:`W \sim \mathcal{N}(0, \mathrm{W\_std}^2 s[0] / (C|F|))`).
       s: NT's width multipliers (standard parameterization).
 
     Kernel (Novak et al. 2019, eq. 8; NTK as in ``affine_kernel`` with fan-in
-    ``C·|F|``): with ``A(K)(o, o') = (1/|F|) Σ_{d∈F} K(o·s + d, o'·s + d)``,
-    ``K' = W_std² A(K) + b_std²`` and ``Θ' = W_std² A(Θ) + K'`` ("ntk").
+    :math:`C \cdot |F|`): with
+    :math:`A(K)(o, o') = (1/|F|) \sum_{d \in F} K(o \cdot s + d, o' \cdot s + d)`,
+    :math:`K' = \mathrm{W\_std}^2 A(K) + \mathrm{b\_std}^2` and
+    :math:`\Theta' = \mathrm{W\_std}^2 A(\Theta) + K'` ("ntk").
     Positions added by SAME padding have zero covariance; CIRCULAR wraps.
 
     Example:
@@ -242,25 +245,30 @@ def ConvTranspose(
     parameterization: str = "ntk",
     s: tuple = (1, 1),
 ) -> Layer:
-    """Transposed convolution, ``jax.lax.conv_transpose`` (channels last).
+    r"""Transposed convolution, ``jax.lax.conv_transpose`` (channels last).
 
     Finite network (neural-tangents' ``ConvTranspose``): weights
     ``W: (*filter_shape, C, out_chan)`` (``out_chan·s[1]`` in the standard
     parameterization) and bias ``b: (1, …, 1, out)``;
-    ``y = σ · conv_transpose(x, W, strides, padding) + β b`` with
-    ``σ = W_std/sqrt(C|F|)``, ``β = b_std`` ("ntk") or ``σ = 1/sqrt(s[0])``,
-    ``W ~ N(0, W_std² s[0]/(C|F|))``, ``b ~ N(0, b_std²)`` ("standard"). The
+    :math:`y = \sigma \cdot \mathrm{conv\_transpose}(x, W, \mathrm{strides},
+    \mathrm{padding}) + \beta b` with :math:`\sigma = \mathrm{W\_std}/\sqrt{C|F|}`,
+    :math:`\beta = \mathrm{b\_std}` ("ntk") or :math:`\sigma = 1/\sqrt{s[0]}`,
+    :math:`W \sim \mathcal{N}(0, \mathrm{W\_std}^2 s[0]/(C|F|))`,
+    :math:`b \sim \mathcal{N}(0, \mathrm{b\_std}^2)` ("standard"). The
     input ``(N, *S, C)`` is dilated by the strides, padded and correlated with
-    ``W``: output sizes ``S·stride`` (SAME) or ``S·stride + max(F - stride, 0)``
-    (VALID). CIRCULAR (neural-tangents' convention) folds the VALID output
-    periodically onto the SAME grid, centred.
+    :math:`W`: output sizes :math:`S \cdot \mathrm{stride}` (SAME) or
+    :math:`S \cdot \mathrm{stride} + \max(F - \mathrm{stride}, 0)` (VALID). CIRCULAR
+    (neural-tangents' convention) folds the VALID output periodically onto the SAME
+    grid, centred.
 
-    Kernel: with ``K̃`` the input covariance dilated and padded the same way on
-    both arguments, ``A(K)(o, o') = (1/|F|) Σ_{d∈F} K̃(o + d, o' + d)``,
-    ``K' = W_std² A(K) + b_std²`` and ``Θ' = W_std² A(Θ) + K'`` ("ntk"; the
-    standard parameterization as `Conv`, fan-in ``C|F|/s[0]``). As in
-    neural-tangents the fan-in is ``C|F|`` although, with strides, an output
-    position sees only some of the taps. Both spatial layouts.
+    Kernel: with :math:`\tilde{K}` the input covariance dilated and padded the same
+    way on both arguments,
+    :math:`A(K)(o, o') = (1/|F|) \sum_{d \in F} \tilde{K}(o + d, o' + d)`,
+    :math:`K' = \mathrm{W\_std}^2 A(K) + \mathrm{b\_std}^2` and
+    :math:`\Theta' = \mathrm{W\_std}^2 A(\Theta) + K'` ("ntk"; the standard
+    parameterization as `Conv`, fan-in :math:`C|F|/s[0]`). As in neural-tangents
+    the fan-in is :math:`C|F|` although, with strides, an output position sees only
+    some of the taps. Both spatial layouts.
 
     Args: as `Conv` (``dimension_numbers``: channels-last only).
 
@@ -342,21 +350,27 @@ def ConvLocal(
     parameterization: str = "ntk",
     s: tuple = (1, 1),
 ) -> Layer:
-    """Unshared ("locally connected") convolution: a separate filter at every
+    r"""Unshared ("locally connected") convolution: a separate filter at every
     output position, ``jax.lax.conv_general_dilated_local`` (channels last).
 
     Finite network (neural-tangents' ``ConvLocal``): ``W: (*S_out, C·|F|,
     out_chan)`` (the patch axis channel-major, as jax takes it) and bias
     ``b: (1, *S_out, out_chan)``, both per position; scales as `Conv`
-    (``σ = W_std/sqrt(C|F|)``, ``β = b_std`` under "ntk"; ``W ~ N(0, W_std²
-    s[0]/(C|F|))`` under "standard"). As in neural-tangents the width is
+    (:math:`\sigma = \mathrm{W\_std}/\sqrt{C|F|}`, :math:`\beta = \mathrm{b\_std}` under
+    "ntk"; :math:`W \sim \mathcal{N}(0, \mathrm{W\_std}^2 s[0]/(C|F|))` under
+    "standard"). As in neural-tangents the width is
     ``out_chan`` in both parameterizations (``s[1]`` does not widen it).
     Windows, strides and padding (VALID/SAME/CIRCULAR) as `Conv`.
 
     Kernel (Novak et al. 2019, §5.1: an LCN's GP is a CNN's without weight
     sharing): different positions have independent weights, so
-    ``K'(o, o') = δ_{oo'} (W_std² (1/|F|) Σ_{d∈F} K(o·s + d, o·s + d) + b_std²)``
-    and ``Θ'`` alike — `Conv`'s kernel on the same-position covariances, zero
+
+    .. math::
+
+        K'(o, o') = \delta_{oo'} \big(\mathrm{W\_std}^2 (1/|F|) \sum_{d \in F}
+        K(o \cdot s + d, o \cdot s + d) + \mathrm{b\_std}^2\big)
+
+    and :math:`\Theta'` alike — `Conv`'s kernel on the same-position covariances, zero
     between positions. It reads only same-position input covariances, so it
     never asks for the full spatial layout; given it, it returns it.
 

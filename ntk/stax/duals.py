@@ -1,7 +1,9 @@
 r"""Dual kernels of activations: the table ``ACTIVATIONS``.
 
-For a pre-activation ``(u, v) ~ N(0, [[c11, c12], [c12, c22]])`` an activation
-φ has the *dual kernel* (Cho & Saul 2009; Daniely et al. 2016)
+For a pre-activation
+:math:`(u, v) \sim \mathcal{N}\left(0, \begin{pmatrix} c_{11} & c_{12} \\ c_{12} & c_{22}
+\end{pmatrix}\right)` an activation :math:`\varphi` has the *dual kernel* (Cho & Saul
+2009; Daniely et al. 2016)
 
 .. math::
 
@@ -15,10 +17,10 @@ the covariance,
     K_{\varphi'}(c_{12}, c_{11}, c_{22}) = \mathbb{E}\,[\varphi'(u)\, \varphi'(v)]
     = \frac{\partial K_\varphi}{\partial c_{12}}.
 
-Through an activation the NNGP becomes K_φ and the NTK becomes
-Θ' = K_φ' ⊙ Θ (Jacot et al. 2018, Theorem 1; Lee et al. 2019, eq. 7).
-For ReLU both are arc-cosine kernels (Cho & Saul 2009): with
-``cos θ = c12 / √(c11 c22)``,
+Through an activation the NNGP becomes :math:`K_\varphi` and the NTK becomes
+:math:`\Theta' = K_{\varphi'} \odot \Theta` (Jacot et al. 2018, Theorem 1; Lee et al.
+2019, eq. 7). For ReLU both are arc-cosine kernels (Cho & Saul 2009): with
+:math:`\cos\theta = c_{12} / \sqrt{c_{11} c_{22}}`,
 
 .. math::
 
@@ -27,16 +29,16 @@ For ReLU both are arc-cosine kernels (Cho & Saul 2009): with
 
 Every activation here is an `Activation` record ``(fn, dual)`` in the table
 ``ACTIVATIONS`` (name -> factory); ``dual(c12, c11, c22)`` returns
-``(K_φ, K_φ')`` elementwise. The table is what other modules (e.g. deep kernel
-machines) use to get an activation's dual; the layers of
+:math:`(K_\varphi, K_{\varphi'})` elementwise. The table is what other modules (e.g.
+deep kernel machines) use to get an activation's dual; the layers of
 `ntk.stax.elementwise` wrap it, and `ntk.stax.numerical` integrates the dual
-of any other φ.
+of any other :math:`\varphi`.
 
 Numerics: every closed-form dual is evaluated from normalised quantities
-(correlations, per-input factors like 1/(1 + 2b²c); see the numerics of
+(correlations, per-input factors like :math:`1/(1 + 2b^2 c)`; see the numerics of
 ``ntk.stax._internal``), so it is accurate to rounding for any representable
 variance, float32 included; where the true kernel exceeds the dtype's range
-(Exp, polynomials, Gaussian with b > 0) it comes out inf, which the layer
+(Exp, polynomials, Gaussian with :math:`b > 0`) it comes out inf, which the layer
 reports as an error. Kernels are symmetric to the last bit.
 """
 
@@ -55,11 +57,13 @@ from ntk.stax._internal import PI, angle, atan2, correlation, gap, inv_sqrt, pai
 
 
 class Activation(NamedTuple):
-    """An activation φ and its dual: ``dual(c12, c11, c22) -> (K_φ, K_φ')``.
+    r"""An activation :math:`\varphi` and its dual: ``dual(c12, c11, c22)``
+    :math:`\to (K_\varphi, K_{\varphi'})`.
 
     Example:
       ReLU's record: ``fn`` acts on arrays, ``dual`` on covariances; orthogonal
-      unit-variance inputs give ``K_φ = 1/(2π)`` and ``K_φ' = 1/4``:
+      unit-variance inputs give :math:`K_\varphi = 1/(2\pi)` and
+      :math:`K_{\varphi'} = 1/4`:
 
       >>> import jax, jax.numpy as jnp
       >>> relu = ACTIVATIONS["relu"]()
@@ -122,12 +126,15 @@ def _arcsine_factors(c12, c11, c22, g):
 
 
 def abrelu(a: float, b: float) -> Activation:
-    """φ(x) = a·min(x, 0) + b·max(x, 0). With θ the angle between inputs,
-    K_φ = (a-b)²/(2π)·sqrt(c11 c22 - c12²) + K_φ'·c12 and
-    K_φ' = (a² + b²)/2 - (a-b)²θ/(2π)  (Cho & Saul 2009, n = 1; ReLU: a=0, b=1).
+    r""":math:`\varphi(x) = a \cdot \min(x, 0) + b \cdot \max(x, 0)`. With
+    :math:`\theta` the angle between inputs,
+    :math:`K_\varphi = (a-b)^2/(2\pi) \cdot \sqrt{c_{11} c_{22} - c_{12}^2}
+    + K_{\varphi'} \cdot c_{12}` and
+    :math:`K_{\varphi'} = (a^2 + b^2)/2 - (a-b)^2 \theta/(2\pi)` (Cho & Saul 2009,
+    :math:`n = 1`; ReLU: :math:`a = 0`, :math:`b = 1`).
 
-    Positively homogeneous: evaluated from ρ and the norms sqrt(c_i), so it is
-    exact up to rounding for any representable variance.
+    Positively homogeneous: evaluated from :math:`\rho` and the norms
+    :math:`\sqrt{c_i}`, so it is exact up to rounding for any representable variance.
     """
     check_real_args("abrelu", a=a, b=b)
     f = (a - b) ** 2 / (2 * PI)
@@ -143,13 +150,17 @@ def abrelu(a: float, b: float) -> Activation:
 
 
 def erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
-    """φ(x) = a·erf(b x) + c (Williams 1997): with P = (1+2b²c11)(1+2b²c22),
-    K_φ = a²·(2/π)·arcsin(2b²c12 / sqrt(P)) + c²,
-    K_φ' = a²b²·(4/π) / sqrt(P - 4b⁴c12²).
+    r""":math:`\varphi(x) = a \cdot \operatorname{erf}(b x) + c` (Williams 1997): with
+    :math:`P = (1+2b^2c_{11})(1+2b^2c_{22})`,
 
-    Evaluated as angles on the unit circle: sin = 2b²c12/sqrt(P) and
-    cos² = (P − 4b⁴c12²)/P from `_arcsine_factors`, so no term cancels or
-    overflows at any variance.
+    .. math::
+
+        K_\varphi &= a^2 \cdot (2/\pi) \cdot \arcsin(2b^2c_{12} / \sqrt{P}) + c^2, \\
+        K_{\varphi'} &= a^2b^2 \cdot (4/\pi) / \sqrt{P - 4b^4c_{12}^2}.
+
+    Evaluated as angles on the unit circle: :math:`\sin = 2b^2c_{12}/\sqrt{P}` and
+    :math:`\cos^2 = (P - 4b^4c_{12}^2)/P` from `_arcsine_factors`, so no term cancels
+    or overflows at any variance.
     """
     check_real_args("erf", a=a, b=b, c=c)
     g = 2 * b**2
@@ -164,15 +175,22 @@ def erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
 
 
 def gelu(approximate: bool = False) -> Activation:
-    """φ(x) = x Φ(x) (Hendrycks & Gimpel 2016). With P = (1+c11)(1+c22),
-    Δ = sqrt(P − c12²), α = arcsin(c12/sqrt(P)) and β = π/2 + α
-    (Tsuchida et al. 2021, arXiv:2002.08517, for K_φ; K_φ' = ∂K_φ/∂c12),
+    r""":math:`\varphi(x) = x \Phi(x)` (Hendrycks & Gimpel 2016). With
+    :math:`P = (1+c_{11})(1+c_{22})`, :math:`\Delta = \sqrt{P - c_{12}^2}`,
+    :math:`\alpha = \arcsin(c_{12}/\sqrt{P})` and :math:`\beta = \pi/2 + \alpha`
+    (Tsuchida et al. 2021, arXiv:2002.08517, for :math:`K_\varphi`;
+    :math:`K_{\varphi'} = \partial K_\varphi / \partial c_{12}`),
 
-    K_φ  = [c12 β + (c12² + c11 c22 Δ²)/(P Δ)] / (2π),
-    K_φ' = [β + c12 (Δ²(3 + c11 + c22) + c12²)/(P Δ³)] / (2π).
+    .. math::
 
-    Evaluated in the normalised form of `_arcsine_factors` (sin α =
-    c12/sqrt(P), cos α = Δ/sqrt(P), β = atan2(cos α, −sin α)), which is
+        K_\varphi &= \big[c_{12} \beta + (c_{12}^2 + c_{11} c_{22} \Delta^2)/(P \Delta)\big]
+        / (2\pi), \\
+        K_{\varphi'} &= \big[\beta + c_{12} (\Delta^2(3 + c_{11} + c_{22}) + c_{12}^2)
+        /(P \Delta^3)\big] / (2\pi).
+
+    Evaluated in the normalised form of `_arcsine_factors`
+    (:math:`\sin\alpha = c_{12}/\sqrt{P}`, :math:`\cos\alpha = \Delta/\sqrt{P}`,
+    :math:`\beta = \operatorname{atan2}(\cos\alpha, -\sin\alpha)`), which is
     accurate at every variance. ``approximate`` only changes the finite
     network (tanh form).
     """
@@ -197,15 +215,22 @@ def gelu(approximate: bool = False) -> Activation:
 
 
 def sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
-    """φ(x) = a·sin(b x + c): with s = c11 + c22,
-    K_φ = a²/2·[e^{-b²(s/2 - c12)} - e^{-b²(s/2 + c12)} cos 2c],
-    K_φ' = a²b²/2·[e^{-b²(s/2 - c12)} + e^{-b²(s/2 + c12)} cos 2c].
+    r""":math:`\varphi(x) = a \cdot \sin(b x + c)`: with :math:`s = c_{11} + c_{22}`,
 
-    Evaluated as E·(cos²c·tanh(x)·h + sin²c·h), x = b² c12, with
-    E = e^{-b²(s/2 − |c12|)} ≤ 1 and h = (1 + e^{-2|x|})/2: every exponent is
-    ≤ 0 (no inf·0 at large variance), nothing cancels at small covariance, and
-    s/2 − |c12| = (√c11 − √c22)²/2 + √(c11 c22)(1 − |ρ|) is computed without
-    cancellation (exactly 0 for an input with itself).
+    .. math::
+
+        K_\varphi &= a^2/2 \cdot \big[e^{-b^2(s/2 - c_{12})} - e^{-b^2(s/2 + c_{12})}
+        \cos 2c\big], \\
+        K_{\varphi'} &= a^2b^2/2 \cdot \big[e^{-b^2(s/2 - c_{12})} + e^{-b^2(s/2 + c_{12})}
+        \cos 2c\big].
+
+    Evaluated as :math:`E \cdot (\cos^2 c \cdot \tanh(x) \cdot h + \sin^2 c \cdot h)`,
+    :math:`x = b^2 c_{12}`, with :math:`E = e^{-b^2(s/2 - |c_{12}|)} \le 1` and
+    :math:`h = (1 + e^{-2|x|})/2`: every exponent is :math:`\le 0` (no inf·0 at large
+    variance), nothing cancels at small covariance, and
+    :math:`s/2 - |c_{12}| = (\sqrt{c_{11}} - \sqrt{c_{22}})^2/2
+    + \sqrt{c_{11} c_{22}}(1 - |\rho|)` is computed without cancellation (exactly 0
+    for an input with itself).
     """
     check_real_args("sin", a=a, b=b, c=c)
     cos2, sin2 = math.cos(c) ** 2, math.sin(c) ** 2
@@ -224,11 +249,13 @@ def sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
 
 
 def rbf(gamma: float = 1.0) -> Activation:
-    """φ(x) = √2·sin(sqrt(2γ) x + π/4), whose dual is the RBF kernel
-    K_φ = exp(-γ (c11 + c22 - 2 c12)),  K_φ' = 2γ K_φ.
+    r""":math:`\varphi(x) = \sqrt{2} \cdot \sin(\sqrt{2\gamma}\, x + \pi/4)`, whose dual is
+    the RBF kernel :math:`K_\varphi = \exp(-\gamma (c_{11} + c_{22} - 2 c_{12}))`,
+    :math:`K_{\varphi'} = 2\gamma K_\varphi`.
 
-    The squared distance c11 + c22 − 2c12 = (√c11 − √c22)² + 2√(c11 c22)(1 − ρ)
-    is computed without cancellation (exactly 0 for an input with itself).
+    The squared distance :math:`c_{11} + c_{22} - 2c_{12}
+    = (\sqrt{c_{11}} - \sqrt{c_{22}})^2 + 2\sqrt{c_{11} c_{22}}(1 - \rho)` is computed
+    without cancellation (exactly 0 for an input with itself).
     """
     require_real(gamma, "gamma", "rbf", low=0)
 
@@ -242,8 +269,9 @@ def rbf(gamma: float = 1.0) -> Activation:
 
 
 def sign() -> Activation:
-    """φ(x) = sign(x): K_φ = 1 - 2θ/π (θ the angle between inputs).
-    φ' = 0 almost everywhere, so K_φ' = 0, as in neural-tangents.
+    r""":math:`\varphi(x) = \operatorname{sign}(x)`: :math:`K_\varphi = 1 - 2\theta/\pi`
+    (:math:`\theta` the angle between inputs). :math:`\varphi' = 0` almost everywhere,
+    so :math:`K_{\varphi'} = 0`, as in neural-tangents.
     """
 
     def dual(c12, c11, c22):
@@ -255,9 +283,11 @@ def sign() -> Activation:
 
 
 def exp(a: float = 1.0, b: float = 1.0) -> Activation:
-    """φ(x) = a·e^{b x}: K_φ = a²·exp(b²(c11 + c22)/2 + b² c12), K_φ' = b² K_φ.
+    r""":math:`\varphi(x) = a \cdot e^{b x}`:
+    :math:`K_\varphi = a^2 \cdot \exp(b^2(c_{11} + c_{22})/2 + b^2 c_{12})`,
+    :math:`K_{\varphi'} = b^2 K_\varphi`.
 
-    Grows like e^{variance}: beyond the dtype's range it is inf, which the
+    Grows like :math:`e^{\mathrm{variance}}`: beyond the dtype's range it is inf, which the
     layer reports as an error (`ntk.stax.layer.check_finite_output`).
     """
     check_real_args("exp", a=a, b=b)
@@ -270,13 +300,14 @@ def exp(a: float = 1.0, b: float = 1.0) -> Activation:
 
 
 def gaussian(a: float = 1.0, b: float = -1.0) -> Activation:
-    """φ(x) = a·e^{b x²}: with D = (1-2b c11)(1-2b c22) - 4b² c12²,
-    K_φ = a² / sqrt(D),  K_φ' = 4a²b² c12 / D^{3/2}.
+    r""":math:`\varphi(x) = a \cdot e^{b x^2}`: with
+    :math:`D = (1-2b c_{11})(1-2b c_{22}) - 4b^2 c_{12}^2`,
+    :math:`K_\varphi = a^2 / \sqrt{D}`, :math:`K_{\varphi'} = 4a^2b^2 c_{12} / D^{3/2}`.
 
-    For b > 0 the expectation is finite only while 1 − 2b c11 > 0,
-    1 − 2b c22 > 0 and D > 0; elsewhere the kernel is +inf (reported as an
-    error by the layer). Evaluated in the normalised form of
-    `_arcsine_factors` (D = P·cos², no cancellation for b ≤ 0).
+    For :math:`b > 0` the expectation is finite only while :math:`1 - 2b c_{11} > 0`,
+    :math:`1 - 2b c_{22} > 0` and :math:`D > 0`; elsewhere the kernel is +inf
+    (reported as an error by the layer). Evaluated in the normalised form of
+    `_arcsine_factors` (:math:`D = P \cdot \cos^2`, no cancellation for :math:`b \le 0`).
     """
     check_real_args("gaussian", a=a, b=b)
 
@@ -297,9 +328,16 @@ def _double_factorial(n: int) -> int:
 
 
 def gaussian_moment(i: int, j: int, c12, c11, c22):
-    """E[u^i v^j] for centred jointly Gaussian (u, v) (Isserlis' theorem):
-    Σ_k C(i,k) C(j,k) k! (i-k-1)!! (j-k-1)!! c12^k c11^{(i-k)/2} c22^{(j-k)/2},
-    over k ≤ min(i, j) with i - k and j - k even (k cross pairings).
+    r""":math:`\mathbb{E}[u^i v^j]` for centred jointly Gaussian :math:`(u, v)`
+    (Isserlis' theorem):
+
+    .. math::
+
+        \sum_k C(i,k)\, C(j,k)\, k!\, (i-k-1)!!\, (j-k-1)!!\, c_{12}^k\,
+        c_{11}^{(i-k)/2}\, c_{22}^{(j-k)/2},
+
+    over :math:`k \le \min(i, j)` with :math:`i - k` and :math:`j - k` even
+    (:math:`k` cross pairings).
     """
     total = jnp.zeros_like(c12)
     for k in range(min(i, j) + 1):
@@ -317,8 +355,10 @@ def gaussian_moment(i: int, j: int, c12, c11, c22):
 
 
 def polynomial(coef: Sequence[float] | np.ndarray) -> Activation:
-    """φ(x) = Σ_i coef[i] x^i: K_φ = Σ_ij coef_i coef_j E[u^i v^j] and
-    K_φ' = Σ_ij i j coef_i coef_j E[u^{i-1} v^{j-1}] (exact, any variance).
+    r""":math:`\varphi(x) = \sum_i \mathrm{coef}[i]\, x^i`:
+    :math:`K_\varphi = \sum_{ij} \mathrm{coef}_i \mathrm{coef}_j \mathbb{E}[u^i v^j]` and
+    :math:`K_{\varphi'} = \sum_{ij} i j\, \mathrm{coef}_i \mathrm{coef}_j
+    \mathbb{E}[u^{i-1} v^{j-1}]` (exact, any variance).
     """
     coef = [
         float(c)
@@ -352,15 +392,16 @@ def polynomial(coef: Sequence[float] | np.ndarray) -> Activation:
 
 
 def monomial(degree: int) -> Activation:
-    """φ(x) = x^degree (see `polynomial`)."""
+    r""":math:`\varphi(x) = x^{\mathrm{degree}}` (see `polynomial`)."""
     check_degree(degree, "monomial")
     return polynomial([0.0] * degree + [1.0])
 
 
 def hermite(degree: int) -> Activation:
-    """φ = He_n / sqrt(n!), the probabilists' Hermite polynomial normalised to
-    unit norm under N(0, 1). For unit-variance inputs K_φ = c12^n (Daniely et
-    al. 2016); the dual here is exact for any variance.
+    r""":math:`\varphi = \mathrm{He}_n / \sqrt{n!}`, the probabilists' Hermite polynomial
+    normalised to unit norm under :math:`\mathcal{N}(0, 1)`. For unit-variance inputs
+    :math:`K_\varphi = c_{12}^n` (Daniely et al. 2016); the dual here is exact for any
+    variance.
     """
     check_degree(degree, "hermite")
     coef = np.polynomial.hermite_e.herme2poly([0] * degree + [1]) / math.sqrt(
@@ -370,28 +411,35 @@ def hermite(degree: int) -> Activation:
 
 
 def gabor() -> Activation:
-    """φ(x) = e^{−x²} sin x (neural-tangents' Gabor). With s = c11 + c22,
-    Δ = c11 c22 − c12² and D = det(I + 2C) = 1 + 2s + 4Δ — from
-    sin u sin v = (cos(u − v) − cos(u + v))/2 and the Gaussian integral
-    E[e^{−u² − v²} cos(aᵀ(u, v))] = D^{−1/2} exp(−aᵀC(I + 2C)^{−1}a / 2),
-    as in neural-tangents 0.6.5 —
+    r""":math:`\varphi(x) = e^{-x^2} \sin x` (neural-tangents' Gabor). With
+    :math:`s = c_{11} + c_{22}`, :math:`\Delta = c_{11} c_{22} - c_{12}^2` and
+    :math:`D = \det(I + 2C) = 1 + 2s + 4\Delta` — from
+    :math:`\sin u \sin v = (\cos(u - v) - \cos(u + v))/2` and the Gaussian integral
+    :math:`\mathbb{E}[e^{-u^2 - v^2} \cos(a^\top(u, v))]
+    = D^{-1/2} \exp(-a^\top C(I + 2C)^{-1}a / 2)`, as in neural-tangents 0.6.5 —
 
-        K_φ  = [e^{−A₋} − e^{−A₊}] / (2√D),   A± = (s + 4Δ ± 2c12) / (2D),
-        K_φ' = [e^{−A₋}(D + 8c12² + 4c12(D + s + 1))
-                + e^{−A₊}(D + 8c12² − 4c12(D + s + 1))] / (2 D^{5/2}).
+    .. math::
 
-    Evaluated, like `erf`, from the per-input factors e_i = 1/(1 + 2c_i),
-    t_i = 2c_i e_i (D/P = cos² of `_arcsine_factors` with g = 2). With
-    x = 2c12/D = A₊ − A₋ and A = min(A₋, A₊) ≥ 0,
+        K_\varphi &= \big[e^{-A_-} - e^{-A_+}\big] / (2\sqrt{D}), \qquad
+        A_\pm = (s + 4\Delta \pm 2c_{12}) / (2D), \\
+        K_{\varphi'} &= \big[e^{-A_-}(D + 8c_{12}^2 + 4c_{12}(D + s + 1))
+        + e^{-A_+}(D + 8c_{12}^2 - 4c_{12}(D + s + 1))\big] / (2 D^{5/2}).
 
-        K_φ = e^{−A} tanh(x/2) (1 + e^{−|x|}) / (2√D),
-        K_φ' = e^{−A} (1 + e^{−|x|}) [D + 8c12² + 4c12 tanh(x/2)(D + s + 1)]
-               / (2 D^{5/2}):
+    Evaluated, like `erf`, from the per-input factors :math:`e_i = 1/(1 + 2c_i)`,
+    :math:`t_i = 2c_i e_i` (:math:`D/P = \cos^2` of `_arcsine_factors` with
+    :math:`g = 2`). With :math:`x = 2c_{12}/D = A_+ - A_-` and
+    :math:`A = \min(A_-, A_+) \ge 0`,
 
-    every exponent is ≤ 0, the difference of exponentials is taken by tanh
-    (accurate at small c12, and smooth in c12, so autodiff is right at
-    c12 = 0), K_φ' is a sum of non-negative terms, and nothing overflows at
-    any variance.
+    .. math::
+
+        K_\varphi &= e^{-A} \tanh(x/2)\, (1 + e^{-|x|}) / (2\sqrt{D}), \\
+        K_{\varphi'} &= e^{-A} (1 + e^{-|x|})
+        \big[D + 8c_{12}^2 + 4c_{12} \tanh(x/2)(D + s + 1)\big] / (2 D^{5/2}):
+
+    every exponent is :math:`\le 0`, the difference of exponentials is taken by tanh
+    (accurate at small :math:`c_{12}`, and smooth in :math:`c_{12}`, so autodiff is
+    right at :math:`c_{12} = 0`), :math:`K_{\varphi'}` is a sum of non-negative terms,
+    and nothing overflows at any variance.
     """
 
     def dual(c12, c11, c22):
@@ -429,20 +477,26 @@ def gabor() -> Activation:
 
 
 def exp_normalized(gamma: float = 1.0, shift: float = -1.0, do_clip: bool = False) -> Activation:
-    """The "Gaussian normalised kernel" (Shankar et al. 2020, "Neural Kernels
+    r"""The "Gaussian normalised kernel" (Shankar et al. 2020, "Neural Kernels
     Without Tangents", arXiv:2003.02237, p. 6; neural-tangents' ExpNormalized):
-    with ρ = c12 / sqrt(c11 c22),
+    with :math:`\rho = c_{12} / \sqrt{c_{11} c_{22}}`,
 
-        K = sqrt(c11 c22)·exp(γ(ρ + shift)),   K' = ∂K/∂c12 = γ·exp(γ(ρ + shift)).
+    .. math::
 
-    Not the dual of an elementwise φ (it is that of ``h -> s·ψ(h/s)`` with
-    s² = mean of h² over the channels and ψ(z) = exp(sqrt(γ) z +
-    γ(shift − 1)/2), as width → ∞), so ``fn`` is None, as in neural-tangents. ``do_clip`` clips ρ to [−1, 1]
-    (here ρ is snapped to ±1 within rounding of it, so it is never outside by
-    more than a few ulps anyway). A zero-variance input has
-    ρ = 0: K = 0, K' = γ e^{γ·shift}. ``gamma`` must be ≥ 0 (neural-tangents
-    accepts any): for γ < 0 neither K (e^{γρ} has Taylor coefficients of both
-    signs) nor the NTK (K' < 0) is positive semi-definite.
+        K = \sqrt{c_{11} c_{22}} \cdot \exp(\gamma(\rho + \mathrm{shift})), \qquad
+        K' = \partial K / \partial c_{12} = \gamma \cdot \exp(\gamma(\rho + \mathrm{shift})).
+
+    Not the dual of an elementwise :math:`\varphi` (it is that of
+    :math:`h \mapsto s \cdot \psi(h/s)` with :math:`s^2` = mean of :math:`h^2` over the
+    channels and :math:`\psi(z) = \exp(\sqrt{\gamma}\, z + \gamma(\mathrm{shift} - 1)/2)`,
+    as width :math:`\to \infty`), so ``fn`` is None, as in neural-tangents.
+    ``do_clip`` clips :math:`\rho` to :math:`[-1, 1]` (here :math:`\rho` is snapped to
+    :math:`\pm 1` within rounding of it, so it is never outside by more than a few ulps
+    anyway). A zero-variance input has :math:`\rho = 0`: :math:`K = 0`,
+    :math:`K' = \gamma e^{\gamma \cdot \mathrm{shift}}`. ``gamma`` must be
+    :math:`\ge 0` (neural-tangents accepts any): for :math:`\gamma < 0` neither
+    :math:`K` (:math:`e^{\gamma\rho}` has Taylor coefficients of both signs) nor the NTK
+    (:math:`K' < 0`) is positive semi-definite.
     """
     require_real(gamma, "gamma", "exp_normalized", low=0)
     check_real_args("exp_normalized", shift=shift)
@@ -521,23 +575,31 @@ def _horner(coef, x):
 
 
 def rectified_monomial(degree: int) -> Activation:
-    """φ(x) = max(x, 0)^n (``(x >= 0)·x^n`` as in neural-tangents): the
-    arc-cosine kernel of degree n (Cho & Saul 2009, "Kernel methods for deep
+    r""":math:`\varphi(x) = \max(x, 0)^n` (``(x >= 0)·x^n`` as in neural-tangents): the
+    arc-cosine kernel of degree :math:`n` (Cho & Saul 2009, "Kernel methods for deep
     learning"),
 
-        K_φ  = (c11 c22)^{n/2} J_n(θ) / (2π),
-        J_n  = (−1)^n sin^{2n+1}θ (1/sinθ ∂/∂θ)^n ((π − θ)/sinθ),
-        K_φ' = n² (c11 c22)^{(n−1)/2} J_{n−1}(θ) / (2π)   (Price's theorem).
+    .. math::
 
-    J_n is evaluated in the closed form J_n = P_n(ρ) sin θ + Q_n(ρ)(π − θ)
-    with exact rational polynomials P_n, Q_n (`_rectified_coefficients`;
-    n = 1: P = 1, Q = ρ, ReLU; n = 2: P = 3ρ, Q = 1 + 2ρ²), accurate at
-    correlation ±1, where the θ-derivative form is 0·∞. The norms enter as
-    (sqrt(c11) sqrt(c22))^n, so the kernel is finite up to the dtype's range
-    and inf beyond it (reported by the layer). At a zero variance, where the
-    argument of φ is exactly 0, φ(0) = 0^n is used: K_φ = 0 for n ≥ 1, and
-    for n = 0 (the step (x >= 0)) K_φ = 1/2 against a nonzero variance and
-    1 against another zero variance; K_φ' follows with φ'(0) = 1 for n = 1.
+        K_\varphi &= (c_{11} c_{22})^{n/2} J_n(\theta) / (2\pi), \\
+        J_n &= (-1)^n \sin^{2n+1}\theta \left(\frac{1}{\sin\theta}
+        \frac{\partial}{\partial\theta}\right)^n \left(\frac{\pi - \theta}{\sin\theta}\right), \\
+        K_{\varphi'} &= n^2 (c_{11} c_{22})^{(n-1)/2} J_{n-1}(\theta) / (2\pi)
+        \qquad \text{(Price's theorem)}.
+
+    :math:`J_n` is evaluated in the closed form
+    :math:`J_n = P_n(\rho) \sin\theta + Q_n(\rho)(\pi - \theta)` with exact rational
+    polynomials :math:`P_n`, :math:`Q_n` (`_rectified_coefficients`; :math:`n = 1`:
+    :math:`P = 1`, :math:`Q = \rho`, ReLU; :math:`n = 2`: :math:`P = 3\rho`,
+    :math:`Q = 1 + 2\rho^2`), accurate at correlation :math:`\pm 1`, where the
+    :math:`\theta`-derivative form is :math:`0 \cdot \infty`. The norms enter as
+    :math:`(\sqrt{c_{11}} \sqrt{c_{22}})^n`, so the kernel is finite up to the dtype's
+    range and inf beyond it (reported by the layer). At a zero variance, where the
+    argument of :math:`\varphi` is exactly 0, :math:`\varphi(0) = 0^n` is used:
+    :math:`K_\varphi = 0` for :math:`n \ge 1`, and for :math:`n = 0` (the step
+    ``(x >= 0)``) :math:`K_\varphi = 1/2` against a nonzero variance and 1 against
+    another zero variance; :math:`K_{\varphi'}` follows with :math:`\varphi'(0) = 1` for
+    :math:`n = 1`.
     """
     check_degree(degree, "rectified_monomial")
     degree = int(degree)

@@ -1,11 +1,12 @@
-"""Elementwise nonlinearities as layers.
+r"""Elementwise nonlinearities as layers.
 
 Each layer pushes a Gaussian `Kernel` through the dual of its activation
-(``K_φ`` for the NNGP and the covariances, ``Θ' = K_φ' ⊙ Θ`` for the NTK)
-and applies φ in the finite network. The duals are the records of
+(:math:`K_\varphi` for the NNGP and the covariances,
+:math:`\Theta' = K_{\varphi'} \odot \Theta` for the NTK) and applies :math:`\varphi`
+in the finite network. The duals are the records of
 ``ntk.stax.duals.ACTIVATIONS`` (closed forms, with their formulas and
-numerics) and ``numerical`` of `ntk.stax.numerical` (graded quadrature for any φ);
-`Elementwise` takes a user's dual.
+numerics) and ``numerical`` of `ntk.stax.numerical` (graded quadrature for any
+:math:`\varphi`); `Elementwise` takes a user's dual.
 
     >>> init_fn, apply_fn, kernel_fn = serial(Dense(512), Relu(), Dense(512),
     ...                                       Gabor(), Dense(1))
@@ -96,12 +97,13 @@ def _elementwise(name: str, activation: Activation) -> Layer:
 
 
 def ABRelu(a: float, b: float, do_stabilize: bool = False) -> Layer:
-    """``a·min(x, 0) + b·max(x, 0)``; see ``abrelu`` in `ntk.stax.duals`. (``do_stabilize`` is
-    accepted for NT compatibility; the dual here is scale-stable already.)
+    r""":math:`a \cdot \min(x, 0) + b \cdot \max(x, 0)`; see ``abrelu`` in `ntk.stax.duals`.
+    (``do_stabilize`` is accepted for NT compatibility; the dual here is scale-stable
+    already.)
 
     Example:
-      Unit variances: ``(a² + b²)/2`` for an input with itself, ``(a - b)²/(2π)``
-      for orthogonal inputs:
+      Unit variances: :math:`(a^2 + b^2)/2` for an input with itself,
+      :math:`(a - b)^2/(2\pi)` for orthogonal inputs:
 
       >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
       >>> k = serial(Dense(1), ABRelu(0.5, 2.)).kernel_fn(x, None, "nngp")
@@ -113,10 +115,10 @@ def ABRelu(a: float, b: float, do_stabilize: bool = False) -> Layer:
 
 
 def Relu(do_stabilize: bool = False) -> Layer:
-    """ReLU, ``max(x, 0)``: the arc-cosine kernel of degree 1.
+    r"""ReLU, :math:`\max(x, 0)`: the arc-cosine kernel of degree 1.
 
     Example:
-      Unit variances: ``1/2`` for an input with itself, ``1/(2π)`` for
+      Unit variances: :math:`1/2` for an input with itself, :math:`1/(2\pi)` for
       orthogonal inputs:
 
       >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
@@ -128,11 +130,11 @@ def Relu(do_stabilize: bool = False) -> Layer:
 
 
 def LeakyRelu(alpha: float, do_stabilize: bool = False) -> Layer:
-    """``alpha·min(x, 0) + max(x, 0)``.
+    r""":math:`\alpha \cdot \min(x, 0) + \max(x, 0)`.
 
     Example:
-      Unit variances: ``(α² + 1)/2`` for an input with itself, ``(1 - α)²/(2π)``
-      for orthogonal inputs:
+      Unit variances: :math:`(\alpha^2 + 1)/2` for an input with itself,
+      :math:`(1 - \alpha)^2/(2\pi)` for orthogonal inputs:
 
       >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
       >>> k = serial(Dense(1), LeakyRelu(0.1)).kernel_fn(x, None, "nngp")
@@ -144,11 +146,11 @@ def LeakyRelu(alpha: float, do_stabilize: bool = False) -> Layer:
 
 
 def Abs(do_stabilize: bool = False) -> Layer:
-    """``|x|``.
+    r""":math:`|x|`.
 
     Example:
-      Unit variances: ``E[u²] = 1`` for an input with itself, ``2/π`` for
-      orthogonal inputs:
+      Unit variances: :math:`\mathbb{E}[u^2] = 1` for an input with itself,
+      :math:`2/\pi` for orthogonal inputs:
 
       >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
       >>> k = serial(Dense(1), Abs()).kernel_fn(x, None, "nngp")
@@ -159,10 +161,10 @@ def Abs(do_stabilize: bool = False) -> Layer:
 
 
 def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
-    """``a·erf(b x) + c``; see ``erf`` in `ntk.stax.duals`.
+    r""":math:`a \cdot \operatorname{erf}(b x) + c`; see ``erf`` in `ntk.stax.duals`.
 
     Example:
-      Unit variance: ``(2/π)·arcsin(2/3)`` for an input with itself:
+      Unit variance: :math:`(2/\pi) \cdot \arcsin(2/3)` for an input with itself:
 
       >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
       >>> k = serial(Dense(1), Erf()).kernel_fn(x, None, "nngp")
@@ -174,10 +176,11 @@ def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
 
 
 def Sigmoid_like() -> Layer:
-    """``0.5·erf(x / 2.4020563531719796) + 0.5``, NT's erf fit of the sigmoid.
+    r""":math:`0.5 \cdot \operatorname{erf}(x / 2.4020563531719796) + 0.5`, NT's erf fit of
+    the sigmoid.
 
     Example:
-      Orthogonal (so independent) inputs: ``E[φ]² = 1/4``:
+      Orthogonal (so independent) inputs: :math:`\mathbb{E}[\varphi]^2 = 1/4`:
 
       >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
       >>> k = serial(Dense(1), Sigmoid_like()).kernel_fn(x, None, "nngp")
@@ -188,11 +191,11 @@ def Sigmoid_like() -> Layer:
 
 
 def Gelu(approximate: bool = False) -> Layer:
-    """``x Φ(x)``; see ``gelu`` in `ntk.stax.duals`.
+    r""":math:`x \Phi(x)`; see ``gelu`` in `ntk.stax.duals`.
 
     Example:
       Orthogonal (so independent) unit-variance inputs:
-      ``E[u Φ(u)]² = 1/(4π)``:
+      :math:`\mathbb{E}[u \Phi(u)]^2 = 1/(4\pi)`:
 
       >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
       >>> k = serial(Dense(1), Gelu()).kernel_fn(x, None, "nngp")
@@ -204,10 +207,10 @@ def Gelu(approximate: bool = False) -> Layer:
 
 
 def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
-    """``a·sin(b x + c)``; see ``sin`` in `ntk.stax.duals`.
+    r""":math:`a \cdot \sin(b x + c)`; see ``sin`` in `ntk.stax.duals`.
 
     Example:
-      Unit variance: ``(1 - e^{-2})/2`` for an input with itself:
+      Unit variance: :math:`(1 - e^{-2})/2` for an input with itself:
 
       >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
       >>> k = serial(Dense(1), Sin()).kernel_fn(x, None, "nngp")
@@ -219,10 +222,10 @@ def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
 
 
 def Cos(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
-    """``a·cos(b x + c) = a·sin(b x + c + π/2)``.
+    r""":math:`a \cdot \cos(b x + c) = a \cdot \sin(b x + c + \pi/2)`.
 
     Example:
-      Unit variances: ``(1 + e^{-2})/2`` for an input with itself, ``e^{-1}``
+      Unit variances: :math:`(1 + e^{-2})/2` for an input with itself, :math:`e^{-1}`
       for orthogonal inputs:
 
       >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
@@ -235,12 +238,12 @@ def Cos(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
 
 
 def Rbf(gamma: float = 1.0) -> Layer:
-    """``√2·sin(sqrt(2γ) x + π/4)``, whose dual is the RBF kernel; see ``rbf`` in
-    `ntk.stax.duals`.
+    r""":math:`\sqrt{2} \cdot \sin(\sqrt{2\gamma}\, x + \pi/4)`, whose dual is the RBF
+    kernel; see ``rbf`` in `ntk.stax.duals`.
 
     Example:
-      ``exp(-γ |u - v|²)`` in the pre-activations: 1 for an input with itself,
-      ``e^{-2γ}`` for orthogonal unit-variance inputs:
+      :math:`\exp(-\gamma |u - v|^2)` in the pre-activations: 1 for an input with
+      itself, :math:`e^{-2\gamma}` for orthogonal unit-variance inputs:
 
       >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
       >>> k = serial(Dense(1), Rbf(gamma=0.5)).kernel_fn(x, None, "nngp")
@@ -252,10 +255,11 @@ def Rbf(gamma: float = 1.0) -> Layer:
 
 
 def Sign() -> Layer:
-    """``sign(x)``; see ``sign`` in `ntk.stax.duals`.
+    r""":math:`\operatorname{sign}(x)`; see ``sign`` in `ntk.stax.duals`.
 
     Example:
-      ``1 - 2θ/π``: 1 for an input with itself, 1/2 at an angle θ = π/4:
+      :math:`1 - 2\theta/\pi`: 1 for an input with itself, 1/2 at an angle
+      :math:`\theta = \pi/4`:
 
       >>> x = jnp.array([[1., 1.], [1., 0.]])       # at 45°
       >>> k = serial(Dense(1), Sign()).kernel_fn(x, None, "nngp")
@@ -266,10 +270,10 @@ def Sign() -> Layer:
 
 
 def Exp(a: float = 1.0, b: float = 1.0) -> Layer:
-    """``a·exp(b x)``; see ``exp`` in `ntk.stax.duals`.
+    r""":math:`a \cdot \exp(b x)`; see ``exp`` in `ntk.stax.duals`.
 
     Example:
-      Unit variances: ``e²`` for an input with itself, ``e`` for orthogonal
+      Unit variances: :math:`e^2` for an input with itself, :math:`e` for orthogonal
       inputs:
 
       >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
@@ -282,12 +286,13 @@ def Exp(a: float = 1.0, b: float = 1.0) -> Layer:
 
 
 def Gaussian(a: float = 1.0, b: float = -1.0) -> Layer:
-    """``a·exp(b x²)``; see ``gaussian`` in `ntk.stax.duals`. For b > 0 the kernel is
-    infinite once a variance reaches 1/(4b) (the layer then raises `FloatingPointError`).
+    r""":math:`a \cdot \exp(b x^2)`; see ``gaussian`` in `ntk.stax.duals`. For
+    :math:`b > 0` the kernel is infinite once a variance reaches :math:`1/(4b)` (the
+    layer then raises `FloatingPointError`).
 
     Example:
-      Unit variances, ``b = -1``: ``1/√5`` for an input with itself, ``1/3``
-      for orthogonal inputs:
+      Unit variances, ``b = -1``: :math:`1/\sqrt{5}` for an input with itself,
+      :math:`1/3` for orthogonal inputs:
 
       >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
       >>> k = serial(Dense(1), Gaussian()).kernel_fn(x, None, "nngp")
@@ -299,11 +304,11 @@ def Gaussian(a: float = 1.0, b: float = -1.0) -> Layer:
 
 
 def Monomial(degree: int) -> Layer:
-    """``x^degree``; see ``monomial`` in `ntk.stax.duals`.
+    r""":math:`x^{\mathrm{degree}}`; see ``monomial`` in `ntk.stax.duals`.
 
     Example:
-      ``x²``, unit variances: ``E[u⁴] = 3`` for an input with itself,
-      ``c11 c22 = 1`` for orthogonal inputs:
+      :math:`x^2`, unit variances: :math:`\mathbb{E}[u^4] = 3` for an input with
+      itself, :math:`c_{11} c_{22} = 1` for orthogonal inputs:
 
       >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
       >>> k = serial(Dense(1), Monomial(2)).kernel_fn(x, None, "nngp")
@@ -315,11 +320,11 @@ def Monomial(degree: int) -> Layer:
 
 
 def Polynomial(coef: Sequence[float]) -> Layer:
-    """``Σ_i coef[i] x^i``; see ``polynomial`` in `ntk.stax.duals`.
+    r""":math:`\sum_i \mathrm{coef}[i]\, x^i`; see ``polynomial`` in `ntk.stax.duals`.
 
     Example:
-      ``1 + x²``, unit variances: ``E[(1 + u²)²] = 6`` for an input with
-      itself, ``E[1 + u²]² = 4`` for orthogonal inputs:
+      :math:`1 + x^2`, unit variances: :math:`\mathbb{E}[(1 + u^2)^2] = 6` for an input
+      with itself, :math:`\mathbb{E}[1 + u^2]^2 = 4` for orthogonal inputs:
 
       >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
       >>> k = serial(Dense(1), Polynomial([1., 0., 1.])).kernel_fn(x, None, "nngp")
@@ -331,10 +336,11 @@ def Polynomial(coef: Sequence[float]) -> Layer:
 
 
 def Hermite(degree: int) -> Layer:
-    """Normalised Hermite polynomial He_n(x)/sqrt(n!); see ``hermite`` in `ntk.stax.duals`.
+    r"""Normalised Hermite polynomial :math:`\mathrm{He}_n(x)/\sqrt{n!}`; see ``hermite`` in
+    `ntk.stax.duals`.
 
     Example:
-      For unit-variance inputs the kernel is ``c12^n``:
+      For unit-variance inputs the kernel is :math:`c_{12}^n`:
 
       >>> x = np.array([[1., 1.], [2 ** 0.5, 0.], [1., -1.]])      # |x|² = 2
       >>> k = serial(Dense(1), Hermite(3)).kernel_fn(x, None, "nngp")
@@ -346,11 +352,11 @@ def Hermite(degree: int) -> Layer:
 
 
 def Gabor() -> Layer:
-    """``exp(−x²)·sin(x)`` (neural-tangents' Gabor; no arguments); see ``gabor`` in
-    `ntk.stax.duals`.
+    r""":math:`\exp(-x^2) \cdot \sin(x)` (neural-tangents' Gabor; no arguments); see
+    ``gabor`` in `ntk.stax.duals`.
 
     Example:
-      Unit variance: ``(1 - e^{-0.4})/(2√5)`` for an input with itself:
+      Unit variance: :math:`(1 - e^{-0.4})/(2\sqrt{5})` for an input with itself:
 
       >>> x = jnp.array([[1., 1.], [1., -1.]])      # through Dense(1): c = I
       >>> k = serial(Dense(1), Gabor()).kernel_fn(x, None, "nngp")
@@ -361,10 +367,12 @@ def Gabor() -> Layer:
 
 
 def ExpNormalized(gamma: float = 1.0, shift: float = -1.0, do_clip: bool = False) -> Layer:
-    """The "Gaussian normalised kernel" of Shankar et al. 2020 (arXiv:2003.02237):
-    ``K = sqrt(c11 c22)·exp(γ(ρ + shift))``, NTK ``γ·exp(γ(ρ + shift))·Θ``;
-    see ``exp_normalized`` in `ntk.stax.duals`. Kernel only: like neural-tangents, ``apply_fn``
-    raises `NotImplementedError` (the kernel is not that of an elementwise φ).
+    r"""The "Gaussian normalised kernel" of Shankar et al. 2020 (arXiv:2003.02237):
+    :math:`K = \sqrt{c_{11} c_{22}} \cdot \exp(\gamma(\rho + \mathrm{shift}))`, NTK
+    :math:`\gamma \cdot \exp(\gamma(\rho + \mathrm{shift})) \cdot \Theta`; see
+    ``exp_normalized`` in `ntk.stax.duals`. Kernel only: like neural-tangents,
+    ``apply_fn`` raises `NotImplementedError` (the kernel is not that of an
+    elementwise :math:`\varphi`).
 
     Example:
       >>> kernel_fn = serial(Dense(512), ExpNormalized(gamma=2.0), Dense(1)).kernel_fn
@@ -402,10 +410,11 @@ def Elementwise(
     nngp_fn: Optional[Callable] = None,
     d_nngp_fn: Optional[Callable] = None,
 ) -> Layer:
-    """Any activation ``fn`` given its scalar dual ``nngp_fn(c12, c11, c22)``.
+    r"""Any activation ``fn`` given its scalar dual ``nngp_fn(c12, c11, c22)``.
 
-    The derivative kernel is ``d_nngp_fn`` if given, else ∂nngp_fn/∂c12 by
-    autodiff (Price's theorem).
+    The derivative kernel is ``d_nngp_fn`` if given, else
+    :math:`\partial\, \mathrm{nngp\_fn} / \partial c_{12}` by autodiff (Price's
+    theorem).
 
     Example (Erf):
       >>> nngp_fn = lambda c12, c11, c22: 2 / jnp.pi * jnp.arcsin(
@@ -440,13 +449,14 @@ def Elementwise(
 def ElementwiseNumerical(
     fn: Callable, deg: int = NUMERICAL_DEG, df: Optional[Callable] = None
 ) -> Layer:
-    """Any activation by numerical integration (Tanh, Softplus, Sigmoid, …).
+    r"""Any activation by numerical integration (Tanh, Softplus, Sigmoid, …).
 
     A graded quadrature that is accurate at any input scale and exactly
-    symmetric in the two inputs: ``deg`` nodes per half-line, (2·deg + 1)²
-    evaluations of ``fn`` and of its derivative ``df`` (default: autodiff of
-    ``fn``) per kernel entry. The default ``deg=64`` gives relative errors
-    ≤ 1e-6 for tanh-like φ and ≤ 1e-5 for φ with Gaussian factors (erf,
+    symmetric in the two inputs: ``deg`` nodes per half-line,
+    :math:`(2 \cdot \mathrm{deg} + 1)^2` evaluations of ``fn`` and of its derivative
+    ``df`` (default: autodiff of ``fn``) per kernel entry. The default ``deg=64``
+    gives relative errors ≤ 1e-6 for tanh-like :math:`\varphi` and ≤ 1e-5 for
+    :math:`\varphi` with Gaussian factors (erf,
     GELU) at variances up to ~1e12; see `numerical` for the rule, a table of
     accuracy against ``deg`` and the limits. (``deg`` counts nodes of this
     rule, not of neural-tangents' Gauss–Hermite rule: neural-tangents'

@@ -1,44 +1,48 @@
-"""Graph neural networks: neighbourhood aggregation (neural-tangents' `Aggregate`).
+r"""Graph neural networks: neighbourhood aggregation (neural-tangents' `Aggregate`).
 
 Each input ``x`` of shape ``(N, X_1, ..., X_d, C)`` comes with a graph on
 the positions of some of its spatial axes, the *aggregate axes* (all spatial
-axes by default; ``V`` = the number of positions along them), given per
-example as a weighted adjacency ``A[n, a, b]`` (an arc from vertex ``a`` to
-vertex ``b`` of weight ``A[n, a, b]``). Aggregation replaces every vertex by
+axes by default; :math:`V` = the number of positions along them), given per
+example as a weighted adjacency :math:`A[n, a, b]` (an arc from vertex :math:`a` to
+vertex :math:`b` of weight :math:`A[n, a, b]`). Aggregation replaces every vertex by
 the weighted sum of its direct predecessors,
 
-    y[n, b] = Σ_a A[n, a, b] x[n, a]                 (each channel and each
-                                                     other position alike).
+.. math::
+
+    y[n, b] = \sum_a A[n, a, b]\, x[n, a]
+    \qquad \text{(each channel and each other position alike).}
 
 Having no weights, the layer maps Gaussian processes to Gaussian processes,
 and its kernel is the bilinear form of the two inputs' graphs (Du et al.
 2019, "Graph neural tangent kernel", eq. 4–5):
 
-    K'(x_i, x'_j)[a, b] = Σ_{s, t} A_i[s, a] K(x_i, x'_j)[s, t] A'_j[t, b],
+.. math::
 
-the same for Θ, and ``cov1``/``cov2`` with ``A_i`` on both sides. It mixes
+    K'(x_i, x'_j)[a, b] = \sum_{s, t} A_i[s, a]\, K(x_i, x'_j)[s, t]\, A'_j[t, b],
+
+the same for :math:`\Theta`, and ``cov1``/``cov2`` with :math:`A_i` on both sides. It mixes
 positions, so the kernel keeps covariances between positions
 (``needs_full_spatial``).
 
 Patterns. ``implementation="DENSE"``: ``pattern`` is the adjacency of shape
 ``(N, *S_agg, *S_agg)`` (``S_agg`` the sizes of the aggregate axes), or any
 array that ``to_dense`` turns into it. ``implementation="SPARSE"``:
-``pattern`` is an integer edge list ``(N, E, K, 2)`` of ``K``-D vertex
-coordinates (``(N, E, 2)`` also allowed when ``K = 1``), ``[..., 0]`` the
+``pattern`` is an integer edge list ``(N, E, K, 2)`` of :math:`K`-D vertex
+coordinates (``(N, E, 2)`` also allowed when :math:`K = 1`), ``[..., 0]`` the
 tail (sender), ``[..., 1]`` the head (receiver); repeated edges add up, and
 edges with a negative coordinate are padding and ignored (so that graphs of
-different edge counts batch together). ``apply_fn`` then costs ``O(E)`` per
-example (`jax.ops.segment_sum`) instead of ``O(V^2)``. In the kernel, segment
-sums cost ``O(V (E_i + E'_j))`` per pair of inputs instead of the dense
-``O(V^3)``, but a scatter-add costs hundreds of matmul flops on CPU, so edge
-lists are turned into dense edge counts there unless ``E < V^2 / 256``.
+different edge counts batch together). ``apply_fn`` then costs :math:`O(E)` per
+example (`jax.ops.segment_sum`) instead of :math:`O(V^2)`. In the kernel, segment
+sums cost :math:`O(V (E_i + E'_j))` per pair of inputs instead of the dense
+:math:`O(V^3)`, but a scatter-add costs hundreds of matmul flops on CPU, so edge
+lists are turned into dense edge counts there unless :math:`E < V^2 / 256`.
 
 ``apply_fn(params, x, pattern=A)`` takes one pattern; ``kernel_fn(x1, x2,
 pattern=(A1, A2))`` takes one per input batch (with ``x2=None``,
 ``(A1, A1)``; as in neural-tangents the pair is unpacked along its first
-axis, so an array stacking ``A1`` and ``A2`` works too). Graphs of different sizes batch together by padding nodes
-and masking them (`ntk.stax.masking`): padded nodes are zeroed in the
-layer's input and their covariances zeroed after it.
+axis, so an array stacking ``A1`` and ``A2`` works too). Graphs of different sizes
+batch together by padding nodes and masking them (`ntk.stax.masking`): padded
+nodes are zeroed in the layer's input and their covariances zeroed after it.
 
 Example:
   A two-layer graph network on padded graphs (the second graph's last node is
@@ -79,10 +83,10 @@ HP = jax.lax.Precision.HIGHEST
 
 
 class AggregateImplementation(str, enum.Enum):
-    """How `Aggregate` reads ``pattern``: a dense adjacency or an edge list.
+    r"""How `Aggregate` reads ``pattern``: a dense adjacency or an edge list.
 
     Example:
-      The path 0 → 1 → 2 as an edge list (``SPARSE``) and as an adjacency
+      The path :math:`0 \to 1 \to 2` as an edge list (``SPARSE``) and as an adjacency
       (``DENSE``) aggregates alike:
 
       >>> import jax, jax.numpy as jnp
@@ -109,7 +113,7 @@ def Aggregate(
     to_dense: Optional[Callable] = lambda p: p,
     implementation: str = AggregateImplementation.DENSE.value,
 ) -> Layer:
-    """Sum of each vertex's predecessors along ``aggregate_axis`` (graph networks).
+    r"""Sum of each vertex's predecessors along ``aggregate_axis`` (graph networks).
 
     See the module docstring for the formulas and pattern formats.
 
@@ -122,9 +126,9 @@ def Aggregate(
         (default: the identity).
       implementation: ``"DENSE"`` or ``"SPARSE"`` (`AggregateImplementation`).
 
-    ``apply_fn(params, x, pattern=A)``: ``y[n, b] = Σ_a A[n, a, b] x[n, a]``
+    ``apply_fn(params, x, pattern=A)``: :math:`y[n, b] = \sum_a A[n, a, b]\, x[n, a]`
     (``pattern=None``: the identity). ``kernel_fn(x1, x2, pattern=(A1, A2))``:
-    ``K'[i, j] = A1[i]ᵀ K[i, j] A2[j]`` on the aggregate axes.
+    :math:`K'[i, j] = A_1[i]^\top K[i, j]\, A_2[j]` on the aggregate axes.
 
     Example:
       >>> import jax, jax.numpy as jnp

@@ -1,19 +1,23 @@
-"""Fixed linear maps over the batch and spatial axes: `DotGeneral` and `Index`.
+r"""Fixed linear maps over the batch and spatial axes: `DotGeneral` and `Index`.
 
 Both layers have no parameters and act on every channel alike, so at infinite
 width they map the kernel linearly. If a layer computes
 
-    y[n, p, c] = Σ_q A_n[p, q] · x[n, q, c]
+.. math::
 
-(``p``, ``q`` multi-indices of output and input positions, ``A_n`` fixed,
-possibly depending on the example ``n``), then the covariances over channels
+    y[n, p, c] = \sum_q A_n[p, q] \cdot x[n, q, c]
+
+(:math:`p`, :math:`q` multi-indices of output and input positions, :math:`A_n` fixed,
+possibly depending on the example :math:`n`), then the covariances over channels
 transform as (the same rule as `Conv` or pooling, NT's ``Kernel.dot_general``
 and ``Kernel.__getitem__``)
 
-    K'(x_i, p; x_j, p') = Σ_{q, q'} A_i[p, q] A_j[p', q'] K(x_i, q; x_j, q'),
+.. math::
 
-and Θ alike (no parameters are added). `Index` is the case where each ``A[p]``
-selects one position, so ``K'`` is ``K`` indexed twice; `DotGeneral` contracts
+    K'(x_i, p; x_j, p') = \sum_{q, q'} A_i[p, q]\, A_j[p', q']\, K(x_i, q; x_j, q'),
+
+and :math:`\Theta` alike (no parameters are added). `Index` is the case where each
+:math:`A[p]` selects one position, so :math:`K'` is :math:`K` indexed twice; `DotGeneral` contracts
 and/or batches axes with a constant array.
 
 The channel axis is the infinite-width one: these layers may not index or
@@ -154,7 +158,7 @@ def DotGeneral(
     batch_axis: int = 0,
     channel_axis: int = -1,
 ) -> Layer:
-    """``jax.lax.dot_general`` of the inputs with a constant (no parameters).
+    r"""``jax.lax.dot_general`` of the inputs with a constant (no parameters).
 
     ``apply_fn`` returns ``lax.dot_general(x, rhs, dimension_numbers,
     precision)`` if ``rhs`` is given, ``lax.dot_general(lhs, x, ...)`` if
@@ -171,10 +175,10 @@ def DotGeneral(
         always computed at ``Precision.HIGHEST``.
       batch_axis, channel_axis: only 0 and -1 (channels last) are supported.
 
-    Kernel (module docstring): with ``y[n, p, c] = Σ_q A_n[p, q] x[n, q, c]``,
-    ``K'(p, p') = Σ_{q, q'} A_i[p, q] A_j[p', q'] K(q, q')`` and Θ alike; e.g.
-    ``rhs=a`` contracting spatial axis 1 gives
-    ``K'(.., h', ..) = Σ_{h, h'} a_h a_h' K(h, .., h', ..)``. Contracting a
+    Kernel (module docstring): with :math:`y[n, p, c] = \sum_q A_n[p, q]\, x[n, q, c]`,
+    :math:`K'(p, p') = \sum_{q, q'} A_i[p, q]\, A_j[p', q']\, K(q, q')` and
+    :math:`\Theta` alike; e.g. ``rhs=a`` contracting spatial axis 1 gives
+    :math:`K'(\ldots, h', \ldots) = \sum_{h, h'} a_h a_{h'} K(h, \ldots, h', \ldots)`. Contracting a
     spatial axis needs the full spatial layout; batching only does not.
 
     Kernel-regime restrictions (as in neural-tangents, raised here as
@@ -466,7 +470,7 @@ def _sliced_shape(full: tuple, shape: tuple) -> tuple:
 
 
 def Index(idx, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
-    """Index the inputs as ``x[idx]`` (NumPy basic indexing), no parameters.
+    r"""Index the inputs as ``x[idx]`` (NumPy basic indexing), no parameters.
 
     Args:
       idx: ints, slices and at most one ``...``, most easily written with
@@ -475,9 +479,9 @@ def Index(idx, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
       batch_axis, channel_axis: only 0 and -1 (channels last) are supported.
 
     Kernel: the covariances are indexed on both of their arguments,
-    ``K'(x_i, p; x_j, p') = K(x_{b(i)}, s(p); x_{b(j)}, s(p'))`` with ``b``
-    the batch index and ``s`` the spatial one (NT's ``Kernel.__getitem__``),
-    and Θ alike, in either spatial layout.
+    :math:`K'(x_i, p; x_j, p') = K(x_{b(i)}, s(p); x_{b(j)}, s(p'))` with :math:`b`
+    the batch index and :math:`s` the spatial one (NT's ``Kernel.__getitem__``),
+    and :math:`\Theta` alike, in either spatial layout.
 
     Kernel-regime restrictions (as in neural-tangents; raised as
     ``UnsupportedAxisError``, a ValueError and NotImplementedError): the channel

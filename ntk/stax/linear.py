@@ -2,11 +2,13 @@ r"""Dense layers, reshapes, normalisation and dropout (the affine rule they shar
 
 Parameterizations (Jacot et al. 2018 §2; Sohl-Dickstein et al. 2020, "On the
 infinite width limit of neural networks with a standard parameterization"),
-for a layer with ``n`` inputs per output (fan-in) and weights ``W_ij ~ N(0, 1)``:
+for a layer with :math:`n` inputs per output (fan-in) and weights
+:math:`W_{ij} \sim \mathcal{N}(0, 1)`:
 
-* ``"ntk"``:      ``y = W_std / sqrt(n) · x W + b_std · b``
-* ``"standard"``: ``y = x W + b`` with ``W_ij ~ N(0, W_std² / n)``,
-  ``b ~ N(0, b_std²)``.
+* ``"ntk"``: :math:`y = \mathrm{W\_std} / \sqrt{n} \cdot x W + \mathrm{b\_std} \cdot b`
+* ``"standard"``: :math:`y = x W + b` with
+  :math:`W_{ij} \sim \mathcal{N}(0, \mathrm{W\_std}^2 / n)`,
+  :math:`b \sim \mathcal{N}(0, \mathrm{b\_std}^2)`.
 
 Both give the same NNGP; the NTK picks up each parameter's gradient Gram
 (Jacot et al. 2018, Theorem 1; Sohl-Dickstein et al. 2020, §3):
@@ -19,8 +21,8 @@ Both give the same NNGP; the NTK picks up each parameter's gradient Gram
         \sigma_w^2\, \Theta + n K + \mathbb{1}[\sigma_b \neq 0] & \text{"standard"},
     \end{cases}
 
-with ``σ_w = W_std``, ``σ_b = b_std`` and ``n`` the finite fan-in (the width
-a finite network would have).
+with :math:`\sigma_w = \mathrm{W\_std}`, :math:`\sigma_b = \mathrm{b\_std}` and
+:math:`n` the finite fan-in (the width a finite network would have).
 
 Convolutions are in `ntk.stax.conv`, pooling in `ntk.stax.pooling`, their
 spatial geometry in `ntk.stax.spatial`.
@@ -62,12 +64,14 @@ def check_channel_axis(channel_axis: int, batch_axis: int, name: str):
 
 
 def affine_output(y, b, fan_in, W_std, b_std, parameterization: str, s=(1, 1)):
-    """The finite layer's output from ``y = x·W`` (or the convolution of x with W).
+    r"""The finite layer's output from :math:`y = x \cdot W` (or the convolution of
+    :math:`x` with :math:`W`).
 
-    NTK parameterization (W, b ~ N(0, 1) as drawn): ``(σ_w/√fan_in)·y + σ_b·b``;
-    standard (the scales already in W and b, set by ``init_fn``):
-    ``y/√s[0] + b``, with ``s = (s_in, s_out)`` the width scale of the standard
-    parameterization of Sohl-Dickstein et al. 2020 (neural-tangents' ``s``).
+    NTK parameterization (:math:`W, b \sim \mathcal{N}(0, 1)` as drawn):
+    :math:`(\sigma_w/\sqrt{\mathrm{fan\_in}}) \cdot y + \sigma_b \cdot b`;
+    standard (the scales already in :math:`W` and :math:`b`, set by ``init_fn``):
+    :math:`y/\sqrt{s[0]} + b`, with ``s = (s_in, s_out)`` the width scale of the
+    standard parameterization of Sohl-Dickstein et al. 2020 (neural-tangents' ``s``).
     ``b`` may be None.
     """
     if parameterization == "ntk":
@@ -78,7 +82,7 @@ def affine_output(y, b, fan_in, W_std, b_std, parameterization: str, s=(1, 1)):
 
 
 def affine_kernel(k: Kernel, W_std, b_std, parameterization: str, fan_in_width: float) -> Kernel:
-    """Kernel of ``W x + b`` for a Gaussian (W, b); see the module docstring.
+    r"""Kernel of :math:`W x + b` for a Gaussian :math:`(W, b)`; see the module docstring.
 
     ``fan_in_width`` multiplies the input NNGP in the standard-parameterization
     NTK (unused under ``"ntk"``): the finite fan-in over ``s[0]``, i.e. the
@@ -117,18 +121,20 @@ def Dense(
     parameterization: str = "ntk",
     s: tuple = (1, 1),
 ) -> Layer:
-    """Fully connected layer acting on the last (channel) axis.
+    r"""Fully connected layer acting on the last (channel) axis.
 
     Args:
       out_dim: output width of the finite network (ignored by the NTK-
         parameterized kernel, which is its infinite-width limit).
-      W_std: weight standard deviation σ_w (≥ 0; may be a traced array).
-      b_std: bias standard deviation σ_b, or None for no bias.
+      W_std: weight standard deviation :math:`\sigma_w` (:math:`\ge 0`; may be a traced
+        array).
+      b_std: bias standard deviation :math:`\sigma_b`, or None for no bias.
       parameterization: ``"ntk"`` or ``"standard"`` (module docstring).
       s: NT's width multipliers for the standard parameterization: the weight
-        is ``(in, s[1] · out)`` and the fan-in used is ``in / s[0]``.
+        is ``(in, s[1] · out)`` and the fan-in used is :math:`\mathrm{in} / s[0]`.
 
-    Kernel: ``K' = σ_w² K + σ_b²``, ``Θ' = σ_w² Θ + K'`` (NTK parameterization).
+    Kernel: :math:`K' = \sigma_w^2 K + \sigma_b^2`,
+    :math:`\Theta' = \sigma_w^2 \Theta + K'` (NTK parameterization).
 
     Example:
       >>> _, _, kernel_fn = Dense(512, W_std=1.5, b_std=0.1)
@@ -212,17 +218,17 @@ def spatial_mean(m, n_batch: int, diagonal_spatial: bool):
 
 
 def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
-    """Flatten all but the batch axis: ``(N, *S, C) -> (N, prod(S) C)``.
+    r"""Flatten all but the batch axis: ``(N, *S, C) -> (N, prod(S) C)``.
 
     A following ``Dense`` then sees every (position, channel) pair as an input,
     so the kernel is the mean over same-position covariances:
-    ``K'(x, x') = (1/|S|) Σ_s K(x_s, x'_s)``. Masked positions count as zeros
-    (the mean stays over all ``|S|``, as in neural-tangents); the mask is
+    :math:`K'(x, x') = (1/|S|) \sum_s K(x_s, x'_s)`. Masked positions count as zeros
+    (the mean stays over all :math:`|S|`, as in neural-tangents); the mask is
     flattened with the input.
 
     Example:
       The kernel of flattened ``(N, H, W, C)`` images is their dot product over
-      ``H·W·C``:
+      :math:`H \cdot W \cdot C`:
 
       >>> x = jnp.arange(24.).reshape(2, 2, 3, 2) / 10             # NHWC
       >>> Flatten().init_fn(None, x.shape)[0]                       # output shape
@@ -299,16 +305,19 @@ def _outer(a, b, batch_pair: bool, diagonal_spatial: bool):
 
 
 def LayerNorm(axis=-1, eps: float = 1e-12, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
-    """Layer normalisation ``y = (x - mean_A x) / sqrt(eps + var_A x)``.
+    r"""Layer normalisation
+    :math:`y = (x - \operatorname{mean}_A x) / \sqrt{\mathrm{eps} + \operatorname{var}_A x}`.
 
-    ``A`` (``axis``) must contain the channel axis and may add spatial axes (and,
+    :math:`A` (``axis``) must contain the channel axis and may add spatial axes (and,
     as in NT, the batch axis). At infinite width the mean over channels is 0 and
-    the variance is deterministic: ``v(x, s) = eps + mean_{A} K(x_s, x_s)``
-    (the per-input variance averaged over the normalised non-channel axes), so
-    ``K'(x_s, x'_t) = K(x_s, x'_t) / sqrt(v(x, s) v(x', t))`` and Θ alike
-    (neural-tangents' convention). Needs a Gaussian input kernel. With masked
-    inputs (`ntk.stax.masking`) the statistics, finite and infinite width,
-    are over the unmasked positions only: ``v = eps + mean_{unmasked} K``.
+    the variance is deterministic:
+    :math:`v(x, s) = \mathrm{eps} + \operatorname{mean}_{A} K(x_s, x_s)` (the per-input
+    variance averaged over the normalised non-channel axes), so
+    :math:`K'(x_s, x'_t) = K(x_s, x'_t) / \sqrt{v(x, s)\, v(x', t)}` and
+    :math:`\Theta` alike (neural-tangents' convention). Needs a Gaussian input kernel.
+    With masked inputs (`ntk.stax.masking`) the statistics, finite and infinite
+    width, are over the unmasked positions only:
+    :math:`v = \mathrm{eps} + \operatorname{mean}_{\mathrm{unmasked}} K`.
 
     Example:
       Every normalised input has unit variance, whatever the scale before:
@@ -409,15 +418,17 @@ def _same_point_mask(m, n_batch: int, diagonal_spatial: bool, pair_batch: bool):
 
 
 def Dropout(rate: float, mode: str = "train") -> Layer:
-    """Dropout with KEEP probability ``rate`` (NT's and ``jax.example_libraries``'
+    r"""Dropout with KEEP probability ``rate`` (NT's and ``jax.example_libraries``'
     convention: ``rate=1`` keeps everything).
 
-    ``apply_fn(params, x, rng=key)`` returns ``x · m / rate`` with
-    ``m ~ Bernoulli(rate)`` i.i.d. per entry (train) or ``x`` (test).
+    ``apply_fn(params, x, rng=key)`` returns :math:`x \cdot m / \mathrm{rate}` with
+    :math:`m \sim \mathrm{Bernoulli}(\mathrm{rate})` i.i.d. per entry (train) or ``x``
+    (test).
 
-    Kernel (train; Srivastava et al. 2014, as in NT): E[m m'] / rate² is
-    ``1 / rate`` for the same entry and 1 otherwise, so the second moments of
-    the same input at the same position are multiplied by ``1 / rate``: all of
+    Kernel (train; Srivastava et al. 2014, as in NT):
+    :math:`\mathbb{E}[m m'] / \mathrm{rate}^2` is :math:`1 / \mathrm{rate}` for the same
+    entry and 1 otherwise, so the second moments of the same input at the same
+    position are multiplied by :math:`1 / \mathrm{rate}`: all of
     ``cov1``/``cov2`` in the diagonal layout (their spatial diagonal in the full
     one), and ``nngp``/``ntk`` on their batch diagonal only when ``x2`` is
     ``x1`` (``x2=None``: one mask for both arguments). The output is not

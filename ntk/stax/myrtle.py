@@ -1,4 +1,4 @@
-"""The Myrtle convolutional networks (Shankar et al. 2020) and their fast CNTK.
+r"""The Myrtle convolutional networks (Shankar et al. 2020) and their fast CNTK.
 
 ``Myrtle(depth)`` is the network of neural-tangents' README ("Myrtle
 network", depths 5, 7 and 10, after David Page's Myrtle ResNet), used by
@@ -16,28 +16,30 @@ NT's three ``AvgPool((2, 2), (2, 2))`` and ``Flatten``; here it is one
 
 Its kernel is exactly the layers' (`serial`), computed by a fused program
 instead of layer by layer. Every layer keeps the full spatial covariance
-``K(h, w, h', w')`` of each pair of images, so the work per pair is
-``O(H²W²)`` per layer; the program spends it as follows.
+:math:`K(h, w, h', w')` of each pair of images, so the work per pair is
+:math:`O(H^2 W^2)` per layer; the program spends it as follows.
 
 * Layout ``(h, w, h', w')`` per pair (NT's is ``(h, h', w, w')``): the first
   convolution of the input Gram is then one matrix product of 3×3 patches,
-  ``K₁(s, s') = W_std²/(9C) ⟨P(s), P'(s')⟩ + b_std²``, with no transpose.
+  :math:`K_1(s, s') = \mathrm{W\_std}^2/(9C)\, \langle P(s), P'(s') \rangle
+  + \mathrm{b\_std}^2`, with no transpose.
 * A Conv+Relu layer is two loops over the covariance entries, each reading
-  the previous layer's ``(K, Θ)`` through the nine shift-together taps of
+  the previous layer's :math:`(K, \Theta)` through the nine shift-together taps of
   the 3×3 window (Novak et al. 2019, eq. 8) and writing one array: one
-  computes the ReLU NNGP ``K_r``, the other the NTK ``Θ_r = Θ·K̇``. XLA on
+  computes the ReLU NNGP :math:`K_r`, the other the NTK
+  :math:`\Theta_r = \Theta \cdot \dot{K}`. XLA on
   CPU fuses a loop only when it has one output, and otherwise materialises
   every shared intermediate (the arccosine, square roots): two single-output
   loops, kept apart by an optimization barrier, are 3x faster than one
   with two outputs.
 * Outputs are written into zero-bordered buffers in place, so the next
   layer's taps need no bounds checks (SAME padding is that zero border).
-* The ReLU dual is evaluated from the correlation ρ with an arcsine
+* The ReLU dual is evaluated from the correlation :math:`\rho` with an arcsine
   polynomial (``_pi_minus_angle``) instead of an arctangent: one square root
-  and no division per entry for ``K̇``.
+  and no division per entry for :math:`\dot{K}`.
 * Pairs are processed in chunks (`jax.lax.map`), so memory does not grow
-  with the number of pairs; with ``x2=None`` only pairs ``i ≤ j`` are
-  computed. Each image's per-layer variances ``K(s, s)`` (needed by the ReLU
+  with the number of pairs; with ``x2=None`` only pairs :math:`i \le j` are
+  computed. Each image's per-layer variances :math:`K(s, s)` (needed by the ReLU
   dual) come from its pair with itself, computed first.
 
 Derivatives (e.g. with respect to the inputs) are those of the layer-by-layer
@@ -80,7 +82,7 @@ def Myrtle(
     width: int = 128,
     num_classes: int = 10,
 ) -> Layer:
-    """The Myrtle-5, -7 or -10 network (neural-tangents' README, Shankar et al. 2020).
+    r"""The Myrtle-5, -7 or -10 network (neural-tangents' README, Shankar et al. 2020).
 
     ``[Conv(width, (3, 3), padding="SAME", W_std, b_std), Relu] × k1``,
     ``AvgPool((2, 2), (2, 2))``, the same ``× k2``, ``AvgPool``, ``× k3``,
@@ -95,7 +97,7 @@ def Myrtle(
     Args:
       depth: 5, 7 or 10 (weight layers: convolutions plus the readout).
       W_std, b_std: weight and bias standard deviations of every layer
-        (NT's README: ``√2`` and 0).
+        (NT's README: :math:`\sqrt{2}` and 0).
       width: channels of the finite network (the kernel does not depend on it).
       num_classes: outputs of the readout.
 

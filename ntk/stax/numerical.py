@@ -1,7 +1,9 @@
-"""The dual kernel of any activation by numerical integration.
+r"""The dual kernel of any activation by numerical integration.
 
 ``numerical(fn)`` returns the `Activation` record (see `ntk.stax.duals`) whose
-dual ``(K_φ, K_φ') = (E[φ(u)φ(v)], E[φ'(u)φ'(v)])`` is computed by a graded
+dual :math:`(K_\varphi, K_{\varphi'})
+= (\mathbb{E}[\varphi(u)\varphi(v)], \mathbb{E}[\varphi'(u)\varphi'(v)])` is computed
+by a graded
 quadrature that is accurate at any variance and exactly symmetric in the two
 inputs; `ntk.stax.ElementwiseNumerical` is the layer around it.
 """
@@ -58,34 +60,41 @@ def _normal_pdf(z):
 
 
 def numerical(fn: Callable, deg: int = NUMERICAL_DEG, df: Optional[Callable] = None) -> Activation:
-    """The dual of any φ by a graded quadrature that is accurate at any variance.
+    r"""The dual of any :math:`\varphi` by a graded quadrature that is accurate at any
+    variance.
 
-    Writing ``u = sqrt(ca)·z1`` and ``v = sqrt(cb)·(ρ z1 + r z2)`` with
-    ``z1, z2 ~ N(0, 1)`` independent, ``ca ≥ cb`` the two variances (the
-    larger one outside, which makes the result exactly symmetric in the two
-    inputs), ρ their correlation and ``r = sqrt(1 − ρ²)``,
+    Writing :math:`u = \sqrt{c_a} \cdot z_1` and
+    :math:`v = \sqrt{c_b} \cdot (\rho z_1 + r z_2)` with
+    :math:`z_1, z_2 \sim \mathcal{N}(0, 1)` independent, :math:`c_a \ge c_b` the two
+    variances (the larger one outside, which makes the result exactly symmetric in
+    the two inputs), :math:`\rho` their correlation and :math:`r = \sqrt{1 - \rho^2}`,
 
-        E[φ(u) φ(v)] = E_z1[ φ(u) · E_z2[φ(v)] ].
+    .. math::
 
-    Each integral is split where the argument of φ is 0 (``z1 = 0``;
-    ``z2 = −ρ z1/r``, clipped to ±6), and each half-line is integrated by the
-    trapezoid rule in t for ``y = 3 log(1 + e^t)``: nodes graded
-    geometrically from 1e-8 to ~3 standard deviations, then uniform to 15
-    (`_graded_rule`). A kink or jump of φ at 0 (ReLU, sign) therefore sits at
-    a node, and a feature of φ near 0 is resolved on every scale down to 1e-8
-    standard deviations — e.g. the step that tanh becomes at large variance.
-    The weights are normalised, so constants are exact. The same rule with φ'
-    (``df``, default: the derivative of ``fn`` by forward-mode autodiff, which
-    assumes ``fn`` acts elementwise) gives K_φ'.
+        \mathbb{E}[\varphi(u) \varphi(v)]
+        = \mathbb{E}_{z_1}\big[ \varphi(u) \cdot \mathbb{E}_{z_2}[\varphi(v)] \big].
 
-    Accuracy (``deg`` nodes per half-line; (2·deg + 1)² evaluations of φ
-    and of φ' per kernel entry), relative to sqrt(K(x, x) K(x', x')), worst
-    case over variances 1e-4 … 1e12 and correlations in [−1, 1] against the
-    closed forms (erf) and a finer rule (tanh, softplus):
+    Each integral is split where the argument of :math:`\varphi` is 0 (:math:`z_1 = 0`;
+    :math:`z_2 = -\rho z_1/r`, clipped to :math:`\pm 6`), and each half-line is
+    integrated by the trapezoid rule in :math:`t` for :math:`y = 3 \log(1 + e^t)`:
+    nodes graded geometrically from 1e-8 to ~3 standard deviations, then uniform to
+    15 (`_graded_rule`). A kink or jump of :math:`\varphi` at 0 (ReLU, sign)
+    therefore sits at a node, and a feature of :math:`\varphi` near 0 is resolved on
+    every scale down to 1e-8 standard deviations — e.g. the step that tanh becomes
+    at large variance. The weights are normalised, so constants are exact. The same
+    rule with :math:`\varphi'` (``df``, default: the derivative of ``fn`` by
+    forward-mode autodiff, which assumes ``fn`` acts elementwise) gives
+    :math:`K_{\varphi'}`.
+
+    Accuracy (``deg`` nodes per half-line; :math:`(2 \cdot \mathrm{deg} + 1)^2`
+    evaluations of :math:`\varphi` and of :math:`\varphi'` per kernel entry), relative
+    to :math:`\sqrt{K(x, x)\, K(x', x')}`, worst case over variances 1e-4 … 1e12 and
+    correlations in :math:`[-1, 1]` against the closed forms (erf) and a finer rule
+    (tanh, softplus):
 
     ======  ======================  ==================================
     deg     tanh, sigmoid,          erf, GELU (derivatives decaying
-            softplus, ReLU          like e^{-x²}: slower in this rule)
+            softplus, ReLU          like :math:`e^{-x^2}`: slower in this rule)
     ======  ======================  ==================================
     25      2e-2                    2e-2
     48      2e-4 (2e-5 to 1e9)      3e-4
@@ -93,9 +102,9 @@ def numerical(fn: Callable, deg: int = NUMERICAL_DEG, df: Optional[Callable] = N
     ======  ======================  ==================================
 
     Features narrower than 1e-8 standard deviations (variances beyond ~1e14
-    for φ that vary on the unit scale) are not resolved. Not for φ that
-    oscillate on the scale of the standard deviation (sin at variance ≫ 1):
-    no fixed rule resolves those.
+    for :math:`\varphi` that vary on the unit scale) are not resolved. Not for
+    :math:`\varphi` that oscillate on the scale of the standard deviation (sin at
+    variance :math:`\gg 1`): no fixed rule resolves those.
     """
     offsets, weights = _graded_rule(deg)
     outer = np.abs(offsets) <= _QUAD_OUTER_MAX

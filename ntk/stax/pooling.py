@@ -130,16 +130,17 @@ def AvgPool(
     batch_axis: int = 0,
     channel_axis: int = -1,
 ) -> Layer:
-    """Average pooling over spatial windows (channels last).
+    r"""Average pooling over spatial windows (channels last).
 
-    ``y(o) = (1/|w|) Σ_{d∈w} x(o·s + d)``; with ``normalize_edges`` and SAME
-    padding the divisor is the number of in-image positions of the window
-    (``jax.example_libraries.stax.AvgPool``), otherwise ``|w|`` (padded
+    :math:`y(o) = (1/|w|) \sum_{d \in w} x(o \cdot s + d)`; with ``normalize_edges``
+    and SAME padding the divisor is the number of in-image positions of the window
+    (``jax.example_libraries.stax.AvgPool``), otherwise :math:`|w|` (padded
     positions count as zeros). CIRCULAR pads periodically.
 
     Kernel (separable: each argument has its own window):
-    ``K'(o, o') = Σ_{d, d'∈w} K(o·s + d, o'·s + d') / (|w_o| |w_o'|)``, and
-    the same for Θ. Needs the full spatial layout (``needs_full_spatial``).
+    :math:`K'(o, o') = \sum_{d, d' \in w} K(o \cdot s + d, o' \cdot s + d')
+    / (|w_o|\, |w_{o'}|)`, and the same for :math:`\Theta`. Needs the full spatial
+    layout (``needs_full_spatial``).
 
     Example:
       >>> import jax
@@ -160,8 +161,9 @@ def SumPool(
     batch_axis: int = 0,
     channel_axis: int = -1,
 ) -> Layer:
-    """Sum pooling: ``y(o) = Σ_{d∈w} x(o·s + d)``; kernel
-    ``K'(o, o') = Σ_{d, d'∈w} K(o·s + d, o'·s + d')`` (full spatial layout).
+    r"""Sum pooling: :math:`y(o) = \sum_{d \in w} x(o \cdot s + d)`; kernel
+    :math:`K'(o, o') = \sum_{d, d' \in w} K(o \cdot s + d, o' \cdot s + d')` (full
+    spatial layout).
 
     Example:
       One window over the whole sequence sums it, so the kernel is that of the
@@ -239,15 +241,16 @@ def _GlobalPool(kind: str, batch_axis: int, channel_axis: int) -> Layer:
 
 
 def GlobalAvgPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:
-    """Mean over all spatial positions: ``(N, *S, C) -> (N, C)``.
+    r"""Mean over all spatial positions: ``(N, *S, C) -> (N, C)``.
 
-    Kernel: ``K'(x, x') = (1/|S|²) Σ_{s, s'} K(x_s, x'_{s'})`` (and Θ alike),
-    the mean of the full spatial covariance (needs the full layout).
+    Kernel: :math:`K'(x, x') = (1/|S|^2) \sum_{s, s'} K(x_s, x'_{s'})` (and
+    :math:`\Theta` alike), the mean of the full spatial covariance (needs the full
+    layout).
 
     Masked inputs (`ntk.stax.masking`): the mean is over the unmasked
-    positions only, ``y = Σ_{s unmasked} x_s / n`` and
-    ``K'(x, x') = Σ_{s, s' unmasked} K(x_s, x'_{s'}) / (n n')`` (0 if all are
-    masked), as in neural-tangents; the output is masked only where every
+    positions only, :math:`y = \sum_{s\ \mathrm{unmasked}} x_s / n` and
+    :math:`K'(x, x') = \sum_{s, s'\ \mathrm{unmasked}} K(x_s, x'_{s'}) / (n n')` (0 if
+    all are masked), as in neural-tangents; the output is masked only where every
     position is.
 
     Example:
@@ -262,7 +265,7 @@ def GlobalAvgPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:
 
 
 def GlobalSumPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:
-    """Sum over all spatial positions: ``K'(x, x') = Σ_{s, s'} K(x_s, x'_{s'})``.
+    r"""Sum over all spatial positions: :math:`K'(x, x') = \sum_{s, s'} K(x_s, x'_{s'})`.
 
     Example:
       >>> import jax.numpy as jnp

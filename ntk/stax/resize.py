@@ -1,13 +1,15 @@
-"""Image resizing (`jax.image.resize`) as a layer, with its infinite-width kernel.
+r"""Image resizing (`jax.image.resize`) as a layer, with its infinite-width kernel.
 
 Every resize method of `jax.image.resize` is linear in the image and acts on
-each spatial axis separately: along an axis of size ``S`` resized to ``S'``,
-``y(o) = Σ_i A(o, i) x(i)`` with an ``(S', S)`` matrix ``A`` fixed by the
-method, the sizes and (when shrinking) the antialiasing filter. The channels
+each spatial axis separately: along an axis of size :math:`S` resized to :math:`S'`,
+:math:`y(o) = \sum_i A(o, i)\, x(i)` with an :math:`(S', S)` matrix :math:`A` fixed
+by the method, the sizes and (when shrinking) the antialiasing filter. The channels
 are resized alike, so the covariance of the outputs is the input covariance
-with ``A`` applied to both of its arguments, on every spatial axis:
+with :math:`A` applied to both of its arguments, on every spatial axis:
 
-    K'(o, o') = Σ_{i, i'} A(o, i) A(o', i') K(i, i'),
+.. math::
+
+    K'(o, o') = \sum_{i, i'} A(o, i)\, A(o', i')\, K(i, i'),
 
 i.e. ``jax.image.resize`` applied to the full-layout covariance with each
 spatial pair ``(S, S)`` resized to ``(S', S')`` (neural-tangents'
@@ -65,7 +67,7 @@ def ImageResize(
     batch_axis: int = 0,
     channel_axis: int = -1,
 ) -> Layer:
-    """Resize images with `jax.image.resize` (neural-tangents' ``ImageResize``).
+    r"""Resize images with `jax.image.resize` (neural-tangents' ``ImageResize``).
 
     Args:
       shape: the output shape, one entry per input axis (batch and channels
@@ -84,8 +86,8 @@ def ImageResize(
     ``apply_fn(params, x) = jax.image.resize(x, shape', method, antialias,
     precision)`` with ``shape'`` the ``-1`` entries filled in from ``x``.
 
-    Kernel (module docstring): ``K'(o, o') = Σ A(o, i) A(o', i') K(i, i')``
-    and ``Θ'`` alike, per spatial axis. Differences from neural-tangents
+    Kernel (module docstring): :math:`K'(o, o') = \sum A(o, i)\, A(o', i')\, K(i, i')`
+    and :math:`\Theta'` alike, per spatial axis. Differences from neural-tangents
     0.6.5, each checked against Monte Carlo in ``tests/test_stax_conv.py``:
     its kernel_fn supports "linear" and "nearest" only, but the rule holds for
     every method since each is linear, so the cubic and Lanczos kernels are

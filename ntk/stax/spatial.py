@@ -1,17 +1,21 @@
-"""Spatial geometry of convolution and pooling kernels (channels last).
+r"""Spatial geometry of convolution and pooling kernels (channels last).
 
-A spatial layer maps each output position o to a window of input positions
-o·stride + d - pad_lo, d < window. In the kernel, a convolution with i.i.d.
-weights shared over positions correlates the two arguments only through the
-same filter tap d, so the covariance is "shifted together" along each pair
-of spatial axes (Novak et al. 2019, "Bayesian deep CNNs with many channels
-are GPs", eq. 8; Arora et al. 2019, CNTK)::
+A spatial layer maps each output position :math:`o` to a window of input positions
+:math:`o \cdot \mathrm{stride} + d - \mathrm{pad\_lo}`, :math:`d < \mathrm{window}`.
+In the kernel, a convolution with i.i.d. weights shared over positions correlates
+the two arguments only through the same filter tap :math:`d`, so the covariance is
+"shifted together" along each pair of spatial axes (Novak et al. 2019, "Bayesian
+deep CNNs with many channels are GPs", eq. 8; Arora et al. 2019, CNTK):
 
-    K'(o, o') = (1/|F|) Σ_{d ∈ F} K(o·s + d, o'·s + d),
+.. math::
 
-whereas pooling sums the two arguments' windows independently (separable)::
+    K'(o, o') = (1/|F|) \sum_{d \in F} K(o \cdot s + d, o' \cdot s + d),
 
-    K'(o, o') = Σ_{d, d'} K(o·s + d, o'·s + d') / |window|².
+whereas pooling sums the two arguments' windows independently (separable):
+
+.. math::
+
+    K'(o, o') = \sum_{d, d'} K(o \cdot s + d, o' \cdot s + d') / |\mathrm{window}|^2.
 
 Both are window sums of a padded array, one ``reduce_window`` per spatial axis
 (see ``window_sum``), so no shifted copies are materialised.
@@ -95,12 +99,14 @@ def positive_ints(values, arg: str, name: str, length: Optional[int] = None) -> 
 
 
 def axis_plan(size: int, window: int, stride: int, padding: str):
-    """``(out_size, (pad_lo, pad_hi))`` of one axis, by `jax.lax`'s rules.
+    r"""``(out_size, (pad_lo, pad_hi))`` of one axis, by `jax.lax`'s rules.
 
-    VALID: ``out = floor((size - window) / stride) + 1``, no padding.
-    SAME / CIRCULAR: ``out = ceil(size / stride)`` and the missing
-    ``(out - 1)·stride + window - size`` positions are split low/high with the
-    extra one high (zeros for SAME, periodic copies for CIRCULAR).
+    VALID: :math:`\mathrm{out} = \lfloor (\mathrm{size} - \mathrm{window})
+    / \mathrm{stride} \rfloor + 1`, no padding. SAME / CIRCULAR:
+    :math:`\mathrm{out} = \lceil \mathrm{size} / \mathrm{stride} \rceil` and the missing
+    :math:`(\mathrm{out} - 1) \cdot \mathrm{stride} + \mathrm{window} - \mathrm{size}`
+    positions are split low/high with the extra one high (zeros for SAME, periodic
+    copies for CIRCULAR).
     """
     if padding == "VALID":
         return ((size - window) // stride + 1 if size >= window else 0), (0, 0)
@@ -145,16 +151,17 @@ def check_spatial_rank(shape: tuple, n_spatial: int, name: str, what: str):
 def window_sum(
     m, axes: Sequence[int], window: int, stride: int, pads: tuple, out_size: int, circular: bool
 ):
-    """``Σ_{d < window} m̃[..., o·stride + d, ...]``, the same ``d`` on all ``axes``.
+    r""":math:`\sum_{d < \mathrm{window}} \tilde{m}[\ldots, o \cdot \mathrm{stride} + d, \ldots]`,
+    the same :math:`d` on all ``axes``.
 
-    ``m̃`` is ``m`` padded by ``pads`` on each of ``axes`` with zeros, or
+    :math:`\tilde{m}` is ``m`` padded by ``pads`` on each of ``axes`` with zeros, or
     periodically (``circular``). One axis gives a window sum; an adjacent pair
     of axes gives the diagonal (shift-together) sum of a convolution kernel.
 
-    Both are one ``reduce_window``: for a pair ``(a, a')`` of padded size ``P``
-    the flat index ``a·P + a'`` moves by ``P + 1`` when both move by 1, so the
-    diagonal sum is a window sum with dilation ``P + 1`` along the flattened
-    pair. (Summing shifted slices instead lets XLA fuse the cheap slices into
+    Both are one ``reduce_window``: for a pair :math:`(a, a')` of padded size
+    :math:`P` the flat index :math:`a \cdot P + a'` moves by :math:`P + 1` when both
+    move by 1, so the diagonal sum is a window sum with dilation :math:`P + 1` along
+    the flattened pair. (Summing shifted slices instead lets XLA fuse the cheap slices into
     every consumer, recomputing them several times per layer: 2-3x slower.)
     """
     lo, hi = pads
@@ -215,10 +222,11 @@ def conv_cov(
     strides: tuple,
     circular: bool,
 ):
-    """``(1/|F|) Σ_{d∈F} m(o·s + d, o'·s + d)``, one spatial dimension at a time.
+    r""":math:`(1/|F|) \sum_{d \in F} m(o \cdot s + d, o' \cdot s + d)`, one spatial
+    dimension at a time.
 
     Works in both layouts: with ``diagonal_spatial`` each dimension is one axis
-    (``o = o'``); otherwise it is an interleaved pair ``(o, o')``.
+    (:math:`o = o'`); otherwise it is an interleaved pair :math:`(o, o')`.
     """
     if m is None:
         return None
@@ -259,12 +267,13 @@ def shapes_with(k: Kernel, spatial: Sequence[int], channels: int) -> dict:
 
 
 class TransposeAxis(NamedTuple):
-    """Geometry of one spatial axis of ``jax.lax.conv_transpose``.
+    r"""Geometry of one spatial axis of ``jax.lax.conv_transpose``.
 
     The input is dilated by ``stride`` (``stride - 1`` zeros between
     entries), padded by ``pads`` and correlated with the filter, giving
-    ``valid_out`` positions. CIRCULAR then folds them onto ``out =
-    size·stride`` positions: entry ``q`` is added to ``(q - offset) mod out``.
+    ``valid_out`` positions. CIRCULAR then folds them onto
+    :math:`\mathrm{out} = \mathrm{size} \cdot \mathrm{stride}` positions: entry
+    :math:`q` is added to :math:`(q - \mathrm{offset}) \bmod \mathrm{out}`.
     Without a fold ``out == valid_out`` and ``offset == 0``.
     """
 
@@ -276,13 +285,15 @@ class TransposeAxis(NamedTuple):
 
 
 def transpose_axis_plan(size: int, window: int, stride: int, padding: str) -> TransposeAxis:
-    """`TransposeAxis` by `jax.lax.conv_transpose`'s padding rule.
+    r"""`TransposeAxis` by `jax.lax.conv_transpose`'s padding rule.
 
     SAME: ``window + stride - 2`` padded positions, low ``window - 1`` if
-    ``stride > window - 1`` else half rounded up; ``out = size·stride``.
-    VALID (and CIRCULAR before its fold): low ``window - 1``, in all
+    ``stride > window - 1`` else half rounded up;
+    :math:`\mathrm{out} = \mathrm{size} \cdot \mathrm{stride}`. VALID (and CIRCULAR
+    before its fold): low ``window - 1``, in all
     ``window + stride - 2 + max(window - stride, 0)``, so
-    ``out = size·stride + max(window - stride, 0)``. CIRCULAR is
+    :math:`\mathrm{out} = \mathrm{size} \cdot \mathrm{stride}
+    + \max(\mathrm{window} - \mathrm{stride}, 0)`. CIRCULAR is
     neural-tangents' transpose of circular padding: the VALID output folded
     onto the SAME grid, centred (``offset = (valid_out - out) // 2``).
     """
@@ -300,9 +311,11 @@ def transpose_axis_plan(size: int, window: int, stride: int, padding: str) -> Tr
 
 
 def fold_axis(m, axis: int, period: int, offset: int):
-    """``out[j] = Σ_{q ≡ j + offset (mod period)} m[q]`` along ``axis``.
+    r""":math:`\mathrm{out}[j] = \sum_{q \equiv j + \mathrm{offset} \pmod{\mathrm{period}}}
+    m[q]` along ``axis``.
 
-    A zero-padded reshape to ``(⌈·/period⌉, period)`` and a sum: every entry
+    A zero-padded reshape to :math:`(\lceil \cdot/\mathrm{period} \rceil, \mathrm{period})`
+    and a sum: every entry
     lands on exactly one output position, however many periods ``m`` spans.
     """
     size = m.shape[axis]
@@ -323,18 +336,19 @@ def transpose_conv_cov(
     filter_shape: Sequence[int],
     strides: Sequence[int],
 ):
-    """Covariance after a transposed convolution with i.i.d. shared weights.
+    r"""Covariance after a transposed convolution with i.i.d. shared weights.
 
-    With ``K̃`` the covariance dilated by the stride and padded as the input
-    of ``conv_transpose`` is (on both axes of a pair),
-    ``K'(o, o') = (1/|F|) Σ_{d∈F} K̃(o + d, o' + d)``: the same
+    With :math:`\tilde{K}` the covariance dilated by the stride and padded as the
+    input of ``conv_transpose`` is (on both axes of a pair),
+    :math:`K'(o, o') = (1/|F|) \sum_{d \in F} \tilde{K}(o + d, o' + d)`: the same
     shift-together window sum as a convolution, on the dilated array
     (neural-tangents' ``_conv_kernel_*_transpose``).
 
-    CIRCULAR folds that with period ``L = size·stride`` on both axes of a
-    pair. Input ``i`` sits at ``pad_lo + i·stride`` of ``K̃``, a different
-    residue mod ``L`` for each ``i``, so the folded sum is a circular window
-    sum over the input dilated to length ``L`` and rolled by
+    CIRCULAR folds that with period :math:`L = \mathrm{size} \cdot \mathrm{stride}` on
+    both axes of a pair. Input :math:`i` sits at
+    :math:`\mathrm{pad\_lo} + i \cdot \mathrm{stride}` of :math:`\tilde{K}`, a different
+    residue mod :math:`L` for each :math:`i`, so the folded sum is a circular window
+    sum over the input dilated to length :math:`L` and rolled by
     ``pad_lo - offset``: computed that way, like a CIRCULAR `Conv`, instead
     of folding the larger VALID result (4-5x faster in the full layout). The
     diagonal layout needs no cross-position terms: positions one period apart

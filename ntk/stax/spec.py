@@ -1,4 +1,4 @@
-"""Typed descriptions of layers: what tools may read of a layer besides its functions.
+r"""Typed descriptions of layers: what tools may read of a layer besides its functions.
 
 Every `ntk.stax` layer carries, in ``kernel_fn.spec``, a frozen record of what
 it is. Tools that walk a network — the structured empirical NTK
@@ -12,7 +12,7 @@ record             meaning, and what the tools do with it
 `Serial`           ``layers`` applied in sequence; params a tuple, one per layer
 `Parallel`         ``layers[b]`` applied to branch ``b``; params a tuple
 `Repeat`           ``layer`` applied ``n`` times; params stacked on axis 0
-`Dense`            ``y = σ x W + β b`` on the last axis, ``W: (in, out)``
+`Dense`            :math:`y = \sigma x W + \beta b` on the last axis, ``W: (in, out)``
 `Conv`             the same with ``x`` replaced by its ``filter_shape`` patches
 `ConvTranspose`    ``jax.lax.conv_transpose`` with ``W: (*filter_shape, in, out)``
 `ConvLocal`        unshared conv, ``W: (*out_spatial, in·|filter|, out)``
@@ -30,9 +30,10 @@ record             meaning, and what the tools do with it
                    since how its parameters scale with width is unknown
 =================  ===========================================================
 
-``σ`` and ``β`` are the NTK-parameterization scales ``W_std / sqrt(fan_in)``
-and ``b_std`` (or ``1/sqrt(s[0])`` and 1 in the standard parameterization;
-see `ntk.stax.linear`).
+:math:`\sigma` and :math:`\beta` are the NTK-parameterization scales
+:math:`\mathrm{W\_std} / \sqrt{\mathrm{fan\_in}}` and :math:`\mathrm{b\_std}` (or
+:math:`1/\sqrt{s[0]}` and 1 in the standard parameterization; see
+`ntk.stax.linear`).
 
 Example:
   >>> from ntk import stax
@@ -132,7 +133,7 @@ class Opaque(Spec):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Affine(Spec):
-    """``y = A_W(x) + b``, linear in a weight ``W: (..., in, out)``, with a bias
+    r""":math:`y = A_W(x) + b`, linear in a weight ``W: (..., in, out)``, with a bias
     ``b: (..., out)`` or None; params ``(W, b)``.
 
     Attributes:
