@@ -26,7 +26,7 @@ moves by :math:`\Theta(1)` per step, and :math:`f` moves by :math:`\Theta(1)`.
 
 .. math::
 
-    u \leftarrow u - \eta\, v \chi x^\top, \qquad v \leftarrow v - \eta\, u x \chi^\top
+    u \leftarrow u - \eta\alpha\, v \chi x^\top, \qquad v \leftarrow v - \eta\alpha\, u x \chi^\top
 
 (:math:`\chi = \partial L / \partial f`), i.e. it multiplies :math:`[u\ v]` on the
 *right* by a :math:`(d+K) \times (d+K)` matrix. So at every step
@@ -281,7 +281,8 @@ def sample(state: LimitState, width: int, key: Array) -> FiniteParams:
 
 
 def mse_loss(f: Array, y: Array) -> Array:
-    r""":math:`L = \sum_k (f_k - y_k)^2 / (2B)`: mean over the batch of half squared error."""
+    r""":math:`L = \sum_{b, k} (f_{bk} - y_{bk})^2 / (2B)`: mean over the batch of half
+    squared error."""
     if jnp.shape(f) != jnp.shape(y):
         raise ValueError(
             f"mse_loss: `f` and `y` must have the same shape; got "
@@ -326,7 +327,8 @@ def limit_sgd_step(
 ) -> LimitState:
     r"""One step of the limit's update rule: SGD with lr :math:`\eta` on :math:`(W, C)`.
 
-    :math:`W \leftarrow W - \eta\, C \chi^\top x`, :math:`C \leftarrow C - \eta\, W x^\top \chi`
+    :math:`W \leftarrow W - \eta\alpha\, C \chi^\top x`,
+    :math:`C \leftarrow C - \eta\alpha\, W x^\top \chi`
     with :math:`\chi = \partial L / \partial f` (batch summed), i.e. the finite-width μP
     step with :math:`Z_0^\top Z_0 / n` replaced by :math:`I`.
     """

@@ -6,8 +6,10 @@ Each member is `network` at width :math:`n` (NTK parameterisation, i.i.d.
 the step is :math:`f \leftarrow f - \eta \hat{\Theta} (f - Y)`;
 :math:`\eta = 1/\lambda_{\max}(\Theta_{dd})` (the infinite-width NTK) is stable and the
 residual decays like :math:`(1 - \eta \lambda_{\min})^t`, so
-:math:`\mathtt{steps} = \lceil \log(1/\mathtt{tol})\, \lambda_{\max}/\lambda_{\min} \rceil`
-reaches ``tol``. As :math:`n \to \infty` the members' outputs are draws of the
+:math:`\mathtt{steps}
+= \lceil \log(1/\mathtt{tol}) / {-\log(1 - \eta \lambda_{\min})} \rceil`
+(about :math:`\log(1/\mathtt{tol})\, \lambda_{\max}/\lambda_{\min}`) reaches ``tol``. As
+:math:`n \to \infty` the members' outputs are draws of the
 :math:`t = \infty` GP of `ntk.permutations.gp`
 (Jacot et al. 2018; Lee et al. 2019). Members are trained in parallel with
 ``jax.vmap`` inside one ``jax.jit``-compiled ``lax.scan``.

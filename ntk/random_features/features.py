@@ -105,7 +105,7 @@ def relu_features(key, x, k: int, W_std: float = 1.0, b_std: float | None = None
 
 
 def fourier_features(key, x, k: int, lengthscale: float = 1.0):
-    r"""Random Fourier features (n, k) of the RBF kernel :math:`\exp(-|x-x'|^2/2\ell^2)`.
+    r"""Random Fourier features (n, k) of the RBF kernel :math:`\exp(-|x-x'|^2/(2\ell^2))`.
 
     >>> import jax, jax.numpy as jnp
     >>> from ntk.random_features import fourier_features

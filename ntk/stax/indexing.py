@@ -178,7 +178,7 @@ def DotGeneral(
     Kernel (module docstring): with :math:`y[n, p, c] = \sum_q A_n[p, q]\, x[n, q, c]`,
     :math:`K'(p, p') = \sum_{q, q'} A_i[p, q]\, A_j[p', q']\, K(q, q')` and
     :math:`\Theta` alike; e.g. ``rhs=a`` contracting spatial axis 1 gives
-    :math:`K'(\ldots, h', \ldots) = \sum_{h, h'} a_h a_{h'} K(h, \ldots, h', \ldots)`. Contracting a
+    :math:`K'(\ldots) = \sum_{h, h'} a_h a_{h'} K(h, \ldots, h', \ldots)`. Contracting a
     spatial axis needs the full spatial layout; batching only does not.
 
     Kernel-regime restrictions (as in neural-tangents, raised here as
