@@ -235,7 +235,7 @@ def normalised_gaussian(lengthscale: float = 1.0, variance: float = 1.0) -> Gram
         K_{ij} = \mathtt{variance} \cdot \exp\big((\rho_{ij} - 1) / \ell^2\big),
         \qquad K_{ii} = \mathtt{variance}.
 
-    Invariant to the scale of each point's features; PD because :math:`\exp` of a
+    Invariant to the scale of each point's features; PSD because :math:`\exp` of a
     PSD kernel is PSD (Schur product theorem).
 
     Example:

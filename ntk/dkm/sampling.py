@@ -22,7 +22,8 @@ The Bayesian representation-learning limit takes :math:`N_\ell = N \nu_\ell` and
 :math:`N` copies of the outputs, :math:`\tilde{Y} = (Y, \ldots, Y)`, and lets
 :math:`N \to \infty`. The Wishart prior of :math:`G_\ell \mid G_{\ell-1}` has log density
 :math:`-N_\ell\, \mathrm{KL}\big(\mathcal{N}(0, G_\ell) \,\big\|\,
-\mathcal{N}(0, K(G_{\ell-1}))\big) + O(\log|G_\ell|)`, so the log posterior of the Grams
+\mathcal{N}(0, K(G_{\ell-1}))\big) - \tfrac{P+1}{2} \log|G_\ell| + \mathrm{const}`
+(:math:`P` points), so the log posterior of the Grams
 is :math:`N \cdot L(G_1 \ldots G_L) + O(1)` with the DKM objective
 
 .. math::

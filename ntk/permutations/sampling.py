@@ -21,7 +21,7 @@ nonzero input, the :math:`(2^k-1) \times (2^k-1)` matrix :math:`\Sigma` being th
       B_j[s, s'] = \lambda_j(s, s'),
 
   :math:`B_j` a small :math:`(\#\text{layers}) \times (\#\text{layers})` matrix. With
-  :math:`h = \prod_{i<j} (x_{a_i} - x_{b_i})` (disjoint pairs :math:`(a_i, b_i)`, a Specht
+  :math:`h = \prod_{i=1}^{j} (x_{a_i} - x_{b_i})` (disjoint pairs :math:`(a_i, b_i)`, a Specht
   polynomial, restricted to :math:`L_s` it spans :math:`V_j^{(s)}`), :math:`R = k - 2j`
   and a point :math:`y^*` of :math:`L_s` with :math:`h(y^*) = 1`,
 

@@ -80,9 +80,10 @@ def relu_features(key, x, k: int, W_std: float = 1.0, b_std: float | None = None
     :math:`\omega \sim \mathcal{N}(0, I_d)`, :math:`b \sim \mathcal{N}(0, 1)` (:math:`k` rows).
     :math:`\mathbb{E}[\Phi\Phi^\top]` is the NNGP of
     ``stax.serial(stax.Dense(k, W_std, b_std), stax.Relu())``:
-    :math:`(\sigma^2/2\pi) \lVert x \rVert \lVert x' \rVert
-    (\sin\theta + (\pi - \theta) \cos\theta)` with the pre-activation covariance
-    :math:`\sigma^2` (Cho & Saul 2009).
+    :math:`\frac{\sqrt{q q'}}{2\pi} (\sin\theta + (\pi - \theta) \cos\theta)` with
+    :math:`q = \mathtt{W\_std}^2 \lVert x \rVert^2 / d + \mathtt{b\_std}^2` (and :math:`q'`)
+    the pre-activation variances and :math:`\cos\theta` the pre-activations' correlation
+    (Cho & Saul 2009).
 
         >>> import jax
         >>> from ntk.random_features import relu_features

@@ -50,8 +50,9 @@ Solving. Eliminating :math:`\kappa = \gamma(1 - z(\gamma)/k)` leaves one equatio
 
 whose left side decreases monotonically on :math:`\{\gamma : z(\gamma) < k\}` (and is
 :math:`+\infty` at its lower end). We bracket :math:`\log \gamma` between
-:math:`\log(\delta/2n)` (or far below the smallest eigenvalue when :math:`\delta = 0`) and
-:math:`\log(\max(2\sum\lambda/\min(n,k), 4\delta/n))` and bisect on the sign of :math:`F` —
+:math:`\min(\log(\delta/(2n)), \log\lambda_{\min} - 40)` (only the second when :math:`\delta = 0`;
+far below the smallest positive eigenvalue every :math:`\mathcal{L}_i` rounds to 1) and
+:math:`\log(\max(2\sum\lambda/\min(n,k), 4\delta/n)) + 1` and bisect on the sign of :math:`F` —
 robust for eigenvalues spanning any number of decades. Ridgeless cases whose root sits at the
 boundary (:math:`\delta = 0` with :math:`n \ge k`, or :math:`n \ge` the number of nonzero
 eigenvalues) converge to the correct limit. The bisection output is then passed through one
