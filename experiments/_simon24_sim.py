@@ -418,9 +418,9 @@ def beyond_tolerance(grid, curve_idx, ridges, min_ridge=0.0, big=64) -> tuple[in
     A trial mean is an estimate: where its standard error is above 3.3% of the
     theory (the n = k peak at small ridge), a 10% gap is within trial noise.
     """
-    *_, rel = deviation(grid, curve_idx, ridges, peak_ridge=0.0, big=big)
+    n, k, sim, th = _at_curves(grid, curve_idx, "sim_test", "th_test")
+    _, rel = relative_gap(sim, th)
     *_, rel_se = mc_error(grid, curve_idx, big=big)
-    n, k = _at_curves(grid, curve_idx)
     # a relative margin: a curve ridge equal to ``min_ridge`` up to rounding is in
     curve = np.asarray(ridges)[curve_idx] >= min_ridge * (1 - 1e-6)
     cells = (n >= big) & (k >= big) & curve[None, None, :] & np.isfinite(rel) & np.isfinite(rel_se)

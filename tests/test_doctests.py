@@ -25,12 +25,14 @@ import experiments
 import ntk
 from ntk import stax
 
-MODULES = [
-    name
-    for root in (ntk, experiments)
-    for name in [root.__name__]
-    + sorted(m.name for m in pkgutil.walk_packages(root.__path__, root.__name__ + "."))
-]
+
+def _modules(package) -> list[str]:
+    """``package`` and every module under it, by dotted name."""
+    inside = pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+    return [package.__name__] + sorted(m.name for m in inside)
+
+
+MODULES = _modules(ntk) + _modules(experiments)
 _FINDER = doctest.DocTestFinder()
 
 
