@@ -9,6 +9,9 @@ import os
 # fast-math, so results agree to float rounding (yang21_mup's tiny metrics:
 # ~1e-7 relative in float32); outside the tests (experiments, notebooks,
 # benchmarks) XLA's default applies.
+# What a user's shell passes to a subprocess, before the suite's flags below:
+# a run that must behave as a user's (the full-size smoke runs) gets this.
+USER_ENV = dict(os.environ)
 os.environ.setdefault(
     "XLA_FLAGS", "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
 )
@@ -19,6 +22,8 @@ jax.config.update("jax_enable_x64", True)
 
 import functools  # noqa: E402
 import gc  # noqa: E402
+
+import pytest  # noqa: E402
 
 
 def _quiet(callback):
@@ -66,3 +71,10 @@ def pytest_sessionfinish(session, exitstatus):
     gc.callbacks[:] = [
         cb for cb in gc.callbacks if not getattr(cb, "__module__", "").startswith("hypothesis")
     ]
+
+
+@pytest.fixture
+def user_env():
+    """The environment the suite started with, without its XLA flags (4 fake
+    devices, LLVM level 0): for a subprocess that must run as a user's run does."""
+    return dict(USER_ENV)

@@ -33,13 +33,13 @@ The bound (the paper's eq. 8) is
     - \sum_\ell \sum_d \mathrm{KL}\big(\mathcal{N}(m, S) \,\big\|\, \mathcal{N}(0, I)\big), \\
     \mathrm{KL} &= \tfrac{1}{2} \big(\operatorname{tr} S + m^\top m - M - \log|S|\big),
 
-the expectation by :math:`S` reparametrised samples :math:`\hat{f}_n^\ell = \mu + \sigma
+the expectation by ``num_samples`` reparametrised samples :math:`\hat{f}_n^\ell = \mu + \sigma
 \varepsilon` drawn layer by layer (marginals only, point by point), and in closed form at
 the last layer: :math:`\mathbb{E} \log \mathcal{N}(y \mid f, \sigma_y^2) = -\tfrac{1}{2}
 \log 2\pi\sigma_y^2 - \big((y - \mu)^2 + \sigma^2\big) / (2\sigma_y^2)`. For :math:`L = 1`
 this is deterministic and, with :math:`Z = X`, its maximum over :math:`q` is the exact
 log marginal likelihood (Titsias 2009). Minibatches scale the data term by :math:`N/B`.
-Prediction moment-matches the :math:`S`-sample mixture:
+Prediction moment-matches the mixture of its ``num_samples`` samples:
 :math:`\mathrm{mean} = \operatorname{avg} \mu`,
 :math:`\mathrm{var} = \operatorname{avg} \sigma^2 + \operatorname{var} \mu + \sigma_y^2`.
 
@@ -161,8 +161,8 @@ def _kl(layer):
 
 
 def _propagate(params, x, key, num_samples, jitter, chunk=None, absolute=True):
-    """Last layer's marginal mean and variance, (S, N, D_L), one sample path per s;
-    ``chunk`` samples at a time if given (memory ∝ chunk·D·M·N, not S·D·M·N)."""
+    """Last layer's marginal mean and variance, (num_samples, N, D_L), one sample path per row;
+    ``chunk`` samples at a time if given (memory ∝ chunk·D·M·N, not num_samples·D·M·N)."""
     layers = params["layers"]
 
     def one(k):

@@ -48,9 +48,9 @@ exponent such that :math:`\Delta x_t^L = \Theta(n^{-r})`").
 (2) no feature blows up: :math:`r \ge 0`; (3) the output does not blow up:
 :math:`2a_{L+1} + c \ge 1` and :math:`a_{L+1} + b_{L+1} + r \ge 1`.
 **Nontrivial (TP4 Thm. 3.4):** :math:`a_{L+1} + b_{L+1} + r = 1` or
-:math:`2a_{L+1} + c = 1`. **Dynamical dichotomy (TP4 Thm. 3.6 / Cor. 3.9):** a
-stable nontrivial parametrization learns features iff :math:`r = 0` and is in the
-kernel regime iff :math:`r > 0` — never both.
+:math:`2a_{L+1} + c = 1`. **Dynamical dichotomy (TP4 Cor. 3.9):** a stable
+nontrivial parametrization learns features iff :math:`r = 0` (Thm. 3.6) and is in
+the kernel regime iff :math:`r > 0` (Thm. 3.8) — never both.
 
 The paper's table (TP4 Table 1):
 
