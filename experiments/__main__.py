@@ -25,8 +25,9 @@ experiment's own time):
   (training steps, samples, trials) at the full shapes, to check on a CPU
   that a full run cannot fail of a shape, dtype or memory error (measured
   by ``NTK_FULL_SMOKE=1 pytest tests/test_experiments_smoke.py`` on the
-  idle CPU: giapitzakis25 81 s, jacot18 5 min 28 s, simon24_rf 12 min 46 s,
-  yang21_mup 15 min 37 s, yang23_dkm 15 min 54 s).
+  idle CPU: giapitzakis25 77 s (CPU busy), jacot18 3 min 18 s, simon24_rf
+  2 min 19 s, yang21_mup 12 min 0 s; yang23_dkm 15 min 54 s, measured with
+  the suite's unoptimised XLA flags before the test stopped passing them on).
 
 ``plan NAME|all [--tiny|--full]`` prints what each part will cost without
 running it: its jitted steps' shapes, calls, FLOPs and peak memory from XLA's
