@@ -13,9 +13,10 @@ Even cut to one iteration per loop the full shapes take 1-16 minutes per
 experiment on the 2-core CPU (the k = 16 joint GP draws, one Θ̂·Q product of
 the width-10,000 network on 512 MNIST images, four Myrtle-10 tiles of 64 × 64
 pairs of 32×32 images, random features at n = k = 10⁴, exact GPs on 10,000 UCI
-points); even the shortest (giapitzakis25, 77-119 s) would push the suite past
-its 20-minute budget on 2 cores, so these tests run only when
-``NTK_FULL_SMOKE=1`` is set (before a GPU/TPU full run, or in a nightly job).
+points). Even the shortest (giapitzakis25) took 119 s inside the suite, which
+then ran 21 minutes on 2 cores, past its 20-minute budget, so these tests run
+only when ``NTK_FULL_SMOKE=1`` is set (before a GPU/TPU full run, or in a
+nightly job).
 """
 
 from __future__ import annotations
