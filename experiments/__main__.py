@@ -17,17 +17,18 @@ experiment's own time):
   experiment, mostly JAX compilation, so not seconds; ``run all --tiny``
   took 95 s;
 * ``--full``: the papers' settings, sized for a GPU/TPU and timed on the CPU
-  only for giapitzakis25 (22 min 23 s, loaded). Estimates of
+  for giapitzakis25 (22 min 23 s, loaded) and for jacot18 without its
+  eigenvalues' part (53 min, idle). Estimates of
   ``plan NAME --full`` on the 2-core CPU (docs/*.md): giapitzakis25 35 min,
   simon24_rf 38 min (plus about 13 h of Myrtle-10 kernel XLA does not
-  count), jacot18 5.7 h, yang21_mup 21 h, yang23_dkm 42 h;
+  count), jacot18 2 h (measured: 53 min plus about 95 min for the
+  eigenvalues), yang21_mup 21 h, yang23_dkm 42 h;
   ``--full --smoke`` runs them with every loop cut to one iteration
   (training steps, samples, trials) at the full shapes, to check on a CPU
   that a full run cannot fail of a shape, dtype or memory error (measured
   by ``NTK_FULL_SMOKE=1 pytest tests/test_experiments_smoke.py`` on the
   idle CPU: giapitzakis25 77 s (CPU busy), jacot18 3 min 18 s, simon24_rf
-  2 min 19 s, yang21_mup 12 min 0 s; yang23_dkm 15 min 54 s, measured with
-  the suite's unoptimised XLA flags before the test stopped passing them on).
+  2 min 19 s, yang21_mup 12 min 0 s, yang23_dkm 20 min 35 s).
 
 ``plan NAME|all [--tiny|--full]`` prints what each part will cost without
 running it: its jitted steps' shapes, calls, FLOPs and peak memory from XLA's

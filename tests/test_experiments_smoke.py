@@ -9,7 +9,7 @@ dtype or layout error that this test would have caught. The test checks the
 run finished (exit status 0, a complete ``metrics.json``) and that the
 recorded config is the full config with only the declared loop counts changed.
 
-Even cut to one iteration per loop the full shapes take 1-16 minutes per
+Even cut to one iteration per loop the full shapes take 1-21 minutes per
 experiment on the 2-core CPU (the k = 16 joint GP draws, one Θ̂·Q product of
 the width-10,000 network on 512 MNIST images, four Myrtle-10 tiles of 64 × 64
 pairs of 32×32 images, random features at n = k = 10⁴, exact GPs on 10,000 UCI
