@@ -6,6 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mc import optimised
+
 from ntk.random_features import (
     gaussian_features,
     krr_fitting_curve,
@@ -135,10 +137,7 @@ def _simulate(n, k, ridges, trials, seed):
         return train, test
 
     keys = jax.random.split(jax.random.PRNGKey(seed), trials)
-    # one program for every trial: compiled with XLA's optimisation although
-    # the suite compiles at level 0 (conftest), as tests/mc.py does
-    trials_fn = jax.jit(lambda ks: jax.lax.map(trial, ks)).lower(keys)
-    train, test = trials_fn.compile({"xla_backend_optimization_level": 3})(keys)
+    train, test = optimised(lambda ks: jax.lax.map(trial, ks), keys)(keys)
     theory = jax.vmap(lambda r: rf_risk(lam64, v64, n, k, r, NOISE))(ridges)
     return train, test, theory
 
