@@ -18,8 +18,8 @@ import numpy as np
 
 from ntk.kernel import Kernel
 from ntk.stax import spec as specs
-from ntk.stax.layer import Layer, check_std, make_layer
-from ntk.stax.linear import affine_kernel, affine_output, check_parameterization
+from ntk.stax.layer import Layer, make_layer
+from ntk.stax.linear import affine_kernel, affine_init, affine_output, check_affine_args
 from ntk.stax.spatial import (
     check_padding,
     check_spatial_rank,
@@ -87,7 +87,8 @@ def Conv(
     name, filter_shape, strides, padding, dn = _conv_args(
         "Conv", out_chan, filter_shape, strides, padding, dimension_numbers, s
     )
-    parameterization = _affine_args(W_std, b_std, parameterization, name)
+    parameterization = check_affine_args(W_std, b_std, parameterization, name)
+    draw = affine_init(W_std, b_std, parameterization, s)
     out = out_chan * s[1] if parameterization == "standard" else out_chan
     circular = padding == "CIRCULAR"
     filter_size = math.prod(filter_shape)
@@ -96,13 +97,8 @@ def Conv(
 
     def init_fn(key, input_shape):
         plan = plan_for(tuple(input_shape))
-        kw, kb = jax.random.split(key)
-        fan_in = input_shape[-1] * filter_size
-        W = jax.random.normal(kw, filter_shape + (input_shape[-1], out))
-        b = None if b_std is None else jax.random.normal(kb, (out,))
-        if parameterization == "standard":
-            W = W * (W_std / (fan_in / s[0]) ** 0.5)
-            b = None if b is None or b_std is None else b * b_std
+        c = input_shape[-1]
+        W, b = draw(key, filter_shape + (c, out), (out,), c * filter_size)
         out_shape = (input_shape[0],) + tuple(o for o, _ in plan) + (out,)
         return out_shape, (W, b)
 
@@ -195,7 +191,7 @@ def _conv_args(
     kind: str, out_chan, filter_shape, strides, padding, dimension_numbers, s
 ) -> tuple[str, tuple[int, ...], tuple[int, ...], str, tuple]:
     """Checked ``(name, filter_shape, strides, padding, dimension_numbers)`` of
-    a `Conv`, `ConvTranspose` or `ConvLocal` (`_affine_args` checks the rest)."""
+    a `Conv`, `ConvTranspose` or `ConvLocal` (`check_affine_args` checks the rest)."""
     shown = tuple(filter_shape) if np.iterable(filter_shape) else filter_shape
     name = f"{kind}({out_chan}, {shown})"
     if not (
@@ -225,13 +221,6 @@ def _window_plan(shape, filter_shape, strides, padding, name: str):
     """`spatial_plan` of a `Conv` or `ConvLocal` for inputs of ``shape``."""
     check_spatial_rank(shape, len(filter_shape), name, "filter")
     return spatial_plan(tuple(shape[1:-1]), filter_shape, strides, padding, name, "filter")
-
-
-def _affine_args(W_std, b_std, parameterization, name: str) -> str:
-    """Check the standard deviations; the checked ``parameterization``."""
-    check_std(W_std, "W_std", name)
-    check_std(b_std, "b_std", name, allow_none=True)
-    return check_parameterization(parameterization, name)
 
 
 def ConvTranspose(
@@ -284,7 +273,8 @@ def ConvTranspose(
     name, filter_shape, strides, padding, dn = _conv_args(
         "ConvTranspose", out_chan, filter_shape, strides, padding, dimension_numbers, s
     )
-    parameterization = _affine_args(W_std, b_std, parameterization, name)
+    parameterization = check_affine_args(W_std, b_std, parameterization, name)
+    draw = affine_init(W_std, b_std, parameterization, s)
     n = len(filter_shape)
     out = out_chan * s[1] if parameterization == "standard" else out_chan
     filter_size = math.prod(filter_shape)
@@ -299,12 +289,8 @@ def ConvTranspose(
 
     def init_fn(key, input_shape):
         plan = plan_for(tuple(input_shape))
-        kw, kb = jax.random.split(key)
-        W = jax.random.normal(kw, filter_shape + (input_shape[-1], out))
-        b = None if b_std is None else jax.random.normal(kb, (1,) * (n + 1) + (out,))
-        if parameterization == "standard":
-            W = W * (W_std / (input_shape[-1] * filter_size / s[0]) ** 0.5)
-            b = None if b is None or b_std is None else b * b_std
+        c = input_shape[-1]
+        W, b = draw(key, filter_shape + (c, out), (1,) * (n + 1) + (out,), c * filter_size)
         return (input_shape[0],) + tuple(g.out for g in plan) + (out,), (W, b)
 
     def apply_fn(params, x, **kwargs):
@@ -387,7 +373,8 @@ def ConvLocal(
     name, filter_shape, strides, padding, dn = _conv_args(
         "ConvLocal", out_chan, filter_shape, strides, padding, dimension_numbers, s
     )
-    parameterization = _affine_args(W_std, b_std, parameterization, name)
+    parameterization = check_affine_args(W_std, b_std, parameterization, name)
+    draw = affine_init(W_std, b_std, parameterization, s)
     n = len(filter_shape)
     circular = padding == "CIRCULAR"
     filter_size = math.prod(filter_shape)
@@ -398,12 +385,7 @@ def ConvLocal(
         plan = plan_for(tuple(input_shape))
         spatial = tuple(o for o, _ in plan)
         fan_in = input_shape[-1] * filter_size
-        kw, kb = jax.random.split(key)
-        W = jax.random.normal(kw, spatial + (fan_in, out_chan))
-        b = None if b_std is None else jax.random.normal(kb, (1,) + spatial + (out_chan,))
-        if parameterization == "standard":
-            W = W * (W_std / (fan_in / s[0]) ** 0.5)
-            b = None if b is None or b_std is None else b * b_std
+        W, b = draw(key, spatial + (fan_in, out_chan), (1,) + spatial + (out_chan,), fan_in)
         return (input_shape[0],) + spatial + (out_chan,), (W, b)
 
     def apply_fn(params, x, **kwargs):

@@ -54,6 +54,37 @@ def check_parameterization(parameterization: str, name: str) -> str:
     return p
 
 
+def check_affine_args(W_std, b_std, parameterization, name: str) -> str:
+    """Check an affine layer's standard deviations; the checked ``parameterization``."""
+    check_std(W_std, "W_std", name)
+    check_std(b_std, "b_std", name, allow_none=True)
+    return check_parameterization(parameterization, name)
+
+
+def affine_init(W_std, b_std, parameterization: str, s):
+    r"""``draw(key, W_shape, b_shape, fan_in) -> (W, b)``: a finite affine layer's
+    parameters (``b`` None when ``b_std`` is).
+
+    Under ``"ntk"`` both are standard normal (`affine_output` applies the
+    scales); under ``"standard"`` the scales are in the parameters:
+    :math:`W \sim \mathcal{N}(0, \mathrm{W\_std}^2 s[0] / \mathrm{fan\_in})`,
+    :math:`b \sim \mathcal{N}(0, \mathrm{b\_std}^2)` (Sohl-Dickstein et al. 2020;
+    neural-tangents' ``s``). Shared by `Dense` and the convolutions so their
+    finite networks draw alike.
+    """
+
+    def draw(key, W_shape, b_shape, fan_in):
+        kw, kb = jax.random.split(key)
+        W = jax.random.normal(kw, W_shape)
+        b = None if b_std is None else jax.random.normal(kb, b_shape)
+        if parameterization == "standard":
+            W = W * (W_std / (fan_in / s[0]) ** 0.5)
+            b = None if b is None else b * b_std
+        return W, b
+
+    return draw
+
+
 def check_channel_axis(channel_axis: int, batch_axis: int, name: str):
     if channel_axis not in (-1,) or batch_axis != 0:
         raise ValueError(
@@ -142,21 +173,15 @@ def Dense(
     name = f"Dense({out_dim})"
     if not (isinstance(out_dim, int) and out_dim >= 1):
         raise ValueError(f"{name}: `out_dim` must be a positive int; got {out_dim!r}.")
-    check_std(W_std, "W_std", name)
-    check_std(b_std, "b_std", name, allow_none=True)
-    parameterization = check_parameterization(parameterization, name)
+    parameterization = check_affine_args(W_std, b_std, parameterization, name)
     check_channel_axis(channel_axis, batch_axis, name)
     # NT widens the finite layer by s[1] only under the standard parameterization.
     out = out_dim * s[1] if parameterization == "standard" else out_dim
+    draw = affine_init(W_std, b_std, parameterization, s)
 
     def init_fn(key, input_shape):
-        kw, kb = jax.random.split(key)
         fan_in = input_shape[-1]
-        W = jax.random.normal(kw, (fan_in, out))
-        b = None if b_std is None else jax.random.normal(kb, (out,))
-        if parameterization == "standard":
-            W = W * (W_std / (fan_in / s[0]) ** 0.5)
-            b = None if b is None or b_std is None else b * b_std
+        W, b = draw(key, (fan_in, out), (out,), fan_in)
         return tuple(input_shape[:-1]) + (out,), (W, b)
 
     def apply_fn(params, x, **kwargs):
