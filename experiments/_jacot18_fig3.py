@@ -141,11 +141,14 @@ def principal_components(run: Run) -> Result:
     return Result(metrics=metrics, rows=table, data=DATA)
 
 
-def ntk_top_eigenvalues(apply_fn, params, x, count: int, iters: int, key) -> np.ndarray:
+def ntk_top_eigenvalues(
+    apply_fn, params, x, count: int, iters: int, key, progress=None
+) -> np.ndarray:
     """Fig. 3's numbers: the top ``count`` eigenvalues of the empirical NTK on
     ``x`` (`ntk.empirical.empirical_ntk_top_eigenvalues`, ``iters`` subspace
     iterations, uncentred as in the paper) divided by N, largest first."""
-    return empirical_ntk_top_eigenvalues(apply_fn, params, x, count, iters, key) / x.shape[0]
+    top = empirical_ntk_top_eigenvalues(apply_fn, params, x, count, iters, key, progress=progress)
+    return top / x.shape[0]
 
 
 def mnist_batch(points: int, seed: int) -> jnp.ndarray:
@@ -206,9 +209,17 @@ def mnist_eigen(run: Run) -> Result:
     limit_3_hidden = limit_top3(config.b_std, 3)
     gap_ratio = float((limit_beta1[0] / limit_beta1[1]) / (limit[0] / limit[1]))
     _, params = init_fn(k_init, x.shape)
-    emp = None
-    for _ in run.progress([config.mnist_width], "width"):
-        emp = ntk_top_eigenvalues(apply_fn, params, x, 3, config.mnist_iters, k_iter)
+    # one bar step per subspace iteration: at the full width each is a minute
+    # and more on a CPU
+    emp = ntk_top_eigenvalues(
+        apply_fn,
+        params,
+        x,
+        3,
+        config.mnist_iters,
+        k_iter,
+        progress=lambda steps: run.progress(steps, f"width {config.mnist_width}, iteration"),
+    )
     paper = PAPER["fig3_eigenvalues"]
     plots.plot_fig3_eigenvalues(
         run,

@@ -57,3 +57,30 @@ def test_bad_arguments_are_rejected_by_name(kwargs, message):
         empirical_ntk_top_eigenvalues(
             apply_fn, params, x, args["count"], args["iters"], jax.random.PRNGKey(1), args["output"]
         )
+
+
+def test_progress_sees_each_iteration_once_and_leaves_the_eigenvalues_unchanged():
+    init_fn, apply_fn, _ = stax.serial(stax.Dense(16), stax.Relu(), stax.Dense(1))
+    x = jax.random.normal(jax.random.PRNGKey(6), (8, 3))
+    _, params = init_fn(jax.random.PRNGKey(7), x.shape)
+    seen = []
+
+    def progress(steps):
+        for step in steps:
+            seen.append(step)
+            yield step
+
+    args = (apply_fn, params, x, 2, 7, jax.random.PRNGKey(8))
+    got = empirical_ntk_top_eigenvalues(*args, progress=progress)
+    assert seen == list(range(1, 8))
+    np.testing.assert_array_equal(got, empirical_ntk_top_eigenvalues(*args))
+
+
+def test_progress_that_is_not_callable_is_rejected_by_name():
+    init_fn, apply_fn, _ = stax.Dense(1)
+    x = np.ones((4, 2))
+    _, params = init_fn(jax.random.PRNGKey(0), x.shape)
+    with pytest.raises(TypeError, match="`progress` must be None or a wrapper"):
+        empirical_ntk_top_eigenvalues(
+            apply_fn, params, x, 1, 2, jax.random.PRNGKey(1), progress="tqdm"
+        )
