@@ -725,6 +725,9 @@ def run_experiment(
         except OSError as e:
             raise unwritable(e) from e
         echo(f"== {experiment.name} ({size}) -> {final} (run {stage.run_id})")
+        # the code the run executes is the checkout's at its start: a commit
+        # made during an hour-long run must not be recorded as its source
+        commit = results.git_commit()
         start = time.perf_counter()
         try:
             returned = _run_parts(
@@ -758,6 +761,7 @@ def run_experiment(
                 "files": results.file_manifest(stage.path, exclude=("metrics.json",)),
                 "metrics": returned["metrics"],
                 **results.provenance(),
+                "git_commit": commit,
             }
             results.atomic_write_json(stage.path / "metrics.json", payload)
             stage.publish()

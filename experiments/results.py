@@ -289,7 +289,8 @@ def git_commit(repo: os.PathLike | str | None = None) -> Optional[str]:
 
 
 def provenance() -> dict:
-    """What a result needs to be reproduced: versions, device, commit, time."""
+    """What a result needs to be reproduced: versions, device, commit, time
+    (now: a run records the commit it started from in place of this one)."""
     return {
         "versions": package_versions(),
         "device": device_info(),

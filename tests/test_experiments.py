@@ -920,3 +920,21 @@ def test_run_all_ends_by_writing_the_report(tmp_path, fake_experiments, monkeypa
 def test_report_of_a_missing_directory_is_one_error_line(tmp_path, capsys):
     assert main(["report", "--out", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in _single_error_line(capsys)
+
+
+def test_a_run_records_the_commit_it_started_from_not_the_one_at_its_end(tmp_path, monkeypatch):
+    head = {"commit": "started-here"}
+
+    def part(run):
+        head["commit"] = "committed-during-the-run"
+        return registry.Result()
+
+    monkeypatch.setattr(results, "git_commit", lambda repo=None: head["commit"])
+    exp = _fake_experiment("demo", (part, {}))
+    payload = registry.run_experiment(
+        exp, _FakeConfig(), tmp_path, echo=lambda *_: None, stream=io.StringIO()
+    )
+    assert payload["git_commit"] == "started-here"
+    assert json.loads((tmp_path / "demo" / "metrics.json").read_text())["git_commit"] == (
+        "started-here"
+    )
