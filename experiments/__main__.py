@@ -17,12 +17,11 @@ experiment's own time):
   experiment, mostly JAX compilation, so not seconds; ``run all --tiny``
   took 95 s;
 * ``--full``: the papers' settings, sized for a GPU/TPU and timed on the CPU
-  for giapitzakis25 (22 min 23 s, loaded) and for jacot18 without its
-  eigenvalues' part (53 min, idle). Estimates of
+  for giapitzakis25 (22 min 23 s, loaded) and jacot18 (1 h 53 min in two
+  runs, idle). Estimates of
   ``plan NAME --full`` on the 2-core CPU (docs/*.md): giapitzakis25 35 min,
   simon24_rf 38 min (plus about 13 h of Myrtle-10 kernel XLA does not
-  count), jacot18 2 h (measured: 53 min plus about 95 min for the
-  eigenvalues), yang21_mup 21 h, yang23_dkm 42 h;
+  count), jacot18 2 h, yang21_mup 21 h, yang23_dkm 42 h;
   ``--full --smoke`` runs them with every loop cut to one iteration
   (training steps, samples, trials) at the full shapes, to check on a CPU
   that a full run cannot fail of a shape, dtype or memory error (measured
@@ -65,7 +64,8 @@ from experiments import registry, report, results
 _SIZE_HELP = {
     "full": "the papers' settings, sized for a GPU/TPU: `plan NAME --full` "
     "estimates on the 2-core CPU are 35 min (giapitzakis25), 38 min (simon24_rf, plus "
-    "~13 h of Myrtle-10 kernel), 5.7 h (jacot18), 21 h (yang21_mup), 42 h (yang23_dkm); "
+    "~13 h of Myrtle-10 kernel), 2 h (jacot18; measured: 1 h 53 min), 21 h (yang21_mup), "
+    "42 h (yang23_dkm); "
     "run `plan NAME --full` for this device's estimate",
     "tiny": "smoke-test size for tests: 11–33 s per experiment on an idle 2-core CPU "
     "(compilation dominates; see `list`); numbers are not meaningful",
