@@ -289,8 +289,10 @@ def git_commit(repo: os.PathLike | str | None = None) -> Optional[str]:
 
 
 def provenance() -> dict:
-    """What a result needs to be reproduced: versions, device, commit, time
-    (now: a run records the commit it started from in place of this one)."""
+    """What a result needs to be reproduced: versions, device, commit, time.
+
+    The commit is the checkout's now; `registry.run_experiment` records the
+    one read when its run started instead."""
     return {
         "versions": package_versions(),
         "device": device_info(),
