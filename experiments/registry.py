@@ -760,8 +760,7 @@ def run_experiment(
                 "figures": returned["figures"],
                 "files": results.file_manifest(stage.path, exclude=("metrics.json",)),
                 "metrics": returned["metrics"],
-                **results.provenance(),
-                "git_commit": commit,
+                **results.provenance(commit),
             }
             results.atomic_write_json(stage.path / "metrics.json", payload)
             stage.publish()

@@ -288,15 +288,15 @@ def git_commit(repo: os.PathLike | str | None = None) -> Optional[str]:
     return head + ("+dirty" if dirty else "")
 
 
-def provenance() -> dict:
+def provenance(commit: Optional[str]) -> dict:
     """What a result needs to be reproduced: versions, device, commit, time.
 
-    The commit is the checkout's now; `registry.run_experiment` records the
-    one read when its run started instead."""
+    ``commit`` is `git_commit` read by the caller when the work started: a
+    commit made during an hour-long run is not the run's source."""
     return {
         "versions": package_versions(),
         "device": device_info(),
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -479,7 +479,7 @@ def write_benchmark(name: str, out_root: os.PathLike | str, payload: Mapping) ->
     load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     return atomic_write_json(
         Path(out_root) / "benchmarks" / f"{name}.json",
-        {"benchmark": name, **payload, "load_average_at_start": load, **provenance()},
+        {"benchmark": name, **payload, "load_average_at_start": load, **provenance(git_commit())},
         run_id=current_run_id() or new_run_id(),
     )
 
