@@ -23,14 +23,15 @@ PAPER = {
 }
 
 
-def network(width: int, b_std: float, hidden_layers: int = 3):
-    """``[Dense(n), Relu] × hidden_layers + Dense(1)``, σ_w = 1, β = b_std.
+def network(width: int, b_std: float, hidden_layers: int = 3, activation=stax.Relu):
+    """``[Dense(n), activation] × hidden_layers + Dense(1)``, σ_w = 1, β = b_std.
 
     The default is Figs. 1–2's L = 4 (the paper counts weight layers, so
-    three hidden ones); Fig. 3 uses ``Config.mnist_hidden_layers``."""
+    three hidden ones) with the paper's ReLU; Fig. 3 uses
+    ``Config.mnist_hidden_layers``, the rates part also a smooth ``stax.Erf``."""
     layers = []
     for _ in range(hidden_layers):
-        layers += [stax.Dense(width, W_std=1.0, b_std=b_std), stax.Relu()]
+        layers += [stax.Dense(width, W_std=1.0, b_std=b_std), activation()]
     return stax.serial(*layers, stax.Dense(1, W_std=1.0, b_std=b_std))
 
 

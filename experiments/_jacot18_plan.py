@@ -7,11 +7,14 @@ Registered on the experiment when `experiments.jacot18` is imported.
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 
 from experiments.jacot18 import (
     EXPERIMENT,
+    RATE_ACTIVATIONS,
     TRAIN_GAMMAS,
     gradient_descent,
     network,
@@ -133,18 +136,20 @@ def rates_plan(config) -> list:
 
     x, y = shaped((config.slope_points, 2)), shaped((config.slope_points, 1))
     steps = []
-    for width in config.slope_widths:
-        init_fn, apply_fn, _ = network(width, config.b_std)
+    for (name, activation), width in itertools.product(
+        RATE_ACTIVATIONS.items(), config.slope_widths
+    ):
+        init_fn, apply_fn, _ = network(width, config.b_std, activation=activation)
         params = abstract_params(init_fn, x.shape)
         steps += [
             Step(
-                f"empirical NTK n={width}",
+                f"empirical NTK {name} n={width}",
                 lambda p, a, f=apply_fn: empirical_ntk_fn(f)(a, None, p),
                 (params, x),
                 count=2 * config.slope_inits,
             ),
             Step(
-                f"GD step n={width}",
+                f"GD step {name} n={width}",
                 _gd_step(apply_fn, config.learning_rate),
                 (params, x, y),
                 count=config.slope_inits * config.slope_steps,

@@ -141,3 +141,40 @@ def plot_fig3_pc2(run: Run, decay: dict, curves: dict, lam2: float) -> None:
         f"limit NTK, {config.mnist_points} MNIST images), {config.pc2_trials} trial(s) per width"
     )
     run.save_figure(fig, "fig3_mnist_pc2_decay.png")
+
+
+def plot_rates(run: Run, widths: list, rms: dict, slope: dict) -> None:
+    """The rates part's ``fig4_rates.png``: RMS ‖Θ̂₀ − Θ‖/‖Θ‖ (ReLU) and RMS
+    ‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖ (ReLU and erf) against width on log-log axes, each with
+    its fitted power law and, dotted through its first point, the theory's
+    slope (−1/2; −1; for ReLU's movement both, the bounds); ``rms`` and ``slope`` are keyed by ``(activation, "init" | "move")``."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    from ntk.power_law import loglog_fit
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    w = np.asarray(widths, float)
+    for key, color, name, theory in (
+        (("relu", "init"), "C0", "‖Θ̂₀ − Θ‖/‖Θ‖, ReLU", (-0.5,)),
+        (("relu", "move"), "C3", "‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖, ReLU", (-1.0, -0.5)),
+        (("erf", "move"), "C2", "‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖, erf", (-1.0,)),
+    ):
+        values = rms[key]
+        ax.plot(w, values, "o", color=color, label=f"{name} (RMS): slope {slope[key]:.2f}")
+        fit = loglog_fit(w, values)
+        ax.plot(w, fit.prefactor * w**fit.exponent, "-", color=color)
+        for exponent in theory:
+            ax.plot(w, values[0] * (w / w[0]) ** exponent, ":", color=color, lw=0.8)
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="width n",
+        title="NTK error (n^-1/2) and movement (erf n^-1, ReLU between); dotted: theory",
+    )
+    # the widths themselves as ticks: log axes' minor-tick labels overlap on
+    # a short range and a range inside one decade has no major tick
+    ax.set_xticks(w, [str(n) for n in widths])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.legend(fontsize=8)
+    run.save_figure(fig, "fig4_rates.png")

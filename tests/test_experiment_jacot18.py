@@ -17,6 +17,7 @@ import pytest
 
 from experiments import _jacot18_fig3 as fig3
 from experiments import jacot18, registry
+from ntk import stax
 from tiny_runs import tiny_run
 
 FIGURES = [
@@ -126,6 +127,21 @@ def test_tiny_run_has_fig1s_same_mean_row_with_its_tolerance(tiny):
     assert row["mark"] == ("agree" if abs(row["ours"]) <= tol else "differs")
 
 
+def test_tiny_run_has_the_movement_rows_of_relu_and_the_erf_control(tiny):
+    _, payload = tiny
+    m = payload["metrics"]
+    rows = {r["quantity"]: r for r in payload["paper_vs_ours"]}
+    relu = rows["slope of ‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖ vs width (ReLU)"]
+    erf = rows["slope of ‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖ vs width (erf: smooth control)"]
+    assert relu["ours"] == round(m["ntk_movement_slope"], 3)
+    assert erf["ours"] == round(m["ntk_movement_slope_erf"], 3)
+    assert relu["mark"] == ("agree" if -1.1 <= m["ntk_movement_slope"] <= -0.4 else "differs")
+    assert erf["theory"] == -1.0 and erf["rule"] == "|ours − theory| ≤ 0.2"
+    assert erf["mark"] == ("agree" if abs(erf["ours"] + 1) <= 0.2 else "differs")
+    # the control is a different network: its movement is not ReLU's
+    assert not np.allclose(m["ntk_movement_rms_erf"], m["ntk_movement_rms"])
+
+
 def test_tiny_run_trains_along_pc2_to_the_papers_time_and_records_the_deviation(tiny):
     out_dir, payload = tiny
     m, config = payload["metrics"], payload["config"]
@@ -207,3 +223,45 @@ def test_pc_decay_of_a_linear_model_is_the_closed_form():
     # a wrong rate, or a direction off v2, is detected
     assert fig3.pc_decay(f, v2, 1.3 * lam[1], lr)["deviation"] > 0.01
     assert fig3.pc_decay(f, vecs[:, 2], lam[1], lr)["deviation"] > 0.1
+
+
+def _movement_slope(activation, seed: int = 0, widths=(256, 4096), inits: int = 32) -> float:
+    """Log-log slope in n of RMS ‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖ after the rates part's 50 GD
+    steps, for one-hidden-layer networks (jacot18's, with ``activation``)."""
+    from ntk.empirical import empirical_ntk_fn
+
+    key = jax.random.PRNGKey(seed)
+    gam = jax.random.uniform(key, (8,), minval=-math.pi, maxval=math.pi)
+    x, y = jacot18.circle(gam), jnp.sin(2 * gam)[:, None] * 0.5
+    rms = []
+    for n in widths:
+        init_fn, apply_fn, _ = jacot18.network(n, 0.1, hidden_layers=1, activation=activation)
+        ntk = empirical_ntk_fn(apply_fn)
+
+        def movement(k):
+            _, p = init_fn(k, x.shape)
+            trained = jacot18.gradient_descent(apply_fn, p, x, y, 1.0, 50)  # noqa: B023
+            t0, tT = ntk(x, None, p), ntk(x, None, trained)  # noqa: B023
+            return jnp.linalg.norm(tT - t0) / jnp.linalg.norm(t0)
+
+        m = jax.jit(jax.vmap(movement))(jax.random.split(jax.random.fold_in(key, n), inits))
+        rms.append(float(jnp.sqrt(jnp.mean(m**2))))
+    return math.log(rms[1] / rms[0]) / math.log(widths[1] / widths[0])
+
+
+def test_ntk_movement_of_a_smooth_network_falls_like_one_over_width():
+    # The rates part's erf row: O(1/n) (Dyer & Gur-Ari 2019), not Lee et al.'s
+    # O(n^-1/2) bound. Seeds 0–5 gave −1.07, −0.99, −0.95, −1.06, −0.93, −1.01
+    # (sd 0.06; float32: −0.91…−1.08, sd 0.075): ±0.25 is over 3 sd, and −0.5
+    # is over 6 sd away.
+    assert _movement_slope(stax.Erf) == pytest.approx(-1.0, abs=0.25)
+
+
+def test_ntk_movement_of_a_relu_network_falls_slower_than_a_smooth_ones():
+    # The rates part's ReLU row: the kink adds a slower term. On the same
+    # draws, ReLU's slope minus erf's was 0.23…0.36 for seeds 0–5 (mean 0.29,
+    # sd 0.05; ReLU's own −0.68…−0.74); require 0.1, and ReLU's slope inside
+    # the row's −1…−1/2 ± 0.1.
+    relu, erf = _movement_slope(stax.Relu), _movement_slope(stax.Erf)
+    assert relu - erf >= 0.1
+    assert -1.1 <= relu <= -0.4
