@@ -556,6 +556,7 @@ def rates(run: Run) -> Result:
     x = circle(gam)
     y = jnp.sin(2 * gam)[:, None] * 0.5
     widths = list(config.slope_widths)
+    run.steps(len(RATE_ACTIVATIONS) * len(widths))
     sweeps = {name: _rate_sweep(run, config, key, x, y, name) for name in RATE_ACTIVATIONS}
     # root-mean-square over initialisations: the n^-1/2 law is one of the
     # standard deviation of Θ̂, which the RMS estimates without the bias of

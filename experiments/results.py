@@ -472,14 +472,27 @@ def format_comparison(rows: Sequence[Mapping]) -> str:
     return format_table([table_cells(r) for r in rows], COLUMNS)
 
 
-def write_benchmark(name: str, out_root: os.PathLike | str, payload: Mapping) -> Path:
-    """Write ``OUT/benchmarks/NAME.json`` atomically, with the provenance and
-    the load average at the start (timings are only comparable on a quiet
-    machine)."""
+def benchmark_start() -> dict:
+    """What a benchmark records of its start, read before it times anything:
+    the commit it runs and the load average (timings are only comparable on a
+    quiet machine). Pass it to `write_benchmark` at the end."""
     load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return {"git_commit": git_commit(), "load_average_at_start": load}
+
+
+def write_benchmark(
+    name: str, out_root: os.PathLike | str, payload: Mapping, start: Mapping
+) -> Path:
+    """Write ``OUT/benchmarks/NAME.json`` atomically, with the provenance and
+    ``start``, the `benchmark_start` the benchmark read before its timings."""
     return atomic_write_json(
         Path(out_root) / "benchmarks" / f"{name}.json",
-        {"benchmark": name, **payload, "load_average_at_start": load, **provenance(git_commit())},
+        {
+            "benchmark": name,
+            **payload,
+            "load_average_at_start": start["load_average_at_start"],
+            **provenance(start["git_commit"]),
+        },
         run_id=current_run_id() or new_run_id(),
     )
 

@@ -483,7 +483,9 @@ def test_result_files_and_directories_follow_the_umask(tmp_path, fake_experiment
     previous = os.umask(umask)
     try:
         _run_fake(tmp_path / "results")
-        bench = results.write_benchmark("demo", tmp_path / "results", {"x": 1})
+        bench = results.write_benchmark(
+            "demo", tmp_path / "results", {"x": 1}, results.benchmark_start()
+        )
     finally:
         os.umask(previous)
     out = tmp_path / "results" / "fake"
@@ -938,3 +940,15 @@ def test_a_run_records_the_commit_it_started_from_not_the_one_at_its_end(tmp_pat
     assert json.loads((tmp_path / "demo" / "metrics.json").read_text())["git_commit"] == (
         "started-here"
     )
+
+
+def test_a_benchmark_records_the_commit_and_load_it_started_with(tmp_path, monkeypatch):
+    machine = {"commit": "started-here", "load": (0.1, 0.2, 0.3)}
+    monkeypatch.setattr(results, "git_commit", lambda repo=None: machine["commit"])
+    monkeypatch.setattr(results.os, "getloadavg", lambda: machine["load"])
+    start = results.benchmark_start()
+    machine.update(commit="committed-while-timing", load=(2.0, 2.0, 2.0))
+    record = json.loads(results.write_benchmark("demo", tmp_path, {"x": 1}, start).read_text())
+    assert record["git_commit"] == "started-here"
+    assert record["load_average_at_start"] == [0.1, 0.2, 0.3]
+    assert record["x"] == 1 and record["benchmark"] == "demo"

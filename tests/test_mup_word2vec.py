@@ -150,10 +150,11 @@ def test_bad_settings_are_rejected_by_name():
 def test_wide_ntk_parametrized_cbow_approaches_its_trained_kernel_limit(kernel):
     # The finite net's score matrix S = e_out e_inᵀ/√n against the limit run
     # from the same S₀ (coupled: Z = S₀) on the same batches. The tangent
-    # kernel's fluctuation and movement are O(n^{-1/2}), so the gap relative
-    # to what the limit learned shrinks ≈ 4× from n = 64 to 1024 (measured
-    # 0.68 → 0.17, NTK; 0.95 → 0.23, GP); with the wrong rate (η instead of
-    # 2η for the NTK) it would stay O(1). Require 2.5× and < 0.35.
+    # kernel's fluctuation is O(n^{-1/2}) (its movement, O(1/n) for this
+    # smooth model, is smaller), so the gap relative to what the limit learned
+    # shrinks ≈ 4× from n = 64 to 1024 (measured 0.68 → 0.17, NTK; 0.95 →
+    # 0.23, GP); with the wrong rate (η instead of 2η for the NTK) it would
+    # stay O(1). Require 2.5× and < 0.35.
     corpus = _small_corpus(3000)
     v = len(corpus.counts)
     kw = dict(batch_size=64, negatives=5, seed=0)

@@ -213,15 +213,16 @@ def run_nt(nt_python, script_args, spec, marker=MARKER, timeout=1800.0):
     raise RuntimeError(f"NT run failed (exit {proc.returncode}); last stderr lines:\n{tail}")
 
 
-def write_payload(name, out_dir, payload, nt_versions, nt_python, nt_note) -> int:
+def write_payload(name, out_dir, payload, start, nt_versions, nt_python, nt_note) -> int:
     """Write ``payload`` plus the NT side's provenance (``nt_versions``,
     ``nt_python``, ``nt_note``: why NT was not timed, or None) to
-    ``out_dir/benchmarks/NAME.json`` (`experiments.results.write_benchmark`),
-    say where, and return the exit status 0."""
+    ``out_dir/benchmarks/NAME.json`` (`experiments.results.write_benchmark`,
+    with ``start`` from `experiments.results.benchmark_start`), say where, and
+    return the exit status 0."""
     from experiments import results
 
     payload = {**payload, "nt_versions": nt_versions, "nt_python": nt_python, "nt_note": nt_note}
-    path = results.write_benchmark(name, out_dir, payload)
+    path = results.write_benchmark(name, out_dir, payload, start)
     print(f"wrote {path}")
     return 0
 

@@ -168,7 +168,8 @@ def main(argv=None) -> int:
 
     from experiments import results
 
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    start = results.benchmark_start()
+    load = start["load_average_at_start"]
     try:
         from threadpoolctl import threadpool_limits  # ships with scikit-learn
     except ImportError:
@@ -218,7 +219,7 @@ def main(argv=None) -> int:
             f"{out['reference_gap']:.2e}; Grams within "
             f"{out['gram_relative_distance_to_reference']:.1e} (relative Frobenius)"
         )
-    path = results.write_benchmark("dkm", args.out, out)
+    path = results.write_benchmark("dkm", args.out, out, start)
     print(f"wrote {path}")
     return 0
 

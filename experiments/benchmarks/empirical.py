@@ -277,6 +277,9 @@ def main(argv=None) -> int:
         nt_note = f"no NT environment at {nt_python}; create it with scripts/make_nt_env.sh"
     configs = [(int(i), vm) for i in args.nt_implementations.split(",") if i for vm in (None, 0)]
 
+    from experiments.results import benchmark_start
+
+    start = benchmark_start()
     rows, table = {}, []
     nt_versions = None
     for name, w in workloads.items():
@@ -369,7 +372,9 @@ def main(argv=None) -> int:
         "seed": args.seed,
         "rows": rows,
     }
-    return _harness.write_payload("empirical", args.out, payload, nt_versions, nt_python, nt_note)
+    return _harness.write_payload(
+        "empirical", args.out, payload, start, nt_versions, nt_python, nt_note
+    )
 
 
 if __name__ == "__main__":

@@ -436,6 +436,7 @@ def main(argv=None) -> int:
         parser.error(f"--repeats must be >= 1; got {args.repeats}")
     if args.myrtle_scale:
         sizes = [int(v) for v in args.myrtle_scale.split(",") if v.strip()]
+        start = results.benchmark_start()
         print(
             f"Myrtle-5 NTK of MNIST-5k images (32×32) via parallel.batch, "
             f"{args.cores} CPU device(s), tiles of {args.tile}; load average "
@@ -454,6 +455,7 @@ def main(argv=None) -> int:
             "myrtle_scale",
             args.out,
             {"runs": runs, "growth_exponent": growth, "cores": args.cores, "tile": args.tile},
+            start,
         )
         print(f"wrote {path}")
         return 0
@@ -472,7 +474,8 @@ def main(argv=None) -> int:
         else:
             available[name] = WORKLOADS[name]
     spec = {"workloads": available, "repeats": args.repeats, "seed": args.seed}
-    load_before = list(os.getloadavg())
+    start = results.benchmark_start()
+    load_before = start["load_average_at_start"]
     throughput = None
     if any("myrtle" in WORKLOADS[n] for n in chosen):
         throughput = elementwise_throughput()
@@ -536,7 +539,9 @@ def main(argv=None) -> int:
         "rows": rows,
     }
     nt_versions = nt["versions"] if nt else None
-    return _harness.write_payload("kernels", args.out, payload, nt_versions, nt_python, nt_note)
+    return _harness.write_payload(
+        "kernels", args.out, payload, start, nt_versions, nt_python, nt_note
+    )
 
 
 if __name__ == "__main__":

@@ -189,6 +189,7 @@ def main(argv=None) -> int:
         sys.stdout.write(_harness.MARKER + json.dumps(row) + "\n")
         return 0
 
+    start = results.benchmark_start()
     rows = []
     for dtype, store in CONFIGS:
         print(f"N={args.n} {dtype} store_on_device={store} (fresh process) ...", flush=True)
@@ -209,6 +210,7 @@ def main(argv=None) -> int:
             "default_within_bound": default_ok,
             "rows": rows,
         },
+        start,
     )
     print(f"wrote {path}")
     return 0 if default_ok else 1
