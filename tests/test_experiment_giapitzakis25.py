@@ -2,10 +2,12 @@
 
 import json
 
+import jax
 import numpy as np
 import pytest
+from scipy import stats
 
-from experiments import giapitzakis25
+from experiments import _giapitzakis25_finite, giapitzakis25
 from tiny_runs import tiny_run
 
 
@@ -92,3 +94,36 @@ def test_growth_statement_names_the_better_fit_only(shape, says, not_says):
 def test_growth_statement_names_neither_shape_on_a_tie():
     tie = {"union_klogk": (1.0, 0.2), "union_ksq": (1.0, 0.2)}
     assert "grows like" not in giapitzakis25.growth_statement(tie)
+
+
+def test_finite_row_range_of_independent_z_values_is_the_normal_approximation():
+    # identity covariance: N·k independent z, so RMS² ≈ 1 ± √(2/(Nk)) and the
+    # 99.73% range is about 1 ± 3/√(2Nk) = 1 ± 0.106 for N = 100, k = 4
+    # (measured 0.895–1.103; 10,000 draws put about ±0.01 on each end)
+    (lo, hi), _ = _giapitzakis25_finite.z_null_range(np.eye(100), 16, 4, jax.random.PRNGKey(0))
+    half = 3 / np.sqrt(2 * 100 * 4)
+    assert lo == pytest.approx(1 - half, abs=0.02) and hi == pytest.approx(1 + half, abs=0.02)
+
+
+def test_finite_row_range_of_fully_correlated_inputs_is_that_of_k_z_values():
+    # every input the same GP value: the N z of one output are one N(0, 1)
+    # draw, so RMS z² is χ²_k / k whatever N is (measured 0.169–2.030 against
+    # 0.163–2.110: 13 of 10,000 draws decide a 0.135% tail, a few percent)
+    (lo, hi), _ = _giapitzakis25_finite.z_null_range(
+        np.ones((50, 50)), 16, 4, jax.random.PRNGKey(0)
+    )
+    q_lo, q_hi = np.sqrt(stats.chi2.ppf([0.00135, 0.99865], 4) / 4)
+    assert lo == pytest.approx(q_lo, rel=0.15) and hi == pytest.approx(q_hi, rel=0.05)
+    # and far wider than the normal approximation for 50·4 independent z
+    assert hi - lo > 10 * 3 / np.sqrt(2 * 50 * 4)
+
+
+def test_finite_row_checks_against_the_range_it_reports(payload):
+    fin = payload[1]["metrics"]["finite"]
+    row = next(r for r in payload[1]["paper_vs_ours"] if r["quantity"].startswith("finite width"))
+    inside = all(
+        lo <= fin[f"z_{s}_rms"] <= hi
+        for s, (lo, hi) in (("mean", fin["z_mean_rms_null"]), ("var", fin["z_var_rms_null"]))
+    )
+    assert row["mark"] == ("agree" if inside else "differs")
+    assert f"{fin['z_mean_rms_null'][0]:.2f}–{fin['z_mean_rms_null'][1]:.2f}" in row["theory"]
