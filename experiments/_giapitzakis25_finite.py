@@ -60,7 +60,11 @@ def z_scores(dev, var):
     return z_mean, z_var
 
 
-def z_null_range(cov, m: int, k: int, key, draws: int = 10_000) -> list:
+#: Exact GP ensembles drawn for `z_null_range`'s quantiles.
+NULL_DRAWS = 10_000
+
+
+def z_null_range(cov, m: int, k: int, key, draws: int = NULL_DRAWS) -> list:
     """Central 99.73% ranges ("3σ") of RMS z of the mean and of the variance
     when the M members are exact draws of the GP (``cov``: its covariance on
     the N test inputs; the k outputs are independent). The N·k z-values are
@@ -69,12 +73,17 @@ def z_null_range(cov, m: int, k: int, key, draws: int = 10_000) -> list:
     w, v = np.linalg.eigh(np.asarray(cov, np.float64))
     factor = jnp.asarray(v * np.sqrt(np.clip(w, 0, None)), jnp.float32)
     var = jnp.asarray(np.diag(cov), jnp.float32)
-
-    def rms_z(key):
-        dev = factor @ jax.random.normal(key, (factor.shape[1], m * k))
-        zs = z_scores(dev.reshape(-1, m, k).transpose(1, 0, 2), var)
-        return jnp.stack([jnp.sqrt(jnp.mean(z**2)) for z in zs])
-
     keys = jax.random.split(jax.random.fold_in(key, 1), draws)
-    stats = np.asarray(jax.lax.map(rms_z, keys, batch_size=100))
+    stats = np.asarray(
+        jax.lax.map(lambda kk: gp_ensemble_rms_z(factor, var, kk, m, k), keys, batch_size=100)
+    )
     return np.quantile(stats, [0.00135, 0.99865], axis=0).T.round(4).tolist()
+
+
+def gp_ensemble_rms_z(factor, var, key, m: int, k: int):
+    """``[RMS z of the mean, RMS z of the variance]`` of one ensemble of ``m``
+    exact GP draws with ``k`` independent outputs: ``factor @ factorᵀ`` is the
+    GP covariance on the N inputs, ``var`` its diagonal."""
+    dev = factor @ jax.random.normal(key, (factor.shape[1], m * k))
+    zs = z_scores(dev.reshape(-1, m, k).transpose(1, 0, 2), var)
+    return jnp.stack([jnp.sqrt(jnp.mean(z**2)) for z in zs])

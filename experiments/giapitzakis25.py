@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import registry, results
-from experiments._giapitzakis25_finite import finite_vs_gp
+from experiments._giapitzakis25_finite import NULL_DRAWS, finite_vs_gp, gp_ensemble_rms_z
 from experiments.registry import Result, Run
 from ntk import permutations as perms
 from ntk.power_law import loglog_slope
@@ -733,6 +733,7 @@ def finite_plan(config) -> list:
     params = abstract_params(init_fn, (k, k))
     stacked = jax.tree_util.tree_map(lambda a: shaped((m,) + a.shape, a.dtype), params)
     x, y = shaped((k, k)), shaped((k, k))
+    n_test = 2**k - 1 - k  # the basis vectors are training points: GP variance 0
 
     def gd_step(ps, a, b):
         def one(p):
@@ -757,5 +758,11 @@ def finite_plan(config) -> list:
             f"outputs on 2^{k} inputs",
             jax.vmap(apply_fn, (0, None)),
             (stacked, shaped((2**k - 1, k))),
+        ),
+        Step(
+            f"an ensemble of {m} exact GP draws (z ranges)",
+            lambda f, v, kk: gp_ensemble_rms_z(f, v, kk, m, k),
+            (shaped((n_test, n_test)), shaped((n_test,)), KEY),
+            count=NULL_DRAWS,
         ),
     ]
