@@ -29,12 +29,12 @@ def finite_vs_gp(config, key) -> dict:
         )
     )
     gp = perms.trained_gp(perm, x, W_std=config.W_std)
-    mean = np.asarray(gp.mean)
-    var = np.clip(np.diag(np.asarray(gp.covariance)), 0, None)
+    mean, cov = np.asarray(gp.mean), np.asarray(gp.covariance)
+    var = np.clip(np.diag(cov), 0, None)
     m = config.finite_members
     test = var > 1e-12
     z_mean, z_var = z_scores(out[:, test] - mean[None, test], var[test])
-    null = z_null_range(np.asarray(gp.covariance)[np.ix_(test, test)], m, k, kf)
+    null = z_null_range(cov[np.ix_(test, test)], m, k, kf)
     return {
         "mean_gp": mean,
         "mean_fin": out.mean(0),

@@ -42,6 +42,7 @@ theory's prediction and ours apart.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -622,13 +623,16 @@ def rates(run: Run) -> Result:
     return Result(metrics=metrics, rows=table, data=DATA)
 
 
-def _rate_sweep(run: Run, config: Config, key, x, y, name: str):
-    """Per width and initialisation: ‖Θ̂₀ − Θ‖/‖Θ‖ and ‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖."""
+def _rate_sweep(run: Run, config: Config, key, x, y, name: str, hidden_layers: int = 3):
+    """Per width and initialisation: ‖Θ̂₀ − Θ‖/‖Θ‖ and ‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖, for
+    the ``name`` activation's network (the paper's three hidden layers; the
+    tests use one)."""
     activation = RATE_ACTIVATIONS[name]
-    limit = np.asarray(network(1, config.b_std, activation=activation)[2](x, None, "ntk"))
+    net = functools.partial(network, hidden_layers=hidden_layers, activation=activation)
+    limit = np.asarray(net(1, config.b_std)[2](x, None, "ntk"))
     err0, move = [], []
     for width in run.progress(config.slope_widths, f"{name} n"):
-        init_fn, apply_fn, _ = network(width, config.b_std, activation=activation)
+        init_fn, apply_fn, _ = net(width, config.b_std)
         ntk_fn = jax.jit(lambda p: empirical_ntk_fn(apply_fn)(x, None, p))  # noqa: B023
         train = jax.jit(
             lambda p: gradient_descent(apply_fn, p, x, y, config.learning_rate, config.slope_steps)  # noqa: B023

@@ -7,6 +7,7 @@ files and provenance are checked.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -17,7 +18,6 @@ import pytest
 
 from experiments import _jacot18_fig3 as fig3
 from experiments import jacot18, registry
-from ntk import stax
 from tiny_runs import tiny_run
 
 FIGURES = [
@@ -225,27 +225,22 @@ def test_pc_decay_of_a_linear_model_is_the_closed_form():
     assert fig3.pc_decay(f, vecs[:, 2], lam[1], lr)["deviation"] > 0.1
 
 
-def _movement_slope(activation, seed: int = 0, widths=(256, 4096), inits: int = 32) -> float:
-    """Log-log slope in n of RMS ‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖ after the rates part's 50 GD
-    steps, for one-hidden-layer networks (jacot18's, with ``activation``)."""
-    from ntk.empirical import empirical_ntk_fn
+class _NoBar:
+    def progress(self, items, what=""):
+        return items
 
+
+def _movement_slope(activation: str, seed: int = 0, widths=(256, 4096), inits: int = 32) -> float:
+    """Log-log slope in n of RMS ‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖ after the rates part's 50 GD
+    steps, by the part's own sweep, on one-hidden-layer networks."""
+    config = dataclasses.replace(
+        registry.get("jacot18").config("quick"), slope_widths=widths, slope_inits=inits
+    )
     key = jax.random.PRNGKey(seed)
     gam = jax.random.uniform(key, (8,), minval=-math.pi, maxval=math.pi)
     x, y = jacot18.circle(gam), jnp.sin(2 * gam)[:, None] * 0.5
-    rms = []
-    for n in widths:
-        init_fn, apply_fn, _ = jacot18.network(n, 0.1, hidden_layers=1, activation=activation)
-        ntk = empirical_ntk_fn(apply_fn)
-
-        def movement(k):
-            _, p = init_fn(k, x.shape)
-            trained = jacot18.gradient_descent(apply_fn, p, x, y, 1.0, 50)  # noqa: B023
-            t0, tT = ntk(x, None, p), ntk(x, None, trained)  # noqa: B023
-            return jnp.linalg.norm(tT - t0) / jnp.linalg.norm(t0)
-
-        m = jax.jit(jax.vmap(movement))(jax.random.split(jax.random.fold_in(key, n), inits))
-        rms.append(float(jnp.sqrt(jnp.mean(m**2))))
+    _, move = jacot18._rate_sweep(_NoBar(), config, key, x, y, activation, hidden_layers=1)
+    rms = np.sqrt(np.mean(np.square(move), axis=1))
     return math.log(rms[1] / rms[0]) / math.log(widths[1] / widths[0])
 
 
@@ -254,7 +249,7 @@ def test_ntk_movement_of_a_smooth_network_falls_like_one_over_width():
     # O(n^-1/2) bound. Seeds 0–5 gave −1.07, −0.99, −0.95, −1.06, −0.93, −1.01
     # (sd 0.06; float32: −0.91…−1.08, sd 0.075): ±0.25 is over 3 sd, and −0.5
     # is over 6 sd away.
-    assert _movement_slope(stax.Erf) == pytest.approx(-1.0, abs=0.25)
+    assert _movement_slope("erf") == pytest.approx(-1.0, abs=0.25)
 
 
 def test_ntk_movement_of_a_relu_network_falls_slower_than_a_smooth_ones():
@@ -262,6 +257,6 @@ def test_ntk_movement_of_a_relu_network_falls_slower_than_a_smooth_ones():
     # draws, ReLU's slope minus erf's was 0.23…0.36 for seeds 0–5 (mean 0.29,
     # sd 0.05; ReLU's own −0.68…−0.74); require 0.1, and ReLU's slope inside
     # the row's −1…−1/2 ± 0.1.
-    relu, erf = _movement_slope(stax.Relu), _movement_slope(stax.Erf)
+    relu, erf = _movement_slope("relu"), _movement_slope("erf")
     assert relu - erf >= 0.1
     assert -1.1 <= relu <= -0.4

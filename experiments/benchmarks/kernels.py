@@ -440,7 +440,7 @@ def main(argv=None) -> int:
         print(
             f"Myrtle-5 NTK of MNIST-5k images (32×32) via parallel.batch, "
             f"{args.cores} CPU device(s), tiles of {args.tile}; load average "
-            f"{list(os.getloadavg())}"
+            f"{start['load_average_at_start']}"
         )
         runs = run_scale(sizes, args.cores, args.tile)
         ok = [r for r in runs if "wall_s" in r]
