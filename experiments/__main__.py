@@ -17,7 +17,7 @@ experiment's own time):
   experiment, mostly JAX compilation, so not seconds; ``run all --tiny``
   took 95 s;
 * ``--full``: the papers' settings, sized for a GPU/TPU and timed on the CPU
-  for giapitzakis25 (22 min 23 s, loaded) and jacot18 (2 h 9 min in three
+  for giapitzakis25 (22 min 23 s, loaded) and jacot18 (2 h 7 min in four
   runs, idle). Estimates of
   ``plan NAME --full`` on the 2-core CPU (docs/*.md): giapitzakis25 35 min,
   simon24_rf 38 min (plus about 13 h of Myrtle-10 kernel XLA does not
@@ -64,7 +64,7 @@ from experiments import registry, report, results
 _SIZE_HELP = {
     "full": "the papers' settings, sized for a GPU/TPU: `plan NAME --full` "
     "estimates on the 2-core CPU are 35 min (giapitzakis25), 38 min (simon24_rf, plus "
-    "~13 h of Myrtle-10 kernel), 2 h (jacot18; measured: 2 h 9 min), 21 h (yang21_mup), "
+    "~13 h of Myrtle-10 kernel), 2 h (jacot18; measured: 2 h 7 min), 21 h (yang21_mup), "
     "42 h (yang23_dkm); "
     "run `plan NAME --full` for this device's estimate",
     "tiny": "smoke-test size for tests: 11–33 s per experiment on an idle 2-core CPU "

@@ -54,7 +54,8 @@ def fig1_plan(config) -> list:
                 f"NTK row n={width}",
                 lambda p, a, b, f=apply_fn: empirical_ntk_row(f, p, a, b),
                 (params, x0, grid),
-                count=2 * config.fig1_inits,
+                # before and after training, and once per untrained spread draw
+                count=2 * config.fig1_inits + config.fig1_spread_inits,
             ),
         ]
     return steps

@@ -127,6 +127,78 @@ def test_tiny_run_has_fig1s_same_mean_row_with_its_tolerance(tiny):
     assert row["mark"] == ("agree" if abs(row["ours"]) <= tol else "differs")
 
 
+def test_tiny_run_has_fig1s_spread_row_against_the_square_root_law(tiny):
+    _, payload = tiny
+    m = payload["metrics"]
+    row = next(r for r in payload["paper_vs_ours"] if r["quantity"].startswith("spread at init"))
+    widths = payload["config"]["fig1_widths"]
+    lo, hi = str(widths[0]), str(widths[-1])
+    geo = m["fig1_spread_at_init"]
+    assert m["fig1_spread_ratio"] == pytest.approx(geo[hi] / geo[lo], rel=1e-5)
+    assert row["ours"].endswith(f"(× {m['fig1_spread_ratio']:.3f})")
+    tol = 3 * m["fig1_spread_log_se"]
+    assert row["rule"].startswith(f"|ln(our ratio / theory's)| ≤ {tol:.3f}")
+    dev = abs(math.log(m["fig1_spread_ratio"] / math.sqrt(widths[0] / widths[-1])))
+    assert row["mark"] == ("agree" if dev <= tol else "differs")
+
+
+def test_tiny_run_has_fig1s_convergence_row_from_per_init_geometric_means(tiny):
+    _, payload = tiny
+    err = payload["metrics"]["fig1_row_error_after_training"]
+    widths = payload["config"]["fig1_widths"]
+    lo, hi = str(widths[0]), str(widths[-1])
+    row = next(r for r in payload["paper_vs_ours"] if r["quantity"].startswith("geometric mean"))
+    assert row["ours"] == f"{err[lo]:.3f} vs {err[hi]:.3f}"
+    assert row["mark"] == ("agree" if err[hi] < err[lo] else "differs")
+
+
+def _smooth_deviations(key, draws: int, angles: int = 64):
+    """``draws`` random smooth functions on the circle (five Fourier modes with
+    N(0, 1) coefficients): few degrees of freedom, as Θ̂_0 − Θ has."""
+    gammas = np.linspace(-math.pi, math.pi, angles)
+    basis = np.stack(
+        [np.ones_like(gammas)] + [f(j * gammas) for j in (1, 2) for f in (np.cos, np.sin)]
+    )
+    return np.asarray(jax.random.normal(key, (draws, len(basis)))) @ basis
+
+
+def test_fig1_spread_of_deviations_scaled_by_one_half_is_a_ratio_of_one_half():
+    config = jacot18.Config(fig1_widths=(500, 2000), fig1_spread_inits=16)
+    limit = np.linspace(0.1, 0.3, 64)
+    dev = _smooth_deviations(jax.random.PRNGKey(0), 16)
+    spread = jacot18._fig1_spread(config, {500: limit + dev, 2000: limit + dev / 2}, limit)
+    assert spread["ratio"] == pytest.approx(0.5, rel=1e-9)
+    # the standard error of a log ratio of identical draws is still that of
+    # two independent samples: the rule does not know they are paired
+    logs = np.log(np.sqrt(np.mean(dev**2, axis=1)))
+    assert spread["log_se"] == pytest.approx(logs.std(ddof=1) * math.sqrt(2 / 16), rel=1e-6)
+
+
+def test_fig1_spread_rule_keeps_the_square_root_law_and_rejects_no_decay():
+    # Independent draws whose deviations shrink like n^-1/2 pass the 3-SE rule
+    # (at most about 0.3% of the time they should fail; 400 repetitions allow
+    # 4 failures against a binomial mean of 1.1); draws that do not shrink
+    # (ratio 1 where the theory says 0.5, ln 2 = 0.69 against a 3 SE of about
+    # 0.2 at 64 draws) fail nearly always.
+    config = jacot18.Config(fig1_widths=(500, 2000), fig1_spread_inits=64)
+    limit = np.zeros(64)
+    kept = rejected = 0
+    for i, key in enumerate(jax.random.split(jax.random.PRNGKey(1), 400)):
+        k_lo, k_hi = jax.random.split(key)
+        lo = _smooth_deviations(k_lo, 64)
+        for scale, count in ((0.5, "kept"), (1.0, "rejected")):
+            s = jacot18._fig1_spread(
+                config, {500: lo, 2000: scale * _smooth_deviations(k_hi, 64)}, limit
+            )
+            inside = abs(math.log(s["ratio"] / 0.5)) <= 3 * s["log_se"]
+            if count == "kept":
+                kept += inside
+            else:
+                rejected += not inside
+    assert kept >= 396
+    assert rejected >= 390
+
+
 def test_tiny_run_has_the_movement_rows_of_relu_and_the_erf_control(tiny):
     _, payload = tiny
     m = payload["metrics"]
