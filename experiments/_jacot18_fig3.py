@@ -1,7 +1,8 @@
 """jacot18's Fig. 3 parts: principal components of the NTK (Jacot et al. 2018, §5–6).
 
-* ``pc``: the residual along the limit kernel's principal components decays
-  as e^(−ηλ_i t/N), fastest along the top ones (Gaussian points on a sphere);
+* ``pc``: the residual along the principal components of the network's
+  kernel decays as e^(−ηλ̂_i t/N), fastest along the top one (Gaussian points
+  on a sphere);
 * ``mnist_eigen``: the top eigenvalues of the NTK on a batch of MNIST images
   beside the paper's, and the β = 1.0 widening of the PC1/PC2 gap;
 * ``mnist_pc2``: networks trained towards f* = f_θ(0) + 0.5·v2 move along v2
@@ -24,8 +25,8 @@ from experiments import _jacot18_plots as plots
 from experiments import results
 from experiments._jacot18_net import DATA, DATA_MNIST, PAPER, network, part_keys
 from experiments.registry import Result, Run
-from ntk import data
-from ntk.empirical import empirical_ntk_top_eigenvalues
+from ntk import data, parallel
+from ntk.empirical import empirical_kernel_fn, empirical_ntk_top_eigenvalues
 
 if TYPE_CHECKING:
     from experiments.jacot18 import Config
@@ -56,9 +57,11 @@ def _plan(name: str, *, not_covered: str = "") -> Callable:
     "pc",
     "Fig. 3: residual along the NTK's principal components",
     metrics={
-        "pc_eigenvalues_top": "top 5 eigenvalues of Θ on the training set",
-        "pc_learning_rate": "η = pc_lr_fraction · N / λ₁",
-        "pc_efold_theory_top3": "N / (η λ_i), i = 1, 2, 3",
+        "pc_eigenvalues_top": "top 5 eigenvalues of the limit Θ on the training set",
+        "pc_eigenvalues_empirical_top": "top 5 eigenvalues of the network's Θ̂_0 on the "
+        "training set, whose principal components the residual is projected on",
+        "pc_learning_rate": "η = pc_lr_fraction · N / λ̂₁",
+        "pc_efold_theory_top3": "N / (η λ̂_i), i = 1, 2, 3",
         "pc_efold_measured_top3": "measured e-folding steps along PC 1–3",
         "pc_efold_ratio_top3": "measured / theory along PC 1–3",
     },
@@ -66,10 +69,19 @@ def _plan(name: str, *, not_covered: str = "") -> Callable:
 def principal_components(run: Run) -> Result:
     """Residual along the NTK's principal components during training.
 
-    The step is set to η = pc_lr_fraction · N / λ_1 so that even the top
-    component takes several steps to decay and its rate can be resolved.
-    Measures the e-folding time of the residual along PC 1–3 on the finite
-    network beside the prediction, N / (η λ_i) in continuous time.
+    A network trained by gradient descent in the NTK regime moves its
+    residual r_t = f_t − Y by r_{t+1} = (1 − η Θ̂/N) r_t, so along the i-th
+    eigenvector of its kernel the residual decays as e^(−ηλ̂_i t/N): fastest
+    along the top component (§5). The components are those of the network's
+    own kernel at initialisation, Θ̂_0 (the limit Θ's are printed beside it):
+    the limit's second and third eigenvalues on points of a sphere in R^d
+    belong to the degree-1 harmonics, d of them only split by the sampling of
+    the points (λ_2/λ_3 ≈ 1.1–1.6 here), so Θ̂_0 − Θ at this width rotates the
+    limit's eigenvectors inside that cluster, and the residual along them
+    took 0.37–1.4 times the predicted e-folding time (seeds 0–2); along
+    Θ̂_0's own PC 1 it is within 3% of the prediction (seeds 0–5). The step is η =
+    pc_lr_fraction · N / λ̂_1, so that even the top component takes several
+    steps to decay and its rate can be resolved.
     """
     config = run.config
     k_x, k_y, k_init = jax.random.split(part_keys(config)[2], 3)
@@ -77,12 +89,14 @@ def principal_components(run: Run) -> Result:
     x = x / jnp.linalg.norm(x, axis=1, keepdims=True)
     y = jax.random.normal(k_y, (config.pc_points, 1)) * 0.5
     init_fn, apply_fn, kernel_fn = network(config.pc_width, config.b_std)
-    theta = np.asarray(kernel_fn(x, None, "ntk"), np.float64)
-    lam, vecs = np.linalg.eigh(theta)
+    lam_limit = np.linalg.eigvalsh(np.asarray(kernel_fn(x, None, "ntk"), np.float64))[::-1]
+    _, params = init_fn(k_init, x.shape)
+    # tiled: at the full size (128 points, width 4,096) one Jacobian is 17 GB
+    theta = parallel.batch(empirical_kernel_fn(apply_fn), memory_bytes=2**31)
+    lam, vecs = np.linalg.eigh(np.asarray(theta(x, None, "ntk", params), np.float64))
     lam, vecs = lam[::-1], vecs[:, ::-1]
     n = config.pc_points
     eta = config.pc_lr_fraction * n / lam[0]
-    _, params = init_fn(k_init, x.shape)
 
     def loss(p):
         return 0.5 * jnp.mean((apply_fn(p, x) - y) ** 2)
@@ -109,30 +123,52 @@ def principal_components(run: Run) -> Result:
         c = f"C{min(i, 3)}"
         ax.semilogy(steps, np.abs(proj[:, i]), ".", color=c, ms=2)
         curve = np.abs(proj[0, i]) * np.abs(1 - eta * lam[i] / config.pc_points) ** steps
-        ax.semilogy(steps, curve, "-", color=c, lw=1, label=f"PC {i + 1}: λ = {lam[i]:.3g}")
+        ax.semilogy(steps, curve, "-", color=c, lw=1, label=f"PC {i + 1}: λ̂ = {lam[i]:.3g}")
     ax.set(
         xlabel="GD step t",
         ylabel="|⟨f_t − Y, v_i⟩|",
-        title=f"Fig. 3: residual along NTK principal components (n = {config.pc_width})",
+        title=f"Fig. 3: residual along the NTK Θ̂_0's principal components (n = {config.pc_width})",
     )
     ax.legend(fontsize=8)
     run.save_figure(fig, "fig3_principal_components.png")
 
+    setting = (
+        f"{config.pc_points} Gaussian points on the sphere in R^{config.pc_dim} (ours), "
+        f"n={config.pc_width}; PCs of the network's Θ̂_0 (λ̂ = "
+        + ", ".join(f"{v:.3g}" for v in lam[:3])
+        + "; the limit's λ = "
+        + ", ".join(f"{v:.3g}" for v in lam_limit[:3])
+        + ")"
+    )
+    paper = (
+        "convergence is fastest along the top components (§5, Fig. 3); not in the paper's tables"
+    )
     table = [
         results.comparison(
-            "e-folding time along PC 1, 2, 3: measured / N(ηλ_i)⁻¹",
-            "convergence is fastest along the top components (§5, Fig. 3); not in the "
-            "paper's tables",
+            "e-folding time along PC 1, 2, 3: measured / N(ηλ̂_i)⁻¹",
+            paper,
             ", ".join(f"{r:.2f}" for r in ratio),
-            f"{config.pc_points} Gaussian points on the sphere in R^{config.pc_dim} (ours), "
-            f"n={config.pc_width}",
-            theory="1, 1, 1 (e^(−ηλ_i t/N))",
-            holds=bool(measured[0] < measured[1] < measured[2]),
-            rule="measured e-folding times increase from PC 1 to PC 3",
-        )
+            setting,
+            theory="1, 1, 1 (e^(−ηλ̂_i t/N))",
+            holds=bool(measured[0] < min(measured[1], measured[2])),
+            rule="PC 1's measured e-folding time shorter than PC 2's and PC 3's (PC 2 and 3 "
+            "sit in one near-degenerate cluster: their order is not a claim)",
+        ),
+        # ±0.1: the kernel moves by O(1/n) during training and GD's discrete
+        # steps shift an e-folding time by about half a step
+        results.comparison(
+            "e-folding time along PC 1: measured / N(ηλ̂_1)⁻¹",
+            paper,
+            round(ratio[0], 4),
+            setting,
+            theory=1.0,
+            against="theory",
+            within=0.1,
+        ),
     ]
     metrics = {
-        "pc_eigenvalues_top": lam[:5].tolist(),
+        "pc_eigenvalues_top": lam_limit[:5].tolist(),
+        "pc_eigenvalues_empirical_top": lam[:5].tolist(),
         "pc_learning_rate": eta,
         "pc_efold_theory_top3": theory,
         "pc_efold_measured_top3": measured,

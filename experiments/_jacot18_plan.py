@@ -8,6 +8,7 @@ Registered on the experiment when `experiments.jacot18` is imported.
 from __future__ import annotations
 
 import itertools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -79,15 +80,26 @@ def fig2_plan(config) -> list:
     return steps
 
 
-@EXPERIMENT.plan("pc", not_covered="the eigendecomposition of Θ (numpy, pc_points²) and plotting")
+@EXPERIMENT.plan(
+    "pc", not_covered="the eigendecompositions of Θ and Θ̂_0 (numpy, pc_points²) and plotting"
+)
 def pc_plan(config) -> list:
     from experiments.plan import Step, abstract_params, shaped
 
     x, y = shaped((config.pc_points, config.pc_dim)), shaped((config.pc_points, 1))
     init_fn, apply_fn, kernel_fn = network(config.pc_width, config.b_std)
     params = abstract_params(init_fn, x.shape)
+    # Θ̂_0 runs tiled (`ntk.parallel.batch`, 2 GiB a step); counted as 16 × 16 tiles
+    tile = min(16, config.pc_points)
+    xt = shaped((tile, config.pc_dim))
     return [
         Step("limit NTK Θ", lambda a: kernel_fn(a, None, "ntk"), (x,)),
+        Step(
+            f"empirical NTK Θ̂_0, {tile} × {tile} tile, n={config.pc_width}",
+            lambda p, a, b: empirical_ntk_fn(apply_fn)(a, b, p),
+            (params, xt, xt),
+            count=math.ceil(config.pc_points / tile) ** 2,
+        ),
         Step(
             f"GD step + f(X) n={config.pc_width}",
             lambda p, a, b: (_gd_step(apply_fn, 1e-3)(p, a, b), apply_fn(p, a)),

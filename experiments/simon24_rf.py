@@ -105,7 +105,9 @@ class Config:
       relative noises σ²_rel, ridges log-spaced 1e-6…1e4 (times the kernel's
       mean diagonal), trials and held-out points (the paper: 0, 1, 5, 50; 50;
       5; 8,000; at most half the cntk_points); the rest of the cntk_points are
-      the training set.
+      the training set. The quick size averages 50 random splits, not the
+      paper's 5: with its 32 training images, 5 left the fitting ratio's trend
+      with noise to split noise (σ²_rel 5 → 50 gave 0.86 → 0.75 at seed 2).
     """
 
     m_modes: int = 1000
@@ -132,7 +134,7 @@ class Config:
     overfit_trials: int = 8
     ridge_rel_noises: tuple[float, ...] = (0.0, 1.0, 5.0, 50.0)
     ridge_count: int = 50
-    ridge_trials: int = 5
+    ridge_trials: int = 50
     ridge_test: int = 32
     seed: int = 0
 
@@ -152,6 +154,7 @@ SIZES = registry.Sizes(
         overfit_n=1024,
         overfit_trials=20,
         kernel="myrtle10",
+        ridge_trials=5,
         ridge_test=1000,
     ),
     tiny=dict(

@@ -30,6 +30,20 @@ def test_every_input_recovered_once_m_passes_the_union_bound(payload):
     assert all(e["exact_at_bound"] for e in enum.values())
 
 
+@pytest.mark.parametrize("n,failures", [(5, 0), (5, 1), (5, 3), (7, 4), (12, 2)])
+def test_failures_tail_is_the_binomial_survival_function(n, failures):
+    expected = stats.binom.sf(failures - 1, n, 0.1)
+    assert giapitzakis25.failures_tail(n, failures, 0.1) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("failed,mark", [(0, "agree"), (1, "agree"), (3, "agree"), (4, "differs")])
+def test_union_bound_row_allows_the_failures_the_bound_allows(failed, mark):
+    # five k at δ = 0.1: P(≥ 3 failures) = 0.86%, P(≥ 4) = 0.046% < 0.27%
+    config = giapitzakis25.Config()
+    exact = {k: i >= failed for i, k in enumerate((4, 6, 8, 10, 12))}
+    assert giapitzakis25._union_bound_row(config, exact)["mark"] == mark
+
+
 def test_recovery_probability_grows_with_m_and_reaches_one(payload):
     for e in payload[1]["metrics"]["enumerated"].values():
         curve = np.asarray(e["curve_all"])

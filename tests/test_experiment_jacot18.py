@@ -152,6 +152,23 @@ def test_tiny_run_has_fig1s_convergence_row_from_per_init_geometric_means(tiny):
     assert row["mark"] == ("agree" if err[hi] < err[lo] else "differs")
 
 
+def test_tiny_run_has_the_pc_rows_on_the_networks_own_kernel(tiny):
+    _, payload = tiny
+    m = payload["metrics"]
+    rows = {r["quantity"]: r for r in payload["paper_vs_ours"]}
+    measured, ratio = m["pc_efold_measured_top3"], m["pc_efold_ratio_top3"]
+    fastest = rows["e-folding time along PC 1, 2, 3: measured / N(ηλ̂_i)⁻¹"]
+    assert fastest["mark"] == ("agree" if measured[0] < min(measured[1:]) else "differs")
+    top = rows["e-folding time along PC 1: measured / N(ηλ̂_1)⁻¹"]
+    ok = math.isfinite(ratio[0]) and abs(ratio[0] - 1) <= 0.1
+    assert top["mark"] == ("agree" if ok else "differs")
+    # the step is set from the network's own top eigenvalue, not the limit's
+    n = payload["config"]["pc_points"]
+    lam_hat = m["pc_eigenvalues_empirical_top"][0]
+    assert m["pc_learning_rate"] == pytest.approx(payload["config"]["pc_lr_fraction"] * n / lam_hat)
+    assert m["pc_eigenvalues_empirical_top"] != m["pc_eigenvalues_top"]
+
+
 def _smooth_deviations(key, draws: int, angles: int = 64):
     """``draws`` random smooth functions on the circle (five Fourier modes with
     N(0, 1) coefficients): few degrees of freedom, as Θ̂_0 − Θ has."""

@@ -11,10 +11,12 @@ test_dkm_regression.py).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from tiny_runs import tiny_run
 
@@ -134,6 +136,36 @@ def test_tiny_uci_rows_give_mean_and_the_number_of_splits(tiny):
         base = r["quantity"].split(" − ")[1].split(", test RMSE")[0]
         d = boston["sparse DKM"]["rmse"][0] - boston[base]["rmse"][0]
         assert r["mark"] == ("agree" if d <= 0 else "differs")  # one split: no s.e.
+
+
+@pytest.mark.parametrize("z,mark", [(2.5, "agree"), (3.0, "differs"), (-1.0, "agree")])
+def test_paired_uci_row_uses_students_t_for_five_splits(z, mark):
+    # five splits: the s.e. comes from 4 degrees of freedom, so the one-sided
+    # 97.7% level is t = 2.87 (scipy), not a normal's 2: a DKM 2.5 s.e. worse
+    # than a baseline matches it, 3.0 s.e. worse does not
+    from experiments import registry, yang23_dkm  # noqa: F401  (registers its parts first)
+    from experiments import _yang23_uci
+
+    config = dataclasses.replace(registry.get("yang23_dkm").config("quick"), uci_splits=5)
+    base = np.array([3.0, 2.5, 2.8, 3.2, 2.6])
+    spread = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])  # mean 0, sd √2.5
+    se = math.sqrt(2.5 / 5)
+    dkm = base + z * se + spread
+    row_for = lambda rmse: {
+        "rmse": (float(rmse.mean()), 0.1),
+        "ll": (-2.0, 0.1),
+        "rmse_per_split": rmse.tolist(),
+    }
+    models = {
+        "sparse DKM": row_for(dkm),
+        _yang23_uci._dgp_name(config): row_for(base),
+        "NNGP": row_for(base),
+    }
+    rows = _yang23_uci.uci_table(config, {"boston": models}, {"boston": "offline"})
+    paired = [r for r in rows if "paired over splits" in r["quantity"]]
+    assert len(paired) == 2 and all(r["mark"] == mark for r in paired)
+    t = stats.t.ppf(stats.norm.cdf(2.0), 4)
+    assert t == pytest.approx(2.869, abs=1e-3) and f"{t:.2f} s.e." in paired[0]["rule"]
 
 
 def test_a_skipped_uci_set_has_no_ours_and_the_report_marks_it_not_comparable(tmp_path):
