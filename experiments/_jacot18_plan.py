@@ -128,17 +128,22 @@ def mnist_eigen_plan(config) -> list:
 
     # the block has the outputs' dtype (float64 parameters give float64 f)
     block = shaped((config.mnist_points, 6), jax.eval_shape(f, params, x).dtype)
+    # this batch's and the further ones' limits; this network and the further ones
+    batches, nets = 1 + config.mnist_spread_batches, 1 + config.mnist_spread_inits
     return [
-        Step("limit NTK Θ", lambda a: kernel_fn(a, None, "ntk"), (x,)),
-        Step(f"init n={config.mnist_width}", lambda k: init_fn(k, x.shape)[1], (KEY,)),
+        Step("limit NTK Θ", lambda a: kernel_fn(a, None, "ntk"), (x,), count=batches),
+        Step(f"init n={config.mnist_width}", lambda k: init_fn(k, x.shape)[1], (KEY,), count=nets),
         Step(
             f"Θ̂·Q (VJP + JVPs) n={config.mnist_width}",
             apply_theta,
             (params, x, block),
-            count=config.mnist_iters + 1,
+            count=nets * (config.mnist_iters + 1),
         ),
         Step(
-            "QR of the block", lambda q: jnp.linalg.qr(q)[0], (block,), count=config.mnist_iters + 1
+            "QR of the block",
+            lambda q: jnp.linalg.qr(q)[0],
+            (block,),
+            count=nets * (config.mnist_iters + 1),
         ),
     ]
 

@@ -247,6 +247,7 @@ _PER_TAG = {
     "max_rel_dev_small": "the same over n or k < 64",
     "rel_dev_table_n_k_ridge": "|sim/theory − 1| on the (n, k, ridge) grid",
     "max_abs_z_n_k_ge_64": "max |sim − theory| / SE of the trial mean over n, k ≥ 64",
+    "cells_n_k_ge_64": "how many (n, k, ridge) cells with n, k ≥ 64 that maximum runs over",
     "max_rel_se_n_k_ge_64": "max SE/theory over n, k ≥ 64",
     "rel_se_table_n_k_ridge": "SE/theory on the (n, k, ridge) grid",
     "grid": "the grid's n and k",
@@ -359,8 +360,9 @@ def _task_metrics(config, tag: str, res: dict) -> dict:
     metrics[f"{tag}_max_rel_dev_n_k_ge_64_off_threshold"] = off_peak
     metrics[f"{tag}_max_rel_dev_small"] = small
     metrics[f"{tag}_rel_dev_table_n_k_ridge"] = np.round(table, 4).tolist()
-    z_max, se_max, se_table = rfsim.mc_error(res["grid"], res["curve_idx"])
+    z_max, se_max, se_table, cells = rfsim.mc_error(res["grid"], res["curve_idx"])
     metrics[f"{tag}_max_abs_z_n_k_ge_64"] = z_max
+    metrics[f"{tag}_cells_n_k_ge_64"] = cells
     metrics[f"{tag}_max_rel_se_n_k_ge_64"] = se_max
     metrics[f"{tag}_rel_se_table_n_k_ridge"] = np.round(se_table, 4).tolist()
     metrics[f"{tag}_grid"] = list(config.grid)
@@ -396,6 +398,10 @@ def _deviation_rows(config, m: dict, img_name: str, setting: rfsim.ImageRF) -> l
     syn_beyond = m["synthetic_cells_beyond_tolerance"]
     img_beyond = m["image_cells_beyond_tolerance_above_ridge_threshold"]
     threshold = rffeat.RIDGE_THRESHOLD
+    # the largest |z| of many cells: a single cell's 3σ would flag trial noise
+    # (seed 3's 3.32 of 50-odd cells) as a deviation
+    cells = m["synthetic_cells_n_k_ge_64"]
+    z_bound = rfsim.max_z_bound(max(cells, 1))
     return [
         results.comparison(
             "theory vs experiment, synthetic, n,k ≥ 64 (max rel. test MSE dev.)",
@@ -420,9 +426,10 @@ def _deviation_rows(config, m: dict, img_name: str, setting: rfsim.ImageRF) -> l
             m["synthetic_max_abs_z_n_k_ge_64"],
             f"largest SE/theory {m['synthetic_max_rel_se_n_k_ge_64']:.3f} "
             "(typically at the n = k peak)",
-            theory="≲ 3 (trial noise only)",
-            holds=bool(m["synthetic_max_abs_z_n_k_ge_64"] <= 3),
-            rule="max |z| ≤ 3",
+            theory=f"≤ {z_bound:.2f}: trial noise only (the 3σ level of the largest of "
+            f"{cells} |z|)",
+            holds=bool(m["synthetic_max_abs_z_n_k_ge_64"] <= z_bound),
+            rule=f"max |z| ≤ {z_bound:.2f} (Šidák: P(max of {cells} |z| > it) = 0.27%)",
         ),
         results.comparison(
             "theory vs experiment, synthetic, n or k < 64",

@@ -224,3 +224,30 @@ def test_a_grid_gap_is_beyond_tolerance_only_past_10_percent_and_3_standard_erro
     # above a ridge threshold only the second curve ridge counts
     assert count(min_ridge=0.5) == (1, 0.11)
     assert count(big=128) == (0, 0.08)
+
+
+@pytest.mark.parametrize("cells", [1, 45, 200])
+def test_max_z_bound_is_exceeded_by_the_largest_of_that_many_normals_0_27_percent_of_the_time(
+    cells,
+):
+    from scipy import stats
+
+    bound = rfsim.max_z_bound(cells)
+    # P(max of `cells` independent |z| ≤ bound) = (P(|z| ≤ bound))^cells
+    assert (1 - 2 * stats.norm.sf(bound)) ** cells == pytest.approx(1 - 0.0027, abs=1e-9)
+    # and a Monte Carlo of it: 20,000 maxima, binomial s.e. of the rate 0.037%
+    z = np.abs(np.random.default_rng(cells).standard_normal((20_000, cells)))
+    assert abs((z.max(axis=1) > bound).mean() - 0.0027) < 4 * math.sqrt(0.0027 / 20_000)
+
+
+def test_tiny_run_holds_the_largest_z_to_the_sidak_bound_of_its_cells(tiny_run):
+    payload = json.loads((tiny_run / "metrics.json").read_text())
+    m = payload["metrics"]
+    row = next(
+        r
+        for r in payload["paper_vs_ours"]
+        if r["quantity"].strip().startswith("synthetic, n,k ≥ 64: max |sim")
+    )
+    bound = rfsim.max_z_bound(max(m["synthetic_cells_n_k_ge_64"], 1))
+    assert row["rule"].startswith(f"max |z| ≤ {bound:.2f}")
+    assert row["mark"] == ("agree" if m["synthetic_max_abs_z_n_k_ge_64"] <= bound else "differs")
