@@ -406,7 +406,7 @@ def _mnist_spread(run: Run, limit, emp, init_fn, apply_fn, k_init, k_iter) -> di
     sd of ln λ_i of Θ̂ over this and ``mnist_spread_inits`` further
     initialisations: at width 512, 0.04–0.07 for λ1 and 0.06–0.12 for λ2 and λ3
     (seeds 0, 2, 3), more than the ±20% the rows allowed before could hold
-    (seeds 2 and 3 put λ2 or λ3 22–29% off the paper's). The bound is
+    (seeds 2 and 3 put λ2 and λ3 21–29% off the paper's). The bound is
     3·√(2 s_batch² + s_width²); without further initialisations (the full
     size: one is an hour on a CPU) it is ±20%.
     """
@@ -415,6 +415,7 @@ def _mnist_spread(run: Run, limit, emp, init_fn, apply_fn, k_init, k_iter) -> di
     kernel_fn = network(1, config.b_std, depth)[2]
     logs_b = [np.log(limit)]
     for b in run.progress(list(range(config.mnist_spread_batches)), "further batch"):
+        # batch seeds far from any run's own (`_mnist_limit` uses config.seed)
         x_b = mnist_batch(n, 1_000 * (config.seed + 1) + b)
         theta_b = np.asarray(kernel_fn(x_b, None, "ntk"), np.float64)
         logs_b.append(np.log(np.linalg.eigvalsh(theta_b)[::-1][:3] / n))
@@ -439,27 +440,19 @@ def _mnist_spread(run: Run, limit, emp, init_fn, apply_fn, k_init, k_iter) -> di
 
 
 def _mnist_eigen_row(i: int, paper, emp, limit, note: str, spread: dict) -> dict:
-    quantity = f"NTK eigenvalue λ{i + 1} / N on a batch of MNIST"
+    ours, ref = float(emp[i]), float(paper[i])
+    row = (f"NTK eigenvalue λ{i + 1} / N on a batch of MNIST", ref, ours, note)
+    theory = round(float(limit[i]), 6)
     if spread["tolerance"] is None:
         # without a measured spread (the full size, at the paper's width): two
         # random batches of 512 give λ2, λ3 about 5% apart; the full run's Θ̂
         # sat +3%, +14%, +13% off the paper's
-        return results.comparison(
-            quantity,
-            float(paper[i]),
-            float(emp[i]),
-            note,
-            theory=round(float(limit[i]), 6),
-            rel=0.2,
-        )
+        return results.comparison(*row, theory=theory, rel=0.2)
     tol = spread["tolerance"][i]
     return results.comparison(
-        quantity,
-        float(paper[i]),
-        float(emp[i]),
-        note,
-        theory=round(float(limit[i]), 6),
-        holds=bool(abs(math.log(float(emp[i]) / float(paper[i]))) <= tol),
+        *row,
+        theory=theory,
+        holds=bool(abs(math.log(ours / ref)) <= tol),
         rule=f"|ln(ours/paper)| ≤ {tol:.3f}: 3σ of two batches' spread ({spread['n_batches']} "
         f"batches) and of the width's ({spread['n_inits']} initialisations)",
     )

@@ -399,7 +399,7 @@ def _deviation_rows(config, m: dict, img_name: str, setting: rfsim.ImageRF) -> l
     img_beyond = m["image_cells_beyond_tolerance_above_ridge_threshold"]
     threshold = rffeat.RIDGE_THRESHOLD
     # the largest |z| of many cells: a single cell's 3σ would flag trial noise
-    # (seed 3's 3.32 of 50-odd cells) as a deviation
+    # (seed 3's 3.32 of 45 cells) as a deviation
     cells = m["synthetic_cells_n_k_ge_64"]
     z_bound = rfsim.max_z_bound(max(cells, 1))
     return [
