@@ -209,6 +209,17 @@ def _mnist_limit(run: Run):
     return run.state.mnist
 
 
+def _top3(theta) -> np.ndarray:
+    """The top three eigenvalues of an ``(N, N)`` kernel divided by N, largest first."""
+    return np.linalg.eigvalsh(theta)[::-1][:3] / theta.shape[0]
+
+
+def _limit_top3(x, b_std: float, hidden_layers: int) -> np.ndarray:
+    """`_top3` of the limit Θ (float64) of Fig. 3's network on the images ``x``."""
+    kernel_fn = network(1, b_std, hidden_layers)[2]
+    return _top3(np.asarray(kernel_fn(x, None, "ntk"), np.float64))
+
+
 @_part(
     "mnist_eigen",
     "Fig. 3: top NTK eigenvalues on a batch of MNIST",
@@ -242,13 +253,9 @@ def mnist_eigen(run: Run) -> Result:
     depth = config.mnist_hidden_layers
     init_fn, apply_fn, _ = network(config.mnist_width, config.b_std, depth)
 
-    def limit_top3(b_std, hidden_layers):
-        theta = np.asarray(network(1, b_std, hidden_layers)[2](x, None, "ntk"), np.float64)
-        return np.linalg.eigvalsh(theta)[::-1][:3] / n
-
-    limit = np.linalg.eigvalsh(theta)[::-1][:3] / n
-    limit_beta1 = limit_top3(1.0, depth)
-    limit_3_hidden = limit_top3(config.b_std, 3)
+    limit = _top3(theta)
+    limit_beta1 = _limit_top3(x, 1.0, depth)
+    limit_3_hidden = _limit_top3(x, config.b_std, 3)
     gap_ratio = float((limit_beta1[0] / limit_beta1[1]) / (limit[0] / limit[1]))
     _, params = init_fn(k_init, x.shape)
     # one bar step per subspace iteration: at the full width each is a minute
@@ -412,13 +419,11 @@ def _mnist_spread(run: Run, limit, emp, init_fn, apply_fn, k_init, k_iter) -> di
     """
     config = run.config
     n, depth = config.mnist_points, config.mnist_hidden_layers
-    kernel_fn = network(1, config.b_std, depth)[2]
     logs_b = [np.log(limit)]
     for b in run.progress(list(range(config.mnist_spread_batches)), "further batch"):
         # batch seeds far from any run's own (`_mnist_limit` uses config.seed)
         x_b = mnist_batch(n, 1_000 * (config.seed + 1) + b)
-        theta_b = np.asarray(kernel_fn(x_b, None, "ntk"), np.float64)
-        logs_b.append(np.log(np.linalg.eigvalsh(theta_b)[::-1][:3] / n))
+        logs_b.append(np.log(_limit_top3(x_b, config.b_std, depth)))
     x, _ = _mnist_limit(run)
     logs_w = [np.log(emp)]
     for j in run.progress(list(range(config.mnist_spread_inits)), "further init"):

@@ -147,7 +147,8 @@ def plot_rates(run: Run, widths: list, rms: dict, slope: dict) -> None:
     """The rates part's ``fig4_rates.png``: RMS ‖Θ̂₀ − Θ‖/‖Θ‖ (ReLU) and RMS
     ‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖ (ReLU and erf) against width on log-log axes, each with
     its fitted power law and, dotted through its first point, the theory's
-    slope (−1/2; −1; for ReLU's movement both, the bounds); ``rms`` and ``slope`` are keyed by ``(activation, "init" | "move")``."""
+    slope (−1/2; −1; for ReLU's movement both, the bounds); ``rms`` and
+    ``slope`` are keyed by ``(activation, "init" | "move")``."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 

@@ -253,8 +253,7 @@ def fig1(run: Run) -> Result:
     gammas, grid, _, _ = _circle_grid(config)
     x0 = jnp.array([1.0, 0.0])
     run.steps(len(config.fig1_widths) * (config.fig1_inits + config.fig1_spread_inits))
-    rows = _fig1_ntk_rows(run, x0, grid)
-    at_init = _fig1_init_rows(run, x0, grid)
+    rows, at_init = _fig1_ntk_rows(run, x0, grid)
     limit_row = np.asarray(network(1, config.b_std)[2](x0[None], grid, "ntk"))[0]
     # Per initialisation the largest deviation over γ, then the geometric mean
     # over initialisations: one initialisation's deviation is heavy-tailed
@@ -306,12 +305,13 @@ def _fig1_spread(config: Config, at_init: dict, limit_row) -> dict:
     circle with few degrees of freedom, heavy-tailed (sd of its log ≈ 0.5, an
     initialisation now and then 3–5× further off); the log's mean is well
     behaved and has a plain standard error, where the values' mean follows
-    the outliers and their median has no simple one. ``log_se`` is the standard error of ln ratio from the
-    two widths' sample variances; None with one initialisation.
+    the outliers and their median has no simple one. ``log_se`` is the
+    standard error of ln ratio from the two widths' sample variances; None
+    with one initialisation.
     """
     w_lo, w_hi = config.fig1_widths[0], config.fig1_widths[-1]
     logs = {w: np.log(np.sqrt(np.mean((r - limit_row) ** 2, axis=1))) for w, r in at_init.items()}
-    m = config.fig1_spread_inits
+    m = len(logs[w_lo])
     log_se = None
     if m > 1:
         log_se = float(math.sqrt((logs[w_lo].var(ddof=1) + logs[w_hi].var(ddof=1)) / m))
@@ -370,7 +370,7 @@ def _fig1_same_mean(config: Config, at_init: dict, limit_row) -> dict:
     means = {w: float(v.mean()) for w, v in per_init.items()}
     limit = float(limit_row.mean())
     rel_diff = (means[w_lo] - means[w_hi]) / limit
-    m = config.fig1_spread_inits
+    m = len(per_init[w_lo])
     tolerance = None
     if m > 1:
         se = math.sqrt(sum(v.var(ddof=1) for v in per_init.values()) / m)
@@ -405,15 +405,19 @@ def _fig1_same_mean_row(config: Config, same: dict) -> dict:
     )
 
 
-def _fig1_ntk_rows(run: Run, x0, grid) -> dict:
-    """Per width: ``(Θ̂_0(x0, grid), Θ̂_T(x0, grid))``, each ``(inits, len(grid))``,
-    at initialisation and after ``fig1_steps`` GD steps on f*(x) = x1·x2."""
+def _fig1_ntk_rows(run: Run, x0, grid) -> tuple[dict, dict]:
+    """Per width: ``(Θ̂_0(x0, grid), Θ̂_T(x0, grid))``, each ``(fig1_inits,
+    len(grid))``, at initialisation and after ``fig1_steps`` GD steps on
+    f*(x) = x1·x2; and Θ̂_0(x0, grid) of ``fig1_spread_inits`` untrained
+    initialisations, ``(fig1_spread_inits, len(grid))``, drawn from a stream
+    of their own so that the trained initialisations keep their keys."""
     config = run.config
     key = part_keys(config)[0]
+    spread_key = jax.random.fold_in(key, 1)
     k_data, key = jax.random.split(key)
     x_train = jax.random.normal(k_data, (config.fig1_points, 2))
     y_train = (x_train[:, 0] * x_train[:, 1])[:, None]
-    rows = {}
+    rows, at_init = {}, {}
     for width in config.fig1_widths:
         init_fn, apply_fn, _ = network(width, config.b_std)
         train = jax.jit(
@@ -429,27 +433,14 @@ def _fig1_ntk_rows(run: Run, x0, grid) -> dict:
             rows0.append(np.asarray(row(params)))
             rowsT.append(np.asarray(row(train(params))))
         rows[width] = (np.stack(rows0), np.stack(rowsT))
-    return rows
-
-
-def _fig1_init_rows(run: Run, x0, grid) -> dict:
-    """Per width: Θ̂_0(x0, grid) of ``fig1_spread_inits`` initialisations,
-    ``(fig1_spread_inits, len(grid))``, drawn from a stream of their own so
-    that the trained initialisations of `_fig1_ntk_rows` keep their keys."""
-    config = run.config
-    key = jax.random.fold_in(part_keys(config)[0], 1)
-    rows = {}
-    for width in config.fig1_widths:
-        init_fn, apply_fn, _ = network(width, config.b_std)
-        row = jax.jit(lambda p: empirical_ntk_row(apply_fn, p, x0, grid))
-        keys = jax.random.split(jax.random.fold_in(key, width), config.fig1_spread_inits)
-        rows[width] = np.stack(
+        keys = jax.random.split(jax.random.fold_in(spread_key, width), config.fig1_spread_inits)
+        at_init[width] = np.stack(
             [
                 np.asarray(row(init_fn(k, grid.shape)[1]))
                 for k in run.progress(keys, f"n={width}, init only")
             ]
         )
-    return rows
+    return rows, at_init
 
 
 def _fig1_table(config: Config, ranges, limit_range, inflation, row_err) -> list:
