@@ -52,7 +52,7 @@ def conv_ntk_exponents(config, x_all, labels, key, cache_dir=None):
         kernel = np.asarray(net[2](jnp.asarray(x), None, "ntk"), np.float64)
     else:
         kernel = myrtle_ntk(x, int(config.kernel[len("myrtle") :]), cache_dir)
-    fit = rf.kernel_exponents(kernel, y, key)
+    fit = rf.kernel_exponents(kernel, y, key, trials=config.proxy_trials)
     return dict(
         alpha=fit.alpha,
         beta=fit.beta,

@@ -41,7 +41,7 @@ from experiments.registry import Result, Run
 from ntk import predict
 from ntk.data import diabetes
 from ntk.mup import dmft, finite, ntk_limit
-from ntk.power_law import loglog_slope
+from ntk.power_law import loglog_slope, loglog_slope_se
 
 DATASET = "scikit-learn diabetes (offline), standardised"
 
@@ -116,6 +116,9 @@ METRICS = {
         "slope_per_network": "log-log slope of error_per_network vs N",
         "slope_seed_mean": "log-log slope of error_seed_mean vs N",
         "slope_phiL_T": "log-log slope of error_phiL_T vs N",
+        "slope_per_network_se": "standard error of slope_per_network over the deep_seeds "
+        "networks per width (`loglog_slope_se`)",
+        "slope_phiL_T_se": "the same for slope_phiL_T",
         "lazy_vs_ntk_max_abs": "max |f| difference of DMFT at γ₀ = 1e-4 and the NTK limit",
         "lazy_phiL_vs_nngp_rel": "relative max difference of Φ^L_T at γ₀ = 1e-4 and the NNGP",
         "lazy_phiL_movement": "‖Φ_T − Φ_0‖/‖Φ_0‖ at γ₀ = 1e-4",
@@ -194,20 +197,19 @@ def _finite_widths(run: Run, x, y, xt, lim, key):
         )
     f_lim = np.concatenate([np.asarray(lim.f), np.asarray(lim.f_test)], 1)
     phiT_lim = np.asarray(lim.phi[-1, T, :, T, :])
-    err_net, err_mean, err_phi = [], [], []
+    net, err_mean, phi = [], [], []
     for n in c.deep_widths:
         fr = fins[n]
         f_fin = np.concatenate([np.asarray(fr.f), np.asarray(fr.f_test)], 2)
-        err_net.append(float(np.sqrt(np.mean((f_fin - f_lim[None]) ** 2, axis=(1, 2))).mean()))
+        net.append(np.sqrt(np.mean((f_fin - f_lim[None]) ** 2, axis=(1, 2))))
         err_mean.append(float(np.sqrt(np.mean((f_fin.mean(0) - f_lim) ** 2))))
-        err_phi.append(
-            float(
-                np.sqrt(
-                    np.mean((np.asarray(fr.phiT[:, -1]) - phiT_lim[None]) ** 2, axis=(1, 2))
-                ).mean()
-            )
+        phi.append(
+            np.sqrt(np.mean((np.asarray(fr.phiT[:, -1]) - phiT_lim[None]) ** 2, axis=(1, 2)))
         )
-    return fins, err_net, err_mean, err_phi
+    # per width × network, for the slopes' standard errors
+    draws = {"net": np.asarray(net, np.float64), "phi": np.asarray(phi, np.float64)}
+    err_net, err_phi = (draws[k].mean(1).tolist() for k in ("net", "phi"))
+    return fins, err_net, err_mean, err_phi, draws
 
 
 def deep_part(run: Run) -> Result:
@@ -241,11 +243,12 @@ def deep_part(run: Run) -> Result:
     k_tr, ntk_traj, nngp_traj, t_grid, _, flow_test = _kernel_limits(c, x, y, xt)
     (f_ntk_d, f_ntk_d_test), f_nngp_d_test = ntk_traj, nngp_traj[1]
 
-    fins, err_net, err_mean, err_phi = _finite_widths(run, x, y, xt, lim, k_fin)
+    fins, err_net, err_mean, err_phi, draws = _finite_widths(run, x, y, xt, lim, k_fin)
     widths = np.asarray(c.deep_widths, float)
     slope_net, slope_mean, slope_phi = (
         loglog_slope(widths, e) for e in (err_net, err_mean, err_phi)
     )
+    se_net, se_phi = (loglog_slope_se(widths, draws[k]) for k in ("net", "phi"))
     # error_N ≈ a N^{-1/2}: the limit's MC error is that of width a² / mc²
     mc_width = float(widths[-1] * (err_net[-1] / max(lim_mc, 1e-30)) ** 2)
 
@@ -281,6 +284,8 @@ def deep_part(run: Run) -> Result:
         slope_per_network=slope_net,
         slope_seed_mean=slope_mean,
         slope_phiL_T=slope_phi,
+        slope_per_network_se=se_net,
+        slope_phiL_T_se=se_phi,
         lazy_vs_ntk_max_abs=lazy_vs_ntk,
         lazy_phiL_vs_nngp_rel=lazy_nngp,
         lazy_phiL_movement=lazy_phi_move,
@@ -297,7 +302,15 @@ def deep_part(run: Run) -> Result:
         f_test_widest_mean_T=np.asarray(big.f_test[:, -1].mean(0)).tolist(),
     )
     rows = _deep_rows(
-        c, lim_mc, mc_width, slope_net, slope_phi, lazy_vs_ntk, mc_err, lazy_phi_move, phi_move
+        c,
+        lim_mc,
+        mc_width,
+        (slope_net, se_net),
+        (slope_phi, se_phi),
+        lazy_vs_ntk,
+        mc_err,
+        lazy_phi_move,
+        phi_move,
     )
     errors = (err_net, err_mean, err_phi)
     _figure(run, lim, fins, ntk_traj, nngp_traj, (t_grid, flow_test), y, errors, slope_net, align_t)
@@ -350,13 +363,13 @@ def _movements(lim, lazy, f_ntk, nngp, P: int, T: int):
     return lazy_vs_ntk, lazy_nngp, lazy_phi_move, phi_move, ntk_move, mc_err
 
 
-def _deep_rows(
-    c, lim_mc, mc_width, slope_net, slope_phi, lazy_vs_ntk, mc_err, lazy_phi_move, phi_move
-):
+def _deep_rows(c, lim_mc, mc_width, net, phi, lazy_vs_ntk, mc_err, lazy_phi_move, phi_move):
     """The deep part's paper-vs-ours rows: width slopes, the lazy limit, feature movement."""
     act, L, g0 = c.deep_activation, c.deep_depth, c.deep_gamma0
-    # ±0.1 on the slopes: fitted to a few widths with deep_seeds seeds each;
-    # widths near the limit's MC-error width (limit_mc_width) would flatten them.
+    # The slopes' tolerance is 3 standard errors over the deep_seeds networks per
+    # width (`loglog_slope_se`); widths near the limit's MC-error width
+    # (limit_mc_width) would flatten them, which no standard error covers.
+    (slope_net, se_net), (slope_phi, se_phi) = net, phi
     # 3× the limit's relative MC error for the lazy run (f is O(1): y is standardised).
     not_tp4 = (
         "finite μP networks converge to their limit (TP4); not in the paper's "
@@ -371,19 +384,20 @@ def _deep_rows(
             f"{c.deep_seeds} seeds each; limit = mean of 2 DMFT solves with "
             f"{c.deep_samples} MC samples ({c.deep_jac_samples} for the "
             f"responses): its MC error in f ≈ {lim_mc:.1g} RMS ≈ that of width "
-            f"{mc_width:.2g}, so the widths stay below the limit's error floor",
+            f"{mc_width:.2g}, so the widths stay below the limit's error floor; "
+            f"s.e. {se_net:.3f}",
             theory=-0.5,
-            against="theory",
-            within=0.1,
+            holds=bool(abs(slope_net + 0.5) <= 3 * se_net),
+            rule=f"|ours − theory| ≤ 3 s.e. = {3 * se_net:.3f}",
         ),
         results.comparison(
             "deep MLP: per-network |Φ^L_T,N − Φ^L_T,∞| slope",
             not_tp4,
             slope_phi,
-            "feature kernel of the last hidden layer after training",
+            f"feature kernel of the last hidden layer after training; s.e. {se_phi:.3f}",
             theory=-0.5,
-            against="theory",
-            within=0.1,
+            holds=bool(abs(slope_phi + 0.5) <= 3 * se_phi),
+            rule=f"|ours − theory| ≤ 3 s.e. = {3 * se_phi:.3f}",
         ),
         results.comparison(
             "deep MLP: DMFT at γ₀=1e-4 vs NTK limit, max |Δf|",

@@ -56,6 +56,8 @@ from ntk import random_features as rf
 #: its size proxies ((Tr K_n⁻¹)⁻¹ ∝ n^−α, ridgeless test MSE ∝ n^(1−β)) with
 #: train sizes up to 29,000 (the authors' repo dkarkada/more-is-better, 838c664).
 PAPER_EXPONENTS = {"cifar10": (1.17, 1.14), "svhn": (1.22, 1.20), "mnist": (1.12, 1.36)}
+#: the largest train size of the paper's proxies, and the paper's subsets per size
+PAPER_PROXY_MAX_SIZE, PAPER_PROXY_TRIALS = 29_000, 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +90,8 @@ class Config:
     pool: images whose NNGP eigenstructure defines the image task.
     cntk_points / cntk_side / cntk_channels: the convolutional-NTK eigenanalysis
       (images block-averaged to side×side; side 28 keeps MNIST whole).
+    proxy_trials: random subsets per train size of the (α, β) size proxies
+      (the paper's 10; their spread gives the exponents' standard errors).
     kernel: the convolutional NTK of that analysis: "myrtle10" (the paper's
       kernel; the quick and full sizes) or "myrtle5", the Myrtle family
       (`stax.Myrtle`, NT's README hyperparameters), on the side×side images
@@ -129,6 +133,7 @@ class Config:
     cntk_points: int = MYRTLE_TILE
     cntk_side: int = 28
     cntk_channels: int = 1
+    proxy_trials: int = PAPER_PROXY_TRIALS
     kernel: str = "myrtle10"
     overfit_n: int = 256
     overfit_trials: int = 8
@@ -641,6 +646,9 @@ def _features_rows(config, m: dict, cmp: dict, se_below: float, img_name: str) -
         "conv_ntk_beta": "β from the binned v_i²",
         "conv_ntk_alpha_proxy": "α from (Tr K_n⁻¹)⁻¹ vs n",
         "conv_ntk_beta_proxy": "β from the ridgeless MSE vs n",
+        "conv_ntk_alpha_proxy_se": "standard error of the α proxy over its subsets",
+        "conv_ntk_beta_proxy_se": "standard error of the β proxy over its subsets",
+        "conv_ntk_proxy_sizes": "the proxies' train sizes",
         "optimal_fit_ratio_ours": "optimal E_tr/E_te implied by our (α, β) size proxies, "
         "noise-free (NaN if a proxy is not positive)",
         "optimal_fit_ratio_paper_exponents": "the same at the paper's (α, β)",
@@ -680,6 +688,9 @@ def conv_ntk(run: Run) -> Result:
         conv_ntk_beta=eig["beta"],
         conv_ntk_alpha_proxy=eig["alpha_proxy"],
         conv_ntk_beta_proxy=eig["beta_proxy"],
+        conv_ntk_alpha_proxy_se=eig["proxy"]["alpha_se"],
+        conv_ntk_beta_proxy_se=eig["proxy"]["beta_se"],
+        conv_ntk_proxy_sizes=[int(n) for n in eig["proxy"]["sizes"]],
         optimal_fit_ratio_ours=ratio_ours[0],
         optimal_fit_ratio_paper_exponents=ratio_paper[0],
         optimal_fit_ratio_ours_noise_0p1=ratio_ours_noisy[0],
@@ -710,27 +721,42 @@ def _kernel_setting(config) -> str:
 def _conv_ntk_rows(config, eig: dict, img_name: str, paper_ab, ratio_ours, ratio_paper) -> list:
     """Our conv NTK's (α, β) size proxies beside the paper's, and the optimal
     fitting ratio at ours beside the one at the paper's."""
-    # 0.15: the paper's exponents across datasets span 0.1–0.2 (ours come from
-    # far fewer images: the size proxies' train sizes reach cntk_points / 2)
     src = (
-        "paper: Myrtle-10 CNTK, train sizes to 29,000 (its (α, β) table); ours: "
-        + _kernel_setting(config)
+        f"paper: Myrtle-10 CNTK, train sizes to {PAPER_PROXY_MAX_SIZE:,} (its (α, β) table); "
+        f"ours: {_kernel_setting(config)}, {config.proxy_trials} subsets per size"
     )
+    sizes = eig["proxy"]["sizes"]
+    # A proxy is the log-log slope over its train sizes, and below the paper's
+    # top decade that slope still changes with n (docs/random_features.md:
+    # 1.30 → 1.18 for α from sizes 8–32 to 32–128 on one 256-image pool), so
+    # only a run reaching that decade measures the paper's quantity; there our
+    # subsets' standard error sets the tolerance.
+    comparable = max(sizes) >= PAPER_PROXY_MAX_SIZE / 10
+    why = (
+        f"our train sizes {min(sizes)}–{max(sizes)} stop below the paper's top decade "
+        f"(≥ {PAPER_PROXY_MAX_SIZE // 10:,}), where the proxy's slope still changes with n"
+    )
+    rows = []
+    for name, key, proxy, paper, spectral in (
+        ("α", "alpha", "(Tr K_n⁻¹)⁻¹ ∝ n^−α", paper_ab[0], "spectral fit"),
+        ("β", "beta", "MSE ∝ n^(1−β)", paper_ab[1], "binned spectral fit"),
+    ):
+        ours, se = eig[f"{key}_proxy"], eig["proxy"][f"{key}_se"]
+        note = f"{src}; ± {se:.2f} (s.e. over the subsets); the {spectral} gives {eig[key]:.2f}"
+        if comparable:
+            check = dict(
+                holds=bool(abs(ours - paper) <= 3 * se),
+                rule=f"|ours − paper| ≤ 3 s.e. = {3 * se:.3f}",
+            )
+        else:
+            check = dict(not_comparable=why)
+        rows.append(
+            results.comparison(
+                f"conv NTK {name} on {img_name}, size proxy {proxy}", paper, ours, note, **check
+            )
+        )
     return [
-        results.comparison(
-            f"conv NTK α on {img_name}, size proxy (Tr K_n⁻¹)⁻¹ ∝ n^−α",
-            paper_ab[0],
-            eig["alpha_proxy"],
-            f"{src}; the spectral fit gives {eig['alpha']:.2f}",
-            within=0.15,
-        ),
-        results.comparison(
-            f"conv NTK β on {img_name}, size proxy MSE ∝ n^(1−β)",
-            paper_ab[1],
-            eig["beta_proxy"],
-            f"{src}; the binned spectral fit gives {eig['beta']:.2f}",
-            within=0.15,
-        ),
+        *rows,
         results.comparison(
             f"optimal fitting ratio E_tr/E_te (noise-free, n = {config.overfit_n})",
             "≈ 0 (obligatory overfitting); not in the paper's tables",

@@ -14,6 +14,10 @@ them; the default), ``"drop"`` (leave them out; at least two points must
 remain) or ``"nan"`` (return NaN for :math:`p` and :math:`c`: no rate can be read
 off, e.g. an error that reached exactly zero).
 
+When each value is the mean of random draws (initialisations, subsets),
+`loglog_slope_se` gives the slope's standard error over those draws, the
+tolerance a measured rate is held to.
+
     >>> import numpy as np
     >>> from ntk.power_law import loglog_fit, loglog_slope
     >>> x = np.array([64, 128, 256, 512])
@@ -32,7 +36,7 @@ import numpy as np
 
 from ntk import _checks
 
-__all__ = ["PowerLaw", "loglog_fit", "loglog_slope"]
+__all__ = ["PowerLaw", "loglog_fit", "loglog_slope", "loglog_slope_se"]
 
 _INVALID = ("raise", "drop", "nan")
 
@@ -120,3 +124,56 @@ def loglog_slope(x, values, invalid: str = "raise") -> float:
       nan
     """
     return loglog_fit(x, values, invalid).exponent
+
+
+def loglog_slope_se(x, draws) -> float:
+    r"""Standard error of `loglog_slope` of the means of random draws, over the draws.
+
+    With ``draws[j]`` the :math:`R` draws at :math:`x_j`, of mean :math:`m_j` and standard
+    deviation :math:`s_j`, the log of the mean has variance :math:`s_j^2 / (R\, m_j^2)` (delta
+    method), and the least-squares slope is :math:`\sum_j w_j \log m_j` with
+    :math:`w_j = (\ell_j - \bar\ell) / \sum_i (\ell_i - \bar\ell)^2`,
+    :math:`\ell_j = \log x_j`, so
+
+    .. math:: \operatorname{se}^2 = \sum_j w_j^2\, s_j^2 / (R\, m_j^2).
+
+    It is the slope's spread from the draws' noise alone (independent draws at each
+    :math:`x`), not the misfit of a power law to the means. Points without a logarithm
+    (:math:`x \le 0`, a mean :math:`\le 0` or non-finite) are left out, as
+    ``loglog_fit(..., invalid="drop")`` leaves them out; one draw per point gives NaN. The
+    slope of a root-mean-square :math:`\sqrt{\overline{q}}` is half that of
+    :math:`\overline{q}`: pass the squares and halve the error.
+
+    Args:
+      x: ``(m,)`` abscissae.
+      draws: ``(m, R)`` draws at each abscissa.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk.power_law import loglog_slope_se
+      >>> x = np.array([1., 10.])
+      >>> draws = np.array([[0.9, 1.1], [0.09, 0.11]])    # var(log m_j) = 0.02/2 at both
+      >>> round(loglog_slope_se(x, draws), 4)             # √(2 · 0.01) / log 10
+      0.0614
+    """
+    name = "loglog_slope_se"
+    x = _checks.as_numpy(x, "x", name, ndim=1, what="(m,)", dtype=np.float64, finite=False)
+    draws = _checks.as_numpy(
+        draws, "draws", name, ndim=2, what="(m, R)", dtype=np.float64, finite=False
+    )
+    if draws.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"{name}: `draws` must have one row per abscissa, shape ({x.shape[0]}, R); "
+            f"got {draws.shape}."
+        )
+    trials = draws.shape[1]
+    if trials < 2:
+        return float("nan")
+    m = draws.mean(1)
+    keep = (x > 0) & np.isfinite(x) & np.isfinite(m) & (m > 0)
+    if keep.sum() < 2:
+        raise ValueError(f"{name}: need ≥ 2 positive finite points; got {int(keep.sum())}.")
+    ell = np.log(x[keep])
+    w = (ell - ell.mean()) / np.sum((ell - ell.mean()) ** 2)
+    var_log_mean = draws[keep].var(1, ddof=1) / (trials * m[keep] ** 2)
+    return float(np.sqrt(np.sum(w**2 * var_log_mean)))

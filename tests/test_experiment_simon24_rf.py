@@ -72,6 +72,32 @@ def test_tiny_run_puts_the_papers_ridge_table_beside_ours(tiny_run):
     ]
     assert alpha["paper"] == 1.12
     assert alpha["ours"] == payload["metrics"]["conv_ntk_alpha_proxy"]
+    # the tiny pool's train sizes (up to 60) stop far below the paper's top decade
+    assert alpha["mark"] == "not comparable"
+    assert f"± {payload['metrics']['conv_ntk_alpha_proxy_se']:.2f}" in alpha["note"]
+
+
+@pytest.mark.parametrize(
+    "sizes, marks",
+    [([100, 3000], ("agree", "differs")), ([8, 32], ("not comparable", "not comparable"))],
+)
+def test_conv_ntk_proxies_meet_the_paper_within_3_se_only_from_its_top_decade(sizes, marks):
+    # α 0.05 from the paper's 1.12 with s.e. 0.02 (≤ 0.06: agree), β 0.2 from
+    # 1.36 with s.e. 0.05 (> 0.15: differs); proxies stopping at n = 32 are
+    # slopes over other sizes than the paper's 2,900–29,000 and are not compared.
+    eig = dict(
+        alpha=1.0,
+        beta=1.0,
+        alpha_proxy=1.17,
+        beta_proxy=1.56,
+        proxy={"sizes": sizes, "alpha_se": 0.02, "beta_se": 0.05},
+    )
+    rows = simon24_rf._conv_ntk_rows(
+        simon24_rf.Config(), eig, "MNIST", (1.12, 1.36), (0.01, 0.0), (0.01, 0.0)
+    )
+    assert (rows[0]["mark"], rows[1]["mark"]) == marks
+    if marks[0] == "not comparable":
+        assert "8–32" in rows[0]["rule"]
 
 
 def test_tiny_run_shows_relu_vs_gaussian_features(tiny_run):

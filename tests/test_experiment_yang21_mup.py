@@ -72,6 +72,20 @@ def test_deep_limit_mc_error_stays_below_the_widest_networks_error(payload):
     assert f"{deep['limit_mc_width']:.2g}" in note
 
 
+def test_deep_slope_rows_allow_three_standard_errors_of_the_networks_spread(payload):
+    _, p = payload
+    deep = p["metrics"]["deep"]
+    rows = {r["quantity"]: r for r in p["paper_vs_ours"]}
+    for quantity, key in (
+        ("deep MLP: per-network |f_N − f_∞| vs width, log-log slope", "slope_per_network"),
+        ("deep MLP: per-network |Φ^L_T,N − Φ^L_T,∞| slope", "slope_phiL_T"),
+    ):
+        tol = 3 * deep[f"{key}_se"]
+        assert 0 < tol < 1, deep
+        assert rows[quantity]["rule"] == f"|ours − theory| ≤ 3 s.e. = {tol:.3f}"
+        assert rows[quantity]["mark"] == ("agree" if abs(deep[key] + 0.5) <= tol else "differs")
+
+
 def test_maml_rows_carry_tp4s_published_accuracies(payload):
     _, p = payload
     rows = {r["quantity"]: r for r in p["paper_vs_ours"]}

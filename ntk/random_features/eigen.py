@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk import _checks
-from ntk.power_law import loglog_fit
+from ntk.power_law import loglog_fit, loglog_slope_se
 from ntk.random_features import _eigensystem as _eig
 
 __all__ = [
@@ -308,8 +308,17 @@ def exponents_from_sizes(kernel, y, sizes, key, trials: int = 3, n_test: int | N
     For each :math:`n` in ``sizes`` (and ``trials`` random subsets):
     :math:`\hat\kappa(n) = (\operatorname{Tr} K_n^{-1})^{-1}` and the ridgeless KRR test MSE on
     ``n_test`` held-out pool points. Fits :math:`\hat\kappa \sim n^{-\alpha}` and
-    :math:`\mathrm{MSE} \sim n^{1-\beta}`. Returns :math:`\alpha`, :math:`\beta` and a dict of the
-    per-size means (``{"sizes", "kappa", "test_mse"}``, one entry per size).
+    :math:`\mathrm{MSE} \sim n^{1-\beta}` to the per-size means. Returns :math:`\alpha`,
+    :math:`\beta` and a dict of the per-size means (``{"sizes", "kappa", "test_mse"}``, one
+    entry per size) with the exponents' standard errors over the subset draws
+    (``"alpha_se"``, ``"beta_se"``; NaN with one trial). They follow from the delta method:
+    the log of a mean of ``trials`` draws with standard deviation :math:`s_j` around
+    :math:`m_j` has variance :math:`s_j^2 / (\mathtt{trials}\, m_j^2)`, and the least-squares
+    slope is :math:`\sum_j w_j \log m_j` with :math:`w_j = (\ell_j - \bar\ell)/\sum_i
+    (\ell_i - \bar\ell)^2`, :math:`\ell_j = \log n_j`, so its variance is
+    :math:`\sum_j w_j^2 s_j^2 / (\mathtt{trials}\, m_j^2)`. They measure the subsets' noise
+    given the pool, not how far a power law fitted over these sizes is from one fitted over
+    others.
 
     A run is `kernel_exponents`'s example (every subset size compiles its own
     solves); the pool must hold the largest subset and the test points:
@@ -343,19 +352,19 @@ def exponents_from_sizes(kernel, y, sizes, key, trials: int = 3, n_test: int | N
             f"exponents_from_sizes: max(sizes) + n_test = "
             f"{max(sizes) + n_test} exceeds the pool of {pool} points."
         )
-    kappas, mses = [], []
-    for n in sizes:
-        kap, err = [], []
+    draws = np.empty((2, len(sizes), trials))
+    for j, n in enumerate(sizes):
         for t in range(trials):
             perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 1000 * n + t), pool))
             tr, te = perm[:n], perm[n : n + n_test]
-            kap.append(float(inverse_trace_kappa(k[tr][:, tr])))
-            err.append(float(ridgeless_krr_mse(k, y, tr, te)))
-        kappas.append(np.mean(kap))
-        mses.append(np.mean(err))
+            draws[0, j, t] = float(inverse_trace_kappa(k[tr][:, tr]))
+            draws[1, j, t] = float(ridgeless_krr_mse(k, y, tr, te))
+    kappas, mses = draws.mean(-1).tolist()
     alpha, _ = power_law_fit(sizes, kappas)
     p, _ = power_law_fit(sizes, mses)
-    return alpha, 1.0 + p, {"sizes": sizes, "kappa": kappas, "test_mse": mses}
+    table = {"sizes": sizes, "kappa": kappas, "test_mse": mses}
+    table["alpha_se"], table["beta_se"] = (loglog_slope_se(sizes, d) for d in draws)
+    return alpha, 1.0 + p, table
 
 
 class KernelExponents(NamedTuple):
@@ -373,7 +382,7 @@ class KernelExponents(NamedTuple):
     eigvals: np.ndarray  # (N,) λ, descending (`eigendecompose`)
     target_coeffs: np.ndarray  # (N,) or (N, T) v
     fit_range: tuple[int, int]  # 1-based modes (i_min, i_max) of the α fit
-    proxy: dict  # `exponents_from_sizes`' table: sizes, kappa, test_mse
+    proxy: dict  # `exponents_from_sizes`' table: sizes, kappa, test_mse, alpha_se, beta_se
 
 
 def kernel_exponents(kernel, y, key, fit_range=None, sizes=None, trials: int = 2):
