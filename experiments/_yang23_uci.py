@@ -256,6 +256,12 @@ def uci_table(config: Config, uci_rows: dict, uci_notes: dict) -> list[dict]:
             dof = len(diff) - 1
             t = float(stats.t.ppf(stats.norm.cdf(2.0), dof)) if dof >= 1 else 0.0
             margin = t * se if math.isfinite(se) else 0.0
+            rule = (
+                f"mean difference ≤ {t:.2f} s.e. of the paired difference (Student's t, "
+                f"{dof} dof, one-sided 97.7%)"
+                if dof >= 1
+                else "difference ≤ 0 (one split: no standard error)"
+            )
             table.append(
                 results.comparison(
                     f"{name}: sparse DKM − {base}, test RMSE (paired over splits)",
@@ -265,8 +271,7 @@ def uci_table(config: Config, uci_rows: dict, uci_notes: dict) -> list[dict]:
                     f"{splits}; negative: the DKM is better",
                     theory="≤ 0 (representation learning helps)",
                     holds=bool(d <= margin),
-                    rule=f"mean difference ≤ {t:.2f} s.e. of the paired difference (Student's t, "
-                    f"{dof} dof, one-sided 97.7%; ≤ 0 with one split)",
+                    rule=rule,
                 )
             )
     for name, note in uci_notes.items():

@@ -135,7 +135,8 @@ def test_tiny_uci_rows_give_mean_and_the_number_of_splits(tiny):
     for r in paired:
         base = r["quantity"].split(" − ")[1].split(", test RMSE")[0]
         d = boston["sparse DKM"]["rmse"][0] - boston[base]["rmse"][0]
-        assert r["mark"] == ("agree" if d <= 0 else "differs")  # one split: no s.e.
+        assert r["mark"] == ("agree" if d <= 0 else "differs")
+        assert r["rule"] == "difference ≤ 0 (one split: no standard error)"
 
 
 @pytest.mark.parametrize("z,mark", [(2.5, "agree"), (3.0, "differs"), (-1.0, "agree")])
