@@ -387,8 +387,7 @@ def _deep_rows(c, lim_mc, mc_width, net, phi, lazy_vs_ntk, mc_err, lazy_phi_move
             f"{mc_width:.2g}, so the widths stay below the limit's error floor; "
             f"s.e. {se_net:.3f}",
             theory=-0.5,
-            holds=bool(abs(slope_net + 0.5) <= 3 * se_net),
-            rule=f"|ours − theory| ≤ 3 s.e. = {3 * se_net:.3f}",
+            **results.within_se(slope_net, -0.5, se_net),
         ),
         results.comparison(
             "deep MLP: per-network |Φ^L_T,N − Φ^L_T,∞| slope",
@@ -396,8 +395,7 @@ def _deep_rows(c, lim_mc, mc_width, net, phi, lazy_vs_ntk, mc_err, lazy_phi_move
             slope_phi,
             f"feature kernel of the last hidden layer after training; s.e. {se_phi:.3f}",
             theory=-0.5,
-            holds=bool(abs(slope_phi + 0.5) <= 3 * se_phi),
-            rule=f"|ours − theory| ≤ 3 s.e. = {3 * se_phi:.3f}",
+            **results.within_se(slope_phi, -0.5, se_phi),
         ),
         results.comparison(
             "deep MLP: DMFT at γ₀=1e-4 vs NTK limit, max |Δf|",

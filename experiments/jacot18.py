@@ -685,8 +685,7 @@ def rates(run: Run) -> Result:
             round(slope["relu", "init"], 3),
             f"widths {widths}, {config.slope_inits} initialisations each; s.e. {se_init:.3f}",
             theory=-0.5,
-            holds=bool(abs(slope["relu", "init"] + 0.5) <= 3 * se_init),
-            rule=f"|ours − theory| ≤ 3 s.e. = {3 * se_init:.3f}",
+            **results.within_se(slope["relu", "init"], -0.5, se_init),
         ),
         results.comparison(
             "slope of ‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖ vs width (ReLU)",
@@ -694,8 +693,7 @@ def rates(run: Run) -> Result:
             round(slope["relu", "move"], 3),
             f"after {config.slope_steps} GD steps; s.e. {se_move:.3f}",
             theory="between −1 (smooth part) and −1/2 (units crossing the kink)",
-            holds=bool(-1 - 3 * se_move <= slope["relu", "move"] <= -0.5 + 3 * se_move),
-            rule=f"−1 − 3 s.e. ≤ ours ≤ −1/2 + 3 s.e. (3 s.e. = {3 * se_move:.3f})",
+            **_between_se(slope["relu", "move"], (-1.0, -0.5), se_move),
         ),
         results.comparison(
             "slope of ‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖ vs width (erf: smooth control)",
@@ -703,8 +701,7 @@ def rates(run: Run) -> Result:
             round(slope["erf", "move"], 3),
             f"same widths, steps and initial weights as the ReLU row; s.e. {se_erf:.3f}",
             theory=-1.0,
-            holds=bool(abs(slope["erf", "move"] + 1.0) <= 3 * se_erf),
-            rule=f"|ours − theory| ≤ 3 s.e. = {3 * se_erf:.3f}",
+            **results.within_se(slope["erf", "move"], -1.0, se_erf),
         ),
     ]
     err0, move = (np.asarray(v) for v in sweeps["relu"])
@@ -724,6 +721,18 @@ def rates(run: Run) -> Result:
         "ntk_movement_rms_erf": rms["erf", "move"].tolist(),
     }
     return Result(metrics=metrics, rows=table, data=DATA)
+
+
+def _between_se(ours: float, bounds: tuple[float, float], se: float) -> dict:
+    """`comparison`'s check that ``ours`` lies between ``bounds`` up to 3 standard
+    errors (`results.within_se` for a range)."""
+    if not math.isfinite(se):
+        return results.within_se(ours, bounds[0], se)
+    lo, hi = bounds
+    return dict(
+        holds=bool(lo - 3 * se <= ours <= hi + 3 * se),
+        rule=f"{lo:g} − 3 s.e. ≤ ours ≤ {hi:g} + 3 s.e. (3 s.e. = {3 * se:.3f})".replace("-", "−"),
+    )
 
 
 def _rate_sweep(run: Run, config: Config, key, x, y, name: str, hidden_layers: int = 3):

@@ -422,6 +422,24 @@ def comparison(
     }
 
 
+def within_se(ours: float, ref: float, se: float, against: str = "theory", k: float = 3) -> dict:
+    """`comparison`'s check for a measured value held to ``k`` of its standard
+    errors (``se``, measured in the run) around ``ref``: ``holds``/``rule``, or
+    ``not_comparable`` when there is no standard error (one draw per point).
+
+        >>> within_se(-0.46, -0.5, 0.02)["rule"]
+        '|ours − theory| ≤ 3 s.e. = 0.060'
+        >>> within_se(-0.46, -0.5, float("nan"))
+        {'not_comparable': 'one draw per point: no standard error'}
+    """
+    if not math.isfinite(se):
+        return dict(not_comparable="one draw per point: no standard error")
+    return dict(
+        holds=bool(abs(ours - ref) <= k * se),
+        rule=f"|ours − {against}| ≤ {k:g} s.e. = {k * se:.3f}",
+    )
+
+
 def check_row(row: Mapping, where: str = "") -> dict:
     """``row`` if it is a `comparison` row (with a mark and its rule); else ValueError."""
     missing = {"quantity", "paper", "theory", "ours", "mark", "rule"} - set(row)

@@ -743,13 +743,9 @@ def _conv_ntk_rows(config, eig: dict, img_name: str, paper_ab, ratio_ours, ratio
     ):
         ours, se = eig[f"{key}_proxy"], eig["proxy"][f"{key}_se"]
         note = f"{src}; ± {se:.2f} (s.e. over the subsets); the {spectral} gives {eig[key]:.2f}"
-        if comparable:
-            check = dict(
-                holds=bool(abs(ours - paper) <= 3 * se),
-                rule=f"|ours − paper| ≤ 3 s.e. = {3 * se:.3f}",
-            )
-        else:
-            check = dict(not_comparable=why)
+        check = (
+            results.within_se(ours, paper, se, "paper") if comparable else {"not_comparable": why}
+        )
         rows.append(
             results.comparison(
                 f"conv NTK {name} on {img_name}, size proxy {proxy}", paper, ours, note, **check
