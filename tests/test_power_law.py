@@ -69,12 +69,12 @@ def test_bad_arguments_are_rejected_by_name(call, exc, message):
 @pytest.mark.parametrize("trials", [4, 12])
 def test_slope_se_is_the_spread_of_the_slope_over_repeated_draws(trials):
     # 4,000 repetitions of draws with mean ∝ x^-1 and a skewed noise (χ²₄/4,
-    # the squares of a Gaussian's sample sd: as the RMS rows use). The RMS of
-    # the delta-method s.e. should equal the slopes' standard deviation; with
-    # 4,000 repetitions that sd is known to ~1.1%, and the delta method, exact
-    # only for many draws, was measured 7% low at 4 draws, 2% at 12: allow
-    # 12%. An s.e. without the
-    # 1/√R of a mean would be off by √R ≥ 2.
+    # the mean square of four Gaussians: the kind of draw the RMS rows fit).
+    # The RMS of the delta-method s.e. should equal the slopes' standard
+    # deviation; with 4,000 repetitions that sd is known to ~1.1%, and the
+    # delta method, exact only for many draws, was measured 7% low at 4 draws
+    # and 2% at 12: allow 12%. An s.e. without the 1/√R of a mean would be off
+    # by √R ≥ 2.
     rng = np.random.default_rng(1)
     x = np.array([128.0, 256.0, 512.0, 1024.0, 2048.0])
     draws = x[None, :, None] ** -1.0 * rng.chisquare(4, (4000, 5, trials)) / 4
