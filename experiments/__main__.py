@@ -11,8 +11,9 @@ Sizes, with times measured on the idle 2-core CPU development machine (load
 average below 2; a busy machine is 2-4x slower; ``list`` gives each
 experiment's own time):
 
-* ``quick`` (default): 28 s (giapitzakis25) to 132 s (yang21_mup) per
-  experiment; ``run all`` took 5 minutes 54 s for the five;
+* ``quick`` (default): 24 s (giapitzakis25) to 133 s (jacot18) per
+  experiment; ``run all`` took 5 min 38 s to 5 min 57 s for the five (seeds
+  7 and 8);
 * ``--tiny`` (for tests; the numbers are not meaningful): 11-33 s per
   experiment, mostly JAX compilation, so not seconds; ``run all --tiny``
   took 95 s;
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run an experiment (or all of them, then write the report)",
-        description="Run at the quick size unless --tiny or --full: 30 s to 130 s per "
+        description="Run at the quick size unless --tiny or --full: 20 s to 135 s per "
         "experiment, 6 min for all five, on an idle 2-core CPU (see `list`).",
     )
     run.add_argument("name", help="experiment name, or 'all'")

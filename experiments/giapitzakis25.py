@@ -115,7 +115,7 @@ EXPERIMENT = registry.register(
     paper="Giapitzakis, Back de Luca & Fountoulakis 2025 (arXiv:2502.16763v1)",
     description="NTK ensembles learn permutations exactly from k basis vectors; "
     "ensemble complexity per input and for all inputs",
-    seconds={"tiny": 11, "quick": 28},
+    seconds={"tiny": 11, "quick": 24},
 )
 
 DATA = "synthetic binary inputs (no dataset needed)"

@@ -198,7 +198,7 @@ EXPERIMENT = registry.register(
     paper="Yang, Robeyns, Milsom, Anson, Schoots & Aitchison 2023 (ICML)",
     description="deep GP posteriors converge to the DKM optimum as width grows; "
     "ν sweep (NNGP ↔ YYᵀ); sparse DKMs vs deep GPs on UCI regression",
-    seconds={"tiny": 15, "quick": 63},
+    seconds={"tiny": 15, "quick": 49},
 )
 
 

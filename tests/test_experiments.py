@@ -199,6 +199,36 @@ def test_readme_quickstart_has_exactly_two_commands():
     assert "pytest" in commands[1]
 
 
+def test_quick_and_tiny_times_quoted_in_the_cli_and_readme_cover_the_registered_ones(capsys):
+    # the registry's `seconds` are the measured times (`list` prints them); the
+    # ranges written in the CLI's help, its module docstring and the README
+    # must contain them and not overstate them by more than 10 s
+    from experiments import __main__ as cli
+
+    registry.discover()
+    times = {s: [registry.get(n).seconds[s] for n in registry.names()] for s in ("quick", "tiny")}
+    readme = (REPO / "README.md").read_text()
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    quoted = {
+        "quick": [
+            re.search(r"(\d+) s to (\d+) s per", help_text).groups(),
+            re.search(r"quick \(the default: (\d+)–(\d+) s each", readme).groups(),
+            re.search(r"``quick`` \(default\): (\d+) s \(\w+\) to (\d+) s", cli.__doc__).groups(),
+        ],
+        "tiny": [
+            re.search(r"`--tiny` \((\d+)–(\d+) s per experiment", readme).groups(),
+            re.search(r"for tests: (\d+)–(\d+) s per experiment", help_text).groups(),
+            re.search(r"not meaningful\): (\d+)-(\d+) s per", cli.__doc__).groups(),
+        ],
+    }
+    for size, ranges in quoted.items():
+        for lo, hi in ranges:
+            assert int(lo) <= min(times[size]) <= int(lo) + 10, (size, lo, times[size])
+            assert int(hi) - 10 <= max(times[size]) <= int(hi), (size, hi, times[size])
+
+
 def test_ci_runs_the_readme_test_command_verbatim():
     test_command = _quickstart_commands()[1]
     ci = (REPO / ".ci" / "run").read_text()
