@@ -254,14 +254,14 @@ def uci_table(config: Config, uci_rows: dict, uci_notes: dict) -> list[dict]:
             # s.e. is estimated from the splits themselves (with 5 splits t =
             # 2.87, not 2: seed 2's +2.6 s.e. against the DGP is within chance)
             dof = len(diff) - 1
-            t = float(stats.t.ppf(stats.norm.cdf(2.0), dof)) if dof >= 1 else 0.0
-            margin = t * se if math.isfinite(se) else 0.0
-            rule = (
-                f"mean difference ≤ {t:.2f} s.e. of the paired difference (Student's t, "
-                f"{dof} dof, one-sided 97.7%)"
-                if dof >= 1
-                else "difference ≤ 0 (one split: no standard error)"
-            )
+            margin, rule = 0.0, "difference ≤ 0 (one split: no standard error)"
+            if dof >= 1:
+                t = float(stats.t.ppf(stats.norm.cdf(2.0), dof))
+                margin = t * se if math.isfinite(se) else 0.0
+                rule = (
+                    f"mean difference ≤ {t:.2f} s.e. of the paired difference (Student's t, "
+                    f"{dof} dof, one-sided 97.7%)"
+                )
             table.append(
                 results.comparison(
                     f"{name}: sparse DKM − {base}, test RMSE (paired over splits)",

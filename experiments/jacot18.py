@@ -274,8 +274,7 @@ def fig1(run: Run) -> Result:
     limit_range = (float(limit_row.min()), float(limit_row.max()))
     same_mean = _fig1_same_mean(config, at_init, limit_row)
     plots.plot_fig1(run, gammas, rows, limit_row)
-    table = _fig1_table(config, ranges, limit_range, inflation, row_err)
-    table.insert(1, _fig1_spread_row(config, spread))
+    table = _fig1_table(config, ranges, limit_range, spread, inflation, row_err)
     table.append(_fig1_same_mean_row(config, same_mean))
     metrics = {
         "fig1_row_error_after_training": row_err,
@@ -443,7 +442,7 @@ def _fig1_ntk_rows(run: Run, x0, grid) -> tuple[dict, dict]:
     return rows, at_init
 
 
-def _fig1_table(config: Config, ranges, limit_range, inflation, row_err) -> list:
+def _fig1_table(config: Config, ranges, limit_range, spread, inflation, row_err) -> list:
     w_lo, w_hi = config.fig1_widths[0], config.fig1_widths[-1]
     y_lo, y_hi = PAPER["fig1_y_range"]
     lo = min(v[0] for v in ranges.values())
@@ -464,6 +463,7 @@ def _fig1_table(config: Config, ranges, limit_range, inflation, row_err) -> list
             holds=bool(lo >= y_lo - 0.03 and hi <= y_hi + 0.03),
             rule=f"our range inside the paper's axis {y_lo}–{y_hi} ± 0.03",
         ),
+        _fig1_spread_row(config, spread),
         results.comparison(
             f"inflation mean (Θ̂_T − Θ̂_0)/Θ after training, n={w_lo} vs n={w_hi}",
             "the kernel inflates, much less at n = 10,000 (Fig. 1); not in the paper's tables",
@@ -653,18 +653,15 @@ def rates(run: Run) -> Result:
     # root-mean-square over initialisations: the n^-1/2 law is one of the
     # standard deviation of Θ̂, which the RMS estimates without the bias of
     # averaging a norm over few draws
-    rms = {
-        (name, what): np.sqrt((np.asarray(values) ** 2).mean(1))
+    squares = {
+        (name, what): np.asarray(values) ** 2
         for name, sweep in sweeps.items()
         for what, values in zip(("init", "move"), sweep)
     }
+    rms = {k: np.sqrt(q.mean(1)) for k, q in squares.items()}
     slope = {k: loglog_slope(widths, v) for k, v in rms.items()}
     # the slope of an RMS is half that of the mean square
-    slope_se = {
-        (name, what): 0.5 * loglog_slope_se(widths, np.asarray(values) ** 2)
-        for name, sweep in sweeps.items()
-        for what, values in zip(("init", "move"), sweep)
-    }
+    slope_se = {k: 0.5 * loglog_slope_se(widths, q) for k, q in squares.items()}
     plots.plot_rates(run, widths, rms, slope)
 
     claim = (
@@ -693,7 +690,7 @@ def rates(run: Run) -> Result:
             round(slope["relu", "move"], 3),
             f"after {config.slope_steps} GD steps; s.e. {se_move:.3f}",
             theory="between −1 (smooth part) and −1/2 (units crossing the kink)",
-            **_between_se(slope["relu", "move"], (-1.0, -0.5), se_move),
+            **results.within_se(slope["relu", "move"], (-1.0, -0.5), se_move),
         ),
         results.comparison(
             "slope of ‖Θ̂_T − Θ̂₀‖/‖Θ̂₀‖ vs width (erf: smooth control)",
@@ -721,18 +718,6 @@ def rates(run: Run) -> Result:
         "ntk_movement_rms_erf": rms["erf", "move"].tolist(),
     }
     return Result(metrics=metrics, rows=table, data=DATA)
-
-
-def _between_se(ours: float, bounds: tuple[float, float], se: float) -> dict:
-    """`comparison`'s check that ``ours`` lies between ``bounds`` up to 3 standard
-    errors (`results.within_se` for a range)."""
-    if not math.isfinite(se):
-        return results.within_se(ours, bounds[0], se)
-    lo, hi = bounds
-    return dict(
-        holds=bool(lo - 3 * se <= ours <= hi + 3 * se),
-        rule=f"{lo:g} − 3 s.e. ≤ ours ≤ {hi:g} + 3 s.e. (3 s.e. = {3 * se:.3f})".replace("-", "−"),
-    )
 
 
 def _rate_sweep(run: Run, config: Config, key, x, y, name: str, hidden_layers: int = 3):

@@ -422,18 +422,29 @@ def comparison(
     }
 
 
-def within_se(ours: float, ref: float, se: float, against: str = "theory", k: float = 3) -> dict:
+def within_se(ours: float, ref, se: float, against: str = "theory", k: float = 3) -> dict:
     """`comparison`'s check for a measured value held to ``k`` of its standard
-    errors (``se``, measured in the run) around ``ref``: ``holds``/``rule``, or
-    ``not_comparable`` when there is no standard error (one draw per point).
+    errors (``se``, measured in the run) around ``ref``, a number or a range
+    ``(lo, hi)``: ``holds``/``rule``, or ``not_comparable`` when there is no
+    standard error (one draw per point).
 
         >>> within_se(-0.46, -0.5, 0.02)["rule"]
         '|ours − theory| ≤ 3 s.e. = 0.060'
+        >>> within_se(-0.45, (-1.0, -0.5), 0.02)["rule"]
+        '−1 − 3 s.e. ≤ ours ≤ −0.5 + 3 s.e. (3 s.e. = 0.060)'
         >>> within_se(-0.46, -0.5, float("nan"))
         {'not_comparable': 'one draw per point: no standard error'}
     """
     if not math.isfinite(se):
         return dict(not_comparable="one draw per point: no standard error")
+    if isinstance(ref, tuple):
+        lo, hi = ref
+        return dict(
+            holds=bool(lo - k * se <= ours <= hi + k * se),
+            rule=f"{lo:g} − {k:g} s.e. ≤ ours ≤ {hi:g} + {k:g} s.e. ({k:g} s.e. = {k * se:.3f})".replace(
+                "-", "−"
+            ),
+        )
     return dict(
         holds=bool(abs(ours - ref) <= k * se),
         rule=f"|ours − {against}| ≤ {k:g} s.e. = {k * se:.3f}",

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from experiments import _jacot18_fig3 as fig3
-from experiments import jacot18, registry
+from experiments import jacot18, registry, results
 from ntk.power_law import loglog_slope_se
 from tiny_runs import tiny_run
 
@@ -381,7 +381,7 @@ def test_fig3_eigenvalue_row_without_a_measured_spread_falls_back_to_twenty_perc
 def test_movement_band_allows_three_standard_errors_beyond_its_ends():
     # the ReLU band [−1, −1/2]: 0.05 above it with s.e. 0.02 (3 s.e. = 0.06)
     # lies within, 0.07 above does not; one initialisation has no s.e.
-    assert jacot18._between_se(-0.45, (-1.0, -0.5), 0.02)["holds"]
-    assert not jacot18._between_se(-0.43, (-1.0, -0.5), 0.02)["holds"]
-    assert not jacot18._between_se(-1.07, (-1.0, -0.5), 0.02)["holds"]
-    assert "not_comparable" in jacot18._between_se(-0.7, (-1.0, -0.5), float("nan"))
+    assert results.within_se(-0.45, (-1.0, -0.5), 0.02)["holds"]
+    assert not results.within_se(-0.43, (-1.0, -0.5), 0.02)["holds"]
+    assert not results.within_se(-1.07, (-1.0, -0.5), 0.02)["holds"]
+    assert "not_comparable" in results.within_se(-0.7, (-1.0, -0.5), float("nan"))
