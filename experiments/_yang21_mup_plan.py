@@ -126,7 +126,10 @@ def coord_check_plan(config) -> list:
             w = _abstract_net(net, x)
             steps.append(
                 Step(
-                    f"{label} SGD step n={n}", step, (w, jax.eval_shape(opt.init, w), x, t), count=3
+                    f"{label} SGD step n={n}",
+                    step,
+                    (w, jax.eval_shape(opt.init, w), x, t),
+                    count=3 * config.cc_seeds,
                 )
             )
     return steps

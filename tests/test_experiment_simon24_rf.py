@@ -100,6 +100,32 @@ def test_conv_ntk_proxies_meet_the_paper_within_3_se_only_from_its_top_decade(si
         assert "8–32" in rows[0]["rule"]
 
 
+@pytest.mark.parametrize(
+    "ratio, at_ours, excess, mark",
+    [
+        (0.054, 0.058, 0.004, "agree"),  # a neighbouring ridge the trials cannot tell apart
+        (0.054, 0.058, 0.040, "differs"),  # an optimum the theory says is 4 s.e. worse
+        (0.150, 0.058, 0.004, "differs"),  # the ratio itself off by 0.09
+        (0.010, 0.010, 0.000, "agree"),
+    ],
+)
+def test_optimal_fitting_ratio_row_compares_with_the_theory_at_our_optimal_ridge(
+    ratio, at_ours, excess, mark
+):
+    # the theory column keeps the theory's own optimum; the check uses its ratio at ours
+    c = dict(
+        sim_opt_ratio=ratio,
+        th_grid_ratio_at_sim_opt=at_ours,
+        th_grid_test_excess_at_sim_opt=excess,
+        sim_opt_test_se=0.01,
+        th_grid_opt_ratio=0.0103,
+        th_opt_ratio=0.0103,
+    )
+    row = simon24_rf._overfitting_row(simon24_rf.Config(), "ReLU NNGP", c)
+    assert row["mark"] == mark
+    assert row["theory"] == 0.0103
+
+
 def test_tiny_run_shows_relu_vs_gaussian_features(tiny_run):
     payload = json.loads((tiny_run / "metrics.json").read_text())
     assert (tiny_run / "relu_vs_gaussian_features.png").stat().st_size > 1000
