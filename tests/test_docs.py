@@ -1,23 +1,30 @@
-"""The documentation site (docs/) builds in strict mode and documents every public name.
+"""The documentation site (docs/) builds in strict mode and documents every public name,
+and the Python examples of the README and docs/ run.
 
 The build is Sphinx's, as in the README: ``-W --keep-going`` with ``nitpicky``
 (docs/conf.py), so an unresolved cross-reference, malformed reST/MyST or a
 malformed formula is an error. It runs once per session in a subprocess (a
-fresh interpreter imports the package as a reader's build would).
+fresh interpreter imports the package as a reader's build would). So do the
+examples: in one fresh interpreter with the user's environment (float32, JAX's
+defaults), each block in a namespace of its own, as a reader pastes it.
 """
 
 import importlib
 import importlib.util
+import json
 import os
 import pickle
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import ntk
+from tests.conftest import USER_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -207,3 +214,69 @@ def test_strict_build_fails_on_broken_reference_and_formula(tmp_path):
     assert proc.returncode != 0
     assert "ntk.no_such_name" in proc.stderr, proc.stderr
     assert "malformed formula" in proc.stderr, proc.stderr
+
+
+# ------------------------------------------------------------ the examples run
+
+#: Each example block: its id ``file#k`` (k-th ``python`` block of the file) and code.
+EXAMPLES = {
+    f"{path.relative_to(ROOT)}#{k}": m.group(1)
+    for path in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+    for k, m in enumerate(re.finditer(r"```python\n(.*?)```", path.read_text(), re.S))
+}
+
+# Runs every block in a fresh namespace, capturing its output and error.
+_RUN_BLOCKS = """
+import contextlib, io, json, sys, traceback
+blocks, out = json.load(sys.stdin), {}
+for name, code in blocks.items():
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            exec(compile(code, name, "exec"), {"__name__": "__example__"})
+        error = None
+    except Exception:
+        error = traceback.format_exc()
+    out[name] = {"stdout": buf.getvalue(), "error": error}
+    import matplotlib.pyplot as plt
+    plt.close("all")
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory):
+    env = dict(USER_ENV, MPLBACKEND="Agg", JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_BLOCKS],
+        input=json.dumps(EXAMPLES),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path_factory.mktemp("examples"),
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_examples_are_found():
+    assert len(EXAMPLES) >= 10
+    assert "README.md#0" in EXAMPLES and "kernel_fn" in EXAMPLES["README.md#0"]
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_python_example_runs_as_pasted(examples, name):
+    assert examples[name]["error"] is None, examples[name]["error"]
+    # a float32 kernel that is not positive definite turns a solve into NaN silently
+    assert not re.search(r"\bnan\b", examples[name]["stdout"], re.I), examples[name]["stdout"]
+
+
+def test_readme_quick_start_prints_the_predictions_its_comment_quotes(examples):
+    # the comment: "≈ sin(x_test): a b c", the converged NTK predictor's output
+    code = EXAMPLES["README.md#0"]
+    quoted = [float(v) for v in re.search(r"≈ sin\(x_test\): (.*)", code).group(1).split()]
+    printed = [float(v) for v in re.findall(r"-?\d+\.\d+", examples["README.md#0"]["stdout"])]
+    np.testing.assert_allclose(printed, quoted, atol=1e-3)
+    # and they are near sin at the test inputs, as it says (20 points on [-3, 3])
+    np.testing.assert_allclose(quoted, np.sin([-2.5, 0.3, 1.7]), atol=0.02)

@@ -18,13 +18,14 @@ Example:
     >>> import jax, jax.numpy as jnp
     >>> from ntk import mup, stax
     >>> x = jax.random.normal(jax.random.PRNGKey(0), (16, 4)); y = jnp.sin(x[:, :1])
+    >>> mup_zero = mup.abc("mup", 2, zero_readout=True)   # TP5's readout initialisation
     >>> def make(n):
     ...     return mup.parametrize(stax.serial(stax.Dense(n), stax.Relu(),
     ...                                        stax.Dense(n), stax.Relu(),
-    ...                                        stax.Dense(1)), "mup", base_width=64)
-    >>> cc = mup.coord_check(make, (64, 256), x, y,
-    ...                      optimizer=lambda info: mup.sgd(0.5, info), steps=1)
-    >>> slopes = cc.slopes(step=1, what="delta")   # width exponents: 0 in the limit
+    ...                                        stax.Dense(1)), mup_zero, base_width=64)
+    >>> cc = mup.coord_check(make, (64, 256), x, y, seeds=4,   # one draw scatters by ±0.5
+    ...                      optimizer=lambda info: mup.sgd(0.5, info), steps=2)
+    >>> slopes = cc.slopes(step=2, what="delta")   # width exponents: 0 in the limit
     >>> sorted(slopes), all(abs(s) < 0.5 for s in slopes.values())   # SP's f: ≈ 1.5
     (['f', 'h^1', 'h^2'], True)
     >>> fig = cc.plot()
