@@ -19,7 +19,8 @@ Parts (each writes figures and rows of the paper-vs-ours table):
     drifts to smaller values as width grows. The learning-rate grid is one
     ``jax.vmap``.
 (c) **Coordinate check** (TP5 §D.1): per-layer ``RMS(h_t − h_0)`` after 3 steps
-    vs width, for SP (fixed LR), NTK and μP.
+    vs width, for SP (fixed LR), NTK and μP, averaged (in mean square) over
+    ``cc_seeds`` initialisations per width.
 (d) Word2Vec and MAML in the exact μP limit (`experiments._yang21_word2vec`,
 `experiments._yang21_maml`) and
     the deep nonlinear μP limit (`experiments._yang21_deep`): parts written in

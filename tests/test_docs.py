@@ -4,14 +4,13 @@ and the Python examples of the README and docs/ run.
 The build is Sphinx's, as in the README: ``-W --keep-going`` with ``nitpicky``
 (docs/conf.py), so an unresolved cross-reference, malformed reST/MyST or a
 malformed formula is an error. It runs once per session in a subprocess (a
-fresh interpreter imports the package as a reader's build would). So do the
-examples: in one fresh interpreter with the user's environment (float32, JAX's
-defaults), each block in a namespace of its own, as a reader pastes it.
+fresh interpreter imports the package as a reader's build would). The examples
+run each in a namespace of its own, in JAX's default float32, as a reader
+pastes them.
 """
 
 import importlib
 import importlib.util
-import json
 import os
 import pickle
 import pkgutil
@@ -20,11 +19,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
 import ntk
-from tests.conftest import USER_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -225,39 +224,19 @@ EXAMPLES = {
     for k, m in enumerate(re.finditer(r"```python\n(.*?)```", path.read_text(), re.S))
 }
 
-# Runs every block in a fresh namespace, capturing its output and error.
-_RUN_BLOCKS = """
-import contextlib, io, json, sys, traceback
-blocks, out = json.load(sys.stdin), {}
-for name, code in blocks.items():
-    buf = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buf):
-            exec(compile(code, name, "exec"), {"__name__": "__example__"})
-        error = None
-    except Exception:
-        error = traceback.format_exc()
-    out[name] = {"stdout": buf.getvalue(), "error": error}
+
+def _run_example(name, capsys) -> str:
+    """Run a block as a reader pastes it: a namespace of its own, JAX's default
+    float32 (the suite runs in float64), figures closed after; returns its output."""
     import matplotlib.pyplot as plt
-    plt.close("all")
-print(json.dumps(out))
-"""
 
-
-@pytest.fixture(scope="module")
-def examples(tmp_path_factory):
-    env = dict(USER_ENV, MPLBACKEND="Agg", JAX_PLATFORMS="cpu")
-    proc = subprocess.run(
-        [sys.executable, "-c", _RUN_BLOCKS],
-        input=json.dumps(EXAMPLES),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path_factory.mktemp("examples"),
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.splitlines()[-1])
+    capsys.readouterr()
+    try:
+        with jax.enable_x64(False):
+            exec(compile(EXAMPLES[name], name, "exec"), {"__name__": "__example__"})
+    finally:
+        plt.close("all")
+    return capsys.readouterr().out
 
 
 def test_examples_are_found():
@@ -266,17 +245,17 @@ def test_examples_are_found():
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
-def test_python_example_runs_as_pasted(examples, name):
-    assert examples[name]["error"] is None, examples[name]["error"]
+def test_python_example_runs_as_pasted(name, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = _run_example(name, capsys)
     # a float32 kernel that is not positive definite turns a solve into NaN silently
-    assert not re.search(r"\bnan\b", examples[name]["stdout"], re.I), examples[name]["stdout"]
+    assert not re.search(r"\bnan\b", out, re.I), out
 
 
-def test_readme_quick_start_prints_the_predictions_its_comment_quotes(examples):
+def test_readme_quick_start_prints_the_predictions_its_comment_quotes(capsys):
     # the comment: "≈ sin(x_test): a b c", the converged NTK predictor's output
-    code = EXAMPLES["README.md#0"]
-    quoted = [float(v) for v in re.search(r"≈ sin\(x_test\): (.*)", code).group(1).split()]
-    printed = [float(v) for v in re.findall(r"-?\d+\.\d+", examples["README.md#0"]["stdout"])]
-    np.testing.assert_allclose(printed, quoted, atol=1e-3)
+    quoted = re.search(r"≈ sin\(x_test\): (.*)", EXAMPLES["README.md#0"]).group(1).split()
+    printed = re.findall(r"-?\d+\.\d+", _run_example("README.md#0", capsys))
+    np.testing.assert_allclose([float(v) for v in printed], [float(v) for v in quoted], atol=1e-3)
     # and they are near sin at the test inputs, as it says (20 points on [-3, 3])
-    np.testing.assert_allclose(quoted, np.sin([-2.5, 0.3, 1.7]), atol=0.02)
+    np.testing.assert_allclose([float(v) for v in quoted], np.sin([-2.5, 0.3, 1.7]), atol=0.02)
