@@ -177,7 +177,8 @@ def choose_tile(
     \text{bytes per pair})} \big\rfloor`. At least 1, at most the larger input size.
 
     Example:
-      One float64 per pair of inputs:
+      One float64 per pair of inputs (with ``jax_enable_x64``; in float32, 4 bytes,
+      it is 90):
       :math:`t = \big\lfloor \sqrt{2^{20} / (2 \cdot 1 \cdot 16 \cdot 8)} \big\rfloor = 64`:
 
       >>> import numpy as np

@@ -146,8 +146,8 @@ def gaussian_kl(G: Array, K: Array) -> Array:
       >>> import numpy as np
       >>> from ntk import dkm
       >>> K = np.array([[2.0, 0.5], [0.5, 1.0]])
-      >>> round(float(dkm.gaussian_kl(K, K)), 9)
-      0.0
+      >>> abs(float(dkm.gaussian_kl(K, K))) < 1e-6
+      True
       >>> round(float(dkm.gaussian_kl(np.eye(2), 2 * np.eye(2))), 4)   # log 2 − ½
       0.1931
     """

@@ -28,7 +28,7 @@ al. 2018 (Fig. 3) read the top eigenvalues of :math:`\hat\Theta` on MNIST;
     >>> _, params = init_fn(jax.random.PRNGKey(1), x.shape)
     >>> top = empirical_ntk_top_eigenvalues(apply_fn, params, x, 2, 50, jax.random.PRNGKey(2))
     >>> full = np.linalg.eigvalsh(empirical_ntk_fn(apply_fn)(x, None, params))[::-1]
-    >>> top.shape, bool(np.allclose(top, full[:2], rtol=1e-8))
+    >>> top.shape, bool(np.allclose(top, full[:2], rtol=1e-5))   # 1e-8 in float64
     ((2,), True)
 """
 

@@ -195,8 +195,8 @@ def optimal_ridge(ridges, test_mse, axis: int = -1):
         >>> import jax.numpy as jnp
         >>> from ntk.random_features import optimal_ridge
         >>> ridge, best = optimal_ridge(jnp.array([0.01, 0.1, 1.0]), jnp.array([0.5, 0.2, 0.3]))
-        >>> float(ridge), float(best)
-        (0.1, 0.2)
+        >>> print(ridge, best)
+        0.1 0.2
     """
     name = "optimal_ridge"
     ridges = _checks.as_array(ridges, "ridges", name, ndim=1, what="(R,)", nonempty=True)

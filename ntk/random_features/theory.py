@@ -399,7 +399,8 @@ class FittingCurve(NamedTuple):
         ...                      test_mse=jnp.array([0.5, 0.3, 0.4]),
         ...                      train_mse=jnp.array([0.0, 0.06, 0.2]),
         ...                      fitting_ratio=jnp.array([0.0, 0.2, 0.5]), best=1)
-        >>> curve.optimal_ridge, curve.optimal_ratio       # as krr_fitting_curve returns it
+        >>> # as krr_fitting_curve returns it
+        >>> round(curve.optimal_ridge, 6), round(curve.optimal_ratio, 6)
         (0.1, 0.2)
     """
 
