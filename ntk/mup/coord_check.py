@@ -23,7 +23,7 @@ Example:
     ...     return mup.parametrize(stax.serial(stax.Dense(n), stax.Relu(),
     ...                                        stax.Dense(n), stax.Relu(),
     ...                                        stax.Dense(1)), mup_zero, base_width=64)
-    >>> cc = mup.coord_check(make, (64, 256), x, y, seeds=4,   # one draw scatters by ±0.5
+    >>> cc = mup.coord_check(make, (64, 256), x, y, seeds=4,   # one draw: off by up to 1
     ...                      optimizer=lambda info: mup.sgd(0.5, info), steps=2)
     >>> slopes = cc.slopes(step=2, what="delta")   # width exponents: 0 in the limit
     >>> sorted(slopes), all(abs(s) < 0.5 for s in slopes.values())   # SP's f: ≈ 1.5
