@@ -13,6 +13,7 @@ CPU, the experiments run by the notebooks at the quick size:
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -48,6 +49,17 @@ def _is_setup(cell) -> bool:
 
 def _images(cells):
     return [o for c in cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+
+
+def _texts(cells) -> str:
+    """The printed text of ``cells``: streams and plain-text results."""
+    return "\n".join(
+        o.get("text", "")
+        if o.get("output_type") == "stream"
+        else o.get("data", {}).get("text/plain", "")
+        for c in cells
+        for o in c.get("outputs", [])
+    )
 
 
 def _shared_run_seed(name: str):
@@ -148,6 +160,10 @@ def test_notebook_executes_outputs_every_cell_and_draws_inline(path, notebook_ou
     start = next((i for i, c in enumerate(cells) if f'registry.get("{name}")' in c.source), None)
     assert start is not None, f'{path.name}: no cell calls registry.get("{name}")'
     assert _images(cells[:start]), f"{path.name}: the walkthrough drew no inline figure"
+    # The walkthrough runs the library in float32, where a kernel that is not
+    # positive definite turns a solve into NaN without an error.
+    walkthrough = _texts(cells[:start])
+    assert not re.search(r"\bnan\b", walkthrough, re.I), f"{path.name} printed NaN:\n{walkthrough}"
 
     assert metrics.exists(), f"{path.name}: no {metrics}"
     payload = experiments.load_run(name, out)
