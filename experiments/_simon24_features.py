@@ -68,9 +68,7 @@ def feature_comparison(config, x, y, kernel, scale, ridges, relu_grid, grid_keys
         k=grid,
         sim_test=te.mean(0),
         th_test=th,
-        sim_test_se=te.std(0, ddof=1) / np.sqrt(te.shape[0])
-        if te.shape[0] > 1
-        else np.full(te.shape[1:], np.nan),
+        sim_test_se=rfsim.trial_mean_se(te),
     )
     worst_relu, rel_relu = _rel_dev_by_ridge(relu_grid)
     worst_gauss, rel_gauss = _rel_dev_by_ridge(g_grid)

@@ -295,6 +295,18 @@ def theory_point(lam, v, noise, ns, ks, ridges):
     return np.where(bad, np.inf, test), np.where(bad, np.inf, train)
 
 
+def trial_mean_se(values) -> np.ndarray:
+    """Standard error of the mean over trials (axis 0) of ``values``; NaN with one trial.
+
+    >>> float(trial_mean_se(np.array([1.0, 3.0])))   # sd √2, over √2 trials
+    1.0
+    """
+    values = np.asarray(values, np.float64)
+    if values.shape[0] < 2:
+        return np.full(values.shape[1:], np.nan)
+    return values.std(0, ddof=1) / np.sqrt(values.shape[0])
+
+
 def ridge_grid(config, scale):
     """0 and ``config.envelope_ridges`` ridges log-spaced 1e-4…1e2 plus the five
     ``config.ridges``, all times ``scale``, and the indices of those five."""
@@ -351,7 +363,7 @@ def sweeps(config, key, task, simulate, setting: ImageRF | None = None):
     # Standard error of the trial mean: near n = k at small δ the per-trial
     # test MSE spreads by ~20–40% (the Gram's smallest eigenvalues), so a
     # 20-trial mean is uncertain by several percent on its own.
-    se = te.std(0, ddof=1) / np.sqrt(te.shape[0]) if te.shape[0] > 1 else np.full_like(tes, np.nan)
+    se = trial_mean_se(te)
     th_te, _ = theory_point(lam, v, noise, grid, grid, ridges)
     out["grid"] = dict(n=grid, k=grid, sim_test=tes, sim_test_se=se, th_test=th_te)
     return out

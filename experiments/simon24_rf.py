@@ -229,10 +229,11 @@ def overfitting_curves(config, key, lam, v, noise, simulate, scale):
     # is flat to within the trials' noise, so the simulation's argmin can land a
     # step from the theory's; its ratio compares with the theory's at that ridge
     th_grid = rf.krr_fitting_curve(lam, v, config.overfit_n, r, noise)
-    sim_tr, sim_te = np.asarray(tr).mean(0), np.asarray(te).mean(0)
+    tr, te = np.asarray(tr), np.asarray(te)
+    sim_tr, sim_te = tr.mean(0), te.mean(0)
     js = int(np.argmin(sim_te))
-    trials = config.overfit_trials
-    se = float(np.std(np.asarray(te)[:, js], ddof=1) / np.sqrt(trials)) if trials > 1 else 0.0
+    # one trial has no standard error: then the optimum must be the theory's own
+    se = float(np.nan_to_num(rfsim.trial_mean_se(te[:, js]), nan=0.0))
     th_test = np.asarray(th_grid.test_mse)
     return dict(
         th_ratio=np.asarray(th.fitting_ratio),
