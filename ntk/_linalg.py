@@ -206,6 +206,15 @@ def not_positive_definite(
     j = float(jitter) * (mean_diag if relative else 1.0)
     eps = np.finfo(np.asarray(k).dtype).eps
     floor = max(100 * n * eps, np.sqrt(eps))
+    if not np.any(m):
+        # No relative amount helps a zero matrix, and log10(0) below would fail.
+        absolute = f"; pass {scale_flag}=True for an absolute {param}" if scale_flag else ""
+        return ValueError(
+            f"{where}: the matrix `{arg}` is identically zero, so it has no "
+            f"Cholesky factor and a {param} relative to its mean diagonal adds "
+            f"nothing{absolute if relative else ''}. A network whose readout "
+            f"has W_std=0, for example, has a zero NNGP."
+        )
     need = max(-ev[0], 0.0) + floor * max(abs(ev[-1]), 1e-300)
     suggest_abs = 10.0 ** math.ceil(math.log10(need))
     if relative:

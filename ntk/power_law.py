@@ -107,8 +107,18 @@ def loglog_fit(x, values, invalid: str = "raise") -> PowerLaw:
         x, values = x[ok], values[ok]
     if x.size < 2:
         raise ValueError(f"{name}: need ≥ 2 positive finite points; got {x.size}.")
+    _require_distinct(x, name)
     slope, intercept = np.polyfit(np.log(x), np.log(values), 1)
     return PowerLaw(float(slope), float(np.exp(intercept)))
+
+
+def _require_distinct(x: np.ndarray, name: str) -> None:
+    # A line through points of one abscissa has no slope; polyfit would only warn.
+    if np.all(x == x[0]):
+        raise ValueError(
+            f"{name}: `x` must hold ≥ 2 distinct values (a slope needs two abscissae); "
+            f"got all {x.size} equal to {x[0]:g}."
+        )
 
 
 def loglog_slope(x, values, invalid: str = "raise") -> float:
@@ -173,6 +183,7 @@ def loglog_slope_se(x, draws) -> float:
     keep = (x > 0) & np.isfinite(x) & np.isfinite(m) & (m > 0)
     if keep.sum() < 2:
         raise ValueError(f"{name}: need ≥ 2 positive finite points; got {int(keep.sum())}.")
+    _require_distinct(x[keep], name)
     ell = np.log(x[keep])
     w = (ell - ell.mean()) / np.sum((ell - ell.mean()) ** 2)
     var_log_mean = draws[keep].var(1, ddof=1) / (trials * m[keep] ** 2)

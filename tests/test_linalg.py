@@ -66,6 +66,19 @@ def test_absolute_failure_names_the_amount_and_the_callers_scale_flag():
         )
 
 
+def test_zero_matrix_failure_says_a_relative_jitter_cannot_help():
+    # A zero-readout network's NNGP is exactly zero: log10 of the needed
+    # amount (0) used to fail with "math domain error".
+    with pytest.raises(
+        ValueError,
+        match=r"`K` is identically zero.*diag_reg relative to its mean diagonal "
+        r"adds nothing; pass diag_reg_absolute_scale=True",
+    ):
+        jittered_cholesky(
+            np.zeros((3, 3)), 1e-3, param="diag_reg", scale_flag="diag_reg_absolute_scale"
+        )
+
+
 def test_traced_failure_propagates_nans_instead_of_raising():
     out = jax.jit(lambda k: jittered_cholesky(k, 0.0).factor)(jnp.ones((3, 3)) - 2 * jnp.eye(3))
     assert not np.all(np.isfinite(out))

@@ -409,6 +409,12 @@ _NET = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
             "mup.sgd: `learning_rate` must be a number > 0",
         ),
         (
+            lambda: mup.adam(mup.parametrize(_NET, "mup").info, 1e-3),
+            TypeError,
+            r"mup.adam: `learning_rate` must be .* got the network's `info` tree "
+            r"\(the arguments are mup.adam\(learning_rate, info\)\)",
+        ),
+        (
             lambda: mup.sgd(0.1, mup.parametrize(_NET, "mup").info, momentum=2.0),
             ValueError,
             r"`momentum` must be a number in \[0, 1\]",

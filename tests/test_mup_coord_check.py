@@ -162,6 +162,29 @@ def _make(n):
             ValueError,
             r"`step` must be an int in \[-3, 2\]",
         ),
+        (
+            # (N,) targets against (N, 1) outputs used to broadcast to (N, N)
+            lambda: mup.coord_check(_make, (64, 128), X, Y[:, 0], optimizer=optax.sgd),
+            ValueError,
+            r"loss='mse' `y` must have the outputs' shape \(16, 1\); got \(16,\)",
+        ),
+        (
+            lambda: mup.coord_check(_make, (64, 128), X, Y, optimizer=optax.sgd, loss="xent"),
+            ValueError,
+            r"loss='xent' `y` must be integer labels of shape \(16,\); got float",
+        ),
+        (
+            lambda: mup.coord_check(
+                _make, (64, 128), X, jnp.full(16, 3), optimizer=optax.sgd, loss="xent"
+            ),
+            ValueError,
+            r"labels `y` must lie in \[0, 1\)",
+        ),
+        (
+            lambda: mup.coord_check(lambda n: stax.Dense(n), (64, 128), X, Y, optimizer=optax.sgd),
+            TypeError,
+            r"`make\(width\)` must return a parametrized model .*got Layer",
+        ),
         (lambda: _tiny_check().slope("f", what="mean"), ValueError, "`what` must be one of"),
         (lambda: mup.rms(jnp.ones(0)), ValueError, "`v` must not be empty"),
     ],

@@ -59,6 +59,16 @@ def test_random_features_power_law_fit_is_the_decay_exponent():
             "`invalid` must be one of 'raise', 'drop', 'nan'",
         ),
         (lambda: loglog_fit(np.ones((2, 2)), np.ones((2, 2))), ValueError, r"shape \(m,\)"),
+        (
+            lambda: loglog_fit([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]),
+            ValueError,
+            "`x` must hold ≥ 2 distinct values.*all 3 equal to 2",
+        ),
+        (
+            lambda: loglog_slope_se([2.0, 2.0], [[1.0, 1.1], [2.0, 2.1]]),
+            ValueError,
+            "`x` must hold ≥ 2 distinct values",
+        ),
     ],
 )
 def test_bad_arguments_are_rejected_by_name(call, exc, message):

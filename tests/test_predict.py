@@ -7,6 +7,7 @@ and golden values from neural-tangents 0.6.5 (NT) for the time conventions.
 """
 
 import re
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -1046,3 +1047,71 @@ _NAN_Y[2] = np.nan
 def test_bad_arguments_are_rejected_by_name(call, exc, message):
     with pytest.raises(exc, match=message):
         call()
+
+
+def test_ensemble_splits_per_input_keyword_pairs_with_none_between_train_and_test():
+    # NT's convention for per-input keyword arguments (Aggregate's patterns):
+    # (a, None) means (a, a), and the test-train kernel gets (test[0], train[0]).
+    net = stax.serial(stax.Dense(8), stax.Relu(), stax.Aggregate(), stax.GlobalAvgPool())
+    rng = np.random.default_rng(0)
+    x_train, x_test = rng.normal(size=(4, 3, 2)), rng.normal(size=(2, 3, 2))
+    e_train = rng.integers(0, 2, size=(4, 3, 3)).astype(float)
+    e_test = rng.integers(0, 2, size=(2, 3, 3)).astype(float)
+    y_train = rng.normal(size=(4, 1))
+    predict_fn = predict.gradient_descent_mse_ensemble(
+        net.kernel_fn, x_train, y_train, diag_reg=1e-2, pattern=(e_train, None)
+    )
+    got = predict_fn(x_test=x_test, get="nngp", pattern=(e_test, None))
+    k_dd = net.kernel_fn(x_train, None, "nngp", pattern=(e_train, e_train))
+    k_td = net.kernel_fn(x_test, x_train, "nngp", pattern=(e_test, e_train))
+    k_dd = k_dd + 1e-2 * np.trace(k_dd) / 4 * np.eye(4)
+    np.testing.assert_allclose(got, k_td @ np.linalg.solve(k_dd, y_train), rtol=1e-8)
+
+
+def test_discrete_time_warns_beyond_the_stable_learning_rate():
+    k, y = _spd(), np.ones((5, 1))
+    bound = float(predict.max_learning_rate(k, y.size))
+    with pytest.warns(RuntimeWarning, match=r"learning_rate=.* exceeds the stable bound"):
+        out = predict.gradient_descent_mse(k, y, 1.5 * bound, discrete_time=True)(200.0)
+    assert not np.all(np.isfinite(out)) or np.abs(out).max() > 1e6  # it does diverge
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predict.gradient_descent_mse(k, y, 0.99 * bound, discrete_time=True)(200.0)
+
+
+def test_test_kernel_without_test_outputs_is_rejected():
+    # NT returns the training predictions only, silently dropping the test set.
+    k, y = _spd(), np.ones((5, 1))
+    with pytest.raises(ValueError, match=r"`k_test_train` is given but `fx_test_0` is None"):
+        predict.gradient_descent_mse(k, y)(1.0, k_test_train=np.ones((2, 5)))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda k, y: predict.gradient_descent_mse(k, y),
+        lambda k, y: predict.gp_inference(k, y),
+        lambda k, y: predict.gradient_descent(lambda f, t: jnp.mean((f - t) ** 2), k, y),
+    ],
+    ids=["gradient_descent_mse", "gp_inference", "gradient_descent"],
+)
+def test_empty_training_set_is_rejected(call):
+    with pytest.raises(ValueError, match=r"`y_train` must hold at least one training point"):
+        call(np.zeros((0, 0)), np.zeros((0, 1)))
+
+
+def test_loss_with_one_value_per_example_is_a_type_error():
+    k, y = _spd(), np.ones((5, 1))
+    with pytest.raises(
+        TypeError, match=r"`loss\(fx_train, y_train\)` must return a scalar.*\(5, 1\)"
+    ):
+        predict.gradient_descent(lambda f, t: (f - t) ** 2, k, y)
+
+
+def test_compute_cov_must_be_a_bool(problem):
+    # "yes" would be truthy and silently compute the covariance.
+    predict_fn = predict.gradient_descent_mse_ensemble(
+        problem["kernel_fn"], problem["x_train"], problem["y"]
+    )
+    with pytest.raises(TypeError, match=r"`compute_cov` must be a bool; got 'yes'"):
+        predict_fn(None, problem["x_test"], "ntk", compute_cov="yes")

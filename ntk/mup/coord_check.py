@@ -71,6 +71,29 @@ def _loss_fn(loss):
     )
 
 
+def _check_targets(loss: str, y, f_shape: tuple) -> None:
+    """``y`` must fit the network's outputs ``f_shape`` without broadcasting:
+    ``(N, K)`` targets for "mse", ``(N,)`` integer labels below ``K`` for "xent"."""
+    y = np.asarray(y)
+    if loss == "mse" and y.shape != tuple(f_shape):
+        raise ValueError(
+            f"coord_check: with loss='mse' `y` must have the outputs' shape "
+            f"{tuple(f_shape)}; got {y.shape}."
+        )
+    if loss == "xent":
+        classes = f_shape[-1]
+        if not np.issubdtype(y.dtype, np.integer) or y.shape != tuple(f_shape[:-1]):
+            raise ValueError(
+                f"coord_check: with loss='xent' `y` must be integer labels of "
+                f"shape {tuple(f_shape[:-1])}; got {y.dtype} of shape {y.shape}."
+            )
+        if y.size and (y.min() < 0 or y.max() >= classes):
+            raise ValueError(
+                f"coord_check: with loss='xent' the labels `y` must lie in "
+                f"[0, {classes}) (the outputs' classes); got {y.min()}..{y.max()}."
+            )
+
+
 def _check_step(step, steps, name):
     return _checks.require_int(step, "step", name, minimum=-(steps + 1), maximum=steps)
 
@@ -232,6 +255,11 @@ def coord_check(
     size, delta, layers = {}, {}, None
     for wi, width in enumerate(widths):
         net = make(width)
+        if not hasattr(net, "features_fn"):
+            raise TypeError(
+                f"coord_check: `make(width)` must return a parametrized model "
+                f"(mup.parametrize(model, ...)); got {type(net).__name__}."
+            )
         if net.features_fn is None:
             raise ValueError("coord_check: the parametrized model has no features_fn.")
         opt = optimizer(net.info)
@@ -265,7 +293,10 @@ def coord_check(
         )
         acc = None
         for s_key in jax.random.split(jax.random.fold_in(key, width), seeds):
-            out = jax.device_get(run(init(s_key)))
+            w0 = init(s_key)
+            if acc is None and isinstance(loss, str):
+                _check_targets(loss, y, jax.eval_shape(net.apply_fn, w0, x).shape)
+            out = jax.device_get(run(w0))
             acc = out if acc is None else jax.tree_util.tree_map(np.add, acc, out)
         sq_size, sq_delta = jax.tree_util.tree_map(lambda a: a / seeds, acc)
         if layers is None:

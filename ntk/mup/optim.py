@@ -133,8 +133,15 @@ def scale_by_width(info, rule: str = "sgd") -> optax.GradientTransformation:
 
 def _check_lr(learning_rate, name):
     """A learning rate: a number > 0 or an optax schedule (a callable)."""
-    if not callable(learning_rate):
-        _checks.require_positive(learning_rate, "learning_rate", name)
+    if callable(learning_rate):
+        return
+    leaves = jax.tree_util.tree_leaves(learning_rate, is_leaf=is_leaf_scale)
+    if any(isinstance(s, LeafScale) for s in leaves):
+        raise TypeError(
+            f"{name}: `learning_rate` must be a number or an optax schedule; got "
+            f"the network's `info` tree (the arguments are {name}(learning_rate, info))."
+        )
+    _checks.require_positive(learning_rate, "learning_rate", name)
 
 
 def sgd(

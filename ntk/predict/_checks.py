@@ -120,6 +120,13 @@ def check_requests(fx_train_0, fx_test_0, k_test_train, name):
             f"{name}: test predictions (`fx_test_0` given) need "
             f"`k_test_train`, the (N_test, N_train) kernel; got None."
         )
+    if fx_test_0 is None and k_test_train is not None:
+        # NT would return the training predictions only: never what was meant.
+        raise ValueError(
+            f"{name}: `k_test_train` is given but `fx_test_0` is None, which asks "
+            "for no test predictions; pass the test outputs at t = 0 "
+            "(fx_test_0=0. for a centred start)."
+        )
 
 
 def check_times(t, name, finite=False):

@@ -46,6 +46,11 @@ class Layout:
                 f"{name}: `trace_axes` cannot contain the batch axis "
                 f"0 of `y_train`; got {tuple(trace_axes)}."
             )
+        if 0 in y_shape:
+            raise ValueError(
+                f"{name}: `y_train` must hold at least one training point and "
+                f"output; got shape {y_shape}."
+            )
         self.name, self.ndim, self.trace = name, d, axes
         self.y_shape = y_shape
         self.non_trace = tuple(a for a in range(d) if a not in axes)

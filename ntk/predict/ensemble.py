@@ -136,6 +136,7 @@ def gradient_descent_mse_ensemble(
 
     def predict_fn(t=None, x_test=None, get=None, compute_cov=False, **kernel_fn_test_test_kwargs):
         names, single = canonical_get(get, ("nngp", "ntk"), name, default=("nngp", "ntk"))
+        compute_cov = _checks.require_bool(compute_cov, "compute_cov", name)
         has_inf = False
         if t is not None:
             t, has_inf = check_times(t, name)
@@ -242,14 +243,18 @@ def _merge_kwargs(train_kwargs, test_kwargs, name):
 
     Test kwargs override train ones for the test-test kernel; for test-train,
     a pair ``(a, b)`` of arrays given for both becomes ``(test[0], train[0])``
-    (per-input arrays such as masks); other values must agree.
+    (per-input arrays such as masks or `Aggregate`'s patterns; ``b`` may be
+    None, meaning ``a`` again, as for ``x2=None``); other values must agree.
     """
     kw_td, kw_tt = dict(train_kwargs), dict(train_kwargs)
     for key, v_tt in test_kwargs.items():
         if key in train_kwargs:
             v_dd = train_kwargs[key]
             pair = lambda v: (
-                isinstance(v, tuple) and len(v) == 2 and all(hasattr(x, "shape") for x in v)
+                isinstance(v, tuple)
+                and len(v) == 2
+                and hasattr(v[0], "shape")
+                and (v[1] is None or hasattr(v[1], "shape"))
             )
             if pair(v_dd) and pair(v_tt):
                 v_td = (v_tt[0], v_dd[0])

@@ -106,6 +106,7 @@ def gradient_descent(
     _checks.require_positive(atol, "atol", name)
     max_steps = _checks.require_int(max_steps, "max_steps", name)
     dtype = jnp.result_type(k_dd.dtype, y_train.dtype)
+    _check_scalar_loss(loss, y_train, dtype, name)
     time_scale, m = learning_rate, None
     if momentum is not None:
         _checks.require_real(momentum, "momentum", name, low=0, high=1)
@@ -192,6 +193,22 @@ def gradient_descent(
         )
 
     return predict_fn
+
+
+def _check_scalar_loss(loss, y_train, dtype, name):
+    """The ODE follows ``-∇ loss``: ``loss`` must return one number, not
+    one per example (e.g. ``optax.l2_loss`` before its mean)."""
+    try:
+        out = jax.eval_shape(loss, jax.ShapeDtypeStruct(y_train.shape, dtype), y_train)
+    except Exception:  # noqa: BLE001 - the loss's own error surfaces when it runs
+        return
+    shapes = [o.shape for o in jax.tree_util.tree_leaves(out)]
+    if shapes != [()]:
+        raise TypeError(
+            f"{name}: `loss(fx_train, y_train)` must return a scalar (e.g. the "
+            f"mean over examples); got outputs of shape {shapes[0] if len(shapes) == 1 else shapes} "
+            f"for fx_train of shape {tuple(y_train.shape)}."
+        )
 
 
 def _gd_dynamics(loss, y_shape, trace, momentum: bool):

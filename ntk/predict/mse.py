@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import jax.numpy as jnp
@@ -159,6 +160,7 @@ def gradient_descent_mse(
             lead = t.shape
             evals, evecs = reg.eigh()
             if discrete_time:
+                _warn_if_unstable(evals, learning_rate, n, name)
                 filt = steps_filter(evals, learning_rate, n, _whole_steps(t, name))
             else:
                 filt = expm1_filter(evals, (learning_rate * t.reshape(-1) / n).astype(dtype))
@@ -178,6 +180,24 @@ def gradient_descent_mse(
         return pack(out_train, out_test)
 
     return predict_fn
+
+
+def _warn_if_unstable(evals, learning_rate, n, name):
+    """Warn when steps of size ``learning_rate`` diverge: the residual's mode of
+    eigenvalue λ is multiplied by ``1 − ηλ/n`` per step, of modulus > 1 beyond
+    ``η = 2n / λ_max`` (`max_learning_rate`)."""
+    ev, lr = _checks.concrete(evals), _checks.concrete(learning_rate)
+    if ev is None or lr is None or ev.size == 0:
+        return
+    bound = 2 * n / float(ev.max())
+    if float(lr) > bound:
+        warnings.warn(
+            f"{name}: learning_rate={float(lr):g} exceeds the stable bound "
+            f"2n/λ_max = {bound:.3g} of the training kernel; the discrete-time "
+            "iterates diverge (to inf, then NaN).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _whole_steps(t, name):
