@@ -411,7 +411,8 @@ def _masked_input(x: Array, mask: Optional[Array], mask_constant):
 
 
 def select(k: Kernel, get):
-    """Return what ``get`` asks for: the `Kernel`, one array, or a namedtuple.
+    """Return what ``get`` asks for: the `Kernel`, one array, or a namedtuple
+    (a list of them for a list of Kernels, as NT returns for branches).
 
     Example:
       >>> import jax.numpy as jnp
@@ -424,6 +425,8 @@ def select(k: Kernel, get):
     """
     if get is None:
         return k
+    if isinstance(k, (list, tuple)):  # branches of a network ending in FanOut
+        return [select(b, get) for b in k]
     if isinstance(get, str):
         return getattr(k, get)
     from collections import namedtuple

@@ -135,6 +135,14 @@ def _take_rows(x: np.ndarray, start: int, size: int) -> np.ndarray:
     return np.concatenate([block, np.repeat(block[-1:], extra, axis=0)], axis=0)
 
 
+def _is_get(get) -> bool:
+    """Whether the third argument is a ``get`` (None, a name or names) rather
+    than the first extra argument of a kernel function without one."""
+    if get is None or isinstance(get, str):
+        return True
+    return isinstance(get, (tuple, list)) and bool(get) and all(isinstance(g, str) for g in get)
+
+
 def _normalise_get(get):
     if get is None:
         return ("nngp", "ntk"), True
@@ -152,7 +160,17 @@ def _normalise_get(get):
 
 def _devices(device_count: int):
     devices = jax.devices()
-    if device_count is None or device_count < 0:
+    if isinstance(device_count, bool) or not isinstance(device_count, numbers.Integral):
+        raise TypeError(
+            f"parallel.batch: `device_count` must be an int (-1: all devices, "
+            f"0: the first only); got {device_count!r}."
+        )
+    if device_count < -1:
+        raise ValueError(
+            f"parallel.batch: `device_count` must be -1 (all devices), 0 (the "
+            f"first only) or a number of devices; got {device_count}."
+        )
+    if device_count == -1:
         return devices
     if device_count == 0:
         return devices[:1]
@@ -244,7 +262,11 @@ def batch(
 
     Returns:
       ``batched(x1, x2=None, get=None, *args, **kwargs)``; ``get=None`` returns
-      a namedtuple with ``nngp`` and ``ntk``.
+      a namedtuple with ``nngp`` and ``ntk``. A third argument that is not a
+      ``get`` (a name or names) is passed on as the first of ``args`` to a
+      ``kernel_fn`` without ``get``, such as ``empirical_ntk_fn(x1, x2,
+      params)``, whose one array is returned, as neural-tangents' ``batch``
+      does.
 
     Raises:
       ValueError: ``batch_size`` not an int :math:`\ge 0`, ``memory_bytes``
@@ -265,6 +287,18 @@ def batch(
       >>> k.shape, bool(np.allclose(k, x1 @ x2.T / 2))
       ((5, 3), True)
     """
+    if not callable(kernel_fn):
+        raise TypeError(
+            "parallel.batch: `kernel_fn` must be a function kernel_fn(x1, x2, get, "
+            f"...), e.g. a layer's .kernel_fn; got {type(kernel_fn).__name__}."
+        )
+    if getattr(kernel_fn, "known_pairwise", None) is False:
+        raise ValueError(
+            f"parallel.batch: the kernel of {getattr(kernel_fn, 'name', 'kernel_fn')} "
+            "is not a function of each pair of inputs alone (Dropout's kernel of "
+            "an input with itself differs from that of a copy), so tiles would "
+            "change it; call kernel_fn on all the inputs at once."
+        )
     if isinstance(batch_size, bool) or not (isinstance(batch_size, int) and batch_size >= 0):
         raise ValueError(f"parallel.batch: `batch_size` must be an int >= 0; got {batch_size!r}.")
     devices = _devices(device_count)
@@ -283,13 +317,19 @@ def batch(
 
     compiled: dict = {}
 
-    def _step_fn(get, nargs, kw_keys):
-        key = (get, nargs, kw_keys)
+    def without_get(a, b, _get, *rest, **kw):
+        # NT's `batch` also wraps kernel functions that take no `get`, such
+        # as empirical_ntk_fn(x1, x2, params): one array per pair.
+        return kernel_fn(a, b, *rest, **kw)
+
+    def _step_fn(get, nargs, kw_keys, getless):
+        key = (get, nargs, kw_keys, getless)
+        fn = without_get if getless else kernel_fn
         if key not in compiled:
 
             def local(a, b, *rest):
                 args, kw_vals = rest[:nargs], rest[nargs:]
-                out = kernel_fn(a, b, get, *args, **dict(zip(kw_keys, kw_vals)))
+                out = fn(a, b, get, *args, **dict(zip(kw_keys, kw_vals)))
                 return tuple(out) if isinstance(get, tuple) else (out,)
 
             def step(a, b, *rest):
@@ -315,7 +355,11 @@ def batch(
         return namedtuple("Kernel", names)(*outs)
 
     def batched(x1, x2=None, get=None, *args, **kwargs):
+        getless = not _is_get(get)
+        if getless:
+            args, get = (get,) + args, "ntk"  # the label of the one output
         names, as_tuple = _normalise_get(get)
+        fn = without_get if getless else kernel_fn
         x1 = _host_input(x1, "x1")
         symmetric = x2 is None
         x2 = x1 if symmetric else _host_input(x2, "x2")
@@ -331,23 +375,37 @@ def batch(
                     f"parallel.batch: `{name}` must have at least one row "
                     f"(input) along the batch axis; got shape {tuple(x.shape)}."
                 )
+            # Tiles run compiled, where kernel_fn cannot check its inputs;
+            # NaN and inf are valid only as mask constants.
+            if "mask_constant" not in kwargs and np.issubdtype(x.dtype, np.inexact):
+                bad = int(x.size - np.isfinite(x).sum())
+                if bad:
+                    raise ValueError(
+                        f"parallel.batch: `{name}` must be finite; got {bad} "
+                        f"NaN/inf entries of {x.size}."
+                    )
         n1, n2 = x1.shape[0], x2.shape[0]
         pair = jax.eval_shape(
-            lambda a, b: kernel_fn(a, b, names, *args, **kwargs),
+            lambda a, b: fn(a, b, names, *args, **kwargs),
             jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype),
             jax.ShapeDtypeStruct((1,) + x2.shape[1:], x2.dtype),
         )
-        pair = tuple(pair)
+        if getless and not hasattr(pair, "shape"):
+            raise ValueError(
+                "parallel.batch: a kernel_fn called without `get` must return one "
+                f"(N1, N2, ...) array; got {type(pair).__name__}."
+            )
+        pair = (pair,) if getless else tuple(pair)
         outs = [_aligned_empty((n1, n2) + o.shape[2:], o.dtype) for o in pair]
         # Mirroring is only safe for scalar per-pair outputs: spatial layouts
         # cannot be told apart from their shapes alone.
         symmetric = symmetric and all(len(o.shape) == 2 for o in pair)
-        tile = batch_size or choose_tile(kernel_fn, x1, x2, names, n_dev, budget, args, kwargs)
+        tile = batch_size or choose_tile(fn, x1, x2, names, n_dev, budget, args, kwargs)
         rows = tile * n_dev  # inputs per row block
         cols = tile
         n_blocks, n_cols = -(-n1 // rows), -(-n2 // cols)
         kw_keys = tuple(sorted(kwargs))
-        step = _step_fn(names, len(args), kw_keys)
+        step = _step_fn(names if not getless else get, len(args), kw_keys, getless)
         extra = tuple(args) + tuple(kwargs[k] for k in kw_keys)
         if jax.process_count() > 1:
             extra = jax.tree_util.tree_map(np.asarray, extra)

@@ -93,6 +93,57 @@ def test_bad_get_and_shapes_raise_clear_errors():
         parallel.batch(KERNEL_FN, -2)
 
 
+@pytest.mark.parametrize("x2_rows", [None, 9])
+def test_kernel_fn_without_get_is_tiled_like_nt_batch(x2_rows):
+    # NT's batch wraps any kernel_fn(x1, x2, *args): empirical_ntk_fn(x1, x2,
+    # params) puts `params` where `get` would be.
+    from ntk import empirical
+
+    net = stax.serial(stax.Dense(16), stax.Relu(), stax.Dense(1))
+    x1, x2 = _inputs()
+    x2 = None if x2_rows is None else x2[:x2_rows]
+    _, params = net.init_fn(jax.random.PRNGKey(0), x1.shape)
+    ntk_fn = empirical.empirical_ntk_fn(net.apply_fn)
+    got = parallel.batch(ntk_fn, 4)(x1, x2, params)
+    np.testing.assert_allclose(got, ntk_fn(x1, x2, params), rtol=1e-12, atol=1e-12)
+
+
+def test_kernel_that_is_not_a_function_of_each_pair_is_refused():
+    # Dropout boosts K(x, x) only when both arguments are the same inputs;
+    # a tile of x against a copy of its rows would lose that.
+    dropout = stax.serial(stax.Dense(8), stax.Relu(), stax.Dropout(0.5), stax.Dense(1))
+    assert dropout.kernel_fn.known_pairwise is False
+    with pytest.raises(ValueError, match=r"parallel\.batch: the kernel of serial\(.*Dropout"):
+        parallel.batch(dropout.kernel_fn, 4)
+
+
+@pytest.mark.parametrize(
+    "kernel_fn,device_count,exc,message",
+    [
+        ("kfn", -1, TypeError, r"`kernel_fn` must be a function .*got str"),
+        (KERNEL_FN, -2, ValueError, r"`device_count` must be -1 .*got -2"),
+        (KERNEL_FN, 1.5, TypeError, r"`device_count` must be an int .*got 1\.5"),
+    ],
+    ids=["kernel_fn", "device_count", "device_count-type"],
+)
+def test_bad_arguments_of_batch_are_named(kernel_fn, device_count, exc, message):
+    with pytest.raises(exc, match=r"parallel\.batch: " + message):
+        parallel.batch(kernel_fn, 4, device_count=device_count)
+
+
+@pytest.mark.parametrize("name", ["x1", "x2"])
+def test_non_finite_inputs_are_rejected_unless_they_are_the_mask_constant(name):
+    # The tiles run compiled, where kernel_fn cannot check its inputs: a NaN
+    # used to come back as NaN entries of the kernel.
+    x1, x2 = _inputs()
+    (x1 if name == "x1" else x2)[2, 1] = np.nan
+    b = parallel.batch(KERNEL_FN, 4)
+    with pytest.raises(ValueError, match=rf"`{name}` must be finite; got 1 NaN/inf entries"):
+        b(x1, x2, "ntk")
+    masked = b(x1, x2, "ntk", mask_constant=np.nan)
+    np.testing.assert_allclose(masked, KERNEL_FN(x1, x2, "ntk", mask_constant=np.nan), rtol=1e-5)
+
+
 _DEVICE_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax

@@ -255,6 +255,43 @@ def test_fanout_copies_input_and_kernel():
     assert len(ks) == 3 and all(kk is k for kk in ks)
 
 
+@pytest.mark.parametrize("get", ["nngp", ("nngp", "ntk")])
+def test_network_ending_in_branches_returns_one_selection_per_branch(get):
+    x1, x2 = _inputs()
+    a, b = stax.Dense(7, W_std=1.3, b_std=0.2), stax.serial(stax.Dense(7), stax.Relu())
+    net = stax.serial(stax.FanOut(2), stax.parallel(a, b))
+    got = net.kernel_fn(x1, x2, get)
+    assert isinstance(got, list) and len(got) == 2
+    for out, layer in zip(got, (a, b)):
+        want = layer.kernel_fn(x1, x2, get)
+        for g, w in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(want)):
+            np.testing.assert_allclose(g, w, rtol=1e-14)
+
+
+@pytest.mark.parametrize("with_x2", [False, True])
+def test_two_input_network_kernel_equals_that_of_the_scaled_concatenated_input(with_x2):
+    # parallel(Dense, Dense) + FanInSum on inputs (x, y) of sizes 4 and 5 has
+    # the input kernel x·x'/4 + y·y'/5, which one Dense sees on
+    # z = [x·√(9/4), y·√(9/5)]: the rest of the network is the same.
+    rng = np.random.default_rng(0)
+    x, y, x2, y2 = (rng.normal(size=s) for s in ((3, 4), (3, 5), (2, 4), (2, 5)))
+    net = stax.serial(
+        stax.parallel(stax.Dense(8), stax.Dense(8)), stax.FanInSum(), stax.Relu(), stax.Dense(1)
+    )
+    ref = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
+    z = lambda a, b: np.concatenate([a * np.sqrt(9 / 4), b * np.sqrt(9 / 5)], axis=1)
+    got = net.kernel_fn([x, y], [x2, y2] if with_x2 else None, ("nngp", "ntk"))
+    want = ref.kernel_fn(z(x, y), z(x2, y2) if with_x2 else None, ("nngp", "ntk"))
+    np.testing.assert_allclose(got.nngp, want.nngp, rtol=1e-12)
+    np.testing.assert_allclose(got.ntk, want.ntk, rtol=1e-12)
+
+
+def test_two_input_network_needs_as_many_x2():
+    net = stax.serial(stax.parallel(stax.Dense(2), stax.Dense(2)), stax.FanInSum())
+    with pytest.raises(ValueError, match=r"`x2` must be None or a list of as many"):
+        net.kernel_fn([np.ones((2, 3)), np.ones((2, 3))], np.ones((2, 3)))
+
+
 def test_parallel_applies_one_layer_per_branch():
     x1, _ = _inputs()
     a, b = stax.Dense(7, W_std=1.3, b_std=0.2), stax.serial(stax.Dense(7), stax.Relu())

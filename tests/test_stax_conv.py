@@ -626,3 +626,24 @@ def test_unsupported_kernels_say_why():
     k = inputs_to_kernel(x1, x2, diagonal_spatial=True, compute_ntk=True)
     with pytest.raises(ValueError, match="diagonal_spatial=False"):
         stax.ImageResize((-1, 4, 4, -1), "linear").kernel_fn(k)
+
+
+@pytest.mark.parametrize("get", ["nngp", "ntk"])
+def test_diagonal_spatial_false_gives_nt_full_layout_consistent_with_pooling(get):
+    # NT's default layout (N1, N2, H, H, W, W): its same-position entries are
+    # our default output, and its mean over all position pairs is the kernel
+    # of the same network followed by global average pooling.
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=(3, 5, 4, 2)), rng.normal(size=(2, 5, 4, 2))
+    net = stax.serial(
+        stax.Conv(4, (3, 3), padding="SAME", W_std=1.4, b_std=0.1),
+        stax.Relu(),
+        stax.Conv(4, (2, 2), padding="SAME"),
+    )
+    full = np.asarray(net.kernel_fn(x1, x2, get, diagonal_spatial=False))
+    assert full.shape == (3, 2, 5, 5, 4, 4)
+    np.testing.assert_allclose(
+        np.einsum("abhhww->abhw", full), net.kernel_fn(x1, x2, get), rtol=1e-12
+    )
+    pooled = stax.serial(net, stax.GlobalAvgPool()).kernel_fn(x1, x2, get)
+    np.testing.assert_allclose(full.mean(axis=(2, 3, 4, 5)), pooled, rtol=1e-12)

@@ -23,6 +23,7 @@ Three oracles, from strongest to broadest:
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -431,10 +432,22 @@ def _numerical_layer(case, deg):
         "Sin": jnp.sin,
         "Sin(1.3,0.7,0.4)": lambda x: 1.3 * jnp.sin(0.7 * x + 0.4),
     }[case.name]
-    return stax.ElementwiseNumerical(fn, deg)
+    with warnings.catch_warnings():  # low degrees on purpose: the convergence study
+        warnings.simplefilter("ignore", UserWarning)
+        return stax.ElementwiseNumerical(fn, deg)
 
 
 UNIT_GRID = [t for t in GRID if 0.25 <= min(t[1:]) and max(t[1:]) <= 2.0]
+
+
+def test_elementwise_numerical_warns_when_deg_is_below_the_default():
+    # NT's habitual deg=25 is a Gauss–Hermite degree there, a less accurate
+    # node count here: the port must not lose accuracy silently.
+    with pytest.warns(UserWarning, match=r"deg=25 counts nodes of this library's graded rule"):
+        stax.ElementwiseNumerical(jnp.tanh, deg=25)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stax.ElementwiseNumerical(jnp.tanh)
 
 
 @pytest.mark.parametrize("name", SMOOTH_CLOSED)

@@ -320,3 +320,106 @@ def test_repeat_rejects_invalid_n(n):
 def test_combinators_reject_non_layers():
     with pytest.raises(TypeError, match=r"stax combinators take layers.*got int"):
         stax.serial(stax.Dense(3), 3)
+
+
+# ------------------------------------------------ keywords and call order
+
+
+@pytest.mark.parametrize("typo", ["X_test", "patterns", "diagonal"])
+def test_keyword_no_layer_reads_is_a_type_error(typo):
+    # It used to be passed to every transform and dropped, silently giving
+    # the kernel without it (e.g. `patterns=` for Aggregate's `pattern=`).
+    with pytest.raises(
+        TypeError,
+        match=NET_NAME + rf": got unexpected keyword argument\(s\) `{typo}`; "
+        r"the layers of this network read: mask_constant, rng\.",
+    ):
+        NET.kernel_fn(X, None, "nngp", **{typo: 1})
+
+
+def test_keyword_read_by_a_sub_layer_is_accepted_and_named():
+    net = stax.serial(stax.Dense(4), stax.Aggregate(), stax.Dense(1))
+    x = np.ones((2, 3, 4))
+    a = np.ones((2, 3, 3))
+    with_pattern = net.kernel_fn(x, None, "nngp", pattern=(a, a))
+    assert not np.allclose(with_pattern, net.kernel_fn(x, None, "nngp"))
+    with pytest.raises(TypeError, match=r"read: mask_constant, pattern, rng\."):
+        net.kernel_fn(x, None, "nngp", patterns=(a, a))
+
+
+def test_layer_without_spec_may_read_any_keyword():
+    custom = stax.make_layer(
+        "Custom", lambda key, shape: (shape, ()), lambda p, x, **kw: x, lambda k, **kw: k
+    )
+    net = stax.serial(stax.Dense(2), custom)
+    assert net.kernel_fn.keywords is None
+    assert net.kernel_fn(X, None, "nngp", anything=1).shape == (3, 3)
+
+
+@pytest.mark.parametrize(
+    "kwargs,pattern",
+    [
+        (dict(channel_axis=0), r"`channel_axis` must be -1 .*got 0\."),
+        (dict(batch_axis=1), r"`batch_axis` must be 0 .*got 1\."),
+        (dict(diagonal_batch=False), r"`diagonal_batch=False` is not supported"),
+        (dict(diagonal_spatial="yes"), r"`diagonal_spatial` must be True, False or None"),
+    ],
+)
+def test_nt_layout_keywords_other_than_ours_are_rejected(kwargs, pattern):
+    with pytest.raises((ValueError, TypeError), match=NET_NAME + ": " + pattern):
+        NET.kernel_fn(X, None, "nngp", **kwargs)
+
+
+def test_nt_layout_keywords_naming_our_layout_change_nothing():
+    want = NET.kernel_fn(X, None, "nngp")
+    got = NET.kernel_fn(
+        X, None, "nngp", channel_axis=1, batch_axis=0, diagonal_batch=True, diagonal_spatial=True
+    )
+    np.testing.assert_array_equal(got, want)
+
+
+def test_diagonal_spatial_true_is_rejected_where_pooling_needs_cross_positions():
+    net = stax.serial(stax.Conv(2, (2, 2), padding="SAME"), stax.GlobalAvgPool())
+    with pytest.raises(ValueError, match=r"`diagonal_spatial=True` asks for same-position"):
+        net.kernel_fn(np.ones((2, 3, 3, 1)), None, "nngp", diagonal_spatial=True)
+
+
+def test_string_x2_suggests_get():
+    with pytest.raises(TypeError, match=r"`x2` must be an array or None; got 'ntk' .*get"):
+        NET.kernel_fn(X, "ntk")
+
+
+@pytest.mark.parametrize("x2", [np.ones((2, 4)), "ntk"], ids=["array", "string"])
+def test_kernel_input_with_x2_is_rejected(x2):
+    k = stax.Dense(1).kernel_fn(X, None)
+    with pytest.raises(TypeError, match=r"`x2` must be None when `x1` is a Kernel"):
+        NET.kernel_fn(k, x2)
+
+
+def test_apply_fn_with_swapped_arguments_names_the_order():
+    _, params = NET.init_fn(jax.random.PRNGKey(0), X.shape)
+    with pytest.raises(
+        TypeError,
+        match=NET_NAME + r": `params` must be the parameters init_fn returned, a tuple "
+        r"of 3 entries \(one per layer\); got ndarray of shape \(3, 4\) "
+        r"\(the arguments are apply_fn\(params, x\)\)",
+    ):
+        NET.apply_fn(X, params)
+
+
+@pytest.mark.parametrize("params", [None, ((), ())], ids=["none", "too-few"])
+def test_apply_fn_with_wrong_params_is_a_type_error(params):
+    with pytest.raises(TypeError, match=NET_NAME + r": `params` must be the parameters"):
+        NET.apply_fn(params, X)
+
+
+def test_init_fn_given_the_inputs_asks_for_their_shape():
+    with pytest.raises(TypeError, match=NET_NAME + r": init_fn\(key, input_shape\).*pass x\.shape"):
+        NET.init_fn(jax.random.PRNGKey(0), X)
+
+
+def test_init_fn_given_a_seed_asks_for_a_key():
+    with pytest.raises(
+        TypeError, match=NET_NAME + r": init_fn\(key, input_shape\) takes a PRNG key"
+    ):
+        NET.init_fn(0, X.shape)

@@ -446,6 +446,17 @@ def test_dropout_leaves_cross_kernel_unchanged():
     np.testing.assert_allclose(k.cov1, k0.cov1 / 0.5, rtol=1e-14)
 
 
+def test_dropout_kernel_with_an_equal_copy_of_x1_is_its_kernel_with_x2_none():
+    # NT's convention: x2 equal to x1 is the same inputs, one mask for both,
+    # so the batch diagonal is boosted by 1/rate as with x2=None.
+    x1, _ = VEC
+    kernel_fn = stax.serial(stax.Dense(4, W_std=1.3), stax.Relu(), stax.Dropout(0.5))[2]
+    want = kernel_fn(x1, None, "ntk")
+    np.testing.assert_array_equal(kernel_fn(x1, np.array(x1, copy=True), "ntk"), want)
+    off = kernel_fn(x1, x1 + 1e-3, "ntk")
+    assert abs(float(np.trace(want) / np.trace(off)) - 2.0) < 0.05
+
+
 def test_dropout_test_mode_is_the_identity():
     init_fn, apply_fn, kernel_fn = stax.serial(
         stax.Dense(4), stax.Relu(), stax.Dropout(0.3, mode="test")

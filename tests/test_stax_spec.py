@@ -58,7 +58,7 @@ EXAMPLES = {
     "ExpNormalized": stax.ExpNormalized,
     "RectifiedMonomial": lambda: stax.RectifiedMonomial(2),
     "Elementwise": lambda: stax.Elementwise(jnp.tanh, lambda c12, c11, c22: c12),
-    "ElementwiseNumerical": lambda: stax.ElementwiseNumerical(jnp.tanh, deg=8),
+    "ElementwiseNumerical": lambda: stax.ElementwiseNumerical(jnp.tanh),
     "ConvTranspose": lambda: stax.ConvTranspose(3, (2, 2), (2, 2), "SAME"),
     "ConvLocal": lambda: stax.ConvLocal(3, (2, 2)),
     "ImageResize": lambda: stax.ImageResize((-1, 2, 3, -1), "linear"),

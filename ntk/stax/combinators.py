@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from ntk.kernel import Kernel
 from ntk.stax import spec as specs
 from ntk.stax._internal import split_rng
-from ntk.stax.layer import Layer, as_layer, make_layer
+from ntk.stax.layer import Layer, as_layer, check_init_args, check_params, make_layer
 from ntk.stax.masking import and_masks, concat_masks, has_masked
 
 
@@ -39,8 +39,10 @@ def serial(*layers) -> Layer:
     """
     layers = tuple(as_layer(l) for l in layers)
     n = len(layers)
+    name = "serial(" + ", ".join(l.name for l in layers) + ")"
 
     def init_fn(key, input_shape):
+        check_init_args(key, input_shape, name)
         params = []
         for layer, k in zip(layers, jax.random.split(key, max(n, 1))):
             input_shape, p = layer.init_fn(k, input_shape)
@@ -48,6 +50,7 @@ def serial(*layers) -> Layer:
         return input_shape, tuple(params)
 
     def apply_fn(params, x, **kwargs):
+        check_params(params, n, name)
         for layer, p, kw in zip(layers, params, split_rng(kwargs, n)):
             x = layer.apply_fn(p, x, **kw)
         return x
@@ -62,7 +65,7 @@ def serial(*layers) -> Layer:
         return k
 
     return make_layer(
-        "serial(" + ", ".join(l.name for l in layers) + ")",
+        name,
         init_fn,
         apply_fn,
         transform,
@@ -158,6 +161,7 @@ def parallel(*layers) -> Layer:
         return [o[0] for o in outs], tuple(o[1] for o in outs)
 
     def apply_fn(params, xs, **kwargs):
+        check_params(params, n, name)
         _check(xs, "inputs")
         return [
             l.apply_fn(p, x, **kw) for l, p, x, kw in zip(layers, params, xs, split_rng(kwargs, n))

@@ -14,6 +14,7 @@ numerics) and ``numerical`` of `ntk.stax.numerical` (graded quadrature for any
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Optional, Sequence
 
 import jax
@@ -472,6 +473,17 @@ def ElementwiseNumerical(
         require_traceable(df, "df", where)
     if not (isinstance(deg, (int, np.integer)) and deg >= 1):
         raise ValueError(f"{where}: `deg` must be a positive int; got {deg!r}.")
+    if deg < NUMERICAL_DEG:
+        # NT code passes deg=25 by habit; here it would silently cost accuracy.
+        warnings.warn(
+            f"{where}: deg={deg} counts nodes of this library's graded rule, not "
+            f"neural-tangents' Gauss–Hermite degree, and is less accurate than the "
+            f"default deg={NUMERICAL_DEG} (deg=25: relative errors ~2e-2; "
+            f"{NUMERICAL_DEG}: ≤ 1e-6 for tanh-like φ). Leave `deg` unset unless you "
+            "mean to trade accuracy for speed.",
+            UserWarning,
+            stacklevel=2,
+        )
     return _elementwise(
         f"ElementwiseNumerical({getattr(fn, '__name__', 'fn')}, {deg})", numerical(fn, deg, df)
     )

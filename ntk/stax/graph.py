@@ -270,6 +270,7 @@ def Aggregate(
         spec=specs.Parameterless(),
         mask_fn=lambda mask, shape: position_mask(mask),
         remask=True,
+        keywords=("pattern",),
     )
 
 

@@ -15,7 +15,7 @@ transformed `Kernel`, which is how combinators compose layers.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -41,9 +41,19 @@ class KernelFn:
         a namedtuple).
       mask_constant: input entries equal to it (NaN matches NaN) are masked
         (padding, `ntk.stax.masking`); None: nothing is masked.
+      diagonal_spatial: NT's layout request. None (default): spatial
+        covariances are kept in full only when a layer needs them (see the
+        README's porting notes); False: always in full, NT's default layout
+        ``(N1, N2, H, H, W, W)``; True: only same-position covariances
+        ``(N1, N2, H, W)``, a ValueError for a network whose layers need the
+        full ones (pooling, attention, flattening).
+      diagonal_batch, batch_axis, channel_axis: NT's requirement keywords,
+        accepted with the one layout this library has (``cov1`` per input,
+        batch first, channels last); other values raise a ValueError.
       **kwargs: passed to every layer's transform, e.g. ``pattern=(A1, A2)``
         of `Aggregate`; array values are traced (one compilation per shape),
-        the others are compile-time constants.
+        the others are compile-time constants. A keyword that no layer of the
+        network reads (``keywords``) is a TypeError, not silently dropped.
 
     Attributes:
       transform: ``Kernel -> Kernel`` (or lists of them for branching layers).
@@ -56,6 +66,9 @@ class KernelFn:
         hyperparameters, a parameterless layer, or `Opaque` (unknown). Tools
         that walk networks (structured empirical NTK, μP) read only this.
       children: the sub-layers of a combinator (``spec.children``).
+      keywords: the keyword arguments its layers' transforms read (besides
+        ``mask_constant`` and ``rng``), or None when some layer was made
+        without a ``spec`` and may read any.
       pairwise: whether the kernel of each pair ``(x1[i], x2[j])`` depends on
         that pair only — not on the other inputs, nor on whether ``x2`` is
         ``x1`` (`Dropout`'s is not). Large spatial kernels of such networks
@@ -80,6 +93,7 @@ class KernelFn:
         needs_full_spatial: bool = False,
         spec: Optional[Spec] = None,
         pairwise: bool = False,
+        keywords: Iterable[str] = (),
     ):
         if spec is not None and not isinstance(spec, Spec):
             raise TypeError(
@@ -88,6 +102,7 @@ class KernelFn:
         self.transform = transform
         self.spec = Opaque() if spec is None else spec
         self.name = name
+        self.keywords = _declared_keywords(self.spec, keywords)
         self.needs_full_spatial = needs_full_spatial
         self.pairwise = bool(pairwise)
         self._jitted = jax.jit(self._from_arrays, static_argnames=("get", "compute_ntk"))
@@ -105,10 +120,19 @@ class KernelFn:
         """The sub-layers of a combinator (``spec.children``; empty for leaves)."""
         return self.spec.children
 
+    @property
+    def known_pairwise(self) -> Optional[bool]:
+        """``pairwise`` when every layer has a typed ``spec``; None when some
+        layer was made without one (then it is unknown, and ``pairwise`` is
+        False only to be safe)."""
+        return None if self.keywords is None else self.pairwise
+
     def _from_arrays(
         self, x1, x2, get, compute_ntk, mask_constant=None, masks=(None, None), **kwargs
     ):
-        if self.pairwise and self.needs_full_spatial:
+        # `full_spatial`: diagonal_spatial=False asked for NT's full layout.
+        full_spatial = kwargs.pop("full_spatial", False) or self.needs_full_spatial
+        if self.pairwise and full_spatial:
             out = blockwise(
                 self._one_block,
                 x1,
@@ -118,18 +142,58 @@ class KernelFn:
                 kwargs,
                 compute_ntk=compute_ntk,
                 mask_constant=mask_constant,
+                full_spatial=full_spatial,
             )
             if out is not None:
                 return out
-        return self._one_block(x1, x2, get, compute_ntk, mask_constant, masks, **kwargs)
+        return self._one_block(
+            x1, x2, get, compute_ntk, mask_constant, masks, full_spatial=full_spatial, **kwargs
+        )
+
+    def _from_lists(self, x1, x2, get, kwargs):
+        """Several inputs, as a network starting with `parallel` takes them
+        (NT's multi-input networks): one input kernel per branch."""
+        if x2 is not None and (not isinstance(x2, (list, tuple)) or len(x2) != len(x1)):
+            raise ValueError(
+                f"{self.name}: with a list of {len(x1)} inputs `x1`, `x2` must be "
+                f"None or a list of as many; got {_describe(x2)}."
+            )
+        names = validate_get(get)
+        get = names[0] if names is not None and isinstance(get, str) else names
+        mask_constant = kwargs.pop("mask_constant", None)
+        pairs = []
+        for i, (a, b) in enumerate(zip(x1, [None] * len(x1) if x2 is None else x2)):
+            (a, ma), (b, mb) = (
+                _unpack_masked(a, f"x1[{i}]", self.name),
+                _unpack_masked(b, f"x2[{i}]", self.name),
+            )
+            a, b = check_inputs(a, b, self.name, mask_constant=mask_constant, masks=(ma, mb))
+            pairs.append((a, b, ma, mb))
+        full_spatial = _layout_request(kwargs, self, pairs[0][0].ndim) or self.needs_full_spatial
+        kernels = [
+            inputs_to_kernel(
+                a,
+                b,
+                diagonal_spatial=not full_spatial,
+                compute_ntk=names is None or "ntk" in names,
+                mask_constant=mask_constant,
+                mask1=ma,
+                mask2=mb,
+            )
+            for a, b, ma, mb in pairs
+        ]
+        out = select(self.transform(kernels, **kwargs), get)
+        check_finite_output(out, self.name, get)
+        return out
 
     def _one_block(
         self, x1, x2, get, compute_ntk, mask_constant=None, masks=(None, None), **kwargs
     ):
+        full_spatial = kwargs.pop("full_spatial", False) or self.needs_full_spatial
         k = inputs_to_kernel(
             x1,
             x2,
-            diagonal_spatial=not self.needs_full_spatial,
+            diagonal_spatial=not full_spatial,
             compute_ntk=compute_ntk,
             mask_constant=mask_constant,
             mask1=masks[0],
@@ -145,14 +209,22 @@ class KernelFn:
         if isinstance(x1, Kernel) or (
             isinstance(x1, (list, tuple)) and x1 and isinstance(x1[0], Kernel)
         ):
+            if x2 is not None:
+                hint = f" (to select it pass get={x2!r})" if isinstance(x2, str) else ""
+                raise TypeError(
+                    f"{self.name}: `x2` must be None when `x1` is a Kernel (it "
+                    f"holds both inputs' covariances); got {_describe(x2)}{hint}."
+                )
             validate_get(get)
             kwargs.pop("mask_constant", None)  # only meaningful on arrays
-            out = self.transform(x1, **kwargs)
-            if get is None:
-                return out
-            if isinstance(out, list):
-                return [select(o, get) for o in out]
-            return select(out, get)
+            return select(self.transform(x1, **kwargs), get)
+        if isinstance(x2, str):
+            raise TypeError(
+                f"{self.name}: `x2` must be an array or None; got {x2!r} (to "
+                f"select a kernel pass it as `get`: kernel_fn(x1, None, {x2!r}))."
+            )
+        if isinstance(x1, (list, tuple)):
+            return self._from_lists(x1, x2, get, kwargs)
         names = validate_get(get)
         get = names[0] if names is not None and isinstance(get, str) else names
         (x1, m1), (x2, m2) = (
@@ -161,11 +233,18 @@ class KernelFn:
         )
         mask_constant = kwargs.pop("mask_constant", None)
         x1, x2 = check_inputs(x1, x2, self.name, mask_constant=mask_constant, masks=(m1, m2))
+        full_spatial = _layout_request(kwargs, self, x1.ndim)
+        if m1 is None and m2 is None and set(kwargs) <= _ALWAYS and _same_inputs(x1, x2):
+            # NT's convention: x2 equal to x1 is x1 itself, so Dropout draws
+            # one mask for both (and cov2 is not computed twice).
+            x2 = None
         compute_ntk = names is None or "ntk" in names
         if m1 is not None or m2 is not None:
             kwargs["masks"] = (m1, m2)
         if mask_constant is not None:
             kwargs["mask_constant"] = mask_constant
+        if full_spatial and not self.needs_full_spatial:
+            kwargs["full_spatial"] = True
         if not kwargs:
             out = self._jitted(x1, x2, get=get, compute_ntk=compute_ntk)
         else:
@@ -215,6 +294,7 @@ def make_layer(
     remask: bool = False,
     handles_masks: bool = False,
     pairwise: Optional[bool] = None,
+    keywords: Iterable[str] = (),
 ) -> Layer:
     """Build a `Layer` from its finite-width functions and kernel transform.
 
@@ -232,6 +312,11 @@ def make_layer(
     maps zero inputs to non-zero outputs (biases, constants of activations)
     or mixes positions. ``handles_masks=True`` is for combinators, whose
     sub-layers do all of this themselves. Without masks none of it runs.
+
+    ``keywords``: the names of the keyword arguments ``transform`` reads
+    (as `Aggregate` reads ``pattern``), besides ``mask_constant`` and ``rng``;
+    ``kernel_fn`` rejects any other keyword of a network made of typed layers.
+    A layer without a ``spec`` may read any.
 
     ``pairwise`` (`KernelFn`): None means True for a layer with a typed
     ``spec`` and False for an `Opaque` one; pass False for a transform that
@@ -266,7 +351,12 @@ def make_layer(
     if pairwise is None:
         pairwise = spec is not None and not isinstance(spec, Opaque)
     kernel_fn = KernelFn(
-        transform, name, needs_full_spatial=needs_full_spatial, spec=spec, pairwise=pairwise
+        transform,
+        name,
+        needs_full_spatial=needs_full_spatial,
+        spec=spec,
+        pairwise=pairwise,
+        keywords=keywords,
     )
     return Layer(init_fn, apply_fn, kernel_fn)
 
@@ -323,6 +413,112 @@ def check_finite_output(out, name: str, get=None):
                 f"Elementwise's nngp_fn, returned NaN). Rescale the inputs, lower "
                 f"W_std or the depth{wider}."
             )
+
+
+def check_init_args(key, input_shape, name: str) -> None:
+    """``init_fn(key, input_shape)`` takes a PRNG key and a shape, not a seed
+    or the inputs themselves."""
+    if key is None or isinstance(key, (int, float, np.integer)):
+        raise TypeError(
+            f"{name}: init_fn(key, input_shape) takes a PRNG key such as "
+            f"jax.random.PRNGKey(0) or jax.random.key(0); got {key!r}."
+        )
+    if hasattr(input_shape, "shape") and not isinstance(input_shape, (tuple, list)):
+        raise TypeError(
+            f"{name}: init_fn(key, input_shape) takes the inputs' shape, a tuple "
+            f"of ints such as x.shape; got {_describe(input_shape)} (pass x.shape)."
+        )
+
+
+def check_params(params, n: int, name: str) -> None:
+    """``apply_fn(params, x)`` of a combinator of ``n`` layers takes one
+    parameter entry per layer, as its ``init_fn`` returns them."""
+    if isinstance(params, (tuple, list)) and len(params) == n:
+        return
+    got = f"{len(params)} entries" if isinstance(params, (tuple, list)) else _describe(params)
+    swapped = " (the arguments are apply_fn(params, x))" if hasattr(params, "shape") else ""
+    raise TypeError(
+        f"{name}: `params` must be the parameters init_fn returned, a tuple of "
+        f"{n} entries (one per layer); got {got}{swapped}."
+    )
+
+
+def _same_inputs(x1, x2) -> bool:
+    """Whether ``x2`` is ``x1`` or, both being concrete, equal to it."""
+    if x2 is None or x2 is x1:
+        return x2 is x1
+    if x1.shape != x2.shape or x1.dtype != x2.dtype:
+        return False
+    if _checks.concrete(x1) is None or _checks.concrete(x2) is None:
+        return False
+    return bool(jnp.array_equal(x1, x2))
+
+
+def _describe(x) -> str:
+    """What arrived, for an error message: an array's shape or the value's type."""
+    if isinstance(x, str):
+        return repr(x)
+    shape = getattr(x, "shape", None)
+    return f"{type(x).__name__} of shape {tuple(shape)}" if shape is not None else type(x).__name__
+
+
+#: Keywords every ``kernel_fn`` accepts: masking, and dropout's key (read by
+#: the combinators that split it, ignored by the analytic transforms).
+_ALWAYS = frozenset({"mask_constant", "rng"})
+
+
+def _declared_keywords(spec: Spec, own: Iterable[str]) -> Optional[frozenset]:
+    """A layer's own keywords and its sub-layers'; None if any is unknown."""
+    if isinstance(spec, Opaque):
+        return None
+    found = set(own)
+    for child in spec.children:
+        sub = as_layer(child).kernel_fn.keywords
+        if sub is None:
+            return None
+        found |= sub
+    return frozenset(found)
+
+
+def _layout_request(kwargs: dict, kernel_fn: "KernelFn", ndim: int) -> bool:
+    """Pop NT's layout keywords from ``kwargs``, reject unknown keywords, and
+    say whether full spatial covariances were asked for (``diagonal_spatial=False``)."""
+    name = kernel_fn.name
+    diagonal_spatial = kwargs.pop("diagonal_spatial", None)
+    if diagonal_spatial is not None and not isinstance(diagonal_spatial, (bool, np.bool_)):
+        raise TypeError(
+            f"{name}: `diagonal_spatial` must be True, False or None; got {diagonal_spatial!r}."
+        )
+    if diagonal_spatial and kernel_fn.needs_full_spatial:
+        raise ValueError(
+            f"{name}: `diagonal_spatial=True` asks for same-position covariances "
+            "only, but a layer of this network (pooling, attention, flattening, "
+            "a graph aggregation) needs the covariances between positions; "
+            "leave `diagonal_spatial` unset."
+        )
+    if kwargs.pop("diagonal_batch", True) is not True:
+        raise ValueError(
+            f"{name}: `diagonal_batch=False` is not supported: `cov1`/`cov2` are "
+            "always each input's own covariance, shape (N, ...); for the "
+            "covariances between inputs use kernel_fn(x, None, 'nngp')."
+        )
+    for arg, ok in (("batch_axis", (0, -ndim)), ("channel_axis", (-1, ndim - 1))):
+        value = kwargs.pop(arg, ok[0])
+        if value not in ok:
+            raise ValueError(
+                f"{name}: `{arg}` must be {ok[0]} (the batch axis is first and the "
+                f"channel axis last; transpose the inputs to (N, ..., C)); got {value!r}."
+            )
+    if kernel_fn.keywords is not None:
+        unknown = sorted(set(kwargs) - _ALWAYS - kernel_fn.keywords)
+        if unknown:
+            accepted = ", ".join(sorted(_ALWAYS | kernel_fn.keywords))
+            raise TypeError(
+                f"{name}: got unexpected keyword argument(s) "
+                f"{', '.join(f'`{k}`' for k in unknown)}; the layers of this "
+                f"network read: {accepted}."
+            )
+    return diagonal_spatial is False
 
 
 def _unpack_masked(x, arg: str, name: str):

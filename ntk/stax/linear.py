@@ -456,8 +456,10 @@ def Dropout(rate: float, mode: str = "train") -> Layer:
     position are multiplied by :math:`1 / \mathrm{rate}`: all of
     ``cov1``/``cov2`` in the diagonal layout (their spatial diagonal in the full
     one), and ``nngp``/``ntk`` on their batch diagonal only when ``x2`` is
-    ``x1`` (``x2=None``: one mask for both arguments). The output is not
-    Gaussian. Test mode: identity.
+    ``x1`` (``x2=None``, or outside ``jit`` equal to ``x1``, which NT
+    compares too: one mask for both arguments). The output is not Gaussian.
+    Test mode: identity. The kernel is not a function of each pair of inputs
+    alone, so `ntk.parallel.batch` refuses it.
 
     Example:
       Keeping half of the entries doubles each input's variance (and only it):
