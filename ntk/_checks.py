@@ -269,6 +269,17 @@ def require_int(value, arg: str, where: str, minimum=1, maximum=None) -> int:
     return int(v)
 
 
+def require_key(key, where: str, purpose: str, arg: str = "key"):
+    """A PRNG key (``jax.random.PRNGKey(0)`` or ``jax.random.key(0)``), not None
+    or a seed; ``purpose`` says what it draws, for the message."""
+    if key is None or isinstance(key, (bool, int, float, np.integer, np.floating)):
+        raise TypeError(
+            f"{where}: `{arg}` must be a PRNG key ({purpose}), e.g. "
+            f"jax.random.PRNGKey(0); got {_got(key)}."
+        )
+    return key
+
+
 def require_bool(value, arg: str, where: str, what: str = "a bool") -> bool:
     """A Python or NumPy bool, returned as ``bool`` (a Python setting, so it is
     checked even under a trace); ``what`` may say what each value means."""

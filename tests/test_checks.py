@@ -66,6 +66,12 @@ from ntk import _checks
             "integer indices",
         ),
         (lambda: _checks.require_callable(3, "fn", "f"), TypeError, "`fn` must be a function"),
+        (
+            lambda: _checks.require_key(0, "f", "it draws x"),
+            TypeError,
+            r"f: `key` must be a PRNG key \(it draws x\), e\.g\. jax\.random\.PRNGKey\(0\); got 0",
+        ),
+        (lambda: _checks.require_key(None, "f", "it draws x"), TypeError, "got None"),
     ],
 )
 def test_each_check_names_function_argument_and_value(call, exc, message):

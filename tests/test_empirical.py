@@ -611,6 +611,13 @@ def test_linearize_is_the_first_order_taylor_expansion():
     assert 3.5 < r[0] / r[1] < 4.5
 
 
+def test_linearize_names_parameters_of_another_width():
+    net, params, x1, _ = network("mlp")
+    wider = jax.tree_util.tree_map(lambda a: jnp.concatenate([a, a], axis=-1), params)
+    with pytest.raises(ValueError, match=r"linearize: the new parameters must have the shapes"):
+        linearize(net.apply_fn, params)(wider, x1)
+
+
 def test_taylor_expand_degree_two_is_exact_on_a_quadratic():
     f, p0, p1, x = _quadratic()
     assert_close(taylor_expand(f, p0, 2)(p1, x), f(p1, x))
@@ -792,3 +799,21 @@ def test_masked_stax_network_kernel_is_that_of_its_zeroed_outputs(impl):
     )
     got = empirical_ntk_fn(net, implementation=impl)(x, None, params, mask_constant=7.0)
     assert_close(got, want, f"masked {impl.name}")
+
+
+def test_nt_top_level_names_are_this_librarys_functions():
+    # `import ntk as nt` runs NT code that calls nt.empirical_ntk_fn, nt.batch, ...
+    import ntk as nt
+    from ntk import empirical, parallel
+
+    for name in (
+        "empirical_kernel_fn",
+        "empirical_ntk_fn",
+        "empirical_nngp_fn",
+        "linearize",
+        "taylor_expand",
+        "monte_carlo_kernel_fn",
+        "NtkImplementation",
+    ):
+        assert getattr(nt, name) is getattr(empirical, name), name
+    assert nt.batch is parallel.batch

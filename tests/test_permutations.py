@@ -322,6 +322,12 @@ _X3 = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
             TypeError,
             "`kernel_fn` must be a kernel_fn",
         ),
+        (
+            lambda: P.draw_members(jax.random.PRNGKey(0), _PERM, 4, sampler=P.gp_sampler(4)),
+            ValueError,
+            r"`sampler\(key, n\)` must return \(n, 2\^k − 1\) = \(n, 7\) draws .*k = 3; "
+            r"got shape \(1, 15\)",
+        ),
     ],
 )
 def test_bad_arguments_are_rejected_by_name(call, exc, message):

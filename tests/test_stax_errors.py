@@ -420,6 +420,6 @@ def test_init_fn_given_the_inputs_asks_for_their_shape():
 
 def test_init_fn_given_a_seed_asks_for_a_key():
     with pytest.raises(
-        TypeError, match=NET_NAME + r": init_fn\(key, input_shape\) takes a PRNG key"
+        TypeError, match=NET_NAME + r": init_fn\(key, input_shape\): `key` must be a PRNG key"
     ):
         NET.init_fn(0, X.shape)

@@ -154,10 +154,7 @@ class SparseDKM:
         Gaussian likelihood."""
         name = "SparseDKM.init"
         X, Y = obj.check_data(X, Y, self.likelihood, name, self.num_classes)
-        if key is None:
-            raise TypeError(
-                f"{name}: `key` must be a PRNG key (it draws the inducing points); got None."
-            )
+        _checks.require_key(key, name, "it draws the inducing points")
         _checks.require_nonnegative(scale, "scale", name)
         M = self.num_inducing
         dtype = jnp.result_type(X.dtype, float)
@@ -320,10 +317,7 @@ class SparseDKM:
         name = "SparseDKM.fit"
         X, Y = obj.check_data(X, Y, self.likelihood, name, self.num_classes)
         params = self._check_params(params, name, self._num_outputs(Y), X)
-        if key is None:
-            raise TypeError(
-                f"{name}: `key` must be a PRNG key (minibatches and Monte Carlo draws); got None."
-            )
+        _checks.require_key(key, name, "minibatches and Monte Carlo draws")
         N = X.shape[0]
         B = (
             N

@@ -114,8 +114,7 @@ def monte_carlo_kernel_fn(
     counts, as_generator = _canonicalize_n_samples(n_samples)
     batch_size = _checks.require_int(batch_size, "batch_size", name, minimum=0)
     device_count = _checks.require_int(device_count, "device_count", name, minimum=-1)
-    if key is None:
-        raise TypeError(f"{name}: `key` must be a PRNG key (it draws the parameters); got None.")
+    _checks.require_key(key, name, "it draws the parameters")
     if progress is not None and not isinstance(progress, bool):
         raise TypeError(f"{name}: `progress` must be True, False or None; got {progress!r}.")
     trace_axes = check_axes_arg(trace_axes, "trace_axes")

@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import numpy as np
 
 tree_map = jax.tree_util.tree_map
 
@@ -49,6 +50,15 @@ def _delta(name, new, old):
             f"{name}: the new parameters must have the structure of "
             f"the expansion point; got {s_new} and {s_old}."
         )
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(new), jax.tree_util.tree_leaves(old)
+    ):
+        if np.shape(a) != np.shape(b):
+            raise ValueError(
+                f"{name}: the new parameters must have the shapes of the expansion "
+                f"point (the same network, e.g. the same width); at "
+                f"{jax.tree_util.keystr(path)} got {np.shape(a)} against {np.shape(b)}."
+            )
     return tree_map(lambda a, b: a - b, new, old)
 
 

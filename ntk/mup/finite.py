@@ -130,8 +130,7 @@ def finite_mlp_train(
     act, dact = _mlp.activation(activation, fn)
     width = _checks.require_int(width, "width", fn)
     n_seeds = _checks.require_int(n_seeds, "n_seeds", fn)
-    if key is None:
-        raise TypeError(f"{fn}: `key` must be a PRNG key (it draws the weights); got None.")
+    _checks.require_key(key, fn, "it draws the weights")
     P = x_train.shape[0]
     dtype = jnp.result_type(x_train.dtype, jnp.float32)
     x_all = (x_train if x_test is None else jnp.concatenate([x_train, x_test])).astype(dtype)

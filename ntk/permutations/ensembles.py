@@ -71,7 +71,15 @@ def _sampler(sampler, k, W_std, b_std, name):
     """``sampler`` (a function ``(key, n) -> (n, 2^k − 1)``) or `gp_sampler`."""
     if sampler is None:
         return gp_sampler(k, W_std, b_std)
-    return _checks.require_callable(sampler, "sampler", name, "a function sample(key, n) or None")
+    _checks.require_callable(sampler, "sampler", name, "a function sample(key, n) or None")
+    shape = tuple(jax.eval_shape(lambda key: sampler(key, 1), jax.random.PRNGKey(0)).shape)
+    if shape != (1, 2**k - 1):
+        raise ValueError(
+            f"{name}: `sampler(key, n)` must return (n, 2^k − 1) = (n, {2**k - 1}) draws "
+            f"for this permutation's k = {k}; got shape {shape} for n = 1 (a sampler "
+            "made for another k?)."
+        )
+    return sampler
 
 
 def _check_sizes(min_sizes, name):

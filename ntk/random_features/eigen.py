@@ -345,8 +345,7 @@ def exponents_from_sizes(kernel, y, sizes, key, trials: int = 3, n_test: int | N
     n_test = (
         max(pool - max(sizes), 1) if n_test is None else _checks.require_int(n_test, "n_test", name)
     )
-    if key is None:
-        raise TypeError(f"{name}: `key` must be a PRNG key (it draws the subsets); got None.")
+    _checks.require_key(key, name, "it draws the subsets")
     if max(sizes) + n_test > pool:
         raise ValueError(
             f"exponents_from_sizes: max(sizes) + n_test = "
@@ -430,8 +429,7 @@ def kernel_exponents(kernel, y, key, fit_range=None, sizes=None, trials: int = 2
     name = "kernel_exponents"
     k = _square(kernel, "kernel", name)
     y = _targets(y, k, name)
-    if key is None:
-        raise TypeError(f"{name}: `key` must be a PRNG key (it draws the subsets); got None.")
+    _checks.require_key(key, name, "it draws the subsets")
     lam, v = eigendecompose(k, y)
     lam, v = np.asarray(lam), np.asarray(v)
     n = lam.shape[0]

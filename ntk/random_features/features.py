@@ -239,11 +239,8 @@ def network_features(network, key, x, params=None):
             f"network_features: `x` must have shape (n, ...) with n >= 1 "
             f"and a feature axis; got {x.shape}."
         )
-    if params is None and key is None:
-        raise TypeError(
-            "network_features: `key` must be a PRNG key when `params` "
-            "is None (it draws the parameters); got None."
-        )
+    if params is None:
+        _checks.require_key(key, "network_features", "when `params` is None it draws them")
     if params is None:
         _, params = init_fn(key, x.shape)
     h = apply_fn(params, x)

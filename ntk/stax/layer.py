@@ -153,6 +153,8 @@ class KernelFn:
     def _from_lists(self, x1, x2, get, kwargs):
         """Several inputs, as a network starting with `parallel` takes them
         (NT's multi-input networks): one input kernel per branch."""
+        if not x1:
+            raise ValueError(f"{self.name}: `x1` is an empty list; give one input per branch.")
         if x2 is not None and (not isinstance(x2, (list, tuple)) or len(x2) != len(x1)):
             raise ValueError(
                 f"{self.name}: with a list of {len(x1)} inputs `x1`, `x2` must be "
@@ -418,11 +420,7 @@ def check_finite_output(out, name: str, get=None):
 def check_init_args(key, input_shape, name: str) -> None:
     """``init_fn(key, input_shape)`` takes a PRNG key and a shape, not a seed
     or the inputs themselves."""
-    if key is None or isinstance(key, (int, float, np.integer)):
-        raise TypeError(
-            f"{name}: init_fn(key, input_shape) takes a PRNG key such as "
-            f"jax.random.PRNGKey(0) or jax.random.key(0); got {key!r}."
-        )
+    _checks.require_key(key, f"{name}: init_fn(key, input_shape)", "it draws the parameters")
     if hasattr(input_shape, "shape") and not isinstance(input_shape, (tuple, list)):
         raise TypeError(
             f"{name}: init_fn(key, input_shape) takes the inputs' shape, a tuple "
