@@ -44,3 +44,12 @@ def test_valid_pytree_state_still_solves_exactly():
     # The checks must not change valid calls: y' = -y from a dict state.
     ys = odeint(lambda y, t: {"a": -y["a"]}, {"a": jnp.ones(2)}, _TS, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(ys["a"][1], np.exp(-1.0) * np.ones(2), rtol=1e-8)
+
+
+def test_func_returning_another_shape_than_y0_is_named():
+    # It used to fail inside the solver with a broadcasting TypeError.
+    with pytest.raises(
+        ValueError,
+        match=r"odeint: `func\(y, t, \*args\)` must return dy/dt .*\[\(3,\)\]; got \[\(2,\)\]",
+    ):
+        odeint(lambda y, t: jnp.ones(2), jnp.ones(3), jnp.array([0.0, 1.0]))

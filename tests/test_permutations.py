@@ -234,7 +234,16 @@ _X3 = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
             r"no binary vectors of length 3 have s1=1 and s2=2 ones with overlap t=2",
         ),
         (lambda: P.covariance_fn(3, 2, 2, 0), ValueError, r"s1 \+ s2 - t <= k"),
-        (lambda: P.mean_structure(3, 4), ValueError, r"`s` must be numbers of ones in \[0, 3\]"),
+        (
+            lambda: P.mean_structure(3, 4),
+            ValueError,
+            r"`s` must be whole numbers of ones in \[0, 3\]",
+        ),
+        (
+            lambda: P.success_probability(4, 2.5, 100),
+            ValueError,
+            r"`s` must be whole numbers of ones in \[0, 4\] \(k = 4\); got \[2\.5\]",
+        ),
         (lambda: P.relu_kernels(3, 1, 1, -1), ValueError, "`n12`"),
         (lambda: P.closed_form_variance(3, np.array([1, 5])), ValueError, "`s`"),
         (

@@ -52,5 +52,13 @@ def centred_alignment(a, b) -> float:
             f"(P, P); got {a.shape} and {b.shape}."
         )
     h = np.eye(len(a)) - 1.0 / len(a)
-    a, b = h @ a @ h, h @ b @ h
-    return float(np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+    ca, cb = h @ a @ h, h @ b @ h
+    for arg, m, c in (("a", a, ca), ("b", b, cb)):
+        # Centring leaves only round-off of a constant matrix c·11ᵀ (or 0):
+        # the angle to it is undefined, not the ratio of two round-offs.
+        if np.linalg.norm(c) <= 1e-12 * max(np.linalg.norm(m), 1e-300):
+            raise ValueError(
+                f"{name}: `{arg}` is constant (a multiple of 11ᵀ) after centring, so "
+                "its centred alignment is undefined."
+            )
+    return float(np.sum(ca * cb) / (np.linalg.norm(ca) * np.linalg.norm(cb)))

@@ -92,17 +92,19 @@ def check_binary(x, k, arg, name):
 
 
 def check_counts(name, k, **counts):
-    """Concrete counts of ones (``s``, ``n1``…) must lie in ``[0, k]``."""
+    """Concrete counts of ones (``s``, ``n1``…) must be whole numbers in ``[0, k]``."""
     for arg, v in counts.items():
         c = _checks.concrete(v)
         if c is None:
             continue
         if c.dtype == object or not np.issubdtype(c.dtype, np.number):
             raise TypeError(f"{name}: `{arg}` must be a number of ones (0..{k}); got {v!r}.")
-        if not np.all(np.isfinite(c) & (c >= 0) & (c <= k)):
-            bad = np.asarray(c)[~(np.isfinite(c) & (c >= 0) & (c <= k))]
+        # Counts of ones in binary inputs: whole numbers, even in a float array.
+        ok = np.isfinite(c) & (c >= 0) & (c <= k) & (c == np.floor(c))
+        if not np.all(ok):
+            bad = np.asarray(c)[~ok]
             raise ValueError(
-                f"{name}: `{arg}` must be numbers of ones in [0, {k}] "
+                f"{name}: `{arg}` must be whole numbers of ones in [0, {k}] "
                 f"(k = {k}); got {bad.ravel()[:5].tolist()}."
             )
 
