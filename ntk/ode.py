@@ -144,14 +144,12 @@ def odeint(
         tuple((jnp.shape(x), jnp.result_type(x)) for x in jax.tree_util.tree_leaves(y0)),
     )
     out = jax.eval_shape(func, y0, ts[0], *args)
-    got = (
-        jax.tree_util.tree_structure(out),
-        tuple((o.shape, o.dtype) for o in jax.tree_util.tree_leaves(out)),
-    )
-    if got[0] != spec[0] or [g[0] for g in got[1]] != [sh for sh, _ in spec[1]]:
+    want = [shape for shape, _ in spec[1]]
+    got = [o.shape for o in jax.tree_util.tree_leaves(out)]
+    if jax.tree_util.tree_structure(out) != spec[0] or got != want:  # type: ignore[operator]
         raise ValueError(
             f"{name}: `func(y, t, *args)` must return dy/dt with the structure and "
-            f"shapes of `y0`, {[sh for sh, _ in spec[1]]}; got {[g[0] for g in got[1]]}."
+            f"shapes of `y0`, {want}; got {got}."
         )
     flat_func = _flat_func(func, spec, unravel)
 

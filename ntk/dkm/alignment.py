@@ -56,7 +56,7 @@ def centred_alignment(a, b) -> float:
     for arg, m, c in (("a", a, ca), ("b", b, cb)):
         # Centring leaves only round-off of a constant matrix c·11ᵀ (or 0):
         # the angle to it is undefined, not the ratio of two round-offs.
-        if np.linalg.norm(c) <= 1e-12 * max(np.linalg.norm(m), 1e-300):
+        if np.linalg.norm(c) <= 1e-12 * max(float(np.linalg.norm(m)), 1e-300):
             raise ValueError(
                 f"{name}: `{arg}` is constant (a multiple of 11ᵀ) after centring, so "
                 "its centred alignment is undefined."
