@@ -101,7 +101,7 @@ def as_numpy(
         raise TypeError(f"{where}: `{arg}` must be a concrete array (not traced).")
     x = c if dtype is None else c.astype(dtype)
     _check_rank(x, arg, where, ndim, nonempty, what)
-    if finite and np.issubdtype(x.dtype, np.inexact) and not np.all(np.isfinite(x)):
+    if finite and jnp.issubdtype(x.dtype, jnp.inexact) and not np.all(np.isfinite(x)):
         bad = int(x.size - np.sum(np.isfinite(x)))
         raise ValueError(f"{where}: `{arg}` must be finite; got {bad} NaN/inf entries of {x.size}.")
     return x
@@ -120,7 +120,8 @@ def _numeric(x, arg, where, what):
                 f"got {type(x).__name__} ({e})."
             ) from None
     dtype = np.dtype(x.dtype)
-    if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)):
+    # jnp's issubdtype knows bfloat16 (an ml_dtypes type numpy does not count as a number)
+    if not (jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)):
         raise TypeError(
             f"{where}: `{arg}` must be a numeric array; got dtype {dtype} ({type(x).__name__})."
         )
@@ -352,7 +353,7 @@ def require_symmetric(k, arg: str, where: str):
     if not np.all(np.isfinite(c)):
         return k  # reported by the finiteness checks
     scale = float(np.max(np.abs(c)))
-    eps = np.finfo(c.dtype).eps if np.issubdtype(c.dtype, np.floating) else 0.0
+    eps = float(jnp.finfo(c.dtype).eps) if jnp.issubdtype(c.dtype, jnp.floating) else 0.0
     tol = max(np.sqrt(eps), 1e-6) * scale
     asym = float(np.max(np.abs(c - c.T)))
     if asym > tol:

@@ -71,6 +71,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -377,7 +378,7 @@ def batch(
                 )
             # Tiles run compiled, where kernel_fn cannot check its inputs;
             # NaN and inf are valid only as mask constants.
-            if "mask_constant" not in kwargs and np.issubdtype(x.dtype, np.inexact):
+            if "mask_constant" not in kwargs and jnp.issubdtype(x.dtype, jnp.inexact):
                 bad = int(x.size - np.isfinite(x).sum())
                 if bad:
                     raise ValueError(

@@ -817,3 +817,37 @@ def test_nt_top_level_names_are_this_librarys_functions():
     ):
         assert getattr(nt, name) is getattr(empirical, name), name
     assert nt.batch is parallel.batch
+
+
+def test_bfloat16_inputs_and_parameters_are_numbers():
+    # numpy does not count ml_dtypes' bfloat16 as a number; the checks did.
+    w = jnp.arange(6.0).reshape(3, 2)
+    x = jnp.array([[1.0, 2.0, -1.0], [0.5, 0.0, 1.0]])
+    got = empirical_ntk_fn(lambda p, a: a @ p)(x.astype(jnp.bfloat16), None, w.astype(jnp.bfloat16))
+    assert got.dtype == jnp.bfloat16
+    # f = x W is linear in W: Θ(x, x') = x·x' (averaged over the 2 outputs' trace)
+    np.testing.assert_allclose(got.astype(np.float32), x @ x.T, rtol=1e-2)
+
+
+def test_nnx_module_in_training_mode_is_named_with_its_stateful_layers():
+    # Calling it updates Rngs/batch statistics, which failed inside the
+    # kernel with flax's TraceContextError; in eval mode the kernel works.
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self):
+            self.lin = nnx.Linear(3, 4, rngs=nnx.Rngs(0))
+            self.drop = nnx.Dropout(0.5, rngs=nnx.Rngs(1))
+
+        def __call__(self, x):
+            return self.drop(self.lin(x))
+
+    net = Net()
+    with pytest.raises(
+        ValueError, match=r"from_nnx: the module is in training mode.*drop \(Dropout"
+    ):
+        from_nnx(net)
+    net.eval()
+    f, params = from_nnx(net)
+    x = jnp.array([[1.0, 2.0, 3.0], [1.0, 0.0, -1.0]])
+    np.testing.assert_allclose(empirical_ntk_fn(f)(x, None, params), x @ x.T + 1, rtol=1e-5)

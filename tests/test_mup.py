@@ -339,6 +339,11 @@ def test_delta_model_finds_widths_when_target_equals_base():
     assert roles["Dense_2/kernel"][0] == "output"
 
 
+def test_model_at_the_base_width_without_delta_is_told_to_pass_delta():
+    with pytest.raises(ValueError, match=r"found 0 input and 0 output weights.*pass `delta=`"):
+        mup.parametrize(LinenMLP(32), "mup", base=LinenMLP(32), x=X)
+
+
 def test_annotations_override_inferred_roles():
     p = lambda m: jax.eval_shape(m.init, KEY, X)["params"]
     roles = infer_roles(p(LinenMLP(64)), p(LinenMLP(32)), annotations={"Dense_2/bias": "bias"})
@@ -406,7 +411,7 @@ _NET = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
         (
             lambda: mup.sgd(-0.1, mup.parametrize(_NET, "mup").info),
             ValueError,
-            "mup.sgd: `learning_rate` must be a number > 0",
+            "mup.sgd: `learning_rate` must be a number >= 0; got -0.1",
         ),
         (
             lambda: mup.adam(mup.parametrize(_NET, "mup").info, 1e-3),
@@ -458,3 +463,42 @@ def test_infer_roles_rejects_unknown_annotation_roles():
         infer_roles(p, base, annotations={"Dense_0/kernel": "embedding"})
     with pytest.raises(TypeError, match="`annotations` must be a dict"):
         infer_roles(p, base, annotations=[("Dense_0/kernel", "input")])
+
+
+def test_mup_adam_under_inject_hyperparams_equals_mup_adam_and_accepts_a_warmup_from_zero():
+    # inject_hyperparams traces every argument, weight_decay included, and
+    # passes a warmup schedule's first value, 0, as the learning rate.
+    net = mup.parametrize(_NET, "mup")
+    _, w = net.init_fn(jax.random.PRNGKey(1), (8, 3))
+    g = jax.tree_util.tree_map(lambda a: jnp.cos(jnp.arange(a.size).reshape(a.shape)), w)
+    ref = mup.adam(1e-3, net.info, weight_decay=0.1)
+    want, _ = ref.update(g, ref.init(w), w)
+    opt = optax.inject_hyperparams(mup.adam)(learning_rate=1e-3, info=net.info, weight_decay=0.1)
+    got, _ = jax.jit(opt.update)(g, opt.init(w), w)
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
+    warm = optax.inject_hyperparams(mup.adam)(
+        learning_rate=optax.linear_schedule(0.0, 1e-3, 10), info=net.info
+    )
+    first, _ = jax.jit(warm.update)(g, warm.init(w), w)
+    assert all(float(jnp.abs(a).max()) == 0.0 for a in jax.tree_util.tree_leaves(first))
+
+
+def test_mup_sgd_drives_nnx_optimizer_with_the_per_tensor_learning_rates():
+    # nnx.Optimizer hands the transformation plain arrays where `info` holds
+    # nnx.Param-wrapped scales; each tensor must still move by -η·m·grad.
+    model = NnxMLP(64, nnx.Rngs(0))
+    net = mup.parametrize(model, mup.abc("mup", 2, form="table3"), base=NnxMLP(16, nnx.Rngs(1)))
+    before = jax.tree_util.tree_map(jnp.array, nnx.state(model, nnx.Param))
+    x = jnp.array([[1.0, -2.0, 0.5], [0.3, 0.1, -1.0]])
+    grads = nnx.grad(lambda m: jnp.mean(m(x) ** 2))(model)
+    nnx.Optimizer(model, mup.sgd(0.1, net.info), wrt=nnx.Param).update(model, grads)
+    after = nnx.state(model, nnx.Param)
+    mults = mup.multipliers(net.info, "sgd")
+    moved = jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda a, b: a - b, after, before))
+    want = jax.tree_util.tree_leaves(
+        jax.tree_util.tree_map(lambda m, g: -0.1 * m * g, mults, grads)
+    )
+    assert {float(m) for m in jax.tree_util.tree_leaves(mults)} != {1.0}  # not all alike
+    for a, b in zip(moved, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -1115,3 +1115,19 @@ def test_compute_cov_must_be_a_bool(problem):
     )
     with pytest.raises(TypeError, match=r"`compute_cov` must be a bool; got 'yes'"):
         predict_fn(None, problem["x_test"], "ntk", compute_cov="yes")
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16], ids=["bfloat16", "float16"])
+def test_half_precision_kernels_are_solved_in_float32(dtype):
+    # XLA has no 16-bit eigh/Cholesky (it raised NotImplementedError); the
+    # solve runs on the same kernel values promoted to float32.
+    k, y = _spd().astype(dtype), np.ones((5, 1), dtype)
+    k32, y32 = k.astype(np.float32), y.astype(np.float32)
+    got = predict.gradient_descent_mse(k, y)(1.0, 0.0, 0.0, k[:2])
+    want = predict.gradient_descent_mse(k32, y32)(1.0, 0.0, 0.0, k32[:2])
+    for g, w in zip(got, want):
+        assert g.dtype == jnp.float32
+        np.testing.assert_array_equal(g, w)
+    np.testing.assert_array_equal(
+        predict.gp_inference(k, y)("ntk", k[:2]), predict.gp_inference(k32, y32)("ntk", k32[:2])
+    )

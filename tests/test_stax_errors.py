@@ -46,6 +46,14 @@ def test_input_of_rank_below_two(x1):
         NET.kernel_fn(x1)
 
 
+def test_bfloat16_inputs_are_numbers_not_type_errors():
+    # numpy does not count ml_dtypes' bfloat16 as a number; the check did.
+    x = np.random.default_rng(0).normal(size=(3, 4))
+    got = NET.kernel_fn(jnp.asarray(x, jnp.bfloat16), None, "nngp")
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_allclose(got.astype(np.float32), NET.kernel_fn(x, None, "nngp"), rtol=3e-2)
+
+
 def test_input_without_features_is_rejected():
     """``(N, 0)`` inputs have no features: the input kernel x x'ᵀ / C is 0/0.
     Today this silently returns an all-NaN kernel."""

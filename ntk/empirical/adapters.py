@@ -29,7 +29,11 @@ def from_nnx(module, *, method: str = "__call__") -> tuple[Callable, Any]:
     """``(f, params)`` with ``f(params, x, **kw) = module.<method>(x, **kw)``.
 
     ``params`` is the ``nnx.State`` of the module's ``nnx.Param`` variables;
-    other variables (batch statistics, RNG state) are held fixed.
+    other variables (batch statistics, RNG state) are held fixed, so the
+    module must not update them when called: a module in training mode with
+    an active ``nnx.Dropout`` or a ``nnx.BatchNorm`` on batch statistics is a
+    ValueError (call ``module.eval()`` first: the kernel of the deterministic
+    network).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -50,12 +54,38 @@ def from_nnx(module, *, method: str = "__call__") -> tuple[Callable, Any]:
             f"from_nnx: `method` must name a method of the module; got "
             f"{method!r} for {type(module).__name__}."
         )
+    require_no_state_updates(module, "from_nnx")
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)  # type: ignore[misc]  # flax's stub: variadic
 
     def f(p, x, **kwargs):
         return getattr(nnx.merge(graphdef, p, rest), method)(x, **kwargs)
 
     return f, params
+
+
+def require_no_state_updates(module, where: str) -> None:
+    """Raise if calling the nnx ``module`` would update its own state: an
+    active ``nnx.Dropout`` (it draws from its ``Rngs``) or a ``nnx.BatchNorm``
+    on batch statistics. Inside a kernel or a gradient such a call fails with
+    flax's TraceContextError, which does not say which layer or what to do."""
+    from flax import nnx
+
+    active = []
+    for path, node in nnx.iter_graph(module):
+        name = "/".join(str(p) for p in path) or type(module).__name__
+        dropout = getattr(node, "dropout_rate", getattr(node, "rate", 0.0))
+        if isinstance(node, (nnx.Dropout, nnx.MultiHeadAttention)) and dropout:
+            if getattr(node, "deterministic", True) is False:
+                active.append(f"{name} ({type(node).__name__}, draws dropout masks)")
+        if isinstance(node, nnx.BatchNorm) and node.use_running_average is False:
+            active.append(f"{name} (BatchNorm, updates its batch statistics)")
+    if active:
+        raise ValueError(
+            f"{where}: the module is in training mode and would update its own state "
+            f"when called, which a function of the parameters cannot: {', '.join(active)}. "
+            "Call module.eval() first, or pass deterministic=True / "
+            "use_running_average=True to those layers."
+        )
 
 
 def from_linen(module, variables, *, method=None) -> tuple[Callable, Any]:

@@ -157,7 +157,7 @@ def _check_inputs(x1, x2, name: str, params=None):
             if not hasattr(leaf, "dtype"):
                 leaf = np.asarray(leaf)
             if leaf.dtype == object or not (
-                np.issubdtype(leaf.dtype, np.number) or np.issubdtype(leaf.dtype, np.bool_)
+                jnp.issubdtype(leaf.dtype, jnp.number) or jnp.issubdtype(leaf.dtype, jnp.bool_)
             ):
                 raise TypeError(
                     f"{name}: `{arg}` must hold numeric arrays; got dtype {leaf.dtype}."

@@ -49,6 +49,7 @@ import jax
 import numpy as np
 
 from ntk import _checks
+from ntk.empirical.adapters import require_no_state_updates
 from ntk.mup.abc import as_abc
 from ntk.mup.parametrize import ROLES, LeafScale, Parametrized, leaf_scale, scale_tree
 
@@ -179,7 +180,10 @@ def _info(params, roles: dict, parametrization) -> tuple:
         raise ValueError(
             f"parametrize: found {counts['input']} input and "
             f"{counts['output']} output weights; an abc-parametrization "
-            "needs both (is the base model a different width?)."
+            "needs both. Width-like axes are those where the model and `base` "
+            "differ: is `base` at another width? At the base width itself "
+            "(e.g. a coordinate check starting there) pass `delta=` a model "
+            "at a third width."
         )
     depth = max([counts["hidden"] + 1] + [v[1] - 1 for v in roles.values() if v[1] is not None])
     p = as_abc(parametrization, depth)
@@ -282,6 +286,7 @@ def parametrize_nnx(
     """
     from flax import nnx
 
+    require_no_state_updates(model, "parametrize")
     graphdef, native, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]  # flax's stub: variadic
     base_params = nnx.state(base, nnx.Param)
     delta_params = None if delta is None else nnx.state(delta, nnx.Param)

@@ -46,6 +46,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import jax
@@ -114,25 +115,42 @@ def scale_by_width(info, rule: str = "sgd") -> optax.GradientTransformation:
         del params
         return optax.EmptyState()
 
+    def scale(m, u):
+        return u if m == 1.0 else u * jnp.asarray(m, u.dtype)
+
     def update_fn(updates, state, params=None):
         del params
         try:
-            out = jax.tree_util.tree_map(
-                lambda m, u: u if m == 1.0 else u * jnp.asarray(m, u.dtype), mults, updates
-            )
+            return jax.tree_util.tree_map(scale, mults, updates), state
         except ValueError as e:
+            error = e
+        try:  # nnx.Optimizer passes the nnx.State of Params as plain arrays
+            return jax.tree_util.tree_map(scale, _without_nnx_variables(mults), updates), state
+        except ValueError:
             raise ValueError(
                 "mup.scale_by_width: the updates' structure does not "
                 "match `info`'s (was `info` made for these "
-                f"parameters?): {e}"
+                f"parameters?): {error}"
             ) from None
-        return out, state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def _without_nnx_variables(tree):
+    """``tree`` with flax.nnx Variable wrappers (``nnx.Param``) replaced by
+    their values; the tree itself if flax.nnx was never imported."""
+    nnx = sys.modules.get("flax.nnx")
+    if nnx is None:
+        return tree
+    wrapped = lambda v: isinstance(v, nnx.Variable)
+    return jax.tree_util.tree_map(
+        lambda v: v.get_value() if wrapped(v) else v, tree, is_leaf=wrapped
+    )
+
+
 def _check_lr(learning_rate, name):
-    """A learning rate: a number > 0 or an optax schedule (a callable)."""
+    """A learning rate: a number >= 0 (0 at a warmup's start, as
+    ``optax.inject_hyperparams`` passes schedules' values) or an optax schedule."""
     if callable(learning_rate):
         return
     leaves = jax.tree_util.tree_leaves(learning_rate, is_leaf=is_leaf_scale)
@@ -141,7 +159,7 @@ def _check_lr(learning_rate, name):
             f"{name}: `learning_rate` must be a number or an optax schedule; got "
             f"the network's `info` tree (the arguments are {name}(learning_rate, info))."
         )
-    _checks.require_positive(learning_rate, "learning_rate", name)
+    _checks.require_nonnegative(learning_rate, "learning_rate", name)
 
 
 def sgd(
@@ -207,8 +225,11 @@ def adam(
         _checks.require_real(v, arg, name, low=0, high=1, high_open=True)
     _checks.require_nonnegative(eps, "eps", name)
     _checks.require_nonnegative(weight_decay, "weight_decay", name)
-    parts = [optax.scale_by_adam(b1=b1, b2=b2, eps=eps), scale_by_width(info, "adam")]
-    if weight_decay:
-        parts.append(optax.add_decayed_weights(weight_decay))
-    parts.append(optax.scale_by_learning_rate(learning_rate))
-    return optax.chain(*parts)
+    # The decay stage is there even at weight_decay=0 (adding 0·w): under
+    # optax.inject_hyperparams the chain's stages must not depend on its value.
+    return optax.chain(
+        optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+        scale_by_width(info, "adam"),
+        optax.add_decayed_weights(weight_decay),
+        optax.scale_by_learning_rate(learning_rate),
+    )

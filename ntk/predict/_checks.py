@@ -36,7 +36,13 @@ def canonical_get(get, allowed, name, default):
 
 
 def as_float_array(x, arg, name, finite=True):
-    return _checks.as_array(x, arg, name, floating=True, finite=finite)
+    """A floating array; half precision (float16, bfloat16) comes back as
+    float32, since XLA has no 16-bit eigh/Cholesky and a 16-bit solve of a
+    kernel would keep about 3 digits."""
+    x = _checks.as_array(x, arg, name, floating=True, finite=finite)
+    if jnp.issubdtype(x.dtype, jnp.floating) and jnp.finfo(x.dtype).bits < 32:
+        x = x.astype(jnp.float32)
+    return x
 
 
 def plain_kernel(k, arg, name):

@@ -579,7 +579,7 @@ def _as_array(x, arg: str, name: str, mask_constant=None, mask=None):
             x = np.asarray(x)
         except Exception as e:  # noqa: BLE001 - re-raised with context
             raise TypeError(f"{name}: `{arg}` must be an array; got {type(x).__name__}.") from e
-    if not np.issubdtype(np.dtype(x.dtype), np.number):
+    if not jnp.issubdtype(x.dtype, jnp.number):  # bfloat16 included
         raise TypeError(f"{name}: `{arg}` must be a numeric array; got dtype {x.dtype}.")
     if np.issubdtype(np.dtype(x.dtype), np.complexfloating):
         raise TypeError(
