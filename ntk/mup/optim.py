@@ -225,11 +225,27 @@ def adam(
         _checks.require_real(v, arg, name, low=0, high=1, high_open=True)
     _checks.require_nonnegative(eps, "eps", name)
     _checks.require_nonnegative(weight_decay, "weight_decay", name)
-    # The decay stage is there even at weight_decay=0 (adding 0·w): under
-    # optax.inject_hyperparams the chain's stages must not depend on its value.
     return optax.chain(
         optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
         scale_by_width(info, "adam"),
-        optax.add_decayed_weights(weight_decay),
+        _decayed_weights(weight_decay),
         optax.scale_by_learning_rate(learning_rate),
     )
+
+
+def _decayed_weights(weight_decay) -> optax.GradientTransformation:
+    """``updates + weight_decay · params``, a stage even at ``weight_decay = 0``
+    (under ``optax.inject_hyperparams`` the chain's stages must not depend on a
+    traced value), which then needs no ``params``."""
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            if _checks.concrete(weight_decay) is not None and float(weight_decay) == 0.0:
+                return updates, state
+            raise ValueError(
+                "mup.adam: with weight_decay, `update(updates, state, params)` needs "
+                "the current parameters; got params=None."
+            )
+        return jax.tree_util.tree_map(lambda u, p: u + weight_decay * p, updates, params), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
