@@ -53,12 +53,13 @@ def centred_alignment(a, b) -> float:
         )
     h = np.eye(len(a)) - 1.0 / len(a)
     ca, cb = h @ a @ h, h @ b @ h
-    for arg, m, c in (("a", a, ca), ("b", b, cb)):
+    norms = {"a": float(np.linalg.norm(ca)), "b": float(np.linalg.norm(cb))}
+    for arg, m in (("a", a), ("b", b)):
         # Centring leaves only round-off of a constant matrix c·11ᵀ (or 0):
         # the angle to it is undefined, not the ratio of two round-offs.
-        if np.linalg.norm(c) <= 1e-12 * max(float(np.linalg.norm(m)), 1e-300):
+        if norms[arg] <= 1e-12 * max(float(np.linalg.norm(m)), 1e-300):
             raise ValueError(
                 f"{name}: `{arg}` is constant (a multiple of 11ᵀ) after centring, so "
                 "its centred alignment is undefined."
             )
-    return float(np.sum(ca * cb) / (np.linalg.norm(ca) * np.linalg.norm(cb)))
+    return float(np.sum(ca * cb) / (norms["a"] * norms["b"]))

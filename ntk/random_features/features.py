@@ -241,7 +241,6 @@ def network_features(network, key, x, params=None):
         )
     if params is None:
         _checks.require_key(key, "network_features", "when `params` is None it draws them")
-    if params is None:
         _, params = init_fn(key, x.shape)
     h = apply_fn(params, x)
     h = h.reshape(h.shape[0], -1)

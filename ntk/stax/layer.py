@@ -150,7 +150,7 @@ class KernelFn:
             x1, x2, get, compute_ntk, mask_constant, masks, full_spatial=full_spatial, **kwargs
         )
 
-    def _from_lists(self, x1, x2, get, kwargs):
+    def _from_lists(self, x1, x2, get, compute_ntk, mask_constant, kwargs):
         """Several inputs, as a network starting with `parallel` takes them
         (NT's multi-input networks): one input kernel per branch."""
         if not x1:
@@ -160,9 +160,6 @@ class KernelFn:
                 f"{self.name}: with a list of {len(x1)} inputs `x1`, `x2` must be "
                 f"None or a list of as many; got {_describe(x2)}."
             )
-        names = validate_get(get)
-        get = names[0] if names is not None and isinstance(get, str) else names
-        mask_constant = kwargs.pop("mask_constant", None)
         pairs = []
         for i, (a, b) in enumerate(zip(x1, [None] * len(x1) if x2 is None else x2)):
             (a, ma), (b, mb) = (
@@ -177,16 +174,14 @@ class KernelFn:
                 a,
                 b,
                 diagonal_spatial=not full_spatial,
-                compute_ntk=names is None or "ntk" in names,
+                compute_ntk=compute_ntk,
                 mask_constant=mask_constant,
                 mask1=ma,
                 mask2=mb,
             )
             for a, b, ma, mb in pairs
         ]
-        out = select(self.transform(kernels, **kwargs), get)
-        check_finite_output(out, self.name, get)
-        return out
+        return select(self.transform(kernels, **kwargs), get)
 
     def _one_block(
         self, x1, x2, get, compute_ntk, mask_constant=None, masks=(None, None), **kwargs
@@ -225,22 +220,24 @@ class KernelFn:
                 f"{self.name}: `x2` must be an array or None; got {x2!r} (to "
                 f"select a kernel pass it as `get`: kernel_fn(x1, None, {x2!r}))."
             )
-        if isinstance(x1, (list, tuple)):
-            return self._from_lists(x1, x2, get, kwargs)
         names = validate_get(get)
         get = names[0] if names is not None and isinstance(get, str) else names
+        compute_ntk = names is None or "ntk" in names
+        mask_constant = kwargs.pop("mask_constant", None)
+        if isinstance(x1, (list, tuple)):
+            out = self._from_lists(x1, x2, get, compute_ntk, mask_constant, kwargs)
+            check_finite_output(out, self.name, get)
+            return out
         (x1, m1), (x2, m2) = (
             _unpack_masked(x1, "x1", self.name),
             _unpack_masked(x2, "x2", self.name),
         )
-        mask_constant = kwargs.pop("mask_constant", None)
         x1, x2 = check_inputs(x1, x2, self.name, mask_constant=mask_constant, masks=(m1, m2))
         full_spatial = _layout_request(kwargs, self, x1.ndim)
         if m1 is None and m2 is None and set(kwargs) <= _ALWAYS and _same_inputs(x1, x2):
             # NT's convention: x2 equal to x1 is x1 itself, so Dropout draws
             # one mask for both (and cov2 is not computed twice).
             x2 = None
-        compute_ntk = names is None or "ntk" in names
         if m1 is not None or m2 is not None:
             kwargs["masks"] = (m1, m2)
         if mask_constant is not None:
