@@ -27,3 +27,21 @@ class NnxMLP(nnx.Module):
 
     def __call__(self, x):
         return self.out(jax.nn.relu(self.mid(jax.nn.relu(self.inp(x)))))
+
+
+class LinenTransformer(nn.Module):
+    """Embedding, two pre-LayerNorm blocks (attention with 4 heads, a 2·width
+    GELU MLP) and a readout of the mean over positions; the head dimension
+    grows with ``width`` (``width // 4``)."""
+
+    width: int
+    attention_fn: object = None
+
+    @nn.compact
+    def __call__(self, x):
+        kw = {} if self.attention_fn is None else {"attention_fn": self.attention_fn}
+        h = nn.Dense(self.width)(x)
+        for _ in range(2):
+            h = h + nn.MultiHeadDotProductAttention(num_heads=4, **kw)(nn.LayerNorm()(h))
+            h = h + nn.Dense(self.width)(nn.gelu(nn.Dense(2 * self.width)(nn.LayerNorm()(h))))
+        return nn.Dense(1)(h.mean(axis=-2))

@@ -18,7 +18,7 @@ import pytest
 from flax import linen as nn
 from flax import nnx
 
-from flax_models import LinenMLP, NnxMLP
+from flax_models import LinenMLP, LinenTransformer, NnxMLP
 from ntk import mup, stax
 from ntk.mup.flax import infer_roles
 
@@ -435,6 +435,8 @@ _NET = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
             ValueError,
             "`rule` must be one of 'sgd', 'adam'; got 'lion'",
         ),
+        (lambda: mup.attention_fn(16.0), TypeError, "attention_fn: `base_head_dim` must be an int"),
+        (lambda: mup.attention_fn(16, "softmax"), TypeError, "`attention` must be an attention"),
     ],
 )
 def test_bad_arguments_are_rejected_by_name(call, exc, message):
@@ -502,3 +504,140 @@ def test_mup_sgd_drives_nnx_optimizer_with_the_per_tensor_learning_rates():
     assert {float(m) for m in jax.tree_util.tree_leaves(mults)} != {1.0}  # not all alike
     for a, b in zip(moved, want):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+# ------------------------------------------------------------ attention
+
+
+def transformer_roles(model, base):
+    x = jnp.ones((2, 5, 3))
+    p = lambda m: jax.eval_shape(m.init, KEY, x)["params"]
+    return infer_roles(p(model), p(base))
+
+
+@pytest.mark.parametrize(
+    "grows, make",
+    [
+        ("head_dim", lambda d: nn.MultiHeadDotProductAttention(num_heads=4, qkv_features=d)),
+        ("heads", lambda d: nn.MultiHeadDotProductAttention(num_heads=d // 8, qkv_features=d)),
+    ],
+)
+def test_attention_weights_scale_with_the_width_of_their_fan_in_axes(grows, make):
+    # Between fixed 64-dimensional inputs and outputs, the query/key/value
+    # kernels (64, heads, head_dim) widen only their fan-out and out (heads,
+    # head_dim, 64) only its fan-in: n̄ = 128/32 for each, whichever axis grows.
+    x = jnp.ones((2, 5, 64))
+    p = lambda d: jax.eval_shape(make(d).init, KEY, x)["params"]
+    roles = infer_roles(p(128), p(32))
+    for name in ("query", "key", "value"):
+        assert roles[f"{name}/kernel"] == ("input", None, 4.0)
+    assert roles["out/kernel"] == ("output", None, 4.0)
+    for name in ("query", "key", "value"):
+        assert roles[f"{name}/bias"] == ("bias", None, 4.0)
+    assert roles["out/bias"] == ("fixed", None, 1.0)  # d_out = 64 at both widths
+
+
+def test_mup_adam_moves_every_attention_weight_by_one_over_fan_in():
+    # TP5 Table 3: Adam moves a hidden weight's entries by η/fan_in and a vector's by
+    # η (relative to the base width); the entry of W = n̄^{-a}·w moves by
+    # fwd_mult · adam_lr_mult, in any gauge of μP.
+    net = mup.parametrize(
+        LinenTransformer(128), "mup", base=LinenTransformer(32), x=jnp.ones((2, 5, 3))
+    )
+    seen = 0
+    for path, s in jax.tree_util.tree_flatten_with_path(
+        net.info, is_leaf=lambda s: isinstance(s, mup.LeafScale)
+    )[0]:
+        name = "/".join(str(k.key) for k in path)
+        if "MultiHeadDotProductAttention" in name:
+            want = 1 / 4 if name.endswith("kernel") else 1.0
+            assert s.fwd_mult * s.adam_lr_mult == pytest.approx(want), (name, s)
+            seen += 1
+    assert seen == 2 * 8  # per block: 4 kernels and 4 biases
+
+
+def test_nnx_attention_weights_scale_with_their_fan_in_axes():
+    def make(d):
+        return nnx.MultiHeadAttention(num_heads=4, in_features=d, decode=False, rngs=nnx.Rngs(0))
+
+    roles = infer_roles(nnx.state(make(128), nnx.Param), nnx.state(make(32), nnx.Param))
+    for name in ("query", "key", "value", "out"):
+        assert roles[f"{name}/kernel"] == ("hidden", None, 4.0)
+    assert roles["out/bias"] == ("bias", None, 4.0)
+
+
+class _GeneralNoBias(nn.Module):
+    width: int
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(self.width)(x).reshape(*x.shape[:-1], self.width // 4, 4)
+        h = nn.DenseGeneral(self.width, axis=(-2, -1), use_bias=False)(nn.relu(h))
+        return nn.Dense(1)(nn.relu(h))  # DenseGeneral_0/kernel: (width/4, 4, width)
+
+
+def test_a_kernel_of_unknown_layout_asks_for_its_fan_in_axes():
+    x = jnp.ones((2, 3))
+    p = lambda m: jax.eval_shape(m.init, KEY, x)["params"]
+    with pytest.raises(ValueError, match=r"DenseGeneral_0/kernel.*'fan_in': \(0,\)"):
+        infer_roles(p(_GeneralNoBias(128)), p(_GeneralNoBias(32)))
+    roles = infer_roles(
+        p(_GeneralNoBias(128)),
+        p(_GeneralNoBias(32)),
+        annotations={"DenseGeneral_0/kernel": {"fan_in": (0, 1)}},
+    )
+    assert roles["DenseGeneral_0/kernel"] == ("hidden", None, 4.0)
+
+
+def test_annotation_fan_in_axes_are_checked():
+    x = jnp.ones((2, 3))
+    p = lambda m: jax.eval_shape(m.init, KEY, x)["params"]
+    a, b = p(_GeneralNoBias(128)), p(_GeneralNoBias(32))
+    with pytest.raises(ValueError, match=r"must name distinct axes of a tensor of shape"):
+        infer_roles(a, b, annotations={"DenseGeneral_0/kernel": {"fan_in": (0, 1, 2)}})
+    with pytest.raises(TypeError, match=r"\['fan_in'\]` must be a tuple of axes"):
+        infer_roles(a, b, annotations={"DenseGeneral_0/kernel": {"fan_in": "0"}})
+    with pytest.raises(ValueError, match=r"keys 'role', 'layer', 'fan_in'"):
+        infer_roles(a, b, annotations={"DenseGeneral_0/kernel": {"axes": (0,)}})
+
+
+def test_attention_fn_divides_the_logits_by_the_head_dimension():
+    # logits = √d₀ / d · q·k (TP5), checked against softmax written out, with a
+    # causal mask (the wrapper must keep the mask linen passes by keyword).
+    q, k, v = jax.random.normal(KEY, (3, 2, 6, 4, 32))
+    mask = nn.make_causal_mask(jnp.ones((2, 6)))
+    got = mup.attention_fn(8)(q, k, v, mask=mask)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * math.sqrt(8) / 32
+    w = jax.nn.softmax(jnp.where(mask, logits, -jnp.inf), axis=-1)
+    want = jnp.einsum("bhqk,bkhd->bqhd", w, v)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_attention_fn_is_flax_attention_at_the_base_head_dimension_inside_the_module():
+    x = jax.random.normal(KEY, (2, 6, 32))
+    mask = nn.make_causal_mask(jnp.ones((2, 6)))
+    plain = nn.MultiHeadDotProductAttention(num_heads=4)
+    mu = nn.MultiHeadDotProductAttention(num_heads=4, attention_fn=mup.attention_fn(8))
+    params = plain.init(KEY, x)
+    np.testing.assert_allclose(
+        mu.apply(params, x, mask=mask), plain.apply(params, x, mask=mask), rtol=1e-6, atol=1e-6
+    )
+    smaller = nn.MultiHeadDotProductAttention(num_heads=4, attention_fn=mup.attention_fn(2))
+    assert not np.allclose(
+        smaller.apply(params, x, mask=mask), plain.apply(params, x, mask=mask), atol=1e-3
+    )
+
+
+def test_attention_fn_is_flax_attention_at_the_base_head_dimension_inside_nnx():
+    x = jax.random.normal(KEY, (2, 6, 32))
+    mask = nnx.make_causal_mask(jnp.ones((2, 6)))
+
+    def attention(**kw):
+        return nnx.MultiHeadAttention(
+            num_heads=4, in_features=32, decode=False, rngs=nnx.Rngs(0), **kw
+        )
+
+    plain, mu = attention(), attention(attention_fn=mup.attention_fn(8))
+    np.testing.assert_allclose(mu(x, mask=mask), plain(x, mask=mask), rtol=1e-6, atol=1e-6)
+    smaller = attention(attention_fn=mup.attention_fn(2))  # logits / 2
+    assert not np.allclose(smaller(x, mask=mask), plain(x, mask=mask), atol=1e-3)

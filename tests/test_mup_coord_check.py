@@ -15,7 +15,7 @@ import numpy as np
 import optax
 import pytest
 
-from flax_models import LinenMLP
+from flax_models import LinenMLP, LinenTransformer
 from ntk import mup, stax
 
 WIDTHS = (64, 256, 1024, 4096)
@@ -106,6 +106,44 @@ def test_flax_mup_with_optax_keeps_every_update_order_one():
 def test_flax_sp_with_plain_optax_sgd_has_growing_output_update():
     cc = linen_check("sp", lambda info: optax.sgd(0.005))
     assert cc.slope("f", 3, "delta") >= 0.4
+
+
+SEQ = jax.random.normal(jax.random.PRNGKey(4), (16, 8, 4))
+SEQ_Y = jnp.sin(SEQ[:, 0, :1] + SEQ[:, 3, 1:2])
+
+
+def transformer_check(mu: bool):
+    # 4 heads whose dimension grows (16 at the base width 64). μP: zero readout,
+    # 1/d_head attention logits and μP Adam; SP: the module as written, plain Adam.
+    # 2 blocks of (q, k, v, out, 2 MLP) kernels: 12 hidden layers.
+    def make(n):
+        if mu:
+            model = LinenTransformer(n, mup.attention_fn(base_head_dim=16))
+            p = mup.abc("mup", 13, zero_readout=True)
+        else:
+            model, p = LinenTransformer(n), "sp"
+        return mup.parametrize(
+            model, p, base=LinenTransformer(64), delta=LinenTransformer(128), x=SEQ
+        )
+
+    opt = (lambda info: mup.adam(2e-3, info)) if mu else (lambda info: optax.adam(2e-3))
+    return mup.coord_check(
+        make, (64, 128, 256), SEQ, SEQ_Y, optimizer=opt, steps=4, seeds=2, dtype=jnp.float32
+    )
+
+
+def test_flax_mup_transformer_keeps_every_update_order_one():
+    slopes = transformer_check(mu=True).slopes(4, "delta")
+    assert len(slopes) == 19  # embedding; per block attention (and q, k, v, out), 2 LayerNorms
+    # and 2 MLP layers; the readout
+    assert all(abs(s) <= 0.15 for s in slopes.values()), slopes
+
+
+def test_flax_sp_transformer_attention_updates_grow_with_width_under_adam():
+    # Adam moves every SP weight entry by Θ(η): hidden updates add up over n inputs.
+    slopes = transformer_check(mu=False).slopes(4, "delta")
+    attention = [s for k, s in slopes.items() if k.startswith("MultiHead") and "/" not in k]
+    assert len(attention) == 2 and min(attention) >= 0.4, slopes
 
 
 def test_coord_check_rejects_a_single_width():

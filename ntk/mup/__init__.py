@@ -15,7 +15,8 @@ update parametrization μP into hyperparameter transfer across width.
 
 `parametrize` accepts ``ntk.stax`` networks and Flax linen/nnx modules
 (`ntk.mup.flax`: width found by comparing parameter shapes with a base-width
-model, as the `mup` package does); `coord_check` measures coordinate sizes
+model, as the `mup` package does; `attention_fn` gives Flax's attention μP's
+:math:`1/d_\mathrm{head}` logits); `coord_check` measures coordinate sizes
 across widths. The infinite-width μP limits live in the submodules
 `ntk.mup.limits` (exact limit of the one-hidden-layer linear network, TP4
 §7–8) and `ntk.mup.dmft` (deep nonlinear MLP by dynamical mean-field theory,
@@ -54,4 +55,18 @@ __all__ = [
     "maml",
     "ntk_limit",
     "word2vec",
+    "attention_fn",
 ]
+
+
+def __getattr__(name):
+    # Flax is imported only by the code that needs it: `import ntk` stays light.
+    if name == "attention_fn":
+        from ntk.mup.flax import attention_fn
+
+        return attention_fn
+    raise AttributeError(f"module 'ntk.mup' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"attention_fn"})

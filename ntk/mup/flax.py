@@ -4,12 +4,22 @@ Which dimensions of a parameter grow with width is found the way the `mup`
 package's ``set_base_shapes`` finds it: instantiate the same architecture at a
 base width :math:`n_0` (and optionally a third, ``delta``, width), and compare
 shapes. An axis whose size differs is width-like; its multiplier is
-:math:`\bar{n} = \mathrm{size} / \text{base size}`. For a kernel of shape ``(..., fan_in, fan_out)``
-(Dense ``(in, out)``, Conv ``HWIO``, Embed ``(vocab, features)``) the last two
-axes give the role (`ntk.mup.parametrize` table); a vector is a bias if it is
-width-sized; anything else is fixed. An explicit per-parameter annotation
-``{"path/to/param": "input" | "hidden" | "output" | "bias" | "fixed"}``
-(or ``(role, layer_index)``) overrides the inference.
+:math:`\bar{n} = \mathrm{size} / \text{base size}`. A weight's role (`ntk.mup.parametrize` table) follows from
+which of its fan-in axes (contracted with the layer's input) and fan-out axes
+grow: Dense ``(in, out)``, Conv ``HWIO`` and Embed ``(vocab, features)`` contract
+the second-to-last axis; a ``DenseGeneral`` kernel with a bias contracts the
+axes before the bias's shape; Flax's attention contracts ``d`` in its
+query/key/value kernels ``(d, heads, head_dim)`` and ``(heads, head_dim)`` in its
+out kernel, whether the heads or the head dimension grow. A vector, or any
+tensor named ``bias``, is a bias if it is width-sized; anything else is fixed.
+An explicit per-parameter annotation ``{"path/to/param": "input" | "hidden" |
+"output" | "bias" | "fixed"}`` (or ``(role, layer_index)``, or
+``{"fan_in": axes}`` for a kernel of another layout) overrides the inference.
+
+Transformers also need μP's attention logits, :math:`q \cdot k / d_\mathrm{head}`
+instead of :math:`/\sqrt{d_\mathrm{head}}` (TP5 §4): pass
+``attention_fn=mup.attention_fn(base_head_dim)`` to the attention module (see
+`attention_fn`).
 
 The module's own initialisation is taken to be SP (variance
 :math:`\propto 1/\mathrm{fan\_in}`, Flax's default ``lecun_normal``; biases zero), i.e.
@@ -43,9 +53,11 @@ base=MLP(64, rngs=nnx.Rngs(0)))``; ``params = net.init_fn()``;
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+import functools
+from typing import Callable, Mapping, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ntk import _checks
@@ -75,8 +87,93 @@ def _shapes(tree) -> dict:
     }
 
 
+def _annotation(path: str, ann) -> tuple:
+    """``(role or None, layer or None, fan_in axes or None)`` of one annotation."""
+    if isinstance(ann, str):
+        ann = {"role": ann}
+    elif isinstance(ann, (tuple, list)) and len(ann) == 2:
+        ann = {"role": ann[0], "layer": ann[1]}
+    if not isinstance(ann, Mapping) or not ann or set(ann) - {"role", "layer", "fan_in"}:
+        raise ValueError(
+            f"infer_roles: `annotations[{path!r}]` must be a role in {ROLES}, "
+            f"(role, layer index) or a dict with keys 'role', 'layer', 'fan_in'; got {ann!r}."
+        )
+    role, layer, fan_in = ann.get("role"), ann.get("layer"), ann.get("fan_in")
+    if role is not None and role not in ROLES:
+        raise ValueError(
+            f"infer_roles: `annotations[{path!r}]` must be a role in {ROLES} "
+            f"or (role, layer index); got {role!r}."
+        )
+    if layer is not None:
+        _checks.require_int(layer, f"annotations[{path!r}] layer", "infer_roles")
+    if fan_in is not None:
+        fan_in = (fan_in,) if isinstance(fan_in, int) else fan_in
+        if not isinstance(fan_in, (tuple, list)) or not all(
+            isinstance(a, int) and not isinstance(a, bool) for a in fan_in
+        ):
+            raise TypeError(
+                f"infer_roles: `annotations[{path!r}]['fan_in']` must be a tuple "
+                f"of axes (ints); got {ann['fan_in']!r}."
+            )
+        fan_in = tuple(fan_in)
+    return role, layer, fan_in
+
+
+# Flax's attention modules (linen's MultiHeadDotProductAttention and
+# SelfAttention, nnx's MultiHeadAttention) name their projections so.
+_ATTENTION_FAN_IN = {"query": (0,), "key": (0,), "value": (0,), "out": (0, 1)}
+
+
+def _weight_axes(path: str, shape: tuple, shapes: dict, fan_in) -> tuple:
+    """``(fan-in axes, fan-out axes)`` of a weight: the axes contracted with the
+    layer's input, and the axes of its output.
+
+    In order: an annotated ``fan_in`` (the rest are fan-out); Flax's layout of
+    a kernel with a bias beside it (the bias has the kernel's output-feature
+    shape, so the leading axes are contracted: ``DenseGeneral``/``LinearGeneral``,
+    Conv's ``HWIO``); a rank-3 kernel of Flax's attention (query/key/value
+    ``(d, heads, head_dim)`` contract axis 0, out ``(heads, head_dim, d)`` axes
+    0 and 1); otherwise Dense's ``(in, out)`` and Conv's ``(..., in, out)``:
+    ``(ndim - 2,)`` and ``(ndim - 1,)``, the window axes neither.
+    """
+    nd = len(shape)
+    if fan_in is not None:
+        if not all(-nd <= a < nd for a in fan_in):
+            axes: tuple = ()
+        else:
+            axes = tuple(a % nd for a in fan_in)
+        if not axes or len(set(axes)) != len(axes) or len(axes) >= nd:
+            raise ValueError(
+                f"infer_roles: `annotations[{path!r}]['fan_in']` must name distinct "
+                f"axes of a tensor of shape {shape}, leaving at least one output "
+                f"axis; got {fan_in!r}."
+            )
+        ins = tuple(sorted(axes))
+    else:
+        parts = path.split("/")
+        bias = shapes.get("/".join(parts[:-1] + ["bias"])) if parts[-1] == "kernel" else None
+        if bias is not None and 1 <= len(bias) < nd and tuple(shape[nd - len(bias) :]) == bias:
+            ins = tuple(range(nd - len(bias)))
+        elif (
+            nd == 3 and parts[-1] == "kernel" and len(parts) >= 2 and parts[-2] in _ATTENTION_FAN_IN
+        ):
+            ins = _ATTENTION_FAN_IN[parts[-2]]
+        else:
+            return (nd - 2,), (nd - 1,)
+    return ins, tuple(i for i in range(nd) if i not in ins)
+
+
 def infer_roles(params, base, delta=None, annotations: Optional[Mapping] = None) -> dict:
-    """``{path: (role, layer_index or None, width_mult)}`` by comparing shapes.
+    r"""``{path: (role, layer_index or None, width_mult)}`` by comparing shapes.
+
+    A weight's axes are its fan-in axes (contracted with the layer's input) and
+    its fan-out axes; see ``_weight_axes`` for how they are found. Its
+    role follows from which of them grow with width (`ntk.mup.parametrize`'s
+    table) and its multiplier :math:`\bar{n}` is the growth of the fan-in axes
+    (hidden, output) or of the fan-out axes (input, bias): for attention's
+    out kernel ``(heads, head_dim, d)`` that is :math:`d / d_0` whether the heads or
+    the head dimension grow. A tensor named ``bias`` of any rank is a bias if
+    any of its axes grows, and fixed if none does.
 
     Args:
       params: parameters (or shapes) of the target-width model.
@@ -84,7 +181,9 @@ def infer_roles(params, base, delta=None, annotations: Optional[Mapping] = None)
       delta: optionally the same at a third width; width-like axes are then
         those where ``base`` and ``delta`` differ (needed when the target
         width equals the base width).
-      annotations: ``{path: role}`` or ``{path: (role, layer)}`` overrides.
+      annotations: overrides, ``{path: role}``, ``{path: (role, layer)}`` or
+        ``{path: {"role": ..., "layer": ..., "fan_in": axes}}`` (any of the
+        keys; the role is inferred from ``fan_in`` when not given).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -117,21 +216,8 @@ def infer_roles(params, base, delta=None, annotations: Optional[Mapping] = None)
             f"infer_roles: `annotations` must be a dict {{path: role or "
             f"(role, layer)}}; got {type(annotations).__name__}."
         )
-    annotations = dict(annotations or {})
-    for path, ann in annotations.items():
-        role, layer = (
-            (ann, None)
-            if isinstance(ann, str)
-            else (tuple(ann) if isinstance(ann, (tuple, list)) and len(ann) == 2 else (None, None))
-        )
-        if role not in ROLES:
-            raise ValueError(
-                f"infer_roles: `annotations[{path!r}]` must be a role "
-                f"in {ROLES} or (role, layer index); got {ann!r}."
-            )
-        if layer is not None:
-            _checks.require_int(layer, f"annotations[{path!r}] layer", "infer_roles")
-    unknown = sorted(set(annotations) - set(target))
+    parsed = {path: _annotation(path, ann) for path, ann in dict(annotations or {}).items()}
+    unknown = sorted(set(parsed) - set(target))
     if unknown:
         raise ValueError(
             f"infer_roles: annotated paths {unknown} are not parameters; "
@@ -145,31 +231,35 @@ def infer_roles(params, base, delta=None, annotations: Optional[Mapping] = None)
                 f"infer_roles: {path} has ranks {len(shape)}/{len(s0)}/"
                 f"{len(sr)} at the target/base/delta widths."
             )
-        wide = [i for i in range(len(s0)) if s0[i] != sr[i]]
+        role, layer, fan_in = parsed.get(path, (None, None, None))
         nd = len(shape)
-        k_in = nd >= 2 and (nd - 2) in wide
-        k_out = nd >= 1 and (nd - 1) in wide
-        extra = [i for i in wide if i < nd - 2 or (nd == 1 and i != 0)]
-        if path in annotations:
-            ann = annotations[path]
-            role, layer = (ann, None) if isinstance(ann, str) else tuple(ann)
+        wide = {i for i in range(nd) if s0[i] != sr[i]}
+        is_bias = nd >= 1 and (nd == 1 or path.split("/")[-1] == "bias") and fan_in is None
+        if is_bias:
+            ins, outs = (), tuple(range(nd))
         else:
+            ins, outs = _weight_axes(path, shape, target, fan_in)
+        if role is None:
+            extra = sorted(wide - set(ins) - set(outs))
             if extra:
                 raise ValueError(
-                    f"infer_roles: {path} has width-like axes {wide} "
-                    f"of shape {shape}; only the last two (fan_in, "
-                    f"fan_out) may scale. Annotate it explicitly."
+                    f"infer_roles: {path} of shape {shape} has width-like axes "
+                    f"{sorted(wide)}, and axes {extra} are neither its fan-in "
+                    f"{list(ins)} nor its fan-out {list(outs)} axes. Annotate which "
+                    f"axes it contracts with its input: annotations={{{path!r}: "
+                    f"{{'fan_in': (0,)}}}} (a DenseGeneral kernel of shape "
+                    f"(in..., out...) without a bias)."
                 )
-            layer = None
-            if nd >= 2:
+            k_in, k_out = bool(wide & set(ins)), bool(wide & set(outs))
+            if is_bias:
+                role = "bias" if k_out else "fixed"
+            else:
                 role = {(0, 1): "input", (1, 1): "hidden", (1, 0): "output", (0, 0): "fixed"}[
                     (int(k_in), int(k_out))
                 ]
-            else:
-                role = "bias" if k_out else "fixed"
-        axis = nd - 2 if (role in ("hidden", "output") and nd >= 2) else nd - 1
-        mult = shape[axis] / s0[axis] if nd and role != "fixed" else 1.0
-        out[path] = (role, layer, float(mult))
+        axes = ins if role in ("hidden", "output") else outs
+        mult = float(np.prod([shape[i] / s0[i] for i in axes])) if role != "fixed" else 1.0
+        out[path] = (role, layer, mult)
     return out
 
 
@@ -308,3 +398,65 @@ def parametrize_nnx(
         return _named_outputs(inter)
 
     return Parametrized(init_fn, apply_fn, info, p, features_fn, "nnx")
+
+
+def attention_fn(base_head_dim: int, attention: Optional[Callable] = None) -> Callable:
+    r"""μP's attention logits for Flax's attention modules (TP5 §4 and Table 3).
+
+    Standard attention divides the logits by :math:`\sqrt{d_\mathrm{head}}`: right
+    at initialisation, when queries and keys are independent and
+    :math:`q \cdot k = \Theta(\sqrt{d_\mathrm{head}})`. Training correlates them,
+    so under μP :math:`q \cdot k` grows like :math:`d_\mathrm{head}` and the
+    logits like :math:`\sqrt{d_\mathrm{head}}`; μP divides by
+    :math:`d_\mathrm{head}` instead. Scaled to equal standard attention at the
+    base width (where μP is the network's native parametrization):
+
+    .. math::
+
+        \mathrm{logits} = \frac{\sqrt{d_{\mathrm{head},0}}}{d_\mathrm{head}}\, q \cdot k
+        = \sqrt{\frac{d_{\mathrm{head},0}}{d_\mathrm{head}}}
+          \cdot \frac{q \cdot k}{\sqrt{d_\mathrm{head}}}.
+
+    Args:
+      base_head_dim: :math:`d_{\mathrm{head},0}`, the head dimension of the base
+        model passed to `mup.parametrize` (``qkv_features // num_heads`` there).
+      attention: the attention to rescale; default Flax's
+        ``dot_product_attention`` (linen's, or nnx's when ``nnx.MultiHeadAttention``
+        calls it).
+
+    Returns:
+      a function for the modules' ``attention_fn=`` argument, with the signature of
+      ``attention`` (linen passes only the keywords it lists).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import linen as nn
+      >>> from ntk import mup
+      >>> q = k = v = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 4, 64))
+      >>> mu = mup.attention_fn(base_head_dim=16)(q, k, v)        # d_head = 64
+      >>> sp = nn.dot_product_attention(q / 2, k, v)              # √(16 / 64) = 1/2
+      >>> bool(jnp.allclose(mu, sp))
+      True
+      >>> attn = nn.MultiHeadDotProductAttention(num_heads=4,
+      ...                                        attention_fn=mup.attention_fn(16))
+    """
+    base_head_dim = _checks.require_int(base_head_dim, "base_head_dim", "attention_fn")
+    from flax import linen, nnx
+
+    if attention is not None:
+        _checks.require_callable(attention, "attention", "attention_fn", "an attention function")
+
+    def pick(kwargs) -> Callable:
+        if attention is not None:
+            return attention
+        # nnx's module passes its own keywords (is_causal) whatever the signature;
+        # linen's passes only those linen's function lists.
+        nnx_call = "is_causal" in kwargs or isinstance(kwargs.get("module"), nnx.Module)
+        return nnx.dot_product_attention if nnx_call else linen.dot_product_attention
+
+    @functools.wraps(attention if attention is not None else linen.dot_product_attention)
+    def scaled(query, *args, **kwargs):
+        factor = np.sqrt(base_head_dim / query.shape[-1])
+        return pick(kwargs)(query * jnp.asarray(factor, query.dtype), *args, **kwargs)
+
+    return scaled
