@@ -576,6 +576,35 @@ def test_monte_carlo_mean_is_the_average_of_single_draws():
     assert_close(got[1], np.mean(draws, 0), "3 samples")
 
 
+def test_monte_carlo_takes_flax_module_apply_whose_kwargs_reject_rng():
+    # Module.apply forwards **kwargs to __call__(x), which has no `rng`: the
+    # estimate equals that of a wrapper that takes no keywords at all.
+    from flax import linen as nn
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(2)(nn.relu(nn.Dense(16)(x)))
+
+    model = MLP()
+    init_fn = lambda key, shape: (None, model.init(key, jnp.zeros(shape)))
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 4))
+    key = jax.random.PRNGKey(1)
+    got = monte_carlo_kernel_fn(init_fn, model.apply, key, 2, device_count=0)(x, None, "ntk")
+    wrapped = lambda p, x: model.apply(p, x)
+    want = monte_carlo_kernel_fn(init_fn, wrapped, key, 2, device_count=0)(x, None, "ntk")
+    assert_close(got, want, "Module.apply vs a wrapper")
+
+
+def test_monte_carlo_passes_rng_to_a_bare_stax_apply_fn_with_dropout():
+    net = stax.serial(stax.Dense(32), stax.Dropout(0.5, mode="train"), stax.Relu(), stax.Dense(1))
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 4))
+    key = jax.random.PRNGKey(1)
+    bare = monte_carlo_kernel_fn(net.init_fn, net.apply_fn, key, 2, device_count=0)
+    layer = monte_carlo_kernel_fn(net.init_fn, net, key, 2, device_count=0)
+    assert_close(bare(x, None, "nngp"), layer(x, None, "nngp"), "bare apply_fn vs the Layer")
+
+
 # ------------------------------------------------------------ Taylor
 
 

@@ -506,6 +506,30 @@ def test_mup_sgd_drives_nnx_optimizer_with_the_per_tensor_learning_rates():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+def test_frozen_dict_parameters_train_like_plain_dicts():
+    # flax.core.freeze: the same tensors in another container type than `info`.
+    from flax.core import freeze
+
+    net = mup.parametrize(LinenMLP(128), "mup", base=LinenMLP(32), x=X)
+    params = net.init(KEY, X)
+    opt = mup.adam(1e-2, net.info)
+
+    def step(p):
+        g = jax.grad(lambda p: jnp.sum(net.apply_fn(p, X) ** 2))(p)
+        return optax.apply_updates(p, opt.update(g, opt.init(p), p)[0])
+
+    frozen, plain = step(freeze(params)), step(params)
+    for a, b in zip(jax.tree_util.tree_leaves(frozen), jax.tree_util.tree_leaves(plain)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_parameters_of_another_network_are_refused_by_path():
+    net = mup.parametrize(LinenMLP(128), "mup", base=LinenMLP(32), x=X)
+    other = {"Dense_0": {"kernel": jnp.ones((3, 128))}}
+    with pytest.raises(ValueError, match=r"mup.scale_by_width: the parameters do not match"):
+        mup.scale_by_width(net.info).update(other, optax.EmptyState())
+
+
 # ------------------------------------------------------------ attention
 
 

@@ -9,7 +9,8 @@ width grows (Neal 1996; Lee et al. 2018; Jacot et al. 2018).
 
 Draws follow neural-tangents: the key is split once per sample, each sample key
 into ``(init_key, rng)``; ``rng`` is passed to ``apply_fn`` (for dropout) when
-it accepts an ``rng`` keyword. The kernel is computed in tiles of at most
+it accepts an ``rng`` keyword (an ``ntk.stax`` network does; a function with
+``**kwargs``, such as Flax's ``Module.apply``, is tried once on shapes). The kernel is computed in tiles of at most
 ``batch_size`` rows of ``x1`` and ``x2`` (any sizes — no divisibility needed),
 spread over ``device_count`` devices, and kept on the device or moved to host
 memory (``store_on_device=False``). Tiles assume the network treats examples
@@ -40,7 +41,7 @@ import collections
 import inspect
 import math
 import sys
-from typing import Iterable, Union
+from typing import Iterable, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -129,7 +130,9 @@ def monte_carlo_kernel_fn(
         "a function apply_fn(params, x) or an ntk.stax Layer",
     )
     f = layer if layer is not None else apply_fn
-    takes_rng = _accepts_rng(layer.apply_fn if layer is not None else apply_fn)
+    # True, False, or None: a **kwargs function (Flax's Module.apply, a wrapper)
+    # is asked once, at the first shape probe, whether it takes `rng`.
+    takes_rng = {"value": True if layer is not None else _accepts_rng(apply_fn)}
     empirical = empirical_kernel_fn(f, trace_axes, diagonal_axes, vmap_axes, implementation)
     devices = jax.devices()
     if device_count > 0:
@@ -142,7 +145,7 @@ def monte_carlo_kernel_fn(
     def one_tile(x1, x2, key, get, kwargs):
         init_key, rng = jax.random.split(key)
         params = init_params(init_key, jax.tree_util.tree_map(jnp.shape, x1))
-        if takes_rng:
+        if takes_rng["value"]:
             kwargs = {"rng": rng, **kwargs}
         # `empirical` jits its NNGP/NTK functions (static non-array kwargs).
         out = empirical(x1, x2, get, params, **kwargs)
@@ -183,9 +186,23 @@ def monte_carlo_kernel_fn(
             fn = layer.apply_fn if layer is not None else apply_fn
             init_shapes = jax.tree_util.tree_map(jnp.shape, x1)
             params = jax.eval_shape(lambda kk: init_fn(kk, init_shapes)[1], jax.random.PRNGKey(0))
-            extra = {"rng": jax.random.PRNGKey(0)} if takes_rng else {}
             kw1, _ = split_kwargs(kwargs, x1, None)
-            outs = jax.eval_shape(lambda p, x: fn(p, x, **extra, **kw1), params, x1)
+
+            def out_shapes(rng: bool):
+                extra = {"rng": jax.random.PRNGKey(0)} if rng else {}
+                return jax.eval_shape(lambda p, x: fn(p, x, **extra, **kw1), params, x1)
+
+            if takes_rng["value"] is None:
+                try:
+                    outs = out_shapes(True)
+                    takes_rng["value"] = True
+                except TypeError as e:
+                    if "rng" not in str(e):
+                        raise
+                    outs = out_shapes(False)
+                    takes_rng["value"] = False
+            else:
+                outs = out_shapes(bool(takes_rng["value"]))
             out_ndim_cache[k] = [len(o.shape) for o in jax.tree_util.tree_leaves(outs)]
         return out_ndim_cache[k]
 
@@ -261,12 +278,16 @@ def _canonicalize_n_samples(n_samples):
     return {int(n) for n in counts}, gen
 
 
-def _accepts_rng(fn) -> bool:
+def _accepts_rng(fn) -> Optional[bool]:
+    """True if ``fn`` names an ``rng`` parameter, False if it cannot take one,
+    None if it takes ``**kwargs`` (or has no signature): try it."""
     try:
-        params = inspect.signature(fn).parameters.values()
+        params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
+        return None
+    if any(p.name == "rng" and p.kind != p.POSITIONAL_ONLY for p in params):
         return True
-    return any(p.name == "rng" or p.kind == p.VAR_KEYWORD for p in params)
+    return None if any(p.kind == p.VAR_KEYWORD for p in params) else False
 
 
 class _Tiles(collections.namedtuple("_Tiles", "rows1 rows2 pairs layout")):

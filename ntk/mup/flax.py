@@ -63,22 +63,14 @@ import numpy as np
 from ntk import _checks
 from ntk.empirical.adapters import require_no_state_updates
 from ntk.mup.abc import as_abc
-from ntk.mup.parametrize import ROLES, LeafScale, Parametrized, leaf_scale, scale_tree
-
-
-def path_str(path) -> str:
-    """``"Dense_0/kernel"`` from a pytree key path (drops nnx's ``value``)."""
-    parts = []
-    for k in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(k, attr):
-                parts.append(str(getattr(k, attr)))
-                break
-        else:
-            parts.append(str(k))
-    if parts and parts[-1] == "value":
-        parts = parts[:-1]
-    return "/".join(parts)
+from ntk.mup.parametrize import (
+    ROLES,
+    LeafScale,
+    Parametrized,
+    leaf_scale,
+    path_str,
+    scale_tree,
+)
 
 
 def _shapes(tree) -> dict:

@@ -46,7 +46,6 @@ Example:
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import jax
@@ -54,7 +53,7 @@ import jax.numpy as jnp
 import optax
 
 from ntk import _checks
-from ntk.mup.parametrize import LeafScale, is_leaf_scale
+from ntk.mup.parametrize import LeafScale, is_leaf_scale, like
 
 _RULES = {"sgd": "lr_mult", "adam": "adam_lr_mult"}
 
@@ -122,30 +121,15 @@ def scale_by_width(info, rule: str = "sgd") -> optax.GradientTransformation:
         del params
         try:
             return jax.tree_util.tree_map(scale, mults, updates), state
-        except ValueError as e:
-            error = e
-        try:  # nnx.Optimizer passes the nnx.State of Params as plain arrays
-            return jax.tree_util.tree_map(scale, _without_nnx_variables(mults), updates), state
         except ValueError:
-            raise ValueError(
-                "mup.scale_by_width: the updates' structure does not "
-                "match `info`'s (was `info` made for these "
-                f"parameters?): {error}"
-            ) from None
+            pass
+        try:
+            matched = like(mults, updates)
+        except ValueError as e:
+            raise ValueError(f"mup.scale_by_width: {e}") from None
+        return jax.tree_util.tree_map(scale, matched, updates), state
 
     return optax.GradientTransformation(init_fn, update_fn)
-
-
-def _without_nnx_variables(tree):
-    """``tree`` with flax.nnx Variable wrappers (``nnx.Param``) replaced by
-    their values; the tree itself if flax.nnx was never imported."""
-    nnx = sys.modules.get("flax.nnx")
-    if nnx is None:
-        return tree
-    wrapped = lambda v: isinstance(v, nnx.Variable)
-    return jax.tree_util.tree_map(
-        lambda v: v.get_value() if wrapped(v) else v, tree, is_leaf=wrapped
-    )
 
 
 def _check_lr(learning_rate, name):

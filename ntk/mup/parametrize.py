@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
@@ -153,6 +154,43 @@ def is_leaf_scale(x) -> bool:
     return isinstance(x, LeafScale)
 
 
+def path_str(path) -> str:
+    """``"Dense_0/kernel"`` from a pytree key path (drops nnx's ``value``)."""
+    parts = []
+    for k in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    if parts and parts[-1] == "value":
+        parts = parts[:-1]
+    return "/".join(parts)
+
+
+def like(spec, tree, is_leaf=None):
+    """``spec``'s leaves in ``tree``'s structure, matched by path: the same
+    parameters in another container (a ``FrozenDict``; the ``nnx.State`` of
+    Params that ``nnx.Optimizer`` passes as plain arrays). A ValueError when
+    the paths differ."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    nnx = sys.modules.get("flax.nnx")
+    wrapped = (lambda v: isinstance(v, nnx.Variable)) if nnx is not None else (lambda v: False)
+    flat = jax.tree_util.tree_flatten_with_path(
+        spec, is_leaf=lambda v: wrapped(v) or (is_leaf is not None and is_leaf(v))
+    )[0]
+    by_path = {path_str(p): (v.get_value() if wrapped(v) else v) for p, v in flat}
+    names = [path_str(p) for p, _ in leaves]
+    if sorted(names) != sorted(by_path):
+        missing = sorted(set(names) ^ set(by_path))[:4]
+        raise ValueError(
+            f"the parameters do not match `info` (was it made for these parameters?): "
+            f"{len(names)} tensors against {len(by_path)}; these differ: {missing}."
+        )
+    return jax.tree_util.tree_unflatten(treedef, [by_path[n] for n in names])
+
+
 def scale_tree(info, params, attr: str):
     """Multiply each leaf of ``params`` by ``getattr(info_leaf, attr)``."""
 
@@ -160,7 +198,9 @@ def scale_tree(info, params, attr: str):
         m = getattr(s, attr)
         return p if m == 1.0 else p * jnp.asarray(m, p.dtype)
 
-    return jax.tree_util.tree_map(f, info, params, is_leaf=is_leaf_scale)
+    return jax.tree_util.tree_map(
+        f, like(info, params, is_leaf_scale), params, is_leaf=is_leaf_scale
+    )
 
 
 def leaf_scale(
