@@ -530,6 +530,39 @@ def test_parameters_of_another_network_are_refused_by_path():
         mup.scale_by_width(net.info).update(other, optax.EmptyState())
 
 
+class _BatchNormMLP(nn.Module):
+    width: int
+
+    @nn.compact
+    def __call__(self, x, train: bool = True):
+        h = nn.Dense(self.width)(x)
+        h = nn.BatchNorm(use_running_average=not train, momentum=0.5)(h)
+        return nn.Dense(1)(nn.relu(nn.Dense(self.width)(nn.relu(h))))
+
+
+def test_linen_batch_statistics_pass_through_as_variables():
+    # At the base width every parametrization is the native network: the
+    # outputs and the updated batch statistics equal model.apply's.
+    model = _BatchNormMLP(32)
+    net = mup.parametrize(model, "mup", base=model, delta=_BatchNormMLP(64), x=X)
+    variables = model.init(KEY, X)
+    stats = {"batch_stats": variables["batch_stats"]}
+    got, got_stats = net.apply_fn(variables["params"], X, variables=stats, mutable=["batch_stats"])
+    want, want_stats = model.apply(variables, X, mutable=["batch_stats"])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(got_stats), jax.tree_util.tree_leaves(want_stats)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    roles = {
+        "/".join(str(k.key) for k in path): s.role
+        for path, s in jax.tree_util.tree_flatten_with_path(
+            net.info, is_leaf=lambda s: isinstance(s, mup.LeafScale)
+        )[0]
+    }
+    assert roles["BatchNorm_0/scale"] == roles["BatchNorm_0/bias"] == "bias"
+    with pytest.raises(ValueError, match=r"`variables` must be a dict .* without 'params'"):
+        net.apply_fn(variables["params"], X, variables=variables, mutable=["batch_stats"])
+
+
 # ------------------------------------------------------------ attention
 
 

@@ -293,7 +293,7 @@ def _info(params, roles: dict, parametrization) -> tuple:
 def parametrize_linen(
     model, parametrization="mup", *, base, x, delta=None, annotations=None, key=None
 ) -> Parametrized:
-    """A linen module in an abc-parametrization (only the ``params`` collection).
+    """A linen module in an abc-parametrization (its ``params`` collection).
 
     Args:
       model: the module at the target width.
@@ -304,18 +304,40 @@ def parametrize_linen(
       annotations: per-parameter role overrides.
 
     Returns a `Parametrized` with ``init_fn(key, *args) -> params``,
-    ``apply_fn(params, *args, **kw)`` and ``features_fn(params, x)`` (every
-    submodule's output via ``capture_intermediates``; the root's is ``"f"``).
+    ``apply_fn(params, *args, variables=None, **kw)`` and ``features_fn(params,
+    x, variables=None, **kw)`` (every submodule's output via
+    ``capture_intermediates``; the root's is ``"f"``). Other collections
+    (``batch_stats`` of BatchNorm, a decoding ``cache``) are not trained and do
+    not scale: take them from ``model.init`` and pass them as ``variables``,
+    with linen's ``mutable=`` to update them, as with ``model.apply``.
+
+    Example (BatchNorm on batch statistics):
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import linen as nn
+      >>> from ntk import mup
+      >>> class Net(nn.Module):
+      ...     width: int
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         h = nn.BatchNorm(use_running_average=False)(nn.Dense(self.width)(x))
+      ...         return nn.Dense(1)(nn.relu(h))
+      >>> x = jnp.ones((4, 3))
+      >>> net = mup.parametrize(Net(256), "mup", base=Net(64), x=x)
+      >>> params = net.init(jax.random.PRNGKey(0), x)
+      >>> stats = Net(256).init(jax.random.PRNGKey(0), x)["batch_stats"]
+      >>> y, updates = net.apply_fn(params, x, variables={"batch_stats": stats},
+      ...                           mutable=["batch_stats"])
+      >>> y.shape, sorted(updates)
+      ((4, 1), ['batch_stats'])
     """
     k = jax.random.PRNGKey(0) if key is None else key
 
     def shapes(m):
         variables = jax.eval_shape(m.init, k, x)
-        extra = sorted(set(variables) - {"params"})
-        if extra:
+        if "params" not in variables:
             raise ValueError(
-                f"parametrize: linen modules with collections other "
-                f"than 'params' ({extra}) are not supported."
+                f"parametrize: {type(m).__name__} has no 'params' collection "
+                f"(its collections: {sorted(variables)}), nothing to parametrize."
             )
         return variables["params"]
 
@@ -327,12 +349,23 @@ def parametrize_linen(
         native = model.init(key, *args, **kwargs)["params"]
         return scale_tree(info, native, "init_mult")
 
-    def apply_fn(params, *args, **kwargs):
-        return model.apply({"params": scale_tree(info, params, "fwd_mult")}, *args, **kwargs)
+    def all_variables(params, variables):
+        if variables is None:
+            return {"params": scale_tree(info, params, "fwd_mult")}
+        if not isinstance(variables, Mapping) or "params" in variables:
+            got = sorted(variables) if isinstance(variables, Mapping) else type(variables).__name__
+            raise ValueError(
+                "parametrize: `variables` must be a dict of the module's other "
+                f"collections (e.g. {{'batch_stats': ...}}), without 'params'; got {got}."
+            )
+        return {**variables, "params": scale_tree(info, params, "fwd_mult")}
 
-    def features_fn(params, x, **kwargs):
+    def apply_fn(params, *args, variables=None, **kwargs):
+        return model.apply(all_variables(params, variables), *args, **kwargs)
+
+    def features_fn(params, x, variables=None, **kwargs):
         _, state = model.apply(
-            {"params": scale_tree(info, params, "fwd_mult")},
+            all_variables(params, variables),
             x,
             capture_intermediates=True,
             mutable=["intermediates"],
