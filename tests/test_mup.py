@@ -506,6 +506,51 @@ def test_mup_sgd_drives_nnx_optimizer_with_the_per_tensor_learning_rates():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+class _NnxTrainMode(nnx.Module):
+    """BatchNorm on batch statistics and an active Dropout: state updated per call."""
+
+    def __init__(self, width, rngs):
+        self.inp = nnx.Linear(3, width, rngs=rngs)
+        self.bn = nnx.BatchNorm(width, momentum=0.5, rngs=rngs)
+        self.drop = nnx.Dropout(0.25, rngs=rngs)
+        self.out = nnx.Linear(width, 1, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(self.drop(jax.nn.relu(self.bn(self.inp(x)))))
+
+
+def test_nnx_module_in_training_mode_trains_itself_in_the_table3_gauge():
+    model = _NnxTrainMode(64, nnx.Rngs(0))
+    net = mup.parametrize(
+        model, mup.abc("mup", 1, form="table3"), base=_NnxTrainMode(16, nnx.Rngs(1))
+    )
+    nnx.update(model, net.init_fn())
+    before = jax.tree_util.tree_map(jnp.array, nnx.state(model, nnx.Param))
+    stats = jax.tree_util.tree_map(jnp.array, nnx.state(model, nnx.BatchStat))
+    x = jax.random.normal(KEY, (8, 3), jnp.float32)  # the module's dtype
+    grads = nnx.grad(lambda m: jnp.mean(m(x) ** 2))(model)
+    nnx.Optimizer(model, mup.sgd(0.1, net.info), wrt=nnx.Param).update(model, grads)
+    moved = jax.tree_util.tree_map(lambda a, b: a - b, nnx.state(model, nnx.Param), before)
+    want = jax.tree_util.tree_map(lambda m, g: -0.1 * m * g, mup.multipliers(net.info), grads)
+    for a, b in zip(jax.tree_util.tree_leaves(moved), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    new_stats = nnx.state(model, nnx.BatchStat)
+    assert not all(
+        np.allclose(a, b)
+        for a, b in zip(jax.tree_util.tree_leaves(new_stats), jax.tree_util.tree_leaves(stats))
+    )
+
+
+def test_nnx_apply_fn_of_a_module_in_training_mode_names_the_layers():
+    model = _NnxTrainMode(64, nnx.Rngs(0))
+    net = mup.parametrize(model, "mup", base=_NnxTrainMode(16, nnx.Rngs(1)))
+    with pytest.raises(ValueError, match=r"training mode.*bn \(BatchNorm.*form='table3'"):
+        net.apply_fn(net.init_fn(), X)
+    model.eval()
+    net = mup.parametrize(model, "mup", base=_NnxTrainMode(16, nnx.Rngs(1)))
+    assert net.apply_fn(net.init_fn(), X).shape == (6, 1)
+
+
 def test_frozen_dict_parameters_train_like_plain_dicts():
     # flax.core.freeze: the same tensors in another container type than `info`.
     from flax.core import freeze

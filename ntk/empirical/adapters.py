@@ -63,7 +63,7 @@ def from_nnx(module, *, method: str = "__call__") -> tuple[Callable, Any]:
     return f, params
 
 
-def require_no_state_updates(module, where: str) -> None:
+def require_no_state_updates(module, where: str, hint: str = "") -> None:
     """Raise if calling the nnx ``module`` would update its own state: an
     active ``nnx.Dropout`` (it draws from its ``Rngs``) or a ``nnx.BatchNorm``
     on batch statistics. Inside a kernel or a gradient such a call fails with
@@ -84,7 +84,7 @@ def require_no_state_updates(module, where: str) -> None:
             f"{where}: the module is in training mode and would update its own state "
             f"when called, which a function of the parameters cannot: {', '.join(active)}. "
             "Call module.eval() first, or pass deterministic=True / "
-            "use_running_average=True to those layers."
+            f"use_running_average=True to those layers.{hint}"
         )
 
 

@@ -67,6 +67,7 @@ from ntk.mup.parametrize import (
     ROLES,
     LeafScale,
     Parametrized,
+    is_leaf_scale,
     leaf_scale,
     path_str,
     scale_tree,
@@ -397,11 +398,20 @@ def parametrize_nnx(
     ``init_fn()`` returns the module's current parameters rescaled (build the
     module with other ``nnx.Rngs`` for another draw); ``apply_fn(params, *args)``
     merges them into the module's graph and calls it; ``features_fn(params,
-    x)`` captures every submodule's output (``nnx.capture``).
+    x)`` captures every submodule's output (``nnx.capture``). Both are pure
+    functions of the parameters, so the module must not update its own state
+    when called (Dropout, BatchNorm on batch statistics: ``module.eval()``).
+
+    **Training the module itself.** In TP5's Table 3 gauge of μP
+    (``mup.abc("mup", L, form="table3")``) every forward multiplier is 1: μP is
+    the module's own forward pass with rescaled initial weights and per-tensor
+    learning rates. So ``nnx.update(model, net.init_fn())`` makes ``model``
+    the μP network, and ``nnx.Optimizer(model, mup.adam(lr, net.info),
+    wrt=nnx.Param)`` trains it like any nnx module, in training mode with its
+    Dropout and BatchNorm.
     """
     from flax import nnx
 
-    require_no_state_updates(model, "parametrize")
     graphdef, native, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]  # flax's stub: variadic
     base_params = nnx.state(base, nnx.Param)
     delta_params = None if delta is None else nnx.state(delta, nnx.Param)
@@ -411,8 +421,21 @@ def parametrize_nnx(
     def init_fn(*_):
         return scale_tree(info, native, "init_mult")
 
+    in_place = all(
+        s.fwd_mult == 1.0 for s in jax.tree_util.tree_leaves(info, is_leaf=is_leaf_scale)
+    )
+    hint = (
+        " Or train the module itself: nnx.update(model, net.init_fn()) (every forward "
+        "multiplier is 1 here)."
+        if in_place
+        else " Or parametrize in TP5's Table 3 gauge (mup.abc(..., form='table3')), whose "
+        "forward multipliers are all 1, and train the module itself."
+    )
+
     def module(params):
-        return nnx.merge(graphdef, scale_tree(info, params, "fwd_mult"), rest)
+        m = nnx.merge(graphdef, scale_tree(info, params, "fwd_mult"), rest)
+        require_no_state_updates(m, "parametrize (apply_fn)", hint)
+        return m
 
     def apply_fn(params, *args, **kwargs):
         return module(params)(*args, **kwargs)
