@@ -37,7 +37,9 @@ by every `Kernel.replace` of ``ntk`` and dropped from the pytree (it does not su
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
 import string
 from typing import Optional, Sequence
 
@@ -429,10 +431,21 @@ def select(k: Kernel, get):
         return [select(b, get) for b in k]
     if isinstance(get, str):
         return getattr(k, get)
-    from collections import namedtuple
+    return record_type("Kernel", tuple(get))(*(getattr(k, g) for g in get))
 
-    record = namedtuple("Kernel", tuple(get))  # type: ignore[misc]
-    return record(*(getattr(k, g) for g in get))
+
+@functools.lru_cache(maxsize=None)
+def record_type(typename: str, fields: tuple) -> type:
+    """The namedtuple class of ``fields``, one per ``(typename, fields)`` as NT
+    keeps them: results of separate calls or traces have one pytree type, so
+    ``jax.tree.map`` can concatenate them.
+
+    Example:
+      >>> from ntk.kernel import record_type
+      >>> record_type("Kernel", ("nngp", "ntk")) is record_type("Kernel", ("nngp", "ntk"))
+      True
+    """
+    return collections.namedtuple(typename, fields)  # type: ignore[misc]
 
 
 def validate_get(get) -> Optional[tuple]:

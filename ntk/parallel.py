@@ -66,7 +66,6 @@ import math
 import numbers
 import os
 import tempfile
-from collections import namedtuple
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -75,7 +74,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ntk.kernel import GET_NAMES
+from ntk.kernel import GET_NAMES, record_type
 
 _DEFAULT_BUDGET = 2**30
 # Working memory of a kernel evaluation relative to its output: the dual of an
@@ -353,7 +352,7 @@ def batch(
             outs = [jax.device_put(o) for o in outs]
         if not as_tuple:
             return outs[0]
-        return namedtuple("Kernel", names)(*outs)
+        return record_type("Kernel", tuple(names))(*outs)
 
     def batched(x1, x2=None, get=None, *args, **kwargs):
         getless = not _is_get(get)

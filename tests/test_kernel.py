@@ -304,3 +304,19 @@ def test_repeat_of_a_dense_layer_on_the_inputs_follows_the_ntk_recursion():
         ntk = w**2 * ntk + nngp
     np.testing.assert_allclose(k.nngp, nngp, rtol=1e-13)
     np.testing.assert_allclose(k.ntk, ntk, rtol=1e-13)
+
+
+def test_results_of_separate_calls_share_one_record_type():
+    # NT caches its namedtuple classes: batches of a ragged split concatenate
+    # with jax.tree.map only if every call returns the same pytree type.
+    from ntk.empirical import empirical_kernel_fn
+
+    net = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
+    x = jax.random.normal(jax.random.PRNGKey(0), (10, 3))
+    params = net.init_fn(jax.random.PRNGKey(1), x.shape)[1]
+    empirical = empirical_kernel_fn(net.apply_fn)
+    for kernel_fn in (net.kernel_fn, lambda x1, x2, get: empirical(x1, x2, get, params)):
+        parts = [kernel_fn(x[i : i + 4], x, ("nngp", "ntk")) for i in range(0, 10, 4)]
+        whole = kernel_fn(x, x, ("nngp", "ntk"))
+        joined = jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
+        np.testing.assert_allclose(joined.ntk, whole.ntk, rtol=1e-12)

@@ -429,3 +429,48 @@ def compiled_hyper_objective(arch: Arch):
     # is not compiled a second time on its own.
     value_and_grad = jax.jit(jax.value_and_grad(f, argnums=(0, 1)))
     return (lambda *args: value_and_grad(*args)[0], lambda *args: value_and_grad(*args)[1])
+
+
+_SEQ = jax.random.normal(jax.random.PRNGKey(5), (3, 5, 4))
+_IMG = jax.random.normal(jax.random.PRNGKey(6), (2, 8, 8, 3))
+_VEC = jax.random.normal(jax.random.PRNGKey(7), (4, 5))
+
+# Layer hyperparameters outside the drawn networks, each traced by building the
+# layer inside the differentiated function: (builder, value, inputs).
+LAYER_HYPERPARAMETERS = {
+    "Sin c": (lambda c: stax.serial(stax.Dense(1), stax.Sin(c=c), stax.Dense(1)), 0.3, _VEC),
+    "Cos c": (lambda c: stax.serial(stax.Dense(1), stax.Cos(c=c), stax.Dense(1)), 0.3, _VEC),
+    "Dropout rate": (
+        lambda r: stax.serial(stax.Dense(1), stax.Relu(), stax.Dropout(r), stax.Dense(1)),
+        0.8,
+        _VEC,
+    ),
+    "Myrtle W_std": (lambda w: stax.Myrtle(5, W_std=w), 1.3, _IMG),
+    "attention positional length scale": (
+        lambda ell: stax.serial(
+            stax.Dense(3),
+            stax.GlobalSelfAttention(
+                3,
+                3,
+                3,
+                1,
+                pos_emb_type="SUM",
+                n_chan_pos_emb=3,
+                pos_emb_decay_fn=lambda d: jnp.exp(-d / ell),
+            ),
+            stax.GlobalAvgPool(),
+            stax.Dense(1),
+        ),
+        2.0,
+        _SEQ,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYER_HYPERPARAMETERS))
+def test_layer_hyperparameter_gradients_match_central_differences(name):
+    build_net, p0, x = LAYER_HYPERPARAMETERS[name]
+    f = lambda p: jnp.sum(build_net(p).kernel_fn(x, None, "ntk"))
+    h = 1e-5
+    fd = (float(f(p0 + h)) - float(f(p0 - h))) / (2 * h)
+    assert abs(float(jax.grad(f)(p0)) - fd) <= 1e-6 * max(abs(fd), 1.0)

@@ -274,6 +274,11 @@ def check_nu(nu, num_layers: int, name: str = "dkm") -> tuple:
     want = f"a positive number or a sequence of {num_layers} positive numbers (one per layer)"
     if isinstance(nu, (str, bytes)) or nu is None:
         raise TypeError(f"{name}: `nu` must be {want}; got {nu!r}.")
+    if not _checks.is_concrete(nu):  # traced: a gradient in nu, checked by shape only
+        traced = jnp.asarray(nu)
+        if traced.ndim > 1 or traced.size not in (1, num_layers):
+            raise ValueError(f"{name}: `nu` must be {want}; got shape {traced.shape}.")
+        return tuple(jnp.broadcast_to(traced, (num_layers,)))
     try:
         values = np.asarray(nu, dtype=np.float64)
     except (TypeError, ValueError):

@@ -56,7 +56,6 @@ Example:
 
 from __future__ import annotations
 
-import collections
 import enum
 import math
 from typing import Callable, Union
@@ -69,6 +68,7 @@ from ntk import _checks
 from ntk.empirical import batching, cost
 from ntk.empirical.axes import check_axes_arg, einsum, kernel_indices, kernel_shape, outer
 from ntk.empirical.structured import as_stax_layer, structured_ntk
+from ntk.kernel import record_type
 from ntk.stax.masking import MaskedArray, unmask_fn
 from ntk.stax.spec import per_example
 
@@ -595,7 +595,7 @@ def empirical_kernel_fn(
         out = {g: fns[g](x1, x2, params, **apply_fn_kwargs) for g in names}
         if single:
             return out[names[0]]
-        record = collections.namedtuple("EmpiricalKernel", names)  # type: ignore[misc]
+        record = record_type("EmpiricalKernel", tuple(names))
         leaves = [jax.tree_util.tree_leaves(out[g]) for g in names]
         treedef = jax.tree_util.tree_structure(out[names[0]])
         return treedef.unflatten([record(*vals) for vals in zip(*leaves)])  # type: ignore[attr-defined]

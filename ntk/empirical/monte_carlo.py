@@ -58,6 +58,7 @@ from ntk.empirical.kernels import (
     empirical_kernel_fn,
 )
 from ntk.empirical.structured import as_stax_layer
+from ntk.kernel import record_type
 
 PROGRESS_MIN_SAMPLES = 20
 """Runs of at least this many samples show a progress bar (when on a terminal)."""
@@ -224,9 +225,7 @@ def monte_carlo_kernel_fn(
             bar.update(1)
             if n in counts:
                 mean = jax.tree_util.tree_map(lambda a: a / n, acc)
-                yield (
-                    mean[0] if single else collections.namedtuple("MonteCarloKernel", names)(*mean)
-                )
+                yield (mean[0] if single else record_type("MonteCarloKernel", tuple(names))(*mean))
         bar.close()
 
     if as_generator:

@@ -8,11 +8,12 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 from typing import NamedTuple, Optional
 
 import jax
+
+from ntk.kernel import record_type
 
 
 class Gaussian(NamedTuple):
@@ -75,12 +76,7 @@ def pack(train, test):
     return train if test is None else test
 
 
-_GAUSSIANS: dict = {}
-
-
 def named(out: dict, names: tuple, single: bool):
     if single:
         return out[names[0]]
-    if names not in _GAUSSIANS:
-        _GAUSSIANS[names] = collections.namedtuple("Gaussians", names)
-    return _GAUSSIANS[names](*(out[g] for g in names))
+    return record_type("Gaussians", tuple(names))(*(out[g] for g in names))

@@ -85,6 +85,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk import _checks
 from ntk._checks import require_bool
 from ntk.kernel import Kernel
 from ntk.stax import spec as specs
@@ -199,12 +200,15 @@ def position_covariance(spatial: tuple, p_norm, decay_fn) -> np.ndarray:
     grids = np.indices(spatial).reshape(len(spatial), size).T
     dist = np.sum(np.abs(grids[:, None, :] - grids[None, :, :]) ** p_norm, axis=-1)
     with jax.ensure_compile_time_eval():
-        R = np.asarray(decay_fn(jnp.asarray(dist)), dtype=np.float64)
-    if R.shape != (size, size) or not np.all(np.isfinite(R)):
+        out = decay_fn(jnp.asarray(dist))
+    # A traced R: decay_fn closes over a traced value (a gradient in its length scale).
+    traced = _checks.concrete(out) is None
+    R = out if traced else np.asarray(out, dtype=np.float64)
+    if jnp.shape(R) != (size, size) or not (traced or np.all(np.isfinite(R))):
         raise ValueError(
             f"GlobalSelfAttention: `pos_emb_decay_fn` must map the "
             f"array of pairwise distances elementwise to finite "
-            f"values; got an array of shape {R.shape}."
+            f"values; got an array of shape {jnp.shape(R)}."
         )
     return R
 
@@ -328,7 +332,10 @@ def GlobalSelfAttention(
 
     def position_cov(spatial):
         if spatial not in covariances:
-            covariances[spatial] = position_covariance(spatial, pos_emb_p_norm, pos_emb_decay_fn)
+            R = position_covariance(spatial, pos_emb_p_norm, pos_emb_decay_fn)
+            if not isinstance(R, np.ndarray):  # traced: valid in this trace only
+                return R
+            covariances[spatial] = R
         return covariances[spatial]
 
     def position_cholesky(spatial):

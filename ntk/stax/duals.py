@@ -233,7 +233,7 @@ def sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
     for an input with itself).
     """
     check_real_args("sin", a=a, b=b, c=c)
-    cos2, sin2 = math.cos(c) ** 2, math.sin(c) ** 2
+    cos2, sin2 = jnp.cos(c) ** 2, jnp.sin(c) ** 2  # jnp: c may be traced (a gradient in c)
 
     def dual(c12, c11, c22):
         n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
@@ -265,7 +265,7 @@ def rbf(gamma: float = 1.0) -> Activation:
         nngp = jnp.exp(-gamma * ((n1 - n2) ** 2 + 2 * (n1 * n2) * gap(rho)))
         return nngp, 2 * gamma * nngp
 
-    return Activation(lambda x: math.sqrt(2) * jnp.sin(math.sqrt(2 * gamma) * x + PI / 4), dual)
+    return Activation(lambda x: math.sqrt(2) * jnp.sin(jnp.sqrt(2 * gamma) * x + PI / 4), dual)
 
 
 def sign() -> Activation:

@@ -15,6 +15,7 @@ transformed `Kernel`, which is how combinators compose layers.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 import jax
@@ -530,12 +531,22 @@ def _is_traced_kwarg(v) -> bool:
     return bool(leaves) and all(isinstance(a, (jax.Array, np.ndarray, np.generic)) for a in leaves)
 
 
+_NAN = float("nan")
+
+
+def _canonical(v):
+    """One object for every float NaN (``mask_constant=float("nan")``): NaN is
+    not equal to itself and hashes by identity, so each call would miss the
+    compilation cache."""
+    return _NAN if isinstance(v, float) and math.isnan(v) else v
+
+
 def _split_kwargs(kwargs: dict):
     """``(traced, static)``: array-valued keyword arguments (traced under jit)
     and the others as a sorted tuple of pairs, or ``static=None`` if one of
     those is unhashable (then the kernel is evaluated without jit)."""
     traced = {k: v for k, v in kwargs.items() if _is_traced_kwarg(v)}
-    static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
+    static = tuple(sorted((k, _canonical(v)) for k, v in kwargs.items() if k not in traced))
     try:
         hash(static)
     except TypeError:

@@ -472,11 +472,12 @@ def Dropout(rate: float, mode: str = "train") -> Layer:
     name = f"Dropout({rate})"
     if mode not in ("train", "test"):
         raise ValueError(f"{name}: `mode` must be 'train' or 'test'; got {mode!r}.")
+    value = _checks.concrete(rate)  # a traced rate (a gradient in it) is checked by its type
     try:
-        rate_ok = 0.0 < float(rate) <= 1.0
+        rate_ok = value is None or (value.ndim == 0 and 0.0 < float(value) <= 1.0)
     except (TypeError, ValueError):
         rate_ok = False
-    if not rate_ok:
+    if isinstance(rate, (str, bool)) or not rate_ok:
         raise ValueError(f"{name}: `rate` (the keep probability) must be in (0, 1]; got {rate!r}.")
 
     def apply_fn(params, x, **kwargs):

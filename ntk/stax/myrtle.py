@@ -56,6 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk import _checks
 from ntk.kernel import Kernel, inputs_to_kernel, select
 from ntk.stax.combinators import serial
 from ntk.stax.conv import Conv
@@ -145,6 +146,10 @@ def Myrtle(
         check_image_shape(tuple(jnp.shape(x)), name, "x")
         return net.apply_fn(params, x, **kwargs)
 
+    if _checks.concrete(W_std) is None or _checks.concrete(b_std) is None:
+        # Traced standard deviations (a gradient in W_std): the fused program
+        # bakes them in at compile time, the layers take them as values.
+        return Layer(init_fn, apply_fn, net.kernel_fn)
     plan = _Plan(factors, float(W_std), float(b_std), int(num_classes))
     kernel_fn = _MyrtleKernelFn(net.kernel_fn, plan, name)
     return Layer(init_fn, apply_fn, kernel_fn)
