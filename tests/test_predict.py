@@ -1131,3 +1131,41 @@ def test_half_precision_kernels_are_solved_in_float32(dtype):
     np.testing.assert_array_equal(
         predict.gp_inference(k, y)("ntk", k[:2]), predict.gp_inference(k32, y32)("ntk", k32[:2])
     )
+
+
+# ------------------------------------------- gradients through repeated eigenvalues
+
+
+def _one_hot_predictions(kind):
+    # One-hot training inputs: Θ = a I + b 11ᵀ has the eigenvalue a three times,
+    # where the eigenvectors' derivative divides by round-off.
+    x_train, x_test = jnp.eye(4), jnp.array([[0.3, 0.2, -0.1, 0.4]])
+    y_train = jnp.array([[1.0], [-1.0], [0.5], [0.0]])
+
+    def f(w_std):
+        net = stax.serial(stax.Dense(8, w_std, 0.1), stax.Relu(), stax.Dense(1, w_std, 0.1))
+        if kind == "gradient_descent_mse":
+            k = net.kernel_fn(x_train, None, "ntk")
+            predict_fn = predict.gradient_descent_mse(k, y_train, diag_reg=1e-4)
+            return predict_fn(10.0, 0.0, 0.0, net.kernel_fn(x_test, x_train, "ntk"))[1].sum()
+        if kind == "discrete_time":
+            k = net.kernel_fn(x_train, None, "ntk")
+            predict_fn = predict.gradient_descent_mse(
+                k, y_train, learning_rate=0.5, diag_reg=1e-4, discrete_time=True
+            )
+            return predict_fn(7, 0.0, 0.0, net.kernel_fn(x_test, x_train, "ntk"))[1].sum()
+        ensemble = predict.gradient_descent_mse_ensemble(
+            net.kernel_fn, x_train, y_train, diag_reg=1e-4
+        )
+        out = ensemble(10.0, x_test, kind, compute_cov=True)
+        return out.mean.sum() + out.covariance.sum()
+
+    return f
+
+
+@pytest.mark.parametrize("kind", ["gradient_descent_mse", "discrete_time", "nngp", "ntk"])
+def test_gradients_of_finite_time_predictions_hold_at_repeated_eigenvalues(kind):
+    f = _one_hot_predictions(kind)
+    h = 1e-5
+    fd = (float(f(1.3 + h)) - float(f(1.3 - h))) / (2 * h)
+    np.testing.assert_allclose(float(jax.grad(f)(1.3)), fd, rtol=1e-6, atol=1e-9)

@@ -10,15 +10,25 @@ its eigenvalues (0 on untrained directions).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
-from ntk._checks import concrete
+from ntk._checks import concrete, is_concrete
 from ntk._linalg import HP, add_jitter, check_factor, dot, not_positive_definite
 
-__all__ = ["HP", "dot", "Regularised", "expm1_filter", "expm1_over_filter", "steps_filter"]
+__all__ = [
+    "HP",
+    "dot",
+    "Regularised",
+    "expm1_filter",
+    "expm1_over_filter",
+    "steps_filter",
+    "spectral_apply",
+]
 
 
 def expm1_filter(evals, tau):
@@ -41,6 +51,60 @@ def steps_filter(evals, learning_rate, n, steps):
     lam = jnp.where(pos, evals, 1.0)
     # integer powers (repeated squaring): defined for any sign of 1 - ηλ/n
     return jnp.where(pos, (1 - learning_rate * lam / n)[None, :] ** steps[:, None] - 1, 0.0)
+
+
+def over_lambda(g):
+    """The filter ``g(λ; θ) / λ``, 0 for ``λ ≤ 0`` (pseudo-inverse convention)."""
+
+    def filt(evals, theta):
+        pos = evals > 0
+        return jnp.where(pos, g(evals, theta) / jnp.where(pos, evals, 1.0), 0.0)
+
+    return filt
+
+
+def _apply(evecs, filt, r):
+    """``[V diag(filt_t) Vᵀ r]_t`` ``(T, P, C)``."""
+    return jnp.einsum("pi,ti,ic->tpc", evecs, filt, dot(evecs.T, r), precision=HP)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def spectral_apply(g, k, theta, r):
+    r"""``[V g(Λ; θ)_t Vᵀ r]_t`` ``(T, P, C)`` for ``k = V Λ Vᵀ`` and a filter
+    ``g(evals, theta) -> (T, P)`` acting elementwise on the eigenvalues.
+
+    Differentiable in ``k`` also where eigenvalues repeat (one-hot or repeated
+    training inputs), which the eigenvectors' derivative is not: the tangent is
+    the Daleckii–Krein formula :math:`d\,g(K) = V (F \circ V^\top dK\, V) V^\top`,
+    :math:`F_{ij} = (g(\lambda_i) - g(\lambda_j)) / (\lambda_i - \lambda_j)` and, for
+    :math:`|\lambda_i - \lambda_j| \le \sqrt{\epsilon} \max|\lambda|` (where that
+    quotient is round-off), the mean of :math:`g'(\lambda_i)` and :math:`g'(\lambda_j)`.
+    """
+    evals, evecs = jnp.linalg.eigh(k)
+    return _apply(evecs, g(evals, theta), r)
+
+
+@spectral_apply.defjvp
+def _spectral_apply_jvp(g, primals, tangents):
+    k, theta, r = primals
+    dk, dtheta, dr = tangents
+    evals, evecs = jnp.linalg.eigh(k)
+    filt, dfilt = jax.jvp(lambda th: g(evals, th), (theta,), (dtheta,))
+    slope = jax.jvp(lambda e: g(e, theta), (evals,), (jnp.ones_like(evals),))[1]
+    gap = evals[:, None] - evals[None, :]
+    tol = jnp.sqrt(jnp.finfo(evals.dtype).eps) * jnp.max(jnp.abs(evals))
+    near = jnp.abs(gap) <= tol
+    quotient = (filt[:, :, None] - filt[:, None, :]) / jnp.where(near, 1.0, gap)
+    f = jnp.where(near, (slope[:, :, None] + slope[:, None, :]) / 2, quotient)  # (T, P, P)
+    x = dot(evecs.T, dot((dk + dk.T) / 2, evecs))
+    vr = dot(evecs.T, r)
+    inner = (
+        jnp.einsum("tij,jc->tic", f * x, vr, precision=HP)
+        + dfilt[:, :, None] * vr
+        + filt[:, :, None] * dot(evecs.T, dr)
+    )
+    out = jnp.einsum("pi,ti,ic->tpc", evecs, filt, vr, precision=HP)
+    return out, jnp.einsum("pi,tic->tpc", evecs, inner, precision=HP)
 
 
 class Regularised:
@@ -89,6 +153,18 @@ class Regularised:
         factor: ``t = ∞`` computed by eigenvalues must fail exactly where
         ``t = None`` does, instead of dividing by round-off eigenvalues."""
         self._factor()
+
+    def apply(self, g, theta, r, left=None):
+        """``[L V g(Λ; θ)_t Vᵀ r]_t`` ``(T, Q, C)`` for ``K + diag_reg·I = V Λ Vᵀ``
+        (``L = left``, default ``I``): the cached eigendecomposition for a
+        concrete ``K``, `spectral_apply` (whose derivative holds where
+        eigenvalues repeat) for a traced one."""
+        if is_concrete((self.k, self.diag_reg)):
+            evals, evecs = self.eigh()
+            lv = evecs if left is None else dot(left, evecs)
+            return jnp.einsum("qi,ti,ic->tqc", lv, g(evals, theta), dot(evecs.T, r), precision=HP)
+        out = spectral_apply(g, self._reg_matrix(), theta, r)
+        return out if left is None else jnp.einsum("qp,tpc->tqc", left, out, precision=HP)
 
     def eigh(self):
         eig = self._eig

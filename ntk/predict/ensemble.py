@@ -209,33 +209,46 @@ def _ensemble_inf(g, reg, y_flat, k_dd, k_td, k_tt, compute_cov):
 
 
 def _ensemble_t(g, reg, tau, y_flat, k_dd, k_td, k_tt, compute_cov):
-    """Finite times ``tau = η t / n`` (flat ``(T,)``) in the eigenbasis."""
-    evals, evecs = reg.eigh()
-    vy = dot(evecs.T, y_flat)
+    """Finite times ``tau = η t / n`` (flat ``(T,)``) in the eigenbasis (`Regularised.apply`)."""
     if k_td is None:
-        mean = -jnp.einsum("pi,ti,ic->tpc", evecs, expm1_filter(evals, tau), vy, precision=HP)
+        mean = -reg.apply(expm1_filter, tau, y_flat)
         if not compute_cov:
             return mean, None
+        eye = jnp.eye(reg.k.shape[0], dtype=reg.k.dtype)
         if g == "nngp":
-            d = evals * (1.0 + expm1_filter(evals, 2 * tau))  # λ e^{-2λτ}, 0 if λ <= 0
-            d = jnp.where(evals > 0, d, 0.0)
-            return mean, jnp.einsum("pi,ti,qi->tpq", evecs, d, evecs, precision=HP)
-        e = jnp.einsum("pi,ti,qi->tpq", evecs, 1.0 + expm1_filter(evals, tau), evecs, precision=HP)
+            return mean, reg.apply(_decay_times_lambda, tau, eye)
+        e = reg.apply(_decay, tau, eye)
         return mean, jnp.einsum("tpr,rs,tqs->tpq", e, k_dd("nngp"), e, precision=HP)
 
-    kv = dot(k_td[g], evecs)
-    neg = -expm1_over_filter(evals, tau)  # diag of Θ^{-1}(I - e^{-Θτ}) in the eigenbasis
-    mean = jnp.einsum("qi,ti,ic->tqc", kv, neg, vy, precision=HP)
+    mean = reg.apply(_flow_over, tau, y_flat, left=k_td[g])
     if not compute_cov:
         return mean, None
     if g == "nngp":
-        d = -expm1_over_filter(evals, 2 * tau)
-        return mean, k_tt - jnp.einsum("pi,ti,qi->tpq", kv, d, kv, precision=HP)
-    # M_t = A_t Θ_dt, in the eigenbasis: V diag(neg) (Θ_td V)ᵀ.
-    m = jnp.einsum("pi,ti,qi->tpq", evecs, neg, kv, precision=HP)
+        return mean, k_tt - reg.apply(_flow_over_twice, tau, k_td["nngp"].T, left=k_td["nngp"])
+    # M_t = A_t Θ_dt with A_t = Θ^{-1}(I - e^{-Θτ}).
+    m = reg.apply(_flow_over, tau, k_td[g].T)
     cross = jnp.einsum("qp,tpr->tqr", k_td["nngp"], m, precision=HP)
     quad = jnp.einsum("tpq,pr,trs->tqs", m, k_dd("nngp"), m, precision=HP)
     return mean, k_tt + quad - cross - jnp.swapaxes(cross, 1, 2)
+
+
+def _decay(evals, tau):
+    """``e^{-λτ}`` (1 on untrained directions, λ ≤ 0)."""
+    return 1.0 + expm1_filter(evals, tau)
+
+
+def _decay_times_lambda(evals, tau):
+    """``λ e^{-2λτ}``, 0 for ``λ ≤ 0``: the train-set NNGP covariance."""
+    return jnp.where(evals > 0, evals * (1.0 + expm1_filter(evals, 2 * tau)), 0.0)
+
+
+def _flow_over(evals, tau):
+    """``(1 - e^{-λτ}) / λ``: ``Θ^{-1}(I - e^{-Θτ})`` in the eigenbasis."""
+    return -expm1_over_filter(evals, tau)
+
+
+def _flow_over_twice(evals, tau):
+    return -expm1_over_filter(evals, 2 * tau)
 
 
 def _merge_kwargs(train_kwargs, test_kwargs, name):

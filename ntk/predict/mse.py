@@ -17,7 +17,13 @@ from ntk.predict._checks import (
     plain_kernel,
     train_problem,
 )
-from ntk.predict._linalg import HP, Regularised, dot, expm1_filter, steps_filter
+from ntk.predict._linalg import (
+    Regularised,
+    dot,
+    expm1_filter,
+    over_lambda,
+    steps_filter,
+)
 from ntk.predict.results import pack
 
 
@@ -158,21 +164,18 @@ def gradient_descent_mse(
             if has_inf:
                 reg.check_definite()
             lead = t.shape
-            evals, evecs = reg.eigh()
             if discrete_time:
-                _warn_if_unstable(evals, learning_rate, n, name)
-                filt = steps_filter(evals, learning_rate, n, _whole_steps(t, name))
+                steps = _whole_steps(t, name)
+                _warn_if_unstable(reg, learning_rate, n, name)
+                filt = lambda ev, th: steps_filter(ev, th[0], n, th[1])  # noqa: E731
+                theta = (learning_rate, steps)
             else:
-                filt = expm1_filter(evals, (learning_rate * t.reshape(-1) / n).astype(dtype))
-            proj = dot(evecs.T, f0 - y_flat)
-            coef = filt[:, :, None] * proj[None]  # (T, P, C) in the eigenbasis
+                filt, theta = expm1_filter, (learning_rate * t.reshape(-1) / n).astype(dtype)
             fx_train = fx_test = None
             if fx_train_0 is not None:
-                fx_train = f0 + jnp.einsum("tic,pi->tpc", coef, evecs, precision=HP)
+                fx_train = f0 + reg.apply(filt, theta, f0 - y_flat)
             if g0 is not None:
-                pos = (evals > 0)[None, :, None]
-                coef = jnp.where(pos, coef / jnp.where(pos, evals[None, :, None], 1.0), 0.0)
-                fx_test = g0 + jnp.einsum("tic,qi->tqc", coef, dot(k_td, evecs), precision=HP)
+                fx_test = g0 + reg.apply(over_lambda(filt), theta, f0 - y_flat, left=k_td)
         out_train = None if fx_train is None else lay.unflatten(fx_train, lay.nt_shape, lead)
         out_test = (
             None if fx_test is None else lay.unflatten(fx_test, lay.test_nt(test_shape), lead)
@@ -182,12 +185,15 @@ def gradient_descent_mse(
     return predict_fn
 
 
-def _warn_if_unstable(evals, learning_rate, n, name):
+def _warn_if_unstable(reg, learning_rate, n, name):
     """Warn when steps of size ``learning_rate`` diverge: the residual's mode of
     eigenvalue λ is multiplied by ``1 − ηλ/n`` per step, of modulus > 1 beyond
     ``η = 2n / λ_max`` (`max_learning_rate`)."""
-    ev, lr = _checks.concrete(evals), _checks.concrete(learning_rate)
-    if ev is None or lr is None or ev.size == 0:
+    lr = _checks.concrete(learning_rate)
+    if lr is None or not _checks.is_concrete(reg.k):
+        return
+    ev = _checks.concrete(reg.eigh()[0])
+    if ev is None or ev.size == 0:
         return
     bound = 2 * n / float(ev.max())
     if float(lr) > bound:
