@@ -107,6 +107,40 @@ def test_gradients_are_finite_and_match_finite_differences(i, name):
     np.testing.assert_allclose(g, fd, rtol=1e-5)
 
 
+_RIDGELESS = {  # δ = 0 on either side of the interpolation threshold k = n
+    "k < n, d/dk": (lambda k: rf_risk(*power_law(500), 64.0, k, 0.0, 0.1).test_mse, 32.0),
+    "k < n, d/dn": (lambda n: rf_risk(*power_law(500), n, 32.0, 0.0, 0.1).test_mse, 64.0),
+    "k > n, d/dk": (lambda k: rf_risk(*power_law(500), 32.0, k, 0.0, 0.1).test_mse, 64.0),
+    "KRR, d/dn": (lambda n: krr_risk(*power_law(500), n, 0.0, 0.1).test_mse, 32.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_RIDGELESS))
+def test_ridgeless_gradients_match_finite_differences(name):
+    # At δ = 0 and k < n the solution sits where z = k, the edge of the domain
+    # of the n-equation: its implicit derivative must come from the k-equation.
+    f, p0 = _RIDGELESS[name]
+    h = 1e-3
+    fd = (f(p0 + h) - f(p0 - h)) / (2 * h)
+    np.testing.assert_allclose(jax.grad(f)(p0), fd, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name, f",
+    [
+        ("krr_kappa", lambda r: krr_kappa(power_law(500)[0], 64.0, r)),
+        ("krr_risk", lambda r: krr_risk(*power_law(500), 64.0, r, 0.1).test_mse),
+        ("rf_risk", lambda r: rf_risk(*power_law(500), 64.0, 32.0, r, 0.1).test_mse),
+    ],
+)
+def test_second_derivatives_in_the_ridge_match_finite_differences(name, f):
+    # Of the first derivative (itself checked above), central differences: h² error.
+    g, r, h = jax.grad(f), 1e-3, 1e-6
+    fd = (g(r + h) - g(r - h)) / (2 * h)
+    np.testing.assert_allclose(jax.grad(g)(r), fd, rtol=1e-5)
+    np.testing.assert_allclose(jax.jacfwd(g)(r), fd, rtol=1e-5)
+
+
 def test_theory_is_jittable_and_vmaps_over_a_grid():
     lam, v = power_law(500)
     grid = jnp.array([[64.0, 64.0, 1e-2], [128.0, 512.0, 0.0], [512.0, 128.0, 1.0]])

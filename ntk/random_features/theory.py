@@ -202,38 +202,71 @@ def _f(u, lam, n, inv_k, ridge):
     return jnp.where(slack > 0, val, jnp.inf)
 
 
+def _g(u, lam, n, inv_k, ridge):
+    """G(e^u) = z/k + δ/(e^u (n − z)) − 1: the k-equation with κ = δ/(n − z) from
+    the n-equation (κ eliminated the other way than in `_f`); well conditioned
+    where z is close to k (the ridgeless limit with k < n: z = k)."""
+    gamma = jnp.exp(u)
+    z = jnp.sum(lam / (lam + gamma))
+    room = n - z
+    return z * inv_k + ridge / (gamma * jnp.where(room > 0, room, 1.0)) - 1.0
+
+
+@jax.custom_jvp
 def _solve_log_gamma(lam, n, inv_k, ridge):
-    """Bisection in u = log γ on the sign of F, then the IFT 'zero Newton step'."""
+    """u = log γ solving F = 0 (`_f`), by bisection on the sign of F; its
+    derivatives (of any order) by implicit differentiation (custom JVP)."""
     dtype = lam.dtype
     tiny = jnp.finfo(dtype).tiny
-    lam_s, n_s, ik_s, r_s = (jax.lax.stop_gradient(a) for a in (lam, n, inv_k, ridge))
-    total = jnp.sum(lam_s)
-    pos_min = jnp.min(jnp.where(lam_s > 0, lam_s, jnp.inf))
+    total = jnp.sum(lam)
+    pos_min = jnp.min(jnp.where(lam > 0, lam, jnp.inf))
     pos_min = jnp.where(jnp.isfinite(pos_min), pos_min, 1.0)
-    m_eff = jnp.minimum(n_s, jnp.where(ik_s > 0, 1.0 / jnp.where(ik_s > 0, ik_s, 1.0), n_s))
-    hi = jnp.log(jnp.maximum(jnp.maximum(2 * total / m_eff, 4 * r_s / n_s), tiny)) + 1.0
+    m_eff = jnp.minimum(n, jnp.where(inv_k > 0, 1.0 / jnp.where(inv_k > 0, inv_k, 1.0), n))
+    hi = jnp.log(jnp.maximum(jnp.maximum(2 * total / m_eff, 4 * ridge / n), tiny)) + 1.0
     # Far below the smallest eigenvalue every L_i rounds to 1: the ridgeless limit.
     lo_lam = jnp.log(pos_min) - 40.0
-    lo_ridge = jnp.log(jnp.maximum(r_s / (2 * n_s), tiny))
-    lo = jnp.where(r_s > 0, jnp.minimum(lo_ridge, lo_lam), lo_lam)
+    lo_ridge = jnp.log(jnp.maximum(ridge / (2 * n), tiny))
+    lo = jnp.where(ridge > 0, jnp.minimum(lo_ridge, lo_lam), lo_lam)
     lo = jnp.minimum(lo, hi - 1.0)
 
     def step(_, bracket):
         a, b = bracket
         mid = 0.5 * (a + b)
-        positive = _f(mid, lam_s, n_s, ik_s, r_s) > 0
+        positive = _f(mid, lam, n, inv_k, ridge) > 0
         return jnp.where(positive, mid, a), jnp.where(positive, b, mid)
 
     a, b = jax.lax.fori_loop(0, _BISECTION_STEPS, step, (lo, hi))
-    u0 = 0.5 * (a + b)
-    # Value stays u0; the derivative is −∂_θF/∂_uF (implicit differentiation).
-    f_theta = _f(u0, lam, n, inv_k, ridge)
-    dfdu = jax.grad(_f)(u0, lam_s, n_s, ik_s, r_s)
-    ok = jnp.isfinite(f_theta) & jnp.isfinite(dfdu) & (dfdu < 0)
-    correction = jnp.where(
-        ok, (f_theta - jax.lax.stop_gradient(f_theta)) / jnp.where(ok, dfdu, -1.0), 0.0
-    )
-    return u0 - correction
+    return 0.5 * (a + b)
+
+
+@_solve_log_gamma.defjvp
+def _solve_log_gamma_jvp(primals, tangents):
+    # du = −∂_θH dθ / ∂_uH for H = F or G, whichever is well conditioned at the
+    # root (as in `_kappa_from`): F divides by the k-slack 1 − z/k, G by the
+    # n-slack 1 − z/n. At δ = 0 and k < n the root is z = k, where F ≠ 0 (its
+    # sign change is the edge of its domain) but G = 0. The root is recomputed
+    # through this function, so second derivatives are exact too.
+    lam, n, inv_k, ridge = primals
+    u = _solve_log_gamma(lam, n, inv_k, ridge)
+    z = jnp.sum(lam / (lam + jnp.exp(u)))
+    use_f = (1.0 - z * inv_k) >= (n - z) / n
+
+    def h(u, *theta):
+        return jnp.where(use_f, _f_safe(u, *theta), _g(u, *theta))
+
+    dh_du = jax.jvp(lambda u: h(u, *primals), (u,), (jnp.ones_like(u),))[1]
+    dh = jax.jvp(lambda *theta: h(u, *theta), primals, tangents)[1]
+    ok = jnp.isfinite(dh_du) & (dh_du != 0)
+    return u, jnp.where(ok, -dh / jnp.where(ok, dh_du, 1.0), 0.0)
+
+
+def _f_safe(u, lam, n, inv_k, ridge):
+    """`_f` without its +inf outside the domain (a finite value there, so the
+    unselected branch of a ``where`` has finite derivatives)."""
+    gamma = jnp.exp(u)
+    z = jnp.sum(lam / (lam + gamma))
+    slack = 1.0 - z * inv_k
+    return z + ridge / (gamma * jnp.where(slack > 0, slack, 1.0)) - n
 
 
 def _scalar(x, name, arg):
