@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_TRACED = (
+# The errors JAX raises when a traced value is used as a concrete one.
+TRACED = (
     jax.errors.TracerArrayConversionError,
     jax.errors.ConcretizationTypeError,
     jax.errors.TracerBoolConversionError,
@@ -31,7 +32,7 @@ def concrete(x):
     """``x`` as a NumPy array, or None when it is traced (inside jit/grad/vmap)."""
     try:
         return np.asarray(x)
-    except _TRACED:
+    except TRACED:
         return None
 
 
@@ -329,7 +330,7 @@ def require_traceable(f, arg: str, where: str, n_args: int = 1):
     probe = (jax.ShapeDtypeStruct((), jnp.float32),) * n_args
     try:
         jax.eval_shape(lambda *a: f(*a), *probe)
-    except _TRACED as e:
+    except TRACED as e:
         raise TypeError(
             f"{where}: `{arg}` must be a JAX-traceable function (use jax.numpy, e.g. "
             f"jnp.tanh rather than np.tanh); calling it on a traced array raised "

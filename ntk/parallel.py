@@ -74,6 +74,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ntk import _checks
 from ntk.kernel import GET_NAMES, record_type
 
 _DEFAULT_BUDGET = 2**30
@@ -115,13 +116,22 @@ def _aligned_empty(shape: tuple, dtype) -> np.ndarray:
 
 def _host_input(x, name: str) -> np.ndarray:
     """``x`` as a host array of JAX's canonical dtype (float32 unless x64)."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    try:
+        sharded = isinstance(x, jax.Array) and not x.is_fully_addressable
+        x = x if sharded else np.asarray(x)
+    except _checks.TRACED:
+        raise TypeError(
+            f"parallel.batch: `{name}` is traced (inside jax.jit, grad or vmap); the "
+            "batched kernel fills a host array tile by tile and runs outside "
+            "transformations, as NT's batch does: call it outside them, or "
+            "transform the unbatched kernel_fn."
+        ) from None
+    if sharded:
         raise ValueError(
             f"parallel.batch: `{name}` must be addressable by this "
             f"process (pass the same host array on every process); got "
             f"a jax.Array sharded as {x.sharding}."
         )
-    x = np.asarray(x)
     dtype = jax.dtypes.canonicalize_dtype(x.dtype)
     return x if x.dtype == dtype else x.astype(dtype)
 
@@ -322,8 +332,8 @@ def batch(
         # as empirical_ntk_fn(x1, x2, params): one array per pair.
         return kernel_fn(a, b, *rest, **kw)
 
-    def _step_fn(get, nargs, kw_keys, getless):
-        key = (get, nargs, kw_keys, getless)
+    def _step_fn(get, nargs, kw_keys, getless, paired=()):
+        key = (get, nargs, kw_keys, getless, paired)
         fn = without_get if getless else kernel_fn
         if key not in compiled:
 
@@ -333,7 +343,12 @@ def batch(
                 return tuple(out) if isinstance(get, tuple) else (out,)
 
             def step(a, b, *rest):
-                specs = (PartitionSpec("d"), PartitionSpec()) + (PartitionSpec(),) * len(rest)
+                # A per-input pair (rows of x1, rows of x2) is split like (a, b).
+                pair_spec = (PartitionSpec("d"), PartitionSpec())
+                kw_specs = tuple(pair_spec if k in paired else PartitionSpec() for k in kw_keys)
+                specs = (
+                    (PartitionSpec("d"), PartitionSpec()) + (PartitionSpec(),) * nargs + kw_specs
+                )
                 return jax.shard_map(
                     local, mesh=mesh, in_specs=specs, out_specs=PartitionSpec("d"), check_vma=False
                 )(a, b, *rest)
@@ -385,8 +400,11 @@ def batch(
                         f"NaN/inf entries of {x.size}."
                     )
         n1, n2 = x1.shape[0], x2.shape[0]
+        paired = _per_input_pairs(kwargs, n1, n2)
+        kwargs = {**kwargs, **paired}
+        first = {k: (v[0][:1], v[1][:1]) for k, v in paired.items()}
         pair = jax.eval_shape(
-            lambda a, b: fn(a, b, names, *args, **kwargs),
+            lambda a, b: fn(a, b, names, *args, **{**kwargs, **first}),
             jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype),
             jax.ShapeDtypeStruct((1,) + x2.shape[1:], x2.dtype),
         )
@@ -400,13 +418,18 @@ def batch(
         # Mirroring is only safe for scalar per-pair outputs: spatial layouts
         # cannot be told apart from their shapes alone.
         symmetric = symmetric and all(len(o.shape) == 2 for o in pair)
-        tile = batch_size or choose_tile(fn, x1, x2, names, n_dev, budget, args, kwargs)
+        tile = batch_size or choose_tile(
+            fn, x1, x2, names, n_dev, budget, args, {**kwargs, **first}
+        )
         rows = tile * n_dev  # inputs per row block
         cols = tile
         n_blocks, n_cols = -(-n1 // rows), -(-n2 // cols)
         kw_keys = tuple(sorted(kwargs))
-        step = _step_fn(names if not getless else get, len(args), kw_keys, getless)
+        step = _step_fn(
+            names if not getless else get, len(args), kw_keys, getless, tuple(sorted(paired))
+        )
         extra = tuple(args) + tuple(kwargs[k] for k in kw_keys)
+        kw_at = {k: len(args) + kw_keys.index(k) for k in paired}
         if jax.process_count() > 1:
             extra = jax.tree_util.tree_map(np.asarray, extra)
         row_sharding = NamedSharding(mesh, PartitionSpec("d"))
@@ -473,8 +496,17 @@ def batch(
             if i != block_i:
                 block = _take_rows(x1, i * rows, rows)
                 a = jax.make_array_from_callback(block.shape, row_sharding, block.__getitem__)
+                firsts = {}
+                for k, (p1, _) in paired.items():
+                    rows_k = _take_rows(p1, i * rows, rows)
+                    firsts[k] = jax.make_array_from_callback(
+                        rows_k.shape, row_sharding, rows_k.__getitem__
+                    )
                 block_i = i
-            res = step(a, _take_rows(x2, j * cols, cols), *extra)
+            tile_extra = list(extra)
+            for k, (_, p2) in paired.items():
+                tile_extra[kw_at[k]] = (firsts[k], _take_rows(p2, j * cols, cols))
+            res = step(a, _take_rows(x2, j * cols, cols), *tile_extra)
             r0, r1, c0, c1 = bounds(i, j)
             done = [np.asarray(r)[: r1 - r0, : c1 - c0] for r in res]
             del res
@@ -492,6 +524,24 @@ def batch(
         return finish(outs, names, as_tuple)
 
     return batched
+
+
+def _per_input_pairs(kwargs: dict, n1: int, n2: int) -> dict:
+    """The keyword arguments given per input, as NT's ``batch`` splits them:
+    a pair ``(for x1, for x2)`` of arrays whose first axes are the batches
+    (``for x2`` None: the same as ``for x1``, with ``x2=None``), such as
+    `Aggregate`'s ``pattern``; as host arrays, to be tiled with the inputs."""
+    out = {}
+    for k, v in kwargs.items():
+        if not (isinstance(v, tuple) and len(v) == 2 and hasattr(v[0], "shape")):
+            continue
+        if v[1] is not None and not hasattr(v[1], "shape"):
+            continue
+        p1 = np.asarray(v[0])
+        p2 = p1 if v[1] is None else np.asarray(v[1])
+        if p1.ndim and p2.ndim and p1.shape[0] == n1 and p2.shape[0] == n2:
+            out[k] = (p1, p2)
+    return out
 
 
 def _mirror_lower(o: np.ndarray, rows: int, cols: int):

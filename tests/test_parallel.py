@@ -412,3 +412,27 @@ def test_progress_bar_counts_pairs_on_or_above_the_diagonal(tmp_path, capsys):
     parallel.batch(KERNEL_FN, 4, 1, progress=True)(x1, None, "ntk")
     err = capsys.readouterr().err
     assert "276/276" in err and "pair/s" in err  # 23·24/2 pairs a ≤ b
+
+
+def test_per_input_patterns_are_tiled_with_their_inputs():
+    # NT's batch splits a per-input pair (for x1, for x2) with the inputs:
+    # Aggregate's adjacency matrices over random graphs of 5 nodes.
+    net = stax.serial(
+        stax.Dense(8), stax.Aggregate(), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1)
+    )
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=(7, 5, 3)), rng.normal(size=(5, 5, 3))
+    a1, a2 = ((rng.random((n, 5, 5)) < 0.4).astype(float) for n in (7, 5))
+    batched = parallel.batch(net.kernel_fn, batch_size=3, device_count=0)
+    want = net.kernel_fn(x1, x2, "ntk", pattern=(a1, a2))
+    np.testing.assert_allclose(batched(x1, x2, "ntk", pattern=(a1, a2)), want, rtol=1e-10)
+    want = net.kernel_fn(x1, None, "ntk", pattern=(a1, None))
+    np.testing.assert_allclose(batched(x1, None, "ntk", pattern=(a1, None)), want, rtol=1e-10)
+
+
+def test_batch_under_a_transformation_says_to_call_it_outside():
+    net = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
+    batched = parallel.batch(net.kernel_fn, batch_size=2, device_count=0)
+    x = np.ones((4, 3))
+    with pytest.raises(TypeError, match=r"`x1` is traced \(inside jax.jit, grad or vmap\)"):
+        jax.jit(lambda x: batched(x, None, "ntk"))(x)
