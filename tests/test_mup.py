@@ -743,3 +743,13 @@ def test_attention_fn_is_flax_attention_at_the_base_head_dimension_inside_nnx():
     np.testing.assert_allclose(mu(x, mask=mask), plain(x, mask=mask), rtol=1e-6, atol=1e-6)
     smaller = attention(attention_fn=mup.attention_fn(2))  # logits / 2
     assert not np.allclose(smaller(x, mask=mask), plain(x, mask=mask), atol=1e-3)
+
+
+def test_traced_weight_decay_without_params_says_to_pass_them():
+    # Under jit, inject_hyperparams's weight_decay=0.0 is an array: 0 is unknown.
+    info = mup.parametrize(_NET, "mup").info
+    opt = optax.inject_hyperparams(mup.adam)(learning_rate=1e-3, info=info, weight_decay=0.0)
+    g = mup.multipliers(info)
+    opt.update(g, opt.init(g))  # eager: a concrete 0 needs no params
+    with pytest.raises(ValueError, match=r"weight_decay is traced .* pass params"):
+        jax.jit(opt.update)(g, opt.init(g))

@@ -226,9 +226,17 @@ def _decayed_weights(weight_decay) -> optax.GradientTransformation:
         if params is None:
             if _checks.concrete(weight_decay) is not None and float(weight_decay) == 0.0:
                 return updates, state
+            traced = _checks.concrete(weight_decay) is None
             raise ValueError(
                 "mup.adam: with weight_decay, `update(updates, state, params)` needs "
                 "the current parameters; got params=None."
+                + (
+                    " Here weight_decay is traced (optax.inject_hyperparams passes it as "
+                    "an array inside jit), so even 0 cannot be told apart: pass params, "
+                    "as optax.adamw always needs them."
+                    if traced
+                    else ""
+                )
             )
         return jax.tree_util.tree_map(lambda u, p: u + weight_decay * p, updates, params), state
 
