@@ -342,3 +342,15 @@ def test_range_checks_do_not_block_tracing_and_infinite_features():
     rf = jax.vmap(lambda n: rf_risk(_LAM, _V, n, jnp.inf, 1e-3, 0.1).test_mse)(ns)
     krr = jnp.stack([krr_risk(_LAM, _V, n, 1e-3, 0.1).test_mse for n in ns])
     np.testing.assert_allclose(rf, krr, rtol=1e-10)
+
+
+@pytest.mark.parametrize("ridge", [1e-8, 1e-6, 1e-3])
+def test_float32_fitting_ratio_falls_with_the_ridge_like_float64(ridge):
+    # E_tr/E_te = (δ/(nκ))²: from ((n − z)/n)² it stopped at ~eps² in float32.
+    lam64 = jnp.arange(1, 20001, dtype=jnp.float64) ** -1.2
+    ratio = {}
+    for dtype in (jnp.float32, jnp.float64):
+        lam = lam64.astype(dtype)
+        th = krr_risk(lam, jnp.sqrt(lam), 256.0, ridge)
+        ratio[dtype] = float(th.train_mse) / float(th.test_mse)
+    np.testing.assert_allclose(ratio[jnp.float32], ratio[jnp.float64], rtol=1e-3)

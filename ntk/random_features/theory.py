@@ -384,10 +384,19 @@ def _rf_core(lam, v2, n, inv_k, ridge, noise_var):
     x = (q * (1.0 - 2.0 * z * inv_k) + z**2 * inv_k) / (n * (1.0 - q * inv_k))
     e0 = 1.0 / (1.0 - x)
     bias = (1.0 - L) - kappa * L / (lam + gamma) / (1.0 - q * inv_k)
-    test = e0 * (jnp.sum(bias * v2) + noise_var)
-    # δ/κ = n − z at the solution; this form stays finite as δ, κ → 0 together.
-    train = ((n - z) / n) ** 2 * test
+    # Its two terms cancel where the target is learnt: a round-off below 0.
+    test = e0 * (jnp.maximum(jnp.sum(bias * v2), 0.0) + noise_var)
+    train = _train_factor(n, z, kappa, ridge) * test
     return RFTheory(kappa, gamma, e0, test, train, z, q)
+
+
+def _train_factor(n, z, kappa, ridge):
+    """``E_tr/E_te = (δ/(nκ))²``; the n-equation makes it ``((n − z)/n)²``, finite
+    as δ and κ vanish together (δ = 0), but n − z cancels where z ≈ n (a small
+    ridge: in float32 the ratio would stop at eps² instead of falling as δ²)."""
+    positive = (ridge > 0) & (kappa > 0)
+    ratio = jnp.where(positive, ridge / (n * jnp.where(positive, kappa, 1.0)), (n - z) / n)
+    return ratio**2
 
 
 def krr_risk(eigvals, target_coeffs, n, ridge, noise_var=0.0) -> KRRTheory:
@@ -415,7 +424,7 @@ def _krr_core(lam, v2, n, ridge, noise_var):
     z, q = jnp.sum(L), jnp.sum(L**2)
     e0 = n / (n - q)
     test = e0 * (jnp.sum((1.0 - L) ** 2 * v2) + noise_var)
-    train = ((n - z) / n) ** 2 * test
+    train = _train_factor(n, z, kappa, ridge) * test
     learn = jnp.sum(L * v2) / jnp.maximum(jnp.sum(v2), jnp.finfo(lam.dtype).tiny)
     return KRRTheory(kappa, e0, test, train, learn)
 
