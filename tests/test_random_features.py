@@ -605,3 +605,27 @@ def test_ridgeless_krr_accepts_negative_indices_as_numpy_does():
     sol = np.linalg.lstsq(_KP[np.ix_(tr, tr)], _YV[tr], rcond=None)[0]
     want = np.mean((_KP[np.ix_(te, tr)] @ sol - _YV[te]) ** 2)
     np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_data_only_estimates_of_a_float32_kernel_compute_in_float64():
+    # A steep spectrum (λ_i ∝ i^-3.5) below float32's eps·λ_max: float32
+    # arithmetic made κ̂ 12x and the ridgeless MSE 1e5x too large. What is left
+    # is the rounding of K itself (~10% on κ̂ here).
+    from ntk.random_features import inverse_trace_kappa, ridgeless_krr_mse
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 1200)) * np.arange(1, 1201) ** (-3.5 / 2)
+    y = x[:, :20] @ rng.normal(size=20)
+    k64 = x @ x.T
+    k32 = jnp.asarray(k64, jnp.float32)
+    train, test = np.arange(200), np.arange(200, 400)
+    np.testing.assert_allclose(
+        float(inverse_trace_kappa(k32[:200, :200])),
+        float(inverse_trace_kappa(k64[:200, :200])),
+        rtol=0.2,
+    )
+    np.testing.assert_allclose(
+        float(ridgeless_krr_mse(k32, y.astype(np.float32), train, test)),
+        float(ridgeless_krr_mse(k64, y, train, test)),
+        rtol=0.2,
+    )

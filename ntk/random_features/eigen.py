@@ -271,9 +271,25 @@ def inverse_trace_kappa(kernel_n, ridge=0.0):
     """
     k = _square(kernel_n, "kernel_n", "inverse_trace_kappa")
     _checks.require_nonnegative(ridge, "ridge", "inverse_trace_kappa")
-    evals = jnp.linalg.eigvalsh(0.5 * (k + k.T)) + ridge
-    evals = jnp.maximum(evals, jnp.finfo(k.dtype).eps * jnp.max(evals))
-    return 1.0 / jnp.sum(1.0 / evals)
+    xp, k = _float64(kernel_n, k)
+    evals = xp.linalg.eigvalsh(0.5 * (k + k.T)) + ridge
+    evals = xp.maximum(evals, xp.finfo(k.dtype).eps * xp.max(evals))
+    return 1.0 / xp.sum(1.0 / evals)
+
+
+def _float64(given, k):
+    """``(array module, k)`` computing in float64: jax.numpy for a float64 array,
+    NumPy on the host otherwise (JAX without x64 has no float64), from the
+    ``given`` array itself when it is a float64 NumPy array (``k``, checked, is
+    then float32). These estimates clamp eigenvalues at ``eps·λ_max`` and cut
+    singular values at ``N·eps``: dtype-relative floors which, in float32, sit
+    above a steep spectrum's tail and set its exponents (α 1.75 instead of 3.49
+    at λ_i = i^-3.5)."""
+    if jnp.result_type(k) == jnp.float64 or not _checks.is_concrete(k):
+        return jnp, k
+    if isinstance(given, np.ndarray) and given.dtype == np.float64:
+        return np, given
+    return np, np.asarray(k, np.float64)
 
 
 def ridgeless_krr_mse(kernel, y, train_idx, test_idx):
@@ -291,11 +307,13 @@ def ridgeless_krr_mse(kernel, y, train_idx, test_idx):
     """
     name = "ridgeless_krr_mse"
     k = _square(kernel, "kernel", name)
-    y = _targets(y, k, name)
+    y_given, y = y, _targets(y, k, name)
     train_idx = _checks.require_indices(train_idx, k.shape[0], "train_idx", name)
     test_idx = _checks.require_indices(test_idx, k.shape[0], "test_idx", name)
+    xp, k = _float64(kernel, k)
+    y = _float64(y_given, y)[1] if xp is np else y
     ktt = k[train_idx][:, train_idx]
-    sol = jnp.linalg.lstsq(ktt, y[train_idx])[0]
+    sol = xp.linalg.lstsq(ktt, y[train_idx], rcond=None)[0]
     pred = k[test_idx][:, train_idx] @ sol
     err = (pred - y[test_idx]) ** 2
     return err.mean() if err.ndim == 1 else err.sum(-1).mean()
