@@ -5,7 +5,8 @@ relative to the mean diagonal unless ``diag_reg_absolute_scale``) with cached
 Cholesky and eigh; `expm1_filter` / `expm1_over_filter` are the filters
 ``expm1(-λτ)`` and ``expm1(-λτ)/λ`` of gradient flow and `steps_filter` the
 gradient-descent counterpart ``(1 - ηλ/n)^t - 1`` of the first, applied to
-its eigenvalues (0 on untrained directions).
+its eigenvalues (0 on untrained directions); `spectral_apply` applies such a
+filter to a traced kernel with a derivative that holds where eigenvalues repeat.
 """
 
 from __future__ import annotations
