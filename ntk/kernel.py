@@ -434,6 +434,26 @@ def select(k: Kernel, get):
     return record_type("Kernel", tuple(get))(*(getattr(k, g) for g in get))
 
 
+def is_input_pair(value) -> bool:
+    """Whether a ``kernel_fn`` keyword value is given per input, NT's
+    ``(for x1, for x2)`` pair of arrays (``for x2`` None: the same as for
+    ``x1``, as with ``x2=None``), such as `ntk.stax.Aggregate`'s ``pattern``.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk.kernel import is_input_pair
+      >>> a = np.ones((3, 4, 4))
+      >>> is_input_pair((a, a)), is_input_pair((a, None)), is_input_pair(a), is_input_pair((1, 2))
+      (True, True, False, False)
+    """
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and hasattr(value[0], "shape")
+        and (value[1] is None or hasattr(value[1], "shape"))
+    )
+
+
 @functools.lru_cache(maxsize=None)
 def record_type(typename: str, fields: tuple) -> type:
     """The namedtuple class of ``fields``, one per ``(typename, fields)`` as NT

@@ -75,7 +75,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ntk import _checks
-from ntk.kernel import GET_NAMES, record_type
+from ntk.kernel import GET_NAMES, is_input_pair, record_type
 
 _DEFAULT_BUDGET = 2**30
 # Working memory of a kernel evaluation relative to its output: the dual of an
@@ -533,9 +533,7 @@ def _per_input_pairs(kwargs: dict, n1: int, n2: int) -> dict:
     `Aggregate`'s ``pattern``; as host arrays, to be tiled with the inputs."""
     out = {}
     for k, v in kwargs.items():
-        if not (isinstance(v, tuple) and len(v) == 2 and hasattr(v[0], "shape")):
-            continue
-        if v[1] is not None and not hasattr(v[1], "shape"):
+        if not is_input_pair(v):
             continue
         p1 = np.asarray(v[0])
         p2 = p1 if v[1] is None else np.asarray(v[1])

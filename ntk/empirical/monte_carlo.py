@@ -10,10 +10,11 @@ width grows (Neal 1996; Lee et al. 2018; Jacot et al. 2018).
 Draws follow neural-tangents: the key is split once per sample, each sample key
 into ``(init_key, rng)``; ``rng`` is passed to ``apply_fn`` (for dropout) when
 it accepts an ``rng`` keyword (an ``ntk.stax`` network does; a function with
-``**kwargs``, such as Flax's ``Module.apply``, is tried once on shapes). The kernel is computed in tiles of at most
-``batch_size`` rows of ``x1`` and ``x2`` (any sizes — no divisibility needed),
-spread over ``device_count`` devices, and kept on the device or moved to host
-memory (``store_on_device=False``). Tiles assume the network treats examples
+``**kwargs``, such as Flax's ``Module.apply``, is tried once on shapes). The
+kernel is computed in tiles of at most ``batch_size`` rows of ``x1`` and
+``x2`` (any sizes — no divisibility needed), spread over ``device_count``
+devices, and kept on the device or moved to host memory
+(``store_on_device=False``). Tiles assume the network treats examples
 independently (true of `ntk.stax`; with dropout each tile draws its own
 masks). Long runs show a progress bar.
 
@@ -133,7 +134,7 @@ def monte_carlo_kernel_fn(
     f = layer if layer is not None else apply_fn
     # True, False, or None: a **kwargs function (Flax's Module.apply, a wrapper)
     # is asked once, at the first shape probe, whether it takes `rng`.
-    takes_rng = {"value": True if layer is not None else _accepts_rng(apply_fn)}
+    takes_rng = True if layer is not None else _accepts_rng(apply_fn)
     empirical = empirical_kernel_fn(f, trace_axes, diagonal_axes, vmap_axes, implementation)
     devices = jax.devices()
     if device_count > 0:
@@ -146,7 +147,7 @@ def monte_carlo_kernel_fn(
     def one_tile(x1, x2, key, get, kwargs):
         init_key, rng = jax.random.split(key)
         params = init_params(init_key, jax.tree_util.tree_map(jnp.shape, x1))
-        if takes_rng["value"]:
+        if takes_rng:
             kwargs = {"rng": rng, **kwargs}
         # `empirical` jits its NNGP/NTK functions (static non-array kwargs).
         out = empirical(x1, x2, get, params, **kwargs)
@@ -181,6 +182,7 @@ def monte_carlo_kernel_fn(
     out_ndim_cache = {}
 
     def apply_fn_out_ndim(x1, kwargs):
+        nonlocal takes_rng
         k = jax.tree_util.tree_map(jnp.shape, x1)
         k = str(k)
         if k not in out_ndim_cache:
@@ -193,17 +195,15 @@ def monte_carlo_kernel_fn(
                 extra = {"rng": jax.random.PRNGKey(0)} if rng else {}
                 return jax.eval_shape(lambda p, x: fn(p, x, **extra, **kw1), params, x1)
 
-            if takes_rng["value"] is None:
+            if takes_rng is None:
                 try:
-                    outs = out_shapes(True)
-                    takes_rng["value"] = True
+                    outs, takes_rng = out_shapes(True), True
                 except TypeError as e:
                     if "rng" not in str(e):
                         raise
-                    outs = out_shapes(False)
-                    takes_rng["value"] = False
+                    outs, takes_rng = out_shapes(False), False
             else:
-                outs = out_shapes(bool(takes_rng["value"]))
+                outs = out_shapes(takes_rng)
             out_ndim_cache[k] = [len(o.shape) for o in jax.tree_util.tree_leaves(outs)]
         return out_ndim_cache[k]
 

@@ -49,11 +49,10 @@ from __future__ import annotations
 from typing import Optional
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from ntk import _checks
-from ntk.mup.parametrize import LeafScale, is_leaf_scale, like
+from ntk.mup.parametrize import LeafScale, is_leaf_scale, scale_like
 
 _RULES = {"sgd": "lr_mult", "adam": "adam_lr_mult"}
 
@@ -114,20 +113,12 @@ def scale_by_width(info, rule: str = "sgd") -> optax.GradientTransformation:
         del params
         return optax.EmptyState()
 
-    def scale(m, u):
-        return u if m == 1.0 else u * jnp.asarray(m, u.dtype)
-
     def update_fn(updates, state, params=None):
         del params
         try:
-            return jax.tree_util.tree_map(scale, mults, updates), state
-        except ValueError:
-            pass
-        try:
-            matched = like(mults, updates)
+            return scale_like(mults, updates), state
         except ValueError as e:
             raise ValueError(f"mup.scale_by_width: {e}") from None
-        return jax.tree_util.tree_map(scale, matched, updates), state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -224,9 +215,9 @@ def _decayed_weights(weight_decay) -> optax.GradientTransformation:
 
     def update_fn(updates, state, params=None):
         if params is None:
-            if _checks.concrete(weight_decay) is not None and float(weight_decay) == 0.0:
+            wd = _checks.concrete(weight_decay)
+            if wd is not None and float(wd) == 0.0:
                 return updates, state
-            traced = _checks.concrete(weight_decay) is None
             raise ValueError(
                 "mup.adam: with weight_decay, `update(updates, state, params)` needs "
                 "the current parameters; got params=None."
@@ -234,7 +225,7 @@ def _decayed_weights(weight_decay) -> optax.GradientTransformation:
                     " Here weight_decay is traced (optax.inject_hyperparams passes it as "
                     "an array inside jit), so even 0 cannot be told apart: pass params, "
                     "as optax.adamw always needs them."
-                    if traced
+                    if wd is None
                     else ""
                 )
             )

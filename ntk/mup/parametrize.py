@@ -169,7 +169,7 @@ def path_str(path) -> str:
     return "/".join(parts)
 
 
-def like(spec, tree, is_leaf=None):
+def like(spec, tree):
     """``spec``'s leaves in ``tree``'s structure, matched by path: the same
     parameters in another container (a ``FrozenDict``; the ``nnx.State`` of
     Params that ``nnx.Optimizer`` passes as plain arrays). A ValueError when
@@ -177,9 +177,7 @@ def like(spec, tree, is_leaf=None):
     leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
     nnx = sys.modules.get("flax.nnx")
     wrapped = (lambda v: isinstance(v, nnx.Variable)) if nnx is not None else (lambda v: False)
-    flat = jax.tree_util.tree_flatten_with_path(
-        spec, is_leaf=lambda v: wrapped(v) or (is_leaf is not None and is_leaf(v))
-    )[0]
+    flat = jax.tree_util.tree_flatten_with_path(spec, is_leaf=wrapped)[0]
     by_path = {path_str(p): (v.get_value() if wrapped(v) else v) for p, v in flat}
     names = [path_str(p) for p, _ in leaves]
     if sorted(names) != sorted(by_path):
@@ -191,16 +189,24 @@ def like(spec, tree, is_leaf=None):
     return jax.tree_util.tree_unflatten(treedef, [by_path[n] for n in names])
 
 
-def scale_tree(info, params, attr: str):
-    """Multiply each leaf of ``params`` by ``getattr(info_leaf, attr)``."""
+def scale_like(mults, tree):
+    """Each leaf of ``tree`` times its multiplier in ``mults`` (a tree of numbers
+    over the same parameters, matched by path when the containers differ:
+    `like`)."""
 
-    def f(s, p):
-        m = getattr(s, attr)
+    def f(m, p):
         return p if m == 1.0 else p * jnp.asarray(m, p.dtype)
 
-    return jax.tree_util.tree_map(
-        f, like(info, params, is_leaf_scale), params, is_leaf=is_leaf_scale
-    )
+    try:
+        return jax.tree_util.tree_map(f, mults, tree)
+    except ValueError:
+        return jax.tree_util.tree_map(f, like(mults, tree), tree)
+
+
+def scale_tree(info, params, attr: str):
+    """Multiply each leaf of ``params`` by ``getattr(info_leaf, attr)``."""
+    mults = jax.tree_util.tree_map(lambda s: getattr(s, attr), info, is_leaf=is_leaf_scale)
+    return scale_like(mults, params)
 
 
 def leaf_scale(

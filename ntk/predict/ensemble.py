@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from ntk import _checks
 from ntk._linalg import require_scale_flag
+from ntk.kernel import is_input_pair
 from ntk.predict._checks import as_float_array, canonical_get, check_times, kernel_attr
 from ntk.predict._layout import Layout
 from ntk.predict._linalg import HP, Regularised, dot, expm1_filter, expm1_over_filter
@@ -263,13 +264,7 @@ def _merge_kwargs(train_kwargs, test_kwargs, name):
     for key, v_tt in test_kwargs.items():
         if key in train_kwargs:
             v_dd = train_kwargs[key]
-            pair = lambda v: (
-                isinstance(v, tuple)
-                and len(v) == 2
-                and hasattr(v[0], "shape")
-                and (v[1] is None or hasattr(v[1], "shape"))
-            )
-            if pair(v_dd) and pair(v_tt):
+            if is_input_pair(v_dd) and is_input_pair(v_tt):
                 v_td = (v_tt[0], v_dd[0])
             elif hasattr(v_dd, "shape") and hasattr(v_tt, "shape"):
                 v_td = v_tt

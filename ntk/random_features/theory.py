@@ -193,12 +193,19 @@ def learnabilities(eigvals, gamma):
     return lam / (lam + gamma)
 
 
-def _f(u, lam, n, inv_k, ridge):
-    """F(e^u) = z + δ/(e^u (1 − z/k)) − n; +inf where z ≥ k (outside the domain)."""
+def _f_terms(u, lam, n, inv_k, ridge):
+    """``(F(e^u), 1 − z/k)`` with F = z + δ/(e^u (1 − z/k)) − n, finite also
+    outside its domain z < k (there the slack is ≤ 0), so the unselected branch
+    of a ``where`` has finite derivatives."""
     gamma = jnp.exp(u)
     z = jnp.sum(lam / (lam + gamma))
     slack = 1.0 - z * inv_k  # κ/γ
-    val = z + ridge / (gamma * jnp.where(slack > 0, slack, 1.0)) - n
+    return z + ridge / (gamma * jnp.where(slack > 0, slack, 1.0)) - n, slack
+
+
+def _f(u, lam, n, inv_k, ridge):
+    """F(e^u); +inf where z ≥ k (outside the domain), for the bisection's sign."""
+    val, slack = _f_terms(u, lam, n, inv_k, ridge)
     return jnp.where(slack > 0, val, jnp.inf)
 
 
@@ -252,21 +259,12 @@ def _solve_log_gamma_jvp(primals, tangents):
     use_f = (1.0 - z * inv_k) >= (n - z) / n
 
     def h(u, *theta):
-        return jnp.where(use_f, _f_safe(u, *theta), _g(u, *theta))
+        return jnp.where(use_f, _f_terms(u, *theta)[0], _g(u, *theta))
 
     dh_du = jax.jvp(lambda u: h(u, *primals), (u,), (jnp.ones_like(u),))[1]
     dh = jax.jvp(lambda *theta: h(u, *theta), primals, tangents)[1]
     ok = jnp.isfinite(dh_du) & (dh_du != 0)
     return u, jnp.where(ok, -dh / jnp.where(ok, dh_du, 1.0), 0.0)
-
-
-def _f_safe(u, lam, n, inv_k, ridge):
-    """`_f` without its +inf outside the domain (a finite value there, so the
-    unselected branch of a ``where`` has finite derivatives)."""
-    gamma = jnp.exp(u)
-    z = jnp.sum(lam / (lam + gamma))
-    slack = 1.0 - z * inv_k
-    return z + ridge / (gamma * jnp.where(slack > 0, slack, 1.0)) - n
 
 
 def _scalar(x, name, arg):

@@ -185,9 +185,17 @@ class KernelFn:
         return select(self.transform(kernels, **kwargs), get)
 
     def _one_block(
-        self, x1, x2, get, compute_ntk, mask_constant=None, masks=(None, None), **kwargs
+        self,
+        x1,
+        x2,
+        get,
+        compute_ntk,
+        mask_constant=None,
+        masks=(None, None),
+        full_spatial=False,
+        **kwargs,
     ):
-        full_spatial = kwargs.pop("full_spatial", False) or self.needs_full_spatial
+        full_spatial = full_spatial or self.needs_full_spatial
         k = inputs_to_kernel(
             x1,
             x2,
@@ -445,7 +453,8 @@ def _same_inputs(x1, x2) -> bool:
         return x2 is x1
     if x1.shape != x2.shape or x1.dtype != x2.dtype:
         return False
-    if _checks.concrete(x1) is None or _checks.concrete(x2) is None:
+    # is_concrete reads one entry: the inputs are not copied to the host.
+    if not (_checks.is_concrete(x1) and _checks.is_concrete(x2)):
         return False
     return bool(jnp.array_equal(x1, x2))
 
