@@ -45,3 +45,25 @@ class LinenTransformer(nn.Module):
             h = h + nn.MultiHeadDotProductAttention(num_heads=4, **kw)(nn.LayerNorm()(h))
             h = h + nn.Dense(self.width)(nn.gelu(nn.Dense(2 * self.width)(nn.LayerNorm()(h))))
         return nn.Dense(1)(h.mean(axis=-2))
+
+
+VOCAB = 32
+
+
+class LinenTiedLM(nn.Module):
+    """Token embedding (vocabulary `VOCAB`), one pre-LayerNorm block (4 heads,
+    a 2·width GELU MLP), a final LayerNorm and a readout through the embedding
+    (weight tying): ``embed.attend(h) * readout_mult``."""
+
+    width: int
+    readout_mult: float = 1.0
+    attention_fn: object = None
+
+    @nn.compact
+    def __call__(self, tokens):
+        kw = {} if self.attention_fn is None else {"attention_fn": self.attention_fn}
+        embed = nn.Embed(VOCAB, self.width)
+        h = embed(tokens)
+        h = h + nn.MultiHeadDotProductAttention(num_heads=4, **kw)(nn.LayerNorm()(h))
+        h = h + nn.Dense(self.width)(nn.gelu(nn.Dense(2 * self.width)(nn.LayerNorm()(h))))
+        return embed.attend(nn.LayerNorm()(h)) * self.readout_mult

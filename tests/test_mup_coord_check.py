@@ -15,7 +15,7 @@ import numpy as np
 import optax
 import pytest
 
-from flax_models import LinenMLP, LinenTransformer
+from flax_models import VOCAB, LinenMLP, LinenTiedLM, LinenTransformer
 from ntk import mup, stax
 
 WIDTHS = (64, 256, 1024, 4096)
@@ -144,6 +144,56 @@ def test_flax_sp_transformer_attention_updates_grow_with_width_under_adam():
     slopes = transformer_check(mu=False).slopes(4, "delta")
     attention = [s for k, s in slopes.items() if k.startswith("MultiHead") and "/" not in k]
     assert len(attention) == 2 and min(attention) >= 0.4, slopes
+
+
+TOKENS = jax.random.randint(jax.random.PRNGKey(5), (16, 8), 0, VOCAB)
+NEXT = jax.nn.one_hot(jnp.roll(TOKENS, -1, axis=1), VOCAB)
+
+
+def tied_check(readout_mult):
+    # An embedding that is also the readout; μP with Adam, the readout
+    # multiplied by readout_mult(n) in the module.
+    def make(n):
+        model = LinenTiedLM(n, readout_mult(n), mup.attention_fn(base_head_dim=16))
+        return mup.parametrize(
+            model,
+            "mup",
+            base=LinenTiedLM(64),
+            delta=LinenTiedLM(128),
+            x=TOKENS,
+            annotations={"Embed_0/embedding": "tied"},
+        )
+
+    return mup.coord_check(
+        make,
+        (64, 128, 256),
+        TOKENS,
+        NEXT,
+        optimizer=lambda info: mup.adam(1e-2, info),
+        steps=4,
+        seeds=2,
+        dtype=jnp.float32,
+    )
+
+
+def test_flax_mup_tied_embedding_keeps_every_coordinate_order_one():
+    cc = tied_check(lambda n: 64 / n)
+    init, trained, moved = cc.slopes(0, "size"), cc.slopes(4, "size"), cc.slopes(4, "delta")
+    # Flax draws Embed with variance 1/width; μP's embedding entries are Θ(1).
+    assert abs(init["Embed_0"]) <= 0.05, init
+    # μP's readout starts at n^{-1/2} (its weight is W/n̄) and learns a Θ(1) output.
+    assert -0.6 <= init["f"] <= -0.4, init
+    assert abs(trained["f"]) <= 0.2, trained
+    hidden = {k: s for k, s in moved.items() if k != "f"}
+    # Measured -0.19 ... -0.05 at widths 64-256 (-0.12 ... -0.03 at 64-512);
+    # SP's grow like n^0.4 or faster (transformer test above).
+    assert len(hidden) == 10 and all(abs(s) <= 0.25 for s in hidden.values()), moved
+
+
+def test_flax_tied_readout_without_the_width_division_grows_with_width():
+    # ⟨h, e_v⟩ sums n correlated terms: without 1/n̄ the logits grow.
+    trained = tied_check(lambda n: 1.0).slopes(4, "size")
+    assert trained["f"] >= 0.4, trained
 
 
 def test_coord_check_rejects_a_single_width():

@@ -212,7 +212,8 @@ def coord_check(
       seeds: independent initialisations averaged (of :math:`\mathrm{RMS}^2`; a stax/linen model
         is re-initialised, an nnx model uses its own draw every time).
       key: PRNG key (default ``PRNGKey(0)``).
-      dtype: optionally cast inputs and parameters (e.g. ``jnp.float32``).
+      dtype: optionally cast floating inputs (token ids stay integers) and
+        parameters (e.g. ``jnp.float32``).
 
     Returns:
       `CoordCheck`.
@@ -246,7 +247,10 @@ def coord_check(
     _checks.as_array(x, "x", name, nonempty=True)
     lf = _loss_fn(loss)
     key = jax.random.PRNGKey(0) if key is None else key
-    x = jnp.asarray(x, dtype)
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        # Integer inputs (token ids for an embedding) keep their dtype.
+        x = x.astype(dtype or x.dtype)
     cast = (
         (lambda t: t)
         if dtype is None

@@ -13,8 +13,18 @@ query/key/value kernels ``(d, heads, head_dim)`` and ``(heads, head_dim)`` in it
 out kernel, whether the heads or the head dimension grow. A vector, or any
 tensor named ``bias``, is a bias if it is width-sized; anything else is fixed.
 An explicit per-parameter annotation ``{"path/to/param": "input" | "hidden" |
-"output" | "bias" | "fixed"}`` (or ``(role, layer_index)``, or
+"output" | "bias" | "fixed" | "tied"}`` (or ``(role, layer_index)``, or
 ``{"fan_in": axes}`` for a kernel of another layout) overrides the inference.
+
+**Tied embeddings.** A language model that reads out through its input
+embedding (``logits = embed.attend(h)``) has no output weight of its own, and
+one tensor cannot take both the input's and the readout's scaling. Annotate the
+embedding ``"tied"``: it is scaled as an input weight (:math:`\Theta(1)`
+entries and Adam rate), and the module divides its readout by
+:math:`\bar{n} = d / d_0`, ``logits = embed.attend(h) * d_0 / d`` (the `mup`
+package's ``MuSharedReadout``). That makes the readout :math:`W/\bar{n}` an
+output weight of μP: initial variance :math:`\propto 1/\bar{n}^2`, updates
+:math:`\propto 1/\bar{n}`.
 
 Transformers also need μP's attention logits, :math:`q \cdot k / d_\mathrm{head}`
 instead of :math:`/\sqrt{d_\mathrm{head}}` (TP5 §4): pass
@@ -23,7 +33,10 @@ instead of :math:`/\sqrt{d_\mathrm{head}}` (TP5 §4): pass
 
 The module's own initialisation is taken to be SP (variance
 :math:`\propto 1/\mathrm{fan\_in}`, Flax's default ``lecun_normal``; biases zero), i.e.
-native exponents :math:`a^\circ = 0`, :math:`b^\circ = k_\mathrm{in}/2`.
+native exponents :math:`a^\circ = 0`, :math:`b^\circ = k_\mathrm{in}/2`; except Flax's
+``Embed``, whose ``embedding`` Flax draws with variance :math:`1/\mathrm{features}`
+(:math:`b^\circ = 1/2`), so μP's :math:`\Theta(1)` embedding entries are
+:math:`\sqrt{\bar{n}}` times Flax's.
 
 Example (linen):
 
@@ -80,6 +93,11 @@ def _shapes(tree) -> dict:
     }
 
 
+# "tied": an input embedding that the module also uses as its readout
+# (weight tying, ``Embed.attend``); scaled as an input weight (see the module doc).
+_ANNOTATED_ROLES = ROLES + ("tied",)
+
+
 def _annotation(path: str, ann) -> tuple:
     """``(role or None, layer or None, fan_in axes or None)`` of one annotation."""
     if isinstance(ann, str):
@@ -88,13 +106,13 @@ def _annotation(path: str, ann) -> tuple:
         ann = {"role": ann[0], "layer": ann[1]}
     if not isinstance(ann, Mapping) or not ann or set(ann) - {"role", "layer", "fan_in"}:
         raise ValueError(
-            f"infer_roles: `annotations[{path!r}]` must be a role in {ROLES}, "
+            f"infer_roles: `annotations[{path!r}]` must be a role in {_ANNOTATED_ROLES}, "
             f"(role, layer index) or a dict with keys 'role', 'layer', 'fan_in'; got {ann!r}."
         )
     role, layer, fan_in = ann.get("role"), ann.get("layer"), ann.get("fan_in")
-    if role is not None and role not in ROLES:
+    if role is not None and role not in _ANNOTATED_ROLES:
         raise ValueError(
-            f"infer_roles: `annotations[{path!r}]` must be a role in {ROLES} "
+            f"infer_roles: `annotations[{path!r}]` must be a role in {_ANNOTATED_ROLES} "
             f"or (role, layer index); got {role!r}."
         )
     if layer is not None:
@@ -258,15 +276,19 @@ def infer_roles(params, base, delta=None, annotations: Optional[Mapping] = None)
 
 def _info(params, roles: dict, parametrization) -> tuple:
     """`LeafScale` tree and the `ABC` for ``params`` with inferred ``roles``."""
-    counts = {r: sum(1 for v in roles.values() if v[0] == r) for r in ("input", "hidden", "output")}
-    if counts["input"] < 1 or counts["output"] < 1:
+    counts = {
+        r: sum(1 for v in roles.values() if v[0] == r)
+        for r in ("input", "hidden", "output", "tied")
+    }
+    if counts["input"] + counts["tied"] < 1 or counts["output"] + counts["tied"] < 1:
         raise ValueError(
             f"parametrize: found {counts['input']} input and "
             f"{counts['output']} output weights; an abc-parametrization "
             "needs both. Width-like axes are those where the model and `base` "
             "differ: is `base` at another width? At the base width itself "
             "(e.g. a coordinate check starting there) pass `delta=` a model "
-            "at a third width."
+            "at a third width. An embedding that is also the readout (weight "
+            "tying) is annotated {path: 'tied'}."
         )
     depth = max([counts["hidden"] + 1] + [v[1] - 1 for v in roles.values() if v[1] is not None])
     p = as_abc(parametrization, depth)
@@ -280,9 +302,15 @@ def _info(params, roles: dict, parametrization) -> tuple:
 
     def one(path, x):
         role, layer, mult = roles[path_str(path)]
+        if role == "tied":
+            role = "input"
         if role == "hidden" and layer is None:
             layer = 2
         b_nat = 0.5 if (np.ndim(x) >= 2 and role in ("hidden", "output")) else 0.0
+        if role == "input" and path_str(path).split("/")[-1] == "embedding":
+            # Flax's Embed (linen and nnx) draws variance 1/features, the
+            # width: its entries are n^{-1/2} natively, not Θ(1).
+            b_nat = 0.5
         if role == "fixed":
             return LeafScale("fixed", None, 1.0)
         return leaf_scale(role, layer, mult, p, 0.0, b_nat)
