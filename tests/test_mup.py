@@ -371,6 +371,43 @@ def test_linen_mup_readout_variance_is_one_over_fan_in_squared():
     assert float(jnp.var(W)) == pytest.approx(n0 / n**2, rel=tol)
 
 
+class _LinenEmbedMLP(nn.Module):
+    width: int
+
+    @nn.compact
+    def __call__(self, tokens):
+        return nn.Dense(1)(nn.relu(nn.Embed(16, self.width)(tokens)))
+
+
+class _NnxEmbedMLP(nnx.Module):
+    def __init__(self, width, rngs):
+        self.embed = nnx.Embed(16, width, rngs=rngs)
+        self.out = nnx.Linear(width, 1, rngs=rngs)
+
+    def __call__(self, tokens):
+        return self.out(jax.nn.relu(self.embed(tokens)))
+
+
+@pytest.mark.parametrize("kind", ["linen", "nnx"])
+def test_flax_embedding_entries_have_width_independent_variance_under_mup(kind):
+    # Flax draws Embed with variance 1/width; μP's input weights have
+    # Θ(1) entries: variance 1/n0 at every width n (1/n0 at n = n0).
+    n, n0 = 1024, 32
+    tokens = jnp.arange(16)
+    if kind == "linen":
+        net = mup.parametrize(_LinenEmbedMLP(n), "mup", base=_LinenEmbedMLP(n0), x=tokens)
+        w = net.init(KEY, tokens)["Embed_0"]["embedding"]
+        s = net.info["Embed_0"]["embedding"]
+    else:
+        net = mup.parametrize(
+            _NnxEmbedMLP(n, nnx.Rngs(0)), "mup", base=_NnxEmbedMLP(n0, nnx.Rngs(0))
+        )
+        w, s = net.init_fn()["embed"]["embedding"], net.info["embed"]["embedding"]
+    assert s.role == "input"
+    W = w * s.fwd_mult
+    assert float(jnp.var(W)) == pytest.approx(1 / n0, rel=5 * math.sqrt(2 / W.size))
+
+
 def test_nnx_training_step_with_mup_adam_changes_every_parameter():
     net = mup.parametrize(NnxMLP(64, nnx.Rngs(0)), "mup", base=NnxMLP(16, nnx.Rngs(1)))
     w = net.init_fn()
