@@ -34,9 +34,9 @@ instead of :math:`/\sqrt{d_\mathrm{head}}` (TP5 §4): pass
 The module's own initialisation is taken to be SP (variance
 :math:`\propto 1/\mathrm{fan\_in}`, Flax's default ``lecun_normal``; biases zero), i.e.
 native exponents :math:`a^\circ = 0`, :math:`b^\circ = k_\mathrm{in}/2`; except Flax's
-``Embed``, whose ``embedding`` Flax draws with variance :math:`1/\mathrm{features}`
-(:math:`b^\circ = 1/2`), so μP's :math:`\Theta(1)` embedding entries are
-:math:`\sqrt{\bar{n}}` times Flax's.
+``Embed``, whose default ``embedding_init`` draws its table (a parameter named
+``embedding``) with variance :math:`1/\mathrm{features}` (:math:`b^\circ = 1/2`), so
+μP's :math:`\Theta(1)` embedding entries are :math:`\sqrt{\bar{n}}` times Flax's.
 
 Example (linen):
 
