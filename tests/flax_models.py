@@ -29,6 +29,14 @@ class NnxMLP(nnx.Module):
         return self.out(jax.nn.relu(self.mid(jax.nn.relu(self.inp(x)))))
 
 
+def _pre_ln_block(h, width, attention_fn):
+    """``h`` plus attention (4 heads), then plus a 2·width GELU MLP, each on a
+    LayerNorm of its input; called inside a compact ``__call__``."""
+    kw = {} if attention_fn is None else {"attention_fn": attention_fn}
+    h = h + nn.MultiHeadDotProductAttention(num_heads=4, **kw)(nn.LayerNorm()(h))
+    return h + nn.Dense(width)(nn.gelu(nn.Dense(2 * width)(nn.LayerNorm()(h))))
+
+
 class LinenTransformer(nn.Module):
     """Embedding, two pre-LayerNorm blocks (attention with 4 heads, a 2·width
     GELU MLP) and a readout of the mean over positions; the head dimension
@@ -39,11 +47,9 @@ class LinenTransformer(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        kw = {} if self.attention_fn is None else {"attention_fn": self.attention_fn}
         h = nn.Dense(self.width)(x)
         for _ in range(2):
-            h = h + nn.MultiHeadDotProductAttention(num_heads=4, **kw)(nn.LayerNorm()(h))
-            h = h + nn.Dense(self.width)(nn.gelu(nn.Dense(2 * self.width)(nn.LayerNorm()(h))))
+            h = _pre_ln_block(h, self.width, self.attention_fn)
         return nn.Dense(1)(h.mean(axis=-2))
 
 
@@ -61,9 +67,6 @@ class LinenTiedLM(nn.Module):
 
     @nn.compact
     def __call__(self, tokens):
-        kw = {} if self.attention_fn is None else {"attention_fn": self.attention_fn}
         embed = nn.Embed(VOCAB, self.width)
-        h = embed(tokens)
-        h = h + nn.MultiHeadDotProductAttention(num_heads=4, **kw)(nn.LayerNorm()(h))
-        h = h + nn.Dense(self.width)(nn.gelu(nn.Dense(2 * self.width)(nn.LayerNorm()(h))))
+        h = _pre_ln_block(embed(tokens), self.width, self.attention_fn)
         return embed.attend(nn.LayerNorm()(h)) * self.readout_mult
