@@ -155,15 +155,19 @@ class Regularised:
         ``t = None`` does, instead of dividing by round-off eigenvalues."""
         self._factor()
 
-    def apply(self, g, theta, r, left=None):
+    def apply(self, g, theta, r=None, left=None):
         """``[L V g(Λ; θ)_t Vᵀ r]_t`` ``(T, Q, C)`` for ``K + diag_reg·I = V Λ Vᵀ``
-        (``L = left``, default ``I``): the cached eigendecomposition for a
-        concrete ``K``, `spectral_apply` (whose derivative holds where
-        eigenvalues repeat) for a traced one."""
+        (``L = left``, ``r``: default ``I``, so ``apply(g, θ)`` is the matrix
+        ``g(K)``): the cached eigendecomposition for a concrete ``K``,
+        `spectral_apply` (whose derivative holds where eigenvalues repeat)
+        for a traced one."""
         if is_concrete((self.k, self.diag_reg)):
             evals, evecs = self.eigh()
             lv = evecs if left is None else dot(left, evecs)
-            return jnp.einsum("qi,ti,ic->tqc", lv, g(evals, theta), dot(evecs.T, r), precision=HP)
+            vr = evecs.T if r is None else dot(evecs.T, r)
+            return jnp.einsum("qi,ti,ic->tqc", lv, g(evals, theta), vr, precision=HP)
+        if r is None:
+            r = jnp.eye(self.k.shape[0], dtype=self.k.dtype)
         out = spectral_apply(g, self._reg_matrix(), theta, r)
         return out if left is None else jnp.einsum("qp,tpc->tqc", left, out, precision=HP)
 

@@ -215,10 +215,9 @@ def _ensemble_t(g, reg, tau, y_flat, k_dd, k_td, k_tt, compute_cov):
         mean = -reg.apply(expm1_filter, tau, y_flat)
         if not compute_cov:
             return mean, None
-        eye = jnp.eye(reg.k.shape[0], dtype=reg.k.dtype)
         if g == "nngp":
-            return mean, reg.apply(_decay_times_lambda, tau, eye)
-        e = reg.apply(_decay, tau, eye)
+            return mean, reg.apply(_decay_times_lambda, tau)
+        e = reg.apply(_decay, tau)
         return mean, jnp.einsum("tpr,rs,tqs->tpq", e, k_dd("nngp"), e, precision=HP)
 
     mean = reg.apply(_flow_over, tau, y_flat, left=k_td[g])
