@@ -27,6 +27,8 @@ import numpy as np
 import pytest
 
 from ntk import stax
+from ntk.kernel import inputs_to_kernel
+from ntk.stax.combinators import same_kernel
 from mc import assert_within_mc, mc_kernels
 
 W, OUT, SAMPLES = 512, 256, 64
@@ -234,6 +236,88 @@ def test_repeat_apply_equals_serial_apply_with_same_params(block):
     y_rep = stax.repeat(layer, n).apply_fn(params, x)
     y_ser = stax.serial(*[layer] * n).apply_fn(per_copy, x)
     np.testing.assert_allclose(y_rep, y_ser, rtol=1e-12, atol=1e-13)
+
+
+def _layer_by_layer(layers, x1, x2):
+    """The kernel through ``layers`` one at a time: no loop, no jit boundary."""
+    k = inputs_to_kernel(x1, x2, diagonal_spatial=True, compute_ntk=True)
+    for layer in layers:
+        k = layer.kernel_fn(k)
+    return k
+
+
+@pytest.mark.parametrize("block", list(REPEAT_BLOCKS))
+@pytest.mark.parametrize("with_x2", [False, True])
+def test_serial_of_equal_layers_built_apart_equals_them_one_by_one(block, with_x2):
+    """``serial`` runs a run of equal blocks (here each one built by its own
+    call, as a list comprehension makes them) as one loop carrying the NNGP
+    and NTK packed; the kernels are those of the layers applied in turn."""
+    layers = [stax.Dense(16, W_std=1.2, b_std=0.1)] + [REPEAT_BLOCKS[block]() for _ in range(5)]
+    net = stax.serial(*layers)
+    x1, x2 = _inputs()
+    x2 = x2 if with_x2 else None
+    a, b = net.kernel_fn(x1, x2), _layer_by_layer(layers, x1, x2)
+    for f in ("nngp", "ntk", "cov1", "cov2"):
+        va, vb = getattr(a, f), getattr(b, f)
+        assert (va is None) == (vb is None), f
+        if va is not None:
+            np.testing.assert_allclose(va, vb, rtol=1e-12, atol=1e-14, err_msg=f)
+    assert "scan" in str(jax.make_jaxpr(lambda x: net.kernel_fn(x, None, "ntk"))(x1))
+
+
+def test_serial_does_not_loop_over_layers_that_differ():
+    layers = [stax.Dense(16, W_std=1.0 + 0.1 * i) for i in range(5)]
+    net = stax.serial(*[l for d in layers for l in (d, stax.Relu())])
+    x1, _ = _inputs()
+    assert "scan" not in str(jax.make_jaxpr(lambda x: net.kernel_fn(x, None, "ntk"))(x1))
+
+
+def _scaled(c):
+    """A user layer whose kernel transform multiplies the kernels by ``c``."""
+
+    def transform(k, **kw):
+        return k.replace(nngp=c * k.nngp, ntk=None if k.ntk is None else c * k.ntk)
+
+    return stax.make_layer("Scaled", lambda key, s: (s, ()), lambda p, x, **kw: x, transform)
+
+
+@pytest.mark.parametrize(
+    "make_a,make_b,same",
+    [
+        (
+            lambda: stax.Dense(8, W_std=2.0, b_std=0.1),
+            lambda: stax.Dense(8, W_std=2.0, b_std=0.1),
+            True,
+        ),
+        (lambda: stax.Dense(8, W_std=2.0), lambda: stax.Dense(8, W_std=1.0), False),
+        (lambda: stax.Dense(8), lambda: stax.Dense(16), False),  # the finite width is metadata
+        (
+            lambda: stax.Dense(8, W_std=jnp.array(2.0)),
+            lambda: stax.Dense(8, W_std=jnp.array(2.0)),
+            False,
+        ),
+        (stax.Relu, stax.Relu, True),
+        (stax.Relu, lambda: stax.LeakyRelu(0.0), False),
+        (stax.Erf, stax.Erf, True),
+        (stax.Erf, lambda: stax.Erf(a=2.0), False),
+        (lambda: _scaled(2.0), lambda: _scaled(2.0), True),
+        (lambda: _scaled(2.0), lambda: _scaled(3.0), False),
+        (
+            lambda: stax.serial(stax.Dense(4), stax.Relu()),
+            lambda: stax.serial(stax.Dense(4), stax.Relu()),
+            True,
+        ),
+        (
+            lambda: stax.serial(stax.Dense(4), stax.Relu()),
+            lambda: stax.serial(stax.Dense(4), stax.Erf()),
+            False,
+        ),
+    ],
+)
+def test_same_kernel_is_true_only_for_equal_constructions(make_a, make_b, same):
+    """Equal arguments to one constructor give the same kernel; any other
+    difference (or an array argument, compared by identity only) does not."""
+    assert same_kernel(make_a(), make_b()) is same
 
 
 def test_repeat_rejects_shape_changing_layer_at_init():
