@@ -123,17 +123,8 @@ def _periodic_runs(layers, max_period: int = 8):
 
 def _kernel_classes(layers) -> list:
     """One int per layer, equal for layers whose kernel transforms are the same."""
-    reps: list = []
-    ids = []
-    for layer in layers:
-        for j, rep in enumerate(reps):
-            if same_kernel(layer, rep):
-                ids.append(j)
-                break
-        else:
-            ids.append(len(reps))
-            reps.append(layer)
-    return ids
+    classes: dict = {}
+    return [classes.setdefault(_kernel_key(layer), len(classes)) for layer in layers]
 
 
 def same_kernel(a, b) -> bool:
@@ -151,61 +142,50 @@ def same_kernel(a, b) -> bool:
       >>> same_kernel(stax.Dense(8, W_std=2.0), stax.Dense(8, W_std=1.0))
       False
     """
-    return a is b or _Same().value(as_layer(a).kernel_fn, as_layer(b).kernel_fn)
+    return a is b or _kernel_key(a) == _kernel_key(b)
 
 
-class _Same:
-    """Structural equality of two object graphs, built by the same code."""
+def _kernel_key(layer) -> tuple:
+    return _key(as_layer(layer).kernel_fn, {})
 
-    def __init__(self):
-        # Pairs under comparison: met again (a function whose closure holds
-        # itself), a pair is taken as equal, and the rest of the graph decides.
-        self.open: set = set()
 
-    def value(self, a, b) -> bool:
-        if a is b:
-            return True
-        if type(a) is not type(b):
-            return False
-        if isinstance(a, (bool, int, str, bytes, type(None))):
-            return a == b
-        if isinstance(a, (float, complex, np.generic)):
-            return repr(a) == repr(b)  # tells -0.0 from 0.0; NaN equals NaN
-        if isinstance(a, frozenset):
-            return a == b and all(isinstance(u, (str, int)) for u in a)
-        pair = (id(a), id(b))
-        if pair in self.open:
-            return True
-        self.open.add(pair)
-        try:
-            return self._compound(a, b)
-        finally:
-            self.open.discard(pair)
+def _key(a, path: dict):
+    """A hashable description of the object graph under ``a``: equal for two
+    graphs built by the same code from equal values (see `same_kernel`)."""
+    if isinstance(a, (bool, int, str, bytes, type(None))):
+        return (type(a).__name__, a)
+    if isinstance(a, (float, complex, np.generic)):
+        return (type(a).__name__, repr(a))  # tells -0.0 from 0.0; NaN equals NaN
+    if isinstance(a, frozenset) and all(isinstance(u, (str, int)) for u in a):
+        return ("frozenset", tuple(sorted(map(repr, a))))
+    if id(a) in path:  # a function whose closure holds itself: where the cycle closes
+        return ("cycle", path[id(a)])
+    path[id(a)] = len(path)
+    try:
+        return _compound_key(a, path)
+    finally:
+        del path[id(a)]
 
-    def _compound(self, a, b) -> bool:
-        if isinstance(a, (tuple, list)):
-            return len(a) == len(b) and all(self.value(u, v) for u, v in zip(a, b))
-        if isinstance(a, dict):
-            return a.keys() == b.keys() and all(self.value(a[k], b[k]) for k in a)
-        if isinstance(a, types.FunctionType):
-            if a.__code__ is not b.__code__ or a.__globals__ is not b.__globals__:
-                return False
-            cells = zip(a.__closure__ or (), b.__closure__ or ())
-            return (
-                self.value(a.__defaults__, b.__defaults__)
-                and self.value(a.__kwdefaults__, b.__kwdefaults__)
-                and all(self.value(_contents(u), _contents(v)) for u, v in cells)
-            )
-        if isinstance(a, functools.partial):
-            return self.value((a.func, a.args, a.keywords), (b.func, b.args, b.keywords))
-        if isinstance(a, KernelFn):
-            # Its jit caches are built from the rest.
-            own = [k for k in vars(a) if k not in ("_jitted", "_jitted_kw")]
-            return self.value({k: vars(a)[k] for k in own}, {k: vars(b)[k] for k in own})
-        if dataclasses.is_dataclass(a):
-            fields = [f.name for f in dataclasses.fields(a)]
-            return all(self.value(getattr(a, f), getattr(b, f)) for f in fields)
-        return False
+
+def _compound_key(a, path: dict):
+    if isinstance(a, (tuple, list)):
+        return (id(type(a)), tuple(_key(u, path) for u in a))
+    if isinstance(a, dict):
+        return ("dict", tuple((_key(k, path), _key(v, path)) for k, v in a.items()))
+    if isinstance(a, types.FunctionType):
+        cells = tuple(_key(_contents(c), path) for c in a.__closure__ or ())
+        defaults = (_key(a.__defaults__, path), _key(a.__kwdefaults__, path))
+        return ("function", id(a.__code__), id(a.__globals__), defaults, cells)
+    if isinstance(a, functools.partial):
+        return ("partial", _key((a.func, a.args, a.keywords), path))
+    if isinstance(a, KernelFn):
+        # Its jit caches are built from the rest.
+        own = {k: v for k, v in vars(a).items() if k not in ("_jitted", "_jitted_kw")}
+        return (id(type(a)), _key(own, path))
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        fields = tuple(_key(getattr(a, f.name), path) for f in dataclasses.fields(a))
+        return (id(type(a)), fields)
+    return ("object", id(a))
 
 
 _EMPTY = object()
