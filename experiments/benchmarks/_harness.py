@@ -144,9 +144,11 @@ def time_call(fn, repeats):
 
 
 def run_workload(stax, workload, repeats, seed, public_call=False):
-    """Time ``jax.jit(kernel_fn, static_argnames="get")(x, None, get="ntk")``.
+    """Time ``jax.jit(kernel_fn, static_argnames="get")(x, None, get="ntk")``
+    (``get`` is the workload's ``"get"`` entry if it has one, e.g. both
+    ``["nngp", "ntk"]``; the NTK is what the two libraries' kernels are compared by).
 
-    With ``public_call`` also time the plain ``kernel_fn(x, None, get="ntk")``
+    With ``public_call`` also time the plain ``kernel_fn(x, None, get=get)``
     (for ntk that path adds the boundary checks, e.g. finiteness).
     """
     import jax
@@ -160,14 +162,16 @@ def run_workload(stax, workload, repeats, seed, public_call=False):
     kwargs = {}
     if "graph" in workload:
         x, kwargs = make_graph(workload["graph"], x, seed)
+    get = workload.get("get", "ntk")
+    get = get if isinstance(get, str) else tuple(get)  # JSON gives a list
     jitted = jax.jit(kernel_fn, static_argnames="get")
-    out, result = time_call(lambda: jitted(x, None, get="ntk", **kwargs), repeats)
-    out = np.asarray(out)
+    out, result = time_call(lambda: jitted(x, None, get=get, **kwargs), repeats)
+    out = np.asarray(out if isinstance(get, str) else out.ntk)
     result["shape"] = list(out.shape)
     result["corner"] = out[:4, :4].reshape(4, 4, -1)[..., 0].tolist()
     result["finite"] = bool(np.isfinite(out).all())
     if public_call:
-        _, public = time_call(lambda: kernel_fn(x, None, get="ntk", **kwargs), repeats)
+        _, public = time_call(lambda: kernel_fn(x, None, get=get, **kwargs), repeats)
         result["public_call_seconds"] = public["seconds"]
     return result
 

@@ -13,6 +13,8 @@ Workloads, NTK of the inputs with themselves, float32:
   (graph, graph_dense) 2 × [Dense(64), Aggregate, Relu] + GlobalAvgPool + Dense(1);
       48 random graphs of 10-28 nodes (mean degree 2.2, self-loops) padded to 28
       and masked, 8 features; edge lists (SPARSE) / adjacency matrices (DENSE)
+  (deep) 20 × [Dense(512, W_std=1.4, b_std=0.1), Gelu] + Dense(1); NNGP and NTK
+      together (``get=("nngp", "ntk")``) of 1000 inputs of dim 784
   (myrtle5, myrtle10) the Myrtle-5 / Myrtle-10 CNTK (NT's README
       ``MyrtleNetwork(depth)``: 3×3 SAME Conv + Relu stages, W_std = √2,
       b_std = 0; `ntk.stax.Myrtle`) of 8 / 4 random 32×32×3 images
@@ -123,6 +125,14 @@ WORKLOADS = {
             "graph": {"min_nodes": 10, "degree": 2.2, "format": fmt, "mask_constant": -1e4},
         }
         for name, fmt in (("graph", "sparse"), ("graph_dense", "dense"))
+    },
+    "deep": {
+        "title": "20x[Dense(512, W_std=1.4, b_std=0.1), Gelu] + Dense(1); NNGP and NTK 1000x784",
+        "layers": _mlp([["Dense", [512], {"W_std": 1.4, "b_std": 0.1}], ["Gelu", [], {}]], 20),
+        "input_shape": [1000, 784],
+        "get": ["nngp", "ntk"],
+        "target": 3.0,
+        "nt_issue_s": None,
     },
     "myrtle5": {
         "title": "Myrtle-5 CNTK (NT README MyrtleNetwork(5)); NTK 8x32x32x3",
