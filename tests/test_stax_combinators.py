@@ -265,9 +265,39 @@ def test_serial_of_equal_layers_built_apart_equals_them_one_by_one(block, with_x
     assert "scan" in str(jax.make_jaxpr(lambda x: net.kernel_fn(x, None, "ntk"))(x1))
 
 
-def test_serial_does_not_loop_over_layers_that_differ():
-    layers = [stax.Dense(16, W_std=1.0 + 0.1 * i) for i in range(5)]
-    net = stax.serial(*[l for d in layers for l in (d, stax.Relu())])
+DIFFERING = {
+    "W_std": lambda i: [stax.Dense(16, W_std=1.0 + 0.1 * i, b_std=0.1), stax.Relu()],
+    "activations": lambda i: [stax.Dense(16, W_std=1.3), (stax.Erf, stax.Gelu, stax.Relu)[i % 3]()],
+    "residual": lambda i: [
+        stax.Dense(16, W_std=1.1),
+        _residual(stax.serial(stax.Relu(), stax.Dense(16, W_std=0.5 + 0.1 * i))),
+    ],
+}
+
+
+@pytest.mark.parametrize("kind", list(DIFFERING))
+@pytest.mark.parametrize("with_x2", [False, True])
+def test_serial_loops_over_differing_blocks_and_equals_them_one_by_one(kind, with_x2):
+    """Blocks that differ (a W_std per layer, alternating activations) but
+    keep the kernel's structure run as one loop that switches to each block's
+    layers; the kernels are those of the layers applied in turn."""
+    layers = [l for i in range(6) for l in DIFFERING[kind](i)] + [stax.Dense(1)]
+    net = stax.serial(*layers)
+    x1, x2 = _inputs()
+    x2 = x2 if with_x2 else None
+    a, b = net.kernel_fn(x1, x2), _layer_by_layer(layers, x1, x2)
+    for f in ("nngp", "ntk", "cov1", "cov2"):
+        va, vb = getattr(a, f), getattr(b, f)
+        assert (va is None) == (vb is None), f
+        if va is not None:
+            np.testing.assert_allclose(va, vb, rtol=1e-12, atol=1e-14, err_msg=f)
+    jaxpr = str(jax.make_jaxpr(lambda x: net.kernel_fn(x, None, "ntk"))(x1))
+    assert "scan" in jaxpr and "cond" in jaxpr
+
+
+def test_serial_unrolls_layers_that_change_the_kernel_structure():
+    """Widths are the kernel's metadata: blocks of different widths cannot share a loop."""
+    net = stax.serial(*[l for i in range(6) for l in (stax.Dense(16 + i), stax.Relu())])
     x1, _ = _inputs()
     assert "scan" not in str(jax.make_jaxpr(lambda x: net.kernel_fn(x, None, "ntk"))(x1))
 

@@ -69,10 +69,11 @@ def test_packing_leaves_other_results_alone(fields):
 
 
 def _distinct_layers(act, depth):
-    """A deep MLP whose layers all differ (so serial finds no loop to run)."""
+    """A deep MLP whose widths all differ: the finite widths are the kernel's
+    metadata, so serial finds no run of blocks that keeps it, and unrolls."""
     layers = []
     for i in range(depth):
-        layers += [stax.Dense(64, W_std=1.2 + 0.01 * i, b_std=0.1), act()]
+        layers += [stax.Dense(64 + i, W_std=1.2 + 0.01 * i, b_std=0.1), act()]
     return layers + [stax.Dense(1)]
 
 

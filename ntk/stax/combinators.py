@@ -17,7 +17,9 @@ A residual block is ``serial(FanOut(2), parallel(block, Identity()), FanInSum())
 objects, or layers built apart that ``same_kernel`` finds equal) as one
 `jax.lax.scan` whose carry holds the NNGP and NTK as one complex array
 (``pack_nngp_ntk`` of `ntk.stax.layer`): compile time stays flat in depth, and
-the two kernels cost about one.
+the two kernels cost about one. Blocks that differ but keep the kernel's
+structure (a ``W_std`` per layer, alternating activations) loop too, each step
+switching to its block's layers (`jax.lax.switch`).
 """
 
 from __future__ import annotations
@@ -79,9 +81,15 @@ def serial(*layers) -> Layer:
             for layer, kw in zip(layers, split_rng(kwargs, n)):
                 k = layer.kernel_fn(k, **kw)
             return k
+        differing: list = []
         for block, reps in runs:
+            if reps < SCAN_MIN_REPS:
+                differing += list(block) * reps
+                continue
+            k = _apply_differing(differing, k, kwargs)
+            differing = []
             k = _apply_repeated(block, reps, k, kwargs)
-        return k
+        return _apply_differing(differing, k, kwargs)
 
     return make_layer(
         name,
@@ -206,11 +214,7 @@ def _apply_repeated(block, reps: int, k, kwargs):
     the kernel's metadata (e.g. is_gaussian).
     """
 
-    def once(k):
-        for layer in block:
-            k = layer.kernel_fn(k, **kwargs)
-        return k
-
+    once = functools.partial(_in_turn, block, kwargs=kwargs)
     k = once(k)
     if reps < SCAN_MIN_REPS:
         for _ in range(reps - 1):
@@ -230,6 +234,64 @@ def _apply_repeated(block, reps: int, k, kwargs):
         return k
 
     return _loop(once, k, reps - 1)
+
+
+def _in_turn(layers, k, kwargs):
+    for layer in layers:
+        k = layer.kernel_fn(k, **kwargs)
+    return k
+
+
+def _signature(k) -> tuple:
+    """What a loop's carry must keep: the Kernel's structure (its metadata
+    included) and its arrays' shapes and dtypes."""
+    leaves, tree = jax.tree_util.tree_flatten(k)
+    return tree, tuple((a.shape, a.dtype) for a in leaves)
+
+
+def _apply_differing(layers, k, kwargs):
+    """Apply ``layers`` in turn; the longest stretch of at least `SCAN_MIN_REPS`
+    blocks of up to 8 layers that each keep the kernel's structure (e.g.
+    ``Dense, Relu`` pairs with a ``W_std`` per layer) runs as one loop, whose
+    step switches to the block's own layers (`jax.lax.switch`).
+
+    Unrolled, such layers cost what equal ones did before they looped: compile
+    time growing with the depth squared, and for GELU the run time too.
+    """
+    n = len(layers)
+    if n < 2 * SCAN_MIN_REPS:  # too short to be worth tracing twice
+        return _in_turn(layers, k, kwargs)
+    sigs = [_signature(k)]
+    a = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), k)
+    for layer in layers:
+        a = jax.eval_shape(lambda k, layer=layer: layer.kernel_fn(k, **kwargs), a)
+        sigs.append(_signature(a))
+    best = None
+    for p in range(1, min(8, n // SCAN_MIN_REPS) + 1):
+        for start in range(n - SCAN_MIN_REPS * p + 1):
+            m = 0
+            while start + (m + 1) * p <= n and sigs[start + (m + 1) * p] == sigs[start]:
+                m += 1
+            if m >= SCAN_MIN_REPS and (best is None or m * p > best[1] * best[2]):
+                best = (start, p, m)
+    if best is None:
+        return _in_turn(layers, k, kwargs)
+    start, p, m = best
+    k = _in_turn(layers[:start], k, kwargs)
+
+    def branch(block, carry):
+        # Unpacked and packed inside the branch, so that XLA fuses both into
+        # the block's own pass over memory.
+        return pack_nngp_ntk(_in_turn(block, unpack_nngp_ntk(*carry), kwargs))
+
+    blocks = [layers[start + j * p : start + (j + 1) * p] for j in range(m)]
+    branches = [functools.partial(branch, block) for block in blocks]
+
+    def body(carry, j):
+        return jax.lax.switch(j, branches, carry), None
+
+    z = jax.lax.scan(body, pack_nngp_ntk(k), jnp.arange(m))[0]
+    return _apply_differing(layers[start + m * p :], unpack_nngp_ntk(*z), kwargs)
 
 
 def _loop(step, k, length: int):
