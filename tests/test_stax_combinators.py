@@ -201,6 +201,15 @@ REPEAT_BLOCKS = {
 }
 
 
+def _assert_same_kernels(a, b):
+    """The two Kernels hold the same arrays, to float64 rounding over a few layers."""
+    for f in ("nngp", "ntk", "cov1", "cov2"):
+        va, vb = getattr(a, f), getattr(b, f)
+        assert (va is None) == (vb is None), f
+        if va is not None:
+            np.testing.assert_allclose(va, vb, rtol=1e-12, atol=1e-14, err_msg=f)
+
+
 @pytest.mark.parametrize("block", list(REPEAT_BLOCKS))
 @pytest.mark.parametrize("n", [1, 4])
 @pytest.mark.parametrize("with_x2", [False, True])
@@ -212,11 +221,7 @@ def test_repeat_kernel_equals_serial_of_copies(block, n, with_x2):
     x1, x2 = _inputs()
     x2 = x2 if with_x2 else None
     a, b = rep.kernel_fn(x1, x2), ser.kernel_fn(x1, x2)
-    for f in ("nngp", "ntk", "cov1", "cov2"):
-        va, vb = getattr(a, f), getattr(b, f)
-        assert (va is None) == (vb is None), f
-        if va is not None:
-            np.testing.assert_allclose(va, vb, rtol=1e-12, atol=1e-14, err_msg=f)
+    _assert_same_kernels(a, b)
     assert a.shape1 == b.shape1 and a.shape2 == b.shape2
     assert a.is_gaussian == b.is_gaussian
 
@@ -257,11 +262,7 @@ def test_serial_of_equal_layers_built_apart_equals_them_one_by_one(block, with_x
     x1, x2 = _inputs()
     x2 = x2 if with_x2 else None
     a, b = net.kernel_fn(x1, x2), _layer_by_layer(layers, x1, x2)
-    for f in ("nngp", "ntk", "cov1", "cov2"):
-        va, vb = getattr(a, f), getattr(b, f)
-        assert (va is None) == (vb is None), f
-        if va is not None:
-            np.testing.assert_allclose(va, vb, rtol=1e-12, atol=1e-14, err_msg=f)
+    _assert_same_kernels(a, b)
     assert "scan" in str(jax.make_jaxpr(lambda x: net.kernel_fn(x, None, "ntk"))(x1))
 
 
@@ -286,11 +287,7 @@ def test_serial_loops_over_differing_blocks_and_equals_them_one_by_one(kind, wit
     x1, x2 = _inputs()
     x2 = x2 if with_x2 else None
     a, b = net.kernel_fn(x1, x2), _layer_by_layer(layers, x1, x2)
-    for f in ("nngp", "ntk", "cov1", "cov2"):
-        va, vb = getattr(a, f), getattr(b, f)
-        assert (va is None) == (vb is None), f
-        if va is not None:
-            np.testing.assert_allclose(va, vb, rtol=1e-12, atol=1e-14, err_msg=f)
+    _assert_same_kernels(a, b)
     jaxpr = str(jax.make_jaxpr(lambda x: net.kernel_fn(x, None, "ntk"))(x1))
     assert "scan" in jaxpr and "cond" in jaxpr
 
