@@ -213,26 +213,16 @@ def _apply_repeated(block, reps: int, k, kwargs):
     (`SCAN_MIN_REPS`). The first application is unrolled because it may change
     the kernel's metadata (e.g. is_gaussian).
     """
-
     once = functools.partial(_in_turn, block, kwargs=kwargs)
     k = once(k)
     if reps < SCAN_MIN_REPS:
         for _ in range(reps - 1):
             k = once(k)
         return k
-    after = jax.eval_shape(once, k)
-    same = (
-        jax.tree_util.tree_structure(after) == jax.tree_util.tree_structure(k)  # type: ignore[operator]
-        and all(
-            a.shape == b.shape and a.dtype == b.dtype
-            for a, b in zip(jax.tree_util.tree_leaves(after), jax.tree_util.tree_leaves(k))
-        )
-    )
-    if not same:
+    if _signature(jax.eval_shape(once, k)) != _signature(k):
         for _ in range(reps - 1):
             k = once(k)
         return k
-
     return _loop(once, k, reps - 1)
 
 
