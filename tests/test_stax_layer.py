@@ -88,7 +88,7 @@ def test_both_kernels_of_a_deep_network_cost_about_one(act):
     """Asked for the NNGP and the NTK of a 12-layer MLP, XLA used to recompute
     the earlier layers inside every later layer's loop: 6-8x the flops of the
     NTK alone (the ratio grows with depth). Packed, both cost one pass plus the
-    NNGP's own readout (a few percent)."""
+    NNGP's own readout (0.07% more here)."""
     kernel_fn = stax.serial(*_distinct_layers(act, 12)).kernel_fn
     x = jnp.ones((16, 8), jnp.float32)
     both, one = _flops(kernel_fn, x, ("nngp", "ntk")), _flops(kernel_fn, x, "ntk")

@@ -207,18 +207,14 @@ def _contents(cell):
 
 
 def _apply_repeated(block, reps: int, k, kwargs):
-    """Apply ``block`` ``reps`` times; a long run goes through `jax.lax.scan`.
+    """Apply ``block`` ``reps`` (at least `SCAN_MIN_REPS`) times through `jax.lax.scan`.
 
-    A loop keeps the program (and compile time) the size of one block
-    (`SCAN_MIN_REPS`). The first application is unrolled because it may change
-    the kernel's metadata (e.g. is_gaussian).
+    A loop keeps the program (and compile time) the size of one block. The
+    first application is unrolled because it may change the kernel's metadata
+    (e.g. is_gaussian).
     """
     once = functools.partial(_in_turn, block, kwargs=kwargs)
     k = once(k)
-    if reps < SCAN_MIN_REPS:
-        for _ in range(reps - 1):
-            k = once(k)
-        return k
     if _signature(jax.eval_shape(once, k)) != _signature(k):
         for _ in range(reps - 1):
             k = once(k)
@@ -254,7 +250,7 @@ def _apply_differing(layers, k, kwargs):
     sigs = [_signature(k)]
     a = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), k)
     for layer in layers:
-        a = jax.eval_shape(lambda k, layer=layer: layer.kernel_fn(k, **kwargs), a)
+        a = jax.eval_shape(functools.partial(_in_turn, (layer,), kwargs=kwargs), a)
         sigs.append(_signature(a))
     best = None
     for p in range(1, min(8, n // SCAN_MIN_REPS) + 1):
