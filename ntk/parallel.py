@@ -192,6 +192,19 @@ def _devices(device_count: int):
     return devices[:device_count]
 
 
+def _input_shape(x, name: str) -> jax.ShapeDtypeStruct:
+    """Shape and (canonical) dtype of an input of `choose_tile`, without
+    copying arrays; lists and other array-likes are converted."""
+    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+        x = np.asarray(x)
+    if len(x.shape) < 1:
+        raise ValueError(
+            f"parallel.choose_tile: `{name}` must have a batch axis, shape "
+            f"(batch, ...); got shape {tuple(x.shape)}."
+        )
+    return jax.ShapeDtypeStruct(tuple(x.shape), jax.dtypes.canonicalize_dtype(x.dtype))
+
+
 def choose_tile(
     kernel_fn: Callable, x1, x2, get: tuple, n_devices: int, memory_bytes: int, args=(), kwargs=None
 ) -> int:
@@ -203,6 +216,8 @@ def choose_tile(
     tiles in flight:
     :math:`t = \big\lfloor \sqrt{\mathtt{memory\_bytes} / (2 \cdot D \cdot 16 \cdot
     \text{bytes per pair})} \big\rfloor`. At least 1, at most the larger input size.
+    ``x1`` and ``x2`` may be any array-likes of shape ``(batch, ...)`` (only
+    their shapes and dtypes are read); ``x2=None`` means ``x1``.
 
     Example:
       One float64 per pair of inputs (with ``jax_enable_x64``; in float32, 4 bytes,
@@ -220,6 +235,8 @@ def choose_tile(
     """
     memory_bytes = _check_memory_bytes(memory_bytes, "parallel.choose_tile")
     kwargs = kwargs or {}
+    x1 = _input_shape(x1, "x1")
+    x2 = x1 if x2 is None else _input_shape(x2, "x2")
     out = jax.eval_shape(
         lambda a, b: kernel_fn(a, b, get, *args, **kwargs),
         jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype),

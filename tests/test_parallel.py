@@ -76,6 +76,14 @@ def test_memory_budget_picks_small_tiles_for_a_small_budget():
     np.testing.assert_allclose(out, KERNEL_FN(x1, x2, "ntk"), rtol=1e-12, atol=0)
 
 
+def test_choose_tile_reads_lists_and_x2_none_as_the_arrays_they_stand_for():
+    x1, _ = _inputs()
+    ref = parallel.choose_tile(KERNEL_FN, x1, x1, ("ntk",), 1, 2**12)
+    assert parallel.choose_tile(KERNEL_FN, x1.tolist(), None, ("ntk",), 1, 2**12) == ref
+    with pytest.raises(ValueError, match=r"`x1` must have a batch axis.*got shape \(\)"):
+        parallel.choose_tile(KERNEL_FN, 1.0, None, ("ntk",), 1, 2**12)
+
+
 def test_host_output_when_not_stored_on_device():
     x1, x2 = _inputs()
     out = parallel.batch(KERNEL_FN, 5, store_on_device=False)(x1, x2, "nngp")
