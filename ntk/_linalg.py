@@ -182,6 +182,33 @@ def check_factor(factor, k, jitter=0.0, **message):
     return factor
 
 
+def _working_jitter(k: np.ndarray, ev: np.ndarray, eps: float, floor: float) -> float:
+    """A power of ten ``a`` (absolute) such that ``k + a I`` factorises in
+    ``k``'s own precision, with a factor of 10 to spare.
+
+    The eigenvalues bound what is needed from below (``-λ_min``, plus rounding
+    of ``ε λ_max``); rounding in the factorisation itself is usually far below
+    the worst-case ``n ε λ_max``, so the bound is tried first and raised tenfold
+    until LAPACK's Cholesky succeeds. (A duplicated input in float32 makes an
+    800-input NTK singular; the worst case would suggest a jitter 10x its mean
+    diagonal, which ruins the predictions, where 1e-7 of it suffices.)
+    Falls back to the worst case ``|λ_min| + floor·λ_max`` if no such ``a``
+    is found within 12 decades.
+    """
+    top = max(abs(ev[-1]), 1e-300)
+    a = 10.0 ** math.ceil(math.log10(max(-ev[0], 0.0) + 10 * eps * top))
+    work = k.astype(np.float64 if k.dtype == np.float64 else np.float32)
+    work = (work + work.T) / 2
+    eye = np.eye(work.shape[0], dtype=work.dtype)
+    for _ in range(12):
+        try:
+            np.linalg.cholesky(work + work.dtype.type(a) * eye)
+            return 10.0 * a
+        except np.linalg.LinAlgError:
+            a *= 10.0
+    return 10.0 ** math.ceil(math.log10(max(-ev[0], 0.0) + floor * top))
+
+
 def not_positive_definite(
     k,
     jitter=0.0,
@@ -215,8 +242,7 @@ def not_positive_definite(
             f"nothing{absolute if relative else ''}. A network whose readout "
             f"has W_std=0, for example, has a zero NNGP."
         )
-    need = max(-ev[0], 0.0) + floor * max(abs(ev[-1]), 1e-300)
-    suggest_abs = 10.0 ** math.ceil(math.log10(need))
+    suggest_abs = _working_jitter(np.asarray(k), ev, eps, floor)
     if relative:
         rel = 10.0 ** math.ceil(math.log10(suggest_abs / max(abs(mean_diag), 1e-300)))
         flag = f"; {scale_flag}=False" if scale_flag else ""

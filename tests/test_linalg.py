@@ -50,6 +50,23 @@ def test_failure_reports_the_smallest_eigenvalue_and_a_jitter_that_works():
     assert np.all(np.isfinite(factor))
 
 
+def test_float32_suggestion_factorises_and_is_a_small_fraction_of_the_spectrum():
+    # A rank-31 float32 kernel of 400 inputs (as duplicates and few features
+    # make): the worst-case rounding bound, 100 n eps lambda_max, suggested a
+    # jitter of the size of the mean diagonal, which swamps the kernel; the
+    # suggestion must factorise in float32 and stay below 1e-3 lambda_max.
+    x = np.random.default_rng(2).normal(size=(400, 30))
+    k = (x @ x.T / 30 + 1.0).astype(np.float32)
+    with jax.enable_x64(False):
+        with pytest.raises(ValueError) as info:
+            jittered_cholesky(jnp.asarray(k), 0.0)
+        suggested = float(re.search(r"e\.g\. jitter=([0-9.e+-]+)", str(info.value)).group(1))
+        factor = jittered_cholesky(jnp.asarray(k), suggested).factor
+    assert factor.dtype == jnp.float32 and np.all(np.isfinite(factor))
+    lam_max = np.linalg.eigvalsh(k.astype(np.float64))[-1]
+    assert suggested * np.trace(k) / 400 <= 1e-3 * lam_max
+
+
 def test_absolute_failure_names_the_amount_and_the_callers_scale_flag():
     with pytest.raises(
         ValueError,
