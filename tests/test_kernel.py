@@ -43,7 +43,8 @@ def test_get_string_returns_that_array(name):
     k = NET.kernel_fn(X1, X2)
     out = NET.kernel_fn(X1, X2, get=name)
     assert isinstance(out, jax.Array)
-    np.testing.assert_array_equal(out, getattr(k, name))
+    # Two compiled programs: XLA may fuse (and so round) them differently.
+    np.testing.assert_allclose(out, getattr(k, name), rtol=4 * np.finfo(out.dtype).eps, atol=0)
 
 
 @pytest.mark.parametrize("get", [("ntk", "nngp"), ("cov1",), ("nngp", "cov2", "ntk")])
@@ -52,14 +53,17 @@ def test_get_tuple_returns_namedtuple_with_those_fields_in_order(get):
     out = NET.kernel_fn(X1, X2, get=get)
     assert isinstance(out, tuple) and out._fields == get
     for name, value in zip(get, out):
-        np.testing.assert_array_equal(value, getattr(k, name))
-        np.testing.assert_array_equal(getattr(out, name), getattr(k, name))
+        assert getattr(out, name) is value
+        # Two compiled programs: XLA may fuse (and so round) them differently.
+        np.testing.assert_allclose(value, getattr(k, name), rtol=4 * np.finfo(value.dtype).eps)
 
 
 def test_get_nngp_alone_matches_full_computation():
-    """Skipping the NTK (get='nngp') must not change the NNGP."""
-    np.testing.assert_array_equal(
-        NET.kernel_fn(X1, X2, get="nngp"), NET.kernel_fn(X1, X2, get=("nngp", "ntk")).nngp
+    """Skipping the NTK (get='nngp') must not change the NNGP (beyond the
+    rounding of a differently fused program)."""
+    nngp = NET.kernel_fn(X1, X2, get="nngp")
+    np.testing.assert_allclose(
+        nngp, NET.kernel_fn(X1, X2, get=("nngp", "ntk")).nngp, rtol=4 * np.finfo(nngp.dtype).eps
     )
 
 

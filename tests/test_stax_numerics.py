@@ -376,10 +376,15 @@ def _check_finite_symmetric_psd(out, dtype, depth, scales, what):
                 f"{what}: {name} block at scale {scales[idx[0]]:g} not PSD: min "
                 f"eigenvalue {ev[0]:.3g}, max {ev[-1]:.3g}"
             )
-    # cov1 and the diagonal come from different einsums of the inputs (last
-    # bit may differ); the layers must not amplify that.
+    # cov1 and the diagonal come from different einsums of the inputs and
+    # different fused loops (last bits may differ, an ulp or so per layer, as
+    # for the symmetry above; Hermite(3): 48 eps at depth 8 with XLA's
+    # legacy CPU emitters); the layers must not amplify that further.
     np.testing.assert_allclose(
-        np.diag(out["nngp"]), out["cov1"], rtol=16 * eps, err_msg=f"{what}: diag(nngp) != cov1"
+        np.diag(out["nngp"]),
+        out["cov1"],
+        rtol=16 * depth * eps,
+        err_msg=f"{what}: diag(nngp) != cov1",
     )
 
 
