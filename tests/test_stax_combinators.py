@@ -292,11 +292,34 @@ def test_serial_loops_over_differing_blocks_and_equals_them_one_by_one(kind, wit
     assert "scan" in jaxpr and "cond" in jaxpr
 
 
-def test_serial_unrolls_layers_that_change_the_kernel_structure():
-    """Widths are the kernel's metadata: blocks of different widths cannot share a loop."""
-    net = stax.serial(*[l for i in range(6) for l in (stax.Dense(16 + i), stax.Relu())])
-    x1, _ = _inputs()
-    assert "scan" not in str(jax.make_jaxpr(lambda x: net.kernel_fn(x, None, "ntk"))(x1))
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+@pytest.mark.parametrize("with_x2", [False, True])
+def test_serial_loops_over_blocks_of_different_widths_with_each_blocks_metadata(
+    parameterization, with_x2
+):
+    """The finite widths are the kernel's metadata, not its arrays: blocks of
+    different widths share a loop, each rebuilding its input Kernel with its
+    own widths (which the standard parameterization's kernels depend on)."""
+    layers = [
+        l
+        for i in range(6)
+        for l in (stax.Dense(16 + 3 * i, parameterization=parameterization), stax.Relu())
+    ] + [stax.Dense(1, parameterization=parameterization)]
+    net = stax.serial(*layers)
+    x1, x2 = _inputs()
+    x2 = x2 if with_x2 else None
+    a, b = net.kernel_fn(x1, x2), _layer_by_layer(layers, x1, x2)
+    _assert_same_kernels(a, b)
+    assert "scan" in str(jax.make_jaxpr(lambda x: net.kernel_fn(x, None, "ntk"))(x1))
+
+
+def test_serial_unrolls_layers_that_change_the_kernels_shape():
+    """VALID convolutions shrink the positions, so the covariance of every
+    pair of positions changes shape from block to block: no loop can carry it."""
+    net = stax.serial(*[l for _ in range(6) for l in (stax.Conv(4, (3,)), stax.Relu())])
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 16, 2))
+    jaxpr = str(jax.make_jaxpr(lambda x: net.kernel_fn(x, None, "ntk", diagonal_spatial=False))(x))
+    assert "scan" not in jaxpr
 
 
 def _scaled(c):

@@ -235,23 +235,40 @@ def _signature(k) -> tuple:
     return tree, tuple((a.shape, a.dtype) for a in leaves)
 
 
+def _carry(k) -> tuple:
+    """``(leaves, treedef)`` of ``k`` with its NNGP and NTK packed: what a loop
+    over blocks carries (the leaves) and what each block rebuilds its input
+    Kernel from (its own treedef, which holds the metadata). ``k`` may hold
+    `jax.ShapeDtypeStruct` leaves."""
+    return jax.tree_util.tree_flatten(jax.eval_shape(pack_nngp_ntk, k))
+
+
 def _apply_differing(layers, k, kwargs):
     """Apply ``layers`` in turn; the longest stretch of at least `SCAN_MIN_REPS`
-    blocks of up to 8 layers that each keep the kernel's structure (e.g.
-    ``Dense, Relu`` pairs with a ``W_std`` per layer) runs as one loop, whose
-    step switches to the block's own layers (`jax.lax.switch`).
+    blocks of up to 8 layers whose kernels keep their arrays' shapes and
+    dtypes (``Dense, Relu`` pairs with a ``W_std`` or a width per layer, or
+    alternating activations) runs as one loop, whose step switches to the
+    block's own layers (`jax.lax.switch`).
 
-    Unrolled, such layers cost what equal ones did before they looped: compile
-    time growing with the depth squared, and for GELU the run time too.
+    The loop carries the arrays only. Each block rebuilds its input Kernel
+    from them with the structure and metadata (widths, flags) found for it
+    by `jax.eval_shape`, so blocks whose metadata differ share the loop.
+    Unrolled, such layers cost what equal ones did before they looped:
+    compile time growing with the depth squared, and for GELU the run time
+    too; inside a user's `jax.jit`, both kernels of an unrolled network cost
+    a multiple of one (`pack_nngp_ntk`).
     """
     n = len(layers)
     if n < 2 * SCAN_MIN_REPS:  # too short to be worth tracing twice
         return _in_turn(layers, k, kwargs)
-    sigs = [_signature(k)]
     a = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), k)
-    for layer in layers:
-        a = jax.eval_shape(functools.partial(_in_turn, (layer,), kwargs=kwargs), a)
-        sigs.append(_signature(a))
+    trees, sigs = [], []
+    for i in range(n + 1):
+        leaves, tree = _carry(a)
+        trees.append(tree)
+        sigs.append(tuple((x.shape, x.dtype) for x in leaves))
+        if i < n:
+            a = jax.eval_shape(functools.partial(_in_turn, (layers[i],), kwargs=kwargs), a)
     best = None
     for p in range(1, min(8, n // SCAN_MIN_REPS) + 1):
         for start in range(n - SCAN_MIN_REPS * p + 1):
@@ -265,19 +282,21 @@ def _apply_differing(layers, k, kwargs):
     start, p, m = best
     k = _in_turn(layers[:start], k, kwargs)
 
-    def branch(block, carry):
+    def branch(j, leaves):
         # Unpacked and packed inside the branch, so that XLA fuses both into
         # the block's own pass over memory.
-        return pack_nngp_ntk(_in_turn(block, unpack_nngp_ntk(*carry), kwargs))
+        i = start + j * p
+        k = unpack_nngp_ntk(*jax.tree_util.tree_unflatten(trees[i], leaves))
+        return jax.tree_util.tree_leaves(pack_nngp_ntk(_in_turn(layers[i : i + p], k, kwargs)))
 
-    blocks = [layers[start + j * p : start + (j + 1) * p] for j in range(m)]
-    branches = [functools.partial(branch, block) for block in blocks]
+    branches = [functools.partial(branch, j) for j in range(m)]
 
-    def body(carry, j):
-        return jax.lax.switch(j, branches, carry), None
+    def body(leaves, j):
+        return jax.lax.switch(j, branches, leaves), None
 
-    z = jax.lax.scan(body, pack_nngp_ntk(k), jnp.arange(m))[0]
-    return _apply_differing(layers[start + m * p :], unpack_nngp_ntk(*z), kwargs)
+    leaves = jax.lax.scan(body, jax.tree_util.tree_leaves(pack_nngp_ntk(k)), jnp.arange(m))[0]
+    k = unpack_nngp_ntk(*jax.tree_util.tree_unflatten(trees[start + m * p], leaves))
+    return _apply_differing(layers[start + m * p :], k, kwargs)
 
 
 def _loop(step, k, length: int):
