@@ -197,8 +197,8 @@ def _working_jitter(k: np.ndarray, ev: np.ndarray, eps: float, floor: float) -> 
     """
     top = max(abs(ev[-1]), 1e-300)
     a = 10.0 ** math.ceil(math.log10(max(-ev[0], 0.0) + 10 * eps * top))
-    work = k.astype(np.float64 if k.dtype == np.float64 else np.float32)
-    work = (work + work.T) / 2
+    dtype = np.float64 if k.dtype == np.float64 else np.float32
+    work = np.asarray((k + k.T) / 2, dtype=dtype)
     eye = np.eye(work.shape[0], dtype=work.dtype)
     for _ in range(12):
         try:
