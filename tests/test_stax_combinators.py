@@ -258,12 +258,17 @@ def test_serial_of_equal_layers_built_apart_equals_them_one_by_one(block, with_x
     call, as a list comprehension makes them) as one loop carrying the NNGP
     and NTK packed; the kernels are those of the layers applied in turn."""
     layers = [stax.Dense(16, W_std=1.2, b_std=0.1)] + [REPEAT_BLOCKS[block]() for _ in range(5)]
+    assert "scan" in _serial_jaxpr_after_checking_it_equals_one_by_one(layers, with_x2)
+
+
+def _serial_jaxpr_after_checking_it_equals_one_by_one(layers, with_x2):
+    """The jaxpr of ``serial(*layers)``'s NTK, once its kernels (with or without
+    x2) have been checked against the layers applied in turn."""
     net = stax.serial(*layers)
     x1, x2 = _inputs()
     x2 = x2 if with_x2 else None
-    a, b = net.kernel_fn(x1, x2), _layer_by_layer(layers, x1, x2)
-    _assert_same_kernels(a, b)
-    assert "scan" in str(jax.make_jaxpr(lambda x: net.kernel_fn(x, None, "ntk"))(x1))
+    _assert_same_kernels(net.kernel_fn(x1, x2), _layer_by_layer(layers, x1, x2))
+    return str(jax.make_jaxpr(lambda x: net.kernel_fn(x, None, "ntk"))(x1))
 
 
 DIFFERING = {
@@ -283,12 +288,7 @@ def test_serial_loops_over_differing_blocks_and_equals_them_one_by_one(kind, wit
     keep the kernel's structure run as one loop that switches to each block's
     layers; the kernels are those of the layers applied in turn."""
     layers = [l for i in range(6) for l in DIFFERING[kind](i)] + [stax.Dense(1)]
-    net = stax.serial(*layers)
-    x1, x2 = _inputs()
-    x2 = x2 if with_x2 else None
-    a, b = net.kernel_fn(x1, x2), _layer_by_layer(layers, x1, x2)
-    _assert_same_kernels(a, b)
-    jaxpr = str(jax.make_jaxpr(lambda x: net.kernel_fn(x, None, "ntk"))(x1))
+    jaxpr = _serial_jaxpr_after_checking_it_equals_one_by_one(layers, with_x2)
     assert "scan" in jaxpr and "cond" in jaxpr
 
 
@@ -305,12 +305,8 @@ def test_serial_loops_over_blocks_of_different_widths_with_each_blocks_metadata(
         for i in range(6)
         for l in (stax.Dense(16 + 3 * i, parameterization=parameterization), stax.Relu())
     ] + [stax.Dense(1, parameterization=parameterization)]
-    net = stax.serial(*layers)
-    x1, x2 = _inputs()
-    x2 = x2 if with_x2 else None
-    a, b = net.kernel_fn(x1, x2), _layer_by_layer(layers, x1, x2)
-    _assert_same_kernels(a, b)
-    assert "scan" in str(jax.make_jaxpr(lambda x: net.kernel_fn(x, None, "ntk"))(x1))
+    jaxpr = _serial_jaxpr_after_checking_it_equals_one_by_one(layers, with_x2)
+    assert "scan" in jaxpr and "cond" in jaxpr
 
 
 def test_serial_unrolls_layers_that_change_the_kernels_shape():
