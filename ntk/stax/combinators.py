@@ -245,10 +245,10 @@ def _carry(k) -> tuple:
 
 def _apply_differing(layers, k, kwargs):
     """Apply ``layers`` in turn; the longest stretch of at least `SCAN_MIN_REPS`
-    blocks of up to 8 layers whose kernels keep their arrays' shapes and
-    dtypes (``Dense, Relu`` pairs with a ``W_std`` or a width per layer, or
-    alternating activations) runs as one loop, whose step switches to the
-    block's own layers (`jax.lax.switch`).
+    blocks (and twice as many layers) of up to 8 layers each, whose kernels
+    keep their arrays' shapes and dtypes (``Dense, Relu`` pairs with a
+    ``W_std`` or a width per layer, or alternating activations), runs as one
+    loop, whose step switches to the block's own layers (`jax.lax.switch`).
 
     The loop carries the arrays only. Each block rebuilds its input Kernel
     from them with the structure and metadata (widths, flags) found for it
@@ -275,7 +275,10 @@ def _apply_differing(layers, k, kwargs):
             m = 0
             while start + (m + 1) * p <= n and sigs[start + (m + 1) * p] == sigs[start]:
                 m += 1
-            if m >= SCAN_MIN_REPS and (best is None or m * p > best[1] * best[2]):
+            # A stretch of a few layers gains nothing from a loop: as with
+            # the whole sequence, at least 2 * SCAN_MIN_REPS layers.
+            long_enough = m >= SCAN_MIN_REPS and m * p >= 2 * SCAN_MIN_REPS
+            if long_enough and (best is None or m * p > best[1] * best[2]):
                 best = (start, p, m)
     if best is None:
         return _in_turn(layers, k, kwargs)
