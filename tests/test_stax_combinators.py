@@ -243,9 +243,9 @@ def test_repeat_apply_equals_serial_apply_with_same_params(block):
     np.testing.assert_allclose(y_rep, y_ser, rtol=1e-12, atol=1e-13)
 
 
-def _layer_by_layer(layers, x1, x2):
+def _layer_by_layer(layers, x1, x2, diagonal_spatial=True):
     """The kernel through ``layers`` one at a time: no loop, no jit boundary."""
-    k = inputs_to_kernel(x1, x2, diagonal_spatial=True, compute_ntk=True)
+    k = inputs_to_kernel(x1, x2, diagonal_spatial=diagonal_spatial, compute_ntk=True)
     for layer in layers:
         k = layer.kernel_fn(k)
     return k
@@ -285,8 +285,8 @@ DIFFERING = {
 @pytest.mark.parametrize("with_x2", [False, True])
 def test_serial_loops_over_differing_blocks_and_equals_them_one_by_one(kind, with_x2):
     """Blocks that differ (a W_std per layer, alternating activations) but
-    keep the kernel's structure run as one loop that switches to each block's
-    layers; the kernels are those of the layers applied in turn."""
+    keep the shapes of the kernel's arrays run as one loop that switches to
+    each block's layers; the kernels are those of the layers applied in turn."""
     layers = [l for i in range(6) for l in DIFFERING[kind](i)] + [stax.Dense(1)]
     jaxpr = _serial_jaxpr_after_checking_it_equals_one_by_one(layers, with_x2)
     assert "scan" in jaxpr and "cond" in jaxpr
@@ -307,6 +307,27 @@ def test_serial_loops_over_blocks_of_different_widths_with_each_blocks_metadata(
     ] + [stax.Dense(1, parameterization=parameterization)]
     jaxpr = _serial_jaxpr_after_checking_it_equals_one_by_one(layers, with_x2)
     assert "scan" in jaxpr and "cond" in jaxpr
+
+
+def test_serial_loops_over_each_stretch_between_changes_of_the_kernels_shape():
+    """Pooling that halves the positions splits differing blocks into two
+    stretches: each runs as its own loop, and the kernels are those of the
+    layers applied in turn."""
+
+    def blocks(c):
+        return [
+            l
+            for i in range(3)
+            for l in (stax.Conv(c, (3,), padding="SAME", W_std=1.0 + 0.1 * i), stax.Relu())
+        ]
+
+    layers = [*blocks(4), stax.AvgPool((2,)), *blocks(5), stax.Flatten(), stax.Dense(1)]
+    net = stax.serial(*layers)
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 8, 2))
+    a = net.kernel_fn(x, None, diagonal_spatial=False)
+    _assert_same_kernels(a, _layer_by_layer(layers, x, None, diagonal_spatial=False))
+    jaxpr = jax.make_jaxpr(lambda x: net.kernel_fn(x, None, "ntk", diagonal_spatial=False))(x)
+    assert str(jaxpr).count("scan[") == 2
 
 
 def test_serial_unrolls_layers_that_change_the_kernels_shape():

@@ -17,9 +17,9 @@ A residual block is ``serial(FanOut(2), parallel(block, Identity()), FanInSum())
 objects, or layers built apart that ``same_kernel`` finds equal) as one
 `jax.lax.scan` whose carry holds the NNGP and NTK as one complex array
 (``pack_nngp_ntk`` of `ntk.stax.layer`): compile time stays flat in depth, and
-the two kernels cost about one. Blocks that differ but keep the kernel's
-structure (a ``W_std`` per layer, alternating activations) loop too, each step
-switching to its block's layers (`jax.lax.switch`).
+the two kernels cost about one. Blocks that differ but keep the shapes of the
+kernel's arrays (a ``W_std`` or a width per layer, alternating activations)
+loop too, each step switching to its block's layers (`jax.lax.switch`).
 """
 
 from __future__ import annotations
@@ -229,26 +229,53 @@ def _in_turn(layers, k, kwargs):
 
 
 def _signature(k) -> tuple:
-    """What a loop's carry must keep: the Kernel's structure (its metadata
-    included) and its arrays' shapes and dtypes."""
+    """What the loop over equal blocks must keep, one step function serving
+    every block: the Kernel's structure (its metadata included) and its
+    arrays' shapes and dtypes."""
     leaves, tree = jax.tree_util.tree_flatten(k)
     return tree, tuple((a.shape, a.dtype) for a in leaves)
 
 
-def _carry(k) -> tuple:
-    """``(leaves, treedef)`` of ``k`` with its NNGP and NTK packed: what a loop
-    over blocks carries (the leaves) and what each block rebuilds its input
-    Kernel from (its own treedef, which holds the metadata). ``k`` may hold
-    `jax.ShapeDtypeStruct` leaves."""
-    return jax.tree_util.tree_flatten(jax.eval_shape(pack_nngp_ntk, k))
+def _carries(layers, k, kwargs) -> tuple[list, list]:
+    """``(trees, sigs)`` of the kernel before each of ``layers`` and after the
+    last, found by `jax.eval_shape`: the treedef of the Kernel with its NNGP
+    and NTK packed (which holds the metadata a block rebuilds its input from)
+    and its leaves' shapes and dtypes (what a loop carries)."""
+    a = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), k)
+    trees, sigs = [], []
+    for i in range(len(layers) + 1):
+        leaves, tree = jax.tree_util.tree_flatten(jax.eval_shape(pack_nngp_ntk, a))
+        trees.append(tree)
+        sigs.append(tuple((x.shape, x.dtype) for x in leaves))
+        if i < len(layers):
+            a = jax.eval_shape(functools.partial(_in_turn, (layers[i],), kwargs=kwargs), a)
+    return trees, sigs
+
+
+def _longest_stretch(sigs, lo: int):
+    """``(start, p, m)``: the most layers ``m·p`` from ``lo`` on in ``m`` blocks
+    of ``p`` layers that begin and end with one signature, or None. A stretch
+    of a few layers gains nothing from a loop: as for a whole sequence, at
+    least `SCAN_MIN_REPS` blocks and twice as many layers."""
+    n = len(sigs) - 1
+    best = None
+    for p in range(1, min(8, (n - lo) // SCAN_MIN_REPS) + 1):
+        for start in range(lo, n - SCAN_MIN_REPS * p + 1):
+            m = 0
+            while start + (m + 1) * p <= n and sigs[start + (m + 1) * p] == sigs[start]:
+                m += 1
+            long_enough = m >= SCAN_MIN_REPS and m * p >= 2 * SCAN_MIN_REPS
+            if long_enough and (best is None or m * p > best[1] * best[2]):
+                best = (start, p, m)
+    return best
 
 
 def _apply_differing(layers, k, kwargs):
-    """Apply ``layers`` in turn; the longest stretch of at least `SCAN_MIN_REPS`
-    blocks (and twice as many layers) of up to 8 layers each, whose kernels
-    keep their arrays' shapes and dtypes (``Dense, Relu`` pairs with a
-    ``W_std`` or a width per layer, or alternating activations), runs as one
-    loop, whose step switches to the block's own layers (`jax.lax.switch`).
+    """Apply ``layers`` in turn; each longest stretch (`_longest_stretch`) of
+    blocks of up to 8 layers whose kernels keep their arrays' shapes and
+    dtypes (``Dense, Relu`` pairs with a ``W_std`` or a width per layer, or
+    alternating activations) runs as one loop, whose step switches to the
+    block's own layers (`jax.lax.switch`).
 
     The loop carries the arrays only. Each block rebuilds its input Kernel
     from them with the structure and metadata (widths, flags) found for it
@@ -258,48 +285,32 @@ def _apply_differing(layers, k, kwargs):
     too; inside a user's `jax.jit`, both kernels of an unrolled network cost
     a multiple of one (`pack_nngp_ntk`).
     """
-    n = len(layers)
-    if n < 2 * SCAN_MIN_REPS:  # too short to be worth tracing twice
+    if len(layers) < 2 * SCAN_MIN_REPS:  # too short to be worth tracing twice
         return _in_turn(layers, k, kwargs)
-    a = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), k)
-    trees, sigs = [], []
-    for i in range(n + 1):
-        leaves, tree = _carry(a)
-        trees.append(tree)
-        sigs.append(tuple((x.shape, x.dtype) for x in leaves))
-        if i < n:
-            a = jax.eval_shape(functools.partial(_in_turn, (layers[i],), kwargs=kwargs), a)
-    best = None
-    for p in range(1, min(8, n // SCAN_MIN_REPS) + 1):
-        for start in range(n - SCAN_MIN_REPS * p + 1):
-            m = 0
-            while start + (m + 1) * p <= n and sigs[start + (m + 1) * p] == sigs[start]:
-                m += 1
-            # A stretch of a few layers gains nothing from a loop: as with
-            # the whole sequence, at least 2 * SCAN_MIN_REPS layers.
-            long_enough = m >= SCAN_MIN_REPS and m * p >= 2 * SCAN_MIN_REPS
-            if long_enough and (best is None or m * p > best[1] * best[2]):
-                best = (start, p, m)
-    if best is None:
-        return _in_turn(layers, k, kwargs)
-    start, p, m = best
-    k = _in_turn(layers[:start], k, kwargs)
+    trees, sigs = _carries(layers, k, kwargs)
+    done = 0
+    while (stretch := _longest_stretch(sigs, done)) is not None:
+        start, p, m = stretch
+        k = _in_turn(layers[done:start], k, kwargs)
 
-    def branch(j, leaves):
-        # Unpacked and packed inside the branch, so that XLA fuses both into
-        # the block's own pass over memory.
-        i = start + j * p
-        k = unpack_nngp_ntk(*jax.tree_util.tree_unflatten(trees[i], leaves))
-        return jax.tree_util.tree_leaves(pack_nngp_ntk(_in_turn(layers[i : i + p], k, kwargs)))
+        def branch(j, leaves, start=start, p=p):
+            # Unpacked and packed inside the branch, so that XLA fuses both
+            # into the block's own pass over memory.
+            i = start + j * p
+            k = unpack_nngp_ntk(*jax.tree_util.tree_unflatten(trees[i], leaves))
+            out = _in_turn(layers[i : i + p], k, kwargs)
+            return jax.tree_util.tree_leaves(pack_nngp_ntk(out))
 
-    branches = [functools.partial(branch, j) for j in range(m)]
+        branches = [functools.partial(branch, j) for j in range(m)]
 
-    def body(leaves, j):
-        return jax.lax.switch(j, branches, leaves), None
+        def body(leaves, j, branches=branches):
+            return jax.lax.switch(j, branches, leaves), None
 
-    leaves = jax.lax.scan(body, jax.tree_util.tree_leaves(pack_nngp_ntk(k)), jnp.arange(m))[0]
-    k = unpack_nngp_ntk(*jax.tree_util.tree_unflatten(trees[start + m * p], leaves))
-    return _apply_differing(layers[start + m * p :], k, kwargs)
+        leaves = jax.tree_util.tree_leaves(pack_nngp_ntk(k))
+        leaves = jax.lax.scan(body, leaves, jnp.arange(m))[0]
+        done = start + m * p
+        k = unpack_nngp_ntk(*jax.tree_util.tree_unflatten(trees[done], leaves))
+    return _in_turn(layers[done:], k, kwargs)
 
 
 def _loop(step, k, length: int):
