@@ -88,11 +88,11 @@ def _meta(k):
 def test_kernel_is_a_pytree_of_its_arrays():
     k = stax.Dense(5).kernel_fn(X1, X2)
     leaves, treedef = jax.tree_util.tree_flatten(k)
-    assert len(leaves) == 4
+    assert len(leaves) == 5  # nngp, ntk, cov1, cov2, sqdist
     back = jax.tree_util.tree_unflatten(treedef, leaves)
     assert isinstance(back, Kernel) and _meta(back) == _meta(k)
     # cov2 None is an empty subtree, not a leaf
-    assert len(jax.tree_util.tree_leaves(stax.Dense(5).kernel_fn(X1))) == 3
+    assert len(jax.tree_util.tree_leaves(stax.Dense(5).kernel_fn(X1))) == 4
 
 
 def test_tree_map_keeps_metadata():
@@ -240,6 +240,93 @@ def test_variances_and_outer_vars_broadcast_against_nngp():
     )
     assert np.broadcast_shapes(a11.shape, b11.shape) == k.cov1.shape
     assert np.broadcast_shapes(a22.shape, b22.shape) == k.cov2.shape
+
+
+# ------------------------------------------------------------ distances
+# Vector kernels carry E[(z(x1_i) - z(x2_j))²] (`Kernel.sqdist`) for the
+# angle of nearly collinear inputs; these check that it is the inputs'
+# squared distance and that no layer can carry it onto kernels it changed.
+
+
+@pytest.mark.parametrize("features", [3, 40], ids=["from-differences", "from-gram"])
+def test_input_sqdist_is_the_squared_distance_and_zero_between_duplicates(features):
+    x = RNG.normal(size=(5, features)).astype(np.float32)
+    x2 = np.concatenate([x[[3, 1]], RNG.normal(size=(2, features)).astype(np.float32)])
+    k = inputs_to_kernel(jnp.asarray(x), jnp.asarray(x2), diagonal_spatial=True, compute_ntk=False)
+    exact = ((x[:, None].astype(np.float64) - x2[None]) ** 2).sum(-1) / features
+    np.testing.assert_allclose(k.sqdist, exact, rtol=64 * np.finfo(np.float32).eps)
+    assert k.sqdist[3, 0] == 0 and k.sqdist[1, 1] == 0  # duplicated rows, exactly
+    same = inputs_to_kernel(jnp.asarray(x), None, diagonal_spatial=True, compute_ntk=False)
+    assert np.all(np.diag(same.sqdist) == 0)
+
+
+def test_input_kernels_of_images_and_masked_inputs_carry_no_distances():
+    images = jnp.asarray(RNG.normal(size=(2, 3, 3, 2)))
+    assert inputs_to_kernel(images, None, diagonal_spatial=True, compute_ntk=False).sqdist is None
+    masked = inputs_to_kernel(X1, X2, diagonal_spatial=True, compute_ntk=False, mask_constant=0.0)
+    assert masked.sqdist is None
+
+
+def test_replacing_a_covariance_drops_sqdist_unless_it_is_passed_too():
+    k = inputs_to_kernel(X1, X2, diagonal_spatial=True, compute_ntk=True)
+    assert k.sqdist is not None
+    for field in ("nngp", "cov1", "cov2"):
+        assert k.replace(**{field: 2 * getattr(k, field)}).sqdist is None
+    assert k.replace(nngp=2 * k.nngp, sqdist=2 * k.sqdist).sqdist is not None
+    assert k.replace(ntk=k.nngp, shape1=(3, 9)).sqdist is k.sqdist
+
+
+@pytest.mark.parametrize(
+    "layer,tracked",
+    [
+        (stax.Dense(8, W_std=1.3, b_std=0.2), True),
+        (stax.serial(stax.Dense(8, b_std=0.2), stax.Relu()), True),
+        (stax.serial(stax.Dense(8, b_std=0.2), stax.Sign()), True),
+        (stax.serial(stax.Dense(8, b_std=0.2), stax.Erf()), False),
+        (
+            stax.serial(
+                stax.FanOut(2), stax.parallel(stax.Dense(4), stax.Identity()), stax.FanInSum()
+            ),
+            True,
+        ),
+        (stax.serial(stax.Dense(8), stax.LayerNorm()), False),
+    ],
+    ids=["Dense", "Relu", "Sign", "Erf", "residual", "LayerNorm"],
+)
+def test_layers_carry_sqdist_only_where_they_know_it(layer, tracked):
+    """Where it is carried it equals c11 + c22 - 2 c12 of the layer's own
+    output (float64, random inputs: no cancellation to speak of)."""
+    k = layer.kernel_fn(X1, X2)
+    assert (k.sqdist is not None) == tracked
+    if tracked:
+        d = k.cov1[:, None] + k.cov2[None, :] - 2 * k.nngp
+        np.testing.assert_allclose(k.sqdist, d, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "act", [stax.Relu(), stax.LeakyRelu(0.2), stax.Sign()], ids=["Relu", "LeakyRelu", "Sign"]
+)
+def test_gradients_through_distances_equal_those_through_the_nngp(act):
+    """Input gradients of the NTK (NNGP for Sign) with the angle taken from
+    the distances (closed-form derivatives, `_one_minus_rho`) against the
+    same network with the distances dropped at the input (float64; random
+    inputs, two of them 1e-3 from others, so both ways of taking the angle
+    are used). At those close pairs the NNGP's own angle is the less accurate
+    one, to ~eps/θ² = 2e-10 per layer; a wrong derivative would be off by O(1)."""
+    _, _, kernel_fn = stax.serial(
+        stax.Dense(8, W_std=1.4, b_std=0.3), act, stax.Dense(8, W_std=1.2, b_std=0.1), act
+    )
+    get = "nngp" if "Sign" in repr(act) else "ntk"
+
+    def loss(x, track):
+        k = inputs_to_kernel(x, None, diagonal_spatial=True, compute_ntk=True)
+        k = k if track else k.replace(sqdist=None)
+        return jnp.sum(jnp.sin(getattr(kernel_fn(k), get)))
+
+    x = RNG.normal(size=(6, 3))
+    x = jnp.asarray(np.concatenate([x, x[:2] + 1e-3 * RNG.normal(size=(2, 3))]))
+    tracked, plain = (jax.grad(loss)(x, track) for track in (True, False))
+    np.testing.assert_allclose(tracked, plain, rtol=1e-7, atol=1e-12)
 
 
 # ------------------------------------------------------------ known NTKs

@@ -237,20 +237,23 @@ GRID = [
 GRID_SMOOTH_ONLY = [(0.0, 0.0, 1.0), (0.0, 0.0, 0.0)]
 
 
-def _layer_duals(layer, grid):
+def _layer_duals(layer, grid, sqdist=False):
     """Push a batch of Gaussian (c12, c11, c22) through ``layer.kernel_fn``.
 
     The i-th triple sits at ``nngp[i, i]`` with ``cov1[i] = c11``, ``cov2[i] =
     c22``; off-diagonal entries are 0 (always a valid covariance). The input
-    NTK is 1, so the output NTK is the derivative kernel K_φ'.
+    NTK is 1, so the output NTK is the derivative kernel K_φ'. With
+    ``sqdist`` the Kernel also carries its squared distances
+    ``c11 + c22 - 2 c12`` and the output's diagonal ones are returned too.
     """
     c12, c11, c22 = (np.array(t, dtype=np.float64) for t in zip(*grid))
     n = len(grid)
 
     @jax.jit  # one compilation instead of hundreds of eager dispatches
     def duals(c12, c11, c22):
+        nngp = jnp.diag(c12)
         k = Kernel(
-            nngp=jnp.diag(c12),
+            nngp=nngp,
             ntk=jnp.ones((n, n), c12.dtype),
             cov1=c11,
             cov2=c22,
@@ -258,9 +261,11 @@ def _layer_duals(layer, grid):
             shape2=(n, 7),
             diagonal_spatial=True,
             is_gaussian=True,
+            sqdist=c11[:, None] + c22[None, :] - 2 * nngp if sqdist else None,
         )
         out = layer.kernel_fn(k)
-        return jnp.diag(out.nngp), jnp.diag(out.ntk), out.cov1, out.cov2
+        d = () if not sqdist else (jnp.diag(out.sqdist),)
+        return (jnp.diag(out.nngp), jnp.diag(out.ntk), out.cov1, out.cov2) + d
 
     return tuple(np.asarray(a) for a in duals(c12, c11, c22))
 
@@ -342,6 +347,89 @@ def test_sign_nngp_matches_integration_and_ntk_is_zero():
     _assert_close_cs(nngp, pair, np.ones_like(pair), RTOL, "Sign nngp")
     _assert_close_cs(cov1, v1, np.ones_like(v1), RTOL, "Sign cov1")
     assert np.all(dot == 0.0)
+
+
+# A Kernel that carries squared distances (vector inputs) goes through the
+# kinked activations' `sqdist_dual`: the same kernels, the angle taken from
+# the distances, and the outputs' distances E[(φ(u) - φ(v))²].
+KINKED = [c for c in CASES if c.name.startswith(("Relu", "LeakyRelu", "ABRelu", "Abs"))] + [SIGN]
+
+
+@pytest.mark.parametrize("case", KINKED, ids=repr)
+def test_kinked_duals_from_distances_match_numerical_integration(case):
+    nngp, dot, cov1, _, sqdist = _layer_duals(case.layer, GRID, sqdist=True)
+    pair, v1, v2 = _oracle(case.phi, GRID, case.kinks)
+    _assert_close_cs(nngp, pair, np.sqrt(v1 * v2), RTOL, f"{case.name} nngp")
+    _assert_close_cs(cov1, v1, v1, RTOL, f"{case.name} cov1")
+    # E[(φ(u) - φ(v))²] = E φ(u)² + E φ(v)² - 2 E φ(u)φ(v), at most v1 + v2
+    # in size; 1e-11 of it, as above.
+    _assert_close_cs(sqdist, v1 + v2 - 2 * pair, v1 + v2, RTOL, f"{case.name} sqdist")
+    if case.dphi is None:
+        assert np.all(dot == 0.0)
+    else:
+        dpair, dv1, dv2 = _oracle(case.dphi, GRID, case.kinks)
+        _assert_close_cs(dot, dpair, np.sqrt(dv1 * dv2), RTOL, f"{case.name} ntk")
+
+
+def _arccos_in_extended_precision(theta, s, a, b):
+    """ABRelu(a, b)'s kernels at c11 = 1, c22 = s², c12 = s cos θ, and the
+    outputs' squared distance, in 80-bit arithmetic from θ itself (Cho & Saul
+    2009): the reference for angles float64 cannot tell from 0."""
+    ld = np.longdouble
+    theta, s = np.asarray(theta, ld), np.asarray(s, ld)
+    f = ld((a - b) ** 2) / (2 * np.pi)
+    dot = ld(a * a + b * b) / 2 - f * theta
+    k12 = f * s * np.sin(theta) + dot * s * np.cos(theta)
+    # sin θ − θ cos θ by its series: θ ≤ 1e-2, ten terms are exact in 80 bits.
+    h = sum(
+        (-1) ** (n + 1) * 2 * n * theta ** (2 * n + 1) / ld(math.factorial(2 * n + 1))
+        for n in range(1, 11)
+    )
+    d = (1 - s) ** 2 + 4 * s * np.sin(theta / 2) ** 2
+    d_out = ld(a * a + b * b) / 2 * d - 2 * f * s * h
+    return k12, dot, d_out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize(
+    "a,b", [(0.0, 1.0), (-0.3, 1.0), (-1.0, 1.0)], ids=["relu", "leaky", "abs"]
+)
+def test_kinked_duals_resolve_angles_below_the_dtypes_square_root_eps(dtype, a, b):
+    """Two inputs at angle θ = 1e-7..1e-2 rad, of norms 1 and s = 1 + kθ
+    (k = 0, 1, 10: nearby inputs differ in norm as much as in direction).
+    Their correlation rounds to 1 - O(eps), so the θ-term of
+    K_φ' = (a²+b²)/2 - (a-b)²θ/(2π) taken from c12 is off by ~sqrt(eps)
+    (3e-4 rad in float32). From the squared distance d the error is that of
+    the chord d - (1 - s)² = 2s(1 - cos θ): the rounding of d and of
+    (1 - s)², so θ is right to ~eps (d + (1 - s)²)/chord relative, a few eps
+    for these pairs. The reference is the closed form in 80-bit arithmetic."""
+    from ntk.stax.duals import abrelu
+
+    ld = np.longdouble
+    theta = np.array([ld(t) for t in np.geomspace(1e-7, 1e-2, 11) for _ in range(3)])
+    s = 1 + np.array([k for _ in range(11) for k in (0, 1, 10)]) * theta
+    chord = 4 * s * np.sin(theta / 2) ** 2  # 2s(1 - cos θ), without cancelling
+    exact_d = (1 - s) ** 2 + chord
+    args = [np.array(v, dtype=dtype) for v in (exact_d, s * np.cos(theta), np.ones(33), s * s)]
+    nngp, dot, d_out = (np.asarray(v, ld) for v in jax.jit(abrelu(a, b).sqdist_dual)(*args))
+    k12, dot_ref, d_ref = _arccos_in_extended_precision(theta, s, a, b)
+    eps = np.finfo(dtype).eps
+    d_theta = 8 * eps * theta * (exact_d + (1 - s) ** 2) / chord
+    f = (a - b) ** 2 / (2 * np.pi)
+    _assert_all_within(dot, dot_ref, 4 * eps * np.abs(dot_ref) + f * d_theta, "K_φ'")
+    _assert_all_within(nngp, k12, 8 * eps * np.abs(k12) + f * s * d_theta, "K_φ")
+    _assert_all_within(d_out, d_ref, 16 * eps * exact_d + 2 * f * s * theta**2 * d_theta, "d'")
+    # Taken from c12 (the plain dual), θ is not resolved: the check can fail.
+    plain_dot = np.asarray(jax.jit(abrelu(a, b).dual)(*args[1:])[1], ld)
+    assert np.max(np.abs(plain_dot - dot_ref) / (f * theta)) > 0.5
+
+
+def _assert_all_within(value, ref, tol, what):
+    err = np.abs(value - ref) / tol
+    i = int(np.argmax(err))
+    assert err[i] <= 1, (
+        f"{what}: at pair {i} got {value[i]}, reference {ref[i]}, tolerance {tol[i]:.3g}"
+    )
 
 
 # ------------------------------------------------------------ Monte Carlo

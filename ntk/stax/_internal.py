@@ -249,3 +249,77 @@ def _angle_jvp(primals, tangents):
     (s, c), (ds, dc) = primals, tangents
     denom = jnp.maximum(s * s + c * c, jnp.finfo(jnp.result_type(s)).tiny)
     return angle(s, c), (ds * c - dc * s) / denom
+
+
+# h(θ)/θ³ = (sin θ − θ cos θ)/θ³ = Σ_{n≥1} (−1)^{n+1} 2n/(2n+1)! θ^{2n−2}, in
+# powers of θ², for θ < _H_SERIES_BELOW: five terms reach float64's rounding,
+# three float32's. Above it, sin θ − θ cos θ costs ReLU's d' a relative
+# ~2ε/θ ≤ 20ε.
+_H_COEF = tuple((-1) ** (n + 1) * 2 * n / math.factorial(2 * n + 1) for n in range(1, 6))
+_H_SERIES_BELOW = 0.1
+
+
+def _h_over_cube(t):
+    coef = _H_COEF if jnp.finfo(t.dtype).bits > 32 else _H_COEF[:3]
+    poly = jnp.zeros_like(t) + coef[-1]
+    for c in coef[-2::-1]:
+        poly = poly * t + c
+    return poly
+
+
+def angle_from_sqdist(d, c12, c11, c22):
+    r"""``(θ, p sin θ, p h(θ))`` of two inputs from their squared distance.
+
+    With :math:`p = \sqrt{c_{11} c_{22}}` and
+    :math:`d = c_{11} + c_{22} - 2 c_{12}` carried apart from :math:`c_{12}`
+    (`ntk.kernel.Kernel.sqdist`), the chord
+    :math:`d - (\sqrt{c_{11}} - \sqrt{c_{22}})^2 = 2(p - c_{12}) = 2p(1 - \rho)` gives
+    :math:`1 - \rho` to an absolute error of about :math:`\epsilon d / p`, where
+    :math:`c_{12}` gives it to :math:`\epsilon` (`correlation`). So for inputs closer
+    than their norms, :math:`d \le p`, the angle is taken from the chord, which
+    resolves it however small it is; otherwise (inputs far apart, or of very
+    different norms) from :math:`\rho` as in the other duals:
+
+    .. math::
+
+        \sin\theta = \sqrt{(1 - \rho)(1 + \rho)},
+        \qquad \theta = \operatorname{atan2}(\sin\theta, \rho),
+
+    and :math:`h(\theta) = \sin\theta - \theta\cos\theta` (the arc-cosine kernels'
+    distance term) is summed as its Taylor series :math:`\theta^3/3 - \theta^5/30 + \dots`
+    for :math:`\theta < 0.1`, where the difference would cancel. As in `correlation`,
+    everything is normalised by :math:`p` (no overflow at any variance), and a
+    zero-variance input (:math:`p = 0`) is uncorrelated with everything:
+    :math:`\theta = \pi/2`.
+    """
+    r1, r2, i1, i2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22), inv_sqrt(c11), inv_sqrt(c22))
+    p = r1 * r2
+    rho, _ = correlation(c12, c11, c22)
+    # 1 - ρ and 1 + ρ from c12 with the rounding noise at ±1 removed (`gap`).
+    one_minus = jnp.where(d <= p, _one_minus_rho(d, r1, r2, i1, i2), gap(rho))
+    sine = safe_sqrt(one_minus * gap(-rho))
+    theta = angle(sine, rho)
+    sine_p = p * sine
+    t = theta * theta
+    h_p = jnp.where(theta < _H_SERIES_BELOW, p * theta * t * _h_over_cube(t), sine_p - theta * c12)
+    return theta, sine_p, h_p
+
+
+@jax.custom_jvp
+def _one_minus_rho(d, r1, r2, i1, i2):
+    """``1 − ρ = (d − (r1 − r2)²) / (2 r1 r2)`` (0 where r1 r2 = 0), with
+    ``r_i = sqrt(c_ii)`` and ``i_i = 1/r_i`` (per input, so the pairwise loop
+    divides by nothing). The derivative is given in closed form, in terms of
+    ``d`` and ``r_i`` alone (``i_i`` are functions of them), as in
+    `correlation`: the chain rule through ``chord · i1 i2`` forms
+    ``chord · ∂L/∂(i1 i2)``, which overflows float32 at variances ~1e19."""
+    return jnp.maximum(d - (r1 - r2) ** 2, 0) * (i1 * i2) / 2
+
+
+@_one_minus_rho.defjvp
+def _one_minus_rho_jvp(primals, tangents):
+    (d, r1, r2, i1, i2), (dd, dr1, dr2, _, _) = primals, tangents
+    u = _one_minus_rho(d, r1, r2, i1, i2)
+    # ∂u/∂d = 1/(2 r1 r2), ∂u/∂r1 = ρ/r1 − 1/r2 with ρ = 1 − u (and likewise r2).
+    du = dd * (i1 * i2) / 2 + dr1 * ((1 - u) * i1 - i2) + dr2 * ((1 - u) * i2 - i1)
+    return u, jnp.where(u > 0, du, 0.0)

@@ -16,7 +16,8 @@ A residual block is ``serial(FanOut(2), parallel(block, Identity()), FanInSum())
 ``serial`` runs a run of at least ``SCAN_MIN_REPS`` equal blocks (the same layer
 objects, or layers built apart that ``same_kernel`` finds equal) as one
 `jax.lax.scan` whose carry holds the NNGP and NTK as one complex array
-(``pack_nngp_ntk`` of `ntk.stax.layer`): compile time stays flat in depth, and
+(``pack_carry`` of `ntk.stax.layer`; a kernel with distances carries them and
+the NTK, the NNGP rebuilt from them): compile time stays flat in depth, and
 the two kernels cost about one. Blocks that differ but keep the shapes of the
 kernel's arrays (a ``W_std`` or a width per layer, alternating activations)
 loop too, each step switching to its block's layers (`jax.lax.switch`).
@@ -43,8 +44,8 @@ from ntk.stax.layer import (
     check_init_args,
     check_params,
     make_layer,
-    pack_nngp_ntk,
-    unpack_nngp_ntk,
+    pack_carry,
+    unpack_carry,
 )
 from ntk.stax.masking import and_masks, concat_masks, has_masked
 
@@ -244,7 +245,7 @@ def _carries(layers, k, kwargs) -> tuple[list, list]:
     a = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), k)
     trees, sigs = [], []
     for i in range(len(layers) + 1):
-        leaves, tree = jax.tree_util.tree_flatten(jax.eval_shape(pack_nngp_ntk, a))
+        leaves, tree = jax.tree_util.tree_flatten(jax.eval_shape(pack_carry, a))
         trees.append(tree)
         sigs.append(tuple((x.shape, x.dtype) for x in leaves))
         if i < len(layers):
@@ -283,7 +284,7 @@ def _apply_differing(layers, k, kwargs):
     Unrolled, such layers cost what equal ones did before they looped:
     compile time growing with the depth squared, and for GELU the run time
     too; inside a user's `jax.jit`, both kernels of an unrolled network cost
-    a multiple of one (`pack_nngp_ntk`).
+    a multiple of one (`pack_carry`).
     """
     if len(layers) < 2 * SCAN_MIN_REPS:  # too short to be worth tracing twice
         return _in_turn(layers, k, kwargs)
@@ -297,35 +298,35 @@ def _apply_differing(layers, k, kwargs):
             # Unpacked and packed inside the branch, so that XLA fuses both
             # into the block's own pass over memory.
             i = start + j * p
-            k = unpack_nngp_ntk(*jax.tree_util.tree_unflatten(trees[i], leaves))
+            k = unpack_carry(*jax.tree_util.tree_unflatten(trees[i], leaves))
             out = _in_turn(layers[i : i + p], k, kwargs)
-            return jax.tree_util.tree_leaves(pack_nngp_ntk(out))
+            return jax.tree_util.tree_leaves(pack_carry(out))
 
         branches = [functools.partial(branch, j) for j in range(m)]
 
         def body(leaves, j, branches=branches):
             return jax.lax.switch(j, branches, leaves), None
 
-        leaves = jax.tree_util.tree_leaves(pack_nngp_ntk(k))
+        leaves = jax.tree_util.tree_leaves(pack_carry(k))
         leaves = jax.lax.scan(body, leaves, jnp.arange(m))[0]
         done = start + m * p
-        k = unpack_nngp_ntk(*jax.tree_util.tree_unflatten(trees[done], leaves))
+        k = unpack_carry(*jax.tree_util.tree_unflatten(trees[done], leaves))
     return _in_turn(layers[done:], k, kwargs)
 
 
 def _loop(step, k, length: int):
     """``step`` applied ``length`` times to the Kernel ``k``, as `jax.lax.scan`.
 
-    The loop carries the NNGP and NTK as one complex array (`pack_nngp_ntk`):
+    The loop carries the NNGP and NTK as one complex array (`pack_carry`):
     XLA then computes both in one pass over memory per step, where two
     carries cost it two passes that each recompute the step's shared terms
     (a 10-layer ReLU MLP's two kernels of 2,000 inputs: 68 ms, against 155).
     """
 
     def body(carry, _):
-        return pack_nngp_ntk(step(unpack_nngp_ntk(*carry))), None
+        return pack_carry(step(unpack_carry(*carry))), None
 
-    return unpack_nngp_ntk(*jax.lax.scan(body, pack_nngp_ntk(k), None, length=length)[0])
+    return unpack_carry(*jax.lax.scan(body, pack_carry(k), None, length=length)[0])
 
 
 def parallel(*layers) -> Layer:
@@ -503,6 +504,8 @@ def FanInSum() -> Layer:
             cov1=_sum([k.cov1 for k in ks]),
             cov2=_sum([k.cov2 for k in ks]),
             is_gaussian=all(k.is_gaussian for k in ks),
+            # Independent branches: the squared distances add like the kernels.
+            sqdist=_sum([k.sqdist for k in ks]),
         )
 
     return make_layer(

@@ -27,9 +27,12 @@ Through an activation the NNGP becomes :math:`K_\varphi` and the NTK becomes
     K_\varphi = \frac{\sqrt{c_{11} c_{22}}}{2\pi} \big(\sin\theta + (\pi - \theta)\cos\theta\big),
     \qquad K_{\varphi'} = \frac{\pi - \theta}{2\pi}.
 
-Every activation here is an `Activation` record ``(fn, dual)`` in the table
-``ACTIVATIONS`` (name -> factory); ``dual(c12, c11, c22)`` returns
-:math:`(K_\varphi, K_{\varphi'})` elementwise. The table is what other modules (e.g.
+Every activation here is an `Activation` record ``(fn, dual, sqdist_dual)`` in
+the table ``ACTIVATIONS`` (name -> factory); ``dual(c12, c11, c22)`` returns
+:math:`(K_\varphi, K_{\varphi'})` elementwise. The kinked ones (ABRelu's family,
+Sign) also take the angle from the inputs' squared distance and map it
+(``sqdist_dual``; `ntk.kernel.Kernel.sqdist`), which resolves nearly collinear
+inputs in float32. The table is what other modules (e.g.
 deep kernel machines) use to get an activation's dual; the layers of
 `ntk.stax.elementwise` wrap it, and `ntk.stax.numerical` integrates the dual
 of any other :math:`\varphi`.
@@ -53,7 +56,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk._checks import as_numpy, require_bool, require_real
-from ntk.stax._internal import PI, angle, atan2, correlation, gap, inv_sqrt, pairwise, safe_sqrt
+from ntk.stax._internal import (
+    PI,
+    angle,
+    angle_from_sqdist,
+    atan2,
+    correlation,
+    gap,
+    inv_sqrt,
+    pairwise,
+    safe_sqrt,
+)
 
 
 class Activation(NamedTuple):
@@ -77,6 +90,13 @@ class Activation(NamedTuple):
 
     fn: Optional[Callable]
     dual: Callable
+    #: For kinked activations (ABRelu's family, Sign), whose kernels are
+    #: not smooth in :math:`c_{12}` at :math:`\theta = 0`: ``sqdist_dual(d, c12, c11,
+    #: c22)`` :math:`\to (K_\varphi, K_{\varphi'}, d')` with the angle taken from the
+    #: squared distance :math:`d = c_{11} + c_{22} - 2c_{12}` (``angle_from_sqdist``)
+    #: and the outputs' squared distance :math:`d' = K_\varphi(c_{11}) + K_\varphi(c_{22})
+    #: - 2 K_\varphi(c_{12})` in closed form; None for smooth activations.
+    sqdist_dual: Optional[Callable] = None
 
 
 # ------------------------------------------------------- argument checks
@@ -146,7 +166,15 @@ def abrelu(a: float, b: float) -> Activation:
         norms = safe_sqrt(c11) * safe_sqrt(c22)
         return f * norms * sine + dot * c12, dot
 
-    return Activation(lambda x: a * jnp.minimum(x, 0) + b * jnp.maximum(x, 0), dual)
+    def sqdist_dual(d, c12, c11, c22):
+        # d' = (a² + b²)/2 · d − (a − b)²/π · p h(θ): the kernel above at c11,
+        # c22 and c12 with the O(1) terms cancelled by hand.
+        theta, sine_p, h_p = angle_from_sqdist(d, c12, c11, c22)
+        dot = (a**2 + b**2) / 2 - f * theta
+        d_out = jnp.maximum((a**2 + b**2) / 2 * d - 2 * f * h_p, 0)
+        return f * sine_p + dot * c12, dot, d_out
+
+    return Activation(lambda x: a * jnp.minimum(x, 0) + b * jnp.maximum(x, 0), dual, sqdist_dual)
 
 
 def erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
@@ -279,7 +307,13 @@ def sign() -> Activation:
         theta = angle(safe_sqrt(one_minus), rho)
         return 1 - 2 * theta / PI, jnp.zeros_like(theta)
 
-    return Activation(jnp.sign, dual)
+    def sqdist_dual(d, c12, c11, c22):
+        theta = angle_from_sqdist(d, c12, c11, c22)[0]
+        on1, on2 = pairwise(c12, (c11 > 0).astype(c12.dtype), (c22 > 0).astype(c12.dtype))
+        d_out = jnp.where(on1 * on2 > 0, 4 * theta / PI, on1 + on2)
+        return 1 - 2 * theta / PI, jnp.zeros_like(theta), d_out
+
+    return Activation(jnp.sign, dual, sqdist_dual)
 
 
 def exp(a: float = 1.0, b: float = 1.0) -> Activation:

@@ -53,8 +53,11 @@ from ntk.stax.spec import Parameterless
 # ---------------------------------------------------------------- layers
 
 
-def apply_dual(k: Kernel, dual: Callable, name: str = "activation") -> Kernel:
-    """Push a Gaussian `Kernel` through an activation with dual ``dual``."""
+def apply_dual(
+    k: Kernel, dual: Callable, name: str = "activation", sqdist_dual: Optional[Callable] = None
+) -> Kernel:
+    """Push a Gaussian `Kernel` through an activation with dual ``dual``
+    (and ``sqdist_dual`` where ``k`` carries distances: `Activation`)."""
     if not k.is_gaussian:
         raise ValueError(
             f"{name}: the input of an activation must be Gaussian, "
@@ -63,7 +66,11 @@ def apply_dual(k: Kernel, dual: Callable, name: str = "activation") -> Kernel:
             f"raw inputs). Put a Dense/Conv before {name}."
         )
     (a12, b12), (a11, b11), out22 = k.outer_vars()
-    nngp, dot = dual(k.nngp, a12, b12)
+    sqdist = None
+    if k.sqdist is not None and sqdist_dual is not None:
+        nngp, dot, sqdist = sqdist_dual(k.sqdist, k.nngp, a12, b12)
+    else:
+        nngp, dot = dual(k.nngp, a12, b12)
     ntk = None
     if k.ntk is not None:
         if k.nngp.ndim > 2:
@@ -74,11 +81,11 @@ def apply_dual(k: Kernel, dual: Callable, name: str = "activation") -> Kernel:
         ntk = k.ntk * dot
     cov1 = dual(k.cov1, a11, b11)[0]
     cov2 = None if out22 is None else dual(k.cov2, *out22)[0]
-    return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
+    return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False, sqdist=sqdist)
 
 
 def _elementwise(name: str, activation: Activation) -> Layer:
-    fn, dual = activation
+    fn, dual, sqdist_dual = activation
 
     def apply_fn(params, x, **kwargs):
         if fn is None:
@@ -91,7 +98,7 @@ def _elementwise(name: str, activation: Activation) -> Layer:
         name,
         lambda key, shape: (shape, ()),
         apply_fn,
-        lambda k, **kw: apply_dual(k, dual, name),
+        lambda k, **kw: apply_dual(k, dual, name, sqdist_dual),
         spec=Parameterless(),
         remask=True,
     )

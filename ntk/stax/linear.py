@@ -140,7 +140,11 @@ def affine_kernel(k: Kernel, W_std, b_std, parameterization: str, fan_in_width: 
                 ntk = ntk + W_std**2 * k.ntk
             if b_std is not None:
                 ntk = ntk + 1.0
-    return k.replace(nngp=nngp, ntk=ntk, cov1=fc(k.cov1), cov2=fc(k.cov2), is_gaussian=True)
+    # The bias is common to both inputs: distances only scale.
+    sqdist = None if k.sqdist is None else W_std**2 * k.sqdist
+    return k.replace(
+        nngp=nngp, ntk=ntk, cov1=fc(k.cov1), cov2=fc(k.cov2), is_gaussian=True, sqdist=sqdist
+    )
 
 
 def Dense(
