@@ -38,12 +38,15 @@ Distances (vector inputs). Nearly collinear inputs differ in their kernels by
 :math:`c_{11} + c_{22} - 2c_{12}`, a difference of nearly equal numbers: the angle
 :math:`\theta` between them, which kinked activations (ReLU, ``Sign``) need
 (:math:`K_{\varphi'} = (\pi - \theta)/(2\pi)` for ReLU), has an error of about
-:math:`\sqrt{\epsilon}` when taken from ``nngp`` (3e-4 rad in float32), and every
-bias :math:`\sigma_b^2` added to all three makes it worse. So an unmasked kernel of
+:math:`\sqrt{\epsilon}` when taken from ``nngp`` (3e-4 rad in float32), every
+bias :math:`\sigma_b^2` added to all three makes it worse, and smooth ones (Erf)
+lose :math:`1 - \rho^2` to rounding. So an unmasked kernel of
 vectors also carries ``sqdist`` :math:`= \mathbb{E}[(z(\mathtt{x1}_i) - z(\mathtt{x2}_j))^2]`,
 computed from the inputs' differences and pushed through the layers that know
-it: an affine layer scales it by :math:`\sigma_w^2` (the bias cancels), a kinked
-activation maps it in closed form (``ntk.stax.duals``). Any other layer drops it
+it: an affine layer scales it by :math:`\sigma_w^2` (the bias cancels), ReLU's
+family and ``Sign`` map it in closed form (``ntk.stax.duals``), ``Erf`` reads it
+and passes on :math:`K_{11} + K_{22} - 2K_{12}` (exactly 0 between identical
+inputs), and ``FanInSum`` adds it. Any other layer drops it
 (`Kernel.replace` of ``nngp``, ``cov1`` or ``cov2`` without ``sqdist`` sets it to None),
 and the layers after it take the angle from ``nngp`` as before.
 """

@@ -282,7 +282,8 @@ def test_replacing_a_covariance_drops_sqdist_unless_it_is_passed_too():
         (stax.Dense(8, W_std=1.3, b_std=0.2), True),
         (stax.serial(stax.Dense(8, b_std=0.2), stax.Relu()), True),
         (stax.serial(stax.Dense(8, b_std=0.2), stax.Sign()), True),
-        (stax.serial(stax.Dense(8, b_std=0.2), stax.Erf()), False),
+        (stax.serial(stax.Dense(8, b_std=0.2), stax.Erf()), True),
+        (stax.serial(stax.Dense(8, b_std=0.2), stax.Gelu()), False),
         (
             stax.serial(
                 stax.FanOut(2), stax.parallel(stax.Dense(4), stax.Identity()), stax.FanInSum()
@@ -291,7 +292,7 @@ def test_replacing_a_covariance_drops_sqdist_unless_it_is_passed_too():
         ),
         (stax.serial(stax.Dense(8), stax.LayerNorm()), False),
     ],
-    ids=["Dense", "Relu", "Sign", "Erf", "residual", "LayerNorm"],
+    ids=["Dense", "Relu", "Sign", "Erf", "Gelu", "residual", "LayerNorm"],
 )
 def test_layers_carry_sqdist_only_where_they_know_it(layer, tracked):
     """Where it is carried it equals c11 + c22 - 2 c12 of the layer's own
@@ -304,7 +305,9 @@ def test_layers_carry_sqdist_only_where_they_know_it(layer, tracked):
 
 
 @pytest.mark.parametrize(
-    "act", [stax.Relu(), stax.LeakyRelu(0.2), stax.Sign()], ids=["Relu", "LeakyRelu", "Sign"]
+    "act",
+    [stax.Relu(), stax.LeakyRelu(0.2), stax.Sign(), stax.Erf(1.3, 0.8, 0.1)],
+    ids=["Relu", "LeakyRelu", "Sign", "Erf"],
 )
 def test_gradients_through_distances_equal_those_through_the_nngp(act):
     """Input gradients of the NTK (NNGP for Sign) with the angle taken from

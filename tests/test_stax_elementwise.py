@@ -350,15 +350,18 @@ def test_sign_nngp_matches_integration_and_ntk_is_zero():
 
 
 # A Kernel that carries squared distances (vector inputs) goes through the
-# kinked activations' `sqdist_dual`: the same kernels, the angle taken from
-# the distances, and the outputs' distances E[(φ(u) - φ(v))²].
-KINKED = [c for c in CASES if c.name.startswith(("Relu", "LeakyRelu", "ABRelu", "Abs"))] + [SIGN]
+# `sqdist_dual` of the activations that have one: the same kernels, the angle
+# taken from the distances, and the outputs' distances E[(φ(u) - φ(v))²].
+WITH_DISTANCES = [
+    c for c in CASES if c.name.startswith(("Relu", "LeakyRelu", "ABRelu", "Abs", "Erf", "Sigmoid"))
+] + [SIGN]
 
 
-@pytest.mark.parametrize("case", KINKED, ids=repr)
-def test_kinked_duals_from_distances_match_numerical_integration(case):
-    nngp, dot, cov1, _, sqdist = _layer_duals(case.layer, GRID, sqdist=True)
-    pair, v1, v2 = _oracle(case.phi, GRID, case.kinks)
+@pytest.mark.parametrize("case", WITH_DISTANCES, ids=repr)
+def test_duals_from_distances_match_numerical_integration(case):
+    grid = _grid_for(case)
+    nngp, dot, cov1, _, sqdist = _layer_duals(case.layer, grid, sqdist=True)
+    pair, v1, v2 = _oracle(case.phi, grid, case.kinks)
     _assert_close_cs(nngp, pair, np.sqrt(v1 * v2), RTOL, f"{case.name} nngp")
     _assert_close_cs(cov1, v1, v1, RTOL, f"{case.name} cov1")
     # E[(φ(u) - φ(v))²] = E φ(u)² + E φ(v)² - 2 E φ(u)φ(v), at most v1 + v2
@@ -367,7 +370,7 @@ def test_kinked_duals_from_distances_match_numerical_integration(case):
     if case.dphi is None:
         assert np.all(dot == 0.0)
     else:
-        dpair, dv1, dv2 = _oracle(case.dphi, GRID, case.kinks)
+        dpair, dv1, dv2 = _oracle(case.dphi, grid, case.kinks)
         _assert_close_cs(dot, dpair, np.sqrt(dv1 * dv2), RTOL, f"{case.name} ntk")
 
 
@@ -422,6 +425,40 @@ def test_kinked_duals_resolve_angles_below_the_dtypes_square_root_eps(dtype, a, 
     # Taken from c12 (the plain dual), θ is not resolved: the check can fail.
     plain_dot = np.asarray(jax.jit(abrelu(a, b).dual)(*args[1:])[1], ld)
     assert np.max(np.abs(plain_dot - dot_ref) / (f * theta)) > 0.5
+
+
+@pytest.mark.parametrize(
+    "a,b,c", [(1.0, 1.0, 0.0), (1.7, 0.6, -0.3)], ids=["erf", "erf(1.7,0.6,-0.3)"]
+)
+def test_erf_dual_from_distances_resolves_nearby_inputs(a, b, c):
+    """Pairs as above (θ = 1e-5..1e-1, norms 10 and 10 (1 + kθ)), float32.
+    K_φ' = a²b²(4/π) q1 q2 / cos α12 needs cos² = 1 - s12² = e1 + e2 - e1 e2
+    + (1 - e1)(1 - e2)(1 - ρ²), e_i = 1/(1 + 2b² c_ii), whose last term
+    matters at large variance: from the distances it is right to a few eps,
+    from c12 (whose 1 - ρ² is set to 0 below 64 eps) not. The reference: the rounded d,
+    c11, c22 (c12 = (c11 + c22 - d)/2) in 80-bit arithmetic."""
+    from ntk.stax.duals import erf
+
+    ld = np.longdouble
+    theta = np.array([ld(t) for t in np.geomspace(1e-5, 1e-1, 9) for _ in range(3)])
+    s = 1 + np.array([k for _ in range(9) for k in (0, 1, 10)]) * theta
+    c11, c22 = np.full_like(theta, 100), 100 * s * s
+    p = np.sqrt(c11 * c22)
+    d = (np.sqrt(c11) - np.sqrt(c22)) ** 2 + 4 * p * np.sin(theta / 2) ** 2
+    args = [np.array(v, dtype=np.float32) for v in (d, p * np.cos(theta), c11, c22)]
+    nngp, dot, d_out = jax.jit(erf(a, b, c).sqdist_dual)(*args)
+    assert d_out is None  # the layer takes it from the kernels
+    d, c11, c22 = (np.asarray(v, ld) for v in (args[0], args[2], args[3]))
+    g = 2 * ld(b) ** 2
+    q1, q2 = 1 / np.sqrt(1 + g * c11), 1 / np.sqrt(1 + g * c22)
+    s12 = g * (c11 + c22 - d) / 2 * q1 * q2
+    k_ref = 2 * ld(a) ** 2 / np.pi * np.arcsin(s12) + ld(c) ** 2
+    dot_ref = 4 / np.pi * ld(a * b) ** 2 * q1 * q2 / np.sqrt(1 - s12 * s12)
+    eps = np.finfo(np.float32).eps
+    _assert_all_within(np.asarray(nngp, ld), k_ref, 8 * eps * np.abs(k_ref), "K_φ")
+    _assert_all_within(np.asarray(dot, ld), dot_ref, 8 * eps * dot_ref, "K_φ'")
+    plain = np.asarray(jax.jit(erf(a, b, c).dual)(*args[1:])[1], ld)
+    assert np.max(np.abs(plain - dot_ref) / (eps * dot_ref)) > 8
 
 
 def _assert_all_within(value, ref, tol, what):

@@ -699,40 +699,57 @@ def test_duals_reach_their_limits_at_variance_1e150(name):
 COLLINEAR_X = np.array([1, 1.001, 1.01, 1.1, 2, 2.002, 3.0])
 
 
-def _abrelu_recursion_in_extended_precision(a, b, depth, w, bias):
-    """NNGP and NTK of ``Dense, [ABRelu(a, b), Dense] * depth`` on
-    `COLLINEAR_X`: Cho & Saul's arc-cosine formulas with θ = arccos ρ in
-    80-bit arithmetic (1 - ρ ≥ 5e-10 here, resolved to 1e-9 relative)."""
+def _recursion_in_extended_precision(activation, depth, w, bias):
+    """NNGP and NTK of ``Dense, [activation, Dense] * depth`` on `COLLINEAR_X`
+    in 80-bit arithmetic, from the textbook closed forms: Cho & Saul's
+    arc-cosine kernels with θ = arccos ρ (1 - ρ ≥ 5e-10 here, resolved to 1e-9
+    relative) for ``("abrelu", a, b)``, Williams' arcsine kernel for
+    ``("erf",)`` (whose derivative kernel has no 1 - ρ to resolve)."""
     x = COLLINEAR_X.astype(LD)
     k = LD(w) ** 2 * np.outer(x, x) + LD(bias) ** 2
     ntk = k.copy()
-    f = LD((a - b) ** 2) / (2 * np.pi)
-    half = LD(a * a + b * b) / 2
     diag = np.diag_indices_from(k)
     for _ in range(depth):
         v = np.diag(k).copy()
-        p = np.sqrt(np.outer(v, v))
-        theta = np.arccos(np.clip(k / p, -1, 1))
-        theta[diag] = 0
-        dot = half - f * theta
-        k = LD(w) ** 2 * (f * p * np.sin(theta) + dot * k) + LD(bias) ** 2
+        if activation[0] == "erf":
+            big_p = np.outer(1 + 2 * v, 1 + 2 * v)
+            phi = 2 / LD(np.pi) * np.arcsin(2 * k / np.sqrt(big_p))
+            dot = 4 / LD(np.pi) / np.sqrt(big_p - 4 * k * k)
+        else:
+            _, a, b = activation
+            f, half = LD((a - b) ** 2) / (2 * np.pi), LD(a * a + b * b) / 2
+            p = np.sqrt(np.outer(v, v))
+            theta = np.arccos(np.clip(k / p, -1, 1))
+            theta[diag] = 0
+            dot = half - f * theta
+            phi = f * p * np.sin(theta) + dot * k
+        k = LD(w) ** 2 * phi + LD(bias) ** 2
         ntk = LD(w) ** 2 * dot * ntk + k
     return k, ntk
 
 
+COLLINEAR_CASES = {
+    "relu": (stax.Relu(), ("abrelu", 0.0, 1.0)),
+    "leaky": (stax.LeakyRelu(0.1), ("abrelu", 0.1, 1.0)),
+    "abs": (stax.Abs(), ("abrelu", -1.0, 1.0)),
+    "erf": (stax.Erf(), ("erf",)),
+}
+
+
 @pytest.mark.parametrize("depth", [1, 10])
-@pytest.mark.parametrize("a,b", [(0.0, 1.0), (0.1, 1.0), (-1.0, 1.0)], ids=["relu", "leaky", "abs"])
-def test_float32_kernels_of_nearly_collinear_inputs_are_right_to_rounding(a, b, depth):
-    """Within 16 eps per layer of the extended-precision recursion (measured:
-    8-92 eps at depth 1-10; without distances 1,500-11,600 eps). Depth 10
-    runs through serial's loop, whose carry rebuilds the NNGP from the
-    distances."""
+@pytest.mark.parametrize("name", sorted(COLLINEAR_CASES))
+def test_float32_kernels_of_nearly_collinear_inputs_are_right_to_rounding(name, depth):
+    """Within 16 eps per layer of the extended-precision recursion (measured,
+    NTK: 7-92 eps at depth 1-10 for the ReLU family, 3-29 for Erf; without
+    distances 2,900-11,600 and 55-745 eps). Depth 10 runs through serial's
+    loop, whose carry rebuilds the NNGP from the distances."""
     w, bias = 1.5, 0.05
-    hidden = [stax.ABRelu(a, b), stax.Dense(512, W_std=w, b_std=bias)] * depth
+    layer, activation = COLLINEAR_CASES[name]
+    hidden = [layer, stax.Dense(512, W_std=w, b_std=bias)] * depth
     _, _, kernel_fn = stax.serial(stax.Dense(512, W_std=w, b_std=bias), *hidden)
     out = kernel_fn(jnp.asarray(COLLINEAR_X[:, None], jnp.float32), None, ("nngp", "ntk"))
-    ref = _abrelu_recursion_in_extended_precision(a, b, depth, w, bias)
+    ref = _recursion_in_extended_precision(activation, depth, w, bias)
     eps = np.finfo(np.float32).eps
-    for name, value, r in zip(("nngp", "ntk"), out, ref):
+    for kind, value, r in zip(("nngp", "ntk"), out, ref):
         err = np.max(np.abs(np.asarray(value, LD) - r) / np.abs(r)) / eps
-        assert err <= 16 * (depth + 1), f"{name}: {float(err):.0f} eps"
+        assert err <= 16 * (depth + 1), f"{kind}: {float(err):.0f} eps"

@@ -30,9 +30,9 @@ Through an activation the NNGP becomes :math:`K_\varphi` and the NTK becomes
 Every activation here is an `Activation` record ``(fn, dual, sqdist_dual)`` in
 the table ``ACTIVATIONS`` (name -> factory); ``dual(c12, c11, c22)`` returns
 :math:`(K_\varphi, K_{\varphi'})` elementwise. The kinked ones (ABRelu's family,
-Sign) also take the angle from the inputs' squared distance and map it
-(``sqdist_dual``; `ntk.kernel.Kernel.sqdist`), which resolves nearly collinear
-inputs in float32. The table is what other modules (e.g.
+Sign) also take the angle from the inputs' squared distance and map it, Erf
+takes :math:`1 - \rho^2` from it (``sqdist_dual``; `ntk.kernel.Kernel.sqdist`),
+which resolves nearly collinear inputs in float32. The table is what other modules (e.g.
 deep kernel machines) use to get an activation's dual; the layers of
 `ntk.stax.elementwise` wrap it, and `ntk.stax.numerical` integrates the dual
 of any other :math:`\varphi`.
@@ -62,6 +62,7 @@ from ntk.stax._internal import (
     angle_from_sqdist,
     atan2,
     correlation,
+    correlation_from_sqdist,
     gap,
     inv_sqrt,
     pairwise,
@@ -90,12 +91,13 @@ class Activation(NamedTuple):
 
     fn: Optional[Callable]
     dual: Callable
-    #: For kinked activations (ABRelu's family, Sign), whose kernels are
-    #: not smooth in :math:`c_{12}` at :math:`\theta = 0`: ``sqdist_dual(d, c12, c11,
-    #: c22)`` :math:`\to (K_\varphi, K_{\varphi'}, d')` with the angle taken from the
+    #: For ABRelu's family and Sign, whose kernels are not smooth in
+    #: :math:`c_{12}` at :math:`\theta = 0`, and Erf: ``sqdist_dual(d, c12, c11,
+    #: c22)`` :math:`\to (K_\varphi, K_{\varphi'}, d')` with :math:`1 - \rho` taken from the
     #: squared distance :math:`d = c_{11} + c_{22} - 2c_{12}` (``angle_from_sqdist``)
     #: and the outputs' squared distance :math:`d' = K_\varphi(c_{11}) + K_\varphi(c_{22})
-    #: - 2 K_\varphi(c_{12})` in closed form; None for smooth activations.
+    #: - 2 K_\varphi(c_{12})` in closed form (Erf: None, the layer takes it from the
+    #: kernels); None for the others.
     sqdist_dual: Optional[Callable] = None
 
 
@@ -117,7 +119,7 @@ def check_degree(degree, name):
 # ------------------------------------------- shared normalisation
 
 
-def _arcsine_factors(c12, c11, c22, g):
+def _arcsine_factors(c12, c11, c22, g, one_minus=None):
     """Shared normalisation of the arcsine-type duals (Erf, Gelu, Gaussian).
 
     For ``p_i = 1 + g·c_i`` (g = 2b² for erf, 1 for gelu, −2b for the
@@ -130,10 +132,13 @@ def _arcsine_factors(c12, c11, c22, g):
     a sum of non-negative terms when g ≥ 0 — no cancellation, no overflow.
     Returns ``(e1, e2, q12 = 1/sqrt(P), cos² = Δ²/P, valid)`` (pairwise
     shape); ``valid`` is False where some p_i ≤ 0 (only possible for g < 0).
+    ``one_minus``: :math:`1 - \rho^2` if known better than from c12 (from the
+    inputs' distances, `_erf_sqdist`).
     """
     q1, q2 = pairwise(c12, inv_sqrt(1 + g * c11), inv_sqrt(1 + g * c22))
     e1, e2 = q1 * q1, q2 * q2
-    _, one_minus = correlation(c12, c11, c22)
+    if one_minus is None:
+        _, one_minus = correlation(c12, c11, c22)
     e12 = e1 * e2
     # t_i = 1 − e_i: absolute error eps, negligible against cos² ≥ max(e_i)
     # where t_i is small; written so, the (N, N) loop reads only e_i (see
@@ -199,7 +204,26 @@ def erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
         nngp = a**2 * (2 / PI) * atan2(g * c12 * q12, cos) + c**2
         return nngp, a**2 * b**2 * (4 / PI) * q12 / cos
 
-    return Activation(lambda x: a * jax.scipy.special.erf(b * x) + c, dual)
+    def sqdist_dual(d, c12, c11, c22):
+        return _erf_sqdist(d, c12, c11, c22, a, b, c)
+
+    return Activation(lambda x: a * jax.scipy.special.erf(b * x) + c, dual, sqdist_dual)
+
+
+def _erf_sqdist(d, c12, c11, c22, a, b, c):
+    r"""Erf's kernels with :math:`1 - \rho` (inside :math:`\cos^2 = 1 - s_{12}^2`, which
+    :math:`K_{\varphi'}` divides by) taken from the distances (`_arcsine_factors`);
+    the outputs' distance is left to the layer (None: ``K11 + K22 − 2 K12``,
+    exactly 0 between identical inputs). Erf is smooth, so that difference has
+    the error of the kernels, ε K; a closed form right to ε d' costs the
+    layer twice the time (its two angle differences need their own arc
+    tangent), which is not spent."""
+    g = 2 * b**2
+    rho, one_minus, _ = correlation_from_sqdist(d, c12, c11, c22)
+    _, _, q12, cos2, _ = _arcsine_factors(c12, c11, c22, g, one_minus * gap(-rho))
+    cos = jnp.sqrt(cos2)
+    nngp = a**2 * (2 / PI) * atan2(g * c12 * q12, cos) + c**2
+    return nngp, a**2 * b**2 * (4 / PI) * q12 / cos, None
 
 
 def gelu(approximate: bool = False) -> Activation:

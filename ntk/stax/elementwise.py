@@ -23,7 +23,7 @@ import numpy as np
 
 from ntk._checks import as_numpy, require_bool, require_real, require_traceable
 from ntk.kernel import Kernel
-from ntk.stax._internal import PI, fusion_fence
+from ntk.stax._internal import PI, fusion_fence, inv
 
 # ACTIVATIONS is re-exported: `ntk.dkm` and users read the table from here.
 from ntk.stax.duals import ACTIVATIONS  # noqa: F401
@@ -81,6 +81,14 @@ def apply_dual(
         ntk = k.ntk * dot
     cov1 = dual(k.cov1, a11, b11)[0]
     cov2 = None if out22 is None else dual(k.cov2, *out22)[0]
+    if k.sqdist is not None and sqdist_dual is not None and sqdist is None:
+        # From the kernels, with identical inputs kept at exactly 0.
+        # Through a division, so XLA reads the variances' kernels once per
+        # input instead of recomputing them inside the pairwise loop.
+        v1 = inv(inv(cov1))
+        v2 = v1 if cov2 is None else inv(inv(cov2))
+        d = jnp.maximum(v1[:, None] + v2[None, :] - 2 * nngp, 0)
+        sqdist = jnp.where(k.sqdist > 0, d, jnp.zeros((), d.dtype))
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False, sqdist=sqdist)
 
 
