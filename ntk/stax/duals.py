@@ -133,7 +133,7 @@ def _arcsine_factors(c12, c11, c22, g, one_minus=None):
     Returns ``(e1, e2, q12 = 1/sqrt(P), cos² = Δ²/P, valid)`` (pairwise
     shape); ``valid`` is False where some p_i ≤ 0 (only possible for g < 0).
     ``one_minus``: :math:`1 - \rho^2` if known better than from c12 (from the
-    inputs' distances, `_erf_sqdist`).
+    inputs' distances: Erf's ``sqdist_dual``).
     """
     q1, q2 = pairwise(c12, inv_sqrt(1 + g * c11), inv_sqrt(1 + g * c22))
     e1, e2 = q1 * q1, q2 * q2
@@ -198,32 +198,22 @@ def erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
     check_real_args("erf", a=a, b=b, c=c)
     g = 2 * b**2
 
-    def dual(c12, c11, c22):
-        _, _, q12, cos2, _ = _arcsine_factors(c12, c11, c22, g)
+    def dual(c12, c11, c22, one_minus=None):
+        _, _, q12, cos2, _ = _arcsine_factors(c12, c11, c22, g, one_minus)
         cos = jnp.sqrt(cos2)
         nngp = a**2 * (2 / PI) * atan2(g * c12 * q12, cos) + c**2
         return nngp, a**2 * b**2 * (4 / PI) * q12 / cos
 
     def sqdist_dual(d, c12, c11, c22):
-        return _erf_sqdist(d, c12, c11, c22, a, b, c)
+        # 1 − ρ² (inside cos² = 1 − s12², which K_φ' divides by) from the
+        # distances. The outputs' distance is left to the layer (None: K11 +
+        # K22 − 2 K12, exactly 0 between identical inputs): Erf is smooth, so
+        # that has the kernels' error, ε K; a closed form right to ε d' took
+        # the layer twice the time (two more arc tangents per pair).
+        rho, one_minus, _ = correlation_from_sqdist(d, c12, c11, c22)
+        return (*dual(c12, c11, c22, one_minus * gap(-rho)), None)
 
     return Activation(lambda x: a * jax.scipy.special.erf(b * x) + c, dual, sqdist_dual)
-
-
-def _erf_sqdist(d, c12, c11, c22, a, b, c):
-    r"""Erf's kernels with :math:`1 - \rho` (inside :math:`\cos^2 = 1 - s_{12}^2`, which
-    :math:`K_{\varphi'}` divides by) taken from the distances (`_arcsine_factors`);
-    the outputs' distance is left to the layer (None: ``K11 + K22 − 2 K12``,
-    exactly 0 between identical inputs). Erf is smooth, so that difference has
-    the error of the kernels, ε K; a closed form right to ε d' costs the
-    layer twice the time (its two angle differences need their own arc
-    tangent), which is not spent."""
-    g = 2 * b**2
-    rho, one_minus, _ = correlation_from_sqdist(d, c12, c11, c22)
-    _, _, q12, cos2, _ = _arcsine_factors(c12, c11, c22, g, one_minus * gap(-rho))
-    cos = jnp.sqrt(cos2)
-    nngp = a**2 * (2 / PI) * atan2(g * c12 * q12, cos) + c**2
-    return nngp, a**2 * b**2 * (4 / PI) * q12 / cos, None
 
 
 def gelu(approximate: bool = False) -> Activation:
