@@ -42,8 +42,8 @@ Distances (vector inputs). Nearly collinear inputs differ in their kernels by
 bias :math:`\sigma_b^2` added to all three makes it worse, and smooth ones (Erf)
 lose :math:`1 - \rho^2` to rounding. So an unmasked kernel of
 vectors also carries ``sqdist`` :math:`= \mathbb{E}[(z(\mathtt{x1}_i) - z(\mathtt{x2}_j))^2]`,
-computed from the inputs' differences and pushed through the layers that know
-it: an affine layer scales it by :math:`\sigma_w^2` (the bias cancels), ReLU's
+computed from the inputs' differences (wide inputs: from their Gram matrices,
+`SQDIST_DIRECT_MAX_FEATURES`) and pushed through the layers that know it: an affine layer scales it by :math:`\sigma_w^2` (the bias cancels), ReLU's
 family and ``Sign`` map it in closed form (``ntk.stax.duals``), ``Erf`` reads it
 and passes on :math:`K_{11} + K_{22} - 2K_{12}` (exactly 0 between identical
 inputs), and ``FanInSum`` adds it. Any other layer drops it
