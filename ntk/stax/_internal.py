@@ -292,11 +292,9 @@ def angle_from_sqdist(d, c12, c11, c22):
     zero-variance input (:math:`p = 0`) is uncorrelated with everything:
     :math:`\theta = \pi/2`.
     """
-    rho, one_minus, _ = correlation_from_sqdist(d, c12, c11, c22)
+    rho, one_minus, p = correlation_from_sqdist(d, c12, c11, c22)
     sine = safe_sqrt(one_minus * gap(-rho))
     theta = angle(sine, rho)
-    r1, r2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
-    p = r1 * r2
     sine_p = p * sine
     t = theta * theta
     h_p = jnp.where(theta < _H_SERIES_BELOW, p * theta * t * _h_over_cube(t), sine_p - theta * c12)
@@ -304,14 +302,14 @@ def angle_from_sqdist(d, c12, c11, c22):
 
 
 def correlation_from_sqdist(d, c12, c11, c22):
-    """``(ρ, 1 − ρ, near)``: ``1 − ρ`` from the squared distance ``d`` where the
-    inputs are nearer than their norms (``near``: ``d ≤ sqrt(c11 c22)``; see
+    """``(ρ, 1 − ρ, p)``: ``1 − ρ`` from the squared distance ``d`` where the
+    inputs are nearer than their norms (``d ≤ p = sqrt(c11 c22)``; see
     `angle_from_sqdist`), from ``c12`` otherwise (`gap`)."""
     r1, r2, i1, i2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22), inv_sqrt(c11), inv_sqrt(c22))
+    p = r1 * r2
     rho, _ = correlation(c12, c11, c22)
-    near = d <= r1 * r2
     # 1 - ρ and 1 + ρ from c12 with the rounding noise at ±1 removed (`gap`).
-    return rho, jnp.where(near, _one_minus_rho(d, r1, r2, i1, i2), gap(rho)), near
+    return rho, jnp.where(d <= p, _one_minus_rho(d, r1, r2, i1, i2), gap(rho)), p
 
 
 @jax.custom_jvp

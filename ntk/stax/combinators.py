@@ -239,8 +239,8 @@ def _signature(k) -> tuple:
 
 def _carries(layers, k, kwargs) -> tuple[list, list]:
     """``(trees, sigs)`` of the kernel before each of ``layers`` and after the
-    last, found by `jax.eval_shape`: the treedef of the Kernel with its NNGP
-    and NTK packed (which holds the metadata a block rebuilds its input from)
+    last, found by `jax.eval_shape`: the treedef of the Kernel packed for the
+    carry (`pack_carry`; it holds the metadata a block rebuilds its input from)
     and its leaves' shapes and dtypes (what a loop carries)."""
     a = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), k)
     trees, sigs = [], []

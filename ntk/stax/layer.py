@@ -367,8 +367,7 @@ def unpack_carry(k, z):
         return dataclasses.replace(k, nngp=jnp.real(z.z), sqdist=jnp.imag(z.z))
     if isinstance(z, DistanceAndTangent):
         d = jnp.real(z.z)
-        v1 = k.cov1[:, None]
-        v2 = (k.cov1 if k.cov2 is None else k.cov2)[None, :]
+        v1, v2 = k.outer_vars()[0]
         return dataclasses.replace(k, nngp=(v1 + v2 - d) / 2, ntk=jnp.imag(z.z), sqdist=d)
     return unpack_nngp_ntk(k, z)
 
