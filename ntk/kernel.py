@@ -44,9 +44,11 @@ lose :math:`1 - \rho^2` to rounding. So an unmasked kernel of
 vectors also carries ``sqdist`` :math:`= \mathbb{E}[(z(\mathtt{x1}_i) - z(\mathtt{x2}_j))^2]`,
 computed from the inputs' differences (wide inputs: from their Gram matrices,
 `SQDIST_DIRECT_MAX_FEATURES`) and pushed through the layers that know it: an affine layer scales it by :math:`\sigma_w^2` (the bias cancels), ReLU's
-family and ``Sign`` map it in closed form (``ntk.stax.duals``), ``Erf`` reads it
-and passes on :math:`K_{11} + K_{22} - 2K_{12}` (exactly 0 between identical
-inputs), and ``FanInSum`` adds it. Any other layer drops it
+family, the step, ``Sign``, ``Sin``/``Cos`` and ``Rbf`` map it in closed form
+(``ntk.stax.duals``), ``Erf``, ``Gaussian``, ``Gabor`` and ``ExpNormalized``
+read it and pass on :math:`K_{11} + K_{22} - 2K_{12}` (exactly 0 between
+identical inputs), ``LayerNorm`` rescales it, and ``FanInSum`` adds it. Any
+other layer drops it
 (`Kernel.replace` of ``nngp``, ``cov1`` or ``cov2`` without ``sqdist`` sets it to None),
 and the layers after it take the angle from ``nngp`` as before.
 """

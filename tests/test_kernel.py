@@ -283,6 +283,14 @@ def test_replacing_a_covariance_drops_sqdist_unless_it_is_passed_too():
         (stax.serial(stax.Dense(8, b_std=0.2), stax.Relu()), True),
         (stax.serial(stax.Dense(8, b_std=0.2), stax.Sign()), True),
         (stax.serial(stax.Dense(8, b_std=0.2), stax.Erf()), True),
+        (stax.serial(stax.Dense(8, b_std=0.2), stax.Sin(1.3, 0.7, 0.4)), True),
+        (stax.serial(stax.Dense(8, b_std=0.2), stax.Rbf(0.3)), True),
+        (stax.serial(stax.Dense(8, b_std=0.2), stax.Gaussian()), True),
+        (stax.serial(stax.Dense(8, b_std=0.2), stax.Gabor()), True),
+        (stax.serial(stax.Dense(8, b_std=0.2), stax.ExpNormalized()), True),
+        (stax.serial(stax.Dense(8, b_std=0.2), stax.RectifiedMonomial(0)), True),
+        (stax.serial(stax.Dense(8, b_std=0.2), stax.RectifiedMonomial(1)), True),
+        (stax.serial(stax.Dense(8, b_std=0.2), stax.RectifiedMonomial(2)), False),
         (stax.serial(stax.Dense(8, b_std=0.2), stax.Gelu()), False),
         (
             stax.serial(
@@ -290,9 +298,29 @@ def test_replacing_a_covariance_drops_sqdist_unless_it_is_passed_too():
             ),
             True,
         ),
-        (stax.serial(stax.Dense(8), stax.LayerNorm()), False),
+        (stax.serial(stax.Dense(8, b_std=0.3), stax.LayerNorm()), True),
+        (stax.serial(stax.Dense(8, b_std=0.3), stax.LayerNorm(eps=0.5)), True),
+        (stax.serial(stax.Dense(8), stax.Gelu(), stax.Dense(8), stax.LayerNorm()), False),
     ],
-    ids=["Dense", "Relu", "Sign", "Erf", "Gelu", "residual", "LayerNorm"],
+    ids=[
+        "Dense",
+        "Relu",
+        "Sign",
+        "Erf",
+        "Sin",
+        "Rbf",
+        "Gaussian",
+        "Gabor",
+        "ExpNormalized",
+        "RectifiedMonomial(0)",
+        "RectifiedMonomial(1)",
+        "RectifiedMonomial(2)",
+        "Gelu",
+        "residual",
+        "LayerNorm",
+        "LayerNorm(eps=0.5)",
+        "LayerNorm after Gelu",
+    ],
 )
 def test_layers_carry_sqdist_only_where_they_know_it(layer, tracked):
     """Where it is carried it equals c11 + c22 - 2 c12 of the layer's own
@@ -304,22 +332,35 @@ def test_layers_carry_sqdist_only_where_they_know_it(layer, tracked):
         np.testing.assert_allclose(k.sqdist, d, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize(
-    "act",
-    [stax.Relu(), stax.LeakyRelu(0.2), stax.Sign(), stax.Erf(1.3, 0.8, 0.1)],
-    ids=["Relu", "LeakyRelu", "Sign", "Erf"],
-)
-def test_gradients_through_distances_equal_those_through_the_nngp(act):
-    """Input gradients of the NTK (NNGP for Sign) with the angle taken from
-    the distances (closed-form derivatives, `_one_minus_rho`) against the
-    same network with the distances dropped at the input (float64; random
-    inputs, two of them 1e-3 from others, so both ways of taking the angle
-    are used). At those close pairs the NNGP's own angle is the less accurate
-    one, to ~eps/θ² = 2e-10 per layer; a wrong derivative would be off by O(1)."""
+GRADIENT_ACTIVATIONS = {
+    "Relu": (stax.Relu(), "ntk"),
+    "LeakyRelu": (stax.LeakyRelu(0.2), "ntk"),
+    "Sign": (stax.Sign(), "nngp"),
+    "Erf": (stax.Erf(1.3, 0.8, 0.1), "ntk"),
+    "Sin": (stax.Sin(1.3, 0.7, 0.4), "ntk"),
+    "Rbf": (stax.Rbf(0.3), "ntk"),
+    "Gaussian": (stax.Gaussian(1.2, -0.35), "ntk"),
+    "Gabor": (stax.Gabor(), "ntk"),
+    "ExpNormalized": (stax.ExpNormalized(0.8, -0.5), "ntk"),
+    "RectifiedMonomial(0)": (stax.RectifiedMonomial(0), "nngp"),
+    "RectifiedMonomial(1)": (stax.RectifiedMonomial(1), "ntk"),
+    "LayerNorm, Relu": (stax.serial(stax.LayerNorm(eps=0.1), stax.Relu()), "ntk"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRADIENT_ACTIVATIONS))
+def test_gradients_through_distances_equal_those_through_the_nngp(name):
+    """Input gradients of the NTK (NNGP where the derivative kernel is 0)
+    with the angle taken from the distances (closed-form derivatives,
+    `_one_minus_rho`) against the same network with the distances dropped at
+    the input (float64; random inputs, two of them 1e-3 from others, so both
+    ways of taking the angle are used). At those close pairs the NNGP's own
+    angle is the less accurate one, to ~eps/θ² = 2e-10 per layer; a wrong
+    derivative would be off by O(1)."""
+    act, get = GRADIENT_ACTIVATIONS[name]
     _, _, kernel_fn = stax.serial(
         stax.Dense(8, W_std=1.4, b_std=0.3), act, stax.Dense(8, W_std=1.2, b_std=0.1), act
     )
-    get = "nngp" if "Sign" in repr(act) else "ntk"
 
     def loss(x, track):
         k = inputs_to_kernel(x, None, diagonal_spatial=True, compute_ntk=True)

@@ -353,8 +353,13 @@ def test_sign_nngp_matches_integration_and_ntk_is_zero():
 # `sqdist_dual` of the activations that have one: the same kernels, the angle
 # taken from the distances, and the outputs' distances E[(φ(u) - φ(v))²].
 WITH_DISTANCES = [
-    c for c in CASES if c.name.startswith(("Relu", "LeakyRelu", "ABRelu", "Abs", "Erf", "Sigmoid"))
-] + [SIGN]
+    c
+    for c in CASES
+    if c.name.startswith(
+        ("Relu", "LeakyRelu", "ABRelu", "Abs", "Erf", "Sigmoid", "Sin", "Cos", "Rbf", "Gaussian")
+    )
+    or c.name == "Gabor"
+] + [SIGN, _rectified(0), _rectified(1)]
 
 
 @pytest.mark.parametrize("case", WITH_DISTANCES, ids=repr)
@@ -372,6 +377,37 @@ def test_duals_from_distances_match_numerical_integration(case):
     else:
         dpair, dv1, dv2 = _oracle(case.dphi, grid, case.kinks)
         _assert_close_cs(dot, dpair, np.sqrt(dv1 * dv2), RTOL, f"{case.name} ntk")
+
+
+# (c12, c11, c22) with a zero variance, and the outputs' distance there:
+# E[(φ(0) - φ(v))²] = E φ(v)² against a nonzero variance, 0 between two zeros.
+ZERO_VARIANCE = [(0.0, 0.0, 1.7), (0.0, 0.6, 0.0), (0.0, 0.0, 0.0)]
+ZERO_VARIANCE_SQDIST = {
+    "RectifiedMonomial(0)": (("rectified_monomial", 0), [0.5, 0.5, 0.0]),  # φ(0) = 1: P(v < 0)
+    "RectifiedMonomial(1)": (("rectified_monomial", 1), [0.85, 0.3, 0.0]),  # E max(v, 0)² = c/2
+    "Sign": (("sign",), [1.0, 1.0, 0.0]),  # sign 0 = 0
+    "ExpNormalized": (("exp_normalized", 0.8, -0.5), None),  # left to the layer
+}
+
+
+@pytest.mark.parametrize("name", sorted(ZERO_VARIANCE_SQDIST))
+def test_duals_from_distances_keep_the_zero_variance_conventions(name):
+    """The kinked φ's conventions at a zero variance (φ(0), φ'(0); see
+    `rectified_monomial`, `sign`, `exp_normalized`), which the integration
+    oracle above does not reach: the kernels from the distances are those of
+    the plain dual, and the outputs' distances are exact."""
+    from ntk.stax.duals import ACTIVATIONS
+
+    (key, *args), want = ZERO_VARIANCE_SQDIST[name]
+    record = ACTIVATIONS[key](*args)
+    c12, c11, c22 = (np.array(v) for v in zip(*ZERO_VARIANCE))
+    *kernels, d_out = record.sqdist_dual(c11 + c22 - 2 * c12, c12, c11, c22)
+    for got, plain in zip(kernels, record.dual(c12, c11, c22)):
+        np.testing.assert_array_equal(got, plain)
+    if want is None:
+        assert d_out is None
+    else:
+        np.testing.assert_allclose(d_out, want, rtol=1e-15)
 
 
 def _arccos_in_extended_precision(theta, s, a, b):

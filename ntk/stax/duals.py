@@ -29,10 +29,12 @@ Through an activation the NNGP becomes :math:`K_\varphi` and the NTK becomes
 
 Every activation here is an `Activation` record ``(fn, dual, sqdist_dual)`` in
 the table ``ACTIVATIONS`` (name -> factory); ``dual(c12, c11, c22)`` returns
-:math:`(K_\varphi, K_{\varphi'})` elementwise. The kinked ones (ABRelu's family,
-Sign) also take the angle from the inputs' squared distance and map it, Erf
-takes :math:`1 - \rho^2` from it (``sqdist_dual``; `ntk.kernel.Kernel.sqdist`),
-which resolves nearly collinear inputs in float32. The table is what other modules (e.g.
+:math:`(K_\varphi, K_{\varphi'})` elementwise. Most also read the inputs'
+squared distance (``sqdist_dual``; `ntk.kernel.Kernel.sqdist`), which resolves
+nearly collinear inputs in float32: the kinked ones (ABRelu's family, the step
+and ReLU of ``rectified_monomial``, Sign) take the angle from it and map it,
+Sin/Cos and Rbf the distance itself, and Erf, Gaussian, Gabor and
+ExpNormalized take :math:`1 - \rho` from it. The table is what other modules (e.g.
 deep kernel machines) use to get an activation's dual; the layers of
 `ntk.stax.elementwise` wrap it, and `ntk.stax.numerical` integrates the dual
 of any other :math:`\varphi`.
@@ -49,7 +51,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence, cast
 
 import jax
 import jax.numpy as jnp
@@ -91,13 +93,15 @@ class Activation(NamedTuple):
 
     fn: Optional[Callable]
     dual: Callable
-    #: For ABRelu's family and Sign, whose kernels are not smooth in
-    #: :math:`c_{12}` at :math:`\theta = 0`, and Erf: ``sqdist_dual(d, c12, c11,
-    #: c22)`` :math:`\to (K_\varphi, K_{\varphi'}, d')` with :math:`1 - \rho` taken from the
-    #: squared distance :math:`d = c_{11} + c_{22} - 2c_{12}` (``angle_from_sqdist``)
+    #: ``sqdist_dual(d, c12, c11, c22)`` :math:`\to (K_\varphi, K_{\varphi'}, d')`
+    #: with :math:`1 - \rho` (or the distance itself) taken from the squared
+    #: distance :math:`d = c_{11} + c_{22} - 2c_{12}` (``angle_from_sqdist``)
     #: and the outputs' squared distance :math:`d' = K_\varphi(c_{11}) + K_\varphi(c_{22})
-    #: - 2 K_\varphi(c_{12})` in closed form (Erf: None, the layer takes it from the
-    #: kernels); None for the others.
+    #: - 2 K_\varphi(c_{12})` in closed form, or None where the layer is to take
+    #: it from the kernels (the smooth Erf, Gaussian, Gabor, ExpNormalized);
+    #: None for the activations without it (Gelu, Exp, polynomials,
+    #: rectified monomials of degree ≥ 2: smooth in :math:`c_{12}` at
+    #: :math:`\theta = 0` and without a :math:`1 - \rho` to lose).
     sqdist_dual: Optional[Callable] = None
 
 
@@ -145,6 +149,20 @@ def _arcsine_factors(c12, c11, c22, g, one_minus=None):
     # `inv_sqrt`).
     cos2 = (e1 + e2 - e12) + ((1 - e1) * (1 - e2)) * one_minus
     return e1, e2, q1 * q2, cos2, (q1 > 0) & (q2 > 0)
+
+
+def _one_minus_from_sqdist(dual):
+    """A ``sqdist_dual`` for a smooth activation whose dual takes
+    ``1 − ρ²`` as its last argument (``dual(c12, c11, c22, one_minus)``):
+    1 − ρ² from the inputs' distances (`correlation_from_sqdist`), and the
+    outputs' distance left to the layer (None: K11 + K22 − 2 K12, exactly 0
+    between identical inputs)."""
+
+    def sqdist_dual(d, c12, c11, c22):
+        rho, one_minus_rho, _ = correlation_from_sqdist(d, c12, c11, c22)
+        return (*dual(c12, c11, c22, one_minus_rho * gap(-rho)), None)
+
+    return sqdist_dual
 
 
 # ------------------------------------------------------- the dual kernels
@@ -204,16 +222,12 @@ def erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
         nngp = a**2 * (2 / PI) * atan2(g * c12 * q12, cos) + c**2
         return nngp, a**2 * b**2 * (4 / PI) * q12 / cos
 
-    def sqdist_dual(d, c12, c11, c22):
-        # 1 − ρ² (inside cos² = 1 − s12², which K_φ' divides by) from the
-        # distances. The outputs' distance is left to the layer (None: K11 +
-        # K22 − 2 K12, exactly 0 between identical inputs): Erf is smooth, so
-        # that has the kernels' error, ε K; a closed form right to ε d' took
-        # the layer twice the time (two more arc tangents per pair).
-        rho, one_minus, _ = correlation_from_sqdist(d, c12, c11, c22)
-        return (*dual(c12, c11, c22, one_minus * gap(-rho)), None)
-
-    return Activation(lambda x: a * jax.scipy.special.erf(b * x) + c, dual, sqdist_dual)
+    # A closed form of the outputs' distance right to ε d' took the layer
+    # twice the time (two more arc tangents per pair); Erf is smooth, so
+    # K11 + K22 − 2 K12 has the kernels' error, ε K.
+    return Activation(
+        lambda x: a * jax.scipy.special.erf(b * x) + c, dual, _one_minus_from_sqdist(dual)
+    )
 
 
 def gelu(approximate: bool = False) -> Activation:
@@ -277,17 +291,35 @@ def sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
     check_real_args("sin", a=a, b=b, c=c)
     cos2, sin2 = jnp.cos(c) ** 2, jnp.sin(c) ** 2  # jnp: c may be traced (a gradient in c)
 
-    def dual(c12, c11, c22):
+    b2 = b**2
+
+    def dual(c12, c11, c22, d=None):
         n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
         rho, _ = correlation(c12, c11, c22)
-        b2 = b**2
         x = b2 * c12
-        decay = a**2 * jnp.exp(-b2 * ((n1 - n2) ** 2 / 2 + (n1 * n2) * gap(jnp.abs(rho))))
+        exponent = (n1 - n2) ** 2 / 2 + (n1 * n2) * gap(jnp.abs(rho))
+        if d is not None:
+            exponent = jnp.where(c12 >= 0, d / 2, exponent)
+        decay = a**2 * jnp.exp(-b2 * exponent)
         h = (1 + jnp.exp(-2 * jnp.abs(x))) / 2  # e^{-|x|} cosh x
         sh = jnp.tanh(x) * h  # e^{-|x|} sinh x
         return decay * (cos2 * sh + sin2 * h), b2 * decay * (cos2 * h + sin2 * sh)
 
-    return Activation(lambda x: a * jnp.sin(b * x + c), dual)
+    def sqdist_dual(d, c12, c11, c22):
+        # s/2 − c12 = d/2 for c12 ≥ 0. The outputs' distance K11 + K22 − 2K12,
+        # with A_i = exp(−b² c_ii) and s⁺ = c11 + c22 + 2c12, is
+        # a²/2 · [2(1 − e^{−b²d/2})(1 + cos 2c · e^{−b²s⁺/2}) − cos 2c (A1 − A2)²]:
+        # each difference by expm1, so it is right to rounding relative to
+        # itself, and nothing overflows (A1 − A2 through the smaller variance).
+        v1, v2 = pairwise(c12, c11, c22)
+        far = -jnp.expm1(-b2 * d / 2)
+        apart = jnp.exp(-2 * b2 * jnp.minimum(v1, v2)) * jnp.expm1(-b2 * jnp.abs(v1 - v2)) ** 2
+        cos_2c = cos2 - sin2
+        d_out = a**2 / 2 * (2 * far * (1 + cos_2c * jnp.exp(-b2 * (v1 + v2 + 2 * c12) / 2)))
+        d_out = d_out - a**2 / 2 * cos_2c * apart
+        return (*dual(c12, c11, c22, d), jnp.maximum(d_out, 0))
+
+    return Activation(lambda x: a * jnp.sin(b * x + c), dual, sqdist_dual)
 
 
 def rbf(gamma: float = 1.0) -> Activation:
@@ -307,7 +339,16 @@ def rbf(gamma: float = 1.0) -> Activation:
         nngp = jnp.exp(-gamma * ((n1 - n2) ** 2 + 2 * (n1 * n2) * gap(rho)))
         return nngp, 2 * gamma * nngp
 
-    return Activation(lambda x: math.sqrt(2) * jnp.sin(jnp.sqrt(2 * gamma) * x + PI / 4), dual)
+    def sqdist_dual(d, c12, c11, c22):
+        # The kernel is a function of the distance; the outputs' distance is
+        # 2 − 2 e^{−γ d}, by expm1 right to rounding (deep RBF networks
+        # stretch nearby pairs apart, multiplying its relative error).
+        nngp = jnp.exp(-gamma * d)
+        return nngp, 2 * gamma * nngp, -2 * jnp.expm1(-gamma * d)
+
+    return Activation(
+        lambda x: math.sqrt(2) * jnp.sin(jnp.sqrt(2 * gamma) * x + PI / 4), dual, sqdist_dual
+    )
 
 
 def sign() -> Activation:
@@ -359,8 +400,8 @@ def gaussian(a: float = 1.0, b: float = -1.0) -> Activation:
     """
     check_real_args("gaussian", a=a, b=b)
 
-    def dual(c12, c11, c22):
-        _, _, q12, cos2, valid = _arcsine_factors(c12, c11, c22, -2 * b)
+    def dual(c12, c11, c22, one_minus=None):
+        _, _, q12, cos2, valid = _arcsine_factors(c12, c11, c22, -2 * b, one_minus)
         valid = valid & (cos2 > 0)
         inv_cos = 1 / jnp.sqrt(jnp.where(valid, cos2, 1.0))
         nngp = a**2 * q12 * inv_cos
@@ -368,7 +409,7 @@ def gaussian(a: float = 1.0, b: float = -1.0) -> Activation:
         dot = 4 * a**2 * b**2 * (c12 * q12) * (q12 * inv_cos) ** 2 * inv_cos
         return jnp.where(valid, nngp, jnp.inf), jnp.where(valid, dot, jnp.inf)
 
-    return Activation(lambda x: a * jnp.exp(b * x**2), dual)
+    return Activation(lambda x: a * jnp.exp(b * x**2), dual, _one_minus_from_sqdist(dual))
 
 
 def _double_factorial(n: int) -> int:
@@ -490,11 +531,15 @@ def gabor() -> Activation:
     and nothing overflows at any variance.
     """
 
-    def dual(c12, c11, c22):
+    def dual(c12, c11, c22, one_minus_rho=None):
         # q_i = sqrt(e_i), s_i = sqrt(t_i) = sqrt(2 c_i)·q_i, per input.
         q1, q2 = inv_sqrt(1 + 2 * c11), inv_sqrt(1 + 2 * c22)
         q1, q2, s1, s2 = pairwise(c12, q1, q2, safe_sqrt(2 * c11) * q1, safe_sqrt(2 * c22) * q2)
         rho, one_minus = correlation(c12, c11, c22)
+        gap_abs = gap(jnp.abs(rho))
+        if one_minus_rho is not None:  # 1 − ρ from the distances
+            one_minus = one_minus_rho * gap(-rho)
+            gap_abs = jnp.where(rho >= 0, one_minus_rho, gap_abs)
         # r1 = sqrt(t1 e2), r2 = sqrt(t2 e1), m = r1 r2 = 2 sqrt(c11 c22)/P.
         e1, e2, q12, r1, r2 = q1 * q1, q2 * q2, q1 * q2, s1 * q2, s2 * q1
         m = r1 * r2
@@ -508,7 +553,7 @@ def gabor() -> Activation:
         inv_cos2 = inv_cos * inv_cos
         x = rho * m * inv_cos2  # 2 c12 / D
         # (s + 4Δ − 2|c12|)/P = (r1 − r2)²/2 + m (1 − |ρ|) + t1 t2 (1 − ρ²)
-        a = ((r1 - r2) ** 2 / 2 + m * gap(jnp.abs(rho)) + tt * one_minus) * inv_cos2 / 2
+        a = ((r1 - r2) ** 2 / 2 + m * gap_abs + tt * one_minus) * inv_cos2 / 2
         decay = jnp.exp(-a) * (1 + jnp.exp(-jnp.abs(x)))
         th = jnp.tanh(x / 2)
         nngp = decay * th * q12 * inv_cos / 2
@@ -521,7 +566,10 @@ def gabor() -> Activation:
         dot = decay * q12 * inv_cos**3 * bracket / 2
         return nngp, dot
 
-    return Activation(lambda x: jnp.exp(-x * x) * jnp.sin(x), dual)
+    def sqdist_dual(d, c12, c11, c22):
+        return (*dual(c12, c11, c22, correlation_from_sqdist(d, c12, c11, c22)[1]), None)
+
+    return Activation(lambda x: jnp.exp(-x * x) * jnp.sin(x), dual, sqdist_dual)
 
 
 def exp_normalized(gamma: float = 1.0, shift: float = -1.0, do_clip: bool = False) -> Activation:
@@ -550,19 +598,30 @@ def exp_normalized(gamma: float = 1.0, shift: float = -1.0, do_clip: bool = Fals
     check_real_args("exp_normalized", shift=shift)
     require_bool(do_clip, "do_clip", "exp_normalized")
 
-    def dual(c12, c11, c22):
-        n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
+    def snapped(c12, c11, c22):
         rho, one_minus = correlation(c12, c11, c22)
         # ρ = ±1 where `correlation` finds it so up to rounding: otherwise
         # the ulp by which c12 and c11 of an input with itself drift apart
         # every layer (see `correlation`) is amplified by 1 + γ per layer.
-        rho = jnp.where(one_minus == 0, jnp.sign(rho), rho)
+        return jnp.where(one_minus == 0, jnp.sign(rho), rho)
+
+    def dual(c12, c11, c22, rho=None):
+        n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
+        rho = snapped(c12, c11, c22) if rho is None else rho
         if do_clip:
             rho = jnp.clip(rho, -1.0, 1.0)
         e = jnp.exp(gamma * (rho + shift))
         return (n1 * n2) * e, gamma * e
 
-    return Activation(None, dual)
+    def sqdist_dual(d, c12, c11, c22):
+        # Nearby inputs' ρ = 1 − (1 − ρ) from the distances: no snapping
+        # (which merged pairs within ~sqrt(64 eps) rad), and no drift, since
+        # an input's distance to itself stays exactly 0.
+        _, one_minus_rho, p = correlation_from_sqdist(d, c12, c11, c22)
+        rho = jnp.where((d <= p) & (p > 0), 1 - one_minus_rho, snapped(c12, c11, c22))
+        return (*dual(c12, c11, c22, rho), None)
+
+    return Activation(None, dual, sqdist_dual)
 
 
 def _rectified_coefficients(degree: int) -> list[tuple[list[Fraction], list[Fraction]]]:
@@ -676,7 +735,24 @@ def rectified_monomial(degree: int) -> Activation:
         dot = degree**2 * norms ** (degree - 1) * arccos_j(degree - 1, rho, sine, a, zero1, zero2)
         return nngp, dot
 
-    return Activation(lambda x: (x >= 0) * x**degree, dual)
+    relu = cast(Callable, abrelu(0.0, 1.0).sqdist_dual)
+
+    def sqdist_dual(d, c12, c11, c22):
+        # The step's and ReLU's kernels are linear in θ: from the distances
+        # (`angle_from_sqdist`), ReLU's as `abrelu`'s. The step's outputs'
+        # distance E[(φ(u) − φ(v))²] is θ/π (the probability that u and v
+        # differ in sign), 1/2 against a zero-variance input (φ(0) = 1).
+        v1, v2 = pairwise(c12, c11, c22)
+        zero1, zero2 = v1 <= 0, v2 <= 0
+        if degree == 1:
+            nngp, dot, d_out = relu(d, c12, c11, c22)
+            return nngp, jnp.where(zero1 | zero2, jnp.where(zero1 & zero2, 1.0, 0.5), dot), d_out
+        theta = angle_from_sqdist(d, c12, c11, c22)[0]
+        step = jnp.where(zero1 | zero2, jnp.where(zero1 & zero2, 1.0, 0.5), (PI - theta) / (2 * PI))
+        d_out = jnp.where(zero1 | zero2, jnp.where(zero1 & zero2, 0.0, 0.5), theta / PI)
+        return step, jnp.zeros_like(step), d_out
+
+    return Activation(lambda x: (x >= 0) * x**degree, dual, sqdist_dual if degree <= 1 else None)
 
 
 ACTIVATIONS: dict[str, Callable[..., Activation]] = {
