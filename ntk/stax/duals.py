@@ -715,13 +715,18 @@ def rectified_monomial(degree: int) -> Activation:
         ([float(v) for v in p], [float(v) for v in q]) for p, q in _rectified_coefficients(degree)
     ]
 
+    def at_zero_variance(zero1, zero2, both, one, value):
+        """``value``, but ``both`` where both inputs have zero variance and
+        ``one`` where one has (the step's φ(0) = 1)."""
+        return jnp.where(zero1 | zero2, jnp.where(zero1 & zero2, both, one), value)
+
     def arccos_j(k, rho, sine, a, zero1, zero2):
         p, q = coefs[k]
         j = (_horner(p, rho) * sine + _horner(q, rho) * a) / (2 * PI)
         if k:
             return j
         # The step at exactly 0 is 1: E[1·1(v ≥ 0)] = 1/2, E[1·1] = 1.
-        return jnp.where(zero1 | zero2, jnp.where(zero1 & zero2, 1.0, 0.5), j)
+        return at_zero_variance(zero1, zero2, 1.0, 0.5, j)
 
     def dual(c12, c11, c22):
         n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
@@ -747,10 +752,10 @@ def rectified_monomial(degree: int) -> Activation:
         zero1, zero2 = v1 <= 0, v2 <= 0
         if degree == 1:
             nngp, dot, d_out = relu(d, c12, c11, c22)
-            return nngp, jnp.where(zero1 | zero2, jnp.where(zero1 & zero2, 1.0, 0.5), dot), d_out
+            return nngp, at_zero_variance(zero1, zero2, 1.0, 0.5, dot), d_out
         theta = angle_from_sqdist(d, c12, c11, c22)[0]
-        step = jnp.where(zero1 | zero2, jnp.where(zero1 & zero2, 1.0, 0.5), (PI - theta) / (2 * PI))
-        d_out = jnp.where(zero1 | zero2, jnp.where(zero1 & zero2, 0.0, 0.5), theta / PI)
+        step = at_zero_variance(zero1, zero2, 1.0, 0.5, (PI - theta) / (2 * PI))
+        d_out = at_zero_variance(zero1, zero2, 0.0, 0.5, theta / PI)
         return step, jnp.zeros_like(step), d_out
 
     return Activation(lambda x: (x >= 0) * x**degree, dual, sqdist_dual if degree <= 1 else None)

@@ -333,10 +333,10 @@ def _outer(a, b, batch_pair: bool, diagonal_spatial: bool):
     return shaped(a, True) * shaped(b, False)
 
 
-def _normalised_sqdist(k: Kernel, d, v1, v2):
+def _normalised_sqdist(d, c11, c22, v1, v2):
     r"""The squared distance of :math:`u/\sqrt{v_1}` and :math:`w/\sqrt{v_2}`,
-    from that of :math:`u` and :math:`w`, ``d`` (vector kernels, which alone
-    carry distances: `Kernel.sqdist`).
+    from that of :math:`u` and :math:`w`, ``d``, and their variances ``c11``,
+    ``c22`` (vector kernels, which alone carry distances: `Kernel.sqdist`).
 
     With :math:`s_i = 1/\sqrt{v_i}` and :math:`2c_{12} = c_{11} + c_{22} - d`,
     :math:`d' = s_1 s_2 d + (s_1 - s_2)(s_1 c_{11} - s_2 c_{22})`. The variances
@@ -346,7 +346,6 @@ def _normalised_sqdist(k: Kernel, d, v1, v2):
     :math:`d' = (d - (\sqrt{c_{11}} - \sqrt{c_{22}})^2)/\sqrt{c_{11} c_{22}}
     = 2(1 - \rho)`, the chord on the unit sphere).
     """
-    c11, c22 = k.var1(), k.var2()
     s1, s2 = 1 / jnp.sqrt(v1), 1 / jnp.sqrt(v2)
     s1, s2, c11, c22 = s1[:, None], s2[None, :], c11[:, None], c22[None, :]
     return jnp.maximum(s1 * s2 * d + (s1 - s2) * (s1 * c11 - s2 * c22), 0)
@@ -437,12 +436,15 @@ def LayerNorm(axis=-1, eps: float = 1e-12, batch_axis: int = 0, channel_axis: in
             v2 = eps + masked_mean(k.var2(), red, m2, keepdims=True)
         diag = k.diagonal_spatial
         norm12 = jnp.sqrt(_outer(v1, v2, True, diag))
+        sqdist = None
+        if k.sqdist is not None:
+            sqdist = _normalised_sqdist(k.sqdist, k.var1(), k.var2(), v1, v2)
         return k.replace(
             nngp=k.nngp / norm12,
             ntk=None if k.ntk is None else k.ntk / norm12,
             cov1=k.cov1 / jnp.sqrt(_outer(v1, v1, False, diag)),
             cov2=None if k.cov2 is None else k.cov2 / jnp.sqrt(_outer(v2, v2, False, diag)),
-            sqdist=None if k.sqdist is None else _normalised_sqdist(k, k.sqdist, v1, v2),
+            sqdist=sqdist,
         )
 
     return make_layer(name, init_fn, apply_fn, transform, spec=specs.Parameterless())
