@@ -356,7 +356,8 @@ def test_gradients_through_distances_equal_those_through_the_nngp(name):
     the input (float64; random inputs, two of them 1e-3 from others, so both
     ways of taking the angle are used). At those close pairs the NNGP's own
     angle is the less accurate one, to ~eps/θ² = 2e-10 per layer; a wrong
-    derivative would be off by O(1)."""
+    derivative would be off by O(1). Compiled, as a user runs them (the
+    suite's XLA flags once miscompiled exactly this: see conftest.py)."""
     act, get = GRADIENT_ACTIVATIONS[name]
     _, _, kernel_fn = stax.serial(
         stax.Dense(8, W_std=1.4, b_std=0.3), act, stax.Dense(8, W_std=1.2, b_std=0.1), act
@@ -369,7 +370,8 @@ def test_gradients_through_distances_equal_those_through_the_nngp(name):
 
     x = RNG.normal(size=(6, 3))
     x = jnp.asarray(np.concatenate([x, x[:2] + 1e-3 * RNG.normal(size=(2, 3))]))
-    tracked, plain = (jax.grad(loss)(x, track) for track in (True, False))
+    grad = jax.jit(jax.grad(loss), static_argnums=1)
+    tracked, plain = (grad(x, track) for track in (True, False))
     np.testing.assert_allclose(tracked, plain, rtol=1e-7, atol=1e-12)
 
 
