@@ -69,9 +69,11 @@ def test_one_layer_dgp_elbo_reaches_the_exact_gp_marginal_likelihood():
 
 def test_two_layer_dgp_fits_a_step_function_better_than_one_layer():
     """A stationary SE GP must trade smoothness against the jump (short lengthscale, large
-    noise); the 2-layer DGP warps its input and fits both flats. Measured on seeds 0–2:
-    test log-likelihood 0.27/0.27/0.17 (L = 1) vs 0.98/1.09/0.94 (L = 2); the margin 0.4
-    fails if the hidden layer is ignored (L = 2 reducing to L = 1)."""
+    noise); the 2-layer DGP warps its input and fits both flats. Measured on seeds 0–1
+    (3,000 Adam steps): test log-likelihood 0.30/0.31 (L = 1) vs 1.17/1.00 (L = 2); the
+    margin 0.4 fails if the hidden layer is ignored (L = 2 reducing to L = 1). With 1,500
+    steps the 2-layer fit was converged or not depending on rounding (XLA's code
+    generation alone moved seed 0 from 1.08 to 0.56, its ELBO from ~100 to 28)."""
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (100, 1))
     y = np.where(x[:, 0] > 0, 1.0, -1.0) + 0.05 * rng.normal(size=100)
@@ -85,7 +87,7 @@ def test_two_layer_dgp_fits_a_step_function_better_than_one_layer():
             jax.random.PRNGKey(0),
             layers=layers,
             num_inducing=20,
-            steps=1500,
+            steps=3000,
             learning_rate=0.02,
             noise_var=0.01,
         )
