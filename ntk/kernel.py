@@ -34,22 +34,28 @@ layer in the NTK parameterization then gives
 by every `Kernel.replace` of ``ntk`` and dropped from the pytree (it does not survive
 ``jit``, ``tree_map`` or a ``scan`` carry, which may change the arrays).
 
-Distances (vector inputs). Nearly collinear inputs differ in their kernels by
-:math:`c_{11} + c_{22} - 2c_{12}`, a difference of nearly equal numbers: the angle
+Chords (vector inputs). Nearly collinear inputs differ in their kernels by
+:math:`\sqrt{c_{11} c_{22}} - c_{12}`, a difference of nearly equal numbers: the angle
 :math:`\theta` between them, which kinked activations (ReLU, ``Sign``) need
 (:math:`K_{\varphi'} = (\pi - \theta)/(2\pi)` for ReLU), has an error of about
 :math:`\sqrt{\epsilon}` when taken from ``nngp`` (3e-4 rad in float32), every
 bias :math:`\sigma_b^2` added to all three makes it worse, and smooth ones (Erf)
 lose :math:`1 - \rho^2` to rounding. So an unmasked kernel of
-vectors also carries ``sqdist`` :math:`= \mathbb{E}[(z(\mathtt{x1}_i) - z(\mathtt{x2}_j))^2]`,
-computed from the inputs' differences (wide inputs: from their Gram matrices,
-`SQDIST_DIRECT_MAX_FEATURES`) and pushed through the layers that know it: an affine layer scales it by :math:`\sigma_w^2` (the bias cancels), ReLU's
-family, the step, ``Sign``, ``Sin``/``Cos`` and ``Rbf`` map it in closed form
-(``ntk.stax.duals``), ``Erf``, ``Gaussian``, ``Gabor`` and ``ExpNormalized``
-read it and pass on :math:`K_{11} + K_{22} - 2K_{12}` (exactly 0 between
-identical inputs), ``LayerNorm`` rescales it, and ``FanInSum`` adds it. Any
-other layer drops it
-(`Kernel.replace` of ``nngp``, ``cov1`` or ``cov2`` without ``sqdist`` sets it to None),
+vectors also carries the chord
+:math:`\chi = 2(\sqrt{c_{11} c_{22}} - c_{12}) = 2\sqrt{c_{11} c_{22}}\,(1 - \cos\theta)`
+(``chord``; the squared distance of the two inputs' directions, times their
+norms), computed from the inputs' directions (wide inputs: from their Gram
+matrices, `CHORD_DIRECT_MAX_FEATURES`) and pushed through the layers that
+know it, each without cancellation: an affine layer adds the bias's pull
+(`ntk.stax.linear`), ReLU's family, the step, ``Sign``, ``Sin``/``Cos`` and
+``Rbf`` map it in closed form (``ntk.stax.duals``), ``Erf``, ``Gaussian``,
+``Gabor`` and ``ExpNormalized`` read it and pass on
+:math:`2(\sqrt{K_{11} K_{22}} - K_{12})` (exactly 0 between identical inputs),
+``LayerNorm`` rescales it, and ``FanInSum`` adds it (with the branches'
+norms' mixing term). Unlike the squared distance
+:math:`c_{11} + c_{22} - 2c_{12} = \chi + (\sqrt{c_{11}} - \sqrt{c_{22}})^2`, it keeps
+the angle of inputs that differ mostly in norm. Any other layer drops it
+(`Kernel.replace` of ``nngp``, ``cov1`` or ``cov2`` without ``chord`` sets it to None),
 and the layers after it take the angle from ``nngp`` as before.
 """
 
@@ -92,11 +98,10 @@ class Kernel:
       ntk_is_zero: whether ``ntk`` is known to be exactly 0 (set by
         `inputs_to_kernel`; reset by `replace` when ``ntk`` changes, and not
         part of the pytree, so lost through ``jit`` or ``tree_map``).
-      sqdist: ``(N1, N2)``
-        :math:`\mathbb{E}[(z(\mathtt{x1}_i) - z(\mathtt{x2}_j))^2] = c_{11} + c_{22} - 2 c_{12}`,
-        carried apart from ``nngp`` so nearly collinear inputs keep their angle
-        (module docstring), or None; reset by `replace` when ``nngp``, ``cov1``
-        or ``cov2`` changes without it.
+      chord: ``(N1, N2)`` :math:`2(\sqrt{c_{11} c_{22}} - c_{12})`, carried apart
+        from ``nngp`` so nearly collinear inputs keep their angle (module
+        docstring), or None; reset by `replace` when ``nngp``, ``cov1`` or
+        ``cov2`` changes without it.
 
     Example:
       >>> import jax.numpy as jnp
@@ -121,20 +126,20 @@ class Kernel:
     mask1: Optional[Array] = None
     mask2: Optional[Array] = None
     ntk_is_zero: bool = False
-    sqdist: Optional[Array] = None
+    chord: Optional[Array] = None
 
     def replace(self, **changes) -> "Kernel":
         """A copy with the given fields replaced (`dataclasses.replace`).
 
         A new ``ntk`` resets ``ntk_is_zero`` to False unless ``ntk_is_zero``
-        is passed too, and a new ``nngp``, ``cov1`` or ``cov2`` resets ``sqdist``
-        to None unless ``sqdist`` is passed too, so a layer that knows nothing
+        is passed too, and a new ``nngp``, ``cov1`` or ``cov2`` resets ``chord``
+        to None unless ``chord`` is passed too, so a layer that knows nothing
         of them cannot carry them onto kernels it changed.
         """
         if "ntk" in changes and "ntk_is_zero" not in changes:
             changes["ntk_is_zero"] = False
-        if "sqdist" not in changes and not changes.keys().isdisjoint(("nngp", "cov1", "cov2")):
-            changes["sqdist"] = None
+        if "chord" not in changes and not changes.keys().isdisjoint(("nngp", "cov1", "cov2")):
+            changes["chord"] = None
         return dataclasses.replace(self, **changes)
 
     @property
@@ -287,7 +292,7 @@ class Kernel:
 # Kernel starts from the safe False.
 jax.tree_util.register_dataclass(
     Kernel,
-    data_fields=["nngp", "ntk", "cov1", "cov2", "mask1", "mask2", "sqdist"],
+    data_fields=["nngp", "ntk", "cov1", "cov2", "mask1", "mask2", "chord"],
     meta_fields=["shape1", "shape2", "diagonal_spatial", "is_gaussian"],
     drop_fields=["ntk_is_zero"],
 )
@@ -398,7 +403,7 @@ def inputs_to_kernel(
     zero = jax.lax.optimization_barrier(jnp.zeros((), nngp.dtype))
     ntk = jnp.broadcast_to(zero, nngp.shape) if compute_ntk else None
     masked = mask1 is not None or mask2 is not None
-    sqdist = None if d or masked else _sqdist(x1, x2, nngp, cov1, cov2)
+    chord = None if d or masked else _chord(x1, x2, nngp, cov1, cov2)
     return Kernel(
         nngp=nngp,
         ntk=ntk,
@@ -411,52 +416,62 @@ def inputs_to_kernel(
         mask1=mask1,
         mask2=mask2,
         ntk_is_zero=compute_ntk,
-        sqdist=sqdist,
+        chord=chord,
     )
 
 
-#: Inputs with at most this many features get their squared distances from
-#: their differences (`input_sqdist`), exact to rounding (identical inputs:
-#: exactly 0) at ``N1·N2·C`` elementwise work; wider inputs from their Gram
-#: matrices, ``c11 + c22 − 2 c12`` at no cost, whose rounding (that of a sum
-#: of ``C`` products) leaves relative distances below ``SQDIST_SNAP·√C·ε``
-#: unresolved: they are taken as 0, so duplicated inputs keep equal kernels.
-SQDIST_DIRECT_MAX_FEATURES = 16
-SQDIST_SNAP = 8.0
+#: Inputs with at most this many features get their chords from their
+#: directions' differences (`input_chord`), right to rounding (identical
+#: inputs, and inputs along one ray: exactly 0) at ``N1·N2·C`` elementwise
+#: work; wider inputs from their Gram matrices, ``2(√(c11 c22) − c12)`` at no
+#: cost, whose rounding (that of a sum of ``C`` products) leaves relative
+#: chords below ``CHORD_SNAP·√C·ε`` unresolved: they are taken as 0, so
+#: duplicated inputs keep equal kernels.
+CHORD_DIRECT_MAX_FEATURES = 16
+CHORD_SNAP = 8.0
 
 
-def input_sqdist(x1: Array, x2: Optional[Array]) -> Array:
-    r"""``(N1, N2)`` squared distances :math:`\lVert \mathtt{x1}_i - \mathtt{x2}_j \rVert^2 / C`
-    of vector inputs, from their differences.
+def input_chord(x1: Array, x2: Optional[Array]) -> Array:
+    r"""``(N1, N2)`` chords :math:`2(\sqrt{c_{11} c_{22}} - c_{12})` of the input
+    kernel :math:`c = \mathtt{x1} \cdot \mathtt{x2} / C` of vector inputs:
+    :math:`\lVert \mathtt{x1}_i \rVert \lVert \mathtt{x2}_j \rVert / C` times the squared
+    distance of their directions, from those directions' differences (0 for
+    a zero input).
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from ntk.kernel import input_sqdist
-      >>> input_sqdist(jnp.array([[0., 0.], [1., 1.]]), jnp.array([[1., 3.]])).tolist()
-      [[5.0], [2.0]]
+      >>> from ntk.kernel import input_chord
+      >>> input_chord(jnp.array([[1., 0.], [2., 0.]]), jnp.array([[0., 3.], [5., 0.]])).tolist()
+      [[3.0, 0.0], [6.0, 0.0]]
     """
     y = x1 if x2 is None else x2
     c = x1.shape[-1]
-    if c > SQDIST_DIRECT_MAX_FEATURES:  # one reduction, rather than C terms in the program
-        return jnp.sum(jnp.square(x1[:, None, :] - y[None, :, :]), axis=-1) / c
-    # A sum of C pairwise terms is one vectorised loop (the reduction over a
-    # broadcast (N1, N2, C) difference is 5x slower on CPU).
-    return (
-        functools.reduce(jnp.add, (jnp.square(x1[:, None, z] - y[None, :, z]) for z in range(c)))
-        / c
-    )
+
+    def direction(x):
+        norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True))
+        return x / jnp.where(norm > 0, norm, jnp.inf), norm[:, 0]
+
+    (u1, n1), (u2, n2) = direction(x1), direction(y)
+    if c > CHORD_DIRECT_MAX_FEATURES:  # one reduction, rather than C terms in the program
+        sq = jnp.sum(jnp.square(u1[:, None, :] - u2[None, :, :]), axis=-1)
+    else:
+        # A sum of C pairwise terms is one vectorised loop (the reduction over a
+        # broadcast (N1, N2, C) difference is 5x slower on CPU).
+        sq = functools.reduce(
+            jnp.add, (jnp.square(u1[:, None, z] - u2[None, :, z]) for z in range(c))
+        )
+    return n1[:, None] * n2[None, :] / c * sq
 
 
-def _sqdist(x1, x2, nngp, cov1, cov2) -> Array:
-    """The inputs' ``sqdist`` (see `SQDIST_DIRECT_MAX_FEATURES`)."""
+def _chord(x1, x2, nngp, cov1, cov2) -> Array:
+    """The inputs' ``chord`` (see `CHORD_DIRECT_MAX_FEATURES`)."""
     c = x1.shape[-1]
-    if c <= SQDIST_DIRECT_MAX_FEATURES:
-        return input_sqdist(x1, x2)
-    v1 = cov1[:, None]
-    v2 = (cov1 if cov2 is None else cov2)[None, :]
-    d = jnp.maximum(v1 + v2 - 2 * nngp, 0)
-    tol = SQDIST_SNAP * math.sqrt(c) * jnp.finfo(d.dtype).eps
-    return jnp.where(d <= tol * (v1 + v2), jnp.zeros((), d.dtype), d)
+    if c <= CHORD_DIRECT_MAX_FEATURES:
+        return input_chord(x1, x2)
+    p = jnp.sqrt(cov1)[:, None] * jnp.sqrt(cov1 if cov2 is None else cov2)[None, :]
+    chord = jnp.maximum(2 * (p - nngp), 0)
+    tol = CHORD_SNAP * math.sqrt(c) * jnp.finfo(chord.dtype).eps
+    return jnp.where(chord <= tol * 2 * p, jnp.zeros((), chord.dtype), chord)
 
 
 def constant_mask(x: Array, mask_constant) -> Array:

@@ -88,7 +88,7 @@ def _meta(k):
 def test_kernel_is_a_pytree_of_its_arrays():
     k = stax.Dense(5).kernel_fn(X1, X2)
     leaves, treedef = jax.tree_util.tree_flatten(k)
-    assert len(leaves) == 5  # nngp, ntk, cov1, cov2, sqdist
+    assert len(leaves) == 5  # nngp, ntk, cov1, cov2, chord
     back = jax.tree_util.tree_unflatten(treedef, leaves)
     assert isinstance(back, Kernel) and _meta(back) == _meta(k)
     # cov2 None is an empty subtree, not a leaf
@@ -242,38 +242,61 @@ def test_variances_and_outer_vars_broadcast_against_nngp():
     assert np.broadcast_shapes(a22.shape, b22.shape) == k.cov2.shape
 
 
-# ------------------------------------------------------------ distances
-# Vector kernels carry E[(z(x1_i) - z(x2_j))²] (`Kernel.sqdist`) for the
-# angle of nearly collinear inputs; these check that it is the inputs'
-# squared distance and that no layer can carry it onto kernels it changed.
+# ------------------------------------------------------------ chords
+# Vector kernels carry 2(sqrt(c11 c22) - c12) (`Kernel.chord`) for the angle
+# of nearly collinear inputs; these check that it is the inputs' chord and
+# that no layer can carry it onto kernels it changed.
 
 
-@pytest.mark.parametrize("features", [3, 40], ids=["from-differences", "from-gram"])
-def test_input_sqdist_is_the_squared_distance_and_zero_between_duplicates(features):
+@pytest.mark.parametrize("features", [3, 40], ids=["from-directions", "from-gram"])
+def test_input_chord_is_the_chord_and_zero_between_duplicates(features):
     x = RNG.normal(size=(5, features)).astype(np.float32)
     x2 = np.concatenate([x[[3, 1]], RNG.normal(size=(2, features)).astype(np.float32)])
     k = inputs_to_kernel(jnp.asarray(x), jnp.asarray(x2), diagonal_spatial=True, compute_ntk=False)
-    exact = ((x[:, None].astype(np.float64) - x2[None]) ** 2).sum(-1) / features
-    np.testing.assert_allclose(k.sqdist, exact, rtol=64 * np.finfo(np.float32).eps)
-    assert k.sqdist[3, 0] == 0 and k.sqdist[1, 1] == 0  # duplicated rows, exactly
+    x64, y64 = x.astype(np.float64), x2.astype(np.float64)
+    norms = np.linalg.norm(x64, axis=1)[:, None] * np.linalg.norm(y64, axis=1)[None]
+    exact = 2 * (norms - x64 @ y64.T) / features
+    np.testing.assert_allclose(k.chord, exact, rtol=64 * np.finfo(np.float32).eps, atol=1e-12)
+    assert k.chord[3, 0] == 0 and k.chord[1, 1] == 0  # duplicated rows, exactly
     same = inputs_to_kernel(jnp.asarray(x), None, diagonal_spatial=True, compute_ntk=False)
-    assert np.all(np.diag(same.sqdist) == 0)
+    assert np.all(np.diag(same.chord) == 0)
 
 
-def test_input_kernels_of_images_and_masked_inputs_carry_no_distances():
+def test_input_chord_is_zero_along_a_ray_and_resolves_inputs_of_different_norms():
+    """Inputs along one ray (x, 2x) have chord exactly 0; 1-D inputs 30 and
+    90 with a bias differ in angle by 7e-4 rad, which the chord keeps right
+    to rounding through Dense (float32 against float64), where the squared
+    distance (dominated by the norms' difference) loses it."""
+    x = RNG.normal(size=(3, 4)).astype(np.float32)
+    k = inputs_to_kernel(
+        jnp.asarray(x), jnp.asarray(2 * x), diagonal_spatial=True, compute_ntk=False
+    )
+    assert np.all(np.diag(k.chord) == 0)
+    dense = stax.Dense(8, W_std=1.5, b_std=0.05).kernel_fn
+    xs = np.array([[30.0], [90.0]])
+    k32, k64 = (
+        dense(inputs_to_kernel(jnp.asarray(xs, t), None, diagonal_spatial=True, compute_ntk=False))
+        for t in (jnp.float32, jnp.float64)
+    )
+    chord64 = 2 * (np.sqrt(k64.cov1[:, None] * k64.cov1[None, :]) - k64.nngp)
+    np.testing.assert_allclose(k64.chord, chord64, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(k32.chord, k64.chord, rtol=8 * np.finfo(np.float32).eps)
+
+
+def test_input_kernels_of_images_and_masked_inputs_carry_no_chords():
     images = jnp.asarray(RNG.normal(size=(2, 3, 3, 2)))
-    assert inputs_to_kernel(images, None, diagonal_spatial=True, compute_ntk=False).sqdist is None
+    assert inputs_to_kernel(images, None, diagonal_spatial=True, compute_ntk=False).chord is None
     masked = inputs_to_kernel(X1, X2, diagonal_spatial=True, compute_ntk=False, mask_constant=0.0)
-    assert masked.sqdist is None
+    assert masked.chord is None
 
 
-def test_replacing_a_covariance_drops_sqdist_unless_it_is_passed_too():
+def test_replacing_a_covariance_drops_the_chord_unless_it_is_passed_too():
     k = inputs_to_kernel(X1, X2, diagonal_spatial=True, compute_ntk=True)
-    assert k.sqdist is not None
+    assert k.chord is not None
     for field in ("nngp", "cov1", "cov2"):
-        assert k.replace(**{field: 2 * getattr(k, field)}).sqdist is None
-    assert k.replace(nngp=2 * k.nngp, sqdist=2 * k.sqdist).sqdist is not None
-    assert k.replace(ntk=k.nngp, shape1=(3, 9)).sqdist is k.sqdist
+        assert k.replace(**{field: 2 * getattr(k, field)}).chord is None
+    assert k.replace(nngp=2 * k.nngp, chord=2 * k.chord).chord is not None
+    assert k.replace(ntk=k.nngp, shape1=(3, 9)).chord is k.chord
 
 
 @pytest.mark.parametrize(
@@ -322,14 +345,14 @@ def test_replacing_a_covariance_drops_sqdist_unless_it_is_passed_too():
         "LayerNorm after Gelu",
     ],
 )
-def test_layers_carry_sqdist_only_where_they_know_it(layer, tracked):
-    """Where it is carried it equals c11 + c22 - 2 c12 of the layer's own
-    output (float64, random inputs: no cancellation to speak of)."""
+def test_layers_carry_the_chord_only_where_they_know_it(layer, tracked):
+    """Where it is carried it equals 2(sqrt(c11 c22) - c12) of the layer's
+    own output (float64, random inputs: no cancellation to speak of)."""
     k = layer.kernel_fn(X1, X2)
-    assert (k.sqdist is not None) == tracked
+    assert (k.chord is not None) == tracked
     if tracked:
-        d = k.cov1[:, None] + k.cov2[None, :] - 2 * k.nngp
-        np.testing.assert_allclose(k.sqdist, d, rtol=1e-12, atol=1e-14)
+        chord = 2 * (np.sqrt(k.cov1[:, None] * k.cov2[None, :]) - k.nngp)
+        np.testing.assert_allclose(k.chord, chord, rtol=1e-12, atol=1e-14)
 
 
 GRADIENT_ACTIVATIONS = {
@@ -349,12 +372,12 @@ GRADIENT_ACTIVATIONS = {
 
 
 @pytest.mark.parametrize("name", sorted(GRADIENT_ACTIVATIONS))
-def test_gradients_through_distances_equal_those_through_the_nngp(name):
+def test_gradients_through_chords_equal_those_through_the_nngp(name):
     """Input gradients of the NTK (NNGP where the derivative kernel is 0)
-    with the angle taken from the distances (closed-form derivatives,
-    `_one_minus_rho`) against the same network with the distances dropped at
-    the input (float64; random inputs, two of them 1e-3 from others, so both
-    ways of taking the angle are used). At those close pairs the NNGP's own
+    with the angle taken from the chords (closed-form derivatives,
+    `_one_minus_rho`) against the same network with the chords dropped at
+    the input (float64; random inputs, two of them 1e-3 from others). At
+    those close pairs the NNGP's own
     angle is the less accurate one, to ~eps/θ² = 2e-10 per layer; a wrong
     derivative would be off by O(1). Compiled, as a user runs them (the
     suite's XLA flags once miscompiled exactly this: see conftest.py)."""
@@ -365,7 +388,7 @@ def test_gradients_through_distances_equal_those_through_the_nngp(name):
 
     def loss(x, track):
         k = inputs_to_kernel(x, None, diagonal_spatial=True, compute_ntk=True)
-        k = k if track else k.replace(sqdist=None)
+        k = k if track else k.replace(chord=None)
         return jnp.sum(jnp.sin(getattr(kernel_fn(k), get)))
 
     x = RNG.normal(size=(6, 3))

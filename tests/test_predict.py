@@ -1188,8 +1188,9 @@ def test_float32_regression_of_1d_inputs_with_a_small_bias_matches_float64(name)
     2.2e3 for ReLU) turned into a mean prediction off by 0.12 (LayerNorm-Relu
     0.11, RectifiedMonomial(1) 0.13, the step 0.21, ExpNormalized 0.033).
     With kernels right to ~32 eps the bound is 2.2e3 · 32 eps ≈ 8e-3; the
-    check asks for half of it (measured: 5e-4 to 2.1e-3, the step's the
-    largest: its angle map θ' ~ sqrt(θ) amplifies rounding)."""
+    check asks for half of it (measured with the chords: 1.6e-5 to 1.8e-3,
+    ExpNormalized's the largest; with squared distances in their place, 5e-4
+    to 2.1e-3)."""
     b = 0.05
     act = SMALL_BIAS_ACTIVATIONS[name]
     _, _, kernel_fn = stax.serial(

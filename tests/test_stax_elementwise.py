@@ -237,14 +237,14 @@ GRID = [
 GRID_SMOOTH_ONLY = [(0.0, 0.0, 1.0), (0.0, 0.0, 0.0)]
 
 
-def _layer_duals(layer, grid, sqdist=False):
+def _layer_duals(layer, grid, chord=False):
     """Push a batch of Gaussian (c12, c11, c22) through ``layer.kernel_fn``.
 
     The i-th triple sits at ``nngp[i, i]`` with ``cov1[i] = c11``, ``cov2[i] =
     c22``; off-diagonal entries are 0 (always a valid covariance). The input
     NTK is 1, so the output NTK is the derivative kernel K_φ'. With
-    ``sqdist`` the Kernel also carries its squared distances
-    ``c11 + c22 - 2 c12`` and the output's diagonal ones are returned too.
+    ``chord`` the Kernel also carries its chords ``2(sqrt(c11 c22) - c12)``
+    and the output's diagonal ones are returned too.
     """
     c12, c11, c22 = (np.array(t, dtype=np.float64) for t in zip(*grid))
     n = len(grid)
@@ -261,10 +261,10 @@ def _layer_duals(layer, grid, sqdist=False):
             shape2=(n, 7),
             diagonal_spatial=True,
             is_gaussian=True,
-            sqdist=c11[:, None] + c22[None, :] - 2 * nngp if sqdist else None,
+            chord=2 * (jnp.sqrt(c11[:, None] * c22[None, :]) - nngp) if chord else None,
         )
         out = layer.kernel_fn(k)
-        d = () if not sqdist else (jnp.diag(out.sqdist),)
+        d = () if not chord else (jnp.diag(out.chord),)
         return (jnp.diag(out.nngp), jnp.diag(out.ntk), out.cov1, out.cov2) + d
 
     return tuple(np.asarray(a) for a in duals(c12, c11, c22))
@@ -293,7 +293,7 @@ def _grid_for(case):
     return GRID + (GRID_SMOOTH_ONLY if case.smooth else [])
 
 
-# (id(g), grid, kinks) -> (g, integrals): the plain and the distance duals'
+# (id(g), grid, kinks) -> (g, integrals): the plain and the chord duals'
 # tests integrate the same φ on the same grid (g is kept, so its id stays its).
 _ORACLE_CACHE: dict = {}
 
@@ -359,10 +359,10 @@ def test_sign_nngp_matches_integration_and_ntk_is_zero():
     assert np.all(dot == 0.0)
 
 
-# A Kernel that carries squared distances (vector inputs) goes through the
-# `sqdist_dual` of the activations that have one: the same kernels, the angle
-# taken from the distances, and the outputs' distances E[(φ(u) - φ(v))²].
-WITH_DISTANCES = [
+# A Kernel that carries chords (vector inputs) goes through the `chord_dual`
+# of the activations that have one: the same kernels, the angle taken from the
+# chord, and the outputs' chords 2(sqrt(E φ(u)² E φ(v)²) - E φ(u)φ(v)).
+WITH_CHORDS = [
     c
     for c in CASES
     if c.name.startswith(
@@ -372,16 +372,17 @@ WITH_DISTANCES = [
 ] + [SIGN, _rectified(0), _rectified(1)]
 
 
-@pytest.mark.parametrize("case", WITH_DISTANCES, ids=repr)
-def test_duals_from_distances_match_numerical_integration(case):
+@pytest.mark.parametrize("case", WITH_CHORDS, ids=repr)
+def test_duals_from_chords_match_numerical_integration(case):
     grid = _grid_for(case)
-    nngp, dot, cov1, _, sqdist = _layer_duals(case.layer, grid, sqdist=True)
+    nngp, dot, cov1, _, chord = _layer_duals(case.layer, grid, chord=True)
     pair, v1, v2 = _oracle(case.phi, grid, case.kinks)
     _assert_close_cs(nngp, pair, np.sqrt(v1 * v2), RTOL, f"{case.name} nngp")
     _assert_close_cs(cov1, v1, v1, RTOL, f"{case.name} cov1")
-    # E[(φ(u) - φ(v))²] = E φ(u)² + E φ(v)² - 2 E φ(u)φ(v), at most v1 + v2
-    # in size; 1e-11 of it, as above.
-    _assert_close_cs(sqdist, v1 + v2 - 2 * pair, v1 + v2, RTOL, f"{case.name} sqdist")
+    # At most 4 sqrt(v1 v2) in size; 1e-11 of v1 + v2 (the squared
+    # distance's size, from which Sin/Cos take theirs), as above.
+    chord_ref = 2 * (np.sqrt(v1 * v2) - pair)
+    _assert_close_cs(chord, chord_ref, v1 + v2, RTOL, f"{case.name} chord")
     if case.dphi is None:
         assert np.all(dot == 0.0)
     else:
@@ -389,41 +390,42 @@ def test_duals_from_distances_match_numerical_integration(case):
         _assert_close_cs(dot, dpair, np.sqrt(dv1 * dv2), RTOL, f"{case.name} ntk")
 
 
-# (c12, c11, c22) with a zero variance, and the outputs' distance there:
-# E[(φ(0) - φ(v))²] = E φ(v)² against a nonzero variance, 0 between two zeros.
+# (c12, c11, c22) with a zero variance, and the outputs' chord there:
+# 2(sqrt(φ(0)² E φ(v)²) - φ(0) E φ(v)), 0 where φ(0) = 0 or both are zero.
 ZERO_VARIANCE = [(0.0, 0.0, 1.7), (0.0, 0.6, 0.0), (0.0, 0.0, 0.0)]
-ZERO_VARIANCE_SQDIST = {
-    "RectifiedMonomial(0)": (("rectified_monomial", 0), [0.5, 0.5, 0.0]),  # φ(0) = 1: P(v < 0)
-    "RectifiedMonomial(1)": (("rectified_monomial", 1), [0.85, 0.3, 0.0]),  # E max(v, 0)² = c/2
-    "Sign": (("sign",), [1.0, 1.0, 0.0]),  # sign 0 = 0
+ZERO_VARIANCE_CHORD = {
+    # φ(0) = 1, E φ(v)² = E φ(v) = 1/2: 2(sqrt(1/2) - 1/2).
+    "RectifiedMonomial(0)": (("rectified_monomial", 0), [math.sqrt(2) - 1] * 2 + [0.0]),
+    "RectifiedMonomial(1)": (("rectified_monomial", 1), [0.0, 0.0, 0.0]),
+    "Sign": (("sign",), [0.0, 0.0, 0.0]),  # sign 0 = 0
     "ExpNormalized": (("exp_normalized", 0.8, -0.5), None),  # left to the layer
 }
 
 
-@pytest.mark.parametrize("name", sorted(ZERO_VARIANCE_SQDIST))
-def test_duals_from_distances_keep_the_zero_variance_conventions(name):
+@pytest.mark.parametrize("name", sorted(ZERO_VARIANCE_CHORD))
+def test_duals_from_chords_keep_the_zero_variance_conventions(name):
     """The kinked φ's conventions at a zero variance (φ(0), φ'(0); see
     `rectified_monomial`, `sign`, `exp_normalized`), which the integration
-    oracle above does not reach: the kernels from the distances are those of
-    the plain dual, and the outputs' distances are exact."""
+    oracle above does not reach: the kernels from the chord are those of
+    the plain dual, and the outputs' chords are exact."""
     from ntk.stax.duals import ACTIVATIONS
 
-    (key, *args), want = ZERO_VARIANCE_SQDIST[name]
+    (key, *args), want = ZERO_VARIANCE_CHORD[name]
     record = ACTIVATIONS[key](*args)
     c12, c11, c22 = (np.array(v) for v in zip(*ZERO_VARIANCE))
-    *kernels, d_out = record.sqdist_dual(c11 + c22 - 2 * c12, c12, c11, c22)
+    *kernels, chord_out = record.chord_dual(2 * (np.sqrt(c11 * c22) - c12), c12, c11, c22)
     for got, plain in zip(kernels, record.dual(c12, c11, c22)):
         np.testing.assert_array_equal(got, plain)
     if want is None:
-        assert d_out is None
+        assert chord_out is None
     else:
-        np.testing.assert_allclose(d_out, want, rtol=1e-15)
+        np.testing.assert_allclose(chord_out, want, rtol=1e-15)
 
 
 def _arccos_in_extended_precision(theta, s, a, b):
     """ABRelu(a, b)'s kernels at c11 = 1, c22 = s², c12 = s cos θ, and the
-    outputs' squared distance, in 80-bit arithmetic from θ itself (Cho & Saul
-    2009): the reference for angles float64 cannot tell from 0."""
+    outputs' chord, in 80-bit arithmetic from θ itself (Cho & Saul 2009):
+    the reference for angles float64 cannot tell from 0."""
     ld = np.longdouble
     theta, s = np.asarray(theta, ld), np.asarray(s, ld)
     f = ld((a - b) ** 2) / (2 * np.pi)
@@ -434,9 +436,10 @@ def _arccos_in_extended_precision(theta, s, a, b):
         (-1) ** (n + 1) * 2 * n * theta ** (2 * n + 1) / ld(math.factorial(2 * n + 1))
         for n in range(1, 11)
     )
-    d = (1 - s) ** 2 + 4 * s * np.sin(theta / 2) ** 2
-    d_out = ld(a * a + b * b) / 2 * d - 2 * f * s * h
-    return k12, dot, d_out
+    # 2(sqrt(K11 K22) - K12), K_ii = (a² + b²)/2 c_ii, with the O(1) terms
+    # cancelled by hand: (a² + b²) s (1 - cos θ) - 2 f s h(θ).
+    chord_out = ld(a * a + b * b) * 2 * s * np.sin(theta / 2) ** 2 - 2 * f * s * h
+    return k12, dot, chord_out
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
@@ -445,29 +448,31 @@ def _arccos_in_extended_precision(theta, s, a, b):
 )
 def test_kinked_duals_resolve_angles_below_the_dtypes_square_root_eps(dtype, a, b):
     """Two inputs at angle θ = 1e-7..1e-2 rad, of norms 1 and s = 1 + kθ
-    (k = 0, 1, 10: nearby inputs differ in norm as much as in direction).
-    Their correlation rounds to 1 - O(eps), so the θ-term of
-    K_φ' = (a²+b²)/2 - (a-b)²θ/(2π) taken from c12 is off by ~sqrt(eps)
-    (3e-4 rad in float32). From the squared distance d the error is that of
-    the chord d - (1 - s)² = 2s(1 - cos θ): the rounding of d and of
-    (1 - s)², so θ is right to ~eps (d + (1 - s)²)/chord relative, a few eps
-    for these pairs. The reference is the closed form in 80-bit arithmetic."""
+    (k = 0, 1, 10: nearby inputs differ in norm as much as in direction) or
+    s = 3 (they differ mostly in norm). Their correlation rounds to
+    1 - O(eps), so the θ-term of K_φ' = (a²+b²)/2 - (a-b)²θ/(2π) taken from
+    c12 is off by ~sqrt(eps) (3e-4 rad in float32). From the chord
+    χ = 2s(1 - cos θ), rounded to the dtype, 1 - ρ = χ/(2s) is right to a few
+    eps relative, so θ is too, whatever s (from the squared distance
+    χ + (1 - s)² it was not, at s = 3). The reference is the closed form in
+    80-bit arithmetic."""
     from ntk.stax.duals import abrelu
 
     ld = np.longdouble
-    theta = np.array([ld(t) for t in np.geomspace(1e-7, 1e-2, 11) for _ in range(3)])
-    s = 1 + np.array([k for _ in range(11) for k in (0, 1, 10)]) * theta
+    theta = np.array([ld(t) for t in np.geomspace(1e-7, 1e-2, 11) for _ in range(4)])
+    k = np.array([k for _ in range(11) for k in (0, 1, 10, 0)])
+    s = np.where(np.arange(44) % 4 == 3, ld(3), 1 + k * theta)
     chord = 4 * s * np.sin(theta / 2) ** 2  # 2s(1 - cos θ), without cancelling
-    exact_d = (1 - s) ** 2 + chord
-    args = [np.array(v, dtype=dtype) for v in (exact_d, s * np.cos(theta), np.ones(33), s * s)]
-    nngp, dot, d_out = (np.asarray(v, ld) for v in jax.jit(abrelu(a, b).sqdist_dual)(*args))
-    k12, dot_ref, d_ref = _arccos_in_extended_precision(theta, s, a, b)
+    args = [np.array(v, dtype=dtype) for v in (chord, s * np.cos(theta), np.ones(44), s * s)]
+    nngp, dot, chord_out = (np.asarray(v, ld) for v in jax.jit(abrelu(a, b).chord_dual)(*args))
+    k12, dot_ref, chord_ref = _arccos_in_extended_precision(theta, s, a, b)
     eps = np.finfo(dtype).eps
-    d_theta = 8 * eps * theta * (exact_d + (1 - s) ** 2) / chord
+    d_theta = 8 * eps * theta
     f = (a - b) ** 2 / (2 * np.pi)
     _assert_all_within(dot, dot_ref, 4 * eps * np.abs(dot_ref) + f * d_theta, "K_φ'")
     _assert_all_within(nngp, k12, 8 * eps * np.abs(k12) + f * s * d_theta, "K_φ")
-    _assert_all_within(d_out, d_ref, 16 * eps * exact_d + 2 * f * s * theta**2 * d_theta, "d'")
+    tol = 16 * eps * chord + 2 * f * s * theta**2 * d_theta
+    _assert_all_within(chord_out, chord_ref, tol, "χ'")
     # Taken from c12 (the plain dual), θ is not resolved: the check can fail.
     plain_dot = np.asarray(jax.jit(abrelu(a, b).dual)(*args[1:])[1], ld)
     assert np.max(np.abs(plain_dot - dot_ref) / (f * theta)) > 0.5
@@ -476,13 +481,13 @@ def test_kinked_duals_resolve_angles_below_the_dtypes_square_root_eps(dtype, a, 
 @pytest.mark.parametrize(
     "a,b,c", [(1.0, 1.0, 0.0), (1.7, 0.6, -0.3)], ids=["erf", "erf(1.7,0.6,-0.3)"]
 )
-def test_erf_dual_from_distances_resolves_nearby_inputs(a, b, c):
+def test_erf_dual_from_chords_resolves_nearby_inputs(a, b, c):
     """Pairs as above (θ = 1e-5..1e-1, norms 10 and 10 (1 + kθ)), float32.
     K_φ' = a²b²(4/π) q1 q2 / cos α12 needs cos² = 1 - s12² = e1 + e2 - e1 e2
     + (1 - e1)(1 - e2)(1 - ρ²), e_i = 1/(1 + 2b² c_ii), whose last term
-    matters at large variance: from the distances it is right to a few eps,
-    from c12 (whose 1 - ρ² is set to 0 below 64 eps) not. The reference: the rounded d,
-    c11, c22 (c12 = (c11 + c22 - d)/2) in 80-bit arithmetic."""
+    matters at large variance: from the chord it is right to a few eps,
+    from c12 (whose 1 - ρ² is set to 0 below 64 eps) not. The reference: the
+    rounded χ, c11, c22 (c12 = sqrt(c11 c22) - χ/2) in 80-bit arithmetic."""
     from ntk.stax.duals import erf
 
     ld = np.longdouble
@@ -490,14 +495,14 @@ def test_erf_dual_from_distances_resolves_nearby_inputs(a, b, c):
     s = 1 + np.array([k for _ in range(9) for k in (0, 1, 10)]) * theta
     c11, c22 = np.full_like(theta, 100), 100 * s * s
     p = np.sqrt(c11 * c22)
-    d = (np.sqrt(c11) - np.sqrt(c22)) ** 2 + 4 * p * np.sin(theta / 2) ** 2
-    args = [np.array(v, dtype=np.float32) for v in (d, p * np.cos(theta), c11, c22)]
-    nngp, dot, d_out = jax.jit(erf(a, b, c).sqdist_dual)(*args)
-    assert d_out is None  # the layer takes it from the kernels
-    d, c11, c22 = (np.asarray(v, ld) for v in (args[0], args[2], args[3]))
+    chord = 4 * p * np.sin(theta / 2) ** 2
+    args = [np.array(v, dtype=np.float32) for v in (chord, p * np.cos(theta), c11, c22)]
+    nngp, dot, chord_out = jax.jit(erf(a, b, c).chord_dual)(*args)
+    assert chord_out is None  # the layer takes it from the kernels
+    chord, c11, c22 = (np.asarray(v, ld) for v in (args[0], args[2], args[3]))
     g = 2 * ld(b) ** 2
     q1, q2 = 1 / np.sqrt(1 + g * c11), 1 / np.sqrt(1 + g * c22)
-    s12 = g * (c11 + c22 - d) / 2 * q1 * q2
+    s12 = g * (np.sqrt(c11 * c22) - chord / 2) * q1 * q2
     k_ref = 2 * ld(a) ** 2 / np.pi * np.arcsin(s12) + ld(c) ** 2
     dot_ref = 4 / np.pi * ld(a * b) ** 2 * q1 * q2 / np.sqrt(1 - s12 * s12)
     eps = np.finfo(np.float32).eps

@@ -267,18 +267,14 @@ def _h_over_cube(t):
     return poly
 
 
-def angle_from_sqdist(d, c12, c11, c22):
-    r"""``(θ, p sin θ, p h(θ))`` of two inputs from their squared distance.
+def angle_from_chord(chord, c12, c11, c22):
+    r"""``(θ, p sin θ, p h(θ))`` of two inputs from their chord.
 
-    With :math:`p = \sqrt{c_{11} c_{22}}` and
-    :math:`d = c_{11} + c_{22} - 2 c_{12}` carried apart from :math:`c_{12}`
-    (`ntk.kernel.Kernel.sqdist`), the chord
-    :math:`d - (\sqrt{c_{11}} - \sqrt{c_{22}})^2 = 2(p - c_{12}) = 2p(1 - \rho)` gives
-    :math:`1 - \rho` to an absolute error of about :math:`\epsilon d / p`, where
-    :math:`c_{12}` gives it to :math:`\epsilon` (`correlation`). So for inputs closer
-    than their norms, :math:`d \le p`, the angle is taken from the chord, which
-    resolves it however small it is; otherwise (inputs far apart, or of very
-    different norms) from :math:`\rho` as in the other duals:
+    With :math:`p = \sqrt{c_{11} c_{22}}`, the chord
+    :math:`\chi = 2(p - c_{12}) = 2p(1 - \rho)` (`ntk.kernel.Kernel.chord`), carried
+    apart from :math:`c_{12}`, gives :math:`1 - \rho` right to rounding however
+    small the angle and however different the norms, where :math:`c_{12}` gives it
+    to an absolute :math:`\epsilon` (`correlation`). Then
 
     .. math::
 
@@ -292,7 +288,7 @@ def angle_from_sqdist(d, c12, c11, c22):
     zero-variance input (:math:`p = 0`) is uncorrelated with everything:
     :math:`\theta = \pi/2`.
     """
-    rho, one_minus, p = correlation_from_sqdist(d, c12, c11, c22)
+    rho, one_minus, p = correlation_from_chord(chord, c12, c11, c22)
     sine = safe_sqrt(one_minus * gap(-rho))
     theta = angle(sine, rho)
     sine_p = p * sine
@@ -301,32 +297,30 @@ def angle_from_sqdist(d, c12, c11, c22):
     return theta, sine_p, h_p
 
 
-def correlation_from_sqdist(d, c12, c11, c22):
-    """``(ρ, 1 − ρ, p)``: ``1 − ρ`` from the squared distance ``d`` where the
-    inputs are nearer than their norms (``d ≤ p = sqrt(c11 c22)``; see
-    `angle_from_sqdist`), from ``c12`` otherwise (`gap`)."""
+def correlation_from_chord(chord, c12, c11, c22):
+    """``(ρ, 1 − ρ, p)``: ρ from ``c12`` (`correlation`) and ``1 − ρ = χ/(2p)``
+    from the chord χ (`angle_from_chord`); ``1 − ρ = 1`` where ``p = 0``."""
     r1, r2, i1, i2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22), inv_sqrt(c11), inv_sqrt(c22))
     p = r1 * r2
     rho, _ = correlation(c12, c11, c22)
-    # 1 - ρ and 1 + ρ from c12 with the rounding noise at ±1 removed (`gap`).
-    return rho, jnp.where(d <= p, _one_minus_rho(d, r1, r2, i1, i2), gap(rho)), p
+    return rho, jnp.where(p > 0, _one_minus_rho(chord, r1, r2, i1, i2), gap(rho)), p
 
 
 @jax.custom_jvp
-def _one_minus_rho(d, r1, r2, i1, i2):
-    """``1 − ρ = (d − (r1 − r2)²) / (2 r1 r2)`` (0 where r1 r2 = 0), with
-    ``r_i = sqrt(c_ii)`` and ``i_i = 1/r_i`` (per input, so the pairwise loop
-    divides by nothing). The derivative is given in closed form, in terms of
-    ``d`` and ``r_i`` alone (``i_i`` are functions of them), as in
-    `correlation`: the chain rule through ``chord · i1 i2`` forms
-    ``chord · ∂L/∂(i1 i2)``, which overflows float32 at variances ~1e19."""
-    return jnp.maximum(d - (r1 - r2) ** 2, 0) * (i1 * i2) / 2
+def _one_minus_rho(chord, r1, r2, i1, i2):
+    """``1 − ρ = χ/(2 r1 r2)``, with ``r_i = sqrt(c_ii)`` and ``i_i = 1/r_i``
+    (per input, so the pairwise loop divides by nothing). The derivative is
+    given in closed form, in terms of ``χ`` and ``r_i`` alone (``i_i`` are
+    functions of them), as in `correlation`: the chain rule through
+    ``χ · i1 i2`` forms ``χ · ∂L/∂(i1 i2)``, which overflows float32 at
+    variances ~1e19."""
+    return jnp.maximum(chord, 0) * (i1 * i2) / 2
 
 
 @_one_minus_rho.defjvp
 def _one_minus_rho_jvp(primals, tangents):
-    (d, r1, r2, i1, i2), (dd, dr1, dr2, _, _) = primals, tangents
-    u = _one_minus_rho(d, r1, r2, i1, i2)
-    # ∂u/∂d = 1/(2 r1 r2), ∂u/∂r1 = ρ/r1 − 1/r2 with ρ = 1 − u (and likewise r2).
-    du = dd * (i1 * i2) / 2 + dr1 * ((1 - u) * i1 - i2) + dr2 * ((1 - u) * i2 - i1)
+    (chord, r1, r2, i1, i2), (dchord, dr1, dr2, _, _) = primals, tangents
+    u = _one_minus_rho(chord, r1, r2, i1, i2)
+    # ∂u/∂χ = 1/(2 r1 r2), ∂u/∂r_i = −u/r_i.
+    du = dchord * (i1 * i2) / 2 - u * (dr1 * i1 + dr2 * i2)
     return u, jnp.where(u > 0, du, 0.0)

@@ -16,7 +16,7 @@ A residual block is ``serial(FanOut(2), parallel(block, Identity()), FanInSum())
 ``serial`` runs a run of at least ``SCAN_MIN_REPS`` equal blocks (the same layer
 objects, or layers built apart that ``same_kernel`` finds equal) as one
 `jax.lax.scan` whose carry holds the NNGP and NTK as one complex array
-(``pack_carry`` of `ntk.stax.layer`; a kernel with distances carries them and
+(``pack_carry`` of `ntk.stax.layer`; a kernel with chords carries them and
 the NTK, the NNGP rebuilt from them): compile time stays flat in depth, and
 the two kernels cost about one. Blocks that differ but keep the shapes of the
 kernel's arrays (a ``W_std`` or a width per layer, alternating activations)
@@ -36,7 +36,7 @@ import numpy as np
 
 from ntk.kernel import Kernel
 from ntk.stax import spec as specs
-from ntk.stax._internal import split_rng
+from ntk.stax._internal import inv, safe_sqrt, split_rng
 from ntk.stax.layer import (
     KernelFn,
     Layer,
@@ -457,6 +457,33 @@ def _sum(arrays):
     return functools.reduce(operator.add, arrays)
 
 
+def _summed_chord(ks):
+    r"""The chord (`Kernel.chord`) of a sum of independent branches: with
+    :math:`a_b, c_b` the two inputs' variances in branch :math:`b`,
+    :math:`S = \sqrt{\textstyle\sum_b a_b \sum_b c_b}` and
+    :math:`T = \sum_b \sqrt{a_b c_b}`,
+
+    .. math::
+
+        \chi = \sum_b \chi_b + 2(S - T), \qquad
+        S - T = \frac{\sum_{b < b'} (\sqrt{a_b c_{b'}} - \sqrt{a_{b'} c_b})^2}{S + T},
+
+    sums of non-negative terms (Lagrange's identity), so nothing cancels.
+    """
+    if any(k.chord is None for k in ks):
+        return None
+    pairs = [k.outer_vars()[0] for k in ks]
+    ra = [safe_sqrt(a) for a, _ in pairs]
+    rc = [safe_sqrt(c) for _, c in pairs]
+    s = safe_sqrt(_sum([a for a, _ in pairs])) * safe_sqrt(_sum([c for _, c in pairs]))
+    t = _sum([x * y for x, y in zip(ra, rc)])
+    mixed = [
+        (ra[i] * rc[j] - ra[j] * rc[i]) ** 2 for i in range(len(ks)) for j in range(i + 1, len(ks))
+    ]
+    chords = _sum([k.chord for k in ks])
+    return chords if not mixed else chords + 2 * _sum(mixed) * inv(s + t)
+
+
 def _check_independent(ks, name):
     """Σ_b K_b drops the cross-covariances of branches, which vanish only when
     a branch ends in an affine layer with fresh zero-mean weights. Branches
@@ -504,8 +531,7 @@ def FanInSum() -> Layer:
             cov1=_sum([k.cov1 for k in ks]),
             cov2=_sum([k.cov2 for k in ks]),
             is_gaussian=all(k.is_gaussian for k in ks),
-            # Independent branches: the squared distances add like the kernels.
-            sqdist=_sum([k.sqdist for k in ks]),
+            chord=_summed_chord(ks),
         )
 
     return make_layer(

@@ -27,13 +27,14 @@ Through an activation the NNGP becomes :math:`K_\varphi` and the NTK becomes
     K_\varphi = \frac{\sqrt{c_{11} c_{22}}}{2\pi} \big(\sin\theta + (\pi - \theta)\cos\theta\big),
     \qquad K_{\varphi'} = \frac{\pi - \theta}{2\pi}.
 
-Every activation here is an `Activation` record ``(fn, dual, sqdist_dual)`` in
+Every activation here is an `Activation` record ``(fn, dual, chord_dual)`` in
 the table ``ACTIVATIONS`` (name -> factory); ``dual(c12, c11, c22)`` returns
 :math:`(K_\varphi, K_{\varphi'})` elementwise. Most also read the inputs'
-squared distance (``sqdist_dual``; `ntk.kernel.Kernel.sqdist`), which resolves
-nearly collinear inputs in float32: the kinked ones (ABRelu's family, the step
-and ReLU of ``rectified_monomial``, Sign) take the angle from it and map it,
-Sin/Cos and Rbf the distance itself, and Erf, Gaussian, Gabor and
+chord :math:`\chi = 2(\sqrt{c_{11} c_{22}} - c_{12})` (``chord_dual``;
+`ntk.kernel.Kernel.chord`), which resolves nearly collinear inputs in float32:
+the kinked ones (ABRelu's family, the step and ReLU of ``rectified_monomial``,
+Sign) take the angle from it and map it, Sin/Cos and Rbf the squared distance
+:math:`\chi + (\sqrt{c_{11}} - \sqrt{c_{22}})^2`, and Erf, Gaussian, Gabor and
 ExpNormalized take :math:`1 - \rho` from it. The table is what other modules (e.g.
 deep kernel machines) use to get an activation's dual; the layers of
 `ntk.stax.elementwise` wrap it, and `ntk.stax.numerical` integrates the dual
@@ -61,11 +62,12 @@ from ntk._checks import as_numpy, require_bool, require_real
 from ntk.stax._internal import (
     PI,
     angle,
-    angle_from_sqdist,
+    angle_from_chord,
     atan2,
     correlation,
-    correlation_from_sqdist,
+    correlation_from_chord,
     gap,
+    inv,
     inv_sqrt,
     pairwise,
     safe_sqrt,
@@ -93,17 +95,17 @@ class Activation(NamedTuple):
 
     fn: Optional[Callable]
     dual: Callable
-    #: ``sqdist_dual(d, c12, c11, c22)`` :math:`\to (K_\varphi, K_{\varphi'}, d')`
-    #: with :math:`1 - \rho` (or the distance itself) taken from the squared
-    #: distance :math:`d = c_{11} + c_{22} - 2c_{12}` (``angle_from_sqdist``)
-    #: and the outputs' squared distance :math:`d' = K_\varphi(c_{11}) + K_\varphi(c_{22})
-    #: - 2 K_\varphi(c_{12})` in closed form, or None where the layer is to take
+    #: ``chord_dual(chord, c12, c11, c22)`` :math:`\to (K_\varphi, K_{\varphi'}, \chi')`
+    #: with :math:`1 - \rho` (or the squared distance) taken from the chord
+    #: :math:`\chi = 2(\sqrt{c_{11} c_{22}} - c_{12})` (``angle_from_chord``)
+    #: and the outputs' chord :math:`\chi' = 2(\sqrt{K_\varphi(c_{11}) K_\varphi(c_{22})}
+    #: - K_\varphi(c_{12}))` in closed form, or None where the layer is to take
     #: it from the kernels (the smooth Erf, Gaussian, Gabor, ExpNormalized).
     #: None for Exp, polynomials and rectified monomials of degree ≥ 2 (no
     #: :math:`1 - \rho` to lose), and for Gelu: at large variance it is
-    #: ReLU-like, and the next layer's angle from a distance K11 + K22 − 2 K12
-    #: (error ε K) came out worse than from its NNGP (measured).
-    sqdist_dual: Optional[Callable] = None
+    #: ReLU-like, and the next layer's angle from a chord taken from its
+    #: kernels (error ε K) came out worse than from its NNGP (measured).
+    chord_dual: Optional[Callable] = None
 
 
 # ------------------------------------------------------- argument checks
@@ -138,7 +140,7 @@ def _arcsine_factors(c12, c11, c22, g, one_minus=None):
     Returns ``(e1, e2, q12 = 1/sqrt(P), cos² = Δ²/P, valid)`` (pairwise
     shape); ``valid`` is False where some p_i ≤ 0 (only possible for g < 0).
     ``one_minus``: :math:`1 - \rho^2` if known better than from c12 (from the
-    inputs' distances: Erf's ``sqdist_dual``).
+    inputs' chord: Erf's ``chord_dual``).
     """
     q1, q2 = pairwise(c12, inv_sqrt(1 + g * c11), inv_sqrt(1 + g * c22))
     e1, e2 = q1 * q1, q2 * q2
@@ -152,18 +154,18 @@ def _arcsine_factors(c12, c11, c22, g, one_minus=None):
     return e1, e2, q1 * q2, cos2, (q1 > 0) & (q2 > 0)
 
 
-def _one_minus_from_sqdist(dual):
-    """A ``sqdist_dual`` for a smooth activation whose dual takes
+def _one_minus_from_chord(dual):
+    """A ``chord_dual`` for a smooth activation whose dual takes
     ``1 − ρ²`` as its last argument (``dual(c12, c11, c22, one_minus)``):
-    1 − ρ² from the inputs' distances (`correlation_from_sqdist`), and the
-    outputs' distance left to the layer (None: K11 + K22 − 2 K12, exactly 0
+    1 − ρ² from the inputs' chord (`correlation_from_chord`), and the
+    outputs' chord left to the layer (None: from the kernels, exactly 0
     between identical inputs)."""
 
-    def sqdist_dual(d, c12, c11, c22):
-        rho, one_minus_rho, _ = correlation_from_sqdist(d, c12, c11, c22)
+    def chord_dual(chord, c12, c11, c22):
+        rho, one_minus_rho, _ = correlation_from_chord(chord, c12, c11, c22)
         return (*dual(c12, c11, c22, one_minus_rho * gap(-rho)), None)
 
-    return sqdist_dual
+    return chord_dual
 
 
 # ------------------------------------------------------- the dual kernels
@@ -190,15 +192,16 @@ def abrelu(a: float, b: float) -> Activation:
         norms = safe_sqrt(c11) * safe_sqrt(c22)
         return f * norms * sine + dot * c12, dot
 
-    def sqdist_dual(d, c12, c11, c22):
-        # d' = (a² + b²)/2 · d − (a − b)²/π · p h(θ): the kernel above at c11,
-        # c22 and c12 with the O(1) terms cancelled by hand.
-        theta, sine_p, h_p = angle_from_sqdist(d, c12, c11, c22)
+    def chord_dual(chord, c12, c11, c22):
+        # χ' = (a² + b²)/2 · χ − (a − b)²/π · p h(θ): the kernel above at c11,
+        # c22 and c12 (K_ii = (a² + b²)/2 · c_ii) with the O(1) terms
+        # cancelled by hand.
+        theta, sine_p, h_p = angle_from_chord(chord, c12, c11, c22)
         dot = (a**2 + b**2) / 2 - f * theta
-        d_out = jnp.maximum((a**2 + b**2) / 2 * d - 2 * f * h_p, 0)
-        return f * sine_p + dot * c12, dot, d_out
+        chord_out = jnp.maximum((a**2 + b**2) / 2 * chord - 2 * f * h_p, 0)
+        return f * sine_p + dot * c12, dot, chord_out
 
-    return Activation(lambda x: a * jnp.minimum(x, 0) + b * jnp.maximum(x, 0), dual, sqdist_dual)
+    return Activation(lambda x: a * jnp.minimum(x, 0) + b * jnp.maximum(x, 0), dual, chord_dual)
 
 
 def erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
@@ -225,9 +228,9 @@ def erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
 
     # A closed form of the outputs' distance right to ε d' took the layer
     # twice the time (two more arc tangents per pair); Erf is smooth, so
-    # K11 + K22 − 2 K12 has the kernels' error, ε K.
+    # the outputs' chord from the kernels has their error, ε K.
     return Activation(
-        lambda x: a * jax.scipy.special.erf(b * x) + c, dual, _one_minus_from_sqdist(dual)
+        lambda x: a * jax.scipy.special.erf(b * x) + c, dual, _one_minus_from_chord(dual)
     )
 
 
@@ -294,33 +297,46 @@ def sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
 
     b2 = b**2
 
-    def dual(c12, c11, c22, d=None):
+    def dual(c12, c11, c22, chord=None):
         n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
         rho, _ = correlation(c12, c11, c22)
         x = b2 * c12
         exponent = (n1 - n2) ** 2 / 2 + (n1 * n2) * gap(jnp.abs(rho))
-        if d is not None:
-            exponent = jnp.where(c12 >= 0, d / 2, exponent)
+        if chord is not None:
+            # p(1 − ρ) = χ/2 for c12 ≥ 0.
+            exponent = jnp.where(c12 >= 0, (n1 - n2) ** 2 / 2 + chord / 2, exponent)
         decay = a**2 * jnp.exp(-b2 * exponent)
         h = (1 + jnp.exp(-2 * jnp.abs(x))) / 2  # e^{-|x|} cosh x
         sh = jnp.tanh(x) * h  # e^{-|x|} sinh x
         return decay * (cos2 * sh + sin2 * h), b2 * decay * (cos2 * h + sin2 * sh)
 
-    def sqdist_dual(d, c12, c11, c22):
-        # s/2 − c12 = d/2 for c12 ≥ 0. The outputs' distance K11 + K22 − 2K12,
-        # with A_i = exp(−b² c_ii) and s⁺ = c11 + c22 + 2c12, is
-        # a²/2 · [2(1 − e^{−b²d/2})(1 + cos 2c · e^{−b²s⁺/2}) − cos 2c (A1 − A2)²]:
+    def chord_dual(chord, c12, c11, c22):
+        # With d = χ + (n1 − n2)² = s − 2c12, A_i = exp(−b² c_ii) and
+        # s⁺ = c11 + c22 + 2c12, the outputs' squared distance K11 + K22 − 2K12
+        # is a²/2 · [2(1 − e^{−b²d/2})(1 + cos 2c · e^{−b²s⁺/2}) − cos 2c (A1 − A2)²]:
         # each difference by expm1, so it is right to rounding relative to
         # itself, and nothing overflows (A1 − A2 through the smaller variance).
-        v1, v2 = pairwise(c12, c11, c22)
+        # The chord is that less (√K11 − √K22)², with K_ii = a²/2 (1 − cos 2c A_i²):
+        # a difference, which loses the angle of inputs that differ mostly in
+        # norm, as the squared distance itself does.
+        cos_2c = cos2 - sin2
+        v1, v2, n1, n2 = pairwise(c12, c11, c22, safe_sqrt(c11), safe_sqrt(c22))
+        a1, a2 = jnp.exp(-b2 * c11), jnp.exp(-b2 * c22)
+        k1, k2, sum_a = pairwise(
+            c12, a**2 / 2 * (1 - cos_2c * a1 * a1), a**2 / 2 * (1 - cos_2c * a2 * a2), a1 + a2
+        )
+        d = jnp.maximum(chord, 0) + (n1 - n2) ** 2
         far = -jnp.expm1(-b2 * d / 2)
         apart = jnp.exp(-2 * b2 * jnp.minimum(v1, v2)) * jnp.expm1(-b2 * jnp.abs(v1 - v2)) ** 2
-        cos_2c = cos2 - sin2
         sum_decay = jnp.exp(-b2 * (v1 + v2 + 2 * c12) / 2)
         d_out = a**2 * (far * (1 + cos_2c * sum_decay) - cos_2c * apart / 2)
-        return (*dual(c12, c11, c22, d), jnp.maximum(d_out, 0))
+        # (√K11 − √K22)² = (K11 − K22)²/(√K11 + √K22)², K11 − K22 = a²/2 cos 2c (A2² − A1²).
+        norm_gap = (
+            (a**2 / 2 * cos_2c) ** 2 * apart * sum_a**2 * inv((safe_sqrt(k1) + safe_sqrt(k2)) ** 2)
+        )
+        return (*dual(c12, c11, c22, chord), jnp.maximum(d_out - norm_gap, 0))
 
-    return Activation(lambda x: a * jnp.sin(b * x + c), dual, sqdist_dual)
+    return Activation(lambda x: a * jnp.sin(b * x + c), dual, chord_dual)
 
 
 def rbf(gamma: float = 1.0) -> Activation:
@@ -340,15 +356,18 @@ def rbf(gamma: float = 1.0) -> Activation:
         nngp = jnp.exp(-gamma * ((n1 - n2) ** 2 + 2 * (n1 * n2) * gap(rho)))
         return nngp, 2 * gamma * nngp
 
-    def sqdist_dual(d, c12, c11, c22):
-        # The kernel is a function of the distance; the outputs' distance is
+    def chord_dual(chord, c12, c11, c22):
+        # The kernel is a function of the squared distance d = χ + (n1 − n2)²
+        # (a sum, nothing cancels); K_ii = 1, so the outputs' chord is
         # 2 − 2 e^{−γ d}, by expm1 right to rounding (deep RBF networks
         # stretch nearby pairs apart, multiplying its relative error).
+        n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
+        d = jnp.maximum(chord, 0) + (n1 - n2) ** 2
         nngp = jnp.exp(-gamma * d)
         return nngp, 2 * gamma * nngp, -2 * jnp.expm1(-gamma * d)
 
     return Activation(
-        lambda x: math.sqrt(2) * jnp.sin(jnp.sqrt(2 * gamma) * x + PI / 4), dual, sqdist_dual
+        lambda x: math.sqrt(2) * jnp.sin(jnp.sqrt(2 * gamma) * x + PI / 4), dual, chord_dual
     )
 
 
@@ -363,13 +382,15 @@ def sign() -> Activation:
         theta = angle(safe_sqrt(one_minus), rho)
         return 1 - 2 * theta / PI, jnp.zeros_like(theta)
 
-    def sqdist_dual(d, c12, c11, c22):
-        theta = angle_from_sqdist(d, c12, c11, c22)[0]
+    def chord_dual(chord, c12, c11, c22):
+        # K_ii = 1, so χ' = 2(1 − K12) = 4θ/π; 0 against a zero-variance
+        # input (sign(0) = 0: K_ii = 0 and K12 = 0).
+        theta = angle_from_chord(chord, c12, c11, c22)[0]
         on1, on2 = pairwise(c12, (c11 > 0).astype(c12.dtype), (c22 > 0).astype(c12.dtype))
-        d_out = jnp.where(on1 * on2 > 0, 4 * theta / PI, on1 + on2)
-        return 1 - 2 * theta / PI, jnp.zeros_like(theta), d_out
+        chord_out = jnp.where(on1 * on2 > 0, 4 * theta / PI, 0.0)
+        return 1 - 2 * theta / PI, jnp.zeros_like(theta), chord_out
 
-    return Activation(jnp.sign, dual, sqdist_dual)
+    return Activation(jnp.sign, dual, chord_dual)
 
 
 def exp(a: float = 1.0, b: float = 1.0) -> Activation:
@@ -410,7 +431,7 @@ def gaussian(a: float = 1.0, b: float = -1.0) -> Activation:
         dot = 4 * a**2 * b**2 * (c12 * q12) * (q12 * inv_cos) ** 2 * inv_cos
         return jnp.where(valid, nngp, jnp.inf), jnp.where(valid, dot, jnp.inf)
 
-    return Activation(lambda x: a * jnp.exp(b * x**2), dual, _one_minus_from_sqdist(dual))
+    return Activation(lambda x: a * jnp.exp(b * x**2), dual, _one_minus_from_chord(dual))
 
 
 def _double_factorial(n: int) -> int:
@@ -538,7 +559,7 @@ def gabor() -> Activation:
         q1, q2, s1, s2 = pairwise(c12, q1, q2, safe_sqrt(2 * c11) * q1, safe_sqrt(2 * c22) * q2)
         rho, one_minus = correlation(c12, c11, c22)
         gap_abs = gap(jnp.abs(rho))
-        if one_minus_rho is not None:  # 1 − ρ from the distances
+        if one_minus_rho is not None:  # 1 − ρ from the chord
             one_minus = one_minus_rho * gap(-rho)
             gap_abs = jnp.where(rho >= 0, one_minus_rho, gap_abs)
         # r1 = sqrt(t1 e2), r2 = sqrt(t2 e1), m = r1 r2 = 2 sqrt(c11 c22)/P.
@@ -567,10 +588,10 @@ def gabor() -> Activation:
         dot = decay * q12 * inv_cos**3 * bracket / 2
         return nngp, dot
 
-    def sqdist_dual(d, c12, c11, c22):
-        return (*dual(c12, c11, c22, correlation_from_sqdist(d, c12, c11, c22)[1]), None)
+    def chord_dual(chord, c12, c11, c22):
+        return (*dual(c12, c11, c22, correlation_from_chord(chord, c12, c11, c22)[1]), None)
 
-    return Activation(lambda x: jnp.exp(-x * x) * jnp.sin(x), dual, sqdist_dual)
+    return Activation(lambda x: jnp.exp(-x * x) * jnp.sin(x), dual, chord_dual)
 
 
 def exp_normalized(gamma: float = 1.0, shift: float = -1.0, do_clip: bool = False) -> Activation:
@@ -614,15 +635,16 @@ def exp_normalized(gamma: float = 1.0, shift: float = -1.0, do_clip: bool = Fals
         e = jnp.exp(gamma * (rho + shift))
         return (n1 * n2) * e, gamma * e
 
-    def sqdist_dual(d, c12, c11, c22):
-        # Nearby inputs' ρ = 1 − (1 − ρ) from the distances: no snapping
-        # (which merged pairs within ~sqrt(64 eps) rad), and no drift, since
-        # an input's distance to itself stays exactly 0.
-        _, one_minus_rho, p = correlation_from_sqdist(d, c12, c11, c22)
-        rho = jnp.where((d <= p) & (p > 0), 1 - one_minus_rho, snapped(c12, c11, c22))
+    def chord_dual(chord, c12, c11, c22):
+        # Nearby inputs' ρ = 1 − (1 − ρ) from the chord: no snapping (which
+        # merged pairs within ~sqrt(64 eps) rad), and no drift, since an
+        # input's chord with itself stays exactly 0. Far ones (ρ < 1/2) keep
+        # the snapping, which holds opposite inputs at ρ = −1.
+        _, one_minus_rho, p = correlation_from_chord(chord, c12, c11, c22)
+        rho = jnp.where((chord <= p) & (p > 0), 1 - one_minus_rho, snapped(c12, c11, c22))
         return (*dual(c12, c11, c22, rho), None)
 
-    return Activation(None, dual, sqdist_dual)
+    return Activation(None, dual, chord_dual)
 
 
 def _rectified_coefficients(degree: int) -> list[tuple[list[Fraction], list[Fraction]]]:
@@ -741,24 +763,27 @@ def rectified_monomial(degree: int) -> Activation:
         dot = degree**2 * norms ** (degree - 1) * arccos_j(degree - 1, rho, sine, a, zero1, zero2)
         return nngp, dot
 
-    relu = cast(Callable, abrelu(0.0, 1.0).sqdist_dual)
+    relu = cast(Callable, abrelu(0.0, 1.0).chord_dual)
+    # The step's outputs' chord 2(√(K11 K22) − K12) against a zero-variance
+    # input: K = 1 there (φ(0) = 1), 1/2 at the other, K12 = 1/2.
+    one_zero_chord = math.sqrt(2) - 1
 
-    def sqdist_dual(d, c12, c11, c22):
-        # The step's and ReLU's kernels are linear in θ: from the distances
-        # (`angle_from_sqdist`), ReLU's as `abrelu`'s. The step's outputs'
-        # distance E[(φ(u) − φ(v))²] is θ/π (the probability that u and v
-        # differ in sign), 1/2 against a zero-variance input (φ(0) = 1).
+    def chord_dual(chord, c12, c11, c22):
+        # The step's and ReLU's kernels are linear in θ: from the chord
+        # (`angle_from_chord`), ReLU's as `abrelu`'s. The step's K_ii = 1/2,
+        # so its outputs' chord is 1 − 2K12 = θ/π (the probability that u and
+        # v differ in sign).
         v1, v2 = pairwise(c12, c11, c22)
         zero1, zero2 = v1 <= 0, v2 <= 0
         if degree == 1:
-            nngp, dot, d_out = relu(d, c12, c11, c22)
-            return nngp, at_zero_variance(zero1, zero2, 1.0, 0.5, dot), d_out
-        theta = angle_from_sqdist(d, c12, c11, c22)[0]
+            nngp, dot, chord_out = relu(chord, c12, c11, c22)
+            return nngp, at_zero_variance(zero1, zero2, 1.0, 0.5, dot), chord_out
+        theta = angle_from_chord(chord, c12, c11, c22)[0]
         step = at_zero_variance(zero1, zero2, 1.0, 0.5, (PI - theta) / (2 * PI))
-        d_out = at_zero_variance(zero1, zero2, 0.0, 0.5, theta / PI)
-        return step, jnp.zeros_like(step), d_out
+        chord_out = at_zero_variance(zero1, zero2, 0.0, one_zero_chord, theta / PI)
+        return step, jnp.zeros_like(step), chord_out
 
-    return Activation(lambda x: (x >= 0) * x**degree, dual, sqdist_dual if degree <= 1 else None)
+    return Activation(lambda x: (x >= 0) * x**degree, dual, chord_dual if degree <= 1 else None)
 
 
 ACTIVATIONS: dict[str, Callable[..., Activation]] = {

@@ -23,7 +23,7 @@ import numpy as np
 
 from ntk._checks import as_numpy, require_bool, require_real, require_traceable
 from ntk.kernel import Kernel
-from ntk.stax._internal import PI, fusion_fence, inv
+from ntk.stax._internal import PI, fusion_fence, inv, safe_sqrt
 
 # ACTIVATIONS is re-exported: `ntk.dkm` and users read the table from here.
 from ntk.stax.duals import ACTIVATIONS  # noqa: F401
@@ -54,10 +54,10 @@ from ntk.stax.spec import Parameterless
 
 
 def apply_dual(
-    k: Kernel, dual: Callable, name: str = "activation", sqdist_dual: Optional[Callable] = None
+    k: Kernel, dual: Callable, name: str = "activation", chord_dual: Optional[Callable] = None
 ) -> Kernel:
     """Push a Gaussian `Kernel` through an activation with dual ``dual``
-    (and ``sqdist_dual`` where ``k`` carries distances: `Activation`)."""
+    (and ``chord_dual`` where ``k`` carries chords: `Activation`)."""
     if not k.is_gaussian:
         raise ValueError(
             f"{name}: the input of an activation must be Gaussian, "
@@ -66,9 +66,9 @@ def apply_dual(
             f"raw inputs). Put a Dense/Conv before {name}."
         )
     (a12, b12), (a11, b11), out22 = k.outer_vars()
-    sqdist = None
-    if k.sqdist is not None and sqdist_dual is not None:
-        nngp, dot, sqdist = sqdist_dual(k.sqdist, k.nngp, a12, b12)
+    chord = None
+    if k.chord is not None and chord_dual is not None:
+        nngp, dot, chord = chord_dual(k.chord, k.nngp, a12, b12)
     else:
         nngp, dot = dual(k.nngp, a12, b12)
     ntk = None
@@ -81,19 +81,22 @@ def apply_dual(
         ntk = k.ntk * dot
     cov1 = dual(k.cov1, a11, b11)[0]
     cov2 = None if out22 is None else dual(k.cov2, *out22)[0]
-    if k.sqdist is not None and sqdist_dual is not None and sqdist is None:
-        # From the kernels, with identical inputs kept at exactly 0.
-        # Through a division, so XLA reads the variances' kernels once per
-        # input instead of recomputing them inside the pairwise loop.
+    if k.chord is not None and chord_dual is not None and chord is None:
+        # From the kernels, 2(√(K11 K22) − K12), with identical inputs (chord
+        # 0, equal variances) kept at exactly 0. Through a division, so XLA
+        # reads the variances' kernels once per input instead of recomputing
+        # them inside the pairwise loop.
         v1 = inv(inv(cov1))
         v2 = v1 if cov2 is None else inv(inv(cov2))
-        d = jnp.maximum(v1[:, None] + v2[None, :] - 2 * nngp, 0)
-        sqdist = jnp.where(k.sqdist > 0, d, jnp.zeros((), d.dtype))
-    return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False, sqdist=sqdist)
+        r1, r2 = safe_sqrt(v1)[:, None], safe_sqrt(v2)[None, :]
+        c = jnp.maximum(2 * (r1 * r2 - nngp), 0)
+        identical = (k.chord == 0) & (v1[:, None] == v2[None, :])
+        chord = jnp.where(identical, jnp.zeros((), c.dtype), c)
+    return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False, chord=chord)
 
 
 def _elementwise(name: str, activation: Activation) -> Layer:
-    fn, dual, sqdist_dual = activation
+    fn, dual, chord_dual = activation
 
     def apply_fn(params, x, **kwargs):
         if fn is None:
@@ -106,7 +109,7 @@ def _elementwise(name: str, activation: Activation) -> Layer:
         name,
         lambda key, shape: (shape, ()),
         apply_fn,
-        lambda k, **kw: apply_dual(k, dual, name, sqdist_dual),
+        lambda k, **kw: apply_dual(k, dual, name, chord_dual),
         spec=Parameterless(),
         remask=True,
     )

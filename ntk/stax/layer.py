@@ -316,59 +316,62 @@ def unpack_nngp_ntk(out, z):
     return out if z is None else _replace_nngp_ntk(out, jnp.real(z), jnp.imag(z))
 
 
-class DistanceAndTangent(NamedTuple):
-    r"""A carry's :math:`z = d + i\,\Theta` (`pack_carry`)."""
+class ChordAndTangent(NamedTuple):
+    r"""A carry's :math:`z = \chi + i\,\Theta` (`pack_carry`)."""
 
     z: jax.Array
 
 
-class KernelAndDistance(NamedTuple):
-    r"""A carry's :math:`z = K + i\,d` (`pack_carry`)."""
+class KernelAndChord(NamedTuple):
+    r"""A carry's :math:`z = K + i\,\chi` (`pack_carry`)."""
 
     z: jax.Array
 
 
 def pack_carry(k):
     r"""``(k, z)`` for a loop's carry: `pack_nngp_ntk`, extended to Kernels
-    that carry distances (``Kernel.sqdist``).
+    that carry chords (``Kernel.chord``).
 
     Three (N, N) arrays are one too many for a complex carry, and a loop
     whose step writes two arrays makes XLA recompute the step's shared terms
     for each (a 10-layer ReLU MLP on 2,000 inputs: 3x slower). With the
-    NTK, the carry is :math:`z = d + i\,\Theta` and the NNGP is rebuilt from
-    the distances, :math:`K = (c_{11} + c_{22} - d)/2` (`unpack_carry`):
-    exact to an absolute :math:`\epsilon (c_{11} + c_{22})`, the rounding of
-    :math:`d` itself, so the angle the distances carry is kept, and the NNGP
+    NTK, the carry is :math:`z = \chi + i\,\Theta` and the NNGP is rebuilt from
+    the chord, :math:`K = \sqrt{c_{11} c_{22}} - \chi/2` (`unpack_carry`):
+    exact to an absolute :math:`\epsilon \sqrt{c_{11} c_{22}}`, the rounding of
+    the chord itself, so the angle the chord carries is kept, and the NNGP
     loses relative accuracy only where it is much smaller than the variances,
     an error the next affine layer's rounding makes anyway. Without the NTK
-    it is :math:`z = K + i\,d`, exact.
+    it is :math:`z = K + i\,\chi`, exact.
     """
     if (
         not isinstance(k, Kernel)
-        or k.sqdist is None
-        or k.sqdist.ndim != 2  # vector kernels only: the NNGP is rebuilt from cov1, cov2
-        or k.sqdist.dtype not in _PACKABLE
+        or k.chord is None
+        or k.chord.ndim != 2  # vector kernels only: the NNGP is rebuilt from cov1, cov2
+        or k.chord.dtype not in _PACKABLE
     ):
         return pack_nngp_ntk(k)
     # Moved, not changed: dataclasses.replace, as in `_replace_nngp_ntk`; the
     # fields are None only inside a carry.
     moved: Any = k
-    rest = dataclasses.replace(moved, nngp=None, ntk=None, sqdist=None)
+    rest = dataclasses.replace(moved, nngp=None, ntk=None, chord=None)
     if k.ntk is None:
-        return rest, KernelAndDistance(jax.lax.complex(k.nngp, k.sqdist))
-    if k.ntk.shape != k.sqdist.shape or k.ntk.dtype != k.sqdist.dtype:
+        return rest, KernelAndChord(jax.lax.complex(k.nngp, k.chord))
+    if k.ntk.shape != k.chord.shape or k.ntk.dtype != k.chord.dtype:
         return pack_nngp_ntk(k)
-    return rest, DistanceAndTangent(jax.lax.complex(k.sqdist, k.ntk))
+    return rest, ChordAndTangent(jax.lax.complex(k.chord, k.ntk))
 
 
 def unpack_carry(k, z):
     """The inverse of `pack_carry`."""
-    if isinstance(z, KernelAndDistance):
-        return dataclasses.replace(k, nngp=jnp.real(z.z), sqdist=jnp.imag(z.z))
-    if isinstance(z, DistanceAndTangent):
-        d = jnp.real(z.z)
+    if isinstance(z, KernelAndChord):
+        return dataclasses.replace(k, nngp=jnp.real(z.z), chord=jnp.imag(z.z))
+    if isinstance(z, ChordAndTangent):
+        chord = jnp.real(z.z)
         v1, v2 = k.outer_vars()[0]
-        return dataclasses.replace(k, nngp=(v1 + v2 - d) / 2, ntk=jnp.imag(z.z), sqdist=d)
+        nngp = jnp.sqrt(jnp.maximum(v1, 0)) * jnp.sqrt(jnp.maximum(v2, 0)) - chord / 2
+        # An input with itself keeps K = c11 to the last bit (√c · √c need not be).
+        nngp = jnp.where((chord == 0) & (v1 == v2), (v1 + v2) / 2, nngp)
+        return dataclasses.replace(k, nngp=nngp, ntk=jnp.imag(z.z), chord=chord)
     return unpack_nngp_ntk(k, z)
 
 

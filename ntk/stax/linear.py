@@ -38,6 +38,7 @@ import numpy as np
 from ntk import _checks
 from ntk.kernel import Kernel
 from ntk.stax import spec as specs
+from ntk.stax._internal import inv, safe_sqrt
 from ntk.stax.layer import Layer, check_std, make_layer
 from ntk.stax.masking import flatten_mask, masked_mean, position_mask
 
@@ -140,11 +141,35 @@ def affine_kernel(k: Kernel, W_std, b_std, parameterization: str, fan_in_width: 
                 ntk = ntk + W_std**2 * k.ntk
             if b_std is not None:
                 ntk = ntk + 1.0
-    # The bias is common to both inputs: distances only scale.
-    sqdist = None if k.sqdist is None else W_std**2 * k.sqdist
+    chord = None if k.chord is None else _affine_chord(k, W_std, b_std)
     return k.replace(
-        nngp=nngp, ntk=ntk, cov1=fc(k.cov1), cov2=fc(k.cov2), is_gaussian=True, sqdist=sqdist
+        nngp=nngp, ntk=ntk, cov1=fc(k.cov1), cov2=fc(k.cov2), is_gaussian=True, chord=chord
     )
+
+
+def _affine_chord(k: Kernel, W_std, b_std):
+    r"""The chord :math:`\chi' = 2(\sqrt{c'_{11} c'_{22}} - c'_{12})` of
+    :math:`c' = \sigma_w^2 c + \sigma_b^2`, from :math:`\chi` (`Kernel.chord`):
+
+    .. math::
+
+        \chi' = \sigma_w^2 \chi + \frac{2 \sigma_w^2 \sigma_b^2 (r_1 - r_2)^2}
+        {r'_1 r'_2 + \sigma_w^2 r_1 r_2 + \sigma_b^2},
+
+    with :math:`r_i = \sqrt{c_{ii}}`, :math:`r'_i = \sqrt{c'_{ii}}` (from
+    :math:`c'_{11} c'_{22} - (\sigma_w^2 r_1 r_2 + \sigma_b^2)^2
+    = \sigma_w^2 \sigma_b^2 (r_1 - r_2)^2`): a sum of non-negative terms, so the
+    bias, which pulls inputs of different norms together, leaves their angle
+    right to rounding.
+    """
+    chord = W_std**2 * k.chord
+    if b_std is None:
+        return chord
+    (v1, v2), _, _ = k.outer_vars()
+    r1, r2 = safe_sqrt(v1), safe_sqrt(v2)
+    o1, o2 = safe_sqrt(W_std**2 * v1 + b_std**2), safe_sqrt(W_std**2 * v2 + b_std**2)
+    w2b2 = W_std**2 * b_std**2
+    return chord + 2 * w2b2 * (r1 - r2) ** 2 * inv(o1 * o2 + W_std**2 * (r1 * r2) + b_std**2)
 
 
 def Dense(
@@ -333,24 +358,6 @@ def _outer(a, b, batch_pair: bool, diagonal_spatial: bool):
     return shaped(a, True) * shaped(b, False)
 
 
-def _normalised_sqdist(d, c11, c22, v1, v2):
-    r"""The squared distance of :math:`u/\sqrt{v_1}` and :math:`w/\sqrt{v_2}`,
-    from that of :math:`u` and :math:`w`, ``d``, and their variances ``c11``,
-    ``c22`` (vector kernels, which alone carry distances: `Kernel.sqdist`).
-
-    With :math:`s_i = 1/\sqrt{v_i}` and :math:`2c_{12} = c_{11} + c_{22} - d`,
-    :math:`d' = s_1 s_2 d + (s_1 - s_2)(s_1 c_{11} - s_2 c_{22})`. The variances
-    themselves cancel by hand, so a ReLU after the normalisation still reads
-    the angle of nearly collinear inputs from the distances; what is left to
-    cancel is the chord's difference of ``angle_from_sqdist`` (for eps = 0,
-    :math:`d' = (d - (\sqrt{c_{11}} - \sqrt{c_{22}})^2)/\sqrt{c_{11} c_{22}}
-    = 2(1 - \rho)`, the chord on the unit sphere).
-    """
-    s1, s2 = 1 / jnp.sqrt(v1), 1 / jnp.sqrt(v2)
-    s1, s2, c11, c22 = s1[:, None], s2[None, :], c11[:, None], c22[None, :]
-    return jnp.maximum(s1 * s2 * d + (s1 - s2) * (s1 * c11 - s2 * c22), 0)
-
-
 def LayerNorm(axis=-1, eps: float = 1e-12, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
     r"""Layer normalisation
     :math:`y = (x - \operatorname{mean}_A x) / \sqrt{\mathrm{eps} + \operatorname{var}_A x}`.
@@ -436,15 +443,14 @@ def LayerNorm(axis=-1, eps: float = 1e-12, batch_axis: int = 0, channel_axis: in
             v2 = eps + masked_mean(k.var2(), red, m2, keepdims=True)
         diag = k.diagonal_spatial
         norm12 = jnp.sqrt(_outer(v1, v2, True, diag))
-        sqdist = None
-        if k.sqdist is not None:
-            sqdist = _normalised_sqdist(k.sqdist, k.var1(), k.var2(), v1, v2)
+        # χ = 2(√(c11 c22) − c12) scales as the covariance of the two inputs.
+        chord = None if k.chord is None else k.chord / norm12
         return k.replace(
             nngp=k.nngp / norm12,
             ntk=None if k.ntk is None else k.ntk / norm12,
             cov1=k.cov1 / jnp.sqrt(_outer(v1, v1, False, diag)),
             cov2=None if k.cov2 is None else k.cov2 / jnp.sqrt(_outer(v2, v2, False, diag)),
-            sqdist=sqdist,
+            chord=chord,
         )
 
     return make_layer(name, init_fn, apply_fn, transform, spec=specs.Parameterless())
