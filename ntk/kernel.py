@@ -46,8 +46,8 @@ vectors also carries the chord
 (``chord``; the squared distance of the two inputs' directions, times their
 norms), computed from the inputs' directions (wide inputs: from their Gram
 matrices, `CHORD_DIRECT_MAX_FEATURES`) and pushed through the layers that
-know it, each without cancellation: an affine layer adds the bias's pull
-(`ntk.stax.linear`), ReLU's family, the step, ``Sign``, ``Sin``/``Cos`` and
+know it, without cancellation but for ``Sin``/``Cos``'s outputs: an affine layer
+adds the bias's pull (`ntk.stax.linear`), ReLU's family, the step, ``Sign``, ``Sin``/``Cos`` and
 ``Rbf`` map it in closed form (``ntk.stax.duals``), ``Erf``, ``Gaussian``,
 ``Gabor`` and ``ExpNormalized`` read it and pass on
 :math:`2(\sqrt{K_{11} K_{22}} - K_{12})` (exactly 0 between identical inputs),
@@ -448,8 +448,15 @@ def input_chord(x1: Array, x2: Optional[Array]) -> Array:
     c = x1.shape[-1]
 
     def direction(x):
-        norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True))
-        return x / jnp.where(norm > 0, norm, jnp.inf), norm[:, 0]
+        # Scaled by the largest entry, so the squares neither overflow nor
+        # underflow; written with selects, so a zero row has zero gradients.
+        # The direction and the norm are exactly invariant to the scale, so
+        # it takes no gradient (whose terms, ~x/top², would overflow).
+        top = jax.lax.stop_gradient(jnp.max(jnp.abs(x), axis=-1, keepdims=True))
+        nonzero = top > 0
+        y = x / jnp.where(nonzero, top, 1)
+        length = jnp.sqrt(jnp.where(nonzero, jnp.sum(jnp.square(y), axis=-1, keepdims=True), 1))
+        return jnp.where(nonzero, y / length, 0), jnp.where(nonzero, top * length, 0)[:, 0]
 
     (u1, n1), (u2, n2) = direction(x1), direction(y)
     if c > CHORD_DIRECT_MAX_FEATURES:  # one reduction, rather than C terms in the program

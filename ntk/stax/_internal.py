@@ -96,6 +96,19 @@ def _safe_sqrt_jvp(primals, tangents):
     return y, jnp.where(pos, t / (2 * jnp.where(pos, y, 1.0)), 0.0)
 
 
+def norm_gap(r1, r2):
+    """``r1 − r2`` of two inputs' norms, 0 where it is within the rounding
+    of the norms themselves (8 eps of their sum). The per-input norms reach
+    a pairwise loop computed apart (XLA may fuse the chain that made them
+    into each side of the loop, with or without fused multiply-adds), so an
+    input and itself can differ there by an ulp: at norms ~1e6 in float32
+    that ulp, squared, is a squared distance of 0.01 (RBF kernel 0.997 of
+    an input with itself). A genuine gap that small is below what the
+    rounded variances resolve anyway."""
+    gap = r1 - r2
+    return jnp.where(jnp.abs(gap) <= 8 * eps_of(gap) * (r1 + r2), 0.0, gap)
+
+
 def inv_sqrt(c):
     """``1/sqrt(c)`` for ``c > 0`` and 0 otherwise (finite derivatives at 0).
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from ntk.kernel import Kernel
 from ntk.stax import spec as specs
-from ntk.stax._internal import inv, safe_sqrt, split_rng
+from ntk.stax._internal import safe_sqrt, split_rng
 from ntk.stax.layer import (
     KernelFn,
     Layer,
@@ -477,11 +477,14 @@ def _summed_chord(ks):
     rc = [safe_sqrt(c) for _, c in pairs]
     s = safe_sqrt(_sum([a for a, _ in pairs])) * safe_sqrt(_sum([c for _, c in pairs]))
     t = _sum([x * y for x, y in zip(ra, rc)])
-    mixed = [
-        (ra[i] * rc[j] - ra[j] * rc[i]) ** 2 for i in range(len(ks)) for j in range(i + 1, len(ks))
-    ]
+    den = s + t
+    den = jnp.where(den > 0, den, 1)
+    # Each term as m · (m / den), as in `ntk.stax.linear`'s affine chord:
+    # no product of two variance-sized factors, in the values or in their
+    # reverse-mode cotangents.
+    gaps = [ra[i] * rc[j] - ra[j] * rc[i] for i in range(len(ks)) for j in range(i + 1, len(ks))]
     chords = _sum([k.chord for k in ks])
-    return chords if not mixed else chords + 2 * _sum(mixed) * inv(s + t)
+    return chords if not gaps else chords + 2 * _sum([m * (m / den) for m in gaps])
 
 
 def _check_independent(ks, name):

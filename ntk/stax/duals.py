@@ -69,6 +69,7 @@ from ntk.stax._internal import (
     gap,
     inv,
     inv_sqrt,
+    norm_gap,
     pairwise,
     safe_sqrt,
 )
@@ -301,10 +302,10 @@ def sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
         n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
         rho, _ = correlation(c12, c11, c22)
         x = b2 * c12
-        exponent = (n1 - n2) ** 2 / 2 + (n1 * n2) * gap(jnp.abs(rho))
+        exponent = norm_gap(n1, n2) ** 2 / 2 + (n1 * n2) * gap(jnp.abs(rho))
         if chord is not None:
             # p(1 − ρ) = χ/2 for c12 ≥ 0.
-            exponent = jnp.where(c12 >= 0, (n1 - n2) ** 2 / 2 + chord / 2, exponent)
+            exponent = jnp.where(c12 >= 0, norm_gap(n1, n2) ** 2 / 2 + chord / 2, exponent)
         decay = a**2 * jnp.exp(-b2 * exponent)
         h = (1 + jnp.exp(-2 * jnp.abs(x))) / 2  # e^{-|x|} cosh x
         sh = jnp.tanh(x) * h  # e^{-|x|} sinh x
@@ -325,16 +326,16 @@ def sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
         k1, k2, sum_a = pairwise(
             c12, a**2 / 2 * (1 - cos_2c * a1 * a1), a**2 / 2 * (1 - cos_2c * a2 * a2), a1 + a2
         )
-        d = jnp.maximum(chord, 0) + (n1 - n2) ** 2
+        d = jnp.maximum(chord, 0) + norm_gap(n1, n2) ** 2
         far = -jnp.expm1(-b2 * d / 2)
         apart = jnp.exp(-2 * b2 * jnp.minimum(v1, v2)) * jnp.expm1(-b2 * jnp.abs(v1 - v2)) ** 2
         sum_decay = jnp.exp(-b2 * (v1 + v2 + 2 * c12) / 2)
         d_out = a**2 * (far * (1 + cos_2c * sum_decay) - cos_2c * apart / 2)
         # (√K11 − √K22)² = (K11 − K22)²/(√K11 + √K22)², K11 − K22 = a²/2 cos 2c (A2² − A1²).
-        norm_gap = (
+        norms_apart = (
             (a**2 / 2 * cos_2c) ** 2 * apart * sum_a**2 * inv((safe_sqrt(k1) + safe_sqrt(k2)) ** 2)
         )
-        return (*dual(c12, c11, c22, chord), jnp.maximum(d_out - norm_gap, 0))
+        return (*dual(c12, c11, c22, chord), jnp.maximum(d_out - norms_apart, 0))
 
     return Activation(lambda x: a * jnp.sin(b * x + c), dual, chord_dual)
 
@@ -353,7 +354,7 @@ def rbf(gamma: float = 1.0) -> Activation:
     def dual(c12, c11, c22):
         n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
         rho, _ = correlation(c12, c11, c22)
-        nngp = jnp.exp(-gamma * ((n1 - n2) ** 2 + 2 * (n1 * n2) * gap(rho)))
+        nngp = jnp.exp(-gamma * (norm_gap(n1, n2) ** 2 + 2 * (n1 * n2) * gap(rho)))
         return nngp, 2 * gamma * nngp
 
     def chord_dual(chord, c12, c11, c22):
@@ -362,7 +363,7 @@ def rbf(gamma: float = 1.0) -> Activation:
         # 2 − 2 e^{−γ d}, by expm1 right to rounding (deep RBF networks
         # stretch nearby pairs apart, multiplying its relative error).
         n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
-        d = jnp.maximum(chord, 0) + (n1 - n2) ** 2
+        d = jnp.maximum(chord, 0) + norm_gap(n1, n2) ** 2
         nngp = jnp.exp(-gamma * d)
         return nngp, 2 * gamma * nngp, -2 * jnp.expm1(-gamma * d)
 

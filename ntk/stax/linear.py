@@ -38,7 +38,7 @@ import numpy as np
 from ntk import _checks
 from ntk.kernel import Kernel
 from ntk.stax import spec as specs
-from ntk.stax._internal import inv, safe_sqrt
+from ntk.stax._internal import norm_gap, safe_sqrt
 from ntk.stax.layer import Layer, check_std, make_layer
 from ntk.stax.masking import flatten_mask, masked_mean, position_mask
 
@@ -168,8 +168,12 @@ def _affine_chord(k: Kernel, W_std, b_std):
     (v1, v2), _, _ = k.outer_vars()
     r1, r2 = safe_sqrt(v1), safe_sqrt(v2)
     o1, o2 = safe_sqrt(W_std**2 * v1 + b_std**2), safe_sqrt(W_std**2 * v2 + b_std**2)
-    w2b2 = W_std**2 * b_std**2
-    return chord + 2 * w2b2 * (r1 - r2) ** 2 * inv(o1 * o2 + W_std**2 * (r1 * r2) + b_std**2)
+    gap = norm_gap(r1, r2)
+    den = o1 * o2 + W_std**2 * (r1 * r2) + b_std**2
+    # gap · (gap / den), the ratio O(1/σ_b): a product gap² · (1/den) would
+    # form gap² times the cotangent in reverse mode, which overflows float32
+    # at the variances (~1e34) of deep networks' far-apart inputs.
+    return chord + 2 * W_std**2 * b_std**2 * gap * (gap / jnp.where(den > 0, den, 1))
 
 
 def Dense(
