@@ -102,6 +102,12 @@ class Kernel:
         from ``nngp`` so nearly collinear inputs keep their angle (module
         docstring), or None; reset by `replace` when ``nngp``, ``cov1`` or
         ``cov2`` changes without it.
+      norm1, norm2: ``(N1,)``, ``(N2,)`` :math:`\sqrt{c_{ii}}` of the input
+        kernel of vectors, from the inputs themselves (None elsewhere; reset
+        by `replace` with ``cov1``/``cov2``): the first affine layer's chord
+        depends on them, and through them its gradient in the inputs stays
+        bounded at tiny inputs, where the derivative of
+        :math:`\sqrt{c_{ii}}` in :math:`c_{ii}` is not (float32 overflowed).
 
     Example:
       >>> import jax.numpy as jnp
@@ -127,6 +133,8 @@ class Kernel:
     mask2: Optional[Array] = None
     ntk_is_zero: bool = False
     chord: Optional[Array] = None
+    norm1: Optional[Array] = None
+    norm2: Optional[Array] = None
 
     def replace(self, **changes) -> "Kernel":
         """A copy with the given fields replaced (`dataclasses.replace`).
@@ -140,6 +148,9 @@ class Kernel:
             changes["ntk_is_zero"] = False
         if "chord" not in changes and not changes.keys().isdisjoint(("nngp", "cov1", "cov2")):
             changes["chord"] = None
+        for norm, cov in (("norm1", "cov1"), ("norm2", "cov2")):
+            if cov in changes and norm not in changes:
+                changes[norm] = None
         return dataclasses.replace(self, **changes)
 
     @property
@@ -292,7 +303,7 @@ class Kernel:
 # Kernel starts from the safe False.
 jax.tree_util.register_dataclass(
     Kernel,
-    data_fields=["nngp", "ntk", "cov1", "cov2", "mask1", "mask2", "chord"],
+    data_fields=["nngp", "ntk", "cov1", "cov2", "mask1", "mask2", "chord", "norm1", "norm2"],
     meta_fields=["shape1", "shape2", "diagonal_spatial", "is_gaussian"],
     drop_fields=["ntk_is_zero"],
 )
@@ -403,7 +414,11 @@ def inputs_to_kernel(
     zero = jax.lax.optimization_barrier(jnp.zeros((), nngp.dtype))
     ntk = jnp.broadcast_to(zero, nngp.shape) if compute_ntk else None
     masked = mask1 is not None or mask2 is not None
-    chord = None if d or masked else _chord(x1, x2, nngp, cov1, cov2)
+    chord = norm1 = norm2 = None
+    if not (d or masked):
+        chord = _chord(x1, x2, nngp, cov1, cov2)
+        norm1 = _direction(x1)[1] / math.sqrt(x1.shape[-1])
+        norm2 = None if x2 is None else _direction(x2)[1] / math.sqrt(x2.shape[-1])
     return Kernel(
         nngp=nngp,
         ntk=ntk,
@@ -417,6 +432,8 @@ def inputs_to_kernel(
         mask2=mask2,
         ntk_is_zero=compute_ntk,
         chord=chord,
+        norm1=norm1,
+        norm2=norm2,
     )
 
 
@@ -429,6 +446,19 @@ def inputs_to_kernel(
 #: duplicated inputs keep equal kernels.
 CHORD_DIRECT_MAX_FEATURES = 16
 CHORD_SNAP = 8.0
+
+
+def _direction(x):
+    """``(x / |x|, |x|)`` per row (zeros for a zero row)."""
+    # Scaled by the largest entry, so the squares neither overflow nor
+    # underflow; written with selects, so a zero row has zero gradients. The
+    # direction and the norm are exactly invariant to the scale, so it takes
+    # no gradient (whose terms, ~x/top², would overflow).
+    top = jax.lax.stop_gradient(jnp.max(jnp.abs(x), axis=-1, keepdims=True))
+    nonzero = top > 0
+    y = x / jnp.where(nonzero, top, 1)
+    length = jnp.sqrt(jnp.where(nonzero, jnp.sum(jnp.square(y), axis=-1, keepdims=True), 1))
+    return jnp.where(nonzero, y / length, 0), jnp.where(nonzero, top * length, 0)[:, 0]
 
 
 def input_chord(x1: Array, x2: Optional[Array]) -> Array:
@@ -446,19 +476,7 @@ def input_chord(x1: Array, x2: Optional[Array]) -> Array:
     """
     y = x1 if x2 is None else x2
     c = x1.shape[-1]
-
-    def direction(x):
-        # Scaled by the largest entry, so the squares neither overflow nor
-        # underflow; written with selects, so a zero row has zero gradients.
-        # The direction and the norm are exactly invariant to the scale, so
-        # it takes no gradient (whose terms, ~x/top², would overflow).
-        top = jax.lax.stop_gradient(jnp.max(jnp.abs(x), axis=-1, keepdims=True))
-        nonzero = top > 0
-        y = x / jnp.where(nonzero, top, 1)
-        length = jnp.sqrt(jnp.where(nonzero, jnp.sum(jnp.square(y), axis=-1, keepdims=True), 1))
-        return jnp.where(nonzero, y / length, 0), jnp.where(nonzero, top * length, 0)[:, 0]
-
-    (u1, n1), (u2, n2) = direction(x1), direction(y)
+    (u1, n1), (u2, n2) = _direction(x1), _direction(y)
     if c > CHORD_DIRECT_MAX_FEATURES:  # one reduction, rather than C terms in the program
         sq = jnp.sum(jnp.square(u1[:, None, :] - u2[None, :, :]), axis=-1)
     else:

@@ -88,7 +88,7 @@ def _meta(k):
 def test_kernel_is_a_pytree_of_its_arrays():
     k = stax.Dense(5).kernel_fn(X1, X2)
     leaves, treedef = jax.tree_util.tree_flatten(k)
-    assert len(leaves) == 5  # nngp, ntk, cov1, cov2, chord
+    assert len(leaves) == 5  # nngp, ntk, cov1, cov2, chord (the input norms dropped)
     back = jax.tree_util.tree_unflatten(treedef, leaves)
     assert isinstance(back, Kernel) and _meta(back) == _meta(k)
     # cov2 None is an empty subtree, not a leaf

@@ -165,9 +165,13 @@ def _affine_chord(k: Kernel, W_std, b_std):
     chord = W_std**2 * k.chord
     if b_std is None:
         return chord
-    (v1, v2), _, _ = k.outer_vars()
-    r1, r2 = safe_sqrt(v1), safe_sqrt(v2)
-    o1, o2 = safe_sqrt(W_std**2 * v1 + b_std**2), safe_sqrt(W_std**2 * v2 + b_std**2)
+    if k.norm1 is not None:  # the input kernel: norms from the inputs (`Kernel.norm1`)
+        r1 = k.norm1[:, None]
+        r2 = (k.norm1 if k.norm2 is None else k.norm2)[None, :]
+    else:
+        (v1, v2), _, _ = k.outer_vars()
+        r1, r2 = safe_sqrt(v1), safe_sqrt(v2)
+    o1, o2 = safe_sqrt(W_std**2 * r1 * r1 + b_std**2), safe_sqrt(W_std**2 * r2 * r2 + b_std**2)
     gap = norm_gap(r1, r2)
     den = o1 * o2 + W_std**2 * (r1 * r2) + b_std**2
     # gap · (gap / den), the ratio O(1/σ_b): a product gap² · (1/den) would
