@@ -416,9 +416,12 @@ def inputs_to_kernel(
     masked = mask1 is not None or mask2 is not None
     chord = norm1 = norm2 = None
     if not (d or masked):
-        chord = _chord(x1, x2, nngp, cov1, cov2)
-        norm1 = _direction(x1)[1] / math.sqrt(x1.shape[-1])
-        norm2 = None if x2 is None else _direction(x2)[1] / math.sqrt(x2.shape[-1])
+        # √c_ii from the inputs, so gradients stay finite at zero inputs.
+        u1, n1 = _direction(x1)
+        u2, n2 = (u1, n1) if x2 is None else _direction(x2)
+        r1, r2 = n1 / math.sqrt(c), n2 / math.sqrt(c)
+        chord = _chord(u1, u2, r1, r2, nngp)
+        norm1, norm2 = r1, None if x2 is None else r2
     return Kernel(
         nngp=nngp,
         ntk=ntk,
@@ -474,26 +477,29 @@ def input_chord(x1: Array, x2: Optional[Array]) -> Array:
       >>> input_chord(jnp.array([[1., 0.], [2., 0.]]), jnp.array([[0., 3.], [5., 0.]])).tolist()
       [[3.0, 0.0], [6.0, 0.0]]
     """
-    y = x1 if x2 is None else x2
-    c = x1.shape[-1]
-    (u1, n1), (u2, n2) = _direction(x1), _direction(y)
+    (u1, n1), (u2, n2) = _direction(x1), _direction(x1 if x2 is None else x2)
+    return n1[:, None] * n2[None, :] / x1.shape[-1] * _directions_sqdist(u1, u2)
+
+
+def _directions_sqdist(u1, u2) -> Array:
+    """``(N1, N2)`` squared distances of the rows of ``u1`` and ``u2``."""
+    c = u1.shape[-1]
     if c > CHORD_DIRECT_MAX_FEATURES:  # one reduction, rather than C terms in the program
-        sq = jnp.sum(jnp.square(u1[:, None, :] - u2[None, :, :]), axis=-1)
-    else:
-        # A sum of C pairwise terms is one vectorised loop (the reduction over a
-        # broadcast (N1, N2, C) difference is 5x slower on CPU).
-        sq = functools.reduce(
-            jnp.add, (jnp.square(u1[:, None, z] - u2[None, :, z]) for z in range(c))
-        )
-    return n1[:, None] * n2[None, :] / c * sq
+        return jnp.sum(jnp.square(u1[:, None, :] - u2[None, :, :]), axis=-1)
+    # A sum of C pairwise terms is one vectorised loop (the reduction over a
+    # broadcast (N1, N2, C) difference is 5x slower on CPU).
+    return functools.reduce(
+        jnp.add, (jnp.square(u1[:, None, z] - u2[None, :, z]) for z in range(c))
+    )
 
 
-def _chord(x1, x2, nngp, cov1, cov2) -> Array:
-    """The inputs' ``chord`` (see `CHORD_DIRECT_MAX_FEATURES`)."""
-    c = x1.shape[-1]
+def _chord(u1, u2, r1, r2, nngp) -> Array:
+    """The inputs' ``chord`` from their directions ``u`` and ``r = √c_ii``
+    (see `CHORD_DIRECT_MAX_FEATURES`)."""
+    c = u1.shape[-1]
+    p = r1[:, None] * r2[None, :]
     if c <= CHORD_DIRECT_MAX_FEATURES:
-        return input_chord(x1, x2)
-    p = jnp.sqrt(cov1)[:, None] * jnp.sqrt(cov1 if cov2 is None else cov2)[None, :]
+        return p * _directions_sqdist(u1, u2)
     chord = jnp.maximum(2 * (p - nngp), 0)
     tol = CHORD_SNAP * math.sqrt(c) * jnp.finfo(chord.dtype).eps
     return jnp.where(chord <= tol * 2 * p, jnp.zeros((), chord.dtype), chord)

@@ -283,6 +283,16 @@ def test_input_chord_is_zero_along_a_ray_and_resolves_inputs_of_different_norms(
     np.testing.assert_allclose(k32.chord, k64.chord, rtol=8 * np.finfo(np.float32).eps)
 
 
+@pytest.mark.parametrize("features", [3, 40], ids=["from-directions", "from-gram"])
+def test_input_gradients_through_the_chord_are_finite_at_a_zero_input(features):
+    """A zero row has √c_ii = 0, where the derivative of the square root is
+    not finite; the chord takes the norms from the inputs instead."""
+    x = jnp.asarray(RNG.normal(size=(4, features))).at[1].set(0.0)
+    _, _, kernel_fn = stax.serial(stax.Dense(8, W_std=1.3, b_std=0.2), stax.Relu(), stax.Dense(1))
+    g = jax.grad(lambda x: jnp.sum(kernel_fn(x, None, "ntk")))(x)
+    assert np.all(np.isfinite(g))
+
+
 def test_input_kernels_of_images_and_masked_inputs_carry_no_chords():
     images = jnp.asarray(RNG.normal(size=(2, 3, 3, 2)))
     assert inputs_to_kernel(images, None, diagonal_spatial=True, compute_ntk=False).chord is None

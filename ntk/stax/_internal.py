@@ -109,6 +109,12 @@ def norm_gap(r1, r2):
     return jnp.where(jnp.abs(gap) <= 8 * eps_of(gap) * (r1 + r2), 0.0, gap)
 
 
+def identical(chord, v1, v2):
+    """Pairs of identical inputs: chord 0 (`ntk.kernel.Kernel.chord`) and
+    equal variances; a chord of 0 alone also holds inputs along one ray."""
+    return (chord == 0) & (v1 == v2)
+
+
 def inv_sqrt(c):
     """``1/sqrt(c)`` for ``c > 0`` and 0 otherwise (finite derivatives at 0).
 

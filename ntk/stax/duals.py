@@ -298,14 +298,13 @@ def sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
 
     b2 = b**2
 
-    def dual(c12, c11, c22, chord=None):
+    def dual(c12, c11, c22, d=None):
         n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
         rho, _ = correlation(c12, c11, c22)
         x = b2 * c12
         exponent = norm_gap(n1, n2) ** 2 / 2 + (n1 * n2) * gap(jnp.abs(rho))
-        if chord is not None:
-            # p(1 − ρ) = χ/2 for c12 ≥ 0.
-            exponent = jnp.where(c12 >= 0, norm_gap(n1, n2) ** 2 / 2 + chord / 2, exponent)
+        if d is not None:  # the squared distance, from the chord: s/2 − c12 = d/2 for c12 ≥ 0
+            exponent = jnp.where(c12 >= 0, d / 2, exponent)
         decay = a**2 * jnp.exp(-b2 * exponent)
         h = (1 + jnp.exp(-2 * jnp.abs(x))) / 2  # e^{-|x|} cosh x
         sh = jnp.tanh(x) * h  # e^{-|x|} sinh x
@@ -335,7 +334,7 @@ def sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
         norms_apart = (
             (a**2 / 2 * cos_2c) ** 2 * apart * sum_a**2 * inv((safe_sqrt(k1) + safe_sqrt(k2)) ** 2)
         )
-        return (*dual(c12, c11, c22, chord), jnp.maximum(d_out - norms_apart, 0))
+        return (*dual(c12, c11, c22, d), jnp.maximum(d_out - norms_apart, 0))
 
     return Activation(lambda x: a * jnp.sin(b * x + c), dual, chord_dual)
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ntk._checks import as_numpy, require_bool, require_real, require_traceable
 from ntk.kernel import Kernel
-from ntk.stax._internal import PI, fusion_fence, inv, safe_sqrt
+from ntk.stax._internal import PI, fusion_fence, identical, inv, safe_sqrt
 
 # ACTIVATIONS is re-exported: `ntk.dkm` and users read the table from here.
 from ntk.stax.duals import ACTIVATIONS  # noqa: F401
@@ -90,8 +90,8 @@ def apply_dual(
         v2 = v1 if cov2 is None else inv(inv(cov2))
         r1, r2 = safe_sqrt(v1)[:, None], safe_sqrt(v2)[None, :]
         c = jnp.maximum(2 * (r1 * r2 - nngp), 0)
-        identical = (k.chord == 0) & (v1[:, None] == v2[None, :])
-        chord = jnp.where(identical, jnp.zeros((), c.dtype), c)
+        same = identical(k.chord, v1[:, None], v2[None, :])
+        chord = jnp.where(same, jnp.zeros((), c.dtype), c)
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False, chord=chord)
 
 

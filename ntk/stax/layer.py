@@ -25,7 +25,7 @@ import numpy as np
 
 from ntk import _checks
 from ntk.stax._blocks import blockwise
-from ntk.stax._internal import safe_sqrt
+from ntk.stax._internal import identical, safe_sqrt
 from ntk.kernel import Kernel, constant_mask, inputs_to_kernel, select, validate_get
 from ntk.stax.masking import MaskedArray, check_mask_shape, masked_apply, masked_transform
 from ntk.stax.spec import Opaque, Spec
@@ -371,7 +371,7 @@ def unpack_carry(k, z):
         v1, v2 = k.outer_vars()[0]
         nngp = safe_sqrt(v1) * safe_sqrt(v2) - chord / 2
         # An input with itself keeps K = c11 to the last bit (√c · √c need not be).
-        nngp = jnp.where((chord == 0) & (v1 == v2), (v1 + v2) / 2, nngp)
+        nngp = jnp.where(identical(chord, v1, v2), (v1 + v2) / 2, nngp)
         return dataclasses.replace(k, nngp=nngp, ntk=jnp.imag(z.z), chord=chord)
     return unpack_nngp_ntk(k, z)
 
