@@ -51,8 +51,9 @@ adds the bias's pull (`ntk.stax.linear`), ReLU's family, the step, ``Sign``, ``S
 ``Rbf`` map it in closed form (``ntk.stax.duals``), ``Erf``, ``Gaussian``,
 ``Gabor`` and ``ExpNormalized`` read it and pass on
 :math:`2(\sqrt{K_{11} K_{22}} - K_{12})` (exactly 0 between identical inputs),
-``LayerNorm`` rescales it, and ``FanInSum`` adds it (with the branches'
-norms' mixing term). Unlike the squared distance
+``LayerNorm`` rescales it, ``FanInSum`` and ``FanInConcat`` add it (weighted by
+channels, with the branches' norms' mixing term), and ``FanInProd`` multiplies it
+through. Unlike the squared distance
 :math:`c_{11} + c_{22} - 2c_{12} = \chi + (\sqrt{c_{11}} - \sqrt{c_{22}})^2`, it keeps
 the angle of inputs that differ mostly in norm. Any other layer drops it
 (`Kernel.replace` of ``nngp``, ``cov1`` or ``cov2`` without ``chord`` sets it to None),

@@ -331,6 +331,46 @@ def test_replacing_a_covariance_drops_the_chord_unless_it_is_passed_too():
             ),
             True,
         ),
+        (
+            stax.serial(
+                stax.FanOut(2),
+                stax.parallel(
+                    stax.serial(stax.Dense(8, b_std=0.2), stax.Relu()),
+                    stax.serial(stax.Dense(8, W_std=1.3, b_std=0.4), stax.Erf()),
+                ),
+                stax.FanInProd(),
+            ),
+            True,
+        ),
+        (
+            stax.serial(
+                stax.FanOut(3),
+                stax.parallel(
+                    stax.Dense(8, b_std=0.2), stax.Dense(8, W_std=0.7), stax.Dense(8, b_std=0.9)
+                ),
+                stax.FanInProd(),
+            ),
+            True,
+        ),
+        (
+            stax.serial(
+                stax.FanOut(2),
+                stax.parallel(
+                    stax.serial(stax.Dense(8, b_std=0.2), stax.Relu()),
+                    stax.Dense(3, W_std=0.7, b_std=0.5),
+                ),
+                stax.FanInConcat(),
+            ),
+            True,
+        ),
+        (
+            stax.serial(
+                stax.FanOut(2),
+                stax.parallel(stax.serial(stax.Dense(8), stax.Gelu()), stax.Dense(8)),
+                stax.FanInProd(),
+            ),
+            False,
+        ),
         (stax.serial(stax.Dense(8, b_std=0.3), stax.LayerNorm()), True),
         (stax.serial(stax.Dense(8, b_std=0.3), stax.LayerNorm(eps=0.5)), True),
         (stax.serial(stax.Dense(8), stax.Gelu(), stax.Dense(8), stax.LayerNorm()), False),
@@ -350,6 +390,10 @@ def test_replacing_a_covariance_drops_the_chord_unless_it_is_passed_too():
         "RectifiedMonomial(2)",
         "Gelu",
         "residual",
+        "product",
+        "product of three",
+        "concatenation",
+        "product with a Gelu branch",
         "LayerNorm",
         "LayerNorm(eps=0.5)",
         "LayerNorm after Gelu",

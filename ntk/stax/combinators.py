@@ -457,25 +457,29 @@ def _sum(arrays):
     return functools.reduce(operator.add, arrays)
 
 
-def _summed_chord(ks):
-    r"""The chord (`Kernel.chord`) of a sum of independent branches: with
-    :math:`a_b, c_b` the two inputs' variances in branch :math:`b`,
-    :math:`S = \sqrt{\textstyle\sum_b a_b \sum_b c_b}` and
-    :math:`T = \sum_b \sqrt{a_b c_b}`,
+def _summed_chord(ks, weights=None):
+    r"""The chord (`Kernel.chord`) of a weighted sum :math:`\sum_b w_b K_b` of
+    independent branches (``weights`` None: all 1): with :math:`a_b, c_b` the
+    two inputs' variances in branch :math:`b`,
+    :math:`S = \sqrt{\textstyle\sum_b w_b a_b \sum_b w_b c_b}` and
+    :math:`T = \sum_b w_b \sqrt{a_b c_b}`,
 
     .. math::
 
-        \chi = \sum_b \chi_b + 2(S - T), \qquad
-        S - T = \frac{\sum_{b < b'} (\sqrt{a_b c_{b'}} - \sqrt{a_{b'} c_b})^2}{S + T},
+        \chi = \sum_b w_b \chi_b + 2(S - T), \qquad
+        S - T = \frac{\sum_{b < b'} w_b w_{b'} (\sqrt{a_b c_{b'}}
+        - \sqrt{a_{b'} c_b})^2}{S + T},
 
     sums of non-negative terms (Lagrange's identity), so nothing cancels.
     """
     if any(k.chord is None for k in ks):
         return None
+    weights = [1.0] * len(ks) if weights is None else weights
     pairs = [k.outer_vars()[0] for k in ks]
-    ra = [safe_sqrt(a) for a, _ in pairs]
-    rc = [safe_sqrt(c) for _, c in pairs]
-    s = safe_sqrt(_sum([a for a, _ in pairs])) * safe_sqrt(_sum([c for _, c in pairs]))
+    wa = [w * a for w, (a, _) in zip(weights, pairs)]
+    wc = [w * c for w, (_, c) in zip(weights, pairs)]
+    ra, rc = [safe_sqrt(a) for a in wa], [safe_sqrt(c) for c in wc]
+    s = safe_sqrt(_sum(wa)) * safe_sqrt(_sum(wc))
     t = _sum([x * y for x, y in zip(ra, rc)])
     den = s + t
     den = jnp.where(den > 0, den, 1)
@@ -483,8 +487,34 @@ def _summed_chord(ks):
     # no product of two variance-sized factors, in the values or in their
     # reverse-mode cotangents.
     gaps = [ra[i] * rc[j] - ra[j] * rc[i] for i in range(len(ks)) for j in range(i + 1, len(ks))]
-    chords = _sum([k.chord for k in ks])
+    chords = _sum([w * k.chord for w, k in zip(weights, ks)])
     return chords if not gaps else chords + 2 * _sum([m * (m / den) for m in gaps])
+
+
+def _product_chord(ks):
+    r"""The chord (`Kernel.chord`) of a product :math:`\prod_b K_b` of
+    independent branches, folded two at a time: with
+    :math:`p_A = \sqrt{A_{11} A_{22}}`,
+
+    .. math::
+
+        2(p_A p_B - A_{12} B_{12}) = \tfrac12 \big[\chi_A (p_B + B_{12})
+        + \chi_B (p_A + A_{12})\big],
+
+    a sum of non-negative terms (:math:`|K_{12}| \le p`), so nothing cancels
+    where both chords are small.
+    """
+    if any(k.chord is None for k in ks):
+        return None
+    norms = []
+    for k in ks:
+        a, c = k.outer_vars()[0]
+        norms.append(safe_sqrt(a) * safe_sqrt(c))
+    chord, p, k12 = ks[0].chord, norms[0], ks[0].nngp
+    for k, q in zip(ks[1:], norms[1:]):
+        chord = (chord * jnp.maximum(q + k.nngp, 0) + k.chord * jnp.maximum(p + k12, 0)) / 2
+        p, k12 = p * q, k12 * k.nngp
+    return chord
 
 
 def _check_independent(ks, name):
@@ -596,6 +626,7 @@ def FanInProd() -> Layer:
             cov1=prod([k.cov1 for k in ks]),
             cov2=prod([k.cov2 for k in ks]),
             is_gaussian=False,
+            chord=_product_chord(ks),
         )
 
     return make_layer(
@@ -661,6 +692,7 @@ def FanInConcat(axis: int = -1) -> Layer:
             ntk=mean([k.ntk for k in ks]),
             cov1=mean([k.cov1 for k in ks]),
             cov2=mean([k.cov2 for k in ks]),
+            chord=_summed_chord(ks, [c / total for c in channels]),
             shape1=tuple(k0.shape1[:-1]) + (total,),
             shape2=tuple(k0.shape2[:-1]) + (total,),
             # Channels of different branches have different
