@@ -51,6 +51,7 @@ adds the bias's pull (`ntk.stax.linear`), ReLU's family, the step, ``Sign``, ``S
 ``Rbf`` map it in closed form (``ntk.stax.duals``), ``Erf``, ``Gaussian``,
 ``Gabor`` and ``ExpNormalized`` read it and pass on
 :math:`2(\sqrt{K_{11} K_{22}} - K_{12})` (exactly 0 between identical inputs),
+``Gelu`` reads it and passes none on,
 ``LayerNorm`` rescales it, ``FanInSum`` and ``FanInConcat`` add it (weighted by
 channels, with the branches' norms' mixing term), and ``FanInProd`` multiplies it
 through. Unlike the squared distance

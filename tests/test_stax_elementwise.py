@@ -32,6 +32,7 @@ import pytest
 from scipy import special
 
 from ntk import Kernel, stax
+from ntk.stax.duals import CHORD_FROM_KERNELS
 from mc import assert_within_mc, mc_kernels
 
 # ------------------------------------------------------------- the oracle
@@ -264,10 +265,10 @@ def _layer_duals(layer, grid, chord=False):
             chord=2 * (jnp.sqrt(c11[:, None] * c22[None, :]) - nngp) if chord else None,
         )
         out = layer.kernel_fn(k)
-        d = () if not chord else (jnp.diag(out.chord),)
+        d = () if not chord else (None if out.chord is None else jnp.diag(out.chord),)
         return (jnp.diag(out.nngp), jnp.diag(out.ntk), out.cov1, out.cov2) + d
 
-    return tuple(np.asarray(a) for a in duals(c12, c11, c22))
+    return tuple(None if a is None else np.asarray(a) for a in duals(c12, c11, c22))
 
 
 def _assert_close_cs(value, oracle, scale, rtol, what):
@@ -361,14 +362,15 @@ def test_sign_nngp_matches_integration_and_ntk_is_zero():
 
 # A Kernel that carries chords (vector inputs) goes through the `chord_dual`
 # of the activations that have one: the same kernels, the angle taken from the
-# chord, and the outputs' chords 2(sqrt(E φ(u)² E φ(v)²) - E φ(u)φ(v)).
+# chord, and the outputs' chords 2(sqrt(E φ(u)² E φ(v)²) - E φ(u)φ(v)) (none
+# for Gelu).
 WITH_CHORDS = [
     c
     for c in CASES
     if c.name.startswith(
         ("Relu", "LeakyRelu", "ABRelu", "Abs", "Erf", "Sigmoid", "Sin", "Cos", "Rbf", "Gaussian")
     )
-    or c.name == "Gabor"
+    or c.name in ("Gabor", "Gelu")
 ] + [SIGN, _rectified(0), _rectified(1)]
 
 
@@ -382,7 +384,10 @@ def test_duals_from_chords_match_numerical_integration(case):
     # At most 4 sqrt(v1 v2) in size; 1e-11 of v1 + v2 (the squared
     # distance's size, from which Sin/Cos take theirs), as above.
     chord_ref = 2 * (np.sqrt(v1 * v2) - pair)
-    _assert_close_cs(chord, chord_ref, v1 + v2, RTOL, f"{case.name} chord")
+    if chord is None:  # Gelu reads the chord; its outputs carry none
+        assert case.name == "Gelu"
+    else:
+        _assert_close_cs(chord, chord_ref, v1 + v2, RTOL, f"{case.name} chord")
     if case.dphi is None:
         assert np.all(dot == 0.0)
     else:
@@ -398,7 +403,7 @@ ZERO_VARIANCE_CHORD = {
     "RectifiedMonomial(0)": (("rectified_monomial", 0), [math.sqrt(2) - 1] * 2 + [0.0]),
     "RectifiedMonomial(1)": (("rectified_monomial", 1), [0.0, 0.0, 0.0]),
     "Sign": (("sign",), [0.0, 0.0, 0.0]),  # sign 0 = 0
-    "ExpNormalized": (("exp_normalized", 0.8, -0.5), None),  # left to the layer
+    "ExpNormalized": (("exp_normalized", 0.8, -0.5), None),  # from the kernels
 }
 
 
@@ -417,7 +422,7 @@ def test_duals_from_chords_keep_the_zero_variance_conventions(name):
     for got, plain in zip(kernels, record.dual(c12, c11, c22)):
         np.testing.assert_array_equal(got, plain)
     if want is None:
-        assert chord_out is None
+        assert chord_out is CHORD_FROM_KERNELS
     else:
         np.testing.assert_allclose(chord_out, want, rtol=1e-15)
 
@@ -498,7 +503,7 @@ def test_erf_dual_from_chords_resolves_nearby_inputs(a, b, c):
     chord = 4 * p * np.sin(theta / 2) ** 2
     args = [np.array(v, dtype=np.float32) for v in (chord, p * np.cos(theta), c11, c22)]
     nngp, dot, chord_out = jax.jit(erf(a, b, c).chord_dual)(*args)
-    assert chord_out is None  # the layer takes it from the kernels
+    assert chord_out is CHORD_FROM_KERNELS  # the layer takes it from the kernels
     chord, c11, c22 = (np.asarray(v, ld) for v in (args[0], args[2], args[3]))
     g = 2 * ld(b) ** 2
     q1, q2 = 1 / np.sqrt(1 + g * c11), 1 / np.sqrt(1 + g * c22)

@@ -34,7 +34,7 @@ chord :math:`\chi = 2(\sqrt{c_{11} c_{22}} - c_{12})` (``chord_dual``;
 `ntk.kernel.Kernel.chord`), which resolves nearly collinear inputs in float32:
 the kinked ones (ABRelu's family, the step and ReLU of ``rectified_monomial``,
 Sign) take the angle from it and map it, Sin/Cos and Rbf the squared distance
-:math:`\chi + (\sqrt{c_{11}} - \sqrt{c_{22}})^2`, and Erf, Gaussian, Gabor and
+:math:`\chi + (\sqrt{c_{11}} - \sqrt{c_{22}})^2`, and Erf, Gelu, Gaussian, Gabor and
 ExpNormalized take :math:`1 - \rho` from it. The table is what other modules (e.g.
 deep kernel machines) use to get an activation's dual; the layers of
 `ntk.stax.elementwise` wrap it, and `ntk.stax.numerical` integrates the dual
@@ -100,13 +100,29 @@ class Activation(NamedTuple):
     #: with :math:`1 - \rho` (or the squared distance) taken from the chord
     #: :math:`\chi = 2(\sqrt{c_{11} c_{22}} - c_{12})` (``angle_from_chord``)
     #: and the outputs' chord :math:`\chi' = 2(\sqrt{K_\varphi(c_{11}) K_\varphi(c_{22})}
-    #: - K_\varphi(c_{12}))` in closed form, or None where the layer is to take
-    #: it from the kernels (the smooth Erf, Gaussian, Gabor, ExpNormalized).
-    #: None for Exp, polynomials and rectified monomials of degree ≥ 2 (no
-    #: :math:`1 - \rho` to lose), and for Gelu: at large variance it is
-    #: ReLU-like, and the next layer's angle from a chord taken from its
-    #: kernels (error ε K) came out worse than from its NNGP (measured).
+    #: - K_\varphi(c_{12}))` in closed form;
+    #: ``ntk.stax.duals.CHORD_FROM_KERNELS`` where the layer is to take it from
+    #: the output kernels (the smooth Erf, Gaussian, Gabor, ExpNormalized), or
+    #: None where the outputs carry none (Gelu: at
+    #: large variance it is ReLU-like, and the next layer's angle from a chord
+    #: taken from its kernels, error ε K, came out worse than from its NNGP,
+    #: measured). None as a whole for Exp, polynomials and rectified monomials
+    #: of degree ≥ 2 (no :math:`1 - \rho` to lose).
     chord_dual: Optional[Callable] = None
+
+
+class _ChordFromKernels:
+    # A static pytree node: it passes through `jax.jit` as itself.
+    def __repr__(self):
+        return "CHORD_FROM_KERNELS"
+
+
+jax.tree_util.register_static(_ChordFromKernels)
+
+#: What a ``chord_dual`` returns as the outputs' chord for the layer to take it
+#: from the output kernels, :math:`2(\sqrt{K_{11} K_{22}} - K_{12})` (exactly 0
+#: between identical inputs; right to ε K).
+CHORD_FROM_KERNELS = _ChordFromKernels()
 
 
 # ------------------------------------------------------- argument checks
@@ -155,16 +171,15 @@ def _arcsine_factors(c12, c11, c22, g, one_minus=None):
     return e1, e2, q1 * q2, cos2, (q1 > 0) & (q2 > 0)
 
 
-def _one_minus_from_chord(dual):
+def _one_minus_from_chord(dual, chord_out=CHORD_FROM_KERNELS):
     """A ``chord_dual`` for a smooth activation whose dual takes
     ``1 − ρ²`` as its last argument (``dual(c12, c11, c22, one_minus)``):
     1 − ρ² from the inputs' chord (`correlation_from_chord`), and the
-    outputs' chord left to the layer (None: from the kernels, exactly 0
-    between identical inputs)."""
+    outputs' chord ``chord_out`` (`CHORD_FROM_KERNELS`, or None: none)."""
 
     def chord_dual(chord, c12, c11, c22):
         rho, one_minus_rho, _ = correlation_from_chord(chord, c12, c11, c22)
-        return (*dual(c12, c11, c22, one_minus_rho * gap(-rho)), None)
+        return (*dual(c12, c11, c22, one_minus_rho * gap(-rho)), chord_out)
 
     return chord_dual
 
@@ -257,8 +272,8 @@ def gelu(approximate: bool = False) -> Activation:
     """
     require_bool(approximate, "approximate", "gelu")
 
-    def dual(c12, c11, c22):
-        e1, e2, q12, cos2, _ = _arcsine_factors(c12, c11, c22, 1.0)
+    def dual(c12, c11, c22, one_minus=None):
+        e1, e2, q12, cos2, _ = _arcsine_factors(c12, c11, c22, 1.0, one_minus)
         cos = jnp.sqrt(cos2)
         sine = c12 * q12
         beta = atan2(cos, -sine)
@@ -272,7 +287,14 @@ def gelu(approximate: bool = False) -> Activation:
         dot = (beta + sine * ((e1 + e2) + e1 * e2) / cos + sine * ratio * ratio / cos) / (2 * PI)
         return nngp, dot
 
-    return Activation(lambda x: jax.nn.gelu(x, approximate=approximate), dual)
+    # The inputs' chord gives the layer its 1 − ρ² (from the NNGP: 300-500
+    # eps off at depth 1, inputs 1e-3 apart at variance 1e3-1e6); its
+    # outputs carry none (see `Activation.chord_dual`).
+    return Activation(
+        lambda x: jax.nn.gelu(x, approximate=approximate),
+        dual,
+        _one_minus_from_chord(dual, chord_out=None),
+    )
 
 
 def sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
@@ -589,7 +611,8 @@ def gabor() -> Activation:
         return nngp, dot
 
     def chord_dual(chord, c12, c11, c22):
-        return (*dual(c12, c11, c22, correlation_from_chord(chord, c12, c11, c22)[1]), None)
+        one_minus_rho = correlation_from_chord(chord, c12, c11, c22)[1]
+        return (*dual(c12, c11, c22, one_minus_rho), CHORD_FROM_KERNELS)
 
     return Activation(lambda x: jnp.exp(-x * x) * jnp.sin(x), dual, chord_dual)
 
@@ -642,7 +665,7 @@ def exp_normalized(gamma: float = 1.0, shift: float = -1.0, do_clip: bool = Fals
         # the snapping, which holds opposite inputs at ρ = −1.
         _, one_minus_rho, p = correlation_from_chord(chord, c12, c11, c22)
         rho = jnp.where((chord <= p) & (p > 0), 1 - one_minus_rho, snapped(c12, c11, c22))
-        return (*dual(c12, c11, c22, rho), None)
+        return (*dual(c12, c11, c22, rho), CHORD_FROM_KERNELS)
 
     return Activation(None, dual, chord_dual)
 

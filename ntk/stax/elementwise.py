@@ -28,6 +28,7 @@ from ntk.stax._internal import PI, fusion_fence, identical, inv, safe_sqrt
 # ACTIVATIONS is re-exported: `ntk.dkm` and users read the table from here.
 from ntk.stax.duals import ACTIVATIONS  # noqa: F401
 from ntk.stax.duals import (
+    CHORD_FROM_KERNELS,
     Activation,
     abrelu,
     check_degree,
@@ -66,9 +67,11 @@ def apply_dual(
             f"raw inputs). Put a Dense/Conv before {name}."
         )
     (a12, b12), (a11, b11), out22 = k.outer_vars()
-    chord = None
+    chord, from_kernels = None, False
     if k.chord is not None and chord_dual is not None:
         nngp, dot, chord = chord_dual(k.chord, k.nngp, a12, b12)
+        from_kernels = chord is CHORD_FROM_KERNELS
+        chord = None if from_kernels else chord
     else:
         nngp, dot = dual(k.nngp, a12, b12)
     ntk = None
@@ -81,7 +84,7 @@ def apply_dual(
         ntk = k.ntk * dot
     cov1 = dual(k.cov1, a11, b11)[0]
     cov2 = None if out22 is None else dual(k.cov2, *out22)[0]
-    if k.chord is not None and chord_dual is not None and chord is None:
+    if from_kernels:
         # From the kernels, 2(√(K11 K22) − K12), with identical inputs (chord
         # 0, equal variances) kept at exactly 0. Through a division, so XLA
         # reads the variances' kernels once per input instead of recomputing
