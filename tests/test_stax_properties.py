@@ -2,7 +2,8 @@
 
 Hypothesis draws a network ``[Dense(width, W_std_l, b_std_l) -> φ] × depth ->
 Dense(1)`` (activation, depth, parameterization, width, bias, standard
-deviations) and inputs, and checks: symmetry, positive semi-definiteness,
+deviations; in some, φ is preceded by LayerNorm or merged with a second
+branch by FanInProd, FanInConcat or a residual FanInSum) and inputs, and checks: symmetry, positive semi-definiteness,
 block consistency of ``kernel_fn(x1, x2)`` with ``kernel_fn(concat(x1, x2))``,
 finiteness (values and input gradients) at identical inputs, zero inputs and
 depth 100, agreement of ``jax.jit(kernel_fn)`` with ``kernel_fn``, and
@@ -64,6 +65,39 @@ class Arch(NamedTuple):
     parameterization: str
     width: int
     has_bias: bool
+    block: str = "plain"  # what follows each hidden Dense: `_hidden`
+
+
+def _hidden(arch: Arch, W_std, b_std):
+    """The layers after a hidden Dense: the activation alone ("plain"), after
+    LayerNorm, or merged with a second branch (the branches' own Dense layers
+    take the layer's standard deviations, scaled)."""
+    act = ACTS[arch.act]
+
+    def dense(scale):
+        b = b_std if arch.has_bias else None
+        return stax.Dense(arch.width, scale * W_std, b, parameterization=arch.parameterization)
+
+    return {
+        "plain": lambda: [act()],
+        "layernorm": lambda: [stax.LayerNorm(), act()],
+        "residual": lambda: [
+            act(),
+            stax.FanOut(2),
+            stax.parallel(dense(0.8), stax.Identity()),
+            stax.FanInSum(),
+        ],
+        "product": lambda: [
+            stax.FanOut(2),
+            stax.parallel(stax.serial(dense(0.9), act()), stax.serial(dense(1.1), act())),
+            stax.FanInProd(),
+        ],
+        "concat": lambda: [
+            stax.FanOut(2),
+            stax.parallel(act(), stax.serial(dense(0.7), act())),
+            stax.FanInConcat(),
+        ],
+    }[arch.block]()
 
 
 def build(arch: Arch, W_stds, b_stds):
@@ -80,7 +114,7 @@ def build(arch: Arch, W_stds, b_stds):
             )
         )
         if i < arch.depth:
-            layers.append(ACTS[arch.act]())
+            layers.extend(_hidden(arch, W_stds[i], b_stds[i]))
     return stax.serial(*layers)
 
 
@@ -99,7 +133,8 @@ def compiled_kernel(arch: Arch):
 
 
 # A small space of architectures: every activation once, with depths 1–3,
-# both parameterizations, two widths, with and without bias. Drawing from a
+# both parameterizations, two widths, with and without bias, and the merges
+# (product, concatenation, residual sum) and LayerNorm after some. Drawing from a
 # fixed list (rather than the full product) lets the compiled kernels be
 # reused across examples and tests; Hypothesis varies everything else.
 ARCHS = [
@@ -116,6 +151,12 @@ ARCHS = [
     Arch("Gabor", 2, "ntk", 8, True),
     Arch("RectifiedMonomial", 1, "standard", 4, False),
     Arch("ExpNormalized", 2, "ntk", 8, True),
+    Arch("Relu", 2, "ntk", 8, True, "product"),
+    Arch("Rbf", 1, "standard", 8, True, "product"),
+    Arch("Erf", 2, "standard", 8, True, "concat"),
+    Arch("Abs", 2, "ntk", 8, False, "concat"),
+    Arch("Gelu", 2, "ntk", 8, True, "residual"),
+    Arch("Sign", 2, "ntk", 8, True, "layernorm"),
 ]
 
 
