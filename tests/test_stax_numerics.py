@@ -904,8 +904,8 @@ def test_float32_gelu_kernels_take_their_angle_from_the_chord(scale):
 
 
 def _assert_within_eps(out, ref, bound):
-    """``(nngp, ntk)`` within ``bound`` float32 eps of the 80-bit ``ref``,
-    relative to sqrt(K_ii K_jj)."""
+    """``(nngp, ntk)`` within ``bound`` float32 eps of ``ref`` (an 80-bit
+    recursion, or float64 on the same inputs), relative to sqrt(K_ii K_jj)."""
     eps = np.finfo(np.float32).eps
     for kind, value, r in zip(("nngp", "ntk"), out, ref):
         scale = np.sqrt(np.outer(np.diag(r), np.diag(r)))
