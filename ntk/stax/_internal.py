@@ -316,6 +316,15 @@ def angle_from_chord(chord, c12, c11, c22):
     return theta, sine_p, h_p
 
 
+def sqdist_from_chord(chord, c12, c11, c22):
+    r"""The squared distance :math:`c_{11} + c_{22} - 2c_{12} = \chi
+    + (\sqrt{c_{11}} - \sqrt{c_{22}})^2` of two inputs from their chord
+    (`angle_from_chord`): a sum, so nothing cancels; the norms' gap is taken
+    as 0 within their rounding (`norm_gap`)."""
+    n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
+    return jnp.maximum(chord, 0) + norm_gap(n1, n2) ** 2
+
+
 def correlation_from_chord(chord, c12, c11, c22):
     """``(ρ, 1 − ρ, p)``: ρ from ``c12`` (`correlation`) and ``1 − ρ = χ/(2p)``
     from the chord χ (`angle_from_chord`); ``1 − ρ = 1`` where ``p = 0``."""

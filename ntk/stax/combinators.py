@@ -506,12 +506,14 @@ def _product_chord(ks):
     """
     if any(k.chord is None for k in ks):
         return None
-    norms = []
-    for k in ks:
+
+    def norms(k):
         a, c = k.outer_vars()[0]
-        norms.append(safe_sqrt(a) * safe_sqrt(c))
-    chord, p, k12 = ks[0].chord, norms[0], ks[0].nngp
-    for k, q in zip(ks[1:], norms[1:]):
+        return safe_sqrt(a) * safe_sqrt(c)
+
+    chord, p, k12 = ks[0].chord, norms(ks[0]), ks[0].nngp
+    for k in ks[1:]:
+        q = norms(k)
         chord = (chord * jnp.maximum(q + k.nngp, 0) + k.chord * jnp.maximum(p + k12, 0)) / 2
         p, k12 = p * q, k12 * k.nngp
     return chord

@@ -72,6 +72,7 @@ from ntk.stax._internal import (
     norm_gap,
     pairwise,
     safe_sqrt,
+    sqdist_from_chord,
 )
 
 
@@ -342,12 +343,12 @@ def sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
         # a difference, which loses the angle of inputs that differ mostly in
         # norm, as the squared distance itself does.
         cos_2c = cos2 - sin2
-        v1, v2, n1, n2 = pairwise(c12, c11, c22, safe_sqrt(c11), safe_sqrt(c22))
+        v1, v2 = pairwise(c12, c11, c22)
         a1, a2 = jnp.exp(-b2 * c11), jnp.exp(-b2 * c22)
         k1, k2, sum_a = pairwise(
             c12, a**2 / 2 * (1 - cos_2c * a1 * a1), a**2 / 2 * (1 - cos_2c * a2 * a2), a1 + a2
         )
-        d = jnp.maximum(chord, 0) + norm_gap(n1, n2) ** 2
+        d = sqdist_from_chord(chord, c12, c11, c22)
         far = -jnp.expm1(-b2 * d / 2)
         apart = jnp.exp(-2 * b2 * jnp.minimum(v1, v2)) * jnp.expm1(-b2 * jnp.abs(v1 - v2)) ** 2
         sum_decay = jnp.exp(-b2 * (v1 + v2 + 2 * c12) / 2)
@@ -383,8 +384,7 @@ def rbf(gamma: float = 1.0) -> Activation:
         # (a sum, nothing cancels); K_ii = 1, so the outputs' chord is
         # 2 − 2 e^{−γ d}, by expm1 right to rounding (deep RBF networks
         # stretch nearby pairs apart, multiplying its relative error).
-        n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
-        d = jnp.maximum(chord, 0) + norm_gap(n1, n2) ** 2
+        d = sqdist_from_chord(chord, c12, c11, c22)
         nngp = jnp.exp(-gamma * d)
         return nngp, 2 * gamma * nngp, -2 * jnp.expm1(-gamma * d)
 
