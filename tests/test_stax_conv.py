@@ -301,6 +301,32 @@ MC_NETWORKS = {
         ),
         SEQ,
     ),
+    # NT applies a ConvLocal filter of shape (3, 1) as (1, 3) here: after a
+    # Conv its kernel's spatial axes are reversed, and it reverses the filter
+    # for Conv but not for ConvLocal. Monte Carlo shows ours is the finite
+    # network's (a (1, 3) kernel fails this test by 7 standard errors).
+    "local_after_conv_non_square_filter": (
+        lambda: stax.serial(
+            stax.Conv(C, (2, 2), padding="SAME", W_std=1.3, b_std=0.2),
+            stax.Relu(),
+            stax.ConvLocal(OUT, (3, 1), None, "SAME", W_std=1.2, b_std=0.1),
+        ),
+        IMG,
+    ),
+    # NT's Sign sets every entry of each input's own spatial covariance to 1,
+    # also between two positions, so after pooling the next layer's variances
+    # (and its Relu) are wrong: NT's kernel is about twice the finite network's.
+    "sign_then_pool_then_relu": (
+        lambda: stax.serial(
+            stax.Conv(C, (2, 2), padding="SAME", W_std=1.3, b_std=0.2),
+            stax.Sign(),
+            stax.SumPool((2, 2), padding="SAME"),
+            stax.Conv(C, (1, 1), W_std=1.1, b_std=0.1),
+            stax.Relu(),
+            stax.Conv(OUT, (1, 2), W_std=0.9),
+        ),
+        IMG,
+    ),
     # NT's kernel resizes H by W's target here (its layout after a Conv is
     # axis-reversed); Monte Carlo shows ours is the finite network's.
     "resize_linear_after_conv_non_square": (
