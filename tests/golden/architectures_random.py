@@ -15,9 +15,12 @@ each starting with an affine layer, then a readout:
 * on sequences, a 1×1 Conv and GlobalSelfAttention (softmax, linear scaling);
 
 on vectors ``(5,)``, sequences ``(7, 3)`` or images ``(5, 5, 2)``, ``(6, 4, 2)``,
-read out by Flatten, GlobalAvgPool or GlobalSumPool and a Dense layer. Each
-architecture is a list of ``[layer name, args, kwargs]`` records (`draw`),
-built by `build_layers` from either library's ``stax``.
+read out by Flatten, GlobalAvgPool or GlobalSumPool and a Dense layer.
+``draw_mixing(seed)`` adds the layers that mix positions or normalise:
+GlobalSelfAttention with every mechanism and positional embedding (1-D and
+2-D), ImageResize, Hermite after LayerNorm, test-mode Dropout. Each
+architecture is a list of ``[layer name, args, kwargs]`` records, built by
+`build_layers` from either library's ``stax``.
 
 Left out, because NT 0.6.5 is wrong there (Monte Carlo of the finite network
 sides with ours; ``tests/test_stax_conv.py`` checks both against it):
@@ -32,8 +35,9 @@ sides with ours; ``tests/test_stax_conv.py`` checks both against it):
 * RectifiedMonomial (NaN in NT wherever a variance is read again; see
   ``architectures_activations.py``).
 
-`SEEDS` are the first 40 draws (every one a valid network whose kernel NT
-returns finite); `X2_NONE` the even ones. At correlation 1 NT takes square
+`SEEDS` are the first 40 draws and `MIXING_SEEDS` the first 16 of
+`draw_mixing` (every one a valid network whose kernel NT returns finite);
+`X2_NONE` the even ones of each. At correlation 1 NT takes square
 roots of round-off, so its kernel of an input with itself can be off by more
 than the test's 1e-6 after a deep stack (seed 21: 1.2e-6 in one diagonal NTK
 entry); ours is exact there, and ``tests/test_stax_properties.py`` checks it.
@@ -186,8 +190,68 @@ def build_layers(stax, layers: list):
     return stax.serial(*made)
 
 
+def draw_mixing(seed: int) -> tuple[list, tuple]:
+    """``(layers, input_shape)`` of a network of the layers that mix positions
+    or normalise: one or two units of GlobalSelfAttention (any mechanism and
+    positional embedding, 1-D or 2-D), a square ImageResize after a Conv, Hermite
+    after LayerNorm, or test-mode Dropout, each followed by a 1×1 Conv."""
+    r = random.Random(seed)
+    shape = r.choice(((6, 3), (5, 5, 2), (4, 4, 3)))
+    nd = len(shape) - 1
+    ones = [1] * nd
+    layers = []
+    for _ in range(r.choice([1, 2])):
+        kind = r.choice(["attention", "attention", "resize", "hermite", "dropout"])
+        if kind == "attention":
+            chan = r.choice([3, 4])
+            emb = r.choice(["NONE", "SUM", "CONCAT"])
+            kw = {
+                "linear_scaling": True,
+                "attention_mechanism": r.choice(["SOFTMAX", "IDENTITY", "ABS", "RELU"]),
+                "pos_emb_type": emb,
+                **{f"W_{w}_std": _std(r) for w in ("key", "value", "query", "out")},
+                "b_std": _b_std(r),
+            }
+            if emb != "NONE":
+                kw |= {"val_pos_emb": r.choice([True, False]), "W_pos_emb_std": _std(r)}
+                kw["n_chan_pos_emb"] = 2 if emb == "CONCAT" else None
+            layers += [
+                ["Conv", [chan, ones], {"W_std": _std(r), "b_std": _b_std(r)}],
+                ["GlobalSelfAttention", [chan, chan, chan, r.choice([1, 2])], kw],
+                _activation(r, nd),
+            ]
+        elif kind == "resize":
+            # Square targets: NT swaps H and W after a Conv (README, ImageResize).
+            size = [-1] + [r.choice([3, 4, 6])] * nd + [-1]
+            layers += [
+                _same(r, nd, 3),
+                _activation(r, nd),
+                ["ImageResize", [size, r.choice(["linear", "nearest"])], {}],
+            ]
+        elif kind == "hermite":
+            layers += [
+                _same(r, nd, 3),
+                ["LayerNorm", [], {"axis": [-1]}],
+                ["Hermite", [r.choice([1, 2, 3])], {}],
+            ]
+        else:
+            layers += [
+                _same(r, nd, 3),
+                _activation(r, nd),
+                ["Dropout", [r.choice([0.5, 0.9])], {"mode": "test"}],
+            ]
+        layers.append(["Conv", [3, ones], {"W_std": _std(r)}])
+    layers.append([r.choice(["Flatten", "GlobalAvgPool"]), [], {}])
+    layers.append(["Dense", [2], {"W_std": _std(r), "b_std": _b_std(r)}])
+    return layers, shape
+
+
 SEEDS: tuple[int, ...] = tuple(range(40))
-X2_NONE = frozenset(f"random_{seed:03d}" for seed in SEEDS if seed % 2 == 0)
+MIXING_SEEDS: tuple[int, ...] = tuple(range(16))
+X2_NONE = frozenset(
+    [f"random_{seed:03d}" for seed in SEEDS if seed % 2 == 0]
+    + [f"random_mixing_{seed:02d}" for seed in MIXING_SEEDS if seed % 2 == 0]
+)
 
 
 def draw_inputs(name: str, input_shape: tuple):
@@ -201,6 +265,9 @@ def _builders(stax) -> dict:
     for seed in SEEDS:
         layers, shape = draw(seed)
         out[f"random_{seed:03d}"] = (lambda layers=layers: build_layers(stax, layers), shape)
+    for seed in MIXING_SEEDS:
+        layers, shape = draw_mixing(seed)
+        out[f"random_mixing_{seed:02d}"] = (lambda layers=layers: build_layers(stax, layers), shape)
     return out
 
 
