@@ -22,16 +22,19 @@ GlobalSelfAttention with every mechanism and positional embedding (1-D and
 architecture is a list of ``[layer name, args, kwargs]`` records, built by
 `build_layers` from either library's ``stax``.
 
-Left out, because NT 0.6.5 is wrong there (Monte Carlo of the finite network
-sides with ours; ``tests/test_stax_conv.py`` checks both against it):
+Left out, because NT 0.6.5 is wrong there:
 
 * a non-square ConvLocal filter or stride (after a Conv NT applies it
   transposed), so ConvLocal filters and strides are square here;
 * Sign in a network with positions (NT sets an input's covariance between
   any two positions to 1 after Sign), so Sign appears on vectors only;
+
+  for these two, Monte Carlo of the finite network (NT's own as well as ours)
+  sides with our kernel, and ``tests/test_stax_conv.py`` checks ours against it;
 * ExpNormalized in a branch of FanInConcat (NT weights the branches by
   their channel counts, which it infers by running ``apply_fn``; ExpNormalized
-  has none, and NT then counts the branch's input channels instead);
+  has none, and NT then counts the branch's input channels instead: its
+  kernel equals the equal-weight mean);
 * RectifiedMonomial (NaN in NT wherever a variance is read again; see
   ``architectures_activations.py``).
 
