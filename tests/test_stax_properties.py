@@ -3,11 +3,12 @@
 Hypothesis draws a network ``[Dense(width, W_std_l, b_std_l) -> φ] × depth ->
 Dense(1)`` (activation, depth, parameterization, width, bias, standard
 deviations; in some, φ is preceded by LayerNorm or merged with a second
-branch by FanInProd, FanInConcat or a residual FanInSum) and inputs, and checks: symmetry, positive semi-definiteness,
-block consistency of ``kernel_fn(x1, x2)`` with ``kernel_fn(concat(x1, x2))``,
-finiteness (values and input gradients) at identical inputs, zero inputs and
-depth 100, agreement of ``jax.jit(kernel_fn)`` with ``kernel_fn``, and
-gradients w.r.t. inputs and hyperparameters against central differences.
+branch by FanInProd, FanInConcat or a residual FanInSum) and inputs, and
+checks: symmetry, positive semi-definiteness, block consistency of
+``kernel_fn(x1, x2)`` with ``kernel_fn(concat(x1, x2))``, finiteness (values
+and input gradients) at identical inputs, zero inputs and depth 100,
+agreement of ``jax.jit(kernel_fn)`` with ``kernel_fn``, and gradients w.r.t.
+inputs and hyperparameters against central differences.
 
 To keep the file fast the kernel of each drawn structure is compiled once with
 the standard deviations as traced arguments (which is itself the
@@ -134,8 +135,8 @@ def compiled_kernel(arch: Arch):
 
 # A small space of architectures: every activation once, with depths 1–3,
 # both parameterizations, two widths, with and without bias, and the merges
-# (product, concatenation, residual sum) and LayerNorm after some. Drawing from a
-# fixed list (rather than the full product) lets the compiled kernels be
+# (product, concatenation, residual sum) and LayerNorm after some. Drawing
+# from a fixed list (rather than the full product) lets the compiled kernels be
 # reused across examples and tests; Hypothesis varies everything else.
 ARCHS = [
     Arch("Relu", 3, "ntk", 8, True),
