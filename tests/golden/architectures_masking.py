@@ -20,9 +20,9 @@ GlobalSumPool, Flatten (also of the raw input), LayerNorm over channels and
 over positions and channels, ImageResize (linear up, nearest down),
 DotGeneral contracting the positions, Index, FanInConcat (also with a
 raw-input branch), FanInSum, FanInProd and repeat. Activations
-are ones with φ(0) = 0 (Relu, Erf with c = 0): neural-tangents also remasks
-after activations with φ(0) ≠ 0, which `ntk.stax.elementwise` does not yet
-declare.
+here are ones with φ(0) = 0 (Relu, Erf with c = 0); both libraries remask
+after every activation, and the masked draws of the ``random`` family cover
+the others (φ(0) ≠ 0: Cos, Exp, Gaussian, Erf with c ≠ 0, ...).
 
 Not here: masked 2-D images through a Conv and then ImageResize, where
 neural-tangents 0.6.5 fails (its mask is not transposed with the kernel's
