@@ -25,6 +25,7 @@ import threading
 import types
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -33,6 +34,7 @@ from experiments import registry, report, results
 from experiments.__main__ import main
 from experiments.benchmarks import _harness
 from experiments.benchmarks import kernels as bench
+from experiments.benchmarks import precision
 from ntk import stax
 from tiny_runs import results_root, tiny_run
 
@@ -171,6 +173,21 @@ def test_benchmark_harness_times_the_kernel_it_was_given():
     np.testing.assert_allclose(
         result["corner"], np.asarray(kernel_fn(x, None, "ntk"))[:4, :4], rtol=1e-6
     )
+
+
+def test_precision_harness_measures_float32_against_float64():
+    """A ReLU MLP's float32 kernel at nearly identical inputs is within a few
+    ε thanks to the chords (README, dtype): not 0, as a harness comparing a
+    kernel with itself would report; a network that cannot be built is
+    reported, not raised; float64 stays on afterwards."""
+    workloads = {
+        "mlp_relu": precision.WORKLOADS["mlp_relu"],
+        "bad": {"layers": [["Relu", [], {}]], "input_shape": [3]},
+    }
+    out = _harness.precision_all(stax, {"workloads": workloads, "seed": 0})
+    assert 0 < out["mlp_relu"]["error_eps"] < 8
+    assert "error" in out["bad"] and "Relu" in out["bad"]["error"]
+    assert jax.config.jax_enable_x64
 
 
 def test_benchmark_speedup_and_target():

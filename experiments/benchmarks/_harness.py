@@ -1,4 +1,5 @@
-"""Timing harness shared by both sides of `experiments.benchmarks.kernels`.
+"""Timing harness shared by both sides of `experiments.benchmarks.kernels`
+(and the float32 accuracy of `experiments.benchmarks.precision`: `precision_all`).
 
 It imports only numpy and jax, so the same code times ntk (in-process) and
 neural-tangents (run as a script in NT's reference environment, Python 3.11 +
@@ -243,11 +244,58 @@ def _versions():
     return out
 
 
+def near_duplicates(shape, seed):
+    """Float64 rows ``(12, *shape)``: four standard normal ones, the same plus
+    noise of 1e-3 of their scale, and the same times 3."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((4,) + tuple(shape))
+    return np.concatenate([x, x + 1e-3 * rng.standard_normal(x.shape), 3 * x])
+
+
+def precision_all(stax, spec):
+    """``{name: {"error_eps": e} or {"error": ...}}``: for each workload,
+    ``max |K32 − K64| / max |K64|`` in float32 ε (the largest over NNGP and
+    NTK) of ``kernel_fn(x, None)`` on `near_duplicates` (float64 must be on:
+    ``jax_enable_x64``; the float32 call runs with it off, as a user's)."""
+    import jax
+    import numpy as np
+
+    eps = float(np.finfo(np.float32).eps)
+    out = {}
+    for name, workload in spec["workloads"].items():
+        try:
+            kernel_fn = build(stax, workload["layers"])[2]
+            x = near_duplicates(workload["input_shape"], spec["seed"])
+            ref = kernel_fn(x, None, ("nngp", "ntk"))
+            jax.config.update("jax_enable_x64", False)
+            try:
+                low = kernel_fn(x.astype(np.float32), None, ("nngp", "ntk"))
+            finally:
+                jax.config.update("jax_enable_x64", True)
+            errors = []
+            for r, l in zip(ref, low):
+                r, l = np.asarray(r, np.float64), np.asarray(l, np.float64)
+                errors.append(float(np.max(np.abs(l - r)) / np.max(np.abs(r)) / eps))
+            out[name] = {"error_eps": max(errors)}
+        except Exception as e:  # reported per workload
+            out[name] = {"error": f"{type(e).__name__}: {e}"}
+    return out
+
+
 def main():
     spec = json.loads(sys.stdin.read())
     from neural_tangents import stax
 
-    out = {"versions": _versions(), "results": run_all(stax, spec)}
+    if spec.get("mode") == "precision":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        results = precision_all(stax, spec)
+    else:
+        results = run_all(stax, spec)
+    out = {"versions": _versions(), "results": results}
     sys.stdout.write(MARKER + json.dumps(out) + "\n")
 
 

@@ -1,0 +1,169 @@
+"""Float32 accuracy of the kernels at nearly identical inputs, against NT.
+
+    python -m experiments.benchmarks.precision [--nt-python PATH] [--no-nt] [--out results]
+
+JAX computes in float32 by default, and a GPU or TPU runs fast only there.
+Inputs that are nearly identical (near-duplicate images, an input and its
+scaled copy) differ in their covariances only in the last float32 digits,
+where kinked activations read the angle between them. For each workload
+both libraries evaluate ``kernel_fn(x, None, ("nngp", "ntk"))`` on float32
+and on float64 copies of the same inputs (four standard normal rows, the
+same rows plus noise of 1e-3 of their scale, and the rows times 3), and
+report the float32 error
+
+    max |K_float32 − K_float64| / max |K_float64| / ε_float32
+
+of each library's own kernel (its float64 kernel is the reference; the
+golden tests hold the two float64 kernels within 1e-6 of each other).
+
+What to expect: vector networks carry the inputs' chords (README, dtype), so
+ours stays within a few ε where NT's kinked activations lose hundreds. With
+positions (convolutions, attention) no chord is carried and ours takes two
+inputs less than ~3e-3 rad apart as identical (so that an input's kernel
+with itself stays exact in deep stacks), which costs up to a few thousand ε
+where NT keeps the rounding noise (a few hundred). The script prints both,
+side by side, and writes ``OUT/benchmarks/precision.json`` atomically.
+
+Run as a script in NT's environment, ``_harness.py`` computes NT's side
+(``{"mode": "precision"}``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from experiments.benchmarks import _harness
+
+DEFAULT_NT_PYTHON = "/work/envs/ntref/bin/python"
+
+
+def _conv(chan=16, filt=(3,), **kw):
+    return ["Conv", [chan, list(filt)], {"padding": "SAME", **kw}]
+
+
+WORKLOADS = {
+    "mlp_relu": {
+        "title": "3x[Dense(64, b_std=0.1), Relu] + Dense(1); vectors (16,)",
+        "layers": [
+            layer for _ in range(3) for layer in (["Dense", [64], {"b_std": 0.1}], ["Relu", [], {}])
+        ]
+        + [["Dense", [1], {}]],
+        "input_shape": [16],
+    },
+    "flatten_mlp_relu": {
+        "title": "Flatten + 2x[Dense(64, b_std=0.1), Relu] + Dense(1); sequences (8, 2)",
+        "layers": [["Flatten", [], {}]]
+        + [layer for _ in range(2) for layer in (["Dense", [64], {"b_std": 0.1}], ["Relu", [], {}])]
+        + [["Dense", [1], {}]],
+        "input_shape": [8, 2],
+    },
+    "conv_relu_gap": {
+        "title": "2x[Conv(16, (3,), SAME), Relu] + GlobalAvgPool + Dense(1); sequences (8, 2)",
+        "layers": [_conv(), ["Relu", [], {}], _conv(), ["Relu", [], {}]]
+        + [["GlobalAvgPool", [], {}], ["Dense", [1], {}]],
+        "input_shape": [8, 2],
+    },
+    "conv_abrelu_flatten": {
+        "title": "Conv(16, (2, 2), SAME) + ABRelu(-0.4, 1.3) + Conv + Abs + Flatten + Dense(1); "
+        "images (6, 4, 2)",
+        "layers": [
+            _conv(filt=(2, 2), b_std=0.2),
+            ["ABRelu", [-0.4, 1.3], {}],
+            _conv(filt=(2, 2)),
+            ["Abs", [], {}],
+            ["Flatten", [], {}],
+            ["Dense", [1], {}],
+        ],
+        "input_shape": [6, 4, 2],
+    },
+    "conv_erf_gap": {
+        "title": "2x[Conv(16, (3,), SAME), Erf] + GlobalAvgPool + Dense(1); sequences (8, 2)",
+        "layers": [_conv(), ["Erf", [], {}], _conv(), ["Erf", [], {}]]
+        + [["GlobalAvgPool", [], {}], ["Dense", [1], {}]],
+        "input_shape": [8, 2],
+    },
+    "attention_sin": {
+        "title": "Conv(8, (1,)) + GlobalSelfAttention(8, 8, 8, 2) + Sin + Flatten + Dense(1); "
+        "sequences (6, 3)",
+        "layers": [
+            ["Conv", [8, [1]], {}],
+            ["GlobalSelfAttention", [8, 8, 8, 2], {"linear_scaling": True}],
+            ["Sin", [], {}],
+            ["Flatten", [], {}],
+            ["Dense", [1], {}],
+        ],
+        "input_shape": [6, 3],
+    },
+}
+
+
+def run_ntk(workloads, seed):
+    """Our side: `_harness.precision_all` with ``ntk.stax`` in this process."""
+    import jax
+
+    from ntk import stax
+
+    jax.config.update("jax_enable_x64", True)
+    return _harness.precision_all(stax, {"workloads": workloads, "seed": seed})
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.benchmarks.precision", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--nt-python",
+        default=None,
+        help=f"NT env's python (default: $NT_PYTHON or {DEFAULT_NT_PYTHON})",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-nt", action="store_true", help="ntk only")
+    parser.add_argument("--out", default="results", help="writes OUT/benchmarks/precision.json")
+    args = parser.parse_args(argv)
+
+    from experiments import results
+
+    start = results.benchmark_start()
+    workloads = {
+        name: {k: w[k] for k in ("layers", "input_shape")} for name, w in WORKLOADS.items()
+    }
+    ours = run_ntk(workloads, args.seed)
+    nt, nt_versions, note = {}, None, None
+    nt_python = args.nt_python or os.environ.get("NT_PYTHON") or DEFAULT_NT_PYTHON
+    if args.no_nt:
+        note = "--no-nt"
+    elif not os.path.exists(nt_python):
+        note = f"no NT python at {nt_python} (scripts/make_nt_env.sh creates one)"
+    else:
+        spec = {"mode": "precision", "workloads": workloads, "seed": args.seed}
+        try:
+            out = _harness.run_nt(nt_python, [_harness.__file__], spec)
+            nt, nt_versions = out["results"], out["versions"]
+        except (RuntimeError, OSError) as e:
+            note = f"NT run failed: {e}"
+    if note:
+        print(f"NT not run: {note}", file=sys.stderr)
+
+    print(f"{'workload':22s} {'ntk (eps)':>10s} {'NT (eps)':>10s} {'ntk / NT':>9s}")
+    rows = {}
+    for name, w in WORKLOADS.items():
+        mine, theirs = ours.get(name, {}), nt.get(name, {})
+        ratio = None
+        if "error_eps" in mine and "error_eps" in theirs and theirs["error_eps"] > 0:
+            ratio = mine["error_eps"] / theirs["error_eps"]
+        rows[name] = {"title": w["title"], "ntk": mine, "nt": theirs or None, "ratio": ratio}
+        cells = ["n/a" if "error_eps" not in r else f"{r['error_eps']:.1f}" for r in (mine, theirs)]
+        print(
+            f"{name:22s} {cells[0]:>10s} {cells[1]:>10s} "
+            f"{'n/a' if ratio is None else f'{ratio:.2f}':>9s}"
+        )
+    payload = {"workloads": rows, "seed": args.seed}
+    return _harness.write_payload(
+        "precision", args.out, payload, start, nt_versions, nt_python, note
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
