@@ -32,6 +32,12 @@ import time
 from pathlib import Path
 
 MARKER = "BENCH_JSON "
+DEFAULT_NT_PYTHON = "/work/envs/ntref/bin/python"
+
+
+def resolve_nt_python(arg: str | None) -> str:
+    """NT's python: ``arg``, else ``$NT_PYTHON``, else `DEFAULT_NT_PYTHON`."""
+    return arg or os.environ.get("NT_PYTHON") or DEFAULT_NT_PYTHON
 
 
 def make_input(shape, seed):

@@ -52,7 +52,8 @@ import numpy as np
 from experiments import results
 from experiments.benchmarks import _harness
 
-DEFAULT_NT_PYTHON = "/work/envs/ntref/bin/python"
+DEFAULT_NT_PYTHON = _harness.DEFAULT_NT_PYTHON
+resolve_nt_python = _harness.resolve_nt_python
 
 
 def _mlp(block, depth):
@@ -250,10 +251,6 @@ def missing_layers(stax, workload) -> list[str]:
         {name for name, _, _ in workload["layers"] if not hasattr(stax, name)}
         | ({"serial"} - set(dir(stax)))
     )
-
-
-def resolve_nt_python(arg: str | None) -> str:
-    return arg or os.environ.get("NT_PYTHON") or DEFAULT_NT_PYTHON
 
 
 def run_nt(nt_python: str, spec: dict, timeout: float = 1800) -> dict:

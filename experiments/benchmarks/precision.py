@@ -17,11 +17,11 @@ of each library's own kernel (its float64 kernel is the reference; the
 golden tests hold the two float64 kernels within 1e-6 of each other).
 
 What to expect: vector networks carry the inputs' chords (README, dtype), so
-ours stays within a few ε where NT's kinked activations lose hundreds. With
-positions (convolutions, attention) no chord is carried and ours takes two
-inputs less than ~3e-3 rad apart as identical (so that an input's kernel
-with itself stays exact in deep stacks), which costs up to a few thousand ε
-where NT keeps the rounding noise (a few hundred). The script prints both,
+ours stays within about 1 ε where NT's kinked activations lose ten. With
+positions (convolutions, attention, a `Flatten` first) no chord is carried
+and ours takes two inputs less than ~3e-3 rad apart as identical (so that an
+input's kernel with itself stays exact in deep stacks), which costs hundreds
+of ε where NT, keeping the rounding noise, is 2–11× closer. The script prints both,
 side by side, and writes ``OUT/benchmarks/precision.json`` atomically.
 
 Run as a script in NT's environment, ``_harness.py`` computes NT's side
@@ -35,8 +35,6 @@ import os
 import sys
 
 from experiments.benchmarks import _harness
-
-DEFAULT_NT_PYTHON = "/work/envs/ntref/bin/python"
 
 
 def _conv(chan=16, filt=(3,), **kw):
@@ -116,7 +114,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--nt-python",
         default=None,
-        help=f"NT env's python (default: $NT_PYTHON or {DEFAULT_NT_PYTHON})",
+        help=f"NT env's python (default: $NT_PYTHON or {_harness.DEFAULT_NT_PYTHON})",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-nt", action="store_true", help="ntk only")
@@ -131,7 +129,7 @@ def main(argv=None) -> int:
     }
     ours = run_ntk(workloads, args.seed)
     nt, nt_versions, note = {}, None, None
-    nt_python = args.nt_python or os.environ.get("NT_PYTHON") or DEFAULT_NT_PYTHON
+    nt_python = _harness.resolve_nt_python(args.nt_python)
     if args.no_nt:
         note = "--no-nt"
     elif not os.path.exists(nt_python):
