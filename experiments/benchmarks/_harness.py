@@ -40,6 +40,25 @@ def resolve_nt_python(arg: str | None) -> str:
     return arg or os.environ.get("NT_PYTHON") or DEFAULT_NT_PYTHON
 
 
+def benchmark_parser(name: str, doc: str):
+    """The command line every NT-comparing benchmark shares: ``--nt-python``,
+    ``--seed``, ``--out`` (``python -m experiments.benchmarks.NAME``; the
+    description is ``doc``'s first paragraph)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog=f"python -m experiments.benchmarks.{name}", description=doc.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--nt-python",
+        default=None,
+        help=f"NT env's python (default: $NT_PYTHON or {DEFAULT_NT_PYTHON})",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="results", help=f"writes OUT/benchmarks/{name}.json")
+    return parser
+
+
 def make_input(shape, seed):
     """Standard normal float32 inputs, identical in both environments."""
     import numpy as np

@@ -40,7 +40,6 @@ the same quantity was timed. Writes ``OUT/benchmarks/kernels.json`` atomically.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -51,9 +50,6 @@ import numpy as np
 
 from experiments import results
 from experiments.benchmarks import _harness
-
-DEFAULT_NT_PYTHON = _harness.DEFAULT_NT_PYTHON
-resolve_nt_python = _harness.resolve_nt_python
 
 
 def _mlp(block, depth):
@@ -405,23 +401,14 @@ def _fmt(record, key, pattern="{:.3f}"):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m experiments.benchmarks.kernels", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument(
-        "--nt-python",
-        default=None,
-        help=f"NT env's python (default: $NT_PYTHON or {DEFAULT_NT_PYTHON})",
-    )
+    parser = _harness.benchmark_parser("kernels", __doc__)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--workloads",
         default=",".join(WORKLOADS),
         help=f"comma-separated subset of {','.join(WORKLOADS)}",
     )
     parser.add_argument("--no-nt", action="store_true", help="time ntk only")
-    parser.add_argument("--out", default="results", help="writes OUT/benchmarks/kernels.json")
     parser.add_argument(
         "--myrtle-scale",
         default="",
@@ -499,7 +486,7 @@ def main(argv=None) -> int:
     ours.update(_harness.run_all(stax, spec, public_call=True, log=print))
 
     nt, nt_note = None, None
-    nt_python = resolve_nt_python(args.nt_python)
+    nt_python = _harness.resolve_nt_python(args.nt_python)
     if args.no_nt:
         nt_note = "skipped (--no-nt)"
     elif not Path(nt_python).exists():

@@ -32,7 +32,6 @@ Run as a script in NT's environment, ``_harness.py`` computes NT's side
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -114,17 +113,8 @@ def run_ntk(workloads, seed):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m experiments.benchmarks.precision", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument(
-        "--nt-python",
-        default=None,
-        help=f"NT env's python (default: $NT_PYTHON or {_harness.DEFAULT_NT_PYTHON})",
-    )
-    parser.add_argument("--seed", type=int, default=0)
+    parser = _harness.benchmark_parser("precision", __doc__)
     parser.add_argument("--no-nt", action="store_true", help="ntk only")
-    parser.add_argument("--out", default="results", help="writes OUT/benchmarks/precision.json")
     args = parser.parse_args(argv)
 
     from experiments import results
