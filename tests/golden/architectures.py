@@ -85,17 +85,17 @@ def draw_inputs(name: str, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------- user-supplied activations
 
 
-def _erf_nngp(c12, c11, c22):
+def erf_nngp(c12, c11, c22):
     """E[erf(u) erf(v)] (Williams 1997), for `Elementwise` with autodiff NTK."""
     return 2 / jnp.pi * jnp.arcsin(2 * c12 / jnp.sqrt((1 + 2 * c11) * (1 + 2 * c22)))
 
 
-def _sin_nngp(c12, c11, c22):
+def sin_nngp(c12, c11, c22):
     """E[sin(u) sin(v)] = exp(-(c11 + c22)/2) sinh(c12)."""
     return jnp.exp(-(c11 + c22) / 2) * jnp.sinh(c12)
 
 
-def _sin_d_nngp(c12, c11, c22):
+def sin_d_nngp(c12, c11, c22):
     """E[cos(u) cos(v)] = exp(-(c11 + c22)/2) cosh(c12), the derivative kernel."""
     return jnp.exp(-(c11 + c22) / 2) * jnp.cosh(c12)
 
@@ -160,10 +160,8 @@ def _vector(stax) -> dict:
             s.Hermite(3),
             s.Dense(3, W_std=1.1, b_std=0.2),
         ),
-        "elementwise_erf_autodiff": lambda: _mlp(
-            s, s.Elementwise(jax.scipy.special.erf, _erf_nngp)
-        ),
-        "elementwise_sin_d_nngp": lambda: _mlp(s, s.Elementwise(jnp.sin, _sin_nngp, _sin_d_nngp)),
+        "elementwise_erf_autodiff": lambda: _mlp(s, s.Elementwise(jax.scipy.special.erf, erf_nngp)),
+        "elementwise_sin_d_nngp": lambda: _mlp(s, s.Elementwise(jnp.sin, sin_nngp, sin_d_nngp)),
         "numerical_tanh": lambda: _mlp(s, _numerical(s, jnp.tanh)),
         "numerical_softplus_df": lambda: _mlp(s, _numerical(s, _softplus, df=_sigmoid)),
         # combinators

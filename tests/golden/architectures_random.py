@@ -24,8 +24,11 @@ GlobalSelfAttention with every mechanism and positional embedding (1-D and
 past a random length along one spatial axis); ``draw_graph(seed)`` composes
 `Aggregate` with dense adjacency or edge lists, on node sets and grids
 (one axis or both), some with padded nodes, in plain, LayerNorm, residual
-and two-branch units. Each architecture is a list of ``[layer name, args,
-kwargs]`` records, built by `build_layers` from either library's ``stax``.
+and two-branch units; ``draw_elementwise(seed)`` is `draw`'s architecture
+with every activation replaced by `Elementwise` with a user's dual (erf with
+the derivative kernel by autodiff, sin with it given). Each architecture is
+a list of ``[layer name, args, kwargs]`` records, built by `build_layers`
+from either library's ``stax``.
 
 Left out, because NT 0.6.5 is wrong there:
 
@@ -54,8 +57,9 @@ and, because NT raises: CIRCULAR padding and FanInConcat in the masked draws
 
 `SEEDS` are the first 40 draws, `MIXING_SEEDS` the first 16 of
 `draw_mixing`, `MASKED_SEEDS` the first 24 valid draws of `draw_masked` and
-`GRAPH_SEEDS` the first 24 of `draw_graph` (every one a valid network whose
-kernel NT returns finite); `X2_NONE` the even ones of each. At correlation 1
+`GRAPH_SEEDS` the first 24 of `draw_graph`, `ELEMENTWISE_SEEDS` the first 12
+of `draw_elementwise` (every one a valid network whose kernel NT returns
+finite); `X2_NONE` the even ones of each. At correlation 1
 NT takes square roots of round-off, so its kernel of an input with itself can
 be off by more than the test's 1e-6 after a deep stack (seed 21: 1.2e-6 in
 one diagonal NTK entry); ours is exact there, and
@@ -68,8 +72,11 @@ from __future__ import annotations
 import random
 import zlib
 
+import jax.numpy as jnp
+import jax.scipy.special
 import numpy as np
 from _family import accessors, normal_inputs
+from architectures import erf_nngp, sin_d_nngp, sin_nngp
 
 N1 = 3
 N2 = 2
@@ -221,6 +228,9 @@ def build_layers(stax, layers: list):
             )
             continue
         name, args, kwargs = record
+        if name == "Elementwise":  # the record names its activation and dual
+            made.append(stax.Elementwise(*ELEMENTWISE[args[0]]))
+            continue
         args = [a if name == "Polynomial" else tup(a) for a in args]
         made.append(getattr(stax, name)(*args, **{k: tup(v) for k, v in kwargs.items()}))
     return stax.serial(*made)
@@ -286,6 +296,34 @@ def draw_mixing(seed: int) -> tuple[list, tuple]:
     layers.append([r.choice(["Flatten", "GlobalAvgPool"]), [], {}])
     layers.append(["Dense", [2], {"W_std": _std(r), "b_std": _b_std(r)}])
     return layers, shape
+
+
+#: `Elementwise` activations with their duals: erf with the derivative kernel
+#: by autodiff, sin with the derivative kernel given.
+ELEMENTWISE = {
+    "erf": (jax.scipy.special.erf, erf_nngp),
+    "sin": (jnp.sin, sin_nngp, sin_d_nngp),
+}
+
+
+def draw_elementwise(seed: int) -> tuple[list, tuple]:
+    """`draw`'s architecture with every activation replaced by an
+    `Elementwise` one of `ELEMENTWISE` (a user's dual in any composition)."""
+    r = random.Random(30_000 + seed)
+    names = {a[0] for a in ACTIVATIONS}
+
+    def swap(layers):
+        out = []
+        for rec in layers:
+            if rec[0] == "branch":
+                rec = ["branch", [swap(b) for b in rec[1]], rec[2]]
+            elif rec[0] in names:
+                rec = ["Elementwise", [r.choice(sorted(ELEMENTWISE))], {}]
+            out.append(rec)
+        return out
+
+    layers, shape = draw(seed)
+    return swap(layers), shape
 
 
 def draw_masked(seed: int) -> tuple[list, tuple, tuple]:
@@ -374,11 +412,13 @@ MIXING_SEEDS: tuple[int, ...] = tuple(range(16))
 # raises FloatingPointError) and 17 has a VALID filter larger than its map.
 MASKED_SEEDS: tuple[int, ...] = tuple(s for s in range(26) if s not in (5, 17))
 GRAPH_SEEDS: tuple[int, ...] = tuple(range(24))
+ELEMENTWISE_SEEDS: tuple[int, ...] = tuple(range(12))
 X2_NONE = frozenset(
     [f"random_{seed:03d}" for seed in SEEDS if seed % 2 == 0]
     + [f"random_mixing_{seed:02d}" for seed in MIXING_SEEDS if seed % 2 == 0]
     + [f"random_masked_{seed:02d}" for seed in MASKED_SEEDS if seed % 2 == 0]
     + [f"random_graph_{seed:02d}" for seed in GRAPH_SEEDS if seed % 2 == 0]
+    + [f"random_elementwise_{seed:02d}" for seed in ELEMENTWISE_SEEDS if seed % 2 == 0]
 )
 
 MASK = -100.0  # the value of padding in the masked and graph draws
@@ -456,6 +496,10 @@ def _builders(stax) -> dict:
     for seed in GRAPH_SEEDS:
         layers, shape, _ = draw_graph(seed)
         out[f"random_graph_{seed:02d}"] = (lambda layers=layers: build_layers(stax, layers), shape)
+    for seed in ELEMENTWISE_SEEDS:
+        layers, shape = draw_elementwise(seed)
+        name = f"random_elementwise_{seed:02d}"
+        out[name] = (lambda layers=layers: build_layers(stax, layers), shape)
     return out
 
 
