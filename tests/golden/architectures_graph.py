@@ -185,7 +185,7 @@ def draw_inputs(name: str, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
     return x1, x2
 
 
-def _dense_pattern(rng, n: int, agg_shape: tuple) -> np.ndarray:
+def dense_pattern(rng, n: int, agg_shape: tuple) -> np.ndarray:
     """Weighted adjacency with self-loops, ~half the arcs present."""
     v = int(np.prod(agg_shape))
     arcs = rng.random((n, v, v)) < 0.5
@@ -194,7 +194,7 @@ def _dense_pattern(rng, n: int, agg_shape: tuple) -> np.ndarray:
     return a.reshape((n,) + agg_shape + agg_shape)
 
 
-def _sparse_pattern(
+def sparse_pattern(
     rng, n: int, agg_shape: tuple, n_edges: int = 9, k_axis: bool = False
 ) -> np.ndarray:
     """Edge list ``(n, E, K, 2)`` (``(n, E, 2)`` for one axis unless
@@ -217,9 +217,9 @@ def kernel_kwargs(name: str, x1: np.ndarray, x2) -> dict:
     agg_shape = tuple(shape[a - 1] for a in agg)
     rng = np.random.default_rng(zlib.crc32(("pattern/" + name).encode()))
     if opts.get("sparse"):
-        draw = lambda n: _sparse_pattern(rng, n, agg_shape, k_axis=opts.get("k_axis", False))
+        draw = lambda n: sparse_pattern(rng, n, agg_shape, k_axis=opts.get("k_axis", False))
     else:
-        draw = lambda n: _dense_pattern(rng, n, agg_shape)
+        draw = lambda n: dense_pattern(rng, n, agg_shape)
     p1 = draw(x1.shape[0])
     p2 = draw(N2)
     kwargs = {"pattern": (p1, p1 if x2 is None else p2)}

@@ -77,6 +77,7 @@ import jax.scipy.special
 import numpy as np
 from _family import accessors, normal_inputs
 from architectures import erf_nngp, sin_d_nngp, sin_nngp
+from architectures_graph import dense_pattern, sparse_pattern
 
 N1 = 3
 N2 = 2
@@ -451,19 +452,6 @@ def draw_inputs(name: str, input_shape: tuple):
     return x1, x2
 
 
-def _pattern(rng, n: int, agg_shape: tuple, sparse: bool) -> np.ndarray:
-    """Edge lists ``(n, 9, K, 2)`` (``(n, 9, 2)`` for one axis) with the last two
-    edges of graph 0 padding, or weighted adjacency with self-loops and about
-    half the arcs ``(n, *agg_shape, *agg_shape)``."""
-    if sparse:
-        coords = np.stack([rng.integers(0, size, (n, 9, 2)) for size in agg_shape], axis=2)
-        coords[0, -2:] = -1
-        return coords[:, :, 0, :] if len(agg_shape) == 1 else coords
-    v = int(np.prod(agg_shape))
-    arcs = np.where(rng.random((n, v, v)) < 0.5, rng.uniform(0.3, 1.5, (n, v, v)), 0.0)
-    return (arcs + np.eye(v)).reshape((n,) + agg_shape + agg_shape)
-
-
 def kernel_kwargs(name: str, x1, x2) -> dict:
     """``mask_constant`` for the masked draws; for the graph draws the
     ``pattern`` pair (``(pattern1, pattern1)`` when ``x2`` is None), and
@@ -476,7 +464,8 @@ def kernel_kwargs(name: str, x1, x2) -> dict:
     layers, shape, graph = draw_graph(seed)
     rng = np.random.default_rng(zlib.crc32(("pattern/" + name).encode()))
     agg_shape = tuple(shape[a - 1] for a in graph["agg"])
-    p1, p2 = (_pattern(rng, N1, agg_shape, graph["sparse"]) for _ in range(2))
+    pattern = sparse_pattern if graph["sparse"] else dense_pattern
+    p1, p2 = (pattern(rng, N1, agg_shape) for _ in range(2))
     kwargs = {"pattern": (p1, p1 if x2 is None else p2)}
     return kwargs | ({"mask_constant": MASK} if graph["masked"] else {})
 
