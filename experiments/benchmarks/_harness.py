@@ -59,6 +59,11 @@ def benchmark_parser(name: str, doc: str):
     return parser
 
 
+def mlp(block, depth):
+    """``depth`` copies of the layer records ``block``, then a ``Dense(1)`` readout."""
+    return [layer for _ in range(depth) for layer in block] + [["Dense", [1], {}]]
+
+
 def make_input(shape, seed):
     """Standard normal float32 inputs, identical in both environments."""
     import numpy as np
@@ -243,6 +248,31 @@ def run_nt(nt_python, script_args, spec, marker=MARKER, timeout=1800.0):
     raise RuntimeError(f"NT run failed (exit {proc.returncode}); last stderr lines:\n{tail}")
 
 
+def nt_side(nt_python, skip, spec, script_args=None, announce=None, log=print):
+    """NT's output for ``spec`` (`run_nt` of ``script_args``, default this
+    file) and ``None``, or ``None`` and the note saying why NT did not run:
+    ``skip`` (--no-nt), no interpreter at ``nt_python``, or a failed run
+    (logged, as is ``announce`` before the run)."""
+    if skip:
+        return None, "skipped (--no-nt)"
+    if not Path(nt_python).exists():
+        note = f"no NT environment at {nt_python}"
+        log(
+            f"{note}. Create one with `scripts/make_nt_env.sh DIR` (python3.11, "
+            f"jax 0.4.25, neural-tangents 0.6.5; ~2.6 GB) and pass --nt-python "
+            f"DIR/bin/python (or set NT_PYTHON); reporting ntk only."
+        )
+        return None, note
+    if announce:
+        log(announce)
+    try:
+        return run_nt(nt_python, script_args or [__file__], spec), None
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        note = f"NT run failed: {e}"
+        log(note)
+        return None, note
+
+
 def write_payload(name, out_dir, payload, start, nt_versions, nt_python, nt_note) -> int:
     """Write ``payload`` plus the NT side's provenance (``nt_versions``,
     ``nt_python``, ``nt_note``: why NT was not timed, or None) to
@@ -279,12 +309,24 @@ def near_duplicates(shape, seed):
     return np.concatenate([x, x + 1e-3 * rng.standard_normal(x.shape), 3 * x])
 
 
+def _kernels_with_x64(kernel_fn, x, x64: bool):
+    """``kernel_fn(x, None, ("nngp", "ntk"))`` with ``jax_enable_x64`` set to
+    ``x64`` for the call (the float32 call runs with it off, as a user's),
+    then restored."""
+    import jax
+
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", x64)
+    try:
+        return kernel_fn(x, None, ("nngp", "ntk"))
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
 def precision_all(stax, spec):
     """``{name: {"error_eps": e} or {"error": ...}}``: for each workload,
     ``max |K32 − K64| / max |K64|`` in float32 ε (the largest over NNGP and
-    NTK) of ``kernel_fn(x, None)`` on `near_duplicates` (float64 must be on:
-    ``jax_enable_x64``; the float32 call runs with it off, as a user's)."""
-    import jax
+    NTK) of ``kernel_fn(x, None)`` on `near_duplicates`."""
     import numpy as np
 
     eps = float(np.finfo(np.float32).eps)
@@ -293,12 +335,8 @@ def precision_all(stax, spec):
         try:
             kernel_fn = build(stax, workload["layers"])[2]
             x = near_duplicates(workload["input_shape"], spec["seed"])
-            ref = kernel_fn(x, None, ("nngp", "ntk"))
-            jax.config.update("jax_enable_x64", False)
-            try:
-                low = kernel_fn(x.astype(np.float32), None, ("nngp", "ntk"))
-            finally:
-                jax.config.update("jax_enable_x64", True)
+            ref = _kernels_with_x64(kernel_fn, x, True)
+            low = _kernels_with_x64(kernel_fn, x.astype(np.float32), False)
             errors = []
             for r, l in zip(ref, low):
                 r, l = np.asarray(r, np.float64), np.asarray(l, np.float64)
@@ -313,14 +351,8 @@ def main():
     spec = json.loads(sys.stdin.read())
     from neural_tangents import stax
 
-    if spec.get("mode") == "precision":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
-        results = precision_all(stax, spec)
-    else:
-        results = run_all(stax, spec)
-    out = {"versions": _versions(), "results": results}
+    run = precision_all if spec.get("mode") == "precision" else run_all
+    out = {"versions": _versions(), "results": run(stax, spec)}
     sys.stdout.write(MARKER + json.dumps(out) + "\n")
 
 

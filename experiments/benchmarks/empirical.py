@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 MARKER = "EMPIRICAL_BENCH_JSON "
-DEFAULT_NT_PYTHON = "/work/envs/ntref/bin/python"
 
 WORKLOADS = {
     "mlp": {
@@ -221,17 +220,12 @@ def _best(timings: dict, key: str):
 
 
 def main(argv=None) -> int:
-    import argparse
-
     import numpy as np
 
     from experiments import results
     from experiments.benchmarks import _harness
 
-    parser = argparse.ArgumentParser(
-        prog="python -m experiments.benchmarks.empirical", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--nt-python", default=None)
+    parser = _harness.benchmark_parser("empirical", __doc__)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument(
         "--rounds",
@@ -240,7 +234,6 @@ def main(argv=None) -> int:
         help="rounds of (ntk, NT): round 1 times every NT configuration, "
         "later rounds ntk and NT's best again; each side keeps its best",
     )
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workloads", default="mlp,cnn")
     parser.add_argument(
         "--nt-implementations",
@@ -253,7 +246,6 @@ def main(argv=None) -> int:
         help="also time our NTK-vector-product and Jacobian-contraction methods",
     )
     parser.add_argument("--no-nt", action="store_true")
-    parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.rounds < 1:
         parser.error("--repeats and --rounds must be >= 1")
@@ -261,7 +253,7 @@ def main(argv=None) -> int:
     unknown = sorted(set(chosen) - set(WORKLOADS))
     if unknown:
         parser.error(f"unknown workload(s) {unknown}; choose from {sorted(WORKLOADS)}")
-    nt_python = args.nt_python or os.environ.get("NT_PYTHON") or DEFAULT_NT_PYTHON
+    nt_python = _harness.resolve_nt_python(args.nt_python)
     tmp = tempfile.mkdtemp(prefix="ntk-empirical-bench-")
     workloads = {}
     for name in chosen:

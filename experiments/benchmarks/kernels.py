@@ -44,16 +44,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from experiments import results
 from experiments.benchmarks import _harness
-
-
-def _mlp(block, depth):
-    return [layer for _ in range(depth) for layer in block] + [["Dense", [1], {}]]
 
 
 # A two-layer graph network (GNTK, Du et al. 2019) read out by the mean over
@@ -73,14 +68,16 @@ def _gnn(implementation):
 WORKLOADS = {
     "a": {
         "title": "10x[Dense(512, W_std=1.4, b_std=0.1), Relu] + Dense(1); NTK 2000x784",
-        "layers": _mlp([["Dense", [512], {"W_std": 1.4, "b_std": 0.1}], ["Relu", [], {}]], 10),
+        "layers": _harness.mlp(
+            [["Dense", [512], {"W_std": 1.4, "b_std": 0.1}], ["Relu", [], {}]], 10
+        ),
         "input_shape": [2000, 784],
         "target": 3.0,
         "nt_issue_s": 1.1,
     },
     "b": {
         "title": "5x[Dense(512), Erf] + Dense(1); NTK 2000x784",
-        "layers": _mlp([["Dense", [512], {}], ["Erf", [], {}]], 5),
+        "layers": _harness.mlp([["Dense", [512], {}], ["Erf", [], {}]], 5),
         "input_shape": [2000, 784],
         "target": 3.0,
         "nt_issue_s": 0.37,
@@ -125,7 +122,9 @@ WORKLOADS = {
     },
     "deep": {
         "title": "20x[Dense(512, W_std=1.4, b_std=0.1), Gelu] + Dense(1); NNGP and NTK 1000x784",
-        "layers": _mlp([["Dense", [512], {"W_std": 1.4, "b_std": 0.1}], ["Gelu", [], {}]], 20),
+        "layers": _harness.mlp(
+            [["Dense", [512], {"W_std": 1.4, "b_std": 0.1}], ["Gelu", [], {}]], 20
+        ),
         "input_shape": [1000, 784],
         "get": ["nngp", "ntk"],
         "target": 3.0,
@@ -247,11 +246,6 @@ def missing_layers(stax, workload) -> list[str]:
         {name for name, _, _ in workload["layers"] if not hasattr(stax, name)}
         | ({"serial"} - set(dir(stax)))
     )
-
-
-def run_nt(nt_python: str, spec: dict, timeout: float = 1800) -> dict:
-    """Run the harness under NT's interpreter; ``{"results": ..., "versions": ...}``."""
-    return _harness.run_nt(nt_python, [_harness.__file__], spec, timeout=timeout)
 
 
 def compare(ours: dict, nt: dict | None, workload: dict) -> dict:
@@ -485,25 +479,11 @@ def main(argv=None) -> int:
     )
     ours.update(_harness.run_all(stax, spec, public_call=True, log=print))
 
-    nt, nt_note = None, None
     nt_python = _harness.resolve_nt_python(args.nt_python)
-    if args.no_nt:
-        nt_note = "skipped (--no-nt)"
-    elif not Path(nt_python).exists():
-        nt_note = f"no NT environment at {nt_python}"
-        print(
-            f"{nt_note}. Create one with `scripts/make_nt_env.sh DIR` (python3.11, "
-            f"jax 0.4.25, neural-tangents 0.6.5; ~2.6 GB) and pass --nt-python "
-            f"DIR/bin/python (or set NT_PYTHON); reporting ntk only."
-        )
-    else:
-        nt_spec = {**spec, "workloads": {n: WORKLOADS[n] for n in chosen}}
-        print(f"NT: timing {chosen} with {nt_python}")
-        try:
-            nt = run_nt(nt_python, nt_spec)
-        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-            nt_note = f"NT run failed: {e}"
-            print(nt_note)
+    nt_spec = {**spec, "workloads": {n: WORKLOADS[n] for n in chosen}}
+    nt, nt_note = _harness.nt_side(
+        nt_python, args.no_nt, nt_spec, announce=f"NT: timing {chosen} with {nt_python}"
+    )
 
     for name in chosen:
         nt_result = nt["results"].get(name) if nt else None

@@ -32,7 +32,6 @@ Run as a script in NT's environment, ``_harness.py`` computes NT's side
 
 from __future__ import annotations
 
-import os
 import sys
 
 from experiments.benchmarks import _harness
@@ -42,31 +41,31 @@ def _conv(chan=16, filt=(3,), **kw):
     return ["Conv", [chan, list(filt)], {"padding": "SAME", **kw}]
 
 
-_MLP = [
-    layer for _ in range(3) for layer in (["Dense", [64], {"b_std": 0.1}], ["Relu", [], {}])
-] + [["Dense", [1], {}]]
+_DENSE_RELU = [["Dense", [64], {"b_std": 0.1}], ["Relu", [], {}]]
 
 WORKLOADS = {
     **{
         name: {
             "title": f"3x[Dense(64, b_std=0.1), Relu] + Dense(1); vectors ({n},)",
-            "layers": _MLP,
+            "layers": _harness.mlp(_DENSE_RELU, 3),
             "input_shape": [n],
         }
         for name, n in (("mlp_relu", 16), ("mlp_relu_64", 64), ("mlp_relu_784", 784))
     },
     "flatten_mlp_relu": {
         "title": "Flatten + 2x[Dense(64, b_std=0.1), Relu] + Dense(1); sequences (8, 2)",
-        "layers": [["Flatten", [], {}]]
-        + [layer for _ in range(2) for layer in (["Dense", [64], {"b_std": 0.1}], ["Relu", [], {}])]
-        + [["Dense", [1], {}]],
+        "layers": [["Flatten", [], {}]] + _harness.mlp(_DENSE_RELU, 2),
         "input_shape": [8, 2],
     },
-    "conv_relu_gap": {
-        "title": "2x[Conv(16, (3,), SAME), Relu] + GlobalAvgPool + Dense(1); sequences (8, 2)",
-        "layers": [_conv(), ["Relu", [], {}], _conv(), ["Relu", [], {}]]
-        + [["GlobalAvgPool", [], {}], ["Dense", [1], {}]],
-        "input_shape": [8, 2],
+    **{
+        f"conv_{act.lower()}_gap": {
+            "title": f"2x[Conv(16, (3,), SAME), {act}] + GlobalAvgPool + Dense(1); "
+            "sequences (8, 2)",
+            "layers": [_conv(), [act, [], {}], _conv(), [act, [], {}]]
+            + [["GlobalAvgPool", [], {}], ["Dense", [1], {}]],
+            "input_shape": [8, 2],
+        }
+        for act in ("Relu", "Erf")
     },
     "conv_abrelu_flatten": {
         "title": "Conv(16, (2, 2), SAME) + ABRelu(-0.4, 1.3) + Conv + Abs + Flatten + Dense(1); "
@@ -80,12 +79,6 @@ WORKLOADS = {
             ["Dense", [1], {}],
         ],
         "input_shape": [6, 4, 2],
-    },
-    "conv_erf_gap": {
-        "title": "2x[Conv(16, (3,), SAME), Erf] + GlobalAvgPool + Dense(1); sequences (8, 2)",
-        "layers": [_conv(), ["Erf", [], {}], _conv(), ["Erf", [], {}]]
-        + [["GlobalAvgPool", [], {}], ["Dense", [1], {}]],
-        "input_shape": [8, 2],
     },
     "attention_sin": {
         "title": "Conv(8, (1,)) + GlobalSelfAttention(8, 8, 8, 2) + Sin + Flatten + Dense(1); "
@@ -104,11 +97,8 @@ WORKLOADS = {
 
 def run_ntk(workloads, seed):
     """Our side: `_harness.precision_all` with ``ntk.stax`` in this process."""
-    import jax
-
     from ntk import stax
 
-    jax.config.update("jax_enable_x64", True)
     return _harness.precision_all(stax, {"workloads": workloads, "seed": seed})
 
 
@@ -124,21 +114,10 @@ def main(argv=None) -> int:
         name: {k: w[k] for k in ("layers", "input_shape")} for name, w in WORKLOADS.items()
     }
     ours = run_ntk(workloads, args.seed)
-    nt, nt_versions, note = {}, None, None
     nt_python = _harness.resolve_nt_python(args.nt_python)
-    if args.no_nt:
-        note = "--no-nt"
-    elif not os.path.exists(nt_python):
-        note = f"no NT python at {nt_python} (scripts/make_nt_env.sh creates one)"
-    else:
-        spec = {"mode": "precision", "workloads": workloads, "seed": args.seed}
-        try:
-            out = _harness.run_nt(nt_python, [_harness.__file__], spec)
-            nt, nt_versions = out["results"], out["versions"]
-        except (RuntimeError, OSError) as e:
-            note = f"NT run failed: {e}"
-    if note:
-        print(f"NT not run: {note}", file=sys.stderr)
+    spec = {"mode": "precision", "workloads": workloads, "seed": args.seed}
+    out, note = _harness.nt_side(nt_python, args.no_nt, spec)
+    nt, nt_versions = (out["results"], out["versions"]) if out else ({}, None)
 
     print(f"{'workload':22s} {'ntk (eps)':>10s} {'NT (eps)':>10s} {'ntk / NT':>9s}")
     rows = {}
