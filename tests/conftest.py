@@ -97,3 +97,26 @@ def user_env():
     """The environment the suite started with, without its XLA flags (4 fake
     devices, LLVM level 0): for a subprocess that must run as a user's run does."""
     return dict(USER_ENV)
+
+
+#: Test modules of the NT-compatible engine (`ntk.kernel`, `ntk.stax`,
+#: `ntk.empirical`, `ntk.predict`, `ntk.parallel`): they run under
+#: ``jax_numpy_rank_promotion="raise"``, the setting of NT's own tests, which
+#: NT users keep in theirs; every broadcast in the engine is explicit.
+STRICT_RANK_MODULES = (
+    "test_stax",
+    "test_kernel",
+    "test_empirical",
+    "test_predict",
+    "test_parallel",
+)
+
+
+@pytest.fixture(autouse=True)
+def _strict_rank_promotion(request):
+    name = request.node.module.__name__.rpartition(".")[2] if request.node.module else ""
+    if not name.startswith(STRICT_RANK_MODULES):
+        yield
+        return
+    with jax.numpy_rank_promotion("raise"):
+        yield

@@ -105,7 +105,7 @@ def Custom(out):
 
     def apply_fn(p, x, **kw):
         A, c = p
-        return jnp.tanh(x @ A / np.sqrt(x.shape[-1])) * c
+        return jnp.tanh(x @ A / np.sqrt(x.shape[-1])) * jnp.reshape(c, (1,) * (x.ndim - 1) + (-1,))
 
     return make_layer("Custom", init_fn, apply_fn, lambda k, **kw: k)
 
@@ -337,6 +337,26 @@ def test_structured_and_vector_products_store_no_jacobian(impl, monkeypatch):
     assert _largest_intermediate(lambda p: fn(x, None, p), params) < jacobian_size / 4
     jc = empirical_ntk_fn(net, trace_axes=(), implementation="JACOBIAN_CONTRACTION")
     assert _largest_intermediate(lambda p: jc(x, None, p), params) >= jacobian_size
+
+
+@pytest.mark.parametrize("vmap_axes", [(0, 0), [0, 0], ((0, 0), [0, 0], {})])
+def test_vmap_axes_read_lists_and_tuples_alike(vmap_axes):
+    """A network of two inputs and two outputs (lists) batched with axes given
+    as tuples, as NT's tests do: the kernels of the unbatched computation."""
+    net = stax.serial(
+        stax.parallel(stax.Dense(8), stax.Dense(8)),
+        stax.parallel(stax.Relu(), stax.Erf()),
+        stax.parallel(stax.Dense(2), stax.Dense(2)),
+    )
+    key1, key2, key3 = jax.random.split(jax.random.PRNGKey(0), 3)
+    x1 = [jax.random.normal(key1, (3, 4)), jax.random.normal(key2, (3, 2))]
+    x2 = [a[:2] * 0.5 for a in x1]
+    _, params = net.init_fn(key3, [a.shape for a in x1])
+    want = empirical_ntk_fn(net.apply_fn, trace_axes=())(x1, x2, params)
+    got = empirical_ntk_fn(net.apply_fn, trace_axes=(), vmap_axes=vmap_axes)(x1, x2, params)
+    assert len(got) == 2
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("impl", [1, 2])

@@ -83,6 +83,7 @@ def canonicalize_vmap_axes(vmap_axes, x, fx, kwargs) -> Optional[Batching]:
     def canon(axes, tree, what):
         if isinstance(axes, int):
             axes = tree_map(lambda _: axes, tree)
+        axes = _containers_like(axes, tree)
         try:
             return tree_map(
                 lambda a, v: _axis(
@@ -104,6 +105,15 @@ def canonicalize_vmap_axes(vmap_axes, x, fx, kwargs) -> Optional[Batching]:
         canon(fx_axis, fx, "outputs"),
         {k: canon(a, kwargs[k], f"kwarg {k}") for k, a in kw_axes.items()},
     )
+
+
+def _containers_like(axes, tree):
+    """``axes`` with lists where ``tree`` has lists and tuples where it has
+    tuples: NT reads the two alike (``vmap_axes=(0, 0)`` for the list of
+    outputs of a network ending in `parallel`)."""
+    if type(axes) in (list, tuple) and type(tree) in (list, tuple) and len(axes) == len(tree):
+        return type(tree)(_containers_like(a, t) for a, t in zip(axes, tree))
+    return axes
 
 
 def _axis(a, ndim, what):

@@ -32,34 +32,38 @@ __all__ = [
 ]
 
 
+def _rows(evals):
+    """``(λ > 0, λ or 1)`` as ``(1, P)`` rows of a filter's ``(T, P)`` table
+    (explicit, so the filters run under ``jax_numpy_rank_promotion="raise"``)."""
+    pos = evals[None, :] > 0
+    return pos, jnp.where(pos, evals[None, :], 1.0)
+
+
 def expm1_filter(evals, tau):
     """``expm1(-λ τ)`` ``(T, P)``; 0 for ``λ ≤ 0`` (untrained directions)."""
-    pos = evals > 0
-    lam = jnp.where(pos, evals, 1.0)
+    pos, lam = _rows(evals)
     return jnp.where(pos, jnp.expm1(-lam * tau[:, None]), 0.0)
 
 
 def expm1_over_filter(evals, tau):
     """``expm1(-λ τ) / λ``; 0 for ``λ ≤ 0`` (pseudo-inverse convention)."""
-    pos = evals > 0
-    lam = jnp.where(pos, evals, 1.0)
+    pos, lam = _rows(evals)
     return jnp.where(pos, jnp.expm1(-lam * tau[:, None]) / lam, 0.0)
 
 
 def steps_filter(evals, learning_rate, n, steps):
     """``(1 - ηλ/n)^t - 1`` ``(T, P)`` for integer steps ``t``; 0 for ``λ ≤ 0``."""
-    pos = evals > 0
-    lam = jnp.where(pos, evals, 1.0)
+    pos, lam = _rows(evals)
     # integer powers (repeated squaring): defined for any sign of 1 - ηλ/n
-    return jnp.where(pos, (1 - learning_rate * lam / n)[None, :] ** steps[:, None] - 1, 0.0)
+    return jnp.where(pos, (1 - learning_rate * lam / n) ** steps[:, None] - 1, 0.0)
 
 
 def over_lambda(g):
     """The filter ``g(λ; θ) / λ``, 0 for ``λ ≤ 0`` (pseudo-inverse convention)."""
 
     def filt(evals, theta):
-        pos = evals > 0
-        return jnp.where(pos, g(evals, theta) / jnp.where(pos, evals, 1.0), 0.0)
+        pos, lam = _rows(evals)
+        return jnp.where(pos, g(evals, theta) / lam, 0.0)
 
     return filt
 
@@ -92,7 +96,7 @@ def _spectral_apply_jvp(g, primals, tangents):
     evals, evecs = jnp.linalg.eigh(k)
     filt, dfilt = jax.jvp(lambda th: g(evals, th), (theta,), (dtheta,))
     slope = jax.jvp(lambda e: g(e, theta), (evals,), (jnp.ones_like(evals),))[1]
-    gap = evals[:, None] - evals[None, :]
+    gap = (evals[:, None] - evals[None, :])[None]  # (1, P, P), as the (T, P, P) tables
     tol = jnp.sqrt(jnp.finfo(evals.dtype).eps) * jnp.max(jnp.abs(evals))
     near = jnp.abs(gap) <= tol
     quotient = (filt[:, :, None] - filt[:, None, :]) / jnp.where(near, 1.0, gap)
@@ -100,9 +104,9 @@ def _spectral_apply_jvp(g, primals, tangents):
     x = dot(evecs.T, dot((dk + dk.T) / 2, evecs))
     vr = dot(evecs.T, r)
     inner = (
-        jnp.einsum("tij,jc->tic", f * x, vr, precision=HP)
-        + dfilt[:, :, None] * vr
-        + filt[:, :, None] * dot(evecs.T, dr)
+        jnp.einsum("tij,jc->tic", f * x[None], vr, precision=HP)
+        + dfilt[:, :, None] * vr[None]
+        + filt[:, :, None] * dot(evecs.T, dr)[None]
     )
     out = jnp.einsum("pi,ti,ic->tpc", evecs, filt, vr, precision=HP)
     return out, jnp.einsum("pi,tic->tpc", evecs, inner, precision=HP)

@@ -224,12 +224,14 @@ def _ensemble_t(g, reg, tau, y_flat, k_dd, k_td, k_tt, compute_cov):
     if not compute_cov:
         return mean, None
     if g == "nngp":
-        return mean, k_tt - reg.apply(_flow_over_twice, tau, k_td["nngp"].T, left=k_td["nngp"])
+        return mean, k_tt[None] - reg.apply(
+            _flow_over_twice, tau, k_td["nngp"].T, left=k_td["nngp"]
+        )
     # M_t = A_t Θ_dt with A_t = Θ^{-1}(I - e^{-Θτ}).
     m = reg.apply(_flow_over, tau, k_td[g].T)
     cross = jnp.einsum("qp,tpr->tqr", k_td["nngp"], m, precision=HP)
     quad = jnp.einsum("tpq,pr,trs->tqs", m, k_dd("nngp"), m, precision=HP)
-    return mean, k_tt + quad - cross - jnp.swapaxes(cross, 1, 2)
+    return mean, k_tt[None] + quad - cross - jnp.swapaxes(cross, 1, 2)
 
 
 def _decay(evals, tau):
@@ -239,7 +241,8 @@ def _decay(evals, tau):
 
 def _decay_times_lambda(evals, tau):
     """``λ e^{-2λτ}``, 0 for ``λ ≤ 0``: the train-set NNGP covariance."""
-    return jnp.where(evals > 0, evals * (1.0 + expm1_filter(evals, 2 * tau)), 0.0)
+    lam = evals[None, :]
+    return jnp.where(lam > 0, lam * (1.0 + expm1_filter(evals, 2 * tau)), 0.0)
 
 
 def _flow_over(evals, tau):

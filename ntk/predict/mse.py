@@ -173,9 +173,9 @@ def gradient_descent_mse(
                 filt, theta = expm1_filter, (learning_rate * t.reshape(-1) / n).astype(dtype)
             fx_train = fx_test = None
             if fx_train_0 is not None:
-                fx_train = f0 + reg.apply(filt, theta, f0 - y_flat)
+                fx_train = f0[None] + reg.apply(filt, theta, f0 - y_flat)
             if g0 is not None:
-                fx_test = g0 + reg.apply(over_lambda(filt), theta, f0 - y_flat, left=k_td)
+                fx_test = g0[None] + reg.apply(over_lambda(filt), theta, f0 - y_flat, left=k_td)
         out_train = None if fx_train is None else lay.unflatten(fx_train, lay.nt_shape, lead)
         out_test = (
             None if fx_test is None else lay.unflatten(fx_test, lay.test_nt(test_shape), lead)

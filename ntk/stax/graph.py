@@ -370,7 +370,9 @@ def _sparse_pattern(p, batch: int, agg_shape: tuple, name: str, what: str):
         )
     valid = jnp.all(p >= 0, axis=(2, 3))  # (N, E)
     strides = jnp.asarray([math.prod(agg_shape[i + 1 :]) for i in range(k)], p.dtype)
-    flat = jnp.sum(jnp.clip(p, 0, sizes[:, None] - 1) * strides[:, None], axis=2)
+    per_axis = (1, 1, k, 1)  # p's aggregate-axis dimension
+    top = jnp.reshape(sizes - 1, per_axis)
+    flat = jnp.sum(jnp.clip(p, 0, top) * jnp.reshape(strides, per_axis), axis=2)
     v = math.prod(agg_shape)
     senders = jnp.where(valid, flat[..., 0], 0)
     receivers = jnp.where(valid, flat[..., 1], v)

@@ -106,6 +106,9 @@ def affine_output(y, b, fan_in, W_std, b_std, parameterization: str, s=(1, 1)):
     standard parameterization of Sohl-Dickstein et al. 2020 (neural-tangents' ``s``).
     ``b`` may be None.
     """
+    if b is not None:
+        # Leading axes made explicit: correct under jax_numpy_rank_promotion="raise".
+        b = jnp.reshape(b, (1,) * (jnp.ndim(y) - jnp.ndim(b)) + jnp.shape(b))
     if parameterization == "ntk":
         y = y * (W_std / fan_in**0.5)
         return y if b is None else y + b_std * b

@@ -79,7 +79,7 @@ def _Pool(
             return y
         if by_counts:
             for i, c in enumerate(counts(x.shape, plan)):
-                y = y / jnp.asarray(c, y.dtype).reshape((-1,) + (1,) * (n - i))
+                y = y / jnp.asarray(c, y.dtype).reshape((1,) * (i + 1) + (-1,) + (1,) * (n - i))
             return y
         return y / math.prod(window)
 
