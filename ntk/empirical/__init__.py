@@ -39,7 +39,7 @@ from ntk.empirical.kernels import (
     empirical_ntk_fn,
 )
 from ntk.empirical.monte_carlo import monte_carlo_kernel_fn
-from ntk.empirical.row import empirical_ntk_row
+from ntk.empirical.row import empirical_ntk_row, empirical_ntk_vp_fn
 from ntk.empirical.spectrum import empirical_ntk_top_eigenvalues
 from ntk.empirical.taylor import linearize, taylor_expand
 
@@ -52,6 +52,7 @@ __all__ = [
     "empirical_kernel_fn",
     "monte_carlo_kernel_fn",
     "empirical_ntk_row",
+    "empirical_ntk_vp_fn",
     "empirical_ntk_top_eigenvalues",
     "linearize",
     "taylor_expand",

@@ -1,4 +1,5 @@
-r"""One row of the empirical NTK with one gradient and one JVP.
+r"""Products with the empirical NTK that never form the Jacobian: one row
+(`empirical_ntk_row`) and NT's NTK-vector product (`empirical_ntk_vp_fn`).
 
 For a function :math:`f(\theta, x)` with one output the empirical NTK between one
 point :math:`x_0` and a batch :math:`X` is
@@ -12,6 +13,11 @@ a Jacobian-vector product of :math:`f(\theta, X)` along the gradient at :math:`x
 one reverse pass and one forward pass, never the ``(N, |θ|)`` Jacobian. This is
 the row that Jacot et al. 2018 (Fig. 1) plot, :math:`\hat\Theta(x_0, x(\gamma))`
 along a circle of inputs; `ntk.empirical.empirical_ntk_fn` gives the whole matrix.
+The product with any cotangent :math:`v` shaped like :math:`f(X_2)`,
+:math:`\hat\Theta(X_1, X_2)\, v = J(X_1)\,(J(X_2)^\top v)`, is one VJP and one
+JVP the same way (`empirical_ntk_vp_fn`, what NT's ``empirical_ntk_vp_fn``
+computes): kernel regression by conjugate gradients, or power iterations on
+:math:`\hat\Theta`, without its ``(N1·K, N2·K)`` matrix.
 
     >>> import jax, jax.numpy as jnp
     >>> from ntk import stax
@@ -33,8 +39,9 @@ import jax
 import numpy as np
 
 from ntk import _checks
+from ntk.empirical.batching import split_kwargs
 
-__all__ = ["empirical_ntk_row"]
+__all__ = ["empirical_ntk_row", "empirical_ntk_vp_fn"]
 
 
 def empirical_ntk_row(f: Callable, params, x0, x, output: int = 0):
@@ -91,3 +98,61 @@ def empirical_ntk_row(f: Callable, params, x0, x, output: int = 0):
 
     g0 = jax.grad(lambda p: unit(p, x0[None])[0])(params)
     return jax.jvp(lambda p: unit(p, x), (params,), (g0,))[1]
+
+
+def empirical_ntk_vp_fn(f: Callable, x1, x2, params, **apply_fn_kwargs) -> Callable:
+    r"""``ntk_vp(v)``: the product :math:`\hat\Theta(x_1, x_2)\, v = J(x_1)\,(J(x_2)^\top v)`
+    of the empirical NTK with cotangents ``v`` (NT's ``empirical_ntk_vp_fn``).
+
+    :math:`J(x) = \partial_\theta f(\theta, x)`. The product is one VJP at
+    ``x2`` and one JVP at ``x1``: the cost of two passes through ``f``, never
+    the Jacobian or the ``(N1·K, N2·K)`` kernel, summed over every output axis
+    (no trace and no diagonal: ``Θ`` in the layout of
+    ``empirical_ntk_fn(f, trace_axes=())`` contracted with ``v``).
+
+    Args:
+      f: ``f(params, x, **kwargs)`` returning an array or a pytree of arrays.
+      x1, x2: inputs (``x2=None`` means ``x1``).
+      params: the parameters :math:`\theta` (any pytree).
+      **apply_fn_kwargs: keyword arguments of ``f``, split between ``x1`` and
+        ``x2`` as in `ntk.empirical.empirical_ntk_fn` (a pair ``(a, b)`` gives
+        ``a`` to ``x1`` and ``b`` to ``x2``; ``rng`` folded for ``x2``).
+
+    Returns:
+      ``ntk_vp(v)``: ``v`` shaped like ``f(params, x2)``, the result like
+      ``f(params, x1)``. Usable under ``jit``.
+
+    Example:
+      A linear model :math:`x W` has :math:`\hat\Theta = (x_1 \cdot x_2)\, I`, so
+      :math:`\hat\Theta v = (x_1 x_2^\top)\, v`:
+
+      >>> import numpy as np
+      >>> from ntk.empirical import empirical_ntk_vp_fn
+      >>> x1, x2 = np.array([[1., 2.]]), np.array([[3., 0.], [0., 1.]])
+      >>> v = np.array([[1., 0., 0.], [0., 0., 2.]])                  # f(x2): (2, 3)
+      >>> empirical_ntk_vp_fn(lambda W, x: x @ W, x1, x2, np.zeros((2, 3)))(v).tolist()
+      [[3.0, 0.0, 4.0]]
+    """
+    name = "empirical_ntk_vp_fn"
+    _checks.require_callable(f, "f", name, "a function f(params, x, **kwargs)")
+    kw1, kw2 = split_kwargs(apply_fn_kwargs, x1, x2)
+    x2 = x1 if x2 is None else x2
+    _, pullback = jax.vjp(lambda p: f(p, x2, **kw2), params)
+    out2 = jax.eval_shape(lambda p: f(p, x2, **kw2), params)
+
+    want = jax.tree_util.tree_map(lambda o: o.shape, out2)
+
+    def ntk_vp(cotangents):
+        # shapes as trees of tuples: equal only if structure and shapes are
+        got = jax.tree_util.tree_map(np.shape, cotangents)
+        if got != want:
+            raise ValueError(
+                f"{name}: the cotangents must be shaped like f(params, x2), {want}; got {got}."
+            )
+        cotangents = jax.tree_util.tree_map(
+            lambda v, o: jax.numpy.asarray(v, o.dtype), cotangents, out2
+        )
+        (direction,) = pullback(cotangents)
+        return jax.jvp(lambda p: f(p, x1, **kw1), (params,), (direction,))[1]
+
+    return ntk_vp
