@@ -931,3 +931,66 @@ def test_float32_kernels_of_inputs_that_differ_mostly_in_norm_are_right_to_round
     out = kernel_fn(jnp.asarray(x[:, None], jnp.float32), None, ("nngp", "ntk"))
     ref = _recursion_in_extended_precision(dual, depth, w, bias, "layernorm" in name, x)
     _assert_within_eps(out, ref, 16 * (depth + 1))
+
+
+# Vector kernels carry chords (`Kernel.chord`); the chords that smooth
+# activations pass on are taken from their kernels with a snap at 0 whose
+# second derivative is still dropped: a known gap, strict so that a fix shows.
+_CHORD_SECOND_DERIVATIVE = pytest.mark.xfail(
+    strict=True, reason="second derivatives of chords taken from kernels, at identical inputs"
+)
+
+
+@pytest.mark.parametrize(
+    "activation,spatial",
+    [
+        pytest.param(
+            a, spatial, marks=() if spatial or a.name == "Gelu" else _CHORD_SECOND_DERIVATIVE
+        )
+        for a in (
+            stax.Erf(),
+            stax.Gelu(),
+            stax.Sin(),
+            stax.Sigmoid_like(),
+            stax.Rbf(0.5),
+            stax.Gaussian(),
+        )
+        for spatial in (False, True)
+    ],
+    ids=lambda v: v.name if hasattr(v, "name") else ("image" if v else "vector"),
+)
+def test_mixed_second_derivative_at_identical_inputs_matches_finite_differences(
+    activation, spatial
+):
+    """∂²K(x1, x2)/∂x1∂x2 at x1 = x2, the covariance of the NNGP function's
+    gradients: the snapping that keeps a kernel of identical inputs exact must
+    not drop it. Central differences with step 1e-4 in float64 are right to
+    ~1e-8 relative (O(h²) truncation, round-off 1e-16/h²); an activation
+    whose kernel is smooth there must agree to 1e-6 (it was 30% off for Erf)."""
+    _, _, kernel_fn = stax.serial(
+        stax.Dense(1, 1.5, 0.1), activation, stax.Dense(1, 1.5, 0.1), activation, stax.Dense(1)
+    )
+    shape = (1, 1, 3) if spatial else (1, 3)
+    x = jnp.array([0.3, -0.7, 0.5])
+
+    def k(a, b):
+        return kernel_fn(a.reshape(shape), b.reshape(shape), "nngp").reshape(-1)[0]
+
+    mixed = jax.jacfwd(jax.grad(k, 0), 1)(x, x)
+    h, eye = 1e-4, np.eye(3)
+    fd = np.array(
+        [
+            [
+                (
+                    k(x + h * eye[i], x + h * eye[j])
+                    - k(x + h * eye[i], x - h * eye[j])
+                    - k(x - h * eye[i], x + h * eye[j])
+                    + k(x - h * eye[i], x - h * eye[j])
+                )
+                / (4 * h * h)
+                for j in range(3)
+            ]
+            for i in range(3)
+        ]
+    )
+    assert np.abs(mixed - fd).max() <= 1e-6 * np.abs(fd).max()

@@ -96,6 +96,7 @@ def _safe_sqrt_jvp(primals, tangents):
     return y, jnp.where(pos, t / (2 * jnp.where(pos, y, 1.0)), 0.0)
 
 
+@jax.custom_jvp
 def norm_gap(r1, r2):
     """``r1 − r2`` of two inputs' norms, 0 where it is within the rounding
     of the norms themselves (8 eps of their sum). The per-input norms reach
@@ -107,6 +108,16 @@ def norm_gap(r1, r2):
     rounded variances resolve anyway."""
     gap = r1 - r2
     return jnp.where(jnp.abs(gap) <= 8 * eps_of(gap) * (r1 + r2), 0.0, gap)
+
+
+@norm_gap.defjvp
+def _norm_gap_jvp(primals, tangents):
+    # The derivative of r1 − r2 itself, also where the value is snapped to 0:
+    # at identical inputs the first derivative vanishes anyway, and a zero
+    # tangent there would drop the second (∂²K/∂x1∂x2, the covariance of the
+    # NNGP function's gradients).
+    (r1, r2), (d1, d2) = primals, tangents
+    return norm_gap(r1, r2), d1 - d2
 
 
 def identical(chord, v1, v2):
@@ -182,13 +193,21 @@ def _correlation_jvp(primals, tangents):
     (c12, c11, c22), (d12, d11, d22) = primals, tangents
     rho, one_minus = correlation(c12, c11, c22)
     drho = d12 * (inv_sqrt(c11) * inv_sqrt(c22)) - rho * (d11 * inv(c11) + d22 * inv(c22)) / 2
-    return (rho, one_minus), (drho, jnp.where(one_minus > 0, -2 * rho * drho, 0.0))
+    # d(1 − ρ²) also where 1 − ρ² is snapped to 0 (see `norm_gap`).
+    return (rho, one_minus), (drho, -2 * rho * drho)
 
 
+@jax.custom_jvp
 def gap(rho_signed):
-    """``1 − ρ`` with the rounding noise at ρ = 1 removed (see `correlation`)."""
+    """``1 − ρ`` with the rounding noise at ρ = 1 removed (see `correlation`);
+    its derivative is that of ``1 − ρ`` everywhere (see `norm_gap`)."""
     gap = 1 - rho_signed
     return jnp.where(gap <= 32 * eps_of(gap), 0.0, gap)
+
+
+@gap.defjvp
+def _gap_jvp(primals, tangents):
+    return gap(primals[0]), -tangents[0]
 
 
 def sin_angle_term(c12, c11, c22):
@@ -351,4 +370,4 @@ def _one_minus_rho_jvp(primals, tangents):
     u = _one_minus_rho(chord, r1, r2, i1, i2)
     # ∂u/∂χ = 1/(2 r1 r2), ∂u/∂r_i = −u/r_i.
     du = dchord * (i1 * i2) / 2 - u * (dr1 * i1 + dr2 * i2)
-    return u, jnp.where(u > 0, du, 0.0)
+    return u, du
