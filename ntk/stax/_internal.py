@@ -112,10 +112,10 @@ def norm_gap(r1, r2):
 
 @norm_gap.defjvp
 def _norm_gap_jvp(primals, tangents):
-    # The derivative of r1 − r2 itself, also where the value is snapped to 0:
-    # at identical inputs the first derivative vanishes anyway, and a zero
-    # tangent there would drop the second (∂²K/∂x1∂x2, the covariance of the
-    # NNGP function's gradients).
+    # The derivative of r1 − r2 itself, also where the value is snapped to 0.
+    # Kernels use the gap squared, so their first derivative vanishes there
+    # either way; a zero tangent would drop their second (∂²K/∂x1∂x2 at
+    # x1 = x2, the covariance of the NNGP function's gradients).
     (r1, r2), (d1, d2) = primals, tangents
     return norm_gap(r1, r2), d1 - d2
 
