@@ -105,7 +105,7 @@ def Custom(out):
 
     def apply_fn(p, x, **kw):
         A, c = p
-        return jnp.tanh(x @ A / np.sqrt(x.shape[-1])) * jnp.reshape(c, (1,) * (x.ndim - 1) + (-1,))
+        return jnp.tanh(x @ A / np.sqrt(x.shape[-1])) * jax.lax.broadcast_to_rank(c, x.ndim)
 
     return make_layer("Custom", init_fn, apply_fn, lambda k, **kw: k)
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ntk import _checks
@@ -137,10 +138,8 @@ def empirical_ntk_vp_fn(f: Callable, x1, x2, params, **apply_fn_kwargs) -> Calla
     _checks.require_callable(f, "f", name, "a function f(params, x, **kwargs)")
     kw1, kw2 = split_kwargs(apply_fn_kwargs, x1, x2)
     x2 = x1 if x2 is None else x2
-    _, pullback = jax.vjp(lambda p: f(p, x2, **kw2), params)
-    out2 = jax.eval_shape(lambda p: f(p, x2, **kw2), params)
-
-    want = jax.tree_util.tree_map(lambda o: o.shape, out2)
+    out2, pullback = jax.vjp(lambda p: f(p, x2, **kw2), params)
+    want = jax.tree_util.tree_map(jnp.shape, out2)
 
     def ntk_vp(cotangents):
         # shapes as trees of tuples: equal only if structure and shapes are
@@ -149,9 +148,7 @@ def empirical_ntk_vp_fn(f: Callable, x1, x2, params, **apply_fn_kwargs) -> Calla
             raise ValueError(
                 f"{name}: the cotangents must be shaped like f(params, x2), {want}; got {got}."
             )
-        cotangents = jax.tree_util.tree_map(
-            lambda v, o: jax.numpy.asarray(v, o.dtype), cotangents, out2
-        )
+        cotangents = jax.tree_util.tree_map(lambda v, o: jnp.asarray(v, o.dtype), cotangents, out2)
         (direction,) = pullback(cotangents)
         return jax.jvp(lambda p: f(p, x1, **kw1), (params,), (direction,))[1]
 

@@ -641,7 +641,7 @@ def attention_kernel(k: Kernel, cfg: _Config, mask1=None, mask2=None) -> Kernel:
     def mixed(m, keep_a, keep_b, pair: bool):
         if m is None or R is None:
             return m
-        r = jnp.reshape(R, (1,) * (m.ndim - R.ndim) + R.shape)
+        r = jax.lax.broadcast_to_rank(R, m.ndim)
         if keep_a is not None:
             # Masked positions carry no embedding (zeroed in apply_fn).
             if pair:

@@ -108,7 +108,7 @@ def affine_output(y, b, fan_in, W_std, b_std, parameterization: str, s=(1, 1)):
     """
     if b is not None:
         # Leading axes made explicit: correct under jax_numpy_rank_promotion="raise".
-        b = jnp.reshape(b, (1,) * (jnp.ndim(y) - jnp.ndim(b)) + jnp.shape(b))
+        b = jax.lax.broadcast_to_rank(b, jnp.ndim(y))
     if parameterization == "ntk":
         y = y * (W_std / fan_in**0.5)
         return y if b is None else y + b_std * b

@@ -143,7 +143,7 @@ def numerical(fn: Callable, deg: int = NUMERICAL_DEG, df: Optional[Callable] = N
             base = jnp.where((r > 0) & (z0 == zs), 0.0, rho * z + r * z0)
 
             def inner_step(sums, chunk):
-                y, w = (jnp.reshape(a, (1,) * len(shape) + a.shape) for a in chunk)
+                y, w = (jax.lax.broadcast_to_rank(a, len(shape) + 1) for a in chunk)
                 zi = z0[..., None] + y
                 wi = w * jnp.exp(-zi * zi / 2)
                 f, d = values(sb[..., None] * (base[..., None] + r[..., None] * y))
