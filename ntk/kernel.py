@@ -74,6 +74,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk._autodiff import with_tangent_of
+
 Array = jax.Array
 
 GET_NAMES = ("nngp", "ntk", "cov1", "cov2")
@@ -502,9 +504,10 @@ def _chord(u1, u2, r1, r2, nngp) -> Array:
     p = r1[:, None] * r2[None, :]
     if c <= CHORD_DIRECT_MAX_FEATURES:
         return p * _directions_sqdist(u1, u2)
-    chord = jnp.maximum(2 * (p - nngp), 0)
-    tol = CHORD_SNAP * math.sqrt(c) * jnp.finfo(chord.dtype).eps
-    return jnp.where(chord <= tol * 2 * p, jnp.zeros((), chord.dtype), chord)
+    smooth = 2 * (p - nngp)
+    tol = CHORD_SNAP * math.sqrt(c) * jnp.finfo(smooth.dtype).eps
+    chord = jnp.where(smooth <= tol * 2 * p, jnp.zeros((), smooth.dtype), smooth)
+    return with_tangent_of(chord, smooth)
 
 
 def constant_mask(x: Array, mask_constant) -> Array:

@@ -22,6 +22,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
+from ntk._autodiff import with_tangent_of
+
 
 def split_rng(kwargs: dict, n: int) -> list[dict]:
     """Per-sub-layer kwargs: an ``rng`` is split so dropout masks differ.
@@ -96,7 +98,6 @@ def _safe_sqrt_jvp(primals, tangents):
     return y, jnp.where(pos, t / (2 * jnp.where(pos, y, 1.0)), 0.0)
 
 
-@jax.custom_jvp
 def norm_gap(r1, r2):
     """``r1 − r2`` of two inputs' norms, 0 where it is within the rounding
     of the norms themselves (8 eps of their sum). The per-input norms reach
@@ -105,19 +106,10 @@ def norm_gap(r1, r2):
     input and itself can differ there by an ulp: at norms ~1e6 in float32
     that ulp, squared, is a squared distance of 0.01 (RBF kernel 0.997 of
     an input with itself). A genuine gap that small is below what the
-    rounded variances resolve anyway."""
+    rounded variances resolve anyway. Differentiated as ``r1 − r2``
+    (`with_tangent_of`)."""
     gap = r1 - r2
-    return jnp.where(jnp.abs(gap) <= 8 * eps_of(gap) * (r1 + r2), 0.0, gap)
-
-
-@norm_gap.defjvp
-def _norm_gap_jvp(primals, tangents):
-    # The derivative of r1 − r2 itself, also where the value is snapped to 0.
-    # Kernels use the gap squared, so their first derivative vanishes there
-    # either way; a zero tangent would drop their second (∂²K/∂x1∂x2 at
-    # x1 = x2, the covariance of the NNGP function's gradients).
-    (r1, r2), (d1, d2) = primals, tangents
-    return norm_gap(r1, r2), d1 - d2
+    return with_tangent_of(jnp.where(jnp.abs(gap) <= 8 * eps_of(gap) * (r1 + r2), 0.0, gap), gap)
 
 
 def identical(chord, v1, v2):
@@ -193,21 +185,15 @@ def _correlation_jvp(primals, tangents):
     (c12, c11, c22), (d12, d11, d22) = primals, tangents
     rho, one_minus = correlation(c12, c11, c22)
     drho = d12 * (inv_sqrt(c11) * inv_sqrt(c22)) - rho * (d11 * inv(c11) + d22 * inv(c22)) / 2
-    # d(1 − ρ²) also where 1 − ρ² is snapped to 0 (see `norm_gap`).
+    # d(1 − ρ²) also where 1 − ρ² is snapped to 0 (see `with_tangent_of`).
     return (rho, one_minus), (drho, -2 * rho * drho)
 
 
-@jax.custom_jvp
 def gap(rho_signed):
     """``1 − ρ`` with the rounding noise at ρ = 1 removed (see `correlation`);
-    its derivative is that of ``1 − ρ`` everywhere (see `norm_gap`)."""
+    differentiated as ``1 − ρ`` everywhere (`with_tangent_of`)."""
     gap = 1 - rho_signed
-    return jnp.where(gap <= 32 * eps_of(gap), 0.0, gap)
-
-
-@gap.defjvp
-def _gap_jvp(primals, tangents):
-    return gap(primals[0]), -tangents[0]
+    return with_tangent_of(jnp.where(gap <= 32 * eps_of(gap), 0.0, gap), gap)
 
 
 def sin_angle_term(c12, c11, c22):
@@ -341,7 +327,7 @@ def sqdist_from_chord(chord, c12, c11, c22):
     (`angle_from_chord`): a sum, so nothing cancels; the norms' gap is taken
     as 0 within their rounding (`norm_gap`)."""
     n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
-    return jnp.maximum(chord, 0) + norm_gap(n1, n2) ** 2
+    return with_tangent_of(jnp.maximum(chord, 0), chord) + norm_gap(n1, n2) ** 2
 
 
 def correlation_from_chord(chord, c12, c11, c22):

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk._autodiff import with_tangent_of
 from ntk._checks import as_numpy, require_bool, require_real, require_traceable
 from ntk.kernel import Kernel
 from ntk.stax._internal import PI, fusion_fence, identical, inv, safe_sqrt
@@ -92,9 +93,9 @@ def apply_dual(
         v1 = inv(inv(cov1))
         v2 = v1 if cov2 is None else inv(inv(cov2))
         r1, r2 = safe_sqrt(v1)[:, None], safe_sqrt(v2)[None, :]
-        c = jnp.maximum(2 * (r1 * r2 - nngp), 0)
+        c = 2 * (r1 * r2 - nngp)
         same = identical(k.chord, v1[:, None], v2[None, :])
-        chord = jnp.where(same, jnp.zeros((), c.dtype), c)
+        chord = with_tangent_of(jnp.where(same, jnp.zeros((), c.dtype), jnp.maximum(c, 0)), c)
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False, chord=chord)
 
 

@@ -1,0 +1,39 @@
+"""Autodiff helpers shared by the library (internal).
+
+Not public API. `with_tangent_of` lets a value that is snapped for exactness
+(a chord clipped at 0, the kernel of an input with itself set to its
+variance) be differentiated as the formula it cleans up, to every order.
+"""
+
+from __future__ import annotations
+
+import jax
+
+
+@jax.custom_jvp
+def with_tangent_of(value, smooth):
+    """``value``, differentiated as ``smooth``: for a ``value`` that is
+    ``smooth`` with its rounding noise snapped away (clipped at 0, or set to
+    what identical inputs give exactly).
+
+    The snaps act where a quantity that is quadratic in ``x1 − x2`` (a
+    chord, a squared distance) reaches its minimum: its first derivative
+    vanishes there either way, but a select's or a clip's derivative drops
+    (or, `jnp.maximum` at a tie, halves) its second, ∂²/∂x1∂x2 at x1 = x2:
+    the covariance of the NNGP function's gradients. The input chords
+    of `ntk.kernel` and every snap of ``ntk.stax``'s chords keep it so.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> f = lambda x: with_tangent_of(jnp.maximum(x * x, 0.0), x * x)
+      >>> float(jax.grad(jax.grad(f))(0.0))  # jnp.maximum alone gives 1.0
+      2.0
+    """
+    return value
+
+
+@with_tangent_of.defjvp
+def _with_tangent_of_jvp(primals, tangents):
+    # The primal through the same function, so that higher derivatives keep
+    # following ``smooth``.
+    return with_tangent_of(*primals), tangents[1]
