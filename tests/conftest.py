@@ -100,15 +100,24 @@ def user_env():
 
 
 #: Test modules of the NT-compatible engine (`ntk.kernel`, `ntk.stax`,
-#: `ntk.empirical`, `ntk.predict`, `ntk.parallel`): they run under
-#: ``jax_numpy_rank_promotion="raise"``, the setting of NT's own tests, which
-#: NT users keep in theirs; every broadcast in the engine is explicit.
+#: `ntk.empirical`, `ntk.predict`, `ntk.parallel`) and of the paper modules:
+#: they run under ``jax_numpy_rank_promotion="raise"``, the setting of NT's own
+#: tests, which NT users keep in theirs; every broadcast in `ntk` is explicit.
 STRICT_RANK_MODULES = (
     "test_stax",
     "test_kernel",
     "test_empirical",
     "test_predict",
     "test_parallel",
+    "test_dkm",
+    "test_mup",
+    "test_random_features",
+    "test_permutations",
+    "test_data",
+    "test_ode",
+    "test_power_law",
+    "test_linalg",
+    "test_checks",
 )
 
 

@@ -144,7 +144,7 @@ def test_sqexp_ard_gradients_match_broadcast_differences():
     theta = jnp.asarray([0.3, -0.2, 0.5, 0.1])  # log λ (3), log s²
 
     def textbook(t, x):
-        d2 = (((x[:, None] - x[None]) / jnp.exp(t[:3])) ** 2).sum(-1)
+        d2 = (((x[:, None] - x[None]) / jnp.exp(t[:3])[None, None, :]) ** 2).sum(-1)
         return jnp.sum(jnp.exp(t[3]) * jnp.exp(-0.5 * d2) * jnp.arange(25.0).reshape(5, 5))
 
     def ours(t, x):

@@ -57,7 +57,7 @@ def ntk_predict_discrete(data, activation):
     k = kernel_fn(x, x, ("nngp", "ntk"))
     evals, evecs = jnp.linalg.eigh(k.ntk)
     lr = LR[activation]
-    theta_d = (evecs * (-(P / lr) * jnp.log1p(-lr * evals / P))) @ evecs.T
+    theta_d = (evecs * (-(P / lr) * jnp.log1p(-lr * evals / P))[None, :]) @ evecs.T
     Kern = collections.namedtuple("Kern", "nngp ntk")
 
     def kernel_fn_d(x1, x2, get=None, **kw):

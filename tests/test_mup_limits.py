@@ -61,7 +61,7 @@ def _seed_averaged_errors(train_and_predict, f_lim):
     widths = jnp.asarray(WIDTHS, jnp.float64)
     run = jax.jit(jax.vmap(jax.vmap(train_and_predict, (0, None)), (None, 0)))
     f = run(keys, widths)  # (widths, seeds, ...)
-    rms = jnp.sqrt(jnp.mean((f - f_lim) ** 2, axis=(2, 3)))
+    rms = jnp.sqrt(jnp.mean((f - f_lim[None, None]) ** 2, axis=(2, 3)))
     return np.asarray(rms.mean(1))
 
 

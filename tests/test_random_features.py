@@ -173,7 +173,7 @@ def test_ridge_mse_vmaps_over_trials_and_matches_a_loop():
     tr, te = jax.vmap(lambda a, b, c, d: rf_ridge_mse(a, b, c, d, ridges))(*stacked)
     for i, p in enumerate(probs):
         w = rf_ridge_weights(p[0], p[1], ridges)
-        want = jnp.mean(jnp.sum((jnp.einsum("ak,rkt->rat", p[2], w) - p[3]) ** 2, -1), -1)
+        want = jnp.mean(jnp.sum((jnp.einsum("ak,rkt->rat", p[2], w) - p[3][None]) ** 2, -1), -1)
         np.testing.assert_allclose(te[i], want, rtol=1e-9)
     assert tr.shape == (3, 3) and float(tr[:, 0].max()) < 1e-12  # interpolation
 
@@ -226,7 +226,7 @@ def test_inverse_trace_proxy_estimates_ridgeless_kappa():
     m, n = 3000, 200
     lam = jnp.arange(1, m + 1.0) ** -1.5
     x = jax.random.normal(jax.random.PRNGKey(8), (n, m))
-    kern = (x * lam) @ x.T
+    kern = (x * lam[None, :]) @ x.T
     np.testing.assert_allclose(inverse_trace_kappa(kern), krr_kappa(lam, n, 0.0), rtol=0.1)
 
 

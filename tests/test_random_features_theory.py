@@ -166,8 +166,8 @@ def _simulate(n, k, ridges, trials, seed):
         phi, proj = gaussian_features(kf, x, lam, k)
         w = rf_ridge_weights(phi, y, ridges.astype(jnp.float32))
         beta = w @ proj  # f̂(x) = x·β
-        test = jnp.sum((beta - v) ** 2, axis=1) + NOISE  # exact population risk
-        train = jnp.mean((w @ phi.T - y) ** 2, axis=1)
+        test = jnp.sum((beta - v[None, :]) ** 2, axis=1) + NOISE  # exact population risk
+        train = jnp.mean((w @ phi.T - y[None, :]) ** 2, axis=1)
         return train, test
 
     keys = jax.random.split(jax.random.PRNGKey(seed), trials)

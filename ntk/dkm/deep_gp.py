@@ -92,8 +92,8 @@ def sqexp_ard(a, b, log_amp, log_ls):
     keeps the norms small, since the expansion's round-off is about
     :math:`\mathrm{eps} \cdot (|a'|^2 + |b'|^2)`.
     """
-    ls = jnp.exp(log_ls)
-    shift = jax.lax.stop_gradient(jnp.mean(b, 0))
+    ls = jax.lax.broadcast_to_rank(jnp.exp(log_ls), 2)
+    shift = jax.lax.stop_gradient(jnp.mean(b, 0, keepdims=True))
     a, b = (a - shift) / ls, (b - shift) / ls
     # full-precision matmul: TPUs default to bfloat16 passes, which would
     # swamp the distance of nearby points in the cancellation
@@ -108,14 +108,15 @@ def _sqexp_ard_self(z, log_amp, log_ls):
     round-off (~eps·|z'|², e.g. 1e-5 in float32 for inducing points a few
     lengthscales from their mean) can exceed a jitter of 1e-5; differences
     are exact to rounding, symmetric, with the diagonal exactly s²."""
-    d = (z[:, None, :] - z[None, :, :]) / jnp.exp(log_ls)
+    d = (z[:, None, :] - z[None, :, :]) / jax.lax.broadcast_to_rank(jnp.exp(log_ls), 3)
     return jnp.exp(log_amp) * jnp.exp(-0.5 * jnp.sum(d * d, -1))
 
 
 def _chol_factor(raw):
     """R = strictly-lower(raw) + diag(exp(diag raw)), batched over outputs."""
     diag = jnp.exp(jnp.diagonal(raw, axis1=-2, axis2=-1))
-    return jnp.tril(raw, -1) + diag[..., None] * jnp.eye(raw.shape[-1], dtype=raw.dtype)
+    eye = jax.lax.broadcast_to_rank(jnp.eye(raw.shape[-1], dtype=raw.dtype), raw.ndim)
+    return jnp.tril(raw, -1) + diag[..., None] * eye
 
 
 def _flag(value, where):
@@ -187,7 +188,7 @@ def elbo(
     n_total = len(x) if n_total is None else n_total
     mu, var = _propagate(params, x, key, num_samples, jitter, absolute=absolute)
     s2 = jnp.exp(params["log_noise"])
-    ell = -0.5 * (jnp.log(2 * jnp.pi * s2) + ((y - mu) ** 2 + var) / s2)
+    ell = -0.5 * (jnp.log(2 * jnp.pi * s2) + ((y[None] - mu) ** 2 + var) / s2)
     kl = sum(jnp.sum(_kl(layer)) for layer in params["layers"])
     return n_total / len(x) * jnp.sum(jnp.mean(ell, 0)) - kl
 

@@ -565,7 +565,7 @@ def categorical_expected_loglik(
     \log \operatorname{softmax}(f)_{y_t}` by Monte Carlo (``num_samples`` reparametrised
     draws from ``key``)."""
     eps = jax.random.normal(key, (num_samples,) + mean.shape, mean.dtype)
-    f = mean + jnp.sqrt(var)[:, None] * eps
+    f = mean[None] + jnp.sqrt(var)[None, :, None] * eps
     logp = jax.nn.log_softmax(f, axis=-1)
     picked = jnp.take_along_axis(logp, labels[None, :, None], axis=-1)
     return jnp.sum(jnp.mean(picked, axis=0))
@@ -575,4 +575,4 @@ def categorical_predictive(mean: Array, var: Array, key, num_samples: int) -> Ar
     r"""Class probabilities :math:`\mathbb{E} \operatorname{softmax}(f)` by Monte Carlo,
     ``(T, C)``."""
     eps = jax.random.normal(key, (num_samples,) + mean.shape, mean.dtype)
-    return jnp.mean(jax.nn.softmax(mean + jnp.sqrt(var)[:, None] * eps, axis=-1), 0)
+    return jnp.mean(jax.nn.softmax(mean[None] + jnp.sqrt(var)[None, :, None] * eps, axis=-1), 0)

@@ -153,7 +153,7 @@ def kronecker_factor(C: Array, Q: Array, nu, weight) -> Array:
     triangular solve, two products and one ``eigh``."""
     R = jsl.solve_triangular(jnp.linalg.cholesky(Q), C, lower=True)  # RᵀR = CᵀQ⁻¹C
     lam, U = jnp.linalg.eigh(dot(R.T, R))
-    return dot(U * (1.0 / jnp.sqrt(nu + weight * lam**2)), U.T)
+    return dot(U * (1.0 / jnp.sqrt(nu + weight * lam**2))[None, :], U.T)
 
 
 def kronecker_inverse(factors: Sequence, grads: Sequence) -> list:

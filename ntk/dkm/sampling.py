@@ -263,7 +263,7 @@ def make_dgp_sampler(
         def logp(z):  # z: (L, P, W)
             grams, g = [], g0
             for l in range(n_layers):
-                f = _chol(kernel(g), jitter, name, absolute) @ (z[l] * masks[l])
+                f = _chol(kernel(g), jitter, name, absolute) @ (z[l] * masks[l][None, :])
                 g = f @ f.T / widths[l].astype(dtype)
                 grams.append(g)
             lik = gaussian_log_marginal(y, kernel(g), noise_var)

@@ -150,7 +150,7 @@ def ntk_of_kernels(phi_tt, g_tt, kx):
             f"(L, ..., M, M) and `kx` (M, M); got {shapes[0]}, "
             f"{shapes[1]} and {shapes[2]}."
         )
-    out = g_tt[0] * kx
+    out = g_tt[0] * jax.lax.broadcast_to_rank(kx, g_tt.ndim - 1)
     for l in range(phi_tt.shape[0]):
         out = out + (g_tt[l + 1] if l + 1 < phi_tt.shape[0] else 1.0) * phi_tt[l]
     return out
@@ -171,7 +171,7 @@ def _causal_factor(cov, jitter):
     scale = jnp.maximum(jnp.mean(jnp.diag(cov)), 1e-30)
     chol = jnp.linalg.cholesky(add_jitter(cov, jitter * scale, relative=False)[0])
     evals, evecs = jnp.linalg.eigh(cov)
-    sqrt = (evecs * jnp.sqrt(jnp.clip(evals, 0.0))) @ evecs.T
+    sqrt = (evecs * jnp.sqrt(jnp.clip(evals, 0.0))[None, :]) @ evecs.T
     return jnp.where(jnp.all(jnp.isfinite(chol)), chol, sqrt)
 
 
@@ -180,7 +180,7 @@ def _whiten(eps):
     s = eps.shape[0]
     c = eps.T @ eps / s
     evals, evecs = jnp.linalg.eigh(c)
-    return eps @ (evecs / jnp.sqrt(evals)) @ evecs.T
+    return eps @ (evecs / jnp.sqrt(evals)[None, :]) @ evecs.T
 
 
 def _make_process(depth, n_t, m, act, dact):
@@ -509,7 +509,7 @@ def dmft_solver(L, n_t, m, P, activation, n_samples, n_jac, jac_batch, damping, 
         def mean_out(shift):
             du, dr, drl = shift
             u1, u, r, rl = src_j
-            p, gg = process((u1, u + du, r + dr, rl + drl), coef)
+            p, gg = process((u1, u + du[None], r + dr[None], rl + drl), coef)
             return (jnp.mean(p, 1).reshape(L, n_t, m), jnp.mean(gg, 1).reshape(L, n_t, m))
 
         def directions(vs):

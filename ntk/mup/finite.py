@@ -154,7 +154,7 @@ def finite_mlp_train(
         jnp.asarray(learning_rate, dtype),
         jnp.asarray(width, dtype),
     )
-    loss = jnp.sum((fs[:, :, :P] - y_train.astype(dtype)) ** 2, -1) / (2 * P)
+    loss = jnp.sum((fs[:, :, :P] - y_train.astype(dtype)[None, None, :]) ** 2, -1) / (2 * P)
     return FiniteResult(
         f=fs[:, :, :P],
         f_test=None if x_test is None else fs[:, :, P:],
@@ -213,7 +213,7 @@ def finite_mlp_trainer(n_pad, depth, activation, steps, n_seeds, P, m, d, dtype_
             params = mup_mlp_init(k, d, n_pad, depth, dtype)
             params = (
                 [params[0] * live[:, None]]
-                + [w * live[:, None] * live for w in params[1:-1]]
+                + [w * live[:, None] * live[None, :] for w in params[1:-1]]
                 + [params[-1] * live]
             )
 

@@ -208,6 +208,9 @@ def min_ensemble_sizes(z, mean, target, threshold: float = TIE):
                 f"{int(np.sum(wrong))} entries are on the wrong side, so "
                 f"no ensemble size recovers the target."
             )
+    # the documented NumPy broadcasting, spelled out so it holds under strict rank promotion
+    rank = max(z.ndim, mean.ndim, target.ndim)
+    z, mean, target = (jax.lax.broadcast_to_rank(a, rank) for a in (z, mean, target))
     margin = jnp.where(target > 0.5, mean - threshold, threshold - mean)
     toward = jnp.where(target > 0.5, -z, z)
     r = jnp.where(toward > 0, toward / margin, 0.0)
@@ -277,7 +280,7 @@ def sampled_input_min_sizes(
     _, _, sd = margins(perm.size, np.asarray(x.sum(-1)), W_std, b_std, threshold)
     z = (
         jax.random.normal(key, (n_trials,) + x.shape, mean.dtype)
-        * jnp.asarray(sd, mean.dtype)[:, None]
+        * jnp.asarray(sd, mean.dtype)[None, :, None]
     )
     return np.asarray(min_ensemble_sizes(z, mean, apply_permutation(perm, x), threshold))
 

@@ -216,17 +216,17 @@ def structured_sampler(k: int, W_std: float = 1.0, b_std=None):
         def step(_, carry):
             w, r, p, rs = carry
             ap = op(p)
-            den = (p * ap).sum(0)
+            den = (p * ap).sum(0, keepdims=True)
             alpha = jnp.where(den > 0, rs / jnp.where(den > 0, den, 1.0), 0.0)
             w = w + alpha * p
             r = r - alpha * ap
-            rs_new = (r * r).sum(0)
+            rs_new = (r * r).sum(0, keepdims=True)
             beta = jnp.where(rs > 0, rs_new / jnp.where(rs > 0, rs, 1.0), 0.0)
             return w, r, r + beta * p, rs_new
 
         # Exact after j steps (j distinct eigenvalues); the rest mops up rounding.
         w, *_ = jax.lax.fori_loop(
-            0, 2 * j + 4, step, (jnp.zeros_like(rhs), rhs, rhs, (rhs * rhs).sum(0))
+            0, 2 * j + 4, step, (jnp.zeros_like(rhs), rhs, rhs, (rhs * rhs).sum(0, keepdims=True))
         )
         return xi - apply_u(w)
 

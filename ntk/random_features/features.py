@@ -101,7 +101,7 @@ def relu_features(key, x, k: int, W_std: float = 1.0, b_std: float | None = None
     d = x.shape[1]
     pre = (W_std / math.sqrt(d)) * (x @ jax.random.normal(kw, (d, k), x.dtype))
     if b_std is not None:
-        pre = pre + b_std * jax.random.normal(kb, (k,), x.dtype)
+        pre = pre + b_std * jax.random.normal(kb, (k,), x.dtype)[None, :]
     return jax.nn.relu(pre) / math.sqrt(k)
 
 
@@ -122,7 +122,7 @@ def fourier_features(key, x, k: int, lengthscale: float = 1.0):
     kw, kb = jax.random.split(key)
     omega = jax.random.normal(kw, (x.shape[1], k), x.dtype) / lengthscale
     b = jax.random.uniform(kb, (k,), x.dtype, 0.0, 2 * math.pi)
-    return math.sqrt(2.0 / k) * jnp.cos(x @ omega + b)
+    return math.sqrt(2.0 / k) * jnp.cos(x @ omega + b[None, :])
 
 
 def gaussian_features(key, x, eigvals, k: int):
@@ -157,7 +157,7 @@ def gaussian_features(key, x, eigvals, k: int):
             f"spectrum); got {c[c < 0][:5].tolist()}."
         )
     w = jax.random.normal(key, (k, lam.shape[0]), x.dtype)
-    f = w * jnp.sqrt(lam) / math.sqrt(k)
+    f = w * jnp.sqrt(lam)[None, :] / math.sqrt(k)
     return x @ f.T, f
 
 

@@ -97,10 +97,10 @@ def gaussian_krr_mse(eigvals, target_coeffs, noise_var, n: int, ridges, keys):
         kx, ke = jax.random.split(key)
         x = jax.random.normal(kx, (n, lam.shape[0]))
         y = x @ v + jnp.sqrt(noise_var) * jax.random.normal(ke, (n,))
-        phi = x * jnp.sqrt(lam)  # exact features of K
+        phi = x * jnp.sqrt(lam)[None, :]  # exact features of K
         w = rf_ridge_weights(phi, y, ridges, method="dual")
-        test = jnp.sum((w * jnp.sqrt(lam) - v) ** 2, 1) + noise_var
-        train = jnp.mean((w @ phi.T - y) ** 2, 1)
+        test = jnp.sum((w * jnp.sqrt(lam)[None, :] - v[None, :]) ** 2, 1) + noise_var
+        train = jnp.mean((w @ phi.T - y[None, :]) ** 2, 1)
         return train, test
 
     return jax.lax.map(jax.jit(trial), keys)
@@ -148,7 +148,10 @@ def krr_pool_mse(kernel, y, n: int, ridges, keys):
         ).astype(evals_dtype)
         alpha = (u[None] * filt[:, None, :]) @ b
         pred = alpha @ kernel[idx]
-        return (jnp.mean((pred[:, idx] - y[idx]) ** 2, 1), jnp.mean((pred - y) ** 2, 1))
+        return (
+            jnp.mean((pred[:, idx] - y[idx][None, :]) ** 2, 1),
+            jnp.mean((pred - y[None, :]) ** 2, 1),
+        )
 
     return jax.lax.map(jax.jit(trial), keys)
 
