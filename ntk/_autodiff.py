@@ -8,9 +8,9 @@ variance) be differentiated as the formula it cleans up, to every order.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
 
-@jax.custom_jvp
 def with_tangent_of(value, smooth):
     """``value``, differentiated as ``smooth``: for a ``value`` that is
     ``smooth`` with its rounding noise snapped away (clipped at 0, or set to
@@ -23,17 +23,20 @@ def with_tangent_of(value, smooth):
     the covariance of the NNGP function's gradients. The input chords
     of `ntk.kernel` and every snap of ``ntk.stax``'s chords keep it so.
 
+    Computed as ``smooth + stop_gradient(value − smooth)``, which is
+    ``value`` to the last bit wherever ``value`` is ``smooth``, 0, or within
+    a factor 2 of ``smooth`` (the difference is then exact, Sterbenz's
+    lemma): all the snaps above. A `jax.custom_jvp` would cost nothing in
+    the forward pass, but its rule does not survive reverse mode through
+    `jax.lax.scan` to the second order (jax 0.10: the scan of a repeated
+    block gave 1e-4 relative errors where the unrolled one gave 1e-8).
+    Where ``smooth`` is not finite, ``value`` itself.
+
     Example:
       >>> import jax, jax.numpy as jnp
       >>> f = lambda x: with_tangent_of(jnp.maximum(x * x, 0.0), x * x)
       >>> float(jax.grad(jax.grad(f))(0.0))  # jnp.maximum alone gives 1.0
       2.0
     """
-    return value
-
-
-@with_tangent_of.defjvp
-def _with_tangent_of_jvp(primals, tangents):
-    # The primal through the same function, so that higher derivatives keep
-    # following ``smooth``.
-    return with_tangent_of(*primals), tangents[1]
+    exact = smooth + jax.lax.stop_gradient(value - smooth)
+    return jnp.where(jnp.isfinite(smooth), exact, value)

@@ -937,25 +937,27 @@ _SMOOTH = (stax.Erf(), stax.Gelu(), stax.Sin(), stax.Sigmoid_like(), stax.Rbf(0.
 
 
 # Inputs with more than `CHORD_DIRECT_MAX_FEATURES` features take their
-# chords from the Gram matrix, with a snap of their own: two activations
-# suffice to check that path.
+# chords from the Gram matrix, with a snap of their own; a repeated block
+# runs as a loop whose carry rebuilds the NNGP from the chord (`pack_carry`):
+# two activations suffice to check each path.
 @pytest.mark.parametrize(
-    "activation,features,spatial",
-    [(a, 3, spatial) for a in _SMOOTH for spatial in (False, True)]
-    + [(a, 20, False) for a in _SMOOTH[:2]],
+    "activation,features,spatial,looped",
+    [(a, 3, spatial, False) for a in _SMOOTH for spatial in (False, True)]
+    + [(a, 20, False, False) for a in _SMOOTH[:2]]
+    + [(a, 3, False, True) for a in (_SMOOTH[0], _SMOOTH[2])],
     ids=lambda v: v.name if hasattr(v, "name") else str(v),
 )
 def test_mixed_second_derivative_at_identical_inputs_matches_finite_differences(
-    activation, features, spatial
+    activation, features, spatial, looped
 ):
     """∂²K(x1, x2)/∂x1∂x2 at x1 = x2, the covariance of the NNGP function's
     gradients: the snapping that keeps a kernel of identical inputs exact must
     not drop it. Central differences with step 1e-4 in float64 are right to
     ~1e-8 relative (O(h²) truncation, round-off 1e-16/h²); an activation
     whose kernel is smooth there must agree to 1e-6 (it was 30% off for Erf)."""
-    _, _, kernel_fn = stax.serial(
-        stax.Dense(1, 1.5, 0.1), activation, stax.Dense(1, 1.5, 0.1), activation, stax.Dense(1)
-    )
+    block = stax.serial(stax.Dense(1, 1.5, 0.1), activation)
+    hidden = [stax.repeat(block, 2)] if looped else [block] * 2
+    _, _, kernel_fn = stax.serial(*hidden, stax.Dense(1))
     shape = (1, 1, features) if spatial else (1, features)
     x = jnp.asarray(np.resize([0.3, -0.7, 0.5, 0.2], features))
 
