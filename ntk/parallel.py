@@ -75,7 +75,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ntk import _checks
-from ntk.kernel import GET_NAMES, is_input_pair, record_type
+from ntk.kernel import GET_NAMES, Kernel, is_input_pair, record_type
+from ntk.stax.layer import KernelFn
 
 _DEFAULT_BUDGET = 2**30
 # Working memory of a kernel evaluation relative to its output: the dual of an
@@ -84,6 +85,8 @@ _WORKSPACE_FACTOR = 16
 # PJRT's CPU client adopts host buffers aligned to 64 bytes instead of copying
 # them (measured: 8-, 16- and 32-byte aligned buffers are copied).
 _ALIGNMENT = 64
+# `get` not passed at all, as opposed to get=None.
+_OMITTED = object()
 
 
 def _check_memory_bytes(memory_bytes, where: str) -> int:
@@ -116,6 +119,25 @@ def _aligned_empty(shape: tuple, dtype) -> np.ndarray:
 
 def _host_input(x, name: str) -> np.ndarray:
     """``x`` as a host array of JAX's canonical dtype (float32 unless x64)."""
+    # A list or tuple of arrays is several inputs, as for stax's kernel_fn;
+    # nested lists of numbers are still one array-like.
+    several = isinstance(x, dict) or (
+        isinstance(x, (list, tuple))
+        and any(hasattr(leaf, "shape") for leaf in jax.tree_util.tree_leaves(x))
+    )
+    if isinstance(x, Kernel) or several:
+        if isinstance(x, Kernel):
+            what = "a Kernel"
+        elif hasattr(x, "_fields"):  # a batched result, such as Kernel(nngp, ntk)
+            what = f"the namedtuple {type(x).__name__}{tuple(x._fields)}"
+        else:
+            what = f"a {type(x).__name__} of arrays"
+        raise TypeError(
+            f"parallel.batch: `{name}` must be one array of inputs, shape (batch, ...); "
+            f"got {what}. Tiles are cut from input arrays only: call the unbatched "
+            "kernel_fn on a Kernel, and on several inputs (a network starting with "
+            "`parallel`)."
+        )
     try:
         sharded = isinstance(x, jax.Array) and not x.is_fully_addressable
         x = x if sharded else np.asarray(x)
@@ -123,7 +145,8 @@ def _host_input(x, name: str) -> np.ndarray:
         raise TypeError(
             f"parallel.batch: `{name}` is traced (inside jax.jit, grad or vmap); the "
             "batched kernel fills a host array tile by tile and runs outside "
-            "transformations, as NT's batch does: call it outside them, or "
+            "transformations (NT's batch traces; this one does not, so that the "
+            "output need fit only in host memory): call it outside them, or "
             "transform the unbatched kernel_fn."
         ) from None
     if sharded:
@@ -293,7 +316,13 @@ def batch(
       ``get`` (a name or names) is passed on as the first of ``args`` to a
       ``kernel_fn`` without ``get``, such as ``empirical_ntk_fn(x1, x2,
       params)``, whose one array is returned, as neural-tangents' ``batch``
-      does.
+      does. With no third argument at all, a ``kernel_fn`` that is not an
+      `ntk.stax` one and returns one array when called without ``get`` (an
+      empirical kernel with its ``params`` bound by keyword, a kernel with its
+      ``get`` bound by ``functools.partial``) is called without one too.
+      ``x1`` and ``x2`` are arrays: a `Kernel` or several inputs (a list, for
+      a network starting with ``parallel``) are a TypeError (NT tiles those
+      too).
 
     Raises:
       ValueError: ``batch_size`` not an int :math:`\ge 0`, ``memory_bytes``
@@ -386,7 +415,10 @@ def batch(
             return outs[0]
         return record_type("Kernel", tuple(names))(*outs)
 
-    def batched(x1, x2=None, get=None, *args, **kwargs):
+    def batched(x1, x2=None, get=_OMITTED, *args, **kwargs):
+        omitted = get is _OMITTED
+        if omitted:
+            get = None
         getless = not _is_get(get)
         if getless:
             args, get = (get,) + args, "ntk"  # the label of the one output
@@ -420,6 +452,14 @@ def batch(
         paired = _per_input_pairs(kwargs, n1, n2)
         kwargs = {**kwargs, **paired}
         first = {k: (v[0][:1], v[1][:1]) for k, v in paired.items()}
+        if omitted and not getless and not isinstance(kernel_fn, KernelFn):
+            # NT's batch passes on exactly the arguments it is given: a kernel
+            # function without `get` (an empirical one with its parameters
+            # bound, kernel_fn(x1, x2) of one array) is called without one.
+            if _one_array_without_get(kernel_fn, x1, x2, args, {**kwargs, **first}):
+                getless, get = True, "ntk"
+                names, as_tuple = _normalise_get(get)
+                fn = without_get
         pair = jax.eval_shape(
             lambda a, b: fn(a, b, names, *args, **{**kwargs, **first}),
             jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype),
@@ -541,6 +581,21 @@ def batch(
         return finish(outs, names, as_tuple)
 
     return batched
+
+
+def _one_array_without_get(kernel_fn, x1, x2, args, kwargs) -> bool:
+    """Whether ``kernel_fn(x1, x2, *args, **kwargs)``, with no ``get``, returns
+    one array (judged on one row of each input, without computing it); False
+    when that call is a TypeError (a ``kernel_fn`` that needs its ``get``)."""
+    try:
+        out = jax.eval_shape(
+            lambda a, b: kernel_fn(a, b, *args, **kwargs),
+            jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype),
+            jax.ShapeDtypeStruct((1,) + x2.shape[1:], x2.dtype),
+        )
+    except TypeError:
+        return False
+    return isinstance(out, jax.ShapeDtypeStruct)
 
 
 def _per_input_pairs(kwargs: dict, n1: int, n2: int) -> dict:

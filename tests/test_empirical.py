@@ -625,6 +625,83 @@ def test_monte_carlo_passes_rng_to_a_bare_stax_apply_fn_with_dropout():
     assert_close(bare(x, None, "nngp"), layer(x, None, "nngp"), "bare apply_fn vs the Layer")
 
 
+def test_monte_carlo_of_several_outputs_is_one_pytree_per_name():
+    """NT's layout for a network with several outputs: ``get="ntk"`` gives the
+    list of the outputs' kernels, a tuple of names a ``MonteCarloKernel`` of
+    such lists. Dense layers on raw inputs have the empirical NTK
+    W_std² x1·x2 / C + b_std² at any weights, so every draw gives it."""
+    net = stax.serial(
+        stax.FanOut(2),
+        stax.parallel(stax.Dense(3, W_std=1.5, b_std=0.5), stax.Dense(2, W_std=0.5)),
+    )
+    x1 = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
+    x2 = jax.random.normal(jax.random.PRNGKey(1), (2, 3))
+    want = [1.5**2 * x1 @ x2.T / 3 + 0.5**2, 0.5**2 * x1 @ x2.T / 3]
+    mc = monte_carlo_kernel_fn(net.init_fn, net, jax.random.PRNGKey(2), 2, device_count=0)
+    got = mc(x1, x2, "ntk")
+    assert isinstance(got, list) and len(got) == 2
+    for g, w, i in zip(got, want, range(2)):
+        assert_close(g, w, f"output {i}")
+    both = mc(x1, x2, ("nngp", "ntk"))
+    assert both._fields == ("nngp", "ntk")
+    assert isinstance(both.nngp, list) and isinstance(both.ntk, list)
+    for g, w, i in zip(both.ntk, want, range(2)):
+        assert_close(g, w, f"ntk of output {i} with both names")
+
+
+def test_x2_of_nones_means_x1_for_several_inputs():
+    """NT spells x2 = x1 for a tuple of inputs as a tuple of Nones. A
+    ``parallel`` of Dense layers summed has the empirical NTK
+    Σ_b W_b² x1_b·x2_b / C_b at any weights."""
+    net = stax.serial(stax.parallel(stax.Dense(2), stax.Dense(2, W_std=2.0)), stax.FanInSum())
+    a = jax.random.normal(jax.random.PRNGKey(0), (3, 4))
+    b = jax.random.normal(jax.random.PRNGKey(1), (3, 5))
+    want = a @ a.T / 4 + 4.0 * b @ b.T / 5
+    _, params = net.init_fn(jax.random.PRNGKey(2), (a.shape, b.shape))
+    for impl in IMPLS:
+        got = empirical_ntk_fn(net, implementation=impl)((a, b), (None, None), params)
+        assert_close(got, want, f"empirical_ntk_fn {impl.name}")
+    got = empirical_kernel_fn(net)((a, b), [None, None], "ntk", params)
+    assert_close(got, want, "empirical_kernel_fn")
+    mc = monte_carlo_kernel_fn(net.init_fn, net, jax.random.PRNGKey(3), 1, device_count=0)
+    assert_close(mc((a, b), (None, None), "ntk"), want, "monte_carlo_kernel_fn")
+
+
+@pytest.mark.parametrize("with_x2", [False, True])
+def test_monte_carlo_tiles_cut_per_input_keyword_pairs_with_their_inputs(with_x2):
+    """Aggregate's per-input ``pattern=(for x1, for x2)`` is cut to each
+    tile's rows, as NT's batching cuts it: tiles of 2 rows give the untiled
+    estimate (the same draws), and a pattern of the identity (each node its
+    own only neighbour) gives the estimate of the network without Aggregate."""
+    net = stax.serial(
+        stax.Dense(16, W_std=1.3),
+        stax.Relu(),
+        stax.Aggregate(),
+        stax.GlobalAvgPool(),
+        stax.Dense(1),
+    )
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=(5, 3, 2)), rng.normal(size=(3, 3, 2))
+    p1 = rng.integers(0, 2, size=(5, 3, 3)).astype(float)
+    p2 = rng.integers(0, 2, size=(3, 3, 3)).astype(float)
+    x2_, pattern = (x2, (p1, p2)) if with_x2 else (None, (p1, None))
+    key = jax.random.PRNGKey(4)
+    whole = monte_carlo_kernel_fn(net.init_fn, net, key, 2, device_count=0)
+    tiled = monte_carlo_kernel_fn(net.init_fn, net, key, 2, batch_size=2, device_count=0)
+    a = whole(x1, x2_, ("nngp", "ntk"), pattern=pattern)
+    b = tiled(x1, x2_, ("nngp", "ntk"), pattern=pattern)
+    assert_close(b.nngp, a.nngp, "nngp")
+    assert_close(b.ntk, a.ntk, "ntk")
+    eye = (np.broadcast_to(np.eye(3), (5, 3, 3)), np.broadcast_to(np.eye(3), (3, 3, 3)))
+    # Identity in Aggregate's place keeps serial's split of the key: the same draws.
+    plain = stax.serial(
+        stax.Dense(16, W_std=1.3), stax.Relu(), stax.Identity(), stax.GlobalAvgPool(), stax.Dense(1)
+    )
+    want = monte_carlo_kernel_fn(plain.init_fn, plain, key, 2, device_count=0)(x1, x2, "ntk")
+    got = tiled(x1, x2, "ntk", pattern=eye)
+    assert_close(got, want, "identity pattern")
+
+
 # ------------------------------------------------------------ Taylor
 
 

@@ -116,6 +116,47 @@ def test_kernel_fn_without_get_is_tiled_like_nt_batch(x2_rows):
     np.testing.assert_allclose(got, ntk_fn(x1, x2, params), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("x2_rows", [None, 9])
+@pytest.mark.parametrize("store_on_device", [True, False])
+def test_kernel_fn_called_without_get_is_called_without_one(x2_rows, store_on_device):
+    # NT's batch passes on only the arguments it is given: an empirical
+    # kernel with its parameters bound by keyword is called kernel_fn(x1, x2).
+    # The linear model x @ W has the NTK x1 x2ᵀ at any W (outputs traced).
+    import functools
+
+    from ntk import empirical
+
+    x1, x2 = _inputs()
+    x2 = None if x2_rows is None else x2[:x2_rows]
+    W = np.random.default_rng(0).normal(size=(5, 3))
+    ntk_fn = empirical.empirical_ntk_fn(lambda p, x: x @ p)
+    bound = functools.partial(jax.jit(ntk_fn), params=W)
+    got = parallel.batch(bound, 4, store_on_device=store_on_device)(x1, x2)
+    np.testing.assert_allclose(got, x1 @ (x1 if x2 is None else x2).T, rtol=1e-12)
+    # A stax kernel_fn with its `get` bound likewise: Dense(1)'s NNGP x1 x2ᵀ / 5.
+    nngp = functools.partial(stax.Dense(1).kernel_fn, get="nngp")
+    got = parallel.batch(nngp, 4, store_on_device=store_on_device)(x1, x2)
+    np.testing.assert_allclose(got, x1 @ (x1 if x2 is None else x2).T / 5, rtol=1e-12)
+    # A stax kernel_fn itself still gives both kernels.
+    both = parallel.batch(stax.Dense(1).kernel_fn, 4)(x1, x2)
+    np.testing.assert_allclose(both.ntk, x1 @ (x1 if x2 is None else x2).T / 5, rtol=1e-12)
+
+
+def test_kernels_and_several_inputs_are_refused_by_name():
+    net = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
+    x1, x2 = _inputs()
+    batched = parallel.batch(net.kernel_fn, 4)
+    with pytest.raises(TypeError, match=r"parallel\.batch: `x1` must be one array .*got a Kernel"):
+        batched(net.kernel_fn(x1, x2))
+    with pytest.raises(TypeError, match=r"`x2` must be one array .*got a tuple of arrays"):
+        batched(x1, (x2, x2))
+    with pytest.raises(TypeError, match=r"got the namedtuple Kernel\('nngp', 'ntk'\)"):
+        batched(batched(x1, x2))
+    # Nested lists of numbers are one array, as before.
+    got = batched(x1.tolist(), None, "ntk")
+    np.testing.assert_allclose(got, net.kernel_fn(x1, None, "ntk"), rtol=1e-12)
+
+
 def test_kernel_that_is_not_a_function_of_each_pair_is_refused():
     # Dropout boosts K(x, x) only when both arguments are the same inputs;
     # a tile of x against a copy of its rows would lose that.

@@ -1068,6 +1068,29 @@ def test_ensemble_splits_per_input_keyword_pairs_with_none_between_train_and_tes
     np.testing.assert_allclose(got, k_td @ np.linalg.solve(k_dd, y_train), rtol=1e-8)
 
 
+def test_ensemble_takes_pytree_keyword_arguments_such_as_an_empirical_kernels_params():
+    """NT's rule for keyword arguments given to both the training and the
+    test kernels: pytrees of arrays (an empirical kernel's ``params``, given
+    twice as equal copies) are the test ones for the test-train kernel, not
+    compared with ``==`` (elementwise on arrays). The linear model x @ W has
+    the NTK x1·x2ᵀ at any W (trace over its outputs), so the infinite-time
+    mean is k_td k_dd⁻¹ y with the regulariser."""
+    from ntk.empirical import empirical_kernel_fn
+
+    kernel_fn = empirical_kernel_fn(lambda p, x: x @ p["W"])
+    rng = np.random.default_rng(1)
+    x_train, x_test = rng.normal(size=(4, 6)), rng.normal(size=(3, 6))
+    y_train = rng.normal(size=(4, 1))
+    W = rng.normal(size=(6, 2))
+    predict_fn = predict.gradient_descent_mse_ensemble(
+        kernel_fn, x_train, y_train, diag_reg=1e-3, params={"W": jnp.asarray(W)}
+    )
+    got = predict_fn(x_test=x_test, get="ntk", params={"W": jnp.asarray(W.copy())})
+    k_dd = x_train @ x_train.T
+    k_dd = k_dd + 1e-3 * np.trace(k_dd) / 4 * np.eye(4)
+    np.testing.assert_allclose(got, x_test @ x_train.T @ np.linalg.solve(k_dd, y_train), rtol=1e-8)
+
+
 def test_discrete_time_warns_beyond_the_stable_learning_rate():
     k, y = _spd(), np.ones((5, 1))
     bound = float(predict.max_learning_rate(k, y.size))

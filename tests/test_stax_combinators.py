@@ -387,6 +387,53 @@ def test_same_kernel_is_true_only_for_equal_constructions(make_a, make_b, same):
     assert same_kernel(make_a(), make_b()) is same
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_repeat_of_a_parameterless_layer_applies_it_n_times(masked):
+    """No stacked parameters to loop over: |·| applied 3 times is |·|."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
+    rep = stax.repeat(stax.Abs(), 3)
+    _, params = rep.init_fn(jax.random.PRNGKey(1), x.shape)
+    kw = {"mask_constant": 100.0} if masked else {}
+    y = rep.apply_fn(params, x, **kw)
+    y = y.masked_value if masked else y
+    np.testing.assert_array_equal(y, jnp.abs(x))
+
+
+def test_repeat_zero_times_is_the_identity():
+    """NT's empty composition: outputs, shapes and kernels are the inputs'
+    own (the NNGP of raw inputs x1 x2ᵀ / C, their NTK 0)."""
+    x1, x2 = _inputs()
+    rep = stax.repeat(stax.serial(stax.Dense(4, W_std=1.3), stax.Relu()), 0)
+    shape, params = rep.init_fn(jax.random.PRNGKey(0), x1.shape)
+    assert tuple(shape) == x1.shape
+    assert jax.tree_util.tree_leaves(params) == []
+    np.testing.assert_array_equal(rep.apply_fn(params, x1), x1)
+    k = rep.kernel_fn(x1, x2, ("nngp", "ntk"))
+    want = x1 @ x2.T / x1.shape[1]
+    np.testing.assert_allclose(k.nngp, want, rtol=1e-14)
+    np.testing.assert_allclose(k.ntk, 0 * want, atol=0)
+    # After a Dense head the kernel is the head's: NNGP and NTK both x x2ᵀ/C.
+    head = stax.Dense(4, W_std=1.0, b_std=0.0)
+    k = stax.serial(head, rep).kernel_fn(x1, x2, ("nngp", "ntk"))
+    np.testing.assert_allclose(k.nngp, want, rtol=1e-14)
+    np.testing.assert_allclose(k.ntk, want, rtol=1e-14)
+
+
+def test_repeat_zero_times_takes_the_layers_keywords():
+    # The depth of a graph network may be 0; its call still passes `pattern`.
+    x = np.random.default_rng(0).normal(size=(2, 3, 4))
+    pattern = np.broadcast_to(np.eye(3), (2, 3, 3))
+    k = stax.repeat(stax.Aggregate(), 0).kernel_fn(x, None, "nngp", pattern=(pattern, None))
+    np.testing.assert_allclose(k, np.einsum("atc,btc->abt", x, x) / 4, rtol=1e-14)
+    with pytest.raises(TypeError, match="patterns"):
+        stax.repeat(stax.Aggregate(), 0).kernel_fn(x, None, "nngp", patterns=(pattern, None))
+
+
+def test_repeat_zero_times_still_checks_the_layer_keeps_its_shape():
+    with pytest.raises(ValueError, match=r"repeat.*keep its input shape.*\(5, 3\).*\(5, 8\)"):
+        stax.repeat(stax.Dense(8), 0).init_fn(jax.random.PRNGKey(0), (5, 3))
+
+
 def test_repeat_rejects_shape_changing_layer_at_init():
     with pytest.raises(ValueError, match=r"repeat.*keep its input shape.*\(5, 3\).*\(5, 8\)"):
         stax.repeat(stax.Dense(8), 2).init_fn(jax.random.PRNGKey(0), (5, 3))

@@ -600,6 +600,38 @@ def test_padding_enum_has_nts_members_and_is_accepted_everywhere():
         stax.SumPool((2, 2), padding="REFLECT")
 
 
+# ---------------------------------------------- 0-D filters (NT: Dense)
+
+
+@pytest.mark.parametrize("make", [stax.Conv, stax.ConvTranspose, stax.ConvLocal])
+def test_zero_d_filter_is_dense_on_vectors(make):
+    """A filter of shape () on vectors (N, C), as NT allows: one tap, fan-in
+    C, so y = W_std x W / √C + b_std b and, on raw inputs, the NNGP and NTK
+    are both W_std² x1·x2 / C + b_std² (the first layer's NTK is its NNGP)."""
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=(3, 4)), rng.normal(size=(2, 4))
+    w_std, b_std = 1.3, 0.2
+    layer = make(5, (), padding="SAME", W_std=w_std, b_std=b_std)
+    shape, (W, b) = layer.init_fn(jax.random.PRNGKey(0), x1.shape)
+    assert tuple(shape) == (3, 5)
+    np.testing.assert_allclose(
+        layer.apply_fn((W, b), x1),
+        w_std * x1 @ W.reshape(4, 5) / 2.0 + b_std * b.reshape(1, 5),
+        rtol=1e-12,
+    )
+    k = layer.kernel_fn(x1, x2, ("nngp", "ntk"))
+    want = w_std**2 * x1 @ x2.T / 4 + b_std**2
+    np.testing.assert_allclose(k.nngp, want, rtol=1e-12)
+    np.testing.assert_allclose(k.ntk, want, rtol=1e-12)
+
+
+def test_zero_d_filter_needs_vector_inputs():
+    with pytest.raises(
+        ValueError, match=r"Conv\(5, \(\)\): a 0-D filter needs inputs of shape \(N, C\), rank 2"
+    ):
+        stax.Conv(5, ()).kernel_fn(np.ones((2, 3, 3, 4)), None, "nngp")
+
+
 # ------------------------------------------------------------------ errors
 
 

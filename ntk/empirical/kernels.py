@@ -328,6 +328,7 @@ def jit_kernel(fn: Callable, name: str = "kernel_fn") -> Callable:
     compiled = {}
 
     def wrapper(x1, x2, params, **kwargs):
+        x2 = none_if_no_leaves(x2)
         _check_inputs(x1, x2, name, params)
         arrays = {k: v for k, v in kwargs.items() if _is_array_tree(v)}
         static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
@@ -342,6 +343,21 @@ def jit_kernel(fn: Callable, name: str = "kernel_fn") -> Callable:
     wrapper.__doc__ = fn.__doc__
     wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
     return wrapper
+
+
+def none_if_no_leaves(x2):
+    """``x2``, or None when it is a container of Nones only: NT's spelling of
+    "``x2 = x1``" for several inputs, ``x2 = (None, None)`` beside ``x1 = (a, b)``.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk.empirical.kernels import none_if_no_leaves
+      >>> none_if_no_leaves((None, [None])), none_if_no_leaves((np.ones(1), None))[1]
+      (None, None)
+    """
+    if x2 is not None and isinstance(x2, (tuple, list, dict)) and not tree_leaves(x2):
+        return None
+    return x2
 
 
 def _is_array_tree(v) -> bool:
@@ -592,6 +608,7 @@ def empirical_kernel_fn(
 
     def kernel_fn(x1, x2, get, params, **apply_fn_kwargs):
         names, single = canonicalize_get(get, "kernel_fn")
+        x2 = none_if_no_leaves(x2)
         out = {g: fns[g](x1, x2, params, **apply_fn_kwargs) for g in names}
         if single:
             return out[names[0]]

@@ -57,9 +57,10 @@ from ntk.empirical.kernels import (
     canonicalize_get,
     check_implementation,
     empirical_kernel_fn,
+    none_if_no_leaves,
 )
 from ntk.empirical.structured import as_stax_layer
-from ntk.kernel import record_type
+from ntk.kernel import is_input_pair, record_type
 
 PROGRESS_MIN_SAMPLES = 20
 """Runs of at least this many samples show a progress bar (when on a terminal)."""
@@ -149,9 +150,11 @@ def monte_carlo_kernel_fn(
         params = init_params(init_key, jax.tree_util.tree_map(jnp.shape, x1))
         if takes_rng:
             kwargs = {"rng": rng, **kwargs}
-        # `empirical` jits its NNGP/NTK functions (static non-array kwargs).
-        out = empirical(x1, x2, get, params, **kwargs)
-        return tuple(out) if isinstance(out, tuple) else (out,)
+        # One call per name, so that a network with several outputs (a pytree)
+        # gives each name one pytree of kernels, NT's layout, rather than
+        # `empirical`'s one record per output. `empirical` jits its NNGP/NTK
+        # functions (static non-array kwargs).
+        return tuple(empirical(x1, x2, g, params, **kwargs) for g in get)
 
     def sample(x1, x2, key, names, kwargs):
         tiles = _tiles(
@@ -163,6 +166,8 @@ def monte_carlo_kernel_fn(
             diagonal_axes,
             apply_fn_out_ndim(x1, kwargs),
         )
+        n1 = jax.tree_util.tree_leaves(x1)[0].shape[0]
+        n2 = n1 if x2 is None else jax.tree_util.tree_leaves(x2)[0].shape[0]
         results = {}
         for t, (i, j, diag_pair) in enumerate(tiles.pairs):
             dev = devices[t % len(devices)]
@@ -172,8 +177,9 @@ def monte_carlo_kernel_fn(
                 if (x2 is None and diag_pair)
                 else jax.device_put(_rows(x1 if x2 is None else x2, tiles.rows2[j]), dev)
             )
+            kw = _tile_kwargs(kwargs, tiles.rows1[i], tiles.rows2[j], n1, n2, x2 is None, b is None)
             kw = jax.tree_util.tree_map(
-                lambda v: jax.device_put(v, dev) if isinstance(v, jax.Array) else v, kwargs
+                lambda v: jax.device_put(v, dev) if isinstance(v, jax.Array) else v, kw
             )
             results[(i, j)] = one_tile(a, b, jax.device_put(key, dev), names, kw)
         blocks = [_assemble(results, tiles, g, store_on_device) for g in range(len(names))]
@@ -209,6 +215,7 @@ def monte_carlo_kernel_fn(
 
     def draws(x1, x2, get, kwargs):
         names, single = canonicalize_get(get, "monte_carlo kernel_fn")
+        x2 = none_if_no_leaves(x2)
         if not jax.tree_util.tree_leaves(x1):
             raise ValueError(
                 "monte_carlo kernel_fn: `x1` must be an array (or a pytree "
@@ -338,6 +345,35 @@ def _tiles(x1, x2, batch_size, n_devices, trace_axes, diagonal_axes, out_ndims):
 
 def _rows(x, rows):
     return jax.tree_util.tree_map(lambda a: a[rows[0] : rows[1]], x)
+
+
+def _tile_kwargs(kwargs: dict, rows1, rows2, n1: int, n2: int, x2_is_x1: bool, tile_x2_is_x1: bool):
+    """The keyword arguments of one tile: a per-input pair ``(for x1, for
+    x2)`` of arrays whose leading axes are the batches of ``x1`` and ``x2``
+    (`ntk.kernel.is_input_pair`, such as `Aggregate`'s ``pattern``; ``for x2``
+    None means ``for x1`` when ``x2`` is None) is cut to the tile's rows, as
+    the inputs are, the way NT's ``batch`` splits it; other values are shared.
+
+    A tile on the diagonal of ``x2=None`` is computed with ``x2=None``, so its
+    pair keeps None second. ``rng`` is never cut: it is a key, not rows.
+    """
+
+    def cut(a, rows, n):
+        return _rows(a, rows) if np.ndim(a) and np.shape(a)[0] == n else a
+
+    out = {}
+    for k, v in kwargs.items():
+        if k == "rng" or not is_input_pair(v):
+            out[k] = v
+            continue
+        first, second = v
+        if second is None and x2_is_x1:
+            second = first
+        out[k] = (
+            cut(first, rows1, n1),
+            None if tile_x2_is_x1 or second is None else cut(second, rows2, n2),
+        )
+    return out
 
 
 def _assemble(results, tiles: _Tiles, g: int, store_on_device: bool):

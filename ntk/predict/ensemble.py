@@ -260,7 +260,9 @@ def _merge_kwargs(train_kwargs, test_kwargs, name):
     Test kwargs override train ones for the test-test kernel; for test-train,
     a pair ``(a, b)`` of arrays given for both becomes ``(test[0], train[0])``
     (per-input arrays such as masks or `Aggregate`'s patterns; ``b`` may be
-    None, meaning ``a`` again, as for ``x2=None``); other values must agree.
+    None, meaning ``a`` again, as for ``x2=None``); other arrays, and pytrees
+    of arrays such as an empirical kernel's ``params``, are taken from the
+    test kwargs; other values must agree.
     """
     kw_td, kw_tt = dict(train_kwargs), dict(train_kwargs)
     for key, v_tt in test_kwargs.items():
@@ -268,7 +270,7 @@ def _merge_kwargs(train_kwargs, test_kwargs, name):
             v_dd = train_kwargs[key]
             if is_input_pair(v_dd) and is_input_pair(v_tt):
                 v_td = (v_tt[0], v_dd[0])
-            elif hasattr(v_dd, "shape") and hasattr(v_tt, "shape"):
+            elif _is_array_tree(v_dd) and _is_array_tree(v_tt):
                 v_td = v_tt
             elif v_dd is not v_tt and v_dd != v_tt:
                 raise ValueError(
@@ -282,3 +284,10 @@ def _merge_kwargs(train_kwargs, test_kwargs, name):
             v_td = v_tt
         kw_td[key], kw_tt[key] = v_td, v_tt
     return kw_td, kw_tt
+
+
+def _is_array_tree(v) -> bool:
+    """An array, or a non-empty pytree of arrays only (NT compares these by
+    kind, not value: ``==`` on them is elementwise)."""
+    leaves = jax.tree_util.tree_leaves(v)
+    return bool(leaves) and all(hasattr(leaf, "shape") for leaf in leaves)

@@ -715,7 +715,8 @@ def repeat(layer, n: int) -> Layer:
     """``serial(*[layer] * n)`` with independent weights, compiled as a loop.
 
     The layer must keep its input shape (e.g. ``serial(Dense(512), Relu())``
-    after a first ``Dense(512)``); compile time stays flat in ``n``.
+    after a first ``Dense(512)``); compile time stays flat in ``n``. ``n = 0``
+    is the identity (the empty composition), as in neural-tangents.
 
     Example:
       ``Dense(W_std=√2)`` then ReLU keeps every input's variance, at any depth:
@@ -729,11 +730,11 @@ def repeat(layer, n: int) -> Layer:
       True
     """
     layer = as_layer(layer)
-    if not (isinstance(n, int) and n >= 1):
-        raise ValueError(f"repeat: `n` must be a positive int; got {n!r}.")
+    if isinstance(n, bool) or not (isinstance(n, int) and n >= 0):
+        raise ValueError(f"repeat: `n` must be an int >= 0; got {n!r}.")
     name = f"repeat({layer.name}, {n})"
 
-    def init_fn(key, input_shape):
+    def checked_shape(key, input_shape):
         out_shape, _ = layer.init_fn(key, input_shape)
         if tuple(out_shape) != tuple(input_shape):
             raise ValueError(
@@ -741,6 +742,26 @@ def repeat(layer, n: int) -> Layer:
                 f"{tuple(input_shape)} -> {tuple(out_shape)}. Use "
                 f"serial(*[layer] * n) instead."
             )
+        return out_shape
+
+    if n == 0:
+        # The empty composition, as in NT; a parameterless layer rather than
+        # zero stacked copies, so tools walking the spec see no weights. It
+        # takes the layer's keywords (an Aggregate's `pattern`; any, for a
+        # layer without a spec), so that a network's call does not depend on
+        # its depth.
+        keywords = layer.kernel_fn.keywords
+        return make_layer(
+            name,
+            lambda key, input_shape: (checked_shape(key, input_shape), ()),
+            lambda params, x, **kw: x,
+            lambda k, **kw: k,
+            spec=None if keywords is None else specs.Parameterless(),
+            keywords=keywords or (),
+        )
+
+    def init_fn(key, input_shape):
+        out_shape = checked_shape(key, input_shape)
         params = jax.vmap(lambda k: layer.init_fn(k, input_shape)[1])(jax.random.split(key, n))
         return out_shape, params
 
@@ -755,8 +776,10 @@ def repeat(layer, n: int) -> Layer:
             first = jax.tree_util.tree_map(lambda a: a[0], params)
             rest = jax.tree_util.tree_map(lambda a: a[1:], params)
             x = layer.apply_fn(first, x, **kwargs)
-            return jax.lax.scan(body, x, rest)[0] if n > 1 else x
-        return jax.lax.scan(body, x, params)[0]
+            return jax.lax.scan(body, x, rest, length=n - 1)[0] if n > 1 else x
+        # `length`: a parameterless layer (an activation, Aggregate) stacks no
+        # arrays from which scan could read it.
+        return jax.lax.scan(body, x, params, length=n)[0]
 
     def transform(k, **kwargs):
         # The first application may change metadata (e.g. is_gaussian); the

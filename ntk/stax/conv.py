@@ -198,7 +198,8 @@ def _conv_args(
         isinstance(out_chan, (int, np.integer)) and not isinstance(out_chan, bool) and out_chan >= 1
     ):
         raise ValueError(f"{name}: `out_chan` must be a positive int; got {out_chan!r}.")
-    filter_shape = positive_ints(filter_shape, "filter_shape", name)
+    # An empty filter is NT's 0-D convolution of vectors (N, C): Dense.
+    filter_shape = positive_ints(filter_shape, "filter_shape", name, allow_empty=True)
     n = len(filter_shape)
     strides = (1,) * n if strides is None else positive_ints(strides, "strides", name, n)
     padding = check_padding(padding, name)

@@ -75,7 +75,9 @@ def check_padding(padding, name: str) -> str:
     return p
 
 
-def positive_ints(values, arg: str, name: str, length: Optional[int] = None) -> tuple:
+def positive_ints(
+    values, arg: str, name: str, length: Optional[int] = None, allow_empty: bool = False
+) -> tuple:
     t: Optional[tuple]
     try:
         t = tuple(values)
@@ -83,13 +85,12 @@ def positive_ints(values, arg: str, name: str, length: Optional[int] = None) -> 
         t = None
     ok = (
         t is not None
-        and len(t) > 0
+        and (len(t) > 0 or allow_empty)
         and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in t)
     )
     if not ok:
-        raise ValueError(
-            f"{name}: `{arg}` must be a non-empty tuple of positive ints; got {values!r}."
-        )
+        what = "a tuple" if allow_empty else "a non-empty tuple"
+        raise ValueError(f"{name}: `{arg}` must be {what} of positive ints; got {values!r}.")
     assert t is not None  # for the type checker: `ok` implies it
     if length is not None and len(t) != length:
         raise ValueError(
@@ -137,7 +138,7 @@ def spatial_plan(
 def check_spatial_rank(shape: tuple, n_spatial: int, name: str, what: str):
     """Inputs of a layer with an ``n_spatial``-D window must be (N, *S, C)."""
     if len(shape) != n_spatial + 2:
-        axes = {1: "(N, L, C)", 2: "(N, H, W, C)"}.get(
+        axes = {0: "(N, C)", 1: "(N, L, C)", 2: "(N, H, W, C)"}.get(
             n_spatial, f"(N, <{n_spatial} spatial axes>, C)"
         )
         hint = " (vectors: use Dense)" if len(shape) == 2 else ""
