@@ -74,7 +74,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk._autodiff import with_tangent_of
+from ntk._autodiff import snap
 
 Array = jax.Array
 
@@ -506,8 +506,7 @@ def _chord(u1, u2, r1, r2, nngp) -> Array:
         return p * _directions_sqdist(u1, u2)
     smooth = 2 * (p - nngp)
     tol = CHORD_SNAP * math.sqrt(c) * jnp.finfo(smooth.dtype).eps
-    chord = jnp.where(smooth <= tol * 2 * p, jnp.zeros((), smooth.dtype), smooth)
-    return with_tangent_of(chord, smooth)
+    return snap(smooth, smooth <= tol * 2 * p)
 
 
 def constant_mask(x: Array, mask_constant) -> Array:

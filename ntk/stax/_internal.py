@@ -22,7 +22,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from ntk._autodiff import with_tangent_of
+from ntk._autodiff import snap
 
 
 def split_rng(kwargs: dict, n: int) -> list[dict]:
@@ -107,9 +107,9 @@ def norm_gap(r1, r2):
     that ulp, squared, is a squared distance of 0.01 (RBF kernel 0.997 of
     an input with itself). A genuine gap that small is below what the
     rounded variances resolve anyway. Differentiated as ``r1 − r2``
-    (`with_tangent_of`)."""
+    (`snap`)."""
     gap = r1 - r2
-    return with_tangent_of(jnp.where(jnp.abs(gap) <= 8 * eps_of(gap) * (r1 + r2), 0.0, gap), gap)
+    return snap(gap, jnp.abs(gap) <= 8 * eps_of(gap) * (r1 + r2))
 
 
 def identical(chord, v1, v2):
@@ -185,15 +185,15 @@ def _correlation_jvp(primals, tangents):
     (c12, c11, c22), (d12, d11, d22) = primals, tangents
     rho, one_minus = correlation(c12, c11, c22)
     drho = d12 * (inv_sqrt(c11) * inv_sqrt(c22)) - rho * (d11 * inv(c11) + d22 * inv(c22)) / 2
-    # d(1 − ρ²) also where 1 − ρ² is snapped to 0 (see `with_tangent_of`).
+    # d(1 − ρ²) also where 1 − ρ² is snapped to 0 (see `snap`).
     return (rho, one_minus), (drho, -2 * rho * drho)
 
 
 def gap(rho_signed):
     """``1 − ρ`` with the rounding noise at ρ = 1 removed (see `correlation`);
-    differentiated as ``1 − ρ`` everywhere (`with_tangent_of`)."""
+    differentiated as ``1 − ρ`` everywhere (`snap`)."""
     gap = 1 - rho_signed
-    return with_tangent_of(jnp.where(gap <= 32 * eps_of(gap), 0.0, gap), gap)
+    return snap(gap, gap <= 32 * eps_of(gap))
 
 
 def sin_angle_term(c12, c11, c22):
@@ -327,7 +327,7 @@ def sqdist_from_chord(chord, c12, c11, c22):
     (`angle_from_chord`): a sum, so nothing cancels; the norms' gap is taken
     as 0 within their rounding (`norm_gap`)."""
     n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
-    return with_tangent_of(jnp.maximum(chord, 0), chord) + norm_gap(n1, n2) ** 2
+    return snap(chord, chord < 0) + norm_gap(n1, n2) ** 2
 
 
 def correlation_from_chord(chord, c12, c11, c22):

@@ -58,7 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk._autodiff import with_tangent_of
+from ntk._autodiff import snap
 from ntk._checks import as_numpy, require_bool, require_real
 from ntk.stax._internal import (
     PI,
@@ -217,7 +217,7 @@ def abrelu(a: float, b: float) -> Activation:
         theta, sine_p, h_p = angle_from_chord(chord, c12, c11, c22)
         dot = (a**2 + b**2) / 2 - f * theta
         chord_out = (a**2 + b**2) / 2 * chord - 2 * f * h_p
-        return f * sine_p + dot * c12, dot, with_tangent_of(jnp.maximum(chord_out, 0), chord_out)
+        return f * sine_p + dot * c12, dot, snap(chord_out, chord_out < 0)
 
     return Activation(lambda x: a * jnp.minimum(x, 0) + b * jnp.maximum(x, 0), dual, chord_dual)
 
@@ -359,7 +359,7 @@ def sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Activation:
             (a**2 / 2 * cos_2c) ** 2 * apart * sum_a**2 * inv((safe_sqrt(k1) + safe_sqrt(k2)) ** 2)
         )
         chord_out = d_out - norms_apart
-        return (*dual(c12, c11, c22, d), with_tangent_of(jnp.maximum(chord_out, 0), chord_out))
+        return (*dual(c12, c11, c22, d), snap(chord_out, chord_out < 0))
 
     return Activation(lambda x: a * jnp.sin(b * x + c), dual, chord_dual)
 

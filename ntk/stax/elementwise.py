@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk._autodiff import with_tangent_of
+from ntk._autodiff import snap
 from ntk._checks import as_numpy, require_bool, require_real, require_traceable
 from ntk.kernel import Kernel
 from ntk.stax._internal import PI, fusion_fence, identical, inv, safe_sqrt
@@ -95,7 +95,7 @@ def apply_dual(
         r1, r2 = safe_sqrt(v1)[:, None], safe_sqrt(v2)[None, :]
         c = 2 * (r1 * r2 - nngp)
         same = identical(k.chord, v1[:, None], v2[None, :])
-        chord = with_tangent_of(jnp.where(same, jnp.zeros((), c.dtype), jnp.maximum(c, 0)), c)
+        chord = snap(c, same | (c < 0))
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False, chord=chord)
 
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk import _checks
-from ntk._autodiff import with_tangent_of
+from ntk._autodiff import snap
 from ntk.stax._blocks import blockwise
 from ntk.stax._internal import identical, safe_sqrt
 from ntk.kernel import Kernel, constant_mask, inputs_to_kernel, select, validate_get
@@ -372,8 +372,7 @@ def unpack_carry(k, z):
         v1, v2 = k.outer_vars()[0]
         smooth = safe_sqrt(v1) * safe_sqrt(v2) - chord / 2
         # An input with itself keeps K = c11 to the last bit (√c · √c need not be).
-        nngp = jnp.where(identical(chord, v1, v2), (v1 + v2) / 2, smooth)
-        nngp = with_tangent_of(nngp, smooth)
+        nngp = snap(smooth, identical(chord, v1, v2), (v1 + v2) / 2)
         return dataclasses.replace(k, nngp=nngp, ntk=jnp.imag(z.z), chord=chord)
     return unpack_nngp_ntk(k, z)
 
