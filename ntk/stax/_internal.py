@@ -86,7 +86,10 @@ def fusion_fence(x):
 
 @jax.custom_jvp
 def safe_sqrt(x):
-    """``sqrt(max(x, 0))`` whose derivative is 0 (not inf) at 0."""
+    """``sqrt(max(x, 0))`` whose derivative is 0 (not inf) at 0, for per-input
+    values (variances): ends in the square root, for the reason given in
+    `inv_sqrt`. Pairwise quantities that are 0 at identical inputs take
+    `pair_sqrt`."""
     return jnp.sqrt(jnp.maximum(x, 0.0))
 
 
@@ -96,6 +99,20 @@ def _safe_sqrt_jvp(primals, tangents):
     y = safe_sqrt(x)
     pos = x > 0
     return y, jnp.where(pos, t / (2 * jnp.where(pos, y, 1.0)), 0.0)
+
+
+def pair_sqrt(x):
+    """``sqrt(max(x, 0))`` whose derivatives of every order are 0 at and
+    below 0, written without a `jax.custom_jvp`: for pairwise quantities
+    such as sin θ = sqrt(1 − ρ²), which is exactly 0 for an input with
+    itself. Reverse mode through `jax.lax.scan` does not keep a custom rule
+    at the second order (jax 0.10), and sqrt's own derivative there is inf:
+    `safe_sqrt` made the Hessian of every looped ReLU network (`stax.repeat`,
+    serial runs of equal blocks) NaN, even between distinct inputs, through
+    the kernels of each input with itself. The selects are pairwise anyway,
+    so they cost nothing that `safe_sqrt` saves."""
+    pos = x > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
 
 
 def norm_gap(r1, r2):
@@ -201,7 +218,7 @@ def sin_angle_term(c12, c11, c22):
     (no overflow of c11·c22; rounding noise at θ = 0, π removed as in
     `correlation`)."""
     _, one_minus = correlation(c12, c11, c22)
-    return safe_sqrt(c11) * safe_sqrt(c22) * safe_sqrt(one_minus)
+    return safe_sqrt(c11) * safe_sqrt(c22) * pair_sqrt(one_minus)
 
 
 # atan(w) = w + w·t·P(t), t = w², on |w| ≤ tan(π/8): a degree-10 Chebyshev
@@ -313,7 +330,7 @@ def angle_from_chord(chord, c12, c11, c22):
     :math:`\theta = \pi/2`.
     """
     rho, one_minus, p = correlation_from_chord(chord, c12, c11, c22)
-    sine = safe_sqrt(one_minus * gap(-rho))
+    sine = pair_sqrt(one_minus * gap(-rho))
     theta = angle(sine, rho)
     sine_p = p * sine
     t = theta * theta

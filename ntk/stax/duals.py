@@ -70,6 +70,7 @@ from ntk.stax._internal import (
     gap,
     inv,
     inv_sqrt,
+    pair_sqrt,
     norm_gap,
     pairwise,
     safe_sqrt,
@@ -205,7 +206,7 @@ def abrelu(a: float, b: float) -> Activation:
 
     def dual(c12, c11, c22):
         rho, one_minus = correlation(c12, c11, c22)
-        sine = safe_sqrt(one_minus)
+        sine = pair_sqrt(one_minus)
         dot = (a**2 + b**2) / 2 - f * angle(sine, rho)
         norms = safe_sqrt(c11) * safe_sqrt(c22)
         return f * norms * sine + dot * c12, dot
@@ -403,7 +404,7 @@ def sign() -> Activation:
 
     def dual(c12, c11, c22):
         rho, one_minus = correlation(c12, c11, c22)
-        theta = angle(safe_sqrt(one_minus), rho)
+        theta = angle(pair_sqrt(one_minus), rho)
         return 1 - 2 * theta / PI, jnp.zeros_like(theta)
 
     def chord_dual(chord, c12, c11, c22):
@@ -778,7 +779,7 @@ def rectified_monomial(degree: int) -> Activation:
     def dual(c12, c11, c22):
         n1, n2 = pairwise(c12, safe_sqrt(c11), safe_sqrt(c22))
         rho, one_minus = correlation(c12, c11, c22)
-        sine = safe_sqrt(one_minus)
+        sine = pair_sqrt(one_minus)
         a = angle(sine, -rho)  # π − θ
         zero1, zero2 = n1 == 0, n2 == 0
         norms = n1 * n2

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk.stax._internal import PI, correlation, inv, safe_sqrt
+from ntk.stax._internal import PI, correlation, inv, pair_sqrt, safe_sqrt
 from ntk.stax.duals import Activation
 
 
@@ -129,7 +129,7 @@ def numerical(fn: Callable, deg: int = NUMERICAL_DEG, df: Optional[Callable] = N
         rho, one_minus = correlation(c12, c11, c22)
         sa, sb, rho, r = (
             jnp.broadcast_to(v, shape)
-            for v in (safe_sqrt(ca), safe_sqrt(cb), rho, safe_sqrt(one_minus))
+            for v in (safe_sqrt(ca), safe_sqrt(cb), rho, pair_sqrt(one_minus))
         )
         inv_r = inv(r)
         zero = jnp.zeros(shape, dtype)
