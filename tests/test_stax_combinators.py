@@ -486,8 +486,36 @@ def test_two_input_network_kernel_equals_that_of_the_scaled_concatenated_input(w
 
 def test_two_input_network_needs_as_many_x2():
     net = stax.serial(stax.parallel(stax.Dense(2), stax.Dense(2)), stax.FanInSum())
-    with pytest.raises(ValueError, match=r"`x2` must be None or a list of as many"):
+    with pytest.raises(ValueError, match=r"`x2` must be None or inputs nested as `x1` is"):
         net.kernel_fn([np.ones((2, 3)), np.ones((2, 3))], np.ones((2, 3)))
+
+
+def test_nested_inputs_must_be_matched_by_x2_nested_alike():
+    net = stax.parallel(stax.parallel(stax.Dense(2), stax.Dense(2)), stax.Dense(2))
+    x = np.ones((2, 3))
+    with pytest.raises(
+        ValueError, match=r"nested as `x1` is, \(\[\*, \*\], \*\); got \[\*, \*, \*\]"
+    ):
+        net.kernel_fn(([x, x], x), [x, x, x])
+
+
+@pytest.mark.parametrize("same_inputs", [False, True])
+def test_nested_parallel_takes_nested_inputs_and_gives_each_branch_its_own_kernel(same_inputs):
+    """``parallel(parallel(A, B), C)`` fed ``([a, b], c)`` (NT's nested
+    multi-input networks): each output kernel is the kernel of its branch's
+    own network on its own input, nested as the inputs are."""
+    x1, x2 = _inputs()
+    x2 = None if same_inputs else x2
+    split = lambda x: None if x is None else ([x[:, :2], x[:, 2:3]], x[:, 3:])  # noqa: E731
+    a = stax.serial(stax.Dense(5, W_std=1.3), stax.Relu())
+    b = stax.serial(stax.Dense(5, b_std=0.3), stax.Erf())
+    c = stax.Dense(5, W_std=0.7, b_std=0.1)
+    net = stax.serial(stax.parallel(stax.parallel(a, b), c))
+    (ka, kb), kc = net.kernel_fn(split(x1), split(x2), "ntk")
+    (xa, xb), xc = split(x1)
+    (ya, yb), yc = split(x2) if x2 is not None else ((None, None), None)
+    for k, layer, x, y in ((ka, a, xa, ya), (kb, b, xb, yb), (kc, c, xc, yc)):
+        np.testing.assert_allclose(k, layer.kernel_fn(x, y, "ntk"), rtol=1e-14)
 
 
 def test_parallel_applies_one_layer_per_branch():

@@ -98,3 +98,41 @@ def test_both_kernels_of_a_deep_network_cost_about_one(act, monkeypatch):
     assert "scan" not in str(jax.make_jaxpr(lambda x: kernel_fn(x, None, "ntk"))(x))
     both, one = _flops(kernel_fn, x, ("nngp", "ntk")), _flops(kernel_fn, x, "ntk")
     assert both <= 1.25 * one, (both, one)
+
+
+@pytest.mark.parametrize(
+    "layer,name",
+    [
+        (stax.Dense(8), "Dense"),
+        (stax.Identity(), "Identity"),
+        (stax.Rbf(0.5), "Rbf"),
+        (stax.serial(stax.Dense(2), stax.Relu()), "serial"),
+        (stax.parallel(stax.Relu(), stax.Erf()), "parallel"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_layer_functions_are_named_after_their_constructor(layer, name):
+    """NT names ``init_fn``, ``apply_fn`` and ``kernel_fn`` after the layer's
+    constructor, without its arguments; code written for NT reads them."""
+    assert (layer.init_fn.__name__, layer.apply_fn.__name__, layer.kernel_fn.__name__) == (
+        name,
+        name,
+        name,
+    )
+
+
+def test_naming_a_layer_leaves_a_shared_init_fn_alone():
+    def init_fn(key, shape):
+        return shape, ()
+
+    def transform(k, **kwargs):
+        return k
+
+    one = stax.make_layer("One", init_fn, lambda p, x, **kw: x, transform)
+    two = stax.make_layer("Two(3)", init_fn, lambda p, x, **kw: x, transform)
+    assert (init_fn.__name__, one.init_fn.__name__, two.init_fn.__name__) == (
+        "init_fn",
+        "One",
+        "Two",
+    )
+    assert two.init_fn(jax.random.PRNGKey(0), (2, 3)) == ((2, 3), ())

@@ -120,6 +120,12 @@ class KernelFn:
         return f"KernelFn({self.name})"
 
     @property
+    def __name__(self) -> str:
+        """The constructor's name without arguments (``'Dense'`` for
+        ``Dense(8)``), as NT names its kernel functions."""
+        return self.name.split("(", 1)[0]
+
+    @property
     def children(self) -> tuple:
         """The sub-layers of a combinator (``spec.children``; empty for leaves)."""
         return self.spec.children
@@ -156,19 +162,27 @@ class KernelFn:
 
     def _from_lists(self, x1, x2, get, compute_ntk, mask_constant, kwargs):
         """Several inputs, as a network starting with `parallel` takes them
-        (NT's multi-input networks): one input kernel per branch."""
-        if not x1:
+        (NT's multi-input networks): one input kernel per branch, nested as
+        the inputs are (``([a, b], c)`` for ``parallel(parallel(A, B), C)``)."""
+        leaves1, tree = _flatten_inputs(x1)
+        if not leaves1:
             raise ValueError(f"{self.name}: `x1` is an empty list; give one input per branch.")
-        if x2 is not None and (not isinstance(x2, (list, tuple)) or len(x2) != len(x1)):
-            raise ValueError(
-                f"{self.name}: with a list of {len(x1)} inputs `x1`, `x2` must be "
-                f"None or a list of as many; got {_describe(x2)}."
-            )
+        inputs2: list = [None] * len(leaves1)
+        if x2 is not None:
+            leaves2, tree2 = _flatten_inputs(x2)
+            if tree2 is None or tree2 != tree:
+                got = _describe(x2) if tree2 is None else _nesting(tree2)
+                raise ValueError(
+                    f"{self.name}: with several inputs `x1`, `x2` must be None or "
+                    f"inputs nested as `x1` is, {_nesting(tree)}; got {got}."
+                )
+            inputs2 = [b for _, b in leaves2]
         pairs = []
-        for i, (a, b) in enumerate(zip(x1, [None] * len(x1) if x2 is None else x2)):
+        for (path, a), b in zip(leaves1, inputs2):
+            where = jax.tree_util.keystr(path)
             (a, ma), (b, mb) = (
-                _unpack_masked(a, f"x1[{i}]", self.name),
-                _unpack_masked(b, f"x2[{i}]", self.name),
+                _unpack_masked(a, f"x1{where}", self.name),
+                _unpack_masked(b, f"x2{where}", self.name),
             )
             a, b = check_inputs(a, b, self.name, mask_constant=mask_constant, masks=(ma, mb))
             pairs.append((a, b, ma, mb))
@@ -185,7 +199,7 @@ class KernelFn:
             )
             for a, b, ma, mb in pairs
         ]
-        return select(self.transform(kernels, **kwargs), get)
+        return select(self.transform(jax.tree_util.tree_unflatten(tree, kernels), **kwargs), get)
 
     def _one_block(
         self,
@@ -219,9 +233,7 @@ class KernelFn:
 
     def __call__(self, x1, x2=None, get=None, **kwargs):
         """Kernel of ``x1`` and ``x2`` (see the class docstring)."""
-        if isinstance(x1, Kernel) or (
-            isinstance(x1, (list, tuple)) and x1 and isinstance(x1[0], Kernel)
-        ):
+        if isinstance(x1, Kernel) or _first_input_is_kernel(x1):
             if x2 is not None:
                 hint = f" (to select it pass get={x2!r})" if isinstance(x2, str) else ""
                 raise TypeError(
@@ -477,6 +489,10 @@ def make_layer(
     if not handles_masks:
         apply_fn = masked_apply(apply_fn, mask_fn, bool(remask))
         transform = masked_transform(transform, mask_fn, bool(remask))
+    # NT names all three functions after the layer's constructor ('Dense',
+    # 'serial'), and code written for it reads `init_fn.__name__`.
+    bare = name.split("(", 1)[0]
+    init_fn, apply_fn = _named(init_fn, bare), _named(apply_fn, bare)
     if pairwise is None:
         pairwise = spec is not None and not isinstance(spec, Opaque)
     kernel_fn = KernelFn(
@@ -488,6 +504,21 @@ def make_layer(
         keywords=keywords,
     )
     return Layer(init_fn, apply_fn, kernel_fn)
+
+
+def _named(fn: Callable, name: str) -> Callable:
+    """``fn`` under the name ``name``: a wrapper, since ``fn`` may be shared
+    (a module-level function several layers use) and must not be renamed."""
+    if getattr(fn, "__name__", None) == name:
+        return fn
+
+    def named(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    named.__name__ = named.__qualname__ = name
+    named.__doc__ = fn.__doc__
+    named.__wrapped__ = fn  # type: ignore[attr-defined]
+    return named
 
 
 def as_layer(layer: Any) -> Layer:
@@ -645,6 +676,34 @@ def _layout_request(kwargs: dict, kernel_fn: "KernelFn", ndim: int) -> bool:
                 f"network read: {accepted}."
             )
     return diagonal_spatial is False
+
+
+def _is_input(x) -> bool:
+    return not isinstance(x, (list, tuple)) or isinstance(x, MaskedArray)
+
+
+def _flatten_inputs(xs):
+    """``([(path, input), ...], treedef)`` of nested lists/tuples of inputs;
+    ``([], None)`` for anything that is not a list or tuple."""
+    if not isinstance(xs, (list, tuple)):
+        return [], None
+    leaves, tree = jax.tree_util.tree_flatten_with_path(xs, is_leaf=_is_input)
+    return leaves if leaves else [], tree
+
+
+def _first_input_is_kernel(xs) -> bool:
+    leaves, _ = _flatten_inputs(xs)
+    return bool(leaves) and isinstance(leaves[0][1], Kernel)
+
+
+def _nesting(tree) -> str:
+    """The nesting of a tree of inputs, as ``[*, *]`` with ``*`` an input."""
+    return str(jax.tree_util.tree_unflatten(tree, [_Star()] * tree.num_leaves))
+
+
+class _Star:
+    def __repr__(self):
+        return "*"
 
 
 def _unpack_masked(x, arg: str, name: str):
