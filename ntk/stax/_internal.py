@@ -110,9 +110,18 @@ def pair_sqrt(x):
     `safe_sqrt` made the Hessian of every looped ReLU network (`stax.repeat`,
     serial runs of equal blocks) NaN, even between distinct inputs, through
     the kernels of each input with itself. The selects are pairwise anyway,
-    so they cost nothing that `safe_sqrt` saves."""
+    so they cost nothing that `safe_sqrt` saves. NaN in, NaN out.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> [float(v) for v in pair_sqrt(jnp.array([4.0, 0.0, -1.0, jnp.nan]))]
+      [2.0, 0.0, 0.0, nan]
+      >>> float(jax.grad(jax.grad(pair_sqrt))(0.0))
+      0.0
+    """
     pos = x > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
+    root = jnp.sqrt(jnp.where(pos, x, 1.0))
+    return jnp.where(pos, root, jnp.where(jnp.isnan(x), x, 0.0))
 
 
 def norm_gap(r1, r2):
