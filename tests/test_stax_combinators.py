@@ -494,7 +494,7 @@ def test_nested_inputs_must_be_matched_by_x2_nested_alike():
     net = stax.parallel(stax.parallel(stax.Dense(2), stax.Dense(2)), stax.Dense(2))
     x = np.ones((2, 3))
     with pytest.raises(
-        ValueError, match=r"nested as `x1` is, \(\[\*, \*\], \*\); got \[\*, \*, \*\]"
+        ValueError, match=r"nested as `x1` is, \[\[\*, \*\], \*\]; got \[\*, \*, \*\]"
     ):
         net.kernel_fn(([x, x], x), [x, x, x])
 
@@ -606,3 +606,16 @@ def test_parallel_apply_fn_rejects_wrong_branch_count():
     x1, _ = _inputs()
     with pytest.raises(ValueError, match=r"parallel.*expected a list of 2 inputs.*got 3"):
         net.apply_fn(params, [x1, x1, x1])
+
+
+def test_several_inputs_may_mix_lists_and_tuples_and_x2_may_be_nones():
+    """Lists and tuples both group inputs (``x1`` a list, ``x2`` a tuple), and
+    ``x2 = (None, None)`` is ``x2 = None``, as NT reads them."""
+    x1, x2 = _inputs()
+    net = stax.parallel(stax.Dense(2, W_std=1.2), stax.Dense(3, b_std=0.4))
+    mixed = net.kernel_fn([x1, x1 / 2], (x2, x2 / 2), "nngp")
+    lists = net.kernel_fn([x1, x1 / 2], [x2, x2 / 2], "nngp")
+    nones = net.kernel_fn([x1, x1 / 2], (None, None), "nngp")
+    same = net.kernel_fn([x1, x1 / 2], None, "nngp")
+    for a, b in zip(mixed + nones, lists + same):
+        np.testing.assert_array_equal(a, b)

@@ -683,12 +683,16 @@ def _is_input(x) -> bool:
 
 
 def _flatten_inputs(xs):
-    """``([(path, input), ...], treedef)`` of nested lists/tuples of inputs;
-    ``([], None)`` for anything that is not a list or tuple."""
+    """``([(path, input), ...], treedef)`` of nested lists/tuples of inputs,
+    read as nested lists (``x1`` a list, ``x2`` a tuple is fine, as it
+    was in NT); ``([], None)`` for anything that is not a list or tuple."""
     if not isinstance(xs, (list, tuple)):
         return [], None
-    leaves, tree = jax.tree_util.tree_flatten_with_path(xs, is_leaf=_is_input)
-    return leaves if leaves else [], tree
+    return jax.tree_util.tree_flatten_with_path(_as_lists(xs), is_leaf=_is_input)
+
+
+def _as_lists(x):
+    return x if _is_input(x) else [_as_lists(v) for v in x]
 
 
 def _first_input_is_kernel(xs) -> bool:
