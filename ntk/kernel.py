@@ -79,6 +79,9 @@ from ntk._autodiff import snap
 Array = jax.Array
 
 GET_NAMES = ("nngp", "ntk", "cov1", "cov2")
+#: What else an analytic ``kernel_fn`` returns by name (NT's ``get``): the
+#: finite network's output shapes for ``x1`` and ``x2``, as ``init_fn`` gives them.
+SHAPE_NAMES = ("shape1", "shape2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -614,9 +617,9 @@ def validate_get(get) -> Optional[tuple]:
             f"tuple of names from {GET_NAMES}; got {get!r}."
         )
     for g in names:
-        if g not in GET_NAMES:
+        if g not in GET_NAMES + SHAPE_NAMES:
             raise ValueError(
                 f"kernel_fn: unknown `get` name {g!r}; expected one "
-                f"of {GET_NAMES} (or a tuple of them)."
+                f"of {GET_NAMES + SHAPE_NAMES} (or a tuple of them)."
             )
     return tuple(names)

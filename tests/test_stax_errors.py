@@ -121,7 +121,7 @@ def test_unknown_get_name(get, bad):
     with pytest.raises(
         ValueError,
         match=rf"kernel_fn: unknown `get` name '{bad}'; "
-        r"expected one of \('nngp', 'ntk', 'cov1', 'cov2'\)",
+        r"expected one of \('nngp', 'ntk', 'cov1', 'cov2', 'shape1', 'shape2'\)",
     ):
         NET.kernel_fn(X, get=get)
 

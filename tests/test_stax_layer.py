@@ -136,3 +136,20 @@ def test_naming_a_layer_leaves_a_shared_init_fn_alone():
         "Two",
     )
     assert two.init_fn(jax.random.PRNGKey(0), (2, 3)) == ((2, 3), ())
+
+
+@pytest.mark.parametrize("same_inputs", [False, True])
+def test_get_shape1_and_shape2_are_the_output_shapes_init_fn_gives(same_inputs):
+    """NT's ``get=('ntk', 'shape1', 'shape2')``: the arrays asked for, and the
+    finite network's output shapes for ``x1`` and ``x2``."""
+    init_fn, _, kernel_fn = stax.serial(
+        stax.Conv(5, (2, 2)), stax.Relu(), stax.Flatten(), stax.Dense(3)
+    )
+    rng = np.random.default_rng(0)
+    x1 = rng.normal(size=(2, 4, 4, 3))
+    x2 = None if same_inputs else rng.normal(size=(3, 4, 4, 3))
+    ntk, shape1, shape2 = kernel_fn(x1, x2, ("ntk", "shape1", "shape2"))
+    key = jax.random.PRNGKey(0)
+    assert shape1 == init_fn(key, x1.shape)[0]
+    assert shape2 == init_fn(key, (x1 if x2 is None else x2).shape)[0]
+    np.testing.assert_array_equal(ntk, kernel_fn(x1, x2, "ntk"))

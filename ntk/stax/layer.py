@@ -27,7 +27,14 @@ from ntk import _checks
 from ntk._autodiff import snap
 from ntk.stax._blocks import blockwise
 from ntk.stax._internal import identical, safe_sqrt
-from ntk.kernel import Kernel, constant_mask, inputs_to_kernel, select, validate_get
+from ntk.kernel import (
+    SHAPE_NAMES,
+    Kernel,
+    constant_mask,
+    inputs_to_kernel,
+    select,
+    validate_get,
+)
 from ntk.stax.masking import MaskedArray, check_mask_shape, masked_apply, masked_transform
 from ntk.stax.spec import Opaque, Spec
 
@@ -41,8 +48,9 @@ class KernelFn:
         by its mask (`ntk.stax.masking`).
       x2: ``(N2, *S, C)`` inputs or None (then ``x2 = x1``).
       get: None (return the `Kernel`), one of ``"nngp"``, ``"ntk"``,
-        ``"cov1"``, ``"cov2"`` (return that array), or a tuple of them (return
-        a namedtuple).
+        ``"cov1"``, ``"cov2"`` (return that array), ``"shape1"``,
+        ``"shape2"`` (the finite network's output shapes, as NT returns
+        them), or a tuple of them (return a namedtuple).
       mask_constant: input entries equal to it (NaN matches NaN) are masked
         (padding, `ntk.stax.masking`); None: nothing is masked.
       diagonal_spatial: NT's layout request. None (default): spatial
@@ -250,6 +258,10 @@ class KernelFn:
             )
         names = validate_get(get)
         get = names[0] if names is not None and isinstance(get, str) else names
+        if names is not None and set(names) & set(SHAPE_NAMES):
+            # Shapes are static fields of the whole Kernel, not arrays a
+            # compiled kernel function can return.
+            return select(self(x1, x2, None, **kwargs), get)
         compute_ntk = names is None or "ntk" in names
         mask_constant = kwargs.pop("mask_constant", None)
         if isinstance(x1, (list, tuple)):
