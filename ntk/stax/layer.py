@@ -498,24 +498,23 @@ def make_layer(
             f"{name}: `mask_fn` must be a function (mask, input_shape) "
             f"-> mask, or None; got {type(mask_fn).__name__}."
         )
-    if not handles_masks:
-        apply_fn = masked_apply(apply_fn, mask_fn, bool(remask))
-        transform = masked_transform(transform, mask_fn, bool(remask))
-    # NT names all three functions after the layer's constructor ('Dense',
-    # 'serial'), and code written for it reads `init_fn.__name__`.
-    bare = name.split("(", 1)[0]
-    init_fn, apply_fn = _named(init_fn, bare), _named(apply_fn, bare)
     if pairwise is None:
         pairwise = spec is not None and not isinstance(spec, Opaque)
     kernel_fn = KernelFn(
-        transform,
+        masked_transform(transform, mask_fn, bool(remask)) if not handles_masks else transform,
         name,
         needs_full_spatial=needs_full_spatial,
         spec=spec,
         pairwise=pairwise,
         keywords=keywords,
     )
-    return Layer(init_fn, apply_fn, kernel_fn)
+    # NT names all three functions after the layer's constructor ('Dense',
+    # 'serial'), and code written for it reads `init_fn.__name__`.
+    bare = kernel_fn.__name__
+    if not handles_masks:
+        apply_fn = masked_apply(apply_fn, mask_fn, bool(remask))
+        apply_fn.__name__ = apply_fn.__qualname__ = bare  # a fresh wrapper: ours to name
+    return Layer(_named(init_fn, bare), _named(apply_fn, bare), kernel_fn)
 
 
 def _named(fn: Callable, name: str) -> Callable:
