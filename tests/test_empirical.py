@@ -577,6 +577,40 @@ def test_monte_carlo_tiles_and_devices_do_not_change_the_estimate():
         assert_close(b.ntk, a.ntk, f"ntk {axes}")
 
 
+@pytest.mark.parametrize(
+    "axes, swap",
+    [
+        ({}, (1, 0, 3, 2, 5, 4)),  # (N1, N2, H1, H2, W1, W2)
+        ({"trace_axes": (-1,), "diagonal_axes": (1,)}, (1, 0, 2, 4, 3)),  # (N1, N2, H, W1, W2)
+        ({"trace_axes": (), "diagonal_axes": (-1,)}, (1, 0, 3, 2, 5, 4, 6)),  # ... C
+    ],
+)
+def test_monte_carlo_tiles_below_the_diagonal_mirror_those_above(axes, swap):
+    """With ``x2=None`` tile (j, i) is tile (i, j) with every paired axis
+    swapped, as in NT's ``batch``: a network with dropout (each tile its own
+    masks) still gives a symmetric train-train kernel, and a deterministic
+    one gives the untiled kernel in each spatial layout."""
+    conv = lambda *extra: stax.serial(
+        stax.Conv(8, (2, 2), padding="SAME"), stax.Relu(), *extra, stax.Conv(2, (2, 2))
+    )
+    x = jax.random.normal(jax.random.PRNGKey(0), (5, 4, 3, 2))
+    key = jax.random.PRNGKey(1)
+    dropout = conv(stax.Dropout(0.5, mode="train"))
+    mc = monte_carlo_kernel_fn(
+        dropout.init_fn, dropout, key, 1, batch_size=2, device_count=0, **axes
+    )
+    for name, k in zip(("nngp", "ntk"), mc(x, None, ("nngp", "ntk"))):
+        k = np.asarray(k)
+        scale = np.abs(k).max()
+        np.testing.assert_allclose(k, k.transpose(swap), atol=1e-6 * scale, err_msg=name)
+    net = conv()
+    whole = monte_carlo_kernel_fn(net.init_fn, net, key, 1, device_count=0, **axes)
+    tiled = monte_carlo_kernel_fn(net.init_fn, net, key, 1, batch_size=2, device_count=0, **axes)
+    a, b = whole(x, None, ("nngp", "ntk")), tiled(x, None, ("nngp", "ntk"))
+    assert_close(b.nngp, a.nngp, f"nngp {axes}")
+    assert_close(b.ntk, a.ntk, f"ntk {axes}")
+
+
 def test_monte_carlo_mean_is_the_average_of_single_draws():
     net = stax.serial(stax.Dense(8), stax.Erf(), stax.Dense(2))
     x = jax.random.normal(jax.random.PRNGKey(0), (3, 4))

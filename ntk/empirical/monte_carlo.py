@@ -16,7 +16,10 @@ kernel is computed in tiles of at most ``batch_size`` rows of ``x1`` and
 devices, and kept on the device or moved to host memory
 (``store_on_device=False``). Tiles assume the network treats examples
 independently (true of `ntk.stax`; with dropout each tile draws its own
-masks). Long runs show a progress bar.
+masks). With ``x2=None`` only the tiles on and above the diagonal are
+computed and each one below is the transpose of its mirror image, as
+neural-tangents' ``batch`` does: the train–train kernel is symmetric even when
+``apply_fn`` is stochastic, and costs about half. Long runs show a progress bar.
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -165,6 +168,7 @@ def monte_carlo_kernel_fn(
             trace_axes,
             diagonal_axes,
             apply_fn_out_ndim(x1, kwargs),
+            mirror=x2 is None and not _distinct_sides(kwargs),
         )
         n1 = jax.tree_util.tree_leaves(x1)[0].shape[0]
         n2 = n1 if x2 is None else jax.tree_util.tree_leaves(x2)[0].shape[0]
@@ -296,22 +300,54 @@ def _accepts_rng(fn) -> Optional[bool]:
     return None if any(p.kind == p.VAR_KEYWORD for p in params) else False
 
 
-class _Tiles(collections.namedtuple("_Tiles", "rows1 rows2 pairs layout")):
+class _Tiles(collections.namedtuple("_Tiles", "rows1 rows2 pairs layout mirror")):
     """Row ranges of x1 / x2 and the (i, j, same_rows) tile pairs to compute.
 
     ``layout`` is "pair" (kernel axes 0, 1 are the batches of x1, x2),
     "diagonal" (axis 0 is the shared batch) or "none" (batch traced: one tile).
+    ``mirror`` is None, or (``x2=None`` in the "pair" layout) one axis
+    permutation per output that turns tile (i, j) into tile (j, i): the pairs
+    then hold only j >= i.
     """
 
 
-def _tiles(x1, x2, batch_size, n_devices, trace_axes, diagonal_axes, out_ndims):
+def _distinct_sides(kwargs: dict) -> bool:
+    """True if a per-input keyword pair gives ``x2``'s side a value of its own
+    (not None, not ``x1``'s very object), so that the kernel of ``x2=None``
+    need not be symmetric."""
+    return any(
+        is_input_pair(v) and v[1] is not None and v[1] is not v[0]
+        for k, v in kwargs.items()
+        if k != "rng"
+    )
+
+
+def _swap_sides(ndim: int, trace: tuple, diag: tuple) -> tuple:
+    """The kernel-axes permutation exchanging the x1 and x2 side of every
+    axis that appears twice (`ntk.empirical.axes` layout: each such pair is
+    adjacent, in output order)."""
+    perm, pos = [], 0
+    for i in range(ndim):
+        if i in trace:
+            continue
+        if i in diag:
+            perm.append(pos)
+            pos += 1
+        else:
+            perm.extend((pos + 1, pos))
+            pos += 2
+    return tuple(perm)
+
+
+def _tiles(x1, x2, batch_size, n_devices, trace_axes, diagonal_axes, out_ndims, mirror=False):
     n1 = jax.tree_util.tree_leaves(x1)[0].shape[0]
     n2 = n1 if x2 is None else jax.tree_util.tree_leaves(x2)[0].shape[0]
-    layouts = set()
+    layouts, swaps = set(), []
     for nd in out_ndims:
         tr = canonicalize(trace_axes, nd, "trace_axes")
         dg = canonicalize(diagonal_axes, nd, "diagonal_axes")
         layouts.add("none" if 0 in tr else "diagonal" if 0 in dg else "pair")
+        swaps.append(_swap_sides(nd, tr, dg))
     if len(layouts) != 1:
         raise ValueError(
             "monte_carlo_kernel_fn: outputs disagree on how the batch "
@@ -324,23 +360,24 @@ def _tiles(x1, x2, batch_size, n_devices, trace_axes, diagonal_axes, out_ndims):
                 "monte_carlo_kernel_fn: `batch_size` needs the batch axis "
                 "(0) in the kernel, but it is in `trace_axes`."
             )
-        return _Tiles([(0, n1)], [(0, n2)], [(0, 0, x2 is None)], layout)
+        return _Tiles([(0, n1)], [(0, n2)], [(0, 0, x2 is None)], layout, None)
     size = batch_size or max(1, math.ceil(n1 / n_devices))
     rows1 = [(s, min(s + size, n1)) for s in range(0, n1, size)]
     if layout == "diagonal":
-        return _Tiles(rows1, rows1, [(i, i, True) for i in range(len(rows1))], layout)
+        return _Tiles(rows1, rows1, [(i, i, True) for i in range(len(rows1))], layout, None)
     size2 = batch_size or n2
     rows2 = (
         rows1
         if (x2 is None and size2 == size)
         else [(s, min(s + size2, n2)) for s in range(0, n2, size2)]
     )
+    mirror = mirror and rows2 is rows1
     pairs = [
         (i, j, x2 is None and rows1[i] == rows2[j])
         for i in range(len(rows1))
-        for j in range(len(rows2))
+        for j in range(i if mirror else 0, len(rows2))
     ]
-    return _Tiles(rows1, rows2, pairs, layout)
+    return _Tiles(rows1, rows2, pairs, layout, tuple(swaps) if mirror else None)
 
 
 def _rows(x, rows):
@@ -381,7 +418,14 @@ def _assemble(results, tiles: _Tiles, g: int, store_on_device: bool):
     home = jax.devices()[0]
     move = (lambda a: jax.device_put(a, home)) if store_on_device else np.asarray
     lib = jnp if store_on_device else np
-    part = lambda i, j: jax.tree_util.tree_map(move, results[(i, j)][g])
+
+    def part(i, j):
+        if (i, j) in results:
+            return jax.tree_util.tree_map(move, results[(i, j)][g])
+        leaves, tree = jax.tree_util.tree_flatten(part(j, i))
+        mirrored = [lib.transpose(a, p) for a, p in zip(leaves, tiles.mirror, strict=True)]
+        return jax.tree_util.tree_unflatten(tree, mirrored)
+
     cat = lambda axis: lambda *parts: lib.concatenate(parts, axis=axis)
     if tiles.layout == "none":
         return part(0, 0)
