@@ -202,7 +202,7 @@ def masked_fit(g, y, n, k, ridges):
     phi = g * rows[:, None] * cols[None, :] / jnp.sqrt(k)
     y = y * rows
     w = rf.rf_ridge_weights(phi, y, ridges)
-    train = jnp.sum((w @ phi.T - y) ** 2 * rows, axis=1) / n
+    train = jnp.sum((w @ phi.T - y[None, :]) ** 2 * rows[None, :], axis=1) / n
     return w, cols, train
 
 
@@ -224,13 +224,13 @@ def synthetic_point(lam, v, noise, ns, ks, ridges, keys):
         kx, kw, ke = jax.random.split(key, 3)
         x = jax.random.normal(kx, (nmax, m))
         y = x @ v + jnp.sqrt(noise) * jax.random.normal(ke, (nmax,))
-        proj = jax.random.normal(kw, (kmax, m)) * jnp.sqrt(lam)  # rows: g_j's weights
+        proj = jax.random.normal(kw, (kmax, m)) * jnp.sqrt(lam)[None, :]  # rows: g_j's weights
         g = x @ proj.T
 
         def one(n, k):
             w, cols, train = masked_fit(g, y, n, k, ridges)
-            beta = (w * cols) @ proj / jnp.sqrt(k)
-            return train, jnp.sum((beta - v) ** 2, axis=1) + noise
+            beta = (w * cols[None, :]) @ proj / jnp.sqrt(k)
+            return train, jnp.sum((beta - v[None, :]) ** 2, axis=1) + noise
 
         return jax.lax.map(lambda nk: one(*nk), (pn, pk))
 
@@ -264,8 +264,8 @@ def image_point(x, y, ns, ks, ridges, keys, features=None, w_std=1.0):
 
         def one(n, k):
             w, cols, train = masked_fit(g_pool[idx], y[idx], n, k, ridges)
-            pred = (w * cols) @ g_pool.T / jnp.sqrt(k)
-            return train, jnp.mean((pred - y) ** 2, axis=1)
+            pred = (w * cols[None, :]) @ g_pool.T / jnp.sqrt(k)
+            return train, jnp.mean((pred - y[None, :]) ** 2, axis=1)
 
         return jax.lax.map(lambda nk: one(*nk), (pn, pk))
 

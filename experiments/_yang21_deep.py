@@ -276,7 +276,7 @@ def deep_part(run: Run) -> Result:
         dmft_last_residual=float(lim.residuals[-1]),
         dmft_seconds=t_dmft,
         loss_dmft=np.asarray(lim.loss).tolist(),
-        loss_ntk=np.asarray(jnp.sum((f_ntk_d - y) ** 2, 1) / (2 * P)).tolist(),
+        loss_ntk=np.asarray(jnp.sum((f_ntk_d - y[None, :]) ** 2, 1) / (2 * P)).tolist(),
         widths=list(c.deep_widths),
         error_per_network=err_net,
         error_seed_mean=err_mean,

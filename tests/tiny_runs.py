@@ -6,7 +6,9 @@ worker has its own session- and module-scoped fixtures, so a fixture alone
 would run an experiment once per worker: the runs go into one directory that
 every worker of the session shares, and a lock per experiment makes the first
 test that asks run it (through the CLI, as a user would) and the others wait
-for it and read its files.
+for it and read its files. The runs are made under
+``jax_numpy_rank_promotion="raise"``, as the library's tests are, so that the
+experiments' broadcasts stay explicit too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import fcntl
 import json
 import os
 from pathlib import Path
+
+import jax
 
 from experiments.__main__ import main
 
@@ -38,6 +42,7 @@ def tiny_run(name: str, tmp_path_factory) -> tuple[Path, dict]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         metrics = root / name / "metrics.json"
         if not metrics.exists():
-            code = main(["run", name, "--tiny", "--out", str(root), *ARGS.get(name, [])])
+            with jax.numpy_rank_promotion("raise"):
+                code = main(["run", name, "--tiny", "--out", str(root), *ARGS.get(name, [])])
             assert code == 0, f"python -m experiments run {name} --tiny exited {code}"
     return root / name, json.loads(metrics.read_text())
