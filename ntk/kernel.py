@@ -582,6 +582,28 @@ def is_input_pair(value) -> bool:
     )
 
 
+def input_pairs_symmetric(kwargs: dict) -> bool:
+    """Whether every per-input keyword pair (`is_input_pair`) gives ``x2``'s
+    side what it gives ``x1``'s (None, or the very same object), so that the
+    kernel of ``x2=None`` is symmetric and its tiles below the diagonal are
+    the transposes of those above. ``rng`` is a key, never a pair.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk.kernel import input_pairs_symmetric
+      >>> a, b = np.ones((3, 4, 4)), np.zeros((3, 4, 4))
+      >>> input_pairs_symmetric({"pattern": (a, None)}), input_pairs_symmetric({"pattern": (a, a)})
+      (True, True)
+      >>> input_pairs_symmetric({"pattern": (a, b)})
+      False
+    """
+    return not any(
+        is_input_pair(v) and v[1] is not None and v[1] is not v[0]
+        for k, v in kwargs.items()
+        if k != "rng"
+    )
+
+
 @functools.lru_cache(maxsize=None)
 def record_type(typename: str, fields: tuple) -> type:
     """The namedtuple class of ``fields``, one per ``(typename, fields)`` as NT

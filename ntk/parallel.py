@@ -13,7 +13,13 @@ computes its ``tile`` rows against one column tile at a time via
 one host array allocated once, at its final size, so peak memory is the
 output plus a few tiles — the budget ``memory_bytes`` sets the tile size. For
 ``x2 = None`` only tiles on or above the diagonal are computed and the rest
-mirrored (:math:`K` is symmetric), one tile at a time.
+mirrored (:math:`K` is symmetric), one tile at a time: transposed for
+``(N1, N2)`` kernels, and for the spatial kernels of an `ntk.stax` network
+with the batch axes swapped (and each spatial pair of the full layout,
+``diagonal_spatial=False``). The spatial axes of another function's kernel
+cannot be told from their shapes, so all of its tiles are computed.
+Keyword values that are plain Python values (``diagonal_spatial=False``, a
+``mask_constant``) are compiled into the tile step; arrays are passed to it.
 
 With ``store_on_device=True`` (the default) that host array is handed to JAX
 with `jax.device_put`. The CPU backend adopts a 64-byte aligned host buffer
@@ -60,13 +66,9 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import numbers
 import os
-import tempfile
-from pathlib import Path
 from typing import Callable, Optional
 
 import jax
@@ -75,7 +77,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ntk import _checks
-from ntk.kernel import GET_NAMES, Kernel, is_input_pair, record_type
+from ntk._tile_store import TileStore, manifest
+from ntk.kernel import GET_NAMES, Kernel, input_pairs_symmetric, is_input_pair, record_type
 from ntk.stax.layer import KernelFn
 
 _DEFAULT_BUDGET = 2**30
@@ -166,6 +169,21 @@ def _take_rows(x: np.ndarray, start: int, size: int) -> np.ndarray:
     if extra <= 0:
         return block
     return np.concatenate([block, np.repeat(block[-1:], extra, axis=0)], axis=0)
+
+
+def _is_static(value) -> bool:
+    """Whether a keyword value is compiled into the tile step rather than
+    passed to it: Python values with no array inside (flags such as
+    ``diagonal_spatial``, numbers, strings, None), which a kernel function
+    may branch on and which a trace would turn into arrays."""
+    leaves = jax.tree_util.tree_leaves(value)
+    if any(isinstance(v, (jax.Array, np.ndarray, np.generic)) for v in leaves):
+        return False
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _is_get(get) -> bool:
@@ -378,14 +396,14 @@ def batch(
         # as empirical_ntk_fn(x1, x2, params): one array per pair.
         return kernel_fn(a, b, *rest, **kw)
 
-    def _step_fn(get, nargs, kw_keys, getless, paired=()):
-        key = (get, nargs, kw_keys, getless, paired)
+    def _step_fn(get, nargs, kw_keys, getless, paired=(), static=()):
+        key = (get, nargs, kw_keys, getless, paired, static)
         fn = without_get if getless else kernel_fn
         if key not in compiled:
 
             def local(a, b, *rest):
                 args, kw_vals = rest[:nargs], rest[nargs:]
-                out = fn(a, b, get, *args, **dict(zip(kw_keys, kw_vals)))
+                out = fn(a, b, get, *args, **dict(static), **dict(zip(kw_keys, kw_vals)))
                 return tuple(out) if isinstance(get, tuple) else (out,)
 
             def step(a, b, *rest):
@@ -449,6 +467,7 @@ def batch(
                         f"NaN/inf entries of {x.size}."
                     )
         n1, n2 = x1.shape[0], x2.shape[0]
+        symmetric = symmetric and input_pairs_symmetric(kwargs)
         paired = _per_input_pairs(kwargs, n1, n2)
         kwargs = {**kwargs, **paired}
         first = {k: (v[0][:1], v[1][:1]) for k, v in paired.items()}
@@ -472,18 +491,23 @@ def batch(
             )
         pair = (pair,) if getless else tuple(pair)
         outs = [_aligned_empty((n1, n2) + o.shape[2:], o.dtype) for o in pair]
-        # Mirroring is only safe for scalar per-pair outputs: spatial layouts
-        # cannot be told apart from their shapes alone.
-        symmetric = symmetric and all(len(o.shape) == 2 for o in pair)
+        swap = _side_swap(kernel_fn, pair, x1, args, {**kwargs, **first}) if symmetric else None
+        symmetric = swap is not None
         tile = batch_size or choose_tile(
             fn, x1, x2, names, n_dev, budget, args, {**kwargs, **first}
         )
         rows = tile * n_dev  # inputs per row block
         cols = tile
         n_blocks, n_cols = -(-n1 // rows), -(-n2 // cols)
-        kw_keys = tuple(sorted(kwargs))
+        static = tuple((k, v) for k, v in sorted(kwargs.items()) if _is_static(v))
+        kw_keys = tuple(k for k in sorted(kwargs) if k not in dict(static))
         step = _step_fn(
-            names if not getless else get, len(args), kw_keys, getless, tuple(sorted(paired))
+            names if not getless else get,
+            len(args),
+            kw_keys,
+            getless,
+            tuple(sorted(paired)),
+            static,
         )
         extra = tuple(args) + tuple(kwargs[k] for k in kw_keys)
         kw_at = {k: len(args) + kw_keys.index(k) for k in paired}
@@ -503,9 +527,9 @@ def batch(
 
         store = None
         if checkpoint_dir is not None:
-            store = _TileStore(
+            store = TileStore(
                 checkpoint_dir,
-                _manifest(
+                manifest(
                     kernel_fn,
                     x1,
                     None if x2 is x1 else x2,
@@ -575,9 +599,9 @@ def batch(
                 bar.update(_pairs_in(r0, r1, c0, c1, symmetric))
         if bar is not None:
             bar.close()
-        if symmetric:
+        if swap is not None:
             for o in outs:
-                _mirror_lower(o, rows, cols)
+                _mirror_lower(o, rows, cols, swap)
         return finish(outs, names, as_tuple)
 
     return batched
@@ -614,8 +638,39 @@ def _per_input_pairs(kwargs: dict, n1: int, n2: int) -> dict:
     return out
 
 
-def _mirror_lower(o: np.ndarray, rows: int, cols: int):
-    """Fill entries below the computed band from their transposes.
+def _side_swap(kernel_fn, pair, x1, args, kwargs) -> Optional[tuple]:
+    """The axes permutation taking the kernel of pair (b, a) to that of (a, b),
+    or None when it is not known (then nothing is mirrored).
+
+    Scalar per-pair kernels, shape ``(N1, N2)``, transpose. Spatial axes
+    cannot be told apart by their shapes alone, but a `KernelFn` says how it
+    stores them: once per position (``diagonal_spatial``, ``(N1, N2, H, W)``:
+    only the batch axes swap) or in pairs (``(N1, N2, H1, H2, W1, W2)``:
+    each pair swaps too).
+    """
+    ndim = {len(o.shape) for o in pair}
+    if ndim == {2}:
+        return (1, 0)
+    if len(ndim) != 1 or not isinstance(kernel_fn, KernelFn):
+        return None
+    try:
+        k = jax.eval_shape(
+            lambda a: kernel_fn(a, None, None, *args, **kwargs),
+            jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype),
+        )
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(k, Kernel) or len(k.nngp.shape) != ndim.pop():
+        return None
+    rest = range(2, len(k.nngp.shape))
+    if k.diagonal_spatial:
+        return (1, 0, *rest)
+    return (1, 0, *(a + 1 if a % 2 == 0 else a - 1 for a in rest))
+
+
+def _mirror_lower(o: np.ndarray, rows: int, cols: int, swap: tuple = (1, 0)):
+    """Fill entries below the computed band from their transposes (axes
+    permuted by ``swap``, `_side_swap`).
 
     Tile (i, j) was computed iff its columns reach the block's first row, so
     entry (r, c) is missing exactly when c < start-of-block(r). The copy goes
@@ -629,14 +684,14 @@ def _mirror_lower(o: np.ndarray, rows: int, cols: int):
         c_end = (r0 // cols) * cols  # first computed column tile
         for c0 in range(0, c_end, cols):
             c1 = min(c0 + cols, c_end)
-            o[r0:r1, c0:c1] = o[c0:c1, r0:r1].T
+            o[r0:r1, c0:c1] = o[c0:c1, r0:r1].transpose(swap)
         # Tiles on the diagonal were computed with both orders of a pair, which
         # round differently (a float32 kernel by ~1e-7): their part below the
         # diagonal is replaced by the transpose too, so K is exactly symmetric.
         if c_end < r1:
             below = np.arange(r0, r1)[:, None] > np.arange(c_end, r1)[None, :]
             block = o[r0:r1, c_end:r1]
-            block[below] = o[c_end:r1, r0:r1].T[below]
+            block[below] = o[c_end:r1, r0:r1].transpose(swap)[below]
 
 
 def _pairs_in(r0: int, r1: int, c0: int, c1: int, symmetric: bool) -> int:
@@ -645,112 +700,3 @@ def _pairs_in(r0: int, r1: int, c0: int, c1: int, symmetric: bool) -> int:
         return (r1 - r0) * (c1 - c0)
     rows = np.arange(r0, r1)
     return int(np.sum(np.clip(c1 - np.maximum(rows, c0), 0, None)))
-
-
-def _digest(*arrays) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str((a.shape, a.dtype.str)).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _manifest(kernel_fn, x1, x2, names, rows, cols, symmetric, args, kwargs) -> dict:
-    """What identifies a tiled job; tiles are reused only under an equal one."""
-    extra = [np.asarray(v) for v in jax.tree_util.tree_leaves((args, kwargs))]
-    return {
-        "kernel": str(
-            getattr(kernel_fn, "name", getattr(kernel_fn, "__name__", type(kernel_fn).__name__))
-        ),
-        "x1": [list(x1.shape), x1.dtype.str, _digest(x1)],
-        "x2": None if x2 is None else [list(x2.shape), x2.dtype.str, _digest(x2)],
-        "extra_args": _digest(*extra) if extra else None,
-        "get": list(names),
-        "rows": rows,
-        "cols": cols,
-        "symmetric": symmetric,
-    }
-
-
-class _TileStore:
-    """Finished tiles of one job in a directory (see the module docstring)."""
-
-    def __init__(self, directory, manifest: dict):
-        self.dir = Path(directory)
-        self.writer = jax.process_index() == 0
-        # Tiles are trusted only under a readable manifest equal to this one.
-        self.trusted = True
-        path = self.dir / "manifest.json"
-        if path.exists():
-            try:
-                stored = json.loads(path.read_text())
-            except (OSError, ValueError):
-                stored, self.trusted = None, False
-            if stored is not None and stored != manifest:
-                differ = sorted(k for k in manifest if stored.get(k) != manifest[k])
-                raise ValueError(
-                    f"parallel.batch: `checkpoint_dir` {str(self.dir)!r} holds tiles "
-                    f"of another job (its manifest differs in {differ}); use a new "
-                    f"directory, or the same inputs, get, batch_size, device_count "
-                    f"and kernel as the run that wrote it."
-                )
-        if self.writer:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write(path, json.dumps(manifest, indent=1).encode())
-
-    def path(self, tile) -> Path:
-        return self.dir / f"tile_{tile[0]:05d}_{tile[1]:05d}.npz"
-
-    def load(self, tile, shapes, dtypes, names):
-        """The tile's arrays, or None if absent or not trustworthy."""
-        if not self.trusted:
-            return None
-        try:
-            with np.load(self.path(tile), allow_pickle=False) as f:
-                arrays = [f[name] for name in names]
-                checksum = str(f["checksum"])
-        except Exception:  # noqa: BLE001 - absent, truncated or foreign: recompute
-            return None
-        if any(a.shape != tuple(s) or a.dtype != d for a, s, d in zip(arrays, shapes, dtypes)):
-            return None
-        return arrays if _digest(*arrays) == checksum else None
-
-    def save(self, tile, arrays, names, first: bool = False):
-        """Write a finished tile; the first tile of a run is checked against
-        its stored copy (same job, same kernel) before it is overwritten."""
-        if first:
-            stored = self.load(tile, [a.shape for a in arrays], [a.dtype for a in arrays], names)
-            if stored is not None and not all(
-                np.allclose(s, a, rtol=1e-5, atol=0, equal_nan=True) for s, a in zip(stored, arrays)
-            ):
-                raise ValueError(
-                    f"parallel.batch: the first tile differs from its copy in "
-                    f"`checkpoint_dir` {str(self.dir)!r}: the kernel changed since "
-                    f"those tiles were written (same name, other hyperparameters?). "
-                    f"Use a new directory."
-                )
-        if not self.writer:
-            return
-        payload = {name: a for name, a in zip(names, arrays)}
-        payload["checksum"] = np.asarray(_digest(*arrays))
-        import io
-
-        buffer = io.BytesIO()
-        np.savez(buffer, **payload)
-        _atomic_write(self.path(tile), buffer.getvalue())
-
-
-def _atomic_write(path: Path, data: bytes):
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk and
-    rename it over ``path``: a reader sees the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -58,13 +59,45 @@ def test_symmetric_call_is_exactly_symmetric_when_tiles_round_differently(batch_
     np.testing.assert_allclose(out, x1 @ x1.T, rtol=0, atol=1e-8)
 
 
-def test_spatial_outputs_are_tiled_without_mirroring():
-    x = np.random.RandomState(1).randn(7, 4, 3)
-    _, _, kfn = stax.serial(stax.Dense(8, 1.3, 0.1), stax.Relu(), stax.Dense(8))
-    ref = kfn(x, None, "nngp")
-    out = parallel.batch(kfn, 2)(x, None, "nngp")
-    assert out.shape == ref.shape == (7, 7, 4)
-    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=0)
+@pytest.mark.parametrize(
+    "full_spatial, swap", [(False, (1, 0, 2, 3)), (True, (1, 0, 3, 2, 5, 4))], ids=["diag", "full"]
+)
+def test_spatial_kernels_of_a_stax_network_are_mirrored_in_their_layout(
+    full_spatial, swap, tmp_path
+):
+    """A stax kernel_fn says how it stores spatial axes, so x2=None computes
+    only the upper tiles (3 of the 4 tile files) and mirrors the rest with
+    the batch axes swapped, and in the full layout each spatial pair too."""
+    x = np.random.RandomState(1).randn(7, 4, 3, 2)
+    _, _, kfn = stax.serial(
+        stax.Conv(8, (2, 2), padding="SAME", W_std=1.3, b_std=0.1),
+        stax.Relu(),
+        stax.Conv(8, (3, 2), padding="SAME"),
+    )
+    kw = {"diagonal_spatial": False} if full_spatial else {}
+    ref = kfn(x, None, ("nngp", "ntk"), **kw)
+    out = parallel.batch(kfn, 4, 1, checkpoint_dir=tmp_path)(x, None, ("nngp", "ntk"), **kw)
+    assert len(list(tmp_path.glob("tile_*.npz"))) == 3
+    for name in ("nngp", "ntk"):
+        o = np.asarray(getattr(out, name))
+        assert o.shape == getattr(ref, name).shape
+        np.testing.assert_allclose(o, getattr(ref, name), rtol=1e-12, atol=0, err_msg=name)
+        np.testing.assert_array_equal(o, o.transpose(swap))
+
+
+def test_spatial_kernels_of_other_functions_are_tiled_without_mirroring():
+    """A plain function's (N1, N2, H) layout is unknown: every tile is
+    computed. This kernel is not symmetric in the batch axes alone, so a
+    mirrored tile would differ from the single call."""
+
+    def kernel_fn(x1, x2=None, get="ntk"):
+        x2 = x1 if x2 is None else x2
+        k = jnp.einsum("ah,bh->abh", x1, jnp.roll(x2, 1, axis=1))
+        return tuple(k for _ in get) if isinstance(get, tuple) else k
+
+    x = np.random.RandomState(1).randn(7, 4)
+    out = parallel.batch(kernel_fn, 2, 1)(x, None, "ntk")
+    np.testing.assert_allclose(out, kernel_fn(x), rtol=1e-12, atol=0)
 
 
 def test_memory_budget_picks_small_tiles_for_a_small_budget():

@@ -63,7 +63,7 @@ from ntk.empirical.kernels import (
     none_if_no_leaves,
 )
 from ntk.empirical.structured import as_stax_layer
-from ntk.kernel import is_input_pair, record_type
+from ntk.kernel import input_pairs_symmetric, is_input_pair, record_type
 
 PROGRESS_MIN_SAMPLES = 20
 """Runs of at least this many samples show a progress bar (when on a terminal)."""
@@ -168,7 +168,7 @@ def monte_carlo_kernel_fn(
             trace_axes,
             diagonal_axes,
             apply_fn_out_ndim(x1, kwargs),
-            mirror=x2 is None and not _distinct_sides(kwargs),
+            mirror=x2 is None and input_pairs_symmetric(kwargs),
         )
         n1 = jax.tree_util.tree_leaves(x1)[0].shape[0]
         n2 = n1 if x2 is None else jax.tree_util.tree_leaves(x2)[0].shape[0]
@@ -309,17 +309,6 @@ class _Tiles(collections.namedtuple("_Tiles", "rows1 rows2 pairs layout mirror")
     permutation per output that turns tile (i, j) into tile (j, i): the pairs
     then hold only j >= i.
     """
-
-
-def _distinct_sides(kwargs: dict) -> bool:
-    """True if a per-input keyword pair gives ``x2``'s side a value of its own
-    (not None, not ``x1``'s very object), so that the kernel of ``x2=None``
-    need not be symmetric."""
-    return any(
-        is_input_pair(v) and v[1] is not None and v[1] is not v[0]
-        for k, v in kwargs.items()
-        if k != "rng"
-    )
 
 
 def _swap_sides(ndim: int, trace: tuple, diag: tuple) -> tuple:
