@@ -79,6 +79,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ntk import _checks
 from ntk._tile_store import TileStore, manifest
 from ntk.kernel import GET_NAMES, Kernel, input_pairs_symmetric, is_input_pair, record_type
+from ntk.stax._internal import split_static_kwargs
 from ntk.stax.layer import KernelFn
 
 _DEFAULT_BUDGET = 2**30
@@ -169,21 +170,6 @@ def _take_rows(x: np.ndarray, start: int, size: int) -> np.ndarray:
     if extra <= 0:
         return block
     return np.concatenate([block, np.repeat(block[-1:], extra, axis=0)], axis=0)
-
-
-def _is_static(value) -> bool:
-    """Whether a keyword value is compiled into the tile step rather than
-    passed to it: Python values with no array inside (flags such as
-    ``diagonal_spatial``, numbers, strings, None), which a kernel function
-    may branch on and which a trace would turn into arrays."""
-    leaves = jax.tree_util.tree_leaves(value)
-    if any(isinstance(v, (jax.Array, np.ndarray, np.generic)) for v in leaves):
-        return False
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
 
 
 def _is_get(get) -> bool:
@@ -499,8 +485,10 @@ def batch(
         rows = tile * n_dev  # inputs per row block
         cols = tile
         n_blocks, n_cols = -(-n1 // rows), -(-n2 // cols)
-        static = tuple((k, v) for k, v in sorted(kwargs.items()) if _is_static(v))
-        kw_keys = tuple(k for k in sorted(kwargs) if k not in dict(static))
+        traced, static = split_static_kwargs(kwargs)
+        if static is None:  # an unhashable value: every keyword is passed
+            traced, static = kwargs, ()
+        kw_keys = tuple(sorted(traced))
         step = _step_fn(
             names if not getless else get,
             len(args),

@@ -473,7 +473,7 @@ def test_make_layer_rejects_a_mask_fn_that_is_not_callable():
 def test_every_nan_mask_constant_is_one_compilation_key():
     # NaN != NaN and float NaNs hash by identity: each float("nan") would
     # otherwise miss the compiled kernel and compile it again.
-    from ntk.stax.layer import _split_kwargs
+    from ntk.stax._internal import split_static_kwargs
 
-    keys = [_split_kwargs({"mask_constant": float("nan")})[1] for _ in range(2)]
+    keys = [split_static_kwargs({"mask_constant": float("nan")})[1] for _ in range(2)]
     assert keys[0] == keys[1] and hash(keys[0]) == hash(keys[1])

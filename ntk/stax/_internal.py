@@ -5,6 +5,9 @@ so that `ntk.empirical`, `ntk.mup` and `ntk.dkm` reuse the layers' own
 conventions instead of copying them:
 
 * `split_rng`: how combinators hand PRNG keys to their sub-layers;
+* `split_static_kwargs`: which keyword arguments of a kernel function are
+  traced (arrays) and which are compiled in (flags, numbers, strings), for
+  `KernelFn` and `ntk.parallel.batch` alike;
 * `fusion_fence`: an identity that steers XLA's fusion on CPU;
 * the numerics of dual kernels (`correlation`, `angle`, `atan2`,
   `safe_sqrt`, `sin_angle_term`, ...): square roots, correlations and angles
@@ -21,6 +24,7 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ntk._autodiff import snap
 
@@ -383,3 +387,39 @@ def _one_minus_rho_jvp(primals, tangents):
     # ∂u/∂χ = 1/(2 r1 r2), ∂u/∂r_i = −u/r_i.
     du = dchord * (i1 * i2) / 2 - u * (dr1 * i1 + dr2 * i2)
     return u, du
+
+
+def _is_traced_kwarg(v) -> bool:
+    leaves = jax.tree_util.tree_leaves(v)
+    return bool(leaves) and all(isinstance(a, (jax.Array, np.ndarray, np.generic)) for a in leaves)
+
+
+_NAN = float("nan")
+
+
+def _canonical(v):
+    """One object for every float NaN (``mask_constant=float("nan")``): NaN is
+    not equal to itself and hashes by identity, so each call would miss the
+    compilation cache."""
+    return _NAN if isinstance(v, float) and math.isnan(v) else v
+
+
+def split_static_kwargs(kwargs: dict):
+    """``(traced, static)``: array-valued keyword arguments (traced under jit)
+    and the others as a sorted tuple of pairs, to be compiled in (a
+    ``diagonal_spatial`` flag must reach the kernel as a bool), or
+    ``static=None`` if one of those is unhashable.
+
+    Example:
+      >>> import numpy as np
+      >>> traced, static = split_static_kwargs({"pattern": np.ones(2), "diagonal_spatial": False})
+      >>> list(traced), static
+      (['pattern'], (('diagonal_spatial', False),))
+    """
+    traced = {k: v for k, v in kwargs.items() if _is_traced_kwarg(v)}
+    static = tuple(sorted((k, _canonical(v)) for k, v in kwargs.items() if k not in traced))
+    try:
+        hash(static)
+    except TypeError:
+        return traced, None
+    return traced, static

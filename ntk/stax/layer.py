@@ -16,7 +16,6 @@ transformed `Kernel`, which is how combinators compose layers.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 import jax
@@ -26,7 +25,7 @@ import numpy as np
 from ntk import _checks
 from ntk._autodiff import snap
 from ntk.stax._blocks import blockwise
-from ntk.stax._internal import identical, safe_sqrt
+from ntk.stax._internal import identical, safe_sqrt, split_static_kwargs
 from ntk.kernel import (
     SHAPE_NAMES,
     Kernel,
@@ -287,7 +286,7 @@ class KernelFn:
         if not kwargs:
             out = unpack_nngp_ntk(*self._jitted(x1, x2, get=get, compute_ntk=compute_ntk))
         else:
-            traced, static = _split_kwargs(kwargs)
+            traced, static = split_static_kwargs(kwargs)
             if static is None:  # unhashable options: run op by op
                 out = self._from_arrays(x1, x2, get, compute_ntk, **kwargs)
             else:
@@ -728,34 +727,6 @@ def _unpack_masked(x, arg: str, name: str):
     if x.mask is not None:
         check_mask_shape(x.mask, x.masked_value, f"{name}: `{arg}`")
     return x.masked_value, x.mask
-
-
-def _is_traced_kwarg(v) -> bool:
-    leaves = jax.tree_util.tree_leaves(v)
-    return bool(leaves) and all(isinstance(a, (jax.Array, np.ndarray, np.generic)) for a in leaves)
-
-
-_NAN = float("nan")
-
-
-def _canonical(v):
-    """One object for every float NaN (``mask_constant=float("nan")``): NaN is
-    not equal to itself and hashes by identity, so each call would miss the
-    compilation cache."""
-    return _NAN if isinstance(v, float) and math.isnan(v) else v
-
-
-def _split_kwargs(kwargs: dict):
-    """``(traced, static)``: array-valued keyword arguments (traced under jit)
-    and the others as a sorted tuple of pairs, or ``static=None`` if one of
-    those is unhashable (then the kernel is evaluated without jit)."""
-    traced = {k: v for k, v in kwargs.items() if _is_traced_kwarg(v)}
-    static = tuple(sorted((k, _canonical(v)) for k, v in kwargs.items() if k not in traced))
-    try:
-        hash(static)
-    except TypeError:
-        return traced, None
-    return traced, static
 
 
 def check_inputs(x1, x2, name: str, mask_constant=None, masks=(None, None)):
