@@ -30,6 +30,15 @@ def digest(*arrays) -> str:
     return h.hexdigest()
 
 
+def _describe(x) -> list:
+    """``[shape, dtype, SHA-256]`` of an input array; for several inputs, the
+    shapes and dtypes of each, then one SHA-256 of all."""
+    if hasattr(x, "shape"):
+        return [list(x.shape), x.dtype.str, digest(x)]
+    leaves = jax.tree_util.tree_leaves(x)
+    return [[list(a.shape) for a in leaves], [a.dtype.str for a in leaves], digest(*leaves)]
+
+
 def manifest(kernel_fn, x1, x2, names, rows, cols, symmetric, args, kwargs) -> dict:
     """What identifies a tiled job; tiles are reused only under an equal one."""
     extra = [np.asarray(v) for v in jax.tree_util.tree_leaves((args, kwargs))]
@@ -37,8 +46,8 @@ def manifest(kernel_fn, x1, x2, names, rows, cols, symmetric, args, kwargs) -> d
         "kernel": str(
             getattr(kernel_fn, "name", getattr(kernel_fn, "__name__", type(kernel_fn).__name__))
         ),
-        "x1": [list(x1.shape), x1.dtype.str, digest(x1)],
-        "x2": None if x2 is None else [list(x2.shape), x2.dtype.str, digest(x2)],
+        "x1": _describe(x1),
+        "x2": None if x2 is None else _describe(x2),
         "extra_args": digest(*extra) if extra else None,
         "get": list(names),
         "rows": rows,

@@ -121,26 +121,58 @@ def _aligned_empty(shape: tuple, dtype) -> np.ndarray:
     return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
-def _host_input(x, name: str) -> np.ndarray:
-    """``x`` as a host array of JAX's canonical dtype (float32 unless x64)."""
-    # A list or tuple of arrays is several inputs, as for stax's kernel_fn;
-    # nested lists of numbers are still one array-like.
-    several = isinstance(x, dict) or (
+def _several(x) -> bool:
+    """Whether ``x`` is several inputs, as for stax's ``kernel_fn`` (a list or
+    tuple of arrays, possibly nested, for a network starting with
+    ``parallel``); nested lists of numbers are still one array-like."""
+    return (
         isinstance(x, (list, tuple))
+        and not hasattr(x, "_fields")
         and any(hasattr(leaf, "shape") for leaf in jax.tree_util.tree_leaves(x))
     )
-    if isinstance(x, Kernel) or several:
+
+
+def _host_inputs(x, name: str):
+    """``x`` as host arrays (`_host_input`): one array, or several inputs
+    nested as given, which must share their batch size."""
+    if not _several(x):
+        return _host_input(x, name)
+    out = jax.tree_util.tree_map(lambda a: _host_input(a, name), x)
+    sizes = {np.shape(a)[0] if np.ndim(a) else None for a in jax.tree_util.tree_leaves(out)}
+    if len(sizes) != 1 or None in sizes:
+        raise ValueError(
+            f"parallel.batch: the inputs of `{name}` must share their batch size "
+            f"(axis 0); got shapes {_shapes(out)}."
+        )
+    return out
+
+
+def _shapes(x):
+    return jax.tree_util.tree_map(lambda a: tuple(a.shape), x)
+
+
+def _n_rows(x) -> int:
+    return jax.tree_util.tree_leaves(x)[0].shape[0]
+
+
+def _one_row(x):
+    """Shapes and dtypes of one row of (each of) the inputs ``x``."""
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1,) + a.shape[1:], a.dtype), x)
+
+
+def _host_input(x, name: str) -> np.ndarray:
+    """``x`` as a host array of JAX's canonical dtype (float32 unless x64)."""
+    if isinstance(x, (Kernel, dict)) or hasattr(x, "_fields"):
         if isinstance(x, Kernel):
             what = "a Kernel"
         elif hasattr(x, "_fields"):  # a batched result, such as Kernel(nngp, ntk)
             what = f"the namedtuple {type(x).__name__}{tuple(x._fields)}"
         else:
-            what = f"a {type(x).__name__} of arrays"
+            what = "a dict of arrays"
         raise TypeError(
-            f"parallel.batch: `{name}` must be one array of inputs, shape (batch, ...); "
-            f"got {what}. Tiles are cut from input arrays only: call the unbatched "
-            "kernel_fn on a Kernel, and on several inputs (a network starting with "
-            "`parallel`)."
+            f"parallel.batch: `{name}` must be an array of inputs, shape (batch, ...), "
+            f"or a list or tuple of them; got {what}. Tiles are cut from input "
+            "arrays only: call the unbatched kernel_fn on a Kernel."
         )
     try:
         sharded = isinstance(x, jax.Array) and not x.is_fully_addressable
@@ -163,13 +195,25 @@ def _host_input(x, name: str) -> np.ndarray:
     return x if x.dtype == dtype else x.astype(dtype)
 
 
-def _take_rows(x: np.ndarray, start: int, size: int) -> np.ndarray:
-    """Rows ``start:start+size``, padded with copies of the last real row."""
-    block = x[start : start + size]
-    extra = size - block.shape[0]
-    if extra <= 0:
-        return block
-    return np.concatenate([block, np.repeat(block[-1:], extra, axis=0)], axis=0)
+def _sharded_rows(block, sharding):
+    """(Each of) the host arrays ``block`` as a `jax.Array` split by rows over the mesh."""
+    return jax.tree_util.tree_map(
+        lambda b: jax.make_array_from_callback(b.shape, sharding, b.__getitem__), block
+    )
+
+
+def _take_rows(x, start: int, size: int):
+    """Rows ``start:start+size`` of (each of) the inputs, padded with copies
+    of the last real row."""
+
+    def take(a):
+        block = a[start : start + size]
+        extra = size - block.shape[0]
+        if extra <= 0:
+            return block
+        return np.concatenate([block, np.repeat(block[-1:], extra, axis=0)], axis=0)
+
+    return jax.tree_util.tree_map(take, x)
 
 
 def _is_get(get) -> bool:
@@ -232,6 +276,13 @@ def _input_shape(x, name: str) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(tuple(x.shape), jax.dtypes.canonicalize_dtype(x.dtype))
 
 
+def _input_shapes(x, name: str):
+    """`_input_shape` of one input or of each of several."""
+    if _several(x):
+        return jax.tree_util.tree_map(lambda a: _input_shape(a, name), x)
+    return _input_shape(x, name)
+
+
 def choose_tile(
     kernel_fn: Callable, x1, x2, get: tuple, n_devices: int, memory_bytes: int, args=(), kwargs=None
 ) -> int:
@@ -262,19 +313,17 @@ def choose_tile(
     """
     memory_bytes = _check_memory_bytes(memory_bytes, "parallel.choose_tile")
     kwargs = kwargs or {}
-    x1 = _input_shape(x1, "x1")
-    x2 = x1 if x2 is None else _input_shape(x2, "x2")
+    x1 = _input_shapes(x1, "x1")
+    x2 = x1 if x2 is None else _input_shapes(x2, "x2")
     out = jax.eval_shape(
-        lambda a, b: kernel_fn(a, b, get, *args, **kwargs),
-        jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype),
-        jax.ShapeDtypeStruct((1,) + x2.shape[1:], x2.dtype),
+        lambda a, b: kernel_fn(a, b, get, *args, **kwargs), _one_row(x1), _one_row(x2)
     )
     per_pair = sum(
         math.prod(o.shape) * np.dtype(o.dtype).itemsize for o in jax.tree_util.tree_leaves(out)
     )
     per_device = memory_bytes / 2 / max(n_devices, 1)
     t = int(math.sqrt(per_device / (_WORKSPACE_FACTOR * per_pair)))
-    return max(1, min(t, max(x1.shape[0], x2.shape[0])))
+    return max(1, min(t, max(_n_rows(x1), _n_rows(x2))))
 
 
 def batch(
@@ -324,9 +373,12 @@ def batch(
       `ntk.stax` one and returns one array when called without ``get`` (an
       empirical kernel with its ``params`` bound by keyword, a kernel with its
       ``get`` bound by ``functools.partial``) is called without one too.
-      ``x1`` and ``x2`` are arrays: a `Kernel` or several inputs (a list, for
-      a network starting with ``parallel``) are a TypeError (NT tiles those
-      too).
+      ``x1`` and ``x2`` are arrays, or several inputs nested in lists or
+      tuples (for a network starting with ``parallel``; ``x2`` nested as
+      ``x1``, all inputs of one side sharing their batch size), cut into the
+      same rows. A network with several outputs returns its kernels nested
+      as the unbatched ``kernel_fn`` does. A `Kernel` is a TypeError (NT
+      tiles that too).
 
     Raises:
       ValueError: ``batch_size`` not an int :math:`\ge 0`, ``memory_bytes``
@@ -390,7 +442,7 @@ def batch(
             def local(a, b, *rest):
                 args, kw_vals = rest[:nargs], rest[nargs:]
                 out = fn(a, b, get, *args, **dict(static), **dict(zip(kw_keys, kw_vals)))
-                return tuple(out) if isinstance(get, tuple) else (out,)
+                return tuple(jax.tree_util.tree_leaves(out))
 
             def step(a, b, *rest):
                 # A per-input pair (rows of x1, rows of x2) is split like (a, b).
@@ -411,13 +463,21 @@ def batch(
             )
         return compiled[key]
 
-    def finish(outs, names, as_tuple):
+    def finish(outs, out_tree, names, as_tuple):
         if store_on_device:
             # On CPU this adopts the aligned host buffer instead of copying it.
             outs = [jax.device_put(o) for o in outs]
-        if not as_tuple:
-            return outs[0]
-        return record_type("Kernel", tuple(names))(*outs)
+        result = jax.tree_util.tree_unflatten(out_tree, outs)
+        if type(result) is tuple and len(result) == len(names):  # a plain tuple per name
+            result = record_type("Kernel", tuple(names))(*result)
+        if as_tuple:
+            return result
+        # One name: its array, for each output of a network with several.
+        return jax.tree_util.tree_map(
+            lambda r: r[0] if hasattr(r, "_fields") else r,
+            result,
+            is_leaf=lambda r: hasattr(r, "_fields"),
+        )
 
     def batched(x1, x2=None, get=_OMITTED, *args, **kwargs):
         omitted = get is _OMITTED
@@ -428,16 +488,21 @@ def batch(
             args, get = (get,) + args, "ntk"  # the label of the one output
         names, as_tuple = _normalise_get(get)
         fn = without_get if getless else kernel_fn
-        x1 = _host_input(x1, "x1")
+        x1 = _host_inputs(x1, "x1")
         symmetric = x2 is None
-        x2 = x1 if symmetric else _host_input(x2, "x2")
-        if x1.ndim < 2 or x2.shape[1:] != x1.shape[1:]:
+        x2 = x1 if symmetric else _host_inputs(x2, "x2")
+        leaves1, leaves2 = jax.tree_util.tree_leaves(x1), jax.tree_util.tree_leaves(x2)
+        t1, t2 = jax.tree_util.tree_structure(x1), jax.tree_util.tree_structure(x2)
+        nested_alike = t1 == t2  # type: ignore[operator]
+        if not nested_alike or any(
+            a.ndim < 2 or b.shape[1:] != a.shape[1:] for a, b in zip(leaves1, leaves2)
+        ):
             raise ValueError(
                 f"parallel.batch: `x1` and `x2` must have shape "
                 f"(batch, ...) and agree beyond the batch axis; got "
-                f"{tuple(x1.shape)} and {tuple(x2.shape)}."
+                f"{_shapes(x1)} and {_shapes(x2)}."
             )
-        for name, x in (("x1", x1), ("x2", x2)):
+        for name, x in [("x1", a) for a in leaves1] + [("x2", b) for b in leaves2]:
             if x.shape[0] == 0:
                 raise ValueError(
                     f"parallel.batch: `{name}` must have at least one row "
@@ -452,7 +517,7 @@ def batch(
                         f"parallel.batch: `{name}` must be finite; got {bad} "
                         f"NaN/inf entries of {x.size}."
                     )
-        n1, n2 = x1.shape[0], x2.shape[0]
+        n1, n2 = _n_rows(x1), _n_rows(x2)
         symmetric = symmetric and input_pairs_symmetric(kwargs)
         paired = _per_input_pairs(kwargs, n1, n2)
         kwargs = {**kwargs, **paired}
@@ -467,16 +532,19 @@ def batch(
                 fn = without_get
         pair = jax.eval_shape(
             lambda a, b: fn(a, b, names, *args, **{**kwargs, **first}),
-            jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype),
-            jax.ShapeDtypeStruct((1,) + x2.shape[1:], x2.dtype),
+            _one_row(x1),
+            _one_row(x2),
         )
         if getless and not hasattr(pair, "shape"):
             raise ValueError(
                 "parallel.batch: a kernel_fn called without `get` must return one "
                 f"(N1, N2, ...) array; got {type(pair).__name__}."
             )
-        pair = (pair,) if getless else tuple(pair)
+        # Several outputs (a network ending in `parallel`) are several trees
+        # of kernels: every leaf is tiled, and the result has the same tree.
+        pair, out_tree = jax.tree_util.tree_flatten(pair)
         outs = [_aligned_empty((n1, n2) + o.shape[2:], o.dtype) for o in pair]
+        keys = list(names) if len(outs) == len(names) else [f"out{i}" for i in range(len(outs))]
         swap = _side_swap(kernel_fn, pair, x1, args, {**kwargs, **first}) if symmetric else None
         symmetric = swap is not None
         tile = batch_size or choose_tile(
@@ -537,7 +605,7 @@ def batch(
                     t,
                     [(r1 - r0, c1 - c0) + o.shape[2:] for o in outs],
                     [o.dtype for o in outs],
-                    names,
+                    keys,
                 )
                 if tile is not None:
                     for o, v in zip(outs, tile):
@@ -563,14 +631,10 @@ def batch(
             if (i, j) in loaded:
                 continue
             if i != block_i:
-                block = _take_rows(x1, i * rows, rows)
-                a = jax.make_array_from_callback(block.shape, row_sharding, block.__getitem__)
+                a = _sharded_rows(_take_rows(x1, i * rows, rows), row_sharding)
                 firsts = {}
                 for k, (p1, _) in paired.items():
-                    rows_k = _take_rows(p1, i * rows, rows)
-                    firsts[k] = jax.make_array_from_callback(
-                        rows_k.shape, row_sharding, rows_k.__getitem__
-                    )
+                    firsts[k] = _sharded_rows(_take_rows(p1, i * rows, rows), row_sharding)
                 block_i = i
             tile_extra = list(extra)
             for k, (_, p2) in paired.items():
@@ -580,7 +644,7 @@ def batch(
             done = [np.asarray(r)[: r1 - r0, : c1 - c0] for r in res]
             del res
             if store is not None:
-                store.save((i, j), done, names, first=(i, j) == todo[0])
+                store.save((i, j), done, keys, first=(i, j) == todo[0])
             for o, v in zip(outs, done):
                 o[r0:r1, c0:c1] = v
             if bar is not None:
@@ -590,7 +654,7 @@ def batch(
         if swap is not None:
             for o in outs:
                 _mirror_lower(o, rows, cols, swap)
-        return finish(outs, names, as_tuple)
+        return finish(outs, out_tree, names, as_tuple)
 
     return batched
 
@@ -602,8 +666,8 @@ def _one_array_without_get(kernel_fn, x1, x2, args, kwargs) -> bool:
     try:
         out = jax.eval_shape(
             lambda a, b: kernel_fn(a, b, *args, **kwargs),
-            jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype),
-            jax.ShapeDtypeStruct((1,) + x2.shape[1:], x2.dtype),
+            _one_row(x1),
+            _one_row(x2),
         )
     except TypeError:
         return False
@@ -644,7 +708,7 @@ def _side_swap(kernel_fn, pair, x1, args, kwargs) -> Optional[tuple]:
     try:
         k = jax.eval_shape(
             lambda a: kernel_fn(a, None, None, *args, **kwargs),
-            jax.ShapeDtypeStruct((1,) + x1.shape[1:], x1.dtype),
+            _one_row(x1),
         )
     except (TypeError, ValueError):
         return None
