@@ -582,6 +582,21 @@ def is_input_pair(value) -> bool:
     )
 
 
+def none_if_no_leaves(x2):
+    """``x2``, or None when it is a container of Nones only: NT's spelling of
+    "``x2 = x1``" for several inputs, ``x2 = (None, None)`` beside ``x1 = (a, b)``.
+
+    Example:
+      >>> import numpy as np
+      >>> from ntk.kernel import none_if_no_leaves
+      >>> none_if_no_leaves((None, [None])), none_if_no_leaves((np.ones(1), None))[1]
+      (None, None)
+    """
+    if x2 is not None and isinstance(x2, (tuple, list, dict)) and not jax.tree_util.tree_leaves(x2):
+        return None
+    return x2
+
+
 def input_pairs_symmetric(kwargs: dict) -> bool:
     """Whether every per-input keyword pair (`is_input_pair`) gives ``x2``'s
     side what it gives ``x1``'s (None, or the very same object), so that the

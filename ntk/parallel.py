@@ -78,7 +78,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ntk import _checks
 from ntk._tile_store import TileStore, manifest
-from ntk.kernel import GET_NAMES, Kernel, input_pairs_symmetric, is_input_pair, record_type
+from ntk.kernel import (
+    GET_NAMES,
+    Kernel,
+    input_pairs_symmetric,
+    is_input_pair,
+    none_if_no_leaves,
+    record_type,
+)
 from ntk.stax._internal import split_static_kwargs
 from ntk.stax.layer import KernelFn
 
@@ -489,6 +496,7 @@ def batch(
         names, as_tuple = _normalise_get(get)
         fn = without_get if getless else kernel_fn
         x1 = _host_inputs(x1, "x1")
+        x2 = none_if_no_leaves(x2)
         symmetric = x2 is None
         x2 = x1 if symmetric else _host_inputs(x2, "x2")
         leaves1, leaves2 = jax.tree_util.tree_leaves(x1), jax.tree_util.tree_leaves(x2)

@@ -210,10 +210,15 @@ def test_several_inputs_and_outputs_are_tiled_like_the_single_call(get, same_inp
     x1 = _nested_inputs(7)
     x2 = None if same_inputs else _nested_inputs(5)
     ref = _NESTED.kernel_fn(x1, x2, get)
-    out = parallel.batch(_NESTED.kernel_fn, 2, device_count)(x1, x2, get)
-    assert jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(ref)
-    for i, (o, r) in enumerate(zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(ref))):
-        np.testing.assert_allclose(o, r, rtol=1e-12, atol=0, err_msg=f"leaf {i}")
+    batched = parallel.batch(_NESTED.kernel_fn, 2, device_count)
+    # NT spells x2 = x1 for several inputs as Nones nested like x1.
+    spellings = [x2] if x2 is not None else [None, (None, (None, None))]
+    for y in spellings:
+        out = batched(x1, y, get)
+        assert jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(ref)
+        pairs = zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(ref))
+        for i, (o, r) in enumerate(pairs):
+            np.testing.assert_allclose(o, r, rtol=1e-12, atol=0, err_msg=f"leaf {i}, x2={y}")
 
 
 def test_several_outputs_resume_from_their_checkpointed_tiles(tmp_path):

@@ -68,7 +68,7 @@ from ntk import _checks
 from ntk.empirical import batching, cost
 from ntk.empirical.axes import check_axes_arg, einsum, kernel_indices, kernel_shape, outer
 from ntk.empirical.structured import as_stax_layer, structured_ntk
-from ntk.kernel import record_type
+from ntk.kernel import none_if_no_leaves, record_type
 from ntk.stax.masking import MaskedArray, unmask_fn
 from ntk.stax.spec import per_example
 
@@ -343,21 +343,6 @@ def jit_kernel(fn: Callable, name: str = "kernel_fn") -> Callable:
     wrapper.__doc__ = fn.__doc__
     wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
     return wrapper
-
-
-def none_if_no_leaves(x2):
-    """``x2``, or None when it is a container of Nones only: NT's spelling of
-    "``x2 = x1``" for several inputs, ``x2 = (None, None)`` beside ``x1 = (a, b)``.
-
-    Example:
-      >>> import numpy as np
-      >>> from ntk.empirical.kernels import none_if_no_leaves
-      >>> none_if_no_leaves((None, [None])), none_if_no_leaves((np.ones(1), None))[1]
-      (None, None)
-    """
-    if x2 is not None and isinstance(x2, (tuple, list, dict)) and not tree_leaves(x2):
-        return None
-    return x2
 
 
 def _is_array_tree(v) -> bool:

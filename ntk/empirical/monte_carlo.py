@@ -60,10 +60,9 @@ from ntk.empirical.kernels import (
     canonicalize_get,
     check_implementation,
     empirical_kernel_fn,
-    none_if_no_leaves,
 )
 from ntk.empirical.structured import as_stax_layer
-from ntk.kernel import input_pairs_symmetric, is_input_pair, record_type
+from ntk.kernel import input_pairs_symmetric, is_input_pair, none_if_no_leaves, record_type
 
 PROGRESS_MIN_SAMPLES = 20
 """Runs of at least this many samples show a progress bar (when on a terminal)."""
