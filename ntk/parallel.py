@@ -87,7 +87,7 @@ from ntk.kernel import (
     record_type,
 )
 from ntk.stax._internal import split_static_kwargs
-from ntk.stax.layer import KernelFn
+from ntk.stax.layer import KernelFn, flatten_inputs
 
 _DEFAULT_BUDGET = 2**30
 # Working memory of a kernel evaluation relative to its output: the dual of an
@@ -500,8 +500,8 @@ def batch(
         symmetric = x2 is None
         x2 = x1 if symmetric else _host_inputs(x2, "x2")
         leaves1, leaves2 = jax.tree_util.tree_leaves(x1), jax.tree_util.tree_leaves(x2)
-        t1, t2 = jax.tree_util.tree_structure(x1), jax.tree_util.tree_structure(x2)
-        nested_alike = t1 == t2  # type: ignore[operator]
+        # Lists and tuples nest alike, as for the stax kernel_fn.
+        nested_alike = flatten_inputs(x1)[1] == flatten_inputs(x2)[1]
         if not nested_alike or any(
             a.ndim < 2 or b.shape[1:] != a.shape[1:] for a, b in zip(leaves1, leaves2)
         ):

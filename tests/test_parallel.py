@@ -211,8 +211,9 @@ def test_several_inputs_and_outputs_are_tiled_like_the_single_call(get, same_inp
     x2 = None if same_inputs else _nested_inputs(5)
     ref = _NESTED.kernel_fn(x1, x2, get)
     batched = parallel.batch(_NESTED.kernel_fn, 2, device_count)
-    # NT spells x2 = x1 for several inputs as Nones nested like x1.
-    spellings = [x2] if x2 is not None else [None, (None, (None, None))]
+    # NT spells x2 = x1 for several inputs as Nones nested like x1; lists
+    # and tuples nest alike, as for the stax kernel_fn.
+    spellings = [x2, [x2[0], list(x2[1])]] if x2 is not None else [None, (None, (None, None))]
     for y in spellings:
         out = batched(x1, y, get)
         assert jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(ref)

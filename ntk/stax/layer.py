@@ -171,12 +171,12 @@ class KernelFn:
         """Several inputs, as a network starting with `parallel` takes them
         (NT's multi-input networks): one input kernel per branch, nested as
         the inputs are (``([a, b], c)`` for ``parallel(parallel(A, B), C)``)."""
-        leaves1, tree = _flatten_inputs(x1)
+        leaves1, tree = flatten_inputs(x1)
         if not leaves1:
             raise ValueError(f"{self.name}: `x1` is an empty list; give one input per branch.")
         inputs2: list = [None] * len(leaves1)
         if x2 is not None:
-            leaves2, tree2 = _flatten_inputs(x2)
+            leaves2, tree2 = flatten_inputs(x2)
             if tree2 is None or tree2 != tree:
                 got = _describe(x2) if tree2 is None else _nesting(tree2)
                 raise ValueError(
@@ -692,10 +692,21 @@ def _is_input(x) -> bool:
     return not isinstance(x, (list, tuple)) or isinstance(x, MaskedArray)
 
 
-def _flatten_inputs(xs):
-    """``([(path, input), ...], treedef)`` of nested lists/tuples of inputs,
-    read as nested lists (``x1`` a list, ``x2`` a tuple is fine, as it
-    was in NT); ``([], None)`` for anything that is not a list or tuple."""
+def flatten_inputs(xs):
+    """``([(path, input), ...], treedef)`` of several inputs (nested lists or
+    tuples, for a network starting with `parallel`), read as nested lists:
+    ``x1`` a list and ``x2`` a tuple nest alike, as in NT. ``([], None)`` for
+    anything that is not a list or tuple. `ntk.parallel.batch` reads nesting
+    the same way.
+
+    Example:
+      >>> import numpy as np
+      >>> a = np.ones((2, 3))
+      >>> flatten_inputs([a, (a, a)])[1] == flatten_inputs((a, [a, a]))[1]
+      True
+      >>> flatten_inputs(a)
+      ([], None)
+    """
     if not isinstance(xs, (list, tuple)):
         return [], None
     return jax.tree_util.tree_flatten_with_path(_as_lists(xs), is_leaf=_is_input)
@@ -706,7 +717,7 @@ def _as_lists(x):
 
 
 def _first_input_is_kernel(xs) -> bool:
-    leaves, _ = _flatten_inputs(xs)
+    leaves, _ = flatten_inputs(xs)
     return bool(leaves) and isinstance(leaves[0][1], Kernel)
 
 
