@@ -39,10 +39,11 @@ def _describe(x) -> list:
     return [[list(a.shape) for a in leaves], [a.dtype.str for a in leaves], digest(*leaves)]
 
 
-def manifest(kernel_fn, x1, x2, names, rows, cols, symmetric, args, kwargs) -> dict:
-    """What identifies a tiled job; tiles are reused only under an equal one."""
+def manifest(kernel_fn, x1, x2, names, rows, cols, symmetric, args, kwargs, note=None) -> dict:
+    """What identifies a tiled job; tiles are reused only under an equal one.
+    ``note``: what else identifies the inputs (a Kernel's static fields)."""
     extra = [np.asarray(v) for v in jax.tree_util.tree_leaves((args, kwargs))]
-    return {
+    job = {
         "kernel": str(
             getattr(kernel_fn, "name", getattr(kernel_fn, "__name__", type(kernel_fn).__name__))
         ),
@@ -54,6 +55,9 @@ def manifest(kernel_fn, x1, x2, names, rows, cols, symmetric, args, kwargs) -> d
         "cols": cols,
         "symmetric": symmetric,
     }
+    if note is not None:  # absent otherwise: earlier jobs' manifests stay equal
+        job["inputs_note"] = note
+    return job
 
 
 class TileStore:

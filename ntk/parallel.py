@@ -20,6 +20,9 @@ with the batch axes swapped (and each spatial pair of the full layout,
 cannot be told from their shapes, so all of its tiles are computed.
 Keyword values that are plain Python values (``diagonal_spatial=False``, a
 ``mask_constant``) are compiled into the tile step; arrays are passed to it.
+A `Kernel` given as the input is cut likewise: each tile gets the rows and
+columns of its per-pair arrays and the rows (``x1``) and columns (``x2``) of
+its per-input ones.
 
 With ``store_on_device=True`` (the default) that host array is handed to JAX
 with `jax.device_put`. The CPU backend adopts a 64-byte aligned host buffer
@@ -76,13 +79,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ntk import _checks
+from ntk import _tile_inputs
 from ntk._tile_store import TileStore, manifest
 from ntk.kernel import (
     GET_NAMES,
     Kernel,
     input_pairs_symmetric,
-    is_input_pair,
     none_if_no_leaves,
     record_type,
 )
@@ -128,99 +130,11 @@ def _aligned_empty(shape: tuple, dtype) -> np.ndarray:
     return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
-def _several(x) -> bool:
-    """Whether ``x`` is several inputs, as for stax's ``kernel_fn`` (a list or
-    tuple of arrays, possibly nested, for a network starting with
-    ``parallel``); nested lists of numbers are still one array-like."""
-    return (
-        isinstance(x, (list, tuple))
-        and not hasattr(x, "_fields")
-        and any(hasattr(leaf, "shape") for leaf in jax.tree_util.tree_leaves(x))
-    )
-
-
-def _host_inputs(x, name: str):
-    """``x`` as host arrays (`_host_input`): one array, or several inputs
-    nested as given, which must share their batch size."""
-    if not _several(x):
-        return _host_input(x, name)
-    out = jax.tree_util.tree_map(lambda a: _host_input(a, name), x)
-    sizes = {np.shape(a)[0] if np.ndim(a) else None for a in jax.tree_util.tree_leaves(out)}
-    if len(sizes) != 1 or None in sizes:
-        raise ValueError(
-            f"parallel.batch: the inputs of `{name}` must share their batch size "
-            f"(axis 0); got shapes {_shapes(out)}."
-        )
-    return out
-
-
-def _shapes(x):
-    return jax.tree_util.tree_map(lambda a: tuple(a.shape), x)
-
-
-def _n_rows(x) -> int:
-    return jax.tree_util.tree_leaves(x)[0].shape[0]
-
-
-def _one_row(x):
-    """Shapes and dtypes of one row of (each of) the inputs ``x``."""
-    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1,) + a.shape[1:], a.dtype), x)
-
-
-def _host_input(x, name: str) -> np.ndarray:
-    """``x`` as a host array of JAX's canonical dtype (float32 unless x64)."""
-    if isinstance(x, (Kernel, dict)) or hasattr(x, "_fields"):
-        if isinstance(x, Kernel):
-            what = "a Kernel"
-        elif hasattr(x, "_fields"):  # a batched result, such as Kernel(nngp, ntk)
-            what = f"the namedtuple {type(x).__name__}{tuple(x._fields)}"
-        else:
-            what = "a dict of arrays"
-        raise TypeError(
-            f"parallel.batch: `{name}` must be an array of inputs, shape (batch, ...), "
-            f"or a list or tuple of them; got {what}. Tiles are cut from input "
-            "arrays only: call the unbatched kernel_fn on a Kernel."
-        )
-    try:
-        sharded = isinstance(x, jax.Array) and not x.is_fully_addressable
-        x = x if sharded else np.asarray(x)
-    except _checks.TRACED:
-        raise TypeError(
-            f"parallel.batch: `{name}` is traced (inside jax.jit, grad or vmap); the "
-            "batched kernel fills a host array tile by tile and runs outside "
-            "transformations (NT's batch traces; this one does not, so that the "
-            "output need fit only in host memory): call it outside them, or "
-            "transform the unbatched kernel_fn."
-        ) from None
-    if sharded:
-        raise ValueError(
-            f"parallel.batch: `{name}` must be addressable by this "
-            f"process (pass the same host array on every process); got "
-            f"a jax.Array sharded as {x.sharding}."
-        )
-    dtype = jax.dtypes.canonicalize_dtype(x.dtype)
-    return x if x.dtype == dtype else x.astype(dtype)
-
-
 def _sharded_rows(block, sharding):
     """(Each of) the host arrays ``block`` as a `jax.Array` split by rows over the mesh."""
     return jax.tree_util.tree_map(
         lambda b: jax.make_array_from_callback(b.shape, sharding, b.__getitem__), block
     )
-
-
-def _take_rows(x, start: int, size: int):
-    """Rows ``start:start+size`` of (each of) the inputs, padded with copies
-    of the last real row."""
-
-    def take(a):
-        block = a[start : start + size]
-        extra = size - block.shape[0]
-        if extra <= 0:
-            return block
-        return np.concatenate([block, np.repeat(block[-1:], extra, axis=0)], axis=0)
-
-    return jax.tree_util.tree_map(take, x)
 
 
 def _is_get(get) -> bool:
@@ -285,7 +199,7 @@ def _input_shape(x, name: str) -> jax.ShapeDtypeStruct:
 
 def _input_shapes(x, name: str):
     """`_input_shape` of one input or of each of several."""
-    if _several(x):
+    if _tile_inputs.several(x):
         return jax.tree_util.tree_map(lambda a: _input_shape(a, name), x)
     return _input_shape(x, name)
 
@@ -323,14 +237,23 @@ def choose_tile(
     x1 = _input_shapes(x1, "x1")
     x2 = x1 if x2 is None else _input_shapes(x2, "x2")
     out = jax.eval_shape(
-        lambda a, b: kernel_fn(a, b, get, *args, **kwargs), _one_row(x1), _one_row(x2)
+        lambda a, b: kernel_fn(a, b, get, *args, **kwargs),
+        _tile_inputs.one_row(x1),
+        _tile_inputs.one_row(x2),
     )
+    return _tile_for(
+        out, max(_tile_inputs.n_rows(x1), _tile_inputs.n_rows(x2)), n_devices, memory_bytes
+    )
+
+
+def _tile_for(out, n_max: int, n_devices: int, memory_bytes: int) -> int:
+    """`choose_tile` from the output ``out`` of one pair of inputs (shapes)."""
     per_pair = sum(
         math.prod(o.shape) * np.dtype(o.dtype).itemsize for o in jax.tree_util.tree_leaves(out)
     )
     per_device = memory_bytes / 2 / max(n_devices, 1)
     t = int(math.sqrt(per_device / (_WORKSPACE_FACTOR * per_pair)))
-    return max(1, min(t, max(_n_rows(x1), _n_rows(x2))))
+    return max(1, min(t, n_max))
 
 
 def batch(
@@ -371,21 +294,30 @@ def batch(
         after an interruption (module docstring, "Long runs").
 
     Returns:
-      ``batched(x1, x2=None, get=None, *args, **kwargs)``; ``get=None`` returns
-      a namedtuple with ``nngp`` and ``ntk``. A third argument that is not a
+      ``batched(x1, x2=None, get=None, *args, **kwargs)``. With ``get=None`` (or
+      no ``get``) an `ntk.stax` kernel_fn gives its whole `Kernel`, as the
+      unbatched call does: the per-pair arrays (``nngp``, ``ntk``) tiled, the
+      per-input ones (``cov1``, ``cov2``, masks) gathered from the tiles'
+      rows and columns; other kernel functions give a namedtuple with ``nngp``
+      and ``ntk``. A third argument that is not a
       ``get`` (a name or names) is passed on as the first of ``args`` to a
       ``kernel_fn`` without ``get``, such as ``empirical_ntk_fn(x1, x2,
       params)``, whose one array is returned, as neural-tangents' ``batch``
       does. With no third argument at all, a ``kernel_fn`` that is not an
-      `ntk.stax` one and returns one array when called without ``get`` (an
-      empirical kernel with its ``params`` bound by keyword, a kernel with its
-      ``get`` bound by ``functools.partial``) is called without one too.
+      `ntk.stax` one is called without ``get`` too when that call returns
+      arrays (an empirical kernel with its ``params`` bound by keyword, a
+      kernel with its ``get`` bound by ``functools.partial``), nested as it
+      nests them, or Kernels (a jitted stax kernel_fn), returned whole.
       ``x1`` and ``x2`` are arrays, or several inputs nested in lists or
       tuples (for a network starting with ``parallel``; ``x2`` nested as
       ``x1``, all inputs of one side sharing their batch size), cut into the
       same rows. A network with several outputs returns its kernels nested
-      as the unbatched ``kernel_fn`` does. A `Kernel` is a TypeError (NT
-      tiles that too).
+      as the unbatched ``kernel_fn`` does. ``x1`` may also be a `Kernel`, or
+      several nested in lists or tuples (then ``x2`` is None), such as a
+      batched call's output: their arrays are cut into the tiles' Kernels,
+      so batched pieces of a network compose,
+      ``batch(readout)(batch(block)(x))`` equal to the batched
+      ``serial(block, readout)``, as with neural-tangents' ``batch``.
 
     Raises:
       ValueError: ``batch_size`` not an int :math:`\ge 0`, ``memory_bytes``
@@ -393,7 +325,8 @@ def batch(
         an empty ``x1`` or ``x2`` (zero rows: there is no kernel to tile, and
         an empty result is more often a bug upstream than intended),
         a ``checkpoint_dir`` holding another job's tiles.
-      TypeError: ``checkpoint_dir`` neither None nor a path.
+      TypeError: ``checkpoint_dir`` neither None nor a path; Kernels as
+        ``x1`` with an ``x2``, or mixed with arrays, or as ``x2``.
 
     Example:
       Tile sizes need not divide the input sizes (5 and 3 here):
@@ -436,14 +369,24 @@ def batch(
 
     compiled: dict = {}
 
-    def without_get(a, b, _get, *rest, **kw):
-        # NT's `batch` also wraps kernel functions that take no `get`, such
-        # as empirical_ntk_fn(x1, x2, params): one array per pair.
-        return kernel_fn(a, b, *rest, **kw)
+    def _call(getless, source):
+        """``kernel_fn`` as the tiles call it: ``(a, b, get, *args, **kwargs)``."""
 
-    def _step_fn(get, nargs, kw_keys, getless, paired=(), static=()):
-        key = (get, nargs, kw_keys, getless, paired, static)
-        fn = without_get if getless else kernel_fn
+        def call(a, b, get, *args, **kw):
+            if source is not None:
+                # A tile of Kernel inputs: a, b are their cut arrays (`_tile_inputs`).
+                a, b = _tile_inputs.tile_kernel(source, a, b), None
+            if getless:
+                # NT's `batch` also wraps kernel functions that take no `get`,
+                # such as empirical_ntk_fn(x1, x2, params): one array per pair.
+                return kernel_fn(a, b, *args, **kw)
+            return kernel_fn(a, b, get, *args, **kw)
+
+        return call
+
+    def _step_fn(get, nargs, kw_keys, getless, paired=(), static=(), source=None, roles=()):
+        key = (get, nargs, kw_keys, getless, paired, static, source, roles)
+        fn = _call(getless, source)
         if key not in compiled:
 
             def local(a, b, *rest):
@@ -458,8 +401,13 @@ def batch(
                 specs = (
                     (PartitionSpec("d"), PartitionSpec()) + (PartitionSpec(),) * nargs + kw_specs
                 )
+                # Arrays per x2 input (a Kernel's cov2) are the same on every
+                # device, which holds all the columns.
+                out_specs = tuple(
+                    PartitionSpec() if r == "col" else PartitionSpec("d") for r in roles
+                )
                 return jax.shard_map(
-                    local, mesh=mesh, in_specs=specs, out_specs=PartitionSpec("d"), check_vma=False
+                    local, mesh=mesh, in_specs=specs, out_specs=out_specs, check_vma=False
                 )(a, b, *rest)
 
             # With several processes each holds only its devices' rows, so the
@@ -470,11 +418,15 @@ def batch(
             )
         return compiled[key]
 
-    def finish(outs, out_tree, names, as_tuple):
+    def finish(outs, out_tree, names, as_tuple, whole=None):
         if store_on_device:
             # On CPU this adopts the aligned host buffer instead of copying it.
             outs = [jax.device_put(o) for o in outs]
         result = jax.tree_util.tree_unflatten(out_tree, outs)
+        if whole is not None:  # Kernel objects: (N1, N2, x1 is x2)
+            return _tile_inputs.finish(result, *whole)
+        if as_tuple is None:  # nested as kernel_fn nests them
+            return result
         if type(result) is tuple and len(result) == len(names):  # a plain tuple per name
             result = record_type("Kernel", tuple(names))(*result)
         if as_tuple:
@@ -494,11 +446,29 @@ def batch(
         if getless:
             args, get = (get,) + args, "ntk"  # the label of the one output
         names, as_tuple = _normalise_get(get)
-        fn = without_get if getless else kernel_fn
-        x1 = _host_inputs(x1, "x1")
+        # A stax kernel_fn's get=None is its whole Kernel, tiled field by field.
+        whole = get is None and not getless and isinstance(kernel_fn, KernelFn)
         x2 = none_if_no_leaves(x2)
+        if _tile_inputs.holds_kernels(x2):
+            raise TypeError(
+                "parallel.batch: `x2` must be input arrays; got Kernels, which are "
+                "tiled only as `x1`, with x2=None (a Kernel holds both inputs' "
+                "covariances)."
+            )
+        if _tile_inputs.holds_kernels(x1):
+            if x2 is not None:
+                raise TypeError(
+                    f"parallel.batch: `x2` must be None when `x1` is a Kernel (it "
+                    f"holds both inputs' covariances); got {type(x2).__name__}."
+                )
+            kernels = _tile_inputs.KernelSource(x1, _tile_inputs.canonical)
+            symmetric = kernels.x1_is_x2 and input_pairs_symmetric(kwargs)
+            return tile_all(
+                kernels, symmetric, omitted, getless, whole, names, as_tuple, args, kwargs
+            )
+        x1 = _tile_inputs.host_inputs(x1, "x1")
         symmetric = x2 is None
-        x2 = x1 if symmetric else _host_inputs(x2, "x2")
+        x2 = x1 if symmetric else _tile_inputs.host_inputs(x2, "x2")
         leaves1, leaves2 = jax.tree_util.tree_leaves(x1), jax.tree_util.tree_leaves(x2)
         # Lists and tuples nest alike, as for the stax kernel_fn.
         nested_alike = flatten_inputs(x1)[1] == flatten_inputs(x2)[1]
@@ -508,7 +478,7 @@ def batch(
             raise ValueError(
                 f"parallel.batch: `x1` and `x2` must have shape "
                 f"(batch, ...) and agree beyond the batch axis; got "
-                f"{_shapes(x1)} and {_shapes(x2)}."
+                f"{_tile_inputs.shapes(x1)} and {_tile_inputs.shapes(x2)}."
             )
         for name, x in [("x1", a) for a in leaves1] + [("x2", b) for b in leaves2]:
             if x.shape[0] == 0:
@@ -525,39 +495,54 @@ def batch(
                         f"parallel.batch: `{name}` must be finite; got {bad} "
                         f"NaN/inf entries of {x.size}."
                     )
-        n1, n2 = _n_rows(x1), _n_rows(x2)
+        src = _tile_inputs.ArraySource(x1, x2)
         symmetric = symmetric and input_pairs_symmetric(kwargs)
-        paired = _per_input_pairs(kwargs, n1, n2)
+        return tile_all(src, symmetric, omitted, getless, whole, names, as_tuple, args, kwargs)
+
+    def tile_all(src, symmetric, omitted, getless, whole, names, as_tuple, args, kwargs):
+        """Every tile of ``src`` (`ntk._tile_inputs`), assembled."""
+        n1, n2 = src.n1, src.n2
+        paired = _tile_inputs.per_input_pairs(kwargs, n1, n2)
         kwargs = {**kwargs, **paired}
         first = {k: (v[0][:1], v[1][:1]) for k, v in paired.items()}
-        if omitted and not getless and not isinstance(kernel_fn, KernelFn):
+        if omitted and not isinstance(kernel_fn, KernelFn):
             # NT's batch passes on exactly the arguments it is given: a kernel
-            # function without `get` (an empirical one with its parameters
-            # bound, kernel_fn(x1, x2) of one array) is called without one.
-            if _one_array_without_get(kernel_fn, x1, x2, args, {**kwargs, **first}):
-                getless, get = True, "ntk"
-                names, as_tuple = _normalise_get(get)
-                fn = without_get
+            # function called without `get` (an empirical one with its
+            # parameters bound, a jitted stax kernel_fn) is called without one
+            # when that gives one array or Kernels.
+            out = _output_without_get(_call(True, src.meta), src, args, {**kwargs, **first})
+            if _tile_inputs.holds_kernels(out):
+                getless, whole = True, True
+            elif out is not None and all(
+                isinstance(o, jax.ShapeDtypeStruct) for o in jax.tree_util.tree_leaves(out)
+            ):
+                # Its kernels come back nested as that call nests them.
+                getless, names, as_tuple = True, ("ntk",), None
+        call_get = None if whole else names
+        fn = _call(getless, src.meta)
         pair = jax.eval_shape(
-            lambda a, b: fn(a, b, names, *args, **{**kwargs, **first}),
-            _one_row(x1),
-            _one_row(x2),
+            lambda a, b: fn(a, b, call_get, *args, **{**kwargs, **first}), *src.one_row()
         )
-        if getless and not hasattr(pair, "shape"):
+        if getless and as_tuple is not None and not whole and not hasattr(pair, "shape"):
             raise ValueError(
                 "parallel.batch: a kernel_fn called without `get` must return one "
                 f"(N1, N2, ...) array; got {type(pair).__name__}."
             )
         # Several outputs (a network ending in `parallel`) are several trees
         # of kernels: every leaf is tiled, and the result has the same tree.
+        roles = _tile_inputs.leaf_roles(pair)
         pair, out_tree = jax.tree_util.tree_flatten(pair)
-        outs = [_aligned_empty((n1, n2) + o.shape[2:], o.dtype) for o in pair]
+        outs = [
+            _aligned_empty(_tile_inputs.output_shape(o.shape, r, n1, n2), o.dtype)
+            for o, r in zip(pair, roles)
+        ]
         keys = list(names) if len(outs) == len(names) else [f"out{i}" for i in range(len(outs))]
-        swap = _side_swap(kernel_fn, pair, x1, args, {**kwargs, **first}) if symmetric else None
+        per_pair = [o for o, r in zip(pair, roles) if r == "pair"]
+        swap = None
+        if symmetric:
+            swap = _side_swap(kernel_fn, per_pair, src.probe(), args, {**kwargs, **first})
         symmetric = swap is not None
-        tile = batch_size or choose_tile(
-            fn, x1, x2, names, n_dev, budget, args, {**kwargs, **first}
-        )
+        tile = batch_size or _tile_for(pair, max(n1, n2), n_dev, budget)
         rows = tile * n_dev  # inputs per row block
         cols = tile
         n_blocks, n_cols = -(-n1 // rows), -(-n2 // cols)
@@ -566,12 +551,14 @@ def batch(
             traced, static = kwargs, ()
         kw_keys = tuple(sorted(traced))
         step = _step_fn(
-            names if not getless else get,
+            call_get,
             len(args),
             kw_keys,
             getless,
             tuple(sorted(paired)),
             static,
+            src.meta,
+            roles,
         )
         extra = tuple(args) + tuple(kwargs[k] for k in kw_keys)
         kw_at = {k: len(args) + kw_keys.index(k) for k in paired}
@@ -589,35 +576,39 @@ def batch(
         def bounds(i, j):
             return (i * rows, min((i + 1) * rows, n1), j * cols, min((j + 1) * cols, n2))
 
+        def parts(arrays, i, j):
+            """Each output's part in tile (i, j), as a view of ``arrays``."""
+            r0, r1, c0, c1 = bounds(i, j)
+            return [
+                _tile_inputs.cut(o, r, slice(r0, r1), slice(c0, c1)) for o, r in zip(arrays, roles)
+            ]
+
         store = None
         if checkpoint_dir is not None:
+            x1_id, x2_id, note = src.manifest_inputs()
             store = TileStore(
                 checkpoint_dir,
                 manifest(
                     kernel_fn,
-                    x1,
-                    None if x2 is x1 else x2,
-                    names,
+                    x1_id,
+                    x2_id,
+                    ("Kernel",) if whole else names,
                     rows,
                     cols,
                     symmetric,
                     args,
                     kwargs,
+                    note,
                 ),
             )
         loaded = set()
         if store is not None:
             for t in todo[1:]:
-                r0, r1, c0, c1 = bounds(*t)
-                tile = store.load(
-                    t,
-                    [(r1 - r0, c1 - c0) + o.shape[2:] for o in outs],
-                    [o.dtype for o in outs],
-                    keys,
-                )
+                dest = parts(outs, *t)
+                tile = store.load(t, [d.shape for d in dest], [o.dtype for o in outs], keys)
                 if tile is not None:
-                    for o, v in zip(outs, tile):
-                        o[r0:r1, c0:c1] = v
+                    for d, v in zip(dest, tile):
+                        d[...] = v
                     loaded.add(t)
         bar = None
         if progress:
@@ -638,67 +629,56 @@ def batch(
         for i, j in todo:
             if (i, j) in loaded:
                 continue
+            a_host, b = src.block(i * rows, rows, j * cols, cols)
+            if i != block_i or src.rows_by_column:
+                a = _sharded_rows(a_host, row_sharding)
             if i != block_i:
-                a = _sharded_rows(_take_rows(x1, i * rows, rows), row_sharding)
                 firsts = {}
                 for k, (p1, _) in paired.items():
-                    firsts[k] = _sharded_rows(_take_rows(p1, i * rows, rows), row_sharding)
+                    firsts[k] = _sharded_rows(
+                        _tile_inputs.take_rows(p1, i * rows, rows), row_sharding
+                    )
                 block_i = i
             tile_extra = list(extra)
             for k, (_, p2) in paired.items():
-                tile_extra[kw_at[k]] = (firsts[k], _take_rows(p2, j * cols, cols))
-            res = step(a, _take_rows(x2, j * cols, cols), *tile_extra)
+                tile_extra[kw_at[k]] = (firsts[k], _tile_inputs.take_rows(p2, j * cols, cols))
+            res = step(a, b, *tile_extra)
             r0, r1, c0, c1 = bounds(i, j)
-            done = [np.asarray(r)[: r1 - r0, : c1 - c0] for r in res]
+            # Tile (i, j) of the padded tile's own arrays: rows from 0, columns from 0.
+            whole_tile = [np.asarray(r) for r in res]
             del res
+            done = [
+                _tile_inputs.cut(v, r, slice(0, r1 - r0), slice(0, c1 - c0))
+                for v, r in zip(whole_tile, roles)
+            ]
             if store is not None:
                 store.save((i, j), done, keys, first=(i, j) == todo[0])
-            for o, v in zip(outs, done):
-                o[r0:r1, c0:c1] = v
+            for d, v in zip(parts(outs, i, j), done):
+                d[...] = v
             if bar is not None:
                 bar.update(_pairs_in(r0, r1, c0, c1, symmetric))
         if bar is not None:
             bar.close()
         if swap is not None:
-            for o in outs:
-                _mirror_lower(o, rows, cols, swap)
-        return finish(outs, out_tree, names, as_tuple)
+            for o, r in zip(outs, roles):
+                if r == "pair":
+                    _mirror_lower(o, rows, cols, swap)
+        return finish(outs, out_tree, names, as_tuple, (n1, n2, src.x1_is_x2) if whole else None)
 
     return batched
 
 
-def _one_array_without_get(kernel_fn, x1, x2, args, kwargs) -> bool:
-    """Whether ``kernel_fn(x1, x2, *args, **kwargs)``, with no ``get``, returns
-    one array (judged on one row of each input, without computing it); False
-    when that call is a TypeError (a ``kernel_fn`` that needs its ``get``)."""
+def _output_without_get(call, src, args, kwargs):
+    """Shapes of ``call(a, b, None, *args, **kwargs)`` on the first pair of
+    ``src`` (a ``call`` that drops ``get``), or None when that call is a
+    TypeError (a ``kernel_fn`` that needs its ``get``)."""
     try:
-        out = jax.eval_shape(
-            lambda a, b: kernel_fn(a, b, *args, **kwargs),
-            _one_row(x1),
-            _one_row(x2),
-        )
+        return jax.eval_shape(lambda a, b: call(a, b, None, *args, **kwargs), *src.one_row())
     except TypeError:
-        return False
-    return isinstance(out, jax.ShapeDtypeStruct)
+        return None
 
 
-def _per_input_pairs(kwargs: dict, n1: int, n2: int) -> dict:
-    """The keyword arguments given per input, as NT's ``batch`` splits them:
-    a pair ``(for x1, for x2)`` of arrays whose first axes are the batches
-    (``for x2`` None: the same as ``for x1``, with ``x2=None``), such as
-    `Aggregate`'s ``pattern``; as host arrays, to be tiled with the inputs."""
-    out = {}
-    for k, v in kwargs.items():
-        if not is_input_pair(v):
-            continue
-        p1 = np.asarray(v[0])
-        p2 = p1 if v[1] is None else np.asarray(v[1])
-        if p1.ndim and p2.ndim and p1.shape[0] == n1 and p2.shape[0] == n2:
-            out[k] = (p1, p2)
-    return out
-
-
-def _side_swap(kernel_fn, pair, x1, args, kwargs) -> Optional[tuple]:
+def _side_swap(kernel_fn, pair, probe, args, kwargs) -> Optional[tuple]:
     """The axes permutation taking the kernel of pair (b, a) to that of (a, b),
     or None when it is not known (then nothing is mirrored).
 
@@ -714,10 +694,7 @@ def _side_swap(kernel_fn, pair, x1, args, kwargs) -> Optional[tuple]:
     if len(ndim) != 1 or not isinstance(kernel_fn, KernelFn):
         return None
     try:
-        k = jax.eval_shape(
-            lambda a: kernel_fn(a, None, None, *args, **kwargs),
-            _one_row(x1),
-        )
+        k = jax.eval_shape(lambda a: kernel_fn(a, None, None, *args, **kwargs), probe)
     except (TypeError, ValueError):
         return None
     if not isinstance(k, Kernel) or len(k.nngp.shape) != ndim.pop():

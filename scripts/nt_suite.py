@@ -152,6 +152,17 @@ SHIM = {
     "neural_tangents/_src/__init__.py": "",
     "neural_tangents/_src/batching.py": """
         from ntk.parallel import *  # noqa: F401,F403
+        from ntk.parallel import batch
+
+
+        # NT's two strategies behind `batch`, which its tests call by name:
+        # tiles on one device, and inputs split over devices.
+        def _serial(kernel_fn, batch_size=0, store_on_device=True):
+            return batch(kernel_fn, batch_size, 0, store_on_device)
+
+
+        def _parallel(kernel_fn, device_count=-1):
+            return batch(kernel_fn, 0, device_count)
     """,
     "neural_tangents/_src/empirical.py": """
         from ntk import NtkImplementation

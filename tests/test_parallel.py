@@ -1,5 +1,6 @@
 """ntk.parallel: tiled, sharded kernels equal the single call, for any sizes."""
 
+import functools
 import json
 import os
 import re
@@ -155,8 +156,6 @@ def test_kernel_fn_called_without_get_is_called_without_one(x2_rows, store_on_de
     # NT's batch passes on only the arguments it is given: an empirical
     # kernel with its parameters bound by keyword is called kernel_fn(x1, x2).
     # The linear model x @ W has the NTK x1 x2ᵀ at any W (outputs traced).
-    import functools
-
     from ntk import empirical
 
     x1, x2 = _inputs()
@@ -175,17 +174,146 @@ def test_kernel_fn_called_without_get_is_called_without_one(x2_rows, store_on_de
     np.testing.assert_allclose(both.ntk, x1 @ (x1 if x2 is None else x2).T / 5, rtol=1e-12)
 
 
-def test_kernels_and_batched_results_are_refused_by_name():
-    net = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
+#: Two pieces of a network whose batched kernels are composed, and the
+#: keywords the first piece is called with.
+_PIECES = {
+    "dense": (
+        stax.serial(stax.Dense(16, 1.3, 0.1), stax.Relu()),
+        stax.serial(stax.Dense(3), stax.Erf(), stax.Dense(1)),
+        {},
+    ),
+    # The pooling needs the full spatial layout, asked of the first piece.
+    "conv_pool": (
+        stax.serial(stax.Conv(8, (2, 2)), stax.Relu()),
+        stax.serial(stax.GlobalAvgPool(), stax.Dense(10)),
+        {"diagonal_spatial": False},
+    ),
+    "masked_conv": (
+        stax.serial(stax.Conv(8, (2,), padding="SAME"), stax.Relu()),
+        stax.serial(stax.GlobalAvgPool(), stax.Dense(2)),
+        {"diagonal_spatial": False, "mask_constant": np.nan},
+    ),
+}
+
+
+def _piece_inputs(name, n):
+    rng = np.random.RandomState(n)
+    if name == "dense":
+        return rng.randn(n, 4)
+    if name == "conv_pool":
+        return rng.randn(n, 4, 4, 3)
+    x = rng.randn(n, 5, 3)
+    x[::2, 3:] = np.nan  # padding of every other sequence
+    return x
+
+
+def _assert_same_kernel(got, want):
+    assert type(got) is type(want)
+    for f in ("nngp", "ntk", "cov1", "cov2", "mask1", "mask2", "chord", "norm1", "norm2"):
+        g, w = getattr(got, f), getattr(want, f)
+        assert (g is None) == (w is None), f
+        if w is not None:
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-12, atol=1e-15)
+    for f in ("shape1", "shape2", "diagonal_spatial", "is_gaussian"):
+        assert getattr(got, f) == getattr(want, f), f
+
+
+@pytest.mark.parametrize("name", list(_PIECES))
+@pytest.mark.parametrize("same_inputs", [True, False])
+@pytest.mark.parametrize("device_count", [1, 3])
+def test_whole_kernel_is_tiled_like_the_single_call(name, same_inputs, device_count):
+    """get=None gives the Kernel the unbatched kernel_fn gives: every array
+    (per pair, per input, masks) and the static fields."""
+    block, _, kw = _PIECES[name]
+    x1 = _piece_inputs(name, 7)
+    x2 = None if same_inputs else _piece_inputs(name, 4)
+    got = parallel.batch(block.kernel_fn, 2, device_count)(x1, x2, **kw)
+    _assert_same_kernel(got, block.kernel_fn(x1, x2, **kw))
+
+
+@pytest.mark.parametrize("name", list(_PIECES))
+@pytest.mark.parametrize("same_inputs", [True, False])
+@pytest.mark.parametrize("device_count", [1, 3])
+def test_batched_pieces_of_a_network_compose_like_the_whole(name, same_inputs, device_count):
+    """A Kernel is tiled as an input too: the batched second piece of the
+    batched first piece's Kernel is the kernel of the whole network, as with
+    NT's batch (tiles of 2 and 3 rows, so the two cuts differ)."""
+    block, readout, kw = _PIECES[name]
+    x1 = _piece_inputs(name, 7)
+    x2 = None if same_inputs else _piece_inputs(name, 4)
+    middle = parallel.batch(block.kernel_fn, 2, device_count)(x1, x2, **kw)
+    got = parallel.batch(readout.kernel_fn, 3, device_count)(middle)
+    mask = {k: v for k, v in kw.items() if k == "mask_constant"}
+    _assert_same_kernel(got, stax.serial(block, readout).kernel_fn(x1, x2, **mask))
+    ntk = parallel.batch(readout.kernel_fn, 3, device_count)(middle, None, "ntk")
+    np.testing.assert_allclose(ntk, got.ntk, rtol=1e-12)
+
+
+@pytest.mark.parametrize("get", ["nngp", ("nngp", "ntk")])
+@pytest.mark.parametrize("same_inputs", [True, False])
+def test_jitted_kernel_fns_of_several_inputs_compose_without_get(get, same_inputs):
+    """NT's pattern: jit-wrapped kernel functions (no stax KernelFn to ask),
+    called without `get`, of several inputs and outputs. The first returns
+    Kernels, which the second takes, its `get` bound by partial; the result
+    is nested as the unbatched composition's."""
+
+    def net(n):
+        return stax.parallel(stax.Dense(n), stax.parallel(stax.Dense(n + 1), stax.Dense(n + 2)))
+
+    readin = jax.jit(net(16).kernel_fn)
+    readout = jax.jit(functools.partial(net(1).kernel_fn, get=get))
+    x1 = _nested_inputs(5)
+    x2 = None if same_inputs else _nested_inputs(7)
+    want = readout(readin(x1, x2))
+    got = parallel.batch(readout, 2)(parallel.batch(readin, 2)(x1, x2))
+    assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)  # type: ignore[operator]
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
+def test_a_kernel_input_resumes_from_its_checkpointed_tiles(tmp_path):
+    """Tiles of a Kernel input are stored and reused like those of arrays,
+    under a manifest that names the Kernel's static fields."""
+    calls = []
+    block, readout, kw = _PIECES["dense"]
+
+    def kfn(k, x2, get):
+        jax.debug.callback(lambda _: calls.append(1), k.nngp[0, 0])
+        return readout.kernel_fn(k, x2, get)
+
+    middle = block.kernel_fn(_piece_inputs("dense", 7), None)
+    batched = parallel.batch(kfn, 2, 1, checkpoint_dir=tmp_path)
+    first = batched(middle, None, "ntk")
+    assert len(calls) == 10  # the 4 × 4 tiles on and above the diagonal
+    assert "inputs_note" in json.loads((tmp_path / "manifest.json").read_text())
+    again = batched(middle, None, "ntk")
+    assert len(calls) == 11  # only the first tile, which is always checked
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_allclose(first, readout.kernel_fn(middle, None, "ntk"), rtol=1e-12)
+
+
+def test_kernel_inputs_with_an_x2_or_among_several_inputs_are_refused():
+    block, readout, _ = _PIECES["dense"]
     x1, x2 = _inputs()
-    batched = parallel.batch(net.kernel_fn, 4)
-    with pytest.raises(TypeError, match=r"parallel\.batch: `x1` must be an array .*got a Kernel"):
-        batched(net.kernel_fn(x1, x2))
-    with pytest.raises(TypeError, match=r"got the namedtuple Kernel\('nngp', 'ntk'\)"):
-        batched(batched(x1, x2))
+    batched = parallel.batch(readout.kernel_fn, 4)
+    k = block.kernel_fn(x1, x2)
+    with pytest.raises(TypeError, match=r"`x2` must be None when `x1` is a Kernel"):
+        batched(k, x2)
+    with pytest.raises(TypeError, match=r"`x1` mixes Kernels with arrays"):
+        batched([k, x1])
+    with pytest.raises(TypeError, match=r"`x2` must be input arrays; got Kernels"):
+        parallel.batch(block.kernel_fn, 4)(x1, k)
+    with pytest.raises(ValueError, match=r"Kernels of `x1` must be of the same inputs"):
+        batched([k, block.kernel_fn(x1, None)])
+    named = parallel.batch(block.kernel_fn, 4)(x1, x2, ("nngp", "ntk"))
+    with pytest.raises(TypeError, match=r"namedtuple Kernel\('nngp', 'ntk'\); a batched result"):
+        batched(named)
+    bad = k.replace(cov1=k.cov1[:3])
+    with pytest.raises(ValueError, match=r"`cov1` must have shape \(23, \.\.\.\) .*got \(3,\)"):
+        batched(bad)
     # Nested lists of numbers are one array, as before.
-    got = batched(x1.tolist(), None, "ntk")
-    np.testing.assert_allclose(got, net.kernel_fn(x1, None, "ntk"), rtol=1e-12)
+    got = parallel.batch(KERNEL_FN, 4)(x1.tolist(), None, "ntk")
+    np.testing.assert_allclose(got, KERNEL_FN(x1, None, "ntk"), rtol=1e-12)
 
 
 #: Several inputs nested as (a, (b, c)) and as many outputs, as in NT's
