@@ -128,9 +128,13 @@ class ArraySource:
         """``(x1, x2, note)`` for `ntk._tile_store.manifest`."""
         return self.x1, None if self.x1_is_x2 else self.x2, None
 
-    def block(self, r0: int, rows: int, c0: int, cols: int):
-        """``(a, b)``: the tile's rows of ``x1`` and of ``x2``."""
-        return take_rows(self.x1, r0, rows), take_rows(self.x2, c0, cols)
+    def rows(self, r0: int, rows: int, c0: int, cols: int):
+        """The tile's ``a``: its rows of ``x1`` (whatever its columns)."""
+        return take_rows(self.x1, r0, rows)
+
+    def cols(self, c0: int, cols: int):
+        """The tile's ``b``: its rows of ``x2``."""
+        return take_rows(self.x2, c0, cols)
 
 
 class _KernelPart:
@@ -178,11 +182,12 @@ class _KernelPart:
             bool(k.ntk_is_zero),
         )
 
-    def block(self, r0: int, rows: int, c0: int, cols: int):
+    def rows(self, r0: int, rows: int, c0: int, cols: int):
         pair = {f: _edge_pad(_edge_pad(a, 0, r0, rows), 1, c0, cols) for f, a in self.pair.items()}
-        row = {f: _edge_pad(a, 0, r0, rows) for f, a in self.row.items()}
-        col = {f: _edge_pad(a, 0, c0, cols) for f, a in self.col.items()}
-        return (pair, row), col
+        return pair, {f: _edge_pad(a, 0, r0, rows) for f, a in self.row.items()}
+
+    def cols(self, c0: int, cols: int):
+        return {f: _edge_pad(a, 0, c0, cols) for f, a in self.col.items()}
 
 
 class KernelSource:
@@ -218,28 +223,30 @@ class KernelSource:
 
     def one_row(self):
         """``(a, b)`` of the first pair of inputs (for `jax.eval_shape`)."""
-        return self.block(0, 1, 0, 1)
+        return self.rows(0, 1, 0, 1), self.cols(0, 1)
 
     def probe(self):
         """The kernel of the first input with itself, for ``kernel_fn(probe, None, None)``."""
-        a, b = self.block(0, 1, 0, 1)
-        return tile_kernel(self.meta, a, tuple({} for _ in b))
+        return tile_kernel(self.meta, self.rows(0, 1, 0, 1), tuple({} for _ in self.parts))
 
     def manifest_inputs(self) -> tuple:
         """``(arrays, None, static fields)`` for `ntk._tile_store.manifest`."""
         arrays = [[p.pair, p.row, p.col] for p in self.parts]
         return arrays, None, repr(self.meta)
 
-    def block(self, r0: int, rows: int, c0: int, cols: int):
-        """``(a, b)``: each kernel's per-pair and ``x1`` arrays (split by rows
-        over devices), and its ``x2`` arrays, padded to ``rows`` × ``cols``."""
-        blocks = [p.block(r0, rows, c0, cols) for p in self.parts]
-        return tuple(a for a, _ in blocks), tuple(b for _, b in blocks)
+    def rows(self, r0: int, rows: int, c0: int, cols: int):
+        """The tile's ``a``: each kernel's per-pair arrays and ``x1`` arrays
+        (split by rows over devices), padded to ``rows`` × ``cols``."""
+        return tuple(p.rows(r0, rows, c0, cols) for p in self.parts)
+
+    def cols(self, c0: int, cols: int):
+        """The tile's ``b``: each kernel's ``x2`` arrays, padded to ``cols``."""
+        return tuple(p.cols(c0, cols) for p in self.parts)
 
 
 def tile_kernel(meta: tuple, a, b):
-    """The `Kernel` (or nested Kernels) of a tile from its `KernelSource.block`
-    and the source's ``meta`` (inside the compiled step, where each device
+    """The `Kernel` (or nested Kernels) of a tile from its `KernelSource.rows`
+    and `KernelSource.cols` and the source's ``meta`` (inside the compiled step, where each device
     holds some rows)."""
     treedef, metas = meta
     kernels = []
@@ -300,10 +307,9 @@ def n_rows(x) -> int:
 
 def host_input(x, name: str) -> np.ndarray:
     """``x`` as a host array of JAX's canonical dtype (float32 unless x64)."""
-    if isinstance(x, (Kernel, dict)) or hasattr(x, "_fields"):
-        if isinstance(x, Kernel):
-            what = "a Kernel, which is tiled only as `x1`, with x2=None"
-        elif hasattr(x, "_fields"):  # a batched result, such as Kernel(nngp, ntk)
+    # Kernels never get here: `ntk.parallel.batch` cuts them as a `KernelSource`.
+    if isinstance(x, dict) or hasattr(x, "_fields"):
+        if hasattr(x, "_fields"):  # a batched result, such as Kernel(nngp, ntk)
             what = (
                 f"the namedtuple {type(x).__name__}{tuple(x._fields)}; a batched "
                 "result is tiled again only as a whole Kernel (get=None)"

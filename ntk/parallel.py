@@ -629,9 +629,9 @@ def batch(
         for i, j in todo:
             if (i, j) in loaded:
                 continue
-            a_host, b = src.block(i * rows, rows, j * cols, cols)
             if i != block_i or src.rows_by_column:
-                a = _sharded_rows(a_host, row_sharding)
+                a = _sharded_rows(src.rows(i * rows, rows, j * cols, cols), row_sharding)
+            b = src.cols(j * cols, cols)
             if i != block_i:
                 firsts = {}
                 for k, (p1, _) in paired.items():
